@@ -1,0 +1,36 @@
+# Everything a fresh machine needs: `make test`, `make demo`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test lint demo bench schemas clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pipeline schemas agents tests bench
+	$(VENV)/bin/ruff format --check pipeline schemas agents tests bench
+	$(VENV)/bin/mypy
+
+schemas: $(STAMP)
+	$(VENV)/bin/sharing-audit schemas export schemas/json
+
+bench: $(STAMP)
+	$(PY) bench/check.py
+
+demo: $(STAMP)
+	$(PY) -m pipeline.demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts

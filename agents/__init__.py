@@ -1,0 +1,1 @@
+"""Faust stream agents (see the pipeline issue); nothing here yet."""

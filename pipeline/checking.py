@@ -1,0 +1,86 @@
+"""The offline check: a JSON Lines file of events in, one decision object per line out.
+
+This is how an MIS vendor validates what it will emit and how a DPO runs a day's events
+through the school's policy before any Kafka exists. It drives the same engine the stream
+agents use, and prints decisions exactly as the contract's last section specifies.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from pipeline.engine import Engine, Outcome
+
+Result = dict[str, Any]
+
+
+def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number from 1, line without its end) for each line that is not blank.
+
+    Blank lines separate nothing in JSON Lines and carry no event, so they get no decision.
+    """
+    for number, line in enumerate(stream, 1):
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            yield number, line
+
+
+def result_of(outcome: Outcome) -> Result:
+    """The contract's JSON object for one outcome."""
+    decision = outcome.decision
+    result: Result = {
+        "line": outcome.position,
+        "event_id": outcome.event_id,
+        "type": outcome.type,
+        "decision": decision.decision.value,
+        "rules": [r.value for r in decision.rules],
+        "reasons": list(decision.reasons),
+    }
+    if outcome.kind == "duplicate":
+        result["duplicate"] = True
+    elif outcome.kind == "reevaluation":
+        result["reevaluated_by"] = outcome.reevaluated_by
+    return result
+
+
+@dataclass(slots=True)
+class Summary:
+    """Final decision of every line (re-evaluations replace earlier ones), and counts."""
+
+    final: dict[int, str] = field(default_factory=dict)
+    duplicates: int = 0
+    reevaluations: int = 0
+
+    def add(self, result: Result) -> None:
+        self.final[result["line"]] = result["decision"]
+        if result.get("duplicate"):
+            self.duplicates += 1
+        if "reevaluated_by" in result:
+            self.reevaluations += 1
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.final.values())
+
+
+def check_lines(
+    lines: Iterable[tuple[int, bytes]],
+    engine: Engine,
+    emit: Callable[[Result], None],
+    on_line: Callable[[int], None] | None = None,
+) -> Summary:
+    """Decide every line in order, passing each result to ``emit`` as it is made.
+
+    ``on_line`` is told the byte length of each line read (for a progress bar).
+    """
+    summary = Summary()
+    for number, raw in lines:
+        for outcome in engine.process(raw, number):
+            result = result_of(outcome)
+            summary.add(result)
+            emit(result)
+        if on_line is not None:
+            on_line(len(raw) + 1)
+    return summary

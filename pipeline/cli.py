@@ -1,0 +1,218 @@
+"""The ``sharing-audit`` command line.
+
+Predictable mistakes (a missing file, a malformed pack) end with one line on standard
+error and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Annotated, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipeline import __version__
+from pipeline.checking import Result, Summary, check_lines, numbered_lines
+from pipeline.engine import Engine
+from pipeline.packs import load_pack
+from pipeline.policy.pack import PackError, Policy
+from pipeline.presenting import print_policy, result_row, summary_table
+from schemas.export import write_schemas
+
+app = typer.Typer(
+    name="sharing-audit",
+    help="Audit how a school shares pupil personal data: check events against policy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Show and validate policy packs.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The event contract as JSON Schema.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(schemas_app, name="schemas")
+
+EXIT_UNREADABLE = 2
+_PROGRESS_MIN_BYTES = 1 << 20
+
+
+class Format(StrEnum):
+    jsonl = "jsonl"
+    table = "table"
+
+
+def fail(message: str, code: int = EXIT_UNREADABLE) -> NoReturn:
+    """One line on standard error, then exit with ``code``."""
+    print(f"sharing-audit: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def policy_or_fail(ref: str | None) -> Policy:
+    try:
+        return load_pack(ref)
+    except PackError as exc:
+        fail(f"policy pack {exc.source}: " + "; ".join(exc.problems))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sharing-audit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """sharing-audit: an audit pipeline for pupil data sharing in English schools."""
+
+
+def _open_events(file: str) -> tuple[IO[bytes], int | None]:
+    if file == "-":
+        return sys.stdin.buffer, None
+    path = Path(file)
+    try:
+        if path.is_dir():
+            fail(f"cannot read {file}: it is a directory")
+        stream = path.open("rb")
+        return stream, path.stat().st_size
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+
+
+@app.command()
+def check(
+    file: Annotated[
+        str, typer.Argument(help="JSON Lines file of events, or - for standard input.")
+    ],
+    policy: Annotated[
+        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
+    ] = None,
+    output: Annotated[
+        Format | None,
+        typer.Option("--format", "-f", help="jsonl, or table (the default on a terminal)."),
+    ] = None,
+) -> None:
+    """Decide a file of events in file order, with the engine the agents use."""
+    pack = policy_or_fail(policy)
+    stream, size = _open_events(file)
+    fmt = output or (Format.table if sys.stdout.isatty() else Format.jsonl)
+    err = Console(stderr=True)
+    show_progress = err.is_terminal and size is not None and size >= _PROGRESS_MIN_BYTES
+    emit, finish = _jsonl_sink() if fmt is Format.jsonl else _table_sink()
+    try:
+        with stream, _progress(err, size, show_progress) as advance:
+            summary = check_lines(numbered_lines(stream), Engine(pack), emit, advance)
+        finish(summary)
+    except BrokenPipeError:
+        # The reader (``head``, say) has gone: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    if fmt is Format.jsonl and err.is_terminal:
+        err.print(summary_table(summary))
+
+
+class _progress:
+    """A byte-count progress bar on standard error, or nothing."""
+
+    def __init__(self, console: Console, size: int | None, enabled: bool) -> None:
+        self.bar = (
+            Progress(
+                TextColumn("checking"),
+                BarColumn(),
+                DownloadColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            )
+            if enabled
+            else None
+        )
+        self.size = size
+
+    def __enter__(self) -> Callable[[int], None] | None:
+        if self.bar is None:
+            return None
+        self.bar.start()
+        task = self.bar.add_task("check", total=self.size)
+        bar = self.bar
+        return lambda n: bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _jsonl_sink() -> tuple[Callable[[Result], None], Callable[[Summary], None]]:
+    out = sys.stdout.buffer
+    write = out.write
+
+    def emit(result: Result) -> None:
+        write(orjson.dumps(result) + b"\n")
+
+    def finish(summary: Summary) -> None:
+        out.flush()
+
+    return emit, finish
+
+
+def _table_sink() -> tuple[Callable[[Result], None], Callable[[Summary], None]]:
+    console = Console(highlight=False)
+
+    def emit(result: Result) -> None:
+        console.print(result_row(result))
+
+    def finish(summary: Summary) -> None:
+        console.print(summary_table(summary))
+
+    return emit, finish
+
+
+@policy_app.command("show")
+def policy_show(
+    pack: Annotated[str | None, typer.Argument(help="Shipped pack name or YAML file.")] = None,
+) -> None:
+    """Print a policy pack readably: categories, recipients, retention, deadlines."""
+    print_policy(Console(), policy_or_fail(pack))
+
+
+@policy_app.command("validate")
+def policy_validate(
+    file: Annotated[str, typer.Argument(help="A policy pack YAML file.")],
+) -> None:
+    """Check a school's edited pack; exit 1 listing every problem with its place."""
+    try:
+        policy = load_pack(file)
+    except PackError as exc:
+        unreadable = any(p.startswith(("no such file", "cannot be read")) for p in exc.problems)
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        raise typer.Exit(EXIT_UNREADABLE if unreadable else 1) from None
+    print(f"{file}: valid pack {policy.name!r}, version {policy.version}")
+
+
+@schemas_app.command("export")
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write one JSON Schema per type.")],
+) -> None:
+    """Write the contract's JSON Schema files, one per event type."""
+    try:
+        written = write_schemas(directory)
+    except OSError as exc:
+        fail(f"cannot write to {directory}: {exc.strerror or exc}")
+    for path in written:
+        print(path)
+
+
+def main() -> None:
+    app()

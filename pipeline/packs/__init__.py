@@ -1,0 +1,44 @@
+"""The policy packs that ship with sharing-audit, and loading a pack by name or path."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from pipeline.policy.pack import PackError, Policy, parse_pack
+
+DEFAULT_PACK = "england-schools"
+
+
+def shipped_packs() -> list[str]:
+    """Names of the packs bundled as package data."""
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in resources.files(__package__).iterdir()
+        if p.name.endswith(".yaml")
+    )
+
+
+def pack_text(ref: str | None = None) -> tuple[str, str]:
+    """The YAML text of a pack and the name to report it by.
+
+    ``ref`` is a shipped pack's name, or a path to a YAML file; None means the default.
+    Raises :class:`PackError` when it cannot be read.
+    """
+    ref = ref or DEFAULT_PACK
+    if ref in shipped_packs():
+        return resources.files(__package__).joinpath(f"{ref}.yaml").read_text("utf-8"), ref
+    path = Path(ref)
+    try:
+        return path.read_text("utf-8"), str(path)
+    except FileNotFoundError:
+        known = ", ".join(shipped_packs())
+        raise PackError(ref, [f"no such file, and not a shipped pack ({known})"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PackError(ref, [f"cannot be read: {exc}"]) from None
+
+
+def load_pack(ref: str | None = None) -> Policy:
+    """The compiled policy for a shipped pack name or a YAML file path."""
+    text, source = pack_text(ref)
+    return parse_pack(text, source)

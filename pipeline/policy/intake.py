@@ -1,0 +1,110 @@
+"""From raw bytes to a contract-valid event, or to the reason it is not one.
+
+Every record the pipeline reads (a line of a file, a Kafka record value) goes through
+:func:`read_event` first. It never raises: whatever the bytes, the result is either an
+event or an ``event.invalid`` reason a person can act on, which is what lets bad input be
+rejected without stopping the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from pipeline.canonical import canonical_json
+from schemas.events import EVENT_ADAPTER, EVENT_TYPES, Event
+
+_MAX_PROBLEMS = 5
+_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
+
+_PATTERN_HINTS = {
+    "id": "must be 1 to 128 printable ASCII characters",
+    "source": "must be /schools/{URN} with the school's 6-digit URN",
+    "destination": 'must be "school:{URN}" with a 6-digit URN, or "unknown"',
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What one record turned out to be.
+
+    ``event_id`` and ``type`` are the values as given (any JSON value, or None when the
+    record is not a JSON object or lacks them). ``key`` is the id the event can be
+    recorded under: the given id when it is a well-formed event id, else None.
+    ``digest`` is the SHA-256 of the canonical JSON (of the raw bytes when not JSON).
+    """
+
+    event: Event | None
+    problem: str | None
+    event_id: Any
+    type: Any
+    key: str | None
+    digest: str
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: ErrorDetails) -> str:
+    kind = error["type"]
+    loc = error["loc"]
+    if kind == "union_tag_not_found":
+        return "type: missing"
+    if kind == "union_tag_invalid":
+        return f"type: not an event type of contract v1 (one of {', '.join(EVENT_TYPES)})"
+    if loc and loc[0] in EVENT_TYPES:
+        loc = loc[1:]  # the discriminator's tag adds nothing a vendor can act on
+    where = _location(loc) or "event"
+    if kind == "missing":
+        return f"{where}: missing"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HINTS:
+        return f"{where}: {_PATTERN_HINTS[str(loc[-1])]}"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each problem and where it is, without echoing any input value."""
+    problems = [_describe(e) for e in exc.errors(include_url=False, include_input=False)]
+    text = "; ".join(dict.fromkeys(problems[:_MAX_PROBLEMS]))
+    if len(problems) > _MAX_PROBLEMS:
+        text += f"; and {len(problems) - _MAX_PROBLEMS} more"
+    return text
+
+
+def read_event(raw: bytes) -> Reading:
+    """Decode and validate one record; never raises."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        problem = (
+            "not valid UTF-8 JSON" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc})"
+        )
+        return Reading(None, problem, None, None, None, hashlib.sha256(raw).hexdigest())
+    return read_value(value)
+
+
+def read_value(value: Any) -> Reading:
+    """Validate an already decoded JSON value; never raises."""
+    payload_digest = hashlib.sha256(canonical_json(value)).hexdigest()
+    if not isinstance(value, dict):
+        kind = type(value).__name__ if value is not None else "null"
+        return Reading(None, f"not a JSON object but {kind}", None, None, None, payload_digest)
+    event_id, event_type = value.get("id"), value.get("type")
+    key = event_id if isinstance(event_id, str) and _ID.match(event_id) else None
+    try:
+        event = EVENT_ADAPTER.validate_python(value)
+    except ValidationError as exc:
+        return Reading(
+            None, describe_validation_error(exc), event_id, event_type, key, payload_digest
+        )
+    return Reading(event, None, event_id, event_type, key, payload_digest)

@@ -1,0 +1,289 @@
+"""Policy packs: what a school permits, as data.
+
+A pack is a YAML document a DPO can read and edit. This module turns its text into a
+validated, compiled :class:`Policy` and gives it a version (the SHA-256 of its canonical
+form) so every ledger entry can say exactly which policy decided it. No file is read here:
+callers pass the text and a name for it, which keeps the core free of I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.canonical import canonical_json
+from schemas.events import SCHOOL_RECIPIENT_PATTERN, Channel, LawfulBasis, SpecialCondition
+
+EventKind = Literal["census", "transfer", "referral"]
+RetentionStart = Literal["record", "dob", "left"]
+
+#: The recipient id in a pack that stands for "any well-formed school:{URN}".
+ANY_SCHOOL = "school:{URN}"
+_RECIPIENT_ID = re.compile(r"^(dfe|la:[0-9]{3}|school:[0-9]{6}|agency:[a-z0-9][a-z0-9-]*)$")
+_SCHOOL = re.compile(SCHOOL_RECIPIENT_PATTERN)
+_CATEGORY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    # A typo in a pack must be an error, never a silently ignored key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CategorySpec(_Strict):
+    covers: str
+    special: bool = False
+
+
+class PermissionSpec(_Strict):
+    categories: list[str] = Field(min_length=1)
+    lawful_bases: list[LawfulBasis] = Field(min_length=1)
+    special_conditions: list[SpecialCondition] = Field(default_factory=list)
+    channels: list[Channel] = Field(min_length=1)
+    gateway: str = Field(min_length=1, description="the legal gateway, shown in reports")
+
+
+class RecipientSpec(_Strict):
+    name: str
+    permissions: dict[EventKind, PermissionSpec] = Field(min_length=1)
+
+
+class RetentionSpec(_Strict):
+    years: int = Field(default=0, ge=0)
+    months: int = Field(default=0, ge=0)
+    days: int = Field(default=0, ge=0)
+    counted_from: RetentionStart
+    source: str = ""
+
+
+class RetentionTable(_Strict):
+    default: RetentionSpec
+    categories: dict[str, RetentionSpec] = Field(default_factory=dict)
+
+
+class TransferSpec(_Strict):
+    deadline_school_days: int = Field(ge=1)
+
+
+class SeveritySpec(_Strict):
+    high_pupil_count: int = Field(ge=1)
+
+
+class PackSpec(_Strict):
+    """The YAML document, field for field."""
+
+    pack: str = Field(min_length=1)
+    description: str = ""
+    categories: dict[str, CategorySpec] = Field(min_length=1)
+    recipients: dict[str, RecipientSpec] = Field(min_length=1)
+    retention: RetentionTable
+    transfers: TransferSpec
+    closure_dates: list[date] = Field(default_factory=list)
+    plain_channels: list[Channel] = Field(
+        default_factory=list, description="channels never allowed for a special category"
+    )
+    severity: SeveritySpec
+
+
+class PackError(Exception):
+    """A pack that cannot be used, with every problem found and where it is."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + f"\n{source}: ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """One row of the permitted-recipients table, compiled for fast membership tests."""
+
+    recipient: str
+    kind: str
+    categories: frozenset[str]
+    lawful_bases: frozenset[str]
+    special_conditions: frozenset[str]
+    channels: frozenset[str]
+    gateway: str
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    years: int
+    months: int
+    days: int
+    counted_from: str
+
+    def describe(self) -> str:
+        parts = [
+            f"{n} {unit}{'' if n == 1 else 's'}"
+            for n, unit in ((self.years, "year"), (self.months, "month"), (self.days, "day"))
+            if n
+        ]
+        return " ".join(parts) or "0 days"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A validated pack, compiled for the decision engine. Immutable and hashable."""
+
+    name: str
+    version: str
+    spec: PackSpec = field(compare=False, repr=False)
+    categories: frozenset[str]
+    special: frozenset[str]
+    permissions: dict[tuple[str, str], Permission] = field(compare=False, repr=False)
+    recipients: frozenset[str]
+    retention: dict[str, Retention] = field(compare=False, repr=False)
+    default_retention: Retention
+    transfer_deadline: int
+    closure_dates: tuple[date, ...]
+    plain_channels: frozenset[str]
+    high_pupil_count: int
+
+    def recipient_key(self, recipient: str) -> str | None:
+        """The pack's id for ``recipient``: itself, ``school:{URN}`` for any school, or None."""
+        if recipient in self.recipients:
+            return recipient
+        if ANY_SCHOOL in self.recipients and _SCHOOL.match(recipient):
+            return ANY_SCHOOL
+        return None
+
+    def permission(self, recipient_key: str, kind: str) -> Permission | None:
+        return self.permissions.get((recipient_key, kind))
+
+    def retention_for(self, category: str) -> Retention:
+        return self.retention.get(category, self.default_retention)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which PyYAML would silently overwrite."""
+
+
+def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _cross_reference_problems(spec: PackSpec) -> list[str]:
+    problems: list[str] = []
+    for name in spec.categories:
+        if not _CATEGORY_NAME.match(name):
+            problems.append(
+                f"categories.{name}: a category name is lower-case letters, digits and _"
+            )
+    for rid, recipient in spec.recipients.items():
+        if rid != ANY_SCHOOL and not _RECIPIENT_ID.match(rid):
+            problems.append(
+                f"recipients.{rid}: not a recipient id (dfe, la:NNN, school:NNNNNN, "
+                f"{ANY_SCHOOL} or agency:name)"
+            )
+        for kind, perm in recipient.permissions.items():
+            for i, cat in enumerate(perm.categories):
+                if cat not in spec.categories:
+                    problems.append(
+                        f"recipients.{rid}.permissions.{kind}.categories[{i}]: "
+                        f"{cat!r} is not a category defined under categories"
+                    )
+    for cat in spec.retention.categories:
+        if cat not in spec.categories:
+            problems.append(
+                f"retention.categories.{cat}: {cat!r} is not a category defined under categories"
+            )
+    for where, ret in [("retention.default", spec.retention.default)] + [
+        (f"retention.categories.{c}", r) for c, r in spec.retention.categories.items()
+    ]:
+        if not (ret.years or ret.months or ret.days):
+            problems.append(f"{where}: a retention period needs years, months or days")
+    return problems
+
+
+def parse_pack(text: str, source: str) -> Policy:
+    """Validate and compile a pack's YAML text; ``source`` names it in error messages.
+
+    Raises :class:`PackError` listing every problem with its path inside the pack.
+    """
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
+        raise PackError(source, [f"{where}: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise PackError(source, [f"not valid YAML: {exc}"]) from None
+    if not isinstance(document, dict):
+        raise PackError(source, ["(top level): a policy pack is a YAML mapping"])
+    try:
+        spec = PackSpec.model_validate(document)
+    except ValidationError as exc:
+        raise PackError(
+            source, [f"{_path(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
+        ) from None
+    problems = _cross_reference_problems(spec)
+    if problems:
+        raise PackError(source, problems)
+    return compile_pack(spec)
+
+
+def canonical_pack(spec: PackSpec) -> bytes:
+    """The pack's canonical JSON: key order, spacing and YAML style do not change it."""
+    return canonical_json(spec.model_dump(mode="json"))
+
+
+def compile_pack(spec: PackSpec) -> Policy:
+    permissions: dict[tuple[str, str], Permission] = {
+        (rid, kind): Permission(
+            recipient=rid,
+            kind=kind,
+            categories=frozenset(p.categories),
+            lawful_bases=frozenset(p.lawful_bases),
+            special_conditions=frozenset(p.special_conditions),
+            channels=frozenset(p.channels),
+            gateway=p.gateway,
+        )
+        for rid, r in spec.recipients.items()
+        for kind, p in r.permissions.items()
+    }
+
+    def retention(r: RetentionSpec) -> Retention:
+        return Retention(r.years, r.months, r.days, r.counted_from)
+
+    return Policy(
+        name=spec.pack,
+        version=hashlib.sha256(canonical_pack(spec)).hexdigest(),
+        spec=spec,
+        categories=frozenset(spec.categories),
+        special=frozenset(n for n, c in spec.categories.items() if c.special),
+        permissions=permissions,
+        recipients=frozenset(spec.recipients),
+        retention={c: retention(r) for c, r in spec.retention.categories.items()},
+        default_retention=retention(spec.retention.default),
+        transfer_deadline=spec.transfers.deadline_school_days,
+        closure_dates=tuple(sorted(set(spec.closure_dates))),
+        plain_channels=frozenset(spec.plain_channels),
+        high_pupil_count=spec.severity.high_pupil_count,
+    )

@@ -1,0 +1,128 @@
+"""How decisions and policies look to a person at a terminal (rich renderables)."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from pipeline.checking import Result, Summary
+from pipeline.policy.pack import Policy
+
+DECISION_STYLE = {
+    "allowed": "green",
+    "review": "yellow",
+    "breach": "bold red",
+    "rejected": "magenta",
+}
+
+
+def _short_type(value: object) -> str:
+    if isinstance(value, str) and value.startswith("uk.school."):
+        return value.removeprefix("uk.school.").removesuffix(".v1")
+    return "-" if value is None else str(value)
+
+
+def result_row(result: Result) -> Text:
+    """One decision as a line, with a reason line under it for each rule broken."""
+    decision = result["decision"]
+    event_id = "-" if result["event_id"] is None else str(result["event_id"])
+    if len(event_id) > 36:
+        event_id = event_id[:35] + "…"
+    text = Text()
+    text.append(f"{result['line']:>7}  ")
+    text.append(f"{decision:<9}", style=DECISION_STYLE.get(decision, ""))
+    text.append(f" {event_id:<36}  {_short_type(result['type']):<22}")
+    if result.get("duplicate"):
+        text.append(" (duplicate)", style="dim")
+    if "reevaluated_by" in result:
+        text.append(f" (re-evaluated after {result['reevaluated_by']})", style="cyan")
+    for rule, reason in zip(result["rules"], result["reasons"], strict=True):
+        text.append(f"\n{'':>18}{rule}: ", style="bold")
+        text.append(reason)
+    return text
+
+
+def summary_table(summary: Summary) -> Table:
+    """Final decisions per line, counted."""
+    counts = summary.counts()
+    table = Table(title="decisions", show_header=True, header_style="bold")
+    table.add_column("decision")
+    table.add_column("lines", justify="right")
+    for decision in ("allowed", "review", "breach", "rejected"):
+        table.add_row(Text(decision, style=DECISION_STYLE[decision]), str(counts.get(decision, 0)))
+    table.add_row("total", str(sum(counts.values())), style="bold")
+    if summary.duplicates or summary.reevaluations:
+        table.caption = (
+            f"{summary.duplicates} redelivered, "
+            f"{summary.reevaluations} re-evaluated after late facts"
+        )
+    return table
+
+
+_COUNTED_FROM = {
+    "record": "the date of the record",
+    "dob": "date of birth",
+    "left": "the date the pupil left",
+}
+
+
+def print_policy(console: Console, policy: Policy) -> None:
+    """The whole pack, as tables a DPO can read."""
+    spec = policy.spec
+    console.print(Text(f"policy pack {policy.name}", style="bold"))
+    console.print(f"version {policy.version}")
+    if spec.description:
+        console.print(spec.description)
+
+    cats = Table(title="data categories", header_style="bold")
+    cats.add_column("category")
+    cats.add_column("covers")
+    cats.add_column("special (Art 9)")
+    for name, cat in spec.categories.items():
+        cats.add_row(name, cat.covers, "yes" if cat.special else "")
+
+    recips = Table(title="permitted recipients", header_style="bold", show_lines=True)
+    for column in ("recipient", "event type", "categories", "lawful bases", "Art 9", "channels"):
+        recips.add_column(column, overflow="fold")
+    for rid, recipient in spec.recipients.items():
+        for kind, perm in recipient.permissions.items():
+            recips.add_row(
+                Group(Text(rid, style="bold"), Text(recipient.name, style="dim")),
+                kind,
+                ", ".join(perm.categories),
+                ", ".join(perm.lawful_bases),
+                ", ".join(perm.special_conditions),
+                ", ".join(perm.channels),
+            )
+
+    keep = Table(title="retention", header_style="bold")
+    for column in ("category", "kept for", "counted from", "source"):
+        keep.add_column(column, overflow="fold")
+    rows = [*spec.retention.categories.items(), ("every other", spec.retention.default)]
+    for name, ret in rows:
+        period = policy.retention_for(name)
+        keep.add_row(name, period.describe(), _COUNTED_FROM[ret.counted_from], ret.source)
+
+    gateways = Table(title="legal gateways", header_style="bold")
+    gateways.add_column("recipient")
+    gateways.add_column("event type")
+    gateways.add_column("gateway")
+    for rid, recipient in spec.recipients.items():
+        for kind, perm in recipient.permissions.items():
+            gateways.add_row(rid, kind, perm.gateway)
+
+    for table in (cats, recips, keep, gateways):
+        console.print(table)
+    closures = ", ".join(str(d) for d in policy.closure_dates) or "none"
+    console.print(
+        f"transfers: within {policy.transfer_deadline} school days of leaving "
+        f"(Monday to Friday, less closure dates: {closures})"
+    )
+    console.print(
+        "never for special categories: " + (", ".join(sorted(policy.plain_channels)) or "-")
+    )
+    console.print(
+        f"breach severity: high when a special category is shared or "
+        f"{policy.high_pupil_count} or more pupils are in one event"
+    )

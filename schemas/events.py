@@ -1,0 +1,261 @@
+"""Event contract v1 as pydantic models.
+
+These models *are* the public interface MIS vendors code against: the JSON Schema files
+under ``schemas/json/`` are generated from them, and the decision engine validates every
+incoming event with them. Anything the contract leaves open (unknown envelope attributes,
+unknown fields inside ``data``) is accepted and ignored, so vendors can add fields without
+breaking older pipelines.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    WithJsonSchema,
+)
+
+CONTRACT_VERSION = "v1"
+
+CENSUS = "uk.school.census.submitted.v1"
+TRANSFER = "uk.school.pupil.transferred.v1"
+REFERRAL = "uk.school.pupil.referred.v1"
+LEFT = "uk.school.pupil.left.v1"
+CONSENT_GIVEN = "uk.school.consent.given.v1"
+CONSENT_WITHDRAWN = "uk.school.consent.withdrawn.v1"
+RECORD_DESTROYED = "uk.school.record.destroyed.v1"
+
+SHARING_TYPES = (CENSUS, TRANSFER, REFERRAL)
+LIFECYCLE_TYPES = (LEFT, CONSENT_GIVEN, CONSENT_WITHDRAWN, RECORD_DESTROYED)
+EVENT_TYPES = SHARING_TYPES + LIFECYCLE_TYPES
+
+#: The short name a policy pack uses for each sharing event type.
+SHARING_KIND = {CENSUS: "census", TRANSFER: "transfer", REFERRAL: "referral"}
+
+#: Where each event type goes on Kafka unless configured otherwise.
+DEFAULT_TOPIC = {
+    CENSUS: "sharing.census",
+    TRANSFER: "sharing.transfer",
+    REFERRAL: "sharing.referral",
+    **{t: "pupil.lifecycle" for t in LIFECYCLE_TYPES},
+}
+
+EVENT_ID_PATTERN = r"^[\x20-\x7e]{1,128}$"
+SOURCE_PATTERN = r"^/schools/[0-9]{6}$"
+SCHOOL_RECIPIENT_PATTERN = r"^school:[0-9]{6}$"
+
+_RFC3339 = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+class LawfulBasis(StrEnum):
+    """UK GDPR Art 6(1) lawful bases."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGAL_OBLIGATION = "legal_obligation"
+    VITAL_INTERESTS = "vital_interests"
+    PUBLIC_TASK = "public_task"
+    LEGITIMATE_INTERESTS = "legitimate_interests"
+
+
+class SpecialCondition(StrEnum):
+    """UK GDPR Art 9(2) conditions for processing special category data."""
+
+    EXPLICIT_CONSENT = "9.2.a"
+    EMPLOYMENT_SOCIAL_PROTECTION = "9.2.b"
+    VITAL_INTERESTS = "9.2.c"
+    SUBSTANTIAL_PUBLIC_INTEREST = "9.2.g"
+    HEALTH_SOCIAL_CARE = "9.2.h"
+    ARCHIVING_RESEARCH = "9.2.j"
+
+
+class Channel(StrEnum):
+    """How the data physically left the school."""
+
+    S2S = "s2s"
+    COLLECT = "collect"
+    SECURE_EMAIL = "secure_email"
+    EMAIL = "email"
+    POST = "post"
+    PORTAL = "portal"
+    IN_PERSON = "in_person"
+
+
+def _rfc3339(value: Any) -> Any:
+    # pydantic alone would take Unix timestamps and ISO forms RFC 3339 does not allow.
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError(
+            "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-07-21T09:30:00+01:00"
+        )
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    if not isinstance(value, str) or not _ISO_DATE.match(value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Day = Annotated[
+    date,
+    BeforeValidator(_iso_date),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
+NonEmptyStr = Annotated[str, Field(min_length=1)]
+CategoryList = Annotated[list[NonEmptyStr], Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Pupil(_Model):
+    """One pupil whose data is shared. Only the UPN identifies the pupil to the pipeline."""
+
+    upn: str = Field(description="13-character Unique Pupil Number; a temporary UPN is valid")
+    dob: Day | None = Field(default=None, description="date of birth, YYYY-MM-DD")
+
+
+class SharingData(_Model):
+    """What was shared, with whom, and on what legal footing."""
+
+    recipient: NonEmptyStr = Field(
+        description='"dfe", "la:{3-digit LA code}", "school:{URN}" or an agency id from the policy'
+    )
+    pupils: list[Pupil] = Field(min_length=1)
+    categories: CategoryList
+    lawful_basis: LawfulBasis
+    special_condition: SpecialCondition | None = None
+    consent_ref: NonEmptyStr | None = None
+    oldest_record: dict[str, Day] | None = Field(
+        default=None, description="per category, the date of the oldest record included"
+    )
+    channel: Channel
+    purpose: Annotated[str, Field(max_length=500)] | None = None
+
+
+class SinglePupilSharingData(SharingData):
+    """Transfers and referrals concern exactly one pupil."""
+
+    pupils: list[Pupil] = Field(min_length=1, max_length=1)
+
+
+class LeftData(_Model):
+    upn: str
+    left_on: Day
+    destination: Annotated[str, Field(pattern=r"^(school:[0-9]{6}|unknown)$")]
+
+
+class ConsentGivenData(_Model):
+    upn: str
+    consent_ref: NonEmptyStr
+    recipients: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    categories: CategoryList
+
+
+class ConsentWithdrawnData(_Model):
+    upn: str
+    consent_ref: NonEmptyStr
+
+
+class RecordDestroyedData(_Model):
+    upn: str
+    categories: CategoryList = Field(description='categories destroyed, ["*"] for the whole record')
+
+
+class Envelope(_Model):
+    """CloudEvents 1.0 attributes, structured JSON mode."""
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(pattern=EVENT_ID_PATTERN)]
+    source: Annotated[str, Field(pattern=SOURCE_PATTERN)]
+    time: Timestamp
+    datacontenttype: Literal["application/json"] | None = None
+
+    @property
+    def urn(self) -> str:
+        return self.source.rsplit("/", 1)[1]
+
+
+class CensusSubmitted(Envelope):
+    """A census return: one or more pupils to the DfE or the local authority."""
+
+    type: Literal["uk.school.census.submitted.v1"]
+    data: SharingData
+
+
+class PupilTransferred(Envelope):
+    """A pupil's record sent to the school the pupil moves to."""
+
+    type: Literal["uk.school.pupil.transferred.v1"]
+    data: SinglePupilSharingData
+
+
+class PupilReferred(Envelope):
+    """A referral of one pupil to an agency or the local authority."""
+
+    type: Literal["uk.school.pupil.referred.v1"]
+    data: SinglePupilSharingData
+
+
+class PupilLeft(Envelope):
+    """The pupil left the school; the destination is where the record must go."""
+
+    type: Literal["uk.school.pupil.left.v1"]
+    data: LeftData
+
+
+class ConsentGiven(Envelope):
+    type: Literal["uk.school.consent.given.v1"]
+    data: ConsentGivenData
+
+
+class ConsentWithdrawn(Envelope):
+    type: Literal["uk.school.consent.withdrawn.v1"]
+    data: ConsentWithdrawnData
+
+
+class RecordDestroyed(Envelope):
+    type: Literal["uk.school.record.destroyed.v1"]
+    data: RecordDestroyedData
+
+
+SharingEvent = CensusSubmitted | PupilTransferred | PupilReferred
+LifecycleEvent = PupilLeft | ConsentGiven | ConsentWithdrawn | RecordDestroyed
+Event = SharingEvent | LifecycleEvent
+
+MODEL_FOR_TYPE: dict[str, type[Envelope]] = {
+    CENSUS: CensusSubmitted,
+    TRANSFER: PupilTransferred,
+    REFERRAL: PupilReferred,
+    LEFT: PupilLeft,
+    CONSENT_GIVEN: ConsentGiven,
+    CONSENT_WITHDRAWN: ConsentWithdrawn,
+    RECORD_DESTROYED: RecordDestroyed,
+}
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Annotated[Event, Field(discriminator="type")])
+
+
+#: For ``isinstance``: sharing events carry pupil data out of the school.
+SHARING_MODELS = (CensusSubmitted, PupilTransferred, PupilReferred)
+#: For ``isinstance``: lifecycle events record facts the checks depend on.
+LIFECYCLE_MODELS = (PupilLeft, ConsentGiven, ConsentWithdrawn, RecordDestroyed)
