@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from pipeline.canonical import canonical_json
+from pipeline.policy.problems import location, message
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES, Event
 
 _MAX_PROBLEMS = 5
@@ -48,13 +49,6 @@ class Reading:
     digest: str
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _describe(error: ErrorDetails) -> str:
     kind = error["type"]
     loc = error["loc"]
@@ -64,12 +58,10 @@ def _describe(error: ErrorDetails) -> str:
         return f"type: not an event type of contract v1 (one of {', '.join(EVENT_TYPES)})"
     if loc and loc[0] in EVENT_TYPES:
         loc = loc[1:]  # the discriminator's tag adds nothing a vendor can act on
-    where = _location(loc) or "event"
-    if kind == "missing":
-        return f"{where}: missing"
+    where = location(loc) or "event"
     if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HINTS:
         return f"{where}: {_PATTERN_HINTS[str(loc[-1])]}"
-    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    return f"{where}: {message(error)}"
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -86,9 +78,8 @@ def read_event(raw: bytes) -> Reading:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        problem = (
-            "not valid UTF-8 JSON" if "utf-8" in str(exc).lower() else f"not valid JSON ({exc})"
-        )
+        text = str(exc)
+        problem = "not valid UTF-8" if "utf-8" in text.lower() else f"not valid JSON ({text})"
         return Reading(None, problem, None, None, None, hashlib.sha256(raw).hexdigest())
     return read_value(value)
 

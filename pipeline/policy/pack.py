@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.canonical import canonical_json
+from pipeline.policy.problems import location, message
 from schemas.events import SCHOOL_RECIPIENT_PATTERN, Channel, LawfulBasis, SpecialCondition
 
 EventKind = Literal["census", "transfer", "referral"]
@@ -182,13 +183,6 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def _cross_reference_problems(spec: PackSpec) -> list[str]:
     problems: list[str] = []
     for name in spec.categories:
@@ -241,7 +235,11 @@ def parse_pack(text: str, source: str) -> Policy:
         spec = PackSpec.model_validate(document)
     except ValidationError as exc:
         raise PackError(
-            source, [f"{_path(e['loc'])}: {e['msg']}" for e in exc.errors(include_url=False)]
+            source,
+            [
+                f"{location(e['loc']) or '(top level)'}: {message(e)}"
+                for e in exc.errors(include_url=False)
+            ],
         ) from None
     problems = _cross_reference_problems(spec)
     if problems:
