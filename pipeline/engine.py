@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from pipeline.policy.decide import decide, upns_of
@@ -25,14 +26,20 @@ OutcomeKind = Literal["decision", "duplicate", "reevaluation"]
 
 @dataclass(slots=True)
 class Recorded:
-    """An event recorded under its id, with its current decision."""
+    """An event recorded under its id, with its current decision.
+
+    A valid sharing event keeps its raw bytes and time, not the parsed event: they are
+    all a re-evaluation needs, and holding millions of parsed models would make the
+    garbage collector's passes, not the decisions, the cost of a long run.
+    """
 
     seq: int
     event_id: str
     digest: str
     position: Any
-    event: Event | None
     decision: Decision
+    raw: bytes | None = None
+    time: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +80,7 @@ class Engine:
 
     def process(self, raw: bytes, position: Any = None) -> list[Outcome]:
         """Outcomes for one raw record: its own, then any re-evaluations it causes."""
-        return self.process_reading(read_event(raw), position)
-
-    def process_reading(self, reading: Reading, position: Any = None) -> list[Outcome]:
+        reading = read_event(raw)
         key = reading.key
         prior = self._recorded.get(key) if key is not None else None
         if prior is not None:
@@ -93,21 +98,21 @@ class Engine:
         if reading.event is None:
             decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
             if key is not None:
-                self._remember(key, reading, position, None, decision)
-            return [
-                self._outcome("decision", reading, position, decision, recorded=key is not None)
-            ]
+                self._remember(key, reading, position, decision)
+            recorded = key is not None
+            return [self._outcome("decision", reading, position, decision, recorded=recorded)]
 
         assert key is not None  # a valid event has a well-formed id
         event = reading.event
         decision = decide(event, self.register, self.policy)
-        recorded = self._remember(key, reading, position, event, decision)
+        entry = self._remember(key, reading, position, decision)
         outcomes = [self._outcome("decision", reading, position, decision)]
         if decision.decision is Verdict.REJECTED:
             return outcomes
         if isinstance(event, SHARING_MODELS):
+            entry.raw, entry.time = raw, event.time
             for upn in upns_of(event):
-                self._by_pupil.setdefault(self.pupil_key(upn), []).append(recorded)
+                self._by_pupil.setdefault(self.pupil_key(upn), []).append(entry)
         elif isinstance(event, LIFECYCLE_MODELS):
             upn, fact = fact_of(event)
             pupil = self.register.add(upn, fact)
@@ -123,28 +128,27 @@ class Engine:
         return iter(self._recorded.values())
 
     def _reevaluate(self, pupil: str, fact_event: Event) -> Iterator[Outcome]:
-        affected = [
-            r for r in self._by_pupil.get(pupil, ()) if r.event and r.event.time >= fact_event.time
-        ]
+        since = fact_event.time
+        affected = [r for r in self._by_pupil.get(pupil, ()) if r.time and r.time >= since]
         for recorded in sorted(affected, key=lambda r: r.seq):
-            assert recorded.event is not None
-            recorded.decision = decide(recorded.event, self.register, self.policy)
+            assert recorded.raw is not None
+            event = read_event(recorded.raw).event
+            assert event is not None  # it was valid when it was recorded
+            recorded.decision = decide(event, self.register, self.policy)
             yield Outcome(
                 kind="reevaluation",
                 position=recorded.position,
                 event_id=recorded.event_id,
-                type=recorded.event.type,
+                type=event.type,
                 decision=recorded.decision,
-                event=recorded.event,
+                event=event,
                 digest=recorded.digest,
                 reevaluated_by=fact_event.id,
                 refers_to=recorded.position,
             )
 
-    def _remember(
-        self, key: str, reading: Reading, position: Any, event: Event | None, decision: Decision
-    ) -> Recorded:
-        recorded = Recorded(len(self._recorded), key, reading.digest, position, event, decision)
+    def _remember(self, key: str, reading: Reading, position: Any, decision: Decision) -> Recorded:
+        recorded = Recorded(len(self._recorded), key, reading.digest, position, decision)
         self._recorded[key] = recorded
         return recorded
 

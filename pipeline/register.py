@@ -123,19 +123,70 @@ def fact_of(event: LifecycleEvent) -> tuple[str, Fact]:
 
 @dataclass(slots=True)
 class PupilFacts:
-    """One pupil's facts, each list kept in (time, event id) order."""
+    """One pupil's facts, each list kept in (time, event id) order, queried as of an instant."""
 
     leavings: list[Leaving] = field(default_factory=list)
     grants: list[ConsentGrant] = field(default_factory=list)
     withdrawals: list[ConsentWithdrawal] = field(default_factory=list)
     destructions: list[Destruction] = field(default_factory=list)
 
+    def add(self, fact: Fact) -> None:
+        if isinstance(fact, Leaving):
+            insort(self.leavings, fact)
+        elif isinstance(fact, ConsentGrant):
+            insort(self.grants, fact)
+        elif isinstance(fact, ConsentWithdrawal):
+            insort(self.withdrawals, fact)
+        else:
+            insort(self.destructions, fact)
 
-_NO_FACTS = PupilFacts()
+    def leaving(self, at: datetime) -> Leaving | None:
+        """The latest leaving fact in force at ``at`` (ties broken by event id)."""
+        found = None
+        for fact in self.leavings:
+            if fact.at > at:
+                break
+            found = fact
+        return found
+
+    def consent_covers(
+        self, ref: str, at: datetime, recipient: str, categories: Iterable[str]
+    ) -> bool:
+        """Whether consent ``ref`` was given by ``at`` for ``recipient`` and every category."""
+        wanted = set(categories)
+        for grant in self.grants:
+            if grant.at > at:
+                break
+            if grant.ref == ref and recipient in grant.recipients and wanted <= grant.categories:
+                return True
+        return False
+
+    def withdrawal(self, ref: str, at: datetime) -> ConsentWithdrawal | None:
+        """The first withdrawal of consent ``ref`` at or before ``at``."""
+        for fact in self.withdrawals:
+            if fact.at > at:
+                break
+            if fact.ref == ref:
+                return fact
+        return None
+
+    def destroyed(self, at: datetime) -> dict[str, Destruction]:
+        """Category (or ``*``) to the first destruction of it at or before ``at``."""
+        out: dict[str, Destruction] = {}
+        for fact in self.destructions:
+            if fact.at > at:
+                break
+            for category in fact.categories:
+                out.setdefault(category, fact)
+        return out
+
+
+#: What a pupil without any recorded fact has.
+NO_FACTS = PupilFacts()
 
 
 class Register:
-    """Lifecycle facts by pupil, queried as of an instant."""
+    """Lifecycle facts by pupil key."""
 
     def __init__(self, pupil_key: Callable[[str], str] = normalise_upn) -> None:
         self.pupil_key = pupil_key
@@ -149,59 +200,15 @@ class Register:
 
     def add_keyed(self, key: str, fact: Fact) -> None:
         """Record a fact under a pupil key already made (when loading a persisted register)."""
-        facts = self._pupils.setdefault(key, PupilFacts())
-        if isinstance(fact, Leaving):
-            insort(facts.leavings, fact)
-        elif isinstance(fact, ConsentGrant):
-            insort(facts.grants, fact)
-        elif isinstance(fact, ConsentWithdrawal):
-            insort(facts.withdrawals, fact)
-        else:
-            insort(facts.destructions, fact)
+        facts = self._pupils.get(key)
+        if facts is None:
+            facts = self._pupils[key] = PupilFacts()
+        facts.add(fact)
 
     def add_all(self, keyed_facts: Iterable[tuple[str, Fact]]) -> None:
         for key, fact in keyed_facts:
             self.add_keyed(key, fact)
 
-    def _facts(self, upn: str) -> PupilFacts:
-        return self._pupils.get(self.pupil_key(upn), _NO_FACTS)
-
-    def leaving(self, upn: str, at: datetime) -> Leaving | None:
-        """The latest leaving fact in force at ``at`` (ties broken by event id)."""
-        found = None
-        for fact in self._facts(upn).leavings:
-            if fact.at > at:
-                break
-            found = fact
-        return found
-
-    def consent_covers(
-        self, upn: str, ref: str, at: datetime, recipient: str, categories: Iterable[str]
-    ) -> bool:
-        """Whether consent ``ref`` was given by ``at`` for ``recipient`` and every category."""
-        wanted = set(categories)
-        for grant in self._facts(upn).grants:
-            if grant.at > at:
-                break
-            if grant.ref == ref and recipient in grant.recipients and wanted <= grant.categories:
-                return True
-        return False
-
-    def withdrawal(self, upn: str, ref: str, at: datetime) -> ConsentWithdrawal | None:
-        """The first withdrawal of consent ``ref`` at or before ``at``."""
-        for fact in self._facts(upn).withdrawals:
-            if fact.at > at:
-                break
-            if fact.ref == ref:
-                return fact
-        return None
-
-    def destroyed(self, upn: str, at: datetime) -> dict[str, Destruction]:
-        """Category (or ``*``) to the first destruction of it at or before ``at``."""
-        out: dict[str, Destruction] = {}
-        for fact in self._facts(upn).destructions:
-            if fact.at > at:
-                break
-            for category in fact.categories:
-                out.setdefault(category, fact)
-        return out
+    def facts(self, upn: str) -> PupilFacts:
+        """The pupil's facts (empty when none are recorded); ``upn`` must be valid."""
+        return self._pupils.get(self.pupil_key(upn), NO_FACTS)

@@ -9,15 +9,13 @@ breaking older pipelines.
 
 from __future__ import annotations
 
-import re
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
-    AwareDatetime,
+    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -53,11 +51,12 @@ EVENT_ID_PATTERN = r"^[\x20-\x7e]{1,128}$"
 SOURCE_PATTERN = r"^/schools/[0-9]{6}$"
 SCHOOL_RECIPIENT_PATTERN = r"^school:[0-9]{6}$"
 
-_RFC3339 = re.compile(
+RFC3339_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
 )
-_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+DESTINATION_PATTERN = r"^(school:[0-9]{6}|unknown)$"
 
 
 class LawfulBasis(StrEnum):
@@ -94,31 +93,30 @@ class Channel(StrEnum):
     IN_PERSON = "in_person"
 
 
-def _rfc3339(value: Any) -> Any:
-    # pydantic alone would take Unix timestamps and ISO forms RFC 3339 does not allow.
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise ValueError(
-            "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-07-21T09:30:00+01:00"
-        )
-    return value
+def _instant(text: str) -> datetime:
+    # The pattern has already checked the RFC 3339 form; this checks the values are real.
+    return datetime.fromisoformat(text.upper())
 
 
-def _iso_date(value: Any) -> Any:
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
-        raise ValueError("must be a date written YYYY-MM-DD")
-    return value
-
-
-Timestamp = Annotated[
-    AwareDatetime,
-    BeforeValidator(_rfc3339),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
-]
-Day = Annotated[
-    date,
-    BeforeValidator(_iso_date),
-    WithJsonSchema({"type": "string", "format": "date"}),
-]
+# Patterns checked in pydantic-core, then the value parsed: much faster than a Python
+# "before" validator per pupil, and stricter than pydantic's own date and datetime parsing
+# (which takes Unix timestamps and ISO forms the contract does not allow).
+if TYPE_CHECKING:  # what the validated fields hold
+    Timestamp = datetime
+    Day = date
+else:
+    Timestamp = Annotated[
+        str,
+        Field(pattern=RFC3339_PATTERN),
+        AfterValidator(_instant),
+        WithJsonSchema({"type": "string", "format": "date-time"}),
+    ]
+    Day = Annotated[
+        str,
+        Field(pattern=DATE_PATTERN),
+        AfterValidator(date.fromisoformat),
+        WithJsonSchema({"type": "string", "format": "date"}),
+    ]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
 CategoryList = Annotated[list[NonEmptyStr], Field(min_length=1)]
 
@@ -161,7 +159,7 @@ class SinglePupilSharingData(SharingData):
 class LeftData(_Model):
     upn: str
     left_on: Day
-    destination: Annotated[str, Field(pattern=r"^(school:[0-9]{6}|unknown)$")]
+    destination: Annotated[str, Field(pattern=DESTINATION_PATTERN)]
 
 
 class ConsentGivenData(_Model):

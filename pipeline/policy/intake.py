@@ -19,15 +19,28 @@ from pydantic_core import ErrorDetails
 
 from pipeline.canonical import canonical_json
 from pipeline.policy.problems import location, message
-from schemas.events import EVENT_ADAPTER, EVENT_TYPES, Event
+from schemas.events import (
+    DATE_PATTERN,
+    DESTINATION_PATTERN,
+    EVENT_ADAPTER,
+    EVENT_ID_PATTERN,
+    EVENT_TYPES,
+    RFC3339_PATTERN,
+    SOURCE_PATTERN,
+    Event,
+)
 
 _MAX_PROBLEMS = 5
 _ID = re.compile(r"^[\x20-\x7e]{1,128}$")
 
 _PATTERN_HINTS = {
-    "id": "must be 1 to 128 printable ASCII characters",
-    "source": "must be /schools/{URN} with the school's 6-digit URN",
-    "destination": 'must be "school:{URN}" with a 6-digit URN, or "unknown"',
+    EVENT_ID_PATTERN: "must be 1 to 128 printable ASCII characters",
+    SOURCE_PATTERN: "must be /schools/{URN} with the school's 6-digit URN",
+    DESTINATION_PATTERN: 'must be "school:{URN}" with a 6-digit URN, or "unknown"',
+    DATE_PATTERN: "must be a date written YYYY-MM-DD",
+    RFC3339_PATTERN: (
+        "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-07-21T09:30:00+01:00"
+    ),
 }
 
 
@@ -59,8 +72,9 @@ def _describe(error: ErrorDetails) -> str:
     if loc and loc[0] in EVENT_TYPES:
         loc = loc[1:]  # the discriminator's tag adds nothing a vendor can act on
     where = location(loc) or "event"
-    if kind == "string_pattern_mismatch" and loc and loc[-1] in _PATTERN_HINTS:
-        return f"{where}: {_PATTERN_HINTS[str(loc[-1])]}"
+    hint = _PATTERN_HINTS.get(error.get("ctx", {}).get("pattern", ""))
+    if kind == "string_pattern_mismatch" and hint:
+        return f"{where}: {hint}"
     return f"{where}: {message(error)}"
 
 

@@ -15,10 +15,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 from pipeline.policy.calendar import add_period, school_days_between
 from pipeline.policy.pack import Permission, Policy, Retention
-from pipeline.register import WHOLE_RECORD, Register
+from pipeline.register import NO_FACTS, WHOLE_RECORD, Leaving, PupilFacts
 from schemas.decisions import RuleId
 from schemas.events import SCHOOL_RECIPIENT_PATTERN, SharingEvent
 
@@ -33,8 +34,7 @@ class Case:
     event: SharingEvent
     kind: str
     policy: Policy
-    register: Register
-    upns: list[str]
+    facts: list[PupilFacts]
     recipient_key: str | None
     permission: Permission | None
     known: list[str]
@@ -42,10 +42,19 @@ class Case:
     special: list[str]
     day: date
 
+    _leavings: list[Leaving | None] | None = None
+
     @property
     def relies_on_consent(self) -> bool:
         d = self.event.data
         return d.lawful_basis == "consent" or d.special_condition == _CONSENT_CONDITION
+
+    def leavings(self) -> list[Leaving | None]:
+        """Each pupil's leaving fact in force at the event's time (computed once)."""
+        if self._leavings is None:
+            at = self.event.time
+            self._leavings = [None if f is NO_FACTS else f.leaving(at) for f in self.facts]
+        return self._leavings
 
 
 Rule = Callable[[Case], list[str]]
@@ -123,13 +132,11 @@ def consent_missing(case: Case) -> list[str]:
     d = case.event.data
     if d.consent_ref is None:
         return ["consent is relied on but the event gives no consent_ref"]
-    categories = d.categories
+    categories, at, ref = d.categories, case.event.time, d.consent_ref
     missing = [
         i
-        for i, upn in enumerate(case.upns)
-        if not case.register.consent_covers(
-            upn, d.consent_ref, case.event.time, d.recipient, categories
-        )
+        for i, facts in enumerate(case.facts)
+        if not facts.consent_covers(ref, at, d.recipient, categories)
     ]
     return [
         f"no consent {d.consent_ref!r} for pupils[{i}] given at or before the event "
@@ -143,8 +150,8 @@ def consent_withdrawn(case: Case) -> list[str]:
     if not case.relies_on_consent or d.consent_ref is None:
         return []
     reasons = []
-    for i, upn in enumerate(case.upns):
-        withdrawal = case.register.withdrawal(upn, d.consent_ref, case.event.time)
+    for i, facts in enumerate(case.facts):
+        withdrawal = facts.withdrawal(d.consent_ref, case.event.time)
         if withdrawal is not None:
             reasons.append(
                 f"consent {d.consent_ref!r} for pupils[{i}] was withdrawn at "
@@ -156,7 +163,7 @@ def consent_withdrawn(case: Case) -> list[str]:
 def transfer_no_destination(case: Case) -> list[str]:
     if case.kind != "transfer":
         return []
-    leaving = case.register.leaving(case.upns[0], case.event.time)
+    leaving = case.leavings()[0]
     if leaving is None:
         return ["no record that pupils[0] left the school at or before the transfer"]
     if leaving.destination == "unknown":
@@ -168,7 +175,7 @@ def transfer_wrong_destination(case: Case) -> list[str]:
     recipient = case.event.data.recipient
     if case.kind != "transfer" or not _is_school(recipient):
         return []
-    leaving = case.register.leaving(case.upns[0], case.event.time)
+    leaving = case.leavings()[0]
     if leaving is None or leaving.destination in ("unknown", recipient):
         return []
     return [f"sent to {recipient} but the recorded destination is {leaving.destination}"]
@@ -177,7 +184,7 @@ def transfer_wrong_destination(case: Case) -> list[str]:
 def transfer_late(case: Case) -> list[str]:
     if case.kind != "transfer":
         return []
-    leaving = case.register.leaving(case.upns[0], case.event.time)
+    leaving = case.leavings()[0]
     if leaving is None:
         return []
     days = school_days_between(leaving.left_on, case.day, case.policy.closure_dates)
@@ -191,25 +198,30 @@ def transfer_late(case: Case) -> list[str]:
 
 def retention_expired(case: Case) -> list[str]:
     d = case.event.data
-    oldest = d.oldest_record or {}
+    day = case.day
     reasons = []
+    pupil_starts: dict[str, list[date | None]] = {}
     for category in case.known:
         retention = case.policy.retention_for(category)
+        start: date | None
         if retention.counted_from == "record":
-            start = oldest.get(category)
-            if start is not None and _expired(start, retention, case.day):
+            start = d.oldest_record.get(category) if d.oldest_record else None
+            if start is not None and _expired(start, retention, day):
                 reasons.append(
                     f"{category} records from {start} were kept past {retention.describe()} "
                     f"(until {_end(start, retention)})"
                 )
             continue
-        for i, (upn, pupil) in enumerate(zip(case.upns, d.pupils, strict=True)):
+        starts = pupil_starts.get(retention.counted_from)
+        if starts is None:
             if retention.counted_from == "dob":
-                start, since = pupil.dob, "birth"
+                starts = [p.dob for p in d.pupils]
             else:
-                leaving = case.register.leaving(upn, case.event.time)
-                start, since = (leaving.left_on if leaving else None), "leaving"
-            if start is not None and _expired(start, retention, case.day):
+                starts = [lv.left_on if lv else None for lv in case.leavings()]
+            pupil_starts[retention.counted_from] = starts
+        since = "birth" if retention.counted_from == "dob" else "leaving"
+        for i, start in enumerate(starts):
+            if start is not None and _expired(start, retention, day):
                 reasons.append(
                     f"{category} of pupils[{i}] was kept past {retention.describe()} from "
                     f"{since} (until {_end(start, retention)})"
@@ -219,8 +231,10 @@ def retention_expired(case: Case) -> list[str]:
 
 def record_destroyed(case: Case) -> list[str]:
     reasons = []
-    for i, upn in enumerate(case.upns):
-        destroyed = case.register.destroyed(upn, case.event.time)
+    for i, facts in enumerate(case.facts):
+        if not facts.destructions:
+            continue
+        destroyed = facts.destroyed(case.event.time)
         if not destroyed:
             continue
         whole = destroyed.get(WHOLE_RECORD)
@@ -254,6 +268,7 @@ def _is_school(recipient: str) -> bool:
     return _SCHOOL.match(recipient) is not None
 
 
+@lru_cache(maxsize=65_536)
 def _end(start: date, retention: Retention) -> date:
     return add_period(start, retention.years, retention.months, retention.days)
 
