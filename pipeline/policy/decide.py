@@ -17,22 +17,20 @@ from schemas.events import SHARING_KIND, SHARING_MODELS, Event, SharingEvent
 def upns_of(event: Event) -> list[str]:
     """The UPNs an event names, as given, in order."""
     if isinstance(event, SHARING_MODELS):
-        return [p.upn for p in event.data.pupils]
+        return [p["upn"] for p in event.data.pupils]
     return [event.data.upn]
 
 
 def upn_problems(event: Event) -> list[str]:
     """A reason for each invalid UPN in the event, naming its place, never its value."""
-    places: list[tuple[str, str]]
-    if isinstance(event, SHARING_MODELS):
-        places = [(f"data.pupils[{i}].upn", p.upn) for i, p in enumerate(event.data.pupils)]
-    else:
-        places = [("data.upn", event.data.upn)]
+    if not isinstance(event, SHARING_MODELS):
+        problem = check_upn(event.data.upn)[1]
+        return [] if problem is None else [f"data.upn {problem}"]
     problems = []
-    for where, upn in places:
-        _, problem = check_upn(upn)
+    for i, pupil in enumerate(event.data.pupils):
+        problem = check_upn(pupil["upn"])[1]
         if problem is not None:
-            problems.append(f"{where} {problem}")
+            problems.append(f"data.pupils[{i}].upn {problem}")
     return problems
 
 
@@ -48,7 +46,7 @@ def build_case(event: SharingEvent, register: Register, policy: Policy) -> Case:
         event=event,
         kind=kind,
         policy=policy,
-        facts=[register.facts(p.upn) for p in data.pupils],
+        facts=[register.facts(p["upn"]) for p in data.pupils],
         recipient_key=recipient_key,
         permission=permission,
         known=known,

@@ -15,9 +15,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
 
-from pipeline.policy.calendar import add_period, school_days_between
+from pipeline.policy.calendar import add_period, earliest_unexpired, school_days_between
 from pipeline.policy.pack import Permission, Policy, Retention
 from pipeline.register import NO_FACTS, WHOLE_RECORD, Leaving, PupilFacts
 from schemas.decisions import RuleId
@@ -198,15 +197,16 @@ def transfer_late(case: Case) -> list[str]:
 
 def retention_expired(case: Case) -> list[str]:
     d = case.event.data
-    day = case.day
     reasons = []
     pupil_starts: dict[str, list[date | None]] = {}
     for category in case.known:
         retention = case.policy.retention_for(category)
+        # Expired when start + period is strictly before the event's date.
+        threshold = earliest_unexpired(case.day, retention.years, retention.months, retention.days)
         start: date | None
         if retention.counted_from == "record":
             start = d.oldest_record.get(category) if d.oldest_record else None
-            if start is not None and _expired(start, retention, day):
+            if start is not None and start < threshold:
                 reasons.append(
                     f"{category} records from {start} were kept past {retention.describe()} "
                     f"(until {_end(start, retention)})"
@@ -215,13 +215,13 @@ def retention_expired(case: Case) -> list[str]:
         starts = pupil_starts.get(retention.counted_from)
         if starts is None:
             if retention.counted_from == "dob":
-                starts = [p.dob for p in d.pupils]
+                starts = [p.get("dob") for p in d.pupils]
             else:
                 starts = [lv.left_on if lv else None for lv in case.leavings()]
             pupil_starts[retention.counted_from] = starts
         since = "birth" if retention.counted_from == "dob" else "leaving"
         for i, start in enumerate(starts):
-            if start is not None and _expired(start, retention, day):
+            if start is not None and start < threshold:
                 reasons.append(
                     f"{category} of pupils[{i}] was kept past {retention.describe()} from "
                     f"{since} (until {_end(start, retention)})"
@@ -268,14 +268,8 @@ def _is_school(recipient: str) -> bool:
     return _SCHOOL.match(recipient) is not None
 
 
-@lru_cache(maxsize=65_536)
 def _end(start: date, retention: Retention) -> date:
     return add_period(start, retention.years, retention.months, retention.days)
-
-
-def _expired(start: date, retention: Retention, day: date) -> bool:
-    """Expired when the period's end is strictly before the event's date."""
-    return _end(start, retention) < day
 
 
 #: Every policy rule, keyed by its contract id. ``decide`` runs them all on each case.

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.policy.calendar import add_period, school_days_between
+from pipeline.policy.calendar import add_period, earliest_unexpired, school_days_between
 
 
 def test_a_year_from_the_first_of_march_ends_on_the_first_of_march() -> None:
@@ -43,3 +43,17 @@ def test_school_days_equal_a_day_by_day_count(start: date, length: int) -> None:
     end = start + timedelta(days=length)
     by_hand = sum(1 for i in range(1, length + 1) if (start + timedelta(days=i)).weekday() < 5)
     assert school_days_between(start, end) == by_hand
+
+
+@given(
+    st.dates(date(1990, 1, 1), date(2100, 1, 1)),
+    st.dates(date(1990, 1, 1), date(2100, 1, 1)),
+    st.integers(0, 40),
+    st.integers(0, 14),
+    st.integers(0, 40),
+)
+def test_a_start_is_expired_exactly_when_before_the_earliest_unexpired(
+    start: date, day: date, years: int, months: int, days: int
+) -> None:
+    expired = add_period(start, years, months, days) < day
+    assert expired == (start < earliest_unexpired(day, years, months, days))
