@@ -6,6 +6,7 @@ error and a non-zero exit status, never a traceback.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -108,6 +109,9 @@ def check(
     err = Console(stderr=True)
     show_progress = err.is_terminal and size is not None and size >= _PROGRESS_MIN_BYTES
     emit, finish = _jsonl_sink() if fmt is Format.jsonl else _table_sink()
+    # Everything alive now (modules, the policy) lives for the whole run: keeping it out
+    # of the collector's passes takes about a fifth off a large file's run time.
+    gc.freeze()
     try:
         with stream, _progress(err, size, show_progress) as advance:
             summary = check_lines(numbered_lines(stream), Engine(pack), emit, advance)

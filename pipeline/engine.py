@@ -42,7 +42,7 @@ class Recorded:
     time: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """One thing to report or record for a record read.
 

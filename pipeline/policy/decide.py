@@ -8,7 +8,7 @@ broker involved. The engine and the stream agents both call this one function.
 from __future__ import annotations
 
 from pipeline.policy.pack import Policy
-from pipeline.policy.rules import POLICY_RULES, Case
+from pipeline.policy.rules import RULES_FOR_KIND, Case
 from pipeline.register import Register, check_upn
 from schemas.decisions import ALLOWED, Decision, RuleId
 from schemas.events import SHARING_KIND, SHARING_MODELS, Event, SharingEvent
@@ -70,7 +70,7 @@ def decide(event: Event, register: Register, policy: Policy) -> Decision:
         return ALLOWED
     case = build_case(event, register, policy)
     violations: dict[RuleId, list[str]] = {}
-    for rule_id, rule in POLICY_RULES.items():
+    for rule_id, rule in RULES_FOR_KIND[case.kind]:
         reasons = rule(case)
         if reasons:
             violations[rule_id] = reasons

@@ -272,6 +272,15 @@ def _end(start: date, retention: Retention) -> date:
     return add_period(start, retention.years, retention.months, retention.days)
 
 
+#: Rules that can only be violated by a transfer.
+TRANSFER_RULES = frozenset(
+    {
+        RuleId.TRANSFER_NO_DESTINATION,
+        RuleId.TRANSFER_WRONG_DESTINATION,
+        RuleId.TRANSFER_LATE,
+    }
+)
+
 #: Every policy rule, keyed by its contract id. ``decide`` runs them all on each case.
 POLICY_RULES: dict[RuleId, Rule] = {
     RuleId.RECIPIENT_UNKNOWN: recipient_unknown,
@@ -288,4 +297,15 @@ POLICY_RULES: dict[RuleId, Rule] = {
     RuleId.RETENTION_EXPIRED: retention_expired,
     RuleId.RECORD_DESTROYED: record_destroyed,
     RuleId.CHANNEL_NOT_PERMITTED: channel_not_permitted,
+}
+
+
+#: The rules worth running for each sharing kind (the others cannot be violated by it).
+RULES_FOR_KIND: dict[str, tuple[tuple[RuleId, Rule], ...]] = {
+    kind: tuple(
+        (rule_id, rule)
+        for rule_id, rule in POLICY_RULES.items()
+        if kind == "transfer" or rule_id not in TRANSFER_RULES
+    )
+    for kind in ("census", "transfer", "referral")
 }
