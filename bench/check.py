@@ -17,19 +17,16 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.checking import check_lines, numbered_lines  # noqa: E402
-from pipeline.engine import Engine  # noqa: E402
-from pipeline.packs import load_pack  # noqa: E402
-from pipeline.simulate import simulate  # noqa: E402
+from pipeline.checking import check_lines, numbered_lines
+from pipeline.engine import Engine
+from pipeline.packs import load_pack
+from pipeline.simulate import simulate
 
 
 def make_file(path: Path, events: int, pupils: int, seed: int) -> int:
