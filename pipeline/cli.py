@@ -9,7 +9,8 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated, NoReturn
@@ -180,6 +181,54 @@ def _table_sink() -> tuple[Callable[[Result], None], Callable[[Summary], None]]:
         console.print(summary_table(summary))
 
     return emit, finish
+
+
+@app.command()
+def simulate(
+    pupils: Annotated[int, typer.Option(min=1, help="How many pupils (schools of 500).")] = 500,
+    violation_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of events with a violation.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Same seed, same year.")] = 1,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Events file (default: standard output).")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="Also write the true decision of each line here.")
+    ] = None,
+) -> None:
+    """Write a realistic school year of events as JSON Lines, for trials and demos."""
+    from pipeline.simulate import simulate as simulate_year
+
+    lines = simulate_year(pupils, violation_rate, seed)
+    try:
+        with _output(out) as stream:
+            for line in lines:
+                stream.write(orjson.dumps(line.event) + b"\n")
+        if truth is not None:
+            with truth.open("wb") as stream:
+                for number, line in enumerate(lines, 1):
+                    expected = line.expected
+                    record = {
+                        "line": number,
+                        "event_id": expected.event_id,
+                        "decision": expected.decision,
+                        "rules": list(expected.rules),
+                    }
+                    stream.write(orjson.dumps(record) + b"\n")
+    except OSError as exc:
+        fail(f"cannot write {exc.filename}: {exc.strerror or exc}")
+    print(f"{len(lines)} events for {pupils} pupils", file=sys.stderr)
+
+
+@contextmanager
+def _output(path: Path | None) -> Iterator[IO[bytes]]:
+    if path is None:
+        yield sys.stdout.buffer
+        sys.stdout.flush()
+    else:
+        with path.open("wb") as stream:
+            yield stream
 
 
 @policy_app.command("show")
