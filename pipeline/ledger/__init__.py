@@ -1,0 +1,1 @@
+"""The append-only, tamper-evident ledger of decisions (SQLite or PostgreSQL)."""

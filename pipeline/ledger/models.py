@@ -1,0 +1,130 @@
+"""The ledger's tables.
+
+Every table here but ``pupil_identity`` and ``chain_head`` is append-only: the database
+refuses UPDATE and DELETE on it (triggers created by the migrations). ``pupil_identity``
+is the one place plain identifiers live, so that erasing a pupil never touches a hashed
+row; ``chain_head`` is the lock writers take so that several of them never fork the chain.
+
+Lists and objects are stored as canonical JSON text, the same bytes the hash covers.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, text
+from sqlmodel import Field, SQLModel
+
+APPEND_ONLY_TABLES = (
+    "ledger_entry",
+    "entry_pupil",
+    "entry_recipient",
+    "register_fact",
+    "event_payload",
+)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One decision or action, hash-chained to the one before it."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        # An event id is recorded once; a reused id with other content is recorded once
+        # per content, referring to the first; an unusable id is recorded once per record.
+        Index(
+            "ux_entry_event_id",
+            "event_id",
+            unique=True,
+            sqlite_where=text("kind = 'decision' AND refers_to IS NULL AND event_id IS NOT NULL"),
+            postgresql_where=text(
+                "kind = 'decision' AND refers_to IS NULL AND event_id IS NOT NULL"
+            ),
+        ),
+        Index(
+            "ux_entry_reused_id",
+            "event_id",
+            "payload_digest",
+            unique=True,
+            sqlite_where=text("kind = 'decision' AND refers_to IS NOT NULL"),
+            postgresql_where=text("kind = 'decision' AND refers_to IS NOT NULL"),
+        ),
+        Index("ix_entry_refers_to", "refers_to"),
+        Index("ix_entry_occurred_at", "occurred_at"),
+        Index("ix_entry_decision", "decision", "seq"),
+        Index("ix_entry_type", "event_type", "seq"),
+    )
+
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    kind: str = Field(sa_column=Column(String(20), nullable=False))
+    refers_to: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    event_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    event_type: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    occurred_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    recorded_at: str = Field(sa_column=Column(String(40), nullable=False))
+    school: str | None = Field(default=None, sa_column=Column(String(6), nullable=True))
+    recipient: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    pupil_keys: str = Field(sa_column=Column(Text, nullable=False))
+    categories: str = Field(sa_column=Column(Text, nullable=False))
+    lawful_basis: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    decision: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    rules: str = Field(sa_column=Column(Text, nullable=False))
+    reasons: str = Field(sa_column=Column(Text, nullable=False))
+    policy_version: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True)
+    )
+    topic: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    partition: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    offset: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    payload_digest: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+
+
+class EntryPupil(SQLModel, table=True):
+    """Which entries name which pupil (by pseudonym): the pupil query's index."""
+
+    __tablename__ = "entry_pupil"
+    pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+
+
+class EntryRecipient(SQLModel, table=True):
+    """Which entries concern which recipient."""
+
+    __tablename__ = "entry_recipient"
+    recipient: str = Field(sa_column=Column(String(200), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+
+
+class RegisterFact(SQLModel, table=True):
+    """A lifecycle fact in force from ``at``, for the persisted pupil register."""
+
+    __tablename__ = "register_fact"
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    pupil_key: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    fact: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class EventPayload(SQLModel, table=True):
+    """The decided event with pupils pseudonymised, so a late fact can re-decide it."""
+
+    __tablename__ = "event_payload"
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class PupilIdentity(SQLModel, table=True):
+    """The one erasable table: a pseudonym's UPN and date of birth, for subject access."""
+
+    __tablename__ = "pupil_identity"
+    pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
+    upn: str = Field(sa_column=Column(String(13), nullable=False))
+    dob: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+
+
+class ChainHead(SQLModel, table=True):
+    """One row: the last sequence number and hash. Writers lock it to append."""
+
+    __tablename__ = "chain_head"
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))

@@ -1,0 +1,73 @@
+"""Building and checking the ledger's schema: always by the migrations, never create_all.
+
+The append-only triggers exist only in the migrations (Alembic's autogenerate cannot see
+triggers), so a schema built any other way would accept UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+
+from pipeline.ledger.models import APPEND_ONLY_TABLES
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def upgrade(engine: Engine) -> str:
+    """Bring the database to the latest schema; returns the revision it is at."""
+    config = _config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    return current_revision(engine) or ""
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head() or ""
+
+
+def is_current(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision()
+
+
+def append_only_triggers(engine: Engine) -> dict[str, list[str]]:
+    """Table name to the names of the triggers on it, for the ledger's tables."""
+    out: dict[str, list[str]] = {t: [] for t in APPEND_ONLY_TABLES}
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            rows = connection.execute(
+                text("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'")
+            )
+        else:
+            rows = connection.execute(
+                text(
+                    "SELECT event_object_table, trigger_name FROM information_schema.triggers "
+                    "UNION SELECT c.relname, t.tgname FROM pg_trigger t "
+                    "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+                )
+            )
+        for table, name in rows:
+            if table in out and name not in out[table]:
+                out[table].append(name)
+    return out
+
+
+def tables(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())

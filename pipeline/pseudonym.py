@@ -1,0 +1,79 @@
+"""Keyed pupil pseudonyms: HMAC-SHA256 of the normalised UPN.
+
+Everything that leaves the core (ledger hashes, logs, alerts, topics other than the
+inputs, error messages) names a pupil by this pseudonym, never by UPN. Without the key a
+pseudonym cannot be turned back into a UPN, nor can a UPN be tested against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from pipeline.register import normalise_upn
+
+KEY_BYTES = 32
+
+
+class PseudonymKeyError(Exception):
+    """The pseudonym key is missing, unreadable or too short."""
+
+
+def pseudonymiser(key: bytes) -> Callable[[str], str]:
+    """A function from a valid UPN to its pseudonym under ``key`` (cached)."""
+    if len(key) < KEY_BYTES:
+        raise PseudonymKeyError(f"the pseudonym key must be at least {KEY_BYTES} bytes")
+
+    @lru_cache(maxsize=200_000)
+    def pseudonym(upn: str) -> str:
+        normal = normalise_upn(upn)
+        return hmac.new(key, normal.encode("ascii"), hashlib.sha256).hexdigest()
+
+    return pseudonym
+
+
+def key_file_for(database_url: str) -> Path | None:
+    """Where the embedded default keeps its key: beside the SQLite file (None otherwise)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).with_suffix(Path(url.database).suffix + ".key")
+
+
+def load_or_create_key(configured: str | None, database_url: str) -> bytes:
+    """The configured key, else the one kept beside the SQLite file (made on first use).
+
+    A server database (PostgreSQL) must be given its key in the settings: generating one
+    silently there would make pseudonyms unrepeatable across workers.
+    """
+    if configured:
+        try:
+            key = bytes.fromhex(configured)
+        except ValueError:
+            raise PseudonymKeyError("SHARING_AUDIT_PSEUDONYM_KEY must be hexadecimal") from None
+        if len(key) < KEY_BYTES:
+            raise PseudonymKeyError(f"SHARING_AUDIT_PSEUDONYM_KEY must be at least {KEY_BYTES} bytes")
+        return key
+    path = key_file_for(database_url)
+    if path is None:
+        raise PseudonymKeyError(
+            "set SHARING_AUDIT_PSEUDONYM_KEY (64 hex characters) for a server database"
+        )
+    if path.exists():
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise PseudonymKeyError(f"cannot read the pseudonym key {path}: {exc}") from None
+    key = secrets.token_bytes(KEY_BYTES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key.hex() + "\n")
+    return key
