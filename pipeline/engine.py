@@ -3,13 +3,18 @@
 It owns what turns a stream of records into decisions beyond a single ``decide`` call:
 an id recorded once (redeliveries are duplicates, a reused id with other content is
 rejected), lifecycle facts entering the register, and late facts re-evaluating the
-sharing events they affect. It holds its state in memory and does no I/O; the offline
-``check`` drives it from a file, and the stream agents drive it batch by batch.
+sharing events they affect. It holds its state in memory and does no I/O: the offline
+``check`` drives it from a file, and the ledger writer preloads it, batch by batch, with
+what the ledger already holds about the batch's events and pupils.
+
+Every outcome that becomes a ledger entry is given a sequence number by ``allocate`` as it
+is made, so re-evaluations and conflicting arrivals can refer to the entry they concern.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -17,7 +22,7 @@ from typing import Any, Literal
 from pipeline.policy.decide import decide, upns_of
 from pipeline.policy.intake import Reading, read_event
 from pipeline.policy.pack import Policy
-from pipeline.register import Register, fact_of
+from pipeline.register import Fact, Register, fact_of
 from schemas.decisions import Decision, RuleId, Verdict
 from schemas.events import LIFECYCLE_MODELS, SHARING_MODELS, Event
 
@@ -28,32 +33,37 @@ OutcomeKind = Literal["decision", "duplicate", "reevaluation"]
 class Recorded:
     """An event recorded under its id, with its current decision.
 
-    A valid sharing event keeps its raw bytes and time, not the parsed event: they are
-    all a re-evaluation needs, and holding millions of parsed models would make the
-    garbage collector's passes, not the decisions, the cost of a long run.
+    A valid sharing event also keeps its raw bytes, time and pupil keys: all a
+    re-evaluation needs. Holding raw bytes rather than parsed events keeps millions of
+    recorded events from making the garbage collector, not the decisions, the cost of a
+    long run.
     """
 
     seq: int
     event_id: str
     digest: str
-    position: Any
     decision: Decision
     raw: bytes | None = None
     time: datetime | None = None
+    pupils: tuple[str, ...] = ()
+    position: Any = None
 
 
 @dataclass(slots=True)
 class Outcome:
-    """One thing to report or record for a record read.
+    """One thing to report, and (unless a duplicate) to record, for a record read.
 
-    ``kind``: ``decision`` for a newly decided record, ``duplicate`` for a redelivery
-    (its ``decision`` is the event's current one, nothing new is recorded), and
-    ``reevaluation`` for an earlier event re-decided because of the late fact
-    ``reevaluated_by``. ``recorded`` is False for a decision that could not be recorded
-    under its id: the id was missing or malformed, or already belongs to another event.
+    ``kind``: ``decision`` for a newly decided record; ``duplicate`` for a redelivery (its
+    ``decision`` is the current one, nothing new is recorded, ``seq`` is the entry it
+    repeats); ``reevaluation`` for an earlier event re-decided because of the late fact
+    ``reevaluated_by``. ``recorded`` is False for a decision that is not the decision of
+    its id: the id was unusable, or belongs to an event with other content (then
+    ``refers_to`` is that event's entry). ``refers_to`` of a re-evaluation is the entry of
+    the event re-decided.
     """
 
     kind: OutcomeKind
+    seq: int | None
     position: Any
     event_id: Any
     type: Any
@@ -62,7 +72,8 @@ class Outcome:
     digest: str
     recorded: bool = True
     reevaluated_by: str | None = None
-    refers_to: Any = None
+    refers_to: int | None = None
+    pupils: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -71,12 +82,27 @@ class Engine:
 
     policy: Policy
     register: Register = field(default_factory=Register)
+    allocate: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
     _recorded: dict[str, Recorded] = field(default_factory=dict)
+    _conflicts: dict[tuple[str, str], tuple[int, Decision]] = field(default_factory=dict)
     _by_pupil: dict[str, list[Recorded]] = field(default_factory=dict)
 
     @property
     def pupil_key(self) -> Callable[[str], str]:
         return self.register.pupil_key
+
+    def preload(
+        self,
+        recorded: Iterable[Recorded] = (),
+        facts: Iterable[tuple[str, Fact]] = (),
+        conflicts: Iterable[tuple[str, str, int, Decision]] = (),
+    ) -> None:
+        """Seed the state with what is already recorded (events, facts, reused ids)."""
+        for entry in recorded:
+            self._index(entry)
+        self.register.add_all(facts)
+        for event_id, digest, seq, decision in conflicts:
+            self._conflicts[(event_id, digest)] = (seq, decision)
 
     def process(self, raw: bytes, position: Any = None) -> list[Outcome]:
         """Outcomes for one raw record: its own, then any re-evaluations it causes."""
@@ -85,35 +111,31 @@ class Engine:
         prior = self._recorded.get(key) if key is not None else None
         if prior is not None:
             if prior.digest == reading.digest:
-                return [self._outcome("duplicate", reading, position, prior.decision)]
-            if reading.event is None:
-                decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
-            else:
-                decision = Decision.rejected(
-                    RuleId.EVENT_ID_REUSED,
-                    f"event id {key!r} was already recorded with different content",
-                )
-            return [self._outcome("decision", reading, position, decision, recorded=False)]
+                return [self._outcome("duplicate", prior.seq, reading, position, prior.decision)]
+            return [self._conflict(prior, reading, position)]
 
         if reading.event is None:
             decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
+            seq = self.allocate()
             if key is not None:
-                self._remember(key, reading, position, decision)
-            recorded = key is not None
-            return [self._outcome("decision", reading, position, decision, recorded=recorded)]
+                self._index(Recorded(seq, key, reading.digest, decision, position=position))
+            outcome = self._outcome("decision", seq, reading, position, decision)
+            outcome.recorded = key is not None
+            return [outcome]
 
         assert key is not None  # a valid event has a well-formed id
         event = reading.event
         decision = decide(event, self.register, self.policy)
-        entry = self._remember(key, reading, position, decision)
-        outcomes = [self._outcome("decision", reading, position, decision)]
-        if decision.decision is Verdict.REJECTED:
-            return outcomes
-        if isinstance(event, SHARING_MODELS):
+        seq = self.allocate()
+        entry = Recorded(seq, key, reading.digest, decision, position=position)
+        outcome = self._outcome("decision", seq, reading, position, decision)
+        outcomes = [outcome]
+        if decision.decision is not Verdict.REJECTED:
+            outcome.pupils = entry.pupils = tuple(self.pupil_key(u) for u in upns_of(event))
+        if isinstance(event, SHARING_MODELS) and decision.decision is not Verdict.REJECTED:
             entry.raw, entry.time = raw, event.time
-            for upn in upns_of(event):
-                self._by_pupil.setdefault(self.pupil_key(upn), []).append(entry)
-        elif isinstance(event, LIFECYCLE_MODELS):
+        self._index(entry)
+        if isinstance(event, LIFECYCLE_MODELS) and decision.decision is not Verdict.REJECTED:
             upn, fact = fact_of(event)
             pupil = self.register.add(upn, fact)
             outcomes.extend(self._reevaluate(pupil, event))
@@ -127,6 +149,34 @@ class Engine:
     def recorded(self) -> Iterator[Recorded]:
         return iter(self._recorded.values())
 
+    def _index(self, entry: Recorded) -> None:
+        self._recorded[entry.event_id] = entry
+        if entry.raw is not None:
+            for pupil in entry.pupils:
+                self._by_pupil.setdefault(pupil, []).append(entry)
+
+    def _conflict(self, prior: Recorded, reading: Reading, position: Any) -> Outcome:
+        """A record whose id is taken by other content: rejected, never the id's decision."""
+        assert reading.key is not None
+        known = self._conflicts.get((reading.key, reading.digest))
+        if known is not None:
+            seq, decision = known
+            outcome = self._outcome("duplicate", seq, reading, position, decision)
+        else:
+            if reading.event is None:
+                decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
+            else:
+                decision = Decision.rejected(
+                    RuleId.EVENT_ID_REUSED,
+                    f"event id {reading.key!r} was already recorded with different content",
+                )
+            seq = self.allocate()
+            self._conflicts[(reading.key, reading.digest)] = (seq, decision)
+            outcome = self._outcome("decision", seq, reading, position, decision)
+        outcome.recorded = False
+        outcome.refers_to = prior.seq
+        return outcome
+
     def _reevaluate(self, pupil: str, fact_event: Event) -> Iterator[Outcome]:
         since = fact_event.time
         affected = [r for r in self._by_pupil.get(pupil, ()) if r.time and r.time >= since]
@@ -137,6 +187,7 @@ class Engine:
             recorded.decision = decide(event, self.register, self.policy)
             yield Outcome(
                 kind="reevaluation",
+                seq=self.allocate(),
                 position=recorded.position,
                 event_id=recorded.event_id,
                 type=event.type,
@@ -144,29 +195,21 @@ class Engine:
                 event=event,
                 digest=recorded.digest,
                 reevaluated_by=fact_event.id,
-                refers_to=recorded.position,
+                refers_to=recorded.seq,
+                pupils=recorded.pupils,
             )
-
-    def _remember(self, key: str, reading: Reading, position: Any, decision: Decision) -> Recorded:
-        recorded = Recorded(len(self._recorded), key, reading.digest, position, decision)
-        self._recorded[key] = recorded
-        return recorded
 
     @staticmethod
     def _outcome(
-        kind: OutcomeKind,
-        reading: Reading,
-        position: Any,
-        decision: Decision,
-        recorded: bool = True,
+        kind: OutcomeKind, seq: int | None, reading: Reading, position: Any, decision: Decision
     ) -> Outcome:
         return Outcome(
             kind=kind,
+            seq=seq,
             position=position,
             event_id=reading.event_id,
             type=reading.type,
             decision=decision,
             event=reading.event,
             digest=reading.digest,
-            recorded=recorded,
         )

@@ -59,7 +59,9 @@ def load_or_create_key(configured: str | None, database_url: str) -> bytes:
         except ValueError:
             raise PseudonymKeyError("SHARING_AUDIT_PSEUDONYM_KEY must be hexadecimal") from None
         if len(key) < KEY_BYTES:
-            raise PseudonymKeyError(f"SHARING_AUDIT_PSEUDONYM_KEY must be at least {KEY_BYTES} bytes")
+            raise PseudonymKeyError(
+                f"SHARING_AUDIT_PSEUDONYM_KEY must be at least {KEY_BYTES} bytes"
+            )
         return key
     path = key_file_for(database_url)
     if path is None:

@@ -46,6 +46,16 @@ class LedgerEntry(SQLModel, table=True):
             sqlite_where=text("kind = 'decision' AND refers_to IS NOT NULL"),
             postgresql_where=text("kind = 'decision' AND refers_to IS NOT NULL"),
         ),
+        Index(
+            "ux_entry_unkeyed",
+            "topic",
+            "partition",
+            "offset",
+            "payload_digest",
+            unique=True,
+            sqlite_where=text("kind = 'decision' AND event_id IS NULL"),
+            postgresql_where=text("kind = 'decision' AND event_id IS NULL"),
+        ),
         Index("ix_entry_refers_to", "refers_to"),
         Index("ix_entry_occurred_at", "occurred_at"),
         Index("ix_entry_decision", "decision", "seq"),
@@ -67,9 +77,7 @@ class LedgerEntry(SQLModel, table=True):
     decision: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
     rules: str = Field(sa_column=Column(Text, nullable=False))
     reasons: str = Field(sa_column=Column(Text, nullable=False))
-    policy_version: str | None = Field(
-        default=None, sa_column=Column(String(64), nullable=True)
-    )
+    policy_version: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     topic: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     partition: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     offset: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))

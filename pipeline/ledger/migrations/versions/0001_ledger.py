@@ -18,6 +18,7 @@ APPEND_ONLY = ("ledger_entry", "entry_pupil", "entry_recipient", "register_fact"
 
 ENTRY_UNIQUE_ID = "kind = 'decision' AND refers_to IS NULL AND event_id IS NOT NULL"
 ENTRY_REUSED_ID = "kind = 'decision' AND refers_to IS NOT NULL"
+ENTRY_UNKEYED = "kind = 'decision' AND event_id IS NULL"
 
 
 def create_append_only_triggers(table: str) -> None:
@@ -73,6 +74,7 @@ def upgrade() -> None:
     for name, columns, where in (
         ("ux_entry_event_id", ["event_id"], ENTRY_UNIQUE_ID),
         ("ux_entry_reused_id", ["event_id", "payload_digest"], ENTRY_REUSED_ID),
+        ("ux_entry_unkeyed", ["topic", "partition", "offset", "payload_digest"], ENTRY_UNKEYED),
     ):
         op.create_index(
             name,

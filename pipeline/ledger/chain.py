@@ -1,0 +1,99 @@
+"""The hash chain: how an entry's hash is made, and how a whole chain is checked.
+
+``hash = SHA-256(prev_hash || canonical JSON of every other field)``. Pure: an auditor can
+recompute it from an export with nothing but this module and the standard library's
+hashlib (plus orjson for the canonical form).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.canonical import canonical_json
+
+GENESIS = "0" * 64
+
+#: The fields of an entry, in the order the ledger's documents list them.
+ENTRY_FIELDS = (
+    "seq",
+    "kind",
+    "refers_to",
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "recorded_at",
+    "school",
+    "recipient",
+    "pupil_keys",
+    "categories",
+    "lawful_basis",
+    "decision",
+    "rules",
+    "reasons",
+    "policy_version",
+    "topic",
+    "partition",
+    "offset",
+    "payload_digest",
+    "details",
+)
+
+
+def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
+    """The hash of an entry whose hashed fields are ``fields``, after ``prev_hash``."""
+    body = canonical_json({name: fields[name] for name in ENTRY_FIELDS})
+    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """The result of checking a chain: how many entries, the head, or the first fault."""
+
+    count: int
+    head_seq: int
+    head_hash: str
+    fault_seq: int | None = None
+    fault: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.fault is None
+
+
+def verify_chain(entries: Iterable[Mapping[str, Any]]) -> Verification:
+    """Check entries in ``seq`` order: numbering from 1 without gaps, links, and hashes.
+
+    Each entry is a mapping with ``prev_hash``, ``hash`` and every field in
+    ``ENTRY_FIELDS`` (lists and objects decoded). Stops at the first fault and names the
+    sequence number at which the stored chain stops being the chain that was written.
+    """
+    expected_seq, prev = 1, GENESIS
+    count = 0
+    for entry in entries:
+        seq = entry["seq"]
+        if seq != expected_seq:
+            if seq > expected_seq:
+                reason = f"missing: expected seq {expected_seq}, next stored is {seq}"
+            else:
+                reason = f"out of order: seq {seq} stored after {expected_seq - 1}"
+            return Verification(count, expected_seq - 1, prev, expected_seq, reason)
+        if entry["prev_hash"] != prev:
+            return Verification(
+                count,
+                seq - 1,
+                prev,
+                seq,
+                f"does not link to seq {seq - 1}: an entry before it was removed, "
+                "inserted or replaced",
+            )
+        if entry_hash(prev, entry) != entry["hash"]:
+            return Verification(
+                count, seq - 1, prev, seq, "content changed: its hash does not match its fields"
+            )
+        prev = entry["hash"]
+        count += 1
+        expected_seq += 1
+    return Verification(count, expected_seq - 1, prev)
