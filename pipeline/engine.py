@@ -104,9 +104,15 @@ class Engine:
         for event_id, digest, seq, decision in conflicts:
             self._conflicts[(event_id, digest)] = (seq, decision)
 
-    def process(self, raw: bytes, position: Any = None) -> list[Outcome]:
-        """Outcomes for one raw record: its own, then any re-evaluations it causes."""
-        reading = read_event(raw)
+    def process(
+        self, raw: bytes, position: Any = None, reading: Reading | None = None
+    ) -> list[Outcome]:
+        """Outcomes for one raw record: its own, then any re-evaluations it causes.
+
+        ``reading`` is ``read_event(raw)`` when the caller has already made it.
+        """
+        if reading is None:
+            reading = read_event(raw)
         key = reading.key
         prior = self._recorded.get(key) if key is not None else None
         if prior is not None:

@@ -1,0 +1,322 @@
+"""Deciding a batch of records and sealing the decisions in the ledger, in one transaction.
+
+Steps, all inside one transaction that holds the chain-head lock:
+
+1. read every record of the batch (decode and validate; never raises);
+2. load from the ledger what the batch's events depend on: the decisions already
+   recorded under its ids, reused ids, the register facts of its pupils, and, for each
+   lifecycle fact in the batch, the recorded sharing events it may re-decide;
+3. run the engine over the batch in order, allocating sequence numbers after the head;
+4. append every outcome that is not a redelivery, with its index rows, register fact,
+   pseudonymised payload and the pupils' identities; commit.
+
+If anything fails the transaction rolls back and nothing of the batch is recorded, so the
+caller may retry the same batch: a batch re-read after a crash records nothing twice,
+because step 2 finds what the first attempt committed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from pipeline.engine import Engine, Outcome, Recorded
+from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
+from pipeline.policy.decide import upns_of
+from pipeline.policy.intake import Reading, read_event
+from pipeline.policy.pack import Policy
+from pipeline.register import (
+    ConsentGrant,
+    ConsentWithdrawal,
+    Destruction,
+    Fact,
+    Leaving,
+    Register,
+    check_upn,
+    fact_of,
+)
+from schemas.decisions import Decision, RuleId, Verdict
+from schemas.events import (
+    EVENT_TYPES,
+    LIFECYCLE_MODELS,
+    SHARING_MODELS,
+    ConsentGiven,
+    Event,
+    RecordDestroyed,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record was read: a Kafka position, or ``file:NAME``, partition 0, line."""
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    @classmethod
+    def line(cls, source: str, number: int) -> Position:
+        return cls(f"file:{source}", 0, number)
+
+
+Record = tuple[bytes, Position]
+
+
+def fact_to_json(pupil_key: str, fact: Fact) -> dict[str, Any]:
+    """A register fact as stored (no UPN: the pupil is its pseudonym)."""
+    base = {"pupil_key": pupil_key, "at": fact.at.isoformat(), "event_id": fact.event_id}
+    if isinstance(fact, Leaving):
+        return {**base, "type": "left", "left_on": fact.left_on.isoformat(),
+                "destination": fact.destination}  # fmt: skip
+    if isinstance(fact, ConsentGrant):
+        return {
+            **base,
+            "type": "consent_given",
+            "ref": fact.ref,
+            "recipients": sorted(fact.recipients),
+            "categories": sorted(fact.categories),
+        }
+    if isinstance(fact, ConsentWithdrawal):
+        return {**base, "type": "consent_withdrawn", "ref": fact.ref}
+    return {**base, "type": "destroyed", "categories": sorted(fact.categories)}
+
+
+def fact_from_json(stored: dict[str, Any]) -> tuple[str, Fact]:
+    at, event_id = datetime.fromisoformat(stored["at"]), stored["event_id"]
+    kind = stored["type"]
+    fact: Fact
+    if kind == "left":
+        fact = Leaving(at, event_id, date.fromisoformat(stored["left_on"]), stored["destination"])
+    elif kind == "consent_given":
+        fact = ConsentGrant(
+            at, event_id, stored["ref"], frozenset(stored["recipients"]),
+            frozenset(stored["categories"]),
+        )  # fmt: skip
+    elif kind == "consent_withdrawn":
+        fact = ConsentWithdrawal(at, event_id, stored["ref"])
+    else:
+        fact = Destruction(at, event_id, frozenset(stored["categories"]))
+    return stored["pupil_key"], fact
+
+
+def _position(entry: dict[str, Any]) -> Position:
+    return Position(entry["topic"], entry["partition"], entry["offset"])
+
+
+def _decision(entry: dict[str, Any]) -> Decision:
+    return Decision(
+        decision=entry["decision"],
+        rules=tuple(orjson.loads(entry["rules"])),
+        reasons=tuple(orjson.loads(entry["reasons"])),
+    )
+
+
+class LedgerWriter:
+    """Decides batches of records against the ledger's state and appends the outcomes."""
+
+    def __init__(self, ledger: Ledger, policy: Policy, pseudonym: Callable[[str], str]) -> None:
+        self.ledger = ledger
+        self.policy = policy
+        self.pseudonym = pseudonym
+
+    def write(self, records: Sequence[Record]) -> list[Outcome]:
+        """Decide and record ``records`` in one transaction; the outcomes, in order."""
+        readings = [read_event(raw) for raw, _ in records]
+        outcomes: list[Outcome] = []
+        with self.ledger.locked() as connection:
+            head_seq, _ = Ledger.head(connection)
+            engine = Engine(
+                self.policy,
+                Register(pupil_key=self.pseudonym),
+                allocate=itertools.count(head_seq + 1).__next__,
+            )
+            seen_unkeyed = self._preload(connection, engine, records, readings)
+            entries: list[NewEntry] = []
+            for (raw, position), reading in zip(records, readings, strict=True):
+                if reading.key is None:
+                    where = (position.topic, position.partition, position.offset, reading.digest)
+                    if where in seen_unkeyed:
+                        outcomes.append(
+                            self._unkeyed_duplicate(reading, position, seen_unkeyed[where])
+                        )
+                        continue
+                for outcome in engine.process(raw, position, reading):
+                    outcomes.append(outcome)
+                    if outcome.kind != "duplicate":
+                        entries.append(self._entry(outcome, raw, position))
+            self.ledger.append(connection, entries)
+        return outcomes
+
+    # -- what the batch depends on --------------------------------------------------------
+
+    def _keys(self, event: Event) -> list[str]:
+        return [self.pseudonym(u) for u in upns_of(event) if check_upn(u)[0] is not None]
+
+    def _preload(
+        self,
+        connection: Any,
+        engine: Engine,
+        records: Sequence[Record],
+        readings: Sequence[Reading],
+    ) -> dict[tuple[str | None, int | None, int | None, str], int]:
+        ids = [r.key for r in readings if r.key is not None]
+        pupils: set[str] = set()
+        fact_pupils: set[str] = set()
+        earliest: datetime | None = None
+        for reading in readings:
+            event = reading.event
+            if event is None:
+                continue
+            keys = self._keys(event)
+            pupils.update(keys)
+            if isinstance(event, LIFECYCLE_MODELS):
+                fact_pupils.update(keys)
+                earliest = event.time if earliest is None else min(earliest, event.time)
+
+        recorded = [
+            Recorded(
+                e["seq"], e["event_id"], e["payload_digest"], _decision(e), position=_position(e)
+            )
+            for e in Ledger.decisions_for(connection, ids)
+        ]
+        if fact_pupils and earliest is not None:
+            affected = Ledger.affected_by(connection, fact_pupils, utc_text(earliest))
+            recorded += self._rehydrated(connection, affected)
+            for entry in affected:
+                pupils.update(orjson.loads(entry["pupil_keys"]))
+        facts = [fact_from_json(f) for f in Ledger.facts_for(connection, pupils)]
+        conflicts = [
+            (c["event_id"], c["payload_digest"], c["seq"], _decision(c))
+            for c in Ledger.conflicts_for(connection, ids)
+        ]
+        engine.preload(recorded, facts, conflicts)
+        unkeyed = [
+            (p.topic, p.partition, p.offset, r.digest)
+            for (_, p), r in zip(records, readings, strict=True)
+            if r.key is None
+        ]
+        return Ledger.unkeyed_seen(connection, unkeyed)
+
+    def _rehydrated(self, connection: Any, entries: Iterable[dict[str, Any]]) -> list[Recorded]:
+        """Recorded sharing events with their UPNs put back, ready to be re-decided.
+
+        An event whose pupil has been erased cannot be re-decided; its decision stands.
+        """
+        entries = list(entries)
+        keys = {k for e in entries for k in orjson.loads(e["pupil_keys"])}
+        identity = Ledger.identities(connection, keys)
+        out = []
+        for entry in entries:
+            pupil_keys = tuple(orjson.loads(entry["pupil_keys"]))
+            if not all(k in identity for k in pupil_keys):
+                continue
+            body = orjson.loads(entry["body"])
+            pupils = []
+            for key in pupil_keys:
+                upn, dob = identity[key]
+                pupils.append({"upn": upn, **({"dob": dob} if dob else {})})
+            body["data"]["pupils"] = pupils
+            out.append(
+                Recorded(
+                    entry["seq"],
+                    entry["event_id"],
+                    entry["payload_digest"],
+                    _decision(entry),
+                    raw=orjson.dumps(body),
+                    time=datetime.fromisoformat(body["time"].upper()),
+                    pupils=pupil_keys,
+                    position=_position(entry),
+                )
+            )
+        return out
+
+    # -- what is recorded -----------------------------------------------------------------
+
+    def _unkeyed_duplicate(self, reading: Reading, position: Position, seq: int) -> Outcome:
+        decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
+        return Outcome(
+            kind="duplicate",
+            seq=seq,
+            position=position,
+            event_id=reading.event_id,
+            type=reading.type,
+            decision=decision,
+            event=None,
+            digest=reading.digest,
+            recorded=False,
+        )
+
+    def _entry(self, outcome: Outcome, raw: bytes, position: Position) -> NewEntry:
+        event = outcome.event
+        decision = outcome.decision
+        sharing = event if isinstance(event, SHARING_MODELS) else None
+        categories: list[str] = []
+        if sharing is not None:
+            categories = list(sharing.data.categories)
+        elif isinstance(event, ConsentGiven | RecordDestroyed):
+            categories = list(event.data.categories)
+        reevaluation = outcome.kind == "reevaluation"
+        event_id = outcome.event_id if isinstance(outcome.event_id, str) else None
+        if event_id is not None and (len(event_id) > 128 or not event_id.isprintable()):
+            event_id = None
+        fields: dict[str, Any] = {
+            "seq": outcome.seq,
+            "kind": "reevaluation" if reevaluation else "decision",
+            "refers_to": outcome.refers_to,
+            "event_id": event_id,
+            "event_type": outcome.type if outcome.type in EVENT_TYPES else None,
+            "occurred_at": utc_text(event.time) if event is not None else None,
+            "recorded_at": now_text(),
+            "school": event.urn if event is not None else None,
+            "recipient": sharing.data.recipient if sharing is not None else None,
+            "pupil_keys": list(outcome.pupils),
+            "categories": categories,
+            "lawful_basis": sharing.data.lawful_basis.value if sharing is not None else None,
+            "decision": decision.decision.value,
+            "rules": [r.value for r in decision.rules],
+            "reasons": list(decision.reasons),
+            "policy_version": self.policy.version,
+            "topic": None if reevaluation else position.topic,
+            "partition": None if reevaluation else position.partition,
+            "offset": None if reevaluation else position.offset,
+            "payload_digest": outcome.digest,
+            "details": {"reevaluated_by": outcome.reevaluated_by} if reevaluation else None,
+        }
+        new = NewEntry(fields)
+        fresh = outcome.kind == "decision" and outcome.recorded
+        if event is None or not fresh or decision.decision is Verdict.REJECTED:
+            return new
+        new.identities = self._identities(event)
+        if sharing is not None:
+            new.payload = self._pseudonymised(raw, outcome.pupils)
+        elif isinstance(event, LIFECYCLE_MODELS):
+            upn, fact = fact_of(event)
+            new.fact = fact_to_json(self.pseudonym(upn), fact)
+        return new
+
+    def _identities(self, event: Event) -> list[tuple[str, str, str | None]]:
+        if isinstance(event, SHARING_MODELS):
+            return [
+                (self.pseudonym(p["upn"]), check_upn(p["upn"])[0] or "",
+                 p["dob"].isoformat() if "dob" in p else None)
+                for p in event.data.pupils
+            ]  # fmt: skip
+        upn = event.data.upn
+        return [(self.pseudonym(upn), check_upn(upn)[0] or "", None)]
+
+    @staticmethod
+    def _pseudonymised(raw: bytes, pupil_keys: Sequence[str]) -> dict[str, Any]:
+        """The event as received, less anything outside the contract, pupils by pseudonym."""
+        event = orjson.loads(raw)
+        envelope = ("specversion", "id", "source", "type", "time", "datacontenttype")
+        body = {k: event[k] for k in envelope if k in event}
+        data_fields = ("recipient", "categories", "lawful_basis", "special_condition",
+                       "consent_ref", "oldest_record", "channel", "purpose")  # fmt: skip
+        body["data"] = {k: event["data"][k] for k in data_fields if k in event["data"]}
+        body["data"]["pupils"] = [{"upn": key} for key in pupil_keys]
+        return body

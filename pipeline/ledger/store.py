@@ -1,0 +1,316 @@
+"""The ledger database: appends under the chain-head lock, and the reads the engine needs.
+
+Appends go in batches, each batch in one transaction that first locks the chain head
+(``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so several
+writers never fork the chain and a batch is recorded whole or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+
+from pipeline.canonical import canonical_json
+from pipeline.ledger.chain import ENTRY_FIELDS, entry_hash
+from pipeline.ledger.models import (
+    ChainHead,
+    EntryPupil,
+    EntryRecipient,
+    EventPayload,
+    LedgerEntry,
+    PupilIdentity,
+    RegisterFact,
+)
+
+ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
+PUPIL: Table = EntryPupil.__table__  # type: ignore[attr-defined]
+RECIPIENT: Table = EntryRecipient.__table__  # type: ignore[attr-defined]
+FACT: Table = RegisterFact.__table__  # type: ignore[attr-defined]
+PAYLOAD: Table = EventPayload.__table__  # type: ignore[attr-defined]
+IDENTITY: Table = PupilIdentity.__table__  # type: ignore[attr-defined]
+HEAD: Table = ChainHead.__table__  # type: ignore[attr-defined]
+
+_WRITER = "sharing_audit_writer"
+JSON_FIELDS = ("pupil_keys", "categories", "rules", "reasons", "details")
+
+
+def utc_text(moment: datetime) -> str:
+    """An instant as fixed-width UTC text, so that text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_text() -> str:
+    return utc_text(datetime.now(UTC))
+
+
+@dataclass(slots=True)
+class NewEntry:
+    """An entry to append: its hashed fields (``seq`` already allocated) and side rows."""
+
+    fields: dict[str, Any]
+    payload: dict[str, Any] | None = None
+    fact: dict[str, Any] | None = None
+    identities: list[tuple[str, str, str | None]] = field(default_factory=list)
+
+
+def make_engine(url: str) -> Engine:
+    """A SQLAlchemy engine set up for the ledger's locking on SQLite or PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
+            # Let SQLAlchemy, not the driver, say when a transaction begins ...
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            # ... and let a writer begin with the write lock, so writers serialise on the
+            # chain instead of failing when a read lock cannot be upgraded.
+            immediate = connection.get_execution_options().get(_WRITER, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+class Ledger:
+    """One ledger database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str) -> Ledger:
+        return cls(make_engine(url))
+
+    @contextmanager
+    def locked(self) -> Iterator[Connection]:
+        """A transaction holding the chain-head lock; commits on leaving, else rolls back."""
+        with self.engine.connect() as connection:
+            connection = connection.execution_options(**{_WRITER: True})
+            with connection.begin():
+                if self.dialect != "sqlite":
+                    connection.execute(
+                        select(HEAD.c.seq).where(HEAD.c.id == 1).with_for_update()
+                    )
+                yield connection
+
+    @staticmethod
+    def head(connection: Connection) -> tuple[int, str]:
+        row = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+        return int(row.seq), str(row.hash)
+
+    def append(self, connection: Connection, entries: Sequence[NewEntry]) -> str:
+        """Chain and insert ``entries`` (their seqs follow the head); returns the new head hash.
+
+        Must run inside :meth:`locked`. The entries' ``seq`` must continue the chain.
+        """
+        if not entries:
+            return self.head(connection)[1]
+        head_seq, prev = self.head(connection)
+        rows: list[dict[str, Any]] = []
+        pupils: list[dict[str, Any]] = []
+        recipients: list[dict[str, Any]] = []
+        payloads: list[dict[str, Any]] = []
+        facts: list[dict[str, Any]] = []
+        identities: dict[str, tuple[str, str | None]] = {}
+        for offset, new in enumerate(entries, 1):
+            f = new.fields
+            if f["seq"] != head_seq + offset:
+                raise ValueError(f"entry seq {f['seq']} does not follow {head_seq + offset - 1}")
+            digest = entry_hash(prev, f)
+            row = {name: f[name] for name in ENTRY_FIELDS}
+            for name in JSON_FIELDS:
+                row[name] = None if f[name] is None else canonical_json(f[name]).decode()
+            row["prev_hash"], row["hash"] = prev, digest
+            rows.append(row)
+            prev = digest
+            seq = f["seq"]
+            pupils.extend({"pupil_key": k, "seq": seq} for k in dict.fromkeys(f["pupil_keys"]))
+            if f["recipient"]:
+                recipients.append({"recipient": f["recipient"][:200], "seq": seq})
+            if new.payload is not None:
+                payloads.append({"seq": seq, "body": canonical_json(new.payload).decode()})
+            if new.fact is not None:
+                facts.append(
+                    {"seq": seq, "pupil_key": new.fact["pupil_key"],
+                     "fact": canonical_json(new.fact).decode()}
+                )  # fmt: skip
+            for key, upn, dob in new.identities:
+                known = identities.get(key)
+                identities[key] = (upn, dob or (known[1] if known else None))
+        connection.execute(ENTRY.insert(), rows)
+        for table, values in ((PUPIL, pupils), (RECIPIENT, recipients),
+                              (PAYLOAD, payloads), (FACT, facts)):  # fmt: skip
+            if values:
+                connection.execute(table.insert(), values)
+        if identities:
+            self._upsert_identities(connection, identities)
+        connection.execute(
+            update(HEAD).where(HEAD.c.id == 1).values(seq=head_seq + len(entries), hash=prev)
+        )
+        return prev
+
+    def _upsert_identities(
+        self, connection: Connection, identities: dict[str, tuple[str, str | None]]
+    ) -> None:
+        values = [{"pupil_key": k, "upn": u, "dob": d} for k, (u, d) in identities.items()]
+        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
+        statement = insert(IDENTITY).values(values)
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[IDENTITY.c.pupil_key],
+            set_={"dob": func.coalesce(excluded.dob, IDENTITY.c.dob)},
+        )
+        connection.execute(statement)
+
+    # -- reads the engine needs -----------------------------------------------------------
+
+    @staticmethod
+    def decisions_for(connection: Connection, event_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Each id's decision entry, with its current decision (the latest re-evaluation)."""
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return []
+        firsts = (
+            connection.execute(
+                select(ENTRY).where(
+                    ENTRY.c.kind == "decision",
+                    ENTRY.c.refers_to.is_(None),
+                    ENTRY.c.event_id.in_(ids),
+                )
+            )
+            .mappings()
+            .all()
+        )
+        return _with_current(connection, [dict(r) for r in firsts])
+
+    @staticmethod
+    def conflicts_for(connection: Connection, event_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Entries of arrivals that reused one of these ids with other content."""
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return []
+        rows = (
+            connection.execute(
+                select(ENTRY).where(
+                    ENTRY.c.kind == "decision",
+                    ENTRY.c.refers_to.is_not(None),
+                    ENTRY.c.event_id.in_(ids),
+                )
+            )
+            .mappings()
+            .all()
+        )
+        return [dict(r) for r in rows]
+
+    @staticmethod
+    def unkeyed_seen(
+        connection: Connection, keys: Iterable[tuple[str | None, int | None, int | None, str]]
+    ) -> dict[tuple[str | None, int | None, int | None, str], int]:
+        """Entries already made for records without a usable id, by position and digest."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        rows = connection.execute(
+            select(ENTRY.c.seq, ENTRY.c.topic, ENTRY.c.partition, ENTRY.c.offset,
+                   ENTRY.c.payload_digest).where(
+                ENTRY.c.kind == "decision",
+                ENTRY.c.event_id.is_(None),
+                ENTRY.c.payload_digest.in_([w[3] for w in wanted]),
+            )
+        ).all()  # fmt: skip
+        return {(r.topic, r.partition, r.offset, r.payload_digest): r.seq for r in rows}
+
+    @staticmethod
+    def facts_for(connection: Connection, pupil_keys: Iterable[str]) -> list[dict[str, Any]]:
+        keys = list(dict.fromkeys(pupil_keys))
+        if not keys:
+            return []
+        rows = connection.execute(select(FACT.c.fact).where(FACT.c.pupil_key.in_(keys))).all()
+        return [orjson.loads(r.fact) for r in rows]
+
+    @staticmethod
+    def affected_by(
+        connection: Connection, pupil_keys: Iterable[str], since: str
+    ) -> list[dict[str, Any]]:
+        """Decided, non-rejected sharing events of these pupils timed at or after ``since``,
+        with their pseudonymised payloads and current decisions."""
+        keys = list(dict.fromkeys(pupil_keys))
+        if not keys:
+            return []
+        seqs = select(PUPIL.c.seq).where(PUPIL.c.pupil_key.in_(keys))
+        rows = (
+            connection.execute(
+                select(ENTRY, PAYLOAD.c.body)
+                .join(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
+                .where(ENTRY.c.seq.in_(seqs), ENTRY.c.occurred_at >= since)
+            )
+            .mappings()
+            .all()
+        )
+        return _with_current(connection, [dict(r) for r in rows])
+
+    @staticmethod
+    def identities(
+        connection: Connection, pupil_keys: Iterable[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        keys = list(dict.fromkeys(pupil_keys))
+        if not keys:
+            return {}
+        rows = connection.execute(
+            select(IDENTITY.c.pupil_key, IDENTITY.c.upn, IDENTITY.c.dob).where(
+                IDENTITY.c.pupil_key.in_(keys)
+            )
+        ).all()
+        return {r.pupil_key: (r.upn, r.dob) for r in rows}
+
+
+def _with_current(connection: Connection, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Replace each entry's decision, rules and reasons by those of its latest re-evaluation."""
+    if not entries:
+        return entries
+    seqs = [e["seq"] for e in entries]
+    latest = (
+        select(ENTRY.c.refers_to, ENTRY.c.seq)
+        .where(ENTRY.c.kind == "reevaluation", ENTRY.c.refers_to.in_(seqs))
+        .order_by(ENTRY.c.seq)
+    )
+    newest: dict[int, int] = {}
+    for link in connection.execute(latest):
+        newest[link.refers_to] = link.seq
+    if newest:
+        current = {
+            r.seq: r
+            for r in connection.execute(
+                select(ENTRY.c.seq, ENTRY.c.decision, ENTRY.c.rules, ENTRY.c.reasons).where(
+                    ENTRY.c.seq.in_(list(newest.values()))
+                )
+            )
+        }
+        for entry in entries:
+            later = newest.get(entry["seq"])
+            if later is not None:
+                row = current[later]
+                entry["decision"], entry["rules"], entry["reasons"] = (
+                    row.decision, row.rules, row.reasons
+                )  # fmt: skip
+    return entries
