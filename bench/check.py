@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.checking import check_lines, numbered_lines
+from pipeline.checking import check_lines, in_memory, numbered_lines
 from pipeline.engine import Engine
 from pipeline.packs import load_pack
 from pipeline.simulate import simulate
@@ -59,7 +59,7 @@ def time_check(path: Path, out_path: Path) -> tuple[float, int]:
         def emit(result: dict[str, object]) -> None:
             write(orjson.dumps(result) + b"\n")
 
-        summary = check_lines(numbered_lines(stream), Engine(policy), emit)
+        summary = check_lines(numbered_lines(stream), in_memory(Engine(policy)), emit)
     elapsed = time.perf_counter() - start
     gc.unfreeze()
     return elapsed, len(summary.final)

@@ -8,11 +8,11 @@ agents use, and prints decisions exactly as the contract's last section specifie
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from pipeline.engine import Engine, Outcome
+from pipeline.engine import Engine, Outcome, Position
 
 Result = dict[str, Any]
 
@@ -31,8 +31,9 @@ def numbered_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
 def result_of(outcome: Outcome) -> Result:
     """The contract's JSON object for one outcome."""
     decision = outcome.decision
+    position = outcome.position
     result: Result = {
-        "line": outcome.position,
+        "line": position.offset if isinstance(position, Position) else position,
         "event_id": outcome.event_id,
         "type": outcome.type,
         "decision": decision.decision.value,
@@ -65,22 +66,50 @@ class Summary:
         return Counter(self.final.values())
 
 
+Decider = Callable[[Sequence[tuple[bytes, Position]]], list[Outcome]]
+
+
+def in_memory(engine: Engine) -> Decider:
+    """Decide batches with an engine alone: nothing is recorded anywhere."""
+
+    def decide_batch(records: Sequence[tuple[bytes, Position]]) -> list[Outcome]:
+        return [o for raw, position in records for o in engine.process(raw, position)]
+
+    return decide_batch
+
+
 def check_lines(
     lines: Iterable[tuple[int, bytes]],
-    engine: Engine,
+    decide_batch: Decider,
     emit: Callable[[Result], None],
-    on_line: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    source: str = "-",
+    batch: int = 1,
 ) -> Summary:
-    """Decide every line in order, passing each result to ``emit`` as it is made.
+    """Decide every line in order, ``batch`` lines at a time, passing results to ``emit``.
 
-    ``on_line`` is told the byte length of each line read (for a progress bar).
+    ``on_progress`` is told the bytes read by each batch (for a progress bar).
     """
     summary = Summary()
-    for number, raw in lines:
-        for outcome in engine.process(raw, number):
+    pending: list[tuple[bytes, Position]] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        for outcome in decide_batch(pending):
             result = result_of(outcome)
             summary.add(result)
             emit(result)
-        if on_line is not None:
-            on_line(len(raw) + 1)
+        if on_progress is not None:
+            on_progress(size)
+        pending.clear()
+        size = 0
+
+    for number, raw in lines:
+        pending.append((raw, Position.line(source, number)))
+        size += len(raw) + 1
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
     return summary

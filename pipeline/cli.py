@@ -21,8 +21,10 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline import __version__
-from pipeline.checking import Result, Summary, check_lines, numbered_lines
+from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
 from pipeline.engine import Engine
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger_cli import db_app, ledger_app, open_ledger, pseudonym_for
 from pipeline.packs import load_pack
 from pipeline.policy.pack import PackError, Policy
 from pipeline.presenting import print_policy, result_row, summary_table
@@ -39,6 +41,8 @@ policy_app = typer.Typer(help="Show and validate policy packs.", no_args_is_help
 schemas_app = typer.Typer(help="The event contract as JSON Schema.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(db_app, name="db")
 
 EXIT_UNREADABLE = 2
 _PROGRESS_MIN_BYTES = 1 << 20
@@ -102,9 +106,22 @@ def check(
         Format | None,
         typer.Option("--format", "-f", help="jsonl, or table (the default on a terminal)."),
     ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Also append the decisions to the ledger at this URL."),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Lines per ledger transaction.")
+    ] = 500,
 ) -> None:
     """Decide a file of events in file order, with the engine the agents use."""
     pack = policy_or_fail(policy)
+    decide_batch: Decider
+    if db is not None:
+        writer = LedgerWriter(open_ledger(db), pack, pseudonym_for(db))
+        decide_batch = writer.write
+    else:
+        decide_batch, batch = in_memory(Engine(pack)), 1
     stream, size = _open_events(file)
     fmt = output or (Format.table if sys.stdout.isatty() else Format.jsonl)
     err = Console(stderr=True)
@@ -115,7 +132,9 @@ def check(
     gc.freeze()
     try:
         with stream, _progress(err, size, show_progress) as advance:
-            summary = check_lines(numbered_lines(stream), Engine(pack), emit, advance)
+            summary = check_lines(
+                numbered_lines(stream), decide_batch, emit, advance, source=file, batch=batch
+            )
         finish(summary)
     except BrokenPipeError:
         # The reader (``head``, say) has gone: stop quietly, as Unix tools do.

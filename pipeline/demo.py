@@ -14,7 +14,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.checking import Result, check_lines, numbered_lines
+from pipeline.checking import Result, check_lines, in_memory, numbered_lines
 from pipeline.engine import Engine
 from pipeline.packs import load_pack
 from pipeline.presenting import result_row, summary_table
@@ -33,7 +33,7 @@ def main(pupils: int = 1000, violation_rate: float = 0.05, seed: int = 2026) -> 
 
     results: list[Result] = []
     with events.open("rb") as stream:
-        summary = check_lines(numbered_lines(stream), Engine(policy), results.append)
+        summary = check_lines(numbered_lines(stream), in_memory(Engine(policy)), results.append)
 
     final = {r["line"]: r for r in results}
     truth = {n: line.expected for n, line in enumerate(lines, 1)}

@@ -29,6 +29,19 @@ from schemas.events import LIFECYCLE_MODELS, SHARING_MODELS, Event
 OutcomeKind = Literal["decision", "duplicate", "reevaluation"]
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a record was read: a Kafka position, or ``file:NAME``, partition 0, line."""
+
+    topic: str | None
+    partition: int | None
+    offset: int | None
+
+    @classmethod
+    def line(cls, source: str, number: int) -> Position:
+        return cls(f"file:{source}", 0, number)
+
+
 @dataclass(slots=True)
 class Recorded:
     """An event recorded under its id, with its current decision.

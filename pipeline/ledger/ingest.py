@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import orjson
 
-from pipeline.engine import Engine, Outcome, Recorded
+from pipeline.engine import Engine, Outcome, Position, Recorded
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.policy.decide import upns_of
 from pipeline.policy.intake import Reading, read_event
@@ -49,20 +48,6 @@ from schemas.events import (
     Event,
     RecordDestroyed,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    """Where a record was read: a Kafka position, or ``file:NAME``, partition 0, line."""
-
-    topic: str | None
-    partition: int | None
-    offset: int | None
-
-    @classmethod
-    def line(cls, source: str, number: int) -> Position:
-        return cls(f"file:{source}", 0, number)
-
 
 Record = tuple[bytes, Position]
 

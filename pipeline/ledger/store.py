@@ -108,9 +108,7 @@ class Ledger:
             connection = connection.execution_options(**{_WRITER: True})
             with connection.begin():
                 if self.dialect != "sqlite":
-                    connection.execute(
-                        select(HEAD.c.seq).where(HEAD.c.id == 1).with_for_update()
-                    )
+                    connection.execute(select(HEAD.c.seq).where(HEAD.c.id == 1).with_for_update())
                 yield connection
 
     @staticmethod

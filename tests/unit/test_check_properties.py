@@ -12,7 +12,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.checking import Result, check_lines, numbered_lines
+from pipeline.checking import Result, check_lines, in_memory, numbered_lines
 from pipeline.engine import Engine
 from pipeline.policy.pack import Policy
 from tests.factory import census, consent_given, destroyed, left, referral, transfer, upn
@@ -46,7 +46,7 @@ def dumps(value: Any) -> bytes:
 def run(policy: Policy, payload: bytes) -> tuple[list[int], list[Result]]:
     lines = list(numbered_lines(io.BytesIO(payload)))
     results: list[Result] = []
-    check_lines(iter(lines), Engine(policy), results.append)
+    check_lines(iter(lines), in_memory(Engine(policy)), results.append)
     return [n for n, _ in lines], results
 
 

@@ -1,0 +1,126 @@
+"""Reading the ledger: filtered entry streams, the whole chain for verification, stats.
+
+Results stream in ``seq`` order in pages, so a year of a trust's entries never has to fit
+in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, func, select
+
+from pipeline.ledger.chain import ENTRY_FIELDS, Verification, verify_chain
+from pipeline.ledger.store import ENTRY, HEAD, JSON_FIELDS, PUPIL, RECIPIENT
+
+PAGE = 2_000
+ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What an auditor asks for. Times are RFC 3339 or dates, compared on ``occurred_at``."""
+
+    pupil_key: str | None = None
+    recipient: str | None = None
+    event_type: str | None = None
+    decision: str | None = None
+    rule: str | None = None
+    since: str | None = None
+    until: str | None = None
+    after_seq: int = 0
+    limit: int | None = None
+
+
+def decoded(row: Any) -> dict[str, Any]:
+    """A stored entry with its JSON fields decoded, in the ledger's field order."""
+    entry = {name: row[name] for name in ENTRY_COLUMNS}
+    for name in JSON_FIELDS:
+        if entry[name] is not None:
+            entry[name] = orjson.loads(entry[name])
+    return entry
+
+
+def _statement(filters: Filters, after: int) -> Any:
+    statement = select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(ENTRY.c.seq > after)
+    if filters.pupil_key is not None:
+        statement = statement.where(
+            ENTRY.c.seq.in_(select(PUPIL.c.seq).where(PUPIL.c.pupil_key == filters.pupil_key))
+        )
+    if filters.recipient is not None:
+        statement = statement.where(
+            ENTRY.c.seq.in_(
+                select(RECIPIENT.c.seq).where(RECIPIENT.c.recipient == filters.recipient)
+            )
+        )
+    if filters.event_type is not None:
+        statement = statement.where(ENTRY.c.event_type == filters.event_type)
+    if filters.decision is not None:
+        statement = statement.where(ENTRY.c.decision == filters.decision)
+    if filters.rule is not None:
+        statement = statement.where(ENTRY.c.rules.contains(f'"{filters.rule}"'))
+    if filters.since is not None:
+        statement = statement.where(ENTRY.c.occurred_at >= filters.since)
+    if filters.until is not None:
+        statement = statement.where(ENTRY.c.occurred_at < filters.until)
+    return statement.order_by(ENTRY.c.seq)
+
+
+def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[dict[str, Any]]:
+    """Entries matching ``filters`` in ``seq`` order, fetched a page at a time."""
+    after, left = filters.after_seq, filters.limit
+    while left is None or left > 0:
+        size = PAGE if left is None else min(PAGE, left)
+        rows = connection.execute(_statement(filters, after).limit(size)).mappings().all()
+        for row in rows:
+            yield decoded(row)
+        if len(rows) < size:
+            return
+        after = rows[-1]["seq"]
+        if left is not None:
+            left -= len(rows)
+
+
+def verify(connection: Connection) -> Verification:
+    """Recompute the whole chain; also check the chain head agrees with the last entry."""
+    result = verify_chain(entries(connection))
+    if not result.ok:
+        return result
+    head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+    if (head.seq, head.hash) != (result.head_seq, result.head_hash):
+        return Verification(
+            result.count,
+            result.head_seq,
+            result.head_hash,
+            result.head_seq + 1,
+            f"missing: the chain head records seq {head.seq}, the last entry is "
+            f"seq {result.head_seq}",
+        )
+    return result
+
+
+def stats(connection: Connection) -> dict[str, Any]:
+    """Counts by kind, decision and event type, and the chain head."""
+
+    def counts(column: Any) -> dict[str, int]:
+        rows = connection.execute(select(column, func.count()).group_by(column)).all()
+        return {str(value): int(n) for value, n in rows}
+
+    head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+    first, last = connection.execute(
+        select(func.min(ENTRY.c.recorded_at), func.max(ENTRY.c.recorded_at))
+    ).one()
+    pupils = connection.execute(select(func.count(func.distinct(PUPIL.c.pupil_key)))).scalar()
+    return {
+        "entries": int(head.seq),
+        "head_hash": head.hash,
+        "first_recorded_at": first,
+        "last_recorded_at": last,
+        "pupils": int(pupils or 0),
+        "by_kind": counts(ENTRY.c.kind),
+        "by_decision": counts(ENTRY.c.decision),
+        "by_event_type": counts(ENTRY.c.event_type),
+    }
