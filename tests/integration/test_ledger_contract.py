@@ -1,0 +1,375 @@
+"""The ledger's contract, run against every database it supports.
+
+``LedgerContract`` states the behaviour; each ``Test...Ledger`` subclass only says how to
+get a database (the eventsourcing library's pattern).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
+
+from pipeline.engine import Engine, Position
+from pipeline.ledger import schema
+from pipeline.ledger.chain import ENTRY_FIELDS
+from pipeline.ledger.ingest import LedgerWriter, Record
+from pipeline.ledger.models import APPEND_ONLY_TABLES
+from pipeline.ledger.queries import Filters, entries, verify
+from pipeline.ledger.store import Ledger
+from pipeline.packs import load_pack
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from pipeline.simulate import simulate
+
+KEY = bytes(range(32))
+
+
+def year(pupils: int = 120, rate: float = 0.2, seed: int = 3) -> list[Record]:
+    lines = simulate(pupils, rate, seed)
+    return [
+        (orjson.dumps(ln.event), Position.line("year.jsonl", i)) for i, ln in enumerate(lines, 1)
+    ]
+
+
+def write_all(writer: LedgerWriter, records: list[Record], batch: int = 50) -> list[Any]:
+    outcomes = []
+    for start in range(0, len(records), batch):
+        outcomes += writer.write(records[start : start + batch])
+    return outcomes
+
+
+def drop_triggers(connection: Connection, dialect: str) -> None:
+    """What someone bypassing the database's protection would do first."""
+    for table in APPEND_ONLY_TABLES:
+        if dialect == "sqlite":
+            for verb in ("update", "delete"):
+                connection.execute(text(f"DROP TRIGGER {table}_no_{verb}"))
+        else:
+            for name in ("no_change", "no_truncate"):
+                connection.execute(text(f"DROP TRIGGER {table}_{name} ON {table}"))
+
+
+def _append_in_process(url: str, records: list[tuple[bytes, str, int]]) -> None:
+    ledger = Ledger.open(url)
+    writer = LedgerWriter(ledger, load_pack(), pseudonymiser(KEY))
+    batch: list[Record] = []
+    for raw, topic, offset in records:
+        batch.append((raw, Position(topic, 0, offset)))
+        if len(batch) == 10:
+            writer.write(batch)
+            batch = []
+    if batch:
+        writer.write(batch)
+
+
+class LedgerContract:
+    """What every ledger database must do. Subclasses provide the ``url`` fixture."""
+
+    @pytest.fixture
+    def ledger(self, url: str) -> Ledger:
+        ledger = Ledger.open(url)
+        schema.upgrade(ledger.engine)
+        return ledger
+
+    @pytest.fixture
+    def policy(self) -> Policy:
+        return load_pack()
+
+    @pytest.fixture
+    def writer(self, ledger: Ledger, policy: Policy) -> LedgerWriter:
+        return LedgerWriter(ledger, policy, pseudonymiser(KEY))
+
+    @pytest.fixture
+    def filled(self, writer: LedgerWriter, ledger: Ledger) -> Ledger:
+        write_all(writer, year(60, 0.2, 5))
+        return ledger
+
+    def all_entries(self, ledger: Ledger) -> list[dict[str, Any]]:
+        with ledger.engine.connect() as connection:
+            return list(entries(connection))
+
+    def verification(self, ledger: Ledger) -> Any:
+        with ledger.engine.connect() as connection:
+            return verify(connection)
+
+    # -- the schema ------------------------------------------------------------------------
+
+    def test_the_migrations_create_the_append_only_triggers(self, ledger: Ledger) -> None:
+        triggers = schema.append_only_triggers(ledger.engine)
+        expected = 2
+        assert all(len(names) == expected for names in triggers.values()), triggers
+        assert set(triggers) == set(APPEND_ONLY_TABLES)
+        assert schema.is_current(ledger.engine)
+
+    @pytest.mark.parametrize("statement", ["UPDATE ledger_entry SET decision = 'allowed'",
+                                           "DELETE FROM ledger_entry"])  # fmt: skip
+    def test_update_and_delete_of_an_entry_are_refused(
+        self, filled: Ledger, statement: str
+    ) -> None:
+        with (
+            pytest.raises(IntegrityError, match="ledger_entry is append-only"),
+            filled.engine.begin() as connection,
+        ):
+            connection.execute(text(statement + " WHERE seq = 3"))
+        assert self.verification(filled).ok
+
+    @pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
+    def test_every_ledger_table_refuses_delete(self, filled: Ledger, table: str) -> None:
+        with (
+            pytest.raises(IntegrityError, match=f"{table} is append-only"),
+            filled.engine.begin() as connection,
+        ):
+            connection.execute(text(f"DELETE FROM {table}"))
+
+    def test_the_identity_table_can_be_erased(self, filled: Ledger) -> None:
+        with filled.engine.begin() as connection:
+            connection.execute(text("DELETE FROM pupil_identity"))
+        assert self.verification(filled).ok
+
+    # -- appending -------------------------------------------------------------------------
+
+    def test_decisions_match_the_in_memory_engine_across_batches(
+        self, writer: LedgerWriter, policy: Policy
+    ) -> None:
+        records = year(150, 0.25, 9)
+        engine = Engine(policy)
+        expected: dict[Any, Any] = {}
+        for raw, position in records:
+            for outcome in engine.process(raw, position):
+                expected[(outcome.position, outcome.kind == "reevaluation")] = outcome.decision
+        got: dict[Any, Any] = {}
+        for outcome in write_all(writer, records, batch=37):
+            got[(outcome.position, outcome.kind == "reevaluation")] = outcome.decision
+        assert got == expected
+
+    def test_the_chain_is_gap_free_and_verifies(self, filled: Ledger) -> None:
+        rows = self.all_entries(filled)
+        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+        result = self.verification(filled)
+        assert result.ok and result.count == len(rows)
+
+    def test_a_redelivered_batch_records_nothing_twice(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        records = year(40, 0.3, 2)
+        write_all(writer, records)
+        before = len(self.all_entries(ledger))
+        again = write_all(writer, records, batch=23)
+        assert {o.kind for o in again} == {"duplicate"}
+        assert len(self.all_entries(ledger)) == before
+
+    def test_a_batch_that_failed_midway_is_recorded_once_when_retried(
+        self, writer: LedgerWriter, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        records = year(30, 0.3, 4)
+        half = len(records) // 2
+        write_all(writer, records[:half])
+        original = Ledger.append
+
+        def crash(self: Ledger, connection: Connection, new: Any) -> str:
+            original(self, connection, new)  # the rows are written ...
+            raise RuntimeError("worker killed")  # ... but the transaction never commits
+
+        monkeypatch.setattr(Ledger, "append", crash)
+        with pytest.raises(RuntimeError):
+            writer.write(records[half:])
+        monkeypatch.setattr(Ledger, "append", original)
+        write_all(writer, records[half - 5 :])  # the retry overlaps what was committed
+        rows = self.all_entries(ledger)
+        decisions = [r["event_id"] for r in rows if r["kind"] == "decision" and not r["refers_to"]
+                     and r["event_id"]]  # fmt: skip
+        assert len(decisions) == len(set(decisions))
+        assert self.verification(ledger).ok
+
+    def test_a_reused_id_is_recorded_once_referring_to_the_first(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import census, line
+
+        first = census()
+        second = {**census(categories=["attendance"]), "id": first["id"]}
+        records = [(line(first), Position.line("f", 1)), (line(second), Position.line("f", 2))]
+        writer.write(records)
+        writer.write(records)
+        rows = self.all_entries(ledger)
+        assert [(r["seq"], r["refers_to"], r["rules"]) for r in rows] == [
+            (1, None, []),
+            (2, 1, ["event.id_reused"]),
+        ]
+
+    def test_an_unparseable_record_is_recorded_once_per_position(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        records = [(b"{not json", Position("sharing.census", 0, 7))]
+        writer.write(records)
+        writer.write(records)
+        writer.write([(b"{not json", Position("sharing.census", 0, 8))])
+        rows = self.all_entries(ledger)
+        assert [(r["offset"], r["event_id"], r["rules"]) for r in rows] == [
+            (7, None, ["event.invalid"]),
+            (8, None, ["event.invalid"]),
+        ]
+
+    def test_a_late_fact_in_a_later_batch_appends_a_re_evaluation(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import consent_given, consent_withdrawn, line, referral
+
+        given = consent_given()
+        event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
+                         categories=["personal", "medical"])  # fmt: skip
+        writer.write([(line(given), Position.line("f", 1)), (line(event), Position.line("f", 2))])
+        late = consent_withdrawn(time="2026-07-20T09:00:00+01:00")
+        outcomes = writer.write([(line(late), Position.line("f", 3))])
+        assert [o.kind for o in outcomes] == ["decision", "reevaluation"]
+        rows = self.all_entries(ledger)
+        assert rows[-1]["kind"] == "reevaluation"
+        assert rows[-1]["refers_to"] == 2
+        assert rows[-1]["rules"] == ["consent.withdrawn"]
+        assert rows[-1]["details"] == {"reevaluated_by": late["id"]}
+
+    def test_two_processes_appending_at_once_make_one_chain(self, url: str, ledger: Ledger) -> None:
+        records = year(80, 0.1, 8)
+        halves = [
+            [(raw, f"topic-{n}", pos.offset or 0) for raw, pos in records[n::2]] for n in (0, 1)
+        ]
+        context = multiprocessing.get_context("spawn")
+        workers = [context.Process(target=_append_in_process, args=(url, h)) for h in halves]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+            assert worker.exitcode == 0
+        rows = self.all_entries(ledger)
+        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+        assert self.verification(ledger).ok
+        ids = {json.loads(raw).get("id") for raw, _ in records if raw.startswith(b"{")}
+        recorded = {r["event_id"] for r in rows if r["kind"] == "decision"}
+        assert ids <= recorded
+
+    # -- tampering, with the triggers dropped -----------------------------------------------
+
+    @pytest.mark.parametrize(
+        "field", [f for f in ENTRY_FIELDS if f not in ("seq",)] + ["prev_hash"]
+    )
+    def test_changing_any_field_of_an_entry_is_found_at_that_seq(
+        self, filled: Ledger, field: str
+    ) -> None:
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            current = connection.execute(
+                text(f'SELECT "{field}" FROM ledger_entry WHERE seq = 5')
+            ).scalar()
+            if isinstance(current, int):
+                changed: Any = current + 1
+            elif current is None or field in ("pupil_keys", "categories", "rules", "reasons"):
+                changed = "1" if field in ("partition", "offset", "refers_to") else '["x"]'
+            else:
+                changed = str(current)[:-1] + ("0" if str(current)[-1:] != "0" else "1")
+            connection.execute(
+                text(f'UPDATE ledger_entry SET "{field}" = :v WHERE seq = 5'), {"v": changed}
+            )
+        result = self.verification(filled)
+        assert result.fault_seq == 5, result
+
+    def test_deleting_an_entry_is_found_at_its_seq(self, filled: Ledger) -> None:
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(text("DELETE FROM ledger_entry WHERE seq = 7"))
+        result = self.verification(filled)
+        assert result.fault_seq == 7 and "missing" in str(result.fault)
+
+    def test_deleting_the_last_entry_is_found(self, filled: Ledger) -> None:
+        last = len(self.all_entries(filled))
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(text(f"DELETE FROM ledger_entry WHERE seq = {last}"))
+        assert self.verification(filled).fault_seq == last
+
+    def test_swapping_two_entries_is_found_at_the_first(self, filled: Ledger) -> None:
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(text("UPDATE ledger_entry SET seq = -1 WHERE seq = 4"))
+            connection.execute(text("UPDATE ledger_entry SET seq = 4 WHERE seq = 9"))
+            connection.execute(text("UPDATE ledger_entry SET seq = 9 WHERE seq = -1"))
+        assert self.verification(filled).fault_seq == 4
+
+    def test_inserting_an_entry_is_found_at_its_seq(self, filled: Ledger) -> None:
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            last = connection.execute(text("SELECT max(seq) FROM ledger_entry")).scalar()
+            for seq in range(last, 5, -1):  # make room at 6, from the end down
+                connection.execute(
+                    text(f"UPDATE ledger_entry SET seq = {seq + 1} WHERE seq = {seq}")
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO ledger_entry (seq, kind, recorded_at, pupil_keys, categories, "
+                    "rules, reasons, prev_hash, hash) SELECT 6, kind, recorded_at, pupil_keys, "
+                    "categories, rules, reasons, hash, :h FROM ledger_entry WHERE seq = 5"
+                ),
+                {"h": "f" * 64},
+            )
+        assert self.verification(filled).fault_seq == 6
+
+    def test_no_upn_or_date_of_birth_is_in_any_hashed_or_indexed_table(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        lines = simulate(60, 0.3, 12)
+        write_all(
+            writer, [(orjson.dumps(ln.event), Position.line("y", i)) for i, ln in enumerate(lines)]
+        )
+        secrets: set[str] = set()
+        for ln in lines:
+            data = ln.event.get("data", {})
+            for pupil in data.get("pupils", []) or []:
+                secrets.update(v for v in (pupil.get("upn"), pupil.get("dob")) if v)
+            if isinstance(data.get("upn"), str):
+                secrets.add(data["upn"])
+        with ledger.engine.connect() as connection:
+            for table in APPEND_ONLY_TABLES:
+                dump = json.dumps(
+                    [list(r) for r in connection.execute(text(f"SELECT * FROM {table}"))],
+                    default=str,
+                )
+                leaked = [s for s in secrets if s in dump]
+                assert not leaked, f"{table} holds {len(leaked)} plain identifiers"
+
+    def test_a_pupil_query_finds_every_entry_naming_the_pupil(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import census, left, line, referral, transfer, upn
+
+        pupil = pseudonymiser(KEY)(upn(1))
+        events = [left(), transfer(), census(pupils=[{"upn": upn(2)}, {"upn": upn(1)}]),
+                  referral(pupils=[{"upn": upn(3)}])]  # fmt: skip
+        writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
+        with ledger.engine.connect() as connection:
+            found = list(entries(connection, Filters(pupil_key=pupil)))
+        assert [e["event_id"] for e in found] == [events[0]["id"], events[1]["id"], events[2]["id"]]
+
+
+class TestSQLiteLedger(LedgerContract):
+    @pytest.fixture
+    def url(self, sqlite_url: str) -> str:
+        return sqlite_url
+
+
+class TestPostgresLedger(LedgerContract):
+    @pytest.fixture
+    def url(self, pg_url: str) -> str:
+        return pg_url
+
+    def test_truncate_is_refused(self, filled: Ledger) -> None:
+        for table in APPEND_ONLY_TABLES:
+            with (
+                pytest.raises(IntegrityError, match=f"{table} is append-only: TRUNCATE"),
+                filled.engine.begin() as connection,
+            ):
+                connection.execute(text(f"TRUNCATE {table} CASCADE"))
