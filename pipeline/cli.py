@@ -25,6 +25,7 @@ from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, 
 from pipeline.engine import Engine
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger_cli import db_app, ledger_app, open_ledger, pseudonym_for
+from pipeline.logging import configure as configure_logging
 from pipeline.packs import load_pack
 from pipeline.policy.pack import PackError, Policy
 from pipeline.presenting import print_policy, result_row, summary_table
@@ -79,6 +80,7 @@ def main_options(
     ] = False,
 ) -> None:
     """sharing-audit: an audit pipeline for pupil data sharing in English schools."""
+    configure_logging(level=os.environ.get("SHARING_AUDIT_LOG_LEVEL", "WARNING"))
 
 
 def _open_events(file: str) -> tuple[IO[bytes], int | None]:

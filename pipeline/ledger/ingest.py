@@ -26,6 +26,7 @@ import orjson
 
 from pipeline.engine import Engine, Outcome, Position, Recorded
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
+from pipeline.logging import get_logger
 from pipeline.policy.decide import upns_of
 from pipeline.policy.intake import Reading, read_event
 from pipeline.policy.pack import Policy
@@ -50,6 +51,7 @@ from schemas.events import (
 )
 
 Record = tuple[bytes, Position]
+log = get_logger(__name__)
 
 
 def fact_to_json(pupil_key: str, fact: Fact) -> dict[str, Any]:
@@ -135,6 +137,14 @@ class LedgerWriter:
                     if outcome.kind != "duplicate":
                         entries.append(self._entry(outcome, raw, position))
             self.ledger.append(connection, entries)
+        log.info(
+            "batch_recorded",
+            records=len(records),
+            entries=len(entries),
+            first_seq=entries[0].fields["seq"] if entries else None,
+            last_seq=entries[-1].fields["seq"] if entries else None,
+            duplicates=sum(1 for o in outcomes if o.kind == "duplicate"),
+        )
         return outcomes
 
     # -- what the batch depends on --------------------------------------------------------

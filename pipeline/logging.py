@@ -1,0 +1,78 @@
+"""Logging: structlog key-value events, JSON off a terminal, pupil identifiers redacted.
+
+One configuration serves structlog and the standard library, so library loggers (kafka
+clients, Faust, SQLAlchemy) come out in the same format and through the same redaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+SENSITIVE_KEYS = frozenset(
+    {"upn", "upns", "dob", "date_of_birth", "name", "first_name", "last_name", "pupils"}
+)
+REDACTED = "[redacted]"
+_UPN_LIKE = re.compile(r"\b[A-HJ-NP-RT-Z][0-9]{11}[0-9A-HJ-NP-RT-Z]\b")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _UPN_LIKE.sub(REDACTED, value)
+    if isinstance(value, dict):
+        return {k: REDACTED if k in SENSITIVE_KEYS else _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_pupil_identifiers(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace pupil identifiers at any depth: by key (``upn``, ``dob``, ...) and any
+    UPN-shaped text, so that even a message built by mistake from an event cannot leak."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = REDACTED if key in SENSITIVE_KEYS else _scrub(value)
+    return event_dict
+
+
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    redact_pupil_identifiers,
+]
+
+
+def configure(level: str = "INFO", json: bool | None = None) -> None:
+    """Set up structlog and the standard library's logging once, for the whole process."""
+    as_json = (not sys.stderr.isatty()) if json is None else json
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_SHARED,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)
