@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from pipeline.canonical import canonical_json
 
 GENESIS = "0" * 64
@@ -42,10 +44,36 @@ ENTRY_FIELDS = (
 )
 
 
+#: Fields held as JSON text in the database.
+JSON_FIELDS = ("pupil_keys", "categories", "rules", "reasons", "details")
+
+
 def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """The hash of an entry whose hashed fields are ``fields``, after ``prev_hash``."""
+    """The hash of an entry whose hashed fields are ``fields``, after ``prev_hash``.
+
+    A JSON field may be given as its canonical JSON wrapped in ``orjson.Fragment``: the
+    bytes hashed are the same, and the ledger need not decode what it stored to check it.
+    """
     body = canonical_json({name: fields[name] for name in ENTRY_FIELDS})
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+
+
+def stored_form(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` with each JSON field as its canonical text (None stays None)."""
+    out = dict(fields)
+    for name in JSON_FIELDS:
+        if out[name] is not None:
+            out[name] = canonical_json(out[name]).decode()
+    return out
+
+
+def hashable_form(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored entry with its JSON texts as fragments, ready for :func:`entry_hash`."""
+    out = {name: stored[name] for name in ENTRY_FIELDS}
+    for name in JSON_FIELDS:
+        if out[name] is not None:
+            out[name] = orjson.Fragment(out[name])
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +95,9 @@ def verify_chain(entries: Iterable[Mapping[str, Any]]) -> Verification:
     """Check entries in ``seq`` order: numbering from 1 without gaps, links, and hashes.
 
     Each entry is a mapping with ``prev_hash``, ``hash`` and every field in
-    ``ENTRY_FIELDS`` (lists and objects decoded). Stops at the first fault and names the
-    sequence number at which the stored chain stops being the chain that was written.
+    ``ENTRY_FIELDS`` (lists and objects decoded, or as fragments of their canonical text).
+    Stops at the first fault and names the sequence number at which the stored chain stops
+    being the chain that was written.
     """
     expected_seq, prev = 1, GENESIS
     count = 0

@@ -58,8 +58,6 @@ class LedgerEntry(SQLModel, table=True):
         ),
         Index("ix_entry_refers_to", "refers_to"),
         Index("ix_entry_occurred_at", "occurred_at"),
-        Index("ix_entry_decision", "decision", "seq"),
-        Index("ix_entry_type", "event_type", "seq"),
     )
 
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
@@ -84,7 +82,7 @@ class LedgerEntry(SQLModel, table=True):
     payload_digest: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
-    hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
 
 
 class EntryPupil(SQLModel, table=True):

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 from pipeline.canonical import canonical_json
-from pipeline.ledger.chain import ENTRY_FIELDS, entry_hash
+from pipeline.ledger.chain import entry_hash, hashable_form, stored_form
 from pipeline.ledger.models import (
     ChainHead,
     EntryPupil,
@@ -40,7 +40,6 @@ IDENTITY: Table = PupilIdentity.__table__  # type: ignore[attr-defined]
 HEAD: Table = ChainHead.__table__  # type: ignore[attr-defined]
 
 _WRITER = "sharing_audit_writer"
-JSON_FIELDS = ("pupil_keys", "categories", "rules", "reasons", "details")
 
 
 def utc_text(moment: datetime) -> str:
@@ -134,10 +133,8 @@ class Ledger:
             f = new.fields
             if f["seq"] != head_seq + offset:
                 raise ValueError(f"entry seq {f['seq']} does not follow {head_seq + offset - 1}")
-            digest = entry_hash(prev, f)
-            row = {name: f[name] for name in ENTRY_FIELDS}
-            for name in JSON_FIELDS:
-                row[name] = None if f[name] is None else canonical_json(f[name]).decode()
+            row = stored_form(f)
+            digest = entry_hash(prev, hashable_form(row))
             row["prev_hash"], row["hash"] = prev, digest
             rows.append(row)
             prev = digest

@@ -69,7 +69,7 @@ def upgrade() -> None:
         sa.Column("payload_digest", sa.String(64)),
         sa.Column("details", sa.Text),
         sa.Column("prev_hash", sa.String(64), nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False, unique=True),
+        sa.Column("hash", sa.String(64), nullable=False),
     )
     for name, columns, where in (
         ("ux_entry_event_id", ["event_id"], ENTRY_UNIQUE_ID),
@@ -86,8 +86,6 @@ def upgrade() -> None:
         )
     op.create_index("ix_entry_refers_to", "ledger_entry", ["refers_to"])
     op.create_index("ix_entry_occurred_at", "ledger_entry", ["occurred_at"])
-    op.create_index("ix_entry_decision", "ledger_entry", ["decision", "seq"])
-    op.create_index("ix_entry_type", "ledger_entry", ["event_type", "seq"])
 
     op.create_table(
         "entry_pupil",

@@ -1,0 +1,194 @@
+"""Benchmark: the ledger on SQLite and PostgreSQL, each against its floor, in one run.
+
+    python bench/ledger.py [--entries 1000000] [--append 50000] [--pg URL] [--sqlite PATH]
+
+For each database:
+
+- append: entries in batches of 500 through ``Ledger.append`` (hash chain, pupil and
+  recipient index rows, chain-head lock and update, one transaction per batch), against a
+  plain ``executemany`` INSERT of the same rows into an unconstrained table (the floor);
+- verify: ``ledger verify`` over those entries (read, canonical form, hash, link), against
+  hashing the same bytes with ``hashlib`` alone;
+- pupil query: p50/p95 of ``query --pupil`` (every entry naming one pupil) on a ledger of
+  ``--entries`` entries, for pupils drawn at random.
+
+Targets (the ledger issue): append >= 50% of the floor; verify >= 50% of raw hashing;
+pupil query p95 under 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, MetaData, Table, Text, create_engine, text
+
+from pipeline.canonical import canonical_json
+from pipeline.ledger import schema
+from pipeline.ledger.chain import ENTRY_FIELDS, entry_hash
+from pipeline.ledger.queries import Filters, entries, verify
+from pipeline.ledger.store import Ledger, NewEntry, now_text
+
+BATCH = 500
+RECIPIENTS = ["dfe", "la:850", "agency:school-nursing", "agency:educational-psychology",
+              "school:116512", "school:120001"]  # fmt: skip
+
+
+def make_fields(seq: int, rng: random.Random, pupils: int) -> dict[str, Any]:
+    keys = [hashlib.sha256(str(rng.randrange(pupils)).encode()).hexdigest()]
+    return {
+        "seq": seq, "kind": "decision", "refers_to": None, "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "event_type": "uk.school.pupil.referred.v1", "occurred_at": "2026-03-02T10:15:00.000000Z",
+        "recorded_at": now_text(), "school": "116234", "recipient": rng.choice(RECIPIENTS),
+        "pupil_keys": keys, "categories": ["personal", "medical"], "lawful_basis": "public_task",
+        "decision": "allowed", "rules": [], "reasons": [], "policy_version": "a" * 64,
+        "topic": "sharing.referral", "partition": rng.randrange(4), "offset": seq,
+        "payload_digest": hashlib.sha256(str(seq).encode()).hexdigest(), "details": None,
+    }  # fmt: skip
+
+
+def fresh_ledger(url: str) -> Ledger:
+    ledger = Ledger.open(url)
+    schema.upgrade(ledger.engine)
+    return ledger
+
+
+def append_rate(ledger: Ledger, count: int, first_seq: int, pupils: int, seed: int) -> float:
+    rng = random.Random(seed)
+    batches = [
+        [NewEntry(make_fields(s, rng, pupils)) for s in range(start, min(start + BATCH, first_seq + count))]
+        for start in range(first_seq, first_seq + count, BATCH)
+    ]  # fmt: skip
+    start = time.perf_counter()
+    for batch in batches:
+        with ledger.locked() as connection:
+            ledger.append(connection, batch)
+    return count / (time.perf_counter() - start)
+
+
+def floor_rate(url: str, count: int, pupils: int, seed: int) -> float:
+    """A plain executemany INSERT of the same rows, batches of 500, no constraints."""
+    rng = random.Random(seed)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    metadata = MetaData()
+    floor = Table(
+        "floor_entry", metadata, *(Column(n, Text) for n in (*ENTRY_FIELDS, "prev_hash", "hash"))
+    )
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    prev = "0" * 64
+    rows = []
+    for seq in range(1, count + 1):
+        f = make_fields(seq, rng, pupils)
+        digest = entry_hash(prev, f)
+        row = {n: (canonical_json(v).decode() if isinstance(v, list | dict) else
+                   (None if v is None else str(v))) for n, v in f.items()}  # fmt: skip
+        row["prev_hash"], row["hash"] = prev, digest
+        rows.append(row)
+        prev = digest
+    start = time.perf_counter()
+    for i in range(0, count, BATCH):
+        with engine.begin() as connection:
+            connection.execute(floor.insert(), rows[i : i + BATCH])
+    elapsed = time.perf_counter() - start
+    metadata.drop_all(engine)
+    engine.dispose()
+    return count / elapsed
+
+
+def verify_rates(ledger: Ledger) -> tuple[float, float, int]:
+    with ledger.engine.connect() as connection:
+        start = time.perf_counter()
+        result = verify(connection)
+        verify_s = time.perf_counter() - start
+        assert result.ok, result
+        bodies = [
+            (e["prev_hash"].encode(), canonical_json({n: e[n] for n in ENTRY_FIELDS}))
+            for e in entries(connection)
+        ]
+    start = time.perf_counter()
+    for prev, body in bodies:
+        hashlib.sha256(prev + body).hexdigest()
+    hash_s = time.perf_counter() - start
+    return result.count / verify_s, len(bodies) / hash_s, result.count
+
+
+def pupil_query_ms(ledger: Ledger, pupils: int, samples: int = 300) -> tuple[float, float, float]:
+    rng = random.Random(7)
+    times, found = [], 0
+    with ledger.engine.connect() as connection:
+        for _ in range(samples):
+            key = hashlib.sha256(str(rng.randrange(pupils)).encode()).hexdigest()
+            start = time.perf_counter()
+            found += len(list(entries(connection, Filters(pupil_key=key))))
+            times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95) - 1], found / samples
+
+
+def run(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
+    print(f"== {name}")
+    ledger = fresh_ledger(url)
+    floor = floor_rate(url, args.append, args.pupils, 1)
+    rate = append_rate(ledger, args.append, 1, args.pupils, 1)
+    print(f"{name}_append_entries_per_s={rate:,.0f}")
+    print(f"{name}_floor_executemany_rows_per_s={floor:,.0f}")
+    print(f"{name}_ratio_append_vs_floor={rate / floor:.2f}")
+    verify_rate, hash_rate, count = verify_rates(ledger)
+    print(f"{name}_verify_entries_per_s={verify_rate:,.0f} (over {count:,} entries)")
+    print(f"{name}_hashlib_alone_per_s={hash_rate:,.0f}")
+    print(f"{name}_ratio_verify_vs_hashlib={verify_rate / hash_rate:.2f}")
+    remaining = args.entries - args.append
+    if remaining > 0:
+        start = time.perf_counter()
+        append_rate(ledger, remaining, args.append + 1, args.pupils, 2)
+        print(f"{name}: filled to {args.entries:,} entries in {time.perf_counter() - start:.0f} s")
+    p50, p95, per_pupil = pupil_query_ms(ledger, args.pupils)
+    print(f"{name}_pupil_query_p50_ms={p50:.2f}")
+    print(f"{name}_pupil_query_p95_ms={p95:.2f} (about {per_pupil:.0f} entries per pupil)")
+    ledger.engine.dispose()
+    return {"append": rate / floor, "verify": verify_rate / hash_rate, "p95": p95}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--append", type=int, default=50_000)
+    parser.add_argument("--pupils", type=int, default=40_000)
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="admin URL: a scratch database is made and dropped")  # fmt: skip
+    parser.add_argument("--sqlite", default=None, help="folder for the SQLite file")
+    args = parser.parse_args()
+
+    results = {}
+    with tempfile.TemporaryDirectory(dir=args.sqlite) as folder:
+        results["sqlite"] = run("sqlite", f"sqlite:///{Path(folder) / 'bench.db'}", args)
+    admin = create_engine(args.pg.replace("postgresql://", "postgresql+psycopg://", 1),
+                          isolation_level="AUTOCOMMIT")  # fmt: skip
+    name = f"sa_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        base = args.pg.rsplit("/", 1)[0]
+        results["postgresql"] = run("postgresql", f"{base}/{name}", args)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    for db, r in results.items():
+        verdict = [
+            f"append {'met' if r['append'] >= 0.5 else 'NOT met'}",
+            f"verify {'met' if r['verify'] >= 0.5 else 'NOT met'}",
+            f"pupil p95 {'met' if r['p95'] < 20 else 'NOT met'}",
+        ]
+        print(f"targets {db}: " + ", ".join(verdict))
+
+
+if __name__ == "__main__":
+    main()
