@@ -28,6 +28,7 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/check.py
+	$(PY) bench/ledger.py
 
 demo: $(STAMP)
 	$(PY) -m pipeline.demo

@@ -32,11 +32,11 @@ def _reachable(url: str) -> bool:
 
 def _docker_postgres() -> Iterator[str] | None:
     try:
-        import docker  # type: ignore[import-untyped]
+        import docker
 
         docker.from_env().ping()
-        from testcontainers.postgres import PostgresContainer  # type: ignore[import-untyped]
-    except Exception:
+        from testcontainers.community.postgres import PostgresContainer
+    except Exception:  # no SDK, no engine, or an engine that does not answer
         return None
 
     def run() -> Iterator[str]:
