@@ -182,40 +182,13 @@ class Ledger:
     @staticmethod
     def decisions_for(connection: Connection, event_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Each id's decision entry, with its current decision (the latest re-evaluation)."""
-        ids = list(dict.fromkeys(event_ids))
-        if not ids:
-            return []
-        firsts = (
-            connection.execute(
-                select(ENTRY).where(
-                    ENTRY.c.kind == "decision",
-                    ENTRY.c.refers_to.is_(None),
-                    ENTRY.c.event_id.in_(ids),
-                )
-            )
-            .mappings()
-            .all()
-        )
-        return _with_current(connection, [dict(r) for r in firsts])
+        firsts = _decision_entries(connection, event_ids, ENTRY.c.refers_to.is_(None))
+        return _with_current(connection, firsts)
 
     @staticmethod
     def conflicts_for(connection: Connection, event_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Entries of arrivals that reused one of these ids with other content."""
-        ids = list(dict.fromkeys(event_ids))
-        if not ids:
-            return []
-        rows = (
-            connection.execute(
-                select(ENTRY).where(
-                    ENTRY.c.kind == "decision",
-                    ENTRY.c.refers_to.is_not(None),
-                    ENTRY.c.event_id.in_(ids),
-                )
-            )
-            .mappings()
-            .all()
-        )
-        return [dict(r) for r in rows]
+        return _decision_entries(connection, event_ids, ENTRY.c.refers_to.is_not(None))
 
     @staticmethod
     def unkeyed_seen(
@@ -277,6 +250,18 @@ class Ledger:
             )
         ).all()
         return {r.pupil_key: (r.upn, r.dob) for r in rows}
+
+
+def _decision_entries(
+    connection: Connection, event_ids: Iterable[str], condition: Any
+) -> list[dict[str, Any]]:
+    ids = list(dict.fromkeys(event_ids))
+    if not ids:
+        return []
+    statement = select(ENTRY).where(
+        ENTRY.c.kind == "decision", condition, ENTRY.c.event_id.in_(ids)
+    )
+    return [dict(r) for r in connection.execute(statement).mappings()]
 
 
 def _with_current(connection: Connection, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
