@@ -29,6 +29,7 @@ from pipeline.logging import configure as configure_logging
 from pipeline.packs import load_pack
 from pipeline.policy.pack import PackError, Policy
 from pipeline.presenting import print_policy, result_row, summary_table
+from pipeline.settings import settings
 from schemas.export import write_schemas
 
 app = typer.Typer(
@@ -61,8 +62,9 @@ def fail(message: str, code: int = EXIT_UNREADABLE) -> NoReturn:
 
 
 def policy_or_fail(ref: str | None) -> Policy:
+    """The pack named on the command line, else SHARING_AUDIT_POLICY, else the default."""
     try:
-        return load_pack(ref)
+        return load_pack(ref or settings().policy)
     except PackError as exc:
         fail(f"policy pack {exc.source}: " + "; ".join(exc.problems))
 

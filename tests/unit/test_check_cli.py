@@ -215,3 +215,14 @@ def test_the_installed_command_runs_in_a_pipe(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     decisions = [json.loads(x)["decision"] for x in proc.stdout.splitlines()]
     assert decisions == ["allowed", "breach"]
+
+
+def test_the_policy_pack_can_come_from_the_environment(tmp_path: Path) -> None:
+    from pipeline.packs import pack_text
+
+    pack = tmp_path / "strict.yaml"
+    pack.write_text(pack_text()[0].replace("channels: [collect]", "channels: [portal]"))
+    path = write(tmp_path, census())
+    result = runner.invoke(app, ["check", str(path), "-f", "jsonl"],
+                           env={"SHARING_AUDIT_POLICY": str(pack)})  # fmt: skip
+    assert json.loads(result.stdout.splitlines()[0])["rules"] == ["channel.not_permitted"]
