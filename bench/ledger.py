@@ -44,7 +44,8 @@ RECIPIENTS = ["dfe", "la:850", "agency:school-nursing", "agency:educational-psyc
 def make_fields(seq: int, rng: random.Random, pupils: int) -> dict[str, Any]:
     keys = [hashlib.sha256(str(rng.randrange(pupils)).encode()).hexdigest()]
     return {
-        "seq": seq, "kind": "decision", "refers_to": None, "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+        "seq": seq, "kind": "decision", "refers_to": None,
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
         "event_type": "uk.school.pupil.referred.v1", "occurred_at": "2026-03-02T10:15:00.000000Z",
         "recorded_at": now_text(), "school": "116234", "recipient": rng.choice(RECIPIENTS),
         "pupil_keys": keys, "categories": ["personal", "medical"], "lawful_basis": "public_task",
@@ -62,10 +63,11 @@ def fresh_ledger(url: str) -> Ledger:
 
 def append_rate(ledger: Ledger, count: int, first_seq: int, pupils: int, seed: int) -> float:
     rng = random.Random(seed)
+    end = first_seq + count
     batches = [
-        [NewEntry(make_fields(s, rng, pupils)) for s in range(start, min(start + BATCH, first_seq + count))]
-        for start in range(first_seq, first_seq + count, BATCH)
-    ]  # fmt: skip
+        [NewEntry(make_fields(s, rng, pupils)) for s in range(start, min(start + BATCH, end))]
+        for start in range(first_seq, end, BATCH)
+    ]
     start = time.perf_counter()
     for batch in batches:
         with ledger.locked() as connection:
