@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, NoReturn
+from typing import IO, Annotated
 
 import orjson
 import typer
@@ -22,6 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from pipeline import __version__
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
+from pipeline.console import EXIT_UNREADABLE, fail
 from pipeline.engine import Engine
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger_cli import db_app, ledger_app, open_ledger, pseudonym_for
@@ -46,19 +47,12 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
 
-EXIT_UNREADABLE = 2
 _PROGRESS_MIN_BYTES = 1 << 20
 
 
 class Format(StrEnum):
     jsonl = "jsonl"
     table = "table"
-
-
-def fail(message: str, code: int = EXIT_UNREADABLE) -> NoReturn:
-    """One line on standard error, then exit with ``code``."""
-    print(f"sharing-audit: {message}", file=sys.stderr)
-    raise typer.Exit(code)
 
 
 def policy_or_fail(ref: str | None) -> Policy:

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pipeline.policy.decide import decide, upns_of
-from pipeline.policy.intake import Reading, read_event
+from pipeline.policy.intake import Reading, invalid_decision, read_event
 from pipeline.policy.pack import Policy
 from pipeline.register import Fact, Register, fact_of
 from schemas.decisions import Decision, RuleId, Verdict
@@ -130,15 +130,15 @@ class Engine:
         prior = self._recorded.get(key) if key is not None else None
         if prior is not None:
             if prior.digest == reading.digest:
-                return [self._outcome("duplicate", prior.seq, reading, position, prior.decision)]
+                return [outcome_of("duplicate", prior.seq, reading, position, prior.decision)]
             return [self._conflict(prior, reading, position)]
 
         if reading.event is None:
-            decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
+            decision = invalid_decision(reading)
             seq = self.allocate()
             if key is not None:
                 self._index(Recorded(seq, key, reading.digest, decision, position=position))
-            outcome = self._outcome("decision", seq, reading, position, decision)
+            outcome = outcome_of("decision", seq, reading, position, decision)
             outcome.recorded = key is not None
             return [outcome]
 
@@ -147,7 +147,7 @@ class Engine:
         decision = decide(event, self.register, self.policy)
         seq = self.allocate()
         entry = Recorded(seq, key, reading.digest, decision, position=position)
-        outcome = self._outcome("decision", seq, reading, position, decision)
+        outcome = outcome_of("decision", seq, reading, position, decision)
         outcomes = [outcome]
         if decision.decision is not Verdict.REJECTED:
             outcome.pupils = entry.pupils = tuple(self.pupil_key(u) for u in upns_of(event))
@@ -180,10 +180,10 @@ class Engine:
         known = self._conflicts.get((reading.key, reading.digest))
         if known is not None:
             seq, decision = known
-            outcome = self._outcome("duplicate", seq, reading, position, decision)
+            outcome = outcome_of("duplicate", seq, reading, position, decision)
         else:
             if reading.event is None:
-                decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
+                decision = invalid_decision(reading)
             else:
                 decision = Decision.rejected(
                     RuleId.EVENT_ID_REUSED,
@@ -191,7 +191,7 @@ class Engine:
                 )
             seq = self.allocate()
             self._conflicts[(reading.key, reading.digest)] = (seq, decision)
-            outcome = self._outcome("decision", seq, reading, position, decision)
+            outcome = outcome_of("decision", seq, reading, position, decision)
         outcome.recorded = False
         outcome.refers_to = prior.seq
         return outcome
@@ -218,17 +218,18 @@ class Engine:
                 pupils=recorded.pupils,
             )
 
-    @staticmethod
-    def _outcome(
-        kind: OutcomeKind, seq: int | None, reading: Reading, position: Any, decision: Decision
-    ) -> Outcome:
-        return Outcome(
-            kind=kind,
-            seq=seq,
-            position=position,
-            event_id=reading.event_id,
-            type=reading.type,
-            decision=decision,
-            event=reading.event,
-            digest=reading.digest,
-        )
+
+def outcome_of(
+    kind: OutcomeKind, seq: int | None, reading: Reading, position: Any, decision: Decision
+) -> Outcome:
+    """The outcome for the record behind ``reading``."""
+    return Outcome(
+        kind=kind,
+        seq=seq,
+        position=position,
+        event_id=reading.event_id,
+        type=reading.type,
+        decision=decision,
+        event=reading.event,
+        digest=reading.digest,
+    )

@@ -6,9 +6,9 @@ import csv
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date, datetime, time
 from enum import StrEnum
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -17,9 +17,11 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
+from pipeline.console import fail
 from pipeline.ledger import schema
 from pipeline.ledger.queries import ENTRY_COLUMNS, Filters, entries, stats, verify
 from pipeline.ledger.store import Ledger, utc_text
+from pipeline.presenting import short_type
 from pipeline.pseudonym import PseudonymKeyError, load_or_create_key, pseudonymiser
 from pipeline.register import check_upn
 from pipeline.settings import settings
@@ -35,11 +37,6 @@ DbOption = Annotated[
         help="Database URL (else SHARING_AUDIT_DATABASE_URL, else sqlite:///sharing-audit.db).",
     ),
 ]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    print(f"sharing-audit: {message}", file=sys.stderr)
-    raise typer.Exit(code)
 
 
 def database_url(db: str | None) -> str:
@@ -110,9 +107,8 @@ def _instant(value: str | None, option: str) -> str | None:
     if value is None:
         return None
     try:
-        if len(value) == 10:
-            moment = datetime.combine(date.fromisoformat(value), datetime.min.time())
-            return utc_text(moment.replace(tzinfo=datetime.now().astimezone().tzinfo).astimezone())
+        if len(value) == 10:  # a date: its midnight, local time
+            return utc_text(datetime.combine(date.fromisoformat(value), time.min).astimezone())
         moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         fail(f"{option} {value!r}: give a date (2026-07-21) or an RFC 3339 time")
@@ -208,7 +204,7 @@ def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None
             str(row["seq"]),
             kind,
             (row["occurred_at"] or "")[:19],
-            (row["event_type"] or "").removeprefix("uk.school.").removesuffix(".v1"),
+            short_type(row["event_type"]) if row["event_type"] else "",
             row["recipient"] or "",
             row["decision"] or "",
             ", ".join(row["rules"]),

@@ -17,7 +17,8 @@ DECISION_STYLE = {
 }
 
 
-def _short_type(value: object) -> str:
+def short_type(value: object) -> str:
+    """``transferred`` style short name of an event type, for narrow columns."""
     if isinstance(value, str) and value.startswith("uk.school."):
         return value.removeprefix("uk.school.").removesuffix(".v1")
     return "-" if value is None else str(value)
@@ -32,7 +33,7 @@ def result_row(result: Result) -> Text:
     text = Text()
     text.append(f"{result['line']:>7}  ")
     text.append(f"{decision:<9}", style=DECISION_STYLE.get(decision, ""))
-    text.append(f" {event_id:<36}  {_short_type(result['type']):<22}")
+    text.append(f" {event_id:<36}  {short_type(result['type']):<22}")
     if result.get("duplicate"):
         text.append(" (duplicate)", style="dim")
     if "reevaluated_by" in result:

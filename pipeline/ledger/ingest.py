@@ -24,11 +24,11 @@ from typing import Any
 
 import orjson
 
-from pipeline.engine import Engine, Outcome, Position, Recorded
+from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.logging import get_logger
 from pipeline.policy.decide import upns_of
-from pipeline.policy.intake import Reading, read_event
+from pipeline.policy.intake import Reading, event_key, invalid_decision, read_event
 from pipeline.policy.pack import Policy
 from pipeline.register import (
     ConsentGrant,
@@ -40,7 +40,7 @@ from pipeline.register import (
     check_upn,
     fact_of,
 )
-from schemas.decisions import Decision, RuleId, Verdict
+from schemas.decisions import Decision, Verdict
 from schemas.events import (
     EVENT_TYPES,
     LIFECYCLE_MODELS,
@@ -232,19 +232,11 @@ class LedgerWriter:
 
     # -- what is recorded -----------------------------------------------------------------
 
-    def _unkeyed_duplicate(self, reading: Reading, position: Position, seq: int) -> Outcome:
-        decision = Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
-        return Outcome(
-            kind="duplicate",
-            seq=seq,
-            position=position,
-            event_id=reading.event_id,
-            type=reading.type,
-            decision=decision,
-            event=None,
-            digest=reading.digest,
-            recorded=False,
-        )
+    @staticmethod
+    def _unkeyed_duplicate(reading: Reading, position: Position, seq: int) -> Outcome:
+        outcome = outcome_of("duplicate", seq, reading, position, invalid_decision(reading))
+        outcome.recorded = False
+        return outcome
 
     def _entry(self, outcome: Outcome, raw: bytes, position: Position) -> NewEntry:
         event = outcome.event
@@ -256,9 +248,7 @@ class LedgerWriter:
         elif isinstance(event, ConsentGiven | RecordDestroyed):
             categories = list(event.data.categories)
         reevaluation = outcome.kind == "reevaluation"
-        event_id = outcome.event_id if isinstance(outcome.event_id, str) else None
-        if event_id is not None and (len(event_id) > 128 or not event_id.isprintable()):
-            event_id = None
+        event_id = event_key(outcome.event_id)
         fields: dict[str, Any] = {
             "seq": outcome.seq,
             "kind": "reevaluation" if reevaluation else "decision",

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, text
 
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 
@@ -58,8 +58,7 @@ def append_only_triggers(engine: Engine) -> dict[str, list[str]]:
         else:
             rows = connection.execute(
                 text(
-                    "SELECT event_object_table, trigger_name FROM information_schema.triggers "
-                    "UNION SELECT c.relname, t.tgname FROM pg_trigger t "
+                    "SELECT c.relname, t.tgname FROM pg_trigger t "
                     "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
                 )
             )
@@ -67,7 +66,3 @@ def append_only_triggers(engine: Engine) -> dict[str, list[str]]:
             if table in out and name not in out[table]:
                 out[table].append(name)
     return out
-
-
-def tables(engine: Engine) -> list[str]:
-    return sorted(inspect(engine).get_table_names())

@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 
 from pipeline.canonical import canonical_json
 from pipeline.policy.problems import location, message
+from schemas.decisions import Decision, RuleId
 from schemas.events import (
     DATE_PATTERN,
     DESTINATION_PATTERN,
@@ -31,7 +32,7 @@ from schemas.events import (
 )
 
 _MAX_PROBLEMS = 5
-_ID = re.compile(r"^[\x20-\x7e]{1,128}$")
+_ID = re.compile(EVENT_ID_PATTERN)
 
 _PATTERN_HINTS = {
     EVENT_ID_PATTERN: "must be 1 to 128 printable ASCII characters",
@@ -87,6 +88,16 @@ def describe_validation_error(exc: ValidationError) -> str:
     return text
 
 
+def event_key(value: Any) -> str | None:
+    """``value`` if it is a well-formed event id (one an event can be recorded under)."""
+    return value if isinstance(value, str) and _ID.match(value) else None
+
+
+def invalid_decision(reading: Reading) -> Decision:
+    """The ``event.invalid`` rejection of a record that is not a contract-valid event."""
+    return Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
+
+
 def read_event(raw: bytes) -> Reading:
     """Decode and validate one record; never raises."""
     try:
@@ -105,7 +116,7 @@ def read_value(value: Any) -> Reading:
         kind = type(value).__name__ if value is not None else "null"
         return Reading(None, f"not a JSON object but {kind}", None, None, None, payload_digest)
     event_id, event_type = value.get("id"), value.get("type")
-    key = event_id if isinstance(event_id, str) and _ID.match(event_id) else None
+    key = event_key(event_id)
     try:
         event = EVENT_ADAPTER.validate_python(value)
     except ValidationError as exc:

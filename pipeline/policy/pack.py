@@ -151,7 +151,7 @@ class Policy:
         """The pack's id for ``recipient``: itself, ``school:{URN}`` for any school, or None."""
         if recipient in self.recipients:
             return recipient
-        if ANY_SCHOOL in self.recipients and _SCHOOL.match(recipient):
+        if ANY_SCHOOL in self.recipients and is_school(recipient):
             return ANY_SCHOOL
         return None
 
@@ -160,6 +160,11 @@ class Policy:
 
     def retention_for(self, category: str) -> Retention:
         return self.retention.get(category, self.default_retention)
+
+
+def is_school(recipient: str) -> bool:
+    """Whether ``recipient`` is a well-formed ``school:{URN}``."""
+    return _SCHOOL.match(recipient) is not None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -11,19 +11,17 @@ reject an event before any of these run; they live in ``decide.py`` and the engi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
 from pipeline.policy.calendar import add_period, earliest_unexpired, school_days_between
-from pipeline.policy.pack import Permission, Policy, Retention
+from pipeline.policy.pack import Permission, Policy, Retention, is_school
 from pipeline.register import NO_FACTS, WHOLE_RECORD, Leaving, PupilFacts
 from schemas.decisions import RuleId
-from schemas.events import SCHOOL_RECIPIENT_PATTERN, SharingEvent
+from schemas.events import SharingEvent
 
 _CONSENT_CONDITION = "9.2.a"
-_SCHOOL = re.compile(SCHOOL_RECIPIENT_PATTERN)
 
 
 @dataclass(slots=True)
@@ -172,7 +170,7 @@ def transfer_no_destination(case: Case) -> list[str]:
 
 def transfer_wrong_destination(case: Case) -> list[str]:
     recipient = case.event.data.recipient
-    if case.kind != "transfer" or not _is_school(recipient):
+    if case.kind != "transfer" or not is_school(recipient):
         return []
     leaving = case.leavings()[0]
     if leaving is None or leaving.destination in ("unknown", recipient):
@@ -262,10 +260,6 @@ def channel_not_permitted(case: Case) -> list[str]:
             f"plain {channel.value} is never used for special category {_names(case.special)}"
         )
     return reasons
-
-
-def _is_school(recipient: str) -> bool:
-    return _SCHOOL.match(recipient) is not None
 
 
 def _end(start: date, retention: Retention) -> date:
