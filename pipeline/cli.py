@@ -31,6 +31,7 @@ from pipeline.packs import load_pack
 from pipeline.policy.pack import PackError, Policy
 from pipeline.presenting import print_policy, result_row, summary_table
 from pipeline.settings import settings
+from pipeline.stream_cli import broker, emit, up
 from schemas.export import write_schemas
 
 app = typer.Typer(
@@ -46,6 +47,9 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
+app.command()(broker)
+app.command()(emit)
+app.command()(up)
 
 _PROGRESS_MIN_BYTES = 1 << 20
 
@@ -275,7 +279,7 @@ def policy_validate(
 def schemas_export(
     directory: Annotated[Path, typer.Argument(help="Where to write one JSON Schema per type.")],
 ) -> None:
-    """Write the contract's JSON Schema files, one per event type."""
+    """Write the contract's JSON Schema files: one per event type, and the alert."""
     try:
         written = write_schemas(directory)
     except OSError as exc:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.kafka import KafkaConfig
 
 DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
 
@@ -24,6 +28,36 @@ class Settings(BaseSettings):
         ),
     )
     policy: str | None = Field(default=None, description="policy pack name or YAML path")
+    broker: str | None = Field(
+        default=None, description="Kafka bootstrap HOST:PORT (the embedded broker when unset)"
+    )
+    partitions: int = Field(default=4, ge=1, description="partitions of each topic created")
+    replication: int = Field(default=1, ge=1, description="replicas of each topic created")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = Field(
+        default=None, description="CA bundle to verify the brokers' certificates"
+    )
+    batch_size: int = Field(default=500, ge=1, description="records per ledger transaction")
+    log_level: str = Field(default="INFO", description="worker log level")
+
+    def kafka(self, broker: str | None = None) -> KafkaConfig:
+        """The Kafka connection for ``broker`` (else the configured one)."""
+        bootstrap = broker or self.broker
+        if not bootstrap:
+            raise ValueError("no broker given")
+        return KafkaConfig(
+            bootstrap=bootstrap,
+            partitions=self.partitions,
+            replication=self.replication,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=self.kafka_sasl_password,
+            ssl_cafile=self.kafka_ssl_cafile,
+        )
 
 
 def settings() -> Settings:

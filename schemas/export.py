@@ -6,18 +6,22 @@ import json
 from pathlib import Path
 from typing import Any
 
+from schemas.alerts import Alert
 from schemas.events import MODEL_FOR_TYPE
 
 JSON_DIR = Path(__file__).parent / "json"
+ALERT_SCHEMA = "alert.v1.json"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
-    """File name to JSON Schema, one per event type of contract v1."""
+    """File name to JSON Schema: one per event type of contract v1, and the alert that
+    consumers of ``sharing.alerts`` read."""
     out = {}
     for event_type, model in MODEL_FOR_TYPE.items():
         schema = model.model_json_schema(mode="validation")
         out[f"{event_type}.json"] = {"$schema": _DIALECT, **schema}
+    out[ALERT_SCHEMA] = {"$schema": _DIALECT, **Alert.model_json_schema(mode="serialization")}
     return out
 
 

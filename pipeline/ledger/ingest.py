@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ from pipeline.logging import get_logger
 from pipeline.policy.decide import upns_of
 from pipeline.policy.intake import Reading, event_key, invalid_decision, read_event
 from pipeline.policy.pack import Policy
+from pipeline.policy.severity import severity_of
 from pipeline.register import (
     ConsentGrant,
     ConsentWithdrawal,
@@ -40,6 +42,7 @@ from pipeline.register import (
     check_upn,
     fact_of,
 )
+from schemas.alerts import Alert
 from schemas.decisions import Decision, Verdict
 from schemas.events import (
     EVENT_TYPES,
@@ -51,6 +54,7 @@ from schemas.events import (
 )
 
 Record = tuple[bytes, Position]
+ALERT_FIELDS = tuple(name for name in Alert.model_fields if name not in ("seq", "severity"))
 log = get_logger(__name__)
 
 
@@ -111,9 +115,19 @@ class LedgerWriter:
         self.policy = policy
         self.pseudonym = pseudonym
 
-    def write(self, records: Sequence[Record]) -> list[Outcome]:
-        """Decide and record ``records`` in one transaction; the outcomes, in order."""
+    def write(self, records: Sequence[Record], undecidable: str | None = None) -> list[Outcome]:
+        """Decide and record ``records`` in one transaction; the outcomes, in order.
+
+        ``undecidable``, when given, is why these records could not be decided: each is
+        then recorded as rejected with that reason, so that a record the engine fails on
+        is kept in the ledger rather than lost or retried for ever.
+        """
         readings = [read_event(raw) for raw, _ in records]
+        if undecidable is not None:
+            readings = [
+                replace(r, event=None, problem=undecidable) if r.problem is None else r
+                for r in readings
+            ]
         outcomes: list[Outcome] = []
         with self.ledger.locked() as connection:
             head_seq, _ = Ledger.head(connection)
@@ -273,6 +287,8 @@ class LedgerWriter:
             "details": {"reevaluated_by": outcome.reevaluated_by} if reevaluation else None,
         }
         new = NewEntry(fields)
+        if outcome.recorded:
+            new.alert = self._alert(fields, decision)
         fresh = outcome.kind == "decision" and outcome.recorded
         if event is None or not fresh or decision.decision is Verdict.REJECTED:
             return new
@@ -283,6 +299,18 @@ class LedgerWriter:
             upn, fact = fact_of(event)
             new.fact = fact_to_json(self.pseudonym(upn), fact)
         return new
+
+    def _alert(
+        self, fields: dict[str, Any], decision: Decision
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The alert a breach or review raises: the entry's facts, pupils by pseudonym."""
+        severity = severity_of(
+            decision.decision, fields["categories"], len(fields["pupil_keys"]), self.policy
+        )
+        if severity is None:
+            return None
+        alert = {name: fields[name] for name in ALERT_FIELDS}
+        return severity.value, {**alert, "severity": severity.value}
 
     def _identities(self, event: Event) -> list[tuple[str, str, str | None]]:
         if isinstance(event, SHARING_MODELS):

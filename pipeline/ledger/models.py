@@ -1,9 +1,11 @@
 """The ledger's tables.
 
-Every table here but ``pupil_identity`` and ``chain_head`` is append-only: the database
-refuses UPDATE and DELETE on it (triggers created by the migrations). ``pupil_identity``
-is the one place plain identifiers live, so that erasing a pupil never touches a hashed
-row; ``chain_head`` is the lock writers take so that several of them never fork the chain.
+Every table here but ``pupil_identity``, ``alert_outbox`` and ``chain_head`` is
+append-only: the database refuses UPDATE and DELETE on it (triggers created by the
+migrations). ``pupil_identity`` is the one place plain identifiers live, so that erasing
+a pupil never touches a hashed row; ``alert_outbox`` holds alerts until the relay has
+sent them; ``chain_head`` is the lock writers take so that several of them never fork the
+chain.
 
 Lists and objects are stored as canonical JSON text, the same bytes the hash covers.
 """
@@ -125,6 +127,25 @@ class PupilIdentity(SQLModel, table=True):
     pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
     upn: str = Field(sa_column=Column(String(13), nullable=False))
     dob: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+
+
+class AlertOutbox(SQLModel, table=True):
+    """A breach or review alert, written with its entry, until the relay has sent it."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        Index(
+            "ix_alert_outbox_unsent",
+            "seq",
+            sqlite_where=text("relayed_at IS NULL"),
+            postgresql_where=text("relayed_at IS NULL"),
+        ),
+    )
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    severity: str = Field(sa_column=Column(String(10), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str = Field(sa_column=Column(String(40), nullable=False))
+    relayed_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
 
 
 class ChainHead(SQLModel, table=True):

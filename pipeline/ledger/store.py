@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from pipeline.canonical import canonical_json
 from pipeline.ledger.chain import entry_hash, hashable_form, stored_form
 from pipeline.ledger.models import (
+    AlertOutbox,
     ChainHead,
     EntryPupil,
     EntryRecipient,
@@ -38,6 +39,7 @@ FACT: Table = RegisterFact.__table__  # type: ignore[attr-defined]
 PAYLOAD: Table = EventPayload.__table__  # type: ignore[attr-defined]
 IDENTITY: Table = PupilIdentity.__table__  # type: ignore[attr-defined]
 HEAD: Table = ChainHead.__table__  # type: ignore[attr-defined]
+OUTBOX: Table = AlertOutbox.__table__  # type: ignore[attr-defined]
 
 _WRITER = "sharing_audit_writer"
 
@@ -59,6 +61,7 @@ class NewEntry:
     payload: dict[str, Any] | None = None
     fact: dict[str, Any] | None = None
     identities: list[tuple[str, str, str | None]] = field(default_factory=list)
+    alert: tuple[str, dict[str, Any]] | None = None  # severity, and the alert without seq
 
 
 def make_engine(url: str) -> Engine:
@@ -128,6 +131,7 @@ class Ledger:
         recipients: list[dict[str, Any]] = []
         payloads: list[dict[str, Any]] = []
         facts: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
         identities: dict[str, tuple[str, str | None]] = {}
         for offset, new in enumerate(entries, 1):
             f = new.fields
@@ -149,12 +153,17 @@ class Ledger:
                     {"seq": seq, "pupil_key": new.fact["pupil_key"],
                      "fact": canonical_json(new.fact).decode()}
                 )  # fmt: skip
+            if new.alert is not None:
+                severity, alert = new.alert
+                body = canonical_json({**alert, "seq": seq}).decode()
+                alerts.append({"seq": seq, "severity": severity, "body": body,
+                               "created_at": f["recorded_at"]})  # fmt: skip
             for key, upn, dob in new.identities:
                 known = identities.get(key)
                 identities[key] = (upn, dob or (known[1] if known else None))
         connection.execute(ENTRY.insert(), rows)
         for table, values in ((PUPIL, pupils), (RECIPIENT, recipients),
-                              (PAYLOAD, payloads), (FACT, facts)):  # fmt: skip
+                              (PAYLOAD, payloads), (FACT, facts), (OUTBOX, alerts)):  # fmt: skip
             if values:
                 connection.execute(table.insert(), values)
         if identities:

@@ -16,6 +16,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from pipeline.kafka import KafkaConfig
+from tests.integration.streaming import kafka_broker
+
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -86,3 +89,9 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """Each test using this runs once on SQLite and once on PostgreSQL."""
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def kafka() -> Iterator[KafkaConfig]:
+    """A fresh broker for this test (the embedded one; a container where Docker runs)."""
+    yield from kafka_broker()

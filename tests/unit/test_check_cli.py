@@ -163,10 +163,10 @@ class TestTable:
 
 
 class TestOtherCommands:
-    def test_schemas_export_writes_one_file_per_type(self, tmp_path: Path) -> None:
+    def test_schemas_export_writes_one_file_per_type_and_the_alert(self, tmp_path: Path) -> None:
         result = runner.invoke(app, ["schemas", "export", str(tmp_path / "out")])
         assert result.exit_code == 0
-        assert len(list((tmp_path / "out").glob("*.json"))) == 7
+        assert len(list((tmp_path / "out").glob("*.json"))) == 7 + 1
 
     def test_policy_validate_accepts_the_shipped_pack(self, tmp_path: Path) -> None:
         from pipeline.packs import pack_text

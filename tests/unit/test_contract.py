@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.policy.rules import POLICY_RULES
 from schemas.decisions import RULE_VERDICT, RuleId
 from schemas.events import EVENT_TYPES
-from schemas.export import JSON_DIR, json_schemas, schema_text
+from schemas.export import ALERT_SCHEMA, JSON_DIR, json_schemas, schema_text
 
 TESTS = Path(__file__).resolve().parents[1]
 GATE_RULES = {RuleId.EVENT_INVALID, RuleId.EVENT_ID_REUSED, RuleId.PUPIL_INVALID_UPN}
@@ -29,8 +29,8 @@ def test_the_committed_json_schemas_are_up_to_date() -> None:
         assert committed[name] == schema_text(schema), f"{name} is stale: run make schemas"
 
 
-def test_there_is_one_schema_per_event_type() -> None:
-    assert sorted(json_schemas()) == sorted(f"{t}.json" for t in EVENT_TYPES)
+def test_there_is_one_schema_per_event_type_and_one_for_the_alert() -> None:
+    assert sorted(json_schemas()) == sorted([*(f"{t}.json" for t in EVENT_TYPES), ALERT_SCHEMA])
 
 
 def test_a_schema_requires_the_envelope_and_pins_the_type() -> None:

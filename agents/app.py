@@ -1,0 +1,160 @@
+"""The Faust app: one agent per input topic, the dead-letter topic and the alert relay.
+
+Every agent does the same thing with its topic: take a batch of records without acking,
+decide and record them in one ledger transaction (``agents.sink``), send the ones that
+are not contract events to ``sharing.deadletter``, and only then ack them, so an offset is
+committed only after the ledger has the records below it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+from structlog.contextvars import bound_contextvars
+
+from agents.relay import relay_alerts
+from agents.sink import LedgerSink
+from pipeline.engine import Outcome, Position
+from pipeline.kafka import (
+    ALERTS_TOPIC,
+    DEADLETTER_TOPIC,
+    INPUT_TOPICS,
+    KafkaConfig,
+    faust_settings,
+)
+from pipeline.ledger.ingest import Record
+from pipeline.logging import get_logger
+from schemas.decisions import RuleId
+
+log = get_logger(__name__)
+
+APP_ID = "sharing-audit"
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How many records an agent takes at once, and how long it waits to fill a batch."""
+
+    size: int = 500
+    within: float = 0.2
+    relay_interval: float = 0.5
+
+
+def faust_credentials(config: KafkaConfig) -> dict[str, Any]:
+    """Faust's form of the TLS/SASL settings in ``config`` (none for plaintext)."""
+    if config.security_protocol == "PLAINTEXT":
+        return {}
+    if config.sasl_mechanism:
+        ssl_context = config.ssl_context() if config.security_protocol == "SASL_SSL" else None
+        credentials: Any = faust.SASLCredentials(
+            username=config.sasl_username,
+            password=config.sasl_password,
+            mechanism=config.sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    else:
+        credentials = faust.SSLCredentials(config.ssl_context())
+    return {"broker_credentials": credentials}
+
+
+def deadletters(outcomes: Sequence[Outcome], records: Sequence[Record]) -> list[tuple[Record, str]]:
+    """The records that are not contract events, each with why: they go to the dead
+    letters as well as to the ledger (redeliveries included, so none is missed)."""
+    raw_at = {position: raw for raw, position in records}
+    out = []
+    for outcome in outcomes:
+        if outcome.kind == "reevaluation" or outcome.decision.rules != (RuleId.EVENT_INVALID,):
+            continue
+        raw = raw_at.get(outcome.position)
+        if raw is not None:
+            out.append(((raw, outcome.position), outcome.decision.reasons[0]))
+    return out
+
+
+def create_app(config: KafkaConfig, sink: LedgerSink, batching: Batching | None = None) -> Any:
+    """The worker's Faust app, recording into ``sink``."""
+    batching = batching or Batching()
+    app = faust.App(
+        APP_ID,
+        **faust_settings(config),
+        **faust_credentials(config),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+    )
+    deadletter = app.topic(DEADLETTER_TOPIC, key_type=bytes, value_type=bytes,
+                           key_serializer="raw", value_serializer="raw")  # fmt: skip
+    alerts = app.topic(ALERTS_TOPIC, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")  # fmt: skip
+
+    async def send_deadletters(items: list[tuple[Record, str]], keys: dict[Position, Any]) -> None:
+        futures = []
+        for (raw, position), reason in items:
+            with bound_contextvars(topic=position.topic, partition=position.partition,
+                                   offset=position.offset):  # fmt: skip
+                log.warning("record_deadlettered", reason=reason)
+            headers = [
+                ("reason", reason.encode()),
+                ("source.topic", str(position.topic).encode()),
+                ("source.partition", str(position.partition).encode()),
+                ("source.offset", str(position.offset).encode()),
+            ]
+            futures.append(await deadletter.send(key=keys.get(position), value=raw,
+                                                 headers=headers))  # fmt: skip
+        await asyncio.gather(*futures)
+
+    async def record(stream: StreamT[bytes]) -> None:
+        # noack_take yields the events (not just values) and leaves acking to us.
+        take = stream.noack_take  # type: ignore[attr-defined]
+        async for events in take(batching.size, within=batching.within):
+            batch: Sequence[EventT[bytes]] = events
+            records: list[Record] = []
+            keys: dict[Position, Any] = {}
+            for event in batch:
+                message = event.message
+                position = Position(message.topic, message.partition, message.offset)
+                records.append((message.value or b"", position))
+                keys[position] = message.key
+            outcomes = await sink.write(records)
+            dead = deadletters(outcomes, records)
+            if dead:
+                await _until_sent(send_deadletters, dead, keys)
+            for event in batch:
+                await stream.ack(event)
+
+    for name in INPUT_TOPICS:
+        topic = app.topic(name, key_type=bytes, value_type=bytes,
+                          key_serializer="raw", value_serializer="raw")  # fmt: skip
+
+        async def agent(stream: StreamT[bytes]) -> None:
+            await record(stream)
+
+        app.agent(topic, name=f"record-{name}")(agent)
+
+    async def relay() -> None:
+        await relay_alerts(sink, alerts)
+
+    app.timer(batching.relay_interval)(relay)
+
+    return app
+
+
+async def _until_sent(send: Any, *args: Any) -> None:
+    """Retry a send to the broker until it is acknowledged: the records stay unacked."""
+    delay = 0.5
+    while True:
+        try:
+            await send(*args)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("send_failed", error=type(exc).__name__, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)

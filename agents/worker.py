@@ -1,0 +1,82 @@
+"""Running the worker: wait for the ledger, create the topics, start the agents.
+
+A worker started before its database waits for it, with backoff, rather than failing:
+in a deployment the two often start together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from agents.app import Batching, create_app
+from agents.sink import LedgerSink, is_unavailable
+from pipeline.backoff import backoff_delays
+from pipeline.kafka import KafkaConfig, ensure_topics, wait_for_broker
+from pipeline.ledger import schema
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.store import Ledger
+from pipeline.logging import get_logger
+from pipeline.policy.pack import Policy
+
+log = get_logger(__name__)
+
+
+class LedgerNotReady(Exception):
+    """The ledger exists but cannot be used as it is (its schema is older than the code)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    kafka: KafkaConfig
+    database_url: str
+    policy: Policy
+    pseudonym: Callable[[str], str]
+    batching: Batching = field(default_factory=Batching)
+    log_level: str = "INFO"
+
+
+def ready_ledger(url: str, first_delay: float = 0.5, cap: float = 30.0) -> Ledger:
+    """The ledger at ``url`` with its schema in place, once the database answers."""
+    delays = backoff_delays(first_delay, cap)
+    ledger = Ledger.open(url)
+    while True:
+        try:
+            revision = schema.current_revision(ledger.engine)
+            if revision is None:
+                schema.upgrade(ledger.engine)
+            elif revision != schema.head_revision():
+                raise LedgerNotReady(
+                    f"the ledger is at schema {revision}: run sharing-audit db upgrade"
+                )
+            return ledger
+        except SQLAlchemyError as exc:
+            if not is_unavailable(exc):
+                raise
+            delay = next(delays)
+            log.warning("database_unavailable", retry_in=round(delay, 2),
+                        error=type(exc).__name__)  # fmt: skip
+            time.sleep(delay)
+
+
+def run_worker(config: WorkerConfig) -> None:
+    """Run the agents until SIGINT or SIGTERM (blocks)."""
+    import faust
+
+    ledger = ready_ledger(config.database_url)
+    wait_for_broker(config.kafka, timeout=60)
+    created = ensure_topics(config.kafka)
+    if created:
+        log.info("topics_created", topics=created, partitions=config.kafka.partitions)
+    sink = LedgerSink(LedgerWriter(ledger, config.policy, config.pseudonym))
+    app = create_app(config.kafka, sink, config.batching)
+    log.info("worker_starting", broker=config.kafka.bootstrap, policy=config.policy.name,
+             policy_version=config.policy.version[:12])  # fmt: skip
+    worker = faust.Worker(app, loglevel=config.log_level, quiet=True, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        sink.close()

@@ -1,0 +1,164 @@
+"""Kafka: the topics, and every client setting, in one place.
+
+The embedded broker (Tansu) and Apache Kafka take the same settings: nothing here depends
+on Tansu-only behaviour. What Tansu taught us is in the comments: its group joins take
+about half the session timeout, so sessions are kept short; its idempotent producer and
+transactions fail, so delivery is at-least-once into an idempotent ledger; it would
+auto-create a topic with 4 partitions whatever we want, so every topic is created
+explicitly before anything produces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.events import DEFAULT_TOPIC
+
+INPUT_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(DEFAULT_TOPIC.values()))
+ALERTS_TOPIC = "sharing.alerts"
+DEADLETTER_TOPIC = "sharing.deadletter"
+ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, ALERTS_TOPIC, DEADLETTER_TOPIC)
+DEFAULT_PARTITIONS = 4
+
+SESSION_TIMEOUT_MS = 6_000
+HEARTBEAT_INTERVAL_MS = 1_000
+REBALANCE_TIMEOUT_MS = 5_000
+REQUEST_TIMEOUT_MS = 10_000
+
+
+class KafkaUnavailable(Exception):
+    """The broker did not answer, or refused what was asked of it."""
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaConfig:
+    """Where the broker is and how to reach it (TLS and SASL for production Kafka)."""
+
+    bootstrap: str
+    partitions: int = DEFAULT_PARTITIONS
+    replication: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+
+    def security(self) -> dict[str, Any]:
+        """kafka-python's connection settings (they are also aiokafka's names)."""
+        out: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            out["ssl_context"] = self.ssl_context()
+        if self.sasl_mechanism:
+            out["sasl_mechanism"] = self.sasl_mechanism
+            out["sasl_plain_username"] = self.sasl_username
+            out["sasl_plain_password"] = self.sasl_password
+        return out
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ssl_cafile)
+
+
+def producer_settings(config: KafkaConfig) -> dict[str, Any]:
+    """kafka-python producer: every send acknowledged by all replicas, batched."""
+    return {
+        "bootstrap_servers": config.bootstrap,
+        "acks": "all",
+        "linger_ms": 20,
+        "batch_size": 262_144,
+        "retries": 5,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS * 3,
+        "max_request_size": 8 * 1024 * 1024,
+        **config.security(),
+    }
+
+
+def consumer_settings(config: KafkaConfig, group: str | None = None) -> dict[str, Any]:
+    """kafka-python consumer (tools and tests; the worker is Faust)."""
+    return {
+        "bootstrap_servers": config.bootstrap,
+        "group_id": group,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": group is not None,
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
+        "heartbeat_interval_ms": HEARTBEAT_INTERVAL_MS,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS * 3,
+        **config.security(),
+    }
+
+
+def faust_settings(config: KafkaConfig) -> dict[str, Any]:
+    """Faust's App settings for this broker (its TLS/SASL credentials: ``agents.app``)."""
+    out: dict[str, Any] = {
+        "broker": f"kafka://{config.bootstrap}",
+        "broker_session_timeout": SESSION_TIMEOUT_MS / 1000,
+        "broker_heartbeat_interval": HEARTBEAT_INTERVAL_MS / 1000,
+        "broker_rebalance_timeout": REBALANCE_TIMEOUT_MS / 1000,
+        "broker_request_timeout": REQUEST_TIMEOUT_MS / 1000,
+        "broker_max_poll_records": 500,
+        "topic_partitions": config.partitions,
+        "topic_replication_factor": config.replication,
+    }
+    return out
+
+
+def _admin(config: KafkaConfig, timeout_ms: int = REQUEST_TIMEOUT_MS) -> Any:
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=config.bootstrap,
+            request_timeout_ms=timeout_ms,
+            client_id="sharing-audit-admin",
+            **config.security(),
+        )
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"no Kafka broker answers at {config.bootstrap}: {exc}") from None
+
+
+def ensure_topics(config: KafkaConfig, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
+    """Create the topics that do not exist yet; the names created."""
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    admin = _admin(config)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+                admin.create_topics(
+                    [NewTopic(t, config.partitions, config.replication) for t in missing]
+                )
+        return missing
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"cannot create topics on {config.bootstrap}: {exc}") from None
+    finally:
+        admin.close()
+
+
+def wait_for_broker(config: KafkaConfig, timeout: float = 30.0) -> None:
+    """Return once the broker answers a metadata request; raise after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            admin = _admin(config, timeout_ms=2_000)
+        except KafkaUnavailable as exc:
+            last = str(exc)
+            time.sleep(0.1)
+            continue
+        try:
+            admin.list_topics()
+            return
+        except Exception as exc:  # any failure here means "not yet"
+            last = str(exc)
+            time.sleep(0.1)
+        finally:
+            admin.close()
+    raise KafkaUnavailable(last or f"no Kafka broker answers at {config.bootstrap}")

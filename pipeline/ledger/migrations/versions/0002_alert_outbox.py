@@ -1,0 +1,41 @@
+"""The alert outbox: breach and review alerts waiting for the relay to send them.
+
+Written in the same transaction as the ledger entries that raise them, so an alert exists
+exactly when its decision does. It is not a ledger table: the relay marks rows sent.
+
+Revision ID: 0002
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+UNSENT = "relayed_at IS NULL"
+
+
+def upgrade() -> None:
+    op.create_table(
+        "alert_outbox",
+        sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("severity", sa.String(10), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("created_at", sa.String(40), nullable=False),
+        sa.Column("relayed_at", sa.String(40)),
+    )
+    op.create_index(
+        "ix_alert_outbox_unsent",
+        "alert_outbox",
+        ["seq"],
+        sqlite_where=sa.text(UNSENT),
+        postgresql_where=sa.text(UNSENT),
+    )
+
+
+def downgrade() -> None:
+    raise RuntimeError("the ledger's schema is never downgraded")

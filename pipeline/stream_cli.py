@@ -1,0 +1,161 @@
+"""The streaming commands: ``broker``, ``emit``, ``up``, and what they share.
+
+Registered on the main command line by ``pipeline.cli``; the worker itself is in
+``agents.cli``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from pipeline.broker import BrokerError, EmbeddedBroker
+from pipeline.console import fail
+from pipeline.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
+from pipeline.ledger_cli import DbOption, database_url, shown
+from pipeline.mis import DeliveryError, MisProducer, NotRoutable
+from pipeline.running import Pipeline
+from pipeline.settings import settings
+
+BrokerOption = Annotated[
+    str | None,
+    typer.Option("--broker", help="Kafka bootstrap HOST:PORT (else SHARING_AUDIT_BROKER)."),
+]
+
+
+def broker_config(broker: str | None) -> KafkaConfig:
+    """The Kafka connection named on the command line or in the settings, or a clear exit."""
+    try:
+        return settings().kafka(broker)
+    except ValueError:
+        fail(
+            "no broker: give --broker HOST:PORT or set SHARING_AUDIT_BROKER "
+            "(sharing-audit up and sharing-audit broker print the address)"
+        )
+
+
+class _Stop:
+    """Turns SIGINT and SIGTERM into a flag, so that shutdown runs in order."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum: int, frame: Any) -> None:
+        self.event.set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+
+def broker(
+    port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker alone, with the topics, until Ctrl-C."""
+    stop = _Stop()
+    try:
+        with EmbeddedBroker(port) as embedded:
+            ensure_topics(settings().kafka(embedded.address))
+            print(f"broker: {embedded.address}", flush=True)
+            print("memory only: stopping it loses every topic; Ctrl-C stops it", flush=True)
+            while not stop.wait(1.0):
+                pass
+    except (BrokerError, KafkaUnavailable) as exc:
+        fail(str(exc))
+
+
+def emit(
+    file: Annotated[
+        str, typer.Argument(help="JSON Lines file of events, or - for standard input.")
+    ],
+    broker: BrokerOption = None,
+    topic: Annotated[
+        str | None,
+        typer.Option(help="Send every line to this topic as is (default: route by type)."),
+    ] = None,
+) -> None:
+    """Send events to Kafka, each to its topic with the contract's key, and wait for acks.
+
+    Exits 1 naming every line that was not delivered.
+    """
+    config = broker_config(broker)
+    err = Console(stderr=True)
+    if file == "-":
+        lines = sys.stdin.buffer
+    else:
+        try:
+            lines = Path(file).open("rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            fail(f"cannot read {file}: {exc.strerror or exc}")
+    failures: list[str] = []
+    sent: list[tuple[int, str, Any]] = []
+    try:
+        with lines, MisProducer(config) as producer:
+            for number, line in enumerate(lines, 1):
+                raw = line.strip()
+                if not raw:
+                    continue
+                try:
+                    future = producer.send_record(raw, topic)
+                except NotRoutable as exc:
+                    failures.append(f"line {number}: not sent: {exc}")
+                    continue
+                sent.append((number, topic or "", future))
+            producer.flush()
+            per_topic: Counter[str] = Counter()
+            for number, _, future in sent:
+                try:
+                    metadata = future.get(timeout=30)
+                except Exception as exc:
+                    failures.append(f"line {number}: not delivered: {type(exc).__name__}")
+                    continue
+                per_topic[metadata.topic] += 1
+    except DeliveryError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    delivered = sum(per_topic.values())
+    detail = ", ".join(f"{t}: {n}" for t, n in sorted(per_topic.items()))
+    where = f" ({detail})" if detail else ""
+    err.print(f"delivered {delivered} events to {config.bootstrap}{where}")
+    if failures:
+        for message in failures:
+            print(f"sharing-audit: {message}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def up(
+    broker: BrokerOption = None,
+    db: DbOption = None,
+    policy: Annotated[
+        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
+    ] = None,
+) -> None:
+    """Run the whole pipeline: the broker (embedded unless --broker), topics and a worker.
+
+    Ctrl-C stops everything, the worker first.
+    """
+    url = database_url(db)
+    kafka = settings().kafka(broker) if (broker or settings().broker) else None
+    stop = _Stop()
+    try:
+        with Pipeline(url, kafka, policy or settings().policy) as pipeline:
+            print(f"broker: {pipeline.broker}", flush=True)
+            print(f"ledger: {shown(url)}", flush=True)
+            print("send events with: sharing-audit emit FILE --broker "
+                  f"{pipeline.broker}; Ctrl-C stops", flush=True)  # fmt: skip
+            worker = pipeline.worker
+            assert worker is not None and worker.process is not None
+            while not stop.wait(0.5):
+                if not worker.running:
+                    fail(f"the worker stopped with status {worker.process.returncode}", 1)
+    except (BrokerError, KafkaUnavailable) as exc:
+        fail(str(exc))

@@ -1,0 +1,129 @@
+"""The whole pipeline, end to end: broker, worker, ledger, alerts and dead letters.
+
+Events go in through two real clients, kcat (C, librdkafka) and ``sharing-audit emit``
+(kafka-python); the ledger must then hold every event exactly once with the decision
+``check`` gives for the same records.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline.kafka import ALERTS_TOPIC, DEADLETTER_TOPIC, KafkaConfig, ensure_topics
+from pipeline.ledger.queries import verify
+from pipeline.ledger.store import Ledger
+from pipeline.mis import route
+from pipeline.policy.pack import Policy
+from pipeline.running import Pipeline
+from pipeline.simulate import simulate
+from tests.integration.streaming import (
+    decision_entries,
+    expected_outcome,
+    kcat_env,
+    kcat_produce,
+    ledger_final,
+    read_topic,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+UNDECODABLE = [
+    b"this is not JSON",
+    b'{"specversion": "1.0", "id": "half-an-event"',
+    b"\xff\xfe not UTF-8 \xc3\x28",
+]
+
+
+def _sharing_audit(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "agents", *args], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def year() -> list[bytes]:
+    return [orjson.dumps(line.event) for line in simulate(150, violation_rate=0.1, seed=7)]
+
+
+def test_every_event_sent_by_kcat_and_emit_is_recorded_once_as_check_decides(
+    kafka: KafkaConfig, tmp_path: Path, policy: Policy, year: list[bytes]
+) -> None:
+    ensure_topics(kafka)
+    env = kcat_env(kafka, tmp_path)
+    if env is None:
+        pytest.skip("kcat (Debian package kcat) is not installed or cannot reach the broker")
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    half = len(year) // 2
+    by_kcat, by_emit = year[:half], year[half:]
+    events_file = tmp_path / "emit.jsonl"
+    events_file.write_bytes(b"".join(raw + b"\n" for raw in by_emit))
+
+    with Pipeline(url, kafka, worker_log=tmp_path / "worker.log"):
+        per_topic: dict[str, list[tuple[bytes | None, bytes]]] = {}
+        for raw in by_kcat:
+            where = route(orjson.loads(raw))
+            per_topic.setdefault(where.topic, []).append((where.key, raw))
+        per_topic["sharing.referral"] += [(None, raw) for raw in UNDECODABLE]
+        for topic, records in per_topic.items():
+            kcat_produce(env, kafka, topic, records)
+        emitted = _sharing_audit("emit", str(events_file), "--broker", kafka.bootstrap)
+        assert emitted.returncode == 0, emitted.stderr.decode()
+
+        expected = expected_outcome([*year, *UNDECODABLE], policy)
+        entries, final = expected.entries, expected.final
+        assert wait_until(lambda: decision_entries(url) >= entries, timeout=90), (
+            f"{decision_entries(url)} of {entries} decision entries; worker log: "
+            + (tmp_path / "worker.log").read_text()[-3000:]
+        )
+        recorded = ledger_final(url)
+        assert decision_entries(url) == entries
+        assert recorded == final
+
+        ledger = Ledger.open(url)
+        with ledger.engine.connect() as connection:
+            result = verify(connection)
+            alerting = {
+                seq for seq, decision in connection.exec_driver_sql(
+                    "SELECT seq, decision FROM ledger_entry"
+                ) if decision in ("breach", "review")
+            }  # fmt: skip
+        assert result.ok, result.fault
+        assert any(d == "breach" for d, _ in final.values())
+
+        alerts = read_topic(kafka, ALERTS_TOPIC, expected=len(alerting), timeout=60)
+        bodies = [orjson.loads(a.value) for a in alerts]
+        assert {b["seq"] for b in bodies} == alerting
+        assert all(a.key == str(orjson.loads(a.value)["seq"]).encode() for a in alerts)
+
+        dead = read_topic(kafka, DEADLETTER_TOPIC, expected=len(expected.invalid), timeout=30)
+        assert set(UNDECODABLE) <= set(expected.invalid)
+        assert sorted(d.value for d in dead) == sorted(expected.invalid)
+        assert all(dict(d.headers)["reason"] for d in dead)
+
+
+def test_an_alert_names_pupils_by_pseudonym_only(
+    kafka: KafkaConfig, tmp_path: Path, year: list[bytes]
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    events_file = tmp_path / "year.jsonl"
+    events_file.write_bytes(b"".join(raw + b"\n" for raw in year))
+    upns = {p["upn"] for raw in year for p in _pupils(raw)}
+    with Pipeline(url, kafka, worker_log=tmp_path / "worker.log"):
+        assert _sharing_audit("emit", str(events_file), "--broker", kafka.bootstrap).returncode == 0
+        alerts = read_topic(kafka, ALERTS_TOPIC, expected=1, timeout=60)
+    assert alerts
+    text = b"".join(a.value for a in alerts).decode()
+    assert not any(upn in text for upn in upns)
+    log = (tmp_path / "worker.log").read_text()
+    assert not any(upn in log for upn in upns)
+
+
+def _pupils(raw: bytes) -> list[dict[str, str]]:
+    data = orjson.loads(raw).get("data", {})
+    if "pupils" in data:
+        return list(data["pupils"])
+    return [{"upn": data["upn"]}] if "upn" in data else []
