@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/ledger.py
 
 demo: $(STAMP)
-	$(PY) -m pipeline.demo
+	$(VENV)/bin/sharing-audit demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts demo-output

@@ -38,11 +38,14 @@ APP_ID = "sharing-audit"
 
 @dataclass(frozen=True, slots=True)
 class Batching:
-    """How many records an agent takes at once, and how long it waits to fill a batch."""
+    """How many records an agent takes at once and how long it waits to fill a batch; how
+    often the relay looks for alerts, and how long an alert is held (``pipeline.ledger.
+    outbox`` says why)."""
 
     size: int = 500
     within: float = 0.2
     relay_interval: float = 0.5
+    alert_hold: float = 60.0
 
 
 def faust_credentials(config: KafkaConfig) -> dict[str, Any]:
@@ -138,7 +141,7 @@ def create_app(config: KafkaConfig, sink: LedgerSink, batching: Batching | None 
         app.agent(topic, name=f"record-{name}")(agent)
 
     async def relay() -> None:
-        await relay_alerts(sink, alerts)
+        await relay_alerts(sink, alerts, batching.alert_hold)
 
     app.timer(batching.relay_interval)(relay)
 

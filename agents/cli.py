@@ -42,7 +42,7 @@ def worker(
         database_url=url,
         policy=policy_or_fail(policy),
         pseudonym=pseudonym_for(db),
-        batching=Batching(size=config.batch_size),
+        batching=Batching(size=config.batch_size, alert_hold=config.alert_hold_seconds),
         log_level=config.log_level,
     )
     try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from pipeline.engine import Engine, Outcome, Position
+from schemas.decisions import RuleId
 
 Result = dict[str, Any]
 
@@ -113,3 +114,37 @@ def check_lines(
     if pending:
         flush()
     return summary
+
+
+@dataclass(slots=True)
+class Expected:
+    """What a ledger must hold once it has recorded some records, in whatever order they
+    arrive: each event id's final decision (as rule ids), how many decision entries, and
+    the records that are not contract events."""
+
+    final: dict[str, tuple[str, tuple[str, ...]]]
+    entries: int
+    invalid: list[bytes]
+
+
+def expected_of(raws: Iterable[bytes], engine: Engine) -> Expected:
+    """Decide ``raws`` offline with ``engine``: the yardstick for the stream's ledger."""
+    entries = 0
+    ids: list[str] = []
+    invalid: list[bytes] = []
+    for number, raw in enumerate(raws):
+        for outcome in engine.process(raw, Position("expected", 0, number)):
+            if outcome.kind == "reevaluation":
+                continue
+            if outcome.decision.rules == (RuleId.EVENT_INVALID,):
+                invalid.append(raw)
+            if outcome.kind == "decision":
+                entries += 1
+                if outcome.recorded and isinstance(outcome.event_id, str):
+                    ids.append(outcome.event_id)
+    final = {}
+    for event_id in ids:
+        decision = engine.current(event_id)
+        if decision is not None:
+            final[event_id] = (decision.decision.value, tuple(r.value for r in decision.rules))
+    return Expected(final, entries, invalid)

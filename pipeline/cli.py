@@ -242,6 +242,34 @@ def simulate(
     print(f"{len(lines)} events for {pupils} pupils", file=sys.stderr)
 
 
+@app.command()
+def demo(
+    pupils: Annotated[int, typer.Option(min=1, help="How many pupils.")] = 300,
+    violation_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of events with a violation.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Same seed, same year.")] = 2026,
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Where the demo keeps its ledger, events and log.")
+    ] = Path("demo-output"),
+    policy: Annotated[
+        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
+    ] = None,
+) -> None:
+    """Run the whole pipeline on a simulated school year and summarise what it found."""
+    from pipeline.broker import BrokerError
+    from pipeline.demo import DemoFailed, run_demo
+    from pipeline.kafka import KafkaUnavailable
+
+    pack = policy_or_fail(policy)
+    try:
+        run_demo(folder, pack, policy, pupils, violation_rate, seed, Console(highlight=False))
+    except (BrokerError, KafkaUnavailable, DemoFailed) as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"cannot write in {folder}: {exc.strerror or exc}")
+
+
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[bytes]]:
     if path is None:

@@ -1,63 +1,164 @@
-"""``make demo``: a simulated school year through the decision engine, end to end.
+"""``sharing-audit demo`` (``make demo``): the whole pipeline on a simulated school year.
 
-Writes the year's events to a JSON Lines file, checks them with the england-schools pack
-exactly as ``sharing-audit check`` does, and prints what a DPO would look at first.
+Starts the embedded broker and a worker, sends a year of events as an MIS would, waits
+until the ledger has decided every one, and prints what a DPO would look at first: the
+decisions, the rules broken, the alerts raised, and that the chain verifies. Everything
+it makes stays in one folder, so the ledger can be queried afterwards.
 """
 
 from __future__ import annotations
 
-import tempfile
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from pipeline.checking import Result, check_lines, in_memory, numbered_lines
+from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.packs import load_pack
-from pipeline.presenting import result_row, summary_table
+from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, consumer_settings
+from pipeline.ledger.queries import current_decisions, decision_count, verify
+from pipeline.ledger.store import Ledger
+from pipeline.mis import MisProducer
+from pipeline.policy.pack import Policy
+from pipeline.running import Pipeline
 from pipeline.simulate import simulate
 
+#: Files the demo owns in its folder, removed at the start of each run.
+DEMO_FILES = ("ledger.db", "ledger.db.key", "ledger.db-wal", "ledger.db-shm", "worker.log",
+              "events.jsonl")  # fmt: skip
 
-def main(pupils: int = 1000, violation_rate: float = 0.05, seed: int = 2026) -> None:
-    console = Console()
-    policy = load_pack()
+
+class DemoFailed(Exception):
+    """The pipeline did not record the demo's events in time."""
+
+
+def _progress(console: Console, label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console,
+                    transient=True, disable=not console.is_terminal)  # fmt: skip
+
+
+def _read_alerts(kafka: KafkaConfig, expected: int, timeout: float) -> list[dict[str, Any]]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**consumer_settings(kafka))
+    partitions = [TopicPartition(ALERTS_TOPIC, p)
+                  for p in consumer.partitions_for_topic(ALERTS_TOPIC) or []]  # fmt: skip
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    alerts: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    while len(alerts) < expected and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            for record in batch:
+                alert = orjson.loads(record.value)
+                alerts[alert["seq"]] = alert  # at-least-once: the same seq is one alert
+    consumer.close()
+    return [alerts[seq] for seq in sorted(alerts)]
+
+
+def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
+             violation_rate: float, seed: int, console: Console) -> None:  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_FILES:
+        (folder / name).unlink(missing_ok=True)
+    url = f"sqlite:///{folder / 'ledger.db'}"
     lines = simulate(pupils, violation_rate, seed)
-    folder = Path(tempfile.mkdtemp(prefix="sharing-audit-demo-"))
-    events = folder / "events.jsonl"
-    events.write_bytes(b"".join(orjson.dumps(line.event) + b"\n" for line in lines))
-    console.print(f"simulated a school year: {len(lines)} events for {pupils} pupils -> {events}")
+    records = [orjson.dumps(line.event) for line in lines]
+    (folder / "events.jsonl").write_bytes(b"".join(r + b"\n" for r in records))
+    console.print(f"simulated a school year: {len(records)} events for {pupils} pupils "
+                  f"-> {folder / 'events.jsonl'}")  # fmt: skip
     console.print(f"policy pack {policy.name}, version {policy.version[:16]}…")
+    expected = expected_of(records, Engine(policy))
 
-    results: list[Result] = []
-    with events.open("rb") as stream:
-        summary = check_lines(numbered_lines(stream), in_memory(Engine(policy)), results.append)
+    # A short alert hold: the demo's topics are read together, so facts are never late
+    # by more than a moment (a production worker holds alerts for a minute).
+    env = {"SHARING_AUDIT_ALERT_HOLD_SECONDS": "3"}
+    with Pipeline(url, policy=policy_ref, worker_log=folder / "worker.log", env=env) as pipeline:
+        assert pipeline.kafka is not None
+        console.print(f"embedded broker on {pipeline.broker}; worker log {folder / 'worker.log'}")
+        with MisProducer(pipeline.kafka) as producer, _progress(console, "sending") as bar:
+            task = bar.add_task("send", total=len(records))
+            futures = []
+            for raw in records:
+                futures.append(producer.send_record(raw))
+            producer.flush()
+            for future in futures:
+                future.get(timeout=60)
+                bar.advance(task)
+        console.print(f"sent {len(records)} events to Kafka, each acknowledged")
 
-    final = {r["line"]: r for r in results}
-    truth = {n: line.expected for n, line in enumerate(lines, 1)}
-    agree = sum(
-        1
-        for n, r in final.items()
-        if (r["decision"], tuple(r["rules"])) == (truth[n].decision, truth[n].rules)
-    )
-    console.print(summary_table(summary))
-    rules = Counter(rule for r in final.values() for rule in r["rules"])
+        ledger = Ledger.open(url)
+        deadline = time.monotonic() + 180
+        with _progress(console, "recording") as bar:
+            task = bar.add_task("record", total=expected.entries)
+            count = 0
+            while count < expected.entries and time.monotonic() < deadline:
+                time.sleep(0.25)
+                try:
+                    with ledger.engine.connect() as connection:
+                        count = decision_count(connection)
+                except Exception:
+                    continue  # the worker is still creating the schema
+                bar.update(task, completed=count)
+        if count < expected.entries:
+            raise DemoFailed(
+                f"the ledger holds {count} of {expected.entries} decisions after 3 minutes; "
+                f"see {folder / 'worker.log'}"
+            )
+        outbox = "SELECT count(*) FROM alert_outbox WHERE relayed_at IS NULL"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with ledger.engine.connect() as connection:
+                if connection.exec_driver_sql(outbox).scalar_one() == 0:
+                    break
+            time.sleep(0.5)
+        with ledger.engine.connect() as connection:
+            final = current_decisions(connection)
+            verification = verify(connection)
+            sent = connection.exec_driver_sql(
+                "SELECT count(*) FROM alert_outbox WHERE status = 'sent'"
+            ).scalar_one()
+            superseded = connection.exec_driver_sql(
+                "SELECT count(*) FROM alert_outbox WHERE status = 'superseded'"
+            ).scalar_one()
+        alerts = _read_alerts(pipeline.kafka, int(sent), timeout=30)
+        ledger.engine.dispose()
+
+    decisions = Counter(decision for decision, _ in final.values())
+    table = Table(title="decisions (current, per event)", header_style="bold")
+    table.add_column("decision")
+    table.add_column("events", justify="right")
+    for name in ("allowed", "review", "breach", "rejected"):
+        table.add_row(name, str(decisions.get(name, 0)))
+    console.print(table)
+    rules = Counter(rule for _, rules in final.values() for rule in rules)
     table = Table(title="rules broken", header_style="bold")
     table.add_column("rule")
     table.add_column("events", justify="right")
-    for rule, count in rules.most_common():
-        table.add_row(rule, str(count))
+    for rule, n in rules.most_common():
+        table.add_row(rule, str(n))
     console.print(table)
-    console.print("[bold]first breaches[/bold]")
-    for r in [r for r in final.values() if r["decision"] == "breach"][:5]:
-        console.print(result_row(r))
-    console.print(
-        f"decisions matching the simulator's true decisions: {agree} of {len(final)} lines"
-    )
-    console.print(f"check the file yourself: sharing-audit check {events}")
-
-
-if __name__ == "__main__":
-    main()
+    severities = Counter(str(a["severity"]) for a in alerts)
+    console.print(f"alerts on {ALERTS_TOPIC}: {len(alerts)} "
+                  f"(high {severities['high']}, medium {severities['medium']}, "
+                  f"low {severities['low']}); {superseded} held back because a late fact "
+                  "re-decided the event first")  # fmt: skip
+    for alert in [a for a in alerts if a["severity"] == "high"][:3]:
+        console.print(f"  high: {alert['event_type']} to {alert['recipient']}: "
+                      f"{'; '.join(alert['reasons'])}", highlight=False)  # fmt: skip
+    agree = sum(1 for k, v in expected.final.items() if final.get(k) == v)
+    console.print(f"decisions matching sharing-audit check on the same file: "
+                  f"{agree} of {len(expected.final)}")  # fmt: skip
+    if verification.ok:
+        console.print(f"ledger verify: ok, {verification.count} entries, "
+                      f"head {verification.head_hash[:16]}…")  # fmt: skip
+    else:
+        console.print(
+            f"ledger verify: FAILED at seq {verification.fault_seq}: {verification.fault}"
+        )
+    console.print(f"explore it: sharing-audit ledger query --db {url} --decision breach")

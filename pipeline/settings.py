@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, description="records per ledger transaction")
     log_level: str = Field(default="INFO", description="worker log level")
+    alert_hold_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "how long a breach or review alert waits before it is sent, so that a late fact "
+            "that clears the decision (a consent recorded just after the referral) does not "
+            "raise it"
+        ),
+    )
 
     def kafka(self, broker: str | None = None) -> KafkaConfig:
         """The Kafka connection for ``broker`` (else the configured one)."""

@@ -146,6 +146,7 @@ class AlertOutbox(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: str = Field(sa_column=Column(String(40), nullable=False))
     relayed_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    status: str | None = Field(default=None, sa_column=Column(String(12), nullable=True))
 
 
 class ChainHead(SQLModel, table=True):

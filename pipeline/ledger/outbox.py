@@ -1,4 +1,10 @@
-"""The alert outbox: reading what the relay has yet to send, and marking it sent.
+"""The alert outbox: what the relay has yet to send, and marking it sent or superseded.
+
+An alert is held for a while before it goes out, and goes out only if its entry is still
+its event's current decision. Records on different topics arrive in no fixed order, so a
+referral is often decided a moment before the consent it relies on arrives; it is then
+re-decided as allowed, and paging the DPO for the first decision would be noise. The
+ledger keeps both entries whatever happens; only the alert waits.
 
 Delivery is at-least-once: a relay that dies between the broker's acknowledgement and
 marking the rows sends them again. The alert's ``seq`` lets a consumer drop the repeat.
@@ -7,10 +13,14 @@ marking the rows sends them again. The alert's ``seq`` lets a consumer drop the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import select, update
 
-from pipeline.ledger.store import OUTBOX, Ledger, now_text
+from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, now_text, utc_text
+
+SENT = "sent"
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,29 +30,49 @@ class PendingAlert:
     body: bytes
 
 
-def pending_alerts(ledger: Ledger, limit: int = 500) -> list[PendingAlert]:
-    """The oldest alerts not yet relayed, in ledger order."""
+@dataclass(frozen=True, slots=True)
+class Due:
+    """Alerts whose hold is over: those to send, and those a later entry superseded."""
+
+    send: list[PendingAlert]
+    superseded: list[int]
+
+
+def due_alerts(ledger: Ledger, hold_seconds: float = 0.0, limit: int = 500) -> Due:
+    """The oldest unsent alerts recorded at least ``hold_seconds`` ago, in ledger order."""
+    cutoff = utc_text(datetime.now(UTC) - timedelta(seconds=hold_seconds))
     statement = (
-        select(OUTBOX.c.seq, OUTBOX.c.severity, OUTBOX.c.body)
-        .where(OUTBOX.c.relayed_at.is_(None))
+        select(OUTBOX.c.seq, OUTBOX.c.severity, OUTBOX.c.body, ENTRY.c.kind, ENTRY.c.refers_to)
+        .join(ENTRY, ENTRY.c.seq == OUTBOX.c.seq)
+        .where(OUTBOX.c.relayed_at.is_(None), OUTBOX.c.created_at <= cutoff)
         .order_by(OUTBOX.c.seq)
         .limit(limit)
     )
     with ledger.engine.connect() as connection:
         rows = connection.execute(statement).all()
-    return [PendingAlert(r.seq, r.severity, r.body.encode()) for r in rows]
+        base = {r.seq: (r.refers_to if r.kind == "reevaluation" else r.seq) for r in rows}
+        latest: dict[int, int] = {}
+        if base:
+            later = select(ENTRY.c.refers_to, ENTRY.c.seq).where(
+                ENTRY.c.kind == "reevaluation", ENTRY.c.refers_to.in_(set(base.values()))
+            )
+            for link in connection.execute(later):
+                latest[link.refers_to] = max(latest.get(link.refers_to, 0), link.seq)
+    due = Due([], [])
+    for row in rows:
+        if latest.get(base[row.seq], row.seq) > row.seq:
+            due.superseded.append(row.seq)
+        else:
+            due.send.append(PendingAlert(row.seq, row.severity, row.body.encode()))
+    return due
 
 
-def mark_relayed(ledger: Ledger, seqs: list[int]) -> None:
+def mark_relayed(ledger: Ledger, seqs: list[int], status: str = SENT) -> None:
     if not seqs:
         return
     with ledger.engine.begin() as connection:
-        _mark(connection, seqs)
-
-
-def _mark(connection: Connection, seqs: list[int]) -> None:
-    connection.execute(
-        update(OUTBOX)
-        .where(OUTBOX.c.seq.in_(seqs), OUTBOX.c.relayed_at.is_(None))
-        .values(relayed_at=now_text())
-    )
+        connection.execute(
+            update(OUTBOX)
+            .where(OUTBOX.c.seq.in_(seqs), OUTBOX.c.relayed_at.is_(None))
+            .values(relayed_at=now_text(), status=status)
+        )

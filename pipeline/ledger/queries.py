@@ -20,7 +20,7 @@ from pipeline.ledger.chain import (
     hashable_form,
     verify_chain,
 )
-from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT
+from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT, Ledger
 
 PAGE = 2_000
 ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
@@ -143,3 +143,31 @@ def stats(connection: Connection) -> dict[str, Any]:
         "by_decision": counts(ENTRY.c.decision),
         "by_event_type": counts(ENTRY.c.event_type),
     }
+
+
+def decision_count(connection: Connection) -> int:
+    """How many records the ledger has decided (entries of kind ``decision``)."""
+    count = connection.execute(
+        select(func.count()).select_from(ENTRY).where(ENTRY.c.kind == "decision")
+    ).scalar_one()
+    return int(count)
+
+
+def current_decisions(connection: Connection) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every recorded event id's current decision and violated rules."""
+    ids = (
+        connection.execute(
+            select(ENTRY.c.event_id).where(
+                ENTRY.c.kind == "decision",
+                ENTRY.c.refers_to.is_(None),
+                ENTRY.c.event_id.is_not(None),
+            )
+        )
+        .scalars()
+        .all()
+    )
+    out = {}
+    for start in range(0, len(ids), 5_000):
+        for row in Ledger.decisions_for(connection, ids[start : start + 5_000]):
+            out[row["event_id"]] = (row["decision"], tuple(orjson.loads(row["rules"])))
+    return out

@@ -11,19 +11,14 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from pipeline.broker import BrokerError, EmbeddedBroker
-from pipeline.engine import Engine, Position
 from pipeline.kafka import KafkaConfig, consumer_settings
-from pipeline.ledger.store import ENTRY, Ledger
-from pipeline.policy.pack import Policy
-from schemas.decisions import RuleId
+from pipeline.ledger.queries import current_decisions, decision_count
+from pipeline.ledger.store import Ledger
 
 
 def kafka_broker() -> Iterator[KafkaConfig]:
@@ -48,51 +43,12 @@ def kafka_broker() -> Iterator[KafkaConfig]:
         yield KafkaConfig(bootstrap=container.get_bootstrap_server())
 
 
-@dataclass
-class Expected:
-    """What the ledger must hold for some records, as the offline engine decides them:
-    the final decision of each event id, how many decision entries, and the records
-    that are not contract events (they go to the dead letters too)."""
-
-    final: dict[str, tuple[str, tuple[str, ...]]]
-    entries: int
-    invalid: list[bytes]
-
-
-def expected_outcome(raws: Iterable[bytes], policy: Policy) -> Expected:
-    engine = Engine(policy)
-    entries = 0
-    ids: list[str] = []
-    invalid: list[bytes] = []
-    for number, raw in enumerate(raws):
-        for outcome in engine.process(raw, Position("expected", 0, number)):
-            if outcome.kind == "reevaluation":
-                continue
-            if outcome.decision.rules == (RuleId.EVENT_INVALID,):
-                invalid.append(raw)
-            if outcome.kind == "decision":
-                entries += 1
-                if outcome.recorded and isinstance(outcome.event_id, str):
-                    ids.append(outcome.event_id)
-    final = {}
-    for event_id in ids:
-        decision = engine.current(event_id)
-        assert decision is not None
-        final[event_id] = (decision.decision.value, tuple(r.value for r in decision.rules))
-    return Expected(final, entries, invalid)
-
-
 def decision_entries(url: str) -> int:
+    """How many decision entries the ledger at ``url`` holds (0 while it cannot be read)."""
     ledger = Ledger.open(url)
     try:
         with ledger.engine.connect() as connection:
-            from sqlalchemy import func, select
-
-            return int(
-                connection.execute(
-                    select(func.count()).select_from(ENTRY).where(ENTRY.c.kind == "decision")
-                ).scalar_one()
-            )
+            return decision_count(connection)
     except Exception:
         return 0  # not created yet, or the database is away
     finally:
@@ -100,20 +56,11 @@ def decision_entries(url: str) -> int:
 
 
 def ledger_final(url: str) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Each recorded event id's current decision, read back from the ledger."""
-    from sqlalchemy import select
-
     ledger = Ledger.open(url)
     with ledger.engine.connect() as connection:
-        ids = connection.execute(
-            select(ENTRY.c.event_id).where(
-                ENTRY.c.kind == "decision", ENTRY.c.refers_to.is_(None),
-                ENTRY.c.event_id.is_not(None),
-            )
-        ).scalars().all()  # fmt: skip
-        rows = Ledger.decisions_for(connection, ids)
+        final = current_decisions(connection)
     ledger.engine.dispose()
-    return {r["event_id"]: (r["decision"], tuple(orjson.loads(r["rules"]))) for r in rows}
+    return final
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.25) -> bool:

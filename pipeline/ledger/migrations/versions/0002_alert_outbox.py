@@ -1,7 +1,8 @@
 """The alert outbox: breach and review alerts waiting for the relay to send them.
 
 Written in the same transaction as the ledger entries that raise them, so an alert exists
-exactly when its decision does. It is not a ledger table: the relay marks rows sent.
+exactly when its decision does. It is not a ledger table: the relay marks each row
+``sent``, or ``superseded`` when a later entry re-decided the event before it went out.
 
 Revision ID: 0002
 """
@@ -27,6 +28,7 @@ def upgrade() -> None:
         sa.Column("body", sa.Text, nullable=False),
         sa.Column("created_at", sa.String(40), nullable=False),
         sa.Column("relayed_at", sa.String(40)),
+        sa.Column("status", sa.String(12)),
     )
     op.create_index(
         "ix_alert_outbox_unsent",
