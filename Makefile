@@ -29,6 +29,7 @@ schemas: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/check.py
 	$(PY) bench/ledger.py
+	$(PY) bench/pipeline.py
 
 demo: $(STAMP)
 	$(VENV)/bin/sharing-audit demo

@@ -19,7 +19,8 @@ from structlog.contextvars import bound_contextvars
 
 from agents.relay import relay_alerts
 from agents.sink import LedgerSink
-from pipeline.engine import Outcome, Position
+from agents.writer import Handled
+from pipeline.engine import Position
 from pipeline.kafka import (
     ALERTS_TOPIC,
     DEADLETTER_TOPIC,
@@ -29,7 +30,7 @@ from pipeline.kafka import (
 )
 from pipeline.ledger.ingest import Record
 from pipeline.logging import get_logger
-from schemas.decisions import RuleId
+from schemas.decisions import RuleId, Verdict
 
 log = get_logger(__name__)
 
@@ -44,6 +45,7 @@ class Batching:
 
     size: int = 500
     within: float = 0.2
+    in_flight: int = 8
     relay_interval: float = 0.5
     alert_hold: float = 60.0
 
@@ -65,7 +67,7 @@ def faust_credentials(config: KafkaConfig) -> dict[str, Any]:
     return {"broker_credentials": credentials}
 
 
-def deadletters(outcomes: Sequence[Outcome], records: Sequence[Record]) -> list[tuple[Record, str]]:
+def deadletters(outcomes: Sequence[Handled], records: Sequence[Record]) -> list[tuple[Record, str]]:
     """The records that are not contract events, each with why: they go to the dead
     letters as well as to the ledger (redeliveries included, so none is missed)."""
     raw_at = {position: raw for raw, position in records}
@@ -77,6 +79,19 @@ def deadletters(outcomes: Sequence[Outcome], records: Sequence[Record]) -> list[
         if raw is not None:
             out.append(((raw, outcome.position), outcome.decision.reasons[0]))
     return out
+
+
+def log_decisions(handled: Sequence[Handled]) -> None:
+    """One log event per decision a person may need to find (not ``allowed``), with the
+    event id and Kafka position bound; never the event's content."""
+    for h in handled:
+        if h.decision.decision is Verdict.ALLOWED or h.kind == "duplicate":
+            continue
+        with bound_contextvars(event_id=h.event_id if isinstance(h.event_id, str) else None,
+                               topic=h.position.topic, partition=h.position.partition,
+                               offset=h.position.offset):  # fmt: skip
+            log.info("decision_recorded", kind=h.kind, decision=h.decision.decision.value,
+                     rules=[r.value for r in h.decision.rules])  # fmt: skip
 
 
 def create_app(config: KafkaConfig, sink: LedgerSink, batching: Batching | None = None) -> Any:
@@ -112,24 +127,33 @@ def create_app(config: KafkaConfig, sink: LedgerSink, batching: Batching | None 
                                                  headers=headers))  # fmt: skip
         await asyncio.gather(*futures)
 
+    async def handle(stream: StreamT[bytes], batch: Sequence[EventT[bytes]]) -> None:
+        """Record one batch, dead-letter what is not an event, then (only then) ack."""
+        records: list[Record] = []
+        keys: dict[Position, Any] = {}
+        for event in batch:
+            message = event.message
+            position = Position(message.topic, message.partition, message.offset)
+            records.append((message.value or b"", position))
+            keys[position] = message.key
+        handled = await sink.write(records)
+        log_decisions(handled)
+        dead = deadletters(handled, records)
+        if dead:
+            await _until_sent(send_deadletters, dead, keys)
+        for event in batch:
+            await stream.ack(event)
+
     async def record(stream: StreamT[bytes]) -> None:
+        # Several batches may be in flight, so that the next one is gathered while the
+        # ledger writes this one; each is acked when its own transaction has committed.
+        in_flight = asyncio.Semaphore(batching.in_flight)
         # noack_take yields the events (not just values) and leaves acking to us.
         take = stream.noack_take  # type: ignore[attr-defined]
         async for events in take(batching.size, within=batching.within):
-            batch: Sequence[EventT[bytes]] = events
-            records: list[Record] = []
-            keys: dict[Position, Any] = {}
-            for event in batch:
-                message = event.message
-                position = Position(message.topic, message.partition, message.offset)
-                records.append((message.value or b"", position))
-                keys[position] = message.key
-            outcomes = await sink.write(records)
-            dead = deadletters(outcomes, records)
-            if dead:
-                await _until_sent(send_deadletters, dead, keys)
-            for event in batch:
-                await stream.ack(event)
+            await in_flight.acquire()
+            task = asyncio.ensure_future(handle(stream, events))
+            task.add_done_callback(lambda _: in_flight.release())
 
     for name in INPUT_TOPICS:
         topic = app.topic(name, key_type=bytes, value_type=bytes,

@@ -13,7 +13,7 @@ import typer
 from pipeline.cli import app, policy_or_fail
 from pipeline.console import fail
 from pipeline.kafka import KafkaUnavailable
-from pipeline.ledger_cli import DbOption, database_url, pseudonym_for, shown
+from pipeline.ledger_cli import DbOption, database_url, pseudonym_key_for, shown
 from pipeline.logging import configure as configure_logging
 from pipeline.settings import settings
 from pipeline.stream_cli import broker_config
@@ -41,7 +41,7 @@ def worker(
         kafka=broker_config(broker),
         database_url=url,
         policy=policy_or_fail(policy),
-        pseudonym=pseudonym_for(db),
+        pseudonym_key=pseudonym_key_for(db),
         batching=Batching(size=config.batch_size, alert_hold=config.alert_hold_seconds),
         log_level=config.log_level,
     )

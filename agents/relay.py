@@ -10,7 +10,7 @@ import asyncio
 from typing import Any
 
 from agents.sink import LedgerSink
-from pipeline.ledger.outbox import SUPERSEDED, due_alerts, mark_relayed
+from pipeline.ledger.outbox import SENT, SUPERSEDED
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -18,9 +18,8 @@ log = get_logger(__name__)
 
 async def relay_alerts(sink: LedgerSink, topic: Any, hold_seconds: float, limit: int = 500) -> int:
     """Send the alerts that are due; how many were sent. Failures wait for the next round."""
-    ledger = sink.writer.ledger
     try:
-        due = await sink.call(due_alerts, ledger, hold_seconds, limit)
+        due = await sink.due_alerts(hold_seconds, limit)
         futures = []
         for alert in due.send:
             headers = [("severity", alert.severity.encode())]
@@ -28,8 +27,8 @@ async def relay_alerts(sink: LedgerSink, topic: Any, hold_seconds: float, limit:
                 await topic.send(key=str(alert.seq).encode(), value=alert.body, headers=headers)
             )
         await asyncio.gather(*futures)
-        await sink.call(mark_relayed, ledger, [alert.seq for alert in due.send])
-        await sink.call(mark_relayed, ledger, due.superseded, SUPERSEDED)
+        await sink.mark_relayed([alert.seq for alert in due.send], SENT)
+        await sink.mark_relayed(due.superseded, SUPERSEDED)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # the next round tries again; nothing is lost meanwhile

@@ -1,4 +1,4 @@
-"""The ledger behind the agents: batches in, outcomes out, and no exception ever out.
+"""The ledger behind the agents: batches in, decisions out, and no exception ever out.
 
 Faust acks a message whose agent raised and never delivers it again, so every failure is
 handled here. A database that cannot be reached (down, restarting, locked) is waited for,
@@ -6,29 +6,39 @@ with backoff, for as long as it takes: nothing is acked meanwhile, and the broke
 the records. Any other failure is retried a few times, then the batch is split to find
 the record the engine fails on, and that record alone is recorded as rejected.
 
-The writes run on one thread of their own: the database driver blocks, and the event
-loop must go on heartbeating to the broker meanwhile.
+The four agents' batches are written together: whatever has queued while the writer was
+busy goes into the next transaction (a group commit), so a busy worker writes big
+transactions and an idle one writes at once. The writing itself happens in a process of
+its own (``agents.writer``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from agents import writer
+from agents.writer import Failed, Handled, WriterSpec
 from pipeline.backoff import backoff_delays
-from pipeline.engine import Outcome
-from pipeline.ledger.ingest import LedgerWriter, Record
+from pipeline.ledger.ingest import Record
+from pipeline.ledger.outbox import Due
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
-T = TypeVar("T")
 
 #: Attempts at a batch that fails for a reason other than the database being away.
 ATTEMPTS = 3
+#: The most records one transaction takes from the queue.
+GROUP_LIMIT = 4_000
+
+
+class BatchFailed(Exception):
+    """A write failed for a reason other than the database being away."""
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -41,49 +51,116 @@ def is_unavailable(exc: BaseException) -> bool:
 class LedgerSink:
     """Writes record batches to the ledger from async code."""
 
-    def __init__(self, writer: LedgerWriter, first_delay: float = 0.5, cap: float = 30.0) -> None:
-        self.writer = writer
+    def __init__(self, spec: WriterSpec, first_delay: float = 0.5, cap: float = 30.0) -> None:
+        self.spec = spec
         self.first_delay, self.cap = first_delay, cap
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+        self.pool = self._pool()
+        self.queue: asyncio.Queue[tuple[list[Record], asyncio.Future[list[Handled]]]] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, initializer=writer.start, initargs=(self.spec,))
 
     async def call(self, function: Any, *args: Any) -> Any:
-        """Run a database call on the ledger thread, waiting out an unavailable database."""
+        """Run ``function`` in the writer process, waiting out an unavailable database.
+        Raises :class:`BatchFailed` for any other failure."""
         loop = asyncio.get_running_loop()
         delays = backoff_delays(self.first_delay, self.cap)
         while True:
             try:
-                return await loop.run_in_executor(self.executor, function, *args)
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                delay = next(delays)
-                log.warning("database_unavailable", retry_in=round(delay, 2),
-                            error=type(exc).__name__)  # fmt: skip
-                await asyncio.sleep(delay)
+                result = await loop.run_in_executor(self.pool, function, *args)
+            except BrokenProcessPool:
+                log.error("writer_process_died")
+                self.pool = self._pool()
+                result = Failed(True, "BrokenProcessPool")
+            if not isinstance(result, Failed):
+                return result
+            if not result.unavailable:
+                raise BatchFailed(result.error)
+            delay = next(delays)
+            log.warning("database_unavailable", retry_in=round(delay, 2), error=result.error)
+            await asyncio.sleep(delay)
 
-    async def write(self, records: Sequence[Record]) -> list[Outcome]:
+    async def write(self, records: Sequence[Record]) -> list[Handled]:
         """Record ``records``; every one of them ends in the ledger, whatever happens."""
-        problem: Exception | None = None
+        if self.task is None or self.task.done():
+            self.queue = asyncio.Queue()
+            self.task = asyncio.ensure_future(self._group_commits())
+        assert self.queue is not None
+        done: asyncio.Future[list[Handled]] = asyncio.get_running_loop().create_future()
+        await self.queue.put((list(records), done))
+        return await done
+
+    async def _group_commits(self) -> None:
+        assert self.queue is not None
+        queue = self.queue
+        while True:
+            group = [await queue.get()]
+            size = len(group[0][0])
+            while not queue.empty() and size < GROUP_LIMIT:
+                item = queue.get_nowait()
+                group.append(item)
+                size += len(item[0])
+            try:
+                await self._write_group(group)
+            except asyncio.CancelledError:
+                for _, done in group:
+                    done.cancel()
+                raise
+
+    async def _write_group(
+        self, group: list[tuple[list[Record], asyncio.Future[list[Handled]]]]
+    ) -> None:
+        records = [r for item, _ in group for r in item]
+        try:
+            handled: list[Handled] = await self.call(writer.write, records)
+        except BatchFailed:
+            for item, done in group:
+                done.set_result(await self._write_resilient(item))
+            return
+        owner = {position: index for index, (item, _) in enumerate(group) for _, position in item}
+        shares: list[list[Handled]] = [[] for _ in group]
+        for h in handled:
+            shares[owner.get(h.position, 0)].append(h)
+        for (_, done), share in zip(group, shares, strict=True):
+            done.set_result(share)
+
+    async def _write_resilient(self, records: list[Record]) -> list[Handled]:
+        problem = ""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                outcomes: list[Outcome] = await self.call(self.writer.write, records)
-                return outcomes
-            except Exception as exc:
-                problem = exc
+                handled: list[Handled] = await self.call(writer.write, records)
+                return handled
+            except BatchFailed as exc:
+                problem = str(exc)
                 log.error("batch_failed", attempt=attempt, records=len(records),
-                          error=type(exc).__name__)  # fmt: skip
+                          error=problem.split(":")[0])  # fmt: skip
         if len(records) > 1:
             middle = len(records) // 2
-            return [*await self.write(records[:middle]), *await self.write(records[middle:])]
+            return [
+                *await self._write_resilient(records[:middle]),
+                *await self._write_resilient(records[middle:]),
+            ]
+        error = problem.split(":")[0]
         reason = (
-            f"could not be decided: internal error {type(problem).__name__}; the record is "
-            "kept on sharing.deadletter, report it to the sharing-audit maintainers"
+            f"could not be decided: internal error {error}; the record is kept on "
+            "sharing.deadletter, report it to the sharing-audit maintainers"
         )
-        log.error("record_undecidable", error=type(problem).__name__,
-                  topic=records[0][1].topic, partition=records[0][1].partition,
-                  offset=records[0][1].offset)  # fmt: skip
-        undecided: list[Outcome] = await self.call(self.writer.write, records, reason)
+        position = records[0][1]
+        log.error("record_undecidable", error=error, topic=position.topic,
+                  partition=position.partition, offset=position.offset)  # fmt: skip
+        undecided: list[Handled] = await self.call(writer.write, records, reason)
         return undecided
 
+    async def due_alerts(self, hold_seconds: float, limit: int) -> Due:
+        due: Due = await self.call(writer.due, hold_seconds, limit)
+        return due
+
+    async def mark_relayed(self, seqs: list[int], status: str) -> None:
+        if seqs:
+            await self.call(writer.mark, seqs, status)
+
     def close(self) -> None:
-        self.executor.shutdown(wait=True)
+        if self.task is not None:
+            self.task.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)

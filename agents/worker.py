@@ -7,17 +7,16 @@ in a deployment the two often start together.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from agents.app import Batching, create_app
 from agents.sink import LedgerSink, is_unavailable
+from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.kafka import KafkaConfig, ensure_topics, wait_for_broker
 from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
@@ -34,7 +33,7 @@ class WorkerConfig:
     kafka: KafkaConfig
     database_url: str
     policy: Policy
-    pseudonym: Callable[[str], str]
+    pseudonym_key: bytes
     batching: Batching = field(default_factory=Batching)
     log_level: str = "INFO"
 
@@ -71,7 +70,9 @@ def run_worker(config: WorkerConfig) -> None:
     created = ensure_topics(config.kafka)
     if created:
         log.info("topics_created", topics=created, partitions=config.kafka.partitions)
-    sink = LedgerSink(LedgerWriter(ledger, config.policy, config.pseudonym))
+    ledger.engine.dispose()
+    spec = WriterSpec(config.database_url, config.policy, config.pseudonym_key, config.log_level)
+    sink = LedgerSink(spec)
     app = create_app(config.kafka, sink, config.batching)
     log.info("worker_starting", broker=config.kafka.bootstrap, policy=config.policy.name,
              policy_version=config.policy.version[:12])  # fmt: skip

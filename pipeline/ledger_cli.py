@@ -74,10 +74,17 @@ def open_ledger(db: str | None, create: bool = True) -> Ledger:
     return ledger
 
 
-def pseudonym_for(db: str | None) -> Callable[[str], str]:
-    url = database_url(db)
+def pseudonym_key_for(db: str | None) -> bytes:
+    """The pseudonym key for the ledger at ``db``, or a clear exit."""
     try:
-        return pseudonymiser(load_or_create_key(settings().pseudonym_key, url))
+        return load_or_create_key(settings().pseudonym_key, database_url(db))
+    except PseudonymKeyError as exc:
+        fail(str(exc))
+
+
+def pseudonym_for(db: str | None) -> Callable[[str], str]:
+    try:
+        return pseudonymiser(pseudonym_key_for(db))
     except PseudonymKeyError as exc:
         fail(str(exc))
 

@@ -137,6 +137,7 @@ class LedgerWriter:
                 allocate=itertools.count(head_seq + 1).__next__,
             )
             seen_unkeyed = self._preload(connection, engine, records, readings)
+            recorded_at = now_text()  # the transaction's time, for every entry it appends
             entries: list[NewEntry] = []
             for (raw, position), reading in zip(records, readings, strict=True):
                 if reading.key is None:
@@ -149,7 +150,7 @@ class LedgerWriter:
                 for outcome in engine.process(raw, position, reading):
                     outcomes.append(outcome)
                     if outcome.kind != "duplicate":
-                        entries.append(self._entry(outcome, raw, position))
+                        entries.append(self._entry(outcome, raw, position, recorded_at))
             self.ledger.append(connection, entries)
         log.info(
             "batch_recorded",
@@ -252,7 +253,9 @@ class LedgerWriter:
         outcome.recorded = False
         return outcome
 
-    def _entry(self, outcome: Outcome, raw: bytes, position: Position) -> NewEntry:
+    def _entry(
+        self, outcome: Outcome, raw: bytes, position: Position, recorded_at: str
+    ) -> NewEntry:
         event = outcome.event
         decision = outcome.decision
         sharing = event if isinstance(event, SHARING_MODELS) else None
@@ -270,7 +273,7 @@ class LedgerWriter:
             "event_id": event_id,
             "event_type": outcome.type if outcome.type in EVENT_TYPES else None,
             "occurred_at": utc_text(event.time) if event is not None else None,
-            "recorded_at": now_text(),
+            "recorded_at": recorded_at,
             "school": event.urn if event is not None else None,
             "recipient": sharing.data.recipient if sharing is not None else None,
             "pupil_keys": list(outcome.pupils),

@@ -58,7 +58,14 @@ class LedgerEntry(SQLModel, table=True):
             sqlite_where=text("kind = 'decision' AND event_id IS NULL"),
             postgresql_where=text("kind = 'decision' AND event_id IS NULL"),
         ),
-        Index("ix_entry_refers_to", "refers_to"),
+        # Partial: "refers_to IS NULL" (nearly every entry) must never look attractive
+        # to the planner next to the event-id indexes.
+        Index(
+            "ix_entry_refers_to",
+            "refers_to",
+            sqlite_where=text("refers_to IS NOT NULL"),
+            postgresql_where=text("refers_to IS NOT NULL"),
+        ),
         Index("ix_entry_occurred_at", "occurred_at"),
     )
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
-from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, now_text, utc_text
+from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, any_of, now_text, utc_text
 
 SENT = "sent"
 SUPERSEDED = "superseded"
@@ -54,7 +54,9 @@ def due_alerts(ledger: Ledger, hold_seconds: float = 0.0, limit: int = 500) -> D
         latest: dict[int, int] = {}
         if base:
             later = select(ENTRY.c.refers_to, ENTRY.c.seq).where(
-                ENTRY.c.kind == "reevaluation", ENTRY.c.refers_to.in_(set(base.values()))
+                ENTRY.c.kind == "reevaluation",
+                ENTRY.c.refers_to.is_not(None),
+                any_of(connection, ENTRY.c.refers_to, sorted(set(base.values()))),
             )
             for link in connection.execute(later):
                 latest[link.refers_to] = max(latest.get(link.refers_to, 0), link.seq)

@@ -354,6 +354,61 @@ class LedgerContract:
             found = list(entries(connection, Filters(pupil_key=pupil)))
         assert [e["event_id"] for e in found] == [events[0]["id"], events[1]["id"], events[2]["id"]]
 
+    # -- the alert outbox ------------------------------------------------------------------
+
+    def outbox(self, ledger: Ledger) -> list[Any]:
+        with ledger.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    text("SELECT seq, severity, body FROM alert_outbox ORDER BY seq")
+                )
+            )
+
+    def test_a_breach_writes_a_pseudonymous_alert_with_its_entry(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import line, referral, upn
+
+        event = referral(recipient="agency:unheard-of", categories=["personal", "medical"],
+                         lawful_basis="public_task", special_condition="9.2.h")  # fmt: skip
+        outcome = writer.write([(line(event), Position.line("f", 1))])[0]
+        assert outcome.decision.decision.value in ("breach", "review")
+        [(seq, severity, body)] = self.outbox(ledger)
+        alert = json.loads(body)
+        assert seq == alert["seq"] == outcome.seq
+        assert alert["event_id"] == event["id"]
+        assert alert["pupil_keys"] == [pseudonymiser(KEY)(upn(1))]
+        assert severity == alert["severity"]
+        assert upn(1) not in body
+
+    def test_an_allowed_decision_or_a_redelivery_writes_no_alert(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import census, line
+
+        event = census(recipient="dfe", categories=["personal"], channel="collect")
+        writer.write([(line(event), Position.line("f", 1))])
+        writer.write([(line(event), Position.line("f", 2))])
+        assert self.outbox(ledger) == []
+
+    def test_an_alert_is_held_then_sent_unless_a_later_entry_re_decided_its_event(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from pipeline.ledger.outbox import SUPERSEDED, due_alerts, mark_relayed
+        from tests.factory import consent_given, line, referral
+
+        early = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-9",
+                         categories=["personal", "medical"])  # fmt: skip
+        writer.write([(line(early), Position.line("f", 1))])  # no consent yet: a breach
+        assert due_alerts(ledger, hold_seconds=3600).send == []  # held
+        assert [a.seq for a in due_alerts(ledger).send] == [1]
+        given = consent_given(ref="C-9", time="2026-07-01T09:00:00+01:00")
+        writer.write([(line(given), Position.line("f", 2))])  # late: re-decides as allowed
+        due = due_alerts(ledger)
+        assert due.send == [] and due.superseded == [1]
+        mark_relayed(ledger, due.superseded, SUPERSEDED)
+        assert due_alerts(ledger) == type(due)([], [])
+
 
 class TestSQLiteLedger(LedgerContract):
     @pytest.fixture

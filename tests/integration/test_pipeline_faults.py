@@ -8,6 +8,7 @@ leaves no gap and no duplicate.
 from __future__ import annotations
 
 import random
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -94,7 +95,18 @@ def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
             pipeline.restart_worker()
         sender.join()
         _assert_recorded_exactly_once(db_url, records, policy, log, timeout=240)
-    assert log.read_text().count("worker_starting") == 6
+    assert wait_until(lambda: not _processes_using(db_url), timeout=30), (
+        "worker processes outlived the pipeline: " + "; ".join(_processes_using(db_url))
+    )
+
+
+def _processes_using(url: str) -> list[str]:
+    """Command lines of live processes given ``url`` (the workers and their writers)."""
+    listing = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True)
+    return [
+        line for line in listing.stdout.splitlines()
+        if url in line and not line.lstrip().startswith("Z") and "ps -eo" not in line
+    ]  # fmt: skip
 
 
 def test_a_worker_waits_for_a_stopped_database_and_catches_up_when_it_is_back(

@@ -1,0 +1,102 @@
+"""The ledger writer's own process: decisions and appends off the Faust worker's core.
+
+Faust keeps one core busy moving records; deciding and appending them is as much work
+again. In a process of their own they run on the other core, and the worker's event loop
+stays free to heartbeat and fetch. Everything crossing the process boundary is plain
+data: raw records in, small results out, and failures as tagged results rather than
+exceptions (a driver's exception does not always survive pickling).
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.engine import Position
+from pipeline.ledger.ingest import LedgerWriter, Record
+from pipeline.ledger.outbox import Due, due_alerts, mark_relayed
+from pipeline.ledger.store import Ledger
+from pipeline.logging import configure as configure_logging
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from schemas.decisions import Decision
+
+_writer: LedgerWriter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSpec:
+    """All a writer process needs to build its ledger writer."""
+
+    database_url: str
+    policy: Policy
+    pseudonym_key: bytes
+    log_level: str = "INFO"
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What the agents need to know of one outcome: where its record was, and the decision."""
+
+    kind: str
+    position: Position
+    event_id: Any
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A call that failed: ``unavailable`` when the database could not be reached."""
+
+    unavailable: bool
+    error: str
+
+
+def start(spec: WriterSpec) -> None:
+    """Process initialiser: open the ledger and build the writer once."""
+    global _writer
+    configure_logging(level=spec.log_level)
+    _writer = LedgerWriter(
+        Ledger.open(spec.database_url), spec.policy, pseudonymiser(spec.pseudonym_key)
+    )
+    # A batch of thousands of records makes hundreds of thousands of short-lived objects,
+    # and with the default thresholds the collector's passes cost a quarter of the
+    # writer's time. Nothing made before this point needs collecting.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
+def _run(function: Any, *args: Any) -> Any:
+    from agents.sink import is_unavailable
+
+    try:
+        return function(*args)
+    except Exception as exc:
+        return Failed(is_unavailable(exc), f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def write(records: list[Record], undecidable: str | None = None) -> list[Handled] | Failed:
+    assert _writer is not None
+    writer = _writer
+
+    def go() -> list[Handled]:
+        return [
+            Handled(o.kind, o.position, o.event_id, o.decision)
+            for o in writer.write(records, undecidable)
+        ]
+
+    result: list[Handled] | Failed = _run(go)
+    return result
+
+
+def due(hold_seconds: float, limit: int) -> Due | Failed:
+    assert _writer is not None
+    result: Due | Failed = _run(due_alerts, _writer.ledger, hold_seconds, limit)
+    return result
+
+
+def mark(seqs: list[int], status: str) -> Failed | None:
+    assert _writer is not None
+    result: Failed | None = _run(mark_relayed, _writer.ledger, seqs, status)
+    return result

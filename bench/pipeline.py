@@ -1,0 +1,290 @@
+"""Benchmark: broker -> agents -> ledger, against Faust doing nothing, same topics, same run.
+
+    python bench/pipeline.py [--events 100000] [--db sqlite|postgresql|URL]
+
+Starts the embedded broker, loads a simulated trust's year of events onto the input
+topics once, then lets three consumers read all of them, each in a group of its own:
+
+- ``aiokafka``: a bare aiokafka consumer of the four topics (the client's ceiling);
+- ``noop-faust``: a Faust worker with the agents' settings and batching, acking every
+  batch and doing nothing else (Faust's own ceiling);
+- ``pipeline``: ``sharing-audit worker``: decide, append to the ledger, commit, ack.
+
+Each rate is records over the time from the first record handled to the last. Then,
+with the worker still running, events are sent at half its measured rate and the
+latency from send to ledger commit is taken per event (p50, p99).
+
+Target (the stream agents issue): ``ratio_vs_noop_faust`` of at least 0.70 on SQLite.
+The last line reads ``ratio_vs_noop_faust=R``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.broker import EmbeddedBroker  # noqa: E402
+from pipeline.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
+from pipeline.ledger.store import Ledger  # noqa: E402
+from pipeline.mis import MisProducer  # noqa: E402
+from pipeline.running import Worker, worker_command  # noqa: E402
+from pipeline.simulate import simulate  # noqa: E402
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def events(count: int, seed: int) -> list[bytes]:
+    lines = simulate(max(1000, count // 2), violation_rate=0.05, seed=seed)
+    while len(lines) < count:
+        raise SystemExit(f"only {len(lines)} events simulated")
+    return [orjson.dumps(line.event) for line in lines[:count]]
+
+
+def load(kafka: KafkaConfig, records: list[bytes]) -> None:
+    with MisProducer(kafka) as producer:
+        futures = [producer.send_record(raw) for raw in records]
+        producer.flush()
+        for future in futures:
+            future.get(timeout=120)
+
+
+# -- baseline 1: a bare aiokafka consumer ---------------------------------------------------
+
+
+async def _aiokafka_rate(kafka: KafkaConfig, count: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    from pipeline.kafka import SESSION_TIMEOUT_MS
+
+    consumer = AIOKafkaConsumer(
+        *INPUT_TOPICS,
+        bootstrap_servers=kafka.bootstrap,
+        group_id="bench-aiokafka",
+        auto_offset_reset="earliest",
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=1000,
+        max_poll_records=500,
+    )
+    await consumer.start()
+    seen, first = 0, 0.0
+    try:
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=500)
+            for records in batches.values():
+                if records and not first:
+                    first = time.perf_counter()
+                seen += len(records)
+        last = time.perf_counter()
+    finally:
+        await consumer.stop()
+    return (seen - 1) / (last - first)
+
+
+# -- baseline 2: Faust doing nothing --------------------------------------------------------
+
+
+def noop_worker(broker: str, count: int, out: Path) -> None:
+    """A Faust worker with the agents' settings and batching that only acks."""
+    import faust
+
+    from agents.app import Batching
+    from pipeline.kafka import faust_settings
+
+    batching = Batching()
+    app = faust.App("bench-noop", **faust_settings(KafkaConfig(bootstrap=broker)),
+                    value_serializer="raw", key_serializer="raw", store="memory://",
+                    web_enabled=False)  # fmt: skip
+    state = {"seen": 0, "first": 0.0}
+
+    async def noop(stream: faust.StreamT) -> None:
+        async for batch in stream.noack_take(batching.size, within=batching.within):
+            if not state["first"]:
+                state["first"] = time.perf_counter()
+            for event in batch:
+                await stream.ack(event)
+            state["seen"] += len(batch)
+            if state["seen"] >= count:
+                rate = (state["seen"] - 1) / (time.perf_counter() - state["first"])
+                out.write_text(str(rate))
+
+    for name in INPUT_TOPICS:
+        topic = app.topic(name, value_serializer="raw", key_serializer="raw")
+
+        async def agent(stream: faust.StreamT) -> None:
+            await noop(stream)
+
+        app.agent(topic, name=f"noop-{name}")(agent)
+    faust.Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+
+
+def noop_faust_rate(broker: str, count: int, scratch: Path) -> float:
+    out = scratch / "noop-rate"
+    worker = Worker([sys.executable, __file__, "noop-worker", broker, str(count), str(out)],
+                    log_file=scratch / "noop.log")  # fmt: skip
+    worker.start()
+    try:
+        deadline = time.monotonic() + 600
+        while not out.exists() and time.monotonic() < deadline and worker.running:
+            time.sleep(0.5)
+        if not out.exists():
+            raise SystemExit(
+                "the no-op Faust worker did not finish: "
+                + (scratch / "noop.log").read_text()[-2000:]
+            )
+        return float(out.read_text())
+    finally:
+        worker.stop()
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+
+
+def _recorded(url: str) -> list[tuple[str, str]]:
+    """(event id, recorded at) of every decision entry, in ledger order."""
+    ledger = Ledger.open(url)
+    with ledger.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT event_id, recorded_at FROM ledger_entry WHERE kind = 'decision' ORDER BY seq"
+        ).all()
+    ledger.engine.dispose()
+    return [(r[0], r[1]) for r in rows]
+
+
+_ENGINES: dict[str, Ledger] = {}
+
+
+def _count(url: str) -> int:
+    """Decision entries so far; one engine per URL, so that polling costs little CPU."""
+    try:
+        ledger = _ENGINES.setdefault(url, Ledger.open(url))
+        with ledger.engine.connect() as connection:
+            n = connection.exec_driver_sql(
+                "SELECT count(*) FROM ledger_entry WHERE kind = 'decision'"
+            ).scalar_one()
+        return int(n)
+    except Exception:
+        return 0
+
+
+def _instant(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def pipeline_rate(worker: Worker, url: str, count: int) -> float:
+    deadline = time.monotonic() + 900
+    while _count(url) < count and time.monotonic() < deadline and worker.running:
+        time.sleep(1.0)
+    rows = _recorded(url)
+    if len(rows) < count:
+        raise SystemExit(f"the worker recorded {len(rows)} of {count}")
+    return (len(rows) - 1) / (_instant(rows[-1][1]) - _instant(rows[0][1]))
+
+
+def latencies(
+    kafka: KafkaConfig, url: str, records: list[bytes], rate: float, expected_total: int
+) -> list[float]:
+    """Send ``records`` at ``rate`` per second; seconds from each send to its ledger entry.
+    ``expected_total``: decision entries once they are all recorded."""
+    sent: dict[str, float] = {}
+    with MisProducer(kafka) as producer:
+        start = time.time()
+        for number, raw in enumerate(records):
+            due = start + number / rate
+            pause = due - time.time()
+            if pause > 0:
+                time.sleep(pause)
+            sent[orjson.loads(raw)["id"]] = time.time()
+            producer.send_record(raw)
+        producer.flush()
+    deadline = time.monotonic() + 300
+    while _count(url) < expected_total and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return sorted(_instant(at) - sent[eid] for eid, at in _recorded(url) if eid in sent)
+
+
+def percentile(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def database(choice: str, scratch: Path) -> str:
+    if choice == "sqlite":
+        return f"sqlite:///{scratch / 'ledger.db'}"
+    if choice == "postgresql":
+        from sqlalchemy import create_engine, text
+
+        name = f"sa_bench_{os.getpid()}"
+        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    return choice
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--latency-events", type=int, default=10_000)
+    parser.add_argument("--db", default="sqlite")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    records = events(args.events + args.latency_events, args.seed)
+    bulk, paced = records[: args.events], records[args.events :]
+    scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    url = database(args.db, scratch)
+    env = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
+    with EmbeddedBroker() as broker:
+        kafka = broker.config
+        ensure_topics(kafka)
+        started = time.perf_counter()
+        load(kafka, bulk)
+        print(f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
+              f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+
+        aiokafka = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
+        print(f"aiokafka consumer:   {aiokafka:9.0f} events/s", flush=True)
+        noop = noop_faust_rate(kafka.bootstrap, len(bulk), scratch)
+        print(f"no-op Faust agent:   {noop:9.0f} events/s", flush=True)
+
+        from pipeline.checking import expected_of
+        from pipeline.engine import Engine
+        from pipeline.packs import load_pack
+
+        expected = expected_of(bulk, Engine(load_pack()))
+        worker = Worker(worker_command(kafka.bootstrap, url), log_file=scratch / "worker.log",
+                        env=env)  # fmt: skip
+        worker.start()
+        try:
+            rate = pipeline_rate(worker, url, expected.entries)
+            print(f"pipeline ({args.db}): {rate:9.0f} events/s", flush=True)
+            total = expected_of(records, Engine(load_pack())).entries
+            lat = latencies(kafka, url, paced, rate / 2, total)
+            print(f"latency send -> ledger at {rate / 2:.0f} events/s over {len(lat)} events: "
+                  f"p50 {percentile(lat, 50) * 1000:.0f} ms, "
+                  f"p99 {percentile(lat, 99) * 1000:.0f} ms")  # fmt: skip
+        finally:
+            worker.stop()
+    print(f"ratio_vs_aiokafka={rate / aiokafka:.2f}")
+    print(f"ratio_vs_noop_faust={rate / noop:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "noop-worker":
+        broker_address, total, out_path = sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+        sys.argv = sys.argv[:1]
+        noop_worker(broker_address, total, out_path)
+    else:
+        main()
