@@ -176,8 +176,7 @@ class LedgerWriter:
     ) -> dict[tuple[str | None, int | None, int | None, str], int]:
         ids = [r.key for r in readings if r.key is not None]
         pupils: set[str] = set()
-        fact_pupils: set[str] = set()
-        earliest: datetime | None = None
+        since: dict[str, str] = {}  # each fact pupil's earliest fact time in the batch
         for reading in readings:
             event = reading.event
             if event is None:
@@ -185,8 +184,9 @@ class LedgerWriter:
             keys = self._keys(event)
             pupils.update(keys)
             if isinstance(event, LIFECYCLE_MODELS):
-                fact_pupils.update(keys)
-                earliest = event.time if earliest is None else min(earliest, event.time)
+                at = utc_text(event.time)
+                for key in keys:
+                    since[key] = min(since.get(key, at), at)
 
         recorded = [
             Recorded(
@@ -194,8 +194,18 @@ class LedgerWriter:
             )
             for e in Ledger.decisions_for(connection, ids)
         ]
-        if fact_pupils and earliest is not None:
-            affected = Ledger.affected_by(connection, fact_pupils, utc_text(earliest))
+        if since:
+            # One query from the earliest fact of all, then only what each pupil's own
+            # facts can change: events timed before a pupil's first fact are unaffected.
+            affected = [
+                entry
+                for entry in Ledger.affected_by(connection, since, min(since.values()))
+                if any(
+                    entry["occurred_at"] >= since[key]
+                    for key in orjson.loads(entry["pupil_keys"])
+                    if key in since
+                )
+            ]
             recorded += self._rehydrated(connection, affected)
             for entry in affected:
                 pupils.update(orjson.loads(entry["pupil_keys"]))
