@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import json
 
-from agents.app import deadletters
+import pytest
+
+from agents.app import deadletters, log_decisions
 from agents.writer import Handled
 from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
+from pipeline.logging import configure as configure_logging
 from schemas.decisions import ALLOWED, Decision, RuleId
 
 
@@ -41,3 +45,20 @@ def test_backoff_grows_to_its_cap_and_stays_there() -> None:
     assert 0.4 <= delays[0] <= 0.6
     assert delays[1] > delays[0]
     assert all(3.2 <= d <= 4.8 for d in delays[4:])
+
+
+def test_a_decision_log_line_carries_the_event_id_and_kafka_position(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(level="INFO", json=True)
+    try:
+        breach = Decision.from_violations({RuleId.CONSENT_MISSING: ["no consent"]})
+        log_decisions([Handled("decision", _at(41), "e-41", breach),
+                       Handled("decision", _at(42), "e-42", ALLOWED)])  # fmt: skip
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        configure_logging(level="WARNING")
+    [line] = [line for line in lines if line["event"] == "decision_recorded"]
+    assert line["event_id"] == "e-41"
+    assert (line["topic"], line["partition"], line["offset"]) == ("sharing.referral", 0, 41)
+    assert line["decision"] == "breach" and line["rules"] == ["consent.missing"]
