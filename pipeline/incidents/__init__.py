@@ -1,0 +1,1 @@
+"""The DPO's breach desk: incidents, their 72-hour clock and the actions taken on them."""

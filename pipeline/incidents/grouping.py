@@ -1,0 +1,53 @@
+"""From alerts to incidents: alerts with the same cause are one incident.
+
+A cause is the rule that made the decision what it is, the recipient, and the day (UK
+time) the alert was recorded: ten referrals sent to the wrong agency on one afternoon are
+one incident for the DPO to work, not ten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pipeline.incidents.lifecycle import Cause, Incident, school_day
+from schemas.alerts import Severity
+from schemas.decisions import RULE_VERDICT, RuleId, Verdict
+
+_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def cause_of(alert: Mapping[str, Any]) -> Cause:
+    """The alert's cause: its first rule with the alert's own verdict (the rule that made
+    it a breach, not a lesser one broken alongside), recipient, and UK day."""
+    verdict = Verdict(alert["decision"])
+    rules = [RuleId(r) for r in alert["rules"]]
+    decisive = next((r for r in rules if RULE_VERDICT[r] is verdict), rules[0])
+    return Cause(decisive.value, alert.get("recipient"), school_day(_instant(alert["recorded_at"])))
+
+
+def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
+    """One incident per cause, in the order their first alerts were recorded. Its
+    severity is its worst alert's; its clock starts at its first alert."""
+    grouped: dict[Cause, Incident] = {}
+    for alert in sorted(alerts, key=lambda a: a["seq"]):
+        cause = cause_of(alert)
+        severity = Severity(alert["severity"])
+        breach = alert["decision"] == Verdict.BREACH.value
+        known = grouped.get(cause)
+        if known is None:
+            grouped[cause] = Incident(
+                cause, severity, _instant(alert["recorded_at"]), breach, (alert["seq"],)
+            )
+            continue
+        worse = severity if _RANK[severity] > _RANK[known.severity] else known.severity
+        grouped[cause] = Incident(
+            cause, worse, known.detected_at, known.breach or breach,
+            (*known.entries, alert["seq"]), known.history,
+        )  # fmt: skip
+    return list(grouped.values())
