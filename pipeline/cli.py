@@ -24,6 +24,7 @@ from pipeline import __version__
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
 from pipeline.console import EXIT_UNREADABLE, fail
 from pipeline.engine import Engine
+from pipeline.incidents_cli import incidents_app
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger_cli import db_app, ledger_app, open_ledger, pseudonym_for
 from pipeline.logging import configure as configure_logging
@@ -47,6 +48,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
+app.add_typer(incidents_app, name="incidents")
 app.command()(broker)
 app.command()(emit)
 app.command()(up)

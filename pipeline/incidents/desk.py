@@ -1,0 +1,109 @@
+"""The breach desk on the ledger: incidents read from it, actions appended to its chain.
+
+An incident is not stored anywhere as such: it is the grouping of the alerts in the
+outbox (those not superseded before they went out) plus, in order, the ``incident_action``
+entries that refer to it. Its id is the ``seq`` of its first alert. An action is checked
+against the incident as it stands inside the transaction that appends it, under the chain
+lock, so two people acting at once cannot both move it from the same state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from pipeline.incidents.grouping import incidents_from
+from pipeline.incidents.lifecycle import (
+    Action,
+    ActionKind,
+    Incident,
+    Risk,
+    TransitionRefused,
+)
+from pipeline.ledger.outbox import SUPERSEDED
+from pipeline.ledger.store import Ledger, NewEntry, now_text
+
+ACTION_KIND = "incident_action"
+
+
+class UnknownIncident(Exception):
+    """No incident has this id."""
+
+
+def _instant(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _action(details: dict[str, Any], recorded_at: str) -> Action:
+    return Action(
+        ActionKind(details["action"]),
+        details["by"],
+        _instant(recorded_at) or datetime.min,
+        risk=Risk(details["risk"]) if details.get("risk") else None,
+        reasons=details.get("reasons"),
+        ico_reference=details.get("ico_reference"),
+        reported_at=_instant(details.get("reported_at")),
+    )
+
+
+def incidents(connection: Connection) -> dict[int, Incident]:
+    """Every incident by id, with its history."""
+    alerts = [
+        orjson.loads(body)
+        for (body,) in connection.exec_driver_sql(
+            "SELECT body FROM alert_outbox WHERE status IS NULL OR status <> "
+            f"'{SUPERSEDED}' ORDER BY seq"
+        )
+    ]
+    by_id = {incident.entries[0]: incident for incident in incidents_from(alerts)}
+    actions = connection.exec_driver_sql(
+        f"SELECT refers_to, details, recorded_at FROM ledger_entry WHERE kind = '{ACTION_KIND}' "
+        "ORDER BY seq"
+    )
+    for refers_to, details, recorded_at in actions:
+        incident = by_id.get(refers_to)
+        if incident is not None:
+            action = _action(orjson.loads(details), recorded_at)
+            by_id[refers_to] = Incident(
+                incident.cause, incident.severity, incident.detected_at, incident.breach,
+                incident.entries, (*incident.history, action),
+            )  # fmt: skip
+    return by_id
+
+
+def take_action(ledger: Ledger, incident_id: int, action: Action) -> int:
+    """Append ``action`` to the incident's history; the new entry's ``seq``.
+
+    Raises :class:`UnknownIncident`, or :class:`TransitionRefused` saying why not.
+    """
+    with ledger.locked() as connection:
+        incident = incidents(connection).get(incident_id)
+        if incident is None:
+            raise UnknownIncident(f"no incident {incident_id}")
+        refused = incident.refusal(action)
+        if refused is not None:
+            raise TransitionRefused(refused)
+        seq = Ledger.head(connection)[0] + 1
+        details = {
+            "action": action.kind.value,
+            "by": action.by,
+            "risk": action.risk.value if action.risk else None,
+            "reasons": action.reasons,
+            "ico_reference": action.ico_reference,
+            "reported_at": action.reported_at.isoformat() if action.reported_at else None,
+        }
+        recorded_at = now_text()
+        fields = {
+            "seq": seq, "kind": ACTION_KIND, "refers_to": incident_id, "event_id": None,
+            "event_type": None, "occurred_at": None, "recorded_at": recorded_at,
+            "school": None, "recipient": incident.cause.recipient, "pupil_keys": [],
+            "categories": [], "lawful_basis": None, "decision": None, "rules": [],
+            "reasons": [], "policy_version": None, "topic": None, "partition": None,
+            "offset": None, "payload_digest": None,
+            "details": {k: v for k, v in details.items() if v is not None},
+        }  # fmt: skip
+        ledger.append(connection, [NewEntry(fields)])
+    return seq

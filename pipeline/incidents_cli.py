@@ -1,0 +1,204 @@
+"""``sharing-audit incidents ...``: the DPO's breach desk at the command line."""
+
+from __future__ import annotations
+
+import getpass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.console import fail
+from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.incidents.lifecycle import (
+    Action,
+    ActionKind,
+    Incident,
+    Risk,
+    Status,
+    TransitionRefused,
+    shown_in_school_time,
+)
+from pipeline.ledger_cli import DbOption, open_ledger, reading
+
+incidents_app = typer.Typer(help="Breach incidents and the 72-hour ICO clock.",
+                            no_args_is_help=True)  # fmt: skip
+
+ByOption = Annotated[
+    str | None, typer.Option("--by", help="Who is acting (default: your login name).")
+]
+
+
+class RiskChoice(StrEnum):
+    no_risk = "no_risk"
+    risk = "risk"
+    high_risk = "high_risk"
+
+
+def _left(incident: Incident, now: datetime) -> str:
+    left = incident.time_left(now)
+    if left is None:
+        return "-"
+    if left < timedelta(0):
+        return f"OVERDUE by {_duration(-left)}"
+    return _duration(left)
+
+
+def _duration(span: timedelta) -> str:
+    hours, rest = divmod(int(span.total_seconds()), 3600)
+    return f"{hours}h {rest // 60:02d}m"
+
+
+def _queue_order(item: tuple[int, Incident], now: datetime) -> tuple[int, float, int]:
+    incident_id, incident = item
+    left = incident.time_left(now)
+    return (left is None, left.total_seconds() if left is not None else 0.0, incident_id)
+
+
+@incidents_app.command("list")
+def incidents_list(
+    db: DbOption = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Include closed incidents.")] = False,
+) -> None:
+    """The queue: least time left on the ICO clock first, overdue at the top."""
+    ledger = open_ledger(db, create=False)
+    with reading(ledger) as connection:
+        found = incidents(connection)
+    now = datetime.now(UTC)
+    table = Table(header_style="bold")
+    for column in ("id", "severity", "status", "rule", "recipient", "alerts", "ICO deadline",
+                   "time left"):  # fmt: skip
+        table.add_column(column)
+    shown = 0
+    for incident_id, incident in sorted(found.items(), key=lambda i: _queue_order(i, now)):
+        if incident.status is Status.CLOSED and not show_all:
+            continue
+        deadline = incident.deadline
+        table.add_row(
+            str(incident_id), incident.severity.value, incident.status.value,
+            incident.cause.rule, incident.cause.recipient or "-", str(len(incident.entries)),
+            shown_in_school_time(deadline) if deadline else "-", _left(incident, now),
+        )  # fmt: skip
+        shown += 1
+    console = Console(highlight=False)
+    if shown:
+        console.print(table)
+    else:
+        console.print("no incidents" + ("" if show_all else " open"))
+
+
+@incidents_app.command("show")
+def incidents_show(incident_id: int, db: DbOption = None) -> None:
+    """One incident: its cause, clock, alerts, history and what may be done next."""
+    ledger = open_ledger(db, create=False)
+    with reading(ledger) as connection:
+        incident = incidents(connection).get(incident_id)
+    if incident is None:
+        fail(f"no incident {incident_id}")
+    now = datetime.now(UTC)
+    console = Console(highlight=False)
+    kind = "breach" if incident.breach else "review"
+    console.print(f"[bold]incident {incident_id}[/bold]: {incident.severity.value} {kind}, "
+                  f"{incident.status.value}")  # fmt: skip
+    console.print(f"cause: {incident.cause.rule} to {incident.cause.recipient or '-'} "
+                  f"on {incident.cause.day.isoformat()}")  # fmt: skip
+    console.print(f"detected: {shown_in_school_time(incident.detected_at)}")
+    if incident.deadline is not None:
+        console.print(f"ICO deadline: {shown_in_school_time(incident.deadline)} "
+                      f"({_left(incident, now)})")  # fmt: skip
+    if incident.risk is not None:
+        console.print(f"risk: {incident.risk.value}")
+    entries = ", ".join(str(seq) for seq in incident.entries)
+    console.print(f"ledger entries: {entries} (sharing-audit ledger query for each)")
+    for action in incident.history:
+        detail = "; ".join(
+            f"{name}: {value}"
+            for name, value in (
+                ("risk", action.risk),
+                ("reasons", action.reasons),
+                ("ICO reference", action.ico_reference),
+            )
+            if value
+        )
+        when = shown_in_school_time(action.at)
+        console.print(
+            f"  {when}  {action.kind.value} by {action.by}" + (f" ({detail})" if detail else "")
+        )
+    allowed = ", ".join(k.value for k in incident.allowed()) or "nothing"
+    console.print(f"next: {allowed}")
+
+
+def _act(db: str | None, incident_id: int, action: Action) -> None:
+    ledger = open_ledger(db, create=False)
+    try:
+        seq = take_action(ledger, incident_id, action)
+    except UnknownIncident:
+        fail(f"no incident {incident_id}")
+    except TransitionRefused as refused:
+        fail(f"cannot {action.kind.value} incident {incident_id}: {refused}", 1)
+    print(f"incident {incident_id}: {action.kind.value} recorded as ledger entry {seq}")
+
+
+def _who(by: str | None) -> str:
+    return by or getpass.getuser()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@incidents_app.command("ack")
+def incidents_ack(incident_id: int, db: DbOption = None, by: ByOption = None) -> None:
+    """Acknowledge an incident: someone is on it."""
+    _act(db, incident_id, Action(ActionKind.ACKNOWLEDGE, _who(by), _now()))
+
+
+@incidents_app.command("assess")
+def incidents_assess(
+    incident_id: int,
+    risk: Annotated[RiskChoice, typer.Option(help="The risk to the pupils.")],
+    reasons: Annotated[str, typer.Option(help="Why: what was shared, with whom, the harm.")],
+    db: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Record the risk assessment (Art 33(1): is a risk to the pupils likely?)."""
+    action = Action(ActionKind.ASSESS, _who(by), _now(), risk=Risk(risk.value), reasons=reasons)
+    _act(db, incident_id, action)
+
+
+@incidents_app.command("report")
+def incidents_report(
+    incident_id: int,
+    ico_reference: Annotated[str, typer.Option(help="The ICO's case reference.")],
+    reported_at: Annotated[
+        datetime | None, typer.Option(help="When it was reported (default: now).")
+    ] = None,
+    db: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Record the report to the ICO (Art 33)."""
+    when = reported_at or _now()
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    action = Action(ActionKind.REPORT, _who(by), _now(), ico_reference=ico_reference,
+                    reported_at=when)  # fmt: skip
+    _act(db, incident_id, action)
+
+
+@incidents_app.command("notify")
+def incidents_notify(incident_id: int, db: DbOption = None, by: ByOption = None) -> None:
+    """Record that the pupils' families were told of a high-risk breach (Art 34)."""
+    _act(db, incident_id, Action(ActionKind.NOTIFY_SUBJECTS, _who(by), _now()))
+
+
+@incidents_app.command("close")
+def incidents_close(
+    incident_id: int,
+    reason: Annotated[str, typer.Option(help="Why it can be closed.")],
+    db: DbOption = None,
+    by: ByOption = None,
+) -> None:
+    """Close an incident, with the reason."""
+    _act(db, incident_id, Action(ActionKind.CLOSE, _who(by), _now(), reasons=reason))
