@@ -9,7 +9,7 @@ committed only after the ledger has the records below it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ from schemas.decisions import RuleId, Verdict
 log = get_logger(__name__)
 
 APP_ID = "sharing-audit"
+#: Seconds between looks for incidents to notify.
+NOTIFY_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +96,14 @@ def log_decisions(handled: Sequence[Handled]) -> None:
                      rules=[r.value for r in h.decision.rules])  # fmt: skip
 
 
-def create_app(config: KafkaConfig, sink: LedgerSink, batching: Batching | None = None) -> Any:
-    """The worker's Faust app, recording into ``sink``."""
+def create_app(
+    config: KafkaConfig,
+    sink: LedgerSink,
+    batching: Batching | None = None,
+    notifier: Callable[[], int] | None = None,
+) -> Any:
+    """The worker's Faust app, recording into ``sink``; ``notifier``, when given, sends
+    notices of new high-severity incidents (it blocks, so it runs on a thread)."""
     batching = batching or Batching()
     app = faust.App(
         APP_ID,
@@ -168,6 +176,17 @@ def create_app(config: KafkaConfig, sink: LedgerSink, batching: Batching | None 
         await relay_alerts(sink, alerts, batching.alert_hold)
 
     app.timer(batching.relay_interval)(relay)
+
+    if notifier is not None:
+        notify = notifier
+
+        async def notify_incidents() -> None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, notify)
+            except Exception as exc:  # the next round tries again
+                log.warning("incident_notices_failed", error=type(exc).__name__)
+
+        app.timer(NOTIFY_INTERVAL)(notify_incidents)
 
     return app
 

@@ -44,7 +44,12 @@ def worker(
         pseudonym_key=pseudonym_key_for(db),
         batching=Batching(size=config.batch_size, alert_hold=config.alert_hold_seconds),
         log_level=config.log_level,
+        webhooks=tuple(config.webhook_urls),
+        webhook_secret=(config.webhook_secret or "").encode(),
+        desk_url=config.desk_url,
     )
+    if worker_config.webhooks and not config.webhook_secret:
+        fail("set SHARING_AUDIT_WEBHOOK_SECRET: webhook notices are signed with it")
     try:
         run_worker(worker_config)
     except LedgerNotReady as exc:

@@ -15,6 +15,7 @@ from agents.app import Batching, create_app
 from agents.sink import LedgerSink, is_unavailable
 from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
+from pipeline.incidents.notify import notify_new_incidents
 from pipeline.kafka import KafkaConfig, ensure_topics, wait_for_broker
 from pipeline.ledger import schema
 from pipeline.ledger.store import Ledger
@@ -35,6 +36,9 @@ class WorkerConfig:
     policy: Policy
     pseudonym_key: bytes
     batching: Batching = field(default_factory=Batching)
+    webhooks: tuple[str, ...] = ()
+    webhook_secret: bytes = b""
+    desk_url: str = ""
     log_level: str = "INFO"
 
 
@@ -73,7 +77,16 @@ def run_worker(config: WorkerConfig) -> None:
     ledger.engine.dispose()
     spec = WriterSpec(config.database_url, config.policy, config.pseudonym_key, config.log_level)
     sink = LedgerSink(spec)
-    app = create_app(config.kafka, sink, config.batching)
+    notifier = None
+    if config.webhooks:
+        notices = Ledger.open(config.database_url)
+
+        def notifier() -> int:
+            return notify_new_incidents(
+                notices, config.webhooks, config.webhook_secret, config.desk_url
+            )
+
+    app = create_app(config.kafka, sink, config.batching, notifier)
     log.info("worker_starting", broker=config.kafka.bootstrap, policy=config.policy.name,
              policy_version=config.policy.version[:12])  # fmt: skip
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True, override_logging=False)

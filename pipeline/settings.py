@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=500, ge=1, description="records per ledger transaction")
     log_level: str = Field(default="INFO", description="worker log level")
+    webhook_urls: list[str] = Field(
+        default_factory=list,
+        description='where new high-severity incidents are POSTed (JSON list: ["https://..."])',
+    )
+    webhook_secret: str | None = Field(
+        default=None, description="HMAC secret shared with the webhook receivers"
+    )
+    desk_url: str = Field(
+        default="http://127.0.0.1:8000", description="the breach desk's address, for links"
+    )
     alert_hold_seconds: float = Field(
         default=60.0,
         ge=0,

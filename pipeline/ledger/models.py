@@ -156,6 +156,19 @@ class AlertOutbox(SQLModel, table=True):
     status: str | None = Field(default=None, sa_column=Column(String(12), nullable=True))
 
 
+class IncidentNotice(SQLModel, table=True):
+    """A notification of an incident to one target, and whether it arrived."""
+
+    __tablename__ = "incident_notice"
+    incident_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    channel: str = Field(sa_column=Column(String(20), primary_key=True))
+    target: str = Field(sa_column=Column(String(500), primary_key=True))
+    status: str = Field(sa_column=Column(String(10), nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: str = Field(sa_column=Column(String(40), nullable=False))
+
+
 class ChainHead(SQLModel, table=True):
     """One row: the last sequence number and hash. Writers lock it to append."""
 

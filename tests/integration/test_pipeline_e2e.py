@@ -140,3 +140,34 @@ def _pupils(raw: bytes) -> list[dict[str, str]]:
     if "pupils" in data:
         return list(data["pupils"])
     return [{"upn": data["upn"]}] if "upn" in data else []
+
+
+def test_the_worker_sends_signed_notices_of_high_severity_incidents(
+    kafka: KafkaConfig, tmp_path: Path, year: list[bytes]
+) -> None:
+    from pipeline.incidents.notify import signature
+    from tests.integration.test_incident_webhooks import Receiver
+
+    receiver = Receiver([503])
+    env = {
+        **FAST_ALERTS,
+        "SHARING_AUDIT_WEBHOOK_URLS": orjson.dumps([receiver.url]).decode(),
+        "SHARING_AUDIT_WEBHOOK_SECRET": "s3cret",
+        "SHARING_AUDIT_DESK_URL": "https://desk.example",
+    }
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    events_file = tmp_path / "year.jsonl"
+    events_file.write_bytes(b"".join(raw + b"\n" for raw in year))
+    try:
+        with Pipeline(url, kafka, worker_log=tmp_path / "worker.log", env=env):
+            sent = _sharing_audit("emit", str(events_file), "--broker", kafka.bootstrap)
+            assert sent.returncode == 0
+            assert wait_until(lambda: len(receiver.requests) >= 2, timeout=60), (
+                (tmp_path / "worker.log").read_text()[-2000:]
+            )
+    finally:
+        receiver.close()
+    headers, body = receiver.requests[-1]
+    timestamp = headers["X-Sharing-Audit-Timestamp"]
+    assert headers["X-Sharing-Audit-Signature"] == signature(b"s3cret", timestamp, body)
+    assert orjson.loads(body)["link"].startswith("https://desk.example/incidents/")

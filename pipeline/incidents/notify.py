@@ -1,0 +1,153 @@
+"""Telling people about new high-severity incidents: signed webhooks, with retries.
+
+A notice carries what a DPO needs to decide to look (severity, cause, deadline, how many
+alerts, the pupils' pseudonyms) and a link to the incident; never a UPN or a name. Each
+webhook POST is signed: ``X-Sharing-Audit-Signature: sha256=HEX``, the HMAC-SHA256 under
+the shared secret of ``TIMESTAMP.BODY`` with ``TIMESTAMP`` from
+``X-Sharing-Audit-Timestamp``, so a receiver can check both origin and freshness
+(:func:`signature` is the reference).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select, text
+
+from pipeline.incidents.desk import incidents
+from pipeline.incidents.lifecycle import Incident, Status, shown_in_school_time
+from pipeline.ledger.store import PUPIL, Ledger, any_of, now_text
+from pipeline.logging import get_logger
+from schemas.alerts import Severity
+
+log = get_logger(__name__)
+WEBHOOK = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    ok: bool
+    attempts: int
+    error: str | None = None
+
+
+def signature(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The value of ``X-Sharing-Audit-Signature`` for ``body`` sent at ``timestamp``."""
+    digest = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def notice(incident_id: int, incident: Incident, pupil_keys: Sequence[str],
+           desk_url: str) -> dict[str, Any]:  # fmt: skip
+    """The JSON a webhook receives: pseudonymous, with a link to the incident."""
+    deadline = incident.deadline
+    return {
+        "incident": incident_id,
+        "severity": incident.severity.value,
+        "breach": incident.breach,
+        "rule": incident.cause.rule,
+        "recipient": incident.cause.recipient,
+        "detected_at": incident.detected_at.isoformat(),
+        "deadline": deadline.isoformat() if deadline else None,
+        "deadline_uk": shown_in_school_time(deadline) if deadline else None,
+        "alerts": len(incident.entries),
+        "pupil_keys": sorted(set(pupil_keys)),
+        "link": f"{desk_url.rstrip('/')}/incidents/{incident_id}",
+    }
+
+
+def post_signed(url: str, body: bytes, secret: bytes, attempts: int = 4,
+                first_delay: float = 0.5, timeout: float = 10.0) -> Delivery:  # fmt: skip
+    """POST ``body`` to ``url`` until a 2xx, at most ``attempts`` times with backoff.
+    A 4xx other than 408 and 429 is final: retrying would not change the answer."""
+    delay, error = first_delay, ""
+    for attempt in range(1, attempts + 1):
+        timestamp = str(int(time.time()))
+        request = urllib.request.Request(
+            url, data=body, method="POST",
+            headers={"Content-Type": "application/json",
+                     "X-Sharing-Audit-Timestamp": timestamp,
+                     "X-Sharing-Audit-Signature": signature(secret, timestamp, body)},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                if 200 <= response.status < 300:
+                    return Delivery(True, attempt)
+                error = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            error = f"HTTP {exc.code}"
+            if 400 <= exc.code < 500 and exc.code not in (408, 429):
+                return Delivery(False, attempt, error)
+        except (urllib.error.URLError, OSError) as exc:
+            error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if attempt < attempts:
+            time.sleep(delay)
+            delay *= 2
+    return Delivery(False, attempts, error)
+
+
+def _pupils(connection: Connection, seqs: Sequence[int]) -> list[str]:
+    statement = select(PUPIL.c.pupil_key).where(any_of(connection, PUPIL.c.seq, list(seqs)))
+    return list(connection.execute(statement).scalars())
+
+
+def _delivered(connection: Connection) -> set[tuple[int, str, str]]:
+    rows = connection.exec_driver_sql(
+        "SELECT incident_id, channel, target FROM incident_notice WHERE status = 'sent'"
+    )
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def notify_new_incidents(ledger: Ledger, webhooks: Sequence[str], secret: bytes,
+                         desk_url: str, attempts: int = 4,
+                         first_delay: float = 0.5) -> int:  # fmt: skip
+    """Send every open high-severity incident to every webhook not yet reached; how many
+    notices arrived. Failures are recorded and tried again on the next call."""
+    if not webhooks:
+        return 0
+    with ledger.engine.connect() as connection:
+        found = incidents(connection)
+        done = _delivered(connection)
+        due = [
+            (incident_id, incident, _pupils(connection, incident.entries))
+            for incident_id, incident in found.items()
+            if incident.severity is Severity.HIGH and incident.status is not Status.CLOSED
+        ]
+    arrived = 0
+    for incident_id, incident, pupils in due:
+        body = orjson.dumps(notice(incident_id, incident, pupils, desk_url))
+        for url in webhooks:
+            if (incident_id, WEBHOOK, url) in done:
+                continue
+            delivery = post_signed(url, body, secret, attempts, first_delay)
+            _record(ledger, incident_id, url, delivery)
+            arrived += delivery.ok
+            log.info("incident_notified" if delivery.ok else "incident_notice_failed",
+                     incident=incident_id, attempts=delivery.attempts,
+                     error=delivery.error)  # fmt: skip
+    return arrived
+
+
+def _record(ledger: Ledger, incident_id: int, url: str, delivery: Delivery) -> None:
+    """Replace the notice's row with how this delivery went."""
+    key = {"i": incident_id, "c": WEBHOOK, "t": url}
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            text("DELETE FROM incident_notice WHERE incident_id = :i AND channel = :c "
+                 "AND target = :t"),
+            key,
+        )  # fmt: skip
+        connection.execute(
+            text("INSERT INTO incident_notice (incident_id, channel, target, status, attempts, "
+                 "last_error, updated_at) VALUES (:i, :c, :t, :s, :a, :e, :u)"),
+            {**key, "s": "sent" if delivery.ok else "failed", "a": delivery.attempts,
+             "e": delivery.error, "u": now_text()},
+        )  # fmt: skip

@@ -1,0 +1,117 @@
+"""Webhook notices of high-severity incidents: signed, retried, pseudonymous, sent once."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.engine import Position
+from pipeline.incidents.notify import notify_new_incidents, signature
+from pipeline.ledger import schema
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from tests.factory import line, referral, upn
+
+pytestmark = pytest.mark.integration
+SECRET = b"shared-with-the-receiver"
+
+
+class Receiver:
+    """A local HTTP endpoint answering with the given statuses in turn, then 200."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = list(statuses)
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def ledger(sqlite_url: str, policy: Policy) -> Ledger:
+    """A ledger with one high-severity breach: medical notes sent without consent."""
+    ledger = Ledger.open(sqlite_url)
+    schema.upgrade(ledger.engine)
+    writer = LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
+    event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
+                     categories=["personal", "medical"])  # fmt: skip
+    writer.write([(line(event), Position.line("f", 1))])
+    return ledger
+
+
+@pytest.fixture
+def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
+    made = Receiver(getattr(request, "param", []))
+    yield made
+    made.close()
+
+
+def _notify(ledger: Ledger, url: str) -> int:
+    return notify_new_incidents(ledger, [url], SECRET, "https://desk.school.example",
+                                attempts=4, first_delay=0.01)  # fmt: skip
+
+
+@pytest.mark.parametrize("receiver", [[503, 503]], indirect=True)
+def test_a_receiver_that_fails_twice_gets_the_notice_on_the_third_attempt(
+    ledger: Ledger, receiver: Receiver
+) -> None:
+    assert _notify(ledger, receiver.url) == 1
+    assert len(receiver.requests) == 3
+    headers, body = receiver.requests[-1]
+    timestamp = headers["X-Sharing-Audit-Timestamp"]
+    assert headers["X-Sharing-Audit-Signature"] == signature(SECRET, timestamp, body)
+    sent = orjson.loads(body)
+    assert sent["severity"] == "high" and sent["rule"] == "consent.missing"
+    assert sent["link"] == f"https://desk.school.example/incidents/{sent['incident']}"
+    assert sent["pupil_keys"] == [pseudonymiser(bytes(range(32)))(upn(1))]
+    assert upn(1).encode() not in body
+
+
+def test_a_notice_that_arrived_is_not_sent_again(ledger: Ledger, receiver: Receiver) -> None:
+    assert _notify(ledger, receiver.url) == 1
+    assert _notify(ledger, receiver.url) == 0
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize("receiver", [[500] * 4], indirect=True)
+def test_a_notice_that_never_arrived_is_tried_again_on_the_next_round(
+    ledger: Ledger, receiver: Receiver
+) -> None:
+    assert _notify(ledger, receiver.url) == 0
+    assert len(receiver.requests) == 4
+    assert _notify(ledger, receiver.url) == 1
+    with ledger.engine.connect() as connection:
+        row = connection.exec_driver_sql("SELECT status, attempts FROM incident_notice").one()
+    assert tuple(row) == ("sent", 1)
+
+
+@pytest.mark.parametrize("receiver", [[400]], indirect=True)
+def test_a_refusal_by_the_receiver_is_not_retried(ledger: Ledger, receiver: Receiver) -> None:
+    assert _notify(ledger, receiver.url) == 0
+    assert len(receiver.requests) == 1
+    with ledger.engine.connect() as connection:
+        row = connection.exec_driver_sql("SELECT status, last_error FROM incident_notice").one()
+    assert tuple(row) == ("failed", "HTTP 400")
