@@ -163,8 +163,8 @@ def test_the_worker_sends_signed_notices_of_high_severity_incidents(
             sent = _sharing_audit("emit", str(events_file), "--broker", kafka.bootstrap)
             assert sent.returncode == 0
             assert wait_until(lambda: len(receiver.requests) >= 2, timeout=60), (
-                (tmp_path / "worker.log").read_text()[-2000:]
-            )
+                tmp_path / "worker.log"
+            ).read_text()[-2000:]
     finally:
         receiver.close()
     headers, body = receiver.requests[-1]
