@@ -31,6 +31,7 @@ from pipeline.logging import configure as configure_logging
 from pipeline.packs import load_pack
 from pipeline.policy.pack import PackError, Policy
 from pipeline.presenting import print_policy, result_row, summary_table
+from pipeline.serve_cli import serve, users_app
 from pipeline.settings import settings
 from pipeline.stream_cli import broker, emit, up
 from schemas.export import write_schemas
@@ -49,6 +50,8 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
 app.add_typer(incidents_app, name="incidents")
+app.add_typer(users_app, name="users")
+app.command()(serve)
 app.command()(broker)
 app.command()(emit)
 app.command()(up)

@@ -134,7 +134,7 @@ def incidents_show(incident_id: int, db: DbOption = None) -> None:
 def _act(db: str | None, incident_id: int, action: Action) -> None:
     ledger = open_ledger(db, create=False)
     try:
-        seq = take_action(ledger, incident_id, action)
+        seq, _ = take_action(ledger, incident_id, action)
     except UnknownIncident:
         fail(f"no incident {incident_id}")
     except TransitionRefused as refused:

@@ -21,7 +21,6 @@ from pipeline.incidents.lifecycle import (
     ActionKind,
     Incident,
     Risk,
-    TransitionRefused,
 )
 from pipeline.ledger.outbox import SUPERSEDED
 from pipeline.ledger.store import Ledger, NewEntry, now_text
@@ -74,8 +73,9 @@ def incidents(connection: Connection) -> dict[int, Incident]:
     return by_id
 
 
-def take_action(ledger: Ledger, incident_id: int, action: Action) -> int:
-    """Append ``action`` to the incident's history; the new entry's ``seq``.
+def take_action(ledger: Ledger, incident_id: int, action: Action) -> tuple[int, Incident]:
+    """Append ``action`` to the incident's history; the new entry's ``seq``, and the
+    incident as it now stands.
 
     Raises :class:`UnknownIncident`, or :class:`TransitionRefused` saying why not.
     """
@@ -83,9 +83,7 @@ def take_action(ledger: Ledger, incident_id: int, action: Action) -> int:
         incident = incidents(connection).get(incident_id)
         if incident is None:
             raise UnknownIncident(f"no incident {incident_id}")
-        refused = incident.refusal(action)
-        if refused is not None:
-            raise TransitionRefused(refused)
+        updated = incident.taking(action)  # raises TransitionRefused
         seq = Ledger.head(connection)[0] + 1
         details = {
             "action": action.kind.value,
@@ -106,4 +104,4 @@ def take_action(ledger: Ledger, incident_id: int, action: Action) -> int:
             "details": {k: v for k, v in details.items() if v is not None},
         }  # fmt: skip
         ledger.append(connection, [NewEntry(fields)])
-    return seq
+    return seq, updated

@@ -169,6 +169,16 @@ class IncidentNotice(SQLModel, table=True):
     updated_at: str = Field(sa_column=Column(String(40), nullable=False))
 
 
+class AppUser(SQLModel, table=True):
+    """Someone who may use the desk or the API: a role and the SHA-256 of their token."""
+
+    __tablename__ = "app_user"
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    role: str = Field(sa_column=Column(String(20), nullable=False))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: str = Field(sa_column=Column(String(40), nullable=False))
+
+
 class ChainHead(SQLModel, table=True):
     """One row: the last sequence number and hash. Writers lock it to append."""
 

@@ -8,7 +8,6 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.engine import Position
 from pipeline.incidents.desk import incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
@@ -18,13 +17,10 @@ from pipeline.incidents.lifecycle import (
     Status,
     TransitionRefused,
 )
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
-from pipeline.pseudonym import pseudonymiser
-from tests.factory import line, referral, upn
+from tests.integration.breaches import ledger_with_breaches
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -33,25 +29,7 @@ NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
 @pytest.fixture
 def ledger(db_url: str, policy: Policy) -> Ledger:
-    """A ledger with two consent breaches to one agency on one day, and one elsewhere."""
-    ledger = Ledger.open(db_url)
-    schema.upgrade(ledger.engine)
-    writer = LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
-    events = [
-        referral(
-            pupils=[{"upn": upn(n)}],
-            lawful_basis="consent",
-            special_condition="9.2.a",
-            consent_ref=f"C-{n}",
-            categories=["personal", "medical"],
-        )
-        for n in (1, 2)
-    ]
-    events.append(referral(pupils=[{"upn": upn(3)}], channel="email",
-                           categories=["personal", "medical"], lawful_basis="public_task",
-                           special_condition="9.2.h"))  # fmt: skip
-    writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
-    return ledger
+    return ledger_with_breaches(db_url, policy)
 
 
 def _incidents(ledger: Ledger) -> dict[int, Incident]:

@@ -1,0 +1,1 @@
+"""The HTTP API (and, later, the pages) of the breach desk and the auditors' reads."""

@@ -1,0 +1,249 @@
+"""The breach desk over HTTP: incidents, their entries and actions, behind bearer tokens.
+
+Every request but ``/health`` needs ``Authorization: Bearer TOKEN`` (see
+``sharing-audit users add``). A missing or unknown token gets 401, a role that may not do
+what is asked gets 403; both are logged, without the token. Auditors and admins read; only
+the DPO acts on incidents. Actions go into the ledger's chain with the user's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import Connection, select
+
+from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.incidents.lifecycle import (
+    Action,
+    ActionKind,
+    Incident,
+    Risk,
+    TransitionRefused,
+    shown_in_school_time,
+)
+from pipeline.ledger.store import ENTRY, Ledger, any_of
+from pipeline.logging import get_logger
+from pipeline.users import Role, User, user_for
+
+log = get_logger(__name__)
+READERS = (Role.DPO, Role.AUDITOR, Role.ADMIN)
+
+
+class ActionOut(BaseModel):
+    action: str
+    by: str
+    at: datetime
+    risk: str | None = None
+    reasons: str | None = None
+    ico_reference: str | None = None
+
+
+class IncidentOut(BaseModel):
+    id: int
+    severity: str
+    breach: bool
+    status: str
+    rule: str
+    recipient: str | None
+    day: str
+    detected_at: datetime
+    deadline: datetime | None
+    deadline_uk: str | None
+    seconds_left: float | None
+    overdue: bool
+    risk: str | None
+    entries: list[int]
+    next: list[str]
+    history: list[ActionOut]
+
+
+class EntryOut(BaseModel):
+    """A ledger entry behind an incident, with why it was decided as it was."""
+
+    seq: int
+    kind: str
+    event_id: str | None
+    event_type: str | None
+    occurred_at: str | None
+    recipient: str | None
+    decision: str | None
+    rules: list[str]
+    reasons: list[str]
+    categories: list[str]
+    pupil_keys: list[str]
+    policy_version: str | None
+
+
+class IncidentDetail(IncidentOut):
+    ledger_entries: list[EntryOut]
+
+
+class Assessment(BaseModel):
+    risk: Risk
+    reasons: str = Field(min_length=1, max_length=5000)
+
+
+class IcoReport(BaseModel):
+    ico_reference: str = Field(min_length=1, max_length=100)
+    reported_at: datetime | None = Field(default=None, description="default: now")
+
+
+class Closing(BaseModel):
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+def incident_out(incident_id: int, incident: Incident, now: datetime) -> dict[str, Any]:
+    left = incident.time_left(now)
+    deadline = incident.deadline
+    return {
+        "id": incident_id, "severity": incident.severity.value, "breach": incident.breach,
+        "status": incident.status.value, "rule": incident.cause.rule,
+        "recipient": incident.cause.recipient, "day": incident.cause.day.isoformat(),
+        "detected_at": incident.detected_at, "deadline": deadline,
+        "deadline_uk": shown_in_school_time(deadline) if deadline else None,
+        "seconds_left": left.total_seconds() if left is not None else None,
+        "overdue": incident.overdue(now), "risk": incident.risk.value if incident.risk else None,
+        "entries": list(incident.entries), "next": [k.value for k in incident.allowed()],
+        "history": [
+            {"action": a.kind.value, "by": a.by, "at": a.at,
+             "risk": a.risk.value if a.risk else None, "reasons": a.reasons,
+             "ico_reference": a.ico_reference}
+            for a in incident.history
+        ],
+    }  # fmt: skip
+
+
+def queue_order(item: dict[str, Any]) -> tuple[bool, float, int]:
+    """Least time left first (overdue at the top); incidents without a clock last."""
+    left = item["seconds_left"]
+    return (left is None, left if left is not None else 0.0, item["id"])
+
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def connection(request: Request) -> Iterator[Connection]:
+    ledger: Ledger = request.app.state.ledger
+    with ledger.engine.connect() as connected:
+        yield connected
+
+
+Db = Annotated[Connection, Depends(connection)]
+
+
+def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    db: Db,
+) -> User:
+    user = user_for(db, credentials.credentials) if credentials else None
+    if user is None:
+        log.warning("request_unauthenticated", path=request.url.path,
+                    token_given=credentials is not None)  # fmt: skip
+        raise HTTPException(401, "a valid token is needed", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+def role(*allowed: Role) -> Any:
+    """A dependency admitting only users with one of ``allowed`` roles."""
+
+    def check(request: Request, user: Annotated[User, Depends(current_user)]) -> User:
+        if user.role not in allowed:
+            log.warning("request_forbidden", path=request.url.path, user=user.name,
+                        role=user.role.value)  # fmt: skip
+            raise HTTPException(403, f"the {user.role.value} role may not do this")
+        return user
+
+    return Depends(check)
+
+
+Reader = Annotated[User, role(*READERS)]
+Dpo = Annotated[User, role(Role.DPO)]
+
+
+def create_api(ledger: Ledger) -> FastAPI:
+    api = FastAPI(
+        title="sharing-audit",
+        summary="The DPO's breach desk and the ledger behind it.",
+        version="1",
+    )
+    api.state.ledger = ledger
+
+    @api.get("/health")
+    def health(db: Db) -> dict[str, str]:
+        db.exec_driver_sql("SELECT 1")
+        return {"status": "ok"}
+
+    @api.get("/incidents", response_model=list[IncidentOut])
+    def list_incidents(user: Reader, db: Db, include_closed: bool = False) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        out = [incident_out(i, inc, now) for i, inc in incidents(db).items()]
+        return sorted(
+            (o for o in out if include_closed or o["status"] != "closed"), key=queue_order
+        )
+
+    @api.get("/incidents/{incident_id}", response_model=IncidentDetail)
+    def get_incident(incident_id: int, user: Reader, db: Db) -> dict[str, Any]:
+        incident = incidents(db).get(incident_id)
+        if incident is None:
+            raise HTTPException(404, f"no incident {incident_id}")
+        rows = db.execute(
+            select(ENTRY).where(any_of(db, ENTRY.c.seq, list(incident.entries)))
+            .order_by(ENTRY.c.seq)
+        ).mappings()  # fmt: skip
+        entries = [
+            {**{k: r[k] for k in EntryOut.model_fields if k not in _JSON},
+             **{k: orjson.loads(r[k]) for k in _JSON}}
+            for r in rows
+        ]  # fmt: skip
+        return {**incident_out(incident_id, incident, datetime.now(UTC)), "ledger_entries": entries}
+
+    def act(incident_id: int, action: Action) -> dict[str, Any]:
+        try:
+            _, updated = take_action(ledger, incident_id, action)
+        except UnknownIncident:
+            raise HTTPException(404, f"no incident {incident_id}") from None
+        except TransitionRefused as refused:
+            raise HTTPException(409, str(refused)) from None
+        log.info("incident_action", incident=incident_id, action=action.kind.value, by=action.by)
+        return incident_out(incident_id, updated, datetime.now(UTC))
+
+    @api.post("/incidents/{incident_id}/acknowledge", response_model=IncidentOut)
+    def acknowledge(incident_id: int, user: Dpo) -> dict[str, Any]:
+        return act(incident_id, Action(ActionKind.ACKNOWLEDGE, user.name, _now()))
+
+    @api.post("/incidents/{incident_id}/assess", response_model=IncidentOut)
+    def assess(incident_id: int, body: Assessment, user: Dpo) -> dict[str, Any]:
+        action = Action(ActionKind.ASSESS, user.name, _now(), risk=body.risk, reasons=body.reasons)
+        return act(incident_id, action)
+
+    @api.post("/incidents/{incident_id}/report", response_model=IncidentOut)
+    def report(incident_id: int, body: IcoReport, user: Dpo) -> dict[str, Any]:
+        when = body.reported_at or _now()
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        action = Action(ActionKind.REPORT, user.name, _now(), ico_reference=body.ico_reference,
+                        reported_at=when)  # fmt: skip
+        return act(incident_id, action)
+
+    @api.post("/incidents/{incident_id}/notify-subjects", response_model=IncidentOut)
+    def notify_subjects(incident_id: int, user: Dpo) -> dict[str, Any]:
+        return act(incident_id, Action(ActionKind.NOTIFY_SUBJECTS, user.name, _now()))
+
+    @api.post("/incidents/{incident_id}/close", response_model=IncidentOut)
+    def close(incident_id: int, body: Closing, user: Dpo) -> dict[str, Any]:
+        return act(incident_id, Action(ActionKind.CLOSE, user.name, _now(), reasons=body.reason))
+
+    return api
+
+
+_JSON = ("rules", "reasons", "categories", "pupil_keys")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,31 @@
+"""A small ledger with breaches to work on: the breach desk's test data."""
+
+from __future__ import annotations
+
+from pipeline.engine import Position
+from pipeline.ledger import schema
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from tests.factory import line, referral, upn
+
+KEY = bytes(range(32))
+
+
+def ledger_with_breaches(url: str, policy: Policy) -> Ledger:
+    """Two consent breaches (medical notes, no consent) to one agency on one day: one
+    high-severity incident; and a referral by plain email: another."""
+    ledger = Ledger.open(url)
+    schema.upgrade(ledger.engine)
+    writer = LedgerWriter(ledger, policy, pseudonymiser(KEY))
+    events = [
+        referral(pupils=[{"upn": upn(n)}], lawful_basis="consent", special_condition="9.2.a",
+                 consent_ref=f"C-{n}", categories=["personal", "medical"])
+        for n in (1, 2)
+    ]  # fmt: skip
+    events.append(referral(pupils=[{"upn": upn(3)}], channel="email",
+                           categories=["personal", "medical"], lawful_basis="public_task",
+                           special_condition="9.2.h"))  # fmt: skip
+    writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
+    return ledger
