@@ -27,6 +27,7 @@ from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
 from pipeline.running import Pipeline
 from pipeline.simulate import simulate
+from pipeline.users import Role, add_user
 
 #: Files the demo owns in its folder, removed at the start of each run.
 DEMO_FILES = ("ledger.db", "ledger.db.key", "ledger.db-wal", "ledger.db-shm", "worker.log",
@@ -162,3 +163,10 @@ def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
             f"ledger verify: FAILED at seq {verification.fault_seq}: {verification.fault}"
         )
     console.print(f"explore it: sharing-audit ledger query --db {url} --decision breach")
+    ledger = Ledger.open(url)
+    token = add_user(ledger, f"demo-dpo-{int(time.time())}", Role.DPO)
+    ledger.engine.dispose()
+    console.print("\n[bold]The DPO's queue[/bold]: start the desk with")
+    console.print(f"  sharing-audit serve --db {url}")
+    console.print("then open http://127.0.0.1:8000/desk and sign in with this DPO token:")
+    console.print(f"  {token}")

@@ -167,6 +167,22 @@ Reader = Annotated[User, role(*READERS)]
 Dpo = Annotated[User, role(Role.DPO)]
 
 
+def incident_detail(db: Connection, incident_id: int) -> dict[str, Any] | None:
+    """An incident with the ledger entries behind it and their explanations."""
+    incident = incidents(db).get(incident_id)
+    if incident is None:
+        return None
+    rows = db.execute(
+        select(ENTRY).where(any_of(db, ENTRY.c.seq, list(incident.entries))).order_by(ENTRY.c.seq)
+    ).mappings()
+    entries = [
+        {**{k: r[k] for k in EntryOut.model_fields if k not in _JSON},
+         **{k: orjson.loads(r[k]) for k in _JSON}}
+        for r in rows
+    ]  # fmt: skip
+    return {**incident_out(incident_id, incident, datetime.now(UTC)), "ledger_entries": entries}
+
+
 def create_api(ledger: Ledger) -> FastAPI:
     api = FastAPI(
         title="sharing-audit",
@@ -174,6 +190,9 @@ def create_api(ledger: Ledger) -> FastAPI:
         version="1",
     )
     api.state.ledger = ledger
+    from pipeline.api.pages import router as pages  # the pages build on this module
+
+    api.include_router(pages)
 
     @api.get("/health")
     def health(db: Db) -> dict[str, str]:
@@ -190,19 +209,10 @@ def create_api(ledger: Ledger) -> FastAPI:
 
     @api.get("/incidents/{incident_id}", response_model=IncidentDetail)
     def get_incident(incident_id: int, user: Reader, db: Db) -> dict[str, Any]:
-        incident = incidents(db).get(incident_id)
-        if incident is None:
+        detail = incident_detail(db, incident_id)
+        if detail is None:
             raise HTTPException(404, f"no incident {incident_id}")
-        rows = db.execute(
-            select(ENTRY).where(any_of(db, ENTRY.c.seq, list(incident.entries)))
-            .order_by(ENTRY.c.seq)
-        ).mappings()  # fmt: skip
-        entries = [
-            {**{k: r[k] for k in EntryOut.model_fields if k not in _JSON},
-             **{k: orjson.loads(r[k]) for k in _JSON}}
-            for r in rows
-        ]  # fmt: skip
-        return {**incident_out(incident_id, incident, datetime.now(UTC)), "ledger_entries": entries}
+        return detail
 
     def act(incident_id: int, action: Action) -> dict[str, Any]:
         try:

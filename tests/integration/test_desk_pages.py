@@ -1,0 +1,83 @@
+"""The breach desk's pages in a real browser: headless Chromium (Debian's), driven by
+Playwright with the system browser. Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from pipeline.api.app import create_api
+from pipeline.broker import free_port
+from pipeline.policy.pack import Policy
+from pipeline.users import Role, add_user
+from tests.integration.breaches import ledger_with_breaches
+
+pytestmark = pytest.mark.integration
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture
+def desk(sqlite_url: str, policy: Policy) -> Iterator[tuple[str, str]]:
+    """The app served on a free port; its address and a DPO's token."""
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    token = add_user(ledger, "Dana (DPO)", Role.DPO)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_api(ledger), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", token
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: install the Debian packages "
+                    "chromium and chromium-driver (.ci/run does)")  # fmt: skip
+def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
+    desk: tuple[str, str],
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    address, token = desk
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{address}/desk")
+        expect(page).to_have_url(f"{address}/desk/signin")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        expect(page.locator("#queue")).to_be_visible()
+        rows = page.locator("#queue tbody tr")
+        expect(rows).to_have_count(2)
+        expect(rows.first.locator(".clock")).to_contain_text("h")
+        page.screenshot(path=str(ARTIFACTS / "desk-queue.png"), full_page=True)
+
+        top = rows.first.get_attribute("data-incident")
+        rows.first.locator("a").click()
+        expect(page.locator("#status")).to_have_text("open")
+        expect(page.get_by_text("consent.missing").first).to_be_visible()
+        page.click("#acknowledge")
+        expect(page.locator("#status")).to_have_text("acknowledged")
+        page.select_option("#risk", "high_risk")
+        page.fill("#reasons", "Medical notes went to the school nursing service without consent.")
+        page.click("#assess")
+        expect(page.locator("#status")).to_have_text("assessed")
+        expect(page.locator("ol.history li")).to_have_count(2)
+        page.screenshot(path=str(ARTIFACTS / "desk-incident.png"), full_page=True)
+
+        page.click("text=Back to the queue")
+        expect(page.locator(f"#queue tr[data-incident='{top}'] .status")).to_have_text("assessed")
+        browser.close()
+    assert (ARTIFACTS / "desk-queue.png").stat().st_size > 0
