@@ -12,10 +12,11 @@ import typer
 
 from pipeline.cli import app, policy_or_fail
 from pipeline.console import fail
+from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
 from pipeline.kafka import KafkaUnavailable
 from pipeline.ledger_cli import DbOption, database_url, pseudonym_key_for, shown
 from pipeline.logging import configure as configure_logging
-from pipeline.settings import settings
+from pipeline.settings import Settings, settings
 from pipeline.stream_cli import broker_config
 
 
@@ -44,18 +45,30 @@ def worker(
         pseudonym_key=pseudonym_key_for(db),
         batching=Batching(size=config.batch_size, alert_hold=config.alert_hold_seconds),
         log_level=config.log_level,
-        webhooks=tuple(config.webhook_urls),
-        webhook_secret=(config.webhook_secret or "").encode(),
+        notice_targets=notice_targets(config),
         desk_url=config.desk_url,
     )
-    if worker_config.webhooks and not config.webhook_secret:
-        fail("set SHARING_AUDIT_WEBHOOK_SECRET: webhook notices are signed with it")
     try:
         run_worker(worker_config)
     except LedgerNotReady as exc:
         fail(f"{shown(url)}: {exc}")
     except KafkaUnavailable as exc:
         fail(str(exc))
+
+
+def notice_targets(config: Settings) -> tuple[Target, ...]:
+    """Where new high-severity incidents are sent, from the settings."""
+    if config.webhook_urls and not config.webhook_secret:
+        fail("set SHARING_AUDIT_WEBHOOK_SECRET: webhook notices are signed with it")
+    targets = [webhook_target(url, (config.webhook_secret or "").encode())
+               for url in config.webhook_urls]  # fmt: skip
+    if config.notify_email_to:
+        if not config.smtp_host:
+            fail("set SHARING_AUDIT_SMTP_HOST to send incident notices by email")
+        smtp = Smtp(config.smtp_host, config.smtp_port, config.smtp_from, config.smtp_starttls,
+                    config.smtp_username, config.smtp_password)  # fmt: skip
+        targets += [email_target(to, smtp) for to in config.notify_email_to]
+    return tuple(targets)
 
 
 def main() -> None:

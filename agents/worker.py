@@ -15,7 +15,7 @@ from agents.app import Batching, create_app
 from agents.sink import LedgerSink, is_unavailable
 from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
-from pipeline.incidents.notify import notify_new_incidents
+from pipeline.incidents.notify import Target, notify_new_incidents
 from pipeline.kafka import KafkaConfig, ensure_topics, wait_for_broker
 from pipeline.ledger import schema
 from pipeline.ledger.store import Ledger
@@ -36,8 +36,7 @@ class WorkerConfig:
     policy: Policy
     pseudonym_key: bytes
     batching: Batching = field(default_factory=Batching)
-    webhooks: tuple[str, ...] = ()
-    webhook_secret: bytes = b""
+    notice_targets: tuple[Target, ...] = ()
     desk_url: str = ""
     log_level: str = "INFO"
 
@@ -78,13 +77,11 @@ def run_worker(config: WorkerConfig) -> None:
     spec = WriterSpec(config.database_url, config.policy, config.pseudonym_key, config.log_level)
     sink = LedgerSink(spec)
     notifier = None
-    if config.webhooks:
+    if config.notice_targets:
         notices = Ledger.open(config.database_url)
 
         def notifier() -> int:
-            return notify_new_incidents(
-                notices, config.webhooks, config.webhook_secret, config.desk_url
-            )
+            return notify_new_incidents(notices, config.notice_targets, config.desk_url)
 
     app = create_app(config.kafka, sink, config.batching, notifier)
     log.info("worker_starting", broker=config.kafka.bootstrap, policy=config.policy.name,

@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     webhook_secret: str | None = Field(
         default=None, description="HMAC secret shared with the webhook receivers"
     )
+    notify_email_to: list[str] = Field(
+        default_factory=list, description="who is emailed new high-severity incidents (JSON list)"
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP relay for incident emails")
+    smtp_port: int = 587
+    smtp_from: str = "sharing-audit@localhost"
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
     desk_url: str = Field(
         default="http://127.0.0.1:8000", description="the breach desk's address, for links"
     )

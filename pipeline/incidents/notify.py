@@ -1,4 +1,4 @@
-"""Telling people about new high-severity incidents: signed webhooks, with retries.
+"""Telling people about new high-severity incidents: signed webhooks and email, retried.
 
 A notice carries what a DPO needs to decide to look (severity, cause, deadline, how many
 alerts, the pupils' pseudonyms) and a link to the incident; never a UPN or a name. Each
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import smtplib
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 
 import orjson
@@ -30,6 +32,7 @@ from schemas.alerts import Severity
 
 log = get_logger(__name__)
 WEBHOOK = "webhook"
+EMAIL = "email"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +109,84 @@ def _delivered(connection: Connection) -> set[tuple[int, str, str]]:
     return {(r[0], r[1], r[2]) for r in rows}
 
 
-def notify_new_incidents(ledger: Ledger, webhooks: Sequence[str], secret: bytes,
-                         desk_url: str, attempts: int = 4,
-                         first_delay: float = 0.5) -> int:  # fmt: skip
-    """Send every open high-severity incident to every webhook not yet reached; how many
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Somewhere notices go: a channel, an address, and how to send one notice there."""
+
+    channel: str
+    address: str
+    send: Callable[[dict[str, Any]], Delivery]
+
+
+def webhook_target(url: str, secret: bytes, attempts: int = 4,
+                   first_delay: float = 0.5) -> Target:  # fmt: skip
+    return Target(
+        WEBHOOK, url, lambda sent: post_signed(url, orjson.dumps(sent), secret, attempts,
+                                               first_delay)
+    )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Smtp:
+    """An SMTP relay: the school's or the trust's mail server."""
+
+    host: str
+    port: int = 587
+    sender: str = "sharing-audit@localhost"
+    starttls: bool = True
+    username: str | None = None
+    password: str | None = None
+
+
+def email_target(to: str, smtp: Smtp, attempts: int = 4, first_delay: float = 0.5) -> Target:
+    return Target(EMAIL, to, lambda sent: send_email(smtp, to, sent, attempts, first_delay))
+
+
+def email_message(smtp: Smtp, to: str, sent: dict[str, Any]) -> EmailMessage:
+    """The notice as a plain-text email: what, how urgent, and the link; no identities."""
+    message = EmailMessage()
+    kind = "breach" if sent["breach"] else "review"
+    message["Subject"] = (
+        f"[sharing-audit] {sent['severity'].upper()} {kind}: {sent['rule']} "
+        f"to {sent['recipient'] or 'unknown recipient'}"
+    )
+    message["From"], message["To"] = smtp.sender, to
+    lines = [
+        f"Incident {sent['incident']}: {sent['severity']} {kind}.",
+        f"Cause: {sent['rule']}, recipient {sent['recipient'] or '-'}.",
+        f"Alerts: {sent['alerts']}; pupils (pseudonyms): {', '.join(sent['pupil_keys'])}.",
+    ]
+    if sent["deadline_uk"]:
+        lines.append(f"Tell the ICO by {sent['deadline_uk']} unless no risk is likely.")
+    lines += ["", f"Open it: {sent['link']}"]
+    message.set_content("\n".join(lines) + "\n")
+    return message
+
+
+def send_email(smtp: Smtp, to: str, sent: dict[str, Any], attempts: int = 4,
+               first_delay: float = 0.5) -> Delivery:  # fmt: skip
+    delay, error = first_delay, ""
+    for attempt in range(1, attempts + 1):
+        try:
+            with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as server:
+                if smtp.starttls:
+                    server.starttls()
+                if smtp.username:
+                    server.login(smtp.username, smtp.password or "")
+                server.send_message(email_message(smtp, to, sent))
+            return Delivery(True, attempt)
+        except (smtplib.SMTPException, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:300]
+        if attempt < attempts:
+            time.sleep(delay)
+            delay *= 2
+    return Delivery(False, attempts, error)
+
+
+def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: str) -> int:
+    """Send every open high-severity incident to every target not yet reached; how many
     notices arrived. Failures are recorded and tried again on the next call."""
-    if not webhooks:
+    if not targets:
         return 0
     with ledger.engine.connect() as connection:
         found = incidents(connection)
@@ -123,22 +198,22 @@ def notify_new_incidents(ledger: Ledger, webhooks: Sequence[str], secret: bytes,
         ]
     arrived = 0
     for incident_id, incident, pupils in due:
-        body = orjson.dumps(notice(incident_id, incident, pupils, desk_url))
-        for url in webhooks:
-            if (incident_id, WEBHOOK, url) in done:
+        sent = notice(incident_id, incident, pupils, desk_url)
+        for target in targets:
+            if (incident_id, target.channel, target.address) in done:
                 continue
-            delivery = post_signed(url, body, secret, attempts, first_delay)
-            _record(ledger, incident_id, url, delivery)
+            delivery = target.send(sent)
+            _record(ledger, incident_id, target, delivery)
             arrived += delivery.ok
             log.info("incident_notified" if delivery.ok else "incident_notice_failed",
-                     incident=incident_id, attempts=delivery.attempts,
+                     incident=incident_id, channel=target.channel, attempts=delivery.attempts,
                      error=delivery.error)  # fmt: skip
     return arrived
 
 
-def _record(ledger: Ledger, incident_id: int, url: str, delivery: Delivery) -> None:
+def _record(ledger: Ledger, incident_id: int, target: Target, delivery: Delivery) -> None:
     """Replace the notice's row with how this delivery went."""
-    key = {"i": incident_id, "c": WEBHOOK, "t": url}
+    key = {"i": incident_id, "c": target.channel, "t": target.address}
     with ledger.engine.begin() as connection:
         connection.execute(
             text("DELETE FROM incident_notice WHERE incident_id = :i AND channel = :c "

@@ -10,8 +10,15 @@ from typing import Any
 import orjson
 import pytest
 
+from pipeline.broker import free_port
 from pipeline.engine import Position
-from pipeline.incidents.notify import notify_new_incidents, signature
+from pipeline.incidents.notify import (
+    Smtp,
+    email_target,
+    notify_new_incidents,
+    signature,
+    webhook_target,
+)
 from pipeline.ledger import schema
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.store import Ledger
@@ -70,8 +77,8 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[Receiver]:
 
 
 def _notify(ledger: Ledger, url: str) -> int:
-    return notify_new_incidents(ledger, [url], SECRET, "https://desk.school.example",
-                                attempts=4, first_delay=0.01)  # fmt: skip
+    target = webhook_target(url, SECRET, attempts=4, first_delay=0.01)
+    return notify_new_incidents(ledger, [target], "https://desk.school.example")
 
 
 @pytest.mark.parametrize("receiver", [[503, 503]], indirect=True)
@@ -115,3 +122,44 @@ def test_a_refusal_by_the_receiver_is_not_retried(ledger: Ledger, receiver: Rece
     with ledger.engine.connect() as connection:
         row = connection.exec_driver_sql("SELECT status, last_error FROM incident_notice").one()
     assert tuple(row) == ("failed", "HTTP 400")
+
+
+class Mailbox:
+    """A local SMTP server (aiosmtpd) keeping what it receives; it can refuse at first."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[bytes] = []
+        self.refuse = refuse
+        mailbox = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                if mailbox.refuse > 0:
+                    mailbox.refuse -= 1
+                    return "451 try again later"
+                mailbox.messages.append(envelope.content)
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
+        self.controller.start()
+        self.smtp = Smtp("127.0.0.1", self.controller.port, "desk@school.example",
+                         starttls=False)  # fmt: skip
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def test_an_email_notice_arrives_after_a_refusal_and_names_no_pupil(ledger: Ledger) -> None:
+    mailbox = Mailbox(refuse=1)
+    try:
+        target = email_target("dpo@school.example", mailbox.smtp, attempts=3, first_delay=0.01)
+        assert notify_new_incidents(ledger, [target], "https://desk.school.example") == 1
+    finally:
+        mailbox.close()
+    [message] = mailbox.messages
+    text = message.decode()
+    assert "Subject: [sharing-audit] HIGH breach: consent.missing" in text
+    assert "https://desk.school.example/incidents/" in text
+    assert upn(1) not in text
