@@ -29,7 +29,7 @@ from pipeline.incidents.lifecycle import (
 )
 from pipeline.ledger.store import ENTRY, Ledger, any_of
 from pipeline.logging import get_logger
-from pipeline.users import Role, User, user_for
+from pipeline.users import Role, User, UserExists, add_user, user_for, users
 
 log = get_logger(__name__)
 READERS = (Role.DPO, Role.AUDITOR, Role.ADMIN)
@@ -92,6 +92,20 @@ class Assessment(BaseModel):
 class IcoReport(BaseModel):
     ico_reference: str = Field(min_length=1, max_length=100)
     reported_at: datetime | None = Field(default=None, description="default: now")
+
+
+class NewUser(BaseModel):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
+    role: Role
+
+
+class UserOut(BaseModel):
+    name: str
+    role: Role
+
+
+class UserCreated(UserOut):
+    token: str = Field(description="shown this once; only its hash is kept")
 
 
 class Closing(BaseModel):
@@ -165,6 +179,7 @@ def role(*allowed: Role) -> Any:
 
 Reader = Annotated[User, role(*READERS)]
 Dpo = Annotated[User, role(Role.DPO)]
+Admin = Annotated[User, role(Role.ADMIN)]
 
 
 def incident_detail(db: Connection, incident_id: int) -> dict[str, Any] | None:
@@ -248,6 +263,19 @@ def create_api(ledger: Ledger) -> FastAPI:
     @api.post("/incidents/{incident_id}/close", response_model=IncidentOut)
     def close(incident_id: int, body: Closing, user: Dpo) -> dict[str, Any]:
         return act(incident_id, Action(ActionKind.CLOSE, user.name, _now(), reasons=body.reason))
+
+    @api.get("/users", response_model=list[UserOut])
+    def list_users(user: Admin, db: Db) -> list[dict[str, Any]]:
+        return [{"name": u.name, "role": u.role} for u in users(db)]
+
+    @api.post("/users", response_model=UserCreated, status_code=201)
+    def create_user(body: NewUser, user: Admin) -> dict[str, Any]:
+        try:
+            token = add_user(ledger, body.name, body.role)
+        except UserExists as exc:
+            raise HTTPException(409, str(exc)) from None
+        log.info("user_added", user=body.name, role=body.role.value, by=user.name)
+        return {"name": body.name, "role": body.role, "token": token}
 
     return api
 

@@ -15,6 +15,7 @@ from tests.integration.breaches import ledger_with_breaches
 pytestmark = pytest.mark.integration
 
 BODIES = {
+    "users": {"name": "new-auditor", "role": "auditor"},
     "assess": {"risk": "high_risk", "reasons": "medical notes to an agency without consent"},
     "report": {"ico_reference": "ICO-00042"},
     "close": {"reason": "the agency confirmed deletion"},
@@ -57,8 +58,13 @@ def test_health_needs_no_token(client: TestClient) -> None:
     assert client.get("/health").json() == {"status": "ok"}
 
 
+def allowed_role(path: str) -> Role:
+    """Who may call a mutating endpoint: the DPO acts on incidents, admins manage users."""
+    return Role.ADMIN if path.startswith("/users") else Role.DPO
+
+
 def test_there_are_mutating_endpoints_to_protect(client: TestClient) -> None:
-    assert len(mutating_paths(client)) == 5
+    assert len(mutating_paths(client)) == 6
 
 
 @pytest.mark.parametrize("token", [None, "sa_not-a-token"])
@@ -76,12 +82,14 @@ def test_every_mutating_endpoint_refuses_a_missing_or_wrong_token(
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("role", [Role.AUDITOR, Role.ADMIN])
-def test_every_mutating_endpoint_refuses_a_role_other_than_the_dpo(
+@pytest.mark.parametrize("role", list(Role))
+def test_every_mutating_endpoint_refuses_the_roles_it_is_not_for(
     client: TestClient, tokens: dict[Role, str], role: Role
 ) -> None:
     incident = _first_incident(client, tokens[Role.DPO])
     for path in mutating_paths(client):
+        if allowed_role(path) is role:
+            continue
         action = path.rsplit("/", 1)[1]
         response = client.post(
             path.format(incident_id=incident), json=BODIES.get(action, {}),
@@ -140,3 +148,15 @@ def test_an_unknown_incident_is_404(client: TestClient, tokens: dict[Role, str])
 def test_the_openapi_schema_is_published(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert "/incidents/{incident_id}/assess" in schema["paths"]
+
+
+def test_an_admin_adds_a_user_whose_token_then_works(
+    client: TestClient, tokens: dict[Role, str]
+) -> None:
+    made = client.post("/users", json=BODIES["users"], headers=auth(tokens[Role.ADMIN]))
+    assert made.status_code == 201
+    assert client.get("/incidents", headers=auth(made.json()["token"])).status_code == 200
+    again = client.post("/users", json=BODIES["users"], headers=auth(tokens[Role.ADMIN]))
+    assert again.status_code == 409
+    listed = client.get("/users", headers=auth(tokens[Role.ADMIN])).json()
+    assert {"name": "new-auditor", "role": "auditor"} in listed
