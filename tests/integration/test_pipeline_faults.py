@@ -79,7 +79,9 @@ def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
     log = tmp_path / "worker.log"
     rng = random.Random(20261129)
     with Pipeline(db_url, kafka, worker_log=log, env=KEY_ENV) as pipeline:
-        sender = threading.Thread(target=_send, args=(kafka, records, 700.0))
+        # Slow enough that events still flow at the fifth kill: each restart takes a
+        # session timeout (6 s) and a start-up before the worker records again.
+        sender = threading.Thread(target=_send, args=(kafka, records, 300.0))
         sender.start()
         kills = 0
         while kills < 5:
@@ -88,7 +90,7 @@ def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
                 "the worker made no progress: " + log.read_text()[-3000:]
             )
             time.sleep(rng.uniform(0.1, 2.5))
-            assert decision_entries(db_url) < len(records), "events stopped flowing too soon"
+            assert sender.is_alive(), "the events stopped flowing before the fifth kill"
             assert pipeline.worker is not None
             pipeline.worker.kill()
             kills += 1
