@@ -10,6 +10,9 @@ exceptions (a driver's exception does not always survive pickling).
 from __future__ import annotations
 
 import gc
+import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +59,7 @@ class Failed:
 def start(spec: WriterSpec) -> None:
     """Process initialiser: open the ledger and build the writer once."""
     global _writer
+    _exit_with_parent()
     configure_logging(level=spec.log_level)
     _writer = LedgerWriter(
         Ledger.open(spec.database_url), spec.policy, pseudonymiser(spec.pseudonym_key)
@@ -65,6 +69,21 @@ def start(spec: WriterSpec) -> None:
     # writer's time. Nothing made before this point needs collecting.
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _exit_with_parent() -> None:
+    """Leave when the worker does. A worker killed outright (SIGKILL, the OOM killer) cannot
+    shut its pool down, and the pool's pipe never closes for a forked child that holds both
+    ends, so the child watches its parent instead. Leaving mid-transaction rolls it back,
+    and the records it held were never acked: the next worker records them."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run(function: Any, *args: Any) -> Any:

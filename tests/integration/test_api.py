@@ -160,3 +160,23 @@ def test_an_admin_adds_a_user_whose_token_then_works(
     assert again.status_code == 409
     listed = client.get("/users", headers=auth(tokens[Role.ADMIN])).json()
     assert {"name": "new-auditor", "role": "auditor"} in listed
+
+
+def test_refused_requests_are_logged_without_the_token(
+    client: TestClient, tokens: dict[Role, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from pipeline.logging import configure as configure_logging
+
+    configure_logging(level="INFO", json=True)
+    try:
+        client.get("/incidents", headers=auth("sa_wrong-token"))
+        client.post("/users", json=BODIES["users"], headers=auth(tokens[Role.AUDITOR]))
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        configure_logging(level="WARNING")
+    events = {line["event"]: line for line in lines}
+    assert events["request_unauthenticated"]["path"] == "/incidents"
+    assert events["request_forbidden"]["user"] == "auditor-user"
+    assert not any("sa_wrong-token" in json.dumps(line) for line in lines)
