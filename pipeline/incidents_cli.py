@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -16,10 +16,11 @@ from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
-    Incident,
     Risk,
     Status,
     TransitionRefused,
+    in_queue_order,
+    left_text,
     shown_in_school_time,
 )
 from pipeline.ledger_cli import DbOption, open_ledger, reading
@@ -38,26 +39,6 @@ class RiskChoice(StrEnum):
     high_risk = "high_risk"
 
 
-def _left(incident: Incident, now: datetime) -> str:
-    left = incident.time_left(now)
-    if left is None:
-        return "-"
-    if left < timedelta(0):
-        return f"OVERDUE by {_duration(-left)}"
-    return _duration(left)
-
-
-def _duration(span: timedelta) -> str:
-    hours, rest = divmod(int(span.total_seconds()), 3600)
-    return f"{hours}h {rest // 60:02d}m"
-
-
-def _queue_order(item: tuple[int, Incident], now: datetime) -> tuple[int, float, int]:
-    incident_id, incident = item
-    left = incident.time_left(now)
-    return (left is None, left.total_seconds() if left is not None else 0.0, incident_id)
-
-
 @incidents_app.command("list")
 def incidents_list(
     db: DbOption = None,
@@ -73,14 +54,15 @@ def incidents_list(
                    "time left"):  # fmt: skip
         table.add_column(column)
     shown = 0
-    for incident_id, incident in sorted(found.items(), key=lambda i: _queue_order(i, now)):
+    for incident_id, incident in in_queue_order(found, now):
         if incident.status is Status.CLOSED and not show_all:
             continue
         deadline = incident.deadline
         table.add_row(
             str(incident_id), incident.severity.value, incident.status.value,
             incident.cause.rule, incident.cause.recipient or "-", str(len(incident.entries)),
-            shown_in_school_time(deadline) if deadline else "-", _left(incident, now),
+            shown_in_school_time(deadline) if deadline else "-",
+            left_text(incident.time_left(now)) or "-",
         )  # fmt: skip
         shown += 1
     console = Console(highlight=False)
@@ -107,8 +89,8 @@ def incidents_show(incident_id: int, db: DbOption = None) -> None:
                   f"on {incident.cause.day.isoformat()}")  # fmt: skip
     console.print(f"detected: {shown_in_school_time(incident.detected_at)}")
     if incident.deadline is not None:
-        console.print(f"ICO deadline: {shown_in_school_time(incident.deadline)} "
-                      f"({_left(incident, now)})")  # fmt: skip
+        left = left_text(incident.time_left(now)) or "-"
+        console.print(f"ICO deadline: {shown_in_school_time(incident.deadline)} ({left})")
     if incident.risk is not None:
         console.print(f"risk: {incident.risk.value}")
     entries = ", ".join(str(seq) for seq in incident.entries)

@@ -24,7 +24,9 @@ from pipeline.incidents.lifecycle import (
     ActionKind,
     Incident,
     Risk,
+    Status,
     TransitionRefused,
+    in_queue_order,
     shown_in_school_time,
 )
 from pipeline.ledger.store import ENTRY, Ledger, any_of
@@ -133,12 +135,6 @@ def incident_out(incident_id: int, incident: Incident, now: datetime) -> dict[st
     }  # fmt: skip
 
 
-def queue_order(item: dict[str, Any]) -> tuple[bool, float, int]:
-    """Least time left first (overdue at the top); incidents without a clock last."""
-    left = item["seconds_left"]
-    return (left is None, left if left is not None else 0.0, item["id"])
-
-
 bearer = HTTPBearer(auto_error=False)
 
 
@@ -217,10 +213,11 @@ def create_api(ledger: Ledger) -> FastAPI:
     @api.get("/incidents", response_model=list[IncidentOut])
     def list_incidents(user: Reader, db: Db, include_closed: bool = False) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
-        out = [incident_out(i, inc, now) for i, inc in incidents(db).items()]
-        return sorted(
-            (o for o in out if include_closed or o["status"] != "closed"), key=queue_order
-        )
+        return [
+            incident_out(i, incident, now)
+            for i, incident in in_queue_order(incidents(db), now)
+            if include_closed or incident.status is not Status.CLOSED
+        ]
 
     @api.get("/incidents/{incident_id}", response_model=IncidentDetail)
     def get_incident(incident_id: int, user: Reader, db: Db) -> dict[str, Any]:

@@ -16,13 +16,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
 
-from pipeline.api.app import READERS, Db, incident_detail, incident_out, queue_order
+from pipeline.api.app import READERS, Db, incident_detail, incident_out
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
     Risk,
+    Status,
     TransitionRefused,
+    in_queue_order,
+    left_text,
     shown_in_school_time,
 )
 from pipeline.logging import get_logger
@@ -35,18 +38,13 @@ templates.env.filters["zip"] = zip
 router = APIRouter(prefix="/desk", include_in_schema=False)
 
 
-def _left_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    span = timedelta(seconds=abs(int(seconds)))
-    hours, rest = divmod(int(span.total_seconds()), 3600)
-    text = f"{hours}h {rest // 60:02d}m"
-    return f"OVERDUE by {text}" if seconds < 0 else text
-
-
 def signed_in(request: Request, db: Db) -> User | None:
     token = request.cookies.get(COOKIE)
     return user_for(db, token) if token else None
+
+
+def _seconds(left: float | None) -> timedelta | None:
+    return timedelta(seconds=left) if left is not None else None
 
 
 SignedIn = Annotated[User | None, Depends(signed_in)]
@@ -88,11 +86,10 @@ def queue(request: Request, user: SignedIn, db: Db) -> Response:
     if user is None or user.role not in READERS:
         return _to_signin()
     now = datetime.now(UTC)
-    rows = sorted((incident_out(i, inc, now) for i, inc in incidents(db).items()), key=queue_order)
     shown = [
-        {**row, "left_text": _left_text(row["seconds_left"])}
-        for row in rows
-        if row["status"] != "closed"
+        {**incident_out(i, incident, now), "left_text": left_text(incident.time_left(now))}
+        for i, incident in in_queue_order(incidents(db), now)
+        if incident.status is not Status.CLOSED
     ]
     return templates.TemplateResponse(request, "queue.html", {"user": user, "incidents": shown})
 
@@ -105,7 +102,7 @@ def _incident_page(request: Request, user: User, db: Connection, incident_id: in
     detail["history"] = [{**a, "at_uk": shown_in_school_time(a["at"])} for a in detail["history"]]
     context = {
         "user": user, "i": detail, "error": error, "can_act": user.role is Role.DPO,
-        "left_text": _left_text(detail["seconds_left"]),
+        "left_text": left_text(_seconds(detail["seconds_left"])),
         "detected_uk": shown_in_school_time(detail["detected_at"]),
     }  # fmt: skip
     return templates.TemplateResponse(request, "incident.html", context, status_code=status)

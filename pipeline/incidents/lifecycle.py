@@ -200,3 +200,23 @@ def shown_in_school_time(moment: datetime) -> str:
     """``Mon 26 Oct 2026, 09:00 GMT``: how a deadline is shown to a DPO."""
     local = moment.astimezone(SCHOOL_TIME)
     return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "")
+
+
+def in_queue_order(found: dict[int, Incident], now: datetime) -> list[tuple[int, Incident]]:
+    """The DPO's queue: least time left first (overdue at the top), incidents whose clock
+    is stopped or never ran last, then by id."""
+
+    def key(item: tuple[int, Incident]) -> tuple[bool, float, int]:
+        left = item[1].time_left(now)
+        return (left is None, left.total_seconds() if left is not None else 0.0, item[0])
+
+    return sorted(found.items(), key=key)
+
+
+def left_text(left: timedelta | None) -> str:
+    """``5h 07m``, or ``OVERDUE by 1h 30m``; empty when there is no clock."""
+    if left is None:
+        return ""
+    hours, rest = divmod(abs(int(left.total_seconds())), 3600)
+    text = f"{hours}h {rest // 60:02d}m"
+    return f"OVERDUE by {text}" if left < timedelta(0) else text
