@@ -20,6 +20,7 @@ from structlog.contextvars import bound_contextvars
 from agents.relay import relay_alerts
 from agents.sink import LedgerSink
 from agents.writer import Handled
+from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
 from pipeline.kafka import (
     ALERTS_TOPIC,
@@ -193,7 +194,7 @@ def create_app(
 
 async def _until_sent(send: Any, *args: Any) -> None:
     """Retry a send to the broker until it is acknowledged: the records stay unacked."""
-    delay = 0.5
+    delays = backoff_delays(first=0.5, cap=30.0)
     while True:
         try:
             await send(*args)
@@ -201,6 +202,6 @@ async def _until_sent(send: Any, *args: Any) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.warning("send_failed", error=type(exc).__name__, retry_in=delay)
+            delay = next(delays)
+            log.warning("send_failed", error=type(exc).__name__, retry_in=round(delay, 2))
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select, text
 
+from pipeline.backoff import backoff_delays
 from pipeline.incidents.desk import incidents
 from pipeline.incidents.lifecycle import Incident, Status, shown_in_school_time
 from pipeline.ledger.store import PUPIL, Ledger, any_of, now_text
@@ -67,12 +68,27 @@ def notice(incident_id: int, incident: Incident, pupil_keys: Sequence[str],
     }
 
 
+def _retried(attempt_once: Callable[[], tuple[bool | None, str]], attempts: int,
+             first_delay: float) -> Delivery:  # fmt: skip
+    """Call ``attempt_once`` (True: delivered; False: refused for good; None: try again,
+    with the error) up to ``attempts`` times, waiting with backoff between tries."""
+    delays = backoff_delays(first_delay, cap=60.0)
+    error = ""
+    for attempt in range(1, attempts + 1):
+        outcome, error = attempt_once()
+        if outcome is not None:
+            return Delivery(outcome, attempt, None if outcome else error)
+        if attempt < attempts:
+            time.sleep(next(delays))
+    return Delivery(False, attempts, error)
+
+
 def post_signed(url: str, body: bytes, secret: bytes, attempts: int = 4,
                 first_delay: float = 0.5, timeout: float = 10.0) -> Delivery:  # fmt: skip
     """POST ``body`` to ``url`` until a 2xx, at most ``attempts`` times with backoff.
     A 4xx other than 408 and 429 is final: retrying would not change the answer."""
-    delay, error = first_delay, ""
-    for attempt in range(1, attempts + 1):
+
+    def post() -> tuple[bool | None, str]:
         timestamp = str(int(time.time()))
         request = urllib.request.Request(
             url, data=body, method="POST",
@@ -83,18 +99,15 @@ def post_signed(url: str, body: bytes, secret: bytes, attempts: int = 4,
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 if 200 <= response.status < 300:
-                    return Delivery(True, attempt)
-                error = f"HTTP {response.status}"
+                    return True, ""
+                return None, f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
-            error = f"HTTP {exc.code}"
-            if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                return Delivery(False, attempt, error)
+            final = 400 <= exc.code < 500 and exc.code not in (408, 429)
+            return (False if final else None), f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
-            error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-        if attempt < attempts:
-            time.sleep(delay)
-            delay *= 2
-    return Delivery(False, attempts, error)
+            return None, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+
+    return _retried(post, attempts, first_delay)
 
 
 def _pupils(connection: Connection, seqs: Sequence[int]) -> list[str]:
@@ -165,8 +178,7 @@ def email_message(smtp: Smtp, to: str, sent: dict[str, Any]) -> EmailMessage:
 
 def send_email(smtp: Smtp, to: str, sent: dict[str, Any], attempts: int = 4,
                first_delay: float = 0.5) -> Delivery:  # fmt: skip
-    delay, error = first_delay, ""
-    for attempt in range(1, attempts + 1):
+    def send() -> tuple[bool | None, str]:
         try:
             with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as server:
                 if smtp.starttls:
@@ -174,13 +186,11 @@ def send_email(smtp: Smtp, to: str, sent: dict[str, Any], attempts: int = 4,
                 if smtp.username:
                     server.login(smtp.username, smtp.password or "")
                 server.send_message(email_message(smtp, to, sent))
-            return Delivery(True, attempt)
+            return True, ""
         except (smtplib.SMTPException, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:300]
-        if attempt < attempts:
-            time.sleep(delay)
-            delay *= 2
-    return Delivery(False, attempts, error)
+            return None, f"{type(exc).__name__}: {exc}"[:300]
+
+    return _retried(send, attempts, first_delay)
 
 
 def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: str) -> int:
