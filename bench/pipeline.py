@@ -26,7 +26,6 @@ import os
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
-from pipeline.ledger.store import Ledger  # noqa: E402
+from pipeline.ledger.store import Ledger, from_utc_text  # noqa: E402
 from pipeline.mis import MisProducer  # noqa: E402
 from pipeline.running import Worker, worker_command  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
@@ -178,7 +177,7 @@ def _count(url: str) -> int:
 
 
 def _instant(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return from_utc_text(text).timestamp()
 
 
 def pipeline_rate(worker: Worker, url: str, count: int) -> float:

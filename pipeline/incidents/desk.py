@@ -23,7 +23,7 @@ from pipeline.incidents.lifecycle import (
     Risk,
 )
 from pipeline.ledger.outbox import SUPERSEDED
-from pipeline.ledger.store import Ledger, NewEntry, now_text
+from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
 
 ACTION_KIND = "incident_action"
 
@@ -32,19 +32,17 @@ class UnknownIncident(Exception):
     """No incident has this id."""
 
 
-def _instant(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
 def _action(details: dict[str, Any], recorded_at: str) -> Action:
     return Action(
         ActionKind(details["action"]),
         details["by"],
-        _instant(recorded_at) or datetime.min,
+        from_utc_text(recorded_at),
         risk=Risk(details["risk"]) if details.get("risk") else None,
         reasons=details.get("reasons"),
         ico_reference=details.get("ico_reference"),
-        reported_at=_instant(details.get("reported_at")),
+        reported_at=(
+            datetime.fromisoformat(details["reported_at"]) if details.get("reported_at") else None
+        ),
     )
 
 

@@ -8,18 +8,14 @@ one incident for the DPO to work, not ten.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from pipeline.incidents.lifecycle import Cause, Incident, school_day
+from pipeline.ledger.store import from_utc_text
 from schemas.alerts import Severity
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 
 _RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def cause_of(alert: Mapping[str, Any]) -> Cause:
@@ -28,7 +24,9 @@ def cause_of(alert: Mapping[str, Any]) -> Cause:
     verdict = Verdict(alert["decision"])
     rules = [RuleId(r) for r in alert["rules"]]
     decisive = next((r for r in rules if RULE_VERDICT[r] is verdict), rules[0])
-    return Cause(decisive.value, alert.get("recipient"), school_day(_instant(alert["recorded_at"])))
+    return Cause(
+        decisive.value, alert.get("recipient"), school_day(from_utc_text(alert["recorded_at"]))
+    )
 
 
 def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
@@ -42,7 +40,7 @@ def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
         known = grouped.get(cause)
         if known is None:
             grouped[cause] = Incident(
-                cause, severity, _instant(alert["recorded_at"]), breach, (alert["seq"],)
+                cause, severity, from_utc_text(alert["recorded_at"]), breach, (alert["seq"],)
             )
             continue
         worse = severity if _RANK[severity] > _RANK[known.severity] else known.severity

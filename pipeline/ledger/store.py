@@ -62,6 +62,11 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
+def from_utc_text(text: str) -> datetime:
+    """The instant :func:`utc_text` wrote."""
+    return datetime.fromisoformat(text)
+
+
 def now_text() -> str:
     return utc_text(datetime.now(UTC))
 
