@@ -39,10 +39,9 @@ class Worker:
         self._log: IO[bytes] | None = None
 
     def start(self) -> None:
-        output: int | IO[bytes] | None = None
-        if self.log_file is not None:
-            self._log = self.log_file.open("ab")
-            output = self._log
+        if self.log_file is not None and self._log is None:
+            self._log = self.log_file.open("ab")  # one handle for every restart
+        output = self._log
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
             env={**os.environ, **(self.env or {})},
