@@ -22,7 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from pipeline import __version__
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
-from pipeline.console import EXIT_UNREADABLE, fail
+from pipeline.console import EXIT_UNREADABLE, fail, open_events
 from pipeline.engine import Engine
 from pipeline.incidents_cli import incidents_app
 from pipeline.ledger.ingest import LedgerWriter
@@ -88,19 +88,6 @@ def main_options(
     configure_logging(level=os.environ.get("SHARING_AUDIT_LOG_LEVEL", "WARNING"))
 
 
-def _open_events(file: str) -> tuple[IO[bytes], int | None]:
-    if file == "-":
-        return sys.stdin.buffer, None
-    path = Path(file)
-    try:
-        if path.is_dir():
-            fail(f"cannot read {file}: it is a directory")
-        stream = path.open("rb")
-        return stream, path.stat().st_size
-    except OSError as exc:
-        fail(f"cannot read {file}: {exc.strerror or exc}")
-
-
 @app.command()
 def check(
     file: Annotated[
@@ -129,7 +116,7 @@ def check(
         decide_batch = writer.write
     else:
         decide_batch, batch = in_memory(Engine(pack)), 1
-    stream, size = _open_events(file)
+    stream, size = open_events(file)
     fmt = output or (Format.table if sys.stdout.isatty() else Format.jsonl)
     err = Console(stderr=True)
     show_progress = err.is_terminal and size is not None and size >= _PROGRESS_MIN_BYTES

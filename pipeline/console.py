@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from pathlib import Path
+from typing import IO, NoReturn
 
 import typer
 
@@ -15,3 +16,18 @@ def fail(message: str, code: int = EXIT_UNREADABLE) -> NoReturn:
     """One line on standard error, then exit with ``code``."""
     print(f"sharing-audit: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def open_events(file: str) -> tuple[IO[bytes], int | None]:
+    """A JSON Lines file, or standard input for ``-``, and its size when known; or a
+    clear exit naming what cannot be read."""
+    if file == "-":
+        return sys.stdin.buffer, None
+    path = Path(file)
+    try:
+        if path.is_dir():
+            fail(f"cannot read {file}: it is a directory")
+        stream = path.open("rb")
+        return stream, path.stat().st_size
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")

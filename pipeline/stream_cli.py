@@ -10,14 +10,14 @@ import signal
 import sys
 import threading
 from collections import Counter
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from pipeline.broker import BrokerError, EmbeddedBroker
-from pipeline.console import fail
+from pipeline.checking import numbered_lines
+from pipeline.console import fail, open_events
 from pipeline.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
 from pipeline.ledger_cli import DbOption, database_url, shown
 from pipeline.mis import DeliveryError, MisProducer, NotRoutable
@@ -88,23 +88,14 @@ def emit(
     """
     config = broker_config(broker)
     err = Console(stderr=True)
-    if file == "-":
-        lines = sys.stdin.buffer
-    else:
-        try:
-            lines = Path(file).open("rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            fail(f"cannot read {file}: {exc.strerror or exc}")
+    stream, _ = open_events(file)
     failures: list[str] = []
     sent: list[tuple[int, str, Any]] = []
     try:
-        with lines, MisProducer(config) as producer:
-            for number, line in enumerate(lines, 1):
-                raw = line.strip()
-                if not raw:
-                    continue
+        with stream, MisProducer(config) as producer:
+            for number, line in numbered_lines(stream):
                 try:
-                    future = producer.send_record(raw, topic)
+                    future = producer.send_record(line.strip(), topic)
                 except NotRoutable as exc:
                     failures.append(f"line {number}: not sent: {exc}")
                     continue
