@@ -20,7 +20,7 @@ from rich.table import Table
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, consumer_settings
+from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
 from pipeline.ledger.queries import current_decisions, decision_count, verify
 from pipeline.ledger.store import Ledger
 from pipeline.mis import MisProducer
@@ -44,21 +44,10 @@ def _progress(console: Console, label: str) -> Progress:
 
 
 def _read_alerts(kafka: KafkaConfig, expected: int, timeout: float) -> list[dict[str, Any]]:
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**consumer_settings(kafka))
-    partitions = [TopicPartition(ALERTS_TOPIC, p)
-                  for p in consumer.partitions_for_topic(ALERTS_TOPIC) or []]  # fmt: skip
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    alerts: dict[int, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while len(alerts) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=500).values():
-            for record in batch:
-                alert = orjson.loads(record.value)
-                alerts[alert["seq"]] = alert  # at-least-once: the same seq is one alert
-    consumer.close()
+    """The alerts on the topic, one per ``seq`` (delivery is at-least-once)."""
+    records = read_topic(kafka, ALERTS_TOPIC, expected, timeout,
+                         identity=lambda record: orjson.loads(record.value)["seq"])  # fmt: skip
+    alerts = {alert["seq"]: alert for alert in (orjson.loads(r.value) for r in records)}
     return [alerts[seq] for seq in sorted(alerts)]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,3 +162,26 @@ def wait_for_broker(config: KafkaConfig, timeout: float = 30.0) -> None:
         finally:
             admin.close()
     raise KafkaUnavailable(last or f"no Kafka broker answers at {config.bootstrap}")
+
+
+def read_topic(config: KafkaConfig, topic: str, expected: int, timeout: float = 30.0,
+               identity: Callable[[Any], Any] | None = None) -> list[Any]:  # fmt: skip
+    """Every record on ``topic`` from the start, until ``expected`` have come (counted by
+    ``identity`` when records may repeat: delivery is at-least-once) or ``timeout`` passes.
+    Reads without a consumer group, so it commits nothing."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**consumer_settings(config))
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    records: list[Any] = []
+    seen: set[Any] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < expected and time.monotonic() < deadline:
+        for batch in consumer.poll(timeout_ms=500).values():
+            for record in batch:
+                records.append(record)
+                seen.add(identity(record) if identity else len(records))
+    consumer.close()
+    return records

@@ -13,10 +13,9 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from pipeline.broker import BrokerError, EmbeddedBroker
-from pipeline.kafka import KafkaConfig, consumer_settings
+from pipeline.kafka import KafkaConfig
 from pipeline.ledger.queries import current_decisions, decision_count
 from pipeline.ledger.store import Ledger
 
@@ -70,23 +69,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.2
             return True
         time.sleep(every)
     return condition()
-
-
-def read_topic(config: KafkaConfig, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
-    """Every record on ``topic`` (at least ``expected`` of them, or what came in time)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(**consumer_settings(config))
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    records: list[Any] = []
-    deadline = time.monotonic() + timeout
-    while len(records) < expected and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-    consumer.close()
-    return records
 
 
 def _kcat_works(env: dict[str, str], config: KafkaConfig) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.kafka import ALERTS_TOPIC, DEADLETTER_TOPIC, KafkaConfig, ensure_topics
+from pipeline.kafka import ALERTS_TOPIC, DEADLETTER_TOPIC, KafkaConfig, ensure_topics, read_topic
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
 from pipeline.mis import route
@@ -29,7 +29,6 @@ from tests.integration.streaming import (
     kcat_env,
     kcat_produce,
     ledger_final,
-    read_topic,
     wait_until,
 )
 

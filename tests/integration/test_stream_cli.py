@@ -14,9 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
-from pipeline.kafka import KafkaConfig, ensure_topics
+from pipeline.kafka import KafkaConfig, ensure_topics, read_topic
 from pipeline.simulate import simulate
-from tests.integration.streaming import read_topic
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
