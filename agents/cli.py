@@ -33,7 +33,8 @@ def worker(
 ) -> None:
     """Run the agents: decide every event on the input topics into the ledger."""
     from agents.app import Batching
-    from agents.worker import LedgerNotReady, WorkerConfig, run_worker
+    from agents.worker import WorkerConfig, run_worker
+    from pipeline.ledger.schema import SchemaNotReady
 
     config = settings()
     configure_logging(level=config.log_level)
@@ -50,8 +51,8 @@ def worker(
     )
     try:
         run_worker(worker_config)
-    except LedgerNotReady as exc:
-        fail(f"{shown(url)}: {exc}")
+    except SchemaNotReady as exc:
+        fail(f"{shown(url)} {exc}")
     except KafkaUnavailable as exc:
         fail(str(exc))
 

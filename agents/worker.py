@@ -25,10 +25,6 @@ from pipeline.policy.pack import Policy
 log = get_logger(__name__)
 
 
-class LedgerNotReady(Exception):
-    """The ledger exists but cannot be used as it is (its schema is older than the code)."""
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     kafka: KafkaConfig
@@ -47,13 +43,7 @@ def ready_ledger(url: str, first_delay: float = 0.5, cap: float = 30.0) -> Ledge
     ledger = Ledger.open(url)
     while True:
         try:
-            revision = schema.current_revision(ledger.engine)
-            if revision is None:
-                schema.upgrade(ledger.engine)
-            elif revision != schema.head_revision():
-                raise LedgerNotReady(
-                    f"the ledger is at schema {revision}: run sharing-audit db upgrade"
-                )
+            schema.prepare(ledger.engine)
             return ledger
         except SQLAlchemyError as exc:
             if not is_unavailable(exc):

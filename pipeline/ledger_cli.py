@@ -52,21 +52,14 @@ def shown(url: str) -> str:
 
 
 def open_ledger(db: str | None, create: bool = True) -> Ledger:
-    """The ledger at ``db``, its schema created if the database is empty.
-
-    A database at an older schema is not changed behind the user's back: that takes
-    ``sharing-audit db upgrade``.
-    """
+    """The ledger at ``db``, its schema created if the database is empty (see
+    :func:`schema.prepare`)."""
     url = database_url(db)
     try:
         ledger = Ledger.open(url)
-        revision = schema.current_revision(ledger.engine)
-        if revision is None and create:
-            schema.upgrade(ledger.engine)
-        elif revision is None:
-            fail(f"{shown(url)} holds no ledger yet")
-        elif revision != schema.head_revision():
-            fail(f"{shown(url)} is at schema {revision}: run sharing-audit db upgrade")
+        schema.prepare(ledger.engine, create)
+    except schema.SchemaNotReady as exc:
+        fail(f"{shown(url)} {exc}")
     except ArgumentError:
         fail(f"not a database URL: {shown(url)}")
     except OperationalError as exc:

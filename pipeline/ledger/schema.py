@@ -34,6 +34,25 @@ def upgrade(engine: Engine) -> str:
     return current_revision(engine) or ""
 
 
+class SchemaNotReady(Exception):
+    """The database holds no ledger, or one at an older schema than this code."""
+
+
+def prepare(engine: Engine, create: bool = True) -> None:
+    """Create the schema in an empty database (when ``create``); refuse an older one.
+
+    A database at an older schema is not changed behind the user's back: that takes
+    ``sharing-audit db upgrade``.
+    """
+    revision = current_revision(engine)
+    if revision is None:
+        if not create:
+            raise SchemaNotReady("holds no ledger yet")
+        upgrade(engine)
+    elif revision != head_revision():
+        raise SchemaNotReady(f"is at schema {revision}: run sharing-audit db upgrade")
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
