@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli import app, policy_or_fail
-from pipeline.console import fail
+from pipeline.cli import app
+from pipeline.console import fail, policy_or_fail
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
 from pipeline.kafka import KafkaUnavailable
 from pipeline.ledger_cli import DbOption, database_url, pseudonym_key_for, shown

@@ -22,17 +22,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from pipeline import __version__
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
-from pipeline.console import EXIT_UNREADABLE, fail, open_events
+from pipeline.console import EXIT_UNREADABLE, fail, open_events, policy_or_fail
 from pipeline.engine import Engine
 from pipeline.incidents_cli import incidents_app
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger_cli import db_app, ledger_app, open_ledger, pseudonym_for
 from pipeline.logging import configure as configure_logging
 from pipeline.packs import load_pack
-from pipeline.policy.pack import PackError, Policy
+from pipeline.policy.pack import PackError
 from pipeline.presenting import print_policy, result_row, summary_table
+from pipeline.report_cli import report_app
 from pipeline.serve_cli import serve, users_app
-from pipeline.settings import settings
 from pipeline.stream_cli import broker, emit, up
 from schemas.export import write_schemas
 
@@ -51,6 +51,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(db_app, name="db")
 app.add_typer(incidents_app, name="incidents")
 app.add_typer(users_app, name="users")
+app.add_typer(report_app, name="report")
 app.command()(serve)
 app.command()(broker)
 app.command()(emit)
@@ -62,14 +63,6 @@ _PROGRESS_MIN_BYTES = 1 << 20
 class Format(StrEnum):
     jsonl = "jsonl"
     table = "table"
-
-
-def policy_or_fail(ref: str | None) -> Policy:
-    """The pack named on the command line, else SHARING_AUDIT_POLICY, else the default."""
-    try:
-        return load_pack(ref or settings().policy)
-    except PackError as exc:
-        fail(f"policy pack {exc.source}: " + "; ".join(exc.problems))
 
 
 def _version(value: bool) -> None:

@@ -8,6 +8,10 @@ from typing import IO, NoReturn
 
 import typer
 
+from pipeline.packs import load_pack
+from pipeline.policy.pack import PackError, Policy
+from pipeline.settings import settings
+
 #: Exit status when a file, pack or database cannot be read.
 EXIT_UNREADABLE = 2
 
@@ -31,3 +35,11 @@ def open_events(file: str) -> tuple[IO[bytes], int | None]:
         return stream, path.stat().st_size
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror or exc}")
+
+
+def policy_or_fail(ref: str | None) -> Policy:
+    """The pack named on the command line, else SHARING_AUDIT_POLICY, else the default."""
+    try:
+        return load_pack(ref or settings().policy)
+    except PackError as exc:
+        fail(f"policy pack {exc.source}: " + "; ".join(exc.problems))

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import csv
+import getpass
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, time
+from dataclasses import replace
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -19,14 +18,16 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from pipeline.console import fail
 from pipeline.ledger import schema
-from pipeline.ledger.queries import ENTRY_COLUMNS, Filters, entries, stats, verify
-from pipeline.ledger.store import Ledger, utc_text
+from pipeline.ledger.asking import BadFilter, filters_from
+from pipeline.ledger.queries import stats, verify
+from pipeline.ledger.reads import Requester, export
+from pipeline.ledger.store import Ledger
 from pipeline.presenting import short_type
 from pipeline.pseudonym import PseudonymKeyError, load_or_create_key, pseudonymiser
-from pipeline.register import check_upn
+from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
-from schemas.events import EVENT_TYPES
 
+T = TypeVar("T")
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
 
@@ -102,28 +103,18 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-def _instant(value: str | None, option: str) -> str | None:
-    """An RFC 3339 instant or a date (midnight UTC) as the ledger's UTC text."""
-    if value is None:
-        return None
+def cli_reader() -> Requester:
+    """Whoever runs a read at the command line: the operating-system user, who has the
+    database itself in hand."""
+    return Requester(getpass.getuser(), "database", "cli")
+
+
+def asked(make: Callable[[], T]) -> T:
+    """``make()``, or a clear exit naming the filter it could not use."""
     try:
-        if len(value) == 10:  # a date: its midnight, local time
-            return utc_text(datetime.combine(date.fromisoformat(value), time.min).astimezone())
-        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        fail(f"{option} {value!r}: give a date (2026-07-21) or an RFC 3339 time")
-    if moment.tzinfo is None:
-        fail(f"{option} {value!r}: a time needs a UTC offset, e.g. 2026-07-21T09:00:00Z")
-    return utc_text(moment)
-
-
-def _event_type(value: str | None) -> str | None:
-    if value is None or value in EVENT_TYPES:
-        return value
-    matches = [t for t in EVENT_TYPES if value in t.split(".")]
-    if len(matches) != 1:
-        fail(f"--type {value!r}: give one of {', '.join(EVENT_TYPES)} or a word of one")
-    return matches[0]
+        return make()
+    except BadFilter as exc:
+        fail(str(exc))
 
 
 @ledger_app.command("verify")
@@ -151,47 +142,38 @@ def ledger_query(
     ] = None,
     decision: Annotated[str | None, typer.Option(help="allowed, review, breach, rejected")] = None,
     rule: Annotated[str | None, typer.Option(help="A rule id, e.g. consent.missing")] = None,
+    category: Annotated[str | None, typer.Option(help="A data category, e.g. medical")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="decision, reevaluation, incident_action or read")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="From this date or time (inclusive).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this date or time.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many entries.")] = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
 ) -> None:
-    """List ledger entries, oldest first, filtered."""
-    pupil_key = None
-    if pupil is not None:
-        if check_upn(pupil)[0] is None:
-            fail(f"--pupil: not a valid UPN ({check_upn(pupil)[1]})")
-        pupil_key = pseudonym_for(db)(pupil)
-    if decision is not None and decision not in ("allowed", "review", "breach", "rejected"):
-        fail(f"--decision {decision!r}: one of allowed, review, breach, rejected")
-    filters = Filters(
-        pupil_key=pupil_key,
-        recipient=recipient,
-        event_type=_event_type(event_type),
-        decision=decision,
-        rule=rule,
-        since=_instant(since, "--since"),
-        until=_instant(until, "--until"),
-        limit=limit,
-    )
+    """List ledger entries, oldest first, filtered. The query is recorded as a read."""
+    filters = asked(lambda: filters_from(
+        lambda upn: pseudonym_for(db)(upn), upn=pupil, recipient=recipient,
+        event_type_=event_type, decision=decision, rule=rule, category=category, kind=kind,
+        since=since, until=until,
+        names={"upn": "--pupil", "event_type": "--type", "decision": "--decision",
+               "kind": "--kind", "since": "--since", "until": "--until"},
+    ))  # fmt: skip
+    filters = replace(filters, limit=limit)
     ledger = open_ledger(db, create=False)
-    with reading(ledger) as connection:
-        _print_entries(entries(connection, filters), output)
+    with reading(ledger):
+        _, found = export(ledger, cli_reader(), filters, output.value)
+        _print_entries(found, output)
 
 
 def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None:
     if output is OutputFormat.jsonl:
-        for row in rows:
-            sys.stdout.buffer.write(orjson.dumps(row) + b"\n")
+        for lines in entries_jsonl(rows):
+            sys.stdout.buffer.write(lines)
         return
     if output is OutputFormat.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(ENTRY_COLUMNS)
-        for row in rows:
-            writer.writerow(
-                orjson.dumps(row[c]).decode() if isinstance(row[c], list | dict) else row[c]
-                for c in ENTRY_COLUMNS
-            )
+        for chunk in entries_csv(rows):
+            sys.stdout.write(chunk)
         return
     table = Table(header_style="bold")
     for column in ("seq", "kind", "occurred", "type", "recipient", "decision", "rules"):
@@ -200,12 +182,14 @@ def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None
     for row in rows:
         count += 1
         kind = row["kind"] + (f" of {row['refers_to']}" if row["refers_to"] else "")
+        details = row["details"] or {}
+        read = row["kind"] == "read"
         table.add_row(
             str(row["seq"]),
             kind,
-            (row["occurred_at"] or "")[:19],
-            short_type(row["event_type"]) if row["event_type"] else "",
-            row["recipient"] or "",
+            (row["recorded_at"] if read else row["occurred_at"] or "")[:19],
+            details.get("action", "") if read else short_type(row["event_type"] or ""),
+            f"by {details.get('by')} ({details.get('via')})" if read else row["recipient"] or "",
             row["decision"] or "",
             ", ".join(row["rules"]),
         )

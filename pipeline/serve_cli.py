@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.console import fail
-from pipeline.ledger_cli import DbOption, open_ledger, reading
+from pipeline.console import fail, policy_or_fail
+from pipeline.ledger_cli import DbOption, open_ledger, pseudonym_for, reading
 from pipeline.users import Role, UserExists, add_user, users
 
 users_app = typer.Typer(help="People who may use the breach desk and the API.",
@@ -47,12 +47,18 @@ def serve(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    policy: Annotated[
+        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
+    ] = None,
 ) -> None:
-    """Serve the breach desk's HTTP API (OpenAPI at /docs and /openapi.json)."""
+    """Serve the breach desk, the auditors' search and reports, and the HTTP API (OpenAPI at
+    /docs)."""
     import uvicorn
 
     from pipeline.api.app import create_api
 
+    pack = policy_or_fail(policy)
     ledger = open_ledger(db)
+    api = create_api(ledger, policy=pack, pseudonym=pseudonym_for(db))
     print(f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/docs)", flush=True)
-    uvicorn.run(create_api(ledger), host=host, port=port, log_config=None)
+    uvicorn.run(api, host=host, port=port, log_config=None)

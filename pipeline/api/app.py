@@ -8,7 +8,7 @@ the DPO acts on incidents. Actions go into the ledger's chain with the user's na
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -29,8 +29,13 @@ from pipeline.incidents.lifecycle import (
     in_queue_order,
     shown_in_school_time,
 )
+from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, Ledger, any_of
 from pipeline.logging import get_logger
+from pipeline.packs import load_pack
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import load_or_create_key, pseudonymiser
+from pipeline.settings import settings
 from pipeline.users import Role, User, UserExists, add_user, user_for, users
 
 log = get_logger(__name__)
@@ -194,15 +199,51 @@ def incident_detail(db: Connection, incident_id: int) -> dict[str, Any] | None:
     return {**incident_out(incident_id, incident, datetime.now(UTC)), "ledger_entries": entries}
 
 
-def create_api(ledger: Ledger) -> FastAPI:
+def reader_of(user: User, via: str) -> Requester:
+    """Who is reading, for the ledger's read entry: ``via`` is "api" or "page"."""
+    return Requester(user.name, user.role.value, via)
+
+
+def audited_incident_detail(
+    ledger: Ledger, db: Connection, user: User, via: str, incident_id: int
+) -> dict[str, Any] | None:
+    """:func:`incident_detail`, recorded as a read: it shows the entries' pupils."""
+    as_of = Ledger.head(db)[0]
+    detail = incident_detail(db, incident_id)
+    if detail is not None:
+        db.rollback()  # end the read transaction before taking the write lock (SQLite)
+        shown = len(detail["ledger_entries"])
+        record_read(ledger, reader_of(user, via), "incident", returned=shown, as_of=as_of,
+                    refers_to=incident_id)  # fmt: skip
+    return detail
+
+
+def create_api(
+    ledger: Ledger,
+    *,
+    policy: Policy | None = None,
+    pseudonym: Callable[[str], str] | None = None,
+) -> FastAPI:
+    """The app over ``ledger``. ``policy`` (default: the configured pack) explains
+    entries and reports; ``pseudonym`` (default: the ledger's own key) turns a UPN asked
+    about into the key the ledger knows the pupil by."""
     api = FastAPI(
         title="sharing-audit",
-        summary="The DPO's breach desk and the ledger behind it.",
+        summary="The DPO's breach desk, the auditors' search and reports, and the ledger.",
         version="1",
     )
     api.state.ledger = ledger
-    from pipeline.api.pages import router as pages  # the pages build on this module
+    api.state.policy = policy or load_pack(settings().policy)
+    api.state.pseudonym = pseudonym or pseudonymiser(
+        load_or_create_key(
+            settings().pseudonym_key, ledger.engine.url.render_as_string(hide_password=False)
+        )
+    )
+    # These build on this module's dependencies, so they are imported once it exists.
+    from pipeline.api.audit import router as audit
+    from pipeline.api.pages import router as pages
 
+    api.include_router(audit)
     api.include_router(pages)
 
     @api.get("/health")
@@ -221,7 +262,7 @@ def create_api(ledger: Ledger) -> FastAPI:
 
     @api.get("/incidents/{incident_id}", response_model=IncidentDetail)
     def get_incident(incident_id: int, user: Reader, db: Db) -> dict[str, Any]:
-        detail = incident_detail(db, incident_id)
+        detail = audited_incident_detail(ledger, db, user, "api", incident_id)
         if detail is None:
             raise HTTPException(404, f"no incident {incident_id}")
         return detail

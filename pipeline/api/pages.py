@@ -8,15 +8,27 @@ cookie holding it, so forms work without JavaScript and other sites cannot post 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Connection
 
-from pipeline.api.app import READERS, Db, incident_detail, incident_out
+from pipeline.api.app import READERS, Db, audited_incident_detail, incident_out, reader_of
+from pipeline.api.audit import (
+    MAX_SEQ,
+    SAR_ROLES,
+    ExportFormat,
+    ReportFormat,
+    entries_download,
+    opened_entry,
+    ropa_response,
+    sar_response,
+)
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
@@ -28,13 +40,22 @@ from pipeline.incidents.lifecycle import (
     left_text,
     shown_in_school_time,
 )
+from pipeline.ledger.asking import KINDS, BadFilter, filters_from, instant, pupil_key
+from pipeline.ledger.queries import Filters
+from pipeline.ledger.reads import search
 from pipeline.logging import get_logger
+from pipeline.reports.formats import event_label, in_school_time
+from pipeline.reports.ropa import audited_ropa
+from pipeline.reports.sar import audited_sar
 from pipeline.users import Role, User, user_for
+from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)
 COOKIE = "sharing_audit_session"
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["zip"] = zip
+templates.env.filters["uk"] = in_school_time
+templates.env.filters["what"] = event_label
 router = APIRouter(prefix="/desk", include_in_schema=False)
 
 
@@ -96,7 +117,7 @@ def queue(request: Request, user: SignedIn, db: Db) -> Response:
 
 def _incident_page(request: Request, user: User, db: Connection, incident_id: int,
                    error: str | None = None, status: int = 200) -> Response:  # fmt: skip
-    detail = incident_detail(db, incident_id)
+    detail = audited_incident_detail(request.app.state.ledger, db, user, "page", incident_id)
     if detail is None:
         return HTMLResponse(f"<p>No incident {incident_id}. <a href='/desk'>Back</a></p>", 404)
     detail["history"] = [{**a, "at_uk": shown_in_school_time(a["at"])} for a in detail["history"]]
@@ -153,3 +174,129 @@ def incident_action(
         return _incident_page(request, user, db, incident_id, str(refused), 409)
     log.info("incident_action", incident=incident_id, action=action.value, by=user.name)
     return RedirectResponse(f"/desk/incidents/{incident_id}", status_code=303)
+
+
+# -- the auditors' pages: search, an entry, the reports ---------------------------------
+
+_SEARCH_FIELDS = ("upn", "recipient", "type", "decision", "rule", "category", "kind",
+                  "since", "until")  # fmt: skip
+
+
+_FIELD_NAMES = {"upn": "Pupil UPN", "event_type": "Event type", "decision": "Decision",
+                "kind": "Kind", "since": "From", "until": "Before"}  # fmt: skip
+
+
+def _forbidden(request: Request, user: User, what: str) -> Response:
+    log.warning("request_forbidden", path=request.url.path, user=user.name, role=user.role.value)
+    return HTMLResponse(
+        f"<p>The {user.role.value} role may not {what}. <a href='/desk'>Back</a></p>", 403
+    )
+
+
+def _asked(request: Request) -> dict[str, str]:
+    """The search form's fields as given (empty ones dropped)."""
+    return {k: v for k in _SEARCH_FIELDS if (v := request.query_params.get(k, "").strip())}
+
+
+def _filters(request: Request, asked: dict[str, str], after: int = 0) -> Filters:
+    return filters_from(
+        request.app.state.pseudonym, upn=asked.get("upn"), recipient=asked.get("recipient"),
+        event_type_=asked.get("type"), decision=asked.get("decision"), rule=asked.get("rule"),
+        category=asked.get("category"), kind=asked.get("kind"), since=asked.get("since"),
+        until=asked.get("until"), after=after, names=_FIELD_NAMES,
+    )  # fmt: skip
+
+
+@router.get("/search", response_class=HTMLResponse, response_model=None)
+def search_page(
+    request: Request, user: SignedIn, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
+) -> Response:
+    """The search form; with any field given, a recorded page of results."""
+    if user is None or user.role not in READERS:
+        return _to_signin()
+    asked = _asked(request)
+    context: dict[str, Any] = {
+        "user": user, "q": asked, "event_types": EVENT_TYPES, "kinds": KINDS,
+        "query": urlencode(asked), "can_sar": user.role in SAR_ROLES, "page": None,
+    }  # fmt: skip
+    if not asked and "go" not in request.query_params:
+        return templates.TemplateResponse(request, "search.html", context)
+    try:
+        filters = _filters(request, asked, after)
+    except BadFilter as exc:
+        context["error"] = str(exc)
+        return templates.TemplateResponse(request, "search.html", context, status_code=422)
+    context["page"] = search(request.app.state.ledger, reader_of(user, "page"), filters, 50)
+    return templates.TemplateResponse(request, "search.html", context)
+
+
+@router.get("/search/export", response_model=None)
+def search_export(
+    request: Request, user: SignedIn, format: ExportFormat = ExportFormat.csv
+) -> Response:
+    """The whole search as a download, streamed."""
+    if user is None or user.role not in READERS:
+        return _to_signin()
+    try:
+        filters = _filters(request, _asked(request))
+    except BadFilter as exc:
+        return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
+    return entries_download(request.app.state.ledger, reader_of(user, "page"), filters, format)
+
+
+@router.get("/entries/{seq}", response_class=HTMLResponse, response_model=None)
+def entry_page(seq: int, request: Request, user: SignedIn) -> Response:
+    if user is None or user.role not in READERS:
+        return _to_signin()
+    state = request.app.state
+    try:
+        found = opened_entry(state.ledger, reader_of(user, "page"), seq, state.policy)
+    except HTTPException:
+        return HTMLResponse(f"<p>No entry {seq}. <a href='/desk/search'>Back</a></p>", 404)
+    return templates.TemplateResponse(
+        request, "entry.html", {"user": user, "e": found["entry"], **found}
+    )
+
+
+@router.get("/sar", response_model=None)
+def sar_page(
+    request: Request, user: SignedIn, upn: str = "", format: ReportFormat = ReportFormat.html
+) -> Response:
+    """The subject-access report, printable, for the DPO to send to a parent."""
+    if user is None or user.role not in READERS:
+        return _to_signin()
+    if user.role not in SAR_ROLES:
+        return _forbidden(request, user, "run a subject-access report")
+    state = request.app.state
+    try:
+        key = pupil_key(upn, state.pseudonym, "UPN")
+    except BadFilter as exc:
+        return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
+    report = audited_sar(state.ledger, reader_of(user, "page"), key, state.policy)
+    return sar_response(report, format, back=f"/desk/search?{urlencode({'upn': upn})}")
+
+
+@router.get("/ropa", response_model=None)
+def ropa_page(
+    request: Request,
+    user: SignedIn,
+    since: str = "",
+    until: str = "",
+    format: ReportFormat | None = None,
+) -> Response:
+    """The form, then the record of processing as a printable page or a download."""
+    if user is None or user.role not in READERS:
+        return _to_signin()
+    context = {"user": user, "since": since, "until": until}
+    if format is None:
+        return templates.TemplateResponse(request, "ropa_form.html", context)
+    try:
+        start = instant(since, "From") if since else None
+        end = instant(until, "Before") if until else None
+    except BadFilter as exc:
+        return templates.TemplateResponse(
+            request, "ropa_form.html", {**context, "error": str(exc)}, status_code=422
+        )
+    state = request.app.state
+    report = audited_ropa(state.ledger, reader_of(user, "page"), state.policy, start, end)
+    return ropa_response(report, format, back="/desk/ropa")

@@ -67,6 +67,13 @@ class LedgerEntry(SQLModel, table=True):
             postgresql_where=text("refers_to IS NOT NULL"),
         ),
         Index("ix_entry_occurred_at", "occurred_at"),
+        # Audited reads, found among millions of decisions (see pipeline/ledger/reads.py).
+        Index(
+            "ix_entry_read",
+            "seq",
+            sqlite_where=text("kind = 'read'"),
+            postgresql_where=text("kind = 'read'"),
+        ),
     )
 
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))

@@ -7,7 +7,7 @@ in memory.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -28,17 +28,30 @@ ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """What an auditor asks for. Times are RFC 3339 or dates, compared on ``occurred_at``."""
+    """What an auditor asks for. ``since``/``until`` are the ledger's UTC text, compared on
+    ``occurred_at``; ``up_to_seq`` pins a result to the chain as it stood when it was asked
+    for, so an export or a repeated page answers the same whatever was appended since."""
 
     pupil_key: str | None = None
     recipient: str | None = None
     event_type: str | None = None
     decision: str | None = None
     rule: str | None = None
+    category: str | None = None
+    kind: str | None = None
     since: str | None = None
     until: str | None = None
     after_seq: int = 0
+    up_to_seq: int | None = None
     limit: int | None = None
+
+    def asked(self) -> dict[str, Any]:
+        """The filters that were given, as recorded in an audited read."""
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if value is not None and name not in ("after_seq", "limit", "up_to_seq")
+        }
 
 
 def decoded(row: Any) -> dict[str, Any]:
@@ -51,7 +64,11 @@ def decoded(row: Any) -> dict[str, Any]:
 
 
 def _statement(filters: Filters, after: int) -> Any:
-    statement = select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(ENTRY.c.seq > after)
+    statement = _filtered(select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)), filters)
+    return statement.where(ENTRY.c.seq > after).order_by(ENTRY.c.seq)
+
+
+def _filtered(statement: Any, filters: Filters) -> Any:
     if filters.pupil_key is not None:
         statement = statement.where(
             ENTRY.c.seq.in_(select(PUPIL.c.seq).where(PUPIL.c.pupil_key == filters.pupil_key))
@@ -67,12 +84,51 @@ def _statement(filters: Filters, after: int) -> Any:
     if filters.decision is not None:
         statement = statement.where(ENTRY.c.decision == filters.decision)
     if filters.rule is not None:
-        statement = statement.where(ENTRY.c.rules.contains(f'"{filters.rule}"'))
+        statement = statement.where(_listing(ENTRY.c.rules, filters.rule))
+    if filters.category is not None:
+        statement = statement.where(_listing(ENTRY.c.categories, filters.category))
+    if filters.kind is not None:
+        statement = statement.where(ENTRY.c.kind == filters.kind)
     if filters.since is not None:
         statement = statement.where(ENTRY.c.occurred_at >= filters.since)
     if filters.until is not None:
         statement = statement.where(ENTRY.c.occurred_at < filters.until)
-    return statement.order_by(ENTRY.c.seq)
+    if filters.up_to_seq is not None:
+        statement = statement.where(ENTRY.c.seq <= filters.up_to_seq)
+    return statement
+
+
+def _listing(column: Any, value: str) -> Any:
+    """``column`` (a stored JSON list of strings) holds ``value``: matched with its quotes,
+    so that a search for ``sen`` never matches ``sensitive``."""
+    return column.contains(orjson.dumps(value).decode(), autoescape=True)
+
+
+def count(connection: Connection, filters: Filters) -> int:
+    """How many entries match ``filters`` (ignoring ``after_seq`` and ``limit``)."""
+    statement = _filtered(select(func.count()).select_from(ENTRY), filters)
+    return int(connection.execute(statement).scalar_one())
+
+
+def entry_at(connection: Connection, seq: int) -> dict[str, Any] | None:
+    row = (
+        connection.execute(
+            select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(ENTRY.c.seq == seq)
+        )
+        .mappings()
+        .first()
+    )
+    return decoded(row) if row is not None else None
+
+
+def referring_to(connection: Connection, seq: int) -> list[dict[str, Any]]:
+    """The later entries that refer to entry ``seq``: re-evaluations, actions, reads."""
+    rows = connection.execute(
+        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
+        .where(ENTRY.c.refers_to.is_not(None), ENTRY.c.refers_to == seq)
+        .order_by(ENTRY.c.seq)
+    ).mappings()
+    return [decoded(row) for row in rows]
 
 
 def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[dict[str, Any]]:

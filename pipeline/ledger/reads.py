@@ -1,0 +1,227 @@
+"""Audited reads: whoever searches, exports or reports on pupil-level data leaves an entry.
+
+A ``read`` entry records who asked (name, role, and whether through the API, the pages or
+the command line), what for (the action and the filters, pupils by pseudonym), how many
+entries the answer held, and the chain's head when it was asked (``as_of``). The answer is
+pinned to that head, so the entries a read returned can always be worked out again from
+the append-only ledger: that is how :func:`readers_of` answers "who looked at this
+child's record?" without copying every pupil of a year's export into one entry.
+
+The read is recorded before anything is returned; if it cannot be recorded, nothing is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from pipeline.ledger.queries import (
+    ENTRY_COLUMNS,
+    Filters,
+    count,
+    decoded,
+    entries,
+    entry_at,
+    referring_to,
+)
+from pipeline.ledger.store import ENTRY, PUPIL, Ledger, NewEntry, any_of, now_text
+
+READ_KIND = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who is reading, and through what."""
+
+    name: str
+    role: str
+    via: str  # "api", "page" or "cli"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a search, and the cursor for the next (None on the last page)."""
+
+    entries: list[dict[str, Any]]
+    next_after: int | None
+    as_of: int
+    read_seq: int
+
+
+def record_read(
+    ledger: Ledger,
+    reader: Requester,
+    action: str,
+    *,
+    returned: int,
+    as_of: int,
+    filters: Filters | None = None,
+    through: int | None = None,
+    pupil_keys: Sequence[str] = (),
+    refers_to: int | None = None,
+    extra: dict[str, Any] | None = None,
+) -> int:
+    """Append the read entry; its ``seq``.
+
+    ``through`` is the last ``seq`` the answer could hold (a page ends before ``as_of``);
+    ``pupil_keys`` are the pupils the read was about, so that the pupil index finds it.
+    """
+    details: dict[str, Any] = {
+        "action": action,
+        "by": reader.name,
+        "role": reader.role,
+        "via": reader.via,
+        "returned": returned,
+        "as_of": as_of,
+    }
+    if filters is not None:
+        details["filters"] = filters.asked()
+        details["after_seq"] = filters.after_seq
+        details["through_seq"] = through if through is not None else as_of
+    details.update(extra or {})
+    with ledger.locked() as connection:
+        seq = Ledger.head(connection)[0] + 1
+        fields = {
+            "seq": seq, "kind": READ_KIND, "refers_to": refers_to, "event_id": None,
+            "event_type": None, "occurred_at": None, "recorded_at": now_text(),
+            "school": None, "recipient": None, "pupil_keys": list(dict.fromkeys(pupil_keys)),
+            "categories": [], "lawful_basis": None, "decision": None, "rules": [],
+            "reasons": [], "policy_version": None, "topic": None, "partition": None,
+            "offset": None, "payload_digest": None, "details": details,
+        }  # fmt: skip
+        ledger.append(connection, [NewEntry(fields)])
+    return seq
+
+
+def head_seq(ledger: Ledger) -> int:
+    with ledger.engine.connect() as connection:
+        return Ledger.head(connection)[0]
+
+
+def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> Page:
+    """One page of entries matching ``filters`` after ``filters.after_seq``, recorded."""
+    with ledger.engine.connect() as connection:
+        as_of = Ledger.head(connection)[0]
+        pinned = replace(filters, up_to_seq=as_of, limit=limit + 1)
+        found = list(entries(connection, pinned))
+    more = len(found) > limit
+    found = found[:limit]
+    through = found[-1]["seq"] if more else as_of
+    read_seq = record_read(
+        ledger, reader, "search", returned=len(found), as_of=as_of, filters=filters,
+        through=through, pupil_keys=_asked_pupils(filters),
+    )  # fmt: skip
+    return Page(found, through if more else None, as_of, read_seq)
+
+
+def export(
+    ledger: Ledger, reader: Requester, filters: Filters, form: str
+) -> tuple[int, Iterator[dict[str, Any]]]:
+    """How many entries an export holds, and the entries, streamed a page at a time.
+
+    The read is recorded (with the count) before the first entry is produced.
+    """
+    with ledger.engine.connect() as connection:
+        as_of = Ledger.head(connection)[0]
+        pinned = replace(filters, up_to_seq=as_of)
+        total = count(connection, pinned)
+        total = total if filters.limit is None else min(total, filters.limit)
+    record_read(
+        ledger, reader, "export", returned=total, as_of=as_of, filters=filters,
+        pupil_keys=_asked_pupils(filters), extra={"format": form},
+    )  # fmt: skip
+
+    def streamed() -> Iterator[dict[str, Any]]:
+        with ledger.engine.connect() as connection:
+            yield from entries(connection, pinned)
+
+    return total, streamed()
+
+
+def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None:
+    """Entry ``seq`` with the entry it refers to and the later entries referring to it."""
+    with ledger.engine.connect() as connection:
+        as_of = Ledger.head(connection)[0]
+        entry = entry_at(connection, seq)
+        if entry is None:
+            return None
+        earlier = entry_at(connection, entry["refers_to"]) if entry["refers_to"] else None
+        later = referring_to(connection, seq)
+    record_read(ledger, reader, "open", returned=1, as_of=as_of, refers_to=seq)
+    return {"entry": entry, "refers_to": earlier, "referred_by": later}
+
+
+def _asked_pupils(filters: Filters) -> list[str]:
+    return [filters.pupil_key] if filters.pupil_key else []
+
+
+def readers_of(connection: Connection, pupil_key: str) -> list[dict[str, Any]]:
+    """Every read whose answer held an entry naming this pupil, oldest first.
+
+    A read about the pupil names them itself; a read that opened one of their entries
+    refers to it; any other search or export is replayed against the pupil's entries
+    (its filters, within the seqs it covered).
+    """
+    named = connection.execute(
+        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
+        .where(ENTRY.c.seq.in_(select(PUPIL.c.seq).where(PUPIL.c.pupil_key == pupil_key)))
+        .order_by(ENTRY.c.seq)
+    ).mappings()
+    own: list[dict[str, Any]] = []
+    reads: dict[int, dict[str, Any]] = {}
+    for row in named:
+        entry = decoded(row)
+        if entry["kind"] == READ_KIND:
+            reads[entry["seq"]] = entry
+        else:
+            own.append(entry)
+    if own:
+        seqs = [e["seq"] for e in own]
+        for row in connection.execute(
+            select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(
+                ENTRY.c.kind == READ_KIND,
+                ENTRY.c.refers_to.is_not(None),
+                any_of(connection, ENTRY.c.refers_to, seqs),
+            )
+        ).mappings():
+            reads[row["seq"]] = decoded(row)
+        for read in _broad_reads(connection, own[0]["seq"]):
+            if any(read_covered(read["details"], entry) for entry in own):
+                reads[read["seq"]] = read
+    return [reads[seq] for seq in sorted(reads)]
+
+
+def _broad_reads(connection: Connection, after: int) -> Iterator[dict[str, Any]]:
+    """Searches and exports made after entry ``after`` existed that named no pupil."""
+    rows = connection.execute(
+        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
+        .where(ENTRY.c.kind == READ_KIND, ENTRY.c.seq > after, ENTRY.c.pupil_keys == "[]")
+        .order_by(ENTRY.c.seq)
+    ).mappings()
+    for row in rows:
+        read = decoded(row)
+        if "filters" in (read["details"] or {}):
+            yield read
+
+
+def read_covered(details: dict[str, Any], entry: dict[str, Any]) -> bool:
+    """Whether a search or export with these recorded details returned ``entry``."""
+    if not details["after_seq"] < entry["seq"] <= details["through_seq"]:
+        return False
+    return all(_matches(entry, name, value) for name, value in details["filters"].items())
+
+
+def _matches(entry: dict[str, Any], name: str, value: Any) -> bool:
+    """One filter of :class:`Filters`, as the query applies it, on a decoded entry."""
+    if name in ("recipient", "event_type", "decision", "kind"):
+        return bool(entry[name] == value)
+    if name in ("rule", "category", "pupil_key"):
+        listed = {"rule": "rules", "category": "categories", "pupil_key": "pupil_keys"}[name]
+        return value in entry[listed]
+    occurred = entry["occurred_at"]
+    if occurred is None:
+        return False
+    return bool(occurred >= value if name == "since" else occurred < value)

@@ -1,0 +1,96 @@
+"""``sharing-audit report sar|ropa``: the subject-access report and the record of processing.
+
+The command-line twins of ``/pupils/sar`` and ``/reports/ropa``: the same reports, in the
+same formats, each recorded in the ledger as a read by the operating-system user.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from pipeline.console import fail, policy_or_fail
+from pipeline.ledger.asking import instant, pupil_key
+from pipeline.ledger_cli import DbOption, asked, cli_reader, open_ledger, pseudonym_for, reading
+from pipeline.reports.formats import ropa_csv, ropa_html, sar_csv, sar_html
+from pipeline.reports.ropa import audited_ropa
+from pipeline.reports.sar import audited_sar
+
+report_app = typer.Typer(
+    help="Subject-access reports and the record of processing, from the ledger.",
+    no_args_is_help=True,
+)
+
+PolicyOption = Annotated[
+    str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
+]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+]
+
+
+class ReportFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+def _write(text: str | bytes, output: Path | None) -> None:
+    data = text.encode() if isinstance(text, str) else text
+    if output is None:
+        sys.stdout.buffer.write(data)
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    print(f"written to {output}", file=sys.stderr)
+
+
+def _rendered(report: dict[str, Any], form: ReportFormat, csv: Any, html: Any) -> str | bytes:
+    if form is ReportFormat.csv:
+        return str(csv(report))
+    if form is ReportFormat.html:
+        return str(html(report))
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+@report_app.command("sar")
+def report_sar(
+    pupil: Annotated[str, typer.Option(help="The pupil's UPN.")],
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    output: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
+    to: OutputOption = None,
+) -> None:
+    """Everything the ledger holds about one pupil (UK GDPR Art 15), for their parent."""
+    pack = policy_or_fail(policy)
+    key = asked(lambda: pupil_key(pupil, lambda upn: pseudonym_for(db)(upn), "--pupil"))
+    ledger = open_ledger(db, create=False)
+    with reading(ledger):
+        report = audited_sar(ledger, cli_reader(), key, pack)
+    _write(_rendered(report, output, sar_csv, sar_html), to)
+
+
+@report_app.command("ropa")
+def report_ropa(
+    since: Annotated[str | None, typer.Option(help="From this date or time (inclusive).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this date or time.")] = None,
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    output: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
+    to: OutputOption = None,
+) -> None:
+    """The Article 30 record of processing, counted from the events of a period."""
+    pack = policy_or_fail(policy)
+    start = asked(lambda: instant(since, "--since")) if since else None
+    end = asked(lambda: instant(until, "--until")) if until else None
+    ledger = open_ledger(db, create=False)
+    with reading(ledger):
+        report = audited_ropa(ledger, cli_reader(), pack, start, end)
+    _write(_rendered(report, output, ropa_csv, ropa_html), to)

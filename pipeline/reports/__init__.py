@@ -1,0 +1,1 @@
+"""Reports built from the ledger: subject access, the record of processing."""

@@ -1,0 +1,143 @@
+"""How entries and reports are written out: CSV, JSON Lines and printable HTML.
+
+One writer per format, shared by the API, the pages and the command line, so the same
+question gets the same bytes whichever way it was asked. Entry streams are written a
+chunk at a time: an export of a year never sits in memory whole.
+
+CSV is for people opening it in a spreadsheet, so a text cell that a spreadsheet would
+run as a formula (starting ``=``, ``+``, ``-`` or ``@``) is prefixed with ``'``. JSON Lines
+is the exact form, with the ledger's own field names: use it to recompute hashes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from pipeline.incidents.lifecycle import shown_in_school_time
+from pipeline.ledger.queries import ENTRY_COLUMNS
+from pipeline.ledger.store import from_utc_text
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CHUNK = 500
+
+html = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def in_school_time(text: str | None) -> str:
+    """A ledger time as a person in an English school reads it."""
+    return shown_in_school_time(from_utc_text(text)) if text else "\u2013"
+
+
+WHAT = {
+    "uk.school.census.submitted.v1": "census return",
+    "uk.school.pupil.transferred.v1": "record sent to the next school",
+    "uk.school.pupil.referred.v1": "referral",
+    "uk.school.pupil.left.v1": "left the school",
+    "uk.school.consent.given.v1": "consent given",
+    "uk.school.consent.withdrawn.v1": "consent withdrawn",
+    "uk.school.record.destroyed.v1": "records destroyed",
+}
+
+
+def event_label(event_type: str | None) -> str:
+    """An event type as a person would name it: "referral", "consent given"."""
+    return WHAT.get(event_type or "", event_type or "\u2013")
+
+
+html.filters["uk"] = in_school_time
+html.filters["what"] = event_label
+
+
+def cell(value: Any) -> Any:
+    """A value as a spreadsheet-safe CSV cell: lists and objects as JSON."""
+    if isinstance(value, list | dict):
+        value = orjson.dumps(value).decode()
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_chunks(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Iterator[str]:
+    """CSV text, header first, in chunks of a few hundred rows."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for n, row in enumerate(rows, 1):
+        writer.writerow([cell(v) for v in row])
+        if n % _CHUNK == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def entries_csv(entries: Iterable[dict[str, Any]]) -> Iterator[str]:
+    return csv_chunks(ENTRY_COLUMNS, ([e[c] for c in ENTRY_COLUMNS] for e in entries))
+
+
+def entries_jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """One JSON object per line, in chunks."""
+    chunk: list[bytes] = []
+    for entry in entries:
+        chunk.append(orjson.dumps(entry) + b"\n")
+        if len(chunk) == _CHUNK:
+            yield b"".join(chunk)
+            chunk = []
+    yield b"".join(chunk)
+
+
+SAR_COLUMNS = (
+    "section", "seq", "occurred_at", "event_type", "recipient", "recipient_name",
+    "categories", "lawful_basis", "special_condition", "gateway", "channel", "decision",
+    "rules", "reasons", "event_id", "entries", "at", "action", "role", "via", "upn", "dob",
+)  # fmt: skip
+
+
+def _listed(value: Any) -> Any:
+    """A list as "a; b; c" for a report read by people (entry exports keep JSON)."""
+    return "; ".join(str(v) for v in value) if isinstance(value, list) else value
+
+
+def sar_csv(report: dict[str, Any]) -> str:
+    """The subject-access report as one CSV table, a row per item, ``section`` first; the
+    first row (section ``pupil``) says whose report it is."""
+    pupil = ["pupil", *(report["pupil"].get(c) for c in SAR_COLUMNS[1:])]
+    rows = [pupil] + [
+        [section, *(_listed(item.get(c)) for c in SAR_COLUMNS[1:])]
+        for section in ("disclosures", "lifecycle", "rejected", "accesses")
+        for item in report[section]
+    ]
+    return "".join(csv_chunks(SAR_COLUMNS, rows))
+
+
+ROPA_COLUMNS = (
+    "recipient", "recipient_name", "event_type", "gateway", "categories", "lawful_bases",
+    "special_conditions", "channels", "recipients", "events", "pupils", "allowed", "review",
+    "breach", "rejected", "differences",
+)  # fmt: skip
+
+
+def ropa_csv(report: dict[str, Any]) -> str:
+    """The record of processing as CSV, a row per recipient and event type."""
+    rows = ([_listed(row[c]) for c in ROPA_COLUMNS] for row in report["rows"])
+    return "".join(csv_chunks(ROPA_COLUMNS, rows))
+
+
+def sar_html(report: dict[str, Any], **context: Any) -> str:
+    return html.get_template("sar.html").render(r=report, **context)
+
+
+def ropa_html(report: dict[str, Any], **context: Any) -> str:
+    return html.get_template("ropa.html").render(r=report, **context)

@@ -1,0 +1,189 @@
+"""The record of processing activities (UK GDPR Art 30), built from what was observed.
+
+A school's Article 30 record usually says what the school believes it shares. This one
+is counted from the ledger over a period: per recipient and event type, the categories,
+lawful bases, special-category conditions and channels actually used, how many events
+and pupils, and how many were breaches, each event counted at its current decision.
+Next to each row is what the policy pack permits, and where practice went beyond it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from pipeline.ledger.reads import Requester, record_read
+from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, now_text
+from pipeline.policy.pack import Policy
+from schemas.events import SHARING_KIND, SHARING_TYPES
+
+VERDICTS = ("allowed", "review", "breach", "rejected")
+
+
+@dataclass(slots=True)
+class _Group:
+    """What one recipient received in one event type, as counted so far."""
+
+    recipients: set[str] = field(default_factory=set)
+    categories: set[str] = field(default_factory=set)
+    lawful_bases: set[str] = field(default_factory=set)
+    special_conditions: set[str] = field(default_factory=set)
+    channels: set[str] = field(default_factory=set)
+    pupils: set[str] = field(default_factory=set)
+    decisions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(VERDICTS, 0))
+    evidence: bool = False  # some event in it was decided, not rejected
+
+
+def _differences(policy: Policy, key: str | None, kind: str, group: _Group) -> list[str]:
+    """Where what was shared goes beyond what the pack permits."""
+    if key is None:
+        return ["the recipient is not in the policy's registry"]
+    permission = policy.permission(key, kind)
+    if permission is None:
+        return [f"the policy does not permit any {kind} to this recipient"]
+    found = []
+    for label, used, permitted in (
+        ("categories", group.categories, permission.categories),
+        ("lawful bases", group.lawful_bases, permission.lawful_bases),
+        ("special-category conditions", group.special_conditions, permission.special_conditions),
+        ("channels", group.channels, permission.channels),
+    ):
+        beyond = sorted(used - permitted)
+        if beyond:
+            found.append(f"{label} the policy does not permit: {', '.join(beyond)}")
+    return found
+
+
+def build_ropa(
+    observed: Iterable[Mapping[str, Any]], policy: Policy, since: str | None, until: str | None
+) -> dict[str, Any]:
+    """The record from observed sharing events (each with its current ``decision`` and its
+    payload's ``data``). Pure."""
+    groups: dict[tuple[str, str], _Group] = {}
+    all_pupils: set[str] = set()
+    for event in observed:
+        recipient = event["recipient"] or "(not given)"
+        key = policy.recipient_key(recipient)
+        group = groups.setdefault((key or recipient, event["event_type"]), _Group())
+        group.recipients.add(recipient)
+        group.pupils.update(event["pupil_keys"])
+        all_pupils.update(event["pupil_keys"])
+        group.decisions[event["decision"]] += 1
+        if event["decision"] == "rejected":
+            continue  # what a malformed event claims is not evidence of practice
+        group.evidence = True
+        data = event.get("data") or {}
+        group.categories.update(event["categories"])
+        if event["lawful_basis"]:
+            group.lawful_bases.add(event["lawful_basis"])
+        if data.get("special_condition"):
+            group.special_conditions.add(data["special_condition"])
+        if data.get("channel"):
+            group.channels.add(data["channel"])
+    rows = []
+    for (recipient, event_type), group in sorted(groups.items()):
+        key = policy.recipient_key(recipient)
+        kind = SHARING_KIND[event_type]
+        permission = policy.permission(key, kind) if key else None
+        rows.append({
+            "recipient": recipient,
+            "recipient_name": policy.spec.recipients[key].name if key else None,
+            "event_type": event_type,
+            "gateway": permission.gateway if permission else None,
+            "categories": sorted(group.categories),
+            "lawful_bases": sorted(group.lawful_bases),
+            "special_conditions": sorted(group.special_conditions),
+            "channels": sorted(group.channels),
+            "recipients": len(group.recipients),
+            "events": sum(group.decisions.values()),
+            "pupils": len(group.pupils),
+            **group.decisions,
+            "permitted": None if permission is None else {
+                "categories": sorted(permission.categories),
+                "lawful_bases": sorted(permission.lawful_bases),
+                "special_conditions": sorted(permission.special_conditions),
+                "channels": sorted(permission.channels),
+            },
+            "differences": _differences(policy, key, kind, group) if group.evidence else [],
+        })  # fmt: skip
+    return {
+        "period": {"since": since, "until": until},
+        "policy": {"name": policy.name, "version": policy.version},
+        "totals": {
+            "events": sum(r["events"] for r in rows),
+            "pupils": len(all_pupils),
+            **{v: sum(r[v] for r in rows) for v in VERDICTS},
+            "rows_differing_from_policy": sum(bool(r["differences"]) for r in rows),
+        },
+        "rows": rows,
+    }
+
+
+def observed_events(
+    connection: Connection, since: str | None, until: str | None, up_to_seq: int
+) -> Iterator[dict[str, Any]]:
+    """Sharing events that occurred in [since, until), each at its current decision."""
+    current: dict[int, str] = {}
+    reevaluations = connection.execute(
+        select(ENTRY.c.refers_to, ENTRY.c.decision)
+        .where(
+            ENTRY.c.refers_to.is_not(None),
+            ENTRY.c.kind == "reevaluation",
+            ENTRY.c.seq <= up_to_seq,
+        )
+        .order_by(ENTRY.c.seq)
+    )
+    for refers_to, decision in reevaluations:
+        current[refers_to] = decision
+    statement = (
+        select(
+            ENTRY.c.seq, ENTRY.c.recipient, ENTRY.c.event_type, ENTRY.c.pupil_keys,
+            ENTRY.c.categories, ENTRY.c.lawful_basis, ENTRY.c.decision, PAYLOAD.c.body,
+        )
+        .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
+        .where(
+            ENTRY.c.kind == "decision",
+            ENTRY.c.event_type.in_(SHARING_TYPES),
+            ENTRY.c.seq <= up_to_seq,
+        )
+        .order_by(ENTRY.c.seq)
+    )  # fmt: skip
+    if since is not None:
+        statement = statement.where(ENTRY.c.occurred_at >= since)
+    if until is not None:
+        statement = statement.where(ENTRY.c.occurred_at < until)
+    rows = connection.execution_options(stream_results=True, yield_per=2_000).execute(statement)
+    for row in rows:
+        yield {
+            "recipient": row.recipient,
+            "event_type": row.event_type,
+            "pupil_keys": orjson.loads(row.pupil_keys),
+            "categories": orjson.loads(row.categories),
+            "lawful_basis": row.lawful_basis,
+            "decision": current.get(row.seq, row.decision),
+            "data": orjson.loads(row.body)["data"] if row.body else None,
+        }
+
+
+def record_of_processing(
+    connection: Connection, policy: Policy, since: str | None, until: str | None, up_to_seq: int
+) -> dict[str, Any]:
+    return build_ropa(observed_events(connection, since, until, up_to_seq), policy, since, until)
+
+
+def audited_ropa(
+    ledger: Ledger, reader: Requester, policy: Policy, since: str | None, until: str | None
+) -> dict[str, Any]:
+    """The record, its read recorded: it is counted from pupil-level entries."""
+    with ledger.engine.connect() as connection:
+        as_of = Ledger.head(connection)[0]
+        report = record_of_processing(connection, policy, since, until, as_of)
+    seq = record_read(
+        ledger, reader, "ropa", returned=report["totals"]["events"], as_of=as_of,
+        extra={"period": {"since": since, "until": until}},
+    )  # fmt: skip
+    return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}

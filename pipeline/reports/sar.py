@@ -1,0 +1,184 @@
+"""The subject-access report (UK GDPR Art 15): what the ledger holds about one pupil.
+
+Built from every ledger entry that names the pupil (the pupil index), and nothing else:
+where the pupil was one of many (a census), only what concerns them is kept. Their own
+place in the list is kept and the other pupils' pseudonyms are dropped; a reason that
+names another pupil's place is left out, and the verdict shown is the worst over the
+reasons that remain. So a parent learns where their child's data went and on what basis,
+and nothing about any other child.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, select
+
+from pipeline.ledger.queries import ENTRY_COLUMNS, decoded
+from pipeline.ledger.reads import READ_KIND, Requester, readers_of, record_read
+from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
+from pipeline.policy.pack import Policy
+from schemas.decisions import RULE_VERDICT, RuleId, Verdict
+from schemas.events import SHARING_KIND
+
+_PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
+SECTIONS = ("disclosures", "lifecycle", "rejected", "accesses")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The pupil's plain identifiers, from the one erasable table (absent once erased)."""
+
+    upn: str | None
+    dob: str | None
+
+
+def reasons_for(
+    rules: Iterable[str], reasons: Iterable[str], places: set[int]
+) -> list[tuple[str, str]]:
+    """The (rule, reason) pairs that concern the pupil at ``places``, the pupil's place
+    written as "this pupil" and anything about another pupil left out."""
+    kept = []
+    for rule, reason in zip(rules, reasons, strict=False):
+        parts = []
+        for part in reason.split("; "):
+            named = {int(n) for n in _PLACE.findall(part)}
+            if named and not named & places:
+                continue
+            parts.append(_PLACE.sub("this pupil", part))
+        if parts:
+            kept.append((rule, "; ".join(parts)))
+    return kept
+
+
+def verdict_of(pairs: list[tuple[str, str]]) -> str:
+    """The worst verdict over the rules kept (``allowed`` when none is)."""
+    verdicts = [RULE_VERDICT[RuleId(rule)] for rule, _ in pairs]
+    return max(verdicts, key=lambda v: v.rank, default=Verdict.ALLOWED).value
+
+
+def _recipient(policy: Policy, recipient: str | None, event_type: str | None) -> dict[str, Any]:
+    key = policy.recipient_key(recipient) if recipient else None
+    name = policy.spec.recipients[key].name if key else None
+    kind = SHARING_KIND.get(event_type or "")
+    permission = policy.permission(key, kind) if key and kind else None
+    return {"recipient_name": name, "gateway": permission.gateway if permission else None}
+
+
+def build_sar(
+    pupil_key: str,
+    identity: Identity,
+    entries: Iterable[Mapping[str, Any]],
+    payloads: Mapping[int, Mapping[str, Any]],
+    policy: Policy,
+    reads: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The report, from every entry naming the pupil (any order), the pseudonymised
+    payloads of the sharing events among them, and every read whose answer held one of
+    them (see :func:`readers_of`). Pure."""
+    ordered = sorted(entries, key=lambda e: e["seq"])
+    later: dict[int, list[Mapping[str, Any]]] = {}
+    for entry in ordered:
+        if entry["kind"] == "reevaluation" and entry["refers_to"] is not None:
+            later.setdefault(entry["refers_to"], []).append(entry)
+    report: dict[str, Any] = {name: [] for name in SECTIONS}
+    covered = []
+    for entry in ordered:
+        covered.append(entry["seq"])
+        kind = entry["kind"]
+        if kind == "reevaluation" and entry["refers_to"] in {e["seq"] for e in ordered}:
+            continue  # shown with the event it re-decides
+        if kind == READ_KIND:
+            continue  # among the reads
+        places = {i for i, key in enumerate(entry["pupil_keys"]) if key == pupil_key}
+        current = (later.get(entry["seq"]) or [entry])[-1]
+        pairs = reasons_for(current["rules"], current["reasons"], places)
+        shown = {
+            "seq": entry["seq"],
+            "event_id": entry["event_id"],
+            "event_type": entry["event_type"],
+            "occurred_at": entry["occurred_at"],
+            "decision": verdict_of(pairs) if entry["decision"] != "rejected" else "rejected",
+            "rules": [rule for rule, _ in pairs],
+            "reasons": [reason for _, reason in pairs],
+            "entries": [entry["seq"], *(e["seq"] for e in later.get(entry["seq"], []))],
+            "policy_version": current["policy_version"],
+        }
+        if current["decision"] == "rejected" or entry["decision"] == "rejected":
+            shown["decision"] = "rejected"
+            report["rejected"].append(shown)
+        elif entry["event_type"] in SHARING_KIND:
+            data = (payloads.get(entry["seq"]) or {}).get("data", {})
+            one_pupil = len(entry["pupil_keys"]) == 1
+            report["disclosures"].append({
+                **shown,
+                "recipient": entry["recipient"],
+                **_recipient(policy, entry["recipient"], entry["event_type"]),
+                "categories": entry["categories"],
+                "lawful_basis": entry["lawful_basis"],
+                "special_condition": data.get("special_condition"),
+                "channel": data.get("channel"),
+                "purpose": data.get("purpose") if one_pupil else None,
+                "pupils_in_event": len(entry["pupil_keys"]),
+            })  # fmt: skip
+        else:
+            report["lifecycle"].append(shown)
+    for read in reads:
+        details = read["details"] or {}
+        report["accesses"].append(
+            {"seq": read["seq"], "at": read["recorded_at"], "action": details.get("action"),
+             "role": details.get("role"), "via": details.get("via")}
+        )  # fmt: skip
+    disclosures = report["disclosures"]
+    return {
+        "pupil": {"upn": identity.upn, "dob": identity.dob, "pseudonym": pupil_key},
+        "policy": {"name": policy.name, "version": policy.version},
+        "summary": {
+            "recipients": sorted({d["recipient"] for d in disclosures}),
+            "disclosures": len(disclosures),
+            "flagged": sum(d["decision"] != "allowed" for d in disclosures),
+            "rejected": len(report["rejected"]),
+            "accesses": len(report["accesses"]),
+        },
+        **report,
+        "entries": covered,
+    }
+
+
+def subject_access(
+    connection: Connection, pupil_key: str, policy: Policy, up_to_seq: int
+) -> dict[str, Any]:
+    """The report for ``pupil_key`` from the ledger as it stood at ``up_to_seq``."""
+    seqs = select(PUPIL.c.seq).where(PUPIL.c.pupil_key == pupil_key, PUPIL.c.seq <= up_to_seq)
+    rows = connection.execute(
+        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS), PAYLOAD.c.body)
+        .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
+        .where(ENTRY.c.seq.in_(seqs))
+    ).mappings()
+    found, payloads = [], {}
+    for row in rows:
+        found.append(decoded(row))
+        if row["body"] is not None:
+            payloads[row["seq"]] = orjson.loads(row["body"])
+    known = Ledger.identities(connection, [pupil_key]).get(pupil_key)
+    identity = Identity(*known) if known else Identity(None, None)
+    reads = [r for r in readers_of(connection, pupil_key) if r["seq"] <= up_to_seq]
+    return build_sar(pupil_key, identity, found, payloads, policy, reads)
+
+
+def audited_sar(
+    ledger: Ledger, reader: Requester, pupil_key: str, policy: Policy
+) -> dict[str, Any]:
+    """The report, its read recorded (naming the pupil, so it shows in their accesses)."""
+    with ledger.engine.connect() as connection:
+        as_of = Ledger.head(connection)[0]
+        report = subject_access(connection, pupil_key, policy, as_of)
+    seq = record_read(
+        ledger, reader, "sar", returned=len(report["entries"]), as_of=as_of,
+        pupil_keys=[pupil_key],
+    )  # fmt: skip
+    return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}

@@ -1,0 +1,282 @@
+"""The auditors' API: search with a cursor, entries explained, streamed exports, roles,
+and a read entry for every path that reads pupil-level data."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline.api.app import create_api
+from pipeline.ledger.queries import Filters, count, entries
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.users import Role, add_user
+from tests.integration.routes import http_routes
+from tests.integration.year import Year, ledger_of_year, pseudonym
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def year(sqlite_url: str, policy: Policy) -> Year:
+    return ledger_of_year(sqlite_url, policy)
+
+
+@pytest.fixture
+def tokens(year: Year) -> dict[Role, str]:
+    return {role: add_user(year.ledger, f"{role.value}-user", role) for role in Role}
+
+
+@pytest.fixture
+def client(year: Year, policy: Policy) -> TestClient:
+    return TestClient(create_api(year.ledger, policy=policy, pseudonym=pseudonym))
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def reads(ledger: Ledger) -> list[dict[str, Any]]:
+    with ledger.engine.connect() as connection:
+        return list(entries(connection, Filters(kind="read")))
+
+
+def a_census_pupil(year: Year) -> str:
+    """A pupil in a census return who was never transferred."""
+    transferred = {
+        p["upn"] for line in year.lines if "transferred" in line.event["type"]
+        for p in line.event["data"].get("pupils", [])
+    }  # fmt: skip
+    census = next(line.event for line in year.lines if "census" in line.event["type"])
+    return next(p["upn"] for p in census["data"]["pupils"] if p["upn"] not in transferred)
+
+
+def test_a_pupil_search_returns_every_entry_naming_the_pupil_and_no_other(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    upn = a_census_pupil(year)
+    page = client.get("/entries", params={"upn": upn, "limit": 500},
+                      headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+    expected_ids = {
+        line.event["id"] for line in year.lines
+        if upn in [p.get("upn") for p in line.event["data"].get("pupils", [])]
+        or line.event["data"].get("upn") == upn
+    }  # fmt: skip
+    assert {e["event_id"] for e in page["entries"] if e["kind"] == "decision"} == expected_ids
+    assert all(pseudonym(upn) in e["pupil_keys"] for e in page["entries"])
+
+
+def test_pages_follow_the_cursor_without_gaps_or_repeats(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    seen: list[int] = []
+    after: int | None = 0
+    while after is not None:
+        page = client.get("/entries", params={"type": "referred", "after": after, "limit": 100},
+                          headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+        seen.extend(e["seq"] for e in page["entries"])
+        after = page["next_after"]
+    referrals = {line.event["id"] for line in year.lines if "referred" in line.event["type"]}
+    with year.ledger.engine.connect() as connection:
+        stored = count(connection, Filters(event_type="uk.school.pupil.referred.v1"))
+    assert seen == sorted(set(seen))
+    assert len(seen) == stored >= len(referrals)
+
+
+def test_filters_by_category_rule_and_decision_match_whole_values(
+    client: TestClient, tokens: dict[Role, str]
+) -> None:
+    found = client.get("/entries", params={"rule": "channel.not_permitted", "limit": 500},
+                       headers=auth(tokens[Role.AUDITOR])).json()["entries"]  # fmt: skip
+    assert found and all("channel.not_permitted" in e["rules"] for e in found)
+    medical = client.get("/entries", params={"category": "medical", "decision": "breach"},
+                         headers=auth(tokens[Role.AUDITOR])).json()["entries"]  # fmt: skip
+    assert medical and all("medical" in e["categories"] and e["decision"] == "breach"
+                           for e in medical)  # fmt: skip
+    assert client.get("/entries", params={"category": "medic"},
+                      headers=auth(tokens[Role.AUDITOR])).json()["entries"] == []  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"upn": "A123"}, "upn: not a valid UPN"),
+        ({"since": "last tuesday"}, "since 'last tuesday': give a date"),
+        ({"until": "2026-07-21T09:00:00"}, "needs a UTC offset"),
+        ({"decision": "maybe"}, "decision 'maybe': one of allowed"),
+        ({"type": "left-ish"}, "type 'left-ish': give one of"),
+    ],
+)
+def test_a_bad_filter_gets_422_naming_it(
+    client: TestClient, tokens: dict[Role, str], params: dict[str, str], message: str
+) -> None:
+    response = client.get("/entries", params=params, headers=auth(tokens[Role.AUDITOR]))
+    assert response.status_code == 422
+    assert message in response.json()["detail"]
+
+
+def test_an_opened_entry_explains_itself_and_links_its_reevaluations(
+    client: TestClient, tokens: dict[Role, str]
+) -> None:
+    reevaluation = client.get("/entries", params={"kind": "reevaluation", "limit": 1},
+                              headers=auth(tokens[Role.AUDITOR])).json()["entries"][0]  # fmt: skip
+    first = reevaluation["refers_to"]
+    opened = client.get(f"/entries/{first}", headers=auth(tokens[Role.AUDITOR])).json()
+    assert reevaluation["seq"] in [e["seq"] for e in opened["referred_by"]]
+    assert opened["decided_by_current_policy"] is True
+    later = client.get(f"/entries/{reevaluation['seq']}", headers=auth(tokens[Role.AUDITOR]))
+    body = later.json()
+    assert body["refers_to"]["seq"] == first
+    assert [x["rule"] for x in body["explanation"]] == body["entry"]["rules"]
+    assert all(x["reason"] for x in body["explanation"])
+
+
+def test_opening_an_unknown_entry_is_404(client: TestClient, tokens: dict[Role, str]) -> None:
+    assert client.get("/entries/99999999", headers=auth(tokens[Role.AUDITOR])).status_code == 404
+
+
+@pytest.mark.parametrize("form", ["csv", "jsonl"])
+def test_an_export_streams_every_matching_entry_with_its_count(
+    client: TestClient, tokens: dict[Role, str], year: Year, form: str
+) -> None:
+    with client.stream("GET", "/entries/export", params={"format": form, "type": "census"},
+                       headers=auth(tokens[Role.AUDITOR])) as response:  # fmt: skip
+        assert response.status_code == 200
+        body = b"".join(response.iter_bytes())
+    if form == "csv":
+        rows = list(csv.DictReader(io.StringIO(body.decode())))
+        seqs = [int(r["seq"]) for r in rows]
+        assert all(r["event_type"] == "uk.school.census.submitted.v1" for r in rows)
+    else:
+        rows = [orjson.loads(line) for line in body.splitlines()]
+        seqs = [r["seq"] for r in rows]
+    assert int(response.headers["x-entry-count"]) == len(seqs) > 0
+    assert seqs == sorted(seqs)
+
+
+def test_an_export_records_its_read_before_the_first_byte(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    before = len(reads(year.ledger))
+    with client.stream("GET", "/entries/export", params={"decision": "breach"},
+                       headers=auth(tokens[Role.AUDITOR])) as response:  # fmt: skip
+        assert len(reads(year.ledger)) == before + 1
+        next(response.iter_bytes())
+    read = reads(year.ledger)[-1]["details"]
+    assert read["action"] == "export" and read["filters"] == {"decision": "breach"}
+    assert read["by"] == "auditor-user" and read["returned"] == int(
+        response.headers["x-entry-count"]
+    )
+
+
+def test_a_pupil_search_is_recorded_by_pseudonym_and_found_among_their_readers(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    upn = a_census_pupil(year)
+    client.get("/entries", params={"upn": upn}, headers=auth(tokens[Role.AUDITOR]))
+    client.get("/entries/export", params={"type": "census"}, headers=auth(tokens[Role.DPO]))
+    client.get("/entries", params={"type": "transferred"}, headers=auth(tokens[Role.DPO]))
+    read = reads(year.ledger)[0]
+    assert read["details"]["filters"] == {"pupil_key": pseudonym(upn)}
+    assert upn not in orjson.dumps(read).decode()
+    readers = client.get("/pupils/readers", params={"upn": upn},
+                         headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+    assert [(r["details"]["action"], r["details"]["by"]) for r in readers] == [
+        ("search", "auditor-user"),
+        ("export", "dpo-user"),
+    ]  # the census export held the pupil's row; the search of transfers did not
+
+
+SAR_PATHS = ("/pupils/sar", "/desk/sar")
+
+
+def _signed_in(client: TestClient, token: str) -> TestClient:
+    client.cookies.clear()
+    assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
+    return client
+
+
+@pytest.mark.parametrize("path", SAR_PATHS)
+@pytest.mark.parametrize(
+    ("role", "status"), [(Role.DPO, 200), (Role.ADMIN, 200), (Role.AUDITOR, 403)]
+)
+def test_only_the_dpo_and_admins_may_run_a_subject_access_report(
+    client: TestClient, tokens: dict[Role, str], year: Year, path: str, role: Role, status: int
+) -> None:
+    params = {"upn": a_census_pupil(year)}
+    if path.startswith("/desk"):
+        response = _signed_in(client, tokens[role]).get(path, params=params)
+    else:
+        response = client.get(path, params=params, headers=auth(tokens[role]))
+    assert response.status_code == status
+
+
+READ_ROUTES = {
+    "/entries": {}, "/entries/export": {"format": "jsonl"}, "/entries/{seq}": {},
+    "/pupils/readers": {"upn": None}, "/reports/ropa": {"format": "csv"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(READ_ROUTES))
+@pytest.mark.parametrize("role", [Role.AUDITOR, Role.DPO, Role.ADMIN])
+def test_every_reader_may_search_open_export_and_build_the_record(
+    client: TestClient, tokens: dict[Role, str], year: Year, path: str, role: Role
+) -> None:
+    params = {k: v or a_census_pupil(year) for k, v in READ_ROUTES[path].items()}
+    response = client.get(path.replace("{seq}", "1"), params=params, headers=auth(tokens[role]))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("path", [*sorted(READ_ROUTES), "/pupils/sar"])
+def test_every_auditor_route_needs_a_token(client: TestClient, path: str) -> None:
+    assert client.get(path.replace("{seq}", "1")).status_code == 401
+
+
+# Routes that read no pupil-level data, and why. Every other GET route must leave a read.
+UNAUDITED = {
+    "/health": "says only that the database answers",
+    "/openapi.json": "the API's description", "/docs": "the API's description",
+    "/docs/oauth2-redirect": "the API's description", "/redoc": "the API's description",
+    "/incidents": "the queue: rules, recipients, counts and clocks, no pupil",
+    "/users": "accounts, not pupils",
+    "/desk": "the queue page: as /incidents",
+    "/desk/signin": "the sign-in form", "/desk/signout": "signs out",
+}  # fmt: skip
+
+
+def _example_request(path: str, year: Year, client: TestClient, token: str) -> tuple[str, dict]:
+    upn = a_census_pupil(year)
+    incident = client.get("/incidents", headers=auth(token)).json()[0]["id"]
+    url = path.replace("{seq}", "1").replace("{incident_id}", str(incident))
+    params = {
+        "/desk/search": {"upn": upn}, "/desk/search/export": {"upn": upn},
+        "/desk/sar": {"upn": upn}, "/desk/ropa": {"format": "html"},
+        "/pupils/sar": {"upn": upn}, "/pupils/readers": {"upn": upn},
+    }.get(path, {})  # fmt: skip
+    return url, params
+
+
+def test_every_read_route_leaves_a_read_entry(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    token = tokens[Role.DPO]
+    routes = [
+        path for path, methods in http_routes(client.app)
+        if "GET" in methods and path not in UNAUDITED
+    ]  # fmt: skip
+    assert {"/entries", "/entries/export", "/pupils/sar", "/reports/ropa", "/desk/search",
+            "/desk/sar", "/incidents/{incident_id}"} <= set(routes)  # fmt: skip
+    _signed_in(client, token)
+    for path in routes:
+        url, params = _example_request(path, year, client, token)
+        before = len(reads(year.ledger))
+        response = client.get(url, params=params, headers=auth(token))
+        assert response.status_code == 200, f"GET {path}: {response.status_code}"
+        after = reads(year.ledger)
+        assert len(after) == before + 1, f"GET {path} left no read entry"
+        assert after[-1]["details"]["by"] == "dpo-user"
