@@ -3,24 +3,17 @@ Playwright with the system browser. Screenshots go to test-artifacts/."""
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import uvicorn
 
 from pipeline.api.app import create_api
-from pipeline.broker import free_port
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from tests.integration.breaches import ledger_with_breaches
+from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served
 
 pytestmark = pytest.mark.integration
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture
@@ -28,22 +21,11 @@ def desk(sqlite_url: str, policy: Policy) -> Iterator[tuple[str, str]]:
     """The app served on a free port; its address and a DPO's token."""
     ledger = ledger_with_breaches(sqlite_url, policy)
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_api(ledger), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", token
-    server.should_exit = True
-    thread.join(10)
+    with served(create_api(ledger)) as address:
+        yield address, token
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: install the Debian packages "
-                    "chromium and chromium-driver (.ci/run does)")  # fmt: skip
+@needs_chromium
 def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
     desk: tuple[str, str],
 ) -> None:
