@@ -1,0 +1,57 @@
+"""The auditors' reads on both databases: the same questions, the same answers, on SQLite
+and on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.ledger.queries import Filters, count, entries
+from pipeline.ledger.reads import Requester, export, readers_of, search
+from pipeline.policy.pack import Policy
+from pipeline.reports.ropa import audited_ropa
+from pipeline.reports.sar import audited_sar
+from tests.integration.year import Year, ledger_of_year, pseudonym
+
+pytestmark = pytest.mark.integration
+AUDITOR = Requester("ann", "auditor", "api")
+
+
+@pytest.fixture
+def year(db_url: str, policy: Policy) -> Year:
+    return ledger_of_year(db_url, policy, pupils=200)
+
+
+def test_a_category_search_matches_the_whole_name_only(year: Year) -> None:
+    page = search(year.ledger, AUDITOR, Filters(category="sen"), limit=500)
+    assert page.entries and all("sen" in e["categories"] for e in page.entries)
+    assert search(year.ledger, AUDITOR, Filters(category="se"), limit=10).entries == []
+    assert search(year.ledger, AUDITOR, Filters(category="s_n"), limit=10).entries == []
+
+
+def test_an_export_is_found_among_the_readers_of_every_pupil_it_held(year: Year) -> None:
+    upn = year.upns()[0]
+    total, found = export(year.ledger, AUDITOR, Filters(), "csv")
+    assert total == len(list(found))
+    with year.ledger.engine.connect() as connection:
+        readers = readers_of(connection, pseudonym(upn))
+    assert [r["details"]["action"] for r in readers] == ["export"]
+
+
+def test_a_subject_access_report_covers_the_pupils_entries(year: Year, policy: Policy) -> None:
+    upn = year.upns()[5]
+    report = audited_sar(year.ledger, AUDITOR, pseudonym(upn), policy)
+    with year.ledger.engine.connect() as connection:
+        naming = [e["seq"] for e in entries(connection, Filters(pupil_key=pseudonym(upn)))]
+    assert report["entries"] == [seq for seq in naming if seq <= report["as_of"]]
+    assert report["pupil"]["upn"] == upn
+
+
+def test_the_record_of_processing_counts_every_sharing_event(year: Year, policy: Policy) -> None:
+    report = audited_ropa(year.ledger, AUDITOR, policy, None, None)
+    with year.ledger.engine.connect() as connection:
+        decided = sum(
+            count(connection, Filters(kind="decision", event_type=t))
+            for t in ("uk.school.census.submitted.v1", "uk.school.pupil.transferred.v1",
+                      "uk.school.pupil.referred.v1")
+        )  # fmt: skip
+    assert report["totals"]["events"] == decided > 0
