@@ -17,11 +17,15 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+
+# Before bench/ itself: bench/pipeline.py would otherwise shadow the pipeline package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.checking import check_lines, in_memory, numbered_lines
 from pipeline.engine import Engine

@@ -22,6 +22,7 @@ import argparse
 import hashlib
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, MetaData, Table, Text, create_engine, text
+
+# Before bench/ itself: bench/pipeline.py would otherwise shadow the pipeline package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.canonical import canonical_json
 from pipeline.ledger import schema

@@ -64,21 +64,28 @@ def decoded(row: Any) -> dict[str, Any]:
 
 
 def _statement(filters: Filters, after: int) -> Any:
-    statement = _filtered(select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)), filters)
-    return statement.where(ENTRY.c.seq > after).order_by(ENTRY.c.seq)
+    statement, seq = _filtered(select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)), filters)
+    return statement.where(seq > after).order_by(seq)
 
 
-def _filtered(statement: Any, filters: Filters) -> Any:
+def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
+    """``statement`` narrowed to ``filters``, and the ``seq`` column to page and order by.
+
+    A pupil or recipient filter joins its index table and pages on the index's own
+    ``seq`` (its primary key is (key, seq)), so a page of one pupil's entries is read in
+    order from that index whatever the planner thinks of the rest.
+    """
+    seq = ENTRY.c.seq
     if filters.pupil_key is not None:
-        statement = statement.where(
-            ENTRY.c.seq.in_(select(PUPIL.c.seq).where(PUPIL.c.pupil_key == filters.pupil_key))
+        statement = statement.join(PUPIL, PUPIL.c.seq == ENTRY.c.seq).where(
+            PUPIL.c.pupil_key == filters.pupil_key
         )
+        seq = PUPIL.c.seq
     if filters.recipient is not None:
-        statement = statement.where(
-            ENTRY.c.seq.in_(
-                select(RECIPIENT.c.seq).where(RECIPIENT.c.recipient == filters.recipient)
-            )
+        statement = statement.join(RECIPIENT, RECIPIENT.c.seq == ENTRY.c.seq).where(
+            RECIPIENT.c.recipient == filters.recipient
         )
+        seq = RECIPIENT.c.seq if seq is ENTRY.c.seq else seq
     if filters.event_type is not None:
         statement = statement.where(ENTRY.c.event_type == filters.event_type)
     if filters.decision is not None:
@@ -94,8 +101,8 @@ def _filtered(statement: Any, filters: Filters) -> Any:
     if filters.until is not None:
         statement = statement.where(ENTRY.c.occurred_at < filters.until)
     if filters.up_to_seq is not None:
-        statement = statement.where(ENTRY.c.seq <= filters.up_to_seq)
-    return statement
+        statement = statement.where(seq <= filters.up_to_seq)
+    return statement, seq
 
 
 def _listing(column: Any, value: str) -> Any:
@@ -106,7 +113,7 @@ def _listing(column: Any, value: str) -> Any:
 
 def count(connection: Connection, filters: Filters) -> int:
     """How many entries match ``filters`` (ignoring ``after_seq`` and ``limit``)."""
-    statement = _filtered(select(func.count()).select_from(ENTRY), filters)
+    statement, _ = _filtered(select(func.count()).select_from(ENTRY), filters)
     return int(connection.execute(statement).scalar_one())
 
 
