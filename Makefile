@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) bench/check.py
 	$(PY) bench/ledger.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/queries.py
 
 demo: $(STAMP)
 	$(VENV)/bin/sharing-audit demo

@@ -22,16 +22,22 @@ from pipeline.checking import expected_of
 from pipeline.engine import Engine
 from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
 from pipeline.ledger.queries import current_decisions, decision_count, verify
+from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
 from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
+from pipeline.pseudonym import load_or_create_key, pseudonymiser
+from pipeline.reports.formats import ropa_html, sar_html
+from pipeline.reports.ropa import audited_ropa
+from pipeline.reports.sar import audited_sar
 from pipeline.running import Pipeline
+from pipeline.settings import settings
 from pipeline.simulate import simulate
 from pipeline.users import Role, add_user
 
 #: Files the demo owns in its folder, removed at the start of each run.
 DEMO_FILES = ("ledger.db", "ledger.db.key", "ledger.db-wal", "ledger.db-shm", "worker.log",
-              "events.jsonl")  # fmt: skip
+              "events.jsonl", "subject-access.html", "record-of-processing.html")  # fmt: skip
 
 
 class DemoFailed(Exception):
@@ -49,6 +55,22 @@ def _read_alerts(kafka: KafkaConfig, expected: int, timeout: float) -> list[dict
                          identity=lambda record: orjson.loads(record.value)["seq"])  # fmt: skip
     alerts = {alert["seq"]: alert for alert in (orjson.loads(r.value) for r in records)}
     return [alerts[seq] for seq in sorted(alerts)]
+
+
+def _reports(ledger: Ledger, lines: list[Any], policy: Policy, folder: Path,
+             console: Console) -> None:  # fmt: skip
+    """A subject-access report for one pupil and the year's record of processing, as a
+    DPO would print them (each recorded in the ledger as a read, like any other)."""
+    demo = Requester("demo", Role.DPO.value, "cli")
+    upn = next(p["upn"] for line in lines for p in line.event["data"].get("pupils", []))
+    key = pseudonymiser(load_or_create_key(settings().pseudonym_key, str(ledger.engine.url)))
+    sar = folder / "subject-access.html"
+    sar.write_text(sar_html(audited_sar(ledger, demo, key(upn), policy)))
+    ropa = folder / "record-of-processing.html"
+    ropa.write_text(ropa_html(audited_ropa(ledger, demo, policy, None, None)))
+    console.print(f"\n[bold]For auditors[/bold]: a subject-access report -> {sar}")
+    console.print(f"and the year's record of processing -> {ropa}; the same at the command line:")
+    console.print(f"  sharing-audit report sar --db {ledger.engine.url} --pupil {upn}")
 
 
 def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
@@ -154,8 +176,10 @@ def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
     console.print(f"explore it: sharing-audit ledger query --db {url} --decision breach")
     ledger = Ledger.open(url)
     token = add_user(ledger, f"demo-dpo-{int(time.time())}", Role.DPO)
+    _reports(ledger, lines, policy, folder, console)
     ledger.engine.dispose()
     console.print("\n[bold]The DPO's queue[/bold]: start the desk with")
     console.print(f"  sharing-audit serve --db {url}")
-    console.print("then open http://127.0.0.1:8000/desk and sign in with this DPO token:")
+    console.print("then open http://127.0.0.1:8000/desk and sign in with this DPO token")
+    console.print("(the search and both reports are there too):")
     console.print(f"  {token}")

@@ -27,16 +27,20 @@ class BadFilter(ValueError):
 
 def instant(value: str, name: str) -> str:
     """An RFC 3339 instant or a date (midnight in England) as the ledger's UTC text."""
+    unusable = BadFilter(f"{name} {value!r}: give a date (2026-07-21) or an RFC 3339 time")
     try:
         if len(value) == 10:
-            start = datetime.combine(date.fromisoformat(value), time.min, SCHOOL_TIME)
-            return utc_text(start)
-        moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+            moment = datetime.combine(date.fromisoformat(value), time.min, SCHOOL_TIME)
+        else:
+            moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
-        raise BadFilter(f"{name} {value!r}: give a date (2026-07-21) or an RFC 3339 time") from None
+        raise unusable from None
     if moment.tzinfo is None:
         raise BadFilter(f"{name} {value!r}: a time needs a UTC offset, e.g. 2026-07-21T09:00:00Z")
-    return utc_text(moment)
+    try:
+        return utc_text(moment)
+    except OverflowError:  # at the very ends of the calendar
+        raise unusable from None
 
 
 def event_type(value: str, name: str = "type") -> str:

@@ -256,3 +256,25 @@ def test_report_mistakes_get_one_line_and_no_traceback(
     result = run_cli(*args, db=url)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "action"),
+    [
+        (["ledger", "query", "--category", "medical", "--format", "jsonl"], "export"),
+        (["ledger", "query", "--pupil", "{upn}", "--format", "csv"], "export"),
+        (["report", "sar", "--pupil", "{upn}"], "sar"),
+        (["report", "ropa", "--since", "2025-09-01"], "ropa"),
+    ],
+)
+def test_every_command_line_read_leaves_a_read_entry(
+    year: Year, args: list[str], action: str
+) -> None:
+    url = year.ledger.engine.url.render_as_string(hide_password=False)
+    upn = sampled_pupils(year)[2]
+    result = run_cli(*(a.format(upn=upn) for a in args), db=url)
+    assert result.returncode == 0, result.stderr
+    with year.ledger.engine.connect() as connection:
+        last = list(entries(connection, Filters(kind="read")))[-1]
+    assert last["details"]["action"] == action and last["details"]["via"] == "cli"
+    assert upn not in orjson.dumps(last).decode()

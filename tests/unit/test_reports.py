@@ -131,6 +131,7 @@ def test_a_date_means_midnight_in_england_in_summer_and_winter() -> None:
     [
         ({"upn": "X"}, "pupil: not a valid UPN"),
         ({"since": "2026-13-01"}, "since '2026-13-01': give a date"),
+        ({"until": "0001-01-01T00:00:00+05:00"}, "until '0001-01-01T00:00:00\\+05:00': give a"),
         ({"kind": "decisions"}, "kind 'decisions': one of decision"),
         ({"event_type_": "pupil"}, "type 'pupil': give one of"),
     ],
