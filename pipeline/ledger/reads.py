@@ -27,7 +27,7 @@ from pipeline.ledger.queries import (
     entry_at,
     referring_to,
 )
-from pipeline.ledger.store import ENTRY, PUPIL, Ledger, NewEntry, any_of, now_text
+from pipeline.ledger.store import ENTRY, Ledger, NewEntry, any_of, now_text
 
 READ_KIND = "read"
 
@@ -158,22 +158,21 @@ def _asked_pupils(filters: Filters) -> list[str]:
     return [filters.pupil_key] if filters.pupil_key else []
 
 
-def readers_of(connection: Connection, pupil_key: str) -> list[dict[str, Any]]:
+def readers_of(
+    connection: Connection, pupil_key: str, naming: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """Every read whose answer held an entry naming this pupil, oldest first.
 
     A read about the pupil names them itself; a read that opened one of their entries
     refers to it; any other search or export is replayed against the pupil's entries
-    (its filters, within the seqs it covered).
+    (its filters, within the seqs it covered). ``naming``: the entries naming the pupil,
+    when the caller has them already.
     """
-    named = connection.execute(
-        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
-        .where(ENTRY.c.seq.in_(select(PUPIL.c.seq).where(PUPIL.c.pupil_key == pupil_key)))
-        .order_by(ENTRY.c.seq)
-    ).mappings()
+    if naming is None:
+        naming = list(entries(connection, Filters(pupil_key=pupil_key)))
     own: list[dict[str, Any]] = []
     reads: dict[int, dict[str, Any]] = {}
-    for row in named:
-        entry = decoded(row)
+    for entry in naming:
         if entry["kind"] == READ_KIND:
             reads[entry["seq"]] = entry
         else:

@@ -27,6 +27,7 @@ from schemas.events import SHARING_KIND
 
 _PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
 SECTIONS = ("disclosures", "lifecycle", "rejected", "accesses")
+PAYLOAD_FIELDS = ("special_condition", "channel", "purpose")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,19 @@ def verdict_of(pairs: list[tuple[str, str]]) -> str:
     return max(verdicts, key=lambda v: v.rank, default=Verdict.ALLOWED).value
 
 
+def places_of(pupil_key: str, pupil_keys: list[str]) -> set[int]:
+    """Where the pupil is in an entry's list of pupils (a census lists hundreds)."""
+    places: set[int] = set()
+    start = 0
+    while True:
+        try:
+            start = pupil_keys.index(pupil_key, start)  # a C loop, not a Python one
+        except ValueError:
+            return places
+        places.add(start)
+        start += 1
+
+
 def _recipient(policy: Policy, recipient: str | None, event_type: str | None) -> dict[str, Any]:
     key = policy.recipient_key(recipient) if recipient else None
     name = policy.spec.recipients[key].name if key else None
@@ -77,24 +91,24 @@ def build_sar(
     policy: Policy,
     reads: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The report, from every entry naming the pupil (any order), the pseudonymised
-    payloads of the sharing events among them, and every read whose answer held one of
-    them (see :func:`readers_of`). Pure."""
+    """The report, from every entry naming the pupil (any order), the payload fields of
+    the sharing events among them (``special_condition``, ``channel``, ``purpose``, by
+    seq), and every read whose answer held one of them (see :func:`readers_of`). Pure."""
     ordered = sorted(entries, key=lambda e: e["seq"])
     later: dict[int, list[Mapping[str, Any]]] = {}
     for entry in ordered:
         if entry["kind"] == "reevaluation" and entry["refers_to"] is not None:
             later.setdefault(entry["refers_to"], []).append(entry)
     report: dict[str, Any] = {name: [] for name in SECTIONS}
-    covered = []
+    covered = [entry["seq"] for entry in ordered]
+    present = set(covered)
     for entry in ordered:
-        covered.append(entry["seq"])
         kind = entry["kind"]
-        if kind == "reevaluation" and entry["refers_to"] in {e["seq"] for e in ordered}:
+        if kind == "reevaluation" and entry["refers_to"] in present:
             continue  # shown with the event it re-decides
         if kind == READ_KIND:
             continue  # among the reads
-        places = {i for i, key in enumerate(entry["pupil_keys"]) if key == pupil_key}
+        places = places_of(pupil_key, entry["pupil_keys"])
         current = (later.get(entry["seq"]) or [entry])[-1]
         pairs = reasons_for(current["rules"], current["reasons"], places)
         shown = {
@@ -112,7 +126,7 @@ def build_sar(
             shown["decision"] = "rejected"
             report["rejected"].append(shown)
         elif entry["event_type"] in SHARING_KIND:
-            data = (payloads.get(entry["seq"]) or {}).get("data", {})
+            data = payloads.get(entry["seq"]) or {}
             one_pupil = len(entry["pupil_keys"]) == 1
             report["disclosures"].append({
                 **shown,
@@ -163,10 +177,11 @@ def subject_access(
     for row in rows:
         found.append(decoded(row))
         if row["body"] is not None:
-            payloads[row["seq"]] = orjson.loads(row["body"])
+            data = orjson.loads(row["body"])["data"]
+            payloads[row["seq"]] = {name: data.get(name) for name in PAYLOAD_FIELDS}
     known = Ledger.identities(connection, [pupil_key]).get(pupil_key)
     identity = Identity(*known) if known else Identity(None, None)
-    reads = [r for r in readers_of(connection, pupil_key) if r["seq"] <= up_to_seq]
+    reads = [r for r in readers_of(connection, pupil_key, found) if r["seq"] <= up_to_seq]
     return build_sar(pupil_key, identity, found, payloads, policy, reads)
 
 
