@@ -29,10 +29,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Table, Text, create_engine, text
+from sqlalchemy import Column, MetaData, Table, Text, create_engine
 
 # Before bench/ itself: bench/pipeline.py would otherwise shadow the pipeline package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratch import scratch_postgres
 
 from pipeline.canonical import canonical_json
 from pipeline.ledger import schema
@@ -176,17 +178,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(dir=args.sqlite) as folder:
         results["sqlite"] = run("sqlite", f"sqlite:///{Path(folder) / 'bench.db'}", args)
-    admin = create_engine(args.pg.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")  # fmt: skip
-    name = f"sa_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        base = args.pg.rsplit("/", 1)[0]
-        results["postgresql"] = run("postgresql", f"{base}/{name}", args)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_postgres(args.pg) as url:
+        results["postgresql"] = run("postgresql", url, args)
     for db, r in results.items():
         verdict = [
             f"append {'met' if r['append'] >= 0.5 else 'NOT met'}",

@@ -33,10 +33,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
 # Before bench/ itself: bench/pipeline.py would otherwise shadow the pipeline package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratch import scratch_postgres
 
 from pipeline.ledger import schema
 from pipeline.ledger.queries import Filters, entries
@@ -190,20 +190,6 @@ def run(name: str, url: str, args: argparse.Namespace, folder: Path) -> dict[str
     return {"search": found[1], "sar": sar[1], "rss_growth": growth}
 
 
-def run_on_scratch_postgres(args: argparse.Namespace, folder: Path) -> dict[str, float]:
-    admin = create_engine(args.pg.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")  # fmt: skip
-    name = f"sa_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        base = args.pg.rsplit("/", 1)[0]
-        return run("postgresql", f"{base}/{name}", args, folder)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -221,7 +207,8 @@ def main() -> None:
             url = f"sqlite:///{Path(folder) / 'bench.db'}"
             results["sqlite"] = run("sqlite", url, args, Path(folder))
         if args.only in (None, "postgresql"):
-            results["postgresql"] = run_on_scratch_postgres(args, Path(folder))
+            with scratch_postgres(args.pg) as url:
+                results["postgresql"] = run("postgresql", url, args, Path(folder))
     for db, r in results.items():
         verdict = [
             f"pupil search p95 {'met' if r['search'] < 50 else 'NOT met'}",

@@ -7,17 +7,15 @@ same formats, each recorded in the ledger as a read by the operating-system user
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 import typer
 
 from pipeline.console import fail, policy_or_fail
 from pipeline.ledger.asking import instant, pupil_key
 from pipeline.ledger_cli import DbOption, asked, cli_reader, open_ledger, pseudonym_for, reading
-from pipeline.reports.formats import ropa_csv, ropa_html, sar_csv, sar_html
+from pipeline.reports.formats import ReportFormat, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 
@@ -34,14 +32,7 @@ OutputOption = Annotated[
 ]
 
 
-class ReportFormat(StrEnum):
-    json = "json"
-    csv = "csv"
-    html = "html"
-
-
-def _write(text: str | bytes, output: Path | None) -> None:
-    data = text.encode() if isinstance(text, str) else text
+def _write(data: bytes, output: Path | None) -> None:
     if output is None:
         sys.stdout.buffer.write(data)
         return
@@ -50,14 +41,6 @@ def _write(text: str | bytes, output: Path | None) -> None:
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
     print(f"written to {output}", file=sys.stderr)
-
-
-def _rendered(report: dict[str, Any], form: ReportFormat, csv: Any, html: Any) -> str | bytes:
-    if form is ReportFormat.csv:
-        return str(csv(report))
-    if form is ReportFormat.html:
-        return str(html(report))
-    return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 @report_app.command("sar")
@@ -74,7 +57,7 @@ def report_sar(
     ledger = open_ledger(db, create=False)
     with reading(ledger):
         report = audited_sar(ledger, cli_reader(), key, pack)
-    _write(_rendered(report, output, sar_csv, sar_html), to)
+    _write(rendered(report, "subject-access", output)[0], to)
 
 
 @report_app.command("ropa")
@@ -93,4 +76,4 @@ def report_ropa(
     ledger = open_ledger(db, create=False)
     with reading(ledger):
         report = audited_ropa(ledger, cli_reader(), pack, start, end)
-    _write(_rendered(report, output, ropa_csv, ropa_html), to)
+    _write(rendered(report, "record-of-processing", output)[0], to)

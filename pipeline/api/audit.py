@@ -12,9 +12,8 @@ from collections.abc import Callable, Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from pipeline.api.app import READERS, reader_of, role
@@ -23,14 +22,7 @@ from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import Requester, export, opened, readers_of, record_read, search
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
-from pipeline.reports.formats import (
-    entries_csv,
-    entries_jsonl,
-    ropa_csv,
-    ropa_html,
-    sar_csv,
-    sar_html,
-)
+from pipeline.reports.formats import ReportFormat, entries_csv, entries_jsonl, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 from pipeline.users import Role, User
@@ -94,12 +86,6 @@ class ExportFormat(StrEnum):
     jsonl = "jsonl"
 
 
-class ReportFormat(StrEnum):
-    json = "json"
-    csv = "csv"
-    html = "html"
-
-
 def search_filters(
     request: Request,
     upn: Annotated[str | None, Query(description="a pupil's UPN, pseudonymised here")] = None,
@@ -157,26 +143,16 @@ def opened_entry(ledger: Ledger, reader: Requester, seq: int, policy: Policy) ->
     }
 
 
-def sar_response(report: dict[str, Any], form: ReportFormat, back: str | None = None) -> Response:
-    if form is ReportFormat.csv:
-        return Response(sar_csv(report), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": 'attachment; filename="subject-access.csv"'})  # fmt: skip
-    if form is ReportFormat.html:
-        return HTMLResponse(sar_html(report, back=back))
-    return Response(_json(report), media_type="application/json")
-
-
-def ropa_response(report: dict[str, Any], form: ReportFormat, back: str | None = None) -> Response:
-    if form is ReportFormat.csv:
-        return Response(ropa_csv(report), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": 'attachment; filename="record-of-processing.csv"'})  # fmt: skip
-    if form is ReportFormat.html:
-        return HTMLResponse(ropa_html(report, back=back))
-    return Response(_json(report), media_type="application/json")
-
-
-def _json(value: Any) -> bytes:
-    return orjson.dumps(value)
+def report_response(
+    report: dict[str, Any], kind: str, form: ReportFormat, back: str | None = None
+) -> Response:
+    """A report as a response: a download for CSV, a page for HTML, else JSON."""
+    body, media = rendered(report, kind, form, back)
+    headers = (
+        {"Content-Disposition": f'attachment; filename="{kind}.csv"'}
+        if form is ReportFormat.csv else {}
+    )  # fmt: skip
+    return Response(body, media_type=media, headers=headers)
 
 
 def period(since: str | None, until: str | None) -> tuple[str | None, str | None]:
@@ -244,7 +220,7 @@ def subject_access(
     state = request.app.state
     key = pupil_of(upn, state.pseudonym)
     report = audited_sar(state.ledger, reader_of(user, "api"), key, state.policy)
-    return sar_response(report, format)
+    return report_response(report, "subject-access", format)
 
 
 @router.get("/pupils/readers", response_model=list[LedgerEntryOut], tags=["audit"])
@@ -278,4 +254,4 @@ def record_of_processing(
     state = request.app.state
     start, end = period(since, until)
     report = audited_ropa(state.ledger, reader_of(user, "api"), state.policy, start, end)
-    return ropa_response(report, format)
+    return report_response(report, "record-of-processing", format)

@@ -23,11 +23,9 @@ from pipeline.api.audit import (
     MAX_SEQ,
     SAR_ROLES,
     ExportFormat,
-    ReportFormat,
     entries_download,
     opened_entry,
-    ropa_response,
-    sar_response,
+    report_response,
 )
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
@@ -44,7 +42,7 @@ from pipeline.ledger.asking import KINDS, BadFilter, filters_from, instant, pupi
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.logging import get_logger
-from pipeline.reports.formats import event_label, in_school_time
+from pipeline.reports.formats import ReportFormat, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 from pipeline.users import Role, User, user_for
@@ -273,7 +271,8 @@ def sar_page(
     except BadFilter as exc:
         return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
     report = audited_sar(state.ledger, reader_of(user, "page"), key, state.policy)
-    return sar_response(report, format, back=f"/desk/search?{urlencode({'upn': upn})}")
+    back = f"/desk/search?{urlencode({'upn': upn})}"
+    return report_response(report, "subject-access", format, back)
 
 
 @router.get("/ropa", response_model=None)
@@ -299,4 +298,4 @@ def ropa_page(
         )
     state = request.app.state
     report = audited_ropa(state.ledger, reader_of(user, "page"), state.policy, start, end)
-    return ropa_response(report, format, back="/desk/ropa")
+    return report_response(report, "record-of-processing", format, back="/desk/ropa")

@@ -117,6 +117,14 @@ def count(connection: Connection, filters: Filters) -> int:
     return int(connection.execute(statement).scalar_one())
 
 
+def nth_seq(connection: Connection, filters: Filters, n: int) -> int | None:
+    """The ``seq`` of the ``n``-th entry (from 1) matching ``filters`` after ``after_seq``."""
+    statement, seq = _filtered(select(ENTRY.c.seq), filters)
+    statement = statement.where(seq > filters.after_seq).order_by(seq).offset(n - 1).limit(1)
+    found = connection.execute(statement).scalar()
+    return int(found) if found is not None else None
+
+
 def entry_at(connection: Connection, seq: int) -> dict[str, Any] | None:
     row = (
         connection.execute(

@@ -25,6 +25,7 @@ from pipeline.ledger.queries import (
     decoded,
     entries,
     entry_at,
+    nth_seq,
     referring_to,
 )
 from pipeline.ledger.store import ENTRY, Ledger, NewEntry, any_of, now_text
@@ -96,11 +97,6 @@ def record_read(
     return seq
 
 
-def head_seq(ledger: Ledger) -> int:
-    with ledger.engine.connect() as connection:
-        return Ledger.head(connection)[0]
-
-
 def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> Page:
     """One page of entries matching ``filters`` after ``filters.after_seq``, recorded."""
     with ledger.engine.connect() as connection:
@@ -128,10 +124,12 @@ def export(
         as_of = Ledger.head(connection)[0]
         pinned = replace(filters, up_to_seq=as_of)
         total = count(connection, pinned)
-        total = total if filters.limit is None else min(total, filters.limit)
+        through = None  # all of them, up to as_of
+        if filters.limit is not None and total > filters.limit:
+            total, through = filters.limit, nth_seq(connection, pinned, filters.limit)
     record_read(
         ledger, reader, "export", returned=total, as_of=as_of, filters=filters,
-        pupil_keys=_asked_pupils(filters), extra={"format": form},
+        through=through, pupil_keys=_asked_pupils(filters), extra={"format": form},
     )  # fmt: skip
 
     def streamed() -> Iterator[dict[str, Any]]:

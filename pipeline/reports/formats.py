@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,25 @@ def sar_html(report: dict[str, Any], **context: Any) -> str:
 
 def ropa_html(report: dict[str, Any], **context: Any) -> str:
     return html.get_template("ropa.html").render(r=report, **context)
+
+
+class ReportFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+_RENDERERS = {"subject-access": (sar_csv, sar_html), "record-of-processing": (ropa_csv, ropa_html)}
+
+
+def rendered(
+    report: dict[str, Any], kind: str, form: ReportFormat, back: str | None = None
+) -> tuple[bytes, str]:
+    """A report (``kind``: subject-access or record-of-processing) in ``form``, and its
+    media type. ``back``: where the printable page's "Back" link goes, if anywhere."""
+    to_csv, to_html = _RENDERERS[kind]
+    if form is ReportFormat.csv:
+        return to_csv(report).encode(), "text/csv; charset=utf-8"
+    if form is ReportFormat.html:
+        return to_html(report, back=back).encode(), "text/html; charset=utf-8"
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n", "application/json"

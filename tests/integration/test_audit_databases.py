@@ -55,3 +55,13 @@ def test_the_record_of_processing_counts_every_sharing_event(year: Year, policy:
                       "uk.school.pupil.referred.v1")
         )  # fmt: skip
     assert report["totals"]["events"] == decided > 0
+
+
+def test_a_limited_export_records_only_what_it_returned(year: Year) -> None:
+    total, found = export(year.ledger, AUDITOR, Filters(event_type="uk.school.pupil.referred.v1",
+                                                        limit=7), "jsonl")  # fmt: skip
+    returned = list(found)
+    assert total == len(returned) == 7
+    with year.ledger.engine.connect() as connection:
+        read = list(entries(connection, Filters(kind="read")))[-1]["details"]
+    assert (read["returned"], read["through_seq"]) == (7, returned[-1]["seq"])
