@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, or_, select
 
 from pipeline.ledger.queries import (
     ENTRY_COLUMNS,
@@ -176,32 +176,23 @@ def readers_of(
         else:
             own.append(entry)
     if own:
-        seqs = [e["seq"] for e in own]
-        for row in connection.execute(
+        opened_seqs = {e["seq"] for e in own}
+        later_reads = connection.execute(
             select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(
                 ENTRY.c.kind == READ_KIND,
-                ENTRY.c.refers_to.is_not(None),
-                any_of(connection, ENTRY.c.refers_to, seqs),
+                ENTRY.c.seq > own[0]["seq"],
+                or_(ENTRY.c.pupil_keys == "[]", any_of(connection, ENTRY.c.refers_to,
+                                                       list(opened_seqs))),
             )
-        ).mappings():
-            reads[row["seq"]] = decoded(row)
-        for read in _broad_reads(connection, own[0]["seq"]):
-            if any(read_covered(read["details"], entry) for entry in own):
+        ).mappings()  # fmt: skip
+        for row in later_reads:
+            read = decoded(row)
+            details = read["details"] or {}
+            if read["refers_to"] in opened_seqs or (
+                "filters" in details and any(read_covered(details, e) for e in own)
+            ):
                 reads[read["seq"]] = read
     return [reads[seq] for seq in sorted(reads)]
-
-
-def _broad_reads(connection: Connection, after: int) -> Iterator[dict[str, Any]]:
-    """Searches and exports made after entry ``after`` existed that named no pupil."""
-    rows = connection.execute(
-        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
-        .where(ENTRY.c.kind == READ_KIND, ENTRY.c.seq > after, ENTRY.c.pupil_keys == "[]")
-        .order_by(ENTRY.c.seq)
-    ).mappings()
-    for row in rows:
-        read = decoded(row)
-        if "filters" in (read["details"] or {}):
-            yield read
 
 
 def read_covered(details: dict[str, Any], entry: dict[str, Any]) -> bool:
