@@ -63,3 +63,24 @@ def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
         expect(page.locator(f"#queue tr[data-incident='{top}'] .status")).to_have_text("assessed")
         browser.close()
     assert (ARTIFACTS / "desk-queue.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("role", [Role.AUDITOR, Role.ADMIN])
+def test_a_form_posted_by_a_role_that_may_not_act_is_refused_and_changes_nothing(
+    sqlite_url: str, policy: Policy, role: Role
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from pipeline.incidents.desk import incidents
+
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    token = add_user(ledger, f"{role.value}-user", role)
+    client = TestClient(create_api(ledger))
+    assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
+    with ledger.engine.connect() as connection:
+        incident_id = next(iter(incidents(connection)))
+    response = client.post(f"/desk/incidents/{incident_id}/acknowledge", follow_redirects=False)
+    assert response.status_code == 403
+    assert "may not act on incidents" in response.text
+    with ledger.engine.connect() as connection:
+        assert incidents(connection)[incident_id].history == ()
