@@ -214,7 +214,7 @@ def audited_incident_detail(
         db.rollback()  # end the read transaction before taking the write lock (SQLite)
         shown = len(detail["ledger_entries"])
         record_read(ledger, reader_of(user, via), "incident", returned=shown, as_of=as_of,
-                    refers_to=incident_id)  # fmt: skip
+                    refers_to=incident_id, extra={"entries": detail["entries"]})  # fmt: skip
     return detail
 
 

@@ -162,9 +162,9 @@ def readers_of(
     """Every read whose answer held an entry naming this pupil, oldest first.
 
     A read about the pupil names them itself; a read that opened one of their entries
-    refers to it; any other search or export is replayed against the pupil's entries
-    (its filters, within the seqs it covered). ``naming``: the entries naming the pupil,
-    when the caller has them already.
+    refers to it (an opened incident lists its entries); any other search or export is
+    replayed against the pupil's entries (its filters, within the seqs it covered).
+    ``naming``: the entries naming the pupil, when the caller has them already.
     """
     if naming is None:
         naming = list(entries(connection, Filters(pupil_key=pupil_key)))
@@ -188,8 +188,10 @@ def readers_of(
         for row in later_reads:
             read = decoded(row)
             details = read["details"] or {}
-            if read["refers_to"] in opened_seqs or (
-                "filters" in details and any(read_covered(details, e) for e in own)
+            if (
+                read["refers_to"] in opened_seqs
+                or not opened_seqs.isdisjoint(details.get("entries", ()))  # an incident's
+                or ("filters" in details and any(read_covered(details, e) for e in own))
             ):
                 reads[read["seq"]] = read
     return [reads[seq] for seq in sorted(reads)]

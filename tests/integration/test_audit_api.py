@@ -280,3 +280,20 @@ def test_every_read_route_leaves_a_read_entry(
         after = reads(year.ledger)
         assert len(after) == before + 1, f"GET {path} left no read entry"
         assert after[-1]["details"]["by"] == "dpo-user"
+
+
+def test_opening_an_incident_is_found_among_the_readers_of_every_pupil_in_it(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    from pipeline.ledger.reads import readers_of
+
+    incident = next(i for i in client.get("/incidents", headers=auth(tokens[Role.DPO])).json()
+                    if len(i["entries"]) > 1)  # fmt: skip
+    client.get(f"/incidents/{incident['id']}", headers=auth(tokens[Role.AUDITOR]))
+    with year.ledger.engine.connect() as connection:
+        last = next(e for e in entries(connection, Filters(kind="decision"))
+                    if e["seq"] == incident["entries"][-1])  # fmt: skip
+        readers = readers_of(connection, last["pupil_keys"][0])
+    assert [(r["details"]["action"], r["details"]["by"]) for r in readers] == [
+        ("incident", "auditor-user")
+    ]
