@@ -39,7 +39,7 @@ def build_case(event: SharingEvent, register: Register, policy: Policy) -> Case:
     data = event.data
     kind = SHARING_KIND[event.type]
     recipient_key = policy.recipient_key(data.recipient)
-    permission = policy.permission(recipient_key, kind) if recipient_key else None
+    permission = policy.permission_for(recipient_key, kind)
     categories = list(dict.fromkeys(data.categories))
     known = [c for c in categories if c in policy.categories]
     return Case(

@@ -158,6 +158,14 @@ class Policy:
     def permission(self, recipient_key: str, kind: str) -> Permission | None:
         return self.permissions.get((recipient_key, kind))
 
+    def recipient_name(self, recipient_key: str | None) -> str | None:
+        """What the pack calls a recipient, for reports (None for one it does not know)."""
+        return self.spec.recipients[recipient_key].name if recipient_key else None
+
+    def permission_for(self, recipient_key: str | None, kind: str | None) -> Permission | None:
+        """The permitted row, or None where the recipient or the event kind is unknown."""
+        return self.permissions.get((recipient_key, kind)) if recipient_key and kind else None
+
     def retention_for(self, category: str) -> Retention:
         return self.retention.get(category, self.default_retention)
 

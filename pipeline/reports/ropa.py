@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, now_text
-from pipeline.policy.pack import Policy
+from pipeline.policy.pack import Permission, Policy
 from schemas.events import SHARING_KIND, SHARING_TYPES
 
 VERDICTS = ("allowed", "review", "breach", "rejected")
@@ -38,11 +38,12 @@ class _Group:
     evidence: bool = False  # some event in it was decided, not rejected
 
 
-def _differences(policy: Policy, key: str | None, kind: str, group: _Group) -> list[str]:
+def _differences(
+    key: str | None, kind: str, permission: Permission | None, group: _Group
+) -> list[str]:
     """Where what was shared goes beyond what the pack permits."""
     if key is None:
         return ["the recipient is not in the policy's registry"]
-    permission = policy.permission(key, kind)
     if permission is None:
         return [f"the policy does not permit any {kind} to this recipient"]
     found = []
@@ -88,10 +89,10 @@ def build_ropa(
     for (recipient, event_type), group in sorted(groups.items()):
         key = policy.recipient_key(recipient)
         kind = SHARING_KIND[event_type]
-        permission = policy.permission(key, kind) if key else None
+        permission = policy.permission_for(key, kind)
         rows.append({
             "recipient": recipient,
-            "recipient_name": policy.spec.recipients[key].name if key else None,
+            "recipient_name": policy.recipient_name(key),
             "event_type": event_type,
             "gateway": permission.gateway if permission else None,
             "categories": sorted(group.categories),
@@ -108,7 +109,7 @@ def build_ropa(
                 "special_conditions": sorted(permission.special_conditions),
                 "channels": sorted(permission.channels),
             },
-            "differences": _differences(policy, key, kind, group) if group.evidence else [],
+            "differences": _differences(key, kind, permission, group) if group.evidence else [],
         })  # fmt: skip
     return {
         "period": {"since": since, "until": until},

@@ -77,10 +77,9 @@ def places_of(pupil_key: str, pupil_keys: list[str]) -> set[int]:
 
 def _recipient(policy: Policy, recipient: str | None, event_type: str | None) -> dict[str, Any]:
     key = policy.recipient_key(recipient) if recipient else None
-    name = policy.spec.recipients[key].name if key else None
-    kind = SHARING_KIND.get(event_type or "")
-    permission = policy.permission(key, kind) if key and kind else None
-    return {"recipient_name": name, "gateway": permission.gateway if permission else None}
+    permission = policy.permission_for(key, SHARING_KIND.get(event_type or ""))
+    return {"recipient_name": policy.recipient_name(key),
+            "gateway": permission.gateway if permission else None}  # fmt: skip
 
 
 def build_sar(
