@@ -35,6 +35,8 @@ log = get_logger(__name__)
 ATTEMPTS = 3
 #: The most records one transaction takes from the queue.
 GROUP_LIMIT = 4_000
+#: Groups handed to the writer process before the first of them has been written.
+IN_FLIGHT_GROUPS = 2
 
 
 class BatchFailed(Exception):
@@ -94,19 +96,29 @@ class LedgerSink:
     async def _group_commits(self) -> None:
         assert self.queue is not None
         queue = self.queue
-        while True:
-            group = [await queue.get()]
-            size = len(group[0][0])
-            while not queue.empty() and size < GROUP_LIMIT:
-                item = queue.get_nowait()
-                group.append(item)
-                size += len(item[0])
-            try:
-                await self._write_group(group)
-            except asyncio.CancelledError:
-                for _, done in group:
-                    done.cancel()
-                raise
+        # Two groups in flight: the next is pickled and waiting in the writer's call queue
+        # while this one is written, so the writer never idles on the hand-over. The
+        # writer runs them in order; should the first fail and be retried, the second may
+        # land before it, which the engine allows (decisions do not depend on arrival
+        # order) and which acks each batch only after its own commit.
+        slots = asyncio.Semaphore(IN_FLIGHT_GROUPS)
+        writing: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await slots.acquire()
+                group = [await queue.get()]
+                size = len(group[0][0])
+                while not queue.empty() and size < GROUP_LIMIT:
+                    item = queue.get_nowait()
+                    group.append(item)
+                    size += len(item[0])
+                task = asyncio.ensure_future(self._write_group(group))
+                writing.add(task)
+                task.add_done_callback(writing.discard)
+                task.add_done_callback(lambda _: slots.release())
+        finally:
+            for task in writing:
+                task.cancel()
 
     async def _write_group(
         self, group: list[tuple[list[Record], asyncio.Future[list[Handled]]]]
@@ -118,6 +130,10 @@ class LedgerSink:
             for item, done in group:
                 done.set_result(await self._write_resilient(item))
             return
+        except asyncio.CancelledError:
+            for _, done in group:
+                done.cancel()
+            raise
         owner = {position: index for index, (item, _) in enumerate(group) for _, position in item}
         shares: list[list[Handled]] = [[] for _ in group]
         for h in handled:

@@ -10,9 +10,14 @@ topics once, then lets three consumers read all of them, each in a group of its 
   batch and doing nothing else (Faust's own ceiling);
 - ``pipeline``: ``sharing-audit worker``: decide, append to the ledger, commit, ack.
 
-Each rate is records over the time from the first record handled to the last. Then,
+Each rate is taken over the same stretch, from 10% to 90% of the records handled, so that
+start-up and the last stragglers weigh on none of them. Then,
 with the worker still running, events are sent at half its measured rate and the
 latency from send to ledger commit is taken per event (p50, p99).
+
+The whole comparison runs ``--rounds`` times, each on a fresh broker and ledger, and each
+consumer's best round counts (as for any benchmark on a shared machine: interference only
+ever slows a run down). Latency is measured in the last round.
 
 Target (the stream agents issue): ``ratio_vs_noop_faust`` of at least 0.70 on SQLite.
 The last line reads ``ratio_vs_noop_faust=R``.
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -76,18 +82,27 @@ async def _aiokafka_rate(kafka: KafkaConfig, count: int) -> float:
         max_poll_records=500,
     )
     await consumer.start()
-    seen, first = 0, 0.0
+    seen, marks = 0, []
     try:
         while seen < count:
             batches = await consumer.getmany(timeout_ms=1000, max_records=500)
             for records in batches.values():
-                if records and not first:
-                    first = time.perf_counter()
                 seen += len(records)
-        last = time.perf_counter()
+                if records:
+                    marks.append((time.perf_counter(), seen))
     finally:
         await consumer.stop()
-    return (seen - 1) / (last - first)
+    return steady_rate(marks, count)
+
+
+def steady_rate(marks: list[tuple[float, int]], count: int) -> float:
+    """Records per second between the first mark at or past 10% of ``count`` and the first
+    at or past 90%. ``marks``: (time, records handled so far), in order. Every consumer is
+    measured alike, and none gains from records fetched while it was still starting up
+    nor loses to a slow last batch."""
+    low = next(m for m in marks if m[1] >= count * 0.1)
+    high = next(m for m in marks if m[1] >= count * 0.9)
+    return (high[1] - low[1]) / (high[0] - low[0])
 
 
 # -- baseline 2: Faust doing nothing --------------------------------------------------------
@@ -104,18 +119,16 @@ def noop_worker(broker: str, count: int, out: Path) -> None:
     app = faust.App("bench-noop", **faust_settings(KafkaConfig(bootstrap=broker)),
                     value_serializer="raw", key_serializer="raw", store="memory://",
                     web_enabled=False)  # fmt: skip
-    state = {"seen": 0, "first": 0.0}
+    marks: list[tuple[float, int]] = []
 
     async def noop(stream: faust.StreamT) -> None:
         async for batch in stream.noack_take(batching.size, within=batching.within):
-            if not state["first"]:
-                state["first"] = time.perf_counter()
             for event in batch:
                 await stream.ack(event)
-            state["seen"] += len(batch)
-            if state["seen"] >= count:
-                rate = (state["seen"] - 1) / (time.perf_counter() - state["first"])
-                out.write_text(str(rate))
+            seen = (marks[-1][1] if marks else 0) + len(batch)
+            marks.append((time.perf_counter(), seen))
+            if seen >= count:
+                out.write_text(str(steady_rate(marks, count)))
 
     for name in INPUT_TOPICS:
         topic = app.topic(name, value_serializer="raw", key_serializer="raw")
@@ -187,7 +200,14 @@ def pipeline_rate(worker: Worker, url: str, count: int) -> float:
     rows = _recorded(url)
     if len(rows) < count:
         raise SystemExit(f"the worker recorded {len(rows)} of {count}")
-    return (len(rows) - 1) / (_instant(rows[-1][1]) - _instant(rows[0][1]))
+    marks: list[tuple[float, int]] = []  # one per transaction: its entries share a time
+    for number, (_, at) in enumerate(rows, 1):
+        instant = _instant(at)
+        if marks and marks[-1][0] == instant:
+            marks[-1] = (instant, number)
+        else:
+            marks.append((instant, number))
+    return steady_rate(marks, count)
 
 
 def latencies(
@@ -232,52 +252,90 @@ def database(choice: str, scratch: Path) -> str:
     return choice
 
 
+def one_round(
+    args: argparse.Namespace, records: list[bytes], with_latency: bool
+) -> dict[str, float]:
+    """A fresh broker and ledger; the three consumers' rates, and the latency if asked."""
+    bulk, paced = records[: args.events], records[args.events :]
+    scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    url = database(args.db, scratch)
+    env = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
+    rates: dict[str, float] = {}
+    try:
+        with EmbeddedBroker() as broker:
+            kafka = broker.config
+            ensure_topics(kafka)
+            started = time.perf_counter()
+            load(kafka, bulk)
+            print(f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
+                  f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+
+            rates["aiokafka"] = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
+            print(f"aiokafka consumer:   {rates['aiokafka']:9.0f} events/s", flush=True)
+            rates["noop"] = noop_faust_rate(kafka.bootstrap, len(bulk), scratch)
+            print(f"no-op Faust agent:   {rates['noop']:9.0f} events/s", flush=True)
+
+            from pipeline.checking import expected_of
+            from pipeline.engine import Engine
+            from pipeline.packs import load_pack
+
+            expected = expected_of(bulk, Engine(load_pack()))
+            worker = Worker(worker_command(kafka.bootstrap, url),
+                            log_file=scratch / "worker.log", env=env)  # fmt: skip
+            worker.start()
+            try:
+                rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
+                print(f"pipeline ({args.db}): {rate:9.0f} events/s", flush=True)
+                if with_latency:
+                    total = expected_of(records, Engine(load_pack())).entries
+                    lat = latencies(kafka, url, paced, rate / 2, total)
+                    print(f"latency send -> ledger at {rate / 2:.0f} events/s over {len(lat)} "
+                          f"events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
+                          f"p99 {percentile(lat, 99) * 1000:.0f} ms")  # fmt: skip
+            finally:
+                worker.stop()
+    finally:
+        for ledger in _ENGINES.values():
+            ledger.engine.dispose()
+        _ENGINES.clear()
+        drop_database(url)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return rates
+
+
+def drop_database(url: str) -> None:
+    """Drop the round's scratch PostgreSQL database (an SQLite file goes with its folder)."""
+    if not url.startswith("postgresql"):
+        return
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--latency-events", type=int, default=10_000)
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="best of N for each consumer")
     args = parser.parse_args()
 
     records = events(args.events + args.latency_events, args.seed)
-    bulk, paced = records[: args.events], records[args.events :]
-    scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    url = database(args.db, scratch)
-    env = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
-    with EmbeddedBroker() as broker:
-        kafka = broker.config
-        ensure_topics(kafka)
-        started = time.perf_counter()
-        load(kafka, bulk)
-        print(f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
-              f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
-
-        aiokafka = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
-        print(f"aiokafka consumer:   {aiokafka:9.0f} events/s", flush=True)
-        noop = noop_faust_rate(kafka.bootstrap, len(bulk), scratch)
-        print(f"no-op Faust agent:   {noop:9.0f} events/s", flush=True)
-
-        from pipeline.checking import expected_of
-        from pipeline.engine import Engine
-        from pipeline.packs import load_pack
-
-        expected = expected_of(bulk, Engine(load_pack()))
-        worker = Worker(worker_command(kafka.bootstrap, url), log_file=scratch / "worker.log",
-                        env=env)  # fmt: skip
-        worker.start()
-        try:
-            rate = pipeline_rate(worker, url, expected.entries)
-            print(f"pipeline ({args.db}): {rate:9.0f} events/s", flush=True)
-            total = expected_of(records, Engine(load_pack())).entries
-            lat = latencies(kafka, url, paced, rate / 2, total)
-            print(f"latency send -> ledger at {rate / 2:.0f} events/s over {len(lat)} events: "
-                  f"p50 {percentile(lat, 50) * 1000:.0f} ms, "
-                  f"p99 {percentile(lat, 99) * 1000:.0f} ms")  # fmt: skip
-        finally:
-            worker.stop()
-    print(f"ratio_vs_aiokafka={rate / aiokafka:.2f}")
-    print(f"ratio_vs_noop_faust={rate / noop:.2f}")
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        print(f"== round {number} of {args.rounds}", flush=True)
+        rounds.append(one_round(args, records, with_latency=number == args.rounds))
+    best = {name: max(r[name] for r in rounds) for name in rounds[0]}
+    print(f"best of {args.rounds}: aiokafka {best['aiokafka']:.0f}, no-op Faust "
+          f"{best['noop']:.0f}, pipeline {best['pipeline']:.0f} events/s")  # fmt: skip
+    ratio = best["pipeline"] / best["noop"]
+    print(f"target: ratio_vs_noop_faust >= 0.70 -> {'met' if ratio >= 0.70 else 'NOT met'}")
+    print(f"ratio_vs_aiokafka={best['pipeline'] / best['aiokafka']:.2f}")
+    print(f"ratio_vs_noop_faust={ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 
 from pipeline.canonical import canonical_json
@@ -196,26 +194,31 @@ class Ledger:
         """INSERT ``rows`` with the driver's executemany: at thousands of rows a batch, the
         ORM's per-parameter processing would cost more than the database's work."""
         names = list(rows[0])
+        connection.exec_driver_sql(
+            self._insert_statement(table, names), [tuple(row[n] for n in names) for row in rows]
+        )
+
+    def _insert_statement(self, table: Table, names: Sequence[str], suffix: str = "") -> str:
         marker = "?" if self.dialect == "sqlite" else "%s"
         columns = ", ".join(f'"{n}"' for n in names)
-        statement = (
-            f"INSERT INTO {table.name} ({columns}) VALUES ({', '.join([marker] * len(names))})"
+        return (
+            f"INSERT INTO {table.name} ({columns}) "
+            f"VALUES ({', '.join([marker] * len(names))}){suffix}"
         )
-        connection.exec_driver_sql(statement, [tuple(row[n] for n in names) for row in rows])
 
     def _upsert_identities(
         self, connection: Connection, identities: dict[str, tuple[str, str | None]]
     ) -> None:
-        values = [{"pupil_key": k, "upn": u, "dob": d} for k, (u, d) in identities.items()]
-        insert = pg_insert if self.dialect == "postgresql" else sqlite_insert
-        statement = insert(IDENTITY)
-        statement = statement.on_conflict_do_update(
-            index_elements=[IDENTITY.c.pupil_key],
-            set_={"dob": func.coalesce(statement.excluded.dob, IDENTITY.c.dob)},
+        """Insert each pupil's identity, or add the date of birth to one already known.
+        The same statement on both dialects, through the driver's executemany (the
+        dialect-specific insert construct cost more per row than the database's work)."""
+        table = IDENTITY.name
+        statement = self._insert_statement(
+            IDENTITY,
+            ("pupil_key", "upn", "dob"),
+            f" ON CONFLICT (pupil_key) DO UPDATE SET dob = COALESCE(excluded.dob, {table}.dob)",
         )
-        # executemany of one cached statement: a multi-row VALUES would be compiled
-        # afresh for every batch, and that compilation cost more than the writes.
-        connection.execute(statement, values)
+        connection.exec_driver_sql(statement, [(k, u, d) for k, (u, d) in identities.items()])
 
     # -- reads the engine needs -----------------------------------------------------------
 
