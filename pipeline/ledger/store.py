@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -194,9 +195,8 @@ class Ledger:
         """INSERT ``rows`` with the driver's executemany: at thousands of rows a batch, the
         ORM's per-parameter processing would cost more than the database's work."""
         names = list(rows[0])
-        connection.exec_driver_sql(
-            self._insert_statement(table, names), [tuple(row[n] for n in names) for row in rows]
-        )
+        values = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+        connection.exec_driver_sql(self._insert_statement(table, names), list(map(values, rows)))
 
     def _insert_statement(self, table: Table, names: Sequence[str], suffix: str = "") -> str:
         marker = "?" if self.dialect == "sqlite" else "%s"
