@@ -16,8 +16,10 @@ with the worker still running, events are sent at half its measured rate and the
 latency from send to ledger commit is taken per event (p50, p99).
 
 The whole comparison runs ``--rounds`` times, each on a fresh broker and ledger, and each
-consumer's best round counts (as for any benchmark on a shared machine: interference only
-ever slows a run down). Latency is measured in the last round.
+consumer's median round counts. This machine is shared and noisy, and a round can also
+flatter a Faust consumer: records fetched into its buffers before its agents got going are
+then handled without the cost of fetching them. The median discounts a round that is off
+in either direction. Latency is measured in the last round.
 
 Target (the stream agents issue): ``ratio_vs_noop_faust`` of at least 0.70 on SQLite.
 The last line reads ``ratio_vs_noop_faust=R``.
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -189,6 +192,17 @@ def _count(url: str) -> int:
         return 0
 
 
+def _reevaluations(url: str) -> int:
+    """Re-evaluation entries: how far the topics' paces drifted apart in event time (a fact
+    decided after sharing events timed after it re-decides each of them)."""
+    ledger = _ENGINES.setdefault(url, Ledger.open(url))
+    with ledger.engine.connect() as connection:
+        n = connection.exec_driver_sql(
+            "SELECT count(*) FROM ledger_entry WHERE kind = 'reevaluation'"
+        ).scalar_one()
+    return int(n)
+
+
 def _instant(text: str) -> float:
     return from_utc_text(text).timestamp()
 
@@ -285,7 +299,8 @@ def one_round(
             worker.start()
             try:
                 rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
-                print(f"pipeline ({args.db}): {rate:9.0f} events/s", flush=True)
+                print(f"pipeline ({args.db}): {rate:9.0f} events/s "
+                      f"({_reevaluations(url):,} re-evaluations)", flush=True)  # fmt: skip
                 if with_latency:
                     total = expected_of(records, Engine(load_pack())).entries
                     lat = latencies(kafka, url, paced, rate / 2, total)
@@ -321,7 +336,7 @@ def main() -> None:
     parser.add_argument("--latency-events", type=int, default=10_000)
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="best of N for each consumer")
+    parser.add_argument("--rounds", type=int, default=5, help="median of N for each consumer")
     args = parser.parse_args()
 
     records = events(args.events + args.latency_events, args.seed)
@@ -329,12 +344,12 @@ def main() -> None:
     for number in range(1, args.rounds + 1):
         print(f"== round {number} of {args.rounds}", flush=True)
         rounds.append(one_round(args, records, with_latency=number == args.rounds))
-    best = {name: max(r[name] for r in rounds) for name in rounds[0]}
-    print(f"best of {args.rounds}: aiokafka {best['aiokafka']:.0f}, no-op Faust "
-          f"{best['noop']:.0f}, pipeline {best['pipeline']:.0f} events/s")  # fmt: skip
-    ratio = best["pipeline"] / best["noop"]
+    mid = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+    print(f"median of {args.rounds}: aiokafka {mid['aiokafka']:.0f}, no-op Faust "
+          f"{mid['noop']:.0f}, pipeline {mid['pipeline']:.0f} events/s")  # fmt: skip
+    ratio = mid["pipeline"] / mid["noop"]
     print(f"target: ratio_vs_noop_faust >= 0.70 -> {'met' if ratio >= 0.70 else 'NOT met'}")
-    print(f"ratio_vs_aiokafka={best['pipeline'] / best['aiokafka']:.2f}")
+    print(f"ratio_vs_aiokafka={mid['pipeline'] / mid['aiokafka']:.2f}")
     print(f"ratio_vs_noop_faust={ratio:.2f}")
 
 

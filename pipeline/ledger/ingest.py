@@ -6,7 +6,8 @@ Steps, all inside one transaction that holds the chain-head lock:
 2. load from the ledger what the batch's events depend on: the decisions already
    recorded under its ids, reused ids, the register facts of its pupils, and, for each
    lifecycle fact in the batch, the recorded sharing events it may re-decide;
-3. run the engine over the batch in order, allocating sequence numbers after the head;
+3. run the engine over the batch, each partition in order and the partitions merged by
+   event time (:func:`in_event_time_order`), allocating sequence numbers after the head;
 4. append every outcome that is not a redelivery, with its index rows, register fact,
    pseudonymised payload and the pupils' identities; commit.
 
@@ -17,10 +18,12 @@ because step 2 finds what the first attempt committed.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -54,6 +57,7 @@ from schemas.events import (
 )
 
 Record = tuple[bytes, Position]
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
 ALERT_FIELDS = tuple(name for name in Alert.model_fields if name not in ("seq", "severity"))
 log = get_logger(__name__)
 
@@ -107,6 +111,27 @@ def _decision(entry: dict[str, Any]) -> Decision:
     )
 
 
+def in_event_time_order(records: Sequence[Record], readings: Sequence[Reading]) -> list[int]:
+    """The positions in the batch of its records in the order to decide them: each
+    partition's records in their own order, the partitions merged by event time.
+
+    Agents take their topics at different paces, so a batch can hold a pupil's consent or
+    leaving fact beside sharing events timed after it that came from another topic.
+    Decided first, the fact is in the register when they are decided; decided after them,
+    it re-decides each of them (a census once for each of its pupils' facts), which is the
+    same final decision at many times the cost. A record that is not an event keeps its
+    place in its partition.
+    """
+    partitions: dict[tuple[str | None, int | None], list[tuple[datetime, int]]] = {}
+    for index, ((_, position), reading) in enumerate(zip(records, readings, strict=True)):
+        queue = partitions.setdefault((position.topic, position.partition), [])
+        at = reading.event.time if reading.event is not None else None
+        queue.append((at or (queue[-1][0] if queue else _EARLIEST), index))
+    if len(partitions) == 1:
+        return list(range(len(records)))
+    return [index for _, index in heapq.merge(*partitions.values(), key=itemgetter(0))]
+
+
 class LedgerWriter:
     """Decides batches of records against the ledger's state and appends the outcomes."""
 
@@ -139,7 +164,8 @@ class LedgerWriter:
             seen_unkeyed = self._preload(connection, engine, records, readings)
             recorded_at = now_text()  # the transaction's time, for every entry it appends
             entries: list[NewEntry] = []
-            for (raw, position), reading in zip(records, readings, strict=True):
+            for index in in_event_time_order(records, readings):
+                (raw, position), reading = records[index], readings[index]
                 if reading.key is None:
                     where = (position.topic, position.partition, position.offset, reading.digest)
                     if where in seen_unkeyed:

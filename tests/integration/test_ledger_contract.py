@@ -234,6 +234,39 @@ class LedgerContract:
         assert rows[-1]["rules"] == ["consent.withdrawn"]
         assert rows[-1]["details"] == {"reevaluated_by": late["id"]}
 
+    def test_a_fact_from_another_partition_is_decided_before_later_events_of_its_batch(
+        self, writer: LedgerWriter
+    ) -> None:
+        from tests.factory import consent_given, line, referral
+
+        event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
+                         categories=["personal", "medical"])  # fmt: skip
+        given = consent_given()  # timed before the referral, arriving after it
+        outcomes = writer.write([(line(event), Position("sharing.referral", 0, 0)),
+                                 (line(given), Position("pupil.lifecycle", 0, 0))])  # fmt: skip
+        assert [(o.event_id, o.kind) for o in outcomes] == [
+            (given["id"], "decision"),
+            (event["id"], "decision"),
+        ]
+        assert outcomes[1].decision.decision == "allowed"
+
+    def test_one_partition_is_decided_in_its_own_order_whatever_the_event_times(
+        self, writer: LedgerWriter
+    ) -> None:
+        from tests.factory import consent_given, line, referral
+
+        event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
+                         categories=["personal", "medical"])  # fmt: skip
+        given = consent_given()
+        outcomes = writer.write([(line(event), Position("pupil.mixed", 0, 0)),
+                                 (line(given), Position("pupil.mixed", 0, 1))])  # fmt: skip
+        assert [(o.event_id, o.kind) for o in outcomes] == [
+            (event["id"], "decision"),
+            (given["id"], "decision"),
+            (event["id"], "reevaluation"),
+        ]
+        assert outcomes[-1].decision.decision == "allowed"
+
     def test_two_processes_appending_at_once_make_one_chain(self, url: str, ledger: Ledger) -> None:
         records = year(80, 0.1, 8)
         halves = [
