@@ -48,7 +48,7 @@ class Batching:
 
     size: int = 500
     within: float = 0.2
-    in_flight: int = 16
+    in_flight: int = 8
     relay_interval: float = 0.5
     alert_hold: float = 60.0
 

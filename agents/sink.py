@@ -34,7 +34,7 @@ log = get_logger(__name__)
 #: Attempts at a batch that fails for a reason other than the database being away.
 ATTEMPTS = 3
 #: The most records one transaction takes from the queue.
-GROUP_LIMIT = 8_000
+GROUP_LIMIT = 4_000
 #: Groups handed to the writer process before the first of them has been written.
 IN_FLIGHT_GROUPS = 2
 
