@@ -179,28 +179,22 @@ def _recorded(url: str) -> list[tuple[str, str]]:
 _ENGINES: dict[str, Ledger] = {}
 
 
-def _count(url: str) -> int:
-    """Decision entries so far; one engine per URL, so that polling costs little CPU."""
-    try:
-        ledger = _ENGINES.setdefault(url, Ledger.open(url))
-        with ledger.engine.connect() as connection:
-            n = connection.exec_driver_sql(
-                "SELECT count(*) FROM ledger_entry WHERE kind = 'decision'"
-            ).scalar_one()
-        return int(n)
-    except Exception:
-        return 0
-
-
-def _reevaluations(url: str) -> int:
-    """Re-evaluation entries: how far the topics' paces drifted apart in event time (a fact
-    decided after sharing events timed after it re-decides each of them)."""
+def _entries(url: str, kind: str) -> int:
+    """Entries of ``kind`` so far; one engine per URL, so that polling costs little CPU."""
     ledger = _ENGINES.setdefault(url, Ledger.open(url))
     with ledger.engine.connect() as connection:
         n = connection.exec_driver_sql(
-            "SELECT count(*) FROM ledger_entry WHERE kind = 'reevaluation'"
+            f"SELECT count(*) FROM ledger_entry WHERE kind = '{kind}'"
         ).scalar_one()
     return int(n)
+
+
+def _count(url: str) -> int:
+    """Decision entries so far (0 while the worker has yet to create the ledger)."""
+    try:
+        return _entries(url, "decision")
+    except Exception:
+        return 0
 
 
 def _instant(text: str) -> float:
@@ -299,8 +293,11 @@ def one_round(
             worker.start()
             try:
                 rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
+                # How far the topics' paces drifted apart in event time: a fact decided
+                # after sharing events timed after it re-decides each of them.
+                redecided = _entries(url, "reevaluation")
                 print(f"pipeline ({args.db}): {rate:9.0f} events/s "
-                      f"({_reevaluations(url):,} re-evaluations)", flush=True)  # fmt: skip
+                      f"({redecided:,} re-evaluations)", flush=True)  # fmt: skip
                 if with_latency:
                     total = expected_of(records, Engine(load_pack())).entries
                     lat = latencies(kafka, url, paced, rate / 2, total)
