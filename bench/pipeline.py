@@ -61,10 +61,7 @@ def events(count: int, seed: int) -> list[bytes]:
 
 def load(kafka: KafkaConfig, records: list[bytes]) -> None:
     with MisProducer(kafka) as producer:
-        futures = [producer.send_record(raw) for raw in records]
-        producer.flush()
-        for future in futures:
-            future.get(timeout=120)
+        producer.send_all(records, timeout=120)
 
 
 # -- baseline 1: a bare aiokafka consumer ---------------------------------------------------

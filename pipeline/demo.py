@@ -95,13 +95,7 @@ def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
         console.print(f"embedded broker on {pipeline.broker}; worker log {folder / 'worker.log'}")
         with MisProducer(pipeline.kafka) as producer, _progress(console, "sending") as bar:
             task = bar.add_task("send", total=len(records))
-            futures = []
-            for raw in records:
-                futures.append(producer.send_record(raw))
-            producer.flush()
-            for future in futures:
-                future.get(timeout=60)
-                bar.advance(task)
+            producer.send_all(records, on_ack=lambda: bar.advance(task))
         console.print(f"sent {len(records)} events to Kafka, each acknowledged")
 
         ledger = Ledger.open(url)

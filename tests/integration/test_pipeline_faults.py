@@ -46,14 +46,10 @@ def _send(kafka: KafkaConfig, records: list[bytes], per_second: float | None = N
     """Send ``records`` (at about ``per_second``), every one acknowledged."""
     chunk = 250
     with MisProducer(kafka) as producer:
-        futures = []
         for start in range(0, len(records), chunk):
-            futures += [producer.send_record(raw) for raw in records[start : start + chunk]]
+            producer.send_all(records[start : start + chunk])
             if per_second:
                 time.sleep(chunk / per_second)
-        producer.flush()
-        for future in futures:
-            future.get(timeout=60)
 
 
 def _assert_recorded_exactly_once(url: str, records: list[bytes], policy: Policy,
