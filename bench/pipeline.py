@@ -29,18 +29,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import scratch_postgres  # noqa: E402
 
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
@@ -241,20 +243,16 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def database(choice: str, scratch: Path) -> str:
+@contextmanager
+def ledger_url(choice: str, folder: Path) -> Iterator[str]:
+    """The round's ledger: a file in ``folder``, a scratch PostgreSQL database, or a URL."""
     if choice == "sqlite":
-        return f"sqlite:///{scratch / 'ledger.db'}"
-    if choice == "postgresql":
-        from sqlalchemy import create_engine, text
-
-        name = f"sa_bench_{os.getpid()}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        admin.dispose()
-        return PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    return choice
+        yield f"sqlite:///{folder / 'ledger.db'}"
+    elif choice == "postgresql":
+        with scratch_postgres(PG_ADMIN) as url:
+            yield url
+    else:
+        yield choice
 
 
 def one_round(
@@ -262,66 +260,55 @@ def one_round(
 ) -> dict[str, float]:
     """A fresh broker and ledger; the three consumers' rates, and the latency if asked."""
     bulk, paced = records[: args.events], records[args.events :]
-    scratch = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    url = database(args.db, scratch)
     env = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
     rates: dict[str, float] = {}
-    try:
-        with EmbeddedBroker() as broker:
-            kafka = broker.config
-            ensure_topics(kafka)
-            started = time.perf_counter()
-            load(kafka, bulk)
-            print(f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
-                  f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder,
+        ledger_url(args.db, Path(folder)) as url,
+    ):
+        scratch = Path(folder)
+        try:
+            with EmbeddedBroker() as broker:
+                kafka = broker.config
+                ensure_topics(kafka)
+                started = time.perf_counter()
+                load(kafka, bulk)
+                print(f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
+                      f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
 
-            rates["aiokafka"] = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
-            print(f"aiokafka consumer:   {rates['aiokafka']:9.0f} events/s", flush=True)
-            rates["noop"] = noop_faust_rate(kafka.bootstrap, len(bulk), scratch)
-            print(f"no-op Faust agent:   {rates['noop']:9.0f} events/s", flush=True)
+                rates["aiokafka"] = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
+                print(f"aiokafka consumer:   {rates['aiokafka']:9.0f} events/s", flush=True)
+                rates["noop"] = noop_faust_rate(kafka.bootstrap, len(bulk), scratch)
+                print(f"no-op Faust agent:   {rates['noop']:9.0f} events/s", flush=True)
 
-            from pipeline.checking import expected_of
-            from pipeline.engine import Engine
-            from pipeline.packs import load_pack
+                from pipeline.checking import expected_of
+                from pipeline.engine import Engine
+                from pipeline.packs import load_pack
 
-            expected = expected_of(bulk, Engine(load_pack()))
-            worker = Worker(worker_command(kafka.bootstrap, url),
-                            log_file=scratch / "worker.log", env=env)  # fmt: skip
-            worker.start()
-            try:
-                rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
-                # How far the topics' paces drifted apart in event time: a fact decided
-                # after sharing events timed after it re-decides each of them.
-                redecided = _entries(url, "reevaluation")
-                print(f"pipeline ({args.db}): {rate:9.0f} events/s "
-                      f"({redecided:,} re-evaluations)", flush=True)  # fmt: skip
-                if with_latency:
-                    total = expected_of(records, Engine(load_pack())).entries
-                    lat = latencies(kafka, url, paced, rate / 2, total)
-                    print(f"latency send -> ledger at {rate / 2:.0f} events/s over {len(lat)} "
-                          f"events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
-                          f"p99 {percentile(lat, 99) * 1000:.0f} ms")  # fmt: skip
-            finally:
-                worker.stop()
-    finally:
-        for ledger in _ENGINES.values():
-            ledger.engine.dispose()
-        _ENGINES.clear()
-        drop_database(url)
-        shutil.rmtree(scratch, ignore_errors=True)
+                expected = expected_of(bulk, Engine(load_pack()))
+                worker = Worker(worker_command(kafka.bootstrap, url),
+                                log_file=scratch / "worker.log", env=env)  # fmt: skip
+                worker.start()
+                try:
+                    rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
+                    # How far the topics' paces drifted apart in event time: a fact decided
+                    # after sharing events timed after it re-decides each of them.
+                    redecided = _entries(url, "reevaluation")
+                    print(f"pipeline ({args.db}): {rate:9.0f} events/s "
+                          f"({redecided:,} re-evaluations)", flush=True)  # fmt: skip
+                    if with_latency:
+                        total = expected_of(records, Engine(load_pack())).entries
+                        lat = latencies(kafka, url, paced, rate / 2, total)
+                        print(f"latency send -> ledger at {rate / 2:.0f} events/s over "
+                              f"{len(lat)} events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
+                              f"p99 {percentile(lat, 99) * 1000:.0f} ms")  # fmt: skip
+                finally:
+                    worker.stop()
+        finally:  # before the scratch database is dropped
+            for ledger in _ENGINES.values():
+                ledger.engine.dispose()
+            _ENGINES.clear()
     return rates
-
-
-def drop_database(url: str) -> None:
-    """Drop the round's scratch PostgreSQL database (an SQLite file goes with its folder)."""
-    if not url.startswith("postgresql"):
-        return
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> None:
