@@ -155,9 +155,6 @@ class Policy:
             return ANY_SCHOOL
         return None
 
-    def permission(self, recipient_key: str, kind: str) -> Permission | None:
-        return self.permissions.get((recipient_key, kind))
-
     def recipient_name(self, recipient_key: str | None) -> str | None:
         """What the pack calls a recipient, for reports (None for one it does not know)."""
         return self.spec.recipients[recipient_key].name if recipient_key else None

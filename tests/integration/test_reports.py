@@ -169,7 +169,7 @@ def test_the_record_of_processing_shows_where_practice_goes_beyond_the_policy(
         if event["type"] not in SHARING_KIND or line.expected.decision == "rejected":
             continue
         key = policy.recipient_key(event["data"]["recipient"])
-        permission = policy.permission(key, SHARING_KIND[event["type"]]) if key else None
+        permission = policy.permission_for(key, SHARING_KIND[event["type"]])
         if permission is not None:
             extra = set(event["data"]["categories"]) - permission.categories
             beyond[(key, event["type"])].update(extra & policy.categories)
