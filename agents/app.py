@@ -9,7 +9,7 @@ committed only after the ledger has the records below it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import faust
 from faust.types import EventT, StreamT
 from structlog.contextvars import bound_contextvars
 
+from agents.pacing import Pacer
 from agents.relay import relay_alerts
 from agents.sink import LedgerSink
 from agents.writer import Handled
@@ -25,6 +26,7 @@ from pipeline.engine import Position
 from pipeline.kafka import (
     ALERTS_TOPIC,
     DEADLETTER_TOPIC,
+    FACTS_TOPIC,
     INPUT_TOPICS,
     KafkaConfig,
     faust_settings,
@@ -43,12 +45,15 @@ NOTIFY_INTERVAL = 5.0
 @dataclass(frozen=True, slots=True)
 class Batching:
     """How many records an agent takes at once and how long it waits to fill a batch; how
-    often the relay looks for alerts, and how long an alert is held (``pipeline.ledger.
-    outbox`` says why)."""
+    long at most a sharing agent waits for the facts agent to catch up, and how many of its
+    batches it holds meanwhile (``agents.pacing`` says why); how often the relay looks for
+    alerts, and how long an alert is held (``pipeline.ledger.outbox`` says why)."""
 
     size: int = 500
     within: float = 0.2
     in_flight: int = 8
+    patience: float = 3.0
+    held: int = 16
     relay_interval: float = 0.5
     alert_hold: float = 60.0
 
@@ -153,7 +158,27 @@ def create_app(
         for event in batch:
             await stream.ack(event)
 
-    async def record(stream: StreamT[bytes]) -> None:
+    pacer = Pacer(batching.patience)
+
+    def facts_ends() -> dict[int, int | None]:
+        """The end offset of each facts partition this worker has (None until fetched)."""
+        try:
+            consumer = app.consumer
+            return {
+                tp.partition: consumer.highwater(tp)
+                for tp in consumer.assignment()
+                if tp.topic == FACTS_TOPIC
+            }
+        except Exception:  # not consuming yet, or stopping: then nothing is waited for
+            return {}
+
+    def start_handling(
+        stream: StreamT[bytes], events: Sequence[EventT[bytes]], in_flight: asyncio.Semaphore
+    ) -> None:
+        task = asyncio.ensure_future(handle(stream, events))
+        task.add_done_callback(lambda _: in_flight.release())
+
+    async def record_facts(stream: StreamT[bytes]) -> None:
         # Several batches may be in flight, so that the next one is gathered while the
         # ledger writes this one; each is acked when its own transaction has committed.
         in_flight = asyncio.Semaphore(batching.in_flight)
@@ -161,17 +186,48 @@ def create_app(
         take = stream.noack_take  # type: ignore[attr-defined]
         async for events in take(batching.size, within=batching.within):
             await in_flight.acquire()
-            task = asyncio.ensure_future(handle(stream, events))
-            task.add_done_callback(lambda _: in_flight.release())
+            pacer.facts_taken(
+                (e.message.partition, e.message.offset, e.message.timestamp or 0.0) for e in events
+            )
+            start_handling(stream, events, in_flight)
+
+    async def record_sharing(stream: StreamT[bytes]) -> None:
+        # As record_facts, but each batch may be held for the facts agent (agents.pacing).
+        # The agent goes on taking meanwhile: Faust hands every topic's records through one
+        # conductor, and a stream that stopped taking would soon stop the facts stream too.
+        in_flight = asyncio.Semaphore(batching.in_flight)
+        held: asyncio.Queue[Sequence[EventT[bytes]]] = asyncio.Queue(batching.held)
+
+        async def hand_on() -> None:
+            while True:
+                events = await held.get()
+                latest = max(e.message.timestamp or 0.0 for e in events)
+                try:
+                    await pacer.wait_turn(latest, facts_ends)
+                except Exception as exc:  # holding only saves work: never stall on it
+                    log.warning("pacing_failed", error=type(exc).__name__)
+                await in_flight.acquire()
+                start_handling(stream, events, in_flight)
+
+        handing = asyncio.ensure_future(hand_on())
+        take = stream.noack_take  # type: ignore[attr-defined]
+        try:
+            async for events in take(batching.size, within=batching.within):
+                await held.put(events)
+        finally:
+            handing.cancel()
+
+    def agent_of(record: Callable[[StreamT[bytes]], Awaitable[None]]) -> Any:
+        async def agent(stream: StreamT[bytes]) -> None:
+            await record(stream)
+
+        return agent
 
     for name in INPUT_TOPICS:
         topic = app.topic(name, key_type=bytes, value_type=bytes,
                           key_serializer="raw", value_serializer="raw")  # fmt: skip
-
-        async def agent(stream: StreamT[bytes]) -> None:
-            await record(stream)
-
-        app.agent(topic, name=f"record-{name}")(agent)
+        recorder = record_facts if name == FACTS_TOPIC else record_sharing
+        app.agent(topic, name=f"record-{name}")(agent_of(recorder))
 
     async def relay() -> None:
         await relay_alerts(sink, alerts, batching.alert_hold)

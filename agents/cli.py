@@ -44,7 +44,11 @@ def worker(
         database_url=url,
         policy=policy_or_fail(policy),
         pseudonym_key=pseudonym_key_for(db),
-        batching=Batching(size=config.batch_size, alert_hold=config.alert_hold_seconds),
+        batching=Batching(
+            size=config.batch_size,
+            patience=config.catch_up_patience,
+            alert_hold=config.alert_hold_seconds,
+        ),
         log_level=config.log_level,
         notice_targets=notice_targets(config),
         desk_url=config.desk_url,

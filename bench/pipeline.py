@@ -296,7 +296,7 @@ def one_round(
                     redecided = _entries(url, "reevaluation")
                     print(f"pipeline ({args.db}): {rate:9.0f} events/s "
                           f"({redecided:,} re-evaluations)", flush=True)  # fmt: skip
-                    if with_latency:
+                    if with_latency and paced:
                         total = expected_of(records, Engine(load_pack())).entries
                         lat = latencies(kafka, url, paced, rate / 2, total)
                         print(f"latency send -> ledger at {rate / 2:.0f} events/s over "

@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import DEFAULT_TOPIC
+from schemas.events import DEFAULT_TOPIC, LIFECYCLE_TYPES
 
 INPUT_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(DEFAULT_TOPIC.values()))
+#: The topic of the lifecycle facts (consents, leavings, destructions) sharing depends on.
+FACTS_TOPIC = DEFAULT_TOPIC[LIFECYCLE_TYPES[0]]
 ALERTS_TOPIC = "sharing.alerts"
 DEADLETTER_TOPIC = "sharing.deadletter"
 ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, ALERTS_TOPIC, DEADLETTER_TOPIC)

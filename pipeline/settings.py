@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     desk_url: str = Field(
         default="http://127.0.0.1:8000", description="the breach desk's address, for links"
     )
+    catch_up_patience: float = Field(
+        default=3.0,
+        ge=0,
+        description=(
+            "how long at most a batch of sharing events waits for the lifecycle topic to "
+            "catch up while a backlog drains (0: never waits)"
+        ),
+    )
     alert_hold_seconds: float = Field(
         default=60.0,
         ge=0,

@@ -1,0 +1,110 @@
+"""Holding sharing batches back to the facts agent while a backlog drains (agents.pacing)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from agents.pacing import Pacer
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _pacer(patience: float = 3.0) -> tuple[Pacer, Clock]:
+    clock = Clock()
+    return Pacer(patience, clock), clock
+
+
+def test_a_batch_emitted_after_what_a_behind_facts_partition_has_given_is_held() -> None:
+    pacer, _ = _pacer()
+    pacer.facts_taken([(0, 9, 50.0)])
+    assert pacer.holds(60.0, {0: 100})
+
+
+def test_a_batch_emitted_before_the_facts_partition_got_to_is_not_held() -> None:
+    pacer, _ = _pacer()
+    pacer.facts_taken([(0, 9, 50.0)])
+    assert not pacer.holds(50.0, {0: 100})
+    assert not pacer.holds(40.0, {0: 100})
+
+
+def test_a_facts_partition_taken_to_its_end_holds_nothing() -> None:
+    pacer, _ = _pacer()
+    pacer.facts_taken([(0, 99, 50.0)])
+    assert not pacer.holds(60.0, {0: 100})
+
+
+def test_the_facts_partition_furthest_behind_decides() -> None:
+    pacer, _ = _pacer()
+    pacer.facts_taken([(0, 9, 80.0), (1, 9, 50.0)])
+    assert pacer.holds(60.0, {0: 100, 1: 100})
+    assert not pacer.holds(60.0, {0: 100, 1: 10})  # partition 1 has nothing more
+
+
+def test_a_facts_partition_this_worker_no_longer_has_holds_nothing() -> None:
+    pacer, _ = _pacer()
+    pacer.facts_taken([(0, 9, 50.0)])
+    assert not pacer.holds(60.0, {})
+
+
+def test_an_untaken_facts_partition_counts_as_behind_only_in_the_first_patience() -> None:
+    pacer, clock = _pacer(patience=3.0)
+    asyncio.run(pacer.wait_turn(60.0, lambda: {}))  # the first sharing batch starts the clock
+    assert pacer.holds(60.0, {2: 100})
+    assert pacer.holds(60.0, {2: None})  # its end not fetched yet
+    assert not pacer.holds(60.0, {2: 0})  # an empty partition
+    clock.now += 3.0
+    assert not pacer.holds(60.0, {2: 100})
+
+
+def test_a_batch_without_emission_times_is_never_held() -> None:
+    pacer, _ = _pacer()
+    pacer.facts_taken([(0, 9, 50.0)])
+    assert not pacer.holds(0.0, {0: 100})
+
+
+def test_facts_without_emission_times_hold_until_their_partition_is_taken() -> None:
+    pacer, _ = _pacer()
+    pacer.facts_taken([(0, 9, 0.0)])
+    assert pacer.holds(60.0, {0: 100})
+    assert not pacer.holds(60.0, {0: 10})
+
+
+def test_a_held_batch_goes_as_soon_as_the_facts_agent_passes_it() -> None:
+    async def scenario() -> tuple[float, bool]:
+        pacer = Pacer(patience=30.0)
+        pacer.facts_taken([(0, 9, 50.0)])
+        waiting = asyncio.ensure_future(pacer.wait_turn(60.0, lambda: {0: 100}))
+        await asyncio.sleep(0.01)
+        held = not waiting.done()
+        pacer.facts_taken([(0, 19, 61.0)])
+        return await asyncio.wait_for(waiting, timeout=5), held
+
+    waited, held = asyncio.run(scenario())
+    assert held
+    assert waited < 5
+
+
+def test_a_held_batch_goes_when_the_facts_partition_reaches_its_end() -> None:
+    async def scenario() -> float:
+        pacer = Pacer(patience=30.0)
+        pacer.facts_taken([(0, 9, 50.0)])
+        ends = {0: 100}
+        waiting = asyncio.ensure_future(pacer.wait_turn(60.0, lambda: ends))
+        await asyncio.sleep(0.01)
+        ends[0] = 10  # the partition moved away, or its end was misreported
+        return await asyncio.wait_for(waiting, timeout=5)
+
+    assert asyncio.run(scenario()) < 5
+
+
+def test_no_batch_is_held_longer_than_the_patience() -> None:
+    pacer = Pacer(patience=0.05)
+    pacer.facts_taken([(0, 9, 50.0)])
+    waited = asyncio.run(asyncio.wait_for(pacer.wait_turn(60.0, lambda: {0: 100}), timeout=5))
+    assert 0.05 <= waited < 1.0
