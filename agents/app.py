@@ -192,9 +192,8 @@ def create_app(
             start_handling(stream, events, in_flight)
 
     async def record_sharing(stream: StreamT[bytes]) -> None:
-        # As record_facts, but each batch may be held for the facts agent (agents.pacing).
-        # The agent goes on taking meanwhile: Faust hands every topic's records through one
-        # conductor, and a stream that stopped taking would soon stop the facts stream too.
+        # As record_facts, but each batch may be held for the facts agent (agents.pacing),
+        # and the agent goes on taking meanwhile, up to batching.held batches.
         in_flight = asyncio.Semaphore(batching.in_flight)
         held: asyncio.Queue[Sequence[EventT[bytes]]] = asyncio.Queue(batching.held)
 
@@ -203,7 +202,7 @@ def create_app(
                 events = await held.get()
                 latest = max(e.message.timestamp or 0.0 for e in events)
                 try:
-                    await pacer.wait_turn(latest, facts_ends)
+                    await pacer.wait_turn(latest, facts_ends, enough=held.full)
                 except Exception as exc:  # holding only saves work: never stall on it
                     log.warning("pacing_failed", error=type(exc).__name__)
                 await in_flight.acquire()
@@ -214,6 +213,8 @@ def create_app(
         try:
             async for events in take(batching.size, within=batching.within):
                 await held.put(events)
+                if held.full():
+                    pacer.wake()
         finally:
             handing.cancel()
 

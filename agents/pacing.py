@@ -20,6 +20,9 @@ Holding only saves work; progress never depends on it. No batch is held longer t
 ``patience`` seconds, whatever the facts agent does (a partition stalled, moved to another
 worker, or an end offset the broker reports wrong), and a facts partition the agent has
 not yet taken from counts as behind only during a worker's first ``patience`` seconds.
+Nor does a held agent stop taking records: Faust hands every topic's records through one
+conductor, so a stream that stopped taking would soon stop the facts stream it waits for.
+It holds a bounded number of batches, and when they are all held the oldest goes at once.
 """
 
 from __future__ import annotations
@@ -54,9 +57,7 @@ class Pacer:
                 self._next[partition] = offset + 1
             if stamp > self._emitted.get(partition, _EARLIEST):
                 self._emitted[partition] = stamp
-        if self._moved is not None:
-            self._moved.set()
-            self._moved = None
+        self.wake()
 
     def holds(self, latest: float, ends: Mapping[int, int | None]) -> bool:
         """Whether a sharing batch whose latest record was emitted at ``latest`` waits,
@@ -74,12 +75,25 @@ class Pacer:
                 return True
         return False
 
-    async def wait_turn(self, latest: float, ends: Callable[[], Mapping[int, int | None]]) -> float:
-        """Wait while :meth:`holds`, at most ``patience`` seconds; the seconds waited."""
+    def wake(self) -> None:
+        """Have every held batch look again at once (see ``enough`` of :meth:`wait_turn`)."""
+        if self._moved is not None:
+            self._moved.set()
+            self._moved = None
+
+    async def wait_turn(
+        self,
+        latest: float,
+        ends: Callable[[], Mapping[int, int | None]],
+        enough: Callable[[], bool] = lambda: False,
+    ) -> float:
+        """Wait while :meth:`holds`, at most ``patience`` seconds, and only until ``enough``
+        says the agent can hold no more (call :meth:`wake` when that changes); the seconds
+        waited."""
         started = self.clock()
         if self._started is None:
             self._started = started
-        while self.holds(latest, ends()):
+        while not enough() and self.holds(latest, ends()):
             left = self.patience - (self.clock() - started)
             if left <= 0:
                 break

@@ -108,3 +108,20 @@ def test_no_batch_is_held_longer_than_the_patience() -> None:
     pacer.facts_taken([(0, 9, 50.0)])
     waited = asyncio.run(asyncio.wait_for(pacer.wait_turn(60.0, lambda: {0: 100}), timeout=5))
     assert 0.05 <= waited < 1.0
+
+
+def test_a_held_batch_goes_at_once_when_its_agent_can_hold_no_more() -> None:
+    async def scenario() -> tuple[bool, float]:
+        pacer = Pacer(patience=30.0)
+        pacer.facts_taken([(0, 9, 50.0)])
+        full = False
+        waiting = asyncio.ensure_future(pacer.wait_turn(60.0, lambda: {0: 100}, lambda: full))
+        await asyncio.sleep(0.01)
+        held = not waiting.done()
+        full = True
+        pacer.wake()
+        return held, await asyncio.wait_for(waiting, timeout=5)
+
+    held, waited = asyncio.run(scenario())
+    assert held
+    assert waited < 5
