@@ -52,7 +52,7 @@ class Batching:
     size: int = 500
     within: float = 0.2
     in_flight: int = 8
-    patience: float = 3.0
+    patience: float = 10.0
     held: int = 16
     relay_interval: float = 0.5
     alert_hold: float = 60.0

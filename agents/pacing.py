@@ -20,6 +20,10 @@ Holding only saves work; progress never depends on it. No batch is held longer t
 ``patience`` seconds, whatever the facts agent does (a partition stalled, moved to another
 worker, or an end offset the broker reports wrong), and a facts partition the agent has
 not yet taken from counts as behind only during a worker's first ``patience`` seconds.
+The default of ten seconds covers the wait of a facts partition for its next fetch while a
+backlog drains (a consumer fetches about a megabyte of one partition at a time; measured
+here, up to seven seconds).
+
 Nor does a held agent stop taking records: Faust hands every topic's records through one
 conductor, so a stream that stopped taking would soon stop the facts stream it waits for.
 It holds a bounded number of batches, and when they are all held the oldest goes at once.
@@ -41,7 +45,7 @@ class Pacer:
     """Where the facts agent has got to in each partition, and whether a sharing batch
     must wait for it."""
 
-    def __init__(self, patience: float = 3.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, patience: float = 10.0, clock: Callable[[], float] = time.monotonic):
         self.patience = patience
         self.clock = clock
         self._next: dict[int, int] = {}  # per facts partition, the next offset to take

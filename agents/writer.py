@@ -48,6 +48,10 @@ class Handled:
     event_id: Any
     decision: Decision
 
+    def __reduce__(self) -> tuple[type[Handled], tuple[str, Position, Any, Decision]]:
+        # One per record comes back from the writer process (see Position.__reduce__).
+        return Handled, (self.kind, self.position, self.event_id, self.decision)
+
 
 @dataclass(frozen=True, slots=True)
 class Failed:

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000", description="the breach desk's address, for links"
     )
     catch_up_patience: float = Field(
-        default=3.0,
+        default=10.0,
         ge=0,
         description=(
             "how long at most a batch of sharing events waits for the lifecycle topic to "

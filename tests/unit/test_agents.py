@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 
 import pytest
 
@@ -62,3 +63,14 @@ def test_a_decision_log_line_carries_the_event_id_and_kafka_position(
     assert line["event_id"] == "e-41"
     assert (line["topic"], line["partition"], line["offset"]) == ("sharing.referral", 0, 41)
     assert line["decision"] == "breach" and line["rules"] == ["consent.missing"]
+
+
+def test_records_and_their_results_cross_to_the_writer_process_unchanged() -> None:
+    records = [(b"{}", _at(1)), (b"x", Position(None, None, None))]
+    invalid = Decision.rejected(RuleId.EVENT_INVALID, "x")
+    handled = [
+        Handled("decision", _at(1), "e-1", ALLOWED),
+        Handled("duplicate", _at(2), None, invalid),
+    ]
+    assert pickle.loads(pickle.dumps(records)) == records
+    assert pickle.loads(pickle.dumps(handled)) == handled
