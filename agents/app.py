@@ -46,14 +46,16 @@ NOTIFY_INTERVAL = 5.0
 class Batching:
     """How many records an agent takes at once and how long it waits to fill a batch; how
     long at most a sharing agent waits for the facts agent to catch up, and how many of its
-    batches it holds meanwhile (``agents.pacing`` says why); how often the relay looks for
-    alerts, and how long an alert is held (``pipeline.ledger.outbox`` says why)."""
+    batches (and bytes of records) it holds meanwhile (``agents.pacing`` says why); how
+    often the relay looks for alerts, and how long an alert is held
+    (``pipeline.ledger.outbox`` says why)."""
 
     size: int = 500
     within: float = 0.2
     in_flight: int = 8
     patience: float = 10.0
-    held: int = 16
+    held: int = 64
+    held_bytes: int = 64 * 2**20
     relay_interval: float = 0.5
     alert_hold: float = 60.0
 
@@ -193,18 +195,25 @@ def create_app(
 
     async def record_sharing(stream: StreamT[bytes]) -> None:
         # As record_facts, but each batch may be held for the facts agent (agents.pacing),
-        # and the agent goes on taking meanwhile, up to batching.held batches.
+        # and the agent goes on taking meanwhile, up to batching.held batches or
+        # batching.held_bytes of records, whichever comes first.
         in_flight = asyncio.Semaphore(batching.in_flight)
-        held: asyncio.Queue[Sequence[EventT[bytes]]] = asyncio.Queue(batching.held)
+        held: asyncio.Queue[tuple[Sequence[EventT[bytes]], int]] = asyncio.Queue(batching.held)
+        held_bytes = 0  # of the batches taken and not yet handed on
+
+        def enough() -> bool:
+            return held.full() or held_bytes >= batching.held_bytes
 
         async def hand_on() -> None:
+            nonlocal held_bytes
             while True:
-                events = await held.get()
+                events, size = await held.get()
                 latest = max(e.message.timestamp or 0.0 for e in events)
                 try:
-                    await pacer.wait_turn(latest, facts_ends, enough=held.full)
+                    await pacer.wait_turn(latest, facts_ends, enough=enough)
                 except Exception as exc:  # holding only saves work: never stall on it
                     log.warning("pacing_failed", error=type(exc).__name__)
+                held_bytes -= size
                 await in_flight.acquire()
                 start_handling(stream, events, in_flight)
 
@@ -212,8 +221,10 @@ def create_app(
         take = stream.noack_take  # type: ignore[attr-defined]
         try:
             async for events in take(batching.size, within=batching.within):
-                await held.put(events)
-                if held.full():
+                size = sum(len(e.message.value or b"") for e in events)
+                held_bytes += size
+                await held.put((events, size))
+                if enough():
                     pacer.wake()
         finally:
             handing.cancel()
