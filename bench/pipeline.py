@@ -46,6 +46,7 @@ from scratch import scratch_postgres  # noqa: E402
 
 from pipeline.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
+from pipeline.ledger.queries import entry_count  # noqa: E402
 from pipeline.ledger.store import Ledger, from_utc_text  # noqa: E402
 from pipeline.mis import MisProducer  # noqa: E402
 from pipeline.running import Worker, worker_command  # noqa: E402
@@ -182,10 +183,7 @@ def _entries(url: str, kind: str) -> int:
     """Entries of ``kind`` so far; one engine per URL, so that polling costs little CPU."""
     ledger = _ENGINES.setdefault(url, Ledger.open(url))
     with ledger.engine.connect() as connection:
-        n = connection.exec_driver_sql(
-            f"SELECT count(*) FROM ledger_entry WHERE kind = '{kind}'"
-        ).scalar_one()
-    return int(n)
+        return entry_count(connection, kind)
 
 
 def _count(url: str) -> int:

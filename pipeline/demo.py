@@ -21,7 +21,7 @@ from rich.table import Table
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
 from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
-from pipeline.ledger.queries import current_decisions, decision_count, verify
+from pipeline.ledger.queries import current_decisions, entry_count, verify
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
 from pipeline.mis import MisProducer
@@ -107,7 +107,7 @@ def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
                 time.sleep(0.25)
                 try:
                     with ledger.engine.connect() as connection:
-                        count = decision_count(connection)
+                        count = entry_count(connection)
                 except Exception:
                     continue  # the worker is still creating the schema
                 bar.update(task, completed=count)

@@ -216,10 +216,10 @@ def stats(connection: Connection) -> dict[str, Any]:
     }
 
 
-def decision_count(connection: Connection) -> int:
-    """How many records the ledger has decided (entries of kind ``decision``)."""
+def entry_count(connection: Connection, kind: str = "decision") -> int:
+    """How many entries of ``kind`` the ledger holds (by default: records decided)."""
     count = connection.execute(
-        select(func.count()).select_from(ENTRY).where(ENTRY.c.kind == "decision")
+        select(func.count()).select_from(ENTRY).where(ENTRY.c.kind == kind)
     ).scalar_one()
     return int(count)
 

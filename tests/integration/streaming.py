@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.broker import BrokerError, EmbeddedBroker
 from pipeline.kafka import KafkaConfig
-from pipeline.ledger.queries import current_decisions, decision_count
+from pipeline.ledger.queries import current_decisions, entry_count
 from pipeline.ledger.store import Ledger
 
 
@@ -47,7 +47,7 @@ def decision_entries(url: str) -> int:
     ledger = Ledger.open(url)
     try:
         with ledger.engine.connect() as connection:
-            return decision_count(connection)
+            return entry_count(connection)
     except Exception:
         return 0  # not created yet, or the database is away
     finally:

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.engine import Engine, Position
 from pipeline.kafka import KafkaConfig, ensure_topics
+from pipeline.ledger.queries import entry_count
 from pipeline.ledger.store import Ledger
 from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
@@ -23,11 +24,9 @@ pytestmark = pytest.mark.integration
 def _reevaluations(url: str) -> int:
     ledger = Ledger.open(url)
     with ledger.engine.connect() as connection:
-        count = connection.exec_driver_sql(
-            "SELECT count(*) FROM ledger_entry WHERE kind = 'reevaluation'"
-        ).scalar_one()
+        count = entry_count(connection, "reevaluation")
     ledger.engine.dispose()
-    return int(count)
+    return count
 
 
 def test_a_backlog_drained_makes_about_the_re_evaluations_of_the_events_in_sent_order(

@@ -14,7 +14,7 @@ from agents.writer import WriterSpec
 from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.ingest import LedgerWriter, Record
-from pipeline.ledger.queries import current_decisions, decision_count
+from pipeline.ledger.queries import current_decisions, entry_count
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from tests.factory import census, line, referral
@@ -51,7 +51,7 @@ def test_batches_from_several_agents_are_each_answered_with_their_own_records(
     assert [h.position for h in answered[0]] == [p for _, p in first]
     assert [h.position for h in answered[1]] == [p for _, p in second]
     with ledger.engine.connect() as connection:
-        assert decision_count(connection) == 5
+        assert entry_count(connection) == 5
 
 
 def test_a_record_the_engine_fails_on_is_recorded_as_rejected_and_the_rest_decided(
