@@ -45,7 +45,7 @@ class Pacer:
     """Where the facts agent has got to in each partition, and whether a sharing batch
     must wait for it."""
 
-    def __init__(self, patience: float = 10.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, patience: float, clock: Callable[[], float] = time.monotonic):
         self.patience = patience
         self.clock = clock
         self._next: dict[int, int] = {}  # per facts partition, the next offset to take

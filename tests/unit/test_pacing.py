@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from agents.pacing import Pacer
 
@@ -75,32 +77,47 @@ def test_facts_without_emission_times_hold_until_their_partition_is_taken() -> N
     assert not pacer.holds(60.0, {0: 10})
 
 
-def test_a_held_batch_goes_as_soon_as_the_facts_agent_passes_it() -> None:
-    async def scenario() -> tuple[float, bool]:
-        pacer = Pacer(patience=30.0)
-        pacer.facts_taken([(0, 9, 50.0)])
-        waiting = asyncio.ensure_future(pacer.wait_turn(60.0, lambda: {0: 100}))
+@dataclass
+class Behind:
+    """A worker whose facts partition 0 is behind a sharing batch emitted at 60."""
+
+    pacer: Pacer = field(default_factory=lambda: Pacer(patience=30.0))
+    ends: dict[int, int | None] = field(default_factory=lambda: {0: 100})
+    full: bool = False
+
+    def __post_init__(self) -> None:
+        self.pacer.facts_taken([(0, 9, 50.0)])
+
+
+def _held_then_released(release: Callable[[Behind], None]) -> tuple[bool, float]:
+    """Whether the batch was held before ``release``, and the seconds it waited in all."""
+
+    async def scenario() -> tuple[bool, float]:
+        worker = Behind()
+        waiting = asyncio.ensure_future(
+            worker.pacer.wait_turn(60.0, lambda: worker.ends, lambda: worker.full)
+        )
         await asyncio.sleep(0.01)
         held = not waiting.done()
-        pacer.facts_taken([(0, 19, 61.0)])
-        return await asyncio.wait_for(waiting, timeout=5), held
+        release(worker)
+        return held, await asyncio.wait_for(waiting, timeout=5)
 
-    waited, held = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_a_held_batch_goes_as_soon_as_the_facts_agent_passes_it() -> None:
+    held, waited = _held_then_released(lambda w: w.pacer.facts_taken([(0, 19, 61.0)]))
     assert held
     assert waited < 5
 
 
 def test_a_held_batch_goes_when_the_facts_partition_reaches_its_end() -> None:
-    async def scenario() -> float:
-        pacer = Pacer(patience=30.0)
-        pacer.facts_taken([(0, 9, 50.0)])
-        ends = {0: 100}
-        waiting = asyncio.ensure_future(pacer.wait_turn(60.0, lambda: ends))
-        await asyncio.sleep(0.01)
-        ends[0] = 10  # the partition moved away, or its end was misreported
-        return await asyncio.wait_for(waiting, timeout=5)
+    def partition_ends(worker: Behind) -> None:
+        worker.ends[0] = 10  # the partition moved away, or its end was misreported
 
-    assert asyncio.run(scenario()) < 5
+    held, waited = _held_then_released(partition_ends)
+    assert held
+    assert waited < 5
 
 
 def test_no_batch_is_held_longer_than_the_patience() -> None:
@@ -111,17 +128,10 @@ def test_no_batch_is_held_longer_than_the_patience() -> None:
 
 
 def test_a_held_batch_goes_at_once_when_its_agent_can_hold_no_more() -> None:
-    async def scenario() -> tuple[bool, float]:
-        pacer = Pacer(patience=30.0)
-        pacer.facts_taken([(0, 9, 50.0)])
-        full = False
-        waiting = asyncio.ensure_future(pacer.wait_turn(60.0, lambda: {0: 100}, lambda: full))
-        await asyncio.sleep(0.01)
-        held = not waiting.done()
-        full = True
-        pacer.wake()
-        return held, await asyncio.wait_for(waiting, timeout=5)
+    def fill(worker: Behind) -> None:
+        worker.full = True
+        worker.pacer.wake()
 
-    held, waited = asyncio.run(scenario())
+    held, waited = _held_then_released(fill)
     assert held
     assert waited < 5
