@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: str | None = Field(
         default=None, description="CA bundle to verify the brokers' certificates"
     )
-    batch_size: int = Field(default=500, ge=1, description="records per ledger transaction")
+    batch_size: int = Field(default=500, ge=1, description="records an agent takes per batch")
     log_level: str = Field(default="INFO", description="worker log level")
     webhook_urls: list[str] = Field(
         default_factory=list,

@@ -8,7 +8,8 @@ import pickle
 
 import pytest
 
-from agents.app import deadletters, log_decisions
+from agents.app import Batching, deadletters, log_decisions
+from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
 from agents.writer import Handled
 from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
@@ -74,3 +75,9 @@ def test_records_and_their_results_cross_to_the_writer_process_unchanged() -> No
     ]
     assert pickle.loads(pickle.dumps(records)) == records
     assert pickle.loads(pickle.dumps(handled)) == handled
+
+
+@pytest.mark.parametrize("size", [1, 100, 500, 3_000, GROUP_LIMIT])
+def test_one_agent_alone_can_fill_every_group_the_writer_has_in_hand(size: int) -> None:
+    batching = Batching(size=size)
+    assert batching.in_flight * size >= (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT
