@@ -9,6 +9,7 @@ committed only after the ledger has the records below it.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,10 +63,11 @@ class Batching:
     def in_flight(self) -> int:
         """Batches an agent may have taken and not yet seen recorded: enough for one agent
         alone to fill the writer's groups (the one being written, the one waiting, the one
-        gathering). While a backlog drains, the facts agent often runs alone; with fewer
-        in flight it fed the writer groups of 1,000 to 2,000 records, each written at up
-        to a quarter more cost per record than a full group."""
-        return max(2, -(-(IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT // self.size))
+        gathering), and at least two, so that a batch gathers while one is written. While
+        a backlog drains, the facts agent often runs alone; with fewer in flight it fed
+        the writer groups of 1,000 to 2,000 records, each written at up to a quarter more
+        cost per record than a full group."""
+        return max(2, math.ceil((IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT / self.size))
 
 
 def faust_credentials(config: KafkaConfig) -> dict[str, Any]:
