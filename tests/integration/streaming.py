@@ -42,12 +42,12 @@ def kafka_broker() -> Iterator[KafkaConfig]:
         yield KafkaConfig(bootstrap=container.get_bootstrap_server())
 
 
-def decision_entries(url: str) -> int:
-    """How many decision entries the ledger at ``url`` holds (0 while it cannot be read)."""
+def ledger_count(url: str, kind: str = "decision") -> int:
+    """How many entries of ``kind`` the ledger at ``url`` holds (0 while it cannot be read)."""
     ledger = Ledger.open(url)
     try:
         with ledger.engine.connect() as connection:
-            return entry_count(connection)
+            return entry_count(connection, kind)
     except Exception:
         return 0  # not created yet, or the database is away
     finally:

@@ -10,23 +10,13 @@ import pytest
 
 from pipeline.engine import Engine, Position
 from pipeline.kafka import KafkaConfig, ensure_topics
-from pipeline.ledger.queries import entry_count
-from pipeline.ledger.store import Ledger
 from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
 from pipeline.running import Pipeline
 from pipeline.simulate import simulate
-from tests.integration.streaming import decision_entries, ledger_final, wait_until
+from tests.integration.streaming import ledger_count, ledger_final, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def _reevaluations(url: str) -> int:
-    ledger = Ledger.open(url)
-    with ledger.engine.connect() as connection:
-        count = entry_count(connection, "reevaluation")
-    ledger.engine.dispose()
-    return count
 
 
 def test_a_backlog_drained_makes_about_the_re_evaluations_of_the_events_in_sent_order(
@@ -47,12 +37,12 @@ def test_a_backlog_drained_makes_about_the_re_evaluations_of_the_events_in_sent_
 
     url = f"sqlite:///{tmp_path}/ledger.db"
     with Pipeline(url, kafka, worker_log=tmp_path / "worker.log"):
-        assert wait_until(lambda: decision_entries(url) >= decided, timeout=180), (
-            f"{decision_entries(url)} of {decided} decision entries; worker log: "
+        assert wait_until(lambda: ledger_count(url) >= decided, timeout=180), (
+            f"{ledger_count(url)} of {decided} decision entries; worker log: "
             + (tmp_path / "worker.log").read_text()[-3000:]
         )
     final = {e: (d.decision.value, tuple(r.value for r in d.rules))
              for e in {o.event_id for o in outcomes if o.recorded and isinstance(o.event_id, str)}
              if (d := engine.current(e)) is not None}  # fmt: skip
     assert ledger_final(url) == final
-    assert _reevaluations(url) <= 2 * in_order + 20, f"{in_order} in sent order"
+    assert ledger_count(url, "reevaluation") <= 2 * in_order + 20, f"{in_order} in sent order"

@@ -25,9 +25,9 @@ from pipeline.policy.pack import Policy
 from pipeline.running import Pipeline
 from pipeline.simulate import simulate
 from tests.integration.streaming import (
-    decision_entries,
     kcat_env,
     kcat_produce,
+    ledger_count,
     ledger_final,
     wait_until,
 )
@@ -77,12 +77,12 @@ def test_every_event_sent_by_kcat_and_emit_is_recorded_once_as_check_decides(
 
         expected = expected_of([*year, *UNDECODABLE], Engine(policy))
         entries, final = expected.entries, expected.final
-        assert wait_until(lambda: decision_entries(url) >= entries, timeout=90), (
-            f"{decision_entries(url)} of {entries} decision entries; worker log: "
+        assert wait_until(lambda: ledger_count(url) >= entries, timeout=90), (
+            f"{ledger_count(url)} of {entries} decision entries; worker log: "
             + (tmp_path / "worker.log").read_text()[-3000:]
         )
         recorded = ledger_final(url)
-        assert decision_entries(url) == entries
+        assert ledger_count(url) == entries
         assert recorded == final
 
         ledger = Ledger.open(url)

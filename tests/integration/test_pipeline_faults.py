@@ -28,7 +28,7 @@ from pipeline.running import Pipeline
 from pipeline.simulate import simulate
 from tests.integration.proxy import Proxy
 from tests.integration.streaming import (
-    decision_entries,
+    ledger_count,
     ledger_final,
     wait_until,
 )
@@ -55,10 +55,10 @@ def _send(kafka: KafkaConfig, records: list[bytes], per_second: float | None = N
 def _assert_recorded_exactly_once(url: str, records: list[bytes], policy: Policy,
                                   log: Path, timeout: float) -> None:  # fmt: skip
     expected = expected_of(records, Engine(policy))
-    done = wait_until(lambda: decision_entries(url) >= expected.entries, timeout=timeout)
-    assert done, f"{decision_entries(url)} of {expected.entries}; log: {log.read_text()[-3000:]}"
+    done = wait_until(lambda: ledger_count(url) >= expected.entries, timeout=timeout)
+    assert done, f"{ledger_count(url)} of {expected.entries}; log: {log.read_text()[-3000:]}"
     time.sleep(1.0)  # a duplicate, if there were one, would land now
-    assert decision_entries(url) == expected.entries
+    assert ledger_count(url) == expected.entries
     assert ledger_final(url) == expected.final
     ledger = Ledger.open(url)
     with ledger.engine.connect() as connection:
@@ -81,8 +81,8 @@ def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
         sender.start()
         kills = 0
         while kills < 5:
-            before = decision_entries(db_url)
-            assert wait_until(lambda b=before: decision_entries(db_url) > b, timeout=60), (
+            before = ledger_count(db_url)
+            assert wait_until(lambda b=before: ledger_count(db_url) > b, timeout=60), (
                 "the worker made no progress: " + log.read_text()[-3000:]
             )
             time.sleep(rng.uniform(0.1, 2.5))
@@ -118,7 +118,7 @@ def test_a_worker_waits_for_a_stopped_database_and_catches_up_when_it_is_back(
     with Pipeline(url, kafka, worker_log=log, env=KEY_ENV):
         _send(kafka, first)
         time.sleep(4)
-        assert decision_entries(pg_url) == 0
+        assert ledger_count(pg_url) == 0
         assert "database_unavailable" in log.read_text()
         proxy.up()
         _assert_recorded_exactly_once(pg_url, first, policy, log, timeout=90)
