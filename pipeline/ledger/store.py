@@ -209,14 +209,18 @@ class Ledger:
     def _upsert_identities(
         self, connection: Connection, identities: dict[str, tuple[str, str | None]]
     ) -> None:
-        """Insert each pupil's identity, or add the date of birth to one already known.
-        The same statement on both dialects, through the driver's executemany (the
-        dialect-specific insert construct cost more per row than the database's work)."""
+        """Insert each pupil's identity, or give one already known the date of birth an
+        event brings. The same statement on both dialects, through the driver's executemany
+        (the dialect-specific insert construct cost more per row than the database's work).
+        Most pupils are known already and most events bring no new date of birth: those
+        rows are left as they are, not rewritten unchanged."""
         table = IDENTITY.name
         statement = self._insert_statement(
             IDENTITY,
             ("pupil_key", "upn", "dob"),
-            f" ON CONFLICT (pupil_key) DO UPDATE SET dob = COALESCE(excluded.dob, {table}.dob)",
+            f" ON CONFLICT (pupil_key) DO UPDATE SET dob = excluded.dob"
+            f" WHERE excluded.dob IS NOT NULL"
+            f" AND ({table}.dob IS NULL OR {table}.dob <> excluded.dob)",
         )
         connection.exec_driver_sql(statement, [(k, u, d) for k, (u, d) in identities.items()])
 

@@ -132,6 +132,28 @@ class LedgerContract:
             connection.execute(text("DELETE FROM pupil_identity"))
         assert self.verification(filled).ok
 
+    def test_a_pupils_identity_takes_the_latest_date_of_birth_an_event_brings(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import census, line, upn
+
+        def sent(dob: str | None) -> dict[str, Any]:
+            pupil = {"upn": upn(1), **({"dob": dob} if dob else {})}
+            return census(pupils=[pupil], categories=["personal"])
+
+        def stored_dob() -> str | None:
+            with ledger.engine.connect() as connection:
+                return connection.execute(text("SELECT dob FROM pupil_identity")).scalar_one()
+
+        writer.write([(line(sent(None)), Position.line("f", 1))])
+        assert stored_dob() is None
+        writer.write([(line(sent("2014-05-02")), Position.line("f", 2))])
+        assert stored_dob() == "2014-05-02"
+        writer.write([(line(sent(None)), Position.line("f", 3))])
+        assert stored_dob() == "2014-05-02"
+        writer.write([(line(sent("2014-05-03")), Position.line("f", 4))])
+        assert stored_dob() == "2014-05-03"
+
     # -- appending -------------------------------------------------------------------------
 
     def test_decisions_match_the_in_memory_engine_across_batches(
