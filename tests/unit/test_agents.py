@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import pickle
@@ -10,6 +11,7 @@ import pytest
 
 from agents.app import Batching, deadletters, log_decisions
 from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
+from agents.worker import settle_heap
 from agents.writer import Handled
 from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
@@ -81,3 +83,18 @@ def test_records_and_their_results_cross_to_the_writer_process_unchanged() -> No
 def test_one_agent_alone_can_fill_every_group_the_writer_has_in_hand(size: int) -> None:
     batching = Batching(size=size)
     assert batching.in_flight * size >= (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT
+
+
+def test_settling_the_heap_leaves_what_exists_out_of_later_collections() -> None:
+    def collected(thing: object) -> bool:
+        return any(o is thing for o in gc.get_objects())
+
+    before: list[int] = []  # a container: the collector tracks it
+    gc.unfreeze()
+    try:
+        assert collected(before)
+        settle_heap()
+        assert not collected(before)
+        assert collected([])  # what is made later is collected as ever
+    finally:
+        gc.unfreeze()
