@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import orjson
 from hypothesis import given, settings
@@ -22,7 +23,7 @@ def final_decisions(policy: Policy, events: list[bytes]) -> dict[str, Decision]:
     return {r.event_id: r.decision for r in engine.recorded()}
 
 
-def consent_referral(**kw: object) -> dict[str, object]:
+def consent_referral(**kw: Any) -> dict[str, Any]:
     return referral(
         lawful_basis="consent",
         special_condition="9.2.a",
