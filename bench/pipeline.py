@@ -22,6 +22,12 @@ flatter a Faust consumer: records fetched into its buffers before its agents got
 then handled without the cost of fetching them. The median discounts a round that is off
 in either direction. Latency is measured in the last round.
 
+The no-op agent's rate mixes two paces: Faust's own, per record, while its buffers hold
+records, and its waits for the next fetch, which come in the second half of a drain (the
+embedded broker answers a fetch with about a megabyte of one partition). Its fastest
+second is printed beside it, and the pipeline's rate against that too, for a reading of
+how far the agents are from Faust's per-record pace; the target is on the steady rate.
+
 Target (the stream agents issue): ``ratio_vs_noop_faust`` of at least 0.70 on SQLite.
 The last line reads ``ratio_vs_noop_faust=R``.
 """
@@ -109,6 +115,18 @@ def steady_rate(marks: list[tuple[float, int]], count: int) -> float:
     return (high[1] - low[1]) / (high[0] - low[0])
 
 
+def fastest_second(marks: list[tuple[float, int]]) -> float:
+    """The most records handled in any one second (``marks`` as for :func:`steady_rate`).
+    Faust doing nothing handles records at this pace while its buffers hold some, and
+    waits for fetches the rest of the time: the steady rate mixes the two."""
+    best, first = 0, 0
+    for last in range(len(marks)):
+        while marks[last][0] - marks[first][0] > 1.0:
+            first += 1
+        best = max(best, marks[last][1] - marks[first][1])
+    return float(best)
+
+
 # -- baseline 2: Faust doing nothing --------------------------------------------------------
 
 
@@ -133,7 +151,7 @@ def noop_worker(broker: str, count: int, out: Path) -> None:
             seen = (marks[-1][1] if marks else 0) + len(batch)
             marks.append((time.perf_counter(), seen))
             if seen >= count:
-                out.write_text(str(steady_rate(marks, count)))
+                out.write_text(f"{steady_rate(marks, count)} {fastest_second(marks)}")
 
     for name in INPUT_TOPICS:
         topic = app.topic(name, value_serializer="raw", key_serializer="raw")
@@ -147,7 +165,8 @@ def noop_worker(broker: str, count: int, out: Path) -> None:
     worker.execute_from_commandline()
 
 
-def noop_faust_rate(broker: str, count: int, scratch: Path) -> float:
+def noop_faust_rate(broker: str, count: int, scratch: Path) -> tuple[float, float]:
+    """The no-op worker's steady rate, and its fastest second."""
     out = scratch / "noop-rate"
     worker = Worker([sys.executable, __file__, "noop-worker", broker, str(count), str(out)],
                     log_file=scratch / "noop.log")  # fmt: skip
@@ -161,7 +180,8 @@ def noop_faust_rate(broker: str, count: int, scratch: Path) -> float:
                 "the no-op Faust worker did not finish: "
                 + (scratch / "noop.log").read_text()[-2000:]
             )
-        return float(out.read_text())
+        steady, fastest = out.read_text().split()
+        return float(steady), float(fastest)
     finally:
         worker.stop()
 
@@ -280,8 +300,12 @@ def one_round(
 
                 rates["aiokafka"] = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
                 print(f"aiokafka consumer:   {rates['aiokafka']:9.0f} events/s", flush=True)
-                rates["noop"] = noop_faust_rate(kafka.bootstrap, len(bulk), scratch)
-                print(f"no-op Faust agent:   {rates['noop']:9.0f} events/s", flush=True)
+                rates["noop"], rates["noop_fastest"] = noop_faust_rate(
+                    kafka.bootstrap, len(bulk), scratch
+                )
+                fastest = rates["noop_fastest"]
+                print(f"no-op Faust agent:   {rates['noop']:9.0f} events/s "
+                      f"({fastest:.0f} in its fastest second)", flush=True)  # fmt: skip
 
                 from pipeline.checking import expected_of
                 from pipeline.engine import Engine
@@ -329,12 +353,14 @@ def main() -> None:
         rounds.append(one_round(args, records, with_latency=number == args.rounds))
     mid = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
     print(f"median of {args.rounds}: aiokafka {mid['aiokafka']:.0f}, no-op Faust "
-          f"{mid['noop']:.0f}, pipeline {mid['pipeline']:.0f} events/s")  # fmt: skip
+          f"{mid['noop']:.0f} ({mid['noop_fastest']:.0f} in its fastest second), "
+          f"pipeline {mid['pipeline']:.0f} events/s")  # fmt: skip
     # Each round's own ratio shows how far the machine's pace moved between rounds.
     each = ", ".join(f"{r['pipeline'] / r['noop']:.2f}" for r in rounds)
     print(f"pipeline / no-op Faust, round by round: {each}")
     ratio = mid["pipeline"] / mid["noop"]
     print(f"target: ratio_vs_noop_faust >= 0.70 -> {'met' if ratio >= 0.70 else 'NOT met'}")
+    print(f"pipeline / no-op Faust's fastest second: {mid['pipeline'] / mid['noop_fastest']:.3f}")
     print(f"ratio_vs_aiokafka={mid['pipeline'] / mid['aiokafka']:.3f}")
     print(f"ratio_vs_noop_faust={ratio:.3f}")
 
