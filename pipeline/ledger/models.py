@@ -15,6 +15,10 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, text
 from sqlmodel import Field, SQLModel
 
+#: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
+#: (migration 0006 says why).
+SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
 APPEND_ONLY_TABLES = (
     "ledger_entry",
     "entry_pupil",
@@ -76,7 +80,7 @@ class LedgerEntry(SQLModel, table=True):
         ),
     )
 
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
     kind: str = Field(sa_column=Column(String(20), nullable=False))
     refers_to: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     event_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
@@ -105,6 +109,7 @@ class EntryPupil(SQLModel, table=True):
     """Which entries name which pupil (by pseudonym): the pupil query's index."""
 
     __tablename__ = "entry_pupil"
+    __table_args__ = {"sqlite_with_rowid": False}
     pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
 
@@ -113,6 +118,7 @@ class EntryRecipient(SQLModel, table=True):
     """Which entries concern which recipient."""
 
     __tablename__ = "entry_recipient"
+    __table_args__ = {"sqlite_with_rowid": False}
     recipient: str = Field(sa_column=Column(String(200), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
 
@@ -121,7 +127,7 @@ class RegisterFact(SQLModel, table=True):
     """A lifecycle fact in force from ``at``, for the persisted pupil register."""
 
     __tablename__ = "register_fact"
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True))
     pupil_key: str = Field(sa_column=Column(String(64), nullable=False, index=True))
     fact: str = Field(sa_column=Column(Text, nullable=False))
 
@@ -130,7 +136,7 @@ class EventPayload(SQLModel, table=True):
     """The decided event with pupils pseudonymised, so a late fact can re-decide it."""
 
     __tablename__ = "event_payload"
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True))
     body: str = Field(sa_column=Column(Text, nullable=False))
 
 
@@ -138,6 +144,7 @@ class PupilIdentity(SQLModel, table=True):
     """The one erasable table: a pseudonym's UPN and date of birth, for subject access."""
 
     __tablename__ = "pupil_identity"
+    __table_args__ = {"sqlite_with_rowid": False}
     pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
     upn: str = Field(sa_column=Column(String(13), nullable=False))
     dob: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
@@ -155,7 +162,7 @@ class AlertOutbox(SQLModel, table=True):
             postgresql_where=text("relayed_at IS NULL"),
         ),
     )
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
     severity: str = Field(sa_column=Column(String(10), nullable=False))
     body: str = Field(sa_column=Column(Text, nullable=False))
     created_at: str = Field(sa_column=Column(String(40), nullable=False))

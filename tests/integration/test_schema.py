@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 import pytest
 from alembic import command
+from sqlalchemy.exc import DBAPIError
 
+from pipeline.engine import Position
 from pipeline.ledger import schema
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.models import APPEND_ONLY_TABLES
+from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from pipeline.simulate import simulate
 
 pytestmark = pytest.mark.integration
 
@@ -31,3 +42,88 @@ def test_an_older_schema_is_refused_and_left_as_it_is(sqlite_url: str) -> None:
     with pytest.raises(schema.SchemaNotReady, match="at schema 0001: run sharing-audit db upgrade"):
         schema.prepare(ledger.engine)
     assert schema.current_revision(ledger.engine) == "0001"
+
+
+def _at_revision(url: str, revision: str) -> Ledger:
+    ledger = Ledger.open(url)
+    config = schema._config()
+    with ledger.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return ledger
+
+
+def _write_year(ledger: Ledger, policy: Policy, seed: int) -> None:
+    lines = simulate(40, 0.1, seed)
+    writer = LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
+    records = [(orjson.dumps(line.event), Position.line(f"year{seed}", n))
+               for n, line in enumerate(lines, 1)]  # fmt: skip
+    for start in range(0, len(records), 200):
+        writer.write(records[start : start + 200])
+
+
+def _sqlite_schema(ledger: Ledger) -> dict[str, str | None]:
+    with ledger.engine.connect() as connection:
+        rows = connection.exec_driver_sql("SELECT name, sql FROM sqlite_master").all()
+    return {name: sql for name, sql in rows}
+
+
+def _contents(ledger: Ledger) -> dict[str, list[Any]]:
+    with ledger.engine.connect() as connection:
+        return {
+            table: sorted(connection.exec_driver_sql(f"SELECT * FROM {table}").all())
+            for table in (*APPEND_ONLY_TABLES, "pupil_identity", "alert_outbox", "chain_head")
+        }
+
+
+def test_upgrading_a_sqlite_ledger_keeps_every_row_index_and_trigger(
+    sqlite_url: str, policy: Policy
+) -> None:
+    ledger = _at_revision(sqlite_url, "0005")
+    _write_year(ledger, policy, seed=1)
+    before, kept = _contents(ledger), _sqlite_schema(ledger)
+    assert len(before["ledger_entry"]) > 50 and before["alert_outbox"]
+
+    schema.upgrade(ledger.engine)
+
+    assert _contents(ledger) == before
+    after = _sqlite_schema(ledger)
+    dependents = {n: s for n, s in kept.items() if s and not s.startswith("CREATE TABLE")}
+    assert {n: after.get(n) for n in dependents} == dependents
+    triggers = schema.append_only_triggers(ledger.engine)
+    assert {table: sorted(names) for table, names in triggers.items()} == {
+        table: [f"{table}_no_delete", f"{table}_no_update"] for table in APPEND_ONLY_TABLES
+    }
+    with ledger.engine.connect() as connection:
+        assert verify(connection).ok
+
+
+def test_an_upgraded_sqlite_ledger_keys_its_tables_without_a_second_index(
+    sqlite_url: str, policy: Policy
+) -> None:
+    ledger = _at_revision(sqlite_url, "0005")
+    assert any(name.startswith("sqlite_autoindex_") for name in _sqlite_schema(ledger))
+
+    schema.upgrade(ledger.engine)
+
+    tables = _sqlite_schema(ledger)
+    assert not [name for name in tables if name.startswith("sqlite_autoindex_ledger")]
+    assert "seq INTEGER NOT NULL" in (tables["ledger_entry"] or "")
+    for table in ("entry_pupil", "entry_recipient", "pupil_identity"):
+        assert (tables[table] or "").endswith("WITHOUT ROWID")
+
+
+def test_a_ledger_upgraded_with_entries_takes_more_and_its_chain_holds(
+    sqlite_url: str, policy: Policy
+) -> None:
+    ledger = _at_revision(sqlite_url, "0005")
+    _write_year(ledger, policy, seed=1)
+    schema.upgrade(ledger.engine)
+
+    _write_year(ledger, policy, seed=2)
+
+    with ledger.engine.connect() as connection:
+        result = verify(connection)
+        assert result.ok and result.count > len(_contents(ledger)["event_payload"])
+        with pytest.raises(DBAPIError, match="append-only"):
+            connection.exec_driver_sql("DELETE FROM entry_pupil")
