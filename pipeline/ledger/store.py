@@ -178,6 +178,8 @@ class Ledger:
             for key, upn, dob in new.identities:
                 known = identities.get(key)
                 identities[key] = (upn, dob or (known[1] if known else None))
+        # Through the driver's executemany: at thousands of rows a batch, the ORM's
+        # per-parameter processing would cost more than the database's work.
         for table, names, values in (
             (ENTRY, (*ENTRY_FIELDS, "prev_hash", "hash"), rows),
             (PUPIL, ("pupil_key", "seq"), pupils),
