@@ -53,7 +53,8 @@ def a_census_pupil(year: Year) -> str:
         for p in line.event["data"].get("pupils", [])
     }  # fmt: skip
     census = next(line.event for line in year.lines if "census" in line.event["type"])
-    return next(p["upn"] for p in census["data"]["pupils"] if p["upn"] not in transferred)
+    pupil: str = next(p["upn"] for p in census["data"]["pupils"] if p["upn"] not in transferred)
+    return pupil
 
 
 def test_a_pupil_search_returns_every_entry_naming_the_pupil_and_no_other(
@@ -154,7 +155,7 @@ def test_an_export_streams_every_matching_entry_with_its_count(
         assert all(r["event_type"] == "uk.school.census.submitted.v1" for r in rows)
     else:
         rows = [orjson.loads(line) for line in body.splitlines()]
-        seqs = [r["seq"] for r in rows]
+        seqs = [int(r["seq"]) for r in rows]
     assert int(response.headers["x-entry-count"]) == len(seqs) > 0
     assert seqs == sorted(seqs)
 
@@ -216,7 +217,7 @@ def test_only_the_dpo_and_admins_may_run_a_subject_access_report(
     assert response.status_code == status
 
 
-READ_ROUTES = {
+READ_ROUTES: dict[str, dict[str, str | None]] = {
     "/entries": {}, "/entries/export": {"format": "jsonl"}, "/entries/{seq}": {},
     "/pupils/readers": {"upn": None}, "/reports/ropa": {"format": "csv"},
 }  # fmt: skip
@@ -249,7 +250,9 @@ UNAUDITED = {
 }  # fmt: skip
 
 
-def _example_request(path: str, year: Year, client: TestClient, token: str) -> tuple[str, dict]:
+def _example_request(
+    path: str, year: Year, client: TestClient, token: str
+) -> tuple[str, dict[str, str]]:
     upn = a_census_pupil(year)
     incident = client.get("/incidents", headers=auth(token)).json()[0]["id"]
     url = path.replace("{seq}", "1").replace("{incident_id}", str(incident))

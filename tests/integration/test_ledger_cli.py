@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def run(
 
 
 @pytest.fixture
-def year_file(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:
+def year_file(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     lines = simulate(80, 0.25, 21)
     path = tmp_path / "year.jsonl"
     path.write_text("".join(json.dumps(ln.event) + "\n" for ln in lines))
@@ -34,7 +35,7 @@ def year_file(tmp_path: Path) -> tuple[Path, list[dict[str, object]]]:
 
 
 def test_check_with_a_database_records_what_it_prints(
-    tmp_path: Path, year_file: tuple[Path, list[dict[str, object]]]
+    tmp_path: Path, year_file: tuple[Path, list[dict[str, Any]]]
 ) -> None:
     path, _ = year_file
     url = f"sqlite:///{tmp_path}/l.db"
@@ -48,7 +49,7 @@ def test_check_with_a_database_records_what_it_prints(
 
 
 def test_the_database_url_comes_from_the_environment(
-    tmp_path: Path, year_file: tuple[Path, list[dict[str, object]]]
+    tmp_path: Path, year_file: tuple[Path, list[dict[str, Any]]]
 ) -> None:
     path, _ = year_file
     env = {"SHARING_AUDIT_DATABASE_URL": f"sqlite:///{tmp_path}/env.db"}
@@ -68,7 +69,7 @@ def test_the_default_database_is_a_file_in_the_working_folder(tmp_path: Path) ->
 
 
 def test_verify_exits_1_naming_the_changed_entry(
-    tmp_path: Path, year_file: tuple[Path, list[dict[str, object]]]
+    tmp_path: Path, year_file: tuple[Path, list[dict[str, Any]]]
 ) -> None:
     path, _ = year_file
     db = tmp_path / "l.db"
@@ -82,12 +83,12 @@ def test_verify_exits_1_naming_the_changed_entry(
 
 
 def test_query_by_pupil_lists_that_pupils_entries(
-    tmp_path: Path, year_file: tuple[Path, list[dict[str, object]]]
+    tmp_path: Path, year_file: tuple[Path, list[dict[str, Any]]]
 ) -> None:
     path, events = year_file
     url = f"sqlite:///{tmp_path}/l.db"
     run("check", str(path), "--db", url, "-f", "jsonl")
-    upn = next(e["data"]["upn"] for e in events if e["type"] == "uk.school.pupil.left.v1")  # type: ignore[index]
+    upn = next(e["data"]["upn"] for e in events if e["type"] == "uk.school.pupil.left.v1")
     result = run("ledger", "query", "--db", url, "--pupil", str(upn), "-f", "jsonl")
     assert result.returncode == 0
     rows = [json.loads(x) for x in result.stdout.splitlines()]
@@ -98,7 +99,7 @@ def test_query_by_pupil_lists_that_pupils_entries(
 
 
 def test_query_filters_combine(
-    tmp_path: Path, year_file: tuple[Path, list[dict[str, object]]]
+    tmp_path: Path, year_file: tuple[Path, list[dict[str, Any]]]
 ) -> None:
     path, _ = year_file
     url = f"sqlite:///{tmp_path}/l.db"
@@ -161,18 +162,18 @@ def test_mistakes_get_one_line_and_no_traceback(
 
 
 def test_no_upn_or_date_of_birth_reaches_logs_or_errors(
-    tmp_path: Path, year_file: tuple[Path, list[dict[str, object]]]
+    tmp_path: Path, year_file: tuple[Path, list[dict[str, Any]]]
 ) -> None:
     path, events = year_file
     url = f"sqlite:///{tmp_path}/l.db"
     result = run("check", str(path), "--db", url, "-f", "jsonl")
     assert "batch_recorded" in result.stderr  # the logs are there to be read
-    secrets = set()
+    secrets: set[str] = set()
     for e in events:
         data = e.get("data") or {}
-        for p in data.get("pupils", []) or []:  # type: ignore[union-attr]
+        for p in data.get("pupils", []) or []:
             secrets.update(v for v in (p.get("upn"), p.get("dob")) if v)
-        if isinstance(data.get("upn"), str):  # type: ignore[union-attr]
-            secrets.add(data["upn"])  # type: ignore[index]
+        if isinstance(data.get("upn"), str):
+            secrets.add(data["upn"])
     for text in (result.stderr, result.stdout):
         assert not [s for s in secrets if s in text]

@@ -143,7 +143,10 @@ class LedgerContract:
 
         def stored_dob() -> str | None:
             with ledger.engine.connect() as connection:
-                return connection.execute(text("SELECT dob FROM pupil_identity")).scalar_one()
+                dob: str | None = connection.execute(
+                    text("SELECT dob FROM pupil_identity")
+                ).scalar_one()
+                return dob
 
         writer.write([(line(sent(None)), Position.line("f", 1))])
         assert stored_dob() is None
@@ -358,7 +361,7 @@ class LedgerContract:
     def test_inserting_an_entry_is_found_at_its_seq(self, filled: Ledger) -> None:
         with filled.engine.begin() as connection:
             drop_triggers(connection, filled.dialect)
-            last = connection.execute(text("SELECT max(seq) FROM ledger_entry")).scalar()
+            last = connection.execute(text("SELECT max(seq) FROM ledger_entry")).scalar_one()
             for seq in range(last, 5, -1):  # make room at 6, from the end down
                 connection.execute(
                     text(f"UPDATE ledger_entry SET seq = {seq + 1} WHERE seq = {seq}")

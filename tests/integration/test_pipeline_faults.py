@@ -82,7 +82,11 @@ def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
         kills = 0
         while kills < 5:
             before = ledger_count(db_url)
-            assert wait_until(lambda b=before: ledger_count(db_url) > b, timeout=60), (
+
+            def moved(than: int = before) -> bool:
+                return ledger_count(db_url) > than
+
+            assert wait_until(moved, timeout=60), (
                 "the worker made no progress: " + log.read_text()[-3000:]
             )
             time.sleep(rng.uniform(0.1, 2.5))

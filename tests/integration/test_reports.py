@@ -168,16 +168,16 @@ def test_the_record_of_processing_shows_where_practice_goes_beyond_the_policy(
         event = line.event
         if event["type"] not in SHARING_KIND or line.expected.decision == "rejected":
             continue
-        key = policy.recipient_key(event["data"]["recipient"])
-        permission = policy.permission_for(key, SHARING_KIND[event["type"]])
-        if permission is not None:
+        recipient = policy.recipient_key(event["data"]["recipient"])
+        permission = policy.permission_for(recipient, SHARING_KIND[event["type"]])
+        if recipient is not None and permission is not None:
             extra = set(event["data"]["categories"]) - permission.categories
-            beyond[(key, event["type"])].update(extra & policy.categories)
+            beyond[(recipient, event["type"])].update(extra & policy.categories)
     response = client.get("/reports/ropa", headers={"Authorization": f"Bearer {dpo}"})
     rows = {(r["recipient"], r["event_type"]): r for r in response.json()["rows"]}
     assert any(beyond.values()), "the simulated year shares some category it may not"
-    for key, extra in beyond.items():
-        said = [d for d in rows[key]["differences"] if d.startswith("categories")]
+    for where, extra in beyond.items():
+        said = [d for d in rows[where]["differences"] if d.startswith("categories")]
         if extra:
             assert said == [f"categories the policy does not permit: {', '.join(sorted(extra))}"]
         else:
