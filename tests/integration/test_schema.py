@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 from alembic import command
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.engine import Position
 from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
-from pipeline.pseudonym import pseudonymiser
-from pipeline.simulate import simulate
+from tests.integration.year import write_year
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +49,6 @@ def _at_revision(url: str, revision: str) -> Ledger:
     return ledger
 
 
-def _write_year(ledger: Ledger, policy: Policy, seed: int) -> None:
-    lines = simulate(40, 0.1, seed)
-    writer = LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
-    records = [(orjson.dumps(line.event), Position.line(f"year{seed}", n))
-               for n, line in enumerate(lines, 1)]  # fmt: skip
-    for start in range(0, len(records), 200):
-        writer.write(records[start : start + 200])
-
-
 def _sqlite_schema(ledger: Ledger) -> dict[str, str | None]:
     with ledger.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT name, sql FROM sqlite_master").all()
@@ -80,7 +67,7 @@ def test_upgrading_a_sqlite_ledger_keeps_every_row_index_and_trigger(
     sqlite_url: str, policy: Policy
 ) -> None:
     ledger = _at_revision(sqlite_url, "0005")
-    _write_year(ledger, policy, seed=1)
+    write_year(ledger, policy, pupils=100, seed=1)
     before, kept = _contents(ledger), _sqlite_schema(ledger)
     assert len(before["ledger_entry"]) > 50 and before["alert_outbox"]
 
@@ -129,11 +116,11 @@ def test_a_ledger_upgraded_with_entries_takes_more_and_its_chain_holds(
     sqlite_url: str, policy: Policy
 ) -> None:
     ledger = _at_revision(sqlite_url, "0005")
-    _write_year(ledger, policy, seed=1)
+    write_year(ledger, policy, pupils=100, seed=1)
     schema.upgrade(ledger.engine)
     upgraded = len(_contents(ledger)["ledger_entry"])
 
-    _write_year(ledger, policy, seed=2)
+    write_year(ledger, policy, pupils=100, seed=2)
 
     with ledger.engine.connect() as connection:
         result = verify(connection)

@@ -38,10 +38,15 @@ class Year:
 def ledger_of_year(url: str, policy: Policy, pupils: int = 500, seed: int = 1) -> Year:
     ledger = Ledger.open(url)
     schema.upgrade(ledger.engine)
+    return Year(ledger, write_year(ledger, policy, pupils, seed))
+
+
+def write_year(ledger: Ledger, policy: Policy, pupils: int, seed: int) -> list[Line]:
+    """Record a simulated year of ``pupils`` in ``ledger`` as the writer would; its lines."""
     lines = simulate(pupils, 0.05, seed)
     writer = LedgerWriter(ledger, policy, pseudonym)
     raw = [orjson.dumps(line.event) for line in lines]
     for start in range(0, len(raw), 1_000):
         batch = raw[start : start + 1_000]
         writer.write([(r, Position.line("year", start + i + 1)) for i, r in enumerate(batch)])
-    return Year(ledger, lines)
+    return lines
