@@ -19,7 +19,7 @@ from faust.types import EventT, StreamT
 from structlog.contextvars import bound_contextvars
 
 from agents.pacing import Pacer
-from agents.relay import relay_alerts
+from agents.relay import AlertRelay
 from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS, LedgerSink
 from agents.writer import Handled
 from pipeline.backoff import backoff_delays
@@ -251,10 +251,12 @@ def create_app(
         recorder = record_facts if name == FACTS_TOPIC else record_sharing
         app.agent(topic, name=f"record-{name}")(agent_of(recorder))
 
-    async def relay() -> None:
-        await relay_alerts(sink, alerts, batching.alert_hold)
+    relay = AlertRelay(sink, alerts, batching.alert_hold)
 
-    app.timer(batching.relay_interval)(relay)
+    async def relay_round() -> None:
+        await relay.round()
+
+    app.timer(batching.relay_interval)(relay_round)
 
     if notifier is not None:
         notify = notifier

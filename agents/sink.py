@@ -28,6 +28,7 @@ from pipeline.backoff import backoff_delays
 from pipeline.ledger.ingest import Record
 from pipeline.ledger.outbox import Due
 from pipeline.logging import get_logger
+from pipeline.policy.intake import undecidable_reason
 
 log = get_logger(__name__)
 
@@ -123,6 +124,23 @@ class LedgerSink:
     async def _write_group(
         self, group: list[tuple[list[Record], asyncio.Future[list[Handled]]]]
     ) -> None:
+        """Write ``group`` and answer each of its batches; every batch's future is settled
+        whatever happens, so no agent waits for ever on a batch (and never acks it)."""
+        try:
+            await self._answer_group(group)
+        except asyncio.CancelledError:
+            for _, done in group:
+                done.cancel()
+            raise
+        except Exception as exc:  # a bug here; the agents see it rather than hang
+            log.error("group_failed", error=type(exc).__name__, batches=len(group))
+            for _, done in group:
+                if not done.done():
+                    done.set_exception(exc)
+
+    async def _answer_group(
+        self, group: list[tuple[list[Record], asyncio.Future[list[Handled]]]]
+    ) -> None:
         records = [r for item, _ in group for r in item]
         try:
             handled: list[Handled] = await self.call(writer.write, records)
@@ -130,10 +148,6 @@ class LedgerSink:
             for item, done in group:
                 done.set_result(await self._write_resilient(item))
             return
-        except asyncio.CancelledError:
-            for _, done in group:
-                done.cancel()
-            raise
         owner = {position: index for index, (item, _) in enumerate(group) for _, position in item}
         shares: list[list[Handled]] = [[] for _ in group]
         for h in handled:
@@ -158,15 +172,28 @@ class LedgerSink:
                 *await self._write_resilient(records[middle:]),
             ]
         error = problem.split(":")[0]
-        reason = (
-            f"could not be decided: internal error {error}; the record is kept on "
-            "sharing.deadletter, report it to the sharing-audit maintainers"
-        )
+        reason = undecidable_reason(error)
         position = records[0][1]
         log.error("record_undecidable", error=error, topic=position.topic,
                   partition=position.partition, offset=position.offset)  # fmt: skip
-        undecided: list[Handled] = await self.call(writer.write, records, reason)
-        return undecided
+        return await self._write_undecidable(records, reason)
+
+    async def _write_undecidable(self, records: list[Record], reason: str) -> list[Handled]:
+        """Record ``records`` as rejected for ``reason``, retrying with backoff until the
+        ledger takes them: such a write decides nothing (reading a record never raises), so
+        what fails it is the database, and a record is held rather than lost."""
+        delays = backoff_delays(self.first_delay, self.cap)
+        while True:
+            try:
+                undecided: list[Handled] = await self.call(writer.write, records, reason)
+                return undecided
+            except BatchFailed as exc:
+                delay = next(delays)
+                position = records[0][1]
+                log.error("record_unrecordable", error=str(exc).split(":")[0],
+                          topic=position.topic, partition=position.partition,
+                          offset=position.offset, retry_in=round(delay, 2))  # fmt: skip
+                await asyncio.sleep(delay)
 
     async def due_alerts(self, hold_seconds: float, limit: int) -> Due:
         due: Due = await self.call(writer.due, hold_seconds, limit)

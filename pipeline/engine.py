@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from pipeline.policy.decide import decide, upns_of
-from pipeline.policy.intake import Reading, invalid_decision, read_event
+from pipeline.policy.intake import Reading, invalid_decision, read_event, undecidable_reason
 from pipeline.policy.pack import Policy
 from pipeline.register import Fact, Register, fact_of
 from schemas.decisions import Decision, RuleId, Verdict
@@ -149,7 +149,12 @@ class Engine:
 
         assert key is not None  # a valid event has a well-formed id
         event = reading.event
-        decision = decide(event, self.register, self.policy)
+        try:
+            decision = decide(event, self.register, self.policy)
+        except Exception as exc:  # a bug the event exposes: the event is kept, not lost
+            decision = Decision.rejected(
+                RuleId.EVENT_INVALID, undecidable_reason(type(exc).__name__)
+            )
         seq = self.allocate()
         entry = Recorded(seq, key, reading.digest, decision, position=position)
         outcome = outcome_of("decision", seq, reading, position, decision)

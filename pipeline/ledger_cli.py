@@ -200,7 +200,8 @@ def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None
 
 @ledger_app.command("stats")
 def ledger_stats(db: DbOption = None) -> None:
-    """Counts by kind, decision and event type, and the chain head."""
+    """Counts by kind, decision and event type, alerts by how their relay went (pending,
+    sent, superseded, set aside: one the broker would not take), and the chain head."""
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         figures = stats(connection)
@@ -208,7 +209,7 @@ def ledger_stats(db: DbOption = None) -> None:
     console.print(f"entries: {figures['entries']}   pupils: {figures['pupils']}")
     console.print(f"head hash: {figures['head_hash']}")
     console.print(f"recorded from {figures['first_recorded_at']} to {figures['last_recorded_at']}")
-    for title in ("by_kind", "by_decision", "by_event_type"):
+    for title in ("by_kind", "by_decision", "by_event_type", "alerts"):
         table = Table(title=title.replace("_", " "), header_style="bold")
         table.add_column("value")
         table.add_column("entries", justify="right")

@@ -12,6 +12,24 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.decisions import RuleId, Verdict
 
+#: The most bytes one alert may take as JSON: below the broker's default 1 MB a record,
+#: with room for the headers. An alert is built to fit (:func:`summary_of`); one that
+#: does not is set aside by the relay rather than holding back every alert after it.
+MAX_ALERT_BYTES = 900_000
+#: The most parts (about one pupil each) a reason keeps in an alert; the ledger keeps all.
+MAX_REASON_PARTS = 10
+
+
+def summary_of(reason: str) -> str:
+    """``reason`` with at most :data:`MAX_REASON_PARTS` of its ``; ``-separated parts and a
+    count of the rest: a census of thousands of pupils gives one reason per pupil, which
+    the DPO needs counted in an alert and listed only in the ledger."""
+    parts = reason.split("; ")
+    if len(parts) <= MAX_REASON_PARTS:
+        return reason
+    more = len(parts) - MAX_REASON_PARTS
+    return "; ".join(parts[:MAX_REASON_PARTS]) + f"; and {more:,} more like them"
+
 
 class Severity(StrEnum):
     """How urgent an alert is, as the policy pack sets it."""

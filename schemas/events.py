@@ -58,6 +58,24 @@ RFC3339_PATTERN = (
 )
 DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 DESTINATION_PATTERN = r"^(school:[0-9]{6}|unknown)$"
+#: Who receives data: lowercase letters, digits and ``:._-`` only, so that no recipient
+#: can carry spaces, control characters or markup into a header, a page or a terminal.
+RECIPIENT_PATTERN = r"^[a-z0-9:._-]{1,64}$"
+
+# Bounds on what one event may hold (contract clarification of 2026-11-30): generous for
+# real data (the largest schools in England have under 4,000 pupils), small enough that
+# no single record can make an alert, a notice or a page that cannot be delivered.
+#: The most pupils one census may name.
+MAX_PUPILS = 10_000
+#: The most names in a list of categories or recipients, and keys in ``oldest_record``.
+MAX_NAMES = 64
+#: The longest name of a category, and the longest ``upn`` string (a UPN has 13
+#: characters; anything else up to this length is ``pupil.invalid_upn``).
+MAX_NAME_LENGTH = 64
+#: The longest ``consent_ref``.
+MAX_REF_LENGTH = 128
+#: The deepest nesting of arrays and objects in a whole event, unknown attributes included.
+MAX_DEPTH = 32
 
 
 class LawfulBasis(StrEnum):
@@ -94,9 +112,28 @@ class Channel(StrEnum):
     IN_PERSON = "in_person"
 
 
+#: The years a time or a date may fall in: wide enough for any pupil's record, narrow
+#: enough that no rule's date arithmetic (retention from birth, school days after
+#: leaving) can leave the calendar.
+YEARS = (1900, 2999)
+
+
+def _in_years(day: date) -> None:
+    if not YEARS[0] <= day.year <= YEARS[1]:
+        raise ValueError(f"must fall between the years {YEARS[0]} and {YEARS[1]}")
+
+
 def _instant(text: str) -> datetime:
     # The pattern has already checked the RFC 3339 form; this checks the values are real.
-    return datetime.fromisoformat(text.upper())
+    moment = datetime.fromisoformat(text.upper())
+    _in_years(moment)
+    return moment
+
+
+def _day(text: str) -> date:
+    day = date.fromisoformat(text)
+    _in_years(day)
+    return day
 
 
 # Patterns checked in pydantic-core, then the value parsed: much faster than a Python
@@ -115,11 +152,14 @@ else:
     Day = Annotated[
         str,
         Field(pattern=DATE_PATTERN),
-        AfterValidator(date.fromisoformat),
+        AfterValidator(_day),
         WithJsonSchema({"type": "string", "format": "date"}),
     ]
-NonEmptyStr = Annotated[str, Field(min_length=1)]
-CategoryList = Annotated[list[NonEmptyStr], Field(min_length=1)]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH)]
+Ref = Annotated[str, Field(min_length=1, max_length=MAX_REF_LENGTH)]
+Upn = Annotated[str, Field(max_length=MAX_NAME_LENGTH)]
+Recipient = Annotated[str, Field(pattern=RECIPIENT_PATTERN)]
+CategoryList = Annotated[list[Name], Field(min_length=1, max_length=MAX_NAMES)]
 
 
 class _Model(BaseModel):
@@ -132,22 +172,22 @@ class Pupil(TypedDict):
     """A pupil whose data is shared: the UPN (13 characters; a temporary UPN is valid) and,
     optionally, the date of birth (YYYY-MM-DD). Other keys are ignored."""
 
-    upn: str
+    upn: Upn
     dob: NotRequired[Day]
 
 
 class SharingData(_Model):
     """What was shared, with whom, and on what legal footing."""
 
-    recipient: NonEmptyStr = Field(
+    recipient: Recipient = Field(
         description='"dfe", "la:{3-digit LA code}", "school:{URN}" or an agency id from the policy'
     )
-    pupils: list[Pupil] = Field(min_length=1)
+    pupils: list[Pupil] = Field(min_length=1, max_length=MAX_PUPILS)
     categories: CategoryList
     lawful_basis: LawfulBasis
     special_condition: SpecialCondition | None = None
-    consent_ref: NonEmptyStr | None = None
-    oldest_record: dict[str, Day] | None = Field(
+    consent_ref: Ref | None = None
+    oldest_record: Annotated[dict[Name, Day], Field(max_length=MAX_NAMES)] | None = Field(
         default=None, description="per category, the date of the oldest record included"
     )
     channel: Channel
@@ -161,30 +201,42 @@ class SinglePupilSharingData(SharingData):
 
 
 class LeftData(_Model):
-    upn: str
+    upn: Upn
     left_on: Day
     destination: Annotated[str, Field(pattern=DESTINATION_PATTERN)]
 
 
 class ConsentGivenData(_Model):
-    upn: str
-    consent_ref: NonEmptyStr
-    recipients: Annotated[list[NonEmptyStr], Field(min_length=1)]
+    upn: Upn
+    consent_ref: Ref
+    recipients: Annotated[list[Recipient], Field(min_length=1, max_length=MAX_NAMES)]
     categories: CategoryList
 
 
 class ConsentWithdrawnData(_Model):
-    upn: str
-    consent_ref: NonEmptyStr
+    upn: Upn
+    consent_ref: Ref
 
 
 class RecordDestroyedData(_Model):
-    upn: str
+    upn: Upn
     categories: CategoryList = Field(description='categories destroyed, ["*"] for the whole record')
 
 
 class Envelope(_Model):
     """CloudEvents 1.0 attributes, structured JSON mode."""
+
+    model_config = ConfigDict(
+        extra="ignore",
+        frozen=True,
+        json_schema_extra={
+            "x-maxDepth": MAX_DEPTH,
+            "$comment": (
+                f"x-maxDepth: arrays and objects nest at most {MAX_DEPTH} deep in the whole "
+                "event, unknown attributes included; deeper is event.invalid"
+            ),
+        },
+    )
 
     specversion: Literal["1.0"]
     id: Annotated[str, Field(pattern=EVENT_ID_PATTERN)]

@@ -32,7 +32,13 @@ from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.logging import get_logger
 from pipeline.policy.decide import upns_of
-from pipeline.policy.intake import Reading, event_key, invalid_decision, read_event
+from pipeline.policy.intake import (
+    Reading,
+    event_key,
+    invalid_decision,
+    read_event,
+    unreadable,
+)
 from pipeline.policy.pack import Policy
 from pipeline.policy.severity import severity_of
 from pipeline.register import (
@@ -45,7 +51,7 @@ from pipeline.register import (
     check_upn,
     fact_of,
 )
-from schemas.alerts import Alert
+from schemas.alerts import Alert, summary_of
 from schemas.decisions import Decision, Verdict
 from schemas.events import (
     EVENT_TYPES,
@@ -132,6 +138,17 @@ def in_event_time_order(records: Sequence[Record], readings: Sequence[Reading]) 
     return [index for _, index in heapq.merge(*partitions.values(), key=itemgetter(0))]
 
 
+def undecidable_reading(raw: bytes, reason: str) -> Reading:
+    """The reading of a record the engine failed on: rejected for ``reason`` (or for its
+    own problem, when it has one), under its event id when that can still be read. This
+    is the path of last resort for a bug, so it survives a bug in reading too."""
+    try:
+        reading = read_event(raw)
+    except Exception:
+        return unreadable(raw, reason)
+    return replace(reading, event=None, problem=reading.problem or reason)
+
+
 class LedgerWriter:
     """Decides batches of records against the ledger's state and appends the outcomes."""
 
@@ -147,12 +164,10 @@ class LedgerWriter:
         then recorded as rejected with that reason, so that a record the engine fails on
         is kept in the ledger rather than lost or retried for ever.
         """
-        readings = [read_event(raw) for raw, _ in records]
-        if undecidable is not None:
-            readings = [
-                replace(r, event=None, problem=undecidable) if r.problem is None else r
-                for r in readings
-            ]
+        if undecidable is None:
+            readings = [read_event(raw) for raw, _ in records]
+        else:
+            readings = [undecidable_reading(raw, undecidable) for raw, _ in records]
         outcomes: list[Outcome] = []
         with self.ledger.locked() as connection:
             head_seq, _ = Ledger.head(connection)
@@ -349,6 +364,7 @@ class LedgerWriter:
         if severity is None:
             return None
         alert = {name: fields[name] for name in ALERT_FIELDS}
+        alert["reasons"] = [summary_of(reason) for reason in alert["reasons"]]
         return severity.value, {**alert, "severity": severity.value}
 
     def _identities(self, event: Event) -> list[tuple[str, str, str | None]]:

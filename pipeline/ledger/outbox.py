@@ -21,6 +21,8 @@ from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, any_of, now_text, utc_t
 
 SENT = "sent"
 SUPERSEDED = "superseded"
+#: An alert the broker would not take (see ``agents.relay``): its entry stays on the desk.
+SET_ASIDE = "set_aside"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ from pipeline.ledger.chain import (
     hashable_form,
     verify_chain,
 )
-from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT, Ledger
+from pipeline.ledger.store import ENTRY, HEAD, OUTBOX, PUPIL, RECIPIENT, Ledger
 
 PAGE = 2_000
 ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
@@ -204,6 +204,12 @@ def stats(connection: Connection) -> dict[str, Any]:
         select(func.min(ENTRY.c.recorded_at), func.max(ENTRY.c.recorded_at))
     ).one()
     pupils = connection.execute(select(func.count(func.distinct(PUPIL.c.pupil_key)))).scalar()
+    alerts = {
+        str(status or "pending"): int(n)
+        for status, n in connection.execute(
+            select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status)
+        )
+    }
     return {
         "entries": int(head.seq),
         "head_hash": head.hash,
@@ -213,6 +219,7 @@ def stats(connection: Connection) -> dict[str, Any]:
         "by_kind": counts(ENTRY.c.kind),
         "by_decision": counts(ENTRY.c.decision),
         "by_event_type": counts(ENTRY.c.event_type),
+        "alerts": alerts,
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -26,6 +26,8 @@ from schemas.events import (
     EVENT_ADAPTER,
     EVENT_ID_PATTERN,
     EVENT_TYPES,
+    MAX_DEPTH,
+    RECIPIENT_PATTERN,
     RFC3339_PATTERN,
     SOURCE_PATTERN,
     Event,
@@ -39,6 +41,7 @@ _PATTERN_HINTS = {
     SOURCE_PATTERN: "must be /schools/{URN} with the school's 6-digit URN",
     DESTINATION_PATTERN: 'must be "school:{URN}" with a 6-digit URN, or "unknown"',
     DATE_PATTERN: "must be a date written YYYY-MM-DD",
+    RECIPIENT_PATTERN: "must be 1 to 64 lowercase letters, digits and the characters :._-",
     RFC3339_PATTERN: (
         "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-07-21T09:30:00+01:00"
     ),
@@ -98,6 +101,33 @@ def invalid_decision(reading: Reading) -> Decision:
     return Decision.rejected(RuleId.EVENT_INVALID, reading.problem or "invalid")
 
 
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than ``limit`` deep in ``value``.
+
+    Iterative, so that no depth the JSON parser accepts can exhaust Python's stack; it
+    stops at the first container past the limit.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
+def undecidable_reason(error: str) -> str:
+    """Why a record the engine failed on (``error``: the exception's name) was rejected:
+    it is kept, with its bytes, for the maintainers to reproduce."""
+    return (
+        f"could not be decided: internal error {error}; the record is kept, report it to "
+        "the sharing-audit maintainers"
+    )
+
+
 def read_event(raw: bytes) -> Reading:
     """Decode and validate one record; never raises."""
     try:
@@ -105,13 +135,30 @@ def read_event(raw: bytes) -> Reading:
     except orjson.JSONDecodeError as exc:
         text = str(exc)
         problem = "not valid UTF-8" if "utf-8" in text.lower() else f"not valid JSON ({text})"
-        return Reading(None, problem, None, None, None, hashlib.sha256(raw).hexdigest())
-    return read_value(value)
+        return unreadable(raw, problem)
+    return read_value(value, raw)
 
 
-def read_value(value: Any) -> Reading:
-    """Validate an already decoded JSON value; never raises."""
-    payload_digest = hashlib.sha256(canonical_json(value)).hexdigest()
+def unreadable(raw: bytes, problem: str) -> Reading:
+    """The reading of a record known only by its bytes: digested as they are."""
+    return Reading(None, problem, None, None, None, hashlib.sha256(raw).hexdigest())
+
+
+def read_value(value: Any, raw: bytes) -> Reading:
+    """Validate ``value``, decoded from ``raw``; never raises. A value nested deeper than
+    the contract allows is digested as the bytes it came from, since canonical JSON cannot
+    be written for every such value (orjson stops at 255 levels)."""
+    if isinstance(value, dict | list) and nested_deeper_than(value, MAX_DEPTH):
+        problem = f"event: arrays and objects nested more than {MAX_DEPTH} deep"
+        reading = unreadable(raw, problem)
+        if isinstance(value, dict):
+            event_id, event_type = value.get("id"), value.get("type")
+            reading = replace(reading, event_id=event_id, type=event_type, key=event_key(event_id))
+        return reading
+    try:
+        payload_digest = hashlib.sha256(canonical_json(value)).hexdigest()
+    except TypeError as exc:  # no such value is known since the depth bound; kept total
+        return unreadable(raw, f"event: cannot be written as canonical JSON ({exc})")
     if not isinstance(value, dict):
         kind = type(value).__name__ if value is not None else "null"
         return Reading(None, f"not a JSON object but {kind}", None, None, None, payload_digest)

@@ -82,3 +82,32 @@ def test_a_record_the_engine_fails_on_is_recorded_as_rejected_and_the_rest_decid
     assert final[poison["id"]] == ("rejected", ("event.invalid",))
     assert "internal error ValueError" in orjson.loads(reasons)[0]
     assert final[good[0]["id"]][0] != "rejected" and final[good[1]["id"]][0] != "rejected"
+
+
+def test_a_record_that_fails_even_its_reading_is_recorded_and_every_batch_answered(
+    tmp_path: Path, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain a record nested 300 deep once took: reading it raised, so did the writer's
+    last resort, and the batch was never answered (so never acked)."""
+    from pipeline.policy.intake import read_event as real
+
+    def failing(raw: bytes) -> Any:
+        if b"poison" in raw:
+            raise TypeError("a bug in reading")
+        return real(raw)
+
+    monkeypatch.setattr("pipeline.ledger.ingest.read_event", failing)
+    sink, ledger = _sink(tmp_path, policy)
+    good = [referral(), referral()]
+    records = _records(good[0], referral(purpose="poison"), good[1])
+    try:
+        handled = asyncio.run(asyncio.wait_for(sink.write(records), timeout=60))
+    finally:
+        sink.close()
+    assert [h.position for h in handled] == [p for _, p in records]
+    with ledger.engine.connect() as connection:
+        assert entry_count(connection) == 3
+        reasons = connection.exec_driver_sql(
+            'SELECT reasons FROM ledger_entry WHERE "offset" = 1'
+        ).scalar_one()
+    assert "internal error TypeError" in orjson.loads(reasons)[0]

@@ -177,3 +177,29 @@ def test_any_order_of_facts_and_referrals_gives_the_same_final_decisions(
     expected = final_decisions(policy, raw)
     rnd.shuffle(raw)
     assert final_decisions(policy, raw) == expected
+
+
+class TestAnEventTheEngineFailsOn:
+    def test_is_rejected_naming_the_internal_error_and_the_next_is_decided(
+        self, policy: Policy, monkeypatch: Any
+    ) -> None:
+        from pipeline.policy.decide import decide as real
+
+        poison = referral()
+
+        def failing(event: Any, register: Any, pack: Any) -> Decision:
+            if event.id == poison["id"]:
+                raise ValueError("a bug the event exposes")
+            return real(event, register, pack)
+
+        monkeypatch.setattr("pipeline.engine.decide", failing)
+        engine = Engine(policy)
+        (failed,) = engine.process(line(poison), 1)
+        (after,) = engine.process(line(referral()), 2)
+        assert (failed.decision.decision.value, failed.decision.rules) == (
+            "rejected",
+            ("event.invalid",),
+        )
+        assert "internal error ValueError" in failed.decision.reasons[0]
+        assert engine.current(poison["id"]) == failed.decision
+        assert after.decision.decision.value == "allowed"

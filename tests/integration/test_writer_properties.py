@@ -1,0 +1,110 @@
+"""Whatever bytes arrive on a topic, the writer records each record once and goes on.
+
+Driven through the writer's whole path (read, decide, append in one transaction) on a
+real SQLite ledger, with records no MIS should send: arbitrary bytes, arbitrary JSON,
+valid events with one value replaced, and JSON nested past every bound.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.engine import Position
+from pipeline.ledger import schema
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.queries import entry_count, verify
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from schemas.alerts import MAX_ALERT_BYTES
+from schemas.events import MAX_REF_LENGTH
+from tests.factory import census, consent_given, left, referral, transfer, upn
+from tests.unit.test_check_properties import _paths, _set, dumps, json_values
+
+pytestmark = pytest.mark.integration
+
+VALID = [census(), transfer(), referral(), left(), consent_given()]
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    event = copy.deepcopy(draw(st.sampled_from(VALID)))
+    event["id"] = draw(st.text(min_size=1, max_size=12))
+    path = draw(st.sampled_from(_paths(event)))
+    _set(event, path, draw(json_values))
+    return dumps(event)
+
+
+def nested(levels: int) -> bytes:
+    return b'{"id":"n","v":' + b"[" * levels + b"]" * levels + b"}"
+
+
+RECORDS = st.one_of(
+    st.binary(max_size=300),
+    json_values.map(dumps),
+    mutated(),
+    st.integers(1, 1_100).map(nested),
+)
+
+
+@pytest.fixture(scope="module")
+def writer(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> LedgerWriter:
+    url = f"sqlite:///{tmp_path_factory.mktemp('writer')}/ledger.db"
+    ledger = Ledger.open(url)
+    schema.upgrade(ledger.engine)
+    return LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
+
+
+offsets = itertools.count()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+          HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(st.lists(RECORDS, min_size=1, max_size=8))
+def test_every_record_gets_exactly_one_outcome_of_its_own_and_the_chain_holds(
+    writer: LedgerWriter, raws: list[bytes]
+) -> None:
+    records = [(raw, Position("sharing.referral", 0, next(offsets))) for raw in raws]
+    with writer.ledger.engine.connect() as connection:
+        before = entry_count(connection)
+    outcomes = writer.write(records)
+    own = [o for o in outcomes if o.kind != "reevaluation"]
+    assert [o.position for o in own] == [p for _, p in records]
+    recorded = sum(1 for o in outcomes if o.kind != "duplicate")
+    with writer.ledger.engine.connect() as connection:
+        assert entry_count(connection) == before + recorded
+        assert verify(connection).ok
+
+
+def test_a_batch_with_records_nested_past_the_bound_records_them_as_rejected(
+    writer: LedgerWriter,
+) -> None:
+    raws: list[Any] = [nested(300), orjson.dumps(referral()), nested(1_024)]
+    records = [(raw, Position("sharing.referral", 1, n)) for n, raw in enumerate(raws)]
+    outcomes = writer.write(records)
+    assert [o.decision.decision.value for o in outcomes] == ["rejected", "allowed", "rejected"]
+    assert "nested more than 32 deep" in outcomes[0].decision.reasons[0]
+
+
+def test_the_alert_of_a_large_census_breach_fits_the_broker(writer: LedgerWriter) -> None:
+    """1,500 pupils relying on consent nobody gave, with the longest consent_ref: one
+    reason per pupil in the ledger, a summary in the alert."""
+    pupils = [{"upn": upn(n % 1_000, la=850 + n // 1_000)} for n in range(1_500)]
+    event = census(pupils=pupils, lawful_basis="consent", consent_ref="C" * MAX_REF_LENGTH)
+    (outcome,) = writer.write([(orjson.dumps(event), Position("sharing.census", 9, 0))])
+    assert outcome.decision.decision.value == "breach"
+    with writer.ledger.engine.connect() as connection:
+        body = connection.exec_driver_sql(
+            "SELECT body FROM alert_outbox WHERE seq = ?", (outcome.seq,)
+        ).scalar_one()
+    alert = orjson.loads(body)
+    assert len(body) < MAX_ALERT_BYTES
+    assert len(alert["pupil_keys"]) == 1_500
+    assert any(r.endswith("; and 1,490 more like them") for r in alert["reasons"])
