@@ -27,9 +27,14 @@ log = get_logger(__name__)
 STRIKES = 3
 #: Errors (by class name, as kafka clients name them) that concern one record alone.
 RECORD_ERRORS = frozenset(
-    {"MessageSizeTooLargeError", "RecordTooLargeError", "InvalidRecordError",
-     "CorruptRecordError", "SerializationError"}
-)  # fmt: skip
+    {
+        "MessageSizeTooLargeError",
+        "RecordTooLargeError",
+        "InvalidRecordError",
+        "CorruptRecordError",
+        "SerializationError",
+    }
+)
 
 
 @dataclass(slots=True)

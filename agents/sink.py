@@ -190,9 +190,14 @@ class LedgerSink:
             except BatchFailed as exc:
                 delay = next(delays)
                 position = records[0][1]
-                log.error("record_unrecordable", error=str(exc).split(":")[0],
-                          topic=position.topic, partition=position.partition,
-                          offset=position.offset, retry_in=round(delay, 2))  # fmt: skip
+                log.error(
+                    "record_unrecordable",
+                    error=str(exc).split(":")[0],
+                    topic=position.topic,
+                    partition=position.partition,
+                    offset=position.offset,
+                    retry_in=round(delay, 2),
+                )
                 await asyncio.sleep(delay)
 
     async def due_alerts(self, hold_seconds: float, limit: int) -> Due:

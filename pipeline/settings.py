@@ -55,7 +55,16 @@ class Settings(BaseSettings):
     smtp_host: str | None = Field(default=None, description="SMTP relay for incident emails")
     smtp_port: int = 587
     smtp_from: str = "sharing-audit@localhost"
-    smtp_starttls: bool = True
+    smtp_tls: Literal["starttls", "ssl", "none"] = Field(
+        default="starttls",
+        description=(
+            "starttls (port 587), ssl (SMTPS, port 465), or none (a relay on this host "
+            "only: no password is sent then); TLS verifies the server's certificate"
+        ),
+    )
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle to verify the SMTP server (else the system's)"
+    )
     smtp_username: str | None = None
     smtp_password: str | None = None
     desk_url: str = Field(

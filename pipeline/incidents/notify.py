@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import smtplib
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -83,10 +85,22 @@ def _retried(attempt_once: Callable[[], tuple[bool | None, str]], attempts: int,
     return Delivery(False, attempts, error)
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Refuses every redirect: following one would turn the POST into a body-less GET
+    reported as delivered, and send the signature to whatever host the redirect names."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects())
+
+
 def post_signed(url: str, body: bytes, secret: bytes, attempts: int = 4,
                 first_delay: float = 0.5, timeout: float = 10.0) -> Delivery:  # fmt: skip
     """POST ``body`` to ``url`` until a 2xx, at most ``attempts`` times with backoff.
-    A 4xx other than 408 and 429 is final: retrying would not change the answer."""
+    A 4xx other than 408 and 429 is final: retrying would not change the answer; so is a
+    3xx, since redirects are not followed (configure the address they name instead)."""
 
     def post() -> tuple[bool | None, str]:
         timestamp = str(int(time.time()))
@@ -97,11 +111,13 @@ def post_signed(url: str, body: bytes, secret: bytes, attempts: int = 4,
                      "X-Sharing-Audit-Signature": signature(secret, timestamp, body)},
         )  # fmt: skip
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with _OPENER.open(request, timeout=timeout) as response:
                 if 200 <= response.status < 300:
                     return True, ""
                 return None, f"HTTP {response.status}"
         except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                return False, f"HTTP {exc.code}: redirects are not followed"
             final = 400 <= exc.code < 500 and exc.code not in (408, 429)
             return (False if final else None), f"HTTP {exc.code}"
         except (urllib.error.URLError, OSError) as exc:
@@ -141,25 +157,57 @@ def webhook_target(url: str, secret: bytes, attempts: int = 4,
 
 @dataclass(frozen=True, slots=True)
 class Smtp:
-    """An SMTP relay: the school's or the trust's mail server."""
+    """An SMTP relay: the school's or the trust's mail server.
+
+    ``tls`` is ``starttls`` (upgrade a plain connection, port 587), ``ssl`` (SMTPS,
+    implicit TLS, port 465) or ``none`` (a relay on the same host only). With TLS the
+    server's certificate and name are verified against the system's CAs, or ``ca_file``;
+    a password is never sent over a connection that is not verified TLS.
+    """
 
     host: str
     port: int = 587
     sender: str = "sharing-audit@localhost"
-    starttls: bool = True
+    tls: str = "starttls"
     username: str | None = None
     password: str | None = None
+    ca_file: str | None = None
+
+    def tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def connect(self) -> smtplib.SMTP:
+        """An open connection, upgraded to verified TLS unless ``tls`` is ``none``."""
+        if self.tls == "ssl":
+            return smtplib.SMTP_SSL(self.host, self.port, timeout=10, context=self.tls_context())
+        server = smtplib.SMTP(self.host, self.port, timeout=10)
+        if self.tls == "starttls":
+            try:
+                server.starttls(context=self.tls_context())
+            except BaseException:
+                server.close()
+                raise
+        return server
 
 
 def email_target(to: str, smtp: Smtp, attempts: int = 4, first_delay: float = 0.5) -> Target:
     return Target(EMAIL, to, lambda sent: send_email(smtp, to, sent, attempts, first_delay))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def header_text(text: str, limit: int = 200) -> str:
+    """``text`` fit for one email header line: control characters (CR and LF above all,
+    which would end the header) become a space, and it is cut at ``limit``."""
+    return _CONTROL.sub(" ", text)[:limit]
+
+
 def email_message(smtp: Smtp, to: str, sent: dict[str, Any]) -> EmailMessage:
     """The notice as a plain-text email: what, how urgent, and the link; no identities."""
     message = EmailMessage()
     kind = "breach" if sent["breach"] else "review"
-    message["Subject"] = (
+    message["Subject"] = header_text(
         f"[sharing-audit] {sent['severity'].upper()} {kind}: {sent['rule']} "
         f"to {sent['recipient'] or 'unknown recipient'}"
     )
@@ -180,13 +228,15 @@ def send_email(smtp: Smtp, to: str, sent: dict[str, Any], attempts: int = 4,
                first_delay: float = 0.5) -> Delivery:  # fmt: skip
     def send() -> tuple[bool | None, str]:
         try:
-            with smtplib.SMTP(smtp.host, smtp.port, timeout=10) as server:
-                if smtp.starttls:
-                    server.starttls()
+            if smtp.username and smtp.tls == "none":
+                return False, "a password is not sent over a connection without TLS"
+            with smtp.connect() as server:
                 if smtp.username:
                     server.login(smtp.username, smtp.password or "")
                 server.send_message(email_message(smtp, to, sent))
             return True, ""
+        except ssl.SSLCertVerificationError as exc:
+            return False, f"the SMTP server's certificate did not verify: {exc.verify_message}"
         except (smtplib.SMTPException, OSError) as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300]
 
@@ -212,13 +262,22 @@ def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: st
         for target in targets:
             if (incident_id, target.channel, target.address) in done:
                 continue
-            delivery = target.send(sent)
+            delivery = _delivered_to(target, sent)
             _record(ledger, incident_id, target, delivery)
             arrived += delivery.ok
             log.info("incident_notified" if delivery.ok else "incident_notice_failed",
                      incident=incident_id, channel=target.channel, attempts=delivery.attempts,
                      error=delivery.error)  # fmt: skip
     return arrived
+
+
+def _delivered_to(target: Target, sent: dict[str, Any]) -> Delivery:
+    """How sending ``sent`` to ``target`` went; a failure of one target or one notice is
+    recorded against it, and the round goes on to the others."""
+    try:
+        return target.send(sent)
+    except Exception as exc:
+        return Delivery(False, 1, f"{type(exc).__name__}: {exc}"[:300])
 
 
 def _record(ledger: Ledger, incident_id: int, target: Target, delivery: Delivery) -> None:

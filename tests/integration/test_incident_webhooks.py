@@ -14,6 +14,8 @@ from pipeline.broker import free_port
 from pipeline.engine import Position
 from pipeline.incidents.notify import (
     Smtp,
+    Target,
+    email_message,
     email_target,
     notify_new_incidents,
     signature,
@@ -33,18 +35,22 @@ SECRET = b"shared-with-the-receiver"
 class Receiver:
     """A local HTTP endpoint answering with the given statuses in turn, then 200."""
 
-    def __init__(self, statuses: list[int]) -> None:
+    def __init__(self, statuses: list[int], location: str | None = None) -> None:
         self.statuses = list(statuses)
         self.requests: list[tuple[dict[str, str], bytes]] = []
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 receiver.requests.append((dict(self.headers), body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
                 self.end_headers()
+
+            do_GET = do_POST
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -144,8 +150,7 @@ class Mailbox:
 
         self.controller = Controller(Handler(), hostname="127.0.0.1", port=free_port())
         self.controller.start()
-        self.smtp = Smtp("127.0.0.1", self.controller.port, "desk@school.example",
-                         starttls=False)  # fmt: skip
+        self.smtp = Smtp("127.0.0.1", self.controller.port, "desk@school.example", tls="none")
 
     def close(self) -> None:
         self.controller.stop()
@@ -163,3 +168,142 @@ def test_an_email_notice_arrives_after_a_refusal_and_names_no_pupil(ledger: Ledg
     assert "Subject: [sharing-audit] HIGH breach: consent.missing" in text
     assert "https://desk.school.example/incidents/" in text
     assert upn(1) not in text
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_a_failed_delivery_and_its_target_gets_nothing(
+    ledger: Ledger, receiver: Receiver, status: int
+) -> None:
+    redirecting = Receiver([status], location=receiver.url)
+    try:
+        assert _notify(ledger, redirecting.url) == 0
+    finally:
+        redirecting.close()
+    assert receiver.requests == []
+    with ledger.engine.connect() as connection:
+        row = connection.exec_driver_sql("SELECT status, last_error FROM incident_notice").one()
+    assert tuple(row) == ("failed", f"HTTP {status}: redirects are not followed")
+
+
+def test_one_target_that_fails_does_not_stop_the_others(ledger: Ledger, receiver: Receiver) -> None:
+    def broken(sent: dict[str, Any]) -> Any:
+        raise ValueError("a target that cannot even try")
+
+    targets = [
+        Target("webhook", "https://broken.example/hook", broken),
+        webhook_target(receiver.url, SECRET, attempts=1),
+    ]
+    assert notify_new_incidents(ledger, targets, "https://desk.school.example") == 1
+    assert len(receiver.requests) == 1
+    with ledger.engine.connect() as connection:
+        rows = connection.exec_driver_sql(
+            "SELECT target, status, last_error FROM incident_notice"
+        ).all()
+    assert {r[0]: (r[1], r[2]) for r in rows} == {
+        "https://broken.example/hook": ("failed", "ValueError: a target that cannot even try"),
+        receiver.url: ("sent", None),
+    }
+
+
+def test_an_email_subject_stays_one_line_whatever_the_recipient_holds() -> None:
+    sent = {
+        "incident": 1,
+        "severity": "high",
+        "breach": True,
+        "rule": "consent.missing",
+        "recipient": "agency:x\r\nBcc: someone@example.org\u2028x",
+        "alerts": 1,
+        "pupil_keys": [],
+        "deadline_uk": None,
+        "link": "https://desk/incidents/1",
+    }
+    message = email_message(Smtp("127.0.0.1"), "dpo@school.example", sent)
+    headers = message.as_bytes().split(b"\n\n", 1)[0].decode()
+    assert [h for h in headers.splitlines() if h.startswith("Bcc")] == []
+    assert message["Subject"].endswith("to agency:x Bcc: someone@example.org x")
+
+
+class TlsMailbox:
+    """An SMTP server that offers STARTTLS with a certificate from a throwaway CA, asks
+    for a password only over TLS, and records every password it was sent."""
+
+    def __init__(self) -> None:
+        import ssl
+
+        import trustme
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.ca = trustme.CA()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ca.issue_cert("127.0.0.1").configure_cert(context)
+        self.messages: list[bytes] = []
+        self.passwords: list[bytes] = []
+        mailbox = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                mailbox.messages.append(envelope.content)
+                return "250 OK"
+
+        def authenticator(
+            server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+        ) -> AuthResult:
+            mailbox.passwords.append(auth_data.password)
+            return AuthResult(success=True)
+
+        self.controller = Controller(
+            Handler(),
+            hostname="127.0.0.1",
+            port=free_port(),
+            tls_context=context,
+            require_starttls=True,
+            authenticator=authenticator,
+            auth_require_tls=True,
+        )
+        self.controller.start()
+
+    def smtp(self, ca_file: str | None) -> Smtp:
+        return Smtp(
+            "127.0.0.1",
+            self.controller.port,
+            "desk@school.example",
+            "starttls",
+            "desk",
+            "secret",
+            ca_file,
+        )
+
+    def close(self) -> None:
+        self.controller.stop()
+
+
+def test_starttls_refuses_a_server_whose_certificate_does_not_verify(ledger: Ledger) -> None:
+    mailbox = TlsMailbox()
+    try:
+        target = email_target(
+            "dpo@school.example", mailbox.smtp(None), attempts=2, first_delay=0.01
+        )
+        assert notify_new_incidents(ledger, [target], "https://desk.school.example") == 0
+    finally:
+        mailbox.close()
+    assert mailbox.passwords == [] and mailbox.messages == []
+    with ledger.engine.connect() as connection:
+        error = connection.exec_driver_sql("SELECT last_error FROM incident_notice").scalar_one()
+    assert error.startswith("the SMTP server's certificate did not verify")
+
+
+def test_starttls_delivers_to_a_server_the_configured_ca_vouches_for(
+    ledger: Ledger, tmp_path: Any
+) -> None:
+    mailbox = TlsMailbox()
+    ca_file = tmp_path / "ca.pem"
+    mailbox.ca.cert_pem.write_to_path(str(ca_file))
+    try:
+        target = email_target(
+            "dpo@school.example", mailbox.smtp(str(ca_file)), attempts=2, first_delay=0.01
+        )
+        assert notify_new_incidents(ledger, [target], "https://desk.school.example") == 1
+    finally:
+        mailbox.close()
+    assert mailbox.passwords == [b"secret"] and len(mailbox.messages) == 1

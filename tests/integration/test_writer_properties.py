@@ -65,8 +65,11 @@ def writer(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> LedgerWr
 offsets = itertools.count()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-          HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(RECORDS, min_size=1, max_size=8))
 def test_every_record_gets_exactly_one_outcome_of_its_own_and_the_chain_holds(
     writer: LedgerWriter, raws: list[bytes]

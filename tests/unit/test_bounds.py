@@ -51,9 +51,16 @@ def test_depth_is_counted_in_objects_and_arrays_alike() -> None:
 
 @pytest.mark.parametrize(
     "recipient",
-    ["agency:x\r\nBcc: someone@example.org", "agency:[/x]", "Agency:Nurse", "agency nurse",
-     "agency:\x1b[31m", "a" * 100_000, ""],
-)  # fmt: skip
+    [
+        "agency:x\r\nBcc: someone@example.org",
+        "agency:[/x]",
+        "Agency:Nurse",
+        "agency nurse",
+        "agency:\x1b[31m",
+        "a" * 100_000,
+        "",
+    ],
+)
 def test_a_recipient_outside_the_pattern_is_invalid(recipient: str) -> None:
     problem = problem_of(referral(recipient=recipient))
     assert problem is not None and problem.startswith("data.recipient: must be 1 to 64")
