@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.console import fail
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
@@ -24,6 +25,7 @@ from pipeline.incidents.lifecycle import (
     shown_in_school_time,
 )
 from pipeline.ledger_cli import DbOption, open_ledger, reading
+from pipeline.presenting import plain
 
 incidents_app = typer.Typer(help="Breach incidents and the 72-hour ICO clock.",
                             no_args_is_help=True)  # fmt: skip
@@ -60,8 +62,8 @@ def incidents_list(
         deadline = incident.deadline
         table.add_row(
             str(incident_id), incident.severity.value, incident.status.value,
-            incident.cause.rule, incident.cause.recipient or "-", str(len(incident.entries)),
-            shown_in_school_time(deadline) if deadline else "-",
+            plain(incident.cause.rule), plain(incident.cause.recipient),
+            str(len(incident.entries)), shown_in_school_time(deadline) if deadline else "-",
             left_text(incident.time_left(now)) or "-",
         )  # fmt: skip
         shown += 1
@@ -83,10 +85,14 @@ def incidents_show(incident_id: int, db: DbOption = None) -> None:
     now = datetime.now(UTC)
     console = Console(highlight=False)
     kind = "breach" if incident.breach else "review"
-    console.print(f"[bold]incident {incident_id}[/bold]: {incident.severity.value} {kind}, "
-                  f"{incident.status.value}")  # fmt: skip
-    console.print(f"cause: {incident.cause.rule} to {incident.cause.recipient or '-'} "
-                  f"on {incident.cause.day.isoformat()}")  # fmt: skip
+    title = f"{incident.severity.value} {kind}, {incident.status.value}"
+    console.print(Text.assemble((f"incident {incident_id}", "bold"), f": {title}"))
+    cause = incident.cause
+    console.print(
+        Text.assemble(
+            "cause: ", plain(cause.rule), " to ", plain(cause.recipient), f" on {cause.day}"
+        )
+    )
     console.print(f"detected: {shown_in_school_time(incident.detected_at)}")
     if incident.deadline is not None:
         left = left_text(incident.time_left(now)) or "-"
@@ -107,7 +113,9 @@ def incidents_show(incident_id: int, db: DbOption = None) -> None:
         )
         when = shown_in_school_time(action.at)
         console.print(
-            f"  {when}  {action.kind.value} by {action.by}" + (f" ({detail})" if detail else "")
+            plain(
+                f"  {when}  {action.kind.value} by {action.by}" + (f" ({detail})" if detail else "")
+            )
         )
     allowed = ", ".join(k.value for k in incident.allowed()) or "nothing"
     console.print(f"next: {allowed}")

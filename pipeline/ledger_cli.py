@@ -22,7 +22,7 @@ from pipeline.ledger.asking import BadFilter, filters_from
 from pipeline.ledger.queries import stats, verify
 from pipeline.ledger.reads import Requester, export
 from pipeline.ledger.store import Ledger
-from pipeline.presenting import short_type
+from pipeline.presenting import plain, short_type
 from pipeline.pseudonym import PseudonymKeyError, load_or_create_key, pseudonymiser
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
@@ -188,8 +188,8 @@ def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None
             str(row["seq"]),
             kind,
             (row["recorded_at"] if read else row["occurred_at"] or "")[:19],
-            details.get("action", "") if read else short_type(row["event_type"] or ""),
-            f"by {details.get('by')} ({details.get('via')})" if read else row["recipient"] or "",
+            plain(details.get("action", "")) if read else short_type(row["event_type"] or ""),
+            plain(f"by {details.get('by')} ({details.get('via')})" if read else row["recipient"]),
             row["decision"] or "",
             ", ".join(row["rules"]),
         )
@@ -214,7 +214,7 @@ def ledger_stats(db: DbOption = None) -> None:
         table.add_column("value")
         table.add_column("entries", justify="right")
         for value, n in sorted(figures[title].items()):
-            table.add_row(value, str(n))
+            table.add_row(plain(value), str(n))
         console.print(table)
 
 

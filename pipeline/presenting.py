@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
@@ -17,17 +19,40 @@ DECISION_STYLE = {
 }
 
 
+# C0 and C1 controls (escape sequences start with ESC or CSI), DEL, and the Unicode line
+# separators and bidirectional overrides that make text read otherwise than it is.
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown_text(value: object) -> str:
+    """``value`` as text safe to write to a terminal: every control character written as
+    its escape (``\\x1b``), so none moves the cursor, clears the screen or sets a title."""
+    return _UNSHOWABLE.sub(_escaped, "-" if value is None else str(value))
+
+
+def plain(value: object, style: str = "") -> Text:
+    """``value`` as a rich renderable that is never read as markup (``[/x]`` is printed,
+    not parsed), with its control characters escaped: for anything an event, a user or
+    a form supplied."""
+    return Text(shown_text(value), style=style)
+
+
 def short_type(value: object) -> str:
     """``transferred`` style short name of an event type, for narrow columns."""
     if isinstance(value, str) and value.startswith("uk.school."):
         return value.removeprefix("uk.school.").removesuffix(".v1")
-    return "-" if value is None else str(value)
+    return shown_text(value)
 
 
 def result_row(result: Result) -> Text:
     """One decision as a line, with a reason line under it for each rule broken."""
     decision = result["decision"]
-    event_id = "-" if result["event_id"] is None else str(result["event_id"])
+    event_id = shown_text(result["event_id"])
     if len(event_id) > 36:
         event_id = event_id[:35] + "…"
     text = Text()
@@ -37,10 +62,10 @@ def result_row(result: Result) -> Text:
     if result.get("duplicate"):
         text.append(" (duplicate)", style="dim")
     if "reevaluated_by" in result:
-        text.append(f" (re-evaluated after {result['reevaluated_by']})", style="cyan")
+        text.append(f" (re-evaluated after {shown_text(result['reevaluated_by'])})", style="cyan")
     for rule, reason in zip(result["rules"], result["reasons"], strict=True):
         text.append(f"\n{'':>18}{rule}: ", style="bold")
-        text.append(reason)
+        text.append(shown_text(reason))
     return text
 
 

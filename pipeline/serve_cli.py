@@ -10,6 +10,7 @@ from rich.table import Table
 
 from pipeline.console import fail, policy_or_fail
 from pipeline.ledger_cli import DbOption, open_ledger, pseudonym_for, reading
+from pipeline.presenting import plain
 from pipeline.users import Role, UserExists, add_user, users
 
 users_app = typer.Typer(help="People who may use the breach desk and the API.",
@@ -39,7 +40,7 @@ def users_list(db: DbOption = None) -> None:
         found = users(connection)
     table = Table("name", "role", header_style="bold")
     for user in found:
-        table.add_row(user.name, user.role.value)
+        table.add_row(plain(user.name), user.role.value)
     Console().print(table)
 
 
