@@ -277,14 +277,14 @@ def policy_show(
 def policy_validate(
     file: Annotated[str, typer.Argument(help="A policy pack YAML file.")],
 ) -> None:
-    """Check a school's edited pack; exit 1 listing every problem with its place."""
+    """Check a school's edited pack; exit 1 listing every problem with its place (2 when
+    the file cannot be read as YAML at all)."""
     try:
         policy = load_pack(file)
     except PackError as exc:
-        unreadable = any(p.startswith(("no such file", "cannot be read")) for p in exc.problems)
         for problem in exc.problems:
             print(f"{exc.source}: {problem}", file=sys.stderr)
-        raise typer.Exit(EXIT_UNREADABLE if unreadable else 1) from None
+        raise typer.Exit(EXIT_UNREADABLE if exc.unreadable else 1) from None
     print(f"{file}: valid pack {policy.name!r}, version {policy.version}")
 
 

@@ -52,8 +52,8 @@ def serve(
         str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
     ] = None,
 ) -> None:
-    """Serve the breach desk, the auditors' search and reports, and the HTTP API (OpenAPI at
-    /docs)."""
+    """Serve the breach desk, the auditors' search and reports, and the HTTP API (its
+    OpenAPI description at /openapi.json)."""
     import uvicorn
 
     from pipeline.api.app import create_api
@@ -61,5 +61,7 @@ def serve(
     pack = policy_or_fail(policy)
     ledger = open_ledger(db)
     api = create_api(ledger, policy=pack, pseudonym=pseudonym_for(db))
-    print(f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/docs)", flush=True)
+    print(
+        f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/openapi.json)", flush=True
+    )
     uvicorn.run(api, host=host, port=port, log_config=None)

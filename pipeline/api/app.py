@@ -8,16 +8,19 @@ the DPO acts on incidents. Actions go into the ledger's chain with the user's na
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, select
 
+from pipeline.api.guards import add_guards
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
@@ -30,7 +33,7 @@ from pipeline.incidents.lifecycle import (
     shown_in_school_time,
 )
 from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import ENTRY, Ledger, any_of
+from pipeline.ledger.store import ENTRY, Ledger, any_of, make_engine
 from pipeline.logging import get_logger
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
@@ -152,12 +155,21 @@ def connection(request: Request) -> Iterator[Connection]:
 Db = Annotated[Connection, Depends(connection)]
 
 
+def user_of(ledger: Ledger, token: str) -> User | None:
+    """The user holding ``token``, on a connection held only for the look-up: a request
+    never holds one connection while it waits for another."""
+    with ledger.engine.connect() as connected:
+        return user_for(connected, token)
+
+
 def current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    db: Db,
 ) -> User:
-    user = user_for(db, credentials.credentials) if credentials else None
+    known = getattr(request.state, "user", None)  # authenticated before the body was read
+    if isinstance(known, User):
+        return known
+    user = user_of(request.app.state.ledger, credentials.credentials) if credentials else None
     if user is None:
         log.warning("request_unauthenticated", path=request.url.path,
                     token_given=credentials is not None)  # fmt: skip
@@ -205,17 +217,22 @@ def reader_of(user: User, via: str) -> Requester:
 
 
 def audited_incident_detail(
-    ledger: Ledger, db: Connection, user: User, via: str, incident_id: int
+    ledger: Ledger, user: User, via: str, incident_id: int
 ) -> dict[str, Any] | None:
-    """:func:`incident_detail`, recorded as a read: it shows the entries' pupils."""
-    as_of = Ledger.head(db)[0]
-    detail = incident_detail(db, incident_id)
+    """:func:`incident_detail`, recorded as a read: it shows the entries' pupils. The
+    reading connection is given back before the read is recorded on another."""
+    with ledger.engine.connect() as db:
+        as_of = Ledger.head(db)[0]
+        detail = incident_detail(db, incident_id)
     if detail is not None:
-        db.rollback()  # end the read transaction before taking the write lock (SQLite)
         shown = len(detail["ledger_entries"])
         record_read(ledger, reader_of(user, via), "incident", returned=shown, as_of=as_of,
                     refers_to=incident_id, extra={"entries": detail["entries"]})  # fmt: skip
     return detail
+
+
+#: Requests served at once, each on at most one of the ledger's connections at a time.
+THREADS = 16
 
 
 def create_api(
@@ -223,15 +240,32 @@ def create_api(
     *,
     policy: Policy | None = None,
     pseudonym: Callable[[str], str] | None = None,
+    threads: int = THREADS,
 ) -> FastAPI:
     """The app over ``ledger``. ``policy`` (default: the configured pack) explains
     entries and reports; ``pseudonym`` (default: the ledger's own key) turns a UPN asked
-    about into the key the ledger knows the pupil by."""
+    about into the key the ledger knows the pupil by.
+
+    ``threads`` requests run at once, and the app's own pool keeps as many connections
+    (and as many again for streamed exports): a request holds at most one at a time, so
+    none waits on another while holding one, and a request that finds none free within
+    a few seconds is answered 503 with ``Retry-After``.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+
     api = FastAPI(
         title="sharing-audit",
         summary="The DPO's breach desk, the auditors' search and reports, and the ledger.",
         version="1",
+        docs_url=None,  # Swagger UI would load its code from a CDN; read /openapi.json
+        redoc_url=None,
+        lifespan=lifespan,
     )
+    ledger = Ledger(make_engine(ledger.engine.url.render_as_string(False), pool_size=threads))
     api.state.ledger = ledger
     api.state.policy = policy or load_pack(settings().policy)
     api.state.pseudonym = pseudonym or pseudonymiser(
@@ -241,10 +275,17 @@ def create_api(
     )
     # These build on this module's dependencies, so they are imported once it exists.
     from pipeline.api.audit import router as audit
+    from pipeline.api.pages import COOKIE
     from pipeline.api.pages import router as pages
 
     api.include_router(audit)
     api.include_router(pages)
+
+    def identify(bearer: str | None, session: str | None) -> User | None:
+        token = bearer or session
+        return user_of(ledger, token) if token else None
+
+    add_guards(api, identify, cookie=COOKIE, open_paths={"/desk/signin"})
 
     @api.get("/health")
     def health(db: Db) -> dict[str, str]:
@@ -261,8 +302,8 @@ def create_api(
         ]
 
     @api.get("/incidents/{incident_id}", response_model=IncidentDetail)
-    def get_incident(incident_id: int, user: Reader, db: Db) -> dict[str, Any]:
-        detail = audited_incident_detail(ledger, db, user, "api", incident_id)
+    def get_incident(incident_id: int, user: Reader) -> dict[str, Any]:
+        detail = audited_incident_detail(ledger, user, "api", incident_id)
         if detail is None:
             raise HTTPException(404, f"no incident {incident_id}")
         return detail

@@ -127,7 +127,9 @@ def entries_download(
 
 
 def opened_entry(ledger: Ledger, reader: Requester, seq: int, policy: Policy) -> dict[str, Any]:
-    found = opened(ledger, reader, seq)
+    """Entry ``seq`` explained, the read recorded; 404 for a seq the ledger lacks or could
+    never hold (past the databases' 64-bit integers)."""
+    found = opened(ledger, reader, seq) if 1 <= seq <= MAX_SEQ else None
     if found is None:
         raise HTTPException(404, f"no entry {seq}")
     entry = found["entry"]
@@ -201,8 +203,6 @@ def export_entries(
 def open_entry(request: Request, seq: int, user: Readers) -> dict[str, Any]:
     """One entry, why it was decided so, and the entries before and after it that it
     is linked to (re-evaluations, incident actions, reads)."""
-    if not 1 <= seq <= MAX_SEQ:
-        raise HTTPException(404, f"no entry {seq}")
     state = request.app.state
     return opened_entry(state.ledger, reader_of(user, "api"), seq, state.policy)
 

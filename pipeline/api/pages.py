@@ -16,9 +16,15 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import Connection
 
-from pipeline.api.app import READERS, Db, audited_incident_detail, incident_out, reader_of
+from pipeline.api.app import (
+    READERS,
+    Db,
+    audited_incident_detail,
+    incident_out,
+    reader_of,
+    user_of,
+)
 from pipeline.api.audit import (
     MAX_SEQ,
     SAR_ROLES,
@@ -45,7 +51,7 @@ from pipeline.logging import get_logger
 from pipeline.reports.formats import ReportFormat, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.users import Role, User, user_for
+from pipeline.users import Role, User
 from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)
@@ -57,9 +63,12 @@ templates.env.filters["what"] = event_label
 router = APIRouter(prefix="/desk", include_in_schema=False)
 
 
-def signed_in(request: Request, db: Db) -> User | None:
+def signed_in(request: Request) -> User | None:
+    known = getattr(request.state, "user", None)  # authenticated before the body was read
+    if isinstance(known, User):
+        return known
     token = request.cookies.get(COOKIE)
-    return user_for(db, token) if token else None
+    return user_of(request.app.state.ledger, token) if token else None
 
 
 def _seconds(left: float | None) -> timedelta | None:
@@ -79,8 +88,8 @@ def signin_page(request: Request) -> Response:
 
 
 @router.post("/signin", response_model=None)
-def signin(request: Request, token: Annotated[str, Form()], db: Db) -> Response:
-    user = user_for(db, token.strip())
+def signin(request: Request, token: Annotated[str, Form(max_length=200)]) -> Response:
+    user = user_of(request.app.state.ledger, token.strip())
     if user is None:
         log.warning("signin_refused", path=request.url.path)
         return templates.TemplateResponse(
@@ -113,9 +122,10 @@ def queue(request: Request, user: SignedIn, db: Db) -> Response:
     return templates.TemplateResponse(request, "queue.html", {"user": user, "incidents": shown})
 
 
-def _incident_page(request: Request, user: User, db: Connection, incident_id: int,
-                   error: str | None = None, status: int = 200) -> Response:  # fmt: skip
-    detail = audited_incident_detail(request.app.state.ledger, db, user, "page", incident_id)
+def _incident_page(
+    request: Request, user: User, incident_id: int, error: str | None = None, status: int = 200
+) -> Response:
+    detail = audited_incident_detail(request.app.state.ledger, user, "page", incident_id)
     if detail is None:
         return HTMLResponse(f"<p>No incident {incident_id}. <a href='/desk'>Back</a></p>", 404)
     detail["history"] = [{**a, "at_uk": shown_in_school_time(a["at"])} for a in detail["history"]]
@@ -128,10 +138,10 @@ def _incident_page(request: Request, user: User, db: Connection, incident_id: in
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, response_model=None)
-def incident_page(incident_id: int, request: Request, user: SignedIn, db: Db) -> Response:
+def incident_page(incident_id: int, request: Request, user: SignedIn) -> Response:
     if user is None or user.role not in READERS:
         return _to_signin()
-    return _incident_page(request, user, db, incident_id)
+    return _incident_page(request, user, incident_id)
 
 
 @router.post("/incidents/{incident_id}/{action}", response_model=None)
@@ -140,11 +150,10 @@ def incident_action(
     action: ActionKind,
     request: Request,
     user: SignedIn,
-    db: Db,
     risk: Annotated[Risk | None, Form()] = None,
-    reasons: Annotated[str | None, Form()] = None,
-    ico_reference: Annotated[str | None, Form()] = None,
-    reason: Annotated[str | None, Form()] = None,
+    reasons: Annotated[str | None, Form(max_length=5000)] = None,
+    ico_reference: Annotated[str | None, Form(max_length=100)] = None,
+    reason: Annotated[str | None, Form(max_length=5000)] = None,
 ) -> Response:
     if user is None:
         return _to_signin()
@@ -152,7 +161,7 @@ def incident_action(
         log.warning("request_forbidden", path=request.url.path, user=user.name,
                     role=user.role.value)  # fmt: skip
         refusal = f"The {user.role.value} role may not act on incidents."
-        return _incident_page(request, user, db, incident_id, refusal, 403)
+        return _incident_page(request, user, incident_id, refusal, 403)
     now = datetime.now(UTC)
     taken = Action(
         action,
@@ -169,7 +178,7 @@ def incident_action(
     except UnknownIncident:
         return HTMLResponse(f"<p>No incident {incident_id}. <a href='/desk'>Back</a></p>", 404)
     except TransitionRefused as refused:
-        return _incident_page(request, user, db, incident_id, str(refused), 409)
+        return _incident_page(request, user, incident_id, str(refused), 409)
     log.info("incident_action", incident=incident_id, action=action.value, by=user.name)
     return RedirectResponse(f"/desk/incidents/{incident_id}", status_code=303)
 

@@ -84,11 +84,22 @@ class NewEntry:
     alert: tuple[str, dict[str, Any]] | None = None  # severity, and the alert without seq
 
 
-def make_engine(url: str) -> Engine:
-    """A SQLAlchemy engine set up for the ledger's locking on SQLite or PostgreSQL."""
+#: Seconds a request waits for a free connection before it is told to come back (503).
+POOL_WAIT = 5.0
+
+
+def make_engine(url: str, pool_size: int | None = None) -> Engine:
+    """A SQLAlchemy engine set up for the ledger's locking on SQLite or PostgreSQL.
+
+    ``pool_size``, for a server: that many connections kept, as many again opened for a
+    moment of need, and a wait of at most :data:`POOL_WAIT` for one beyond that.
+    """
     parsed = make_url(url)
+    pool: dict[str, Any] = {}
+    if pool_size is not None:
+        pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": POOL_WAIT}
     if parsed.get_backend_name() == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(url, connect_args={"timeout": 60}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
@@ -110,7 +121,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(parsed, pool_pre_ping=True, **pool)
 
 
 class Ledger:

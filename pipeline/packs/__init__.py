@@ -33,9 +33,11 @@ def pack_text(ref: str | None = None) -> tuple[str, str]:
         return path.read_text("utf-8"), str(path)
     except FileNotFoundError:
         known = ", ".join(shipped_packs())
-        raise PackError(ref, [f"no such file, and not a shipped pack ({known})"]) from None
+        raise PackError(
+            ref, [f"no such file, and not a shipped pack ({known})"], unreadable=True
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise PackError(ref, [f"cannot be read: {exc}"]) from None
+        raise PackError(ref, [f"cannot be read: {exc}"], unreadable=True) from None
 
 
 def load_pack(ref: str | None = None) -> Policy:

@@ -94,9 +94,12 @@ class PackSpec(_Strict):
 class PackError(Exception):
     """A pack that cannot be used, with every problem found and where it is."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], unreadable: bool = False) -> None:
         self.source = source
         self.problems = problems
+        #: The file could not be read as YAML at all (missing, unreadable, not YAML),
+        #: rather than read and found wrong.
+        self.unreadable = unreadable
         super().__init__(f"{source}: " + f"\n{source}: ".join(problems))
 
 
@@ -180,6 +183,11 @@ def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode
     seen: set[Any] = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value, not a list or mapping",
+                key_node.start_mark,
+            )  # fmt: skip
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -236,9 +244,9 @@ def parse_pack(text: str, source: str) -> Policy:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
-        raise PackError(source, [f"{where}: {exc.problem}"]) from None
+        raise PackError(source, [f"{where}: {exc.problem}"], unreadable=True) from None
     except yaml.YAMLError as exc:
-        raise PackError(source, [f"not valid YAML: {exc}"]) from None
+        raise PackError(source, [f"not valid YAML: {exc}"], unreadable=True) from None
     if not isinstance(document, dict):
         raise PackError(source, ["(top level): a policy pack is a YAML mapping"])
     try:

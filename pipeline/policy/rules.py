@@ -217,13 +217,9 @@ def retention_expired(case: Case) -> list[str]:
             else:
                 starts = [lv.left_on if lv else None for lv in case.leavings()]
             pupil_starts[retention.counted_from] = starts
-        since = "birth" if retention.counted_from == "dob" else "leaving"
         for i, start in enumerate(starts):
             if start is not None and start < threshold:
-                reasons.append(
-                    f"{category} of pupils[{i}] was kept past {retention.describe()} from "
-                    f"{since} (until {_end(start, retention)})"
-                )
+                reasons.append(_kept_past(category, i, start, retention))
     return reasons
 
 
@@ -260,6 +256,18 @@ def channel_not_permitted(case: Case) -> list[str]:
             f"plain {channel.value} is never used for special category {_names(case.special)}"
         )
     return reasons
+
+
+def _kept_past(category: str, place: int, start: date, retention: Retention) -> str:
+    """Why a pupil's record is past its retention. Counted from birth, the reason gives
+    no date: the end of the period would tell anyone reading it the date of birth, and
+    a reason is hashed into the ledger, where it can never be erased."""
+    if retention.counted_from == "dob":
+        return f"{category} of pupils[{place}] was kept past {retention.describe()} from birth"
+    return (
+        f"{category} of pupils[{place}] was kept past {retention.describe()} from leaving "
+        f"(until {_end(start, retention)})"
+    )
 
 
 def _end(start: date, retention: Retention) -> date:

@@ -226,3 +226,16 @@ def test_the_policy_pack_can_come_from_the_environment(tmp_path: Path) -> None:
     result = runner.invoke(app, ["check", str(path), "-f", "jsonl"],
                            env={"SHARING_AUDIT_POLICY": str(pack)})  # fmt: skip
     assert json.loads(result.stdout.splitlines()[0])["rules"] == ["channel.not_permitted"]
+
+
+@pytest.mark.parametrize("text", ["? [a, b]\n: 1\n", "a:\n  ? {x: 1}\n  : 2\n", "a: [unclosed\n"])
+def test_policy_validate_of_yaml_it_cannot_read_exits_2_with_one_line(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["policy", "validate", str(path)])
+    assert result.exit_code == 2
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    [message] = result.stderr.strip().splitlines()
+    assert message.startswith(f"{path}: line ")

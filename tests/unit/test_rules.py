@@ -464,9 +464,15 @@ class TestRetentionExpired:
         pupils[7] = {"upn": upn(7), "dob": "1990-01-01"}
         decision = last(census(categories=["sen"], special_condition="9.2.g", pupils=pupils))
         assert rules(decision) == ["retention.expired"]
-        assert decision.reasons == (
-            "sen of pupils[7] was kept past 31 years from birth (until 2021-01-01)",
-        )
+        assert decision.reasons == ("sen of pupils[7] was kept past 31 years from birth",)
+
+    def test_a_reason_counted_from_birth_gives_no_date(self, last: Last) -> None:
+        """The period's end would give away the date of birth, in a hashed entry."""
+        pupils = [{"upn": upn(1), "dob": "1990-03-17"}]
+        decision = last(census(categories=["sen"], special_condition="9.2.g", pupils=pupils))
+        assert rules(decision) == ["retention.expired"]
+        assert not any(ch.isdigit() for ch in decision.reasons[0].split("past 31 years")[1])
+        assert "1990" not in decision.reasons[0] and "2021" not in decision.reasons[0]
 
     def test_transfers_are_checked_too(self, last: Last) -> None:
         event = transfer(categories=["attendance"], oldest_record={"attendance": "2019-01-01"})

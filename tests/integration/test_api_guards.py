@@ -1,0 +1,133 @@
+"""What stands in front of every route: headers, body limits, authentication before the
+body is read, bounded ids, and 503 with Retry-After when the ledger is busy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline.api.app import create_api
+from pipeline.api.guards import MAX_BODY
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.users import Role, add_user
+from tests.integration.breaches import ledger_with_breaches
+
+pytestmark = pytest.mark.integration
+HUGE = "99999999999999999999"
+
+
+@pytest.fixture(scope="module")
+def ledger(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Ledger:
+    url = f"sqlite:///{tmp_path_factory.mktemp('guards')}/ledger.db"
+    return ledger_with_breaches(url, policy)
+
+
+@pytest.fixture(scope="module")
+def dpo(ledger: Ledger) -> dict[str, str]:
+    return {"Authorization": f"Bearer {add_user(ledger, 'guard-dpo', Role.DPO)}"}
+
+
+@pytest.fixture(scope="module")
+def client(ledger: Ledger) -> TestClient:
+    return TestClient(create_api(ledger), follow_redirects=False)
+
+
+@pytest.mark.parametrize("path", ["/health", "/desk/signin", "/incidents", "/nowhere"])
+def test_every_response_carries_the_security_headers(client: TestClient, path: str) -> None:
+    headers = client.get(path).headers
+    policy = headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+    assert "script-src" not in policy  # no script at all, inline or not
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "strict-transport-security" not in headers  # plain HTTP: HSTS means nothing
+
+
+def test_hsts_is_sent_over_https(ledger: Ledger) -> None:
+    secure = TestClient(create_api(ledger), base_url="https://desk.school.example")
+    assert secure.get("/health").headers["strict-transport-security"].startswith("max-age=")
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_no_page_loads_code_from_a_cdn(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 404
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(
+    client: TestClient, dpo: dict[str, str]
+) -> None:
+    big = b'{"reason": "' + b"x" * MAX_BODY + b'"}'
+    response = client.post(
+        "/incidents/1/close", content=big, headers={**dpo, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+def test_a_chunked_body_over_the_limit_is_refused(client: TestClient, dpo: dict[str, str]) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(MAX_BODY // 1024 + 2):
+            yield b"x" * 1024
+
+    response = client.post(
+        "/incidents/1/close", content=chunks(), headers={**dpo, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"x" * 1000, b'{"reason": 1}'])
+def test_a_body_without_a_token_is_refused_unread(client: TestClient, body: bytes) -> None:
+    response = client.post(
+        "/incidents/1/close", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 401  # not 422: the body was never parsed
+
+
+def test_a_desk_form_without_a_session_goes_to_sign_in_unread(client: TestClient) -> None:
+    response = client.post(
+        "/desk/incidents/1/close",
+        content=b"reason=" + b"x" * 5000,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 303 and response.headers["location"] == "/desk/signin"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/entries/{HUGE}",
+        f"/incidents/{HUGE}",
+        f"/desk/entries/{HUGE}",
+        f"/desk/incidents/{HUGE}",
+        "/entries/-1",
+        "/desk/entries/0",
+    ],
+)
+def test_an_id_past_any_the_ledger_can_hold_is_not_found(
+    client: TestClient, dpo: dict[str, str], path: str
+) -> None:
+    token = dpo["Authorization"].split()[1]
+    client.cookies.set("sharing_audit_session", token)
+    try:
+        response = client.get(path, headers=dpo)
+    finally:
+        client.cookies.clear()
+    assert response.status_code in (404, 422), response.text
+
+
+def test_a_request_that_finds_no_free_connection_is_told_to_come_back(
+    ledger: Ledger, dpo: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pipeline.ledger.store.POOL_WAIT", 0.2)
+    api = create_api(ledger, threads=1)
+    held = [api.state.ledger.engine.connect() for _ in range(2)]  # the pool's all
+    try:
+        response = TestClient(api).get("/incidents", headers=dpo)
+    finally:
+        for connection in held:
+            connection.close()
+    assert response.status_code == 503
+    assert response.headers["retry-after"].isdigit()
+    assert TestClient(api).get("/incidents", headers=dpo).status_code == 200
