@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import unquote_plus
 
 import structlog
 
@@ -18,12 +19,27 @@ SENSITIVE_KEYS = frozenset(
     {"upn", "upns", "dob", "date_of_birth", "name", "first_name", "last_name", "pupils"}
 )
 REDACTED = "[redacted]"
-_UPN_LIKE = re.compile(r"\b[A-HJ-NP-RT-Z][0-9]{11}[0-9A-HJ-NP-RT-Z]\b")
+# A letter, eleven digits and a digit or letter, in either case, each character perhaps
+# set apart by a space, "+" or "-" (as a person types it, or a form encodes it), and not
+# inside a longer word: looser than a UPN, since a false alarm costs nothing.
+_UPN_LIKE = re.compile(
+    r"(?<![0-9A-Za-z])[A-Za-z](?:[\s+-]?[0-9]){11}[\s+-]?[0-9A-Za-z](?![0-9A-Za-z])"
+)
+
+
+def redacted_text(text: str) -> str:
+    """``text`` with anything UPN-like redacted, looked for after URL-decoding too (once
+    and twice), since a query string reaches the access log encoded."""
+    if "%" in text or "+" in text:
+        decoded = unquote_plus(unquote_plus(text))
+        if _UPN_LIKE.search(decoded):
+            return _UPN_LIKE.sub(REDACTED, decoded)
+    return _UPN_LIKE.sub(REDACTED, text)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _UPN_LIKE.sub(REDACTED, value)
+        return redacted_text(value)
     if isinstance(value, dict):
         return {k: REDACTED if k in SENSITIVE_KEYS else _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -66,7 +82,13 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=_SHARED,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            # A library's traceback is written out, then redacted like any other text.
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_pupil_identifiers,
+                renderer,
+            ],
         )
     )
     root = logging.getLogger()

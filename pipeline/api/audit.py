@@ -8,13 +8,13 @@ subject-access report, because it shows the pupil's plain identifiers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.api.app import READERS, reader_of, role
 from pipeline.ledger.asking import BadFilter, filters_from, instant, pupil_key
@@ -86,9 +86,71 @@ class ExportFormat(StrEnum):
     jsonl = "jsonl"
 
 
+#: A pupil's pseudonym, as the ledger and its answers name them.
+PUPIL_PATTERN = r"^[0-9a-f]{64}$"
+UPN_IN_URL = (
+    "a UPN is never taken in a URL, where access logs and browser histories keep it: "
+    "POST it in the body (POST /entries/search, /entries/export, /pupils/sar, "
+    "/pupils/readers), or give the pupil's pseudonym as pupil="
+)
+Text = Annotated[str | None, Field(**_TEXT)]
+
+
+class Asked(BaseModel):
+    """A search as asked in a request body, the one place a UPN is taken."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upn: str | None = Field(default=None, max_length=20, description="pseudonymised here")
+    pupil: str | None = Field(default=None, pattern=PUPIL_PATTERN, description="a pseudonym")
+    recipient: Text = None
+    type: Text = Field(default=None, description="event type or a word of it")
+    decision: Text = None
+    rule: Text = None
+    category: Text = None
+    kind: Text = None
+    since: Text = Field(default=None, description="date or RFC 3339 time")
+    until: Text = Field(default=None, description="before this date or time")
+    after: int = Field(default=0, ge=0, le=MAX_SEQ, description="cursor: entries after seq")
+
+
+class SearchAsked(Asked):
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class ExportAsked(Asked):
+    format: ExportFormat = ExportFormat.csv
+
+
+class PupilAsked(BaseModel):
+    """One pupil, by UPN or by pseudonym."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upn: str | None = Field(default=None, max_length=20)
+    pupil: str | None = Field(default=None, pattern=PUPIL_PATTERN)
+
+
+class SarAsked(PupilAsked):
+    format: ReportFormat = ReportFormat.json
+
+
+def filters_of(request: Request, asked: Asked) -> Filters:
+    """The filters a search asks for, or a 422 naming what is wrong."""
+    try:
+        return filters_from(
+            request.app.state.pseudonym, upn=asked.upn, pupil=asked.pupil,
+            recipient=asked.recipient, event_type_=asked.type, decision=asked.decision,
+            rule=asked.rule, category=asked.category, kind=asked.kind, since=asked.since,
+            until=asked.until, after=asked.after, names={"upn": "upn"},
+        )  # fmt: skip
+    except BadFilter as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
 def search_filters(
     request: Request,
-    upn: Annotated[str | None, Query(description="a pupil's UPN, pseudonymised here")] = None,
+    pupil: Annotated[str | None, Query(pattern=PUPIL_PATTERN, description="a pseudonym")] = None,
     recipient: Annotated[str | None, Query(**_TEXT)] = None,
     type: Annotated[str | None, Query(**_TEXT, description="event type or a word of it")] = None,
     decision: Annotated[str | None, Query(**_TEXT)] = None,
@@ -99,14 +161,11 @@ def search_filters(
     until: Annotated[str | None, Query(**_TEXT, description="before this date or time")] = None,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="cursor: entries after seq")] = 0,
 ) -> Filters:
-    try:
-        return filters_from(
-            request.app.state.pseudonym, upn=upn, recipient=recipient, event_type_=type,
-            decision=decision, rule=rule, category=category, kind=kind, since=since,
-            until=until, after=after, names={"upn": "upn"},
-        )  # fmt: skip
-    except BadFilter as exc:
-        raise HTTPException(422, str(exc)) from None
+    if any(name.lower() == "upn" for name in request.query_params):
+        raise HTTPException(400, UPN_IN_URL)
+    asked = Asked(pupil=pupil, recipient=recipient, type=type, decision=decision, rule=rule,
+                  category=category, kind=kind, since=since, until=until, after=after)  # fmt: skip
+    return filters_of(request, asked)
 
 
 Searched = Annotated[Filters, Depends(search_filters)]
@@ -166,9 +225,14 @@ def period(since: str | None, until: str | None) -> tuple[str | None, str | None
         raise HTTPException(422, str(exc)) from None
 
 
-def pupil_of(upn: str, pseudonym: Callable[[str], str]) -> str:
+def pupil_of(request: Request, asked: PupilAsked) -> str:
+    """The pseudonym of the pupil asked about, or a 422 naming what is wrong."""
+    if (asked.upn is None) == (asked.pupil is None):
+        raise HTTPException(422, "give the pupil's upn or their pseudonym as pupil, not both")
+    if asked.pupil is not None:
+        return asked.pupil
     try:
-        return pupil_key(upn, pseudonym, "upn")
+        return pupil_key(asked.upn or "", request.app.state.pseudonym, "upn")
     except BadFilter as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -180,7 +244,18 @@ def search_entries(
     filters: Searched,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    """Entries matching the filters, oldest first, a page at a time (cursor: ``after``)."""
+    """Entries matching the filters, oldest first, a page at a time (cursor: ``after``).
+    A pupil is named here by pseudonym; to search by UPN, POST to /entries/search."""
+    return searched(request, user, filters, limit)
+
+
+@router.post("/entries/search", response_model=SearchPage, tags=["audit"])
+def search_entries_asked(request: Request, user: Readers, asked: SearchAsked) -> dict[str, Any]:
+    """As ``GET /entries``, the search in the body: the way to search by UPN."""
+    return searched(request, user, filters_of(request, asked), asked.limit)
+
+
+def searched(request: Request, user: User, filters: Filters, limit: int) -> dict[str, Any]:
     page = search(request.app.state.ledger, reader_of(user, "api"), filters, limit)
     return {"entries": page.entries, "next_after": page.next_after, "as_of": page.as_of,
             "read_seq": page.read_seq}  # fmt: skip
@@ -199,6 +274,20 @@ def export_entries(
     return entries_download(ledger, reader_of(user, "api"), filters, format)
 
 
+_DOWNLOADS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}
+}
+
+
+@router.post(
+    "/entries/export", tags=["audit"], response_class=StreamingResponse, responses=_DOWNLOADS
+)
+def export_entries_asked(request: Request, user: Readers, asked: ExportAsked) -> StreamingResponse:
+    """As ``GET /entries/export``, the search in the body: the way to export by UPN."""
+    filters = filters_of(request, asked)
+    return entries_download(request.app.state.ledger, reader_of(user, "api"), filters, asked.format)
+
+
 @router.get("/entries/{seq}", response_model=EntryOpened, tags=["audit"])
 def open_entry(request: Request, seq: int, user: Readers) -> dict[str, Any]:
     """One entry, why it was decided so, and the entries before and after it that it
@@ -207,31 +296,22 @@ def open_entry(request: Request, seq: int, user: Readers) -> dict[str, Any]:
     return opened_entry(state.ledger, reader_of(user, "api"), seq, state.policy)
 
 
-@router.get("/pupils/sar", tags=["audit"], response_class=Response,
-            responses={200: {"content": {"application/json": {}, "text/csv": {},
-                                         "text/html": {}}}})  # fmt: skip
-def subject_access(
-    request: Request,
-    user: SubjectAccess,
-    upn: Annotated[str, Query(max_length=20)],
-    format: ReportFormat = ReportFormat.json,
-) -> Response:
+@router.post("/pupils/sar", tags=["audit"], response_class=Response,
+             responses={200: {"content": {"application/json": {}, "text/csv": {},
+                                          "text/html": {}}}})  # fmt: skip
+def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Response:
     """The subject-access report (UK GDPR Art 15) for one pupil. DPO and admins only."""
     state = request.app.state
-    key = pupil_of(upn, state.pseudonym)
+    key = pupil_of(request, asked)
     report = audited_sar(state.ledger, reader_of(user, "api"), key, state.policy)
-    return report_response(report, "subject-access", format)
+    return report_response(report, "subject-access", asked.format)
 
 
-@router.get("/pupils/readers", response_model=list[LedgerEntryOut], tags=["audit"])
-def pupil_readers(
-    request: Request,
-    user: Readers,
-    upn: Annotated[str, Query(max_length=20)],
-) -> list[dict[str, Any]]:
+@router.post("/pupils/readers", response_model=list[LedgerEntryOut], tags=["audit"])
+def pupil_readers(request: Request, user: Readers, asked: PupilAsked) -> list[dict[str, Any]]:
     """Who looked at this pupil's record: every read whose answer held their entries."""
     state = request.app.state
-    key = pupil_of(upn, state.pseudonym)
+    key = pupil_of(request, asked)
     with state.ledger.engine.connect() as connection:
         found = readers_of(connection, key)
         as_of = Ledger.head(connection)[0]

@@ -7,6 +7,7 @@ cookie holding it, so forms work without JavaScript and other sites cannot post 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
@@ -27,6 +28,7 @@ from pipeline.api.app import (
 )
 from pipeline.api.audit import (
     MAX_SEQ,
+    PUPIL_PATTERN,
     SAR_ROLES,
     ExportFormat,
     entries_download,
@@ -55,6 +57,7 @@ from pipeline.users import Role, User
 from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)
+_PSEUDONYM = re.compile(PUPIL_PATTERN)
 COOKIE = "sharing_audit_session"
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.filters["zip"] = zip
@@ -185,8 +188,13 @@ def incident_action(
 
 # -- the auditors' pages: search, an entry, the reports ---------------------------------
 
-_SEARCH_FIELDS = ("upn", "recipient", "type", "decision", "rule", "category", "kind",
+# The fields a search page's address may carry: a pupil by pseudonym, never by UPN.
+_SEARCH_FIELDS = ("pupil", "recipient", "type", "decision", "rule", "category", "kind",
                   "since", "until")  # fmt: skip
+_UPN_IN_URL = (
+    "A UPN is never put in a page's address, where browser histories and access logs "
+    "keep it: type it into the search form."
+)
 
 
 _FIELD_NAMES = {"upn": "Pupil UPN", "event_type": "Event type", "decision": "Decision",
@@ -205,9 +213,19 @@ def _asked(request: Request) -> dict[str, str]:
     return {k: v for k in _SEARCH_FIELDS if (v := request.query_params.get(k, "").strip())}
 
 
+def _upn_in_url(request: Request) -> Response | None:
+    if any(name.lower() == "upn" for name in request.query_params):
+        return HTMLResponse(f"<p>{_UPN_IN_URL} <a href='/desk/search'>Search</a></p>", 400)
+    return None
+
+
 def _filters(request: Request, asked: dict[str, str], after: int = 0) -> Filters:
+    pupil = asked.get("pupil")
+    if pupil is not None and not _PSEUDONYM.match(pupil):
+        raise BadFilter("Pupil: not a pupil's pseudonym")
     return filters_from(
-        request.app.state.pseudonym, upn=asked.get("upn"), recipient=asked.get("recipient"),
+        request.app.state.pseudonym, upn=asked.get("upn"), pupil=pupil,
+        recipient=asked.get("recipient"),
         event_type_=asked.get("type"), decision=asked.get("decision"), rule=asked.get("rule"),
         category=asked.get("category"), kind=asked.get("kind"), since=asked.get("since"),
         until=asked.get("until"), after=after, names=_FIELD_NAMES,
@@ -221,6 +239,9 @@ def search_page(
     """The search form; with any field given, a recorded page of results."""
     if user is None or user.role not in READERS:
         return _to_signin()
+    refused = _upn_in_url(request)
+    if refused is not None:
+        return refused
     asked = _asked(request)
     context: dict[str, Any] = {
         "user": user, "q": asked, "event_types": EVENT_TYPES, "kinds": KINDS,
@@ -237,6 +258,29 @@ def search_page(
     return templates.TemplateResponse(request, "search.html", context)
 
 
+@router.post("/search", response_class=HTMLResponse, response_model=None)
+async def search_posted(request: Request, user: SignedIn) -> Response:
+    """The search form as posted: its UPN, if any, becomes the pupil's pseudonym, and the
+    search is shown at an address that names the pupil only by that pseudonym."""
+    if user is None or user.role not in READERS:
+        return _to_signin()
+    form = await request.form()
+    fields = (*_SEARCH_FIELDS, "upn")
+    asked = {k: v.strip() for k in fields if isinstance(v := form.get(k, ""), str) and v.strip()}
+    if "upn" in asked:  # a UPN typed in replaces the pupil of the search before
+        asked.pop("pupil", None)
+    try:
+        filters = _filters(request, asked)
+    except BadFilter as exc:
+        context = {"user": user, "q": asked, "event_types": EVENT_TYPES, "kinds": KINDS,
+                   "error": str(exc), "page": None}  # fmt: skip
+        return templates.TemplateResponse(request, "search.html", context, status_code=422)
+    asked.pop("upn", None)
+    if filters.pupil_key:
+        asked["pupil"] = filters.pupil_key
+    return RedirectResponse(f"/desk/search?{urlencode({**asked, 'go': '1'})}", status_code=303)
+
+
 @router.get("/search/export", response_model=None)
 def search_export(
     request: Request, user: SignedIn, format: ExportFormat = ExportFormat.csv
@@ -244,6 +288,9 @@ def search_export(
     """The whole search as a download, streamed."""
     if user is None or user.role not in READERS:
         return _to_signin()
+    refused = _upn_in_url(request)
+    if refused is not None:
+        return refused
     try:
         filters = _filters(request, _asked(request))
     except BadFilter as exc:
@@ -266,21 +313,40 @@ def entry_page(seq: int, request: Request, user: SignedIn) -> Response:
 
 
 @router.get("/sar", response_model=None)
+def sar_link(request: Request, user: SignedIn) -> Response:
+    """A subject-access report is asked for from the search page, by post."""
+    if user is None or user.role not in READERS:
+        return _to_signin()
+    refused = _upn_in_url(request)
+    return refused if refused is not None else RedirectResponse("/desk/search", 303)
+
+
+@router.post("/sar", response_model=None)
 def sar_page(
-    request: Request, user: SignedIn, upn: str = "", format: ReportFormat = ReportFormat.html
+    request: Request,
+    user: SignedIn,
+    upn: Annotated[str, Form(max_length=20)] = "",
+    pupil: Annotated[str, Form(max_length=64)] = "",
+    format: Annotated[ReportFormat, Form()] = ReportFormat.html,
 ) -> Response:
-    """The subject-access report, printable, for the DPO to send to a parent."""
+    """The subject-access report, printable, for the DPO to send to a parent: for the
+    pupil of a search (by pseudonym) or of a UPN typed into the form."""
     if user is None or user.role not in READERS:
         return _to_signin()
     if user.role not in SAR_ROLES:
         return _forbidden(request, user, "run a subject-access report")
     state = request.app.state
     try:
-        key = pupil_key(upn, state.pseudonym, "UPN")
+        if upn.strip():
+            key = pupil_key(upn, state.pseudonym, "UPN")
+        elif _PSEUDONYM.match(pupil):
+            key = pupil
+        else:
+            raise BadFilter("UPN: give the pupil's UPN")
     except BadFilter as exc:
         return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
     report = audited_sar(state.ledger, reader_of(user, "page"), key, state.policy)
-    back = f"/desk/search?{urlencode({'upn': upn})}"
+    back = f"/desk/search?{urlencode({'pupil': key, 'go': '1'})}"
     return report_response(report, "subject-access", format, back)
 
 

@@ -64,6 +64,7 @@ def filters_from(
     pseudonym: Callable[[str], str],
     *,
     upn: str | None = None,
+    pupil: str | None = None,
     recipient: str | None = None,
     event_type_: str | None = None,
     decision: str | None = None,
@@ -75,7 +76,8 @@ def filters_from(
     after: int = 0,
     names: dict[str, str] | None = None,
 ) -> Filters:
-    """Filters from text as typed (empty text counts as not given).
+    """Filters from text as typed (empty text counts as not given). A pupil is given by
+    UPN (checked, then pseudonymised) or as ``pupil``, a pseudonym already.
 
     ``names`` maps a filter to the name the person used for it (``--type``, ``type``),
     so the message speaks their language.
@@ -93,8 +95,10 @@ def filters_from(
         raise BadFilter(f"{said.get('kind', 'kind')} {given['kind']!r}: one of {', '.join(KINDS)}")
     if after < 0:
         raise BadFilter(f"{said.get('after', 'after')} {after}: a seq, 0 or more")
+    if given["upn"] and pupil:
+        raise BadFilter(f"{said['upn']}: give the UPN or the pupil's pseudonym, not both")
     return Filters(
-        pupil_key=pupil_key(given["upn"], pseudonym, said["upn"]) if given["upn"] else None,
+        pupil_key=pupil_key(given["upn"], pseudonym, said["upn"]) if given["upn"] else pupil,
         recipient=given["recipient"],
         event_type=event_type(given["event_type"], said["event_type"])
         if given["event_type"]

@@ -148,7 +148,11 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None
             return None
         earlier = entry_at(connection, entry["refers_to"]) if entry["refers_to"] else None
         later = referring_to(connection, seq)
-    record_read(ledger, reader, "open", returned=1, as_of=as_of, refers_to=seq)
+    # Every entry the answer shows is named, so that opening an incident action (which
+    # names no pupil) counts among the readers of the pupils of the decision it shows.
+    shown = sorted({seq, *(e["seq"] for e in (earlier, *later) if e is not None)})
+    record_read(ledger, reader, "open", returned=len(shown), as_of=as_of, refers_to=seq,
+                extra={"entries": shown})  # fmt: skip
     return {"entry": entry, "refers_to": earlier, "referred_by": later}
 
 

@@ -61,8 +61,8 @@ def test_a_pupil_search_returns_every_entry_naming_the_pupil_and_no_other(
     client: TestClient, tokens: dict[Role, str], year: Year
 ) -> None:
     upn = a_census_pupil(year)
-    page = client.get("/entries", params={"upn": upn, "limit": 500},
-                      headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+    page = client.post("/entries/search", json={"upn": upn, "limit": 500},
+                       headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
     expected_ids = {
         line.event["id"] for line in year.lines
         if upn in [p.get("upn") for p in line.event["data"].get("pupils", [])]
@@ -116,9 +116,39 @@ def test_filters_by_category_rule_and_decision_match_whole_values(
 def test_a_bad_filter_gets_422_naming_it(
     client: TestClient, tokens: dict[Role, str], params: dict[str, str], message: str
 ) -> None:
-    response = client.get("/entries", params=params, headers=auth(tokens[Role.AUDITOR]))
+    response = client.post("/entries/search", json=params, headers=auth(tokens[Role.AUDITOR]))
     assert response.status_code == 422
     assert message in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/entries", "/entries/export", "/desk/search", "/desk/search/export", "/desk/sar"]
+)
+@pytest.mark.parametrize("name", ["upn", "UPN"])
+def test_a_upn_in_a_url_is_refused_and_answers_nothing(
+    client: TestClient, tokens: dict[Role, str], year: Year, path: str, name: str
+) -> None:
+    _signed_in(client, tokens[Role.DPO])
+    before = len(reads(year.ledger))
+    response = client.get(path, params={name: a_census_pupil(year)},
+                          headers=auth(tokens[Role.DPO]), follow_redirects=False)  # fmt: skip
+    assert response.status_code == 400
+    assert "never" in response.text and a_census_pupil(year) not in response.text
+    assert len(reads(year.ledger)) == before
+
+
+def test_the_search_form_posts_the_upn_and_shows_the_pupil_by_pseudonym(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    upn = a_census_pupil(year)
+    _signed_in(client, tokens[Role.DPO])
+    posted = client.post("/desk/search", data={"upn": upn}, follow_redirects=False)
+    assert posted.status_code == 303
+    where = posted.headers["location"]
+    assert upn not in where and f"pupil={pseudonym(upn)}" in where
+    page = client.get(where)
+    assert page.status_code == 200 and upn not in page.text
+    assert reads(year.ledger)[-1]["details"]["filters"] == {"pupil_key": pseudonym(upn)}
 
 
 def test_an_opened_entry_explains_itself_and_links_its_reevaluations(
@@ -179,14 +209,14 @@ def test_a_pupil_search_is_recorded_by_pseudonym_and_found_among_their_readers(
     client: TestClient, tokens: dict[Role, str], year: Year
 ) -> None:
     upn = a_census_pupil(year)
-    client.get("/entries", params={"upn": upn}, headers=auth(tokens[Role.AUDITOR]))
+    client.post("/entries/search", json={"upn": upn}, headers=auth(tokens[Role.AUDITOR]))
     client.get("/entries/export", params={"type": "census"}, headers=auth(tokens[Role.DPO]))
     client.get("/entries", params={"type": "transferred"}, headers=auth(tokens[Role.DPO]))
     read = reads(year.ledger)[0]
     assert read["details"]["filters"] == {"pupil_key": pseudonym(upn)}
     assert upn not in orjson.dumps(read).decode()
-    readers = client.get("/pupils/readers", params={"upn": upn},
-                         headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+    readers = client.post("/pupils/readers", json={"upn": upn},
+                          headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
     assert [(r["details"]["action"], r["details"]["by"]) for r in readers] == [
         ("search", "auditor-user"),
         ("export", "dpo-user"),
@@ -211,31 +241,42 @@ def test_only_the_dpo_and_admins_may_run_a_subject_access_report(
 ) -> None:
     params = {"upn": a_census_pupil(year)}
     if path.startswith("/desk"):
-        response = _signed_in(client, tokens[role]).get(path, params=params)
+        response = _signed_in(client, tokens[role]).post(path, data=params)
     else:
-        response = client.get(path, params=params, headers=auth(tokens[role]))
+        response = client.post(path, json=params, headers=auth(tokens[role]))
     assert response.status_code == status
 
 
-READ_ROUTES: dict[str, dict[str, str | None]] = {
-    "/entries": {}, "/entries/export": {"format": "jsonl"}, "/entries/{seq}": {},
-    "/pupils/readers": {"upn": None}, "/reports/ropa": {"format": "csv"},
+READ_ROUTES: dict[tuple[str, str], dict[str, str | None]] = {
+    ("GET", "/entries"): {}, ("GET", "/entries/export"): {"format": "jsonl"},
+    ("GET", "/entries/{seq}"): {}, ("POST", "/entries/search"): {"upn": None},
+    ("POST", "/entries/export"): {"upn": None, "format": "jsonl"},
+    ("POST", "/pupils/readers"): {"upn": None}, ("GET", "/reports/ropa"): {"format": "csv"},
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("path", sorted(READ_ROUTES))
+def _read(
+    client: TestClient, method: str, path: str, params: dict[str, str], token: str | None
+) -> Any:
+    headers = auth(token) if token else {}
+    url = path.replace("{seq}", "1")
+    if method == "POST":
+        return client.post(url, json=params, headers=headers)
+    return client.get(url, params=params, headers=headers)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(READ_ROUTES))
 @pytest.mark.parametrize("role", [Role.AUDITOR, Role.DPO, Role.ADMIN])
 def test_every_reader_may_search_open_export_and_build_the_record(
-    client: TestClient, tokens: dict[Role, str], year: Year, path: str, role: Role
+    client: TestClient, tokens: dict[Role, str], year: Year, method: str, path: str, role: Role
 ) -> None:
-    params = {k: v or a_census_pupil(year) for k, v in READ_ROUTES[path].items()}
-    response = client.get(path.replace("{seq}", "1"), params=params, headers=auth(tokens[role]))
-    assert response.status_code == 200
+    params = {k: v or a_census_pupil(year) for k, v in READ_ROUTES[method, path].items()}
+    assert _read(client, method, path, params, tokens[role]).status_code == 200
 
 
-@pytest.mark.parametrize("path", [*sorted(READ_ROUTES), "/pupils/sar"])
-def test_every_auditor_route_needs_a_token(client: TestClient, path: str) -> None:
-    assert client.get(path.replace("{seq}", "1")).status_code == 401
+@pytest.mark.parametrize(("method", "path"), [*sorted(READ_ROUTES), ("POST", "/pupils/sar")])
+def test_every_auditor_route_needs_a_token(client: TestClient, method: str, path: str) -> None:
+    assert _read(client, method, path, {}, None).status_code == 401
 
 
 # Routes that read no pupil-level data, and why. Every other GET route must leave a read.
@@ -246,20 +287,29 @@ UNAUDITED = {
     "/users": "accounts, not pupils",
     "/desk": "the queue page: as /incidents",
     "/desk/signin": "the sign-in form", "/desk/signout": "signs out",
+    "/desk/sar": "sends the reader to the search form, where the report is asked for",
+}  # fmt: skip
+
+
+# POST routes that read pupil-level data (each must leave a read), and those that do not.
+POST_READS = {"/entries/search", "/entries/export", "/pupils/sar", "/pupils/readers", "/desk/sar"}
+POST_OTHERS = {
+    "/desk/signin": "signs in", "/desk/search": "redirects to its GET, which reads",
+    "/users": "adds a user", "/desk/incidents/{incident_id}/{action}": "acts on an incident",
 }  # fmt: skip
 
 
 def _example_request(
-    path: str, year: Year, client: TestClient, token: str
+    method: str, path: str, year: Year, client: TestClient, token: str
 ) -> tuple[str, dict[str, str]]:
     upn = a_census_pupil(year)
     incident = client.get("/incidents", headers=auth(token)).json()[0]["id"]
     url = path.replace("{seq}", "1").replace("{incident_id}", str(incident))
+    by_pseudonym = {"pupil": pseudonym(upn)}
     params = {
-        "/desk/search": {"upn": upn}, "/desk/search/export": {"upn": upn},
-        "/desk/sar": {"upn": upn}, "/desk/ropa": {"format": "html"},
-        "/pupils/sar": {"upn": upn}, "/pupils/readers": {"upn": upn},
-    }.get(path, {})  # fmt: skip
+        "/desk/search": by_pseudonym, "/desk/search/export": by_pseudonym,
+        "/desk/ropa": {"format": "html"},
+    }.get(path, {"upn": upn} if method == "POST" else {})  # fmt: skip
     return url, params
 
 
@@ -268,19 +318,29 @@ def test_every_read_route_leaves_a_read_entry(
 ) -> None:
     token = tokens[Role.DPO]
     routes = [
-        path for path, methods in http_routes(client.app)
-        if "GET" in methods and path not in UNAUDITED
+        (method, path) for path, methods in http_routes(client.app) for method in methods
+        if (method == "GET" and path not in UNAUDITED) or (method == "POST" and path in POST_READS)
     ]  # fmt: skip
-    assert {"/entries", "/entries/export", "/pupils/sar", "/reports/ropa", "/desk/search",
-            "/desk/sar", "/incidents/{incident_id}"} <= set(routes)  # fmt: skip
+    posts = {p for p, methods in http_routes(client.app) if "POST" in methods}
+    unclassified = {p for p in posts - POST_READS - set(POST_OTHERS) if
+                    not p.startswith("/incidents/")}  # fmt: skip
+    assert not unclassified, "say whether each POST route reads pupil-level data"
+    assert {("GET", "/entries"), ("POST", "/entries/search"), ("POST", "/pupils/sar"),
+            ("GET", "/reports/ropa"), ("GET", "/desk/search"), ("POST", "/desk/sar"),
+            ("GET", "/incidents/{incident_id}")} <= set(routes)  # fmt: skip
     _signed_in(client, token)
-    for path in routes:
-        url, params = _example_request(path, year, client, token)
+    for method, path in routes:
+        url, params = _example_request(method, path, year, client, token)
         before = len(reads(year.ledger))
-        response = client.get(url, params=params, headers=auth(token))
-        assert response.status_code == 200, f"GET {path}: {response.status_code}"
+        if method == "POST" and path.startswith("/desk"):
+            response = client.post(url, data=params)
+        elif method == "POST":
+            response = client.post(url, json=params, headers=auth(token))
+        else:
+            response = client.get(url, params=params, headers=auth(token))
+        assert response.status_code == 200, f"{method} {path}: {response.status_code}"
         after = reads(year.ledger)
-        assert len(after) == before + 1, f"GET {path} left no read entry"
+        assert len(after) == before + 1, f"{method} {path} left no read entry"
         assert after[-1]["details"]["by"] == "dpo-user"
 
 
@@ -298,4 +358,26 @@ def test_opening_an_incident_is_found_among_the_readers_of_every_pupil_in_it(
         readers = readers_of(connection, last["pupil_keys"][0])
     assert [(r["details"]["action"], r["details"]["by"]) for r in readers] == [
         ("incident", "auditor-user")
+    ]
+
+
+def test_opening_an_incident_action_counts_among_the_readers_of_the_pupils_it_shows(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    from pipeline.ledger.reads import readers_of
+
+    dpo = auth(tokens[Role.DPO])
+    incident = client.get("/incidents", headers=dpo).json()[0]
+    assert client.post(f"/incidents/{incident['id']}/acknowledge", headers=dpo).status_code == 200
+    with year.ledger.engine.connect() as connection:
+        action = list(entries(connection, Filters(kind="incident_action")))[-1]
+        decision = next(e for e in entries(connection, Filters(kind="decision"))
+                        if e["seq"] == action["refers_to"])  # fmt: skip
+    assert action["pupil_keys"] == []  # the action names no pupil itself
+    opened = client.get(f"/entries/{action['seq']}", headers=auth(tokens[Role.AUDITOR])).json()
+    assert opened["refers_to"]["seq"] == decision["seq"]  # ... but its answer shows one
+    with year.ledger.engine.connect() as connection:
+        readers = readers_of(connection, decision["pupil_keys"][0])
+    assert ("open", "auditor-user") in [
+        (r["details"]["action"], r["details"]["by"]) for r in readers
     ]

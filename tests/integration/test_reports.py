@@ -63,7 +63,7 @@ def sampled_pupils(year: Year, n: int = 25) -> list[str]:
 
 
 def sar(client: TestClient, token: str, upn: str, form: str = "json") -> Any:
-    response = client.get("/pupils/sar", params={"upn": upn, "format": form},
+    response = client.post("/pupils/sar", json={"upn": upn, "format": form},
                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     assert response.status_code == 200
     return response.json() if form == "json" else response.text

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
-from pipeline.logging import REDACTED, redact_pupil_identifiers
+import pytest
+
+from pipeline.logging import REDACTED, configure, redact_pupil_identifiers
 from tests.factory import upn
 
 
@@ -29,3 +33,45 @@ def test_pseudonyms_and_other_values_are_kept() -> None:
     out = redact(event="batch_recorded", pupil=pseudonym, entries=5, rule="consent.missing")
     assert out == {"event": "batch_recorded", "pupil": pseudonym, "entries": 5,
                    "rule": "consent.missing"}  # fmt: skip
+
+
+def _written(u: str) -> list[str]:
+    """A UPN as it reaches a log: in any case, URL-encoded, or typed in groups."""
+    return [
+        u.lower(),
+        "".join(f"%{ord(c):02X}" for c in u),
+        "%25" + "%25".join(f"{ord(c):02X}" for c in u),  # encoded twice
+        f"{u[:4]}+{u[4:7]}+{u[7:]}",
+        f"{u[:4]} {u[4:7]}-{u[7:]}",
+    ]
+
+
+def test_a_upn_is_redacted_whatever_its_case_or_encoding() -> None:
+    for written in _written(upn(4)):
+        line = f'127.0.0.1 - "GET /entries?upn={written}&kind=read HTTP/1.1" 200'
+        out = redact(event=line)["event"]
+        assert REDACTED in out, written
+        assert upn(4) not in out.upper().replace("%", "").replace("+", "").replace(" ", "")
+
+
+def test_timestamps_seqs_and_event_ids_are_not_mistaken_for_upns() -> None:
+    text = "seq 123456789012 at 2026-07-21T09:30:00+01:00 event referral-12345678901b"
+    assert redact(event=text)["event"] == text
+
+
+def test_a_library_loggers_traceback_reaches_json_logs_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure(json=True)
+    try:
+        raise ValueError(f"broker refused a record keyed {upn(5)}")
+    except ValueError:
+        logging.getLogger("aiokafka.producer").exception("send failed")
+    finally:
+        root.handlers[:], root.level = handlers, level
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["event"] == "send failed" and line["logger"] == "aiokafka.producer"
+    assert "Traceback" in line["exception"] and "ValueError" in line["exception"]
+    assert upn(5) not in line["exception"] and REDACTED in line["exception"]
