@@ -6,6 +6,7 @@ same formats, each recorded in the ledger as a read by the operating-system user
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -32,12 +33,21 @@ OutputOption = Annotated[
 ]
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``, readable by its owner alone (0600): a report names
+    pupils and, for subject access, their UPN and date of birth."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a file that was there keeps its mode through O_CREAT
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 def _write(data: bytes, output: Path | None) -> None:
     if output is None:
         sys.stdout.buffer.write(data)
         return
     try:
-        output.write_bytes(data)
+        write_private(output, data)
     except OSError as exc:
         fail(f"cannot write {output}: {exc.strerror or exc}")
     print(f"written to {output}", file=sys.stderr)

@@ -7,6 +7,7 @@ writers never fork the chain and a batch is recorded whole or not at all.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,6 +85,20 @@ class NewEntry:
     alert: tuple[str, dict[str, Any]] | None = None  # severity, and the alert without seq
 
 
+def private_file(path: str | None) -> None:
+    """Make the SQLite file at ``path`` readable by its owner alone (0600), creating it
+    empty if need be: it holds pupils' UPNs and dates of birth, and SQLite gives its WAL
+    and shared-memory files the mode of the database file."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:  # a folder that is not there, or not ours: SQLite will say so
+        return
+
+
 #: Seconds a request waits for a free connection before it is told to come back (503).
 POOL_WAIT = 5.0
 
@@ -99,6 +114,7 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
     if pool_size is not None:
         pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": POOL_WAIT}
     if parsed.get_backend_name() == "sqlite":
+        private_file(parsed.database)
         engine = create_engine(url, connect_args={"timeout": 60}, **pool)
 
         @event.listens_for(engine, "connect")

@@ -177,3 +177,42 @@ def test_no_upn_or_date_of_birth_reaches_logs_or_errors(
             secrets.add(data["upn"])
     for text in (result.stderr, result.stdout):
         assert not [s for s in secrets if s in text]
+
+
+def test_the_sqlite_ledger_its_wal_and_written_reports_are_private_to_their_owner(
+    tmp_path: Path, year_file: tuple[Path, list[dict[str, Any]]]
+) -> None:
+    path, events = year_file
+    db = tmp_path / "ledger.db"
+    assert run("check", str(path), "-f", "jsonl", "--db", f"sqlite:///{db}").returncode == 0
+    files = [db, db.with_name("ledger.db-wal"), db.with_name("ledger.db-shm")]
+    with sqlite3.connect(db) as held:  # keeps the WAL and shared memory in being
+        held.execute("SELECT count(*) FROM ledger_entry").fetchone()
+        modes = {f.name: oct(f.stat().st_mode & 0o777) for f in files if f.exists()}
+    assert modes and set(modes.values()) == {"0o600"}, modes
+    report = tmp_path / "sar.html"
+    report.write_text("an older file, readable by all")
+    report.chmod(0o644)
+    pupil = next(e["data"]["upn"] for e in events if "upn" in e["data"])
+    done = run(
+        "report",
+        "sar",
+        "--pupil",
+        pupil,
+        "--format",
+        "html",
+        "-o",
+        str(report),
+        "--db",
+        f"sqlite:///{db}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert oct(report.stat().st_mode & 0o777) == "0o600"
+
+
+def test_an_existing_ledger_readable_by_others_is_made_private_when_opened(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    assert run("db", "upgrade", "--db", f"sqlite:///{db}").returncode == 0
+    db.chmod(0o644)
+    assert run("ledger", "stats", "--db", f"sqlite:///{db}").returncode == 0
+    assert oct(db.stat().st_mode & 0o777) == "0o600"
