@@ -43,7 +43,7 @@ def worker(
         kafka=broker_config(broker),
         database_url=url,
         policy=policy_or_fail(policy),
-        pseudonym_key=pseudonym_key_for(db),
+        pseudonym_key=pseudonym_key_for(db, wait_for_database=True),
         batching=Batching(
             size=config.batch_size,
             patience=config.catch_up_patience,

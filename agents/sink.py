@@ -20,8 +20,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
 from agents import writer
 from agents.writer import Failed, Handled, WriterSpec
 from pipeline.backoff import backoff_delays
@@ -42,13 +40,6 @@ IN_FLIGHT_GROUPS = 2
 
 class BatchFailed(Exception):
     """A write failed for a reason other than the database being away."""
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached now (so: wait and retry)."""
-    if isinstance(exc, OperationalError | InterfaceError):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class LedgerSink:

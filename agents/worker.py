@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import SQLAlchemyError
 
 from agents.app import Batching, create_app
-from agents.sink import LedgerSink, is_unavailable
+from agents.sink import LedgerSink
 from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
 from pipeline.kafka import KafkaConfig, ensure_topics, wait_for_broker
 from pipeline.ledger import schema
+from pipeline.ledger.errors import is_unavailable
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.engine import Position
+from pipeline.ledger.errors import is_unavailable
 from pipeline.ledger.ingest import LedgerWriter, Record
+from pipeline.ledger.keys import KeyRefused, bind_key
 from pipeline.ledger.outbox import Due, due_alerts, mark_relayed
 from pipeline.ledger.store import Ledger
 from pipeline.logging import configure as configure_logging
@@ -27,6 +29,7 @@ from schemas.decisions import Decision
 
 _writer: LedgerWriter | None = None
 _writes = 0
+_key_bound = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,17 +96,36 @@ def _exit_with_parent() -> None:
 
 
 def _run(function: Any, *args: Any) -> Any:
-    from agents.sink import is_unavailable
-
     try:
         return function(*args)
     except Exception as exc:
         return Failed(is_unavailable(exc), f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
+def _bound_key() -> Failed | None:
+    """Check, once, that the key is the ledger's before anything is written with it (the
+    worker's start could not when the database was down). A wrong key is reported as the
+    ledger being unavailable: the worker waits, saying why, and acks nothing."""
+    global _key_bound
+    if _key_bound:
+        return None
+    assert _writer is not None
+    try:
+        bind_key(_writer.ledger, _writer.pseudonym)
+    except KeyRefused as exc:
+        return Failed(True, f"KeyRefused: {exc}")
+    except Exception as exc:
+        return Failed(is_unavailable(exc), f"{type(exc).__name__}: {str(exc)[:200]}")
+    _key_bound = True
+    return None
+
+
 def write(records: list[Record], undecidable: str | None = None) -> list[Handled] | Failed:
     assert _writer is not None
     writer = _writer
+    refused = _bound_key()
+    if refused is not None:
+        return refused
 
     def go() -> list[Handled]:
         return [

@@ -21,12 +21,13 @@ from rich.table import Table
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
 from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
+from pipeline.ledger.keys import ledger_key
 from pipeline.ledger.queries import current_decisions, entry_count, verify
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
 from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
-from pipeline.pseudonym import load_or_create_key, pseudonymiser
+from pipeline.pseudonym import pseudonymiser
 from pipeline.reports.formats import ropa_html, sar_html
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
@@ -63,7 +64,8 @@ def _reports(ledger: Ledger, lines: list[Any], policy: Policy, folder: Path,
     DPO would print them (each recorded in the ledger as a read, like any other)."""
     demo = Requester("demo", Role.DPO.value, "cli")
     upn = next(p["upn"] for line in lines for p in line.event["data"].get("pupils", []))
-    key = pseudonymiser(load_or_create_key(settings().pseudonym_key, str(ledger.engine.url)))
+    url = ledger.engine.url.render_as_string(hide_password=False)
+    key = pseudonymiser(ledger_key(ledger, settings().pseudonym_key, url))
     sar = folder / "subject-access.html"
     sar.write_text(sar_html(audited_sar(ledger, demo, key(upn), policy)))
     ropa = folder / "record-of-processing.html"

@@ -19,11 +19,17 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from pipeline.console import fail
 from pipeline.ledger import schema
 from pipeline.ledger.asking import BadFilter, filters_from
+from pipeline.ledger.keys import KeyRefused, ledger_key, recorded_fingerprint
 from pipeline.ledger.queries import stats, verify
 from pipeline.ledger.reads import Requester, export
 from pipeline.ledger.store import Ledger
 from pipeline.presenting import plain, short_type
-from pipeline.pseudonym import PseudonymKeyError, load_or_create_key, pseudonymiser
+from pipeline.pseudonym import (
+    Pseudonymiser,
+    PseudonymKeyError,
+    load_or_create_key,
+    pseudonymiser,
+)
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
 
@@ -68,19 +74,29 @@ def open_ledger(db: str | None, create: bool = True) -> Ledger:
     return ledger
 
 
-def pseudonym_key_for(db: str | None) -> bytes:
-    """The pseudonym key for the ledger at ``db``, or a clear exit."""
+def pseudonym_key_for(db: str | None, wait_for_database: bool = False) -> bytes:
+    """The pseudonym key for the ledger at ``db``, checked against the key the ledger was
+    written with (see :mod:`pipeline.ledger.keys`), or a clear exit.
+
+    ``wait_for_database``, for a worker, which waits out a database that is down: the key
+    is then taken as configured, and checked by the writer before its first write.
+    """
+    url = database_url(db)
     try:
-        return load_or_create_key(settings().pseudonym_key, database_url(db))
+        return ledger_key(Ledger.open(url), settings().pseudonym_key, url)
+    except (PseudonymKeyError, KeyRefused) as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        if not wait_for_database:
+            fail(f"cannot open the ledger at {shown(url)}: {_first_line(exc)}")
+    try:
+        return load_or_create_key(settings().pseudonym_key, url, may_create=False)
     except PseudonymKeyError as exc:
         fail(str(exc))
 
 
-def pseudonym_for(db: str | None) -> Callable[[str], str]:
-    try:
-        return pseudonymiser(pseudonym_key_for(db))
-    except PseudonymKeyError as exc:
-        fail(str(exc))
+def pseudonym_for(db: str | None) -> Pseudonymiser:
+    return pseudonymiser(pseudonym_key_for(db))
 
 
 def _first_line(exc: SQLAlchemyError) -> str:
@@ -117,15 +133,33 @@ def asked(make: Callable[[], T]) -> T:
         fail(str(exc))
 
 
+def _key_if_any(ledger: Ledger, db: str | None) -> Pseudonymiser | None:
+    """The ledger's pseudonym key when one is at hand (none is made); a key that is not
+    the one the ledger recorded is a clear exit, not a list of false faults."""
+    try:
+        key = load_or_create_key(settings().pseudonym_key, database_url(db), may_create=False)
+    except PseudonymKeyError:
+        return None
+    pseudonyms = pseudonymiser(key)
+    recorded = recorded_fingerprint(ledger)
+    if recorded is not None and recorded != pseudonyms.fingerprint:
+        fail("the pseudonym key is not the one this ledger was written with")
+    return pseudonyms
+
+
 @ledger_app.command("verify")
 def ledger_verify(db: DbOption = None) -> None:
-    """Recompute the hash chain; exit 1 naming the first entry that is wrong, and why."""
+    """Recompute the hash chain and check the facts, payloads and (given the pseudonym
+    key) identities beside it; exit 1 naming the first entry that is wrong, and why."""
     ledger = open_ledger(db, create=False)
+    pseudonyms = _key_if_any(ledger, db)
     with reading(ledger) as connection:
-        result = verify(connection)
+        result = verify(connection, pseudonyms)
     if result.ok:
         print(f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
               f"head hash {result.head_hash}")  # fmt: skip
+        if pseudonyms is None:
+            print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
         return
     print(f"ledger verify FAILED at seq {result.fault_seq}: {result.fault}", file=sys.stderr)
     print(f"the {result.count} entries before it are intact", file=sys.stderr)

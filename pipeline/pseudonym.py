@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,17 +25,40 @@ class PseudonymKeyError(Exception):
     """The pseudonym key is missing, unreadable or too short."""
 
 
-def pseudonymiser(key: bytes) -> Callable[[str], str]:
-    """A function from a valid UPN to its pseudonym under ``key`` (cached)."""
-    if len(key) < KEY_BYTES:
-        raise PseudonymKeyError(f"the pseudonym key must be at least {KEY_BYTES} bytes")
+class Pseudonymiser:
+    """A UPN's pseudonym under one key (called as a function, cached), and the other
+    values that key vouches for: the MAC sealing an identity row, and the key's
+    fingerprint, by which a ledger knows the key it was written with."""
 
-    @lru_cache(maxsize=200_000)
-    def pseudonym(upn: str) -> str:
-        normal = normalise_upn(upn)
-        return hmac.new(key, normal.encode("ascii"), hashlib.sha256).hexdigest()
+    def __init__(self, key: bytes) -> None:
+        if len(key) < KEY_BYTES:
+            raise PseudonymKeyError(f"the pseudonym key must be at least {KEY_BYTES} bytes")
+        self._key = key
 
-    return pseudonym
+        @lru_cache(maxsize=200_000)
+        def pseudonym(upn: str) -> str:
+            normal = normalise_upn(upn)
+            return hmac.new(key, normal.encode("ascii"), hashlib.sha256).hexdigest()
+
+        self._pseudonym = pseudonym
+
+    def __call__(self, upn: str) -> str:
+        return self._pseudonym(upn)
+
+    def identity_mac(self, pupil_key: str, upn: str, dob: str | None) -> str:
+        """The MAC of an identity row: whoever edits the row without the key is found."""
+        message = "\x00".join(("identity", pupil_key, upn, dob or "")).encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the key without revealing it (nor any pseudonym made with it)."""
+        return hmac.new(self._key, b"sharing-audit key fingerprint", hashlib.sha256).hexdigest()
+
+
+def pseudonymiser(key: bytes) -> Pseudonymiser:
+    """The pseudonyms under ``key``: a function from a valid UPN to its pseudonym."""
+    return Pseudonymiser(key)
 
 
 def key_file_for(database_url: str) -> Path | None:
@@ -47,8 +69,9 @@ def key_file_for(database_url: str) -> Path | None:
     return Path(url.database).with_suffix(Path(url.database).suffix + ".key")
 
 
-def load_or_create_key(configured: str | None, database_url: str) -> bytes:
-    """The configured key, else the one kept beside the SQLite file (made on first use).
+def load_or_create_key(configured: str | None, database_url: str, may_create: bool = True) -> bytes:
+    """The configured key, else the one kept beside the SQLite file, made on first use
+    when ``may_create`` (the caller says no for a ledger already holding pupils).
 
     A server database (PostgreSQL) must be given its key in the settings: generating one
     silently there would make pseudonyms unrepeatable across workers.
@@ -73,6 +96,11 @@ def load_or_create_key(configured: str | None, database_url: str) -> bytes:
             return bytes.fromhex(path.read_text().strip())
         except (OSError, ValueError) as exc:
             raise PseudonymKeyError(f"cannot read the pseudonym key {path}: {exc}") from None
+    if not may_create:
+        raise PseudonymKeyError(
+            f"no pseudonym key: this ledger holds pupils, and its key {path} is missing; "
+            "restore it, or set SHARING_AUDIT_PSEUDONYM_KEY to the key it was written with"
+        )
     key = secrets.token_bytes(KEY_BYTES)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -8,7 +8,7 @@ the DPO acts on incidents. Actions go into the ledger's chain with the user's na
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -32,12 +32,13 @@ from pipeline.incidents.lifecycle import (
     in_queue_order,
     shown_in_school_time,
 )
+from pipeline.ledger.keys import bind_key, ledger_key
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, Ledger, any_of, make_engine
 from pipeline.logging import get_logger
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
-from pipeline.pseudonym import load_or_create_key, pseudonymiser
+from pipeline.pseudonym import Pseudonymiser, pseudonymiser
 from pipeline.settings import settings
 from pipeline.users import Role, User, UserExists, add_user, user_for, users
 
@@ -239,7 +240,7 @@ def create_api(
     ledger: Ledger,
     *,
     policy: Policy | None = None,
-    pseudonym: Callable[[str], str] | None = None,
+    pseudonym: Pseudonymiser | None = None,
     threads: int = THREADS,
 ) -> FastAPI:
     """The app over ``ledger``. ``policy`` (default: the configured pack) explains
@@ -268,11 +269,11 @@ def create_api(
     ledger = Ledger(make_engine(ledger.engine.url.render_as_string(False), pool_size=threads))
     api.state.ledger = ledger
     api.state.policy = policy or load_pack(settings().policy)
-    api.state.pseudonym = pseudonym or pseudonymiser(
-        load_or_create_key(
-            settings().pseudonym_key, ledger.engine.url.render_as_string(hide_password=False)
-        )
-    )
+    if pseudonym is None:
+        url = ledger.engine.url.render_as_string(hide_password=False)
+        pseudonym = pseudonymiser(ledger_key(ledger, settings().pseudonym_key, url))
+    bind_key(ledger, pseudonym)  # a desk on the wrong key would find no pupil, silently
+    api.state.pseudonym = pseudonym
     # These build on this module's dependencies, so they are imported once it exists.
     from pipeline.api.audit import router as audit
     from pipeline.api.pages import COOKIE

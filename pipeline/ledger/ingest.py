@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -41,6 +41,7 @@ from pipeline.policy.intake import (
 )
 from pipeline.policy.pack import Policy
 from pipeline.policy.severity import severity_of
+from pipeline.pseudonym import Pseudonymiser
 from pipeline.register import (
     ConsentGrant,
     ConsentWithdrawal,
@@ -152,7 +153,7 @@ def undecidable_reading(raw: bytes, reason: str) -> Reading:
 class LedgerWriter:
     """Decides batches of records against the ledger's state and appends the outcomes."""
 
-    def __init__(self, ledger: Ledger, policy: Policy, pseudonym: Callable[[str], str]) -> None:
+    def __init__(self, ledger: Ledger, policy: Policy, pseudonym: Pseudonymiser) -> None:
         self.ledger = ledger
         self.policy = policy
         self.pseudonym = pseudonym
@@ -192,7 +193,7 @@ class LedgerWriter:
                     outcomes.append(outcome)
                     if outcome.kind != "duplicate":
                         entries.append(self._entry(outcome, raw, position, recorded_at))
-            self.ledger.append(connection, entries)
+            self.ledger.append(connection, entries, seal=self.pseudonym.identity_mac)
         log.info(
             "batch_recorded",
             records=len(records),

@@ -148,6 +148,7 @@ class PupilIdentity(SQLModel, table=True):
     pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
     upn: str = Field(sa_column=Column(String(13), nullable=False))
     dob: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    mac: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class AlertOutbox(SQLModel, table=True):
@@ -191,6 +192,28 @@ class AppUser(SQLModel, table=True):
     role: str = Field(sa_column=Column(String(20), nullable=False))
     token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: str = Field(sa_column=Column(String(40), nullable=False))
+    expires_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    revoked_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+
+
+class DeskSession(SQLModel, table=True):
+    """A browser signed in to the desk, by the SHA-256 of its cookie: it expires, and
+    signing out ends it, so a copied cookie stops working."""
+
+    __tablename__ = "desk_session"
+    id_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_name: str = Field(sa_column=Column(String(100), nullable=False))
+    created_at: str = Field(sa_column=Column(String(40), nullable=False))
+    expires_at: str = Field(sa_column=Column(String(40), nullable=False))
+    ended_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+
+
+class LedgerMeta(SQLModel, table=True):
+    """Named facts about the ledger itself, such as its pseudonym key's fingerprint."""
+
+    __tablename__ = "ledger_meta"
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
 
 
 class ChainHead(SQLModel, table=True):

@@ -20,7 +20,9 @@ from pipeline.ledger.chain import (
     hashable_form,
     verify_chain,
 )
+from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, OUTBOX, PUPIL, RECIPIENT, Ledger
+from pipeline.pseudonym import Pseudonymiser
 
 PAGE = 2_000
 ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
@@ -174,8 +176,10 @@ def _stored_chain(connection: Connection) -> Iterator[dict[str, Any]]:
         yield fields
 
 
-def verify(connection: Connection) -> Verification:
-    """Recompute the whole chain; also check the chain head agrees with the last entry."""
+def verify(connection: Connection, pseudonyms: Pseudonymiser | None = None) -> Verification:
+    """Recompute the whole chain; check the chain head agrees with the last entry, and
+    the rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`):
+    facts and payloads always, identity rows when ``pseudonyms`` (the key) is given."""
     result = verify_chain(_stored_chain(connection))
     if not result.ok:
         return result
@@ -189,6 +193,12 @@ def verify(connection: Connection) -> Verification:
             f"missing: the chain head records seq {head.seq}, the last entry is "
             f"seq {result.head_seq}",
         )
+    faults = side_faults(connection)
+    if pseudonyms is not None:
+        faults += identity_faults(connection, pseudonyms)
+    if faults:
+        seq, fault = min(faults)
+        return Verification(seq - 1, result.head_seq, result.head_hash, seq, fault)
     return result
 
 

@@ -7,8 +7,9 @@ writers never fork the chain and a batch is recorded whole or not at all.
 
 from __future__ import annotations
 
+import hashlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +74,15 @@ def now_text() -> str:
     return utc_text(datetime.now(UTC))
 
 
+#: The MAC of an identity row (pseudonym, UPN, date of birth) under the pseudonym key.
+Seal = Callable[[str, str, str | None], str]
+
+
+def side_digest(text: str) -> str:
+    """The digest binding a side row's stored text into its entry's hashed fields."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 @dataclass(slots=True)
 class NewEntry:
     """An entry to append: its hashed fields (``ENTRY_FIELDS``, no others; ``seq`` already
@@ -91,9 +101,12 @@ def private_file(path: str | None) -> None:
     and shared-memory files the mode of the database file."""
     if not path or path == ":memory:" or path.startswith("file:"):
         return
+    # An existing file is never opened here: closing any descriptor of a SQLite file
+    # drops every POSIX lock this process holds on it, under any connection to it.
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600))
-        if os.stat(path).st_mode & 0o077:
+        if not os.path.exists(path):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        elif os.stat(path).st_mode & 0o077:
             os.chmod(path, 0o600)
     except OSError:  # a folder that is not there, or not ours: SQLite will say so
         return
@@ -166,10 +179,18 @@ class Ledger:
         row = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
         return int(row.seq), str(row.hash)
 
-    def append(self, connection: Connection, entries: Sequence[NewEntry]) -> str:
+    def append(
+        self, connection: Connection, entries: Sequence[NewEntry], seal: Seal | None = None
+    ) -> str:
         """Chain and insert ``entries`` (their seqs follow the head); returns the new head hash.
 
         Must run inside :meth:`locked`. The entries' ``seq`` must continue the chain.
+
+        Every side row an entry brings is bound into its hashed fields, as the SHA-256 of
+        the row's text under ``details["sides"]``, so that a fact or payload changed,
+        removed or inserted afterwards names the entry in ``ledger verify``. Identity rows
+        are not hashed (they must stay erasable): ``seal`` gives each its MAC under the
+        pseudonym key instead, and entries bringing identities need it.
         """
         if not entries:
             return self.head(connection)[1]
@@ -188,16 +209,23 @@ class Ledger:
                 raise ValueError(f"entry seq {seq} does not follow {head_seq + offset - 1}")
             if len(f) != len(ENTRY_FIELDS):  # one missing also fails in _STORED, below
                 raise ValueError(f"entry seq {seq} has fields that are not hashed fields")
+            sides: dict[str, str] = {}
+            if new.payload is not None:
+                body = canonical_json(new.payload).decode()
+                payloads.append((seq, body))
+                sides["payload"] = side_digest(body)
+            if new.fact is not None:
+                fact = canonical_json(new.fact).decode()
+                facts.append((seq, new.fact["pupil_key"], fact))
+                sides["fact"] = side_digest(fact)
+            if sides:
+                f["details"] = {**(f["details"] or {}), "sides": sides}
             digest = fields_hash(prev, f)
             rows.append((*_STORED(stored_form(f)), prev, digest))
             prev = digest
             pupils.extend((k, seq) for k in dict.fromkeys(f["pupil_keys"]))
             if f["recipient"]:
                 recipients.append((f["recipient"][:200], seq))
-            if new.payload is not None:
-                payloads.append((seq, canonical_json(new.payload).decode()))
-            if new.fact is not None:
-                facts.append((seq, new.fact["pupil_key"], canonical_json(new.fact).decode()))
             if new.alert is not None:
                 severity, alert = new.alert
                 body = canonical_json({**alert, "seq": seq}).decode()
@@ -218,7 +246,9 @@ class Ledger:
             if values:
                 connection.exec_driver_sql(self._insert_statement(table, names), values)
         if identities:
-            self._upsert_identities(connection, identities)
+            if seal is None:
+                raise ValueError("identity rows are written sealed: pass the pseudonymiser's MAC")
+            self._upsert_identities(connection, identities, seal)
         connection.execute(
             update(HEAD).where(HEAD.c.id == 1).values(seq=head_seq + len(entries), hash=prev)
         )
@@ -233,7 +263,7 @@ class Ledger:
         )
 
     def _upsert_identities(
-        self, connection: Connection, identities: dict[str, tuple[str, str | None]]
+        self, connection: Connection, identities: dict[str, tuple[str, str | None]], seal: Seal
     ) -> None:
         """Insert each pupil's identity, or give one already known the date of birth an
         event brings. The same statement on both dialects, through the driver's executemany
@@ -243,12 +273,14 @@ class Ledger:
         table = IDENTITY.name
         statement = self._insert_statement(
             IDENTITY,
-            ("pupil_key", "upn", "dob"),
-            f" ON CONFLICT (pupil_key) DO UPDATE SET dob = excluded.dob"
+            ("pupil_key", "upn", "dob", "mac"),
+            f" ON CONFLICT (pupil_key) DO UPDATE SET dob = excluded.dob, mac = excluded.mac"
             f" WHERE excluded.dob IS NOT NULL"
             f" AND ({table}.dob IS NULL OR {table}.dob <> excluded.dob)",
         )
-        connection.exec_driver_sql(statement, [(k, u, d) for k, (u, d) in identities.items()])
+        connection.exec_driver_sql(
+            statement, [(k, u, d, seal(k, u, d)) for k, (u, d) in identities.items()]
+        )
 
     # -- reads the engine needs -----------------------------------------------------------
 

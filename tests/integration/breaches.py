@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from fastapi import FastAPI
+
+from pipeline.api.app import create_api
 from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.ingest import LedgerWriter
@@ -29,3 +34,9 @@ def ledger_with_breaches(url: str, policy: Policy) -> Ledger:
                            special_condition="9.2.h"))  # fmt: skip
     writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
     return ledger
+
+
+def breach_desk(ledger: Ledger, **options: Any) -> FastAPI:
+    """The app over a ledger of :func:`ledger_with_breaches`, on the key it was written
+    with (any other key is refused: see pipeline.ledger.keys)."""
+    return create_api(ledger, pseudonym=pseudonymiser(KEY), **options)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_api
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
-from tests.integration.breaches import ledger_with_breaches
+from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.routes import http_routes
 
 pytestmark = pytest.mark.integration
@@ -34,7 +33,7 @@ def tokens(ledger: Ledger) -> dict[Role, str]:
 
 @pytest.fixture
 def client(ledger: Ledger) -> TestClient:
-    return TestClient(create_api(ledger))
+    return TestClient(breach_desk(ledger))
 
 
 def auth(token: str) -> dict[str, str]:

@@ -14,10 +14,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Err
 
-from pipeline.api.app import create_api
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
-from tests.integration.breaches import ledger_with_breaches
+from tests.integration.breaches import breach_desk, ledger_with_breaches
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +24,7 @@ pytestmark = pytest.mark.integration
 def test_no_request_to_any_operation_makes_a_server_error(sqlite_url: str, policy: Policy) -> None:
     ledger = ledger_with_breaches(sqlite_url, policy)
     headers = {"Authorization": f"Bearer {add_user(ledger, 'dpo', Role.DPO)}"}
-    schema = schemathesis.openapi.from_asgi("/openapi.json", create_api(ledger))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", breach_desk(ledger))
     operations = []
     for result in schema.get_all_operations():
         if isinstance(result, Err):  # the API's own description does not load

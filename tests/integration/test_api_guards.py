@@ -8,12 +8,11 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.api.app import create_api
 from pipeline.api.guards import MAX_BODY
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
-from tests.integration.breaches import ledger_with_breaches
+from tests.integration.breaches import breach_desk, ledger_with_breaches
 
 pytestmark = pytest.mark.integration
 HUGE = "99999999999999999999"
@@ -32,7 +31,7 @@ def dpo(ledger: Ledger) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def client(ledger: Ledger) -> TestClient:
-    return TestClient(create_api(ledger), follow_redirects=False)
+    return TestClient(breach_desk(ledger), follow_redirects=False)
 
 
 @pytest.mark.parametrize("path", ["/health", "/desk/signin", "/incidents", "/nowhere"])
@@ -46,7 +45,7 @@ def test_every_response_carries_the_security_headers(client: TestClient, path: s
 
 
 def test_hsts_is_sent_over_https(ledger: Ledger) -> None:
-    secure = TestClient(create_api(ledger), base_url="https://desk.school.example")
+    secure = TestClient(breach_desk(ledger), base_url="https://desk.school.example")
     assert secure.get("/health").headers["strict-transport-security"].startswith("max-age=")
 
 
@@ -121,7 +120,7 @@ def test_a_request_that_finds_no_free_connection_is_told_to_come_back(
     ledger: Ledger, dpo: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("pipeline.ledger.store.POOL_WAIT", 0.2)
-    api = create_api(ledger, threads=1)
+    api = breach_desk(ledger, threads=1)
     held = [api.state.ledger.engine.connect() for _ in range(2)]  # the pool's all
     try:
         response = TestClient(api).get("/incidents", headers=dpo)

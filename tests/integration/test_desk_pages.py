@@ -7,10 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.api.app import create_api
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
-from tests.integration.breaches import ledger_with_breaches
+from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served
 
 pytestmark = pytest.mark.integration
@@ -21,7 +20,7 @@ def desk(sqlite_url: str, policy: Policy) -> Iterator[tuple[str, str]]:
     """The app served on a free port; its address and a DPO's token."""
     ledger = ledger_with_breaches(sqlite_url, policy)
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
-    with served(create_api(ledger)) as address:
+    with served(breach_desk(ledger)) as address:
         yield address, token
 
 
@@ -75,7 +74,7 @@ def test_a_form_posted_by_a_role_that_may_not_act_is_refused_and_changes_nothing
 
     ledger = ledger_with_breaches(sqlite_url, policy)
     token = add_user(ledger, f"{role.value}-user", role)
-    client = TestClient(create_api(ledger))
+    client = TestClient(breach_desk(ledger))
     assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
     with ledger.engine.connect() as connection:
         incident_id = next(iter(incidents(connection)))

@@ -197,8 +197,8 @@ class LedgerContract:
         write_all(writer, records[:half])
         original = Ledger.append
 
-        def crash(self: Ledger, connection: Connection, new: Any) -> str:
-            original(self, connection, new)  # the rows are written ...
+        def crash(self: Ledger, connection: Connection, new: Any, **options: Any) -> str:
+            original(self, connection, new, **options)  # the rows are written ...
             raise RuntimeError("worker killed")  # ... but the transaction never commits
 
         monkeypatch.setattr(Ledger, "append", crash)
@@ -375,6 +375,95 @@ class LedgerContract:
                 {"h": "f" * 64},
             )
         assert self.verification(filled).fault_seq == 6
+
+    # -- tampering with the rows beside the chain ------------------------------------------
+
+    def first_seq(self, ledger: Ledger, sql: str) -> int:
+        with ledger.engine.connect() as connection:
+            return int(connection.execute(text(sql)).scalar_one())
+
+    def verified_with_key(self, ledger: Ledger) -> Any:
+        with ledger.engine.connect() as connection:
+            return verify(connection, pseudonymiser(KEY))
+
+    def test_a_changed_register_fact_is_found_at_its_entry(self, filled: Ledger) -> None:
+        seq = self.first_seq(filled, "SELECT min(seq) FROM register_fact")
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(
+                text("UPDATE register_fact SET fact = replace(fact, '\"at\":\"', "
+                     "'\"at\":\"1') WHERE seq = :s"), {"s": seq},
+            )  # fmt: skip
+        result = self.verification(filled)
+        assert (result.fault_seq, result.fault) == (seq, "its register fact was changed")
+
+    def test_an_inserted_register_fact_is_found_at_the_entry_it_claims(
+        self, filled: Ledger
+    ) -> None:
+        """A fact slipped in beside a breach would turn it allowed on re-evaluation."""
+        seq = self.first_seq(filled, "SELECT min(seq) FROM ledger_entry WHERE decision = 'breach'")
+        with filled.engine.begin() as connection:
+            fact = connection.execute(text("SELECT pupil_key, fact FROM register_fact")).first()
+            assert fact is not None
+            connection.execute(  # no trigger refuses an INSERT
+                text("INSERT INTO register_fact (seq, pupil_key, fact) VALUES (:s, :k, :f)"),
+                {"s": seq, "k": fact[0], "f": fact[1]},
+            )
+        result = self.verification(filled)
+        assert result.fault_seq == seq and "inserted" in str(result.fault)
+
+    def test_a_removed_register_fact_is_found_at_its_entry(self, filled: Ledger) -> None:
+        seq = self.first_seq(filled, "SELECT min(seq) FROM register_fact")
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(text("DELETE FROM register_fact WHERE seq = :s"), {"s": seq})
+        result = self.verification(filled)
+        assert (result.fault_seq, result.fault) == (seq, "its register fact was removed")
+
+    def test_a_changed_event_payload_is_found_at_its_entry(self, filled: Ledger) -> None:
+        seq = self.first_seq(filled, "SELECT max(seq) FROM event_payload")
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(
+                text("UPDATE event_payload SET body = replace(body, 'legal_obligation', "
+                     "'public_task') WHERE seq = :s"), {"s": seq},
+            )  # fmt: skip
+            connection.execute(
+                text("UPDATE event_payload SET body = body || ' ' WHERE seq = :s"), {"s": seq}
+            )
+        result = self.verification(filled)
+        assert (result.fault_seq, result.fault) == (seq, "its event payload was changed")
+
+    def test_an_identity_row_given_another_upn_is_found_at_the_pupils_first_entry(
+        self, filled: Ledger
+    ) -> None:
+        """Else a subject-access report would show another pupil's UPN."""
+        with filled.engine.begin() as connection:
+            first, second = connection.execute(
+                text("SELECT pupil_key, upn FROM pupil_identity ORDER BY pupil_key LIMIT 2")
+            ).all()
+            connection.execute(
+                text("UPDATE pupil_identity SET upn = :u WHERE pupil_key = :k"),
+                {"u": second[1], "k": first[0]},
+            )
+            named = connection.execute(
+                text("SELECT min(seq) FROM entry_pupil WHERE pupil_key = :k"), {"k": first[0]}
+            ).scalar_one()
+        assert self.verification(filled).ok  # without the key, identities go unchecked
+        result = self.verified_with_key(filled)
+        assert result.fault_seq == named and "identity" in str(result.fault)
+
+    def test_an_identity_row_given_another_date_of_birth_is_found(self, filled: Ledger) -> None:
+        with filled.engine.begin() as connection:
+            connection.execute(text(
+                "UPDATE pupil_identity SET dob = '2001-01-01' WHERE pupil_key = "
+                "(SELECT min(pupil_key) FROM pupil_identity)"))  # fmt: skip
+        assert not self.verified_with_key(filled).ok
+
+    def test_an_erased_identity_is_not_a_fault(self, filled: Ledger) -> None:
+        with filled.engine.begin() as connection:
+            connection.execute(text("DELETE FROM pupil_identity"))
+        assert self.verified_with_key(filled).ok
 
     def test_no_upn_or_date_of_birth_is_in_any_hashed_or_indexed_table(
         self, writer: LedgerWriter, ledger: Ledger

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,25 +56,57 @@ def _sqlite_schema(ledger: Ledger) -> dict[str, str | None]:
     return {name: sql for name, sql in rows}
 
 
-def _contents(ledger: Ledger) -> dict[str, list[Any]]:
+_KEPT = (*APPEND_ONLY_TABLES, "pupil_identity", "alert_outbox", "chain_head")
+
+
+def _columns(ledger: Ledger, table: str) -> list[str]:
+    with ledger.engine.connect() as connection:
+        return [row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table})")]
+
+
+def _contents(ledger: Ledger, columns: dict[str, list[str]]) -> dict[str, list[Any]]:
+    """The rows of the ledger's tables, in the columns given for each."""
     with ledger.engine.connect() as connection:
         return {
-            table: sorted(connection.exec_driver_sql(f"SELECT * FROM {table}").all())
-            for table in (*APPEND_ONLY_TABLES, "pupil_identity", "alert_outbox", "chain_head")
+            table: sorted(
+                connection.exec_driver_sql(f"SELECT {', '.join(columns[table])} FROM {table}").all()
+            )
+            for table in _KEPT
         }
 
 
+def _year_at_0005(url: str, policy: Policy, tmp_path: Path) -> tuple[Ledger, dict[str, list[str]]]:
+    """A ledger at schema 0005 holding a simulated year, and the columns it has. Today's
+    writer needs today's schema, so the year is written into a ledger at head and its
+    rows copied into the older one, column for column."""
+    ledger = _at_revision(url, "0005")
+    columns = {table: _columns(ledger, table) for table in _KEPT}
+    written = Ledger.open(f"sqlite:///{tmp_path}/written-at-head.db")
+    schema.upgrade(written.engine)
+    write_year(written, policy, pupils=100, seed=1)
+    with ledger.engine.begin() as connection:
+        connection.exec_driver_sql(f"ATTACH DATABASE '{tmp_path}/written-at-head.db' AS head")
+        connection.exec_driver_sql("DELETE FROM main.chain_head")
+        for table in _KEPT:
+            named = ", ".join(f'"{c}"' for c in columns[table])
+            connection.exec_driver_sql(
+                f"INSERT INTO main.{table} ({named}) SELECT {named} FROM head.{table}"
+            )
+    with ledger.engine.connect() as connection:
+        connection.exec_driver_sql("DETACH DATABASE head")
+    return ledger, columns
+
+
 def test_upgrading_a_sqlite_ledger_keeps_every_row_index_and_trigger(
-    sqlite_url: str, policy: Policy
+    sqlite_url: str, policy: Policy, tmp_path: Path
 ) -> None:
-    ledger = _at_revision(sqlite_url, "0005")
-    write_year(ledger, policy, pupils=100, seed=1)
-    before, kept = _contents(ledger), _sqlite_schema(ledger)
+    ledger, columns = _year_at_0005(sqlite_url, policy, tmp_path)
+    before, kept = _contents(ledger, columns), _sqlite_schema(ledger)
     assert len(before["ledger_entry"]) > 50 and before["alert_outbox"]
 
     schema.upgrade(ledger.engine)
 
-    assert _contents(ledger) == before
+    assert _contents(ledger, columns) == before
     after = _sqlite_schema(ledger)
     dependents = {n: s for n, s in kept.items() if s and not s.startswith("CREATE TABLE")}
     assert {n: after.get(n) for n in dependents} == dependents
@@ -113,12 +146,11 @@ def test_an_upgraded_sqlite_ledger_keys_its_tables_without_a_second_index(
 
 
 def test_a_ledger_upgraded_with_entries_takes_more_and_its_chain_holds(
-    sqlite_url: str, policy: Policy
+    sqlite_url: str, policy: Policy, tmp_path: Path
 ) -> None:
-    ledger = _at_revision(sqlite_url, "0005")
-    write_year(ledger, policy, pupils=100, seed=1)
+    ledger, columns = _year_at_0005(sqlite_url, policy, tmp_path)
     schema.upgrade(ledger.engine)
-    upgraded = len(_contents(ledger)["ledger_entry"])
+    upgraded = len(_contents(ledger, columns)["ledger_entry"])
 
     write_year(ledger, policy, pupils=100, seed=2)
 

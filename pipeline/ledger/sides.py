@@ -1,0 +1,89 @@
+"""Checking the rows beside the chain against what the chain says of them.
+
+A register fact changes later decisions; an event payload is what a late fact re-decides;
+an identity row is what a subject-access report shows. None of them is a hashed row, so
+each is bound to the chain another way: a fact's and a payload's SHA-256 is in its
+entry's hashed ``details.sides``, and an identity row carries a MAC under the pseudonym
+key (it must stay erasable, so nothing hashed may depend on it). Each check names the
+first entry whose side row was changed, removed or inserted behind the writer's back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+from sqlalchemy import Connection, select
+
+from pipeline.ledger.keys import META
+from pipeline.ledger.store import ENTRY, FACT, IDENTITY, PAYLOAD, PUPIL, side_digest
+from pipeline.pseudonym import Pseudonymiser
+
+BOUND_FROM = "side_rows_bound_from"
+_PAGE = 5_000
+
+
+def _vouched(connection: Connection, since: int) -> Iterator[tuple[int, dict[str, str]]]:
+    """(seq, the side digests its hashed details hold) for every entry from ``since``."""
+    statement = (
+        select(ENTRY.c.seq, ENTRY.c.details)
+        .where(ENTRY.c.seq >= since, ENTRY.c.details.like('%"sides"%'))
+        .order_by(ENTRY.c.seq)
+    )
+    for seq, details in connection.execution_options(yield_per=_PAGE).execute(statement):
+        yield seq, orjson.loads(details).get("sides", {})
+
+
+def side_faults(connection: Connection) -> list[tuple[int, str]]:
+    """(seq, what is wrong) for each fact or payload that its entry does not vouch for."""
+    bound = connection.execute(select(META.c.value).where(META.c.name == BOUND_FROM)).scalar()
+    since = int(bound) if bound is not None else 1
+    vouched = dict(_vouched(connection, since))
+    faults: list[tuple[int, str]] = []
+    for kind, table, column in (("payload", PAYLOAD, PAYLOAD.c.body),
+                                ("fact", FACT, FACT.c.fact)):  # fmt: skip
+        found: set[int] = set()
+        rows = select(table.c.seq, column).where(table.c.seq >= since).order_by(table.c.seq)
+        for seq, text in connection.execution_options(yield_per=_PAGE).execute(rows):
+            found.add(seq)
+            expected = vouched.get(seq, {}).get(kind)
+            if expected is None:
+                faults.append((seq, f"a {_named(kind)} was inserted: the entry vouches for none"))
+            elif side_digest(text) != expected:
+                faults.append((seq, f"its {_named(kind)} was changed"))
+        for seq, sides in vouched.items():
+            if kind in sides and seq not in found:
+                faults.append((seq, f"its {_named(kind)} was removed"))
+    return sorted(faults)
+
+
+def _named(kind: str) -> str:
+    return "register fact" if kind == "fact" else "event payload"
+
+
+def identity_faults(connection: Connection, pseudonyms: Pseudonymiser) -> list[tuple[int, str]]:
+    """(first entry naming the pupil, what is wrong) for each identity row that does not
+    hold what the writer wrote: a MAC that does not match, or (a row written before MACs)
+    a UPN whose pseudonym is not the row's."""
+    faults: list[tuple[str, str]] = []
+    rows = select(IDENTITY.c.pupil_key, IDENTITY.c.upn, IDENTITY.c.dob, IDENTITY.c.mac)
+    for key, upn, dob, mac in connection.execution_options(yield_per=_PAGE).execute(rows):
+        if mac is not None:
+            if pseudonyms.identity_mac(key, upn, dob) != mac:
+                faults.append((key, "its pupil's identity row (UPN or date of birth) was changed"))
+        elif upn and _pseudonym_of(pseudonyms, upn) != key:
+            faults.append((key, "its pupil's identity row names another UPN"))
+    named: list[tuple[int, str]] = []
+    for key, fault in faults:
+        first = connection.execute(
+            select(PUPIL.c.seq).where(PUPIL.c.pupil_key == key).order_by(PUPIL.c.seq).limit(1)
+        ).scalar()
+        named.append((int(first) if first is not None else 0, fault))
+    return sorted(named)
+
+
+def _pseudonym_of(pseudonyms: Pseudonymiser, upn: str) -> str | None:
+    try:
+        return pseudonyms(upn)
+    except ValueError:  # not a UPN at all: no pseudonym could have been made of it
+        return None
