@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(PY) bench/ledger.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/queries.py
+	$(PY) bench/api.py
 
 demo: $(STAMP)
 	$(VENV)/bin/sharing-audit demo
