@@ -22,6 +22,7 @@ from pipeline.ledger.asking import BadFilter, filters_from
 from pipeline.ledger.keys import KeyRefused, ledger_key, recorded_fingerprint
 from pipeline.ledger.queries import stats, verify
 from pipeline.ledger.reads import Requester, export
+from pipeline.ledger.roles import BadRole, grant
 from pipeline.ledger.store import Ledger
 from pipeline.presenting import plain, short_type
 from pipeline.pseudonym import (
@@ -250,6 +251,28 @@ def ledger_stats(db: DbOption = None) -> None:
         for value, n in sorted(figures[title].items()):
             table.add_row(plain(value), str(n))
         console.print(table)
+
+
+@db_app.command("grant")
+def db_grant(
+    role: Annotated[str, typer.Argument(help="The role workers and the desk connect as.")],
+    db: DbOption = None,
+) -> None:
+    """PostgreSQL: give ROLE what workers and the desk need and no more (run as the
+    schema's owner, after db upgrade): read and append the ledger, update only its
+    operational tables; never update, delete, truncate, drop a trigger or alter a table."""
+    url = database_url(db)
+    ledger = open_ledger(db, create=False)
+    if ledger.dialect != "postgresql":
+        fail("db grant is for PostgreSQL: a SQLite file is protected by its mode (0600)")
+    try:
+        with ledger.engine.begin() as connection:
+            grant(connection, role)
+    except BadRole as exc:
+        fail(str(exc))
+    except SQLAlchemyError as exc:
+        fail(f"cannot grant on {shown(url)}: {_first_line(exc)}")
+    print(f"{shown(url)}: {role} may read and append the ledger, and nothing more")
 
 
 @db_app.command("upgrade")

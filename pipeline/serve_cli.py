@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -9,25 +11,83 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.console import fail, policy_or_fail
+from pipeline.ledger.asking import BadFilter, instant
+from pipeline.ledger.store import now_text, utc_text
 from pipeline.ledger_cli import DbOption, open_ledger, pseudonym_for, reading
 from pipeline.presenting import plain
-from pipeline.users import Role, UserExists, add_user, users
+from pipeline.users import (
+    Role,
+    UnknownUser,
+    UserExists,
+    add_user,
+    revoke_user,
+    rotate_user,
+    users,
+)
 
 users_app = typer.Typer(help="People who may use the breach desk and the API.",
                         no_args_is_help=True)  # fmt: skip
+
+
+ExpiresOption = Annotated[
+    str | None,
+    typer.Option(
+        "--expires", help="When the token stops working: 90d, a date (2027-07-31) or a time."
+    ),
+]
+
+
+def _expiry(text: str | None) -> str | None:
+    """``--expires`` as the ledger's UTC text: days from now, a date (midnight in
+    England) or an RFC 3339 time; a clear exit for anything else or for the past."""
+    if text is None:
+        return None
+    if text.endswith("d") and text[:-1].isdigit():
+        return utc_text(datetime.now(UTC) + timedelta(days=int(text[:-1])))
+    try:
+        moment = instant(text, "--expires")
+    except BadFilter as exc:
+        fail(f"{exc}, or a number of days such as 90d")
+    if moment <= now_text():
+        fail(f"--expires {text!r} is in the past")
+    return moment
 
 
 @users_app.command("add")
 def users_add(
     name: str,
     role: Annotated[Role, typer.Option(help="dpo acts on incidents; auditor reads; admin manages")],
+    expires: ExpiresOption = None,
     db: DbOption = None,
 ) -> None:
-    """Add a user and print their API token (shown once: it is stored only hashed)."""
+    """Add a user and print their API token (shown once: it is stored only hashed). The
+    change is recorded in the ledger, as every change to users is."""
     ledger = open_ledger(db)
     try:
-        token = add_user(ledger, name, role)
+        token = add_user(ledger, name, role, by=getpass.getuser(), expires_at=_expiry(expires))
     except UserExists as exc:
+        fail(str(exc), 1)
+    print(token)
+
+
+@users_app.command("revoke")
+def users_revoke(name: str, db: DbOption = None) -> None:
+    """End a user's token and desk sessions now."""
+    ledger = open_ledger(db, create=False)
+    try:
+        revoke_user(ledger, name, by=getpass.getuser())
+    except UnknownUser as exc:
+        fail(str(exc), 1)
+    print(f"{name}: token revoked, sessions ended")
+
+
+@users_app.command("rotate")
+def users_rotate(name: str, expires: ExpiresOption = None, db: DbOption = None) -> None:
+    """Give a user a new token and print it; the old token and its sessions stop working."""
+    ledger = open_ledger(db, create=False)
+    try:
+        token = rotate_user(ledger, name, by=getpass.getuser(), expires_at=_expiry(expires))
+    except UnknownUser as exc:
         fail(str(exc), 1)
     print(token)
 
@@ -38,9 +98,10 @@ def users_list(db: DbOption = None) -> None:
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         found = users(connection)
-    table = Table("name", "role", header_style="bold")
+    table = Table("name", "role", "expires", "revoked", header_style="bold")
     for user in found:
-        table.add_row(plain(user.name), user.role.value)
+        table.add_row(plain(user.name), user.role.value, plain(user.expires_at or ""),
+                      plain(user.revoked_at or ""))  # fmt: skip
     Console().print(table)
 
 
@@ -51,9 +112,17 @@ def serve(
     policy: Annotated[
         str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
     ] = None,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="The TLS proxy's addresses (comma-separated, or *): their X-Forwarded-Proto "
+            "and X-Forwarded-For are believed, so the desk knows it is served over HTTPS."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Serve the breach desk, the auditors' search and reports, and the HTTP API (its
-    OpenAPI description at /openapi.json)."""
+    OpenAPI description at /openapi.json). Behind a TLS proxy on another host, name it
+    with --forwarded-allow-ips: cookies are then marked Secure and HSTS is sent."""
     import uvicorn
 
     from pipeline.api.app import create_api
@@ -64,4 +133,5 @@ def serve(
     print(
         f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/openapi.json)", flush=True
     )
-    uvicorn.run(api, host=host, port=port, log_config=None)
+    uvicorn.run(api, host=host, port=port, log_config=None, proxy_headers=True,
+                forwarded_allow_ips=forwarded_allow_ips)  # fmt: skip

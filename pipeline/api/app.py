@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 import anyio
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import Connection, select
 
 from pipeline.api.guards import add_guards
@@ -34,13 +34,24 @@ from pipeline.incidents.lifecycle import (
 )
 from pipeline.ledger.keys import bind_key, ledger_key
 from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import ENTRY, Ledger, any_of, make_engine
+from pipeline.ledger.store import ENTRY, Ledger, any_of, make_engine, utc_text
 from pipeline.logging import get_logger
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import Pseudonymiser, pseudonymiser
 from pipeline.settings import settings
-from pipeline.users import Role, User, UserExists, add_user, user_for, users
+from pipeline.users import (
+    Role,
+    UnknownUser,
+    User,
+    UserExists,
+    add_user,
+    revoke_user,
+    rotate_user,
+    session_user,
+    user_for,
+    users,
+)
 
 log = get_logger(__name__)
 READERS = (Role.DPO, Role.AUDITOR, Role.ADMIN)
@@ -108,6 +119,7 @@ class IcoReport(BaseModel):
 class NewUser(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
     role: Role
+    expires_at: AwareDatetime | None = Field(default=None, description="when the token ends")
 
 
 class UserOut(BaseModel):
@@ -161,6 +173,17 @@ def user_of(ledger: Ledger, token: str) -> User | None:
     never holds one connection while it waits for another."""
     with ledger.engine.connect() as connected:
         return user_for(connected, token)
+
+
+def user_of_session(ledger: Ledger, session: str) -> User | None:
+    """Whose live desk session this is, looked up as :func:`user_of` is."""
+    with ledger.engine.connect() as connected:
+        return session_user(connected, session)
+
+
+def users_of(ledger: Ledger) -> list[User]:
+    with ledger.engine.connect() as connected:
+        return users(connected)
 
 
 def current_user(
@@ -283,8 +306,9 @@ def create_api(
     api.include_router(pages)
 
     def identify(bearer: str | None, session: str | None) -> User | None:
-        token = bearer or session
-        return user_of(ledger, token) if token else None
+        if bearer:
+            return user_of(ledger, bearer)
+        return user_of_session(ledger, session) if session else None
 
     add_guards(api, identify, cookie=COOKIE, open_paths={"/desk/signin"})
 
@@ -350,12 +374,33 @@ def create_api(
 
     @api.post("/users", response_model=UserCreated, status_code=201)
     def create_user(body: NewUser, user: Admin) -> dict[str, Any]:
+        expires = utc_text(body.expires_at) if body.expires_at else None
         try:
-            token = add_user(ledger, body.name, body.role)
+            token = add_user(ledger, body.name, body.role, by=user.name, expires_at=expires)
         except UserExists as exc:
             raise HTTPException(409, str(exc)) from None
         log.info("user_added", user=body.name, role=body.role.value, by=user.name)
         return {"name": body.name, "role": body.role, "token": token}
+
+    @api.post("/users/{name}/revoke", status_code=204)
+    def revoke(name: Annotated[str, Path(max_length=100)], user: Admin) -> None:
+        """End a user's token and desk sessions now."""
+        try:
+            revoke_user(ledger, name, by=user.name)
+        except UnknownUser as exc:
+            raise HTTPException(404, str(exc)) from None
+        log.info("user_revoked", user=name, by=user.name)
+
+    @api.post("/users/{name}/rotate", response_model=UserCreated)
+    def rotate(name: Annotated[str, Path(max_length=100)], user: Admin) -> dict[str, Any]:
+        """A new token for the user; the old one and its sessions stop working."""
+        try:
+            token = rotate_user(ledger, name, by=user.name)
+        except UnknownUser as exc:
+            raise HTTPException(404, str(exc)) from None
+        log.info("user_rotated", user=name, by=user.name)
+        role = next(u.role for u in users_of(ledger) if u.name == name)
+        return {"name": name, "role": role, "token": token}
 
     return api
 

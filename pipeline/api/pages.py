@@ -1,8 +1,10 @@
 """The breach desk's pages, for people rather than scripts: sign in, the queue, an incident.
 
 Served by the same app as the API, with everything inline (no CDN: this runs inside
-school networks). Signing in exchanges the user's token for an HttpOnly, SameSite=Strict
-cookie holding it, so forms work without JavaScript and other sites cannot post them.
+school networks). Signing in exchanges the user's token for a server-side session, held
+in an HttpOnly, SameSite=Strict cookie (Secure over HTTPS): forms work without
+JavaScript, other sites cannot post them, the token never sits in the browser, and the
+session expires and ends at sign-out.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pipeline.api.app import (
     incident_out,
     reader_of,
     user_of,
+    user_of_session,
 )
 from pipeline.api.audit import (
     MAX_SEQ,
@@ -53,7 +56,7 @@ from pipeline.logging import get_logger
 from pipeline.reports.formats import ReportFormat, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.users import Role, User
+from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)
@@ -70,8 +73,8 @@ def signed_in(request: Request) -> User | None:
     known = getattr(request.state, "user", None)  # authenticated before the body was read
     if isinstance(known, User):
         return known
-    token = request.cookies.get(COOKIE)
-    return user_of(request.app.state.ledger, token) if token else None
+    session = request.cookies.get(COOKIE)
+    return user_of_session(request.app.state.ledger, session) if session else None
 
 
 def _seconds(left: float | None) -> timedelta | None:
@@ -100,13 +103,19 @@ def signin(request: Request, token: Annotated[str, Form(max_length=200)]) -> Res
             status_code=401,
         )  # fmt: skip
     response = RedirectResponse("/desk", status_code=303)
-    response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", max_age=12 * 3600)  # fmt: skip
+    session = open_session(request.app.state.ledger, user)
+    response.set_cookie(COOKIE, session, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https",
+                        max_age=SESSION_HOURS * 3600)  # fmt: skip
     return response
 
 
 @router.get("/signout")
-def signout() -> Response:
+def signout(request: Request) -> Response:
+    """End the session on the server, not only the cookie: a copy of it stops working."""
+    session = request.cookies.get(COOKIE)
+    if session:
+        end_session(request.app.state.ledger, session)
     response = _to_signin()
     response.delete_cookie(COOKIE)
     return response

@@ -23,7 +23,7 @@ from pipeline.incidents.lifecycle import (
     Risk,
 )
 from pipeline.ledger.outbox import SUPERSEDED
-from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
+from pipeline.ledger.store import Ledger, NewEntry, act_fields, from_utc_text, now_text
 
 ACTION_KIND = "incident_action"
 
@@ -92,14 +92,9 @@ def take_action(ledger: Ledger, incident_id: int, action: Action) -> tuple[int, 
             "reported_at": action.reported_at.isoformat() if action.reported_at else None,
         }
         recorded_at = now_text()
-        fields = {
-            "seq": seq, "kind": ACTION_KIND, "refers_to": incident_id, "event_id": None,
-            "event_type": None, "occurred_at": None, "recorded_at": recorded_at,
-            "school": None, "recipient": incident.cause.recipient, "pupil_keys": [],
-            "categories": [], "lawful_basis": None, "decision": None, "rules": [],
-            "reasons": [], "policy_version": None, "topic": None, "partition": None,
-            "offset": None, "payload_digest": None,
-            "details": {k: v for k, v in details.items() if v is not None},
-        }  # fmt: skip
+        fields = act_fields(
+            seq, ACTION_KIND, {k: v for k, v in details.items() if v is not None},
+            refers_to=incident_id, recipient=incident.cause.recipient, recorded_at=recorded_at,
+        )  # fmt: skip
         ledger.append(connection, [NewEntry(fields)])
     return seq, updated

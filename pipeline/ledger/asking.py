@@ -18,7 +18,7 @@ from pipeline.register import check_upn
 from schemas.decisions import Verdict
 from schemas.events import EVENT_TYPES
 
-KINDS = ("decision", "reevaluation", "incident_action", "read")
+KINDS = ("decision", "reevaluation", "incident_action", "read", "user_action")
 
 
 class BadFilter(ValueError):

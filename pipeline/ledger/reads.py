@@ -28,7 +28,7 @@ from pipeline.ledger.queries import (
     nth_seq,
     referring_to,
 )
-from pipeline.ledger.store import ENTRY, Ledger, NewEntry, any_of, now_text
+from pipeline.ledger.store import ENTRY, Ledger, any_of, append_act
 
 READ_KIND = "read"
 
@@ -83,18 +83,7 @@ def record_read(
         details["after_seq"] = filters.after_seq
         details["through_seq"] = through if through is not None else as_of
     details.update(extra or {})
-    with ledger.locked() as connection:
-        seq = Ledger.head(connection)[0] + 1
-        fields = {
-            "seq": seq, "kind": READ_KIND, "refers_to": refers_to, "event_id": None,
-            "event_type": None, "occurred_at": None, "recorded_at": now_text(),
-            "school": None, "recipient": None, "pupil_keys": list(dict.fromkeys(pupil_keys)),
-            "categories": [], "lawful_basis": None, "decision": None, "rules": [],
-            "reasons": [], "policy_version": None, "topic": None, "partition": None,
-            "offset": None, "payload_digest": None, "details": details,
-        }  # fmt: skip
-        ledger.append(connection, [NewEntry(fields)])
-    return seq
+    return append_act(ledger, READ_KIND, details, refers_to=refers_to, pupil_keys=pupil_keys)
 
 
 def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> Page:

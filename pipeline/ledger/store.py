@@ -83,6 +83,36 @@ def side_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def act_fields(
+    seq: int,
+    kind: str,
+    details: dict[str, Any],
+    *,
+    refers_to: int | None = None,
+    recipient: str | None = None,
+    pupil_keys: Sequence[str] = (),
+    recorded_at: str | None = None,
+) -> dict[str, Any]:
+    """The hashed fields of an entry that records an act (a read, a desk action, a change
+    of users) rather than a decision about an event: only ``details`` says what it was."""
+    return {
+        "seq": seq, "kind": kind, "refers_to": refers_to, "event_id": None,
+        "event_type": None, "occurred_at": None, "recorded_at": recorded_at or now_text(),
+        "school": None, "recipient": recipient, "pupil_keys": list(dict.fromkeys(pupil_keys)),
+        "categories": [], "lawful_basis": None, "decision": None, "rules": [],
+        "reasons": [], "policy_version": None, "topic": None, "partition": None,
+        "offset": None, "payload_digest": None, "details": details,
+    }  # fmt: skip
+
+
+def append_act(ledger: Ledger, kind: str, details: dict[str, Any], **fields: Any) -> int:
+    """Append one act (see :func:`act_fields`) under the chain's lock; its seq."""
+    with ledger.locked() as connection:
+        seq = Ledger.head(connection)[0] + 1
+        ledger.append(connection, [NewEntry(act_fields(seq, kind, details, **fields))])
+    return seq
+
+
 @dataclass(slots=True)
 class NewEntry:
     """An entry to append: its hashed fields (``ENTRY_FIELDS``, no others; ``seq`` already

@@ -68,7 +68,7 @@ def allowed_role(path: str) -> Role:
 
 
 def test_there_are_mutating_endpoints_to_protect(client: TestClient) -> None:
-    assert len(mutating_paths(client)) == 6
+    assert len(mutating_paths(client)) == 8
 
 
 @pytest.mark.parametrize("token", [None, "sa_not-a-token"])
@@ -79,7 +79,7 @@ def test_every_mutating_endpoint_refuses_a_missing_or_wrong_token(
     for path in mutating_paths(client):
         action = path.rsplit("/", 1)[1]
         response = client.post(
-            path.format(incident_id=incident), json=BODIES.get(action, {}),
+            path.format(incident_id=incident, name="auditor-user"), json=BODIES.get(action, {}),
             headers=auth(token) if token else {},
         )  # fmt: skip
         assert response.status_code == 401, path
@@ -96,7 +96,7 @@ def test_every_mutating_endpoint_refuses_the_roles_it_is_not_for(
             continue
         action = path.rsplit("/", 1)[1]
         response = client.post(
-            path.format(incident_id=incident), json=BODIES.get(action, {}),
+            path.format(incident_id=incident, name="auditor-user"), json=BODIES.get(action, {}),
             headers=auth(tokens[role]),
         )  # fmt: skip
         assert response.status_code == 403, path

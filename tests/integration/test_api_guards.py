@@ -108,7 +108,7 @@ def test_an_id_past_any_the_ledger_can_hold_is_not_found(
     client: TestClient, dpo: dict[str, str], path: str
 ) -> None:
     token = dpo["Authorization"].split()[1]
-    client.cookies.set("sharing_audit_session", token)
+    client.post("/desk/signin", data={"token": token})
     try:
         response = client.get(path, headers=dpo)
     finally:

@@ -296,6 +296,7 @@ POST_READS = {"/entries/search", "/entries/export", "/pupils/sar", "/pupils/read
 POST_OTHERS = {
     "/desk/signin": "signs in", "/desk/search": "redirects to its GET, which reads",
     "/users": "adds a user", "/desk/incidents/{incident_id}/{action}": "acts on an incident",
+    "/users/{name}/revoke": "ends a token", "/users/{name}/rotate": "replaces a token",
 }  # fmt: skip
 
 

@@ -1,0 +1,93 @@
+"""On PostgreSQL, workers and the desk connect as a role that may read and append the
+ledger and nothing more: even with its password, no one rewrites history through it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from pipeline.engine import Position
+from pipeline.ledger import schema
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.queries import verify
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from pipeline.users import Role, add_user
+from tests.factory import consent_given, line, referral
+from tests.integration.test_ledger_cli import run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app_url(pg_url: str) -> Iterator[str]:
+    """The URL of a fresh login role, granted the application's privileges by the owner."""
+    role = f"sa_app_{uuid.uuid4().hex[:10]}"
+    owner = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with owner.connect() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN"))
+    schema.upgrade(Ledger.open(pg_url).engine)
+    granted = run("db", "grant", role, "--db", pg_url)
+    assert granted.returncode == 0, granted.stderr
+    try:
+        yield make_url(pg_url).set(username=role).render_as_string(hide_password=False)
+    finally:
+        with owner.connect() as connection:
+            connection.execute(text(f"DROP OWNED BY {role}"))
+            connection.execute(text(f"DROP ROLE {role}"))
+        owner.dispose()
+
+
+@pytest.fixture
+def written(app_url: str, policy: Policy) -> Ledger:
+    """What the role is for: recording events, users and reads, as the workers and desk do."""
+    ledger = Ledger.open(app_url)
+    writer = LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
+    breach = referral(
+        lawful_basis="consent", consent_ref="C-1", special_condition="9.2.a", categories=["medical"]
+    )
+    events = [consent_given(), breach]
+    writer.write([(line(e), Position.line("f", n)) for n, e in enumerate(events, 1)])
+    add_user(ledger, "dpo", Role.DPO)
+    return ledger
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE ledger_entry SET decision = 'allowed'",
+        "DELETE FROM ledger_entry",
+        "TRUNCATE ledger_entry",
+        "UPDATE register_fact SET fact = '{}'",
+        "DELETE FROM event_payload",
+        "DROP TRIGGER ledger_entry_no_change ON ledger_entry",
+        "ALTER TABLE ledger_entry DISABLE TRIGGER ALL",
+        "DELETE FROM ledger_meta",
+    ],
+)
+def test_the_application_role_may_not_rewrite_history(written: Ledger, statement: str) -> None:
+    with (
+        pytest.raises(DBAPIError, match=r"permission denied|must be owner"),
+        written.engine.begin() as c,
+    ):
+        c.execute(text(statement))
+    with written.engine.connect() as connection:
+        assert verify(connection).ok
+
+
+def test_the_application_role_records_and_reads(written: Ledger) -> None:
+    with written.engine.connect() as connection:
+        result = verify(connection)
+    assert result.ok and result.count == 3  # two events, and the user added
+
+
+def test_a_role_name_that_is_not_one_is_refused(pg_url: str) -> None:
+    schema.upgrade(Ledger.open(pg_url).engine)
+    done = run("db", "grant", "app; DROP TABLE ledger_entry", "--db", pg_url)
+    assert done.returncode == 2 and "a role name is" in done.stderr

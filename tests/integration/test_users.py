@@ -1,0 +1,116 @@
+"""Who may use the desk, for how long: tokens expire, are revoked and rotated; desk
+sessions live on the server and end at sign-out; every change is in the ledger's chain."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from pipeline.ledger.queries import Filters, entries, verify
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.users import Role, add_user
+from tests.integration.breaches import breach_desk, ledger_with_breaches
+from tests.integration.serving import served
+from tests.integration.test_ledger_cli import run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ledger(sqlite_url: str, policy: Policy) -> Ledger:
+    return ledger_with_breaches(sqlite_url, policy)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def user_entries(ledger: Ledger) -> list[dict[str, object]]:
+    with ledger.engine.connect() as connection:
+        return [e["details"] for e in entries(connection, Filters(kind="user_action"))]
+
+
+def test_an_expired_token_is_refused(ledger: Ledger) -> None:
+    token = add_user(ledger, "temp", Role.AUDITOR, expires_at="2099-01-01T00:00:00.000000Z")
+    client = TestClient(breach_desk(ledger))
+    assert client.get("/incidents", headers=bearer(token)).status_code == 200
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            text("UPDATE app_user SET expires_at = '2000-01-01' WHERE name = 'temp'")
+        )
+    assert client.get("/incidents", headers=bearer(token)).status_code == 401
+
+
+def test_revoke_and_rotate_at_the_command_line_end_the_old_token(
+    ledger: Ledger, sqlite_url: str
+) -> None:
+    client = TestClient(breach_desk(ledger))
+    first = run("users", "add", "dana", "--role", "dpo", "--expires", "30d", "--db", sqlite_url)
+    token = first.stdout.strip()
+    assert client.get("/incidents", headers=bearer(token)).status_code == 200
+    rotated = run("users", "rotate", "dana", "--db", sqlite_url).stdout.strip()
+    assert client.get("/incidents", headers=bearer(token)).status_code == 401
+    assert client.get("/incidents", headers=bearer(rotated)).status_code == 200
+    assert run("users", "revoke", "dana", "--db", sqlite_url).returncode == 0
+    assert client.get("/incidents", headers=bearer(rotated)).status_code == 401
+    assert run("users", "revoke", "nobody", "--db", sqlite_url).returncode == 1
+    past = run(
+        "users", "add", "old", "--role", "dpo", "--expires", "2001-01-01", "--db", sqlite_url
+    )
+    assert past.returncode == 2 and "in the past" in past.stderr
+
+
+def test_every_change_to_users_is_in_the_chain_and_no_token_is(ledger: Ledger) -> None:
+    admin = add_user(ledger, "root", Role.ADMIN, by="installer")
+    client = TestClient(breach_desk(ledger))
+    made = client.post("/users", json={"name": "aud", "role": "auditor"}, headers=bearer(admin))
+    token = made.json()["token"]
+    client.post("/users/aud/rotate", headers=bearer(admin))
+    assert client.post("/users/aud/revoke", headers=bearer(admin)).status_code == 204
+    details = user_entries(ledger)
+    assert [(d["action"], d["user"], d["by"]) for d in details] == [
+        ("add", "root", "installer"), ("add", "aud", "root"), ("rotate", "aud", "root"),
+        ("revoke", "aud", "root"),
+    ]  # fmt: skip
+    assert token not in str(details)
+    with ledger.engine.connect() as connection:
+        assert verify(connection).ok
+
+
+def test_the_desk_cookie_is_a_session_that_sign_out_ends(ledger: Ledger) -> None:
+    token = add_user(ledger, "dpo", Role.DPO)
+    client = TestClient(breach_desk(ledger), follow_redirects=False)
+    assert client.post("/desk/signin", data={"token": token}).status_code == 303
+    session = client.cookies.get("sharing_audit_session")
+    assert session and session != token
+    assert client.get("/desk").status_code == 200
+    client.get("/desk/signout")
+    copied = TestClient(breach_desk(ledger), follow_redirects=False)
+    copied.cookies.set("sharing_audit_session", session)
+    assert copied.get("/desk").status_code == 303  # the copy of the cookie is dead too
+
+
+def test_revoking_a_user_ends_their_desk_sessions(ledger: Ledger, sqlite_url: str) -> None:
+    token = add_user(ledger, "dpo", Role.DPO)
+    client = TestClient(breach_desk(ledger), follow_redirects=False)
+    client.post("/desk/signin", data={"token": token})
+    assert client.get("/desk").status_code == 200
+    assert run("users", "revoke", "dpo", "--db", sqlite_url).returncode == 0
+    assert client.get("/desk").status_code == 303
+
+
+@pytest.mark.parametrize("https", [False, True])
+def test_the_cookie_is_secure_when_the_proxy_says_https(ledger: Ledger, https: bool) -> None:
+    """Served as `serve` serves it: uvicorn believes X-Forwarded-Proto from the allowed
+    proxy addresses (--forwarded-allow-ips), and the cookie follows."""
+    import httpx
+
+    token = add_user(ledger, "dpo", Role.DPO)
+    with served(breach_desk(ledger)) as address:
+        headers = {"X-Forwarded-Proto": "https"} if https else {}
+        answer = httpx.post(f"{address}/desk/signin", data={"token": token}, headers=headers)
+    cookie = answer.headers["set-cookie"]
+    assert ("Secure" in cookie) is https
+    assert ("strict-transport-security" in answer.headers) is https
