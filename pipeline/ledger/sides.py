@@ -1,7 +1,8 @@
 """Checking the rows beside the chain against what the chain says of them.
 
 A register fact changes later decisions; an event payload is what a late fact re-decides;
-an identity row is what a subject-access report shows. None of them is a hashed row, so
+an alert is what the desk builds its incidents from; an identity row is what a
+subject-access report shows. None of them is a hashed row, so
 each is bound to the chain another way: a fact's and a payload's SHA-256 is in its
 entry's hashed ``details.sides``, and an identity row carries a MAC under the pseudonym
 key (it must stay erasable, so nothing hashed may depend on it). Each check names the
@@ -16,7 +17,8 @@ import orjson
 from sqlalchemy import Connection, select
 
 from pipeline.ledger.keys import META
-from pipeline.ledger.store import ENTRY, FACT, IDENTITY, PAYLOAD, PUPIL, side_digest
+from pipeline.ledger.outbox import SUPERSEDED
+from pipeline.ledger.store import ENTRY, FACT, IDENTITY, OUTBOX, PAYLOAD, PUPIL, side_digest
 from pipeline.pseudonym import Pseudonymiser
 
 BOUND_FROM = "side_rows_bound_from"
@@ -35,13 +37,15 @@ def _vouched(connection: Connection, since: int) -> Iterator[tuple[int, dict[str
 
 
 def side_faults(connection: Connection) -> list[tuple[int, str]]:
-    """(seq, what is wrong) for each fact or payload that its entry does not vouch for."""
+    """(seq, what is wrong) for each fact, payload or alert that its entry does not vouch
+    for, and each alert kept off the desk that nothing re-decided."""
     bound = connection.execute(select(META.c.value).where(META.c.name == BOUND_FROM)).scalar()
     since = int(bound) if bound is not None else 1
     vouched = dict(_vouched(connection, since))
     faults: list[tuple[int, str]] = []
     for kind, table, column in (("payload", PAYLOAD, PAYLOAD.c.body),
-                                ("fact", FACT, FACT.c.fact)):  # fmt: skip
+                                ("fact", FACT, FACT.c.fact),
+                                ("alert", OUTBOX, OUTBOX.c.body)):  # fmt: skip
         found: set[int] = set()
         rows = select(table.c.seq, column).where(table.c.seq >= since).order_by(table.c.seq)
         for seq, text in connection.execution_options(yield_per=_PAGE).execute(rows):
@@ -54,11 +58,33 @@ def side_faults(connection: Connection) -> list[tuple[int, str]]:
         for seq, sides in vouched.items():
             if kind in sides and seq not in found:
                 faults.append((seq, f"its {_named(kind)} was removed"))
-    return sorted(faults)
+
+    return sorted(faults + _unfounded_supersessions(connection, since))
+
+
+def _unfounded_supersessions(connection: Connection, since: int) -> list[tuple[int, str]]:
+    """An alert is marked superseded (kept off the desk) only when a later entry re-decided
+    its event; one marked so without such an entry was hidden behind the writer's back."""
+    statement = (
+        select(OUTBOX.c.seq, ENTRY.c.kind, ENTRY.c.refers_to)
+        .join(ENTRY, ENTRY.c.seq == OUTBOX.c.seq)
+        .where(OUTBOX.c.status == SUPERSEDED, OUTBOX.c.seq >= since)
+    )
+    faults = []
+    for seq, kind, refers_to in connection.execute(statement).all():
+        base = refers_to if kind == "reevaluation" else seq
+        later = connection.execute(
+            select(ENTRY.c.seq)
+            .where(ENTRY.c.kind == "reevaluation", ENTRY.c.refers_to == base, ENTRY.c.seq > seq)
+            .limit(1)
+        ).first()
+        if later is None:
+            faults.append((seq, "its alert was marked superseded, but nothing re-decided it"))
+    return faults
 
 
 def _named(kind: str) -> str:
-    return "register fact" if kind == "fact" else "event payload"
+    return {"fact": "register fact", "payload": "event payload", "alert": "alert"}[kind]
 
 
 def identity_faults(connection: Connection, pseudonyms: Pseudonymiser) -> list[tuple[int, str]]:

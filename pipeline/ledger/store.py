@@ -217,8 +217,8 @@ class Ledger:
         Must run inside :meth:`locked`. The entries' ``seq`` must continue the chain.
 
         Every side row an entry brings is bound into its hashed fields, as the SHA-256 of
-        the row's text under ``details["sides"]``, so that a fact or payload changed,
-        removed or inserted afterwards names the entry in ``ledger verify``. Identity rows
+        the row's text under ``details["sides"]``, so that a fact, payload or alert
+        changed, removed or inserted afterwards names the entry in ``ledger verify``. Identity rows
         are not hashed (they must stay erasable): ``seal`` gives each its MAC under the
         pseudonym key instead, and entries bringing identities need it.
         """
@@ -248,6 +248,11 @@ class Ledger:
                 fact = canonical_json(new.fact).decode()
                 facts.append((seq, new.fact["pupil_key"], fact))
                 sides["fact"] = side_digest(fact)
+            if new.alert is not None:
+                severity, alert = new.alert
+                body = canonical_json({**alert, "seq": seq}).decode()
+                alerts.append((seq, severity, body, f["recorded_at"]))
+                sides["alert"] = side_digest(body)
             if sides:
                 f["details"] = {**(f["details"] or {}), "sides": sides}
             digest = fields_hash(prev, f)
@@ -256,10 +261,6 @@ class Ledger:
             pupils.extend((k, seq) for k in dict.fromkeys(f["pupil_keys"]))
             if f["recipient"]:
                 recipients.append((f["recipient"][:200], seq))
-            if new.alert is not None:
-                severity, alert = new.alert
-                body = canonical_json({**alert, "seq": seq}).decode()
-                alerts.append((seq, severity, body, f["recorded_at"]))
             for key, upn, dob in new.identities:
                 known = identities.get(key)
                 identities[key] = (upn, dob or (known[1] if known else None))

@@ -257,7 +257,7 @@ class LedgerContract:
         assert rows[-1]["kind"] == "reevaluation"
         assert rows[-1]["refers_to"] == 2
         assert rows[-1]["rules"] == ["consent.withdrawn"]
-        assert rows[-1]["details"] == {"reevaluated_by": late["id"]}
+        assert rows[-1]["details"]["reevaluated_by"] == late["id"]
 
     def test_a_fact_from_another_partition_is_decided_before_later_events_of_its_batch(
         self, writer: LedgerWriter
@@ -459,6 +459,30 @@ class LedgerContract:
                 "UPDATE pupil_identity SET dob = '2001-01-01' WHERE pupil_key = "
                 "(SELECT min(pupil_key) FROM pupil_identity)"))  # fmt: skip
         assert not self.verified_with_key(filled).ok
+
+    @pytest.mark.parametrize(
+        ("statement", "fault"),
+        [
+            ("UPDATE alert_outbox SET status = 'superseded', relayed_at = '2026-01-01' "
+             "WHERE seq = :s", "its alert was marked superseded, but nothing re-decided it"),
+            ("UPDATE alert_outbox SET body = body || ' ' WHERE seq = :s", "its alert was changed"),
+            ("DELETE FROM alert_outbox WHERE seq = :s", "its alert was removed"),
+        ],
+    )  # fmt: skip
+    def test_an_alert_hidden_from_the_desk_is_found_at_its_entry(
+        self, filled: Ledger, statement: str, fault: str
+    ) -> None:
+        """Incidents are built from the outbox: an edited row once removed one unseen."""
+        seq = self.first_seq(
+            filled,
+            "SELECT min(o.seq) FROM alert_outbox o JOIN ledger_entry e ON e.seq = o.seq "
+            "WHERE e.kind = 'decision' AND NOT EXISTS (SELECT 1 FROM ledger_entry r "
+            "WHERE r.kind = 'reevaluation' AND r.refers_to = o.seq)",
+        )
+        with filled.engine.begin() as connection:
+            connection.execute(text(statement), {"s": seq})
+        result = self.verification(filled)
+        assert (result.fault_seq, result.fault) == (seq, fault)
 
     def test_an_erased_identity_is_not_a_fault(self, filled: Ledger) -> None:
         with filled.engine.begin() as connection:
