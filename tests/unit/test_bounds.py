@@ -116,3 +116,20 @@ def test_the_published_schemas_carry_the_bounds() -> None:
     assert f'"maxItems": {MAX_PUPILS}' in schema
     assert '"pattern": "^[a-z0-9:._-]{1,64}$"' in schema
     assert f'"x-maxDepth": {MAX_DEPTH}' in schema
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"id": "a", "id": "b"}', b'{"id": "a", "data": {"recipient": "x", "recipient": "dfe"}}',
+     b'{"data": {"pupils": [{"upn": "A", "upn": "B"}]}}', b'{"id" :"a", "id" :"b"}'],
+)  # fmt: skip
+def test_a_key_given_twice_in_one_object_is_invalid_naming_it(raw: bytes) -> None:
+    """Parsers differ on which value wins: the event would mean what its reader chose."""
+    problem = read_event(raw).problem
+    assert problem is not None and "appears twice in one object" in problem
+
+
+def test_text_that_looks_like_a_key_inside_a_value_is_not_a_duplicate() -> None:
+    event = referral(purpose='"recipient": "dfe", "recipient": "la:850"')
+    reading = read_event(line(event))
+    assert reading.problem is None and reading.event is not None
