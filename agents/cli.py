@@ -72,8 +72,15 @@ def notice_targets(config: Settings) -> tuple[Target, ...]:
             fail("set SHARING_AUDIT_SMTP_HOST to send incident notices by email")
         if config.smtp_username and config.smtp_tls == "none":
             fail("SHARING_AUDIT_SMTP_TLS=none sends no password: set starttls or ssl")
-        smtp = Smtp(config.smtp_host, config.smtp_port, config.smtp_from, config.smtp_tls,
-                    config.smtp_username, config.smtp_password, config.smtp_ca_file)  # fmt: skip
+        smtp = Smtp(
+            config.smtp_host,
+            config.smtp_port,
+            config.smtp_from,
+            config.smtp_tls,
+            config.smtp_username,
+            config.smtp_password,
+            config.smtp_ca_file,
+        )
         targets += [email_target(to, smtp) for to in config.notify_email_to]
     return tuple(targets)
 

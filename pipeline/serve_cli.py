@@ -100,8 +100,12 @@ def users_list(db: DbOption = None) -> None:
         found = users(connection)
     table = Table("name", "role", "expires", "revoked", header_style="bold")
     for user in found:
-        table.add_row(plain(user.name), user.role.value, plain(user.expires_at or ""),
-                      plain(user.revoked_at or ""))  # fmt: skip
+        table.add_row(
+            plain(user.name),
+            user.role.value,
+            plain(user.expires_at or ""),
+            plain(user.revoked_at or ""),
+        )
     Console().print(table)
 
 
@@ -133,5 +137,11 @@ def serve(
     print(
         f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/openapi.json)", flush=True
     )
-    uvicorn.run(api, host=host, port=port, log_config=None, proxy_headers=True,
-                forwarded_allow_ips=forwarded_allow_ips)  # fmt: skip
+    uvicorn.run(
+        api,
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )

@@ -106,9 +106,12 @@ def rotate_user(ledger: Ledger, name: str, by: str, expires_at: str | None = Non
     now = now_text()
     with ledger.engine.begin() as connection:
         changed = connection.execute(
-            text("UPDATE app_user SET token_hash = :h, expires_at = :e, revoked_at = NULL "
-                 "WHERE name = :n"), {"h": token_hash(token), "e": expires_at, "n": name},
-        ).rowcount  # fmt: skip
+            text(
+                "UPDATE app_user SET token_hash = :h, expires_at = :e, revoked_at = NULL "
+                "WHERE name = :n"
+            ),
+            {"h": token_hash(token), "e": expires_at, "n": name},
+        ).rowcount
         connection.execute(
             text("UPDATE desk_session SET ended_at = :t WHERE user_name = :n "
                  "AND ended_at IS NULL"), {"t": now, "n": name},
@@ -148,11 +151,13 @@ def open_session(ledger: Ledger, user: User) -> str:
 def session_user(connection: Connection, session: str) -> User | None:
     """Whose desk session this is, while it and their token are live."""
     row = connection.execute(
-        text("SELECT u.name, u.role FROM desk_session s JOIN app_user u ON u.name = s.user_name "
-             "WHERE s.id_hash = :h AND s.ended_at IS NULL AND s.expires_at > :now AND "
-             "u.revoked_at IS NULL AND (u.expires_at IS NULL OR u.expires_at > :now)"),
+        text(
+            "SELECT u.name, u.role FROM desk_session s JOIN app_user u ON u.name = s.user_name "
+            "WHERE s.id_hash = :h AND s.ended_at IS NULL AND s.expires_at > :now AND "
+            "u.revoked_at IS NULL AND (u.expires_at IS NULL OR u.expires_at > :now)"
+        ),
         {"h": token_hash(session), "now": now_text()},
-    ).first()  # fmt: skip
+    ).first()
     return User(row[0], Role(row[1])) if row else None
 
 

@@ -163,8 +163,18 @@ def search_filters(
 ) -> Filters:
     if any(name.lower() == "upn" for name in request.query_params):
         raise HTTPException(400, UPN_IN_URL)
-    asked = Asked(pupil=pupil, recipient=recipient, type=type, decision=decision, rule=rule,
-                  category=category, kind=kind, since=since, until=until, after=after)  # fmt: skip
+    asked = Asked(
+        pupil=pupil,
+        recipient=recipient,
+        type=type,
+        decision=decision,
+        rule=rule,
+        category=category,
+        kind=kind,
+        since=since,
+        until=until,
+        after=after,
+    )
     return filters_of(request, asked)
 
 

@@ -104,9 +104,14 @@ def signin(request: Request, token: Annotated[str, Form(max_length=200)]) -> Res
         )  # fmt: skip
     response = RedirectResponse("/desk", status_code=303)
     session = open_session(request.app.state.ledger, user)
-    response.set_cookie(COOKIE, session, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https",
-                        max_age=SESSION_HOURS * 3600)  # fmt: skip
+    response.set_cookie(
+        COOKIE,
+        session,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=SESSION_HOURS * 3600,
+    )
     return response
 
 
@@ -281,8 +286,14 @@ async def search_posted(request: Request, user: SignedIn) -> Response:
     try:
         filters = _filters(request, asked)
     except BadFilter as exc:
-        context = {"user": user, "q": asked, "event_types": EVENT_TYPES, "kinds": KINDS,
-                   "error": str(exc), "page": None}  # fmt: skip
+        context = {
+            "user": user,
+            "q": asked,
+            "event_types": EVENT_TYPES,
+            "kinds": KINDS,
+            "error": str(exc),
+            "page": None,
+        }
         return templates.TemplateResponse(request, "search.html", context, status_code=422)
     asked.pop("upn", None)
     if filters.pupil_key:

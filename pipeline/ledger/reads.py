@@ -140,8 +140,15 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None
     # Every entry the answer shows is named, so that opening an incident action (which
     # names no pupil) counts among the readers of the pupils of the decision it shows.
     shown = sorted({seq, *(e["seq"] for e in (earlier, *later) if e is not None)})
-    record_read(ledger, reader, "open", returned=len(shown), as_of=as_of, refers_to=seq,
-                extra={"entries": shown})  # fmt: skip
+    record_read(
+        ledger,
+        reader,
+        "open",
+        returned=len(shown),
+        as_of=as_of,
+        refers_to=seq,
+        extra={"entries": shown},
+    )
     return {"entry": entry, "refers_to": earlier, "referred_by": later}
 
 

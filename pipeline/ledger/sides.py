@@ -43,9 +43,11 @@ def side_faults(connection: Connection) -> list[tuple[int, str]]:
     since = int(bound) if bound is not None else 1
     vouched = dict(_vouched(connection, since))
     faults: list[tuple[int, str]] = []
-    for kind, table, column in (("payload", PAYLOAD, PAYLOAD.c.body),
-                                ("fact", FACT, FACT.c.fact),
-                                ("alert", OUTBOX, OUTBOX.c.body)):  # fmt: skip
+    for kind, table, column in (
+        ("payload", PAYLOAD, PAYLOAD.c.body),
+        ("fact", FACT, FACT.c.fact),
+        ("alert", OUTBOX, OUTBOX.c.body),
+    ):
         found: set[int] = set()
         rows = select(table.c.seq, column).where(table.c.seq >= since).order_by(table.c.seq)
         for seq, text in connection.execution_options(yield_per=_PAGE).execute(rows):

@@ -71,8 +71,9 @@ def load(address: str, token: str, calls: Sequence[Call], clients: int, total: i
                 call = calls[turn % len(calls)]
                 started = time.perf_counter()
                 try:
-                    response = http.request(call.method, call.path, json=call.json,
-                                            params=call.params)  # fmt: skip
+                    response = http.request(
+                        call.method, call.path, json=call.json, params=call.params
+                    )
                     status = response.status_code
                 except httpx.HTTPError:
                     status = 599

@@ -30,9 +30,30 @@ HOSTILE = st.one_of(
     ]),
     st.text(max_size=300),
 )  # fmt: skip
-NAMES = ["upn", "pupil", "recipient", "type", "decision", "rule", "category", "kind",
-         "since", "until", "after", "limit", "format", "include_closed", "token", "risk",
-         "reasons", "ico_reference", "reason", "name", "role", "expires_at"]  # fmt: skip
+NAMES = [
+    "upn",
+    "pupil",
+    "recipient",
+    "type",
+    "decision",
+    "rule",
+    "category",
+    "kind",
+    "since",
+    "until",
+    "after",
+    "limit",
+    "format",
+    "include_closed",
+    "token",
+    "risk",
+    "reasons",
+    "ico_reference",
+    "reason",
+    "name",
+    "role",
+    "expires_at",
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +84,12 @@ def test_no_hostile_request_makes_a_server_error(
     setup: tuple[TestClient, dict[Role, str]], data: st.DataObject
 ) -> None:
     client, tokens = setup
-    routes = sorted((p, m) for p, methods in http_routes(client.app) for m in methods
-                    if m in ("GET", "POST") and p != "/desk/signout")  # fmt: skip
+    routes = sorted(
+        (p, m)
+        for p, methods in http_routes(client.app)
+        for m in methods
+        if m in ("GET", "POST") and p != "/desk/signout"
+    )
     path, method = data.draw(st.sampled_from(routes))
     url = _filled(path, data.draw(HOSTILE))
     fields: dict[str, Any] = {
@@ -83,6 +108,7 @@ def test_no_hostile_request_makes_a_server_error(
             response = client.post(url, json=fields, headers=headers)
         else:
             raw = data.draw(HOSTILE).encode("utf-8", "surrogatepass")
-            response = client.post(url, content=raw, headers={**headers,
-                                   "Content-Type": "application/json"})  # fmt: skip
+            response = client.post(
+                url, content=raw, headers={**headers, "Content-Type": "application/json"}
+            )
     assert response.status_code < 500, f"{method} {url} {fields}: {response.text[:300]}"

@@ -130,8 +130,12 @@ def test_a_upn_in_a_url_is_refused_and_answers_nothing(
 ) -> None:
     _signed_in(client, tokens[Role.DPO])
     before = len(reads(year.ledger))
-    response = client.get(path, params={name: a_census_pupil(year)},
-                          headers=auth(tokens[Role.DPO]), follow_redirects=False)  # fmt: skip
+    response = client.get(
+        path,
+        params={name: a_census_pupil(year)},
+        headers=auth(tokens[Role.DPO]),
+        follow_redirects=False,
+    )
     assert response.status_code == 400
     assert "never" in response.text and a_census_pupil(year) not in response.text
     assert len(reads(year.ledger)) == before
@@ -308,9 +312,10 @@ def _example_request(
     url = path.replace("{seq}", "1").replace("{incident_id}", str(incident))
     by_pseudonym = {"pupil": pseudonym(upn)}
     params = {
-        "/desk/search": by_pseudonym, "/desk/search/export": by_pseudonym,
+        "/desk/search": by_pseudonym,
+        "/desk/search/export": by_pseudonym,
         "/desk/ropa": {"format": "html"},
-    }.get(path, {"upn": upn} if method == "POST" else {})  # fmt: skip
+    }.get(path, {"upn": upn} if method == "POST" else {})
     return url, params
 
 
@@ -323,12 +328,19 @@ def test_every_read_route_leaves_a_read_entry(
         if (method == "GET" and path not in UNAUDITED) or (method == "POST" and path in POST_READS)
     ]  # fmt: skip
     posts = {p for p, methods in http_routes(client.app) if "POST" in methods}
-    unclassified = {p for p in posts - POST_READS - set(POST_OTHERS) if
-                    not p.startswith("/incidents/")}  # fmt: skip
+    unclassified = {
+        p for p in posts - POST_READS - set(POST_OTHERS) if not p.startswith("/incidents/")
+    }
     assert not unclassified, "say whether each POST route reads pupil-level data"
-    assert {("GET", "/entries"), ("POST", "/entries/search"), ("POST", "/pupils/sar"),
-            ("GET", "/reports/ropa"), ("GET", "/desk/search"), ("POST", "/desk/sar"),
-            ("GET", "/incidents/{incident_id}")} <= set(routes)  # fmt: skip
+    assert {
+        ("GET", "/entries"),
+        ("POST", "/entries/search"),
+        ("POST", "/pupils/sar"),
+        ("GET", "/reports/ropa"),
+        ("GET", "/desk/search"),
+        ("POST", "/desk/sar"),
+        ("GET", "/incidents/{incident_id}"),
+    } <= set(routes)
     _signed_in(client, token)
     for method, path in routes:
         url, params = _example_request(method, path, year, client, token)
@@ -372,8 +384,11 @@ def test_opening_an_incident_action_counts_among_the_readers_of_the_pupils_it_sh
     assert client.post(f"/incidents/{incident['id']}/acknowledge", headers=dpo).status_code == 200
     with year.ledger.engine.connect() as connection:
         action = list(entries(connection, Filters(kind="incident_action")))[-1]
-        decision = next(e for e in entries(connection, Filters(kind="decision"))
-                        if e["seq"] == action["refers_to"])  # fmt: skip
+        decision = next(
+            e
+            for e in entries(connection, Filters(kind="decision"))
+            if e["seq"] == action["refers_to"]
+        )
     assert action["pupil_keys"] == []  # the action names no pupil itself
     opened = client.get(f"/entries/{action['seq']}", headers=auth(tokens[Role.AUDITOR])).json()
     assert opened["refers_to"]["seq"] == decision["seq"]  # ... but its answer shows one

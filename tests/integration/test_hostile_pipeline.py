@@ -35,15 +35,24 @@ def big_census() -> dict[str, Any]:
     """9,000 pupils relying on a consent nobody gave: one reason per pupil, 1.7 MB of
     them, which the alert now summarises."""
     pupils = [{"upn": upn(n, la=la)} for la in LAS for n in range(1_000)]
-    return census(pupils=pupils, lawful_basis="consent", consent_ref="C" * MAX_REF_LENGTH,
-                  time="2026-01-15T10:00:00Z")  # fmt: skip
+    return census(
+        pupils=pupils,
+        lawful_basis="consent",
+        consent_ref="C" * MAX_REF_LENGTH,
+        time="2026-01-15T10:00:00Z",
+    )
 
 
 def high_breach(day: str) -> dict[str, Any]:
     """Medical notes to the school nurse without the consent they rely on."""
-    return referral(pupils=[{"upn": upn(7, la=865)}], lawful_basis="consent",
-                    special_condition="9.2.a", consent_ref="C-77",
-                    categories=["personal", "medical"], time=f"{day}T11:00:00Z")  # fmt: skip
+    return referral(
+        pupils=[{"upn": upn(7, la=865)}],
+        lawful_basis="consent",
+        special_condition="9.2.a",
+        consent_ref="C-77",
+        categories=["personal", "medical"],
+        time=f"{day}T11:00:00Z",
+    )
 
 
 def test_poison_on_the_topics_stops_nothing_and_the_last_breach_is_alerted(
@@ -65,12 +74,13 @@ def test_poison_on_the_topics_stops_nothing_and_the_last_breach_is_alerted(
     ordinary = [referral(pupils=[{"upn": upn(n)}]) for n in range(20)]
     last = high_breach("2026-03-03")
     sent: list[tuple[str, bytes]] = [
-        ("sharing.referral", deep), ("sharing.referral", line(crlf)),
+        ("sharing.referral", deep),
+        ("sharing.referral", line(crlf)),
         ("sharing.census", line(big_census())),
         *(("sharing.referral", line(e)) for e in ordinary),
         ("sharing.census", line(census(time="2026-01-16T10:00:00Z"))),
         ("sharing.referral", line(last)),
-    ]  # fmt: skip
+    ]
     try:
         with Pipeline(url, kafka, worker_log=tmp_path / "worker.log", env=env):
             with MisProducer(kafka) as producer:
@@ -80,8 +90,13 @@ def test_poison_on_the_topics_stops_nothing_and_the_last_breach_is_alerted(
             recorded = wait_until(lambda: ledger_count(url) >= len(sent), timeout=120)
             log = (tmp_path / "worker.log").read_text()
             assert recorded, f"{ledger_count(url)} of {len(sent)} recorded: {log[-3000:]}"
-            alerts = read_topic(kafka, ALERTS_TOPIC, expected=2, timeout=60,
-                                identity=lambda r: orjson.loads(r.value)["seq"])  # fmt: skip
+            alerts = read_topic(
+                kafka,
+                ALERTS_TOPIC,
+                expected=2,
+                timeout=60,
+                identity=lambda r: orjson.loads(r.value)["seq"],
+            )
             assert wait_until(lambda: len(receiver.requests) >= 2, timeout=60), log[-3000:]
             assert wait_until(lambda: len(mailbox.messages) >= 2, timeout=30), log[-3000:]
     finally:

@@ -18,8 +18,10 @@ ESCAPES = "[/x][bold]\x1b[2J\x1b]0;owned\x07\x9b31m\u202e"
 
 def hostile_lines() -> list[bytes]:
     """Every kind of line a careless or hostile MIS has been seen to send."""
-    lines = [b'{"id":"deep","data":' + b"[" * depth + b"]" * depth + b"}" for depth in
-             (40, 255, 300, 1_024)]  # fmt: skip
+    lines = [
+        b'{"id":"deep","data":' + b"[" * depth + b"]" * depth + b"}"
+        for depth in (40, 255, 300, 1_024)
+    ]
     for time in ("0001-01-01T00:30:00+01:00", "9999-12-31T23:30:00-01:00"):
         lines.append(line(referral(time=time)))
         lines.append(line(left(time=time, left_on=time[:10])))
@@ -71,8 +73,12 @@ def test_check_with_a_database_records_every_hostile_line(
 def test_names_and_reasons_with_markup_and_escapes_print_as_text(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/ledger.db"
     events = tmp_path / "breach.jsonl"
-    breach = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
-                      categories=["personal", "medical"])  # fmt: skip
+    breach = referral(
+        lawful_basis="consent",
+        special_condition="9.2.a",
+        consent_ref="C-1",
+        categories=["personal", "medical"],
+    )
     events.write_bytes(line(breach) + b"\n")
     assert run("check", str(events), "--db", url, "-f", "jsonl").returncode == 0
     steps = [
@@ -82,8 +88,13 @@ def test_names_and_reasons_with_markup_and_escapes_print_as_text(tmp_path: Path)
     ]
     for step in steps:
         assert run(*step, "--db", url).returncode == 0
-    for shown in (("users", "list"), ("incidents", "list"), ("incidents", "show", "1"),
-                  ("ledger", "query", "--format", "table"), ("ledger", "stats")):  # fmt: skip
+    for shown in (
+        ("users", "list"),
+        ("incidents", "list"),
+        ("incidents", "show", "1"),
+        ("ledger", "query", "--format", "table"),
+        ("ledger", "stats"),
+    ):
         done = run(*shown, "--db", url)
         assert done.returncode == 0, (shown, done.stderr)
         assert "Traceback" not in done.stderr

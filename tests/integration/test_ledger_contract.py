@@ -455,9 +455,12 @@ class LedgerContract:
 
     def test_an_identity_row_given_another_date_of_birth_is_found(self, filled: Ledger) -> None:
         with filled.engine.begin() as connection:
-            connection.execute(text(
-                "UPDATE pupil_identity SET dob = '2001-01-01' WHERE pupil_key = "
-                "(SELECT min(pupil_key) FROM pupil_identity)"))  # fmt: skip
+            connection.execute(
+                text(
+                    "UPDATE pupil_identity SET dob = '2001-01-01' WHERE pupil_key = "
+                    "(SELECT min(pupil_key) FROM pupil_identity)"
+                )
+            )
         assert not self.verified_with_key(filled).ok
 
     @pytest.mark.parametrize(

@@ -71,9 +71,11 @@ def test_every_change_to_users_is_in_the_chain_and_no_token_is(ledger: Ledger) -
     assert client.post("/users/aud/revoke", headers=bearer(admin)).status_code == 204
     details = user_entries(ledger)
     assert [(d["action"], d["user"], d["by"]) for d in details] == [
-        ("add", "root", "installer"), ("add", "aud", "root"), ("rotate", "aud", "root"),
+        ("add", "root", "installer"),
+        ("add", "aud", "root"),
+        ("rotate", "aud", "root"),
         ("revoke", "aud", "root"),
-    ]  # fmt: skip
+    ]
     assert token not in str(details)
     with ledger.engine.connect() as connection:
         assert verify(connection).ok
