@@ -28,6 +28,7 @@ from pipeline.ledger.store import Ledger
 from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
+from pipeline.report_cli import write_private
 from pipeline.reports.formats import ropa_html, sar_html
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
@@ -67,9 +68,9 @@ def _reports(ledger: Ledger, lines: list[Any], policy: Policy, folder: Path,
     url = ledger.engine.url.render_as_string(hide_password=False)
     key = pseudonymiser(ledger_key(ledger, settings().pseudonym_key, url))
     sar = folder / "subject-access.html"
-    sar.write_text(sar_html(audited_sar(ledger, demo, key(upn), policy)))
+    write_private(sar, sar_html(audited_sar(ledger, demo, key(upn), policy)).encode())
     ropa = folder / "record-of-processing.html"
-    ropa.write_text(ropa_html(audited_ropa(ledger, demo, policy, None, None)))
+    write_private(ropa, ropa_html(audited_ropa(ledger, demo, policy, None, None)).encode())
     console.print(f"\n[bold]For auditors[/bold]: a subject-access report -> {sar}")
     console.print(f"and the year's record of processing -> {ropa}; the same at the command line:")
     console.print(f"  sharing-audit report sar --db {ledger.engine.url} --pupil {upn}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import os
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,7 +14,7 @@ from rich.table import Table
 from pipeline.console import fail, policy_or_fail
 from pipeline.ledger.asking import BadFilter, instant
 from pipeline.ledger.store import now_text, utc_text
-from pipeline.ledger_cli import DbOption, open_ledger, pseudonym_for, reading
+from pipeline.ledger_cli import DbOption, database_url, open_ledger, pseudonym_for, reading
 from pipeline.presenting import plain
 from pipeline.users import (
     Role,
@@ -123,6 +124,9 @@ def serve(
             "and X-Forwarded-For are believed, so the desk knows it is served over HTTPS."
         ),
     ] = "127.0.0.1",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes serving at once (one per core).")
+    ] = 1,
 ) -> None:
     """Serve the breach desk, the auditors' search and reports, and the HTTP API (its
     OpenAPI description at /openapi.json). Behind a TLS proxy on another host, name it
@@ -133,15 +137,23 @@ def serve(
 
     pack = policy_or_fail(policy)
     ledger = open_ledger(db)
-    api = create_api(ledger, policy=pack, pseudonym=pseudonym_for(db))
+    api = create_api(ledger, policy=pack, pseudonym=pseudonym_for(db))  # checked here, once
     print(
         f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/openapi.json)", flush=True
     )
-    uvicorn.run(
-        api,
-        host=host,
-        port=port,
-        log_config=None,
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
-    )
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
+        "proxy_headers": True,
+        "forwarded_allow_ips": forwarded_allow_ips,
+    }
+    if workers == 1:
+        uvicorn.run(api, **options)
+        return
+    # Each worker process builds the same app from the settings: the ledger and pack are
+    # passed on in the environment, as a container would set them.
+    os.environ["SHARING_AUDIT_DATABASE_URL"] = database_url(db)
+    if policy is not None:
+        os.environ["SHARING_AUDIT_POLICY"] = policy
+    uvicorn.run("pipeline.api.app:app_from_settings", factory=True, workers=workers, **options)

@@ -410,3 +410,10 @@ _JSON = ("rules", "reasons", "categories", "pupil_keys")
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def app_from_settings() -> FastAPI:
+    """The app as each process of ``serve --workers N`` builds it: the ledger and the pack
+    from the settings (``SHARING_AUDIT_DATABASE_URL``, ``SHARING_AUDIT_POLICY``)."""
+    config = settings()
+    return create_api(Ledger.open(config.database_url), policy=load_pack(config.policy))
