@@ -83,18 +83,21 @@ def add_user(
     return token
 
 
+def _end_sessions_of(connection: Connection, name: str) -> None:
+    connection.execute(
+        text("UPDATE desk_session SET ended_at = :t WHERE user_name = :n AND ended_at IS NULL"),
+        {"t": now_text(), "n": name},
+    )
+
+
 def revoke_user(ledger: Ledger, name: str, by: str) -> None:
     """End a user's token and every desk session of theirs, now."""
-    now = now_text()
     with ledger.engine.begin() as connection:
         changed = connection.execute(
             text("UPDATE app_user SET revoked_at = :t WHERE name = :n AND revoked_at IS NULL"),
-            {"t": now, "n": name},
+            {"t": now_text(), "n": name},
         ).rowcount
-        connection.execute(
-            text("UPDATE desk_session SET ended_at = :t WHERE user_name = :n "
-                 "AND ended_at IS NULL"), {"t": now, "n": name},
-        )  # fmt: skip
+        _end_sessions_of(connection, name)
     if not changed:
         raise UnknownUser(f"no user named {name!r} holds a live token")
     _record(ledger, "revoke", name, by)
@@ -103,7 +106,6 @@ def revoke_user(ledger: Ledger, name: str, by: str) -> None:
 def rotate_user(ledger: Ledger, name: str, by: str, expires_at: str | None = None) -> str:
     """A new token for a user; the old one, and the sessions it opened, stop working."""
     token = _new_token()
-    now = now_text()
     with ledger.engine.begin() as connection:
         changed = connection.execute(
             text(
@@ -112,10 +114,7 @@ def rotate_user(ledger: Ledger, name: str, by: str, expires_at: str | None = Non
             ),
             {"h": token_hash(token), "e": expires_at, "n": name},
         ).rowcount
-        connection.execute(
-            text("UPDATE desk_session SET ended_at = :t WHERE user_name = :n "
-                 "AND ended_at IS NULL"), {"t": now, "n": name},
-        )  # fmt: skip
+        _end_sessions_of(connection, name)
     if not changed:
         raise UnknownUser(f"no user named {name!r}")
     _record(ledger, "rotate", name, by, expires_at=expires_at)
