@@ -198,7 +198,9 @@ def verify(connection: Connection, pseudonyms: Pseudonymiser | None = None) -> V
         faults += identity_faults(connection, pseudonyms)
     if faults:
         seq, fault = min(faults)
-        return Verification(seq - 1, result.head_seq, result.head_hash, seq, fault)
+        return Verification(
+            min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
+        )
     return result
 
 

@@ -412,6 +412,21 @@ class LedgerContract:
         result = self.verification(filled)
         assert result.fault_seq == seq and "inserted" in str(result.fault)
 
+    def test_a_register_fact_claiming_an_entry_not_yet_written_is_found(
+        self, filled: Ledger
+    ) -> None:
+        """Slipped in ahead of the chain, it would be read as a fact when that seq came."""
+        seq = self.first_seq(filled, "SELECT max(seq) FROM ledger_entry") + 100_001
+        with filled.engine.begin() as connection:
+            fact = connection.execute(text("SELECT pupil_key, fact FROM register_fact")).first()
+            assert fact is not None
+            connection.execute(
+                text("INSERT INTO register_fact (seq, pupil_key, fact) VALUES (:s, :k, :f)"),
+                {"s": seq, "k": fact[0], "f": fact[1]},
+            )
+        result = self.verification(filled)
+        assert result.fault_seq == seq and "inserted" in str(result.fault)
+
     def test_a_removed_register_fact_is_found_at_its_entry(self, filled: Ledger) -> None:
         seq = self.first_seq(filled, "SELECT min(seq) FROM register_fact")
         with filled.engine.begin() as connection:
