@@ -258,7 +258,12 @@ def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: st
         ]
     arrived = 0
     for incident_id, incident, pupils in due:
-        sent = notice(incident_id, incident, pupils, desk_url)
+        try:
+            sent = notice(incident_id, incident, pupils, desk_url)
+        except Exception as exc:  # one incident that cannot be told holds back no other
+            log.error("incident_notice_unbuildable", incident=incident_id,
+                      error=type(exc).__name__)  # fmt: skip
+            continue
         for target in targets:
             if (incident_id, target.channel, target.address) in done:
                 continue

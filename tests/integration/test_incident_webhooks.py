@@ -27,6 +27,7 @@ from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import line, referral, upn
+from tests.integration.breaches import ledger_with_breaches
 
 pytestmark = pytest.mark.integration
 SECRET = b"shared-with-the-receiver"
@@ -307,3 +308,24 @@ def test_starttls_delivers_to_a_server_the_configured_ca_vouches_for(
     finally:
         mailbox.close()
     assert mailbox.passwords == [b"secret"] and len(mailbox.messages) == 1
+
+
+def test_one_incident_that_cannot_be_told_does_not_stop_the_others(
+    sqlite_url: str, policy: Policy, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.incidents import notify
+
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    real = notify.notice
+    first: list[int] = []
+
+    def failing(incident_id: int, *args: Any) -> dict[str, Any]:
+        if not first or first[0] == incident_id:
+            first.append(incident_id)
+            raise ValueError("an incident that cannot be told")
+        return real(incident_id, *args)
+
+    monkeypatch.setattr(notify, "notice", failing)
+    assert _notify(ledger, receiver.url) == 1
+    assert len(receiver.requests) == 1
+    assert orjson.loads(receiver.requests[0][1])["incident"] != first[0]
