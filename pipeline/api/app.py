@@ -292,10 +292,11 @@ def create_api(
     ledger = Ledger(make_engine(ledger.engine.url.render_as_string(False), pool_size=threads))
     api.state.ledger = ledger
     api.state.policy = policy or load_pack(settings().policy)
-    if pseudonym is None:
+    if pseudonym is None:  # the ledger's own key, bound to it
         url = ledger.engine.url.render_as_string(hide_password=False)
         pseudonym = pseudonymiser(ledger_key(ledger, settings().pseudonym_key, url))
-    bind_key(ledger, pseudonym)  # a desk on the wrong key would find no pupil, silently
+    else:  # a desk on the wrong key would find no pupil, silently
+        bind_key(ledger, pseudonym)
     api.state.pseudonym = pseudonym
     # These build on this module's dependencies, so they are imported once it exists.
     from pipeline.api.audit import router as audit

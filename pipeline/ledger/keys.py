@@ -10,7 +10,7 @@ pseudonym of a stored UPN must be the one stored beside it.
 
 from __future__ import annotations
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Connection, Table, insert, select
 
 from pipeline.ledger import schema
 from pipeline.ledger.models import LedgerMeta
@@ -25,10 +25,15 @@ class KeyRefused(Exception):
     """The key is not the one this ledger was written with; the message says which."""
 
 
+def meta_value(connection: Connection, name: str) -> str | None:
+    """A named fact about the ledger (``ledger_meta``), if it is recorded."""
+    found = connection.execute(select(META.c.value).where(META.c.name == name))
+    return found.scalar_one_or_none()
+
+
 def recorded_fingerprint(ledger: Ledger) -> str | None:
     with ledger.engine.connect() as connection:
-        value = connection.execute(select(META.c.value).where(META.c.name == FINGERPRINT))
-        return value.scalar_one_or_none()
+        return meta_value(connection, FINGERPRINT)
 
 
 def holds_pupils(ledger: Ledger) -> bool:
@@ -44,9 +49,7 @@ def bind_key(ledger: Ledger, pseudonyms: Pseudonymiser) -> None:
     """
     mine = pseudonyms.fingerprint
     with ledger.locked() as connection:
-        stored = connection.execute(
-            select(META.c.value).where(META.c.name == FINGERPRINT)
-        ).scalar_one_or_none()
+        stored = meta_value(connection, FINGERPRINT)
         if stored == mine:
             return
         if stored is not None:

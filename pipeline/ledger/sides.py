@@ -12,9 +12,9 @@ first entry whose side row was changed, removed or inserted behind the writer's 
 from __future__ import annotations
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
-from pipeline.ledger.keys import META
+from pipeline.ledger.keys import meta_value
 from pipeline.ledger.outbox import SUPERSEDED
 from pipeline.ledger.store import ENTRY, FACT, IDENTITY, OUTBOX, PAYLOAD, PUPIL, side_digest
 from pipeline.pseudonym import Pseudonymiser
@@ -41,7 +41,7 @@ def _vouched(connection: Connection, start: int, end: int) -> dict[int, dict[str
 def side_faults(connection: Connection) -> list[tuple[int, str]]:
     """(seq, what is wrong) for each fact, payload or alert that its entry does not vouch
     for, and each alert kept off the desk that nothing re-decided."""
-    bound = connection.execute(select(META.c.value).where(META.c.name == BOUND_FROM)).scalar()
+    bound = meta_value(connection, BOUND_FROM)
     since = int(bound) if bound is not None else 1
     # Up to the highest seq of any table: a side row may claim an entry that is not there.
     top = max(connection.execute(select(func.max(t.c.seq))).scalar() or 0
@@ -74,22 +74,18 @@ def _window_faults(connection: Connection, start: int, end: int) -> list[tuple[i
 def _unfounded_supersessions(connection: Connection, since: int) -> list[tuple[int, str]]:
     """An alert is marked superseded (kept off the desk) only when a later entry re-decided
     its event; one marked so without such an entry was hidden behind the writer's back."""
-    statement = (
-        select(OUTBOX.c.seq, ENTRY.c.kind, ENTRY.c.refers_to)
-        .join(ENTRY, ENTRY.c.seq == OUTBOX.c.seq)
-        .where(OUTBOX.c.status == SUPERSEDED, OUTBOX.c.seq >= since)
+    alerted = ENTRY.alias("alerted")
+    base = case((alerted.c.kind == "reevaluation", alerted.c.refers_to), else_=alerted.c.seq)
+    redecided = select(ENTRY.c.seq).where(
+        ENTRY.c.kind == "reevaluation", ENTRY.c.refers_to == base, ENTRY.c.seq > alerted.c.seq
     )
-    faults = []
-    for seq, kind, refers_to in connection.execute(statement).all():
-        base = refers_to if kind == "reevaluation" else seq
-        later = connection.execute(
-            select(ENTRY.c.seq)
-            .where(ENTRY.c.kind == "reevaluation", ENTRY.c.refers_to == base, ENTRY.c.seq > seq)
-            .limit(1)
-        ).first()
-        if later is None:
-            faults.append((seq, "its alert was marked superseded, but nothing re-decided it"))
-    return faults
+    statement = (
+        select(OUTBOX.c.seq)
+        .join(alerted, alerted.c.seq == OUTBOX.c.seq)
+        .where(OUTBOX.c.status == SUPERSEDED, OUTBOX.c.seq >= since, ~redecided.exists())
+    )
+    fault = "its alert was marked superseded, but nothing re-decided it"
+    return [(seq, fault) for seq in connection.execute(statement).scalars()]
 
 
 def _named(kind: str) -> str:

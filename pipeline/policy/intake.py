@@ -126,11 +126,6 @@ def shape_of(value: Any, limit: int) -> tuple[bool, int]:
     return False, keys
 
 
-def nested_deeper_than(value: Any, limit: int) -> bool:
-    """Whether arrays and objects nest more than ``limit`` deep in ``value``."""
-    return shape_of(value, limit)[0]
-
-
 class _DuplicateKey(ValueError):
     pass
 

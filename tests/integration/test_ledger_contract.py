@@ -597,6 +597,7 @@ class LedgerContract:
         assert due.send == [] and due.superseded == [1]
         mark_relayed(ledger, due.superseded, SUPERSEDED)
         assert due_alerts(ledger) == type(due)([], [])
+        assert self.verification(ledger).ok  # superseded for cause: no fault
 
 
 class TestSQLiteLedger(LedgerContract):

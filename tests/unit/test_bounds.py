@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.policy.intake import nested_deeper_than, read_event
+from pipeline.policy.intake import read_event, shape_of
 from schemas.events import MAX_DEPTH, MAX_NAMES, MAX_PUPILS
 from schemas.export import json_schemas
 from tests.factory import census, consent_given, left, line, referral, upn
@@ -45,8 +45,8 @@ def test_nesting_past_the_parsers_own_limit_is_invalid_json_not_a_crash() -> Non
 
 
 def test_depth_is_counted_in_objects_and_arrays_alike() -> None:
-    assert not nested_deeper_than({"a": [{"b": []}]}, 4)
-    assert nested_deeper_than({"a": [{"b": []}]}, 3)
+    assert shape_of({"a": [{"b": []}]}, 4) == (False, 2)
+    assert shape_of({"a": [{"b": []}]}, 3)[0]
 
 
 @pytest.mark.parametrize(
