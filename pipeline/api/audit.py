@@ -17,7 +17,14 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.api.app import READERS, reader_of, role
-from pipeline.ledger.asking import BadFilter, filters_from, instant, pupil_key
+from pipeline.ledger.asking import (
+    PSEUDONYM_PATTERN,
+    BadFilter,
+    filters_from,
+    instant,
+    names_a_upn,
+    pupil_key,
+)
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import Requester, export, opened, readers_of, record_read, search
 from pipeline.ledger.store import Ledger
@@ -86,8 +93,6 @@ class ExportFormat(StrEnum):
     jsonl = "jsonl"
 
 
-#: A pupil's pseudonym, as the ledger and its answers name them.
-PUPIL_PATTERN = r"^[0-9a-f]{64}$"
 UPN_IN_URL = (
     "a UPN is never taken in a URL, where access logs and browser histories keep it: "
     "POST it in the body (POST /entries/search, /entries/export, /pupils/sar, "
@@ -102,7 +107,7 @@ class Asked(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     upn: str | None = Field(default=None, max_length=20, description="pseudonymised here")
-    pupil: str | None = Field(default=None, pattern=PUPIL_PATTERN, description="a pseudonym")
+    pupil: str | None = Field(default=None, pattern=PSEUDONYM_PATTERN, description="a pseudonym")
     recipient: Text = None
     type: Text = Field(default=None, description="event type or a word of it")
     decision: Text = None
@@ -128,7 +133,7 @@ class PupilAsked(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     upn: str | None = Field(default=None, max_length=20)
-    pupil: str | None = Field(default=None, pattern=PUPIL_PATTERN)
+    pupil: str | None = Field(default=None, pattern=PSEUDONYM_PATTERN)
 
 
 class SarAsked(PupilAsked):
@@ -150,7 +155,9 @@ def filters_of(request: Request, asked: Asked) -> Filters:
 
 def search_filters(
     request: Request,
-    pupil: Annotated[str | None, Query(pattern=PUPIL_PATTERN, description="a pseudonym")] = None,
+    pupil: Annotated[
+        str | None, Query(pattern=PSEUDONYM_PATTERN, description="a pseudonym")
+    ] = None,
     recipient: Annotated[str | None, Query(**_TEXT)] = None,
     type: Annotated[str | None, Query(**_TEXT, description="event type or a word of it")] = None,
     decision: Annotated[str | None, Query(**_TEXT)] = None,
@@ -161,7 +168,7 @@ def search_filters(
     until: Annotated[str | None, Query(**_TEXT, description="before this date or time")] = None,
     after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="cursor: entries after seq")] = 0,
 ) -> Filters:
-    if any(name.lower() == "upn" for name in request.query_params):
+    if names_a_upn(request.query_params):
         raise HTTPException(400, UPN_IN_URL)
     asked = Asked(
         pupil=pupil,

@@ -31,9 +31,10 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 64 * 1024
 #: Seconds a client is told to wait when every connection to the ledger is in use.
 RETRY_AFTER = 2
-#: The desk's pages: nothing from anywhere else, no script, never inside a frame.
+#: The desk's pages: nothing from anywhere else, no inline script (the clock's script is
+#: a file of the desk's own), never inside a frame.
 CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+    "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _HEADERS = [

@@ -8,7 +8,8 @@ offset. A UPN is checked, then replaced by its pseudonym: the plain UPN goes no 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time
 
 from pipeline.incidents.lifecycle import SCHOOL_TIME
@@ -17,6 +18,10 @@ from pipeline.ledger.store import utc_text
 from pipeline.register import check_upn
 from schemas.decisions import Verdict
 from schemas.events import EVENT_TYPES
+
+#: A pupil's pseudonym, as the ledger and its answers name them.
+PSEUDONYM_PATTERN = r"^[0-9a-f]{64}$"
+_PSEUDONYM = re.compile(PSEUDONYM_PATTERN)
 
 KINDS = ("decision", "reevaluation", "incident_action", "read", "user_action")
 
@@ -51,6 +56,19 @@ def event_type(value: str, name: str = "type") -> str:
     if len(matches) != 1:
         raise BadFilter(f"{name} {value!r}: give one of {', '.join(EVENT_TYPES)} or a word of one")
     return matches[0]
+
+
+def names_a_upn(names: Iterable[str]) -> bool:
+    """Whether a URL's query names a UPN: refused wherever it comes, since access logs and
+    browser histories keep URLs (a UPN is taken in a form or a body)."""
+    return any(name.lower() == "upn" for name in names)
+
+
+def given_pseudonym(value: str, name: str = "pupil") -> str:
+    """``value`` if it is a pupil's pseudonym, as a search page's address carries one."""
+    if not _PSEUDONYM.match(value):
+        raise BadFilter(f"{name}: not a pupil's pseudonym")
+    return value
 
 
 def pupil_key(upn: str, pseudonym: Callable[[str], str], name: str = "pupil") -> str:
@@ -98,7 +116,11 @@ def filters_from(
     if given["upn"] and pupil:
         raise BadFilter(f"{said['upn']}: give the UPN or the pupil's pseudonym, not both")
     return Filters(
-        pupil_key=pupil_key(given["upn"], pseudonym, said["upn"]) if given["upn"] else pupil,
+        pupil_key=pupil_key(given["upn"], pseudonym, said["upn"])
+        if given["upn"]
+        else given_pseudonym(pupil, said.get("pupil", "pupil"))
+        if pupil
+        else None,
         recipient=given["recipient"],
         event_type=event_type(given["event_type"], said["event_type"])
         if given["event_type"]

@@ -4,6 +4,7 @@ and a read entry for every path that reads pupil-level data."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 from typing import Any
 
@@ -292,6 +293,7 @@ UNAUDITED = {
     "/desk": "the queue page: as /incidents",
     "/desk/signin": "the sign-in form", "/desk/signout": "signs out",
     "/desk/sar": "sends the reader to the search form, where the report is asked for",
+    "/desk/clock.js": "the pages' countdown script",
 }  # fmt: skip
 
 
@@ -397,3 +399,13 @@ def test_opening_an_incident_action_counts_among_the_readers_of_the_pupils_it_sh
     assert ("open", "auditor-user") in [
         (r["details"]["action"], r["details"]["by"]) for r in readers
     ]
+
+
+@pytest.mark.parametrize("path", ["/desk/search", "/desk/search/export"])
+def test_a_page_address_naming_no_pseudonym_as_pupil_is_refused_naming_it(
+    client: TestClient, tokens: dict[Role, str], path: str
+) -> None:
+    _signed_in(client, tokens[Role.AUDITOR])
+    response = client.get(path, params={"pupil": "not-a-pseudonym", "go": "1"})
+    assert response.status_code == 422
+    assert "Pupil: not a pupil's pseudonym" in html.unescape(response.text)
