@@ -53,6 +53,8 @@ class AlertRelay:
         try:
             due = await self.sink.due_alerts(self.hold_seconds, self.limit)
             sent, failed = await self._send(due.send)
+            for seq in sent:  # an alert that failed before and went now owes nothing
+                self.strikes.pop(seq, None)
             aside = self._set_aside(failed, any_sent=bool(sent))
             await self.sink.mark_relayed(sent, SENT)
             await self.sink.mark_relayed(aside, SET_ASIDE)

@@ -102,3 +102,14 @@ def test_a_reason_about_many_pupils_is_summarised_with_a_count() -> None:
 
 def test_a_short_reason_is_left_whole() -> None:
     assert summary_of("a; b") == "a; b"
+
+
+def test_an_alert_that_failed_then_went_out_is_not_remembered() -> None:
+    outbox = Outbox(alert(1), alert(2))
+    topic = Topic(refuse={1: ValueError("odd, once")})
+    relay = AlertRelay(outbox, topic, 0)  # type: ignore[arg-type]
+    rounds(relay, 1)
+    assert relay.strikes == {1: 1}
+    topic.refuse.clear()
+    rounds(relay, 1)
+    assert outbox.marked[1] == SENT and relay.strikes == {}
