@@ -382,6 +382,16 @@ class LedgerContract:
         with ledger.engine.connect() as connection:
             return int(connection.execute(text(sql)).scalar_one())
 
+    def insert_a_copied_fact(self, ledger: Ledger, seq: int) -> None:
+        """A copy of a recorded fact claiming entry ``seq``: no trigger refuses an INSERT."""
+        with ledger.engine.begin() as connection:
+            fact = connection.execute(text("SELECT pupil_key, fact FROM register_fact")).first()
+            assert fact is not None
+            connection.execute(
+                text("INSERT INTO register_fact (seq, pupil_key, fact) VALUES (:s, :k, :f)"),
+                {"s": seq, "k": fact[0], "f": fact[1]},
+            )
+
     def verified_with_key(self, ledger: Ledger) -> Any:
         with ledger.engine.connect() as connection:
             return verify(connection, pseudonymiser(KEY))
@@ -402,13 +412,7 @@ class LedgerContract:
     ) -> None:
         """A fact slipped in beside a breach would turn it allowed on re-evaluation."""
         seq = self.first_seq(filled, "SELECT min(seq) FROM ledger_entry WHERE decision = 'breach'")
-        with filled.engine.begin() as connection:
-            fact = connection.execute(text("SELECT pupil_key, fact FROM register_fact")).first()
-            assert fact is not None
-            connection.execute(  # no trigger refuses an INSERT
-                text("INSERT INTO register_fact (seq, pupil_key, fact) VALUES (:s, :k, :f)"),
-                {"s": seq, "k": fact[0], "f": fact[1]},
-            )
+        self.insert_a_copied_fact(filled, seq)
         result = self.verification(filled)
         assert result.fault_seq == seq and "inserted" in str(result.fault)
 
@@ -417,13 +421,7 @@ class LedgerContract:
     ) -> None:
         """Slipped in ahead of the chain, it would be read as a fact when that seq came."""
         seq = self.first_seq(filled, "SELECT max(seq) FROM ledger_entry") + 100_001
-        with filled.engine.begin() as connection:
-            fact = connection.execute(text("SELECT pupil_key, fact FROM register_fact")).first()
-            assert fact is not None
-            connection.execute(
-                text("INSERT INTO register_fact (seq, pupil_key, fact) VALUES (:s, :k, :f)"),
-                {"s": seq, "k": fact[0], "f": fact[1]},
-            )
+        self.insert_a_copied_fact(filled, seq)
         result = self.verification(filled)
         assert result.fault_seq == seq and "inserted" in str(result.fault)
 
