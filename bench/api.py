@@ -5,7 +5,8 @@
 For each database, on a ledger of a simulated year of ``--pupils`` pupils, served by
 ``sharing-audit serve`` in a process of its own on a loopback port: ``--requests``
 requests from each number of ``--clients`` at once, spread over the search (by pupil, by
-decision), export, subject-access and incident routes, then as many to ``/health`` alone
+decision), export, subject-access and incident routes (each round of six about another of
+50 pupils and incidents), then as many to ``/health`` alone
 (the baseline: the server, a connection and no ledger work). Prints, per route, requests
 per second, p50 and p95, the p95 against ``/health``'s in the same run, and every status
 that came back.
@@ -114,11 +115,11 @@ def run(db: str, url: str, pupils: int, requests: int, clients: list[int]) -> No
     year = ledger_of_year(url, policy, pupils=pupils)
     token = add_user(year.ledger, "bench-dpo", Role.DPO)
     with year.ledger.engine.connect() as connection:
-        incident = min(incidents(connection))
+        known = sorted(incidents(connection))
     year.ledger.engine.dispose()
     with serving(url) as address:
         for n in clients:
-            answers = load(address, token, audit_calls(year.upns()[0], incident), n, requests)
+            answers = load(address, token, audit_calls(year.upns(), known), n, requests)
             health = load(address, token, [Call("health", "GET", "/health")], n, requests)
             report(db, n, answers, health)
 

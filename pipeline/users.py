@@ -19,7 +19,8 @@ from enum import StrEnum
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
-from pipeline.ledger.store import Ledger, append_act, now_text, utc_text
+from pipeline.ledger.acts import append_act
+from pipeline.ledger.store import Ledger, now_text, utc_text
 
 
 class Role(StrEnum):

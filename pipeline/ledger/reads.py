@@ -12,12 +12,15 @@ The read is recorded before anything is returned; if it cannot be recorded, noth
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, or_, select
 
+from pipeline.ledger.acts import append_act
 from pipeline.ledger.queries import (
     ENTRY_COLUMNS,
     Filters,
@@ -28,7 +31,7 @@ from pipeline.ledger.queries import (
     nth_seq,
     referring_to,
 )
-from pipeline.ledger.store import ENTRY, Ledger, any_of, append_act
+from pipeline.ledger.store import ENTRY, Ledger, any_of
 
 READ_KIND = "read"
 
@@ -176,32 +179,61 @@ def readers_of(
         else:
             own.append(entry)
     if own:
-        opened_seqs = {e["seq"] for e in own}
-        later_reads = connection.execute(
-            select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(
+        shown = ShownEntries(own)
+        candidates = connection.execute(
+            select(ENTRY.c.seq, ENTRY.c.refers_to, ENTRY.c.details).where(
                 ENTRY.c.kind == READ_KIND,
                 ENTRY.c.seq > own[0]["seq"],
                 or_(ENTRY.c.pupil_keys == "[]", any_of(connection, ENTRY.c.refers_to,
-                                                       list(opened_seqs))),
+                                                       list(shown.seqs))),
             )
-        ).mappings()  # fmt: skip
-        for row in later_reads:
-            read = decoded(row)
-            details = read["details"] or {}
-            if (
-                read["refers_to"] in opened_seqs
-                or not opened_seqs.isdisjoint(details.get("entries", ()))  # an incident's
-                or ("filters" in details and any(read_covered(details, e) for e in own))
-            ):
-                reads[read["seq"]] = read
+        )  # fmt: skip
+        held = [
+            seq
+            for seq, refers_to, details in candidates
+            if seq not in reads and shown.shown_by(orjson.loads(details or "{}"), refers_to)
+        ]
+        # Only the reads that held the pupil's entries are decoded whole.
+        found = connection.execute(
+            select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(
+                any_of(connection, ENTRY.c.seq, held)
+            )
+        ).mappings()
+        reads.update((read["seq"], read) for read in map(decoded, found))
     return [reads[seq] for seq in sorted(reads)]
 
 
-def read_covered(details: dict[str, Any], entry: dict[str, Any]) -> bool:
-    """Whether a search or export with these recorded details returned ``entry``."""
-    if not details["after_seq"] < entry["seq"] <= details["through_seq"]:
-        return False
-    return all(_matches(entry, name, value) for name, value in details["filters"].items())
+class ShownEntries:
+    """A pupil's own entries (not reads), seq order, and whether a read showed any: it
+    opened one, opened an incident listing one, or its search or export covered one.
+
+    Auditors repeat the same searches, so the entries a filter matches are worked out once
+    per distinct filter; each read then only checks its window of seqs.
+    """
+
+    def __init__(self, own: Sequence[dict[str, Any]]) -> None:
+        self.own = own
+        self.seqs = {e["seq"] for e in own}
+        self._matching: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+
+    def shown_by(self, details: dict[str, Any], refers_to: int | None = None) -> bool:
+        if refers_to in self.seqs or not self.seqs.isdisjoint(details.get("entries", ())):
+            return True
+        filters = details.get("filters")
+        if filters is None:
+            return False
+        matching = self._matching_seqs(filters)
+        first_after = bisect.bisect_right(matching, details["after_seq"])
+        return first_after < len(matching) and matching[first_after] <= details["through_seq"]
+
+    def _matching_seqs(self, filters: dict[str, Any]) -> list[int]:
+        key = tuple(sorted(filters.items()))
+        if key not in self._matching:
+            self._matching[key] = [
+                e["seq"] for e in self.own
+                if all(_matches(e, name, value) for name, value in filters.items())
+            ]  # fmt: skip
+        return self._matching[key]
 
 
 def _matches(entry: dict[str, Any], name: str, value: Any) -> bool:

@@ -105,14 +105,6 @@ def act_fields(
     }  # fmt: skip
 
 
-def append_act(ledger: Ledger, kind: str, details: dict[str, Any], **fields: Any) -> int:
-    """Append one act (see :func:`act_fields`) under the chain's lock; its seq."""
-    with ledger.locked() as connection:
-        seq = Ledger.head(connection)[0] + 1
-        ledger.append(connection, [NewEntry(act_fields(seq, kind, details, **fields))])
-    return seq
-
-
 @dataclass(slots=True)
 class NewEntry:
     """An entry to append: its hashed fields (``ENTRY_FIELDS``, no others; ``seq`` already

@@ -88,14 +88,22 @@ def load(address: str, token: str, calls: Sequence[Call], clients: int, total: i
     return answers
 
 
-def audit_calls(upn: str, incident: int) -> list[Call]:
+def audit_calls(upns: Sequence[str], incidents: Sequence[int], rounds: int = 50) -> list[Call]:
     """The routes an auditor's and a DPO's day leans on: search (by pupil and by decision),
-    export, subject access, the queue and an incident."""
-    return [
-        Call("search_pupil", "POST", "/entries/search", json={"upn": upn}),
-        Call("search_breach", "GET", "/entries", params={"decision": "breach"}),
-        Call("export", "GET", "/entries/export", params={"decision": "breach", "format": "csv"}),
-        Call("sar", "POST", "/pupils/sar", json={"upn": upn}),
-        Call("incidents", "GET", "/incidents"),
-        Call("incident", "GET", f"/incidents/{incident}"),
-    ]
+    export, subject access, the queue and an incident. Each of ``rounds`` rounds asks
+    about another of the pupils and incidents given, as a day's work spreads over many:
+    a thousand searches of one pupil would be no one's day."""
+    calls: list[Call] = []
+    for turn in range(rounds):
+        upn, incident = upns[turn % len(upns)], incidents[turn % len(incidents)]
+        calls += [
+            Call("search_pupil", "POST", "/entries/search", json={"upn": upn}),
+            Call("search_breach", "GET", "/entries", params={"decision": "breach"}),
+            Call(
+                "export", "GET", "/entries/export", params={"decision": "breach", "format": "csv"}
+            ),
+            Call("sar", "POST", "/pupils/sar", json={"upn": upn}),
+            Call("incidents", "GET", "/incidents"),
+            Call("incident", "GET", f"/incidents/{incident}"),
+        ]
+    return calls

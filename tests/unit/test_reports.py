@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.ledger.asking import BadFilter, filters_from, instant
-from pipeline.ledger.reads import read_covered
+from pipeline.ledger.reads import ShownEntries
 from pipeline.policy.pack import Policy
 from pipeline.reports.formats import cell
 from pipeline.reports.ropa import build_ropa
@@ -114,11 +114,27 @@ def test_what_a_rejected_event_claims_is_not_counted_as_practice(policy: Policy)
 def test_a_search_covered_an_entry_it_matched_within_its_seqs() -> None:
     details = {"filters": {"recipient": "dfe", "category": "personal"}, "after_seq": 0,
                "through_seq": 10}  # fmt: skip
-    assert read_covered(details, entry(3))
-    assert not read_covered(details, entry(11))
-    assert not read_covered({**details, "after_seq": 3}, entry(3))
-    assert not read_covered({**details, "filters": {"recipient": "la:850"}}, entry(3))
-    assert not read_covered({**details, "filters": {"until": "2026-01-15T10:00:00Z"}}, entry(3))
+    assert ShownEntries([entry(3)]).shown_by(details)
+    assert not ShownEntries([entry(11)]).shown_by(details)
+    assert not ShownEntries([entry(3)]).shown_by({**details, "after_seq": 3})
+    assert not ShownEntries([entry(3)]).shown_by({**details, "filters": {"recipient": "la:850"}})
+    until = {**details, "filters": {"until": "2026-01-15T10:00:00Z"}}
+    assert not ShownEntries([entry(3)]).shown_by(until)
+
+
+def test_a_search_covered_an_entry_when_any_of_the_pupils_entries_falls_in_its_window() -> None:
+    shown = ShownEntries([entry(3), entry(7), entry(12)])
+    filters = {"recipient": "dfe", "category": "personal"}
+    assert shown.shown_by({"filters": filters, "after_seq": 3, "through_seq": 10})
+    assert not shown.shown_by({"filters": filters, "after_seq": 7, "through_seq": 11})
+    assert not shown.shown_by({"filters": filters, "after_seq": 0, "through_seq": 2})
+
+
+def test_a_read_that_opened_one_of_the_pupils_entries_or_their_incident_showed_them() -> None:
+    shown = ShownEntries([entry(3)])
+    assert shown.shown_by({}, refers_to=3)
+    assert shown.shown_by({"entries": [1, 3]}, refers_to=40)
+    assert not shown.shown_by({"entries": [1, 2]}, refers_to=40)
 
 
 def test_a_date_means_midnight_in_england_in_summer_and_winter() -> None:
