@@ -1,1 +1,1 @@
-"""Faust stream agents (see the pipeline issue); nothing here yet."""
+"""The Faust worker: the stream agents, the writer process that decides and appends, and the alert relay."""

@@ -1,1 +1,1 @@
-"""The HTTP API (and, later, the pages) of the breach desk and the auditors' reads."""
+"""The HTTP API and the pages: the DPO's desk, the auditors' search and reports, users."""

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.api.app import READERS, reader_of, role
+from pipeline.api.deps import Reader, SubjectAccess, reader_of
 from pipeline.ledger.asking import (
     PSEUDONYM_PATTERN,
     BadFilter,
@@ -32,12 +32,9 @@ from pipeline.policy.pack import Policy
 from pipeline.reports.formats import ReportFormat, entries_csv, entries_jsonl, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.users import Role, User
+from pipeline.users import User
 
-router = APIRouter()
-Readers = Annotated[User, role(*READERS)]
-SAR_ROLES = (Role.DPO, Role.ADMIN)
-SubjectAccess = Annotated[User, role(*SAR_ROLES)]
+router = APIRouter(tags=["audit"])
 
 # Text a person types: bounded, and no control characters (PostgreSQL refuses NUL).
 _TEXT = {"max_length": 200, "pattern": r"^[^\x00-\x1f]*$"}
@@ -202,12 +199,14 @@ def entries_download(
     return StreamingResponse(body, media_type=media, headers=headers)
 
 
-def opened_entry(ledger: Ledger, reader: Requester, seq: int, policy: Policy) -> dict[str, Any]:
-    """Entry ``seq`` explained, the read recorded; 404 for a seq the ledger lacks or could
-    never hold (past the databases' 64-bit integers)."""
+def explained_entry(
+    ledger: Ledger, reader: Requester, seq: int, policy: Policy
+) -> dict[str, Any] | None:
+    """Entry ``seq`` explained, the read recorded; None for a seq the ledger lacks or
+    could never hold (past the databases' 64-bit integers)."""
     found = opened(ledger, reader, seq) if 1 <= seq <= MAX_SEQ else None
     if found is None:
-        raise HTTPException(404, f"no entry {seq}")
+        return None
     entry = found["entry"]
     version = entry["policy_version"]
     return {
@@ -254,10 +253,10 @@ def pupil_of(request: Request, asked: PupilAsked) -> str:
         raise HTTPException(422, str(exc)) from None
 
 
-@router.get("/entries", response_model=SearchPage, tags=["audit"])
+@router.get("/entries", response_model=SearchPage)
 def search_entries(
     request: Request,
-    user: Readers,
+    user: Reader,
     filters: Searched,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
@@ -266,8 +265,8 @@ def search_entries(
     return searched(request, user, filters, limit)
 
 
-@router.post("/entries/search", response_model=SearchPage, tags=["audit"])
-def search_entries_asked(request: Request, user: Readers, asked: SearchAsked) -> dict[str, Any]:
+@router.post("/entries/search", response_model=SearchPage)
+def search_entries_asked(request: Request, user: Reader, asked: SearchAsked) -> dict[str, Any]:
     """As ``GET /entries``, the search in the body: the way to search by UPN."""
     return searched(request, user, filters_of(request, asked), asked.limit)
 
@@ -278,11 +277,11 @@ def searched(request: Request, user: User, filters: Filters, limit: int) -> dict
             "read_seq": page.read_seq}  # fmt: skip
 
 
-@router.get("/entries/export", tags=["audit"], response_class=StreamingResponse,
+@router.get("/entries/export", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})  # fmt: skip
 def export_entries(
     request: Request,
-    user: Readers,
+    user: Reader,
     filters: Searched,
     format: ExportFormat = ExportFormat.csv,
 ) -> StreamingResponse:
@@ -297,23 +296,26 @@ _DOWNLOADS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post(
-    "/entries/export", tags=["audit"], response_class=StreamingResponse, responses=_DOWNLOADS
+    "/entries/export", response_class=StreamingResponse, responses=_DOWNLOADS
 )
-def export_entries_asked(request: Request, user: Readers, asked: ExportAsked) -> StreamingResponse:
+def export_entries_asked(request: Request, user: Reader, asked: ExportAsked) -> StreamingResponse:
     """As ``GET /entries/export``, the search in the body: the way to export by UPN."""
     filters = filters_of(request, asked)
     return entries_download(request.app.state.ledger, reader_of(user, "api"), filters, asked.format)
 
 
-@router.get("/entries/{seq}", response_model=EntryOpened, tags=["audit"])
-def open_entry(request: Request, seq: int, user: Readers) -> dict[str, Any]:
+@router.get("/entries/{seq}", response_model=EntryOpened)
+def open_entry(request: Request, seq: int, user: Reader) -> dict[str, Any]:
     """One entry, why it was decided so, and the entries before and after it that it
     is linked to (re-evaluations, incident actions, reads)."""
     state = request.app.state
-    return opened_entry(state.ledger, reader_of(user, "api"), seq, state.policy)
+    found = explained_entry(state.ledger, reader_of(user, "api"), seq, state.policy)
+    if found is None:
+        raise HTTPException(404, f"no entry {seq}")
+    return found
 
 
-@router.post("/pupils/sar", tags=["audit"], response_class=Response,
+@router.post("/pupils/sar", response_class=Response,
              responses={200: {"content": {"application/json": {}, "text/csv": {},
                                           "text/html": {}}}})  # fmt: skip
 def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Response:
@@ -324,8 +326,8 @@ def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Re
     return report_response(report, "subject-access", asked.format)
 
 
-@router.post("/pupils/readers", response_model=list[LedgerEntryOut], tags=["audit"])
-def pupil_readers(request: Request, user: Readers, asked: PupilAsked) -> list[dict[str, Any]]:
+@router.post("/pupils/readers", response_model=list[LedgerEntryOut])
+def pupil_readers(request: Request, user: Reader, asked: PupilAsked) -> list[dict[str, Any]]:
     """Who looked at this pupil's record: every read whose answer held their entries."""
     state = request.app.state
     key = pupil_of(request, asked)
@@ -337,12 +339,12 @@ def pupil_readers(request: Request, user: Readers, asked: PupilAsked) -> list[di
     return found
 
 
-@router.get("/reports/ropa", tags=["audit"], response_class=Response,
+@router.get("/reports/ropa", response_class=Response,
             responses={200: {"content": {"application/json": {}, "text/csv": {},
                                          "text/html": {}}}})  # fmt: skip
 def record_of_processing(
     request: Request,
-    user: Readers,
+    user: Reader,
     since: Annotated[str | None, Query(**_TEXT)] = None,
     until: Annotated[str | None, Query(**_TEXT)] = None,
     format: ReportFormat = ReportFormat.json,

@@ -15,27 +15,27 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from pipeline.api.app import (
+from pipeline.api.audit import (
+    MAX_SEQ,
+    ExportFormat,
+    entries_download,
+    explained_entry,
+    report_response,
+)
+from pipeline.api.deps import (
     READERS,
+    SAR_ROLES,
     Db,
-    audited_incident_detail,
-    incident_out,
+    forbidden,
     reader_of,
     user_of,
     user_of_session,
 )
-from pipeline.api.audit import (
-    MAX_SEQ,
-    SAR_ROLES,
-    ExportFormat,
-    entries_download,
-    opened_entry,
-    report_response,
-)
+from pipeline.api.desk import audited_incident_detail, incident_out
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
@@ -86,10 +86,22 @@ def _seconds(left: float | None) -> timedelta | None:
     return timedelta(seconds=left) if left is not None else None
 
 
-SignedIn = Annotated[User | None, Depends(signed_in)]
+class SignInFirst(Exception):
+    """A page asked for by no one signed in (or by a role that reads nothing)."""
 
 
-def _to_signin() -> RedirectResponse:
+def page_reader(request: Request) -> User:
+    """The signed-in reader, or :class:`SignInFirst` (answered with the sign-in page)."""
+    user = signed_in(request)
+    if user is None or user.role not in READERS:
+        raise SignInFirst
+    return user
+
+
+PageReader = Annotated[User, Depends(page_reader)]
+
+
+def to_signin(_: Request | None = None, __: Exception | None = None) -> Response:
     return RedirectResponse("/desk/signin", status_code=303)
 
 
@@ -135,15 +147,13 @@ def signout(request: Request) -> Response:
     session = request.cookies.get(COOKIE)
     if session:
         end_session(request.app.state.ledger, session)
-    response = _to_signin()
+    response = to_signin()
     response.delete_cookie(COOKIE)
     return response
 
 
 @router.get("", response_class=HTMLResponse, response_model=None)
-def queue(request: Request, user: SignedIn, db: Db) -> Response:
-    if user is None or user.role not in READERS:
-        return _to_signin()
+def queue(request: Request, user: PageReader, db: Db) -> Response:
     now = datetime.now(UTC)
     shown = [
         {**incident_out(i, incident, now), "left_text": left_text(incident.time_left(now))}
@@ -169,9 +179,7 @@ def _incident_page(
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, response_model=None)
-def incident_page(incident_id: int, request: Request, user: SignedIn) -> Response:
-    if user is None or user.role not in READERS:
-        return _to_signin()
+def incident_page(incident_id: int, request: Request, user: PageReader) -> Response:
     return _incident_page(request, user, incident_id)
 
 
@@ -180,17 +188,14 @@ def incident_action(
     incident_id: int,
     action: ActionKind,
     request: Request,
-    user: SignedIn,
+    user: PageReader,
     risk: Annotated[Risk | None, Form()] = None,
     reasons: Annotated[str | None, Form(max_length=5000)] = None,
     ico_reference: Annotated[str | None, Form(max_length=100)] = None,
     reason: Annotated[str | None, Form(max_length=5000)] = None,
 ) -> Response:
-    if user is None:
-        return _to_signin()
     if user.role is not Role.DPO:
-        log.warning("request_forbidden", path=request.url.path, user=user.name,
-                    role=user.role.value)  # fmt: skip
+        forbidden(request, user)
         refusal = f"The {user.role.value} role may not act on incidents."
         return _incident_page(request, user, incident_id, refusal, 403)
     now = datetime.now(UTC)
@@ -231,7 +236,7 @@ _FIELD_NAMES = {"upn": "Pupil UPN", "pupil": "Pupil", "event_type": "Event type"
 
 
 def _forbidden(request: Request, user: User, what: str) -> Response:
-    log.warning("request_forbidden", path=request.url.path, user=user.name, role=user.role.value)
+    forbidden(request, user)
     return HTMLResponse(
         f"<p>The {user.role.value} role may not {what}. <a href='/desk'>Back</a></p>", 403
     )
@@ -260,11 +265,9 @@ def _filters(request: Request, asked: dict[str, str], after: int = 0) -> Filters
 
 @router.get("/search", response_class=HTMLResponse, response_model=None)
 def search_page(
-    request: Request, user: SignedIn, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
+    request: Request, user: PageReader, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0
 ) -> Response:
     """The search form; with any field given, a recorded page of results."""
-    if user is None or user.role not in READERS:
-        return _to_signin()
     refused = _upn_in_url(request)
     if refused is not None:
         return refused
@@ -285,11 +288,9 @@ def search_page(
 
 
 @router.post("/search", response_class=HTMLResponse, response_model=None)
-async def search_posted(request: Request, user: SignedIn) -> Response:
+async def search_posted(request: Request, user: PageReader) -> Response:
     """The search form as posted: its UPN, if any, becomes the pupil's pseudonym, and the
     search is shown at an address that names the pupil only by that pseudonym."""
-    if user is None or user.role not in READERS:
-        return _to_signin()
     form = await request.form()
     fields = (*_SEARCH_FIELDS, "upn")
     asked = {k: v.strip() for k in fields if isinstance(v := form.get(k, ""), str) and v.strip()}
@@ -315,11 +316,9 @@ async def search_posted(request: Request, user: SignedIn) -> Response:
 
 @router.get("/search/export", response_model=None)
 def search_export(
-    request: Request, user: SignedIn, format: ExportFormat = ExportFormat.csv
+    request: Request, user: PageReader, format: ExportFormat = ExportFormat.csv
 ) -> Response:
     """The whole search as a download, streamed."""
-    if user is None or user.role not in READERS:
-        return _to_signin()
     refused = _upn_in_url(request)
     if refused is not None:
         return refused
@@ -331,13 +330,10 @@ def search_export(
 
 
 @router.get("/entries/{seq}", response_class=HTMLResponse, response_model=None)
-def entry_page(seq: int, request: Request, user: SignedIn) -> Response:
-    if user is None or user.role not in READERS:
-        return _to_signin()
+def entry_page(seq: int, request: Request, user: PageReader) -> Response:
     state = request.app.state
-    try:
-        found = opened_entry(state.ledger, reader_of(user, "page"), seq, state.policy)
-    except HTTPException:
+    found = explained_entry(state.ledger, reader_of(user, "page"), seq, state.policy)
+    if found is None:
         return HTMLResponse(f"<p>No entry {seq}. <a href='/desk/search'>Back</a></p>", 404)
     return templates.TemplateResponse(
         request, "entry.html", {"user": user, "e": found["entry"], **found}
@@ -345,10 +341,8 @@ def entry_page(seq: int, request: Request, user: SignedIn) -> Response:
 
 
 @router.get("/sar", response_model=None)
-def sar_link(request: Request, user: SignedIn) -> Response:
+def sar_link(request: Request, user: PageReader) -> Response:
     """A subject-access report is asked for from the search page, by post."""
-    if user is None or user.role not in READERS:
-        return _to_signin()
     refused = _upn_in_url(request)
     return refused if refused is not None else RedirectResponse("/desk/search", 303)
 
@@ -356,15 +350,13 @@ def sar_link(request: Request, user: SignedIn) -> Response:
 @router.post("/sar", response_model=None)
 def sar_page(
     request: Request,
-    user: SignedIn,
+    user: PageReader,
     upn: Annotated[str, Form(max_length=20)] = "",
     pupil: Annotated[str, Form(max_length=64)] = "",
     format: Annotated[ReportFormat, Form()] = ReportFormat.html,
 ) -> Response:
     """The subject-access report, printable, for the DPO to send to a parent: for the
     pupil of a search (by pseudonym) or of a UPN typed into the form."""
-    if user is None or user.role not in READERS:
-        return _to_signin()
     if user.role not in SAR_ROLES:
         return _forbidden(request, user, "run a subject-access report")
     state = request.app.state
@@ -385,14 +377,12 @@ def sar_page(
 @router.get("/ropa", response_model=None)
 def ropa_page(
     request: Request,
-    user: SignedIn,
+    user: PageReader,
     since: str = "",
     until: str = "",
     format: ReportFormat | None = None,
 ) -> Response:
     """The form, then the record of processing as a printable page or a download."""
-    if user is None or user.role not in READERS:
-        return _to_signin()
     context = {"user": user, "since": since, "until": until}
     if format is None:
         return templates.TemplateResponse(request, "ropa_form.html", context)

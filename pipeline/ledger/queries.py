@@ -6,7 +6,7 @@ in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ from pipeline.ledger.chain import (
     verify_chain,
 )
 from pipeline.ledger.sides import identity_faults, side_faults
-from pipeline.ledger.store import ENTRY, HEAD, OUTBOX, PUPIL, RECIPIENT, Ledger
+from pipeline.ledger.store import ENTRY, HEAD, OUTBOX, PUPIL, RECIPIENT, Ledger, any_of
 from pipeline.pseudonym import Pseudonymiser
 
 PAGE = 2_000
@@ -136,6 +136,16 @@ def entry_at(connection: Connection, seq: int) -> dict[str, Any] | None:
         .first()
     )
     return decoded(row) if row is not None else None
+
+
+def entries_at(connection: Connection, seqs: Sequence[int]) -> list[dict[str, Any]]:
+    """The entries with these seqs, in seq order."""
+    rows = connection.execute(
+        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
+        .where(any_of(connection, ENTRY.c.seq, seqs))
+        .order_by(ENTRY.c.seq)
+    ).mappings()
+    return [decoded(row) for row in rows]
 
 
 def referring_to(connection: Connection, seq: int) -> list[dict[str, Any]]:

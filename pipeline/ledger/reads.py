@@ -22,11 +22,10 @@ from sqlalchemy import Connection, or_, select
 
 from pipeline.ledger.acts import append_act
 from pipeline.ledger.queries import (
-    ENTRY_COLUMNS,
     Filters,
     count,
-    decoded,
     entries,
+    entries_at,
     entry_at,
     nth_seq,
     referring_to,
@@ -194,12 +193,7 @@ def readers_of(
             if seq not in reads and shown.shown_by(orjson.loads(details or "{}"), refers_to)
         ]
         # Only the reads that held the pupil's entries are decoded whole.
-        found = connection.execute(
-            select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(
-                any_of(connection, ENTRY.c.seq, held)
-            )
-        ).mappings()
-        reads.update((read["seq"], read) for read in map(decoded, found))
+        reads.update((read["seq"], read) for read in entries_at(connection, held))
     return [reads[seq] for seq in sorted(reads)]
 
 

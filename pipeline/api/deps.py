@@ -1,0 +1,99 @@
+"""What every route stands on: a ledger connection, the user behind the request, and
+whether their role may do what is asked.
+
+A request never holds one connection while it waits for another: the user is looked up
+on a connection held only for the look-up, and the route's own is taken after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Connection
+
+from pipeline.ledger.reads import Requester
+from pipeline.ledger.store import Ledger
+from pipeline.logging import get_logger
+from pipeline.users import Role, User, session_user, user_for
+
+log = get_logger(__name__)
+READERS = (Role.DPO, Role.AUDITOR, Role.ADMIN)
+#: Who may run a subject-access report: it shows the pupil's plain identifiers.
+SAR_ROLES = (Role.DPO, Role.ADMIN)
+
+bearer = HTTPBearer(auto_error=False)
+
+
+def connection(request: Request) -> Iterator[Connection]:
+    ledger: Ledger = request.app.state.ledger
+    with ledger.engine.connect() as connected:
+        yield connected
+
+
+Db = Annotated[Connection, Depends(connection)]
+
+
+def ledger_of(request: Request) -> Ledger:
+    return request.app.state.ledger  # type: ignore[no-any-return]
+
+
+LedgerOf = Annotated[Ledger, Depends(ledger_of)]
+
+
+def user_of(ledger: Ledger, token: str) -> User | None:
+    """The user holding ``token``."""
+    with ledger.engine.connect() as connected:
+        return user_for(connected, token)
+
+
+def user_of_session(ledger: Ledger, session: str) -> User | None:
+    """Whose live desk session this is."""
+    with ledger.engine.connect() as connected:
+        return session_user(connected, session)
+
+
+def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> User:
+    known = getattr(request.state, "user", None)  # authenticated before the body was read
+    if isinstance(known, User):
+        return known
+    user = user_of(ledger_of(request), credentials.credentials) if credentials else None
+    if user is None:
+        log.warning(
+            "request_unauthenticated", path=request.url.path, token_given=credentials is not None
+        )
+        raise HTTPException(401, "a valid token is needed", headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+def forbidden(request: Request, user: User) -> None:
+    """Log that ``user`` was refused what they asked; the caller answers 403."""
+    log.warning("request_forbidden", path=request.url.path, user=user.name, role=user.role.value)
+
+
+def role(*allowed: Role) -> Any:
+    """A dependency admitting only users with one of ``allowed`` roles."""
+
+    def check(request: Request, user: Annotated[User, Depends(current_user)]) -> User:
+        if user.role not in allowed:
+            forbidden(request, user)
+            raise HTTPException(403, f"the {user.role.value} role may not do this")
+        return user
+
+    return Depends(check)
+
+
+Reader = Annotated[User, role(*READERS)]
+Dpo = Annotated[User, role(Role.DPO)]
+Admin = Annotated[User, role(Role.ADMIN)]
+SubjectAccess = Annotated[User, role(*SAR_ROLES)]
+
+
+def reader_of(user: User, via: str) -> Requester:
+    """Who is reading, for the ledger's read entry: ``via`` is "api" or "page"."""
+    return Requester(user.name, user.role.value, via)

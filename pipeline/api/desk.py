@@ -1,0 +1,217 @@
+"""The DPO's breach desk over HTTP: the queue of incidents, one with the entries behind it,
+and the actions that move it along. Readers see; only the DPO acts. Actions go into the
+ledger's chain with the user's name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException
+from pydantic import BaseModel, Field
+
+from pipeline.api.deps import Db, Dpo, LedgerOf, Reader, reader_of
+from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.incidents.lifecycle import (
+    Action,
+    ActionKind,
+    Incident,
+    Risk,
+    Status,
+    TransitionRefused,
+    in_queue_order,
+    shown_in_school_time,
+)
+from pipeline.ledger.queries import entries_at
+from pipeline.ledger.reads import record_read
+from pipeline.ledger.store import Ledger
+from pipeline.logging import get_logger
+from pipeline.users import User
+
+log = get_logger(__name__)
+router = APIRouter(prefix="/incidents", tags=["desk"])
+
+
+class ActionOut(BaseModel):
+    action: str
+    by: str
+    at: datetime
+    risk: str | None = None
+    reasons: str | None = None
+    ico_reference: str | None = None
+
+
+class IncidentOut(BaseModel):
+    id: int
+    severity: str
+    breach: bool
+    status: str
+    rule: str
+    recipient: str | None
+    day: str
+    detected_at: datetime
+    deadline: datetime | None
+    deadline_uk: str | None
+    seconds_left: float | None
+    overdue: bool
+    risk: str | None
+    entries: list[int]
+    next: list[str]
+    history: list[ActionOut]
+
+
+class EntryOut(BaseModel):
+    """A ledger entry behind an incident, with why it was decided as it was."""
+
+    seq: int
+    kind: str
+    event_id: str | None
+    event_type: str | None
+    occurred_at: str | None
+    recipient: str | None
+    decision: str | None
+    rules: list[str]
+    reasons: list[str]
+    categories: list[str]
+    pupil_keys: list[str]
+    policy_version: str | None
+
+
+class IncidentDetail(IncidentOut):
+    ledger_entries: list[EntryOut]
+
+
+class Assessment(BaseModel):
+    risk: Risk
+    reasons: str = Field(min_length=1, max_length=5000)
+
+
+class IcoReport(BaseModel):
+    ico_reference: str = Field(min_length=1, max_length=100)
+    reported_at: datetime | None = Field(default=None, description="default: now")
+
+
+class Closing(BaseModel):
+    reason: str = Field(min_length=1, max_length=5000)
+
+
+def action_out(action: Action) -> dict[str, Any]:
+    return {
+        "action": action.kind.value,
+        "by": action.by,
+        "at": action.at,
+        "risk": action.risk.value if action.risk else None,
+        "reasons": action.reasons,
+        "ico_reference": action.ico_reference,
+    }
+
+
+def incident_out(incident_id: int, incident: Incident, now: datetime) -> dict[str, Any]:
+    left = incident.time_left(now)
+    deadline = incident.deadline
+    return {
+        "id": incident_id,
+        "severity": incident.severity.value,
+        "breach": incident.breach,
+        "status": incident.status.value,
+        "rule": incident.cause.rule,
+        "recipient": incident.cause.recipient,
+        "day": incident.cause.day.isoformat(),
+        "detected_at": incident.detected_at,
+        "deadline": deadline,
+        "deadline_uk": shown_in_school_time(deadline) if deadline else None,
+        "seconds_left": left.total_seconds() if left is not None else None,
+        "overdue": incident.overdue(now),
+        "risk": incident.risk.value if incident.risk else None,
+        "entries": list(incident.entries),
+        "next": [k.value for k in incident.allowed()],
+        "history": [action_out(a) for a in incident.history],
+    }
+
+
+def audited_incident_detail(
+    ledger: Ledger, user: User, via: str, incident_id: int
+) -> dict[str, Any] | None:
+    """An incident with the ledger entries behind it, recorded as a read: it shows the
+    entries' pupils. The reading connection is given back before the read is recorded."""
+    with ledger.engine.connect() as db:
+        as_of = Ledger.head(db)[0]
+        incident = incidents(db).get(incident_id)
+        if incident is None:
+            return None
+        shown = entries_at(db, list(incident.entries))
+    record_read(
+        ledger,
+        reader_of(user, via),
+        "incident",
+        returned=len(shown),
+        as_of=as_of,
+        refers_to=incident_id,
+        extra={"entries": list(incident.entries)},
+    )
+    return {**incident_out(incident_id, incident, datetime.now(UTC)), "ledger_entries": shown}
+
+
+@router.get("", response_model=list[IncidentOut])
+def list_incidents(user: Reader, db: Db, include_closed: bool = False) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        incident_out(i, incident, now)
+        for i, incident in in_queue_order(incidents(db), now)
+        if include_closed or incident.status is not Status.CLOSED
+    ]
+
+
+@router.get("/{incident_id}", response_model=IncidentDetail)
+def get_incident(incident_id: int, user: Reader, ledger: LedgerOf) -> dict[str, Any]:
+    detail = audited_incident_detail(ledger, user, "api", incident_id)
+    if detail is None:
+        raise HTTPException(404, f"no incident {incident_id}")
+    return detail
+
+
+def _act(ledger: Ledger, incident_id: int, action: Action) -> dict[str, Any]:
+    try:
+        _, updated = take_action(ledger, incident_id, action)
+    except UnknownIncident:
+        raise HTTPException(404, f"no incident {incident_id}") from None
+    except TransitionRefused as refused:
+        raise HTTPException(409, str(refused)) from None
+    log.info("incident_action", incident=incident_id, action=action.kind.value, by=action.by)
+    return incident_out(incident_id, updated, datetime.now(UTC))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@router.post("/{incident_id}/acknowledge", response_model=IncidentOut)
+def acknowledge(incident_id: int, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+    return _act(ledger, incident_id, Action(ActionKind.ACKNOWLEDGE, user.name, _now()))
+
+
+@router.post("/{incident_id}/assess", response_model=IncidentOut)
+def assess(incident_id: int, body: Assessment, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+    action = Action(ActionKind.ASSESS, user.name, _now(), risk=body.risk, reasons=body.reasons)
+    return _act(ledger, incident_id, action)
+
+
+@router.post("/{incident_id}/report", response_model=IncidentOut)
+def report(incident_id: int, body: IcoReport, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+    when = body.reported_at or _now()
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    action = Action(
+        ActionKind.REPORT, user.name, _now(), ico_reference=body.ico_reference, reported_at=when
+    )
+    return _act(ledger, incident_id, action)
+
+
+@router.post("/{incident_id}/notify-subjects", response_model=IncidentOut)
+def notify_subjects(incident_id: int, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+    return _act(ledger, incident_id, Action(ActionKind.NOTIFY_SUBJECTS, user.name, _now()))
+
+
+@router.post("/{incident_id}/close", response_model=IncidentOut)
+def close(incident_id: int, body: Closing, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+    action = Action(ActionKind.CLOSE, user.name, _now(), reasons=body.reason)
+    return _act(ledger, incident_id, action)
