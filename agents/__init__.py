@@ -1,1 +1,2 @@
-"""The Faust worker: the stream agents, the writer process that decides and appends, and the alert relay."""
+"""The Faust worker: the stream agents, the writer process that decides and appends,
+and the alert relay."""

@@ -295,9 +295,7 @@ _DOWNLOADS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "/entries/export", response_class=StreamingResponse, responses=_DOWNLOADS
-)
+@router.post("/entries/export", response_class=StreamingResponse, responses=_DOWNLOADS)
 def export_entries_asked(request: Request, user: Reader, asked: ExportAsked) -> StreamingResponse:
     """As ``GET /entries/export``, the search in the body: the way to export by UPN."""
     filters = filters_of(request, asked)
