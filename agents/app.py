@@ -107,11 +107,18 @@ def log_decisions(handled: Sequence[Handled]) -> None:
     for h in handled:
         if h.decision.decision is Verdict.ALLOWED or h.kind == "duplicate":
             continue
-        with bound_contextvars(event_id=h.event_id if isinstance(h.event_id, str) else None,
-                               topic=h.position.topic, partition=h.position.partition,
-                               offset=h.position.offset):  # fmt: skip
-            log.info("decision_recorded", kind=h.kind, decision=h.decision.decision.value,
-                     rules=[r.value for r in h.decision.rules])  # fmt: skip
+        with bound_contextvars(
+            event_id=h.event_id if isinstance(h.event_id, str) else None,
+            topic=h.position.topic,
+            partition=h.position.partition,
+            offset=h.position.offset,
+        ):
+            log.info(
+                "decision_recorded",
+                kind=h.kind,
+                decision=h.decision.decision.value,
+                rules=[r.value for r in h.decision.rules],
+            )
 
 
 def create_app(
@@ -132,16 +139,23 @@ def create_app(
         store="memory://",
         web_enabled=False,
     )
-    deadletter = app.topic(DEADLETTER_TOPIC, key_type=bytes, value_type=bytes,
-                           key_serializer="raw", value_serializer="raw")  # fmt: skip
-    alerts = app.topic(ALERTS_TOPIC, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")  # fmt: skip
+    deadletter = app.topic(
+        DEADLETTER_TOPIC,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    alerts = app.topic(
+        ALERTS_TOPIC, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
 
     async def send_deadletters(items: list[tuple[Record, str]], keys: dict[Position, Any]) -> None:
         futures = []
         for (raw, position), reason in items:
-            with bound_contextvars(topic=position.topic, partition=position.partition,
-                                   offset=position.offset):  # fmt: skip
+            with bound_contextvars(
+                topic=position.topic, partition=position.partition, offset=position.offset
+            ):
                 log.warning("record_deadlettered", reason=reason)
             headers = [
                 ("reason", reason.encode()),
@@ -149,8 +163,9 @@ def create_app(
                 ("source.partition", str(position.partition).encode()),
                 ("source.offset", str(position.offset).encode()),
             ]
-            futures.append(await deadletter.send(key=keys.get(position), value=raw,
-                                                 headers=headers))  # fmt: skip
+            futures.append(
+                await deadletter.send(key=keys.get(position), value=raw, headers=headers)
+            )
         await asyncio.gather(*futures)
 
     async def handle(stream: StreamT[bytes], batch: Sequence[EventT[bytes]]) -> None:
@@ -246,8 +261,9 @@ def create_app(
         return agent
 
     for name in INPUT_TOPICS:
-        topic = app.topic(name, key_type=bytes, value_type=bytes,
-                          key_serializer="raw", value_serializer="raw")  # fmt: skip
+        topic = app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
         recorder = record_facts if name == FACTS_TOPIC else record_sharing
         app.agent(topic, name=f"record-{name}")(agent_of(recorder))
 

@@ -65,8 +65,9 @@ def notice_targets(config: Settings) -> tuple[Target, ...]:
     """Where new high-severity incidents are sent, from the settings."""
     if config.webhook_urls and not config.webhook_secret:
         fail("set SHARING_AUDIT_WEBHOOK_SECRET: webhook notices are signed with it")
-    targets = [webhook_target(url, (config.webhook_secret or "").encode())
-               for url in config.webhook_urls]  # fmt: skip
+    targets = [
+        webhook_target(url, (config.webhook_secret or "").encode()) for url in config.webhook_urls
+    ]
     if config.notify_email_to:
         if not config.smtp_host:
             fail("set SHARING_AUDIT_SMTP_HOST to send incident notices by email")

@@ -154,8 +154,12 @@ class LedgerSink:
                 return handled
             except BatchFailed as exc:
                 problem = str(exc)
-                log.error("batch_failed", attempt=attempt, records=len(records),
-                          error=problem.split(":")[0])  # fmt: skip
+                log.error(
+                    "batch_failed",
+                    attempt=attempt,
+                    records=len(records),
+                    error=problem.split(":")[0],
+                )
         if len(records) > 1:
             middle = len(records) // 2
             return [
@@ -165,8 +169,13 @@ class LedgerSink:
         error = problem.split(":")[0]
         reason = undecidable_reason(error)
         position = records[0][1]
-        log.error("record_undecidable", error=error, topic=position.topic,
-                  partition=position.partition, offset=position.offset)  # fmt: skip
+        log.error(
+            "record_undecidable",
+            error=error,
+            topic=position.topic,
+            partition=position.partition,
+            offset=position.offset,
+        )
         return await self._write_undecidable(records, reason)
 
     async def _write_undecidable(self, records: list[Record], reason: str) -> list[Handled]:

@@ -51,8 +51,7 @@ def ready_ledger(url: str, first_delay: float = 0.5, cap: float = 30.0) -> Ledge
             if not is_unavailable(exc):
                 raise
             delay = next(delays)
-            log.warning("database_unavailable", retry_in=round(delay, 2),
-                        error=type(exc).__name__)  # fmt: skip
+            log.warning("database_unavailable", retry_in=round(delay, 2), error=type(exc).__name__)
             time.sleep(delay)
 
 
@@ -85,8 +84,12 @@ def run_worker(config: WorkerConfig) -> None:
             return notify_new_incidents(notices, config.notice_targets, config.desk_url)
 
     app = create_app(config.kafka, sink, config.batching, notifier)
-    log.info("worker_starting", broker=config.kafka.bootstrap, policy=config.policy.name,
-             policy_version=config.policy.version[:12])  # fmt: skip
+    log.info(
+        "worker_starting",
+        broker=config.kafka.bootstrap,
+        policy=config.policy.name,
+        policy_version=config.policy.version[:12],
+    )
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True, override_logging=False)
     settle_heap()
     try:

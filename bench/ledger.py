@@ -44,22 +44,41 @@ from pipeline.ledger.queries import Filters, entries, verify
 from pipeline.ledger.store import Ledger, NewEntry, now_text
 
 BATCH = 500
-RECIPIENTS = ["dfe", "la:850", "agency:school-nursing", "agency:educational-psychology",
-              "school:116512", "school:120001"]  # fmt: skip
+RECIPIENTS = [
+    "dfe",
+    "la:850",
+    "agency:school-nursing",
+    "agency:educational-psychology",
+    "school:116512",
+    "school:120001",
+]
 
 
 def make_fields(seq: int, rng: random.Random, pupils: int) -> dict[str, Any]:
     keys = [hashlib.sha256(str(rng.randrange(pupils)).encode()).hexdigest()]
     return {
-        "seq": seq, "kind": "decision", "refers_to": None,
+        "seq": seq,
+        "kind": "decision",
+        "refers_to": None,
         "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
-        "event_type": "uk.school.pupil.referred.v1", "occurred_at": "2026-03-02T10:15:00.000000Z",
-        "recorded_at": now_text(), "school": "116234", "recipient": rng.choice(RECIPIENTS),
-        "pupil_keys": keys, "categories": ["personal", "medical"], "lawful_basis": "public_task",
-        "decision": "allowed", "rules": [], "reasons": [], "policy_version": "a" * 64,
-        "topic": "sharing.referral", "partition": rng.randrange(4), "offset": seq,
-        "payload_digest": hashlib.sha256(str(seq).encode()).hexdigest(), "details": None,
-    }  # fmt: skip
+        "event_type": "uk.school.pupil.referred.v1",
+        "occurred_at": "2026-03-02T10:15:00.000000Z",
+        "recorded_at": now_text(),
+        "school": "116234",
+        "recipient": rng.choice(RECIPIENTS),
+        "pupil_keys": keys,
+        "categories": ["personal", "medical"],
+        "lawful_basis": "public_task",
+        "decision": "allowed",
+        "rules": [],
+        "reasons": [],
+        "policy_version": "a" * 64,
+        "topic": "sharing.referral",
+        "partition": rng.randrange(4),
+        "offset": seq,
+        "payload_digest": hashlib.sha256(str(seq).encode()).hexdigest(),
+        "details": None,
+    }
 
 
 def fresh_ledger(url: str) -> Ledger:
@@ -97,8 +116,14 @@ def floor_rate(url: str, count: int, pupils: int, seed: int) -> float:
     for seq in range(1, count + 1):
         f = make_fields(seq, rng, pupils)
         digest = entry_hash(prev, f)
-        row = {n: (canonical_json(v).decode() if isinstance(v, list | dict) else
-                   (None if v is None else str(v))) for n, v in f.items()}  # fmt: skip
+        row = {
+            n: (
+                canonical_json(v).decode()
+                if isinstance(v, list | dict)
+                else (None if v is None else str(v))
+            )
+            for n, v in f.items()
+        }
         row["prev_hash"], row["hash"] = prev, digest
         rows.append(row)
         prev = digest
@@ -193,8 +218,11 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--append", type=int, default=50_000)
     parser.add_argument("--pupils", type=int, default=40_000)
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="admin URL: a scratch database is made and dropped")  # fmt: skip
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="admin URL: a scratch database is made and dropped",
+    )
     parser.add_argument("--sqlite", default=None, help="folder for the SQLite file")
     args = parser.parse_args()
 

@@ -139,9 +139,14 @@ def noop_worker(broker: str, count: int, out: Path) -> None:
     from pipeline.kafka import faust_settings
 
     batching = Batching()
-    app = faust.App("bench-noop", **faust_settings(KafkaConfig(bootstrap=broker)),
-                    value_serializer="raw", key_serializer="raw", store="memory://",
-                    web_enabled=False)  # fmt: skip
+    app = faust.App(
+        "bench-noop",
+        **faust_settings(KafkaConfig(bootstrap=broker)),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        web_enabled=False,
+    )
     marks: list[tuple[float, int]] = []
 
     async def noop(stream: faust.StreamT) -> None:
@@ -168,8 +173,10 @@ def noop_worker(broker: str, count: int, out: Path) -> None:
 def noop_faust_rate(broker: str, count: int, scratch: Path) -> tuple[float, float]:
     """The no-op worker's steady rate, and its fastest second."""
     out = scratch / "noop-rate"
-    worker = Worker([sys.executable, __file__, "noop-worker", broker, str(count), str(out)],
-                    log_file=scratch / "noop.log")  # fmt: skip
+    worker = Worker(
+        [sys.executable, __file__, "noop-worker", broker, str(count), str(out)],
+        log_file=scratch / "noop.log",
+    )
     worker.start()
     try:
         deadline = time.monotonic() + 600
@@ -295,8 +302,11 @@ def one_round(
                 ensure_topics(kafka)
                 started = time.perf_counter()
                 load(kafka, bulk)
-                print(f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
-                      f"in {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
+                print(
+                    f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
+                    f"in {time.perf_counter() - started:.1f} s",
+                    flush=True,
+                )
 
                 rates["aiokafka"] = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
                 print(f"aiokafka consumer:   {rates['aiokafka']:9.0f} events/s", flush=True)
@@ -304,30 +314,39 @@ def one_round(
                     kafka.bootstrap, len(bulk), scratch
                 )
                 fastest = rates["noop_fastest"]
-                print(f"no-op Faust agent:   {rates['noop']:9.0f} events/s "
-                      f"({fastest:.0f} in its fastest second)", flush=True)  # fmt: skip
+                print(
+                    f"no-op Faust agent:   {rates['noop']:9.0f} events/s "
+                    f"({fastest:.0f} in its fastest second)",
+                    flush=True,
+                )
 
                 from pipeline.checking import expected_of
                 from pipeline.engine import Engine
                 from pipeline.packs import load_pack
 
                 expected = expected_of(bulk, Engine(load_pack()))
-                worker = Worker(worker_command(kafka.bootstrap, url),
-                                log_file=scratch / "worker.log", env=env)  # fmt: skip
+                worker = Worker(
+                    worker_command(kafka.bootstrap, url), log_file=scratch / "worker.log", env=env
+                )
                 worker.start()
                 try:
                     rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
                     # How far the topics' paces drifted apart in event time: a fact decided
                     # after sharing events timed after it re-decides each of them.
                     redecided = _entries(url, "reevaluation")
-                    print(f"pipeline ({args.db}): {rate:9.0f} events/s "
-                          f"({redecided:,} re-evaluations)", flush=True)  # fmt: skip
+                    print(
+                        f"pipeline ({args.db}): {rate:9.0f} events/s "
+                        f"({redecided:,} re-evaluations)",
+                        flush=True,
+                    )
                     if with_latency and paced:
                         total = expected_of(records, Engine(load_pack())).entries
                         lat = latencies(kafka, url, paced, rate / 2, total)
-                        print(f"latency send -> ledger at {rate / 2:.0f} events/s over "
-                              f"{len(lat)} events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
-                              f"p99 {percentile(lat, 99) * 1000:.0f} ms")  # fmt: skip
+                        print(
+                            f"latency send -> ledger at {rate / 2:.0f} events/s over "
+                            f"{len(lat)} events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
+                            f"p99 {percentile(lat, 99) * 1000:.0f} ms"
+                        )
                 finally:
                     worker.stop()
         finally:  # before the scratch database is dropped
@@ -352,9 +371,11 @@ def main() -> None:
         print(f"== round {number} of {args.rounds}", flush=True)
         rounds.append(one_round(args, records, with_latency=number == args.rounds))
     mid = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
-    print(f"median of {args.rounds}: aiokafka {mid['aiokafka']:.0f}, no-op Faust "
-          f"{mid['noop']:.0f} ({mid['noop_fastest']:.0f} in its fastest second), "
-          f"pipeline {mid['pipeline']:.0f} events/s")  # fmt: skip
+    print(
+        f"median of {args.rounds}: aiokafka {mid['aiokafka']:.0f}, no-op Faust "
+        f"{mid['noop']:.0f} ({mid['noop_fastest']:.0f} in its fastest second), "
+        f"pipeline {mid['pipeline']:.0f} events/s"
+    )
     # Each round's own ratio shows how far the machine's pace moved between rounds.
     each = ", ".join(f"{r['pipeline'] / r['noop']:.2f}" for r in rounds)
     print(f"pipeline / no-op Faust, round by round: {each}")

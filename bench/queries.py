@@ -49,8 +49,12 @@ CENSUS_RETURNS = 3  # per school a year: the DfE's autumn, spring and summer cen
 SCHOOLS = 50
 YEAR_START = datetime(2025, 9, 1, 8, tzinfo=UTC)
 AUDITOR = Requester("bench", "auditor", "api")
-AGENCIES = ["agency:school-nursing", "agency:educational-psychology",
-            "agency:speech-language-therapy", "la:850"]  # fmt: skip
+AGENCIES = [
+    "agency:school-nursing",
+    "agency:educational-psychology",
+    "agency:speech-language-therapy",
+    "la:850",
+]
 
 
 def key(pupil: int) -> str:
@@ -89,22 +93,40 @@ def new_entry(
     breach = rng.random() < 0.02
     event_id = str(uuid.UUID(int=rng.getrandbits(128)))
     fields = {
-        "seq": seq, "kind": "decision", "refers_to": None, "event_id": event_id,
-        "event_type": event_type, "occurred_at": utc_text(when), "recorded_at": now_text(),
-        "school": "116234", "recipient": recipient, "pupil_keys": keys,
-        "categories": categories, "lawful_basis": basis,
+        "seq": seq,
+        "kind": "decision",
+        "refers_to": None,
+        "event_id": event_id,
+        "event_type": event_type,
+        "occurred_at": utc_text(when),
+        "recorded_at": now_text(),
+        "school": "116234",
+        "recipient": recipient,
+        "pupil_keys": keys,
+        "categories": categories,
+        "lawful_basis": basis,
         "decision": "breach" if breach else "allowed",
         "rules": ["channel.not_permitted"] if breach else [],
         "reasons": ["channel 'post' is not allowed"] if breach else [],
-        "policy_version": policy_version, "topic": "sharing.referral",
-        "partition": rng.randrange(4), "offset": seq,
-        "payload_digest": hashlib.sha256(event_id.encode()).hexdigest(), "details": None,
-    }  # fmt: skip
+        "policy_version": policy_version,
+        "topic": "sharing.referral",
+        "partition": rng.randrange(4),
+        "offset": seq,
+        "payload_digest": hashlib.sha256(event_id.encode()).hexdigest(),
+        "details": None,
+    }
     payload = {
-        "id": event_id, "type": event_type, "time": when.isoformat(),
-        "data": {"recipient": recipient, "categories": categories, "lawful_basis": basis,
-                 "channel": channel, "pupils": [{"upn": k} for k in keys]},
-    }  # fmt: skip
+        "id": event_id,
+        "type": event_type,
+        "time": when.isoformat(),
+        "data": {
+            "recipient": recipient,
+            "categories": categories,
+            "lawful_basis": basis,
+            "channel": channel,
+            "pupils": [{"upn": k} for k in keys],
+        },
+    }
     return NewEntry(fields, payload=payload)
 
 
@@ -112,8 +134,10 @@ def build(ledger: Ledger, count: int, pupils: int, policy_version: str) -> float
     rng = random.Random(1)
     start = time.perf_counter()
     for first in range(1, count + 1, BATCH):
-        batch = [new_entry(s, count, rng, pupils, policy_version)
-                 for s in range(first, min(first + BATCH, count + 1))]  # fmt: skip
+        batch = [
+            new_entry(s, count, rng, pupils, policy_version)
+            for s in range(first, min(first + BATCH, count + 1))
+        ]
         with ledger.locked() as connection:
             ledger.append(connection, batch)
     return time.perf_counter() - start
@@ -147,8 +171,19 @@ def peak_rss_kib(pid: int) -> int:
 def export_figures(url: str, since: str, until: str, folder: Path) -> tuple[int, float, int]:
     """Bytes, seconds and peak RSS (KiB) of a CSV export in a fresh process."""
     out = folder / "export.csv"
-    command = [str(Path(sys.executable).parent / "sharing-audit"), "ledger", "query",
-               "--db", url, "--format", "csv", "--since", since, "--until", until]  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "sharing-audit"),
+        "ledger",
+        "query",
+        "--db",
+        url,
+        "--format",
+        "csv",
+        "--since",
+        since,
+        "--until",
+        until,
+    ]
     start = time.perf_counter()
     peak = 0
     with out.open("wb") as sink:
@@ -181,14 +216,17 @@ def run(name: str, url: str, args: argparse.Namespace, folder: Path) -> dict[str
         with settle as connection:
             connection.exec_driver_sql("VACUUM ANALYZE")
             connection.exec_driver_sql("CHECKPOINT")
-    print(f"{name}: built {args.entries:,} entries for {args.pupils:,} pupils in {seconds:.0f} s",
-          flush=True)  # fmt: skip
+    print(
+        f"{name}: built {args.entries:,} entries for {args.pupils:,} pupils in {seconds:.0f} s",
+        flush=True,
+    )
 
     with ledger.engine.connect() as connection:
         bare = percentiles(
             lambda k: list(entries(connection, Filters(pupil_key=k, limit=100))),
-            args.pupils, args.samples,
-        )  # fmt: skip
+            args.pupils,
+            args.samples,
+        )
     found = percentiles(
         lambda k: search(ledger, AUDITOR, Filters(pupil_key=k), 100), args.pupils, args.samples
     )
@@ -201,13 +239,18 @@ def run(name: str, url: str, args: argparse.Namespace, folder: Path) -> dict[str
     print(f"{name}_ratio_search_vs_bare_p95={found[1] / bare[1]:.2f}")
 
     figures = {}
-    for label, since, until in (("month", "2025-10-01", "2025-11-01"),
-                                ("year", "2025-09-01", "2026-09-01")):  # fmt: skip
+    for label, since, until in (
+        ("month", "2025-10-01", "2025-11-01"),
+        ("year", "2025-09-01", "2026-09-01"),
+    ):
         size, took, rss = export_figures(url, since, until, folder)
         figures[label] = rss
         rate = size / 1e6 / took
-        print(f"{name}_export_{label}: {size / 1e6:,.1f} MB in {took:.1f} s ({rate:,.1f} MB/s), "
-              f"peak RSS {rss / 1024:,.0f} MiB", flush=True)  # fmt: skip
+        print(
+            f"{name}_export_{label}: {size / 1e6:,.1f} MB in {took:.1f} s ({rate:,.1f} MB/s), "
+            f"peak RSS {rss / 1024:,.0f} MiB",
+            flush=True,
+        )
     growth = figures["year"] / figures["month"]
     print(f"{name}_ratio_export_peak_rss_year_vs_month={growth:.2f}")
     ledger.engine.dispose()
@@ -219,8 +262,11 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--pupils", type=int, default=50_000)
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                        help="admin URL: a scratch database is made and dropped")  # fmt: skip
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="admin URL: a scratch database is made and dropped",
+    )
     parser.add_argument("--sqlite", default=None, help="folder for the SQLite file")
     parser.add_argument("--only", choices=("sqlite", "postgresql"), help="one database only")
     args = parser.parse_args()

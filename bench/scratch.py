@@ -12,8 +12,9 @@ from sqlalchemy import create_engine, text
 @contextmanager
 def scratch_postgres(admin_url: str) -> Iterator[str]:
     """The URL of a new, empty database beside ``admin_url``'s; dropped on leaving."""
-    admin = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")  # fmt: skip
+    admin = create_engine(
+        admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     name = f"sa_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))

@@ -76,13 +76,21 @@ class EmbeddedBroker:
             port = self.requested_port or free_port()
             url = f"tcp://127.0.0.1:{port}"
             process = subprocess.Popen(
-                [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
+                [
+                    str(binary),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches it through us, in order
-            )  # fmt: skip
+            )
             address = f"127.0.0.1:{port}"
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and process.poll() is None:
@@ -94,8 +102,11 @@ class EmbeddedBroker:
                 self.process, self.address = process, address
                 log.info("broker_started", address=address, pid=process.pid)
                 return address
-            problem = f"the broker exited with {process.poll()}" if process.poll() is not None \
-                else f"the broker did not answer within {timeout:.0f} s"  # fmt: skip
+            problem = (
+                f"the broker exited with {process.poll()}"
+                if process.poll() is not None
+                else f"the broker did not answer within {timeout:.0f} s"
+            )
             _stop(process)
             if self.requested_port:
                 break

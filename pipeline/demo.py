@@ -38,8 +38,16 @@ from pipeline.simulate import simulate
 from pipeline.users import Role, add_user
 
 #: Files the demo owns in its folder, removed at the start of each run.
-DEMO_FILES = ("ledger.db", "ledger.db.key", "ledger.db-wal", "ledger.db-shm", "worker.log",
-              "events.jsonl", "subject-access.html", "record-of-processing.html")  # fmt: skip
+DEMO_FILES = (
+    "ledger.db",
+    "ledger.db.key",
+    "ledger.db-wal",
+    "ledger.db-shm",
+    "worker.log",
+    "events.jsonl",
+    "subject-access.html",
+    "record-of-processing.html",
+)
 
 
 class DemoFailed(Exception):
@@ -47,20 +55,32 @@ class DemoFailed(Exception):
 
 
 def _progress(console: Console, label: str) -> Progress:
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console,
-                    transient=True, disable=not console.is_terminal)  # fmt: skip
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
 
 
 def _read_alerts(kafka: KafkaConfig, expected: int, timeout: float) -> list[dict[str, Any]]:
     """The alerts on the topic, one per ``seq`` (delivery is at-least-once)."""
-    records = read_topic(kafka, ALERTS_TOPIC, expected, timeout,
-                         identity=lambda record: orjson.loads(record.value)["seq"])  # fmt: skip
+    records = read_topic(
+        kafka,
+        ALERTS_TOPIC,
+        expected,
+        timeout,
+        identity=lambda record: orjson.loads(record.value)["seq"],
+    )
     alerts = {alert["seq"]: alert for alert in (orjson.loads(r.value) for r in records)}
     return [alerts[seq] for seq in sorted(alerts)]
 
 
-def _reports(ledger: Ledger, lines: list[Any], policy: Policy, folder: Path,
-             console: Console) -> None:  # fmt: skip
+def _reports(
+    ledger: Ledger, lines: list[Any], policy: Policy, folder: Path, console: Console
+) -> None:
     """A subject-access report for one pupil and the year's record of processing, as a
     DPO would print them (each recorded in the ledger as a read, like any other)."""
     demo = Requester("demo", Role.DPO.value, "cli")
@@ -76,8 +96,15 @@ def _reports(ledger: Ledger, lines: list[Any], policy: Policy, folder: Path,
     console.print(f"  sharing-audit report sar --db {ledger.engine.url} --pupil {upn}")
 
 
-def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
-             violation_rate: float, seed: int, console: Console) -> None:  # fmt: skip
+def run_demo(
+    folder: Path,
+    policy: Policy,
+    policy_ref: str | None,
+    pupils: int,
+    violation_rate: float,
+    seed: int,
+    console: Console,
+) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in DEMO_FILES:
         (folder / name).unlink(missing_ok=True)
@@ -85,8 +112,10 @@ def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
     lines = simulate(pupils, violation_rate, seed)
     records = [orjson.dumps(line.event) for line in lines]
     (folder / "events.jsonl").write_bytes(b"".join(r + b"\n" for r in records))
-    console.print(f"simulated a school year: {len(records)} events for {pupils} pupils "
-                  f"-> {folder / 'events.jsonl'}")  # fmt: skip
+    console.print(
+        f"simulated a school year: {len(records)} events for {pupils} pupils "
+        f"-> {folder / 'events.jsonl'}"
+    )
     console.print(f"policy pack {policy.name}, version {policy.version[:16]}…")
     expected = expected_of(records, Engine(policy))
 
@@ -153,19 +182,25 @@ def run_demo(folder: Path, policy: Policy, policy_ref: str | None, pupils: int,
         table.add_row(rule, str(n))
     console.print(table)
     severities = Counter(str(a["severity"]) for a in alerts)
-    console.print(f"alerts on {ALERTS_TOPIC}: {len(alerts)} "
-                  f"(high {severities['high']}, medium {severities['medium']}, "
-                  f"low {severities['low']}); {superseded} held back because a late fact "
-                  "re-decided the event first")  # fmt: skip
+    console.print(
+        f"alerts on {ALERTS_TOPIC}: {len(alerts)} "
+        f"(high {severities['high']}, medium {severities['medium']}, "
+        f"low {severities['low']}); {superseded} held back because a late fact "
+        "re-decided the event first"
+    )
     for alert in [a for a in alerts if a["severity"] == "high"][:3]:
-        console.print(f"  high: {alert['event_type']} to {alert['recipient']}: "
-                      f"{'; '.join(alert['reasons'])}", highlight=False)  # fmt: skip
+        console.print(
+            f"  high: {alert['event_type']} to {alert['recipient']}: {'; '.join(alert['reasons'])}",
+            highlight=False,
+        )
     agree = sum(1 for k, v in expected.final.items() if final.get(k) == v)
-    console.print(f"decisions matching sharing-audit check on the same file: "
-                  f"{agree} of {len(expected.final)}")  # fmt: skip
+    console.print(
+        f"decisions matching sharing-audit check on the same file: {agree} of {len(expected.final)}"
+    )
     if verification.ok:
-        console.print(f"ledger verify: ok, {verification.count} entries, "
-                      f"head {verification.head_hash[:16]}…")  # fmt: skip
+        console.print(
+            f"ledger verify: ok, {verification.count} entries, head {verification.head_hash[:16]}…"
+        )
     else:
         console.print(
             f"ledger verify: FAILED at seq {verification.fault_seq}: {verification.fault}"

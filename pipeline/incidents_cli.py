@@ -27,8 +27,9 @@ from pipeline.incidents.lifecycle import (
 from pipeline.ledger_cli import DbOption, open_ledger, reading
 from pipeline.presenting import plain
 
-incidents_app = typer.Typer(help="Breach incidents and the 72-hour ICO clock.",
-                            no_args_is_help=True)  # fmt: skip
+incidents_app = typer.Typer(
+    help="Breach incidents and the 72-hour ICO clock.", no_args_is_help=True
+)
 
 ByOption = Annotated[
     str | None, typer.Option("--by", help="Who is acting (default: your login name).")
@@ -52,8 +53,16 @@ def incidents_list(
         found = incidents(connection)
     now = datetime.now(UTC)
     table = Table(header_style="bold")
-    for column in ("id", "severity", "status", "rule", "recipient", "alerts", "ICO deadline",
-                   "time left"):  # fmt: skip
+    for column in (
+        "id",
+        "severity",
+        "status",
+        "rule",
+        "recipient",
+        "alerts",
+        "ICO deadline",
+        "time left",
+    ):
         table.add_column(column)
     shown = 0
     for incident_id, incident in in_queue_order(found, now):
@@ -61,11 +70,15 @@ def incidents_list(
             continue
         deadline = incident.deadline
         table.add_row(
-            str(incident_id), incident.severity.value, incident.status.value,
-            plain(incident.cause.rule), plain(incident.cause.recipient),
-            str(len(incident.entries)), shown_in_school_time(deadline) if deadline else "-",
+            str(incident_id),
+            incident.severity.value,
+            incident.status.value,
+            plain(incident.cause.rule),
+            plain(incident.cause.recipient),
+            str(len(incident.entries)),
+            shown_in_school_time(deadline) if deadline else "-",
             left_text(incident.time_left(now)) or "-",
-        )  # fmt: skip
+        )
         shown += 1
     console = Console(highlight=False)
     if shown:
@@ -172,8 +185,9 @@ def incidents_report(
     """Record the report to the ICO (Art 33)."""
     when = reported_at or _now()
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
-    action = Action(ActionKind.REPORT, _who(by), _now(), ico_reference=ico_reference,
-                    reported_at=when)  # fmt: skip
+    action = Action(
+        ActionKind.REPORT, _who(by), _now(), ico_reference=ico_reference, reported_at=when
+    )
     _act(db, incident_id, action)
 
 

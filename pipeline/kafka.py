@@ -166,8 +166,13 @@ def wait_for_broker(config: KafkaConfig, timeout: float = 30.0) -> None:
     raise KafkaUnavailable(last or f"no Kafka broker answers at {config.bootstrap}")
 
 
-def read_topic(config: KafkaConfig, topic: str, expected: int, timeout: float = 30.0,
-               identity: Callable[[Any], Any] | None = None) -> list[Any]:  # fmt: skip
+def read_topic(
+    config: KafkaConfig,
+    topic: str,
+    expected: int,
+    timeout: float = 30.0,
+    identity: Callable[[Any], Any] | None = None,
+) -> list[Any]:
     """Every record on ``topic`` from the start, until ``expected`` have come (counted by
     ``identity`` when records may repeat: delivery is at-least-once) or ``timeout`` passes.
     Reads without a consumer group, so it commits nothing."""

@@ -157,8 +157,10 @@ def ledger_verify(db: DbOption = None) -> None:
     with reading(ledger) as connection:
         result = verify(connection, pseudonyms)
     if result.ok:
-        print(f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
-              f"head hash {result.head_hash}")  # fmt: skip
+        print(
+            f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
+            f"head hash {result.head_hash}"
+        )
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
         return
@@ -187,13 +189,28 @@ def ledger_query(
     output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
 ) -> None:
     """List ledger entries, oldest first, filtered. The query is recorded as a read."""
-    filters = asked(lambda: filters_from(
-        lambda upn: pseudonym_for(db)(upn), upn=pupil, recipient=recipient,
-        event_type_=event_type, decision=decision, rule=rule, category=category, kind=kind,
-        since=since, until=until,
-        names={"upn": "--pupil", "event_type": "--type", "decision": "--decision",
-               "kind": "--kind", "since": "--since", "until": "--until"},
-    ))  # fmt: skip
+    filters = asked(
+        lambda: filters_from(
+            lambda upn: pseudonym_for(db)(upn),
+            upn=pupil,
+            recipient=recipient,
+            event_type_=event_type,
+            decision=decision,
+            rule=rule,
+            category=category,
+            kind=kind,
+            since=since,
+            until=until,
+            names={
+                "upn": "--pupil",
+                "event_type": "--type",
+                "decision": "--decision",
+                "kind": "--kind",
+                "since": "--since",
+                "until": "--until",
+            },
+        )
+    )
     filters = replace(filters, limit=limit)
     ledger = open_ledger(db, create=False)
     with reading(ledger):

@@ -75,9 +75,10 @@ def route(value: Any) -> Route:
     topic = DEFAULT_TOPIC.get(event_type) if isinstance(event_type, str) else None
     if topic is None:
         raise NotRoutable(
-            "type missing or not an event type of contract v1" if event_type is None
+            "type missing or not an event type of contract v1"
+            if event_type is None
             else "type is not an event type of contract v1"
-        )  # fmt: skip
+        )
     return Route(topic, _key(str(event_type), value))
 
 
@@ -118,8 +119,13 @@ class SchoolEvents:
     def __init__(self, school_urn: str) -> None:
         self.source = f"/schools/{school_urn}"
 
-    def _event(self, event_type: str, data: dict[str, Any], time: datetime | str | None,
-               event_id: str | None) -> Event:  # fmt: skip
+    def _event(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        time: datetime | str | None,
+        event_id: str | None,
+    ) -> Event:
         value = {
             "specversion": "1.0",
             "id": event_id or str(uuid.uuid4()),
@@ -178,26 +184,52 @@ class SchoolEvents:
         """A pupil referred to an agency or the local authority."""
         return self._sharing(REFERRAL, [upn], **fields)
 
-    def left(self, upn: str, left_on: date | str, destination: str = "unknown",
-             time: datetime | str | None = None, event_id: str | None = None) -> Event:  # fmt: skip
+    def left(
+        self,
+        upn: str,
+        left_on: date | str,
+        destination: str = "unknown",
+        time: datetime | str | None = None,
+        event_id: str | None = None,
+    ) -> Event:
         data = {"upn": upn, "left_on": _day(left_on), "destination": destination}
         return self._event(LEFT, data, time, event_id)
 
-    def consent_given(self, upn: str, consent_ref: str, recipients: Iterable[str],
-                      categories: Iterable[str], time: datetime | str | None = None,
-                      event_id: str | None = None) -> Event:  # fmt: skip
-        data = {"upn": upn, "consent_ref": consent_ref, "recipients": list(recipients),
-                "categories": list(categories)}  # fmt: skip
+    def consent_given(
+        self,
+        upn: str,
+        consent_ref: str,
+        recipients: Iterable[str],
+        categories: Iterable[str],
+        time: datetime | str | None = None,
+        event_id: str | None = None,
+    ) -> Event:
+        data = {
+            "upn": upn,
+            "consent_ref": consent_ref,
+            "recipients": list(recipients),
+            "categories": list(categories),
+        }
         return self._event(CONSENT_GIVEN, data, time, event_id)
 
-    def consent_withdrawn(self, upn: str, consent_ref: str, time: datetime | str | None = None,
-                          event_id: str | None = None) -> Event:  # fmt: skip
-        return self._event(CONSENT_WITHDRAWN, {"upn": upn, "consent_ref": consent_ref}, time,
-                           event_id)  # fmt: skip
+    def consent_withdrawn(
+        self,
+        upn: str,
+        consent_ref: str,
+        time: datetime | str | None = None,
+        event_id: str | None = None,
+    ) -> Event:
+        return self._event(
+            CONSENT_WITHDRAWN, {"upn": upn, "consent_ref": consent_ref}, time, event_id
+        )
 
-    def record_destroyed(self, upn: str, categories: Iterable[str] = ("*",),
-                         time: datetime | str | None = None,
-                         event_id: str | None = None) -> Event:  # fmt: skip
+    def record_destroyed(
+        self,
+        upn: str,
+        categories: Iterable[str] = ("*",),
+        time: datetime | str | None = None,
+        event_id: str | None = None,
+    ) -> Event:
         data = {"upn": upn, "categories": list(categories)}
         return self._event(RECORD_DESTROYED, data, time, event_id)
 
@@ -226,8 +258,12 @@ class MisProducer:
     def __enter__(self) -> MisProducer:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     def send_record(self, raw: bytes, topic: str | None = None) -> Any:

@@ -30,8 +30,9 @@ def worker_command(broker: str, database_url: str, policy: str | None = None) ->
 class Worker:
     """One worker process."""
 
-    def __init__(self, command: list[str], log_file: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, command: list[str], log_file: Path | None = None, env: dict[str, str] | None = None
+    ) -> None:
         self.command = command
         self.log_file = log_file
         self.env = env
@@ -43,9 +44,12 @@ class Worker:
             self._log = self.log_file.open("ab")  # one handle for every restart
         output = self._log
         self.process = subprocess.Popen(
-            self.command, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             env={**os.environ, **(self.env or {})},
-        )  # fmt: skip
+        )
         log.info("worker_started", pid=self.process.pid)
 
     @property
@@ -80,9 +84,14 @@ class Worker:
 class Pipeline:
     """Broker (embedded unless ``broker`` is given), topics and one worker, as a block."""
 
-    def __init__(self, database_url: str, kafka: KafkaConfig | None = None,
-                 policy: str | None = None, worker_log: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        database_url: str,
+        kafka: KafkaConfig | None = None,
+        policy: str | None = None,
+        worker_log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.kafka = kafka
         self.policy = policy
@@ -105,16 +114,21 @@ class Pipeline:
             ensure_topics(self.kafka)
             self.worker = Worker(
                 worker_command(self.broker, self.database_url, self.policy),
-                self.worker_log, self.env,
-            )  # fmt: skip
+                self.worker_log,
+                self.env,
+            )
             self.worker.start()
         except BaseException:
             self.close()
             raise
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.close()
 
     def restart_worker(self) -> None:

@@ -26,8 +26,9 @@ from pipeline.users import (
     users,
 )
 
-users_app = typer.Typer(help="People who may use the breach desk and the API.",
-                        no_args_is_help=True)  # fmt: skip
+users_app = typer.Typer(
+    help="People who may use the breach desk and the API.", no_args_is_help=True
+)
 
 
 ExpiresOption = Annotated[

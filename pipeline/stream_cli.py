@@ -141,8 +141,11 @@ def up(
         with Pipeline(url, kafka, policy or settings().policy) as pipeline:
             print(f"broker: {pipeline.broker}", flush=True)
             print(f"ledger: {shown(url)}", flush=True)
-            print("send events with: sharing-audit emit FILE --broker "
-                  f"{pipeline.broker}; Ctrl-C stops", flush=True)  # fmt: skip
+            print(
+                "send events with: sharing-audit emit FILE --broker "
+                f"{pipeline.broker}; Ctrl-C stops",
+                flush=True,
+            )
             worker = pipeline.worker
             assert worker is not None and worker.process is not None
             while not stop.wait(0.5):

@@ -73,11 +73,18 @@ def add_user(
     try:
         with ledger.engine.begin() as connection:
             connection.execute(
-                text("INSERT INTO app_user (name, role, token_hash, created_at, expires_at) "
-                     "VALUES (:n, :r, :h, :c, :e)"),
-                {"n": name, "r": role.value, "h": token_hash(token), "c": now_text(),
-                 "e": expires_at},
-            )  # fmt: skip
+                text(
+                    "INSERT INTO app_user (name, role, token_hash, created_at, expires_at) "
+                    "VALUES (:n, :r, :h, :c, :e)"
+                ),
+                {
+                    "n": name,
+                    "r": role.value,
+                    "h": token_hash(token),
+                    "c": now_text(),
+                    "e": expires_at,
+                },
+            )
     except IntegrityError:
         raise UserExists(f"a user named {name!r} already exists") from None
     _record(ledger, "add", name, by, role=role.value, expires_at=expires_at)
@@ -140,11 +147,17 @@ def open_session(ledger: Ledger, user: User) -> str:
     now = datetime.now(UTC)
     with ledger.engine.begin() as connection:
         connection.execute(
-            text("INSERT INTO desk_session (id_hash, user_name, created_at, expires_at) "
-                 "VALUES (:h, :n, :c, :e)"),
-            {"h": token_hash(session), "n": user.name, "c": utc_text(now),
-             "e": utc_text(now + timedelta(hours=SESSION_HOURS))},
-        )  # fmt: skip
+            text(
+                "INSERT INTO desk_session (id_hash, user_name, created_at, expires_at) "
+                "VALUES (:h, :n, :c, :e)"
+            ),
+            {
+                "h": token_hash(session),
+                "n": user.name,
+                "c": utc_text(now),
+                "e": utc_text(now + timedelta(hours=SESSION_HOURS)),
+            },
+        )
     return session
 
 

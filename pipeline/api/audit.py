@@ -141,11 +141,20 @@ def filters_of(request: Request, asked: Asked) -> Filters:
     """The filters a search asks for, or a 422 naming what is wrong."""
     try:
         return filters_from(
-            request.app.state.pseudonym, upn=asked.upn, pupil=asked.pupil,
-            recipient=asked.recipient, event_type_=asked.type, decision=asked.decision,
-            rule=asked.rule, category=asked.category, kind=asked.kind, since=asked.since,
-            until=asked.until, after=asked.after, names={"upn": "upn"},
-        )  # fmt: skip
+            request.app.state.pseudonym,
+            upn=asked.upn,
+            pupil=asked.pupil,
+            recipient=asked.recipient,
+            event_type_=asked.type,
+            decision=asked.decision,
+            rule=asked.rule,
+            category=asked.category,
+            kind=asked.kind,
+            since=asked.since,
+            until=asked.until,
+            after=asked.after,
+            names={"upn": "upn"},
+        )
     except BadFilter as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -227,16 +236,19 @@ def report_response(
     body, media = rendered(report, kind, form, back)
     headers = (
         {"Content-Disposition": f'attachment; filename="{kind}.csv"'}
-        if form is ReportFormat.csv else {}
-    )  # fmt: skip
+        if form is ReportFormat.csv
+        else {}
+    )
     return Response(body, media_type=media, headers=headers)
 
 
 def period(since: str | None, until: str | None) -> tuple[str | None, str | None]:
     """A report's period as the ledger's UTC text, or a 422 naming what is wrong."""
     try:
-        return (instant(since, "since") if since else None,
-                instant(until, "until") if until else None)  # fmt: skip
+        return (
+            instant(since, "since") if since else None,
+            instant(until, "until") if until else None,
+        )
     except BadFilter as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -273,12 +285,19 @@ def search_entries_asked(request: Request, user: Reader, asked: SearchAsked) -> 
 
 def searched(request: Request, user: User, filters: Filters, limit: int) -> dict[str, Any]:
     page = search(request.app.state.ledger, reader_of(user, "api"), filters, limit)
-    return {"entries": page.entries, "next_after": page.next_after, "as_of": page.as_of,
-            "read_seq": page.read_seq}  # fmt: skip
+    return {
+        "entries": page.entries,
+        "next_after": page.next_after,
+        "as_of": page.as_of,
+        "read_seq": page.read_seq,
+    }
 
 
-@router.get("/entries/export", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})  # fmt: skip
+@router.get(
+    "/entries/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
 def export_entries(
     request: Request,
     user: Reader,
@@ -313,9 +332,11 @@ def open_entry(request: Request, seq: int, user: Reader) -> dict[str, Any]:
     return found
 
 
-@router.post("/pupils/sar", response_class=Response,
-             responses={200: {"content": {"application/json": {}, "text/csv": {},
-                                          "text/html": {}}}})  # fmt: skip
+@router.post(
+    "/pupils/sar",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}}},
+)
 def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Response:
     """The subject-access report (UK GDPR Art 15) for one pupil. DPO and admins only."""
     state = request.app.state
@@ -332,14 +353,22 @@ def pupil_readers(request: Request, user: Reader, asked: PupilAsked) -> list[dic
     with state.ledger.engine.connect() as connection:
         found = readers_of(connection, key)
         as_of = Ledger.head(connection)[0]
-    record_read(state.ledger, reader_of(user, "api"), "readers", returned=len(found),
-                as_of=as_of, pupil_keys=[key])  # fmt: skip
+    record_read(
+        state.ledger,
+        reader_of(user, "api"),
+        "readers",
+        returned=len(found),
+        as_of=as_of,
+        pupil_keys=[key],
+    )
     return found
 
 
-@router.get("/reports/ropa", response_class=Response,
-            responses={200: {"content": {"application/json": {}, "text/csv": {},
-                                         "text/html": {}}}})  # fmt: skip
+@router.get(
+    "/reports/ropa",
+    response_class=Response,
+    responses={200: {"content": {"application/json": {}, "text/csv": {}, "text/html": {}}}},
+)
 def record_of_processing(
     request: Request,
     user: Reader,

@@ -125,9 +125,11 @@ def signin(request: Request, token: Annotated[str, Form(max_length=200)]) -> Res
     if user is None:
         log.warning("signin_refused", path=request.url.path)
         return templates.TemplateResponse(
-            request, "signin.html", {"user": None, "error": "That token is not valid."},
+            request,
+            "signin.html",
+            {"user": None, "error": "That token is not valid."},
             status_code=401,
-        )  # fmt: skip
+        )
     response = RedirectResponse("/desk", status_code=303)
     session = open_session(request.app.state.ledger, user)
     response.set_cookie(
@@ -171,10 +173,13 @@ def _incident_page(
         return HTMLResponse(f"<p>No incident {incident_id}. <a href='/desk'>Back</a></p>", 404)
     detail["history"] = [{**a, "at_uk": shown_in_school_time(a["at"])} for a in detail["history"]]
     context = {
-        "user": user, "i": detail, "error": error, "can_act": user.role is Role.DPO,
+        "user": user,
+        "i": detail,
+        "error": error,
+        "can_act": user.role is Role.DPO,
         "left_text": left_text(_seconds(detail["seconds_left"])),
         "detected_uk": shown_in_school_time(detail["detected_at"]),
-    }  # fmt: skip
+    }
     return templates.TemplateResponse(request, "incident.html", context, status_code=status)
 
 
@@ -222,17 +227,32 @@ def incident_action(
 # -- the auditors' pages: search, an entry, the reports ---------------------------------
 
 # The fields a search page's address may carry: a pupil by pseudonym, never by UPN.
-_SEARCH_FIELDS = ("pupil", "recipient", "type", "decision", "rule", "category", "kind",
-                  "since", "until")  # fmt: skip
+_SEARCH_FIELDS = (
+    "pupil",
+    "recipient",
+    "type",
+    "decision",
+    "rule",
+    "category",
+    "kind",
+    "since",
+    "until",
+)
 _UPN_IN_URL = (
     "A UPN is never put in a page's address, where browser histories and access logs "
     "keep it: type it into the search form."
 )
 
 
-_FIELD_NAMES = {"upn": "Pupil UPN", "pupil": "Pupil", "event_type": "Event type",
-                "decision": "Decision", "kind": "Kind", "since": "From",
-                "until": "Before"}  # fmt: skip
+_FIELD_NAMES = {
+    "upn": "Pupil UPN",
+    "pupil": "Pupil",
+    "event_type": "Event type",
+    "decision": "Decision",
+    "kind": "Kind",
+    "since": "From",
+    "until": "Before",
+}
 
 
 def _forbidden(request: Request, user: User, what: str) -> Response:
@@ -255,12 +275,20 @@ def _upn_in_url(request: Request) -> Response | None:
 
 def _filters(request: Request, asked: dict[str, str], after: int = 0) -> Filters:
     return filters_from(
-        request.app.state.pseudonym, upn=asked.get("upn"), pupil=asked.get("pupil"),
+        request.app.state.pseudonym,
+        upn=asked.get("upn"),
+        pupil=asked.get("pupil"),
         recipient=asked.get("recipient"),
-        event_type_=asked.get("type"), decision=asked.get("decision"), rule=asked.get("rule"),
-        category=asked.get("category"), kind=asked.get("kind"), since=asked.get("since"),
-        until=asked.get("until"), after=after, names=_FIELD_NAMES,
-    )  # fmt: skip
+        event_type_=asked.get("type"),
+        decision=asked.get("decision"),
+        rule=asked.get("rule"),
+        category=asked.get("category"),
+        kind=asked.get("kind"),
+        since=asked.get("since"),
+        until=asked.get("until"),
+        after=after,
+        names=_FIELD_NAMES,
+    )
 
 
 @router.get("/search", response_class=HTMLResponse, response_model=None)
@@ -273,9 +301,14 @@ def search_page(
         return refused
     asked = _asked(request)
     context: dict[str, Any] = {
-        "user": user, "q": asked, "event_types": EVENT_TYPES, "kinds": KINDS,
-        "query": urlencode(asked), "can_sar": user.role in SAR_ROLES, "page": None,
-    }  # fmt: skip
+        "user": user,
+        "q": asked,
+        "event_types": EVENT_TYPES,
+        "kinds": KINDS,
+        "query": urlencode(asked),
+        "can_sar": user.role in SAR_ROLES,
+        "page": None,
+    }
     if not asked and "go" not in request.query_params:
         return templates.TemplateResponse(request, "search.html", context)
     try:

@@ -65,9 +65,13 @@ def incidents(connection: Connection) -> dict[int, Incident]:
         if incident is not None:
             action = _action(orjson.loads(details), recorded_at)
             by_id[refers_to] = Incident(
-                incident.cause, incident.severity, incident.detected_at, incident.breach,
-                incident.entries, (*incident.history, action),
-            )  # fmt: skip
+                incident.cause,
+                incident.severity,
+                incident.detected_at,
+                incident.breach,
+                incident.entries,
+                (*incident.history, action),
+            )
     return by_id
 
 
@@ -93,8 +97,12 @@ def take_action(ledger: Ledger, incident_id: int, action: Action) -> tuple[int, 
         }
         recorded_at = now_text()
         fields = act_fields(
-            seq, ACTION_KIND, {k: v for k, v in details.items() if v is not None},
-            refers_to=incident_id, recipient=incident.cause.recipient, recorded_at=recorded_at,
-        )  # fmt: skip
+            seq,
+            ACTION_KIND,
+            {k: v for k, v in details.items() if v is not None},
+            refers_to=incident_id,
+            recipient=incident.cause.recipient,
+            recorded_at=recorded_at,
+        )
         ledger.append(connection, [NewEntry(fields)])
     return seq, updated

@@ -45,7 +45,11 @@ def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
             continue
         worse = severity if _RANK[severity] > _RANK[known.severity] else known.severity
         grouped[cause] = Incident(
-            cause, worse, known.detected_at, known.breach or breach,
-            (*known.entries, alert["seq"]), known.history,
-        )  # fmt: skip
+            cause,
+            worse,
+            known.detected_at,
+            known.breach or breach,
+            (*known.entries, alert["seq"]),
+            known.history,
+        )
     return list(grouped.values())

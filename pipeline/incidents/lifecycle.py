@@ -107,8 +107,10 @@ class Incident:
         """Real time until the deadline (negative once passed); None when the clock has
         stopped (reported, closed) or never ran (a review)."""
         if self.deadline is None or self.status in (
-            Status.REPORTED, Status.SUBJECTS_NOTIFIED, Status.CLOSED
-        ):  # fmt: skip
+            Status.REPORTED,
+            Status.SUBJECTS_NOTIFIED,
+            Status.CLOSED,
+        ):
             return None
         return self.deadline - now
 

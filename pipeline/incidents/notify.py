@@ -51,8 +51,9 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
-def notice(incident_id: int, incident: Incident, pupil_keys: Sequence[str],
-           desk_url: str) -> dict[str, Any]:  # fmt: skip
+def notice(
+    incident_id: int, incident: Incident, pupil_keys: Sequence[str], desk_url: str
+) -> dict[str, Any]:
     """The JSON a webhook receives: pseudonymous, with a link to the incident."""
     deadline = incident.deadline
     return {
@@ -70,8 +71,9 @@ def notice(incident_id: int, incident: Incident, pupil_keys: Sequence[str],
     }
 
 
-def _retried(attempt_once: Callable[[], tuple[bool | None, str]], attempts: int,
-             first_delay: float) -> Delivery:  # fmt: skip
+def _retried(
+    attempt_once: Callable[[], tuple[bool | None, str]], attempts: int, first_delay: float
+) -> Delivery:
     """Call ``attempt_once`` (True: delivered; False: refused for good; None: try again,
     with the error) up to ``attempts`` times, waiting with backoff between tries."""
     delays = backoff_delays(first_delay, cap=60.0)
@@ -96,8 +98,14 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects())
 
 
-def post_signed(url: str, body: bytes, secret: bytes, attempts: int = 4,
-                first_delay: float = 0.5, timeout: float = 10.0) -> Delivery:  # fmt: skip
+def post_signed(
+    url: str,
+    body: bytes,
+    secret: bytes,
+    attempts: int = 4,
+    first_delay: float = 0.5,
+    timeout: float = 10.0,
+) -> Delivery:
     """POST ``body`` to ``url`` until a 2xx, at most ``attempts`` times with backoff.
     A 4xx other than 408 and 429 is final: retrying would not change the answer; so is a
     3xx, since redirects are not followed (configure the address they name instead)."""
@@ -105,11 +113,15 @@ def post_signed(url: str, body: bytes, secret: bytes, attempts: int = 4,
     def post() -> tuple[bool | None, str]:
         timestamp = str(int(time.time()))
         request = urllib.request.Request(
-            url, data=body, method="POST",
-            headers={"Content-Type": "application/json",
-                     "X-Sharing-Audit-Timestamp": timestamp,
-                     "X-Sharing-Audit-Signature": signature(secret, timestamp, body)},
-        )  # fmt: skip
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "X-Sharing-Audit-Timestamp": timestamp,
+                "X-Sharing-Audit-Signature": signature(secret, timestamp, body),
+            },
+        )
         try:
             with _OPENER.open(request, timeout=timeout) as response:
                 if 200 <= response.status < 300:
@@ -147,12 +159,12 @@ class Target:
     send: Callable[[dict[str, Any]], Delivery]
 
 
-def webhook_target(url: str, secret: bytes, attempts: int = 4,
-                   first_delay: float = 0.5) -> Target:  # fmt: skip
+def webhook_target(url: str, secret: bytes, attempts: int = 4, first_delay: float = 0.5) -> Target:
     return Target(
-        WEBHOOK, url, lambda sent: post_signed(url, orjson.dumps(sent), secret, attempts,
-                                               first_delay)
-    )  # fmt: skip
+        WEBHOOK,
+        url,
+        lambda sent: post_signed(url, orjson.dumps(sent), secret, attempts, first_delay),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +236,9 @@ def email_message(smtp: Smtp, to: str, sent: dict[str, Any]) -> EmailMessage:
     return message
 
 
-def send_email(smtp: Smtp, to: str, sent: dict[str, Any], attempts: int = 4,
-               first_delay: float = 0.5) -> Delivery:  # fmt: skip
+def send_email(
+    smtp: Smtp, to: str, sent: dict[str, Any], attempts: int = 4, first_delay: float = 0.5
+) -> Delivery:
     def send() -> tuple[bool | None, str]:
         try:
             if smtp.username and smtp.tls == "none":
@@ -261,8 +274,7 @@ def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: st
         try:
             sent = notice(incident_id, incident, pupils, desk_url)
         except Exception as exc:  # one incident that cannot be told holds back no other
-            log.error("incident_notice_unbuildable", incident=incident_id,
-                      error=type(exc).__name__)  # fmt: skip
+            log.error("incident_notice_unbuildable", incident=incident_id, error=type(exc).__name__)
             continue
         for target in targets:
             if (incident_id, target.channel, target.address) in done:
@@ -270,9 +282,13 @@ def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: st
             delivery = _delivered_to(target, sent)
             _record(ledger, incident_id, target, delivery)
             arrived += delivery.ok
-            log.info("incident_notified" if delivery.ok else "incident_notice_failed",
-                     incident=incident_id, channel=target.channel, attempts=delivery.attempts,
-                     error=delivery.error)  # fmt: skip
+            log.info(
+                "incident_notified" if delivery.ok else "incident_notice_failed",
+                incident=incident_id,
+                channel=target.channel,
+                attempts=delivery.attempts,
+                error=delivery.error,
+            )
     return arrived
 
 
@@ -290,13 +306,22 @@ def _record(ledger: Ledger, incident_id: int, target: Target, delivery: Delivery
     key = {"i": incident_id, "c": target.channel, "t": target.address}
     with ledger.engine.begin() as connection:
         connection.execute(
-            text("DELETE FROM incident_notice WHERE incident_id = :i AND channel = :c "
-                 "AND target = :t"),
+            text(
+                "DELETE FROM incident_notice WHERE incident_id = :i AND channel = :c "
+                "AND target = :t"
+            ),
             key,
-        )  # fmt: skip
+        )
         connection.execute(
-            text("INSERT INTO incident_notice (incident_id, channel, target, status, attempts, "
-                 "last_error, updated_at) VALUES (:i, :c, :t, :s, :a, :e, :u)"),
-            {**key, "s": "sent" if delivery.ok else "failed", "a": delivery.attempts,
-             "e": delivery.error, "u": now_text()},
-        )  # fmt: skip
+            text(
+                "INSERT INTO incident_notice (incident_id, channel, target, status, attempts, "
+                "last_error, updated_at) VALUES (:i, :c, :t, :s, :a, :e, :u)"
+            ),
+            {
+                **key,
+                "s": "sent" if delivery.ok else "failed",
+                "a": delivery.attempts,
+                "e": delivery.error,
+                "u": now_text(),
+            },
+        )

@@ -101,14 +101,26 @@ def filters_from(
     so the message speaks their language.
     """
     said = {"upn": "pupil", "event_type": "type", **(names or {})}
-    given = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in {
-        "upn": upn, "recipient": recipient, "event_type": event_type_, "decision": decision,
-        "rule": rule, "category": category, "kind": kind, "since": since, "until": until,
-    }.items()}  # fmt: skip
+    given = {
+        k: (v.strip() or None) if isinstance(v, str) else v
+        for k, v in {
+            "upn": upn,
+            "recipient": recipient,
+            "event_type": event_type_,
+            "decision": decision,
+            "rule": rule,
+            "category": category,
+            "kind": kind,
+            "since": since,
+            "until": until,
+        }.items()
+    }
     verdicts = [v.value for v in Verdict]
     if given["decision"] is not None and given["decision"] not in verdicts:
-        raise BadFilter(f"{said.get('decision', 'decision')} {given['decision']!r}: "
-                        f"one of {', '.join(verdicts)}")  # fmt: skip
+        raise BadFilter(
+            f"{said.get('decision', 'decision')} {given['decision']!r}: "
+            f"one of {', '.join(verdicts)}"
+        )
     if given["kind"] is not None and given["kind"] not in KINDS:
         raise BadFilter(f"{said.get('kind', 'kind')} {given['kind']!r}: one of {', '.join(KINDS)}")
     if after < 0:

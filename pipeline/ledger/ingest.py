@@ -73,8 +73,12 @@ def fact_to_json(pupil_key: str, fact: Fact) -> dict[str, Any]:
     """A register fact as stored (no UPN: the pupil is its pseudonym)."""
     base = {"pupil_key": pupil_key, "at": fact.at.isoformat(), "event_id": fact.event_id}
     if isinstance(fact, Leaving):
-        return {**base, "type": "left", "left_on": fact.left_on.isoformat(),
-                "destination": fact.destination}  # fmt: skip
+        return {
+            **base,
+            "type": "left",
+            "left_on": fact.left_on.isoformat(),
+            "destination": fact.destination,
+        }
     if isinstance(fact, ConsentGrant):
         return {
             **base,
@@ -96,9 +100,12 @@ def fact_from_json(stored: dict[str, Any]) -> tuple[str, Fact]:
         fact = Leaving(at, event_id, date.fromisoformat(stored["left_on"]), stored["destination"])
     elif kind == "consent_given":
         fact = ConsentGrant(
-            at, event_id, stored["ref"], frozenset(stored["recipients"]),
+            at,
+            event_id,
+            stored["ref"],
+            frozenset(stored["recipients"]),
             frozenset(stored["categories"]),
-        )  # fmt: skip
+        )
     elif kind == "consent_withdrawn":
         fact = ConsentWithdrawal(at, event_id, stored["ref"])
     else:
@@ -371,10 +378,13 @@ class LedgerWriter:
     def _identities(self, event: Event) -> list[tuple[str, str, str | None]]:
         if isinstance(event, SHARING_MODELS):
             return [
-                (self.pseudonym(p["upn"]), check_upn(p["upn"])[0] or "",
-                 p["dob"].isoformat() if "dob" in p else None)
+                (
+                    self.pseudonym(p["upn"]),
+                    check_upn(p["upn"])[0] or "",
+                    p["dob"].isoformat() if "dob" in p else None,
+                )
                 for p in event.data.pupils
-            ]  # fmt: skip
+            ]
         upn = event.data.upn
         return [(self.pseudonym(upn), check_upn(upn)[0] or "", None)]
 
@@ -384,8 +394,16 @@ class LedgerWriter:
         event = orjson.loads(raw)
         envelope = ("specversion", "id", "source", "type", "time", "datacontenttype")
         body = {k: event[k] for k in envelope if k in event}
-        data_fields = ("recipient", "categories", "lawful_basis", "special_condition",
-                       "consent_ref", "oldest_record", "channel", "purpose")  # fmt: skip
+        data_fields = (
+            "recipient",
+            "categories",
+            "lawful_basis",
+            "special_condition",
+            "consent_ref",
+            "oldest_record",
+            "channel",
+            "purpose",
+        )
         body["data"] = {k: event["data"][k] for k in data_fields if k in event["data"]}
         body["data"]["pupils"] = [{"upn": key} for key in pupil_keys]
         return body

@@ -98,9 +98,15 @@ def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> P
     found = found[:limit]
     through = found[-1]["seq"] if more else as_of
     read_seq = record_read(
-        ledger, reader, "search", returned=len(found), as_of=as_of, filters=filters,
-        through=through, pupil_keys=_asked_pupils(filters),
-    )  # fmt: skip
+        ledger,
+        reader,
+        "search",
+        returned=len(found),
+        as_of=as_of,
+        filters=filters,
+        through=through,
+        pupil_keys=_asked_pupils(filters),
+    )
     return Page(found, through if more else None, as_of, read_seq)
 
 
@@ -119,9 +125,16 @@ def export(
         if filters.limit is not None and total > filters.limit:
             total, through = filters.limit, nth_seq(connection, pinned, filters.limit)
     record_read(
-        ledger, reader, "export", returned=total, as_of=as_of, filters=filters,
-        through=through, pupil_keys=_asked_pupils(filters), extra={"format": form},
-    )  # fmt: skip
+        ledger,
+        reader,
+        "export",
+        returned=total,
+        as_of=as_of,
+        filters=filters,
+        through=through,
+        pupil_keys=_asked_pupils(filters),
+        extra={"format": form},
+    )
 
     def streamed() -> Iterator[dict[str, Any]]:
         with ledger.engine.connect() as connection:
@@ -183,10 +196,12 @@ def readers_of(
             select(ENTRY.c.seq, ENTRY.c.refers_to, ENTRY.c.details).where(
                 ENTRY.c.kind == READ_KIND,
                 ENTRY.c.seq > own[0]["seq"],
-                or_(ENTRY.c.pupil_keys == "[]", any_of(connection, ENTRY.c.refers_to,
-                                                       list(shown.seqs))),
+                or_(
+                    ENTRY.c.pupil_keys == "[]",
+                    any_of(connection, ENTRY.c.refers_to, list(shown.seqs)),
+                ),
             )
-        )  # fmt: skip
+        )
         held = [
             seq
             for seq, refers_to, details in candidates
@@ -224,9 +239,10 @@ class ShownEntries:
         key = tuple(sorted(filters.items()))
         if key not in self._matching:
             self._matching[key] = [
-                e["seq"] for e in self.own
+                e["seq"]
+                for e in self.own
                 if all(_matches(e, name, value) for name, value in filters.items())
-            ]  # fmt: skip
+            ]
         return self._matching[key]
 
 

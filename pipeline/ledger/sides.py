@@ -25,8 +25,11 @@ _PAGE = 5_000
 
 #: Entries checked at a time: the digests of a window are held in memory, never a year's.
 WINDOW = 50_000
-_SIDES = (("payload", PAYLOAD, PAYLOAD.c.body), ("fact", FACT, FACT.c.fact),
-          ("alert", OUTBOX, OUTBOX.c.body))  # fmt: skip
+_SIDES = (
+    ("payload", PAYLOAD, PAYLOAD.c.body),
+    ("fact", FACT, FACT.c.fact),
+    ("alert", OUTBOX, OUTBOX.c.body),
+)
 
 
 def _vouched(connection: Connection, start: int, end: int) -> dict[int, dict[str, str]]:
@@ -44,8 +47,10 @@ def side_faults(connection: Connection) -> list[tuple[int, str]]:
     bound = meta_value(connection, BOUND_FROM)
     since = int(bound) if bound is not None else 1
     # Up to the highest seq of any table: a side row may claim an entry that is not there.
-    top = max(connection.execute(select(func.max(t.c.seq))).scalar() or 0
-              for t in (ENTRY, PAYLOAD, FACT, OUTBOX))  # fmt: skip
+    top = max(
+        connection.execute(select(func.max(t.c.seq))).scalar() or 0
+        for t in (ENTRY, PAYLOAD, FACT, OUTBOX)
+    )
     faults: list[tuple[int, str]] = []
     for start in range(since, top + 1, WINDOW):
         faults += _window_faults(connection, start, start + WINDOW)

@@ -96,13 +96,28 @@ def act_fields(
     """The hashed fields of an entry that records an act (a read, a desk action, a change
     of users) rather than a decision about an event: only ``details`` says what it was."""
     return {
-        "seq": seq, "kind": kind, "refers_to": refers_to, "event_id": None,
-        "event_type": None, "occurred_at": None, "recorded_at": recorded_at or now_text(),
-        "school": None, "recipient": recipient, "pupil_keys": list(dict.fromkeys(pupil_keys)),
-        "categories": [], "lawful_basis": None, "decision": None, "rules": [],
-        "reasons": [], "policy_version": None, "topic": None, "partition": None,
-        "offset": None, "payload_digest": None, "details": details,
-    }  # fmt: skip
+        "seq": seq,
+        "kind": kind,
+        "refers_to": refers_to,
+        "event_id": None,
+        "event_type": None,
+        "occurred_at": None,
+        "recorded_at": recorded_at or now_text(),
+        "school": None,
+        "recipient": recipient,
+        "pupil_keys": list(dict.fromkeys(pupil_keys)),
+        "categories": [],
+        "lawful_basis": None,
+        "decision": None,
+        "rules": [],
+        "reasons": [],
+        "policy_version": None,
+        "topic": None,
+        "partition": None,
+        "offset": None,
+        "payload_digest": None,
+        "details": details,
+    }
 
 
 @dataclass(slots=True)
@@ -327,13 +342,18 @@ class Ledger:
         if not wanted:
             return {}
         rows = connection.execute(
-            select(ENTRY.c.seq, ENTRY.c.topic, ENTRY.c.partition, ENTRY.c.offset,
-                   ENTRY.c.payload_digest).where(
+            select(
+                ENTRY.c.seq,
+                ENTRY.c.topic,
+                ENTRY.c.partition,
+                ENTRY.c.offset,
+                ENTRY.c.payload_digest,
+            ).where(
                 ENTRY.c.kind == "decision",
                 ENTRY.c.event_id.is_(None),
                 any_of(connection, ENTRY.c.payload_digest, [w[3] for w in wanted]),
             )
-        ).all()  # fmt: skip
+        ).all()
         return {(r.topic, r.partition, r.offset, r.payload_digest): r.seq for r in rows}
 
     @staticmethod
@@ -438,6 +458,8 @@ def _with_current(connection: Connection, entries: list[dict[str, Any]]) -> list
             if later is not None:
                 row = current[later]
                 entry["decision"], entry["rules"], entry["reasons"] = (
-                    row.decision, row.rules, row.reasons
-                )  # fmt: skip
+                    row.decision,
+                    row.rules,
+                    row.reasons,
+                )
     return entries

@@ -185,9 +185,11 @@ def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode
         key = loader.construct_object(key_node)
         if not isinstance(key, str | int | float | bool) and key is not None:
             raise yaml.constructor.ConstructorError(
-                None, None, "a key must be a plain value, not a list or mapping",
+                None,
+                None,
+                "a key must be a plain value, not a list or mapping",
                 key_node.start_mark,
-            )  # fmt: skip
+            )
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark

@@ -100,10 +100,29 @@ def entries_jsonl(entries: Iterable[dict[str, Any]]) -> Iterator[bytes]:
 
 
 SAR_COLUMNS = (
-    "section", "seq", "occurred_at", "event_type", "recipient", "recipient_name",
-    "categories", "lawful_basis", "special_condition", "gateway", "channel", "decision",
-    "rules", "reasons", "event_id", "entries", "at", "action", "role", "via", "upn", "dob",
-)  # fmt: skip
+    "section",
+    "seq",
+    "occurred_at",
+    "event_type",
+    "recipient",
+    "recipient_name",
+    "categories",
+    "lawful_basis",
+    "special_condition",
+    "gateway",
+    "channel",
+    "decision",
+    "rules",
+    "reasons",
+    "event_id",
+    "entries",
+    "at",
+    "action",
+    "role",
+    "via",
+    "upn",
+    "dob",
+)
 
 
 def _listed(value: Any) -> Any:
@@ -124,10 +143,23 @@ def sar_csv(report: dict[str, Any]) -> str:
 
 
 ROPA_COLUMNS = (
-    "recipient", "recipient_name", "event_type", "gateway", "categories", "lawful_bases",
-    "special_conditions", "channels", "recipients", "events", "pupils", "allowed", "review",
-    "breach", "rejected", "differences",
-)  # fmt: skip
+    "recipient",
+    "recipient_name",
+    "event_type",
+    "gateway",
+    "categories",
+    "lawful_bases",
+    "special_conditions",
+    "channels",
+    "recipients",
+    "events",
+    "pupils",
+    "allowed",
+    "review",
+    "breach",
+    "rejected",
+    "differences",
+)
 
 
 def ropa_csv(report: dict[str, Any]) -> str:

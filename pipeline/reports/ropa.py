@@ -90,27 +90,31 @@ def build_ropa(
         key = policy.recipient_key(recipient)
         kind = SHARING_KIND[event_type]
         permission = policy.permission_for(key, kind)
-        rows.append({
-            "recipient": recipient,
-            "recipient_name": policy.recipient_name(key),
-            "event_type": event_type,
-            "gateway": permission.gateway if permission else None,
-            "categories": sorted(group.categories),
-            "lawful_bases": sorted(group.lawful_bases),
-            "special_conditions": sorted(group.special_conditions),
-            "channels": sorted(group.channels),
-            "recipients": len(group.recipients),
-            "events": sum(group.decisions.values()),
-            "pupils": len(group.pupils),
-            **group.decisions,
-            "permitted": None if permission is None else {
-                "categories": sorted(permission.categories),
-                "lawful_bases": sorted(permission.lawful_bases),
-                "special_conditions": sorted(permission.special_conditions),
-                "channels": sorted(permission.channels),
-            },
-            "differences": _differences(key, kind, permission, group) if group.evidence else [],
-        })  # fmt: skip
+        rows.append(
+            {
+                "recipient": recipient,
+                "recipient_name": policy.recipient_name(key),
+                "event_type": event_type,
+                "gateway": permission.gateway if permission else None,
+                "categories": sorted(group.categories),
+                "lawful_bases": sorted(group.lawful_bases),
+                "special_conditions": sorted(group.special_conditions),
+                "channels": sorted(group.channels),
+                "recipients": len(group.recipients),
+                "events": sum(group.decisions.values()),
+                "pupils": len(group.pupils),
+                **group.decisions,
+                "permitted": None
+                if permission is None
+                else {
+                    "categories": sorted(permission.categories),
+                    "lawful_bases": sorted(permission.lawful_bases),
+                    "special_conditions": sorted(permission.special_conditions),
+                    "channels": sorted(permission.channels),
+                },
+                "differences": _differences(key, kind, permission, group) if group.evidence else [],
+            }
+        )
     return {
         "period": {"since": since, "until": until},
         "policy": {"name": policy.name, "version": policy.version},
@@ -142,8 +146,14 @@ def observed_events(
         current[refers_to] = decision
     statement = (
         select(
-            ENTRY.c.seq, ENTRY.c.recipient, ENTRY.c.event_type, ENTRY.c.pupil_keys,
-            ENTRY.c.categories, ENTRY.c.lawful_basis, ENTRY.c.decision, PAYLOAD.c.body,
+            ENTRY.c.seq,
+            ENTRY.c.recipient,
+            ENTRY.c.event_type,
+            ENTRY.c.pupil_keys,
+            ENTRY.c.categories,
+            ENTRY.c.lawful_basis,
+            ENTRY.c.decision,
+            PAYLOAD.c.body,
         )
         .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
         .where(
@@ -152,7 +162,7 @@ def observed_events(
             ENTRY.c.seq <= up_to_seq,
         )
         .order_by(ENTRY.c.seq)
-    )  # fmt: skip
+    )
     if since is not None:
         statement = statement.where(ENTRY.c.occurred_at >= since)
     if until is not None:
@@ -184,7 +194,11 @@ def audited_ropa(
         as_of = Ledger.head(connection)[0]
         report = record_of_processing(connection, policy, since, until, as_of)
     seq = record_read(
-        ledger, reader, "ropa", returned=report["totals"]["events"], as_of=as_of,
+        ledger,
+        reader,
+        "ropa",
+        returned=report["totals"]["events"],
+        as_of=as_of,
         extra={"period": {"since": since, "until": until}},
-    )  # fmt: skip
+    )
     return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}

@@ -78,8 +78,10 @@ def places_of(pupil_key: str, pupil_keys: list[str]) -> set[int]:
 def _recipient(policy: Policy, recipient: str | None, event_type: str | None) -> dict[str, Any]:
     key = policy.recipient_key(recipient) if recipient else None
     permission = policy.permission_for(key, SHARING_KIND.get(event_type or ""))
-    return {"recipient_name": policy.recipient_name(key),
-            "gateway": permission.gateway if permission else None}  # fmt: skip
+    return {
+        "recipient_name": policy.recipient_name(key),
+        "gateway": permission.gateway if permission else None,
+    }
 
 
 def build_sar(
@@ -127,25 +129,32 @@ def build_sar(
         elif entry["event_type"] in SHARING_KIND:
             data = payloads.get(entry["seq"]) or {}
             one_pupil = len(entry["pupil_keys"]) == 1
-            report["disclosures"].append({
-                **shown,
-                "recipient": entry["recipient"],
-                **_recipient(policy, entry["recipient"], entry["event_type"]),
-                "categories": entry["categories"],
-                "lawful_basis": entry["lawful_basis"],
-                "special_condition": data.get("special_condition"),
-                "channel": data.get("channel"),
-                "purpose": data.get("purpose") if one_pupil else None,
-                "pupils_in_event": len(entry["pupil_keys"]),
-            })  # fmt: skip
+            report["disclosures"].append(
+                {
+                    **shown,
+                    "recipient": entry["recipient"],
+                    **_recipient(policy, entry["recipient"], entry["event_type"]),
+                    "categories": entry["categories"],
+                    "lawful_basis": entry["lawful_basis"],
+                    "special_condition": data.get("special_condition"),
+                    "channel": data.get("channel"),
+                    "purpose": data.get("purpose") if one_pupil else None,
+                    "pupils_in_event": len(entry["pupil_keys"]),
+                }
+            )
         else:
             report["lifecycle"].append(shown)
     for read in reads:
         details = read["details"] or {}
         report["accesses"].append(
-            {"seq": read["seq"], "at": read["recorded_at"], "action": details.get("action"),
-             "role": details.get("role"), "via": details.get("via")}
-        )  # fmt: skip
+            {
+                "seq": read["seq"],
+                "at": read["recorded_at"],
+                "action": details.get("action"),
+                "role": details.get("role"),
+                "via": details.get("via"),
+            }
+        )
     disclosures = report["disclosures"]
     return {
         "pupil": {"upn": identity.upn, "dob": identity.dob, "pseudonym": pupil_key},
@@ -192,7 +201,11 @@ def audited_sar(
         as_of = Ledger.head(connection)[0]
         report = subject_access(connection, pupil_key, policy, as_of)
     seq = record_read(
-        ledger, reader, "sar", returned=len(report["entries"]), as_of=as_of,
+        ledger,
+        reader,
+        "sar",
+        returned=len(report["entries"]),
+        as_of=as_of,
         pupil_keys=[pupil_key],
-    )  # fmt: skip
+    )
     return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}

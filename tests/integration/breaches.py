@@ -25,13 +25,24 @@ def ledger_with_breaches(url: str, policy: Policy) -> Ledger:
     schema.upgrade(ledger.engine)
     writer = LedgerWriter(ledger, policy, pseudonymiser(KEY))
     events = [
-        referral(pupils=[{"upn": upn(n)}], lawful_basis="consent", special_condition="9.2.a",
-                 consent_ref=f"C-{n}", categories=["personal", "medical"])
+        referral(
+            pupils=[{"upn": upn(n)}],
+            lawful_basis="consent",
+            special_condition="9.2.a",
+            consent_ref=f"C-{n}",
+            categories=["personal", "medical"],
+        )
         for n in (1, 2)
-    ]  # fmt: skip
-    events.append(referral(pupils=[{"upn": upn(3)}], channel="email",
-                           categories=["personal", "medical"], lawful_basis="public_task",
-                           special_condition="9.2.h"))  # fmt: skip
+    ]
+    events.append(
+        referral(
+            pupils=[{"upn": upn(3)}],
+            channel="email",
+            categories=["personal", "medical"],
+            lawful_basis="public_task",
+            special_condition="9.2.h",
+        )
+    )
     writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
     return ledger
 

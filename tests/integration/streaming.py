@@ -74,8 +74,10 @@ def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.2
 def _kcat_works(env: dict[str, str], config: KafkaConfig) -> bool:
     probe = subprocess.run(
         ["kcat", "-L", "-b", config.bootstrap, "-m", "5"],
-        capture_output=True, env=env, timeout=30,
-    )  # fmt: skip
+        capture_output=True,
+        env=env,
+        timeout=30,
+    )
     return probe.returncode == 0
 
 
@@ -112,12 +114,16 @@ def kcat_env(config: KafkaConfig, scratch: Path) -> dict[str, str] | None:
     return env if _kcat_works(env, config) else None
 
 
-def kcat_produce(env: dict[str, str], config: KafkaConfig, topic: str,
-                 records: list[tuple[bytes | None, bytes]]) -> None:  # fmt: skip
+def kcat_produce(
+    env: dict[str, str], config: KafkaConfig, topic: str, records: list[tuple[bytes | None, bytes]]
+) -> None:
     """Send records with kcat, keyed, one per line, every one acknowledged."""
     text = b"".join((key or b"") + b"\t" + value + b"\n" for key, value in records)
     done = subprocess.run(
         ["kcat", "-P", "-b", config.bootstrap, "-t", topic, "-K", "\t", "-X", "acks=all"],
-        input=text, capture_output=True, env=env, timeout=120,
-    )  # fmt: skip
+        input=text,
+        capture_output=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr.decode(errors="replace")

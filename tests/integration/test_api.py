@@ -48,9 +48,10 @@ def mutating_paths(client: TestClient) -> list[str]:
     """The API's POST routes that change something (the pages' forms sign in by cookie:
     see test_desk_pages)."""
     return [
-        path for path, methods in http_routes(client.app)
+        path
+        for path, methods in http_routes(client.app)
         if "POST" in methods and not path.startswith("/desk") and path not in READING_POSTS
-    ]  # fmt: skip
+    ]
 
 
 def _first_incident(client: TestClient, token: str) -> int:
@@ -79,9 +80,10 @@ def test_every_mutating_endpoint_refuses_a_missing_or_wrong_token(
     for path in mutating_paths(client):
         action = path.rsplit("/", 1)[1]
         response = client.post(
-            path.format(incident_id=incident, name="auditor-user"), json=BODIES.get(action, {}),
+            path.format(incident_id=incident, name="auditor-user"),
+            json=BODIES.get(action, {}),
             headers=auth(token) if token else {},
-        )  # fmt: skip
+        )
         assert response.status_code == 401, path
         assert response.headers["WWW-Authenticate"] == "Bearer"
 
@@ -96,9 +98,10 @@ def test_every_mutating_endpoint_refuses_the_roles_it_is_not_for(
             continue
         action = path.rsplit("/", 1)[1]
         response = client.post(
-            path.format(incident_id=incident, name="auditor-user"), json=BODIES.get(action, {}),
+            path.format(incident_id=incident, name="auditor-user"),
+            json=BODIES.get(action, {}),
             headers=auth(tokens[role]),
-        )  # fmt: skip
+        )
         assert response.status_code == 403, path
 
 
@@ -123,8 +126,13 @@ def test_the_dpo_works_a_high_risk_breach_through_to_closure(
 ) -> None:
     incident = _first_incident(client, tokens[Role.DPO])
     headers = auth(tokens[Role.DPO])
-    steps = [("acknowledge", {}), ("assess", BODIES["assess"]), ("report", BODIES["report"]),
-             ("notify-subjects", {}), ("close", BODIES["close"])]  # fmt: skip
+    steps = [
+        ("acknowledge", {}),
+        ("assess", BODIES["assess"]),
+        ("report", BODIES["report"]),
+        ("notify-subjects", {}),
+        ("close", BODIES["close"]),
+    ]
     for action, body in steps:
         response = client.post(f"/incidents/{incident}/{action}", json=body, headers=headers)
         assert response.status_code == 200, response.text
@@ -138,8 +146,9 @@ def test_a_forbidden_transition_is_a_conflict_naming_why(
     client: TestClient, tokens: dict[Role, str]
 ) -> None:
     incident = _first_incident(client, tokens[Role.DPO])
-    response = client.post(f"/incidents/{incident}/close", json=BODIES["close"],
-                           headers=auth(tokens[Role.DPO]))  # fmt: skip
+    response = client.post(
+        f"/incidents/{incident}/close", json=BODIES["close"], headers=auth(tokens[Role.DPO])
+    )
     assert response.status_code == 409
     assert "assessed before it is closed" in response.json()["detail"]
 

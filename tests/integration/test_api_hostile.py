@@ -21,15 +21,42 @@ from tests.integration.routes import http_routes
 pytestmark = pytest.mark.integration
 
 HOSTILE = st.one_of(
-    st.sampled_from([
-        "", " ", "\x00", "a\r\nSet-Cookie: x=1", "[/x][bold]", "\x1b[2J\x1b]0;t\x07", "\u202e",
-        "../../etc/passwd", "%00", "%2e%2e%2f", "' OR 1=1 --", "\"; DROP TABLE ledger_entry;",
-        "9" * 30, "-1", "0", "1e309", "NaN", "null", "true", "[]", "{}", "x" * 8_000,
-        upn(1), upn(1).lower(), "<script>alert(1)</script>", "2026-02-30", "9999-12-31T23:59Z",
-        "ab" * 32, "\ud7ff", "\U0001f600" * 50,
-    ]),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "\x00",
+            "a\r\nSet-Cookie: x=1",
+            "[/x][bold]",
+            "\x1b[2J\x1b]0;t\x07",
+            "\u202e",
+            "../../etc/passwd",
+            "%00",
+            "%2e%2e%2f",
+            "' OR 1=1 --",
+            '"; DROP TABLE ledger_entry;',
+            "9" * 30,
+            "-1",
+            "0",
+            "1e309",
+            "NaN",
+            "null",
+            "true",
+            "[]",
+            "{}",
+            "x" * 8_000,
+            upn(1),
+            upn(1).lower(),
+            "<script>alert(1)</script>",
+            "2026-02-30",
+            "9999-12-31T23:59Z",
+            "ab" * 32,
+            "\ud7ff",
+            "\U0001f600" * 50,
+        ]
+    ),
     st.text(max_size=300),
-)  # fmt: skip
+)
 NAMES = [
     "upn",
     "pupil",
@@ -93,9 +120,9 @@ def test_no_hostile_request_makes_a_server_error(
     path, method = data.draw(st.sampled_from(routes))
     url = _filled(path, data.draw(HOSTILE))
     fields: dict[str, Any] = {
-        name: data.draw(HOSTILE) for name in data.draw(st.lists(st.sampled_from(NAMES),
-                                                                 max_size=5, unique=True))
-    }  # fmt: skip
+        name: data.draw(HOSTILE)
+        for name in data.draw(st.lists(st.sampled_from(NAMES), max_size=5, unique=True))
+    }
     role = Role.ADMIN if path.startswith("/users") else Role.DPO
     headers = {"Authorization": f"Bearer {tokens[role]}"}
     if method == "GET":

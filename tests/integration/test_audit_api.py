@@ -50,9 +50,11 @@ def reads(ledger: Ledger) -> list[dict[str, Any]]:
 def a_census_pupil(year: Year) -> str:
     """A pupil in a census return who was never transferred."""
     transferred = {
-        p["upn"] for line in year.lines if "transferred" in line.event["type"]
+        p["upn"]
+        for line in year.lines
+        if "transferred" in line.event["type"]
         for p in line.event["data"].get("pupils", [])
-    }  # fmt: skip
+    }
     census = next(line.event for line in year.lines if "census" in line.event["type"])
     pupil: str = next(p["upn"] for p in census["data"]["pupils"] if p["upn"] not in transferred)
     return pupil
@@ -62,13 +64,15 @@ def test_a_pupil_search_returns_every_entry_naming_the_pupil_and_no_other(
     client: TestClient, tokens: dict[Role, str], year: Year
 ) -> None:
     upn = a_census_pupil(year)
-    page = client.post("/entries/search", json={"upn": upn, "limit": 500},
-                       headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+    page = client.post(
+        "/entries/search", json={"upn": upn, "limit": 500}, headers=auth(tokens[Role.AUDITOR])
+    ).json()
     expected_ids = {
-        line.event["id"] for line in year.lines
+        line.event["id"]
+        for line in year.lines
         if upn in [p.get("upn") for p in line.event["data"].get("pupils", [])]
         or line.event["data"].get("upn") == upn
-    }  # fmt: skip
+    }
     assert {e["event_id"] for e in page["entries"] if e["kind"] == "decision"} == expected_ids
     assert all(pseudonym(upn) in e["pupil_keys"] for e in page["entries"])
 
@@ -79,8 +83,11 @@ def test_pages_follow_the_cursor_without_gaps_or_repeats(
     seen: list[int] = []
     after: int | None = 0
     while after is not None:
-        page = client.get("/entries", params={"type": "referred", "after": after, "limit": 100},
-                          headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+        page = client.get(
+            "/entries",
+            params={"type": "referred", "after": after, "limit": 100},
+            headers=auth(tokens[Role.AUDITOR]),
+        ).json()
         seen.extend(e["seq"] for e in page["entries"])
         after = page["next_after"]
     referrals = {line.event["id"] for line in year.lines if "referred" in line.event["type"]}
@@ -93,15 +100,26 @@ def test_pages_follow_the_cursor_without_gaps_or_repeats(
 def test_filters_by_category_rule_and_decision_match_whole_values(
     client: TestClient, tokens: dict[Role, str]
 ) -> None:
-    found = client.get("/entries", params={"rule": "channel.not_permitted", "limit": 500},
-                       headers=auth(tokens[Role.AUDITOR])).json()["entries"]  # fmt: skip
+    found = client.get(
+        "/entries",
+        params={"rule": "channel.not_permitted", "limit": 500},
+        headers=auth(tokens[Role.AUDITOR]),
+    ).json()["entries"]
     assert found and all("channel.not_permitted" in e["rules"] for e in found)
-    medical = client.get("/entries", params={"category": "medical", "decision": "breach"},
-                         headers=auth(tokens[Role.AUDITOR])).json()["entries"]  # fmt: skip
-    assert medical and all("medical" in e["categories"] and e["decision"] == "breach"
-                           for e in medical)  # fmt: skip
-    assert client.get("/entries", params={"category": "medic"},
-                      headers=auth(tokens[Role.AUDITOR])).json()["entries"] == []  # fmt: skip
+    medical = client.get(
+        "/entries",
+        params={"category": "medical", "decision": "breach"},
+        headers=auth(tokens[Role.AUDITOR]),
+    ).json()["entries"]
+    assert medical and all(
+        "medical" in e["categories"] and e["decision"] == "breach" for e in medical
+    )
+    assert (
+        client.get(
+            "/entries", params={"category": "medic"}, headers=auth(tokens[Role.AUDITOR])
+        ).json()["entries"]
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -159,8 +177,9 @@ def test_the_search_form_posts_the_upn_and_shows_the_pupil_by_pseudonym(
 def test_an_opened_entry_explains_itself_and_links_its_reevaluations(
     client: TestClient, tokens: dict[Role, str]
 ) -> None:
-    reevaluation = client.get("/entries", params={"kind": "reevaluation", "limit": 1},
-                              headers=auth(tokens[Role.AUDITOR])).json()["entries"][0]  # fmt: skip
+    reevaluation = client.get(
+        "/entries", params={"kind": "reevaluation", "limit": 1}, headers=auth(tokens[Role.AUDITOR])
+    ).json()["entries"][0]
     first = reevaluation["refers_to"]
     opened = client.get(f"/entries/{first}", headers=auth(tokens[Role.AUDITOR])).json()
     assert reevaluation["seq"] in [e["seq"] for e in opened["referred_by"]]
@@ -180,8 +199,12 @@ def test_opening_an_unknown_entry_is_404(client: TestClient, tokens: dict[Role, 
 def test_an_export_streams_every_matching_entry_with_its_count(
     client: TestClient, tokens: dict[Role, str], year: Year, form: str
 ) -> None:
-    with client.stream("GET", "/entries/export", params={"format": form, "type": "census"},
-                       headers=auth(tokens[Role.AUDITOR])) as response:  # fmt: skip
+    with client.stream(
+        "GET",
+        "/entries/export",
+        params={"format": form, "type": "census"},
+        headers=auth(tokens[Role.AUDITOR]),
+    ) as response:
         assert response.status_code == 200
         body = b"".join(response.iter_bytes())
     if form == "csv":
@@ -199,8 +222,9 @@ def test_an_export_records_its_read_before_the_first_byte(
     client: TestClient, tokens: dict[Role, str], year: Year
 ) -> None:
     before = len(reads(year.ledger))
-    with client.stream("GET", "/entries/export", params={"decision": "breach"},
-                       headers=auth(tokens[Role.AUDITOR])) as response:  # fmt: skip
+    with client.stream(
+        "GET", "/entries/export", params={"decision": "breach"}, headers=auth(tokens[Role.AUDITOR])
+    ) as response:
         assert len(reads(year.ledger)) == before + 1
         next(response.iter_bytes())
     read = reads(year.ledger)[-1]["details"]
@@ -220,8 +244,9 @@ def test_a_pupil_search_is_recorded_by_pseudonym_and_found_among_their_readers(
     read = reads(year.ledger)[0]
     assert read["details"]["filters"] == {"pupil_key": pseudonym(upn)}
     assert upn not in orjson.dumps(read).decode()
-    readers = client.post("/pupils/readers", json={"upn": upn},
-                          headers=auth(tokens[Role.AUDITOR])).json()  # fmt: skip
+    readers = client.post(
+        "/pupils/readers", json={"upn": upn}, headers=auth(tokens[Role.AUDITOR])
+    ).json()
     assert [(r["details"]["action"], r["details"]["by"]) for r in readers] == [
         ("search", "auditor-user"),
         ("export", "dpo-user"),
@@ -253,11 +278,14 @@ def test_only_the_dpo_and_admins_may_run_a_subject_access_report(
 
 
 READ_ROUTES: dict[tuple[str, str], dict[str, str | None]] = {
-    ("GET", "/entries"): {}, ("GET", "/entries/export"): {"format": "jsonl"},
-    ("GET", "/entries/{seq}"): {}, ("POST", "/entries/search"): {"upn": None},
+    ("GET", "/entries"): {},
+    ("GET", "/entries/export"): {"format": "jsonl"},
+    ("GET", "/entries/{seq}"): {},
+    ("POST", "/entries/search"): {"upn": None},
     ("POST", "/entries/export"): {"upn": None, "format": "jsonl"},
-    ("POST", "/pupils/readers"): {"upn": None}, ("GET", "/reports/ropa"): {"format": "csv"},
-}  # fmt: skip
+    ("POST", "/pupils/readers"): {"upn": None},
+    ("GET", "/reports/ropa"): {"format": "csv"},
+}
 
 
 def _read(
@@ -291,19 +319,23 @@ UNAUDITED = {
     "/incidents": "the queue: rules, recipients, counts and clocks, no pupil",
     "/users": "accounts, not pupils",
     "/desk": "the queue page: as /incidents",
-    "/desk/signin": "the sign-in form", "/desk/signout": "signs out",
+    "/desk/signin": "the sign-in form",
+    "/desk/signout": "signs out",
     "/desk/sar": "sends the reader to the search form, where the report is asked for",
     "/desk/clock.js": "the pages' countdown script",
-}  # fmt: skip
+}
 
 
 # POST routes that read pupil-level data (each must leave a read), and those that do not.
 POST_READS = {"/entries/search", "/entries/export", "/pupils/sar", "/pupils/readers", "/desk/sar"}
 POST_OTHERS = {
-    "/desk/signin": "signs in", "/desk/search": "redirects to its GET, which reads",
-    "/users": "adds a user", "/desk/incidents/{incident_id}/{action}": "acts on an incident",
-    "/users/{name}/revoke": "ends a token", "/users/{name}/rotate": "replaces a token",
-}  # fmt: skip
+    "/desk/signin": "signs in",
+    "/desk/search": "redirects to its GET, which reads",
+    "/users": "adds a user",
+    "/desk/incidents/{incident_id}/{action}": "acts on an incident",
+    "/users/{name}/revoke": "ends a token",
+    "/users/{name}/rotate": "replaces a token",
+}
 
 
 def _example_request(
@@ -326,9 +358,11 @@ def test_every_read_route_leaves_a_read_entry(
 ) -> None:
     token = tokens[Role.DPO]
     routes = [
-        (method, path) for path, methods in http_routes(client.app) for method in methods
+        (method, path)
+        for path, methods in http_routes(client.app)
+        for method in methods
         if (method == "GET" and path not in UNAUDITED) or (method == "POST" and path in POST_READS)
-    ]  # fmt: skip
+    ]
     posts = {p for p, methods in http_routes(client.app) if "POST" in methods}
     unclassified = {
         p for p in posts - POST_READS - set(POST_OTHERS) if not p.startswith("/incidents/")
@@ -364,12 +398,18 @@ def test_opening_an_incident_is_found_among_the_readers_of_every_pupil_in_it(
 ) -> None:
     from pipeline.ledger.reads import readers_of
 
-    incident = next(i for i in client.get("/incidents", headers=auth(tokens[Role.DPO])).json()
-                    if len(i["entries"]) > 1)  # fmt: skip
+    incident = next(
+        i
+        for i in client.get("/incidents", headers=auth(tokens[Role.DPO])).json()
+        if len(i["entries"]) > 1
+    )
     client.get(f"/incidents/{incident['id']}", headers=auth(tokens[Role.AUDITOR]))
     with year.ledger.engine.connect() as connection:
-        last = next(e for e in entries(connection, Filters(kind="decision"))
-                    if e["seq"] == incident["entries"][-1])  # fmt: skip
+        last = next(
+            e
+            for e in entries(connection, Filters(kind="decision"))
+            if e["seq"] == incident["entries"][-1]
+        )
         readers = readers_of(connection, last["pupil_keys"][0])
     assert [(r["details"]["action"], r["details"]["by"]) for r in readers] == [
         ("incident", "auditor-user")

@@ -51,15 +51,19 @@ def test_the_record_of_processing_counts_every_sharing_event(year: Year, policy:
     with year.ledger.engine.connect() as connection:
         decided = sum(
             count(connection, Filters(kind="decision", event_type=t))
-            for t in ("uk.school.census.submitted.v1", "uk.school.pupil.transferred.v1",
-                      "uk.school.pupil.referred.v1")
-        )  # fmt: skip
+            for t in (
+                "uk.school.census.submitted.v1",
+                "uk.school.pupil.transferred.v1",
+                "uk.school.pupil.referred.v1",
+            )
+        )
     assert report["totals"]["events"] == decided > 0
 
 
 def test_a_limited_export_records_only_what_it_returned(year: Year) -> None:
-    total, found = export(year.ledger, AUDITOR, Filters(event_type="uk.school.pupil.referred.v1",
-                                                        limit=7), "jsonl")  # fmt: skip
+    total, found = export(
+        year.ledger, AUDITOR, Filters(event_type="uk.school.pupil.referred.v1", limit=7), "jsonl"
+    )
     returned = list(found)
     assert total == len(returned) == 7
     with year.ledger.engine.connect() as connection:

@@ -49,8 +49,9 @@ def test_the_dpo_searches_a_pupil_opens_an_entry_downloads_csv_and_prints_the_sa
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                      accept_downloads=True)  # fmt: skip
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 900}, accept_downloads=True
+        )
         page = context.new_page()
         page.goto(f"{address}/desk/search")
         page.fill("#token", token)

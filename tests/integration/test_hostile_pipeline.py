@@ -61,13 +61,16 @@ def test_poison_on_the_topics_stops_nothing_and_the_last_breach_is_alerted(
     url = f"sqlite:///{tmp_path}/ledger.db"
     receiver, mailbox = Receiver([]), Mailbox()
     env = {
-        "SHARING_AUDIT_PSEUDONYM_KEY": "5a" * 32, "SHARING_AUDIT_ALERT_HOLD_SECONDS": "0",
+        "SHARING_AUDIT_PSEUDONYM_KEY": "5a" * 32,
+        "SHARING_AUDIT_ALERT_HOLD_SECONDS": "0",
         "SHARING_AUDIT_WEBHOOK_URLS": orjson.dumps([receiver.url]).decode(),
         "SHARING_AUDIT_WEBHOOK_SECRET": SECRET.decode(),
         "SHARING_AUDIT_NOTIFY_EMAIL_TO": '["dpo@school.example"]',
-        "SHARING_AUDIT_SMTP_HOST": "127.0.0.1", "SHARING_AUDIT_SMTP_PORT": str(mailbox.smtp.port),
-        "SHARING_AUDIT_SMTP_TLS": "none", "SHARING_AUDIT_DESK_URL": "https://desk.example",
-    }  # fmt: skip
+        "SHARING_AUDIT_SMTP_HOST": "127.0.0.1",
+        "SHARING_AUDIT_SMTP_PORT": str(mailbox.smtp.port),
+        "SHARING_AUDIT_SMTP_TLS": "none",
+        "SHARING_AUDIT_DESK_URL": "https://desk.example",
+    }
     deep = b'{"id":"deep-300","type":"uk.school.pupil.referred.v1","data":' + b"[" * 299
     deep += b"]" * 299 + b"}"
     crlf = referral(recipient="agency:x\r\nBcc: someone@example.org")

@@ -70,8 +70,12 @@ def ledger(sqlite_url: str, policy: Policy) -> Ledger:
     ledger = Ledger.open(sqlite_url)
     schema.upgrade(ledger.engine)
     writer = LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
-    event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
-                     categories=["personal", "medical"])  # fmt: skip
+    event = referral(
+        lawful_basis="consent",
+        special_condition="9.2.a",
+        consent_ref="C-1",
+        categories=["personal", "medical"],
+    )
     writer.write([(line(event), Position.line("f", 1))])
     return ledger
 

@@ -87,8 +87,9 @@ def test_the_cli_lists_the_queue_and_refuses_closing_an_unassessed_breach(
     assert listed.exit_code == 0, listed.output
     assert "consent.missing" in listed.output and "open" in listed.output
     incident_id = str(next(iter(_incidents(ledger))))
-    refused = runner.invoke(app, ["incidents", "close", incident_id, "--reason", "x",
-                                  "--db", db_url])  # fmt: skip
+    refused = runner.invoke(
+        app, ["incidents", "close", incident_id, "--reason", "x", "--db", db_url]
+    )
     assert refused.exit_code == 1
     assert "must be assessed before it is closed" in refused.output
     acked = runner.invoke(app, ["incidents", "ack", incident_id, "--by", "dpo", "--db", db_url])

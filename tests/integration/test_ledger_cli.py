@@ -21,9 +21,13 @@ def run(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [EXE, *args], capture_output=True, text=True, check=False, cwd=cwd,
+        [EXE, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
         env={**os.environ, "SHARING_AUDIT_LOG_LEVEL": "INFO", **(env or {})},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

@@ -107,8 +107,9 @@ class LedgerContract:
         assert set(triggers) == set(APPEND_ONLY_TABLES)
         assert schema.is_current(ledger.engine)
 
-    @pytest.mark.parametrize("statement", ["UPDATE ledger_entry SET decision = 'allowed'",
-                                           "DELETE FROM ledger_entry"])  # fmt: skip
+    @pytest.mark.parametrize(
+        "statement", ["UPDATE ledger_entry SET decision = 'allowed'", "DELETE FROM ledger_entry"]
+    )
     def test_update_and_delete_of_an_entry_are_refused(
         self, filled: Ledger, statement: str
     ) -> None:
@@ -207,8 +208,11 @@ class LedgerContract:
         monkeypatch.setattr(Ledger, "append", original)
         write_all(writer, records[half - 5 :])  # the retry overlaps what was committed
         rows = self.all_entries(ledger)
-        decisions = [r["event_id"] for r in rows if r["kind"] == "decision" and not r["refers_to"]
-                     and r["event_id"]]  # fmt: skip
+        decisions = [
+            r["event_id"]
+            for r in rows
+            if r["kind"] == "decision" and not r["refers_to"] and r["event_id"]
+        ]
         assert len(decisions) == len(set(decisions))
         assert self.verification(ledger).ok
 
@@ -247,8 +251,12 @@ class LedgerContract:
         from tests.factory import consent_given, consent_withdrawn, line, referral
 
         given = consent_given()
-        event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
-                         categories=["personal", "medical"])  # fmt: skip
+        event = referral(
+            lawful_basis="consent",
+            special_condition="9.2.a",
+            consent_ref="C-1",
+            categories=["personal", "medical"],
+        )
         writer.write([(line(given), Position.line("f", 1)), (line(event), Position.line("f", 2))])
         late = consent_withdrawn(time="2026-07-20T09:00:00+01:00")
         outcomes = writer.write([(line(late), Position.line("f", 3))])
@@ -264,11 +272,19 @@ class LedgerContract:
     ) -> None:
         from tests.factory import consent_given, line, referral
 
-        event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
-                         categories=["personal", "medical"])  # fmt: skip
+        event = referral(
+            lawful_basis="consent",
+            special_condition="9.2.a",
+            consent_ref="C-1",
+            categories=["personal", "medical"],
+        )
         given = consent_given()  # timed before the referral, arriving after it
-        outcomes = writer.write([(line(event), Position("sharing.referral", 0, 0)),
-                                 (line(given), Position("pupil.lifecycle", 0, 0))])  # fmt: skip
+        outcomes = writer.write(
+            [
+                (line(event), Position("sharing.referral", 0, 0)),
+                (line(given), Position("pupil.lifecycle", 0, 0)),
+            ]
+        )
         assert [(o.event_id, o.kind) for o in outcomes] == [
             (given["id"], "decision"),
             (event["id"], "decision"),
@@ -280,11 +296,19 @@ class LedgerContract:
     ) -> None:
         from tests.factory import consent_given, line, referral
 
-        event = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-1",
-                         categories=["personal", "medical"])  # fmt: skip
+        event = referral(
+            lawful_basis="consent",
+            special_condition="9.2.a",
+            consent_ref="C-1",
+            categories=["personal", "medical"],
+        )
         given = consent_given()
-        outcomes = writer.write([(line(event), Position("pupil.mixed", 0, 0)),
-                                 (line(given), Position("pupil.mixed", 0, 1))])  # fmt: skip
+        outcomes = writer.write(
+            [
+                (line(event), Position("pupil.mixed", 0, 0)),
+                (line(given), Position("pupil.mixed", 0, 1)),
+            ]
+        )
         assert [(o.event_id, o.kind) for o in outcomes] == [
             (event["id"], "decision"),
             (given["id"], "decision"),
@@ -401,9 +425,12 @@ class LedgerContract:
         with filled.engine.begin() as connection:
             drop_triggers(connection, filled.dialect)
             connection.execute(
-                text("UPDATE register_fact SET fact = replace(fact, '\"at\":\"', "
-                     "'\"at\":\"1') WHERE seq = :s"), {"s": seq},
-            )  # fmt: skip
+                text(
+                    'UPDATE register_fact SET fact = replace(fact, \'"at":"\', '
+                    '\'"at":"1\') WHERE seq = :s'
+                ),
+                {"s": seq},
+            )
         result = self.verification(filled)
         assert (result.fault_seq, result.fault) == (seq, "its register fact was changed")
 
@@ -438,9 +465,12 @@ class LedgerContract:
         with filled.engine.begin() as connection:
             drop_triggers(connection, filled.dialect)
             connection.execute(
-                text("UPDATE event_payload SET body = replace(body, 'legal_obligation', "
-                     "'public_task') WHERE seq = :s"), {"s": seq},
-            )  # fmt: skip
+                text(
+                    "UPDATE event_payload SET body = replace(body, 'legal_obligation', "
+                    "'public_task') WHERE seq = :s"
+                ),
+                {"s": seq},
+            )
             connection.execute(
                 text("UPDATE event_payload SET body = body || ' ' WHERE seq = :s"), {"s": seq}
             )
@@ -479,12 +509,15 @@ class LedgerContract:
     @pytest.mark.parametrize(
         ("statement", "fault"),
         [
-            ("UPDATE alert_outbox SET status = 'superseded', relayed_at = '2026-01-01' "
-             "WHERE seq = :s", "its alert was marked superseded, but nothing re-decided it"),
+            (
+                "UPDATE alert_outbox SET status = 'superseded', relayed_at = '2026-01-01' "
+                "WHERE seq = :s",
+                "its alert was marked superseded, but nothing re-decided it",
+            ),
             ("UPDATE alert_outbox SET body = body || ' ' WHERE seq = :s", "its alert was changed"),
             ("DELETE FROM alert_outbox WHERE seq = :s", "its alert was removed"),
         ],
-    )  # fmt: skip
+    )
     def test_an_alert_hidden_from_the_desk_is_found_at_its_entry(
         self, filled: Ledger, statement: str, fault: str
     ) -> None:
@@ -534,8 +567,12 @@ class LedgerContract:
         from tests.factory import census, left, line, referral, transfer, upn
 
         pupil = pseudonymiser(KEY)(upn(1))
-        events = [left(), transfer(), census(pupils=[{"upn": upn(2)}, {"upn": upn(1)}]),
-                  referral(pupils=[{"upn": upn(3)}])]  # fmt: skip
+        events = [
+            left(),
+            transfer(),
+            census(pupils=[{"upn": upn(2)}, {"upn": upn(1)}]),
+            referral(pupils=[{"upn": upn(3)}]),
+        ]
         writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
         with ledger.engine.connect() as connection:
             found = list(entries(connection, Filters(pupil_key=pupil)))
@@ -556,8 +593,12 @@ class LedgerContract:
     ) -> None:
         from tests.factory import line, referral, upn
 
-        event = referral(recipient="agency:unheard-of", categories=["personal", "medical"],
-                         lawful_basis="public_task", special_condition="9.2.h")  # fmt: skip
+        event = referral(
+            recipient="agency:unheard-of",
+            categories=["personal", "medical"],
+            lawful_basis="public_task",
+            special_condition="9.2.h",
+        )
         outcome = writer.write([(line(event), Position.line("f", 1))])[0]
         assert outcome.decision.decision.value in ("breach", "review")
         [(seq, severity, body)] = self.outbox(ledger)
@@ -584,8 +625,12 @@ class LedgerContract:
         from pipeline.ledger.outbox import SUPERSEDED, due_alerts, mark_relayed
         from tests.factory import consent_given, line, referral
 
-        early = referral(lawful_basis="consent", special_condition="9.2.a", consent_ref="C-9",
-                         categories=["personal", "medical"])  # fmt: skip
+        early = referral(
+            lawful_basis="consent",
+            special_condition="9.2.a",
+            consent_ref="C-9",
+            categories=["personal", "medical"],
+        )
         writer.write([(line(early), Position.line("f", 1))])  # no consent yet: a breach
         assert due_alerts(ledger, hold_seconds=3600).send == []  # held
         assert [a.seq for a in due_alerts(ledger).send] == [1]

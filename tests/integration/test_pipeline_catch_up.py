@@ -41,8 +41,10 @@ def test_a_backlog_drained_makes_about_the_re_evaluations_of_the_events_in_sent_
             f"{ledger_count(url)} of {decided} decision entries; worker log: "
             + (tmp_path / "worker.log").read_text()[-3000:]
         )
-    final = {e: (d.decision.value, tuple(r.value for r in d.rules))
-             for e in {o.event_id for o in outcomes if o.recorded and isinstance(o.event_id, str)}
-             if (d := engine.current(e)) is not None}  # fmt: skip
+    final = {
+        e: (d.decision.value, tuple(r.value for r in d.rules))
+        for e in {o.event_id for o in outcomes if o.recorded and isinstance(o.event_id, str)}
+        if (d := engine.current(e)) is not None
+    }
     assert ledger_final(url) == final
     assert ledger_count(url, "reevaluation") <= 2 * in_order + 20, f"{in_order} in sent order"

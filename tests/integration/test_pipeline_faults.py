@@ -52,8 +52,9 @@ def _send(kafka: KafkaConfig, records: list[bytes], per_second: float | None = N
                 time.sleep(chunk / per_second)
 
 
-def _assert_recorded_exactly_once(url: str, records: list[bytes], policy: Policy,
-                                  log: Path, timeout: float) -> None:  # fmt: skip
+def _assert_recorded_exactly_once(
+    url: str, records: list[bytes], policy: Policy, log: Path, timeout: float
+) -> None:
     expected = expected_of(records, Engine(policy))
     done = wait_until(lambda: ledger_count(url) >= expected.entries, timeout=timeout)
     assert done, f"{ledger_count(url)} of {expected.entries}; log: {log.read_text()[-3000:]}"
@@ -106,9 +107,10 @@ def _processes_using(url: str) -> list[str]:
     """Command lines of live processes given ``url`` (the workers and their writers)."""
     listing = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True)
     return [
-        line for line in listing.stdout.splitlines()
+        line
+        for line in listing.stdout.splitlines()
         if url in line and not line.lstrip().startswith("Z") and "ps -eo" not in line
-    ]  # fmt: skip
+    ]
 
 
 def test_a_worker_waits_for_a_stopped_database_and_catches_up_when_it_is_back(

@@ -63,8 +63,11 @@ def sampled_pupils(year: Year, n: int = 25) -> list[str]:
 
 
 def sar(client: TestClient, token: str, upn: str, form: str = "json") -> Any:
-    response = client.post("/pupils/sar", json={"upn": upn, "format": form},
-                          headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    response = client.post(
+        "/pupils/sar",
+        json={"upn": upn, "format": form},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 200
     return response.json() if form == "json" else response.text
 
@@ -75,9 +78,11 @@ def test_a_subject_access_report_holds_exactly_the_pupils_events_as_the_file_has
     for upn in sampled_pupils(year):
         report = sar(client, dpo, upn)
         expected = {line.event["id"]: line for line in first_deliveries(year) if naming(line, upn)}
-        shown = {item["event_id"]: (section, item)
-                 for section in ("disclosures", "lifecycle", "rejected")
-                 for item in report[section]}  # fmt: skip
+        shown = {
+            item["event_id"]: (section, item)
+            for section in ("disclosures", "lifecycle", "rejected")
+            for item in report[section]
+        }
         assert shown.keys() == expected.keys(), upn
         for event_id, line in expected.items():
             section, item = shown[event_id]
@@ -105,9 +110,10 @@ def test_a_subject_access_report_covers_every_entry_that_names_the_pupil(
     report = sar(client, dpo, upn)
     with year.ledger.engine.connect() as connection:
         naming_entries = [
-            e["seq"] for e in entries(connection, Filters(pupil_key=pseudonym(upn)))
+            e["seq"]
+            for e in entries(connection, Filters(pupil_key=pseudonym(upn)))
             if e["seq"] <= report["as_of"]
-        ]  # fmt: skip
+        ]
     assert report["entries"] == naming_entries
 
 
@@ -155,8 +161,10 @@ def test_the_record_of_processing_counts_what_the_file_shared(
     for key, group in expected.items():
         row = rows[key]
         assert (row["allowed"], row["review"], row["breach"]) == (
-            group["allowed"], group["review"], group["breach"]
-        ), key  # fmt: skip
+            group["allowed"],
+            group["review"],
+            group["breach"],
+        ), key
         assert row["pupils"] == len(group["pupils"]), key
 
 
@@ -188,19 +196,28 @@ def test_a_report_for_a_period_counts_only_events_in_it(
     client: TestClient, dpo: str, year: Year
 ) -> None:
     whole = client.get("/reports/ropa", headers={"Authorization": f"Bearer {dpo}"}).json()
-    autumn = client.get("/reports/ropa", params={"since": "2025-09-01", "until": "2026-01-01"},
-                        headers={"Authorization": f"Bearer {dpo}"}).json()  # fmt: skip
+    autumn = client.get(
+        "/reports/ropa",
+        params={"since": "2025-09-01", "until": "2026-01-01"},
+        headers={"Authorization": f"Bearer {dpo}"},
+    ).json()
     assert 0 < autumn["totals"]["events"] < whole["totals"]["events"]
     assert autumn["period"]["since"] == "2025-08-31T23:00:00.000000Z"  # midnight in England
 
 
 def run_cli(*args: str, db: str) -> subprocess.CompletedProcess[str]:
-    env = {"SHARING_AUDIT_DATABASE_URL": db, "SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex(),
-           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    env = {
+        "SHARING_AUDIT_DATABASE_URL": db,
+        "SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex(),
+        "PATH": "/usr/bin:/bin",
+    }
     return subprocess.run(
         [str(Path(sys.executable).parent / "sharing-audit"), *args],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_the_command_line_sar_is_the_same_report_and_is_recorded(
@@ -229,8 +246,19 @@ def test_the_command_line_sar_is_the_same_report_and_is_recorded(
 def test_the_command_line_ropa_writes_each_format(year: Year, tmp_path: Path, form: str) -> None:
     url = year.ledger.engine.url.render_as_string(hide_password=False)
     out = tmp_path / f"ropa.{form}"
-    result = run_cli("report", "ropa", "--since", "2025-09-01", "--until", "2026-09-01",
-                     "--format", form, "-o", str(out), db=url)  # fmt: skip
+    result = run_cli(
+        "report",
+        "ropa",
+        "--since",
+        "2025-09-01",
+        "--until",
+        "2026-09-01",
+        "--format",
+        form,
+        "-o",
+        str(out),
+        db=url,
+    )
     assert result.returncode == 0, result.stderr
     text = out.read_text()
     if form == "csv":

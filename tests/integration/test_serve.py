@@ -49,8 +49,9 @@ def test_several_workers_serve_the_desk_on_the_ledgers_key(
         deadline = time.monotonic() + 30
         while len(answers) < 20 and time.monotonic() < deadline:
             try:
-                response = httpx.get(f"{address}/incidents", timeout=5,
-                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                response = httpx.get(
+                    f"{address}/incidents", timeout=5, headers={"Authorization": f"Bearer {token}"}
+                )
                 answers.append(response.status_code)
             except httpx.HTTPError:
                 time.sleep(0.2)

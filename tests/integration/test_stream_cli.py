@@ -40,10 +40,18 @@ def test_emit_sends_every_routable_line_and_names_the_others(
     lines = [events[0], b"not json", *events[1:], b'{"type": "uk.school.unknown.v1"}']
     (tmp_path / "e.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     done = subprocess.run(
-        [sys.executable, "-m", "agents", "emit", str(tmp_path / "e.jsonl"),
-         "--broker", kafka.bootstrap],
-        capture_output=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "agents",
+            "emit",
+            str(tmp_path / "e.jsonl"),
+            "--broker",
+            kafka.bootstrap,
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     errors = done.stderr.decode()
     assert "line 2: not sent: not valid JSON" in errors
@@ -65,8 +73,10 @@ def test_up_prints_the_broker_and_the_ledger_and_ctrl_c_stops_everything(
     env.pop("SHARING_AUDIT_BROKER", None)
     up = subprocess.Popen(
         [sys.executable, "-m", "agents", "up", "--db", url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     assert up.stdout is not None
     broker = up.stdout.readline().decode().strip()
     ledger = up.stdout.readline().decode().strip()

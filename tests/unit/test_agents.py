@@ -57,8 +57,12 @@ def test_a_decision_log_line_carries_the_event_id_and_kafka_position(
     configure_logging(level="INFO", json=True)
     try:
         breach = Decision.from_violations({RuleId.CONSENT_MISSING: ["no consent"]})
-        log_decisions([Handled("decision", _at(41), "e-41", breach),
-                       Handled("decision", _at(42), "e-42", ALLOWED)])  # fmt: skip
+        log_decisions(
+            [
+                Handled("decision", _at(41), "e-41", breach),
+                Handled("decision", _at(42), "e-42", ALLOWED),
+            ]
+        )
         lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     finally:
         configure_logging(level="WARNING")

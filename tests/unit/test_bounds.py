@@ -120,9 +120,13 @@ def test_the_published_schemas_carry_the_bounds() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"id": "a", "id": "b"}', b'{"id": "a", "data": {"recipient": "x", "recipient": "dfe"}}',
-     b'{"data": {"pupils": [{"upn": "A", "upn": "B"}]}}', b'{"id" :"a", "id" :"b"}'],
-)  # fmt: skip
+    [
+        b'{"id": "a", "id": "b"}',
+        b'{"id": "a", "data": {"recipient": "x", "recipient": "dfe"}}',
+        b'{"data": {"pupils": [{"upn": "A", "upn": "B"}]}}',
+        b'{"id" :"a", "id" :"b"}',
+    ],
+)
 def test_a_key_given_twice_in_one_object_is_invalid_naming_it(raw: bytes) -> None:
     """Parsers differ on which value wins: the event would mean what its reader chose."""
     problem = read_event(raw).problem

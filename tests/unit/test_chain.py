@@ -53,9 +53,13 @@ def test_a_changed_field_breaks_the_chain_at_its_entry() -> None:
     prev = GENESIS
     for seq in (1, 2, 3):
         fields: dict[str, Any] = {name: None for name in ENTRY_FIELDS} | {
-            "seq": seq, "kind": "decision", "pupil_keys": [], "categories": [],
-            "rules": [], "reasons": [],
-        }  # fmt: skip
+            "seq": seq,
+            "kind": "decision",
+            "pupil_keys": [],
+            "categories": [],
+            "rules": [],
+            "reasons": [],
+        }
         digest = fields_hash(prev, fields)
         rows.append({**hashable_form(stored_form(fields)), "prev_hash": prev, "hash": digest})
         prev = digest

@@ -223,8 +223,9 @@ def test_the_policy_pack_can_come_from_the_environment(tmp_path: Path) -> None:
     pack = tmp_path / "strict.yaml"
     pack.write_text(pack_text()[0].replace("channels: [collect]", "channels: [portal]"))
     path = write(tmp_path, census())
-    result = runner.invoke(app, ["check", str(path), "-f", "jsonl"],
-                           env={"SHARING_AUDIT_POLICY": str(pack)})  # fmt: skip
+    result = runner.invoke(
+        app, ["check", str(path), "-f", "jsonl"], env={"SHARING_AUDIT_POLICY": str(pack)}
+    )
     assert json.loads(result.stdout.splitlines()[0])["rules"] == ["channel.not_permitted"]
 
 

@@ -135,8 +135,9 @@ class TestRefusals:
         assert breach().allowed() == [ActionKind.ACKNOWLEDGE]
         assert breach(ack()).allowed() == [ActionKind.ASSESS]
         assert breach(ack(), assess(Risk.HIGH_RISK)).allowed() == [
-            ActionKind.ASSESS, ActionKind.REPORT,
-        ]  # fmt: skip
+            ActionKind.ASSESS,
+            ActionKind.REPORT,
+        ]
 
 
 class TestTheClock:
@@ -170,37 +171,59 @@ class TestTheClock:
 
 class TestGrouping:
     @staticmethod
-    def alert(seq: int, *, rules: list[str], recipient: str = "agency:school-nursing",
-              recorded_at: str = "2026-10-23T09:00:00.000000Z", severity: str = "medium",
-              decision: str = "breach") -> dict[str, object]:  # fmt: skip
-        return {"seq": seq, "rules": rules, "recipient": recipient, "recorded_at": recorded_at,
-                "severity": severity, "decision": decision}  # fmt: skip
+    def alert(
+        seq: int,
+        *,
+        rules: list[str],
+        recipient: str = "agency:school-nursing",
+        recorded_at: str = "2026-10-23T09:00:00.000000Z",
+        severity: str = "medium",
+        decision: str = "breach",
+    ) -> dict[str, object]:
+        return {
+            "seq": seq,
+            "rules": rules,
+            "recipient": recipient,
+            "recorded_at": recorded_at,
+            "severity": severity,
+            "decision": decision,
+        }
 
     def test_alerts_with_the_same_rule_recipient_and_day_are_one_incident(self) -> None:
-        [incident] = incidents_from([
-            self.alert(1, rules=["consent.missing"]),
-            self.alert(5, rules=["consent.missing"], recorded_at="2026-10-23T15:00:00.000000Z",
-                       severity="high"),
-        ])  # fmt: skip
+        [incident] = incidents_from(
+            [
+                self.alert(1, rules=["consent.missing"]),
+                self.alert(
+                    5,
+                    rules=["consent.missing"],
+                    recorded_at="2026-10-23T15:00:00.000000Z",
+                    severity="high",
+                ),
+            ]
+        )
         assert incident.entries == (1, 5)
         assert incident.severity is Severity.HIGH
         assert incident.detected_at == DETECTED
 
     def test_another_recipient_rule_or_day_is_another_incident(self) -> None:
-        incidents = incidents_from([
-            self.alert(1, rules=["consent.missing"]),
-            self.alert(2, rules=["consent.missing"], recipient="la:850"),
-            self.alert(3, rules=["channel.not_permitted"]),
-            self.alert(4, rules=["consent.missing"], recorded_at="2026-10-23T23:30:00.000000Z"),
-        ])  # fmt: skip
+        incidents = incidents_from(
+            [
+                self.alert(1, rules=["consent.missing"]),
+                self.alert(2, rules=["consent.missing"], recipient="la:850"),
+                self.alert(3, rules=["channel.not_permitted"]),
+                self.alert(4, rules=["consent.missing"], recorded_at="2026-10-23T23:30:00.000000Z"),
+            ]
+        )
         assert [i.entries for i in incidents] == [(1,), (2,), (3,), (4,)]
 
     def test_the_uk_day_decides_so_a_late_bst_evening_is_the_next_utc_day(self) -> None:
         # 23:30 UTC on 22 Oct is 00:30 BST on 23 Oct: the same UK day as 09:00 UTC on 23 Oct.
-        [incident] = incidents_from([
-            self.alert(1, rules=["consent.missing"], recorded_at="2026-10-22T23:30:00.000000Z"),
-            self.alert(2, rules=["consent.missing"]),
-        ])  # fmt: skip
+        [incident] = incidents_from(
+            [
+                self.alert(1, rules=["consent.missing"], recorded_at="2026-10-22T23:30:00.000000Z"),
+                self.alert(2, rules=["consent.missing"]),
+            ]
+        )
         assert incident.cause.day == date(2026, 10, 23)
 
     def test_the_cause_is_the_rule_that_made_the_breach(self) -> None:

@@ -31,8 +31,12 @@ def test_a_upn_inside_a_message_is_redacted() -> None:
 def test_pseudonyms_and_other_values_are_kept() -> None:
     pseudonym = "ab" * 32
     out = redact(event="batch_recorded", pupil=pseudonym, entries=5, rule="consent.missing")
-    assert out == {"event": "batch_recorded", "pupil": pseudonym, "entries": 5,
-                   "rule": "consent.missing"}  # fmt: skip
+    assert out == {
+        "event": "batch_recorded",
+        "pupil": pseudonym,
+        "entries": 5,
+        "rule": "consent.missing",
+    }
 
 
 def _written(u: str) -> list[str]:

@@ -42,9 +42,13 @@ def test_a_record_without_a_known_type_cannot_be_routed(value: object) -> None:
 
 def test_a_built_referral_is_a_valid_contract_event() -> None:
     event = SCHOOL.referral(
-        upn(1), recipient="agency:school-nursing", categories=["personal", "medical"],
-        lawful_basis="public_task", special_condition="9.2.h", channel="secure_email",
-    )  # fmt: skip
+        upn(1),
+        recipient="agency:school-nursing",
+        categories=["personal", "medical"],
+        lawful_basis="public_task",
+        special_condition="9.2.h",
+        channel="secure_email",
+    )
     reading = read_event(event_bytes(event))
     assert reading.problem is None
     assert orjson.loads(event_bytes(event))["source"] == "/schools/116234"
@@ -62,6 +66,11 @@ def test_built_lifecycle_facts_are_valid_contract_events() -> None:
 
 def test_a_mistake_is_refused_naming_the_field_not_the_value() -> None:
     with pytest.raises(InvalidEvent, match=r"data\.lawful_basis") as refused:
-        SCHOOL.transfer(upn(1), recipient="school:116512", categories=["personal"],
-                        lawful_basis="because", channel="s2s")  # fmt: skip
+        SCHOOL.transfer(
+            upn(1),
+            recipient="school:116512",
+            categories=["personal"],
+            lawful_basis="because",
+            channel="s2s",
+        )
     assert upn(1) not in str(refused.value)

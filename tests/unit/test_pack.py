@@ -11,9 +11,18 @@ from pipeline.packs import load_pack, pack_text, shipped_packs
 from pipeline.policy.pack import ANY_SCHOOL, PackError, Policy, parse_pack
 
 ALL_ELEVEN = {
-    "personal", "characteristics", "nationality", "ethnicity", "attendance", "exclusions",
-    "assessment", "travel", "medical", "sen", "behaviour",
-}  # fmt: skip
+    "personal",
+    "characteristics",
+    "nationality",
+    "ethnicity",
+    "attendance",
+    "exclusions",
+    "assessment",
+    "travel",
+    "medical",
+    "sen",
+    "behaviour",
+}
 CENSUS_CATEGORIES = ALL_ELEVEN - {"nationality", "medical", "behaviour"}
 
 # (recipient, event type): (categories, lawful bases, Art 9 conditions, channels), exactly as

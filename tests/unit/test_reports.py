@@ -18,12 +18,23 @@ from pipeline.reports.sar import Identity, build_sar, reasons_for, verdict_of
 
 def entry(seq: int, **fields: Any) -> dict[str, Any]:
     base = {
-        "seq": seq, "kind": "decision", "refers_to": None, "event_id": f"e{seq}",
-        "event_type": "uk.school.census.submitted.v1", "occurred_at": "2026-01-15T10:00:00Z",
-        "recorded_at": "2026-01-15T10:00:01Z", "recipient": "dfe", "pupil_keys": ["a", "b"],
-        "categories": ["personal"], "lawful_basis": "legal_obligation", "decision": "allowed",
-        "rules": [], "reasons": [], "policy_version": "v1", "details": None,
-    }  # fmt: skip
+        "seq": seq,
+        "kind": "decision",
+        "refers_to": None,
+        "event_id": f"e{seq}",
+        "event_type": "uk.school.census.submitted.v1",
+        "occurred_at": "2026-01-15T10:00:00Z",
+        "recorded_at": "2026-01-15T10:00:01Z",
+        "recipient": "dfe",
+        "pupil_keys": ["a", "b"],
+        "categories": ["personal"],
+        "lawful_basis": "legal_obligation",
+        "decision": "allowed",
+        "rules": [],
+        "reasons": [],
+        "policy_version": "v1",
+        "details": None,
+    }
     return {**base, **fields}
 
 
@@ -58,8 +69,12 @@ def test_the_verdict_shown_is_the_worst_over_the_rules_kept() -> None:
 def test_a_census_breach_about_another_pupil_shows_as_allowed_for_the_requester(
     policy: Policy,
 ) -> None:
-    breach = entry(1, decision="breach", rules=["record.destroyed"],
-                   reasons=["sen of pupils[0] was recorded destroyed"])  # fmt: skip
+    breach = entry(
+        1,
+        decision="breach",
+        rules=["record.destroyed"],
+        reasons=["sen of pupils[0] was recorded destroyed"],
+    )
     report = build_sar("b", Identity("B123", None), [breach], {}, policy)
     (shown,) = report["disclosures"]
     assert (shown["decision"], shown["rules"], shown["reasons"]) == ("allowed", [], [])
@@ -68,11 +83,22 @@ def test_a_census_breach_about_another_pupil_shows_as_allowed_for_the_requester(
 
 
 def test_a_reevaluation_is_shown_with_the_event_it_redecides(policy: Policy) -> None:
-    first = entry(1, event_type="uk.school.pupil.referred.v1", recipient="agency:school-nursing",
-                  pupil_keys=["a"])  # fmt: skip
+    first = entry(
+        1,
+        event_type="uk.school.pupil.referred.v1",
+        recipient="agency:school-nursing",
+        pupil_keys=["a"],
+    )
     withdrawn = "consent 'C' for pupils[0] was withdrawn"
-    later = entry(5, kind="reevaluation", refers_to=1, pupil_keys=["a"], decision="breach",
-                  rules=["consent.withdrawn"], reasons=[withdrawn])  # fmt: skip
+    later = entry(
+        5,
+        kind="reevaluation",
+        refers_to=1,
+        pupil_keys=["a"],
+        decision="breach",
+        rules=["consent.withdrawn"],
+        reasons=[withdrawn],
+    )
     report = build_sar("a", Identity("A1", None), [later, first], {}, policy)
     (shown,) = report["disclosures"]
     assert shown["decision"] == "breach" and shown["entries"] == [1, 5]
@@ -86,15 +112,25 @@ def test_a_rejected_event_is_reported_apart_from_what_was_shared(policy: Policy)
 
 
 def observed(**fields: Any) -> dict[str, Any]:
-    base = {"recipient": "dfe", "event_type": "uk.school.census.submitted.v1",
-            "pupil_keys": ["a"], "categories": ["personal"], "lawful_basis": "legal_obligation",
-            "decision": "allowed", "data": {"channel": "collect"}}  # fmt: skip
+    base = {
+        "recipient": "dfe",
+        "event_type": "uk.school.census.submitted.v1",
+        "pupil_keys": ["a"],
+        "categories": ["personal"],
+        "lawful_basis": "legal_obligation",
+        "decision": "allowed",
+        "data": {"channel": "collect"},
+    }
     return {**base, **fields}
 
 
 def test_the_record_names_categories_shared_beyond_the_policy(policy: Policy) -> None:
-    report = build_ropa([observed(), observed(categories=["personal", "medical"],
-                                              decision="breach")], policy, None, None)  # fmt: skip
+    report = build_ropa(
+        [observed(), observed(categories=["personal", "medical"], decision="breach")],
+        policy,
+        None,
+        None,
+    )
     (row,) = report["rows"]
     assert row["differences"] == ["categories the policy does not permit: medical"]
     assert (row["events"], row["pupils"], row["breach"]) == (2, 1, 1)
@@ -106,14 +142,18 @@ def test_the_record_flags_a_recipient_missing_from_the_policy(policy: Policy) ->
 
 
 def test_what_a_rejected_event_claims_is_not_counted_as_practice(policy: Policy) -> None:
-    (row,) = build_ropa([observed(categories=["medical"], decision="rejected")], policy, None,
-                        None)["rows"]  # fmt: skip
+    (row,) = build_ropa(
+        [observed(categories=["medical"], decision="rejected")], policy, None, None
+    )["rows"]
     assert (row["categories"], row["differences"], row["rejected"]) == ([], [], 1)
 
 
 def test_a_search_covered_an_entry_it_matched_within_its_seqs() -> None:
-    details = {"filters": {"recipient": "dfe", "category": "personal"}, "after_seq": 0,
-               "through_seq": 10}  # fmt: skip
+    details = {
+        "filters": {"recipient": "dfe", "category": "personal"},
+        "after_seq": 0,
+        "through_seq": 10,
+    }
     assert ShownEntries([entry(3)]).shown_by(details)
     assert not ShownEntries([entry(11)]).shown_by(details)
     assert not ShownEntries([entry(3)]).shown_by({**details, "after_seq": 3})
