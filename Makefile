@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline schemas agents tests bench
 	$(VENV)/bin/ruff format --check pipeline schemas agents tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 schemas: $(STAMP)
 	$(VENV)/bin/sharing-audit schemas export schemas/json

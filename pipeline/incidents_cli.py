@@ -22,10 +22,10 @@ from pipeline.incidents.lifecycle import (
     TransitionRefused,
     in_queue_order,
     left_text,
-    shown_in_school_time,
 )
 from pipeline.ledger_cli import DbOption, open_ledger, reading
 from pipeline.presenting import plain
+from pipeline.schooltime import shown_in_school_time
 
 incidents_app = typer.Typer(
     help="Breach incidents and the 72-hour ICO clock.", no_args_is_help=True

@@ -14,11 +14,12 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from stdnum.gb import upn as stdnum_upn
 
+from pipeline.schooltime import at_school
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -40,7 +41,6 @@ CENSUS_CATEGORIES = [
     "assessment",
     "travel",
 ]
-BST = timezone(timedelta(hours=1))
 
 #: Rules the simulator injects, each giving the decision named.
 INJECTED = {
@@ -91,12 +91,6 @@ class _Pupil:
     sen: bool
     destroyed: set[str] = field(default_factory=set)
     left_on: date | None = None
-
-
-def _local(day: date, hour: int, minute: int = 0) -> datetime:
-    """An instant on ``day`` in UK local time (BST from April to October, roughly)."""
-    offset = BST if 4 <= day.month <= 10 else UTC
-    return datetime.combine(day, time(hour, minute), offset)
 
 
 def _stamp(at: datetime) -> str:
@@ -200,7 +194,7 @@ class Simulator:
             self._leave_and_transfer(pupil)
 
     def _census(self, urn: str, pupils: list[_Pupil], day: date) -> None:
-        at = _local(day, 10)
+        at = at_school(day, 10)
         categories = self.rng.sample(CENSUS_CATEGORIES, self.rng.randint(2, 5))
         data: dict[str, Any] = {
             "recipient": self.rng.choice(("dfe", "la:850")),
@@ -254,7 +248,7 @@ class Simulator:
             data["categories"] = [*data["categories"], "photographs"]
 
     def _referral(self, pupil: _Pupil, day: date) -> None:
-        at = _local(day, self.rng.randint(9, 15), self.rng.randint(0, 59))
+        at = at_school(day, self.rng.randint(9, 15), self.rng.randint(0, 59))
         kind = self.rng.choice(("nursing", "consent", "la"))
         data: dict[str, Any]
         if kind == "nursing":
@@ -362,7 +356,7 @@ class Simulator:
     def _leave_and_transfer(self, pupil: _Pupil) -> None:
         left_on = _weekday(self.rng, date(2025, 10, 1), date(2026, 6, 1))
         destination = f"school:{self.rng.randint(100000, 149999):06d}"
-        left_at = _local(left_on, 15, 30)
+        left_at = at_school(left_on, 15, 30)
         rule = (
             self.rng.choice(
                 ("transfer.wrong_destination", "transfer.late", "transfer.no_destination")
@@ -383,7 +377,7 @@ class Simulator:
         pupil.left_on = left_on
         days = 22 if rule == "transfer.late" else self.rng.randint(1, 10)
         sent_on = _school_days_after(left_on, days)
-        at = _local(sent_on, 11)
+        at = at_school(sent_on, 11)
         recipient = "school:150001" if rule == "transfer.wrong_destination" else destination
         categories = ["personal", "attendance", "assessment"]
         data: dict[str, Any] = {

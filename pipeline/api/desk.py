@@ -20,12 +20,12 @@ from pipeline.incidents.lifecycle import (
     Status,
     TransitionRefused,
     in_queue_order,
-    shown_in_school_time,
 )
 from pipeline.ledger.queries import entries_at
 from pipeline.ledger.reads import record_read
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
+from pipeline.schooltime import shown_in_school_time
 from pipeline.users import User
 
 log = get_logger(__name__)

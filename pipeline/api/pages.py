@@ -45,7 +45,6 @@ from pipeline.incidents.lifecycle import (
     TransitionRefused,
     in_queue_order,
     left_text,
-    shown_in_school_time,
 )
 from pipeline.ledger.asking import (
     KINDS,
@@ -62,6 +61,7 @@ from pipeline.logging import get_logger
 from pipeline.reports.formats import ReportFormat, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
+from pipeline.schooltime import shown_in_school_time
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.events import EVENT_TYPES
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipeline.incidents.lifecycle import Cause, Incident, school_day
+from pipeline.incidents.lifecycle import Cause, Incident
 from pipeline.ledger.store import from_utc_text
+from pipeline.schooltime import school_day
 from schemas.alerts import Severity
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 

@@ -13,15 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from zoneinfo import ZoneInfo
 
 from schemas.alerts import Severity
 
 #: Art 33(1): "without undue delay and, where feasible, not later than 72 hours after
 #: having become aware of it". Real hours: a clock change does not move the deadline.
 ICO_DEADLINE = timedelta(hours=72)
-#: Schools work in UK time; deadlines are shown, and incidents grouped by day, in it.
-SCHOOL_TIME = ZoneInfo("Europe/London")
 
 
 class Status(StrEnum):
@@ -191,17 +188,6 @@ _AFTER = {
     ActionKind.NOTIFY_SUBJECTS: Status.SUBJECTS_NOTIFIED,
     ActionKind.CLOSE: Status.CLOSED,
 }
-
-
-def school_day(moment: datetime) -> date:
-    """The day ``moment`` falls on in the school's time zone."""
-    return moment.astimezone(SCHOOL_TIME).date()
-
-
-def shown_in_school_time(moment: datetime) -> str:
-    """``Mon 26 Oct 2026, 09:00 GMT``: how a deadline is shown to a DPO."""
-    local = moment.astimezone(SCHOOL_TIME)
-    return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "")
 
 
 def in_queue_order(found: dict[int, Incident], now: datetime) -> list[tuple[int, Incident]]:

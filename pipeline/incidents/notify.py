@@ -28,9 +28,10 @@ from sqlalchemy import Connection, select, text
 
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.desk import incidents
-from pipeline.incidents.lifecycle import Incident, Status, shown_in_school_time
+from pipeline.incidents.lifecycle import Incident, Status
 from pipeline.ledger.store import PUPIL, Ledger, any_of, now_text
 from pipeline.logging import get_logger
+from pipeline.schooltime import shown_in_school_time
 from schemas.alerts import Severity
 
 log = get_logger(__name__)

@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time
 
-from pipeline.incidents.lifecycle import SCHOOL_TIME
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.store import utc_text
 from pipeline.register import check_upn
+from pipeline.schooltime import SCHOOL_TIME
 from schemas.decisions import Verdict
 from schemas.events import EVENT_TYPES
 

@@ -21,9 +21,9 @@ from typing import Any
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from pipeline.incidents.lifecycle import shown_in_school_time
 from pipeline.ledger.queries import ENTRY_COLUMNS
 from pipeline.ledger.store import from_utc_text
+from pipeline.schooltime import shown_in_school_time
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK = 500

@@ -17,8 +17,8 @@ from pipeline.incidents.lifecycle import (
     TransitionRefused,
     in_queue_order,
     left_text,
-    shown_in_school_time,
 )
+from pipeline.schooltime import shown_in_school_time
 from schemas.alerts import Severity
 
 DETECTED = datetime(2026, 10, 23, 9, 0, tzinfo=UTC)  # Friday, 10:00 BST

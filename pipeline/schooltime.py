@@ -1,0 +1,26 @@
+"""The one clock a school keeps: Europe/London, with British Summer Time as the law has
+it. Days on the ICO clock, dates typed into a search, deadlines shown to a DPO and the
+simulated school day all read it here."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+SCHOOL_TIME = ZoneInfo("Europe/London")
+
+
+def school_day(moment: datetime) -> date:
+    """The day ``moment`` falls on in the school's time zone."""
+    return moment.astimezone(SCHOOL_TIME).date()
+
+
+def at_school(day: date, hour: int, minute: int = 0) -> datetime:
+    """The instant the school's clocks show ``hour:minute`` on ``day``."""
+    return datetime.combine(day, time(hour, minute), SCHOOL_TIME)
+
+
+def shown_in_school_time(moment: datetime) -> str:
+    """``Mon 26 Oct 2026, 09:00 GMT``: how a deadline is shown to a DPO."""
+    local = moment.astimezone(SCHOOL_TIME)
+    return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "")
