@@ -32,7 +32,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run the agents: decide every event on the input topics into the ledger."""
-    from agents.app import Batching
+    from agents.recorder import Batching
     from agents.worker import WorkerConfig, run_worker
     from pipeline.ledger.schema import SchemaNotReady
 

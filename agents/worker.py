@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from agents.app import Batching, create_app
+from agents.app import create_app
+from agents.recorder import Batching
 from agents.sink import LedgerSink
 from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays

@@ -134,7 +134,7 @@ def noop_worker(broker: str, count: int, out: Path) -> None:
     """A Faust worker with the agents' settings and batching that only acks."""
     import faust
 
-    from agents.app import Batching
+    from agents.recorder import Batching
     from agents.worker import settle_heap
     from pipeline.kafka import faust_settings
 

@@ -9,7 +9,7 @@ import pickle
 
 import pytest
 
-from agents.app import Batching, deadletters, log_decisions
+from agents.recorder import Batching, deadletters, log_decisions
 from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
 from agents.worker import settle_heap
 from agents.writer import Handled

@@ -1,0 +1,251 @@
+"""What every input agent does with the batches it takes, as a plain class that tests drive
+without Faust or a broker.
+
+A batch is recorded in one ledger transaction (``agents.sink``), the records that are not
+contract events are sent to ``sharing.deadletter``, and only then is the batch acked, so
+an offset is committed only after the ledger has the records below it. Several batches
+may be in flight, so that the next one is gathered while the ledger writes this one.
+The sharing agents may hold a batch for the facts agent first (``agents.pacing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from structlog.contextvars import bound_contextvars
+
+from agents.pacing import Pacer
+from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
+from agents.writer import Handled
+from pipeline.backoff import backoff_delays
+from pipeline.engine import Position
+from pipeline.ledger.ingest import Record
+from pipeline.logging import get_logger
+from schemas.decisions import RuleId, Verdict
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    """How many records an agent takes at once and how long it waits to fill a batch; how
+    long at most a sharing agent waits for the facts agent to catch up, and how many of its
+    batches (and bytes of records) it holds meanwhile (``agents.pacing`` says why); how
+    often the relay looks for alerts, and how long an alert is held
+    (``pipeline.ledger.outbox`` says why)."""
+
+    size: int = 500
+    within: float = 0.2
+    patience: float = 10.0
+    held: int = 64
+    held_bytes: int = 64 * 2**20
+    relay_interval: float = 0.5
+    alert_hold: float = 60.0
+
+    @property
+    def in_flight(self) -> int:
+        """Batches an agent may have taken and not yet seen recorded: enough for one agent
+        alone to fill the writer's groups (the one being written, the one waiting, the one
+        gathering), and at least two, so that a batch gathers while one is written. While
+        a backlog drains, the facts agent often runs alone; with fewer in flight it fed
+        the writer groups smaller than a full group, each costlier per record."""
+        return max(2, math.ceil((IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT / self.size))
+
+
+class Message(Protocol):
+    """What the recorder reads of a consumed record (Faust's ``Message`` has it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: float | None
+
+
+class Taken(Protocol):
+    """A consumed record as an agent takes it (Faust's ``Event``)."""
+
+    @property
+    def message(self) -> Message: ...
+
+
+class Sink(Protocol):
+    async def write(self, records: Sequence[Record]) -> list[Handled]: ...
+
+
+Ack = Callable[[Any], Awaitable[Any]]
+#: Send one record to the dead letters: its key, its bytes, and headers saying why.
+SendDeadletter = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[Any]]
+
+
+def deadletters(outcomes: Sequence[Handled], records: Sequence[Record]) -> list[tuple[Record, str]]:
+    """The records that are not contract events, each with why: they go to the dead
+    letters as well as to the ledger (redeliveries included, so none is missed)."""
+    raw_at = {position: raw for raw, position in records}
+    out = []
+    for outcome in outcomes:
+        if outcome.kind == "reevaluation" or outcome.decision.rules != (RuleId.EVENT_INVALID,):
+            continue
+        raw = raw_at.get(outcome.position)
+        if raw is not None:
+            out.append(((raw, outcome.position), outcome.decision.reasons[0]))
+    return out
+
+
+def log_decisions(handled: Sequence[Handled]) -> None:
+    """One log event per decision a person may need to find (not ``allowed``), with the
+    event id and Kafka position bound; never the event's content."""
+    for h in handled:
+        if h.decision.decision is Verdict.ALLOWED or h.kind == "duplicate":
+            continue
+        with bound_contextvars(
+            event_id=h.event_id if isinstance(h.event_id, str) else None,
+            topic=h.position.topic,
+            partition=h.position.partition,
+            offset=h.position.offset,
+        ):
+            log.info(
+                "decision_recorded",
+                kind=h.kind,
+                decision=h.decision.decision.value,
+                rules=[r.value for r in h.decision.rules],
+            )
+
+
+class Recorder:
+    """The batches of one worker's agents, from taken to acked.
+
+    ``send_deadletter`` sends one record to the dead letters (it may return a future the
+    broker settles); ``facts_ends`` gives the end offset of each facts partition this
+    worker has, for the pacer.
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        batching: Batching,
+        send_deadletter: SendDeadletter,
+        facts_ends: Callable[[], dict[int, int | None]],
+    ) -> None:
+        self.sink = sink
+        self.batching = batching
+        self.send_deadletter = send_deadletter
+        self.facts_ends = facts_ends
+        self.pacer = Pacer(batching.patience)
+
+    async def handle(self, batch: Sequence[Taken], ack: Ack) -> None:
+        """Record one batch, dead-letter what is not an event, then (only then) ack."""
+        records: list[Record] = []
+        keys: dict[Position, bytes | None] = {}
+        for taken in batch:
+            message = taken.message
+            position = Position(message.topic, message.partition, message.offset)
+            records.append((message.value or b"", position))
+            keys[position] = message.key
+        handled = await self.sink.write(records)
+        log_decisions(handled)
+        dead = deadletters(handled, records)
+        if dead:
+            await _until_sent(self._send_deadletters, dead, keys)
+        for taken in batch:
+            await ack(taken)
+
+    async def _send_deadletters(
+        self, items: list[tuple[Record, str]], keys: dict[Position, bytes | None]
+    ) -> None:
+        sent = []
+        for (raw, position), reason in items:
+            with bound_contextvars(
+                topic=position.topic, partition=position.partition, offset=position.offset
+            ):
+                log.warning("record_deadlettered", reason=reason)
+            headers = [
+                ("reason", reason.encode()),
+                ("source.topic", str(position.topic).encode()),
+                ("source.partition", str(position.partition).encode()),
+                ("source.offset", str(position.offset).encode()),
+            ]
+            sent.append(await self.send_deadletter(keys.get(position), raw, headers))
+        await asyncio.gather(*(s for s in sent if asyncio.isfuture(s)))
+
+    def _start(self, batch: Sequence[Taken], ack: Ack, in_flight: asyncio.Semaphore) -> None:
+        task = asyncio.ensure_future(self.handle(batch, ack))
+        task.add_done_callback(lambda _: in_flight.release())
+
+    async def record_facts(self, batches: AsyncIterable[Sequence[Taken]], ack: Ack) -> None:
+        """Record the facts agent's batches as they come, each acked when its own
+        transaction has committed."""
+        in_flight = asyncio.Semaphore(self.batching.in_flight)
+        async for batch in batches:
+            await in_flight.acquire()
+            self.pacer.facts_taken(
+                (t.message.partition, t.message.offset, t.message.timestamp or 0.0) for t in batch
+            )
+            self._start(batch, ack, in_flight)
+
+    async def record_sharing(self, batches: AsyncIterable[Sequence[Taken]], ack: Ack) -> None:
+        """As :meth:`record_facts`, but each batch may be held for the facts agent, and
+        the agent goes on taking meanwhile, up to ``batching.held`` batches or
+        ``batching.held_bytes`` of records, whichever comes first."""
+        holding = _Holding(self, ack)
+        handing = asyncio.ensure_future(holding.hand_on())
+        try:
+            async for batch in batches:
+                await holding.hold(batch)
+        finally:
+            handing.cancel()
+
+
+class _Holding:
+    """A sharing agent's batches taken and not yet handed on to be recorded."""
+
+    def __init__(self, recorder: Recorder, ack: Ack) -> None:
+        self.recorder = recorder
+        self.ack = ack
+        batching = recorder.batching
+        self.held: asyncio.Queue[tuple[Sequence[Taken], int]] = asyncio.Queue(batching.held)
+        self.held_bytes = 0
+        self.in_flight = asyncio.Semaphore(batching.in_flight)
+
+    def enough(self) -> bool:
+        return self.held.full() or self.held_bytes >= self.recorder.batching.held_bytes
+
+    async def hold(self, batch: Sequence[Taken]) -> None:
+        size = sum(len(t.message.value or b"") for t in batch)
+        self.held_bytes += size
+        await self.held.put((batch, size))
+        if self.enough():
+            self.recorder.pacer.wake()
+
+    async def hand_on(self) -> None:
+        recorder = self.recorder
+        while True:
+            batch, size = await self.held.get()
+            latest = max(t.message.timestamp or 0.0 for t in batch)
+            try:
+                await recorder.pacer.wait_turn(latest, recorder.facts_ends, enough=self.enough)
+            except Exception as exc:  # holding only saves work: never stall on it
+                log.warning("pacing_failed", error=type(exc).__name__)
+            self.held_bytes -= size
+            await self.in_flight.acquire()
+            recorder._start(batch, self.ack, self.in_flight)
+
+
+async def _until_sent(send: Any, *args: Any) -> None:
+    """Retry a send to the broker until it is acknowledged: the records stay unacked."""
+    delays = backoff_delays(first=0.5, cap=30.0)
+    while True:
+        try:
+            await send(*args)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            delay = next(delays)
+            log.warning("send_failed", error=type(exc).__name__, retry_in=round(delay, 2))
+            await asyncio.sleep(delay)

@@ -1,0 +1,134 @@
+"""What an agent does with the batches it takes, driven without Faust or a broker: a
+batch is acked only once the ledger has it, and its records that are not events have
+gone to the dead letters first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agents.recorder import Batching, Recorder
+from agents.writer import Handled
+from pipeline.engine import Position
+from pipeline.ledger.ingest import Record
+from schemas.decisions import ALLOWED, Decision, RuleId
+
+TOPIC = "sharing.referral"
+
+
+@dataclass
+class Message:
+    offset: int
+    value: bytes | None
+    topic: str = TOPIC
+    partition: int = 0
+    key: bytes | None = None
+    timestamp: float | None = 0.0
+
+
+@dataclass
+class Taken:
+    message: Message
+
+
+class Ledger:
+    """A sink that records each write, and writes only when let go."""
+
+    def __init__(self) -> None:
+        self.written: list[list[int]] = []
+        self.let_go = asyncio.Event()
+        self.let_go.set()
+
+    async def write(self, records: Sequence[Record]) -> list[Handled]:
+        await self.let_go.wait()
+        self.written.append([position.offset or 0 for _, position in records])
+        return [_handled(raw, position) for raw, position in records]
+
+
+def _handled(raw: bytes, position: Position) -> Handled:
+    if raw == b"junk":
+        return Handled(
+            "decision", position, None, Decision.rejected(RuleId.EVENT_INVALID, "not JSON")
+        )
+    return Handled("decision", position, f"e-{position.offset}", ALLOWED)
+
+
+class Journal:
+    """Everything the recorder did outside the ledger, in order."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, int]] = []
+
+    async def ack(self, taken: Taken) -> None:
+        self.steps.append(("ack", taken.message.offset))
+
+    async def deadletter(self, key: bytes | None, value: bytes, headers: Any) -> None:
+        reason = dict(headers)["reason"].decode()
+        offset = int(dict(headers)["source.offset"])
+        self.steps.append((f"deadletter: {reason}", offset))
+
+
+def batch(*values: bytes, first: int = 0) -> list[Taken]:
+    return [Taken(Message(first + n, value)) for n, value in enumerate(values)]
+
+
+async def batches_of(*taken: list[Taken], then: float = 0.0) -> AsyncIterator[Sequence[Taken]]:
+    """The batches, then a stream that stays open ``then`` seconds more, as a topic's does."""
+    for each in taken:
+        yield each
+    await asyncio.sleep(then)
+
+
+def recorder_on(ledger: Ledger, journal: Journal) -> Recorder:
+    return Recorder(ledger, Batching(patience=0.0), journal.deadletter, dict)
+
+
+def test_a_batch_is_acked_only_once_the_ledger_has_it() -> None:
+    async def scenario() -> None:
+        ledger, journal = Ledger(), Journal()
+        ledger.let_go.clear()
+        recording = asyncio.ensure_future(
+            recorder_on(ledger, journal).handle(batch(b"{}", b"{}"), journal.ack)
+        )
+        await asyncio.sleep(0.01)
+        assert journal.steps == []
+        ledger.let_go.set()
+        await recording
+        assert ledger.written == [[0, 1]]
+        assert journal.steps == [("ack", 0), ("ack", 1)]
+
+    asyncio.run(scenario())
+
+
+def test_what_is_not_an_event_is_dead_lettered_before_its_batch_is_acked() -> None:
+    async def scenario() -> None:
+        ledger, journal = Ledger(), Journal()
+        await recorder_on(ledger, journal).handle(batch(b"{}", b"junk"), journal.ack)
+        assert journal.steps == [("deadletter: not JSON", 1), ("ack", 0), ("ack", 1)]
+
+    asyncio.run(scenario())
+
+
+def test_every_batch_a_sharing_agent_takes_is_recorded_and_acked() -> None:
+    async def scenario() -> None:
+        ledger, journal = Ledger(), Journal()
+        taken = [batch(b"{}", b"{}", first=n * 2) for n in range(5)]
+        stream = batches_of(*taken, then=0.2)
+        await recorder_on(ledger, journal).record_sharing(stream, journal.ack)
+        assert sorted(offset for written in ledger.written for offset in written) == list(range(10))
+        assert sorted(offset for _, offset in journal.steps) == list(range(10))
+
+    asyncio.run(scenario())
+
+
+def test_the_facts_agent_records_each_batch_it_takes() -> None:
+    async def scenario() -> None:
+        ledger, journal = Ledger(), Journal()
+        taken = [batch(b"{}", first=n) for n in range(3)]
+        await recorder_on(ledger, journal).record_facts(batches_of(*taken, then=0.1), journal.ack)
+        assert sorted(ledger.written) == [[0], [1], [2]]
+        assert sorted(journal.steps) == [("ack", 0), ("ack", 1), ("ack", 2)]
+
+    asyncio.run(scenario())
