@@ -21,7 +21,9 @@ from rich.table import Table
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
 from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
+from pipeline.ledger.chain import Verification
 from pipeline.ledger.keys import ledger_key
+from pipeline.ledger.outbox import PENDING, SENT, SUPERSEDED, alert_counts
 from pipeline.ledger.queries import current_decisions, entry_count, verify
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
@@ -105,10 +107,45 @@ def run_demo(
     seed: int,
     console: Console,
 ) -> None:
+    url = f"sqlite:///{folder / 'ledger.db'}"
+    lines, records = _simulated_year(folder, pupils, violation_rate, seed, console)
+    console.print(f"policy pack {policy.name}, version {policy.version[:16]}…")
+    expected = expected_of(records, Engine(policy))
+    # A short alert hold: the demo's topics are read together, so facts are never late
+    # by more than a moment (a production worker holds alerts for a minute).
+    env = {"SHARING_AUDIT_ALERT_HOLD_SECONDS": "3"}
+    with Pipeline(url, policy=policy_ref, worker_log=folder / "worker.log", env=env) as pipeline:
+        assert pipeline.kafka is not None
+        console.print(f"embedded broker on {pipeline.broker}; worker log {folder / 'worker.log'}")
+        _send(pipeline.kafka, records, console)
+        ledger = Ledger.open(url)
+        _await_decisions(ledger, expected.entries, folder, console)
+        _await_relay(ledger)
+        with ledger.engine.connect() as connection:
+            final = current_decisions(connection)
+            verification = verify(connection)
+            counts = alert_counts(connection)
+        alerts = _read_alerts(pipeline.kafka, counts.get(SENT, 0), timeout=30)
+        ledger.engine.dispose()
+    _print_decisions(final, console)
+    _print_alerts(alerts, counts.get(SUPERSEDED, 0), console)
+    agree = sum(1 for k, v in expected.final.items() if final.get(k) == v)
+    console.print(
+        f"decisions matching sharing-audit check on the same file: {agree} of {len(expected.final)}"
+    )
+    _print_verification(verification, console)
+    console.print(f"explore it: sharing-audit ledger query --db {url} --decision breach")
+    _for_the_dpo(url, lines, policy, folder, console)
+
+
+def _simulated_year(
+    folder: Path, pupils: int, violation_rate: float, seed: int, console: Console
+) -> tuple[list[Any], list[bytes]]:
+    """A fresh demo folder and a simulated year's events, written to it as an MIS would
+    send them."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in DEMO_FILES:
         (folder / name).unlink(missing_ok=True)
-    url = f"sqlite:///{folder / 'ledger.db'}"
     lines = simulate(pupils, violation_rate, seed)
     records = [orjson.dumps(line.event) for line in lines]
     (folder / "events.jsonl").write_bytes(b"".join(r + b"\n" for r in records))
@@ -116,57 +153,49 @@ def run_demo(
         f"simulated a school year: {len(records)} events for {pupils} pupils "
         f"-> {folder / 'events.jsonl'}"
     )
-    console.print(f"policy pack {policy.name}, version {policy.version[:16]}…")
-    expected = expected_of(records, Engine(policy))
+    return lines, records
 
-    # A short alert hold: the demo's topics are read together, so facts are never late
-    # by more than a moment (a production worker holds alerts for a minute).
-    env = {"SHARING_AUDIT_ALERT_HOLD_SECONDS": "3"}
-    with Pipeline(url, policy=policy_ref, worker_log=folder / "worker.log", env=env) as pipeline:
-        assert pipeline.kafka is not None
-        console.print(f"embedded broker on {pipeline.broker}; worker log {folder / 'worker.log'}")
-        with MisProducer(pipeline.kafka) as producer, _progress(console, "sending") as bar:
-            task = bar.add_task("send", total=len(records))
-            producer.send_all(records, on_ack=lambda: bar.advance(task))
-        console.print(f"sent {len(records)} events to Kafka, each acknowledged")
 
-        ledger = Ledger.open(url)
-        deadline = time.monotonic() + 180
-        with _progress(console, "recording") as bar:
-            task = bar.add_task("record", total=expected.entries)
-            count = 0
-            while count < expected.entries and time.monotonic() < deadline:
-                time.sleep(0.25)
-                try:
-                    with ledger.engine.connect() as connection:
-                        count = entry_count(connection)
-                except Exception:
-                    continue  # the worker is still creating the schema
-                bar.update(task, completed=count)
-        if count < expected.entries:
-            raise DemoFailed(
-                f"the ledger holds {count} of {expected.entries} decisions after 3 minutes; "
-                f"see {folder / 'worker.log'}"
-            )
-        outbox = "SELECT count(*) FROM alert_outbox WHERE relayed_at IS NULL"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with ledger.engine.connect() as connection:
-                if connection.exec_driver_sql(outbox).scalar_one() == 0:
-                    break
-            time.sleep(0.5)
+def _send(kafka: KafkaConfig, records: list[bytes], console: Console) -> None:
+    with MisProducer(kafka) as producer, _progress(console, "sending") as bar:
+        task = bar.add_task("send", total=len(records))
+        producer.send_all(records, on_ack=lambda: bar.advance(task))
+    console.print(f"sent {len(records)} events to Kafka, each acknowledged")
+
+
+def _await_decisions(ledger: Ledger, expected: int, folder: Path, console: Console) -> None:
+    """Wait until the ledger holds ``expected`` decisions; :class:`DemoFailed` after 3
+    minutes."""
+    deadline = time.monotonic() + 180
+    with _progress(console, "recording") as bar:
+        task = bar.add_task("record", total=expected)
+        count = 0
+        while count < expected and time.monotonic() < deadline:
+            time.sleep(0.25)
+            try:
+                with ledger.engine.connect() as connection:
+                    count = entry_count(connection)
+            except Exception:
+                continue  # the worker is still creating the schema
+            bar.update(task, completed=count)
+    if count < expected:
+        raise DemoFailed(
+            f"the ledger holds {count} of {expected} decisions after 3 minutes; "
+            f"see {folder / 'worker.log'}"
+        )
+
+
+def _await_relay(ledger: Ledger, timeout: float = 60.0) -> None:
+    """Wait (a minute at most) until the relay has dealt with every alert."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         with ledger.engine.connect() as connection:
-            final = current_decisions(connection)
-            verification = verify(connection)
-            sent = connection.exec_driver_sql(
-                "SELECT count(*) FROM alert_outbox WHERE status = 'sent'"
-            ).scalar_one()
-            superseded = connection.exec_driver_sql(
-                "SELECT count(*) FROM alert_outbox WHERE status = 'superseded'"
-            ).scalar_one()
-        alerts = _read_alerts(pipeline.kafka, int(sent), timeout=30)
-        ledger.engine.dispose()
+            if not alert_counts(connection).get(PENDING):
+                return
+        time.sleep(0.5)
 
+
+def _print_decisions(final: dict[str, tuple[str, tuple[str, ...]]], console: Console) -> None:
     decisions = Counter(decision for decision, _ in final.values())
     table = Table(title="decisions (current, per event)", header_style="bold")
     table.add_column("decision")
@@ -181,6 +210,9 @@ def run_demo(
     for rule, n in rules.most_common():
         table.add_row(rule, str(n))
     console.print(table)
+
+
+def _print_alerts(alerts: list[dict[str, Any]], superseded: int, console: Console) -> None:
     severities = Counter(str(a["severity"]) for a in alerts)
     console.print(
         f"alerts on {ALERTS_TOPIC}: {len(alerts)} "
@@ -193,10 +225,9 @@ def run_demo(
             f"  high: {alert['event_type']} to {alert['recipient']}: {'; '.join(alert['reasons'])}",
             highlight=False,
         )
-    agree = sum(1 for k, v in expected.final.items() if final.get(k) == v)
-    console.print(
-        f"decisions matching sharing-audit check on the same file: {agree} of {len(expected.final)}"
-    )
+
+
+def _print_verification(verification: Verification, console: Console) -> None:
     if verification.ok:
         console.print(
             f"ledger verify: ok, {verification.count} entries, head {verification.head_hash[:16]}…"
@@ -205,7 +236,12 @@ def run_demo(
         console.print(
             f"ledger verify: FAILED at seq {verification.fault_seq}: {verification.fault}"
         )
-    console.print(f"explore it: sharing-audit ledger query --db {url} --decision breach")
+
+
+def _for_the_dpo(
+    url: str, lines: list[Any], policy: Policy, folder: Path, console: Console
+) -> None:
+    """The reports a DPO would print, and a token to open the desk with."""
     ledger = Ledger.open(url)
     token = add_user(ledger, f"demo-dpo-{int(time.time())}", Role.DPO)
     _reports(ledger, lines, policy, folder, console)

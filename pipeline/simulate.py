@@ -250,6 +250,37 @@ class Simulator:
     def _referral(self, pupil: _Pupil, day: date) -> None:
         at = at_school(day, self.rng.randint(9, 15), self.rng.randint(0, 59))
         kind = self.rng.choice(("nursing", "consent", "la"))
+        data = self._referral_data(pupil, kind)
+        rule = self._rule_to_break(kind, data) if self._violate() else None
+        if kind == "consent" and rule != "consent.missing":
+            given_at = at - timedelta(days=self.rng.randint(1, 20))
+            consent = {
+                "upn": pupil.upn,
+                "consent_ref": data["consent_ref"],
+                "recipients": [data["recipient"]],
+                "categories": ["personal", "assessment", "sen"],
+            }
+            self._emit(given_at, self._event(CONSENT_GIVEN, pupil.urn, given_at, consent))
+        if rule is not None:
+            self._break(rule, data, pupil, at)
+        event = self._event(REFERRAL, pupil.urn, at, data)
+        if rule:
+            self._emit(at, event, INJECTED[rule], (rule,))
+        else:
+            self._emit(at, event)
+        if rule == "consent.withdrawn":
+            # Timed before the referral, but reaches the pipeline a week after it.
+            withdrawn_at = at - timedelta(hours=2)
+            withdrawal = {"upn": pupil.upn, "consent_ref": data["consent_ref"]}
+            self._emit(
+                withdrawn_at,
+                self._event(CONSENT_WITHDRAWN, pupil.urn, withdrawn_at, withdrawal),
+                emit_at=at + timedelta(days=7),
+            )
+
+    def _referral_data(self, pupil: _Pupil, kind: str) -> dict[str, Any]:
+        """A referral's data as the school means to send it: to the school nurse, to an
+        agency on the parents' consent, or to the local authority."""
         data: dict[str, Any]
         if kind == "nursing":
             categories = (
@@ -274,44 +305,31 @@ class Simulator:
             agency = self.rng.choice(
                 ("agency:educational-psychology", "agency:speech-language-therapy")
             )
-            ref = f"CONSENT-{self.rng.getrandbits(40):010x}"
             data = {
                 "recipient": agency,
                 "categories": ["personal", "assessment", "sen"],
                 "lawful_basis": "consent",
                 "special_condition": "9.2.a",
-                "consent_ref": ref,
+                "consent_ref": f"CONSENT-{self.rng.getrandbits(40):010x}",
                 "channel": "secure_email",
             }
         data["pupils"] = [{"upn": pupil.upn}]
         data["purpose"] = "support for the pupil"
+        return data
 
-        rule = None
-        if self._violate():
-            choices: tuple[str, ...]
-            if kind == "consent":
-                choices = ("recipient.unknown", "consent.missing", "consent.withdrawn")
-            elif "medical" in data["categories"]:
-                choices = ("recipient.unknown", "record.destroyed", "channel.not_permitted")
-            else:
-                choices = ("recipient.unknown", "channel.not_permitted")
-            rule = self.rng.choice(choices)
-        if kind == "consent" and rule != "consent.missing":
-            given_at = at - timedelta(days=self.rng.randint(1, 20))
-            self._emit(
-                given_at,
-                self._event(
-                    CONSENT_GIVEN,
-                    pupil.urn,
-                    given_at,
-                    {
-                        "upn": pupil.upn,
-                        "consent_ref": data["consent_ref"],
-                        "recipients": [data["recipient"]],
-                        "categories": ["personal", "assessment", "sen"],
-                    },
-                ),
-            )
+    def _rule_to_break(self, kind: str, data: dict[str, Any]) -> str:
+        choices: tuple[str, ...]
+        if kind == "consent":
+            choices = ("recipient.unknown", "consent.missing", "consent.withdrawn")
+        elif "medical" in data["categories"]:
+            choices = ("recipient.unknown", "record.destroyed", "channel.not_permitted")
+        else:
+            choices = ("recipient.unknown", "channel.not_permitted")
+        return self.rng.choice(choices)
+
+    def _break(self, rule: str, data: dict[str, Any], pupil: _Pupil, at: datetime) -> None:
+        """Change the referral's ``data`` (or what came before it) so that it breaks
+        ``rule``."""
         if rule == "recipient.unknown":
             data["recipient"] = "agency:private-tutoring"
             data["lawful_basis"] = "public_task"
@@ -324,34 +342,9 @@ class Simulator:
             # Medical notes only: no census or transfer carries them, and this pupil's
             # later referrals leave them out, so nothing else is affected.
             gone_at = at - timedelta(seconds=1)
-            self._emit(
-                gone_at,
-                self._event(
-                    RECORD_DESTROYED,
-                    pupil.urn,
-                    gone_at,
-                    {"upn": pupil.upn, "categories": ["medical"]},
-                ),
-            )
+            destroyed = {"upn": pupil.upn, "categories": ["medical"]}
+            self._emit(gone_at, self._event(RECORD_DESTROYED, pupil.urn, gone_at, destroyed))
             pupil.destroyed.add("medical")
-        event = self._event(REFERRAL, pupil.urn, at, data)
-        if rule:
-            self._emit(at, event, INJECTED[rule], (rule,))
-        else:
-            self._emit(at, event)
-        if rule == "consent.withdrawn":
-            # Timed before the referral, but reaches the pipeline a week after it.
-            withdrawn_at = at - timedelta(hours=2)
-            self._emit(
-                withdrawn_at,
-                self._event(
-                    CONSENT_WITHDRAWN,
-                    pupil.urn,
-                    withdrawn_at,
-                    {"upn": pupil.upn, "consent_ref": data["consent_ref"]},
-                ),
-                emit_at=at + timedelta(days=7),
-            )
 
     def _leave_and_transfer(self, pupil: _Pupil) -> None:
         left_on = _weekday(self.rng, date(2025, 10, 1), date(2026, 6, 1))

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, func, select, update
 
 from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, any_of, now_text, utc_text
 
@@ -80,3 +80,13 @@ def mark_relayed(ledger: Ledger, seqs: list[int], status: str = SENT) -> None:
             .where(OUTBOX.c.seq.in_(seqs), OUTBOX.c.relayed_at.is_(None))
             .values(relayed_at=now_text(), status=status)
         )
+
+
+#: The status of an alert not yet sent, superseded or set aside.
+PENDING = "pending"
+
+
+def alert_counts(connection: Connection) -> dict[str, int]:
+    """How many alerts the outbox holds by status (``pending`` for those not yet relayed)."""
+    rows = connection.execute(select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status))
+    return {str(status or PENDING): int(n) for status, n in rows}

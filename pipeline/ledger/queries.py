@@ -20,8 +20,9 @@ from pipeline.ledger.chain import (
     hashable_form,
     verify_chain,
 )
+from pipeline.ledger.outbox import alert_counts
 from pipeline.ledger.sides import identity_faults, side_faults
-from pipeline.ledger.store import ENTRY, HEAD, OUTBOX, PUPIL, RECIPIENT, Ledger, any_of
+from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT, Ledger, any_of
 from pipeline.pseudonym import Pseudonymiser
 
 PAGE = 2_000
@@ -226,12 +227,7 @@ def stats(connection: Connection) -> dict[str, Any]:
         select(func.min(ENTRY.c.recorded_at), func.max(ENTRY.c.recorded_at))
     ).one()
     pupils = connection.execute(select(func.count(func.distinct(PUPIL.c.pupil_key)))).scalar()
-    alerts = {
-        str(status or "pending"): int(n)
-        for status, n in connection.execute(
-            select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status)
-        )
-    }
+    alerts = alert_counts(connection)
     return {
         "entries": int(head.seq),
         "head_hash": head.hash,
