@@ -190,6 +190,33 @@ def make_engine(url: str, pool_size: int | None = None) -> Engine:
     return create_engine(parsed, pool_pre_ping=True, **pool)
 
 
+@dataclass(slots=True)
+class _SideRows:
+    """The rows a batch of entries brings beside the chain: payloads, facts, alerts."""
+
+    payloads: list[tuple[int, str]] = field(default_factory=list)
+    facts: list[tuple[int, str, str]] = field(default_factory=list)
+    alerts: list[tuple[int, str, str, str]] = field(default_factory=list)
+
+    def add(self, new: NewEntry, seq: int) -> dict[str, str]:
+        """Take ``new``'s side rows; the digest of each, by name, to bind into the entry."""
+        bound: dict[str, str] = {}
+        if new.payload is not None:
+            body = canonical_json(new.payload).decode()
+            self.payloads.append((seq, body))
+            bound["payload"] = side_digest(body)
+        if new.fact is not None:
+            fact = canonical_json(new.fact).decode()
+            self.facts.append((seq, new.fact["pupil_key"], fact))
+            bound["fact"] = side_digest(fact)
+        if new.alert is not None:
+            severity, alert = new.alert
+            body = canonical_json({**alert, "seq": seq}).decode()
+            self.alerts.append((seq, severity, body, new.fields["recorded_at"]))
+            bound["alert"] = side_digest(body)
+        return bound
+
+
 class Ledger:
     """One ledger database."""
 
@@ -235,9 +262,7 @@ class Ledger:
         rows: list[tuple[Any, ...]] = []
         pupils: list[tuple[str, int]] = []
         recipients: list[tuple[str, int]] = []
-        payloads: list[tuple[int, str]] = []
-        facts: list[tuple[int, str, str]] = []
-        alerts: list[tuple[int, str, str, str]] = []
+        sides = _SideRows()
         identities: dict[str, tuple[str, str | None]] = {}
         for offset, new in enumerate(entries, 1):
             f = new.fields
@@ -246,22 +271,9 @@ class Ledger:
                 raise ValueError(f"entry seq {seq} does not follow {head_seq + offset - 1}")
             if len(f) != len(ENTRY_FIELDS):  # one missing also fails in _STORED, below
                 raise ValueError(f"entry seq {seq} has fields that are not hashed fields")
-            sides: dict[str, str] = {}
-            if new.payload is not None:
-                body = canonical_json(new.payload).decode()
-                payloads.append((seq, body))
-                sides["payload"] = side_digest(body)
-            if new.fact is not None:
-                fact = canonical_json(new.fact).decode()
-                facts.append((seq, new.fact["pupil_key"], fact))
-                sides["fact"] = side_digest(fact)
-            if new.alert is not None:
-                severity, alert = new.alert
-                body = canonical_json({**alert, "seq": seq}).decode()
-                alerts.append((seq, severity, body, f["recorded_at"]))
-                sides["alert"] = side_digest(body)
-            if sides:
-                f["details"] = {**(f["details"] or {}), "sides": sides}
+            bound = sides.add(new, seq)
+            if bound:
+                f["details"] = {**(f["details"] or {}), "sides": bound}
             digest = fields_hash(prev, f)
             rows.append((*_STORED(stored_form(f)), prev, digest))
             prev = digest
@@ -277,9 +289,9 @@ class Ledger:
             (ENTRY, (*ENTRY_FIELDS, "prev_hash", "hash"), rows),
             (PUPIL, ("pupil_key", "seq"), pupils),
             (RECIPIENT, ("recipient", "seq"), recipients),
-            (PAYLOAD, ("seq", "body"), payloads),
-            (FACT, ("seq", "pupil_key", "fact"), facts),
-            (OUTBOX, ("seq", "severity", "body", "created_at"), alerts),
+            (PAYLOAD, ("seq", "body"), sides.payloads),
+            (FACT, ("seq", "pupil_key", "fact"), sides.facts),
+            (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
         ):
             if values:
                 connection.exec_driver_sql(self._insert_statement(table, names), values)

@@ -112,49 +112,16 @@ def build_sar(
         places = places_of(pupil_key, entry["pupil_keys"])
         current = (later.get(entry["seq"]) or [entry])[-1]
         pairs = reasons_for(current["rules"], current["reasons"], places)
-        shown = {
-            "seq": entry["seq"],
-            "event_id": entry["event_id"],
-            "event_type": entry["event_type"],
-            "occurred_at": entry["occurred_at"],
-            "decision": verdict_of(pairs) if entry["decision"] != "rejected" else "rejected",
-            "rules": [rule for rule, _ in pairs],
-            "reasons": [reason for _, reason in pairs],
-            "entries": [entry["seq"], *(e["seq"] for e in later.get(entry["seq"], []))],
-            "policy_version": current["policy_version"],
-        }
+        shown = _shown(entry, current, pairs, later.get(entry["seq"], []))
         if current["decision"] == "rejected" or entry["decision"] == "rejected":
             shown["decision"] = "rejected"
             report["rejected"].append(shown)
         elif entry["event_type"] in SHARING_KIND:
             data = payloads.get(entry["seq"]) or {}
-            one_pupil = len(entry["pupil_keys"]) == 1
-            report["disclosures"].append(
-                {
-                    **shown,
-                    "recipient": entry["recipient"],
-                    **_recipient(policy, entry["recipient"], entry["event_type"]),
-                    "categories": entry["categories"],
-                    "lawful_basis": entry["lawful_basis"],
-                    "special_condition": data.get("special_condition"),
-                    "channel": data.get("channel"),
-                    "purpose": data.get("purpose") if one_pupil else None,
-                    "pupils_in_event": len(entry["pupil_keys"]),
-                }
-            )
+            report["disclosures"].append(_disclosure(shown, entry, data, policy))
         else:
             report["lifecycle"].append(shown)
-    for read in reads:
-        details = read["details"] or {}
-        report["accesses"].append(
-            {
-                "seq": read["seq"],
-                "at": read["recorded_at"],
-                "action": details.get("action"),
-                "role": details.get("role"),
-                "via": details.get("via"),
-            }
-        )
+    report["accesses"] = [_access(read) for read in reads]
     disclosures = report["disclosures"]
     return {
         "pupil": {"upn": identity.upn, "dob": identity.dob, "pseudonym": pupil_key},
@@ -168,6 +135,57 @@ def build_sar(
         },
         **report,
         "entries": covered,
+    }
+
+
+def _shown(
+    entry: Mapping[str, Any],
+    current: Mapping[str, Any],
+    pairs: list[tuple[str, str]],
+    redecided: list[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """An event as the report shows it: as first decided, with the rules it breaks as
+    currently decided (the reasons about the pupil's own place in it)."""
+    return {
+        "seq": entry["seq"],
+        "event_id": entry["event_id"],
+        "event_type": entry["event_type"],
+        "occurred_at": entry["occurred_at"],
+        "decision": verdict_of(pairs) if entry["decision"] != "rejected" else "rejected",
+        "rules": [rule for rule, _ in pairs],
+        "reasons": [reason for _, reason in pairs],
+        "entries": [entry["seq"], *(e["seq"] for e in redecided)],
+        "policy_version": current["policy_version"],
+    }
+
+
+def _disclosure(
+    shown: dict[str, Any], entry: Mapping[str, Any], data: Mapping[str, Any], policy: Policy
+) -> dict[str, Any]:
+    """A sharing event as a disclosure: to whom, what, on which basis and how. The
+    purpose is the pupil's own only when the event named them alone."""
+    one_pupil = len(entry["pupil_keys"]) == 1
+    return {
+        **shown,
+        "recipient": entry["recipient"],
+        **_recipient(policy, entry["recipient"], entry["event_type"]),
+        "categories": entry["categories"],
+        "lawful_basis": entry["lawful_basis"],
+        "special_condition": data.get("special_condition"),
+        "channel": data.get("channel"),
+        "purpose": data.get("purpose") if one_pupil else None,
+        "pupils_in_event": len(entry["pupil_keys"]),
+    }
+
+
+def _access(read: Mapping[str, Any]) -> dict[str, Any]:
+    details = read["details"] or {}
+    return {
+        "seq": read["seq"],
+        "at": read["recorded_at"],
+        "action": details.get("action"),
+        "role": details.get("role"),
+        "via": details.get("via"),
     }
 
 

@@ -45,6 +45,31 @@ def create_append_only_triggers(table: str) -> None:
 
 
 def upgrade() -> None:
+    _create_entries()
+    _create_side_tables()
+    head = op.create_table(
+        "chain_head",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("hash", sa.String(64), nullable=False),
+    )
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": GENESIS}])
+    if op.get_bind().dialect.name != "sqlite":
+        op.execute(
+            """
+            CREATE OR REPLACE FUNCTION sharing_audit_refuse_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
+                    USING ERRCODE = 'restrict_violation';
+            END $$
+            """
+        )
+    for table in APPEND_ONLY:
+        create_append_only_triggers(table)
+
+
+def _create_entries() -> None:
     op.create_table(
         "ledger_entry",
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -87,6 +112,8 @@ def upgrade() -> None:
     op.create_index("ix_entry_refers_to", "ledger_entry", ["refers_to"])
     op.create_index("ix_entry_occurred_at", "ledger_entry", ["occurred_at"])
 
+
+def _create_side_tables() -> None:
     op.create_table(
         "entry_pupil",
         sa.Column("pupil_key", sa.String(64), primary_key=True),
@@ -115,27 +142,6 @@ def upgrade() -> None:
         sa.Column("upn", sa.String(13), nullable=False),
         sa.Column("dob", sa.String(10)),
     )
-    head = op.create_table(
-        "chain_head",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("seq", sa.BigInteger, nullable=False),
-        sa.Column("hash", sa.String(64), nullable=False),
-    )
-    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": GENESIS}])
-
-    if op.get_bind().dialect.name != "sqlite":
-        op.execute(
-            """
-            CREATE OR REPLACE FUNCTION sharing_audit_refuse_change() RETURNS trigger
-            LANGUAGE plpgsql AS $$
-            BEGIN
-                RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP
-                    USING ERRCODE = 'restrict_violation';
-            END $$
-            """
-        )
-    for table in APPEND_ONLY:
-        create_append_only_triggers(table)
 
 
 def downgrade() -> None:
