@@ -16,7 +16,8 @@ from faust.types import StreamT
 from agents.recorder import Batching, Recorder
 from agents.relay import AlertRelay
 from agents.sink import LedgerSink
-from pipeline.kafka import (
+from pipeline.logging import get_logger
+from pipeline.transport.kafka import (
     ALERTS_TOPIC,
     DEADLETTER_TOPIC,
     FACTS_TOPIC,
@@ -24,7 +25,6 @@ from pipeline.kafka import (
     KafkaConfig,
     faust_settings,
 )
-from pipeline.logging import get_logger
 
 log = get_logger(__name__)
 

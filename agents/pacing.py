@@ -20,9 +20,9 @@ Holding only saves work; progress never depends on it. No batch is held longer t
 ``patience`` seconds, whatever the facts agent does (a partition stalled, moved to another
 worker, or an end offset the broker reports wrong), and a facts partition the agent has
 not yet taken from counts as behind only during a worker's first ``patience`` seconds.
-The default of ten seconds covers the wait of a facts partition for its next fetch while a
-backlog drains (a consumer fetches about a megabyte of one partition at a time; measured
-here, up to seven seconds).
+The default of ten seconds is meant to cover the wait of a facts partition for its next
+fetch while a backlog drains (a consumer fetches about a megabyte of one partition at a
+time; ``bench/pipeline.py`` shows what a backlog costs).
 
 Nor does a held agent stop taking records: Faust hands every topic's records through one
 conductor, so a stream that stopped taking would soon stop the facts stream it waits for.

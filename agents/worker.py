@@ -18,12 +18,12 @@ from agents.sink import LedgerSink
 from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
-from pipeline.kafka import KafkaConfig, ensure_topics, wait_for_broker
 from pipeline.ledger import schema
 from pipeline.ledger.errors import is_unavailable
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
+from pipeline.transport.kafka import KafkaConfig, ensure_topics, wait_for_broker
 
 log = get_logger(__name__)
 

@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scratch import scratch_postgres
 
-from pipeline.broker import free_port
 from pipeline.incidents.desk import incidents
 from pipeline.packs import load_pack
+from pipeline.transport.broker import free_port
 from pipeline.users import Role, add_user
 from tests.integration.load import Answers, Call, audit_calls, load
 from tests.integration.year import KEY, ledger_of_year
@@ -84,7 +84,7 @@ def serving(url: str) -> Iterator[str]:
     command = [
         sys.executable,
         "-m",
-        "agents",
+        "pipeline.cli",
         "serve",
         "--db",
         url,

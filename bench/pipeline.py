@@ -51,13 +51,13 @@ sys.path.insert(0, str(ROOT))
 
 from scratch import scratch_postgres  # noqa: E402
 
-from pipeline.broker import EmbeddedBroker  # noqa: E402
-from pipeline.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
 from pipeline.ledger.queries import entry_count  # noqa: E402
 from pipeline.ledger.store import Ledger, from_utc_text  # noqa: E402
-from pipeline.mis import MisProducer  # noqa: E402
-from pipeline.running import Worker, worker_command  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
+from pipeline.transport.broker import EmbeddedBroker  # noqa: E402
+from pipeline.transport.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
+from pipeline.transport.mis import MisProducer  # noqa: E402
+from pipeline.transport.processes import Worker, worker_command  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -80,7 +80,7 @@ def load(kafka: KafkaConfig, records: list[bytes]) -> None:
 async def _aiokafka_rate(kafka: KafkaConfig, count: int) -> float:
     from aiokafka import AIOKafkaConsumer
 
-    from pipeline.kafka import SESSION_TIMEOUT_MS
+    from pipeline.transport.kafka import SESSION_TIMEOUT_MS
 
     consumer = AIOKafkaConsumer(
         *INPUT_TOPICS,
@@ -136,7 +136,7 @@ def noop_worker(broker: str, count: int, out: Path) -> None:
 
     from agents.recorder import Batching
     from agents.worker import settle_heap
-    from pipeline.kafka import faust_settings
+    from pipeline.transport.kafka import faust_settings
 
     batching = Batching()
     app = faust.App(

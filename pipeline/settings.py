@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.kafka import KafkaConfig
+from pipeline.transport.kafka import KafkaConfig
 
 DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
 
@@ -41,7 +41,10 @@ class Settings(BaseSettings):
         default=None, description="CA bundle to verify the brokers' certificates"
     )
     batch_size: int = Field(default=500, ge=1, description="records an agent takes per batch")
-    log_level: str = Field(default="INFO", description="worker log level")
+    log_level: str | None = Field(
+        default=None,
+        description="log level (default: INFO for the worker, WARNING for other commands)",
+    )
     webhook_urls: list[str] = Field(
         default_factory=list,
         description='where new high-severity incidents are POSTed (JSON list: ["https://..."])',

@@ -18,8 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.canonical import canonical_json
-from pipeline.policy.problems import location, message
 from schemas.events import SCHOOL_RECIPIENT_PATTERN, Channel, LawfulBasis, SpecialCondition
+from schemas.problems import location, message
 
 EventKind = Literal["census", "transfer", "referral"]
 RetentionStart = Literal["record", "dob", "left"]

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from pipeline.kafka import KafkaConfig
+from pipeline.transport.kafka import KafkaConfig
 from tests.integration.streaming import kafka_broker
 
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from pipeline.broker import free_port
+from pipeline.transport.broker import free_port
 
 
 class Proxy:

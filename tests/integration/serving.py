@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from pipeline.broker import free_port
+from pipeline.transport.broker import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

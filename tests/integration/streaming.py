@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipeline.broker import BrokerError, EmbeddedBroker
-from pipeline.kafka import KafkaConfig
 from pipeline.ledger.queries import current_decisions, entry_count
 from pipeline.ledger.store import Ledger
+from pipeline.transport.broker import BrokerError, EmbeddedBroker
+from pipeline.transport.kafka import KafkaConfig
 
 
 def kafka_broker() -> Iterator[KafkaConfig]:

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
-from pipeline.mis import MisProducer
-from pipeline.running import Pipeline
+from pipeline.transport.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
+from pipeline.transport.mis import MisProducer
+from pipeline.transport.processes import Pipeline
 from schemas.alerts import MAX_ALERT_BYTES
 from schemas.events import MAX_REF_LENGTH
 from tests.factory import census, line, referral, upn

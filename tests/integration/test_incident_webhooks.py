@@ -10,7 +10,6 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.broker import free_port
 from pipeline.engine import Position
 from pipeline.incidents.notify import (
     Smtp,
@@ -26,6 +25,7 @@ from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
+from pipeline.transport.broker import free_port
 from tests.factory import line, referral, upn
 from tests.integration.breaches import ledger_with_breaches
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.main import app
 from pipeline.incidents.desk import incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,

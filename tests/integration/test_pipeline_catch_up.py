@@ -9,11 +9,11 @@ import orjson
 import pytest
 
 from pipeline.engine import Engine, Position
-from pipeline.kafka import KafkaConfig, ensure_topics
-from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
-from pipeline.running import Pipeline
 from pipeline.simulate import simulate
+from pipeline.transport.kafka import KafkaConfig, ensure_topics
+from pipeline.transport.mis import MisProducer
+from pipeline.transport.processes import Pipeline
 from tests.integration.streaming import ledger_count, ledger_final, wait_until
 
 pytestmark = pytest.mark.integration

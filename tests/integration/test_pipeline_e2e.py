@@ -17,13 +17,19 @@ import pytest
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.kafka import ALERTS_TOPIC, DEADLETTER_TOPIC, KafkaConfig, ensure_topics, read_topic
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
-from pipeline.mis import route
 from pipeline.policy.pack import Policy
-from pipeline.running import Pipeline
 from pipeline.simulate import simulate
+from pipeline.transport.kafka import (
+    ALERTS_TOPIC,
+    DEADLETTER_TOPIC,
+    KafkaConfig,
+    ensure_topics,
+    read_topic,
+)
+from pipeline.transport.mis import route
+from pipeline.transport.processes import Pipeline
 from tests.integration.streaming import (
     kcat_env,
     kcat_produce,
@@ -43,7 +49,9 @@ UNDECODABLE = [
 
 
 def _sharing_audit(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "agents", *args], capture_output=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, timeout=120
+    )
 
 
 @pytest.fixture

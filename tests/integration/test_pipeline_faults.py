@@ -19,13 +19,13 @@ from sqlalchemy.engine import make_url
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.kafka import KafkaConfig
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
-from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
-from pipeline.running import Pipeline
 from pipeline.simulate import simulate
+from pipeline.transport.kafka import KafkaConfig
+from pipeline.transport.mis import MisProducer
+from pipeline.transport.processes import Pipeline
 from tests.integration.proxy import Proxy
 from tests.integration.streaming import (
     ledger_count,

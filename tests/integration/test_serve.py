@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipeline.broker import free_port
 from pipeline.policy.pack import Policy
+from pipeline.transport.broker import free_port
 from pipeline.users import Role, add_user
 from tests.integration.breaches import KEY, ledger_with_breaches
 
@@ -30,7 +30,7 @@ def test_several_workers_serve_the_desk_on_the_ledgers_key(
         [
             sys.executable,
             "-m",
-            "agents",
+            "pipeline.cli",
             "serve",
             "--db",
             sqlite_url,

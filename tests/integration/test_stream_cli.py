@@ -13,9 +13,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.kafka import KafkaConfig, ensure_topics, read_topic
+from pipeline.cli.main import app
 from pipeline.simulate import simulate
+from pipeline.transport.kafka import KafkaConfig, ensure_topics, read_topic
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -43,7 +43,7 @@ def test_emit_sends_every_routable_line_and_names_the_others(
         [
             sys.executable,
             "-m",
-            "agents",
+            "pipeline.cli",
             "emit",
             str(tmp_path / "e.jsonl"),
             "--broker",
@@ -72,7 +72,7 @@ def test_up_prints_the_broker_and_the_ledger_and_ctrl_c_stops_everything(
     env = {**os.environ, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
     env.pop("SHARING_AUDIT_BROKER", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "agents", "up", "--db", url],
+        [sys.executable, "-m", "pipeline.cli", "up", "--db", url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

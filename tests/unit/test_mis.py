@@ -6,8 +6,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pipeline.mis import InvalidEvent, NotRoutable, SchoolEvents, event_bytes, route
 from pipeline.policy.intake import read_event
+from pipeline.transport.mis import InvalidEvent, NotRoutable, SchoolEvents, event_bytes, route
 from tests.factory import census, consent_withdrawn, referral, transfer, upn
 
 SCHOOL = SchoolEvents("116234")

@@ -16,7 +16,8 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
-from pipeline.console import fail
+from pipeline.cli.exits import fail
+from pipeline.cli.terminal import plain, short_type
 from pipeline.ledger import schema
 from pipeline.ledger.asking import BadFilter, filters_from
 from pipeline.ledger.keys import KeyRefused, ledger_key, recorded_fingerprint
@@ -24,7 +25,6 @@ from pipeline.ledger.queries import stats, verify
 from pipeline.ledger.reads import Requester, export
 from pipeline.ledger.roles import BadRole, grant
 from pipeline.ledger.store import Ledger
-from pipeline.presenting import plain, short_type
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from pipeline.kafka import KafkaConfig, KafkaUnavailable, wait_for_broker
 from pipeline.logging import get_logger
+from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, wait_for_broker
 
 log = get_logger(__name__)
 

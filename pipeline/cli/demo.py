@@ -11,32 +11,35 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from pipeline.checking import expected_of
+from pipeline.cli.exits import fail, policy_or_fail
+from pipeline.cli.report import write_private
 from pipeline.engine import Engine
-from pipeline.kafka import ALERTS_TOPIC, KafkaConfig, read_topic
 from pipeline.ledger.chain import Verification
 from pipeline.ledger.keys import ledger_key
 from pipeline.ledger.outbox import PENDING, SENT, SUPERSEDED, alert_counts
 from pipeline.ledger.queries import current_decisions, entry_count, verify
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
-from pipeline.mis import MisProducer
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
-from pipeline.report_cli import write_private
 from pipeline.reports.formats import ropa_html, sar_html
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.running import Pipeline
 from pipeline.settings import settings
 from pipeline.simulate import simulate
+from pipeline.transport.broker import BrokerError
+from pipeline.transport.kafka import ALERTS_TOPIC, KafkaConfig, KafkaUnavailable, read_topic
+from pipeline.transport.mis import MisProducer
+from pipeline.transport.processes import Pipeline
 from pipeline.users import Role, add_user
 
 #: Files the demo owns in its folder, removed at the start of each run.
@@ -251,3 +254,26 @@ def _for_the_dpo(
     console.print("then open http://127.0.0.1:8000/desk and sign in with this DPO token")
     console.print("(the search and both reports are there too):")
     console.print(f"  {token}")
+
+
+def demo(
+    pupils: Annotated[int, typer.Option(min=1, help="How many pupils.")] = 300,
+    violation_rate: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of events with a violation.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Same seed, same year.")] = 2026,
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Where the demo keeps its ledger, events and log.")
+    ] = Path("demo-output"),
+    policy: Annotated[
+        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
+    ] = None,
+) -> None:
+    """Run the whole pipeline on a simulated school year and summarise what it found."""
+    pack = policy_or_fail(policy)
+    try:
+        run_demo(folder, pack, policy, pupils, violation_rate, seed, Console(highlight=False))
+    except (BrokerError, KafkaUnavailable, DemoFailed) as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"cannot write in {folder}: {exc.strerror or exc}")

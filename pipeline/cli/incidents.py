@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.console import fail
+from pipeline.cli.exits import fail
+from pipeline.cli.ledger import DbOption, open_ledger, reading
+from pipeline.cli.terminal import plain
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
@@ -23,8 +25,6 @@ from pipeline.incidents.lifecycle import (
     in_queue_order,
     left_text,
 )
-from pipeline.ledger_cli import DbOption, open_ledger, reading
-from pipeline.presenting import plain
 from pipeline.schooltime import shown_in_school_time
 
 incidents_app = typer.Typer(

@@ -1,8 +1,5 @@
-"""The command line with the worker: the ``sharing-audit`` console script.
-
-The worker is the one command that needs Faust; it is added here, in the outer layer, so
-that ``pipeline`` never imports ``agents``.
-"""
+"""``sharing-audit worker``: the agents, deciding every event on the input topics into
+the ledger. The command line sits above the agents: this is where they are started."""
 
 from __future__ import annotations
 
@@ -10,17 +7,15 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli import app
-from pipeline.console import fail, policy_or_fail
+from pipeline.cli.exits import fail, policy_or_fail
+from pipeline.cli.ledger import DbOption, database_url, pseudonym_key_for, shown
+from pipeline.cli.stream import broker_config
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
-from pipeline.kafka import KafkaUnavailable
-from pipeline.ledger_cli import DbOption, database_url, pseudonym_key_for, shown
 from pipeline.logging import configure as configure_logging
 from pipeline.settings import Settings, settings
-from pipeline.stream_cli import broker_config
+from pipeline.transport.kafka import KafkaUnavailable
 
 
-@app.command()
 def worker(
     broker: Annotated[
         str | None,
@@ -37,7 +32,8 @@ def worker(
     from pipeline.ledger.schema import SchemaNotReady
 
     config = settings()
-    configure_logging(level=config.log_level)
+    log_level = config.log_level or "INFO"
+    configure_logging(level=log_level)
     url = database_url(db)
     worker_config = WorkerConfig(
         kafka=broker_config(broker),
@@ -49,7 +45,7 @@ def worker(
             patience=config.catch_up_patience,
             alert_hold=config.alert_hold_seconds,
         ),
-        log_level=config.log_level,
+        log_level=log_level,
         notice_targets=notice_targets(config),
         desk_url=config.desk_url,
     )
@@ -84,7 +80,3 @@ def notice_targets(config: Settings) -> tuple[Target, ...]:
         )
         targets += [email_target(to, smtp) for to in config.notify_email_to]
     return tuple(targets)
-
-
-def main() -> None:
-    app()

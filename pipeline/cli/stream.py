@@ -1,7 +1,7 @@
 """The streaming commands: ``broker``, ``emit``, ``up``, and what they share.
 
 Registered on the main command line by ``pipeline.cli``; the worker itself is in
-``agents.cli``.
+``pipeline.cli.worker``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from pipeline.broker import BrokerError, EmbeddedBroker
 from pipeline.checking import numbered_lines
-from pipeline.console import fail, open_events
-from pipeline.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
-from pipeline.ledger_cli import DbOption, database_url, shown
-from pipeline.mis import DeliveryError, MisProducer, NotRoutable
-from pipeline.running import Pipeline
+from pipeline.cli.exits import fail, open_events
+from pipeline.cli.ledger import DbOption, database_url, shown
 from pipeline.settings import settings
+from pipeline.transport.broker import BrokerError, EmbeddedBroker
+from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
+from pipeline.transport.mis import DeliveryError, MisProducer, NotRoutable
+from pipeline.transport.processes import Pipeline
 
 BrokerOption = Annotated[
     str | None,

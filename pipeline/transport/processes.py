@@ -1,7 +1,7 @@
 """The pipeline as processes: the embedded broker (unless one is given) and a worker.
 
 ``sharing-audit up`` and ``sharing-audit demo`` run it; tests drive it too. The worker is
-a child process (``python -m agents worker``), so that it can be stopped, or killed, and
+a child process (``python -m pipeline.cli worker``), so that it can be stopped, or killed, and
 started again without touching the broker, as in production.
 """
 
@@ -15,15 +15,24 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.kafka import KafkaConfig, ensure_topics
 from pipeline.logging import get_logger
+from pipeline.transport.broker import EmbeddedBroker
+from pipeline.transport.kafka import KafkaConfig, ensure_topics
 
 log = get_logger(__name__)
 
 
 def worker_command(broker: str, database_url: str, policy: str | None = None) -> list[str]:
-    command = [sys.executable, "-m", "agents", "worker", "--broker", broker, "--db", database_url]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "worker",
+        "--broker",
+        broker,
+        "--db",
+        database_url,
+    ]
     return [*command, "--policy", policy] if policy else command
 
 

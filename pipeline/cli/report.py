@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from pipeline.console import fail, policy_or_fail
+from pipeline.cli.exits import fail, policy_or_fail
+from pipeline.cli.ledger import DbOption, asked, cli_reader, open_ledger, pseudonym_for, reading
 from pipeline.ledger.asking import instant, pupil_key
-from pipeline.ledger_cli import DbOption, asked, cli_reader, open_ledger, pseudonym_for, reading
 from pipeline.reports.formats import ReportFormat, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar

@@ -6,7 +6,7 @@ sent, so a mistake is reported to the MIS where it is made, naming the field. Se
 routes each event to its topic with the contract's record key and waits for the broker
 to acknowledge it::
 
-    from pipeline.mis import MisClient
+    from pipeline.transport.mis import MisClient
 
     with MisClient("127.0.0.1:9092", school_urn="100000") as mis:
         referral = mis.referral(
@@ -32,8 +32,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from pipeline.kafka import KafkaConfig, producer_settings
-from pipeline.policy.intake import describe_validation_error
+from pipeline.transport.kafka import KafkaConfig, producer_settings
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -46,6 +45,7 @@ from schemas.events import (
     TRANSFER,
     Event,
 )
+from schemas.problems import describe_validation_error
 
 
 class InvalidEvent(ValueError):

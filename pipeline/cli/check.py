@@ -1,8 +1,5 @@
-"""The ``sharing-audit`` command line.
-
-Predictable mistakes (a missing file, a malformed pack) end with one line on standard
-error and a non-zero exit status, never a traceback.
-"""
+"""``sharing-audit check`` and ``simulate``: a file of events decided with the engine the
+agents use, and a simulated school year to try it on."""
 
 from __future__ import annotations
 
@@ -20,42 +17,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline import __version__
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
-from pipeline.console import EXIT_UNREADABLE, fail, open_events, policy_or_fail
+from pipeline.cli.exits import fail, open_events, policy_or_fail
+from pipeline.cli.ledger import open_ledger, pseudonym_for
+from pipeline.cli.terminal import result_row, summary_table
 from pipeline.engine import Engine
-from pipeline.incidents_cli import incidents_app
 from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger_cli import db_app, ledger_app, open_ledger, pseudonym_for
-from pipeline.logging import configure as configure_logging
-from pipeline.packs import load_pack
-from pipeline.policy.pack import PackError
-from pipeline.presenting import print_policy, result_row, summary_table
-from pipeline.report_cli import report_app
-from pipeline.serve_cli import serve, users_app
-from pipeline.stream_cli import broker, emit, up
-from schemas.export import write_schemas
-
-app = typer.Typer(
-    name="sharing-audit",
-    help="Audit how a school shares pupil personal data: check events against policy.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-policy_app = typer.Typer(help="Show and validate policy packs.", no_args_is_help=True)
-schemas_app = typer.Typer(help="The event contract as JSON Schema.", no_args_is_help=True)
-app.add_typer(policy_app, name="policy")
-app.add_typer(schemas_app, name="schemas")
-app.add_typer(ledger_app, name="ledger")
-app.add_typer(db_app, name="db")
-app.add_typer(incidents_app, name="incidents")
-app.add_typer(users_app, name="users")
-app.add_typer(report_app, name="report")
-app.command()(serve)
-app.command()(broker)
-app.command()(emit)
-app.command()(up)
 
 _PROGRESS_MIN_BYTES = 1 << 20
 
@@ -65,23 +32,6 @@ class Format(StrEnum):
     table = "table"
 
 
-def _version(value: bool) -> None:
-    if value:
-        print(f"sharing-audit {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
-    ] = False,
-) -> None:
-    """sharing-audit: an audit pipeline for pupil data sharing in English schools."""
-    configure_logging(level=os.environ.get("SHARING_AUDIT_LOG_LEVEL", "WARNING"))
-
-
-@app.command()
 def check(
     file: Annotated[
         str, typer.Argument(help="JSON Lines file of events, or - for standard input.")
@@ -189,7 +139,6 @@ def _table_sink() -> tuple[Callable[[Result], None], Callable[[Summary], None]]:
     return emit, finish
 
 
-@app.command()
 def simulate(
     pupils: Annotated[int, typer.Option(min=1, help="How many pupils (schools of 500).")] = 500,
     violation_rate: Annotated[
@@ -227,34 +176,6 @@ def simulate(
     print(f"{len(lines)} events for {pupils} pupils", file=sys.stderr)
 
 
-@app.command()
-def demo(
-    pupils: Annotated[int, typer.Option(min=1, help="How many pupils.")] = 300,
-    violation_rate: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of events with a violation.")
-    ] = 0.05,
-    seed: Annotated[int, typer.Option(help="Same seed, same year.")] = 2026,
-    folder: Annotated[
-        Path, typer.Option("--dir", help="Where the demo keeps its ledger, events and log.")
-    ] = Path("demo-output"),
-    policy: Annotated[
-        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
-    ] = None,
-) -> None:
-    """Run the whole pipeline on a simulated school year and summarise what it found."""
-    from pipeline.broker import BrokerError
-    from pipeline.demo import DemoFailed, run_demo
-    from pipeline.kafka import KafkaUnavailable
-
-    pack = policy_or_fail(policy)
-    try:
-        run_demo(folder, pack, policy, pupils, violation_rate, seed, Console(highlight=False))
-    except (BrokerError, KafkaUnavailable, DemoFailed) as exc:
-        fail(str(exc), 1)
-    except OSError as exc:
-        fail(f"cannot write in {folder}: {exc.strerror or exc}")
-
-
 @contextmanager
 def _output(path: Path | None) -> Iterator[IO[bytes]]:
     if path is None:
@@ -263,43 +184,3 @@ def _output(path: Path | None) -> Iterator[IO[bytes]]:
     else:
         with path.open("wb") as stream:
             yield stream
-
-
-@policy_app.command("show")
-def policy_show(
-    pack: Annotated[str | None, typer.Argument(help="Shipped pack name or YAML file.")] = None,
-) -> None:
-    """Print a policy pack readably: categories, recipients, retention, deadlines."""
-    print_policy(Console(), policy_or_fail(pack))
-
-
-@policy_app.command("validate")
-def policy_validate(
-    file: Annotated[str, typer.Argument(help="A policy pack YAML file.")],
-) -> None:
-    """Check a school's edited pack; exit 1 listing every problem with its place (2 when
-    the file cannot be read as YAML at all)."""
-    try:
-        policy = load_pack(file)
-    except PackError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        raise typer.Exit(EXIT_UNREADABLE if exc.unreadable else 1) from None
-    print(f"{file}: valid pack {policy.name!r}, version {policy.version}")
-
-
-@schemas_app.command("export")
-def schemas_export(
-    directory: Annotated[Path, typer.Argument(help="Where to write one JSON Schema per type.")],
-) -> None:
-    """Write the contract's JSON Schema files: one per event type, and the alert."""
-    try:
-        written = write_schemas(directory)
-    except OSError as exc:
-        fail(f"cannot write to {directory}: {exc.strerror or exc}")
-    for path in written:
-        print(path)
-
-
-def main() -> None:
-    app()

@@ -1,0 +1,65 @@
+"""The ``sharing-audit`` command line: one app, its commands from the modules beside this.
+
+Predictable mistakes (a missing file, a malformed pack) end with one line on standard
+error and a non-zero exit status, never a traceback (:mod:`pipeline.cli.exits`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline import __version__
+from pipeline.cli.check import check, simulate
+from pipeline.cli.demo import demo
+from pipeline.cli.incidents import incidents_app
+from pipeline.cli.ledger import db_app, ledger_app
+from pipeline.cli.policy import policy_app, schemas_app
+from pipeline.cli.report import report_app
+from pipeline.cli.serve import serve
+from pipeline.cli.stream import broker, emit, up
+from pipeline.cli.users import users_app
+from pipeline.cli.worker import worker
+from pipeline.logging import configure as configure_logging
+from pipeline.settings import settings
+
+app = typer.Typer(
+    name="sharing-audit",
+    help="Audit how a school shares pupil personal data: check events against policy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for command in (check, simulate, demo, serve, broker, emit, up, worker):
+    app.command()(command)
+for group, name in (
+    (policy_app, "policy"),
+    (schemas_app, "schemas"),
+    (ledger_app, "ledger"),
+    (db_app, "db"),
+    (incidents_app, "incidents"),
+    (users_app, "users"),
+    (report_app, "report"),
+):
+    app.add_typer(group, name=name)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sharing-audit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """sharing-audit: an audit pipeline for pupil data sharing in English schools."""
+    configure_logging(level=settings().log_level or "WARNING")
+
+
+def main() -> None:
+    app()
