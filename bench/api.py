@@ -18,15 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 # Before bench/ itself: bench/pipeline.py would otherwise shadow the pipeline package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,9 +29,9 @@ from scratch import scratch_postgres
 
 from pipeline.incidents.desk import incidents
 from pipeline.packs import load_pack
-from pipeline.transport.broker import free_port
 from pipeline.users import Role, add_user
 from tests.integration.load import Answers, Call, audit_calls, load
+from tests.integration.serving import served_by_cli
 from tests.integration.year import KEY, ledger_of_year
 
 TARGET_P95 = 0.5
@@ -70,46 +64,6 @@ def report(db: str, clients: int, answers: Answers, health: Answers) -> None:
         )
 
 
-@contextmanager
-def serving(url: str) -> Iterator[str]:
-    """``sharing-audit serve`` on the ledger at ``url``, in a process of its own (as it is
-    deployed, and so that the clients' threads do not share its interpreter); its
-    address. Stopped on leaving."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex(),
-        "SHARING_AUDIT_LOG_LEVEL": "WARNING",
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "pipeline.cli",
-        "serve",
-        "--db",
-        url,
-        "--port",
-        str(port),
-        "--workers",
-        str(WORKERS),
-    ]
-    server = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    address = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{address}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield address
-    finally:
-        server.terminate()
-        server.wait(30)
-
-
 def run(db: str, url: str, pupils: int, requests: int, clients: list[int]) -> None:
     policy = load_pack()
     year = ledger_of_year(url, policy, pupils=pupils)
@@ -117,7 +71,7 @@ def run(db: str, url: str, pupils: int, requests: int, clients: list[int]) -> No
     with year.ledger.engine.connect() as connection:
         known = sorted(incidents(connection))
     year.ledger.engine.dispose()
-    with serving(url) as address:
+    with served_by_cli(url, {"SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex()}, WORKERS) as address:
         for n in clients:
             answers = load(address, token, audit_calls(year.upns(), known), n, requests)
             health = load(address, token, [Call("health", "GET", "/health")], n, requests)

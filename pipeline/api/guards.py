@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -147,6 +148,15 @@ async def _buffered(receive: Receive) -> tuple[Receive, Response | None]:
 def add_guards(api: FastAPI, identify: Identify, cookie: str, open_paths: set[str]) -> None:
     """Install the guard and the answers for a busy or absent database."""
     api.add_middleware(Guard, identify=identify, cookie=cookie, open_paths=open_paths)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # As FastAPI answers, less the values given: they may be a pupil's data, and a
+        # number too large for JSON (1e309) made the answer itself fail.
+        errors = [
+            {"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @api.exception_handler(PoolTimeout)
     async def busy(request: Request, exc: PoolTimeout) -> Response:

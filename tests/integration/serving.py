@@ -1,8 +1,12 @@
-"""The app served for real (uvicorn on a free port), for tests in a browser."""
+"""The app served for real on a free port: in this process (for tests in a browser), or
+by ``sharing-audit serve`` in processes of its own, as it is deployed."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 
@@ -38,3 +43,31 @@ def served(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def served_by_cli(url: str, env: dict[str, str], workers: int = 2) -> Iterator[str]:
+    """``sharing-audit serve --workers N`` on the ledger at ``url``, in processes of its
+    own (so that clients in this process do not share its interpreter); its address.
+    Stopped on leaving."""
+    port = free_port()
+    command = [sys.executable, "-m", "pipeline.cli", "serve", "--db", url, "--port", str(port)]
+    server = subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        env={**os.environ, "SHARING_AUDIT_LOG_LEVEL": "WARNING", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{address}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(30)

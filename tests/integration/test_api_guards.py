@@ -131,3 +131,21 @@ def test_a_request_that_finds_no_free_connection_is_told_to_come_back(
     assert response.status_code == 503
     assert response.headers["retry-after"].isdigit()
     assert TestClient(api).get("/incidents", headers=dpo).status_code == 200
+
+
+def test_a_number_json_cannot_carry_is_refused_not_a_server_error(
+    client: TestClient, dpo: dict[str, str]
+) -> None:
+    headers = {**dpo, "Content-Type": "application/json"}
+    for path in ("/entries/search", "/entries/export", "/pupils/sar"):
+        assert client.post(path, content=b"1e309", headers=headers).status_code == 422
+
+
+def test_a_refusal_names_what_is_wrong_without_echoing_what_was_given(
+    client: TestClient, dpo: dict[str, str]
+) -> None:
+    given = "G85020072109Z-not-a-upn"
+    response = client.post("/entries/search", json={"upn": given}, headers=dpo)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "upn"]
+    assert given not in response.text

@@ -20,7 +20,7 @@ from pipeline.users import Role, add_user
 from tests.integration.routes import http_routes
 from tests.integration.year import Year, ledger_of_year, pseudonym
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from tests.factory import census, line, referral, upn
 from tests.integration.streaming import ledger_count, ledger_final, wait_until
 from tests.integration.test_incident_webhooks import SECRET, Mailbox, Receiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 #: Real local authorities, so that the census's 9,000 UPNs are all valid.
 LAS = (850, 851, 852, 855, 856, 857, 860, 861, 865)

@@ -29,7 +29,7 @@ from pipeline.transport.broker import free_port
 from tests.factory import line, referral, upn
 from tests.integration.breaches import ledger_with_breaches
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SECRET = b"shared-with-the-receiver"
 
 

@@ -14,6 +14,8 @@ import pytest
 
 from pipeline.simulate import simulate
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 EXE = str(Path(sys.executable).parent / "sharing-audit")
 
 

@@ -27,6 +27,8 @@ from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.simulate import simulate
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 KEY = bytes(range(32))
 
 

@@ -22,7 +22,7 @@ from pipeline.users import Role, add_user
 from tests.factory import consent_given, line, referral
 from tests.integration.test_ledger_cli import run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture

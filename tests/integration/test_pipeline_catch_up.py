@@ -16,7 +16,7 @@ from pipeline.transport.mis import MisProducer
 from pipeline.transport.processes import Pipeline
 from tests.integration.streaming import ledger_count, ledger_final, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_a_backlog_drained_makes_about_the_re_evaluations_of_the_events_in_sent_order(

@@ -33,7 +33,7 @@ from tests.integration.streaming import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY_ENV = {"SHARING_AUDIT_PSEUDONYM_KEY": "5a" * 32}
 

@@ -16,7 +16,7 @@ from tests.factory import line, referral, upn
 from tests.integration.breaches import KEY, breach_desk, ledger_with_breaches
 from tests.integration.test_ledger_cli import run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 OTHER_KEY = "ab" * 32
 
 

@@ -23,7 +23,7 @@ from pipeline.users import Role, add_user
 from schemas.events import CENSUS, SHARING_KIND, SHARING_TYPES
 from tests.integration.year import KEY, Year, ledger_of_year, pseudonym
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

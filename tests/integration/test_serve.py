@@ -16,7 +16,7 @@ from pipeline.transport.broker import free_port
 from pipeline.users import Role, add_user
 from tests.integration.breaches import KEY, ledger_with_breaches
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_several_workers_serve_the_desk_on_the_ledgers_key(

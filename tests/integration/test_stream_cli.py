@@ -17,7 +17,7 @@ from pipeline.cli.main import app
 from pipeline.simulate import simulate
 from pipeline.transport.kafka import KafkaConfig, ensure_topics, read_topic
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
 
 

@@ -15,7 +15,7 @@ from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.serving import served
 from tests.integration.test_ledger_cli import run
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture
