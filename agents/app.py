@@ -22,13 +22,13 @@ from pipeline.transport.kafka import (
     DEADLETTER_TOPIC,
     FACTS_TOPIC,
     INPUT_TOPICS,
+    WORKER_GROUP,
     KafkaConfig,
     faust_settings,
 )
 
 log = get_logger(__name__)
 
-APP_ID = "sharing-audit"
 #: Seconds between looks for incidents to notify.
 NOTIFY_INTERVAL = 5.0
 
@@ -60,7 +60,7 @@ def create_app(
     notices of new high-severity incidents (it blocks, so it runs on a thread)."""
     batching = batching or Batching()
     app = faust.App(
-        APP_ID,
+        WORKER_GROUP,
         **faust_settings(config),
         **faust_credentials(config),
         value_serializer="raw",

@@ -153,9 +153,7 @@ def add_guards(api: FastAPI, identify: Identify, cookie: str, open_paths: set[st
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         # As FastAPI answers, less the values given: they may be a pupil's data, and a
         # number too large for JSON (1e309) made the answer itself fail.
-        errors = [
-            {"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()
-        ]
+        errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
     @api.exception_handler(PoolTimeout)

@@ -10,19 +10,26 @@ import signal
 import sys
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 
 from pipeline.checking import numbered_lines
 from pipeline.cli.exits import fail, open_events
 from pipeline.cli.ledger import DbOption, database_url, shown
+from pipeline.cli.status import Watch
+from pipeline.ledger.store import Ledger
 from pipeline.settings import settings
 from pipeline.transport.broker import BrokerError, EmbeddedBroker
-from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
+from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, Lag, ensure_topics
 from pipeline.transport.mis import DeliveryError, MisProducer, NotRoutable
 from pipeline.transport.processes import Pipeline
+
+#: The worker's log on a terminal, in the working folder, unless --log-file says where.
+DEFAULT_LOG_FILE = "sharing-audit-worker.log"
 
 BrokerOption = Annotated[
     str | None,
@@ -123,33 +130,79 @@ def emit(
         raise typer.Exit(1)
 
 
+LogFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-file",
+        help="Where the worker's JSON log goes (on a terminal, default "
+        f"./{DEFAULT_LOG_FILE}; else standard output).",
+    ),
+]
+
+
 def up(
     broker: BrokerOption = None,
     db: DbOption = None,
     policy: Annotated[
         str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
     ] = None,
+    log_file: LogFileOption = None,
 ) -> None:
     """Run the whole pipeline: the broker (embedded unless --broker), topics and a worker.
 
-    Ctrl-C stops everything, the worker first.
+    On a terminal, one live line says what the pipeline has done, with the worker's
+    warnings and errors above it, and its JSON log goes to a file; elsewhere (a container)
+    the log goes to standard output. Ctrl-C stops everything, the worker first.
     """
     url = database_url(db)
     kafka = settings().kafka(broker) if (broker or settings().broker) else None
+    console = Console(highlight=False)
+    if console.is_terminal and log_file is None:
+        log_file = Path(DEFAULT_LOG_FILE)
+    log_from = log_file.stat().st_size if log_file is not None and log_file.exists() else 0
     stop = _Stop()
     try:
-        with Pipeline(url, kafka, policy or settings().policy) as pipeline:
+        with Pipeline(url, kafka, policy or settings().policy, worker_log=log_file) as pipeline:
             print(f"broker: {pipeline.broker}", flush=True)
             print(f"ledger: {shown(url)}", flush=True)
+            if log_file is not None:
+                print(f"worker log: {log_file}", flush=True)
             print(
                 "send events with: sharing-audit emit FILE --broker "
                 f"{pipeline.broker}; Ctrl-C stops",
                 flush=True,
             )
-            worker = pipeline.worker
-            assert worker is not None and worker.process is not None
-            while not stop.wait(0.5):
-                if not worker.running:
-                    fail(f"the worker stopped with status {worker.process.returncode}", 1)
+            if console.is_terminal and log_file is not None:
+                assert pipeline.kafka is not None
+                watch = Watch(Ledger.open(url), log_file, Lag(pipeline.kafka), log_from)
+                try:
+                    _watch_live(pipeline, watch, stop, console)
+                finally:
+                    watch.close()
+            else:
+                _watch_quietly(pipeline, stop)
     except (BrokerError, KafkaUnavailable) as exc:
         fail(str(exc))
+
+
+def _watch_quietly(pipeline: Pipeline, stop: _Stop) -> None:
+    """Until Ctrl-C; a clear exit if the worker stops on its own."""
+    while not stop.wait(0.5):
+        _fail_if_stopped(pipeline)
+
+
+def _watch_live(pipeline: Pipeline, watch: Watch, stop: _Stop, console: Console) -> None:
+    """As :func:`_watch_quietly`, with the status line and the worker's warnings."""
+    with Live(watch.line(), console=console, refresh_per_second=2, transient=False) as live:
+        while not stop.wait(1.0):
+            for text in watch.new_lines():
+                live.console.print(text)
+            live.update(watch.line())
+            _fail_if_stopped(pipeline)
+
+
+def _fail_if_stopped(pipeline: Pipeline) -> None:
+    worker = pipeline.worker
+    assert worker is not None and worker.process is not None
+    if not worker.running:
+        fail(f"the worker stopped with status {worker.process.returncode}", 1)

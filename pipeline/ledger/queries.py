@@ -241,6 +241,17 @@ def stats(connection: Connection) -> dict[str, Any]:
     }
 
 
+def decisions_by_verdict(connection: Connection) -> dict[str, int]:
+    """How many records the ledger has decided, by first decision (allowed, review,
+    breach, rejected); re-evaluations are not counted again."""
+    rows = connection.execute(
+        select(ENTRY.c.decision, func.count())
+        .where(ENTRY.c.kind == "decision")
+        .group_by(ENTRY.c.decision)
+    )
+    return {str(decision): int(n) for decision, n in rows}
+
+
 def entry_count(connection: Connection, kind: str = "decision") -> int:
     """How many entries of ``kind`` the ledger holds (by default: records decided)."""
     count = connection.execute(

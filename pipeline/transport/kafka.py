@@ -25,6 +25,8 @@ FACTS_TOPIC = DEFAULT_TOPIC[LIFECYCLE_TYPES[0]]
 ALERTS_TOPIC = "sharing.alerts"
 DEADLETTER_TOPIC = "sharing.deadletter"
 ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, ALERTS_TOPIC, DEADLETTER_TOPIC)
+#: The workers' consumer group (Faust's app id).
+WORKER_GROUP = "sharing-audit"
 DEFAULT_PARTITIONS = 4
 
 SESSION_TIMEOUT_MS = 6_000
@@ -164,6 +166,57 @@ def wait_for_broker(config: KafkaConfig, timeout: float = 30.0) -> None:
         finally:
             admin.close()
     raise KafkaUnavailable(last or f"no Kafka broker answers at {config.bootstrap}")
+
+
+class Lag:
+    """How far the workers' consumer group is behind the input topics: a client held open
+    between looks, so that a status line can ask every second."""
+
+    def __init__(self, config: KafkaConfig, group: str = WORKER_GROUP) -> None:
+        self.config = config
+        self.group = group
+        self._admin: Any = None
+        self._consumer: Any = None
+
+    def records(self) -> int | None:
+        """Records on the input topics the group has not yet committed (None if the broker
+        cannot say now). Approximate on the embedded broker, whose end offsets run short."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        try:
+            if self._admin is None:
+                self._admin = _admin(self.config, timeout_ms=2_000)
+                self._consumer = KafkaConsumer(**consumer_settings(self.config))
+            committed = _committed(self._admin, self.group)
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in INPUT_TOPICS
+                for p in self._consumer.partitions_for_topic(topic) or ()
+            ]
+            ends = self._consumer.end_offsets(partitions)
+        except Exception:  # no answer now: the next look tries again
+            self.close()
+            return None
+        return int(
+            sum(
+                max(0, end - (committed[tp].offset if tp in committed else 0))
+                for tp, end in ends.items()
+            )
+        )
+
+    def close(self) -> None:
+        for client in (self._admin, self._consumer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+        self._admin = self._consumer = None
+
+
+def _committed(admin: Any, group: str) -> dict[Any, Any]:
+    """The group's committed offsets by partition (kafka-python 3, else 2's call)."""
+    if hasattr(admin, "list_group_offsets"):
+        return dict(admin.list_group_offsets({group: None}).get(group, {}))
+    return dict(admin.list_consumer_group_offsets(group))
 
 
 def read_topic(

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
+import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -89,3 +94,73 @@ def test_up_prints_the_broker_and_the_ledger_and_ctrl_c_stops_everything(
     assert up.wait(60) == 0, up.stderr.read().decode() if up.stderr else ""
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=2).close()
+
+
+def test_up_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_file(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
+    env.pop("SHARING_AUDIT_BROKER", None)
+    terminal, side = pty.openpty()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "up", "--db", url],
+        stdin=side,
+        stdout=side,
+        stderr=side,
+        env=env,
+        cwd=tmp_path,
+    )
+    os.close(side)
+    shown = Screen(terminal)
+    try:
+        broker = shown.until(re.compile(rb"broker: (127\.0\.0\.1:\d+)"), timeout=30).group(1)
+        events = [orjson.dumps(line.event) for line in simulate(3, seed=2)[:6]]
+        (tmp_path / "e.jsonl").write_bytes(b"\n".join(events) + b"\n")
+        emit = [sys.executable, "-m", "pipeline.cli", "emit", "e.jsonl", "--broker"]
+        subprocess.run([*emit, broker.decode()], cwd=tmp_path, capture_output=True, timeout=60)
+        shown.until(re.compile(rb"recorded 6 events: allowed \d+"), timeout=90)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+    text = shown.text()
+    assert b"worker log: sharing-audit-worker.log" in text
+    assert b'"event":' not in text  # the JSON log is in the file, not on the screen
+    logged = (tmp_path / "sharing-audit-worker.log").read_bytes().splitlines()
+    assert any(b'"event": "batch_recorded"' in line for line in logged)
+
+
+class Screen:
+    """What a program wrote to a pseudo-terminal, read as it comes."""
+
+    def __init__(self, terminal: int) -> None:
+        self.terminal = terminal
+        self.seen = b""
+
+    def until(self, pattern: re.Pattern[bytes], timeout: float) -> re.Match[bytes]:
+        deadline = time.monotonic() + timeout
+        while (found := pattern.search(self._plain())) is None:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never shown: {pattern.pattern!r} in {self._plain()[-2000:]!r}"
+            ready, _, _ = select.select([self.terminal], [], [], min(left, 1.0))
+            if ready:
+                try:
+                    self.seen += os.read(self.terminal, 65536)
+                except OSError:  # the program has gone
+                    break
+        assert found is not None, f"never shown: {pattern.pattern!r}"
+        return found
+
+    def text(self) -> bytes:
+        with contextlib.suppress(OSError):
+            while select.select([self.terminal], [], [], 0.2)[0]:
+                chunk = os.read(self.terminal, 65536)
+                if not chunk:
+                    break
+                self.seen += chunk
+        return self._plain()
+
+    def _plain(self) -> bytes:
+        return re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", self.seen)
