@@ -123,8 +123,12 @@ def test_up_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_f
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
     finally:
-        if up.poll() is None:
-            up.kill()
+        if up.poll() is None:  # the test failed: stop it as Ctrl-C would, worker included
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(60)
+            except subprocess.TimeoutExpired:
+                up.kill()
     text = shown.text()
     assert b"worker log: sharing-audit-worker.log" in text
     assert b'"event":' not in text  # the JSON log is in the file, not on the screen
