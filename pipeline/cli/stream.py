@@ -49,11 +49,12 @@ def broker_config(broker: str | None) -> KafkaConfig:
 
 
 class _Stop:
-    """Turns SIGINT and SIGTERM into a flag, so that shutdown runs in order."""
+    """Turns SIGINT, SIGTERM and SIGHUP (the terminal closed) into a flag, so that
+    shutdown runs in order and no broker or worker outlives the command."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._set)
 
     def _set(self, signum: int, frame: Any) -> None:
