@@ -19,7 +19,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
 from pipeline.cli.exits import fail, open_events, policy_or_fail
-from pipeline.cli.ledger import open_ledger, pseudonym_for
+from pipeline.cli.options import PolicyOption, open_ledger, pseudonym_for
 from pipeline.cli.terminal import result_row, summary_table
 from pipeline.engine import Engine
 from pipeline.ledger.ingest import LedgerWriter
@@ -36,9 +36,7 @@ def check(
     file: Annotated[
         str, typer.Argument(help="JSON Lines file of events, or - for standard input.")
     ],
-    policy: Annotated[
-        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
-    ] = None,
+    policy: PolicyOption = None,
     output: Annotated[
         Format | None,
         typer.Option("--format", "-f", help="jsonl, or table (the default on a terminal)."),

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from pipeline.checking import expected_of
 from pipeline.cli.exits import fail, policy_or_fail
+from pipeline.cli.options import PolicyOption
 from pipeline.cli.report import write_private
 from pipeline.engine import Engine
 from pipeline.ledger.chain import Verification
@@ -265,9 +266,7 @@ def demo(
     folder: Annotated[
         Path, typer.Option("--dir", help="Where the demo keeps its ledger, events and log.")
     ] = Path("demo-output"),
-    policy: Annotated[
-        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
-    ] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Run the whole pipeline on a simulated school year and summarise what it found."""
     pack = policy_or_fail(policy)

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli.exits import fail
-from pipeline.cli.ledger import DbOption, open_ledger, reading
+from pipeline.cli.options import DbOption, open_ledger, reading
 from pipeline.cli.terminal import plain
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import replace
 from enum import StrEnum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from pipeline.cli.exits import fail
+from pipeline.cli.options import (
+    DbOption,
+    asked,
+    cli_reader,
+    database_url,
+    first_line,
+    open_ledger,
+    pseudonym_for,
+    reading,
+    shown,
+)
 from pipeline.cli.terminal import plain, short_type
 from pipeline.ledger import schema
-from pipeline.ledger.asking import BadFilter, filters_from
-from pipeline.ledger.keys import KeyRefused, ledger_key, recorded_fingerprint
+from pipeline.ledger.asking import filters_from
+from pipeline.ledger.keys import recorded_fingerprint
 from pipeline.ledger.queries import stats, verify
-from pipeline.ledger.reads import Requester, export
+from pipeline.ledger.reads import export
 from pipeline.ledger.roles import BadRole, grant
 from pipeline.ledger.store import Ledger
 from pipeline.pseudonym import (
@@ -34,104 +42,14 @@ from pipeline.pseudonym import (
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
 
-T = TypeVar("T")
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
-
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        help="Database URL (else SHARING_AUDIT_DATABASE_URL, else sqlite:///sharing-audit.db).",
-    ),
-]
-
-
-def database_url(db: str | None) -> str:
-    return db or settings().database_url
-
-
-def shown(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(unparseable URL)"
-
-
-def open_ledger(db: str | None, create: bool = True) -> Ledger:
-    """The ledger at ``db``, its schema created if the database is empty (see
-    :func:`schema.prepare`)."""
-    url = database_url(db)
-    try:
-        ledger = Ledger.open(url)
-        schema.prepare(ledger.engine, create)
-    except schema.SchemaNotReady as exc:
-        fail(f"{shown(url)} {exc}")
-    except ArgumentError:
-        fail(f"not a database URL: {shown(url)}")
-    except OperationalError as exc:
-        fail(f"cannot open the ledger at {shown(url)}: {_first_line(exc)}")
-    return ledger
-
-
-def pseudonym_key_for(db: str | None, wait_for_database: bool = False) -> bytes:
-    """The pseudonym key for the ledger at ``db``, checked against the key the ledger was
-    written with (see :mod:`pipeline.ledger.keys`), or a clear exit.
-
-    ``wait_for_database``, for a worker, which waits out a database that is down: the key
-    is then taken as configured, and checked by the writer before its first write.
-    """
-    url = database_url(db)
-    try:
-        return ledger_key(Ledger.open(url), settings().pseudonym_key, url)
-    except (PseudonymKeyError, KeyRefused) as exc:
-        fail(str(exc))
-    except OperationalError as exc:
-        if not wait_for_database:
-            fail(f"cannot open the ledger at {shown(url)}: {_first_line(exc)}")
-    try:
-        return load_or_create_key(settings().pseudonym_key, url, may_create=False)
-    except PseudonymKeyError as exc:
-        fail(str(exc))
-
-
-def pseudonym_for(db: str | None) -> Pseudonymiser:
-    return pseudonymiser(pseudonym_key_for(db))
-
-
-def _first_line(exc: SQLAlchemyError) -> str:
-    original = getattr(exc, "orig", None) or exc
-    return str(original).strip().splitlines()[0]
-
-
-@contextmanager
-def reading(ledger: Ledger) -> Iterator[Any]:
-    try:
-        with ledger.engine.connect() as connection:
-            yield connection
-    except OperationalError as exc:
-        fail(f"cannot read the ledger: {_first_line(exc)}")
 
 
 class OutputFormat(StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
-
-
-def cli_reader() -> Requester:
-    """Whoever runs a read at the command line: the operating-system user, who has the
-    database itself in hand."""
-    return Requester(getpass.getuser(), "database", "cli")
-
-
-def asked(make: Callable[[], T]) -> T:
-    """``make()``, or a clear exit naming the filter it could not use."""
-    try:
-        return make()
-    except BadFilter as exc:
-        fail(str(exc))
 
 
 def _key_if_any(ledger: Ledger, db: str | None) -> Pseudonymiser | None:
@@ -288,7 +206,7 @@ def db_grant(
     except BadRole as exc:
         fail(str(exc))
     except SQLAlchemyError as exc:
-        fail(f"cannot grant on {shown(url)}: {_first_line(exc)}")
+        fail(f"cannot grant on {shown(url)}: {first_line(exc)}")
     print(f"{shown(url)}: {role} may read and append the ledger, and nothing more")
 
 
@@ -302,5 +220,5 @@ def db_upgrade(db: DbOption = None) -> None:
     except ArgumentError:
         fail(f"not a database URL: {shown(url)}")
     except OperationalError as exc:
-        fail(f"cannot open {shown(url)}: {_first_line(exc)}")
+        fail(f"cannot open {shown(url)}: {first_line(exc)}")
     print(f"{shown(url)}: schema at revision {revision}")

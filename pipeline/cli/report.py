@@ -14,7 +14,15 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.exits import fail, policy_or_fail
-from pipeline.cli.ledger import DbOption, asked, cli_reader, open_ledger, pseudonym_for, reading
+from pipeline.cli.options import (
+    DbOption,
+    PolicyOption,
+    asked,
+    cli_reader,
+    open_ledger,
+    pseudonym_for,
+    reading,
+)
 from pipeline.ledger.asking import instant, pupil_key
 from pipeline.reports.formats import ReportFormat, rendered
 from pipeline.reports.ropa import audited_ropa
@@ -25,9 +33,7 @@ report_app = typer.Typer(
     no_args_is_help=True,
 )
 
-PolicyOption = Annotated[
-    str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
-]
+PolicyOption = PolicyOption
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
 ]

@@ -8,16 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from pipeline.cli.exits import policy_or_fail
-from pipeline.cli.ledger import DbOption, database_url, open_ledger, pseudonym_for
+from pipeline.cli.options import DbOption, PolicyOption, database_url, open_ledger, pseudonym_for
 
 
 def serve(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    policy: Annotated[
-        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
-    ] = None,
+    policy: PolicyOption = None,
     forwarded_allow_ips: Annotated[
         str,
         typer.Option(

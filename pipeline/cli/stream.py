@@ -19,33 +19,24 @@ from rich.live import Live
 
 from pipeline.checking import numbered_lines
 from pipeline.cli.exits import fail, open_events
-from pipeline.cli.ledger import DbOption, database_url, shown
+from pipeline.cli.options import (
+    BrokerOption,
+    DbOption,
+    PolicyOption,
+    broker_config,
+    database_url,
+    shown,
+)
 from pipeline.cli.status import Watch
 from pipeline.ledger.store import Ledger
 from pipeline.settings import settings
 from pipeline.transport.broker import BrokerError, EmbeddedBroker
-from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, Lag, ensure_topics
+from pipeline.transport.kafka import KafkaUnavailable, Lag, ensure_topics
 from pipeline.transport.mis import DeliveryError, MisProducer, NotRoutable
 from pipeline.transport.processes import Pipeline
 
 #: The worker's log on a terminal, in the working folder, unless --log-file says where.
 DEFAULT_LOG_FILE = "sharing-audit-worker.log"
-
-BrokerOption = Annotated[
-    str | None,
-    typer.Option("--broker", help="Kafka bootstrap HOST:PORT (else SHARING_AUDIT_BROKER)."),
-]
-
-
-def broker_config(broker: str | None) -> KafkaConfig:
-    """The Kafka connection named on the command line or in the settings, or a clear exit."""
-    try:
-        return settings().kafka(broker)
-    except ValueError:
-        fail(
-            "no broker: give --broker HOST:PORT or set SHARING_AUDIT_BROKER "
-            "(sharing-audit up and sharing-audit broker print the address)"
-        )
 
 
 class _Stop:
@@ -144,9 +135,7 @@ LogFileOption = Annotated[
 def up(
     broker: BrokerOption = None,
     db: DbOption = None,
-    policy: Annotated[
-        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
-    ] = None,
+    policy: PolicyOption = None,
     log_file: LogFileOption = None,
 ) -> None:
     """Run the whole pipeline: the broker (embedded unless --broker), topics and a worker.

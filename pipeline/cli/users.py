@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.cli.exits import fail
-from pipeline.cli.ledger import DbOption, open_ledger, reading
+from pipeline.cli.options import DbOption, open_ledger, reading
 from pipeline.cli.terminal import plain
 from pipeline.ledger.asking import BadFilter, instant
 from pipeline.ledger.store import now_text, utc_text

@@ -3,13 +3,16 @@ the ledger. The command line sits above the agents: this is where they are start
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from pipeline.cli.exits import fail, policy_or_fail
-from pipeline.cli.ledger import DbOption, database_url, pseudonym_key_for, shown
-from pipeline.cli.stream import broker_config
+from pipeline.cli.options import (
+    BrokerOption,
+    DbOption,
+    PolicyOption,
+    broker_config,
+    database_url,
+    pseudonym_key_for,
+    shown,
+)
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
 from pipeline.logging import configure as configure_logging
 from pipeline.settings import Settings, settings
@@ -17,14 +20,9 @@ from pipeline.transport.kafka import KafkaUnavailable
 
 
 def worker(
-    broker: Annotated[
-        str | None,
-        typer.Option(help="Kafka bootstrap HOST:PORT (else SHARING_AUDIT_BROKER)."),
-    ] = None,
+    broker: BrokerOption = None,
     db: DbOption = None,
-    policy: Annotated[
-        str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
-    ] = None,
+    policy: PolicyOption = None,
 ) -> None:
     """Run the agents: decide every event on the input topics into the ledger."""
     from agents.recorder import Batching
