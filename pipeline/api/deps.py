@@ -27,20 +27,19 @@ SAR_ROLES = (Role.DPO, Role.ADMIN)
 bearer = HTTPBearer(auto_error=False)
 
 
-def connection(request: Request) -> Iterator[Connection]:
-    ledger: Ledger = request.app.state.ledger
-    with ledger.engine.connect() as connected:
-        yield connected
-
-
-Db = Annotated[Connection, Depends(connection)]
-
-
 def ledger_of(request: Request) -> Ledger:
     return request.app.state.ledger  # type: ignore[no-any-return]
 
 
 LedgerOf = Annotated[Ledger, Depends(ledger_of)]
+
+
+def connection(request: Request) -> Iterator[Connection]:
+    with ledger_of(request).engine.connect() as connected:
+        yield connected
+
+
+Db = Annotated[Connection, Depends(connection)]
 
 
 def user_of(ledger: Ledger, token: str) -> User | None:
