@@ -30,6 +30,12 @@ how far the agents are from Faust's per-record pace; the target is on the steady
 
 Target (the stream agents issue): ``ratio_vs_noop_faust`` of at least 0.70 on SQLite.
 The last line reads ``ratio_vs_noop_faust=R``.
+
+``--writer-only`` measures the ledger writer alone, in this process, with no broker: the
+CPU time per event of ``LedgerWriter.write`` over the same events in batches of
+``--batch``, against the CPU time per event of only reading them (``read_event``, the
+first step of every record), both taken in the same run. The writer is the pipeline's
+bottleneck, so this is the figure a change to it moves.
 """
 
 from __future__ import annotations
@@ -51,8 +57,16 @@ sys.path.insert(0, str(ROOT))
 
 from scratch import scratch_postgres  # noqa: E402
 
+from pipeline.checking import expected_of  # noqa: E402
+from pipeline.engine import Engine, Position  # noqa: E402
+from pipeline.ledger.ingest import LedgerWriter  # noqa: E402
 from pipeline.ledger.queries import entry_count  # noqa: E402
+from pipeline.ledger.schema import prepare  # noqa: E402
+from pipeline.logging import configure as configure_logging  # noqa: E402
 from pipeline.ledger.store import Ledger, from_utc_text  # noqa: E402
+from pipeline.policy.intake import read_event  # noqa: E402
+from pipeline.packs import load_pack
+from pipeline.pseudonym import pseudonymiser  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 from pipeline.transport.broker import EmbeddedBroker  # noqa: E402
 from pipeline.transport.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
@@ -284,6 +298,52 @@ def ledger_url(choice: str, folder: Path) -> Iterator[str]:
         yield choice
 
 
+def writer_cost(records: list[bytes], url: str, batch: int) -> tuple[float, float]:
+    """CPU microseconds per event: of the writer deciding and appending ``records`` in
+    batches of ``batch`` to a fresh ledger, and of reading them only (the baseline)."""
+    started = time.process_time()
+    for raw in records:
+        read_event(raw)
+    reading = (time.process_time() - started) / len(records) * 1e6
+    ledger = Ledger.open(url)
+    prepare(ledger.engine)
+    writer = LedgerWriter(ledger, load_pack(), pseudonymiser(b"\xb3" * 32))
+    positioned = [
+        (raw, Position("sharing.events", 0, offset)) for offset, raw in enumerate(records)
+    ]
+    started = time.process_time()
+    for first in range(0, len(positioned), batch):
+        writer.write(positioned[first : first + batch])
+    writing = (time.process_time() - started) / len(records) * 1e6
+    with ledger.engine.connect() as connection:
+        recorded = entry_count(connection)
+    expected = expected_of(records, Engine(load_pack())).entries
+    assert recorded == expected, f"the writer recorded {recorded} decisions, not {expected}"
+    return writing, reading
+
+
+def writer_only(args: argparse.Namespace, records: list[bytes]) -> None:
+    """The writer's cost per event, median of ``--rounds``, each on a fresh ledger."""
+    configure_logging(level="WARNING")  # as the worker's writer runs in production
+    costs: list[tuple[float, float]] = []
+    for number in range(1, args.rounds + 1):
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-writer-") as folder,
+            ledger_url(args.db, Path(folder)) as url,
+        ):
+            writing, reading = writer_cost(records[: args.events], url, args.batch)
+        print(
+            f"round {number}: writer {writing:.1f} us/event, read_event alone {reading:.1f}",
+            flush=True,
+        )
+        costs.append((writing, reading))
+    writing = statistics.median(w for w, _ in costs)
+    reading = statistics.median(r for _, r in costs)
+    print(f"writer_us_per_event={writing:.1f}")
+    print(f"read_event_us_per_event={reading:.1f}")
+    print(f"ratio_writer_vs_read_event={writing / reading:.2f}")
+
+
 def one_round(
     args: argparse.Namespace, records: list[bytes], with_latency: bool
 ) -> dict[str, float]:
@@ -319,10 +379,6 @@ def one_round(
                     f"({fastest:.0f} in its fastest second)",
                     flush=True,
                 )
-
-                from pipeline.checking import expected_of
-                from pipeline.engine import Engine
-                from pipeline.packs import load_pack
 
                 expected = expected_of(bulk, Engine(load_pack()))
                 worker = Worker(
@@ -363,9 +419,14 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5, help="median of N for each consumer")
+    parser.add_argument("--writer-only", action="store_true", help="the writer alone, no broker")
+    parser.add_argument("--batch", type=int, default=1000, help="records per write (--writer-only)")
     args = parser.parse_args()
 
     records = events(args.events + args.latency_events, args.seed)
+    if args.writer_only:
+        writer_only(args, records)
+        return
     rounds = []
     for number in range(1, args.rounds + 1):
         print(f"== round {number} of {args.rounds}", flush=True)
