@@ -57,16 +57,15 @@ sys.path.insert(0, str(ROOT))
 
 from scratch import scratch_postgres  # noqa: E402
 
+from agents import writer  # noqa: E402
 from pipeline.checking import expected_of  # noqa: E402
 from pipeline.engine import Engine, Position  # noqa: E402
-from pipeline.ledger.ingest import LedgerWriter  # noqa: E402
 from pipeline.ledger.queries import entry_count  # noqa: E402
 from pipeline.ledger.schema import prepare  # noqa: E402
-from pipeline.logging import configure as configure_logging  # noqa: E402
 from pipeline.ledger.store import Ledger, from_utc_text  # noqa: E402
+from pipeline.packs import load_pack  # noqa: E402
 from pipeline.policy.intake import read_event  # noqa: E402
-from pipeline.packs import load_pack
-from pipeline.pseudonym import pseudonymiser  # noqa: E402
+from pipeline.register import check_upn  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 from pipeline.transport.broker import EmbeddedBroker  # noqa: E402
 from pipeline.transport.kafka import INPUT_TOPICS, KafkaConfig, ensure_topics  # noqa: E402
@@ -299,23 +298,25 @@ def ledger_url(choice: str, folder: Path) -> Iterator[str]:
 
 
 def writer_cost(records: list[bytes], url: str, batch: int) -> tuple[float, float]:
-    """CPU microseconds per event: of the writer deciding and appending ``records`` in
-    batches of ``batch`` to a fresh ledger, and of reading them only (the baseline)."""
+    """CPU microseconds per event: of the worker's writer (``agents.writer``, as its own
+    process runs it, collector settings included) deciding and appending ``records`` in
+    batches of ``batch`` to a fresh ledger, and of only reading them (the baseline)."""
+    prepare(Ledger.open(url).engine)
+    check_upn.cache_clear()  # each round starts as cold as the first
+    writer.start(writer.WriterSpec(url, load_pack(), b"\xb3" * 32, log_level="WARNING"))
     started = time.process_time()
     for raw in records:
         read_event(raw)
     reading = (time.process_time() - started) / len(records) * 1e6
-    ledger = Ledger.open(url)
-    prepare(ledger.engine)
-    writer = LedgerWriter(ledger, load_pack(), pseudonymiser(b"\xb3" * 32))
     positioned = [
         (raw, Position("sharing.events", 0, offset)) for offset, raw in enumerate(records)
     ]
     started = time.process_time()
     for first in range(0, len(positioned), batch):
-        writer.write(positioned[first : first + batch])
+        result = writer.write(positioned[first : first + batch])
+        assert not isinstance(result, writer.Failed), result
     writing = (time.process_time() - started) / len(records) * 1e6
-    with ledger.engine.connect() as connection:
+    with Ledger.open(url).engine.connect() as connection:
         recorded = entry_count(connection)
     expected = expected_of(records, Engine(load_pack())).entries
     assert recorded == expected, f"the writer recorded {recorded} decisions, not {expected}"
@@ -324,7 +325,6 @@ def writer_cost(records: list[bytes], url: str, batch: int) -> tuple[float, floa
 
 def writer_only(args: argparse.Namespace, records: list[bytes]) -> None:
     """The writer's cost per event, median of ``--rounds``, each on a fresh ledger."""
-    configure_logging(level="WARNING")  # as the worker's writer runs in production
     costs: list[tuple[float, float]] = []
     for number in range(1, args.rounds + 1):
         with (
