@@ -123,11 +123,17 @@ class Engine:
             self._conflicts[(event_id, digest)] = (seq, decision)
 
     def process(
-        self, raw: bytes, position: Any = None, reading: Reading | None = None
+        self,
+        raw: bytes,
+        position: Any = None,
+        reading: Reading | None = None,
+        pupils: tuple[str, ...] | None = None,
     ) -> list[Outcome]:
         """Outcomes for one raw record: its own, then any re-evaluations it causes.
 
-        ``reading`` is ``read_event(raw)`` when the caller has already made it.
+        ``reading`` is ``read_event(raw)`` and ``pupils`` the keys of the event's pupils,
+        when the caller has already made them (the ledger writer needs both before the
+        engine does, and a record is read and its pupils pseudonymised once).
         """
         if reading is None:
             reading = read_event(raw)
@@ -160,7 +166,9 @@ class Engine:
         outcome = outcome_of("decision", seq, reading, position, decision)
         outcomes = [outcome]
         if decision.decision is not Verdict.REJECTED:
-            outcome.pupils = entry.pupils = tuple(self.pupil_key(u) for u in upns_of(event))
+            if pupils is None:
+                pupils = tuple(self.pupil_key(u) for u in upns_of(event))
+            outcome.pupils = entry.pupils = pupils
         if isinstance(event, SHARING_MODELS) and decision.decision is not Verdict.REJECTED:
             entry.raw, entry.time = raw, event.time
         self._index(entry)

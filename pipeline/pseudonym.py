@@ -40,15 +40,21 @@ class Pseudonymiser:
             normal = normalise_upn(upn)
             return hmac.new(key, normal.encode("ascii"), hashlib.sha256).hexdigest()
 
+        # An identity row is sealed again each time its pupil is shared: cached likewise.
+        @lru_cache(maxsize=200_000)
+        def identity_mac(pupil_key: str, upn: str, dob: str | None) -> str:
+            message = "\x00".join(("identity", pupil_key, upn, dob or "")).encode()
+            return hmac.new(key, message, hashlib.sha256).hexdigest()
+
         self._pseudonym = pseudonym
+        self._identity_mac = identity_mac
 
     def __call__(self, upn: str) -> str:
         return self._pseudonym(upn)
 
     def identity_mac(self, pupil_key: str, upn: str, dob: str | None) -> str:
         """The MAC of an identity row: whoever edits the row without the key is found."""
-        message = "\x00".join(("identity", pupil_key, upn, dob or "")).encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        return self._identity_mac(pupil_key, upn, dob)
 
     @property
     def fingerprint(self) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from operator import itemgetter
 from typing import Any
@@ -31,7 +31,6 @@ import orjson
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.logging import get_logger
-from pipeline.policy.decide import upns_of
 from pipeline.policy.intake import (
     Reading,
     event_key,
@@ -64,6 +63,7 @@ from schemas.events import (
 )
 
 Record = tuple[bytes, Position]
+Unkeyed = tuple[str | None, int | None, int | None, str]
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 ALERT_FIELDS = tuple(name for name in Alert.model_fields if name not in ("seq", "severity"))
 log = get_logger(__name__)
@@ -111,6 +111,16 @@ def fact_from_json(stored: dict[str, Any]) -> tuple[str, Fact]:
     else:
         fact = Destruction(at, event_id, frozenset(stored["categories"]))
     return stored["pupil_key"], fact
+
+
+@dataclass(frozen=True, slots=True)
+class Pupil:
+    """A pupil of an event as the ledger keeps them: by pseudonym, with the normalised UPN
+    and the date of birth (ISO) the event gives, for the erasable identity row."""
+
+    key: str
+    upn: str
+    dob: str | None
 
 
 def _position(entry: dict[str, Any]) -> Position:
@@ -176,6 +186,7 @@ class LedgerWriter:
             readings = [read_event(raw) for raw, _ in records]
         else:
             readings = [undecidable_reading(raw, undecidable) for raw, _ in records]
+        pupils = [self._pupils(reading.event) for reading in readings]
         outcomes: list[Outcome] = []
         with self.ledger.locked() as connection:
             head_seq, _ = Ledger.head(connection)
@@ -184,7 +195,7 @@ class LedgerWriter:
                 Register(pupil_key=self.pseudonym),
                 allocate=itertools.count(head_seq + 1).__next__,
             )
-            seen_unkeyed = self._preload(connection, engine, records, readings)
+            seen_unkeyed = self._preload(connection, engine, records, readings, pupils)
             recorded_at = now_text()  # the transaction's time, for every entry it appends
             entries: list[NewEntry] = []
             for index in in_event_time_order(records, readings):
@@ -196,10 +207,15 @@ class LedgerWriter:
                             self._unkeyed_duplicate(reading, position, seen_unkeyed[where])
                         )
                         continue
-                for outcome in engine.process(raw, position, reading):
+                own = pupils[index]
+                keys = None if own is None else tuple(p.key for p in own)
+                for outcome in engine.process(raw, position, reading, keys):
                     outcomes.append(outcome)
                     if outcome.kind != "duplicate":
-                        entries.append(self._entry(outcome, raw, position, recorded_at))
+                        entry = self._entry(outcome, position, recorded_at)
+                        if outcome.kind == "decision" and own is not None:
+                            self._bring(entry, outcome, reading, own)
+                        entries.append(entry)
             self.ledger.append(connection, entries, seal=self.pseudonym.identity_mac)
         log.info(
             "batch_recorded",
@@ -213,8 +229,25 @@ class LedgerWriter:
 
     # -- what the batch depends on --------------------------------------------------------
 
-    def _keys(self, event: Event) -> list[str]:
-        return [self.pseudonym(u) for u in upns_of(event) if check_upn(u)[0] is not None]
+    def _pupils(self, event: Event | None) -> tuple[Pupil, ...] | None:
+        """The event's pupils, each UPN checked and pseudonymised here once for the whole
+        batch; None when there is no event or a UPN is invalid (the event is rejected then,
+        and no pupil of it is recorded)."""
+        if event is None:
+            return None
+        if isinstance(event, SHARING_MODELS):
+            given = [
+                (p["upn"], p["dob"].isoformat() if "dob" in p else None) for p in event.data.pupils
+            ]
+        else:
+            given = [(event.data.upn, None)]
+        pupils = []
+        for upn, dob in given:
+            normal = check_upn(upn)[0]
+            if normal is None:
+                return None
+            pupils.append(Pupil(self.pseudonym(normal), normal, dob))
+        return tuple(pupils)
 
     def _preload(
         self,
@@ -222,15 +255,16 @@ class LedgerWriter:
         engine: Engine,
         records: Sequence[Record],
         readings: Sequence[Reading],
-    ) -> dict[tuple[str | None, int | None, int | None, str], int]:
+        pupils_of: Sequence[tuple[Pupil, ...] | None],
+    ) -> dict[Unkeyed, int]:
         ids = [r.key for r in readings if r.key is not None]
         pupils: set[str] = set()
         since: dict[str, str] = {}  # each fact pupil's earliest fact time in the batch
-        for reading in readings:
+        for reading, own in zip(readings, pupils_of, strict=True):
             event = reading.event
-            if event is None:
+            if event is None or own is None:
                 continue
-            keys = self._keys(event)
+            keys = [p.key for p in own]
             pupils.update(keys)
             if isinstance(event, LIFECYCLE_MODELS):
                 at = utc_text(event.time)
@@ -312,9 +346,7 @@ class LedgerWriter:
         outcome.recorded = False
         return outcome
 
-    def _entry(
-        self, outcome: Outcome, raw: bytes, position: Position, recorded_at: str
-    ) -> NewEntry:
+    def _entry(self, outcome: Outcome, position: Position, recorded_at: str) -> NewEntry:
         event = outcome.event
         decision = outcome.decision
         sharing = event if isinstance(event, SHARING_MODELS) else None
@@ -351,16 +383,21 @@ class LedgerWriter:
         new = NewEntry(fields)
         if outcome.recorded:
             new.alert = self._alert(fields, decision)
-        fresh = outcome.kind == "decision" and outcome.recorded
-        if event is None or not fresh or decision.decision is Verdict.REJECTED:
-            return new
-        new.identities = self._identities(event)
-        if sharing is not None:
-            new.payload = self._pseudonymised(raw, outcome.pupils)
-        elif isinstance(event, LIFECYCLE_MODELS):
-            upn, fact = fact_of(event)
-            new.fact = fact_to_json(self.pseudonym(upn), fact)
         return new
+
+    @staticmethod
+    def _bring(new: NewEntry, outcome: Outcome, reading: Reading, pupils: Sequence[Pupil]) -> None:
+        """What a newly recorded event brings beside its entry: its pupils' identities and
+        its pseudonymised payload (a sharing event) or its register fact (a lifecycle one),
+        all from what was read and pseudonymised once for the batch."""
+        event = outcome.event
+        if event is None or not outcome.recorded or outcome.decision.decision is Verdict.REJECTED:
+            return
+        new.identities = [(p.key, p.upn, p.dob) for p in pupils]
+        if isinstance(event, SHARING_MODELS):
+            new.payload = pseudonymised(reading.value, outcome.pupils)
+        elif isinstance(event, LIFECYCLE_MODELS):
+            new.fact = fact_to_json(pupils[0].key, fact_of(event)[1])
 
     def _alert(
         self, fields: dict[str, Any], decision: Decision
@@ -375,35 +412,22 @@ class LedgerWriter:
         alert["reasons"] = [summary_of(reason) for reason in alert["reasons"]]
         return severity.value, {**alert, "severity": severity.value}
 
-    def _identities(self, event: Event) -> list[tuple[str, str, str | None]]:
-        if isinstance(event, SHARING_MODELS):
-            return [
-                (
-                    self.pseudonym(p["upn"]),
-                    check_upn(p["upn"])[0] or "",
-                    p["dob"].isoformat() if "dob" in p else None,
-                )
-                for p in event.data.pupils
-            ]
-        upn = event.data.upn
-        return [(self.pseudonym(upn), check_upn(upn)[0] or "", None)]
 
-    @staticmethod
-    def _pseudonymised(raw: bytes, pupil_keys: Sequence[str]) -> dict[str, Any]:
-        """The event as received, less anything outside the contract, pupils by pseudonym."""
-        event = orjson.loads(raw)
-        envelope = ("specversion", "id", "source", "type", "time", "datacontenttype")
-        body = {k: event[k] for k in envelope if k in event}
-        data_fields = (
-            "recipient",
-            "categories",
-            "lawful_basis",
-            "special_condition",
-            "consent_ref",
-            "oldest_record",
-            "channel",
-            "purpose",
-        )
-        body["data"] = {k: event["data"][k] for k in data_fields if k in event["data"]}
-        body["data"]["pupils"] = [{"upn": key} for key in pupil_keys]
-        return body
+def pseudonymised(event: dict[str, Any], pupil_keys: Sequence[str]) -> dict[str, Any]:
+    """The event as received (``event``, its decoded JSON), less anything outside the
+    contract, pupils by pseudonym."""
+    envelope = ("specversion", "id", "source", "type", "time", "datacontenttype")
+    body = {k: event[k] for k in envelope if k in event}
+    data_fields = (
+        "recipient",
+        "categories",
+        "lawful_basis",
+        "special_condition",
+        "consent_ref",
+        "oldest_record",
+        "channel",
+        "purpose",
+    )
+    body["data"] = {k: event["data"][k] for k in data_fields if k in event["data"]}
+    body["data"]["pupils"] = [{"upn": key} for key in pupil_keys]
+    return body
