@@ -10,8 +10,6 @@ import gc
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from agents.app import create_app
 from agents.recorder import Batching
 from agents.sink import LedgerSink
@@ -19,7 +17,7 @@ from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
 from pipeline.ledger import schema
-from pipeline.ledger.errors import is_unavailable
+from pipeline.ledger.errors import LedgerUnavailable
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
@@ -48,11 +46,13 @@ def ready_ledger(url: str, first_delay: float = 0.5, cap: float = 30.0) -> Ledge
         try:
             schema.prepare(ledger.engine)
             return ledger
-        except SQLAlchemyError as exc:
-            if not is_unavailable(exc):
-                raise
+        except LedgerUnavailable as exc:
             delay = next(delays)
-            log.warning("database_unavailable", retry_in=round(delay, 2), error=type(exc).__name__)
+            log.warning(
+                "database_unavailable",
+                retry_in=round(delay, 2),
+                error=type(exc.__cause__ or exc).__name__,
+            )
             time.sleep(delay)
 
 

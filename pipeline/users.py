@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
 
 from pipeline.ledger.acts import append_act
+from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.store import Ledger, now_text, utc_text
 
 
@@ -85,7 +85,7 @@ def add_user(
                     "e": expires_at,
                 },
             )
-    except IntegrityError:
+    except LedgerRefused:
         raise UserExists(f"a user named {name!r} already exists") from None
     _record(ledger, "add", name, by, role=role.value, expires_at=expires_at)
     return token

@@ -15,9 +15,8 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from pipeline.ledger.errors import LedgerBusy, LedgerUnavailable
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)
@@ -156,14 +155,15 @@ def add_guards(api: FastAPI, identify: Identify, cookie: str, open_paths: set[st
         errors = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    @api.exception_handler(PoolTimeout)
-    async def busy(request: Request, exc: PoolTimeout) -> Response:
+    @api.exception_handler(LedgerBusy)
+    async def busy(request: Request, exc: LedgerBusy) -> Response:
         log.warning("database_busy", path=request.url.path)
         detail = "the ledger is busy: try again shortly"
         return _json(503, detail, {"Retry-After": str(RETRY_AFTER)})
 
-    @api.exception_handler(OperationalError)
-    async def unavailable(request: Request, exc: OperationalError) -> Response:
-        log.error("database_unavailable", path=request.url.path, error=type(exc.orig).__name__)
+    @api.exception_handler(LedgerUnavailable)
+    async def unavailable(request: Request, exc: LedgerUnavailable) -> Response:
+        cause = type(exc.__cause__ or exc).__name__
+        log.error("database_unavailable", path=request.url.path, error=cause)
         detail = "the ledger cannot be reached: try again shortly"
         return _json(503, detail, {"Retry-After": str(RETRY_AFTER * 5)})

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from pipeline.cli.exits import fail
 from pipeline.cli.options import (
@@ -19,20 +18,19 @@ from pipeline.cli.options import (
     asked,
     cli_reader,
     database_url,
-    first_line,
     open_ledger,
     pseudonym_for,
     reading,
-    shown,
 )
 from pipeline.cli.terminal import plain, short_type
 from pipeline.ledger import schema
 from pipeline.ledger.asking import filters_from
+from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import recorded_fingerprint
 from pipeline.ledger.queries import stats, verify
 from pipeline.ledger.reads import export
 from pipeline.ledger.roles import BadRole, grant
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.store import Ledger, shown_url
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,
@@ -205,9 +203,9 @@ def db_grant(
             grant(connection, role)
     except BadRole as exc:
         fail(str(exc))
-    except SQLAlchemyError as exc:
-        fail(f"cannot grant on {shown(url)}: {first_line(exc)}")
-    print(f"{shown(url)}: {role} may read and append the ledger, and nothing more")
+    except LedgerError as exc:
+        fail(f"cannot grant on {shown_url(url)}: {exc}")
+    print(f"{shown_url(url)}: {role} may read and append the ledger, and nothing more")
 
 
 @db_app.command("upgrade")
@@ -217,8 +215,8 @@ def db_upgrade(db: DbOption = None) -> None:
     try:
         ledger = Ledger.open(url)
         revision = schema.upgrade(ledger.engine)
-    except ArgumentError:
-        fail(f"not a database URL: {shown(url)}")
-    except OperationalError as exc:
-        fail(f"cannot open {shown(url)}: {first_line(exc)}")
-    print(f"{shown(url)}: schema at revision {revision}")
+    except NotADatabase:
+        fail(f"not a database URL: {shown_url(url)}")
+    except LedgerError as exc:
+        fail(f"cannot open {shown_url(url)}: {exc}")
+    print(f"{shown_url(url)}: schema at revision {revision}")

@@ -9,15 +9,14 @@ from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from pipeline.cli.exits import fail
 from pipeline.ledger import schema
 from pipeline.ledger.asking import BadFilter
+from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import KeyRefused, ledger_key
 from pipeline.ledger.reads import Requester
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.store import Ledger, shown_url
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,
@@ -45,14 +44,6 @@ def database_url(db: str | None) -> str:
     return db or settings().database_url
 
 
-def shown(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "(unparseable URL)"
-
-
 def open_ledger(db: str | None, create: bool = True) -> Ledger:
     """The ledger at ``db``, its schema created if the database is empty (see
     :func:`schema.prepare`)."""
@@ -61,11 +52,11 @@ def open_ledger(db: str | None, create: bool = True) -> Ledger:
         ledger = Ledger.open(url)
         schema.prepare(ledger.engine, create)
     except schema.SchemaNotReady as exc:
-        fail(f"{shown(url)} {exc}")
-    except ArgumentError:
-        fail(f"not a database URL: {shown(url)}")
-    except OperationalError as exc:
-        fail(f"cannot open the ledger at {shown(url)}: {first_line(exc)}")
+        fail(f"{shown_url(url)} {exc}")
+    except NotADatabase:
+        fail(f"not a database URL: {shown_url(url)}")
+    except LedgerError as exc:
+        fail(f"cannot open the ledger at {shown_url(url)}: {exc}")
     return ledger
 
 
@@ -81,9 +72,9 @@ def pseudonym_key_for(db: str | None, wait_for_database: bool = False) -> bytes:
         return ledger_key(Ledger.open(url), settings().pseudonym_key, url)
     except (PseudonymKeyError, KeyRefused) as exc:
         fail(str(exc))
-    except OperationalError as exc:
+    except LedgerError as exc:
         if not wait_for_database:
-            fail(f"cannot open the ledger at {shown(url)}: {first_line(exc)}")
+            fail(f"cannot open the ledger at {shown_url(url)}: {exc}")
     try:
         return load_or_create_key(settings().pseudonym_key, url, may_create=False)
     except PseudonymKeyError as exc:
@@ -94,19 +85,13 @@ def pseudonym_for(db: str | None) -> Pseudonymiser:
     return pseudonymiser(pseudonym_key_for(db))
 
 
-def first_line(exc: SQLAlchemyError) -> str:
-    """The driver's own first line of a database error, for a one-line exit."""
-    original = getattr(exc, "orig", None) or exc
-    return str(original).strip().splitlines()[0]
-
-
 @contextmanager
 def reading(ledger: Ledger) -> Iterator[Any]:
     try:
         with ledger.engine.connect() as connection:
             yield connection
-    except OperationalError as exc:
-        fail(f"cannot read the ledger: {first_line(exc)}")
+    except LedgerError as exc:
+        fail(f"cannot read the ledger: {exc}")
 
 
 BrokerOption = Annotated[

@@ -25,10 +25,9 @@ from pipeline.cli.options import (
     PolicyOption,
     broker_config,
     database_url,
-    shown,
 )
 from pipeline.cli.status import Watch
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.store import Ledger, shown_url
 from pipeline.settings import settings
 from pipeline.transport.broker import BrokerError, EmbeddedBroker
 from pipeline.transport.kafka import KafkaUnavailable, Lag, ensure_topics
@@ -154,7 +153,7 @@ def up(
     try:
         with Pipeline(url, kafka, policy or settings().policy, worker_log=log_file) as pipeline:
             print(f"broker: {pipeline.broker}", flush=True)
-            print(f"ledger: {shown(url)}", flush=True)
+            print(f"ledger: {shown_url(url)}", flush=True)
             if log_file is not None:
                 print(f"worker log: {log_file}", flush=True)
             print(

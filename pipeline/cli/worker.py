@@ -11,9 +11,9 @@ from pipeline.cli.options import (
     broker_config,
     database_url,
     pseudonym_key_for,
-    shown,
 )
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
+from pipeline.ledger.store import shown_url
 from pipeline.logging import configure as configure_logging
 from pipeline.settings import Settings, settings
 from pipeline.transport.kafka import KafkaUnavailable
@@ -50,7 +50,7 @@ def worker(
     try:
         run_worker(worker_config)
     except SchemaNotReady as exc:
-        fail(f"{shown(url)} {exc}")
+        fail(f"{shown_url(url)} {exc}")
     except KafkaUnavailable as exc:
         fail(str(exc))
 

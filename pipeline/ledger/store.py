@@ -31,9 +31,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from pipeline.canonical import canonical_json
 from pipeline.ledger.chain import ENTRY_FIELDS, fields_hash, stored_form
+from pipeline.ledger.errors import LedgerBusy, NotADatabase, translate_driver_errors
 from pipeline.ledger.models import (
     AlertOutbox,
     ChainHead,
@@ -153,16 +157,49 @@ def private_file(path: str | None) -> None:
 POOL_WAIT = 5.0
 
 
+def shown_url(url: str) -> str:
+    """A database URL without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparseable URL)"
+
+
+class _BoundedPool(QueuePool):
+    """A pool whose wait for a free connection ends in the ledger's own error."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except PoolTimeout:
+            raise LedgerBusy(f"no connection came free within {POOL_WAIT:g} s") from None
+
+
 def make_engine(url: str, pool_size: int | None = None) -> Engine:
-    """A SQLAlchemy engine set up for the ledger's locking on SQLite or PostgreSQL.
+    """A SQLAlchemy engine set up for the ledger's locking on SQLite or PostgreSQL, its
+    errors in the ledger's words (:mod:`pipeline.ledger.errors`).
 
     ``pool_size``, for a server: that many connections kept, as many again opened for a
     moment of need, and a wait of at most :data:`POOL_WAIT` for one beyond that.
     """
+    try:
+        engine = _engine(url, pool_size)
+    except ArgumentError:
+        raise NotADatabase("not a database URL") from None
+    translate_driver_errors(engine)
+    return engine
+
+
+def _engine(url: str, pool_size: int | None) -> Engine:
     parsed = make_url(url)
     pool: dict[str, Any] = {}
     if pool_size is not None:
-        pool = {"pool_size": pool_size, "max_overflow": pool_size, "pool_timeout": POOL_WAIT}
+        pool = {
+            "poolclass": _BoundedPool,
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_timeout": POOL_WAIT,
+        }
     if parsed.get_backend_name() == "sqlite":
         private_file(parsed.database)
         engine = create_engine(url, connect_args={"timeout": 60}, **pool)

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import Connection, text
-from sqlalchemy.exc import IntegrityError
 
 from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
 from pipeline.ledger.chain import ENTRY_FIELDS
+from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.queries import Filters, entries, verify
@@ -116,7 +116,7 @@ class LedgerContract:
         self, filled: Ledger, statement: str
     ) -> None:
         with (
-            pytest.raises(IntegrityError, match="ledger_entry is append-only"),
+            pytest.raises(LedgerRefused, match="ledger_entry is append-only"),
             filled.engine.begin() as connection,
         ):
             connection.execute(text(statement + " WHERE seq = 3"))
@@ -125,7 +125,7 @@ class LedgerContract:
     @pytest.mark.parametrize("table", APPEND_ONLY_TABLES)
     def test_every_ledger_table_refuses_delete(self, filled: Ledger, table: str) -> None:
         with (
-            pytest.raises(IntegrityError, match=f"{table} is append-only"),
+            pytest.raises(LedgerRefused, match=f"{table} is append-only"),
             filled.engine.begin() as connection,
         ):
             connection.execute(text(f"DELETE FROM {table}"))
@@ -659,7 +659,7 @@ class TestPostgresLedger(LedgerContract):
     def test_truncate_is_refused(self, filled: Ledger) -> None:
         for table in APPEND_ONLY_TABLES:
             with (
-                pytest.raises(IntegrityError, match=f"{table} is append-only: TRUNCATE"),
+                pytest.raises(LedgerRefused, match=f"{table} is append-only: TRUNCATE"),
                 filled.engine.begin() as connection,
             ):
                 connection.execute(text(f"TRUNCATE {table} CASCADE"))

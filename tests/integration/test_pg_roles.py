@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
 
 from pipeline.engine import Position
 from pipeline.ledger import schema
+from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
@@ -73,7 +73,7 @@ def written(app_url: str, policy: Policy) -> Ledger:
 )
 def test_the_application_role_may_not_rewrite_history(written: Ledger, statement: str) -> None:
     with (
-        pytest.raises(DBAPIError, match=r"permission denied|must be owner"),
+        pytest.raises(LedgerError, match=r"permission denied|must be owner"),
         written.engine.begin() as c,
     ):
         c.execute(text(statement))

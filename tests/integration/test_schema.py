@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy.exc import DBAPIError
 
 from pipeline.ledger import schema
+from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
@@ -157,5 +157,5 @@ def test_a_ledger_upgraded_with_entries_takes_more_and_its_chain_holds(
     with ledger.engine.connect() as connection:
         result = verify(connection)
         assert result.ok and result.count > upgraded
-        with pytest.raises(DBAPIError, match="append-only"):
+        with pytest.raises(LedgerError, match="append-only"):
             connection.exec_driver_sql("DELETE FROM entry_pupil")
