@@ -1,20 +1,101 @@
-"""What ``sharing-audit up`` shows a person at a terminal: one live line of what the
-pipeline has done (events recorded, decisions by kind, alerts, lag), with the worker's
-warnings and errors printed readably above it. The worker's JSON log goes to a file.
+"""What ``sharing-audit up`` and ``worker`` show a person at a terminal: one live line of
+what the pipeline has done (events recorded, decisions by kind, alerts, lag), with the
+worker's warnings and errors printed readably above it. The worker's JSON log goes to a
+file; the worker runs as a child process that the command supervises and stops in order.
 """
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any
 
 import orjson
+import typer
+from rich.console import Console
+from rich.live import Live
 from rich.text import Text
 
+from pipeline.cli.exits import fail
+from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.outbox import PENDING, SENT, SET_ASIDE, SUPERSEDED, alert_counts
 from pipeline.ledger.queries import decisions_by_verdict
 from pipeline.ledger.store import Ledger
 from pipeline.transport.kafka import Lag
+from pipeline.transport.processes import Pipeline
+
+#: The worker's log on a terminal, in the working folder, unless --log-file says where.
+DEFAULT_LOG_FILE = "sharing-audit-worker.log"
+
+LogFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-file",
+        help="Where the worker's JSON log goes (on a terminal, default "
+        f"./{DEFAULT_LOG_FILE}; else standard output).",
+    ),
+]
+
+
+class Stop:
+    """Turns SIGINT, SIGTERM and SIGHUP (the terminal closed) into a flag, so that
+    shutdown runs in order and no broker or worker outlives the command."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum: int, frame: Any) -> None:
+        self.event.set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+
+def worker_log(console: Console, log_file: Path | None) -> tuple[Path | None, int]:
+    """Where the worker's log goes (the default file on a terminal, else as given), and
+    where this run's part of it starts: the file is appended to."""
+    if console.is_terminal and log_file is None:
+        log_file = Path(DEFAULT_LOG_FILE)
+    return log_file, (log_file.stat().st_size if log_file is not None and log_file.exists() else 0)
+
+
+def supervise(
+    pipeline: Pipeline,
+    ledger: Ledger,
+    console: Console,
+    stop: Stop,
+    log_file: Path | None,
+    log_from: int,
+) -> None:
+    """Until Ctrl-C (or the terminal closes); a clear exit if the worker stops on its own.
+    On a terminal with the log in a file, with the live status line above."""
+    if not (console.is_terminal and log_file is not None):
+        ledger.engine.dispose()
+        while not stop.wait(0.5):
+            _fail_if_stopped(pipeline)
+        return
+    assert pipeline.kafka is not None
+    watch = Watch(ledger, log_file, Lag(pipeline.kafka), log_from)
+    try:
+        with Live(watch.line(), console=console, refresh_per_second=2) as live:
+            while not stop.wait(1.0):
+                for text in watch.new_lines():
+                    live.console.print(text)
+                live.update(watch.line())
+                _fail_if_stopped(pipeline)
+    finally:
+        watch.close()
+
+
+def _fail_if_stopped(pipeline: Pipeline) -> None:
+    worker = pipeline.worker
+    assert worker is not None and worker.process is not None
+    if not worker.running:
+        fail(f"the worker stopped with status {worker.process.returncode}", 1)
+
 
 #: Log levels a person at the terminal is shown; the rest stay in the file.
 SHOWN_LEVELS = ("warning", "error", "critical")
@@ -75,7 +156,7 @@ class Watch:
             with self.ledger.engine.connect() as connection:
                 decisions: dict[str, int] | None = decisions_by_verdict(connection)
                 alerts: dict[str, int] | None = alert_counts(connection)
-        except Exception:  # no ledger yet: the worker is still creating it
+        except LedgerError:  # no ledger yet: the worker is still creating it
             decisions = alerts = None
         return status_line(decisions, alerts, self.lag.records())
 

@@ -3,6 +3,10 @@ the ledger. The command line sits above the agents: this is where they are start
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.console import Console
+
 from pipeline.cli.exits import fail, policy_or_fail
 from pipeline.cli.options import (
     BrokerOption,
@@ -12,19 +16,31 @@ from pipeline.cli.options import (
     database_url,
     pseudonym_key_for,
 )
+from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
-from pipeline.ledger.store import shown_url
+from pipeline.ledger.store import Ledger, shown_url
 from pipeline.logging import configure as configure_logging
 from pipeline.settings import Settings, settings
 from pipeline.transport.kafka import KafkaUnavailable
+from pipeline.transport.processes import Pipeline
 
 
 def worker(
     broker: BrokerOption = None,
     db: DbOption = None,
     policy: PolicyOption = None,
+    log_file: LogFileOption = None,
 ) -> None:
-    """Run the agents: decide every event on the input topics into the ledger."""
+    """Run the agents: decide every event on the input topics into the ledger.
+
+    On a terminal, or with --log-file, the agents run in a child process whose JSON log
+    goes to the file, and a live line says what they have done, with their warnings and
+    errors above it; elsewhere (a container) they run here and log to standard output.
+    """
+    console = Console(highlight=False)
+    if console.is_terminal or log_file is not None:
+        _supervised(broker, db, policy, console, log_file)
+        return
     from agents.recorder import Batching
     from agents.worker import WorkerConfig, run_worker
     from pipeline.ledger.schema import SchemaNotReady
@@ -51,6 +67,29 @@ def worker(
         run_worker(worker_config)
     except SchemaNotReady as exc:
         fail(f"{shown_url(url)} {exc}")
+    except KafkaUnavailable as exc:
+        fail(str(exc))
+
+
+def _supervised(
+    broker: str | None,
+    db: str | None,
+    policy: str | None,
+    console: Console,
+    log_file: Path | None,
+) -> None:
+    """The worker as a child process, watched from here (see :mod:`pipeline.cli.status`)."""
+    url = database_url(db)
+    kafka = broker_config(broker)
+    policy_or_fail(policy)  # a mistake in the pack is said here, not in the log file
+    log_file, log_from = worker_log(console, log_file)
+    stop = Stop()
+    try:
+        with Pipeline(url, kafka, policy or settings().policy, worker_log=log_file) as pipeline:
+            print(f"broker: {pipeline.broker}", flush=True)
+            print(f"ledger: {shown_url(url)}", flush=True)
+            print(f"worker log: {log_file}; Ctrl-C stops", flush=True)
+            supervise(pipeline, Ledger.open(url), console, stop, log_file, log_from)
     except KafkaUnavailable as exc:
         fail(str(exc))
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -98,44 +99,76 @@ def test_up_prints_the_broker_and_the_ledger_and_ctrl_c_stops_everything(
         socket.create_connection((host, int(port)), timeout=2).close()
 
 
-def test_up_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_file(
-    tmp_path: Path,
-) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
+@contextlib.contextmanager
+def on_a_terminal(
+    command: list[str], cwd: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Screen]]:
+    """``sharing-audit COMMAND...`` run on a pseudo-terminal, stopped as Ctrl-C would if
+    the test fails, so that no broker or worker outlives it."""
     env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
     env.pop("SHARING_AUDIT_BROKER", None)
     terminal, side = pty.openpty()
-    up = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "up", "--db", url],
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *command],
         stdin=side,
         stdout=side,
         stderr=side,
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
     )
     os.close(side)
-    shown = Screen(terminal)
     try:
+        yield process, Screen(terminal)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def emit_six_events(broker: str, folder: Path) -> None:
+    events = [orjson.dumps(line.event) for line in simulate(3, seed=2)[:6]]
+    (folder / "e.jsonl").write_bytes(b"\n".join(events) + b"\n")
+    emit = [sys.executable, "-m", "pipeline.cli", "emit", "e.jsonl", "--broker", broker]
+    subprocess.run(emit, cwd=folder, capture_output=True, timeout=60, check=True)
+
+
+def assert_the_json_log_is_in_the_file_not_on_screen(shown: Screen, folder: Path) -> None:
+    text = shown.text()
+    assert b"worker log: sharing-audit-worker.log" in text
+    assert b'"event":' not in text
+    logged = (folder / "sharing-audit-worker.log").read_bytes().splitlines()
+    assert any(b'"event": "batch_recorded"' in line for line in logged)
+
+
+def test_up_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_file(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    with on_a_terminal(["up", "--db", url], tmp_path) as (up, shown):
         broker = shown.until(re.compile(rb"broker: (127\.0\.0\.1:\d+)"), timeout=30).group(1)
-        events = [orjson.dumps(line.event) for line in simulate(3, seed=2)[:6]]
-        (tmp_path / "e.jsonl").write_bytes(b"\n".join(events) + b"\n")
-        emit = [sys.executable, "-m", "pipeline.cli", "emit", "e.jsonl", "--broker"]
-        subprocess.run([*emit, broker.decode()], cwd=tmp_path, capture_output=True, timeout=60)
+        emit_six_events(broker.decode(), tmp_path)
         shown.until(re.compile(rb"recorded 6 events: allowed \d+"), timeout=90)
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
-    finally:
-        if up.poll() is None:  # the test failed: stop it as Ctrl-C would, worker included
-            up.send_signal(signal.SIGINT)
-            try:
-                up.wait(60)
-            except subprocess.TimeoutExpired:
-                up.kill()
-    text = shown.text()
-    assert b"worker log: sharing-audit-worker.log" in text
-    assert b'"event":' not in text  # the JSON log is in the file, not on the screen
-    logged = (tmp_path / "sharing-audit-worker.log").read_bytes().splitlines()
-    assert any(b'"event": "batch_recorded"' in line for line in logged)
+    assert_the_json_log_is_in_the_file_not_on_screen(shown, tmp_path)
+
+
+def test_worker_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_file(
+    tmp_path: Path, kafka: KafkaConfig
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    command = ["worker", "--broker", kafka.bootstrap, "--db", url]
+    with on_a_terminal(command, tmp_path) as (worker, shown):
+        shown.until(re.compile(rb"ledger: sqlite"), timeout=30)
+        emit_six_events(kafka.bootstrap, tmp_path)
+        shown.until(re.compile(rb"recorded 6 events: allowed \d+.*\| lag 0"), timeout=90)
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(60) == 0
+    assert_the_json_log_is_in_the_file_not_on_screen(shown, tmp_path)
+    assert b"Traceback" not in shown.text()
 
 
 class Screen:
