@@ -1,0 +1,1 @@
+"""The verifiable log: Merkle tree, signed checkpoints, proofs and witnesses (C2SP)."""

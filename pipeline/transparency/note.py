@@ -1,0 +1,232 @@
+"""Signed notes, checkpoints and cosignatures, byte for byte as C2SP specifies them
+(signed-note v1, tlog-checkpoint v1, tlog-cosignature v1), so that Go's
+``golang.org/x/mod/sumdb/note`` and any C2SP witness read what this log signs.
+
+Pure but for the Ed25519 arithmetic (``cryptography``): no database, clock or network.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import struct
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from pipeline.transparency.merkle import Hash
+
+ED25519 = 0x01
+COSIGNATURE = 0x04
+DASH = "\u2014"  # the em dash that opens a signature line
+_NAME = re.compile(r"^[^\s+]+$")
+_SIZE = re.compile(r"^(0|[1-9][0-9]*)$")
+
+
+class NoteError(Exception):
+    """A note, checkpoint or key that is malformed, or not signed as it must be."""
+
+
+def key_id(name: str, kind: int, public: bytes) -> bytes:
+    return hashlib.sha256(name.encode() + b"\n" + bytes([kind]) + public).digest()[:4]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise NoteError(f"{what} is not standard base64") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Verifier:
+    """A public key by name: a log's or a witness's (``kind`` ED25519 or COSIGNATURE)."""
+
+    name: str
+    public: bytes
+    kind: int = ED25519
+
+    @property
+    def id(self) -> bytes:
+        return key_id(self.name, self.kind, self.public)
+
+    def vkey(self) -> str:
+        """``name+<key id hex>+<base64(kind || public key)>``: what others configure."""
+        return f"{self.name}+{self.id.hex()}+{_b64(bytes([self.kind]) + self.public)}"
+
+    @classmethod
+    def parse(cls, vkey: str) -> Verifier:
+        """A verifier key as printed by :meth:`vkey`: a log's (Ed25519, 0x01) or a
+        witness's (cosignature, 0x04); its id must match its name and key."""
+        parts = vkey.strip().split("+", 2)  # base64 may hold "+" too
+        if len(parts) != 3 or not _NAME.match(parts[0]):
+            raise NoteError("a verifier key is NAME+KEYID+KEY")
+        name, hexid, encoded = parts
+        raw = _unb64(encoded, "the verifier key")
+        if len(raw) != 33 or raw[0] not in (ED25519, COSIGNATURE):
+            raise NoteError("the verifier key is not an Ed25519 or cosignature key")
+        verifier = cls(name, raw[1:], raw[0])
+        if hexid != verifier.id.hex():
+            raise NoteError("the verifier key's id does not match its name and key")
+        return verifier
+
+    def verifies(self, message: bytes, signature: bytes) -> bool:
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """A private key by name."""
+
+    name: str
+    private: bytes  # the 32-byte Ed25519 seed
+
+    kind: int = ED25519
+
+    @property
+    def verifier(self) -> Verifier:
+        return Verifier(self.name, _public_of(self.private), self.kind)
+
+    def sign(self, message: bytes) -> bytes:
+        return Ed25519PrivateKey.from_private_bytes(self.private).sign(message)
+
+
+def _public_of(private: bytes) -> bytes:
+    if len(private) != 32:
+        raise NoteError("an Ed25519 private key is 32 bytes")
+    return Ed25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def new_private_key() -> bytes:
+    return Ed25519PrivateKey.generate().private_bytes_raw()
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A tree head: the log's origin, its size and root (tlog-checkpoint)."""
+
+    origin: str
+    size: int
+    root: Hash
+
+    def body(self) -> bytes:
+        return f"{self.origin}\n{self.size}\n{_b64(self.root)}\n".encode()
+
+    @classmethod
+    def from_body(cls, body: bytes) -> Checkpoint:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise NoteError("the checkpoint is not UTF-8") from None
+        lines = text.split("\n")
+        if len(lines) < 4 or lines[-1] != "":
+            raise NoteError("a checkpoint is an origin, a size and a root, a line each")
+        origin, size, root = lines[0], lines[1], lines[2]
+        if not origin or not _SIZE.match(size):
+            raise NoteError("the checkpoint's origin or size is malformed")
+        digest = _unb64(root, "the checkpoint's root")
+        if len(digest) != 32:
+            raise NoteError("the checkpoint's root is not a SHA-256 hash")
+        return cls(origin, int(size), digest)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One signature line: the signer's name, key id and what follows it."""
+
+    name: str
+    id: bytes
+    payload: bytes  # the signature, or for a cosignature the time then the signature
+
+    def line(self) -> str:
+        return f"{DASH} {self.name} {_b64(self.id + self.payload)}\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A signed note: its text (ending in a newline) and its signatures."""
+
+    text: bytes
+    signatures: tuple[Signature, ...]
+
+    def encode(self) -> bytes:
+        return self.text + b"\n" + "".join(s.line() for s in self.signatures).encode()
+
+    @classmethod
+    def parse(cls, data: bytes) -> Note:
+        split = data.rfind(b"\n\n")
+        if split < 0 or not data.endswith(b"\n"):
+            raise NoteError("a signed note is its text, a blank line, and signature lines")
+        text, lines = data[: split + 1], data[split + 2 :].decode("utf-8", "replace")
+        signatures = []
+        for line in lines.split("\n")[:-1]:
+            if not line.startswith(DASH + " "):
+                raise NoteError("a signature line starts with an em dash and a space")
+            parts = line[2:].split(" ")
+            if len(parts) != 2:
+                raise NoteError("a signature line is a name and a base64 signature")
+            raw = _unb64(parts[1], "a signature")
+            if len(raw) < 5:
+                raise NoteError("a signature is too short")
+            signatures.append(Signature(parts[0], raw[:4], raw[4:]))
+        if not signatures:
+            raise NoteError("the note is not signed")
+        return cls(text, tuple(signatures))
+
+    def signed_by(self, verifier: Verifier) -> bool:
+        """Whether ``verifier`` signed this note (an Ed25519 note signature)."""
+        return any(
+            s.name == verifier.name
+            and s.id == verifier.id
+            and verifier.verifies(self.text, s.payload)
+            for s in self.signatures
+        )
+
+
+def sign_note(text: bytes, signer: Signer) -> Note:
+    signature = Signature(signer.name, signer.verifier.id, signer.sign(text))
+    return Note(text, (signature,))
+
+
+def cosignature_message(body: bytes, timestamp: int) -> bytes:
+    return f"cosignature/v1\ntime {timestamp}\n".encode() + body
+
+
+def cosign(note: Note, witness: Signer, timestamp: int) -> Signature:
+    """A witness's cosignature line for the checkpoint in ``note`` at ``timestamp``
+    (``witness`` of kind COSIGNATURE)."""
+    signature = witness.sign(cosignature_message(note.text, timestamp))
+    return Signature(witness.name, witness.verifier.id, struct.pack(">Q", timestamp) + signature)
+
+
+def cosigned_by(note: Note, witness: Verifier) -> int | None:
+    """The time at which ``witness`` cosigned the checkpoint in ``note``, if it did."""
+    for s in note.signatures:
+        if s.name == witness.name and s.id == witness.id and len(s.payload) == 72:
+            (timestamp,) = struct.unpack(">Q", s.payload[:8])
+            if witness.verifies(cosignature_message(note.text, timestamp), s.payload[8:]):
+                return int(timestamp)
+    return None
+
+
+def open_checkpoint(data: bytes, log: Verifier) -> tuple[Checkpoint, Note]:
+    """The checkpoint in a signed note that ``log`` signed, for ``log``'s origin; or
+    :class:`NoteError` naming what is wrong. Signatures by other keys are ignored."""
+    note = Note.parse(data)
+    if not note.signed_by(log):
+        raise NoteError(f"not signed by the log's key {log.name}")
+    checkpoint = Checkpoint.from_body(note.text)
+    if checkpoint.origin != log.name:
+        raise NoteError(f"the checkpoint is for {checkpoint.origin!r}, not {log.name!r}")
+    return checkpoint, note

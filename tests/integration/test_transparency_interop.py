@@ -1,0 +1,101 @@
+"""What this log signs and proves, checked by an independent implementation: Go's
+golang.org/x/mod/sumdb/note and tlog (Debian's golang-go and golang-golang-x-mod-dev)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.transparency.merkle import (
+    consistency_ranges,
+    inclusion_ranges,
+    proof_hashes,
+    tree_root,
+)
+from pipeline.transparency.note import Checkpoint, Signer, sign_note
+from tests.unit.test_transparency import leaves_of, nodes_of
+
+GOPATH = Path("/usr/share/gocode")
+SOURCE = Path(__file__).parents[1] / "interop" / "verify.go"
+
+
+@pytest.fixture(scope="module")
+def go_verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    go = shutil.which("go")
+    if go is None or not (GOPATH / "src/golang.org/x/mod/sumdb/tlog").is_dir():
+        pytest.skip("Go or golang.org/x/mod is not installed (golang-go, golang-golang-x-mod-dev)")
+    folder = tmp_path_factory.mktemp("go")
+    shutil.copy(SOURCE, folder / "verify.go")
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": str(GOPATH),
+        "GOCACHE": str(folder / "cache"),
+    }
+    subprocess.run(
+        [go, "build", "-o", "verify", "verify.go"], cwd=folder, env=env, check=True, timeout=300
+    )
+    yield folder / "verify"
+
+
+def go_says(verifier: Path, given: dict[str, Any]) -> str:
+    done = subprocess.run(
+        [str(verifier)], input=json.dumps(given).encode(), capture_output=True, timeout=60
+    )
+    return done.stdout.decode().strip()
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def signed_tree(size: int, signer: Signer) -> dict[str, Any]:
+    leaves = leaves_of(size)
+    node = nodes_of(leaves)
+    note = sign_note(Checkpoint(signer.name, size, tree_root(leaves)).body(), signer)
+    return {
+        "vkey": signer.verifier.vkey(),
+        "checkpoint": note.encode().decode(),
+        "leaves": [b64(leaf) for leaf in leaves],
+        "inclusion": [
+            {"index": i, "proof": [b64(h) for h in proof_hashes(inclusion_ranges(i, size), node)]}
+            for i in range(size)
+        ],
+        "consistency": [
+            {
+                "old": old,
+                "old_root": b64(tree_root(leaves[:old])),
+                "proof": [b64(h) for h in proof_hashes(consistency_ranges(old, size), node)],
+            }
+            for old in range(1, size + 1)
+        ],
+    }
+
+
+SIGNER = Signer("example.org/sharing-audit", bytes(range(32)))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 9, 64, 100])
+def test_go_verifies_our_checkpoints_and_every_proof(go_verifier: Path, size: int) -> None:
+    assert go_says(go_verifier, signed_tree(size, SIGNER)) == "ok"
+
+
+def test_go_refuses_a_proof_we_changed(go_verifier: Path) -> None:
+    given = signed_tree(9, SIGNER)
+    hashes = given["inclusion"][4]["proof"]
+    hashes[1] = b64(bytes(32))
+    assert go_says(go_verifier, given).startswith("inclusion of 4 in 9")
+
+
+def test_go_refuses_a_checkpoint_signed_by_another_key(go_verifier: Path) -> None:
+    given = signed_tree(9, SIGNER)
+    given["vkey"] = Signer(SIGNER.name, bytes(range(1, 33))).verifier.vkey()
+    assert go_says(go_verifier, given).startswith("checkpoint:")
