@@ -67,12 +67,21 @@ def pseudonymiser(key: bytes) -> Pseudonymiser:
     return Pseudonymiser(key)
 
 
-def key_file_for(database_url: str) -> Path | None:
-    """Where the embedded default keeps its key: beside the SQLite file (None otherwise)."""
+def key_file_for(database_url: str, suffix: str = ".key") -> Path | None:
+    """Where the embedded default keeps a key: beside the SQLite file, its name ending in
+    ``suffix`` (None for any other database)."""
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return Path(url.database).with_suffix(Path(url.database).suffix + ".key")
+    return Path(url.database).with_suffix(Path(url.database).suffix + suffix)
+
+
+def create_key_file(path: Path, key: bytes) -> None:
+    """Write ``key`` (hex) to a new file only its owner may read (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key.hex() + "\n")
 
 
 def load_or_create_key(configured: str | None, database_url: str, may_create: bool = True) -> bytes:
@@ -108,8 +117,5 @@ def load_or_create_key(configured: str | None, database_url: str, may_create: bo
             "restore it, or set SHARING_AUDIT_PSEUDONYM_KEY to the key it was written with"
         )
     key = secrets.token_bytes(KEY_BYTES)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(key.hex() + "\n")
+    create_key_file(path, key)
     return key

@@ -12,6 +12,11 @@ from pipeline.transport.kafka import KafkaConfig
 DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
 
 
+#: The log's origin unless SHARING_AUDIT_LOG_ORIGIN names it: a deployment should name its
+#: own (its domain and a path), so that checkpoints of two schools' logs never mix.
+DEFAULT_LOG_ORIGIN = "sharing-audit.localhost/ledger"
+
+
 class Settings(BaseSettings):
     """Everything configurable; the command line's options override these."""
 
@@ -26,6 +31,23 @@ class Settings(BaseSettings):
             "secret for pupil pseudonyms (hex, 32 bytes or more); when unset, a key is "
             "generated on first use and kept beside a SQLite database"
         ),
+    )
+    log_key: str | None = Field(
+        default=None,
+        description=(
+            "the log's Ed25519 signing key (the 32-byte private key, 64 hex characters); "
+            "when unset, one is generated on first use and kept beside a SQLite database"
+        ),
+    )
+    log_origin: str = Field(
+        default=DEFAULT_LOG_ORIGIN,
+        description="the log's name in its checkpoints: set it to your own (a domain and path)",
+    )
+    checkpoint_seconds: float = Field(
+        default=10.0, gt=0, description="the worker signs a checkpoint at most this often"
+    )
+    checkpoint_dir: str | None = Field(
+        default=None, description="a folder the latest checkpoint is written to, for others to copy"
     )
     policy: str | None = Field(default=None, description="policy pack name or YAML path")
     broker: str | None = Field(

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from pipeline.cli.exits import fail
@@ -214,7 +215,11 @@ def db_upgrade(db: DbOption = None) -> None:
     url = database_url(db)
     try:
         ledger = Ledger.open(url)
-        revision = schema.upgrade(ledger.engine)
+        with Progress(transient=True) as bar:
+            task = bar.add_task("building the Merkle tree over the entries", total=None)
+            revision = schema.upgrade(
+                ledger.engine, lambda done, total: bar.update(task, completed=done, total=total)
+            )
     except NotADatabase:
         fail(f"not a database URL: {shown_url(url)}")
     except LedgerError as exc:

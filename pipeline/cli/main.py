@@ -11,10 +11,12 @@ from typing import Annotated
 import typer
 
 from pipeline import __version__
+from pipeline.cli.audit import audit_app
 from pipeline.cli.check import check, simulate
 from pipeline.cli.demo import demo
 from pipeline.cli.incidents import incidents_app
 from pipeline.cli.ledger import db_app, ledger_app
+from pipeline.cli.log import log_app
 from pipeline.cli.policy import policy_app, schemas_app
 from pipeline.cli.report import report_app
 from pipeline.cli.serve import serve
@@ -38,6 +40,8 @@ for group, name in (
     (schemas_app, "schemas"),
     (ledger_app, "ledger"),
     (db_app, "db"),
+    (log_app, "log"),
+    (audit_app, "audit"),
     (incidents_app, "incidents"),
     (users_app, "users"),
     (report_app, "report"),

@@ -60,7 +60,20 @@ def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
 def fields_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     """:func:`entry_hash` of a mapping that holds the hashed fields and nothing else, as
     the ledger's own new entries do: it need not be copied first."""
-    return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(fields)).hexdigest()
+    return link_hash(prev_hash, canonical_json(fields))
+
+
+def link_hash(prev_hash: str, leaf: bytes) -> str:
+    """The chain hash of an entry whose :func:`entry_leaf` is ``leaf``, after ``prev_hash``."""
+    return hashlib.sha256(prev_hash.encode("ascii") + leaf).hexdigest()
+
+
+def entry_leaf(fields: Mapping[str, Any]) -> bytes:
+    """The entry's leaf in the ledger's Merkle tree: the canonical JSON of its hashed
+    fields (``ENTRY_FIELDS``), the same bytes its chain hash covers after the previous
+    hash. Pupils appear in it only as the pseudonyms the entry holds, so erasing a
+    pupil's identity never changes a leaf. ``fields`` as :func:`entry_hash` takes them."""
+    return canonical_json({name: fields[name] for name in ENTRY_FIELDS})
 
 
 def stored_form(fields: Mapping[str, Any]) -> dict[str, Any]:

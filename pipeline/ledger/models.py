@@ -12,7 +12,7 @@ Lists and objects are stored as canonical JSON text, the same bytes the hash cov
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Text, text
 from sqlmodel import Field, SQLModel
 
 #: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
@@ -25,6 +25,9 @@ APPEND_ONLY_TABLES = (
     "entry_recipient",
     "register_fact",
     "event_payload",
+    "tree_node",
+    "log_checkpoint",
+    "log_cosignature",
 )
 
 
@@ -223,3 +226,38 @@ class ChainHead(SQLModel, table=True):
     id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class TreeNode(SQLModel, table=True):
+    """A perfect subtree of the ledger's Merkle tree: leaves ``idx * 2**level`` up to
+    ``(idx + 1) * 2**level`` (leaf i is entry seq i + 1), stored as its last leaf is
+    appended, so that a root or a proof costs O(log n) rows."""
+
+    __tablename__ = "tree_node"
+    __table_args__ = {"sqlite_with_rowid": False}
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+
+
+class LogCheckpoint(SQLModel, table=True):
+    """A checkpoint the log signed (a C2SP signed note), kept for ever: the history an
+    auditor or a witness may ask the log to prove its later trees extend."""
+
+    __tablename__ = "log_checkpoint"
+    size: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    signed_at: str = Field(sa_column=Column(String(40), nullable=False))
+
+
+class LogCosignature(SQLModel, table=True):
+    """A witness's cosignature of one checkpoint (its signature line, as the witness
+    returned it), or a witness's refusal, kept for ever."""
+
+    __tablename__ = "log_cosignature"
+    __table_args__ = {"sqlite_with_rowid": False}
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    witness: str = Field(sa_column=Column(String(200), primary_key=True))
+    line: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    refusal: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    at: str = Field(sa_column=Column(String(40), nullable=False))

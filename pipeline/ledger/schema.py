@@ -6,6 +6,7 @@ triggers), so a schema built any other way would accept UPDATE and DELETE.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 
 from pipeline.ledger.models import APPEND_ONLY_TABLES
+from pipeline.ledger.tree import build_missing
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -25,12 +27,14 @@ def _config() -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> str:
-    """Bring the database to the latest schema; returns the revision it is at."""
+def upgrade(engine: Engine, progress: Callable[[int, int], None] | None = None) -> str:
+    """Bring the database to the latest schema, and build the Merkle tree over entries
+    written before it existed (``progress(done, total)`` as it goes); the revision."""
     config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+    build_missing(engine, progress)
     return current_revision(engine) or ""
 
 

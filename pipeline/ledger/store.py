@@ -36,7 +36,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from pipeline.canonical import canonical_json
-from pipeline.ledger.chain import ENTRY_FIELDS, fields_hash, stored_form
+from pipeline.ledger.chain import ENTRY_FIELDS, link_hash, stored_form
 from pipeline.ledger.errors import LedgerBusy, NotADatabase, translate_driver_errors
 from pipeline.ledger.models import (
     AlertOutbox,
@@ -48,6 +48,7 @@ from pipeline.ledger.models import (
     PupilIdentity,
     RegisterFact,
 )
+from pipeline.ledger.tree import COLUMNS, TREE, new_nodes
 
 ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 PUPIL: Table = EntryPupil.__table__  # type: ignore[attr-defined]
@@ -301,6 +302,7 @@ class Ledger:
         recipients: list[tuple[str, int]] = []
         sides = _SideRows()
         identities: dict[str, tuple[str, str | None]] = {}
+        leaves: list[bytes] = []
         for offset, new in enumerate(entries, 1):
             f = new.fields
             seq = f["seq"]
@@ -311,7 +313,9 @@ class Ledger:
             bound = sides.add(new, seq)
             if bound:
                 f["details"] = {**(f["details"] or {}), "sides": bound}
-            digest = fields_hash(prev, f)
+            leaf = canonical_json(f)  # the entry's leaf: what its chain hash covers
+            digest = link_hash(prev, leaf)
+            leaves.append(leaf)
             rows.append((*_STORED(stored_form(f)), prev, digest))
             prev = digest
             pupils.extend((k, seq) for k in dict.fromkeys(f["pupil_keys"]))
@@ -329,6 +333,7 @@ class Ledger:
             (PAYLOAD, ("seq", "body"), sides.payloads),
             (FACT, ("seq", "pupil_key", "fact"), sides.facts),
             (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
+            (TREE, COLUMNS, new_nodes(connection, head_seq, leaves)),
         ):
             if values:
                 connection.exec_driver_sql(self._insert_statement(table, names), values)

@@ -50,6 +50,34 @@ def subtrees(start: int, end: int) -> list[Node]:
     return out
 
 
+def frontier(size: int) -> list[Node]:
+    """The right edge of a tree of ``size`` leaves: its largest perfect subtrees, left to
+    right, which are all a leaf appended next may combine with."""
+    return [
+        (level, (size >> level) - 1)
+        for level in reversed(range(size.bit_length()))
+        if size >> level & 1
+    ]
+
+
+def grown(size: int, edge: dict[Node, Hash], leaves: Sequence[Hash]) -> list[tuple[Node, Hash]]:
+    """The perfect subtrees that ``leaves`` (leaf hashes) complete when appended to a tree
+    of ``size`` leaves whose :func:`frontier` hashes are ``edge``: each leaf, then each
+    node it completes, in the order they are completed."""
+    known = dict(edge)
+    out: list[tuple[Node, Hash]] = []
+    for index, digest in enumerate(leaves, start=size):
+        level = 0
+        known[(0, index)] = digest
+        out.append(((0, index), digest))
+        while index & 1:
+            digest = node_hash(known[(level, index - 1)], digest)
+            level, index = level + 1, index >> 1
+            known[(level, index)] = digest
+            out.append(((level, index), digest))
+    return out
+
+
 def range_hash(nodes: Sequence[Hash]) -> Hash:
     """The tree hash of a range from its :func:`subtrees`' hashes: folded from the right,
     as the RFC's recursion combines the smaller right part last."""

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
 from pipeline.ledger.chain import ENTRY_FIELDS
+from pipeline.ledger.checkpoints import record_cosignature, sign_if_grown
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
@@ -26,6 +27,7 @@ from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.simulate import simulate
+from pipeline.transparency.note import Signer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -89,7 +91,11 @@ class LedgerContract:
 
     @pytest.fixture
     def filled(self, writer: LedgerWriter, ledger: Ledger) -> Ledger:
+        """A year of events, a checkpoint signed of them, and a witness's answer to it."""
         write_all(writer, year(60, 0.2, 5))
+        signed = sign_if_grown(ledger, Signer("test.example/log", bytes(32)))
+        assert signed is not None
+        record_cosignature(ledger, signed.checkpoint.size, "witness.example/w", None, "a test")
         return ledger
 
     def all_entries(self, ledger: Ledger) -> list[dict[str, Any]]:

@@ -13,7 +13,9 @@ from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.tree import leaf_bytes, root_at, tree_size
 from pipeline.policy.pack import Policy
+from pipeline.transparency.merkle import tree_root
 from tests.integration.year import write_year
 
 pytestmark = pytest.mark.integration
@@ -56,7 +58,17 @@ def _sqlite_schema(ledger: Ledger) -> dict[str, str | None]:
     return {name: sql for name, sql in rows}
 
 
-_KEPT = (*APPEND_ONLY_TABLES, "pupil_identity", "alert_outbox", "chain_head")
+#: The tables a ledger at schema 0005 has, and an upgrade must keep row for row.
+_KEPT = (
+    "ledger_entry",
+    "entry_pupil",
+    "entry_recipient",
+    "register_fact",
+    "event_payload",
+    "pupil_identity",
+    "alert_outbox",
+    "chain_head",
+)
 
 
 def _columns(ledger: Ledger, table: str) -> list[str]:
@@ -116,6 +128,20 @@ def test_upgrading_a_sqlite_ledger_keeps_every_row_index_and_trigger(
     }
     with ledger.engine.connect() as connection:
         assert verify(connection).ok
+
+
+def test_upgrading_a_ledger_builds_its_merkle_tree_over_every_entry(
+    sqlite_url: str, policy: Policy, tmp_path: Path
+) -> None:
+    ledger, _ = _year_at_0005(sqlite_url, policy, tmp_path)
+    shown: list[tuple[int, int]] = []
+    schema.upgrade(ledger.engine, lambda done, total: shown.append((done, total)))
+    with ledger.engine.connect() as connection:
+        count = int(connection.exec_driver_sql("SELECT max(seq) FROM ledger_entry").scalar_one())
+        leaves = [leaf_bytes(connection, seq) or b"" for seq in range(1, count + 1)]
+        assert tree_size(connection) == count
+        assert root_at(connection, count) == tree_root(leaves)
+    assert shown and shown[-1] == (count, count)
 
 
 def _key_indexes(ledger: Ledger) -> list[str]:

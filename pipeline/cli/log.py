@@ -1,0 +1,131 @@
+"""``sharing-audit log``: the verifiable log, for its operator. The verifier key to hand
+out, checkpoints, an entry's leaf bytes, inclusion receipts and consistency proofs, in
+the C2SP formats that other tools read."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.exits import fail
+from pipeline.cli.options import DbOption, database_url, open_ledger, reading
+from pipeline.ledger.checkpoints import (
+    LogKeyError,
+    Signed,
+    at_size,
+    latest,
+    log_signer,
+    sign_if_grown,
+)
+from pipeline.ledger.store import Ledger
+from pipeline.ledger.tree import TreeIncomplete, consistency_proof, inclusion_proof, leaf_bytes
+from pipeline.settings import settings
+from pipeline.transparency.note import Signer
+from pipeline.transparency.receipt import receipt_for
+
+log_app = typer.Typer(
+    help="The verifiable log: verifier key, checkpoints, leaves and proofs (C2SP formats).",
+    no_args_is_help=True,
+)
+
+
+def signer_for(db: str | None) -> Signer:
+    config = settings()
+    try:
+        return log_signer(config.log_key, config.log_origin, database_url(db))
+    except LogKeyError as exc:
+        fail(str(exc))
+
+
+def _write(data: bytes) -> None:
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
+def _latest_or_fail(ledger: Ledger) -> Signed:
+    with reading(ledger) as connection:
+        signed = latest(connection)
+    if signed is None:
+        fail("the log has signed no checkpoint yet: run sharing-audit log checkpoint")
+    return signed
+
+
+@log_app.command("vkey")
+def vkey(db: DbOption = None) -> None:
+    """The log's verifier key, one line: give it to auditors and witnesses."""
+    print(signer_for(db).verifier.vkey())
+
+
+@log_app.command("checkpoint")
+def checkpoint(db: DbOption = None) -> None:
+    """Sign a checkpoint of the tree if it grew, and print the latest (with cosignatures)."""
+    ledger = open_ledger(db)
+    try:
+        sign_if_grown(ledger, signer_for(db), settings().checkpoint_dir)
+    except TreeIncomplete as exc:
+        fail(f"{exc}: run sharing-audit db upgrade")
+    _write(_latest_or_fail(ledger).with_cosignatures())
+
+
+@log_app.command("leaf")
+def leaf(
+    seq: Annotated[int, typer.Argument(help="The entry's sequence number.")], db: DbOption = None
+) -> None:
+    """Entry SEQ's leaf bytes, exactly (the canonical JSON its hashes cover)."""
+    with reading(open_ledger(db, create=False)) as connection:
+        data = leaf_bytes(connection, seq)
+    if data is None:
+        fail(f"the ledger has no entry {seq}")
+    _write(data)
+
+
+@log_app.command("prove")
+def prove(
+    seq: Annotated[int, typer.Argument(help="The entry's sequence number.")],
+    size: Annotated[
+        int | None, typer.Option(help="The checkpoint's size (default: the latest).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """A C2SP tlog-proof receipt: entry SEQ is in the checkpoint of size N."""
+    ledger = open_ledger(db, create=False)
+    signed = _checkpoint_of(ledger, size)
+    if not 1 <= seq <= signed.checkpoint.size:
+        fail(f"entry {seq} is not in the checkpoint of size {signed.checkpoint.size}")
+    with reading(ledger) as connection:
+        proof = inclusion_proof(connection, seq - 1, signed.checkpoint.size)
+    _write(receipt_for(seq - 1, proof, signed.with_cosignatures()))
+
+
+@log_app.command("consistency")
+def consistency(
+    old: Annotated[int, typer.Option("--old", help="The size of the tree to prove extended.")],
+    db: DbOption = None,
+) -> None:
+    """``old N``, the consistency proof to the latest checkpoint, a blank line and that
+    checkpoint: the body a witness's add-checkpoint takes."""
+    ledger = open_ledger(db, create=False)
+    signed = _latest_or_fail(ledger)
+    if not 0 <= old <= signed.checkpoint.size:
+        fail(f"--old {old} is larger than the latest checkpoint ({signed.checkpoint.size})")
+    with reading(ledger) as connection:
+        proof = consistency_proof(connection, old, signed.checkpoint.size)
+    _write(consistency_body(old, proof, signed.note))
+
+
+def consistency_body(old: int, proof: list[bytes], note: bytes) -> bytes:
+    lines = [f"old {old}", *(base64.b64encode(h).decode() for h in proof)]
+    return ("\n".join(lines) + "\n\n").encode() + note
+
+
+def _checkpoint_of(ledger: Ledger, size: int | None) -> Signed:
+    if size is None:
+        return _latest_or_fail(ledger)
+    with reading(ledger) as connection:
+        signed = at_size(connection, size)
+    if signed is None:
+        fail(f"the log signed no checkpoint of size {size}")
+    return signed

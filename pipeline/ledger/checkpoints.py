@@ -1,0 +1,152 @@
+"""The checkpoints this log signs: its key, signing a checkpoint when the tree has grown,
+keeping every one it signed (append-only), and the witnesses' cosignatures of them.
+
+A checkpoint is only worth something once it has left the building: the latest is also
+written to ``SHARING_AUDIT_CHECKPOINT_DIR`` when set (a folder another party copies or
+mounts read-only), and sent to witnesses (``pipeline.ledger.witnessing``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection, select
+
+from pipeline.ledger.models import LogCheckpoint, LogCosignature
+from pipeline.ledger.store import Ledger, now_text
+from pipeline.ledger.tree import root_at
+from pipeline.pseudonym import create_key_file, key_file_for
+from pipeline.transparency.note import (
+    Checkpoint,
+    Note,
+    Signer,
+    new_private_key,
+    sign_note,
+)
+
+CHECKPOINT = LogCheckpoint.__table__  # type: ignore[attr-defined]
+COSIGNATURE = LogCosignature.__table__  # type: ignore[attr-defined]
+LOG_KEY_SUFFIX = ".logkey"
+
+
+class LogKeyError(Exception):
+    """The log's signing key is missing, unreadable or malformed."""
+
+
+def log_signer(configured: str | None, origin: str, database_url: str) -> Signer:
+    """The log's signer: ``SHARING_AUDIT_LOG_KEY`` (64 hex characters) for any database;
+    with SQLite and none set, the key kept beside the file, made on first use (0600)."""
+    if configured:
+        return Signer(origin, _key_from_hex(configured.strip(), "SHARING_AUDIT_LOG_KEY"))
+    path = key_file_for(database_url, LOG_KEY_SUFFIX)
+    if path is None:
+        raise LogKeyError("set SHARING_AUDIT_LOG_KEY (64 hex characters) for a server database")
+    if not path.exists():
+        create_key_file(path, new_private_key())
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise LogKeyError(f"cannot read the log key {path}: {exc.strerror}") from None
+    return Signer(origin, _key_from_hex(text, str(path)))
+
+
+def _key_from_hex(text: str, where: str) -> bytes:
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise LogKeyError(f"{where} must be 64 hexadecimal characters") from None
+    if len(key) != 32:
+        raise LogKeyError(f"{where} must be 64 hexadecimal characters (32 bytes)")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A checkpoint the log signed, with the cosignatures witnesses returned for it."""
+
+    checkpoint: Checkpoint
+    note: bytes  # as the log signed it
+    cosignatures: tuple[str, ...] = ()  # signature lines
+
+    def with_cosignatures(self) -> bytes:
+        """The note with every cosignature line after the log's own."""
+        return self.note + "".join(self.cosignatures).encode()
+
+
+def _signed(connection: Connection, size: int, note: str) -> Signed:
+    lines = connection.execute(
+        select(COSIGNATURE.c.line)
+        .where(COSIGNATURE.c.size == size, COSIGNATURE.c.line.is_not(None))
+        .order_by(COSIGNATURE.c.witness)
+    ).scalars()
+    parsed = Note.parse(note.encode())
+    return Signed(Checkpoint.from_body(parsed.text), note.encode(), tuple(lines))
+
+
+def latest(connection: Connection) -> Signed | None:
+    """The largest checkpoint the log has signed, if any."""
+    row = connection.execute(
+        select(CHECKPOINT.c.size, CHECKPOINT.c.note).order_by(CHECKPOINT.c.size.desc()).limit(1)
+    ).first()
+    return None if row is None else _signed(connection, int(row.size), row.note)
+
+
+def at_size(connection: Connection, size: int) -> Signed | None:
+    row = connection.execute(
+        select(CHECKPOINT.c.size, CHECKPOINT.c.note).where(CHECKPOINT.c.size == size)
+    ).first()
+    return None if row is None else _signed(connection, int(row.size), row.note)
+
+
+def sign_if_grown(ledger: Ledger, signer: Signer, folder: str | None = None) -> Signed | None:
+    """Sign a checkpoint of the tree as it is now, if it has grown since the last one the
+    log signed, keep it, and write it to ``folder``; the new checkpoint, or None.
+
+    Holds the chain-head lock while it reads the head, so that the root signed is the
+    root of exactly the entries up to that size.
+    """
+    with ledger.locked() as connection:
+        size, _ = Ledger.head(connection)
+        last = latest(connection)
+        if size == 0 or (last is not None and last.checkpoint.size >= size):
+            return None
+        checkpoint = Checkpoint(signer.name, size, root_at(connection, size))
+        note = sign_note(checkpoint.body(), signer).encode()
+        connection.execute(
+            CHECKPOINT.insert().values(size=size, note=note.decode(), signed_at=now_text())
+        )
+    signed = Signed(checkpoint, note)
+    if folder:
+        publish_to_folder(signed, Path(folder))
+    return signed
+
+
+def publish_to_folder(signed: Signed, folder: Path) -> None:
+    """Replace ``folder/checkpoint`` with ``signed``, atomically: a reader never sees half."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=".checkpoint-", dir=folder)
+    with os.fdopen(fd, "wb") as out:
+        out.write(signed.with_cosignatures())
+    os.replace(temporary, folder / "checkpoint")
+
+
+def record_cosignature(
+    ledger: Ledger, size: int, witness: str, line: str | None, refusal: str | None = None
+) -> None:
+    """Keep a witness's answer to the checkpoint of ``size``: its cosignature line, or why
+    it refused. The first answer of each witness for each size stands."""
+    with ledger.engine.begin() as connection:
+        known = connection.execute(
+            select(COSIGNATURE.c.size).where(
+                COSIGNATURE.c.size == size, COSIGNATURE.c.witness == witness
+            )
+        ).first()
+        if known is None:
+            connection.execute(
+                COSIGNATURE.insert().values(
+                    size=size, witness=witness, line=line, refusal=refusal, at=now_text()
+                )
+            )

@@ -1,0 +1,275 @@
+"""The verifiable log, as its operator and its auditors use it: the tree kept with the
+entries, checkpoints, receipts, and an auditor who refuses a history rewritten with the
+log's own signing key (sharing-audit log, sharing-audit audit)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from pipeline.cli.main import app
+from pipeline.engine import Position
+from pipeline.ledger import schema
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.store import Ledger
+from pipeline.ledger.tree import leaf_bytes, root_at, tree_size
+from pipeline.packs import load_pack
+from pipeline.pseudonym import pseudonymiser
+from pipeline.simulate import simulate
+from pipeline.transparency.merkle import tree_root
+from pipeline.transparency.note import Verifier
+
+pytestmark = pytest.mark.integration
+runner = CliRunner()
+LOG_KEY = "5a" * 32
+ENV = {"SHARING_AUDIT_LOG_KEY": LOG_KEY, "SHARING_AUDIT_PSEUDONYM_KEY": "ab" * 32}
+
+
+def events(pupils: int, seed: int = 3) -> list[bytes]:
+    return [orjson.dumps(line.event) for line in simulate(pupils, 0.05, seed)]
+
+
+def ledger_with(url: str, raws: list[bytes]) -> Ledger:
+    ledger = Ledger.open(url)
+    schema.upgrade(ledger.engine)
+    record(ledger, raws)
+    return ledger
+
+
+def record(ledger: Ledger, raws: list[bytes], first: int = 0) -> None:
+    writer = LedgerWriter(
+        ledger, load_pack(), pseudonymiser(bytes.fromhex(ENV["SHARING_AUDIT_PSEUDONYM_KEY"]))
+    )
+    for start in range(0, len(raws), 1000):
+        batch = raws[start : start + 1000]
+        writer.write([(r, Position.line("t", first + start + i)) for i, r in enumerate(batch)])
+
+
+def log(*args: str, url: str) -> bytes:
+    done = runner.invoke(app, ["log", *args, "--db", url], env=ENV)
+    assert done.exit_code == 0, done.output
+    return done.stdout_bytes
+
+
+def audit(*args: str) -> tuple[int, str]:
+    done = runner.invoke(app, ["audit", *args], env=ENV)
+    return done.exit_code, done.output
+
+
+def count(ledger: Ledger) -> int:
+    with ledger.engine.connect() as connection:
+        return int(connection.execute(text("SELECT max(seq) FROM ledger_entry")).scalar_one())
+
+
+# -- the tree ------------------------------------------------------------------------------
+
+
+def test_the_tree_is_kept_with_the_entries_and_its_root_is_the_rfc_root_of_their_leaves(
+    db_url: str,
+) -> None:
+    ledger = ledger_with(db_url, events(40))
+    n = count(ledger)
+    with ledger.engine.connect() as connection:
+        leaves = [leaf_bytes(connection, seq) or b"" for seq in range(1, n + 1)]
+        assert tree_size(connection) == n
+        for size in (1, 2, 3, n // 2, n - 1, n):
+            assert root_at(connection, size) == tree_root(leaves[:size])
+
+
+def test_a_leaf_is_the_entrys_canonical_json_with_pseudonyms_not_upns(sqlite_url: str) -> None:
+    raws = events(5)
+    ledger = ledger_with(sqlite_url, raws)
+    upns = {
+        pupil["upn"].encode()
+        for raw in raws
+        for pupil in orjson.loads(raw).get("data", {}).get("pupils", [])
+    }
+    leaves = [log("leaf", str(seq), url=sqlite_url) for seq in range(1, count(ledger) + 1)]
+    assert upns and not any(upn in leaf for leaf in leaves for upn in upns)
+    fields = orjson.loads(leaves[0])
+    assert fields["seq"] == 1 and "prev_hash" not in fields and "hash" not in fields
+    assert any(orjson.loads(leaf)["pupil_keys"] for leaf in leaves)
+    with ledger.engine.connect() as connection:
+        assert leaf_bytes(connection, 1) == leaves[0]
+
+
+# -- the operator's commands and the auditor's ---------------------------------------------
+
+
+def test_a_receipt_from_the_log_is_accepted_by_the_auditor_for_its_entry_only(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger_with(sqlite_url, events(20))
+    (tmp_path / "vkey").write_bytes(log("vkey", url=sqlite_url))
+    log("checkpoint", url=sqlite_url)
+    (tmp_path / "receipt").write_bytes(log("prove", "7", url=sqlite_url))
+    (tmp_path / "leaf7").write_bytes(log("leaf", "7", url=sqlite_url))
+    (tmp_path / "leaf8").write_bytes(log("leaf", "8", url=sqlite_url))
+    vkey = str(tmp_path / "vkey")
+    status, said = audit(
+        "receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf7"), "--vkey", vkey
+    )
+    assert status == 0, said
+    status, said = audit(
+        "receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf8"), "--vkey", vkey
+    )
+    assert status == 1 and "refused" in said
+
+
+def test_the_auditor_follows_10000_more_entries_with_a_short_consistency_proof(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = ledger_with(sqlite_url, events(10))
+    (tmp_path / "vkey").write_bytes(log("vkey", url=sqlite_url))
+    (tmp_path / "first").write_bytes(log("checkpoint", url=sqlite_url))
+    state, vkey = str(tmp_path / "state"), str(tmp_path / "vkey")
+    assert audit("verify", str(tmp_path / "first"), "--vkey", vkey, "--state", state)[0] == 0
+    old = count(ledger)
+    more = events(4500, seed=9)
+    record(ledger, more[:10_200], first=old)
+    assert count(ledger) - old >= 10_000
+    (tmp_path / "second").write_bytes(log("checkpoint", url=sqlite_url))
+    proof = log("consistency", "--old", str(old), url=sqlite_url)
+    (tmp_path / "proof").write_bytes(proof)
+    hashes = proof.split(b"\n\n")[0].split(b"\n")[1:]
+    assert len(hashes) <= 2 * math.ceil(math.log2(count(ledger)))
+    status, said = audit(
+        "verify",
+        str(tmp_path / "second"),
+        "--vkey",
+        vkey,
+        "--state",
+        state,
+        "--proof",
+        str(tmp_path / "proof"),
+    )
+    assert status == 0, said
+    assert (tmp_path / "state" / "checkpoint").read_bytes() == (tmp_path / "second").read_bytes()
+
+
+# -- an operator who rewrites history with the log's own key -------------------------------
+
+
+@pytest.fixture
+def true_history(tmp_path: Path) -> tuple[list[bytes], Path, Path, int]:
+    """A ledger, its checkpoint accepted by an auditor; the events, the state, the vkey,
+    and the size accepted."""
+    raws = events(30)
+    url = f"sqlite:///{tmp_path}/true.db"
+    ledger = ledger_with(url, raws)
+    (tmp_path / "vkey").write_bytes(log("vkey", url=url))
+    (tmp_path / "true-checkpoint").write_bytes(log("checkpoint", url=url))
+    state = tmp_path / "state"
+    status, said = audit(
+        "verify",
+        str(tmp_path / "true-checkpoint"),
+        "--vkey",
+        str(tmp_path / "vkey"),
+        "--state",
+        str(state),
+    )
+    assert status == 0, said
+    return raws, state, tmp_path / "vkey", count(ledger)
+
+
+def rewritten(raws: list[bytes], folder: Path, extra: list[bytes]) -> str:
+    """The same events, but the second one changed, and ``extra`` after them: a ledger
+    rebuilt by an operator holding the log key."""
+    changed = orjson.loads(raws[1])
+    changed["id"] = str(uuid.uuid4())
+    url = f"sqlite:///{folder}/rewritten-{uuid.uuid4().hex[:6]}.db"
+    ledger_with(url, [raws[0], orjson.dumps(changed), *raws[2:], *extra])
+    return url
+
+
+def test_a_rewritten_history_that_grew_is_refused_by_the_auditor(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, size = true_history
+    url = rewritten(raws, tmp_path, events(5, seed=11))
+    (tmp_path / "forged").write_bytes(log("checkpoint", url=url))
+    (tmp_path / "proof").write_bytes(log("consistency", "--old", str(size), url=url))
+    kept = (state / "checkpoint").read_bytes()
+    status, said = audit(
+        "verify",
+        str(tmp_path / "forged"),
+        "--vkey",
+        str(vkey),
+        "--state",
+        str(state),
+        "--proof",
+        str(tmp_path / "proof"),
+    )
+    assert status == 1 and "history was rewritten" in said
+    assert (state / "checkpoint").read_bytes() == kept
+
+
+def test_a_rollback_to_a_smaller_tree_is_refused(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, _ = true_history
+    url = f"sqlite:///{tmp_path}/smaller.db"
+    ledger_with(url, raws[:10])
+    (tmp_path / "smaller").write_bytes(log("checkpoint", url=url))
+    status, said = audit(
+        "verify", str(tmp_path / "smaller"), "--vkey", str(vkey), "--state", str(state)
+    )
+    assert status == 1 and "rolled back" in said
+
+
+def test_another_checkpoint_of_the_same_size_is_a_fork(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, size = true_history
+    url = rewritten(raws, tmp_path, [])
+    assert count(Ledger.open(url)) == size
+    (tmp_path / "forked").write_bytes(log("checkpoint", url=url))
+    status, said = audit(
+        "verify", str(tmp_path / "forked"), "--vkey", str(vkey), "--state", str(state)
+    )
+    assert status == 1 and "forked" in said
+
+
+def test_a_checkpoint_signed_by_another_key_is_refused(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, _ = true_history
+    url = f"sqlite:///{tmp_path}/other.db"
+    ledger_with(url, raws)
+    done = runner.invoke(
+        app, ["log", "checkpoint", "--db", url], env={**ENV, "SHARING_AUDIT_LOG_KEY": "77" * 32}
+    )
+    (tmp_path / "other").write_bytes(done.stdout_bytes)
+    status, said = audit(
+        "verify", str(tmp_path / "other"), "--vkey", str(vkey), "--state", str(state)
+    )
+    assert status == 1 and "not signed by the log's key" in said
+
+
+def test_the_log_key_is_made_beside_a_sqlite_ledger_readable_by_its_owner_only(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/own.db"
+    ledger_with(url, events(3))
+    done = runner.invoke(
+        app, ["log", "vkey", "--db", url], env={"SHARING_AUDIT_PSEUDONYM_KEY": "ab" * 32}
+    )
+    assert done.exit_code == 0, done.output
+    key_file = tmp_path / "own.db.logkey"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert Verifier.parse(done.stdout).name == "sharing-audit.localhost/ledger"
+
+
+def test_a_server_database_without_a_log_key_is_told_to_set_one(pg_url: str) -> None:
+    ledger_with(pg_url, events(3))
+    done = runner.invoke(
+        app, ["log", "vkey", "--db", pg_url], env={"SHARING_AUDIT_PSEUDONYM_KEY": "ab" * 32}
+    )
+    assert done.exit_code != 0
+    assert "SHARING_AUDIT_LOG_KEY" in done.output and "Traceback" not in done.output
