@@ -26,6 +26,7 @@ from pipeline.cli.options import (
 from pipeline.cli.terminal import plain, short_type
 from pipeline.ledger import schema
 from pipeline.ledger.asking import filters_from
+from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import recorded_fingerprint
 from pipeline.ledger.queries import stats, verify
@@ -40,6 +41,7 @@ from pipeline.pseudonym import (
 )
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
+from pipeline.transparency.note import Verifier
 
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
@@ -67,23 +69,35 @@ def _key_if_any(ledger: Ledger, db: str | None) -> Pseudonymiser | None:
 
 @ledger_app.command("verify")
 def ledger_verify(db: DbOption = None) -> None:
-    """Recompute the hash chain and check the facts, payloads and (given the pseudonym
-    key) identities beside it; exit 1 naming the first entry that is wrong, and why."""
+    """Recompute the hash chain and the Merkle tree, and check the facts, payloads and
+    (given the pseudonym key) identities beside it, and the checkpoints the log signed;
+    exit 1 naming the first entry that is wrong, and why."""
     ledger = open_ledger(db, create=False)
     pseudonyms = _key_if_any(ledger, db)
+    log = _log_verifier_if_any(db)
     with reading(ledger) as connection:
-        result = verify(connection, pseudonyms)
+        result = verify(connection, pseudonyms, log)
     if result.ok:
         print(
             f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
-            f"head hash {result.head_hash}"
+            f"head hash {result.head_hash}; its Merkle tree and checkpoints agree"
         )
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
+        if log is None:
+            print("checkpoint signatures not checked: no log key (SHARING_AUDIT_LOG_KEY)")
         return
     print(f"ledger verify FAILED at seq {result.fault_seq}: {result.fault}", file=sys.stderr)
     print(f"the {result.count} entries before it are intact", file=sys.stderr)
     raise typer.Exit(1)
+
+
+def _log_verifier_if_any(db: str | None) -> Verifier | None:
+    config = settings()
+    try:
+        return log_signer(config.log_key, config.log_origin, database_url(db), False).verifier
+    except LogKeyError:
+        return None
 
 
 @ledger_app.command("query")

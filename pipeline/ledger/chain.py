@@ -54,13 +54,7 @@ def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     A JSON field may be given as its canonical JSON wrapped in ``orjson.Fragment``: the
     bytes hashed are the same, and the ledger need not decode what it stored to check it.
     """
-    return fields_hash(prev_hash, {name: fields[name] for name in ENTRY_FIELDS})
-
-
-def fields_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """:func:`entry_hash` of a mapping that holds the hashed fields and nothing else, as
-    the ledger's own new entries do: it need not be copied first."""
-    return link_hash(prev_hash, canonical_json(fields))
+    return link_hash(prev_hash, entry_leaf(fields))
 
 
 def link_hash(prev_hash: str, leaf: bytes) -> str:
@@ -109,13 +103,16 @@ class Verification:
         return self.fault is None
 
 
-def verify_chain(entries: Iterable[Mapping[str, Any]]) -> Verification:
+def verify_chain(
+    entries: Iterable[Mapping[str, Any]], leaves: bytearray | None = None
+) -> Verification:
     """Check entries in ``seq`` order: numbering from 1 without gaps, links, and hashes.
 
     Each entry is a mapping with ``prev_hash``, ``hash`` and every field in
     ``ENTRY_FIELDS`` (lists and objects decoded, or as fragments of their canonical text).
     Stops at the first fault and names the sequence number at which the stored chain stops
-    being the chain that was written.
+    being the chain that was written. ``leaves``, when given, receives each entry's Merkle
+    leaf hash (32 bytes each, in order), for checking the tree in the same pass.
     """
     expected_seq, prev = 1, GENESIS
     count = 0
@@ -136,7 +133,10 @@ def verify_chain(entries: Iterable[Mapping[str, Any]]) -> Verification:
                 f"does not link to seq {seq - 1}: an entry before it was removed, "
                 "inserted or replaced",
             )
-        if entry_hash(prev, entry) != entry["hash"]:
+        leaf = entry_leaf(entry)
+        if leaves is not None:
+            leaves += hashlib.sha256(b"\x00" + leaf).digest()
+        if link_hash(prev, leaf) != entry["hash"]:
             return Verification(
                 count, seq - 1, prev, seq, "content changed: its hash does not match its fields"
             )

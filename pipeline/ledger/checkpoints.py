@@ -22,7 +22,9 @@ from pipeline.pseudonym import create_key_file, key_file_for
 from pipeline.transparency.note import (
     Checkpoint,
     Note,
+    NoteError,
     Signer,
+    Verifier,
     new_private_key,
     sign_note,
 )
@@ -36,15 +38,20 @@ class LogKeyError(Exception):
     """The log's signing key is missing, unreadable or malformed."""
 
 
-def log_signer(configured: str | None, origin: str, database_url: str) -> Signer:
+def log_signer(
+    configured: str | None, origin: str, database_url: str, may_create: bool = True
+) -> Signer:
     """The log's signer: ``SHARING_AUDIT_LOG_KEY`` (64 hex characters) for any database;
-    with SQLite and none set, the key kept beside the file, made on first use (0600)."""
+    with SQLite and none set, the key kept beside the file, made on first use (0600)
+    when ``may_create``."""
     if configured:
         return Signer(origin, _key_from_hex(configured.strip(), "SHARING_AUDIT_LOG_KEY"))
     path = key_file_for(database_url, LOG_KEY_SUFFIX)
     if path is None:
         raise LogKeyError("set SHARING_AUDIT_LOG_KEY (64 hex characters) for a server database")
     if not path.exists():
+        if not may_create:
+            raise LogKeyError(f"no log key: {path} is missing")
         create_key_file(path, new_private_key())
     try:
         text = path.read_text().strip()
@@ -150,3 +157,29 @@ def record_cosignature(
                     size=size, witness=witness, line=line, refusal=refusal, at=now_text()
                 )
             )
+
+
+def checkpoint_faults(connection: Connection, log: Verifier | None) -> list[tuple[int, str]]:
+    """Checkpoints the log kept that its tree does not bear out: a root other than the
+    tree's at that size, or (when ``log``, the verifier key, is given) a signature that is
+    not the log's. Each as (the checkpoint's size, what is wrong)."""
+    faults: list[tuple[int, str]] = []
+    rows = connection.execute(
+        select(CHECKPOINT.c.size, CHECKPOINT.c.note).order_by(CHECKPOINT.c.size)
+    )
+    for size, text in rows:
+        try:
+            note = Note.parse(text.encode())
+            checkpoint = Checkpoint.from_body(note.text)
+        except NoteError as exc:
+            faults.append((int(size), f"the checkpoint of size {size} is malformed: {exc}"))
+            continue
+        if log is not None and not note.signed_by(log):
+            faults.append(
+                (int(size), f"the checkpoint of size {size} is not signed by the log's key")
+            )
+        elif checkpoint.size != size or root_at(connection, size) != checkpoint.root:
+            faults.append(
+                (int(size), f"the checkpoint of size {size} names a root the entries do not have")
+            )
+    return faults

@@ -20,10 +20,13 @@ from pipeline.ledger.chain import (
     hashable_form,
     verify_chain,
 )
+from pipeline.ledger.checkpoints import checkpoint_faults
 from pipeline.ledger.outbox import alert_counts
 from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT, Ledger, any_of
+from pipeline.ledger.tree import tree_faults
 from pipeline.pseudonym import Pseudonymiser
+from pipeline.transparency.note import Verifier
 
 PAGE = 2_000
 ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
@@ -187,11 +190,16 @@ def _stored_chain(connection: Connection) -> Iterator[dict[str, Any]]:
         yield fields
 
 
-def verify(connection: Connection, pseudonyms: Pseudonymiser | None = None) -> Verification:
-    """Recompute the whole chain; check the chain head agrees with the last entry, and
-    the rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`):
-    facts and payloads always, identity rows when ``pseudonyms`` (the key) is given."""
-    result = verify_chain(_stored_chain(connection))
+def verify(
+    connection: Connection, pseudonyms: Pseudonymiser | None = None, log: Verifier | None = None
+) -> Verification:
+    """Recompute the whole chain; check the chain head agrees with the last entry, the
+    rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`): facts
+    and payloads always, identity rows when ``pseudonyms`` (the key) is given; and the
+    Merkle tree and the checkpoints kept against the entries (their signatures too, when
+    ``log``, the log's verifier key, is given)."""
+    leaves = bytearray()
+    result = verify_chain(_stored_chain(connection), leaves)
     if not result.ok:
         return result
     head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
@@ -207,6 +215,8 @@ def verify(connection: Connection, pseudonyms: Pseudonymiser | None = None) -> V
     faults = side_faults(connection)
     if pseudonyms is not None:
         faults += identity_faults(connection, pseudonyms)
+    tree = tree_faults(connection, leaves)
+    faults += tree or checkpoint_faults(connection, log)  # a faulty tree proves no root
     if faults:
         seq, fault = min(faults)
         return Verification(

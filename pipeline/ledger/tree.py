@@ -21,6 +21,7 @@ from pipeline.transparency.merkle import (
     grown,
     inclusion_ranges,
     leaf_hash,
+    node_hash,
     range_hash,
     subtrees,
 )
@@ -127,3 +128,44 @@ def build_missing(engine: Engine, progress: Callable[[int, int], None] | None = 
         if progress is not None:
             progress(size, total)
     return done
+
+
+def tree_faults(connection: Connection, leaves: bytearray) -> list[tuple[int, str]]:
+    """Where the stored tree is not the tree of the entries whose leaf hashes are
+    ``leaves`` (32 bytes each, from :func:`~pipeline.ledger.chain.verify_chain`): each
+    fault as (the first seq under the node, what is wrong). Level by level, each level's
+    nodes recomputed from the one below and compared with the stored ones, streamed."""
+    expected = leaves
+    level = 0
+    while expected:
+        fault = _level_fault(connection, level, expected)
+        if fault is not None:
+            return [fault]
+        expected = bytearray(
+            b"".join(
+                node_hash(bytes(expected[i : i + 32]), bytes(expected[i + 32 : i + 64]))
+                for i in range(0, len(expected) - 32, 64)
+            )
+        )
+        level += 1
+    return []
+
+
+def _level_fault(connection: Connection, level: int, expected: bytearray) -> tuple[int, str] | None:
+    rows = connection.execution_options(stream_results=True, yield_per=10_000).execute(
+        select(TREE.c.idx, TREE.c.hash).where(TREE.c.level == level).order_by(TREE.c.idx)
+    )
+    count = len(expected) // 32
+    seen = 0
+    for idx, digest in rows:
+        if int(idx) != seen or seen >= count:
+            what = "has a node it should not" if seen >= count or int(idx) < seen else "lacks"
+            return (seen << level) + 1, f"the Merkle tree {what} at level {level}, index {seen}"
+        if bytes(digest) != bytes(expected[seen * 32 : seen * 32 + 32]):
+            return (seen << level) + 1, (
+                f"the Merkle tree's node at level {level}, index {seen} does not match the entries"
+            )
+        seen += 1
+    if seen != count:
+        return (seen << level) + 1, f"the Merkle tree lacks a node at level {level}, index {seen}"
+    return None

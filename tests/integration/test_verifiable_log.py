@@ -21,13 +21,16 @@ from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import leaf_bytes, root_at, tree_size
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
+from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.simulate import simulate
 from pipeline.transparency.merkle import tree_root
-from pipeline.transparency.note import Verifier
+from pipeline.transparency.note import Checkpoint, Signer, Verifier, sign_note
+from tests.integration.test_ledger_contract import drop_triggers
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
 LOG_KEY = "5a" * 32
+ORIGIN_OF_TESTS = DEFAULT_LOG_ORIGIN
 ENV = {"SHARING_AUDIT_LOG_KEY": LOG_KEY, "SHARING_AUDIT_PSEUDONYM_KEY": "ab" * 32}
 
 
@@ -273,3 +276,53 @@ def test_a_server_database_without_a_log_key_is_told_to_set_one(pg_url: str) -> 
     )
     assert done.exit_code != 0
     assert "SHARING_AUDIT_LOG_KEY" in done.output and "Traceback" not in done.output
+
+
+# -- ledger verify: the tree and the checkpoints against the entries ---------------------
+
+
+def verify_says(url: str, env: dict[str, str] = ENV) -> tuple[int, str]:
+    done = runner.invoke(app, ["ledger", "verify", "--db", url], env=env)
+    return done.exit_code, done.output
+
+
+def test_ledger_verify_checks_the_tree_and_the_checkpoints(db_url: str) -> None:
+    ledger_with(db_url, events(20))
+    log("checkpoint", url=db_url)
+    status, said = verify_says(db_url)
+    assert status == 0, said
+    assert "Merkle tree and checkpoints agree" in said
+
+
+def test_ledger_verify_finds_a_tree_node_edited_behind_the_ledgers_back(db_url: str) -> None:
+    ledger = ledger_with(db_url, events(20))
+    with ledger.engine.begin() as connection:
+        drop_triggers(connection, ledger.dialect)
+        connection.execute(
+            text("UPDATE tree_node SET hash = :h WHERE level = 1 AND idx = 2"), {"h": bytes(32)}
+        )
+    status, said = verify_says(db_url)
+    assert status == 1 and "at seq 5" in said and "level 1, index 2" in said
+
+
+def test_ledger_verify_finds_a_checkpoint_whose_root_the_entries_do_not_have(db_url: str) -> None:
+    ledger = ledger_with(db_url, events(20))
+    log("checkpoint", url=db_url)
+    record(ledger, events(3, seed=21), first=10_000)
+    forged = Signer(ORIGIN_OF_TESTS, bytes.fromhex(LOG_KEY))
+    size = count(ledger)
+    note = sign_note(Checkpoint(ORIGIN_OF_TESTS, size, bytes(32)).body(), forged).encode()
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO log_checkpoint (size, note, signed_at) VALUES (:s, :n, 'now')"),
+            {"s": size, "n": note.decode()},
+        )
+    status, said = verify_says(db_url)
+    assert status == 1 and f"checkpoint of size {size} names a root" in said
+
+
+def test_ledger_verify_finds_a_checkpoint_not_signed_by_the_logs_key(db_url: str) -> None:
+    ledger_with(db_url, events(20))
+    log("checkpoint", url=db_url)
+    status, said = verify_says(db_url, {**ENV, "SHARING_AUDIT_LOG_KEY": "66" * 32})
+    assert status == 1 and "not signed by the log's key" in said
