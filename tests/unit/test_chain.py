@@ -7,13 +7,15 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.canonical import canonical_json
 from pipeline.ledger.chain import (
     ENTRY_FIELDS,
     GENESIS,
     JSON_FIELDS,
     entry_hash,
-    fields_hash,
+    entry_leaf,
     hashable_form,
+    link_hash,
     stored_form,
     verify_chain,
 )
@@ -39,13 +41,21 @@ def entry_fields(draw: st.DrawFn) -> dict[str, Any]:
 @given(entry_fields())
 def test_a_new_entry_hashes_as_its_stored_row_is_checked(fields: dict[str, Any]) -> None:
     stored = stored_form(fields)
-    assert fields_hash(GENESIS, fields) == entry_hash(GENESIS, hashable_form(stored))
+    new = link_hash(GENESIS, canonical_json(fields))  # as Ledger.append hashes it
+    assert new == entry_hash(GENESIS, hashable_form(stored))
+
+
+@given(entry_fields())
+def test_a_new_entrys_leaf_is_the_leaf_recomputed_from_its_stored_row(
+    fields: dict[str, Any],
+) -> None:
+    assert canonical_json(fields) == entry_leaf(hashable_form(stored_form(fields)))
 
 
 @given(entry_fields())
 def test_a_stored_row_hashes_the_same_whatever_else_it_holds(fields: dict[str, Any]) -> None:
     row = {**hashable_form(stored_form(fields)), "prev_hash": GENESIS, "hash": "x" * 64}
-    assert entry_hash(GENESIS, row) == fields_hash(GENESIS, fields)
+    assert entry_hash(GENESIS, row) == link_hash(GENESIS, canonical_json(fields))
 
 
 def test_a_changed_field_breaks_the_chain_at_its_entry() -> None:
@@ -60,7 +70,7 @@ def test_a_changed_field_breaks_the_chain_at_its_entry() -> None:
             "rules": [],
             "reasons": [],
         }
-        digest = fields_hash(prev, fields)
+        digest = link_hash(prev, canonical_json(fields))
         rows.append({**hashable_form(stored_form(fields)), "prev_hash": prev, "hash": digest})
         prev = digest
     assert verify_chain(rows).ok
