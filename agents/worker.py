@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from agents.app import create_app
 from agents.recorder import Batching
 from agents.sink import LedgerSink
-from agents.writer import WriterSpec
+from agents.writer import Checkpointing, WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
 from pipeline.ledger import schema
@@ -36,6 +36,7 @@ class WorkerConfig:
     notice_targets: tuple[Target, ...] = ()
     desk_url: str = ""
     log_level: str = "INFO"
+    checkpoints: Checkpointing | None = None
 
 
 def ready_ledger(url: str, first_delay: float = 0.5, cap: float = 30.0) -> Ledger:
@@ -75,7 +76,13 @@ def run_worker(config: WorkerConfig) -> None:
     if created:
         log.info("topics_created", topics=created, partitions=config.kafka.partitions)
     ledger.engine.dispose()
-    spec = WriterSpec(config.database_url, config.policy, config.pseudonym_key, config.log_level)
+    spec = WriterSpec(
+        config.database_url,
+        config.policy,
+        config.pseudonym_key,
+        config.log_level,
+        config.checkpoints,
+    )
     sink = LedgerSink(spec)
     notifier = None
     if config.notice_targets:

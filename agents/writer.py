@@ -17,19 +17,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.engine import Position
+from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.errors import is_unavailable
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.keys import KeyRefused, bind_key
 from pipeline.ledger.outbox import Due, due_alerts, mark_relayed
 from pipeline.ledger.store import Ledger
 from pipeline.logging import configure as configure_logging
+from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
+from pipeline.transparency.note import Signer
 from schemas.decisions import Decision
+
+log = get_logger(__name__)
 
 _writer: LedgerWriter | None = None
 _writes = 0
 _key_bound = False
+_checkpoints: Checkpointing | None = None
+_last_signed = float("-inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +47,17 @@ class WriterSpec:
     policy: Policy
     pseudonym_key: bytes
     log_level: str = "INFO"
+    checkpoints: Checkpointing | None = None  # None: the log has no key, nothing is signed
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpointing:
+    """How the writer signs checkpoints: with ``signer``, at most every ``seconds``, the
+    latest also written to ``folder`` when given."""
+
+    signer: Signer
+    seconds: float = 10.0
+    folder: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +84,10 @@ class Failed:
 
 def start(spec: WriterSpec) -> None:
     """Process initialiser: open the ledger and build the writer once."""
-    global _writer
+    global _writer, _checkpoints
     _exit_with_parent()
     configure_logging(level=spec.log_level)
+    _checkpoints = spec.checkpoints
     _writer = LedgerWriter(
         Ledger.open(spec.database_url), spec.policy, pseudonymiser(spec.pseudonym_key)
     )
@@ -134,8 +153,31 @@ def write(records: list[Record], undecidable: str | None = None) -> list[Handled
         ]
 
     result: list[Handled] | Failed = _run(go)
+    if not isinstance(result, Failed):
+        _sign_when_due()
     _collect_between_batches()
     return result
+
+
+def _sign_when_due() -> None:
+    """Sign a checkpoint if the tree grew and the last was signed long enough ago. After
+    a group commit and on the relay's rounds, so that the last entries of a quiet spell
+    are signed too. A checkpoint that cannot be signed now is logged and tried again:
+    it never fails the batch it follows."""
+    global _last_signed
+    if _checkpoints is None or _writer is None:
+        return
+    now = time.monotonic()
+    if now - _last_signed < _checkpoints.seconds:
+        return
+    _last_signed = now
+    try:
+        signed = sign_if_grown(_writer.ledger, _checkpoints.signer, _checkpoints.folder)
+    except Exception as exc:
+        log.warning("checkpoint_not_signed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        return
+    if signed is not None:
+        log.info("checkpoint_signed", size=signed.checkpoint.size)
 
 
 def _collect_between_batches() -> None:
@@ -150,6 +192,7 @@ def _collect_between_batches() -> None:
 def due(hold_seconds: float, limit: int) -> Due | Failed:
     assert _writer is not None
     result: Due | Failed = _run(due_alerts, _writer.ledger, hold_seconds, limit)
+    _sign_when_due()
     return result
 
 

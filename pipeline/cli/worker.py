@@ -4,6 +4,7 @@ the ledger. The command line sits above the agents: this is where they are start
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -18,11 +19,16 @@ from pipeline.cli.options import (
 )
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
+from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.logging import configure as configure_logging
+from pipeline.logging import get_logger
 from pipeline.settings import Settings, settings
 from pipeline.transport.kafka import KafkaUnavailable
 from pipeline.transport.processes import Pipeline
+
+if TYPE_CHECKING:
+    from agents.writer import Checkpointing
 
 
 def worker(
@@ -60,6 +66,7 @@ def worker(
             alert_hold=config.alert_hold_seconds,
         ),
         log_level=log_level,
+        checkpoints=checkpointing(config, url),
         notice_targets=notice_targets(config),
         desk_url=config.desk_url,
     )
@@ -92,6 +99,19 @@ def _supervised(
             supervise(pipeline, Ledger.open(url), console, stop, log_file, log_from)
     except KafkaUnavailable as exc:
         fail(str(exc))
+
+
+def checkpointing(config: Settings, url: str) -> Checkpointing | None:
+    """How the worker signs checkpoints, or None, said in the log, when the log has no key
+    (a server database without SHARING_AUDIT_LOG_KEY): the worker still records."""
+    from agents.writer import Checkpointing
+
+    try:
+        signer = log_signer(config.log_key, config.log_origin, url)
+    except LogKeyError as exc:
+        get_logger(__name__).warning("checkpoints_not_signed", reason=str(exc))
+        return None
+    return Checkpointing(signer, config.checkpoint_seconds, config.checkpoint_dir)
 
 
 def notice_targets(config: Settings) -> tuple[Target, ...]:

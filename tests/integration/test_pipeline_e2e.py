@@ -178,3 +178,45 @@ def test_the_worker_sends_signed_notices_of_high_severity_incidents(
     timestamp = headers["X-Sharing-Audit-Timestamp"]
     assert headers["X-Sharing-Audit-Signature"] == signature(b"s3cret", timestamp, body)
     assert orjson.loads(body)["link"].startswith("https://desk.example/incidents/")
+
+
+def test_the_worker_signs_a_checkpoint_of_what_it_recorded_and_writes_it_to_a_folder(
+    kafka: KafkaConfig, tmp_path: Path, policy: Policy, year: list[bytes]
+) -> None:
+    ensure_topics(kafka)
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    folder = tmp_path / "published"
+    env = {
+        "SHARING_AUDIT_CHECKPOINT_SECONDS": "0.5",
+        "SHARING_AUDIT_CHECKPOINT_DIR": str(folder),
+    }
+    events_file = tmp_path / "events.jsonl"
+    events_file.write_bytes(b"".join(raw + b"\n" for raw in year))
+    with Pipeline(url, kafka, worker_log=tmp_path / "worker.log", env=env):
+        assert _sharing_audit("emit", str(events_file), "--broker", kafka.bootstrap).returncode == 0
+        entries = expected_of(year, Engine(policy)).entries
+        assert wait_until(lambda: ledger_count(url) >= entries, timeout=90)
+        with Ledger.open(url).engine.connect() as connection:
+            head = int(connection.exec_driver_sql("SELECT seq FROM chain_head").scalar_one())
+
+        def signed_to_head() -> bool:
+            published = folder / "checkpoint"
+            return (
+                published.exists() and published.read_bytes().split(b"\n")[1] == str(head).encode()
+            )
+
+        assert wait_until(signed_to_head, timeout=30), (tmp_path / "worker.log").read_text()[-2000:]
+    vkey = _sharing_audit("log", "vkey", "--db", url)
+    (tmp_path / "vkey").write_bytes(vkey.stdout)
+    accepted = _sharing_audit(
+        "audit",
+        "verify",
+        str(folder / "checkpoint"),
+        "--vkey",
+        str(tmp_path / "vkey"),
+        "--state",
+        str(tmp_path / "auditor"),
+    )
+    assert accepted.returncode == 0, accepted.stderr.decode()
+    verified = _sharing_audit("ledger", "verify", "--db", url)
+    assert verified.returncode == 0, verified.stderr.decode()
