@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
 from pipeline.transparency.merkle import (
     consistency_ranges,
     inclusion_ranges,
@@ -21,6 +23,7 @@ from pipeline.transparency.merkle import (
     tree_root,
 )
 from pipeline.transparency.note import Checkpoint, Signer, sign_note
+from tests.integration.test_verifiable_log import events, ledger_with
 from tests.unit.test_transparency import leaves_of, nodes_of
 
 GOPATH = Path("/usr/share/gocode")
@@ -99,3 +102,30 @@ def test_go_refuses_a_checkpoint_signed_by_another_key(go_verifier: Path) -> Non
     given = signed_tree(9, SIGNER)
     given["vkey"] = Signer(SIGNER.name, bytes(range(1, 33))).verifier.vkey()
     assert go_says(go_verifier, given).startswith("checkpoint:")
+
+
+def test_go_verifies_the_ledgers_own_checkpoint_and_proofs(go_verifier: Path, db_url: str) -> None:
+    ledger = ledger_with(db_url, events(30))
+    signed = sign_if_grown(ledger, SIGNER)
+    assert signed is not None
+    size = signed.checkpoint.size
+    with ledger.engine.connect() as connection:
+        leaves = [leaf_bytes(connection, seq) or b"" for seq in range(1, size + 1)]
+        given = {
+            "vkey": SIGNER.verifier.vkey(),
+            "checkpoint": signed.note.decode(),
+            "leaves": [b64(leaf) for leaf in leaves],
+            "inclusion": [
+                {"index": i, "proof": [b64(h) for h in inclusion_proof(connection, i, size)]}
+                for i in range(size)
+            ],
+            "consistency": [
+                {
+                    "old": old,
+                    "old_root": b64(root_at(connection, old)),
+                    "proof": [b64(h) for h in consistency_proof(connection, old, size)],
+                }
+                for old in range(1, size + 1)
+            ],
+        }
+    assert go_says(go_verifier, given) == "ok"
