@@ -48,7 +48,7 @@ from pipeline.ledger.models import (
     PupilIdentity,
     RegisterFact,
 )
-from pipeline.ledger.tree import COLUMNS, TREE, new_nodes
+from pipeline.ledger.tree import COLUMNS, TREE, RightEdge
 
 ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 PUPIL: Table = EntryPupil.__table__  # type: ignore[attr-defined]
@@ -261,6 +261,7 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.edge = RightEdge()  # the Merkle tree's right edge, between appends
 
     @classmethod
     def open(cls, url: str) -> Ledger:
@@ -297,6 +298,7 @@ class Ledger:
         if not entries:
             return self.head(connection)[1]
         head_seq, prev = self.head(connection)
+        head_hash = prev
         rows: list[tuple[Any, ...]] = []
         pupils: list[tuple[str, int]] = []
         recipients: list[tuple[str, int]] = []
@@ -333,7 +335,7 @@ class Ledger:
             (PAYLOAD, ("seq", "body"), sides.payloads),
             (FACT, ("seq", "pupil_key", "fact"), sides.facts),
             (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
-            (TREE, COLUMNS, new_nodes(connection, head_seq, leaves)),
+            (TREE, COLUMNS, self.edge.rows(connection, head_seq, head_hash, prev, leaves)),
         ):
             if values:
                 connection.exec_driver_sql(self._insert_statement(table, names), values)

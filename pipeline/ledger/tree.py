@@ -3,6 +3,11 @@ entries that complete them (in :meth:`Ledger.append`'s transaction), read a hand
 time to make a root or a proof (:mod:`pipeline.transparency.merkle` says which).
 
 Leaf i is entry seq i + 1, its bytes the entry's :func:`~pipeline.ledger.chain.entry_leaf`.
+
+Only subtrees of :data:`STORED_LEAVES` leaves or more are stored: one row per 8 entries
+rather than two per entry, which kept appending near its cost without the tree. A smaller
+subtree a proof needs is computed from its entries, at most 15 of them, as C2SP tiles
+leave partial tiles to be computed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pipeline.transparency.merkle import (
     consistency_ranges,
     frontier,
     grown,
+    hashes_root,
     inclusion_ranges,
     leaf_hash,
     node_hash,
@@ -26,6 +32,9 @@ from pipeline.transparency.merkle import (
     subtrees,
 )
 
+#: The smallest subtree stored is of 2**STORED_FROM leaves.
+STORED_FROM = 4
+STORED_LEAVES = 1 << STORED_FROM
 TREE = TreeNode.__table__  # type: ignore[attr-defined]
 ENTRY = LedgerEntry.__table__  # type: ignore[attr-defined]
 COLUMNS = ("level", "idx", "hash")
@@ -37,11 +46,21 @@ class TreeIncomplete(Exception):
 
 
 def nodes(connection: Connection, wanted: Iterable[Node]) -> dict[Node, Hash]:
-    """The stored hashes of ``wanted``, in one query; :class:`TreeIncomplete` if any is
-    missing."""
+    """The hashes of the perfect subtrees ``wanted``: stored ones in one query, smaller ones
+    from their entries; :class:`TreeIncomplete` if a stored one is missing."""
     wanted = list(dict.fromkeys(wanted))
-    if not wanted:
-        return {}
+    found = _stored(connection, [n for n in wanted if n[0] >= STORED_FROM])
+    small = [n for n in wanted if n[0] < STORED_FROM]
+    if small:
+        leaves = _leaf_hashes(connection, [(i << level, (i + 1) << level) for level, i in small])
+        for level, i in small:
+            found[(level, i)] = hashes_root(
+                [leaves[j] for j in range(i << level, (i + 1) << level)]
+            )
+    return found
+
+
+def _stored(connection: Connection, wanted: list[Node]) -> dict[Node, Hash]:
     found: dict[Node, Hash] = {}
     for start in range(0, len(wanted), 200):  # a bounded statement, whatever the proof
         chunk = wanted[start : start + 200]
@@ -58,16 +77,58 @@ def nodes(connection: Connection, wanted: Iterable[Node]) -> dict[Node, Hash]:
     return found
 
 
+def _leaf_hashes(connection: Connection, ranges: list[tuple[int, int]]) -> dict[int, Hash]:
+    """Leaf index to leaf hash, for every leaf in ``ranges``, from the entries."""
+    rows = connection.execute(
+        select(ENTRY).where(or_(*(ENTRY.c.seq.between(lo + 1, hi) for lo, hi in ranges)))
+    ).mappings()
+    found = {int(r["seq"]) - 1: leaf_hash(entry_leaf(hashable_form(dict(r)))) for r in rows}
+    missing = [j for lo, hi in ranges for j in range(lo, hi) if j not in found]
+    if missing:
+        raise TreeIncomplete(f"the ledger has no entry {missing[0] + 1}")
+    return found
+
+
 def new_nodes(
     connection: Connection, size: int, leaves: Sequence[bytes]
 ) -> list[tuple[int, int, bytes]]:
     """The rows that appending entries with leaf bytes ``leaves`` to a tree of ``size``
-    adds: each leaf and each perfect subtree it completes."""
-    edge = nodes(connection, frontier(size))
-    return [
-        (level, idx, digest)
-        for (level, idx), digest in grown(size, edge, [leaf_hash(leaf) for leaf in leaves])
-    ]
+    adds: each stored-size subtree they complete."""
+    return RightEdge().rows(connection, size, "", "", leaves)
+
+
+class RightEdge:
+    """The tree's right edge as this process's last append left it, so that the next
+    append, if nothing else was appended between, reads nothing to extend the tree.
+
+    Known by the chain head it was left at (size and hash): after another writer's
+    append, or a transaction of ours that did not commit, the head differs, and the edge
+    is read from the database again.
+    """
+
+    def __init__(self) -> None:
+        self._at: tuple[int, str] | None = None
+        self._edge: dict[Node, Hash] = {}
+
+    def rows(
+        self,
+        connection: Connection,
+        size: int,
+        head_hash: str,
+        new_head_hash: str,
+        leaves: Sequence[bytes],
+    ) -> list[tuple[int, int, bytes]]:
+        """:func:`new_nodes`, remembering the new edge under ``new_head_hash``."""
+        if head_hash and self._at == (size, head_hash):
+            edge = self._edge
+        else:
+            edge = nodes(connection, frontier(size))
+        made = grown(size, edge, [leaf_hash(leaf) for leaf in leaves])
+        known = {**edge, **dict(made)}
+        grown_to = size + len(leaves)
+        self._at = (grown_to, new_head_hash) if new_head_hash else None
+        self._edge = {n: known[n] for n in frontier(grown_to)}
+        return [(level, idx, h) for (level, idx), h in made if level >= STORED_FROM]
 
 
 def _hashes_of(connection: Connection, ranges: Sequence[tuple[int, int]]) -> list[Hash]:
@@ -90,11 +151,12 @@ def consistency_proof(connection: Connection, old: int, new: int) -> list[Hash]:
 
 
 def tree_size(connection: Connection) -> int:
-    """How many leaves the stored tree holds: the leaves are its level-0 nodes."""
+    """How many leaves the stored subtrees cover: a multiple of :data:`STORED_LEAVES` (the
+    leaves after it are in no stored subtree yet)."""
     top = connection.execute(
-        select(TREE.c.idx).where(TREE.c.level == 0).order_by(TREE.c.idx.desc()).limit(1)
+        select(TREE.c.idx).where(TREE.c.level == STORED_FROM).order_by(TREE.c.idx.desc()).limit(1)
     ).scalar()
-    return 0 if top is None else int(top) + 1
+    return 0 if top is None else (int(top) + 1) << STORED_FROM
 
 
 def leaf_bytes(connection: Connection, seq: int) -> bytes | None:
@@ -104,8 +166,8 @@ def leaf_bytes(connection: Connection, seq: int) -> bytes | None:
 
 
 def build_missing(engine: Engine, progress: Callable[[int, int], None] | None = None) -> int:
-    """Build the tree over entries it does not hold yet (a ledger written before the tree
-    existed), a batch per transaction; the entries added. ``progress(done, total)``."""
+    """Build the tree over entries it does not cover yet (a ledger written before the
+    tree existed), a batch per transaction; the entries added. ``progress(done, total)``."""
     with engine.connect() as connection:
         size = tree_size(connection)
         total = int(
@@ -113,16 +175,17 @@ def build_missing(engine: Engine, progress: Callable[[int, int], None] | None = 
             or 0
         )
     done = 0
-    while size < total:
+    while size < total - total % STORED_LEAVES:
         with engine.begin() as connection:
             rows = connection.execute(
-                select(ENTRY).where(ENTRY.c.seq > size).order_by(ENTRY.c.seq).limit(10_000)
+                select(ENTRY).where(ENTRY.c.seq > size).order_by(ENTRY.c.seq).limit(16_384)
             ).mappings()
             leaves = [entry_leaf(hashable_form(dict(row))) for row in rows]
-            connection.execute(
-                TREE.insert(),
-                [dict(zip(COLUMNS, r, strict=True)) for r in new_nodes(connection, size, leaves)],
-            )
+            added = new_nodes(connection, size, leaves)
+            if added:
+                connection.execute(
+                    TREE.insert(), [dict(zip(COLUMNS, r, strict=True)) for r in added]
+                )
         size += len(leaves)
         done += len(leaves)
         if progress is not None:
@@ -134,11 +197,12 @@ def tree_faults(connection: Connection, leaves: bytearray) -> list[tuple[int, st
     """Where the stored tree is not the tree of the entries whose leaf hashes are
     ``leaves`` (32 bytes each, from :func:`~pipeline.ledger.chain.verify_chain`): each
     fault as (the first seq under the node, what is wrong). Level by level, each level's
-    nodes recomputed from the one below and compared with the stored ones, streamed."""
+    nodes recomputed from the one below and compared with the stored ones, streamed (the
+    levels below :data:`STORED_FROM` are not stored: they are computed from the entries)."""
     expected = leaves
     level = 0
     while expected:
-        fault = _level_fault(connection, level, expected)
+        fault = _level_fault(connection, level, expected) if level >= STORED_FROM else None
         if fault is not None:
             return [fault]
         expected = bytearray(

@@ -233,10 +233,12 @@ def _walk_consistency(old: int, new: int, path: Sequence[Hash]) -> tuple[Hash, H
 def tree_root(leaves: Sequence[bytes]) -> Hash:
     """The root of a tree over ``leaves`` (their bytes), computed from nothing stored: for
     tests, and for checking a copy of the whole log."""
-    level = [leaf_hash(leaf) for leaf in leaves]
-    if not level:
-        return EMPTY_ROOT
-    return _mth(level, 0, len(level))
+    return hashes_root([leaf_hash(leaf) for leaf in leaves])
+
+
+def hashes_root(hashes: Sequence[Hash]) -> Hash:
+    """The root of a tree whose leaf hashes are ``hashes``."""
+    return _mth(hashes, 0, len(hashes)) if hashes else EMPTY_ROOT
 
 
 def _mth(hashes: Sequence[Hash], lo: int, hi: int) -> Hash:

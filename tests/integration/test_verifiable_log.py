@@ -4,6 +4,7 @@ log's own signing key (sharing-audit log, sharing-audit audit)."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from pathlib import Path
@@ -16,9 +17,11 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.ledger import schema
+from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import leaf_bytes, root_at, tree_size
+from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.settings import DEFAULT_LOG_ORIGIN
@@ -80,7 +83,7 @@ def test_the_tree_is_kept_with_the_entries_and_its_root_is_the_rfc_root_of_their
     n = count(ledger)
     with ledger.engine.connect() as connection:
         leaves = [leaf_bytes(connection, seq) or b"" for seq in range(1, n + 1)]
-        assert tree_size(connection) == n
+        assert tree_size(connection) == n - n % STORED_LEAVES  # the rest from the entries
         for size in (1, 2, 3, n // 2, n - 1, n):
             assert root_at(connection, size) == tree_root(leaves[:size])
 
@@ -299,10 +302,10 @@ def test_ledger_verify_finds_a_tree_node_edited_behind_the_ledgers_back(db_url: 
     with ledger.engine.begin() as connection:
         drop_triggers(connection, ledger.dialect)
         connection.execute(
-            text("UPDATE tree_node SET hash = :h WHERE level = 1 AND idx = 2"), {"h": bytes(32)}
+            text("UPDATE tree_node SET hash = :h WHERE level = 4 AND idx = 1"), {"h": bytes(32)}
         )
     status, said = verify_says(db_url)
-    assert status == 1 and "at seq 5" in said and "level 1, index 2" in said
+    assert status == 1 and "at seq 17" in said and "level 4, index 1" in said
 
 
 def test_ledger_verify_finds_a_checkpoint_whose_root_the_entries_do_not_have(db_url: str) -> None:
@@ -326,3 +329,53 @@ def test_ledger_verify_finds_a_checkpoint_not_signed_by_the_logs_key(db_url: str
     log("checkpoint", url=db_url)
     status, said = verify_says(db_url, {**ENV, "SHARING_AUDIT_LOG_KEY": "66" * 32})
     assert status == 1 and "not signed by the log's key" in said
+
+
+def test_two_writers_appending_in_turn_keep_one_tree(db_url: str) -> None:
+    first = ledger_with(db_url, [])
+    second = Ledger.open(db_url)
+    raws = events(40)
+    for turn, start in enumerate(range(0, len(raws), 37)):
+        record(first if turn % 2 == 0 else second, raws[start : start + 37], first=start)
+    assert_tree_is_the_entries(first)
+
+
+def test_an_append_that_did_not_commit_leaves_the_next_one_a_true_tree(db_url: str) -> None:
+    ours, theirs = ledger_with(db_url, events(10)), Ledger.open(db_url)
+    raws = events(30, seed=5)
+    with pytest.raises(RuntimeError), ours.locked() as connection:
+        record_in(ours, connection, raws[:20])  # our edge now believes in these 20 entries
+        raise RuntimeError("the transaction is rolled back")
+    with theirs.locked() as connection:  # another writer appends as many other entries
+        record_in(theirs, connection, raws[20:40])
+    record(ours, raws[40:60], first=200)
+    assert_tree_is_the_entries(ours)
+
+
+def record_in(ledger: Ledger, connection: object, raws: list[bytes]) -> None:
+    """Append an entry for each of ``raws`` (its digest the record's), inside a
+    transaction the caller holds (and may roll back)."""
+    from pipeline.ledger.store import NewEntry
+
+    head, _ = Ledger.head(connection)  # type: ignore[arg-type]
+    fields = {name: None for name in ENTRY_FIELDS} | {
+        "kind": "decision",
+        "pupil_keys": [],
+        "categories": [],
+        "rules": [],
+        "reasons": [],
+        "recorded_at": "2026-12-01T00:00:00Z",
+    }
+    entries = [
+        NewEntry({**fields, "seq": head + i + 1, "payload_digest": hashlib.sha256(raw).hexdigest()})
+        for i, raw in enumerate(raws)
+    ]
+    ledger.append(connection, entries)  # type: ignore[arg-type]
+
+
+def assert_tree_is_the_entries(ledger: Ledger) -> None:
+    n = count(ledger)
+    with ledger.engine.connect() as connection:
+        leaves = [leaf_bytes(connection, seq) or b"" for seq in range(1, n + 1)]
+        assert root_at(connection, n) == tree_root(leaves)
+        assert verify(connection).ok
