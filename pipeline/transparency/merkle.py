@@ -64,17 +64,18 @@ def grown(size: int, edge: dict[Node, Hash], leaves: Sequence[Hash]) -> list[tup
     """The perfect subtrees that ``leaves`` (leaf hashes) complete when appended to a tree
     of ``size`` leaves whose :func:`frontier` hashes are ``edge``: each leaf, then each
     node it completes, in the order they are completed."""
-    known = dict(edge)
+    # The right edge as a stack of (level, index, hash), largest subtree first: a new leaf
+    # merges with the top while the top is a left sibling of what is being built.
+    stack = [(level, index, edge[(level, index)]) for level, index in frontier(size)]
     out: list[tuple[Node, Hash]] = []
     for index, digest in enumerate(leaves, start=size):
         level = 0
-        known[(0, index)] = digest
         out.append(((0, index), digest))
         while index & 1:
-            digest = node_hash(known[(level, index - 1)], digest)
+            digest = node_hash(stack.pop()[2], digest)
             level, index = level + 1, index >> 1
-            known[(level, index)] = digest
             out.append(((level, index), digest))
+        stack.append((level, index, digest))
     return out
 
 

@@ -16,6 +16,8 @@ from pipeline.transparency.merkle import (
     Node,
     ProofError,
     consistency_ranges,
+    frontier,
+    grown,
     inclusion_ranges,
     leaf_hash,
     proof_hashes,
@@ -290,3 +292,21 @@ def test_a_receipt_proves_its_entry_and_no_other() -> None:
         check_receipt(receipt, leaves[4], LOG.verifier)
     with pytest.raises(ReceiptError):
         check_receipt(receipt.replace(b"index 5", b"index 4"), leaves[4], LOG.verifier)
+
+
+@settings(max_examples=100, deadline=None)
+@given(chunks=st.lists(st.integers(1, 40), min_size=1, max_size=12))
+def test_a_tree_grown_in_any_chunks_holds_every_subtree_of_the_tree_built_at_once(
+    chunks: list[int],
+) -> None:
+    leaves = leaves_of(sum(chunks))
+    stored: dict[Node, Hash] = {}
+    size = 0
+    for chunk in chunks:
+        edge = {n: stored[n] for n in frontier(size)}
+        stored.update(grown(size, edge, [leaf_hash(x) for x in leaves[size : size + chunk]]))
+        size += chunk
+    node = nodes_of(leaves)
+    complete = {(lv, i) for lv in range(size.bit_length()) for i in range(size >> lv)}
+    assert set(stored) == complete
+    assert all(stored[n] == node(n) for n in complete)
