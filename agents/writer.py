@@ -23,6 +23,7 @@ from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.keys import KeyRefused, bind_key
 from pipeline.ledger.outbox import Due, due_alerts, mark_relayed
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.witnessing import Witness, publish
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
@@ -58,6 +59,7 @@ class Checkpointing:
     signer: Signer
     seconds: float = 10.0
     folder: str | None = None
+    witnesses: tuple[Witness, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +178,13 @@ def _sign_when_due() -> None:
     except Exception as exc:
         log.warning("checkpoint_not_signed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
         return
-    if signed is not None:
-        log.info("checkpoint_signed", size=signed.checkpoint.size)
+    if signed is None:
+        return
+    log.info("checkpoint_signed", size=signed.checkpoint.size)
+    try:
+        publish(_writer.ledger, signed, list(_checkpoints.witnesses))
+    except Exception as exc:  # a witness's trouble never stops the recording
+        log.warning("checkpoint_not_published", error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _collect_between_batches() -> None:

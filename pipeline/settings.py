@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.transport.kafka import KafkaConfig
@@ -15,6 +15,13 @@ DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
 #: The log's origin unless SHARING_AUDIT_LOG_ORIGIN names it: a deployment should name its
 #: own (its domain and a path), so that checkpoints of two schools' logs never mix.
 DEFAULT_LOG_ORIGIN = "sharing-audit.localhost/ledger"
+
+
+class WitnessSetting(BaseModel):
+    """A witness the log sends its checkpoints to: where, and its verifier key."""
+
+    url: str
+    vkey: str
 
 
 class Settings(BaseSettings):
@@ -48,6 +55,19 @@ class Settings(BaseSettings):
     )
     checkpoint_dir: str | None = Field(
         default=None, description="a folder the latest checkpoint is written to, for others to copy"
+    )
+    witnesses: list[WitnessSetting] = Field(
+        default_factory=list,
+        description='witnesses new checkpoints are sent to (JSON: [{"url": ..., "vkey": ...}])',
+    )
+    witness_quorum: int = Field(
+        default=0, ge=0, description="cosignatures a checkpoint needs to be served as current"
+    )
+    witness_key: str | None = Field(
+        default=None, description="a witness's own Ed25519 key (64 hex characters)"
+    )
+    witness_name: str = Field(
+        default="sharing-audit-witness.localhost", description="a witness's name in its key"
     )
     policy: str | None = Field(default=None, description="policy pack name or YAML path")
     broker: str | None = Field(

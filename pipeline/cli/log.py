@@ -4,7 +4,6 @@ the C2SP formats that other tools read."""
 
 from __future__ import annotations
 
-import base64
 import sys
 from typing import Annotated
 
@@ -22,7 +21,9 @@ from pipeline.ledger.checkpoints import (
 )
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import TreeIncomplete, consistency_proof, inclusion_proof, leaf_bytes
+from pipeline.ledger.witnessing import current, publish, witnesses_from
 from pipeline.settings import settings
+from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.note import Signer
 from pipeline.transparency.receipt import receipt_for
 
@@ -46,6 +47,14 @@ def _write(data: bytes) -> None:
 
 
 def _latest_or_fail(ledger: Ledger) -> Signed:
+    """The checkpoint served as current: the latest, or with SHARING_AUDIT_WITNESS_QUORUM
+    set, the latest that many witnesses cosigned."""
+    quorum = settings().witness_quorum
+    if quorum:
+        signed = current(ledger, quorum)
+        if signed is None:
+            fail(f"no checkpoint has {quorum} cosignatures yet: run sharing-audit log publish")
+        return signed
     with reading(ledger) as connection:
         signed = latest(connection)
     if signed is None:
@@ -113,12 +122,7 @@ def consistency(
         fail(f"--old {old} is larger than the latest checkpoint ({signed.checkpoint.size})")
     with reading(ledger) as connection:
         proof = consistency_proof(connection, old, signed.checkpoint.size)
-    _write(consistency_body(old, proof, signed.note))
-
-
-def consistency_body(old: int, proof: list[bytes], note: bytes) -> bytes:
-    lines = [f"old {old}", *(base64.b64encode(h).decode() for h in proof)]
-    return ("\n".join(lines) + "\n\n").encode() + note
+    _write(ConsistencyProof(old, tuple(proof)).encode(signed.note))
 
 
 def _checkpoint_of(ledger: Ledger, size: int | None) -> Signed:
@@ -129,3 +133,34 @@ def _checkpoint_of(ledger: Ledger, size: int | None) -> Signed:
     if signed is None:
         fail(f"the log signed no checkpoint of size {size}")
     return signed
+
+
+@log_app.command("publish")
+def publish_now(db: DbOption = None) -> None:
+    """Sign a checkpoint if the tree grew and send the latest to the witnesses in
+    SHARING_AUDIT_WITNESSES; exit 1 naming any witness that refused it, and why."""
+    config = settings()
+    try:
+        witnesses = witnesses_from(config.witnesses)
+    except ValueError as exc:
+        fail(f"SHARING_AUDIT_WITNESSES: {exc}")
+    if not witnesses:
+        fail('no witnesses: set SHARING_AUDIT_WITNESSES to [{"url": ..., "vkey": ...}]')
+    ledger = open_ledger(db)
+    signer = signer_for(db)
+    sign_if_grown(ledger, signer, config.checkpoint_dir)
+    with reading(ledger) as connection:
+        signed = latest(connection)
+    if signed is None:
+        fail("the ledger is empty: there is nothing to publish")
+    failed = False
+    for outcome in publish(ledger, signed, witnesses):
+        name = outcome.witness.verifier.name
+        if outcome.line is not None:
+            print(f"{name}: cosigned size {signed.checkpoint.size}")
+        else:
+            failed = True
+            verb = "REFUSED" if outcome.refused else "not reached"
+            print(f"{name}: {verb} size {signed.checkpoint.size}: {outcome.why}", file=sys.stderr)
+    if failed:
+        raise typer.Exit(1)

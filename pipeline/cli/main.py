@@ -22,6 +22,7 @@ from pipeline.cli.report import report_app
 from pipeline.cli.serve import serve
 from pipeline.cli.stream import broker, emit, up
 from pipeline.cli.users import users_app
+from pipeline.cli.witness import witness_app
 from pipeline.cli.worker import worker
 from pipeline.logging import configure as configure_logging
 from pipeline.settings import settings
@@ -42,6 +43,7 @@ for group, name in (
     (db_app, "db"),
     (log_app, "log"),
     (audit_app, "audit"),
+    (witness_app, "witness"),
     (incidents_app, "incidents"),
     (users_app, "users"),
     (report_app, "report"),

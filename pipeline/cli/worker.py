@@ -21,6 +21,7 @@ from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.store import Ledger, shown_url
+from pipeline.ledger.witnessing import witnesses_from
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
 from pipeline.settings import Settings, settings
@@ -107,11 +108,15 @@ def checkpointing(config: Settings, url: str) -> Checkpointing | None:
     from agents.writer import Checkpointing
 
     try:
+        witnesses = tuple(witnesses_from(config.witnesses))
+    except ValueError as exc:
+        fail(f"SHARING_AUDIT_WITNESSES: {exc}")
+    try:
         signer = log_signer(config.log_key, config.log_origin, url)
     except LogKeyError as exc:
         get_logger(__name__).warning("checkpoints_not_signed", reason=str(exc))
         return None
-    return Checkpointing(signer, config.checkpoint_seconds, config.checkpoint_dir)
+    return Checkpointing(signer, config.checkpoint_seconds, config.checkpoint_dir, witnesses)
 
 
 def notice_targets(config: Settings) -> tuple[Target, ...]:

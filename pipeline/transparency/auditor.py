@@ -45,6 +45,10 @@ class ConsistencyProof:
     old: int
     hashes: tuple[Hash, ...]
 
+    def encode(self, checkpoint: bytes) -> bytes:
+        lines = [f"old {self.old}", *(base64.b64encode(h).decode() for h in self.hashes)]
+        return ("\n".join(lines) + "\n\n").encode() + checkpoint
+
     @classmethod
     def parse(cls, data: bytes) -> tuple[ConsistencyProof, bytes]:
         """The proof, and the checkpoint after it (empty if there is none)."""

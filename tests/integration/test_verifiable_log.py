@@ -27,7 +27,15 @@ from pipeline.pseudonym import pseudonymiser
 from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.simulate import simulate
 from pipeline.transparency.merkle import tree_root
-from pipeline.transparency.note import Checkpoint, Signer, Verifier, sign_note
+from pipeline.transparency.note import (
+    COSIGNATURE,
+    Checkpoint,
+    Note,
+    Signer,
+    Verifier,
+    cosign,
+    sign_note,
+)
 from tests.integration.test_ledger_contract import drop_triggers
 
 pytestmark = pytest.mark.integration
@@ -379,3 +387,29 @@ def assert_tree_is_the_entries(ledger: Ledger) -> None:
         leaves = [leaf_bytes(connection, seq) or b"" for seq in range(1, n + 1)]
         assert root_at(connection, n) == tree_root(leaves)
         assert verify(connection).ok
+
+
+def test_the_auditor_can_require_witnesses_to_have_cosigned(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger_with(sqlite_url, events(10))
+    (tmp_path / "vkey").write_bytes(log("vkey", url=sqlite_url))
+    note = log("checkpoint", url=sqlite_url)
+    witness = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
+    cosigned = note + cosign(Note.parse(note), witness, 1767225600).line().encode()
+    (tmp_path / "bare").write_bytes(note)
+    (tmp_path / "cosigned").write_bytes(cosigned)
+    needs = [
+        "--vkey",
+        str(tmp_path / "vkey"),
+        "--witness",
+        witness.verifier.vkey(),
+        "--quorum",
+        "1",
+    ]
+    status, said = audit("verify", str(tmp_path / "bare"), *needs, "--state", str(tmp_path / "a"))
+    assert status == 1 and "0 of the witnesses given cosigned it; 1 must" in said
+    status, said = audit(
+        "verify", str(tmp_path / "cosigned"), *needs, "--state", str(tmp_path / "b")
+    )
+    assert status == 0, said
