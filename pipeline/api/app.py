@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import anyio
 from fastapi import FastAPI
 
-from pipeline.api import admin, audit, desk, pages
+from pipeline.api import admin, audit, desk, log, pages
 from pipeline.api.deps import Db, user_of, user_of_session
 from pipeline.api.guards import add_guards
 from pipeline.ledger.keys import bind_key, ledger_key
@@ -64,7 +64,7 @@ def create_api(
     api.state.ledger = own
     api.state.policy = policy or load_pack(settings().policy)
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym)
-    for router in (desk.router, audit.router, admin.router, pages.router):
+    for router in (desk.router, audit.router, log.router, admin.router, pages.router):
         api.include_router(router)
 
     def identify(bearer: str | None, session: str | None) -> User | None:

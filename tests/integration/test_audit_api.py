@@ -323,6 +323,9 @@ UNAUDITED = {
     "/desk/signout": "signs out",
     "/desk/sar": "sends the reader to the search form, where the report is asked for",
     "/desk/clock.js": "the pages' countdown script",
+    "/log/checkpoint": "a signed tree head: a size and a root, no pupil",
+    "/log/proof/inclusion/{seq}": "hashes and a checkpoint, no pupil",
+    "/log/proof/consistency": "hashes and a checkpoint, no pupil",
 }
 
 

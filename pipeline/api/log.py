@@ -1,0 +1,97 @@
+"""The verifiable log over HTTP, for auditors (auditor, DPO and admin roles): the current
+checkpoint, inclusion receipts, consistency proofs and an entry's leaf bytes, in the C2SP
+formats ``sharing-audit log`` prints. A checkpoint or a proof names no pupil and is not
+recorded as a read; a leaf is an entry's content, and its read is recorded as any
+entry's is."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from pipeline.api.audit import MAX_SEQ
+from pipeline.api.deps import LedgerOf, Reader, reader_of
+from pipeline.ledger.checkpoints import Signed, at_size, latest
+from pipeline.ledger.reads import opened
+from pipeline.ledger.store import Ledger
+from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes
+from pipeline.ledger.witnessing import current
+from pipeline.settings import settings
+from pipeline.transparency.auditor import ConsistencyProof
+from pipeline.transparency.receipt import receipt_for
+
+router = APIRouter(prefix="/log", tags=["verifiable log"])
+TEXT = "text/plain; charset=utf-8"
+#: Checkpoints change as the log grows: caches may keep one a few seconds, no more.
+FRESH = {"Cache-Control": "max-age=5"}
+
+
+def served(ledger: Ledger, size: int | None = None) -> Signed:
+    """The checkpoint of ``size``, else the current one (the latest, or the latest that
+    SHARING_AUDIT_WITNESS_QUORUM witnesses cosigned); 404 if there is none."""
+    quorum = settings().witness_quorum
+    with ledger.engine.connect() as connection:
+        if size is not None:
+            signed = at_size(connection, size)
+        elif quorum:
+            signed = current(ledger, quorum)
+        else:
+            signed = latest(connection)
+    if signed is None:
+        raise HTTPException(404, "no such checkpoint" if size else "no checkpoint yet")
+    return signed
+
+
+@router.get("/checkpoint", response_class=Response, responses={200: {"content": {TEXT: {}}}})
+def checkpoint(ledger: LedgerOf, user: Reader) -> Response:
+    """The current checkpoint, a C2SP signed note, with its witnesses' cosignatures."""
+    return Response(served(ledger).with_cosignatures(), media_type=TEXT, headers=FRESH)
+
+
+@router.get("/proof/inclusion/{seq}", response_class=Response)
+def inclusion(
+    ledger: LedgerOf,
+    user: Reader,
+    seq: int,
+    size: Annotated[int | None, Query(ge=1, description="the checkpoint's size")] = None,
+) -> Response:
+    """A C2SP tlog-proof receipt: entry ``seq`` is in the checkpoint of ``size``
+    (default: the current one)."""
+    signed = served(ledger, size)
+    if not 1 <= seq <= signed.checkpoint.size:
+        raise HTTPException(
+            404, f"entry {seq} is not in the checkpoint of size {signed.checkpoint.size}"
+        )
+    with ledger.engine.connect() as connection:
+        proof = inclusion_proof(connection, seq - 1, signed.checkpoint.size)
+    return Response(receipt_for(seq - 1, proof, signed.with_cosignatures()), media_type=TEXT)
+
+
+@router.get("/proof/consistency", response_class=Response)
+def consistency(
+    ledger: LedgerOf,
+    user: Reader,
+    old: Annotated[int, Query(ge=0, description="the size of the tree proven extended")],
+) -> Response:
+    """``old N``, the proof to the current checkpoint, a blank line, that checkpoint."""
+    signed = served(ledger)
+    if old > signed.checkpoint.size:
+        raise HTTPException(422, f"old {old} is larger than the current checkpoint")
+    with ledger.engine.connect() as connection:
+        proof = consistency_proof(connection, old, signed.checkpoint.size)
+    return Response(ConsistencyProof(old, tuple(proof)).encode(signed.note), media_type=TEXT)
+
+
+@router.get("/leaf/{seq}", response_class=Response)
+def leaf(request: Request, ledger: LedgerOf, user: Reader, seq: int) -> Response:
+    """Entry ``seq``'s leaf bytes, exactly: the canonical JSON its hashes cover. Its read
+    is recorded."""
+    if not 1 <= seq <= MAX_SEQ or opened(ledger, reader_of(user, "api"), seq) is None:
+        raise HTTPException(404, f"no entry {seq}")
+    with ledger.engine.connect() as connection:
+        data = leaf_bytes(connection, seq)
+    if data is None:
+        raise HTTPException(404, f"no entry {seq}")
+    return Response(data, media_type="application/json")
