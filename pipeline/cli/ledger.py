@@ -26,7 +26,7 @@ from pipeline.cli.options import (
 from pipeline.cli.terminal import plain, short_type
 from pipeline.ledger import schema
 from pipeline.ledger.asking import filters_from
-from pipeline.ledger.checkpoints import LogKeyError, log_signer
+from pipeline.ledger.checkpoints import LogKeyError, latest, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import recorded_fingerprint
 from pipeline.ledger.queries import stats, verify
@@ -77,6 +77,7 @@ def ledger_verify(db: DbOption = None) -> None:
     log = _log_verifier_if_any(db)
     with reading(ledger) as connection:
         result = verify(connection, pseudonyms, log)
+        signed_any = latest(connection) is not None
     if result.ok:
         print(
             f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
@@ -84,7 +85,7 @@ def ledger_verify(db: DbOption = None) -> None:
         )
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
-        if log is None:
+        if log is None and signed_any:
             print("checkpoint signatures not checked: no log key (SHARING_AUDIT_LOG_KEY)")
         return
     print(f"ledger verify FAILED at seq {result.fault_seq}: {result.fault}", file=sys.stderr)
