@@ -55,7 +55,9 @@ def inclusion(
     ledger: LedgerOf,
     user: Reader,
     seq: int,
-    size: Annotated[int | None, Query(ge=1, description="the checkpoint's size")] = None,
+    size: Annotated[
+        int | None, Query(ge=1, le=MAX_SEQ, description="the checkpoint's size")
+    ] = None,
 ) -> Response:
     """A C2SP tlog-proof receipt: entry ``seq`` is in the checkpoint of ``size``
     (default: the current one)."""
@@ -73,7 +75,9 @@ def inclusion(
 def consistency(
     ledger: LedgerOf,
     user: Reader,
-    old: Annotated[int, Query(ge=0, description="the size of the tree proven extended")],
+    old: Annotated[
+        int, Query(ge=0, le=MAX_SEQ, description="the size of the tree proven extended")
+    ],
 ) -> Response:
     """``old N``, the proof to the current checkpoint, a blank line, that checkpoint."""
     signed = served(ledger)

@@ -97,3 +97,13 @@ def test_a_leaf_read_is_recorded_and_a_proof_read_is_not(client: TestClient, yea
     assert len(reads(year.ledger)) == before
     client.get("/log/leaf/3", headers=headers)
     assert len(reads(year.ledger)) == before + 1
+
+
+def test_sizes_past_the_databases_integers_are_refused_not_a_server_error(
+    client: TestClient, year: Year
+) -> None:
+    headers = auth(year, Role.AUDITOR)
+    huge = str(2**63)
+    assert client.get(f"/log/proof/inclusion/1?size={huge}", headers=headers).status_code == 422
+    assert client.get(f"/log/proof/consistency?old={huge}", headers=headers).status_code == 422
+    assert client.get(f"/log/leaf/{huge}", headers=headers).status_code == 404
