@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection
 
 from pipeline.api.deps import Reader, SubjectAccess, reader_of
 from pipeline.ledger.asking import (
@@ -27,11 +28,13 @@ from pipeline.ledger.asking import (
 )
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import Requester, export, opened, readers_of, record_read, search
+from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.reports.formats import ReportFormat, entries_csv, entries_jsonl, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
+from pipeline.settings import settings
 from pipeline.users import User
 
 router = APIRouter(tags=["audit"])
@@ -198,14 +201,42 @@ def entries_download(
     ledger: Ledger, reader: Requester, filters: Filters, form: ExportFormat
 ) -> StreamingResponse:
     """The matching entries as a streamed download; the read is recorded first."""
-    total, found = export(ledger, reader, filters, form.value)
-    body: Iterator[Any] = entries_csv(found) if form is ExportFormat.csv else entries_jsonl(found)
+    if form is ExportFormat.csv:
+        total, found = export(ledger, reader, filters, form.value)
+        body: Iterator[Any] = entries_csv(found)
+    else:
+        total, found = jsonl_with_inclusion(ledger, reader, filters, settings().witness_quorum)
+        body = entries_jsonl(found)
     media = "text/csv; charset=utf-8" if form is ExportFormat.csv else "application/x-ndjson"
     headers = {
         "Content-Disposition": f'attachment; filename="ledger-entries.{form.value}"',
         "X-Entry-Count": str(total),
     }
     return StreamingResponse(body, media_type=media, headers=headers)
+
+
+def jsonl_with_inclusion(
+    ledger: Ledger, reader: Requester, filters: Filters, quorum: int
+) -> tuple[int, Iterator[dict[str, Any]]]:
+    """The export's entries, each with its inclusion proof against the checkpoint served
+    as current when the export began, then, as the last line, that checkpoint (no proofs
+    and no such line when the log has signed none). Entries after it carry no proof."""
+    with ledger.engine.connect() as connection:
+        proofs = proofs_for(connection, quorum)
+    if proofs is None:
+        return export(ledger, reader, filters, ExportFormat.jsonl.value)
+    pinned = proofs
+
+    def along(connection: Connection, entry: dict[str, Any]) -> dict[str, Any]:
+        return {**entry, "inclusion": pinned.inclusion(connection, entry["seq"])}
+
+    total, found = export(ledger, reader, filters, ExportFormat.jsonl.value, along)
+
+    def then_the_checkpoint() -> Iterator[dict[str, Any]]:
+        yield from found
+        yield {**pinned.named(), "how_to_check": HOW_TO_CHECK}
+
+    return total, then_the_checkpoint()
 
 
 def explained_entry(
@@ -341,7 +372,9 @@ def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Re
     """The subject-access report (UK GDPR Art 15) for one pupil. DPO and admins only."""
     state = request.app.state
     key = pupil_of(request, asked)
-    report = audited_sar(state.ledger, reader_of(user, "api"), key, state.policy)
+    report = audited_sar(
+        state.ledger, reader_of(user, "api"), key, state.policy, settings().witness_quorum
+    )
     return report_response(report, "subject-access", asked.format)
 
 

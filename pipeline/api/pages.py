@@ -62,6 +62,7 @@ from pipeline.reports.formats import ReportFormat, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 from pipeline.schooltime import shown_in_school_time
+from pipeline.settings import settings
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.events import EVENT_TYPES
 
@@ -402,7 +403,9 @@ def sar_page(
             raise BadFilter("UPN: give the pupil's UPN")
     except BadFilter as exc:
         return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
-    report = audited_sar(state.ledger, reader_of(user, "page"), key, state.policy)
+    report = audited_sar(
+        state.ledger, reader_of(user, "page"), key, state.policy, settings().witness_quorum
+    )
     back = f"/desk/search?{urlencode({'pupil': key, 'go': '1'})}"
     return report_response(report, "subject-access", format, back)
 

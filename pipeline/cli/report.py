@@ -27,6 +27,7 @@ from pipeline.ledger.asking import instant, pupil_key
 from pipeline.reports.formats import ReportFormat, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
+from pipeline.settings import settings
 
 report_app = typer.Typer(
     help="Subject-access reports and the record of processing, from the ledger.",
@@ -72,7 +73,7 @@ def report_sar(
     key = asked(lambda: pupil_key(pupil, lambda upn: pseudonym_for(db)(upn), "--pupil"))
     ledger = open_ledger(db, create=False)
     with reading(ledger):
-        report = audited_sar(ledger, cli_reader(), key, pack)
+        report = audited_sar(ledger, cli_reader(), key, pack, settings().witness_quorum)
     _write(rendered(report, "subject-access", output)[0], to)
 
 

@@ -13,7 +13,7 @@ The read is recorded before anything is returned; if it cannot be recorded, noth
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -111,9 +111,15 @@ def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> P
 
 
 def export(
-    ledger: Ledger, reader: Requester, filters: Filters, form: str
+    ledger: Ledger,
+    reader: Requester,
+    filters: Filters,
+    form: str,
+    along: Callable[[Connection, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> tuple[int, Iterator[dict[str, Any]]]:
-    """How many entries an export holds, and the entries, streamed a page at a time.
+    """How many entries an export holds, and the entries, streamed a page at a time;
+    each passed through ``along`` first, on the export's own connection (a request holds
+    one at a time).
 
     The read is recorded (with the count) before the first entry is produced.
     """
@@ -138,7 +144,8 @@ def export(
 
     def streamed() -> Iterator[dict[str, Any]]:
         with ledger.engine.connect() as connection:
-            yield from entries(connection, pinned)
+            for entry in entries(connection, pinned):
+                yield entry if along is None else along(connection, entry)
 
     return total, streamed()
 

@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from pipeline.ledger.checkpoints import COSIGNATURE, Signed, at_size, record_cosignature
 from pipeline.ledger.store import Ledger
@@ -137,14 +137,19 @@ def publish(ledger: Ledger, signed: Signed, witnesses: list[Witness]) -> list[Ou
 
 def current(ledger: Ledger, quorum: int) -> Signed | None:
     """The largest checkpoint at least ``quorum`` witnesses cosigned: what is served as
-    current (with quorum 0, the largest the log signed)."""
+    current (``quorum`` at least 1)."""
     with ledger.engine.connect() as connection:
-        sizes = connection.execute(
-            select(COSIGNATURE.c.size)
-            .where(COSIGNATURE.c.line.is_not(None))
-            .group_by(COSIGNATURE.c.size)
-            .having(func.count() >= quorum)
-            .order_by(COSIGNATURE.c.size.desc())
-            .limit(1)
-        ).scalar()
-        return None if sizes is None else at_size(connection, int(sizes))
+        return current_among(connection, quorum)
+
+
+def current_among(connection: Connection, quorum: int) -> Signed | None:
+    """:func:`current`, on a connection the caller holds."""
+    size = connection.execute(
+        select(COSIGNATURE.c.size)
+        .where(COSIGNATURE.c.line.is_not(None))
+        .group_by(COSIGNATURE.c.size)
+        .having(func.count() >= quorum)
+        .order_by(COSIGNATURE.c.size.desc())
+        .limit(1)
+    ).scalar()
+    return None if size is None else at_size(connection, int(size))

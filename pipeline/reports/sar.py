@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 
 from pipeline.ledger.queries import ENTRY_COLUMNS, decoded
 from pipeline.ledger.reads import READ_KIND, Requester, readers_of, record_read
+from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.policy.pack import Policy
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
@@ -212,12 +213,15 @@ def subject_access(
 
 
 def audited_sar(
-    ledger: Ledger, reader: Requester, pupil_key: str, policy: Policy
+    ledger: Ledger, reader: Requester, pupil_key: str, policy: Policy, quorum: int = 0
 ) -> dict[str, Any]:
-    """The report, its read recorded (naming the pupil, so it shows in their accesses)."""
+    """The report, its read recorded (naming the pupil, so it shows in their accesses),
+    with each entry's inclusion proof against the checkpoint served as current (``quorum``
+    cosignatures, when the log has witnesses): see :func:`verifiable`."""
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
         report = subject_access(connection, pupil_key, policy, as_of)
+        report["verifiable_log"] = verifiable(connection, report["entries"], quorum)
     seq = record_read(
         ledger,
         reader,
@@ -227,3 +231,18 @@ def audited_sar(
         pupil_keys=[pupil_key],
     )
     return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}
+
+
+def verifiable(connection: Connection, seqs: list[int], quorum: int) -> dict[str, Any] | None:
+    """The checkpoint the report's entries are proven against, each entry's proof, and
+    the entries too recent to be in it; None when the log has signed no checkpoint."""
+    proofs = proofs_for(connection, quorum)
+    if proofs is None:
+        return None
+    proven = {seq: proofs.inclusion(connection, seq) for seq in seqs}
+    return {
+        **proofs.named(),
+        "proofs": [{"seq": seq, **found} for seq, found in proven.items() if found],
+        "after_the_checkpoint": [seq for seq, found in proven.items() if found is None],
+        "how_to_check": HOW_TO_CHECK,
+    }

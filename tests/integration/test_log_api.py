@@ -3,18 +3,23 @@ out offline with nothing but the log's verifier key (pipeline.api.log)."""
 
 from __future__ import annotations
 
+import base64
+import uuid
+
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
 from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.tree import leaf_bytes
 from pipeline.policy.pack import Policy
 from pipeline.transparency.auditor import ConsistencyProof
-from pipeline.transparency.merkle import verify_consistency
+from pipeline.transparency.merkle import leaf_hash, verify_consistency, verify_inclusion
 from pipeline.transparency.note import Signer, open_checkpoint
 from pipeline.transparency.receipt import check_receipt
 from pipeline.users import Role, add_user
-from tests.integration.test_audit_api import reads
+from tests.integration.test_audit_api import a_census_pupil, reads
 from tests.integration.year import Year, ledger_of_year, pseudonym, write_year
 
 pytestmark = pytest.mark.integration
@@ -32,7 +37,8 @@ def client(year: Year, policy: Policy) -> TestClient:
 
 
 def auth(year: Year, role: Role) -> dict[str, str]:
-    return {"Authorization": f"Bearer {add_user(year.ledger, f'{role.value}-1', role)}"}
+    token = add_user(year.ledger, f"{role.value}-{uuid.uuid4().hex[:8]}", role)
+    return {"Authorization": f"Bearer {token}"}
 
 
 def test_the_checkpoint_served_opens_under_the_logs_key(client: TestClient, year: Year) -> None:
@@ -107,3 +113,78 @@ def test_sizes_past_the_databases_integers_are_refused_not_a_server_error(
     assert client.get(f"/log/proof/inclusion/1?size={huge}", headers=headers).status_code == 422
     assert client.get(f"/log/proof/consistency?old={huge}", headers=headers).status_code == 422
     assert client.get(f"/log/leaf/{huge}", headers=headers).status_code == 404
+
+
+# -- receipts in what is handed out: subject-access reports and exports --------------------
+
+
+def checks_out(ledger_year: Year, signed_text: str, seq: int, inclusion: dict[str, object]) -> None:
+    """``inclusion`` proves entry ``seq``'s leaf is in the checkpoint ``signed_text``,
+    with the log's key alone and the leaf hashed here."""
+    checkpoint, _ = open_checkpoint(signed_text.encode(), LOG.verifier)
+    assert inclusion["checkpoint_size"] == checkpoint.size and inclusion["index"] == seq - 1
+    with ledger_year.ledger.engine.connect() as connection:
+        leaf = leaf_bytes(connection, seq) or b""
+    proof = [base64.b64decode(h) for h in inclusion["proof"]]  # type: ignore[attr-defined]
+    verify_inclusion(seq - 1, checkpoint.size, leaf_hash(leaf), proof, checkpoint.root)
+
+
+def test_a_subject_access_report_carries_a_checkable_proof_for_each_entry(
+    client: TestClient, year: Year
+) -> None:
+    sign_if_grown(year.ledger, LOG)
+    upn = a_census_pupil(year)
+    answer = client.post("/pupils/sar", json={"upn": upn}, headers=auth(year, Role.DPO))
+    report = answer.json()
+    log = report["verifiable_log"]
+    assert sorted(p["seq"] for p in log["proofs"]) == sorted(report["entries"])
+    assert log["after_the_checkpoint"] == []
+    for proof in log["proofs"]:
+        checks_out(year, log["checkpoint"], proof["seq"], proof)
+    page = client.post(
+        "/pupils/sar", json={"upn": upn, "format": "html"}, headers=auth(year, Role.DPO)
+    ).text
+    assert "Checking this report against the ledger" in page and LOG.name in page
+
+
+def test_entries_after_the_checkpoint_are_named_not_given_a_false_proof(
+    client: TestClient, year: Year, policy: Policy
+) -> None:
+    sign_if_grown(year.ledger, LOG)
+    upn = a_census_pupil(year)
+    write_year(year.ledger, policy, pupils=10, seed=4)  # more entries, no checkpoint yet
+    report = client.post("/pupils/sar", json={"upn": upn}, headers=auth(year, Role.DPO)).json()
+    log = report["verifiable_log"]
+    assert all(seq <= log["size"] for seq in (p["seq"] for p in log["proofs"]))
+    assert all(seq > log["size"] for seq in log["after_the_checkpoint"])
+
+
+def test_a_json_lines_export_carries_proofs_and_ends_with_their_checkpoint(
+    client: TestClient, year: Year
+) -> None:
+    sign_if_grown(year.ledger, LOG)
+    with client.stream(
+        "GET",
+        "/entries/export",
+        params={"format": "jsonl", "type": "census"},
+        headers=auth(year, Role.AUDITOR),
+    ) as response:
+        lines = [orjson.loads(line) for line in b"".join(response.iter_bytes()).splitlines()]
+    *entries, last = lines
+    assert int(response.headers["x-entry-count"]) == len(entries) > 0
+    assert "checkpoint" in last and "seq" not in last
+    for entry in entries:
+        checks_out(year, last["checkpoint"], entry["seq"], entry["inclusion"])
+
+
+def test_without_a_checkpoint_reports_say_so_and_exports_are_entries_only(
+    client: TestClient, year: Year
+) -> None:
+    upn = a_census_pupil(year)
+    report = client.post("/pupils/sar", json={"upn": upn}, headers=auth(year, Role.DPO)).json()
+    assert report["verifiable_log"] is None
+    with client.stream(
+        "GET", "/entries/export", params={"format": "jsonl"}, headers=auth(year, Role.AUDITOR)
+    ) as response:
+        lines = [orjson.loads(line) for line in b"".join(response.iter_bytes()).splitlines()]
+    assert all("seq" in line and "inclusion" not in line for line in lines)

@@ -1,0 +1,68 @@
+"""Inclusion proofs for the entries a report or an export hands out, all against one
+named checkpoint, so that whoever receives them can check each entry is in the log the
+auditors verify (``sharing-audit audit receipt``), without trusting the sender.
+
+The tree's nodes are fetched once for the whole report: neighbouring entries' proofs
+share most of their hashes.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from sqlalchemy import Connection
+
+from pipeline.ledger.checkpoints import Signed, latest
+from pipeline.ledger.tree import nodes
+from pipeline.ledger.witnessing import current_among
+from pipeline.transparency.merkle import Hash, Node, inclusion_ranges, range_hash, subtrees
+
+HOW_TO_CHECK = (
+    "Each entry's proof is against the checkpoint given. To check one: take the entry's "
+    "leaf (sharing-audit log leaf SEQ), its receipt (sharing-audit log prove SEQ --size "
+    "SIZE, or the proof here with the checkpoint), and run sharing-audit audit receipt "
+    "RECEIPT LEAF --vkey LOG.vkey with the log's verifier key."
+)
+
+
+class Proofs:
+    """Inclusion proofs against ``signed``, sharing the nodes they are made of."""
+
+    def __init__(self, signed: Signed) -> None:
+        self.signed = signed
+        self._nodes: dict[Node, Hash] = {}
+
+    @property
+    def size(self) -> int:
+        return self.signed.checkpoint.size
+
+    def of(self, connection: Connection, seq: int) -> list[str] | None:
+        """Entry ``seq``'s inclusion proof (base64 hashes), or None if it came after the
+        checkpoint."""
+        if not 1 <= seq <= self.size:
+            return None
+        parts = [subtrees(lo, hi) for lo, hi in inclusion_ranges(seq - 1, self.size)]
+        missing = [n for part in parts for n in part if n not in self._nodes]
+        if missing:
+            self._nodes.update(nodes(connection, missing))
+        return [
+            base64.b64encode(range_hash([self._nodes[n] for n in part])).decode() for part in parts
+        ]
+
+    def inclusion(self, connection: Connection, seq: int) -> dict[str, Any] | None:
+        proof = self.of(connection, seq)
+        if proof is None:
+            return None
+        return {"checkpoint_size": self.size, "index": seq - 1, "proof": proof}
+
+    def named(self) -> dict[str, Any]:
+        """The checkpoint the proofs are against, as it is given out."""
+        return {"checkpoint": self.signed.with_cosignatures().decode(), "size": self.size}
+
+
+def proofs_for(connection: Connection, quorum: int = 0) -> Proofs | None:
+    """Proofs against the checkpoint served as current, or None if the log has signed
+    none (a ledger whose worker has no log key)."""
+    signed = current_among(connection, quorum) if quorum else latest(connection)
+    return None if signed is None else Proofs(signed)
