@@ -114,17 +114,31 @@ def verify_chain(
     being the chain that was written. ``leaves``, when given, receives each entry's Merkle
     leaf hash (32 bytes each, in order), for checking the tree in the same pass.
     """
+    return verify_links(
+        ((_only_fields(entry), entry["prev_hash"], entry["hash"]) for entry in entries), leaves
+    )
+
+
+def _only_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: entry[name] for name in ENTRY_FIELDS}
+
+
+def verify_links(
+    links: Iterable[tuple[Mapping[str, Any], str, str]], leaves: bytearray | None = None
+) -> Verification:
+    """:func:`verify_chain` of (hashed fields and nothing else, prev_hash, hash) triples,
+    as the ledger reads its rows: nothing is copied to be checked."""
     expected_seq, prev = 1, GENESIS
     count = 0
-    for entry in entries:
-        seq = entry["seq"]
+    for fields, prev_hash, stored_hash in links:
+        seq = fields["seq"]
         if seq != expected_seq:
             if seq > expected_seq:
                 reason = f"missing: expected seq {expected_seq}, next stored is {seq}"
             else:
                 reason = f"out of order: seq {seq} stored after {expected_seq - 1}"
             return Verification(count, expected_seq - 1, prev, expected_seq, reason)
-        if entry["prev_hash"] != prev:
+        if prev_hash != prev:
             return Verification(
                 count,
                 seq - 1,
@@ -133,14 +147,14 @@ def verify_chain(
                 f"does not link to seq {seq - 1}: an entry before it was removed, "
                 "inserted or replaced",
             )
-        leaf = entry_leaf(entry)
+        leaf = canonical_json(fields)
         if leaves is not None:
             leaves += hashlib.sha256(b"\x00" + leaf).digest()
-        if link_hash(prev, leaf) != entry["hash"]:
+        if link_hash(prev, leaf) != stored_hash:
             return Verification(
                 count, seq - 1, prev, seq, "content changed: its hash does not match its fields"
             )
-        prev = entry["hash"]
+        prev = stored_hash
         count += 1
         expected_seq += 1
     return Verification(count, expected_seq - 1, prev)
