@@ -31,10 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project before bench/
 
-from ledger import append_rate, fresh_ledger
+from ledger import append_rate, fresh_ledger, read_alone_rate
 from scratch import scratch_postgres
 
-from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
@@ -80,22 +79,9 @@ def proof_ms(ledger: Ledger, size: int, samples: int) -> tuple[list[float], list
 def floor_rate(ledger: Ledger) -> float:
     """Rows per second: read through the driver's cursor and their bytes hashed, nothing
     else (the least any verify that reads every entry must do)."""
-    columns = ", ".join(f'"{c}"' for c in (*ENTRY_FIELDS, "prev_hash", "hash"))
-    raw = ledger.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        start = time.perf_counter()
-        cursor.execute(f"SELECT {columns} FROM ledger_entry ORDER BY seq")
-        count = 0
-        while rows := cursor.fetchmany(5_000):
-            for row in rows:
-                hashlib.sha256("\x00".join(map(str, row)).encode()).digest()
-            count += len(rows)
-        elapsed = time.perf_counter() - start
-        cursor.close()
-    finally:
-        raw.close()
-    return count / elapsed
+    return read_alone_rate(
+        ledger, lambda row: hashlib.sha256("\x00".join(map(str, row)).encode()).digest()
+    )
 
 
 def run(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:

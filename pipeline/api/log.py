@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from pipeline.api.audit import MAX_SEQ
 from pipeline.api.deps import LedgerOf, Reader, reader_of
-from pipeline.ledger.checkpoints import Signed, at_size, latest
+from pipeline.ledger.checkpoints import Signed, at_size
 from pipeline.ledger.reads import opened
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes
@@ -33,12 +33,7 @@ def served(ledger: Ledger, size: int | None = None) -> Signed:
     SHARING_AUDIT_WITNESS_QUORUM witnesses cosigned); 404 if there is none."""
     quorum = settings().witness_quorum
     with ledger.engine.connect() as connection:
-        if size is not None:
-            signed = at_size(connection, size)
-        elif quorum:
-            signed = current(ledger, quorum)
-        else:
-            signed = latest(connection)
+        signed = at_size(connection, size) if size is not None else current(connection, quorum)
     if signed is None:
         raise HTTPException(404, "no such checkpoint" if size else "no checkpoint yet")
     return signed

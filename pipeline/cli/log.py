@@ -50,13 +50,10 @@ def _latest_or_fail(ledger: Ledger) -> Signed:
     """The checkpoint served as current: the latest, or with SHARING_AUDIT_WITNESS_QUORUM
     set, the latest that many witnesses cosigned."""
     quorum = settings().witness_quorum
-    if quorum:
-        signed = current(ledger, quorum)
-        if signed is None:
-            fail(f"no checkpoint has {quorum} cosignatures yet: run sharing-audit log publish")
-        return signed
     with reading(ledger) as connection:
-        signed = latest(connection)
+        signed = current(connection, quorum)
+    if signed is None and quorum:
+        fail(f"no checkpoint has {quorum} cosignatures yet: run sharing-audit log publish")
     if signed is None:
         fail("the log has signed no checkpoint yet: run sharing-audit log checkpoint")
     return signed

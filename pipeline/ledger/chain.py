@@ -62,12 +62,17 @@ def link_hash(prev_hash: str, leaf: bytes) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + leaf).hexdigest()
 
 
+def only_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """The hashed fields of ``entry`` and nothing else, in ``ENTRY_FIELDS`` order."""
+    return {name: entry[name] for name in ENTRY_FIELDS}
+
+
 def entry_leaf(fields: Mapping[str, Any]) -> bytes:
     """The entry's leaf in the ledger's Merkle tree: the canonical JSON of its hashed
     fields (``ENTRY_FIELDS``), the same bytes its chain hash covers after the previous
     hash. Pupils appear in it only as the pseudonyms the entry holds, so erasing a
     pupil's identity never changes a leaf. ``fields`` as :func:`entry_hash` takes them."""
-    return canonical_json({name: fields[name] for name in ENTRY_FIELDS})
+    return canonical_json(only_fields(fields))
 
 
 def stored_form(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def stored_form(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def hashable_form(stored: Mapping[str, Any]) -> dict[str, Any]:
     """A stored entry with its JSON texts as fragments, ready for :func:`entry_hash`."""
-    out = {name: stored[name] for name in ENTRY_FIELDS}
+    out = only_fields(stored)
     for name in JSON_FIELDS:
         if out[name] is not None:
             out[name] = orjson.Fragment(out[name])
@@ -115,12 +120,8 @@ def verify_chain(
     leaf hash (32 bytes each, in order), for checking the tree in the same pass.
     """
     return verify_links(
-        ((_only_fields(entry), entry["prev_hash"], entry["hash"]) for entry in entries), leaves
+        ((only_fields(entry), entry["prev_hash"], entry["hash"]) for entry in entries), leaves
     )
-
-
-def _only_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: entry[name] for name in ENTRY_FIELDS}
 
 
 def verify_links(

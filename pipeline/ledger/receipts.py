@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from pipeline.ledger.checkpoints import Signed, latest
-from pipeline.ledger.tree import nodes
-from pipeline.ledger.witnessing import current_among
-from pipeline.transparency.merkle import Hash, Node, inclusion_ranges, range_hash, subtrees
+from pipeline.ledger.checkpoints import Signed
+from pipeline.ledger.tree import inclusion_proof
+from pipeline.ledger.witnessing import current
+from pipeline.transparency.merkle import Hash, Node
 
 HOW_TO_CHECK = (
     "Each entry's proof is against the checkpoint given. To check one: take the entry's "
@@ -42,13 +42,8 @@ class Proofs:
         checkpoint."""
         if not 1 <= seq <= self.size:
             return None
-        parts = [subtrees(lo, hi) for lo, hi in inclusion_ranges(seq - 1, self.size)]
-        missing = [n for part in parts for n in part if n not in self._nodes]
-        if missing:
-            self._nodes.update(nodes(connection, missing))
-        return [
-            base64.b64encode(range_hash([self._nodes[n] for n in part])).decode() for part in parts
-        ]
+        proof = inclusion_proof(connection, seq - 1, self.size, self._nodes)
+        return [base64.b64encode(h).decode() for h in proof]
 
     def inclusion(self, connection: Connection, seq: int) -> dict[str, Any] | None:
         proof = self.of(connection, seq)
@@ -64,5 +59,5 @@ class Proofs:
 def proofs_for(connection: Connection, quorum: int = 0) -> Proofs | None:
     """Proofs against the checkpoint served as current, or None if the log has signed
     none (a ledger whose worker has no log key)."""
-    signed = current_among(connection, quorum) if quorum else latest(connection)
+    signed = current(connection, quorum)
     return None if signed is None else Proofs(signed)

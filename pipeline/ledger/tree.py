@@ -148,10 +148,19 @@ class RightEdge:
         return [(level, idx, h) for (level, idx), h in made if level >= STORED_FROM]
 
 
-def _hashes_of(connection: Connection, ranges: Sequence[tuple[int, int]]) -> list[Hash]:
+def _hashes_of(
+    connection: Connection,
+    ranges: Sequence[tuple[int, int]],
+    known: dict[Node, Hash] | None = None,
+) -> list[Hash]:
+    """The tree hashes of leaf ``ranges``; ``known`` keeps the nodes read, for the next
+    call to reuse (neighbouring entries' proofs share most of them)."""
+    known = {} if known is None else known
     parts = [subtrees(lo, hi) for lo, hi in ranges]
-    stored = nodes(connection, (n for part in parts for n in part))
-    return [range_hash([stored[n] for n in part]) for part in parts]
+    missing = [n for part in parts for n in part if n not in known]
+    if missing:
+        known.update(nodes(connection, missing))
+    return [range_hash([known[n] for n in part]) for part in parts]
 
 
 def root_at(connection: Connection, size: int) -> Hash:
@@ -159,8 +168,10 @@ def root_at(connection: Connection, size: int) -> Hash:
     return _hashes_of(connection, [(0, size)])[0]
 
 
-def inclusion_proof(connection: Connection, index: int, size: int) -> list[Hash]:
-    return _hashes_of(connection, inclusion_ranges(index, size))
+def inclusion_proof(
+    connection: Connection, index: int, size: int, known: dict[Node, Hash] | None = None
+) -> list[Hash]:
+    return _hashes_of(connection, inclusion_ranges(index, size), known)
 
 
 def consistency_proof(connection: Connection, old: int, new: int) -> list[Hash]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
-from pipeline.ledger.checkpoints import COSIGNATURE, Signed, at_size, record_cosignature
+from pipeline.ledger.checkpoints import COSIGNATURE, Signed, at_size, latest, record_cosignature
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import consistency_proof
 from pipeline.logging import get_logger
@@ -135,15 +135,11 @@ def publish(ledger: Ledger, signed: Signed, witnesses: list[Witness]) -> list[Ou
     return [submit(ledger, signed, witness) for witness in witnesses]
 
 
-def current(ledger: Ledger, quorum: int) -> Signed | None:
-    """The largest checkpoint at least ``quorum`` witnesses cosigned: what is served as
-    current (``quorum`` at least 1)."""
-    with ledger.engine.connect() as connection:
-        return current_among(connection, quorum)
-
-
-def current_among(connection: Connection, quorum: int) -> Signed | None:
-    """:func:`current`, on a connection the caller holds."""
+def current(connection: Connection, quorum: int) -> Signed | None:
+    """The checkpoint served as current: the largest the log signed, or with ``quorum``
+    (SHARING_AUDIT_WITNESS_QUORUM) set, the largest that many witnesses cosigned."""
+    if not quorum:
+        return latest(connection)
     size = connection.execute(
         select(COSIGNATURE.c.size)
         .where(COSIGNATURE.c.line.is_not(None))
