@@ -1,11 +1,13 @@
 """The verifiable log over HTTP, for auditors (auditor, DPO and admin roles): the current
 checkpoint, inclusion receipts, consistency proofs and an entry's leaf bytes, in the C2SP
-formats ``sharing-audit log`` prints. A checkpoint or a proof names no pupil and is not
-recorded as a read; a leaf is an entry's content, and its read is recorded as any
-entry's is."""
+formats ``sharing-audit log`` prints, and the C2SP tlog-tiles a mirror fetches to hold a
+full copy (hash tiles and entry bundles). A checkpoint, a proof or a hash tile names no
+pupil and is not recorded as a read; a leaf or an entry bundle is entries' content, and
+its read is recorded as any entry's is."""
 
 from __future__ import annotations
 
+import gzip
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -14,18 +16,29 @@ from fastapi.responses import Response
 from pipeline.api.audit import MAX_SEQ
 from pipeline.api.deps import LedgerOf, Reader, reader_of
 from pipeline.ledger.checkpoints import Signed, at_size
-from pipeline.ledger.reads import opened
+from pipeline.ledger.queries import Filters
+from pipeline.ledger.reads import opened, record_read
 from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes
+from pipeline.ledger.tree import (
+    consistency_proof,
+    inclusion_proof,
+    leaf_bytes,
+    leaves,
+    tile_hashes,
+)
 from pipeline.ledger.witnessing import current
 from pipeline.settings import settings
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.receipt import receipt_for
+from pipeline.transparency.tiles import BadTilePath, EntryTooLarge, bundle, parse_tile_path
 
 router = APIRouter(prefix="/log", tags=["verifiable log"])
 TEXT = "text/plain; charset=utf-8"
 #: Checkpoints change as the log grows: caches may keep one a few seconds, no more.
 FRESH = {"Cache-Control": "max-age=5"}
+#: A tile never changes once served; only the reader who fetched it may keep it.
+LASTING = {"Cache-Control": "private, max-age=31536000, immutable"}
+OCTETS = "application/octet-stream"
 
 
 def served(ledger: Ledger, size: int | None = None) -> Signed:
@@ -94,3 +107,48 @@ def leaf(request: Request, ledger: LedgerOf, user: Reader, seq: int) -> Response
     if data is None:
         raise HTTPException(404, f"no entry {seq}")
     return Response(data, media_type="application/json")
+
+
+@router.get(
+    "/tile/{path:path}", response_class=Response, responses={200: {"content": {OCTETS: {}}}}
+)
+def tile(request: Request, ledger: LedgerOf, user: Reader, path: str) -> Response:
+    """A C2SP hash tile (``tile/<L>/<N>[.p/<W>]``) or entry bundle
+    (``tile/entries/<N>[.p/<W>]``), within the current checkpoint. An entry bundle's read
+    is recorded, naming the entries it holds; bundles are gzipped when the client accepts
+    it."""
+    try:
+        wanted = parse_tile_path(path)
+    except BadTilePath as problem:
+        raise HTTPException(404, f"no tile {path!r}: {problem}") from None
+    size = served(ledger).checkpoint.size
+    start, end = wanted.leaves()
+    if end > size:
+        raise HTTPException(404, f"tile {path!r} is beyond the current checkpoint (size {size})")
+    with ledger.engine.connect() as connection:
+        if not wanted.entries:
+            body = tile_hashes(connection, wanted)
+            return Response(body, media_type=OCTETS, headers=LASTING)
+        as_of = Ledger.head(connection)[0]
+        try:
+            body = bundle(leaves(connection, start, end), start)
+        except EntryTooLarge as large:
+            raise HTTPException(
+                422,
+                f"entry {large.index + 1} is {large.length:,} bytes, more than an entry bundle "
+                f"can hold; fetch it from /log/leaf/{large.index + 1}",
+            ) from None
+    record_read(
+        ledger,
+        reader_of(user, "api"),
+        "bundle",
+        returned=end - start,
+        as_of=as_of,
+        filters=Filters(after_seq=start),
+        through=end,
+    )
+    headers = {**LASTING, "Vary": "Accept-Encoding"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body, compresslevel=6)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=OCTETS, headers=headers)

@@ -31,6 +31,7 @@ from pipeline.transparency.merkle import (
     range_hash,
     subtrees,
 )
+from pipeline.transparency.tiles import Tile
 
 #: The smallest subtree stored is of 2**STORED_FROM leaves.
 STORED_FROM = 4
@@ -88,8 +89,8 @@ def _stored(connection: Connection, wanted: list[Node]) -> dict[Node, Hash]:
 _ENTRY_COLUMNS = ", ".join(f'"{name}"' for name in ENTRY_FIELDS)
 
 
-def _leaf_hashes(connection: Connection, ranges: list[tuple[int, int]]) -> dict[int, Hash]:
-    """Leaf index to leaf hash, for every leaf in ``ranges``, from the entries."""
+def _leaves_in(connection: Connection, ranges: list[tuple[int, int]]) -> dict[int, bytes]:
+    """Leaf index to leaf bytes, for every leaf in ``ranges`` (``[start, end)`` each)."""
     marker = _marker(connection)
     where = " OR ".join([f"seq BETWEEN {marker} AND {marker}"] * len(ranges))
     rows = connection.exec_driver_sql(
@@ -99,11 +100,42 @@ def _leaf_hashes(connection: Connection, ranges: list[tuple[int, int]]) -> dict[
     found = {}
     for row in rows:
         fields = hashable_form(dict(zip(ENTRY_FIELDS, row, strict=True)))
-        found[int(fields["seq"]) - 1] = leaf_hash(entry_leaf(fields))
+        found[int(fields["seq"]) - 1] = entry_leaf(fields)
     missing = [j for lo, hi in ranges for j in range(lo, hi) if j not in found]
     if missing:
         raise TreeIncomplete(f"the ledger has no entry {missing[0] + 1}")
     return found
+
+
+def _leaf_hashes(connection: Connection, ranges: list[tuple[int, int]]) -> dict[int, Hash]:
+    """Leaf index to leaf hash, for every leaf in ``ranges``, from the entries."""
+    return {j: leaf_hash(leaf) for j, leaf in _leaves_in(connection, ranges).items()}
+
+
+def leaves(connection: Connection, start: int, end: int) -> list[bytes]:
+    """The leaf bytes of leaves ``start`` to ``end - 1`` (entries ``start + 1`` to
+    ``end``), in order."""
+    found = _leaves_in(connection, [(start, end)])
+    return [found[j] for j in range(start, end)]
+
+
+def tile_hashes(connection: Connection, tile: Tile) -> bytes:
+    """A C2SP hash tile's bytes: its subtrees' hashes, concatenated. Level-0 tiles hash
+    their entries; higher ones are stored subtrees, read as one run of keys."""
+    if tile.hashed_level < STORED_FROM:
+        start, end = tile.leaves()
+        return b"".join(leaf_hash(leaf) for leaf in leaves(connection, start, end))
+    marker = _marker(connection)
+    rows = connection.exec_driver_sql(
+        f"SELECT idx, hash FROM tree_node WHERE level = {marker} "
+        f"AND idx BETWEEN {marker} AND {marker} ORDER BY idx",
+        (tile.hashed_level, tile.first, tile.first + tile.width - 1),
+    )
+    found = {int(idx): bytes(digest) for idx, digest in rows}
+    for level, idx in tile.nodes():
+        if idx not in found:
+            raise TreeIncomplete(f"the tree has no node at level {level}, index {idx}")
+    return b"".join(found[idx] for _, idx in tile.nodes())
 
 
 def new_nodes(

@@ -12,14 +12,21 @@ from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
 from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.queries import entry_at
+from pipeline.ledger.reads import readers_of
+from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import leaf_bytes
 from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.merkle import leaf_hash, verify_consistency, verify_inclusion
 from pipeline.transparency.note import Signer, open_checkpoint
 from pipeline.transparency.receipt import check_receipt
+from pipeline.transparency.tiles import Tile, root_from_tiles, tiles_for, unbundle
 from pipeline.users import Role, add_user
+from tests.factory import census, line, upn
 from tests.integration.test_audit_api import a_census_pupil, reads
+from tests.integration.test_verifiable_log import ENV, ledger_with
 from tests.integration.year import Year, ledger_of_year, pseudonym, write_year
 
 pytestmark = pytest.mark.integration
@@ -113,6 +120,95 @@ def test_sizes_past_the_databases_integers_are_refused_not_a_server_error(
     assert client.get(f"/log/proof/inclusion/1?size={huge}", headers=headers).status_code == 422
     assert client.get(f"/log/proof/consistency?old={huge}", headers=headers).status_code == 422
     assert client.get(f"/log/leaf/{huge}", headers=headers).status_code == 404
+
+
+# -- tiles, for mirrors (C2SP tlog-tiles) ---------------------------------------------------
+
+
+@pytest.fixture
+def tiled(year: Year, policy: Policy) -> Year:
+    """The year with enough entries for a full tile and the level above it."""
+    write_year(year.ledger, policy, pupils=150, seed=5)
+    return year
+
+
+def test_a_mirror_rebuilds_the_checkpoints_root_from_the_tiles_and_bundles_served(
+    client: TestClient, tiled: Year
+) -> None:
+    signed = sign_if_grown(tiled.ledger, LOG)
+    assert signed is not None and signed.checkpoint.size > 256  # a full tile and a level above
+    headers = auth(tiled, Role.AUDITOR)
+    fetched = {}
+    for tile in tiles_for(signed.checkpoint.size):
+        answer = client.get(f"/log/{tile.path}", headers=headers)
+        assert answer.status_code == 200, (tile.path, answer.text)
+        assert answer.headers["content-type"] == "application/octet-stream"
+        fetched[tile] = answer.content
+    assert root_from_tiles(signed.checkpoint.size, fetched) == signed.checkpoint.root
+    for tile in (t for t in fetched if t.entries):
+        hashes = fetched[Tile(0, tile.index, tile.width)]
+        assert b"".join(leaf_hash(leaf) for leaf in unbundle(fetched[tile])) == hashes
+
+
+def test_a_tile_beyond_the_current_checkpoint_or_misspelt_is_404(
+    client: TestClient, tiled: Year
+) -> None:
+    signed = sign_if_grown(tiled.ledger, LOG)
+    assert signed is not None
+    headers = auth(tiled, Role.AUDITOR)
+    past = Tile(0, signed.checkpoint.size // 256, signed.checkpoint.size % 256 + 1)
+    answer = client.get(f"/log/{past.path}", headers=headers)
+    assert answer.status_code == 404 and "beyond the current checkpoint" in answer.text
+    answer = client.get("/log/tile/0/0", headers=headers)
+    assert answer.status_code == 404 and "three-digit groups" in answer.text
+
+
+def test_an_entry_bundle_read_is_recorded_among_its_pupils_readers_and_a_hash_tile_is_not(
+    client: TestClient, tiled: Year
+) -> None:
+    sign_if_grown(tiled.ledger, LOG)
+    headers = auth(tiled, Role.AUDITOR)
+    before = len(reads(tiled.ledger))
+    assert client.get("/log/tile/0/000", headers=headers).status_code == 200
+    assert len(reads(tiled.ledger)) == before
+    assert client.get("/log/tile/entries/000", headers=headers).status_code == 200
+    (bundle_read,) = reads(tiled.ledger)[before:]
+    assert bundle_read["details"]["action"] == "bundle"
+    with tiled.ledger.engine.connect() as connection:
+        pupil = next(
+            entry["pupil_keys"][0]
+            for entry in (entry_at(connection, seq) for seq in range(1, 257))
+            if entry and entry["pupil_keys"]
+        )
+        assert bundle_read["seq"] in [r["seq"] for r in readers_of(connection, pupil)]
+
+
+def test_an_entry_bundle_is_gzipped_for_a_client_that_accepts_it(
+    client: TestClient, tiled: Year
+) -> None:
+    sign_if_grown(tiled.ledger, LOG)
+    headers = {**auth(tiled, Role.AUDITOR), "Accept-Encoding": "gzip"}
+    answer = client.get("/log/tile/entries/000", headers=headers)
+    assert answer.headers["content-encoding"] == "gzip"
+    assert len(unbundle(answer.content)) == 256  # the client undoes the encoding
+
+
+def ledger_with_census(url: str, pupils: int) -> Ledger:
+    """A ledger whose one entry is a census of ``pupils`` pupils: a leaf of ~30 bytes each."""
+    named = [{"upn": upn(i % 1000, la=(850, 851, 852)[i // 1000])} for i in range(pupils)]
+    return ledger_with(url, [line(census(pupils=named))])
+
+
+def test_an_entry_too_long_for_a_bundle_is_named_with_where_to_fetch_it(
+    sqlite_url: str, policy: Policy
+) -> None:
+    ledger = ledger_with_census(sqlite_url, pupils=3000)
+    sign_if_grown(ledger, LOG)
+    key = bytes.fromhex(ENV["SHARING_AUDIT_PSEUDONYM_KEY"])
+    client = TestClient(create_api(ledger, policy=policy, pseudonym=pseudonymiser(key)))
+    token = add_user(ledger, "auditor", Role.AUDITOR)
+    answer = client.get("/log/tile/entries/000.p/1", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 422 and "/log/leaf/1" in answer.text
 
 
 # -- receipts in what is handed out: subject-access reports and exports --------------------

@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
+from pipeline.api.app import create_api
 from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.merkle import (
     consistency_ranges,
     inclusion_ranges,
@@ -23,7 +27,9 @@ from pipeline.transparency.merkle import (
     tree_root,
 )
 from pipeline.transparency.note import Checkpoint, Signer, sign_note
-from tests.integration.test_verifiable_log import events, ledger_with
+from pipeline.transparency.tiles import tiles_for
+from pipeline.users import Role, add_user
+from tests.integration.test_verifiable_log import ENV, events, ledger_with
 from tests.unit.test_transparency import leaves_of, nodes_of
 
 GOPATH = Path("/usr/share/gocode")
@@ -129,3 +135,24 @@ def test_go_verifies_the_ledgers_own_checkpoint_and_proofs(go_verifier: Path, db
             ],
         }
     assert go_says(go_verifier, given) == "ok"
+
+
+def test_go_proves_every_entry_from_the_tiles_and_bundles_the_api_serves(
+    go_verifier: Path, db_url: str, policy: Policy
+) -> None:
+    ledger = ledger_with(db_url, events(150))
+    signed = sign_if_grown(ledger, SIGNER)
+    assert signed is not None and signed.checkpoint.size > 256
+    key = bytes.fromhex(ENV["SHARING_AUDIT_PSEUDONYM_KEY"])
+    client = TestClient(create_api(ledger, policy=policy, pseudonym=pseudonymiser(key)))
+    headers = {"Authorization": f"Bearer {add_user(ledger, 'mirror', Role.AUDITOR)}"}
+    tiles = {}
+    for tile in tiles_for(signed.checkpoint.size):
+        answer = client.get(f"/log/{tile.path}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        tiles[tile.path] = b64(answer.content)
+    given = {"vkey": SIGNER.verifier.vkey(), "checkpoint": signed.note.decode(), "tiles": tiles}
+    assert go_says(go_verifier, given) == "ok"
+    first = next(path for path in tiles if path.startswith("tile/0/"))
+    tiles[first] = b64(bytes(32) + base64.b64decode(tiles[first])[32:])
+    assert go_says(go_verifier, given).startswith(("tree hash", "proof of", "entry 1 "))

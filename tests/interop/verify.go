@@ -3,7 +3,9 @@
 // signs and proves, the formats are the standard ones, byte for byte.
 //
 // Input (stdin, JSON): the log's verifier key, a signed checkpoint, the leaves' bytes,
-// inclusion proofs and consistency proofs. Output: "ok", or the first failure and exit 1.
+// inclusion proofs and consistency proofs; or, instead of leaves and proofs, the log's
+// C2SP tiles and entry bundles by path, from which tlog's own tile reader proves every
+// entry and every older tree. Output: "ok", or the first failure and exit 1.
 package main
 
 import (
@@ -30,11 +32,92 @@ type consistency struct {
 }
 
 type input struct {
-	Vkey        string        `json:"vkey"`
-	Checkpoint  string        `json:"checkpoint"`
-	Leaves      []string      `json:"leaves"`
-	Inclusion   []inclusion   `json:"inclusion"`
-	Consistency []consistency `json:"consistency"`
+	Vkey        string            `json:"vkey"`
+	Checkpoint  string            `json:"checkpoint"`
+	Leaves      []string          `json:"leaves"`
+	Inclusion   []inclusion       `json:"inclusion"`
+	Consistency []consistency     `json:"consistency"`
+	Tiles       map[string]string `json:"tiles"`
+}
+
+// c2spTiles reads tiles as tlog asks for them (tile/8/L/N) from C2SP paths (tile/L/N).
+type c2spTiles map[string]string
+
+func (c c2spTiles) Height() int { return 8 }
+
+func (c c2spTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		path := strings.Replace(t.Path(), "tile/8/", "tile/", 1)
+		text, ok := c[path]
+		if !ok {
+			return nil, fmt.Errorf("no tile %s", path)
+		}
+		data, err := base64.StdEncoding.DecodeString(text)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = data
+	}
+	return out, nil
+}
+
+func (c c2spTiles) SaveTiles(tiles []tlog.Tile, data [][]byte) {}
+
+// bundled is entry i from the C2SP entry bundle holding it (uint16 length prefixes).
+func bundled(c c2spTiles, size, i int64) []byte {
+	t := tlog.Tile{H: 8, L: 0, N: i / 256, W: 256}
+	if rest := size - t.N*256; rest < 256 {
+		t.W = int(rest)
+	}
+	path := strings.Replace(t.Path(), "tile/8/0/", "tile/entries/", 1)
+	data, err := base64.StdEncoding.DecodeString(c[path])
+	if err != nil || c[path] == "" {
+		fail("no entry bundle %s", path)
+	}
+	for k := int64(0); ; k++ {
+		if len(data) < 2 {
+			fail("bundle %s ends before entry %d", path, i)
+		}
+		length := int(data[0])<<8 | int(data[1])
+		if len(data) < 2+length {
+			fail("bundle %s ends inside an entry", path)
+		}
+		if k == i%256 {
+			return data[2 : 2+length]
+		}
+		data = data[2+length:]
+	}
+}
+
+func checkTiles(tiles c2spTiles, size int64, root tlog.Hash) {
+	reader := tlog.TileHashReader(tlog.Tree{N: size, Hash: root}, tiles)
+	got, err := tlog.TreeHash(size, reader)
+	if err != nil || got != root {
+		fail("tree hash from tiles: %v", err)
+	}
+	for i := int64(0); i < size; i++ {
+		proof, err := tlog.ProveRecord(size, i, reader)
+		if err != nil {
+			fail("proof of %d from tiles: %v", i, err)
+		}
+		if err := tlog.CheckRecord(proof, size, root, i, tlog.RecordHash(bundled(tiles, size, i))); err != nil {
+			fail("entry %d from its bundle: %v", i, err)
+		}
+	}
+	for old := int64(1); old < size; old += 37 {
+		oldRoot, err := tlog.TreeHash(old, reader)
+		if err != nil {
+			fail("tree hash of %d from tiles: %v", old, err)
+		}
+		proof, err := tlog.ProveTree(size, old, reader)
+		if err != nil {
+			fail("consistency from %d from tiles: %v", old, err)
+		}
+		if err := tlog.CheckTree(proof, size, root, old, oldRoot); err != nil {
+			fail("consistency from %d: %v", old, err)
+		}
+	}
 }
 
 func fail(format string, args ...interface{}) {
@@ -82,6 +165,9 @@ func main() {
 		fail("checkpoint size: %v", err)
 	}
 	root := hashOf(lines[2])
+	if in.Tiles != nil {
+		checkTiles(c2spTiles(in.Tiles), size, root)
+	}
 	for _, p := range in.Inclusion {
 		leaf, err := base64.StdEncoding.DecodeString(in.Leaves[p.Index])
 		if err != nil {
