@@ -1,4 +1,5 @@
-"""The alert: what goes out on ``sharing.alerts`` for every breach and review decision.
+"""The alert: what goes out on ``sharing.alerts`` for every breach and review decision,
+and when a witness refuses the log's history.
 
 It names pupils only by pseudonym (never a UPN, name or date of birth), so it may travel
 beyond the school: to a SIEM, a ticketing system, the DPO's phone.
@@ -16,6 +17,12 @@ from schemas.decisions import RuleId, Verdict
 #: with room for the headers. An alert is built to fit (:func:`summary_of`); one that
 #: does not is set aside by the relay rather than holding back every alert after it.
 MAX_ALERT_BYTES = 900_000
+#: The ``kind`` of the alert raised when a witness refuses a checkpoint of the log: its
+#: history was rewritten or forked, an unauthorised alteration of the records that is the
+#: DPO's to assess as a breach (high severity, no rules: its reason names the witness).
+WITNESS_REFUSAL = "witness_refusal"
+#: The incident cause under which witness refusals are grouped.
+WITNESS_REFUSED_CAUSE = "log.witness_refused"
 #: The most parts (about one pupil each) a reason keeps in an alert; the ledger keeps all.
 MAX_REASON_PARTS = 10
 
@@ -46,7 +53,11 @@ class Alert(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     seq: int = Field(description="the ledger entry that raised the alert")
-    kind: str = Field(description="'decision', or 'reevaluation' after a late fact")
+    kind: str = Field(
+        description="'decision', 'reevaluation' after a late fact, or 'witness_refusal' when "
+        "a witness refused the log's checkpoint (its history was rewritten or forked: no "
+        "event, no pupils, no rules; the reason names the witness and what it said)"
+    )
     refers_to: int | None = Field(description="for a re-evaluation, the entry re-decided")
     event_id: str | None
     event_type: str | None
@@ -61,3 +72,7 @@ class Alert(BaseModel):
     occurred_at: str | None
     recorded_at: str
     policy_version: str | None
+
+
+#: The fields an alert takes from its ledger entry.
+ALERT_FIELDS = tuple(name for name in Alert.model_fields if name not in ("seq", "severity"))

@@ -13,7 +13,7 @@ from typing import Any
 from pipeline.incidents.lifecycle import Cause, Incident
 from pipeline.ledger.store import from_utc_text
 from pipeline.schooltime import school_day
-from schemas.alerts import Severity
+from schemas.alerts import WITNESS_REFUSAL, WITNESS_REFUSED_CAUSE, Severity
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 
 _RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
@@ -21,13 +21,15 @@ _RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
 
 def cause_of(alert: Mapping[str, Any]) -> Cause:
     """The alert's cause: its first rule with the alert's own verdict (the rule that made
-    it a breach, not a lesser one broken alongside), recipient, and UK day."""
+    it a breach, not a lesser one broken alongside), recipient, and UK day. Witness
+    refusals, which break no rule of the contract, share a cause of their own."""
+    day = school_day(from_utc_text(alert["recorded_at"]))
+    if alert.get("kind") == WITNESS_REFUSAL:
+        return Cause(WITNESS_REFUSED_CAUSE, None, day)
     verdict = Verdict(alert["decision"])
     rules = [RuleId(r) for r in alert["rules"]]
     decisive = next((r for r in rules if RULE_VERDICT[r] is verdict), rules[0])
-    return Cause(
-        decisive.value, alert.get("recipient"), school_day(from_utc_text(alert["recorded_at"]))
-    )
+    return Cause(decisive.value, alert.get("recipient"), day)
 
 
 def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:

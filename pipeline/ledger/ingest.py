@@ -51,7 +51,7 @@ from pipeline.register import (
     check_upn,
     fact_of,
 )
-from schemas.alerts import Alert, summary_of
+from schemas.alerts import ALERT_FIELDS, summary_of
 from schemas.decisions import Decision, Verdict
 from schemas.events import (
     EVENT_TYPES,
@@ -65,7 +65,6 @@ from schemas.events import (
 Record = tuple[bytes, Position]
 Unkeyed = tuple[str | None, int | None, int | None, str]
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
-ALERT_FIELDS = tuple(name for name in Alert.model_fields if name not in ("seq", "severity"))
 log = get_logger(__name__)
 
 

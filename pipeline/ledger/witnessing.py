@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select
 
 from pipeline.ledger.checkpoints import COSIGNATURE, Signed, at_size, latest, record_cosignature
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.store import Ledger, NewEntry, act_fields
 from pipeline.ledger.tree import consistency_proof
 from pipeline.logging import get_logger
 from pipeline.settings import WitnessSetting
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.note import Note, NoteError, Verifier, cosigned_by
+from schemas.alerts import ALERT_FIELDS, WITNESS_REFUSAL, Severity
+from schemas.decisions import Verdict
 
 #: Seconds a witness has to answer: a worker submits between batches.
 TIMEOUT = 5.0
@@ -92,15 +94,51 @@ def submit(ledger: Ledger, signed: Signed, witness: Witness) -> Outcome:
         record_cosignature(ledger, size, witness.verifier.name, outcome.line)
         log.info("checkpoint_cosigned", witness=witness.verifier.name, size=size)
     elif outcome.refused:
+        refusing = was_refusing(ledger, witness)
         record_cosignature(ledger, size, witness.verifier.name, None, outcome.why)
         log.error(
             "witness_refused_checkpoint", witness=witness.verifier.name, size=size, why=outcome.why
         )
+        if not refusing:
+            raise_refusal(ledger, witness.verifier.name, size, outcome.why)
     else:
         log.warning(
             "witness_unreachable", witness=witness.verifier.name, size=size, why=outcome.why
         )
     return outcome
+
+
+def was_refusing(ledger: Ledger, witness: Witness) -> bool:
+    """Whether the witness's last answer was a refusal: a refusal is alerted when a
+    witness starts refusing, not again for each checkpoint signed while it goes on."""
+    with ledger.engine.connect() as connection:
+        last = connection.execute(
+            select(COSIGNATURE.c.line)
+            .where(COSIGNATURE.c.witness == witness.verifier.name)
+            .order_by(COSIGNATURE.c.size.desc())
+            .limit(1)
+        ).first()
+    return last is not None and last.line is None
+
+
+def raise_refusal(ledger: Ledger, witness: str, size: int, why: str) -> int:
+    """Record that ``witness`` refused the checkpoint of ``size`` as a ledger entry with a
+    high-severity alert (relayed on the alert topic, an incident on the DPO's desk); the
+    entry's seq."""
+    reason = (
+        f"witness {witness} refused the log's checkpoint of size {size} ({why}): it has "
+        "cosigned a history this log does not extend, so the ledger's history was "
+        "rewritten or forked"
+    )
+    with ledger.locked() as connection:
+        seq = Ledger.head(connection)[0] + 1
+        fields = act_fields(seq, WITNESS_REFUSAL, {"witness": witness, "size": size, "why": why})
+        fields["reasons"] = [reason]
+        alert = {name: fields[name] for name in ALERT_FIELDS}
+        alert["decision"] = Verdict.BREACH.value
+        high = Severity.HIGH.value
+        ledger.append(connection, [NewEntry(fields, alert=(high, {**alert, "severity": high}))])
+    return seq
 
 
 def _outcome(witness: Witness, signed: Signed, status: int, body: str) -> Outcome:

@@ -11,10 +11,15 @@ from pathlib import Path
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from pipeline.api.app import create_api
 from pipeline.cli.main import app
-from pipeline.ledger.store import Ledger
+from pipeline.incidents.desk import incidents
+from pipeline.ledger.store import OUTBOX, Ledger
+from pipeline.packs import load_pack
+from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.merkle import consistency_ranges, proof_hashes, tree_root
 from pipeline.transparency.note import (
@@ -26,8 +31,10 @@ from pipeline.transparency.note import (
     cosigned_by,
     sign_note,
 )
+from pipeline.users import Role, add_user
 from pipeline.witness.app import create_witness
 from pipeline.witness.state import witness_engine
+from schemas.alerts import WITNESS_REFUSAL, Alert
 from tests.integration.serving import served
 from tests.integration.test_verifiable_log import (
     ENV,
@@ -43,6 +50,7 @@ pytestmark = pytest.mark.integration
 runner = CliRunner()
 LOG = Signer("example.org/sharing-audit", bytes(range(32)))
 WITNESS = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
+KEY = bytes.fromhex(ENV["SHARING_AUDIT_PSEUDONYM_KEY"])
 
 
 def request(old: int, size: int, signer: Signer = LOG, leaves: list[bytes] | None = None) -> bytes:
@@ -178,3 +186,35 @@ def test_a_fork_at_the_same_size_is_refused(
     forked = rewritten(raws, tmp_path, [])
     status, said = publish(forked, witness_url, vkey)
     assert status == 1 and "REFUSED" in said and "HTTP 422" in said
+
+
+def test_a_refusal_is_a_high_severity_alert_and_an_incident_raised_once_while_it_lasts(
+    witnessed: tuple[str, str, list[bytes], int], tmp_path: Path
+) -> None:
+    witness_url, vkey, raws, _ = witnessed
+    forged = rewritten(raws, tmp_path, events(5, seed=11))
+    assert publish(forged, witness_url, vkey)[0] == 1
+    record(Ledger.open(forged), events(3, seed=13), first=2000)
+    assert publish(forged, witness_url, vkey)[0] == 1  # refused again: no second alert
+    ledger = Ledger.open(forged)
+    with ledger.engine.connect() as connection:
+        bodies = [orjson.loads(body) for (body,) in connection.execute(select(OUTBOX.c.body))]
+        (incident,) = [
+            i for i in incidents(connection).values() if i.cause.rule == "log.witness_refused"
+        ]
+    refusals = [body for body in bodies if body["kind"] == WITNESS_REFUSAL]
+    assert len(refusals) == 1
+    alert = Alert.model_validate({**refusals[0], "seq": incident.entries[0]})
+    assert alert.severity == "high" and alert.decision == "breach" and alert.pupil_keys == []
+    assert (
+        "witness.example.org/w1" in alert.reasons[0] and "rewritten or forked" in alert.reasons[0]
+    )
+    assert incident.breach and incident.severity == "high"
+    verified = runner.invoke(app, ["ledger", "verify", "--db", forged], env=ENV)
+    assert verified.exit_code == 0, verified.output
+    desk = TestClient(create_api(ledger, policy=load_pack(), pseudonym=pseudonymiser(KEY)))
+    headers = {"Authorization": f"Bearer {add_user(ledger, 'dpo', Role.DPO)}"}
+    listed = desk.get("/incidents", headers=headers)
+    assert "log.witness_refused" in listed.text
+    shown = desk.get(f"/incidents/{incident.entries[0]}", headers=headers)
+    assert shown.status_code == 200 and "rewritten or forked" in shown.text

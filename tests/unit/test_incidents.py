@@ -175,7 +175,7 @@ class TestGrouping:
         seq: int,
         *,
         rules: list[str],
-        recipient: str = "agency:school-nursing",
+        recipient: str | None = "agency:school-nursing",
         recorded_at: str = "2026-10-23T09:00:00.000000Z",
         severity: str = "medium",
         decision: str = "breach",
@@ -188,6 +188,17 @@ class TestGrouping:
             "severity": severity,
             "decision": decision,
         }
+
+    def test_witness_refusals_break_no_rule_and_are_an_incident_of_their_own(self) -> None:
+        refusal = {
+            **self.alert(7, rules=[], recipient=None, severity="high"),
+            "kind": "witness_refusal",
+        }
+        incidents = incidents_from([self.alert(1, rules=["consent.missing"]), refusal])
+        assert [(i.cause.rule, i.entries, i.breach) for i in incidents] == [
+            ("consent.missing", (1,), True),
+            ("log.witness_refused", (7,), True),
+        ]
 
     def test_alerts_with_the_same_rule_recipient_and_day_are_one_incident(self) -> None:
         [incident] = incidents_from(
