@@ -178,20 +178,23 @@ def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[di
 
 def _stored_chain(connection: Connection) -> Iterator[tuple[dict[str, Any], str, str]]:
     """Every entry as stored, as (hashed fields, prev_hash, hash), JSON fields as
-    fragments of their stored text: nothing is decoded or copied to be checked."""
-    columns = ", ".join(f'"{c}"' for c in ENTRY_COLUMNS)
+    fragments of their stored text: nothing is decoded or copied to be checked. The
+    fields come in sorted order, which canonical JSON then has little left to sort."""
+    names = sorted(ENTRY_FIELDS)
+    columns = ", ".join(f'"{c}"' for c in (*names, "prev_hash", "hash"))
     result = connection.execution_options(stream_results=True, yield_per=PAGE).exec_driver_sql(
         f"SELECT {columns} FROM ledger_entry ORDER BY seq"
     )
-    width = len(ENTRY_FIELDS)
-    json_at = [ENTRY_FIELDS.index(name) for name in JSON_FIELDS]
+    width = len(names)
+    fragment = orjson.Fragment
     for page in result.partitions(PAGE):  # fetched a page at a time, not row by row
         for row in page:
-            values = list(row[:width])
-            for at in json_at:
-                if values[at] is not None:
-                    values[at] = orjson.Fragment(values[at])
-            yield dict(zip(ENTRY_FIELDS, values, strict=True)), row[width], row[width + 1]
+            fields = dict(zip(names, row, strict=False))  # stops at the hashed fields
+            for name in JSON_FIELDS:
+                value = fields[name]
+                if value is not None:
+                    fields[name] = fragment(value)
+            yield fields, row[width], row[width + 1]
 
 
 def verify(
@@ -201,7 +204,13 @@ def verify(
     rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`): facts
     and payloads always, identity rows when ``pseudonyms`` (the key) is given; and the
     Merkle tree and the checkpoints kept against the entries (their signatures too, when
-    ``log``, the log's verifier key, is given)."""
+    ``log``, the log's verifier key, is given).
+
+    Everything is read in one snapshot, so that entries appended meanwhile (a live
+    worker) are not taken for a head without its entries: SQLite's transaction is one
+    already; PostgreSQL's is made repeatable read when it has not begun."""
+    if connection.dialect.name == "postgresql" and not connection.in_transaction():
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
     leaves = bytearray()
     result = verify_links(_stored_chain(connection), leaves)
     if not result.ok:

@@ -13,6 +13,7 @@ leave partial tiles to be computed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from hashlib import sha256
 
 from sqlalchemy import Connection, Engine, select
 
@@ -27,7 +28,6 @@ from pipeline.transparency.merkle import (
     hashes_root,
     inclusion_ranges,
     leaf_hash,
-    node_hash,
     range_hash,
     subtrees,
 )
@@ -265,9 +265,10 @@ def tree_faults(connection: Connection, leaves: bytearray) -> list[tuple[int, st
         fault = _level_fault(connection, level, expected) if level >= STORED_FROM else None
         if fault is not None:
             return [fault]
+        # node_hash of each pair, inlined: the pair is already left + right, contiguous.
         expected = bytearray(
             b"".join(
-                node_hash(bytes(expected[i : i + 32]), bytes(expected[i + 32 : i + 64]))
+                sha256(b"\x01" + expected[i : i + 64]).digest()
                 for i in range(0, len(expected) - 32, 64)
             )
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.ledger import schema
+from pipeline.ledger.acts import append_act
 from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.queries import verify
@@ -413,3 +415,24 @@ def test_the_auditor_can_require_witnesses_to_have_cosigned(
         "verify", str(tmp_path / "cosigned"), *needs, "--state", str(tmp_path / "b")
     )
     assert status == 0, said
+
+
+def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str) -> None:
+    ledger = ledger_with(db_url, events(100))
+    done = threading.Event()
+
+    def appending() -> None:
+        while not done.is_set():
+            append_act(ledger, "read", {"action": "test"})
+
+    writer = threading.Thread(target=appending)
+    writer.start()
+    try:
+        results = []
+        for _ in range(40):
+            with ledger.engine.connect() as connection:
+                results.append(verify(connection))
+    finally:
+        done.set()
+        writer.join()
+    assert [r.fault for r in results if not r.ok] == []
