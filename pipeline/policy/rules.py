@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from pipeline.policy.calendar import add_period, earliest_unexpired, school_days_between
-from pipeline.policy.pack import Permission, Policy, Retention, is_school
+from pipeline.policy.pack import Permission, Policy, Retention
 from pipeline.register import NO_FACTS, WHOLE_RECORD, Leaving, PupilFacts
 from schemas.decisions import RuleId
 from schemas.events import SharingEvent
@@ -169,8 +169,10 @@ def transfer_no_destination(case: Case) -> list[str]:
 
 
 def transfer_wrong_destination(case: Case) -> list[str]:
+    """Any recipient but the recorded destination school (an agency, the LA, an
+    ill-formed school): the contract's clarification of 2026-11-30."""
     recipient = case.event.data.recipient
-    if case.kind != "transfer" or not is_school(recipient):
+    if case.kind != "transfer":
         return []
     leaving = case.leavings()[0]
     if leaving is None or leaving.destination in ("unknown", recipient):

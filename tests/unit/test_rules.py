@@ -372,6 +372,26 @@ class TestTransferWrongDestination:
             "sent to school:116999 but the recorded destination is school:116512",
         )
 
+    @pytest.mark.parametrize(
+        ("recipient", "with_it"),
+        [
+            ("agency:school-nursing", "recipient.not_permitted"),
+            ("la:850", "recipient.not_permitted"),
+            ("dfe", "recipient.not_permitted"),
+            ("school:12345", "recipient.unknown"),
+            ("agency:unheard-of", "recipient.unknown"),
+        ],
+    )
+    def test_a_transfer_to_anything_but_the_destination_school_is_a_breach(
+        self, last: Last, recipient: str, with_it: str
+    ) -> None:
+        decision = last(left(destination="school:116999"), transfer(recipient=recipient))
+        assert decision.decision == "breach"
+        assert rules(decision) == sorted([with_it, "transfer.wrong_destination"])
+        assert f"sent to {recipient} but the recorded destination is school:116999" in (
+            decision.reasons
+        )
+
     def test_the_latest_leaving_fact_decides_the_destination(self, last: Last) -> None:
         first = left(destination="school:116999", time="2026-07-16T10:00:00+01:00")
         second = left(destination=NEXT_SCHOOL, time="2026-07-17T10:00:00+01:00")
