@@ -14,6 +14,7 @@ from pipeline import __version__
 from pipeline.cli.audit import audit_app
 from pipeline.cli.check import check, simulate
 from pipeline.cli.demo import demo
+from pipeline.cli.files import census_app, ctf_app, watch
 from pipeline.cli.incidents import incidents_app
 from pipeline.cli.ledger import db_app, ledger_app
 from pipeline.cli.log import log_app
@@ -34,9 +35,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (check, simulate, demo, serve, broker, emit, up, worker):
+for command in (check, simulate, demo, serve, broker, emit, up, worker, watch):
     app.command()(command)
 for group, name in (
+    (ctf_app, "ctf"),
+    (census_app, "census"),
     (policy_app, "policy"),
     (schemas_app, "schemas"),
     (ledger_app, "ledger"),

@@ -75,6 +75,27 @@ class SeveritySpec(_Strict):
     high_pupil_count: int = Field(ge=1)
 
 
+class MisFileSpec(_Strict):
+    """How the events read from one kind of MIS file are filled in: the sharing's basis,
+    condition and channel (the same for every such file), and which category each
+    element of a pupil's record is. An element mapped to null carries no pupil data (a
+    supplier's id); one not mapped at all is reported as a category of its own name, so
+    that the rules decide it (``category.unknown``)."""
+
+    lawful_basis: LawfulBasis
+    special_condition: SpecialCondition | None = Field(
+        default=None, description="given when a special category is among those sent"
+    )
+    channel: Channel
+    source: str = Field(default="", description="the law or guidance followed")
+    categories: dict[str, str | None] = Field(min_length=1)
+
+
+class MisFilesSpec(_Strict):
+    ctf: MisFileSpec
+    census: MisFileSpec
+
+
 class PackSpec(_Strict):
     """The YAML document, field for field."""
 
@@ -89,6 +110,9 @@ class PackSpec(_Strict):
         default_factory=list, description="channels never allowed for a special category"
     )
     severity: SeveritySpec
+    files: MisFilesSpec | None = Field(
+        default=None, description="reading Common Transfer Files and census returns"
+    )
 
 
 class PackError(Exception):
@@ -228,11 +252,30 @@ def _cross_reference_problems(spec: PackSpec) -> list[str]:
             problems.append(
                 f"retention.categories.{cat}: {cat!r} is not a category defined under categories"
             )
+    problems += _files_problems(spec)
     for where, ret in [("retention.default", spec.retention.default)] + [
         (f"retention.categories.{c}", r) for c, r in spec.retention.categories.items()
     ]:
         if not (ret.years or ret.months or ret.days):
             problems.append(f"{where}: a retention period needs years, months or days")
+    return problems
+
+
+def _files_problems(spec: PackSpec) -> list[str]:
+    problems: list[str] = []
+    for kind, mapping in (
+        (("ctf", spec.files.ctf), ("census", spec.files.census)) if spec.files else ()
+    ):
+        seen: dict[str, str] = {}
+        for element, category in mapping.categories.items():
+            where = f"files.{kind}.categories.{element}"
+            if element.lower() in seen:
+                problems.append(
+                    f"{where}: the same element as {seen[element.lower()]} (case aside)"
+                )
+            seen[element.lower()] = element
+            if category is not None and category not in spec.categories:
+                problems.append(f"{where}: {category!r} is not a category defined under categories")
     return problems
 
 
@@ -269,7 +312,10 @@ def parse_pack(text: str, source: str) -> Policy:
 
 def canonical_pack(spec: PackSpec) -> bytes:
     """The pack's canonical JSON: key order, spacing and YAML style do not change it."""
-    return canonical_json(spec.model_dump(mode="json"))
+    # A pack without a files section keeps the version it had before packs could have one.
+    return canonical_json(
+        spec.model_dump(mode="json", exclude={"files"} if spec.files is None else None)
+    )
 
 
 def compile_pack(spec: PackSpec) -> Policy:
