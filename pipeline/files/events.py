@@ -6,8 +6,11 @@ What makes them auditable:
 - categories come from the content each pupil's record actually carries, through the
   pack's mapping; an element the pack does not map is reported as a category of its own
   name, so the rules decide it instead of it passing unseen;
-- ids come from the file's SHA-256 and the pupil's place in it: the same file read twice
-  gives the same ids, and the ledger records it once;
+- ids come from the file's SHA-256 and the pupil's place in it, and nothing else in an
+  event depends on where the file was read: the same file read twice, under any name,
+  gives the same events, and the ledger records them once (read once with a GIAS extract
+  and once without, its unresolved destination differs, and the second reading is
+  recorded as ``event.id_reused``);
 - a pupil whose UPN or date of birth is malformed still becomes an event, which the
   contract then rejects with its reason: nothing in a file goes unrecorded;
 - a destination that cannot be resolved to a URN gets a recipient the contract treats as
@@ -151,9 +154,9 @@ def ctf_events(ctf: CtfFile, policy: Policy, gias: Gias, channel: str | None = N
     mapper = Categoriser(policy, spec)
     source = source_of(ctf.source, gias, ctf.file, "Header/SourceSchool")
     recipient, said = recipient_of(ctf.destination, gias)
-    purpose = (
-        f"Common Transfer File {Path(ctf.file).name} (CTF {ctf.version}, {ctf.qualifier}); {said}"
-    )
+    # Nothing of the file's name or place: the same file under another name is the same
+    # sharing, and its events must be the same, byte for byte, to be recorded once.
+    purpose = f"Common Transfer File (CTF {ctf.version}, {ctf.qualifier}); {said}"
     out = Converted()
     for pupil in ctf.pupils:
         categories = mapper.categories(pupil)
@@ -188,7 +191,7 @@ def census_event(census: CensusFile, policy: Policy, gias: Gias) -> Converted:
         "categories": listed,
         **mapper.fields(listed),
         "purpose": (
-            f"School Census return {Path(census.file).name} ({census.collection} {census.term} "
+            f"School Census return ({census.collection} {census.term} "
             f"{census.year}), {len(census.pupils)} pupils"
         )[:PURPOSE_LENGTH],
     }

@@ -101,19 +101,28 @@ class FolderWatcher:
         return Outcome(path.name, "done", len(records))
 
     def _reject(self, path: Path, why: str) -> Outcome:
-        moved = _move(path, self.folder / REJECTED)
-        moved.with_name(moved.name + ".why").write_text(why + "\n", encoding="utf-8")
+        # The reason first, then the file: a crash between leaves the file to be
+        # rejected again under the same name, never a rejected file without its reason.
+        target = _free_name(path, self.folder / REJECTED)
+        target.with_name(target.name + ".why").write_text(why + "\n", encoding="utf-8")
+        os.replace(path, target)
         log.warning("file_rejected", file=path.name, why=why)
         return Outcome(path.name, "rejected", why=why)
 
 
-def _move(path: Path, into: Path) -> Path:
-    """``path`` renamed into the folder ``into`` (same file system, so atomic), under a
-    name no file there has yet: an MIS reuses names, and nothing is overwritten."""
+def _free_name(path: Path, into: Path) -> Path:
+    """A name in the folder ``into`` that no file there has yet: an MIS reuses names, and
+    nothing is overwritten."""
     target = into / path.name
     n = 1
-    while target.exists() or target.with_name(target.name + ".why").exists():
+    while target.exists():
         n += 1
         target = into / f"{path.stem}.{n}{path.suffix}"
+    return target
+
+
+def _move(path: Path, into: Path) -> Path:
+    """``path`` renamed into the folder ``into`` (same file system, so atomic)."""
+    target = _free_name(path, into)
     os.replace(path, target)
     return target
