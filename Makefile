@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/queries.py
 	$(PY) bench/api.py
 	$(PY) bench/transparency.py
+	$(PY) bench/files.py
 
 demo: $(STAMP)
 	$(VENV)/bin/sharing-audit demo

@@ -229,12 +229,12 @@ def file_events(
         with path.open("rb") as stream:
             if kind is None:
                 root = root_of(stream, name)
-                if root not in ROOTS:
+                if root.lower() not in ROOTS:
                     raise FileRefused(
                         f"{name}: its root element <{root}> is neither a Common Transfer File "
                         "(<CTfile>) nor a School Census return (<Message>)"
                     )
-                kind = ROOTS[root]
+                kind = ROOTS[root.lower()]
                 stream.seek(0)
             if kind == "ctf":
                 return ctf_events(read_ctf(stream, name), policy, gias, channel)

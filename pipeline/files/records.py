@@ -5,7 +5,6 @@ record carry data. Shared by the CTF and census readers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from xml.etree.ElementTree import Element
@@ -61,35 +60,40 @@ def written_at(value: str | None, file: str, where: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=SCHOOL_TIME)
 
 
+#: Every value some element uses to say nothing (the others are looked up only then).
+_NOTHING = frozenset().union(*SAYS_NOTHING.values())
+
+
 def carries_data(element: Element) -> bool:
     """Whether any text under ``element`` says something (see :data:`SAYS_NOTHING`)."""
     for inner in element.iter():
-        value = (inner.text or "").strip()
-        if value and value.lower() not in SAYS_NOTHING.get(key(inner.tag), ()):
-            return True
+        value = inner.text
+        if value and (value := value.strip()):
+            folded = value.lower()
+            if folded not in _NOTHING or folded not in SAYS_NOTHING.get(key(inner.tag), ()):
+                return True
     return False
 
 
-def content(element: Element, groups: frozenset[str]) -> Iterator[str]:
-    """The names of the children of ``element`` that carry data, looking inside the
-    ``groups`` (containers that only group other elements) rather than at them."""
-    for inner in element:
-        if key(inner.tag) in groups:
-            yield from content(inner, groups)
-        elif carries_data(inner):
-            yield local(inner.tag)
-
-
 def pupil_record(element: Element, position: int, groups: frozenset[str]) -> PupilRecord:
-    """A pupil element read: UPN and DOB wherever the groups hold them."""
+    """A pupil element read in one pass: the children that carry data (looking inside the
+    ``groups``, containers that only group other elements, rather than at them), and the
+    UPN and date of birth wherever the groups hold them."""
     found: dict[str, str | None] = {"upn": None, "dob": None}
-    stack = [element]
-    while stack and None in found.values():
-        here = stack.pop()
-        for name in found:
-            if found[name] is None:
-                found[name] = text(here, name)
-        stack.extend(c for c in here if key(c.tag) in groups)
-    return PupilRecord(
-        position, found["upn"] or "", found["dob"], tuple(dict.fromkeys(content(element, groups)))
-    )
+    content: dict[str, None] = {}
+    _walk(element, groups, found, content)
+    return PupilRecord(position, found["upn"] or "", found["dob"], tuple(content))
+
+
+def _walk(
+    element: Element, groups: frozenset[str], found: dict[str, str | None], content: dict[str, None]
+) -> None:
+    for inner in element:
+        name = key(inner.tag)
+        if name in groups:
+            _walk(inner, groups, found, content)
+            continue
+        if name in found and found[name] is None:
+            found[name] = (inner.text or "").strip() or None
+        if carries_data(inner):
+            content[local(inner.tag)] = None

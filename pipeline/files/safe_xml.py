@@ -15,7 +15,7 @@ from typing import IO
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
+from defusedxml.ElementTree import DefusedXMLParser, iterparse
 
 
 class FileRefused(Exception):
@@ -30,7 +30,7 @@ def local(tag: str) -> str:
 
 def key(tag: str) -> str:
     """An element's name as matched: without namespace, case aside (suppliers differ)."""
-    return local(tag).lower()
+    return (tag.rsplit("}", 1)[-1] if "}" in tag else tag).lower()
 
 
 def child(element: Element, name: str) -> Element | None:
@@ -86,34 +86,33 @@ class Reading:
 
     def parts(self, stream: IO[bytes]) -> Iterator[Part]:
         """The header and each record, in file order. :class:`FileRefused` for a file
-        that is not well-formed, holds a DTD, or has another root."""
+        that is not well-formed, holds a DTD, or has another root.
+
+        Only elements' ends are read (a start event per element would double the parser's
+        work): a record is whole when it ends, and is then emptied, so that memory holds
+        one record at a time. Where a broken file broke is worked out only when it does.
+        """
+        root = root_of(stream, self.file)  # a file of another kind is told so at once
+        if root.lower() != self.root.lower():
+            raise FileRefused(
+                f"{self.file}: the root element is <{root}>, not <{self.root}>: not {self.what}"
+            )
+        stream.seek(0)
         source = _Digesting(stream)
-        path: list[str] = []
-        opened: list[Element] = []
         count = 0
+        header = self.header.lower()
         try:
-            for event, element in iterparse(source, events=("start", "end"), forbid_dtd=True):
-                name = key(element.tag)
-                if event == "start":
-                    if not path and name != self.root.lower():
-                        raise FileRefused(
-                            f"{self.file}: the root element is <{local(element.tag)}>, "
-                            f"not <{self.root}>: not {self.what}"
-                        )
-                    path.append(local(element.tag))
-                    opened.append(element)
-                    continue
-                path.pop()
-                opened.pop()
-                if name == self.header.lower() and len(path) == 1:
-                    yield Part(element, 0)
-                elif name in self.records:
+            for _, element in iterparse(source, forbid_dtd=True):
+                tag = element.tag
+                name = tag.lower() if "}" not in tag else key(tag)
+                if name in self.records:
                     count += 1
                     yield Part(element, count)
-                    if opened:  # dropped, so that memory holds one record at a time
-                        opened[-1].remove(element)
+                    element.clear()
+                elif name == header and count == 0:
+                    yield Part(element, 0)
         except ParseError as exc:
-            raise FileRefused(_not_well_formed(self.file, exc, path, count)) from None
+            raise FileRefused(_not_well_formed(self.file, exc, _path_at(stream), count)) from None
         except DefusedXmlException:
             raise FileRefused(
                 f"{self.file}: refused: it holds a document type declaration (<!DOCTYPE>), "
@@ -123,12 +122,53 @@ class Reading:
         self.digest = source.sha.hexdigest()
 
 
-def root_of(stream: IO[bytes], file: str) -> str:
-    """The name of the file's root element (case aside), reading no further than its start
-    tag: to tell a CTF from a census return."""
+def _path_at(stream: IO[bytes]) -> list[str]:
+    """The elements open where ``stream``'s XML stops being well-formed, read again from
+    its start (an error's slow path), or none if it cannot be read again."""
+    path: list[str] = []
     try:
-        for _, element in iterparse(stream, events=("start",), forbid_dtd=True):
-            return key(element.tag)
+        stream.seek(0)
+        for event, element in iterparse(stream, events=("start", "end"), forbid_dtd=True):
+            if event == "start":
+                path.append(local(element.tag))
+            else:
+                path.pop()
+                element.clear()
+    except (ParseError, DefusedXmlException, OSError, ValueError):
+        pass
+    return path
+
+
+class _Root(Exception):
+    """Raised by :class:`_FirstStart` to stop the parser at the root's start tag."""
+
+
+class _FirstStart:
+    """A parser target that stops at the first start tag: the root."""
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        raise _Root(tag)
+
+    def end(self, tag: str) -> None:
+        return None
+
+    def data(self, data: str) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def root_of(stream: IO[bytes], file: str) -> str:
+    """The name of the file's root element, as written, reading no further than its start
+    tag (a kilobyte at a time): to tell a CTF from a census return."""
+    parser = DefusedXMLParser(target=_FirstStart(), forbid_dtd=True)
+    try:
+        while chunk := stream.read(1024):
+            parser.feed(chunk)
+        parser.close()
+    except _Root as found:
+        return local(str(found.args[0]))
     except ParseError as exc:
         raise FileRefused(_not_well_formed(file, exc, [], 0)) from None
     except DefusedXmlException:
