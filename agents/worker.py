@@ -21,6 +21,7 @@ from pipeline.ledger.errors import LedgerUnavailable
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Schools
 from pipeline.transport.kafka import KafkaConfig, ensure_topics, wait_for_broker
 
 log = get_logger(__name__)
@@ -37,6 +38,7 @@ class WorkerConfig:
     desk_url: str = ""
     log_level: str = "INFO"
     checkpoints: Checkpointing | None = None
+    schools: Schools | None = None
 
 
 def ready_ledger(url: str, first_delay: float = 0.5, cap: float = 30.0) -> Ledger:
@@ -82,6 +84,7 @@ def run_worker(config: WorkerConfig) -> None:
         config.pseudonym_key,
         config.log_level,
         config.checkpoints,
+        config.schools,
     )
     sink = LedgerSink(spec)
     notifier = None
@@ -97,6 +100,7 @@ def run_worker(config: WorkerConfig) -> None:
         broker=config.kafka.bootstrap,
         policy=config.policy.name,
         policy_version=config.policy.version[:12],
+        schools=len(config.schools.names) if config.schools else None,
     )
     worker = faust.Worker(app, loglevel=config.log_level, quiet=True, override_logging=False)
     settle_heap()

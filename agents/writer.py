@@ -27,6 +27,7 @@ from pipeline.ledger.witnessing import Witness, publish
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Schools
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.note import Signer
 from schemas.decisions import Decision
@@ -49,6 +50,7 @@ class WriterSpec:
     pseudonym_key: bytes
     log_level: str = "INFO"
     checkpoints: Checkpointing | None = None  # None: the log has no key, nothing is signed
+    schools: Schools | None = None  # the register: each school's events by its own pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,10 @@ def start(spec: WriterSpec) -> None:
     configure_logging(level=spec.log_level)
     _checkpoints = spec.checkpoints
     _writer = LedgerWriter(
-        Ledger.open(spec.database_url), spec.policy, pseudonymiser(spec.pseudonym_key)
+        Ledger.open(spec.database_url),
+        spec.policy,
+        pseudonymiser(spec.pseudonym_key),
+        spec.schools,
     )
     # A batch of thousands of records makes hundreds of thousands of objects that live
     # exactly as long as the batch. The collector's automatic passes, run while they are

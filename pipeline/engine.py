@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pipeline.policy.decide import decide, upns_of
 from pipeline.policy.intake import Reading, invalid_decision, read_event, undecidable_reason
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Schools
 from pipeline.register import Fact, Register, fact_of
 from schemas.decisions import Decision, RuleId, Verdict
 from schemas.events import LIFECYCLE_MODELS, SHARING_MODELS, Event
@@ -92,6 +93,7 @@ class Outcome:
     reevaluated_by: str | None = None
     refers_to: int | None = None
     pupils: tuple[str, ...] = ()
+    policy: Policy | None = None  # the policy that decided, for a valid event
 
 
 @dataclass(slots=True)
@@ -100,6 +102,9 @@ class Engine:
 
     policy: Policy
     register: Register = field(default_factory=Register)
+    #: With a register of schools, each event is decided by its source school's policy,
+    #: and an event from a school outside it is rejected; without one, by ``policy``.
+    schools: Schools | None = None
     allocate: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
     _recorded: dict[str, Recorded] = field(default_factory=dict)
     _conflicts: dict[tuple[str, str], tuple[int, Decision]] = field(default_factory=dict)
@@ -155,15 +160,21 @@ class Engine:
 
         assert key is not None  # a valid event has a well-formed id
         event = reading.event
-        try:
-            decision = decide(event, self.register, self.policy)
-        except Exception as exc:  # a bug the event exposes: the event is kept, not lost
-            decision = Decision.rejected(
-                RuleId.EVENT_INVALID, undecidable_reason(type(exc).__name__)
-            )
+        policy = self.policy_for(event)
+        if policy is None:
+            assert self.schools is not None
+            decision = Decision.rejected(RuleId.EVENT_INVALID, self.schools.refusal(event.source))
+        else:
+            try:
+                decision = decide(event, self.register, policy)
+            except Exception as exc:  # a bug the event exposes: the event is kept, not lost
+                decision = Decision.rejected(
+                    RuleId.EVENT_INVALID, undecidable_reason(type(exc).__name__)
+                )
         seq = self.allocate()
         entry = Recorded(seq, key, reading.digest, decision, position=position)
         outcome = outcome_of("decision", seq, reading, position, decision)
+        outcome.policy = policy
         outcomes = [outcome]
         if decision.decision is not Verdict.REJECTED:
             if pupils is None:
@@ -177,6 +188,11 @@ class Engine:
             pupil = self.register.add(upn, fact)
             outcomes.extend(self._reevaluate(pupil, event))
         return outcomes
+
+    def policy_for(self, event: Event) -> Policy | None:
+        """The policy that decides ``event``: its school's, or None for a school outside
+        the register."""
+        return self.policy if self.schools is None else self.schools.policy_for(event.source)
 
     def current(self, event_id: str) -> Decision | None:
         """The current decision of a recorded event id, or None."""
@@ -221,7 +237,9 @@ class Engine:
             assert recorded.raw is not None
             event = read_event(recorded.raw).event
             assert event is not None  # it was valid when it was recorded
-            recorded.decision = decide(event, self.register, self.policy)
+            policy = self.policy_for(event)
+            assert policy is not None  # an event outside the register was rejected
+            recorded.decision = decide(event, self.register, policy)
             yield Outcome(
                 kind="reevaluation",
                 seq=self.allocate(),
@@ -234,6 +252,7 @@ class Engine:
                 reevaluated_by=fact_event.id,
                 refers_to=recorded.seq,
                 pupils=recorded.pupils,
+                policy=policy,
             )
 
 

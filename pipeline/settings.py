@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         default="sharing-audit-witness.localhost", description="a witness's name in its key"
     )
     policy: str | None = Field(default=None, description="policy pack name or YAML path")
+    schools: str | None = Field(
+        default=None, description="the register of schools (YAML): each decided by its own pack"
+    )
     broker: str | None = Field(
         default=None, description="Kafka bootstrap HOST:PORT (the embedded broker when unset)"
     )

@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
-from pipeline.cli.exits import fail, open_events, policy_or_fail
-from pipeline.cli.options import PolicyOption, open_ledger, pseudonym_for
+from pipeline.cli.exits import fail, open_events, policy_or_fail, schools_or_fail
+from pipeline.cli.options import PolicyOption, SchoolsOption, open_ledger, pseudonym_for
 from pipeline.cli.terminal import result_row, summary_table
 from pipeline.engine import Engine
 from pipeline.ledger.ingest import LedgerWriter
@@ -37,6 +37,7 @@ def check(
         str, typer.Argument(help="JSON Lines file of events, or - for standard input.")
     ],
     policy: PolicyOption = None,
+    schools: SchoolsOption = None,
     output: Annotated[
         Format | None,
         typer.Option("--format", "-f", help="jsonl, or table (the default on a terminal)."),
@@ -51,12 +52,13 @@ def check(
 ) -> None:
     """Decide a file of events in file order, with the engine the agents use."""
     pack = policy_or_fail(policy)
+    register = schools_or_fail(schools)
     decide_batch: Decider
     if db is not None:
-        writer = LedgerWriter(open_ledger(db), pack, pseudonym_for(db))
+        writer = LedgerWriter(open_ledger(db), pack, pseudonym_for(db), register)
         decide_batch = writer.write
     else:
-        decide_batch, batch = in_memory(Engine(pack)), 1
+        decide_batch, batch = in_memory(Engine(pack, schools=register)), 1
     stream, size = open_events(file)
     fmt = output or (Format.table if sys.stdout.isatty() else Format.jsonl)
     err = Console(stderr=True)

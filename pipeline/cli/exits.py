@@ -8,8 +8,9 @@ from typing import IO, NoReturn
 
 import typer
 
-from pipeline.packs import load_pack
+from pipeline.packs import load_pack, load_schools
 from pipeline.policy.pack import PackError, Policy
+from pipeline.policy.schools import Schools
 from pipeline.settings import settings
 
 #: Exit status when a file, pack or database cannot be read.
@@ -35,6 +36,18 @@ def open_events(file: str) -> tuple[IO[bytes], int | None]:
         return stream, path.stat().st_size
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror or exc}")
+
+
+def schools_or_fail(path: str | None) -> Schools | None:
+    """The register of schools named on the command line, else SHARING_AUDIT_SCHOOLS, each
+    school's pack compiled; None without one."""
+    path = path or settings().schools
+    if not path:
+        return None
+    try:
+        return load_schools(path)
+    except PackError as exc:
+        fail(f"{exc.source}: " + "; ".join(exc.problems))
 
 
 def policy_or_fail(ref: str | None) -> Policy:

@@ -31,6 +31,14 @@ T = TypeVar("T")
 PolicyOption = Annotated[
     str | None, typer.Option("--policy", "-p", help="Shipped pack name or YAML file.")
 ]
+SchoolsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schools",
+        help="The register of schools (YAML): each school's events decided by its own pack "
+        "(else SHARING_AUDIT_SCHOOLS; without one, --policy decides every event).",
+    ),
+]
 DbOption = Annotated[
     str | None,
     typer.Option(

@@ -14,11 +14,12 @@ import typer
 from rich.console import Console
 
 from pipeline.checking import numbered_lines
-from pipeline.cli.exits import fail, open_events
+from pipeline.cli.exits import fail, open_events, schools_or_fail
 from pipeline.cli.options import (
     BrokerOption,
     DbOption,
     PolicyOption,
+    SchoolsOption,
     broker_config,
     database_url,
 )
@@ -102,6 +103,7 @@ def up(
     broker: BrokerOption = None,
     db: DbOption = None,
     policy: PolicyOption = None,
+    schools: SchoolsOption = None,
     log_file: LogFileOption = None,
 ) -> None:
     """Run the whole pipeline: the broker (embedded unless --broker), topics and a worker.
@@ -111,12 +113,15 @@ def up(
     the log goes to standard output. Ctrl-C stops everything, the worker first.
     """
     url = database_url(db)
+    schools_or_fail(schools)  # a mistake in the register is said here, not in the log file
     kafka = settings().kafka(broker) if (broker or settings().broker) else None
     console = Console(highlight=False)
     log_file, log_from = worker_log(console, log_file)
     stop = Stop()
     try:
-        with Pipeline(url, kafka, policy or settings().policy, worker_log=log_file) as pipeline:
+        with Pipeline(
+            url, kafka, policy or settings().policy, log_file, schools=schools
+        ) as pipeline:
             print(f"broker: {pipeline.broker}", flush=True)
             print(f"ledger: {shown_url(url)}", flush=True)
             if log_file is not None:

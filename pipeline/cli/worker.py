@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from pipeline.cli.exits import fail, policy_or_fail
+from pipeline.cli.exits import fail, policy_or_fail, schools_or_fail
 from pipeline.cli.options import (
     BrokerOption,
     DbOption,
     PolicyOption,
+    SchoolsOption,
     broker_config,
     database_url,
     pseudonym_key_for,
@@ -36,6 +37,7 @@ def worker(
     broker: BrokerOption = None,
     db: DbOption = None,
     policy: PolicyOption = None,
+    schools: SchoolsOption = None,
     log_file: LogFileOption = None,
 ) -> None:
     """Run the agents: decide every event on the input topics into the ledger.
@@ -46,7 +48,7 @@ def worker(
     """
     console = Console(highlight=False)
     if console.is_terminal or log_file is not None:
-        _supervised(broker, db, policy, console, log_file)
+        _supervised(broker, db, policy, schools, console, log_file)
         return
     from agents.recorder import Batching
     from agents.worker import WorkerConfig, run_worker
@@ -60,6 +62,7 @@ def worker(
         kafka=broker_config(broker),
         database_url=url,
         policy=policy_or_fail(policy),
+        schools=schools_or_fail(schools),
         pseudonym_key=pseudonym_key_for(db, wait_for_database=True),
         batching=Batching(
             size=config.batch_size,
@@ -83,6 +86,7 @@ def _supervised(
     broker: str | None,
     db: str | None,
     policy: str | None,
+    schools: str | None,
     console: Console,
     log_file: Path | None,
 ) -> None:
@@ -90,10 +94,13 @@ def _supervised(
     url = database_url(db)
     kafka = broker_config(broker)
     policy_or_fail(policy)  # a mistake in the pack is said here, not in the log file
+    schools_or_fail(schools)
     log_file, log_from = worker_log(console, log_file)
     stop = Stop()
     try:
-        with Pipeline(url, kafka, policy or settings().policy, worker_log=log_file) as pipeline:
+        with Pipeline(
+            url, kafka, policy or settings().policy, log_file, schools=schools
+        ) as pipeline:
             print(f"broker: {pipeline.broker}", flush=True)
             print(f"ledger: {shown_url(url)}", flush=True)
             print(f"worker log: {log_file}; Ctrl-C stops", flush=True)

@@ -39,6 +39,7 @@ from pipeline.policy.intake import (
     unreadable,
 )
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Schools
 from pipeline.policy.severity import severity_of
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.register import (
@@ -169,10 +170,17 @@ def undecidable_reading(raw: bytes, reason: str) -> Reading:
 class LedgerWriter:
     """Decides batches of records against the ledger's state and appends the outcomes."""
 
-    def __init__(self, ledger: Ledger, policy: Policy, pseudonym: Pseudonymiser) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy: Policy,
+        pseudonym: Pseudonymiser,
+        schools: Schools | None = None,
+    ) -> None:
         self.ledger = ledger
         self.policy = policy
         self.pseudonym = pseudonym
+        self.schools = schools
 
     def write(self, records: Sequence[Record], undecidable: str | None = None) -> list[Outcome]:
         """Decide and record ``records`` in one transaction; the outcomes, in order.
@@ -192,6 +200,7 @@ class LedgerWriter:
             engine = Engine(
                 self.policy,
                 Register(pupil_key=self.pseudonym),
+                schools=self.schools,
                 allocate=itertools.count(head_seq + 1).__next__,
             )
             seen_unkeyed = self._preload(connection, engine, records, readings, pupils)
@@ -372,7 +381,7 @@ class LedgerWriter:
             "decision": decision.decision.value,
             "rules": [r.value for r in decision.rules],
             "reasons": list(decision.reasons),
-            "policy_version": self.policy.version,
+            "policy_version": (outcome.policy or self.policy).version,
             "topic": None if reevaluation else position.topic,
             "partition": None if reevaluation else position.partition,
             "offset": None if reevaluation else position.offset,
@@ -381,7 +390,7 @@ class LedgerWriter:
         }
         new = NewEntry(fields)
         if outcome.recorded:
-            new.alert = self._alert(fields, decision)
+            new.alert = self._alert(fields, decision, outcome.policy or self.policy)
         return new
 
     @staticmethod
@@ -398,12 +407,13 @@ class LedgerWriter:
         elif isinstance(event, LIFECYCLE_MODELS):
             new.fact = fact_to_json(pupils[0].key, fact_of(event)[1])
 
+    @staticmethod
     def _alert(
-        self, fields: dict[str, Any], decision: Decision
+        fields: dict[str, Any], decision: Decision, policy: Policy
     ) -> tuple[str, dict[str, Any]] | None:
         """The alert a breach or review raises: the entry's facts, pupils by pseudonym."""
         severity = severity_of(
-            decision.decision, fields["categories"], len(fields["pupil_keys"]), self.policy
+            decision.decision, fields["categories"], len(fields["pupil_keys"]), policy
         )
         if severity is None:
             return None

@@ -6,6 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline.policy.pack import PackError, Policy, parse_pack
+from pipeline.policy.schools import Schools, parse_schools
 
 DEFAULT_PACK = "england-schools"
 
@@ -44,3 +45,27 @@ def load_pack(ref: str | None = None) -> Policy:
     """The compiled policy for a shipped pack name or a YAML file path."""
     text, source = pack_text(ref)
     return parse_pack(text, source)
+
+
+def load_schools(path: str) -> Schools:
+    """The register of schools at ``path``, each school's pack compiled for its own local
+    authority (a pack path is taken from the register's folder); :class:`PackError`
+    naming the file and what is wrong."""
+    register = Path(path)
+    try:
+        text = register.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise PackError(path, [f"cannot be read: {reason}"], unreadable=True) from None
+    compiled: dict[tuple[str, int], Policy] = {}
+    policies: dict[str, Policy] = {}
+    schools = parse_schools(text, path)
+    for school in schools:
+        ref = school.pack or DEFAULT_PACK
+        if ref not in shipped_packs() and not Path(ref).is_absolute():
+            ref = str(register.parent / ref)
+        if (ref, school.la) not in compiled:
+            pack, source = pack_text(ref)
+            compiled[ref, school.la] = parse_pack(pack, source, la=school.la)
+        policies[school.urn] = compiled[ref, school.la]
+    return Schools({school.urn: school.name for school in schools}, policies)

@@ -101,6 +101,12 @@ class PackSpec(_Strict):
 
     pack: str = Field(min_length=1)
     description: str = ""
+    la: int | None = Field(
+        default=None,
+        ge=100,
+        le=999,
+        description="the local authority put for {LA} when no register of schools gives one",
+    )
     categories: dict[str, CategorySpec] = Field(min_length=1)
     recipients: dict[str, RecipientSpec] = Field(min_length=1)
     retention: RetentionTable
@@ -279,9 +285,26 @@ def _files_problems(spec: PackSpec) -> list[str]:
     return problems
 
 
-def parse_pack(text: str, source: str) -> Policy:
+#: What a pack writes where a school's own local authority code goes.
+LA_PLACEHOLDER = "{LA}"
+
+
+def _with_la(value: Any, la: str) -> Any:
+    """``value`` (a YAML document) with every ``{LA}`` in its keys and texts made ``la``."""
+    if isinstance(value, str):
+        return value.replace(LA_PLACEHOLDER, la)
+    if isinstance(value, dict):
+        return {_with_la(k, la): _with_la(v, la) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_la(v, la) for v in value]
+    return value
+
+
+def parse_pack(text: str, source: str, la: int | None = None) -> Policy:
     """Validate and compile a pack's YAML text; ``source`` names it in error messages.
 
+    ``la`` is the school's local authority, put wherever the pack writes ``{LA}`` (else
+    the pack's own ``la``): one pack serves schools in any LA, each compiled for its own.
     Raises :class:`PackError` listing every problem with its path inside the pack.
     """
     try:
@@ -294,6 +317,17 @@ def parse_pack(text: str, source: str) -> Policy:
         raise PackError(source, [f"not valid YAML: {exc}"], unreadable=True) from None
     if not isinstance(document, dict):
         raise PackError(source, ["(top level): a policy pack is a YAML mapping"])
+    if LA_PLACEHOLDER in text:
+        given = la if la is not None else document.get("la")
+        if not isinstance(given, int) or not 100 <= given <= 999:
+            raise PackError(
+                source,
+                [
+                    "la: the pack writes {LA} for the school's local authority: give the "
+                    "school's LA code in the register of schools, or la: NNN in the pack"
+                ],
+            )
+        document = {**_with_la(document, f"{given:03d}"), "la": given}
     try:
         spec = PackSpec.model_validate(document)
     except ValidationError as exc:

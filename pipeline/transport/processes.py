@@ -22,7 +22,9 @@ from pipeline.transport.kafka import KafkaConfig, ensure_topics
 log = get_logger(__name__)
 
 
-def worker_command(broker: str, database_url: str, policy: str | None = None) -> list[str]:
+def worker_command(
+    broker: str, database_url: str, policy: str | None = None, schools: str | None = None
+) -> list[str]:
     command = [
         sys.executable,
         "-m",
@@ -33,7 +35,8 @@ def worker_command(broker: str, database_url: str, policy: str | None = None) ->
         "--db",
         database_url,
     ]
-    return [*command, "--policy", policy] if policy else command
+    command += ["--policy", policy] if policy else []
+    return [*command, "--schools", schools] if schools else command
 
 
 class Worker:
@@ -100,10 +103,12 @@ class Pipeline:
         policy: str | None = None,
         worker_log: Path | None = None,
         env: dict[str, str] | None = None,
+        schools: str | None = None,
     ) -> None:
         self.database_url = database_url
         self.kafka = kafka
         self.policy = policy
+        self.schools = schools
         self.worker_log = worker_log
         self.env = env
         self.embedded: EmbeddedBroker | None = None
@@ -122,7 +127,7 @@ class Pipeline:
                 self.kafka = self.embedded.config
             ensure_topics(self.kafka)
             self.worker = Worker(
-                worker_command(self.broker, self.database_url, self.policy),
+                worker_command(self.broker, self.database_url, self.policy, self.schools),
                 self.worker_log,
                 self.env,
             )

@@ -1,0 +1,86 @@
+"""A deployment's schools: the register a trust or a local authority gives
+(``--schools FILE``, ``SHARING_AUDIT_SCHOOLS``), and the pack that decides each school's
+events, compiled for the school's own local authority.
+
+    schools:
+      - urn: "116234"
+        name: Westfields Junior School
+        la: 850                  # the school's local authority code
+        pack: england-schools    # a shipped pack or a YAML path; optional
+
+No file is read here (the caller passes the register's text and compiles the packs):
+deciding which pack decides an event stays a pure question of its ``source``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.policy.pack import PackError, Policy
+from schemas.problems import location, message
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchoolSpec(_Strict):
+    urn: str = Field(pattern=r"^[0-9]{6}$", description="the school's URN, 6 digits")
+    name: str = Field(min_length=1)
+    la: int = Field(ge=100, le=999, description="the school's local authority code")
+    pack: str | None = Field(default=None, description="a shipped pack or a YAML path")
+
+
+class RegisterSpec(_Strict):
+    schools: list[SchoolSpec] = Field(min_length=1)
+
+
+def parse_schools(text: str, source: str) -> list[SchoolSpec]:
+    """The schools of a register's YAML text; :class:`PackError` naming every problem and
+    where (``source`` names the file)."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PackError(source, [f"not valid YAML: {exc}"], unreadable=True) from None
+    try:
+        spec = RegisterSpec.model_validate(document)
+    except ValidationError as exc:
+        raise PackError(
+            source,
+            [
+                f"{location(e['loc']) or '(top level)'}: {message(e)}"
+                for e in exc.errors(include_url=False)
+            ],
+        ) from None
+    seen: dict[str, int] = {}
+    problems = []
+    for i, school in enumerate(spec.schools):
+        if school.urn in seen:
+            problems.append(f"schools[{i}].urn: {school.urn} is also schools[{seen[school.urn]}]")
+        seen.setdefault(school.urn, i)
+    if problems:
+        raise PackError(source, problems)
+    return spec.schools
+
+
+@dataclass(frozen=True, slots=True)
+class Schools:
+    """The register compiled: each school's policy by URN. An event is decided by the
+    policy of its source school; one from a school outside the register by none."""
+
+    names: Mapping[str, str]
+    policies: Mapping[str, Policy]
+
+    def policy_for(self, source: str) -> Policy | None:
+        return self.policies.get(source.removeprefix("/schools/"))
+
+    def refusal(self, source: str) -> str:
+        """Why an event from ``source`` is not decided: the school is not registered."""
+        return (
+            f"source {source}: the school is not in this deployment's register of schools "
+            f"({len(self.names)} schools)"
+        )
