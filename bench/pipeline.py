@@ -31,6 +31,12 @@ how far the agents are from Faust's per-record pace; the target is on the steady
 Target (the stream agents issue): ``ratio_vs_noop_faust`` of at least 0.70 on SQLite.
 The last line reads ``ratio_vs_noop_faust=R``.
 
+``--workers 1,2,3`` measures what more workers buy: for each count, a fresh broker and
+ledger (``--db``, PostgreSQL for more than one), the events loaded, then that many
+``sharing-audit worker`` processes in one consumer group sharing the topics' partitions
+and appending to one chain; the steady rate of each count and its ratio to one worker,
+in one run. The last line reads ``workers=N:R,...`` (the ratios).
+
 ``--writer-only`` measures the ledger writer alone, in this process, with no broker: the
 CPU time per event of ``LedgerWriter.write`` over the same events in batches of
 ``--batch``, against the CPU time per event of only reading them (``read_event``, the
@@ -417,6 +423,52 @@ def one_round(
     return rates
 
 
+def workers_round(args: argparse.Namespace, records: list[bytes], count: int) -> float:
+    """Events per second with ``count`` workers on a fresh broker and ledger."""
+    env = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-workers-") as folder,
+        ledger_url(args.db, Path(folder)) as url,
+    ):
+        try:
+            with EmbeddedBroker() as broker:
+                kafka = broker.config
+                ensure_topics(kafka)
+                load(kafka, records)
+                prepare(Ledger.open(url).engine)  # one schema, not a race of N workers
+                expected = expected_of(records, Engine(load_pack()))
+                workers = [
+                    Worker(
+                        worker_command(kafka.bootstrap, url),
+                        log_file=Path(folder) / f"worker-{n}.log",
+                        env=env,
+                    )
+                    for n in range(count)
+                ]
+                for worker in workers:
+                    worker.start()
+                try:
+                    return pipeline_rate(workers[0], url, expected.entries)
+                finally:
+                    for worker in workers:
+                        worker.stop()
+        finally:
+            for ledger in _ENGINES.values():
+                ledger.engine.dispose()
+            _ENGINES.clear()
+
+
+def workers_mode(args: argparse.Namespace, records: list[bytes]) -> None:
+    counts = [int(n) for n in args.workers.split(",")]
+    rates = {}
+    for count in counts:
+        rates[count] = workers_round(args, records[: args.events], count)
+        print(f"{count} worker{'s' if count > 1 else ''} ({args.db}): {rates[count]:9.0f} events/s")
+    base = rates[counts[0]]
+    print(", ".join(f"{n} workers: {rates[n] / base:.2f} of {counts[0]}" for n in counts))
+    print("workers=" + ",".join(f"{n}:{rates[n] / base:.2f}" for n in counts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -426,11 +478,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="median of N for each consumer")
     parser.add_argument("--writer-only", action="store_true", help="the writer alone, no broker")
     parser.add_argument("--batch", type=int, default=1000, help="records per write (--writer-only)")
+    parser.add_argument("--workers", help="worker counts to compare, such as 1,2,3")
     args = parser.parse_args()
 
     records = events(args.events + args.latency_events, args.seed)
     if args.writer_only:
         writer_only(args, records)
+        return
+    if args.workers:
+        workers_mode(args, records)
         return
     rounds = []
     for number in range(1, args.rounds + 1):

@@ -38,11 +38,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 KEY_ENV = {"SHARING_AUDIT_PSEUDONYM_KEY": "5a" * 32}
 
 
-def _year(pupils: int, seed: int) -> list[bytes]:
+def year_events(pupils: int, seed: int) -> list[bytes]:
     return [orjson.dumps(line.event) for line in simulate(pupils, violation_rate=0.05, seed=seed)]
 
 
-def _send(kafka: KafkaConfig, records: list[bytes], per_second: float | None = None) -> None:
+def send_paced(kafka: KafkaConfig, records: list[bytes], per_second: float | None = None) -> None:
     """Send ``records`` (at about ``per_second``), every one acknowledged."""
     chunk = 250
     with MisProducer(kafka) as producer:
@@ -52,7 +52,7 @@ def _send(kafka: KafkaConfig, records: list[bytes], per_second: float | None = N
                 time.sleep(chunk / per_second)
 
 
-def _assert_recorded_exactly_once(
+def assert_recorded_exactly_once(
     url: str, records: list[bytes], policy: Policy, log: Path, timeout: float
 ) -> None:
     expected = expected_of(records, Engine(policy))
@@ -71,14 +71,14 @@ def _assert_recorded_exactly_once(
 def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
     kafka: KafkaConfig, db_url: str, tmp_path: Path, policy: Policy
 ) -> None:
-    records = _year(9_500, seed=11)
+    records = year_events(9_500, seed=11)
     assert len(records) >= 20_000
     log = tmp_path / "worker.log"
     rng = random.Random(20261129)
     with Pipeline(db_url, kafka, worker_log=log, env=KEY_ENV) as pipeline:
         # Slow enough that events still flow at the fifth kill: each restart takes a
         # session timeout (6 s) and a start-up before the worker records again.
-        sender = threading.Thread(target=_send, args=(kafka, records, 300.0))
+        sender = threading.Thread(target=send_paced, args=(kafka, records, 300.0))
         sender.start()
         kills = 0
         while kills < 5:
@@ -97,7 +97,7 @@ def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
             kills += 1
             pipeline.restart_worker()
         sender.join()
-        _assert_recorded_exactly_once(db_url, records, policy, log, timeout=240)
+        assert_recorded_exactly_once(db_url, records, policy, log, timeout=240)
     assert wait_until(lambda: not _processes_using(db_url), timeout=30), (
         "worker processes outlived the pipeline: " + "; ".join(_processes_using(db_url))
     )
@@ -120,18 +120,18 @@ def test_a_worker_waits_for_a_stopped_database_and_catches_up_when_it_is_back(
     proxy = Proxy((real.host or "127.0.0.1", real.port or 5432))
     url = real.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     log = tmp_path / "worker.log"
-    first, second = _year(150, seed=3), _year(150, seed=4)
+    first, second = year_events(150, seed=3), year_events(150, seed=4)
     with Pipeline(url, kafka, worker_log=log, env=KEY_ENV):
-        _send(kafka, first)
+        send_paced(kafka, first)
         time.sleep(4)
         assert ledger_count(pg_url) == 0
         assert "database_unavailable" in log.read_text()
         proxy.up()
-        _assert_recorded_exactly_once(pg_url, first, policy, log, timeout=90)
+        assert_recorded_exactly_once(pg_url, first, policy, log, timeout=90)
 
         proxy.down()  # and now an outage while the worker runs
-        _send(kafka, second)
+        send_paced(kafka, second)
         time.sleep(4)
         proxy.up()
-        _assert_recorded_exactly_once(pg_url, first + second, policy, log, timeout=120)
+        assert_recorded_exactly_once(pg_url, first + second, policy, log, timeout=120)
     proxy.down()
