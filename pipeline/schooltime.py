@@ -20,6 +20,12 @@ def at_school(day: date, hour: int, minute: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute), SCHOOL_TIME)
 
 
+def school_year(day: date) -> tuple[date, date]:
+    """The English school year ``day`` falls in: from 1 September to the next."""
+    start = date(day.year if day.month >= 9 else day.year - 1, 9, 1)
+    return start, date(start.year + 1, 9, 1)
+
+
 def shown_in_school_time(moment: datetime) -> str:
     """``Mon 26 Oct 2026, 09:00 GMT``: how a deadline is shown to a DPO."""
     local = moment.astimezone(SCHOOL_TIME)

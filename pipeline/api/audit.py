@@ -407,10 +407,14 @@ def record_of_processing(
     user: Reader,
     since: Annotated[str | None, Query(**_TEXT)] = None,
     until: Annotated[str | None, Query(**_TEXT)] = None,
+    school: Annotated[
+        str | None, Query(pattern=r"^[0-9]{6}$", description="one school's record (URN)")
+    ] = None,
     format: ReportFormat = ReportFormat.json,
 ) -> Response:
-    """The Article 30 record of processing, counted from events in [since, until)."""
+    """The Article 30 record of processing, counted from events in [since, until), of
+    every school or of one."""
     state = request.app.state
     start, end = period(since, until)
-    report = audited_ropa(state.ledger, reader_of(user, "api"), state.policy, start, end)
+    report = audited_ropa(state.ledger, reader_of(user, "api"), state.policy, start, end, school)
     return report_response(report, "record-of-processing", format)

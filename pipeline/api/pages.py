@@ -61,7 +61,7 @@ from pipeline.logging import get_logger
 from pipeline.reports.formats import ReportFormat, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.schooltime import shown_in_school_time
+from pipeline.schooltime import SCHOOL_TIME, school_year, shown_in_school_time
 from pipeline.settings import settings
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.events import EVENT_TYPES
@@ -418,7 +418,11 @@ def ropa_page(
     until: str = "",
     format: ReportFormat | None = None,
 ) -> Response:
-    """The form, then the record of processing as a printable page or a download."""
+    """The form, then the record of processing as a printable page or a download. The
+    form opens on the current school year."""
+    if format is None and not since and not until:
+        start_day, end_day = school_year(datetime.now(SCHOOL_TIME).date())
+        since, until = start_day.isoformat(), end_day.isoformat()
     context = {"user": user, "since": since, "until": until}
     if format is None:
         return templates.TemplateResponse(request, "ropa_form.html", context)

@@ -83,14 +83,20 @@ def report_ropa(
     until: Annotated[str | None, typer.Option(help="Before this date or time.")] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
+    school: Annotated[
+        str | None,
+        typer.Option(help="One school's record (its URN); else every school's together."),
+    ] = None,
     output: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
     to: OutputOption = None,
 ) -> None:
     """The Article 30 record of processing, counted from the events of a period."""
+    if school is not None and not (len(school) == 6 and school.isdigit()):
+        fail(f"--school {school!r}: a school is named by its URN, six digits")
     pack = policy_or_fail(policy)
     start = asked(lambda: instant(since, "--since")) if since else None
     end = asked(lambda: instant(until, "--until")) if until else None
     ledger = open_ledger(db, create=False)
     with reading(ledger):
-        report = audited_ropa(ledger, cli_reader(), pack, start, end)
+        report = audited_ropa(ledger, cli_reader(), pack, start, end, school)
     _write(rendered(report, "record-of-processing", output)[0], to)

@@ -66,8 +66,12 @@ def build_ropa(
     payload's ``data``). Pure."""
     groups: dict[tuple[str, str], _Group] = {}
     all_pupils: set[str] = set()
+    unreadable = 0
     for event in observed:
-        recipient = event["recipient"] or "(not given)"
+        recipient = event["recipient"]
+        if recipient is None:  # a record too malformed to say whom it went to
+            unreadable += 1
+            continue
         key = policy.recipient_key(recipient)
         group = groups.setdefault((key or recipient, event["event_type"]), _Group())
         group.recipients.add(recipient)
@@ -123,15 +127,21 @@ def build_ropa(
             "pupils": len(all_pupils),
             **{v: sum(r[v] for r in rows) for v in VERDICTS},
             "rows_differing_from_policy": sum(bool(r["differences"]) for r in rows),
+            "unreadable": unreadable,
         },
         "rows": rows,
     }
 
 
 def observed_events(
-    connection: Connection, since: str | None, until: str | None, up_to_seq: int
+    connection: Connection,
+    since: str | None,
+    until: str | None,
+    up_to_seq: int,
+    school: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Sharing events that occurred in [since, until), each at its current decision."""
+    """Sharing events that occurred in [since, until) (from ``school`` alone, when given:
+    its URN), each at its current decision."""
     current: dict[int, str] = {}
     reevaluations = connection.execute(
         select(ENTRY.c.refers_to, ENTRY.c.decision)
@@ -167,6 +177,8 @@ def observed_events(
         statement = statement.where(ENTRY.c.occurred_at >= since)
     if until is not None:
         statement = statement.where(ENTRY.c.occurred_at < until)
+    if school is not None:
+        statement = statement.where(ENTRY.c.school == school)
     rows = connection.execution_options(stream_results=True, yield_per=2_000).execute(statement)
     for row in rows:
         yield {
@@ -181,24 +193,36 @@ def observed_events(
 
 
 def record_of_processing(
-    connection: Connection, policy: Policy, since: str | None, until: str | None, up_to_seq: int
+    connection: Connection,
+    policy: Policy,
+    since: str | None,
+    until: str | None,
+    up_to_seq: int,
+    school: str | None = None,
 ) -> dict[str, Any]:
-    return build_ropa(observed_events(connection, since, until, up_to_seq), policy, since, until)
+    """The record of the trust's schools, or of one (``school``, a URN)."""
+    observed = observed_events(connection, since, until, up_to_seq, school)
+    return {**build_ropa(observed, policy, since, until), "school": school}
 
 
 def audited_ropa(
-    ledger: Ledger, reader: Requester, policy: Policy, since: str | None, until: str | None
+    ledger: Ledger,
+    reader: Requester,
+    policy: Policy,
+    since: str | None,
+    until: str | None,
+    school: str | None = None,
 ) -> dict[str, Any]:
     """The record, its read recorded: it is counted from pupil-level entries."""
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
-        report = record_of_processing(connection, policy, since, until, as_of)
+        report = record_of_processing(connection, policy, since, until, as_of, school)
     seq = record_read(
         ledger,
         reader,
         "ropa",
         returned=report["totals"]["events"],
         as_of=as_of,
-        extra={"period": {"since": since, "until": until}},
+        extra={"period": {"since": since, "until": until}, "school": school},
     )
     return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}
