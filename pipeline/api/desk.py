@@ -48,6 +48,7 @@ class IncidentOut(BaseModel):
     status: str
     rule: str
     recipient: str | None
+    school: str | None = Field(default=None, description="URN of the school that shared")
     day: str
     detected_at: datetime
     deadline: datetime | None
@@ -116,6 +117,7 @@ def incident_out(incident_id: int, incident: Incident, now: datetime) -> dict[st
         "status": incident.status.value,
         "rule": incident.cause.rule,
         "recipient": incident.cause.recipient,
+        "school": incident.cause.school,
         "day": incident.cause.day.isoformat(),
         "detected_at": incident.detected_at,
         "deadline": deadline,

@@ -103,7 +103,12 @@ def incidents_show(incident_id: int, db: DbOption = None) -> None:
     cause = incident.cause
     console.print(
         Text.assemble(
-            "cause: ", plain(cause.rule), " to ", plain(cause.recipient), f" on {cause.day}"
+            "cause: ",
+            plain(cause.rule),
+            " to ",
+            plain(cause.recipient),
+            f" on {cause.day}",
+            f", school {cause.school}" if cause.school else "",
         )
     )
     console.print(f"detected: {shown_in_school_time(incident.detected_at)}")

@@ -1,8 +1,9 @@
 """From alerts to incidents: alerts with the same cause are one incident.
 
-A cause is the rule that made the decision what it is, the recipient, and the day (UK
-time) the alert was recorded: ten referrals sent to the wrong agency on one afternoon are
-one incident for the DPO to work, not ten.
+A cause is the rule that made the decision what it is, the recipient, the day (UK time)
+the alert was recorded and the school that shared: ten referrals sent to the wrong agency
+on one afternoon are one incident for the DPO to work, not ten; two schools of a trust
+making the same mistake on the same day are two, each its own school's to answer for.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def cause_of(alert: Mapping[str, Any]) -> Cause:
     verdict = Verdict(alert["decision"])
     rules = [RuleId(r) for r in alert["rules"]]
     decisive = next((r for r in rules if RULE_VERDICT[r] is verdict), rules[0])
-    return Cause(decisive.value, alert.get("recipient"), day)
+    return Cause(decisive.value, alert.get("recipient"), day, alert.get("school"))
 
 
 def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:

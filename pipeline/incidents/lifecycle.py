@@ -65,11 +65,13 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    """What groups alerts into one incident: the same rule, recipient and (UK) day."""
+    """What groups alerts into one incident: the same rule, recipient, (UK) day and
+    school: in a trust's ledger, each school's incidents are its own."""
 
     rule: str
     recipient: str | None
     day: date
+    school: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

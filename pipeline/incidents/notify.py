@@ -63,6 +63,7 @@ def notice(
         "breach": incident.breach,
         "rule": incident.cause.rule,
         "recipient": incident.cause.recipient,
+        "school": incident.cause.school,
         "detected_at": incident.detected_at.isoformat(),
         "deadline": deadline.isoformat() if deadline else None,
         "deadline_uk": shown_in_school_time(deadline) if deadline else None,

@@ -200,6 +200,15 @@ class TestGrouping:
             ("log.witness_refused", (7,), True),
         ]
 
+    def test_the_same_mistake_at_two_schools_of_a_trust_is_two_incidents(self) -> None:
+        first = {**self.alert(1, rules=["consent.missing"]), "school": "116234"}
+        second = {**self.alert(2, rules=["consent.missing"]), "school": "135000"}
+        incidents = incidents_from([first, second])
+        assert [(i.cause.school, i.entries) for i in incidents] == [
+            ("116234", (1,)),
+            ("135000", (2,)),
+        ]
+
     def test_alerts_with_the_same_rule_recipient_and_day_are_one_incident(self) -> None:
         [incident] = incidents_from(
             [
