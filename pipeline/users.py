@@ -3,7 +3,10 @@
 A token is shown once, when the user is added, and kept only as its SHA-256: tokens are
 32 random bytes, so a plain hash is enough to make a stolen database useless for signing
 in. Roles: ``dpo`` (reads, acts on incidents), ``auditor`` (reads and exports), ``admin``
-(reads, manages users). A token may expire (``expires_at``) and can be revoked or rotated;
+(reads, manages users). A user may be confined to some of the deployment's schools
+(``schools``, their URNs; none: every school, for the trust's DPO): they then see only
+those schools' entries, pupils, incidents and reports, and another school's answer as if
+it did not exist. A token may expire (``expires_at``) and can be revoked or rotated;
 the desk's pages use server-side sessions, never the token, in their cookie. Every change
 to users is an entry in the ledger's chain.
 """
@@ -12,10 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+import orjson
 from sqlalchemy import Connection, text
 
 from pipeline.ledger.acts import append_act
@@ -49,6 +54,16 @@ class User:
     role: Role
     expires_at: str | None = None
     revoked_at: str | None = None
+    schools: frozenset[str] | None = None  # None: every school
+
+    @property
+    def scope(self) -> tuple[str, ...] | None:
+        """The user's schools, sorted, for a query; None for every school."""
+        return None if self.schools is None else tuple(sorted(self.schools))
+
+
+def _schools_of(text_value: str | None) -> frozenset[str] | None:
+    return None if text_value is None else frozenset(orjson.loads(text_value))
 
 
 def token_hash(token: str) -> str:
@@ -66,16 +81,23 @@ def _record(ledger: Ledger, action: str, user: str, by: str, **more: str | None)
 
 
 def add_user(
-    ledger: Ledger, name: str, role: Role, by: str = "admin", expires_at: str | None = None
+    ledger: Ledger,
+    name: str,
+    role: Role,
+    by: str = "admin",
+    expires_at: str | None = None,
+    schools: Sequence[str] = (),
 ) -> str:
-    """Add a user; their token (shown now, never again). ``expires_at``: UTC text."""
+    """Add a user; their token (shown now, never again). ``expires_at``: UTC text;
+    ``schools``: the URNs they may see (none given: every school)."""
     token = _new_token()
+    scope = orjson.dumps(sorted(set(schools))).decode() if schools else None
     try:
         with ledger.engine.begin() as connection:
             connection.execute(
                 text(
-                    "INSERT INTO app_user (name, role, token_hash, created_at, expires_at) "
-                    "VALUES (:n, :r, :h, :c, :e)"
+                    "INSERT INTO app_user (name, role, token_hash, created_at, expires_at, "
+                    "schools) VALUES (:n, :r, :h, :c, :e, :s)"
                 ),
                 {
                     "n": name,
@@ -83,11 +105,12 @@ def add_user(
                     "h": token_hash(token),
                     "c": now_text(),
                     "e": expires_at,
+                    "s": scope,
                 },
             )
     except LedgerRefused:
         raise UserExists(f"a user named {name!r} already exists") from None
-    _record(ledger, "add", name, by, role=role.value, expires_at=expires_at)
+    _record(ledger, "add", name, by, role=role.value, expires_at=expires_at, schools=scope)
     return token
 
 
@@ -135,10 +158,10 @@ _LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)"
 def user_for(connection: Connection, token: str) -> User | None:
     """The user holding ``token``, if it is theirs and neither expired nor revoked."""
     row = connection.execute(
-        text(f"SELECT name, role FROM app_user WHERE token_hash = :h AND {_LIVE}"),
+        text(f"SELECT name, role, schools FROM app_user WHERE token_hash = :h AND {_LIVE}"),
         {"h": token_hash(token), "now": now_text()},
     ).first()
-    return User(row[0], Role(row[1])) if row else None
+    return User(row[0], Role(row[1]), schools=_schools_of(row[2])) if row else None
 
 
 def open_session(ledger: Ledger, user: User) -> str:
@@ -165,13 +188,14 @@ def session_user(connection: Connection, session: str) -> User | None:
     """Whose desk session this is, while it and their token are live."""
     row = connection.execute(
         text(
-            "SELECT u.name, u.role FROM desk_session s JOIN app_user u ON u.name = s.user_name "
+            "SELECT u.name, u.role, u.schools FROM desk_session s "
+            "JOIN app_user u ON u.name = s.user_name "
             "WHERE s.id_hash = :h AND s.ended_at IS NULL AND s.expires_at > :now AND "
             "u.revoked_at IS NULL AND (u.expires_at IS NULL OR u.expires_at > :now)"
         ),
         {"h": token_hash(session), "now": now_text()},
     ).first()
-    return User(row[0], Role(row[1])) if row else None
+    return User(row[0], Role(row[1]), schools=_schools_of(row[2])) if row else None
 
 
 def end_session(ledger: Ledger, session: str) -> None:
@@ -184,6 +208,6 @@ def end_session(ledger: Ledger, session: str) -> None:
 
 def users(connection: Connection) -> list[User]:
     rows = connection.execute(
-        text("SELECT name, role, expires_at, revoked_at FROM app_user ORDER BY name")
+        text("SELECT name, role, expires_at, revoked_at, schools FROM app_user ORDER BY name")
     )
-    return [User(r[0], Role(r[1]), r[2], r[3]) for r in rows]
+    return [User(r[0], Role(r[1]), r[2], r[3], _schools_of(r[4])) for r in rows]

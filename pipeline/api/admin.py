@@ -30,11 +30,15 @@ class NewUser(BaseModel):
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
     role: Role
     expires_at: AwareDatetime | None = Field(default=None, description="when the token ends")
+    schools: list[Annotated[str, Field(pattern=r"^[0-9]{6}$")]] = Field(
+        default_factory=list, max_length=1000, description="URNs they may see; none: every school"
+    )
 
 
 class UserOut(BaseModel):
     name: str
     role: Role
+    schools: list[str] | None = Field(default=None, description="None: every school")
 
 
 class UserCreated(UserOut):
@@ -43,18 +47,20 @@ class UserCreated(UserOut):
 
 @router.get("", response_model=list[UserOut])
 def list_users(user: Admin, db: Db) -> list[dict[str, Any]]:
-    return [{"name": u.name, "role": u.role} for u in users(db)]
+    return [{"name": u.name, "role": u.role, "schools": u.scope} for u in users(db)]
 
 
 @router.post("", response_model=UserCreated, status_code=201)
 def create_user(body: NewUser, user: Admin, ledger: LedgerOf) -> dict[str, Any]:
     expires = utc_text(body.expires_at) if body.expires_at else None
     try:
-        token = add_user(ledger, body.name, body.role, by=user.name, expires_at=expires)
+        token = add_user(
+            ledger, body.name, body.role, by=user.name, expires_at=expires, schools=body.schools
+        )
     except UserExists as exc:
         raise HTTPException(409, str(exc)) from None
     log.info("user_added", user=body.name, role=body.role.value, by=user.name)
-    return {"name": body.name, "role": body.role, "token": token}
+    return {"name": body.name, "role": body.role, "schools": body.schools or None, "token": token}
 
 
 @router.post("/{name}/revoke", status_code=204)
@@ -76,5 +82,5 @@ def rotate(name: Name, user: Admin, ledger: LedgerOf) -> dict[str, Any]:
         raise HTTPException(404, str(exc)) from None
     log.info("user_rotated", user=name, by=user.name)
     with ledger.engine.connect() as connection:
-        role = next(u.role for u in users(connection) if u.name == name)
-    return {"name": name, "role": role, "token": token}
+        found = next(u for u in users(connection) if u.name == name)
+    return {"name": name, "role": found.role, "schools": found.scope, "token": token}

@@ -26,8 +26,16 @@ from pipeline.ledger.asking import (
     names_a_upn,
     pupil_key,
 )
-from pipeline.ledger.queries import Filters
-from pipeline.ledger.reads import Requester, export, opened, readers_of, record_read, search
+from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.reads import (
+    Requester,
+    export,
+    opened,
+    readers_of,
+    reads_in_scope,
+    record_read,
+    search,
+)
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
@@ -375,7 +383,17 @@ def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Re
     report = audited_sar(
         state.ledger, reader_of(user, "api"), key, state.policy, settings().witness_quorum
     )
+    if report is None:
+        raise HTTPException(404, "no such pupil")
     return report_response(report, "subject-access", asked.format)
+
+
+def _pupil_in_scope(connection: Connection, key: str, schools: tuple[str, ...]) -> bool:
+    """Whether any entry of these schools names the pupil."""
+    return (
+        next(iter(entries(connection, Filters(pupil_key=key, schools=schools, limit=1))), None)
+        is not None
+    )
 
 
 @router.post("/pupils/readers", response_model=list[LedgerEntryOut])
@@ -384,7 +402,9 @@ def pupil_readers(request: Request, user: Reader, asked: PupilAsked) -> list[dic
     state = request.app.state
     key = pupil_of(request, asked)
     with state.ledger.engine.connect() as connection:
-        found = readers_of(connection, key)
+        if user.scope is not None and not _pupil_in_scope(connection, key, user.scope):
+            raise HTTPException(404, "no such pupil")
+        found = reads_in_scope(readers_of(connection, key), user.scope)
         as_of = Ledger.head(connection)[0]
     record_read(
         state.ledger,
@@ -417,4 +437,6 @@ def record_of_processing(
     state = request.app.state
     start, end = period(since, until)
     report = audited_ropa(state.ledger, reader_of(user, "api"), state.policy, start, end, school)
+    if report is None:
+        raise HTTPException(404, f"no school {school}")
     return report_response(report, "record-of-processing", format)

@@ -87,12 +87,22 @@ def role(*allowed: Role) -> Any:
     return Depends(check)
 
 
+def trust_admin(request: Request, user: Annotated[User, role(Role.ADMIN)]) -> User:
+    """An admin of every school: one confined to some schools manages no users (the list
+    of users is the whole deployment's)."""
+    if user.schools is not None:
+        forbidden(request, user)
+        raise HTTPException(403, "managing users takes an admin of every school")
+    return user
+
+
 Reader = Annotated[User, role(*READERS)]
 Dpo = Annotated[User, role(Role.DPO)]
-Admin = Annotated[User, role(Role.ADMIN)]
+Admin = Annotated[User, Depends(trust_admin)]
 SubjectAccess = Annotated[User, role(*SAR_ROLES)]
 
 
 def reader_of(user: User, via: str) -> Requester:
-    """Who is reading, for the ledger's read entry: ``via`` is "api" or "page"."""
-    return Requester(user.name, user.role.value, via)
+    """Who is reading, for the ledger's read entry: ``via`` is "api" or "page"; the
+    schools they are confined to go with them, into every query made for them."""
+    return Requester(user.name, user.role.value, via, user.scope)

@@ -138,7 +138,7 @@ def audited_incident_detail(
     entries' pupils. The reading connection is given back before the read is recorded."""
     with ledger.engine.connect() as db:
         as_of = Ledger.head(db)[0]
-        incident = incidents(db).get(incident_id)
+        incident = incidents(db, user.scope).get(incident_id)
         if incident is None:
             return None
         shown = entries_at(db, list(incident.entries))
@@ -159,7 +159,7 @@ def list_incidents(user: Reader, db: Db, include_closed: bool = False) -> list[d
     now = datetime.now(UTC)
     return [
         incident_out(i, incident, now)
-        for i, incident in in_queue_order(incidents(db), now)
+        for i, incident in in_queue_order(incidents(db, user.scope), now)
         if include_closed or incident.status is not Status.CLOSED
     ]
 
@@ -172,9 +172,9 @@ def get_incident(incident_id: int, user: Reader, ledger: LedgerOf) -> dict[str, 
     return detail
 
 
-def _act(ledger: Ledger, incident_id: int, action: Action) -> dict[str, Any]:
+def _act(ledger: Ledger, incident_id: int, action: Action, user: User) -> dict[str, Any]:
     try:
-        _, updated = take_action(ledger, incident_id, action)
+        _, updated = take_action(ledger, incident_id, action, user.scope)
     except UnknownIncident:
         raise HTTPException(404, f"no incident {incident_id}") from None
     except TransitionRefused as refused:
@@ -189,13 +189,13 @@ def _now() -> datetime:
 
 @router.post("/{incident_id}/acknowledge", response_model=IncidentOut)
 def acknowledge(incident_id: int, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
-    return _act(ledger, incident_id, Action(ActionKind.ACKNOWLEDGE, user.name, _now()))
+    return _act(ledger, incident_id, Action(ActionKind.ACKNOWLEDGE, user.name, _now()), user)
 
 
 @router.post("/{incident_id}/assess", response_model=IncidentOut)
 def assess(incident_id: int, body: Assessment, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
     action = Action(ActionKind.ASSESS, user.name, _now(), risk=body.risk, reasons=body.reasons)
-    return _act(ledger, incident_id, action)
+    return _act(ledger, incident_id, action, user)
 
 
 @router.post("/{incident_id}/report", response_model=IncidentOut)
@@ -205,15 +205,15 @@ def report(incident_id: int, body: IcoReport, user: Dpo, ledger: LedgerOf) -> di
     action = Action(
         ActionKind.REPORT, user.name, _now(), ico_reference=body.ico_reference, reported_at=when
     )
-    return _act(ledger, incident_id, action)
+    return _act(ledger, incident_id, action, user)
 
 
 @router.post("/{incident_id}/notify-subjects", response_model=IncidentOut)
 def notify_subjects(incident_id: int, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
-    return _act(ledger, incident_id, Action(ActionKind.NOTIFY_SUBJECTS, user.name, _now()))
+    return _act(ledger, incident_id, Action(ActionKind.NOTIFY_SUBJECTS, user.name, _now()), user)
 
 
 @router.post("/{incident_id}/close", response_model=IncidentOut)
 def close(incident_id: int, body: Closing, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
     action = Action(ActionKind.CLOSE, user.name, _now(), reasons=body.reason)
-    return _act(ledger, incident_id, action)
+    return _act(ledger, incident_id, action, user)

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pipeline.api.audit import MAX_SEQ
 from pipeline.api.deps import LedgerOf, Reader, reader_of
 from pipeline.ledger.checkpoints import Signed, at_size
-from pipeline.ledger.queries import Filters
+from pipeline.ledger.queries import Filters, entry_at, in_scope
 from pipeline.ledger.reads import opened, record_read
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import (
@@ -75,6 +75,8 @@ def inclusion(
             404, f"entry {seq} is not in the checkpoint of size {signed.checkpoint.size}"
         )
     with ledger.engine.connect() as connection:
+        if user.scope is not None and not in_scope(entry_at(connection, seq), user.scope):
+            raise HTTPException(404, f"no entry {seq}")  # another school's: as if none
         proof = inclusion_proof(connection, seq - 1, signed.checkpoint.size)
     return Response(receipt_for(seq - 1, proof, signed.with_cosignatures()), media_type=TEXT)
 
@@ -121,6 +123,10 @@ def tile(request: Request, ledger: LedgerOf, user: Reader, path: str) -> Respons
         wanted = parse_tile_path(path)
     except BadTilePath as problem:
         raise HTTPException(404, f"no tile {path!r}: {problem}") from None
+    if wanted.entries and user.scope is not None:
+        # A bundle holds every school's entries: a reader confined to some schools fetches
+        # their own entries' leaves instead.
+        raise HTTPException(404, f"no tile {path!r} for a reader of some schools only")
     size = served(ledger).checkpoint.size
     start, end = wanted.leaves()
     if end > size:

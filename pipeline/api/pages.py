@@ -160,7 +160,7 @@ def queue(request: Request, user: PageReader, db: Db) -> Response:
     now = datetime.now(UTC)
     shown = [
         {**incident_out(i, incident, now), "left_text": left_text(incident.time_left(now))}
-        for i, incident in in_queue_order(incidents(db), now)
+        for i, incident in in_queue_order(incidents(db, user.scope), now)
         if incident.status is not Status.CLOSED
     ]
     return templates.TemplateResponse(request, "queue.html", {"user": user, "incidents": shown})
@@ -216,7 +216,7 @@ def incident_action(
     )
     ledger = request.app.state.ledger
     try:
-        take_action(ledger, incident_id, taken)
+        take_action(ledger, incident_id, taken, user.scope)
     except UnknownIncident:
         return HTMLResponse(f"<p>No incident {incident_id}. <a href='/desk'>Back</a></p>", 404)
     except TransitionRefused as refused:
@@ -406,6 +406,8 @@ def sar_page(
     report = audited_sar(
         state.ledger, reader_of(user, "page"), key, state.policy, settings().witness_quorum
     )
+    if report is None:
+        return HTMLResponse("<p>No such pupil. <a href='/desk/search'>Back</a></p>", 404)
     back = f"/desk/search?{urlencode({'pupil': key, 'go': '1'})}"
     return report_response(report, "subject-access", format, back)
 
@@ -435,4 +437,5 @@ def ropa_page(
         )
     state = request.app.state
     report = audited_ropa(state.ledger, reader_of(user, "page"), state.policy, start, end)
+    assert report is not None  # no school asked: the reader's own schools
     return report_response(report, "record-of-processing", format, back="/desk/ropa")

@@ -74,6 +74,8 @@ def report_sar(
     ledger = open_ledger(db, create=False)
     with reading(ledger):
         report = audited_sar(ledger, cli_reader(), key, pack, settings().witness_quorum)
+    if report is None:  # the operator sees every school: never so
+        fail("no report: the pupil is of no school this command may see")
     _write(rendered(report, "subject-access", output)[0], to)
 
 
@@ -99,4 +101,6 @@ def report_ropa(
     ledger = open_ledger(db, create=False)
     with reading(ledger):
         report = audited_ropa(ledger, cli_reader(), pack, start, end, school)
+    if report is None:  # the operator sees every school: never so
+        fail("no report: the school is not one this command may see")
     _write(rendered(report, "record-of-processing", output)[0], to)

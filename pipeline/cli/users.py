@@ -59,13 +59,27 @@ def users_add(
     name: str,
     role: Annotated[Role, typer.Option(help="dpo acts on incidents; auditor reads; admin manages")],
     expires: ExpiresOption = None,
+    school: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--school",
+            help="A school they may see (its URN), again for each; none: every school.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Add a user and print their API token (shown once: it is stored only hashed). The
-    change is recorded in the ledger, as every change to users is."""
+    change is recorded in the ledger, as every change to users is. With --school, they
+    see those schools' entries, pupils, incidents and reports alone."""
+    schools = school or []
+    for urn in schools:
+        if not (len(urn) == 6 and urn.isdigit()):
+            fail(f"--school {urn!r}: a school is named by its URN, six digits")
     ledger = open_ledger(db)
     try:
-        token = add_user(ledger, name, role, by=getpass.getuser(), expires_at=_expiry(expires))
+        token = add_user(
+            ledger, name, role, by=getpass.getuser(), expires_at=_expiry(expires), schools=schools
+        )
     except UserExists as exc:
         fail(str(exc), 1)
     print(token)
@@ -99,11 +113,12 @@ def users_list(db: DbOption = None) -> None:
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         found = users(connection)
-    table = Table("name", "role", "expires", "revoked", header_style="bold")
+    table = Table("name", "role", "schools", "expires", "revoked", header_style="bold")
     for user in found:
         table.add_row(
             plain(user.name),
             user.role.value,
+            "every school" if user.scope is None else ", ".join(user.scope),
             plain(user.expires_at or ""),
             plain(user.revoked_at or ""),
         )

@@ -46,8 +46,12 @@ def _action(details: dict[str, Any], recorded_at: str) -> Action:
     )
 
 
-def incidents(connection: Connection) -> dict[int, Incident]:
-    """Every incident by id, with its history."""
+def incidents(
+    connection: Connection, schools: tuple[str, ...] | None = None
+) -> dict[int, Incident]:
+    """Every incident by id, with its history; only those of ``schools`` (URNs) for a
+    reader confined to them (an incident of no school, a witness's refusal, is the
+    trust's)."""
     alerts = [
         orjson.loads(body)
         for (body,) in connection.exec_driver_sql(
@@ -72,17 +76,21 @@ def incidents(connection: Connection) -> dict[int, Incident]:
                 incident.entries,
                 (*incident.history, action),
             )
-    return by_id
+    if schools is None:
+        return by_id
+    return {i: incident for i, incident in by_id.items() if incident.cause.school in schools}
 
 
-def take_action(ledger: Ledger, incident_id: int, action: Action) -> tuple[int, Incident]:
+def take_action(
+    ledger: Ledger, incident_id: int, action: Action, schools: tuple[str, ...] | None = None
+) -> tuple[int, Incident]:
     """Append ``action`` to the incident's history; the new entry's ``seq``, and the
-    incident as it now stands.
+    incident as it now stands. ``schools``: those of the person acting, when confined.
 
     Raises :class:`UnknownIncident`, or :class:`TransitionRefused` saying why not.
     """
     with ledger.locked() as connection:
-        incident = incidents(connection).get(incident_id)
+        incident = incidents(connection, schools).get(incident_id)
         if incident is None:
             raise UnknownIncident(f"no incident {incident_id}")
         updated = incident.taking(action)  # raises TransitionRefused

@@ -197,6 +197,8 @@ class AppUser(SQLModel, table=True):
     created_at: str = Field(sa_column=Column(String(40), nullable=False))
     expires_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
     revoked_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    # The URNs of the schools the user may see (a JSON list); NULL: every school.
+    schools: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class DeskSession(SQLModel, table=True):

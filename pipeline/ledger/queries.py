@@ -49,11 +49,14 @@ class Filters:
     after_seq: int = 0
     up_to_seq: int | None = None
     limit: int | None = None
+    #: The schools (URNs) whose entries a reader confined to them may see; None: every
+    #: school. Entries that belong to no school (reads, desk actions) are the trust's.
+    schools: tuple[str, ...] | None = None
 
     def asked(self) -> dict[str, Any]:
         """The filters that were given, as recorded in an audited read."""
         return {
-            name: value
+            name: list(value) if isinstance(value, tuple) else value
             for name, value in asdict(self).items()
             if value is not None and name not in ("after_seq", "limit", "up_to_seq")
         }
@@ -107,7 +110,14 @@ def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
         statement = statement.where(ENTRY.c.occurred_at < filters.until)
     if filters.up_to_seq is not None:
         statement = statement.where(seq <= filters.up_to_seq)
+    if filters.schools is not None:
+        statement = statement.where(ENTRY.c.school.in_(filters.schools or ("",)))
     return statement, seq
+
+
+def in_scope(entry: dict[str, Any] | None, schools: tuple[str, ...] | None) -> bool:
+    """Whether a reader confined to ``schools`` (None: every school) may see ``entry``."""
+    return entry is not None and (schools is None or entry["school"] in schools)
 
 
 def _listing(column: Any, value: str) -> Any:

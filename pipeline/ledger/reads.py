@@ -27,6 +27,7 @@ from pipeline.ledger.queries import (
     entries,
     entries_at,
     entry_at,
+    in_scope,
     nth_seq,
     referring_to,
 )
@@ -42,6 +43,7 @@ class Requester:
     name: str
     role: str
     via: str  # "api", "page" or "cli"
+    schools: tuple[str, ...] | None = None  # the schools they may see; None: every school
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +86,16 @@ def record_read(
         details["filters"] = filters.asked()
         details["after_seq"] = filters.after_seq
         details["through_seq"] = through if through is not None else as_of
+    if reader.schools is not None:
+        details["schools"] = list(reader.schools)
     details.update(extra or {})
     return append_act(ledger, READ_KIND, details, refers_to=refers_to, pupil_keys=pupil_keys)
 
 
 def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> Page:
-    """One page of entries matching ``filters`` after ``filters.after_seq``, recorded."""
+    """One page of entries matching ``filters`` after ``filters.after_seq`` (of the
+    reader's schools alone, when confined), recorded."""
+    filters = replace(filters, schools=reader.schools)
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
         pinned = replace(filters, up_to_seq=as_of, limit=limit + 1)
@@ -121,8 +127,10 @@ def export(
     each passed through ``along`` first, on the export's own connection (a request holds
     one at a time).
 
-    The read is recorded (with the count) before the first entry is produced.
+    The read is recorded (with the count) before the first entry is produced. A reader
+    confined to some schools exports their entries alone.
     """
+    filters = replace(filters, schools=reader.schools)
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
         pinned = replace(filters, up_to_seq=as_of)
@@ -151,14 +159,19 @@ def export(
 
 
 def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None:
-    """Entry ``seq`` with the entry it refers to and the later entries referring to it."""
+    """Entry ``seq`` with the entry it refers to and the later entries referring to it;
+    None if there is none the reader may see (another school's is as if it did not
+    exist)."""
+    scope = reader.schools
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
         entry = entry_at(connection, seq)
-        if entry is None:
+        if not in_scope(entry, scope):
             return None
+        assert entry is not None
         earlier = entry_at(connection, entry["refers_to"]) if entry["refers_to"] else None
-        later = referring_to(connection, seq)
+        earlier = earlier if in_scope(earlier, scope) else None
+        later = [e for e in referring_to(connection, seq) if in_scope(e, scope)]
     # Every entry the answer shows is named, so that opening an incident action (which
     # names no pupil) counts among the readers of the pupils of the decision it shows.
     shown = sorted({seq, *(e["seq"] for e in (earlier, *later) if e is not None)})
@@ -172,6 +185,21 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None
         extra={"entries": shown},
     )
     return {"entry": entry, "refers_to": earlier, "referred_by": later}
+
+
+def reads_in_scope(
+    reads: Sequence[dict[str, Any]], schools: tuple[str, ...] | None
+) -> list[dict[str, Any]]:
+    """The reads a reader confined to ``schools`` may see: those made by someone who may
+    see one of those schools (a reader of another school's alone is that school's)."""
+    if schools is None:
+        return list(reads)
+    return [
+        read
+        for read in reads
+        if "schools" not in (read["details"] or {})
+        or set(read["details"]["schools"]) & set(schools)
+    ]
 
 
 def _asked_pupils(filters: Filters) -> list[str]:
@@ -243,7 +271,7 @@ class ShownEntries:
         return first_after < len(matching) and matching[first_after] <= details["through_seq"]
 
     def _matching_seqs(self, filters: dict[str, Any]) -> list[int]:
-        key = tuple(sorted(filters.items()))
+        key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in filters.items()))
         if key not in self._matching:
             self._matching[key] = [
                 e["seq"]
@@ -257,6 +285,8 @@ def _matches(entry: dict[str, Any], name: str, value: Any) -> bool:
     """One filter of :class:`Filters`, as the query applies it, on a decoded entry."""
     if name in ("recipient", "event_type", "decision", "kind"):
         return bool(entry[name] == value)
+    if name == "schools":
+        return entry["school"] in value
     if name in ("rule", "category", "pupil_key"):
         listed = {"rule": "rules", "category": "categories", "pupil_key": "pupil_keys"}[name]
         return value in entry[listed]

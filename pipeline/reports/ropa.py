@@ -138,10 +138,10 @@ def observed_events(
     since: str | None,
     until: str | None,
     up_to_seq: int,
-    school: str | None = None,
+    schools: tuple[str, ...] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Sharing events that occurred in [since, until) (from ``school`` alone, when given:
-    its URN), each at its current decision."""
+    """Sharing events that occurred in [since, until) (from ``schools`` alone, when given:
+    their URNs), each at its current decision."""
     current: dict[int, str] = {}
     reevaluations = connection.execute(
         select(ENTRY.c.refers_to, ENTRY.c.decision)
@@ -177,8 +177,8 @@ def observed_events(
         statement = statement.where(ENTRY.c.occurred_at >= since)
     if until is not None:
         statement = statement.where(ENTRY.c.occurred_at < until)
-    if school is not None:
-        statement = statement.where(ENTRY.c.school == school)
+    if schools is not None:
+        statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
     rows = connection.execution_options(stream_results=True, yield_per=2_000).execute(statement)
     for row in rows:
         yield {
@@ -198,11 +198,16 @@ def record_of_processing(
     since: str | None,
     until: str | None,
     up_to_seq: int,
-    school: str | None = None,
+    schools: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """The record of the trust's schools, or of one (``school``, a URN)."""
-    observed = observed_events(connection, since, until, up_to_seq, school)
-    return {**build_ropa(observed, policy, since, until), "school": school}
+    """The record of every school in the ledger, or of ``schools`` (URNs)."""
+    observed = observed_events(connection, since, until, up_to_seq, schools)
+    report = build_ropa(observed, policy, since, until)
+    return {
+        **report,
+        "school": schools[0] if schools and len(schools) == 1 else None,
+        "schools": list(schools) if schools is not None else None,
+    }
 
 
 def audited_ropa(
@@ -212,11 +217,16 @@ def audited_ropa(
     since: str | None,
     until: str | None,
     school: str | None = None,
-) -> dict[str, Any]:
-    """The record, its read recorded: it is counted from pupil-level entries."""
+) -> dict[str, Any] | None:
+    """The record (of ``school`` alone, when given), its read recorded: it is counted from
+    pupil-level entries. A reader confined to some schools gets theirs, and None for
+    another school's."""
+    if reader.schools is not None and school is not None and school not in reader.schools:
+        return None
+    schools = (school,) if school is not None else reader.schools
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
-        report = record_of_processing(connection, policy, since, until, as_of, school)
+        report = record_of_processing(connection, policy, since, until, as_of, schools)
     seq = record_read(
         ledger,
         reader,

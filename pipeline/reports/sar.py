@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from pipeline.ledger.queries import ENTRY_COLUMNS, decoded
-from pipeline.ledger.reads import READ_KIND, Requester, readers_of, record_read
+from pipeline.ledger.queries import ENTRY_COLUMNS, decoded, in_scope
+from pipeline.ledger.reads import READ_KIND, Requester, readers_of, reads_in_scope, record_read
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.policy.pack import Policy
@@ -191,9 +191,15 @@ def _access(read: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def subject_access(
-    connection: Connection, pupil_key: str, policy: Policy, up_to_seq: int
-) -> dict[str, Any]:
-    """The report for ``pupil_key`` from the ledger as it stood at ``up_to_seq``."""
+    connection: Connection,
+    pupil_key: str,
+    policy: Policy,
+    up_to_seq: int,
+    schools: tuple[str, ...] | None = None,
+) -> dict[str, Any] | None:
+    """The report for ``pupil_key`` from the ledger as it stood at ``up_to_seq``: of the
+    ``schools`` alone for a reader confined to them (a pupil who moved between two of a
+    trust's schools has a part at each), None if they have no entry there."""
     seqs = select(PUPIL.c.seq).where(PUPIL.c.pupil_key == pupil_key, PUPIL.c.seq <= up_to_seq)
     rows = connection.execute(
         select(*(ENTRY.c[name] for name in ENTRY_COLUMNS), PAYLOAD.c.body)
@@ -202,25 +208,37 @@ def subject_access(
     ).mappings()
     found, payloads = [], {}
     for row in rows:
-        found.append(decoded(row))
+        entry = decoded(row)
+        if entry["kind"] != READ_KIND and not in_scope(entry, schools):
+            continue
+        found.append(entry)
         if row["body"] is not None:
             data = orjson.loads(row["body"])["data"]
             payloads[row["seq"]] = {name: data.get(name) for name in PAYLOAD_FIELDS}
+    if schools is not None and not any(e["kind"] != READ_KIND for e in found):
+        return None
     known = Ledger.identities(connection, [pupil_key]).get(pupil_key)
     identity = Identity(*known) if known else Identity(None, None)
     reads = [r for r in readers_of(connection, pupil_key, found) if r["seq"] <= up_to_seq]
+    found = [e for e in found if e["kind"] != READ_KIND] + reads_in_scope(
+        [e for e in found if e["kind"] == READ_KIND], schools
+    )
+    reads = reads_in_scope(reads, schools)
     return build_sar(pupil_key, identity, found, payloads, policy, reads)
 
 
 def audited_sar(
     ledger: Ledger, reader: Requester, pupil_key: str, policy: Policy, quorum: int = 0
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """The report, its read recorded (naming the pupil, so it shows in their accesses),
     with each entry's inclusion proof against the checkpoint served as current (``quorum``
-    cosignatures, when the log has witnesses): see :func:`verifiable`."""
+    cosignatures, when the log has witnesses): see :func:`verifiable`. None for a pupil
+    of none of the schools a confined reader may see."""
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
-        report = subject_access(connection, pupil_key, policy, as_of)
+        report = subject_access(connection, pupil_key, policy, as_of, reader.schools)
+        if report is None:
+            return None
         report["verifiable_log"] = verifiable(connection, report["entries"], quorum)
     seq = record_read(
         ledger,

@@ -1,0 +1,320 @@
+"""People scoped to schools: over a ledger holding two schools of a trust, a DPO of school
+A, an auditor of school B and the trust's DPO call every API route and page. Nothing of
+the other school reaches a scoped user; another school's entry, incident or pupil answers
+404, as if it did not exist. A route added without a say here fails the test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from pipeline.api.app import create_api
+from pipeline.cli.main import app
+from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.store import Ledger
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
+from pipeline.transparency.note import Signer
+from pipeline.users import Role, add_user
+from tests.factory import left, line, referral, transfer, upn
+from tests.integration.routes import http_routes
+from tests.integration.test_verifiable_log import ENV, ledger_with
+
+pytestmark = pytest.mark.integration
+A, B = "116234", "135000"
+MOVER, ONLY_A, ONLY_B = upn(50), upn(51), upn(52)
+KEY = bytes.fromhex(ENV["SHARING_AUDIT_PSEUDONYM_KEY"])
+pseudonym = pseudonymiser(KEY)
+#: What only school A's entries carry, and what only school B's do.
+MARKS = {
+    A: ("agency:school-nursing", "agency:hearing-impairment", pseudonym(ONLY_A)),
+    B: ("agency:educational-psychology", "agency:speech-language-therapy", pseudonym(ONLY_B)),
+}
+OTHER = {A: B, B: A}
+ONLY = {A: ONLY_A, B: ONLY_B}
+
+
+def _events() -> list[dict[str, Any]]:
+    at_a, at_b = f"/schools/{A}", f"/schools/{B}"
+    return [
+        referral(
+            source=at_a,
+            recipient="agency:hearing-impairment",
+            pupils=[{"upn": MOVER}],
+            categories=["personal", "assessment"],
+            lawful_basis="public_task",
+            time="2026-06-01T10:00:00+01:00",
+        ),
+        left(
+            MOVER,
+            left_on="2026-07-17",
+            destination=f"school:{B}",
+            source=at_a,
+            time="2026-07-17T15:00:00+01:00",
+        ),
+        transfer(
+            source=at_a,
+            recipient=f"school:{B}",
+            pupils=[{"upn": MOVER}],
+            time="2026-07-20T09:00:00+01:00",
+        ),
+        referral(
+            source=at_a,
+            recipient="agency:school-nursing",
+            pupils=[{"upn": ONLY_A}],
+            categories=["personal", "behaviour"],
+        ),
+        referral(
+            source=at_b,
+            recipient="agency:speech-language-therapy",
+            pupils=[{"upn": MOVER}],
+            categories=["personal"],
+            lawful_basis="public_task",
+            time="2026-09-10T10:00:00+01:00",
+        ),
+        referral(
+            source=at_b,
+            recipient="agency:educational-psychology",
+            pupils=[{"upn": ONLY_B}],
+            categories=["personal", "exclusions"],
+        ),
+    ]
+
+
+@dataclass
+class Trust:
+    ledger: Ledger
+    seqs: dict[str, list[int]]  # school -> its entries
+    incidents: dict[str, int]  # school -> one of its incidents
+
+
+@pytest.fixture(scope="module")
+def trust(tmp_path_factory: pytest.TempPathFactory) -> Trust:
+    url = f"sqlite:///{tmp_path_factory.mktemp('trust')}/ledger.db"
+    ledger = ledger_with(url, [line(e) for e in _events()])
+    sign_if_grown(ledger, Signer("trust.example.org/ledger", bytes(range(32))))
+    with ledger.engine.connect() as connection:
+        found = list(entries(connection, Filters(kind="decision")))
+    seqs = {school: [e["seq"] for e in found if e["school"] == school] for school in (A, B)}
+    token = add_user(ledger, "probe", Role.DPO)
+    client = TestClient(create_api(ledger, pseudonym=pseudonym))
+    listed = client.get("/incidents", headers={"Authorization": f"Bearer {token}"}).json()
+    incidents = {i["school"]: i["id"] for i in listed}
+    assert set(incidents) == {A, B}, listed
+    return Trust(ledger, seqs, incidents)
+
+
+@dataclass
+class Viewer:
+    school: str | None  # None: the trust's DPO
+    role: Role
+    token: str
+    api: TestClient
+    pages: TestClient
+
+
+@pytest.fixture(scope="module")
+def viewers(trust: Trust, policy: Policy) -> dict[str, Viewer]:
+    made = {}
+    for name, school, role in (
+        ("dpo-a", A, Role.DPO),
+        ("auditor-b", B, Role.AUDITOR),
+        ("trust-dpo", None, Role.DPO),
+    ):
+        token = add_user(trust.ledger, name, role, schools=[school] if school else [])
+        app = create_api(trust.ledger, policy=policy, pseudonym=pseudonym)
+        pages = TestClient(app)
+        assert pages.post("/desk/signin", data={"token": token}).status_code in (200, 303)
+        made[name] = Viewer(school, role, token, TestClient(app), pages)
+    return made
+
+
+Call = tuple[str, str, dict[str, Any]]  # method, url, request keywords
+#: A body each incident action accepts.
+ACTIONS: dict[str, dict[str, Any]] = {
+    "acknowledge": {},
+    "assess": {"risk": "risk", "reasons": "test"},
+    "report": {"ico_reference": "ICO-1", "reported_at": "2026-10-01T10:00:00Z"},
+    "notify-subjects": {},
+    "close": {"reason": "test"},
+}
+
+
+def _acting(action: str) -> Callable[[Trust, str], list[Call]]:
+    """The call that acts on the other school's incident."""
+
+    def calls(trust: Trust, other: str) -> list[Call]:
+        url = f"/incidents/{trust.incidents[other]}/{action}"
+        return [("POST", url, {"json": ACTIONS[action]})]
+
+    return calls
+
+
+#: For each route, the calls that would reach the other school's data, as a function of
+#: (trust, the other school). ``None``: the route holds no school's data (said why).
+ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
+    ("GET", "/health"): "says only that the database answers",
+    ("GET", "/openapi.json"): "the API's description",
+    ("HEAD", "/openapi.json"): "the API's description",
+    ("GET", "/desk/clock.js"): "a script",
+    ("GET", "/desk/signin"): "the sign-in form",
+    ("POST", "/desk/signin"): "signs in",
+    ("GET", "/desk/signout"): "signs out",
+    ("GET", "/log/checkpoint"): "a size and a root: no entry",
+    ("GET", "/log/proof/consistency"): "hashes and a checkpoint: no entry",
+    ("GET", "/incidents"): lambda t, o: [("GET", "/incidents?include_closed=true", {})],
+    ("GET", "/incidents/{incident_id}"): lambda t, o: [("GET", f"/incidents/{t.incidents[o]}", {})],
+    **{("POST", f"/incidents/{{incident_id}}/{action}"): _acting(action) for action in ACTIONS},
+    ("GET", "/entries"): lambda t, o: [("GET", "/entries?limit=500", {})],
+    ("POST", "/entries/search"): lambda t, o: [
+        ("POST", "/entries/search", {"json": {"limit": 500}}),
+        ("POST", "/entries/search", {"json": {"upn": ONLY[o]}}),
+    ],
+    ("GET", "/entries/export"): lambda t, o: [("GET", "/entries/export?format=jsonl", {})],
+    ("POST", "/entries/export"): lambda t, o: [
+        ("POST", "/entries/export", {"json": {"upn": ONLY[o], "format": "jsonl"}})
+    ],
+    ("GET", "/entries/{seq}"): lambda t, o: [("GET", f"/entries/{seq}", {}) for seq in t.seqs[o]],
+    ("POST", "/pupils/sar"): lambda t, o: [
+        ("POST", "/pupils/sar", {"json": {"upn": ONLY[o]}}),
+        ("POST", "/pupils/sar", {"json": {"upn": MOVER}}),
+    ],
+    ("POST", "/pupils/readers"): lambda t, o: [
+        ("POST", "/pupils/readers", {"json": {"upn": ONLY[o]}})
+    ],
+    ("GET", "/reports/ropa"): lambda t, o: [
+        ("GET", "/reports/ropa", {}),
+        ("GET", f"/reports/ropa?school={o}", {}),
+    ],
+    ("GET", "/log/proof/inclusion/{seq}"): lambda t, o: [
+        ("GET", f"/log/proof/inclusion/{seq}", {}) for seq in t.seqs[o]
+    ],
+    ("GET", "/log/leaf/{seq}"): lambda t, o: [("GET", f"/log/leaf/{seq}", {}) for seq in t.seqs[o]],
+    ("GET", "/log/tile/{path:path}"): lambda t, o: [("GET", "/log/tile/entries/000.p/8", {})],
+    ("GET", "/users"): lambda t, o: [("GET", "/users", {})],
+    ("POST", "/users"): lambda t, o: [("POST", "/users", {"json": {"name": "x", "role": "dpo"}})],
+    ("POST", "/users/{name}/revoke"): lambda t, o: [("POST", "/users/probe/revoke", {})],
+    ("POST", "/users/{name}/rotate"): lambda t, o: [("POST", "/users/probe/rotate", {})],
+    ("GET", "/desk"): lambda t, o: [("GET", "/desk?all=1", {})],
+    ("GET", "/desk/incidents/{incident_id}"): lambda t, o: [
+        ("GET", f"/desk/incidents/{t.incidents[o]}", {})
+    ],
+    ("POST", "/desk/incidents/{incident_id}/{action}"): lambda t, o: [
+        ("POST", f"/desk/incidents/{t.incidents[o]}/acknowledge", {"data": {}})
+    ],
+    ("GET", "/desk/search"): lambda t, o: [
+        ("GET", "/desk/search?go=1", {}),
+        ("GET", f"/desk/search?pupil={pseudonym(ONLY[o])}&go=1", {}),
+    ],
+    ("POST", "/desk/search"): lambda t, o: [("POST", "/desk/search", {"data": {"upn": ONLY[o]}})],
+    ("GET", "/desk/search/export"): lambda t, o: [("GET", "/desk/search/export?format=jsonl", {})],
+    ("GET", "/desk/entries/{seq}"): lambda t, o: [
+        ("GET", f"/desk/entries/{seq}", {}) for seq in t.seqs[o]
+    ],
+    ("GET", "/desk/sar"): lambda t, o: [("GET", "/desk/sar", {})],
+    ("POST", "/desk/sar"): lambda t, o: [
+        ("POST", "/desk/sar", {"data": {"upn": ONLY[o]}}),
+        ("POST", "/desk/sar", {"data": {"upn": MOVER}}),
+    ],
+    ("GET", "/desk/ropa"): lambda t, o: [("GET", "/desk/ropa?format=html", {})],
+}
+
+
+def test_every_route_and_page_says_how_it_is_scoped(viewers: dict[str, Viewer]) -> None:
+    served = {
+        (method, path)
+        for path, methods in http_routes(viewers["dpo-a"].api.app)
+        for method in methods
+    }
+    assert served == set(ROUTES), "a route was added or removed: say how it is scoped here"
+
+
+@pytest.mark.parametrize("name", ["dpo-a", "auditor-b"])
+def test_a_user_of_one_school_gets_nothing_of_the_other(
+    trust: Trust, viewers: dict[str, Viewer], name: str
+) -> None:
+    viewer = viewers[name]
+    assert viewer.school is not None
+    other = OTHER[viewer.school]
+    for (method, path), calls in ROUTES.items():
+        if isinstance(calls, str):
+            continue
+        for call_method, url, keywords in calls(trust, other):
+            client = viewer.pages if url.startswith("/desk") else viewer.api
+            headers = {} if url.startswith("/desk") else {"Authorization": f"Bearer {viewer.token}"}
+            answer = client.request(
+                call_method, url, headers=headers, follow_redirects=False, **keywords
+            )
+            where = f"{name}: {call_method} {url} ({method} {path})"
+            assert answer.status_code in (200, 303, 403, 404, 409), f"{where}: {answer.status_code}"
+            body = answer.content.decode("utf-8", "replace")
+            asked = url + str(keywords)  # what the user typed may be echoed back
+            for mark in (m for m in MARKS[other] if m not in asked):
+                assert mark not in body, f"{where} shows {mark!r} of school {other}"
+            if "{seq}" in path or "{incident_id}" in path:
+                assert answer.status_code in (403, 404), f"{where}: {answer.status_code}"
+
+
+def test_the_trusts_dpo_sees_both_schools(trust: Trust, viewers: dict[str, Viewer]) -> None:
+    viewer = viewers["trust-dpo"]
+    headers = {"Authorization": f"Bearer {viewer.token}"}
+    report = viewer.api.post("/pupils/sar", json={"upn": MOVER}, headers=headers).text
+    assert "agency:hearing-impairment" in report and "agency:speech-language-therapy" in report
+    for school in (A, B):
+        assert (
+            viewer.api.get(f"/incidents/{trust.incidents[school]}", headers=headers).status_code
+            == 200
+        )
+    listed = viewer.api.get("/entries?limit=500", headers=headers).text
+    assert all(mark in listed for marks in MARKS.values() for mark in marks)
+
+
+def test_a_pupil_who_moved_shows_each_school_its_own_part(viewers: dict[str, Viewer]) -> None:
+    dpo = viewers["dpo-a"]
+    report = dpo.api.post(
+        "/pupils/sar", json={"upn": MOVER}, headers={"Authorization": f"Bearer {dpo.token}"}
+    ).json()
+    recipients = {d["recipient"] for d in report["disclosures"]}
+    assert recipients == {"agency:hearing-impairment", f"school:{B}"}
+
+
+def test_a_scoped_user_still_sees_their_own_school(
+    trust: Trust, viewers: dict[str, Viewer]
+) -> None:
+    dpo = viewers["dpo-a"]
+    headers = {"Authorization": f"Bearer {dpo.token}"}
+    assert dpo.api.get(f"/incidents/{trust.incidents[A]}", headers=headers).status_code == 200
+    assert dpo.api.get(f"/entries/{trust.seqs[A][0]}", headers=headers).status_code == 200
+    listed = dpo.api.get("/entries?limit=500", headers=headers).text
+    assert all(mark in listed for mark in MARKS[A])
+    page = dpo.pages.get(f"/desk/incidents/{trust.incidents[A]}")
+    assert page.status_code == 200
+
+
+def test_users_add_takes_the_schools_a_user_may_see(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/users.db"
+    runner = CliRunner()
+    made = runner.invoke(
+        app, ["users", "add", "head-a", "--role", "dpo", "--school", A, "--db", url]
+    )
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(app, ["users", "list", "--db", url])
+    assert A in listed.stdout
+    wrong = runner.invoke(
+        app, ["users", "add", "x", "--role", "dpo", "--school", "1162", "--db", url]
+    )
+    assert wrong.exit_code == 2 and "six digits" in wrong.stderr
+
+
+def test_an_admin_of_some_schools_manages_no_users(trust: Trust, policy: Policy) -> None:
+    token = add_user(trust.ledger, "admin-a", Role.ADMIN, schools=[A])
+    client = TestClient(create_api(trust.ledger, policy=policy, pseudonym=pseudonym))
+    answer = client.get("/users", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 403 and "every school" in answer.text
