@@ -25,6 +25,7 @@ from pipeline.ledger.store import Ledger, shown_url
 from pipeline.ledger.witnessing import witnesses_from
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
+from pipeline.policy.schools import Schools
 from pipeline.settings import Settings, settings
 from pipeline.transport.kafka import KafkaUnavailable
 from pipeline.transport.processes import Pipeline
@@ -58,11 +59,12 @@ def worker(
     log_level = config.log_level or "INFO"
     configure_logging(level=log_level)
     url = database_url(db)
+    register = schools_or_fail(schools)
     worker_config = WorkerConfig(
         kafka=broker_config(broker),
         database_url=url,
         policy=policy_or_fail(policy),
-        schools=schools_or_fail(schools),
+        schools=register,
         pseudonym_key=pseudonym_key_for(db, wait_for_database=True),
         batching=Batching(
             size=config.batch_size,
@@ -71,7 +73,7 @@ def worker(
         ),
         log_level=log_level,
         checkpoints=checkpointing(config, url),
-        notice_targets=notice_targets(config),
+        notice_targets=notice_targets(config, register),
         desk_url=config.desk_url,
     )
     try:
@@ -126,14 +128,19 @@ def checkpointing(config: Settings, url: str) -> Checkpointing | None:
     return Checkpointing(signer, config.checkpoint_seconds, config.checkpoint_dir, witnesses)
 
 
-def notice_targets(config: Settings) -> tuple[Target, ...]:
-    """Where new high-severity incidents are sent, from the settings."""
-    if config.webhook_urls and not config.webhook_secret:
+def notice_targets(config: Settings, schools: Schools | None = None) -> tuple[Target, ...]:
+    """Where new high-severity incidents are sent, from the settings (the trust's targets,
+    every incident) and the register (each school's own, its incidents alone)."""
+    own = schools.notices if schools is not None else {}
+    hooks: list[tuple[str, str | None]] = [(url, None) for url in config.webhook_urls]
+    hooks += [(url, urn) for urn, (urls, _) in own.items() for url in urls]
+    emails: list[tuple[str, str | None]] = [(to, None) for to in config.notify_email_to]
+    emails += [(to, urn) for urn, (_, addresses) in own.items() for to in addresses]
+    if hooks and not config.webhook_secret:
         fail("set SHARING_AUDIT_WEBHOOK_SECRET: webhook notices are signed with it")
-    targets = [
-        webhook_target(url, (config.webhook_secret or "").encode()) for url in config.webhook_urls
-    ]
-    if config.notify_email_to:
+    secret = (config.webhook_secret or "").encode()
+    targets = [webhook_target(url, secret, school=urn) for url, urn in hooks]
+    if emails:
         if not config.smtp_host:
             fail("set SHARING_AUDIT_SMTP_HOST to send incident notices by email")
         if config.smtp_username and config.smtp_tls == "none":
@@ -147,5 +154,5 @@ def notice_targets(config: Settings) -> tuple[Target, ...]:
             config.smtp_password,
             config.smtp_ca_file,
         )
-        targets += [email_target(to, smtp) for to in config.notify_email_to]
+        targets += [email_target(to, smtp, school=urn) for to, urn in emails]
     return tuple(targets)

@@ -159,13 +159,25 @@ class Target:
     channel: str
     address: str
     send: Callable[[dict[str, Any]], Delivery]
+    #: The school whose incidents alone go here (its URN); None: every incident (the trust).
+    school: str | None = None
+
+    def serves(self, incident: Incident) -> bool:
+        return self.school is None or self.school == incident.cause.school
 
 
-def webhook_target(url: str, secret: bytes, attempts: int = 4, first_delay: float = 0.5) -> Target:
+def webhook_target(
+    url: str,
+    secret: bytes,
+    attempts: int = 4,
+    first_delay: float = 0.5,
+    school: str | None = None,
+) -> Target:
     return Target(
         WEBHOOK,
         url,
         lambda sent: post_signed(url, orjson.dumps(sent), secret, attempts, first_delay),
+        school,
     )
 
 
@@ -204,8 +216,10 @@ class Smtp:
         return server
 
 
-def email_target(to: str, smtp: Smtp, attempts: int = 4, first_delay: float = 0.5) -> Target:
-    return Target(EMAIL, to, lambda sent: send_email(smtp, to, sent, attempts, first_delay))
+def email_target(
+    to: str, smtp: Smtp, attempts: int = 4, first_delay: float = 0.5, school: str | None = None
+) -> Target:
+    return Target(EMAIL, to, lambda sent: send_email(smtp, to, sent, attempts, first_delay), school)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -259,8 +273,9 @@ def send_email(
 
 
 def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: str) -> int:
-    """Send every open high-severity incident to every target not yet reached; how many
-    notices arrived. Failures are recorded and tried again on the next call."""
+    """Send every open high-severity incident to every target that serves it (the trust's,
+    and its own school's) not yet reached; how many notices arrived. Failures are
+    recorded and tried again on the next call."""
     if not targets:
         return 0
     with ledger.engine.connect() as connection:
@@ -279,7 +294,7 @@ def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: st
             log.error("incident_notice_unbuildable", incident=incident_id, error=type(exc).__name__)
             continue
         for target in targets:
-            if (incident_id, target.channel, target.address) in done:
+            if not target.serves(incident) or (incident_id, target.channel, target.address) in done:
                 continue
             delivery = _delivered_to(target, sent)
             _record(ledger, incident_id, target, delivery)

@@ -68,4 +68,8 @@ def load_schools(path: str) -> Schools:
             pack, source = pack_text(ref)
             compiled[ref, school.la] = parse_pack(pack, source, la=school.la)
         policies[school.urn] = compiled[ref, school.la]
-    return Schools({school.urn: school.name for school in schools}, policies)
+    return Schools(
+        {school.urn: school.name for school in schools},
+        policies,
+        {school.urn: (tuple(school.webhooks), tuple(school.emails)) for school in schools},
+    )

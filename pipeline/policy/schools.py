@@ -7,6 +7,8 @@ events, compiled for the school's own local authority.
         name: Westfields Junior School
         la: 850                  # the school's local authority code
         pack: england-schools    # a shipped pack or a YAML path; optional
+        webhooks: [https://westfields.example/hooks/incidents]   # optional
+        emails: [dpo@westfields.example]                          # optional
 
 No file is read here (the caller passes the register's text and compiles the packs):
 deciding which pack decides an event stays a pure question of its ``source``.
@@ -15,7 +17,8 @@ deciding which pack decides an event stays a pure question of its ``source``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Annotated
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,6 +36,12 @@ class SchoolSpec(_Strict):
     name: str = Field(min_length=1)
     la: int = Field(ge=100, le=999, description="the school's local authority code")
     pack: str | None = Field(default=None, description="a shipped pack or a YAML path")
+    webhooks: list[Annotated[str, Field(pattern=r"^https?://\S+$")]] = Field(
+        default_factory=list, description="where the school's own incident notices are posted"
+    )
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(
+        default_factory=list, description="whom the school's own incident notices are emailed"
+    )
 
 
 class RegisterSpec(_Strict):
@@ -74,6 +83,8 @@ class Schools:
 
     names: Mapping[str, str]
     policies: Mapping[str, Policy]
+    #: Each school's own notice targets: (webhook URLs, email addresses), by URN.
+    notices: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
 
     def policy_for(self, source: str) -> Policy | None:
         return self.policies.get(source.removeprefix("/schools/"))

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
+from pipeline.incidents.notify import Delivery, Target, notify_new_incidents
 from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger
@@ -69,7 +70,7 @@ def _events() -> list[dict[str, Any]]:
             source=at_a,
             recipient="agency:school-nursing",
             pupils=[{"upn": ONLY_A}],
-            categories=["personal", "behaviour"],
+            categories=["personal", "ethnicity"],  # a special category: a high-severity breach
         ),
         referral(
             source=at_b,
@@ -83,7 +84,7 @@ def _events() -> list[dict[str, Any]]:
             source=at_b,
             recipient="agency:educational-psychology",
             pupils=[{"upn": ONLY_B}],
-            categories=["personal", "exclusions"],
+            categories=["personal", "ethnicity"],
         ),
     ]
 
@@ -318,3 +319,19 @@ def test_an_admin_of_some_schools_manages_no_users(trust: Trust, policy: Policy)
     client = TestClient(create_api(trust.ledger, policy=policy, pseudonym=pseudonym))
     answer = client.get("/users", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 403 and "every school" in answer.text
+
+
+def test_each_schools_notices_go_to_its_own_targets_and_all_to_the_trusts(trust: Trust) -> None:
+    received: dict[str, list[str]] = {"a": [], "b": [], "trust": []}
+
+    def target(name: str, school: str | None) -> Target:
+        def send(sent: dict[str, Any]) -> Delivery:
+            received[name].append(str(sent["school"]))
+            return Delivery(True, 1)
+
+        return Target("webhook", f"https://{name}.example/hook", send, school)
+
+    targets = [target("a", A), target("b", B), target("trust", None)]
+    assert notify_new_incidents(trust.ledger, targets, "https://desk.example") > 0
+    assert set(received["a"]) == {A} and set(received["b"]) == {B}
+    assert sorted(received["trust"]) == sorted(received["a"] + received["b"])

@@ -12,10 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
+from pipeline.cli.worker import notice_targets
 from pipeline.engine import Engine, Outcome
 from pipeline.packs import load_pack, load_schools, pack_text
 from pipeline.policy.pack import PackError, parse_pack
 from pipeline.policy.schools import Schools
+from pipeline.settings import Settings
 from tests.factory import line, referral, upn
 
 runner = CliRunner()
@@ -151,3 +153,26 @@ def test_a_register_that_cannot_be_read_ends_the_command_with_one_line(tmp_path:
     done = runner.invoke(app, ["check", str(events), "--schools", str(tmp_path / "none.yaml")])
     assert done.exit_code == 2 and "none.yaml: cannot be read" in done.stderr
     assert "Traceback" not in done.output
+
+
+def test_a_schools_own_notice_targets_serve_its_incidents_alone(tmp_path: Path) -> None:
+    extra = (
+        '  - {urn: "100005", name: Own, la: 850, webhooks: ["https://own.example/hook"], '
+        'emails: ["dpo@own.example"]}\n'
+    )
+    schools = load_schools(str(register(tmp_path, extra)))
+    config = Settings(
+        webhook_urls=["https://trust.example/hook"], webhook_secret="s", smtp_host="mail"
+    )
+    targets = notice_targets(config, schools)
+    assert {(t.address, t.school) for t in targets} == {
+        ("https://trust.example/hook", None),
+        ("https://own.example/hook", "100005"),
+        ("dpo@own.example", "100005"),
+    }
+
+
+def test_a_notice_target_that_is_not_a_url_or_address_is_refused(tmp_path: Path) -> None:
+    extra = '  - {urn: "100006", name: Bad, la: 850, webhooks: ["not a url"]}\n'
+    with pytest.raises(PackError, match=r"schools\[2\]\.webhooks"):
+        load_schools(str(register(tmp_path, extra)))
