@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -60,22 +61,40 @@ def _write(data: bytes, output: Path | None) -> None:
     print(f"written to {output}", file=sys.stderr)
 
 
+SchoolOption = Annotated[
+    str | None,
+    typer.Option(help="One school's part (its URN); else every school's together."),
+]
+
+
+def _urn(school: str | None) -> tuple[str, ...] | None:
+    """``--school`` as a reader's scope, or a clear exit for what is not a URN."""
+    if school is None:
+        return None
+    if not (len(school) == 6 and school.isdigit()):
+        fail(f"--school {school!r}: a school is named by its URN, six digits")
+    return (school,)
+
+
 @report_app.command("sar")
 def report_sar(
     pupil: Annotated[str, typer.Option(help="The pupil's UPN.")],
     db: DbOption = None,
     policy: PolicyOption = None,
+    school: SchoolOption = None,
     output: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
     to: OutputOption = None,
 ) -> None:
-    """Everything the ledger holds about one pupil (UK GDPR Art 15), for their parent."""
+    """Everything the ledger holds about one pupil (UK GDPR Art 15), for their parent:
+    of one school (--school) or every school's part."""
     pack = policy_or_fail(policy)
     key = asked(lambda: pupil_key(pupil, lambda upn: pseudonym_for(db)(upn), "--pupil"))
     ledger = open_ledger(db, create=False)
+    reader = replace(cli_reader(), schools=_urn(school))
     with reading(ledger):
-        report = audited_sar(ledger, cli_reader(), key, pack, settings().witness_quorum)
-    if report is None:  # the operator sees every school: never so
-        fail("no report: the pupil is of no school this command may see")
+        report = audited_sar(ledger, reader, key, pack, settings().witness_quorum)
+    if report is None:
+        fail(f"no entry of school {school} names this pupil")
     _write(rendered(report, "subject-access", output)[0], to)
 
 
@@ -85,16 +104,12 @@ def report_ropa(
     until: Annotated[str | None, typer.Option(help="Before this date or time.")] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
-    school: Annotated[
-        str | None,
-        typer.Option(help="One school's record (its URN); else every school's together."),
-    ] = None,
+    school: SchoolOption = None,
     output: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
     to: OutputOption = None,
 ) -> None:
     """The Article 30 record of processing, counted from the events of a period."""
-    if school is not None and not (len(school) == 6 and school.isdigit()):
-        fail(f"--school {school!r}: a school is named by its URN, six digits")
+    _urn(school)
     pack = policy_or_fail(policy)
     start = asked(lambda: instant(since, "--since")) if since else None
     end = asked(lambda: instant(until, "--until")) if until else None

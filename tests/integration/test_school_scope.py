@@ -335,3 +335,24 @@ def test_each_schools_notices_go_to_its_own_targets_and_all_to_the_trusts(trust:
     assert notify_new_incidents(trust.ledger, targets, "https://desk.example") > 0
     assert set(received["a"]) == {A} and set(received["b"]) == {B}
     assert sorted(received["trust"]) == sorted(received["a"] + received["b"])
+
+
+def test_the_operators_subject_access_report_takes_a_school(trust: Trust) -> None:
+    url = trust.ledger.engine.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+    args = ["report", "sar", "--pupil", MOVER, "--db", url, "-f", "json"]
+    whole = runner.invoke(app, args, env=ENV)
+    part = runner.invoke(app, [*args, "--school", B], env=ENV)
+    assert whole.exit_code == part.exit_code == 0, whole.output + part.output
+    assert (
+        "agency:hearing-impairment" in whole.stdout
+        and "agency:speech-language-therapy" in whole.stdout
+    )
+    assert (
+        "agency:hearing-impairment" not in part.stdout
+        and "agency:speech-language-therapy" in part.stdout
+    )
+    none = runner.invoke(
+        app, ["report", "sar", "--pupil", ONLY_A, "--db", url, "--school", B], env=ENV
+    )
+    assert none.exit_code == 2 and "no entry of school 135000" in none.stderr
