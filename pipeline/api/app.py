@@ -20,8 +20,9 @@ from pipeline.api.deps import Db, user_of, user_of_session
 from pipeline.api.guards import add_guards
 from pipeline.ledger.keys import bind_key, ledger_key
 from pipeline.ledger.store import Ledger, make_engine
-from pipeline.packs import load_pack
+from pipeline.packs import load_pack, load_schools
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Schools
 from pipeline.pseudonym import Pseudonymiser, pseudonymiser
 from pipeline.settings import settings
 from pipeline.users import User
@@ -36,9 +37,11 @@ def create_api(
     policy: Policy | None = None,
     pseudonym: Pseudonymiser | None = None,
     threads: int = THREADS,
+    schools: Schools | None = None,
 ) -> FastAPI:
     """The app over ``ledger``. ``policy`` (default: the configured pack) explains
-    entries and reports; ``pseudonym`` (default: the ledger's own key) turns a UPN asked
+    entries and reports, and under a register of ``schools`` each school's own pack
+    explains its entries; ``pseudonym`` (default: the ledger's own key) turns a UPN asked
     about into the key the ledger knows the pupil by.
 
     ``threads`` requests run at once, and the app's own pool keeps as many connections
@@ -63,6 +66,7 @@ def create_api(
     own = Ledger(make_engine(ledger.engine.url.render_as_string(False), pool_size=threads))
     api.state.ledger = own
     api.state.policy = policy or load_pack(settings().policy)
+    api.state.schools = schools
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym)
     for router in (desk.router, audit.router, log.router, admin.router, pages.router):
         api.include_router(router)
@@ -97,4 +101,7 @@ def app_from_settings() -> FastAPI:
     """The app as each process of ``serve --workers N`` builds it: the ledger and the pack
     from the settings (``SHARING_AUDIT_DATABASE_URL``, ``SHARING_AUDIT_POLICY``)."""
     config = settings()
-    return create_api(Ledger.open(config.database_url), policy=load_pack(config.policy))
+    schools = load_schools(config.schools) if config.schools else None
+    return create_api(
+        Ledger.open(config.database_url), policy=load_pack(config.policy), schools=schools
+    )

@@ -39,6 +39,7 @@ from pipeline.ledger.reads import (
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Schools, policy_of
 from pipeline.reports.formats import ReportFormat, entries_csv, entries_jsonl, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
@@ -248,7 +249,7 @@ def jsonl_with_inclusion(
 
 
 def explained_entry(
-    ledger: Ledger, reader: Requester, seq: int, policy: Policy
+    ledger: Ledger, reader: Requester, seq: int, policy: Policy, schools: Schools | None = None
 ) -> dict[str, Any] | None:
     """Entry ``seq`` explained, the read recorded; None for a seq the ledger lacks or
     could never hold (past the databases' 64-bit integers)."""
@@ -264,7 +265,9 @@ def explained_entry(
             for rule, reason in zip(entry["rules"], entry["reasons"], strict=False)
         ],
         "policy_version": version,
-        "decided_by_current_policy": None if version is None else version == policy.version,
+        "decided_by_current_policy": None
+        if version is None
+        else version == policy_of(schools, entry["school"], policy).version,
     }
 
 
@@ -365,7 +368,7 @@ def open_entry(request: Request, seq: int, user: Reader) -> dict[str, Any]:
     """One entry, why it was decided so, and the entries before and after it that it
     is linked to (re-evaluations, incident actions, reads)."""
     state = request.app.state
-    found = explained_entry(state.ledger, reader_of(user, "api"), seq, state.policy)
+    found = explained_entry(state.ledger, reader_of(user, "api"), seq, state.policy, state.schools)
     if found is None:
         raise HTTPException(404, f"no entry {seq}")
     return found
@@ -381,7 +384,12 @@ def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Re
     state = request.app.state
     key = pupil_of(request, asked)
     report = audited_sar(
-        state.ledger, reader_of(user, "api"), key, state.policy, settings().witness_quorum
+        state.ledger,
+        reader_of(user, "api"),
+        key,
+        state.policy,
+        settings().witness_quorum,
+        state.schools,
     )
     if report is None:
         raise HTTPException(404, "no such pupil")
@@ -436,7 +444,8 @@ def record_of_processing(
     every school or of one."""
     state = request.app.state
     start, end = period(since, until)
-    report = audited_ropa(state.ledger, reader_of(user, "api"), state.policy, start, end, school)
+    reader = reader_of(user, "api")
+    report = audited_ropa(state.ledger, reader, state.policy, start, end, school, state.schools)
     if report is None:
         raise HTTPException(404, f"no school {school}")
     return report_response(report, "record-of-processing", format)

@@ -366,7 +366,7 @@ def search_export(
 @router.get("/entries/{seq}", response_class=HTMLResponse, response_model=None)
 def entry_page(seq: int, request: Request, user: PageReader) -> Response:
     state = request.app.state
-    found = explained_entry(state.ledger, reader_of(user, "page"), seq, state.policy)
+    found = explained_entry(state.ledger, reader_of(user, "page"), seq, state.policy, state.schools)
     if found is None:
         return HTMLResponse(f"<p>No entry {seq}. <a href='/desk/search'>Back</a></p>", 404)
     return templates.TemplateResponse(
@@ -404,7 +404,12 @@ def sar_page(
     except BadFilter as exc:
         return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
     report = audited_sar(
-        state.ledger, reader_of(user, "page"), key, state.policy, settings().witness_quorum
+        state.ledger,
+        reader_of(user, "page"),
+        key,
+        state.policy,
+        settings().witness_quorum,
+        state.schools,
     )
     if report is None:
         return HTMLResponse("<p>No such pupil. <a href='/desk/search'>Back</a></p>", 404)
@@ -436,6 +441,7 @@ def ropa_page(
             request, "ropa_form.html", {**context, "error": str(exc)}, status_code=422
         )
     state = request.app.state
-    report = audited_ropa(state.ledger, reader_of(user, "page"), state.policy, start, end)
+    reader = reader_of(user, "page")
+    report = audited_ropa(state.ledger, reader, state.policy, start, end, None, state.schools)
     assert report is not None  # no school asked: the reader's own schools
     return report_response(report, "record-of-processing", format, back="/desk/ropa")

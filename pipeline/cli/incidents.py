@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli.exits import fail
-from pipeline.cli.options import DbOption, open_ledger, reading
+from pipeline.cli.options import DbOption, SchoolOption, open_ledger, reading, school_scope
 from pipeline.cli.terminal import plain
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
@@ -46,11 +46,14 @@ class RiskChoice(StrEnum):
 def incidents_list(
     db: DbOption = None,
     show_all: Annotated[bool, typer.Option("--all", help="Include closed incidents.")] = False,
+    school: SchoolOption = None,
 ) -> None:
-    """The queue: least time left on the ICO clock first, overdue at the top."""
+    """The queue: least time left on the ICO clock first, overdue at the top (one school's
+    with --school)."""
+    scope = school_scope(school)
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
-        found = incidents(connection)
+        found = incidents(connection, scope)
     now = datetime.now(UTC)
     table = Table(header_style="bold")
     for column in (

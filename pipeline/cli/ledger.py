@@ -16,12 +16,14 @@ from rich.table import Table
 from pipeline.cli.exits import fail
 from pipeline.cli.options import (
     DbOption,
+    SchoolOption,
     asked,
     cli_reader,
     database_url,
     open_ledger,
     pseudonym_for,
     reading,
+    school_scope,
 )
 from pipeline.cli.terminal import plain, short_type
 from pipeline.ledger import schema
@@ -118,9 +120,12 @@ def ledger_query(
     since: Annotated[str | None, typer.Option(help="From this date or time (inclusive).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this date or time.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many entries.")] = None,
+    school: SchoolOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
 ) -> None:
-    """List ledger entries, oldest first, filtered. The query is recorded as a read."""
+    """List ledger entries, oldest first, filtered (one school's with --school). The query
+    is recorded as a read."""
+    scope = school_scope(school)
     filters = asked(
         lambda: filters_from(
             lambda upn: pseudonym_for(db)(upn),
@@ -146,7 +151,7 @@ def ledger_query(
     filters = replace(filters, limit=limit)
     ledger = open_ledger(db, create=False)
     with reading(ledger):
-        _, found = export(ledger, cli_reader(), filters, output.value)
+        _, found = export(ledger, replace(cli_reader(), schools=scope), filters, output.value)
         _print_entries(found, output)
 
 

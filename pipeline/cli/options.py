@@ -39,6 +39,21 @@ SchoolsOption = Annotated[
         "(else SHARING_AUDIT_SCHOOLS; without one, --policy decides every event).",
     ),
 ]
+SchoolOption = Annotated[
+    str | None,
+    typer.Option(help="One school's part (its URN); else every school's together."),
+]
+
+
+def school_scope(school: str | None) -> tuple[str, ...] | None:
+    """``--school`` as a reader's scope, or a clear exit for what is not a URN."""
+    if school is None:
+        return None
+    if not (len(school) == 6 and school.isdigit()):
+        fail(f"--school {school!r}: a school is named by its URN, six digits")
+    return (school,)
+
+
 DbOption = Annotated[
     str | None,
     typer.Option(

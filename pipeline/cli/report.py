@@ -14,15 +14,18 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.exits import fail, policy_or_fail
+from pipeline.cli.exits import fail, policy_or_fail, schools_or_fail
 from pipeline.cli.options import (
     DbOption,
     PolicyOption,
+    SchoolOption,
+    SchoolsOption,
     asked,
     cli_reader,
     open_ledger,
     pseudonym_for,
     reading,
+    school_scope,
 )
 from pipeline.ledger.asking import instant, pupil_key
 from pipeline.reports.formats import ReportFormat, rendered
@@ -61,26 +64,12 @@ def _write(data: bytes, output: Path | None) -> None:
     print(f"written to {output}", file=sys.stderr)
 
 
-SchoolOption = Annotated[
-    str | None,
-    typer.Option(help="One school's part (its URN); else every school's together."),
-]
-
-
-def _urn(school: str | None) -> tuple[str, ...] | None:
-    """``--school`` as a reader's scope, or a clear exit for what is not a URN."""
-    if school is None:
-        return None
-    if not (len(school) == 6 and school.isdigit()):
-        fail(f"--school {school!r}: a school is named by its URN, six digits")
-    return (school,)
-
-
 @report_app.command("sar")
 def report_sar(
     pupil: Annotated[str, typer.Option(help="The pupil's UPN.")],
     db: DbOption = None,
     policy: PolicyOption = None,
+    schools: SchoolsOption = None,
     school: SchoolOption = None,
     output: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
     to: OutputOption = None,
@@ -90,9 +79,11 @@ def report_sar(
     pack = policy_or_fail(policy)
     key = asked(lambda: pupil_key(pupil, lambda upn: pseudonym_for(db)(upn), "--pupil"))
     ledger = open_ledger(db, create=False)
-    reader = replace(cli_reader(), schools=_urn(school))
+    reader = replace(cli_reader(), schools=school_scope(school))
     with reading(ledger):
-        report = audited_sar(ledger, reader, key, pack, settings().witness_quorum)
+        report = audited_sar(
+            ledger, reader, key, pack, settings().witness_quorum, schools_or_fail(schools)
+        )
     if report is None:
         fail(f"no entry of school {school} names this pupil")
     _write(rendered(report, "subject-access", output)[0], to)
@@ -104,18 +95,20 @@ def report_ropa(
     until: Annotated[str | None, typer.Option(help="Before this date or time.")] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
+    schools: SchoolsOption = None,
     school: SchoolOption = None,
     output: Annotated[ReportFormat, typer.Option("--format", "-f")] = ReportFormat.html,
     to: OutputOption = None,
 ) -> None:
     """The Article 30 record of processing, counted from the events of a period."""
-    _urn(school)
+    school_scope(school)
     pack = policy_or_fail(policy)
     start = asked(lambda: instant(since, "--since")) if since else None
     end = asked(lambda: instant(until, "--until")) if until else None
     ledger = open_ledger(db, create=False)
     with reading(ledger):
-        report = audited_ropa(ledger, cli_reader(), pack, start, end, school)
+        register = schools_or_fail(schools)
+        report = audited_ropa(ledger, cli_reader(), pack, start, end, school, register)
     if report is None:  # the operator sees every school: never so
         fail("no report: the school is not one this command may see")
     _write(rendered(report, "record-of-processing", output)[0], to)

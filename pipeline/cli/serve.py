@@ -7,8 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli.exits import policy_or_fail
-from pipeline.cli.options import DbOption, PolicyOption, database_url, open_ledger, pseudonym_for
+from pipeline.cli.exits import policy_or_fail, schools_or_fail
+from pipeline.cli.options import (
+    DbOption,
+    PolicyOption,
+    SchoolsOption,
+    database_url,
+    open_ledger,
+    pseudonym_for,
+)
 
 
 def serve(
@@ -16,6 +23,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     policy: PolicyOption = None,
+    schools: SchoolsOption = None,
     forwarded_allow_ips: Annotated[
         str,
         typer.Option(
@@ -35,8 +43,11 @@ def serve(
     from pipeline.api.app import create_api
 
     pack = policy_or_fail(policy)
+    register = schools_or_fail(schools)
     ledger = open_ledger(db)
-    api = create_api(ledger, policy=pack, pseudonym=pseudonym_for(db))  # checked here, once
+    api = create_api(
+        ledger, policy=pack, pseudonym=pseudonym_for(db), schools=register
+    )  # checked here, once
     print(
         f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/openapi.json)", flush=True
     )
@@ -55,4 +66,6 @@ def serve(
     os.environ["SHARING_AUDIT_DATABASE_URL"] = database_url(db)
     if policy is not None:
         os.environ["SHARING_AUDIT_POLICY"] = policy
+    if schools is not None:
+        os.environ["SHARING_AUDIT_SCHOOLS"] = schools
     uvicorn.run("pipeline.api.app:app_from_settings", factory=True, workers=workers, **options)

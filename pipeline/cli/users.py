@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.cli.exits import fail
-from pipeline.cli.options import DbOption, open_ledger, reading
+from pipeline.cli.exits import fail, schools_or_fail
+from pipeline.cli.options import DbOption, SchoolsOption, open_ledger, reading
 from pipeline.cli.terminal import plain
 from pipeline.ledger.asking import BadFilter, instant
 from pipeline.ledger.store import now_text, utc_text
@@ -66,19 +66,23 @@ def users_add(
             help="A school they may see (its URN), again for each; none: every school.",
         ),
     ] = None,
+    schools: SchoolsOption = None,
     db: DbOption = None,
 ) -> None:
     """Add a user and print their API token (shown once: it is stored only hashed). The
     change is recorded in the ledger, as every change to users is. With --school, they
     see those schools' entries, pupils, incidents and reports alone."""
-    schools = school or []
-    for urn in schools:
+    scope = school or []
+    register = schools_or_fail(schools)
+    for urn in scope:
         if not (len(urn) == 6 and urn.isdigit()):
             fail(f"--school {urn!r}: a school is named by its URN, six digits")
+        if register is not None and urn not in register.names:
+            fail(f"--school {urn}: not a school of the register of schools")
     ledger = open_ledger(db)
     try:
         token = add_user(
-            ledger, name, role, by=getpass.getuser(), expires_at=_expiry(expires), schools=schools
+            ledger, name, role, by=getpass.getuser(), expires_at=_expiry(expires), schools=scope
         )
     except UserExists as exc:
         fail(str(exc), 1)

@@ -95,3 +95,11 @@ class Schools:
             f"source {source}: the school is not in this deployment's register of schools "
             f"({len(self.names)} schools)"
         )
+
+
+def policy_of(schools: Schools | None, school: str | None, default: Policy) -> Policy:
+    """The pack that decides (and explains) a school's entries: its own under a register,
+    else ``default`` (no register, or an entry of no registered school)."""
+    if schools is None or school is None:
+        return default
+    return schools.policies.get(school, default)

@@ -143,6 +143,7 @@ def sar_csv(report: dict[str, Any]) -> str:
 
 
 ROPA_COLUMNS = (
+    "school",
     "recipient",
     "recipient_name",
     "event_type",

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, now_text
 from pipeline.policy.pack import Permission, Policy
+from pipeline.policy.schools import Schools, policy_of
 from schemas.events import SHARING_KIND, SHARING_TYPES
 
 VERDICTS = ("allowed", "review", "breach", "rejected")
@@ -60,11 +61,16 @@ def _differences(
 
 
 def build_ropa(
-    observed: Iterable[Mapping[str, Any]], policy: Policy, since: str | None, until: str | None
+    observed: Iterable[Mapping[str, Any]],
+    policy: Policy,
+    since: str | None,
+    until: str | None,
+    register: Schools | None = None,
 ) -> dict[str, Any]:
     """The record from observed sharing events (each with its current ``decision`` and its
-    payload's ``data``). Pure."""
-    groups: dict[tuple[str, str], _Group] = {}
+    payload's ``data``). Under a register of schools, a row per school, each compared with
+    its school's pack. Pure."""
+    groups: dict[tuple[str | None, str, str], _Group] = {}
     all_pupils: set[str] = set()
     unreadable = 0
     for event in observed:
@@ -72,8 +78,9 @@ def build_ropa(
         if recipient is None:  # a record too malformed to say whom it went to
             unreadable += 1
             continue
-        key = policy.recipient_key(recipient)
-        group = groups.setdefault((key or recipient, event["event_type"]), _Group())
+        school = event.get("school") if register is not None else None
+        key = policy_of(register, school, policy).recipient_key(recipient)
+        group = groups.setdefault((school, key or recipient, event["event_type"]), _Group())
         group.recipients.add(recipient)
         group.pupils.update(event["pupil_keys"])
         all_pupils.update(event["pupil_keys"])
@@ -90,14 +97,18 @@ def build_ropa(
         if data.get("channel"):
             group.channels.add(data["channel"])
     rows = []
-    for (recipient, event_type), group in sorted(groups.items()):
-        key = policy.recipient_key(recipient)
+    for (school, recipient, event_type), group in sorted(
+        groups.items(), key=lambda item: (item[0][0] or "", *item[0][1:])
+    ):
+        own = policy_of(register, school, policy)
+        key = own.recipient_key(recipient)
         kind = SHARING_KIND[event_type]
-        permission = policy.permission_for(key, kind)
+        permission = own.permission_for(key, kind)
         rows.append(
             {
+                "school": school,
                 "recipient": recipient,
-                "recipient_name": policy.recipient_name(key),
+                "recipient_name": own.recipient_name(key),
                 "event_type": event_type,
                 "gateway": permission.gateway if permission else None,
                 "categories": sorted(group.categories),
@@ -157,6 +168,7 @@ def observed_events(
     statement = (
         select(
             ENTRY.c.seq,
+            ENTRY.c.school,
             ENTRY.c.recipient,
             ENTRY.c.event_type,
             ENTRY.c.pupil_keys,
@@ -182,6 +194,7 @@ def observed_events(
     rows = connection.execution_options(stream_results=True, yield_per=2_000).execute(statement)
     for row in rows:
         yield {
+            "school": row.school,
             "recipient": row.recipient,
             "event_type": row.event_type,
             "pupil_keys": orjson.loads(row.pupil_keys),
@@ -199,10 +212,11 @@ def record_of_processing(
     until: str | None,
     up_to_seq: int,
     schools: tuple[str, ...] | None = None,
+    register: Schools | None = None,
 ) -> dict[str, Any]:
     """The record of every school in the ledger, or of ``schools`` (URNs)."""
     observed = observed_events(connection, since, until, up_to_seq, schools)
-    report = build_ropa(observed, policy, since, until)
+    report = build_ropa(observed, policy, since, until, register)
     return {
         **report,
         "school": schools[0] if schools and len(schools) == 1 else None,
@@ -217,6 +231,7 @@ def audited_ropa(
     since: str | None,
     until: str | None,
     school: str | None = None,
+    register: Schools | None = None,
 ) -> dict[str, Any] | None:
     """The record (of ``school`` alone, when given), its read recorded: it is counted from
     pupil-level entries. A reader confined to some schools gets theirs, and None for
@@ -226,7 +241,7 @@ def audited_ropa(
     schools = (school,) if school is not None else reader.schools
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
-        report = record_of_processing(connection, policy, since, until, as_of, schools)
+        report = record_of_processing(connection, policy, since, until, as_of, schools, register)
     seq = record_read(
         ledger,
         reader,

@@ -23,6 +23,7 @@ from pipeline.ledger.reads import READ_KIND, Requester, readers_of, reads_in_sco
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Schools, policy_of
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 from schemas.events import SHARING_KIND
 
@@ -92,10 +93,12 @@ def build_sar(
     payloads: Mapping[int, Mapping[str, Any]],
     policy: Policy,
     reads: Iterable[Mapping[str, Any]] = (),
+    schools: Schools | None = None,
 ) -> dict[str, Any]:
     """The report, from every entry naming the pupil (any order), the payload fields of
     the sharing events among them (``special_condition``, ``channel``, ``purpose``, by
-    seq), and every read whose answer held one of them (see :func:`readers_of`). Pure."""
+    seq), and every read whose answer held one of them (see :func:`readers_of`); each
+    disclosure named and its gateway given by its school's pack under a register. Pure."""
     ordered = sorted(entries, key=lambda e: e["seq"])
     later: dict[int, list[Mapping[str, Any]]] = {}
     for entry in ordered:
@@ -119,7 +122,8 @@ def build_sar(
             report["rejected"].append(shown)
         elif entry["event_type"] in SHARING_KIND:
             data = payloads.get(entry["seq"]) or {}
-            report["disclosures"].append(_disclosure(shown, entry, data, policy))
+            own = policy_of(schools, entry["school"], policy)
+            report["disclosures"].append(_disclosure(shown, entry, data, own))
         else:
             report["lifecycle"].append(shown)
     report["accesses"] = [_access(read) for read in reads]
@@ -196,6 +200,7 @@ def subject_access(
     policy: Policy,
     up_to_seq: int,
     schools: tuple[str, ...] | None = None,
+    register: Schools | None = None,
 ) -> dict[str, Any] | None:
     """The report for ``pupil_key`` from the ledger as it stood at ``up_to_seq``: of the
     ``schools`` alone for a reader confined to them (a pupil who moved between two of a
@@ -224,11 +229,16 @@ def subject_access(
         [e for e in found if e["kind"] == READ_KIND], schools
     )
     reads = reads_in_scope(reads, schools)
-    return build_sar(pupil_key, identity, found, payloads, policy, reads)
+    return build_sar(pupil_key, identity, found, payloads, policy, reads, register)
 
 
 def audited_sar(
-    ledger: Ledger, reader: Requester, pupil_key: str, policy: Policy, quorum: int = 0
+    ledger: Ledger,
+    reader: Requester,
+    pupil_key: str,
+    policy: Policy,
+    quorum: int = 0,
+    register: Schools | None = None,
 ) -> dict[str, Any] | None:
     """The report, its read recorded (naming the pupil, so it shows in their accesses),
     with each entry's inclusion proof against the checkpoint served as current (``quorum``
@@ -236,7 +246,7 @@ def audited_sar(
     of none of the schools a confined reader may see."""
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
-        report = subject_access(connection, pupil_key, policy, as_of, reader.schools)
+        report = subject_access(connection, pupil_key, policy, as_of, reader.schools, register)
         if report is None:
             return None
         report["verifiable_log"] = verifiable(connection, report["entries"], quorum)
