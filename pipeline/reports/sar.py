@@ -122,7 +122,7 @@ def build_sar(
             report["rejected"].append(shown)
         elif entry["event_type"] in SHARING_KIND:
             data = payloads.get(entry["seq"]) or {}
-            own = policy_of(schools, entry["school"], policy)
+            own = policy_of(schools, entry.get("school"), policy)
             report["disclosures"].append(_disclosure(shown, entry, data, own))
         else:
             report["lifecycle"].append(shown)
