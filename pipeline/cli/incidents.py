@@ -12,8 +12,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.cli.exits import fail
-from pipeline.cli.options import DbOption, SchoolOption, open_ledger, reading, school_scope
+from pipeline.cli.exits import fail, schools_or_fail
+from pipeline.cli.options import (
+    DbOption,
+    SchoolOption,
+    SchoolsOption,
+    open_ledger,
+    reading,
+    school_scope,
+)
 from pipeline.cli.terminal import plain
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
@@ -47,10 +54,11 @@ def incidents_list(
     db: DbOption = None,
     show_all: Annotated[bool, typer.Option("--all", help="Include closed incidents.")] = False,
     school: SchoolOption = None,
+    schools: SchoolsOption = None,
 ) -> None:
     """The queue: least time left on the ICO clock first, overdue at the top (one school's
     with --school)."""
-    scope = school_scope(school)
+    scope = school_scope(school, schools_or_fail(schools))
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         found = incidents(connection, scope)

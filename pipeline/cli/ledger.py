@@ -13,10 +13,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from pipeline.cli.exits import fail
+from pipeline.cli.exits import fail, schools_or_fail
 from pipeline.cli.options import (
     DbOption,
     SchoolOption,
+    SchoolsOption,
     asked,
     cli_reader,
     database_url,
@@ -121,11 +122,12 @@ def ledger_query(
     until: Annotated[str | None, typer.Option(help="Before this date or time.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many entries.")] = None,
     school: SchoolOption = None,
+    schools: SchoolsOption = None,
     output: Annotated[OutputFormat, typer.Option("--format", "-f")] = OutputFormat.table,
 ) -> None:
     """List ledger entries, oldest first, filtered (one school's with --school). The query
     is recorded as a read."""
-    scope = school_scope(school)
+    scope = school_scope(school, schools_or_fail(schools))
     filters = asked(
         lambda: filters_from(
             lambda upn: pseudonym_for(db)(upn),

@@ -17,6 +17,7 @@ from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import KeyRefused, ledger_key
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger, shown_url
+from pipeline.policy.schools import Schools
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,
@@ -45,12 +46,15 @@ SchoolOption = Annotated[
 ]
 
 
-def school_scope(school: str | None) -> tuple[str, ...] | None:
-    """``--school`` as a reader's scope, or a clear exit for what is not a URN."""
+def school_scope(school: str | None, register: Schools | None = None) -> tuple[str, ...] | None:
+    """``--school`` as a reader's scope, or a clear exit for what is not a URN (or, given
+    the register, not one of its schools)."""
     if school is None:
         return None
     if not (len(school) == 6 and school.isdigit()):
         fail(f"--school {school!r}: a school is named by its URN, six digits")
+    if register is not None and school not in register.names:
+        fail(f"--school {school}: not a school of the register of schools")
     return (school,)
 
 

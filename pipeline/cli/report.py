@@ -79,11 +79,10 @@ def report_sar(
     pack = policy_or_fail(policy)
     key = asked(lambda: pupil_key(pupil, lambda upn: pseudonym_for(db)(upn), "--pupil"))
     ledger = open_ledger(db, create=False)
-    reader = replace(cli_reader(), schools=school_scope(school))
+    register = schools_or_fail(schools)
+    reader = replace(cli_reader(), schools=school_scope(school, register))
     with reading(ledger):
-        report = audited_sar(
-            ledger, reader, key, pack, settings().witness_quorum, schools_or_fail(schools)
-        )
+        report = audited_sar(ledger, reader, key, pack, settings().witness_quorum, register)
     if report is None:
         fail(f"no entry of school {school} names this pupil")
     _write(rendered(report, "subject-access", output)[0], to)
@@ -101,13 +100,13 @@ def report_ropa(
     to: OutputOption = None,
 ) -> None:
     """The Article 30 record of processing, counted from the events of a period."""
-    school_scope(school)
+    register = schools_or_fail(schools)
+    school_scope(school, register)
     pack = policy_or_fail(policy)
     start = asked(lambda: instant(since, "--since")) if since else None
     end = asked(lambda: instant(until, "--until")) if until else None
     ledger = open_ledger(db, create=False)
     with reading(ledger):
-        register = schools_or_fail(schools)
         report = audited_ropa(ledger, cli_reader(), pack, start, end, school, register)
     if report is None:  # the operator sees every school: never so
         fail("no report: the school is not one this command may see")
