@@ -273,7 +273,7 @@ def test_the_command_line_ropa_writes_each_format(year: Year, tmp_path: Path, fo
     text = out.read_text()
     if form == "csv":
         header = next(csv.reader(io.StringIO(text)))
-        assert header[:3] == ["recipient", "recipient_name", "event_type"]
+        assert header[:4] == ["school", "recipient", "recipient_name", "event_type"]
     elif form == "html":
         assert '<table id="ropa">' in text
     else:
