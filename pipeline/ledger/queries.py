@@ -6,8 +6,11 @@ in memory.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from queue import Empty, Queue
 from typing import Any
 
 import orjson
@@ -186,6 +189,41 @@ def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[di
         yield decoded(row)
 
 
+_DONE = object()
+
+
+def prefetched(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """``pages``, fetched by a thread of their own up to ``depth`` ahead: the database
+    produces the next page (on another core, for a server) while this one is hashed.
+    The thread alone touches the connection until the pages are done or given up."""
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                queue.put(page)
+            queue.put(_DONE)
+        except BaseException as exc:  # handed to the reader, raised there
+            queue.put(exc)
+
+    thread = threading.Thread(target=fetch, name="ledger-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (page := queue.get()) is not _DONE:
+            if isinstance(page, BaseException):
+                raise page
+            yield page
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a fetch blocked on a full queue finish
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        thread.join()
+
+
 def _stored_chain(connection: Connection) -> Iterator[tuple[dict[str, Any], str, str]]:
     """Every entry as stored, as (hashed fields, prev_hash, hash), JSON fields as
     fragments of their stored text: nothing is decoded or copied to be checked. The
@@ -197,7 +235,10 @@ def _stored_chain(connection: Connection) -> Iterator[tuple[dict[str, Any], str,
     )
     width = len(names)
     fragment = orjson.Fragment
-    for page in result.partitions(PAGE):  # fetched a page at a time, not row by row
+    pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
+    if connection.dialect.name != "sqlite":  # in this process, SQLite would only contend
+        pages = prefetched(pages)
+    for page in pages:
         for row in page:
             fields = dict(zip(names, row, strict=False))  # stops at the hashed fields
             for name in JSON_FIELDS:
