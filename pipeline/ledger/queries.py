@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from queue import Empty, Queue
 from typing import Any
@@ -192,7 +192,7 @@ def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[di
 _DONE = object()
 
 
-def prefetched(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+def prefetched(pages: Iterator[Any], depth: int = 2) -> Generator[Any, None, None]:
     """``pages``, fetched by a thread of their own up to ``depth`` ahead: the database
     produces the next page (on another core, for a server) while this one is hashed.
     The thread alone touches the connection until the pages are done or given up."""
