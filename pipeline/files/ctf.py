@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import IO
 from xml.etree.ElementTree import Element
 
-from pipeline.files.records import PupilRecord, SchoolNamed, pupil_record, written_at
+from pipeline.files.records import PupilRecord, SchoolNamed, read_records, written_at
 from pipeline.files.safe_xml import FileRefused, Reading, child, text
 
 #: Elements that only group others: a pupil's categories come from what is inside them.
@@ -46,17 +46,8 @@ def read_ctf(stream: IO[bytes], file: str) -> CtfFile:
     """The CTF in ``stream`` (``file`` names it in messages); :class:`FileRefused` if it
     is not one, or not well-formed."""
     reading = Reading(file, "CTfile", "Header", frozenset({"pupil"}), WHAT)
-    read: CtfFile | None = None
-    for part in reading.parts(stream):
-        if part.record == 0:
-            read = _header(part.element, file)
-        elif read is None:
-            raise FileRefused(f"{file}: <Pupil> {part.record} comes before the <Header>")
-        else:
-            read.pupils.append(pupil_record(part.element, part.record, GROUPS))
-    if read is None:
-        raise FileRefused(f"{file}: no <Header>: not {WHAT}")
-    read.digest = reading.digest
+    read, pupils = read_records(reading, stream, GROUPS, lambda h: _header(h, file))
+    read.pupils, read.digest = pupils, reading.digest
     return read
 
 

@@ -5,13 +5,16 @@ record carry data. Shared by the CTF and census readers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import IO, TypeVar
 from xml.etree.ElementTree import Element
 
-from pipeline.files.safe_xml import FileRefused, key, local, text
+from pipeline.files.safe_xml import FileRefused, Reading, key, local, text
 from pipeline.schooltime import SCHOOL_TIME
 
+T = TypeVar("T")
 #: Values that say there is nothing to say: a medical flag that is false, a disability
 #: of NONE (no disability) or NCOL (not collected). Any other value carries data.
 SAYS_NOTHING = {
@@ -47,6 +50,25 @@ class PupilRecord:
     upn: str
     dob: str | None
     content: tuple[str, ...]
+
+
+def read_records(
+    reading: Reading, stream: IO[bytes], groups: frozenset[str], header: Callable[[Element], T]
+) -> tuple[T, list[PupilRecord]]:
+    """A file's header (as ``header`` reads it) and its pupils, in file order;
+    :class:`FileRefused` for a file with no header, or a pupil before it."""
+    made: T | None = None
+    pupils: list[PupilRecord] = []
+    for part in reading.parts(stream):
+        if part.record == 0:
+            made = header(part.element)
+        elif made is None:
+            raise FileRefused(f"{reading.file}: pupil {part.record} comes before the <Header>")
+        else:
+            pupils.append(pupil_record(part.element, part.record, groups))
+    if made is None:
+        raise FileRefused(f"{reading.file}: no <Header>: not {reading.what}")
+    return made, pupils
 
 
 def written_at(value: str | None, file: str, where: str) -> datetime:

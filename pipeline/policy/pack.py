@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -300,6 +300,24 @@ def _with_la(value: Any, la: str) -> Any:
     return value
 
 
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validated(model: type[Model], document: Any, source: str) -> Model:
+    """``document`` (parsed YAML) as ``model``; :class:`PackError` listing every problem
+    with its place in the file named ``source``."""
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise PackError(
+            source,
+            [
+                f"{location(e['loc']) or '(top level)'}: {message(e)}"
+                for e in exc.errors(include_url=False)
+            ],
+        ) from None
+
+
 def parse_pack(text: str, source: str, la: int | None = None) -> Policy:
     """Validate and compile a pack's YAML text; ``source`` names it in error messages.
 
@@ -328,16 +346,7 @@ def parse_pack(text: str, source: str, la: int | None = None) -> Policy:
                 ],
             )
         document = {**_with_la(document, f"{given:03d}"), "la": given}
-    try:
-        spec = PackSpec.model_validate(document)
-    except ValidationError as exc:
-        raise PackError(
-            source,
-            [
-                f"{location(e['loc']) or '(top level)'}: {message(e)}"
-                for e in exc.errors(include_url=False)
-            ],
-        ) from None
+    spec = validated(PackSpec, document, source)
     problems = _cross_reference_problems(spec)
     if problems:
         raise PackError(source, problems)

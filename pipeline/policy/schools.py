@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.policy.pack import PackError, Policy
-from schemas.problems import location, message
+from pipeline.policy.pack import PackError, Policy, validated
 
 
 class _Strict(BaseModel):
@@ -55,16 +54,7 @@ def parse_schools(text: str, source: str) -> list[SchoolSpec]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PackError(source, [f"not valid YAML: {exc}"], unreadable=True) from None
-    try:
-        spec = RegisterSpec.model_validate(document)
-    except ValidationError as exc:
-        raise PackError(
-            source,
-            [
-                f"{location(e['loc']) or '(top level)'}: {message(e)}"
-                for e in exc.errors(include_url=False)
-            ],
-        ) from None
+    spec = validated(RegisterSpec, document, source)
     seen: dict[str, int] = {}
     problems = []
     for i, school in enumerate(spec.schools):
