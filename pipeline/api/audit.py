@@ -31,8 +31,8 @@ from pipeline.ledger.reads import (
     Requester,
     export,
     opened,
+    read_in_scope,
     readers_of,
-    reads_in_scope,
     record_read,
     search,
 )
@@ -412,7 +412,7 @@ def pupil_readers(request: Request, user: Reader, asked: PupilAsked) -> list[dic
     with state.ledger.engine.connect() as connection:
         if user.scope is not None and not _pupil_in_scope(connection, key, user.scope):
             raise HTTPException(404, "no such pupil")
-        found = reads_in_scope(readers_of(connection, key), user.scope)
+        found = [r for r in readers_of(connection, key) if read_in_scope(r, user.scope)]
         as_of = Ledger.head(connection)[0]
     record_read(
         state.ledger,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.cli.exits import fail, schools_or_fail
-from pipeline.cli.options import DbOption, SchoolsOption, open_ledger, reading
+from pipeline.cli.options import DbOption, SchoolsOption, open_ledger, reading, school_scope
 from pipeline.cli.terminal import plain
 from pipeline.ledger.asking import BadFilter, instant
 from pipeline.ledger.store import now_text, utc_text
@@ -75,10 +75,7 @@ def users_add(
     scope = school or []
     register = schools_or_fail(schools)
     for urn in scope:
-        if not (len(urn) == 6 and urn.isdigit()):
-            fail(f"--school {urn!r}: a school is named by its URN, six digits")
-        if register is not None and urn not in register.names:
-            fail(f"--school {urn}: not a school of the register of schools")
+        school_scope(urn, register)  # a URN, and one of the register's when given
     ledger = open_ledger(db)
     try:
         token = add_user(

@@ -187,19 +187,12 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None
     return {"entry": entry, "refers_to": earlier, "referred_by": later}
 
 
-def reads_in_scope(
-    reads: Sequence[dict[str, Any]], schools: tuple[str, ...] | None
-) -> list[dict[str, Any]]:
-    """The reads a reader confined to ``schools`` may see: those made by someone who may
-    see one of those schools (a reader of another school's alone is that school's)."""
-    if schools is None:
-        return list(reads)
-    return [
-        read
-        for read in reads
-        if "schools" not in (read["details"] or {})
-        or set(read["details"]["schools"]) & set(schools)
-    ]
+def read_in_scope(read: dict[str, Any], schools: tuple[str, ...] | None) -> bool:
+    """Whether a reader confined to ``schools`` (None: every school) may see ``read``:
+    one made by someone who may see one of those schools (a read by a reader of another
+    school alone is that school's)."""
+    made_by = (read["details"] or {}).get("schools")
+    return schools is None or made_by is None or not set(made_by).isdisjoint(schools)
 
 
 def _asked_pupils(filters: Filters) -> list[str]:

@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from pipeline.ledger.queries import ENTRY_COLUMNS, decoded, in_scope
-from pipeline.ledger.reads import READ_KIND, Requester, readers_of, reads_in_scope, record_read
+from pipeline.ledger.reads import READ_KIND, Requester, read_in_scope, readers_of, record_read
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.policy.pack import Policy
@@ -214,7 +214,8 @@ def subject_access(
     found, payloads = [], {}
     for row in rows:
         entry = decoded(row)
-        if entry["kind"] != READ_KIND and not in_scope(entry, schools):
+        reading = entry["kind"] == READ_KIND
+        if not (read_in_scope(entry, schools) if reading else in_scope(entry, schools)):
             continue
         found.append(entry)
         if row["body"] is not None:
@@ -224,11 +225,11 @@ def subject_access(
         return None
     known = Ledger.identities(connection, [pupil_key]).get(pupil_key)
     identity = Identity(*known) if known else Identity(None, None)
-    reads = [r for r in readers_of(connection, pupil_key, found) if r["seq"] <= up_to_seq]
-    found = [e for e in found if e["kind"] != READ_KIND] + reads_in_scope(
-        [e for e in found if e["kind"] == READ_KIND], schools
-    )
-    reads = reads_in_scope(reads, schools)
+    reads = [
+        r
+        for r in readers_of(connection, pupil_key, found)
+        if r["seq"] <= up_to_seq and read_in_scope(r, schools)
+    ]
     return build_sar(pupil_key, identity, found, payloads, policy, reads, register)
 
 
