@@ -303,6 +303,26 @@ def ledger_url(choice: str, folder: Path) -> Iterator[str]:
         yield choice
 
 
+#: What every worker process of a round is run with.
+WORKER_ENV = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
+
+
+@contextmanager
+def fresh_ledger(choice: str) -> Iterator[tuple[Path, str]]:
+    """A scratch folder and a fresh ledger in it (or a scratch PostgreSQL database) for one
+    round; the round's polling engines are let go before the database is dropped."""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder,
+        ledger_url(choice, Path(folder)) as url,
+    ):
+        try:
+            yield Path(folder), url
+        finally:
+            for ledger in _ENGINES.values():
+                ledger.engine.dispose()
+            _ENGINES.clear()
+
+
 def writer_cost(records: list[bytes], url: str, batch: int) -> tuple[float, float]:
     """CPU microseconds per event: of the worker's writer (``agents.writer``, as its own
     process runs it, collector settings included) deciding and appending ``records`` in
@@ -338,10 +358,7 @@ def writer_only(args: argparse.Namespace, records: list[bytes]) -> None:
     """The writer's cost per event, median of ``--rounds``, each on a fresh ledger."""
     costs: list[tuple[float, float]] = []
     for number in range(1, args.rounds + 1):
-        with (
-            tempfile.TemporaryDirectory(prefix="bench-writer-") as folder,
-            ledger_url(args.db, Path(folder)) as url,
-        ):
+        with fresh_ledger(args.db) as (_, url):
             writing, reading = writer_cost(records[: args.events], url, args.batch)
         print(
             f"round {number}: writer {writing:.1f} us/event, json.loads alone {reading:.1f}",
@@ -360,102 +377,78 @@ def one_round(
 ) -> dict[str, float]:
     """A fresh broker and ledger; the three consumers' rates, and the latency if asked."""
     bulk, paced = records[: args.events], records[args.events :]
-    env = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
     rates: dict[str, float] = {}
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-pipeline-") as folder,
-        ledger_url(args.db, Path(folder)) as url,
-    ):
-        scratch = Path(folder)
+    with fresh_ledger(args.db) as (scratch, url), EmbeddedBroker() as broker:
+        kafka = broker.config
+        ensure_topics(kafka)
+        started = time.perf_counter()
+        load(kafka, bulk)
+        print(
+            f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
+            f"in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+
+        rates["aiokafka"] = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
+        print(f"aiokafka consumer:   {rates['aiokafka']:9.0f} events/s", flush=True)
+        rates["noop"], rates["noop_fastest"] = noop_faust_rate(kafka.bootstrap, len(bulk), scratch)
+        fastest = rates["noop_fastest"]
+        print(
+            f"no-op Faust agent:   {rates['noop']:9.0f} events/s "
+            f"({fastest:.0f} in its fastest second)",
+            flush=True,
+        )
+
+        expected = expected_of(bulk, Engine(load_pack()))
+        worker = Worker(
+            worker_command(kafka.bootstrap, url), log_file=scratch / "worker.log", env=WORKER_ENV
+        )
+        worker.start()
         try:
-            with EmbeddedBroker() as broker:
-                kafka = broker.config
-                ensure_topics(kafka)
-                started = time.perf_counter()
-                load(kafka, bulk)
+            rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
+            # How far the topics' paces drifted apart in event time: a fact decided
+            # after sharing events timed after it re-decides each of them.
+            redecided = _entries(url, "reevaluation")
+            print(
+                f"pipeline ({args.db}): {rate:9.0f} events/s ({redecided:,} re-evaluations)",
+                flush=True,
+            )
+            if with_latency and paced:
+                total = expected_of(records, Engine(load_pack())).entries
+                lat = latencies(kafka, url, paced, rate / 2, total)
                 print(
-                    f"loaded {len(bulk)} events onto {len(INPUT_TOPICS)} topics "
-                    f"in {time.perf_counter() - started:.1f} s",
-                    flush=True,
+                    f"latency send -> ledger at {rate / 2:.0f} events/s over "
+                    f"{len(lat)} events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
+                    f"p99 {percentile(lat, 99) * 1000:.0f} ms"
                 )
-
-                rates["aiokafka"] = asyncio.run(_aiokafka_rate(kafka, len(bulk)))
-                print(f"aiokafka consumer:   {rates['aiokafka']:9.0f} events/s", flush=True)
-                rates["noop"], rates["noop_fastest"] = noop_faust_rate(
-                    kafka.bootstrap, len(bulk), scratch
-                )
-                fastest = rates["noop_fastest"]
-                print(
-                    f"no-op Faust agent:   {rates['noop']:9.0f} events/s "
-                    f"({fastest:.0f} in its fastest second)",
-                    flush=True,
-                )
-
-                expected = expected_of(bulk, Engine(load_pack()))
-                worker = Worker(
-                    worker_command(kafka.bootstrap, url), log_file=scratch / "worker.log", env=env
-                )
-                worker.start()
-                try:
-                    rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
-                    # How far the topics' paces drifted apart in event time: a fact decided
-                    # after sharing events timed after it re-decides each of them.
-                    redecided = _entries(url, "reevaluation")
-                    print(
-                        f"pipeline ({args.db}): {rate:9.0f} events/s "
-                        f"({redecided:,} re-evaluations)",
-                        flush=True,
-                    )
-                    if with_latency and paced:
-                        total = expected_of(records, Engine(load_pack())).entries
-                        lat = latencies(kafka, url, paced, rate / 2, total)
-                        print(
-                            f"latency send -> ledger at {rate / 2:.0f} events/s over "
-                            f"{len(lat)} events: p50 {percentile(lat, 50) * 1000:.0f} ms, "
-                            f"p99 {percentile(lat, 99) * 1000:.0f} ms"
-                        )
-                finally:
-                    worker.stop()
-        finally:  # before the scratch database is dropped
-            for ledger in _ENGINES.values():
-                ledger.engine.dispose()
-            _ENGINES.clear()
+        finally:
+            worker.stop()
     return rates
 
 
 def workers_round(args: argparse.Namespace, records: list[bytes], count: int) -> float:
     """Events per second with ``count`` workers on a fresh broker and ledger."""
-    env = {"SHARING_AUDIT_PSEUDONYM_KEY": "b3" * 32, "SHARING_AUDIT_LOG_LEVEL": "WARNING"}
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-workers-") as folder,
-        ledger_url(args.db, Path(folder)) as url,
-    ):
+    with fresh_ledger(args.db) as (scratch, url), EmbeddedBroker() as broker:
+        kafka = broker.config
+        ensure_topics(kafka)
+        load(kafka, records)
+        prepare(Ledger.open(url).engine)  # one schema, not a race of N workers
+        expected = expected_of(records, Engine(load_pack()))
+        workers = [
+            Worker(
+                worker_command(kafka.bootstrap, url),
+                log_file=scratch / f"worker-{n}.log",
+                env=WORKER_ENV,
+            )
+            for n in range(count)
+        ]
+        for worker in workers:
+            worker.start()
         try:
-            with EmbeddedBroker() as broker:
-                kafka = broker.config
-                ensure_topics(kafka)
-                load(kafka, records)
-                prepare(Ledger.open(url).engine)  # one schema, not a race of N workers
-                expected = expected_of(records, Engine(load_pack()))
-                workers = [
-                    Worker(
-                        worker_command(kafka.bootstrap, url),
-                        log_file=Path(folder) / f"worker-{n}.log",
-                        env=env,
-                    )
-                    for n in range(count)
-                ]
-                for worker in workers:
-                    worker.start()
-                try:
-                    return pipeline_rate(workers[0], url, expected.entries)
-                finally:
-                    for worker in workers:
-                        worker.stop()
+            return pipeline_rate(workers[0], url, expected.entries)
         finally:
-            for ledger in _ENGINES.values():
-                ledger.engine.dispose()
-            _ENGINES.clear()
+            for worker in workers:
+                worker.stop()
 
 
 def workers_mode(args: argparse.Namespace, records: list[bytes]) -> None:
