@@ -123,18 +123,20 @@ def _urn(school: SchoolNamed, gias: Gias) -> str | None:
     return gias.urn(school.la, school.estab)
 
 
-def recipient_of(school: SchoolNamed, gias: Gias) -> tuple[str, str]:
-    """The destination as a recipient, and what to say of it in the event's purpose."""
+def recipient_of(school: SchoolNamed, gias: Gias) -> tuple[str, str, bool]:
+    """The destination as a recipient, what to say of it in the event's purpose, and
+    whether it was resolved to a URN."""
     urn = _urn(school, gias)
     if urn is not None:
-        return f"school:{urn}", f"destination DfE number {school.number}, URN {urn}"
+        return f"school:{urn}", f"destination DfE number {school.number}, URN {urn}", True
     marks = {(v or "").strip().lower() for v in (school.la, school.estab)}
     number = dfe_number(school.la, school.estab)
     if number is None or marks & UNKNOWN_MARKS:
-        return UNKNOWN_SCHOOL, f"destination marked unknown (DfE number {school.number})"
-    recipient = f"school:laestab-{number[0]}-{number[1]}"
+        said = f"destination marked unknown (DfE number {school.number})"
+        return UNKNOWN_SCHOOL, said, False
     where = "the GIAS extract given" if gias.urns else "no GIAS extract (--gias)"
-    return recipient, f"destination DfE number {school.number} not resolved to a URN: {where}"
+    said = f"destination DfE number {school.number} not resolved to a URN: {where}"
+    return f"school:laestab-{number[0]}-{number[1]}", said, False
 
 
 def _pupil(record: PupilRecord) -> dict[str, str]:
@@ -153,7 +155,7 @@ def ctf_events(ctf: CtfFile, policy: Policy, gias: Gias, channel: str | None = N
         spec = spec.model_copy(update={"channel": channel})
     mapper = Categoriser(policy, spec)
     source = source_of(ctf.source, gias, ctf.file, "Header/SourceSchool")
-    recipient, said = recipient_of(ctf.destination, gias)
+    recipient, said, resolved = recipient_of(ctf.destination, gias)
     # Nothing of the file's name or place: the same file under another name is the same
     # sharing, and its events must be the same, byte for byte, to be recorded once.
     purpose = f"Common Transfer File (CTF {ctf.version}, {ctf.qualifier}); {said}"
@@ -171,7 +173,7 @@ def ctf_events(ctf: CtfFile, policy: Policy, gias: Gias, channel: str | None = N
             _envelope(_id("ctf", ctf.digest, pupil.position), source, TRANSFER, ctf, data)
         )
     out.notes += mapper.notes(ctf.file)
-    if recipient.startswith("school:") and not recipient[7:].isdigit():
+    if not resolved:
         out.notes.append(f"{ctf.file}: {said}")
     return out
 
