@@ -7,9 +7,10 @@ For each database:
 - append: entries in batches of 500 through ``Ledger.append`` (hash chain, pupil and
   recipient index rows, chain-head lock and update, one transaction per batch), against a
   plain ``executemany`` INSERT of the same rows into an unconstrained table (the floor);
-- verify: ``ledger verify`` over those entries (read, canonical form, hash, link), against
-  hashing the same bytes with ``hashlib`` alone; also the rate of reading the same rows
-  through the driver's cursor and nothing else, which bounds any verify that reads them;
+- verify: ``ledger verify`` in one process over those entries (read, canonical form,
+  hash, link), against hashing the same bytes with ``hashlib`` alone; also the rate of
+  reading the same rows through the driver's cursor and nothing else, which bounds any
+  one-process verify that reads them;
 - pupil query: p50/p95 of ``query --pupil`` (every entry naming one pupil) on a ledger of
   ``--entries`` entries, for pupils drawn at random.
 
@@ -41,8 +42,9 @@ from scratch import scratch_postgres
 from pipeline.canonical import canonical_json
 from pipeline.ledger import schema
 from pipeline.ledger.chain import ENTRY_FIELDS, entry_hash
-from pipeline.ledger.queries import Filters, entries, verify
+from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger, NewEntry, now_text
+from pipeline.ledger.verification import verify
 
 BATCH = 500
 RECIPIENTS = [

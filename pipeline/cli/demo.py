@@ -27,9 +27,10 @@ from pipeline.engine import Engine
 from pipeline.ledger.chain import Verification
 from pipeline.ledger.keys import ledger_key
 from pipeline.ledger.outbox import PENDING, SENT, SUPERSEDED, alert_counts
-from pipeline.ledger.queries import current_decisions, entry_count, verify
+from pipeline.ledger.queries import current_decisions, entry_count
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.reports.formats import ropa_html, sar_html

@@ -32,10 +32,11 @@ from pipeline.ledger.asking import filters_from
 from pipeline.ledger.checkpoints import LogKeyError, latest, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import recorded_fingerprint
-from pipeline.ledger.queries import stats, verify
+from pipeline.ledger.queries import stats
 from pipeline.ledger.reads import export
 from pipeline.ledger.roles import BadRole, grant
 from pipeline.ledger.store import Ledger, shown_url
+from pipeline.ledger.verification import MIN_RANGE, default_jobs, verify
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,
@@ -70,8 +71,19 @@ def _key_if_any(ledger: Ledger, db: str | None) -> Pseudonymiser | None:
     return pseudonyms
 
 
+JobsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        min=1,
+        help="Processes checking the chain in ranges (default: one per core, at most 8; "
+        f"a range is at least {MIN_RANGE:,} entries).",
+    ),
+]
+
+
 @ledger_app.command("verify")
-def ledger_verify(db: DbOption = None) -> None:
+def ledger_verify(db: DbOption = None, jobs: JobsOption = None) -> None:
     """Recompute the hash chain and the Merkle tree, and check the facts, payloads and
     (given the pseudonym key) identities beside it, and the checkpoints the log signed;
     exit 1 naming the first entry that is wrong, and why."""
@@ -79,7 +91,7 @@ def ledger_verify(db: DbOption = None) -> None:
     pseudonyms = _key_if_any(ledger, db)
     log = _log_verifier_if_any(db)
     with reading(ledger) as connection:
-        result = verify(connection, pseudonyms, log)
+        result = verify(connection, pseudonyms, log, jobs or default_jobs())
         signed_any = latest(connection) is not None
     if result.ok:
         print(

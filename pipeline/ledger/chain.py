@@ -125,11 +125,18 @@ def verify_chain(
 
 
 def verify_links(
-    links: Iterable[tuple[Mapping[str, Any], str, str]], leaves: bytearray | None = None
+    links: Iterable[tuple[Mapping[str, Any], str, str]],
+    leaves: bytearray | None = None,
+    first_seq: int = 1,
+    prev: str | None = GENESIS,
 ) -> Verification:
     """:func:`verify_chain` of (hashed fields and nothing else, prev_hash, hash) triples,
-    as the ledger reads its rows: nothing is copied to be checked."""
-    expected_seq, prev = 1, GENESIS
+    as the ledger reads its rows: nothing is copied to be checked.
+
+    A part of a chain is checked from ``first_seq``; ``prev`` None takes its first
+    entry's ``prev_hash`` as given, for whoever split the chain to check where the parts
+    join (:mod:`pipeline.ledger.verification`)."""
+    expected_seq = first_seq
     count = 0
     # canonical_json and link_hash, inlined: this loop runs once per entry of the ledger.
     dumps, sorted_keys, sha256 = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.sha256
@@ -140,7 +147,9 @@ def verify_links(
                 reason = f"missing: expected seq {expected_seq}, next stored is {seq}"
             else:
                 reason = f"out of order: seq {seq} stored after {expected_seq - 1}"
-            return Verification(count, expected_seq - 1, prev, expected_seq, reason)
+            return Verification(count, expected_seq - 1, prev or "", expected_seq, reason)
+        if prev is None:
+            prev = prev_hash
         if prev_hash != prev:
             return Verification(
                 count,
@@ -160,4 +169,4 @@ def verify_links(
         prev = stored_hash
         count += 1
         expected_seq += 1
-    return Verification(count, expected_seq - 1, prev)
+    return Verification(count, expected_seq - 1, prev or "")

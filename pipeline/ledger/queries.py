@@ -1,4 +1,4 @@
-"""Reading the ledger: filtered entry streams, the whole chain for verification, stats.
+"""Reading the ledger: filtered entry streams, stats, current decisions.
 
 Results stream in ``seq`` order in pages, so a year of a trust's entries never has to fit
 in memory.
@@ -6,29 +6,16 @@ in memory.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from queue import Empty, Queue
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, func, select
 
-from pipeline.ledger.chain import (
-    ENTRY_FIELDS,
-    JSON_FIELDS,
-    Verification,
-    verify_links,
-)
-from pipeline.ledger.checkpoints import checkpoint_faults
+from pipeline.ledger.chain import ENTRY_FIELDS, JSON_FIELDS
 from pipeline.ledger.outbox import alert_counts
-from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT, Ledger, any_of
-from pipeline.ledger.tree import tree_faults
-from pipeline.pseudonym import Pseudonymiser
-from pipeline.transparency.note import Verifier
 
 PAGE = 2_000
 ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
@@ -187,106 +174,6 @@ def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[di
     streamed = connection.execution_options(stream_results=True, yield_per=PAGE)
     for row in streamed.execute(statement).mappings():
         yield decoded(row)
-
-
-_DONE = object()
-
-
-def prefetched(pages: Iterator[Any], depth: int = 2) -> Generator[Any, None, None]:
-    """``pages``, fetched by a thread of their own up to ``depth`` ahead: the database
-    produces the next page (on another core, for a server) while this one is hashed.
-    The thread alone touches the connection until the pages are done or given up."""
-    queue: Queue[Any] = Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def fetch() -> None:
-        try:
-            for page in pages:
-                if stop.is_set():
-                    return
-                queue.put(page)
-            queue.put(_DONE)
-        except BaseException as exc:  # handed to the reader, raised there
-            queue.put(exc)
-
-    thread = threading.Thread(target=fetch, name="ledger-prefetch", daemon=True)
-    thread.start()
-    try:
-        while (page := queue.get()) is not _DONE:
-            if isinstance(page, BaseException):
-                raise page
-            yield page
-    finally:
-        stop.set()
-        while thread.is_alive():  # let a fetch blocked on a full queue finish
-            with contextlib.suppress(Empty):
-                queue.get(timeout=0.05)
-        thread.join()
-
-
-def _stored_chain(connection: Connection) -> Iterator[tuple[dict[str, Any], str, str]]:
-    """Every entry as stored, as (hashed fields, prev_hash, hash), JSON fields as
-    fragments of their stored text: nothing is decoded or copied to be checked. The
-    fields come in sorted order, which canonical JSON then has little left to sort."""
-    names = sorted(ENTRY_FIELDS)
-    columns = ", ".join(f'"{c}"' for c in (*names, "prev_hash", "hash"))
-    result = connection.execution_options(stream_results=True, yield_per=PAGE).exec_driver_sql(
-        f"SELECT {columns} FROM ledger_entry ORDER BY seq"
-    )
-    width = len(names)
-    fragment = orjson.Fragment
-    pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
-    if connection.dialect.name != "sqlite":  # in this process, SQLite would only contend
-        pages = prefetched(pages)
-    for page in pages:
-        for row in page:
-            fields = dict(zip(names, row, strict=False))  # stops at the hashed fields
-            for name in JSON_FIELDS:
-                value = fields[name]
-                if value is not None:
-                    fields[name] = fragment(value)
-            yield fields, row[width], row[width + 1]
-
-
-def verify(
-    connection: Connection, pseudonyms: Pseudonymiser | None = None, log: Verifier | None = None
-) -> Verification:
-    """Recompute the whole chain; check the chain head agrees with the last entry, the
-    rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`): facts
-    and payloads always, identity rows when ``pseudonyms`` (the key) is given; and the
-    Merkle tree and the checkpoints kept against the entries (their signatures too, when
-    ``log``, the log's verifier key, is given).
-
-    Everything is read in one snapshot, so that entries appended meanwhile (a live
-    worker) are not taken for a head without its entries: SQLite's transaction is one
-    already; PostgreSQL's is made repeatable read when it has not begun."""
-    if connection.dialect.name == "postgresql" and not connection.in_transaction():
-        connection = connection.execution_options(isolation_level="REPEATABLE READ")
-    leaves = bytearray()
-    result = verify_links(_stored_chain(connection), leaves)
-    if not result.ok:
-        return result
-    head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
-    if (head.seq, head.hash) != (result.head_seq, result.head_hash):
-        return Verification(
-            result.count,
-            result.head_seq,
-            result.head_hash,
-            result.head_seq + 1,
-            f"missing: the chain head records seq {head.seq}, the last entry is "
-            f"seq {result.head_seq}",
-        )
-    faults = side_faults(connection)
-    if pseudonyms is not None:
-        faults += identity_faults(connection, pseudonyms)
-    tree = tree_faults(connection, leaves)
-    faults += tree or checkpoint_faults(connection, log)  # a faulty tree proves no root
-    if faults:
-        seq, fault = min(faults)
-        return Verification(
-            min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
-        )
-    return result
 
 
 def stats(connection: Connection) -> dict[str, Any]:

@@ -38,7 +38,17 @@ def _vouched(connection: Connection, start: int, end: int) -> dict[int, dict[str
         ENTRY.c.seq >= start, ENTRY.c.seq < end, ENTRY.c.details.like('%"sides"%')
     )
     rows = connection.execution_options(yield_per=_PAGE).execute(statement)
-    return {seq: orjson.loads(details).get("sides", {}) for seq, details in rows}
+    return {seq: _sides_of(details) for seq, details in rows}
+
+
+def _sides_of(details: str) -> dict[str, str]:
+    """The side digests in an entry's details; none from details that are not what the
+    ledger writes (the chain's check names that entry, whichever check runs first)."""
+    try:
+        sides = orjson.loads(details).get("sides", {})
+    except (orjson.JSONDecodeError, AttributeError):
+        return {}
+    return sides if isinstance(sides, dict) else {}
 
 
 def side_faults(connection: Connection) -> list[tuple[int, str]]:

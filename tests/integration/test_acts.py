@@ -15,8 +15,9 @@ from sqlalchemy import event
 
 from pipeline.ledger import schema
 from pipeline.ledger.acts import append_act
-from pipeline.ledger.queries import entry_at, verify
+from pipeline.ledger.queries import entry_at
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.verification import verify
 
 pytestmark = pytest.mark.integration
 

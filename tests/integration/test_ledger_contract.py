@@ -21,8 +21,9 @@ from pipeline.ledger.checkpoints import record_cosignature, sign_if_grown
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
-from pipeline.ledger.queries import Filters, entries, verify
+from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
@@ -103,8 +104,12 @@ class LedgerContract:
             return list(entries(connection))
 
     def verification(self, ledger: Ledger) -> Any:
+        """One pass's check, which the check split over processes must match exactly."""
         with ledger.engine.connect() as connection:
-            return verify(connection)
+            one_pass = verify(connection)
+        with ledger.engine.connect() as connection:
+            assert verify(connection, jobs=3, min_range=1) == one_pass
+        return one_pass
 
     # -- the schema ------------------------------------------------------------------------
 
@@ -408,6 +413,56 @@ class LedgerContract:
             )
         assert self.verification(filled).fault_seq == 6
 
+    # -- tampering where a split check joins its ranges --------------------------------------
+
+    def _boundaries(self, ledger: Ledger) -> list[int]:
+        """The first seq of each range after the first, when three processes verify."""
+        top = len(self.all_entries(ledger))
+        return [1 + top * i // 3 for i in (1, 2)]
+
+    @pytest.mark.parametrize("near", [-1, 0, 1])
+    @pytest.mark.parametrize(
+        "tamper",
+        [
+            "UPDATE ledger_entry SET recorded_at = recorded_at || 'x' WHERE seq = {s}",
+            "UPDATE ledger_entry SET prev_hash = hash WHERE seq = {s}",
+            "DELETE FROM ledger_entry WHERE seq = {s}",
+            "DELETE FROM ledger_entry WHERE seq >= {s} - 1 AND seq <= {s} + 1",
+            "UPDATE ledger_entry SET seq = -seq WHERE seq IN ({s} - 1, {s})",
+        ],
+        ids=["changed", "relinked", "deleted", "run-deleted", "pair-moved-away"],
+    )
+    def test_a_split_check_finds_what_one_pass_finds_where_its_ranges_join(
+        self, filled: Ledger, tamper: str, near: int
+    ) -> None:
+        """``verification`` asserts that three processes report exactly one pass's fault."""
+        seqs = [b + near for b in self._boundaries(filled)]
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            for seq in seqs:
+                connection.execute(text(tamper.format(s=seq)))
+        result = self.verification(filled)
+        assert not result.ok and result.fault_seq is not None
+        assert result.fault_seq <= seqs[0] + 1, result
+
+    def test_a_split_check_finds_a_whole_range_removed(self, filled: Ledger) -> None:
+        first, second = self._boundaries(filled)
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(
+                text(f"DELETE FROM ledger_entry WHERE seq >= {first} AND seq < {second}")
+            )
+        result = self.verification(filled)
+        assert result.fault_seq == first and "missing" in str(result.fault)
+
+    def test_a_split_check_finds_the_chains_end_removed(self, filled: Ledger) -> None:
+        _, second = self._boundaries(filled)
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            connection.execute(text(f"DELETE FROM ledger_entry WHERE seq >= {second}"))
+        result = self.verification(filled)
+        assert result.fault_seq == second and "chain head" in str(result.fault)
+
     # -- tampering with the rows beside the chain ------------------------------------------
 
     def first_seq(self, ledger: Ledger, sql: str) -> int:
@@ -426,7 +481,10 @@ class LedgerContract:
 
     def verified_with_key(self, ledger: Ledger) -> Any:
         with ledger.engine.connect() as connection:
-            return verify(connection, pseudonymiser(KEY))
+            one_pass = verify(connection, pseudonymiser(KEY))
+        with ledger.engine.connect() as connection:
+            assert verify(connection, pseudonymiser(KEY), jobs=3, min_range=1) == one_pass
+        return one_pass
 
     def test_a_changed_register_fact_is_found_at_its_entry(self, filled: Ledger) -> None:
         seq = self.first_seq(filled, "SELECT min(seq) FROM register_fact")

@@ -14,8 +14,8 @@ from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user

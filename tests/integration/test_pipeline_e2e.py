@@ -17,8 +17,8 @@ import pytest
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.simulate import simulate
 from pipeline.transport.kafka import (

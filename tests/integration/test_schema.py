@@ -11,9 +11,9 @@ from alembic import command
 from pipeline.ledger import schema
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import APPEND_ONLY_TABLES
-from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
+from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.transparency.merkle import tree_root
 from tests.integration.year import write_year

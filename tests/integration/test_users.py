@@ -7,8 +7,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from pipeline.ledger.queries import Filters, entries, verify
+from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from tests.integration.breaches import breach_desk, ledger_with_breaches

@@ -21,9 +21,9 @@ from pipeline.ledger import schema
 from pipeline.ledger.acts import append_act
 from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.queries import verify
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
+from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.settings import DEFAULT_LOG_ORIGIN
@@ -417,7 +417,9 @@ def test_the_auditor_can_require_witnesses_to_have_cosigned(
     assert status == 0, said
 
 
-def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str) -> None:
+@pytest.mark.parametrize("jobs", [1, 3], ids=["one-pass", "three-processes"])
+def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str, jobs: int) -> None:
+    """Three processes read only up to the last entry the verifying connection sees."""
     ledger = ledger_with(db_url, events(100))
     done = threading.Event()
 
@@ -429,9 +431,9 @@ def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str) 
     writer.start()
     try:
         results = []
-        for _ in range(40):
+        for _ in range(40 if jobs == 1 else 15):
             with ledger.engine.connect() as connection:
-                results.append(verify(connection))
+                results.append(verify(connection, jobs=jobs, min_range=10))
     finally:
         done.set()
         writer.join()

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.queries import entry_count, verify
+from pipeline.ledger.queries import entry_count
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from schemas.alerts import MAX_ALERT_BYTES

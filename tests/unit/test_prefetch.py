@@ -1,4 +1,4 @@
-"""Pages fetched ahead by a thread of their own (pipeline.ledger.queries.prefetched): in
+"""Pages fetched ahead by a thread of their own (pipeline.ledger.verification.prefetched): in
 order, a failure raised where the pages are read, and nothing left running when the
 reader stops early (ledger verify stops at the first fault)."""
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.ledger.queries import prefetched
+from pipeline.ledger.verification import prefetched
 
 
 def test_every_page_arrives_in_order() -> None:

@@ -1,0 +1,284 @@
+"""Checking the whole ledger: its chain, its Merkle tree, the rows beside it, its
+checkpoints (``sharing-audit ledger verify``).
+
+A ledger of millions of entries is checked in ranges of ``seq`` on as many processes as
+asked (``jobs``): each reads its range once and recomputes its links and leaves, and the
+ranges are joined where one ends and the next begins. A split check finds the same first
+fault, in the same words, as one pass: the join checks exactly what one pass would have
+checked at those entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import threading
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from queue import Empty, Queue
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, func, select
+
+from pipeline.ledger.chain import (
+    ENTRY_FIELDS,
+    GENESIS,
+    JSON_FIELDS,
+    Verification,
+    verify_links,
+)
+from pipeline.ledger.checkpoints import checkpoint_faults
+from pipeline.ledger.queries import PAGE
+from pipeline.ledger.sides import identity_faults, side_faults
+from pipeline.ledger.store import ENTRY, HEAD, make_engine
+from pipeline.ledger.tree import tree_faults
+from pipeline.pseudonym import Pseudonymiser
+from pipeline.transparency.note import Verifier
+
+#: The fewest entries worth a process of their own: starting one costs about what
+#: checking this many entries does.
+MIN_RANGE = 100_000
+
+
+def default_jobs() -> int:
+    """The processes a verify uses unless told: one per core this process may run on,
+    at most eight (past that, the database's reads are the limit)."""
+    return max(1, min(8, len(os.sched_getaffinity(0))))
+
+
+def verify(
+    connection: Connection,
+    pseudonyms: Pseudonymiser | None = None,
+    log: Verifier | None = None,
+    jobs: int = 1,
+    min_range: int = MIN_RANGE,
+) -> Verification:
+    """Recompute the whole chain; check the chain head agrees with the last entry, the
+    rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`): facts
+    and payloads always, identity rows when ``pseudonyms`` (the key) is given; and the
+    Merkle tree and the checkpoints kept against the entries (their signatures too, when
+    ``log``, the log's verifier key, is given).
+
+    Everything is read in one snapshot, so that entries appended meanwhile (a live
+    worker) are not taken for a head without its entries: SQLite's transaction is one
+    already; PostgreSQL's is made repeatable read when it has not begun. Processes
+    checking ranges (up to ``jobs``, each of at least ``min_range`` entries) read in
+    transactions of their own, each bounded by the last entry this snapshot holds:
+    entries up to it never change but by tampering, which a range then finds."""
+    if connection.dialect.name == "postgresql" and not connection.in_transaction():
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    leaves = bytearray()
+    with _ranges_started(connection, jobs, min_range) as ranges:
+        # The rows beside the chain are checked while the processes check the ranges.
+        faults = side_faults(connection)
+        if pseudonyms is not None:
+            faults += identity_faults(connection, pseudonyms)
+        if ranges is None:
+            result = verify_links(_stored_chain(connection), leaves)
+        else:
+            result = ranges.joined(leaves)
+    if not result.ok:
+        return result
+    head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+    if (head.seq, head.hash) != (result.head_seq, result.head_hash):
+        return Verification(
+            result.count,
+            result.head_seq,
+            result.head_hash,
+            result.head_seq + 1,
+            f"missing: the chain head records seq {head.seq}, the last entry is "
+            f"seq {result.head_seq}",
+        )
+    tree = tree_faults(connection, leaves)
+    faults += tree or checkpoint_faults(connection, log)  # a faulty tree proves no root
+    if faults:
+        seq, fault = min(faults)
+        return Verification(
+            min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
+        )
+    return result
+
+
+# -- one pass ----------------------------------------------------------------------------
+
+_DONE = object()
+
+
+def prefetched(pages: Iterator[Any], depth: int = 2) -> Generator[Any, None, None]:
+    """``pages``, fetched by a thread of their own up to ``depth`` ahead: the database
+    produces the next page (on another core, for a server) while this one is hashed.
+    The thread alone touches the connection until the pages are done or given up."""
+    queue: Queue[Any] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                queue.put(page)
+            queue.put(_DONE)
+        except BaseException as exc:  # handed to the reader, raised there
+            queue.put(exc)
+
+    thread = threading.Thread(target=fetch, name="ledger-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (page := queue.get()) is not _DONE:
+            if isinstance(page, BaseException):
+                raise page
+            yield page
+    finally:
+        stop.set()
+        while thread.is_alive():  # let a fetch blocked on a full queue finish
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.05)
+        thread.join()
+
+
+def _stored_chain(
+    connection: Connection, first: int = 1, last: int | None = None
+) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """Every entry as stored (from ``first`` to ``last``), as (hashed fields, prev_hash,
+    hash), JSON fields as fragments of their stored text: nothing is decoded or copied to
+    be checked. The fields come in sorted order, which canonical JSON then has little
+    left to sort."""
+    names = sorted(ENTRY_FIELDS)
+    columns = ", ".join(f'"{c}"' for c in (*names, "prev_hash", "hash"))
+    bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
+    result = connection.execution_options(stream_results=True, yield_per=PAGE).exec_driver_sql(
+        f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq"
+    )
+    width = len(names)
+    fragment = orjson.Fragment
+    pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
+    if connection.dialect.name != "sqlite":  # in this process, SQLite would only contend
+        pages = prefetched(pages)
+    for page in pages:
+        for row in page:
+            fields = dict(zip(names, row, strict=False))  # stops at the hashed fields
+            for name in JSON_FIELDS:
+                value = fields[name]
+                if value is not None:
+                    fields[name] = fragment(value)
+            yield fields, row[width], row[width + 1]
+
+
+# -- ranges on processes of their own ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """What a process found in its range: the first entry it read (seq and the prev_hash
+    it stores, None when the range holds none), its check, and its leaves' hashes."""
+
+    first_seq: int | None
+    first_prev: str | None
+    verification: Verification
+    leaves: bytes
+
+
+def _part(url: str, first: int, last: int) -> _Part:
+    """Check the entries from ``first`` to ``last``, in a process of its own."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            links = _stored_chain(connection, first, last)
+            head = next(links, None)
+            if head is None:
+                return _Part(None, None, Verification(0, first - 1, ""), b"")
+            leaves = bytearray()
+            fields, prev_hash, _ = head
+            checked = verify_links(_chained(head, links), leaves, first, prev=None)
+            return _Part(fields["seq"], prev_hash, checked, bytes(leaves))
+    finally:
+        engine.dispose()
+
+
+def _chained(head: Any, links: Iterator[Any]) -> Iterator[Any]:
+    yield head
+    yield from links
+
+
+class _Ranges:
+    """The ranges being checked, each by a process of its own, and how they join."""
+
+    def __init__(self, pool: ProcessPoolExecutor, bounds: list[tuple[int, int]], url: str):
+        self.pool = pool
+        self.bounds = bounds
+        self.futures: list[Future[_Part]] = []
+        self.url = url
+
+    def start(self) -> None:
+        for first, last in self.bounds:
+            self.futures.append(self.pool.submit(_part, self.url, first, last))
+
+    def joined(self, leaves: bytearray) -> Verification:
+        """The whole chain's check from its parts, ``leaves`` given every leaf's hash;
+        where two parts do not join, what one pass would have found there."""
+        count, head_seq, head_hash = 0, 0, GENESIS
+        for index, ((first, _), future) in enumerate(zip(self.bounds, self.futures, strict=True)):
+            part = future.result()
+            if first > 1 and head_seq != first - 1:  # the last part stopped short
+                following = (f.result().first_seq for f in self.futures[index:])
+                found = next((seq for seq in following if seq is not None), None)
+                if found is None:  # nothing after: the chain head tells what is missing
+                    return Verification(count, head_seq, head_hash)
+                return Verification(
+                    count,
+                    head_seq,
+                    head_hash,
+                    head_seq + 1,
+                    f"missing: expected seq {head_seq + 1}, next stored is {found}",
+                )
+            if part.first_seq == first and part.first_prev != head_hash:
+                return Verification(
+                    count,
+                    head_seq,
+                    head_hash,
+                    first,
+                    f"does not link to seq {first - 1}: an entry before it was removed, "
+                    "inserted or replaced",
+                )
+            checked = part.verification
+            if checked.count:
+                head_seq, head_hash = checked.head_seq, checked.head_hash
+            count += checked.count
+            leaves += part.leaves
+            if not checked.ok:
+                return Verification(count, head_seq, head_hash, checked.fault_seq, checked.fault)
+        return Verification(count, head_seq, head_hash)
+
+
+@contextlib.contextmanager
+def _ranges_started(connection: Connection, jobs: int, min_range: int) -> Iterator[_Ranges | None]:
+    """Processes checking the chain in ranges, started; None when one pass is better:
+    one job asked, too few entries to share out, or a database only this process sees."""
+    if jobs < 2:
+        yield None
+        return
+    url = connection.engine.url
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and (
+        database in ("", ":memory:") or database.startswith("file:")
+    ):
+        yield None
+        return
+    top = int(connection.execute(select(func.max(ENTRY.c.seq))).scalar() or 0)
+    count = min(jobs, top // max(1, min_range))
+    if count < 2:
+        yield None
+        return
+    bounds = [(1 + top * i // count, top * (i + 1) // count) for i in range(count)]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=context)
+    ranges = _Ranges(pool, bounds, url.render_as_string(hide_password=False))
+    try:
+        ranges.start()
+        yield ranges
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
