@@ -39,9 +39,16 @@ in one run. The last line reads ``workers=N:R,...`` (the ratios).
 
 ``--writer-only`` measures the ledger writer alone, in this process, with no broker: the
 CPU time per event of ``LedgerWriter.write`` over the same events in batches of
-``--batch``, against the CPU time per event of only reading them (``read_event``, the
-first step of every record), both taken in the same run. The writer is the pipeline's
-bottleneck, so this is the figure a change to it moves.
+``--batch``, against the CPU time per event of only decoding them (``json.loads``),
+both taken in the same run. The writer is the pipeline's bottleneck, so this is the
+figure a change to it moves.
+
+``--writer-only --before REV`` compares the writer with the writer of commit ``REV``
+(taken with ``git archive``) in the same run, a round of each in turn, each round in a
+fresh process on a fresh ledger: ``--before 7339b35`` is the writer as the restructuring
+issue found it, reading each record twice (the last commit before that changed, and the
+first whose bench has ``--writer-only``). The last line reads
+``ratio_writer_vs_before=R``.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -372,6 +380,42 @@ def writer_only(args: argparse.Namespace, records: list[bytes]) -> None:
     print(f"ratio_writer_vs_json_loads={writing / reading:.2f}")
 
 
+def writer_against(args: argparse.Namespace, before: str) -> None:
+    """The writer's cost per event, and the writer's of commit ``before``, a round of each
+    in turn (this machine's pace drifts), each the median of ``--rounds``."""
+    with tempfile.TemporaryDirectory(prefix="bench-before-") as folder:
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", before], capture_output=True, check=False
+        )
+        if archive.returncode != 0:
+            raise SystemExit(f"--before {before}: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        costs: dict[str, list[float]] = {"before": [], "now": []}
+        for number in range(1, args.rounds + 1):
+            for name, root in (("before", Path(folder)), ("now", ROOT)):
+                costs[name].append(_writer_round(root, args))
+            print(
+                f"round {number}: writer {costs['now'][-1]:.1f} us/event, "
+                f"at {before} {costs['before'][-1]:.1f}",
+                flush=True,
+            )
+    now, then = statistics.median(costs["now"]), statistics.median(costs["before"])
+    print(f"writer_us_per_event={now:.1f}")
+    print(f"writer_before_us_per_event={then:.1f} (commit {before})")
+    print(f"ratio_writer_vs_before={now / then:.2f}")
+
+
+def _writer_round(root: Path, args: argparse.Namespace) -> float:
+    """One round of ``root``'s own writer-only bench, in a process of its own."""
+    command = [sys.executable, str(root / "bench" / "pipeline.py"), "--writer-only"]
+    command += ["--rounds", "1", "--events", str(args.events), "--batch", str(args.batch)]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+    for line in done.stdout.splitlines():
+        if line.startswith("writer_us_per_event="):
+            return float(line.split("=", 1)[1])
+    raise SystemExit(f"the writer bench in {root} printed no figure:\n{done.stderr[-2000:]}")
+
+
 def one_round(
     args: argparse.Namespace, records: list[bytes], with_latency: bool
 ) -> dict[str, float]:
@@ -472,8 +516,12 @@ def main() -> None:
     parser.add_argument("--writer-only", action="store_true", help="the writer alone, no broker")
     parser.add_argument("--batch", type=int, default=1000, help="records per write (--writer-only)")
     parser.add_argument("--workers", help="worker counts to compare, such as 1,2,3")
+    parser.add_argument("--before", help="with --writer-only: the commit to compare with")
     args = parser.parse_args()
 
+    if args.writer_only and args.before:
+        writer_against(args, args.before)
+        return
     records = events(args.events + args.latency_events, args.seed)
     if args.writer_only:
         writer_only(args, records)
