@@ -26,6 +26,7 @@ from pipeline.ledger.asking import (
     names_a_upn,
     pupil_key,
 )
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.reads import (
     Requester,
@@ -236,8 +237,8 @@ def jsonl_with_inclusion(
         return export(ledger, reader, filters, ExportFormat.jsonl.value)
     pinned = proofs
 
-    def along(connection: Connection, entry: dict[str, Any]) -> dict[str, Any]:
-        return {**entry, "inclusion": pinned.inclusion(connection, entry["seq"])}
+    def along(connection: Connection, entry: Entry) -> dict[str, Any]:
+        return {**entry.as_dict(), "inclusion": pinned.inclusion(connection, entry.seq)}
 
     total, found = export(ledger, reader, filters, ExportFormat.jsonl.value, along)
 
@@ -256,18 +257,20 @@ def explained_entry(
     found = opened(ledger, reader, seq) if 1 <= seq <= MAX_SEQ else None
     if found is None:
         return None
-    entry = found["entry"]
-    version = entry["policy_version"]
+    entry, earlier = found.entry, found.refers_to
+    version = entry.policy_version
     return {
-        **found,
+        "entry": entry.as_dict(),
+        "refers_to": None if earlier is None else earlier.as_dict(),
+        "referred_by": [later.as_dict() for later in found.referred_by],
         "explanation": [
             {"rule": rule, "reason": reason}
-            for rule, reason in zip(entry["rules"], entry["reasons"], strict=False)
+            for rule, reason in zip(entry.rules, entry.reasons, strict=False)
         ],
         "policy_version": version,
         "decided_by_current_policy": None
         if version is None
-        else version == policy_of(schools, entry["school"], policy).version,
+        else version == policy_of(schools, entry.school, policy).version,
     }
 
 
@@ -328,7 +331,7 @@ def search_entries_asked(request: Request, user: Reader, asked: SearchAsked) -> 
 def searched(request: Request, user: User, filters: Filters, limit: int) -> dict[str, Any]:
     page = search(request.app.state.ledger, reader_of(user, "api"), filters, limit)
     return {
-        "entries": page.entries,
+        "entries": [entry.as_dict() for entry in page.entries],
         "next_after": page.next_after,
         "as_of": page.as_of,
         "read_seq": page.read_seq,
@@ -412,7 +415,7 @@ def pupil_readers(request: Request, user: Reader, asked: PupilAsked) -> list[dic
     with state.ledger.engine.connect() as connection:
         if user.scope is not None and not _pupil_in_scope(connection, key, user.scope):
             raise HTTPException(404, "no such pupil")
-        found = [r for r in readers_of(connection, key) if read_in_scope(r, user.scope)]
+        found = [r.as_dict() for r in readers_of(connection, key) if read_in_scope(r, user.scope)]
         as_of = Ledger.head(connection)[0]
     record_read(
         state.ledger,

@@ -151,7 +151,10 @@ def audited_incident_detail(
         refers_to=incident_id,
         extra={"entries": list(incident.entries)},
     )
-    return {**incident_out(incident_id, incident, datetime.now(UTC)), "ledger_entries": shown}
+    return {
+        **incident_out(incident_id, incident, datetime.now(UTC)),
+        "ledger_entries": [entry.as_dict() for entry in shown],
+    }
 
 
 @router.get("", response_model=list[IncidentOut])

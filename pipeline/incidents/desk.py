@@ -9,8 +9,8 @@ lock, so two people acting at once cannot both move it from the same state.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
-from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -22,8 +22,10 @@ from pipeline.incidents.lifecycle import (
     Incident,
     Risk,
 )
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.outbox import SUPERSEDED
-from pipeline.ledger.store import Ledger, NewEntry, act_fields, from_utc_text, now_text
+from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
 
 ACTION_KIND = "incident_action"
 
@@ -32,11 +34,13 @@ class UnknownIncident(Exception):
     """No incident has this id."""
 
 
-def _action(details: dict[str, Any], recorded_at: str) -> Action:
+def _action(entry: Entry) -> Action:
+    """The desk action an incident action's entry records."""
+    details = entry.details or {}
     return Action(
         ActionKind(details["action"]),
         details["by"],
-        from_utc_text(recorded_at),
+        from_utc_text(entry.recorded_at),
         risk=Risk(details["risk"]) if details.get("risk") else None,
         reasons=details.get("reasons"),
         ico_reference=details.get("ico_reference"),
@@ -60,21 +64,11 @@ def incidents(
         )
     ]
     by_id = {incident.entries[0]: incident for incident in incidents_from(alerts)}
-    actions = connection.exec_driver_sql(
-        f"SELECT refers_to, details, recorded_at FROM ledger_entry WHERE kind = '{ACTION_KIND}' "
-        "ORDER BY seq"
-    )
-    for refers_to, details, recorded_at in actions:
-        incident = by_id.get(refers_to)
+    for entry in entries(connection, Filters(kind=ACTION_KIND)):
+        incident = by_id.get(entry.refers_to or 0)  # an action refers to its incident
         if incident is not None:
-            action = _action(orjson.loads(details), recorded_at)
-            by_id[refers_to] = Incident(
-                incident.cause,
-                incident.severity,
-                incident.detected_at,
-                incident.breach,
-                incident.entries,
-                (*incident.history, action),
+            by_id[incident.entries[0]] = replace(
+                incident, history=(*incident.history, _action(entry))
             )
     if schools is None:
         return by_id
@@ -103,14 +97,13 @@ def take_action(
             "ico_reference": action.ico_reference,
             "reported_at": action.reported_at.isoformat() if action.reported_at else None,
         }
-        recorded_at = now_text()
-        fields = act_fields(
+        entry = Entry.act(
             seq,
             ACTION_KIND,
             {k: v for k, v in details.items() if v is not None},
+            recorded_at=now_text(),
             refers_to=incident_id,
             recipient=incident.cause.recipient,
-            recorded_at=recorded_at,
         )
-        ledger.append(connection, [NewEntry(fields)])
+        ledger.append(connection, [NewEntry(entry)])
     return seq, updated

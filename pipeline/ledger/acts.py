@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.errors import is_unavailable
-from pipeline.ledger.store import Ledger, NewEntry, act_fields
+from pipeline.ledger.store import Ledger, NewEntry, now_text
 
 #: The most acts one transaction appends: a bound on how long the lock is held.
 MOST_AT_ONCE = 256
@@ -28,7 +30,8 @@ MOST_AT_ONCE = 256
 class _Act:
     kind: str
     details: dict[str, Any]
-    fields: dict[str, Any]
+    refers_to: int | None
+    pupil_keys: Sequence[str]
     seq: int | None = None
     error: BaseException | None = None
     done: bool = False
@@ -47,14 +50,20 @@ _queues: weakref.WeakKeyDictionary[Ledger, _Queue] = weakref.WeakKeyDictionary()
 _queues_lock = threading.Lock()
 
 
-def append_act(ledger: Ledger, kind: str, details: dict[str, Any], **fields: Any) -> int:
-    """Append one act (see :func:`act_fields`) to the chain; its seq, once it is committed.
+def append_act(
+    ledger: Ledger,
+    kind: str,
+    details: dict[str, Any],
+    refers_to: int | None = None,
+    pupil_keys: Sequence[str] = (),
+) -> int:
+    """Append one act (see :meth:`Entry.act`) to the chain; its seq, once it is committed.
 
     Raises what appending it raised: a database that refuses fails every act of its
     transaction; any other failure, only the act that caused it.
     """
     queue = _queue_of(ledger)
-    act = _Act(kind, details, fields)
+    act = _Act(kind, details, refers_to, pupil_keys)
     with queue.changed:
         queue.waiting.append(act)
     while True:  # until this act is written: by this thread, or by another in its batch
@@ -110,8 +119,18 @@ def _append_all(ledger: Ledger, acts: list[_Act]) -> None:
 def _append(ledger: Ledger, acts: list[_Act]) -> None:
     with ledger.locked() as connection:
         head = Ledger.head(connection)[0]
+        now = now_text()
         entries = [
-            NewEntry(act_fields(head + n, act.kind, act.details, **act.fields))
+            NewEntry(
+                Entry.act(
+                    head + n,
+                    act.kind,
+                    act.details,
+                    recorded_at=now,
+                    refers_to=act.refers_to,
+                    pupil_keys=act.pupil_keys,
+                )
+            )
             for n, act in enumerate(acts, 1)
         ]
         ledger.append(connection, entries)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.logging import get_logger
 from pipeline.policy.intake import (
@@ -52,7 +53,7 @@ from pipeline.register import (
     check_upn,
     fact_of,
 )
-from schemas.alerts import ALERT_FIELDS, summary_of
+from schemas.alerts import summary_of
 from schemas.decisions import Decision, Verdict
 from schemas.events import (
     EVENT_TYPES,
@@ -123,15 +124,20 @@ class Pupil:
     dob: str | None
 
 
-def _position(entry: dict[str, Any]) -> Position:
-    return Position(entry["topic"], entry["partition"], entry["offset"])
+def _position(entry: Entry) -> Position:
+    return Position(entry.topic, entry.partition, entry.offset)
 
 
-def _decision(entry: dict[str, Any]) -> Decision:
-    return Decision(
-        decision=entry["decision"],
-        rules=tuple(orjson.loads(entry["rules"])),
-        reasons=tuple(orjson.loads(entry["reasons"])),
+def _identified(entry: Entry) -> tuple[str, str]:
+    """A decision entry's event id and payload digest: the store's reads of decisions
+    ask for entries with both."""
+    assert entry.event_id is not None and entry.payload_digest is not None
+    return entry.event_id, entry.payload_digest
+
+
+def _decision(entry: Entry) -> Decision:
+    return Decision.model_validate(
+        {"decision": entry.decision, "rules": entry.rules, "reasons": entry.reasons}
     )
 
 
@@ -229,8 +235,8 @@ class LedgerWriter:
             "batch_recorded",
             records=len(records),
             entries=len(entries),
-            first_seq=entries[0].fields["seq"] if entries else None,
-            last_seq=entries[-1].fields["seq"] if entries else None,
+            first_seq=entries[0].entry.seq if entries else None,
+            last_seq=entries[-1].entry.seq if entries else None,
             duplicates=sum(1 for o in outcomes if o.kind == "duplicate"),
         )
         return outcomes
@@ -280,30 +286,27 @@ class LedgerWriter:
                     since[key] = min(since.get(key, at), at)
 
         recorded = [
-            Recorded(
-                e["seq"], e["event_id"], e["payload_digest"], _decision(e), position=_position(e)
-            )
+            Recorded(e.seq, *_identified(e), _decision(e), position=_position(e))
             for e in Ledger.decisions_for(connection, ids)
         ]
         if since:
             # One query from the earliest fact of all, then only what each pupil's own
             # facts can change: events timed before a pupil's first fact are unaffected.
             affected = [
-                entry
-                for entry in Ledger.affected_by(connection, since, min(since.values()))
+                (entry, body)
+                for entry, body in Ledger.affected_by(connection, since, min(since.values()))
                 if any(
-                    entry["occurred_at"] >= since[key]
-                    for key in orjson.loads(entry["pupil_keys"])
+                    (entry.occurred_at or "") >= since[key]
+                    for key in entry.pupil_keys
                     if key in since
                 )
             ]
             recorded += self._rehydrated(connection, affected)
-            for entry in affected:
-                pupils.update(orjson.loads(entry["pupil_keys"]))
+            for entry, _ in affected:
+                pupils.update(entry.pupil_keys)
         facts = [fact_from_json(f) for f in Ledger.facts_for(connection, pupils)]
         conflicts = [
-            (c["event_id"], c["payload_digest"], c["seq"], _decision(c))
-            for c in Ledger.conflicts_for(connection, ids)
+            (*_identified(c), c.seq, _decision(c)) for c in Ledger.conflicts_for(connection, ids)
         ]
         engine.preload(recorded, facts, conflicts)
         unkeyed = [
@@ -313,20 +316,20 @@ class LedgerWriter:
         ]
         return Ledger.unkeyed_seen(connection, unkeyed)
 
-    def _rehydrated(self, connection: Any, entries: Iterable[dict[str, Any]]) -> list[Recorded]:
-        """Recorded sharing events with their UPNs put back, ready to be re-decided.
+    def _rehydrated(self, connection: Any, entries: Sequence[tuple[Entry, str]]) -> list[Recorded]:
+        """Recorded sharing events (with their payloads' text) with their UPNs put back,
+        ready to be re-decided.
 
         An event whose pupil has been erased cannot be re-decided; its decision stands.
         """
-        entries = list(entries)
-        keys = {k for e in entries for k in orjson.loads(e["pupil_keys"])}
+        keys = {k for e, _ in entries for k in e.pupil_keys}
         identity = Ledger.identities(connection, keys)
         out = []
-        for entry in entries:
-            pupil_keys = tuple(orjson.loads(entry["pupil_keys"]))
+        for entry, text in entries:
+            pupil_keys = entry.pupil_keys
             if not all(k in identity for k in pupil_keys):
                 continue
-            body = orjson.loads(entry["body"])
+            body = orjson.loads(text)
             pupils = []
             for key in pupil_keys:
                 upn, dob = identity[key]
@@ -334,9 +337,8 @@ class LedgerWriter:
             body["data"]["pupils"] = pupils
             out.append(
                 Recorded(
-                    entry["seq"],
-                    entry["event_id"],
-                    entry["payload_digest"],
+                    entry.seq,
+                    *_identified(entry),
                     _decision(entry),
                     raw=orjson.dumps(body),
                     time=datetime.fromisoformat(body["time"].upper()),
@@ -358,39 +360,36 @@ class LedgerWriter:
         event = outcome.event
         decision = outcome.decision
         sharing = event if isinstance(event, SHARING_MODELS) else None
-        categories: list[str] = []
+        categories: Sequence[str] = ()
         if sharing is not None:
-            categories = list(sharing.data.categories)
+            categories = sharing.data.categories
         elif isinstance(event, ConsentGiven | RecordDestroyed):
-            categories = list(event.data.categories)
-        reevaluation = outcome.kind == "reevaluation"
-        event_id = event_key(outcome.event_id)
-        fields: dict[str, Any] = {
-            "seq": outcome.seq,
-            "kind": "reevaluation" if reevaluation else "decision",
-            "refers_to": outcome.refers_to,
-            "event_id": event_id,
-            "event_type": outcome.type if outcome.type in EVENT_TYPES else None,
-            "occurred_at": utc_text(event.time) if event is not None else None,
-            "recorded_at": recorded_at,
-            "school": event.urn if event is not None else None,
-            "recipient": sharing.data.recipient if sharing is not None else None,
-            "pupil_keys": list(outcome.pupils),
-            "categories": categories,
-            "lawful_basis": sharing.data.lawful_basis.value if sharing is not None else None,
-            "decision": decision.decision.value,
-            "rules": [r.value for r in decision.rules],
-            "reasons": list(decision.reasons),
-            "policy_version": (outcome.policy or self.policy).version,
-            "topic": None if reevaluation else position.topic,
-            "partition": None if reevaluation else position.partition,
-            "offset": None if reevaluation else position.offset,
-            "payload_digest": outcome.digest,
-            "details": {"reevaluated_by": outcome.reevaluated_by} if reevaluation else None,
-        }
-        new = NewEntry(fields)
+            categories = event.data.categories
+        policy = outcome.policy or self.policy
+        assert outcome.seq is not None  # only a duplicate has none of its own
+        entry = Entry.of_event(
+            outcome.seq,
+            recorded_at=recorded_at,
+            event_id=event_key(outcome.event_id),
+            event_type=outcome.type if outcome.type in EVENT_TYPES else None,
+            occurred_at=utc_text(event.time) if event is not None else None,
+            school=event.urn if event is not None else None,
+            recipient=sharing.data.recipient if sharing is not None else None,
+            pupil_keys=outcome.pupils,
+            categories=categories,
+            lawful_basis=sharing.data.lawful_basis.value if sharing is not None else None,
+            decision=decision.decision.value,
+            rules=[r.value for r in decision.rules],
+            reasons=decision.reasons,
+            policy_version=policy.version,
+            payload_digest=outcome.digest,
+            position=(position.topic, position.partition, position.offset),
+            reevaluated_by=outcome.reevaluated_by if outcome.kind == "reevaluation" else None,
+            refers_to=outcome.refers_to,
+        )
+        new = NewEntry(entry)
         if outcome.recorded:
-            new.alert = self._alert(fields, decision, outcome.policy or self.policy)
+            new.alert = self._alert(entry, decision, policy)
         return new
 
     @staticmethod
@@ -409,15 +408,13 @@ class LedgerWriter:
 
     @staticmethod
     def _alert(
-        fields: dict[str, Any], decision: Decision, policy: Policy
+        entry: Entry, decision: Decision, policy: Policy
     ) -> tuple[str, dict[str, Any]] | None:
         """The alert a breach or review raises: the entry's facts, pupils by pseudonym."""
-        severity = severity_of(
-            decision.decision, fields["categories"], len(fields["pupil_keys"]), policy
-        )
+        severity = severity_of(decision.decision, entry.categories, len(entry.pupil_keys), policy)
         if severity is None:
             return None
-        alert = {name: fields[name] for name in ALERT_FIELDS}
+        alert = entry.alert_fields()
         alert["reasons"] = [summary_of(reason) for reason in alert["reasons"]]
         return severity.value, {**alert, "severity": severity.value}
 

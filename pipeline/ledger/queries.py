@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, func, select
 
-from pipeline.ledger.chain import ENTRY_FIELDS, JSON_FIELDS
+from pipeline.ledger.chain import ENTRY_FIELDS
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.outbox import alert_counts
 from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT, Ledger, any_of
 
@@ -50,15 +51,6 @@ class Filters:
             for name, value in asdict(self).items()
             if value is not None and name not in ("after_seq", "limit", "up_to_seq")
         }
-
-
-def decoded(row: Any) -> dict[str, Any]:
-    """A stored entry with its JSON fields decoded, in the ledger's field order."""
-    entry = {name: row[name] for name in ENTRY_COLUMNS}
-    for name in JSON_FIELDS:
-        if entry[name] is not None:
-            entry[name] = orjson.loads(entry[name])
-    return entry
 
 
 def _statement(filters: Filters, after: int) -> Any:
@@ -105,9 +97,9 @@ def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
     return statement, seq
 
 
-def in_scope(entry: dict[str, Any] | None, schools: tuple[str, ...] | None) -> bool:
+def in_scope(entry: Entry | None, schools: tuple[str, ...] | None) -> bool:
     """Whether a reader confined to ``schools`` (None: every school) may see ``entry``."""
-    return entry is not None and (schools is None or entry["school"] in schools)
+    return entry is not None and (schools is None or entry.school in schools)
 
 
 def _listing(column: Any, value: str) -> Any:
@@ -130,7 +122,7 @@ def nth_seq(connection: Connection, filters: Filters, n: int) -> int | None:
     return int(found) if found is not None else None
 
 
-def entry_at(connection: Connection, seq: int) -> dict[str, Any] | None:
+def entry_at(connection: Connection, seq: int) -> Entry | None:
     row = (
         connection.execute(
             select(*(ENTRY.c[name] for name in ENTRY_COLUMNS)).where(ENTRY.c.seq == seq)
@@ -138,30 +130,30 @@ def entry_at(connection: Connection, seq: int) -> dict[str, Any] | None:
         .mappings()
         .first()
     )
-    return decoded(row) if row is not None else None
+    return Entry.from_row(row) if row is not None else None
 
 
-def entries_at(connection: Connection, seqs: Sequence[int]) -> list[dict[str, Any]]:
+def entries_at(connection: Connection, seqs: Sequence[int]) -> list[Entry]:
     """The entries with these seqs, in seq order."""
     rows = connection.execute(
         select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
         .where(any_of(connection, ENTRY.c.seq, seqs))
         .order_by(ENTRY.c.seq)
     ).mappings()
-    return [decoded(row) for row in rows]
+    return [Entry.from_row(row) for row in rows]
 
 
-def referring_to(connection: Connection, seq: int) -> list[dict[str, Any]]:
+def referring_to(connection: Connection, seq: int) -> list[Entry]:
     """The later entries that refer to entry ``seq``: re-evaluations, actions, reads."""
     rows = connection.execute(
         select(*(ENTRY.c[name] for name in ENTRY_COLUMNS))
         .where(ENTRY.c.refers_to.is_not(None), ENTRY.c.refers_to == seq)
         .order_by(ENTRY.c.seq)
     ).mappings()
-    return [decoded(row) for row in rows]
+    return [Entry.from_row(row) for row in rows]
 
 
-def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[dict[str, Any]]:
+def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[Entry]:
     """Entries matching ``filters`` in ``seq`` order.
 
     One query whose rows are fetched a page at a time (a server-side cursor on
@@ -171,9 +163,10 @@ def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[di
     statement = _statement(filters, filters.after_seq)
     if filters.limit is not None:
         statement = statement.limit(filters.limit)
-    streamed = connection.execution_options(stream_results=True, yield_per=PAGE)
-    for row in streamed.execute(statement).mappings():
-        yield decoded(row)
+    # Options of this statement alone: set on the connection, they would stay there.
+    streamed = statement.execution_options(stream_results=True, yield_per=PAGE)
+    for row in connection.execute(streamed).mappings():
+        yield Entry.from_row(row)
 
 
 def stats(connection: Connection) -> dict[str, Any]:
@@ -236,6 +229,7 @@ def current_decisions(connection: Connection) -> dict[str, tuple[str, tuple[str,
     )
     out = {}
     for start in range(0, len(ids), 5_000):
-        for row in Ledger.decisions_for(connection, ids[start : start + 5_000]):
-            out[row["event_id"]] = (row["decision"], tuple(orjson.loads(row["rules"])))
+        for entry in Ledger.decisions_for(connection, ids[start : start + 5_000]):
+            assert entry.event_id is not None and entry.decision is not None  # asked for
+            out[entry.event_id] = (entry.decision, entry.rules)
     return out

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Connection, or_, select
 
 from pipeline.ledger.acts import append_act
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.queries import (
     Filters,
     count,
@@ -50,7 +51,7 @@ class Requester:
 class Page:
     """One page of a search, and the cursor for the next (None on the last page)."""
 
-    entries: list[dict[str, Any]]
+    entries: list[Entry]
     next_after: int | None
     as_of: int
     read_seq: int
@@ -102,7 +103,7 @@ def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> P
         found = list(entries(connection, pinned))
     more = len(found) > limit
     found = found[:limit]
-    through = found[-1]["seq"] if more else as_of
+    through = found[-1].seq if more else as_of
     read_seq = record_read(
         ledger,
         reader,
@@ -121,7 +122,7 @@ def export(
     reader: Requester,
     filters: Filters,
     form: str,
-    along: Callable[[Connection, dict[str, Any]], dict[str, Any]] | None = None,
+    along: Callable[[Connection, Entry], dict[str, Any]] | None = None,
 ) -> tuple[int, Iterator[dict[str, Any]]]:
     """How many entries an export holds, and the entries, streamed a page at a time;
     each passed through ``along`` first, on the export's own connection (a request holds
@@ -153,12 +154,22 @@ def export(
     def streamed() -> Iterator[dict[str, Any]]:
         with ledger.engine.connect() as connection:
             for entry in entries(connection, pinned):
-                yield entry if along is None else along(connection, entry)
+                yield entry.as_dict() if along is None else along(connection, entry)
 
     return total, streamed()
 
 
-def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None:
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An entry as opened: it, the entry it refers to, and the later entries referring to
+    it (of those the reader may see)."""
+
+    entry: Entry
+    refers_to: Entry | None
+    referred_by: list[Entry]
+
+
+def opened(ledger: Ledger, reader: Requester, seq: int) -> Opened | None:
     """Entry ``seq`` with the entry it refers to and the later entries referring to it;
     None if there is none the reader may see (another school's is as if it did not
     exist)."""
@@ -169,12 +180,12 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None
         if not in_scope(entry, scope):
             return None
         assert entry is not None
-        earlier = entry_at(connection, entry["refers_to"]) if entry["refers_to"] else None
+        earlier = entry_at(connection, entry.refers_to) if entry.refers_to else None
         earlier = earlier if in_scope(earlier, scope) else None
         later = [e for e in referring_to(connection, seq) if in_scope(e, scope)]
     # Every entry the answer shows is named, so that opening an incident action (which
     # names no pupil) counts among the readers of the pupils of the decision it shows.
-    shown = sorted({seq, *(e["seq"] for e in (earlier, *later) if e is not None)})
+    shown = sorted({seq, *(e.seq for e in (earlier, *later) if e is not None)})
     record_read(
         ledger,
         reader,
@@ -184,14 +195,14 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> dict[str, Any] | None
         refers_to=seq,
         extra={"entries": shown},
     )
-    return {"entry": entry, "refers_to": earlier, "referred_by": later}
+    return Opened(entry, earlier, later)
 
 
-def read_in_scope(read: dict[str, Any], schools: tuple[str, ...] | None) -> bool:
+def read_in_scope(read: Entry, schools: tuple[str, ...] | None) -> bool:
     """Whether a reader confined to ``schools`` (None: every school) may see ``read``:
     one made by someone who may see one of those schools (a read by a reader of another
     school alone is that school's)."""
-    made_by = (read["details"] or {}).get("schools")
+    made_by = (read.details or {}).get("schools")
     return schools is None or made_by is None or not set(made_by).isdisjoint(schools)
 
 
@@ -200,8 +211,8 @@ def _asked_pupils(filters: Filters) -> list[str]:
 
 
 def readers_of(
-    connection: Connection, pupil_key: str, naming: list[dict[str, Any]] | None = None
-) -> list[dict[str, Any]]:
+    connection: Connection, pupil_key: str, naming: list[Entry] | None = None
+) -> list[Entry]:
     """Every read whose answer held an entry naming this pupil, oldest first.
 
     A read about the pupil names them itself; a read that opened one of their entries
@@ -211,11 +222,11 @@ def readers_of(
     """
     if naming is None:
         naming = list(entries(connection, Filters(pupil_key=pupil_key)))
-    own: list[dict[str, Any]] = []
-    reads: dict[int, dict[str, Any]] = {}
+    own: list[Entry] = []
+    reads: dict[int, Entry] = {}
     for entry in naming:
-        if entry["kind"] == READ_KIND:
-            reads[entry["seq"]] = entry
+        if entry.kind == READ_KIND:
+            reads[entry.seq] = entry
         else:
             own.append(entry)
     if own:
@@ -223,7 +234,7 @@ def readers_of(
         candidates = connection.execute(
             select(ENTRY.c.seq, ENTRY.c.refers_to, ENTRY.c.details).where(
                 ENTRY.c.kind == READ_KIND,
-                ENTRY.c.seq > own[0]["seq"],
+                ENTRY.c.seq > own[0].seq,
                 or_(
                     ENTRY.c.pupil_keys == "[]",
                     any_of(connection, ENTRY.c.refers_to, list(shown.seqs)),
@@ -236,7 +247,7 @@ def readers_of(
             if seq not in reads and shown.shown_by(orjson.loads(details or "{}"), refers_to)
         ]
         # Only the reads that held the pupil's entries are decoded whole.
-        reads.update((read["seq"], read) for read in entries_at(connection, held))
+        reads.update((read.seq, read) for read in entries_at(connection, held))
     return [reads[seq] for seq in sorted(reads)]
 
 
@@ -248,9 +259,9 @@ class ShownEntries:
     per distinct filter; each read then only checks its window of seqs.
     """
 
-    def __init__(self, own: Sequence[dict[str, Any]]) -> None:
+    def __init__(self, own: Sequence[Entry]) -> None:
         self.own = own
-        self.seqs = {e["seq"] for e in own}
+        self.seqs = {e.seq for e in own}
         self._matching: dict[tuple[tuple[str, Any], ...], list[int]] = {}
 
     def shown_by(self, details: dict[str, Any], refers_to: int | None = None) -> bool:
@@ -267,23 +278,23 @@ class ShownEntries:
         key = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in filters.items()))
         if key not in self._matching:
             self._matching[key] = [
-                e["seq"]
+                e.seq
                 for e in self.own
                 if all(_matches(e, name, value) for name, value in filters.items())
             ]
         return self._matching[key]
 
 
-def _matches(entry: dict[str, Any], name: str, value: Any) -> bool:
+def _matches(entry: Entry, name: str, value: Any) -> bool:
     """One filter of :class:`Filters`, as the query applies it, on a decoded entry."""
     if name in ("recipient", "event_type", "decision", "kind"):
-        return bool(entry[name] == value)
+        return bool(getattr(entry, name) == value)
     if name == "schools":
-        return entry["school"] in value
+        return entry.school in value
     if name in ("rule", "category", "pupil_key"):
         listed = {"rule": "rules", "category": "categories", "pupil_key": "pupil_keys"}[name]
-        return value in entry[listed]
-    occurred = entry["occurred_at"]
+        return value in getattr(entry, listed)
+    occurred = entry.occurred_at
     if occurred is None:
         return False
     return bool(occurred >= value if name == "since" else occurred < value)

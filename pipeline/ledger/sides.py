@@ -37,7 +37,7 @@ def _vouched(connection: Connection, start: int, end: int) -> dict[int, dict[str
     statement = select(ENTRY.c.seq, ENTRY.c.details).where(
         ENTRY.c.seq >= start, ENTRY.c.seq < end, ENTRY.c.details.like('%"sides"%')
     )
-    rows = connection.execution_options(yield_per=_PAGE).execute(statement)
+    rows = connection.execute(statement.execution_options(yield_per=_PAGE))
     return {seq: _sides_of(details) for seq, details in rows}
 
 
@@ -73,7 +73,7 @@ def _window_faults(connection: Connection, start: int, end: int) -> list[tuple[i
     for kind, table, column in _SIDES:
         found: set[int] = set()
         rows = select(table.c.seq, column).where(table.c.seq >= start, table.c.seq < end)
-        for seq, text in connection.execution_options(yield_per=_PAGE).execute(rows):
+        for seq, text in connection.execute(rows.execution_options(yield_per=_PAGE)):
             found.add(seq)
             expected = vouched.get(seq, {}).get(kind)
             if expected is None:
@@ -113,7 +113,7 @@ def identity_faults(connection: Connection, pseudonyms: Pseudonymiser) -> list[t
     a UPN whose pseudonym is not the row's."""
     faults: list[tuple[str, str]] = []
     rows = select(IDENTITY.c.pupil_key, IDENTITY.c.upn, IDENTITY.c.dob, IDENTITY.c.mac)
-    for key, upn, dob, mac in connection.execution_options(yield_per=_PAGE).execute(rows):
+    for key, upn, dob, mac in connection.execute(rows.execution_options(yield_per=_PAGE)):
         if mac is not None:
             if pseudonyms.identity_mac(key, upn, dob) != mac:
                 faults.append((key, "its pupil's identity row (UPN or date of birth) was changed"))

@@ -37,6 +37,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from pipeline.canonical import canonical_json
 from pipeline.ledger.chain import ENTRY_FIELDS, link_hash, stored_form
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.errors import LedgerBusy, NotADatabase, translate_driver_errors
 from pipeline.ledger.models import (
     AlertOutbox,
@@ -88,49 +89,11 @@ def side_digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def act_fields(
-    seq: int,
-    kind: str,
-    details: dict[str, Any],
-    *,
-    refers_to: int | None = None,
-    recipient: str | None = None,
-    pupil_keys: Sequence[str] = (),
-    recorded_at: str | None = None,
-) -> dict[str, Any]:
-    """The hashed fields of an entry that records an act (a read, a desk action, a change
-    of users) rather than a decision about an event: only ``details`` says what it was."""
-    return {
-        "seq": seq,
-        "kind": kind,
-        "refers_to": refers_to,
-        "event_id": None,
-        "event_type": None,
-        "occurred_at": None,
-        "recorded_at": recorded_at or now_text(),
-        "school": None,
-        "recipient": recipient,
-        "pupil_keys": list(dict.fromkeys(pupil_keys)),
-        "categories": [],
-        "lawful_basis": None,
-        "decision": None,
-        "rules": [],
-        "reasons": [],
-        "policy_version": None,
-        "topic": None,
-        "partition": None,
-        "offset": None,
-        "payload_digest": None,
-        "details": details,
-    }
-
-
 @dataclass(slots=True)
 class NewEntry:
-    """An entry to append: its hashed fields (``ENTRY_FIELDS``, no others; ``seq`` already
-    allocated) and side rows."""
+    """An entry to append (its ``seq`` already allocated) and the rows beside it."""
 
-    fields: dict[str, Any]
+    entry: Entry
     payload: dict[str, Any] | None = None
     fact: dict[str, Any] | None = None
     identities: list[tuple[str, str, str | None]] = field(default_factory=list)
@@ -250,7 +213,7 @@ class _SideRows:
         if new.alert is not None:
             severity, alert = new.alert
             body = canonical_json({**alert, "seq": seq}).decode()
-            self.alerts.append((seq, severity, body, new.fields["recorded_at"]))
+            self.alerts.append((seq, severity, body, new.entry.recorded_at))
             bound["alert"] = side_digest(body)
         return bound
 
@@ -306,23 +269,22 @@ class Ledger:
         identities: dict[str, tuple[str, str | None]] = {}
         leaves: list[bytes] = []
         for offset, new in enumerate(entries, 1):
-            f = new.fields
-            seq = f["seq"]
+            entry = new.entry
+            seq = entry.seq
             if seq != head_seq + offset:
                 raise ValueError(f"entry seq {seq} does not follow {head_seq + offset - 1}")
-            if len(f) != len(ENTRY_FIELDS):  # one missing also fails in _STORED, below
-                raise ValueError(f"entry seq {seq} has fields that are not hashed fields")
             bound = sides.add(new, seq)
             if bound:
-                f["details"] = {**(f["details"] or {}), "sides": bound}
-            leaf = canonical_json(f)  # the entry's leaf: what its chain hash covers
+                entry = entry.binding(bound)
+            hashed = entry.hashed()
+            leaf = canonical_json(hashed)  # the entry's leaf: what its chain hash covers
             digest = link_hash(prev, leaf)
             leaves.append(leaf)
-            rows.append((*_STORED(stored_form(f)), prev, digest))
+            rows.append((*_STORED(stored_form(hashed)), prev, digest))
             prev = digest
-            pupils.extend((k, seq) for k in dict.fromkeys(f["pupil_keys"]))
-            if f["recipient"]:
-                recipients.append((f["recipient"][:200], seq))
+            pupils.extend((k, seq) for k in dict.fromkeys(entry.pupil_keys))
+            if entry.recipient:
+                recipients.append((entry.recipient[:200], seq))
             for key, upn, dob in new.identities:
                 known = identities.get(key)
                 identities[key] = (upn, dob or (known[1] if known else None))
@@ -379,13 +341,13 @@ class Ledger:
     # -- reads the engine needs -----------------------------------------------------------
 
     @staticmethod
-    def decisions_for(connection: Connection, event_ids: Iterable[str]) -> list[dict[str, Any]]:
+    def decisions_for(connection: Connection, event_ids: Iterable[str]) -> list[Entry]:
         """Each id's decision entry, with its current decision (the latest re-evaluation)."""
         firsts = _decision_entries(connection, event_ids, ENTRY.c.refers_to.is_(None))
         return _with_current(connection, firsts)
 
     @staticmethod
-    def conflicts_for(connection: Connection, event_ids: Iterable[str]) -> list[dict[str, Any]]:
+    def conflicts_for(connection: Connection, event_ids: Iterable[str]) -> list[Entry]:
         """Entries of arrivals that reused one of these ids with other content."""
         return _decision_entries(connection, event_ids, ENTRY.c.refers_to.is_not(None))
 
@@ -425,9 +387,9 @@ class Ledger:
     @staticmethod
     def affected_by(
         connection: Connection, pupil_keys: Iterable[str], since: str
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[Entry, str]]:
         """Decided, non-rejected sharing events of these pupils timed at or after ``since``,
-        with their pseudonymised payloads and current decisions."""
+        with their current decisions, each with its pseudonymised payload's text."""
         keys = list(dict.fromkeys(pupil_keys))
         if not keys:
             return []
@@ -441,7 +403,8 @@ class Ledger:
             .mappings()
             .all()
         )
-        return _with_current(connection, [dict(r) for r in rows])
+        current = _with_current(connection, [Entry.from_row(r) for r in rows])
+        return [(entry, row["body"]) for entry, row in zip(current, rows, strict=True)]
 
     @staticmethod
     def identities(
@@ -470,7 +433,7 @@ def any_of(connection: Connection, column: Any, values: Sequence[Any]) -> Any:
 
 def _decision_entries(
     connection: Connection, event_ids: Iterable[str], condition: Any
-) -> list[dict[str, Any]]:
+) -> list[Entry]:
     ids = list(dict.fromkeys(event_ids))
     if not ids:
         return []
@@ -480,14 +443,14 @@ def _decision_entries(
         ENTRY.c.event_id.is_not(None),  # lets SQLite use the partial unique indexes
         any_of(connection, ENTRY.c.event_id, ids),
     )
-    return [dict(r) for r in connection.execute(statement).mappings()]
+    return [Entry.from_row(r) for r in connection.execute(statement).mappings()]
 
 
-def _with_current(connection: Connection, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Replace each entry's decision, rules and reasons by those of its latest re-evaluation."""
+def _with_current(connection: Connection, entries: list[Entry]) -> list[Entry]:
+    """Each entry with the decision, rules and reasons of its latest re-evaluation."""
     if not entries:
         return entries
-    seqs = [e["seq"] for e in entries]
+    seqs = [e.seq for e in entries]
     latest = (
         select(ENTRY.c.refers_to, ENTRY.c.seq)
         .where(
@@ -509,13 +472,14 @@ def _with_current(connection: Connection, entries: list[dict[str, Any]]) -> list
                 )
             )
         }
-        for entry in entries:
-            later = newest.get(entry["seq"])
-            if later is not None:
-                row = current[later]
-                entry["decision"], entry["rules"], entry["reasons"] = (
-                    row.decision,
-                    row.rules,
-                    row.reasons,
-                )
+        entries = [
+            entry
+            if (later := newest.get(entry.seq)) is None
+            else entry.redecided(
+                current[later].decision,
+                orjson.loads(current[later].rules),
+                orjson.loads(current[later].reasons),
+            )
+            for entry in entries
+        ]
     return entries

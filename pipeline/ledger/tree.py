@@ -277,8 +277,11 @@ def tree_faults(connection: Connection, leaves: bytearray) -> list[tuple[int, st
 
 
 def _level_fault(connection: Connection, level: int, expected: bytearray) -> tuple[int, str] | None:
-    rows = connection.execution_options(stream_results=True, yield_per=10_000).execute(
-        select(TREE.c.idx, TREE.c.hash).where(TREE.c.level == level).order_by(TREE.c.idx)
+    rows = connection.execute(
+        select(TREE.c.idx, TREE.c.hash)
+        .where(TREE.c.level == level)
+        .order_by(TREE.c.idx)
+        .execution_options(stream_results=True, yield_per=10_000)
     )
     count = len(expected) // 32
     seen = 0

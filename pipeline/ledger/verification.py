@@ -149,8 +149,9 @@ def _stored_chain(
     names = sorted(ENTRY_FIELDS)
     columns = ", ".join(f'"{c}"' for c in (*names, "prev_hash", "hash"))
     bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
-    result = connection.execution_options(stream_results=True, yield_per=PAGE).exec_driver_sql(
-        f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq"
+    result = connection.exec_driver_sql(
+        f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",
+        execution_options={"stream_results": True, "yield_per": PAGE},
     )
     width = len(names)
     fragment = orjson.Fragment

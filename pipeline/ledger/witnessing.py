@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, select
 
 from pipeline.ledger.checkpoints import COSIGNATURE, Signed, at_size, latest, record_cosignature
-from pipeline.ledger.store import Ledger, NewEntry, act_fields
+from pipeline.ledger.entry import Entry
+from pipeline.ledger.store import Ledger, NewEntry, now_text
 from pipeline.ledger.tree import consistency_proof
 from pipeline.logging import get_logger
 from pipeline.settings import WitnessSetting
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.note import Note, NoteError, Verifier, cosigned_by
-from schemas.alerts import ALERT_FIELDS, WITNESS_REFUSAL, Severity
+from schemas.alerts import WITNESS_REFUSAL, Severity
 from schemas.decisions import Verdict
 
 #: Seconds a witness has to answer: a worker submits between batches.
@@ -132,12 +133,12 @@ def raise_refusal(ledger: Ledger, witness: str, size: int, why: str) -> int:
     )
     with ledger.locked() as connection:
         seq = Ledger.head(connection)[0] + 1
-        fields = act_fields(seq, WITNESS_REFUSAL, {"witness": witness, "size": size, "why": why})
-        fields["reasons"] = [reason]
-        alert = {name: fields[name] for name in ALERT_FIELDS}
+        details = {"witness": witness, "size": size, "why": why}
+        entry = Entry.act(seq, WITNESS_REFUSAL, details, recorded_at=now_text(), reasons=[reason])
+        alert = entry.alert_fields()
         alert["decision"] = Verdict.BREACH.value
         high = Severity.HIGH.value
-        ledger.append(connection, [NewEntry(fields, alert=(high, {**alert, "severity": high}))])
+        ledger.append(connection, [NewEntry(entry, alert=(high, {**alert, "severity": high}))])
     return seq
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, now_text
 from pipeline.policy.pack import Permission, Policy
@@ -61,37 +62,37 @@ def _differences(
 
 
 def build_ropa(
-    observed: Iterable[Mapping[str, Any]],
+    observed: Iterable[tuple[Entry, Mapping[str, Any] | None]],
     policy: Policy,
     since: str | None,
     until: str | None,
     register: Schools | None = None,
 ) -> dict[str, Any]:
-    """The record from observed sharing events (each with its current ``decision`` and its
-    payload's ``data``). Under a register of schools, a row per school, each compared with
-    its school's pack. Pure."""
+    """The record from observed sharing events (each entry at its current decision, with
+    its payload's ``data``). Under a register of schools, a row per school, each compared
+    with its school's pack. Pure."""
     groups: dict[tuple[str | None, str, str], _Group] = {}
     all_pupils: set[str] = set()
     unreadable = 0
-    for event in observed:
-        recipient = event["recipient"]
+    for event, data in observed:
+        recipient = event.recipient
         if recipient is None:  # a record too malformed to say whom it went to
             unreadable += 1
             continue
-        school = event.get("school") if register is not None else None
+        school = event.school if register is not None else None
         key = policy_of(register, school, policy).recipient_key(recipient)
-        group = groups.setdefault((school, key or recipient, event["event_type"]), _Group())
+        group = groups.setdefault((school, key or recipient, event.event_type or ""), _Group())
         group.recipients.add(recipient)
-        group.pupils.update(event["pupil_keys"])
-        all_pupils.update(event["pupil_keys"])
-        group.decisions[event["decision"]] += 1
-        if event["decision"] == "rejected":
+        group.pupils.update(event.pupil_keys)
+        all_pupils.update(event.pupil_keys)
+        group.decisions[event.decision or ""] += 1
+        if event.decision == "rejected":
             continue  # what a malformed event claims is not evidence of practice
         group.evidence = True
-        data = event.get("data") or {}
-        group.categories.update(event["categories"])
-        if event["lawful_basis"]:
-            group.lawful_bases.add(event["lawful_basis"])
+        data = data or {}
+        group.categories.update(event.categories)
+        if event.lawful_basis:
+            group.lawful_bases.add(event.lawful_basis)
         if data.get("special_condition"):
             group.special_conditions.add(data["special_condition"])
         if data.get("channel"):
@@ -150,9 +151,9 @@ def observed_events(
     until: str | None,
     up_to_seq: int,
     schools: tuple[str, ...] | None = None,
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[tuple[Entry, dict[str, Any] | None]]:
     """Sharing events that occurred in [since, until) (from ``schools`` alone, when given:
-    their URNs), each at its current decision."""
+    their URNs), each entry at its current decision, with its payload's ``data``."""
     current: dict[int, str] = {}
     reevaluations = connection.execute(
         select(ENTRY.c.refers_to, ENTRY.c.decision)
@@ -166,17 +167,7 @@ def observed_events(
     for refers_to, decision in reevaluations:
         current[refers_to] = decision
     statement = (
-        select(
-            ENTRY.c.seq,
-            ENTRY.c.school,
-            ENTRY.c.recipient,
-            ENTRY.c.event_type,
-            ENTRY.c.pupil_keys,
-            ENTRY.c.categories,
-            ENTRY.c.lawful_basis,
-            ENTRY.c.decision,
-            PAYLOAD.c.body,
-        )
+        select(ENTRY, PAYLOAD.c.body)
         .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
         .where(
             ENTRY.c.kind == "decision",
@@ -191,18 +182,12 @@ def observed_events(
         statement = statement.where(ENTRY.c.occurred_at < until)
     if schools is not None:
         statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
-    rows = connection.execution_options(stream_results=True, yield_per=2_000).execute(statement)
-    for row in rows:
-        yield {
-            "school": row.school,
-            "recipient": row.recipient,
-            "event_type": row.event_type,
-            "pupil_keys": orjson.loads(row.pupil_keys),
-            "categories": orjson.loads(row.categories),
-            "lawful_basis": row.lawful_basis,
-            "decision": current.get(row.seq, row.decision),
-            "data": orjson.loads(row.body)["data"] if row.body else None,
-        }
+    rows = connection.execute(statement.execution_options(stream_results=True, yield_per=2_000))
+    for row in rows.mappings():
+        entry = Entry.from_row(row)
+        if entry.seq in current:
+            entry = entry._replace(decision=current[entry.seq])
+        yield entry, orjson.loads(row["body"])["data"] if row["body"] else None
 
 
 def record_of_processing(

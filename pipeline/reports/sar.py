@@ -11,14 +11,15 @@ and nothing about any other child.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, select
 
-from pipeline.ledger.queries import ENTRY_COLUMNS, decoded, in_scope
+from pipeline.ledger.entry import Entry
+from pipeline.ledger.queries import ENTRY_COLUMNS, in_scope
 from pipeline.ledger.reads import READ_KIND, Requester, read_in_scope, readers_of, record_read
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
@@ -64,7 +65,7 @@ def verdict_of(pairs: list[tuple[str, str]]) -> str:
     return max(verdicts, key=lambda v: v.rank, default=Verdict.ALLOWED).value
 
 
-def places_of(pupil_key: str, pupil_keys: list[str]) -> set[int]:
+def places_of(pupil_key: str, pupil_keys: Sequence[str]) -> set[int]:
     """Where the pupil is in an entry's list of pupils (a census lists hundreds)."""
     places: set[int] = set()
     start = 0
@@ -89,40 +90,40 @@ def _recipient(policy: Policy, recipient: str | None, event_type: str | None) ->
 def build_sar(
     pupil_key: str,
     identity: Identity,
-    entries: Iterable[Mapping[str, Any]],
+    entries: Iterable[Entry],
     payloads: Mapping[int, Mapping[str, Any]],
     policy: Policy,
-    reads: Iterable[Mapping[str, Any]] = (),
+    reads: Iterable[Entry] = (),
     schools: Schools | None = None,
 ) -> dict[str, Any]:
     """The report, from every entry naming the pupil (any order), the payload fields of
     the sharing events among them (``special_condition``, ``channel``, ``purpose``, by
     seq), and every read whose answer held one of them (see :func:`readers_of`); each
     disclosure named and its gateway given by its school's pack under a register. Pure."""
-    ordered = sorted(entries, key=lambda e: e["seq"])
-    later: dict[int, list[Mapping[str, Any]]] = {}
+    ordered = sorted(entries, key=lambda e: e.seq)
+    later: dict[int, list[Entry]] = {}
     for entry in ordered:
-        if entry["kind"] == "reevaluation" and entry["refers_to"] is not None:
-            later.setdefault(entry["refers_to"], []).append(entry)
+        if entry.kind == "reevaluation" and entry.refers_to is not None:
+            later.setdefault(entry.refers_to, []).append(entry)
     report: dict[str, Any] = {name: [] for name in SECTIONS}
-    covered = [entry["seq"] for entry in ordered]
+    covered = [entry.seq for entry in ordered]
     present = set(covered)
     for entry in ordered:
-        kind = entry["kind"]
-        if kind == "reevaluation" and entry["refers_to"] in present:
+        kind = entry.kind
+        if kind == "reevaluation" and entry.refers_to in present:
             continue  # shown with the event it re-decides
         if kind == READ_KIND:
             continue  # among the reads
-        places = places_of(pupil_key, entry["pupil_keys"])
-        current = (later.get(entry["seq"]) or [entry])[-1]
-        pairs = reasons_for(current["rules"], current["reasons"], places)
-        shown = _shown(entry, current, pairs, later.get(entry["seq"], []))
-        if current["decision"] == "rejected" or entry["decision"] == "rejected":
+        places = places_of(pupil_key, entry.pupil_keys)
+        current = (later.get(entry.seq) or [entry])[-1]
+        pairs = reasons_for(current.rules, current.reasons, places)
+        shown = _shown(entry, current, pairs, later.get(entry.seq, []))
+        if current.decision == "rejected" or entry.decision == "rejected":
             shown["decision"] = "rejected"
             report["rejected"].append(shown)
-        elif entry["event_type"] in SHARING_KIND:
-            data = payloads.get(entry["seq"]) or {}
-            own = policy_of(schools, entry.get("school"), policy)
+        elif entry.event_type in SHARING_KIND:
+            data = payloads.get(entry.seq) or {}
+            own = policy_of(schools, entry.school, policy)
             report["disclosures"].append(_disclosure(shown, entry, data, own))
         else:
             report["lifecycle"].append(shown)
@@ -144,50 +145,47 @@ def build_sar(
 
 
 def _shown(
-    entry: Mapping[str, Any],
-    current: Mapping[str, Any],
-    pairs: list[tuple[str, str]],
-    redecided: list[Mapping[str, Any]],
+    entry: Entry, current: Entry, pairs: list[tuple[str, str]], redecided: list[Entry]
 ) -> dict[str, Any]:
     """An event as the report shows it: as first decided, with the rules it breaks as
     currently decided (the reasons about the pupil's own place in it)."""
     return {
-        "seq": entry["seq"],
-        "event_id": entry["event_id"],
-        "event_type": entry["event_type"],
-        "occurred_at": entry["occurred_at"],
-        "decision": verdict_of(pairs) if entry["decision"] != "rejected" else "rejected",
+        "seq": entry.seq,
+        "event_id": entry.event_id,
+        "event_type": entry.event_type,
+        "occurred_at": entry.occurred_at,
+        "decision": verdict_of(pairs) if entry.decision != "rejected" else "rejected",
         "rules": [rule for rule, _ in pairs],
         "reasons": [reason for _, reason in pairs],
-        "entries": [entry["seq"], *(e["seq"] for e in redecided)],
-        "policy_version": current["policy_version"],
+        "entries": [entry.seq, *(e.seq for e in redecided)],
+        "policy_version": current.policy_version,
     }
 
 
 def _disclosure(
-    shown: dict[str, Any], entry: Mapping[str, Any], data: Mapping[str, Any], policy: Policy
+    shown: dict[str, Any], entry: Entry, data: Mapping[str, Any], policy: Policy
 ) -> dict[str, Any]:
     """A sharing event as a disclosure: to whom, what, on which basis and how. The
     purpose is the pupil's own only when the event named them alone."""
-    one_pupil = len(entry["pupil_keys"]) == 1
+    one_pupil = len(entry.pupil_keys) == 1
     return {
         **shown,
-        "recipient": entry["recipient"],
-        **_recipient(policy, entry["recipient"], entry["event_type"]),
-        "categories": entry["categories"],
-        "lawful_basis": entry["lawful_basis"],
+        "recipient": entry.recipient,
+        **_recipient(policy, entry.recipient, entry.event_type),
+        "categories": list(entry.categories),
+        "lawful_basis": entry.lawful_basis,
         "special_condition": data.get("special_condition"),
         "channel": data.get("channel"),
         "purpose": data.get("purpose") if one_pupil else None,
-        "pupils_in_event": len(entry["pupil_keys"]),
+        "pupils_in_event": len(entry.pupil_keys),
     }
 
 
-def _access(read: Mapping[str, Any]) -> dict[str, Any]:
-    details = read["details"] or {}
+def _access(read: Entry) -> dict[str, Any]:
+    details = read.details or {}
     return {
-        "seq": read["seq"],
-        "at": read["recorded_at"],
+        "seq": read.seq,
+        "at": read.recorded_at,
         "action": details.get("action"),
         "role": details.get("role"),
         "via": details.get("via"),
@@ -213,22 +211,22 @@ def subject_access(
     ).mappings()
     found, payloads = [], {}
     for row in rows:
-        entry = decoded(row)
-        reading = entry["kind"] == READ_KIND
+        entry = Entry.from_row(row)
+        reading = entry.kind == READ_KIND
         if not (read_in_scope(entry, schools) if reading else in_scope(entry, schools)):
             continue
         found.append(entry)
         if row["body"] is not None:
             data = orjson.loads(row["body"])["data"]
             payloads[row["seq"]] = {name: data.get(name) for name in PAYLOAD_FIELDS}
-    if schools is not None and not any(e["kind"] != READ_KIND for e in found):
+    if schools is not None and not any(e.kind != READ_KIND for e in found):
         return None
     known = Ledger.identities(connection, [pupil_key]).get(pupil_key)
     identity = Identity(*known) if known else Identity(None, None)
     reads = [
         r
         for r in readers_of(connection, pupil_key, found)
-        if r["seq"] <= up_to_seq and read_in_scope(r, schools)
+        if r.seq <= up_to_seq and read_in_scope(r, schools)
     ]
     return build_sar(pupil_key, identity, found, payloads, policy, reads, register)
 

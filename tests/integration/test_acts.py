@@ -72,7 +72,7 @@ def test_acts_appended_at_once_each_get_their_own_seq_in_an_intact_chain(ledger:
     with ledger.engine.connect() as connection:
         for n, seq in enumerate(seqs):
             found = entry_at(connection, seq)
-            assert found is not None and found["details"] == reading(n)
+            assert found is not None and found.details == reading(n)
         assert verify(connection).ok
 
 

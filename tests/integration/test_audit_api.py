@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
 from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.queries import Filters, count, entries
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
@@ -44,9 +46,13 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def reads(ledger: Ledger) -> list[dict[str, Any]]:
+def reads(ledger: Ledger) -> list[Entry]:
     with ledger.engine.connect() as connection:
         return list(entries(connection, Filters(kind="read")))
+
+
+def details_of(entry: Entry) -> Mapping[str, Any]:
+    return entry.details or {}
 
 
 def a_census_pupil(year: Year) -> str:
@@ -173,7 +179,7 @@ def test_the_search_form_posts_the_upn_and_shows_the_pupil_by_pseudonym(
     assert upn not in where and f"pupil={pseudonym(upn)}" in where
     page = client.get(where)
     assert page.status_code == 200 and upn not in page.text
-    assert reads(year.ledger)[-1]["details"]["filters"] == {"pupil_key": pseudonym(upn)}
+    assert details_of(reads(year.ledger)[-1])["filters"] == {"pupil_key": pseudonym(upn)}
 
 
 def test_an_opened_entry_explains_itself_and_links_its_reevaluations(
@@ -229,7 +235,7 @@ def test_an_export_records_its_read_before_the_first_byte(
     ) as response:
         assert len(reads(year.ledger)) == before + 1
         next(response.iter_bytes())
-    read = reads(year.ledger)[-1]["details"]
+    read = details_of(reads(year.ledger)[-1])
     assert read["action"] == "export" and read["filters"] == {"decision": "breach"}
     assert read["by"] == "auditor-user" and read["returned"] == int(
         response.headers["x-entry-count"]
@@ -244,8 +250,8 @@ def test_a_pupil_search_is_recorded_by_pseudonym_and_found_among_their_readers(
     client.get("/entries/export", params={"type": "census"}, headers=auth(tokens[Role.DPO]))
     client.get("/entries", params={"type": "transferred"}, headers=auth(tokens[Role.DPO]))
     read = reads(year.ledger)[0]
-    assert read["details"]["filters"] == {"pupil_key": pseudonym(upn)}
-    assert upn not in orjson.dumps(read).decode()
+    assert details_of(read)["filters"] == {"pupil_key": pseudonym(upn)}
+    assert upn not in orjson.dumps(read.as_dict()).decode()
     readers = client.post(
         "/pupils/readers", json={"upn": upn}, headers=auth(tokens[Role.AUDITOR])
     ).json()
@@ -398,7 +404,7 @@ def test_every_read_route_leaves_a_read_entry(
         assert response.status_code == 200, f"{method} {path}: {response.status_code}"
         after = reads(year.ledger)
         assert len(after) == before + 1, f"{method} {path} left no read entry"
-        assert after[-1]["details"]["by"] == "dpo-user"
+        assert details_of(after[-1])["by"] == "dpo-user"
 
 
 def test_opening_an_incident_is_found_among_the_readers_of_every_pupil_in_it(
@@ -416,10 +422,10 @@ def test_opening_an_incident_is_found_among_the_readers_of_every_pupil_in_it(
         last = next(
             e
             for e in entries(connection, Filters(kind="decision"))
-            if e["seq"] == incident["entries"][-1]
+            if e.seq == incident["entries"][-1]
         )
-        readers = readers_of(connection, last["pupil_keys"][0])
-    assert [(r["details"]["action"], r["details"]["by"]) for r in readers] == [
+        readers = readers_of(connection, last.pupil_keys[0])
+    assert [(details_of(r)["action"], details_of(r)["by"]) for r in readers] == [
         ("incident", "auditor-user")
     ]
 
@@ -435,17 +441,15 @@ def test_opening_an_incident_action_counts_among_the_readers_of_the_pupils_it_sh
     with year.ledger.engine.connect() as connection:
         action = list(entries(connection, Filters(kind="incident_action")))[-1]
         decision = next(
-            e
-            for e in entries(connection, Filters(kind="decision"))
-            if e["seq"] == action["refers_to"]
+            e for e in entries(connection, Filters(kind="decision")) if e.seq == action.refers_to
         )
-    assert action["pupil_keys"] == []  # the action names no pupil itself
-    opened = client.get(f"/entries/{action['seq']}", headers=auth(tokens[Role.AUDITOR])).json()
-    assert opened["refers_to"]["seq"] == decision["seq"]  # ... but its answer shows one
+    assert action.pupil_keys == ()  # the action names no pupil itself
+    opened = client.get(f"/entries/{action.seq}", headers=auth(tokens[Role.AUDITOR])).json()
+    assert opened["refers_to"]["seq"] == decision.seq  # ... but its answer shows one
     with year.ledger.engine.connect() as connection:
-        readers = readers_of(connection, decision["pupil_keys"][0])
+        readers = readers_of(connection, decision.pupil_keys[0])
     assert ("open", "auditor-user") in [
-        (r["details"]["action"], r["details"]["by"]) for r in readers
+        (details_of(r)["action"], details_of(r)["by"]) for r in readers
     ]
 
 

@@ -84,7 +84,7 @@ def test_the_dpo_searches_a_pupil_opens_an_entry_downloads_csv_and_prints_the_sa
         page.screenshot(path=str(ARTIFACTS / "audit-sar.png"), full_page=True)
         browser.close()
     with year.ledger.engine.connect() as connection:
-        actions = [e["details"]["action"] for e in entries(connection, Filters(kind="read"))]
+        actions = [(e.details or {})["action"] for e in entries(connection, Filters(kind="read"))]
     # (going back may or may not search again, as the browser pleases)
     assert actions[0] == "search"
     assert [a for a in actions if a != "search"] == ["open", "export", "sar"]

@@ -18,11 +18,12 @@ from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
 from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.checkpoints import record_cosignature, sign_if_grown
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.store import Ledger, NewEntry
 from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
@@ -99,7 +100,7 @@ class LedgerContract:
         record_cosignature(ledger, signed.checkpoint.size, "witness.example/w", None, "a test")
         return ledger
 
-    def all_entries(self, ledger: Ledger) -> list[dict[str, Any]]:
+    def all_entries(self, ledger: Ledger) -> list[Entry]:
         with ledger.engine.connect() as connection:
             return list(entries(connection))
 
@@ -187,9 +188,20 @@ class LedgerContract:
             got[(outcome.position, outcome.kind == "reevaluation")] = outcome.decision
         assert got == expected
 
+    def test_a_write_after_reading_entries_on_the_same_connection_goes_through(
+        self, filled: Ledger
+    ) -> None:
+        """Reading streams its rows (a server-side cursor on PostgreSQL) for that read
+        alone: the connection is left as it was for what follows in its transaction."""
+        with filled.locked() as connection:
+            seq = len(list(entries(connection))) + 1
+            act = Entry.act(seq, "read", {"action": "test"}, recorded_at="2026-12-01T00:00:00Z")
+            filled.append(connection, [NewEntry(act)])
+        assert self.verification(filled).count == seq
+
     def test_the_chain_is_gap_free_and_verifies(self, filled: Ledger) -> None:
         rows = self.all_entries(filled)
-        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+        assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
         result = self.verification(filled)
         assert result.ok and result.count == len(rows)
 
@@ -222,9 +234,7 @@ class LedgerContract:
         write_all(writer, records[half - 5 :])  # the retry overlaps what was committed
         rows = self.all_entries(ledger)
         decisions = [
-            r["event_id"]
-            for r in rows
-            if r["kind"] == "decision" and not r["refers_to"] and r["event_id"]
+            r.event_id for r in rows if r.kind == "decision" and not r.refers_to and r.event_id
         ]
         assert len(decisions) == len(set(decisions))
         assert self.verification(ledger).ok
@@ -240,9 +250,9 @@ class LedgerContract:
         writer.write(records)
         writer.write(records)
         rows = self.all_entries(ledger)
-        assert [(r["seq"], r["refers_to"], r["rules"]) for r in rows] == [
-            (1, None, []),
-            (2, 1, ["event.id_reused"]),
+        assert [(r.seq, r.refers_to, r.rules) for r in rows] == [
+            (1, None, ()),
+            (2, 1, ("event.id_reused",)),
         ]
 
     def test_an_unparseable_record_is_recorded_once_per_position(
@@ -253,9 +263,9 @@ class LedgerContract:
         writer.write(records)
         writer.write([(b"{not json", Position("sharing.census", 0, 8))])
         rows = self.all_entries(ledger)
-        assert [(r["offset"], r["event_id"], r["rules"]) for r in rows] == [
-            (7, None, ["event.invalid"]),
-            (8, None, ["event.invalid"]),
+        assert [(r.offset, r.event_id, r.rules) for r in rows] == [
+            (7, None, ("event.invalid",)),
+            (8, None, ("event.invalid",)),
         ]
 
     def test_a_late_fact_in_a_later_batch_appends_a_re_evaluation(
@@ -275,10 +285,10 @@ class LedgerContract:
         outcomes = writer.write([(line(late), Position.line("f", 3))])
         assert [o.kind for o in outcomes] == ["decision", "reevaluation"]
         rows = self.all_entries(ledger)
-        assert rows[-1]["kind"] == "reevaluation"
-        assert rows[-1]["refers_to"] == 2
-        assert rows[-1]["rules"] == ["consent.withdrawn"]
-        assert rows[-1]["details"]["reevaluated_by"] == late["id"]
+        assert rows[-1].kind == "reevaluation"
+        assert rows[-1].refers_to == 2
+        assert rows[-1].rules == ("consent.withdrawn",)
+        assert (rows[-1].details or {})["reevaluated_by"] == late["id"]
 
     def test_a_fact_from_another_partition_is_decided_before_later_events_of_its_batch(
         self, writer: LedgerWriter
@@ -342,10 +352,10 @@ class LedgerContract:
             worker.join(120)
             assert worker.exitcode == 0
         rows = self.all_entries(ledger)
-        assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+        assert [r.seq for r in rows] == list(range(1, len(rows) + 1))
         assert self.verification(ledger).ok
         ids = {json.loads(raw).get("id") for raw, _ in records if raw.startswith(b"{")}
-        recorded = {r["event_id"] for r in rows if r["kind"] == "decision"}
+        recorded = {r.event_id for r in rows if r.kind == "decision"}
         assert ids <= recorded
 
     # -- tampering, with the triggers dropped -----------------------------------------------
@@ -642,7 +652,7 @@ class LedgerContract:
         writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
         with ledger.engine.connect() as connection:
             found = list(entries(connection, Filters(pupil_key=pupil)))
-        assert [e["event_id"] for e in found] == [events[0]["id"], events[1]["id"], events[2]["id"]]
+        assert [e.event_id for e in found] == [events[0]["id"], events[1]["id"], events[2]["id"]]
 
     # -- the alert outbox ------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from pipeline.transparency.receipt import check_receipt
 from pipeline.transparency.tiles import Tile, root_from_tiles, tiles_for, unbundle
 from pipeline.users import Role, add_user
 from tests.factory import census, line, upn
-from tests.integration.test_audit_api import a_census_pupil, reads
+from tests.integration.test_audit_api import a_census_pupil, details_of, reads
 from tests.integration.test_verifiable_log import ENV, ledger_with
 from tests.integration.year import Year, ledger_of_year, pseudonym, write_year
 
@@ -173,14 +173,14 @@ def test_an_entry_bundle_read_is_recorded_among_its_pupils_readers_and_a_hash_ti
     assert len(reads(tiled.ledger)) == before
     assert client.get("/log/tile/entries/000", headers=headers).status_code == 200
     (bundle_read,) = reads(tiled.ledger)[before:]
-    assert bundle_read["details"]["action"] == "bundle"
+    assert details_of(bundle_read)["action"] == "bundle"
     with tiled.ledger.engine.connect() as connection:
         pupil = next(
-            entry["pupil_keys"][0]
+            entry.pupil_keys[0]
             for entry in (entry_at(connection, seq) for seq in range(1, 257))
-            if entry and entry["pupil_keys"]
+            if entry and entry.pupil_keys
         )
-        assert bundle_read["seq"] in [r["seq"] for r in readers_of(connection, pupil)]
+        assert bundle_read.seq in [r.seq for r in readers_of(connection, pupil)]
 
 
 def test_an_entry_bundle_is_gzipped_for_a_client_that_accepts_it(

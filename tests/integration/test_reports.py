@@ -21,6 +21,7 @@ from pipeline.ledger.queries import Filters, entries
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from schemas.events import CENSUS, SHARING_KIND, SHARING_TYPES
+from tests.integration.test_audit_api import details_of
 from tests.integration.year import KEY, Year, ledger_of_year, pseudonym
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -110,9 +111,9 @@ def test_a_subject_access_report_covers_every_entry_that_names_the_pupil(
     report = sar(client, dpo, upn)
     with year.ledger.engine.connect() as connection:
         naming_entries = [
-            e["seq"]
+            e.seq
             for e in entries(connection, Filters(pupil_key=pseudonym(upn)))
-            if e["seq"] <= report["as_of"]
+            if e.seq <= report["as_of"]
         ]
     assert report["entries"] == naming_entries
 
@@ -245,9 +246,9 @@ def test_the_command_line_sar_is_the_same_report_and_is_recorded(
     assert from_cli == from_api
     with year.ledger.engine.connect() as connection:
         last = list(entries(connection, Filters(kind="read")))[-1]
-    assert last["details"]["via"] == "api"  # the API's report came after the CLI's
+    assert details_of(last)["via"] == "api"  # the API's report came after the CLI's
     assert any(
-        e["details"]["via"] == "cli" and e["details"]["action"] == "sar"
+        details_of(e)["via"] == "cli" and details_of(e)["action"] == "sar"
         for e in entries(year.ledger.engine.connect(), Filters(kind="read"))
     )
 
@@ -314,5 +315,5 @@ def test_every_command_line_read_leaves_a_read_entry(
     assert result.returncode == 0, result.stderr
     with year.ledger.engine.connect() as connection:
         last = list(entries(connection, Filters(kind="read")))[-1]
-    assert last["details"]["action"] == action and last["details"]["via"] == "cli"
-    assert upn not in orjson.dumps(last).decode()
+    assert details_of(last)["action"] == action and details_of(last)["via"] == "cli"
+    assert upn not in orjson.dumps(last.as_dict()).decode()

@@ -103,7 +103,7 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Trust:
     sign_if_grown(ledger, Signer("trust.example.org/ledger", bytes(range(32))))
     with ledger.engine.connect() as connection:
         found = list(entries(connection, Filters(kind="decision")))
-    seqs = {school: [e["seq"] for e in found if e["school"] == school] for school in (A, B)}
+    seqs = {school: [e.seq for e in found if e.school == school] for school in (A, B)}
     token = add_user(ledger, "probe", Role.DPO)
     client = TestClient(create_api(ledger, pseudonym=pseudonym))
     listed = client.get("/incidents", headers={"Authorization": f"Bearer {token}"}).json()

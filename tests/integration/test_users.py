@@ -3,6 +3,8 @@ sessions live on the server and end at sign-out; every change is in the ledger's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -28,9 +30,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def user_entries(ledger: Ledger) -> list[dict[str, object]]:
+def user_entries(ledger: Ledger) -> list[Mapping[str, object]]:
     with ledger.engine.connect() as connection:
-        return [e["details"] for e in entries(connection, Filters(kind="user_action"))]
+        return [e.details or {} for e in entries(connection, Filters(kind="user_action"))]
 
 
 def test_an_expired_token_is_refused(ledger: Ledger) -> None:

@@ -19,7 +19,7 @@ from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.acts import append_act
-from pipeline.ledger.chain import ENTRY_FIELDS
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
@@ -368,16 +368,15 @@ def record_in(ledger: Ledger, connection: object, raws: list[bytes]) -> None:
     from pipeline.ledger.store import NewEntry
 
     head, _ = Ledger.head(connection)  # type: ignore[arg-type]
-    fields = {name: None for name in ENTRY_FIELDS} | {
-        "kind": "decision",
-        "pupil_keys": [],
-        "categories": [],
-        "rules": [],
-        "reasons": [],
-        "recorded_at": "2026-12-01T00:00:00Z",
-    }
     entries = [
-        NewEntry({**fields, "seq": head + i + 1, "payload_digest": hashlib.sha256(raw).hexdigest()})
+        NewEntry(
+            Entry(
+                seq=head + i + 1,
+                kind="decision",
+                recorded_at="2026-12-01T00:00:00Z",
+                payload_digest=hashlib.sha256(raw).hexdigest(),
+            )
+        )
         for i, raw in enumerate(raws)
     ]
     ledger.append(connection, entries)  # type: ignore[arg-type]

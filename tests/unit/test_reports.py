@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.ledger.asking import BadFilter, filters_from, instant
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.reads import ShownEntries
 from pipeline.policy.pack import Policy
 from pipeline.reports.formats import cell
@@ -16,26 +17,23 @@ from pipeline.reports.ropa import build_ropa
 from pipeline.reports.sar import Identity, build_sar, reasons_for, verdict_of
 
 
-def entry(seq: int, **fields: Any) -> dict[str, Any]:
-    base = {
+def entry(seq: int, **fields: Any) -> Entry:
+    base: dict[str, Any] = {
         "seq": seq,
         "kind": "decision",
-        "refers_to": None,
         "event_id": f"e{seq}",
         "event_type": "uk.school.census.submitted.v1",
         "occurred_at": "2026-01-15T10:00:00Z",
         "recorded_at": "2026-01-15T10:00:01Z",
         "recipient": "dfe",
-        "pupil_keys": ["a", "b"],
-        "categories": ["personal"],
+        "pupil_keys": ("a", "b"),
+        "categories": ("personal",),
         "lawful_basis": "legal_obligation",
         "decision": "allowed",
-        "rules": [],
-        "reasons": [],
         "policy_version": "v1",
-        "details": None,
     }
-    return {**base, **fields}
+    listed = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    return Entry(**{**base, **listed})
 
 
 def test_a_reason_about_the_requester_is_kept_in_their_words() -> None:
@@ -111,17 +109,10 @@ def test_a_rejected_event_is_reported_apart_from_what_was_shared(policy: Policy)
     assert report["disclosures"] == [] and report["rejected"][0]["seq"] == 2
 
 
-def observed(**fields: Any) -> dict[str, Any]:
-    base = {
-        "recipient": "dfe",
-        "event_type": "uk.school.census.submitted.v1",
-        "pupil_keys": ["a"],
-        "categories": ["personal"],
-        "lawful_basis": "legal_obligation",
-        "decision": "allowed",
-        "data": {"channel": "collect"},
-    }
-    return {**base, **fields}
+def observed(**fields: Any) -> tuple[Entry, dict[str, Any]]:
+    """A census entry as the record of processing reads it, with its payload's data."""
+    base = {"pupil_keys": ["a"], "categories": ["personal"], "decision": "allowed"}
+    return entry(1, **{**base, **fields}), {"channel": "collect"}
 
 
 def test_the_record_names_categories_shared_beyond_the_policy(policy: Policy) -> None:
