@@ -166,7 +166,7 @@ class Engine:
             decision = Decision.rejected(RuleId.EVENT_INVALID, self.schools.refusal(event.source))
         else:
             try:
-                decision = decide(event, self.register, policy)
+                decision = decide(event, self.register, policy, pupils)
             except Exception as exc:  # a bug the event exposes: the event is kept, not lost
                 decision = Decision.rejected(
                     RuleId.EVENT_INVALID, undecidable_reason(type(exc).__name__)
@@ -239,7 +239,7 @@ class Engine:
             assert event is not None  # it was valid when it was recorded
             policy = self.policy_for(event)
             assert policy is not None  # an event outside the register was rejected
-            recorded.decision = decide(event, self.register, policy)
+            recorded.decision = decide(event, self.register, policy, recorded.pupils or None)
             yield Outcome(
                 kind="reevaluation",
                 seq=self.allocate(),

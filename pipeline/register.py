@@ -211,4 +211,8 @@ class Register:
 
     def facts(self, upn: str) -> PupilFacts:
         """The pupil's facts (empty when none are recorded); ``upn`` must be valid."""
-        return self._pupils.get(self.pupil_key(upn), NO_FACTS)
+        return self.facts_of(self.pupil_key(upn))
+
+    def facts_of(self, key: str) -> PupilFacts:
+        """The facts of the pupil whose key is ``key`` (empty when none are recorded)."""
+        return self._pupils.get(key, NO_FACTS)

@@ -7,6 +7,8 @@ broker involved. The engine and the stream agents both call this one function.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pipeline.policy.pack import Policy
 from pipeline.policy.rules import RULES_FOR_KIND, Case
 from pipeline.register import Register, check_upn
@@ -34,8 +36,11 @@ def upn_problems(event: Event) -> list[str]:
     return problems
 
 
-def build_case(event: SharingEvent, register: Register, policy: Policy) -> Case:
-    """Everything the rules ask about a well-formed sharing event."""
+def build_case(
+    event: SharingEvent, register: Register, policy: Policy, keys: Sequence[str] | None = None
+) -> Case:
+    """Everything the rules ask about a well-formed sharing event (``keys``: its pupils'
+    keys, when already made)."""
     data = event.data
     kind = SHARING_KIND[event.type]
     recipient_key = policy.recipient_key(data.recipient)
@@ -46,7 +51,9 @@ def build_case(event: SharingEvent, register: Register, policy: Policy) -> Case:
         event=event,
         kind=kind,
         policy=policy,
-        facts=[register.facts(p["upn"]) for p in data.pupils],
+        facts=[register.facts(p["upn"]) for p in data.pupils]
+        if keys is None
+        else [register.facts_of(key) for key in keys],
         recipient_key=recipient_key,
         permission=permission,
         known=known,
@@ -56,19 +63,26 @@ def build_case(event: SharingEvent, register: Register, policy: Policy) -> Case:
     )
 
 
-def decide(event: Event, register: Register, policy: Policy) -> Decision:
+def decide(
+    event: Event, register: Register, policy: Policy, keys: Sequence[str] | None = None
+) -> Decision:
     """The decision for a contract-valid event.
 
     ``event.invalid`` and ``event.id_reused`` are settled before an event exists (see
     ``intake`` and the engine); here an invalid UPN rejects the event, a lifecycle event
     is otherwise allowed, and a sharing event is judged by every policy rule.
+
+    ``keys``, when given, are the event's pupils' keys, made by the caller from UPNs it
+    found valid (the ledger writer checks and pseudonymises a batch's pupils once): their
+    UPNs are not checked again, and their facts are looked up by key.
     """
-    problems = upn_problems(event)
-    if problems:
-        return Decision.rejected(RuleId.PUPIL_INVALID_UPN, "; ".join(problems))
+    if keys is None:
+        problems = upn_problems(event)
+        if problems:
+            return Decision.rejected(RuleId.PUPIL_INVALID_UPN, "; ".join(problems))
     if not isinstance(event, SHARING_MODELS):
         return ALLOWED
-    case = build_case(event, register, policy)
+    case = build_case(event, register, policy, keys)
     violations: dict[RuleId, list[str]] = {}
     for rule_id, rule in RULES_FOR_KIND[case.kind]:
         reasons = rule(case)

@@ -10,7 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.engine import Engine
+from pipeline.policy.decide import upns_of
+from pipeline.policy.intake import read_event
 from pipeline.policy.pack import Policy
+from pipeline.register import check_upn
 from pipeline.simulate import simulate
 from schemas.decisions import Decision
 from tests.factory import census, consent_given, consent_withdrawn, left, line, referral, transfer
@@ -154,6 +157,24 @@ def test_final_decisions_are_the_simulators_true_decisions(policy: Policy) -> No
     assert {ln.expected.decision for ln in lines} == {"allowed", "review", "breach", "rejected"}
 
 
+def test_pupils_keyed_by_the_caller_are_decided_as_the_engine_keys_them(policy: Policy) -> None:
+    """The ledger writer checks and keys a batch's pupils once and hands the keys on; an
+    event with an invalid UPN it hands on unkeyed, for the engine to reject."""
+    lines = simulate(600, violation_rate=0.2, seed=13)
+    alone, keyed = Engine(policy), Engine(policy)
+    for position, ln in enumerate(lines):
+        raw = orjson.dumps(ln.event)
+        reading = read_event(raw)
+        keys = None
+        if reading.event is not None:
+            normal = [check_upn(upn)[0] for upn in upns_of(reading.event)]
+            if all(normal):
+                keys = tuple(keyed.pupil_key(upn) for upn in normal if upn)
+        assert [o.decision for o in keyed.process(raw, position, reading, keys)] == [
+            o.decision for o in alone.process(raw, position)
+        ]
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.randoms(use_true_random=False))
 def test_any_order_of_facts_and_referrals_gives_the_same_final_decisions(
@@ -187,10 +208,10 @@ class TestAnEventTheEngineFailsOn:
 
         poison = referral()
 
-        def failing(event: Any, register: Any, pack: Any) -> Decision:
+        def failing(event: Any, register: Any, pack: Any, keys: Any = None) -> Decision:
             if event.id == poison["id"]:
                 raise ValueError("a bug the event exposes")
-            return real(event, register, pack)
+            return real(event, register, pack, keys)
 
         monkeypatch.setattr("pipeline.engine.decide", failing)
         engine = Engine(policy)
