@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scratch import scratch_postgres
 
 from pipeline.ledger import schema
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.reads import Requester, search
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
@@ -92,7 +93,7 @@ def new_entry(
         categories, channel = ["personal", "medical"], "secure_email"
     breach = rng.random() < 0.02
     event_id = str(uuid.UUID(int=rng.getrandbits(128)))
-    fields = {
+    fields: dict[str, Any] = {
         "seq": seq,
         "kind": "decision",
         "refers_to": None,
@@ -127,7 +128,7 @@ def new_entry(
             "pupils": [{"upn": k} for k in keys],
         },
     }
-    return NewEntry(fields, payload=payload)
+    return NewEntry(Entry(**fields), payload=payload)
 
 
 def build(ledger: Ledger, count: int, pupils: int, policy_version: str) -> float:
