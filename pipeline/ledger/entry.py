@@ -1,10 +1,15 @@
 """The ledger's entry: one frozen, typed record of a decision, a re-evaluation or an act.
 
 Every place that writes an entry makes it with one of the constructors here
-(:meth:`Entry.of_event` for a decision or a re-evaluation, :meth:`Entry.act`), and every place
-that reads one gets it from :meth:`Entry.from_row`, its JSON columns decoded once. What
-the chain and the Merkle tree cover is :meth:`Entry.hashed`: the fields of
+(:meth:`Entry.of_event` for a decision or a re-evaluation, :meth:`Entry.act`), and every
+place that reads one gets it from :meth:`Entry.from_row`, its JSON columns decoded once.
+What the chain and the Merkle tree cover is :meth:`Entry.hashed`: the fields of
 :data:`~pipeline.ledger.chain.ENTRY_FIELDS`, no others.
+
+Three reads take a column or two of millions of rows without making entries, for speed,
+and say so where they do: ``ledger verify`` and the tree's leaves hash the stored text as
+it is (:mod:`pipeline.ledger.verification`, :mod:`pipeline.ledger.tree`), and who read a
+pupil's record is found from reads' details (:func:`pipeline.ledger.reads.readers_of`).
 """
 
 from __future__ import annotations
