@@ -46,7 +46,8 @@ MIN_RANGE = 100_000
 def default_jobs() -> int:
     """The processes a verify uses unless told: one per core this process may run on,
     at most eight (past that, the database's reads are the limit)."""
-    return max(1, min(8, len(os.sched_getaffinity(0))))
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, min(8, len(usable) if usable is not None else os.cpu_count() or 1))
 
 
 def verify(
