@@ -11,6 +11,7 @@ checked at those entries.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 import threading
@@ -194,15 +195,10 @@ def _part(url: str, first: int, last: int) -> _Part:
                 return _Part(None, None, Verification(0, first - 1, ""), b"")
             leaves = bytearray()
             fields, prev_hash, _ = head
-            checked = verify_links(_chained(head, links), leaves, first, prev=None)
+            checked = verify_links(itertools.chain((head,), links), leaves, first, prev=None)
             return _Part(fields["seq"], prev_hash, checked, bytes(leaves))
     finally:
         engine.dispose()
-
-
-def _chained(head: Any, links: Iterator[Any]) -> Iterator[Any]:
-    yield head
-    yield from links
 
 
 class _Ranges:
