@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from pipeline.canonical import canonical_json
 from pipeline.ledger.chain import ENTRY_FIELDS
 from schemas.alerts import ALERT_FIELDS
 
@@ -189,11 +188,6 @@ class Entry(NamedTuple):
     def hashed(self) -> dict[str, Any]:
         """The hashed fields, by name, in the ledger's order (lists as tuples)."""
         return dict(zip(ENTRY_FIELDS, self, strict=False))  # stops before prev_hash
-
-    def leaf(self) -> bytes:
-        """The entry's leaf in the Merkle tree: the canonical JSON of :meth:`hashed`,
-        the bytes its chain hash covers after the previous hash."""
-        return canonical_json(self.hashed())
 
     def alert_fields(self) -> dict[str, Any]:
         """What an alert about this entry carries of it (``ALERT_FIELDS``), lists as lists."""
