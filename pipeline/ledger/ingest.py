@@ -285,28 +285,22 @@ class LedgerWriter:
                 for key in keys:
                     since[key] = min(since.get(key, at), at)
 
+        firsts = Ledger.decisions_for(connection, ids)
         recorded = [
-            Recorded(e.seq, *_identified(e), _decision(e), position=_position(e))
-            for e in Ledger.decisions_for(connection, ids)
+            Recorded(e.seq, *_identified(e), _decision(e), position=_position(e)) for e in firsts
         ]
         if since:
-            # One query from the earliest fact of all, then only what each pupil's own
-            # facts can change: events timed before a pupil's first fact are unaffected.
-            affected = [
-                (entry, body)
-                for entry, body in Ledger.affected_by(connection, since, min(since.values()))
-                if any(
-                    (entry.occurred_at or "") >= since[key]
-                    for key in entry.pupil_keys
-                    if key in since
-                )
-            ]
+            # Only what each pupil's own facts can change: events timed before a pupil's
+            # first fact in the batch are unaffected.
+            affected = Ledger.affected_by(connection, since)
             recorded += self._rehydrated(connection, affected)
             for entry, _ in affected:
                 pupils.update(entry.pupil_keys)
         facts = [fact_from_json(f) for f in Ledger.facts_for(connection, pupils)]
+        # An arrival reusing an id is recorded only beside the id's first decision.
+        reused = [e.event_id for e in firsts if e.event_id is not None]
         conflicts = [
-            (*_identified(c), c.seq, _decision(c)) for c in Ledger.conflicts_for(connection, ids)
+            (*_identified(c), c.seq, _decision(c)) for c in Ledger.conflicts_for(connection, reused)
         ]
         engine.preload(recorded, facts, conflicts)
         unkeyed = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -385,20 +385,34 @@ class Ledger:
         return [orjson.loads(r.fact) for r in rows]
 
     @staticmethod
-    def affected_by(
-        connection: Connection, pupil_keys: Iterable[str], since: str
-    ) -> list[tuple[Entry, str]]:
-        """Decided, non-rejected sharing events of these pupils timed at or after ``since``,
-        with their current decisions, each with its pseudonymised payload's text."""
-        keys = list(dict.fromkeys(pupil_keys))
-        if not keys:
+    def affected_by(connection: Connection, since: Mapping[str, str]) -> list[tuple[Entry, str]]:
+        """Decided, non-rejected sharing events of the pupils of ``since`` (pupil key to
+        UTC text), each timed at or after the time given for one of its pupils, with their
+        current decisions, each with its pseudonymised payload's text; in seq order.
+
+        Two reads: first which entries, from a few columns of the pupils' entries since the
+        earliest time of all, then those entries whole. Most of a pupil's history before
+        their own fact is left unread (by far the most of it, in a trust's year).
+        """
+        if not since:
             return []
-        seqs = select(PUPIL.c.seq).where(any_of(connection, PUPIL.c.pupil_key, keys))
+        candidates = connection.execute(
+            select(PUPIL.c.pupil_key, PUPIL.c.seq, ENTRY.c.occurred_at)
+            .join(ENTRY, ENTRY.c.seq == PUPIL.c.seq)
+            .where(
+                any_of(connection, PUPIL.c.pupil_key, list(since)),
+                ENTRY.c.occurred_at >= min(since.values()),
+            )
+        )
+        seqs = sorted({seq for key, seq, at in candidates if at >= since[key]})
+        if not seqs:
+            return []
         rows = (
             connection.execute(
                 select(ENTRY, PAYLOAD.c.body)
                 .join(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
-                .where(ENTRY.c.seq.in_(seqs), ENTRY.c.occurred_at >= since)
+                .where(any_of(connection, ENTRY.c.seq, seqs))
+                .order_by(ENTRY.c.seq)
             )
             .mappings()
             .all()

@@ -290,6 +290,32 @@ class LedgerContract:
         assert rows[-1].rules == ("consent.withdrawn",)
         assert (rows[-1].details or {})["reevaluated_by"] == late["id"]
 
+    def test_the_events_a_fact_may_re_decide_are_each_pupils_own_since_its_fact(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import census, line, referral, upn
+
+        ann, ben = upn(11), upn(12)
+        events = [
+            referral(pupils=[{"upn": ann}], time="2026-03-02T10:00:00Z"),
+            referral(pupils=[{"upn": ben}], time="2026-04-01T10:00:00Z"),
+            referral(pupils=[{"upn": ben}], time="2026-06-01T10:00:00Z"),
+            census(pupils=[{"upn": ann}, {"upn": ben}], time="2026-05-01T10:00:00Z"),
+        ]
+        writer.write([(line(e), Position.line("f", n)) for n, e in enumerate(events)])
+        since = {
+            writer.pseudonym(ann): "2026-02-01T00:00:00.000000Z",  # all of Ann's
+            writer.pseudonym(ben): "2026-05-15T00:00:00.000000Z",  # Ben's of June only
+        }
+        with ledger.engine.connect() as connection:
+            affected = Ledger.affected_by(connection, since)
+        assert [entry.event_id for entry, _ in affected] == [
+            events[0]["id"],
+            events[2]["id"],
+            events[3]["id"],
+        ]
+        assert all(orjson.loads(body)["id"] == entry.event_id for entry, body in affected)
+
     def test_a_fact_from_another_partition_is_decided_before_later_events_of_its_batch(
         self, writer: LedgerWriter
     ) -> None:
