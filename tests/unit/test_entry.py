@@ -75,6 +75,35 @@ def test_as_a_dict_its_lists_are_lists_for_json_answers(entry: Entry) -> None:
     assert all(isinstance(shown[name], list) for name in JSON_FIELDS if name != "details")
 
 
+def test_a_decision_holds_each_value_given_in_the_field_of_its_name() -> None:
+    entry = Entry.of_event(
+        4,
+        recorded_at="<recorded_at>",
+        event_id="<event_id>",
+        event_type="<event_type>",
+        occurred_at="<occurred_at>",
+        school="<school>",
+        recipient="<recipient>",
+        pupil_keys=["<pupil_keys>"],
+        categories=["<categories>"],
+        lawful_basis="<lawful_basis>",
+        decision="<decision>",
+        rules=["<rules>"],
+        reasons=["<reasons>"],
+        policy_version="<policy_version>",
+        payload_digest="<payload_digest>",
+        position=("<topic>", 5, 6),
+        refers_to=7,
+    )
+    listed = ("pupil_keys", "categories", "rules", "reasons")
+    expected: dict[str, object] = {
+        name: (f"<{name}>",) if name in listed else f"<{name}>" for name in Entry._fields
+    }
+    expected.update(seq=4, kind="decision", refers_to=7, partition=5, offset=6)
+    expected.update(details=None, prev_hash=None, hash=None)
+    assert entry._asdict() == expected
+
+
 def test_a_reevaluation_has_no_position_and_names_what_re_decided_it() -> None:
     entry = Entry.of_event(
         9,
