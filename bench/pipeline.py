@@ -49,6 +49,16 @@ fresh process on a fresh ledger: ``--before 7339b35`` is the writer as the restr
 issue found it, reading each record twice (the last commit before that changed, and the
 first whose bench has ``--writer-only``). The last line reads
 ``ratio_writer_vs_before=R``.
+
+``--writer-only --before REV --instructions`` counts instead of timing: the instructions
+the writer of each checkout executes per event (valgrind's callgrind, user space only), on
+the same records, as the difference between writing ``--events`` records and writing a
+third of them, over the events in between. The count moves by a fraction of a percent
+from run to run, where CPU time on this shared machine moves by a quarter; so it shows a
+change of a few percent that timing cannot. It leaves out the kernel's share (SQLite's
+writes and fsyncs), and valgrind runs SHA-256 without the CPU's SHA instructions, which
+weighs against whichever writer hashes more. The last line reads
+``ratio_instructions_vs_before=R``.
 """
 
 from __future__ import annotations
@@ -56,6 +66,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -384,15 +396,10 @@ def writer_against(args: argparse.Namespace, before: str) -> None:
     """The writer's cost per event, and the writer's of commit ``before``, a round of each
     in turn (this machine's pace drifts), each the median of ``--rounds``."""
     with tempfile.TemporaryDirectory(prefix="bench-before-") as folder:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", before], capture_output=True, check=False
-        )
-        if archive.returncode != 0:
-            raise SystemExit(f"--before {before}: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+        _checkout(before, Path(folder) / "before")
         costs: dict[str, list[float]] = {"before": [], "now": []}
         for number in range(1, args.rounds + 1):
-            for name, root in (("before", Path(folder)), ("now", ROOT)):
+            for name, root in (("before", Path(folder) / "before"), ("now", ROOT)):
                 costs[name].append(_writer_round(root, args))
             print(
                 f"round {number}: writer {costs['now'][-1]:.1f} us/event, "
@@ -403,6 +410,53 @@ def writer_against(args: argparse.Namespace, before: str) -> None:
     print(f"writer_us_per_event={now:.1f}")
     print(f"writer_before_us_per_event={then:.1f} (commit {before})")
     print(f"ratio_writer_vs_before={now / then:.2f}")
+
+
+def instructions_against(args: argparse.Namespace, before: str) -> None:
+    """Instructions per event of the writer and of the writer of commit ``before``."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
+    with tempfile.TemporaryDirectory(prefix="bench-before-") as folder:
+        _checkout(before, Path(folder) / "before")
+        records = Path(folder) / "records"
+        records.write_bytes(b"\n".join(events(args.events, args.seed)))
+        counts = {
+            name: _instructions_per_event(root, records, args)
+            for name, root in (("before", Path(folder) / "before"), ("now", ROOT))
+        }
+    print(f"writer_instructions_per_event={counts['now']:,.0f}")
+    print(f"writer_before_instructions_per_event={counts['before']:,.0f} (commit {before})")
+    print(f"ratio_instructions_vs_before={counts['now'] / counts['before']:.3f}")
+
+
+def _instructions_per_event(root: Path, records: Path, args: argparse.Namespace) -> float:
+    """Instructions per event of ``root``'s writer over the records between a third of
+    ``--events`` and all of them: start-up, imports and the first batches are left out."""
+    low, high = args.events // 3, args.events
+    counts = []
+    for events_written in (low, high):
+        command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        command += [sys.executable, str(ROOT / "bench" / "writer_process.py"), str(root)]
+        command += [str(records), str(events_written), str(args.batch)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            raise SystemExit(f"the writer of {root} under callgrind failed:\n{done.stderr[-2000:]}")
+        counts.append(int(found.group(1)))
+    per_event = (counts[1] - counts[0]) / (high - low)
+    print(f"{root}: {per_event:,.0f} instructions per event", flush=True)
+    return per_event
+
+
+def _checkout(commit: str, folder: Path) -> None:
+    """The files of ``commit`` in ``folder``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", commit], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"--before {commit}: {archive.stderr.decode().strip()}")
+    folder.mkdir(parents=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
 
 
 def _writer_round(root: Path, args: argparse.Namespace) -> float:
@@ -517,8 +571,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="records per write (--writer-only)")
     parser.add_argument("--workers", help="worker counts to compare, such as 1,2,3")
     parser.add_argument("--before", help="with --writer-only: the commit to compare with")
+    parser.add_argument(
+        "--instructions", action="store_true", help="with --before: count instructions (valgrind)"
+    )
     args = parser.parse_args()
 
+    if args.writer_only and args.before and args.instructions:
+        instructions_against(args, args.before)
+        return
     if args.writer_only and args.before:
         writer_against(args, args.before)
         return
