@@ -81,7 +81,11 @@ def _watcher(folder: Path, kafka: KafkaConfig, out: Path) -> subprocess.Popen[by
 
 
 def _pending(folder: Path) -> list[Path]:
-    return [p for p in (*folder.iterdir(), *(folder / SENDING).iterdir()) if p.is_file()]
+    """Files not yet sent: in the folder, or taken into ``.sending``, which the watcher
+    makes once started (on a slow machine every watcher may be killed before that)."""
+    sending = folder / SENDING
+    taken = sending.iterdir() if sending.exists() else ()
+    return [p for p in (*folder.iterdir(), *taken) if p.is_file()]
 
 
 def test_watch_killed_while_files_arrive_sends_every_file_once_into_the_ledger(
