@@ -298,9 +298,10 @@ class LedgerWriter:
                 pupils.update(entry.pupil_keys)
         facts = [fact_from_json(f) for f in Ledger.facts_for(connection, pupils)]
         # An arrival reusing an id is recorded only beside the id's first decision.
-        reused = [e.event_id for e in firsts if e.event_id is not None]
+        decided = [_identified(e)[0] for e in firsts]
         conflicts = [
-            (*_identified(c), c.seq, _decision(c)) for c in Ledger.conflicts_for(connection, reused)
+            (*_identified(c), c.seq, _decision(c))
+            for c in Ledger.conflicts_for(connection, decided)
         ]
         engine.preload(recorded, facts, conflicts)
         unkeyed = [

@@ -390,9 +390,10 @@ class Ledger:
         UTC text), each timed at or after the time given for one of its pupils, with their
         current decisions, each with its pseudonymised payload's text; in seq order.
 
-        Two reads: first which entries, from a few columns of the pupils' entries since the
-        earliest time of all, then those entries whole. Most of a pupil's history before
-        their own fact is left unread (by far the most of it, in a trust's year).
+        Two reads: first which entries, from three columns of the pupils' entries since the
+        earliest time of all, then only those entries whole, with their payloads and current
+        decisions. The entries of a pupil timed before their own time, most of what the
+        first read finds in a trust's year, are never decoded.
         """
         if not since:
             return []
