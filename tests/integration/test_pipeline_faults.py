@@ -113,6 +113,11 @@ def _processes_using(url: str) -> list[str]:
     ]
 
 
+def _text(path: Path) -> str:
+    """What a log file holds so far (nothing before its process made it)."""
+    return path.read_text() if path.exists() else ""
+
+
 def test_a_worker_waits_for_a_stopped_database_and_catches_up_when_it_is_back(
     kafka: KafkaConfig, pg_url: str, tmp_path: Path, policy: Policy
 ) -> None:
@@ -123,9 +128,10 @@ def test_a_worker_waits_for_a_stopped_database_and_catches_up_when_it_is_back(
     first, second = year_events(150, seed=3), year_events(150, seed=4)
     with Pipeline(url, kafka, worker_log=log, env=KEY_ENV):
         send_paced(kafka, first)
-        time.sleep(4)
+        # Waited for, not slept on: a slow machine's worker takes more than seconds to start.
+        said = wait_until(lambda: "database_unavailable" in _text(log), timeout=60)
+        assert said, _text(log)[-3000:]
         assert ledger_count(pg_url) == 0
-        assert "database_unavailable" in log.read_text()
         proxy.up()
         assert_recorded_exactly_once(pg_url, first, policy, log, timeout=90)
 
