@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pipeline.engine import Position
 from pipeline.ledger.checkpoints import sign_if_grown
@@ -64,18 +64,14 @@ class Checkpointing:
     witnesses: tuple[Witness, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Handled:
-    """What the agents need to know of one outcome: where its record was, and the decision."""
+class Handled(NamedTuple):
+    """What the agents need to know of one outcome: where its record was, and the decision.
+    A named tuple: one per record is made, and comes back from the writer process."""
 
     kind: str
     position: Position
     event_id: Any
     decision: Decision
-
-    def __reduce__(self) -> tuple[type[Handled], tuple[str, Position, Any, Decision]]:
-        # One per record comes back from the writer process (see Position.__reduce__).
-        return Handled, (self.kind, self.position, self.event_id, self.decision)
 
 
 @dataclass(frozen=True, slots=True)

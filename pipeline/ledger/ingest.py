@@ -21,7 +21,6 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
@@ -170,7 +169,7 @@ def undecidable_reading(raw: bytes, reason: str) -> Reading:
         reading = read_event(raw)
     except Exception:
         return unreadable(raw, reason)
-    return replace(reading, event=None, problem=reading.problem or reason)
+    return reading._replace(event=None, problem=reading.problem or reason)
 
 
 class LedgerWriter:

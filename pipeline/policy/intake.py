@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
@@ -30,9 +29,8 @@ from schemas.problems import describe_validation_error
 _ID = re.compile(EVENT_ID_PATTERN)
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """What one record turned out to be.
+class Reading(NamedTuple):
+    """What one record turned out to be (a named tuple: one is made for every record).
 
     ``event_id`` and ``type`` are the values as given (any JSON value, or None when the
     record is not a JSON object or lacks them). ``key`` is the id the event can be
@@ -154,7 +152,7 @@ def read_value(value: Any, raw: bytes) -> Reading:
         reading = unreadable(raw, problem)
         if isinstance(value, dict):
             event_id, event_type = value.get("id"), value.get("type")
-            reading = replace(reading, event_id=event_id, type=event_type, key=event_key(event_id))
+            reading = reading._replace(event_id=event_id, type=event_type, key=event_key(event_id))
         return reading
     try:
         payload_digest = hashlib.sha256(canonical_json(value)).hexdigest()
