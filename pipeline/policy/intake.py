@@ -51,7 +51,8 @@ class Reading(NamedTuple):
 
 def event_key(value: Any) -> str | None:
     """``value`` if it is a well-formed event id (one an event can be recorded under)."""
-    return value if isinstance(value, str) and _ID.match(value) else None
+    # fullmatch: the pattern's "$" would also match before a final newline.
+    return value if isinstance(value, str) and _ID.fullmatch(value) else None
 
 
 def invalid_decision(reading: Reading) -> Decision:

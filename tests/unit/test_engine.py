@@ -130,6 +130,13 @@ class TestDuplicates:
         kinds = [engine.process(line(event), i)[0].kind for i in (1, 2)]
         assert kinds == ["decision", "decision"]
 
+    def test_an_id_ending_in_a_newline_is_not_usable(self, policy: Policy) -> None:
+        # Not printable ASCII, though a regular expression's "$" matches before it.
+        engine = Engine(policy)
+        event = {**census(), "id": "census-1\n"}
+        outcomes = [engine.process(line(event), i)[0] for i in (1, 2)]
+        assert [(o.kind, o.recorded) for o in outcomes] == [("decision", False)] * 2
+
 
 def test_final_decisions_do_not_depend_on_arrival_order(policy: Policy) -> None:
     lines = [ln for ln in simulate(600, violation_rate=0.15, seed=7) if not ln.redelivery]
