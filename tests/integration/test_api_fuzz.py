@@ -21,6 +21,7 @@ from tests.integration.breaches import breach_desk, ledger_with_breaches
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow  # schemathesis drives every operation
 def test_no_request_to_any_operation_makes_a_server_error(sqlite_url: str, policy: Policy) -> None:
     ledger = ledger_with_breaches(sqlite_url, policy)
     headers = {"Authorization": f"Bearer {add_user(ledger, 'dpo', Role.DPO)}"}

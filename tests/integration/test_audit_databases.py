@@ -12,7 +12,7 @@ from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 from tests.integration.year import Year, ledger_of_year, pseudonym
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a year's ledger for each test
 AUDITOR = Requester("ann", "auditor", "api")
 
 

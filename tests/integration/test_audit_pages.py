@@ -38,6 +38,7 @@ def a_referred_pupil(year: Year) -> str:
     return str(referral["data"]["pupils"][0]["upn"])
 
 
+@pytest.mark.slow  # a browser
 @needs_chromium
 def test_the_dpo_searches_a_pupil_opens_an_entry_downloads_csv_and_prints_the_sar(
     desk: tuple[str, str], year: Year

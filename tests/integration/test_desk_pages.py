@@ -25,6 +25,7 @@ def desk(sqlite_url: str, policy: Policy) -> Iterator[tuple[str, str]]:
         yield address, token
 
 
+@pytest.mark.slow  # a browser
 @needs_chromium
 def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
     desk: tuple[str, str],

@@ -35,6 +35,8 @@ from tests.unit.test_transparency import leaves_of, nodes_of
 GOPATH = Path("/usr/share/gocode")
 SOURCE = Path(__file__).parents[1] / "interop" / "verify.go"
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # builds and runs a Go program
+
 
 @pytest.fixture(scope="module")
 def go_verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

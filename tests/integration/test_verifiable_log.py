@@ -138,6 +138,7 @@ def test_a_receipt_from_the_log_is_accepted_by_the_auditor_for_its_entry_only(
     assert status == 1 and "refused" in said
 
 
+@pytest.mark.slow  # 10,000 entries written
 def test_the_auditor_follows_10000_more_entries_with_a_short_consistency_proof(
     sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -416,6 +417,7 @@ def test_the_auditor_can_require_witnesses_to_have_cosigned(
     assert status == 0, said
 
 
+@pytest.mark.slow  # a worker process appending while verify runs, on both databases
 @pytest.mark.parametrize("jobs", [1, 3], ids=["one-pass", "three-processes"])
 def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str, jobs: int) -> None:
     """Three processes read only up to the last entry the verifying connection sees."""
