@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from pipeline.engine import Engine
 from pipeline.packs import load_pack
@@ -13,6 +14,11 @@ from schemas.decisions import Decision
 from tests.factory import line
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+# make test-fast, the quick check of every change, runs with --hypothesis-profile=fast: a
+# fifth of the examples for each property that sets no count of its own. make test and CI
+# try Hypothesis's default hundred.
+settings.register_profile("fast", max_examples=20)
 
 
 @pytest.fixture(scope="session")
