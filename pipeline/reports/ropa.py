@@ -71,6 +71,34 @@ def build_ropa(
     """The record from observed sharing events (each entry at its current decision, with
     its payload's ``data``). Under a register of schools, a row per school, each compared
     with its school's pack. Pure."""
+    groups, all_pupils, unreadable = _grouped(observed, policy, register)
+    rows = [
+        _row(school, recipient, event_type, group, policy_of(register, school, policy))
+        for (school, recipient, event_type), group in sorted(
+            groups.items(), key=lambda item: (item[0][0] or "", *item[0][1:])
+        )
+    ]
+    return {
+        "period": {"since": since, "until": until},
+        "policy": {"name": policy.name, "version": policy.version},
+        "totals": {
+            "events": sum(r["events"] for r in rows),
+            "pupils": len(all_pupils),
+            **{v: sum(r[v] for r in rows) for v in VERDICTS},
+            "rows_differing_from_policy": sum(bool(r["differences"]) for r in rows),
+            "unreadable": unreadable,
+        },
+        "rows": rows,
+    }
+
+
+def _grouped(
+    observed: Iterable[tuple[Entry, Mapping[str, Any] | None]],
+    policy: Policy,
+    register: Schools | None,
+) -> tuple[dict[tuple[str | None, str, str], _Group], set[str], int]:
+    """The observed events grouped by school (under a register), recipient and event type;
+    every pupil they name; and how many could not say whom they went to."""
     groups: dict[tuple[str | None, str, str], _Group] = {}
     all_pupils: set[str] = set()
     unreadable = 0
@@ -97,51 +125,40 @@ def build_ropa(
             group.special_conditions.add(data["special_condition"])
         if data.get("channel"):
             group.channels.add(data["channel"])
-    rows = []
-    for (school, recipient, event_type), group in sorted(
-        groups.items(), key=lambda item: (item[0][0] or "", *item[0][1:])
-    ):
-        own = policy_of(register, school, policy)
-        key = own.recipient_key(recipient)
-        kind = SHARING_KIND[event_type]
-        permission = own.permission_for(key, kind)
-        rows.append(
-            {
-                "school": school,
-                "recipient": recipient,
-                "recipient_name": own.recipient_name(key),
-                "event_type": event_type,
-                "gateway": permission.gateway if permission else None,
-                "categories": sorted(group.categories),
-                "lawful_bases": sorted(group.lawful_bases),
-                "special_conditions": sorted(group.special_conditions),
-                "channels": sorted(group.channels),
-                "recipients": len(group.recipients),
-                "events": sum(group.decisions.values()),
-                "pupils": len(group.pupils),
-                **group.decisions,
-                "permitted": None
-                if permission is None
-                else {
-                    "categories": sorted(permission.categories),
-                    "lawful_bases": sorted(permission.lawful_bases),
-                    "special_conditions": sorted(permission.special_conditions),
-                    "channels": sorted(permission.channels),
-                },
-                "differences": _differences(key, kind, permission, group) if group.evidence else [],
-            }
-        )
+    return groups, all_pupils, unreadable
+
+
+def _row(
+    school: str | None, recipient: str, event_type: str, group: _Group, own: Policy
+) -> dict[str, Any]:
+    """One row of the record: what a group of events shared, beside what ``own`` (the
+    school's pack) permits."""
+    key = own.recipient_key(recipient)
+    kind = SHARING_KIND[event_type]
+    permission = own.permission_for(key, kind)
     return {
-        "period": {"since": since, "until": until},
-        "policy": {"name": policy.name, "version": policy.version},
-        "totals": {
-            "events": sum(r["events"] for r in rows),
-            "pupils": len(all_pupils),
-            **{v: sum(r[v] for r in rows) for v in VERDICTS},
-            "rows_differing_from_policy": sum(bool(r["differences"]) for r in rows),
-            "unreadable": unreadable,
+        "school": school,
+        "recipient": recipient,
+        "recipient_name": own.recipient_name(key),
+        "event_type": event_type,
+        "gateway": permission.gateway if permission else None,
+        "categories": sorted(group.categories),
+        "lawful_bases": sorted(group.lawful_bases),
+        "special_conditions": sorted(group.special_conditions),
+        "channels": sorted(group.channels),
+        "recipients": len(group.recipients),
+        "events": sum(group.decisions.values()),
+        "pupils": len(group.pupils),
+        **group.decisions,
+        "permitted": None
+        if permission is None
+        else {
+            "categories": sorted(permission.categories),
+            "lawful_bases": sorted(permission.lawful_bases),
+            "special_conditions": sorted(permission.special_conditions),
+            "channels": sorted(permission.channels),
         },
-        "rows": rows,
+        "differences": _differences(key, kind, permission, group) if group.evidence else [],
     }
 
 
