@@ -33,7 +33,6 @@ class Pseudonymiser:
     def __init__(self, key: bytes) -> None:
         if len(key) < KEY_BYTES:
             raise PseudonymKeyError(f"the pseudonym key must be at least {KEY_BYTES} bytes")
-        self._key = key
         # The key's HMAC state, set up once and copied for each message: under OpenSSL 3,
         # setting up a key costs more than the MAC of a UPN itself.
         keyed = hmac.new(key, digestmod=hashlib.sha256)
@@ -52,6 +51,7 @@ class Pseudonymiser:
         def identity_mac(pupil_key: str, upn: str, dob: str | None) -> str:
             return mac("\x00".join(("identity", pupil_key, upn, dob or "")).encode())
 
+        self._mac = mac
         self._pseudonym = pseudonym
         self._identity_mac = identity_mac
 
@@ -65,7 +65,7 @@ class Pseudonymiser:
     @property
     def fingerprint(self) -> str:
         """Names the key without revealing it (nor any pseudonym made with it)."""
-        return hmac.new(self._key, b"sharing-audit key fingerprint", hashlib.sha256).hexdigest()
+        return self._mac(b"sharing-audit key fingerprint")
 
 
 def pseudonymiser(key: bytes) -> Pseudonymiser:

@@ -25,6 +25,12 @@ def test_an_identity_mac_is_the_hmac_sha256_of_its_row() -> None:
     )
 
 
+def test_the_keys_fingerprint_is_the_hmac_sha256_of_its_label() -> None:
+    assert pseudonymiser(KEY).fingerprint == (
+        "2afcf23cae40d5b8c67405350a02830eef13166b87bc7ee92ff9fd4690afcec5"
+    )
+
+
 def test_a_mac_does_not_depend_on_the_messages_before_it() -> None:
     fresh = pseudonymiser(KEY).identity_mac(PSEUDONYM, UPN, None)
     used = pseudonymiser(KEY)
