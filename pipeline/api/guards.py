@@ -42,8 +42,10 @@ _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
 ]
+#: Unless a route says how long its answer may be kept (the log's tiles and checkpoint),
+#: nothing is kept: pages and answers name pupils.
+_NO_STORE = (b"cache-control", b"no-store")
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -56,7 +58,8 @@ def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> Re
 
 
 class Guard:
-    """Every response gets the security headers (HSTS when served over HTTPS); a request
+    """Every response gets the security headers (HSTS when served over HTTPS) and, unless
+    its route says how long it may be kept, ``Cache-Control: no-store``; a request
     with a body is authenticated before a byte of it is read (401, or to the sign-in page
     for the desk's forms), and its body is refused past :data:`MAX_BODY` (413)."""
 
@@ -76,6 +79,8 @@ class Guard:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += _HEADERS + ([_HSTS] if secure else [])
+                if not any(name.lower() == _NO_STORE[0] for name, _ in headers):
+                    headers.append(_NO_STORE)
                 message["headers"] = headers
             await send(message)
 

@@ -42,6 +42,7 @@ def test_every_response_carries_the_security_headers(client: TestClient, path: s
     script = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
     assert script.strip() == "script-src 'self'"  # the desk's own file, nothing inline
     assert headers["x-content-type-options"] == "nosniff"
+    assert headers.get_list("cache-control") == ["no-store"]  # pages and answers name pupils
     assert "strict-transport-security" not in headers  # plain HTTP: HSTS means nothing
 
 
