@@ -12,9 +12,12 @@ from pipeline.transport.kafka import KafkaConfig
 DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
 
 
-#: The log's origin unless SHARING_AUDIT_LOG_ORIGIN names it: a deployment should name its
-#: own (its domain and a path), so that checkpoints of two schools' logs never mix.
-DEFAULT_LOG_ORIGIN = "sharing-audit.localhost/ledger"
+#: The origin of a new log unless SHARING_AUDIT_LOG_ORIGIN names it: the URL prefix ``serve``
+#: serves the log under, as C2SP tlog-tiles recommends. A deployment should name its own
+#: (its domain and ``/log``), so that checkpoints of two schools' logs never mix. A log
+#: that has signed checkpoints keeps the origin they carry (:mod:`pipeline.ledger.origin`):
+#: those signed under the old default, ``sharing-audit.localhost/ledger``, keep it.
+DEFAULT_LOG_ORIGIN = "sharing-audit.localhost/log"
 
 
 class WitnessSetting(BaseModel):
@@ -46,9 +49,14 @@ class Settings(BaseSettings):
             "when unset, one is generated on first use and kept beside a SQLite database"
         ),
     )
-    log_origin: str = Field(
-        default=DEFAULT_LOG_ORIGIN,
-        description="the log's name in its checkpoints: set it to your own (a domain and path)",
+    log_origin: str | None = Field(
+        default=None,
+        description=(
+            "the log's name in its checkpoints and verifier key: set it to your own (the "
+            "domain and path the log is served under, such as audit.westfields.sch.uk/log) "
+            "before the first checkpoint; unset, the one the log's checkpoints carry, else "
+            f"{DEFAULT_LOG_ORIGIN}"
+        ),
     )
     checkpoint_seconds: float = Field(
         default=10.0, gt=0, description="the worker signs a checkpoint at most this often"

@@ -7,9 +7,10 @@ exports stream through it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from fastapi import FastAPI, Request
@@ -42,8 +43,10 @@ _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
-    (b"cache-control", b"no-store"),
 ]
+#: Unless a route says how long its answer may be kept (the log's tiles and checkpoint),
+#: nothing is kept: pages and answers name pupils.
+_NO_STORE = (b"cache-control", b"no-store")
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -56,7 +59,8 @@ def _json(status: int, detail: str, headers: dict[str, str] | None = None) -> Re
 
 
 class Guard:
-    """Every response gets the security headers (HSTS when served over HTTPS); a request
+    """Every response gets the security headers (HSTS when served over HTTPS) and, unless
+    its route says how long it may be kept, ``Cache-Control: no-store``; a request
     with a body is authenticated before a byte of it is read (401, or to the sign-in page
     for the desk's forms), and its body is refused past :data:`MAX_BODY` (413)."""
 
@@ -76,6 +80,8 @@ class Guard:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += _HEADERS + ([_HSTS] if secure else [])
+                if not any(name.lower() == _NO_STORE[0] for name, _ in headers):
+                    headers.append(_NO_STORE)
                 message["headers"] = headers
             await send(message)
 
@@ -93,7 +99,15 @@ class Guard:
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
             return _json(413, f"a request body may hold at most {MAX_BODY} bytes")
         path: str = scope["path"]
-        if scope["method"] not in _BODY_METHODS or path in self.open_paths:
+        if scope["method"] not in _BODY_METHODS:
+            return None
+        site = cross_site(headers)
+        if site is not None:
+            log.warning("request_cross_site", path=path, fetched_from=site)
+            return _json(
+                403, "a request posted from another site is refused: use this desk's own pages"
+            )
+        if path in self.open_paths:
             return None
         user = await anyio.to_thread.run_sync(self.identify, *self._credentials(headers))
         if user is not None:
@@ -114,6 +128,25 @@ class Guard:
             return bearer, None
         session = cookies.get(self.cookie)
         return bearer, session.value if session is not None else None
+
+
+def cross_site(headers: Mapping[str, str]) -> str | None:
+    """What a browser said of a request sent from another site, None if it said nothing
+    of the kind. The session cookie is SameSite=Strict, so another site's form reaches
+    no session; but the sign-in form opens one, and a sign-in posted from another site
+    would sign the browser in as whoever's token that site chose (login CSRF).
+
+    As Go's ``net/http.CrossOriginProtection`` decides: ``Sec-Fetch-Site`` (set by the
+    browser, whatever proxy stands between) when sent, else ``Origin`` against ``Host``.
+    A request with neither comes from no browser (a script with its token) or one too
+    old to send them on a POST."""
+    site = headers.get("sec-fetch-site")
+    if site is not None:
+        return None if site in ("same-origin", "none") else f"Sec-Fetch-Site {site}"
+    origin = headers.get("origin")
+    if origin is None or urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
+        return None
+    return "Origin of another host"
 
 
 async def _buffered(receive: Receive) -> tuple[Receive, Response | None]:

@@ -30,13 +30,21 @@ from pipeline.ledger.witnessing import current
 from pipeline.settings import settings
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.receipt import receipt_for
-from pipeline.transparency.tiles import BadTilePath, EntryTooLarge, bundle, parse_tile_path
+from pipeline.transparency.tiles import (
+    TILE_WIDTH,
+    BadTilePath,
+    EntryTooLarge,
+    bundle,
+    parse_tile_path,
+)
 
 router = APIRouter(prefix="/log", tags=["verifiable log"])
 TEXT = "text/plain; charset=utf-8"
-#: Checkpoints change as the log grows: caches may keep one a few seconds, no more.
-FRESH = {"Cache-Control": "max-age=5"}
-#: A tile never changes once served; only the reader who fetched it may keep it.
+#: The checkpoint moves on as the log grows, and a partial tile is outgrown by its full
+#: tile (and may then be dropped): kept a few seconds, no more (C2SP tlog-tiles).
+BRIEF = {"Cache-Control": "private, max-age=5"}
+#: A full tile never changes once served. Only the reader who fetched it may keep it: the
+#: log is for signed-in readers, and a bundle's entries are read only as a recorded read.
 LASTING = {"Cache-Control": "private, max-age=31536000, immutable"}
 OCTETS = "application/octet-stream"
 
@@ -52,10 +60,39 @@ def served(ledger: Ledger, size: int | None = None) -> Signed:
     return signed
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether a client's ``Accept-Encoding`` admits gzip (RFC 9110, 12.5.3): named with a
+    weight above 0, or not named and admitted by ``*``. A weight of 0 is a refusal, so
+    finding "gzip" in the header is not enough."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, *parameters = (part.strip() for part in item.split(";"))
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0
+        weights.setdefault(coding.lower(), weight)
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
+
+
+def answer(request: Request, body: bytes, media_type: str, headers: dict[str, str]) -> Response:
+    """``body`` as the answer to a GET; to a HEAD, its headers (its length included) and
+    none of its bytes, which is why a HEAD of a bundle is no read of its entries."""
+    if request.method == "HEAD":
+        return Response(
+            b"", media_type=media_type, headers={**headers, "Content-Length": str(len(body))}
+        )
+    return Response(body, media_type=media_type, headers=headers)
+
+
 @router.get("/checkpoint", response_class=Response, responses={200: {"content": {TEXT: {}}}})
-def checkpoint(ledger: LedgerOf, user: Reader) -> Response:
+def checkpoint(request: Request, ledger: LedgerOf, user: Reader) -> Response:
     """The current checkpoint, a C2SP signed note, with its witnesses' cosignatures."""
-    return Response(served(ledger).with_cosignatures(), media_type=TEXT, headers=FRESH)
+    return answer(request, served(ledger).with_cosignatures(), TEXT, BRIEF)
 
 
 @router.get("/proof/inclusion/{seq}", response_class=Response)
@@ -131,10 +168,10 @@ def tile(request: Request, ledger: LedgerOf, user: Reader, path: str) -> Respons
     start, end = wanted.leaves()
     if end > size:
         raise HTTPException(404, f"tile {path!r} is beyond the current checkpoint (size {size})")
+    kept = LASTING if wanted.width == TILE_WIDTH else BRIEF
     with ledger.engine.connect() as connection:
         if not wanted.entries:
-            body = tile_hashes(connection, wanted)
-            return Response(body, media_type=OCTETS, headers=LASTING)
+            return answer(request, tile_hashes(connection, wanted), OCTETS, kept)
         as_of = Ledger.head(connection)[0]
         try:
             body = bundle(leaves(connection, start, end), start)
@@ -144,17 +181,24 @@ def tile(request: Request, ledger: LedgerOf, user: Reader, path: str) -> Respons
                 f"entry {large.index + 1} is {large.length:,} bytes, more than an entry bundle "
                 f"can hold; fetch it from /log/leaf/{large.index + 1}",
             ) from None
-    record_read(
-        ledger,
-        reader_of(user, "api"),
-        "bundle",
-        returned=end - start,
-        as_of=as_of,
-        filters=Filters(after_seq=start),
-        through=end,
-    )
-    headers = {**LASTING, "Vary": "Accept-Encoding"}
-    if "gzip" in request.headers.get("accept-encoding", ""):
+    if request.method != "HEAD":
+        record_read(
+            ledger,
+            reader_of(user, "api"),
+            "bundle",
+            returned=end - start,
+            as_of=as_of,
+            filters=Filters(after_seq=start),
+            through=end,
+        )
+    headers = {**kept, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("accept-encoding", "")):
         body = gzip.compress(body, compresslevel=6)
         headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type=OCTETS, headers=headers)
+    return answer(request, body, OCTETS, headers)
+
+
+# HEAD of what a mirror fetches, as a mirror or a cache checks what it holds (left out
+# of the API's description, where each would appear as an operation of its own).
+router.add_api_route("/checkpoint", checkpoint, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/tile/{path:path}", tile, methods=["HEAD"], include_in_schema=False)

@@ -32,6 +32,7 @@ from pipeline.ledger.asking import filters_from
 from pipeline.ledger.checkpoints import LogKeyError, latest, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import recorded_fingerprint
+from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.queries import stats
 from pipeline.ledger.reads import export
 from pipeline.ledger.roles import BadRole, grant
@@ -110,8 +111,11 @@ def ledger_verify(db: DbOption = None, jobs: JobsOption = None) -> None:
 
 def _log_verifier_if_any(db: str | None) -> Verifier | None:
     config = settings()
+    url = database_url(db)
     try:
-        return log_signer(config.log_key, config.log_origin, database_url(db), False).verifier
+        return log_signer(config.log_key, log_origin(url, config.log_origin), url, False).verifier
+    except LogOriginError as exc:
+        fail(str(exc))
     except LogKeyError:
         return None
 

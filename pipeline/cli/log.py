@@ -19,6 +19,7 @@ from pipeline.ledger.checkpoints import (
     log_signer,
     sign_if_grown,
 )
+from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import TreeIncomplete, consistency_proof, inclusion_proof, leaf_bytes
 from pipeline.ledger.witnessing import current, publish, witnesses_from
@@ -35,9 +36,10 @@ log_app = typer.Typer(
 
 def signer_for(db: str | None) -> Signer:
     config = settings()
+    url = database_url(db)
     try:
-        return log_signer(config.log_key, config.log_origin, database_url(db))
-    except LogKeyError as exc:
+        return log_signer(config.log_key, log_origin(url, config.log_origin), url)
+    except (LogKeyError, LogOriginError) as exc:
         fail(str(exc))
 
 

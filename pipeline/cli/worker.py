@@ -21,6 +21,7 @@ from pipeline.cli.options import (
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
+from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.ledger.witnessing import witnesses_from
 from pipeline.logging import configure as configure_logging
@@ -121,7 +122,9 @@ def checkpointing(config: Settings, url: str) -> Checkpointing | None:
     except ValueError as exc:
         fail(f"SHARING_AUDIT_WITNESSES: {exc}")
     try:
-        signer = log_signer(config.log_key, config.log_origin, url)
+        signer = log_signer(config.log_key, log_origin(url, config.log_origin), url)
+    except LogOriginError as exc:
+        fail(str(exc))
     except LogKeyError as exc:
         get_logger(__name__).warning("checkpoints_not_signed", reason=str(exc))
         return None

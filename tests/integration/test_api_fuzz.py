@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 def test_no_request_to_any_operation_makes_a_server_error(sqlite_url: str, policy: Policy) -> None:
     ledger = ledger_with_breaches(sqlite_url, policy)
     headers = {"Authorization": f"Bearer {add_user(ledger, 'dpo', Role.DPO)}"}
-    schema = schemathesis.openapi.from_asgi("/openapi.json", breach_desk(ledger))
+    schema = schemathesis.openapi.from_asgi("/openapi.json", breach_desk(ledger), headers=headers)
     operations = []
     for result in schema.get_all_operations():
         if isinstance(result, Err):  # the API's own description does not load

@@ -3,6 +3,7 @@ body is read, bounded ids, and 503 with Retry-After when the ledger is busy."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -42,6 +43,7 @@ def test_every_response_carries_the_security_headers(client: TestClient, path: s
     script = next(d for d in policy.split(";") if d.strip().startswith("script-src"))
     assert script.strip() == "script-src 'self'"  # the desk's own file, nothing inline
     assert headers["x-content-type-options"] == "nosniff"
+    assert headers.get_list("cache-control") == ["no-store"]  # pages and answers name pupils
     assert "strict-transport-security" not in headers  # plain HTTP: HSTS means nothing
 
 
@@ -51,9 +53,53 @@ def test_hsts_is_sent_over_https(ledger: Ledger) -> None:
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc"])
-def test_no_page_loads_code_from_a_cdn(client: TestClient, path: str) -> None:
+def test_no_page_loads_code_from_a_cdn(client: TestClient, dpo: dict[str, str], path: str) -> None:
     assert client.get(path).status_code == 404
-    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/openapi.json", headers=dpo).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_apis_description_needs_a_token_as_every_route_but_health_does(
+    client: TestClient, dpo: dict[str, str], method: str
+) -> None:
+    refused = client.request(method, "/openapi.json")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert client.request(method, "/openapi.json", headers=dpo).status_code == 200
+
+
+#: How a browser says a form was posted from another site (login CSRF: signing the
+#: victim in as the attacker, so that what they then search for is the attacker's to see).
+CROSS_SITE = [
+    {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+    {"Sec-Fetch-Site": "same-site", "Origin": "http://pupils.testserver"},
+    {"Origin": "https://evil.example"},  # a browser that sends no Sec-Fetch-Site
+    {"Origin": "null"},  # a sandboxed frame's form
+]
+
+
+@pytest.mark.parametrize("fetched_from", CROSS_SITE)
+def test_a_sign_in_posted_from_another_site_is_refused_and_opens_no_session(
+    client: TestClient, ledger: Ledger, fetched_from: dict[str, str]
+) -> None:
+    token = add_user(ledger, f"csrf-{uuid.uuid4().hex[:8]}", Role.AUDITOR)
+    answer = client.post("/desk/signin", data={"token": token}, headers=fetched_from)
+    assert answer.status_code == 403 and "another site" in answer.text
+    assert "set-cookie" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    "fetched_from",
+    [{"Sec-Fetch-Site": "same-origin", "Origin": "http://testserver"}, {}],
+)
+def test_a_sign_in_from_the_desks_own_page_or_a_script_opens_a_session(
+    client: TestClient, ledger: Ledger, fetched_from: dict[str, str]
+) -> None:
+    token = add_user(ledger, f"signin-{uuid.uuid4().hex[:8]}", Role.AUDITOR)
+    try:
+        answer = client.post("/desk/signin", data={"token": token}, headers=fetched_from)
+    finally:
+        client.cookies.clear()
+    assert answer.status_code == 303 and "sharing_audit_session" in answer.headers["set-cookie"]
 
 
 def test_a_body_over_the_limit_is_refused_before_it_is_read(

@@ -31,6 +31,9 @@ from tests.integration.year import Year, ledger_of_year, pseudonym, write_year
 
 pytestmark = pytest.mark.integration
 LOG = Signer("audit.example.org/ledger", bytes(range(32)))
+#: What a full tile or bundle may be kept for, and a partial one or the checkpoint.
+LASTING = "private, max-age=31536000, immutable"
+BRIEF = "private, max-age=5"
 
 
 @pytest.fixture
@@ -191,6 +194,68 @@ def test_an_entry_bundle_is_gzipped_for_a_client_that_accepts_it(
     answer = client.get("/log/tile/entries/000", headers=headers)
     assert answer.headers["content-encoding"] == "gzip"
     assert len(unbundle(answer.content)) == 256  # the client undoes the encoding
+
+
+def test_full_tiles_are_cacheable_for_good_and_partial_ones_and_the_checkpoint_briefly(
+    client: TestClient, tiled: Year
+) -> None:
+    """tlog-tiles: a full tile never changes; a partial tile is outgrown (and a log may
+    drop it) and the checkpoint moves on, so neither is kept long. Nothing in front of
+    the routes may override what each says."""
+    signed = sign_if_grown(tiled.ledger, LOG)
+    assert signed is not None and signed.checkpoint.size % 256
+    headers = auth(tiled, Role.AUDITOR)
+    partial = Tile(0, signed.checkpoint.size // 256, signed.checkpoint.size % 256)
+    for path in ("tile/0/000", "tile/entries/000", partial.path, "checkpoint"):
+        answer = client.get(f"/log/{path}", headers=headers)
+        assert answer.status_code == 200, path
+        wanted = [LASTING if path.endswith("000") else BRIEF]
+        assert answer.headers.get_list("cache-control") == wanted, path
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzipped"),
+    [
+        ("gzip;q=0", False),  # a weight of 0 refuses gzip
+        ("br, gzip; q=0.000", False),
+        ("*;q=0", False),
+        ("identity", False),
+        ("br;q=1, GZIP;q=0.5", True),
+        ("*", True),
+        ("identity, *;q=0.1", True),
+    ],
+)
+def test_an_entry_bundle_is_gzipped_only_when_the_client_accepts_gzip(
+    client: TestClient, tiled: Year, accept_encoding: str, gzipped: bool
+) -> None:
+    sign_if_grown(tiled.ledger, LOG)
+    headers = {**auth(tiled, Role.AUDITOR), "Accept-Encoding": accept_encoding}
+    answer = client.get("/log/tile/entries/000", headers=headers)
+    assert answer.status_code == 200
+    assert answer.headers.get("content-encoding") == ("gzip" if gzipped else None)
+    assert len(unbundle(answer.content)) == 256
+
+
+@pytest.mark.parametrize("path", ["checkpoint", "tile/0/000", "tile/entries/000"])
+def test_head_answers_as_get_would_without_the_body(
+    client: TestClient, tiled: Year, path: str
+) -> None:
+    sign_if_grown(tiled.ledger, LOG)
+    headers = {**auth(tiled, Role.AUDITOR), "Accept-Encoding": "identity"}
+    got = client.get(f"/log/{path}", headers=headers)
+    head = client.head(f"/log/{path}", headers=headers)
+    assert head.status_code == 200 and head.content == b""
+    for name in ("content-type", "content-length", "cache-control"):
+        assert head.headers.get_list(name) == got.headers.get_list(name), name
+
+
+def test_head_of_an_entry_bundle_is_not_recorded_as_a_read(client: TestClient, tiled: Year) -> None:
+    """HEAD gives out no entry: only a GET of a bundle is a read of its entries."""
+    sign_if_grown(tiled.ledger, LOG)
+    headers = auth(tiled, Role.AUDITOR)
+    before = len(reads(tiled.ledger))
+    assert client.head("/log/tile/entries/000", headers=headers).status_code == 200
+    assert len(reads(tiled.ledger)) == before
 
 
 def ledger_with_census(url: str, pupils: int) -> Ledger:

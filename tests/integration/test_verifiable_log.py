@@ -280,7 +280,7 @@ def test_the_log_key_is_made_beside_a_sqlite_ledger_readable_by_its_owner_only(
     assert done.exit_code == 0, done.output
     key_file = tmp_path / "own.db.logkey"
     assert key_file.stat().st_mode & 0o777 == 0o600
-    assert Verifier.parse(done.stdout).name == "sharing-audit.localhost/ledger"
+    assert Verifier.parse(done.stdout).name == DEFAULT_LOG_ORIGIN  # no checkpoint yet: the default
 
 
 def test_a_server_database_without_a_log_key_is_told_to_set_one(pg_url: str) -> None:

@@ -11,6 +11,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.policy.intake import read_event, shape_of
 from schemas.events import MAX_DEPTH, MAX_NAMES, MAX_PUPILS
@@ -131,6 +133,33 @@ def test_a_key_given_twice_in_one_object_is_invalid_naming_it(raw: bytes) -> Non
     """Parsers differ on which value wins: the event would mean what its reader chose."""
     problem = read_event(raw).problem
     assert problem is not None and "appears twice in one object" in problem
+
+
+@pytest.mark.parametrize("space", [b"  ", b"\t", b"\r", b"\n", b" \r\n\t ", b"\n" * 40])
+def test_a_key_given_twice_is_invalid_whatever_whitespace_stands_before_its_colon(
+    space: bytes,
+) -> None:
+    """JSON allows space, tab, CR and LF between a key and its colon: a recipient given
+    twice so is as ambiguous as one given twice without (which one was it shared with?)."""
+    given = line(referral())
+    raw = given.replace(b'"recipient":', b'"recipient"' + space + b':"dfe","recipient":')
+    assert raw != given and read_event(given).problem is None
+    problem = read_event(raw).problem
+    assert problem == "event: the key 'recipient' appears twice in one object"
+
+
+@given(
+    before=st.text(" \t\r\n", max_size=3),
+    after=st.text(" \t\r\n", max_size=3),
+    key=st.sampled_from(["id", "type", "recipient", "upn"]),
+)
+def test_a_repeated_key_is_found_however_the_record_is_spaced(
+    before: str, after: str, key: str
+) -> None:
+    event = referral()
+    text = json.dumps(event, separators=("," + after, before + ":" + after))
+    raw = text.replace(f'"{key}"', f'"{key}"{before}:{after}"x",{after}"{key}"', 1).encode()
+    assert read_event(raw).problem == f"event: the key {key!r} appears twice in one object"
 
 
 def test_text_that_looks_like_a_key_inside_a_value_is_not_a_duplicate() -> None:
