@@ -24,7 +24,9 @@ INPUT_TOPICS: tuple[str, ...] = tuple(dict.fromkeys(DEFAULT_TOPIC.values()))
 FACTS_TOPIC = DEFAULT_TOPIC[LIFECYCLE_TYPES[0]]
 ALERTS_TOPIC = "sharing.alerts"
 DEADLETTER_TOPIC = "sharing.deadletter"
-ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, ALERTS_TOPIC, DEADLETTER_TOPIC)
+#: The log's signed receipts, one per record it handled (contract, Clarifications 2026-12-06).
+RECEIPTS_TOPIC = "sharing.receipts"
+ALL_TOPICS: tuple[str, ...] = (*INPUT_TOPICS, ALERTS_TOPIC, DEADLETTER_TOPIC, RECEIPTS_TOPIC)
 #: The workers' consumer group (Faust's app id).
 WORKER_GROUP = "sharing-audit"
 DEFAULT_PARTITIONS = 4
