@@ -25,7 +25,7 @@ async def bounded_body(request: Request, limit: int) -> bytes | None:
     its declared length, before reading any of it, or once that much has arrived (the
     request is unauthenticated: it must cost the witness no more than ``limit``)."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
+    if declared.isascii() and declared.isdigit() and (len(declared) > 12 or int(declared) > limit):
         return None
     body = bytearray()
     async for chunk in request.stream():

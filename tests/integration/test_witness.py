@@ -290,9 +290,16 @@ def test_a_body_declared_larger_than_the_bound_is_refused_413_unread(tmp_path: P
     assert status == 413 and taken == 0
 
 
-def test_a_body_of_no_declared_length_is_refused_413_once_past_the_bound(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "header",
+    [(b"transfer-encoding", b"chunked"), (b"content-length", "\u00b2".encode("latin-1"))],
+    ids=["chunked", "superscript-length"],
+)
+def test_a_body_of_no_declared_length_is_refused_413_once_past_the_bound(
+    tmp_path: Path, header: tuple[bytes, bytes]
+) -> None:
     app = create_witness(witness_engine(f"sqlite:///{tmp_path}/w.db"), WITNESS, [LOG.verifier])
-    status, taken = asgi_post(app, [(b"transfer-encoding", b"chunked")], chunks=6000)
+    status, taken = asgi_post(app, [header], chunks=6000)
     assert status == 413 and taken <= MAX_REQUEST + 65536
 
 
