@@ -250,7 +250,10 @@ def cosignature_message(body: bytes, timestamp: int) -> bytes:
 
 def cosign(note: Note, witness: Signer, timestamp: int) -> Signature:
     """A witness's cosignature line for the checkpoint in ``note`` at ``timestamp``
-    (``witness`` of kind COSIGNATURE)."""
+    (``witness`` of kind COSIGNATURE): a time from 1 to 2**63 - 1 (tlog-cosignature's
+    bound; tlog-witness: a cosignature must not omit it by writing 0)."""
+    if not 0 < timestamp <= MAX_DECIMAL:
+        raise NoteError(f"a cosignature's time is from 1 to 2**63 - 1, not {timestamp}")
     signature = witness.sign(cosignature_message(note.text, timestamp))
     return Signature(witness.name, witness.verifier.id, struct.pack(">Q", timestamp) + signature)
 
