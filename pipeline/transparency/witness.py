@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.transparency.auditor import ConsistencyProof
@@ -23,6 +23,7 @@ from pipeline.transparency.note import (
     Checkpoint,
     Note,
     NoteError,
+    Signature,
     Signer,
     Verifier,
     cosign,
@@ -96,14 +97,24 @@ def _proof_hash(line: str, number: int) -> Hash:
     return raw
 
 
+def signed_by_log(note: Note, keys: Sequence[Verifier]) -> tuple[Signature, ...]:
+    """The note's signature lines by the log's ``keys`` (one per key), if one of them
+    signed it and no line bearing a key's name and id fails; else none."""
+    made = {key: [s for s in note.signatures if key.made(s)] for key in keys}
+    if not any(made.values()) or not all(note.signed_by(k) for k, lines in made.items() if lines):
+        return ()
+    return tuple(lines[0] for lines in made.values() if lines)
+
+
 def add_checkpoint(
     request: bytes,
-    logs: Mapping[str, Verifier],
+    logs: Mapping[str, Sequence[Verifier]],
     held: Mapping[str, Held],
     witness: Signer,
     now: int,
 ) -> Answer:
-    """The witness's answer to an add-checkpoint ``request``; on 200 the caller keeps
+    """The witness's answer to an add-checkpoint ``request``, ``logs`` the keys it trusts
+    for each origin (more than one while a log rotates its key); on 200 the caller keeps
     ``cosigned`` as what it holds for that log (checking again, atomically, that it still
     held what this answer was decided on)."""
     try:
@@ -113,11 +124,12 @@ def add_checkpoint(
         checkpoint = Checkpoint.from_body(note.text)
     except NoteError as exc:
         return Answer(400, f"malformed request: {exc}\n")
-    log = logs.get(checkpoint.origin)
-    if log is None:
+    keys = logs.get(checkpoint.origin)
+    if not keys:
         return Answer(404, f"unknown log {checkpoint.origin!r}\n")
-    if not note.signed_by(log):
-        return Answer(403, "the checkpoint is not signed by the log's key\n")
+    verified = signed_by_log(note, keys)
+    if not verified:
+        return Answer(403, "the checkpoint is not signed by the log's key, or a signature fails\n")
     if proof.old > checkpoint.size:
         return Answer(400, f"old size {proof.old} is larger than the checkpoint's\n")
     last = held.get(checkpoint.origin, UNSEEN)
@@ -131,5 +143,5 @@ def add_checkpoint(
     except ProofError as exc:
         return Answer(422, f"the checkpoint does not extend the one cosigned: {exc}\n")
     line = cosign(note, witness, now).line()
-    kept = Note(note.text, (next(s for s in note.signatures if log.made(s)),)).encode()
+    kept = Note(note.text, verified).encode()
     return Answer(200, line, cosigned=checkpoint, kept=kept + line.encode())

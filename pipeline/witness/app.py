@@ -36,7 +36,9 @@ async def bounded_body(request: Request, limit: int) -> bytes | None:
 
 
 def create_witness(engine: Engine, witness: Signer, logs: list[Verifier]) -> FastAPI:
-    by_origin = {v.name: v for v in logs}
+    by_origin: dict[str, list[Verifier]] = {}
+    for key in logs:
+        by_origin.setdefault(key.name, []).append(key)
     by_hash = {hashlib.sha256(name.encode()).hexdigest(): name for name in by_origin}
     api = FastAPI(title="sharing-audit witness", docs_url=None, redoc_url=None)
 

@@ -236,6 +236,18 @@ def test_witness_must_verify_the_checkpoint_signature_against_the_logs_key(
     assert status(witness, request(0, 7, signers=(OTHER,))) == 403
 
 
+def test_witness_must_verify_against_each_key_it_trusts_for_the_origin(engine_url: str) -> None:
+    """tlog-witness: "The witness MUST verify the checkpoint signature against the public
+    key(s) it trusts for the checkpoint origin": two keys of one log (a key rotated), a
+    checkpoint signed by either is cosigned, one bearing a failing signature by either not."""
+    app = create_witness(witness_engine(engine_url), WITNESS, [LOG.verifier, OTHER.verifier])
+    with TestClient(app) as client:
+        assert status(client, request(0, 7, signers=(LOG,))) == 200
+        assert status(client, request(7, 9, signers=(OTHER,))) == 200
+        bad = Signature(OTHER.name, OTHER.verifier.id, bytes(64)).line().encode()
+        assert status(client, request(9, 11, signers=(LOG,), extra=bad)) == 403
+
+
 @pytest.mark.parametrize(
     "unknown",
     [
