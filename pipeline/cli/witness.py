@@ -48,7 +48,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8010,
 ) -> None:
-    """Witness the logs given: POST <url>/add-checkpoint, as C2SP tlog-witness says."""
+    """Witness the logs given, as C2SP tlog-witness says: logs POST <url>/add-checkpoint
+    (at most 59,964 bytes); monitors GET <url>/<SHA-256 of the origin, hex>/checkpoint for
+    the latest checkpoint cosigned, with the log's signature and the witness's."""
     import uvicorn
 
     from pipeline.witness.app import create_witness

@@ -22,12 +22,44 @@ from pipeline.transparency.merkle import Hash
 ED25519 = 0x01
 COSIGNATURE = 0x04
 DASH = "\u2014"  # the em dash that opens a signature line
-_NAME = re.compile(r"^[^\s+]+$")
-_SIZE = re.compile(r"^(0|[1-9][0-9]*)$")
+#: Signature lines a note may carry (Go's note.Open allows as many; signed-note asks every
+#: verifier to accept at least 16 and to bound the rest).
+MAX_SIGNATURES = 100
+#: A tree size, a timestamp: at most 2**63 - 1, so at most 19 decimal digits.
+MAX_DECIMAL = 2**63 - 1
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")  # ASCII digits only: [0-9], not \d
 
 
 class NoteError(Exception):
     """A note, checkpoint or key that is malformed, or not signed as it must be."""
+
+
+def parse_decimal(text: str, what: str) -> int:
+    """``text`` as C2SP writes a size or a time: ASCII digits, no leading zero but in "0",
+    at most 2**63 - 1. ``int()`` alone would take "0116", "+7", Arabic-Indic digits, and
+    raise on superscripts or on thousands of digits."""
+    if not _DECIMAL.fullmatch(text) or int(text) > MAX_DECIMAL:
+        raise NoteError(f"{what} {text[:24]!r} is not a decimal of at most 19 digits")
+    return int(text)
+
+
+def valid_name(name: str) -> bool:
+    """signed-note: a key name is non-empty, without Unicode spaces or "+"."""
+    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+
+
+def check_note_bytes(data: bytes) -> str:
+    """``data`` as text, if it is what signed-note allows: UTF-8 without ASCII control
+    characters other than newline; else :class:`NoteError` saying where it is not."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NoteError(f"the note is not UTF-8 (byte {exc.start})") from None
+    for line, content in enumerate(text.split("\n"), start=1):
+        bad = next((c for c in content if c < " "), None)
+        if bad is not None:
+            raise NoteError(f"line {line} of the note holds the control character {bad!r}")
+    return text
 
 
 def key_id(name: str, kind: int, public: bytes) -> bytes:
@@ -66,7 +98,7 @@ class Verifier:
         """A verifier key as printed by :meth:`vkey`: a log's (Ed25519, 0x01) or a
         witness's (cosignature, 0x04); its id must match its name and key."""
         parts = vkey.strip().split("+", 2)  # base64 may hold "+" too
-        if len(parts) != 3 or not _NAME.match(parts[0]):
+        if len(parts) != 3 or not valid_name(parts[0]):
             raise NoteError("a verifier key is NAME+KEYID+KEY")
         name, hexid, encoded = parts
         raw = _unb64(encoded, "the verifier key")
@@ -76,6 +108,10 @@ class Verifier:
         if hexid != verifier.id.hex():
             raise NoteError("the verifier key's id does not match its name and key")
         return verifier
+
+    def made(self, signature: Signature) -> bool:
+        """Whether ``signature``'s name and key id are this key's: then it must verify."""
+        return signature.name == self.name and signature.id == self.id
 
     def verifies(self, message: bytes, signature: bytes) -> bool:
         try:
@@ -133,12 +169,14 @@ class Checkpoint:
         if len(lines) < 4 or lines[-1] != "":
             raise NoteError("a checkpoint is an origin, a size and a root, a line each")
         origin, size, root = lines[0], lines[1], lines[2]
-        if not origin or not _SIZE.match(size):
-            raise NoteError("the checkpoint's origin or size is malformed")
+        if not origin:
+            raise NoteError("the checkpoint's origin is empty")
+        if "" in lines[3:-1]:
+            raise NoteError("a checkpoint's extension lines must not be empty")
         digest = _unb64(root, "the checkpoint's root")
         if len(digest) != 32:
             raise NoteError("the checkpoint's root is not a SHA-256 hash")
-        return cls(origin, int(size), digest)
+        return cls(origin, parse_decimal(size, "the checkpoint's size"), digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,33 +203,40 @@ class Note:
 
     @classmethod
     def parse(cls, data: bytes) -> Note:
+        """The note in ``data``, or :class:`NoteError` naming what signed-note forbids in
+        it: bytes not UTF-8, control characters, a malformed signature line or name, more
+        than :data:`MAX_SIGNATURES` signatures."""
+        check_note_bytes(data)
         split = data.rfind(b"\n\n")
         if split < 0 or not data.endswith(b"\n"):
             raise NoteError("a signed note is its text, a blank line, and signature lines")
-        text, lines = data[: split + 1], data[split + 2 :].decode("utf-8", "replace")
-        signatures = []
-        for line in lines.split("\n")[:-1]:
-            if not line.startswith(DASH + " "):
-                raise NoteError("a signature line starts with an em dash and a space")
-            parts = line[2:].split(" ")
-            if len(parts) != 2:
-                raise NoteError("a signature line is a name and a base64 signature")
-            raw = _unb64(parts[1], "a signature")
-            if len(raw) < 5:
-                raise NoteError("a signature is too short")
-            signatures.append(Signature(parts[0], raw[:4], raw[4:]))
+        text, lines = data[: split + 1], data[split + 2 :].decode("utf-8").split("\n")[:-1]
+        if len(lines) > MAX_SIGNATURES:
+            raise NoteError(f"the note has {len(lines)} signatures; at most {MAX_SIGNATURES}")
+        signatures = tuple(_signature(line, n) for n, line in enumerate(lines, start=1))
         if not signatures:
             raise NoteError("the note is not signed")
-        return cls(text, tuple(signatures))
+        return cls(text, signatures)
 
     def signed_by(self, verifier: Verifier) -> bool:
-        """Whether ``verifier`` signed this note (an Ed25519 note signature)."""
-        return any(
-            s.name == verifier.name
-            and s.id == verifier.id
-            and verifier.verifies(self.text, s.payload)
-            for s in self.signatures
-        )
+        """Whether ``verifier`` signed this note (an Ed25519 note signature), and every
+        line bearing its name and key id verifies: one that fails makes the whole note
+        unsigned (signed-note; tlog-witness answers such a note 403)."""
+        made = [s for s in self.signatures if verifier.made(s)]
+        return bool(made) and all(verifier.verifies(self.text, s.payload) for s in made)
+
+
+def _signature(line: str, number: int) -> Signature:
+    """Signature line ``number`` of a note: em dash, space, key name, space, base64."""
+    if not line.startswith(DASH + " "):
+        raise NoteError(f"signature line {number} does not start with an em dash and a space")
+    name, _, encoded = line[2:].partition(" ")
+    if not valid_name(name):
+        raise NoteError(f"signature line {number}: the key name is empty or holds a space or +")
+    raw = _unb64(encoded, f"signature line {number}'s signature")
+    if len(raw) < 5:
+        raise NoteError(f"signature line {number}: the signature is too short")
+    return Signature(name, raw[:4], raw[4:])
 
 
 def sign_note(text: bytes, signer: Signer) -> Note:
@@ -205,19 +250,33 @@ def cosignature_message(body: bytes, timestamp: int) -> bytes:
 
 def cosign(note: Note, witness: Signer, timestamp: int) -> Signature:
     """A witness's cosignature line for the checkpoint in ``note`` at ``timestamp``
-    (``witness`` of kind COSIGNATURE)."""
+    (``witness`` of kind COSIGNATURE): a time from 1 to 2**63 - 1 (tlog-cosignature's
+    bound; tlog-witness: a cosignature must not omit it by writing 0)."""
+    if not 0 < timestamp <= MAX_DECIMAL:
+        raise NoteError(f"a cosignature's time is from 1 to 2**63 - 1, not {timestamp}")
     signature = witness.sign(cosignature_message(note.text, timestamp))
     return Signature(witness.name, witness.verifier.id, struct.pack(">Q", timestamp) + signature)
 
 
 def cosigned_by(note: Note, witness: Verifier) -> int | None:
-    """The time at which ``witness`` cosigned the checkpoint in ``note``, if it did."""
-    for s in note.signatures:
-        if s.name == witness.name and s.id == witness.id and len(s.payload) == 72:
-            (timestamp,) = struct.unpack(">Q", s.payload[:8])
-            if witness.verifies(cosignature_message(note.text, timestamp), s.payload[8:]):
-                return int(timestamp)
-    return None
+    """The time at which ``witness`` cosigned the checkpoint in ``note``, if it did and
+    every line bearing its name and key id verifies (a failing one voids them all)."""
+    times = [_cosigned_at(note.text, s, witness) for s in note.signatures if witness.made(s)]
+    if not times or None in times:
+        return None
+    return times[0]
+
+
+def _cosigned_at(text: bytes, signature: Signature, witness: Verifier) -> int | None:
+    """tlog-cosignature: a u64 time, at most 2**63 - 1, then Ed25519 over the message."""
+    if len(signature.payload) != 72:
+        return None
+    (timestamp,) = struct.unpack(">Q", signature.payload[:8])
+    if timestamp > MAX_DECIMAL:
+        return None
+    if not witness.verifies(cosignature_message(text, timestamp), signature.payload[8:]):
+        return None
+    return int(timestamp)
 
 
 def open_checkpoint(data: bytes, log: Verifier) -> tuple[Checkpoint, Note]:

@@ -72,9 +72,19 @@ def held(engine: Engine) -> dict[str, Held]:
         return {r.origin: Held(int(r.size), bytes(r.root)) for r in rows}
 
 
+def kept_note(engine: Engine, origin: str) -> str | None:
+    """The note kept with the checkpoint last cosigned for ``origin``, if any."""
+    with engine.connect() as connection:
+        return connection.execute(
+            select(HELD.c.checkpoint).where(HELD.c.origin == origin)
+        ).scalar_one_or_none()
+
+
 def keep(engine: Engine, before: Held, checkpoint: Checkpoint, note: bytes) -> bool:
-    """Hold ``checkpoint`` for its log if the witness still holds ``before`` for it (a
-    compare-and-swap: two submissions at once cannot both move it); whether it did."""
+    """Hold ``checkpoint`` for its log, ``note`` its signed form as served to monitors, if
+    the witness still holds ``before`` for it (a compare-and-swap: two submissions at once
+    cannot both move it); whether it did. At size 0 the root held is not compared: a row
+    kept before size-0 checkpoints had to bear the empty tree's root must not jam the log."""
     values = {
         "size": checkpoint.size,
         "root": checkpoint.root,
@@ -92,10 +102,8 @@ def keep(engine: Engine, before: Held, checkpoint: Checkpoint, note: bytes) -> b
                 except LedgerRefused:
                     return False
                 return True
-        moved = connection.execute(
-            HELD.update()
-            .where(HELD.c.origin == checkpoint.origin, HELD.c.size == before.size)
-            .where(HELD.c.root == before.root)
-            .values(**values)
-        )
+        same = [HELD.c.origin == checkpoint.origin, HELD.c.size == before.size]
+        if before.size:
+            same.append(HELD.c.root == before.root)
+        moved = connection.execute(HELD.update().where(*same).values(**values))
         return moved.rowcount == 1

@@ -38,13 +38,13 @@ SOURCE = Path(__file__).parents[1] / "interop" / "verify.go"
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # builds and runs a Go program
 
 
-@pytest.fixture(scope="module")
-def go_verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def go_built(source: Path, folder: Path) -> Path:
+    """``source`` built with Go against Debian's golang.org/x/mod, in ``folder``; the
+    test is skipped where Go or x/mod is not installed."""
     go = shutil.which("go")
     if go is None or not (GOPATH / "src/golang.org/x/mod/sumdb/tlog").is_dir():
         pytest.skip("Go or golang.org/x/mod is not installed (golang-go, golang-golang-x-mod-dev)")
-    folder = tmp_path_factory.mktemp("go")
-    shutil.copy(SOURCE, folder / "verify.go")
+    shutil.copy(source, folder / source.name)
     env = {
         **os.environ,
         "GO111MODULE": "off",
@@ -52,9 +52,14 @@ def go_verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         "GOCACHE": str(folder / "cache"),
     }
     subprocess.run(
-        [go, "build", "-o", "verify", "verify.go"], cwd=folder, env=env, check=True, timeout=300
+        [go, "build", "-o", source.stem, source.name], cwd=folder, env=env, check=True, timeout=300
     )
-    yield folder / "verify"
+    return folder / source.stem
+
+
+@pytest.fixture(scope="module")
+def go_verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield go_built(SOURCE, tmp_path_factory.mktemp("go"))
 
 
 def go_says(verifier: Path, given: dict[str, Any]) -> str:
