@@ -144,10 +144,9 @@ def open_receipt(data: bytes, log: Verifier) -> DeliveryReceipt:
         note = Note.parse(data)
     except NoteError as exc:
         raise ReceiptRefused(str(exc)) from None
-    ours = [s for s in note.signatures if s.name == log.name and s.id == log.id]
-    if not ours:
+    if not any(log.made(s) for s in note.signatures):
         raise ReceiptRefused(f"not signed by the log's key {log.name}")
-    if not all(log.verifies(note.text, s.payload) for s in ours):
+    if not note.signed_by(log):
         raise ReceiptRefused(f"a signature by the log's key {log.name} does not verify")
     receipt = DeliveryReceipt.from_text(note.text)
     if receipt.origin != log.name:
