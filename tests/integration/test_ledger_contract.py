@@ -30,6 +30,7 @@ from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.simulate import simulate
 from pipeline.transparency.note import Signer
+from tests.two_schools import CASES, verdict
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -293,7 +294,7 @@ class LedgerContract:
     def test_the_events_a_fact_may_re_decide_are_each_pupils_own_since_its_fact(
         self, writer: LedgerWriter, ledger: Ledger
     ) -> None:
-        from tests.factory import census, line, referral, upn
+        from tests.factory import SCHOOL, census, line, referral, upn
 
         ann, ben = upn(11), upn(12)
         events = [
@@ -303,9 +304,10 @@ class LedgerContract:
             census(pupils=[{"upn": ann}, {"upn": ben}], time="2026-05-01T10:00:00Z"),
         ]
         writer.write([(line(e), Position.line("f", n)) for n, e in enumerate(events)])
+        school = SCHOOL.rsplit("/", 1)[1]
         since = {
-            writer.pseudonym(ann): "2026-02-01T00:00:00.000000Z",  # all of Ann's
-            writer.pseudonym(ben): "2026-05-15T00:00:00.000000Z",  # Ben's of June only
+            (school, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z",  # all of Ann's
+            (school, writer.pseudonym(ben)): "2026-05-15T00:00:00.000000Z",  # Ben's of June
         }
         with ledger.engine.connect() as connection:
             affected = Ledger.affected_by(connection, since)
@@ -315,6 +317,62 @@ class LedgerContract:
             events[3]["id"],
         ]
         assert all(orjson.loads(body)["id"] == entry.event_id for entry, body in affected)
+
+    def test_the_events_a_fact_may_re_decide_are_its_own_schools_alone(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import SCHOOL, line, referral, upn
+        from tests.two_schools import OTHER_SCHOOL
+
+        ann = upn(11)
+        ours = referral(pupils=[{"upn": ann}], time="2026-03-02T10:00:00Z")
+        theirs = referral(pupils=[{"upn": ann}], source=OTHER_SCHOOL, time="2026-03-02T10:00:00Z")
+        writer.write([(line(e), Position.line("f", n)) for n, e in enumerate((ours, theirs))])
+        since = {(SCHOOL.rsplit("/", 1)[1], writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z"}
+        with ledger.engine.connect() as connection:
+            affected = Ledger.affected_by(connection, since)
+        assert [entry.event_id for entry, _ in affected] == [ours["id"]]
+
+    # -- facts belong to the school that recorded them (contract, 2026-12-06) --------------
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_another_schools_fact_in_an_earlier_batch_does_not_decide_an_event(
+        self, writer: LedgerWriter, kind: str
+    ) -> None:
+        case = CASES[kind]()
+        facts = [*case.own[:-1], case.others_fact]
+        writer.write([(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(facts)])
+        (outcome,) = writer.write([(orjson.dumps(case.event), Position.line("f", 9))])
+        assert verdict(outcome.decision) == case.alone
+        assert not any(case.others_fact["id"] in r for r in outcome.decision.reasons)
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_another_schools_late_fact_appends_no_re_evaluation(
+        self, writer: LedgerWriter, ledger: Ledger, kind: str
+    ) -> None:
+        case = CASES[kind]()
+        writer.write([(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(case.own)])
+        outcomes = writer.write([(orjson.dumps(case.others_fact), Position.line("f", 9))])
+        assert [o.kind for o in outcomes] == ["decision"]
+        assert [r.kind for r in self.all_entries(ledger)].count("reevaluation") == 0
+        with ledger.engine.connect() as connection:
+            (current,) = Ledger.decisions_for(connection, [case.event["id"]])
+        assert (current.decision, list(current.rules)) == case.alone
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_a_schools_own_late_fact_re_decides_its_event_from_the_ledger(
+        self, writer: LedgerWriter, ledger: Ledger, kind: str
+    ) -> None:
+        """The control: the same fact, recorded by the school itself, does re-decide."""
+        case = CASES[kind]()
+        writer.write([(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(case.own)])
+        own = case.as_own()
+        outcomes = writer.write([(orjson.dumps(own), Position.line("f", 9))])
+        assert [(o.kind, o.event_id) for o in outcomes] == [
+            ("decision", own["id"]),
+            ("reevaluation", case.event["id"]),
+        ]
+        assert verdict(outcomes[1].decision) == case.decides
 
     def test_a_fact_from_another_partition_is_decided_before_later_events_of_its_batch(
         self, writer: LedgerWriter
