@@ -45,6 +45,13 @@ class Case:
     def event(self) -> Event:
         return self.own[-1]
 
+    def arrivals(self, late: bool) -> list[Event]:
+        """A's events and B's fact in the order they arrive: B's fact before A's sharing
+        event, or after it (``late``: a fact timed before the event it follows)."""
+        if late:
+            return [*self.own, self.others_fact]
+        return [*self.own[:-1], self.others_fact, self.event]
+
     def as_own(self) -> Event:
         """B's fact as though A had recorded it (a new id, A's source)."""
         return {**self.others_fact, "id": f"own-{self.others_fact['id']}", "source": SCHOOL}

@@ -261,7 +261,7 @@ class TestFactsBelongToTheSchoolThatRecordedThem:
         self, policy: Policy, kind: str
     ) -> None:
         case = CASES[kind]()
-        engine, _ = self.run(policy, [*case.own[:-1], case.others_fact, case.event])
+        engine, _ = self.run(policy, case.arrivals(late=False))
         decision = engine.current(case.event["id"])
         assert decision is not None
         assert verdict(decision) == case.alone
@@ -272,7 +272,7 @@ class TestFactsBelongToTheSchoolThatRecordedThem:
         self, policy: Policy, kind: str
     ) -> None:
         case = CASES[kind]()
-        engine, outcomes = self.run(policy, [*case.own, case.others_fact])
+        engine, outcomes = self.run(policy, case.arrivals(late=True))
         assert [o.kind for o in outcomes if o.event_id == case.event["id"]] == ["decision"]
         assert not any(o.reevaluated_by == case.others_fact["id"] for o in outcomes)
         decision = engine.current(case.event["id"])
