@@ -14,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hypothesis import strategies as st
+
 from tests.factory import (
     NEXT_SCHOOL,
     SCHOOL,
+    census,
     consent_given,
     consent_withdrawn,
     destroyed,
@@ -57,15 +60,18 @@ class Case:
         return {**self.others_fact, "id": f"own-{self.others_fact['id']}", "source": SCHOOL}
 
 
-def _consent_referral(**kw: Any) -> Event:
+def _consent_referral_at(**kw: Any) -> Event:
     return referral(
         lawful_basis="consent",
         special_condition="9.2.a",
         consent_ref="C-1",
         categories=["personal", "medical"],
-        time="2026-07-21T09:30:00+01:00",
         **kw,
     )
+
+
+def _consent_referral() -> Event:
+    return _consent_referral_at(time="2026-07-21T09:30:00+01:00")
 
 
 def _consent_given() -> Case:
@@ -140,3 +146,54 @@ CASES: dict[str, Callable[[], Case]] = {
 def verdict(decision: Any) -> tuple[str, list[str]]:
     """A decision as (verdict, rule ids), to compare with a case's."""
     return decision.decision.value, [r.value for r in decision.rules]
+
+
+def _sharing(make: Callable[..., Event], **fixed: Any) -> Callable[..., Event]:
+    def event(pupil: str, other: str, **kw: Any) -> Event:
+        return make(pupils=[{"upn": pupil}], **fixed, **kw)
+
+    return event
+
+
+def _fact(make: Callable[..., Event], **fixed: Any) -> Callable[..., Event]:
+    def event(pupil: str, other: str, **kw: Any) -> Event:
+        return make(pupil=pupil, **fixed, **kw)
+
+    return event
+
+
+def _leaving(destination: str) -> Callable[..., Event]:
+    def event(pupil: str, other: str, **kw: Any) -> Event:
+        return left(pupil=pupil, left_on=kw["time"][:10], destination=destination, **kw)
+
+    return event
+
+
+def _census(pupil: str, other: str, **kw: Any) -> Event:
+    return census(pupils=[{"upn": pupil}, {"upn": other}], **kw)
+
+
+#: Whatever either school may record of a pupil (a census of two), given the pupils, the
+#: school and the time.
+TRUST_EVENTS: list[Callable[..., Event]] = [
+    _fact(consent_given),
+    _fact(consent_withdrawn),
+    _leaving(NEXT_SCHOOL),
+    _leaving(ELSEWHERE),
+    _fact(destroyed, categories=["medical"]),
+    _sharing(_consent_referral_at),
+    _sharing(transfer),
+    _census,
+]
+
+
+@st.composite
+def trust_events(draw: st.DrawFn, pupil: str, other: str) -> list[Event]:
+    """A few events of two schools about the same two pupils, in any arrival order."""
+    events = []
+    for _ in range(draw(st.integers(1, 12))):
+        make = draw(st.sampled_from(TRUST_EVENTS))
+        source = draw(st.sampled_from((SCHOOL, OTHER_SCHOOL)))
+        day = draw(st.integers(1, 28))
+        events.append(make(pupil, other, source=source, time=f"2026-07-{day:02d}T09:00:00Z"))
+    return events

@@ -22,14 +22,13 @@ from tests.factory import (
     census,
     consent_given,
     consent_withdrawn,
-    destroyed,
     left,
     line,
     referral,
     transfer,
 )
 from tests.factory import upn as upn_of
-from tests.two_schools import CASES, ELSEWHERE, OTHER_SCHOOL, verdict
+from tests.two_schools import CASES, ELSEWHERE, OTHER_SCHOOL, trust_events, verdict
 
 
 def final_decisions(policy: Policy, events: list[bytes]) -> dict[str, Decision]:
@@ -314,37 +313,8 @@ class TestFactsBelongToTheSchoolThatRecordedThem:
         assert verdict(b_decision) == ("allowed", [])
 
 
-def _day(time: str) -> str:
-    return time[:10]
-
-
-#: Events about one pupil any school of a trust may record, each made for a school and time.
-TRUST_EVENTS = [
-    lambda **kw: consent_given(**kw),
-    lambda **kw: consent_withdrawn(**kw),
-    lambda **kw: left(destination="school:116512", left_on=_day(kw["time"]), **kw),
-    lambda **kw: left(destination=ELSEWHERE, left_on=_day(kw["time"]), **kw),
-    lambda **kw: destroyed(categories=["medical"], **kw),
-    lambda **kw: consent_referral(**kw),
-    lambda **kw: transfer(**kw),
-    lambda **kw: census(pupils=[{"upn": upn_of(1)}, {"upn": upn_of(2)}], **kw),
-]
-
-
-@st.composite
-def trust_year(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """A few events of two schools about the same pupils, in any arrival order."""
-    events = []
-    for _ in range(draw(st.integers(1, 12))):
-        make = draw(st.sampled_from(TRUST_EVENTS))
-        source = draw(st.sampled_from((SCHOOL, OTHER_SCHOOL)))
-        day = draw(st.integers(1, 28))
-        events.append(make(source=source, time=f"2026-07-{day:02d}T09:00:00Z"))
-    return events
-
-
 @settings(max_examples=60, deadline=None)
-@given(trust_year())
+@given(trust_events(upn_of(1), upn_of(2)))
 def test_each_schools_decisions_are_those_of_its_own_events_alone(
     policy: Policy, events: list[dict[str, Any]]
 ) -> None:
