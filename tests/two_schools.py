@@ -29,6 +29,8 @@ from tests.factory import (
 )
 
 OTHER_SCHOOL = "/schools/116235"
+#: The URN of SCHOOL, the school whose facts and events the cases are about.
+URN = SCHOOL.rsplit("/", 1)[1]
 ELSEWHERE = "school:116999"
 
 Event = dict[str, Any]
@@ -48,12 +50,11 @@ class Case:
     def event(self) -> Event:
         return self.own[-1]
 
-    def arrivals(self, late: bool) -> list[Event]:
-        """A's events and B's fact in the order they arrive: B's fact before A's sharing
-        event, or after it (``late``: a fact timed before the event it follows)."""
-        if late:
-            return [*self.own, self.others_fact]
-        return [*self.own[:-1], self.others_fact, self.event]
+    def arrivals(self, late: bool, fact: Event | None = None) -> list[Event]:
+        """A's events and B's fact (or ``fact``) in the order they arrive: the fact before
+        A's sharing event, or after it (``late``: a fact timed before the event it follows)."""
+        fact = self.others_fact if fact is None else fact
+        return [*self.own, fact] if late else [*self.own[:-1], fact, self.event]
 
     def as_own(self) -> Event:
         """B's fact as though A had recorded it (a new id, A's source)."""

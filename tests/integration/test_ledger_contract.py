@@ -51,6 +51,11 @@ def write_all(writer: LedgerWriter, records: list[Record], batch: int = 50) -> l
     return outcomes
 
 
+def numbered(events: list[dict[str, Any]], first: int = 0) -> list[Record]:
+    """Events as records, at lines ``first`` on of a file."""
+    return [(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(events, first)]
+
+
 def drop_triggers(connection: Connection, dialect: str) -> None:
     """What someone bypassing the database's protection would do first."""
     for table in APPEND_ONLY_TABLES:
@@ -294,7 +299,8 @@ class LedgerContract:
     def test_the_events_a_fact_may_re_decide_are_each_pupils_own_since_its_fact(
         self, writer: LedgerWriter, ledger: Ledger
     ) -> None:
-        from tests.factory import SCHOOL, census, line, referral, upn
+        from tests.factory import census, referral, upn
+        from tests.two_schools import URN
 
         ann, ben = upn(11), upn(12)
         events = [
@@ -303,11 +309,10 @@ class LedgerContract:
             referral(pupils=[{"upn": ben}], time="2026-06-01T10:00:00Z"),
             census(pupils=[{"upn": ann}, {"upn": ben}], time="2026-05-01T10:00:00Z"),
         ]
-        writer.write([(line(e), Position.line("f", n)) for n, e in enumerate(events)])
-        school = SCHOOL.rsplit("/", 1)[1]
+        writer.write(numbered(events))
         since = {
-            (school, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z",  # all of Ann's
-            (school, writer.pseudonym(ben)): "2026-05-15T00:00:00.000000Z",  # Ben's of June
+            (URN, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z",  # all of Ann's
+            (URN, writer.pseudonym(ben)): "2026-05-15T00:00:00.000000Z",  # Ben's of June only
         }
         with ledger.engine.connect() as connection:
             affected = Ledger.affected_by(connection, since)
@@ -321,14 +326,14 @@ class LedgerContract:
     def test_the_events_a_fact_may_re_decide_are_its_own_schools_alone(
         self, writer: LedgerWriter, ledger: Ledger
     ) -> None:
-        from tests.factory import SCHOOL, line, referral, upn
-        from tests.two_schools import OTHER_SCHOOL
+        from tests.factory import referral, upn
+        from tests.two_schools import OTHER_SCHOOL, URN
 
         ann = upn(11)
         ours = referral(pupils=[{"upn": ann}], time="2026-03-02T10:00:00Z")
         theirs = referral(pupils=[{"upn": ann}], source=OTHER_SCHOOL, time="2026-03-02T10:00:00Z")
-        writer.write([(line(e), Position.line("f", n)) for n, e in enumerate((ours, theirs))])
-        since = {(SCHOOL.rsplit("/", 1)[1], writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z"}
+        writer.write(numbered([ours, theirs]))
+        since = {(URN, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z"}
         with ledger.engine.connect() as connection:
             affected = Ledger.affected_by(connection, since)
         assert [entry.event_id for entry, _ in affected] == [ours["id"]]
@@ -341,8 +346,8 @@ class LedgerContract:
     ) -> None:
         case = CASES[kind]()
         facts = [*case.own[:-1], case.others_fact]
-        writer.write([(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(facts)])
-        (outcome,) = writer.write([(orjson.dumps(case.event), Position.line("f", 9))])
+        writer.write(numbered(facts))
+        (outcome,) = writer.write(numbered([case.event], 9))
         assert verdict(outcome.decision) == case.alone
         assert not any(case.others_fact["id"] in r for r in outcome.decision.reasons)
 
@@ -351,8 +356,8 @@ class LedgerContract:
         self, writer: LedgerWriter, ledger: Ledger, kind: str
     ) -> None:
         case = CASES[kind]()
-        writer.write([(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(case.own)])
-        outcomes = writer.write([(orjson.dumps(case.others_fact), Position.line("f", 9))])
+        writer.write(numbered(case.own))
+        outcomes = writer.write(numbered([case.others_fact], 9))
         assert [o.kind for o in outcomes] == ["decision"]
         assert [r.kind for r in self.all_entries(ledger)].count("reevaluation") == 0
         with ledger.engine.connect() as connection:
@@ -365,9 +370,9 @@ class LedgerContract:
     ) -> None:
         """The control: the same fact, recorded by the school itself, does re-decide."""
         case = CASES[kind]()
-        writer.write([(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(case.own)])
+        writer.write(numbered(case.own))
         own = case.as_own()
-        outcomes = writer.write([(orjson.dumps(own), Position.line("f", 9))])
+        outcomes = writer.write(numbered([own], 9))
         assert [(o.kind, o.event_id) for o in outcomes] == [
             ("decision", own["id"]),
             ("reevaluation", case.event["id"]),

@@ -255,14 +255,19 @@ class TestFactsBelongToTheSchoolThatRecordedThem:
         outcomes = [o for n, e in enumerate(events) for o in engine.process(line(e), n)]
         return engine, outcomes
 
+    @staticmethod
+    def decided(engine: Engine, event: dict[str, Any]) -> Decision:
+        decision = engine.current(event["id"])
+        assert decision is not None
+        return decision
+
     @pytest.mark.parametrize("kind", sorted(CASES))
     def test_another_schools_fact_before_the_event_does_not_decide_it(
         self, policy: Policy, kind: str
     ) -> None:
         case = CASES[kind]()
         engine, _ = self.run(policy, case.arrivals(late=False))
-        decision = engine.current(case.event["id"])
-        assert decision is not None
+        decision = self.decided(engine, case.event)
         assert verdict(decision) == case.alone
         assert not any(case.others_fact["id"] in reason for reason in decision.reasons)
 
@@ -274,8 +279,7 @@ class TestFactsBelongToTheSchoolThatRecordedThem:
         engine, outcomes = self.run(policy, case.arrivals(late=True))
         assert [o.kind for o in outcomes if o.event_id == case.event["id"]] == ["decision"]
         assert not any(o.reevaluated_by == case.others_fact["id"] for o in outcomes)
-        decision = engine.current(case.event["id"])
-        assert decision is not None
+        decision = self.decided(engine, case.event)
         assert verdict(decision) == case.alone
 
     @pytest.mark.parametrize("kind", sorted(CASES))
@@ -286,10 +290,8 @@ class TestFactsBelongToTheSchoolThatRecordedThem:
         """The control: each case's fact does matter, when it is the school's own."""
         case = CASES[kind]()
         own = case.as_own()
-        events = [*case.own, own] if late else [*case.own[:-1], own, case.event]
-        engine, outcomes = self.run(policy, events)
-        decision = engine.current(case.event["id"])
-        assert decision is not None
+        engine, outcomes = self.run(policy, case.arrivals(late, fact=own))
+        decision = self.decided(engine, case.event)
         assert verdict(decision) == case.decides
         assert any(o.reevaluated_by == own["id"] for o in outcomes) is late
 
