@@ -237,8 +237,8 @@ class Engine:
         """Re-decide the events the fact may change: the pupil's at the fact's own school
         (another school's facts never decide them), timed at or after the fact."""
         since = fact_event.time
-        recorded = self._by_pupil.get((fact_event.urn, pupil), ())
-        affected = [r for r in recorded if r.time and r.time >= since]
+        candidates = self._by_pupil.get((fact_event.urn, pupil), ())
+        affected = [r for r in candidates if r.time and r.time >= since]
         for recorded in sorted(affected, key=lambda r: r.seq):
             assert recorded.raw is not None
             event = read_event(recorded.raw).event
