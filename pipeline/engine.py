@@ -3,9 +3,10 @@
 It owns what turns a stream of records into decisions beyond a single ``decide`` call:
 an id recorded once (redeliveries are duplicates, a reused id with other content is
 rejected), lifecycle facts entering the register, and late facts re-evaluating the
-sharing events they affect. It holds its state in memory and does no I/O: the offline
-``check`` drives it from a file, and the ledger writer preloads it, batch by batch, with
-what the ledger already holds about the batch's events and pupils.
+sharing events they affect: those of the fact's own school, whose facts they are. It
+holds its state in memory and does no I/O: the offline ``check`` drives it from a file,
+and the ledger writer preloads it, batch by batch, with what the ledger already holds
+about the batch's events and pupils.
 
 Every outcome that becomes a ledger entry is given a sequence number by ``allocate`` as it
 is made, so re-evaluations and conflicting arrivals can refer to the entry they concern.

@@ -4,8 +4,9 @@ Steps, all inside one transaction that holds the chain-head lock:
 
 1. read every record of the batch (decode and validate; never raises);
 2. load from the ledger what the batch's events depend on: the decisions already
-   recorded under its ids, reused ids, the register facts of its pupils, and, for each
-   lifecycle fact in the batch, the recorded sharing events it may re-decide;
+   recorded under its ids, reused ids, the register facts of its pupils (each with the
+   school that recorded it), and, for each lifecycle fact in the batch, the recorded
+   sharing events of its own school it may re-decide;
 3. run the engine over the batch, each partition in order and the partitions merged by
    event time (:func:`in_event_time_order`), allocating sequence numbers after the head;
 4. append every outcome that is not a redelivery, with its index rows, register fact,
