@@ -413,6 +413,7 @@ class Ledger:
             .join(ENTRY, ENTRY.c.seq == PUPIL.c.seq)
             .where(
                 any_of(connection, PUPIL.c.pupil_key, list({key for _, key in since})),
+                any_of(connection, ENTRY.c.school, list({school for school, _ in since})),
                 ENTRY.c.occurred_at >= min(since.values()),
             )
         )
