@@ -3,9 +3,10 @@
 It owns what turns a stream of records into decisions beyond a single ``decide`` call:
 an id recorded once (redeliveries are duplicates, a reused id with other content is
 rejected), lifecycle facts entering the register, and late facts re-evaluating the
-sharing events they affect. It holds its state in memory and does no I/O: the offline
-``check`` drives it from a file, and the ledger writer preloads it, batch by batch, with
-what the ledger already holds about the batch's events and pupils.
+sharing events they affect: those of the fact's own school, whose facts they are. It
+holds its state in memory and does no I/O: the offline ``check`` drives it from a file,
+and the ledger writer preloads it, batch by batch, with what the ledger already holds
+about the batch's events and pupils.
 
 Every outcome that becomes a ledger entry is given a sequence number by ``allocate`` as it
 is made, so re-evaluations and conflicting arrivals can refer to the entry they concern.
@@ -23,7 +24,7 @@ from pipeline.policy.decide import decide, upns_of
 from pipeline.policy.intake import Reading, invalid_decision, read_event, undecidable_reason
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
-from pipeline.register import Fact, Register, fact_of
+from pipeline.register import Register, SchoolFact, fact_of
 from schemas.decisions import Decision, RuleId, Verdict
 from schemas.events import LIFECYCLE_MODELS, SHARING_MODELS, Event
 
@@ -52,10 +53,10 @@ class Position:
 class Recorded:
     """An event recorded under its id, with its current decision.
 
-    A valid sharing event also keeps its raw bytes, time and pupil keys: all a
-    re-evaluation needs. Holding raw bytes rather than parsed events keeps millions of
-    recorded events from making the garbage collector, not the decisions, the cost of a
-    long run.
+    A valid sharing event also keeps its raw bytes, time, pupil keys and school (the URN
+    of its source): all a re-evaluation needs. Holding raw bytes rather than parsed
+    events keeps millions of recorded events from making the garbage collector, not the
+    decisions, the cost of a long run.
     """
 
     seq: int
@@ -66,6 +67,7 @@ class Recorded:
     time: datetime | None = None
     pupils: tuple[str, ...] = ()
     position: Any = None
+    school: str | None = None
 
 
 @dataclass(slots=True)
@@ -108,7 +110,8 @@ class Engine:
     allocate: Callable[[], int] = field(default_factory=lambda: itertools.count(1).__next__)
     _recorded: dict[str, Recorded] = field(default_factory=dict)
     _conflicts: dict[tuple[str, str], tuple[int, Decision]] = field(default_factory=dict)
-    _by_pupil: dict[str, list[Recorded]] = field(default_factory=dict)
+    #: Recorded sharing events by (school, pupil key): what a fact of that school may re-decide.
+    _by_pupil: dict[tuple[str, str], list[Recorded]] = field(default_factory=dict)
 
     @property
     def pupil_key(self) -> Callable[[str], str]:
@@ -117,7 +120,7 @@ class Engine:
     def preload(
         self,
         recorded: Iterable[Recorded] = (),
-        facts: Iterable[tuple[str, Fact]] = (),
+        facts: Iterable[SchoolFact] = (),
         conflicts: Iterable[tuple[str, str, int, Decision]] = (),
     ) -> None:
         """Seed the state with what is already recorded (events, facts, reused ids)."""
@@ -181,11 +184,11 @@ class Engine:
                 pupils = tuple(self.pupil_key(u) for u in upns_of(event))
             outcome.pupils = entry.pupils = pupils
         if isinstance(event, SHARING_MODELS) and decision.decision is not Verdict.REJECTED:
-            entry.raw, entry.time = raw, event.time
+            entry.raw, entry.time, entry.school = raw, event.time, event.urn
         self._index(entry)
         if isinstance(event, LIFECYCLE_MODELS) and decision.decision is not Verdict.REJECTED:
             upn, fact = fact_of(event)
-            pupil = self.register.add(upn, fact)
+            pupil = self.register.add(event.urn, upn, fact)
             outcomes.extend(self._reevaluate(pupil, event))
         return outcomes
 
@@ -205,8 +208,9 @@ class Engine:
     def _index(self, entry: Recorded) -> None:
         self._recorded[entry.event_id] = entry
         if entry.raw is not None:
+            assert entry.school is not None  # a re-decidable event keeps its school
             for pupil in entry.pupils:
-                self._by_pupil.setdefault(pupil, []).append(entry)
+                self._by_pupil.setdefault((entry.school, pupil), []).append(entry)
 
     def _conflict(self, prior: Recorded, reading: Reading, position: Any) -> Outcome:
         """A record whose id is taken by other content: rejected, never the id's decision."""
@@ -231,8 +235,11 @@ class Engine:
         return outcome
 
     def _reevaluate(self, pupil: str, fact_event: Event) -> Iterator[Outcome]:
+        """Re-decide the events the fact may change: the pupil's at the fact's own school
+        (another school's facts never decide them), timed at or after the fact."""
         since = fact_event.time
-        affected = [r for r in self._by_pupil.get(pupil, ()) if r.time and r.time >= since]
+        candidates = self._by_pupil.get((fact_event.urn, pupil), ())
+        affected = [r for r in candidates if r.time and r.time >= since]
         for recorded in sorted(affected, key=lambda r: r.seq):
             assert recorded.raw is not None
             event = read_event(recorded.raw).event

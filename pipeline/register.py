@@ -6,6 +6,12 @@ whatever order they arrived in. Pure: no I/O. Adapters fill it from the ledger d
 
 Pupils are looked up by a key made from their normalised UPN by ``pupil_key`` (a keyed
 pseudonym in the persisted register), so the register never needs to hold a plain UPN.
+
+Facts belong to the school that recorded them (the contract's Clarifications of
+2026-12-06): consent is given to a controller, and each school is the controller of what
+it shares. So every fact is held under the URN of its event's source school as well as
+the pupil, and a school's events are decided by that school's facts alone: a pupil who
+moved between two schools of a trust has two sets of facts.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 from stdnum.exceptions import (
     InvalidChecksum,
@@ -185,34 +192,44 @@ class PupilFacts:
 NO_FACTS = PupilFacts()
 
 
+class SchoolFact(NamedTuple):
+    """A fact with whose it is: the URN of the school that recorded it, and the pupil's key."""
+
+    school: str
+    pupil: str
+    fact: Fact
+
+
 class Register:
-    """Lifecycle facts by pupil key."""
+    """Lifecycle facts by school (URN) and pupil key."""
 
     def __init__(self, pupil_key: Callable[[str], str] = normalise_upn) -> None:
         self.pupil_key = pupil_key
-        self._pupils: dict[str, PupilFacts] = {}
+        self._pupils: dict[tuple[str, str], PupilFacts] = {}
 
-    def add(self, upn: str, fact: Fact) -> str:
-        """Record ``fact`` for the pupil; returns the pupil's key."""
+    def add(self, school: str, upn: str, fact: Fact) -> str:
+        """Record ``fact`` for the pupil at ``school``; returns the pupil's key."""
         key = self.pupil_key(upn)
-        self.add_keyed(key, fact)
+        self.add_keyed(SchoolFact(school, key, fact))
         return key
 
-    def add_keyed(self, key: str, fact: Fact) -> None:
+    def add_keyed(self, held: SchoolFact) -> None:
         """Record a fact under a pupil key already made (when loading a persisted register)."""
-        facts = self._pupils.get(key)
+        facts = self._pupils.get((held.school, held.pupil))
         if facts is None:
-            facts = self._pupils[key] = PupilFacts()
-        facts.add(fact)
+            facts = self._pupils[held.school, held.pupil] = PupilFacts()
+        facts.add(held.fact)
 
-    def add_all(self, keyed_facts: Iterable[tuple[str, Fact]]) -> None:
-        for key, fact in keyed_facts:
-            self.add_keyed(key, fact)
+    def add_all(self, held: Iterable[SchoolFact]) -> None:
+        for one in held:
+            self.add_keyed(one)
 
-    def facts(self, upn: str) -> PupilFacts:
-        """The pupil's facts (empty when none are recorded); ``upn`` must be valid."""
-        return self.facts_of(self.pupil_key(upn))
+    def facts(self, school: str, upn: str) -> PupilFacts:
+        """The facts ``school`` recorded of the pupil (empty when none); ``upn`` must be
+        valid."""
+        return self.facts_of(school, self.pupil_key(upn))
 
-    def facts_of(self, key: str) -> PupilFacts:
-        """The facts of the pupil whose key is ``key`` (empty when none are recorded)."""
-        return self._pupils.get(key, NO_FACTS)
+    def facts_of(self, school: str, key: str) -> PupilFacts:
+        """The facts ``school`` recorded of the pupil whose key is ``key`` (empty when
+        none): another school's facts of the same pupil are never among them."""
+        return self._pupils.get((school, key), NO_FACTS)

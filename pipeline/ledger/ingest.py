@@ -4,8 +4,9 @@ Steps, all inside one transaction that holds the chain-head lock:
 
 1. read every record of the batch (decode and validate; never raises);
 2. load from the ledger what the batch's events depend on: the decisions already
-   recorded under its ids, reused ids, the register facts of its pupils, and, for each
-   lifecycle fact in the batch, the recorded sharing events it may re-decide;
+   recorded under its ids, reused ids, the register facts of its pupils (each with the
+   school that recorded it), and, for each lifecycle fact in the batch, the recorded
+   sharing events of its own school it may re-decide;
 3. run the engine over the batch, each partition in order and the partitions merged by
    event time (:func:`in_event_time_order`), allocating sequence numbers after the head;
 4. append every outcome that is not a redelivery, with its index rows, register fact,
@@ -49,6 +50,7 @@ from pipeline.register import (
     Fact,
     Leaving,
     Register,
+    SchoolFact,
     check_upn,
     fact_of,
 )
@@ -272,7 +274,9 @@ class LedgerWriter:
     ) -> dict[Unkeyed, int]:
         ids = [r.key for r in readings if r.key is not None]
         pupils: set[str] = set()
-        since: dict[str, str] = {}  # each fact pupil's earliest fact time in the batch
+        # Each (school, pupil)'s earliest fact time in the batch: a school's facts re-decide
+        # only its own events.
+        since: dict[tuple[str, str], str] = {}
         for reading, own in zip(readings, pupils_of, strict=True):
             event = reading.event
             if event is None or own is None:
@@ -282,7 +286,8 @@ class LedgerWriter:
             if isinstance(event, LIFECYCLE_MODELS):
                 at = utc_text(event.time)
                 for key in keys:
-                    since[key] = min(since.get(key, at), at)
+                    held = (event.urn, key)
+                    since[held] = min(since.get(held, at), at)
 
         firsts = Ledger.decisions_for(connection, ids)
         recorded = [
@@ -295,7 +300,10 @@ class LedgerWriter:
             recorded += self._rehydrated(connection, affected)
             for entry, _ in affected:
                 pupils.update(entry.pupil_keys)
-        facts = [fact_from_json(f) for f in Ledger.facts_for(connection, pupils)]
+        facts = [
+            SchoolFact(school, *fact_from_json(f))
+            for school, f in Ledger.facts_for(connection, pupils)
+        ]
         # An arrival reusing an id is recorded only beside the id's first decision.
         decided = [_identified(e)[0] for e in firsts]
         conflicts = [
@@ -338,6 +346,7 @@ class LedgerWriter:
                     time=datetime.fromisoformat(body["time"].upper()),
                     pupils=pupil_keys,
                     position=_position(entry),
+                    school=entry.school,
                 )
             )
         return out

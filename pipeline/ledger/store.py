@@ -375,22 +375,33 @@ class Ledger:
         return {(r.topic, r.partition, r.offset, r.payload_digest): r.seq for r in rows}
 
     @staticmethod
-    def facts_for(connection: Connection, pupil_keys: Iterable[str]) -> list[dict[str, Any]]:
+    def facts_for(
+        connection: Connection, pupil_keys: Iterable[str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The register facts of these pupils, each with the URN of the school that
+        recorded it: its entry's school, which the chain hashes, so facts stored before
+        facts were kept by school are read the same way."""
         keys = list(dict.fromkeys(pupil_keys))
         if not keys:
             return []
         rows = connection.execute(
-            select(FACT.c.fact).where(any_of(connection, FACT.c.pupil_key, keys))
+            select(ENTRY.c.school, FACT.c.fact)
+            .join(ENTRY, ENTRY.c.seq == FACT.c.seq)
+            .where(any_of(connection, FACT.c.pupil_key, keys))
         ).all()
-        return [orjson.loads(r.fact) for r in rows]
+        return [(r.school, orjson.loads(r.fact)) for r in rows]
 
     @staticmethod
-    def affected_by(connection: Connection, since: Mapping[str, str]) -> list[tuple[Entry, str]]:
-        """Decided, non-rejected sharing events of the pupils of ``since`` (pupil key to
-        UTC text), each timed at or after the time given for one of its pupils, with their
-        current decisions, each with its pseudonymised payload's text; in seq order.
+    def affected_by(
+        connection: Connection, since: Mapping[tuple[str, str], str]
+    ) -> list[tuple[Entry, str]]:
+        """Decided, non-rejected sharing events of the schools' pupils of ``since`` ((school
+        URN, pupil key) to UTC text), each of that school and timed at or after the time
+        given for one of its pupils there, with their current decisions, each with its
+        pseudonymised payload's text; in seq order. Another school's events of the same
+        pupil are never among them: a school's facts re-decide its own events alone.
 
-        Two reads: first which entries, from three columns of the pupils' entries since the
+        Two reads: first which entries, from four columns of the pupils' entries since the
         earliest time of all, then only those entries whole, with their payloads and current
         decisions. The entries of a pupil timed before their own time, most of what the
         first read finds in a trust's year, are never decoded.
@@ -398,14 +409,21 @@ class Ledger:
         if not since:
             return []
         candidates = connection.execute(
-            select(PUPIL.c.pupil_key, PUPIL.c.seq, ENTRY.c.occurred_at)
+            select(PUPIL.c.pupil_key, PUPIL.c.seq, ENTRY.c.occurred_at, ENTRY.c.school)
             .join(ENTRY, ENTRY.c.seq == PUPIL.c.seq)
             .where(
-                any_of(connection, PUPIL.c.pupil_key, list(since)),
+                any_of(connection, PUPIL.c.pupil_key, list({key for _, key in since})),
+                any_of(connection, ENTRY.c.school, list({school for school, _ in since})),
                 ENTRY.c.occurred_at >= min(since.values()),
             )
         )
-        seqs = sorted({seq for key, seq, at in candidates if at >= since[key]})
+        seqs = sorted(
+            {
+                seq
+                for key, seq, at, school in candidates
+                if (first := since.get((school, key))) is not None and at >= first
+            }
+        )
         if not seqs:
             return []
         rows = (

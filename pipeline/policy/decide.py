@@ -51,9 +51,10 @@ def build_case(
         event=event,
         kind=kind,
         policy=policy,
-        facts=[register.facts(p["upn"]) for p in data.pupils]
+        # The facts the event's own school recorded: another school's never decide it.
+        facts=[register.facts(event.urn, p["upn"]) for p in data.pupils]
         if keys is None
-        else [register.facts_of(key) for key in keys],
+        else [register.facts_of(event.urn, key) for key in keys],
         recipient_key=recipient_key,
         permission=permission,
         known=known,

@@ -30,6 +30,7 @@ from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.simulate import simulate
 from pipeline.transparency.note import Signer
+from tests.two_schools import CASES, verdict
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,6 +49,11 @@ def write_all(writer: LedgerWriter, records: list[Record], batch: int = 50) -> l
     for start in range(0, len(records), batch):
         outcomes += writer.write(records[start : start + batch])
     return outcomes
+
+
+def numbered(events: list[dict[str, Any]], first: int = 0) -> list[Record]:
+    """Events as records, at lines ``first`` on of a file."""
+    return [(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(events, first)]
 
 
 def drop_triggers(connection: Connection, dialect: str) -> None:
@@ -293,7 +299,8 @@ class LedgerContract:
     def test_the_events_a_fact_may_re_decide_are_each_pupils_own_since_its_fact(
         self, writer: LedgerWriter, ledger: Ledger
     ) -> None:
-        from tests.factory import census, line, referral, upn
+        from tests.factory import census, referral, upn
+        from tests.two_schools import URN
 
         ann, ben = upn(11), upn(12)
         events = [
@@ -302,10 +309,10 @@ class LedgerContract:
             referral(pupils=[{"upn": ben}], time="2026-06-01T10:00:00Z"),
             census(pupils=[{"upn": ann}, {"upn": ben}], time="2026-05-01T10:00:00Z"),
         ]
-        writer.write([(line(e), Position.line("f", n)) for n, e in enumerate(events)])
+        writer.write(numbered(events))
         since = {
-            writer.pseudonym(ann): "2026-02-01T00:00:00.000000Z",  # all of Ann's
-            writer.pseudonym(ben): "2026-05-15T00:00:00.000000Z",  # Ben's of June only
+            (URN, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z",  # all of Ann's
+            (URN, writer.pseudonym(ben)): "2026-05-15T00:00:00.000000Z",  # Ben's of June only
         }
         with ledger.engine.connect() as connection:
             affected = Ledger.affected_by(connection, since)
@@ -315,6 +322,62 @@ class LedgerContract:
             events[3]["id"],
         ]
         assert all(orjson.loads(body)["id"] == entry.event_id for entry, body in affected)
+
+    def test_the_events_a_fact_may_re_decide_are_its_own_schools_alone(
+        self, writer: LedgerWriter, ledger: Ledger
+    ) -> None:
+        from tests.factory import referral, upn
+        from tests.two_schools import OTHER_SCHOOL, URN
+
+        ann = upn(11)
+        ours = referral(pupils=[{"upn": ann}], time="2026-03-02T10:00:00Z")
+        theirs = referral(pupils=[{"upn": ann}], source=OTHER_SCHOOL, time="2026-03-02T10:00:00Z")
+        writer.write(numbered([ours, theirs]))
+        since = {(URN, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z"}
+        with ledger.engine.connect() as connection:
+            affected = Ledger.affected_by(connection, since)
+        assert [entry.event_id for entry, _ in affected] == [ours["id"]]
+
+    # -- facts belong to the school that recorded them (contract, 2026-12-06) --------------
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_another_schools_fact_in_an_earlier_batch_does_not_decide_an_event(
+        self, writer: LedgerWriter, kind: str
+    ) -> None:
+        case = CASES[kind]()
+        facts = [*case.own[:-1], case.others_fact]
+        writer.write(numbered(facts))
+        (outcome,) = writer.write(numbered([case.event], 9))
+        assert verdict(outcome.decision) == case.alone
+        assert not any(case.others_fact["id"] in r for r in outcome.decision.reasons)
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_another_schools_late_fact_appends_no_re_evaluation(
+        self, writer: LedgerWriter, ledger: Ledger, kind: str
+    ) -> None:
+        case = CASES[kind]()
+        writer.write(numbered(case.own))
+        outcomes = writer.write(numbered([case.others_fact], 9))
+        assert [o.kind for o in outcomes] == ["decision"]
+        assert [r.kind for r in self.all_entries(ledger)].count("reevaluation") == 0
+        with ledger.engine.connect() as connection:
+            (current,) = Ledger.decisions_for(connection, [case.event["id"]])
+        assert (current.decision, list(current.rules)) == case.alone
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_a_schools_own_late_fact_re_decides_its_event_from_the_ledger(
+        self, writer: LedgerWriter, ledger: Ledger, kind: str
+    ) -> None:
+        """The control: the same fact, recorded by the school itself, does re-decide."""
+        case = CASES[kind]()
+        writer.write(numbered(case.own))
+        own = case.as_own()
+        outcomes = writer.write(numbered([own], 9))
+        assert [(o.kind, o.event_id) for o in outcomes] == [
+            ("decision", own["id"]),
+            ("reevaluation", case.event["id"]),
+        ]
+        assert verdict(outcomes[1].decision) == case.decides
 
     def test_a_fact_from_another_partition_is_decided_before_later_events_of_its_batch(
         self, writer: LedgerWriter

@@ -25,9 +25,11 @@ from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from schemas.alerts import MAX_ALERT_BYTES
-from schemas.events import MAX_REF_LENGTH
-from tests.factory import census, consent_given, left, referral, transfer, upn
+from schemas.events import DEFAULT_TOPIC, MAX_REF_LENGTH
+from tests.factory import SCHOOL, census, consent_given, left, referral, transfer, upn
+from tests.two_schools import OTHER_SCHOOL, trust_events
 from tests.unit.test_check_properties import _paths, _set, dumps, json_values
+from tests.unit.test_engine import final_decisions
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +114,44 @@ def test_the_alert_of_a_large_census_breach_fits_the_broker(writer: LedgerWriter
     assert len(body) < MAX_ALERT_BYTES
     assert len(alert["pupil_keys"]) == 1_500
     assert any(r.endswith("; and 1,490 more like them") for r in alert["reasons"])
+
+
+pupil_serials = itertools.count()
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.data())
+def test_each_schools_recorded_decisions_are_those_of_its_own_events_alone(
+    writer: LedgerWriter, policy: Policy, data: st.DataObject
+) -> None:
+    """Two schools of a trust recording what they will about the same pupils, in batches
+    of any size, facts and sharing events on their own topics: every decision the ledger
+    holds of a school's event is the one its school's events alone give (contract
+    Clarifications, 2026-12-06), and no re-evaluation is caused by another school's fact."""
+    # Pupils of this example alone (LAs no other test here uses): the ledger is the module's.
+    serial = next(pupil_serials)
+    events = data.draw(trust_events(upn(serial, la=860), upn(serial, la=861)))
+    records = [(dumps(e), Position(DEFAULT_TOPIC[e["type"]], 0, next(offsets))) for e in events]
+    size = data.draw(st.integers(1, len(records)))
+    outcomes = []
+    for start in range(0, len(records), size):
+        outcomes += writer.write(records[start : start + size])
+    source = {e["id"]: e["source"] for e in events}
+    assert all(source[o.reevaluated_by] == source[o.event_id] for o in outcomes if o.reevaluated_by)
+    with writer.ledger.engine.connect() as connection:
+        held = {e.event_id: e for e in Ledger.decisions_for(connection, list(source))}
+    for school in (SCHOOL, OTHER_SCHOOL):
+        own = [e for e in events if e["source"] == school]
+        alone = final_decisions(policy, [dumps(e) for e in own])
+        recorded = {
+            e["id"]: (held[e["id"]].decision, held[e["id"]].rules, held[e["id"]].reasons)
+            for e in own
+        }
+        assert recorded == {
+            event_id: (d.decision.value, tuple(r.value for r in d.rules), tuple(d.reasons))
+            for event_id, d in alone.items()
+        }

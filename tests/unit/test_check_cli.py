@@ -22,6 +22,7 @@ from tests.factory import (
     transfer,
     upn,
 )
+from tests.two_schools import CASES
 
 runner = CliRunner()
 
@@ -123,6 +124,35 @@ class TestJsonLines:
         pack.write_text(text.replace("channels: [collect]", "channels: [portal]"))
         _, out, _ = check(str(write(tmp_path, census())), "--policy", str(pack), "-f", "jsonl")
         assert out[0]["rules"] == ["channel.not_permitted"]
+
+
+class TestATrustsSchools:
+    """Contract Clarifications 2026-12-06, as a vendor sees it in ``check``'s output."""
+
+    @staticmethod
+    def trust(tmp_path: Path) -> Path:
+        path = tmp_path / "schools.yaml"
+        path.write_text(
+            "schools:\n"
+            '  - {urn: "116234", name: Westfields Junior School, la: 850}\n'
+            '  - {urn: "116235", name: Westfields Infant School, la: 850}\n'
+        )
+        return path
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    @pytest.mark.parametrize("late", [False, True], ids=["before", "late"])
+    def test_another_schools_fact_neither_decides_nor_re_decides_an_event(
+        self, tmp_path: Path, kind: str, late: bool
+    ) -> None:
+        case = CASES[kind]()
+        events = case.arrivals(late)
+        schools = str(self.trust(tmp_path))
+        code, out, _ = check(str(write(tmp_path, *events)), "--schools", schools, "-f", "jsonl")
+        assert code == 0
+        assert [o["event_id"] for o in out] == [e["id"] for e in events]
+        (decided,) = [o for o in out if o["event_id"] == case.event["id"]]
+        assert (decided["decision"], decided["rules"]) == case.alone
+        assert case.others_fact["id"] not in json.dumps(decided)
 
 
 class TestExitStatus:

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,18 @@ from pipeline.policy.pack import Policy
 from pipeline.register import check_upn
 from pipeline.simulate import simulate
 from schemas.decisions import Decision
-from tests.factory import census, consent_given, consent_withdrawn, left, line, referral, transfer
+from tests.factory import (
+    SCHOOL,
+    census,
+    consent_given,
+    consent_withdrawn,
+    left,
+    line,
+    referral,
+    transfer,
+)
+from tests.factory import upn as upn_of
+from tests.two_schools import CASES, ELSEWHERE, OTHER_SCHOOL, trust_events, verdict
 
 
 def final_decisions(policy: Policy, events: list[bytes]) -> dict[str, Decision]:
@@ -231,3 +243,88 @@ class TestAnEventTheEngineFailsOn:
         assert "internal error ValueError" in failed.decision.reasons[0]
         assert engine.current(poison["id"]) == failed.decision
         assert after.decision.decision.value == "allowed"
+
+
+class TestFactsBelongToTheSchoolThatRecordedThem:
+    """Contract Clarifications 2026-12-06: another school's facts never decide a
+    school's events, whatever the order they arrive in."""
+
+    @staticmethod
+    def run(policy: Policy, events: list[dict[str, Any]]) -> tuple[Engine, list[Any]]:
+        engine = Engine(policy)
+        outcomes = [o for n, e in enumerate(events) for o in engine.process(line(e), n)]
+        return engine, outcomes
+
+    @staticmethod
+    def decided(engine: Engine, event: dict[str, Any]) -> Decision:
+        decision = engine.current(event["id"])
+        assert decision is not None
+        return decision
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_another_schools_fact_before_the_event_does_not_decide_it(
+        self, policy: Policy, kind: str
+    ) -> None:
+        case = CASES[kind]()
+        engine, _ = self.run(policy, case.arrivals(late=False))
+        decision = self.decided(engine, case.event)
+        assert verdict(decision) == case.alone
+        assert not any(case.others_fact["id"] in reason for reason in decision.reasons)
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    def test_another_schools_late_fact_re_decides_nothing_of_this_school(
+        self, policy: Policy, kind: str
+    ) -> None:
+        case = CASES[kind]()
+        engine, outcomes = self.run(policy, case.arrivals(late=True))
+        assert [o.kind for o in outcomes if o.event_id == case.event["id"]] == ["decision"]
+        assert not any(o.reevaluated_by == case.others_fact["id"] for o in outcomes)
+        decision = self.decided(engine, case.event)
+        assert verdict(decision) == case.alone
+
+    @pytest.mark.parametrize("kind", sorted(CASES))
+    @pytest.mark.parametrize("late", [False, True], ids=["before", "late"])
+    def test_the_same_fact_recorded_by_the_school_itself_decides_its_event(
+        self, policy: Policy, kind: str, late: bool
+    ) -> None:
+        """The control: each case's fact does matter, when it is the school's own."""
+        case = CASES[kind]()
+        own = case.as_own()
+        engine, outcomes = self.run(policy, case.arrivals(late, fact=own))
+        decision = self.decided(engine, case.event)
+        assert verdict(decision) == case.decides
+        assert any(o.reevaluated_by == own["id"] for o in outcomes) is late
+
+    def test_a_pupil_who_moved_between_two_schools_has_two_sets_of_facts(
+        self, policy: Policy
+    ) -> None:
+        """Left A for B, then left B: each school's transfer is judged by its own leaving."""
+        a_left = left(destination="school:116235", time="2026-07-17T15:00:00+01:00")
+        b_left = left(
+            left_on="2026-09-18",
+            destination=ELSEWHERE,
+            source=OTHER_SCHOOL,
+            time="2026-09-18T15:00:00+01:00",
+        )
+        a_sends = transfer(recipient="school:116235", time="2026-09-21T09:30:00+01:00")
+        b_sends = transfer(recipient=ELSEWHERE, source=OTHER_SCHOOL, time="2026-09-21T09:30:00Z")
+        engine, _ = self.run(policy, [a_left, b_left, a_sends, b_sends])
+        a_decision, b_decision = engine.current(a_sends["id"]), engine.current(b_sends["id"])
+        assert a_decision is not None and b_decision is not None
+        assert verdict(a_decision) == ("review", ["transfer.late"])
+        assert verdict(b_decision) == ("allowed", [])
+
+
+@settings(max_examples=60, deadline=None)
+@given(trust_events(upn_of(1), upn_of(2)))
+def test_each_schools_decisions_are_those_of_its_own_events_alone(
+    policy: Policy, events: list[dict[str, Any]]
+) -> None:
+    engine = Engine(policy)
+    outcomes = [o for n, e in enumerate(events) for o in engine.process(line(e), n)]
+    for school in (SCHOOL, OTHER_SCHOOL):
+        own = [line(e) for e in events if e["source"] == school]
+        mixed = {e["id"]: engine.current(e["id"]) for e in events if e["source"] == school}
+        assert mixed == final_decisions(policy, own)
+    source = {e["id"]: e["source"] for e in events}
+    assert all(source[o.reevaluated_by] == source[o.event_id] for o in outcomes if o.reevaluated_by)
