@@ -8,6 +8,7 @@ Pure but for the Ed25519 arithmetic (``cryptography``): no database, clock or ne
 from __future__ import annotations
 
 import base64
+import functools
 import binascii
 import hashlib
 import re
@@ -135,13 +136,21 @@ class Signer:
         return Verifier(self.name, _public_of(self.private), self.kind)
 
     def sign(self, message: bytes) -> bytes:
-        return Ed25519PrivateKey.from_private_bytes(self.private).sign(message)
+        return _private_key(self.private).sign(message)
 
 
+@functools.lru_cache(maxsize=16)
+def _private_key(private: bytes) -> Ed25519PrivateKey:
+    """The key object of a seed, made once: making it costs as much as a signature, and
+    the log signs a receipt for every record it handles."""
+    return Ed25519PrivateKey.from_private_bytes(private)
+
+
+@functools.lru_cache(maxsize=16)
 def _public_of(private: bytes) -> bytes:
     if len(private) != 32:
         raise NoteError("an Ed25519 private key is 32 bytes")
-    return Ed25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    return _private_key(private).public_key().public_bytes_raw()
 
 
 def new_private_key() -> bytes:
