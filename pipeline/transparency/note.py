@@ -8,8 +8,8 @@ Pure but for the Ed25519 arithmetic (``cryptography``): no database, clock or ne
 from __future__ import annotations
 
 import base64
-import functools
 import binascii
+import functools
 import hashlib
 import re
 import struct
