@@ -96,6 +96,8 @@ class Outcome:
     refers_to: int | None = None
     pupils: tuple[str, ...] = ()
     policy: Policy | None = None  # the policy that decided, for a valid event
+    #: The RFC 6962 leaf hash of entry ``seq``, once the ledger has it: what a receipt names.
+    leaf: bytes | None = None
 
 
 @dataclass(slots=True)

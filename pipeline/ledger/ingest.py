@@ -31,6 +31,7 @@ import orjson
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
+from pipeline.ledger.tree import entry_leaf_hashes
 from pipeline.logging import get_logger
 from pipeline.policy.intake import (
     Reading,
@@ -163,6 +164,18 @@ def in_event_time_order(records: Sequence[Record], readings: Sequence[Reading]) 
     return [index for _, index in heapq.merge(*partitions.values(), key=itemgetter(0))]
 
 
+def _name_leaves(connection: Any, outcomes: Sequence[Outcome], entries: Sequence[NewEntry]) -> None:
+    """Give each outcome the leaf hash of the entry it names, for its receipt: a new
+    entry's as appended, a redelivery's (the entry that first recorded it) from the
+    ledger."""
+    leaf_of = {new.entry.seq: new.leaf for new in entries}
+    earlier = [o.seq for o in outcomes if o.seq is not None and o.seq not in leaf_of]
+    if earlier:
+        leaf_of.update(entry_leaf_hashes(connection, earlier))
+    for outcome in outcomes:
+        outcome.leaf = leaf_of.get(outcome.seq) if outcome.seq is not None else None
+
+
 def undecidable_reading(raw: bytes, reason: str) -> Reading:
     """The reading of a record the engine failed on: rejected for ``reason`` (or for its
     own problem, when it has one), under its event id when that can still be read. This
@@ -232,6 +245,7 @@ class LedgerWriter:
                             self._bring(entry, outcome, reading, own)
                         entries.append(entry)
             self.ledger.append(connection, entries, seal=self.pseudonym.identity_mac)
+            _name_leaves(connection, outcomes, entries)
         log.info(
             "batch_recorded",
             records=len(records),

@@ -50,6 +50,7 @@ from pipeline.ledger.models import (
     RegisterFact,
 )
 from pipeline.ledger.tree import COLUMNS, TREE, RightEdge
+from pipeline.transparency.merkle import leaf_hash
 
 ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 PUPIL: Table = EntryPupil.__table__  # type: ignore[attr-defined]
@@ -98,6 +99,7 @@ class NewEntry:
     fact: dict[str, Any] | None = None
     identities: list[tuple[str, str, str | None]] = field(default_factory=list)
     alert: tuple[str, dict[str, Any]] | None = None  # severity, and the alert without seq
+    leaf: bytes | None = None  # the entry's RFC 6962 leaf hash, set once appended
 
 
 def private_file(path: str | None) -> None:
@@ -288,6 +290,9 @@ class Ledger:
             for key, upn, dob in new.identities:
                 known = identities.get(key)
                 identities[key] = (upn, dob or (known[1] if known else None))
+        hashes = [leaf_hash(leaf) for leaf in leaves]
+        for new, hashed_leaf in zip(entries, hashes, strict=True):
+            new.leaf = hashed_leaf
         # Through the driver's executemany: at thousands of rows a batch, the ORM's
         # per-parameter processing would cost more than the database's work.
         for table, names, values in (
@@ -297,7 +302,7 @@ class Ledger:
             (PAYLOAD, ("seq", "body"), sides.payloads),
             (FACT, ("seq", "pupil_key", "fact"), sides.facts),
             (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
-            (TREE, COLUMNS, self.edge.rows(connection, head_seq, head_hash, prev, leaves)),
+            (TREE, COLUMNS, self.edge.rows(connection, head_seq, head_hash, prev, hashes)),
         ):
             if values:
                 connection.exec_driver_sql(self._insert_statement(table, names), values)

@@ -112,6 +112,23 @@ def _leaf_hashes(connection: Connection, ranges: list[tuple[int, int]]) -> dict[
     return {j: leaf_hash(leaf) for j, leaf in _leaves_in(connection, ranges).items()}
 
 
+def entry_leaf_hashes(connection: Connection, seqs: Iterable[int]) -> dict[int, Hash]:
+    """Entry seq to its leaf hash, for each of ``seqs``: what the receipt of a record
+    recorded earlier (a redelivery) names. Runs of seqs are read as ranges, a bounded
+    number of them a statement."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    found: dict[int, Hash] = {}
+    for start in range(0, len(runs), 200):
+        chunk = [(first - 1, last) for first, last in runs[start : start + 200]]
+        found.update({j + 1: h for j, h in _leaf_hashes(connection, chunk).items()})
+    return found
+
+
 def leaves(connection: Connection, start: int, end: int) -> list[bytes]:
     """The leaf bytes of leaves ``start`` to ``end - 1`` (entries ``start + 1`` to
     ``end``), in order."""
@@ -143,7 +160,7 @@ def new_nodes(
 ) -> list[tuple[int, int, bytes]]:
     """The rows that appending entries with leaf bytes ``leaves`` to a tree of ``size``
     adds: each stored-size subtree they complete."""
-    return RightEdge().rows(connection, size, "", "", leaves)
+    return RightEdge().rows(connection, size, "", "", [leaf_hash(leaf) for leaf in leaves])
 
 
 class RightEdge:
@@ -165,16 +182,17 @@ class RightEdge:
         size: int,
         head_hash: str,
         new_head_hash: str,
-        leaves: Sequence[bytes],
+        hashes: Sequence[Hash],
     ) -> list[tuple[int, int, bytes]]:
-        """:func:`new_nodes`, remembering the new edge under ``new_head_hash``."""
+        """:func:`new_nodes` for leaves of hashes ``hashes``, remembering the new edge under
+        ``new_head_hash``."""
         if head_hash and self._at == (size, head_hash):
             edge = self._edge
         else:
             edge = nodes(connection, frontier(size))
-        made = grown(size, edge, [leaf_hash(leaf) for leaf in leaves])
+        made = grown(size, edge, list(hashes))
         known = {**edge, **dict(made)}
-        grown_to = size + len(leaves)
+        grown_to = size + len(hashes)
         self._at = (grown_to, new_head_hash) if new_head_hash else None
         self._edge = {n: known[n] for n in frontier(grown_to)}
         return [(level, idx, h) for (level, idx), h in made if level >= STORED_FROM]

@@ -31,13 +31,15 @@ OUTCOMES = frozenset({"allowed", "review", "breach", "rejected", "duplicate", "i
 #: The event id of a record that had no usable one.
 NO_EVENT = "-"
 _DECIMAL = r"(0|[1-9][0-9]{0,18})"
+#: A Kafka topic's name: the only records a receipt can name.
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
 #: Each line as the format fixes it, and what to tell someone whose line is not so.
 _LINE_RULES = (
     (re.escape(HEADER), f"the first line is {HEADER}"),
     (r"origin (?P<origin>[!-~]{1,255})", "the second line is origin and the log's name"),
     (r"event (?P<event>[ -~]{1,128})", "the third line is event and the event id, or -"),
     (
-        rf"record (?P<topic>[A-Za-z0-9._-]{{1,249}})/(?P<partition>{_DECIMAL})"
+        rf"record (?P<topic>{TOPIC_NAME.pattern})/(?P<partition>{_DECIMAL})"
         rf"/(?P<offset>{_DECIMAL})",
         "the fourth line is record TOPIC/PARTITION/OFFSET",
     ),
