@@ -22,6 +22,7 @@ from pipeline.transport.kafka import (
     DEADLETTER_TOPIC,
     FACTS_TOPIC,
     INPUT_TOPICS,
+    RECEIPTS_TOPIC,
     WORKER_GROUP,
     KafkaConfig,
     faust_settings,
@@ -69,11 +70,17 @@ def create_app(
         web_enabled=False,
     )
     deadletter, alerts = _raw_topic(app, DEADLETTER_TOPIC), _raw_topic(app, ALERTS_TOPIC)
+    receipts = _raw_topic(app, RECEIPTS_TOPIC)
 
     async def send_deadletter(key: bytes | None, value: bytes, headers: Any) -> Any:
         return await deadletter.send(key=key, value=value, headers=headers)
 
-    recorder = Recorder(sink, batching, send_deadletter, lambda: _facts_ends(app))
+    async def send_receipt(key: bytes, value: bytes) -> Any:
+        return await receipts.send(key=key, value=value)
+
+    recorder = Recorder(
+        sink, batching, send_deadletter, lambda: _facts_ends(app), send_receipt=send_receipt
+    )
     for name in INPUT_TOPICS:
         record = recorder.record_facts if name == FACTS_TOPIC else recorder.record_sharing
         app.agent(_raw_topic(app, name), name=f"record-{name}")(_agent(record, batching))

@@ -81,6 +81,8 @@ class Sink(Protocol):
 Ack = Callable[[Any], Awaitable[Any]]
 #: Send one record to the dead letters: its key, its bytes, and headers saying why.
 SendDeadletter = Callable[[bytes | None, bytes, list[tuple[str, bytes]]], Awaitable[Any]]
+#: Send one receipt to ``sharing.receipts``: its key and the signed note.
+SendReceipt = Callable[[bytes, bytes], Awaitable[Any]]
 
 
 def deadletters(outcomes: Sequence[Handled], records: Sequence[Record]) -> list[tuple[Record, str]]:
@@ -94,6 +96,20 @@ def deadletters(outcomes: Sequence[Handled], records: Sequence[Record]) -> list[
         raw = raw_at.get(outcome.position)
         if raw is not None:
             out.append(((raw, outcome.position), outcome.decision.reasons[0]))
+    return out
+
+
+def receipts(handled: Sequence[Handled]) -> list[tuple[bytes, bytes]]:
+    """Each receipt the batch owes, keyed so its sender finds it: by the event id, or for
+    a record with no usable id by where it was read (``TOPIC/PARTITION/OFFSET``)."""
+    out = []
+    for h in handled:
+        if h.receipt is None:
+            continue
+        position = h.position
+        key = h.event_id if isinstance(h.event_id, str) else None
+        key = key or f"{position.topic}/{position.partition}/{position.offset}"
+        out.append((key.encode(), h.receipt))
     return out
 
 
@@ -131,15 +147,20 @@ class Recorder:
         batching: Batching,
         send_deadletter: SendDeadletter,
         facts_ends: Callable[[], dict[int, int | None]],
+        send_receipt: SendReceipt | None = None,
     ) -> None:
         self.sink = sink
         self.batching = batching
         self.send_deadletter = send_deadletter
+        self.send_receipt = send_receipt
         self.facts_ends = facts_ends
         self.pacer = Pacer(batching.patience)
 
     async def handle(self, batch: Sequence[Taken], ack: Ack) -> None:
-        """Record one batch, dead-letter what is not an event, then (only then) ack."""
+        """Record one batch, dead-letter what is not an event, send each record's receipt
+        (the ledger has committed them: a receipt is never sent before), then (only then)
+        ack. A worker that dies between the two leaves the batch unacked: redelivered, its
+        records are receipted as duplicates naming the entries that recorded them."""
         records: list[Record] = []
         keys: dict[Position, bytes | None] = {}
         for taken in batch:
@@ -152,6 +173,9 @@ class Recorder:
         dead = deadletters(handled, records)
         if dead:
             await _until_sent(self._send_deadletters, dead, keys)
+        owed = receipts(handled)
+        if owed and self.send_receipt is not None:
+            await _until_sent(self._send_receipts, owed)
         for taken in batch:
             await ack(taken)
 
@@ -171,6 +195,11 @@ class Recorder:
                 ("source.offset", str(position.offset).encode()),
             ]
             sent.append(await self.send_deadletter(keys.get(position), raw, headers))
+        await asyncio.gather(*(s for s in sent if asyncio.isfuture(s)))
+
+    async def _send_receipts(self, owed: list[tuple[bytes, bytes]]) -> None:
+        assert self.send_receipt is not None
+        sent = [await self.send_receipt(key, receipt) for key, receipt in owed]
         await asyncio.gather(*(s for s in sent if asyncio.isfuture(s)))
 
     def _start(self, batch: Sequence[Taken], ack: Ack, in_flight: asyncio.Semaphore) -> None:

@@ -16,12 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from pipeline.engine import Position
+from pipeline.engine import Outcome, Position
 from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.errors import is_unavailable
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.keys import KeyRefused, bind_key
 from pipeline.ledger.outbox import Due, due_alerts, mark_relayed
+from pipeline.ledger.receipting import signed_receipts
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.witnessing import Witness, publish
 from pipeline.logging import configure as configure_logging
@@ -72,6 +73,7 @@ class Handled(NamedTuple):
     position: Position
     event_id: Any
     decision: Decision
+    receipt: bytes | None = None  # the log's signed receipt, for a record read from a topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +152,11 @@ def write(records: list[Record], undecidable: str | None = None) -> list[Handled
         return refused
 
     def go() -> list[Handled]:
+        outcomes = writer.write(records, undecidable)  # committed once it returns
+        receipts = _receipts_for(outcomes)
         return [
-            Handled(o.kind, o.position, o.event_id, o.decision)
-            for o in writer.write(records, undecidable)
+            Handled(o.kind, o.position, o.event_id, o.decision, receipt)
+            for o, receipt in zip(outcomes, receipts, strict=True)
         ]
 
     result: list[Handled] | Failed = _run(go)
@@ -160,6 +164,14 @@ def write(records: list[Record], undecidable: str | None = None) -> list[Handled
         _sign_when_due()
     _collect_between_batches()
     return result
+
+
+def _receipts_for(outcomes: list[Outcome]) -> list[bytes | None]:
+    """The log's receipt for each outcome's record, signed here, after the commit: none
+    where the log has no key (the worker said so at start) or the outcome is owed none."""
+    if _checkpoints is None:
+        return [None] * len(outcomes)
+    return signed_receipts(outcomes, _checkpoints.signer, int(time.time()))
 
 
 def _sign_when_due() -> None:

@@ -220,3 +220,47 @@ def test_the_worker_signs_a_checkpoint_of_what_it_recorded_and_writes_it_to_a_fo
     assert accepted.returncode == 0, accepted.stderr.decode()
     verified = _sharing_audit("ledger", "verify", "--db", url)
     assert verified.returncode == 0, verified.stderr.decode()
+
+
+def test_every_record_sent_gets_one_receipt_signed_by_the_log_naming_its_entry(
+    kafka: KafkaConfig, tmp_path: Path, year: list[bytes]
+) -> None:
+    from pipeline.ledger.tree import leaf_bytes
+    from pipeline.transparency.delivery import open_receipt
+    from pipeline.transparency.merkle import leaf_hash
+    from pipeline.transparency.note import Verifier
+    from pipeline.transport.kafka import RECEIPTS_TOPIC
+    from pipeline.transport.mis import MisProducer
+
+    ensure_topics(kafka)
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    sent = year[:120]
+    with Pipeline(url, kafka, worker_log=tmp_path / "worker.log"), MisProducer(kafka) as producer:
+        futures = [producer.send_record(raw) for raw in sent]
+        futures += [producer.send_record(raw, "sharing.referral") for raw in UNDECODABLE]
+        futures.append(producer.send_record(sent[0]))  # sent again: a duplicate's receipt
+        producer.flush()
+        where = [f.get(timeout=30) for f in futures]
+        positions = {positions_of(m) for m in where}
+        records = read_topic(
+            kafka,
+            RECEIPTS_TOPIC,
+            expected=len(positions),
+            timeout=90,
+            identity=lambda r: r.value.split(b"\n")[3],
+        )
+    vkey = _sharing_audit("log", "vkey", "--db", url).stdout.decode().strip()
+    receipts = [open_receipt(r.value, Verifier.parse(vkey)) for r in records]
+    by_record = {r.record: r for r in receipts}
+    assert set(by_record) == positions
+    assert by_record[positions_of(where[-1])].decision == "duplicate"
+    assert by_record[positions_of(where[-1])].seq == by_record[positions_of(where[0])].seq
+    assert [by_record[positions_of(m)].event_id for m in where[120:123]] == [None] * 3
+    assert all(r.key == (r_.event_id or r_.record).encode() for r, r_ in zip(records, receipts))
+    with Ledger.open(url).engine.connect() as connection:
+        for receipt in by_record.values():
+            assert leaf_hash(leaf_bytes(connection, receipt.seq) or b"") == receipt.leaf
+
+
+def positions_of(metadata: Any) -> str:
+    return f"{metadata.topic}/{metadata.partition}/{metadata.offset}"

@@ -50,9 +50,14 @@ class Ledger:
 def _handled(raw: bytes, position: Position) -> Handled:
     if raw == b"junk":
         return Handled(
-            "decision", position, None, Decision.rejected(RuleId.EVENT_INVALID, "not JSON")
+            "decision",
+            position,
+            None,
+            Decision.rejected(RuleId.EVENT_INVALID, "not JSON"),
+            f"receipt of {position.offset}".encode(),
         )
-    return Handled("decision", position, f"e-{position.offset}", ALLOWED)
+    receipt = f"receipt of {position.offset}".encode()
+    return Handled("decision", position, f"e-{position.offset}", ALLOWED, receipt)
 
 
 class Journal:
@@ -63,6 +68,9 @@ class Journal:
 
     async def ack(self, taken: Taken) -> None:
         self.steps.append(("ack", taken.message.offset))
+
+    async def receipt(self, key: bytes, value: bytes) -> None:
+        self.steps.append((f"receipt {key.decode()}: {value.decode()}", 0))
 
     async def deadletter(self, key: bytes | None, value: bytes, headers: Any) -> None:
         reason = dict(headers)["reason"].decode()
@@ -81,8 +89,42 @@ async def batches_of(*taken: list[Taken], then: float = 0.0) -> AsyncIterator[Se
     await asyncio.sleep(then)
 
 
-def recorder_on(ledger: Ledger, journal: Journal) -> Recorder:
-    return Recorder(ledger, Batching(patience=0.0), journal.deadletter, dict)
+def recorder_on(ledger: Ledger, journal: Journal, receipts: bool = False) -> Recorder:
+    send_receipt = journal.receipt if receipts else None
+    return Recorder(ledger, Batching(patience=0.0), journal.deadletter, dict, send_receipt)
+
+
+def test_each_records_receipt_is_sent_after_the_ledger_has_it_and_before_the_ack() -> None:
+    async def scenario() -> None:
+        ledger, journal = Ledger(), Journal()
+        recorder = recorder_on(ledger, journal, receipts=True)
+        await recorder.handle(batch(b"{}", b"junk"), journal.ack)
+        assert journal.steps == [
+            ("deadletter: not JSON", 1),
+            ("receipt e-0: receipt of 0", 0),
+            (f"receipt {TOPIC}/0/1: receipt of 1", 0),
+            ("ack", 0),
+            ("ack", 1),
+        ]
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_whose_receipts_the_broker_refuses_is_not_acked_until_they_go() -> None:
+    async def scenario() -> None:
+        ledger, journal = Ledger(), Journal()
+        refusals = [RuntimeError("broker away")]
+
+        async def flaky(key: bytes, value: bytes) -> None:
+            if refusals:
+                raise refusals.pop()
+            await journal.receipt(key, value)
+
+        recorder = Recorder(ledger, Batching(patience=0.0), journal.deadletter, dict, flaky)
+        await recorder.handle(batch(b"{}"), journal.ack)
+        assert journal.steps == [("receipt e-0: receipt of 0", 0), ("ack", 0)]
+
+    asyncio.run(scenario())
 
 
 def test_a_batch_is_acked_only_once_the_ledger_has_it() -> None:
