@@ -256,7 +256,8 @@ def test_every_record_sent_gets_one_receipt_signed_by_the_log_naming_its_entry(
     assert by_record[positions_of(where[-1])].decision == "duplicate"
     assert by_record[positions_of(where[-1])].seq == by_record[positions_of(where[0])].seq
     assert [by_record[positions_of(m)].event_id for m in where[120:123]] == [None] * 3
-    assert all(r.key == (r_.event_id or r_.record).encode() for r, r_ in zip(records, receipts))
+    for record, receipt in zip(records, receipts, strict=True):
+        assert record.key == (receipt.event_id or receipt.record).encode()
     with Ledger.open(url).engine.connect() as connection:
         for receipt in by_record.values():
             assert leaf_hash(leaf_bytes(connection, receipt.seq) or b"") == receipt.leaf
