@@ -127,14 +127,10 @@ def test_a_receipt_from_the_log_is_accepted_by_the_auditor_for_its_entry_only(
     (tmp_path / "receipt").write_bytes(log("prove", "7", url=sqlite_url))
     (tmp_path / "leaf7").write_bytes(log("leaf", "7", url=sqlite_url))
     (tmp_path / "leaf8").write_bytes(log("leaf", "8", url=sqlite_url))
-    vkey = str(tmp_path / "vkey")
-    status, said = audit(
-        "receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf7"), "--vkey", vkey
-    )
+    given = ["--vkey", str(tmp_path / "vkey"), "--state", str(tmp_path / "state")]
+    status, said = audit("receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf7"), *given)
     assert status == 0, said
-    status, said = audit(
-        "receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf8"), "--vkey", vkey
-    )
+    status, said = audit("receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf8"), *given)
     assert status == 1 and "refused" in said
 
 
@@ -225,6 +221,38 @@ def test_a_rewritten_history_that_grew_is_refused_by_the_auditor(
     )
     assert status == 1 and "history was rewritten" in said
     assert (state / "checkpoint").read_bytes() == kept
+
+
+def test_a_receipt_from_a_fork_of_the_kept_size_is_refused(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, size = true_history
+    url = rewritten(raws, tmp_path, [])
+    log("checkpoint", url=url)
+    (tmp_path / "receipt").write_bytes(log("prove", "2", url=url))
+    (tmp_path / "leaf").write_bytes(log("leaf", "2", url=url))
+    given = ["--vkey", str(vkey), "--state", str(state)]
+    status, said = audit("receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf"), *given)
+    assert status == 1 and f"two different checkpoints of size {size}: the log forked" in said
+
+
+def test_a_receipt_from_a_grown_rewritten_history_is_refused_with_its_proof(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, size = true_history
+    url = rewritten(raws, tmp_path, events(5, seed=11))
+    log("checkpoint", url=url)
+    (tmp_path / "receipt").write_bytes(log("prove", "2", url=url))
+    (tmp_path / "leaf").write_bytes(log("leaf", "2", url=url))
+    (tmp_path / "proof").write_bytes(log("consistency", "--old", str(size), url=url))
+    receipt = [str(tmp_path / "receipt"), str(tmp_path / "leaf")]
+    status, said = audit("receipt", *receipt, "--vkey", str(vkey), "--state", str(state))
+    assert status == 1 and f"a consistency proof from size {size} is needed" in said
+    status, said = audit(
+        "receipt", *receipt, "--vkey", str(vkey), "--state", str(state),
+        "--proof", str(tmp_path / "proof"),
+    )  # fmt: skip
+    assert status == 1 and "history was rewritten" in said
 
 
 def test_a_rollback_to_a_smaller_tree_is_refused(
@@ -415,6 +443,25 @@ def test_the_auditor_can_require_witnesses_to_have_cosigned(
         "verify", str(tmp_path / "cosigned"), *needs, "--state", str(tmp_path / "b")
     )
     assert status == 0, said
+
+
+def test_one_witness_given_twice_is_refused_rather_than_counted_twice(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger_with(sqlite_url, events(10))
+    (tmp_path / "vkey").write_bytes(log("vkey", url=sqlite_url))
+    note = log("checkpoint", url=sqlite_url)
+    witness = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
+    (tmp_path / "cosigned").write_bytes(
+        note + cosign(Note.parse(note), witness, 1767225600).line().encode()
+    )
+    twice = ["--witness", witness.verifier.vkey()] * 2
+    status, said = audit(
+        "verify", str(tmp_path / "cosigned"), "--vkey", str(tmp_path / "vkey"),
+        "--state", str(tmp_path / "state"), *twice, "--quorum", "2",
+    )  # fmt: skip
+    assert status == 2 and "--witness witness.example.org/w1 is given twice" in said
+    assert not (tmp_path / "state").exists()
 
 
 @pytest.mark.slow  # a worker process appending while verify runs, on both databases
