@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
@@ -329,11 +330,12 @@ def verify_says(url: str, env: dict[str, str] = ENV) -> tuple[int, str]:
 
 
 def test_ledger_verify_checks_the_tree_and_the_checkpoints(db_url: str) -> None:
-    ledger_with(db_url, events(20))
+    ledger = ledger_with(db_url, events(20))
     log("checkpoint", url=db_url)
     status, said = verify_says(db_url)
     assert status == 0, said
-    assert "Merkle tree and checkpoints agree" in said
+    assert "Merkle tree agrees" in said
+    assert f"1 checkpoints checked, latest size {count(ledger)}" in said
 
 
 def test_ledger_verify_finds_a_tree_node_edited_behind_the_ledgers_back(db_url: str) -> None:
@@ -486,3 +488,168 @@ def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str, 
         done.set()
         writer.join()
     assert [r.fault for r in results if not r.ok] == []
+
+
+# -- what ledger verify can and cannot say of a history its owner rewrote -------------------
+
+
+def test_ledger_verify_says_how_many_checkpoints_it_checked_and_the_latest_size(
+    db_url: str,
+) -> None:
+    ledger = ledger_with(db_url, events(20))
+    log("checkpoint", url=db_url)
+    record(ledger, events(3, seed=21), first=10_000)
+    log("checkpoint", url=db_url)
+    status, said = verify_says(db_url)
+    assert status == 0, said
+    assert f"2 checkpoints checked, latest size {count(ledger)}" in said
+
+
+def test_ledger_verify_warns_when_the_log_has_signed_no_checkpoint(db_url: str) -> None:
+    ledger_with(db_url, events(5))
+    status, said = verify_says(db_url)
+    assert status == 0, said
+    assert "WARNING: no checkpoint checked" in said and "checkpoints agree" not in said
+
+
+KEY_BESIDE = {"SHARING_AUDIT_PSEUDONYM_KEY": ENV["SHARING_AUDIT_PSEUDONYM_KEY"]}
+
+
+def with_key_beside(*args: str) -> tuple[int, str, bytes]:
+    """A command run with the log key kept beside the SQLite file (none in the settings)."""
+    done = runner.invoke(app, list(args), env=KEY_BESIDE)
+    return done.exit_code, done.output, done.stdout_bytes
+
+
+def rewrite_in_place(path: Path, source: str) -> None:
+    """What the database's owner can do: drop the triggers, replace every row with those
+    of ``source`` (a chain and tree recomputed over a changed history) and so delete
+    every checkpoint the log had signed."""
+    with sqlite3.connect(path) as db:
+        db.execute("ATTACH DATABASE ? AS rewritten", (source.removeprefix("sqlite:///"),))
+        triggers = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        for (name,) in triggers.fetchall():
+            db.execute(f'DROP TRIGGER "{name}"')
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        for (table,) in tables:
+            if not table.startswith("sqlite_"):
+                db.execute(f'DELETE FROM "{table}"')
+                db.execute(f'INSERT INTO "{table}" SELECT * FROM rewritten."{table}"')
+    assert not sqlite3.connect(path).execute("SELECT count(*) FROM log_checkpoint").fetchone()[0]
+
+
+@pytest.fixture
+def owner_rewrote(tmp_path: Path) -> tuple[str, Path, Path, Path, int]:
+    """A SQLite ledger whose checkpoint an auditor kept (in a state folder and a file kept
+    elsewhere), then rewritten in place by its owner, who holds the log key kept beside
+    it: the URL, the kept checkpoint, the auditor's state, the vkey, and the size."""
+    raws = events(30)
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    size = count(ledger_with(url, raws))
+    status, said, kept = with_key_beside("log", "checkpoint", "--db", url)
+    assert status == 0, said
+    (tmp_path / "kept-checkpoint").write_bytes(kept)
+    (tmp_path / "vkey").write_bytes(with_key_beside("log", "vkey", "--db", url)[2])
+    state = tmp_path / "state"
+    assert audit("verify", str(tmp_path / "kept-checkpoint"), "--vkey",
+                 str(tmp_path / "vkey"), "--state", str(state))[0] == 0  # fmt: skip
+    rewrite_in_place(path, rewritten(raws, tmp_path, []))
+    return url, tmp_path / "kept-checkpoint", state, tmp_path / "vkey", size
+
+
+def test_a_rewrite_that_deleted_every_checkpoint_passes_ledger_verify_with_a_warning(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, *_ = owner_rewrote
+    status, said, _ = with_key_beside("ledger", "verify", "--db", url)
+    assert status == 0, said
+    assert "WARNING: no checkpoint checked" in said and "checkpoints agree" not in said
+
+
+def test_a_re_signed_rewrite_passes_ledger_verify_alone_which_says_it_checked_none_kept_outside(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, _, _, _, size = owner_rewrote
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    status, said, _ = with_key_beside("ledger", "verify", "--db", url)
+    assert status == 0, said
+    assert f"1 checkpoints checked, latest size {size}" in said
+    assert "none kept outside this database" in said
+
+
+def test_ledger_verify_against_a_checkpoint_kept_outside_finds_the_rewrite(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, kept, _, _, size = owner_rewrote
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    status, said, _ = with_key_beside("ledger", "verify", "--db", url, "--checkpoint", str(kept))
+    assert status == 1, said
+    assert f"the checkpoint of size {size} kept in {kept}" in said and "rewritten" in said
+
+
+def test_the_auditors_kept_state_finds_the_re_signed_rewrite(
+    owner_rewrote: tuple[str, Path, Path, Path, int], tmp_path: Path
+) -> None:
+    url, _, state, vkey, _ = owner_rewrote
+    (tmp_path / "forged").write_bytes(with_key_beside("log", "checkpoint", "--db", url)[2])
+    status, said = audit("verify", str(tmp_path / "forged"), "--vkey", str(vkey),
+                         "--state", str(state))  # fmt: skip
+    assert status == 1 and "the log forked" in said
+
+
+def test_ledger_verify_against_a_checkpoint_kept_outside_agrees_with_a_ledger_that_grew(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = ledger_with(sqlite_url, events(20))
+    (tmp_path / "kept").write_bytes(log("checkpoint", url=sqlite_url))
+    size = count(ledger)
+    record(ledger, events(3, seed=21), first=10_000)
+    done = runner.invoke(
+        app,
+        ["ledger", "verify", "--db", sqlite_url, "--checkpoint", str(tmp_path / "kept")],
+        env=ENV,
+    )
+    assert done.exit_code == 0, done.output
+    assert f"agrees with the checkpoint of size {size} kept in {tmp_path / 'kept'}" in done.output
+
+
+def test_ledger_verify_against_a_larger_checkpoint_kept_outside_finds_the_rollback(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    raws = events(20)
+    bigger = f"sqlite:///{tmp_path}/bigger.db"
+    size = count(ledger_with(bigger, raws))
+    (tmp_path / "kept").write_bytes(log("checkpoint", url=bigger))
+    ledger_with(sqlite_url, raws[:5])
+    done = runner.invoke(
+        app,
+        ["ledger", "verify", "--db", sqlite_url, "--checkpoint", str(tmp_path / "kept")],
+        env=ENV,
+    )
+    assert done.exit_code == 1, done.output
+    assert f"fewer than the checkpoint of size {size}" in done.output
+
+
+@pytest.mark.parametrize(
+    "content,named",
+    [
+        (b"not a checkpoint\n", "is not a signed checkpoint"),
+        (sign_note(Checkpoint(ORIGIN_OF_TESTS, 3, bytes(32)).body(),
+                   Signer(ORIGIN_OF_TESTS, bytes(range(32)))).encode(),
+         "is not signed by the log's key"),
+    ],
+    ids=["malformed", "another-key"],
+)  # fmt: skip
+def test_a_kept_checkpoint_that_is_not_the_logs_is_a_clear_mistake(
+    sqlite_url: str, tmp_path: Path, content: bytes, named: str
+) -> None:
+    ledger_with(sqlite_url, events(5))
+    (tmp_path / "kept").write_bytes(content)
+    done = runner.invoke(
+        app,
+        ["ledger", "verify", "--db", sqlite_url, "--checkpoint", str(tmp_path / "kept")],
+        env=ENV,
+    )
+    assert done.exit_code == 2 and named in done.output and "Traceback" not in done.output
+    assert str(tmp_path / "kept") in done.output
