@@ -653,3 +653,32 @@ def test_a_kept_checkpoint_that_is_not_the_logs_is_a_clear_mistake(
     )
     assert done.exit_code == 2 and named in done.output and "Traceback" not in done.output
     assert str(tmp_path / "kept") in done.output
+
+
+# -- the log key of a ledger that has signed checkpoints -----------------------------------
+
+
+def test_a_missing_log_key_beside_a_ledger_with_checkpoints_is_refused_and_none_is_made(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/signed.db"
+    ledger_with(url, events(5))
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    key_file = tmp_path / "signed.db.logkey"
+    key_file.unlink()
+    for command in (("log", "checkpoint"), ("log", "vkey")):
+        status, said, _ = with_key_beside(*command, "--db", url)
+        assert status == 2, (command, said)
+        assert "no log key" in said and "restore it" in said, command
+        assert not key_file.exists(), command
+
+
+def test_log_checkpoint_on_an_empty_ledger_says_there_is_nothing_to_sign_yet(
+    sqlite_url: str,
+) -> None:
+    ledger_with(sqlite_url, [])
+    done = runner.invoke(app, ["log", "checkpoint", "--db", sqlite_url], env=ENV)
+    assert done.exit_code == 2
+    assert "nothing to sign yet" in done.output and "run sharing-audit log checkpoint" not in (
+        done.output
+    )
