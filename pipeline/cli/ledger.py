@@ -6,7 +6,6 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,6 +34,7 @@ from pipeline.ledger.checkpoint_check import (
     kept_checkpoints,
     outside_checkpoint,
     outside_fault,
+    read_outside,
 )
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
@@ -90,11 +90,13 @@ JobsOption = Annotated[
 
 
 KeptOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--checkpoint",
-        help="A checkpoint of this log kept outside its database (an auditor's or a "
-        "witness's): the tree must have its root at its size.",
+        metavar="FILE|URL",
+        help="A checkpoint of this log kept outside its database: a file (an auditor's), "
+        "or a witness's URL, asked for the one it last cosigned. The tree must have its "
+        "root at its size.",
     ),
 ]
 
@@ -117,7 +119,7 @@ def ledger_verify(
         result = verify(connection, pseudonyms, log, jobs or default_jobs())
         kept = kept_checkpoints(connection)
         if outside is not None and result.ok:
-            against = outside_fault(connection, outside, str(checkpoint), result.head_seq)
+            against = outside_fault(connection, *outside, result.head_seq)
     if result.ok and against is None:
         print(
             f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
@@ -125,7 +127,7 @@ def ledger_verify(
         )
         print(kept.summary(checked_outside=outside is not None))
         if outside is not None:
-            print(f"agrees with the checkpoint of size {outside.size} kept in {checkpoint}")
+            print(f"agrees with the checkpoint of size {outside[0].size} kept in {outside[1]}")
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
         if log is None and kept.count:
@@ -139,15 +141,14 @@ def ledger_verify(
     raise typer.Exit(1)
 
 
-def _outside_checkpoint(path: Path | None, log: Verifier | None) -> Checkpoint | None:
-    if path is None:
+def _outside_checkpoint(source: str | None, log: Verifier | None) -> tuple[Checkpoint, str] | None:
+    """The checkpoint kept outside, and where it was read; or a clear exit."""
+    if source is None:
         return None
+    origin = settings().log_origin
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        fail(f"cannot read the checkpoint {path}: {exc.strerror}")
-    try:
-        return outside_checkpoint(data, str(path), log, settings().log_origin)
+        data, where = read_outside(source, origin)
+        return outside_checkpoint(data, where, log, origin), where
     except OutsideCheckpointError as exc:
         fail(str(exc))
 

@@ -12,7 +12,11 @@ there were none, and checks one kept outside when given.
 
 from __future__ import annotations
 
+import hashlib
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Connection, func, select
 
@@ -20,9 +24,36 @@ from pipeline.ledger.checkpoints import CHECKPOINT
 from pipeline.ledger.tree import root_at
 from pipeline.transparency.note import Checkpoint, Note, NoteError, Verifier
 
+#: How long a witness has to answer, and the most of its answer read (a note is small).
+WITNESS_TIMEOUT = 10.0
+MOST_READ = 65536
+
 
 class OutsideCheckpointError(Exception):
-    """A checkpoint given to check against that is not one this log signed."""
+    """A checkpoint given to check against that cannot be read or is not one this log
+    signed."""
+
+
+def read_outside(source: str, origin: str) -> tuple[bytes, str]:
+    """The bytes of a checkpoint kept outside, and where they were read: ``source`` is a
+    file, or a witness's URL (http or https), asked for the checkpoint of ``origin`` it
+    last cosigned (``GET <url>/<hex SHA-256 of the origin>/checkpoint``)."""
+    if not source.startswith(("http://", "https://")):
+        try:
+            return Path(source).read_bytes(), source
+        except OSError as exc:
+            raise OutsideCheckpointError(
+                f"cannot read the checkpoint {source}: {exc.strerror}"
+            ) from None
+    url = f"{source.rstrip('/')}/{hashlib.sha256(origin.encode()).hexdigest()}/checkpoint"
+    try:
+        with urllib.request.urlopen(url, timeout=WITNESS_TIMEOUT) as answer:
+            return answer.read(MOST_READ), url
+    except urllib.error.HTTPError as exc:
+        raise OutsideCheckpointError(f"the witness answered HTTP {exc.code} for {url}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise OutsideCheckpointError(f"the witness {url} could not be reached: {reason}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,14 @@ log's own signing key (sharing-audit log, sharing-audit audit)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import math
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -653,6 +656,53 @@ def test_a_kept_checkpoint_that_is_not_the_logs_is_a_clear_mistake(
     )
     assert done.exit_code == 2 and named in done.output and "Traceback" not in done.output
     assert str(tmp_path / "kept") in done.output
+
+
+@contextlib.contextmanager
+def witness_serving(note: bytes, origin: str = ORIGIN_OF_TESTS) -> Iterator[str]:
+    """A witness's URL answering GET /<hex SHA-256 of origin>/checkpoint with ``note``."""
+    path = f"/{hashlib.sha256(origin.encode()).hexdigest()}/checkpoint"
+
+    class Witness(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == path
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(note if found else b"no such log\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Witness)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_ledger_verify_against_a_witnesss_checkpoint_finds_the_rewrite(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, kept, _, _, size = owner_rewrote
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    with witness_serving(kept.read_bytes()) as witness:
+        status, said, _ = with_key_beside("ledger", "verify", "--db", url, "--checkpoint", witness)
+    assert status == 1, said
+    assert f"the checkpoint of size {size} kept in {witness}/" in said and "rewritten" in said
+
+
+def test_a_witness_that_does_not_hold_the_logs_checkpoint_is_a_clear_mistake(
+    sqlite_url: str,
+) -> None:
+    ledger_with(sqlite_url, events(5))
+    with witness_serving(b"", origin="another.example/log") as witness:
+        done = runner.invoke(
+            app, ["ledger", "verify", "--db", sqlite_url, "--checkpoint", witness], env=ENV
+        )
+    assert done.exit_code == 2 and "the witness answered HTTP 404" in done.output
 
 
 # -- the log key of a ledger that has signed checkpoints -----------------------------------
