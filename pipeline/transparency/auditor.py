@@ -232,13 +232,7 @@ def _check_extends(kept: Checkpoint, new: Checkpoint, proof: bytes | None) -> No
             f"a consistency proof from size {kept.size} is needed "
             f"(sharing-audit log consistency --old {kept.size})"
         )
-    parsed, _ = ConsistencyProof.parse(proof)
-    if parsed.old != kept.size:
-        raise Refused(f"the proof is from size {parsed.old}, not from the {kept.size} kept")
-    try:
-        verify_consistency(kept.size, new.size, kept.root, new.root, parsed.hashes)
-    except ProofError as exc:
-        raise Refused(f"the checkpoint does not extend the one kept: {exc}") from None
+    _check_proof(proof, kept, new, "kept", "the checkpoint does not extend the one kept")
 
 
 def _check_leads_to_kept(older: Checkpoint, kept: Checkpoint, proof: bytes | None) -> None:
@@ -250,16 +244,22 @@ def _check_leads_to_kept(older: Checkpoint, kept: Checkpoint, proof: bytes | Non
             f"or ask for a receipt at size {kept.size} (sharing-audit log prove SEQ --size "
             f"{kept.size})"
         )
+    fault = f"the checkpoint of size {older.size} is not in the history kept (size {kept.size})"
+    _check_proof(proof, older, kept, "given", fault)
+
+
+def _check_proof(
+    proof: bytes, older: Checkpoint, newer: Checkpoint, which: str, fault: str
+) -> None:
+    """Refuse unless ``proof``, from ``older``'s size (the one ``which``: kept or given),
+    shows ``newer`` extends ``older``; ``fault`` says what it means when it does not."""
     parsed, _ = ConsistencyProof.parse(proof)
     if parsed.old != older.size:
-        raise Refused(f"the proof is from size {parsed.old}, not from the {older.size} given")
+        raise Refused(f"the proof is from size {parsed.old}, not from the {older.size} {which}")
     try:
-        verify_consistency(older.size, kept.size, older.root, kept.root, parsed.hashes)
+        verify_consistency(older.size, newer.size, older.root, newer.root, parsed.hashes)
     except ProofError as exc:
-        raise Refused(
-            f"the checkpoint of size {older.size} is not in the history kept (size "
-            f"{kept.size}): {exc}"
-        ) from None
+        raise Refused(f"{fault}: {exc}") from None
 
 
 def _keep(state: Path, note: bytes) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 from sqlalchemy import text
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
@@ -424,49 +424,41 @@ def assert_tree_is_the_entries(ledger: Ledger) -> None:
         assert verify(connection).ok
 
 
-def test_the_auditor_can_require_witnesses_to_have_cosigned(
-    sqlite_url: str, tmp_path: Path
-) -> None:
+WITNESS = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
+
+
+@pytest.fixture
+def witnessed(sqlite_url: str, tmp_path: Path) -> Path:
+    """A folder holding the log's vkey and its checkpoint, bare and cosigned by WITNESS."""
     ledger_with(sqlite_url, events(10))
     (tmp_path / "vkey").write_bytes(log("vkey", url=sqlite_url))
     note = log("checkpoint", url=sqlite_url)
-    witness = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
-    cosigned = note + cosign(Note.parse(note), witness, 1767225600).line().encode()
     (tmp_path / "bare").write_bytes(note)
-    (tmp_path / "cosigned").write_bytes(cosigned)
-    needs = [
-        "--vkey",
-        str(tmp_path / "vkey"),
-        "--witness",
-        witness.verifier.vkey(),
-        "--quorum",
-        "1",
-    ]
-    status, said = audit("verify", str(tmp_path / "bare"), *needs, "--state", str(tmp_path / "a"))
+    (tmp_path / "cosigned").write_bytes(
+        note + cosign(Note.parse(note), WITNESS, 1767225600).line().encode()
+    )
+    return tmp_path
+
+
+def test_the_auditor_can_require_witnesses_to_have_cosigned(witnessed: Path) -> None:
+    needs = ["--vkey", str(witnessed / "vkey"), "--witness", WITNESS.verifier.vkey()]
+    needs += ["--quorum", "1"]
+    status, said = audit("verify", str(witnessed / "bare"), *needs, "--state", str(witnessed / "a"))
     assert status == 1 and "0 of the witnesses given cosigned it; 1 must" in said
     status, said = audit(
-        "verify", str(tmp_path / "cosigned"), *needs, "--state", str(tmp_path / "b")
+        "verify", str(witnessed / "cosigned"), *needs, "--state", str(witnessed / "b")
     )
     assert status == 0, said
 
 
-def test_one_witness_given_twice_is_refused_rather_than_counted_twice(
-    sqlite_url: str, tmp_path: Path
-) -> None:
-    ledger_with(sqlite_url, events(10))
-    (tmp_path / "vkey").write_bytes(log("vkey", url=sqlite_url))
-    note = log("checkpoint", url=sqlite_url)
-    witness = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
-    (tmp_path / "cosigned").write_bytes(
-        note + cosign(Note.parse(note), witness, 1767225600).line().encode()
-    )
-    twice = ["--witness", witness.verifier.vkey()] * 2
+def test_one_witness_given_twice_is_refused_rather_than_counted_twice(witnessed: Path) -> None:
+    twice = ["--witness", WITNESS.verifier.vkey()] * 2
     status, said = audit(
-        "verify", str(tmp_path / "cosigned"), "--vkey", str(tmp_path / "vkey"),
-        "--state", str(tmp_path / "state"), *twice, "--quorum", "2",
+        "verify", str(witnessed / "cosigned"), "--vkey", str(witnessed / "vkey"),
+        "--state", str(witnessed / "state"), *twice, "--quorum", "2",
     )  # fmt: skip
     assert status == 2 and "--witness witness.example.org/w1 is given twice" in said
-    assert not (tmp_path / "state").exists()
+    assert not (witnessed / "state").exists()
 
 
 @pytest.mark.slow  # a worker process appending while verify runs, on both databases
@@ -601,6 +593,10 @@ def test_the_auditors_kept_state_finds_the_re_signed_rewrite(
     assert status == 1 and "the log forked" in said
 
 
+def verify_against(url: str, kept: str) -> Result:
+    return runner.invoke(app, ["ledger", "verify", "--db", url, "--checkpoint", kept], env=ENV)
+
+
 def test_ledger_verify_against_a_checkpoint_kept_outside_agrees_with_a_ledger_that_grew(
     sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -608,11 +604,7 @@ def test_ledger_verify_against_a_checkpoint_kept_outside_agrees_with_a_ledger_th
     (tmp_path / "kept").write_bytes(log("checkpoint", url=sqlite_url))
     size = count(ledger)
     record(ledger, events(3, seed=21), first=10_000)
-    done = runner.invoke(
-        app,
-        ["ledger", "verify", "--db", sqlite_url, "--checkpoint", str(tmp_path / "kept")],
-        env=ENV,
-    )
+    done = verify_against(sqlite_url, str(tmp_path / "kept"))
     assert done.exit_code == 0, done.output
     assert f"agrees with the checkpoint of size {size} kept in {tmp_path / 'kept'}" in done.output
 
@@ -625,11 +617,7 @@ def test_ledger_verify_against_a_larger_checkpoint_kept_outside_finds_the_rollba
     size = count(ledger_with(bigger, raws))
     (tmp_path / "kept").write_bytes(log("checkpoint", url=bigger))
     ledger_with(sqlite_url, raws[:5])
-    done = runner.invoke(
-        app,
-        ["ledger", "verify", "--db", sqlite_url, "--checkpoint", str(tmp_path / "kept")],
-        env=ENV,
-    )
+    done = verify_against(sqlite_url, str(tmp_path / "kept"))
     assert done.exit_code == 1, done.output
     assert f"fewer than the checkpoint of size {size}" in done.output
 
@@ -649,11 +637,7 @@ def test_a_kept_checkpoint_that_is_not_the_logs_is_a_clear_mistake(
 ) -> None:
     ledger_with(sqlite_url, events(5))
     (tmp_path / "kept").write_bytes(content)
-    done = runner.invoke(
-        app,
-        ["ledger", "verify", "--db", sqlite_url, "--checkpoint", str(tmp_path / "kept")],
-        env=ENV,
-    )
+    done = verify_against(sqlite_url, str(tmp_path / "kept"))
     assert done.exit_code == 2 and named in done.output and "Traceback" not in done.output
     assert str(tmp_path / "kept") in done.output
 
@@ -699,9 +683,7 @@ def test_a_witness_that_does_not_hold_the_logs_checkpoint_is_a_clear_mistake(
 ) -> None:
     ledger_with(sqlite_url, events(5))
     with witness_serving(b"", origin="another.example/log") as witness:
-        done = runner.invoke(
-            app, ["ledger", "verify", "--db", sqlite_url, "--checkpoint", witness], env=ENV
-        )
+        done = verify_against(sqlite_url, witness)
     assert done.exit_code == 2 and "the witness answered HTTP 404" in done.output
 
 
