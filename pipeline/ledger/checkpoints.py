@@ -15,7 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import Connection, inspect, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import LogCheckpoint, LogCosignature
 from pipeline.ledger.store import Ledger, make_engine, now_text
 from pipeline.ledger.tree import root_at
@@ -53,7 +55,14 @@ def log_signer(
     if path is None:
         raise LogKeyError("set SHARING_AUDIT_LOG_KEY (64 hex characters) for a server database")
     if not path.exists():
-        if has_signed(database_url):
+        try:
+            signed = has_signed(database_url)
+        except (LedgerError, SQLAlchemyError) as exc:
+            raise LogKeyError(
+                f"no log key: {path} is missing, and whether the ledger signed checkpoints "
+                f"with it cannot be read: {exc}"
+            ) from None
+        if signed:
             raise LogKeyError(
                 f"no log key: this ledger's checkpoints were signed with the key {path}, "
                 "which is missing; restore it, or set SHARING_AUDIT_LOG_KEY to the key "

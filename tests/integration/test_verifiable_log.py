@@ -705,6 +705,15 @@ def test_a_missing_log_key_beside_a_ledger_with_checkpoints_is_refused_and_none_
         assert not key_file.exists(), command
 
 
+def test_a_missing_log_key_beside_a_file_that_is_not_a_ledger_is_a_clear_mistake(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a database, but long enough to be read as one\n")
+    status, said, _ = with_key_beside("log", "vkey", "--db", f"sqlite:///{tmp_path}/notes.txt")
+    assert status == 2 and "no log key" in said and "Traceback" not in said
+    assert not (tmp_path / "notes.txt.logkey").exists()
+
+
 def test_log_checkpoint_on_an_empty_ledger_says_there_is_nothing_to_sign_yet(
     sqlite_url: str,
 ) -> None:
