@@ -136,9 +136,9 @@ def admitted(
     ``log``, every signature line by a key given verifying, and cosigned by ``quorum``
     distinct witnesses of ``witnesses``; else :class:`Refused` naming the fault."""
     _check_openable(note)
-    new = _opened(note, log, "the checkpoint")
     parsed = Note.parse(note)
     _check_known_lines(parsed, log, witnesses)
+    new = _opened(note, log, "the checkpoint")
     distinct = {w.name: w for w in witnesses}
     if len(distinct) < len(witnesses):
         twice = next(name for name in distinct if [w.name for w in witnesses].count(name) > 1)
