@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.exits import fail
-from pipeline.transparency.auditor import Refused, accept, accept_receipt
+from pipeline.transparency.auditor import Refused, accept, accept_receipt, given_twice
 from pipeline.transparency.note import NoteError, Verifier
 
 audit_app = typer.Typer(
@@ -59,14 +59,12 @@ def _log_key(vkey: Path) -> Verifier:
 
 
 def _witnesses(given: list[str] | None, quorum: int) -> list[Verifier]:
-    """The witnesses' keys, each once: a witness named twice would count twice toward
+    """The witnesses' keys, each once: a witness given twice would count twice toward
     the quorum, so it is a mistake to name, not to tolerate."""
-    witnesses: list[Verifier] = []
-    for text in given or []:
-        witness = _verifier(text, "--witness")
-        if any(w.name == witness.name for w in witnesses):
-            fail(f"--witness {witness.name} is given twice: each witness counts once")
-        witnesses.append(witness)
+    witnesses = [_verifier(text, "--witness") for text in given or []]
+    twice = given_twice(witnesses)
+    if twice is not None:
+        fail(f"--witness {twice} is given twice (by name or key): each witness counts once")
     if quorum > len(witnesses):
         fail(f"--quorum {quorum} is more than the {len(witnesses)} witnesses given")
     return witnesses

@@ -139,17 +139,27 @@ def admitted(
     parsed = Note.parse(note)
     _check_known_lines(parsed, log, witnesses)
     new = _opened(note, log, "the checkpoint")
-    distinct = {w.name: w for w in witnesses}
-    if len(distinct) < len(witnesses):
-        twice = next(name for name in distinct if [w.name for w in witnesses].count(name) > 1)
+    twice = given_twice(witnesses)
+    if twice is not None:
         raise Refused(f"the witness {twice} is given twice: each witness counts once")
-    cosigners = [w.name for w in distinct.values() if cosigned_by(parsed, w) is not None]
+    cosigners = [w.name for w in witnesses if cosigned_by(parsed, w) is not None]
     if len(cosigners) < quorum:
         raise Refused(
             f"{len(cosigners)} of the witnesses given cosigned it; {quorum} must"
             + (f" (cosigned by {', '.join(cosigners)})" if cosigners else "")
         )
     return new
+
+
+def given_twice(witnesses: Sequence[Verifier]) -> str | None:
+    """The name of a witness given more than once, by name or by key, if any: counted
+    twice, one witness's cosignature would make a quorum of two. (A cosignature does not
+    sign the witness's name, so one key under two names cosigns as both.)"""
+    for index, witness in enumerate(witnesses):
+        for earlier in witnesses[:index]:
+            if witness.name == earlier.name or witness.public == earlier.public:
+                return witness.name
+    return None
 
 
 def kept_checkpoint(state: Path, log: Verifier) -> Checkpoint | None:

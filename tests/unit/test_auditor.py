@@ -157,6 +157,14 @@ def test_one_witness_given_twice_does_not_make_a_quorum_of_two(tmp_path: Path) -
     assert not (tmp_path / STATE_FILE).exists()
 
 
+def test_one_witness_key_under_two_names_does_not_make_a_quorum_of_two(tmp_path: Path) -> None:
+    renamed = Signer("witness.example.org/alias", WITNESS.private, COSIGNATURE)
+    note = cosigned(signed(leaves_of(8)), WITNESS, renamed)  # one key's signature, twice
+    with pytest.raises(Refused, match="given twice"):
+        accept(note, LOG.verifier, tmp_path, None, [WITNESS.verifier, renamed.verifier], 2)
+    assert not (tmp_path / STATE_FILE).exists()
+
+
 def test_two_witnesses_make_a_quorum_of_two(tmp_path: Path) -> None:
     note = cosigned(signed(leaves_of(8)), WITNESS, OTHER_WITNESS)
     both = [WITNESS.verifier, OTHER_WITNESS.verifier]
