@@ -130,7 +130,7 @@ def ledger_verify(
             print(f"agrees with the checkpoint of size {outside[0].size} kept in {outside[1]}")
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
-        if log is None and kept.count:
+        if log is None and (kept.count or outside is not None):
             print("checkpoint signatures not checked: no log key (SHARING_AUDIT_LOG_KEY)")
         return
     if against is not None:
