@@ -135,8 +135,7 @@ def admitted(
     """The checkpoint in ``note`` if it may be kept: a note Go's parser opens, signed by
     ``log``, every signature line by a key given verifying, and cosigned by ``quorum``
     distinct witnesses of ``witnesses``; else :class:`Refused` naming the fault."""
-    _check_openable(note)
-    parsed = Note.parse(note)
+    parsed = _openable(note)
     _check_known_lines(parsed, log, witnesses)
     new = _opened(note, log, "the checkpoint")
     twice = given_twice(witnesses)
@@ -174,10 +173,11 @@ def kept_checkpoint(state: Path, log: Verifier) -> Checkpoint | None:
     return _opened(data, log, f"the checkpoint kept in {kept_file}")
 
 
-def _check_openable(note: bytes) -> None:
-    """Refuse what Go's ``note.Open`` refuses as malformed, before it is kept: a note
-    that is not UTF-8, holds an ASCII control character other than a newline, signs with
-    a name that is empty or holds a space or ``+``, or has over 100 signature lines."""
+def _openable(note: bytes) -> Note:
+    """The note, parsed, unless Go's ``note.Open`` would refuse it as malformed (then
+    :class:`Refused`, before anything is kept): a note that is not UTF-8, holds an ASCII
+    control character other than a newline, signs with a name that is empty or holds a
+    space or ``+``, or has over 100 signature lines."""
     try:
         text = note.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -199,11 +199,13 @@ def _check_openable(note: bytes) -> None:
     for signature in parsed.signatures:
         if not signature.name or "+" in signature.name or _NAME_SPACE.search(signature.name):
             raise Refused(f"a signature line's name {signature.name!r} is not a key name")
+    return parsed
 
 
 def _check_known_lines(note: Note, log: Verifier, witnesses: Sequence[Verifier]) -> None:
     """Refuse a signature line by a key given that does not verify, even beside a good
-    one: whoever added it altered the note, and Go's note.Open refuses it too."""
+    one: whoever added it altered the note (Go's note.Open refuses it too, unless a good
+    line by the same key comes before it)."""
     for line in note.signatures:
         if (line.name, line.id) == (log.name, log.id):
             if not log.verifies(note.text, line.payload):
