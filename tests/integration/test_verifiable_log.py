@@ -705,6 +705,20 @@ def test_a_missing_log_key_beside_a_ledger_with_checkpoints_is_refused_and_none_
         assert not key_file.exists(), command
 
 
+def test_the_worker_signs_nothing_rather_than_make_a_log_key_for_a_ledger_with_checkpoints(
+    tmp_path: Path,
+) -> None:
+    from pipeline.cli.worker import checkpointing
+    from pipeline.settings import Settings
+
+    url = f"sqlite:///{tmp_path}/signed.db"
+    ledger_with(url, events(5))
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    (tmp_path / "signed.db.logkey").unlink()
+    assert checkpointing(Settings(log_key=None), url) is None
+    assert not (tmp_path / "signed.db.logkey").exists()
+
+
 def test_a_missing_log_key_beside_a_file_that_is_not_a_ledger_is_a_clear_mistake(
     tmp_path: Path,
 ) -> None:
