@@ -265,13 +265,28 @@ def _check_proof(
 ) -> None:
     """Refuse unless ``proof``, from ``older``'s size (the one ``which``: kept or given),
     shows ``newer`` extends ``older``; ``fault`` says what it means when it does not."""
-    parsed, _ = ConsistencyProof.parse(proof)
+    parsed, attached = ConsistencyProof.parse(proof)
     if parsed.old != older.size:
         raise Refused(f"the proof is from size {parsed.old}, not from the {older.size} {which}")
+    leads_to = _size_of(attached)
+    if leads_to is not None and leads_to != newer.size:
+        raise Refused(
+            f"the proof leads to a checkpoint of size {leads_to}, not {newer.size}: accept "
+            "that one first (sharing-audit audit verify), then check against it"
+        )
     try:
         verify_consistency(older.size, newer.size, older.root, newer.root, parsed.hashes)
     except ProofError as exc:
         raise Refused(f"{fault}: {exc}") from None
+
+
+def _size_of(note: bytes) -> int | None:
+    """The size of the checkpoint a proof names after it, if it names one that parses
+    (only to explain a proof that leads elsewhere: the proof itself is what is checked)."""
+    try:
+        return Checkpoint.from_body(Note.parse(note).text).size if note else None
+    except NoteError:
+        return None
 
 
 def _keep(state: Path, note: bytes) -> None:

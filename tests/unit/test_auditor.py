@@ -127,6 +127,15 @@ def test_a_receipt_from_an_older_tree_that_leads_to_the_kept_one_is_included(
     assert (state / STATE_FILE).read_bytes() == kept
 
 
+def test_a_proof_to_a_checkpoint_newer_than_the_kept_one_says_to_accept_that_first(
+    state: Path,
+) -> None:
+    with pytest.raises(Refused, match="leads to a checkpoint of size 12, not 8: accept"):
+        accept_receipt(
+            receipt(leaves_of(5), 3), b"entry-3", LOG.verifier, state, consistency(leaves_of(12), 5)
+        )
+
+
 def test_a_receipt_from_an_older_fork_is_refused(state: Path) -> None:
     fork = forked(5)
     with pytest.raises(Refused, match="not in the history kept"):
