@@ -290,8 +290,13 @@ def _size_of(note: bytes) -> int | None:
 
 
 def _keep(state: Path, note: bytes) -> None:
-    state.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".checkpoint-", dir=state)
-    with os.fdopen(fd, "wb") as out:
-        out.write(note)
-    os.replace(temporary, state / STATE_FILE)
+    """Replace the kept checkpoint with ``note``, atomically; :class:`Refused` naming the
+    folder when it cannot be written (the checkpoint is then not accepted)."""
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=".checkpoint-", dir=state)
+        with os.fdopen(fd, "wb") as out:
+            out.write(note)
+        os.replace(temporary, state / STATE_FILE)
+    except OSError as exc:
+        raise Refused(f"cannot keep the checkpoint in {state}: {exc.strerror}") from None

@@ -156,6 +156,12 @@ def test_a_receipt_needs_the_quorum_of_cosignatures_a_checkpoint_needs(tmp_path:
     accept_receipt(good, leaves[1], LOG.verifier, tmp_path, None, [WITNESS.verifier], 1)
 
 
+def test_a_state_that_is_not_a_folder_is_named_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder\n")
+    with pytest.raises(Refused, match=f"cannot keep the checkpoint in {tmp_path / 'file'}"):
+        accept(signed(leaves_of(8)), LOG.verifier, tmp_path / "file")
+
+
 # -- cosignatures count once per witness ---------------------------------------------------
 
 
