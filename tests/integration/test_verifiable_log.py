@@ -690,14 +690,21 @@ def test_a_witness_that_does_not_hold_the_logs_checkpoint_is_a_clear_mistake(
 # -- the log key of a ledger that has signed checkpoints -----------------------------------
 
 
-def test_a_missing_log_key_beside_a_ledger_with_checkpoints_is_refused_and_none_is_made(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def key_lost(tmp_path: Path) -> tuple[str, Path]:
+    """A SQLite ledger that signed a checkpoint with the key beside it, since lost: its
+    URL, and where the key was."""
     url = f"sqlite:///{tmp_path}/signed.db"
     ledger_with(url, events(5))
     assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
-    key_file = tmp_path / "signed.db.logkey"
-    key_file.unlink()
+    (tmp_path / "signed.db.logkey").unlink()
+    return url, tmp_path / "signed.db.logkey"
+
+
+def test_a_missing_log_key_beside_a_ledger_with_checkpoints_is_refused_and_none_is_made(
+    key_lost: tuple[str, Path],
+) -> None:
+    url, key_file = key_lost
     for command in (("log", "checkpoint"), ("log", "vkey")):
         status, said, _ = with_key_beside(*command, "--db", url)
         assert status == 2, (command, said)
@@ -706,17 +713,14 @@ def test_a_missing_log_key_beside_a_ledger_with_checkpoints_is_refused_and_none_
 
 
 def test_the_worker_signs_nothing_rather_than_make_a_log_key_for_a_ledger_with_checkpoints(
-    tmp_path: Path,
+    key_lost: tuple[str, Path],
 ) -> None:
     from pipeline.cli.worker import checkpointing
     from pipeline.settings import Settings
 
-    url = f"sqlite:///{tmp_path}/signed.db"
-    ledger_with(url, events(5))
-    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
-    (tmp_path / "signed.db.logkey").unlink()
+    url, key_file = key_lost
     assert checkpointing(Settings(log_key=None), url) is None
-    assert not (tmp_path / "signed.db.logkey").exists()
+    assert not key_file.exists()
 
 
 def test_a_missing_log_key_beside_a_file_that_is_not_a_ledger_is_a_clear_mistake(
