@@ -1,6 +1,7 @@
 """``sharing-audit audit``: what an auditor runs, offline, on what the log handed out.
 Nothing here opens the ledger: it checks signatures and proofs with the log's verifier
-key, and keeps the last checkpoint accepted in the auditor's own folder."""
+key, and keeps the last checkpoint accepted in the auditor's own folder, against which
+every later checkpoint and receipt is held."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.exits import fail
-from pipeline.transparency.auditor import Refused, accept
+from pipeline.transparency.auditor import Refused, accept, accept_receipt, given_twice
 from pipeline.transparency.note import NoteError, Verifier
-from pipeline.transparency.receipt import ReceiptError, check_receipt
 
 audit_app = typer.Typer(
     help="Verify the log without trusting it: checkpoints and receipts, offline.",
@@ -20,6 +20,24 @@ audit_app = typer.Typer(
 )
 
 VkeyOption = Annotated[Path, typer.Option("--vkey", help="A file holding the log's verifier key.")]
+StateOption = Annotated[
+    Path,
+    typer.Option(
+        "--state",
+        help="Your folder of the last checkpoint accepted (keep it where the school cannot write).",
+    ),
+]
+ProofOption = Annotated[
+    Path | None,
+    typer.Option("--proof", help="A consistency proof (sharing-audit log consistency --old N)."),
+]
+WitnessOption = Annotated[
+    list[str] | None,
+    typer.Option("--witness", help="A witness's verifier key (repeatable, each once)."),
+]
+QuorumOption = Annotated[
+    int, typer.Option(help="How many distinct witnesses given must have cosigned.")
+]
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -36,27 +54,35 @@ def _verifier(text: str, where: str) -> Verifier:
         fail(f"{where}: {exc}")
 
 
+def _log_key(vkey: Path) -> Verifier:
+    return _verifier(_read(vkey, "the verifier key").decode("utf-8", "replace"), str(vkey))
+
+
+def _witnesses(given: list[str] | None, quorum: int) -> list[Verifier]:
+    """The witnesses' keys, each once: a witness given twice would count twice toward
+    the quorum, so it is a mistake to name, not to tolerate."""
+    witnesses = [_verifier(text, "--witness") for text in given or []]
+    twice = given_twice(witnesses)
+    if twice is not None:
+        fail(f"--witness {twice} is given twice (by name or key): each witness counts once")
+    if quorum > len(witnesses):
+        fail(f"--quorum {quorum} is more than the {len(witnesses)} witnesses given")
+    return witnesses
+
+
 @audit_app.command("verify")
 def verify(
     checkpoint: Annotated[Path, typer.Argument(help="The signed checkpoint to accept.")],
     vkey: VkeyOption,
-    state: Annotated[
-        Path, typer.Option("--state", help="Your folder of the last checkpoint accepted.")
-    ],
-    proof: Annotated[
-        Path | None, typer.Option("--proof", help="A consistency proof from the kept checkpoint.")
-    ] = None,
-    witness: Annotated[
-        list[str] | None, typer.Option("--witness", help="A witness's verifier key (repeatable).")
-    ] = None,
-    quorum: Annotated[int, typer.Option(help="How many of the witnesses must have cosigned.")] = 0,
+    state: StateOption,
+    proof: ProofOption = None,
+    witness: WitnessOption = None,
+    quorum: QuorumOption = 0,
 ) -> None:
     """Accept CHECKPOINT if the log signed it, QUORUM witnesses cosigned it, and it
     extends the checkpoint kept in --state (proven by --proof); exit 1 naming the fault."""
-    log = _verifier(_read(vkey, "the verifier key").decode("utf-8", "replace"), str(vkey))
-    witnesses = [_verifier(text, "--witness") for text in witness or []]
-    if quorum > len(witnesses):
-        fail(f"--quorum {quorum} is more than the {len(witnesses)} witnesses given")
+    log = _log_key(vkey)
+    witnesses = _witnesses(witness, quorum)
     note = _read(checkpoint, "the checkpoint")
     given = _read(proof, "the proof") if proof is not None else None
     try:
@@ -71,11 +97,23 @@ def receipt(
     receipt_file: Annotated[Path, typer.Argument(metavar="RECEIPT", help="A tlog-proof receipt.")],
     leaf: Annotated[Path, typer.Argument(help="The entry's leaf bytes (sharing-audit log leaf).")],
     vkey: VkeyOption,
+    state: StateOption,
+    proof: ProofOption = None,
+    witness: WitnessOption = None,
+    quorum: QuorumOption = 0,
 ) -> None:
-    """Check that the entry whose leaf bytes are LEAF is in the checkpoint RECEIPT names."""
-    log = _verifier(_read(vkey, "the verifier key").decode("utf-8", "replace"), str(vkey))
+    """Check that the entry whose leaf bytes are LEAF is in the checkpoint RECEIPT names,
+    and that checkpoint against the one kept in --state, as audit verify does: the same
+    size must have the same root; a larger one needs --proof from the kept size (and is
+    then kept); a smaller one needs --proof from its own size to the kept one. Exit 1
+    naming the fault."""
+    log = _log_key(vkey)
+    witnesses = _witnesses(witness, quorum)
+    data, entry = _read(receipt_file, "the receipt"), _read(leaf, "the leaf")
+    given = _read(proof, "the proof") if proof is not None else None
     try:
-        checkpoint = check_receipt(_read(receipt_file, "the receipt"), _read(leaf, "the leaf"), log)
-    except ReceiptError as exc:
+        checkpoint, kept = accept_receipt(data, entry, log, state, given, witnesses, quorum)
+    except Refused as exc:
         fail(f"refused: {exc}", 1)
-    print(f"included: in {checkpoint.origin} at size {checkpoint.size}")
+    where = f"; kept in {state}" if kept else ""
+    print(f"included: in {checkpoint.origin} at size {checkpoint.size}{where}")

@@ -29,7 +29,14 @@ from pipeline.cli.options import (
 from pipeline.cli.terminal import plain, short_type
 from pipeline.ledger import schema
 from pipeline.ledger.asking import filters_from
-from pipeline.ledger.checkpoints import LogKeyError, latest, log_signer
+from pipeline.ledger.checkpoint_check import (
+    OutsideCheckpointError,
+    kept_checkpoints,
+    outside_checkpoint,
+    outside_fault,
+    read_outside,
+)
+from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import recorded_fingerprint
 from pipeline.ledger.origin import LogOriginError, log_origin
@@ -46,7 +53,7 @@ from pipeline.pseudonym import (
 )
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
-from pipeline.transparency.note import Verifier
+from pipeline.transparency.note import Checkpoint, Verifier
 
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
@@ -83,30 +90,68 @@ JobsOption = Annotated[
 ]
 
 
+KeptOption = Annotated[
+    str | None,
+    typer.Option(
+        "--checkpoint",
+        metavar="FILE|URL",
+        help="A checkpoint of this log kept outside its database: a file (an auditor's), "
+        "or a witness's URL, asked for the one it last cosigned. The tree must have its "
+        "root at its size.",
+    ),
+]
+
+
 @ledger_app.command("verify")
-def ledger_verify(db: DbOption = None, jobs: JobsOption = None) -> None:
+def ledger_verify(
+    db: DbOption = None, jobs: JobsOption = None, checkpoint: KeptOption = None
+) -> None:
     """Recompute the hash chain and the Merkle tree, and check the facts, payloads and
-    (given the pseudonym key) identities beside it, and the checkpoints the log signed;
-    exit 1 naming the first entry that is wrong, and why."""
+    (given the pseudonym key) identities beside it, the checkpoints the log signed, and
+    (--checkpoint) one kept outside the database; exit 1 naming the first entry that is
+    wrong, and why. Without a checkpoint kept outside, a history its owner rewrote and
+    signed again verifies: it says so."""
     ledger = open_ledger(db, create=False)
     pseudonyms = _key_if_any(ledger, db)
     log = _log_verifier_if_any(db)
+    outside = _outside_checkpoint(checkpoint, log)
+    against = None
     with reading(ledger) as connection:
         result = verify(connection, pseudonyms, log, jobs or default_jobs())
-        signed_any = latest(connection) is not None
-    if result.ok:
+        kept = kept_checkpoints(connection)
+        if outside is not None and result.ok:
+            against = outside_fault(connection, *outside, result.head_seq)
+    if result.ok and against is None:
         print(
             f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
-            f"head hash {result.head_hash}; its Merkle tree and checkpoints agree"
+            f"head hash {result.head_hash}; its Merkle tree agrees with them"
         )
+        print(kept.summary(checked_outside=outside is not None))
+        if outside is not None:
+            print(f"agrees with the checkpoint of size {outside[0].size} kept in {outside[1]}")
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
-        if log is None and signed_any:
+        if log is None and (kept.count or outside is not None):
             print("checkpoint signatures not checked: no log key (SHARING_AUDIT_LOG_KEY)")
         return
+    if against is not None:
+        print(f"ledger verify FAILED: {against}", file=sys.stderr)
+        raise typer.Exit(1)
     print(f"ledger verify FAILED at seq {result.fault_seq}: {result.fault}", file=sys.stderr)
     print(f"the {result.count} entries before it are intact", file=sys.stderr)
     raise typer.Exit(1)
+
+
+def _outside_checkpoint(source: str | None, log: Verifier | None) -> tuple[Checkpoint, str] | None:
+    """The checkpoint kept outside, and where it was read; or a clear exit."""
+    if source is None:
+        return None
+    origin = settings().log_origin
+    try:
+        data, where = read_outside(source, origin)
+        return outside_checkpoint(data, where, log, origin), where
+    except OutsideCheckpointError as exc:
+        fail(str(exc))
 
 
 def _log_verifier_if_any(db: str | None) -> Verifier | None:

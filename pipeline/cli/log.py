@@ -75,6 +75,9 @@ def checkpoint(db: DbOption = None) -> None:
         sign_if_grown(ledger, signer_for(db), settings().checkpoint_dir)
     except TreeIncomplete as exc:
         fail(f"{exc}: run sharing-audit db upgrade")
+    with reading(ledger) as connection:
+        if latest(connection) is None:  # nothing was signed, so the tree has no leaf
+            fail("the ledger has no entries: there is nothing to sign yet")
     _write(_latest_or_fail(ledger).with_cosignatures())
 
 

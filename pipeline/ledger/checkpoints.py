@@ -13,10 +13,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import LogCheckpoint, LogCosignature
-from pipeline.ledger.store import Ledger, now_text
+from pipeline.ledger.store import Ledger, make_engine, now_text
 from pipeline.ledger.tree import root_at
 from pipeline.pseudonym import create_key_file, key_file_for
 from pipeline.transparency.note import (
@@ -43,13 +46,28 @@ def log_signer(
 ) -> Signer:
     """The log's signer: ``SHARING_AUDIT_LOG_KEY`` (64 hex characters) for any database;
     with SQLite and none set, the key kept beside the file, made on first use (0600)
-    when ``may_create``."""
+    when ``may_create`` and the ledger has signed no checkpoint yet: a key made anew for
+    a ledger that has would sign whatever history the file now holds, and auditors could
+    not tell the new key's checkpoints from the log's."""
     if configured:
         return Signer(origin, _key_from_hex(configured.strip(), "SHARING_AUDIT_LOG_KEY"))
     path = key_file_for(database_url, LOG_KEY_SUFFIX)
     if path is None:
         raise LogKeyError("set SHARING_AUDIT_LOG_KEY (64 hex characters) for a server database")
     if not path.exists():
+        try:
+            signed = has_signed(database_url)
+        except (LedgerError, SQLAlchemyError) as exc:
+            raise LogKeyError(
+                f"no log key: {path} is missing, and whether the ledger signed checkpoints "
+                f"with it cannot be read: {exc}"
+            ) from None
+        if signed:
+            raise LogKeyError(
+                f"no log key: this ledger's checkpoints were signed with the key {path}, "
+                "which is missing; restore it, or set SHARING_AUDIT_LOG_KEY to the key "
+                "they were signed with"
+            )
         if not may_create:
             raise LogKeyError(f"no log key: {path} is missing")
         create_key_file(path, new_private_key())
@@ -58,6 +76,22 @@ def log_signer(
     except OSError as exc:
         raise LogKeyError(f"cannot read the log key {path}: {exc.strerror}") from None
     return Signer(origin, _key_from_hex(text, str(path)))
+
+
+def has_signed(database_url: str) -> bool:
+    """Whether the SQLite ledger at ``database_url`` holds a checkpoint the log signed
+    (False when there is no file, or no table of checkpoints, yet)."""
+    database = make_url(database_url).database
+    if not database or not Path(database).is_file():
+        return False
+    engine = make_engine(database_url)
+    try:
+        if not inspect(engine).has_table(CHECKPOINT.name):
+            return False
+        with engine.connect() as connection:
+            return connection.execute(select(CHECKPOINT.c.size).limit(1)).first() is not None
+    finally:
+        engine.dispose()
 
 
 def _key_from_hex(text: str, where: str) -> bytes:

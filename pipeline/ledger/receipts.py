@@ -22,7 +22,9 @@ HOW_TO_CHECK = (
     "Each entry's proof is against the checkpoint given. To check one: take the entry's "
     "leaf (sharing-audit log leaf SEQ), its receipt (sharing-audit log prove SEQ --size "
     "SIZE, or the proof here with the checkpoint), and run sharing-audit audit receipt "
-    "RECEIPT LEAF --vkey LOG.vkey with the log's verifier key."
+    "RECEIPT LEAF --vkey LOG.vkey --state YOUR-FOLDER with the log's verifier key and "
+    "your own folder of the last checkpoint you accepted (sharing-audit audit verify), "
+    "which the checkpoint must agree with."
 )
 
 

@@ -20,6 +20,7 @@ from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
+from pipeline.transparency.auditor import STATE_FILE, Refused, accept
 from pipeline.transparency.merkle import (
     consistency_ranges,
     inclusion_ranges,
@@ -30,6 +31,7 @@ from pipeline.transparency.note import Checkpoint, Signer, sign_note
 from pipeline.transparency.tiles import tiles_for
 from pipeline.users import Role, add_user
 from tests.integration.test_verifiable_log import ENV, events, ledger_with
+from tests.unit.test_auditor import HOSTILE, LOG, WITNESS, bad_log_line, cosigned, signed
 from tests.unit.test_transparency import leaves_of, nodes_of
 
 GOPATH = Path("/usr/share/gocode")
@@ -163,3 +165,48 @@ def test_go_proves_every_entry_from_the_tiles_and_bundles_the_api_serves(
     first = next(path for path in tiles if path.startswith("tile/0/"))
     tiles[first] = b64(bytes(32) + base64.b64decode(tiles[first])[32:])
     assert go_says(go_verifier, given).startswith(("tree hash", "proof of", "entry 1 "))
+
+
+# -- the auditor's state: only what Go opens is kept --------------------------------------
+
+
+def go_opens(verifier: Path, note: bytes) -> str:
+    return go_says(verifier, {"vkey": LOG.verifier.vkey(), "checkpoint_base64": b64(note)})
+
+
+def good_then_failing(note: bytes) -> bytes:
+    return note + bad_log_line(note)
+
+
+def failing_then_good(note: bytes) -> bytes:
+    text, good = note.split(b"\n\n")
+    return text + b"\n\n" + bad_log_line(note) + good
+
+
+OFFERED = {
+    "plain": signed(leaves_of(8)),
+    "extension-line": signed(leaves_of(8), b"an extension line\n"),
+    "cosigned-by-a-witness-not-given": cosigned(signed(leaves_of(8)), WITNESS),
+    "failing-log-signature-after-a-good-one": good_then_failing(signed(leaves_of(8))),
+    "failing-log-signature-before-a-good-one": failing_then_good(signed(leaves_of(8))),
+    **{name: signed(leaves_of(8), ext) + after for name, (ext, after) in HOSTILE.items()},
+}
+
+
+@pytest.mark.parametrize("note", OFFERED.values(), ids=OFFERED.keys())
+def test_go_opens_every_checkpoint_the_auditor_keeps(
+    go_verifier: Path, tmp_path: Path, note: bytes
+) -> None:
+    try:
+        accept(note, LOG.verifier, tmp_path)
+    except Refused:
+        assert not (tmp_path / STATE_FILE).exists()
+        return
+    assert go_opens(go_verifier, (tmp_path / STATE_FILE).read_bytes()) == "ok"
+
+
+@pytest.mark.parametrize("name", [*HOSTILE, "failing-log-signature-before-a-good-one"])
+def test_go_too_refuses_the_notes_the_auditor_refuses(go_verifier: Path, name: str) -> None:
+    assert go_opens(go_verifier, OFFERED[name]).startswith(
+        ("checkpoint: malformed note", "checkpoint: invalid signature")
+    )

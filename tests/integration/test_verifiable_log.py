@@ -4,16 +4,20 @@ log's own signing key (sharing-audit log, sharing-audit audit)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import math
+import sqlite3
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 from sqlalchemy import text
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
@@ -127,14 +131,10 @@ def test_a_receipt_from_the_log_is_accepted_by_the_auditor_for_its_entry_only(
     (tmp_path / "receipt").write_bytes(log("prove", "7", url=sqlite_url))
     (tmp_path / "leaf7").write_bytes(log("leaf", "7", url=sqlite_url))
     (tmp_path / "leaf8").write_bytes(log("leaf", "8", url=sqlite_url))
-    vkey = str(tmp_path / "vkey")
-    status, said = audit(
-        "receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf7"), "--vkey", vkey
-    )
+    given = ["--vkey", str(tmp_path / "vkey"), "--state", str(tmp_path / "state")]
+    status, said = audit("receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf7"), *given)
     assert status == 0, said
-    status, said = audit(
-        "receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf8"), "--vkey", vkey
-    )
+    status, said = audit("receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf8"), *given)
     assert status == 1 and "refused" in said
 
 
@@ -227,6 +227,38 @@ def test_a_rewritten_history_that_grew_is_refused_by_the_auditor(
     assert (state / "checkpoint").read_bytes() == kept
 
 
+def test_a_receipt_from_a_fork_of_the_kept_size_is_refused(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, size = true_history
+    url = rewritten(raws, tmp_path, [])
+    log("checkpoint", url=url)
+    (tmp_path / "receipt").write_bytes(log("prove", "2", url=url))
+    (tmp_path / "leaf").write_bytes(log("leaf", "2", url=url))
+    given = ["--vkey", str(vkey), "--state", str(state)]
+    status, said = audit("receipt", str(tmp_path / "receipt"), str(tmp_path / "leaf"), *given)
+    assert status == 1 and f"two different checkpoints of size {size}: the log forked" in said
+
+
+def test_a_receipt_from_a_grown_rewritten_history_is_refused_with_its_proof(
+    true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
+) -> None:
+    raws, state, vkey, size = true_history
+    url = rewritten(raws, tmp_path, events(5, seed=11))
+    log("checkpoint", url=url)
+    (tmp_path / "receipt").write_bytes(log("prove", "2", url=url))
+    (tmp_path / "leaf").write_bytes(log("leaf", "2", url=url))
+    (tmp_path / "proof").write_bytes(log("consistency", "--old", str(size), url=url))
+    receipt = [str(tmp_path / "receipt"), str(tmp_path / "leaf")]
+    status, said = audit("receipt", *receipt, "--vkey", str(vkey), "--state", str(state))
+    assert status == 1 and f"a consistency proof from size {size} is needed" in said
+    status, said = audit(
+        "receipt", *receipt, "--vkey", str(vkey), "--state", str(state),
+        "--proof", str(tmp_path / "proof"),
+    )  # fmt: skip
+    assert status == 1 and "history was rewritten" in said
+
+
 def test_a_rollback_to_a_smaller_tree_is_refused(
     true_history: tuple[list[bytes], Path, Path, int], tmp_path: Path
 ) -> None:
@@ -301,11 +333,12 @@ def verify_says(url: str, env: dict[str, str] = ENV) -> tuple[int, str]:
 
 
 def test_ledger_verify_checks_the_tree_and_the_checkpoints(db_url: str) -> None:
-    ledger_with(db_url, events(20))
+    ledger = ledger_with(db_url, events(20))
     log("checkpoint", url=db_url)
     status, said = verify_says(db_url)
     assert status == 0, said
-    assert "Merkle tree and checkpoints agree" in said
+    assert "Merkle tree agrees" in said
+    assert f"1 checkpoints checked, latest size {count(ledger)}" in said
 
 
 def test_ledger_verify_finds_a_tree_node_edited_behind_the_ledgers_back(db_url: str) -> None:
@@ -391,30 +424,41 @@ def assert_tree_is_the_entries(ledger: Ledger) -> None:
         assert verify(connection).ok
 
 
-def test_the_auditor_can_require_witnesses_to_have_cosigned(
-    sqlite_url: str, tmp_path: Path
-) -> None:
+WITNESS = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
+
+
+@pytest.fixture
+def witnessed(sqlite_url: str, tmp_path: Path) -> Path:
+    """A folder holding the log's vkey and its checkpoint, bare and cosigned by WITNESS."""
     ledger_with(sqlite_url, events(10))
     (tmp_path / "vkey").write_bytes(log("vkey", url=sqlite_url))
     note = log("checkpoint", url=sqlite_url)
-    witness = Signer("witness.example.org/w1", bytes(range(1, 33)), COSIGNATURE)
-    cosigned = note + cosign(Note.parse(note), witness, 1767225600).line().encode()
     (tmp_path / "bare").write_bytes(note)
-    (tmp_path / "cosigned").write_bytes(cosigned)
-    needs = [
-        "--vkey",
-        str(tmp_path / "vkey"),
-        "--witness",
-        witness.verifier.vkey(),
-        "--quorum",
-        "1",
-    ]
-    status, said = audit("verify", str(tmp_path / "bare"), *needs, "--state", str(tmp_path / "a"))
+    (tmp_path / "cosigned").write_bytes(
+        note + cosign(Note.parse(note), WITNESS, 1767225600).line().encode()
+    )
+    return tmp_path
+
+
+def test_the_auditor_can_require_witnesses_to_have_cosigned(witnessed: Path) -> None:
+    needs = ["--vkey", str(witnessed / "vkey"), "--witness", WITNESS.verifier.vkey()]
+    needs += ["--quorum", "1"]
+    status, said = audit("verify", str(witnessed / "bare"), *needs, "--state", str(witnessed / "a"))
     assert status == 1 and "0 of the witnesses given cosigned it; 1 must" in said
     status, said = audit(
-        "verify", str(tmp_path / "cosigned"), *needs, "--state", str(tmp_path / "b")
+        "verify", str(witnessed / "cosigned"), *needs, "--state", str(witnessed / "b")
     )
     assert status == 0, said
+
+
+def test_one_witness_given_twice_is_refused_rather_than_counted_twice(witnessed: Path) -> None:
+    twice = ["--witness", WITNESS.verifier.vkey()] * 2
+    status, said = audit(
+        "verify", str(witnessed / "cosigned"), "--vkey", str(witnessed / "vkey"),
+        "--state", str(witnessed / "state"), *twice, "--quorum", "2",
+    )  # fmt: skip
+    assert status == 2 and "--witness witness.example.org/w1 is given twice" in said
+    assert not (witnessed / "state").exists()
 
 
 @pytest.mark.slow  # a worker process appending while verify runs, on both databases
@@ -439,3 +483,261 @@ def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str, 
         done.set()
         writer.join()
     assert [r.fault for r in results if not r.ok] == []
+
+
+# -- what ledger verify can and cannot say of a history its owner rewrote -------------------
+
+
+def test_ledger_verify_says_how_many_checkpoints_it_checked_and_the_latest_size(
+    db_url: str,
+) -> None:
+    ledger = ledger_with(db_url, events(20))
+    log("checkpoint", url=db_url)
+    record(ledger, events(3, seed=21), first=10_000)
+    log("checkpoint", url=db_url)
+    status, said = verify_says(db_url)
+    assert status == 0, said
+    assert f"2 checkpoints checked, latest size {count(ledger)}" in said
+
+
+def test_ledger_verify_warns_when_the_log_has_signed_no_checkpoint(db_url: str) -> None:
+    ledger_with(db_url, events(5))
+    status, said = verify_says(db_url)
+    assert status == 0, said
+    assert "WARNING: no checkpoint checked" in said and "checkpoints agree" not in said
+
+
+KEY_BESIDE = {"SHARING_AUDIT_PSEUDONYM_KEY": ENV["SHARING_AUDIT_PSEUDONYM_KEY"]}
+
+
+def with_key_beside(*args: str) -> tuple[int, str, bytes]:
+    """A command run with the log key kept beside the SQLite file (none in the settings)."""
+    done = runner.invoke(app, list(args), env=KEY_BESIDE)
+    return done.exit_code, done.output, done.stdout_bytes
+
+
+def rewrite_in_place(path: Path, source: str) -> None:
+    """What the database's owner can do: drop the triggers, replace every row with those
+    of ``source`` (a chain and tree recomputed over a changed history) and so delete
+    every checkpoint the log had signed."""
+    with sqlite3.connect(path) as db:
+        db.execute("ATTACH DATABASE ? AS rewritten", (source.removeprefix("sqlite:///"),))
+        triggers = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        for (name,) in triggers.fetchall():
+            db.execute(f'DROP TRIGGER "{name}"')
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        for (table,) in tables:
+            if not table.startswith("sqlite_"):
+                db.execute(f'DELETE FROM "{table}"')
+                db.execute(f'INSERT INTO "{table}" SELECT * FROM rewritten."{table}"')
+    assert not sqlite3.connect(path).execute("SELECT count(*) FROM log_checkpoint").fetchone()[0]
+
+
+@pytest.fixture
+def owner_rewrote(tmp_path: Path) -> tuple[str, Path, Path, Path, int]:
+    """A SQLite ledger whose checkpoint an auditor kept (in a state folder and a file kept
+    elsewhere), then rewritten in place by its owner, who holds the log key kept beside
+    it: the URL, the kept checkpoint, the auditor's state, the vkey, and the size."""
+    raws = events(30)
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    size = count(ledger_with(url, raws))
+    status, said, kept = with_key_beside("log", "checkpoint", "--db", url)
+    assert status == 0, said
+    (tmp_path / "kept-checkpoint").write_bytes(kept)
+    (tmp_path / "vkey").write_bytes(with_key_beside("log", "vkey", "--db", url)[2])
+    state = tmp_path / "state"
+    assert audit("verify", str(tmp_path / "kept-checkpoint"), "--vkey",
+                 str(tmp_path / "vkey"), "--state", str(state))[0] == 0  # fmt: skip
+    rewrite_in_place(path, rewritten(raws, tmp_path, []))
+    return url, tmp_path / "kept-checkpoint", state, tmp_path / "vkey", size
+
+
+def test_a_rewrite_that_deleted_every_checkpoint_passes_ledger_verify_with_a_warning(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, *_ = owner_rewrote
+    status, said, _ = with_key_beside("ledger", "verify", "--db", url)
+    assert status == 0, said
+    assert "WARNING: no checkpoint checked" in said and "checkpoints agree" not in said
+
+
+def test_a_re_signed_rewrite_passes_ledger_verify_alone_which_says_it_checked_none_kept_outside(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, _, _, _, size = owner_rewrote
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    status, said, _ = with_key_beside("ledger", "verify", "--db", url)
+    assert status == 0, said
+    assert f"1 checkpoints checked, latest size {size}" in said
+    assert "none kept outside this database" in said
+
+
+def test_ledger_verify_against_a_checkpoint_kept_outside_finds_the_rewrite(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, kept, _, _, size = owner_rewrote
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    status, said, _ = with_key_beside("ledger", "verify", "--db", url, "--checkpoint", str(kept))
+    assert status == 1, said
+    assert f"the checkpoint of size {size} kept in {kept}" in said and "rewritten" in said
+
+
+def test_the_auditors_kept_state_finds_the_re_signed_rewrite(
+    owner_rewrote: tuple[str, Path, Path, Path, int], tmp_path: Path
+) -> None:
+    url, _, state, vkey, _ = owner_rewrote
+    (tmp_path / "forged").write_bytes(with_key_beside("log", "checkpoint", "--db", url)[2])
+    status, said = audit("verify", str(tmp_path / "forged"), "--vkey", str(vkey),
+                         "--state", str(state))  # fmt: skip
+    assert status == 1 and "the log forked" in said
+
+
+def verify_against(url: str, kept: str) -> Result:
+    return runner.invoke(app, ["ledger", "verify", "--db", url, "--checkpoint", kept], env=ENV)
+
+
+def test_ledger_verify_against_a_checkpoint_kept_outside_agrees_with_a_ledger_that_grew(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = ledger_with(sqlite_url, events(20))
+    (tmp_path / "kept").write_bytes(log("checkpoint", url=sqlite_url))
+    size = count(ledger)
+    record(ledger, events(3, seed=21), first=10_000)
+    done = verify_against(sqlite_url, str(tmp_path / "kept"))
+    assert done.exit_code == 0, done.output
+    assert f"agrees with the checkpoint of size {size} kept in {tmp_path / 'kept'}" in done.output
+
+
+def test_ledger_verify_against_a_larger_checkpoint_kept_outside_finds_the_rollback(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    raws = events(20)
+    bigger = f"sqlite:///{tmp_path}/bigger.db"
+    size = count(ledger_with(bigger, raws))
+    (tmp_path / "kept").write_bytes(log("checkpoint", url=bigger))
+    ledger_with(sqlite_url, raws[:5])
+    done = verify_against(sqlite_url, str(tmp_path / "kept"))
+    assert done.exit_code == 1, done.output
+    assert f"fewer than the checkpoint of size {size}" in done.output
+
+
+@pytest.mark.parametrize(
+    "content,named",
+    [
+        (b"not a checkpoint\n", "is not a signed checkpoint"),
+        (sign_note(Checkpoint(ORIGIN_OF_TESTS, 3, bytes(32)).body(),
+                   Signer(ORIGIN_OF_TESTS, bytes(range(32)))).encode(),
+         "is not signed by the log's key"),
+    ],
+    ids=["malformed", "another-key"],
+)  # fmt: skip
+def test_a_kept_checkpoint_that_is_not_the_logs_is_a_clear_mistake(
+    sqlite_url: str, tmp_path: Path, content: bytes, named: str
+) -> None:
+    ledger_with(sqlite_url, events(5))
+    (tmp_path / "kept").write_bytes(content)
+    done = verify_against(sqlite_url, str(tmp_path / "kept"))
+    assert done.exit_code == 2 and named in done.output and "Traceback" not in done.output
+    assert str(tmp_path / "kept") in done.output
+
+
+@contextlib.contextmanager
+def witness_serving(note: bytes, origin: str = ORIGIN_OF_TESTS) -> Iterator[str]:
+    """A witness's URL answering GET /<hex SHA-256 of origin>/checkpoint with ``note``."""
+    path = f"/{hashlib.sha256(origin.encode()).hexdigest()}/checkpoint"
+
+    class Witness(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == path
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(note if found else b"no such log\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Witness)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_ledger_verify_against_a_witnesss_checkpoint_finds_the_rewrite(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, kept, _, _, size = owner_rewrote
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    with witness_serving(kept.read_bytes()) as witness:
+        status, said, _ = with_key_beside("ledger", "verify", "--db", url, "--checkpoint", witness)
+    assert status == 1, said
+    assert f"the checkpoint of size {size} kept in {witness}/" in said and "rewritten" in said
+
+
+def test_a_witness_that_does_not_hold_the_logs_checkpoint_is_a_clear_mistake(
+    sqlite_url: str,
+) -> None:
+    ledger_with(sqlite_url, events(5))
+    with witness_serving(b"", origin="another.example/log") as witness:
+        done = verify_against(sqlite_url, witness)
+    assert done.exit_code == 2 and "the witness answered HTTP 404" in done.output
+
+
+# -- the log key of a ledger that has signed checkpoints -----------------------------------
+
+
+@pytest.fixture
+def key_lost(tmp_path: Path) -> tuple[str, Path]:
+    """A SQLite ledger that signed a checkpoint with the key beside it, since lost: its
+    URL, and where the key was."""
+    url = f"sqlite:///{tmp_path}/signed.db"
+    ledger_with(url, events(5))
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    (tmp_path / "signed.db.logkey").unlink()
+    return url, tmp_path / "signed.db.logkey"
+
+
+def test_a_missing_log_key_beside_a_ledger_with_checkpoints_is_refused_and_none_is_made(
+    key_lost: tuple[str, Path],
+) -> None:
+    url, key_file = key_lost
+    for command in (("log", "checkpoint"), ("log", "vkey")):
+        status, said, _ = with_key_beside(*command, "--db", url)
+        assert status == 2, (command, said)
+        assert "no log key" in said and "restore it" in said, command
+        assert not key_file.exists(), command
+
+
+def test_the_worker_signs_nothing_rather_than_make_a_log_key_for_a_ledger_with_checkpoints(
+    key_lost: tuple[str, Path],
+) -> None:
+    from pipeline.cli.worker import checkpointing
+    from pipeline.settings import Settings
+
+    url, key_file = key_lost
+    assert checkpointing(Settings(log_key=None), url) is None
+    assert not key_file.exists()
+
+
+def test_a_missing_log_key_beside_a_file_that_is_not_a_ledger_is_a_clear_mistake(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "notes.txt").write_text("not a database, but long enough to be read as one\n")
+    status, said, _ = with_key_beside("log", "vkey", "--db", f"sqlite:///{tmp_path}/notes.txt")
+    assert status == 2 and "no log key" in said and "Traceback" not in said
+    assert not (tmp_path / "notes.txt.logkey").exists()
+
+
+def test_log_checkpoint_on_an_empty_ledger_says_there_is_nothing_to_sign_yet(
+    sqlite_url: str,
+) -> None:
+    ledger_with(sqlite_url, [])
+    done = runner.invoke(app, ["log", "checkpoint", "--db", sqlite_url], env=ENV)
+    assert done.exit_code == 2
+    assert "nothing to sign yet" in done.output and "run sharing-audit log checkpoint" not in (
+        done.output
+    )

@@ -34,6 +34,7 @@ type consistency struct {
 type input struct {
 	Vkey        string            `json:"vkey"`
 	Checkpoint  string            `json:"checkpoint"`
+	Note64      string            `json:"checkpoint_base64"` // the note's bytes exactly, when not UTF-8
 	Leaves      []string          `json:"leaves"`
 	Inclusion   []inclusion       `json:"inclusion"`
 	Consistency []consistency     `json:"consistency"`
@@ -152,7 +153,13 @@ func main() {
 	if err != nil {
 		fail("verifier key: %v", err)
 	}
-	n, err := note.Open([]byte(in.Checkpoint), note.VerifierList(verifier))
+	msg := []byte(in.Checkpoint)
+	if in.Note64 != "" {
+		if msg, err = base64.StdEncoding.DecodeString(in.Note64); err != nil {
+			fail("checkpoint_base64: %v", err)
+		}
+	}
+	n, err := note.Open(msg, note.VerifierList(verifier))
 	if err != nil {
 		fail("checkpoint: %v", err)
 	}
