@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,13 +34,11 @@ from pipeline.transparency.note import (
     Verifier,
     cosigned_by,
     open_checkpoint,
+    parse_decimal,
 )
 from pipeline.transparency.receipt import Receipt, ReceiptError, check_receipt
 
 STATE_FILE = "checkpoint"
-#: Go's note.Open refuses a note with more signature lines than this.
-MAX_SIGNATURES = 100
-_NAME_SPACE = re.compile(r"\s")
 
 
 class Refused(Exception):
@@ -65,8 +62,12 @@ class ConsistencyProof:
         """The proof, and the checkpoint after it (empty if there is none)."""
         head, _, checkpoint = data.partition(b"\n\n")
         lines = head.decode("utf-8", "replace").split("\n")
-        if not lines[0].startswith("old ") or not lines[0][4:].isdigit():
+        if not lines[0].startswith("old "):
             raise Refused("the proof does not start with 'old N'")
+        try:
+            old = parse_decimal(lines[0][4:], "the proof's old size")
+        except NoteError as exc:
+            raise Refused(str(exc)) from None
         hashes = []
         for line in lines[1:]:
             try:
@@ -78,7 +79,7 @@ class ConsistencyProof:
             hashes.append(raw)
         if len(hashes) > 63:
             raise Refused("the proof has more than 63 hashes")
-        return cls(int(lines[0][4:]), tuple(hashes)), checkpoint
+        return cls(old, tuple(hashes)), checkpoint
 
 
 def accept(
@@ -175,31 +176,13 @@ def kept_checkpoint(state: Path, log: Verifier) -> Checkpoint | None:
 
 def _openable(note: bytes) -> Note:
     """The note, parsed, unless Go's ``note.Open`` would refuse it as malformed (then
-    :class:`Refused`, before anything is kept): a note that is not UTF-8, holds an ASCII
-    control character other than a newline, signs with a name that is empty or holds a
-    space or ``+``, or has over 100 signature lines."""
+    :class:`Refused`, before anything is kept): signed-note's own rules, as
+    :meth:`Note.parse` holds every note to them (UTF-8, no control character but a
+    newline, key names without spaces or ``+``, at most 100 signature lines)."""
     try:
-        text = note.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = note[: exc.start].count(b"\n") + 1
-        raise Refused(f"the checkpoint is not UTF-8 (line {line})") from None
-    control = next((i for i, c in enumerate(text) if c < " " and c != "\n"), None)
-    if control is not None:
-        line = text[:control].count("\n") + 1
-        raise Refused(
-            f"the checkpoint holds a control character (U+{ord(text[control]):04X}) on line "
-            f"{line}: signed notes may not"
-        )
-    try:
-        parsed = Note.parse(note)
+        return Note.parse(note)
     except NoteError as exc:
         raise Refused(f"the checkpoint: {exc}") from None
-    if len(parsed.signatures) > MAX_SIGNATURES:
-        raise Refused(f"the checkpoint has more than {MAX_SIGNATURES} signature lines")
-    for signature in parsed.signatures:
-        if not signature.name or "+" in signature.name or _NAME_SPACE.search(signature.name):
-            raise Refused(f"a signature line's name {signature.name!r} is not a key name")
-    return parsed
 
 
 def _check_known_lines(note: Note, log: Verifier, witnesses: Sequence[Verifier]) -> None:

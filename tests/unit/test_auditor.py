@@ -244,5 +244,11 @@ def test_a_note_gos_parser_refuses_is_never_kept(
 
 
 def test_a_control_character_is_named_with_its_line(tmp_path: Path) -> None:
-    with pytest.raises(Refused, match=r"control character \(U\+0009\) on line 4"):
+    with pytest.raises(Refused, match=r"line 4 of the note holds the control character '\\t'"):
         accept(signed(leaves_of(8), b"a\tb\n"), LOG.verifier, tmp_path)
+
+
+@pytest.mark.parametrize("old", ["0116", "\u0663", "\u00b2", "9" * 5000, "+7", " 7", ""])
+def test_a_proofs_old_size_not_in_plain_decimal_is_refused(old: str) -> None:
+    with pytest.raises(Refused, match="old"):
+        ConsistencyProof.parse(f"old {old}\n\n".encode())
