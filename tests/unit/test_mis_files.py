@@ -588,3 +588,14 @@ def test_whitespace_between_and_inside_records_is_read_as_an_mis_indents(read: E
         ["personal", "sen"],
         ["personal"],
     ]
+
+
+def test_ctf_events_escapes_control_characters_in_the_names_it_prints(tmp_path: Path) -> None:
+    name = "a\x1b]0;owned\x07\x1b[2J\u202e.xml"
+    bad = write(tmp_path, name, b"<CTfile><Header></CTfile>")
+    unmapped = write(tmp_path, "b\x1b[31m.xml", ctf(ctf_pupil(1, CTF_SECTIONS["religion"][0])))
+    done = runner.invoke(app, ["ctf", "events", str(bad), str(unmapped)])
+    assert done.exit_code == 2 and "Traceback" not in done.output
+    assert "a\\x1b]0;owned\\x07\\x1b[2J\\u202e.xml: not well-formed" in done.stderr
+    assert "b\\x1b[31m.xml: <Religion>" in done.stderr
+    assert not any(c in done.stderr for c in "\x1b\x07\u202e")
