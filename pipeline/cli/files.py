@@ -107,7 +107,9 @@ def watch(
     ] = False,
 ) -> None:
     """Send the events of each CTF or census return that appears in FOLDER, then move it
-    to FOLDER/done/ (or FOLDER/rejected/ with a .why beside it). Ctrl-C stops."""
+    to FOLDER/done/ (or FOLDER/rejected/ with a .why beside it). Each is taken into
+    FOLDER/.sending/ before it is read; anything that is not a regular file (a link, a
+    folder, a FIFO) is rejected unopened. Ctrl-C stops."""
     if not folder.is_dir():
         fail(f"{shown_text(folder)}: not a folder")
     pack = policy_or_fail(policy)

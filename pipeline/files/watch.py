@@ -112,6 +112,10 @@ class FolderWatcher:
             taken = path if path.parent.name == SENDING else _move(path, self.folder / SENDING)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # not this watcher's to take: it waits, and the rest go on
+            why = f"cannot be taken into {SENDING}/: {exc.strerror or exc}"
+            log.warning("file_not_taken", file=shown_text(path.name), why=why)
+            return Outcome(path.name, "waiting", why=why)
         try:
             with _regular(taken) as stream:
                 converted = self.convert(stream, name)

@@ -299,3 +299,21 @@ def test_a_hostile_export_folder_has_every_good_file_recorded_and_the_rest_rejec
         assert "root:x" not in why and upn(10) not in why and "\x1b" not in why
     cut = next(name for name in HOSTILE if name.startswith("cut"))
     assert "cut\\x1b[2J\\x1b]0;owned\\x07.xml" in (folder / REJECTED / f"{cut}.why").read_text()
+
+
+def test_a_file_that_cannot_be_taken_waits_and_the_watcher_goes_on(
+    watcher: FolderWatcher, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old(watcher.folder / "a.xml", "e1")
+    old(watcher.folder / "b.xml", "e2")
+    replace = os.replace
+
+    def refusing(source: Path, target: Path) -> None:
+        if Path(source).name == "a.xml" and Path(target).parent.name == SENDING:
+            raise PermissionError(1, "Operation not permitted")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refusing)
+    outcomes = watcher.poll()
+    assert [(o.file, o.status) for o in outcomes] == [("a.xml", "waiting"), ("b.xml", "done")]
+    assert "Operation not permitted" in outcomes[0].why and ids(broker) == ["e2"]
