@@ -19,6 +19,7 @@ characters are escaped, as it is read at a terminal.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -76,7 +77,7 @@ class FolderWatcher:
         self.settle = settle
         self.told = told
         for name in (DONE, REJECTED, SENDING):
-            (folder / name).mkdir(parents=True, exist_ok=True)
+            _own_folder(folder / name)
 
     def ready(self, now: float | None = None) -> list[Path]:
         """What to read now: whatever a run that stopped left in ``.sending/``, then
@@ -153,6 +154,18 @@ class FolderWatcher:
         os.replace(taken, target)
         log.warning("file_rejected", file=shown_text(name), why=why)
         return Outcome(name, "rejected", why=why)
+
+
+def _own_folder(path: Path) -> None:
+    """Make the folder ``path``, or check the one there is a folder and not a link: files
+    are moved into it and reasons written there, never somewhere a link points."""
+    if path.is_symlink():
+        raise NotADirectoryError(errno.ENOTDIR, f"{path.name}/ is a symbolic link: move it away")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        why = f"{path.name} is not a folder: move it away"
+        raise NotADirectoryError(errno.ENOTDIR, why) from None
 
 
 #: What each kind of thing that is not a regular file is called in a reason.

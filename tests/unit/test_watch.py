@@ -317,3 +317,15 @@ def test_a_file_that_cannot_be_taken_waits_and_the_watcher_goes_on(
     outcomes = watcher.poll()
     assert [(o.file, o.status) for o in outcomes] == [("a.xml", "waiting"), ("b.xml", "done")]
     assert "Operation not permitted" in outcomes[0].why and ids(broker) == ["e2"]
+
+
+@pytest.mark.parametrize("name", [DONE, REJECTED, SENDING])
+def test_a_watcher_will_not_start_on_a_folder_whose_own_folders_are_links(
+    tmp_path: Path, broker: Broker, name: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / name).symlink_to(elsewhere)
+    with pytest.raises(OSError, match=f"{name}/ is a symbolic link"):
+        FolderWatcher(tmp_path / "exports", convert, broker.send, settle=0)
