@@ -123,12 +123,14 @@ def watch(
                 partial(stream_events, policy=pack, gias=schools),
                 producer.send_all,
                 settle,
-                lambda note: console.print(f"note: {shown_text(note)}", markup=False),
+                lambda note: console.print(
+                    f"note: {shown_text(note)}", markup=False, soft_wrap=True
+                ),
             )
             stop = Stop()
             while True:
                 for outcome in watcher.poll():
-                    console.print(_outcome_line(outcome), markup=False)
+                    console.print(_outcome_line(outcome), markup=False, soft_wrap=True)
                 if once or stop.wait(1.0):
                     break
     except DeliveryError as exc:

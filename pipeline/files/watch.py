@@ -45,7 +45,8 @@ log = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one file: ``done`` (with its events' count) or ``rejected`` (with
-    why); ``waiting`` if it could not be sent yet (the broker did not acknowledge)."""
+    why); ``waiting`` if it could not be sent yet (the broker did not acknowledge) or
+    not taken into ``.sending/``."""
 
     file: str
     status: str

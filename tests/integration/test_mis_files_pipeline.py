@@ -133,7 +133,8 @@ def test_watch_prints_each_outcome_with_control_characters_in_names_escaped(
 ) -> None:
     folder = tmp_path / "exports"
     folder.mkdir()
-    (folder / "good\x1b]0;owned\x07.xml").write_bytes(ctf(ctf_pupil(1)))
+    religion = CTF_SECTIONS["religion"][0]  # noted as not in the pack's mapping
+    (folder / "good\x1b]0;owned\x07.xml").write_bytes(ctf(ctf_pupil(1, religion)))
     (folder / "bad\x1b[2J\u202e.xml").write_bytes(b"<CTfile><Header></CTfile>")
     (folder / "link\x1b[31m.xml").symlink_to(tmp_path)
     done = runner.invoke(
@@ -142,5 +143,6 @@ def test_watch_prints_each_outcome_with_control_characters_in_names_escaped(
     assert done.exit_code == 0 and "Traceback" not in done.output, done.output
     assert not any(c in done.output for c in "\x1b\x07\u202e"), done.output
     assert "done: good\\x1b]0;owned\\x07.xml: 1 events" in done.output
+    assert "good\\x1b]0;owned\\x07.xml: <Religion>" in done.output
     assert "rejected: bad\\x1b[2J\\u202e.xml: " in done.output
     assert "rejected: link\\x1b[31m.xml: " in done.output and "symbolic link" in done.output
