@@ -16,10 +16,11 @@ from rich.console import Console
 from pipeline.cli.exits import fail, policy_or_fail
 from pipeline.cli.options import BrokerOption, PolicyOption, broker_config
 from pipeline.cli.status import Stop
-from pipeline.files.events import FileKind, file_events
+from pipeline.files.events import FileKind, file_events, stream_events
 from pipeline.files.gias import Gias, read_gias
 from pipeline.files.safe_xml import FileRefused
-from pipeline.files.watch import FolderWatcher
+from pipeline.files.watch import FolderWatcher, Outcome
+from pipeline.shown import shown_text
 from pipeline.transport.mis import DeliveryError, MisProducer
 from schemas.events import Channel
 
@@ -41,7 +42,7 @@ def _gias(path: str | None) -> Gias:
     try:
         return read_gias(path) if path else Gias()
     except FileRefused as exc:
-        fail(str(exc))
+        fail(shown_text(exc))
 
 
 def _print_events(
@@ -57,11 +58,11 @@ def _print_events(
         try:
             converted = file_events(path, pack, schools, kind, channel)
         except FileRefused as exc:
-            print(f"sharing-audit: {exc}", file=sys.stderr)
+            print(f"sharing-audit: {shown_text(exc)}", file=sys.stderr)
             refused += 1
             continue
         for note in converted.notes:
-            print(f"sharing-audit: note: {note}", file=sys.stderr)
+            print(f"sharing-audit: note: {shown_text(note)}", file=sys.stderr)
         out.write(b"".join(orjson.dumps(event) + b"\n" for event in converted.events))
         out.flush()
     if refused:
@@ -106,9 +107,11 @@ def watch(
     ] = False,
 ) -> None:
     """Send the events of each CTF or census return that appears in FOLDER, then move it
-    to FOLDER/done/ (or FOLDER/rejected/ with a .why beside it). Ctrl-C stops."""
+    to FOLDER/done/ (or FOLDER/rejected/ with a .why beside it). Each is taken into
+    FOLDER/.sending/ before it is read; anything that is not a regular file (a link, a
+    folder, a FIFO) is rejected unopened. Ctrl-C stops."""
     if not folder.is_dir():
-        fail(f"{folder}: not a folder")
+        fail(f"{shown_text(folder)}: not a folder")
     pack = policy_or_fail(policy)
     schools = _gias(gias)
     console = Console(highlight=False)
@@ -117,19 +120,27 @@ def watch(
         with MisProducer(config) as producer:
             watcher = FolderWatcher(
                 folder,
-                partial(file_events, policy=pack, gias=schools),
+                partial(stream_events, policy=pack, gias=schools),
                 producer.send_all,
                 settle,
-                lambda note: console.print(f"note: {note}", markup=False),
+                lambda note: console.print(
+                    f"note: {shown_text(note)}", markup=False, soft_wrap=True
+                ),
             )
             stop = Stop()
             while True:
                 for outcome in watcher.poll():
-                    detail = f"{outcome.events} events" if outcome.status == "done" else outcome.why
-                    console.print(f"{outcome.status}: {outcome.file}: {detail}", markup=False)
+                    console.print(_outcome_line(outcome), markup=False, soft_wrap=True)
                 if once or stop.wait(1.0):
                     break
     except DeliveryError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"{folder}: {exc.strerror or exc}")
+        fail(f"{shown_text(folder)}: {exc.strerror or exc}")
+
+
+def _outcome_line(outcome: Outcome) -> str:
+    """What became of a file, as a line for the operator: its name and reason, which the
+    MIS or whoever writes into the folder chose, with control characters escaped."""
+    detail = f"{outcome.events} events" if outcome.status == "done" else outcome.why
+    return shown_text(f"{outcome.status}: {outcome.file}: {detail}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from pipeline.checking import Result, Summary
 from pipeline.policy.pack import Policy
+from pipeline.shown import shown_text
 
 DECISION_STYLE = {
     "allowed": "green",
@@ -17,22 +16,6 @@ DECISION_STYLE = {
     "breach": "bold red",
     "rejected": "magenta",
 }
-
-
-# C0 and C1 controls (escape sequences start with ESC or CSI), DEL, and the Unicode line
-# separators and bidirectional overrides that make text read otherwise than it is.
-_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def shown_text(value: object) -> str:
-    """``value`` as text safe to write to a terminal: every control character written as
-    its escape (``\\x1b``), so none moves the cursor, clears the screen or sets a title."""
-    return _UNSHOWABLE.sub(_escaped, "-" if value is None else str(value))
 
 
 def plain(value: object, style: str = "") -> Text:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pipeline.files.census import CensusFile, read_census
 from pipeline.files.ctf import CtfFile, read_ctf
@@ -229,17 +229,33 @@ def file_events(
     name = str(path)
     try:
         with path.open("rb") as stream:
-            if kind is None:
-                root = root_of(stream, name)
-                if root.lower() not in ROOTS:
-                    raise FileRefused(
-                        f"{name}: its root element <{root}> is neither a Common Transfer File "
-                        "(<CTfile>) nor a School Census return (<Message>)"
-                    )
-                kind = ROOTS[root.lower()]
-                stream.seek(0)
-            if kind == "ctf":
-                return ctf_events(read_ctf(stream, name), policy, gias, channel)
-            return census_event(read_census(stream, name), policy, gias)
+            return stream_events(stream, name, policy, gias, kind, channel)
+    except OSError as exc:
+        raise FileRefused(f"{name}: cannot be read: {exc.strerror or exc}") from None
+
+
+def stream_events(
+    stream: IO[bytes],
+    name: str,
+    policy: Policy,
+    gias: Gias,
+    kind: FileKind | None = None,
+    channel: str | None = None,
+) -> Converted:
+    """The events of the file open as ``stream`` (seekable), named ``name`` in messages:
+    for a reader that chose what it opened, as the folder watcher does."""
+    try:
+        if kind is None:
+            root = root_of(stream, name)
+            if root.lower() not in ROOTS:
+                raise FileRefused(
+                    f"{name}: its root element <{root}> is neither a Common Transfer File "
+                    "(<CTfile>) nor a School Census return (<Message>)"
+                )
+            kind = ROOTS[root.lower()]
+            stream.seek(0)
+        if kind == "ctf":
+            return ctf_events(read_ctf(stream, name), policy, gias, channel)
+        return census_event(read_census(stream, name), policy, gias)
     except OSError as exc:
         raise FileRefused(f"{name}: cannot be read: {exc.strerror or exc}") from None

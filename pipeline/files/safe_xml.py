@@ -1,6 +1,7 @@
 """XML from an MIS, read as hostile input: no document type declaration (so no entity
 expansion and no external reference), streamed so that a file of any size is read in
-bounded memory, and every error naming the file and the element, never a pupil.
+bounded memory whatever it holds (see :class:`_Walk`), and every error naming the file and
+the element, never a pupil.
 
 A file is read as a root element, a header read whole, and records (a CTF's pupils, a
 census's pupils on and off roll) each read whole, handed over, then dropped.
@@ -9,13 +10,30 @@ census's pupils on and off roll) each read whole, handed over, then dropped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import IO
-from xml.etree.ElementTree import Element, ParseError
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import DefusedXMLParser, iterparse
+from defusedxml.ElementTree import DefusedXMLParser
+
+MIB = 1 << 20
+#: How deep elements may nest: an MIS file nests six or seven deep.
+MAX_DEPTH = 64
+#: Bytes read with no element starting or ending: the parser holds a text, comment or
+#: attribute whole (a pupil's longest is a few hundred bytes).
+MAX_QUIET = MIB
+#: Bytes and elements of one header or pupil's record (a full one is tens of kilobytes).
+MAX_PART = 4 * MIB
+MAX_PART_ELEMENTS = 50_000
+#: Elements outside the header and records (a census's <School> holds a few hundred).
+MAX_OUTSIDE = 100_000
+#: Records in a file (a local authority's largest CTF holds some twenty thousand pupils).
+MAX_RECORDS = 200_000
+#: Bytes read at a time.
+CHUNK = 64 * 1024
 
 
 class FileRefused(Exception):
@@ -86,12 +104,8 @@ class Reading:
 
     def parts(self, stream: IO[bytes]) -> Iterator[Part]:
         """The header and each record, in file order. :class:`FileRefused` for a file
-        that is not well-formed, holds a DTD, or has another root.
-
-        Only elements' ends are read (a start event per element would double the parser's
-        work): a record is whole when it ends, and is then emptied, so that memory holds
-        one record at a time. Where a broken file broke is worked out only when it does.
-        """
+        that is not well-formed, holds a DTD, has another root, or goes past a bound
+        (see :class:`_Walk`)."""
         root = root_of(stream, self.file)  # a file of another kind is told so at once
         if root.lower() != self.root.lower():
             raise FileRefused(
@@ -99,20 +113,11 @@ class Reading:
             )
         stream.seek(0)
         source = _Digesting(stream)
-        count = 0
-        header = self.header.lower()
+        walk = _Walk(self)
         try:
-            for _, element in iterparse(source, forbid_dtd=True):
-                tag = element.tag
-                name = tag.lower() if "}" not in tag else key(tag)
-                if name in self.records:
-                    count += 1
-                    yield Part(element, count)
-                    element.clear()
-                elif name == header and count == 0:
-                    yield Part(element, 0)
+            yield from walk.parts(source)
         except ParseError as exc:
-            raise FileRefused(_not_well_formed(self.file, exc, _path_at(stream), count)) from None
+            raise FileRefused(_not_well_formed(self.file, exc, walk.where(), walk.count)) from None
         except DefusedXmlException:
             raise FileRefused(
                 f"{self.file}: refused: it holds a document type declaration (<!DOCTYPE>), "
@@ -122,21 +127,122 @@ class Reading:
         self.digest = source.sha.hexdigest()
 
 
-def _path_at(stream: IO[bytes]) -> list[str]:
-    """The elements open where ``stream``'s XML stops being well-formed, read again from
-    its start (an error's slow path), or none if it cannot be read again."""
-    path: list[str] = []
-    try:
-        stream.seek(0)
-        for event, element in iterparse(stream, events=("start", "end"), forbid_dtd=True):
+class _Walk:
+    """The elements of one file as the parser gives them, kept within bounds whatever
+    the file holds: nesting (:data:`MAX_DEPTH`), bytes with no element starting or ending
+    (:data:`MAX_QUIET`: one text, comment or attribute, or padding, which the parser
+    holds whole), a header's or record's bytes and elements (:data:`MAX_PART`,
+    :data:`MAX_PART_ELEMENTS`), elements outside them and records in all.
+
+    A header or record is built whole, handed over, then taken out of the tree; any
+    other element is taken out once it ends, so the tree holds the elements open and
+    the part being read, never what came before.
+    """
+
+    def __init__(self, reading: Reading) -> None:
+        self.reading = reading
+        self.header = reading.header.lower()
+        self.stack: list[Element] = []
+        self.count = 0  # records read whole
+        self.inside = 0  # depth of the header or record being read, 0 outside one
+        self.part_from = self.elements = self.outside = self.fed = self.quiet = 0
+
+    def parts(self, source: _Digesting) -> Iterator[Part]:
+        # The parser's own queue of events, read directly (XMLPullParser.read_events
+        # costs a generator step and a type check an event).
+        parser = DefusedXMLParser(target=TreeBuilder(), forbid_dtd=True)
+        events: deque[tuple[str, Element]] = deque()
+        parser._setevents(events, ("start", "end"))  # type: ignore[attr-defined]
+        try:
+            while chunk := source.read(CHUNK):
+                parser.feed(chunk)
+                self.fed += len(chunk)
+                moved = yield from self._taken(events)
+                self._check_size(len(chunk), moved)
+            parser.close()
+        except ParseError:
+            self._opened_before(events)
+            raise
+        yield from self._taken(events)
+
+    def _opened_before(self, events: deque[tuple[str, Element]]) -> None:
+        """The elements open where the parser stopped, from the events before it did."""
+        for event, element in events:
             if event == "start":
-                path.append(local(element.tag))
-            else:
-                path.pop()
-                element.clear()
-    except (ParseError, DefusedXmlException, OSError, ValueError):
-        pass
-    return path
+                self.stack.append(element)
+            elif self.stack:
+                self.stack.pop()
+
+    def _taken(self, events: deque[tuple[str, Element]]) -> Generator[Part, None, bool]:
+        """The parts these events complete; returns whether there were any events."""
+        moved, stack = bool(events), self.stack
+        while events:
+            event, element = events.popleft()
+            if event == "start":
+                stack.append(element)
+                if len(stack) > MAX_DEPTH:
+                    raise FileRefused(self._refusal(f"elements nested more than {MAX_DEPTH} deep"))
+                if self.inside:
+                    self.elements += 1
+                    if self.elements > MAX_PART_ELEMENTS:
+                        raise FileRefused(self._too_large(f"{MAX_PART_ELEMENTS:,} elements"))
+                else:
+                    self._opened(element)
+                continue
+            stack.pop()
+            if self.inside > len(stack):
+                self.inside = 0
+                if key(element.tag) == self.header:
+                    yield Part(element, 0)
+                else:
+                    self.count += 1
+                    yield Part(element, self.count)
+            if not self.inside and stack:
+                stack[-1].remove(element)  # read, or outside any part: let it go
+        return moved
+
+    def _opened(self, element: Element) -> None:
+        """Note a header or record starting, or count another element outside them."""
+        name = key(element.tag)
+        if name in self.reading.records or (name == self.header and self.count == 0):
+            if self.count >= MAX_RECORDS:
+                raise FileRefused(self._refusal(f"more than {MAX_RECORDS:,} records"))
+            self.inside, self.part_from, self.elements = len(self.stack), self.fed, 0
+            return
+        self.outside += 1
+        if self.outside > MAX_OUTSIDE:
+            raise FileRefused(
+                self._refusal(f"more than {MAX_OUTSIDE:,} elements outside its records")
+            )
+
+    def _check_size(self, read: int, moved: bool) -> None:
+        self.quiet = 0 if moved else self.quiet + read
+        if self.quiet > MAX_QUIET:
+            raise FileRefused(
+                self._refusal(
+                    f"more than {MAX_QUIET // MIB} MiB with no element starting or ending "
+                    "(a text, comment or attribute that long, or padding)"
+                )
+            )
+        if self.inside and self.fed - self.part_from > MAX_PART:
+            raise FileRefused(self._too_large(f"{MAX_PART // MIB} MiB"))
+
+    def _too_large(self, bound: str) -> str:
+        opened = self.stack[self.inside - 1]
+        part = "the <Header>" if key(opened.tag) == self.header else f"record {self.count + 1}"
+        return f"{self.reading.file}: {part} is larger than any MIS writes: more than {bound}"
+
+    def _refusal(self, what: str) -> str:
+        inside = f", inside <{self.where()}>" if self.stack else ""
+        after = f" after record {self.count}" if self.count else ""
+        return f"{self.reading.file}: refused: {what}{inside}{after}"
+
+    def where(self) -> str:
+        """The elements open, as a path (its middle left out when deep)."""
+        names = [local(element.tag)[:40] for element in self.stack]
+        if len(names) > 12:
+            names = [*names[:6], "…", *names[-3:]]
+        return "/".join(names)
 
 
 class _Root(Exception):
@@ -161,27 +267,31 @@ class _FirstStart:
 
 def root_of(stream: IO[bytes], file: str) -> str:
     """The name of the file's root element, as written, reading no further than its start
-    tag (a kilobyte at a time): to tell a CTF from a census return."""
+    tag (a kilobyte at a time, and no further than :data:`MAX_QUIET`): to tell a CTF
+    from a census return."""
     parser = DefusedXMLParser(target=_FirstStart(), forbid_dtd=True)
+    read = 0
     try:
         while chunk := stream.read(1024):
             parser.feed(chunk)
+            read += len(chunk)
+            if read > MAX_QUIET:  # a comment or padding the parser would hold whole
+                raise FileRefused(f"{file}: no root element in its first {MAX_QUIET // MIB} MiB")
         parser.close()
     except _Root as found:
         return local(str(found.args[0]))
     except ParseError as exc:
-        raise FileRefused(_not_well_formed(file, exc, [], 0)) from None
+        raise FileRefused(_not_well_formed(file, exc, "", 0)) from None
     except DefusedXmlException:
         raise FileRefused(f"{file}: refused: it holds a document type declaration") from None
     raise FileRefused(f"{file}: holds no XML element")
 
 
-def _not_well_formed(file: str, exc: ParseError, path: list[str], records: int) -> str:
+def _not_well_formed(file: str, exc: ParseError, where: str, records: int) -> str:
     line, column = exc.position
     reason = str(exc).split(": line ")[0]
     if reason == "no element found":
         reason = "it ends before its elements close: truncated?"
-    where = "/".join(path)
     inside = f", inside <{where}>" if where else ""
     after = f" after record {records}" if records else ""
     return f"{file}: not well-formed XML at line {line}, column {column} ({reason}){inside}{after}"

@@ -3,27 +3,38 @@ sent and acknowledged, then the file moved to ``done/``; a file that cannot be r
 to ``rejected/`` beside a ``.why`` text saying why.
 
 Nothing is skipped and nothing is lost across a crash. A file is moved into ``.sending/``
-before its events are sent and out of it once they are acknowledged; at start, what is
+before it is read (what is read is what was taken, whatever the MIS writes meanwhile) and
+out of it once its events are acknowledged or it is rejected; at start, what is
 in ``.sending/`` is sent again (its events carry the same ids, so the ledger records
 them once) and what arrived in the folder while the watcher was down is read like any
 new file. A file counts as complete once it has not changed for ``settle`` seconds; an
 MIS that writes to a temporary name and renames it (``.tmp``, ``.part``, or a name
 starting with a dot) is read as soon as it is renamed.
+
+The folder is hostile ground: anything in it that is not a regular file (a symbolic link,
+a folder, a FIFO) is rejected unopened, saying only what it is; a file the reader cannot
+read, for whatever reason, is rejected and the watcher goes on; a reason's control
+characters are escaped, as it is read at a terminal.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import orjson
 
 from pipeline.files.events import Converted
 from pipeline.files.safe_xml import FileRefused
 from pipeline.logging import get_logger
+from pipeline.shown import shown_text
 
 DONE, REJECTED, SENDING = "done", "rejected", ".sending"
 #: Names an exporter gives a file it is still writing.
@@ -34,7 +45,8 @@ log = get_logger(__name__)
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one file: ``done`` (with its events' count) or ``rejected`` (with
-    why); ``waiting`` if it could not be sent yet (the broker did not acknowledge)."""
+    why); ``waiting`` if it could not be sent yet (the broker did not acknowledge) or
+    not taken into ``.sending/``."""
 
     file: str
     status: str
@@ -42,15 +54,20 @@ class Outcome:
     why: str = ""
 
 
+class NotAFile(Exception):
+    """What was taken from the folder is not a regular file (a link, a folder, a FIFO...):
+    it is not opened, and its reason says only what kind of thing it is."""
+
+
 class FolderWatcher:
-    """One MIS export folder. ``convert`` reads a file's events (raising
-    :class:`FileRefused`); ``send`` delivers records and returns once each is
-    acknowledged (raising any exception if not)."""
+    """One MIS export folder. ``convert`` reads a file's events from the stream it is
+    given, naming it as told (raising :class:`FileRefused`); ``send`` delivers records
+    and returns once each is acknowledged (raising any exception if not)."""
 
     def __init__(
         self,
         folder: Path,
-        convert: Callable[[Path], Converted],
+        convert: Callable[[IO[bytes], str], Converted],
         send: Callable[[list[bytes]], None],
         settle: float = 5.0,
         told: Callable[[str], None] = lambda _: None,
@@ -61,61 +78,137 @@ class FolderWatcher:
         self.settle = settle
         self.told = told
         for name in (DONE, REJECTED, SENDING):
-            (folder / name).mkdir(parents=True, exist_ok=True)
+            _own_folder(folder / name)
 
     def ready(self, now: float | None = None) -> list[Path]:
-        """Files to read now: those left in ``.sending/`` by a run that stopped, then the
-        folder's complete files, oldest first."""
+        """What to read now: whatever a run that stopped left in ``.sending/``, then
+        what in the folder has settled, oldest first (anything, not only files: what is
+        not a file is rejected saying so, rather than left unseen)."""
         now = time.time() if now is None else now
-        interrupted = sorted(p for p in (self.folder / SENDING).iterdir() if p.is_file())
+        interrupted = sorted((self.folder / SENDING).iterdir())
         waiting = []
         for path in self.folder.iterdir():
-            if not path.is_file() or path.name.startswith(".") or path.name.endswith(UNFINISHED):
+            name = path.name
+            if name in (DONE, REJECTED) or name.startswith(".") or name.endswith(UNFINISHED):
                 continue
-            stat = path.stat()
-            if now - stat.st_mtime >= self.settle:
-                waiting.append((stat.st_mtime, path.name, path))
+            try:
+                changed = path.lstat().st_mtime  # of a link, never of what it points to
+            except FileNotFoundError:
+                continue
+            if now - changed >= self.settle:
+                waiting.append((changed, name, path))
         return interrupted + [path for _, _, path in sorted(waiting)]
 
     def poll(self) -> list[Outcome]:
-        """Read and send every file ready now; what became of each."""
-        return [self.handle(path) for path in self.ready()]
+        """Read and send everything ready now; what became of each."""
+        return [outcome for path in self.ready() if (outcome := self.handle(path))]
 
-    def handle(self, path: Path) -> Outcome:
-        """One file: read, moved to ``.sending/``, sent, moved to ``done/``; or rejected."""
+    def handle(self, path: Path) -> Outcome | None:
+        """One file: taken into ``.sending/``, what was taken read, sent, moved to
+        ``done/``; or rejected. None if it went before it could be taken.
+
+        Taken first, by a rename, so that what is read is what is filed: a file the MIS
+        replaces meanwhile is a new file in the folder, read in its turn."""
+        name = str(path)
         try:
-            converted = self.convert(path)
+            taken = path if path.parent.name == SENDING else _move(path, self.folder / SENDING)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # not this watcher's to take: it waits, and the rest go on
+            why = f"cannot be taken into {SENDING}/: {exc.strerror or exc}"
+            log.warning("file_not_taken", file=shown_text(path.name), why=why)
+            return Outcome(path.name, "waiting", why=why)
+        try:
+            with _regular(taken) as stream:
+                converted = self.convert(stream, name)
+        except NotAFile as odd:
+            return self._reject(path.name, taken, f"{name}: refused: {odd}; only files are read")
         except FileRefused as refused:
-            return self._reject(path, str(refused))
+            return self._reject(path.name, taken, str(refused))
+        except Exception as exc:  # a fault of the reader's: this file alone is set aside
+            log.error("file_reader_failed", file=shown_text(name), error=type(exc).__name__)
+            why = f"{name}: could not be read: the reader failed ({type(exc).__name__})"
+            return self._reject(path.name, taken, why)
+        return self._sent(path.name, taken, converted)
+
+    def _sent(self, name: str, taken: Path, converted: Converted) -> Outcome:
         for note in converted.notes:
             self.told(note)
-        sending = path if path.parent.name == SENDING else _move(path, self.folder / SENDING)
         records = [orjson.dumps(event) for event in converted.events]
+        shown = shown_text(name)
         try:
             self.send(records)
         except Exception as exc:  # the broker's fault, not the file's: it waits, unsent
-            log.warning("file_not_sent", file=path.name, why=f"{type(exc).__name__}: {exc}")
-            return Outcome(path.name, "waiting", len(records), f"not acknowledged: {exc}")
-        _move(sending, self.folder / DONE)
-        log.info("file_sent", file=path.name, events=len(records))
-        return Outcome(path.name, "done", len(records))
+            log.warning("file_not_sent", file=shown, why=f"{type(exc).__name__}: {exc}")
+            return Outcome(name, "waiting", len(records), f"not acknowledged: {exc}")
+        _move(taken, self.folder / DONE)
+        log.info("file_sent", file=shown, events=len(records))
+        return Outcome(name, "done", len(records))
 
-    def _reject(self, path: Path, why: str) -> Outcome:
-        # The reason first, then the file: a crash between leaves the file to be
-        # rejected again under the same name, never a rejected file without its reason.
-        target = _free_name(path, self.folder / REJECTED)
+    def _reject(self, name: str, taken: Path, why: str) -> Outcome:
+        # The reason first, then the file: a crash between leaves the file in .sending/
+        # to be rejected again, never a rejected file without its reason. The reason's
+        # control characters are escaped: it is read at a terminal.
+        why = shown_text(why)
+        target = _free_name(taken, self.folder / REJECTED)
         target.with_name(target.name + ".why").write_text(why + "\n", encoding="utf-8")
-        os.replace(path, target)
-        log.warning("file_rejected", file=path.name, why=why)
-        return Outcome(path.name, "rejected", why=why)
+        os.replace(taken, target)
+        log.warning("file_rejected", file=shown_text(name), why=why)
+        return Outcome(name, "rejected", why=why)
+
+
+def _own_folder(path: Path) -> None:
+    """Make the folder ``path``, or check the one there is a folder and not a link: files
+    are moved into it and reasons written there, never somewhere a link points."""
+    if path.is_symlink():
+        raise NotADirectoryError(errno.ENOTDIR, f"{path.name}/ is a symbolic link: move it away")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        why = f"{path.name} is not a folder: move it away"
+        raise NotADirectoryError(errno.ENOTDIR, why) from None
+
+
+#: What each kind of thing that is not a regular file is called in a reason.
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link, which is not followed"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((said for test, said in _KINDS if test(mode)), "not a regular file")
+
+
+@contextmanager
+def _regular(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading if it is a regular file, not followed if a link, and
+    not waited on if a FIFO (O_NOFOLLOW, O_NONBLOCK); else :class:`NotAFile`, before
+    anything of it is read."""
+    found = os.lstat(path)
+    if not stat.S_ISREG(found.st_mode):
+        raise NotAFile(f"it is {_kind(found.st_mode)}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise FileRefused(f"{path.name}: cannot be opened: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as stream:
+        opened = os.fstat(fd)
+        if (opened.st_dev, opened.st_ino) != (found.st_dev, found.st_ino):
+            raise NotAFile(f"it was replaced by {_kind(opened.st_mode)} as it was opened")
+        yield stream
 
 
 def _free_name(path: Path, into: Path) -> Path:
-    """A name in the folder ``into`` that no file there has yet: an MIS reuses names, and
-    nothing is overwritten."""
+    """A name in the folder ``into`` that nothing there has yet (a dangling link counts):
+    an MIS reuses names, and nothing is overwritten."""
     target = into / path.name
     n = 1
-    while target.exists():
+    while os.path.lexists(target):
         n += 1
         target = into / f"{path.stem}.{n}{path.suffix}"
     return target

@@ -126,3 +126,23 @@ def test_watch_killed_while_files_arrive_sends_every_file_once_into_the_ledger(
         time.sleep(1.5)
         assert ledger_count(sqlite_url) == len(expected)
     assert set(ledger_final(sqlite_url)) == expected
+
+
+def test_watch_prints_each_outcome_with_control_characters_in_names_escaped(
+    kafka: KafkaConfig, tmp_path: Path
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    religion = CTF_SECTIONS["religion"][0]  # noted as not in the pack's mapping
+    (folder / "good\x1b]0;owned\x07.xml").write_bytes(ctf(ctf_pupil(1, religion)))
+    (folder / "bad\x1b[2J\u202e.xml").write_bytes(b"<CTfile><Header></CTfile>")
+    (folder / "link\x1b[31m.xml").symlink_to(tmp_path)
+    done = runner.invoke(
+        app, ["watch", str(folder), "--broker", kafka.bootstrap, "--settle", "0", "--once"]
+    )
+    assert done.exit_code == 0 and "Traceback" not in done.output, done.output
+    assert not any(c in done.output for c in "\x1b\x07\u202e"), done.output
+    assert "done: good\\x1b]0;owned\\x07.xml: 1 events" in done.output
+    assert "good\\x1b]0;owned\\x07.xml: <Religion>" in done.output
+    assert "rejected: bad\\x1b[2J\\u202e.xml: " in done.output
+    assert "rejected: link\\x1b[31m.xml: " in done.output and "symbolic link" in done.output

@@ -4,6 +4,7 @@ hostile or broken files are refused with an error naming the file and never a pu
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from pipeline.cli.main import app
 from pipeline.files.ctf import GROUPS
 from pipeline.files.events import Converted, file_events
 from pipeline.files.gias import Gias, read_gias
-from pipeline.files.safe_xml import FileRefused
+from pipeline.files.safe_xml import MAX_DEPTH, FileRefused
 from pipeline.policy.pack import PackError, Policy, parse_pack
 from schemas.decisions import Decision
 from tests.factory import left, upn
@@ -496,3 +497,105 @@ def test_every_pupil_element_of_the_real_samples_is_a_group_or_in_the_packs_mapp
     elements = REAL_PUPIL | REAL_BASIC_DETAILS | REAL_SUPP_INFO
     unmapped = {e for e in elements if e.lower() not in mapped | GROUPS}
     assert unmapped == {"Religion"}  # special category data the pack does not define
+
+
+# -- bounded whatever the file holds ------------------------------------------------------
+
+
+def test_a_record_nested_thousands_deep_is_refused_naming_the_depth_and_where(
+    read: Events,
+) -> None:
+    deep = "<BasicDetails>" * 5_000 + "x" + "</BasicDetails>" * 5_000
+    with pytest.raises(FileRefused) as refused:
+        read(ctf(ctf_pupil(1), ctf_pupil(2, deep)), name="deep.xml", kind="ctf")
+    message = str(refused.value)
+    assert "deep.xml" in message and f"more than {MAX_DEPTH} deep" in message
+    assert "inside <CTfile/CTFpupilData/Pupil/BasicDetails/" in message
+    assert "after record 1" in message and upn(2) not in message
+
+
+def test_elements_nested_deep_outside_any_record_are_refused_too(read: Events) -> None:
+    deep = b"<a>" * 100_000 + b"</a>" * 100_000
+    with pytest.raises(FileRefused, match=f"more than {MAX_DEPTH} deep"):
+        read(ctf(ctf_pupil(1)).replace(b"<CTFpupilData>", deep + b"<CTFpupilData>"), kind="ctf")
+
+
+MIB = 1 << 20
+PADDING = 16 * MIB
+
+
+def _padded(where: str) -> bytes:
+    """A CTF of two pupils with 16 MiB of padding put ``where`` (a hostile file's ways of
+    making a reader hold more than a record)."""
+    pad = {
+        "between records": ("</Pupil>", "</Pupil>" + " " * PADDING),
+        "before the header": ("<CTfile>", "<CTfile>" + " " * PADDING),
+        "inside a text": ("<Surname>Pupil1", "<Surname>Pupil1" + "a" * PADDING),
+        "in a comment": ("</Header>", "</Header><!--" + "c" * PADDING + "-->"),
+        "in an attribute": ("<Pupil>", f'<Pupil note="{"n" * PADDING}">'),
+        "before the root": ("<CTfile>", "<!--" + "c" * PADDING + "--><CTfile>"),
+        "as empty elements between records": ("</Pupil>", "</Pupil>" + "<x/>" * (PADDING // 4)),
+        "as empty elements in a record": ("</DOB>", "</DOB>" + "<x/>" * (PADDING // 4)),
+        "as text between comments": ("<Forename>", "<Forename>" + "t<!---->" * (PADDING // 8)),
+    }[where]
+    return ctf(ctf_pupil(1), ctf_pupil(2)).decode().replace(*pad, 1).encode()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "between records",
+        "before the header",
+        "inside a text",
+        "in a comment",
+        "in an attribute",
+        "before the root",
+        "as empty elements between records",
+        "as empty elements in a record",
+        "as text between comments",
+    ],
+)
+def test_reading_a_padded_file_holds_a_bounded_amount_of_memory(read: Events, where: str) -> None:
+    data = _padded(where)
+    tracemalloc.start()
+    try:
+        read(data, name="padded.xml", kind="ctf")
+    except FileRefused as refused:
+        assert "padded.xml" in str(refused)
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert peak < 3 * len(data) and peak < 24 * MIB, f"{peak / MIB:.0f} MiB"
+
+
+def test_a_text_larger_than_the_bound_is_refused_saying_where(read: Events) -> None:
+    with pytest.raises(FileRefused) as refused:
+        read(_padded("inside a text"), name="big.xml", kind="ctf")
+    message = str(refused.value)
+    assert "big.xml" in message and "MiB with no element" in message
+    assert "inside <CTfile/CTFpupilData/Pupil/Surname>" in message and "aaaa" not in message
+
+
+def test_a_record_larger_than_the_bound_is_refused_naming_it(read: Events) -> None:
+    with pytest.raises(FileRefused, match=r"big\.xml: record 1 .*larger than"):
+        read(_padded("as empty elements in a record"), name="big.xml", kind="ctf")
+
+
+def test_whitespace_between_and_inside_records_is_read_as_an_mis_indents(read: Events) -> None:
+    data = ctf(ctf_pupil(1, CTF_SECTIONS["sen"][0]), ctf_pupil(2)).replace(b"><", b">\n    <")
+    converted = read(data, kind="ctf")
+    assert [e["data"]["categories"] for e in converted.events] == [
+        ["personal", "sen"],
+        ["personal"],
+    ]
+
+
+def test_ctf_events_escapes_control_characters_in_the_names_it_prints(tmp_path: Path) -> None:
+    name = "a\x1b]0;owned\x07\x1b[2J\u202e.xml"
+    bad = write(tmp_path, name, b"<CTfile><Header></CTfile>")
+    unmapped = write(tmp_path, "b\x1b[31m.xml", ctf(ctf_pupil(1, CTF_SECTIONS["religion"][0])))
+    done = runner.invoke(app, ["ctf", "events", str(bad), str(unmapped)])
+    assert done.exit_code == 2 and "Traceback" not in done.output
+    assert "a\\x1b]0;owned\\x07\\x1b[2J\\u202e.xml: not well-formed" in done.stderr
+    assert "b\\x1b[31m.xml: <Religion>" in done.stderr
+    assert not any(c in done.stderr for c in "\x1b\x07\u202e")

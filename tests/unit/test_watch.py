@@ -5,16 +5,24 @@ killed while files arrive, are in tests/integration/test_mis_files_pipeline.py."
 
 from __future__ import annotations
 
+import io
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import orjson
 import pytest
 
-from pipeline.files.events import Converted
+from pipeline.files.events import Converted, stream_events
+from pipeline.files.gias import Gias
 from pipeline.files.safe_xml import FileRefused
 from pipeline.files.watch import DONE, REJECTED, SENDING, FolderWatcher
+from pipeline.policy.pack import Policy
+from tests.factory import upn
+from tests.mis_files import CTF_SECTIONS, census, census_pupil, ctf, ctf_pupil
+from tests.unit.test_mis_files import BOMB
 
 
 class Broker:
@@ -30,11 +38,11 @@ class Broker:
         self.sent += records
 
 
-def convert(path: Path) -> Converted:
-    """A file's events: one per line of text; a file saying 'bad' cannot be read."""
-    text = path.read_text()
+def convert(stream: IO[bytes], name: str) -> Converted:
+    """A file's events: one per word of text; a file saying 'bad' cannot be read."""
+    text = stream.read().decode()
     if "bad" in text:
-        raise FileRefused(f"{path}: not well-formed XML at line 1, column 0")
+        raise FileRefused(f"{name}: not well-formed XML at line 1, column 0")
     return Converted([{"id": line} for line in text.split()])
 
 
@@ -135,3 +143,189 @@ def test_files_are_taken_oldest_first(watcher: FolderWatcher, broker: Broker) ->
     assert second.exists()
     watcher.poll()
     assert ids(broker) == ["e1", "e2"]
+
+
+# -- a hostile export folder --------------------------------------------------------------
+
+
+def test_a_reader_failing_in_any_way_rejects_the_file_and_the_watcher_goes_on(
+    tmp_path: Path, broker: Broker
+) -> None:
+    def failing(stream: IO[bytes], name: str) -> Converted:
+        if "deep" in name:
+            raise RecursionError("maximum recursion depth exceeded")
+        return convert(stream, name)
+
+    old(tmp_path / "a-deep.xml", "e0")
+    old(tmp_path / "b.xml", "e1")
+    outcomes = FolderWatcher(tmp_path, failing, broker.send, settle=0).poll()
+    assert [(o.file, o.status) for o in outcomes] == [("a-deep.xml", "rejected"), ("b.xml", "done")]
+    assert "RecursionError" in (tmp_path / REJECTED / "a-deep.xml.why").read_text()
+    assert ids(broker) == ["e1"]
+
+
+def test_a_file_replaced_while_it_is_read_is_sent_as_read_and_the_replacement_after(
+    tmp_path: Path, broker: Broker
+) -> None:
+    def replaced_while_read(stream: IO[bytes], name: str) -> Converted:
+        if not hasattr(replaced_while_read, "done"):
+            replaced_while_read.done = True  # type: ignore[attr-defined]
+            (tmp_path / "new.tmp").write_text("e9")
+            os.replace(tmp_path / "new.tmp", tmp_path / "a.xml")  # the MIS writes again
+        return convert(stream, name)
+
+    old(tmp_path / "a.xml", "e1 e2")
+    watcher = FolderWatcher(tmp_path, replaced_while_read, broker.send, settle=0)
+    watcher.poll()
+    assert ids(broker) == ["e1", "e2"] and (tmp_path / "a.xml").read_text() == "e9"
+    watcher.poll()
+    assert ids(broker) == ["e1", "e2", "e9"]
+    assert sorted(p.read_text() for p in (tmp_path / DONE).iterdir()) == ["e1 e2", "e9"]
+
+
+def test_a_symbolic_link_is_rejected_unread_and_its_reason_tells_nothing_of_its_target(
+    tmp_path: Path, broker: Broker
+) -> None:
+    folder, secret = tmp_path / "exports", tmp_path / "secret.txt"
+    folder.mkdir()
+    secret.write_text("bad e-secret")
+    (folder / "link.xml").symlink_to(secret)
+    [outcome] = FolderWatcher(folder, convert, broker.send, settle=0).poll()
+    why = (folder / REJECTED / "link.xml.why").read_text()
+    assert outcome.status == "rejected" and "symbolic link" in why and broker.sent == []
+    assert "secret" not in why and "well-formed" not in why
+    assert (folder / REJECTED / "link.xml").is_symlink() and secret.read_text() == "bad e-secret"
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [(os.mkfifo, "a FIFO"), (os.mkdir, "a folder")],
+    ids=["fifo", "folder"],
+)
+def test_anything_but_a_regular_file_is_rejected_unopened_saying_what_it_is(
+    watcher: FolderWatcher, broker: Broker, make: Callable[[Path], None], says: str
+) -> None:
+    make(watcher.folder / "odd.xml")
+    old(watcher.folder / "b.xml", "e1")
+    outcomes = watcher.poll()
+    assert sorted((o.file, o.status) for o in outcomes) == [
+        ("b.xml", "done"),
+        ("odd.xml", "rejected"),
+    ]
+    assert says in (watcher.folder / REJECTED / "odd.xml.why").read_text()
+    assert ids(broker) == ["e1"]
+
+
+def test_control_characters_in_a_files_name_are_escaped_in_its_reason(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    name = "a\x1b]0;owned\x07\x1b[2J\u202e.xml"
+    old(watcher.folder / name, "bad")
+    [outcome] = watcher.poll()
+    why = (watcher.folder / REJECTED / (name + ".why")).read_text()
+    assert outcome.status == "rejected" and "\\x1b]0;owned\\x07\\x1b[2J\\u202e" in why
+    assert not any(c in why for c in "\x1b\x07\u202e")
+
+
+def _good(serial: int, pupils: int = 3) -> bytes:
+    return ctf(*(ctf_pupil(serial * 10 + k, CTF_SECTIONS["sen"][0]) for k in range(pupils)))
+
+
+#: Each hostile file's bytes, and what its reason must say.
+HOSTILE = {
+    "deep.xml": (
+        ctf(ctf_pupil(1, "<BasicDetails>" * 5_000 + "</BasicDetails>" * 5_000)),
+        "nested more than",
+    ),
+    "padded.xml": (ctf(ctf_pupil(2, "<Email>" + "a" * (2 << 20) + "</Email>")), "MiB with no"),
+    "bomb.xml": (BOMB, "document type declaration"),
+    "page.xml": (b"<html><body>root:x:0:0</body></html>", "neither a Common Transfer File"),
+    "cut\x1b[2J\x1b]0;owned\x07.xml": (_good(3)[:-40], "not well-formed"),
+}
+
+
+def test_a_hostile_export_folder_has_every_good_file_recorded_and_the_rest_rejected_saying_why(
+    tmp_path: Path, policy: Policy
+) -> None:
+    folder, secret = tmp_path / "exports", tmp_path / "passwd"
+    folder.mkdir()
+    secret.write_bytes(_good(9)[:-9] + b"root:x:0:0")
+    good = {"a.xml": _good(1), "b.xml": _good(2), "sc.xml": census(census_pupil(5))}
+    one_unknown = ctf(ctf_pupil(99, CTF_SECTIONS["ethnicity"][0]), destination="<LEA>XXX</LEA>")
+    for name, data in [*good.items(), *((n, d) for n, (d, _) in HOSTILE.items())]:
+        (folder / name).write_bytes(data)
+    (folder / "swapped.xml").write_bytes(_good(4, pupils=5))
+    (folder / "link.xml").symlink_to(secret)
+    os.mkfifo(folder / "pipe.xml")
+    (folder / "sub").mkdir()
+    sent: list[bytes] = []
+
+    def reading(stream: IO[bytes], name: str) -> Converted:
+        if name.endswith("swapped.xml") and not (folder / "swapped.xml.tmp").exists():
+            (folder / "swapped.xml.tmp").write_bytes(one_unknown)  # the MIS writes again
+            os.link(folder / "swapped.xml.tmp", folder / "swap")
+            os.replace(folder / "swap", folder / "swapped.xml")
+        return stream_events(stream, name, policy, Gias())
+
+    FolderWatcher(folder, reading, sent.extend, settle=0).poll()
+    # a run killed while sending, then started again as more files arrive
+    (folder / SENDING / "interrupted.xml").write_bytes(_good(6))
+    (folder / "c.xml").write_bytes(_good(7))
+    (folder / "deep2.xml").write_bytes(HOSTILE["deep.xml"][0])
+    FolderWatcher(folder, reading, sent.extend, settle=0).poll()
+    (folder / "swapped.xml.tmp").unlink()
+
+    recorded = [*good.values(), _good(4, pupils=5), one_unknown, _good(6), _good(7)]
+    expected = {
+        event["id"]
+        for data in recorded
+        for event in stream_events(io.BytesIO(data), "x", policy, Gias()).events
+    }
+    assert {orjson.loads(record)["id"] for record in sent} == expected and len(sent) == 19
+    assert sorted(p.name for p in (folder / DONE).iterdir()) == sorted(
+        [*good, "swapped.xml", "swapped.2.xml", "interrupted.xml", "c.xml"]
+    )
+    assert [p for p in folder.iterdir() if p.name not in (DONE, REJECTED, SENDING)] == []
+    assert list((folder / SENDING).iterdir()) == []
+    says = {name: said for name, (_, said) in HOSTILE.items()} | {
+        "link.xml": "symbolic link",
+        "pipe.xml": "FIFO",
+        "sub": "a folder",
+        "deep2.xml": "nested more than",
+    }
+    for name, said in says.items():
+        why = (folder / REJECTED / (name + ".why")).read_text()
+        assert said in why, (name, why)
+        assert "root:x" not in why and upn(10) not in why and "\x1b" not in why
+    cut = next(name for name in HOSTILE if name.startswith("cut"))
+    assert "cut\\x1b[2J\\x1b]0;owned\\x07.xml" in (folder / REJECTED / f"{cut}.why").read_text()
+
+
+def test_a_file_that_cannot_be_taken_waits_and_the_watcher_goes_on(
+    watcher: FolderWatcher, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old(watcher.folder / "a.xml", "e1")
+    old(watcher.folder / "b.xml", "e2")
+    replace = os.replace
+
+    def refusing(source: Path, target: Path) -> None:
+        if Path(source).name == "a.xml" and Path(target).parent.name == SENDING:
+            raise PermissionError(1, "Operation not permitted")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", refusing)
+    outcomes = watcher.poll()
+    assert [(o.file, o.status) for o in outcomes] == [("a.xml", "waiting"), ("b.xml", "done")]
+    assert "Operation not permitted" in outcomes[0].why and ids(broker) == ["e2"]
+
+
+@pytest.mark.parametrize("name", [DONE, REJECTED, SENDING])
+def test_a_watcher_will_not_start_on_a_folder_whose_own_folders_are_links(
+    tmp_path: Path, broker: Broker, name: str
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / name).symlink_to(elsewhere)
+    with pytest.raises(OSError, match=f"{name}/ is a symbolic link"):
+        FolderWatcher(tmp_path / "exports", convert, broker.send, settle=0)
