@@ -114,7 +114,7 @@ def ledger_verify(
     ledger = open_ledger(db, create=False)
     pseudonyms = _key_if_any(ledger, db)
     log = _log_verifier_if_any(db)
-    outside = _outside_checkpoint(checkpoint, log)
+    outside = _outside_checkpoint(checkpoint, log, db)
     against = None
     with reading(ledger) as connection:
         result = verify(connection, pseudonyms, log, jobs or default_jobs())
@@ -142,15 +142,18 @@ def ledger_verify(
     raise typer.Exit(1)
 
 
-def _outside_checkpoint(source: str | None, log: Verifier | None) -> tuple[Checkpoint, str] | None:
-    """The checkpoint kept outside, and where it was read; or a clear exit."""
+def _outside_checkpoint(
+    source: str | None, log: Verifier | None, db: str | None
+) -> tuple[Checkpoint, str] | None:
+    """The checkpoint kept outside, and where it was read; or a clear exit. It must be of
+    this log's origin: the key's name, or without the key the origin its checkpoints carry."""
     if source is None:
         return None
-    origin = settings().log_origin
     try:
+        origin = log.name if log else log_origin(database_url(db), settings().log_origin)
         data, where = read_outside(source, origin)
         return outside_checkpoint(data, where, log, origin), where
-    except OutsideCheckpointError as exc:
+    except (OutsideCheckpointError, LogOriginError) as exc:
         fail(str(exc))
 
 
