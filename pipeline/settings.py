@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description='witnesses new checkpoints are sent to (JSON: [{"url": ..., "vkey": ...}])',
     )
+    witness_deadline_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds a witness has to answer each checkpoint sent to it, all told",
+    )
     witness_quorum: int = Field(
         default=0, ge=0, description="cosignatures a checkpoint needs to be served as current"
     )

@@ -135,7 +135,9 @@ def _checkpoint_of(ledger: Ledger, size: int | None) -> Signed:
 @log_app.command("publish")
 def publish_now(db: DbOption = None) -> None:
     """Sign a checkpoint if the tree grew and send the latest to the witnesses in
-    SHARING_AUDIT_WITNESSES; exit 1 naming any witness that refused it, and why."""
+    SHARING_AUDIT_WITNESSES, all at once, each given SHARING_AUDIT_WITNESS_DEADLINE_SECONDS
+    (default 5) per request; exit 1 naming each witness that refused it or did not
+    cosign it, and why."""
     config = settings()
     try:
         witnesses = witnesses_from(config.witnesses)
@@ -151,13 +153,13 @@ def publish_now(db: DbOption = None) -> None:
     if signed is None:
         fail("the ledger is empty: there is nothing to publish")
     failed = False
-    for outcome in publish(ledger, signed, witnesses):
+    for outcome in publish(ledger, signed, witnesses, config.witness_deadline_seconds):
         name = outcome.witness.verifier.name
         if outcome.line is not None:
             print(f"{name}: cosigned size {signed.checkpoint.size}")
         else:
             failed = True
-            verb = "REFUSED" if outcome.refused else "not reached"
+            verb = "REFUSED" if outcome.refused else "not cosigned"
             print(f"{name}: {verb} size {signed.checkpoint.size}: {outcome.why}", file=sys.stderr)
     if failed:
         raise typer.Exit(1)
