@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import cast
 
 import orjson
 import pytest
@@ -18,14 +19,16 @@ from agents.publisher import Checkpointing
 from agents.sink import LedgerSink
 from agents.writer import WriterSpec
 from pipeline.cli.main import app
+from pipeline.cli.status import Watch
 from pipeline.engine import Position
-from pipeline.ledger.checkpoints import latest
+from pipeline.ledger.checkpoints import latest, record_cosignature, sign_if_grown
 from pipeline.ledger.queries import entry_count
 from pipeline.ledger.store import ENTRY, Ledger
-from pipeline.ledger.witnessing import DEADLINE, Witness, last_cosigned
+from pipeline.ledger.witnessing import DEADLINE, Witness, last_cosigned, witness_lag
 from pipeline.policy.pack import Policy
 from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.transparency.note import COSIGNATURE, Signer, Verifier
+from pipeline.transport.kafka import Lag
 from pipeline.witness.app import create_witness
 from pipeline.witness.state import witness_engine
 from schemas.alerts import WITNESS_REFUSAL
@@ -33,7 +36,7 @@ from tests.integration.peers import answering, dribbling, peer, silent
 from tests.integration.proxy import Proxy
 from tests.integration.serving import served
 from tests.integration.streaming import wait_until
-from tests.integration.test_verifiable_log import ENV, LOG_KEY, events, ledger_with
+from tests.integration.test_verifiable_log import ENV, LOG_KEY, events, ledger_with, record
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -205,3 +208,39 @@ def head(ledger: Ledger) -> int:
 def cosigned_to_the_latest(ledger: Ledger, witness: Witness) -> bool:
     size = signed_size(ledger)
     return size > 0 and last_cosigned(ledger, witness) == size
+
+
+def test_witness_lag_is_what_the_slowest_witness_has_not_cosigned_of_the_latest_checkpoint(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = ledger_with(url, events(5))
+    first = sign_if_grown(ledger, LOG)
+    assert first is not None
+    record_cosignature(ledger, first.checkpoint.size, WITNESS.name, "— line\n")
+    record(ledger, events(5, seed=8), first=100)
+    second = sign_if_grown(ledger, LOG)
+    assert second is not None
+    record_cosignature(ledger, second.checkpoint.size, ODD.name, "— line\n")
+    with ledger.engine.connect() as connection:
+        assert witness_lag(connection, [ODD.name]) == 0
+        behind = second.checkpoint.size - first.checkpoint.size
+        assert witness_lag(connection, [WITNESS.name, ODD.name]) == behind > 0
+        assert witness_lag(connection, ["never.example/w3"]) == second.checkpoint.size
+
+
+class NoBroker:
+    """The consumer group's lag, as a worker with nothing left to read has it."""
+
+    def records(self) -> int:
+        return 0
+
+
+def test_the_workers_status_line_shows_how_far_behind_its_witnesses_are(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    ledger = ledger_with(url, events(5))
+    signed = sign_if_grown(ledger, LOG)
+    assert signed is not None
+    lag = cast(Lag, NoBroker())
+    watch = Watch(ledger, tmp_path / "worker.log", lag, witnesses=[WITNESS.name])
+    assert watch.line().plain.endswith(f" | witness lag {signed.checkpoint.size:,}")
