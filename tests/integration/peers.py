@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,14 +18,16 @@ Behaviour = Callable[[socket.socket, threading.Event], None]
 class Peer:
     """A server answering each connection with ``behaviour`` in a thread of its own."""
 
-    def __init__(self, behaviour: Behaviour) -> None:
+    def __init__(self, behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> None:
         self.behaviour = behaviour
+        self.tls = tls  # a server context: the peer speaks HTTPS
         self.asked = threading.Event()  # a whole request has come in
         self.requests: list[bytes] = []
         self.stopped = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._connections: list[socket.socket] = []
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "https" if tls is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -38,6 +41,8 @@ class Peer:
 
     def _serve(self, connection: socket.socket) -> None:
         with contextlib.suppress(OSError):
+            if self.tls is not None:
+                connection = self.tls.wrap_socket(connection, server_side=True)
             self.requests.append(read_request(connection))
             self.asked.set()
             self.behaviour(connection, self.stopped)
@@ -112,8 +117,8 @@ def answering(status: int, body: bytes) -> Behaviour:
 
 
 @contextmanager
-def peer(behaviour: Behaviour) -> Iterator[Peer]:
-    server = Peer(behaviour)
+def peer(behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> Iterator[Peer]:
+    server = Peer(behaviour, tls)
     try:
         yield server
     finally:
