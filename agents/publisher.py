@@ -77,7 +77,10 @@ class Publisher:
     def _signing(self) -> None:
         self._announce(self._kept())
         while not self._stopping.wait(self.how.seconds):
-            self._announce(self.sign())
+            signed = self.sign()
+            if signed is None and self._latest is None:  # the database was away at first
+                signed = self._kept()
+            self._announce(signed)
 
     def sign(self) -> Signed | None:
         """Sign a checkpoint if the tree grew; one that cannot be signed now is logged and

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
         description="the log's name in its checkpoints: set it to your own (a domain and path)",
     )
     checkpoint_seconds: float = Field(
-        default=10.0, gt=0, description="the worker signs a checkpoint at most this often"
+        default=10.0,
+        gt=0,
+        description="the worker signs a checkpoint this often, when the tree has grown",
     )
     checkpoint_dir: str | None = Field(
         default=None, description="a folder the latest checkpoint is written to, for others to copy"

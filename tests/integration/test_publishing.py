@@ -57,6 +57,12 @@ def publish(url: str, *witnesses: tuple[str, Signer], deadline: float = 5.0) -> 
     return done.exit_code, done.output
 
 
+def a_ledger(tmp_path: Path, raws: list[bytes]) -> tuple[str, Ledger]:
+    """A SQLite ledger holding ``raws``, decided; its URL and itself."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    return url, ledger_with(url, raws)
+
+
 def a_witness(tmp_path: Path, url: str) -> object:
     """A true witness of the log at ``url``, to be served."""
     log_vkey = runner.invoke(app, ["log", "vkey", "--db", url], env=ENV).stdout.strip()
@@ -81,8 +87,7 @@ def refusals(url: str) -> int:
 def test_log_publish_names_a_witness_whose_409_holds_no_size_and_publishes_to_the_next(
     tmp_path: Path, body: str
 ) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    ledger_with(url, events(10))
+    url, _ = a_ledger(tmp_path, events(10))
     with peer(answering(409, body.encode())) as odd, served(a_witness(tmp_path, url)) as true:
         status, said = publish(url, (odd.url, ODD), (true, WITNESS))
     assert status == 1, said
@@ -95,8 +100,7 @@ def test_log_publish_names_a_witness_whose_409_holds_no_size_and_publishes_to_th
 def test_log_publish_gives_a_witness_that_answers_a_byte_at_a_time_its_deadline_only(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    ledger_with(url, events(10))
+    url, _ = a_ledger(tmp_path, events(10))
     said: list[tuple[int, str]] = []
     with peer(dribbling) as slow, served(a_witness(tmp_path, url)) as true:
         run = threading.Thread(
@@ -116,8 +120,7 @@ def test_log_publish_gives_a_witness_that_answers_a_byte_at_a_time_its_deadline_
 def test_log_publish_names_a_witness_answering_garbage_with_200_without_a_traceback(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    ledger_with(url, events(10))
+    url, _ = a_ledger(tmp_path, events(10))
     with peer(answering(200, "\x1b[2J²\n— ".encode())) as odd:
         status, said = publish(url, (odd.url, ODD))
     assert status == 1 and f"{ODD.name}: REFUSED" in said, said
@@ -143,8 +146,7 @@ def writer_sink(
 def test_the_writer_goes_on_recording_while_a_witness_holds_a_checkpoint_unanswered(
     tmp_path: Path, policy: Policy
 ) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    ledger = ledger_with(url, [])
+    url, ledger = a_ledger(tmp_path, [])
     raws = events(10)
     with peer(silent) as quiet:
         sink = writer_sink(url, policy, [Witness(quiet.url, ODD.verifier)], deadline=600)
@@ -169,8 +171,7 @@ def test_the_writer_goes_on_recording_while_a_witness_holds_a_checkpoint_unanswe
 def test_a_witness_that_was_away_is_sent_the_latest_checkpoint_when_it_is_back(
     tmp_path: Path, policy: Policy
 ) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    ledger = ledger_with(url, [])
+    url, ledger = a_ledger(tmp_path, [])
     raws = events(20)
     with served(a_witness(tmp_path, url)) as true:
         proxy = Proxy(("127.0.0.1", int(true.rsplit(":", 1)[1])))
@@ -213,8 +214,7 @@ def cosigned_to_the_latest(ledger: Ledger, witness: Witness) -> bool:
 def test_witness_lag_is_what_the_slowest_witness_has_not_cosigned_of_the_latest_checkpoint(
     tmp_path: Path,
 ) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    ledger = ledger_with(url, events(5))
+    _, ledger = a_ledger(tmp_path, events(5))
     first = sign_if_grown(ledger, LOG)
     assert first is not None
     record_cosignature(ledger, first.checkpoint.size, WITNESS.name, "— line\n")
@@ -237,8 +237,7 @@ class NoBroker:
 
 
 def test_the_workers_status_line_shows_how_far_behind_its_witnesses_are(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/ledger.db"
-    ledger = ledger_with(url, events(5))
+    _, ledger = a_ledger(tmp_path, events(5))
     signed = sign_if_grown(ledger, LOG)
     assert signed is not None
     lag = cast(Lag, NoBroker())
