@@ -69,11 +69,24 @@ def vkey(db: DbOption = None) -> None:
 def checkpoint(db: DbOption = None) -> None:
     """Sign a checkpoint of the tree if it grew, and print the latest (with cosignatures)."""
     ledger = open_ledger(db)
+    unwritten = _sign(ledger, signer_for(db))
+    _write(_latest_or_fail(ledger).with_cosignatures())
+    if unwritten:
+        fail(unwritten)
+
+
+def _sign(ledger: Ledger, signer: Signer) -> str | None:
+    """Sign a checkpoint if the tree grew; why it could not be written to
+    SHARING_AUDIT_CHECKPOINT_DIR, if it could not (it is signed and kept all the same)."""
+    folder = settings().checkpoint_dir
     try:
-        sign_if_grown(ledger, signer_for(db), settings().checkpoint_dir)
+        sign_if_grown(ledger, signer, folder)
     except TreeIncomplete as exc:
         fail(f"{exc}: run sharing-audit db upgrade")
-    _write(_latest_or_fail(ledger).with_cosignatures())
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return f"SHARING_AUDIT_CHECKPOINT_DIR {folder}: the checkpoint was not written there: {why}"
+    return None
 
 
 @log_app.command("leaf")
@@ -146,13 +159,14 @@ def publish_now(db: DbOption = None) -> None:
     if not witnesses:
         fail('no witnesses: set SHARING_AUDIT_WITNESSES to [{"url": ..., "vkey": ...}]')
     ledger = open_ledger(db)
-    signer = signer_for(db)
-    sign_if_grown(ledger, signer, config.checkpoint_dir)
+    unwritten = _sign(ledger, signer_for(db))
     with reading(ledger) as connection:
         signed = latest(connection)
     if signed is None:
         fail("the ledger is empty: there is nothing to publish")
-    failed = False
+    failed = unwritten is not None
+    if unwritten:
+        print(unwritten, file=sys.stderr)
     for outcome in publish(ledger, signed, witnesses, config.witness_deadline_seconds):
         name = outcome.witness.verifier.name
         if outcome.line is not None:

@@ -243,3 +243,20 @@ def test_the_workers_status_line_shows_how_far_behind_its_witnesses_are(tmp_path
     lag = cast(Lag, NoBroker())
     watch = Watch(ledger, tmp_path / "worker.log", lag, witnesses=[WITNESS.name])
     assert watch.line().plain.endswith(f" | witness lag {signed.checkpoint.size:,}")
+
+
+def test_log_publish_says_so_without_a_traceback_when_the_checkpoint_folder_is_unwritable(
+    tmp_path: Path,
+) -> None:
+    url, _ = a_ledger(tmp_path, events(5))
+    (tmp_path / "not-a-folder").write_text("a file")
+    env = {
+        **ENV,
+        "SHARING_AUDIT_WITNESSES": orjson.dumps(
+            [{"url": "http://127.0.0.1:9", "vkey": ODD.verifier.vkey()}]
+        ).decode(),
+        "SHARING_AUDIT_CHECKPOINT_DIR": str(tmp_path / "not-a-folder"),
+    }
+    done = runner.invoke(app, ["log", "publish", "--db", url], env=env)
+    assert done.exit_code == 1 and "Traceback" not in done.output
+    assert "not-a-folder" in done.output, done.output
