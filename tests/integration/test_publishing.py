@@ -195,6 +195,26 @@ def test_a_witness_that_was_away_is_sent_the_latest_checkpoint_when_it_is_back(
     assert last_cosigned(ledger, witness) == head(ledger) > held
 
 
+def test_a_witness_that_never_answers_costs_the_other_witnesses_nothing(
+    tmp_path: Path, policy: Policy
+) -> None:
+    url, ledger = a_ledger(tmp_path, [])
+    raws = events(10)
+    with peer(silent) as quiet, served(a_witness(tmp_path, url)) as true:
+        witness = Witness(true, WITNESS.verifier)
+        sink = writer_sink(url, policy, [Witness(quiet.url, ODD.verifier), witness], 600)
+        try:
+            for first in range(0, len(raws), 10):
+                asyncio.run(sink.write(batch(first, raws[first : first + 10])))
+            signed_all = wait_until(lambda: signed_size(ledger) == head(ledger), 30)
+            cosigned = wait_until(lambda: cosigned_to_the_latest(ledger, witness), 30)
+            holding = quiet.held()
+        finally:
+            sink.close()
+    assert signed_all and cosigned, "the true witness waited on the silent one"
+    assert holding == 1
+
+
 def signed_size(ledger: Ledger) -> int:
     with ledger.engine.connect() as connection:
         signed = latest(connection)
