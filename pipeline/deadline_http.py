@@ -150,6 +150,6 @@ def post_within(
 def _why(error: object, seconds: float) -> str:
     if isinstance(error, TimeoutError):
         return f"no whole answer within {seconds:g} s"
-    if isinstance(error, http.client.HTTPException):
+    if isinstance(error, http.client.HTTPException) and not isinstance(error, OSError):
         return f"not an HTTP answer ({type(error).__name__})"
-    return f"could not be reached: {error}"
+    return f"could not be reached: {error}"  # refused, reset, closed before answering
