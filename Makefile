@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/api.py
 	$(PY) bench/transparency.py
 	$(PY) bench/files.py
+	$(PY) bench/witnessing.py
 
 demo: $(STAMP)
 	$(VENV)/bin/sharing-audit demo

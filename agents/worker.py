@@ -11,9 +11,10 @@ import time
 from dataclasses import dataclass, field
 
 from agents.app import create_app
+from agents.publisher import Checkpointing
 from agents.recorder import Batching
 from agents.sink import LedgerSink
-from agents.writer import Checkpointing, WriterSpec
+from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
 from pipeline.ledger import schema

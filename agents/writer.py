@@ -4,7 +4,9 @@ Faust keeps one core busy moving records; deciding and appending them is as much
 again. In a process of their own they run on the other core, and the worker's event loop
 stays free to heartbeat and fetch. Everything crossing the process boundary is plain
 data: raw records in, small results out, and failures as tagged results rather than
-exceptions (a driver's exception does not always survive pickling).
+exceptions (a driver's exception does not always survive pickling). Signing checkpoints
+and sending them to witnesses happen beside the writing, in threads of this process
+(``agents.publisher``): a batch never waits on a witness.
 """
 
 from __future__ import annotations
@@ -16,15 +18,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from agents.publisher import Checkpointing, Publisher
 from pipeline.engine import Outcome, Position
-from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.errors import is_unavailable
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.keys import KeyRefused, bind_key
 from pipeline.ledger.outbox import Due, due_alerts, mark_relayed
 from pipeline.ledger.receipting import signed_receipts
 from pipeline.ledger.store import Ledger
-from pipeline.ledger.witnessing import Witness, publish
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
@@ -38,8 +39,8 @@ log = get_logger(__name__)
 _writer: LedgerWriter | None = None
 _writes = 0
 _key_bound = False
-_checkpoints: Checkpointing | None = None
-_last_signed = float("-inf")
+_publisher: Publisher | None = None
+_receipts_signer: Signer | None = None  # the log's key, which signs each record's receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +53,6 @@ class WriterSpec:
     log_level: str = "INFO"
     checkpoints: Checkpointing | None = None  # None: the log has no key, nothing is signed
     schools: Schools | None = None  # the register: each school's events by its own pack
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpointing:
-    """How the writer signs checkpoints: with ``signer``, at most every ``seconds``, the
-    latest also written to ``folder`` when given."""
-
-    signer: Signer
-    seconds: float = 10.0
-    folder: str | None = None
-    witnesses: tuple[Witness, ...] = ()
 
 
 class Handled(NamedTuple):
@@ -85,11 +75,15 @@ class Failed:
 
 
 def start(spec: WriterSpec) -> None:
-    """Process initialiser: open the ledger and build the writer once."""
-    global _writer, _checkpoints
+    """Process initialiser: open the ledger and build the writer once, and start the
+    publisher's threads beside it (on a ledger of their own: their own connections)."""
+    global _writer, _publisher, _receipts_signer
     _exit_with_parent()
     configure_logging(level=spec.log_level)
-    _checkpoints = spec.checkpoints
+    if spec.checkpoints is not None:
+        _receipts_signer = spec.checkpoints.signer
+        _publisher = Publisher(Ledger.open(spec.database_url), spec.checkpoints)
+        _publisher.start()
     _writer = LedgerWriter(
         Ledger.open(spec.database_url),
         spec.policy,
@@ -160,8 +154,6 @@ def write(records: list[Record], undecidable: str | None = None) -> list[Handled
         ]
 
     result: list[Handled] | Failed = _run(go)
-    if not isinstance(result, Failed):
-        _sign_when_due()
     _collect_between_batches()
     return result
 
@@ -169,35 +161,9 @@ def write(records: list[Record], undecidable: str | None = None) -> list[Handled
 def _receipts_for(outcomes: list[Outcome]) -> list[bytes | None]:
     """The log's receipt for each outcome's record, signed here, after the commit: none
     where the log has no key (the worker said so at start) or the outcome is owed none."""
-    if _checkpoints is None:
+    if _receipts_signer is None:
         return [None] * len(outcomes)
-    return signed_receipts(outcomes, _checkpoints.signer, int(time.time()))
-
-
-def _sign_when_due() -> None:
-    """Sign a checkpoint if the tree grew and the last was signed long enough ago. After
-    a group commit and on the relay's rounds, so that the last entries of a quiet spell
-    are signed too. A checkpoint that cannot be signed now is logged and tried again:
-    it never fails the batch it follows."""
-    global _last_signed
-    if _checkpoints is None or _writer is None:
-        return
-    now = time.monotonic()
-    if now - _last_signed < _checkpoints.seconds:
-        return
-    _last_signed = now
-    try:
-        signed = sign_if_grown(_writer.ledger, _checkpoints.signer, _checkpoints.folder)
-    except Exception as exc:
-        log.warning("checkpoint_not_signed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-        return
-    if signed is None:
-        return
-    log.info("checkpoint_signed", size=signed.checkpoint.size)
-    try:
-        publish(_writer.ledger, signed, list(_checkpoints.witnesses))
-    except Exception as exc:  # a witness's trouble never stops the recording
-        log.warning("checkpoint_not_published", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    return signed_receipts(outcomes, _receipts_signer, int(time.time()))
 
 
 def _collect_between_batches() -> None:
@@ -212,7 +178,6 @@ def _collect_between_batches() -> None:
 def due(hold_seconds: float, limit: int) -> Due | Failed:
     assert _writer is not None
     result: Due | Failed = _run(due_alerts, _writer.ledger, hold_seconds, limit)
-    _sign_when_due()
     return result
 
 

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         ),
     )
     checkpoint_seconds: float = Field(
-        default=10.0, gt=0, description="the worker signs a checkpoint at most this often"
+        default=10.0,
+        gt=0,
+        description="the worker signs a checkpoint this often, when the tree has grown",
     )
     checkpoint_dir: str | None = Field(
         default=None, description="a folder the latest checkpoint is written to, for others to copy"
@@ -67,6 +69,11 @@ class Settings(BaseSettings):
     witnesses: list[WitnessSetting] = Field(
         default_factory=list,
         description='witnesses new checkpoints are sent to (JSON: [{"url": ..., "vkey": ...}])',
+    )
+    witness_deadline_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds a witness has to answer each checkpoint sent to it, all told",
     )
     witness_quorum: int = Field(
         default=0, ge=0, description="cosignatures a checkpoint needs to be served as current"

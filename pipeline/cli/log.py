@@ -71,14 +71,27 @@ def vkey(db: DbOption = None) -> None:
 def checkpoint(db: DbOption = None) -> None:
     """Sign a checkpoint of the tree if it grew, and print the latest (with cosignatures)."""
     ledger = open_ledger(db)
-    try:
-        sign_if_grown(ledger, signer_for(db), settings().checkpoint_dir)
-    except TreeIncomplete as exc:
-        fail(f"{exc}: run sharing-audit db upgrade")
+    unwritten = _sign(ledger, signer_for(db))
     with reading(ledger) as connection:
         if latest(connection) is None:  # nothing was signed, so the tree has no leaf
             fail("the ledger has no entries: there is nothing to sign yet")
     _write(_latest_or_fail(ledger).with_cosignatures())
+    if unwritten:
+        fail(unwritten)
+
+
+def _sign(ledger: Ledger, signer: Signer) -> str | None:
+    """Sign a checkpoint if the tree grew; why it could not be written to
+    SHARING_AUDIT_CHECKPOINT_DIR, if it could not (it is signed and kept all the same)."""
+    folder = settings().checkpoint_dir
+    try:
+        sign_if_grown(ledger, signer, folder)
+    except TreeIncomplete as exc:
+        fail(f"{exc}: run sharing-audit db upgrade")
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return f"SHARING_AUDIT_CHECKPOINT_DIR {folder}: the checkpoint was not written there: {why}"
+    return None
 
 
 @log_app.command("leaf")
@@ -140,7 +153,9 @@ def _checkpoint_of(ledger: Ledger, size: int | None) -> Signed:
 @log_app.command("publish")
 def publish_now(db: DbOption = None) -> None:
     """Sign a checkpoint if the tree grew and send the latest to the witnesses in
-    SHARING_AUDIT_WITNESSES; exit 1 naming any witness that refused it, and why."""
+    SHARING_AUDIT_WITNESSES, all at once, each given SHARING_AUDIT_WITNESS_DEADLINE_SECONDS
+    (default 5) per request; exit 1 naming each witness that refused it or did not
+    cosign it, and why."""
     config = settings()
     try:
         witnesses = witnesses_from(config.witnesses)
@@ -149,20 +164,21 @@ def publish_now(db: DbOption = None) -> None:
     if not witnesses:
         fail('no witnesses: set SHARING_AUDIT_WITNESSES to [{"url": ..., "vkey": ...}]')
     ledger = open_ledger(db)
-    signer = signer_for(db)
-    sign_if_grown(ledger, signer, config.checkpoint_dir)
+    unwritten = _sign(ledger, signer_for(db))
     with reading(ledger) as connection:
         signed = latest(connection)
     if signed is None:
         fail("the ledger is empty: there is nothing to publish")
-    failed = False
-    for outcome in publish(ledger, signed, witnesses):
+    failed = unwritten is not None
+    if unwritten:
+        print(unwritten, file=sys.stderr)
+    for outcome in publish(ledger, signed, witnesses, config.witness_deadline_seconds):
         name = outcome.witness.verifier.name
         if outcome.line is not None:
             print(f"{name}: cosigned size {signed.checkpoint.size}")
         else:
             failed = True
-            verb = "REFUSED" if outcome.refused else "not reached"
+            verb = "REFUSED" if outcome.refused else "not cosigned"
             print(f"{name}: {verb} size {signed.checkpoint.size}: {outcome.why}", file=sys.stderr)
     if failed:
         raise typer.Exit(1)

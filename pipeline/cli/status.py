@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -22,6 +23,8 @@ from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.outbox import PENDING, SENT, SET_ASIDE, SUPERSEDED, alert_counts
 from pipeline.ledger.queries import decisions_by_verdict
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.witnessing import witness_lag, witnesses_from
+from pipeline.settings import settings
 from pipeline.transport.kafka import Lag
 from pipeline.transport.processes import Pipeline
 
@@ -78,7 +81,7 @@ def supervise(
             _fail_if_stopped(pipeline)
         return
     assert pipeline.kafka is not None
-    watch = Watch(ledger, log_file, Lag(pipeline.kafka), log_from)
+    watch = Watch(ledger, log_file, Lag(pipeline.kafka), log_from, witness_names())
     try:
         with Live(watch.line(), console=console, refresh_per_second=2) as live:
             while not stop.wait(1.0):
@@ -88,6 +91,15 @@ def supervise(
                 _fail_if_stopped(pipeline)
     finally:
         watch.close()
+
+
+def witness_names() -> tuple[str, ...]:
+    """The names of the witnesses the worker sends checkpoints to (none when their
+    setting is wrong: the worker says what is wrong with it)."""
+    try:
+        return tuple(w.verifier.name for w in witnesses_from(settings().witnesses))
+    except ValueError:
+        return ()
 
 
 def _fail_if_stopped(pipeline: Pipeline) -> None:
@@ -103,10 +115,15 @@ VERDICTS = ("allowed", "review", "breach", "rejected")
 
 
 def status_line(
-    decisions: dict[str, int] | None, alerts: dict[str, int] | None, lag: int | None
+    decisions: dict[str, int] | None,
+    alerts: dict[str, int] | None,
+    lag: int | None,
+    witness_lag: int | None = None,
 ) -> Text:
     """``recorded 1,204 events: allowed 1,100 · review 60 · breach 40 · rejected 4 |
-    alerts 38 sent, 2 waiting | lag 0``; what is not known yet is said so."""
+    alerts 38 sent, 2 waiting | lag 0``; what is not known yet is said so. With
+    witnesses, ``| witness lag N``: the entries of the latest checkpoint that the slowest
+    witness has not cosigned (a witness away or too slow shows here, never as a stall)."""
     line = Text()
     if decisions is None:
         line.append("waiting for the ledger", style="dim")
@@ -123,6 +140,8 @@ def status_line(
         if alerts.get(SET_ASIDE):
             line.append(f", {alerts[SET_ASIDE]:,} set aside", style="red")
     line.append(" | lag " + (f"{lag:,}" if lag is not None else "?"))
+    if witness_lag is not None:
+        line.append(f" | witness lag {witness_lag:,}", style="yellow" if witness_lag else "")
     return line
 
 
@@ -143,8 +162,16 @@ def readable(record: dict[str, Any]) -> Text | None:
 class Watch:
     """The ledger, the worker's log file and the consumer group, looked at in turn."""
 
-    def __init__(self, ledger: Ledger, log_file: Path, lag: Lag, log_from: int = 0) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        log_file: Path,
+        lag: Lag,
+        log_from: int = 0,
+        witnesses: Sequence[str] = (),
+    ) -> None:
         self.ledger = ledger
+        self.witnesses = witnesses  # their names: how far behind they are is shown
         self.log_file = log_file
         self.lag = lag
         self.log_from = log_from  # where this run's log starts: the file is appended to
@@ -156,9 +183,10 @@ class Watch:
             with self.ledger.engine.connect() as connection:
                 decisions: dict[str, int] | None = decisions_by_verdict(connection)
                 alerts: dict[str, int] | None = alert_counts(connection)
+                behind = witness_lag(connection, self.witnesses) if self.witnesses else None
         except LedgerError:  # no ledger yet: the worker is still creating it
-            decisions = alerts = None
-        return status_line(decisions, alerts, self.lag.records())
+            decisions = alerts = behind = None
+        return status_line(decisions, alerts, self.lag.records(), behind)
 
     def new_lines(self) -> list[Text]:
         """The worker's warnings and errors logged since the last look."""

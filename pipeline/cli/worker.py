@@ -32,7 +32,7 @@ from pipeline.transport.kafka import KafkaUnavailable
 from pipeline.transport.processes import Pipeline
 
 if TYPE_CHECKING:
-    from agents.writer import Checkpointing
+    from agents.publisher import Checkpointing
 
 
 def worker(
@@ -113,9 +113,10 @@ def _supervised(
 
 
 def checkpointing(config: Settings, url: str) -> Checkpointing | None:
-    """How the worker signs checkpoints, or None, said in the log, when the log has no key
-    (a server database without SHARING_AUDIT_LOG_KEY): the worker still records."""
-    from agents.writer import Checkpointing
+    """How the worker signs checkpoints and sends them to witnesses (beside its writer,
+    never holding a batch), or None, said in the log, when the log has no key (a server
+    database without SHARING_AUDIT_LOG_KEY): the worker still records."""
+    from agents.publisher import Checkpointing
 
     try:
         witnesses = tuple(witnesses_from(config.witnesses))
@@ -128,7 +129,13 @@ def checkpointing(config: Settings, url: str) -> Checkpointing | None:
     except LogKeyError as exc:
         get_logger(__name__).warning("checkpoints_not_signed", reason=str(exc))
         return None
-    return Checkpointing(signer, config.checkpoint_seconds, config.checkpoint_dir, witnesses)
+    return Checkpointing(
+        signer,
+        config.checkpoint_seconds,
+        config.checkpoint_dir,
+        witnesses,
+        config.witness_deadline_seconds,
+    )
 
 
 def notice_targets(config: Settings, schools: Schools | None = None) -> tuple[Target, ...]:

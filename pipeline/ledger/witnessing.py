@@ -6,14 +6,22 @@ has seen a history this one does not extend: the history was rewritten or forked
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
+import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
 
-from pipeline.ledger.checkpoints import COSIGNATURE, Signed, at_size, latest, record_cosignature
+from pipeline.deadline_http import NoAnswer, post_within
+from pipeline.ledger.checkpoints import (
+    CHECKPOINT,
+    COSIGNATURE,
+    Signed,
+    at_size,
+    latest,
+    record_cosignature,
+)
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.store import Ledger, NewEntry, now_text
 from pipeline.ledger.tree import consistency_proof
@@ -24,8 +32,8 @@ from pipeline.transparency.note import Note, NoteError, Verifier, cosigned_by
 from schemas.alerts import WITNESS_REFUSAL, Severity
 from schemas.decisions import Verdict
 
-#: Seconds a witness has to answer: a worker submits between batches.
-TIMEOUT = 5.0
+#: Seconds a witness has to answer each request, all of it (SHARING_AUDIT_WITNESS_DEADLINE_SECONDS).
+DEADLINE = 5.0
 log = get_logger(__name__)
 
 
@@ -77,19 +85,11 @@ def request_body(ledger: Ledger, old: int, signed: Signed) -> bytes:
     return ConsistencyProof(old, tuple(proof)).encode(signed.note)
 
 
-def submit(ledger: Ledger, signed: Signed, witness: Witness) -> Outcome:
+def submit(ledger: Ledger, signed: Signed, witness: Witness, deadline: float = DEADLINE) -> Outcome:
     """Send ``signed`` to ``witness`` and keep its answer. On 409 (the witness holds
-    another size) the request is made once more from the size it holds."""
-    old = min(last_cosigned(ledger, witness), signed.checkpoint.size)
-    for _ in range(2):
-        status, body = _post(witness, request_body(ledger, old, signed))
-        if status == 409 and body.strip().isdigit() and int(body) <= signed.checkpoint.size:
-            if int(body) == old:
-                break
-            old = int(body)
-            continue
-        break
-    outcome = _outcome(witness, signed, status, body)
+    another size) the request is made once more from the size it holds. Each request
+    has ``deadline`` seconds, all told."""
+    outcome = _asked(ledger, signed, witness, deadline)
     size = signed.checkpoint.size
     if outcome.line is not None:
         record_cosignature(ledger, size, witness.verifier.name, outcome.line)
@@ -104,9 +104,26 @@ def submit(ledger: Ledger, signed: Signed, witness: Witness) -> Outcome:
             raise_refusal(ledger, witness.verifier.name, size, outcome.why)
     else:
         log.warning(
-            "witness_unreachable", witness=witness.verifier.name, size=size, why=outcome.why
+            "witness_not_cosigned", witness=witness.verifier.name, size=size, why=outcome.why
         )
     return outcome
+
+
+def _asked(ledger: Ledger, signed: Signed, witness: Witness, deadline: float) -> Outcome:
+    size = signed.checkpoint.size
+    old = min(last_cosigned(ledger, witness), size)
+    status, body = _post(witness, request_body(ledger, old, signed), deadline)
+    held = held_size(body) if status == 409 else None
+    if held is not None and held != old and held <= size:
+        status, body = _post(witness, request_body(ledger, held, signed), deadline)
+    return _outcome(witness, signed, status, body)
+
+
+def held_size(body: str) -> int | None:
+    """The size a witness says it holds, from its 409 answer (``text/x.tlog.size``: the
+    size in decimal digits); None when the answer is no such size."""
+    text = body.strip()
+    return int(text) if re.fullmatch("[0-9]{1,20}", text) else None
 
 
 def was_refusing(ledger: Ledger, witness: Witness) -> bool:
@@ -143,35 +160,60 @@ def raise_refusal(ledger: Ledger, witness: str, size: int, why: str) -> int:
 
 
 def _outcome(witness: Witness, signed: Signed, status: int, body: str) -> Outcome:
+    said = f"HTTP {status}: {shown(body)}"
     if status == 200:
-        cosigned = Note.parse(signed.note + body.encode())
-        if cosigned_by(cosigned, witness.verifier) is None:
+        try:
+            cosigned = cosigned_by(Note.parse(signed.note + body.encode()), witness.verifier)
+        except NoteError:
+            cosigned = None
+        if cosigned is None:
             return Outcome(witness, refused=True, why="its answer is not its cosignature")
         return Outcome(witness, line=body if body.endswith("\n") else body + "\n")
+    if status == 409 and held_size(body) is None:
+        # Nonsense from the witness, not a size it holds: its fault, not a sign of a fork.
+        return Outcome(witness, why=f"{said} (not the size it holds)")
     if 400 <= status < 500:
-        return Outcome(witness, refused=True, why=f"HTTP {status}: {body.strip()[:200]}")
-    return Outcome(witness, why=f"HTTP {status}: {body.strip()[:200]}" if status else body)
+        return Outcome(witness, refused=True, why=said)
+    return Outcome(witness, why=said if status else body)
 
 
-def _post(witness: Witness, body: bytes) -> tuple[int, str]:
-    request = urllib.request.Request(
-        f"{witness.url}/add-checkpoint",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "text/plain; charset=utf-8"},
-    )
+def shown(text: str, limit: int = 200) -> str:
+    """A peer's words as they may be logged and shown on a terminal: the first ``limit``
+    characters, each that does not print (a terminal's control codes) as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text.strip()[:limit])
+
+
+def _post(witness: Witness, body: bytes, deadline: float) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
-            return int(answer.status), answer.read(65536).decode("utf-8", "replace")
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read(65536).decode("utf-8", "replace")
-    except (urllib.error.URLError, OSError) as exc:
-        return 0, f"could not be reached: {getattr(exc, 'reason', exc)}"
+        status, answer = post_within(
+            f"{witness.url}/add-checkpoint", body, "text/plain; charset=utf-8", deadline
+        )
+    except NoAnswer as exc:
+        return 0, str(exc)
+    return status, answer.decode("utf-8", "replace")
 
 
-def publish(ledger: Ledger, signed: Signed, witnesses: list[Witness]) -> list[Outcome]:
-    """Submit ``signed`` to every witness; their outcomes, in order."""
-    return [submit(ledger, signed, witness) for witness in witnesses]
+def publish(
+    ledger: Ledger, signed: Signed, witnesses: Sequence[Witness], deadline: float = DEADLINE
+) -> list[Outcome]:
+    """Submit ``signed`` to every witness at once; their outcomes, in order. Each
+    witness's trouble is its own: one that is slow costs the others nothing, and one
+    that breaks ``submit`` is an outcome saying so."""
+    if not witnesses:
+        return []
+    with ThreadPoolExecutor(len(witnesses), thread_name_prefix="witness") as pool:
+        return list(pool.map(lambda w: submit_alone(ledger, signed, w, deadline), witnesses))
+
+
+def submit_alone(ledger: Ledger, signed: Signed, witness: Witness, deadline: float) -> Outcome:
+    """:func:`submit`, any failure of it an outcome rather than an exception: a bug or a
+    database error met while publishing to one witness never stops the next."""
+    try:
+        return submit(ledger, signed, witness, deadline)
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {str(exc)[:200]}"
+        log.error("witness_not_published", witness=witness.verifier.name, error=why)
+        return Outcome(witness, why=why)
 
 
 def current(connection: Connection, quorum: int) -> Signed | None:
@@ -188,3 +230,18 @@ def current(connection: Connection, quorum: int) -> Signed | None:
         .limit(1)
     ).scalar()
     return None if size is None else at_size(connection, int(size))
+
+
+def witness_lag(connection: Connection, names: Sequence[str]) -> int | None:
+    """How many entries of the latest checkpoint the slowest of the witnesses ``names``
+    has not cosigned yet (0: all have cosigned it); None when nothing is signed yet."""
+    size = connection.execute(select(func.max(CHECKPOINT.c.size))).scalar()
+    if size is None:
+        return None
+    rows = connection.execute(
+        select(COSIGNATURE.c.witness, func.max(COSIGNATURE.c.size))
+        .where(COSIGNATURE.c.line.is_not(None), COSIGNATURE.c.witness.in_(list(names)))
+        .group_by(COSIGNATURE.c.witness)
+    )
+    held: dict[str, int] = {str(name): int(cosigned) for name, cosigned in rows}
+    return max((int(size) - held.get(name, 0) for name in names), default=0)

@@ -31,6 +31,9 @@ class Proxy:
     def down(self) -> None:
         with self._lock:
             if self._listener is not None:
+                # close() alone leaves a thread blocked in accept() listening on Linux
+                with contextlib.suppress(OSError):
+                    self._listener.shutdown(socket.SHUT_RDWR)
                 self._listener.close()
                 self._listener = None
             for connection in self._connections:

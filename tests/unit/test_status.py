@@ -27,3 +27,12 @@ def test_warnings_and_errors_are_shown_readably_and_the_rest_stays_in_the_file()
     shown = readable({**warning, "timestamp": "2026-12-01T00:00:00Z", "logger": "x"})
     assert shown is not None and shown.plain == "warning: send_failed error=KafkaTimeoutError"
     assert readable({"event": "batch_recorded", "level": "info"}) is None
+
+
+def test_with_witnesses_the_line_says_how_far_behind_the_slowest_of_them_is() -> None:
+    line = status_line({}, {}, 0, witness_lag=1200).plain
+    assert line.endswith(" | lag 0 | witness lag 1,200")
+
+
+def test_without_witnesses_the_line_says_nothing_of_them() -> None:
+    assert "witness" not in status_line({}, {}, 0).plain
