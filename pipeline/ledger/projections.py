@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, literal_column, select
 
 from pipeline.ledger.models import AppUser
 from pipeline.ledger.store import ENTRY, FACT, PUPIL, RECIPIENT
@@ -234,7 +234,10 @@ def user_entries(
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(seq, details) of the ``user_action`` entries, oldest first; of one user's alone
     when ``name`` is given (found by their name as the canonical details hold it)."""
-    statement = select(ENTRY.c.seq, ENTRY.c.details).where(ENTRY.c.kind == USER_KIND)
+    # The kind as a literal, never a parameter: a plan made for any kind (PostgreSQL's
+    # generic plan for a prepared statement) could not use the partial index.
+    kind = literal_column(f"'{USER_KIND}'")
+    statement = select(ENTRY.c.seq, ENTRY.c.details).where(ENTRY.c.kind == kind)
     if name is not None:
         named = '"user":' + orjson.dumps(name).decode()
         statement = statement.where(ENTRY.c.details.contains(named, autoescape=True))

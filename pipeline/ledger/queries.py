@@ -148,6 +148,21 @@ def entries_at(connection: Connection, seqs: Sequence[int]) -> list[Entry]:
     return [Entry.from_row(row) for row in rows]
 
 
+def pupils_named(connection: Connection, seqs: Sequence[int]) -> list[str]:
+    """The pupils (pseudonyms) the entries ``seqs`` name in their hashed fields, each once,
+    in seq order: read from the entries, not the pupil index, since what this answers
+    may leave the school (an incident's notice)."""
+    rows = connection.execute(
+        select(ENTRY.c.pupil_keys)
+        .where(any_of(connection, ENTRY.c.seq, list(seqs)))
+        .order_by(ENTRY.c.seq)
+    )
+    named: dict[str, None] = {}
+    for (keys,) in rows:
+        named.update(dict.fromkeys(orjson.loads(keys)))
+    return list(named)
+
+
 def referring_to(connection: Connection, seq: int) -> list[Entry]:
     """The later entries that refer to entry ``seq``: re-evaluations, actions, reads."""
     rows = connection.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -41,7 +42,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def user_entries(ledger: Ledger) -> list[Mapping[str, object]]:
+def user_entries(ledger: Ledger) -> list[Mapping[str, Any]]:
     with ledger.engine.connect() as connection:
         return [e.details or {} for e in entries(connection, Filters(kind="user_action"))]
 
