@@ -71,19 +71,14 @@ def _window_index_faults(connection: Connection, start: int, end: int) -> list[t
     )
     for seq, keys, recipient in connection.execute(rows.execution_options(yield_per=_PAGE)):
         present.add(seq)
-        pupils.update((key, seq) for key in _listed(keys))
+        if keys != "[]":
+            pupils.update((key, seq) for key in _listed(keys))
         if recipient:
             recipients.add((recipient[:RECIPIENT_WIDTH], seq))
-    faults = _differences(
-        "entry_pupil", "pupil", pupils, _rows(connection, PUPIL, "pupil_key", start, end), present
-    )
-    faults += _differences(
-        "entry_recipient",
-        "recipient",
-        recipients,
-        _rows(connection, RECIPIENT, "recipient", start, end),
-        present,
-    )
+    stored_pupils = _rows(connection, PUPIL, "pupil_key", start, end)
+    faults = _differences("entry_pupil", "pupil", pupils, stored_pupils, present)
+    stored_recipients = _rows(connection, RECIPIENT, "recipient", start, end)
+    faults += _differences("entry_recipient", "recipient", recipients, stored_recipients, present)
     return faults
 
 
@@ -99,6 +94,8 @@ def _differences(
     stored: set[tuple[str, int]],
     present: set[int],
 ) -> list[tuple[int, str]]:
+    if stored == expected:  # nearly always: a set's comparison, in C
+        return []
     faults: list[tuple[int, str]] = []
     for value, seq in stored - expected:
         if seq not in present:
