@@ -86,7 +86,9 @@ JobsOption = Annotated[
 def ledger_verify(db: DbOption = None, jobs: JobsOption = None) -> None:
     """Recompute the hash chain and the Merkle tree, and check the facts, payloads and
     (given the pseudonym key) identities beside it, and the checkpoints the log signed;
-    exit 1 naming the first entry that is wrong, and why."""
+    rebuild the pupil and recipient indexes and the users' roles, schools, expiry,
+    revocation and tokens from the entries, and compare them with their tables;
+    exit 1 naming the first entry (or user) that is wrong, and why."""
     ledger = open_ledger(db, create=False)
     pseudonyms = _key_if_any(ledger, db)
     log = _log_verifier_if_any(db)

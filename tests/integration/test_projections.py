@@ -25,6 +25,7 @@ from pipeline.reports.sar import subject_access
 from pipeline.users import Role, add_user, revoke_user, rotate_user, token_hash
 from tests.factory import consent_given, line, upn
 from tests.integration.breaches import KEY, breach_desk, ledger_with_breaches
+from tests.integration.test_ledger_cli import run
 from tests.integration.test_ledger_contract import drop_triggers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -326,3 +327,18 @@ def test_users_recorded_before_entries_held_their_state_are_rebuilt_as_then_writ
     assert result.ok, result.fault
     client = TestClient(breach_desk(ledger))
     assert client.get("/incidents", headers=bearer("sa_old")).status_code == 200
+
+
+def test_ledger_verify_at_the_command_line_names_the_table_the_row_and_exits_1(
+    sqlite_url: str, policy: Policy
+) -> None:
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    add_user(ledger, "aud", Role.AUDITOR, by="root", schools=["100001"])
+    assert run("ledger", "verify", "--db", sqlite_url).returncode == 0
+    run_sql(ledger, "UPDATE app_user SET role = 'admin' WHERE name = 'aud'")
+    done = run("ledger", "verify", "--db", sqlite_url)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert (
+        "app_user: user 'aud' has role admin, but the ledger (user_action seq 4) says "
+        "auditor" in done.stderr
+    )
