@@ -342,3 +342,14 @@ def test_ledger_verify_at_the_command_line_names_the_table_the_row_and_exits_1(
         "app_user: user 'aud' has role admin, but the ledger (user_action seq 4) says "
         "auditor" in done.stderr
     )
+
+
+def test_a_user_whose_name_holds_quotes_accents_or_wildcards_is_found_in_the_ledger(
+    ledger: Ledger,
+) -> None:
+    """The desk finds a user's entries by their name as the canonical details hold it."""
+    token = add_user(ledger, 'Zoë "Z" O\'Brien_100%\\', Role.DPO, by="root")
+    add_user(ledger, "Zoë", Role.ADMIN, by="root")  # its entries must not be taken for hers
+    client = TestClient(breach_desk(ledger))
+    assert client.get("/incidents", headers=bearer(token)).status_code == 200
+    assert client.get("/users", headers=bearer(token)).status_code == 403
