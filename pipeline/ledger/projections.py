@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, literal_column, select
+from sqlalchemy import Connection, String, func, literal_column, select
 
 from pipeline.ledger.models import AppUser
 from pipeline.ledger.store import ENTRY, FACT, PUPIL, RECIPIENT
@@ -233,7 +233,7 @@ def user_entries(
     when ``name`` is given (found by their name as the canonical details hold it)."""
     # The kind as a literal, never a parameter: a plan made for any kind (PostgreSQL's
     # generic plan for a prepared statement) could not use the partial index.
-    kind = literal_column(f"'{USER_KIND}'")
+    kind = literal_column(f"'{USER_KIND}'", String())
     statement = select(ENTRY.c.seq, ENTRY.c.details).where(ENTRY.c.kind == kind)
     if name is not None:
         named = '"user":' + orjson.dumps(name).decode()
