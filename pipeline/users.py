@@ -29,10 +29,12 @@ from sqlalchemy import Connection, text
 
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.projections import (
+    SIGNIN,
     USER_KIND,
     UserState,
     recorded_user,
     row_differences,
+    signin_recorded,
     token_binding,
     user_rows,
 )
@@ -253,7 +255,8 @@ def rotate_user(ledger: Ledger, name: str, by: str, expires_at: str | None = Non
 
 
 _LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)"
-_COLUMNS = "u.name, u.role, u.schools, u.expires_at, u.revoked_at, u.token_hash"
+_USER_FIELDS = ("name", "role", "schools", "expires_at", "revoked_at", "token_hash")
+_COLUMNS = ", ".join(f"u.{name}" for name in _USER_FIELDS)
 
 
 def _borne_out(connection: Connection, row: Any) -> User | None:
@@ -261,7 +264,7 @@ def _borne_out(connection: Connection, row: Any) -> User | None:
     None, logged: a row changed behind the ledger's back is never believed."""
     if row is None:
         return None
-    found = dict(row._mapping)
+    found = {name: row._mapping[name] for name in _USER_FIELDS}
     state = recorded_user(connection, found["name"])
     if state is None or row_differences(found, state):
         log.warning("user_not_borne_out_by_ledger", user=found["name"], recorded=state is not None)
@@ -280,37 +283,58 @@ def user_for(connection: Connection, token: str) -> User | None:
 
 
 def open_session(ledger: Ledger, user: User) -> str:
-    """A desk session for ``user``: the cookie's value (kept only as its SHA-256)."""
+    """A desk session for ``user``: the cookie's value (kept only as its SHA-256). The
+    sign-in is an entry in the chain, in the session row's transaction, binding the row
+    (whose, until when), so that a row inserted or changed behind the ledger's back
+    signs no one in."""
     session = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    with ledger.engine.begin() as connection:
+    hashed = token_hash(session)
+    expires = utc_text(now + timedelta(hours=SESSION_HOURS))
+    with ledger.locked() as connection:
         connection.execute(
             text(
                 "INSERT INTO desk_session (id_hash, user_name, created_at, expires_at) "
                 "VALUES (:h, :n, :c, :e)"
             ),
-            {
-                "h": token_hash(session),
-                "n": user.name,
-                "c": utc_text(now),
-                "e": utc_text(now + timedelta(hours=SESSION_HOURS)),
-            },
+            {"h": hashed, "n": user.name, "c": utc_text(now), "e": expires},
         )
+        head = Ledger.head(connection)[0]
+        details = {
+            "action": SIGNIN,
+            "user": user.name,
+            "by": user.name,
+            "session": token_binding(hashed),
+            "expires_at": expires,
+        }
+        entry = Entry.act(head + 1, USER_KIND, details, recorded_at=now_text())
+        ledger.append(connection, [NewEntry(entry)])
     return session
 
 
 def session_user(connection: Connection, session: str) -> User | None:
-    """Whose desk session this is, while it and their token are live and their row is
-    what the ledger says of them."""
+    """Whose desk session this is, while it and their token are live, the ledger
+    recorded its sign-in (by them, until then) and their row is what the ledger says of
+    them."""
+    hashed = token_hash(session)
     row = connection.execute(
         text(
-            f"SELECT {_COLUMNS} FROM desk_session s "
+            f"SELECT {_COLUMNS}, s.expires_at AS session_expires FROM desk_session s "
             "JOIN app_user u ON u.name = s.user_name "
             "WHERE s.id_hash = :h AND s.ended_at IS NULL AND s.expires_at > :now AND "
             "u.revoked_at IS NULL AND (u.expires_at IS NULL OR u.expires_at > :now)"
         ),
-        {"h": token_hash(session), "now": now_text()},
+        {"h": hashed, "now": now_text()},
     ).first()
+    if row is None:
+        return None
+    signin = signin_recorded(connection, token_binding(hashed))
+    if signin is None or (signin.get("user"), signin.get("expires_at")) != (
+        row.name,
+        row.session_expires,
+    ):
+        log.warning("session_not_borne_out_by_ledger", user=row.name, recorded=signin is not None)
+        return None
     return _borne_out(connection, row)
 
 

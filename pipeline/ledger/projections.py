@@ -33,6 +33,9 @@ from pipeline.ledger.store import ENTRY, FACT, PUPIL, RECIPIENT
 USERS = AppUser.__table__  # type: ignore[attr-defined]
 #: The kind of the ledger entry that records a change to who may use the desk.
 USER_KIND = "user_action"
+#: The action of a ``user_action`` entry recording a sign-in to the desk (it changes no
+#: user's state: it binds their session's row).
+SIGNIN = "signin"
 #: Entries rebuilt at a time: the index rows of a window are held in memory, never a year's.
 WINDOW = 20_000
 _PAGE = 5_000
@@ -245,6 +248,21 @@ def user_entries(
             continue  # not what the writer wrote: the chain's check names it
         if isinstance(decoded, dict) and (name is None or decoded.get("user") == name):
             yield seq, decoded
+
+
+def signin_recorded(connection: Connection, session: str) -> dict[str, Any] | None:
+    """The details of the sign-in entry that recorded the desk session ``session`` (the
+    :func:`token_binding` of its row's hash); None if none did."""
+    kind = literal_column(f"'{USER_KIND}'", String())
+    named = '"session":' + orjson.dumps(session).decode()
+    statement = select(ENTRY.c.details).where(
+        ENTRY.c.kind == kind, ENTRY.c.details.contains(named, autoescape=True)
+    )
+    for details in connection.execute(statement).scalars():
+        decoded = orjson.loads(details)
+        if decoded.get("action") == SIGNIN and decoded.get("session") == session:
+            return dict(decoded)
+    return None
 
 
 def recorded_users(entries: Iterable[tuple[int, Mapping[str, Any]]]) -> dict[str, UserState]:

@@ -353,3 +353,54 @@ def test_a_user_whose_name_holds_quotes_accents_or_wildcards_is_found_in_the_led
     client = TestClient(breach_desk(ledger))
     assert client.get("/incidents", headers=bearer(token)).status_code == 200
     assert client.get("/users", headers=bearer(token)).status_code == 403
+
+
+# -- desk sessions -----------------------------------------------------------------------
+
+
+def signed_in_client(ledger: Ledger, token: str) -> TestClient:
+    client = TestClient(breach_desk(ledger), follow_redirects=False)
+    assert client.post("/desk/signin", data={"token": token}).status_code == 303
+    assert client.get("/desk").status_code == 200
+    return client
+
+
+def test_a_desk_session_inserted_behind_the_ledger_is_refused(ledger: Ledger) -> None:
+    """The application's role may insert sessions: it could sign itself in as the admin."""
+    run_sql(
+        ledger,
+        "INSERT INTO desk_session (id_hash, user_name, created_at, expires_at) "
+        "VALUES (:h, 'root', :c, '2099-01-01T00:00:00.000000Z')",
+        h=token_hash("forged-cookie"),
+        c=now_text(),
+    )
+    forged = TestClient(breach_desk(ledger), follow_redirects=False)
+    forged.cookies.set("sharing_audit_session", "forged-cookie")
+    assert forged.get("/desk").status_code == 303
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE desk_session SET user_name = 'root'",
+        "UPDATE desk_session SET expires_at = '2099-01-01T00:00:00.000000Z'",
+    ],
+)
+def test_a_desk_session_changed_behind_the_ledger_is_refused(
+    ledger: Ledger, statement: str
+) -> None:
+    client = signed_in_client(ledger, add_user(ledger, "dpo", Role.DPO, by="root"))
+    run_sql(ledger, statement)
+    assert client.get("/desk").status_code == 303
+
+
+def test_a_sign_in_is_recorded_in_the_ledger_and_its_session_works(ledger: Ledger) -> None:
+    signed_in_client(ledger, add_user(ledger, "dpo", Role.DPO, by="root"))
+    with ledger.engine.connect() as connection:
+        signins = [
+            e.details
+            for e in entries(connection, Filters(kind="user_action"))
+            if (e.details or {}).get("action") == "signin"
+        ]
+        assert verify(connection).ok
+    assert [(d["user"], d["by"]) for d in signins if d] == [("dpo", "dpo")]
