@@ -144,10 +144,16 @@ def _append_change(
     """Every change to users is an entry in the chain, in the same transaction as the
     row: who, what, by whom, and the user's whole state after it (never the token; no
     state for a user the ledger never recorded)."""
-    head = Ledger.head(connection)[0]
     details: dict[str, Any] = {"action": action, "user": name, "by": by}
     if state is not None:
         details["state"] = state.recorded()
+    _append_user_entry(ledger, connection, details)
+
+
+def _append_user_entry(ledger: Ledger, connection: Connection, details: dict[str, Any]) -> None:
+    """A ``user_action`` entry, appended in ``connection``'s transaction (which holds the
+    chain-head lock: :meth:`Ledger.locked`), beside the row it vouches for."""
+    head = Ledger.head(connection)[0]
     entry = Entry.act(head + 1, USER_KIND, details, recorded_at=now_text())
     ledger.append(connection, [NewEntry(entry)])
 
@@ -299,7 +305,6 @@ def open_session(ledger: Ledger, user: User) -> str:
             ),
             {"h": hashed, "n": user.name, "c": utc_text(now), "e": expires},
         )
-        head = Ledger.head(connection)[0]
         details = {
             "action": SIGNIN,
             "user": user.name,
@@ -307,8 +312,7 @@ def open_session(ledger: Ledger, user: User) -> str:
             "session": token_binding(hashed),
             "expires_at": expires,
         }
-        entry = Entry.act(head + 1, USER_KIND, details, recorded_at=now_text())
-        ledger.append(connection, [NewEntry(entry)])
+        _append_user_entry(ledger, connection, details)
     return session
 
 
