@@ -8,24 +8,40 @@ in. Roles: ``dpo`` (reads, acts on incidents), ``auditor`` (reads and exports), 
 those schools' entries, pupils, incidents and reports, and another school's answer as if
 it did not exist. A token may expire (``expires_at``) and can be revoked or rotated;
 the desk's pages use server-side sessions, never the token, in their cookie. Every change
-to users is an entry in the ledger's chain.
+to users is an entry in the ledger's chain, in the same transaction as the row, recording
+the user's whole state after it; the desk believes a row only while those entries bear it
+out (:mod:`pipeline.ledger.projections`), and ``ledger verify`` names every row they do not.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, text
 
-from pipeline.ledger.acts import append_act
-from pipeline.ledger.errors import LedgerRefused
-from pipeline.ledger.store import Ledger, now_text, utc_text
+from pipeline.ledger.entry import Entry
+from pipeline.ledger.projections import (
+    SIGNIN,
+    USER_KIND,
+    UserState,
+    recorded_user,
+    row_differences,
+    signin_recorded,
+    token_binding,
+    user_rows,
+)
+from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
+from pipeline.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class Role(StrEnum):
@@ -35,15 +51,26 @@ class Role(StrEnum):
 
 
 class UserExists(Exception):
-    """A user of that name already exists."""
+    """A user of that name, or of a name differing from it only by case or spaces,
+    already exists."""
 
 
 class UnknownUser(Exception):
-    """No user of that name."""
+    """No user of that name (or none holding a live token)."""
 
 
-#: The kind of the ledger entry that records a change to who may use the desk.
-USER_KIND = "user_action"
+class BadName(ValueError):
+    """Not a name a user may have: spaces at either end, or a control character."""
+
+
+class NotBorneOut(Exception):
+    """The user's row says other than the ledger's entries (changed behind its back)."""
+
+
+class NoLongerValid(Exception):
+    """The user was revoked, or their token expired: rotating brings neither back."""
+
+
 #: How long a desk session lasts before its holder must sign in again.
 SESSION_HOURS = 12
 
@@ -74,10 +101,61 @@ def _new_token() -> str:
     return "sa_" + secrets.token_urlsafe(32)
 
 
-def _record(ledger: Ledger, action: str, user: str, by: str, **more: str | None) -> None:
-    """Every change to users is an entry in the chain: who, what, by whom; no token."""
-    details = {"action": action, "user": user, "by": by, **{k: v for k, v in more.items() if v}}
-    append_act(ledger, USER_KIND, details)
+def checked_name(name: str) -> str:
+    """``name``, if a user may have it: names are told apart by people reading the
+    ledger and the desk, so none may hide a difference in spaces at its ends or in an
+    invisible character."""
+    if not name or name != name.strip():
+        raise BadName(f"user name {name!r} begins or ends with a space (or is empty)")
+    hidden = next(
+        (c for c in name if unicodedata.category(c)[0] == "C" or c in "\u2028\u2029"), None
+    )
+    if hidden is not None:
+        raise BadName(f"user name {name!r} holds a control character (U+{ord(hidden):04X})")
+    return name
+
+
+def _likeness(name: str) -> str:
+    """What two names that a reader would take for one have in common."""
+    return "".join(unicodedata.normalize("NFKC", name).split()).casefold()
+
+
+def _refuse_lookalike(connection: Connection, name: str) -> None:
+    likeness = _likeness(name)
+    for row in user_rows(connection):
+        found = row["name"]
+        if found == name:
+            raise UserExists(f"a user named {name!r} already exists")
+        if _likeness(found) == likeness:
+            raise UserExists(
+                f"a user named {found!r} already exists: {name!r} differs from it only "
+                "by case or spaces"
+            )
+
+
+def _append_change(
+    ledger: Ledger,
+    connection: Connection,
+    action: str,
+    name: str,
+    by: str,
+    state: UserState | None,
+) -> None:
+    """Every change to users is an entry in the chain, in the same transaction as the
+    row: who, what, by whom, and the user's whole state after it (never the token; no
+    state for a user the ledger never recorded)."""
+    details: dict[str, Any] = {"action": action, "user": name, "by": by}
+    if state is not None:
+        details["state"] = state.recorded()
+    _append_user_entry(ledger, connection, details)
+
+
+def _append_user_entry(ledger: Ledger, connection: Connection, details: dict[str, Any]) -> None:
+    """A ``user_action`` entry, appended in ``connection``'s transaction (which holds the
+    chain-head lock: :meth:`Ledger.locked`), beside the row it vouches for."""
+    head = Ledger.head(connection)[0]
+    entry = Entry.act(head + 1, USER_KIND, details, recorded_at=now_text())
+    ledger.append(connection, [NewEntry(entry)])
 
 
 def add_user(
@@ -90,27 +168,30 @@ def add_user(
 ) -> str:
     """Add a user; their token (shown now, never again). ``expires_at``: UTC text;
     ``schools``: the URNs they may see (none given: every school)."""
+    checked_name(name)
     token = _new_token()
-    scope = orjson.dumps(sorted(set(schools))).decode() if schools else None
-    try:
-        with ledger.engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO app_user (name, role, token_hash, created_at, expires_at, "
-                    "schools) VALUES (:n, :r, :h, :c, :e, :s)"
-                ),
-                {
-                    "n": name,
-                    "r": role.value,
-                    "h": token_hash(token),
-                    "c": now_text(),
-                    "e": expires_at,
-                    "s": scope,
-                },
-            )
-    except LedgerRefused:
-        raise UserExists(f"a user named {name!r} already exists") from None
-    _record(ledger, "add", name, by, role=role.value, expires_at=expires_at, schools=scope)
+    scope = sorted(set(schools)) or None
+    hashed = token_hash(token)
+    state = UserState(
+        role.value, tuple(scope) if scope else None, expires_at, False, token_binding(hashed), 0
+    )
+    with ledger.locked() as connection:
+        _refuse_lookalike(connection, name)
+        connection.execute(
+            text(
+                "INSERT INTO app_user (name, role, token_hash, created_at, expires_at, "
+                "schools) VALUES (:n, :r, :h, :c, :e, :s)"
+            ),
+            {
+                "n": name,
+                "r": role.value,
+                "h": hashed,
+                "c": now_text(),
+                "e": expires_at,
+                "s": orjson.dumps(scope).decode() if scope else None,
+            },
+        )
+        _append_change(ledger, connection, "add", name, by, state)
     return token
 
 
@@ -121,81 +202,144 @@ def _end_sessions_of(connection: Connection, name: str) -> None:
     )
 
 
+def _recorded(connection: Connection, name: str) -> tuple[dict[str, Any], UserState]:
+    """The user's row and what the ledger says of them; :class:`UnknownUser` when either
+    is missing."""
+    rows = user_rows(connection, [name])
+    state = recorded_user(connection, name)
+    if not rows or state is None:
+        if rows:
+            raise NotBorneOut(f"no entry in the ledger records user {name!r}: run ledger verify")
+        raise UnknownUser(f"no user named {name!r}")
+    return rows[0], state
+
+
 def revoke_user(ledger: Ledger, name: str, by: str) -> None:
-    """End a user's token and every desk session of theirs, now."""
-    with ledger.engine.begin() as connection:
+    """End a user's token and every desk session of theirs, now. A user whose row was
+    changed behind the ledger's back is revoked all the same."""
+    with ledger.locked() as connection:
+        try:
+            _, state = _recorded(connection, name)
+        except NotBorneOut:
+            state = None
         changed = connection.execute(
             text("UPDATE app_user SET revoked_at = :t WHERE name = :n AND revoked_at IS NULL"),
             {"t": now_text(), "n": name},
         ).rowcount
         _end_sessions_of(connection, name)
-    if not changed:
-        raise UnknownUser(f"no user named {name!r} holds a live token")
-    _record(ledger, "revoke", name, by)
+        if state is not None and not state.revoked:
+            _append_change(ledger, connection, "revoke", name, by, replace(state, revoked=True))
+        elif changed:  # a row no entry records: revoked, and still named by ledger verify
+            _append_change(ledger, connection, "revoke", name, by, None)
+        else:
+            raise UnknownUser(f"no user named {name!r} holds a live token")
 
 
 def rotate_user(ledger: Ledger, name: str, by: str, expires_at: str | None = None) -> str:
-    """A new token for a user; the old one, and the sessions it opened, stop working."""
+    """A new token for a user; the old one, and the sessions it opened, stop working. The
+    token keeps its expiry unless ``expires_at`` gives another; a revoked user is not
+    brought back, nor one whose row the ledger does not bear out."""
     token = _new_token()
-    with ledger.engine.begin() as connection:
-        changed = connection.execute(
-            text(
-                "UPDATE app_user SET token_hash = :h, expires_at = :e, revoked_at = NULL "
-                "WHERE name = :n"
-            ),
-            {"h": token_hash(token), "e": expires_at, "n": name},
-        ).rowcount
+    hashed = token_hash(token)
+    with ledger.locked() as connection:
+        row, state = _recorded(connection, name)
+        if differences := row_differences(row, state):
+            raise NotBorneOut(f"user {name!r} has " + "; ".join(differences))
+        if state.revoked:
+            raise NoLongerValid(f"user {name!r} was revoked: add them again, under a new name")
+        expiry = expires_at if expires_at is not None else state.expires_at
+        if expiry is not None and expiry <= now_text():
+            raise NoLongerValid(f"the token of {name!r} expired at {expiry}: give a new expiry")
+        connection.execute(
+            text("UPDATE app_user SET token_hash = :h, expires_at = :e WHERE name = :n"),
+            {"h": hashed, "e": expiry, "n": name},
+        )
         _end_sessions_of(connection, name)
-    if not changed:
-        raise UnknownUser(f"no user named {name!r}")
-    _record(ledger, "rotate", name, by, expires_at=expires_at)
+        new = replace(state, expires_at=expiry, token=token_binding(hashed))
+        _append_change(ledger, connection, "rotate", name, by, new)
     return token
 
 
 _LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)"
+_USER_FIELDS = ("name", "role", "schools", "expires_at", "revoked_at", "token_hash")
+_COLUMNS = ", ".join(f"u.{name}" for name in _USER_FIELDS)
+
+
+def _borne_out(connection: Connection, row: Any) -> User | None:
+    """The user of an ``app_user`` row, if the ledger's entries bear the row out; else
+    None, logged: a row changed behind the ledger's back is never believed."""
+    if row is None:
+        return None
+    found = {name: row._mapping[name] for name in _USER_FIELDS}
+    state = recorded_user(connection, found["name"])
+    if state is None or row_differences(found, state):
+        log.warning("user_not_borne_out_by_ledger", user=found["name"], recorded=state is not None)
+        return None
+    return User(found["name"], Role(found["role"]), schools=_schools_of(found["schools"]))
 
 
 def user_for(connection: Connection, token: str) -> User | None:
-    """The user holding ``token``, if it is theirs and neither expired nor revoked."""
+    """The user holding ``token``, if it is theirs, neither expired nor revoked, and
+    their row is what the ledger says of them."""
     row = connection.execute(
-        text(f"SELECT name, role, schools FROM app_user WHERE token_hash = :h AND {_LIVE}"),
+        text(f"SELECT {_COLUMNS} FROM app_user u WHERE token_hash = :h AND {_LIVE}"),
         {"h": token_hash(token), "now": now_text()},
     ).first()
-    return User(row[0], Role(row[1]), schools=_schools_of(row[2])) if row else None
+    return _borne_out(connection, row)
 
 
 def open_session(ledger: Ledger, user: User) -> str:
-    """A desk session for ``user``: the cookie's value (kept only as its SHA-256)."""
+    """A desk session for ``user``: the cookie's value (kept only as its SHA-256). The
+    sign-in is an entry in the chain, in the session row's transaction, binding the row
+    (whose, until when), so that a row inserted or changed behind the ledger's back
+    signs no one in."""
     session = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
-    with ledger.engine.begin() as connection:
+    hashed = token_hash(session)
+    expires = utc_text(now + timedelta(hours=SESSION_HOURS))
+    with ledger.locked() as connection:
         connection.execute(
             text(
                 "INSERT INTO desk_session (id_hash, user_name, created_at, expires_at) "
                 "VALUES (:h, :n, :c, :e)"
             ),
-            {
-                "h": token_hash(session),
-                "n": user.name,
-                "c": utc_text(now),
-                "e": utc_text(now + timedelta(hours=SESSION_HOURS)),
-            },
+            {"h": hashed, "n": user.name, "c": utc_text(now), "e": expires},
         )
+        details = {
+            "action": SIGNIN,
+            "user": user.name,
+            "by": user.name,
+            "session": token_binding(hashed),
+            "expires_at": expires,
+        }
+        _append_user_entry(ledger, connection, details)
     return session
 
 
 def session_user(connection: Connection, session: str) -> User | None:
-    """Whose desk session this is, while it and their token are live."""
+    """Whose desk session this is, while it and their token are live, the ledger
+    recorded its sign-in (by them, until then) and their row is what the ledger says of
+    them."""
+    hashed = token_hash(session)
     row = connection.execute(
         text(
-            "SELECT u.name, u.role, u.schools FROM desk_session s "
+            f"SELECT {_COLUMNS}, s.expires_at AS session_expires FROM desk_session s "
             "JOIN app_user u ON u.name = s.user_name "
             "WHERE s.id_hash = :h AND s.ended_at IS NULL AND s.expires_at > :now AND "
             "u.revoked_at IS NULL AND (u.expires_at IS NULL OR u.expires_at > :now)"
         ),
-        {"h": token_hash(session), "now": now_text()},
+        {"h": hashed, "now": now_text()},
     ).first()
-    return User(row[0], Role(row[1]), schools=_schools_of(row[2])) if row else None
+    if row is None:
+        return None
+    signin = signin_recorded(connection, token_binding(hashed))
+    if signin is None or (signin.get("user"), signin.get("expires_at")) != (
+        row.name,
+        row.session_expires,
+    ):
+        log.warning("session_not_borne_out_by_ledger", user=row.name, recorded=signin is not None)
+        return None
+    return _borne_out(connection, row)
 
 
 def end_session(ledger: Ledger, session: str) -> None:

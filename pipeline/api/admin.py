@@ -12,6 +12,9 @@ from pipeline.api.deps import Admin, Db, LedgerOf
 from pipeline.ledger.store import utc_text
 from pipeline.logging import get_logger
 from pipeline.users import (
+    BadName,
+    NoLongerValid,
+    NotBorneOut,
     Role,
     UnknownUser,
     UserExists,
@@ -57,6 +60,8 @@ def create_user(body: NewUser, user: Admin, ledger: LedgerOf) -> dict[str, Any]:
         token = add_user(
             ledger, body.name, body.role, by=user.name, expires_at=expires, schools=body.schools
         )
+    except BadName as exc:
+        raise HTTPException(422, str(exc)) from None
     except UserExists as exc:
         raise HTTPException(409, str(exc)) from None
     log.info("user_added", user=body.name, role=body.role.value, by=user.name)
@@ -80,6 +85,8 @@ def rotate(name: Name, user: Admin, ledger: LedgerOf) -> dict[str, Any]:
         token = rotate_user(ledger, name, by=user.name)
     except UnknownUser as exc:
         raise HTTPException(404, str(exc)) from None
+    except (NoLongerValid, NotBorneOut) as exc:
+        raise HTTPException(409, str(exc)) from None
     log.info("user_rotated", user=name, by=user.name)
     with ledger.engine.connect() as connection:
         found = next(u for u in users(connection) if u.name == name)

@@ -108,9 +108,11 @@ def ledger_verify(
 ) -> None:
     """Recompute the hash chain and the Merkle tree, and check the facts, payloads and
     (given the pseudonym key) identities beside it, the checkpoints the log signed, and
-    (--checkpoint) one kept outside the database; exit 1 naming the first entry that is
-    wrong, and why. Without a checkpoint kept outside, a history its owner rewrote and
-    signed again verifies: it says so."""
+    (--checkpoint) one kept outside the database; rebuild the pupil and recipient indexes
+    and the users' roles, schools, expiry, revocation and tokens from the entries, and
+    compare them with their tables; exit 1 naming the first entry (or user) that is wrong,
+    and why. Without a checkpoint kept outside, a history its owner rewrote and signed
+    again verifies: it says so."""
     ledger = open_ledger(db, create=False)
     pseudonyms = _key_if_any(ledger, db)
     log = _log_verifier_if_any(db)

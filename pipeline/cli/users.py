@@ -16,6 +16,9 @@ from pipeline.cli.terminal import plain
 from pipeline.ledger.asking import BadFilter, instant
 from pipeline.ledger.store import now_text, utc_text
 from pipeline.users import (
+    BadName,
+    NoLongerValid,
+    NotBorneOut,
     Role,
     UnknownUser,
     UserExists,
@@ -71,7 +74,9 @@ def users_add(
 ) -> None:
     """Add a user and print their API token (shown once: it is stored only hashed). The
     change is recorded in the ledger, as every change to users is. With --school, they
-    see those schools' entries, pupils, incidents and reports alone."""
+    see those schools' entries, pupils, incidents and reports alone. A name may not begin
+    or end with a space, hold a control character, or differ from an existing user's only
+    by case or spaces."""
     scope = school or []
     register = schools_or_fail(schools)
     for urn in scope:
@@ -81,6 +86,8 @@ def users_add(
         token = add_user(
             ledger, name, role, by=getpass.getuser(), expires_at=_expiry(expires), schools=scope
         )
+    except BadName as exc:
+        fail(str(exc))
     except UserExists as exc:
         fail(str(exc), 1)
     print(token)
@@ -99,11 +106,14 @@ def users_revoke(name: str, db: DbOption = None) -> None:
 
 @users_app.command("rotate")
 def users_rotate(name: str, expires: ExpiresOption = None, db: DbOption = None) -> None:
-    """Give a user a new token and print it; the old token and its sessions stop working."""
+    """Give a user a new token and print it; the old token and its sessions stop working.
+    The token keeps its expiry unless --expires gives another. A revoked user is not
+    brought back (add them under a new name), nor one whose row the ledger's entries do
+    not bear out (see ledger verify)."""
     ledger = open_ledger(db, create=False)
     try:
         token = rotate_user(ledger, name, by=getpass.getuser(), expires_at=_expiry(expires))
-    except UnknownUser as exc:
+    except (UnknownUser, NoLongerValid, NotBorneOut) as exc:
         fail(str(exc), 1)
     print(token)
 

@@ -24,12 +24,13 @@ from email.message import EmailMessage
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, text
 
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.desk import incidents
 from pipeline.incidents.lifecycle import Incident, Status
-from pipeline.ledger.store import PUPIL, Ledger, any_of, now_text
+from pipeline.ledger.queries import pupils_named
+from pipeline.ledger.store import Ledger, now_text
 from pipeline.logging import get_logger
 from pipeline.schooltime import shown_in_school_time
 from schemas.alerts import Severity
@@ -138,11 +139,6 @@ def post_signed(
             return None, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
 
     return _retried(post, attempts, first_delay)
-
-
-def _pupils(connection: Connection, seqs: Sequence[int]) -> list[str]:
-    statement = select(PUPIL.c.pupil_key).where(any_of(connection, PUPIL.c.seq, list(seqs)))
-    return list(connection.execute(statement).scalars())
 
 
 def _delivered(connection: Connection) -> set[tuple[int, str, str]]:
@@ -282,7 +278,7 @@ def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: st
         found = incidents(connection)
         done = _delivered(connection)
         due = [
-            (incident_id, incident, _pupils(connection, incident.entries))
+            (incident_id, incident, pupils_named(connection, incident.entries))
             for incident_id, incident in found.items()
             if incident.severity is Severity.HIGH and incident.status is not Status.CLOSED
         ]

@@ -81,6 +81,13 @@ class LedgerEntry(SQLModel, table=True):
             sqlite_where=text("kind = 'read'"),
             postgresql_where=text("kind = 'read'"),
         ),
+        # Changes to users, found among millions (see pipeline/ledger/projections.py).
+        Index(
+            "ix_entry_user_action",
+            "seq",
+            sqlite_where=text("kind = 'user_action'"),
+            postgresql_where=text("kind = 'user_action'"),
+        ),
     )
 
     seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))

@@ -63,17 +63,22 @@ def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
 
     A pupil or recipient filter joins its index table and pages on the index's own
     ``seq`` (its primary key is (key, seq)), so a page of one pupil's entries is read in
-    order from that index whatever the planner thinks of the rest.
+    order from that index whatever the planner thinks of the rest. The index is not
+    believed: each entry it finds must name the pupil or recipient in its hashed fields,
+    so a row slipped into the index never puts another child's entry into an answer
+    (``ledger verify`` names the row: :mod:`pipeline.ledger.projections`).
     """
     seq = ENTRY.c.seq
     if filters.pupil_key is not None:
         statement = statement.join(PUPIL, PUPIL.c.seq == ENTRY.c.seq).where(
-            PUPIL.c.pupil_key == filters.pupil_key
+            PUPIL.c.pupil_key == filters.pupil_key,
+            _listing(ENTRY.c.pupil_keys, filters.pupil_key),
         )
         seq = PUPIL.c.seq
     if filters.recipient is not None:
         statement = statement.join(RECIPIENT, RECIPIENT.c.seq == ENTRY.c.seq).where(
-            RECIPIENT.c.recipient == filters.recipient
+            RECIPIENT.c.recipient == filters.recipient,
+            ENTRY.c.recipient == filters.recipient,
         )
         seq = RECIPIENT.c.seq if seq is ENTRY.c.seq else seq
     if filters.event_type is not None:
@@ -141,6 +146,21 @@ def entries_at(connection: Connection, seqs: Sequence[int]) -> list[Entry]:
         .order_by(ENTRY.c.seq)
     ).mappings()
     return [Entry.from_row(row) for row in rows]
+
+
+def pupils_named(connection: Connection, seqs: Sequence[int]) -> list[str]:
+    """The pupils (pseudonyms) the entries ``seqs`` name in their hashed fields, each once,
+    in seq order: read from the entries, not the pupil index, since what this answers
+    may leave the school (an incident's notice)."""
+    rows = connection.execute(
+        select(ENTRY.c.pupil_keys)
+        .where(any_of(connection, ENTRY.c.seq, list(seqs)))
+        .order_by(ENTRY.c.seq)
+    )
+    named: dict[str, None] = {}
+    for (keys,) in rows:
+        named.update(dict.fromkeys(orjson.loads(keys)))
+    return list(named)
 
 
 def referring_to(connection: Connection, seq: int) -> list[Entry]:

@@ -23,11 +23,13 @@ from pipeline.ledger.queries import ENTRY_COLUMNS, in_scope
 from pipeline.ledger.reads import READ_KIND, Requester, read_in_scope, readers_of, record_read
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
+from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 from schemas.events import SHARING_KIND
 
+log = get_logger(__name__)
 _PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
 SECTIONS = ("disclosures", "lifecycle", "rejected", "accesses")
 PAYLOAD_FIELDS = ("special_condition", "channel", "purpose")
@@ -202,7 +204,9 @@ def subject_access(
 ) -> dict[str, Any] | None:
     """The report for ``pupil_key`` from the ledger as it stood at ``up_to_seq``: of the
     ``schools`` alone for a reader confined to them (a pupil who moved between two of a
-    trust's schools has a part at each), None if they have no entry there."""
+    trust's schools has a part at each), None if they have no entry there. An entry the
+    pupil index finds is shown only if its hashed pupil keys name the pupil: a row slipped
+    into the index is logged and left out (``ledger verify`` names it)."""
     seqs = select(PUPIL.c.seq).where(PUPIL.c.pupil_key == pupil_key, PUPIL.c.seq <= up_to_seq)
     rows = connection.execute(
         select(*(ENTRY.c[name] for name in ENTRY_COLUMNS), PAYLOAD.c.body)
@@ -212,6 +216,9 @@ def subject_access(
     found, payloads = [], {}
     for row in rows:
         entry = Entry.from_row(row)
+        if pupil_key not in entry.pupil_keys:  # the index is not believed
+            log.warning("index_row_not_borne_out", table="entry_pupil", seq=entry.seq)
+            continue
         reading = entry.kind == READ_KIND
         if not (read_in_scope(entry, schools) if reading else in_scope(entry, schools)):
             continue

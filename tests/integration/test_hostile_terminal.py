@@ -81,8 +81,11 @@ def test_names_and_reasons_with_markup_and_escapes_print_as_text(tmp_path: Path)
     )
     events.write_bytes(line(breach) + b"\n")
     assert run("check", str(events), "--db", url, "-f", "jsonl").returncode == 0
+    refused = run("users", "add", ESCAPES, "--role", "dpo", "--db", url)  # control characters
+    assert refused.returncode == 2 and "control character" in refused.stderr
+    assert "\x1b" not in refused.stderr and "Traceback" not in refused.stderr
     steps = [
-        ("users", "add", ESCAPES, "--role", "dpo"),
+        ("users", "add", "[/x][bold]markup", "--role", "dpo"),
         ("incidents", "ack", "1", "--by", ESCAPES),
         ("incidents", "assess", "1", "--risk", "high_risk", "--reasons", ESCAPES, "--by", ESCAPES),
     ]

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import text
 
 from pipeline.engine import Position
 from pipeline.incidents.notify import (
@@ -333,3 +334,18 @@ def test_one_incident_that_cannot_be_told_does_not_stop_the_others(
     assert _notify(ledger, receiver.url) == 1
     assert len(receiver.requests) == 1
     assert orjson.loads(receiver.requests[0][1])["incident"] != first[0]
+
+
+def test_a_notice_names_only_the_pupils_its_entries_name(
+    ledger: Ledger, receiver: Receiver
+) -> None:
+    """A row slipped into the pupil index beside the breach is not believed: the notice
+    goes outside the school, and would carry another child's pseudonym."""
+    other = pseudonymiser(bytes(range(32)))(upn(9))
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, 1)"), {"k": other}
+        )
+    assert _notify(ledger, receiver.url) == 1
+    sent = orjson.loads(receiver.requests[-1][1])
+    assert sent["pupil_keys"] == [pseudonymiser(bytes(range(32)))(upn(1))]

@@ -91,3 +91,28 @@ def test_a_role_name_that_is_not_one_is_refused(pg_url: str) -> None:
     schema.upgrade(Ledger.open(pg_url).engine)
     done = run("db", "grant", "app; DROP TABLE ledger_entry", "--db", pg_url)
     assert done.returncode == 2 and "a role name is" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        ("INSERT INTO entry_pupil (pupil_key, seq) VALUES (repeat('a', 64), 2)", "entry_pupil"),
+        ("INSERT INTO entry_recipient (recipient, seq) VALUES ('dfe', 2)", "entry_recipient"),
+        ("UPDATE app_user SET role = 'admin'", "app_user: user 'dpo' has role admin"),
+        ("UPDATE app_user SET token_hash = repeat('b', 64)", "app_user: user 'dpo' has a token"),
+        (
+            "INSERT INTO app_user (name, role, token_hash, created_at) "
+            "VALUES ('mallory', 'admin', repeat('c', 64), '2026-01-01')",
+            "no user_action entry records them",
+        ),
+    ],
+)
+def test_what_the_application_role_may_change_beside_the_chain_is_named(
+    written: Ledger, statement: str, named: str
+) -> None:
+    """The role may insert into the indexes and update users: verify rebuilds them."""
+    with written.engine.begin() as connection:
+        connection.execute(text(statement))
+    with written.engine.connect() as connection:
+        result = verify(connection)
+    assert not result.ok and named in str(result.fault)

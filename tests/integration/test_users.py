@@ -3,7 +3,9 @@ sessions live on the server and end at sign-out; every change is in the ledger's
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +15,17 @@ from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
-from pipeline.users import Role, add_user
+from pipeline.users import (
+    BadName,
+    NoLongerValid,
+    NotBorneOut,
+    Role,
+    UserExists,
+    add_user,
+    revoke_user,
+    rotate_user,
+    users,
+)
 from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.serving import served
 from tests.integration.test_ledger_cli import run
@@ -30,7 +42,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def user_entries(ledger: Ledger) -> list[Mapping[str, object]]:
+def user_entries(ledger: Ledger) -> list[Mapping[str, Any]]:
     with ledger.engine.connect() as connection:
         return [e.details or {} for e in entries(connection, Filters(kind="user_action"))]
 
@@ -119,3 +131,99 @@ def test_the_cookie_is_secure_when_the_proxy_says_https(ledger: Ledger, https: b
     cookie = answer.headers["set-cookie"]
     assert ("Secure" in cookie) is https
     assert ("strict-transport-security" in answer.headers) is https
+
+
+def test_rotate_keeps_the_tokens_expiry_unless_given_another(ledger: Ledger) -> None:
+    add_user(ledger, "temp", Role.DPO, expires_at="2099-01-01T00:00:00.000000Z")
+    rotate_user(ledger, "temp", by="admin")
+    assert expiry_of(ledger, "temp") == "2099-01-01T00:00:00.000000Z"
+    rotate_user(ledger, "temp", by="admin", expires_at="2098-01-01T00:00:00.000000Z")
+    assert expiry_of(ledger, "temp") == "2098-01-01T00:00:00.000000Z"
+    assert [d["state"]["expires_at"] for d in user_entries(ledger)] == [
+        "2099-01-01T00:00:00.000000Z",
+        "2099-01-01T00:00:00.000000Z",
+        "2098-01-01T00:00:00.000000Z",
+    ]
+
+
+def expiry_of(ledger: Ledger, name: str) -> str | None:
+    with ledger.engine.connect() as connection:
+        return next(u.expires_at for u in users(connection) if u.name == name)
+
+
+def test_rotate_does_not_bring_a_revoked_user_back(ledger: Ledger, sqlite_url: str) -> None:
+    token = add_user(ledger, "gone", Role.DPO)
+    revoke_user(ledger, "gone", by="admin")
+    with pytest.raises(NoLongerValid, match="'gone' was revoked"):
+        rotate_user(ledger, "gone", by="admin")
+    done = run("users", "rotate", "gone", "--db", sqlite_url)
+    assert done.returncode == 1 and "'gone' was revoked" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (
+        TestClient(breach_desk(ledger)).get("/incidents", headers=bearer(token)).status_code == 401
+    )
+    assert [d["action"] for d in user_entries(ledger)] == ["add", "revoke"]
+
+
+def test_rotating_an_expired_token_takes_a_new_expiry(ledger: Ledger) -> None:
+    add_user(ledger, "late", Role.DPO, expires_at="2001-01-01T00:00:00.000000Z")
+    with pytest.raises(NoLongerValid, match="expired at 2001-01-01"):
+        rotate_user(ledger, "late", by="admin")
+    token = rotate_user(ledger, "late", by="admin", expires_at="2099-01-01T00:00:00.000000Z")
+    assert (
+        TestClient(breach_desk(ledger)).get("/incidents", headers=bearer(token)).status_code == 200
+    )
+
+
+def test_rotate_refuses_a_user_whose_row_the_ledger_does_not_bear_out(ledger: Ledger) -> None:
+    """Else the rotation would record the row's forged role as the ledger's own."""
+    add_user(ledger, "aud", Role.AUDITOR, schools=["100001"])
+    with ledger.engine.begin() as connection:
+        connection.execute(text("UPDATE app_user SET role = 'admin' WHERE name = 'aud'"))
+    with pytest.raises(NotBorneOut, match="role admin, but the ledger"):
+        rotate_user(ledger, "aud", by="admin")
+    assert [d["action"] for d in user_entries(ledger)] == ["add"]
+
+
+@pytest.mark.parametrize("taken", ["Dana Smith", "dana smith", "DANA  SMITH", "danasmith"])
+def test_a_name_differing_from_a_users_only_by_case_or_spaces_is_refused(
+    ledger: Ledger, sqlite_url: str, taken: str
+) -> None:
+    add_user(ledger, "Dana Smith", Role.DPO)
+    with pytest.raises(UserExists, match="'Dana Smith' already exists"):
+        add_user(ledger, taken, Role.ADMIN)
+    done = run("users", "add", "dana SMITH", "--role", "admin", "--db", sqlite_url)
+    assert done.returncode == 1
+    assert "'Dana Smith' already exists" in done.stderr and "only by case or spaces" in done.stderr
+    assert [d["user"] for d in user_entries(ledger)] == ["Dana Smith"]
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        (" dana", "begins or ends with a space"),
+        ("dana ", "begins or ends with a space"),
+        ("", "begins or ends with a space"),
+        ("da\tna", "control character (U+0009)"),
+        ("dana\x7f", "control character (U+007F)"),
+        ("da\u200bna", "control character (U+200B)"),
+        ("da\u202ena", "control character (U+202E)"),
+    ],
+)
+def test_a_name_with_spaces_at_its_ends_or_a_control_character_is_refused(
+    ledger: Ledger, sqlite_url: str, name: str, says: str
+) -> None:
+    with pytest.raises(BadName, match=re.escape(says)):
+        add_user(ledger, name, Role.DPO)
+    done = run("users", "add", name, "--role", "dpo", "--db", sqlite_url)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+    assert user_entries(ledger) == []
+
+
+def test_the_api_refuses_a_name_with_spaces_at_its_ends(ledger: Ledger) -> None:
+    admin = add_user(ledger, "root", Role.ADMIN)
+    client = TestClient(breach_desk(ledger))
+    made = client.post("/users", json={"name": "root ", "role": "admin"}, headers=bearer(admin))
+    assert made.status_code == 422 and "space" in made.text
+    made = client.post("/users", json={"name": "ROOT", "role": "admin"}, headers=bearer(admin))
+    assert made.status_code == 409 and "only by case" in made.text
