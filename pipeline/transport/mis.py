@@ -3,18 +3,23 @@
 Events are built with typed helpers that fill in the envelope (a fresh id, the school's
 source, the time now unless given) and validate against contract v1 before anything is
 sent, so a mistake is reported to the MIS where it is made, naming the field. Sending
-routes each event to its topic with the contract's record key and waits for the broker
-to acknowledge it::
+routes each event to its topic with the contract's record key and waits, by default,
+for the log's signed receipt that it recorded the event (a broker's acknowledgement
+alone promises nothing: the embedded broker keeps records in memory)::
 
     from pipeline.transport.mis import MisClient
 
-    with MisClient("127.0.0.1:9092", school_urn="100000") as mis:
+    vkey = open("log.vkey").read()  # sharing-audit log vkey prints it
+    with MisClient("127.0.0.1:9092", school_urn="100000", log_vkey=vkey) as mis:
         referral = mis.referral(
             upn="H801200001001", recipient="agency:school-nursing",
             categories=["health"], lawful_basis="public_task",
             special_condition="9.2.h", channel="secure_email",
         )
-        mis.send(referral)  # raises DeliveryError if the broker did not take it
+        receipt = mis.send(referral)  # NotRecorded if the log signed no receipt in time
+        keep(receipt.seq, receipt.leaf)  # what an auditor asks the log to prove
+
+``wait="acked"`` waits only for the broker, as earlier versions did.
 
 Any Kafka client in any language can do the same by writing the JSON of
 ``schemas/json/`` to the topics; this module is a convenience, not a requirement.
@@ -27,12 +32,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import orjson
 from pydantic import ValidationError
 
+from pipeline.transparency.delivery import DeliveryReceipt
+from pipeline.transparency.note import NoteError, Verifier
 from pipeline.transport.kafka import KafkaConfig, producer_settings
+from pipeline.transport.receipts import Delivery, OnReceipt, Outgoing, ReceiptFeed, deliver
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -58,6 +66,24 @@ class NotRoutable(ValueError):
 
 class DeliveryError(Exception):
     """The broker did not acknowledge a record."""
+
+
+class NotRecorded(DeliveryError):
+    """Events the log signed no receipt for in time: perhaps never recorded. Sending
+    them again is safe (the same id is recorded once: a duplicate's receipt)."""
+
+    def __init__(self, message: str, event_ids: list[str], receipts: dict[int, DeliveryReceipt]):
+        super().__init__(message)
+        self.event_ids = event_ids
+        #: The receipts that did come, by the event's index in what was sent.
+        self.receipts = receipts
+
+
+class NoLogKey(ValueError):
+    """Waiting for receipts needs the log's verifier key to check them by."""
+
+
+Wait = Literal["recorded", "acked"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +330,24 @@ class MisProducer:
             if on_ack is not None:
                 on_ack()
 
+    def send_recorded(
+        self,
+        records: Sequence[Outgoing],
+        log: Verifier,
+        timeout: float = 120.0,
+        on_ack: Callable[[int], None] | None = None,
+        on_receipt: OnReceipt | None = None,
+    ) -> Delivery:
+        """Send every record and wait, at most ``timeout`` seconds after the last
+        acknowledgement, for the log's receipt of each (see
+        :func:`pipeline.transport.receipts.deliver`); KafkaUnavailable when the broker
+        has no receipts topic to read."""
+        feed = ReceiptFeed(self.config)
+        try:
+            return deliver(records, self, feed, log, timeout, on_ack, on_receipt)
+        finally:
+            feed.close()
+
     def flush(self, timeout: float | None = None) -> None:
         self.producer.flush(timeout)
 
@@ -319,12 +363,101 @@ def wait_for(future: Any, timeout: float = 30.0) -> Any:
         raise DeliveryError(f"not acknowledged: {type(exc).__name__}: {exc}") from None
 
 
-class MisClient(SchoolEvents, MisProducer):
-    """One school's MIS connection: build events with the helpers, send them."""
+def log_verifier(log_vkey: str | Verifier) -> Verifier:
+    """The log's verifier key, given as its one line of text (``sharing-audit log vkey``)
+    or parsed; :class:`NoLogKey` saying what is wrong with a text that is not one."""
+    if isinstance(log_vkey, Verifier):
+        return log_vkey
+    try:
+        return Verifier.parse(log_vkey)
+    except NoteError as exc:
+        raise NoLogKey(f"the log's verifier key is not one: {exc}") from None
 
-    def __init__(self, broker: str | KafkaConfig, school_urn: str) -> None:
+
+class MisClient(SchoolEvents):
+    """One school's MIS connection: build events with the helpers, send them, and keep the
+    log's receipts. ``log_vkey`` is the log's verifier key, needed to wait for receipts.
+    Not for several threads at once."""
+
+    def __init__(
+        self,
+        broker: str | KafkaConfig,
+        school_urn: str,
+        log_vkey: str | Verifier | None = None,
+    ) -> None:
         SchoolEvents.__init__(self, school_urn)
-        MisProducer.__init__(self, broker)
+        self.log = None if log_vkey is None else log_verifier(log_vkey)
+        self.producer = MisProducer(broker)
 
     def __enter__(self) -> MisClient:
         return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @overload
+    def send(
+        self, event: Event, wait: Literal["recorded"] = ..., timeout: float = ...
+    ) -> DeliveryReceipt: ...
+    @overload
+    def send(self, event: Event, wait: Literal["acked"], timeout: float = ...) -> None: ...
+
+    def send(
+        self, event: Event, wait: Wait = "recorded", timeout: float = 30.0
+    ) -> DeliveryReceipt | None:
+        """Send one event; with ``wait="recorded"``, its receipt, verified (else
+        :class:`NotRecorded` after ``timeout`` seconds); with ``"acked"``, None once the
+        broker took it."""
+        if wait == "acked":
+            self.producer.send(event, timeout)
+            return None
+        return self.send_all([event], wait, timeout)[0]
+
+    @overload
+    def send_all(
+        self, events: Iterable[Event], wait: Literal["recorded"] = ..., timeout: float = ...
+    ) -> list[DeliveryReceipt]: ...
+    @overload
+    def send_all(
+        self, events: Iterable[Event], wait: Literal["acked"], timeout: float = ...
+    ) -> None: ...
+
+    def send_all(
+        self, events: Iterable[Event], wait: Wait = "recorded", timeout: float = 60.0
+    ) -> list[DeliveryReceipt] | None:
+        """Send many events at once; with ``wait="recorded"``, their receipts in order, or
+        :class:`NotRecorded` naming every event without one ``timeout`` seconds after the
+        broker took the last."""
+        events = list(events)
+        if wait == "acked":
+            self.producer.send_all([event_bytes(e) for e in events], timeout=timeout)
+            return None
+        if self.log is None:
+            raise NoLogKey(
+                "wait='recorded' needs the log's verifier key: MisClient(..., log_vkey=...), "
+                "as sharing-audit log vkey prints it; wait='acked' only learns that the "
+                "broker took the events"
+            )
+        records = [Outgoing(event_bytes(e), e.id) for e in events]
+        delivery = self.producer.send_recorded(records, self.log, timeout)
+        receipts = {i: held.receipt for i, held in delivery.held.items()}
+        if len(receipts) < len(events):
+            raise _not_recorded(events, delivery, timeout)
+        return [receipts[i] for i in range(len(events))]
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.producer.close(timeout)
+
+
+def _not_recorded(events: list[Event], delivery: Delivery, timeout: float) -> NotRecorded:
+    """The error naming each event without a receipt, and why it has none."""
+    why = {i: f"no receipt within {timeout:g}s" for i in delivery.missing}
+    why.update(delivery.unsent)
+    named = "; ".join(f"event {events[i].id}: {reason}" for i, reason in sorted(why.items()))
+    receipts = {i: held.receipt for i, held in delivery.held.items()}
+    return NotRecorded(named, [events[i].id for i in sorted(why)], receipts)
