@@ -86,6 +86,14 @@ def _progress(err: Console, total: int) -> Iterator[tuple[Progress, TaskID, Task
         yield bar, bar.add_task("acknowledged", total=total), bar.add_task("recorded", total=total)
 
 
+class Interrupted(Exception):
+    """Ctrl-C while sending or waiting: how many lines hold a receipt by then."""
+
+    def __init__(self, held: int) -> None:
+        super().__init__(held)
+        self.held = held
+
+
 def send_for_receipts(
     config: KafkaConfig,
     todo: list[Line],
@@ -95,24 +103,47 @@ def send_for_receipts(
     keep: Path | None,
     err: Console,
 ) -> Delivery:
-    """Send ``todo`` and wait for their receipts, appending each to ``keep`` as it comes."""
+    """Send ``todo`` and wait for their receipts, appending each to ``keep`` as it comes;
+    :class:`Interrupted` on Ctrl-C (what was kept stays kept)."""
     records = [Outgoing(line.raw, line.event_id, topic) for line in todo]
     out: BinaryIO | None
+    held: list[int] = []
     with (
         append_to(keep) if keep is not None else nullcontext() as out,
         MisProducer(config) as producer,
         _progress(err, len(todo)) as (bar, acked, recorded),
     ):
 
-        def on_receipt(index: int, held: Held) -> None:
+        def on_receipt(index: int, receipt: Held) -> None:
             if out is not None:
-                out.write(receipt_line(todo[index].number, todo[index].event_id, held.note))
+                out.write(receipt_line(todo[index].number, todo[index].event_id, receipt.note))
                 out.flush()
+            held.append(index)
             bar.advance(recorded)
 
-        return producer.send_recorded(
-            records, log, timeout, lambda _: bar.advance(acked), on_receipt
+        try:
+            return producer.send_recorded(
+                records, log, timeout, lambda _: bar.advance(acked), on_receipt
+            )
+        except KeyboardInterrupt:
+            raise Interrupted(len(held)) from None
+
+
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def interrupted(held: int, kept: Path | None) -> str:
+    """What an interrupted emit says: what it holds, and how to send the rest."""
+    if kept is None:
+        return (
+            f"interrupted: {held} lines hold a receipt, kept nowhere (--receipts FILE keeps "
+            "them); running emit again sends every line, safely (each is recorded once)"
         )
+    return (
+        f"interrupted: {held} lines hold a receipt, kept in {kept}; run emit again with "
+        f"--receipts {kept} to send only the lines that hold none"
+    )
 
 
 def failures_of(todo: list[Line], delivery: Delivery, timeout: float) -> list[str]:

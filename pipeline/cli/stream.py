@@ -16,7 +16,16 @@ import typer
 from rich.console import Console
 
 from pipeline.checking import numbered_lines
-from pipeline.cli.emitting import failures_of, kept_for, lines_of, send_for_receipts, summary
+from pipeline.cli.emitting import (
+    EXIT_INTERRUPTED,
+    Interrupted,
+    failures_of,
+    interrupted,
+    kept_for,
+    lines_of,
+    send_for_receipts,
+    summary,
+)
 from pipeline.cli.exits import fail, open_events, schools_or_fail
 from pipeline.cli.options import (
     BrokerOption,
@@ -122,6 +131,8 @@ def emit(
         fail(str(exc))
     except OSError as exc:
         fail(f"cannot keep the receipts in {receipts}: {exc.strerror or exc}")
+    except Interrupted as stopped:
+        fail(interrupted(stopped.held + len(kept), receipts), EXIT_INTERRUPTED)
     for message in summary(delivery, len(kept), config.bootstrap):
         err.print(message, highlight=False, soft_wrap=True)
     failures = failures_of(todo, delivery, timeout)

@@ -31,8 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Literal, Self, overload
 
 import orjson
 from pydantic import ValidationError
@@ -267,7 +266,20 @@ def event_bytes(event: Event) -> bytes:
     return orjson.dumps(event.model_dump(exclude_none=True, warnings=False))
 
 
-class MisProducer:
+class _Closing:
+    """Closed on leaving a ``with`` block, whatever ended it."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *ended: object) -> None:
+        self.close()
+
+    def close(self, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
+
+class MisProducer(_Closing):
     """Sends records to the broker (kafka-python), each acknowledged by all replicas."""
 
     def __init__(self, broker: str | KafkaConfig) -> None:
@@ -280,17 +292,6 @@ class MisProducer:
             self.producer = KafkaProducer(**producer_settings(config))
         except KafkaError as exc:
             raise DeliveryError(f"no Kafka broker answers at {config.bootstrap}: {exc}") from None
-
-    def __enter__(self) -> MisProducer:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def send_record(self, raw: bytes, topic: str | None = None) -> Any:
         """Start sending ``raw`` (one event's JSON) to its topic; a future of the ack.
@@ -374,7 +375,7 @@ def log_verifier(log_vkey: str | Verifier) -> Verifier:
         raise NoLogKey(f"the log's verifier key is not one: {exc}") from None
 
 
-class MisClient(SchoolEvents):
+class MisClient(SchoolEvents, _Closing):
     """One school's MIS connection: build events with the helpers, send them, and keep the
     log's receipts. ``log_vkey`` is the log's verifier key, needed to wait for receipts.
     Not for several threads at once."""
@@ -388,17 +389,6 @@ class MisClient(SchoolEvents):
         SchoolEvents.__init__(self, school_urn)
         self.log = None if log_vkey is None else log_verifier(log_vkey)
         self.producer = MisProducer(broker)
-
-    def __enter__(self) -> MisClient:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @overload
     def send(

@@ -4,6 +4,9 @@ a real broker and a fake log that answers each record as a test says, hostile in
 from __future__ import annotations
 
 import dataclasses
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from pipeline.transparency.delivery import DeliveryReceipt, open_receipt, sign_r
 from pipeline.transparency.note import Signer
 from pipeline.transport.kafka import KafkaConfig, ensure_topics
 from tests.integration.fake_log import LOG, ORIGIN, FakeLog, honest
+from tests.integration.streaming import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -266,3 +270,22 @@ def test_wait_acked_sends_without_a_key_and_says_it_promises_only_the_broker(
     done = emit(topics, file, "--wait", "acked")
     assert done.exit_code == 0, done.output
     assert "delivered 6 events" in done.output and "acknowledged only" in done.output
+
+
+def test_an_interrupted_emit_keeps_the_receipts_it_got_and_says_how_to_go_on(
+    topics: KafkaConfig, tmp_path: Path, events: list[bytes]
+) -> None:
+    file = write(tmp_path, events)
+    lost = {ids(events)[0]}
+    command = [sys.executable, "-m", "pipeline.cli", "emit", str(file), "--broker"]
+    command += [topics.bootstrap, "--vkey", "log.vkey", "--receipts", "r.jsonl"]
+    with FakeLog(topics, dropping(lost)) as log:
+        emitting = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE)
+        assert wait_until(lambda: sum(log.seen.values()) == len(events), timeout=60)
+        assert wait_until(lambda: len(kept(tmp_path / "r.jsonl")) == 5, timeout=30)
+        emitting.send_signal(signal.SIGINT)
+        _, errors = emitting.communicate(timeout=30)
+    assert emitting.returncode == 130
+    assert b"Traceback" not in errors
+    assert b"interrupted: 5 lines hold a receipt, kept in r.jsonl" in errors
+    assert sorted(kept(tmp_path / "r.jsonl")) == [2, 3, 4, 5, 6]
