@@ -64,10 +64,11 @@ def kept_for(lines: list[Line], path: Path | None, log: Verifier) -> dict[int, K
     ids = {line.number: line.event_id for line in lines}
     for number, held in list(kept.items()):
         if number not in ids or ids[number] != held.event_id:
-            problems.append(f"line {number}: the receipt kept is for another event than the line's")
+            problems.append(f"line {number}: the receipt kept is for another event than the line")
             del kept[number]
     for problem in problems:
-        print(f"sharing-audit: {path}: {problem}; sending it again", file=sys.stderr)
+        again = "; the line is sent again" if problem.startswith("line ") else ""
+        print(f"sharing-audit: {path}: {problem}{again}", file=sys.stderr)
     return kept
 
 

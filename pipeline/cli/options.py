@@ -29,8 +29,9 @@ from pipeline.pseudonym import (
     pseudonymiser,
 )
 from pipeline.settings import settings
-from pipeline.transparency.note import NoteError, Verifier
+from pipeline.transparency.note import Verifier
 from pipeline.transport.kafka import KafkaConfig
+from pipeline.transport.mis import NoLogKey, log_verifier
 
 T = TypeVar("T")
 
@@ -181,9 +182,9 @@ def log_verifier_for(vkey_file: str | None, db: str | None) -> Verifier | None:
 
 def _verifier(text: str, where: str) -> Verifier:
     try:
-        return Verifier.parse(text)
-    except NoteError as exc:
-        fail(f"{where}: not the log's verifier key ({exc})")
+        return log_verifier(text)
+    except NoLogKey as exc:
+        fail(f"{where}: {exc}")
 
 
 def cli_reader() -> Requester:

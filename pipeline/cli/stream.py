@@ -86,7 +86,9 @@ def emit(
     ] = Wait.recorded,
     timeout: Annotated[
         float,
-        typer.Option(help="Seconds to wait for the receipts after the broker took the last line."),
+        typer.Option(
+            min=0, help="Seconds to wait for the receipts after the broker took the last line."
+        ),
     ] = 120.0,
     receipts: Annotated[
         Path | None,
@@ -122,9 +124,15 @@ def emit(
             lines = lines_of(stream)
     except OSError as exc:
         fail(f"cannot read {file}: {exc.strerror or exc}")
-    kept = kept_for(lines, receipts, log)
+    try:
+        kept = kept_for(lines, receipts, log)
+    except OSError as exc:
+        fail(f"cannot read the receipts kept in {receipts}: {exc.strerror or exc}")
     todo = [line for line in lines if line.number not in kept]
     err = Console(stderr=True)
+    if not todo:
+        err.print(f"every line holds a receipt already ({len(kept)})", highlight=False)
+        return
     try:
         delivery = send_for_receipts(config, todo, topic, log, timeout, receipts, err)
     except (DeliveryError, KafkaUnavailable) as exc:

@@ -37,7 +37,7 @@ import orjson
 from pydantic import ValidationError
 
 from pipeline.transparency.delivery import DeliveryReceipt
-from pipeline.transparency.note import NoteError, Verifier
+from pipeline.transparency.note import ED25519, NoteError, Verifier
 from pipeline.transport.kafka import KafkaConfig, producer_settings
 from pipeline.transport.receipts import Delivery, OnReceipt, Outgoing, ReceiptFeed, deliver
 from schemas.events import (
@@ -367,12 +367,13 @@ def wait_for(future: Any, timeout: float = 30.0) -> Any:
 def log_verifier(log_vkey: str | Verifier) -> Verifier:
     """The log's verifier key, given as its one line of text (``sharing-audit log vkey``)
     or parsed; :class:`NoLogKey` saying what is wrong with a text that is not one."""
-    if isinstance(log_vkey, Verifier):
-        return log_vkey
     try:
-        return Verifier.parse(log_vkey)
+        verifier = log_vkey if isinstance(log_vkey, Verifier) else Verifier.parse(log_vkey)
     except NoteError as exc:
         raise NoLogKey(f"the log's verifier key is not one: {exc}") from None
+    if verifier.kind != ED25519:
+        raise NoLogKey("the log's verifier key is a witness's cosignature key, not a log's")
+    return verifier
 
 
 class MisClient(SchoolEvents, _Closing):

@@ -109,6 +109,14 @@ class ReceiptBook:
         return sorted(index for index, _ in self._waiting.values())
 
 
+class Feed(Protocol):
+    """Where receipts are read from: :class:`ReceiptFeed` on a broker."""
+
+    def skip_to_end(self) -> None: ...
+
+    def notes(self, timeout: float) -> list[bytes]: ...
+
+
 class ReceiptFeed:
     """The receipts topic, read from its end: open it (and :meth:`skip_to_end`) before
     sending, so that no receipt of what is sent goes by unread. Reads without a consumer
@@ -188,7 +196,7 @@ OnReceipt = Callable[[int, Held], None]
 def deliver(
     records: Sequence[Outgoing],
     sender: Sender,
-    feed: ReceiptFeed,
+    feed: Feed,
     log: Verifier,
     timeout: float,
     on_ack: Callable[[int], None] | None = None,
@@ -206,10 +214,12 @@ def deliver(
             futures.append((index, sender.send_record(record.raw, record.topic)))
         except ValueError as exc:  # NotRoutable
             delivery.unsent[index] = f"not sent: {exc}"
-    sender.flush(ACK_TIMEOUT)
+    acks_by = time.monotonic() + ACK_TIMEOUT
+    with contextlib.suppress(Exception):  # what is not acknowledged is said line by line
+        sender.flush(ACK_TIMEOUT)
     for index, future in futures:
         try:
-            metadata = future.get(timeout=ACK_TIMEOUT)
+            metadata = future.get(timeout=max(0.0, acks_by - time.monotonic()))
         except Exception as exc:
             delivery.unsent[index] = f"not delivered: {type(exc).__name__}"
             continue
@@ -225,7 +235,7 @@ def deliver(
 
 
 def _await(
-    book: ReceiptBook, feed: ReceiptFeed, deadline: float, on_receipt: OnReceipt | None
+    book: ReceiptBook, feed: Feed, deadline: float, on_receipt: OnReceipt | None
 ) -> None:
     """Read the topic until every acknowledged record holds a receipt or ``deadline``."""
     while book.waiting() and (left := deadline - time.monotonic()) > 0:
@@ -263,7 +273,8 @@ def receipt_line(line: int, event_id: str | None, note: bytes) -> bytes:
 def read_held(path: Path, log: Verifier) -> tuple[dict[int, KeptReceipt], list[str]]:
     """The receipts kept in ``path`` that the log signed, by input line, and what is
     wrong with the others (each line named). A last line without its newline is one a
-    crash tore while writing it: it is ignored, its input line sent again."""
+    crash tore while writing it: it is ignored, its input line sent again. OSError when
+    the file is there but cannot be read."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -287,17 +298,17 @@ def _kept(row: bytes, log: Verifier) -> tuple[int, str | None, Held]:
     try:
         value = orjson.loads(row)
     except orjson.JSONDecodeError:
-        raise ValueError("a row that is not JSON") from None
+        raise ValueError("a row that is not JSON is skipped") from None
     line = value.get("line") if isinstance(value, dict) else None
     if not isinstance(line, int) or isinstance(line, bool) or line < 1:
-        raise ValueError("a row without a line number")
+        raise ValueError("a row without a line number is skipped")
     note, event_id = value.get("receipt"), value.get("event_id")
     if not isinstance(note, str) or not (event_id is None or isinstance(event_id, str)):
         raise ValueError(f"line {line}: the receipt kept is not a signed note's text")
     try:
         receipt = open_receipt(note.encode(), log)
     except ReceiptRefused as exc:
-        raise ValueError(f"line {line}: the receipt kept does not verify: {exc}") from None
+        raise ValueError(f"line {line}: the receipt kept does not verify ({exc})") from None
     if receipt.event_id != event_id:
-        raise ValueError(f"line {line}: the receipt kept names another event")
+        raise ValueError(f"line {line}: the receipt kept names another event than the row")
     return line, event_id, Held(receipt, note.encode())

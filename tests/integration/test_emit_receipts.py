@@ -259,7 +259,7 @@ def test_a_vkey_file_that_is_not_a_key_is_named(
     (tmp_path / "bad.vkey").write_text("not a key\n")
     done = emit(topics, file, "--vkey", "bad.vkey")
     assert done.exit_code == 2
-    assert "--vkey bad.vkey: not the log's verifier key" in done.output
+    assert "--vkey bad.vkey: the log's verifier key is not one" in done.output
     assert "Traceback" not in done.output
 
 
@@ -289,3 +289,38 @@ def test_an_interrupted_emit_keeps_the_receipts_it_got_and_says_how_to_go_on(
     assert b"Traceback" not in errors
     assert b"interrupted: 5 lines hold a receipt, kept in r.jsonl" in errors
     assert sorted(kept(tmp_path / "r.jsonl")) == [2, 3, 4, 5, 6]
+
+
+def test_when_every_line_holds_a_receipt_emit_sends_nothing_and_needs_no_broker(
+    topics: KafkaConfig, tmp_path: Path, events: list[bytes]
+) -> None:
+    file = write(tmp_path, events[:2])
+    with FakeLog(topics):
+        assert emit(topics, file, "--vkey", "log.vkey", "--receipts", "r.jsonl").exit_code == 0
+    gone = KafkaConfig(bootstrap="127.0.0.1:1")
+    done = emit(gone, file, "--vkey", "log.vkey", "--receipts", "r.jsonl")
+    assert done.exit_code == 0, done.output
+    assert "every line holds a receipt already (2)" in done.output
+
+
+def test_a_receipts_file_that_cannot_be_read_is_named(
+    topics: KafkaConfig, tmp_path: Path, events: list[bytes]
+) -> None:
+    file = write(tmp_path, events[:1])
+    (tmp_path / "r.jsonl").mkdir()
+    done = emit(topics, file, "--vkey", "log.vkey", "--receipts", "r.jsonl")
+    assert done.exit_code == 2
+    assert "cannot read the receipts kept in r.jsonl" in done.output
+    assert "Traceback" not in done.output
+
+
+def test_a_witness_key_given_for_the_log_is_refused(
+    topics: KafkaConfig, tmp_path: Path, events: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.transparency.note import COSIGNATURE, Verifier
+
+    witness = Verifier("witness.example", LOG.verifier.public, COSIGNATURE)
+    monkeypatch.setenv("SHARING_AUDIT_LOG_VKEY", witness.vkey())
+    done = emit(topics, write(tmp_path, events[:1]))
+    assert done.exit_code == 2
+    assert "SHARING_AUDIT_LOG_VKEY: the log's verifier key is a witness's" in done.output

@@ -5,14 +5,16 @@ the topic is counted and ignored."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
 from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
 from pipeline.transparency.note import Signer
-from pipeline.transport.receipts import ReceiptBook, read_held, receipt_line
+from pipeline.transport.receipts import Outgoing, ReceiptBook, deliver, read_held, receipt_line
 
 ORIGIN = "example.org/sharing-audit"
 LOG = Signer(ORIGIN, bytes(range(32)))
@@ -165,3 +167,75 @@ def test_a_kept_receipt_that_does_not_verify_is_named_and_not_held(tmp_path: Pat
 
 def test_a_missing_receipts_file_holds_nothing(tmp_path: Path) -> None:
     assert read_held(tmp_path / "none.jsonl", LOG.verifier) == ({}, [])
+
+
+class Acked(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+
+
+class Ack:
+    """A producer's future: the position, or the error the broker gave."""
+
+    def __init__(self, outcome: Acked | Exception) -> None:
+        self.outcome = outcome
+
+    def get(self, timeout: float) -> Acked:
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+class Broker:
+    """Takes records at offsets 0, 1, 2... of sharing.referral; refuses what a test says;
+    its flush fails as a timed-out one does."""
+
+    def __init__(self, refused: set[bytes] = frozenset(), unroutable: set[bytes] = frozenset()):
+        self.refused, self.unroutable = refused, unroutable
+        self.sent: list[bytes] = []
+
+    def send_record(self, raw: bytes, topic: str | None = None) -> Ack:
+        if raw in self.unroutable:
+            raise ValueError("not valid JSON")
+        self.sent.append(raw)
+        if raw in self.refused:
+            return Ack(TimeoutError("no answer"))
+        return Ack(Acked("sharing.referral", 0, len(self.sent) - 1))
+
+    def flush(self, timeout: float | None = None) -> None:
+        raise TimeoutError("flush timed out")
+
+
+class Topic:
+    """The receipts topic: what a test put on it, read once."""
+
+    def __init__(self, notes: list[bytes]) -> None:
+        self.pending = notes
+
+    def skip_to_end(self) -> None:
+        pass
+
+    def notes(self, timeout: float) -> list[bytes]:
+        out, self.pending = self.pending, []
+        return out
+
+
+def at(offset: int, event_id: str) -> bytes:
+    return signed(receipt(event_id, ("sharing.referral", 0, offset)))
+
+
+def test_deliver_holds_each_receipt_and_returns_without_waiting_out_the_timeout() -> None:
+    records = [Outgoing(b"a", "ev-a"), Outgoing(b"b", "ev-b")]
+    started = time.monotonic()
+    done = deliver(records, Broker(), Topic([at(1, "ev-b"), at(0, "ev-a")]), LOG.verifier, 60)
+    assert time.monotonic() - started < 5
+    assert sorted(done.held) == [0, 1] and not done.missing and not done.unsent
+
+
+def test_deliver_names_what_was_not_sent_not_acknowledged_or_not_receipted() -> None:
+    records = [Outgoing(b"bad", None), Outgoing(b"lost", "ev-l"), Outgoing(b"c", "ev-c")]
+    broker = Broker(refused={b"lost"}, unroutable={b"bad"})
+    done = deliver(records, broker, Topic([]), LOG.verifier, 0.2)
+    assert done.unsent == {0: "not sent: not valid JSON", 1: "not delivered: TimeoutError"}
+    assert done.missing == [2] and not done.held
