@@ -108,6 +108,8 @@ def emit(
     """
     config = broker_config(broker)
     if wait is Wait.acked:
+        if receipts is not None:
+            fail("--receipts keeps the log's receipts, which --wait acked does not wait for")
         _emit_acked(file, config, topic)
         return
     log = log_verifier_for(vkey, db)

@@ -324,3 +324,10 @@ def test_a_witness_key_given_for_the_log_is_refused(
     done = emit(topics, write(tmp_path, events[:1]))
     assert done.exit_code == 2
     assert "SHARING_AUDIT_LOG_VKEY: the log's verifier key is a witness's" in done.output
+
+
+def test_wait_acked_refuses_to_keep_receipts_it_does_not_wait_for(tmp_path: Path) -> None:
+    file = write(tmp_path, [b"{}"])
+    done = emit(KafkaConfig(bootstrap="127.0.0.1:1"), file, "--wait", "acked", "--receipts", "r")
+    assert done.exit_code == 2
+    assert "--receipts keeps the log's receipts, which --wait acked does not wait for" in done.output
