@@ -19,6 +19,7 @@ from pipeline.checking import numbered_lines
 from pipeline.cli.emitting import (
     EXIT_INTERRUPTED,
     Interrupted,
+    Line,
     failures_of,
     interrupted,
     kept_for,
@@ -40,10 +41,12 @@ from pipeline.cli.options import (
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.settings import settings
+from pipeline.transparency.note import Verifier
 from pipeline.transport.broker import BrokerError, EmbeddedBroker
 from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
 from pipeline.transport.mis import DeliveryError, MisProducer, NotRoutable
 from pipeline.transport.processes import Pipeline
+from pipeline.transport.receipts import KeptReceipt
 
 
 def broker(
@@ -112,24 +115,8 @@ def emit(
             fail("--receipts keeps the log's receipts, which --wait acked does not wait for")
         _emit_acked(file, config, topic)
         return
-    log = log_verifier_for(vkey, db)
-    if log is None:
-        fail(
-            "cannot check the log's receipts: no verifier key for it (give --vkey FILE or "
-            "set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it where the ledger "
-            "is). --wait acked sends without receipts, but then only promises that the "
-            "broker took the records."
-        )
-    stream, _ = open_events(file)
-    try:
-        with stream:
-            lines = lines_of(stream)
-    except OSError as exc:
-        fail(f"cannot read {file}: {exc.strerror or exc}")
-    try:
-        kept = kept_for(lines, receipts, log)
-    except OSError as exc:
-        fail(f"cannot read the receipts kept in {receipts}: {exc.strerror or exc}")
+    log = _log_or_fail(vkey, db)
+    lines, kept = _lines_and_kept(file, receipts, log)
     todo = [line for line in lines if line.number not in kept]
     err = Console(stderr=True)
     if not todo:
@@ -150,6 +137,34 @@ def emit(
         print(f"sharing-audit: {message}", file=sys.stderr)
     if failures:
         raise typer.Exit(1)
+
+
+def _log_or_fail(vkey: str | None, db: str | None) -> Verifier:
+    log = log_verifier_for(vkey, db)
+    if log is None:
+        fail(
+            "cannot check the log's receipts: no verifier key for it (give --vkey FILE or "
+            "set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it where the ledger "
+            "is). --wait acked sends without receipts, but then only promises that the "
+            "broker took the records."
+        )
+    return log
+
+
+def _lines_and_kept(
+    file: str, receipts: Path | None, log: Verifier
+) -> tuple[list[Line], dict[int, KeptReceipt]]:
+    """The input's lines, and the receipts already kept for them; or a clear exit."""
+    stream, _ = open_events(file)
+    try:
+        with stream:
+            lines = lines_of(stream)
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    try:
+        return lines, kept_for(lines, receipts, log)
+    except OSError as exc:
+        fail(f"cannot read the receipts kept in {receipts}: {exc.strerror or exc}")
 
 
 def _emit_acked(file: str, config: KafkaConfig, topic: str | None) -> None:

@@ -16,8 +16,8 @@ alone promises nothing: the embedded broker keeps records in memory)::
             categories=["health"], lawful_basis="public_task",
             special_condition="9.2.h", channel="secure_email",
         )
-        receipt = mis.send(referral)  # NotRecorded if the log signed no receipt in time
-        keep(receipt.seq, receipt.leaf)  # what an auditor asks the log to prove
+        # NotRecorded if the log signed no receipt in time; keep the signed note it gives
+        receipt = mis.send(referral, keep=lambda event, note: kept.append(note))
 
 ``wait="acked"`` waits only for the broker, as earlier versions did.
 
@@ -83,6 +83,8 @@ class NoLogKey(ValueError):
 
 
 Wait = Literal["recorded", "acked"]
+#: Told each event and its receipt's signed note, verbatim, as the receipt comes.
+Keep = Callable[[Event, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,37 +395,66 @@ class MisClient(SchoolEvents, _Closing):
 
     @overload
     def send(
-        self, event: Event, wait: Literal["recorded"] = ..., timeout: float = ...
+        self,
+        event: Event,
+        wait: Literal["recorded"] = ...,
+        timeout: float = ...,
+        *,
+        keep: Keep | None = ...,
     ) -> DeliveryReceipt: ...
     @overload
-    def send(self, event: Event, wait: Literal["acked"], timeout: float = ...) -> None: ...
+    def send(
+        self, event: Event, wait: Literal["acked"], timeout: float = ..., *, keep: None = ...
+    ) -> None: ...
 
     def send(
-        self, event: Event, wait: Wait = "recorded", timeout: float = 30.0
+        self,
+        event: Event,
+        wait: Wait = "recorded",
+        timeout: float = 30.0,
+        *,
+        keep: Keep | None = None,
     ) -> DeliveryReceipt | None:
         """Send one event; with ``wait="recorded"``, its receipt, verified (else
         :class:`NotRecorded` after ``timeout`` seconds); with ``"acked"``, None once the
-        broker took it."""
+        broker took it. ``keep`` is given the receipt's signed note, verbatim: what a school
+        keeps to hold the log to it (``sharing-audit audit receipts``)."""
         if wait == "acked":
             self.producer.send(event, timeout)
             return None
-        return self.send_all([event], wait, timeout)[0]
+        return self.send_all([event], wait, timeout, keep=keep)[0]
 
     @overload
     def send_all(
-        self, events: Iterable[Event], wait: Literal["recorded"] = ..., timeout: float = ...
+        self,
+        events: Iterable[Event],
+        wait: Literal["recorded"] = ...,
+        timeout: float = ...,
+        *,
+        keep: Keep | None = ...,
     ) -> list[DeliveryReceipt]: ...
     @overload
     def send_all(
-        self, events: Iterable[Event], wait: Literal["acked"], timeout: float = ...
+        self,
+        events: Iterable[Event],
+        wait: Literal["acked"],
+        timeout: float = ...,
+        *,
+        keep: None = ...,
     ) -> None: ...
 
     def send_all(
-        self, events: Iterable[Event], wait: Wait = "recorded", timeout: float = 60.0
+        self,
+        events: Iterable[Event],
+        wait: Wait = "recorded",
+        timeout: float = 60.0,
+        *,
+        keep: Keep | None = None,
     ) -> list[DeliveryReceipt] | None:
         """Send many events at once; with ``wait="recorded"``, their receipts in order, or
         :class:`NotRecorded` naming every event without one ``timeout`` seconds after the
-        broker took the last."""
+        broker took the last. ``keep`` is given each event and its receipt's signed note
+        as it comes, so that what came is kept even when others do not come."""
         events = list(events)
         if wait == "acked":
             self.producer.send_all([event_bytes(e) for e in events], timeout=timeout)
@@ -435,7 +466,8 @@ class MisClient(SchoolEvents, _Closing):
                 "broker took the events"
             )
         records = [Outgoing(event_bytes(e), e.id) for e in events]
-        delivery = self.producer.send_recorded(records, self.log, timeout)
+        on_receipt = None if keep is None else lambda i, held: keep(events[i], held.note)
+        delivery = self.producer.send_recorded(records, self.log, timeout, on_receipt=on_receipt)
         receipts = {i: held.receipt for i, held in delivery.held.items()}
         if len(receipts) < len(events):
             raise _not_recorded(events, delivery, timeout)

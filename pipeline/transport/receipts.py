@@ -234,9 +234,7 @@ def deliver(
     return delivery
 
 
-def _await(
-    book: ReceiptBook, feed: Feed, deadline: float, on_receipt: OnReceipt | None
-) -> None:
+def _await(book: ReceiptBook, feed: Feed, deadline: float, on_receipt: OnReceipt | None) -> None:
     """Read the topic until every acknowledged record holds a receipt or ``deadline``."""
     while book.waiting() and (left := deadline - time.monotonic()) > 0:
         for note in feed.notes(min(left, 0.5)):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
+from pipeline.transparency.delivery import DeliveryReceipt, open_receipt, sign_receipt
 from pipeline.transparency.note import Signer
 from pipeline.transport.kafka import KafkaConfig, ensure_topics
 from pipeline.transport.mis import MisClient, NoLogKey, NotRecorded
@@ -71,8 +71,12 @@ def test_send_all_gives_the_receipts_in_order_or_names_the_events_without_one(
         assert refused.value.event_ids == [lost]
         assert f"event {lost}: no receipt within 3s" in str(refused.value)
         assert sorted(refused.value.receipts) == [0, 1, 2, 4]
-        receipts = mis.send_all(events[:3], timeout=10)
+        notes: dict[str, bytes] = {}
+        receipts = mis.send_all(events[:3], timeout=10, keep=lambda e, n: notes.update({e.id: n}))
     assert [r.event_id for r in receipts] == [e.id for e in events[:3]]
+    assert {e.id: open_receipt(notes[e.id], LOG.verifier) for e in events[:3]} == {
+        r.event_id: r for r in receipts
+    }
 
 
 def test_receipts_signed_by_anyone_but_the_log_do_not_deliver(
