@@ -42,7 +42,7 @@ Position = tuple[str, int, int]
 #: Why a record on the receipts topic was ignored, as the summary says it.
 REFUSED = "not signed by the log"
 ANOTHER_EVENT = "for another event at the position"
-#: How long a sender waits for the broker to acknowledge a record.
+#: How long a sender waits for the broker's acknowledgements once its records are flushed.
 ACK_TIMEOUT = 30.0
 
 
@@ -103,6 +103,10 @@ class ReceiptBook:
         self._done.add(position)
         self.held[index] = held
         return index, held
+
+    def outstanding(self) -> int:
+        """How many acknowledged records hold no receipt yet."""
+        return len(self._waiting)
 
     def waiting(self) -> list[int]:
         """The acknowledged records that hold no receipt yet, in order."""
@@ -214,9 +218,11 @@ def deliver(
             futures.append((index, sender.send_record(record.raw, record.topic)))
         except ValueError as exc:  # NotRoutable
             delivery.unsent[index] = f"not sent: {exc}"
+    # The producer gives up on a record after its own delivery timeout, so the flush ends;
+    # what was not acknowledged by then is said record by record.
+    with contextlib.suppress(Exception):
+        sender.flush()
     acks_by = time.monotonic() + ACK_TIMEOUT
-    with contextlib.suppress(Exception):  # what is not acknowledged is said line by line
-        sender.flush(ACK_TIMEOUT)
     for index, future in futures:
         try:
             metadata = future.get(timeout=max(0.0, acks_by - time.monotonic()))
@@ -236,7 +242,7 @@ def deliver(
 
 def _await(book: ReceiptBook, feed: Feed, deadline: float, on_receipt: OnReceipt | None) -> None:
     """Read the topic until every acknowledged record holds a receipt or ``deadline``."""
-    while book.waiting() and (left := deadline - time.monotonic()) > 0:
+    while book.outstanding() and (left := deadline - time.monotonic()) > 0:
         for note in feed.notes(min(left, 0.5)):
             found = book.offer(note)
             if found is not None and on_receipt is not None:

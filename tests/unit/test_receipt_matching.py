@@ -191,7 +191,9 @@ class Broker:
     """Takes records at offsets 0, 1, 2... of sharing.referral; refuses what a test says;
     its flush fails as a timed-out one does."""
 
-    def __init__(self, refused: set[bytes] = frozenset(), unroutable: set[bytes] = frozenset()):
+    def __init__(
+        self, refused: frozenset[bytes] = frozenset(), unroutable: frozenset[bytes] = frozenset()
+    ) -> None:
         self.refused, self.unroutable = refused, unroutable
         self.sent: list[bytes] = []
 
@@ -235,7 +237,7 @@ def test_deliver_holds_each_receipt_and_returns_without_waiting_out_the_timeout(
 
 def test_deliver_names_what_was_not_sent_not_acknowledged_or_not_receipted() -> None:
     records = [Outgoing(b"bad", None), Outgoing(b"lost", "ev-l"), Outgoing(b"c", "ev-c")]
-    broker = Broker(refused={b"lost"}, unroutable={b"bad"})
+    broker = Broker(refused=frozenset({b"lost"}), unroutable=frozenset({b"bad"}))
     done = deliver(records, broker, Topic([]), LOG.verifier, 0.2)
     assert done.unsent == {0: "not sent: not valid JSON", 1: "not delivered: TimeoutError"}
     assert done.missing == [2] and not done.held
