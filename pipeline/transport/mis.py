@@ -290,6 +290,7 @@ class MisProducer(_Closing):
 
         config = broker if isinstance(broker, KafkaConfig) else KafkaConfig(bootstrap=broker)
         self.config = config
+        self._feed: ReceiptFeed | None = None
         try:
             self.producer = KafkaProducer(**producer_settings(config))
         except KafkaError as exc:
@@ -344,17 +345,18 @@ class MisProducer(_Closing):
         """Send every record and wait, at most ``timeout`` seconds after the last
         acknowledgement, for the log's receipt of each (see
         :func:`pipeline.transport.receipts.deliver`); KafkaUnavailable when the broker
-        has no receipts topic to read."""
-        feed = ReceiptFeed(self.config)
-        try:
-            return deliver(records, self, feed, log, timeout, on_ack, on_receipt)
-        finally:
-            feed.close()
+        has no receipts topic to read. The topic's reader is opened once and kept until
+        :meth:`close`, so that sending one event at a time pays for it once."""
+        if self._feed is None:
+            self._feed = ReceiptFeed(self.config)
+        return deliver(records, self, self._feed, log, timeout, on_ack, on_receipt)
 
     def flush(self, timeout: float | None = None) -> None:
         self.producer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
+        if self._feed is not None:
+            self._feed.close()
         self.producer.close(timeout)
 
 

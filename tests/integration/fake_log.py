@@ -50,7 +50,7 @@ class FakeLog:
         self._first: dict[str, int] = {}
         self._seq = 0
         self._stop = threading.Event()
-        self.consumer = KafkaConsumer(**consumer_settings(config))
+        self.consumer = KafkaConsumer(**consumer_settings(config), fetch_max_wait_ms=20)
         partitions = [
             TopicPartition(topic, p)
             for topic in INPUT_TOPICS
