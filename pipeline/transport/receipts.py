@@ -290,35 +290,44 @@ def read_held(path: Path, log: Verifier) -> tuple[dict[int, KeptReceipt], list[s
     except FileNotFoundError:
         return {}, []
     kept: dict[int, KeptReceipt] = {}
-    problems: list[str] = []
+    bad: list[BadRow] = []
     for row in data.split(b"\n")[:-1]:
         if not row.strip():
             continue
         try:
             line, event_id, held = _kept(row, log)
-        except ValueError as exc:
-            problems.append(str(exc))
+        except BadRow as exc:
+            bad.append(exc)
             continue
         kept[line] = KeptReceipt(event_id, held)
-    return kept, problems
+    # A line that a later row holds (its line sent again, and receipted) is not at fault.
+    return kept, [str(exc) for exc in bad if exc.line is None or exc.line not in kept]
+
+
+class BadRow(ValueError):
+    """A row of a receipts file that holds no receipt of the log, naming its line."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 def _kept(row: bytes, log: Verifier) -> tuple[int, str | None, Held]:
-    """One receipts-file row, verified; ValueError naming its line and what is wrong."""
+    """One receipts-file row, verified; :class:`BadRow` naming its line and what is wrong."""
     try:
         value = orjson.loads(row)
     except orjson.JSONDecodeError:
-        raise ValueError("a row that is not JSON is skipped") from None
+        raise BadRow("a row that is not JSON is skipped") from None
     line = value.get("line") if isinstance(value, dict) else None
     if not isinstance(line, int) or isinstance(line, bool) or line < 1:
-        raise ValueError("a row without a line number is skipped")
+        raise BadRow("a row without a line number is skipped")
     note, event_id = value.get("receipt"), value.get("event_id")
     if not isinstance(note, str) or not (event_id is None or isinstance(event_id, str)):
-        raise ValueError(f"line {line}: the receipt kept is not a signed note's text")
+        raise BadRow(f"line {line}: the receipt kept is not a signed note's text", line)
     try:
         receipt = open_receipt(note.encode(), log)
     except ReceiptRefused as exc:
-        raise ValueError(f"line {line}: the receipt kept does not verify ({exc})") from None
+        raise BadRow(f"line {line}: the receipt kept does not verify ({exc})", line) from None
     if receipt.event_id != event_id:
-        raise ValueError(f"line {line}: the receipt kept names another event than the row")
+        raise BadRow(f"line {line}: the receipt kept names another event than the row", line)
     return line, event_id, Held(receipt, note.encode())

@@ -241,3 +241,13 @@ def test_deliver_names_what_was_not_sent_not_acknowledged_or_not_receipted() -> 
     done = deliver(records, broker, Topic([]), LOG.verifier, 0.2)
     assert done.unsent == {0: "not sent: not valid JSON", 1: "not delivered: TimeoutError"}
     assert done.missing == [2] and not done.held
+
+
+def test_a_bad_row_for_a_line_a_later_row_holds_is_not_reported(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(
+        receipt_line(3, "ev-1", signed(receipt(), OTHER_KEY))
+        + receipt_line(3, "ev-1", signed(receipt()))
+    )
+    held, problems = read_held(path, LOG.verifier)
+    assert set(held) == {3} and problems == []
