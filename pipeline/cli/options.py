@@ -176,7 +176,9 @@ def log_verifier_for(vkey_file: str | None, db: str | None) -> Verifier | None:
         return log_signer(config.log_key, log_origin(url, config.log_origin), url, False).verifier
     except LogOriginError as exc:
         fail(str(exc))
-    except LogKeyError:
+    except LogKeyError as exc:
+        if config.log_key:  # a key set that is not one is said, not taken for none
+            fail(str(exc))
         return None
 
 

@@ -331,3 +331,12 @@ def test_wait_acked_refuses_to_keep_receipts_it_does_not_wait_for(tmp_path: Path
     done = emit(KafkaConfig(bootstrap="127.0.0.1:1"), file, "--wait", "acked", "--receipts", "r")
     assert done.exit_code == 2
     assert "--receipts keeps the log's receipts, which --wait acked does not" in done.output
+
+
+def test_a_log_key_set_that_is_not_one_is_named_not_taken_for_none(
+    topics: KafkaConfig, tmp_path: Path, events: list[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARING_AUDIT_LOG_KEY", "beef")
+    done = emit(topics, write(tmp_path, events[:1]), "--db", f"sqlite:///{tmp_path}/l.db")
+    assert done.exit_code == 2
+    assert "SHARING_AUDIT_LOG_KEY must be 64 hexadecimal characters" in done.output
