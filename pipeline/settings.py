@@ -58,6 +58,13 @@ class Settings(BaseSettings):
             f"{DEFAULT_LOG_ORIGIN}"
         ),
     )
+    log_vkey: str | None = Field(
+        default=None,
+        description=(
+            "the log's verifier key (the line sharing-audit log vkey prints), for a sender "
+            "to check the log's receipts by; unset, emit uses the key of the ledger --db names"
+        ),
+    )
     checkpoint_seconds: float = Field(
         default=10.0,
         gt=0,

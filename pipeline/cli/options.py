@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -13,19 +14,24 @@ import typer
 from pipeline.cli.exits import fail
 from pipeline.ledger import schema
 from pipeline.ledger.asking import BadFilter
+from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import KeyRefused, ledger_key
+from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.policy.schools import Schools
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,
+    key_file_for,
     load_or_create_key,
     pseudonymiser,
 )
 from pipeline.settings import settings
+from pipeline.transparency.note import Verifier
 from pipeline.transport.kafka import KafkaConfig
+from pipeline.transport.mis import NoLogKey, log_verifier
 
 T = TypeVar("T")
 
@@ -136,6 +142,51 @@ def broker_config(broker: str | None) -> KafkaConfig:
             "no broker: give --broker HOST:PORT or set SHARING_AUDIT_BROKER "
             "(sharing-audit up and sharing-audit broker print the address)"
         )
+
+
+VkeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--vkey",
+        help="A file holding the log's verifier key (the line sharing-audit log vkey prints), "
+        "to check its receipts by (else SHARING_AUDIT_LOG_VKEY, else the key of the ledger "
+        "--db names, when it is on this machine).",
+    ),
+]
+
+
+def log_verifier_for(vkey_file: str | None, db: str | None) -> Verifier | None:
+    """The log's verifier key: from ``--vkey FILE``, else SHARING_AUDIT_LOG_VKEY, else the
+    key of the local ledger as ``sharing-audit log vkey`` finds it (never made here); None
+    when there is none to be had. A key given that is not one is a clear exit."""
+    if vkey_file is not None:
+        try:
+            text = Path(vkey_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read --vkey {vkey_file}: {getattr(exc, 'strerror', None) or exc}")
+        return _verifier(text, f"--vkey {vkey_file}")
+    config = settings()
+    if config.log_vkey:
+        return _verifier(config.log_vkey, "SHARING_AUDIT_LOG_VKEY")
+    url = database_url(db)
+    kept = key_file_for(url, LOG_KEY_SUFFIX)
+    if not config.log_key and (kept is None or not kept.exists()):
+        return None  # asked before the origin, whose read would make an empty SQLite file
+    try:
+        return log_signer(config.log_key, log_origin(url, config.log_origin), url, False).verifier
+    except LogOriginError as exc:
+        fail(str(exc))
+    except LogKeyError as exc:
+        if config.log_key:  # a key set that is not one is said, not taken for none
+            fail(str(exc))
+        return None
+
+
+def _verifier(text: str, where: str) -> Verifier:
+    try:
+        return log_verifier(text)
+    except NoLogKey as exc:
+        fail(f"{where}: {exc}")
 
 
 def cli_reader() -> Requester:

@@ -8,28 +8,45 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from pipeline.checking import numbered_lines
+from pipeline.cli.emitting import (
+    EXIT_INTERRUPTED,
+    Interrupted,
+    Line,
+    failures_of,
+    interrupted,
+    kept_for,
+    lines_of,
+    send_for_receipts,
+    summary,
+)
 from pipeline.cli.exits import fail, open_events, schools_or_fail
 from pipeline.cli.options import (
     BrokerOption,
     DbOption,
     PolicyOption,
     SchoolsOption,
+    VkeyOption,
     broker_config,
     database_url,
+    log_verifier_for,
 )
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.settings import settings
+from pipeline.transparency.note import Verifier
 from pipeline.transport.broker import BrokerError, EmbeddedBroker
-from pipeline.transport.kafka import KafkaUnavailable, ensure_topics
+from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
 from pipeline.transport.mis import DeliveryError, MisProducer, NotRoutable
 from pipeline.transport.processes import Pipeline
+from pipeline.transport.receipts import KeptReceipt
 
 
 def broker(
@@ -48,6 +65,11 @@ def broker(
         fail(str(exc))
 
 
+class Wait(StrEnum):
+    recorded = "recorded"
+    acked = "acked"
+
+
 def emit(
     file: Annotated[
         str, typer.Argument(help="JSON Lines file of events, or - for standard input.")
@@ -57,12 +79,96 @@ def emit(
         str | None,
         typer.Option(help="Send every line to this topic as is (default: route by type)."),
     ] = None,
+    wait: Annotated[
+        Wait,
+        typer.Option(
+            help="recorded: until the log's signed receipt of each line has come; acked: "
+            "until the broker took each (it promises no more: the embedded broker keeps "
+            "records in memory)."
+        ),
+    ] = Wait.recorded,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds to wait for the receipts after the broker took the last line."
+        ),
+    ] = 120.0,
+    receipts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the receipts in this JSON Lines file, one per line of the input, as "
+            "they come; run again with the same file to send only the lines holding none."
+        ),
+    ] = None,
+    vkey: VkeyOption = None,
+    db: DbOption = None,
 ) -> None:
-    """Send events to Kafka, each to its topic with the contract's key, and wait for acks.
+    """Send events to Kafka, each to its topic with the contract's key, and wait until the
+    log has signed a receipt for each (a broker's acknowledgement promises nothing).
 
-    Exits 1 naming every line that was not delivered.
+    Exits 1 naming every line without a receipt (not sent, not acknowledged, or no receipt
+    within --timeout); sending a line again is safe, its event is recorded once.
     """
     config = broker_config(broker)
+    if wait is Wait.acked:
+        if receipts is not None:
+            fail("--receipts keeps the log's receipts, which --wait acked does not wait for")
+        _emit_acked(file, config, topic)
+        return
+    log = _log_or_fail(vkey, db)
+    lines, kept = _lines_and_kept(file, receipts, log)
+    todo = [line for line in lines if line.number not in kept]
+    err = Console(stderr=True)
+    if not todo:
+        err.print(f"every line holds a receipt already ({len(kept)})", highlight=False)
+        return
+    try:
+        delivery = send_for_receipts(config, todo, topic, log, timeout, receipts, err)
+    except (DeliveryError, KafkaUnavailable) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot keep the receipts in {receipts}: {exc.strerror or exc}")
+    except Interrupted as stopped:
+        fail(interrupted(stopped.held + len(kept), receipts), EXIT_INTERRUPTED)
+    for message in summary(delivery, len(kept), config.bootstrap):
+        err.print(message, highlight=False, soft_wrap=True)
+    failures = failures_of(todo, delivery, timeout)
+    for message in failures:
+        print(f"sharing-audit: {message}", file=sys.stderr)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _log_or_fail(vkey: str | None, db: str | None) -> Verifier:
+    log = log_verifier_for(vkey, db)
+    if log is None:
+        fail(
+            "cannot check the log's receipts: no verifier key for it (give --vkey FILE or "
+            "set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it where the ledger "
+            "is). --wait acked sends without receipts, but then only promises that the "
+            "broker took the records."
+        )
+    return log
+
+
+def _lines_and_kept(
+    file: str, receipts: Path | None, log: Verifier
+) -> tuple[list[Line], dict[int, KeptReceipt]]:
+    """The input's lines, and the receipts already kept for them; or a clear exit."""
+    stream, _ = open_events(file)
+    try:
+        with stream:
+            lines = lines_of(stream)
+    except OSError as exc:
+        fail(f"cannot read {file}: {exc.strerror or exc}")
+    try:
+        return lines, kept_for(lines, receipts, log)
+    except OSError as exc:
+        fail(f"cannot read the receipts kept in {receipts}: {exc.strerror or exc}")
+
+
+def _emit_acked(file: str, config: KafkaConfig, topic: str | None) -> None:
+    """``emit --wait acked``: each line sent, and the broker's acknowledgement waited for."""
     err = Console(stderr=True)
     stream, _ = open_events(file)
     failures: list[str] = []
@@ -92,7 +198,7 @@ def emit(
     delivered = sum(per_topic.values())
     detail = ", ".join(f"{t}: {n}" for t, n in sorted(per_topic.items()))
     where = f" ({detail})" if detail else ""
-    err.print(f"delivered {delivered} events to {config.bootstrap}{where}")
+    err.print(f"delivered {delivered} events to {config.bootstrap}{where} (acknowledged only)")
     if failures:
         for message in failures:
             print(f"sharing-audit: {message}", file=sys.stderr)

@@ -3,18 +3,23 @@
 Events are built with typed helpers that fill in the envelope (a fresh id, the school's
 source, the time now unless given) and validate against contract v1 before anything is
 sent, so a mistake is reported to the MIS where it is made, naming the field. Sending
-routes each event to its topic with the contract's record key and waits for the broker
-to acknowledge it::
+routes each event to its topic with the contract's record key and waits, by default,
+for the log's signed receipt that it recorded the event (a broker's acknowledgement
+alone promises nothing: the embedded broker keeps records in memory)::
 
     from pipeline.transport.mis import MisClient
 
-    with MisClient("127.0.0.1:9092", school_urn="100000") as mis:
+    vkey = open("log.vkey").read()  # sharing-audit log vkey prints it
+    with MisClient("127.0.0.1:9092", school_urn="100000", log_vkey=vkey) as mis:
         referral = mis.referral(
             upn="H801200001001", recipient="agency:school-nursing",
             categories=["health"], lawful_basis="public_task",
             special_condition="9.2.h", channel="secure_email",
         )
-        mis.send(referral)  # raises DeliveryError if the broker did not take it
+        # NotRecorded if the log signed no receipt in time; keep the signed note it gives
+        receipt = mis.send(referral, keep=lambda event, note: kept.append(note))
+
+``wait="acked"`` waits only for the broker, as earlier versions did.
 
 Any Kafka client in any language can do the same by writing the JSON of
 ``schemas/json/`` to the topics; this module is a convenience, not a requirement.
@@ -26,13 +31,15 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from types import TracebackType
-from typing import Any
+from typing import Any, Literal, Self, overload
 
 import orjson
 from pydantic import ValidationError
 
+from pipeline.transparency.delivery import DeliveryReceipt
+from pipeline.transparency.note import ED25519, NoteError, Verifier
 from pipeline.transport.kafka import KafkaConfig, producer_settings
+from pipeline.transport.receipts import Delivery, OnReceipt, Outgoing, ReceiptFeed, deliver
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -58,6 +65,26 @@ class NotRoutable(ValueError):
 
 class DeliveryError(Exception):
     """The broker did not acknowledge a record."""
+
+
+class NotRecorded(DeliveryError):
+    """Events the log signed no receipt for in time: perhaps never recorded. Sending
+    them again is safe (the same id is recorded once: a duplicate's receipt)."""
+
+    def __init__(self, message: str, event_ids: list[str], receipts: dict[int, DeliveryReceipt]):
+        super().__init__(message)
+        self.event_ids = event_ids
+        #: The receipts that did come, by the event's index in what was sent.
+        self.receipts = receipts
+
+
+class NoLogKey(ValueError):
+    """Waiting for receipts needs the log's verifier key to check them by."""
+
+
+Wait = Literal["recorded", "acked"]
+#: Told each event and its receipt's signed note, verbatim, as the receipt comes.
+Keep = Callable[[Event, bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +268,20 @@ def event_bytes(event: Event) -> bytes:
     return orjson.dumps(event.model_dump(exclude_none=True, warnings=False))
 
 
-class MisProducer:
+class _Closing:
+    """Closed on leaving a ``with`` block, whatever ended it."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *ended: object) -> None:
+        self.close()
+
+    def close(self, timeout: float = 30.0) -> None:
+        raise NotImplementedError
+
+
+class MisProducer(_Closing):
     """Sends records to the broker (kafka-python), each acknowledged by all replicas."""
 
     def __init__(self, broker: str | KafkaConfig) -> None:
@@ -250,21 +290,11 @@ class MisProducer:
 
         config = broker if isinstance(broker, KafkaConfig) else KafkaConfig(bootstrap=broker)
         self.config = config
+        self._feed: ReceiptFeed | None = None
         try:
             self.producer = KafkaProducer(**producer_settings(config))
         except KafkaError as exc:
             raise DeliveryError(f"no Kafka broker answers at {config.bootstrap}: {exc}") from None
-
-    def __enter__(self) -> MisProducer:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def send_record(self, raw: bytes, topic: str | None = None) -> Any:
         """Start sending ``raw`` (one event's JSON) to its topic; a future of the ack.
@@ -304,10 +334,29 @@ class MisProducer:
             if on_ack is not None:
                 on_ack()
 
+    def send_recorded(
+        self,
+        records: Sequence[Outgoing],
+        log: Verifier,
+        timeout: float = 120.0,
+        on_ack: Callable[[int], None] | None = None,
+        on_receipt: OnReceipt | None = None,
+    ) -> Delivery:
+        """Send every record and wait, at most ``timeout`` seconds after the last
+        acknowledgement, for the log's receipt of each (see
+        :func:`pipeline.transport.receipts.deliver`); KafkaUnavailable when the broker
+        has no receipts topic to read. The topic's reader is opened once and kept until
+        :meth:`close`, so that sending one event at a time pays for it once."""
+        if self._feed is None:
+            self._feed = ReceiptFeed(self.config)
+        return deliver(records, self, self._feed, log, timeout, on_ack, on_receipt)
+
     def flush(self, timeout: float | None = None) -> None:
         self.producer.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
+        if self._feed is not None:
+            self._feed.close()
         self.producer.close(timeout)
 
 
@@ -319,12 +368,121 @@ def wait_for(future: Any, timeout: float = 30.0) -> Any:
         raise DeliveryError(f"not acknowledged: {type(exc).__name__}: {exc}") from None
 
 
-class MisClient(SchoolEvents, MisProducer):
-    """One school's MIS connection: build events with the helpers, send them."""
+def log_verifier(log_vkey: str | Verifier) -> Verifier:
+    """The log's verifier key, given as its one line of text (``sharing-audit log vkey``)
+    or parsed; :class:`NoLogKey` saying what is wrong with a text that is not one."""
+    try:
+        verifier = log_vkey if isinstance(log_vkey, Verifier) else Verifier.parse(log_vkey)
+    except NoteError as exc:
+        raise NoLogKey(f"the log's verifier key is not one: {exc}") from None
+    if verifier.kind != ED25519:
+        raise NoLogKey("the log's verifier key is a witness's cosignature key, not a log's")
+    return verifier
 
-    def __init__(self, broker: str | KafkaConfig, school_urn: str) -> None:
+
+class MisClient(SchoolEvents, _Closing):
+    """One school's MIS connection: build events with the helpers, send them, and keep the
+    log's receipts. ``log_vkey`` is the log's verifier key, needed to wait for receipts.
+    Not for several threads at once."""
+
+    def __init__(
+        self,
+        broker: str | KafkaConfig,
+        school_urn: str,
+        log_vkey: str | Verifier | None = None,
+    ) -> None:
         SchoolEvents.__init__(self, school_urn)
-        MisProducer.__init__(self, broker)
+        self.log = None if log_vkey is None else log_verifier(log_vkey)
+        self.producer = MisProducer(broker)
 
-    def __enter__(self) -> MisClient:
-        return self
+    @overload
+    def send(
+        self,
+        event: Event,
+        wait: Literal["recorded"] = ...,
+        timeout: float = ...,
+        *,
+        keep: Keep | None = ...,
+    ) -> DeliveryReceipt: ...
+    @overload
+    def send(
+        self, event: Event, wait: Literal["acked"], timeout: float = ..., *, keep: None = ...
+    ) -> None: ...
+
+    def send(
+        self,
+        event: Event,
+        wait: Wait = "recorded",
+        timeout: float = 30.0,
+        *,
+        keep: Keep | None = None,
+    ) -> DeliveryReceipt | None:
+        """Send one event; with ``wait="recorded"``, its receipt, verified (else
+        :class:`NotRecorded` after ``timeout`` seconds); with ``"acked"``, None once the
+        broker took it. ``keep`` is given the receipt's signed note, verbatim: what a school
+        keeps to hold the log to it (``sharing-audit audit receipts``)."""
+        if wait == "acked":
+            self.producer.send(event, timeout)
+            return None
+        return self.send_all([event], wait, timeout, keep=keep)[0]
+
+    @overload
+    def send_all(
+        self,
+        events: Iterable[Event],
+        wait: Literal["recorded"] = ...,
+        timeout: float = ...,
+        *,
+        keep: Keep | None = ...,
+    ) -> list[DeliveryReceipt]: ...
+    @overload
+    def send_all(
+        self,
+        events: Iterable[Event],
+        wait: Literal["acked"],
+        timeout: float = ...,
+        *,
+        keep: None = ...,
+    ) -> None: ...
+
+    def send_all(
+        self,
+        events: Iterable[Event],
+        wait: Wait = "recorded",
+        timeout: float = 60.0,
+        *,
+        keep: Keep | None = None,
+    ) -> list[DeliveryReceipt] | None:
+        """Send many events at once; with ``wait="recorded"``, their receipts in order, or
+        :class:`NotRecorded` naming every event without one ``timeout`` seconds after the
+        broker took the last. ``keep`` is given each event and its receipt's signed note
+        as it comes, so that what came is kept even when others do not come."""
+        events = list(events)
+        if wait == "acked":
+            self.producer.send_all([event_bytes(e) for e in events], timeout=timeout)
+            return None
+        if self.log is None:
+            raise NoLogKey(
+                "wait='recorded' needs the log's verifier key: MisClient(..., log_vkey=...), "
+                "as sharing-audit log vkey prints it; wait='acked' only learns that the "
+                "broker took the events"
+            )
+        records = [Outgoing(event_bytes(e), e.id) for e in events]
+        on_receipt = None if keep is None else lambda i, held: keep(events[i], held.note)
+        delivery = self.producer.send_recorded(records, self.log, timeout, on_receipt=on_receipt)
+        receipts = {i: held.receipt for i, held in delivery.held.items()}
+        if len(receipts) < len(events):
+            raise _not_recorded(events, delivery, timeout)
+        return [receipts[i] for i in range(len(events))]
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.producer.close(timeout)
+
+
+def _not_recorded(events: list[Event], delivery: Delivery, timeout: float) -> NotRecorded:
+    """The error naming each event without a receipt, and why it has none."""
+    why = {i: f"no receipt within {timeout:g}s" for i in delivery.missing}
+    why.update(delivery.unsent)
+    named = "; ".join(f"event {events[i].id}: {reason}" for i, reason in sorted(why.items()))
+    receipts = {i: held.receipt for i, held in delivery.held.items()}
+    return NotRecorded(named, [events[i].id for i in sorted(why)], receipts)

@@ -38,7 +38,7 @@ def test_emit_without_a_broker_says_how_to_give_one(
     assert "Traceback" not in result.output
 
 
-def test_emit_sends_every_routable_line_and_names_the_others(
+def test_emit_wait_acked_sends_every_routable_line_and_names_the_others(
     kafka: KafkaConfig, tmp_path: Path
 ) -> None:
     ensure_topics(kafka)
@@ -54,6 +54,8 @@ def test_emit_sends_every_routable_line_and_names_the_others(
             str(tmp_path / "e.jsonl"),
             "--broker",
             kafka.bootstrap,
+            "--wait",
+            "acked",
         ],
         capture_output=True,
         timeout=60,
@@ -131,7 +133,9 @@ def on_a_terminal(
 def emit_six_events(broker: str, folder: Path) -> None:
     events = [orjson.dumps(line.event) for line in simulate(3, seed=2)[:6]]
     (folder / "e.jsonl").write_bytes(b"\n".join(events) + b"\n")
+    # acked: this worker signs no receipts yet (issue 30, the worker's side)
     emit = [sys.executable, "-m", "pipeline.cli", "emit", "e.jsonl", "--broker", broker]
+    emit += ["--wait", "acked"]
     subprocess.run(emit, cwd=folder, capture_output=True, timeout=60, check=True)
 
 

@@ -7,7 +7,15 @@ import orjson
 import pytest
 
 from pipeline.policy.intake import read_event
-from pipeline.transport.mis import InvalidEvent, NotRoutable, SchoolEvents, event_bytes, route
+from pipeline.transport.mis import (
+    InvalidEvent,
+    MisClient,
+    NoLogKey,
+    NotRoutable,
+    SchoolEvents,
+    event_bytes,
+    route,
+)
 from tests.factory import census, consent_withdrawn, referral, transfer, upn
 
 SCHOOL = SchoolEvents("116234")
@@ -74,3 +82,8 @@ def test_a_mistake_is_refused_naming_the_field_not_the_value() -> None:
             channel="s2s",
         )
     assert upn(1) not in str(refused.value)
+
+
+def test_a_log_key_that_is_not_a_verifier_key_is_refused_before_connecting() -> None:
+    with pytest.raises(NoLogKey, match="the log's verifier key is not one"):
+        MisClient("127.0.0.1:1", school_urn="116234", log_vkey="example.org/log+00+AAAA")

@@ -1,0 +1,333 @@
+"""Waiting for the log's receipts: a record counts delivered when the log signed that it
+recorded it, not when the broker acknowledged it.
+
+The embedded broker keeps records in memory, and even a replicated Kafka says nothing of
+whether the worker ever recorded what it took. After the ledger transaction recording a
+record commits, the worker publishes one receipt for it on ``sharing.receipts`` (contract,
+Clarifications 2026-12-06): a signed note naming the record's position
+(``TOPIC/PARTITION/OFFSET``) and its event id. A sender matches it against the position
+its producer's acknowledgement gave, and the event id the record carries.
+
+Receipts come at least once, in any order, possibly before the sender has seen its own
+acknowledgement; the topic may hold anything anyone wrote to it. Only a receipt that
+:func:`open_receipt` accepts under the log's verifier key counts; anything else is counted
+and ignored, so a hostile topic can delay a sender but never make it believe a record
+delivered. One implementation for the SDK, ``emit`` and whoever else sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, NamedTuple, Protocol
+
+import orjson
+
+from pipeline.transparency.delivery import DeliveryReceipt, ReceiptRefused, open_receipt
+from pipeline.transparency.note import Verifier
+from pipeline.transport.kafka import (
+    RECEIPTS_TOPIC,
+    KafkaConfig,
+    KafkaUnavailable,
+    consumer_settings,
+)
+
+#: Where a broker put a record: topic, partition, offset.
+Position = tuple[str, int, int]
+#: Why a record on the receipts topic was ignored, as the summary says it.
+REFUSED = "not signed by the log"
+ANOTHER_EVENT = "for another event at the position"
+#: How long a fetch of receipts may wait at the broker for one to come. The embedded
+#: broker (Tansu) answers a fetch only when this runs out, even when records came sooner:
+#: at kafka-python's 500 ms a send waited 260 ms for its receipt, at 20 ms, 18 ms.
+FETCH_WAIT_MS = 20
+#: How long a sender waits for the broker's acknowledgements once its records are flushed.
+ACK_TIMEOUT = 30.0
+
+
+class Held(NamedTuple):
+    """A receipt the log signed for a record, and the note's bytes exactly as signed."""
+
+    receipt: DeliveryReceipt
+    note: bytes
+
+
+class ReceiptBook:
+    """Which of a sender's records hold a receipt. Pure: fed acknowledgements
+    (:meth:`acked`) and the values read from the receipts topic (:meth:`offer`), in any
+    order; receipts of positions not yet acknowledged are kept until they are."""
+
+    def __init__(self, log: Verifier) -> None:
+        self.log = log
+        self.held: dict[int, Held] = {}
+        self.ignored: Counter[str] = Counter()
+        self.repeated = 0
+        self._waiting: dict[Position, tuple[int, str | None]] = {}
+        self._early: dict[Position, list[Held]] = {}
+        self._done: set[Position] = set()
+
+    def acked(self, index: int, position: Position, event_id: str | None) -> Held | None:
+        """Record ``index`` is at ``position``, carrying ``event_id`` (None: no usable id);
+        the receipt that already came for it, if one did."""
+        for early in self._early.pop(position, []):
+            if early.receipt.event_id == event_id:
+                self.held[index] = early
+                self._done.add(position)
+                return early
+            self.ignored[ANOTHER_EVENT] += 1
+        self._waiting[position] = (index, event_id)
+        return None
+
+    def offer(self, note: bytes) -> tuple[int, Held] | None:
+        """Take one value read from the receipts topic; the record it newly delivers."""
+        try:
+            receipt = open_receipt(note, self.log)
+        except ReceiptRefused:
+            self.ignored[REFUSED] += 1
+            return None
+        position = (receipt.topic, receipt.partition, receipt.offset)
+        held = Held(receipt, note)
+        waiting = self._waiting.get(position)
+        if waiting is None:
+            if position in self._done:
+                self.repeated += 1
+            else:
+                self._early.setdefault(position, []).append(held)
+            return None
+        index, event_id = waiting
+        if receipt.event_id != event_id:
+            self.ignored[ANOTHER_EVENT] += 1
+            return None
+        del self._waiting[position]
+        self._done.add(position)
+        self.held[index] = held
+        return index, held
+
+    def outstanding(self) -> int:
+        """How many acknowledged records hold no receipt yet."""
+        return len(self._waiting)
+
+    def waiting(self) -> list[int]:
+        """The acknowledged records that hold no receipt yet, in order."""
+        return sorted(index for index, _ in self._waiting.values())
+
+
+class Feed(Protocol):
+    """Where receipts are read from: :class:`ReceiptFeed` on a broker."""
+
+    def skip_to_end(self) -> None: ...
+
+    def notes(self, timeout: float) -> list[bytes]: ...
+
+
+class ReceiptFeed:
+    """The receipts topic, read from its end: open it (and :meth:`skip_to_end`) before
+    sending, so that no receipt of what is sent goes by unread. Reads without a consumer
+    group: it commits nothing and every sender reads every receipt."""
+
+    def __init__(self, config: KafkaConfig) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.errors import KafkaError
+
+        try:
+            self.consumer = KafkaConsumer(
+                **consumer_settings(config), fetch_max_wait_ms=FETCH_WAIT_MS
+            )
+            numbers = self.consumer.partitions_for_topic(RECEIPTS_TOPIC)
+        except KafkaError as exc:
+            raise KafkaUnavailable(
+                f"no Kafka broker answers at {config.bootstrap}: {exc}"
+            ) from None
+        if not numbers:
+            self.consumer.close()
+            raise KafkaUnavailable(
+                f"the broker at {config.bootstrap} has no topic {RECEIPTS_TOPIC}: "
+                "a worker of this version creates it (or sharing-audit up, broker)"
+            )
+        self.partitions = [TopicPartition(RECEIPTS_TOPIC, n) for n in sorted(numbers)]
+        self.consumer.assign(self.partitions)
+        self.skip_to_end()
+
+    def skip_to_end(self) -> None:
+        """Read on from the topic's end as it is now (its position asked for at once,
+        since a seek alone is resolved only at the next poll, after the sends)."""
+        self.consumer.seek_to_end(*self.partitions)
+        for partition in self.partitions:
+            self.consumer.position(partition)
+
+    def notes(self, timeout: float) -> list[bytes]:
+        """The values that came within ``timeout`` seconds (none is a normal answer)."""
+        batches = self.consumer.poll(timeout_ms=max(1, int(timeout * 1000)))
+        return [record.value or b"" for batch in batches.values() for record in batch]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+
+
+class Outgoing(NamedTuple):
+    """One record to send: its bytes, the event id the log will name it by (None when it
+    has no usable one), and a topic overriding the contract's routing."""
+
+    raw: bytes
+    event_id: str | None
+    topic: str | None = None
+
+
+class Sender(Protocol):
+    """What sends records: ``send_record`` gives a future of the acknowledgement (its
+    value a RecordMetadata) or raises ValueError when the record cannot be routed."""
+
+    def send_record(self, raw: bytes, topic: str | None = None) -> Any: ...
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+
+@dataclass
+class Delivery:
+    """What became of records sent: each one's receipt, or why it has none."""
+
+    held: dict[int, Held] = field(default_factory=dict)
+    #: Records the broker never took (unroutable, or not acknowledged), and why.
+    unsent: dict[int, str] = field(default_factory=dict)
+    #: Records the broker acknowledged that hold no receipt after the wait.
+    missing: list[int] = field(default_factory=list)
+    ignored: Counter[str] = field(default_factory=Counter)
+
+
+OnReceipt = Callable[[int, Held], None]
+
+
+def deliver(
+    records: Sequence[Outgoing],
+    sender: Sender,
+    feed: Feed,
+    log: Verifier,
+    timeout: float,
+    on_ack: Callable[[int], None] | None = None,
+    on_receipt: OnReceipt | None = None,
+) -> Delivery:
+    """Send ``records`` (numbered by their index) and wait until each holds a receipt the
+    log signed, at most ``timeout`` seconds after the last acknowledgement. ``on_receipt``
+    is told of each receipt as it comes, so that it can be kept at once."""
+    book = ReceiptBook(log)
+    delivery = Delivery(held=book.held, ignored=book.ignored)
+    feed.skip_to_end()
+    futures: list[tuple[int, Any]] = []
+    for index, record in enumerate(records):
+        try:
+            futures.append((index, sender.send_record(record.raw, record.topic)))
+        except ValueError as exc:  # NotRoutable
+            delivery.unsent[index] = f"not sent: {exc}"
+    # The producer gives up on a record after its own delivery timeout, so the flush ends;
+    # what was not acknowledged by then is said record by record.
+    with contextlib.suppress(Exception):
+        sender.flush()
+    acks_by = time.monotonic() + ACK_TIMEOUT
+    for index, future in futures:
+        try:
+            metadata = future.get(timeout=max(0.0, acks_by - time.monotonic()))
+        except Exception as exc:
+            delivery.unsent[index] = f"not delivered: {type(exc).__name__}"
+            continue
+        if on_ack is not None:
+            on_ack(index)
+        position = (metadata.topic, metadata.partition, metadata.offset)
+        held = book.acked(index, position, records[index].event_id)
+        if held is not None and on_receipt is not None:
+            on_receipt(index, held)
+    _await(book, feed, time.monotonic() + timeout, on_receipt)
+    delivery.missing = book.waiting()
+    return delivery
+
+
+def _await(book: ReceiptBook, feed: Feed, deadline: float, on_receipt: OnReceipt | None) -> None:
+    """Read the topic until every acknowledged record holds a receipt or ``deadline``."""
+    while book.outstanding() and (left := deadline - time.monotonic()) > 0:
+        for note in feed.notes(min(left, 0.5)):
+            found = book.offer(note)
+            if found is not None and on_receipt is not None:
+                on_receipt(*found)
+
+
+# The receipts a sender keeps: JSON Lines, one object per line of the input that holds a
+# receipt, {"line": N, "event_id": ..., "receipt": "<the signed note, verbatim>"}.
+
+
+class KeptReceipt(NamedTuple):
+    event_id: str | None
+    held: Held
+
+
+def append_to(path: Path) -> BinaryIO:
+    """``path`` opened to append receipts to, a torn last line (a crash while it was
+    written) cut off first, so that the next line starts on a line of its own."""
+    with contextlib.suppress(FileNotFoundError):
+        data = path.read_bytes()
+        whole = data.rfind(b"\n") + 1
+        if whole != len(data):
+            os.truncate(path, whole)
+    return path.open("ab")
+
+
+def receipt_line(line: int, event_id: str | None, note: bytes) -> bytes:
+    """One line of a receipts file, its newline included."""
+    return orjson.dumps({"line": line, "event_id": event_id, "receipt": note.decode()}) + b"\n"
+
+
+def read_held(path: Path, log: Verifier) -> tuple[dict[int, KeptReceipt], list[str]]:
+    """The receipts kept in ``path`` that the log signed, by input line, and what is
+    wrong with the others (each line named). A last line without its newline is one a
+    crash tore while writing it: it is ignored, its input line sent again. OSError when
+    the file is there but cannot be read."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}, []
+    kept: dict[int, KeptReceipt] = {}
+    bad: list[BadRow] = []
+    for row in data.split(b"\n")[:-1]:
+        if not row.strip():
+            continue
+        try:
+            line, event_id, held = _kept(row, log)
+        except BadRow as exc:
+            bad.append(exc)
+            continue
+        kept[line] = KeptReceipt(event_id, held)
+    # A line that a later row holds (its line sent again, and receipted) is not at fault.
+    return kept, [str(exc) for exc in bad if exc.line is None or exc.line not in kept]
+
+
+class BadRow(ValueError):
+    """A row of a receipts file that holds no receipt of the log, naming its line."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def _kept(row: bytes, log: Verifier) -> tuple[int, str | None, Held]:
+    """One receipts-file row, verified; :class:`BadRow` naming its line and what is wrong."""
+    try:
+        value = orjson.loads(row)
+    except orjson.JSONDecodeError:
+        raise BadRow("a row that is not JSON is skipped") from None
+    line = value.get("line") if isinstance(value, dict) else None
+    if not isinstance(line, int) or isinstance(line, bool) or line < 1:
+        raise BadRow("a row without a line number is skipped")
+    note, event_id = value.get("receipt"), value.get("event_id")
+    if not isinstance(note, str) or not (event_id is None or isinstance(event_id, str)):
+        raise BadRow(f"line {line}: the receipt kept is not a signed note's text", line)
+    try:
+        receipt = open_receipt(note.encode(), log)
+    except ReceiptRefused as exc:
+        raise BadRow(f"line {line}: the receipt kept does not verify ({exc})", line) from None
+    if receipt.event_id != event_id:
+        raise BadRow(f"line {line}: the receipt kept names another event than the row", line)
+    return line, event_id, Held(receipt, note.encode())

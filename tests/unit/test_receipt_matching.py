@@ -1,0 +1,253 @@
+"""Matching the log's receipts to the records a sender sent, without a broker
+(pipeline.transport.receipts): a line counts delivered only by a receipt the log signed,
+for the position the broker acknowledged and the event the line carries; anything else on
+the topic is counted and ignored."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+
+from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
+from pipeline.transparency.merkle import leaf_hash
+from pipeline.transparency.note import Signer
+from pipeline.transport.receipts import Outgoing, ReceiptBook, deliver, read_held, receipt_line
+
+ORIGIN = "example.org/sharing-audit"
+LOG = Signer(ORIGIN, bytes(range(32)))
+OTHER_KEY = Signer(ORIGIN, bytes(range(1, 33)))
+OTHER_LOG = Signer("other.example/log", bytes(range(32)))
+AT = ("sharing.referral", 1, 7)
+
+
+def receipt(
+    event_id: str | None = "ev-1",
+    at: tuple[str, int, int] = AT,
+    decision: str = "allowed",
+    seq: int = 3,
+    origin: str = ORIGIN,
+) -> DeliveryReceipt:
+    topic, partition, offset = at
+    return DeliveryReceipt(
+        origin, event_id, topic, partition, offset, seq, leaf_hash(b"e"), decision, 1767225600
+    )
+
+
+def signed(r: DeliveryReceipt, log: Signer = LOG) -> bytes:
+    return sign_receipt(r, log)
+
+
+def book() -> ReceiptBook:
+    return ReceiptBook(LOG.verifier)
+
+
+def test_a_receipt_for_the_acknowledged_position_and_event_delivers_the_line() -> None:
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    found = matching.offer(signed(receipt()))
+    assert found is not None and found[0] == 1
+    assert found[1].receipt.seq == 3 and found[1].note == signed(receipt())
+    assert set(matching.held) == {1}
+
+
+def test_a_receipt_that_comes_before_the_ack_is_kept_until_the_ack_comes() -> None:
+    matching = book()
+    assert matching.offer(signed(receipt())) is None
+    held = matching.acked(1, AT, "ev-1")
+    assert held is not None and held.receipt.decision == "allowed"
+    assert set(matching.held) == {1}
+
+
+def test_an_acknowledged_line_without_a_receipt_is_not_delivered() -> None:
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    matching.acked(2, ("sharing.referral", 1, 8), "ev-2")
+    matching.offer(signed(receipt()))
+    assert matching.waiting() == [2]
+
+
+def test_a_receipt_signed_by_another_key_is_ignored_and_counted() -> None:
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    assert matching.offer(signed(receipt(), OTHER_KEY)) is None
+    assert matching.waiting() == [1]
+    assert matching.ignored["not signed by the log"] == 1
+
+
+def test_a_receipt_of_another_log_is_ignored_and_counted() -> None:
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    assert matching.offer(signed(receipt(origin=OTHER_LOG.name), OTHER_LOG)) is None
+    assert matching.waiting() == [1]
+    assert matching.ignored["not signed by the log"] == 1
+
+
+def test_garbage_on_the_topic_is_ignored_and_counted() -> None:
+    matching = book()
+    for junk in (b"", b"\xff\xfe", b"sharing-audit/receipt/v1\n", b"{}" * 10_000):
+        assert matching.offer(junk) is None
+    assert matching.ignored["not signed by the log"] == 4
+
+
+def test_a_receipt_naming_another_event_at_the_position_is_not_the_lines() -> None:
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    assert matching.offer(signed(receipt(event_id="ev-other"))) is None
+    assert matching.waiting() == [1]
+    assert matching.ignored["for another event at the position"] == 1
+
+
+def test_an_early_receipt_naming_another_event_is_not_taken_when_the_ack_comes() -> None:
+    matching = book()
+    matching.offer(signed(receipt(event_id="ev-other")))
+    assert matching.acked(1, AT, "ev-1") is None
+    assert matching.waiting() == [1]
+    assert matching.ignored["for another event at the position"] == 1
+
+
+def test_a_line_without_an_event_id_takes_a_receipt_that_names_none() -> None:
+    matching = book()
+    matching.acked(1, AT, None)
+    assert matching.offer(signed(receipt(event_id="ev-1"))) is None
+    found = matching.offer(signed(receipt(event_id=None, decision="rejected")))
+    assert found is not None and found[0] == 1
+
+
+def test_a_receipt_delivered_twice_counts_once() -> None:
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    assert matching.offer(signed(receipt())) is not None
+    assert matching.offer(signed(receipt())) is None
+    assert list(matching.held) == [1] and matching.repeated == 1
+
+
+def test_a_resent_lines_duplicate_receipt_naming_the_first_entry_delivers_it() -> None:
+    matching = book()
+    matching.acked(4, ("sharing.referral", 0, 12), "ev-1")
+    first_entry = receipt(at=("sharing.referral", 0, 12), decision="duplicate", seq=3)
+    found = matching.offer(signed(first_entry))
+    assert found is not None and found[1].receipt.decision == "duplicate"
+
+
+def test_receipts_of_other_senders_records_are_neither_held_nor_ignored() -> None:
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    matching.offer(signed(receipt(event_id="ev-9", at=("sharing.census", 0, 1))))
+    assert matching.waiting() == [1] and not matching.held and not matching.ignored
+
+
+def test_kept_receipts_are_read_back_verified_and_a_torn_last_line_is_ignored(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "r.jsonl"
+    good = receipt_line(1, "ev-1", signed(receipt()))
+    path.write_bytes(good + receipt_line(2, "ev-2", signed(receipt("ev-2")))[:40])
+    held, problems = read_held(path, LOG.verifier)
+    assert set(held) == {1} and held[1].event_id == "ev-1"
+    assert held[1].held.note == signed(receipt())
+    assert problems == []
+
+
+def test_a_kept_receipt_that_does_not_verify_is_named_and_not_held(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(
+        receipt_line(3, "ev-1", signed(receipt(), OTHER_KEY))
+        + orjson.dumps({"line": 4, "event_id": None, "receipt": 12})
+        + b"\n"
+        + receipt_line(5, "ev-1", signed(receipt()))
+    )
+    held, problems = read_held(path, LOG.verifier)
+    assert set(held) == {5}
+    assert [p.split(":")[0] for p in problems] == ["line 3", "line 4"]
+    assert "not signed by the log's key" in problems[0]
+
+
+def test_a_missing_receipts_file_holds_nothing(tmp_path: Path) -> None:
+    assert read_held(tmp_path / "none.jsonl", LOG.verifier) == ({}, [])
+
+
+class Acked(NamedTuple):
+    topic: str
+    partition: int
+    offset: int
+
+
+class Ack:
+    """A producer's future: the position, or the error the broker gave."""
+
+    def __init__(self, outcome: Acked | Exception) -> None:
+        self.outcome = outcome
+
+    def get(self, timeout: float) -> Acked:
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+class Broker:
+    """Takes records at offsets 0, 1, 2... of sharing.referral; refuses what a test says;
+    its flush fails as a timed-out one does."""
+
+    def __init__(
+        self, refused: frozenset[bytes] = frozenset(), unroutable: frozenset[bytes] = frozenset()
+    ) -> None:
+        self.refused, self.unroutable = refused, unroutable
+        self.sent: list[bytes] = []
+
+    def send_record(self, raw: bytes, topic: str | None = None) -> Ack:
+        if raw in self.unroutable:
+            raise ValueError("not valid JSON")
+        self.sent.append(raw)
+        if raw in self.refused:
+            return Ack(TimeoutError("no answer"))
+        return Ack(Acked("sharing.referral", 0, len(self.sent) - 1))
+
+    def flush(self, timeout: float | None = None) -> None:
+        raise TimeoutError("flush timed out")
+
+
+class Topic:
+    """The receipts topic: what a test put on it, read once."""
+
+    def __init__(self, notes: list[bytes]) -> None:
+        self.pending = notes
+
+    def skip_to_end(self) -> None:
+        pass
+
+    def notes(self, timeout: float) -> list[bytes]:
+        out, self.pending = self.pending, []
+        return out
+
+
+def at(offset: int, event_id: str) -> bytes:
+    return signed(receipt(event_id, ("sharing.referral", 0, offset)))
+
+
+def test_deliver_holds_each_receipt_and_returns_without_waiting_out_the_timeout() -> None:
+    records = [Outgoing(b"a", "ev-a"), Outgoing(b"b", "ev-b")]
+    started = time.monotonic()
+    done = deliver(records, Broker(), Topic([at(1, "ev-b"), at(0, "ev-a")]), LOG.verifier, 60)
+    assert time.monotonic() - started < 5
+    assert sorted(done.held) == [0, 1] and not done.missing and not done.unsent
+
+
+def test_deliver_names_what_was_not_sent_not_acknowledged_or_not_receipted() -> None:
+    records = [Outgoing(b"bad", None), Outgoing(b"lost", "ev-l"), Outgoing(b"c", "ev-c")]
+    broker = Broker(refused=frozenset({b"lost"}), unroutable=frozenset({b"bad"}))
+    done = deliver(records, broker, Topic([]), LOG.verifier, 0.2)
+    assert done.unsent == {0: "not sent: not valid JSON", 1: "not delivered: TimeoutError"}
+    assert done.missing == [2] and not done.held
+
+
+def test_a_bad_row_for_a_line_a_later_row_holds_is_not_reported(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(
+        receipt_line(3, "ev-1", signed(receipt(), OTHER_KEY))
+        + receipt_line(3, "ev-1", signed(receipt()))
+    )
+    held, problems = read_held(path, LOG.verifier)
+    assert set(held) == {3} and problems == []
