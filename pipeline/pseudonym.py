@@ -7,10 +7,12 @@ pseudonym cannot be turned back into a UPN, nor can a UPN be tested against it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -83,11 +85,19 @@ def key_file_for(database_url: str, suffix: str = ".key") -> Path | None:
 
 
 def create_key_file(path: Path, key: bytes) -> None:
-    """Write ``key`` (hex) to a new file only its owner may read (0600)."""
+    """Write ``key`` (hex) to a new file only its owner may read (0600), whole or not at
+    all: it is written aside and linked into place, so a process starting beside another
+    (``up``'s worker and an ``emit`` or ``log vkey``) never reads it half written, and
+    one that loses the race leaves the winner's key as it is. Read the file afterwards."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(key.hex() + "\n")
+    fd, aside = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(key.hex() + "\n")
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            os.link(aside, path)
+    finally:
+        os.unlink(aside)
 
 
 def load_or_create_key(configured: str | None, database_url: str, may_create: bool = True) -> bytes:
@@ -122,6 +132,8 @@ def load_or_create_key(configured: str | None, database_url: str, may_create: bo
             f"no pseudonym key: this ledger holds pupils, and its key {path} is missing; "
             "restore it, or set SHARING_AUDIT_PSEUDONYM_KEY to the key it was written with"
         )
-    key = secrets.token_bytes(KEY_BYTES)
-    create_key_file(path, key)
-    return key
+    create_key_file(path, secrets.token_bytes(KEY_BYTES))
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise PseudonymKeyError(f"cannot read the pseudonym key {path}: {exc}") from None

@@ -39,6 +39,7 @@ from pipeline.cli.options import (
     log_verifier_for,
 )
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
+from pipeline.cli.worker import log_key_ready
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.settings import settings
 from pipeline.transparency.note import Verifier
@@ -220,6 +221,7 @@ def up(
     """
     url = database_url(db)
     schools_or_fail(schools)  # a mistake in the register is said here, not in the log file
+    log_key_ready(url)
     kafka = settings().kafka(broker) if (broker or settings().broker) else None
     console = Console(highlight=False)
     log_file, log_from = worker_log(console, log_file)

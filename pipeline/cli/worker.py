@@ -3,6 +3,7 @@ the ledger. The command line sits above the agents: this is where they are start
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +99,7 @@ def _supervised(
     kafka = broker_config(broker)
     policy_or_fail(policy)  # a mistake in the pack is said here, not in the log file
     schools_or_fail(schools)
+    log_key_ready(url)
     log_file, log_from = worker_log(console, log_file)
     stop = Stop()
     try:
@@ -110,6 +112,15 @@ def _supervised(
             supervise(pipeline, Ledger.open(url), console, stop, log_file, log_from)
     except KafkaUnavailable as exc:
         fail(str(exc))
+
+
+def log_key_ready(url: str) -> None:
+    """Make the SQLite ledger's log key now, before its worker starts, so that a sender
+    started the moment ``up`` prints the broker finds the key its receipts are checked by
+    (``emit`` never makes one). Where there is none to be had, the worker says why."""
+    config = settings()
+    with contextlib.suppress(LogKeyError, LogOriginError):
+        log_signer(config.log_key, log_origin(url, config.log_origin), url)
 
 
 def checkpointing(config: Settings, url: str) -> Checkpointing | None:

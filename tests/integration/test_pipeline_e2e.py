@@ -54,10 +54,14 @@ def _sharing_audit(*args: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def _emit(events_file: Path, kafka: KafkaConfig) -> subprocess.CompletedProcess[bytes]:
-    """``emit`` waiting for the broker only: this worker signs no receipts yet (issue 30,
-    the worker's side); with them, emit's default waits for the ledger."""
-    return _sharing_audit("emit", str(events_file), "--broker", kafka.bootstrap, "--wait", "acked")
+def _emit(events_file: Path, kafka: KafkaConfig, url: str) -> subprocess.CompletedProcess[bytes]:
+    """``emit`` as a school runs it: until the log has signed a receipt for every line,
+    checked with the log's verifier key as its operator hands it out."""
+    vkey = events_file.parent / "log.vkey"
+    vkey.write_bytes(_sharing_audit("log", "vkey", "--db", url).stdout)
+    return _sharing_audit(
+        "emit", str(events_file), "--broker", kafka.bootstrap, "--vkey", str(vkey)
+    )
 
 
 @pytest.fixture
@@ -86,7 +90,7 @@ def test_every_event_sent_by_kcat_and_emit_is_recorded_once_as_check_decides(
         per_topic["sharing.referral"] += [(None, raw) for raw in UNDECODABLE]
         for topic, records in per_topic.items():
             kcat_produce(env, kafka, topic, records)
-        emitted = _emit(events_file, kafka)
+        emitted = _emit(events_file, kafka, url)
         assert emitted.returncode == 0, emitted.stderr.decode()
 
         expected = expected_of([*year, *UNDECODABLE], Engine(policy))
@@ -127,7 +131,7 @@ def test_an_alert_names_pupils_by_pseudonym_only(
     events_file.write_bytes(b"".join(raw + b"\n" for raw in year))
     upns = {p["upn"] for raw in year for p in _pupils(raw)}
     with Pipeline(url, kafka, worker_log=tmp_path / "worker.log", env=FAST_ALERTS):
-        assert _emit(events_file, kafka).returncode == 0
+        assert _emit(events_file, kafka, url).returncode == 0
         alerts = read_topic(kafka, ALERTS_TOPIC, expected=1, timeout=60)
     assert alerts
     text = b"".join(a.value for a in alerts).decode()
@@ -173,7 +177,7 @@ def test_the_worker_sends_signed_notices_of_high_severity_incidents(
     events_file.write_bytes(b"".join(raw + b"\n" for raw in year))
     try:
         with Pipeline(url, kafka, worker_log=tmp_path / "worker.log", env=env):
-            sent = _emit(events_file, kafka)
+            sent = _emit(events_file, kafka, url)
             assert sent.returncode == 0
             assert wait_until(lambda: len(receiver.requests) >= 2, timeout=60), (
                 tmp_path / "worker.log"
@@ -199,7 +203,7 @@ def test_the_worker_signs_a_checkpoint_of_what_it_recorded_and_writes_it_to_a_fo
     events_file = tmp_path / "events.jsonl"
     events_file.write_bytes(b"".join(raw + b"\n" for raw in year))
     with Pipeline(url, kafka, worker_log=tmp_path / "worker.log", env=env):
-        assert _emit(events_file, kafka).returncode == 0
+        assert _emit(events_file, kafka, url).returncode == 0
         entries = expected_of(year, Engine(policy)).entries
         assert wait_until(lambda: ledger_count(url) >= entries, timeout=90)
         with Ledger.open(url).engine.connect() as connection:

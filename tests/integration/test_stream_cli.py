@@ -130,12 +130,11 @@ def on_a_terminal(
                 process.kill()
 
 
-def emit_six_events(broker: str, folder: Path) -> None:
+def emit_six_events(broker: str, folder: Path, url: str) -> None:
     events = [orjson.dumps(line.event) for line in simulate(3, seed=2)[:6]]
     (folder / "e.jsonl").write_bytes(b"\n".join(events) + b"\n")
-    # acked: this worker signs no receipts yet (issue 30, the worker's side)
     emit = [sys.executable, "-m", "pipeline.cli", "emit", "e.jsonl", "--broker", broker]
-    emit += ["--wait", "acked"]
+    emit += ["--db", url]  # whose log key checks the receipts
     subprocess.run(emit, cwd=folder, capture_output=True, timeout=60, check=True)
 
 
@@ -153,7 +152,7 @@ def test_up_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_f
     url = f"sqlite:///{tmp_path}/ledger.db"
     with on_a_terminal(["up", "--db", url], tmp_path) as (up, shown):
         broker = shown.until(re.compile(rb"broker: (127\.0\.0\.1:\d+)"), timeout=30).group(1)
-        emit_six_events(broker.decode(), tmp_path)
+        emit_six_events(broker.decode(), tmp_path, url)
         shown.until(re.compile(rb"recorded 6 events: allowed \d+"), timeout=90)
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
@@ -167,7 +166,7 @@ def test_worker_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in
     command = ["worker", "--broker", kafka.bootstrap, "--db", url]
     with on_a_terminal(command, tmp_path) as (worker, shown):
         shown.until(re.compile(rb"ledger: sqlite"), timeout=30)
-        emit_six_events(kafka.bootstrap, tmp_path)
+        emit_six_events(kafka.bootstrap, tmp_path, url)
         shown.until(re.compile(rb"recorded 6 events: allowed \d+.*\| lag 0"), timeout=90)
         worker.send_signal(signal.SIGINT)
         assert worker.wait(60) == 0

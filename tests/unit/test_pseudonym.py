@@ -4,7 +4,9 @@ below were computed with ``openssl dgst -sha256 -mac HMAC``, not with this code.
 
 from __future__ import annotations
 
-from pipeline.pseudonym import pseudonymiser
+from pathlib import Path
+
+from pipeline.pseudonym import create_key_file, pseudonymiser
 
 KEY = b"\xb3" * 32
 UPN = "U850123426007"
@@ -37,3 +39,14 @@ def test_a_mac_does_not_depend_on_the_messages_before_it() -> None:
     used(UPN)
     used.identity_mac(PSEUDONYM, UPN, "2012-09-01")
     assert used.identity_mac(PSEUDONYM, UPN, None) == fresh
+
+
+def test_a_key_file_made_by_two_processes_at_once_holds_the_first_key_whole(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db.key"
+    create_key_file(path, bytes(32))
+    create_key_file(path, bytes(range(32)))  # the one that lost the race: no error
+    assert path.read_text() == bytes(32).hex() + "\n"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # nothing left aside
