@@ -19,6 +19,7 @@ from pipeline.cli.incidents import incidents_app
 from pipeline.cli.ledger import db_app, ledger_app
 from pipeline.cli.log import log_app
 from pipeline.cli.policy import policy_app, schemas_app
+from pipeline.cli.receipts import receipts
 from pipeline.cli.report import report_app
 from pipeline.cli.serve import serve
 from pipeline.cli.stream import broker, emit, up
@@ -52,6 +53,7 @@ for group, name in (
     (report_app, "report"),
 ):
     app.add_typer(group, name=name)
+audit_app.command("receipts")(receipts)
 
 
 def _version(value: bool) -> None:

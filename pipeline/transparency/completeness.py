@@ -47,6 +47,7 @@ class Verdict(StrEnum):
     REFUSED = "refused"
     MISBEHAVIOUR = "misbehaviour"
     NO_RECEIPT = "no receipt"
+    UNREADABLE = "unreadable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,11 +222,12 @@ def tally(findings: Iterable[Finding]) -> Counter[Verdict]:
 
 def exit_status(findings: Iterable[Finding]) -> int:
     """1 when a receipt was refused or the log misbehaved; 2 when some receipt could not be
-    proven (the log gave no usable proof); else 0: proven or pending, every one."""
+    proven (the log gave no usable proof) or some file could not be read; else 0: every
+    receipt proven or pending."""
     counts = tally(findings)
     if counts[Verdict.REFUSED] or counts[Verdict.MISBEHAVIOUR]:
         return 1
-    return 2 if counts[Verdict.UNPROVEN] else 0
+    return 2 if counts[Verdict.UNPROVEN] or counts[Verdict.UNREADABLE] else 0
 
 
 def evidence_readme(finding: Finding, accepted: Accepted, where: str) -> str:

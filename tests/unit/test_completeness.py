@@ -263,6 +263,7 @@ def test_misbehaviour_or_a_refusal_fails_with_1_and_an_unproven_receipt_with_2()
     )
     assert exit_status([proven, pending]) == 0
     assert exit_status([proven, unproven]) == 2
+    assert exit_status([proven, dataclasses.replace(base, verdict=Verdict.UNREADABLE)]) == 2
     assert exit_status([unproven, refused]) == 1
     assert exit_status([proven, misbehaved]) == 1
     assert tally([proven, proven, pending])[Verdict.PROVEN] == 2
