@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -20,6 +21,10 @@ from pipeline.transparency.completeness import MAX_LINE, held_in_line
 from pipeline.transparency.delivery import ReceiptRefused
 
 RECEIPTS_SUFFIX = ".receipts.jsonl"
+
+
+class Unreadable(Exception):
+    """A file that is not read: the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +51,10 @@ def held_receipts(paths: list[Path]) -> Iterator[Held]:
             yield from _in_file(path)
 
 
-def _in_folder(folder: Path) -> Iterator[Held]:
+def receipts_files(folder: Path, suffix: str = RECEIPTS_SUFFIX) -> Iterator[Path | Held]:
+    """The files in ``folder`` (and below) whose names end in ``suffix``, sorted; a symbolic
+    link or a folder that cannot be read as a :class:`Held` saying so (none is followed)."""
+
     def unreadable(error: OSError) -> None:
         raise error
 
@@ -56,55 +64,67 @@ def _in_folder(folder: Path) -> Iterator[Held]:
             for name in folders:
                 if (Path(root) / name).is_symlink():
                     yield Held(str(Path(root) / name), unreadable="a symbolic link, not followed")
-            for name in sorted(files):
-                if name.endswith(RECEIPTS_SUFFIX):
-                    yield from _in_file(Path(root) / name)
+            yield from (Path(root) / name for name in sorted(files) if name.endswith(suffix))
     except OSError as exc:
         yield Held(str(exc.filename or folder), unreadable=f"cannot read it: {exc.strerror}")
 
 
-def _in_file(path: Path) -> Iterator[Held]:
+def _in_folder(folder: Path) -> Iterator[Held]:
+    for found in receipts_files(folder):
+        yield from _in_file(found) if isinstance(found, Path) else (found,)
+
+
+@contextmanager
+def regular_file(path: Path) -> Iterator[BinaryIO]:
+    """``path`` opened for reading, not through a symbolic link and only if it is a regular
+    file (a FIFO would hang the read); else :class:`Unreadable` saying why."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
-        why = (
-            "a symbolic link, not followed"
-            if path.is_symlink()
-            else f"cannot read it: {exc.strerror}"
-        )
-        yield Held(str(path), unreadable=why)
-        return
+        link = path.is_symlink()
+        raise Unreadable(
+            "a symbolic link, not followed" if link else f"cannot read it: {exc.strerror}"
+        ) from None
     with os.fdopen(fd, "rb") as stream:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            yield Held(str(path), unreadable="not a regular file")
-        elif path.name.endswith(".jsonl"):
-            yield from _lines(path, stream)
-        else:
-            yield _bare_note(path, stream)
+            raise Unreadable("not a regular file")
+        yield stream
 
 
-def _lines(path: Path, stream: BinaryIO) -> Iterator[Held]:
+def bounded_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
+    """Each line's number and bytes (without its newline), or None for one longer than
+    ``limit``, read a bounded piece at a time; blank lines are left out."""
     number = 0
-    while line := stream.readline(MAX_LINE + 1):
+    while line := stream.readline(limit + 1):
         number += 1
-        where = f"{path}:{number}"
-        if len(line) > MAX_LINE and not line.endswith(b"\n"):
-            _skip_rest_of_line(stream)
-            yield Held(where, refused=f"the line is longer than {MAX_LINE // 1024} KiB")
-            continue
-        if not line.strip():
-            continue
-        try:
-            event_id, note = held_in_line(line.rstrip(b"\n"))
-        except ReceiptRefused as exc:
-            yield Held(where, refused=str(exc))
-            continue
-        yield Held(where, note=note, event_id=event_id)
+        if len(line) > limit and not line.endswith(b"\n"):
+            while (chunk := stream.readline(limit)) and not chunk.endswith(b"\n"):
+                pass
+            yield number, None
+        elif line.strip():
+            yield number, line.rstrip(b"\n")
 
 
-def _skip_rest_of_line(stream: BinaryIO) -> None:
-    while (chunk := stream.readline(MAX_LINE)) and not chunk.endswith(b"\n"):
-        pass
+def _in_file(path: Path) -> Iterator[Held]:
+    try:
+        with regular_file(path) as stream:
+            if not path.name.endswith(".jsonl"):
+                yield _bare_note(path, stream)
+                return
+            for number, line in bounded_lines(stream, MAX_LINE):
+                yield _held(f"{path}:{number}", line)
+    except Unreadable as exc:
+        yield Held(str(path), unreadable=str(exc))
+
+
+def _held(where: str, line: bytes | None) -> Held:
+    if line is None:
+        return Held(where, refused=f"the line is longer than {MAX_LINE // 1024} KiB")
+    try:
+        event_id, note = held_in_line(line)
+    except ReceiptRefused as exc:
+        return Held(where, refused=str(exc))
+    return Held(where, note=note, event_id=event_id)
 
 
 def _bare_note(path: Path, stream: BinaryIO) -> Held:
