@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -59,7 +60,7 @@ def reconcile(*args: str) -> Result:
     return runner.invoke(app, ["reconcile", *args], env=ENV)
 
 
-def reads(ledger: Ledger) -> list[dict[str, object]]:
+def reads(ledger: Ledger) -> list[dict[str, Any]]:
     with ledger.engine.connect() as connection:
         rows = connection.execute(text("SELECT details FROM ledger_entry WHERE kind = 'read'"))
         return [json.loads(details) for (details,) in rows]

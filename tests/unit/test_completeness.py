@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
+from pipeline.settings import Settings
 from pipeline.transparency.completeness import (
     Accepted,
     Served,
@@ -276,3 +277,16 @@ def test_the_evidence_says_in_plain_words_what_the_receipt_and_checkpoint_show()
     assert "receipts.jsonl line 4" in text and "seq 4" in text
     assert "receipt.note" in text and "checkpoint.note" in text
     assert "sharing-audit audit receipts" in text
+
+
+# -- the promise's setting ---------------------------------------------------------------
+
+
+def test_the_mmd_is_six_checkpoint_periods_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS", raising=False)
+    monkeypatch.setenv("SHARING_AUDIT_CHECKPOINT_SECONDS", "10")
+    assert Settings().merge_delay == 60
+    monkeypatch.setenv("SHARING_AUDIT_CHECKPOINT_SECONDS", "300")
+    assert Settings().merge_delay == 1800, "signing less often never breaks the promise"
+    monkeypatch.setenv("SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS", "90")
+    assert Settings().merge_delay == 90
