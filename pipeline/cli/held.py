@@ -51,7 +51,7 @@ def held_receipts(paths: list[Path]) -> Iterator[Held]:
             yield from _in_file(path)
 
 
-def receipts_files(folder: Path, suffix: str = RECEIPTS_SUFFIX) -> Iterator[Path | Held]:
+def files_named(folder: Path, suffix: str = RECEIPTS_SUFFIX) -> Iterator[Path | Held]:
     """The files in ``folder`` (and below) whose names end in ``suffix``, sorted; a symbolic
     link or a folder that cannot be read as a :class:`Held` saying so (none is followed)."""
 
@@ -70,7 +70,7 @@ def receipts_files(folder: Path, suffix: str = RECEIPTS_SUFFIX) -> Iterator[Path
 
 
 def _in_folder(folder: Path) -> Iterator[Held]:
-    for found in receipts_files(folder):
+    for found in files_named(folder):
         yield from _in_file(found) if isinstance(found, Path) else (found,)
 
 

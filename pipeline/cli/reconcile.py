@@ -25,7 +25,7 @@ from pipeline.cli.held import (
     Held,
     Unreadable,
     bounded_lines,
-    receipts_files,
+    files_named,
     regular_file,
 )
 from pipeline.cli.options import DbOption, asked, cli_reader, open_ledger, reading, school_scope
@@ -107,7 +107,7 @@ def reconcile(
 
 def _read_sent(path: Path, sent: Sent) -> None:
     if path.is_dir() and not path.is_symlink():
-        for found in receipts_files(path, ".jsonl"):
+        for found in files_named(path, ".jsonl"):
             if isinstance(found, Held):
                 print(
                     f"sharing-audit: {shown_text(found.where)}: {found.unreadable}", file=sys.stderr

@@ -67,12 +67,12 @@ def reads(ledger: Ledger) -> list[dict[str, Any]]:
 
 
 def test_an_event_sent_with_no_ledger_entry_is_named_with_its_line(
-    sqlite_url: str, tmp_path: Path
+    db_url: str, tmp_path: Path
 ) -> None:
     sent = events(6)
-    ledger = recorded(sqlite_url, sent[:2] + sent[3:])
+    ledger = recorded(db_url, sent[:2] + sent[3:])
     file = events_file(tmp_path / "term.jsonl", sent)
-    done = reconcile(str(file), "--db", sqlite_url)
+    done = reconcile(str(file), "--db", db_url)
     assert done.exit_code == 1, done.output
     assert str(sent[2]["id"]) in done.output and f"{file}:3" in done.output
     assert "6 events sent, 5 recorded, 1 not recorded" in done.output
@@ -90,11 +90,11 @@ def test_everything_sent_and_recorded_exits_0(sqlite_url: str, tmp_path: Path) -
     assert "4 events sent, 4 recorded, 0 not recorded" in done.output
 
 
-def test_an_entry_of_the_school_nothing_sent_is_named(sqlite_url: str, tmp_path: Path) -> None:
+def test_an_entry_of_the_school_nothing_sent_is_named(db_url: str, tmp_path: Path) -> None:
     sent = events(5)
-    ledger = recorded(sqlite_url, sent)
+    ledger = recorded(db_url, sent)
     file = events_file(tmp_path / "term.jsonl", sent[:1] + sent[2:])
-    done = reconcile(str(file), "--db", sqlite_url, "--school", URN, "--format", "jsonl")
+    done = reconcile(str(file), "--db", db_url, "--school", URN, "--format", "jsonl")
     assert done.exit_code == 1, done.output
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [(r["missing_from"], r["event_id"]) for r in rows] == [("files", sent[1]["id"])]
