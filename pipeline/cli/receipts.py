@@ -99,7 +99,8 @@ def receipts(
     than the MMD (by the time that checkpoint was accepted) whose entry the checkpoint does
     not hold, or holds another leaf for, is proof the log misbehaved: named, with the
     evidence written out. Exit 1 if any receipt is refused or shows misbehaviour, 2 if
-    some could not be proven, else 0 (pending receipts are not due yet)."""
+    some could not be proven or read, else 0 (pending receipts are not due yet). Each
+    leaf fetched from --log is a read the log records."""
     verifier = _log_key(vkey)
     accepted = _accepted(state, verifier, int(time.time()) if now is None else now)
     source = _source(log, token, proofs)
