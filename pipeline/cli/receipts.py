@@ -102,11 +102,13 @@ def receipts(
     some could not be proven or read, else 0 (pending receipts are not due yet). Each
     leaf fetched from --log is a read the log records."""
     verifier = _log_key(vkey)
-    accepted = _accepted(state, verifier, int(time.time()) if now is None else now)
+    now = int(time.time()) if now is None else now
+    accepted = _accepted(state, verifier, now)
     source = _source(log, token, proofs)
     delay = settings().merge_delay if mmd is None else mmd
     findings: list[tuple[Held, Finding, Served | None]] = []
-    for held, finding, served in _checked(held_receipts(paths), verifier, accepted, source, delay):
+    checked = _checked(held_receipts(paths), verifier, accepted, source, (delay, now))
+    for held, finding, served in checked:
         findings.append((held, finding, served))
         if finding.verdict is not Verdict.PROVEN:
             print(f"{shown_text(held.where)}: {finding.verdict}: {shown_text(_named(finding))}")
@@ -147,10 +149,16 @@ def _source(log: str | None, token: str | None, proofs: Path | None) -> ProofSou
 
 
 def _checked(
-    held: Iterator[Held], log: Verifier, accepted: Accepted, source: ProofSource, mmd: float
+    held: Iterator[Held],
+    log: Verifier,
+    accepted: Accepted,
+    source: ProofSource,
+    clock: tuple[float, int],
 ) -> Iterator[tuple[Held, Finding, Served | None]]:
-    """Each receipt held and what became of it; the log is asked once per seq (a duplicate's
-    receipt names the entry that first recorded its event)."""
+    """Each receipt held and what became of it, given the MMD and the time now (``clock``);
+    the log is asked once per seq (a duplicate's receipt names the entry that first
+    recorded its event)."""
+    mmd, now = clock
     asked: dict[int, Served] = {}
     for one in held:
         if one.unreadable is not None:
@@ -166,7 +174,7 @@ def _checked(
         except ReceiptRefused as exc:
             yield one, Finding(Verdict.REFUSED, str(exc)), None
             continue
-        beyond = unproven_beyond(receipt, accepted, mmd)
+        beyond = unproven_beyond(receipt, accepted, mmd, now=now)
         if beyond is not None:
             yield one, beyond, None
             continue

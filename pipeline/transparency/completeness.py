@@ -36,6 +36,8 @@ from pipeline.transparency.merkle import ProofError, leaf_hash, verify_inclusion
 from pipeline.transparency.note import Checkpoint, NoteError, Verifier, open_checkpoint
 from pipeline.transparency.receipt import Receipt, ReceiptError
 
+#: How far ahead of the auditor's clock a receipt may be dated (seconds): clocks differ.
+CLOCK_SKEW = 300
 #: The longest receipts line read: a receipt is some 400 bytes, its JSON line under 1 KiB.
 MAX_LINE = 64 * 1024
 
@@ -115,13 +117,24 @@ def open_held(note: bytes, log: Verifier, event_id: str | None) -> DeliveryRecei
     return receipt
 
 
-def unproven_beyond(receipt: DeliveryReceipt, accepted: Accepted, mmd: float) -> Finding | None:
+def unproven_beyond(
+    receipt: DeliveryReceipt, accepted: Accepted, mmd: float, *, now: int
+) -> Finding | None:
     """For an entry beyond the accepted tree: pending, or (once the MMD had passed when the
-    checkpoint was accepted) misbehaviour. None when the accepted tree holds its seq, and
-    it needs its proof (:func:`judge`)."""
+    checkpoint was accepted) misbehaviour, as is a receipt dated ahead of ``now`` by more
+    than clock skew (the log would put off its own deadline). None when the accepted tree
+    holds its seq, and it needs its proof (:func:`judge`)."""
     size = accepted.checkpoint.size
     if receipt.seq <= size:
         return None
+    if receipt.time > now + CLOCK_SKEW:
+        return Finding(
+            Verdict.MISBEHAVIOUR,
+            f"the log dated the receipt for seq {receipt.seq} {_when(receipt.time)}, "
+            f"{receipt.time - now:,} s ahead of now: a receipt dated ahead puts off the "
+            "log's promise to include it",
+            receipt,
+        )
     due = receipt.time + mmd
     if due < accepted.at:
         return Finding(

@@ -232,19 +232,21 @@ def test_a_log_that_gave_no_proof_leaves_the_receipt_unproven_saying_why() -> No
 
 
 def test_a_receipt_beyond_the_accepted_tree_within_the_mmd_is_pending() -> None:
-    found = unproven_beyond(receipt(11, b"x", time=T0), accepted(at=T0 + MMD), MMD)
+    found = unproven_beyond(receipt(11, b"x", time=T0), accepted(at=T0 + MMD), MMD, now=T0 + MMD)
     assert found is not None and found.verdict is Verdict.PENDING
     assert "audit verify" in found.reason
 
 
 def test_a_receipt_beyond_the_accepted_tree_past_the_mmd_is_misbehaviour() -> None:
-    found = unproven_beyond(receipt(11, b"x", time=T0), accepted(at=T0 + MMD + 1), MMD)
+    found = unproven_beyond(
+        receipt(11, b"x", time=T0), accepted(at=T0 + MMD + 1), MMD, now=T0 + MMD + 1
+    )
     assert found is not None and found.verdict is Verdict.MISBEHAVIOUR
     assert "seq 11" in found.reason and "size 10" in found.reason
 
 
 def test_a_receipt_within_the_accepted_tree_needs_its_proof() -> None:
-    assert unproven_beyond(receipt(10), accepted(at=T0), MMD) is None
+    assert unproven_beyond(receipt(10), accepted(at=T0), MMD, now=T0) is None
 
 
 # -- the outcome -------------------------------------------------------------------------
@@ -290,3 +292,15 @@ def test_the_mmd_is_six_checkpoint_periods_unless_set(monkeypatch: pytest.Monkey
     assert Settings().merge_delay == 1800, "signing less often never breaks the promise"
     monkeypatch.setenv("SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS", "90")
     assert Settings().merge_delay == 90
+
+
+def test_a_receipt_dated_ahead_of_now_is_misbehaviour_not_pending_forever() -> None:
+    ahead = receipt(11, b"x", time=T0 + 86_400)
+    found = unproven_beyond(ahead, accepted(at=T0), MMD, now=T0)
+    assert found is not None and found.verdict is Verdict.MISBEHAVIOUR
+    assert "dated" in found.reason and "ahead" in found.reason
+
+
+def test_a_receipt_dated_a_little_ahead_is_clock_skew_and_pending() -> None:
+    found = unproven_beyond(receipt(11, b"x", time=T0 + 60), accepted(at=T0), MMD, now=T0)
+    assert found is not None and found.verdict is Verdict.PENDING
