@@ -7,6 +7,7 @@ It reads files and asks the log; every decision is
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from pipeline.transparency.completeness import (
 from pipeline.transparency.delivery import ReceiptRefused
 from pipeline.transparency.note import Verifier
 
+TOKEN = re.compile(r"[!-~]+")
 #: What each outcome means for whoever holds the receipt, said once under the findings.
 MEANING = {
     Verdict.REFUSED: "a refused receipt is one the log never signed as it stands: whoever "
@@ -142,6 +144,8 @@ def _source(log: str | None, token: str | None, proofs: Path | None) -> ProofSou
     if log is not None:
         if not token:
             fail("--log needs --token (an auditor's token), or SHARING_AUDIT_TOKEN")
+        if not TOKEN.fullmatch(token):
+            fail("--token: a token is printable ASCII, no spaces (as users add printed it)")
         if not log.startswith(("http://", "https://")):
             fail(f"--log {shown_text(log)}: the log's address starts with https://")
         return LogOverHttp(log, token)

@@ -395,3 +395,14 @@ def test_a_bare_signed_note_is_a_receipt_too(tmp_path: Path) -> None:
     )
     assert done.exit_code == 0, done.output
     assert "1 receipts checked, 1 proven" in done.output
+
+
+def test_a_token_that_cannot_be_sent_is_named_not_a_traceback(tmp_path: Path) -> None:
+    honest, _ = honest_and_dropping(tmp_path)
+    held = receipts_file(tmp_path / "done", honest.receipts[:1])
+    state = accepted_state(tmp_path, honest.ledger)
+    for token in ("café", "two\nlines"):
+        done = audit_receipts(
+            tmp_path, state, str(held), "--log", "http://127.0.0.1:9", "--token", token
+        )
+        assert done.exit_code == 2 and "--token" in done.output, done.output
