@@ -53,6 +53,10 @@ class LogOverHttp:
         leaf, _ = self._get(f"/log/leaf/{seq}", MAX_LEAF)
         return Served(proof, leaf)
 
+    def latest_checkpoint(self) -> bytes | None:
+        """The checkpoint the log serves as its latest, if it answers with one."""
+        return self._get("/log/checkpoint", MAX_PROOF)[0]
+
     def _get(self, path: str, limit: int) -> tuple[bytes | None, str | None]:
         """The body of a 200 answer, or why there is none, in words."""
         try:

@@ -31,6 +31,7 @@ from pipeline.transparency.completeness import (
     evidence_readme,
     exit_status,
     judge,
+    newer_than_accepted,
     open_held,
     tally,
     unproven_beyond,
@@ -108,6 +109,8 @@ def receipts(
     accepted = _accepted(state, verifier, now)
     source = _source(log, token, proofs)
     delay = settings().merge_delay if mmd is None else mmd
+    if isinstance(source, LogOverHttp):
+        _say_if_outgrown(source, accepted, verifier)
     findings: list[tuple[Held, Finding, Served | None]] = []
     checked = _checked(held_receipts(paths), verifier, accepted, source, (delay, now))
     for held, finding, served in checked:
@@ -136,6 +139,13 @@ def _accepted(state: Path, log: Verifier, now: int) -> Accepted:
         )
     kept = state / STATE_FILE
     return Accepted(checkpoint, kept.read_bytes(), min(now, int(kept.stat().st_mtime)))
+
+
+def _say_if_outgrown(log: LogOverHttp, accepted: Accepted, verifier: Verifier) -> None:
+    served = log.latest_checkpoint()
+    advice = None if served is None else newer_than_accepted(served, accepted, verifier)
+    if advice is not None:
+        print(f"note: {advice}")
 
 
 def _source(log: str | None, token: str | None, proofs: Path | None) -> ProofSource:

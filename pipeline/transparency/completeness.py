@@ -141,7 +141,9 @@ def unproven_beyond(
             Verdict.MISBEHAVIOUR,
             f"the log receipted seq {receipt.seq} at {_when(receipt.time)}, promising it in a "
             f"checkpoint by {_when(due)} (MMD {mmd:g} s), but the checkpoint you accepted at "
-            f"{_when(accepted.at)} holds only size {size}: the log left out what it receipted",
+            f"{_when(accepted.at)} holds only size {size}: the log left out what it receipted "
+            "(checkpoints carry no time: this holds if that one was the log's "
+            "latest when you accepted it)",
             receipt,
         )
     return Finding(
@@ -227,6 +229,24 @@ def _proves(index: int, kept: Checkpoint, hashes: tuple[bytes, ...], leaf: bytes
     except ProofError:
         return False
     return True
+
+
+def newer_than_accepted(served: bytes, accepted: Accepted, log: Verifier) -> str | None:
+    """What to tell an auditor whose accepted checkpoint the log has outgrown (the note it
+    serves now, if signed by it, is larger): receipts are held to the checkpoint accepted,
+    and one not yet the log's latest makes receipts pending, or overdue, that the latest
+    may hold. None when it is not larger, or is not a checkpoint the log signed."""
+    try:
+        latest, _ = open_checkpoint(served, log)
+    except NoteError:
+        return None
+    if latest.size <= accepted.checkpoint.size:
+        return None
+    return (
+        f"the log now serves a checkpoint of size {latest.size}, larger than the "
+        f"{accepted.checkpoint.size} you accepted: accept it (sharing-audit audit verify, with "
+        f"sharing-audit log consistency --old {accepted.checkpoint.size}), then re-run"
+    )
 
 
 def tally(findings: Iterable[Finding]) -> Counter[Verdict]:

@@ -406,3 +406,33 @@ def test_a_token_that_cannot_be_sent_is_named_not_a_traceback(tmp_path: Path) ->
             tmp_path, state, str(held), "--log", "http://127.0.0.1:9", "--token", token
         )
         assert done.exit_code == 2 and "--token" in done.output, done.output
+
+
+def test_a_log_grown_past_the_accepted_checkpoint_is_named_so_it_is_accepted_first(
+    tmp_path: Path,
+) -> None:
+    ledger = open_ledger(tmp_path / "a.db")
+    events = referrals()
+    receipts = record(ledger, events[:8], LONG_AGO)
+    sign_if_grown(ledger, LOG)
+    state = accepted_state(tmp_path, ledger)
+    receipts += record(ledger, events[8:], LONG_AGO)
+    sign_if_grown(ledger, LOG)
+    held = receipts_file(tmp_path / "done", receipts)
+    token = add_user(ledger, "auditor-of-the-trust", Role.AUDITOR)
+    api = create_api(ledger, policy=load_pack(), pseudonym=pseudonymiser(PSEUDONYM_KEY))
+    with served(api) as url:
+        done = audit_receipts(
+            tmp_path,
+            state,
+            str(held),
+            "--log",
+            url,
+            "--token",
+            token,
+            "--evidence",
+            str(tmp_path / "evidence"),
+        )
+    assert done.exit_code == 1, done.output  # overdue beyond the tree accepted
+    assert f"the log now serves a checkpoint of size {EVENTS}" in done.output
+    assert "log consistency --old 8" in done.output

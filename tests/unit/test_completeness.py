@@ -20,6 +20,7 @@ from pipeline.transparency.completeness import (
     exit_status,
     held_in_line,
     judge,
+    newer_than_accepted,
     open_held,
     tally,
     unproven_beyond,
@@ -304,3 +305,12 @@ def test_a_receipt_dated_ahead_of_now_is_misbehaviour_not_pending_forever() -> N
 def test_a_receipt_dated_a_little_ahead_is_clock_skew_and_pending() -> None:
     found = unproven_beyond(receipt(11, b"x", time=T0 + 60), accepted(at=T0), MMD, now=T0)
     assert found is not None and found.verdict is Verdict.PENDING
+
+
+def test_a_larger_checkpoint_the_log_serves_is_named_so_the_auditor_accepts_it_first() -> None:
+    grown = [*LEAVES, b"entry-10", b"entry-11"]
+    served = accepted(grown).note
+    advice = newer_than_accepted(served, accepted(), LOG.verifier)
+    assert advice is not None and "size 12" in advice and "audit verify" in advice
+    assert newer_than_accepted(accepted().note, accepted(), LOG.verifier) is None
+    assert newer_than_accepted(b"garbage", accepted(), LOG.verifier) is None
