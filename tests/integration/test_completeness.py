@@ -436,3 +436,14 @@ def test_a_log_grown_past_the_accepted_checkpoint_is_named_so_it_is_accepted_fir
     assert done.exit_code == 1, done.output  # overdue beyond the tree accepted
     assert f"the log now serves a checkpoint of size {EVENTS}" in done.output
     assert "log consistency --old 8" in done.output
+
+
+def test_a_receipts_file_named_with_escape_sequences_is_shown_escaped(tmp_path: Path) -> None:
+    honest, _ = honest_and_dropping(tmp_path)
+    folder = tmp_path / "done"
+    folder.mkdir()
+    (folder / "\x1b[2Jterm.receipts.jsonl").write_bytes(b"{not json\n")
+    state = accepted_state(tmp_path, honest.ledger)
+    done = audit_receipts(tmp_path, state, str(folder))
+    assert done.exit_code == 1, done.output
+    assert "\x1b" not in done.output and "\\x1b[2Jterm.receipts.jsonl:1: refused" in done.output
