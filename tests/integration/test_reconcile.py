@@ -6,6 +6,7 @@ is recorded as a read, as every query of the ledger at the command line is."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,20 @@ def test_unreadable_input_ends_in_a_plain_line(sqlite_url: str, tmp_path: Path) 
     assert missing.exit_code == 2 and "cannot read" in missing.output
     school = reconcile(str(bad), "--db", sqlite_url, "--school", "not-a-urn")
     assert school.exit_code == 2 and "URN" in school.output
+
+
+def test_links_and_pipes_in_a_folder_are_named_and_not_read(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    sent = events(2)
+    recorded(sqlite_url, sent)
+    folder = tmp_path / "watch"
+    events_file(folder / "done" / "term.jsonl", sent)
+    outside = events_file(tmp_path / "elsewhere" / "other.jsonl", events(3, day=22))
+    (folder / "done" / "linked.jsonl").symlink_to(outside)
+    os.mkfifo(folder / "done" / "pipe.jsonl")
+    done = reconcile(str(folder), "--db", sqlite_url)
+    assert done.exit_code == 0, done.output
+    assert "2 events sent, 2 recorded" in done.output
+    assert "linked.jsonl: a symbolic link, not followed" in done.output
+    assert "pipe.jsonl: not a regular file" in done.output
