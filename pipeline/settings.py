@@ -20,6 +20,10 @@ DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
 DEFAULT_LOG_ORIGIN = "sharing-audit.localhost/log"
 
 
+#: The default maximum merge delay, in checkpoint periods (see :attr:`Settings.merge_delay`).
+MERGE_DELAY_CHECKPOINTS = 6
+
+
 class WitnessSetting(BaseModel):
     """A witness the log sends its checkpoints to: where, and its verifier key."""
 
@@ -69,6 +73,15 @@ class Settings(BaseSettings):
         default=10.0,
         gt=0,
         description="the worker signs a checkpoint this often, when the tree has grown",
+    )
+    max_merge_delay_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "the log's maximum merge delay (MMD): every entry it gave a receipt for is in a "
+            "signed checkpoint within this many seconds of the receipt's time; unset, "
+            f"{MERGE_DELAY_CHECKPOINTS} times SHARING_AUDIT_CHECKPOINT_SECONDS"
+        ),
     )
     checkpoint_dir: str | None = Field(
         default=None, description="a folder the latest checkpoint is written to, for others to copy"
@@ -157,6 +170,20 @@ class Settings(BaseSettings):
             "raise it"
         ),
     )
+
+    @property
+    def merge_delay(self) -> float:
+        """The MMD the log promises, in seconds: auditors hold it to this (``audit
+        receipts``). A receipted entry waits for the next checkpoint, up to
+        ``checkpoint_seconds`` after its batch commits; by default the promise is
+        :data:`MERGE_DELAY_CHECKPOINTS` checkpoint periods (60 s at the default 10 s), which
+        leaves room for a slow batch, a worker restarted by its supervisor and a witness
+        round, while a log that breaks it is still caught within a minute. Derived from
+        the checkpoint period unless set, so that signing less often never silently breaks
+        the promise."""
+        if self.max_merge_delay_seconds is not None:
+            return self.max_merge_delay_seconds
+        return MERGE_DELAY_CHECKPOINTS * self.checkpoint_seconds
 
     def kafka(self, broker: str | None = None) -> KafkaConfig:
         """The Kafka connection for ``broker`` (else the configured one)."""

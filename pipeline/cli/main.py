@@ -19,6 +19,8 @@ from pipeline.cli.incidents import incidents_app
 from pipeline.cli.ledger import db_app, ledger_app
 from pipeline.cli.log import log_app
 from pipeline.cli.policy import policy_app, schemas_app
+from pipeline.cli.receipts import receipts
+from pipeline.cli.reconcile import reconcile
 from pipeline.cli.report import report_app
 from pipeline.cli.serve import serve
 from pipeline.cli.stream import broker, emit, up
@@ -35,7 +37,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for command in (check, simulate, demo, serve, broker, emit, up, worker, watch):
+for command in (check, simulate, demo, serve, broker, emit, up, worker, watch, reconcile):
     app.command()(command)
 for group, name in (
     (ctf_app, "ctf"),
@@ -52,6 +54,7 @@ for group, name in (
     (report_app, "report"),
 ):
     app.add_typer(group, name=name)
+audit_app.command("receipts")(receipts)
 
 
 def _version(value: bool) -> None:
