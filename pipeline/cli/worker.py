@@ -47,6 +47,10 @@ def worker(
     On a terminal, or with --log-file, the agents run in a child process whose JSON log
     goes to the file, and a live line says what they have done, with their warnings and
     errors above it; elsewhere (a container) they run here and log to standard output.
+
+    Supervised, Ctrl-C says how many records were accepted but not yet recorded and keeps
+    recording them until none is left; a second Ctrl-C stops at once, and the records
+    stay on the broker for the next worker.
     """
     console = Console(highlight=False)
     if console.is_terminal or log_file is not None:
