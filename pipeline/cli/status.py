@@ -182,22 +182,28 @@ class Supervision:
             return
         self.out.say(stopping_message(left))
         first, recorded_at, said_at = left, time.monotonic(), time.monotonic()
+        again = self.quiet  # the wait is said after this long, then less often
         while not self.stop.again.wait(self.every):
             now = time.monotonic()
             quiet = now - recorded_at
             waiting = quiet >= self.quiet or self.out.ledger_unavailable
             if self.pipeline.broker_died:  # what it held is gone: nothing left to wait for
                 self.out.say(broker_died_message(self.pipeline.embedded, left, restarting=False))
+                if self.pipeline.worker is not None:
+                    self.pipeline.worker.kill()  # its clients would hang on the dead broker
                 return
             lag = self.look(progress_text(first, left, waiting))
             if lag == 0:
+                self.out.show(0, progress_text(first, 0, waiting=False))
                 self.out.say(f"all {first:,} records recorded; stopping")
                 return
-            if lag is not None and lag < left:
-                left, recorded_at = lag, now
-            elif waiting and now - said_at >= self.quiet:
+            if lag is not None and lag > left:  # still being sent: more to record
+                first, left = first + lag - left, lag
+            elif lag is not None and lag < left:
+                left, recorded_at, again = lag, now, self.quiet
+            elif waiting and now - said_at >= again:
                 self.out.say(waiting_message(left, quiet))
-                said_at = now
+                said_at, again = now, 6 * self.quiet
         self._stop_at_once()
 
     def _stop_at_once(self) -> None:

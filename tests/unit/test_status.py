@@ -154,3 +154,10 @@ def test_the_broker_dying_names_the_records_it_held_as_lost() -> None:
     said = broker_died_message(None, 5, restarting=True)
     assert "it held 5 records not yet recorded in memory only, now lost" in said
     assert said.endswith("starting it again")
+
+
+def test_records_still_arriving_while_stopping_are_waited_for_too() -> None:
+    pipeline, out = _Pipeline(10, 10, 30, 5, 0), _Said()
+    _supervision(pipeline, _Stopped(), out).run()
+    assert "stopping: recorded 25 of 30, 5 left" in out.lines
+    assert out.said[-1] == "all 30 records recorded; stopping"
