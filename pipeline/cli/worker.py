@@ -57,7 +57,7 @@ def worker(
         _supervised(broker, db, policy, schools, console, log_file)
         return
     from agents.recorder import Batching
-    from agents.worker import WorkerConfig, run_worker
+    from agents.worker import WorkerConfig, ready_ledger, run_worker
     from pipeline.ledger.schema import SchemaNotReady
 
     config = settings()
@@ -65,6 +65,10 @@ def worker(
     configure_logging(level=log_level)
     url = database_url(db)
     register = schools_or_fail(schools)
+    try:  # the log's origin is read from the ledger: a database still starting is waited for
+        ready_ledger(url).engine.dispose()
+    except SchemaNotReady as exc:
+        fail(f"{shown_url(url)} {exc}")
     worker_config = WorkerConfig(
         kafka=broker_config(broker),
         database_url=url,
