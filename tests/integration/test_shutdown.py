@@ -82,7 +82,8 @@ class Up:
 
 
 @contextlib.contextmanager
-def running_up(db: Path) -> Iterator[Up]:
+def running_up(db: Path, *command: str) -> Iterator[Up]:
+    """``sharing-audit up`` (or ``command``) on the SQLite ledger ``db``."""
     env = {
         **os.environ,
         "SHARING_AUDIT_PSEUDONYM_KEY": "5a" * 32,
@@ -90,7 +91,7 @@ def running_up(db: Path) -> Iterator[Up]:
     }
     env.pop("SHARING_AUDIT_BROKER", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "up", "--db", f"sqlite:///{db}"],
+        [sys.executable, "-m", "pipeline.cli", *(command or ("up",)), "--db", f"sqlite:///{db}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -162,6 +163,25 @@ def test_ctrl_c_while_the_ledger_is_held_says_what_is_not_recorded_and_records_i
         assert "worker_killed" not in up.tail()
     expected = expected_of(events, Engine(policy))
     assert ledger_count(f"sqlite:///{db}") == expected.entries
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_supervised_worker_records_what_it_accepted_before_stopping(
+    tmp_path: Path, kafka: KafkaConfig, policy: Policy
+) -> None:
+    db = tmp_path / "ledger.db"
+    events = term_events(20)
+    log = tmp_path / "worker.log"
+    command = ("worker", "--broker", kafka.bootstrap, "--log-file", str(log))
+    with running_up(db, *command) as worker:
+        with sqlite_held(db):
+            send(kafka.bootstrap, events)
+            worker.process.send_signal(signal.SIGINT)
+            worker.said(r"20 records accepted but not yet recorded", timeout=30)
+            time.sleep(3)
+            assert worker.process.poll() is None, worker.tail()
+        assert worker.process.wait(120) == 0, worker.tail()
+    assert ledger_count(f"sqlite:///{db}") == expected_of(events, Engine(policy)).entries
 
 
 @pytest.mark.slow
