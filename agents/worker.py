@@ -23,7 +23,7 @@ from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
-from pipeline.transport.kafka import KafkaConfig, ensure_topics, wait_for_broker
+from pipeline.transport.kafka import KafkaConfig, Lag, ensure_topics, wait_for_broker
 
 log = get_logger(__name__)
 
@@ -109,3 +109,17 @@ def run_worker(config: WorkerConfig) -> None:
         worker.execute_from_commandline()
     finally:
         sink.close()
+        say_unrecorded(config.kafka)
+
+
+def say_unrecorded(kafka: KafkaConfig) -> None:
+    """Log, as the worker stops, how many records the group has accepted and not recorded:
+    on Apache Kafka they wait for the next worker; on the embedded broker, stopped with
+    it, they are lost, and their senders (holding no receipt) send them again."""
+    lag = Lag(kafka)
+    try:
+        unrecorded = lag.records()
+    finally:
+        lag.close()
+    if unrecorded:
+        log.warning("worker_stopped_with_records_unrecorded", unrecorded=unrecorded)

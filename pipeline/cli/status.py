@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, Protocol
 
 import orjson
 import typer
@@ -25,8 +26,9 @@ from pipeline.ledger.queries import decisions_by_verdict
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.witnessing import witness_lag, witnesses_from
 from pipeline.settings import settings
+from pipeline.transport.broker import EmbeddedBroker
 from pipeline.transport.kafka import Lag
-from pipeline.transport.processes import Pipeline
+from pipeline.transport.processes import Pipeline, say
 
 #: The worker's log on a terminal, in the working folder, unless --log-file says where.
 DEFAULT_LOG_FILE = "sharing-audit-worker.log"
@@ -43,14 +45,19 @@ LogFileOption = Annotated[
 
 class Stop:
     """Turns SIGINT, SIGTERM and SIGHUP (the terminal closed) into a flag, so that
-    shutdown runs in order and no broker or worker outlives the command."""
+    shutdown runs in order and no broker or worker outlives the command. The first signal
+    sets ``event`` (stop once what was accepted is recorded), a second ``again`` (stop at
+    once)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.again = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, self._set)
 
     def _set(self, signum: int, frame: Any) -> None:
+        if self.event.is_set():
+            self.again.set()
         self.event.set()
 
     def wait(self, seconds: float) -> bool:
@@ -73,24 +80,197 @@ def supervise(
     log_file: Path | None,
     log_from: int,
 ) -> None:
-    """Until Ctrl-C (or the terminal closes); a clear exit if the worker stops on its own.
-    On a terminal with the log in a file, with the live status line above."""
+    """Until Ctrl-C (or the terminal closes), then until every record accepted is recorded
+    (a second Ctrl-C stops at once); a clear exit if the worker stops on its own, and the
+    embedded broker started again if it dies. On a terminal with the log in a file, with
+    the live status line above."""
     if not (console.is_terminal and log_file is not None):
         ledger.engine.dispose()
-        while not stop.wait(0.5):
-            _fail_if_stopped(pipeline)
+        Supervision(pipeline, stop, _Plain()).run()
         return
     assert pipeline.kafka is not None
     watch = Watch(ledger, log_file, Lag(pipeline.kafka), log_from, witness_names())
     try:
-        with Live(watch.line(), console=console, refresh_per_second=2) as live:
-            while not stop.wait(1.0):
-                for text in watch.new_lines():
-                    live.console.print(text)
-                live.update(watch.line())
-                _fail_if_stopped(pipeline)
+        with Live(watch.line_for(None), console=console, refresh_per_second=2) as live:
+            Supervision(pipeline, stop, _Screen(live, watch)).run()
     finally:
         watch.close()
+
+
+#: How long without a record recorded, while stopping, before the wait is said again.
+QUIET_SECONDS = 10.0
+
+
+class Shown(Protocol):
+    """Where the supervisor says things and shows the pipeline's state."""
+
+    @property
+    def ledger_unavailable(self) -> bool: ...
+
+    def say(self, message: str) -> None: ...
+
+    def show(self, lag: int | None, stopping: Text | None) -> None: ...
+
+
+class _Plain:
+    """Where a pipeline not on a terminal says things: standard error, a line each."""
+
+    ledger_unavailable = False  # the worker's log is not read here: it is on standard output
+
+    def __init__(self, every: float = QUIET_SECONDS) -> None:
+        self.every = every
+        self._said_at = time.monotonic()
+
+    def say(self, message: str) -> None:
+        say(message)
+        self._said_at = time.monotonic()
+
+    def show(self, lag: int | None, stopping: Text | None) -> None:
+        """No live line off a terminal: the progress while stopping is said now and then."""
+        if stopping is not None and time.monotonic() - self._said_at >= self.every:
+            self.say(stopping.plain)
+
+
+class _Screen:
+    """The live line, with the worker's warnings and what the supervisor says above it."""
+
+    def __init__(self, live: Live, watch: Watch) -> None:
+        self.live, self.watch = live, watch
+
+    def say(self, message: str) -> None:
+        self.live.console.print(Text(message, style="bold yellow"))
+
+    def show(self, lag: int | None, stopping: Text | None) -> None:
+        for text in self.watch.new_lines():
+            self.live.console.print(text)
+        line = self.watch.line_for(lag)
+        self.live.update(Text.assemble(stopping, " | ", line) if stopping else line)
+
+    @property
+    def ledger_unavailable(self) -> bool:
+        return self.watch.ledger_unavailable
+
+
+class Supervision:
+    """The pipeline looked at every second: the broker, the worker, the records accepted
+    and not yet recorded (the last count kept: it is what a broker that dies takes with it)."""
+
+    def __init__(self, pipeline: Pipeline, stop: Stop, out: Shown, every: float = 1.0) -> None:
+        self.pipeline, self.stop, self.out, self.every = pipeline, stop, out, every
+        self.lag: int | None = None
+        self.quiet = QUIET_SECONDS * every  # nothing recorded this long: the wait is said
+
+    def look(self, stopping: Text | None = None) -> int | None:
+        if self.pipeline.broker_died:
+            self._broker_died()
+        _fail_if_stopped(self.pipeline)
+        lag = self.pipeline.unrecorded()
+        self.lag = lag if lag is not None else self.lag
+        self.out.show(lag, stopping)
+        return lag
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.look()
+        self.drain()
+
+    def drain(self) -> None:
+        """Keep the worker recording until nothing accepted is left unrecorded; a second
+        Ctrl-C stops at once, saying what is lost."""
+        left = self.pipeline.unrecorded()
+        if not left:
+            return
+        self.out.say(stopping_message(left))
+        first, recorded_at, said_at = left, time.monotonic(), time.monotonic()
+        again = self.quiet  # the wait is said after this long, then less often
+        while not self.stop.again.wait(self.every):
+            now = time.monotonic()
+            quiet = now - recorded_at
+            waiting = quiet >= self.quiet or self.out.ledger_unavailable
+            if self.pipeline.broker_died:  # what it held is gone: nothing left to wait for
+                self.out.say(broker_died_message(self.pipeline.embedded, left, restarting=False))
+                if self.pipeline.worker is not None:
+                    self.pipeline.worker.kill()  # its clients would hang on the dead broker
+                return
+            lag = self.look(progress_text(first, left, waiting))
+            if lag == 0:
+                self.out.show(0, progress_text(first, 0, waiting=False))
+                self.out.say(f"all {first:,} records recorded; stopping")
+                return
+            if lag is not None and lag > left:  # still being sent: more to record
+                first, left = first + lag - left, lag
+            elif lag is not None and lag < left:
+                left, recorded_at, again = lag, now, self.quiet
+            elif waiting and now - said_at >= again:
+                self.out.say(waiting_message(left, quiet))
+                said_at, again = now, 6 * self.quiet
+        self._stop_at_once()
+
+    def _stop_at_once(self) -> None:
+        left = self.pipeline.unrecorded()
+        left = left if left is not None else self.lag
+        worker = self.pipeline.worker
+        if worker is not None:
+            worker.kill()
+        fail(lost_message(left, self.pipeline.embedded is not None), 1)
+
+    def _broker_died(self) -> None:
+        embedded = self.pipeline.embedded
+        assert embedded is not None
+        old = embedded.address
+        self.out.say(broker_died_message(embedded, self.lag, restarting=True))
+        address = self.pipeline.restart_broker()
+        self.lag = 0
+        moved = "" if address == old else f" (a new address: send events to {address})"
+        self.out.say(f"broker started again: {address}{moved}, with its topics; worker restarted")
+
+
+def stopping_message(left: int) -> str:
+    return (
+        f"stopping: {left:,} records accepted but not yet recorded; recording them first "
+        "(Ctrl-C again stops at once and loses them)"
+    )
+
+
+def progress_text(first: int, left: int, waiting: bool) -> Text:
+    """The live line's head while stopping: recorded so far and remaining."""
+    text = Text(f"stopping: recorded {first - left:,} of {first:,}, {left:,} left", style="bold")
+    if waiting:
+        text.append(" · waiting for the ledger", style="yellow")
+    return text
+
+
+def waiting_message(left: int, quiet: float) -> str:
+    return (
+        f"still {left:,} records to record; nothing recorded for {quiet:.0f} s: waiting for "
+        "the ledger (database unavailable? the worker retries; Ctrl-C again stops at once)"
+    )
+
+
+def lost_message(left: int | None, embedded: bool) -> str:
+    """What a second Ctrl-C leaves behind, plainly."""
+    count = f"{left:,}" if left is not None else "an unknown number of"
+    if embedded:
+        return (
+            f"stopped at once: {count} records not recorded are lost (the embedded broker "
+            "keeps them in memory only); their senders hold no receipt for them, so emit "
+            "and watch send them again when run again"
+        )
+    return (
+        f"stopped at once: {count} records not recorded stay on the broker; their senders "
+        "hold no receipt for them yet, and the next worker records them"
+    )
+
+
+def broker_died_message(broker: EmbeddedBroker | None, lag: int | None, restarting: bool) -> str:
+    """The embedded broker gone, and the records it took with it, plainly."""
+    status = broker.process.returncode if broker is not None and broker.process else None
+    held = f"{lag:,} records" if lag is not None else "the records"
+    return (
+        f"the embedded broker stopped (exit status {status}): it held {held} not yet "
+        "recorded in memory only, now lost; senders still waiting for their receipts "
+        "will send them again" + ("; starting it again" if restarting else "")
+    )
 
 
 def witness_names() -> tuple[str, ...]:
@@ -109,6 +289,9 @@ def _fail_if_stopped(pipeline: Pipeline) -> None:
         fail(f"the worker stopped with status {worker.process.returncode}", 1)
 
 
+#: How long after the worker last said the database is unavailable the line still says so
+#: (its retries back off to 30 s).
+UNAVAILABLE_SECONDS = 45.0
 #: Log levels a person at the terminal is shown; the rest stay in the file.
 SHOWN_LEVELS = ("warning", "error", "critical")
 VERDICTS = ("allowed", "review", "breach", "rejected")
@@ -177,8 +360,18 @@ class Watch:
         self.log_from = log_from  # where this run's log starts: the file is appended to
         self._log: IO[bytes] | None = None
         self._partial = b""
+        self._unavailable_at = -UNAVAILABLE_SECONDS  # when the worker last said so
+
+    @property
+    def ledger_unavailable(self) -> bool:
+        """Whether the worker said lately that it is waiting for the database."""
+        return time.monotonic() - self._unavailable_at < UNAVAILABLE_SECONDS
 
     def line(self) -> Text:
+        return self.line_for(self.lag.records())
+
+    def line_for(self, lag: int | None) -> Text:
+        """The status line with ``lag`` records not yet recorded (looked at by the caller)."""
         try:
             with self.ledger.engine.connect() as connection:
                 decisions: dict[str, int] | None = decisions_by_verdict(connection)
@@ -186,7 +379,7 @@ class Watch:
                 behind = witness_lag(connection, self.witnesses) if self.witnesses else None
         except LedgerError:  # no ledger yet: the worker is still creating it
             decisions = alerts = behind = None
-        return status_line(decisions, alerts, self.lag.records(), behind)
+        return status_line(decisions, alerts, lag, behind)
 
     def new_lines(self) -> list[Text]:
         """The worker's warnings and errors logged since the last look."""
@@ -206,6 +399,8 @@ class Watch:
                 record = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 record = {"level": "warning", "event": raw.decode(errors="replace")}
+            if isinstance(record, dict) and record.get("event") == "database_unavailable":
+                self._unavailable_at = time.monotonic()
             if isinstance(record, dict) and (text := readable(record)) is not None:
                 shown.append(text)
         return shown

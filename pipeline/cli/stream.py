@@ -217,7 +217,15 @@ def up(
 
     On a terminal, one live line says what the pipeline has done, with the worker's
     warnings and errors above it, and its JSON log goes to a file; elsewhere (a container)
-    the log goes to standard output. Ctrl-C stops everything, the worker first.
+    the log goes to standard output.
+
+    Ctrl-C says how many records were accepted but not yet recorded and keeps the worker
+    recording them (waiting, and saying so, while the ledger is unavailable); everything
+    stops once none is left. A second Ctrl-C stops at once: the records not yet recorded
+    are lost from the embedded broker (memory only), and their senders, holding no
+    receipt for them, send them again when run again. If the embedded broker dies, up says
+    how many records it held, starts it again with its topics (on the same port if it
+    can) and restarts the worker.
     """
     url = database_url(db)
     schools_or_fail(schools)  # a mistake in the register is said here, not in the log file

@@ -48,13 +48,17 @@ def worker(
     On a terminal, or with --log-file, the agents run in a child process whose JSON log
     goes to the file, and a live line says what they have done, with their warnings and
     errors above it; elsewhere (a container) they run here and log to standard output.
+
+    Supervised, Ctrl-C says how many records were accepted but not yet recorded and keeps
+    recording them until none is left; a second Ctrl-C stops at once, and the records
+    stay on the broker for the next worker.
     """
     console = Console(highlight=False)
     if console.is_terminal or log_file is not None:
         _supervised(broker, db, policy, schools, console, log_file)
         return
     from agents.recorder import Batching
-    from agents.worker import WorkerConfig, run_worker
+    from agents.worker import WorkerConfig, ready_ledger, run_worker
     from pipeline.ledger.schema import SchemaNotReady
 
     config = settings()
@@ -62,6 +66,10 @@ def worker(
     configure_logging(level=log_level)
     url = database_url(db)
     register = schools_or_fail(schools)
+    try:  # the log's origin is read from the ledger: a database still starting is waited for
+        ready_ledger(url).engine.dispose()
+    except SchemaNotReady as exc:
+        fail(f"{shown_url(url)} {exc}")
     worker_config = WorkerConfig(
         kafka=broker_config(broker),
         database_url=url,

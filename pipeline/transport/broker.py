@@ -112,6 +112,25 @@ class EmbeddedBroker:
                 break
         raise BrokerError(f"cannot start the embedded broker: {problem}")
 
+    @property
+    def died(self) -> bool:
+        """Whether the broker was started and has exited since (killed, or crashed)."""
+        return self.process is not None and self.process.poll() is not None
+
+    def restart(self) -> str:
+        """Start a broker that died again: on its old port if that is free, so that its
+        clients reconnect, else on a free one. Its ``host:port``; it is empty (memory only)."""
+        requested, old_port = self.requested_port, int(self.address.rsplit(":", 1)[1])
+        self.process = None
+        try:
+            self.requested_port = old_port
+            return self.start()
+        except BrokerError:
+            self.requested_port = None
+            return self.start()
+        finally:
+            self.requested_port = requested
+
     def stop(self) -> None:
         if self.process is not None:
             _stop(self.process)

@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
 from pipeline.logging import get_logger
 from pipeline.transport.broker import EmbeddedBroker
-from pipeline.transport.kafka import KafkaConfig, ensure_topics
+from pipeline.transport.kafka import KafkaConfig, Lag, ensure_topics
 
 log = get_logger(__name__)
 
@@ -39,15 +40,40 @@ def worker_command(
     return [*command, "--schools", schools] if schools else command
 
 
+def say(message: str) -> None:
+    """Tell the person running the pipeline (standard error: standard output may be a log)."""
+    print(f"sharing-audit: {message}", file=sys.stderr, flush=True)
+
+
+def killed_message(grace: float, unrecorded: int | None) -> str:
+    """What a worker killed after its grace left behind, plainly."""
+    left = (
+        f"{unrecorded:,} records accepted but not recorded"
+        if unrecorded is not None
+        else "an unknown number of records (the broker did not answer) accepted but not recorded"
+    )
+    return (
+        f"worker killed after {grace:g} s: {left}; their senders hold no receipt for them "
+        "and send them again when run again"
+    )
+
+
 class Worker:
-    """One worker process."""
+    """One worker process, in a session of its own: Ctrl-C at the terminal reaches the
+    command that supervises it, which decides when the worker stops (after the records
+    it has accepted are recorded), not the worker itself."""
 
     def __init__(
-        self, command: list[str], log_file: Path | None = None, env: dict[str, str] | None = None
+        self,
+        command: list[str],
+        log_file: Path | None = None,
+        env: dict[str, str] | None = None,
+        lag: Callable[[], int | None] | None = None,
     ) -> None:
         self.command = command
         self.log_file = log_file
         self.env = env
+        self.lag = lag  # records accepted but not recorded: said if the worker is killed
         self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -61,6 +87,7 @@ class Worker:
             stdout=output,
             stderr=output,
             env={**os.environ, **(self.env or {})},
+            start_new_session=True,
         )
         log.info("worker_started", pid=self.process.pid)
 
@@ -75,7 +102,8 @@ class Worker:
             self.process.wait()
 
     def stop(self, grace: float = 30.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``grace`` seconds; the exit status."""
+        """SIGTERM, then SIGKILL after ``grace`` seconds, saying how many records were left
+        unrecorded; the exit status."""
         process = self.process
         if process is None:
             return None
@@ -84,9 +112,11 @@ class Worker:
             try:
                 process.wait(grace)
             except subprocess.TimeoutExpired:
-                log.warning("worker_killed", pid=process.pid, grace=grace)
                 process.kill()
                 process.wait()
+                unrecorded = self.lag() if self.lag is not None else None
+                log.warning("worker_killed", pid=process.pid, grace=grace, unrecorded=unrecorded)
+                say(killed_message(grace, unrecorded))
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -113,6 +143,7 @@ class Pipeline:
         self.env = env
         self.embedded: EmbeddedBroker | None = None
         self.worker: Worker | None = None
+        self._lag: Lag | None = None
 
     @property
     def broker(self) -> str:
@@ -130,6 +161,7 @@ class Pipeline:
                 worker_command(self.broker, self.database_url, self.policy, self.schools),
                 self.worker_log,
                 self.env,
+                lag=self.unrecorded,
             )
             self.worker.start()
         except BaseException:
@@ -149,10 +181,43 @@ class Pipeline:
         assert self.worker is not None
         self.worker.start()
 
+    def unrecorded(self) -> int | None:
+        """Records on the input topics the workers have not recorded yet (None when the
+        broker cannot say now): what stopping now would leave behind."""
+        if self.kafka is None:
+            return None
+        if self._lag is None:
+            self._lag = Lag(self.kafka)
+        return self._lag.records()
+
+    @property
+    def broker_died(self) -> bool:
+        """Whether the embedded broker has exited under us (and every record it held with it)."""
+        return self.embedded is not None and self.embedded.died
+
+    def restart_broker(self) -> str:
+        """The embedded broker started again after it died, on its old port if that is free
+        (emitters reconnect), with the topics, and a worker against it: the old worker's
+        clients hang on a broker that lost every offset. The broker's address."""
+        assert self.embedded is not None and self.worker is not None
+        self.worker.kill()
+        if self._lag is not None:
+            self._lag.close()
+            self._lag = None
+        address = self.embedded.restart()
+        self.kafka = self.embedded.config
+        ensure_topics(self.kafka)
+        self.worker.command = worker_command(address, self.database_url, self.policy, self.schools)
+        self.worker.start()
+        return address
+
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
+        if self._lag is not None:
+            self._lag.close()
+            self._lag = None
         if self.embedded is not None:
             self.embedded.stop()
             self.embedded = None

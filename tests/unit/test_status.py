@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from pipeline.cli.status import readable, status_line
+import threading
+from typing import Any, cast
+
+import pytest
+import typer
+from rich.text import Text
+
+from pipeline.cli.status import (
+    Supervision,
+    broker_died_message,
+    lost_message,
+    readable,
+    status_line,
+)
 
 
 def test_the_status_line_counts_events_by_decision_alerts_and_lag() -> None:
@@ -36,3 +49,115 @@ def test_with_witnesses_the_line_says_how_far_behind_the_slowest_of_them_is() ->
 
 def test_without_witnesses_the_line_says_nothing_of_them() -> None:
     assert "witness" not in status_line({}, {}, 0).plain
+
+
+class _Stopped:
+    """Ctrl-C pressed once (``again`` set too for a second one), without signal handlers."""
+
+    def __init__(self, twice: bool = False) -> None:
+        self.event, self.again = threading.Event(), threading.Event()
+        self.event.set()
+        if twice:
+            self.again.set()
+
+    def wait(self, seconds: float) -> bool:
+        return self.event.wait(seconds)
+
+
+class _Worker:
+    running = True
+    killed = False
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+class _Pipeline:
+    """A pipeline whose input topics hold ``lags`` records at each look, in turn."""
+
+    broker_died = False
+    embedded = object()
+
+    def __init__(self, *lags: int | None) -> None:
+        self.lags = list(lags)
+        self.worker = _Worker()
+        self.worker.process = object()  # type: ignore[attr-defined]
+
+    def unrecorded(self) -> int | None:
+        return self.lags.pop(0) if len(self.lags) > 1 else self.lags[0]
+
+
+class _Said:
+    ledger_unavailable = False
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+        self.lines: list[str] = []
+
+    def say(self, message: str) -> None:
+        self.said.append(message)
+
+    def show(self, lag: int | None, stopping: Text | None) -> None:
+        self.lines.append(stopping.plain if stopping else "")
+
+
+def _supervision(pipeline: _Pipeline, stop: _Stopped, out: _Said) -> Supervision:
+    return Supervision(cast(Any, pipeline), cast(Any, stop), out, every=0.01)
+
+
+def test_ctrl_c_says_how_many_records_are_not_yet_recorded_and_waits_until_none_are() -> None:
+    pipeline, out = _Pipeline(81, 81, 81, 40, 0), _Said()
+    _supervision(pipeline, _Stopped(), out).run()
+    assert out.said[0].startswith("stopping: 81 records accepted but not yet recorded")
+    assert "Ctrl-C again stops at once and loses them" in out.said[0]
+    assert "stopping: recorded 41 of 81, 40 left" in out.lines
+    assert out.said[-1] == "all 81 records recorded; stopping"
+    assert not pipeline.worker.killed
+
+
+def test_ctrl_c_with_nothing_left_to_record_stops_without_a_word() -> None:
+    out = _Said()
+    _supervision(_Pipeline(0), _Stopped(), out).run()
+    assert out.said == []
+
+
+def test_nothing_recorded_for_a_while_is_said_as_waiting_for_the_ledger() -> None:
+    out = _Said()
+    stop = _Stopped()
+    threading.Timer(0.5, stop.again.set).start()
+    with pytest.raises(typer.Exit):
+        _supervision(_Pipeline(81), stop, out).run()
+    assert any(line.endswith("81 left · waiting for the ledger") for line in out.lines)
+    assert any("waiting for the ledger (database unavailable?" in s for s in out.said)
+
+
+def test_a_second_ctrl_c_kills_the_worker_and_says_what_is_lost(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pipeline = _Pipeline(81)
+    with pytest.raises(typer.Exit) as stopped:
+        _supervision(pipeline, _Stopped(twice=True), _Said()).run()
+    assert stopped.value.exit_code == 1
+    assert pipeline.worker.killed
+    said = capsys.readouterr().err
+    assert "81 records not recorded are lost" in said
+    assert "their senders hold no receipt for them" in said
+
+
+def test_on_apache_kafka_the_records_a_second_ctrl_c_leaves_stay_for_the_next_worker() -> None:
+    said = lost_message(12, embedded=False)
+    assert "12 records not recorded stay on the broker" in said
+    assert "lost" not in said
+
+
+def test_the_broker_dying_names_the_records_it_held_as_lost() -> None:
+    said = broker_died_message(None, 5, restarting=True)
+    assert "it held 5 records not yet recorded in memory only, now lost" in said
+    assert said.endswith("starting it again")
+
+
+def test_records_still_arriving_while_stopping_are_waited_for_too() -> None:
+    pipeline, out = _Pipeline(10, 10, 30, 5, 0), _Said()
+    _supervision(pipeline, _Stopped(), out).run()
+    assert "stopping: recorded 25 of 30, 5 left" in out.lines
+    assert out.said[-1] == "all 30 records recorded; stopping"
