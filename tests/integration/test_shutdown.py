@@ -273,3 +273,47 @@ def test_a_worker_killed_after_its_grace_says_how_many_records_it_left_unrecorde
     worker.stop(grace=0.5)
     said = capfd.readouterr().err
     assert "worker killed after 0.5 s: 7 records accepted but not recorded" in said
+
+
+def emit(broker: str, file: Path, db: Path, receipts: Path, timeout: float) -> str:
+    """``sharing-audit emit`` as a school runs it, keeping its receipts; what it printed."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pipeline.cli", "emit", str(file), "--broker", broker),
+            *("--db", f"sqlite:///{db}", "--receipts", str(receipts), "--timeout", str(timeout)),
+        ],
+        capture_output=True,
+        timeout=timeout + 120,
+        env={**os.environ, "SHARING_AUDIT_PSEUDONYM_KEY": "5a" * 32},
+    )
+    return f"exit {done.returncode}\n{done.stdout.decode()}{done.stderr.decode()}"
+
+
+@pytest.mark.slow
+def test_the_issues_term_is_not_delivered_while_the_ledger_is_held_and_is_recorded_once_after(
+    tmp_path: Path, policy: Policy
+) -> None:
+    """The scenario issue 30 reports: emit of a term's 81 events while another process holds
+    the SQLite file, then up stopped (twice: the records are lost with the embedded broker)
+    and started again. Emit never says delivered without receipts; run again, it leaves
+    every event recorded once and every line with a receipt."""
+    db, file, kept = tmp_path / "ledger.db", tmp_path / "term.jsonl", tmp_path / "r.jsonl"
+    events = term_events()
+    file.write_bytes(b"".join(raw + b"\n" for raw in events))
+    with running_up(db) as up:
+        broker = up.broker
+        with sqlite_held(db):
+            said = emit(broker, file, db, kept, timeout=5)
+            assert said.startswith("exit 1"), said
+            assert all(f"line {n}: no receipt within" in said for n in range(1, 82)), said
+            up.process.send_signal(signal.SIGINT)
+            up.said(r"81 records accepted but not yet recorded", timeout=30)
+            up.process.send_signal(signal.SIGINT)
+            assert up.process.wait(20) == 1, up.tail()
+    assert ledger_count(f"sqlite:///{db}") == 0
+    with running_up(db) as up:
+        said = emit(up.broker, file, db, kept, timeout=120)
+        assert said.startswith("exit 0"), said
+    assert ledger_count(f"sqlite:///{db}") == expected_of(events, Engine(policy)).entries
+    rows = [orjson.loads(row) for row in kept.read_bytes().splitlines()]
+    assert sorted(row["line"] for row in rows) == list(range(1, 82))
