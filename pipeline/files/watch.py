@@ -179,20 +179,29 @@ class FolderWatcher:
         left them in ``done/`` under the name the file was to have, free still: they are
         taken back, so that the file is filed beside them without sending again."""
         kept = receipts_beside(taken)
-        if not os.path.lexists(kept):
+        found = _mode(kept)
+        if not found:
             filed = receipts_beside(_free_name(taken, self.folder / DONE))
-            with suppress(FileNotFoundError):
-                if stat.S_ISREG(os.lstat(filed).st_mode):
+            if stat.S_ISREG(_mode(filed)):
+                with suppress(FileNotFoundError):
                     os.replace(filed, kept)
+        elif not stat.S_ISREG(found):  # never followed: receipts are written there
+            why = f"{kept}: refused: it is {_kind(found)}, where the watcher keeps receipts"
+            self._reject(kept.name, kept, why)
         return kept
 
     def _reject(self, name: str, taken: Path, why: str) -> Outcome:
         # The reason first, then the file: a crash between leaves the file in .sending/
         # to be rejected again, never a rejected file without its reason. The reason's
         # control characters are escaped: it is read at a terminal.
+        # The receipts its events got, if any, go along (before it: a crash between leaves
+        # it to be rejected again, never receipts in .sending/ without their file).
         why = shown_text(why)
         target = _free_name(taken, self.folder / REJECTED)
         target.with_name(target.name + ".why").write_text(why + "\n", encoding="utf-8")
+        kept = receipts_beside(taken)
+        if taken.parent.name == SENDING and stat.S_ISREG(_mode(kept)):
+            os.replace(kept, receipts_beside(target))
         os.replace(taken, target)
         log.warning("file_rejected", file=shown_text(name), why=why)
         return Outcome(name, "rejected", why=why)
@@ -244,6 +253,14 @@ _KINDS = (
     (stat.S_ISCHR, "a device"),
     (stat.S_ISBLK, "a device"),
 )
+
+
+def _mode(path: Path) -> int:
+    """``path``'s mode, of a link itself, never of what it points to; 0 if it is not there."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return 0
 
 
 def _kind(mode: int) -> str:

@@ -527,3 +527,33 @@ def test_a_file_named_as_a_receipts_file_is_rejected_unread_and_never_taken_for_
     why = (watcher.folder / REJECTED / "a.xml.receipts.jsonl.why").read_text()
     assert "receipts" in why and ids(broker) == ["e1"]
     assert kept(watcher.folder / DONE / "a.xml.receipts.jsonl") == [(1, "e1")]
+
+
+def test_a_link_in_place_of_a_files_receipts_is_set_aside_unfollowed_and_the_file_done(
+    tmp_path: Path, broker: Broker
+) -> None:
+    folder, elsewhere = tmp_path / "exports", tmp_path / "elsewhere.txt"
+    (folder / SENDING).mkdir(parents=True)
+    elsewhere.write_text("")
+    old(folder / SENDING / "a.xml", "e1")
+    (folder / SENDING / "a.xml.receipts.jsonl").symlink_to(elsewhere)
+    [outcome] = FolderWatcher(folder, convert, broker.send, settle=0).poll()
+    assert outcome.status == "done" and elsewhere.read_text() == ""
+    assert kept(folder / DONE / "a.xml.receipts.jsonl") == [(1, "e1")]
+    why = (folder / REJECTED / "a.xml.receipts.jsonl.why").read_text()
+    assert "symbolic link" in why and (folder / REJECTED / "a.xml.receipts.jsonl").is_symlink()
+
+
+def test_a_file_rejected_at_restart_takes_the_receipts_its_events_got_along(
+    tmp_path: Path, broker: Broker
+) -> None:
+    old(tmp_path / "a.xml", "e1 e2")
+    broker.withheld = {"e2"}
+    FolderWatcher(tmp_path, convert, broker.send, settle=0).poll()
+
+    def refusing(stream: IO[bytes], name: str) -> Converted:
+        raise FileRefused(f"{name}: no longer read by this pack")
+
+    [outcome] = FolderWatcher(tmp_path, refusing, broker.send, settle=0).poll()
+    assert outcome.status == "rejected" and list((tmp_path / SENDING).iterdir()) == []
+    assert kept(tmp_path / REJECTED / "a.xml.receipts.jsonl") == [(1, "e1")]
