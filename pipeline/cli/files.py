@@ -215,7 +215,8 @@ def _sender(
             ),
         )
         for problem in keeping.problems:
-            told(f"{kept.name}: {problem}; what it held is sent again")
+            again = "; its event is sent again" if problem.startswith("line ") else ""
+            told(f"{kept.name}: {problem}{again}")
         return keeping.lacking
 
     return send

@@ -191,11 +191,10 @@ class FolderWatcher:
         return kept
 
     def _reject(self, name: str, taken: Path, why: str) -> Outcome:
-        # The reason first, then the file: a crash between leaves the file in .sending/
-        # to be rejected again, never a rejected file without its reason. The reason's
-        # control characters are escaped: it is read at a terminal.
-        # The receipts its events got, if any, go along (before it: a crash between leaves
-        # it to be rejected again, never receipts in .sending/ without their file).
+        # The reason first, then the receipts its events got (if a run sent some), then
+        # the file: a crash between leaves the file in .sending/ to be rejected again,
+        # never a rejected file without its reason nor receipts left without their file.
+        # The reason's control characters are escaped: it is read at a terminal.
         why = shown_text(why)
         target = _free_name(taken, self.folder / REJECTED)
         target.with_name(target.name + ".why").write_text(why + "\n", encoding="utf-8")
