@@ -144,7 +144,8 @@ def watch(
     Each is taken into FOLDER/.sending/ before it is read, its receipts kept there as they
     come; stopped and started again, the watcher sends only the events that hold none.
     Anything that is not a regular file (a link, a folder, a FIFO) is rejected unopened.
-    Ctrl-C stops after the file being sent."""
+    Ctrl-C stops after the file being sent. With --once, exits 1 when a file was left
+    waiting (its events lacking a receipt, or the broker not answering)."""
     if not folder.is_dir():
         fail(f"{shown_text(folder)}: not a folder")
     pack = policy_or_fail(policy)
@@ -163,24 +164,29 @@ def watch(
             convert = partial(stream_events, policy=pack, gias=schools)
             send = _sender(producer, log, timeout, told)
             watcher = FolderWatcher(folder, convert, send, settle, told, log is not None)
-            _watch(watcher, console, once)
+            waiting = _watch(watcher, console, once)
     except (DeliveryError, KafkaUnavailable) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{shown_text(folder)}: {exc.strerror or exc}")
+    if once and waiting:
+        raise typer.Exit(1)
 
 
-def _watch(watcher: FolderWatcher, console: Console, once: bool) -> None:
-    """Poll until Ctrl-C (checked between files: the one being sent keeps what it got)."""
+def _watch(watcher: FolderWatcher, console: Console, once: bool) -> bool:
+    """Poll until Ctrl-C (checked between files: the one being sent keeps what it got);
+    with ``once``, one poll. Whether the last poll left a file waiting."""
     stop = Stop()
     while True:
+        waiting = False
         for path in watcher.ready():
             if stop.event.is_set():
-                return
+                return waiting
             if outcome := watcher.handle(path):
                 console.print(_outcome_line(outcome), markup=False, soft_wrap=True)
+                waiting |= outcome.status == "waiting"
         if once or stop.wait(1.0):
-            return
+            return waiting
 
 
 def _log_or_fail(vkey: str | None, db: str | None) -> Verifier:

@@ -187,10 +187,10 @@ def no_configured_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def _watch_once(kafka: KafkaConfig, folder: Path, *options: str) -> str:
+def _watch_once(kafka: KafkaConfig, folder: Path, *options: str, exit_code: int = 0) -> str:
     args = ["watch", str(folder), "--broker", kafka.bootstrap, "--settle", "0", "--once"]
     done = runner.invoke(app, [*args, *options])
-    assert done.exit_code == 0 and "Traceback" not in done.output, done.output
+    assert done.exit_code == exit_code and "Traceback" not in done.output, done.output
     return done.output
 
 
@@ -205,7 +205,7 @@ def test_watch_leaves_a_file_lacking_a_receipt_in_sending_and_the_next_run_sends
     ids = [event["id"] for event in file_events(folder / "a.xml", policy, Gias()).events]
     lost = ids[1]
     with FakeLog(kafka, lambda r: [] if r.event_id == lost else honest(r)):
-        said = _watch_once(kafka, folder, "--vkey", "log.vkey", "--timeout", "2")
+        said = _watch_once(kafka, folder, "--vkey", "log.vkey", "--timeout", "2", exit_code=1)
     assert "waiting: a.xml: 1 of 3 events hold no receipt" in said and "line 2" in said
     assert (folder / SENDING / "a.xml").exists() and not (folder / DONE / "a.xml").exists()
 
