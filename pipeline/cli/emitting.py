@@ -31,7 +31,7 @@ from pipeline.transport.receipts import (
     KeptReceipt,
     Outgoing,
     append_to,
-    read_held,
+    held_for,
     receipt_line,
 )
 
@@ -60,12 +60,7 @@ def kept_for(lines: list[Line], path: Path | None, log: Verifier) -> dict[int, K
     and its line sent again."""
     if path is None:
         return {}
-    kept, problems = read_held(path, log)
-    ids = {line.number: line.event_id for line in lines}
-    for number, held in list(kept.items()):
-        if number not in ids or ids[number] != held.event_id:
-            problems.append(f"line {number}: the receipt kept is for another event than the line")
-            del kept[number]
+    kept, problems = held_for(path, log, {line.number: line.event_id for line in lines})
     for problem in problems:
         again = "; the line is sent again" if problem.startswith("line ") else ""
         print(f"sharing-audit: {path}: {problem}{again}", file=sys.stderr)

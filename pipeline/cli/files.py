@@ -5,6 +5,7 @@ output for ``check`` or ``emit``, or sent from the MIS's export folder as they a
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -14,14 +15,26 @@ import typer
 from rich.console import Console
 
 from pipeline.cli.exits import fail, policy_or_fail
-from pipeline.cli.options import BrokerOption, PolicyOption, broker_config
+from pipeline.cli.options import (
+    BrokerOption,
+    DbOption,
+    PolicyOption,
+    VkeyOption,
+    broker_config,
+    log_verifier_for,
+)
 from pipeline.cli.status import Stop
+from pipeline.cli.stream import Wait
 from pipeline.files.events import FileKind, file_events, stream_events
 from pipeline.files.gias import Gias, read_gias
 from pipeline.files.safe_xml import FileRefused
-from pipeline.files.watch import FolderWatcher, Outcome
+from pipeline.files.watch import FolderWatcher, Outcome, Send
+from pipeline.policy.intake import read_event
 from pipeline.shown import shown_text
+from pipeline.transparency.note import Verifier
+from pipeline.transport.kafka import KafkaUnavailable
 from pipeline.transport.mis import DeliveryError, MisProducer
+from pipeline.transport.receipts import Outgoing, deliver_keeping
 from schemas.events import Channel
 
 ctf_app = typer.Typer(help="Common Transfer Files as contract events.", no_args_is_help=True)
@@ -105,38 +118,114 @@ def watch(
     once: Annotated[
         bool, typer.Option("--once", help="Handle what is there now, then stop.")
     ] = False,
+    wait: Annotated[
+        Wait,
+        typer.Option(
+            help="recorded: a file is done once the log's signed receipt of each of its "
+            "events has come, kept beside it in done/NAME.receipts.jsonl; acked: once the "
+            "broker took each (it promises no more; no receipts are kept)."
+        ),
+    ] = Wait.recorded,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Seconds to wait for a file's receipts after the broker took its last "
+            "event; a file still lacking some stays in FOLDER/.sending/ and what lacks one "
+            "is sent again at the next poll.",
+        ),
+    ] = 120.0,
+    vkey: VkeyOption = None,
+    db: DbOption = None,
 ) -> None:
     """Send the events of each CTF or census return that appears in FOLDER, then move it
-    to FOLDER/done/ (or FOLDER/rejected/ with a .why beside it). Each is taken into
-    FOLDER/.sending/ before it is read; anything that is not a regular file (a link, a
-    folder, a FIFO) is rejected unopened. Ctrl-C stops."""
+    to FOLDER/done/ once the log has signed a receipt for every one of them, the receipts
+    beside it in done/NAME.receipts.jsonl (or to FOLDER/rejected/ with a .why beside it).
+    Each is taken into FOLDER/.sending/ before it is read, its receipts kept there as they
+    come; stopped and started again, the watcher sends only the events that hold none.
+    Anything that is not a regular file (a link, a folder, a FIFO) is rejected unopened.
+    Ctrl-C stops after the file being sent. With --once, exits 1 when a file was left
+    waiting (its events lacking a receipt, or the broker not answering)."""
     if not folder.is_dir():
         fail(f"{shown_text(folder)}: not a folder")
     pack = policy_or_fail(policy)
     schools = _gias(gias)
+    log = None if wait is Wait.acked else _log_or_fail(vkey, db)
     console = Console(highlight=False)
+
+    def told(note: str) -> None:
+        console.print(f"note: {shown_text(note)}", markup=False, soft_wrap=True)
+
     config = broker_config(broker)
     try:
         with MisProducer(config) as producer:
-            watcher = FolderWatcher(
-                folder,
-                partial(stream_events, policy=pack, gias=schools),
-                producer.send_all,
-                settle,
-                lambda note: console.print(
-                    f"note: {shown_text(note)}", markup=False, soft_wrap=True
-                ),
-            )
-            stop = Stop()
-            while True:
-                for outcome in watcher.poll():
-                    console.print(_outcome_line(outcome), markup=False, soft_wrap=True)
-                if once or stop.wait(1.0):
-                    break
-    except DeliveryError as exc:
+            if log is not None:  # the receipts topic is there, or a clear exit now
+                producer.send_recorded([], log, timeout)
+            convert = partial(stream_events, policy=pack, gias=schools)
+            send = _sender(producer, log, timeout, told)
+            watcher = FolderWatcher(folder, convert, send, settle, told, log is not None)
+            waiting = _watch(watcher, console, once)
+    except (DeliveryError, KafkaUnavailable) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{shown_text(folder)}: {exc.strerror or exc}")
+    if once and waiting:
+        raise typer.Exit(1)
+
+
+def _watch(watcher: FolderWatcher, console: Console, once: bool) -> bool:
+    """Poll until Ctrl-C (checked between files: the one being sent keeps what it got);
+    with ``once``, one poll. Whether the last poll left a file waiting."""
+    stop = Stop()
+    while True:
+        waiting = False
+        for path in watcher.ready():
+            if stop.event.is_set():
+                return waiting
+            if outcome := watcher.handle(path):
+                console.print(_outcome_line(outcome), markup=False, soft_wrap=True)
+                waiting |= outcome.status == "waiting"
+        if once or stop.wait(1.0):
+            return waiting
+
+
+def _log_or_fail(vkey: str | None, db: str | None) -> Verifier:
+    log = log_verifier_for(vkey, db)
+    if log is None:
+        fail(
+            "cannot check the log's receipts of the files sent: no verifier key for it (give "
+            "--vkey FILE or set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it "
+            "where the ledger is). --wait acked files each once the broker took its events, "
+            "but keeps no receipts and promises no more."
+        )
+    return log
+
+
+def _sender(
+    producer: MisProducer, log: Verifier | None, timeout: float, told: Callable[[str], None]
+) -> Send:
+    """How the watcher sends a file: waiting for the log's receipts (kept in the file it
+    names) given the log's key, else for the broker's acknowledgements alone."""
+
+    def send(records: list[bytes], kept: Path | None) -> Mapping[int, str]:
+        if log is None or kept is None:
+            producer.send_all(records)
+            return {}
+        outgoing = [Outgoing(raw, read_event(raw).key) for raw in records]
+        keeping = deliver_keeping(
+            outgoing,
+            kept,
+            log,
+            lambda todo, on_receipt: producer.send_recorded(
+                todo, log, timeout, on_receipt=on_receipt
+            ),
+        )
+        for problem in keeping.problems:
+            again = "; its event is sent again" if problem.startswith("line ") else ""
+            told(f"{kept.name}: {problem}{again}")
+        return keeping.lacking
+
+    return send
 
 
 def _outcome_line(outcome: Outcome) -> str:

@@ -1,15 +1,22 @@
 """A folder an MIS exports into, watched: each new file, once complete, is read, its events
-sent and acknowledged, then the file moved to ``done/``; a file that cannot be read goes
-to ``rejected/`` beside a ``.why`` text saying why.
+sent, and the file moved to ``done/`` once the log has signed a receipt for every one of
+them, the receipts beside it (``done/NAME.receipts.jsonl``, as ``emit --receipts`` keeps
+them: ``{"line": N, "event_id": ..., "receipt": "<the signed note>"}``, N the event's
+position in the file); a file that cannot be read goes to ``rejected/`` beside a ``.why``
+text saying why. (Waiting for the broker's acknowledgements alone files no receipts.)
 
 Nothing is skipped and nothing is lost across a crash. A file is moved into ``.sending/``
 before it is read (what is read is what was taken, whatever the MIS writes meanwhile) and
-out of it once its events are acknowledged or it is rejected; at start, what is
-in ``.sending/`` is sent again (its events carry the same ids, so the ledger records
-them once) and what arrived in the folder while the watcher was down is read like any
-new file. A file counts as complete once it has not changed for ``settle`` seconds; an
-MIS that writes to a temporary name and renames it (``.tmp``, ``.part``, or a name
-starting with a dot) is read as soon as it is renamed.
+out of it once its events hold their receipts or it is rejected. Receipts are appended to
+``.sending/NAME.receipts.jsonl`` as they come; a file some of whose events got none in time
+stays in ``.sending/`` and is tried again at the next poll, sending only those. At start,
+what is in ``.sending/`` is sent again in the same way (its events carry the same ids, so
+the ledger records them once; the receipts kept are checked again under the log's key) and
+what arrived in the folder while the watcher was down is read like any new file. A file
+counts as complete once it has not changed for ``settle`` seconds; an MIS that writes to a
+temporary name and renames it (``.tmp``, ``.part``, or a name starting with a dot) is read
+as soon as it is renamed. A file named as a receipts file is not an export: it is rejected
+unread, never taken for another's receipts.
 
 The folder is hostile ground: anything in it that is not a regular file (a symbolic link,
 a folder, a FIFO) is rejected unopened, saying only what it is; a file the reader cannot
@@ -23,8 +30,8 @@ import errno
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -37,16 +44,24 @@ from pipeline.logging import get_logger
 from pipeline.shown import shown_text
 
 DONE, REJECTED, SENDING = "done", "rejected", ".sending"
+#: What a file's receipts are named by, beside it: ``NAME`` + this.
+RECEIPTS = ".receipts.jsonl"
 #: Names an exporter gives a file it is still writing.
 UNFINISHED = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~")
 log = get_logger(__name__)
+#: Sends a file's events (their JSON, in the file's order) and keeps the log's receipt of
+#: each in the receipts file given, as they come, sending only the events that hold none
+#: there yet; given None, it waits for the broker's acknowledgements alone. It returns the
+#: events still without a receipt (by line, 1-based, and why): none means all are held.
+#: It raises when the broker cannot be reached.
+Send = Callable[[list[bytes], Path | None], Mapping[int, str]]
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one file: ``done`` (with its events' count) or ``rejected`` (with
-    why); ``waiting`` if it could not be sent yet (the broker did not acknowledge) or
-    not taken into ``.sending/``."""
+    why); ``waiting`` if it could not be sent yet (the broker did not acknowledge, or the
+    log's receipt of some event did not come) or not taken into ``.sending/``."""
 
     file: str
     status: str
@@ -61,22 +76,25 @@ class NotAFile(Exception):
 
 class FolderWatcher:
     """One MIS export folder. ``convert`` reads a file's events from the stream it is
-    given, naming it as told (raising :class:`FileRefused`); ``send`` delivers records
-    and returns once each is acknowledged (raising any exception if not)."""
+    given, naming it as told (raising :class:`FileRefused`); ``send`` delivers them
+    (:data:`Send`), keeping their receipts unless ``receipts`` is False (then a file is
+    done once the broker acknowledged its events, and no receipts are filed)."""
 
     def __init__(
         self,
         folder: Path,
         convert: Callable[[IO[bytes], str], Converted],
-        send: Callable[[list[bytes]], None],
+        send: Send,
         settle: float = 5.0,
         told: Callable[[str], None] = lambda _: None,
+        receipts: bool = True,
     ) -> None:
         self.folder = folder
         self.convert = convert
         self.send = send
         self.settle = settle
         self.told = told
+        self.receipts = receipts
         for name in (DONE, REJECTED, SENDING):
             _own_folder(folder / name)
 
@@ -85,7 +103,9 @@ class FolderWatcher:
         what in the folder has settled, oldest first (anything, not only files: what is
         not a file is rejected saying so, rather than left unseen)."""
         now = time.time() if now is None else now
-        interrupted = sorted((self.folder / SENDING).iterdir())
+        interrupted = sorted(
+            p for p in (self.folder / SENDING).iterdir() if not p.name.endswith(RECEIPTS)
+        )
         waiting = []
         for path in self.folder.iterdir():
             name = path.name
@@ -110,6 +130,10 @@ class FolderWatcher:
         Taken first, by a rename, so that what is read is what is filed: a file the MIS
         replaces meanwhile is a new file in the folder, read in its turn."""
         name = str(path)
+        if path.parent.name != SENDING and path.name.endswith(RECEIPTS):
+            # Never taken into .sending/, where it would pass for another file's receipts.
+            why = f"{name}: refused unread: named as the receipts the watcher files, not an export"
+            return self._reject(path.name, path, why)
         try:
             taken = path if path.parent.name == SENDING else _move(path, self.folder / SENDING)
         except FileNotFoundError:
@@ -136,25 +160,75 @@ class FolderWatcher:
             self.told(note)
         records = [orjson.dumps(event) for event in converted.events]
         shown = shown_text(name)
+        kept = self._receipts_of(taken) if self.receipts else None
         try:
-            self.send(records)
+            lacking = self.send(records, kept)
         except Exception as exc:  # the broker's fault, not the file's: it waits, unsent
             log.warning("file_not_sent", file=shown, why=f"{type(exc).__name__}: {exc}")
             return Outcome(name, "waiting", len(records), f"not acknowledged: {exc}")
-        _move(taken, self.folder / DONE)
-        log.info("file_sent", file=shown, events=len(records))
+        if lacking:
+            log.warning("file_not_recorded", file=shown, events=len(records), lacking=len(lacking))
+            return Outcome(name, "waiting", len(records), _lacking(lacking, len(records)))
+        _file_away(taken, receipts_beside(taken), self.folder / DONE)
+        log.info("file_sent", file=shown, events=len(records), receipts=self.receipts)
         return Outcome(name, "done", len(records))
 
+    def _receipts_of(self, taken: Path) -> Path:
+        """Where the receipts of the file ``taken`` are kept while it is sent. A watcher
+        killed between filing a file's receipts and the file itself (receipts first)
+        left them in ``done/`` under the name the file was to have, free still: they are
+        taken back, so that the file is filed beside them without sending again."""
+        kept = receipts_beside(taken)
+        found = _mode(kept)
+        if not found:
+            filed = receipts_beside(_free_name(taken, self.folder / DONE))
+            if stat.S_ISREG(_mode(filed)):
+                with suppress(FileNotFoundError):
+                    os.replace(filed, kept)
+        elif not stat.S_ISREG(found):  # never followed: receipts are written there
+            why = f"{kept}: refused: it is {_kind(found)}, where the watcher keeps receipts"
+            self._reject(kept.name, kept, why)
+        return kept
+
     def _reject(self, name: str, taken: Path, why: str) -> Outcome:
-        # The reason first, then the file: a crash between leaves the file in .sending/
-        # to be rejected again, never a rejected file without its reason. The reason's
-        # control characters are escaped: it is read at a terminal.
+        # The reason first, then the receipts its events got (if a run sent some), then
+        # the file: a crash between leaves the file in .sending/ to be rejected again,
+        # never a rejected file without its reason nor receipts left without their file.
+        # The reason's control characters are escaped: it is read at a terminal.
         why = shown_text(why)
         target = _free_name(taken, self.folder / REJECTED)
         target.with_name(target.name + ".why").write_text(why + "\n", encoding="utf-8")
+        kept = receipts_beside(taken)
+        if taken.parent.name == SENDING and stat.S_ISREG(_mode(kept)):
+            os.replace(kept, receipts_beside(target))
         os.replace(taken, target)
         log.warning("file_rejected", file=shown_text(name), why=why)
         return Outcome(name, "rejected", why=why)
+
+
+def receipts_beside(path: Path) -> Path:
+    """The receipts file of the file ``path``, in the same folder."""
+    return path.with_name(path.name + RECEIPTS)
+
+
+def _lacking(lacking: Mapping[int, str], events: int) -> str:
+    """Why a file is not done yet: how many events lack a receipt, the first few named."""
+    named = "; ".join(f"line {line}: {why}" for line, why in sorted(lacking.items())[:3])
+    more = ", ..." if len(lacking) > 3 else ""
+    return (
+        f"{len(lacking)} of {events} events hold no receipt of the log ({named}{more}); "
+        f"it stays in {SENDING}/ and what lacks one is sent again at the next poll"
+    )
+
+
+def _file_away(taken: Path, kept: Path, done: Path) -> None:
+    """``taken`` into ``done``, its receipts (when kept) first, under the name it will
+    have: a crash between the two leaves the file in ``.sending/`` and its receipts where
+    :meth:`FolderWatcher._receipts_of` finds them; never a file in ``done/`` without them."""
+    target = _free_name(taken, done)
+    if os.path.lexists(kept):
+        os.replace(kept, receipts_beside(target))
+    os.replace(taken, target)
 
 
 def _own_folder(path: Path) -> None:
@@ -178,6 +252,14 @@ _KINDS = (
     (stat.S_ISCHR, "a device"),
     (stat.S_ISBLK, "a device"),
 )
+
+
+def _mode(path: Path) -> int:
+    """``path``'s mode, of a link itself, never of what it points to; 0 if it is not there."""
+    try:
+        return os.lstat(path).st_mode
+    except FileNotFoundError:
+        return 0
 
 
 def _kind(mode: int) -> str:

@@ -255,6 +255,84 @@ def _await(book: ReceiptBook, feed: Feed, deadline: float, on_receipt: OnReceipt
                 on_receipt(*found)
 
 
+#: Sends records and waits for their receipts, telling each as it comes: ``deliver``
+#: bound to a producer, as :meth:`MisProducer.send_recorded` is.
+Deliver = Callable[[Sequence[Outgoing], OnReceipt], Delivery]
+
+
+@dataclass
+class Keeping:
+    """Where a file's records stand once sent: which lines (1-based) hold a receipt kept,
+    which lack one and why, and what was wrong with the receipts kept before."""
+
+    held: set[int]
+    lacking: dict[int, str]
+    problems: list[str]
+
+
+def deliver_keeping(
+    records: Sequence[Outgoing], kept: Path, log: Verifier, send: Deliver
+) -> Keeping:
+    """Send those of ``records`` (line N is ``records[N-1]``) that hold no receipt in
+    ``kept`` and append each receipt to it as it comes, so that a sender stopped at any
+    point sends again only what lacks one. What is kept is checked again under the log's
+    key and against the event each line carries; so is what ``send`` hands back, so that
+    no sender, however it is built, can file a receipt the log did not sign."""
+    held, problems = held_for(kept, log, {n: r.event_id for n, r in enumerate(records, 1)})
+    if problems:  # what is filed holds the log's receipts alone, not what was refused
+        _rewrite(kept, held)
+    todo = [n for n in range(1, len(records) + 1) if n not in held]
+    lacking: dict[int, str] = {}
+    with append_to(kept) as out:  # made even when nothing is sent: a file of no events
+        if not todo:
+            return Keeping(set(held), lacking, problems)
+
+        def on_receipt(index: int, got: Held) -> None:
+            line = todo[index]
+            event_id = records[line - 1].event_id
+            if line not in held and _signed_for(got.note, event_id, log):
+                out.write(receipt_line(line, event_id, got.note))
+                out.flush()
+                held[line] = KeptReceipt(event_id, got)
+
+        delivery = send([records[n - 1] for n in todo], on_receipt)
+    for index, line in enumerate(todo):
+        if line not in held:
+            lacking[line] = delivery.unsent.get(index, "no receipt in time")
+    return Keeping(set(held), lacking, problems)
+
+
+def _rewrite(path: Path, held: dict[int, KeptReceipt]) -> None:
+    """``path`` holding ``held`` alone, written aside (a hidden name with the same ending)
+    and renamed into place, so that a crash leaves the old file or the new, whole."""
+    aside = path.with_name(f".{path.name}")
+    aside.write_bytes(
+        b"".join(receipt_line(n, kept.event_id, kept.held.note) for n, kept in sorted(held.items()))
+    )
+    os.replace(aside, path)
+
+
+def _signed_for(note: bytes, event_id: str | None, log: Verifier) -> bool:
+    try:
+        return open_receipt(note, log).event_id == event_id
+    except ReceiptRefused:
+        return False
+
+
+def held_for(
+    path: Path, log: Verifier, events: dict[int, str | None]
+) -> tuple[dict[int, KeptReceipt], list[str]]:
+    """The receipts kept in ``path`` that the log signed for these very lines (``events``:
+    each line's event id), and what is wrong with the others, each line named: forged,
+    torn, or for an event the line no longer carries. OSError as :func:`read_held`."""
+    kept, problems = read_held(path, log)
+    for number, held in list(kept.items()):
+        if number not in events or events[number] != held.event_id:
+            problems.append(f"line {number}: the receipt kept is for another event than the line")
+            del kept[number]
+    return kept, problems
+
+
 # The receipts a sender keeps: JSON Lines, one object per line of the input that holds a
 # receipt, {"line": N, "event_id": ..., "receipt": "<the signed note, verbatim>"}.
 

@@ -1,14 +1,15 @@
-"""The MIS export folder, watched (pipeline.files.watch): each complete file sent once
-acknowledged and moved to done/, an unreadable one to rejected/ with its reason, nothing
-skipped across a stop. The broker is stood in for here; the real one, and a watcher
-killed while files arrive, are in tests/integration/test_mis_files_pipeline.py."""
+"""The MIS export folder, watched (pipeline.files.watch): each complete file sent and moved
+to done/ once every event in it holds the log's receipt, kept beside it; an unreadable one to
+rejected/ with its reason, nothing skipped and nothing sent twice across a stop. The broker
+and the log are stood in for here; the real ones, and a watcher killed while files arrive,
+are in tests/integration/test_mis_files_pipeline.py."""
 
 from __future__ import annotations
 
 import io
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -20,22 +21,68 @@ from pipeline.files.gias import Gias
 from pipeline.files.safe_xml import FileRefused
 from pipeline.files.watch import DONE, REJECTED, SENDING, FolderWatcher
 from pipeline.policy.pack import Policy
+from pipeline.transparency.delivery import DeliveryReceipt, open_receipt, sign_receipt
+from pipeline.transparency.merkle import leaf_hash
+from pipeline.transparency.note import Signer
+from pipeline.transport.receipts import (
+    Delivery,
+    Held,
+    OnReceipt,
+    Outgoing,
+    deliver_keeping,
+    receipt_line,
+)
 from tests.factory import upn
 from tests.mis_files import CTF_SECTIONS, census, census_pupil, ctf, ctf_pupil
 from tests.unit.test_mis_files import BOMB
 
+LOG = Signer("example.org/sharing-audit", bytes(range(32)))
+OTHER_KEY = Signer("example.org/sharing-audit", bytes(range(1, 33)))
+
 
 class Broker:
-    """Records what was sent; ``down`` makes a send fail as an unanswered one does."""
+    """The broker and the log's worker: records what was sent, and gives each record the
+    receipt an honest log signs, unless ``withheld`` names its event (no receipt comes) or
+    ``forged`` does (a receipt comes under another key); ``down`` makes a send fail as an
+    unanswered one does."""
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
         self.down = False
+        self.withheld: set[str] = set()
+        self.forged: set[str] = set()
 
-    def send(self, records: list[bytes]) -> None:
+    def deliver(self, records: Sequence[Outgoing], on_receipt: OnReceipt) -> Delivery:
         if self.down:
             raise TimeoutError("no acknowledgement")
-        self.sent += records
+        delivery = Delivery()
+        for index, record in enumerate(records):
+            offset = len(self.sent)
+            self.sent.append(record.raw)
+            event = record.event_id or "-"
+            if event in self.withheld:
+                delivery.missing.append(index)
+                continue
+            receipt = DeliveryReceipt(
+                LOG.name, record.event_id, "sharing.transfer", 0, offset, offset + 1,
+                leaf_hash(record.raw), "allowed", 1767225600,
+            )  # fmt: skip
+            note = sign_receipt(receipt, OTHER_KEY if event in self.forged else LOG)
+            held = Held(receipt, note)
+            delivery.held[index] = held
+            on_receipt(index, held)
+        return delivery
+
+    def send(self, records: list[bytes], kept: Path | None) -> Mapping[int, str]:
+        """What the watcher is given: with a receipts file, the sending that keeps the
+        log's receipts in it; without, acknowledgements alone."""
+        if kept is None:
+            if self.down:
+                raise TimeoutError("no acknowledgement")
+            self.sent += records
+            return {}
+        outgoing = [Outgoing(raw, orjson.loads(raw)["id"]) for raw in records]
+        return deliver_keeping(outgoing, kept, LOG.verifier, self.deliver).lacking
 
 
 def convert(stream: IO[bytes], name: str) -> Converted:
@@ -133,7 +180,12 @@ def test_a_name_used_again_by_the_mis_overwrites_nothing(
     watcher.poll()
     old(watcher.folder / "a.xml", "e2")
     watcher.poll()
-    assert sorted(p.name for p in (watcher.folder / DONE).iterdir()) == ["a.2.xml", "a.xml"]
+    assert sorted(p.name for p in (watcher.folder / DONE).iterdir()) == [
+        "a.2.xml",
+        "a.2.xml.receipts.jsonl",
+        "a.xml",
+        "a.xml.receipts.jsonl",
+    ]
 
 
 def test_files_are_taken_oldest_first(watcher: FolderWatcher, broker: Broker) -> None:
@@ -180,7 +232,7 @@ def test_a_file_replaced_while_it_is_read_is_sent_as_read_and_the_replacement_af
     assert ids(broker) == ["e1", "e2"] and (tmp_path / "a.xml").read_text() == "e9"
     watcher.poll()
     assert ids(broker) == ["e1", "e2", "e9"]
-    assert sorted(p.read_text() for p in (tmp_path / DONE).iterdir()) == ["e1 e2", "e9"]
+    assert sorted(p.read_text() for p in (tmp_path / DONE).glob("*.xml")) == ["e1 e2", "e9"]
 
 
 def test_a_symbolic_link_is_rejected_unread_and_its_reason_tells_nothing_of_its_target(
@@ -258,7 +310,7 @@ def test_a_hostile_export_folder_has_every_good_file_recorded_and_the_rest_rejec
     (folder / "link.xml").symlink_to(secret)
     os.mkfifo(folder / "pipe.xml")
     (folder / "sub").mkdir()
-    sent: list[bytes] = []
+    broker = Broker()
 
     def reading(stream: IO[bytes], name: str) -> Converted:
         if name.endswith("swapped.xml") and not (folder / "swapped.xml.tmp").exists():
@@ -267,12 +319,12 @@ def test_a_hostile_export_folder_has_every_good_file_recorded_and_the_rest_rejec
             os.replace(folder / "swap", folder / "swapped.xml")
         return stream_events(stream, name, policy, Gias())
 
-    FolderWatcher(folder, reading, sent.extend, settle=0).poll()
+    FolderWatcher(folder, reading, broker.send, settle=0).poll()
     # a run killed while sending, then started again as more files arrive
     (folder / SENDING / "interrupted.xml").write_bytes(_good(6))
     (folder / "c.xml").write_bytes(_good(7))
     (folder / "deep2.xml").write_bytes(HOSTILE["deep.xml"][0])
-    FolderWatcher(folder, reading, sent.extend, settle=0).poll()
+    FolderWatcher(folder, reading, broker.send, settle=0).poll()
     (folder / "swapped.xml.tmp").unlink()
 
     recorded = [*good.values(), _good(4, pupils=5), one_unknown, _good(6), _good(7)]
@@ -281,9 +333,10 @@ def test_a_hostile_export_folder_has_every_good_file_recorded_and_the_rest_rejec
         for data in recorded
         for event in stream_events(io.BytesIO(data), "x", policy, Gias()).events
     }
-    assert {orjson.loads(record)["id"] for record in sent} == expected and len(sent) == 19
+    assert set(ids(broker)) == expected and len(broker.sent) == 19
+    filed = [*good, "swapped.xml", "swapped.2.xml", "interrupted.xml", "c.xml"]
     assert sorted(p.name for p in (folder / DONE).iterdir()) == sorted(
-        [*good, "swapped.xml", "swapped.2.xml", "interrupted.xml", "c.xml"]
+        [*filed, *(f"{name}.receipts.jsonl" for name in filed)]
     )
     assert [p for p in folder.iterdir() if p.name not in (DONE, REJECTED, SENDING)] == []
     assert list((folder / SENDING).iterdir()) == []
@@ -329,3 +382,178 @@ def test_a_watcher_will_not_start_on_a_folder_whose_own_folders_are_links(
     (tmp_path / "exports" / name).symlink_to(elsewhere)
     with pytest.raises(OSError, match=f"{name}/ is a symbolic link"):
         FolderWatcher(tmp_path / "exports", convert, broker.send, settle=0)
+
+
+# -- done only when every event holds the log's receipt ------------------------------------
+
+
+def kept(path: Path) -> list[tuple[int, str]]:
+    """A receipts file's rows as (line, event id), each receipt checked under the log's key."""
+    rows = [orjson.loads(row) for row in path.read_bytes().splitlines()]
+    for row in rows:
+        assert open_receipt(row["receipt"].encode(), LOG.verifier).event_id == row["event_id"]
+    return [(row["line"], row["event_id"]) for row in rows]
+
+
+def test_a_file_goes_to_done_with_the_logs_receipt_of_each_event_beside_it(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    old(watcher.folder / "a.xml", "e1 e2 e3")
+    [outcome] = watcher.poll()
+    assert (outcome.status, outcome.events) == ("done", 3)
+    done = watcher.folder / DONE
+    assert kept(done / "a.xml.receipts.jsonl") == [(1, "e1"), (2, "e2"), (3, "e3")]
+    assert list((watcher.folder / SENDING).iterdir()) == []
+
+
+def test_a_file_an_event_of_which_gets_no_receipt_stays_in_sending_and_the_rest_go_on(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    old(watcher.folder / "a.xml", "e1 e2 e3")
+    old(watcher.folder / "b.xml", "e4")
+    os.utime(watcher.folder / "a.xml", (time.time() - 120, time.time() - 120))
+    broker.withheld = {"e2"}
+    outcomes = watcher.poll()
+    assert [(o.file, o.status) for o in outcomes] == [("a.xml", "waiting"), ("b.xml", "done")]
+    assert "1 of 3 events" in outcomes[0].why and "line 2" in outcomes[0].why
+    assert f"stays in {SENDING}/" in outcomes[0].why
+    sending = watcher.folder / SENDING
+    assert (sending / "a.xml").exists() and not (watcher.folder / DONE / "a.xml").exists()
+    assert kept(sending / "a.xml.receipts.jsonl") == [(1, "e1"), (3, "e3")]
+
+
+def test_after_a_restart_only_the_events_without_a_receipt_are_sent_again(
+    tmp_path: Path, broker: Broker
+) -> None:
+    old(tmp_path / "a.xml", "e1 e2 e3")
+    broker.withheld = {"e2"}
+    FolderWatcher(tmp_path, convert, broker.send, settle=0).poll()
+    broker.withheld, broker.sent = set(), []
+    [outcome] = FolderWatcher(tmp_path, convert, broker.send, settle=0).poll()
+    assert outcome.status == "done" and ids(broker) == ["e2"]
+    assert sorted(kept(tmp_path / DONE / "a.xml.receipts.jsonl")) == [
+        (1, "e1"),
+        (2, "e2"),
+        (3, "e3"),
+    ]
+
+
+class Crash(BaseException):
+    """The watcher killed at this point."""
+
+
+@pytest.mark.parametrize("moving", ["a.xml.receipts.jsonl", "a.xml"])
+def test_a_watcher_killed_between_filing_a_file_and_its_receipts_files_both_at_restart(
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch, moving: str
+) -> None:
+    old(tmp_path / "a.xml", "e1 e2")
+    replace = os.replace
+
+    def killed(source: Path, target: Path) -> None:
+        if Path(source).name == moving and Path(target).parent.name == DONE:
+            raise Crash
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(Crash):
+        FolderWatcher(tmp_path, convert, broker.send, settle=0).poll()
+    monkeypatch.setattr(os, "replace", replace)
+    broker.sent = []
+    [outcome] = FolderWatcher(tmp_path, convert, broker.send, settle=0).poll()
+    assert outcome.status == "done" and broker.sent == []
+    assert sorted(p.name for p in (tmp_path / DONE).iterdir()) == ["a.xml", "a.xml.receipts.jsonl"]
+    assert kept(tmp_path / DONE / "a.xml.receipts.jsonl") == [(1, "e1"), (2, "e2")]
+    assert list((tmp_path / SENDING).iterdir()) == []
+
+
+def test_a_forged_receipt_kept_in_sending_is_ignored_and_its_event_sent_again(
+    tmp_path: Path, broker: Broker
+) -> None:
+    (tmp_path / SENDING).mkdir()
+    old(tmp_path / SENDING / "a.xml", "e1 e2")
+    receipt = DeliveryReceipt(
+        LOG.name, "e1", "sharing.transfer", 0, 7, 7, leaf_hash(b"e1"), "allowed", 1767225600
+    )
+    genuine = DeliveryReceipt(
+        LOG.name, "e2", "sharing.transfer", 0, 8, 8, leaf_hash(b"e2"), "allowed", 1767225600
+    )
+    (tmp_path / SENDING / "a.xml.receipts.jsonl").write_bytes(
+        receipt_line(1, "e1", sign_receipt(receipt, OTHER_KEY))
+        + receipt_line(2, "e2", sign_receipt(genuine, LOG))
+    )
+    [outcome] = FolderWatcher(tmp_path, convert, broker.send, settle=0).poll()
+    assert outcome.status == "done" and ids(broker) == ["e1"]
+    assert sorted(kept(tmp_path / DONE / "a.xml.receipts.jsonl")) == [(1, "e1"), (2, "e2")]
+
+
+def test_a_receipt_the_sender_hands_back_under_another_key_does_not_file_the_file(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    old(watcher.folder / "a.xml", "e1 e2")
+    broker.forged = {"e2"}
+    [outcome] = watcher.poll()
+    assert outcome.status == "waiting" and "line 2" in outcome.why
+    assert kept(watcher.folder / SENDING / "a.xml.receipts.jsonl") == [(1, "e1")]
+
+
+def test_a_file_with_no_events_is_done_with_an_empty_receipts_file(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    old(watcher.folder / "empty.xml", "")
+    [outcome] = watcher.poll()
+    assert (outcome.status, outcome.events) == ("done", 0) and broker.sent == []
+    assert (watcher.folder / DONE / "empty.xml.receipts.jsonl").read_bytes() == b""
+
+
+def test_waiting_for_acknowledgements_alone_files_no_receipts(
+    tmp_path: Path, broker: Broker
+) -> None:
+    old(tmp_path / "a.xml", "e1")
+    [outcome] = FolderWatcher(tmp_path, convert, broker.send, settle=0, receipts=False).poll()
+    assert outcome.status == "done" and ids(broker) == ["e1"]
+    assert sorted(p.name for p in (tmp_path / DONE).iterdir()) == ["a.xml"]
+
+
+def test_a_file_named_as_a_receipts_file_is_rejected_unread_and_never_taken_for_one(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    old(watcher.folder / "a.xml", "e1")
+    old(watcher.folder / "a.xml.receipts.jsonl", "e9")
+    outcomes = watcher.poll()
+    assert sorted((o.file, o.status) for o in outcomes) == [
+        ("a.xml", "done"),
+        ("a.xml.receipts.jsonl", "rejected"),
+    ]
+    why = (watcher.folder / REJECTED / "a.xml.receipts.jsonl.why").read_text()
+    assert "receipts" in why and ids(broker) == ["e1"]
+    assert kept(watcher.folder / DONE / "a.xml.receipts.jsonl") == [(1, "e1")]
+
+
+def test_a_link_in_place_of_a_files_receipts_is_set_aside_unfollowed_and_the_file_done(
+    tmp_path: Path, broker: Broker
+) -> None:
+    folder, elsewhere = tmp_path / "exports", tmp_path / "elsewhere.txt"
+    (folder / SENDING).mkdir(parents=True)
+    elsewhere.write_text("")
+    old(folder / SENDING / "a.xml", "e1")
+    (folder / SENDING / "a.xml.receipts.jsonl").symlink_to(elsewhere)
+    [outcome] = FolderWatcher(folder, convert, broker.send, settle=0).poll()
+    assert outcome.status == "done" and elsewhere.read_text() == ""
+    assert kept(folder / DONE / "a.xml.receipts.jsonl") == [(1, "e1")]
+    why = (folder / REJECTED / "a.xml.receipts.jsonl.why").read_text()
+    assert "symbolic link" in why and (folder / REJECTED / "a.xml.receipts.jsonl").is_symlink()
+
+
+def test_a_file_rejected_at_restart_takes_the_receipts_its_events_got_along(
+    tmp_path: Path, broker: Broker
+) -> None:
+    old(tmp_path / "a.xml", "e1 e2")
+    broker.withheld = {"e2"}
+    FolderWatcher(tmp_path, convert, broker.send, settle=0).poll()
+
+    def refusing(stream: IO[bytes], name: str) -> Converted:
+        raise FileRefused(f"{name}: no longer read by this pack")
+
+    [outcome] = FolderWatcher(tmp_path, refusing, broker.send, settle=0).poll()
+    assert outcome.status == "rejected" and list((tmp_path / SENDING).iterdir()) == []
+    assert kept(tmp_path / REJECTED / "a.xml.receipts.jsonl") == [(1, "e1")]
