@@ -88,6 +88,8 @@ def _sign(ledger: Ledger, signer: Signer) -> str | None:
         sign_if_grown(ledger, signer, folder)
     except TreeIncomplete as exc:
         fail(f"{exc}: run sharing-audit db upgrade")
+    except LogKeyError as exc:
+        fail(str(exc))
     except OSError as exc:
         why = exc.strerror or str(exc)
         return f"SHARING_AUDIT_CHECKPOINT_DIR {folder}: the checkpoint was not written there: {why}"

@@ -154,6 +154,12 @@ def sign_if_grown(ledger: Ledger, signer: Signer, folder: str | None = None) -> 
         last = latest(connection)
         if size == 0 or (last is not None and last.checkpoint.size >= size):
             return None
+        if last is not None and not signs_after(last, signer):
+            raise LogKeyError(
+                f"the log key is not the key this ledger's checkpoints of {signer.name} were "
+                f"signed with (the latest, of size {last.checkpoint.size}): restore that key, "
+                "or, to rotate, give the new key a new origin"
+            )
         checkpoint = Checkpoint(signer.name, size, root_at(connection, size))
         note = sign_note(checkpoint.body(), signer).encode()
         connection.execute(
@@ -163,6 +169,19 @@ def sign_if_grown(ledger: Ledger, signer: Signer, folder: str | None = None) -> 
     if folder:
         publish_to_folder(signed, Path(folder))
     return signed
+
+
+def signs_after(last: Signed, signer: Signer) -> bool:
+    """Whether ``signer`` may sign the log's next checkpoint after ``last``: it signed
+    ``last``, or ``last`` is of another origin (a rotated key goes with a new origin).
+    Another key under the same origin would sign whatever history the database now holds,
+    and auditors could not tell its checkpoints from the log's."""
+    if last.checkpoint.origin != signer.name:
+        return True
+    try:
+        return Note.parse(last.note).signed_by(signer.verifier)
+    except NoteError:
+        return False
 
 
 def publish_to_folder(signed: Signed, folder: Path) -> None:

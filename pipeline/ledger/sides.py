@@ -54,8 +54,7 @@ def _sides_of(details: str) -> dict[str, str]:
 def side_faults(connection: Connection) -> list[tuple[int, str]]:
     """(seq, what is wrong) for each fact, payload or alert that its entry does not vouch
     for, and each alert kept off the desk that nothing re-decided."""
-    bound = meta_value(connection, BOUND_FROM)
-    since = int(bound) if bound is not None else 1
+    since, moved = _bound(connection)
     # Up to the highest seq of any table: a side row may claim an entry that is not there.
     top = max(
         connection.execute(select(func.max(t.c.seq))).scalar() or 0
@@ -64,7 +63,25 @@ def side_faults(connection: Connection) -> list[tuple[int, str]]:
     faults: list[tuple[int, str]] = []
     for start in range(since, top + 1, WINDOW):
         faults += _window_faults(connection, start, start + WINDOW)
-    return sorted(faults + _unfounded_supersessions(connection, since))
+    return sorted(moved + faults + _unfounded_supersessions(connection, since))
+
+
+def _bound(connection: Connection) -> tuple[int, list[tuple[int, str]]]:
+    """The first seq whose side rows are checked, and a fault if ``ledger_meta`` says a
+    later one than the first entry vouching for a side row: the row is neither hashed nor
+    guarded by a trigger, and moved past the chain's end it would switch these checks off."""
+    bound = meta_value(connection, BOUND_FROM)
+    since = int(bound) if bound is not None and bound.isdigit() else 1
+    first = connection.execute(
+        select(func.min(ENTRY.c.seq)).where(ENTRY.c.details.like('%"sides"%'))
+    ).scalar()
+    if first is None or first >= since:
+        return since, []
+    fault = (
+        f"ledger_meta's {BOUND_FROM} says {bound!r}, but this entry already vouches for "
+        "its side rows (the bound was moved to switch their checks off)"
+    )
+    return int(first), [(int(first), fault)]
 
 
 def _window_faults(connection: Connection, start: int, end: int) -> list[tuple[int, str]]:

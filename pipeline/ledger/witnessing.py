@@ -162,19 +162,29 @@ def raise_refusal(ledger: Ledger, witness: str, size: int, why: str) -> int:
 def _outcome(witness: Witness, signed: Signed, status: int, body: str) -> Outcome:
     said = f"HTTP {status}: {shown(body)}"
     if status == 200:
-        try:
-            cosigned = cosigned_by(Note.parse(signed.note + body.encode()), witness.verifier)
-        except NoteError:
-            cosigned = None
-        if cosigned is None:
+        line = own_cosignature(signed, body, witness.verifier)
+        if line is None:
             return Outcome(witness, refused=True, why="its answer is not its cosignature")
-        return Outcome(witness, line=body if body.endswith("\n") else body + "\n")
+        return Outcome(witness, line=line)
     if status == 409 and held_size(body) is None:
         # Nonsense from the witness, not a size it holds: its fault, not a sign of a fork.
         return Outcome(witness, why=f"{said} (not the size it holds)")
     if 400 <= status < 500:
         return Outcome(witness, refused=True, why=said)
     return Outcome(witness, why=said if status else body)
+
+
+def own_cosignature(signed: Signed, body: str, witness: Verifier) -> str | None:
+    """The witness's cosignature line in its answer ``body``, alone, if it holds one that
+    verifies. Any other line it sent is dropped: kept, one bearing the log's name and key
+    id that fails would make every verifier refuse the checkpoint the log publishes."""
+    try:
+        note = Note.parse(signed.note + body.encode())
+    except NoteError:
+        return None
+    if cosigned_by(note, witness) is None:
+        return None
+    return next(s for s in note.signatures if witness.made(s)).line()
 
 
 def shown(text: str, limit: int = 200) -> str:

@@ -608,6 +608,23 @@ class LedgerContract:
         result = self.verification(filled)
         assert result.fault_seq == seq and "inserted" in str(result.fault)
 
+    def test_a_fact_inserted_after_moving_the_side_rows_bound_is_still_found(
+        self, filled: Ledger
+    ) -> None:
+        """``side_rows_bound_from`` is an unhashed row no trigger guards: moved past the
+        chain's end it would switch every side-row check off for an INSERT to pass."""
+        seq = self.first_seq(filled, "SELECT min(seq) FROM ledger_entry WHERE decision = 'breach'")
+        with filled.engine.begin() as connection:
+            connection.execute(
+                text(
+                    "UPDATE ledger_meta SET value = '1000000000' "
+                    "WHERE name = 'side_rows_bound_from'"
+                )
+            )
+        self.insert_a_copied_fact(filled, seq)
+        result = self.verification(filled)
+        assert not result.ok and result.fault_seq is not None and result.fault_seq <= seq
+
     def test_a_register_fact_claiming_an_entry_not_yet_written_is_found(
         self, filled: Ledger
     ) -> None:

@@ -6,6 +6,7 @@ sent what it missed when it is back (sharing-audit worker, sharing-audit log pub
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from pathlib import Path
 from typing import cast
@@ -27,12 +28,21 @@ from pipeline.ledger.store import ENTRY, Ledger
 from pipeline.ledger.witnessing import DEADLINE, Witness, last_cosigned, witness_lag
 from pipeline.policy.pack import Policy
 from pipeline.settings import DEFAULT_LOG_ORIGIN
-from pipeline.transparency.note import COSIGNATURE, Signer, Verifier
+from pipeline.transparency.note import (
+    COSIGNATURE,
+    Signature,
+    Signer,
+    Verifier,
+    cosign,
+    cosigned_by,
+    open_checkpoint,
+)
+from pipeline.transparency.witness import parse_request
 from pipeline.transport.kafka import Lag
 from pipeline.witness.app import create_witness
 from pipeline.witness.state import witness_engine
 from schemas.alerts import WITNESS_REFUSAL
-from tests.integration.peers import answering, dribbling, peer, silent
+from tests.integration.peers import Behaviour, Peer, answering, dribbling, peer, silent
 from tests.integration.proxy import Proxy
 from tests.integration.serving import served
 from tests.integration.streaming import wait_until
@@ -280,3 +290,44 @@ def test_log_publish_says_so_without_a_traceback_when_the_checkpoint_folder_is_u
     done = runner.invoke(app, ["log", "publish", "--db", url], env=env)
     assert done.exit_code == 1 and "Traceback" not in done.output
     assert "not-a-folder" in done.output, done.output
+
+
+def cosigning_with_extra_lines(extra: str) -> tuple[list[Peer], Behaviour]:
+    """A witness that cosigns what it is sent (as WITNESS), and puts ``extra`` signature
+    lines after its cosignature; the list is to hold the peer, whose requests it reads."""
+    held: list[Peer] = []
+
+    def answer(connection: socket.socket, stopped: threading.Event) -> None:
+        body = held[0].requests[-1].partition(b"\r\n\r\n")[2]
+        _, note = parse_request(body)
+        line = cosign(note, WITNESS, 1_700_000_000).line().encode() + extra.encode()
+        connection.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+            + f"Content-Length: {len(line)}\r\nConnection: close\r\n\r\n".encode()
+            + line
+        )
+        connection.close()
+
+    return held, answer
+
+
+def test_a_witness_cannot_put_a_failing_log_signature_into_the_published_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """Only the witness's own cosignature line is kept: a line bearing the log's name and
+    key id that fails would make every verifier (Go's note.Open, audit verify) refuse the
+    checkpoint the log serves and writes out, whoever else cosigned it."""
+    url, ledger = a_ledger(tmp_path, events(10))
+    forged = Signature(LOG.name, LOG.verifier.id, bytes(64)).line()
+    held, behaviour = cosigning_with_extra_lines(forged)
+    with peer(behaviour) as odd:
+        held.append(odd)
+        status, said = publish(url, (odd.url, WITNESS))
+    assert status == 0 and f"{WITNESS.name}: cosigned size" in said, said
+    with ledger.engine.connect() as connection:
+        signed = latest(connection)
+    assert signed is not None
+    published = signed.with_cosignatures()
+    _, note = open_checkpoint(published, LOG.verifier)
+    assert cosigned_by(note, WITNESS.verifier) == 1_700_000_000
+    assert published.count(b"\n\xe2\x80\x94 ") == 2  # the log's signature and the cosignature

@@ -23,6 +23,7 @@ from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.acts import append_act
+from pipeline.ledger.checkpoint_check import kept_checkpoints
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.store import Ledger
@@ -721,6 +722,23 @@ def test_the_worker_signs_nothing_rather_than_make_a_log_key_for_a_ledger_with_c
     url, key_file = key_lost
     assert checkpointing(Settings(log_key=None), url) is None
     assert not key_file.exists()
+
+
+def test_another_log_key_for_a_ledger_with_checkpoints_signs_nothing_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """The key beside the file replaced by another (or SHARING_AUDIT_LOG_KEY set to one):
+    as with a missing key, it must not sign the file's history under the log's origin,
+    where no auditor could tell its checkpoints from the log's."""
+    url = f"sqlite:///{tmp_path}/signed.db"
+    ledger = ledger_with(url, events(5))
+    assert with_key_beside("log", "checkpoint", "--db", url)[0] == 0
+    (tmp_path / "signed.db.logkey").write_text("6b" * 32)
+    record(ledger, events(5, seed=4), first=1000)
+    status, said, _ = with_key_beside("log", "checkpoint", "--db", url)
+    assert status == 2 and "not the key" in said and "Traceback" not in said, said
+    with ledger.engine.connect() as connection:
+        assert kept_checkpoints(connection).count == 1
 
 
 def test_a_missing_log_key_beside_a_file_that_is_not_a_ledger_is_a_clear_mistake(

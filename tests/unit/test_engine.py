@@ -295,6 +295,24 @@ class TestFactsBelongToTheSchoolThatRecordedThem:
         assert verdict(decision) == case.decides
         assert any(o.reevaluated_by == own["id"] for o in outcomes) is late
 
+    @pytest.mark.xfail(
+        strict=True,
+        reason="events are keyed by id alone, deployment-wide: another school's event "
+        "under the same id (CloudEvents makes only source + id unique) turns this school's "
+        "breach into event.id_reused; keying by (source, id) reaches the ledger and receipts",
+    )
+    def test_another_schools_event_under_the_same_id_does_not_decide_this_schools_event(
+        self, policy: Policy
+    ) -> None:
+        """Two MISs of a trust numbering their events alike, or one that sends another
+        school's ids first: A's breach must still be decided as A's breach."""
+        b_event = referral(id="evt-1", source=OTHER_SCHOOL, categories=["personal"])
+        a_breach = referral(
+            id="evt-1", lawful_basis="consent", special_condition="9.2.a", categories=["medical"]
+        )
+        _, outcomes = self.run(policy, [b_event, a_breach])
+        assert verdict(outcomes[-1].decision) == ("breach", ["consent.missing"])
+
     def test_a_pupil_who_moved_between_two_schools_has_two_sets_of_facts(
         self, policy: Policy
     ) -> None:
