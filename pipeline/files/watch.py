@@ -27,6 +27,7 @@ characters are escaped, as it is read at a terminal.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import time
@@ -95,8 +96,7 @@ class FolderWatcher:
         self.settle = settle
         self.told = told
         self.receipts = receipts
-        for name in (DONE, REJECTED, SENDING):
-            _own_folder(folder / name)
+        self._own = {name: _own_folder(folder / name) for name in (DONE, REJECTED, SENDING)}
 
     def ready(self, now: float | None = None) -> list[Path]:
         """What to read now: whatever a run that stopped left in ``.sending/``, then
@@ -123,12 +123,29 @@ class FolderWatcher:
         """Read and send everything ready now; what became of each."""
         return [outcome for path in self.ready() if (outcome := self.handle(path))]
 
+    def check_own_folders(self) -> None:
+        """Raise :class:`NotADirectoryError` if ``done/``, ``rejected/`` or ``.sending/`` is
+        no longer the folder the watcher made (whoever writes the exports swapped it for a
+        link, or another folder): it stops rather than move a file or write a reason
+        where that points. (A swap between this look and a move is not excluded.)"""
+        for name, made in self._own.items():
+            try:
+                now = os.lstat(self.folder / name)
+            except FileNotFoundError:
+                now = None
+            if now is None or (now.st_dev, now.st_ino) != made or not stat.S_ISDIR(now.st_mode):
+                what = "gone" if now is None else _kind(now.st_mode)
+                what = "another folder" if now is not None and stat.S_ISDIR(now.st_mode) else what
+                why = f"{name}/ was replaced while the watcher ran (now {what}): it stops"
+                raise NotADirectoryError(errno.ENOTDIR, why)
+
     def handle(self, path: Path) -> Outcome | None:
         """One file: taken into ``.sending/``, what was taken read, sent, moved to
         ``done/``; or rejected. None if it went before it could be taken.
 
         Taken first, by a rename, so that what is read is what is filed: a file the MIS
         replaces meanwhile is a new file in the folder, read in its turn."""
+        self.check_own_folders()
         name = str(path)
         if path.parent.name != SENDING and path.name.endswith(RECEIPTS):
             # Never taken into .sending/, where it would pass for another file's receipts.
@@ -197,7 +214,7 @@ class FolderWatcher:
         # The reason's control characters are escaped: it is read at a terminal.
         why = shown_text(why)
         target = _free_name(taken, self.folder / REJECTED)
-        target.with_name(target.name + ".why").write_text(why + "\n", encoding="utf-8")
+        beside(target, ".why").write_text(why + "\n", encoding="utf-8")
         kept = receipts_beside(taken)
         if taken.parent.name == SENDING and stat.S_ISREG(_mode(kept)):
             os.replace(kept, receipts_beside(target))
@@ -206,9 +223,27 @@ class FolderWatcher:
         return Outcome(name, "rejected", why=why)
 
 
+#: The longest name, in bytes, that the common file systems (ext4, XFS, NTFS) take.
+NAME_MAX = 255
+
+
+def beside(path: Path, suffix: str) -> Path:
+    """The file of ``suffix`` beside ``path`` (its reason, its receipts): ``NAME`` and the
+    suffix; for a name too long to take the suffix (an MIS may use all 255 bytes), the
+    name cut short and marked with a digest of the whole, so that each file's companion
+    is its own, found the same way every time, and can always be written."""
+    name = path.name + suffix
+    if len(os.fsencode(name)) <= NAME_MAX:
+        return path.with_name(name)
+    whole = os.fsencode(path.name)
+    mark = "~" + hashlib.sha256(whole).hexdigest()[:16]
+    room = NAME_MAX - len(os.fsencode(mark + suffix))
+    return path.with_name(os.fsdecode(whole[:room]) + mark + suffix)
+
+
 def receipts_beside(path: Path) -> Path:
     """The receipts file of the file ``path``, in the same folder."""
-    return path.with_name(path.name + RECEIPTS)
+    return beside(path, RECEIPTS)
 
 
 def _lacking(lacking: Mapping[int, str], events: int) -> str:
@@ -231,9 +266,10 @@ def _file_away(taken: Path, kept: Path, done: Path) -> None:
     os.replace(taken, target)
 
 
-def _own_folder(path: Path) -> None:
+def _own_folder(path: Path) -> tuple[int, int]:
     """Make the folder ``path``, or check the one there is a folder and not a link: files
-    are moved into it and reasons written there, never somewhere a link points."""
+    are moved into it and reasons written there, never somewhere a link points. Its
+    device and inode, by which the watcher knows it later."""
     if path.is_symlink():
         raise NotADirectoryError(errno.ENOTDIR, f"{path.name}/ is a symbolic link: move it away")
     try:
@@ -241,6 +277,8 @@ def _own_folder(path: Path) -> None:
     except FileExistsError:
         why = f"{path.name} is not a folder: move it away"
         raise NotADirectoryError(errno.ENOTDIR, why) from None
+    made = os.lstat(path)
+    return made.st_dev, made.st_ino
 
 
 #: What each kind of thing that is not a regular file is called in a reason.

@@ -20,7 +20,7 @@ import pytest
 from pipeline.files.events import Converted, stream_events
 from pipeline.files.gias import Gias
 from pipeline.files.safe_xml import FileRefused
-from pipeline.files.watch import DONE, REJECTED, SENDING, FolderWatcher
+from pipeline.files.watch import DONE, REJECTED, SENDING, FolderWatcher, receipts_beside
 from pipeline.policy.pack import Policy
 from pipeline.transparency.delivery import DeliveryReceipt, open_receipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
@@ -560,11 +560,6 @@ def test_a_file_rejected_at_restart_takes_the_receipts_its_events_got_along(
     assert kept(tmp_path / REJECTED / "a.xml.receipts.jsonl") == [(1, "e1")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="watch._reject writes NAME.why: ENAMETOOLONG escapes poll(), and the file, left "
-    "in .sending/, kills the watcher again at every start (watch.py is being edited)",
-)
 def test_a_file_whose_name_leaves_no_room_for_its_reason_is_rejected_and_the_rest_sent(
     watcher: FolderWatcher, broker: Broker
 ) -> None:
@@ -596,12 +591,6 @@ def test_a_file_whose_name_is_not_utf8_is_rejected_saying_why_and_the_rest_sent(
     assert "not well-formed" in reason.read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the watcher checks its own folders are not links only when it starts: one "
-    "swapped for a link while it runs has files moved and reasons written where it points "
-    "(watch.py is being edited)",
-)
 @pytest.mark.parametrize("name", [DONE, REJECTED])
 def test_a_folder_of_the_watchers_own_swapped_for_a_link_while_it_runs_takes_nothing(
     tmp_path: Path, broker: Broker, name: str
@@ -619,3 +608,15 @@ def test_a_folder_of_the_watchers_own_swapped_for_a_link_while_it_runs_takes_not
     with contextlib.suppress(OSError):  # refusing to go on is safe; following the link is not
         watcher.poll()
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_file_whose_name_leaves_no_room_for_its_receipts_is_done_with_them_beside_it(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    long = "c" * 251 + ".xml"
+    old(watcher.folder / long, "e1 e2")
+    [outcome] = watcher.poll()
+    assert outcome.status == "done"
+    done = watcher.folder / DONE
+    assert kept(receipts_beside(done / long)) == [(1, "e1"), (2, "e2")]
+    assert receipts_beside(done / long) != receipts_beside(done / ("c" * 250 + "d.xml"))
