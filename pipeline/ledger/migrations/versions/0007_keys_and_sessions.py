@@ -34,9 +34,14 @@ def upgrade() -> None:
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
     )
+    # After the head: entries written before this revision vouch for no side row. Should
+    # one already vouch (a ledger's rows copied under an older schema), from the first that
+    # does: ledger verify holds a bound later than that to be moved to hide a row.
     op.execute(
         "INSERT INTO ledger_meta (name, value) "
-        "SELECT 'side_rows_bound_from', CAST(seq + 1 AS VARCHAR(20)) FROM chain_head WHERE id = 1"
+        "SELECT 'side_rows_bound_from', CAST(COALESCE("
+        "(SELECT MIN(seq) FROM ledger_entry WHERE details LIKE '%\"sides\"%'), seq + 1"
+        ") AS VARCHAR(20)) FROM chain_head WHERE id = 1"
     )
     op.add_column("pupil_identity", sa.Column("mac", sa.String(64), nullable=True))
     op.add_column("app_user", sa.Column("expires_at", sa.String(40), nullable=True))
