@@ -15,6 +15,7 @@ from rich.table import Table
 
 from pipeline.cli.exits import fail, schools_or_fail
 from pipeline.cli.options import (
+    BrokerOption,
     DbOption,
     SchoolOption,
     SchoolsOption,
@@ -54,6 +55,7 @@ from pipeline.pseudonym import (
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
 from pipeline.transparency.note import Checkpoint, Verifier
+from pipeline.transport.backlog import awaiting_receipts
 
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
@@ -256,13 +258,16 @@ def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None
 
 
 @ledger_app.command("stats")
-def ledger_stats(db: DbOption = None) -> None:
+def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     """Counts by kind, decision and event type, alerts by how their relay went (pending,
-    sent, superseded, set aside: one the broker would not take), and the chain head."""
+    sent, superseded, set aside: one the broker would not take), and the chain head;
+    with a broker (--broker, else SHARING_AUDIT_BROKER), the records it accepted that no
+    worker has recorded yet, whose senders hold no receipt, and the oldest one's age."""
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         figures = stats(connection)
     console = Console()
+    console.print(f"records awaiting a receipt: {awaiting_said(broker)}", highlight=False)
     console.print(f"entries: {figures['entries']}   pupils: {figures['pupils']}")
     console.print(f"head hash: {figures['head_hash']}")
     console.print(f"recorded from {figures['first_recorded_at']} to {figures['last_recorded_at']}")
@@ -273,6 +278,18 @@ def ledger_stats(db: DbOption = None) -> None:
         for value, n in sorted(figures[title].items()):
             table.add_row(plain(value), str(n))
         console.print(table)
+
+
+def awaiting_said(broker: str | None) -> str:
+    """What awaits a receipt at ``broker`` (else the configured one), in words; when
+    there is no broker to ask, or it does not answer, that said plainly."""
+    bootstrap = broker or settings().broker
+    if not bootstrap:
+        return "cannot tell without a broker (give --broker HOST:PORT or set SHARING_AUDIT_BROKER)"
+    seen = awaiting_receipts(settings().kafka(bootstrap))
+    if seen is None:
+        return f"cannot tell: no broker answers at {plain(bootstrap)}"
+    return seen.said()
 
 
 @db_app.command("grant")
