@@ -35,6 +35,7 @@ from pipeline.api.deps import (
     user_of,
     user_of_session,
 )
+from pipeline.api.awaiting import ONE_SCHOOL, awaiting_said
 from pipeline.api.desk import audited_incident_detail, incident_out
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
@@ -163,7 +164,10 @@ def queue(request: Request, user: PageReader, db: Db) -> Response:
         for i, incident in in_queue_order(incidents(db, user.scope), now)
         if incident.status is not Status.CLOSED
     ]
-    return templates.TemplateResponse(request, "queue.html", {"user": user, "incidents": shown})
+    awaiting = awaiting_said(request.app.state) if user.scope is None else ONE_SCHOOL
+    return templates.TemplateResponse(
+        request, "queue.html", {"user": user, "incidents": shown, "awaiting": awaiting}
+    )
 
 
 def _incident_page(

@@ -55,7 +55,7 @@ from pipeline.pseudonym import (
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
 from pipeline.transparency.note import Checkpoint, Verifier
-from pipeline.transport.backlog import awaiting_receipts
+from pipeline.transport.backlog import awaiting_receipts, in_words
 
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
@@ -286,10 +286,7 @@ def awaiting_said(broker: str | None) -> str:
     bootstrap = broker or settings().broker
     if not bootstrap:
         return "cannot tell without a broker (give --broker HOST:PORT or set SHARING_AUDIT_BROKER)"
-    seen = awaiting_receipts(settings().kafka(bootstrap))
-    if seen is None:
-        return f"cannot tell: no broker answers at {plain(bootstrap)}"
-    return seen.said()
+    return in_words(awaiting_receipts(settings().kafka(bootstrap)), plain(bootstrap))
 
 
 @db_app.command("grant")

@@ -141,6 +141,11 @@ class Backlog:
         self._admin = self._consumer = None
 
 
+def in_words(seen: Awaiting | None, bootstrap: str) -> str:
+    """What a look at the broker at ``bootstrap`` found, or that it did not answer."""
+    return seen.said() if seen is not None else f"cannot tell: no broker answers at {bootstrap}"
+
+
 def answers(bootstrap: str, timeout: float = 2.0) -> bool:
     """Whether anything listens at one of the ``HOST:PORT,...`` given: asked first, as a
     client of a broker that is not there waits 30 seconds to give up."""
