@@ -26,6 +26,7 @@ from pipeline.api.audit import (
     explained_entry,
     report_response,
 )
+from pipeline.api.awaiting import ONE_SCHOOL, awaiting_said
 from pipeline.api.deps import (
     READERS,
     SAR_ROLES,
@@ -35,7 +36,6 @@ from pipeline.api.deps import (
     user_of,
     user_of_session,
 )
-from pipeline.api.awaiting import ONE_SCHOOL, awaiting_said
 from pipeline.api.desk import audited_incident_detail, incident_out
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (

@@ -12,9 +12,9 @@ import pytest
 from pipeline.policy.pack import Policy
 from pipeline.transport.kafka import KafkaConfig
 from pipeline.users import Role, add_user
-from tests.integration.test_awaiting_receipts import a_port_nobody_answers, produced_with_no_worker
 from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served
+from tests.integration.test_awaiting_receipts import a_port_nobody_answers, produced_with_no_worker
 
 pytestmark = pytest.mark.integration
 
