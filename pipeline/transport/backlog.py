@@ -10,7 +10,6 @@ committed, read without a consumer group so that looking commits nothing.
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pipeline.transport.kafka import (
     INPUT_TOPICS,
     WORKER_GROUP,
     KafkaConfig,
+    Lag,
     _admin,
     _committed,
     consumer_settings,
@@ -56,15 +56,10 @@ def waited(seconds: float) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
-class Backlog:
-    """The records awaiting a receipt, with clients held open between looks so that a
-    status line may ask every second."""
-
-    def __init__(self, config: KafkaConfig, group: str = WORKER_GROUP) -> None:
-        self.config = config
-        self.group = group
-        self._admin: Any = None
-        self._consumer: Any = None
+class Backlog(Lag):
+    """The records awaiting a receipt: the workers' :class:`Lag`, counted to the true end of
+    each partition, with the oldest one's age; clients are held open between looks so
+    that a status line may ask every second."""
 
     def awaiting(self, now: float | None = None, wait: float = LOOK_SECONDS) -> Awaiting | None:
         """What awaits a receipt at ``now`` (unix seconds; the clock's when None); None
@@ -132,13 +127,6 @@ class Backlog:
         consumer.resume(*at)
         consumer.assign([])
         return fetched
-
-    def close(self) -> None:
-        for client in (self._admin, self._consumer):
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    client.close()
-        self._admin = self._consumer = None
 
 
 def in_words(seen: Awaiting | None, bootstrap: str) -> str:

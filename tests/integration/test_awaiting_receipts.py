@@ -120,3 +120,12 @@ def test_ledger_stats_without_a_broker_says_it_cannot_tell(
     shown = runner.invoke(app, ["ledger", "stats", "--db", url])
     assert shown.exit_code == 0, shown.output
     assert "records awaiting a receipt: cannot tell without a broker" in shown.output
+
+
+def test_ledger_stats_shows_a_broker_named_with_markup_and_escapes_as_it_was_given(
+    tmp_path: Path,
+) -> None:
+    url = a_ledger(tmp_path)
+    shown = runner.invoke(app, ["ledger", "stats", "--db", url, "--broker", "[bold]\x1b[2Jx:9"])
+    assert shown.exit_code == 0, shown.output
+    assert "no broker answers at [bold]" in shown.output and "\x1b" not in shown.output

@@ -105,7 +105,7 @@ def signed_in_queue(sqlite_url: str, policy: Policy, schools: tuple[str, ...] = 
     assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
     page = client.get("/desk")
     assert page.status_code == 200
-    return page.text
+    return str(page.text)
 
 
 @pytest.mark.slow  # a broker

@@ -152,3 +152,21 @@ def test_the_worker_holds_its_signer_to_the_mmd_it_is_configured_with(sqlite_url
     assert how is not None and how.promised_delay() == 90
     derived = checkpointing(Settings(log_key=LOG_KEY, checkpoint_seconds=10), sqlite_url)
     assert derived is not None and derived.promised_delay() == 60
+
+
+def test_ledger_stats_says_how_many_receipted_entries_await_a_checkpoint_and_a_missed_mmd(
+    sqlite_url: str,
+) -> None:
+    ledger = received(sqlite_url, events(4)[:3])
+    stats = ["ledger", "stats", "--db", sqlite_url]
+    env = {**ENV, "SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS": "3600"}
+    waiting = CliRunner().invoke(app, stats, env=env)
+    assert "receipted entries in no signed checkpoint: 3, the oldest for 0 s" in waiting.output
+    assert "(the log promises 3600 s)" in waiting.output and "MISSED" not in waiting.output
+    time.sleep(1.1)
+    env["SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS"] = "1"
+    late = CliRunner().invoke(app, stats, env=env)
+    assert "the maximum merge delay is MISSED (the log promises 1 s)" in late.output
+    assert sign_if_grown(ledger, LOG) is not None
+    signed = CliRunner().invoke(app, stats, env=env)
+    assert "receipted entries in no signed checkpoint: none" in signed.output
