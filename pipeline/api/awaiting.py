@@ -1,7 +1,8 @@
 """The records awaiting a receipt, as the desk shows them: looked up at the broker the
 desk's process knows (SHARING_AUDIT_BROKER), at most every few seconds, one look at a
-time, with the broker's clients held open between looks; a page never waits on more
-than one look, and a desk that knows no broker says it cannot tell."""
+time, each with clients of its own closed after it (the app has no hook to close clients
+held open, and a client left open keeps calling a broker that has gone); a page never
+waits on more than one look, and a desk that knows no broker says it cannot tell."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 from typing import Any
 
 from pipeline.settings import settings
-from pipeline.transport.backlog import Backlog, in_words
+from pipeline.transport.backlog import awaiting_receipts, in_words
 
 #: Seconds a look at the broker is shown before the next page load looks again.
 FRESH_SECONDS = 5.0
@@ -26,7 +27,7 @@ class AwaitingFigure:
 
     def __init__(self) -> None:
         self._looking = threading.Lock()
-        self._backlog: Backlog | None = None
+        self._bootstrap = ""
         self._said = ""
         self._at = -FRESH_SECONDS
 
@@ -35,16 +36,11 @@ class AwaitingFigure:
         if not bootstrap:
             return NO_BROKER
         with self._looking:
-            known = self._backlog is not None and self._backlog.config.bootstrap == bootstrap
-            if known and time.monotonic() - self._at < FRESH_SECONDS:
-                return self._said
-            if not known:
-                if self._backlog is not None:
-                    self._backlog.close()
-                self._backlog = Backlog(settings().kafka(bootstrap))
-            assert self._backlog is not None
-            self._said = in_words(self._backlog.awaiting(), bootstrap)
-            self._at = time.monotonic()
+            fresh = time.monotonic() - self._at < FRESH_SECONDS
+            if not (fresh and bootstrap == self._bootstrap):
+                seen = awaiting_receipts(settings().kafka(bootstrap))
+                self._said = in_words(seen, bootstrap)
+                self._bootstrap, self._at = bootstrap, time.monotonic()
             return self._said
 
 
