@@ -127,9 +127,10 @@ def missed_reason(late: Unmerged, merge_delay: float, why: str) -> str:
     verb = "is" if late.entries == 1 else "are"
     said = (
         f"the log failed its own promise to include every entry it gave a receipt for in "
-        f"a signed checkpoint within {merge_delay:g} seconds: since {utc_text(due)} "
-        f"{late.entries:,} receipted {noun} recorded from {utc_text(late.oldest)} "
-        f"{verb} in no signed checkpoint (the last signed has size {late.signed:,}), so "
-        "an auditor holding their receipts can prove the log broke its word"
+        f"a signed checkpoint within {merge_delay:g} seconds: {late.entries:,} receipted "
+        f"{noun}, the oldest recorded at {utc_text(late.oldest)}, {verb} in no signed "
+        f"checkpoint, and the promise has been broken since {utc_text(due)} (the last "
+        f"checkpoint signed has size {late.signed:,}); anyone holding their receipts can "
+        "prove the log broke its word"
     )
     return f"{said}; checkpoints are not being signed: {why}" if why else said
