@@ -10,6 +10,10 @@ asked again, with backoff, for whatever is latest by then: what it missed reache
 one request when it is back. A silent or hostile witness therefore costs recording
 nothing, costs the other witnesses nothing, and shows only as a lag: how far behind the
 latest checkpoint its last cosignature is (``sharing-audit worker``'s status line).
+
+The signing thread also holds the log to its maximum merge delay: before each signing it
+checks that no receipted entry has waited outside every signed checkpoint for longer
+than the MMD, and raises a high-severity alert when one has (``pipeline.ledger.merging``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ from dataclasses import dataclass
 
 from pipeline.backoff import backoff_delays
 from pipeline.ledger.checkpoints import Signed, latest, sign_if_grown
+from pipeline.ledger.merging import check_merge_delay
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.witnessing import DEADLINE, Witness, last_cosigned, submit_alone
 from pipeline.logging import get_logger
+from pipeline.settings import MERGE_DELAY_CHECKPOINTS
 from pipeline.transparency.note import Signer
 
 log = get_logger(__name__)
@@ -34,13 +40,22 @@ RETRY_FIRST, RETRY_CAP = 1.0, 60.0
 class Checkpointing:
     """How the writer's publisher signs checkpoints: with ``signer``, at most every
     ``seconds``, the latest also written to ``folder`` when given, and sent to
-    ``witnesses``, each given ``deadline`` seconds per request, all told."""
+    ``witnesses``, each given ``deadline`` seconds per request, all told. ``merge_delay``
+    is the MMD the log promises (SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS; None:
+    :data:`MERGE_DELAY_CHECKPOINTS` times ``seconds``, as the settings derive it)."""
 
     signer: Signer
     seconds: float = 10.0
     folder: str | None = None
     witnesses: tuple[Witness, ...] = ()
     deadline: float = DEADLINE
+    merge_delay: float | None = None
+
+    def promised_delay(self) -> float:
+        """The MMD in seconds that the signer holds the log to."""
+        if self.merge_delay is not None:
+            return self.merge_delay
+        return MERGE_DELAY_CHECKPOINTS * self.seconds
 
 
 class Publisher:
@@ -50,6 +65,7 @@ class Publisher:
         self.ledger = ledger
         self.how = how
         self._latest: Signed | None = None
+        self._unsigned_why = ""  # why the last checkpoint could not be signed, if it was not
         self._news = threading.Condition()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -77,6 +93,7 @@ class Publisher:
     def _signing(self) -> None:
         self._announce(self._kept())
         while not self._stopping.wait(self.how.seconds):
+            self.hold_to_merge_delay()
             signed = self.sign()
             if signed is None and self._latest is None:  # the database was away at first
                 signed = self._kept()
@@ -88,11 +105,28 @@ class Publisher:
         try:
             signed = sign_if_grown(self.ledger, self.how.signer, self.how.folder)
         except Exception as exc:
-            log.warning("checkpoint_not_signed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            self._unsigned_why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            log.warning("checkpoint_not_signed", error=self._unsigned_why)
             return None
+        self._unsigned_why = ""
         if signed is not None:
             log.info("checkpoint_signed", size=signed.checkpoint.size)
         return signed
+
+    def hold_to_merge_delay(self) -> int | None:
+        """Check, before each signing, that every receipted entry is in a signed checkpoint
+        within the MMD, and raise the alert when the log has missed it (checked before
+        signing, so that a miss ended by the signature that follows is still told); the
+        alert's seq, or None. A ledger that cannot be read now is tried at the next turn."""
+        delay = self.how.promised_delay()
+        try:
+            seq = check_merge_delay(self.ledger, delay, self._unsigned_why)
+        except Exception as exc:
+            log.warning("merge_delay_not_checked", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            return None
+        if seq is not None:
+            log.error("merge_delay_missed", seq=seq, max_merge_delay_seconds=delay)
+        return seq
 
     def _kept(self) -> Signed | None:
         """The latest checkpoint signed before this process started: a witness that has

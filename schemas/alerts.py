@@ -23,6 +23,13 @@ MAX_ALERT_BYTES = 900_000
 WITNESS_REFUSAL = "witness_refusal"
 #: The incident cause under which witness refusals are grouped.
 WITNESS_REFUSED_CAUSE = "log.witness_refused"
+#: The ``kind`` of the alert raised when the log misses its maximum merge delay: entries it
+#: gave receipts for are in no checkpoint it signed within the delay it promises. The log
+#: failed its own promise (high severity, no rules, no pupils); whether anything was lost
+#: is the DPO's to assess, so it is a review, not a breach.
+MERGE_DELAY_MISSED = "merge_delay_missed"
+#: The incident cause under which missed merge delays are grouped.
+MERGE_DELAY_MISSED_CAUSE = "log.merge_delay_missed"
 #: The most parts (about one pupil each) a reason keeps in an alert; the ledger keeps all.
 MAX_REASON_PARTS = 10
 
@@ -54,9 +61,12 @@ class Alert(BaseModel):
 
     seq: int = Field(description="the ledger entry that raised the alert")
     kind: str = Field(
-        description="'decision', 'reevaluation' after a late fact, or 'witness_refusal' when "
+        description="'decision', 'reevaluation' after a late fact, 'witness_refusal' when "
         "a witness refused the log's checkpoint (its history was rewritten or forked: no "
-        "event, no pupils, no rules; the reason names the witness and what it said)"
+        "event, no pupils, no rules; the reason names the witness and what it said), or "
+        "'merge_delay_missed' when entries the log gave receipts for were in no checkpoint "
+        "it signed within its maximum merge delay (no event, no pupils, no rules; the "
+        "reason says since when and how many)"
     )
     refers_to: int | None = Field(description="for a re-evaluation, the entry re-decided")
     event_id: str | None

@@ -26,6 +26,7 @@ from pipeline.api.audit import (
     explained_entry,
     report_response,
 )
+from pipeline.api.awaiting import ONE_SCHOOL, awaiting_said
 from pipeline.api.deps import (
     READERS,
     SAR_ROLES,
@@ -163,7 +164,10 @@ def queue(request: Request, user: PageReader, db: Db) -> Response:
         for i, incident in in_queue_order(incidents(db, user.scope), now)
         if incident.status is not Status.CLOSED
     ]
-    return templates.TemplateResponse(request, "queue.html", {"user": user, "incidents": shown})
+    awaiting = awaiting_said(request.app.state) if user.scope is None else ONE_SCHOOL
+    return templates.TemplateResponse(
+        request, "queue.html", {"user": user, "incidents": shown, "awaiting": awaiting}
+    )
 
 
 def _incident_page(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from pipeline.cli.exits import fail, schools_or_fail
 from pipeline.cli.options import (
+    BrokerOption,
     DbOption,
     SchoolOption,
     SchoolsOption,
@@ -39,6 +41,7 @@ from pipeline.ledger.checkpoint_check import (
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import recorded_fingerprint
+from pipeline.ledger.merging import Unmerged, unmerged
 from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.queries import stats
 from pipeline.ledger.reads import export
@@ -53,7 +56,9 @@ from pipeline.pseudonym import (
 )
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
+from pipeline.shown import shown_text
 from pipeline.transparency.note import Checkpoint, Verifier
+from pipeline.transport.backlog import awaiting_receipts, in_words, waited
 
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
 db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
@@ -256,12 +261,15 @@ def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None
 
 
 @ledger_app.command("stats")
-def ledger_stats(db: DbOption = None) -> None:
+def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     """Counts by kind, decision and event type, alerts by how their relay went (pending,
-    sent, superseded, set aside: one the broker would not take), and the chain head."""
+    sent, superseded, set aside: one the broker would not take), and the chain head;
+    with a broker (--broker, else SHARING_AUDIT_BROKER), the records it accepted that no
+    worker has recorded yet, whose senders hold no receipt, and the oldest one's age."""
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         figures = stats(connection)
+        outside = unmerged(connection)
     console = Console()
     console.print(f"entries: {figures['entries']}   pupils: {figures['pupils']}")
     console.print(f"head hash: {figures['head_hash']}")
@@ -273,6 +281,31 @@ def ledger_stats(db: DbOption = None) -> None:
         for value, n in sorted(figures[title].items()):
             table.add_row(plain(value), str(n))
         console.print(table)
+    said = f"receipted entries in no signed checkpoint: {merge_said(outside)}"
+    console.print(said, markup=False, highlight=False, soft_wrap=True)
+    awaiting = f"records awaiting a receipt: {awaiting_said(broker)}"
+    console.print(awaiting, markup=False, highlight=False, soft_wrap=True)
+
+
+def merge_said(outside: Unmerged) -> str:
+    """How many receipted entries wait for a checkpoint, how long the oldest has, and
+    whether that breaks the MMD the log promises (SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS)."""
+    if outside.oldest is None:
+        return "none"
+    delay = settings().merge_delay
+    now = datetime.now(UTC)
+    age = waited((now - outside.oldest).total_seconds())
+    missed = ": the maximum merge delay is MISSED" if outside.overdue(now, delay) else ""
+    return f"{outside.entries:,}, the oldest for {age}{missed} (the log promises {delay:g} s)"
+
+
+def awaiting_said(broker: str | None) -> str:
+    """What awaits a receipt at ``broker`` (else the configured one), in words; when
+    there is no broker to ask, or it does not answer, that said plainly."""
+    bootstrap = broker or settings().broker
+    if not bootstrap:
+        return "cannot tell without a broker (give --broker HOST:PORT or set SHARING_AUDIT_BROKER)"
+    return in_words(awaiting_receipts(settings().kafka(bootstrap)), shown_text(bootstrap))
 
 
 @db_app.command("grant")

@@ -154,6 +154,7 @@ def checkpointing(config: Settings, url: str) -> Checkpointing | None:
         config.checkpoint_dir,
         witnesses,
         config.witness_deadline_seconds,
+        config.merge_delay,
     )
 
 

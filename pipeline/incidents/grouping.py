@@ -14,19 +14,29 @@ from typing import Any
 from pipeline.incidents.lifecycle import Cause, Incident
 from pipeline.ledger.store import from_utc_text
 from pipeline.schooltime import school_day
-from schemas.alerts import WITNESS_REFUSAL, WITNESS_REFUSED_CAUSE, Severity
+from schemas.alerts import (
+    MERGE_DELAY_MISSED,
+    MERGE_DELAY_MISSED_CAUSE,
+    WITNESS_REFUSAL,
+    WITNESS_REFUSED_CAUSE,
+    Severity,
+)
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 
 _RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
+#: The causes of the log's own alerts, which break no rule of the contract, by their kind.
+LOG_CAUSES = {WITNESS_REFUSAL: WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED: MERGE_DELAY_MISSED_CAUSE}
 
 
 def cause_of(alert: Mapping[str, Any]) -> Cause:
     """The alert's cause: its first rule with the alert's own verdict (the rule that made
-    it a breach, not a lesser one broken alongside), recipient, and UK day. Witness
-    refusals, which break no rule of the contract, share a cause of their own."""
+    it a breach, not a lesser one broken alongside), recipient, and UK day. The log's
+    own alerts (a witness refusing it, a merge delay missed), which break no rule of the
+    contract, have a cause of their own for each kind."""
     day = school_day(from_utc_text(alert["recorded_at"]))
-    if alert.get("kind") == WITNESS_REFUSAL:
-        return Cause(WITNESS_REFUSED_CAUSE, None, day)
+    own = LOG_CAUSES.get(alert.get("kind", ""))
+    if own is not None:
+        return Cause(own, None, day)
     verdict = Verdict(alert["decision"])
     rules = [RuleId(r) for r in alert["rules"]]
     decisive = next((r for r in rules if RULE_VERDICT[r] is verdict), rules[0])

@@ -4,14 +4,17 @@ Playwright with the system browser. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from pipeline.policy.pack import Policy
+from pipeline.transport.kafka import KafkaConfig
 from pipeline.users import Role, add_user
 from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served
+from tests.integration.test_awaiting_receipts import a_port_nobody_answers, produced_with_no_worker
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +90,58 @@ def test_a_form_posted_by_a_role_that_may_not_act_is_refused_and_changes_nothing
     assert "may not act on incidents" in response.text
     with ledger.engine.connect() as connection:
         assert incidents(connection)[incident_id].history == ()
+
+
+# -- records awaiting a receipt (issue 30) ---------------------------------------------------
+
+
+def signed_in_queue(sqlite_url: str, policy: Policy, schools: tuple[str, ...] = ()) -> str:
+    """The queue page as a DPO signed in sees it (one serving ``schools`` alone, if given)."""
+    from fastapi.testclient import TestClient
+
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    token = add_user(ledger, "Dana (DPO)", Role.DPO, schools=schools)
+    client = TestClient(breach_desk(ledger))
+    assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
+    page = client.get("/desk")
+    assert page.status_code == 200
+    return str(page.text)
+
+
+@pytest.mark.slow  # a broker
+def test_the_queue_shows_the_records_awaiting_a_receipt_and_the_oldest_ones_age(
+    sqlite_url: str, policy: Policy, kafka: KafkaConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now_ms = int(time.time() * 1000)
+    produced_with_no_worker(kafka, [now_ms - 600_000, now_ms])
+    monkeypatch.setenv("SHARING_AUDIT_BROKER", kafka.bootstrap)
+    text = signed_in_queue(sqlite_url, policy)
+    assert re.search(
+        r'id="awaiting"[^>]*>[^<]*2 records await a receipt, the oldest for 10 min', text
+    )
+
+
+def test_a_desk_that_knows_no_broker_says_it_cannot_tell_what_awaits_a_receipt(
+    sqlite_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHARING_AUDIT_BROKER", raising=False)
+    text = signed_in_queue(sqlite_url, policy)
+    assert re.search(r'id="awaiting"[^>]*>[^<]*cannot tell without a broker', text)
+
+
+def test_a_desk_whose_broker_does_not_answer_says_so(
+    sqlite_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nowhere = f"127.0.0.1:{a_port_nobody_answers()}"
+    monkeypatch.setenv("SHARING_AUDIT_BROKER", nowhere)
+    text = signed_in_queue(sqlite_url, policy)
+    assert re.search(rf'id="awaiting"[^>]*>[^<]*no broker answers at {nowhere}', text)
+
+
+def test_a_dpo_of_one_school_is_not_shown_what_every_school_has_awaiting(
+    sqlite_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHARING_AUDIT_BROKER", f"127.0.0.1:{a_port_nobody_answers()}")
+    text = signed_in_queue(sqlite_url, policy, schools=("100000",))
+    assert re.search(r'id="awaiting"[^>]*>[^<]*shown to those who serve every school', text)
+    assert "no broker answers" not in text

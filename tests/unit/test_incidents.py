@@ -200,6 +200,17 @@ class TestGrouping:
             ("log.witness_refused", (7,), True),
         ]
 
+    def test_a_missed_merge_delay_breaks_no_rule_and_is_an_incident_of_its_own(self) -> None:
+        missed = {
+            **self.alert(9, rules=[], recipient=None, severity="high", decision="review"),
+            "kind": "merge_delay_missed",
+        }
+        incidents = incidents_from([self.alert(1, rules=["consent.missing"]), missed])
+        assert [(i.cause.rule, i.entries, i.breach, i.severity) for i in incidents] == [
+            ("consent.missing", (1,), True, "medium"),
+            ("log.merge_delay_missed", (9,), False, "high"),
+        ]
+
     def test_the_same_mistake_at_two_schools_of_a_trust_is_two_incidents(self) -> None:
         first = {**self.alert(1, rules=["consent.missing"]), "school": "116234"}
         second = {**self.alert(2, rules=["consent.missing"]), "school": "135000"}
