@@ -26,8 +26,8 @@ from pipeline.ledger.queries import decisions_by_verdict
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.witnessing import witness_lag, witnesses_from
 from pipeline.settings import settings
+from pipeline.transport.backlog import Backlog, waited
 from pipeline.transport.broker import EmbeddedBroker
-from pipeline.transport.kafka import Lag
 from pipeline.transport.processes import Pipeline, say
 
 #: The worker's log on a terminal, in the working folder, unless --log-file says where.
@@ -89,7 +89,7 @@ def supervise(
         Supervision(pipeline, stop, _Plain()).run()
         return
     assert pipeline.kafka is not None
-    watch = Watch(ledger, log_file, Lag(pipeline.kafka), log_from, witness_names())
+    watch = Watch(ledger, log_file, Backlog(pipeline.kafka), log_from, witness_names())
     try:
         with Live(watch.line_for(None), console=console, refresh_per_second=2) as live:
             Supervision(pipeline, stop, _Screen(live, watch)).run()
@@ -302,9 +302,12 @@ def status_line(
     alerts: dict[str, int] | None,
     lag: int | None,
     witness_lag: int | None = None,
+    oldest_age: float | None = None,
 ) -> Text:
     """``recorded 1,204 events: allowed 1,100 · review 60 · breach 40 · rejected 4 |
-    alerts 38 sent, 2 waiting | lag 0``; what is not known yet is said so. With
+    alerts 38 sent, 2 waiting | awaiting receipt 12, oldest 4 s``: the records the broker
+    took that are not yet recorded, whose senders hold no receipt, and how long the oldest
+    has waited; what is not known yet is said so. With
     witnesses, ``| witness lag N``: the entries of the latest checkpoint that the slowest
     witness has not cosigned (a witness away or too slow shows here, never as a stall)."""
     line = Text()
@@ -322,7 +325,9 @@ def status_line(
             line.append(f", {held:,} held back")
         if alerts.get(SET_ASIDE):
             line.append(f", {alerts[SET_ASIDE]:,} set aside", style="red")
-    line.append(" | lag " + (f"{lag:,}" if lag is not None else "?"))
+    line.append(" | awaiting receipt " + (f"{lag:,}" if lag is not None else "?"))
+    if lag and oldest_age is not None:
+        line.append(f", oldest {waited(oldest_age)}", style="yellow" if oldest_age >= 60 else "")
     if witness_lag is not None:
         line.append(f" | witness lag {witness_lag:,}", style="yellow" if witness_lag else "")
     return line
@@ -349,7 +354,7 @@ class Watch:
         self,
         ledger: Ledger,
         log_file: Path,
-        lag: Lag,
+        lag: Backlog,
         log_from: int = 0,
         witnesses: Sequence[str] = (),
     ) -> None:
@@ -371,7 +376,12 @@ class Watch:
         return self.line_for(self.lag.records())
 
     def line_for(self, lag: int | None) -> Text:
-        """The status line with ``lag`` records not yet recorded (looked at by the caller)."""
+        """The status line with ``lag`` records not yet recorded (looked at by the caller),
+        and, when some are, how long the oldest has waited."""
+        oldest = None
+        if lag:
+            seen = self.lag.awaiting(wait=0.5)
+            oldest = seen.oldest_age if seen is not None else None
         try:
             with self.ledger.engine.connect() as connection:
                 decisions: dict[str, int] | None = decisions_by_verdict(connection)
@@ -379,7 +389,7 @@ class Watch:
                 behind = witness_lag(connection, self.witnesses) if self.witnesses else None
         except LedgerError:  # no ledger yet: the worker is still creating it
             decisions = alerts = behind = None
-        return status_line(decisions, alerts, lag, behind)
+        return status_line(decisions, alerts, lag, behind, oldest)
 
     def new_lines(self) -> list[Text]:
         """The worker's warnings and errors logged since the last look."""

@@ -23,12 +23,12 @@ def test_the_status_line_counts_events_by_decision_alerts_and_lag() -> None:
     line = status_line(decisions, {"sent": 38, "pending": 2, "superseded": 5}, 0).plain
     assert line == (
         "recorded 1,204 events: allowed 1,100 · review 60 · breach 40 · rejected 4"
-        " | alerts 38 sent, 2 waiting, 5 held back | lag 0"
+        " | alerts 38 sent, 2 waiting, 5 held back | awaiting receipt 0"
     )
 
 
 def test_what_is_not_known_yet_is_said_so() -> None:
-    assert status_line(None, None, None).plain == "waiting for the ledger | lag ?"
+    assert status_line(None, None, None).plain == "waiting for the ledger | awaiting receipt ?"
 
 
 def test_alerts_set_aside_are_shown() -> None:
@@ -44,7 +44,7 @@ def test_warnings_and_errors_are_shown_readably_and_the_rest_stays_in_the_file()
 
 def test_with_witnesses_the_line_says_how_far_behind_the_slowest_of_them_is() -> None:
     line = status_line({}, {}, 0, witness_lag=1200).plain
-    assert line.endswith(" | lag 0 | witness lag 1,200")
+    assert line.endswith(" | awaiting receipt 0 | witness lag 1,200")
 
 
 def test_without_witnesses_the_line_says_nothing_of_them() -> None:
@@ -161,3 +161,12 @@ def test_records_still_arriving_while_stopping_are_waited_for_too() -> None:
     _supervision(pipeline, _Stopped(), out).run()
     assert "stopping: recorded 25 of 30, 5 left" in out.lines
     assert out.said[-1] == "all 30 records recorded; stopping"
+
+
+def test_the_oldest_record_awaiting_a_receipt_is_said_with_its_age() -> None:
+    line = status_line({}, {}, 12, oldest_age=75).plain
+    assert line.endswith("| awaiting receipt 12, oldest 1 min 15 s")
+
+
+def test_no_age_is_said_when_nothing_awaits_a_receipt() -> None:
+    assert status_line({}, {}, 0, oldest_age=75).plain.endswith("| awaiting receipt 0")
