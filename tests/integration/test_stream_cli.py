@@ -167,7 +167,9 @@ def test_worker_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in
     with on_a_terminal(command, tmp_path) as (worker, shown):
         shown.until(re.compile(rb"ledger: sqlite"), timeout=30)
         emit_six_events(kafka.bootstrap, tmp_path, url)
-        shown.until(re.compile(rb"recorded 6 events: allowed \d+.*\| awaiting receipt 0"), timeout=90)
+        shown.until(
+            re.compile(rb"recorded 6 events: allowed \d+.*\| awaiting receipt 0"), timeout=90
+        )
         worker.send_signal(signal.SIGINT)
         assert worker.wait(60) == 0
     assert_the_json_log_is_in_the_file_not_on_screen(shown, tmp_path)
