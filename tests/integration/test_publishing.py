@@ -38,7 +38,7 @@ from pipeline.transparency.note import (
     open_checkpoint,
 )
 from pipeline.transparency.witness import parse_request
-from pipeline.transport.kafka import Lag
+from pipeline.transport.backlog import Backlog
 from pipeline.witness.app import create_witness
 from pipeline.witness.state import witness_engine
 from schemas.alerts import WITNESS_REFUSAL
@@ -270,7 +270,7 @@ def test_the_workers_status_line_shows_how_far_behind_its_witnesses_are(tmp_path
     _, ledger = a_ledger(tmp_path, events(5))
     signed = sign_if_grown(ledger, LOG)
     assert signed is not None
-    lag = cast(Lag, NoBroker())
+    lag = cast(Backlog, NoBroker())
     watch = Watch(ledger, tmp_path / "worker.log", lag, witnesses=[WITNESS.name])
     assert watch.line().plain.endswith(f" | witness lag {signed.checkpoint.size:,}")
 
