@@ -7,6 +7,7 @@ sends that event alone."""
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -228,3 +229,43 @@ def test_watch_without_the_logs_key_says_it_cannot_check_receipts_and_sends_noth
     assert done.exit_code == 2, done.output
     assert "cannot check the log's receipts" in done.output and "--wait acked" in done.output
     assert (folder / "a.xml").exists() and not (tmp_path / "none.db").exists()
+
+
+def test_a_hostile_export_folder_watched_into_the_ledger_has_every_good_file_recorded(
+    kafka: KafkaConfig, sqlite_url: str, tmp_path: Path, policy: Policy
+) -> None:
+    """Issue 29's hostile folder on the real broker and worker: deep, padded, bomb, wrong
+    root, cut with an escape-laden name, a link to a secret, a FIFO, a folder, beside good
+    files; every good file's events end in the ledger once, with the log's receipts."""
+    from tests.unit.test_watch import HOSTILE, _good
+
+    folder, secret = tmp_path / "exports", tmp_path / "passwd"
+    folder.mkdir()
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    good = {"a.xml": _good(1), "b.xml": _good(2, pupils=5), "c.xml": _good(4)}
+    for name, data in [*good.items(), *((n, d) for n, (d, _) in HOSTILE.items())]:
+        (folder / name).write_bytes(data)
+    (folder / "link.xml").symlink_to(secret)
+    os.mkfifo(folder / "pipe.xml")
+    (folder / "sub").mkdir()
+    with Pipeline(sqlite_url, kafka, worker_log=tmp_path / "worker.log", env=KEY_ENV):
+        vkey = _log_vkey(sqlite_url, tmp_path / "log.vkey")
+        command = [sys.executable, "-m", "pipeline.cli", "watch", str(folder), "--once"]
+        command += ["--vkey", str(vkey), "--broker", kafka.bootstrap, "--settle", "0"]
+        done = subprocess.run(command, capture_output=True, timeout=300)
+    said = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode == 0, said
+    assert "\x1b" not in said and "root:x" not in said
+    expected = {
+        e["id"] for n in good for e in file_events(folder / DONE / n, policy, Gias()).events
+    }
+    assert len(expected) == 11
+    assert set(ledger_final(sqlite_url)) == expected
+    assert ledger_count(sqlite_url) == len(expected)
+    log = Verifier.parse(vkey.read_text())
+    for name in good:
+        assert len(_receipts_of(folder / DONE / name, policy, log)) == len(
+            file_events(folder / DONE / name, policy, Gias()).events
+        )
+    rejected = {p.name for p in (folder / REJECTED).iterdir() if not p.name.endswith(".why")}
+    assert rejected == {*HOSTILE, "link.xml", "pipe.xml", "sub"}
