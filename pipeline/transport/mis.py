@@ -341,15 +341,17 @@ class MisProducer(_Closing):
         timeout: float = 120.0,
         on_ack: Callable[[int], None] | None = None,
         on_receipt: OnReceipt | None = None,
+        resend_after: float | None = None,
     ) -> Delivery:
         """Send every record and wait, at most ``timeout`` seconds after the last
-        acknowledgement, for the log's receipt of each (see
+        acknowledgement, for the log's receipt of each, sending again what still lacks one
+        after ``resend_after`` seconds without a receipt (see
         :func:`pipeline.transport.receipts.deliver`); KafkaUnavailable when the broker
         has no receipts topic to read. The topic's reader is opened once and kept until
         :meth:`close`, so that sending one event at a time pays for it once."""
         if self._feed is None:
             self._feed = ReceiptFeed(self.config)
-        return deliver(records, self, self._feed, log, timeout, on_ack, on_receipt)
+        return deliver(records, self, self._feed, log, timeout, on_ack, on_receipt, resend_after)
 
     def flush(self, timeout: float | None = None) -> None:
         self.producer.flush(timeout)
