@@ -47,7 +47,7 @@ from pipeline.transport.broker import BrokerError, EmbeddedBroker
 from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
 from pipeline.transport.mis import DeliveryError, MisProducer, NotRoutable
 from pipeline.transport.processes import Pipeline
-from pipeline.transport.receipts import KeptReceipt
+from pipeline.transport.receipts import RESEND_AFTER, KeptReceipt
 
 
 def broker(
@@ -110,7 +110,7 @@ def emit(
             "again lost them. Safe: a line sent again is recorded once (a duplicate's "
             "receipt), and one receipt per line is kept.",
         ),
-    ] = 30.0,
+    ] = RESEND_AFTER,
     vkey: VkeyOption = None,
     db: DbOption = None,
 ) -> None:

@@ -39,7 +39,14 @@ from pydantic import ValidationError
 from pipeline.transparency.delivery import DeliveryReceipt
 from pipeline.transparency.note import ED25519, NoteError, Verifier
 from pipeline.transport.kafka import KafkaConfig, producer_settings
-from pipeline.transport.receipts import Delivery, OnReceipt, Outgoing, ReceiptFeed, deliver
+from pipeline.transport.receipts import (
+    RESEND_AFTER,
+    Delivery,
+    OnReceipt,
+    Outgoing,
+    ReceiptFeed,
+    deliver,
+)
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -341,7 +348,7 @@ class MisProducer(_Closing):
         timeout: float = 120.0,
         on_ack: Callable[[int], None] | None = None,
         on_receipt: OnReceipt | None = None,
-        resend_after: float | None = None,
+        resend_after: float | None = RESEND_AFTER,
     ) -> Delivery:
         """Send every record and wait, at most ``timeout`` seconds after the last
         acknowledgement, for the log's receipt of each, sending again what still lacks one

@@ -48,6 +48,10 @@ ANOTHER_EVENT = "for another event at the position"
 FETCH_WAIT_MS = 20
 #: How long a sender waits for the broker's acknowledgements once its records are flushed.
 ACK_TIMEOUT = 30.0
+#: How long without a receipt before a sender sends again what still lacks one: longer
+#: than a worker takes to restart and rejoin its group (a session timeout, 6 s, and its
+#: start-up), so that only what a broker lost is sent again, not what a worker is behind on.
+RESEND_AFTER = 30.0
 
 
 class Held(NamedTuple):
@@ -241,7 +245,7 @@ def deliver(
     sending = _Sending(records, sender, book, delivery, on_ack, on_receipt)
     sending.send(range(len(records)))
     deadline = time.monotonic() + timeout
-    heard = time.monotonic()  # when a receipt last delivered a record, or records were sent
+    heard = time.monotonic()  # when a receipt last delivered a record
     while book.outstanding() or (resend_after is not None and sending.unacked()):
         if (left := deadline - time.monotonic()) <= 0:
             break
