@@ -17,11 +17,12 @@ from pipeline.ledger.tree import entry_leaf_hashes, inclusion_proof
 from pipeline.transparency.delivery import DeliveryReceipt, open_receipt
 from pipeline.transparency.merkle import Hash, Node, verify_inclusion
 from pipeline.transparency.note import Verifier, open_checkpoint
+from pipeline.transport.receipts import Held
 
 
-def receipts_by_line(path: Path, log: Verifier, events: list[str | None]) -> dict[int, bytes]:
+def receipts_by_line(path: Path, log: Verifier, events: list[str | None]) -> dict[int, Held]:
     """The receipts file ``path`` of an emit of ``events`` (line N carries ``events[N-1]``),
-    each line's note: asserts it holds exactly one row per line, each a receipt the log
+    each line's receipt and note: asserts it holds exactly one row per line, each a receipt the log
     signed for the event that line carries."""
     rows = [orjson.loads(row) for row in path.read_bytes().splitlines()]
     lines, every = [row["line"] for row in rows], set(range(1, len(events) + 1))
@@ -29,14 +30,13 @@ def receipts_by_line(path: Path, log: Verifier, events: list[str | None]) -> dic
         f"{len(rows)} rows for {len(events)} lines: {len(lines) - len(set(lines))} repeated, "
         f"{len(every - set(lines))} missing"
     )
-    notes: dict[int, bytes] = {}
+    held: dict[int, Held] = {}
     for row in rows:
-        note = row["receipt"].encode()
-        line = row["line"]
-        assert row["event_id"] == events[line - 1], f"line {line}: {row['event_id']}"
-        assert open_receipt(note, log).event_id == events[line - 1], f"line {line}"
-        notes[line] = note
-    return notes
+        note, line = row["receipt"].encode(), row["line"]
+        receipt = open_receipt(note, log)
+        assert row["event_id"] == receipt.event_id == events[line - 1], f"line {line}"
+        held[line] = Held(receipt, note)
+    return held
 
 
 def assert_proven_in_the_first_checkpoint_after_each(

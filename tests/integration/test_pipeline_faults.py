@@ -25,7 +25,6 @@ from pipeline.policy.intake import read_event
 from pipeline.policy.pack import Policy
 from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.simulate import simulate
-from pipeline.transparency.delivery import open_receipt
 from pipeline.transparency.note import Signer
 from pipeline.transport.kafka import KafkaConfig
 from pipeline.transport.mis import MisProducer
@@ -118,10 +117,10 @@ def test_a_worker_killed_five_times_and_its_broker_once_under_a_waiting_emit_los
     assert wait_until(lambda: not _processes_using(sqlite_url), timeout=30), (
         "worker processes outlived the pipeline: " + "; ".join(_processes_using(sqlite_url))
     )
-    notes = receipts_by_line(receipts, LOG.verifier, [read_event(r).key for r in records])
-    assert go_opens(go_receipts, list(notes.values()), LOG) == f"ok {len(notes)}"
+    held = receipts_by_line(receipts, LOG.verifier, [read_event(r).key for r in records])
+    assert go_opens(go_receipts, [h.note for h in held.values()], LOG) == f"ok {len(held)}"
     assert_proven_in_the_first_checkpoint_after_each(
-        sqlite_url, [open_receipt(note, LOG.verifier) for note in notes.values()], LOG.verifier
+        sqlite_url, [h.receipt for h in held.values()], LOG.verifier
     )
 
 
