@@ -98,8 +98,10 @@ def send_for_receipts(
     timeout: float,
     keep: Path | None,
     err: Console,
+    resend_after: float | None = None,
 ) -> Delivery:
-    """Send ``todo`` and wait for their receipts, appending each to ``keep`` as it comes;
+    """Send ``todo`` and wait for their receipts, appending each to ``keep`` as it comes,
+    and send again what lacks one after ``resend_after`` seconds without a receipt;
     :class:`Interrupted` on Ctrl-C (what was kept stays kept)."""
     records = [Outgoing(line.raw, line.event_id, topic) for line in todo]
     out: BinaryIO | None
@@ -119,7 +121,7 @@ def send_for_receipts(
 
         try:
             return producer.send_recorded(
-                records, log, timeout, lambda _: bar.advance(acked), on_receipt
+                records, log, timeout, lambda _: bar.advance(acked), on_receipt, resend_after
             )
         except KeyboardInterrupt:
             raise Interrupted(len(held)) from None

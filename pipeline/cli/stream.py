@@ -47,7 +47,7 @@ from pipeline.transport.broker import BrokerError, EmbeddedBroker
 from pipeline.transport.kafka import KafkaConfig, KafkaUnavailable, ensure_topics
 from pipeline.transport.mis import DeliveryError, MisProducer, NotRoutable
 from pipeline.transport.processes import Pipeline
-from pipeline.transport.receipts import KeptReceipt
+from pipeline.transport.receipts import RESEND_AFTER, KeptReceipt
 
 
 def broker(
@@ -101,6 +101,16 @@ def emit(
             "they come; run again with the same file to send only the lines holding none."
         ),
     ] = None,
+    resend_after: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="When no receipt has come for this many seconds, send again (within "
+            "--timeout) the lines still without one: a broker that died and was started "
+            "again lost them. Safe: a line sent again is recorded once (a duplicate's "
+            "receipt), and one receipt per line is kept.",
+        ),
+    ] = RESEND_AFTER,
     vkey: VkeyOption = None,
     db: DbOption = None,
 ) -> None:
@@ -124,7 +134,7 @@ def emit(
         err.print(f"every line holds a receipt already ({len(kept)})", highlight=False)
         return
     try:
-        delivery = send_for_receipts(config, todo, topic, log, timeout, receipts, err)
+        delivery = send_for_receipts(config, todo, topic, log, timeout, receipts, err, resend_after)
     except (DeliveryError, KafkaUnavailable) as exc:
         fail(str(exc))
     except OSError as exc:

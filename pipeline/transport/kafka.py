@@ -74,6 +74,11 @@ def producer_settings(config: KafkaConfig) -> dict[str, Any]:
     return {
         "bootstrap_servers": config.bootstrap,
         "acks": "all",
+        # kafka-python 3 makes a producer idempotent by default; a broker started again
+        # (the embedded one after it died) refuses its producer id, and the producer then
+        # fails every send for good, so nothing lost could be sent again. The ledger
+        # records an event id once: at-least-once delivery is what it needs.
+        "enable_idempotence": False,
         "linger_ms": 20,
         "batch_size": 262_144,
         "retries": 5,

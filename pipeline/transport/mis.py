@@ -39,7 +39,14 @@ from pydantic import ValidationError
 from pipeline.transparency.delivery import DeliveryReceipt
 from pipeline.transparency.note import ED25519, NoteError, Verifier
 from pipeline.transport.kafka import KafkaConfig, producer_settings
-from pipeline.transport.receipts import Delivery, OnReceipt, Outgoing, ReceiptFeed, deliver
+from pipeline.transport.receipts import (
+    RESEND_AFTER,
+    Delivery,
+    OnReceipt,
+    Outgoing,
+    ReceiptFeed,
+    deliver,
+)
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -341,15 +348,17 @@ class MisProducer(_Closing):
         timeout: float = 120.0,
         on_ack: Callable[[int], None] | None = None,
         on_receipt: OnReceipt | None = None,
+        resend_after: float | None = RESEND_AFTER,
     ) -> Delivery:
         """Send every record and wait, at most ``timeout`` seconds after the last
-        acknowledgement, for the log's receipt of each (see
+        acknowledgement, for the log's receipt of each, sending again what still lacks one
+        after ``resend_after`` seconds without a receipt (see
         :func:`pipeline.transport.receipts.deliver`); KafkaUnavailable when the broker
         has no receipts topic to read. The topic's reader is opened once and kept until
         :meth:`close`, so that sending one event at a time pays for it once."""
         if self._feed is None:
             self._feed = ReceiptFeed(self.config)
-        return deliver(records, self, self._feed, log, timeout, on_ack, on_receipt)
+        return deliver(records, self, self._feed, log, timeout, on_ack, on_receipt, resend_after)
 
     def flush(self, timeout: float | None = None) -> None:
         self.producer.flush(timeout)

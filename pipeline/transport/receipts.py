@@ -21,7 +21,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, Protocol
@@ -48,6 +48,10 @@ ANOTHER_EVENT = "for another event at the position"
 FETCH_WAIT_MS = 20
 #: How long a sender waits for the broker's acknowledgements once its records are flushed.
 ACK_TIMEOUT = 30.0
+#: How long without a receipt before a sender sends again what still lacks one: longer
+#: than a worker takes to restart and rejoin its group (a session timeout, 6 s, and its
+#: start-up), so that only what a broker lost is sent again, not what a worker is behind on.
+RESEND_AFTER = 30.0
 
 
 class Held(NamedTuple):
@@ -68,19 +72,23 @@ class ReceiptBook:
         self.ignored: Counter[str] = Counter()
         self.repeated = 0
         self._waiting: dict[Position, tuple[int, str | None]] = {}
+        self._unheld: set[int] = set()
         self._early: dict[Position, list[Held]] = {}
-        self._done: set[Position] = set()
+        # The event each delivered position carried: a broker started again reuses
+        # offsets, so a position done may come back carrying another line's record.
+        self._done: dict[Position, str | None] = {}
 
     def acked(self, index: int, position: Position, event_id: str | None) -> Held | None:
         """Record ``index`` is at ``position``, carrying ``event_id`` (None: no usable id);
-        the receipt that already came for it, if one did."""
+        the receipt that already came for it, if one did. A record sent again is acked
+        again at its new position: the receipt of either sending delivers it."""
         for early in self._early.pop(position, []):
             if early.receipt.event_id == event_id:
-                self.held[index] = early
-                self._done.add(position)
-                return early
+                return self._deliver(index, position, early)
             self.ignored[ANOTHER_EVENT] += 1
-        self._waiting[position] = (index, event_id)
+        if index not in self.held:
+            self._waiting[position] = (index, event_id)
+            self._unheld.add(index)
         return None
 
     def offer(self, note: bytes) -> tuple[int, Held] | None:
@@ -94,7 +102,7 @@ class ReceiptBook:
         held = Held(receipt, note)
         waiting = self._waiting.get(position)
         if waiting is None:
-            if position in self._done:
+            if position in self._done and self._done[position] == receipt.event_id:
                 self.repeated += 1
             else:
                 self._early.setdefault(position, []).append(held)
@@ -104,17 +112,25 @@ class ReceiptBook:
             self.ignored[ANOTHER_EVENT] += 1
             return None
         del self._waiting[position]
-        self._done.add(position)
+        if index in self.held:  # its other sending's receipt came first
+            self._done[position] = event_id
+            self.repeated += 1
+            return None
+        return index, self._deliver(index, position, held)
+
+    def _deliver(self, index: int, position: Position, held: Held) -> Held:
+        self._done[position] = held.receipt.event_id
         self.held[index] = held
-        return index, held
+        self._unheld.discard(index)
+        return held
 
     def outstanding(self) -> int:
         """How many acknowledged records hold no receipt yet."""
-        return len(self._waiting)
+        return len(self._unheld)
 
     def waiting(self) -> list[int]:
         """The acknowledged records that hold no receipt yet, in order."""
-        return sorted(index for index, _ in self._waiting.values())
+        return sorted(self._unheld)
 
 
 class Feed(Protocol):
@@ -211,48 +227,96 @@ def deliver(
     timeout: float,
     on_ack: Callable[[int], None] | None = None,
     on_receipt: OnReceipt | None = None,
+    resend_after: float | None = None,
 ) -> Delivery:
     """Send ``records`` (numbered by their index) and wait until each holds a receipt the
     log signed, at most ``timeout`` seconds after the last acknowledgement. ``on_receipt``
-    is told of each receipt as it comes, so that it can be kept at once."""
+    is told of each receipt as it comes, so that it can be kept at once.
+
+    With ``resend_after``, once no receipt has come for that many seconds, the records
+    still without one (or without an acknowledgement) are sent again, while the wait
+    lasts: a broker that died and was started again lost what it held, and nobody else
+    will send it. A worker merely behind, or restarting, keeps receipts coming or is
+    silent for less, so what the broker holds is not piled on again. Sending again is
+    safe: the log records an event id once, and the receipt of either sending delivers it."""
     book = ReceiptBook(log)
     delivery = Delivery(held=book.held, ignored=book.ignored)
     feed.skip_to_end()
-    futures: list[tuple[int, Any]] = []
-    for index, record in enumerate(records):
-        try:
-            futures.append((index, sender.send_record(record.raw, record.topic)))
-        except ValueError as exc:  # NotRoutable
-            delivery.unsent[index] = f"not sent: {exc}"
-    # The producer gives up on a record after its own delivery timeout, so the flush ends;
-    # what was not acknowledged by then is said record by record.
-    with contextlib.suppress(Exception):
-        sender.flush()
-    acks_by = time.monotonic() + ACK_TIMEOUT
-    for index, future in futures:
-        try:
-            metadata = future.get(timeout=max(0.0, acks_by - time.monotonic()))
-        except Exception as exc:
-            delivery.unsent[index] = f"not delivered: {type(exc).__name__}"
-            continue
-        if on_ack is not None:
-            on_ack(index)
-        position = (metadata.topic, metadata.partition, metadata.offset)
-        held = book.acked(index, position, records[index].event_id)
-        if held is not None and on_receipt is not None:
-            on_receipt(index, held)
-    _await(book, feed, time.monotonic() + timeout, on_receipt)
+    sending = _Sending(records, sender, book, delivery, on_ack, on_receipt)
+    sending.send(range(len(records)))
+    deadline = time.monotonic() + timeout
+    heard = time.monotonic()  # when a receipt last delivered a record
+    while book.outstanding() or (resend_after is not None and sending.unacked()):
+        if (left := deadline - time.monotonic()) <= 0:
+            break
+        for note in feed.notes(min(left, 0.5)):
+            found = book.offer(note)
+            if found is not None:
+                heard = time.monotonic()
+                if on_receipt is not None:
+                    on_receipt(*found)
+        if resend_after is not None and time.monotonic() - max(heard, sending.last) >= resend_after:
+            sending.send(sending.lacking())
     delivery.missing = book.waiting()
     return delivery
 
 
-def _await(book: ReceiptBook, feed: Feed, deadline: float, on_receipt: OnReceipt | None) -> None:
-    """Read the topic until every acknowledged record holds a receipt or ``deadline``."""
-    while book.outstanding() and (left := deadline - time.monotonic()) > 0:
-        for note in feed.notes(min(left, 0.5)):
-            found = book.offer(note)
-            if found is not None and on_receipt is not None:
-                on_receipt(*found)
+@dataclass
+class _Sending:
+    """Records going to the broker, each acknowledgement matched in the book; which were
+    sent (what may be sent again) and when the broker last answered."""
+
+    records: Sequence[Outgoing]
+    sender: Sender
+    book: ReceiptBook
+    delivery: Delivery
+    on_ack: Callable[[int], None] | None
+    on_receipt: OnReceipt | None
+    sent: set[int] = field(default_factory=set)
+    acked: set[int] = field(default_factory=set)
+    #: When the last sending was acknowledged (or given up on).
+    last: float = 0.0
+
+    def send(self, indices: Iterable[int]) -> None:
+        """Send these records and wait for the broker's acknowledgement of each."""
+        futures: list[tuple[int, Any]] = []
+        for index in indices:
+            record = self.records[index]
+            try:
+                futures.append((index, self.sender.send_record(record.raw, record.topic)))
+            except ValueError as exc:  # NotRoutable: never sent again
+                self.delivery.unsent[index] = f"not sent: {exc}"
+        # The producer gives up on a record after its own delivery timeout, so the flush
+        # ends; what was not acknowledged by then is said record by record.
+        with contextlib.suppress(Exception):
+            self.sender.flush()
+        acks_by = time.monotonic() + ACK_TIMEOUT
+        for index, future in futures:
+            self.sent.add(index)
+            try:
+                metadata = future.get(timeout=max(0.0, acks_by - time.monotonic()))
+            except Exception as exc:
+                if index not in self.acked:
+                    self.delivery.unsent[index] = f"not delivered: {type(exc).__name__}"
+                continue
+            self.delivery.unsent.pop(index, None)
+            if index not in self.acked:
+                self.acked.add(index)
+                if self.on_ack is not None:
+                    self.on_ack(index)
+            position = (metadata.topic, metadata.partition, metadata.offset)
+            held = self.book.acked(index, position, self.records[index].event_id)
+            if held is not None and self.on_receipt is not None:
+                self.on_receipt(index, held)
+        self.last = time.monotonic()
+
+    def unacked(self) -> bool:
+        """Whether a record sent was never acknowledged (and so may be sent again)."""
+        return any(index in self.sent for index in self.delivery.unsent)
+
+    def lacking(self) -> list[int]:
+        """The records sent that hold no receipt yet, in order."""
+        return sorted(i for i in self.sent if i not in self.book.held)
 
 
 #: Sends records and waits for their receipts, telling each as it comes: ``deliver``

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import subprocess
-import threading
+import sys
 import time
 from pathlib import Path
 
@@ -21,17 +21,27 @@ from pipeline.checking import expected_of
 from pipeline.engine import Engine
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.verification import verify
+from pipeline.policy.intake import read_event
 from pipeline.policy.pack import Policy
+from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.simulate import simulate
+from pipeline.transparency.note import Signer
 from pipeline.transport.kafka import KafkaConfig
 from pipeline.transport.mis import MisProducer
 from pipeline.transport.processes import Pipeline
 from tests.integration.proxy import Proxy
+from tests.integration.receipt_checks import (
+    assert_proven_in_the_first_checkpoint_after_each,
+    receipts_by_line,
+)
 from tests.integration.streaming import (
     ledger_count,
     ledger_final,
     wait_until,
 )
+from tests.integration.test_receipts_interop import SOURCE as RECEIPTS_GO
+from tests.integration.test_receipts_interop import go_opens
+from tests.integration.test_transparency_interop import go_built
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -68,39 +78,83 @@ def assert_recorded_exactly_once(
     assert result.ok, result.fault
 
 
-def test_a_worker_killed_five_times_while_events_flow_loses_and_repeats_nothing(
-    kafka: KafkaConfig, db_url: str, tmp_path: Path, policy: Policy
+def test_a_worker_killed_five_times_and_its_broker_once_under_a_waiting_emit_loses_nothing(
+    sqlite_url: str, tmp_path: Path, policy: Policy
 ) -> None:
-    records = year_events(9_500, seed=11)
-    assert len(records) >= 20_000
+    """The Done-when of issue 30 on SQLite: emit of 20,000 events waits for their receipts
+    while the worker is SIGKILLed five times and the embedded broker (and every record it
+    held) once; emit sends again what the broker lost and exits 0 on its own."""
+    go_receipts = go_built(RECEIPTS_GO, tmp_path)  # skipped where Go is not installed
+    records = year_events(9_500, seed=11)[:20_000]
+    assert len(records) == 20_000
+    events, receipts = tmp_path / "events.jsonl", tmp_path / "receipts.jsonl"
+    events.write_bytes(b"\n".join(records) + b"\n")
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(LOG.verifier.vkey() + "\n")
     log = tmp_path / "worker.log"
     rng = random.Random(20261129)
-    with Pipeline(db_url, kafka, worker_log=log, env=KEY_ENV) as pipeline:
-        # Slow enough that events still flow at the fifth kill: each restart takes a
-        # session timeout (6 s) and a start-up before the worker records again.
-        sender = threading.Thread(target=send_paced, args=(kafka, records, 300.0))
-        sender.start()
-        kills = 0
-        while kills < 5:
-            before = ledger_count(db_url)
+    with Pipeline(sqlite_url, worker_log=log, env=RECEIPTED_ENV) as pipeline:
+        emit = _emit(events, pipeline.broker, receipts, vkey, tmp_path / "emit.err")
+        for fault in range(6):
+            before = ledger_count(sqlite_url)
 
             def moved(than: int = before) -> bool:
-                return ledger_count(db_url) > than
+                return ledger_count(sqlite_url) > than
 
-            assert wait_until(moved, timeout=60), (
+            assert wait_until(moved, timeout=90), (
                 "the worker made no progress: " + log.read_text()[-3000:]
             )
-            time.sleep(rng.uniform(0.1, 2.5))
-            assert sender.is_alive(), "the events stopped flowing before the fifth kill"
-            assert pipeline.worker is not None
-            pipeline.worker.kill()
-            kills += 1
-            pipeline.restart_worker()
-        sender.join()
-        assert_recorded_exactly_once(db_url, records, policy, log, timeout=240)
-    assert wait_until(lambda: not _processes_using(db_url), timeout=30), (
-        "worker processes outlived the pipeline: " + "; ".join(_processes_using(db_url))
+            time.sleep(rng.uniform(0.1, 1.0))
+            assert emit.poll() is None, "emit ended before the last fault"
+            if fault == 2:
+                _kill_the_broker(pipeline)
+            else:
+                assert pipeline.worker is not None
+                pipeline.worker.kill()
+                pipeline.restart_worker()
+        assert emit.wait(timeout=600) == 0, _text(tmp_path / "emit.err")[-3000:]
+        assert_recorded_exactly_once(sqlite_url, records, policy, log, timeout=60)
+    assert wait_until(lambda: not _processes_using(sqlite_url), timeout=30), (
+        "worker processes outlived the pipeline: " + "; ".join(_processes_using(sqlite_url))
     )
+    held = receipts_by_line(receipts, LOG.verifier, [read_event(r).key for r in records])
+    assert go_opens(go_receipts, [h.note for h in held.values()], LOG) == f"ok {len(held)}"
+    assert_proven_in_the_first_checkpoint_after_each(
+        sqlite_url, [h.receipt for h in held.values()], LOG.verifier
+    )
+
+
+#: The worker's environment when its receipts are checked: the log's key known to the
+#: test, and a checkpoint signed each second (the first after each entry comes soon).
+RECEIPTED_ENV = {
+    **KEY_ENV,
+    "SHARING_AUDIT_LOG_KEY": "6b" * 32,
+    "SHARING_AUDIT_CHECKPOINT_SECONDS": "1",
+    "SHARING_AUDIT_LOG_LEVEL": "WARNING",
+}
+LOG = Signer(DEFAULT_LOG_ORIGIN, bytes.fromhex(RECEIPTED_ENV["SHARING_AUDIT_LOG_KEY"]))
+
+
+def _emit(
+    events: Path, broker: str, receipts: Path, vkey: Path, err: Path
+) -> subprocess.Popen[bytes]:
+    """``sharing-audit emit`` of ``events``, waiting for receipts and keeping them; a broker
+    silent for 10 s (not the 30 s default, to keep the test short) has its lines sent again."""
+    command = [sys.executable, "-m", "pipeline.cli", "emit", str(events), "--broker", broker]
+    command += ["--receipts", str(receipts), "--vkey", str(vkey), "--timeout", "300"]
+    command += ["--resend-after", "10"]
+    with err.open("wb") as stderr:
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr)
+
+
+def _kill_the_broker(pipeline: Pipeline) -> None:
+    """SIGKILL the embedded broker (every record it held is lost) and start it again, as
+    ``up`` does when it sees it die."""
+    assert pipeline.embedded is not None and pipeline.embedded.process is not None
+    pipeline.embedded.process.kill()
+    pipeline.embedded.process.wait(10)
+    assert pipeline.broker_died
+    pipeline.restart_broker()
 
 
 def _processes_using(url: str) -> list[str]:

@@ -9,18 +9,23 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.ledger import schema
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import consistency_proof
+from pipeline.policy.intake import read_event
 from pipeline.policy.pack import Policy
 from pipeline.settings import DEFAULT_LOG_ORIGIN
+from pipeline.transparency.delivery import open_receipt
 from pipeline.transparency.merkle import verify_consistency
-from pipeline.transparency.note import Signer, open_checkpoint
-from pipeline.transport.kafka import KafkaConfig
+from pipeline.transparency.note import Signer, Verifier, open_checkpoint
+from pipeline.transport.kafka import RECEIPTS_TOPIC, KafkaConfig, read_topic
 from pipeline.transport.processes import Worker, worker_command
+from pipeline.transport.receipts import Held
+from tests.integration.receipt_checks import assert_proven_in_the_first_checkpoint_after_each
 from tests.integration.streaming import ledger_count, wait_until
 from tests.integration.test_pipeline_faults import (
     KEY_ENV,
@@ -28,6 +33,9 @@ from tests.integration.test_pipeline_faults import (
     send_paced,
     year_events,
 )
+from tests.integration.test_receipts_interop import SOURCE as RECEIPTS_GO
+from tests.integration.test_receipts_interop import go_opens
+from tests.integration.test_transparency_interop import go_built
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,6 +43,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def test_three_workers_on_postgresql_killed_ten_times_record_every_event_once(
     kafka: KafkaConfig, pg_url: str, tmp_path: Path, policy: Policy
 ) -> None:
+    """The Done-when of issue 30 on PostgreSQL: every record holds receipts that agree,
+    one of each opened by Go's note package, each proven in the first checkpoint after it.
+    The receipts are read from sharing.receipts, not kept by emit: emit sends as fast as
+    the broker takes, and the kills need events still flowing, so sending stays paced."""
+    go_receipts = go_built(RECEIPTS_GO, tmp_path)  # skipped where Go is not installed
     records = year_events(14_500, seed=13)[:30_000]
     assert len(records) == 30_000
     env = {
@@ -73,8 +86,41 @@ def test_three_workers_on_postgresql_killed_ten_times_record_every_event_once(
     finally:
         for worker in workers:
             worker.stop()
-    key = bytes.fromhex(env["SHARING_AUDIT_LOG_KEY"])
-    _assert_checkpoints_extend_each_other(pg_url, Signer(DEFAULT_LOG_ORIGIN, key))
+    signer = Signer(DEFAULT_LOG_ORIGIN, bytes.fromhex(env["SHARING_AUDIT_LOG_KEY"]))
+    _assert_checkpoints_extend_each_other(pg_url, signer)
+    held = _one_receipt_per_record(kafka, signer.verifier, records)
+    assert go_opens(go_receipts, [h.note for h in held.values()], signer) == f"ok {len(held)}"
+    assert_proven_in_the_first_checkpoint_after_each(
+        pg_url, [h.receipt for h in held.values()], signer.verifier
+    )
+
+
+def _one_receipt_per_record(
+    kafka: KafkaConfig, log: Verifier, records: list[bytes]
+) -> dict[bytes, Held]:
+    """One receipt of each record sent (by its ``record`` line), read from the receipts
+    topic: asserts that every receipt opens under the log's key, that the receipts of one
+    record (a redelivery after a kill is receipted again) name one entry and one event, and
+    that every event sent is named."""
+    got = read_topic(kafka, RECEIPTS_TOPIC, len(records), timeout=120, identity=_record_line)
+    first: dict[bytes, Held] = {}
+    for message in got:
+        receipt, line = open_receipt(message.value, log), _record_line(message)
+        agreed = first.setdefault(line, Held(receipt, message.value)).receipt
+        assert (agreed.seq, agreed.leaf, agreed.event_id) == (
+            receipt.seq,
+            receipt.leaf,
+            receipt.event_id,
+        ), f"two receipts of {line!r} disagree"
+    named = {held.receipt.event_id for held in first.values()}
+    unnamed = {read_event(r).key for r in records} - named
+    assert not unnamed, f"{len(unnamed)} events sent hold no receipt"
+    return first
+
+
+def _record_line(message: Any) -> bytes:
+    """A receipt's ``record TOPIC/PARTITION/OFFSET`` line: which record it is of."""
+    return bytes(message.value.split(b"\n")[3])
 
 
 def _assert_checkpoints_extend_each_other(url: str, signer: Signer) -> None:

@@ -251,3 +251,134 @@ def test_a_bad_row_for_a_line_a_later_row_holds_is_not_reported(tmp_path: Path) 
     )
     held, problems = read_held(path, LOG.verifier)
     assert set(held) == {3} and problems == []
+
+
+class LosingLog:
+    """A broker and the log behind it, in one: each record sent is acknowledged at the next
+    offset of sharing.referral and receipted, except the first sending of each record in
+    ``lost`` (a broker that died holding it); the first sending of one in ``late`` is
+    receipted only once it is sent again; one in ``refused_once`` is not acknowledged the
+    first time."""
+
+    def __init__(
+        self,
+        lost: frozenset[bytes] = frozenset(),
+        refused_once: frozenset[bytes] = frozenset(),
+        late: frozenset[bytes] = frozenset(),
+    ) -> None:
+        self.lost, self.refused, self.late = set(lost), set(refused_once), set(late)
+        self.sent: list[bytes] = []
+        self.pending: list[bytes] = []
+        self.held_back: dict[bytes, bytes] = {}
+
+    def send_record(self, raw: bytes, topic: str | None = None) -> Ack:
+        self.sent.append(raw)
+        if raw in self.refused:
+            self.refused.discard(raw)
+            return Ack(TimeoutError("no answer"))
+        offset = len(self.sent) - 1
+        note = at(offset, f"ev-{raw.decode()}")
+        if raw in self.lost:
+            self.lost.discard(raw)
+        elif raw in self.late:
+            self.late.discard(raw)
+            self.held_back[raw] = note
+        else:
+            self.pending += [note, *filter(None, [self.held_back.pop(raw, None)])]
+        return Ack(Acked("sharing.referral", 0, offset))
+
+    def flush(self, timeout: float | None = None) -> None:
+        pass
+
+    def skip_to_end(self) -> None:
+        pass
+
+    def notes(self, timeout: float) -> list[bytes]:
+        out, self.pending = self.pending, []
+        if not out:
+            time.sleep(min(timeout, 0.01))
+        return out
+
+
+def lines(*names: str) -> list[Outgoing]:
+    return [Outgoing(name.encode(), f"ev-{name}") for name in names]
+
+
+def test_deliver_sends_again_a_line_acknowledged_but_not_receipted_after_resend_after() -> None:
+    log = LosingLog(lost=frozenset({b"b"}))
+    done = deliver(lines("a", "b", "c"), log, log, LOG.verifier, 10, resend_after=0.1)
+    assert sorted(done.held) == [0, 1, 2] and not done.missing and not done.unsent
+    assert log.sent == [b"a", b"b", b"c", b"b"]
+    assert done.held[1].receipt.offset == 3  # the receipt of the line sent again
+
+
+def test_deliver_does_not_send_again_before_resend_after_has_passed() -> None:
+    log = LosingLog(lost=frozenset({b"b"}))
+    done = deliver(lines("a", "b"), log, log, LOG.verifier, 0.3, resend_after=60)
+    assert log.sent == [b"a", b"b"] and done.missing == [1]
+
+
+def test_deliver_without_resend_after_sends_each_line_once() -> None:
+    log = LosingLog(lost=frozenset({b"b"}))
+    done = deliver(lines("a", "b"), log, log, LOG.verifier, 0.3)
+    assert log.sent == [b"a", b"b"] and done.missing == [1]
+
+
+def test_deliver_sends_again_a_line_the_broker_did_not_acknowledge() -> None:
+    log = LosingLog(refused_once=frozenset({b"a"}))
+    acks: list[int] = []
+    done = deliver(lines("a", "b"), log, log, LOG.verifier, 10, acks.append, resend_after=0.1)
+    assert sorted(done.held) == [0, 1] and not done.unsent and not done.missing
+    assert sorted(acks) == [0, 1]  # each line acknowledged once, as a progress bar counts
+
+
+def test_deliver_tells_each_lines_receipt_once_though_both_sendings_were_receipted() -> None:
+    log = LosingLog(late=frozenset({b"a"}))
+    told: list[int] = []
+    done = deliver(
+        lines("a"),
+        log,
+        log,
+        LOG.verifier,
+        10,
+        on_receipt=lambda i, _: told.append(i),
+        resend_after=0.05,
+    )
+    assert told == [0] and log.sent == [b"a", b"a"] and not done.missing
+
+
+def test_the_receipt_of_either_sending_of_a_line_delivers_it_and_the_other_is_a_repeat() -> None:
+    matching = book()
+    first, again = ("sharing.referral", 0, 5), ("sharing.referral", 0, 9)
+    matching.acked(1, first, "ev-1")
+    matching.acked(1, again, "ev-1")
+    assert matching.offer(signed(receipt(at=again))) is not None
+    assert matching.outstanding() == 0 and matching.waiting() == []
+    assert matching.offer(signed(receipt(at=first))) is None
+    assert list(matching.held) == [1] and matching.repeated == 1
+
+
+def test_a_position_a_restarted_broker_gives_another_line_takes_that_lines_early_receipt() -> None:
+    matching = book()
+    matching.acked(0, AT, "ev-a")
+    assert matching.offer(signed(receipt("ev-a"))) is not None
+    assert matching.offer(signed(receipt("ev-b"))) is None  # before its ack, at the same offset
+    held = matching.acked(1, AT, "ev-b")
+    assert held is not None and held.receipt.event_id == "ev-b"
+
+
+class Trickling(LosingLog):
+    """Receipts come one at a time, a little apart: a worker busy with a backlog."""
+
+    def notes(self, timeout: float) -> list[bytes]:
+        time.sleep(0.05)
+        out, self.pending = self.pending[:1], self.pending[1:]
+        return out
+
+
+def test_deliver_sends_nothing_again_while_receipts_keep_coming() -> None:
+    log = Trickling(lost=frozenset({b"b"}))
+    names = "abcdefghij"
+    done = deliver(lines(*names), log, log, LOG.verifier, 10, resend_after=0.2)
+    assert sorted(done.held) == list(range(len(names)))
+    assert sorted(log.sent) == sorted([n.encode() for n in names] + [b"b"])
