@@ -21,7 +21,7 @@ from pipeline.cli.options import (
     PolicyOption,
     VkeyOption,
     broker_config,
-    log_verifier_for,
+    log_verifier_or_fail,
 )
 from pipeline.cli.status import Stop
 from pipeline.cli.stream import Wait
@@ -150,7 +150,8 @@ def watch(
         fail(f"{shown_text(folder)}: not a folder")
     pack = policy_or_fail(policy)
     schools = _gias(gias)
-    log = None if wait is Wait.acked else _log_or_fail(vkey, db)
+    acked = "files each file once the broker took its events, keeping no receipts"
+    log = None if wait is Wait.acked else log_verifier_or_fail(vkey, db, acked)
     console = Console(highlight=False)
 
     def told(note: str) -> None:
@@ -187,18 +188,6 @@ def _watch(watcher: FolderWatcher, console: Console, once: bool) -> bool:
                 waiting |= outcome.status == "waiting"
         if once or stop.wait(1.0):
             return waiting
-
-
-def _log_or_fail(vkey: str | None, db: str | None) -> Verifier:
-    log = log_verifier_for(vkey, db)
-    if log is None:
-        fail(
-            "cannot check the log's receipts of the files sent: no verifier key for it (give "
-            "--vkey FILE or set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it "
-            "where the ledger is). --wait acked files each once the broker took its events, "
-            "but keeps no receipts and promises no more."
-        )
-    return log
 
 
 def _sender(

@@ -182,6 +182,20 @@ def log_verifier_for(vkey_file: str | None, db: str | None) -> Verifier | None:
         return None
 
 
+def log_verifier_or_fail(vkey_file: str | None, db: str | None, acked: str) -> Verifier:
+    """:func:`log_verifier_for`, or a clear exit saying where the key is found and what
+    ``--wait acked`` would do instead (``acked``): a sender never waits on receipts it
+    cannot check."""
+    log = log_verifier_for(vkey_file, db)
+    if log is None:
+        fail(
+            "cannot check the log's receipts: no verifier key for it (give --vkey FILE or "
+            "set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it where the ledger "
+            f"is). --wait acked {acked}, but then only promises that the broker took them."
+        )
+    return log
+
+
 def _verifier(text: str, where: str) -> Verifier:
     try:
         return log_verifier(text)

@@ -36,7 +36,7 @@ from pipeline.cli.options import (
     VkeyOption,
     broker_config,
     database_url,
-    log_verifier_for,
+    log_verifier_or_fail,
 )
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.cli.worker import log_key_ready
@@ -126,7 +126,7 @@ def emit(
             fail("--receipts keeps the log's receipts, which --wait acked does not wait for")
         _emit_acked(file, config, topic)
         return
-    log = _log_or_fail(vkey, db)
+    log = log_verifier_or_fail(vkey, db, "sends the records without receipts")
     lines, kept = _lines_and_kept(file, receipts, log)
     todo = [line for line in lines if line.number not in kept]
     err = Console(stderr=True)
@@ -148,18 +148,6 @@ def emit(
         print(f"sharing-audit: {message}", file=sys.stderr)
     if failures:
         raise typer.Exit(1)
-
-
-def _log_or_fail(vkey: str | None, db: str | None) -> Verifier:
-    log = log_verifier_for(vkey, db)
-    if log is None:
-        fail(
-            "cannot check the log's receipts: no verifier key for it (give --vkey FILE or "
-            "set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it where the ledger "
-            "is). --wait acked sends without receipts, but then only promises that the "
-            "broker took the records."
-        )
-    return log
 
 
 def _lines_and_kept(
