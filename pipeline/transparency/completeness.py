@@ -117,6 +117,26 @@ def open_held(note: bytes, log: Verifier, event_id: str | None) -> DeliveryRecei
     return receipt
 
 
+def another_event_at(receipt: DeliveryReceipt, claimed: dict[int, str]) -> Finding | None:
+    """Misbehaviour when another receipt already named ``receipt``'s seq for another event
+    (``claimed``: seq to the event the first receipt there named; this one is added). One
+    entry records one event, and a duplicate's receipt names the entry that recorded its
+    own event: a log that dropped an event and receipted it as a "duplicate" of someone
+    else's entry would otherwise have every receipt proven."""
+    if receipt.event_id is None:
+        return None
+    first = claimed.setdefault(receipt.seq, receipt.event_id)
+    if first == receipt.event_id:
+        return None
+    return Finding(
+        Verdict.MISBEHAVIOUR,
+        f"the log receipted seq {receipt.seq} for event {first} and for event "
+        f"{receipt.event_id} ({receipt.decision}): one entry records one event, so it "
+        "receipted an event its ledger does not hold",
+        receipt,
+    )
+
+
 def unproven_beyond(
     receipt: DeliveryReceipt, accepted: Accepted, mmd: float, *, now: int
 ) -> Finding | None:
