@@ -175,7 +175,7 @@ def _checked(
     recorded its event)."""
     mmd, now = clock
     asked: dict[int, Served] = {}
-    claimed: dict[int, str] = {}
+    claimed: dict[int, tuple[str, bytes]] = {}
     for one in held:
         if one.unreadable is not None:
             yield one, Finding(Verdict.UNREADABLE, one.unreadable), None
@@ -190,7 +190,7 @@ def _checked(
         except ReceiptRefused as exc:
             yield one, Finding(Verdict.REFUSED, str(exc)), None
             continue
-        twice = another_event_at(receipt, claimed)
+        twice = another_event_at(receipt, one.note, claimed)
         if twice is not None:
             yield one, twice, None
             continue
@@ -247,6 +247,8 @@ def _write_evidence(
             (one / "README.txt").write_text(evidence_readme(finding, accepted, held.where))
             (one / "checkpoint.note").write_bytes(accepted.note)
             (one / "receipt.note").write_bytes(held.note or b"")
+            if finding.other is not None:
+                (one / "other-receipt.note").write_bytes(finding.other)
             if served is not None and served.proof is not None:
                 (one / f"{seq}.tlog-proof").write_bytes(served.proof)
             if served is not None and served.leaf is not None:

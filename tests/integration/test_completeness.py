@@ -281,12 +281,31 @@ def test_a_log_that_receipted_a_dropped_event_as_a_duplicate_of_another_is_caugh
     )
     held = receipts_file(tmp_path / "done", [sign_receipt(first, LOG), lie])
     state = accepted_state(tmp_path, dropping.ledger)
+    evidence = tmp_path / "evidence"
     done = audit_receipts(
-        tmp_path, state, str(held), "--proofs", str(proofs_dir(tmp_path, dropping.ledger))
+        tmp_path,
+        state,
+        str(held),
+        "--proofs",
+        str(proofs_dir(tmp_path, dropping.ledger)),
+        "--evidence",
+        str(evidence),
     )
     assert done.exit_code == 1, done.output
     named = line_of(done.output, f"{held}:2")
     assert "misbehaviour" in named and dropped_id in named and "seq 1" in named
+    (folder,) = evidence.iterdir()
+    assert (folder / "receipt.note").read_bytes() == lie
+    assert (folder / "other-receipt.note").read_bytes() == sign_receipt(first, LOG)
+    again = audit_receipts(
+        tmp_path,
+        state,
+        str(folder / "other-receipt.note"),
+        str(folder / "receipt.note"),
+        "--proofs",
+        str(tmp_path / "proofs"),
+    )
+    assert again.exit_code == 1, "the evidence alone shows it, as its README says"
 
 
 # -- forged receipts ---------------------------------------------------------------------
