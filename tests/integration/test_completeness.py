@@ -308,6 +308,20 @@ def test_a_log_that_receipted_a_dropped_event_as_a_duplicate_of_another_is_caugh
     assert again.exit_code == 1, "the evidence alone shows it, as its README says"
 
 
+def test_a_folder_holding_no_receipts_file_is_not_a_clean_audit(tmp_path: Path) -> None:
+    """emit --receipts takes any name; a folder is searched for *.receipts.jsonl alone, so
+    a school's receipts kept as receipts/term.jsonl were skipped and the audit of the
+    README's `audit receipts receipts/` passed, checking nothing."""
+    honest, _ = honest_and_dropping(tmp_path)
+    folder = tmp_path / "receipts"
+    receipts_file(folder, honest.receipts).rename(folder / "term.jsonl")
+    state = accepted_state(tmp_path, honest.ledger)
+    done = audit_receipts(tmp_path, state, str(folder))
+    assert done.exit_code == 2, done.output
+    said = line_of(done.output, str(folder))
+    assert "no file named *.receipts.jsonl" in said and "unreadable" in said
+
+
 # -- forged receipts ---------------------------------------------------------------------
 
 
