@@ -41,12 +41,23 @@ class Held:
 
 
 def held_receipts(paths: list[Path]) -> Iterator[Held]:
-    """Every receipt in ``paths`` (files, or folders searched for receipts files)."""
+    """Every receipt in ``paths`` (files, or folders searched for receipts files). A folder
+    holding no receipts file is said, not passed over: ``emit --receipts`` takes any name,
+    and an audit that checked nothing must not read as a clean one."""
     for path in paths:
         if path.is_symlink():
             yield Held(str(path), unreadable="a symbolic link, not followed")
         elif path.is_dir():
-            yield from _in_folder(path)
+            found = False
+            for held in _in_folder(path):
+                found = True
+                yield held
+            if not found:
+                yield Held(
+                    str(path),
+                    unreadable=f"holds no file named *{RECEIPTS_SUFFIX}: "
+                    "name a receipts file to check it, whatever its name",
+                )
         else:
             yield from _in_file(path)
 

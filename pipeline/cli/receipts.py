@@ -28,6 +28,7 @@ from pipeline.transparency.completeness import (
     Finding,
     Served,
     Verdict,
+    another_event_at,
     evidence_readme,
     exit_status,
     judge,
@@ -174,6 +175,7 @@ def _checked(
     recorded its event)."""
     mmd, now = clock
     asked: dict[int, Served] = {}
+    claimed: dict[int, tuple[str, bytes]] = {}
     for one in held:
         if one.unreadable is not None:
             yield one, Finding(Verdict.UNREADABLE, one.unreadable), None
@@ -187,6 +189,10 @@ def _checked(
             receipt = open_held(one.note, log, one.event_id)
         except ReceiptRefused as exc:
             yield one, Finding(Verdict.REFUSED, str(exc)), None
+            continue
+        twice = another_event_at(receipt, one.note, claimed)
+        if twice is not None:
+            yield one, twice, None
             continue
         beyond = unproven_beyond(receipt, accepted, mmd, now=now)
         if beyond is not None:
@@ -241,6 +247,8 @@ def _write_evidence(
             (one / "README.txt").write_text(evidence_readme(finding, accepted, held.where))
             (one / "checkpoint.note").write_bytes(accepted.note)
             (one / "receipt.note").write_bytes(held.note or b"")
+            if finding.other is not None:
+                (one / "other-receipt.note").write_bytes(finding.other)
             if served is not None and served.proof is not None:
                 (one / f"{seq}.tlog-proof").write_bytes(served.proof)
             if served is not None and served.leaf is not None:

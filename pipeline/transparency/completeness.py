@@ -79,6 +79,8 @@ class Finding:
     verdict: Verdict
     reason: str
     receipt: DeliveryReceipt | None = None
+    #: Another receipt the log signed that contradicts this one (the note, verbatim).
+    other: bytes | None = None
 
 
 def held_in_line(line: bytes) -> tuple[str | None, bytes | None]:
@@ -115,6 +117,29 @@ def open_held(note: bytes, log: Verifier, event_id: str | None) -> DeliveryRecei
             f"the receipt is for event {receipt.event_id}, not the line's {event_id}"
         )
     return receipt
+
+
+def another_event_at(
+    receipt: DeliveryReceipt, note: bytes, claimed: dict[int, tuple[str, bytes]]
+) -> Finding | None:
+    """Misbehaviour when another receipt already named ``receipt``'s seq for another event
+    (``claimed``: seq to the event and note of the first receipt there; this one, ``note``,
+    is added). One entry records one event, and a duplicate's receipt names the entry that
+    recorded its own event: a log that dropped an event and receipted it as a "duplicate"
+    of someone else's entry would otherwise have every receipt proven."""
+    if receipt.event_id is None:
+        return None
+    first, first_note = claimed.setdefault(receipt.seq, (receipt.event_id, note))
+    if first == receipt.event_id:
+        return None
+    return Finding(
+        Verdict.MISBEHAVIOUR,
+        f"the log receipted seq {receipt.seq} for event {first} and for event "
+        f"{receipt.event_id} ({receipt.decision}): one entry records one event, so it "
+        "receipted an event its ledger does not hold",
+        receipt,
+        other=first_note,
+    )
 
 
 def unproven_beyond(
@@ -267,6 +292,7 @@ def evidence_readme(finding: Finding, accepted: Accepted, where: str) -> str:
     """What a folder of evidence shows, in plain words, for whoever it is handed to."""
     receipt = finding.receipt
     seq = "" if receipt is None else f" for seq {receipt.seq}"
+    notes = "receipt.note" if finding.other is None else "other-receipt.note receipt.note"
     return (
         f"Evidence that the log {accepted.checkpoint.origin} broke a promise it signed.\n\n"
         f"The receipt{seq} ({where}) is in receipt.note, exactly as the log signed it: the "
@@ -276,11 +302,17 @@ def evidence_readme(finding: Finding, accepted: Accepted, where: str) -> str:
         f"accepted at {_when(accepted.at)}, also signed by the log, and held consistent with "
         "every checkpoint accepted before it.\n"
         f"{_seq_of(receipt)}.tlog-proof and {_seq_of(receipt)}.leaf, when present, are what "
-        "the log served when asked to prove the receipt (the proof and the entry's bytes).\n\n"
-        f"What they show: {finding.reason}.\n\n"
+        "the log served when asked to prove the receipt (the proof and the entry's bytes).\n"
+        + (
+            "other-receipt.note is another receipt the log signed for the same seq, for "
+            "another event.\n"
+            if finding.other is not None
+            else ""
+        )
+        + f"\nWhat they show: {finding.reason}.\n\n"
         "Anyone holding the log's verifier key can check this with nothing else: "
         "copy checkpoint.note to STATE/checkpoint, then sharing-audit audit receipts "
-        "receipt.note --vkey log.vkey --state STATE --proofs . ; or Go's "
+        f"{notes} --vkey log.vkey --state STATE --proofs . ; or Go's "
         "golang.org/x/mod/sumdb/note and tlog packages.\n"
     )
 

@@ -253,6 +253,75 @@ def test_receipts_beyond_the_accepted_checkpoint_within_the_mmd_are_pending(tmp_
     assert late.exit_code == 0, "the MMD is counted to when the checkpoint was accepted"
 
 
+def test_a_log_that_receipted_a_dropped_event_as_a_duplicate_of_another_is_caught(
+    tmp_path: Path,
+) -> None:
+    """The log leaves event DROPPED out and signs, for it, a duplicate's receipt naming
+    the entry of event 1: every receipt then proves, but one entry records one event, so
+    two events receipted at one seq is the log's own signed word that it lied."""
+    _, dropping = honest_and_dropping(tmp_path)
+    events = referrals()
+    with dropping.ledger.engine.connect() as connection:
+        entry = leaf_bytes(connection, 1)
+    assert entry is not None
+    first = DeliveryReceipt(
+        LOG.name,
+        str(events[0][1]["id"]),
+        "sharing.referral",
+        0,
+        0,
+        1,
+        leaf_hash(entry),
+        "allowed",
+        LONG_AGO,
+    )
+    dropped_id = str(events[DROPPED - 1][1]["id"])
+    lie = sign_receipt(
+        replace(first, event_id=dropped_id, offset=DROPPED - 1, decision="duplicate"), LOG
+    )
+    held = receipts_file(tmp_path / "done", [sign_receipt(first, LOG), lie])
+    state = accepted_state(tmp_path, dropping.ledger)
+    evidence = tmp_path / "evidence"
+    done = audit_receipts(
+        tmp_path,
+        state,
+        str(held),
+        "--proofs",
+        str(proofs_dir(tmp_path, dropping.ledger)),
+        "--evidence",
+        str(evidence),
+    )
+    assert done.exit_code == 1, done.output
+    named = line_of(done.output, f"{held}:2")
+    assert "misbehaviour" in named and dropped_id in named and "seq 1" in named
+    (folder,) = evidence.iterdir()
+    assert (folder / "receipt.note").read_bytes() == lie
+    assert (folder / "other-receipt.note").read_bytes() == sign_receipt(first, LOG)
+    again = audit_receipts(
+        tmp_path,
+        state,
+        str(folder / "other-receipt.note"),
+        str(folder / "receipt.note"),
+        "--proofs",
+        str(tmp_path / "proofs"),
+    )
+    assert again.exit_code == 1, "the evidence alone shows it, as its README says"
+
+
+def test_a_folder_holding_no_receipts_file_is_not_a_clean_audit(tmp_path: Path) -> None:
+    """emit --receipts takes any name; a folder is searched for *.receipts.jsonl alone, so
+    a school's receipts kept as receipts/term.jsonl were skipped and the audit of the
+    README's `audit receipts receipts/` passed, checking nothing."""
+    honest, _ = honest_and_dropping(tmp_path)
+    folder = tmp_path / "receipts"
+    receipts_file(folder, honest.receipts).rename(folder / "term.jsonl")
+    state = accepted_state(tmp_path, honest.ledger)
+    done = audit_receipts(tmp_path, state, str(folder))
+    assert done.exit_code == 2, done.output
+    said = line_of(done.output, str(folder))
+    assert "no file named *.receipts.jsonl" in said and "unreadable" in said
+
+
 # -- forged receipts ---------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from pipeline.transparency.completeness import (
     Accepted,
     Served,
     Verdict,
+    another_event_at,
     evidence_readme,
     exit_status,
     held_in_line,
@@ -314,3 +315,20 @@ def test_a_larger_checkpoint_the_log_serves_is_named_so_the_auditor_accepts_it_f
     assert advice is not None and "size 12" in advice and "audit verify" in advice
     assert newer_than_accepted(accepted().note, accepted(), LOG.verifier) is None
     assert newer_than_accepted(b"garbage", accepted(), LOG.verifier) is None
+
+
+def test_two_events_receipted_at_one_seq_is_misbehaviour_with_both_receipts() -> None:
+    claimed: dict[int, tuple[str, bytes]] = {}
+    assert another_event_at(receipt(1), b"first", claimed) is None
+    lie = dataclasses.replace(receipt(1), event_id="event-5", offset=5, decision="duplicate")
+    found = another_event_at(lie, b"second", claimed)
+    assert found is not None and found.verdict is Verdict.MISBEHAVIOUR
+    assert "seq 1 for event event-1 and for event event-5" in found.reason
+    assert found.other == b"first"
+
+
+def test_a_duplicates_receipt_naming_its_own_events_entry_is_not_misbehaviour() -> None:
+    claimed: dict[int, tuple[str, bytes]] = {}
+    again = dataclasses.replace(receipt(1), offset=40, decision="duplicate")
+    assert another_event_at(receipt(1), b"first", claimed) is None
+    assert another_event_at(again, b"again", claimed) is None

@@ -5,11 +5,13 @@ the topic is counted and ignored."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import orjson
+import pytest
 
 from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
@@ -114,6 +116,25 @@ def test_a_line_without_an_event_id_takes_a_receipt_that_names_none() -> None:
     assert matching.offer(signed(receipt(event_id="ev-1"))) is None
     found = matching.offer(signed(receipt(event_id=None, decision="rejected")))
     assert found is not None and found[0] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review30: a line with no event id is matched by position alone, and offsets are "
+    "reused by a broker started again: a genuine receipt the log signed for another "
+    "id-less record at that offset in the broker's earlier life (replayed on the topic, "
+    "or published late by a worker that recorded it before the broker died) delivers this "
+    "line, which may never be recorded. Needs a rule (e.g. refuse a receipt dated before "
+    "the sending began, less clock skew) the senders' owner should choose",
+)
+def test_a_replayed_old_receipt_at_a_reused_offset_does_not_deliver_a_line_without_an_id() -> None:
+    matching = book()
+    matching.acked(1, AT, None)
+    a_day_before = dataclasses.replace(
+        receipt(event_id=None, decision="rejected"), time=int(time.time()) - 86_400
+    )
+    assert matching.offer(signed(a_day_before)) is None
+    assert matching.waiting() == [1]
 
 
 def test_a_receipt_delivered_twice_counts_once() -> None:
