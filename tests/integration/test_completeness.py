@@ -145,9 +145,15 @@ def proofs_dir(tmp_path: Path, ledger: Ledger) -> Path:
 
 
 def audit_receipts(tmp_path: Path, state: Path, *args: str) -> Result:
+    """``audit receipts``; its evidence, unless the test names a folder, under ``tmp_path``
+    rather than a new folder in the working directory."""
+    where = () if "--evidence" in args else ("--evidence", str(tmp_path / "evidence-default"))
     return runner.invoke(
         app,
-        ["audit", "receipts", *args, "--vkey", str(vkey(tmp_path)), "--state", str(state)],
+        [
+            *("audit", "receipts", *args, *where),
+            *("--vkey", str(vkey(tmp_path)), "--state", str(state)),
+        ],
         env={"SHARING_AUDIT_MAX_MERGE_DELAY_SECONDS": None},
     )
 
