@@ -35,10 +35,15 @@ class Batching:
     long at most a sharing agent waits for the facts agent to catch up, and how many of its
     batches (and bytes of records) it holds meanwhile (``agents.pacing`` says why); how
     often the relay looks for alerts, and how long an alert is held
-    (``pipeline.ledger.outbox`` says why)."""
+    (``pipeline.ledger.outbox`` says why).
+
+    ``within`` is short: Faust's take hands on a batch when it is full or when ``within``
+    runs out, so at low load every record waited for it (at 0.2 s, most of the time from
+    send to receipt). Under load batches still fill: the writer's back-pressure (records
+    in flight, ``in_flight``) leaves records to gather meanwhile."""
 
     size: int = 500
-    within: float = 0.2
+    within: float = 0.02
     patience: float = 10.0
     held: int = 64
     held_bytes: int = 64 * 2**20
