@@ -81,13 +81,13 @@ bp = _bench_module("pipeline")
 
 class ReceiptClock:
     """When each receipt was first read from ``sharing.receipts``, by the position it
-    names; read on a thread of its own from the topic's end as it was when opened."""
+    names; read on a thread of its own from the topic's end as it was when opened. Each
+    note is only timed as it is read, and opened (its signature checked) when asked for:
+    this process also sends, and checking as they came would delay both."""
 
-    def __init__(self, kafka: KafkaConfig, log: Verifier) -> None:
+    def __init__(self, kafka: KafkaConfig) -> None:
         self.feed = ReceiptFeed(kafka)
-        self.log = log
-        self.seen: dict[tuple[str, int, int], float] = {}
-        self.refused = 0
+        self.read: list[tuple[float, bytes]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
@@ -96,13 +96,19 @@ class ReceiptClock:
         while not self._stop.is_set():
             notes = self.feed.notes(0.1)
             now = time.time()
-            for note in notes:
-                try:
-                    receipt = open_receipt(note, self.log)
-                except ReceiptRefused:
-                    self.refused += 1
-                    continue
-                self.seen.setdefault((receipt.topic, receipt.partition, receipt.offset), now)
+            self.read.extend((now, note) for note in notes)
+
+    def seen(self, log: Verifier) -> dict[tuple[str, int, int], float]:
+        """When the first receipt the log signed for each position was read."""
+        out: dict[tuple[str, int, int], float] = {}
+        opened = len(self.read)
+        for at, note in self.read[:opened]:
+            try:
+                receipt = open_receipt(note, log)
+            except ReceiptRefused:
+                continue
+            out.setdefault((receipt.topic, receipt.partition, receipt.offset), at)
+        return out
 
     def close(self) -> None:
         self._stop.set()
@@ -115,7 +121,7 @@ def send_to_receipt(
 ) -> list[float]:
     """Send ``records`` open loop at ``rate`` per second; the seconds from each send to
     its receipt, in the order sent. Exits naming how many records got none within two minutes."""
-    clock = ReceiptClock(kafka, log)
+    clock = ReceiptClock(kafka)
     try:
         with MisProducer(kafka) as producer:
             sends: list[tuple[float, Any]] = []
@@ -131,14 +137,18 @@ def send_to_receipt(
                 metadata = future.get(timeout=30)
                 sent[(metadata.topic, metadata.partition, metadata.offset)] = at
         deadline = time.monotonic() + 120
-        while any(p not in clock.seen for p in sent) and time.monotonic() < deadline:
+        while len(clock.read) < len(sent) and time.monotonic() < deadline:
             time.sleep(0.1)
+        seen = clock.seen(log)
+        while any(p not in seen for p in sent) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            seen = clock.seen(log)
     finally:
         clock.close()
-    missing = [p for p in sent if p not in clock.seen]
+    missing = [p for p in sent if p not in seen]
     if missing:
         raise SystemExit(f"{len(missing)} of {len(sent)} records hold no receipt after 2 min")
-    return [clock.seen[p] - at for p, at in sorted(sent.items(), key=lambda item: item[1])]
+    return [seen[p] - at for p, at in sorted(sent.items(), key=lambda item: item[1])]
 
 
 def emit_seconds(kafka: KafkaConfig, url: str, records: Sequence[bytes], acked: bool) -> float:
