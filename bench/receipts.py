@@ -58,7 +58,12 @@ from pipeline.packs import load_pack  # noqa: E402
 from pipeline.transparency.delivery import ReceiptRefused, open_receipt  # noqa: E402
 from pipeline.transparency.note import Verifier  # noqa: E402
 from pipeline.transport.broker import EmbeddedBroker  # noqa: E402
-from pipeline.transport.kafka import KafkaConfig, ensure_topics  # noqa: E402
+from pipeline.transport.kafka import (  # noqa: E402
+    RECEIPTS_TOPIC,
+    KafkaConfig,
+    ensure_topics,
+    read_topic,
+)
 from pipeline.transport.mis import MisProducer  # noqa: E402
 from pipeline.transport.processes import Worker, worker_command  # noqa: E402
 from pipeline.transport.receipts import ReceiptFeed  # noqa: E402
@@ -207,6 +212,9 @@ def one_round(args: argparse.Namespace, records: list[bytes], root: Path) -> dic
         with running_worker(kafka, url, scratch, root) as worker:
             expected = bp.expected_of(bulk, Engine(load_pack())).entries
             rate = out["throughput"] = bp.pipeline_rate(worker, url, expected)
+            # The backlog's receipts trail its ledger entries: paced sends start once the
+            # last is out, or they would wait behind them.
+            read_topic(kafka, RECEIPTS_TOPIC, len(bulk), timeout=120)
             half = send_to_receipt(kafka, log, take(args.paced), rate / 2)
             out.update(spread(half, ""))
             # Rising from the first fifth of the run to the last: the worker fell behind.
