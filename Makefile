@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/transparency.py
 	$(PY) bench/files.py
 	$(PY) bench/witnessing.py
+	$(PY) bench/receipts.py
 
 demo: $(STAMP)
 	$(VENV)/bin/sharing-audit demo

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import StreamT
 
 from agents.recorder import Batching, Recorder
@@ -23,6 +24,7 @@ from pipeline.transport.kafka import (
     FACTS_TOPIC,
     INPUT_TOPICS,
     RECEIPTS_TOPIC,
+    WORKER_FETCH_WAIT_MS,
     WORKER_GROUP,
     KafkaConfig,
     faust_settings,
@@ -69,14 +71,16 @@ def create_app(
         store="memory://",
         web_enabled=False,
     )
+    app.transport = _PromptTransport(app.conf.broker_consumer, app)
     deadletter, alerts = _raw_topic(app, DEADLETTER_TOPIC), _raw_topic(app, ALERTS_TOPIC)
-    receipts = _raw_topic(app, RECEIPTS_TOPIC)
 
     async def send_deadletter(key: bytes | None, value: bytes, headers: Any) -> Any:
         return await deadletter.send(key=key, value=value, headers=headers)
 
     async def send_receipt(key: bytes, value: bytes) -> Any:
-        return await receipts.send(key=key, value=value)
+        # Straight to the producer: a topic's send costs a record several times more (its
+        # message objects, callbacks and sensors), and a receipt goes for every record.
+        return await app.producer.send(RECEIPTS_TOPIC, key, value, None, None, None)
 
     recorder = Recorder(
         sink, batching, send_deadletter, lambda: _facts_ends(app), send_receipt=send_receipt
@@ -94,6 +98,26 @@ def create_app(
     if notifier is not None:
         app.timer(NOTIFY_INTERVAL)(_notifying(notifier))
     return app
+
+
+class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer, but asking the broker to answer a fetch within
+    ``WORKER_FETCH_WAIT_MS`` rather than Faust's fixed 1,500 ms (which it offers no
+    setting for): the embedded broker holds every fetch that long."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = WORKER_FETCH_WAIT_MS  # read when it starts
+        return consumer
+
+
+class _PromptConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> _PromptConsumerThread:
+        return _PromptConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _PromptTransport(faust_aiokafka.Transport):
+    Consumer = _PromptConsumer
 
 
 def _raw_topic(app: Any, name: str) -> Any:

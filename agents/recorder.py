@@ -11,7 +11,6 @@ The sharing agents may hold a batch for the facts agent first (``agents.pacing``
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,10 +35,15 @@ class Batching:
     long at most a sharing agent waits for the facts agent to catch up, and how many of its
     batches (and bytes of records) it holds meanwhile (``agents.pacing`` says why); how
     often the relay looks for alerts, and how long an alert is held
-    (``pipeline.ledger.outbox`` says why)."""
+    (``pipeline.ledger.outbox`` says why).
+
+    ``within`` is short: Faust's take hands on a batch when it is full or when ``within``
+    runs out, so at low load every record waited for it (at 0.2 s, most of the time from
+    send to receipt). Under load batches still fill: the writer's back-pressure (records
+    in flight, ``in_flight``) leaves records to gather meanwhile."""
 
     size: int = 500
-    within: float = 0.2
+    within: float = 0.02
     patience: float = 10.0
     held: int = 64
     held_bytes: int = 64 * 2**20
@@ -48,12 +52,36 @@ class Batching:
 
     @property
     def in_flight(self) -> int:
-        """Batches an agent may have taken and not yet seen recorded: enough for one agent
+        """Records an agent may have taken and not yet seen recorded: enough for one agent
         alone to fill the writer's groups (the one being written, the one waiting, the one
-        gathering), and at least two, so that a batch gathers while one is written. While
-        a backlog drains, the facts agent often runs alone; with fewer in flight it fed
-        the writer groups smaller than a full group, each costlier per record."""
-        return max(2, math.ceil((IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT / self.size))
+        gathering), and two whole batches at least, so that a batch gathers while one is
+        written. Counted in records, not batches: an agent hands on what it has taken
+        without waiting for a full batch, so live its batches are small, and counted in
+        batches they fed the writer a few records at a time once a backlog built. While a
+        backlog drains the facts agent often runs alone; with fewer in flight it fed the
+        writer groups smaller than a full group, each costlier per record."""
+        return max(2 * self.size, (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT)
+
+
+class Allowance:
+    """How many records an agent has in flight, against its :attr:`Batching.in_flight`.
+    A batch waits until it fits, or until nothing else is in flight (so that a batch
+    larger than the whole allowance still goes)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._freed = asyncio.Event()
+
+    async def take(self, count: int) -> None:
+        while self.used and self.used + count > self.limit:
+            self._freed.clear()
+            await self._freed.wait()
+        self.used += count
+
+    def give_back(self, count: int) -> None:
+        self.used -= count
+        self._freed.set()
 
 
 class Message(Protocol):
@@ -202,16 +230,16 @@ class Recorder:
         sent = [await self.send_receipt(key, receipt) for key, receipt in owed]
         await asyncio.gather(*(s for s in sent if asyncio.isfuture(s)))
 
-    def _start(self, batch: Sequence[Taken], ack: Ack, in_flight: asyncio.Semaphore) -> None:
+    def _start(self, batch: Sequence[Taken], ack: Ack, in_flight: Allowance) -> None:
         task = asyncio.ensure_future(self.handle(batch, ack))
-        task.add_done_callback(lambda _: in_flight.release())
+        task.add_done_callback(lambda _: in_flight.give_back(len(batch)))
 
     async def record_facts(self, batches: AsyncIterable[Sequence[Taken]], ack: Ack) -> None:
         """Record the facts agent's batches as they come, each acked when its own
         transaction has committed."""
-        in_flight = asyncio.Semaphore(self.batching.in_flight)
+        in_flight = Allowance(self.batching.in_flight)
         async for batch in batches:
-            await in_flight.acquire()
+            await in_flight.take(len(batch))
             self.pacer.facts_taken(
                 (t.message.partition, t.message.offset, t.message.timestamp or 0.0) for t in batch
             )
@@ -239,7 +267,7 @@ class _Holding:
         batching = recorder.batching
         self.held: asyncio.Queue[tuple[Sequence[Taken], int]] = asyncio.Queue(batching.held)
         self.held_bytes = 0
-        self.in_flight = asyncio.Semaphore(batching.in_flight)
+        self.in_flight = Allowance(batching.in_flight)
 
     def enough(self) -> bool:
         return self.held.full() or self.held_bytes >= self.recorder.batching.held_bytes
@@ -261,7 +289,7 @@ class _Holding:
             except Exception as exc:  # holding only saves work: never stall on it
                 log.warning("pacing_failed", error=type(exc).__name__)
             self.held_bytes -= size
-            await self.in_flight.acquire()
+            await self.in_flight.take(len(batch))
             recorder._start(batch, self.ack, self.in_flight)
 
 

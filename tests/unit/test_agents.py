@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import json
 import pickle
+from typing import Any, cast
 
 import pytest
 
+from agents.app import create_app
 from agents.recorder import Batching, deadletters, log_decisions
 from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
 from agents.worker import settle_heap
@@ -16,6 +19,7 @@ from agents.writer import Handled
 from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
 from pipeline.logging import configure as configure_logging
+from pipeline.transport.kafka import KafkaConfig
 from schemas.decisions import ALLOWED, Decision, RuleId
 
 
@@ -86,7 +90,8 @@ def test_records_and_their_results_cross_to_the_writer_process_unchanged() -> No
 @pytest.mark.parametrize("size", [1, 100, 500, 3_000, GROUP_LIMIT])
 def test_one_agent_alone_can_fill_every_group_the_writer_has_in_hand(size: int) -> None:
     batching = Batching(size=size)
-    assert batching.in_flight * size >= (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT
+    assert batching.in_flight >= (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT
+    assert batching.in_flight >= 2 * size  # one batch gathers while one is written
 
 
 def test_settling_the_heap_leaves_what_exists_out_of_later_collections() -> None:
@@ -102,3 +107,25 @@ def test_settling_the_heap_leaves_what_exists_out_of_later_collections() -> None
         assert collected([])  # what is made later is collected as ever
     finally:
         gc.unfreeze()
+
+
+def test_the_workers_consumer_asks_the_broker_to_answer_a_fetch_within_50_ms() -> None:
+    """The embedded broker answers a fetch only when its wait runs out, and Faust asks for
+    1.5 s: a record sent to an idle worker waited for that before it was even taken."""
+
+    async def fetch_wait() -> int:
+        app = create_app(KafkaConfig("127.0.0.1:9"), sink=cast(Any, object()))
+        thread = app.consumer._new_consumer_thread()
+        consumer = thread._create_worker_consumer(app.transport)
+        wait: int = consumer._fetch_max_wait_ms
+        await consumer.stop()
+        return wait
+
+    assert asyncio.run(fetch_wait()) <= 50
+
+
+def test_an_agent_hands_on_what_it_has_within_20_ms_rather_than_wait_for_a_full_batch() -> None:
+    """Faust's take waits ``within`` for a batch to fill: at 200 ms, at low load each event
+    waited up to that long before the ledger saw it. Under load batches still fill, as
+    the writer's back-pressure leaves records to gather while the agent waits."""
+    assert Batching().within <= 0.02

@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from agents.recorder import Batching, Recorder
+from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
 from agents.writer import Handled
 from pipeline.engine import Position
 from pipeline.ledger.ingest import Record
@@ -38,10 +41,12 @@ class Ledger:
 
     def __init__(self) -> None:
         self.written: list[list[int]] = []
+        self.handed = 0  # records handed to write, written or not yet
         self.let_go = asyncio.Event()
         self.let_go.set()
 
     async def write(self, records: Sequence[Record]) -> list[Handled]:
+        self.handed += len(records)
         await self.let_go.wait()
         self.written.append([position.offset or 0 for _, position in records])
         return [_handled(raw, position) for raw, position in records]
@@ -174,3 +179,27 @@ def test_the_facts_agent_records_each_batch_it_takes() -> None:
         assert sorted(journal.steps) == [("ack", 0), ("ack", 1), ("ack", 2)]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("agent", ["record_facts", "record_sharing"])
+def test_small_batches_still_fill_every_group_the_writer_has_in_hand(agent: str) -> None:
+    """An agent hands on what it has taken without waiting for a full batch, so live its
+    batches are small. Counted in batches, what it had in flight then fed the writer a few
+    records at a time once a backlog built; counted in records, it fills the writer's
+    groups (the one written, the one waiting, the one gathering) whatever the batches."""
+
+    async def scenario() -> int:
+        ledger, journal = Ledger(), Journal()
+        ledger.let_go.clear()
+        wanted = (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT
+        taken = [batch(*[b"{}"] * 10, first=n * 10) for n in range(wanted // 10 + 5)]
+        record = getattr(recorder_on(ledger, journal), agent)
+        recording = asyncio.ensure_future(record(batches_of(*taken, then=10), journal.ack))
+        for _ in range(200):  # until the agent has handed on all it may, or 2 s
+            if ledger.handed >= wanted:
+                break
+            await asyncio.sleep(0.01)
+        recording.cancel()
+        return ledger.handed
+
+    assert asyncio.run(scenario()) >= (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT
