@@ -22,9 +22,9 @@ from pipeline.transport.kafka import (
     ALERTS_TOPIC,
     DEADLETTER_TOPIC,
     FACTS_TOPIC,
+    FETCH_WAIT_MS,
     INPUT_TOPICS,
     RECEIPTS_TOPIC,
-    WORKER_FETCH_WAIT_MS,
     WORKER_GROUP,
     KafkaConfig,
     faust_settings,
@@ -102,12 +102,12 @@ def create_app(
 
 class _PromptConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     """Faust's consumer, but asking the broker to answer a fetch within
-    ``WORKER_FETCH_WAIT_MS`` rather than Faust's fixed 1,500 ms (which it offers no
+    ``FETCH_WAIT_MS`` rather than Faust's fixed 1,500 ms (which it offers no
     setting for): the embedded broker holds every fetch that long."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = WORKER_FETCH_WAIT_MS  # read when it starts
+        consumer._fetch_max_wait_ms = FETCH_WAIT_MS  # read when it starts
         return consumer
 
 

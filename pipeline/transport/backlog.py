@@ -16,13 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.transport.kafka import (
-    INPUT_TOPICS,
     WORKER_GROUP,
     KafkaConfig,
     Lag,
-    _admin,
-    _committed,
-    consumer_settings,
 )
 
 #: Seconds a look waits for the first unrecorded record of every partition behind.
@@ -65,7 +61,7 @@ class Backlog(Lag):
         """What awaits a receipt at ``now`` (unix seconds; the clock's when None); None
         when the broker cannot say now (the next look tries again)."""
         try:
-            behind = self._behind(wait)
+            behind = self.behind(wait)
             firsts = self._first_records({tp: start for tp, (start, _) in behind.items()}, wait)
         except Exception:  # no answer now: the next look opens new clients
             self.close()
@@ -77,36 +73,11 @@ class Backlog(Lag):
         at = time.time() if now is None else now
         return Awaiting(count, max(0.0, at - min(stamps) / 1000))
 
-    def _behind(self, wait: float) -> dict[Any, tuple[int, int]]:
-        """Each input partition the group has not recorded to its end: (first offset not
-        recorded, end offset). The end is read from the partition's last batch: the
-        embedded broker reports a batch's first offset as the end, short by the rest."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        if self._admin is None:
-            if not answers(self.config.bootstrap):
-                raise OSError(f"nothing listens at {self.config.bootstrap}")
-            self._admin = _admin(self.config, timeout_ms=2_000)
-            self._consumer = KafkaConsumer(
-                **consumer_settings(self.config), max_poll_records=10_000
-            )
-        committed = _committed(self._admin, self.group)
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in INPUT_TOPICS
-            for p in self._consumer.partitions_for_topic(topic) or ()
-        ]
-        ends = self._consumer.end_offsets(partitions)
-        firsts = self._consumer.beginning_offsets(partitions)
-        lasts = self._first_records({tp: end - 1 for tp, end in ends.items() if end > 0}, wait)
-        behind = {}
-        for tp, end in ends.items():
-            true_end = max([end, *(r.offset + 1 for r in lasts.get(tp, ()))])
-            done = committed[tp].offset if tp in committed else None
-            start = max(done if done is not None and done >= 0 else 0, firsts.get(tp) or 0)
-            if true_end > start:
-                behind[tp] = (start, true_end)
-        return behind
+    def _open(self) -> None:
+        # Asked first: a client of a broker that is not there waits 30 seconds to give up.
+        if self._admin is None and not answers(self.config.bootstrap):
+            raise OSError(f"nothing listens at {self.config.bootstrap}")
+        super()._open()
 
     def _first_records(self, at: dict[Any, int], wait: float) -> dict[Any, list[Any]]:
         """The records of the first fetch at each partition's offset in ``at``, for as

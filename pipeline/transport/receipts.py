@@ -31,6 +31,7 @@ import orjson
 from pipeline.transparency.delivery import DeliveryReceipt, ReceiptRefused, open_receipt
 from pipeline.transparency.note import Verifier
 from pipeline.transport.kafka import (
+    FETCH_WAIT_MS,
     RECEIPTS_TOPIC,
     KafkaConfig,
     KafkaUnavailable,
@@ -42,10 +43,6 @@ Position = tuple[str, int, int]
 #: Why a record on the receipts topic was ignored, as the summary says it.
 REFUSED = "not signed by the log"
 ANOTHER_EVENT = "for another event at the position"
-#: How long a fetch of receipts may wait at the broker for one to come. The embedded
-#: broker (Tansu) answers a fetch only when this runs out, even when records came sooner:
-#: at kafka-python's 500 ms a send waited 260 ms for its receipt, at 20 ms, 18 ms.
-FETCH_WAIT_MS = 20
 #: How long a sender waits for the broker's acknowledgements once its records are flushed.
 ACK_TIMEOUT = 30.0
 #: How long without a receipt before a sender sends again what still lacks one: longer
