@@ -43,6 +43,10 @@ Position = tuple[str, int, int]
 #: Why a record on the receipts topic was ignored, as the summary says it.
 REFUSED = "not signed by the log"
 ANOTHER_EVENT = "for another event at the position"
+STALE = "dated before the record without an id was sent"
+#: How far a receipt without an event id may be dated before its record was acknowledged:
+#: the worker's clock and the sender's may differ by this much (NTP keeps them far closer).
+CLOCK_SKEW = 300.0
 #: How long a sender waits for the broker's acknowledgements once its records are flushed.
 ACK_TIMEOUT = 30.0
 #: How long without a receipt before a sender sends again what still lacks one: longer
@@ -63,12 +67,17 @@ class ReceiptBook:
     (:meth:`acked`) and the values read from the receipts topic (:meth:`offer`), in any
     order; receipts of positions not yet acknowledged are kept until they are."""
 
-    def __init__(self, log: Verifier) -> None:
+    def __init__(self, log: Verifier, clock: Callable[[], float] = time.time) -> None:
         self.log = log
+        self.clock = clock
         self.held: dict[int, Held] = {}
         self.ignored: Counter[str] = Counter()
         self.repeated = 0
-        self._waiting: dict[Position, tuple[int, str | None]] = {}
+        # Each acknowledged position's record, its event and when it was acknowledged: a
+        # line without an event id is matched by position alone, and a broker started
+        # again reuses offsets, so a receipt the log signed for another id-less record at
+        # the same offset in the broker's earlier life is told apart only by its date.
+        self._waiting: dict[Position, tuple[int, str | None, float]] = {}
         self._unheld: set[int] = set()
         self._early: dict[Position, list[Held]] = {}
         # The event each delivered position carried: a broker started again reuses
@@ -79,12 +88,14 @@ class ReceiptBook:
         """Record ``index`` is at ``position``, carrying ``event_id`` (None: no usable id);
         the receipt that already came for it, if one did. A record sent again is acked
         again at its new position: the receipt of either sending delivers it."""
+        acked_at = self.clock()
         for early in self._early.pop(position, []):
-            if early.receipt.event_id == event_id:
+            why = self._refusal(early.receipt, event_id, acked_at)
+            if why is None:
                 return self._deliver(index, position, early)
-            self.ignored[ANOTHER_EVENT] += 1
+            self.ignored[why] += 1
         if index not in self.held:
-            self._waiting[position] = (index, event_id)
+            self._waiting[position] = (index, event_id, acked_at)
             self._unheld.add(index)
         return None
 
@@ -104,9 +115,10 @@ class ReceiptBook:
             else:
                 self._early.setdefault(position, []).append(held)
             return None
-        index, event_id = waiting
-        if receipt.event_id != event_id:
-            self.ignored[ANOTHER_EVENT] += 1
+        index, event_id, acked_at = waiting
+        why = self._refusal(receipt, event_id, acked_at)
+        if why is not None:
+            self.ignored[why] += 1
             return None
         del self._waiting[position]
         if index in self.held:  # its other sending's receipt came first
@@ -114,6 +126,16 @@ class ReceiptBook:
             self.repeated += 1
             return None
         return index, self._deliver(index, position, held)
+
+    @staticmethod
+    def _refusal(receipt: DeliveryReceipt, event_id: str | None, acked_at: float) -> str | None:
+        """Why ``receipt`` is not that of the record carrying ``event_id`` acknowledged at
+        ``acked_at``, at the same position; None when it is."""
+        if receipt.event_id != event_id:
+            return ANOTHER_EVENT
+        if event_id is None and receipt.time < acked_at - CLOCK_SKEW:
+            return STALE
+        return None
 
     def _deliver(self, index: int, position: Position, held: Held) -> Held:
         self._done[position] = held.receipt.event_id

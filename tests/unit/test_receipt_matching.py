@@ -11,18 +11,26 @@ from pathlib import Path
 from typing import NamedTuple
 
 import orjson
-import pytest
 
 from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
 from pipeline.transparency.note import Signer
-from pipeline.transport.receipts import Outgoing, ReceiptBook, deliver, read_held, receipt_line
+from pipeline.transport.receipts import (
+    CLOCK_SKEW,
+    STALE,
+    Outgoing,
+    ReceiptBook,
+    deliver,
+    read_held,
+    receipt_line,
+)
 
 ORIGIN = "example.org/sharing-audit"
 LOG = Signer(ORIGIN, bytes(range(32)))
 OTHER_KEY = Signer(ORIGIN, bytes(range(1, 33)))
 OTHER_LOG = Signer("other.example/log", bytes(range(32)))
 AT = ("sharing.referral", 1, 7)
+NOW = int(time.time())  # the sender's clock, as the tests of deliver() read it too
 
 
 def receipt(
@@ -34,7 +42,7 @@ def receipt(
 ) -> DeliveryReceipt:
     topic, partition, offset = at
     return DeliveryReceipt(
-        origin, event_id, topic, partition, offset, seq, leaf_hash(b"e"), decision, 1767225600
+        origin, event_id, topic, partition, offset, seq, leaf_hash(b"e"), decision, NOW
     )
 
 
@@ -43,7 +51,7 @@ def signed(r: DeliveryReceipt, log: Signer = LOG) -> bytes:
 
 
 def book() -> ReceiptBook:
-    return ReceiptBook(LOG.verifier)
+    return ReceiptBook(LOG.verifier, clock=lambda: NOW)
 
 
 def test_a_receipt_for_the_acknowledged_position_and_event_delivers_the_line() -> None:
@@ -118,23 +126,42 @@ def test_a_line_without_an_event_id_takes_a_receipt_that_names_none() -> None:
     assert found is not None and found[0] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review30: a line with no event id is matched by position alone, and offsets are "
-    "reused by a broker started again: a genuine receipt the log signed for another "
-    "id-less record at that offset in the broker's earlier life (replayed on the topic, "
-    "or published late by a worker that recorded it before the broker died) delivers this "
-    "line, which may never be recorded. Needs a rule (e.g. refuse a receipt dated before "
-    "the sending began, less clock skew) the senders' owner should choose",
-)
+def dated(r: DeliveryReceipt, seconds_before_now: int) -> DeliveryReceipt:
+    return dataclasses.replace(r, time=NOW - seconds_before_now)
+
+
 def test_a_replayed_old_receipt_at_a_reused_offset_does_not_deliver_a_line_without_an_id() -> None:
+    """A broker started again reuses offsets: the log's genuine receipt for another id-less
+    record at this offset, a day before, is not this line's."""
     matching = book()
     matching.acked(1, AT, None)
-    a_day_before = dataclasses.replace(
-        receipt(event_id=None, decision="rejected"), time=int(time.time()) - 86_400
+    assert (
+        matching.offer(signed(dated(receipt(event_id=None, decision="rejected"), 86_400))) is None
     )
-    assert matching.offer(signed(a_day_before)) is None
     assert matching.waiting() == [1]
+    assert matching.ignored[STALE] == 1
+
+
+def test_an_old_receipt_read_before_the_ack_does_not_deliver_a_line_without_an_id() -> None:
+    matching = book()
+    matching.offer(signed(dated(receipt(event_id=None, decision="rejected"), 86_400)))
+    assert matching.acked(1, AT, None) is None
+    assert matching.waiting() == [1]
+
+
+def test_a_receipt_dated_within_the_clock_skew_delivers_a_line_without_an_id() -> None:
+    """The worker's clock may be behind the sender's: minutes apart is not a replay."""
+    matching = book()
+    matching.acked(1, AT, None)
+    found = matching.offer(signed(dated(receipt(event_id=None), int(CLOCK_SKEW) - 1)))
+    assert found is not None and found[0] == 1
+
+
+def test_an_old_receipt_naming_the_lines_event_id_still_delivers_it() -> None:
+    """A line with an id is matched by its id too: the date does not matter."""
+    matching = book()
+    matching.acked(1, AT, "ev-1")
+    assert matching.offer(signed(dated(receipt(), 86_400))) is not None
 
 
 def test_a_receipt_delivered_twice_counts_once() -> None:
