@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from structlog.contextvars import bound_contextvars
 
 from agents.pacing import Pacer
-from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
+from agents.sink import GROUP_LIMIT
 from agents.writer import Handled
 from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
@@ -53,14 +53,14 @@ class Batching:
     @property
     def in_flight(self) -> int:
         """Records an agent may have taken and not yet seen recorded: enough for one agent
-        alone to fill the writer's groups (the one being written, the one waiting, the one
-        gathering), and two whole batches at least, so that a batch gathers while one is
+        alone to fill three of the writer's groups (those in flight, the one gathering, and
+        more), and two whole batches at least, so that a batch gathers while one is
         written. Counted in records, not batches: an agent hands on what it has taken
         without waiting for a full batch, so live its batches are small, and counted in
         batches they fed the writer a few records at a time once a backlog built. While a
         backlog drains the facts agent often runs alone; with fewer in flight it fed the
         writer groups smaller than a full group, each costlier per record."""
-        return max(2 * self.size, (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT)
+        return max(2 * self.size, 3 * GROUP_LIMIT)
 
 
 class Allowance:
