@@ -98,6 +98,9 @@ class Outcome:
     policy: Policy | None = None  # the policy that decided, for a valid event
     #: The RFC 6962 leaf hash of entry ``seq``, once the ledger has it: what a receipt names.
     leaf: bytes | None = None
+    #: For a re-evaluation, whether the decision or its rules differ from those it replaces:
+    #: one that changes nothing is recorded (the contract) but raises no alert of its own.
+    changed: bool = True
 
 
 @dataclass(slots=True)
@@ -248,6 +251,7 @@ class Engine:
             assert event is not None  # it was valid when it was recorded
             policy = self.policy_for(event)
             assert policy is not None  # an event outside the register was rejected
+            before = recorded.decision
             recorded.decision = decide(event, self.register, policy, recorded.pupils or None)
             yield Outcome(
                 kind="reevaluation",
@@ -262,7 +266,14 @@ class Engine:
                 refers_to=recorded.seq,
                 pupils=recorded.pupils,
                 policy=policy,
+                changed=_verdict_of(before) != _verdict_of(recorded.decision),
             )
+
+
+def _verdict_of(decision: Decision) -> tuple[str, tuple[str, ...]]:
+    """What a DPO is alerted to: the decision and the rules it broke (reasons name times
+    and facts that move with every late fact, and are not a change of verdict)."""
+    return decision.decision.value, tuple(rule.value for rule in decision.rules)
 
 
 def outcome_of(

@@ -405,7 +405,7 @@ class LedgerWriter:
             refers_to=outcome.refers_to,
         )
         new = NewEntry(entry)
-        if outcome.recorded:
+        if outcome.recorded and outcome.changed:
             new.alert = self._alert(entry, decision, policy)
         return new
 

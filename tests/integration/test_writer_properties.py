@@ -26,7 +26,17 @@ from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from schemas.alerts import MAX_ALERT_BYTES
 from schemas.events import DEFAULT_TOPIC, MAX_REF_LENGTH
-from tests.factory import SCHOOL, census, consent_given, left, referral, transfer, upn
+from tests.factory import (
+    SCHOOL,
+    census,
+    consent_given,
+    consent_withdrawn,
+    destroyed,
+    left,
+    referral,
+    transfer,
+    upn,
+)
 from tests.two_schools import OTHER_SCHOOL, trust_events
 from tests.unit.test_check_properties import _paths, _set, dumps, json_values
 from tests.unit.test_engine import final_decisions
@@ -155,3 +165,70 @@ def test_each_schools_recorded_decisions_are_those_of_its_own_events_alone(
             event_id: (d.decision.value, tuple(r.value for r in d.rules), tuple(d.reasons))
             for event_id, d in alone.items()
         }
+
+
+def late_fact(pupil: str, kind: str, ref: str, day: int) -> dict[str, Any]:
+    """A lifecycle fact about ``pupil`` timed on day ``day`` of July 2026, before the
+    referral it re-decides."""
+    time = f"2026-07-{day:02d}T09:00:00+01:00"
+    if kind == "given":
+        return consent_given(pupil, ref=ref, time=time)
+    if kind == "withdrawn":
+        return consent_withdrawn(pupil, ref=ref, time=time)
+    return destroyed(pupil, categories=["medical"], time=time)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["given", "withdrawn", "destroyed"]),
+            st.sampled_from(["C-1", "C-2"]),
+            st.integers(1, 19),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    st.sampled_from(["C-1", "C-2"]),
+)
+def test_a_late_fact_raises_an_alert_only_when_it_changes_the_decision_or_its_rules(
+    writer: LedgerWriter, facts: list[tuple[str, str, int]], relied_on: str
+) -> None:
+    """One referral relying on consent, then late facts that may or may not change its
+    decision (the contract records a re-evaluation either way): a re-evaluation that
+    leaves the decision and its rules as they were raises no alert, and one that changes
+    them raises exactly one, so one breach is not sixteen alerts on the DPO's desk."""
+    pupil = upn(next(pupil_serials), la=860)
+    sent = referral(
+        pupils=[{"upn": pupil}],
+        lawful_basis="consent",
+        consent_ref=relied_on,
+        special_condition="9.2.a",
+        categories=["personal", "medical"],
+        time="2026-07-20T09:00:00+01:00",
+    )
+    late = [late_fact(pupil, kind, ref, day) for kind, ref, day in facts]
+    for batch in ([sent], late):  # the facts come after the referral is decided
+        writer.write(
+            [(dumps(e), Position(DEFAULT_TOPIC[e["type"]], 0, next(offsets))) for e in batch]
+        )
+    with writer.ledger.engine.connect() as connection:
+        history = connection.exec_driver_sql(
+            "SELECT seq, decision, rules FROM ledger_entry WHERE event_id = ? ORDER BY seq",
+            (sent["id"],),
+        ).all()
+        alerted = set(
+            connection.exec_driver_sql(
+                "SELECT seq FROM alert_outbox WHERE seq BETWEEN ? AND ?",
+                (history[0].seq, history[-1].seq),
+            ).scalars()
+        )
+    assert len(history) == 1 + len(late)  # each late fact re-decides it, changed or not
+    for before, after in itertools.pairwise(history):
+        changed = (before.decision, before.rules) != (after.decision, after.rules)
+        raises = changed and after.decision in {"breach", "review"}
+        assert (after.seq in alerted) is raises, (before, after)
