@@ -70,7 +70,7 @@ def incidents_list(
         "status",
         "rule",
         "recipient",
-        "alerts",
+        "events",
         "ICO deadline",
         "time left",
     ):
@@ -86,7 +86,7 @@ def incidents_list(
             incident.status.value,
             plain(incident.cause.rule),
             plain(incident.cause.recipient),
-            str(len(incident.entries)),
+            str(len(incident.events)) if incident.events else "-",
             shown_in_school_time(deadline) if deadline else "-",
             left_text(incident.time_left(now)) or "-",
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipeline.incidents.lifecycle import Cause, Incident
+from pipeline.incidents.lifecycle import SEVERITY_RANK, Cause, Incident
 from pipeline.ledger.store import from_utc_text
 from pipeline.schooltime import school_day
 from schemas.alerts import (
@@ -23,7 +23,6 @@ from schemas.alerts import (
 )
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 
-_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
 #: The causes of the log's own alerts, which break no rule of the contract, by their kind.
 LOG_CAUSES = {WITNESS_REFUSAL: WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED: MERGE_DELAY_MISSED_CAUSE}
 
@@ -52,12 +51,18 @@ def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
         severity = Severity(alert["severity"])
         breach = alert["decision"] == Verdict.BREACH.value
         known = grouped.get(cause)
+        event = frozenset({alert["event_id"]} if alert.get("event_id") else ())
         if known is None:
             grouped[cause] = Incident(
-                cause, severity, from_utc_text(alert["recorded_at"]), breach, (alert["seq"],)
+                cause,
+                severity,
+                from_utc_text(alert["recorded_at"]),
+                breach,
+                (alert["seq"],),
+                events=event,
             )
             continue
-        worse = severity if _RANK[severity] > _RANK[known.severity] else known.severity
+        worse = max(severity, known.severity, key=SEVERITY_RANK.__getitem__)
         grouped[cause] = Incident(
             cause,
             worse,
@@ -65,5 +70,6 @@ def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
             known.breach or breach,
             (*known.entries, alert["seq"]),
             known.history,
+            known.events | event,
         )
     return list(grouped.values())

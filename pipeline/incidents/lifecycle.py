@@ -82,6 +82,9 @@ class Incident:
     breach: bool
     entries: tuple[int, ...] = ()
     history: tuple[Action, ...] = field(default=())
+    #: The events its alerts are about: an event re-decided by a late fact may be alerted
+    #: on again, and the DPO counts what was shared, not how often it was judged.
+    events: frozenset[str] = frozenset()
 
     # -- where it stands -------------------------------------------------------------------
 
@@ -192,13 +195,19 @@ _AFTER = {
 }
 
 
+#: How grave each severity is, the gravest highest.
+SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
+
+
 def in_queue_order(found: dict[int, Incident], now: datetime) -> list[tuple[int, Incident]]:
     """The DPO's queue: least time left first (overdue at the top), incidents whose clock
-    is stopped or never ran last, then by id."""
+    is stopped or never ran last; at equal time left the gravest first, then by id."""
 
-    def key(item: tuple[int, Incident]) -> tuple[bool, float, int]:
-        left = item[1].time_left(now)
-        return (left is None, left.total_seconds() if left is not None else 0.0, item[0])
+    def key(item: tuple[int, Incident]) -> tuple[bool, float, int, int]:
+        number, incident = item
+        left = incident.time_left(now)
+        seconds = left.total_seconds() if left is not None else 0.0
+        return (left is None, seconds, -SEVERITY_RANK[incident.severity], number)
 
     return sorted(found.items(), key=key)
 

@@ -179,9 +179,11 @@ class TestGrouping:
         recorded_at: str = "2026-10-23T09:00:00.000000Z",
         severity: str = "medium",
         decision: str = "breach",
+        event_id: str | None = None,
     ) -> dict[str, object]:
         return {
             "seq": seq,
+            "event_id": event_id or f"ev-{seq}",
             "rules": rules,
             "recipient": recipient,
             "recorded_at": recorded_at,
@@ -236,6 +238,18 @@ class TestGrouping:
         assert incident.severity is Severity.HIGH
         assert incident.detected_at == DETECTED
 
+    def test_an_event_alerted_on_twice_counts_once_among_the_incidents_events(self) -> None:
+        """A late fact that changed an event's rules alerts again on the same cause."""
+        [incident] = incidents_from(
+            [
+                self.alert(1, rules=["consent.missing"], event_id="ev-a"),
+                self.alert(2, rules=["consent.missing"], event_id="ev-b"),
+                self.alert(9, rules=["consent.missing", "retention.expired"], event_id="ev-a"),
+            ]
+        )
+        assert incident.entries == (1, 2, 9)
+        assert incident.events == {"ev-a", "ev-b"}
+
     def test_another_recipient_rule_or_day_is_another_incident(self) -> None:
         incidents = incidents_from(
             [
@@ -270,6 +284,11 @@ class TestTheQueue:
         reported = breach(ack(), assess(Risk.RISK), report())
         found = {3: later, 1: reported, 2: breach()}
         assert [i for i, _ in in_queue_order(found, LATER)] == [2, 3, 1]
+
+    def test_at_equal_time_left_a_high_severity_comes_before_a_medium(self) -> None:
+        medium = Incident(breach().cause, Severity.MEDIUM, DETECTED, True)
+        found = {1: medium, 2: breach(), 3: Incident(breach().cause, Severity.LOW, DETECTED, True)}
+        assert [i for i, _ in in_queue_order(found, LATER)] == [2, 1, 3]
 
     def test_time_left_reads_in_hours_and_minutes_and_says_overdue(self) -> None:
         assert left_text(timedelta(hours=5, minutes=7, seconds=30)) == "5h 07m"
