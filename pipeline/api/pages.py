@@ -107,13 +107,21 @@ def to_signin(_: Request | None = None, __: Exception | None = None) -> Response
     return RedirectResponse("/desk/signin", status_code=303)
 
 
-CLOCK = (Path(__file__).parent / "static" / "clock.js").read_bytes()
+STATIC = Path(__file__).parent / "static"
+CLOCK = (STATIC / "clock.js").read_bytes()
+PRINT = (STATIC / "print.js").read_bytes()
 
 
 @router.get("/clock.js")
 def clock_script() -> Response:
     """The countdowns to the ICO deadline: a file, since the pages allow no inline script."""
     return Response(CLOCK, media_type="text/javascript")
+
+
+@router.get("/print.js")
+def print_script() -> Response:
+    """The reports' Print button, for the same reason."""
+    return Response(PRINT, media_type="text/javascript")
 
 
 @router.get("/signin", response_class=HTMLResponse)

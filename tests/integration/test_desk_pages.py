@@ -71,6 +71,49 @@ def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
     assert (ARTIFACTS / "desk-queue.png").stat().st_size > 0
 
 
+#: Counts the print dialogs a page asks for, in place of opening one.
+COUNT_PRINTS = "window.printed = 0; window.print = () => { window.printed += 1; };"
+
+
+@pytest.mark.slow  # a browser
+@needs_chromium
+def test_print_on_the_subject_access_and_processing_reports_calls_the_print_dialog(
+    desk: tuple[str, str],
+) -> None:
+    """Under the desk's Content-Security-Policy (no inline script, so no javascript:
+    link), the reports' Print button opens the browser's print dialog."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.factory import upn
+
+    address, token = desk
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page()
+        page.add_init_script(COUNT_PRINTS)
+        blocked: list[str] = []
+        page.on(
+            "console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None
+        )
+        page.goto(f"{address}/desk/signin")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        expect(page.locator("#queue")).to_be_visible()
+
+        page.goto(f"{address}/desk/search")
+        page.fill("input[name=upn]", upn(1))
+        page.locator("form.search button[type=submit]").click()
+        page.click("#sar-link")
+        page.get_by_role("button", name="Print").click()
+        assert page.evaluate("window.printed") == 1
+
+        page.goto(f"{address}/desk/ropa?since=2020-01-01&until=2030-01-01&format=html")
+        page.get_by_role("button", name="Print").click()
+        assert page.evaluate("window.printed") == 1
+        browser.close()
+    assert blocked == []
+
+
 @pytest.mark.parametrize("role", [Role.AUDITOR, Role.ADMIN])
 def test_a_form_posted_by_a_role_that_may_not_act_is_refused_and_changes_nothing(
     sqlite_url: str, policy: Policy, role: Role

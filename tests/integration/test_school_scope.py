@@ -165,6 +165,7 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
     ("GET", "/openapi.json"): "the API's description",
     ("HEAD", "/openapi.json"): "the API's description",
     ("GET", "/desk/clock.js"): "a script",
+    ("GET", "/desk/print.js"): "a script",
     ("GET", "/desk/signin"): "the sign-in form",
     ("POST", "/desk/signin"): "signs in",
     ("GET", "/desk/signout"): "signs out",
