@@ -28,7 +28,12 @@ from typing import Any, BinaryIO, NamedTuple, Protocol
 
 import orjson
 
-from pipeline.transparency.delivery import DeliveryReceipt, ReceiptRefused, open_receipt
+from pipeline.transparency.delivery import (
+    DeliveryReceipt,
+    ReceiptRefused,
+    claimed_receipt,
+    open_receipt,
+)
 from pipeline.transparency.note import Verifier
 from pipeline.transport.kafka import (
     FETCH_WAIT_MS,
@@ -79,7 +84,9 @@ class ReceiptBook:
         # the same offset in the broker's earlier life is told apart only by its date.
         self._waiting: dict[Position, tuple[int, str | None, float]] = {}
         self._unheld: set[int] = set()
-        self._early: dict[Position, list[Held]] = {}
+        # Receipts read before their position was acknowledged, as read: their signatures
+        # are checked only if the position turns out to be one of this sender's.
+        self._early: dict[Position, list[bytes]] = {}
         # The event each delivered position carried: a broker started again reuses
         # offsets, so a position done may come back carrying another line's record.
         self._done: dict[Position, str | None] = {}
@@ -89,36 +96,43 @@ class ReceiptBook:
         the receipt that already came for it, if one did. A record sent again is acked
         again at its new position: the receipt of either sending delivers it."""
         acked_at = self.clock()
-        for early in self._early.pop(position, []):
-            why = self._refusal(early.receipt, event_id, acked_at)
-            if why is None:
-                return self._deliver(index, position, early)
-            self.ignored[why] += 1
+        for note in self._early.pop(position, []):
+            why = self._refusal(claimed_receipt(note), event_id, acked_at)
+            if why is not None:
+                self.ignored[why] += 1
+                continue
+            held = self._opened(note)
+            if held is not None:
+                return self._deliver(index, position, held)
         if index not in self.held:
             self._waiting[position] = (index, event_id, acked_at)
             self._unheld.add(index)
         return None
 
     def offer(self, note: bytes) -> tuple[int, Held] | None:
-        """Take one value read from the receipts topic; the record it newly delivers."""
+        """Take one value read from the receipts topic; the record it newly delivers. Only
+        a receipt for a position this sender waits for has its signature checked: the
+        topic carries every sender's receipts."""
         try:
-            receipt = open_receipt(note, self.log)
+            claimed = claimed_receipt(note)
         except ReceiptRefused:
             self.ignored[REFUSED] += 1
             return None
-        position = (receipt.topic, receipt.partition, receipt.offset)
-        held = Held(receipt, note)
+        position = (claimed.topic, claimed.partition, claimed.offset)
         waiting = self._waiting.get(position)
         if waiting is None:
-            if position in self._done and self._done[position] == receipt.event_id:
-                self.repeated += 1
+            if position in self._done and self._done[position] == claimed.event_id:
+                self.repeated += 1  # a count for the summary: never trusted
             else:
-                self._early.setdefault(position, []).append(held)
+                self._early.setdefault(position, []).append(note)
             return None
         index, event_id, acked_at = waiting
-        why = self._refusal(receipt, event_id, acked_at)
+        why = self._refusal(claimed, event_id, acked_at)
         if why is not None:
             self.ignored[why] += 1
+            return None
+        held = self._opened(note)
+        if held is None:
             return None
         del self._waiting[position]
         if index in self.held:  # its other sending's receipt came first
@@ -126,6 +140,14 @@ class ReceiptBook:
             self.repeated += 1
             return None
         return index, self._deliver(index, position, held)
+
+    def _opened(self, note: bytes) -> Held | None:
+        """The receipt in ``note`` if the log signed it (else counted, and None)."""
+        try:
+            return Held(open_receipt(note, self.log), note)
+        except ReceiptRefused:
+            self.ignored[REFUSED] += 1
+            return None
 
     @staticmethod
     def _refusal(receipt: DeliveryReceipt, event_id: str | None, acked_at: float) -> str | None:

@@ -8,15 +8,16 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import orjson
 
 from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
-from pipeline.transparency.note import Signer
+from pipeline.transparency.note import Signer, Verifier
 from pipeline.transport.receipts import (
     CLOCK_SKEW,
+    REFUSED,
     STALE,
     Outgoing,
     ReceiptBook,
@@ -185,6 +186,35 @@ def test_receipts_of_other_senders_records_are_neither_held_nor_ignored() -> Non
     matching.acked(1, AT, "ev-1")
     matching.offer(signed(receipt(event_id="ev-9", at=("sharing.census", 0, 1))))
     assert matching.waiting() == [1] and not matching.held and not matching.ignored
+
+
+class CountingVerifier(Verifier):
+    """The log's verifier key, counting the signatures it checks."""
+
+    checked: ClassVar[list[bytes]] = []
+
+    def verifies(self, message: bytes, signature: bytes) -> bool:
+        self.checked.append(message)
+        return super().verifies(message, signature)
+
+
+def test_only_the_receipts_of_this_senders_positions_have_their_signatures_checked() -> None:
+    """A trust's many MISs share the topic: a sender does not pay for the others'."""
+    CountingVerifier.checked.clear()
+    matching = ReceiptBook(CountingVerifier(LOG.name, LOG.verifier.public), clock=lambda: NOW)
+    matching.acked(1, AT, "ev-1")
+    for offset in range(100):
+        matching.offer(signed(receipt(f"ev-other-{offset}", at=("sharing.census", 0, offset))))
+    assert matching.offer(signed(receipt())) is not None
+    assert len(CountingVerifier.checked) == 1
+
+
+def test_a_forged_receipt_read_before_the_ack_is_refused_when_the_ack_comes() -> None:
+    matching = book()
+    matching.offer(signed(receipt(), OTHER_KEY))
+    assert matching.acked(1, AT, "ev-1") is None
+    assert matching.waiting() == [1]
+    assert matching.ignored[REFUSED] == 1
 
 
 def test_kept_receipts_are_read_back_verified_and_a_torn_last_line_is_ignored(
