@@ -57,6 +57,7 @@ class IncidentOut(BaseModel):
     overdue: bool
     risk: str | None
     entries: list[int]
+    events: list[str] = Field(description="ids of the events its alerts are about")
     next: list[str]
     history: list[ActionOut]
 
@@ -126,6 +127,7 @@ def incident_out(incident_id: int, incident: Incident, now: datetime) -> dict[st
         "overdue": incident.overdue(now),
         "risk": incident.risk.value if incident.risk else None,
         "entries": list(incident.entries),
+        "events": sorted(incident.events),
         "next": [k.value for k in incident.allowed()],
         "history": [action_out(a) for a in incident.history],
     }

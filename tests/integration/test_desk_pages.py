@@ -47,6 +47,7 @@ def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
         expect(page.locator("#queue")).to_be_visible()
         rows = page.locator("#queue tbody tr")
         expect(rows).to_have_count(2)
+        expect(rows.first.locator("td").nth(5)).to_have_text("2")  # events, not alerts
         # The clock ticks (the server writes hours and minutes, the script adds seconds):
         # its script is allowed by the pages' Content-Security-Policy.
         expect(rows.first.locator(".clock")).to_have_text(re.compile(r"\d+h \d\dm \d\ds"))
