@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install test test-fast lint demo bench schemas clean
 
-$(STAMP): pyproject.toml
+# axe-core (npm) for the browser tests' accessibility checks, where npm is to be had.
+$(STAMP): pyproject.toml tests/axe/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	if command -v npm >/dev/null 2>&1; then npm ci --silent --no-audit --no-fund --prefix tests/axe; fi
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -52,4 +54,4 @@ demo: $(STAMP)
 	$(VENV)/bin/sharing-audit demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts demo-output
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache test-artifacts demo-output tests/axe/node_modules
