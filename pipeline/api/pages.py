@@ -422,6 +422,7 @@ def sar_page(
         state.policy,
         settings().witness_quorum,
         state.schools,
+        state.school,
     )
     if report is None:
         return HTMLResponse("<p>No such pupil. <a href='/desk/search'>Back</a></p>", 404)

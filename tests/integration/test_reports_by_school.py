@@ -1,6 +1,7 @@
 """The record of processing of a trust's ledger: for one school or all of them, counting
 records too malformed to name a recipient apart from the recipients, and the desk's form
-opening on the current school year."""
+opening on the current school year; and the subject-access report naming the school its
+settings give."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from datetime import date
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -103,6 +105,31 @@ def test_the_desks_form_opens_on_the_current_school_year(client: TestClient, tru
     page = client.get("/desk/ropa").text
     start, end = school_year(date.today())
     assert f'value="{start.isoformat()}"' in page and f'value="{end.isoformat()}"' in page
+
+
+def test_the_command_lines_subject_access_report_names_the_school_its_settings_give(
+    trust: Ledger, sqlite_url: str
+) -> None:
+    school = {
+        "SHARING_AUDIT_SCHOOL_NAME": "Westfields Junior School",
+        "SHARING_AUDIT_SCHOOL_ADDRESS": "Westfields Road, Eastleigh SO50 1AA",
+        "SHARING_AUDIT_SCHOOL_DPO_CONTACT": "dpo@westfields.example",
+    }
+    args = ["report", "sar", "--db", sqlite_url, "--pupil", upn(0)]
+    done = runner.invoke(app, args, env={**ENV, **school})
+    assert done.exit_code == 0, done.output
+    page = done.stdout
+    for given in school.values():
+        assert given in page
+    assert "(URN 116234)" in page and "0303 123 1113" in page
+    assert page.index("How to complain") < page.index("For an auditor or anyone checking")
+    as_json = runner.invoke(app, [*args, "--format", "json"], env={**ENV, **school})
+    (named,) = orjson.loads(as_json.stdout)["controllers"]
+    assert (named["urn"], named["name"], named["missing"]) == (
+        "116234",
+        school["SHARING_AUDIT_SCHOOL_NAME"],
+        [],
+    )
 
 
 @pytest.mark.parametrize(
