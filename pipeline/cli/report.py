@@ -112,3 +112,5 @@ def report_ropa(
     if report is None:  # the operator sees every school: never so
         fail("no report: the school is not one this command may see")
     _write(rendered(report, "record-of-processing", output)[0], to)
+    if report["nothing_recorded"]:  # a CSV or JSON file would hold no word of it
+        print(report["nothing_recorded"], file=sys.stderr)
