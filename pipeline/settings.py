@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.policy.schools import Controller, parse_school_settings
 from pipeline.transport.kafka import KafkaConfig
 
 DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
@@ -108,6 +109,17 @@ class Settings(BaseSettings):
     schools: str | None = Field(
         default=None, description="the register of schools (YAML): each decided by its own pack"
     )
+    school_name: str | None = Field(
+        default=None,
+        description="with no register of schools, the school's name, for subject-access reports",
+    )
+    school_address: str | None = Field(
+        default=None, description="with no register, the school's postal address (likewise)"
+    )
+    school_dpo_contact: str | None = Field(
+        default=None,
+        description="with no register, how a parent reaches the school's DPO (likewise)",
+    )
     broker: str | None = Field(
         default=None, description="Kafka bootstrap HOST:PORT (the embedded broker when unset)"
     )
@@ -184,6 +196,17 @@ class Settings(BaseSettings):
         if self.max_merge_delay_seconds is not None:
             return self.max_merge_delay_seconds
         return MERGE_DELAY_CHECKPOINTS * self.checkpoint_seconds
+
+    def school(self) -> Controller | None:
+        """The deployment's one school, named to parents in subject-access reports where
+        no register of schools names it; None when none of its settings is given.
+        :class:`~pipeline.policy.pack.PackError` naming each variable given wrongly."""
+        given = {
+            "SHARING_AUDIT_SCHOOL_NAME": self.school_name,
+            "SHARING_AUDIT_SCHOOL_ADDRESS": self.school_address,
+            "SHARING_AUDIT_SCHOOL_DPO_CONTACT": self.school_dpo_contact,
+        }
+        return parse_school_settings(given, "settings")
 
     def kafka(self, broker: str | None = None) -> KafkaConfig:
         """The Kafka connection for ``broker`` (else the configured one)."""

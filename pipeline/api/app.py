@@ -24,7 +24,7 @@ from pipeline.ledger.keys import bind_key, ledger_key
 from pipeline.ledger.store import Ledger, make_engine
 from pipeline.packs import load_pack, load_schools
 from pipeline.policy.pack import Policy
-from pipeline.policy.schools import Schools
+from pipeline.policy.schools import Controller, Schools
 from pipeline.pseudonym import Pseudonymiser, pseudonymiser
 from pipeline.settings import settings
 from pipeline.users import User
@@ -40,11 +40,13 @@ def create_api(
     pseudonym: Pseudonymiser | None = None,
     threads: int = THREADS,
     schools: Schools | None = None,
+    school: Controller | None = None,
 ) -> FastAPI:
     """The app over ``ledger``. ``policy`` (default: the configured pack) explains
     entries and reports, and under a register of ``schools`` each school's own pack
-    explains its entries; ``pseudonym`` (default: the ledger's own key) turns a UPN asked
-    about into the key the ledger knows the pupil by.
+    explains its entries; without one, ``school`` (default: as the settings give it) is
+    the school subject-access reports name to parents; ``pseudonym`` (default: the
+    ledger's own key) turns a UPN asked about into the key the ledger knows the pupil by.
 
     ``threads`` requests run at once, and the app's own pool keeps as many connections
     (and as many again for streamed exports): a request holds at most one at a time, so
@@ -70,6 +72,7 @@ def create_api(
     api.state.ledger = own
     api.state.policy = policy or load_pack(settings().policy)
     api.state.schools = schools
+    api.state.school = school or settings().school()
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym)
     for router in (desk.router, audit.router, log.router, admin.router, pages.router):
         api.include_router(router)

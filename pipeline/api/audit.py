@@ -393,6 +393,7 @@ def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Re
         state.policy,
         settings().witness_quorum,
         state.schools,
+        state.school,
     )
     if report is None:
         raise HTTPException(404, "no such pupil")

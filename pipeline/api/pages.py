@@ -60,9 +60,9 @@ from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.logging import get_logger
 from pipeline.reports.formats import ReportFormat, event_label, in_school_time
-from pipeline.reports.ropa import audited_ropa
+from pipeline.reports.ropa import audited_ropa, ledger_span, opening_year
 from pipeline.reports.sar import audited_sar
-from pipeline.schooltime import SCHOOL_TIME, school_year, shown_in_school_time
+from pipeline.schooltime import SCHOOL_TIME, shown_in_school_time
 from pipeline.settings import settings
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.events import EVENT_TYPES
@@ -422,6 +422,7 @@ def sar_page(
         state.policy,
         settings().witness_quorum,
         state.schools,
+        state.school,
     )
     if report is None:
         return HTMLResponse("<p>No such pupil. <a href='/desk/search'>Back</a></p>", 404)
@@ -438,12 +439,15 @@ def ropa_page(
     format: ReportFormat | None = None,
 ) -> Response:
     """The form, then the record of processing as a printable page or a download. The
-    form opens on the current school year."""
-    if format is None and not since and not until:
-        start_day, end_day = school_year(datetime.now(SCHOOL_TIME).date())
-        since, until = start_day.isoformat(), end_day.isoformat()
-    context = {"user": user, "since": since, "until": until}
+    form opens on the latest school year with sharing in it (the current one if none
+    has), and says when the ledger's sharing ran."""
+    context: dict[str, Any] = {"user": user, "since": since, "until": until}
     if format is None:
+        span = ledger_span(request.app.state.ledger, user.scope)
+        if not since and not until:
+            start_day, end_day = opening_year(span, datetime.now(SCHOOL_TIME).date())
+            context.update(since=start_day.isoformat(), until=end_day.isoformat())
+        context["span"] = span.said() if span else None
         return templates.TemplateResponse(request, "ropa_form.html", context)
     try:
         start = instant(since, "From") if since else None

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from pipeline.checking import expected_of
-from pipeline.cli.exits import fail, policy_or_fail
+from pipeline.cli.exits import fail, policy_or_fail, school_or_fail
 from pipeline.cli.options import PolicyOption
 from pipeline.cli.report import write_private
 from pipeline.engine import Engine
@@ -95,7 +95,7 @@ def _reports(
     url = ledger.engine.url.render_as_string(hide_password=False)
     key = pseudonymiser(ledger_key(ledger, settings().pseudonym_key, url))
     sar = folder / "subject-access.html"
-    report = audited_sar(ledger, demo, key(upn), policy)
+    report = audited_sar(ledger, demo, key(upn), policy, school=school_or_fail())
     assert report is not None  # the demo's reader sees every school
     write_private(sar, sar_html(report).encode())
     ropa = folder / "record-of-processing.html"

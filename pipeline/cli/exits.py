@@ -10,7 +10,7 @@ import typer
 
 from pipeline.packs import load_pack, load_schools
 from pipeline.policy.pack import PackError, Policy
-from pipeline.policy.schools import Schools
+from pipeline.policy.schools import Controller, Schools
 from pipeline.settings import settings
 
 #: Exit status when a file, pack or database cannot be read.
@@ -46,6 +46,15 @@ def schools_or_fail(path: str | None) -> Schools | None:
         return None
     try:
         return load_schools(path)
+    except PackError as exc:
+        fail(f"{exc.source}: " + "; ".join(exc.problems))
+
+
+def school_or_fail() -> Controller | None:
+    """The deployment's one school as its settings give it (SHARING_AUDIT_SCHOOL_NAME,
+    ..._ADDRESS, ..._DPO_CONTACT), for subject-access reports; None when none is set."""
+    try:
+        return settings().school()
     except PackError as exc:
         fail(f"{exc.source}: " + "; ".join(exc.problems))
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.exits import fail, policy_or_fail, schools_or_fail
+from pipeline.cli.exits import fail, policy_or_fail, school_or_fail, schools_or_fail
 from pipeline.cli.options import (
     DbOption,
     PolicyOption,
@@ -77,12 +77,13 @@ def report_sar(
     """Everything the ledger holds about one pupil (UK GDPR Art 15), for their parent:
     of one school (--school) or every school's part."""
     pack = policy_or_fail(policy)
+    named = school_or_fail()
     key = asked(lambda: pupil_key(pupil, lambda upn: pseudonym_for(db)(upn), "--pupil"))
     ledger = open_ledger(db, create=False)
     register = schools_or_fail(schools)
     reader = replace(cli_reader(), schools=school_scope(school, register))
     with reading(ledger):
-        report = audited_sar(ledger, reader, key, pack, settings().witness_quorum, register)
+        report = audited_sar(ledger, reader, key, pack, settings().witness_quorum, register, named)
     if report is None:
         fail(f"no entry of school {school} names this pupil")
     _write(rendered(report, "subject-access", output)[0], to)
@@ -111,3 +112,5 @@ def report_ropa(
     if report is None:  # the operator sees every school: never so
         fail("no report: the school is not one this command may see")
     _write(rendered(report, "record-of-processing", output)[0], to)
+    if report["nothing_recorded"]:  # a CSV or JSON file would hold no word of it
+        print(report["nothing_recorded"], file=sys.stderr)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli.exits import policy_or_fail, schools_or_fail
+from pipeline.cli.exits import policy_or_fail, school_or_fail, schools_or_fail
 from pipeline.cli.options import (
     DbOption,
     PolicyOption,
@@ -44,9 +44,10 @@ def serve(
 
     pack = policy_or_fail(policy)
     register = schools_or_fail(schools)
+    school = school_or_fail()
     ledger = open_ledger(db)
     api = create_api(
-        ledger, policy=pack, pseudonym=pseudonym_for(db), schools=register
+        ledger, policy=pack, pseudonym=pseudonym_for(db), schools=register, school=school
     )  # checked here, once
     print(
         f"serving on http://{host}:{port} (OpenAPI: http://{host}:{port}/openapi.json)", flush=True

@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from pipeline.policy.pack import PackError, Policy, parse_pack
-from pipeline.policy.schools import Schools, parse_schools
+from pipeline.policy.schools import Controller, Schools, parse_schools
 
 DEFAULT_PACK = "england-schools"
 
@@ -72,4 +72,8 @@ def load_schools(path: str) -> Schools:
         {school.urn: school.name for school in schools},
         policies,
         {school.urn: (tuple(school.webhooks), tuple(school.emails)) for school in schools},
+        {
+            school.urn: Controller(school.urn, school.name, school.address, school.dpo_contact)
+            for school in schools
+        },
     )

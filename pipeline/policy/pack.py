@@ -15,7 +15,14 @@ from datetime import date
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from pipeline.canonical import canonical_json
 from schemas.events import SCHOOL_RECIPIENT_PATTERN, Channel, LawfulBasis, SpecialCondition
@@ -47,6 +54,21 @@ class PermissionSpec(_Strict):
     special_conditions: list[SpecialCondition] = Field(default_factory=list)
     channels: list[Channel] = Field(min_length=1)
     gateway: str = Field(min_length=1, description="the legal gateway, shown in reports")
+    purpose: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="why the school shares this, as a parent reads it in a subject-access report",
+    )
+
+    @model_serializer(mode="wrap")
+    def _as_before_purposes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A row giving no purpose is written as before packs could give one, so that a
+        school's pack keeps its version (and its entries their "policy in force now")."""
+        row: dict[str, Any] = handler(self)
+        if self.purpose is None:
+            row.pop("purpose", None)
+        return row
 
 
 class RecipientSpec(_Strict):
@@ -144,6 +166,7 @@ class Permission:
     special_conditions: frozenset[str]
     channels: frozenset[str]
     gateway: str
+    purpose: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +394,7 @@ def compile_pack(spec: PackSpec) -> Policy:
             special_conditions=frozenset(p.special_conditions),
             channels=frozenset(p.channels),
             gateway=p.gateway,
+            purpose=p.purpose,
         )
         for rid, r in spec.recipients.items()
         for kind, p in r.permissions.items()

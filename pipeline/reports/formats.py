@@ -148,6 +148,7 @@ ROPA_COLUMNS = (
     "recipient_name",
     "event_type",
     "gateway",
+    "purpose",
     "categories",
     "lawful_bases",
     "special_conditions",

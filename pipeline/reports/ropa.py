@@ -1,16 +1,22 @@
 """The record of processing activities (UK GDPR Art 30), built from what was observed.
 
 A school's Article 30 record usually says what the school believes it shares. This one
-is counted from the ledger over a period: per recipient and event type, the categories,
-lawful bases, special-category conditions and channels actually used, how many events
-and pupils, and how many were breaches, each event counted at its current decision.
+is counted from the ledger over a period: per recipient and event type, the purpose the
+pack gives, the categories, lawful bases, special-category conditions and channels
+actually used, how many events and pupils, and how many were breaches, each event
+counted at its current decision.
 Next to each row is what the policy pack permits, and where practice went beyond it.
+
+A period is shown as the days a school means by it (a school year: 1 Sep 2025 to 31 Aug
+2026), and a period with no sharing in it says so, and when the ledger's sharing ran:
+after a year is over, an empty record most likely asks for the wrong year.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, time, timedelta
 from typing import Any
 
 import orjson
@@ -18,9 +24,16 @@ from sqlalchemy import Connection, select
 
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, now_text
+from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, from_utc_text, now_text
 from pipeline.policy.pack import Permission, Policy
 from pipeline.policy.schools import Schools, policy_of
+from pipeline.schooltime import (
+    SCHOOL_TIME,
+    school_day,
+    school_year,
+    shown_day,
+    shown_in_school_time,
+)
 from schemas.events import SHARING_KIND, SHARING_TYPES
 
 VERDICTS = ("allowed", "review", "breach", "rejected")
@@ -61,6 +74,58 @@ def _differences(
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """When the ledger's sharing ran: the first and the last sharing event's time (the
+    ledger's UTC text)."""
+
+    first: str
+    last: str
+
+    def said(self) -> str:
+        """``from 3 Sep 2025 to 18 Jul 2026``."""
+        first, last = (school_day(from_utc_text(t)) for t in (self.first, self.last))
+        return f"from {shown_day(first)} to {shown_day(last)}"
+
+
+def opening_year(span: Span | None, today: date) -> tuple[date, date]:
+    """The school year a record of processing opens on: the latest that has sharing in
+    it (a year over, the next begun, its record is the one asked for), else ``today``'s."""
+    return school_year(school_day(from_utc_text(span.last)) if span else today)
+
+
+def _day_or_time(text: str, before: bool) -> str:
+    """A period's end as a person reads it: the day, where it falls at midnight in
+    England (the last day itself for an end ``before`` which the period stops), else the
+    time to the minute."""
+    moment = from_utc_text(text).astimezone(SCHOOL_TIME)
+    if moment.time() == time():
+        return shown_day(moment.date() - timedelta(days=1) if before else moment.date())
+    return shown_in_school_time(moment - timedelta(microseconds=1) if before else moment)
+
+
+def period_words(since: str | None, until: str | None) -> dict[str, str | None]:
+    """A period [since, until) as its first and last days (``from``, ``to``; None for an
+    end left open), and the whole of it as a phrase (``between 1 Sep 2025 and 31 Aug
+    2026``; empty for all time)."""
+    start = _day_or_time(since, before=False) if since else None
+    end = _day_or_time(until, before=True) if until else None
+    if start and end:
+        phrase = f"between {start} and {end}"
+    else:
+        phrase = f"from {start}" if start else f"up to {end}" if end else ""
+    return {"from": start, "to": end, "phrase": phrase}
+
+
+def nothing_recorded(period: Mapping[str, str | None], span: Span | None) -> str:
+    """Why a record of processing is empty, in words: the period, and when the ledger's
+    sharing ran (or that it has none)."""
+    asked = f"No sharing recorded {period['phrase']}".rstrip()
+    if span is None:
+        return f"{asked}: the ledger holds no sharing events yet."
+    return f"{asked}; the ledger's sharing events run {span.said()}."
+
+
 def build_ropa(
     observed: Iterable[tuple[Entry, Mapping[str, Any] | None]],
     policy: Policy,
@@ -79,7 +144,7 @@ def build_ropa(
         )
     ]
     return {
-        "period": {"since": since, "until": until},
+        "period": {"since": since, "until": until, **period_words(since, until)},
         "policy": {"name": policy.name, "version": policy.version},
         "totals": {
             "events": sum(r["events"] for r in rows),
@@ -142,6 +207,7 @@ def _row(
         "recipient_name": own.recipient_name(key),
         "event_type": event_type,
         "gateway": permission.gateway if permission else None,
+        "purpose": permission.purpose if permission else None,
         "categories": sorted(group.categories),
         "lawful_bases": sorted(group.lawful_bases),
         "special_conditions": sorted(group.special_conditions),
@@ -160,6 +226,33 @@ def _row(
         },
         "differences": _differences(key, kind, permission, group) if group.evidence else [],
     }
+
+
+def sharing_span(
+    connection: Connection, schools: tuple[str, ...] | None = None, up_to_seq: int | None = None
+) -> Span | None:
+    """When the sharing events (of ``schools`` alone, when given) ran; None if there are
+    none. Two index walks on the time of each event, not a scan."""
+    found = []
+    for order in (ENTRY.c.occurred_at.asc(), ENTRY.c.occurred_at.desc()):
+        statement = select(ENTRY.c.occurred_at).where(
+            ENTRY.c.kind == "decision",
+            ENTRY.c.event_type.in_(SHARING_TYPES),
+            ENTRY.c.occurred_at.is_not(None),
+        )
+        if schools is not None:
+            statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
+        if up_to_seq is not None:
+            statement = statement.where(ENTRY.c.seq <= up_to_seq)
+        found.append(connection.execute(statement.order_by(order).limit(1)).scalar())
+    first, last = found
+    return Span(first, last) if first and last else None
+
+
+def ledger_span(ledger: Ledger, schools: tuple[str, ...] | None = None) -> Span | None:
+    """:func:`sharing_span` of the ledger as it is (no pupil is read: it is no read)."""
+    with ledger.engine.connect() as connection:
+        return sharing_span(connection, schools)
 
 
 def observed_events(
@@ -219,10 +312,14 @@ def record_of_processing(
     """The record of every school in the ledger, or of ``schools`` (URNs)."""
     observed = observed_events(connection, since, until, up_to_seq, schools)
     report = build_ropa(observed, policy, since, until, register)
+    totals = report["totals"]
+    empty = not totals["events"] and not totals["unreadable"]
+    span = sharing_span(connection, schools, up_to_seq) if empty else None
     return {
         **report,
         "school": schools[0] if schools and len(schools) == 1 else None,
         "schools": list(schools) if schools is not None else None,
+        "nothing_recorded": nothing_recorded(report["period"], span) if empty else None,
     }
 
 

@@ -6,6 +6,12 @@ place in the list is kept and the other pupils' pseudonyms are dropped; a reason
 names another pupil's place is left out, and the verdict shown is the worst over the
 reasons that remain. So a parent learns where their child's data went and on what basis,
 and nothing about any other child.
+
+It is written to be posted to a parent: it names the school that holds the data (the
+controller) and how to reach its Data Protection Officer, says why each recipient was
+sent data (the purposes the school's pack gives) and how long each kind of data is kept
+(its retention periods). The proof that the report is the ledger's (a signed checkpoint
+and inclusion proofs) is for auditors, and the page puts it in an appendix.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
-from pipeline.policy.schools import Schools, policy_of
+from pipeline.policy.schools import Controller, Schools, controller_of, policy_of
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 from schemas.events import SHARING_KIND
 
@@ -80,12 +86,21 @@ def places_of(pupil_key: str, pupil_keys: Sequence[str]) -> set[int]:
         start += 1
 
 
+#: When a retention period starts, as a parent reads it (the pack's ``counted_from``).
+COUNTED_FROM = {
+    "record": "from the date of each record",
+    "dob": "from the pupil's date of birth",
+    "left": "from the day the pupil leaves the school",
+}
+
+
 def _recipient(policy: Policy, recipient: str | None, event_type: str | None) -> dict[str, Any]:
     key = policy.recipient_key(recipient) if recipient else None
     permission = policy.permission_for(key, SHARING_KIND.get(event_type or ""))
     return {
         "recipient_name": policy.recipient_name(key),
         "gateway": permission.gateway if permission else None,
+        "policy_purpose": permission.purpose if permission else None,
     }
 
 
@@ -97,11 +112,14 @@ def build_sar(
     policy: Policy,
     reads: Iterable[Entry] = (),
     schools: Schools | None = None,
+    school: Controller | None = None,
 ) -> dict[str, Any]:
     """The report, from every entry naming the pupil (any order), the payload fields of
     the sharing events among them (``special_condition``, ``channel``, ``purpose``, by
     seq), and every read whose answer held one of them (see :func:`readers_of`); each
-    disclosure named and its gateway given by its school's pack under a register. Pure."""
+    disclosure named, its gateway and purpose given, by its school's pack under a
+    register. Each school the entries come from is named as the register gives it, else
+    as ``school`` (the deployment's one school, from its settings) does. Pure."""
     ordered = sorted(entries, key=lambda e: e.seq)
     later: dict[int, list[Entry]] = {}
     for entry in ordered:
@@ -131,8 +149,15 @@ def build_sar(
             report["lifecycle"].append(shown)
     report["accesses"] = [_access(read) for read in reads]
     disclosures = report["disclosures"]
+    # The schools the pupil's entries come from (one, unless the pupil moved within a trust).
+    urns: list[str | None] = [
+        *dict.fromkeys(e.school for e in ordered if e.kind != READ_KIND and e.school)
+    ] or [None]
     return {
         "pupil": {"upn": identity.upn, "dob": identity.dob, "pseudonym": pupil_key},
+        "controllers": [_controller(controller_of(schools, urn, school)) for urn in urns],
+        "purposes": _purposes(disclosures),
+        "retention": _retention(urns, schools, policy),
         "policy": {"name": policy.name, "version": policy.version},
         "summary": {
             "recipients": sorted({d["recipient"] for d in disclosures}),
@@ -183,6 +208,90 @@ def _disclosure(
     }
 
 
+def _controller(controller: Controller) -> dict[str, Any]:
+    return {
+        "urn": controller.urn,
+        "name": controller.name,
+        "address": controller.address,
+        "dpo_contact": controller.dpo_contact,
+        "missing": controller.missing(),
+    }
+
+
+def _purposes(disclosures: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Who was sent the pupil's data and why, a row per recipient and kind of sharing in
+    the order each was first sent: why as the school's pack says, else as the events
+    themselves said (None when neither says), and the law that allows it (the legal
+    gateway, said once here rather than with each time the data was sent)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    said: dict[tuple[str, str], dict[str, None]] = {}
+    for d in sorted(disclosures, key=lambda d: (d["occurred_at"] or "", d["seq"])):
+        key = (d["recipient"] or "", d["event_type"] or "")
+        row = rows.setdefault(
+            key,
+            {
+                "recipient": d["recipient"],
+                "recipient_name": d["recipient_name"],
+                "event_type": d["event_type"],
+                "purpose": d["policy_purpose"],
+                "gateway": d["gateway"],
+                "categories": [],
+                "times": 0,
+                "first": d["occurred_at"],
+                "last": d["occurred_at"],
+            },
+        )
+        row["times"] += 1
+        row["last"] = d["occurred_at"]
+        row["categories"] = sorted({*row["categories"], *d["categories"]})
+        if d["purpose"]:
+            said.setdefault(key, {})[d["purpose"]] = None
+    for key, row in rows.items():
+        if row["purpose"] is None and said.get(key):
+            row["purpose"] = "; ".join(said[key])
+    return list(rows.values())
+
+
+def _retention(
+    urns: Sequence[str | None], schools: Schools | None, policy: Policy
+) -> list[dict[str, Any]]:
+    """How long each kind of data is kept, by the pack of each school the entries come
+    from: one group per pack (a trust's schools usually share one)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for urn in urns:
+        own = policy_of(schools, urn, policy)
+        group = groups.setdefault(own.version, {"schools": [], "periods": _periods(own)})
+        if urn is not None:
+            group["schools"].append(urn)
+    return list(groups.values())
+
+
+def _periods(policy: Policy) -> list[dict[str, Any]]:
+    """A pack's retention periods: each category kept for its own period, then the period
+    of everything else (``category`` None)."""
+    table = policy.spec.retention
+    rows = [
+        {
+            "category": name,
+            "covers": policy.spec.categories[name].covers,
+            "kept_for": policy.retention_for(name).describe(),
+            "counted_from": COUNTED_FROM[spec.counted_from],
+            "source": spec.source or None,
+        }
+        for name, spec in table.categories.items()
+    ]
+    rows.append(
+        {
+            "category": None,
+            "covers": None,
+            "kept_for": policy.default_retention.describe(),
+            "counted_from": COUNTED_FROM[table.default.counted_from],
+            "source": table.default.source or None,
+        }
+    )
+    return rows
+
+
 def _access(read: Entry) -> dict[str, Any]:
     details = read.details or {}
     return {
@@ -201,6 +310,7 @@ def subject_access(
     up_to_seq: int,
     schools: tuple[str, ...] | None = None,
     register: Schools | None = None,
+    school: Controller | None = None,
 ) -> dict[str, Any] | None:
     """The report for ``pupil_key`` from the ledger as it stood at ``up_to_seq``: of the
     ``schools`` alone for a reader confined to them (a pupil who moved between two of a
@@ -235,7 +345,7 @@ def subject_access(
         for r in readers_of(connection, pupil_key, found)
         if r.seq <= up_to_seq and read_in_scope(r, schools)
     ]
-    return build_sar(pupil_key, identity, found, payloads, policy, reads, register)
+    return build_sar(pupil_key, identity, found, payloads, policy, reads, register, school)
 
 
 def audited_sar(
@@ -245,14 +355,18 @@ def audited_sar(
     policy: Policy,
     quorum: int = 0,
     register: Schools | None = None,
+    school: Controller | None = None,
 ) -> dict[str, Any] | None:
     """The report, its read recorded (naming the pupil, so it shows in their accesses),
     with each entry's inclusion proof against the checkpoint served as current (``quorum``
     cosignatures, when the log has witnesses): see :func:`verifiable`. None for a pupil
-    of none of the schools a confined reader may see."""
+    of none of the schools a confined reader may see. ``school``: the deployment's one
+    school, as its settings name it, where there is no register."""
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
-        report = subject_access(connection, pupil_key, policy, as_of, reader.schools, register)
+        report = subject_access(
+            connection, pupil_key, policy, as_of, reader.schools, register, school
+        )
         if report is None:
             return None
         report["verifiable_log"] = verifiable(connection, report["entries"], quorum)

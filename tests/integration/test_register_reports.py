@@ -104,3 +104,31 @@ def test_a_user_is_given_only_schools_of_the_register(
     assert refused.exit_code == 2 and "not a school of the register" in refused.stderr
     made = runner.invoke(app, [*args, "--school", "135000"], env=ENV)
     assert made.exit_code == 0, made.output
+
+
+def test_the_desks_subject_access_report_names_the_pupils_school_as_the_register_gives_it(
+    registered: tuple[Ledger, Schools, str], tmp_path: Path
+) -> None:
+    ledger, _, _ = registered
+    detailed = tmp_path / "detailed" / "schools.yaml"
+    detailed.parent.mkdir()
+    detailed.write_text(
+        "schools:\n"
+        '  - urn: "116234"\n'
+        "    name: Westfields Junior School\n"
+        "    la: 850\n"
+        '    address: "Westfields Road, Eastleigh SO50 1AA"\n'
+        '    dpo_contact: "dpo@westfields.example"\n'
+        '  - {urn: "135000", name: Northam Primary, la: 852, dpo_contact: "023 8022 1234"}\n'
+    )
+    client, _ = client_of(ledger, load_schools(str(detailed)))
+    token = add_user(ledger, "dana", Role.DPO)
+    client.post("/desk/signin", data={"token": token})
+    page = client.post("/desk/sar", data={"upn": upn(1), "format": "html"})
+    assert page.status_code == 200, page.text
+    letterhead = page.text.split('id="controller"', 1)[1].split("</header>", 1)[0]
+    assert "Westfields Junior School" in letterhead and "(URN 116234)" in letterhead
+    assert "Westfields Road, Eastleigh SO50 1AA" in letterhead
+    assert "dpo@westfields.example" in letterhead
+    assert "Northam" not in page.text  # the pupil's school alone
+    assert "ico.org.uk/make-a-complaint" in page.text

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.packs import load_pack, pack_text, shipped_packs
-from pipeline.policy.pack import ANY_SCHOOL, PackError, Policy, parse_pack
+from pipeline.policy.pack import ANY_SCHOOL, PackError, Policy, canonical_pack, parse_pack
 
 ALL_ELEVEN = {
     "personal",
@@ -116,6 +116,11 @@ class TestShippedPack:
         assert "Pupil Information" in gateways[(ANY_SCHOOL, "transfer")]
         assert "Children Act 1989" in gateways[("agency:school-nursing", "referral")]
 
+    def test_every_row_says_why_in_words_a_parent_reads(self, policy: Policy) -> None:
+        """A subject-access report gives each recipient's purpose from the pack."""
+        missing = [key for key, p in policy.permissions.items() if not p.purpose]
+        assert missing == []
+
     def test_its_rows_match_the_reference_document(self, policy: Policy, shared_dir: Path) -> None:
         text = (shared_dir / "reference" / "england-schools-policy.md").read_text()
         section = text.split("## Permitted recipients", 1)[1].split("\n\n", 2)[1]
@@ -153,6 +158,20 @@ class TestVersion:
             text.replace("deadline_school_days: 15", "deadline_school_days: 20"), "x"
         )
         assert changed.version != policy.version
+
+    def test_a_pack_giving_no_purposes_keeps_the_version_it_had_before_packs_could(
+        self,
+    ) -> None:
+        """A school's own pack written before purposes existed is not made a new version by
+        them: its entries stay decided by "the policy in force now"."""
+        text, _ = pack_text()
+        without = re.sub(r"\n        purpose: >-\n(?:          .*\n)+", "\n", text)
+        spec = parse_pack(without, "older").spec
+        assert all(
+            p.purpose is None for r in spec.recipients.values() for p in r.permissions.values()
+        )
+        assert b'"purpose"' not in canonical_pack(spec)
+        assert b'"purpose"' in canonical_pack(parse_pack(text, "x").spec)
 
 
 class TestLoaderErrors:

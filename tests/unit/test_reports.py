@@ -127,6 +127,14 @@ def test_the_record_names_categories_shared_beyond_the_policy(policy: Policy) ->
     assert (row["events"], row["pupils"], row["breach"]) == (2, 1, 1)
 
 
+def test_each_row_of_the_record_says_the_purpose_its_pack_gives(policy: Policy) -> None:
+    """Art 30(1)(b): the record names the purposes of the processing."""
+    (row,) = build_ropa([observed()], policy, None, None)["rows"]
+    permitted = policy.permission_for("dfe", "census")
+    assert permitted is not None and permitted.purpose
+    assert row["purpose"] == permitted.purpose
+
+
 def test_the_record_flags_a_recipient_missing_from_the_policy(policy: Policy) -> None:
     (row,) = build_ropa([observed(recipient="agency:unknown")], policy, None, None)["rows"]
     assert row["differences"] == ["the recipient is not in the policy's registry"]

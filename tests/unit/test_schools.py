@@ -16,7 +16,7 @@ from pipeline.cli.worker import notice_targets
 from pipeline.engine import Engine, Outcome
 from pipeline.packs import load_pack, load_schools, pack_text
 from pipeline.policy.pack import PackError, parse_pack
-from pipeline.policy.schools import Schools
+from pipeline.policy.schools import Controller, Schools
 from pipeline.settings import Settings
 from tests.factory import line, referral, upn
 
@@ -176,3 +176,70 @@ def test_a_notice_target_that_is_not_a_url_or_address_is_refused(tmp_path: Path)
     extra = '  - {urn: "100006", name: Bad, la: 850, webhooks: ["not a url"]}\n'
     with pytest.raises(PackError, match=r"schools\[2\]\.webhooks"):
         load_schools(str(register(tmp_path, extra)))
+
+
+# -- the school as a subject-access report names it to a parent (issue 31) ---------------
+
+
+def test_a_schools_address_and_dpo_contact_are_read_from_the_register(tmp_path: Path) -> None:
+    extra = (
+        '  - urn: "100007"\n'
+        "    name: Abbotswood Primary\n"
+        "    la: 850\n"
+        "    address: |\n"
+        "      Abbotswood Lane\n"
+        "      Romsey SO51 0AA\n"
+        '    dpo_contact: "School DPO, 023 8012 3456"\n'
+    )
+    schools = load_schools(str(register(tmp_path, extra)))
+    assert schools.controllers["100007"] == Controller(
+        "100007",
+        "Abbotswood Primary",
+        "Abbotswood Lane\nRomsey SO51 0AA",
+        "School DPO, 023 8012 3456",
+    )
+    assert schools.controllers["116234"].missing() == [
+        "its address",
+        "its Data Protection Officer's contact",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ('dpo_contact: "ring the office"', "schools[2].dpo_contact: give an email address"),
+        ('dpo_contact: "dpo@abbots.example\\tx"', "schools[2].dpo_contact: must be one line"),
+        ('address: "  "', "schools[2].address: is blank"),
+        ('name: "Two\\nlines"', "schools[2].name: must be one line"),
+        ("adress: Abbotswood Lane", "schools[2].adress: Extra inputs are not permitted"),
+    ],
+)
+def test_a_controller_field_given_wrongly_is_refused_naming_it(
+    tmp_path: Path, fields: str, says: str
+) -> None:
+    extra = f'  - {{urn: "100008", name: Abbotswood, la: 850, {fields}}}\n'
+    with pytest.raises(PackError) as refused:
+        load_schools(str(register(tmp_path, extra)))
+    assert says in str(refused.value)
+
+
+def test_a_deployment_of_one_school_names_it_in_its_settings() -> None:
+    config = Settings(school_name="Westfields Junior School", school_dpo_contact="dpo@w.example")
+    assert config.school() == Controller(None, "Westfields Junior School", None, "dpo@w.example")
+    assert Settings().school() is None
+
+
+def test_a_school_setting_given_wrongly_is_refused_naming_the_variable() -> None:
+    with pytest.raises(PackError) as refused:
+        Settings(school_name="Westfields", school_dpo_contact="ask at reception").school()
+    assert "SHARING_AUDIT_SCHOOL_DPO_CONTACT: give an email address" in str(refused.value)
+    assert "ask at reception" not in str(refused.value)
+
+
+def test_a_report_given_a_wrong_school_setting_ends_with_one_line(tmp_path: Path) -> None:
+    env = {"SHARING_AUDIT_SCHOOL_DPO_CONTACT": "ask at reception"}
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    done = runner.invoke(app, ["report", "sar", "--pupil", upn(1), "--db", url], env=env)
+    assert done.exit_code == 2, done.output
+    assert "SHARING_AUDIT_SCHOOL_DPO_CONTACT: give an email address" in done.stderr
+    assert "Traceback" not in done.output
