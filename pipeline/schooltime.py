@@ -30,3 +30,9 @@ def shown_in_school_time(moment: datetime) -> str:
     """``Mon 26 Oct 2026, 09:00 GMT``: how a deadline is shown to a DPO."""
     local = moment.astimezone(SCHOOL_TIME)
     return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "")
+
+
+def shown_day(day: date) -> str:
+    """``16 Oct 2025``: a day as a person in an English school writes it, with no
+    month-first reading possible."""
+    return f"{day.day} {day.strftime('%b %Y')}"
