@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -42,7 +42,15 @@ from pipeline.api.deps import (
     user_of_session,
 )
 from pipeline.api.desk import audited_incident_detail, incident_not_theirs, incident_out
-from pipeline.incidents.desk import QueueFilter, UnknownIncident, incidents, take_action
+from pipeline.incidents.affected import FAMILIES_COLUMNS, event_day, families_rows
+from pipeline.incidents.desk import (
+    QueueFilter,
+    Revealed,
+    UnknownIncident,
+    incidents,
+    reveal_pupils,
+    take_action,
+)
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
@@ -64,10 +72,10 @@ from pipeline.ledger.asking import (
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.logging import get_logger
-from pipeline.reports.formats import ReportFormat, event_label, in_school_time
+from pipeline.reports.formats import ReportFormat, csv_chunks, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.schooltime import SCHOOL_TIME, school_year, shown_in_school_time
+from pipeline.schooltime import SCHOOL_TIME, school_year, shown_day, shown_in_school_time
 from pipeline.settings import settings
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.alerts import Severity
@@ -329,6 +337,7 @@ def _incident_page(
     incident_id: int,
     error: str | None = None,
     status: int = 200,
+    revealed: Revealed | None = None,
     given: dict[str, str] | None = None,
 ) -> Response:
     """The incident page, its read recorded; ``given``: what a refused form held, shown
@@ -344,14 +353,69 @@ def _incident_page(
         "can_act": user.role is Role.DPO,
         "left_text": left_text(_seconds(detail["seconds_left"])),
         "detected_uk": shown_in_school_time(detail["detected_at"]),
+        "revealed": None if revealed is None else _revealed_shown(revealed),
         "given": given or {},
     }
     return templates.TemplateResponse(request, "incident.html", context, status_code=status)
 
 
+def _revealed_shown(revealed: Revealed) -> dict[str, Any]:
+    """The pupils of a reveal as the incident page lists them."""
+    return {
+        "read_seq": revealed.read_seq,
+        "pupils": [
+            {
+                "upn": pupil.upn,
+                "dob": shown_day(date.fromisoformat(pupil.dob)) if pupil.dob else None,
+                "schools": pupil.schools,
+                "events": [
+                    {"type": event.event_type, "day": event_day(event)} for event in pupil.events
+                ],
+            }
+            for pupil in revealed.pupils
+        ],
+    }
+
+
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, response_model=None)
 def incident_page(incident_id: int, request: Request, user: PageReader) -> Response:
     return _incident_page(request, user, incident_id)
+
+
+#: Who may reveal the pupils an incident concerned: the DPO, who tells their families.
+_REVEALING = "reveal the pupils an incident concerned"
+
+
+@router.post("/incidents/{incident_id}/pupils", response_class=HTMLResponse, response_model=None)
+def reveal_page(incident_id: int, request: Request, user: PageReader) -> Response:
+    """The incident page with its pupils revealed (UPN, date of birth, school), the
+    reveal recorded in the ledger as a read: asked by a button, never by a link that a
+    browser or a proxy might fetch on its own."""
+    if user.role is not Role.DPO:
+        return _forbidden(request, user, _REVEALING, back=f"/desk/incidents/{incident_id}")
+    revealed = reveal_pupils(request.app.state.ledger, reader_of(user, "page"), incident_id, "page")
+    if revealed is None:
+        return _no_incident(request, user, incident_id)
+    return _incident_page(request, user, incident_id, revealed=revealed)
+
+
+@router.post("/incidents/{incident_id}/pupils.csv", response_model=None)
+def families_download(incident_id: int, request: Request, user: PageReader) -> Response:
+    """The families to notify (Art 34), one row per pupil, as a download; recorded as a
+    read as the reveal on the page is."""
+    if user.role is not Role.DPO:
+        return _forbidden(request, user, _REVEALING, back=f"/desk/incidents/{incident_id}")
+    revealed = reveal_pupils(request.app.state.ledger, reader_of(user, "page"), incident_id, "csv")
+    if revealed is None:
+        return _no_incident(request, user, incident_id)
+    rows = families_rows(incident_id, revealed.pupils, event_label)
+    return Response(
+        "".join(csv_chunks(FAMILIES_COLUMNS, rows)),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="incident-{incident_id}-families.csv"'
+        },
+    )
 
 
 def _incomplete(action: ActionKind, risk: str, reasons: str, ico_reference: str) -> str | None:

@@ -120,7 +120,7 @@ def test_an_assessment_without_a_risk_chosen_is_refused_in_the_page_and_records_
 
 
 def test_an_unknown_incident_is_a_404_in_the_desks_layout(dpo: TestClient) -> None:
-    for answer in (dpo.get("/desk/incidents/999999"), dpo.post("/desk/incidents/999999/close")):
+    for answer in (dpo.get("/desk/incidents/999999"), dpo.post("/desk/incidents/999999/pupils")):
         assert answer.status_code == 404
         assert "There is no incident 999999." in answer.text and LAYOUT in answer.text
 

@@ -216,6 +216,12 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
     ("GET", "/desk/incidents/{incident_id}"): lambda t, o: [
         ("GET", f"/desk/incidents/{t.incidents[o]}", {})
     ],
+    ("POST", "/desk/incidents/{incident_id}/pupils"): lambda t, o: [
+        ("POST", f"/desk/incidents/{t.incidents[o]}/pupils", {"data": {}})
+    ],
+    ("POST", "/desk/incidents/{incident_id}/pupils.csv"): lambda t, o: [
+        ("POST", f"/desk/incidents/{t.incidents[o]}/pupils.csv", {"data": {}})
+    ],
     ("POST", "/desk/incidents/{incident_id}/{action}"): lambda t, o: [
         ("POST", f"/desk/incidents/{t.incidents[o]}/acknowledge", {"data": {}})
     ],
@@ -287,6 +293,7 @@ def test_another_schools_incident_or_entry_answers_as_none_and_the_attempt_is_lo
         other = dpo.pages.get(f"/desk/incidents/{theirs}")
         unknown = dpo.pages.get("/desk/incidents/999999")
         asked = [
+            dpo.pages.post(f"/desk/incidents/{theirs}/pupils"),
             dpo.pages.post(f"/desk/incidents/{theirs}/acknowledge"),
             dpo.pages.get(f"/desk/entries/{trust.seqs[B][0]}"),
             dpo.api.get(f"/incidents/{theirs}", headers={"Authorization": f"Bearer {dpo.token}"}),
@@ -306,6 +313,7 @@ def test_another_schools_incident_or_entry_answers_as_none_and_the_attempt_is_lo
     assert sorted(w["route"] for w in warned) == sorted(
         [
             "/desk/incidents/{incident_id}",
+            "/desk/incidents/{incident_id}/pupils",
             "/desk/incidents/{incident_id}/{action}",
             "/desk/entries/{seq}",
             "/incidents/{incident_id}",
@@ -313,6 +321,19 @@ def test_another_schools_incident_or_entry_answers_as_none_and_the_attempt_is_lo
         ]
     )
     assert ONLY_B not in err and MOVER not in err
+
+
+def test_a_dpo_of_one_school_reveals_nothing_of_the_others_incident(
+    trust: Trust, viewers: dict[str, Viewer]
+) -> None:
+    dpo = viewers["dpo-a"]
+    with trust.ledger.engine.connect() as connection:
+        before = Ledger.head(connection)[0]
+    for asked in ("pupils", "pupils.csv"):
+        answer = dpo.pages.post(f"/desk/incidents/{trust.incidents[B]}/{asked}")
+        assert answer.status_code == 404 and ONLY_B not in answer.text
+    with trust.ledger.engine.connect() as connection:
+        assert Ledger.head(connection)[0] == before
 
 
 def test_the_trusts_dpo_narrows_the_queue_to_one_school(
