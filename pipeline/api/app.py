@@ -84,6 +84,7 @@ def create_api(
 
     api.add_exception_handler(pages.SignInFirst, pages.to_signin)
     add_guards(api, identify, cookie=pages.COOKIE, open_paths={"/desk/signin"})
+    pages.add_error_pages(api)
 
     @api.api_route("/openapi.json", methods=["GET", "HEAD"], include_in_schema=False)
     def description(user: Annotated[User, Depends(current_user)]) -> JSONResponse:

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from pipeline.api.deps import Reader, SubjectAccess, reader_of
+from pipeline.api.deps import Reader, SubjectAccess, not_theirs, reader_of
 from pipeline.ledger.asking import (
     PSEUDONYM_PATTERN,
     BadFilter,
@@ -27,7 +27,7 @@ from pipeline.ledger.asking import (
     pupil_key,
 )
 from pipeline.ledger.entry import Entry
-from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.queries import Filters, entries, entry_at
 from pipeline.ledger.reads import (
     Requester,
     export,
@@ -274,6 +274,12 @@ def explained_entry(
     }
 
 
+def entry_not_theirs(request: Request, user: User, seq: int) -> None:
+    """Log an attempt on another school's entry (see :func:`not_theirs`)."""
+    if 1 <= seq <= MAX_SEQ:
+        not_theirs(request, user, lambda db: entry_at(db, seq) is not None)
+
+
 def report_response(
     report: dict[str, Any], kind: str, form: ReportFormat, back: str | None = None
 ) -> Response:
@@ -373,6 +379,7 @@ def open_entry(request: Request, seq: int, user: Reader) -> dict[str, Any]:
     state = request.app.state
     found = explained_entry(state.ledger, reader_of(user, "api"), seq, state.policy, state.schools)
     if found is None:
+        entry_not_theirs(request, user, seq)
         raise HTTPException(404, f"no entry {seq}")
     return found
 

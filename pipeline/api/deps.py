@@ -7,7 +7,7 @@ on a connection held only for the look-up, and the route's own is taken after.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -73,6 +73,27 @@ def current_user(
 def forbidden(request: Request, user: User) -> None:
     """Log that ``user`` was refused what they asked; the caller answers 403."""
     log.warning("request_forbidden", path=request.url.path, user=user.name, role=user.role.value)
+
+
+def not_theirs(request: Request, user: User, exists: Callable[[Connection], bool]) -> None:
+    """Log, as a warning naming the user and the route, an attempt by a user confined to
+    some schools on another school's incident or entry: ``exists`` says whether it is
+    there at all. The caller answers 404 either way, as for one that is not: only the
+    log tells the two apart."""
+    if user.scope is None:
+        return
+    with ledger_of(request).engine.connect() as connected:
+        if not exists(connected):
+            return
+    route = request.scope.get("route")
+    log.warning(
+        "other_school_asked",
+        user=user.name,
+        role=user.role.value,
+        route=getattr(route, "path", None),
+        method=request.method,
+        path=request.url.path,
+    )
 
 
 def role(*allowed: Role) -> Any:

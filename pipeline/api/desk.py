@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from pipeline.api.deps import Db, Dpo, LedgerOf, Reader, reader_of
+from pipeline.api.deps import Db, Dpo, LedgerOf, Reader, not_theirs, reader_of
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import (
     Action,
@@ -169,19 +169,32 @@ def list_incidents(user: Reader, db: Db, include_closed: bool = False) -> list[d
     ]
 
 
+def incident_not_theirs(request: Request, user: User, incident_id: int) -> None:
+    """Log an attempt on another school's incident (see :func:`not_theirs`)."""
+    not_theirs(request, user, lambda db: incident_id in incidents(db))
+
+
+def no_incident(request: Request, user: User, incident_id: int) -> HTTPException:
+    """The 404 for an incident the user may not see: another school's, or none."""
+    incident_not_theirs(request, user, incident_id)
+    return HTTPException(404, f"no incident {incident_id}")
+
+
 @router.get("/{incident_id}", response_model=IncidentDetail)
-def get_incident(incident_id: int, user: Reader, ledger: LedgerOf) -> dict[str, Any]:
+def get_incident(
+    incident_id: int, request: Request, user: Reader, ledger: LedgerOf
+) -> dict[str, Any]:
     detail = audited_incident_detail(ledger, user, "api", incident_id)
     if detail is None:
-        raise HTTPException(404, f"no incident {incident_id}")
+        raise no_incident(request, user, incident_id)
     return detail
 
 
-def _act(ledger: Ledger, incident_id: int, action: Action, user: User) -> dict[str, Any]:
+def _act(request: Request, incident_id: int, action: Action, user: User) -> dict[str, Any]:
     try:
-        _, updated = take_action(ledger, incident_id, action, user.scope)
+        _, updated = take_action(request.app.state.ledger, incident_id, action, user.scope)
     except UnknownIncident:
-        raise HTTPException(404, f"no incident {incident_id}") from None
+        raise no_incident(request, user, incident_id) from None
     except TransitionRefused as refused:
         raise HTTPException(409, str(refused)) from None
     log.info("incident_action", incident=incident_id, action=action.kind.value, by=action.by)
@@ -193,32 +206,32 @@ def _now() -> datetime:
 
 
 @router.post("/{incident_id}/acknowledge", response_model=IncidentOut)
-def acknowledge(incident_id: int, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
-    return _act(ledger, incident_id, Action(ActionKind.ACKNOWLEDGE, user.name, _now()), user)
+def acknowledge(incident_id: int, request: Request, user: Dpo) -> dict[str, Any]:
+    return _act(request, incident_id, Action(ActionKind.ACKNOWLEDGE, user.name, _now()), user)
 
 
 @router.post("/{incident_id}/assess", response_model=IncidentOut)
-def assess(incident_id: int, body: Assessment, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+def assess(incident_id: int, body: Assessment, request: Request, user: Dpo) -> dict[str, Any]:
     action = Action(ActionKind.ASSESS, user.name, _now(), risk=body.risk, reasons=body.reasons)
-    return _act(ledger, incident_id, action, user)
+    return _act(request, incident_id, action, user)
 
 
 @router.post("/{incident_id}/report", response_model=IncidentOut)
-def report(incident_id: int, body: IcoReport, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+def report(incident_id: int, body: IcoReport, request: Request, user: Dpo) -> dict[str, Any]:
     when = body.reported_at or _now()
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     action = Action(
         ActionKind.REPORT, user.name, _now(), ico_reference=body.ico_reference, reported_at=when
     )
-    return _act(ledger, incident_id, action, user)
+    return _act(request, incident_id, action, user)
 
 
 @router.post("/{incident_id}/notify-subjects", response_model=IncidentOut)
-def notify_subjects(incident_id: int, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
-    return _act(ledger, incident_id, Action(ActionKind.NOTIFY_SUBJECTS, user.name, _now()), user)
+def notify_subjects(incident_id: int, request: Request, user: Dpo) -> dict[str, Any]:
+    return _act(request, incident_id, Action(ActionKind.NOTIFY_SUBJECTS, user.name, _now()), user)
 
 
 @router.post("/{incident_id}/close", response_model=IncidentOut)
-def close(incident_id: int, body: Closing, user: Dpo, ledger: LedgerOf) -> dict[str, Any]:
+def close(incident_id: int, body: Closing, request: Request, user: Dpo) -> dict[str, Any]:
     action = Action(ActionKind.CLOSE, user.name, _now(), reasons=body.reason)
-    return _act(ledger, incident_id, action, user)
+    return _act(request, incident_id, action, user)

@@ -9,20 +9,25 @@ session expires and ends at sign-out.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from html import escape
+import inspect
+from collections.abc import Awaitable, Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline.api.audit import (
     MAX_SEQ,
     ExportFormat,
     entries_download,
+    entry_not_theirs,
     explained_entry,
     report_response,
 )
@@ -36,8 +41,16 @@ from pipeline.api.deps import (
     user_of,
     user_of_session,
 )
-from pipeline.api.desk import audited_incident_detail, incident_out
-from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.api.desk import audited_incident_detail, incident_not_theirs, incident_out
+from pipeline.incidents.affected import FAMILIES_COLUMNS, event_day, families_rows
+from pipeline.incidents.desk import (
+    QueueFilter,
+    Revealed,
+    UnknownIncident,
+    incidents,
+    reveal_pupils,
+    take_action,
+)
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
@@ -59,12 +72,13 @@ from pipeline.ledger.asking import (
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.logging import get_logger
-from pipeline.reports.formats import ReportFormat, event_label, in_school_time
+from pipeline.reports.formats import ReportFormat, csv_chunks, event_label, in_school_time
 from pipeline.reports.ropa import audited_ropa, ledger_span, opening_year
 from pipeline.reports.sar import audited_sar
-from pipeline.schooltime import SCHOOL_TIME, shown_in_school_time
+from pipeline.schooltime import SCHOOL_TIME, shown_day, shown_in_school_time
 from pipeline.settings import settings
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
+from schemas.alerts import Severity
 from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)
@@ -105,6 +119,88 @@ PageReader = Annotated[User, Depends(page_reader)]
 
 def to_signin(_: Request | None = None, __: Exception | None = None) -> Response:
     return RedirectResponse("/desk/signin", status_code=303)
+
+
+#: The title of an error page, by status.
+_ERROR_TITLES = {
+    400: "Not asked that way",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not asked that way",
+    422: "Something is missing or wrong",
+}
+
+
+def error_page(
+    request: Request,
+    status: int,
+    message: str,
+    back: tuple[str, str] = ("/desk", "Back to the queue"),
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """An error in the desk's own layout, saying what is wrong and where to go back to:
+    a person who followed a link deserves more than a bare string."""
+    context = {
+        "user": signed_in(request),
+        "title": _ERROR_TITLES.get(status, "Something went wrong"),
+        "message": message,
+        "back": back,
+    }
+    return templates.TemplateResponse(
+        request, "error.html", context, status_code=status, headers=dict(headers or {})
+    )
+
+
+def _no_incident(request: Request, user: User, incident_id: int) -> Response:
+    """The 404 for an incident the user may not see, whether it is another school's or
+    there is none: the first is logged (see :func:`not_theirs`)."""
+    incident_not_theirs(request, user, incident_id)
+    return error_page(request, 404, f"There is no incident {incident_id}.")
+
+
+def _asked_wrongly(exc: RequestValidationError) -> str:
+    """What a request to a page held that the page cannot take, field by field, without
+    the values (they may be a pupil's)."""
+    where = {"path": "in the address", "query": "in the address", "body": "in the form"}
+    said = [
+        f"{e['loc'][-1]} ({where.get(str(e['loc'][0]), 'sent')}): {e['msg']}" for e in exc.errors()
+    ]
+    return "This page cannot take what was sent: " + "; ".join(said) + "."
+
+
+async def _answered(answer: Response | Awaitable[Response]) -> Response:
+    """What an exception handler answered, sync or async alike."""
+    return await answer if inspect.isawaitable(answer) else answer
+
+
+def add_error_pages(api: FastAPI) -> None:
+    """Answer the desk's errors (an unknown page, a value a page cannot take) with pages
+    in its layout; the API's stay JSON, as the handlers installed before say. A page
+    looks up who is signed in, on the database: off the event loop."""
+    json_invalid = api.exception_handlers[RequestValidationError]
+    json_http = api.exception_handlers[StarletteHTTPException]
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/desk") and isinstance(exc, RequestValidationError):
+            said = _asked_wrongly(exc)
+            return await run_in_threadpool(error_page, request, 422, said)
+        return await _answered(json_invalid(request, exc))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        if request.url.path.startswith("/desk") and isinstance(exc, StarletteHTTPException):
+            message = (
+                "There is no such page on the desk."
+                if exc.status_code == 404
+                else "This page is not reached that way: use the desk's own links and buttons."
+                if exc.status_code == 405
+                else str(exc.detail)
+            )
+            status, headers = exc.status_code, exc.headers
+            return await run_in_threadpool(error_page, request, status, message, headers=headers)
+        return await _answered(json_http(request, exc))
+
+    api.add_exception_handler(RequestValidationError, invalid)
+    api.add_exception_handler(StarletteHTTPException, http_error)
 
 
 STATIC = Path(__file__).parent / "static"
@@ -164,26 +260,91 @@ def signout(request: Request) -> Response:
     return response
 
 
-@router.get("", response_class=HTMLResponse, response_model=None)
-def queue(request: Request, user: PageReader, db: Db) -> Response:
-    now = datetime.now(UTC)
-    shown = [
-        {**incident_out(i, incident, now), "left_text": left_text(incident.time_left(now))}
-        for i, incident in in_queue_order(incidents(db, user.scope), now)
-        if incident.status is not Status.CLOSED
-    ]
-    awaiting = awaiting_said(request.app.state) if user.scope is None else ONE_SCHOOL
-    return templates.TemplateResponse(
-        request, "queue.html", {"user": user, "incidents": shown, "awaiting": awaiting}
+#: The queue's filters as its form offers them: (value, as shown).
+STATUSES = [(s.value, s.value) for s in Status]
+SEVERITIES = [(s.value, s.value) for s in (Severity.HIGH, Severity.MEDIUM, Severity.LOW)]
+
+
+class BadQueueFilter(ValueError):
+    """A filter of the queue's address that is not one of its choices; says which."""
+
+
+def _queue_filter(school: str, status: str, severity: str) -> QueueFilter:
+    """The queue's filters as asked in its address (empty: any), or
+    :class:`BadQueueFilter` naming the one that is not a choice."""
+    if school and not (len(school) == 6 and school.isdigit()):
+        raise BadQueueFilter("School: a school is named by its URN, six digits")
+    choices = {"Status": [v for v, _ in STATUSES], "Severity": [v for v, _ in SEVERITIES]}
+    for name, value in (("Status", status), ("Severity", severity)):
+        if value and value not in choices[name]:
+            raise BadQueueFilter(f"{name}: choose one of " + ", ".join(choices[name]))
+    return QueueFilter(
+        school or None, Status(status) if status else None, Severity(severity) if severity else None
     )
 
 
-def _incident_page(
-    request: Request, user: User, incident_id: int, error: str | None = None, status: int = 200
+def _queue_schools(request: Request, user: User, found: Iterable[str | None]) -> list[str]:
+    """The schools the queue may be narrowed to: none for a user of one school; the
+    user's own for one of several; else those of the register and of every incident."""
+    if user.scope is not None:
+        return list(user.scope) if len(user.scope) > 1 else []
+    register = request.app.state.schools
+    named = set(register.names) if register is not None else set()
+    return sorted(named | {school for school in found if school})
+
+
+@router.get("", response_class=HTMLResponse, response_model=None)
+def queue(
+    request: Request,
+    user: PageReader,
+    db: Db,
+    school: Annotated[str, Query(max_length=20)] = "",
+    status: Annotated[str, Query(max_length=20)] = "",
+    severity: Annotated[str, Query(max_length=20)] = "",
 ) -> Response:
+    """The open incidents, least time left first; narrowed, when asked, to a school, a
+    status (a closed one only when asked for) or a severity."""
+    now = datetime.now(UTC)
+    found = incidents(db, user.scope)
+    asked = {"school": school.strip(), "status": status.strip(), "severity": severity.strip()}
+    context: dict[str, Any] = {
+        "user": user,
+        "asked": asked,
+        "filtered": any(asked.values()),
+        "schools": _queue_schools(request, user, (i.cause.school for i in found.values())),
+        "statuses": STATUSES,
+        "severities": SEVERITIES,
+        "awaiting": awaiting_said(request.app.state) if user.scope is None else ONE_SCHOOL,
+        "incidents": [],
+    }
+    try:
+        narrowed = _queue_filter(**asked)
+    except BadQueueFilter as exc:
+        return templates.TemplateResponse(
+            request, "queue.html", {**context, "error": str(exc)}, status_code=422
+        )
+    context["incidents"] = [
+        {**incident_out(i, incident, now), "left_text": left_text(incident.time_left(now))}
+        for i, incident in in_queue_order(found, now)
+        if narrowed.admits(incident)
+    ]
+    return templates.TemplateResponse(request, "queue.html", context)
+
+
+def _incident_page(
+    request: Request,
+    user: User,
+    incident_id: int,
+    error: str | None = None,
+    status: int = 200,
+    revealed: Revealed | None = None,
+    given: dict[str, str] | None = None,
+) -> Response:
+    """The incident page, its read recorded; ``given``: what a refused form held, shown
+    again so that nothing typed is lost."""
     detail = audited_incident_detail(request.app.state.ledger, user, "page", incident_id)
     if detail is None:
-        return HTMLResponse(f"<p>No incident {incident_id}. <a href='/desk'>Back</a></p>", 404)
+        return _no_incident(request, user, incident_id)
     detail["history"] = [{**a, "at_uk": shown_in_school_time(a["at"])} for a in detail["history"]]
     context = {
         "user": user,
@@ -192,13 +353,83 @@ def _incident_page(
         "can_act": user.role is Role.DPO,
         "left_text": left_text(_seconds(detail["seconds_left"])),
         "detected_uk": shown_in_school_time(detail["detected_at"]),
+        "revealed": None if revealed is None else _revealed_shown(revealed),
+        "given": given or {},
     }
     return templates.TemplateResponse(request, "incident.html", context, status_code=status)
+
+
+def _revealed_shown(revealed: Revealed) -> dict[str, Any]:
+    """The pupils of a reveal as the incident page lists them."""
+    return {
+        "read_seq": revealed.read_seq,
+        "pupils": [
+            {
+                "upn": pupil.upn,
+                "dob": shown_day(date.fromisoformat(pupil.dob)) if pupil.dob else None,
+                "schools": pupil.schools,
+                "events": [
+                    {"type": event.event_type, "day": event_day(event)} for event in pupil.events
+                ],
+            }
+            for pupil in revealed.pupils
+        ],
+    }
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, response_model=None)
 def incident_page(incident_id: int, request: Request, user: PageReader) -> Response:
     return _incident_page(request, user, incident_id)
+
+
+#: Who may reveal the pupils an incident concerned: the DPO, who tells their families.
+_REVEALING = "reveal the pupils an incident concerned"
+
+
+@router.post("/incidents/{incident_id}/pupils", response_class=HTMLResponse, response_model=None)
+def reveal_page(incident_id: int, request: Request, user: PageReader) -> Response:
+    """The incident page with its pupils revealed (UPN, date of birth, school), the
+    reveal recorded in the ledger as a read: asked by a button, never by a link that a
+    browser or a proxy might fetch on its own."""
+    if user.role is not Role.DPO:
+        return _forbidden(request, user, _REVEALING, back=f"/desk/incidents/{incident_id}")
+    revealed = reveal_pupils(request.app.state.ledger, reader_of(user, "page"), incident_id, "page")
+    if revealed is None:
+        return _no_incident(request, user, incident_id)
+    return _incident_page(request, user, incident_id, revealed=revealed)
+
+
+@router.post("/incidents/{incident_id}/pupils.csv", response_model=None)
+def families_download(incident_id: int, request: Request, user: PageReader) -> Response:
+    """The families to notify (Art 34), one row per pupil, as a download; recorded as a
+    read as the reveal on the page is."""
+    if user.role is not Role.DPO:
+        return _forbidden(request, user, _REVEALING, back=f"/desk/incidents/{incident_id}")
+    revealed = reveal_pupils(request.app.state.ledger, reader_of(user, "page"), incident_id, "csv")
+    if revealed is None:
+        return _no_incident(request, user, incident_id)
+    rows = families_rows(incident_id, revealed.pupils, event_label)
+    return Response(
+        "".join(csv_chunks(FAMILIES_COLUMNS, rows)),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="incident-{incident_id}-families.csv"'
+        },
+    )
+
+
+def _incomplete(action: ActionKind, risk: str, reasons: str, ico_reference: str) -> str | None:
+    """What an action's form lacks, said as the DPO would put it right; None if whole."""
+    if action is ActionKind.ASSESS:
+        if risk not in {r.value for r in Risk}:
+            return "Choose the risk to the pupils (no risk, risk or high risk) before recording it."
+        if not reasons.strip():
+            return "Give the reasons for the assessment."
+    if action is ActionKind.REPORT and not ico_reference.strip():
+        return "Give the reference the ICO gave the report."
+    if action is ActionKind.CLOSE and not reasons.strip():
+        return "Give the reason for closing the incident."
+    return None
 
 
 @router.post("/incidents/{incident_id}/{action}", response_model=None)
@@ -207,30 +438,35 @@ def incident_action(
     action: ActionKind,
     request: Request,
     user: PageReader,
-    risk: Annotated[Risk | None, Form()] = None,
-    reasons: Annotated[str | None, Form(max_length=5000)] = None,
-    ico_reference: Annotated[str | None, Form(max_length=100)] = None,
-    reason: Annotated[str | None, Form(max_length=5000)] = None,
+    risk: Annotated[str, Form(max_length=20)] = "",
+    reasons: Annotated[str, Form(max_length=5000)] = "",
+    ico_reference: Annotated[str, Form(max_length=100)] = "",
+    reason: Annotated[str, Form(max_length=5000)] = "",
 ) -> Response:
     if user.role is not Role.DPO:
         forbidden(request, user)
         refusal = f"The {user.role.value} role may not act on incidents."
         return _incident_page(request, user, incident_id, refusal, 403)
+    why = reason if action is ActionKind.CLOSE else reasons
+    missing = _incomplete(action, risk, why, ico_reference)
+    if missing is not None:
+        given = {"risk": risk, "reasons": reasons, "reason": reason, "ico_reference": ico_reference}
+        return _incident_page(request, user, incident_id, missing, 422, given=given)
     now = datetime.now(UTC)
     taken = Action(
         action,
         user.name,
         now,
-        risk=risk,
-        reasons=reason if action is ActionKind.CLOSE else reasons,
-        ico_reference=ico_reference,
+        risk=Risk(risk) if action is ActionKind.ASSESS else None,
+        reasons=why or None,
+        ico_reference=ico_reference or None,
         reported_at=now if action is ActionKind.REPORT else None,
     )
     ledger = request.app.state.ledger
     try:
         take_action(ledger, incident_id, taken, user.scope)
     except UnknownIncident:
-        return HTMLResponse(f"<p>No incident {incident_id}. <a href='/desk'>Back</a></p>", 404)
+        return _no_incident(request, user, incident_id)
     except TransitionRefused as refused:
         return _incident_page(request, user, incident_id, str(refused), 409)
     log.info("incident_action", incident=incident_id, action=action.value, by=user.name)
@@ -268,11 +504,13 @@ _FIELD_NAMES = {
 }
 
 
-def _forbidden(request: Request, user: User, what: str) -> Response:
+def _forbidden(request: Request, user: User, what: str, back: str = "/desk") -> Response:
     forbidden(request, user)
-    return HTMLResponse(
-        f"<p>The {user.role.value} role may not {what}. <a href='/desk'>Back</a></p>", 403
-    )
+    where = (back, "Back to the incident" if back.startswith("/desk/incidents") else "Back")
+    return error_page(request, 403, f"The {user.role.value} role may not {what}.", where)
+
+
+_TO_SEARCH = ("/desk/search", "Back to the search")
 
 
 def _asked(request: Request) -> dict[str, str]:
@@ -282,7 +520,7 @@ def _asked(request: Request) -> dict[str, str]:
 
 def _upn_in_url(request: Request) -> Response | None:
     if names_a_upn(request.query_params):
-        return HTMLResponse(f"<p>{_UPN_IN_URL} <a href='/desk/search'>Search</a></p>", 400)
+        return error_page(request, 400, _UPN_IN_URL, _TO_SEARCH)
     return None
 
 
@@ -371,7 +609,7 @@ def search_export(
     try:
         filters = _filters(request, _asked(request))
     except BadFilter as exc:
-        return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
+        return error_page(request, 422, str(exc), _TO_SEARCH)
     return entries_download(request.app.state.ledger, reader_of(user, "page"), filters, format)
 
 
@@ -380,7 +618,8 @@ def entry_page(seq: int, request: Request, user: PageReader) -> Response:
     state = request.app.state
     found = explained_entry(state.ledger, reader_of(user, "page"), seq, state.policy, state.schools)
     if found is None:
-        return HTMLResponse(f"<p>No entry {seq}. <a href='/desk/search'>Back</a></p>", 404)
+        entry_not_theirs(request, user, seq)
+        return error_page(request, 404, f"There is no entry {seq}.", _TO_SEARCH)
     return templates.TemplateResponse(
         request, "entry.html", {"user": user, "e": found["entry"], **found}
     )
@@ -414,7 +653,7 @@ def sar_page(
         else:
             raise BadFilter("UPN: give the pupil's UPN")
     except BadFilter as exc:
-        return HTMLResponse(f"<p>{escape(str(exc))} <a href='/desk/search'>Back</a></p>", 422)
+        return error_page(request, 422, str(exc), _TO_SEARCH)
     report = audited_sar(
         state.ledger,
         reader_of(user, "page"),
@@ -425,7 +664,7 @@ def sar_page(
         state.school,
     )
     if report is None:
-        return HTMLResponse("<p>No such pupil. <a href='/desk/search'>Back</a></p>", 404)
+        return error_page(request, 404, "No entry names this pupil.", _TO_SEARCH)
     back = f"/desk/search?{urlencode({'pupil': key, 'go': '1'})}"
     return report_response(report, "subject-access", format, back)
 

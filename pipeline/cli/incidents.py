@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import getpass
-from datetime import UTC, datetime
+import sys
+from dataclasses import replace
+from datetime import UTC, date, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,12 +20,15 @@ from pipeline.cli.options import (
     DbOption,
     SchoolOption,
     SchoolsOption,
+    cli_reader,
     open_ledger,
     reading,
     school_scope,
 )
+from pipeline.cli.report import write_private
 from pipeline.cli.terminal import plain
-from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.incidents.affected import FAMILIES_COLUMNS, event_day, families_rows
+from pipeline.incidents.desk import Revealed, UnknownIncident, incidents, reveal_pupils, take_action
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
@@ -32,7 +38,8 @@ from pipeline.incidents.lifecycle import (
     in_queue_order,
     left_text,
 )
-from pipeline.schooltime import shown_in_school_time
+from pipeline.reports.formats import csv_chunks, event_label
+from pipeline.schooltime import shown_day, shown_in_school_time
 
 incidents_app = typer.Typer(
     help="Breach incidents and the 72-hour ICO clock.", no_args_is_help=True
@@ -222,3 +229,75 @@ def incidents_close(
 ) -> None:
     """Close an incident, with the reason."""
     _act(db, incident_id, Action(ActionKind.CLOSE, _who(by), _now(), reasons=reason))
+
+
+class PupilsFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+
+
+@incidents_app.command("pupils")
+def incidents_pupils(
+    incident_id: int,
+    db: DbOption = None,
+    school: SchoolOption = None,
+    schools: SchoolsOption = None,
+    output: Annotated[
+        PupilsFormat,
+        typer.Option("--format", "-f", help="A table, or the families to notify as CSV."),
+    ] = PupilsFormat.table,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv", help="Write the families to notify (CSV) to this file, readable by you alone."
+        ),
+    ] = None,
+    by: ByOption = None,
+) -> None:
+    """Reveal who an incident concerned (UPN, date of birth, school), to tell their
+    families (Art 34). Each reveal is recorded in the ledger as a read, with your name."""
+    scope = school_scope(school, schools_or_fail(schools))
+    ledger = open_ledger(db, create=False)
+    reader = replace(cli_reader(), name=_who(by), schools=scope)
+    as_csv = csv_file is not None or output is PupilsFormat.csv
+    with reading(ledger):
+        revealed = reveal_pupils(ledger, reader, incident_id, "csv" if as_csv else "table")
+    if revealed is None:
+        fail(f"no incident {incident_id}" + (f" of school {school}" if school else ""))
+    recorded = f"revealed to {reader.name}: recorded in the ledger as entry {revealed.read_seq}"
+    if not as_csv:
+        _pupils_table(incident_id, revealed)
+        print(recorded)
+        return
+    text = "".join(
+        csv_chunks(FAMILIES_COLUMNS, families_rows(incident_id, revealed.pupils, event_label))
+    )
+    if csv_file is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            write_private(csv_file, text.encode())
+        except OSError as exc:
+            fail(f"cannot write {csv_file}: {exc.strerror or exc}")
+        print(f"{len(revealed.pupils)} pupils written to {csv_file}", file=sys.stderr)
+    print(recorded, file=sys.stderr)
+
+
+def _pupils_table(incident_id: int, revealed: Revealed) -> None:
+    console = Console(highlight=False)
+    if not revealed.pupils:
+        console.print(f"no pupil is named by the events of incident {incident_id}")
+        return
+    table = Table(header_style="bold", title=f"pupils concerned by incident {incident_id}")
+    for column in ("UPN", "date of birth", "school", "events concerned"):
+        table.add_column(column)
+    for pupil in revealed.pupils:
+        table.add_row(
+            plain(pupil.upn or "erased"),
+            shown_day(date.fromisoformat(pupil.dob)) if pupil.dob else "not known",
+            ", ".join(pupil.schools) or "-",
+            Text("\n").join(
+                plain(f"{event_label(e.event_type)}, {event_day(e)}") for e in pupil.events
+            ),
+        )
+    console.print(table)

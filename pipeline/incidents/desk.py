@@ -9,25 +9,33 @@ lock, so two people acting at once cannot both move it from the same state.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import orjson
 from sqlalchemy import Connection
 
+from pipeline.incidents.affected import AffectedPupil, affected_pupils
 from pipeline.incidents.grouping import incidents_from
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
     Incident,
     Risk,
+    Status,
 )
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.outbox import SUPERSEDED
-from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.queries import Filters, entries, entries_at
+from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
+from pipeline.logging import get_logger
+from schemas.alerts import Severity
 
+log = get_logger(__name__)
 ACTION_KIND = "incident_action"
+#: The read that reveals who an incident concerned (see :func:`reveal_pupils`).
+REVEAL_ACTION = "reveal_pupils"
 
 
 class UnknownIncident(Exception):
@@ -107,3 +115,70 @@ def take_action(
         )
         ledger.append(connection, [NewEntry(entry)])
     return seq, updated
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFilter:
+    """What the queue is narrowed to (None: any). With no status asked, a closed
+    incident is left out: the queue is of work still to do."""
+
+    school: str | None = None
+    status: Status | None = None
+    severity: Severity | None = None
+
+    def admits(self, incident: Incident) -> bool:
+        status = incident.status
+        return (
+            (status is not Status.CLOSED if self.status is None else status is self.status)
+            and (self.severity is None or incident.severity is self.severity)
+            and (self.school is None or incident.cause.school == self.school)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Revealed:
+    """The pupils an incident concerned, and the read entry that recorded who saw them."""
+
+    incident: Incident
+    pupils: list[AffectedPupil]
+    read_seq: int
+
+
+def reveal_pupils(
+    ledger: Ledger, reader: Requester, incident_id: int, form: str
+) -> Revealed | None:
+    """Who incident ``incident_id`` concerned, by UPN, date of birth and school, for the
+    DPO to tell the families (Art 34); None for an incident the reader may not see (as if
+    there were none). Whether the reader's role may ask is the caller's to check.
+
+    The read is recorded before the pupils are returned, naming the incident, how many
+    pupils it revealed, and in ``form`` ("page", "csv", "table") how they were shown; it
+    names the pupils by pseudonym, so each one's subject-access report lists it. If it
+    cannot be recorded, nothing is revealed. Nothing of a pupil is logged.
+    """
+    with ledger.engine.connect() as connection:
+        as_of = Ledger.head(connection)[0]
+        incident = incidents(connection, reader.schools).get(incident_id)
+        if incident is None:
+            return None
+        shown = entries_at(connection, list(incident.entries))
+        keys = [key for entry in shown for key in entry.pupil_keys]
+        pupils = affected_pupils(shown, incident.cause.rule, Ledger.identities(connection, keys))
+    read_seq = record_read(
+        ledger,
+        reader,
+        REVEAL_ACTION,
+        returned=len(pupils),
+        as_of=as_of,
+        pupil_keys=[pupil.pupil_key for pupil in pupils],
+        extra={"incident": incident_id, "pupils": len(pupils), "format": form},
+    )
+    log.info(
+        "pupils_revealed",
+        incident=incident_id,
+        by=reader.name,
+        via=reader.via,
+        pupil_count=len(pupils),
+        read=read_seq,
+    )
+    return Revealed(incident, pupils, read_seq)

@@ -16,17 +16,20 @@ from pipeline.pseudonym import pseudonymiser
 from tests.factory import line, referral, upn
 
 KEY = bytes(range(32))
+#: Each pupil's date of birth, as the events give it.
+BORN = {1: "2014-03-09", 2: "2014-11-23", 3: "2015-06-02"}
 
 
 def ledger_with_breaches(url: str, policy: Policy) -> Ledger:
     """Two consent breaches (medical notes, no consent) to one agency on one day: one
-    high-severity incident; and a referral by plain email: another."""
+    high-severity incident (pupils 1 and 2); and a referral by plain email: another
+    (pupil 3). Each pupil's date of birth is :data:`BORN`'s."""
     ledger = Ledger.open(url)
     schema.upgrade(ledger.engine)
     writer = LedgerWriter(ledger, policy, pseudonymiser(KEY))
     events = [
         referral(
-            pupils=[{"upn": upn(n)}],
+            pupils=[{"upn": upn(n), "dob": BORN[n]}],
             lawful_basis="consent",
             special_condition="9.2.a",
             consent_ref=f"C-{n}",
@@ -36,7 +39,7 @@ def ledger_with_breaches(url: str, policy: Policy) -> Ledger:
     ]
     events.append(
         referral(
-            pupils=[{"upn": upn(3)}],
+            pupils=[{"upn": upn(3), "dob": BORN[3]}],
             channel="email",
             categories=["personal", "medical"],
             lawful_basis="public_task",

@@ -189,3 +189,75 @@ def test_a_dpo_of_one_school_is_not_shown_what_every_school_has_awaiting(
     text = signed_in_queue(sqlite_url, policy, schools=("100000",))
     assert re.search(r'id="awaiting"[^>]*>[^<]*shown to those who serve every school', text)
     assert "no broker answers" not in text
+
+
+# -- the pupils an incident concerned (issue 31) ------------------------------------------------
+
+
+@pytest.mark.slow  # a browser
+@needs_chromium
+def test_the_dpo_reveals_an_incidents_pupils_finds_the_read_in_the_ledger_and_downloads_them(
+    sqlite_url: str, policy: Policy
+) -> None:
+    import csv
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from pipeline.incidents.desk import REVEAL_ACTION
+    from pipeline.ledger.queries import Filters, entries
+    from tests.factory import upn
+
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    token = add_user(ledger, "Dana (DPO)", Role.DPO)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with served(breach_desk(ledger)) as address, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+        blocked: list[str] = []
+        page.on(
+            "console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None
+        )
+        page.goto(f"{address}/desk/signin")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        expect(page.locator("#queue tbody tr")).to_have_count(2)
+        page.select_option("select[name=severity]", "high")
+        page.click("#filters button[type=submit]")
+        expect(page).to_have_url(re.compile(r"severity=high"))
+        page.screenshot(path=str(ARTIFACTS / "desk-queue-filters.png"), full_page=True)
+
+        page.get_by_role("link", name="consent.missing").click()
+        incident_id = int(page.url.rsplit("/", 1)[1])
+        expect(page.locator("#pupils")).to_have_count(0)  # pseudonyms until asked
+        page.click("#reveal")
+        pupils = page.locator("#pupils tbody tr")
+        expect(pupils).to_have_count(2)
+        expect(page.locator("#pupils")).to_contain_text(upn(1))
+        expect(page.locator("#pupils")).to_contain_text("9 Mar 2014")
+        page.screenshot(path=str(ARTIFACTS / "desk-pupils-revealed.png"), full_page=True)
+
+        # The reveal is a read in the ledger, naming the incident, who, and how many.
+        with ledger.engine.connect() as connection:
+            (read,) = [
+                e
+                for e in entries(connection, Filters(kind="read"))
+                if (e.details or {}).get("action") == REVEAL_ACTION
+            ]
+        assert (read.details or {})["incident"] == incident_id
+        assert (read.details or {})["by"] == "Dana (DPO)" and (read.details or {})["pupils"] == 2
+        # ... and the ledger's search lists it as an auditor would find it.
+        page.goto(f"{address}/desk/search?kind=read&go=1")
+        expect(page.locator(f"tr[data-seq='{read.seq}']")).to_contain_text(
+            f"{REVEAL_ACTION} by Dana (DPO)"
+        )
+
+        page.goto(f"{address}/desk/incidents/{incident_id}")
+        with page.expect_download() as downloading:
+            page.click("#families-csv")
+        download = downloading.value
+        assert download.suggested_filename == f"incident-{incident_id}-families.csv"
+        with open(download.path(), encoding="utf-8") as written:
+            rows = list(csv.DictReader(written))
+        assert sorted(r["upn"] for r in rows) == sorted([upn(1), upn(2)])
+        browser.close()
+    assert blocked == []

@@ -5,6 +5,8 @@ the other school reaches a scoped user; another school's entry, incident or pupi
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,9 +208,19 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
     ("POST", "/users"): lambda t, o: [("POST", "/users", {"json": {"name": "x", "role": "dpo"}})],
     ("POST", "/users/{name}/revoke"): lambda t, o: [("POST", "/users/probe/revoke", {})],
     ("POST", "/users/{name}/rotate"): lambda t, o: [("POST", "/users/probe/rotate", {})],
-    ("GET", "/desk"): lambda t, o: [("GET", "/desk?all=1", {})],
+    ("GET", "/desk"): lambda t, o: [
+        ("GET", "/desk?all=1", {}),
+        ("GET", f"/desk?school={o}", {}),
+        ("GET", "/desk?status=closed", {}),
+    ],
     ("GET", "/desk/incidents/{incident_id}"): lambda t, o: [
         ("GET", f"/desk/incidents/{t.incidents[o]}", {})
+    ],
+    ("POST", "/desk/incidents/{incident_id}/pupils"): lambda t, o: [
+        ("POST", f"/desk/incidents/{t.incidents[o]}/pupils", {"data": {}})
+    ],
+    ("POST", "/desk/incidents/{incident_id}/pupils.csv"): lambda t, o: [
+        ("POST", f"/desk/incidents/{t.incidents[o]}/pupils.csv", {"data": {}})
     ],
     ("POST", "/desk/incidents/{incident_id}/{action}"): lambda t, o: [
         ("POST", f"/desk/incidents/{t.incidents[o]}/acknowledge", {"data": {}})
@@ -264,6 +276,77 @@ def test_a_user_of_one_school_gets_nothing_of_the_other(
                 assert mark not in body, f"{where} shows {mark!r} of school {other}"
             if "{seq}" in path or "{incident_id}" in path:
                 assert answer.status_code in (403, 404), f"{where}: {answer.status_code}"
+
+
+def test_another_schools_incident_or_entry_answers_as_none_and_the_attempt_is_logged(
+    trust: Trust, viewers: dict[str, Viewer], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same 404 as for an incident that does not exist; only the log, a warning
+    naming the user and the route, tells them apart."""
+    from pipeline.logging import configure as configure_logging
+
+    dpo = viewers["dpo-a"]
+    theirs = trust.incidents[B]
+    configure_logging(level="INFO", json=True)
+    try:
+        capsys.readouterr()
+        other = dpo.pages.get(f"/desk/incidents/{theirs}")
+        unknown = dpo.pages.get("/desk/incidents/999999")
+        asked = [
+            dpo.pages.post(f"/desk/incidents/{theirs}/pupils"),
+            dpo.pages.post(f"/desk/incidents/{theirs}/acknowledge"),
+            dpo.pages.get(f"/desk/entries/{trust.seqs[B][0]}"),
+            dpo.api.get(f"/incidents/{theirs}", headers={"Authorization": f"Bearer {dpo.token}"}),
+            dpo.api.get(
+                f"/entries/{trust.seqs[B][0]}", headers={"Authorization": f"Bearer {dpo.token}"}
+            ),
+        ]
+        err = capsys.readouterr().err
+    finally:
+        configure_logging(level="WARNING")
+    assert other.status_code == unknown.status_code == 404
+    said = other.text.replace(f"incident {theirs}.", "incident N.")
+    assert said == unknown.text.replace("incident 999999.", "incident N.")
+    assert all(answer.status_code == 404 for answer in asked)
+    warned = [line for line in map(json.loads, err.splitlines()) if line["level"] == "warning"]
+    assert {(w["event"], w["user"]) for w in warned} == {("other_school_asked", "dpo-a")}
+    assert sorted(w["route"] for w in warned) == sorted(
+        [
+            "/desk/incidents/{incident_id}",
+            "/desk/incidents/{incident_id}/pupils",
+            "/desk/incidents/{incident_id}/{action}",
+            "/desk/entries/{seq}",
+            "/incidents/{incident_id}",
+            "/entries/{seq}",
+        ]
+    )
+    assert ONLY_B not in err and MOVER not in err
+
+
+def test_a_dpo_of_one_school_reveals_nothing_of_the_others_incident(
+    trust: Trust, viewers: dict[str, Viewer]
+) -> None:
+    dpo = viewers["dpo-a"]
+    with trust.ledger.engine.connect() as connection:
+        before = Ledger.head(connection)[0]
+    for asked in ("pupils", "pupils.csv"):
+        answer = dpo.pages.post(f"/desk/incidents/{trust.incidents[B]}/{asked}")
+        assert answer.status_code == 404 and ONLY_B not in answer.text
+    with trust.ledger.engine.connect() as connection:
+        assert Ledger.head(connection)[0] == before
+
+
+def test_the_trusts_dpo_narrows_the_queue_to_one_school(
+    trust: Trust, viewers: dict[str, Viewer]
+) -> None:
+    pages = viewers["trust-dpo"].pages
+    whole = pages.get("/desk").text
+    assert all(f'<option value="{school}"' in whole for school in (A, B))
+    narrowed = pages.get(f"/desk?school={B}").text
+    shown = set(re.findall(r'<td class="school">(\d+)</td>', narrowed))
+    assert shown == {B}
+    assert f'data-incident="{trust.incidents[B]}"' in narrowed
+    assert f'data-incident="{trust.incidents[A]}"' not in narrowed
 
 
 def test_the_trusts_dpo_sees_both_schools(trust: Trust, viewers: dict[str, Viewer]) -> None:
