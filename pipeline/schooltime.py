@@ -30,3 +30,8 @@ def shown_in_school_time(moment: datetime) -> str:
     """``Mon 26 Oct 2026, 09:00 GMT``: how a deadline is shown to a DPO."""
     local = moment.astimezone(SCHOOL_TIME)
     return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "")
+
+
+def shown_day(day: date) -> str:
+    """``Thu 16 Oct 2025``: a day as a school writes it, beside its times."""
+    return day.strftime("%a %d %b %Y")

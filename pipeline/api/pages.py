@@ -37,7 +37,7 @@ from pipeline.api.deps import (
     user_of_session,
 )
 from pipeline.api.desk import audited_incident_detail, incident_out
-from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.incidents.desk import UnknownIncident, incidents, incidents_about, take_action
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
@@ -59,20 +59,31 @@ from pipeline.ledger.asking import (
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.logging import get_logger
-from pipeline.reports.formats import ReportFormat, event_label, in_school_time
+from pipeline.reports.formats import ReportFormat
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 from pipeline.schooltime import SCHOOL_TIME, school_year, shown_in_school_time
 from pipeline.settings import settings
+from pipeline.shown import NAMING, Naming, install
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
+from schemas.decisions import RuleId
 from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)
 COOKIE = "sharing_audit_session"
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _naming(request: Request) -> dict[str, Any]:
+    """Every page names recipients and schools by the deployment's packs and register."""
+    state = request.app.state
+    return {NAMING: Naming(state.policy, state.schools)}
+
+
+templates = Jinja2Templates(
+    directory=str(Path(__file__).parent / "templates"), context_processors=[_naming]
+)
 templates.env.filters["zip"] = zip
-templates.env.filters["uk"] = in_school_time
-templates.env.filters["what"] = event_label
+install(templates.env)
 router = APIRouter(prefix="/desk", include_in_schema=False)
 
 
@@ -251,6 +262,8 @@ _SEARCH_FIELDS = (
     "since",
     "until",
 )
+#: The rules a search can ask for, in the contract's order.
+RULE_IDS = tuple(rule.value for rule in RuleId)
 _UPN_IN_URL = (
     "A UPN is never put in a page's address, where browser histories and access logs "
     "keep it: type it into the search form."
@@ -317,6 +330,7 @@ def search_page(
         "user": user,
         "q": asked,
         "event_types": EVENT_TYPES,
+        "rules": RULE_IDS,
         "kinds": KINDS,
         "query": urlencode(asked),
         "can_sar": user.role in SAR_ROLES,
@@ -349,6 +363,7 @@ async def search_posted(request: Request, user: PageReader) -> Response:
             "user": user,
             "q": asked,
             "event_types": EVENT_TYPES,
+            "rules": RULE_IDS,
             "kinds": KINDS,
             "error": str(exc),
             "page": None,
@@ -381,8 +396,12 @@ def entry_page(seq: int, request: Request, user: PageReader) -> Response:
     found = explained_entry(state.ledger, reader_of(user, "page"), seq, state.policy, state.schools)
     if found is None:
         return HTMLResponse(f"<p>No entry {seq}. <a href='/desk/search'>Back</a></p>", 404)
+    entry = found["entry"]
+    event = {seq, entry["refers_to"], *(later["seq"] for later in found["referred_by"])}
+    with state.ledger.engine.connect() as db:
+        about = incidents_about(db, {s for s in event if s is not None}, user.scope)
     return templates.TemplateResponse(
-        request, "entry.html", {"user": user, "e": found["entry"], **found}
+        request, "entry.html", {"user": user, "e": entry, "incidents": about, **found}
     )
 
 

@@ -55,7 +55,7 @@ def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
         top = rows.first.get_attribute("data-incident")
         rows.first.locator("a").click()
         expect(page.locator("#status")).to_have_text("open")
-        expect(page.get_by_text("consent.missing").first).to_be_visible()
+        expect(page.locator("#cause")).to_contain_text("no consent on record")
         page.click("#acknowledge")
         expect(page.locator("#status")).to_have_text("acknowledged")
         page.select_option("#risk", "high_risk")

@@ -12,14 +12,20 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.incidents.desk import incidents
-from pipeline.incidents.lifecycle import ActionKind, Risk
+from pipeline.incidents.lifecycle import ActionKind, Risk, Status
+from pipeline.ledger.asking import KINDS
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, WITNESS_REFUSED_CAUSE
 from schemas.decisions import RuleId
+from schemas.events import Channel, LawfulBasis, SpecialCondition
 from tests.factory import upn
-from tests.integration.breaches import breach_desk, ledger_with_every_kind_of_value
+from tests.integration.breaches import (
+    breach_desk,
+    ledger_with_breaches,
+    ledger_with_every_kind_of_value,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,13 +36,26 @@ RAW_VALUES = {
     "an event type id": re.compile(r"uk\.school\.[a-z0-9_.]+"),
     "a rule id": re.compile(
         "|".join(
-            re.escape(rule)
-            for rule in (*RuleId, WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED_CAUSE)
+            re.escape(rule) for rule in (*RuleId, WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED_CAUSE)
         )
     ),
     "an ISO timestamp in UTC": re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z"),
     "a time to the microsecond": re.compile(r"\d\d:\d\d:\d\d\.\d{3,}"),
     "JSON braces": re.compile(r"[{}]"),
+    "a lawful basis, Art 9 condition or channel by its id": re.compile(
+        "|".join(
+            rf"\b{re.escape(value)}\b"
+            for value in (*LawfulBasis, *SpecialCondition, *Channel)
+            if not value.isalpha()  # "consent", "post": the id is the word
+        )
+    ),
+    "a word of the desk by its id": re.compile(
+        "|".join(
+            rf"\b{re.escape(value)}\b"
+            for value in (*Status, *ActionKind, *Risk, *KINDS)
+            if not value.isalpha() or value == "reevaluation"
+        )
+    ),
 }
 
 
@@ -124,32 +143,38 @@ def _pages(ledger: Ledger) -> dict[str, str]:
     them, by what each is."""
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
     client = TestClient(breach_desk(ledger))
-    pages = {"sign-in": client.get("/desk/signin").text}
+    pages: dict[str, str] = {}
+
+    def page(name: str, path: str, form: dict[str, str] | None = None) -> None:
+        answer = client.get(path) if form is None else client.post(path, data=form)
+        assert answer.status_code == 200, f"{name}: {answer.status_code}"
+        pages[name] = answer.text
+
+    page("sign-in", "/desk/signin")
     assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
     with ledger.engine.connect() as connection:
         ids = sorted(incidents(connection))
-        head = Ledger.head(connection)[0]
-    for kind, data in (
+    for kind, form in (
         (ActionKind.ACKNOWLEDGE, {}),
         (ActionKind.ASSESS, {"risk": Risk.HIGH_RISK.value, "reasons": "Medical notes."}),
         (ActionKind.REPORT, {"ico_reference": "ICO-1"}),
         (ActionKind.NOTIFY_SUBJECTS, {}),
     ):
-        client.post(f"/desk/incidents/{ids[0]}/{kind.value}", data=data)
-    pages["queue"] = client.get("/desk").text
+        page(f"incident after {kind.value}", f"/desk/incidents/{ids[0]}/{kind.value}", form)
+    page("queue", "/desk")
     for incident_id in ids:
-        pages[f"incident {incident_id}"] = client.get(f"/desk/incidents/{incident_id}").text
+        page(f"incident {incident_id}", f"/desk/incidents/{incident_id}")
+    with ledger.engine.connect() as connection:
+        head = Ledger.head(connection)[0]
     for seq in range(1, head + 1):
-        pages[f"entry {seq}"] = client.get(f"/desk/entries/{seq}").text
-    pages["search form"] = client.get("/desk/search").text
-    for kind in ("decision", "reevaluation", "read", "incident_action", "user_action"):
-        pages[f"search of {kind}"] = client.get(f"/desk/search?kind={kind}&go=1").text
+        page(f"entry {seq}", f"/desk/entries/{seq}")
+    page("search form", "/desk/search")
+    for entry_kind in KINDS:
+        page(f"search of {entry_kind}", f"/desk/search?kind={entry_kind}&go=1")
     for n in (4, 5, 7, 8):
-        answer = client.post("/desk/sar", data={"upn": upn(n)})
-        pages[f"subject-access report of pupil {n}"] = answer.text
-    pages["record of processing form"] = client.get("/desk/ropa").text
-    ropa = "/desk/ropa?since=2020-01-01&until=2030-01-01&format=html"
-    pages["record of processing"] = client.get(ropa).text
+        page(f"subject-access report of pupil {n}", "/desk/sar", {"upn": upn(n)})
+    page("record of processing form", "/desk/ropa")
+    page("record of processing", "/desk/ropa?since=2020-01-01&until=2030-01-01&format=html")
     return pages
 
 
@@ -177,3 +202,76 @@ def test_the_ledger_of_every_kind_of_value_holds_every_rule_and_event_type(
     assert {rule for e in found for rule in e.rules} == set(RuleId)
     assert {e.event_type for e in found if e.event_type} == set(EVENT_TYPES)
     assert any(e.kind == "reevaluation" for e in found)
+
+
+@pytest.fixture
+def dpo_client(sqlite_url: str, policy: Policy) -> tuple[TestClient, Ledger]:
+    """A DPO signed in to the desk over :func:`ledger_with_breaches`: entries 1 and 2
+    (referrals with no consent) are incident 1, entry 3 (by plain email) incident 3."""
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    token = add_user(ledger, "Dana (DPO)", Role.DPO)
+    client = TestClient(breach_desk(ledger))
+    assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
+    return client, ledger
+
+
+def shown_by_id(html: str, element_id: str, tag: str = "") -> str:
+    """The content of the element with ``element_id``, up to the first closing tag (of
+    ``tag``, if given)."""
+    found = re.search(rf'id="{element_id}"[^>]*>(.*?)</{tag}', html, re.S)
+    assert found is not None, f"no element #{element_id}"
+    return found.group(1).strip()
+
+
+def test_an_entry_page_shows_every_field_the_rules_judged_the_channel_among_them(
+    dpo_client: tuple[TestClient, Ledger],
+) -> None:
+    client, _ = dpo_client
+    page = client.get("/desk/entries/3").text
+    assert shown_by_id(page, "recipient") == "School Nursing Service"
+    assert shown_by_id(page, "categories") == "personal details, medical"
+    assert shown_by_id(page, "lawful-basis") == "public task"
+    assert shown_by_id(page, "special-condition") == "health or social care"
+    assert shown_by_id(page, "channel") == "plain email"
+    assert shown_by_id(page, "pupils") == "1"
+    assert "When it happened</dt><dd>Tue 21 Jul 2026, 09:30 BST" in page
+
+
+def test_an_entry_relying_on_consent_shows_its_consent_reference(
+    dpo_client: tuple[TestClient, Ledger],
+) -> None:
+    client, _ = dpo_client
+    page = client.get("/desk/entries/1").text
+    assert shown_by_id(page, "consent-ref") == "C-1"
+    assert shown_by_id(page, "special-condition") == "explicit consent"
+
+
+def test_each_entry_of_an_incident_links_to_its_page_and_the_page_links_back(
+    dpo_client: tuple[TestClient, Ledger],
+) -> None:
+    client, _ = dpo_client
+    incident = client.get("/desk/incidents/1").text
+    assert 'href="/desk/entries/1"' in incident and 'href="/desk/entries/2"' in incident
+    for seq in (1, 2):
+        entry = client.get(f"/desk/entries/{seq}").text
+        on = shown_by_id(entry, "incidents", "p")
+        assert '<a href="/desk/incidents/1">incident 1</a>' in on
+    assert 'id="incidents"' not in client.get("/desk/entries/4").text  # a read: on none
+
+
+def test_an_entrys_ids_hashes_and_position_are_only_in_its_technical_details(
+    dpo_client: tuple[TestClient, Ledger],
+) -> None:
+    from pipeline.ledger.queries import entry_at
+
+    client, ledger = dpo_client
+    with ledger.engine.connect() as connection:
+        entry = entry_at(connection, 3)
+    assert entry is not None and entry.hash and entry.event_id and entry.policy_version
+    page = client.get("/desk/entries/3").text
+    technical = shown_by_id(page, "technical")  # up to its summary's end
+    assert technical.startswith("<summary>Technical details")
+    shown = ShownText.of(page)
+    for value in (entry.hash, entry.event_id, entry.policy_version, *entry.pupil_keys):
+        assert value in page and value not in shown
+    assert "partition" in page and "partition" not in shown
