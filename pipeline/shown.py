@@ -143,6 +143,13 @@ ACTIONS = {
     "close": "closed",
 }
 RISKS = {"no_risk": "no risk", "risk": "a risk", "high_risk": "a high risk"}
+#: A change of users (a ``user_action`` entry's ``action``), as "added: Dana".
+USER_CHANGES = {
+    "add": "added",
+    "revoke": "revoked",
+    "rotate": "given a new token",
+    "signin": "signed in",
+}
 ROLES = {"dpo": "DPO", "auditor": "auditor", "admin": "administrator"}
 
 #: What a look at the records was (a read's ``action``), as "Dana searched the ledger".
@@ -345,6 +352,7 @@ FILTERS: dict[str, Any] = {
     "risk": lambda risk: _named(RISKS, risk),
     "role": lambda role: _named(ROLES, role),
     "read": lambda action: _named(READS, action),
+    "user_change": lambda action: _named(USER_CHANGES, action),
 }
 
 
