@@ -23,6 +23,7 @@ from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
+from pipeline.shown import Naming
 from pipeline.transport.kafka import KafkaConfig, Lag, ensure_topics, wait_for_broker
 
 log = get_logger(__name__)
@@ -93,7 +94,8 @@ def run_worker(config: WorkerConfig) -> None:
         notices = Ledger.open(config.database_url)
 
         def notifier() -> int:
-            return notify_new_incidents(notices, config.notice_targets, config.desk_url)
+            naming = Naming(config.policy, config.schools)
+            return notify_new_incidents(notices, config.notice_targets, config.desk_url, naming)
 
     app = create_app(config.kafka, sink, config.batching, notifier)
     log.info(

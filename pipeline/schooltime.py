@@ -32,6 +32,9 @@ def shown_in_school_time(moment: datetime) -> str:
     return local.strftime("%a %d %b %Y, %H:%M ") + (local.tzname() or "")
 
 
-def shown_day(day: date) -> str:
-    """``1 Sep 2026``: a day as a period's ends are shown (a school year, a report's)."""
-    return f"{day.day} {day:%b %Y}"
+def shown_day(day: date, weekday: bool = False) -> str:
+    """``1 Sep 2026``: a day as a school writes it, with no month-first reading possible
+    (a period's ends, a date of birth); ``Thu 1 Sep 2026`` with the ``weekday``, beside
+    times."""
+    text = f"{day.day} {day:%b %Y}"
+    return f"{day:%a} {text}" if weekday else text

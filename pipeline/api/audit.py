@@ -263,6 +263,7 @@ def explained_entry(
         "entry": entry.as_dict(),
         "refers_to": None if earlier is None else earlier.as_dict(),
         "referred_by": [later.as_dict() for later in found.referred_by],
+        "judged": found.judged,
         "explanation": [
             {"rule": rule, "reason": reason}
             for rule, reason in zip(entry.rules, entry.reasons, strict=False)

@@ -48,6 +48,7 @@ from pipeline.incidents.desk import (
     Revealed,
     UnknownIncident,
     incidents,
+    incidents_about,
     reveal_pupils,
     take_action,
 )
@@ -72,21 +73,32 @@ from pipeline.ledger.asking import (
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.logging import get_logger
-from pipeline.reports.formats import ReportFormat, csv_chunks, event_label, in_school_time
+from pipeline.reports.formats import ReportFormat, csv_chunks
 from pipeline.reports.ropa import audited_ropa, ledger_span, opening_year
 from pipeline.reports.sar import audited_sar
 from pipeline.schooltime import SCHOOL_TIME, shown_day, shown_in_school_time
 from pipeline.settings import settings
+from pipeline.shown import NAMING, Naming, event_name, install
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.alerts import Severity
+from schemas.decisions import RuleId
 from schemas.events import EVENT_TYPES
 
 log = get_logger(__name__)
 COOKIE = "sharing_audit_session"
-templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _naming(request: Request) -> dict[str, Any]:
+    """Every page names recipients and schools by the deployment's packs and register."""
+    state = request.app.state
+    return {NAMING: Naming(state.policy, state.schools)}
+
+
+templates = Jinja2Templates(
+    directory=str(Path(__file__).parent / "templates"), context_processors=[_naming]
+)
 templates.env.filters["zip"] = zip
-templates.env.filters["uk"] = in_school_time
-templates.env.filters["what"] = event_label
+install(templates.env)
 router = APIRouter(prefix="/desk", include_in_schema=False)
 
 
@@ -261,7 +273,7 @@ def signout(request: Request) -> Response:
 
 
 #: The queue's filters as its form offers them: (value, as shown).
-STATUSES = [(s.value, s.value) for s in Status]
+STATUSES = [s.value for s in Status]
 SEVERITIES = [(s.value, s.value) for s in (Severity.HIGH, Severity.MEDIUM, Severity.LOW)]
 
 
@@ -274,7 +286,7 @@ def _queue_filter(school: str, status: str, severity: str) -> QueueFilter:
     :class:`BadQueueFilter` naming the one that is not a choice."""
     if school and not (len(school) == 6 and school.isdigit()):
         raise BadQueueFilter("School: a school is named by its URN, six digits")
-    choices = {"Status": [v for v, _ in STATUSES], "Severity": [v for v, _ in SEVERITIES]}
+    choices = {"Status": list(STATUSES), "Severity": [v for v, _ in SEVERITIES]}
     for name, value in (("Status", status), ("Severity", severity)):
         if value and value not in choices[name]:
             raise BadQueueFilter(f"{name}: choose one of " + ", ".join(choices[name]))
@@ -408,7 +420,7 @@ def families_download(incident_id: int, request: Request, user: PageReader) -> R
     revealed = reveal_pupils(request.app.state.ledger, reader_of(user, "page"), incident_id, "csv")
     if revealed is None:
         return _no_incident(request, user, incident_id)
-    rows = families_rows(incident_id, revealed.pupils, event_label)
+    rows = families_rows(incident_id, revealed.pupils, event_name)
     return Response(
         "".join(csv_chunks(FAMILIES_COLUMNS, rows)),
         media_type="text/csv; charset=utf-8",
@@ -487,6 +499,8 @@ _SEARCH_FIELDS = (
     "since",
     "until",
 )
+#: The rules a search can ask for, in the contract's order.
+RULE_IDS = tuple(rule.value for rule in RuleId)
 _UPN_IN_URL = (
     "A UPN is never put in a page's address, where browser histories and access logs "
     "keep it: type it into the search form."
@@ -555,6 +569,7 @@ def search_page(
         "user": user,
         "q": asked,
         "event_types": EVENT_TYPES,
+        "rules": RULE_IDS,
         "kinds": KINDS,
         "query": urlencode(asked),
         "can_sar": user.role in SAR_ROLES,
@@ -587,6 +602,7 @@ async def search_posted(request: Request, user: PageReader) -> Response:
             "user": user,
             "q": asked,
             "event_types": EVENT_TYPES,
+            "rules": RULE_IDS,
             "kinds": KINDS,
             "error": str(exc),
             "page": None,
@@ -620,8 +636,12 @@ def entry_page(seq: int, request: Request, user: PageReader) -> Response:
     if found is None:
         entry_not_theirs(request, user, seq)
         return error_page(request, 404, f"There is no entry {seq}.", _TO_SEARCH)
+    entry = found["entry"]
+    event = {seq, entry["refers_to"], *(later["seq"] for later in found["referred_by"])}
+    with state.ledger.engine.connect() as db:
+        about = incidents_about(db, {s for s in event if s is not None}, user.scope)
     return templates.TemplateResponse(
-        request, "entry.html", {"user": user, "e": found["entry"], **found}
+        request, "entry.html", {"user": user, "e": entry, "incidents": about, **found}
     )
 
 

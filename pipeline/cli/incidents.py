@@ -38,8 +38,9 @@ from pipeline.incidents.lifecycle import (
     in_queue_order,
     left_text,
 )
-from pipeline.reports.formats import csv_chunks, event_label
+from pipeline.reports.formats import csv_chunks
 from pipeline.schooltime import shown_day, shown_in_school_time
+from pipeline.shown import event_name
 
 incidents_app = typer.Typer(
     help="Breach incidents and the 72-hour ICO clock.", no_args_is_help=True
@@ -270,7 +271,7 @@ def incidents_pupils(
         print(recorded)
         return
     text = "".join(
-        csv_chunks(FAMILIES_COLUMNS, families_rows(incident_id, revealed.pupils, event_label))
+        csv_chunks(FAMILIES_COLUMNS, families_rows(incident_id, revealed.pupils, event_name))
     )
     if csv_file is None:
         sys.stdout.write(text)
@@ -297,7 +298,7 @@ def _pupils_table(incident_id: int, revealed: Revealed) -> None:
             shown_day(date.fromisoformat(pupil.dob)) if pupil.dob else "not known",
             ", ".join(pupil.schools) or "-",
             Text("\n").join(
-                plain(f"{event_label(e.event_type)}, {event_day(e)}") for e in pupil.events
+                plain(f"{event_name(e.event_type)}, {event_day(e)}") for e in pupil.events
             ),
         )
     console.print(table)

@@ -9,6 +9,7 @@ lock, so two people acting at once cannot both move it from the same state.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -81,6 +82,20 @@ def incidents(
     if schools is None:
         return by_id
     return {i: incident for i, incident in by_id.items() if incident.cause.school in schools}
+
+
+def incidents_about(
+    connection: Connection, seqs: Collection[int], schools: tuple[str, ...] | None = None
+) -> list[int]:
+    """The ids of the incidents whose alerts were raised by any of the entries ``seqs``
+    (an event's decision and its re-decisions), of ``schools`` alone for a reader confined
+    to them: where an entry's page links back to."""
+    wanted = set(seqs)
+    return [
+        i
+        for i, incident in incidents(connection, schools).items()
+        if wanted & set(incident.entries)
+    ]
 
 
 def take_action(

@@ -33,6 +33,7 @@ from pipeline.ledger.queries import pupils_named
 from pipeline.ledger.store import Ledger, now_text
 from pipeline.logging import get_logger
 from pipeline.schooltime import shown_in_school_time
+from pipeline.shown import Naming, recipient_name, rule_name
 from schemas.alerts import Severity
 
 log = get_logger(__name__)
@@ -54,10 +55,17 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 
 def notice(
-    incident_id: int, incident: Incident, pupil_keys: Sequence[str], desk_url: str
+    incident_id: int,
+    incident: Incident,
+    pupil_keys: Sequence[str],
+    desk_url: str,
+    naming: Naming | None = None,
 ) -> dict[str, Any]:
-    """The JSON a webhook receives: pseudonymous, with a link to the incident."""
+    """The JSON a webhook receives: pseudonymous, with a link to the incident; the cause,
+    recipient and school by their ids, and in the desk's words (``said``) for a person."""
     deadline = incident.deadline
+    cause = incident.cause
+    naming = naming or Naming()
     return {
         "incident": incident_id,
         "severity": incident.severity.value,
@@ -71,6 +79,13 @@ def notice(
         "alerts": len(incident.entries),
         "pupil_keys": sorted(set(pupil_keys)),
         "link": f"{desk_url.rstrip('/')}/incidents/{incident_id}",
+        "said": {
+            "cause": rule_name(cause.rule),
+            "recipient": naming.recipient(cause.recipient, cause.school)
+            if cause.recipient
+            else None,
+            "school": naming.school(cause.school) if cause.school else None,
+        },
     }
 
 
@@ -231,14 +246,20 @@ def email_message(smtp: Smtp, to: str, sent: dict[str, Any]) -> EmailMessage:
     """The notice as a plain-text email: what, how urgent, and the link; no identities."""
     message = EmailMessage()
     kind = "breach" if sent["breach"] else "review"
+    said = sent.get("said") or {}
+    cause = said.get("cause") or rule_name(sent["rule"])
+    recipient = said.get("recipient") or (
+        recipient_name(sent["recipient"]) if sent["recipient"] else None
+    )
+    to_whom = f", to {recipient}" if recipient else ""
+    at = f", at {said['school']}" if said.get("school") else ""
     message["Subject"] = header_text(
-        f"[sharing-audit] {sent['severity'].upper()} {kind}: {sent['rule']} "
-        f"to {sent['recipient'] or 'unknown recipient'}"
+        f"[sharing-audit] {sent['severity'].upper()} {kind}: {cause}{to_whom}"
     )
     message["From"], message["To"] = smtp.sender, to
     lines = [
         f"Incident {sent['incident']}: {sent['severity']} {kind}.",
-        f"Cause: {sent['rule']}, recipient {sent['recipient'] or '-'}.",
+        f"Cause: {cause}{to_whom}{at}.",
         f"Alerts: {sent['alerts']}; pupils (pseudonyms): {', '.join(sent['pupil_keys'])}.",
     ]
     if sent["deadline_uk"]:
@@ -268,10 +289,13 @@ def send_email(
     return _retried(send, attempts, first_delay)
 
 
-def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: str) -> int:
+def notify_new_incidents(
+    ledger: Ledger, targets: Sequence[Target], desk_url: str, naming: Naming | None = None
+) -> int:
     """Send every open high-severity incident to every target that serves it (the trust's,
     and its own school's) not yet reached; how many notices arrived. Failures are
-    recorded and tried again on the next call."""
+    recorded and tried again on the next call. ``naming``: the packs and register that
+    name recipients and schools in the notices' words."""
     if not targets:
         return 0
     with ledger.engine.connect() as connection:
@@ -285,7 +309,7 @@ def notify_new_incidents(ledger: Ledger, targets: Sequence[Target], desk_url: st
     arrived = 0
     for incident_id, incident, pupils in due:
         try:
-            sent = notice(incident_id, incident, pupils, desk_url)
+            sent = notice(incident_id, incident, pupils, desk_url, naming)
         except Exception as exc:  # one incident that cannot be told holds back no other
             log.error("incident_notice_unbuildable", incident=incident_id, error=type(exc).__name__)
             continue

@@ -16,7 +16,16 @@ from sqlalchemy import Connection, func, select
 from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.outbox import alert_counts
-from pipeline.ledger.store import ENTRY, HEAD, PUPIL, RECIPIENT, Ledger, any_of
+from pipeline.ledger.store import (
+    ENTRY,
+    FACT,
+    HEAD,
+    PAYLOAD,
+    PUPIL,
+    RECIPIENT,
+    Ledger,
+    any_of,
+)
 
 PAGE = 2_000
 ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
@@ -161,6 +170,32 @@ def pupils_named(connection: Connection, seqs: Sequence[int]) -> list[str]:
     for (keys,) in rows:
         named.update(dict.fromkeys(orjson.loads(keys)))
     return list(named)
+
+
+#: What the rules judged of a sharing event that its entry's columns do not hold.
+JUDGED_DATA = ("special_condition", "consent_ref", "channel", "oldest_record", "purpose")
+#: What a lifecycle fact states, as the register keeps it (its pupil, by pseudonym, aside).
+JUDGED_FACT = ("ref", "recipients", "categories", "left_on", "destination")
+
+
+def judged(connection: Connection, entry: Entry) -> dict[str, Any]:
+    """The fields of ``entry``'s event that the rules judged beyond those the entry holds:
+    a sharing event's channel, Art 9 condition, consent reference and dates of its oldest
+    records, from its payload; a lifecycle event's fact, from the register. A re-decision
+    is of the event its first decision recorded; an act, or an event recorded with
+    neither (rejected), has none."""
+    seq = entry.refers_to if entry.kind == "reevaluation" else entry.seq
+    if seq is None or entry.event_type is None:
+        return {}
+    body = connection.execute(select(PAYLOAD.c.body).where(PAYLOAD.c.seq == seq)).scalar()
+    if body is not None:
+        data = orjson.loads(body).get("data", {})
+        return {name: data[name] for name in JUDGED_DATA if name in data}
+    fact = connection.execute(select(FACT.c.fact).where(FACT.c.seq == seq)).scalar()
+    if fact is not None:
+        stated = orjson.loads(fact)
+        return {name: stated[name] for name in JUDGED_FACT if name in stated}
+    return {}
 
 
 def referring_to(connection: Connection, seq: int) -> list[Entry]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -29,6 +29,7 @@ from pipeline.ledger.queries import (
     entries_at,
     entry_at,
     in_scope,
+    judged,
     nth_seq,
     referring_to,
 )
@@ -167,6 +168,8 @@ class Opened:
     entry: Entry
     refers_to: Entry | None
     referred_by: list[Entry]
+    #: What the rules judged of the entry's event beyond its columns (see :func:`judged`).
+    judged: dict[str, Any] = field(default_factory=dict)
 
 
 def opened(ledger: Ledger, reader: Requester, seq: int) -> Opened | None:
@@ -183,6 +186,7 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> Opened | None:
         earlier = entry_at(connection, entry.refers_to) if entry.refers_to else None
         earlier = earlier if in_scope(earlier, scope) else None
         later = [e for e in referring_to(connection, seq) if in_scope(e, scope)]
+        fields = judged(connection, entry)
     # Every entry the answer shows is named, so that opening an incident action (which
     # names no pupil) counts among the readers of the pupils of the decision it shows.
     shown = sorted({seq, *(e.seq for e in (earlier, *later) if e is not None)})
@@ -195,7 +199,7 @@ def opened(ledger: Ledger, reader: Requester, seq: int) -> Opened | None:
         refers_to=seq,
         extra={"entries": shown},
     )
-    return Opened(entry, earlier, later)
+    return Opened(entry, earlier, later, fields)
 
 
 def read_in_scope(read: Entry, schools: tuple[str, ...] | None) -> bool:

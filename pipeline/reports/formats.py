@@ -22,8 +22,7 @@ import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeline.ledger.queries import ENTRY_COLUMNS
-from pipeline.ledger.store import from_utc_text
-from pipeline.schooltime import shown_in_school_time
+from pipeline.shown import install
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _CHUNK = 500
@@ -36,29 +35,7 @@ html = Environment(
 )
 
 
-def in_school_time(text: str | None) -> str:
-    """A ledger time as a person in an English school reads it."""
-    return shown_in_school_time(from_utc_text(text)) if text else "\u2013"
-
-
-WHAT = {
-    "uk.school.census.submitted.v1": "census return",
-    "uk.school.pupil.transferred.v1": "record sent to the next school",
-    "uk.school.pupil.referred.v1": "referral",
-    "uk.school.pupil.left.v1": "left the school",
-    "uk.school.consent.given.v1": "consent given",
-    "uk.school.consent.withdrawn.v1": "consent withdrawn",
-    "uk.school.record.destroyed.v1": "records destroyed",
-}
-
-
-def event_label(event_type: str | None) -> str:
-    """An event type as a person would name it: "referral", "consent given"."""
-    return WHAT.get(event_type or "", event_type or "\u2013")
-
-
-html.filters["uk"] = in_school_time
-html.filters["what"] = event_label
+install(html)
 
 
 def cell(value: Any) -> Any:

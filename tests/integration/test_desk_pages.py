@@ -47,7 +47,7 @@ def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
         expect(page.locator("#queue")).to_be_visible()
         rows = page.locator("#queue tbody tr")
         expect(rows).to_have_count(2)
-        expect(rows.first.locator("td").nth(5)).to_have_text("2")  # events, not alerts
+        expect(rows.first.locator("td").nth(6)).to_have_text("2")  # events, not alerts
         # The clock ticks (the server writes hours and minutes, the script adds seconds):
         # its script is allowed by the pages' Content-Security-Policy.
         expect(rows.first.locator(".clock")).to_have_text(re.compile(r"\d+h \d\dm \d\ds"))
@@ -56,7 +56,7 @@ def test_the_dpo_signs_in_acknowledges_and_assesses_the_top_incident(
         top = rows.first.get_attribute("data-incident")
         rows.first.locator("a").click()
         expect(page.locator("#status")).to_have_text("open")
-        expect(page.get_by_text("consent.missing").first).to_be_visible()
+        expect(page.locator("#cause")).to_contain_text("no consent on record")
         page.click("#acknowledge")
         expect(page.locator("#status")).to_have_text("acknowledged")
         page.select_option("#risk", "high_risk")
@@ -226,7 +226,7 @@ def test_the_dpo_reveals_an_incidents_pupils_finds_the_read_in_the_ledger_and_do
         expect(page).to_have_url(re.compile(r"severity=high"))
         page.screenshot(path=str(ARTIFACTS / "desk-queue-filters.png"), full_page=True)
 
-        page.get_by_role("link", name="consent.missing").click()
+        page.get_by_role("link", name="no consent on record").click()
         incident_id = int(page.url.rsplit("/", 1)[1])
         expect(page.locator("#pupils")).to_have_count(0)  # pseudonyms until asked
         page.click("#reveal")
@@ -248,7 +248,7 @@ def test_the_dpo_reveals_an_incidents_pupils_finds_the_read_in_the_ledger_and_do
         # ... and the ledger's search lists it as an auditor would find it.
         page.goto(f"{address}/desk/search?kind=read&go=1")
         expect(page.locator(f"tr[data-seq='{read.seq}']")).to_contain_text(
-            f"{REVEAL_ACTION} by Dana (DPO)"
+            "Dana (DPO) revealed the pupils of an incident"
         )
 
         page.goto(f"{address}/desk/incidents/{incident_id}")

@@ -45,7 +45,7 @@ def rows(page: str) -> list[str]:
 def test_the_queue_shows_each_incidents_school(dpo: TestClient) -> None:
     page = dpo.get("/desk").text
     assert "<th>School</th>" in page
-    assert page.count('<td class="school">116234</td>') == 2
+    assert page.count('<td class="school" data-urn="116234">school 116234</td>') == 2
 
 
 def test_the_queue_counts_the_events_of_each_incident(dpo: TestClient, ledger: Ledger) -> None:

@@ -171,7 +171,7 @@ def test_an_email_notice_arrives_after_a_refusal_and_names_no_pupil(ledger: Ledg
         mailbox.close()
     [message] = mailbox.messages
     text = message.decode()
-    assert "Subject: [sharing-audit] HIGH breach: consent.missing" in text
+    assert "Subject: [sharing-audit] HIGH breach: no consent on record, to" in text
     assert "https://desk.school.example/incidents/" in text
     assert upn(1) not in text
 
@@ -226,7 +226,7 @@ def test_an_email_subject_stays_one_line_whatever_the_recipient_holds() -> None:
     message = email_message(Smtp("127.0.0.1"), "dpo@school.example", sent)
     headers = message.as_bytes().split(b"\n\n", 1)[0].decode()
     assert [h for h in headers.splitlines() if h.startswith("Bcc")] == []
-    assert message["Subject"].endswith("to agency:x Bcc: someone@example.org x")
+    assert "x Bcc: someone@example.org x" in message["Subject"]
 
 
 class TlsMailbox:

@@ -343,7 +343,7 @@ def test_the_trusts_dpo_narrows_the_queue_to_one_school(
     whole = pages.get("/desk").text
     assert all(f'<option value="{school}"' in whole for school in (A, B))
     narrowed = pages.get(f"/desk?school={B}").text
-    shown = set(re.findall(r'<td class="school">(\d+)</td>', narrowed))
+    shown = set(re.findall(r'<td class="school" data-urn="(\d+)">', narrowed))
     assert shown == {B}
     assert f'data-incident="{trust.incidents[B]}"' in narrowed
     assert f'data-incident="{trust.incidents[A]}"' not in narrowed
