@@ -66,8 +66,18 @@ def visit_every_page(page: Any, address: str) -> Iterator[str]:
     """Go to each page of the desk in turn, naming it."""
     page.goto(f"{address}/desk")
     yield "queue"
+    page.goto(f"{address}/desk?severity=high")
+    yield "queue narrowed"
+    page.goto(f"{address}/desk")
     page.locator("#queue tbody tr a").first.click()
     yield "incident"
+    page.click("#reveal")
+    yield "incident with its pupils revealed"
+    if page.locator("#acknowledge").count():
+        page.click("#acknowledge")
+    page.fill("#reasons", "no risk chosen")
+    page.click("#assess")  # no risk chosen: refused, in the page
+    yield "incident with an error"
     page.goto(f"{address}/desk/entries/1")
     yield "entry"
     page.goto(f"{address}/desk/search")
