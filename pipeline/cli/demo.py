@@ -23,6 +23,7 @@ from pipeline.checking import expected_of
 from pipeline.cli.exits import fail, policy_or_fail
 from pipeline.cli.options import PolicyOption
 from pipeline.cli.report import write_private
+from pipeline.cli.runnable import activation, command_line
 from pipeline.engine import Engine
 from pipeline.ledger.chain import Verification
 from pipeline.ledger.keys import ledger_key
@@ -104,7 +105,13 @@ def _reports(
     write_private(ropa, ropa_html(year).encode())
     console.print(f"\n[bold]For auditors[/bold]: a subject-access report -> {sar}")
     console.print(f"and the year's record of processing -> {ropa}; the same at the command line:")
-    console.print(f"  sharing-audit report sar --db {ledger.engine.url} --pupil {upn}")
+    say_command(console, "report", "sar", "--db", url, "--pupil", upn)
+
+
+def say_command(console: Console, *args: str) -> None:
+    """A command to run next, on a line of its own and never wrapped, so that it can be
+    pasted whole into the shell that started the demo (see :mod:`pipeline.cli.runnable`)."""
+    console.print(f"  {command_line(*args)}", markup=False, soft_wrap=True)
 
 
 def run_demo(
@@ -143,7 +150,8 @@ def run_demo(
         f"decisions matching sharing-audit check on the same file: {agree} of {len(expected.final)}"
     )
     _print_verification(verification, console)
-    console.print(f"explore it: sharing-audit ledger query --db {url} --decision breach")
+    console.print("explore it:")
+    say_command(console, "ledger", "query", "--db", url, "--decision", "breach")
     _for_the_dpo(url, lines, policy, folder, console)
 
 
@@ -256,10 +264,16 @@ def _for_the_dpo(
     _reports(ledger, lines, policy, folder, console)
     ledger.engine.dispose()
     console.print("\n[bold]The DPO's queue[/bold]: start the desk with")
-    console.print(f"  sharing-audit serve --db {url}")
+    say_command(console, "serve", "--db", url)
     console.print("then open http://127.0.0.1:8000/desk and sign in with this DPO token")
     console.print("(the search and both reports are there too):")
     console.print(f"  {token}")
+    if (activate := activation()) is not None:
+        console.print(
+            f"(sharing-audit is not on this shell's PATH: run the commands above as printed, "
+            f"or run `{activate}` first to type sharing-audit alone)",
+            markup=False,
+        )
 
 
 def demo(

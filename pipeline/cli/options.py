@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from pipeline.cli.exits import fail
+from pipeline.cli.runnable import command_line
 from pipeline.ledger import schema
 from pipeline.ledger.asking import BadFilter
 from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
@@ -140,7 +141,7 @@ def broker_config(broker: str | None) -> KafkaConfig:
     except ValueError:
         fail(
             "no broker: give --broker HOST:PORT or set SHARING_AUDIT_BROKER "
-            "(sharing-audit up and sharing-audit broker print the address)"
+            f"({command_line('up')} and {command_line('broker')} print the address)"
         )
 
 
@@ -190,8 +191,8 @@ def log_verifier_or_fail(vkey_file: str | None, db: str | None, acked: str) -> V
     if log is None:
         fail(
             "cannot check the log's receipts: no verifier key for it (give --vkey FILE or "
-            "set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it where the ledger "
-            f"is). --wait acked {acked}, but then only promises that the broker took them."
+            f"set SHARING_AUDIT_LOG_VKEY; {command_line('log', 'vkey')} prints it where the "
+            f"ledger is). --wait acked {acked}, but then only promises that the broker took them."
         )
     return log
 

@@ -20,6 +20,7 @@ from pipeline.cli.audit import StateOption, VkeyOption, _log_key
 from pipeline.cli.exits import fail
 from pipeline.cli.held import Held, held_receipts
 from pipeline.cli.proving import LogOverHttp, NoSource, ProofFiles, ProofSource
+from pipeline.cli.runnable import command_line
 from pipeline.settings import settings
 from pipeline.shown import shown_text
 from pipeline.transparency.auditor import STATE_FILE, Refused, kept_checkpoint
@@ -135,8 +136,9 @@ def _accepted(state: Path, log: Verifier, now: int) -> Accepted:
         fail(str(exc))
     if checkpoint is None:
         fail(
-            f"no checkpoint accepted in {shown_text(state)}: run sharing-audit audit verify "
-            "CHECKPOINT --vkey ... --state ... first, on the log's latest checkpoint"
+            f"no checkpoint accepted in {shown_text(state)}: run "
+            f"{command_line('audit', 'verify', 'CHECKPOINT', '--vkey', '...', '--state', '...')} "
+            "first, on the log's latest checkpoint"
         )
     kept = state / STATE_FILE
     return Accepted(checkpoint, kept.read_bytes(), min(now, int(kept.stat().st_mtime)))
