@@ -8,6 +8,7 @@ it makes stays in one folder, so the ledger can be queried afterwards.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,7 +22,7 @@ from rich.table import Table
 
 from pipeline.checking import expected_of
 from pipeline.cli.exits import fail, policy_or_fail
-from pipeline.cli.options import PolicyOption
+from pipeline.cli.options import DATABASE_SETTING, PolicyOption
 from pipeline.cli.report import write_private
 from pipeline.cli.runnable import activation, command_line
 from pipeline.engine import Engine
@@ -42,7 +43,7 @@ from pipeline.simulate import simulate
 from pipeline.transport.broker import BrokerError
 from pipeline.transport.kafka import ALERTS_TOPIC, KafkaConfig, KafkaUnavailable, read_topic
 from pipeline.transport.mis import MisProducer
-from pipeline.transport.processes import Pipeline
+from pipeline.transport.processes import Pipeline, say
 from pipeline.users import Role, add_user
 
 #: Files the demo owns in its folder, removed at the start of each run.
@@ -289,6 +290,8 @@ def demo(
 ) -> None:
     """Run the whole pipeline on a simulated school year and summarise what it found."""
     pack = policy_or_fail(policy)
+    if os.environ.get(DATABASE_SETTING):
+        say(f"the demo keeps a ledger of its own in {folder}; {DATABASE_SETTING} is not used")
     try:
         run_demo(folder, pack, policy, pupils, violation_rate, seed, Console(highlight=False))
     except (BrokerError, KafkaUnavailable, DemoFailed) as exc:

@@ -29,7 +29,7 @@ from pipeline.pseudonym import (
     load_or_create_key,
     pseudonymiser,
 )
-from pipeline.settings import settings
+from pipeline.settings import DEFAULT_DATABASE_URL, settings
 from pipeline.transparency.note import Verifier
 from pipeline.transport.kafka import KafkaConfig
 from pipeline.transport.mis import NoLogKey, log_verifier
@@ -65,11 +65,14 @@ def school_scope(school: str | None, register: Schools | None = None) -> tuple[s
     return (school,)
 
 
+#: The setting every command that takes --db falls back on (check alone does not: it
+#: writes to a ledger only when given one, and says so when this is set).
+DATABASE_SETTING = "SHARING_AUDIT_DATABASE_URL"
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Database URL (else SHARING_AUDIT_DATABASE_URL, else sqlite:///sharing-audit.db).",
+        help=f"Database URL (else {DATABASE_SETTING}, else {DEFAULT_DATABASE_URL}).",
     ),
 ]
 

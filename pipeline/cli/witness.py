@@ -23,7 +23,12 @@ witness_app = typer.Typer(
     no_args_is_help=True,
 )
 WitnessDbOption = Annotated[
-    str, typer.Option("--db", help=f"The witness's own state (default {DEFAULT_WITNESS_DB}).")
+    str,
+    typer.Option(
+        "--db",
+        help=f"The witness's own state (default {DEFAULT_WITNESS_DB}; never the ledger "
+        "SHARING_AUDIT_DATABASE_URL names: a witness keeps apart from the logs it watches).",
+    ),
 ]
 
 
