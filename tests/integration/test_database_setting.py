@@ -125,7 +125,7 @@ def _watch(named: Named, tmp_path: Path, kafka: KafkaConfig) -> None:
     (exports / "a.xml").write_bytes(ctf(ctf_pupil(1, CTF_SECTIONS["sen"][0])))
     args = ["watch", str(exports), "--broker", kafka.bootstrap, "--settle", "0", "--once"]
     done = named.run(*args, "--timeout", "1", code=1)
-    assert "waiting: a.xml: 1 of 1 event" in done.stdout
+    assert "waiting: a.xml: 1 of 1 event holds no receipt" in done.stdout
 
 
 def _says_the_ledger(command: list[str], url: str) -> None:
