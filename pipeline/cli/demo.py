@@ -214,20 +214,25 @@ def _await_relay(ledger: Ledger, timeout: float = 60.0) -> None:
 
 
 def _print_decisions(final: dict[str, tuple[str, tuple[str, ...]]], console: Console) -> None:
+    for table in decision_tables(final):
+        console.print(table)
+
+
+def decision_tables(final: dict[str, tuple[str, tuple[str, ...]]]) -> list[Table]:
+    """Events by their current decision, and by each rule they broke."""
     decisions = Counter(decision for decision, _ in final.values())
-    table = Table(title="decisions (current, per event)", header_style="bold")
-    table.add_column("decision")
-    table.add_column("events", justify="right")
+    by_decision = Table(title="decisions (current, per event)", header_style="bold")
+    by_decision.add_column("decision")
+    by_decision.add_column("events", justify="right")
     for name in ("allowed", "review", "breach", "rejected"):
-        table.add_row(name, str(decisions.get(name, 0)))
-    console.print(table)
+        by_decision.add_row(name, str(decisions.get(name, 0)))
     rules = Counter(rule for _, rules in final.values() for rule in rules)
-    table = Table(title="rules broken", header_style="bold")
-    table.add_column("rule")
-    table.add_column("events", justify="right")
+    by_rule = Table(title="rules broken", header_style="bold")
+    by_rule.add_column("rule")
+    by_rule.add_column("events", justify="right")
     for rule, n in rules.most_common():
-        table.add_row(rule, str(n))
-    console.print(table)
+        by_rule.add_row(rule, str(n))
+    return [by_decision, by_rule]
 
 
 def _print_alerts(alerts: list[dict[str, Any]], superseded: int, console: Console) -> None:

@@ -285,7 +285,7 @@ def _witness_serve(named: Named, monkeypatch: pytest.MonkeyPatch) -> None:
 @case("incidents list")
 def _incidents_list(named: Named) -> None:
     queue = named.run("incidents", "list").stdout
-    assert re.search(r"^│ 1 ", queue, re.M) and re.search(r"^│ 3 ", queue, re.M), queue
+    assert re.search(r"^ +1 │ high", queue, re.M) and re.search(r"^ +3 │ high", queue, re.M), queue
 
 
 @case("incidents show")
