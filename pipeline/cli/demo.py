@@ -240,7 +240,7 @@ def _print_alerts(alerts: list[dict[str, Any]], superseded: int, console: Consol
     console.print(
         f"alerts on {ALERTS_TOPIC}: {len(alerts)} "
         f"(high {severities['high']}, medium {severities['medium']}, "
-        f"low {severities['low']}); {superseded} held back because a late fact "
+        f"low {severities['low']}); {superseded} not sent because a late fact "
         "re-decided the event first"
     )
     for alert in [a for a in alerts if a["severity"] == "high"][:3]:
