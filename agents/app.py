@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -58,12 +59,19 @@ def create_app(
     sink: LedgerSink,
     batching: Batching | None = None,
     notifier: Callable[[], int] | None = None,
+    datadir: Path | None = None,
 ) -> Any:
     """The worker's Faust app, recording into ``sink``; ``notifier``, when given, sends
-    notices of new high-severity incidents (it blocks, so it runs on a thread)."""
+    notices of new high-severity incidents (it blocks, so it runs on a thread).
+
+    ``datadir`` is the folder Faust makes at start for tables kept on disk, which this app
+    has none of (its store is in memory); unset, Faust makes ``sharing-audit-data/`` in the
+    working folder, where it is left behind, empty, for ``git add`` to find."""
     batching = batching or Batching()
+    where: dict[str, Any] = {} if datadir is None else {"datadir": datadir}
     app = faust.App(
         WORKER_GROUP,
+        **where,
         **faust_settings(config),
         **faust_credentials(config),
         value_serializer="raw",

@@ -7,8 +7,11 @@ in a deployment the two often start together.
 from __future__ import annotations
 
 import gc
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from agents.app import create_app
 from agents.publisher import Checkpointing
@@ -97,7 +100,9 @@ def run_worker(config: WorkerConfig) -> None:
             naming = Naming(config.policy, config.schools)
             return notify_new_incidents(notices, config.notice_targets, config.desk_url, naming)
 
-    app = create_app(config.kafka, sink, config.batching, notifier)
+    # Faust's folder for tables on disk (there are none): a temporary one, gone at exit.
+    datadir = Path(tempfile.mkdtemp(prefix="sharing-audit-worker-"))
+    app = create_app(config.kafka, sink, config.batching, notifier, datadir)
     log.info(
         "worker_starting",
         broker=config.kafka.bootstrap,
@@ -111,6 +116,7 @@ def run_worker(config: WorkerConfig) -> None:
         worker.execute_from_commandline()
     finally:
         sink.close()
+        shutil.rmtree(datadir, ignore_errors=True)
         say_unrecorded(config.kafka)
 
 

@@ -11,15 +11,24 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.exits import fail
+from pipeline.cli.keys import log_key, witness_key
 from pipeline.transparency.auditor import Refused, accept, accept_receipt, given_twice
-from pipeline.transparency.note import NoteError, Verifier
+from pipeline.transparency.note import Verifier
 
 audit_app = typer.Typer(
     help="Verify the log without trusting it: checkpoints and receipts, offline.",
     no_args_is_help=True,
 )
 
-VkeyOption = Annotated[Path, typer.Option("--vkey", help="A file holding the log's verifier key.")]
+VkeyOption = Annotated[
+    str,
+    typer.Option(
+        "--vkey",
+        metavar="KEY|FILE",
+        help="The log's verifier key (the line sharing-audit log vkey prints), or a file "
+        "holding it.",
+    ),
+]
 StateOption = Annotated[
     Path,
     typer.Option(
@@ -33,7 +42,11 @@ ProofOption = Annotated[
 ]
 WitnessOption = Annotated[
     list[str] | None,
-    typer.Option("--witness", help="A witness's verifier key (repeatable, each once)."),
+    typer.Option(
+        "--witness",
+        metavar="KEY|FILE",
+        help="A witness's verifier key, or a file holding it (repeatable, each witness once).",
+    ),
 ]
 QuorumOption = Annotated[
     int, typer.Option(help="How many distinct witnesses given must have cosigned.")
@@ -47,21 +60,10 @@ def _read(path: Path, what: str) -> bytes:
         fail(f"cannot read {what} {path}: {exc.strerror}")
 
 
-def _verifier(text: str, where: str) -> Verifier:
-    try:
-        return Verifier.parse(text)
-    except NoteError as exc:
-        fail(f"{where}: {exc}")
-
-
-def _log_key(vkey: Path) -> Verifier:
-    return _verifier(_read(vkey, "the verifier key").decode("utf-8", "replace"), str(vkey))
-
-
 def _witnesses(given: list[str] | None, quorum: int) -> list[Verifier]:
     """The witnesses' keys, each once: a witness given twice would count twice toward
     the quorum, so it is a mistake to name, not to tolerate."""
-    witnesses = [_verifier(text, "--witness") for text in given or []]
+    witnesses = [witness_key(text, "--witness") for text in given or []]
     twice = given_twice(witnesses)
     if twice is not None:
         fail(f"--witness {twice} is given twice (by name or key): each witness counts once")
@@ -81,7 +83,7 @@ def verify(
 ) -> None:
     """Accept CHECKPOINT if the log signed it, QUORUM witnesses cosigned it, and it
     extends the checkpoint kept in --state (proven by --proof); exit 1 naming the fault."""
-    log = _log_key(vkey)
+    log = log_key(vkey, "--vkey")
     witnesses = _witnesses(witness, quorum)
     note = _read(checkpoint, "the checkpoint")
     given = _read(proof, "the proof") if proof is not None else None
@@ -107,7 +109,7 @@ def receipt(
     size must have the same root; a larger one needs --proof from the kept size (and is
     then kept); a smaller one needs --proof from its own size to the kept one. Exit 1
     naming the fault."""
-    log = _log_key(vkey)
+    log = log_key(vkey, "--vkey")
     witnesses = _witnesses(witness, quorum)
     data, entry = _read(receipt_file, "the receipt"), _read(leaf, "the leaf")
     given = _read(proof, "the proof") if proof is not None else None

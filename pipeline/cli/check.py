@@ -19,10 +19,17 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from pipeline.checking import Decider, Result, Summary, check_lines, in_memory, numbered_lines
 from pipeline.cli.exits import fail, open_events, policy_or_fail, schools_or_fail
-from pipeline.cli.options import PolicyOption, SchoolsOption, open_ledger, pseudonym_for
+from pipeline.cli.options import (
+    DATABASE_SETTING,
+    PolicyOption,
+    SchoolsOption,
+    open_ledger,
+    pseudonym_for,
+)
 from pipeline.cli.terminal import result_row, summary_table
 from pipeline.engine import Engine
 from pipeline.ledger.ingest import LedgerWriter
+from pipeline.transport.processes import say
 
 _PROGRESS_MIN_BYTES = 1 << 20
 
@@ -44,7 +51,11 @@ def check(
     ] = None,
     db: Annotated[
         str | None,
-        typer.Option("--db", help="Also append the decisions to the ledger at this URL."),
+        typer.Option(
+            "--db",
+            help="Also append the decisions to the ledger at this URL (only this: without "
+            f"--db, check writes to no ledger, even with {DATABASE_SETTING} set).",
+        ),
     ] = None,
     batch: Annotated[
         int, typer.Option(min=1, max=10_000, help="Lines per ledger transaction.")
@@ -59,6 +70,13 @@ def check(
         decide_batch = writer.write
     else:
         decide_batch, batch = in_memory(Engine(pack, schools=register)), 1
+        if os.environ.get(DATABASE_SETTING):
+            # A trial run never seals anything in the ledger a deployment names, but one
+            # who set the variable for the other commands is told, not left to wonder.
+            say(
+                f"check decides in memory and writes nothing to the ledger {DATABASE_SETTING} "
+                "names (give --db URL to append the decisions to a ledger)"
+            )
     stream, size = open_events(file)
     fmt = output or (Format.table if sys.stdout.isatty() else Format.jsonl)
     err = Console(stderr=True)

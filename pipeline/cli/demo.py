@@ -8,6 +8,7 @@ it makes stays in one folder, so the ledger can be queried afterwards.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,8 +22,9 @@ from rich.table import Table
 
 from pipeline.checking import expected_of
 from pipeline.cli.exits import fail, policy_or_fail, school_or_fail
-from pipeline.cli.options import PolicyOption
+from pipeline.cli.options import DATABASE_SETTING, PolicyOption
 from pipeline.cli.report import write_private
+from pipeline.cli.runnable import activation, command_line
 from pipeline.engine import Engine
 from pipeline.ledger.chain import Verification
 from pipeline.ledger.keys import ledger_key
@@ -41,7 +43,7 @@ from pipeline.simulate import simulate
 from pipeline.transport.broker import BrokerError
 from pipeline.transport.kafka import ALERTS_TOPIC, KafkaConfig, KafkaUnavailable, read_topic
 from pipeline.transport.mis import MisProducer
-from pipeline.transport.processes import Pipeline
+from pipeline.transport.processes import Pipeline, say
 from pipeline.users import Role, add_user
 
 #: Files the demo owns in its folder, removed at the start of each run.
@@ -104,7 +106,13 @@ def _reports(
     write_private(ropa, ropa_html(year).encode())
     console.print(f"\n[bold]For auditors[/bold]: a subject-access report -> {sar}")
     console.print(f"and the year's record of processing -> {ropa}; the same at the command line:")
-    console.print(f"  sharing-audit report sar --db {ledger.engine.url} --pupil {upn}")
+    say_command(console, "report", "sar", "--db", url, "--pupil", upn)
+
+
+def say_command(console: Console, *args: str) -> None:
+    """A command to run next, on a line of its own and never wrapped, so that it can be
+    pasted whole into the shell that started the demo (see :mod:`pipeline.cli.runnable`)."""
+    console.print(f"  {command_line(*args)}", markup=False, soft_wrap=True)
 
 
 def run_demo(
@@ -143,7 +151,8 @@ def run_demo(
         f"decisions matching sharing-audit check on the same file: {agree} of {len(expected.final)}"
     )
     _print_verification(verification, console)
-    console.print(f"explore it: sharing-audit ledger query --db {url} --decision breach")
+    console.print("explore it:")
+    say_command(console, "ledger", "query", "--db", url, "--decision", "breach")
     _for_the_dpo(url, lines, policy, folder, console)
 
 
@@ -205,20 +214,25 @@ def _await_relay(ledger: Ledger, timeout: float = 60.0) -> None:
 
 
 def _print_decisions(final: dict[str, tuple[str, tuple[str, ...]]], console: Console) -> None:
+    for table in decision_tables(final):
+        console.print(table)
+
+
+def decision_tables(final: dict[str, tuple[str, tuple[str, ...]]]) -> list[Table]:
+    """Events by their current decision, and by each rule they broke."""
     decisions = Counter(decision for decision, _ in final.values())
-    table = Table(title="decisions (current, per event)", header_style="bold")
-    table.add_column("decision")
-    table.add_column("events", justify="right")
+    by_decision = Table(title="decisions (current, per event)", header_style="bold")
+    by_decision.add_column("decision")
+    by_decision.add_column("events", justify="right")
     for name in ("allowed", "review", "breach", "rejected"):
-        table.add_row(name, str(decisions.get(name, 0)))
-    console.print(table)
+        by_decision.add_row(name, str(decisions.get(name, 0)))
     rules = Counter(rule for _, rules in final.values() for rule in rules)
-    table = Table(title="rules broken", header_style="bold")
-    table.add_column("rule")
-    table.add_column("events", justify="right")
+    by_rule = Table(title="rules broken", header_style="bold")
+    by_rule.add_column("rule")
+    by_rule.add_column("events", justify="right")
     for rule, n in rules.most_common():
-        table.add_row(rule, str(n))
-    console.print(table)
+        by_rule.add_row(rule, str(n))
+    return [by_decision, by_rule]
 
 
 def _print_alerts(alerts: list[dict[str, Any]], superseded: int, console: Console) -> None:
@@ -226,7 +240,7 @@ def _print_alerts(alerts: list[dict[str, Any]], superseded: int, console: Consol
     console.print(
         f"alerts on {ALERTS_TOPIC}: {len(alerts)} "
         f"(high {severities['high']}, medium {severities['medium']}, "
-        f"low {severities['low']}); {superseded} held back because a late fact "
+        f"low {severities['low']}); {superseded} not sent because a late fact "
         "re-decided the event first"
     )
     for alert in [a for a in alerts if a["severity"] == "high"][:3]:
@@ -256,10 +270,16 @@ def _for_the_dpo(
     _reports(ledger, lines, policy, folder, console)
     ledger.engine.dispose()
     console.print("\n[bold]The DPO's queue[/bold]: start the desk with")
-    console.print(f"  sharing-audit serve --db {url}")
+    say_command(console, "serve", "--db", url)
     console.print("then open http://127.0.0.1:8000/desk and sign in with this DPO token")
     console.print("(the search and both reports are there too):")
     console.print(f"  {token}")
+    if (activate := activation()) is not None:
+        console.print(
+            f"(sharing-audit is not on this shell's PATH: run the commands above as printed, "
+            f"or run `{activate}` first to type sharing-audit alone)",
+            markup=False,
+        )
 
 
 def demo(
@@ -275,6 +295,8 @@ def demo(
 ) -> None:
     """Run the whole pipeline on a simulated school year and summarise what it found."""
     pack = policy_or_fail(policy)
+    if os.environ.get(DATABASE_SETTING):
+        say(f"the demo keeps a ledger of its own in {folder}; {DATABASE_SETTING} is not used")
     try:
         run_demo(folder, pack, policy, pupils, violation_rate, seed, Console(highlight=False))
     except (BrokerError, KafkaUnavailable, DemoFailed) as exc:

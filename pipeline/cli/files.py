@@ -4,6 +4,7 @@ output for ``check`` or ``emit``, or sent from the MIS's export folder as they a
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -28,7 +29,16 @@ from pipeline.cli.stream import Wait
 from pipeline.files.events import FileKind, file_events, stream_events
 from pipeline.files.gias import Gias, read_gias
 from pipeline.files.safe_xml import FileRefused
-from pipeline.files.watch import FolderWatcher, Outcome, Send
+from pipeline.files.watch import (
+    DONE,
+    EXPORTS,
+    RECEIPTS,
+    REJECTED,
+    FolderWatcher,
+    Outcome,
+    Send,
+)
+from pipeline.plural import counted
 from pipeline.policy.intake import read_event
 from pipeline.shown import shown_text
 from pipeline.transparency.note import Verifier
@@ -137,14 +147,23 @@ def watch(
     ] = 120.0,
     vkey: VkeyOption = None,
     db: DbOption = None,
+    pattern: Annotated[
+        str,
+        typer.Option(
+            help="The names of the exports to read, a shell pattern matched in any case; "
+            "anything else in FOLDER is left alone.",
+        ),
+    ] = EXPORTS,
 ) -> None:
     """Send the events of each CTF or census return that appears in FOLDER, then move it
     to FOLDER/done/ once the log has signed a receipt for every one of them, the receipts
     beside it in done/NAME.receipts.jsonl (or to FOLDER/rejected/ with a .why beside it).
     Each is taken into FOLDER/.sending/ before it is read, its receipts kept there as they
     come; stopped and started again, the watcher sends only the events that hold none.
-    Anything that is not a regular file (a link, a folder, a FIFO) is rejected unopened.
-    Ctrl-C stops after the file being sent. With --once, exits 1 when a file was left
+    Only names matching --pattern (*.xml) are read; anything so named that is not a
+    regular file (a link, a folder, a FIFO) is rejected unopened. It says at start what it
+    watches and where files go, then one line per file. Ctrl-C stops after the file being
+    sent. With --once, exits 1 when a file was left
     waiting (its events lacking a receipt, or the broker not answering)."""
     if not folder.is_dir():
         fail(f"{shown_text(folder)}: not a folder")
@@ -164,7 +183,8 @@ def watch(
                 producer.send_recorded([], log, timeout)
             convert = partial(stream_events, policy=pack, gias=schools)
             send = _sender(producer, log, timeout, told)
-            watcher = FolderWatcher(folder, convert, send, settle, told, log is not None)
+            watcher = FolderWatcher(folder, convert, send, settle, told, log is not None, pattern)
+            console.print(banner(watcher, config.bootstrap, once), markup=False, soft_wrap=True)
             waiting = _watch(watcher, console, once)
     except (DeliveryError, KafkaUnavailable) as exc:
         fail(str(exc))
@@ -184,7 +204,7 @@ def _watch(watcher: FolderWatcher, console: Console, once: bool) -> bool:
             if stop.event.is_set():
                 return waiting
             if outcome := watcher.handle(path):
-                console.print(_outcome_line(outcome), markup=False, soft_wrap=True)
+                console.print(outcome_line(outcome), markup=False, soft_wrap=True)
                 waiting |= outcome.status == "waiting"
         if once or stop.wait(1.0):
             return waiting
@@ -217,8 +237,32 @@ def _sender(
     return send
 
 
-def _outcome_line(outcome: Outcome) -> str:
-    """What became of a file, as a line for the operator: its name and reason, which the
-    MIS or whoever writes into the folder chose, with control characters escaped."""
-    detail = f"{outcome.events} events" if outcome.status == "done" else outcome.why
-    return shown_text(f"{outcome.status}: {outcome.file}: {detail}")
+def banner(watcher: FolderWatcher, broker: str, once: bool) -> str:
+    """What the watcher says as it starts: the folder, what it reads there and what it
+    leaves, where each file's events go, and where the file goes after."""
+    folder = shown_text(watcher.folder)
+    done, rejected = shown_text(watcher.folder / DONE), shown_text(watcher.folder / REJECTED)
+    settled = f"once unchanged for {watcher.settle:g} s" if watcher.settle else "at once"
+    until = (
+        f"once the log's receipt of each of its events is kept beside it ({done}/NAME{RECEIPTS})"
+        if watcher.receipts
+        else "once the broker took each of its events (no receipts kept)"
+    )
+    stop = "it reads what is there now, then stops" if once else "Ctrl-C stops it"
+    return (
+        f"watching {folder}/ for {shown_text(watcher.pattern)} (Common Transfer Files and "
+        f"census returns), each read {settled}; anything else there is left alone\n"
+        f"each file's events go to {shown_text(broker)}, then the file to {done}/ {until}; "
+        f"a file that cannot be read goes to {rejected}/ beside a .why saying why; {stop}"
+    )
+
+
+def outcome_line(outcome: Outcome) -> str:
+    """What became of a file, as a line for the operator: its name and reason (the reason
+    without the file's path before it: the line names the file), with control characters
+    escaped, as the MIS or whoever writes into the folder chose both."""
+    name = shown_text(outcome.file)
+    if outcome.status == "done":
+        return f"done: {name}: {counted(outcome.events, 'event')}"
+    why = re.sub(rf"^(?:\S*/)?{re.escape(name)}: ", "", shown_text(outcome.why))
+    return f"{outcome.status}: {name}: {why}"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import getpass
 import sys
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -26,21 +26,23 @@ from pipeline.cli.options import (
     school_scope,
 )
 from pipeline.cli.report import write_private
-from pipeline.cli.terminal import plain
+from pipeline.cli.terminal import WHEN_WIDTH, plain
 from pipeline.incidents.affected import FAMILIES_COLUMNS, event_day, families_rows
 from pipeline.incidents.desk import Revealed, UnknownIncident, incidents, reveal_pupils, take_action
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
+    Incident,
     Risk,
     Status,
     TransitionRefused,
     in_queue_order,
     left_text,
 )
+from pipeline.plural import counted
 from pipeline.reports.formats import csv_chunks
 from pipeline.schooltime import shown_day, shown_in_school_time
-from pipeline.shown import event_name
+from pipeline.shown import event_name, rule_name
 
 incidents_app = typer.Typer(
     help="Breach incidents and the 72-hour ICO clock.", no_args_is_help=True
@@ -70,40 +72,48 @@ def incidents_list(
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         found = incidents(connection, scope)
-    now = datetime.now(UTC)
-    table = Table(header_style="bold")
-    for column in (
-        "id",
-        "severity",
-        "status",
-        "rule",
-        "recipient",
-        "events",
-        "ICO deadline",
-        "time left",
-    ):
-        table.add_column(column)
-    shown = 0
-    for incident_id, incident in in_queue_order(found, now):
-        if incident.status is Status.CLOSED and not show_all:
-            continue
-        deadline = incident.deadline
-        table.add_row(
-            str(incident_id),
-            incident.severity.value,
-            incident.status.value,
-            plain(incident.cause.rule),
-            plain(incident.cause.recipient),
-            str(len(incident.events)) if incident.events else "-",
-            shown_in_school_time(deadline) if deadline else "-",
-            left_text(incident.time_left(now)) or "-",
-        )
-        shown += 1
+    listed = [
+        (number, incident)
+        for number, incident in in_queue_order(found, datetime.now(UTC))
+        if show_all or incident.status is not Status.CLOSED
+    ]
     console = Console(highlight=False)
-    if shown:
-        console.print(table)
+    if listed:
+        console.print(queue_table(listed, datetime.now(UTC)))
     else:
         console.print("no incidents" + ("" if show_all else " open"))
+
+
+def queue_table(listed: list[tuple[int, Incident]], now: datetime) -> Table:
+    """The queue as a table that fits 80 columns with no word broken: each incident's
+    severity over its status, its cause (the rule, to whom, how many events) in one cell
+    of short lines, and its ICO deadline in school time with the time left under it. The
+    columns but the cause are no wider than their longest word needs, and the table has
+    no outer edge, so that the cause, whose recipient is one long word, is never cut."""
+    table = Table(header_style="bold", show_edge=False)
+    table.add_column("id", justify="right")
+    table.add_column("severity, status", max_width=len("acknowledged"))
+    table.add_column("cause")
+    table.add_column("ICO deadline", max_width=WHEN_WIDTH)
+    for incident_id, incident in listed:
+        events = counted(len(incident.events), "event") if incident.events else ""
+        table.add_row(
+            str(incident_id),
+            Group(Text(incident.severity.value, "bold"), incident.status.value.replace("_", " ")),
+            Group(plain(rule_name(incident.cause.rule)), plain(f"to {incident.cause.recipient}"), events),
+            _clock(incident, now),
+        )
+    return table
+
+
+def _clock(incident: Incident, now: datetime) -> RenderableType:
+    """The ICO deadline in school time and, under it, the time left or how long overdue."""
+    deadline, left = incident.deadline, incident.time_left(now)
+    if deadline is None or left is None:
+        return "-"
+    overdue = left < timedelta(0)
+    said = Text(left_text(left) + ("" if overdue else " left"), "bold red" if overdue else "bold")
+    return Group(shown_in_school_time(deadline), said)
 
 
 @incidents_app.command("show")

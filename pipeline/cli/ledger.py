@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.cli.exits import fail, schools_or_fail
 from pipeline.cli.options import (
@@ -28,7 +29,7 @@ from pipeline.cli.options import (
     reading,
     school_scope,
 )
-from pipeline.cli.terminal import plain, short_type
+from pipeline.cli.terminal import WHEN_WIDTH, plain, school_time, short_type
 from pipeline.ledger import schema
 from pipeline.ledger.asking import filters_from
 from pipeline.ledger.checkpoint_check import (
@@ -48,6 +49,7 @@ from pipeline.ledger.reads import export
 from pipeline.ledger.roles import BadRole, grant
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.ledger.verification import MIN_RANGE, default_jobs, verify
+from pipeline.plural import counted
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,
@@ -237,27 +239,45 @@ def _print_entries(rows: Iterator[dict[str, Any]], output: OutputFormat) -> None
         for chunk in entries_csv(rows):
             sys.stdout.write(chunk)
         return
-    table = Table(header_style="bold")
-    for column in ("seq", "kind", "occurred", "type", "recipient", "decision", "rules"):
-        table.add_column(column, overflow="fold")
-    count = 0
-    for row in rows:
-        count += 1
-        kind = row["kind"] + (f" of {row['refers_to']}" if row["refers_to"] else "")
-        details = row["details"] or {}
-        read = row["kind"] == "read"
-        table.add_row(
-            str(row["seq"]),
-            kind,
-            (row["recorded_at"] if read else row["occurred_at"] or "")[:19],
-            plain(details.get("action", "")) if read else short_type(row["event_type"] or ""),
-            plain(f"by {details.get('by')} ({details.get('via')})" if read else row["recipient"]),
-            row["decision"] or "",
-            ", ".join(row["rules"]),
-        )
+    table = entries_table(rows)
     console = Console()
     console.print(table)
-    console.print(f"{count} entries")
+    console.print(counted(table.row_count, "entry", "entries"))
+
+
+def entries_table(rows: Iterable[dict[str, Any]]) -> Table:
+    """Entries as a table that fits 80 columns with no word broken: when each happened in
+    school time (words a narrow column wraps between), and what it was (its kind, what
+    was shared with whom, or who read what) with the rules it broke under it."""
+    table = Table(header_style="bold")
+    table.add_column("seq", justify="right")
+    table.add_column("when", max_width=WHEN_WIDTH)
+    table.add_column("decision")
+    table.add_column("entry")
+    for row in rows:
+        read = row["kind"] == "read"
+        rules = [Text(", ".join(row["rules"]), "bold")] if row["rules"] else []
+        table.add_row(
+            str(row["seq"]),
+            school_time(row["recorded_at"] if read else row["occurred_at"]),
+            row["decision"] or "",
+            Group(_entry_said(row), *rules),
+        )
+    return table
+
+
+def _entry_said(row: dict[str, Any]) -> Text:
+    """``reevaluation of 11: pupil.referred to la:850``; ``read: search by dana (api)``."""
+    said = Text(row["kind"] + (f" of {row['refers_to']}" if row["refers_to"] else ""))
+    details = row["details"] or {}
+    if row["kind"] == "read":
+        action, by, via = (details.get(k) for k in ("action", "by", "via"))
+        return said.append(": ").append(plain(f"{action or 'read'} by {by} ({via})"))
+    if row["event_type"]:
+        said.append(": ").append(short_type(row["event_type"]))
+    if row["recipient"]:
+        said.append(" to ").append(plain(row["recipient"]))
+    return said
 
 
 @ledger_app.command("stats")
@@ -274,17 +294,25 @@ def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     console.print(f"entries: {figures['entries']}   pupils: {figures['pupils']}")
     console.print(f"head hash: {figures['head_hash']}")
     console.print(f"recorded from {figures['first_recorded_at']} to {figures['last_recorded_at']}")
+    for table in stats_tables(figures):
+        console.print(table)
+    said = f"receipted entries in no signed checkpoint: {merge_said(outside)}"
+    console.print(said, markup=False, highlight=False, soft_wrap=True)
+    awaiting = f"records awaiting a receipt: {awaiting_said(broker)}"
+    console.print(awaiting, markup=False, highlight=False, soft_wrap=True)
+
+
+def stats_tables(figures: dict[str, Any]) -> list[Table]:
+    """The ledger's counts by kind, decision, event type and alert, a table each."""
+    tables = []
     for title in ("by_kind", "by_decision", "by_event_type", "alerts"):
         table = Table(title=title.replace("_", " "), header_style="bold")
         table.add_column("value")
         table.add_column("entries", justify="right")
         for value, n in sorted(figures[title].items()):
             table.add_row(plain(value), str(n))
-        console.print(table)
-    said = f"receipted entries in no signed checkpoint: {merge_said(outside)}"
-    console.print(said, markup=False, highlight=False, soft_wrap=True)
-    awaiting = f"records awaiting a receipt: {awaiting_said(broker)}"
-    console.print(awaiting, markup=False, highlight=False, soft_wrap=True)
+        tables.append(table)
+    return tables
 
 
 def merge_said(outside: Unmerged) -> str:

@@ -11,6 +11,7 @@ import typer
 
 from pipeline.cli.exits import fail
 from pipeline.cli.options import DbOption, database_url, open_ledger, reading
+from pipeline.cli.runnable import command_line
 from pipeline.ledger.checkpoints import (
     LogKeyError,
     Signed,
@@ -55,9 +56,9 @@ def _latest_or_fail(ledger: Ledger) -> Signed:
     with reading(ledger) as connection:
         signed = current(connection, quorum)
     if signed is None and quorum:
-        fail(f"no checkpoint has {quorum} cosignatures yet: run sharing-audit log publish")
+        fail(f"no checkpoint has {quorum} cosignatures yet: run {command_line('log', 'publish')}")
     if signed is None:
-        fail("the log has signed no checkpoint yet: run sharing-audit log checkpoint")
+        fail(f"the log has signed no checkpoint yet: run {command_line('log', 'checkpoint')}")
     return signed
 
 
@@ -87,7 +88,7 @@ def _sign(ledger: Ledger, signer: Signer) -> str | None:
     try:
         sign_if_grown(ledger, signer, folder)
     except TreeIncomplete as exc:
-        fail(f"{exc}: run sharing-audit db upgrade")
+        fail(f"{exc}: run {command_line('db', 'upgrade')}")
     except LogKeyError as exc:
         fail(str(exc))
     except OSError as exc:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
 from pipeline.cli.exits import fail
+from pipeline.cli.keys import log_key
+from pipeline.cli.runnable import command_line
 from pipeline.ledger import schema
 from pipeline.ledger.asking import BadFilter
 from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
@@ -28,10 +29,9 @@ from pipeline.pseudonym import (
     load_or_create_key,
     pseudonymiser,
 )
-from pipeline.settings import settings
+from pipeline.settings import DEFAULT_DATABASE_URL, settings
 from pipeline.transparency.note import Verifier
 from pipeline.transport.kafka import KafkaConfig
-from pipeline.transport.mis import NoLogKey, log_verifier
 
 T = TypeVar("T")
 
@@ -64,11 +64,14 @@ def school_scope(school: str | None, register: Schools | None = None) -> tuple[s
     return (school,)
 
 
+#: The setting every command that takes --db falls back on (check alone does not: it
+#: writes to a ledger only when given one, and says so when this is set).
+DATABASE_SETTING = "SHARING_AUDIT_DATABASE_URL"
 DbOption = Annotated[
     str | None,
     typer.Option(
         "--db",
-        help="Database URL (else SHARING_AUDIT_DATABASE_URL, else sqlite:///sharing-audit.db).",
+        help=f"Database URL (else {DATABASE_SETTING}, else {DEFAULT_DATABASE_URL}).",
     ),
 ]
 
@@ -140,7 +143,7 @@ def broker_config(broker: str | None) -> KafkaConfig:
     except ValueError:
         fail(
             "no broker: give --broker HOST:PORT or set SHARING_AUDIT_BROKER "
-            "(sharing-audit up and sharing-audit broker print the address)"
+            f"({command_line('up')} and {command_line('broker')} print the address)"
         )
 
 
@@ -148,26 +151,24 @@ VkeyOption = Annotated[
     str | None,
     typer.Option(
         "--vkey",
-        help="A file holding the log's verifier key (the line sharing-audit log vkey prints), "
-        "to check its receipts by (else SHARING_AUDIT_LOG_VKEY, else the key of the ledger "
-        "--db names, when it is on this machine).",
+        metavar="KEY|FILE",
+        help="The log's verifier key (the line sharing-audit log vkey prints), or a file "
+        "holding it, to check its receipts by (else SHARING_AUDIT_LOG_VKEY, else the key of "
+        "the ledger --db names, when it is on this machine).",
     ),
 ]
 
 
-def log_verifier_for(vkey_file: str | None, db: str | None) -> Verifier | None:
-    """The log's verifier key: from ``--vkey FILE``, else SHARING_AUDIT_LOG_VKEY, else the
-    key of the local ledger as ``sharing-audit log vkey`` finds it (never made here); None
-    when there is none to be had. A key given that is not one is a clear exit."""
-    if vkey_file is not None:
-        try:
-            text = Path(vkey_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            fail(f"cannot read --vkey {vkey_file}: {getattr(exc, 'strerror', None) or exc}")
-        return _verifier(text, f"--vkey {vkey_file}")
+def log_verifier_for(vkey: str | None, db: str | None) -> Verifier | None:
+    """The log's verifier key: from ``--vkey`` (the key or a file holding it), else
+    SHARING_AUDIT_LOG_VKEY (alike), else the key of the local ledger as ``sharing-audit log
+    vkey`` finds it (never made here); None when there is none to be had. A key given that
+    is not one is a clear exit."""
+    if vkey is not None:
+        return log_key(vkey, "--vkey")
     config = settings()
     if config.log_vkey:
-        return _verifier(config.log_vkey, "SHARING_AUDIT_LOG_VKEY")
+        return log_key(config.log_vkey, "SHARING_AUDIT_LOG_VKEY")
     url = database_url(db)
     kept = key_file_for(url, LOG_KEY_SUFFIX)
     if not config.log_key and (kept is None or not kept.exists()):
@@ -182,25 +183,18 @@ def log_verifier_for(vkey_file: str | None, db: str | None) -> Verifier | None:
         return None
 
 
-def log_verifier_or_fail(vkey_file: str | None, db: str | None, acked: str) -> Verifier:
+def log_verifier_or_fail(vkey: str | None, db: str | None, acked: str) -> Verifier:
     """:func:`log_verifier_for`, or a clear exit saying where the key is found and what
     ``--wait acked`` would do instead (``acked``): a sender never waits on receipts it
     cannot check."""
-    log = log_verifier_for(vkey_file, db)
+    log = log_verifier_for(vkey, db)
     if log is None:
         fail(
-            "cannot check the log's receipts: no verifier key for it (give --vkey FILE or "
-            "set SHARING_AUDIT_LOG_VKEY; sharing-audit log vkey prints it where the ledger "
-            f"is). --wait acked {acked}, but then only promises that the broker took them."
+            "cannot check the log's receipts: no verifier key for it (give --vkey KEY|FILE or "
+            f"set SHARING_AUDIT_LOG_VKEY; {command_line('log', 'vkey')} prints it where the "
+            f"ledger is). --wait acked {acked}, but then only promises that the broker took them."
         )
     return log
-
-
-def _verifier(text: str, where: str) -> Verifier:
-    try:
-        return log_verifier(text)
-    except NoLogKey as exc:
-        fail(f"{where}: {exc}")
 
 
 def cli_reader() -> Requester:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import httpx
 
+from pipeline.cli.runnable import command_line
 from pipeline.shown import shown_text
 from pipeline.transparency.completeness import Served
 
@@ -98,7 +99,8 @@ def read_bounded(path: Path, limit: int) -> tuple[bytes | None, str | None]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
-        return None, f"no proof {shown_text(path)} (sharing-audit log prove SEQ --size N)"
+        prove = command_line("log", "prove", "SEQ", "--size", "N")
+        return None, f"no proof {shown_text(path)} ({prove})"
     except OSError as exc:
         return None, f"cannot read {shown_text(path)}: {exc.strerror}"
     with os.fdopen(fd, "rb") as stream:

@@ -16,10 +16,12 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.audit import StateOption, VkeyOption, _log_key
+from pipeline.cli.audit import StateOption, VkeyOption
 from pipeline.cli.exits import fail
 from pipeline.cli.held import Held, held_receipts
+from pipeline.cli.keys import log_key
 from pipeline.cli.proving import LogOverHttp, NoSource, ProofFiles, ProofSource
+from pipeline.cli.runnable import command_line
 from pipeline.settings import settings
 from pipeline.shown import shown_text
 from pipeline.transparency.auditor import STATE_FILE, Refused, kept_checkpoint
@@ -105,7 +107,7 @@ def receipts(
     evidence written out. Exit 1 if any receipt is refused or shows misbehaviour, 2 if
     some could not be proven or read, else 0 (pending receipts are not due yet). Each
     leaf fetched from --log is a read the log records."""
-    verifier = _log_key(vkey)
+    verifier = log_key(vkey, "--vkey")
     now = int(time.time()) if now is None else now
     accepted = _accepted(state, verifier, now)
     source = _source(log, token, proofs)
@@ -135,8 +137,9 @@ def _accepted(state: Path, log: Verifier, now: int) -> Accepted:
         fail(str(exc))
     if checkpoint is None:
         fail(
-            f"no checkpoint accepted in {shown_text(state)}: run sharing-audit audit verify "
-            "CHECKPOINT --vkey ... --state ... first, on the log's latest checkpoint"
+            f"no checkpoint accepted in {shown_text(state)}: run "
+            f"{command_line('audit', 'verify', 'CHECKPOINT', '--vkey', '...', '--state', '...')} "
+            "first, on the log's latest checkpoint"
         )
     kept = state / STATE_FILE
     return Accepted(checkpoint, kept.read_bytes(), min(now, int(kept.stat().st_mtime)))

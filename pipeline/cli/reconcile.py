@@ -16,8 +16,9 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from pipeline.cli.exits import fail
 from pipeline.cli.held import (
@@ -29,6 +30,7 @@ from pipeline.cli.held import (
     regular_file,
 )
 from pipeline.cli.options import DbOption, asked, cli_reader, open_ledger, reading, school_scope
+from pipeline.cli.terminal import school_time, short_type
 from pipeline.ledger.asking import instant
 from pipeline.ledger.reconciling import recorded, scoped, unsent
 from pipeline.shown import shown_text
@@ -170,24 +172,24 @@ def _show(rows: list[dict[str, Any]], output: Format) -> None:
         return
     if not rows:
         return
+    Console().print(missing_table(rows))
+
+
+def missing_table(rows: list[dict[str, Any]]) -> Table:
+    """What is missing, as a table that fits 80 columns with no word broken: each event's
+    id, and under it the line that sent it, or the entry that recorded it (its type and
+    when it happened, in school time)."""
     table = Table(header_style="bold")
-    for column in ("missing from", "event", "sent by / entry", "type", "occurred"):
-        table.add_column(column, overflow="fold")
+    table.add_column("missing from")
+    table.add_column("event")
     for row in rows:
-        where = row.get("where") or f"seq {row['seq']}"
-        table.add_row(
-            *(
-                shown_text(v)
-                for v in (
-                    row["missing_from"],
-                    row["event_id"],
-                    where,
-                    row.get("type"),
-                    row.get("occurred_at"),
-                )
-            )
-        )
-    Console(soft_wrap=True).print(table)
+        if row["missing_from"] == "ledger":
+            said = f"sent by {shown_text(row['where'])}"
+        else:
+            when = school_time(row.get("occurred_at"))
+            said = f"entry {row['seq']}: {short_type(row.get('type'))}, {when}"
+        table.add_row(row["missing_from"], Group(Text(shown_text(row["event_id"])), said))
+    return table
 
 
 def _summarise(

@@ -6,6 +6,7 @@ file; the worker runs as a child process that the command supervises and stops i
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -25,6 +26,7 @@ from pipeline.ledger.outbox import PENDING, SENT, SET_ASIDE, SUPERSEDED, alert_c
 from pipeline.ledger.queries import decisions_by_verdict
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.witnessing import witness_lag, witnesses_from
+from pipeline.plural import counted
 from pipeline.settings import settings
 from pipeline.transport.backlog import Backlog, waited
 from pipeline.transport.broker import EmbeddedBroker
@@ -89,7 +91,16 @@ def supervise(
         Supervision(pipeline, stop, _Plain()).run()
         return
     assert pipeline.kafka is not None
-    watch = Watch(ledger, log_file, Backlog(pipeline.kafka), log_from, witness_names())
+    config = settings()
+    watch = Watch(
+        ledger,
+        log_file,
+        Backlog(pipeline.kafka),
+        log_from,
+        witness_names(),
+        hold=config.alert_hold_seconds,
+        count_duplicates=logs_batches(config.log_level),
+    )
     try:
         with Live(watch.line_for(None), console=console, refresh_per_second=2) as live:
             Supervision(pipeline, stop, _Screen(live, watch)).run()
@@ -303,26 +314,38 @@ def status_line(
     lag: int | None,
     witness_lag: int | None = None,
     oldest_age: float | None = None,
+    hold: float | None = None,
+    duplicates: int | None = None,
 ) -> Text:
-    """``recorded 1,204 events: allowed 1,100 · review 60 · breach 40 · rejected 4 |
-    alerts 38 sent, 2 waiting | awaiting receipt 12, oldest 4 s``: the records the broker
-    took that are not yet recorded, whose senders hold no receipt, and how long the oldest
-    has waited; what is not known yet is said so. With
-    witnesses, ``| witness lag N``: the entries of the latest checkpoint that the slowest
-    witness has not cosigned (a witness away or too slow shows here, never as a stall)."""
+    """``recorded 1,204 events: allowed 1,100 · review 60 · breach 40 · rejected 4 | 3
+    duplicates (sent again, recorded once) | alerts 38 sent, 2 held 60 s for late facts |
+    awaiting receipt 12, oldest 4 s``.
+
+    A redelivered record is counted as a duplicate (``duplicates``, this run's, when the
+    worker's log says; None when it does not), not left to look like a record delivered
+    and never recorded. An alert not yet sent is said to be held ``hold`` seconds for late
+    facts (a consent recorded just after the referral clears it), so that one is not left
+    wondering why it waits; one a late fact re-decided is not sent at all. Then the records
+    the broker took that are not yet recorded, whose senders hold no receipt, and how long
+    the oldest has waited; what is not known yet is said so. With witnesses, ``| witness
+    lag N``: the entries of the latest checkpoint that the slowest witness has not
+    cosigned (a witness away or too slow shows here, never as a stall)."""
     line = Text()
     if decisions is None:
         line.append("waiting for the ledger", style="dim")
     else:
-        line.append(f"recorded {sum(decisions.values()):,} events", style="bold")
+        line.append(f"recorded {counted(sum(decisions.values()), 'event')}", style="bold")
         parts = [f"{verdict} {decisions.get(verdict, 0):,}" for verdict in VERDICTS]
         line.append(": " + " · ".join(parts))
+    if duplicates:
+        line.append(f" | {counted(duplicates, 'duplicate')} (sent again, recorded once)")
     if alerts is not None:
-        waiting = alerts.get(PENDING, 0)
-        line.append(f" | alerts {alerts.get(SENT, 0):,} sent, {waiting:,} waiting")
-        held = alerts.get(SUPERSEDED, 0)
-        if held:
-            line.append(f", {held:,} held back")
+        line.append(f" | alerts {alerts.get(SENT, 0):,} sent")
+        if waiting := alerts.get(PENDING, 0):
+            held = f"held {hold:g} s" if hold is not None else "held"
+            line.append(f", {waiting:,} {held} for late facts")
+        if superseded := alerts.get(SUPERSEDED, 0):
+            line.append(f", {superseded:,} not sent: a late fact re-decided the event")
         if alerts.get(SET_ASIDE):
             line.append(f", {alerts[SET_ASIDE]:,} set aside", style="red")
     line.append(" | awaiting receipt " + (f"{lag:,}" if lag is not None else "?"))
@@ -331,6 +354,12 @@ def status_line(
     if witness_lag is not None:
         line.append(f" | witness lag {witness_lag:,}", style="yellow" if witness_lag else "")
     return line
+
+
+def logs_batches(level: str | None) -> bool:
+    """Whether the worker, at the log level set (INFO when unset), logs each batch it
+    records, with its duplicates: the live line counts them from there."""
+    return logging.getLevelName((level or "INFO").upper()) in (logging.DEBUG, logging.INFO)
 
 
 def readable(record: dict[str, Any]) -> Text | None:
@@ -348,7 +377,9 @@ def readable(record: dict[str, Any]) -> Text | None:
 
 
 class Watch:
-    """The ledger, the worker's log file and the consumer group, looked at in turn."""
+    """The ledger, the worker's log file and the consumer group, looked at in turn. With
+    ``count_duplicates`` (the worker logs each batch), the records it received again are
+    counted from its log; ``hold`` is how long it holds an alert, to say why one waits."""
 
     def __init__(
         self,
@@ -357,6 +388,8 @@ class Watch:
         lag: Backlog,
         log_from: int = 0,
         witnesses: Sequence[str] = (),
+        hold: float | None = None,
+        count_duplicates: bool = False,
     ) -> None:
         self.ledger = ledger
         self.witnesses = witnesses  # their names: how far behind they are is shown
@@ -366,6 +399,9 @@ class Watch:
         self._log: IO[bytes] | None = None
         self._partial = b""
         self._unavailable_at = -UNAVAILABLE_SECONDS  # when the worker last said so
+        self.hold = hold  # how long the worker holds an alert before sending it, if known
+        # Records received again this run, as the worker's log tells (None: it does not).
+        self.duplicates: int | None = 0 if count_duplicates else None
 
     @property
     def ledger_unavailable(self) -> bool:
@@ -389,7 +425,7 @@ class Watch:
                 behind = witness_lag(connection, self.witnesses) if self.witnesses else None
         except LedgerError:  # no ledger yet: the worker is still creating it
             decisions = alerts = behind = None
-        return status_line(decisions, alerts, lag, behind, oldest)
+        return status_line(decisions, alerts, lag, behind, oldest, self.hold, self.duplicates)
 
     def new_lines(self) -> list[Text]:
         """The worker's warnings and errors logged since the last look."""
@@ -411,9 +447,15 @@ class Watch:
                 record = {"level": "warning", "event": raw.decode(errors="replace")}
             if isinstance(record, dict) and record.get("event") == "database_unavailable":
                 self._unavailable_at = time.monotonic()
+            if isinstance(record, dict) and record.get("event") == "batch_recorded":
+                self._count_duplicates(record.get("duplicates"))
             if isinstance(record, dict) and (text := readable(record)) is not None:
                 shown.append(text)
         return shown
+
+    def _count_duplicates(self, found: object) -> None:
+        if self.duplicates is not None and isinstance(found, int):
+            self.duplicates += found
 
     def close(self) -> None:
         if self._log is not None:

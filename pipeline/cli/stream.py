@@ -38,6 +38,7 @@ from pipeline.cli.options import (
     database_url,
     log_verifier_or_fail,
 )
+from pipeline.cli.runnable import command_line
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.cli.worker import log_key_ready
 from pipeline.ledger.store import Ledger, shown_url
@@ -240,11 +241,8 @@ def up(
             print(f"ledger: {shown_url(url)}", flush=True)
             if log_file is not None:
                 print(f"worker log: {log_file}", flush=True)
-            print(
-                "send events with: sharing-audit emit FILE --broker "
-                f"{pipeline.broker}; Ctrl-C stops",
-                flush=True,
-            )
+            send = command_line("emit", "FILE", "--broker", pipeline.broker)
+            print(f"send events with: {send}; Ctrl-C stops", flush=True)
             supervise(pipeline, Ledger.open(url), console, stop, log_file, log_from)
     except (BrokerError, KafkaUnavailable) as exc:
         fail(str(exc))

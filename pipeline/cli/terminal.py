@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from pipeline.checking import Result, Summary
 from pipeline.policy.pack import Policy
+from pipeline.schooltime import shown_in_school_time
 from pipeline.shown import shown_text
 
 DECISION_STYLE = {
@@ -23,6 +26,22 @@ def plain(value: object, style: str = "") -> Text:
     not parsed), with its control characters escaped: for anything an event, a user or
     a form supplied."""
     return Text(shown_text(value), style=style)
+
+
+#: The width a column of :func:`school_time` takes: ``Wed 15 Oct 2025,`` above ``15:49 BST``.
+WHEN_WIDTH = 16
+
+
+def school_time(instant: str | None) -> str:
+    """An instant as the ledger keeps it (``2025-10-15T14:49:00.000000Z``) shown as a
+    school reads it, ``Wed 15 Oct 2025, 15:49 BST``: short words, which a narrow column
+    wraps between; empty for none, and as given (escaped) if it is not an instant."""
+    if not instant:
+        return ""
+    try:
+        return shown_in_school_time(datetime.fromisoformat(instant))
+    except ValueError:
+        return shown_text(instant)
 
 
 def short_type(value: object) -> str:
@@ -83,45 +102,7 @@ def print_policy(console: Console, policy: Policy) -> None:
     console.print(f"version {policy.version}")
     if spec.description:
         console.print(spec.description)
-
-    cats = Table(title="data categories", header_style="bold")
-    cats.add_column("category")
-    cats.add_column("covers")
-    cats.add_column("special (Art 9)")
-    for name, cat in spec.categories.items():
-        cats.add_row(name, cat.covers, "yes" if cat.special else "")
-
-    recips = Table(title="permitted recipients", header_style="bold", show_lines=True)
-    for column in ("recipient", "event type", "categories", "lawful bases", "Art 9", "channels"):
-        recips.add_column(column, overflow="fold")
-    for rid, recipient in spec.recipients.items():
-        for kind, perm in recipient.permissions.items():
-            recips.add_row(
-                Group(Text(rid, style="bold"), Text(recipient.name, style="dim")),
-                kind,
-                ", ".join(perm.categories),
-                ", ".join(perm.lawful_bases),
-                ", ".join(perm.special_conditions),
-                ", ".join(perm.channels),
-            )
-
-    keep = Table(title="retention", header_style="bold")
-    for column in ("category", "kept for", "counted from", "source"):
-        keep.add_column(column, overflow="fold")
-    rows = [*spec.retention.categories.items(), ("every other", spec.retention.default)]
-    for name, ret in rows:
-        period = policy.retention_for(name)
-        keep.add_row(name, period.describe(), _COUNTED_FROM[ret.counted_from], ret.source)
-
-    gateways = Table(title="legal gateways", header_style="bold")
-    gateways.add_column("recipient")
-    gateways.add_column("event type")
-    gateways.add_column("gateway")
-    for rid, recipient in spec.recipients.items():
-        for kind, perm in recipient.permissions.items():
-            gateways.add_row(rid, kind, perm.gateway)
-
-    for table in (cats, recips, keep, gateways):
+    for table in policy_tables(policy):
         console.print(table)
     closures = ", ".join(str(d) for d in policy.closure_dates) or "none"
     console.print(
@@ -135,3 +116,54 @@ def print_policy(console: Console, policy: Policy) -> None:
         f"breach severity: high when a special category is shared or "
         f"{policy.high_pupil_count} or more pupils are in one event"
     )
+
+
+def policy_tables(policy: Policy) -> list[Table]:
+    """The pack's categories, permitted recipients, retention and legal gateways, each a
+    table that fits 80 columns with no word broken: what a recipient may receive is one
+    cell of labelled lists, which wrap between their items, not six narrow columns."""
+    spec = policy.spec
+    cats = Table(title="data categories", header_style="bold")
+    cats.add_column("category")
+    cats.add_column("covers")
+    cats.add_column("special (Art 9)")
+    for name, cat in spec.categories.items():
+        cats.add_row(name, cat.covers, "yes" if cat.special else "")
+
+    recips = Table(title="permitted recipients", header_style="bold", show_lines=True)
+    # As wide as the longest recipient id, whose name wraps under it: the rest is the lists'.
+    recips.add_column("recipient, for", max_width=max(20, *(len(r) for r in spec.recipients)))
+    recips.add_column("may receive")
+    for rid, recipient in spec.recipients.items():
+        for kind, perm in recipient.permissions.items():
+            recips.add_row(
+                Group(Text(rid, style="bold"), Text(recipient.name, style="dim"), f"for {kind}"),
+                Group(
+                    *(
+                        Text.assemble((f"{label}: ", "bold"), ", ".join(values) or "-")
+                        for label, values in (
+                            ("categories", perm.categories),
+                            ("lawful bases", perm.lawful_bases),
+                            ("Art 9", perm.special_conditions),
+                            ("channels", perm.channels),
+                        )
+                    )
+                ),
+            )
+
+    keep = Table(title="retention", header_style="bold")
+    for column in ("category", "kept for", "counted from", "source"):
+        keep.add_column(column)
+    rows = [*spec.retention.categories.items(), ("every other", spec.retention.default)]
+    for name, ret in rows:
+        period = policy.retention_for(name)
+        keep.add_row(name, period.describe(), _COUNTED_FROM[ret.counted_from], ret.source)
+
+    gateways = Table(title="legal gateways", header_style="bold")
+    gateways.add_column("recipient")
+    gateways.add_column("event type")
+    gateways.add_column("gateway")
+    for rid, recipient in spec.recipients.items():
+        for kind, perm in recipient.permissions.items():
+            gateways.add_row(rid, kind, perm.gateway)
+    return [cats, recips, keep, gateways]

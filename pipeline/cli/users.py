@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from pipeline.cli.exits import fail, schools_or_fail
 from pipeline.cli.options import DbOption, SchoolsOption, open_ledger, reading, school_scope
-from pipeline.cli.terminal import plain
+from pipeline.cli.terminal import WHEN_WIDTH, plain, school_time
 from pipeline.ledger.asking import BadFilter, instant
 from pipeline.ledger.store import now_text, utc_text
 from pipeline.users import (
@@ -21,6 +22,7 @@ from pipeline.users import (
     NotBorneOut,
     Role,
     UnknownUser,
+    User,
     UserExists,
     add_user,
     revoke_user,
@@ -124,13 +126,24 @@ def users_list(db: DbOption = None) -> None:
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
         found = users(connection)
-    table = Table("name", "role", "schools", "expires", "revoked", header_style="bold")
+    Console().print(users_table(found))
+
+
+def users_table(found: Iterable[User]) -> Table:
+    """Who may use the desk: times in school time, whose words a narrow column wraps
+    between, so that the table fits 80 columns with each name whole."""
+    table = Table(header_style="bold")
+    table.add_column("name", no_wrap=True)
+    table.add_column("role")
+    table.add_column("schools")
+    table.add_column("expires", max_width=WHEN_WIDTH)
+    table.add_column("revoked", max_width=WHEN_WIDTH)
     for user in found:
         table.add_row(
             plain(user.name),
             user.role.value,
             "every school" if user.scope is None else ", ".join(user.scope),
-            plain(user.expires_at or ""),
-            plain(user.revoked_at or ""),
+            school_time(user.expires_at),
+            school_time(user.revoked_at),
         )
-    Console().print(table)
+    return table

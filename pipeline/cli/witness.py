@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.exits import fail
+from pipeline.cli.keys import log_key
 from pipeline.ledger.errors import LedgerError
 from pipeline.settings import settings
-from pipeline.transparency.note import ED25519, NoteError, Signer, Verifier
+from pipeline.transparency.note import Signer
 from pipeline.witness.state import (
     DEFAULT_WITNESS_DB,
     WitnessKeyError,
@@ -23,7 +24,12 @@ witness_app = typer.Typer(
     no_args_is_help=True,
 )
 WitnessDbOption = Annotated[
-    str, typer.Option("--db", help=f"The witness's own state (default {DEFAULT_WITNESS_DB}).")
+    str,
+    typer.Option(
+        "--db",
+        help=f"The witness's own state (default {DEFAULT_WITNESS_DB}; never the ledger "
+        "SHARING_AUDIT_DATABASE_URL names: a witness keeps apart from the logs it watches).",
+    ),
 ]
 
 
@@ -43,7 +49,15 @@ def vkey(db: WitnessDbOption = DEFAULT_WITNESS_DB) -> None:
 
 @witness_app.command("serve")
 def serve(
-    log: Annotated[list[str], typer.Option("--log", help="A log's verifier key (repeatable).")],
+    log: Annotated[
+        list[str],
+        typer.Option(
+            "--log",
+            metavar="KEY|FILE",
+            help="A log's verifier key (the line its sharing-audit log vkey prints), or a file "
+            "holding it (repeatable).",
+        ),
+    ],
     db: WitnessDbOption = DEFAULT_WITNESS_DB,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8010,
@@ -55,15 +69,7 @@ def serve(
 
     from pipeline.witness.app import create_witness
 
-    logs = []
-    for text in log:
-        try:
-            verifier = Verifier.parse(text)
-        except NoteError as exc:
-            fail(f"--log {text[:60]}: {exc}")
-        if verifier.kind != ED25519:
-            fail(f"--log {verifier.name}: that is a witness's key, not a log's")
-        logs.append(verifier)
+    logs = [log_key(given, "--log") for given in log]
     signer = _signer(db)
     try:
         engine = witness_engine(db)

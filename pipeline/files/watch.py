@@ -15,18 +15,24 @@ the ledger records them once; the receipts kept are checked again under the log'
 what arrived in the folder while the watcher was down is read like any new file. A file
 counts as complete once it has not changed for ``settle`` seconds; an MIS that writes to a
 temporary name and renames it (``.tmp``, ``.part``, or a name starting with a dot) is read
-as soon as it is renamed. A file named as a receipts file is not an export: it is rejected
-unread, never taken for another's receipts.
+as soon as it is renamed. Only names matching the watcher's pattern (``*.xml`` unless told
+otherwise, in any case: an MIS on Windows writes ``.XML``) are exports; anything else in the
+folder (a stray ``notes.txt``, a README) is left where it is, untouched. A file named as a
+receipts file is not an export: it is rejected unread, never taken for another's receipts.
 
-The folder is hostile ground: anything in it that is not a regular file (a symbolic link,
-a folder, a FIFO) is rejected unopened, saying only what it is; a file the reader cannot
-read, for whatever reason, is rejected and the watcher goes on; a reason's control
-characters are escaped, as it is read at a terminal.
+The folder is hostile ground: anything in it named as an export that is not a regular file
+(a symbolic link, a folder, a FIFO) is rejected unopened, saying only what it is; a file the
+reader cannot read, for whatever reason, is rejected and the watcher goes on; a reason's
+control characters are escaped, as it is read at a terminal.
+
+What becomes of each file is the watcher's :class:`Outcome`, which its caller reports; its
+own log records of the same are at INFO, so that a person at a terminal is told once.
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import hashlib
 import os
 import stat
@@ -42,6 +48,7 @@ import orjson
 from pipeline.files.events import Converted
 from pipeline.files.safe_xml import FileRefused
 from pipeline.logging import get_logger
+from pipeline.plural import counted
 from pipeline.shown import shown_text
 
 DONE, REJECTED, SENDING = "done", "rejected", ".sending"
@@ -49,6 +56,9 @@ DONE, REJECTED, SENDING = "done", "rejected", ".sending"
 RECEIPTS = ".receipts.jsonl"
 #: Names an exporter gives a file it is still writing.
 UNFINISHED = (".tmp", ".part", ".partial", ".filepart", ".crdownload", "~")
+#: The names a watcher takes for exports unless told otherwise: the CTF and the census
+#: return are XML.
+EXPORTS = "*.xml"
 log = get_logger(__name__)
 #: Sends a file's events (their JSON, in the file's order) and keeps the log's receipt of
 #: each in the receipts file given, as they come, sending only the events that hold none
@@ -79,7 +89,8 @@ class FolderWatcher:
     """One MIS export folder. ``convert`` reads a file's events from the stream it is
     given, naming it as told (raising :class:`FileRefused`); ``send`` delivers them
     (:data:`Send`), keeping their receipts unless ``receipts`` is False (then a file is
-    done once the broker acknowledged its events, and no receipts are filed)."""
+    done once the broker acknowledged its events, and no receipts are filed). Only names
+    that match ``pattern`` (a shell pattern, in any case) are taken."""
 
     def __init__(
         self,
@@ -89,8 +100,10 @@ class FolderWatcher:
         settle: float = 5.0,
         told: Callable[[str], None] = lambda _: None,
         receipts: bool = True,
+        pattern: str = EXPORTS,
     ) -> None:
         self.folder = folder
+        self.pattern = pattern.lower()
         self.convert = convert
         self.send = send
         self.settle = settle
@@ -98,10 +111,15 @@ class FolderWatcher:
         self.receipts = receipts
         self._own = {name: _own_folder(folder / name) for name in (DONE, REJECTED, SENDING)}
 
+    def exports(self, name: str) -> bool:
+        """Whether ``name`` is one the watcher takes: it matches the pattern, in any case."""
+        return fnmatch.fnmatchcase(name.lower(), self.pattern)
+
     def ready(self, now: float | None = None) -> list[Path]:
         """What to read now: whatever a run that stopped left in ``.sending/``, then
-        what in the folder has settled, oldest first (anything, not only files: what is
-        not a file is rejected saying so, rather than left unseen)."""
+        what in the folder has settled, oldest first, of the names the pattern matches
+        (anything so named, not only files: what is not a file is rejected saying so,
+        rather than left unseen)."""
         now = time.time() if now is None else now
         interrupted = sorted(
             p for p in (self.folder / SENDING).iterdir() if not p.name.endswith(RECEIPTS)
@@ -110,6 +128,8 @@ class FolderWatcher:
         for path in self.folder.iterdir():
             name = path.name
             if name in (DONE, REJECTED) or name.startswith(".") or name.endswith(UNFINISHED):
+                continue
+            if not self.exports(name):
                 continue
             try:
                 changed = path.lstat().st_mtime  # of a link, never of what it points to
@@ -157,7 +177,7 @@ class FolderWatcher:
             return None
         except OSError as exc:  # not this watcher's to take: it waits, and the rest go on
             why = f"cannot be taken into {SENDING}/: {exc.strerror or exc}"
-            log.warning("file_not_taken", file=shown_text(path.name), why=why)
+            log.info("file_not_taken", file=shown_text(path.name), why=why)
             return Outcome(path.name, "waiting", why=why)
         try:
             with _regular(taken) as stream:
@@ -181,10 +201,10 @@ class FolderWatcher:
         try:
             lacking = self.send(records, kept)
         except Exception as exc:  # the broker's fault, not the file's: it waits, unsent
-            log.warning("file_not_sent", file=shown, why=f"{type(exc).__name__}: {exc}")
+            log.info("file_not_sent", file=shown, why=f"{type(exc).__name__}: {exc}")
             return Outcome(name, "waiting", len(records), f"not acknowledged: {exc}")
         if lacking:
-            log.warning("file_not_recorded", file=shown, events=len(records), lacking=len(lacking))
+            log.info("file_not_recorded", file=shown, events=len(records), lacking=len(lacking))
             return Outcome(name, "waiting", len(records), _lacking(lacking, len(records)))
         _file_away(taken, receipts_beside(taken), self.folder / DONE)
         log.info("file_sent", file=shown, events=len(records), receipts=self.receipts)
@@ -219,7 +239,7 @@ class FolderWatcher:
         if taken.parent.name == SENDING and stat.S_ISREG(_mode(kept)):
             os.replace(kept, receipts_beside(target))
         os.replace(taken, target)
-        log.warning("file_rejected", file=shown_text(name), why=why)
+        log.info("file_rejected", file=shown_text(name), why=why)
         return Outcome(name, "rejected", why=why)
 
 
@@ -250,9 +270,11 @@ def _lacking(lacking: Mapping[int, str], events: int) -> str:
     """Why a file is not done yet: how many events lack a receipt, the first few named."""
     named = "; ".join(f"line {line}: {why}" for line, why in sorted(lacking.items())[:3])
     more = ", ..." if len(lacking) > 3 else ""
+    hold = "holds" if len(lacking) == 1 else "hold"
     return (
-        f"{len(lacking)} of {events} events hold no receipt of the log ({named}{more}); "
-        f"it stays in {SENDING}/ and what lacks one is sent again at the next poll"
+        f"{len(lacking):,} of {counted(events, 'event')} {hold} no receipt of the log "
+        f"({named}{more}); it stays in {SENDING}/ and what lacks one is sent again at the "
+        "next poll"
     )
 
 

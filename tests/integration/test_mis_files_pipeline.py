@@ -175,10 +175,32 @@ def test_watch_prints_each_outcome_with_control_characters_in_names_escaped(
     (folder / "link\x1b[31m.xml").symlink_to(tmp_path)
     output = _watch_once(kafka, folder, "--wait", "acked")
     assert not any(c in output for c in "\x1b\x07\u202e"), output
-    assert "done: good\\x1b]0;owned\\x07.xml: 1 events" in output
+    assert "done: good\\x1b]0;owned\\x07.xml: 1 event\n" in output
     assert "good\\x1b]0;owned\\x07.xml: <Religion>" in output
     assert "rejected: bad\\x1b[2J\\u202e.xml: " in output
     assert "rejected: link\\x1b[31m.xml: " in output and "symbolic link" in output
+
+
+def test_watch_says_what_it_watches_then_tells_each_file_once_and_leaves_other_names_alone(
+    kafka: KafkaConfig, tmp_path: Path
+) -> None:
+    ensure_topics(kafka)
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "one.xml").write_bytes(ctf(ctf_pupil(1, CTF_SECTIONS["sen"][0])))
+    (folder / "two.XML").write_bytes(ctf(*(ctf_pupil(n, CTF_SECTIONS["sen"][0]) for n in (2, 3))))
+    (folder / "bad.xml").write_bytes(b"<CTfile><Header></CTfile>")
+    (folder / "notes.txt").write_text("send the spring census by Friday")
+    said = _watch_once(kafka, folder, "--wait", "acked").splitlines()
+    assert said[0].startswith(f"watching {folder}/ for *.xml (Common Transfer Files and census")
+    assert said[1].startswith(f"each file's events go to {kafka.bootstrap}, then the file to")
+    assert sorted(said[2:]) == [
+        "done: one.xml: 1 event",
+        "done: two.XML: 2 events",
+        "rejected: bad.xml: not well-formed XML at line 1, column 18 (mismatched tag), "
+        "inside <CTfile/Header>",
+    ]
+    assert (folder / "notes.txt").read_text() == "send the spring census by Friday"
 
 
 @pytest.fixture
@@ -207,7 +229,7 @@ def test_watch_leaves_a_file_lacking_a_receipt_in_sending_and_the_next_run_sends
     lost = ids[1]
     with FakeLog(kafka, lambda r: [] if r.event_id == lost else honest(r)):
         said = _watch_once(kafka, folder, "--vkey", "log.vkey", "--timeout", "2", exit_code=1)
-    assert "waiting: a.xml: 1 of 3 events hold no receipt" in said and "line 2" in said
+    assert "waiting: a.xml: 1 of 3 events holds no receipt" in said and "line 2" in said
     assert (folder / SENDING / "a.xml").exists() and not (folder / DONE / "a.xml").exists()
 
     with FakeLog(kafka) as log:  # it reads the topics from the start: both runs' records
@@ -247,7 +269,7 @@ def test_a_hostile_export_folder_watched_into_the_ledger_has_every_good_file_rec
         (folder / name).write_bytes(data)
     (folder / "link.xml").symlink_to(secret)
     os.mkfifo(folder / "pipe.xml")
-    (folder / "sub").mkdir()
+    (folder / "sub.xml").mkdir()
     with Pipeline(sqlite_url, kafka, worker_log=tmp_path / "worker.log", env=KEY_ENV):
         vkey = _log_vkey(sqlite_url, tmp_path / "log.vkey")
         command = [sys.executable, "-m", "pipeline.cli", "watch", str(folder), "--once"]
@@ -268,4 +290,4 @@ def test_a_hostile_export_folder_watched_into_the_ledger_has_every_good_file_rec
             file_events(folder / DONE / name, policy, Gias()).events
         )
     rejected = {p.name for p in (folder / REJECTED).iterdir() if not p.name.endswith(".why")}
-    assert rejected == {*HOSTILE, "link.xml", "pipe.xml", "sub"}
+    assert rejected == {*HOSTILE, "link.xml", "pipe.xml", "sub.xml"}

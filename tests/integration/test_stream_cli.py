@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.simulate import simulate
 from pipeline.transport.kafka import KafkaConfig, ensure_topics, read_topic
+from tests.integration.test_demo import fresh_clone, untracked
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -157,6 +158,40 @@ def test_up_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_f
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
     assert_the_json_log_is_in_the_file_not_on_screen(shown, tmp_path)
+
+
+def test_up_counts_events_sent_again_as_duplicates_recorded_once(tmp_path: Path) -> None:
+    """Sent twice, six events are recorded once each, and the line says so, rather than
+    leaving six deliveries to look like records lost between the broker and the ledger."""
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    with on_a_terminal(["up", "--db", url], tmp_path) as (up, shown):
+        broker = shown.until(re.compile(rb"broker: (127\.0\.0\.1:\d+)"), timeout=30).group(1)
+        emit_six_events(broker.decode(), tmp_path, url)
+        shown.until(re.compile(rb"recorded 6 events: allowed \d+"), timeout=90)
+        emit_six_events(broker.decode(), tmp_path, url)
+        shown.until(
+            re.compile(rb"recorded 6 events: [^|]*\| 6 duplicates \(sent again, recorded once\)"),
+            timeout=90,
+        )
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+
+
+def test_up_in_a_fresh_clone_leaves_nothing_there_for_git_add(tmp_path: Path) -> None:
+    """Everything ``up`` writes by default in the working folder (the ledger, its keys, the
+    log's signing key among them, and the worker's log) is ignored by the project's
+    .gitignore, and Faust makes no folder there."""
+    clone = fresh_clone(tmp_path / "clone")
+    with on_a_terminal(["up"], clone) as (up, shown):
+        broker = shown.until(re.compile(rb"broker: (127\.0\.0\.1:\d+)"), timeout=30).group(1)
+        emit_six_events(broker.decode(), tmp_path, f"sqlite:///{clone}/sharing-audit.db")
+        shown.until(re.compile(rb"recorded 6 events: allowed \d+"), timeout=90)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(60) == 0
+    made = {p.name for p in clone.iterdir()}
+    assert {"sharing-audit.db.logkey", "sharing-audit-worker.log"} <= made
+    assert "sharing-audit-data" not in made
+    assert untracked(clone) == []
 
 
 def test_worker_on_a_terminal_shows_a_live_status_line_and_keeps_the_json_log_in_a_file(

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any, cast
 
+import orjson
 import pytest
 import typer
 from rich.text import Text
 
 from pipeline.cli.status import (
     Supervision,
+    Watch,
     broker_died_message,
+    logs_batches,
     lost_message,
     readable,
     status_line,
@@ -20,11 +24,50 @@ from pipeline.cli.status import (
 
 def test_the_status_line_counts_events_by_decision_alerts_and_lag() -> None:
     decisions = {"allowed": 1100, "review": 60, "breach": 40, "rejected": 4}
-    line = status_line(decisions, {"sent": 38, "pending": 2, "superseded": 5}, 0).plain
+    line = status_line(decisions, {"sent": 38}, 0).plain
     assert line == (
         "recorded 1,204 events: allowed 1,100 · review 60 · breach 40 · rejected 4"
-        " | alerts 38 sent, 2 waiting, 5 held back | awaiting receipt 0"
+        " | alerts 38 sent | awaiting receipt 0"
     )
+
+
+def test_alerts_not_yet_sent_are_said_to_be_held_for_late_facts_and_for_how_long() -> None:
+    line = status_line({}, {"sent": 38, "pending": 9}, 0, hold=60).plain
+    assert " | alerts 38 sent, 9 held 60 s for late facts | " in line
+
+
+def test_alerts_a_late_fact_made_needless_are_said_to_be_not_sent_and_why() -> None:
+    line = status_line({}, {"sent": 38, "superseded": 5}, 0, hold=60).plain
+    assert " | alerts 38 sent, 5 not sent: a late fact re-decided the event | " in line
+
+
+def test_records_received_again_are_counted_as_duplicates_recorded_once() -> None:
+    line = status_line({"allowed": 10}, {}, 0, duplicates=1).plain
+    assert line.startswith("recorded 10 events: allowed 10 · review 0 · breach 0 · rejected 0")
+    assert " | 1 duplicate (sent again, recorded once) | " in line
+
+
+def test_without_duplicates_or_knowing_of_them_the_line_says_nothing_of_them() -> None:
+    assert "duplicate" not in status_line({}, {}, 0, duplicates=0).plain
+    assert "duplicate" not in status_line({}, {}, 0, duplicates=None).plain
+
+
+def test_the_live_line_counts_the_duplicates_the_workers_log_reports(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    batches = [{"event": "batch_recorded", "level": "info", "duplicates": n} for n in (0, 2, 1)]
+    log.write_bytes(b"".join(orjson.dumps(record) + b"\n" for record in batches))
+    watch = Watch(cast(Any, None), log, cast(Any, None), count_duplicates=True)
+    assert watch.new_lines() == []  # none of them is shown above the line
+    assert watch.duplicates == 3
+
+
+@pytest.mark.parametrize(
+    ("level", "counted"), [(None, True), ("INFO", True), ("debug", True), ("WARNING", False)]
+)
+def test_duplicates_are_counted_only_where_the_worker_logs_its_batches(
+    level: str | None, counted: bool
+) -> None:
+    assert logs_batches(level) is counted
 
 
 def test_what_is_not_known_yet_is_said_so() -> None:

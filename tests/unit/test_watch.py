@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from pipeline.files.events import Converted, stream_events
 from pipeline.files.gias import Gias
 from pipeline.files.safe_xml import FileRefused
 from pipeline.files.watch import DONE, REJECTED, SENDING, FolderWatcher, receipts_beside
+from pipeline.logging import configure as configure_logging
 from pipeline.policy.pack import Policy
 from pipeline.transparency.delivery import DeliveryReceipt, open_receipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
@@ -310,7 +312,7 @@ def test_a_hostile_export_folder_has_every_good_file_recorded_and_the_rest_rejec
     (folder / "swapped.xml").write_bytes(_good(4, pupils=5))
     (folder / "link.xml").symlink_to(secret)
     os.mkfifo(folder / "pipe.xml")
-    (folder / "sub").mkdir()
+    (folder / "sub.xml").mkdir()
     broker = Broker()
 
     def reading(stream: IO[bytes], name: str) -> Converted:
@@ -344,7 +346,7 @@ def test_a_hostile_export_folder_has_every_good_file_recorded_and_the_rest_rejec
     says = {name: said for name, (_, said) in HOSTILE.items()} | {
         "link.xml": "symbolic link",
         "pipe.xml": "FIFO",
-        "sub": "a folder",
+        "sub.xml": "a folder",
         "deep2.xml": "nested more than",
     }
     for name, said in says.items():
@@ -516,8 +518,10 @@ def test_waiting_for_acknowledgements_alone_files_no_receipts(
 
 
 def test_a_file_named_as_a_receipts_file_is_rejected_unread_and_never_taken_for_one(
-    watcher: FolderWatcher, broker: Broker
+    tmp_path: Path, broker: Broker
 ) -> None:
+    """Whatever the pattern lets in (here, every name)."""
+    watcher = FolderWatcher(tmp_path, convert, broker.send, settle=0, pattern="*")
     old(watcher.folder / "a.xml", "e1")
     old(watcher.folder / "a.xml.receipts.jsonl", "e9")
     outcomes = watcher.poll()
@@ -620,3 +624,56 @@ def test_a_file_whose_name_leaves_no_room_for_its_receipts_is_done_with_them_bes
     done = watcher.folder / DONE
     assert kept(receipts_beside(done / long)) == [(1, "e1"), (2, "e2")]
     assert receipts_beside(done / long) != receipts_beside(done / ("c" * 250 + "d.xml"))
+
+
+def test_a_name_the_pattern_does_not_match_is_left_where_it_is_unread(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    old(watcher.folder / "a.xml", "e1")
+    old(watcher.folder / "notes.txt", "bad: remember the census")
+    [outcome] = watcher.poll()
+    assert (outcome.file, outcome.status) == ("a.xml", "done")
+    assert (watcher.folder / "notes.txt").read_text() == "bad: remember the census"
+    assert list((watcher.folder / REJECTED).iterdir()) == [] and ids(broker) == ["e1"]
+
+
+def test_the_pattern_matches_a_name_in_any_case(watcher: FolderWatcher, broker: Broker) -> None:
+    old(watcher.folder / "A.XML", "e1")
+    assert [(o.file, o.status) for o in watcher.poll()] == [("A.XML", "done")]
+
+
+def test_a_pattern_given_takes_those_names_and_no_others(tmp_path: Path, broker: Broker) -> None:
+    watcher = FolderWatcher(tmp_path, convert, broker.send, settle=0, pattern="*_CTF_*.xml")
+    old(tmp_path / "850200_CTF_8502002_001.xml", "e1")
+    old(tmp_path / "census.xml", "e2")
+    assert [o.file for o in watcher.poll()] == ["850200_CTF_8502002_001.xml"]
+    assert (tmp_path / "census.xml").exists() and ids(broker) == ["e1"]
+
+
+def test_a_file_is_told_once_not_also_in_the_log_a_person_at_a_terminal_sees(
+    watcher: FolderWatcher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line reports each outcome; the watcher's own records of them are at
+    INFO, below the WARNING the command line logs at."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging(level="WARNING", json=True)
+    old(watcher.folder / "bad.xml", "bad")
+    old(watcher.folder / "b.xml", "e1")
+    try:
+        assert sorted(o.status for o in watcher.poll()) == ["done", "rejected"]
+    finally:
+        root.handlers[:], root.level = handlers, level
+    said = capsys.readouterr()
+    assert said.out == said.err == ""
+
+
+def test_how_many_events_lack_a_receipt_is_said_in_agreement_with_the_count(
+    watcher: FolderWatcher, broker: Broker
+) -> None:
+    broker.withheld = {"e2", "e3", "e4"}
+    old(watcher.folder / "a.xml", "e1 e2")
+    old(watcher.folder / "b.xml", "e3 e4")
+    why = {o.file: o.why for o in watcher.poll()}
+    assert why["a.xml"].startswith("1 of 2 events holds no receipt of the log (line 2: ")
+    assert why["b.xml"].startswith("2 of 2 events hold no receipt of the log (line 1: ")
