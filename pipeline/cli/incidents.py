@@ -100,7 +100,11 @@ def queue_table(listed: list[tuple[int, Incident]], now: datetime) -> Table:
         table.add_row(
             str(incident_id),
             Group(Text(incident.severity.value, "bold"), incident.status.value.replace("_", " ")),
-            Group(plain(rule_name(incident.cause.rule)), plain(f"to {incident.cause.recipient}"), events),
+            Group(
+                plain(rule_name(incident.cause.rule)),
+                plain(f"to {incident.cause.recipient}"),
+                events,
+            ),
             _clock(incident, now),
         )
     return table

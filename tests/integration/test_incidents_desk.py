@@ -85,7 +85,7 @@ def test_the_cli_lists_the_queue_and_refuses_closing_an_unassessed_breach(
 ) -> None:
     listed = runner.invoke(app, ["incidents", "list", "--db", db_url], env={"COLUMNS": "200"})
     assert listed.exit_code == 0, listed.output
-    assert "consent.missing" in listed.output and "open" in listed.output
+    assert "no consent on record" in listed.output and "open" in listed.output
     incident_id = str(next(iter(_incidents(ledger))))
     refused = runner.invoke(
         app, ["incidents", "close", incident_id, "--reason", "x", "--db", db_url]
