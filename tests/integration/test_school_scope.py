@@ -28,6 +28,7 @@ from pipeline.transparency.note import Signer
 from pipeline.users import Role, add_user
 from tests.factory import left, line, referral, transfer, upn
 from tests.integration.routes import http_routes
+from tests.integration.serving import CHROMIUM, needs_chromium, served
 from tests.integration.test_verifiable_log import ENV, ledger_with
 
 pytestmark = pytest.mark.integration
@@ -442,3 +443,34 @@ def test_the_operators_subject_access_report_takes_a_school(trust: Trust) -> Non
         app, ["report", "sar", "--pupil", ONLY_A, "--db", url, "--school", B], env=ENV
     )
     assert none.exit_code == 2 and "no entry of school 135000" in none.stderr
+
+
+@pytest.mark.slow  # a browser
+@needs_chromium
+def test_the_trusts_dpo_narrows_the_queue_to_one_school_in_a_browser(
+    trust: Trust, viewers: dict[str, Viewer], policy: Policy
+) -> None:
+    """In Chromium: the trust's DPO picks a school from the queue's filter and sees its
+    incidents alone; a DPO of one school is offered no school to pick."""
+    from playwright.sync_api import expect, sync_playwright
+
+    app = create_api(trust.ledger, policy=policy, pseudonym=pseudonym)
+    with served(app) as address, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        for name in ("trust-dpo", "dpo-a"):
+            page = browser.new_page()
+            page.goto(f"{address}/desk/signin")
+            page.fill("#token", viewers[name].token)
+            page.click("button[type=submit]")
+            expect(page.locator("#queue")).to_be_visible()
+            school = page.locator("#filters select[name=school]")
+            if name == "dpo-a":
+                expect(school).to_have_count(0)
+                continue
+            page.select_option("#filters select[name=school]", B)
+            page.click("#filters button[type=submit]")
+            shown = page.locator("#queue td.school")
+            expect(shown.first).to_be_visible()
+            assert {c.get_attribute("data-urn") for c in shown.all()} == {B}
+            expect(page.locator(f"tr[data-incident='{trust.incidents[A]}']")).to_have_count(0)
+        browser.close()
