@@ -268,6 +268,8 @@ _INSTANT = re.compile(
     r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)",
 )
 _DAY = re.compile(r"\b\d{4}-\d\d-\d\d\b")
+#: A recipient's id as a reason quotes it ("covering agency:school-nursing").
+_RECIPIENT_ID = re.compile(r"(?<![\w:])(?:agency|la|school):[A-Za-z0-9._-]*[A-Za-z0-9]")
 _PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
 _PLACEHOLDER = re.compile(r"\{(URN|LA)\}")  # a pack's ids, as a reason may quote them
 #: The ids a reason quotes that are not words (a lawful basis, an Art 9 condition, a
@@ -378,4 +380,11 @@ def install(env: Environment) -> None:
     def school(context: Context, urn: str | None) -> str:
         return naming(context).school(urn)
 
-    env.filters.update(FILTERS, recipient=recipient, school=school)
+    @pass_context
+    def reason(context: Context, text: str | None, school: str | None = None) -> str:
+        """:func:`reason_said`, with the recipients it quotes by their names too."""
+        named = naming(context)
+        said = reason_said(text)
+        return _RECIPIENT_ID.sub(lambda m: named.recipient(m.group(), school), said)
+
+    env.filters.update(FILTERS, recipient=recipient, school=school, reason=reason)

@@ -24,6 +24,7 @@ from pipeline.shown import (
     Naming,
     category_name,
     day,
+    install,
     reason_said,
     recipient_name,
     when,
@@ -142,8 +143,10 @@ def test_the_pages_and_the_reports_share_one_set_of_filters() -> None:
     from pipeline.api.pages import templates
     from pipeline.reports.formats import html
 
-    for name in ("uk", "what", "rule", "basis", "art9", "channel", "categories", "reason"):
+    for name in ("uk", "what", "rule", "basis", "art9", "channel", "categories"):
         assert templates.env.filters[name] is html.filters[name], name
+    why = "{{ 'covering agency:school-nursing on 2026-07-21' | reason }}"
+    assert templates.env.from_string(why).render() == html.from_string(why).render()
 
 
 def test_a_notice_says_its_cause_recipient_and_school_in_the_desks_words(
@@ -168,4 +171,18 @@ def test_a_notice_says_its_cause_recipient_and_school_in_the_desks_words(
     )
     assert "Cause: no consent on record, to School Nursing Service, at Westfields Junior" in (
         message.get_content()
+    )
+
+
+def test_a_reason_on_a_page_names_the_recipients_it_quotes(policy: Policy) -> None:
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    install(env)
+    page = env.from_string("{{ why | reason }}").render(
+        why="no consent 'C-1' for pupils[0] covering agency:school-nursing and medical",
+        naming=Naming(policy),
+    )
+    assert (
+        page == "no consent &#39;C-1&#39; for pupil 1 covering School Nursing Service and medical"
     )
