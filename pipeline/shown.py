@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from pipeline.policy.pack import Policy, is_school
+from pipeline.policy.rules import PUPIL_PLACE
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.schooltime import shown_day, shown_in_school_time
 from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, WITNESS_REFUSED_CAUSE
@@ -270,7 +271,6 @@ _INSTANT = re.compile(
 _DAY = re.compile(r"\b\d{4}-\d\d-\d\d\b")
 #: A recipient's id as a reason quotes it ("covering agency:school-nursing").
 _RECIPIENT_ID = re.compile(r"(?<![\w:])(?:agency|la|school):[A-Za-z0-9._-]*[A-Za-z0-9]")
-_PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
 _PLACEHOLDER = re.compile(r"\{(URN|LA)\}")  # a pack's ids, as a reason may quote them
 #: The ids a reason quotes that are not words (a lawful basis, an Art 9 condition, a
 #: channel, an event's field), by their names; the ones that are words stay as they are.
@@ -306,7 +306,7 @@ def reason_said(reason: str | None) -> str:
     said = _DAY.sub(_day_or_as_is, said)
     said = _PLACEHOLDER.sub(r"\1", said)
     said = _QUOTED_ID.sub(lambda m: _QUOTED[m.group()], said)
-    return _PLACE.sub(lambda m: f"pupil {int(m.group(1)) + 1}", said)
+    return PUPIL_PLACE.sub(lambda m: f"pupil {int(m.group(1)) + 1}", said)
 
 
 # -- on pages --------------------------------------------------------------------------------

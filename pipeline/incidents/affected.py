@@ -10,17 +10,16 @@ concerns every pupil in it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.store import from_utc_text
+from pipeline.policy.rules import places_named
 from pipeline.schooltime import school_day, shown_day
 
 #: How a reason names a pupil: by place in the event's list (a rejected event's reasons
 #: name the place of the invalid value, ``data.pupils[2].upn``).
-_PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
 #: The columns of the families-to-notify list, in order.
 FAMILIES_COLUMNS = ("upn", "date_of_birth", "school_urn", "incident", "events")
 ERASED = "(erased)"
@@ -56,7 +55,7 @@ def places_concerned(entry: Entry, rule: str) -> set[int] | None:
         return None
     places: set[int] = set()
     for part in reason.split("; "):
-        named = {int(n) for n in _PLACE.findall(part)}
+        named = places_named(part)
         if not named:
             return None
         places |= named

@@ -11,6 +11,7 @@ reject an event before any of these run; they live in ``decide.py`` and the engi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +23,14 @@ from schemas.decisions import RuleId
 from schemas.events import SharingEvent
 
 _CONSENT_CONDITION = "9.2.a"
+#: How a reason names a pupil (by place in the event, from 0; ``data.pupils[2]`` in the
+#: gate's reasons): what pages, reports and the reveal read back.
+PUPIL_PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
+
+
+def places_named(reason: str) -> set[int]:
+    """The places of the pupils ``reason`` names (none: it concerns every pupil)."""
+    return {int(n) for n in PUPIL_PLACE.findall(reason)}
 
 
 @dataclass(slots=True)

@@ -16,7 +16,6 @@ and inclusion proofs) is for auditors, and the page puts it in an appendix.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +30,12 @@ from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
+from pipeline.policy.rules import PUPIL_PLACE, places_named
 from pipeline.policy.schools import Controller, Schools, controller_of, policy_of
 from schemas.decisions import RULE_VERDICT, RuleId, Verdict
 from schemas.events import SHARING_KIND
 
 log = get_logger(__name__)
-_PLACE = re.compile(r"(?:data\.)?pupils\[(\d+)\]")
 SECTIONS = ("disclosures", "lifecycle", "rejected", "accesses")
 PAYLOAD_FIELDS = ("special_condition", "channel", "purpose")
 
@@ -58,10 +57,10 @@ def reasons_for(
     for rule, reason in zip(rules, reasons, strict=False):
         parts = []
         for part in reason.split("; "):
-            named = {int(n) for n in _PLACE.findall(part)}
+            named = places_named(part)
             if named and not named & places:
                 continue
-            parts.append(_PLACE.sub("this pupil", part))
+            parts.append(PUPIL_PLACE.sub("this pupil", part))
         if parts:
             kept.append((rule, "; ".join(parts)))
     return kept
