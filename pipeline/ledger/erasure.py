@@ -7,10 +7,11 @@ leaf: ``ledger verify``, checkpoints, inclusion proofs and receipts issued befor
 still verify. The erasure itself is an entry (who, why, under which rule, how many
 entries name the pupil; never a UPN), appended in the same transaction as the delete.
 
-What this does not do yet (see deploy/README.md, "Erasing a pupil"): make the pseudonym
-underivable from the UPN. While pseudonyms are an HMAC of the UPN under a key the
-deployment keeps, whoever holds that key and the UPN still finds the pupil's entries;
-that is why nothing outside the ledger calls :func:`erase` yet.
+A pupil first recorded since migration 0011 has a random pseudonym, tied to the UPN only
+by the row this deletes (:mod:`pipeline.ledger.pupils`). One recorded before has an HMAC
+of the UPN under the key the deployment still holds, which remakes it, until the key
+migration destroys that key (not built yet: see deploy/README.md, "Erasing a pupil");
+that is one reason nothing outside the ledger calls :func:`erase` yet.
 """
 
 from __future__ import annotations
