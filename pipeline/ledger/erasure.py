@@ -118,6 +118,25 @@ def erase(ledger: Ledger, pupil_key: str, *, by: str, reason: str, rule: str) ->
     return Erased(seq, entries, scrubbed)
 
 
+def restored_identity_faults(connection: Any) -> list[tuple[int, str]]:
+    """(erasure's seq, what is wrong) for each identity row naming a pupil an erasure
+    entry erased: the row came back (a restored backup, or written behind the ledger's
+    back), and with it the UPN and date of birth the erasure removed."""
+    erased = (
+        select(ENTRY.c.seq, PUPIL.c.pupil_key)
+        .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
+        .where(ENTRY.c.kind == ERASURE)
+        .subquery()
+    )
+    rows = connection.execute(
+        select(func.min(erased.c.seq))
+        .join(IDENTITY, IDENTITY.c.pupil_key == erased.c.pupil_key)
+        .group_by(erased.c.pupil_key)
+    ).scalars()
+    fault = "an identity row names the pupil this entry erased: erase the row again"
+    return [(int(seq), fault) for seq in rows]
+
+
 #: How often, and how far apart, a checkpoint the readers hold back is tried again.
 _TRIES, _PAUSE = 5, 0.2
 

@@ -101,6 +101,20 @@ def test_no_earlier_leaf_changes_and_the_ledger_still_verifies(db_url: str) -> N
     assert checked.ok, checked.fault
 
 
+def test_an_identity_row_restored_after_erasure_is_a_fault_at_the_erasure(db_url: str) -> None:
+    """A backup restored over the ledger brings the erased UPN back: verify names it."""
+    ledger = ledger_with_breaches(db_url, load_pack())
+    pupil = finder(ledger)(upn(1))
+    with ledger.engine.connect() as connection:
+        (row,) = connection.execute(select(IDENTITY).where(IDENTITY.c.pupil_key == pupil)).all()
+    seq = _erase(ledger, pupil)
+    with ledger.engine.begin() as connection:
+        connection.execute(IDENTITY.insert().values(row._mapping))
+    with ledger.engine.connect() as connection:
+        checked = verify(connection)
+    assert checked.fault_seq == seq and "names the pupil this entry erased" in str(checked.fault)
+
+
 def test_a_pupil_erased_already_is_refused_naming_the_erasure(db_url: str) -> None:
     ledger = ledger_with_breaches(db_url, load_pack())
     pupil = finder(ledger)(upn(1))
