@@ -1,8 +1,12 @@
-"""Keyed pupil pseudonyms: HMAC-SHA256 of the normalised UPN.
+"""The deployment's pseudonym key: it seals each identity row (a MAC) and names itself
+by a fingerprint, so that a ledger is only ever used with the key it was written with.
 
 Everything that leaves the core (ledger hashes, logs, alerts, topics other than the
-inputs, error messages) names a pupil by this pseudonym, never by UPN. Without the key a
-pseudonym cannot be turned back into a UPN, nor can a UPN be tested against it.
+inputs, error messages) names a pupil by pseudonym, never by UPN. Pupils recorded before
+migration 0011 have HMAC-SHA256 of their normalised UPN under this key as pseudonym (what
+:class:`Pseudonymiser` computes); a new pupil's is drawn at random instead
+(:mod:`pipeline.ledger.pupils`), so that erasing the pupil's identity row leaves no key
+that remakes it.
 """
 
 from __future__ import annotations

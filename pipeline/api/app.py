@@ -21,6 +21,7 @@ from pipeline.api import admin, audit, desk, log, pages
 from pipeline.api.deps import Db, current_user, user_of, user_of_session
 from pipeline.api.guards import add_guards
 from pipeline.ledger.keys import bind_key, ledger_key
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.store import Ledger, make_engine
 from pipeline.packs import load_pack, load_schools
 from pipeline.policy.pack import Policy
@@ -74,6 +75,8 @@ def create_api(
     api.state.schools = schools
     api.state.school = school or settings().school()
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym)
+    # A UPN typed into a search to the pseudonym its pupil is recorded under.
+    api.state.find_pupil = finder(own)
     for router in (desk.router, audit.router, log.router, admin.router, pages.router):
         api.include_router(router)
 

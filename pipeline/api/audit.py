@@ -154,7 +154,7 @@ def filters_of(request: Request, asked: Asked) -> Filters:
     """The filters a search asks for, or a 422 naming what is wrong."""
     try:
         return filters_from(
-            request.app.state.pseudonym,
+            request.app.state.find_pupil,
             upn=asked.upn,
             pupil=asked.pupil,
             recipient=asked.recipient,
@@ -312,7 +312,7 @@ def pupil_of(request: Request, asked: PupilAsked) -> str:
     if asked.pupil is not None:
         return asked.pupil
     try:
-        return pupil_key(asked.upn or "", request.app.state.pseudonym, "upn")
+        return pupil_key(asked.upn or "", request.app.state.find_pupil, "upn")
     except BadFilter as exc:
         raise HTTPException(422, str(exc)) from None
 

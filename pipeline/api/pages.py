@@ -540,7 +540,7 @@ def _upn_in_url(request: Request) -> Response | None:
 
 def _filters(request: Request, asked: dict[str, str], after: int = 0) -> Filters:
     return filters_from(
-        request.app.state.pseudonym,
+        request.app.state.find_pupil,
         upn=asked.get("upn"),
         pupil=asked.get("pupil"),
         recipient=asked.get("recipient"),
@@ -667,7 +667,7 @@ def sar_page(
     state = request.app.state
     try:
         if upn.strip():
-            key = pupil_key(upn, state.pseudonym, "UPN")
+            key = pupil_key(upn, state.find_pupil, "UPN")
         elif pupil:
             key = given_pseudonym(pupil, "Pupil")
         else:

@@ -27,18 +27,16 @@ from pipeline.cli.report import write_private
 from pipeline.cli.runnable import activation, command_line
 from pipeline.engine import Engine
 from pipeline.ledger.chain import Verification
-from pipeline.ledger.keys import ledger_key
 from pipeline.ledger.outbox import PENDING, SENT, SUPERSEDED, alert_counts
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import current_decisions, entry_count
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
-from pipeline.pseudonym import pseudonymiser
 from pipeline.reports.formats import ropa_html, sar_html
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.settings import settings
 from pipeline.simulate import simulate
 from pipeline.transport.broker import BrokerError
 from pipeline.transport.kafka import ALERTS_TOPIC, KafkaConfig, KafkaUnavailable, read_topic
@@ -95,9 +93,8 @@ def _reports(
     demo = Requester("demo", Role.DPO.value, "cli")
     upn = next(p["upn"] for line in lines for p in line.event["data"].get("pupils", []))
     url = ledger.engine.url.render_as_string(hide_password=False)
-    key = pseudonymiser(ledger_key(ledger, settings().pseudonym_key, url))
     sar = folder / "subject-access.html"
-    report = audited_sar(ledger, demo, key(upn), policy, school=school_or_fail())
+    report = audited_sar(ledger, demo, finder(ledger)(upn), policy, school=school_or_fail())
     assert report is not None  # the demo's reader sees every school
     write_private(sar, sar_html(report).encode())
     ropa = folder / "record-of-processing.html"

@@ -25,7 +25,7 @@ from pipeline.cli.options import (
     cli_reader,
     database_url,
     open_ledger,
-    pseudonym_for,
+    pupil_finder,
     reading,
     school_scope,
 )
@@ -203,7 +203,7 @@ def ledger_query(
     scope = school_scope(school, schools_or_fail(schools))
     filters = asked(
         lambda: filters_from(
-            lambda upn: pseudonym_for(db)(upn),
+            lambda upn: pupil_finder(db)(upn),
             upn=pupil,
             recipient=recipient,
             event_type_=event_type,

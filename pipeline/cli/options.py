@@ -19,6 +19,7 @@ from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import KeyRefused, ledger_key
 from pipeline.ledger.origin import LogOriginError, log_origin
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.policy.schools import Schools
@@ -119,6 +120,14 @@ def pseudonym_key_for(db: str | None, wait_for_database: bool = False) -> bytes:
 
 def pseudonym_for(db: str | None) -> Pseudonymiser:
     return pseudonymiser(pseudonym_key_for(db))
+
+
+def pupil_finder(db: str | None) -> Callable[[str], str]:
+    """A UPN to the pseudonym its pupil is recorded under (see
+    :mod:`pipeline.ledger.pupils`), once the key is known to be the ledger's: a ledger
+    opened on another key is refused, never searched and found empty."""
+    pseudonym_key_for(db)
+    return finder(open_ledger(db, create=False))
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from pipeline.cli.options import (
     asked,
     cli_reader,
     open_ledger,
-    pseudonym_for,
+    pupil_finder,
     reading,
     school_scope,
 )
@@ -78,7 +78,7 @@ def report_sar(
     of one school (--school) or every school's part."""
     pack = policy_or_fail(policy)
     named = school_or_fail()
-    key = asked(lambda: pupil_key(pupil, lambda upn: pseudonym_for(db)(upn), "--pupil"))
+    key = asked(lambda: pupil_key(pupil, lambda upn: pupil_finder(db)(upn), "--pupil"))
     ledger = open_ledger(db, create=False)
     register = schools_or_fail(schools)
     reader = replace(cli_reader(), schools=school_scope(school, register))

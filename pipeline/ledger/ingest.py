@@ -30,6 +30,7 @@ import orjson
 
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.pupils import resolved
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.ledger.tree import entry_leaf_hashes
 from pipeline.logging import get_logger
@@ -54,6 +55,7 @@ from pipeline.register import (
     SchoolFact,
     check_upn,
     fact_of,
+    normalise_upn,
 )
 from schemas.alerts import summary_of
 from schemas.decisions import Decision, Verdict
@@ -213,17 +215,24 @@ class LedgerWriter:
             readings = [read_event(raw) for raw, _ in records]
         else:
             readings = [undecidable_reading(raw, undecidable) for raw, _ in records]
-        pupils = [self._pupils(reading.event) for reading in readings]
+        given = [_given_pupils(reading.event) for reading in readings]
         outcomes: list[Outcome] = []
         with self.ledger.locked() as connection:
+            # Under the lock: a pupil new to the ledger is given one pseudonym, whichever
+            # worker meets them first (see pipeline/ledger/pupils.py).
+            named = resolved(connection, (upn for own in given if own for upn, _ in own))
+            pupils = [
+                None if own is None else tuple(Pupil(named[upn], upn, dob) for upn, dob in own)
+                for own in given
+            ]
             head_seq, _ = Ledger.head(connection)
             engine = Engine(
                 self.policy,
-                Register(pupil_key=self.pseudonym),
+                Register(pupil_key=lambda upn: named[normalise_upn(upn)]),
                 schools=self.schools,
                 allocate=itertools.count(head_seq + 1).__next__,
             )
-            seen_unkeyed = self._preload(connection, engine, records, readings, pupils)
+            seen_unkeyed = self._preload(connection, engine, records, readings, pupils, named)
             recorded_at = now_text()  # the transaction's time, for every entry it appends
             entries: list[NewEntry] = []
             for index in in_event_time_order(records, readings):
@@ -258,26 +267,6 @@ class LedgerWriter:
 
     # -- what the batch depends on --------------------------------------------------------
 
-    def _pupils(self, event: Event | None) -> tuple[Pupil, ...] | None:
-        """The event's pupils, each UPN checked and pseudonymised here once for the whole
-        batch; None when there is no event or a UPN is invalid (the event is rejected then,
-        and no pupil of it is recorded)."""
-        if event is None:
-            return None
-        if isinstance(event, SHARING_MODELS):
-            given = [
-                (p["upn"], p["dob"].isoformat() if "dob" in p else None) for p in event.data.pupils
-            ]
-        else:
-            given = [(event.data.upn, None)]
-        pupils = []
-        for upn, dob in given:
-            normal = check_upn(upn)[0]
-            if normal is None:
-                return None
-            pupils.append(Pupil(self.pseudonym(normal), normal, dob))
-        return tuple(pupils)
-
     def _preload(
         self,
         connection: Any,
@@ -285,6 +274,7 @@ class LedgerWriter:
         records: Sequence[Record],
         readings: Sequence[Reading],
         pupils_of: Sequence[tuple[Pupil, ...] | None],
+        named: dict[str, str],
     ) -> dict[Unkeyed, int]:
         ids = [r.key for r in readings if r.key is not None]
         pupils: set[str] = set()
@@ -311,7 +301,7 @@ class LedgerWriter:
             # Only what each pupil's own facts can change: events timed before a pupil's
             # first fact in the batch are unaffected.
             affected = Ledger.affected_by(connection, since)
-            recorded += self._rehydrated(connection, affected)
+            recorded += self._rehydrated(connection, affected, named)
             for entry, _ in affected:
                 pupils.update(entry.pupil_keys)
         facts = [
@@ -332,14 +322,17 @@ class LedgerWriter:
         ]
         return Ledger.unkeyed_seen(connection, unkeyed)
 
-    def _rehydrated(self, connection: Any, entries: Sequence[tuple[Entry, str]]) -> list[Recorded]:
+    def _rehydrated(
+        self, connection: Any, entries: Sequence[tuple[Entry, str]], named: dict[str, str]
+    ) -> list[Recorded]:
         """Recorded sharing events (with their payloads' text) with their UPNs put back,
-        ready to be re-decided.
+        ready to be re-decided; each UPN put back is added to ``named`` (UPN to
+        pseudonym), for the engine to name its pupil by.
 
         An event whose pupil has been erased cannot be re-decided; its decision stands.
         """
-        keys = {k for e, _ in entries for k in e.pupil_keys}
-        identity = Ledger.identities(connection, keys)
+        identity = Ledger.identities(connection, {k for e, _ in entries for k in e.pupil_keys})
+        named.update({upn: key for key, (upn, _) in identity.items()})
         out = []
         for entry, text in entries:
             pupil_keys = entry.pupil_keys
@@ -434,6 +427,27 @@ class LedgerWriter:
         alert = entry.alert_fields()
         alert["reasons"] = [summary_of(reason) for reason in alert["reasons"]]
         return severity.value, {**alert, "severity": severity.value}
+
+
+def _given_pupils(event: Event | None) -> tuple[tuple[str, str | None], ...] | None:
+    """The event's pupils as it gives them: each normalised UPN and date of birth (ISO),
+    checked here once for the whole batch; None when there is no event or a UPN is
+    invalid (the event is rejected then, and no pupil of it is recorded)."""
+    if event is None:
+        return None
+    if isinstance(event, SHARING_MODELS):
+        given = [
+            (p["upn"], p["dob"].isoformat() if "dob" in p else None) for p in event.data.pupils
+        ]
+    else:
+        given = [(event.data.upn, None)]
+    pupils = []
+    for upn, dob in given:
+        normal = check_upn(upn)[0]
+        if normal is None:
+            return None
+        pupils.append((normal, dob))
+    return tuple(pupils)
 
 
 def pseudonymised(event: dict[str, Any], pupil_keys: Sequence[str]) -> dict[str, Any]:

@@ -4,8 +4,9 @@ A ledger opened with another key would answer every pupil's search and subject-a
 report with nothing, and say nothing was wrong; a key generated afresh beside a ledger
 already holding pupils would do the same. So the key's fingerprint is recorded the first
 time the ledger is used with it, and every later use is checked against it. A ledger
-written before fingerprints were recorded is checked against its own identity rows: the
-pseudonym of a stored UPN must be the one stored beside it.
+written before fingerprints were recorded is checked against its own identity rows: a
+row's MAC must be this key's (or, for a row written before MACs, the pseudonym of its
+UPN the one stored beside it).
 """
 
 from __future__ import annotations
@@ -58,14 +59,26 @@ def bind_key(ledger: Ledger, pseudonyms: Pseudonymiser) -> None:
                 f"{stored[:16]}, this key's is {mine[:16]}): use the key it was written with"
             )
         known = connection.execute(
-            select(IDENTITY.c.pupil_key, IDENTITY.c.upn).where(IDENTITY.c.upn != "").limit(1)
+            select(IDENTITY.c.pupil_key, IDENTITY.c.upn, IDENTITY.c.dob, IDENTITY.c.mac)
+            .where(IDENTITY.c.upn != "")
+            .limit(1)
         ).first()
-        if known is not None and pseudonyms(known.upn) != known.pupil_key:
+        if known is not None and not _sealed_by(pseudonyms, *known):
             raise KeyRefused(
                 "this ledger's pupils were pseudonymised with another key: use the key it "
                 "was written with"
             )
         connection.execute(insert(META).values(name=FINGERPRINT, value=mine))
+
+
+def _sealed_by(
+    pseudonyms: Pseudonymiser, pupil_key: str, upn: str, dob: str | None, mac: str | None
+) -> bool:
+    """Whether an identity row was written with this key: its MAC, or (a row written
+    before MACs, whose pseudonym was then made from the UPN) its pseudonym, says so."""
+    if mac is not None:
+        return pseudonyms.identity_mac(pupil_key, upn, dob) == mac
+    return pseudonyms(upn) == pupil_key
 
 
 def ledger_key(ledger: Ledger, configured: str | None, database_url: str) -> bytes:

@@ -154,7 +154,17 @@ class PupilIdentity(SQLModel, table=True):
     """The one erasable table: a pseudonym's UPN and date of birth, for subject access."""
 
     __tablename__ = "pupil_identity"
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = (
+        # How a pupil's pseudonym is found from their UPN (see pipeline/ledger/pupils.py).
+        Index(
+            "ux_identity_upn",
+            "upn",
+            unique=True,
+            sqlite_where=text("upn <> ''"),
+            postgresql_where=text("upn <> ''"),
+        ),
+        {"sqlite_with_rowid": False},
+    )
     pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
     upn: str = Field(sa_column=Column(String(13), nullable=False))
     dob: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))

@@ -178,6 +178,9 @@ def _engine(url: str, pool_size: int | None) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=60000")
             cursor.execute("PRAGMA cache_size=-131072")
+            # A deleted row's bytes (an erased pupil's UPN) and the pages it frees are
+            # overwritten with zeros, not left in the file for anyone holding it to read.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")

@@ -32,6 +32,7 @@ from pipeline.ledger.chain import (
     verify_links,
 )
 from pipeline.ledger.checkpoints import checkpoint_faults
+from pipeline.ledger.erasure import restored_identity_faults
 from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
 from pipeline.ledger.sides import identity_faults, side_faults
@@ -61,7 +62,8 @@ def verify(
 ) -> Verification:
     """Recompute the whole chain; check the chain head agrees with the last entry, the
     rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`): facts
-    and payloads always, identity rows when ``pseudonyms`` (the key) is given; the
+    and payloads always, that no identity row names a pupil an erasure erased
+    (:mod:`pipeline.ledger.erasure`), identity rows when ``pseudonyms`` (the key) is given; the
     indexes and users rebuilt from the entries (:mod:`pipeline.ledger.projections`); and the
     Merkle tree and the checkpoints kept against the entries (their signatures too, when
     ``log``, the log's verifier key, is given).
@@ -78,6 +80,7 @@ def verify(
     with _ranges_started(connection, jobs, min_range) as ranges:
         # The rows beside the chain are checked while the processes check the ranges.
         faults = side_faults(connection) + projection_faults(connection)
+        faults += restored_identity_faults(connection)
         if pseudonyms is not None:
             faults += identity_faults(connection, pseudonyms)
         if ranges is None:

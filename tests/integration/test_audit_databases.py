@@ -10,7 +10,7 @@ from pipeline.ledger.reads import Requester, export, readers_of, search
 from pipeline.policy.pack import Policy
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from tests.integration.year import Year, ledger_of_year, pseudonym
+from tests.integration.year import Year, ledger_of_year
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a year's ledger for each test
 AUDITOR = Requester("ann", "auditor", "api")
@@ -33,16 +33,16 @@ def test_an_export_is_found_among_the_readers_of_every_pupil_it_held(year: Year)
     total, found = export(year.ledger, AUDITOR, Filters(), "csv")
     assert total == len(list(found))
     with year.ledger.engine.connect() as connection:
-        readers = readers_of(connection, pseudonym(upn))
+        readers = readers_of(connection, year.pseudonym(upn))
     assert [(r.details or {})["action"] for r in readers] == ["export"]
 
 
 def test_a_subject_access_report_covers_the_pupils_entries(year: Year, policy: Policy) -> None:
     upn = year.upns()[5]
-    report = audited_sar(year.ledger, AUDITOR, pseudonym(upn), policy)
+    report = audited_sar(year.ledger, AUDITOR, year.pseudonym(upn), policy)
     assert report is not None
     with year.ledger.engine.connect() as connection:
-        naming = [e.seq for e in entries(connection, Filters(pupil_key=pseudonym(upn)))]
+        naming = [e.seq for e in entries(connection, Filters(pupil_key=year.pseudonym(upn)))]
     assert report["entries"] == [seq for seq in naming if seq <= report["as_of"]]
     assert report["pupil"]["upn"] == upn
 

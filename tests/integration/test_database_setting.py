@@ -203,7 +203,7 @@ def _ledger_stats(named: Named) -> None:
 
 @case("db upgrade")
 def _db_upgrade(named: Named) -> None:
-    assert named.run("db", "upgrade").stdout.strip() == f"{named.url}: schema at revision 0010"
+    assert named.run("db", "upgrade").stdout.strip() == f"{named.url}: schema at revision 0011"
 
 
 @case("db grant")

@@ -23,6 +23,7 @@ from pipeline.incidents.notify import (
 )
 from pipeline.ledger import schema
 from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.pupils import drawn, finder
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
@@ -105,7 +106,7 @@ def test_a_receiver_that_fails_twice_gets_the_notice_on_the_third_attempt(
     sent = orjson.loads(body)
     assert sent["severity"] == "high" and sent["rule"] == "consent.missing"
     assert sent["link"] == f"https://desk.school.example/incidents/{sent['incident']}"
-    assert sent["pupil_keys"] == [pseudonymiser(bytes(range(32)))(upn(1))]
+    assert sent["pupil_keys"] == [finder(ledger)(upn(1))]
     assert upn(1).encode() not in body
 
 
@@ -341,11 +342,11 @@ def test_a_notice_names_only_the_pupils_its_entries_name(
 ) -> None:
     """A row slipped into the pupil index beside the breach is not believed: the notice
     goes outside the school, and would carry another child's pseudonym."""
-    other = pseudonymiser(bytes(range(32)))(upn(9))
+    other = drawn()  # another child's
     with ledger.engine.begin() as connection:
         connection.execute(
             text("INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, 1)"), {"k": other}
         )
     assert _notify(ledger, receiver.url) == 1
     sent = orjson.loads(receiver.requests[-1][1])
-    assert sent["pupil_keys"] == [pseudonymiser(bytes(range(32)))(upn(1))]
+    assert sent["pupil_keys"] == [finder(ledger)(upn(1))]

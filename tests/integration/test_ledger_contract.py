@@ -22,6 +22,7 @@ from pipeline.ledger.entry import Entry
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger, NewEntry
 from pipeline.ledger.verification import verify
@@ -311,8 +312,8 @@ class LedgerContract:
         ]
         writer.write(numbered(events))
         since = {
-            (URN, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z",  # all of Ann's
-            (URN, writer.pseudonym(ben)): "2026-05-15T00:00:00.000000Z",  # Ben's of June only
+            (URN, finder(ledger)(ann)): "2026-02-01T00:00:00.000000Z",  # all of Ann's
+            (URN, finder(ledger)(ben)): "2026-05-15T00:00:00.000000Z",  # Ben's of June only
         }
         with ledger.engine.connect() as connection:
             affected = Ledger.affected_by(connection, since)
@@ -333,7 +334,7 @@ class LedgerContract:
         ours = referral(pupils=[{"upn": ann}], time="2026-03-02T10:00:00Z")
         theirs = referral(pupils=[{"upn": ann}], source=OTHER_SCHOOL, time="2026-03-02T10:00:00Z")
         writer.write(numbered([ours, theirs]))
-        since = {(URN, writer.pseudonym(ann)): "2026-02-01T00:00:00.000000Z"}
+        since = {(URN, finder(ledger)(ann)): "2026-02-01T00:00:00.000000Z"}
         with ledger.engine.connect() as connection:
             affected = Ledger.affected_by(connection, since)
         assert [entry.event_id for entry, _ in affected] == [ours["id"]]
@@ -662,14 +663,17 @@ class LedgerContract:
     def test_an_identity_row_given_another_upn_is_found_at_the_pupils_first_entry(
         self, filled: Ledger
     ) -> None:
-        """Else a subject-access report would show another pupil's UPN."""
+        """Else a subject-access report would show another pupil's UPN (one no other row
+        holds: the unique index on the UPN refuses a second row for a pupil)."""
+        from tests.factory import upn
+
         with filled.engine.begin() as connection:
-            first, second = connection.execute(
-                text("SELECT pupil_key, upn FROM pupil_identity ORDER BY pupil_key LIMIT 2")
-            ).all()
+            first = connection.execute(
+                text("SELECT pupil_key, upn FROM pupil_identity ORDER BY pupil_key LIMIT 1")
+            ).one()
             connection.execute(
                 text("UPDATE pupil_identity SET upn = :u WHERE pupil_key = :k"),
-                {"u": second[1], "k": first[0]},
+                {"u": upn(999, la=851), "k": first[0]},
             )
             named = connection.execute(
                 text("SELECT min(seq) FROM entry_pupil WHERE pupil_key = :k"), {"k": first[0]}
@@ -748,7 +752,6 @@ class LedgerContract:
     ) -> None:
         from tests.factory import census, left, line, referral, transfer, upn
 
-        pupil = pseudonymiser(KEY)(upn(1))
         events = [
             left(),
             transfer(),
@@ -756,6 +759,7 @@ class LedgerContract:
             referral(pupils=[{"upn": upn(3)}]),
         ]
         writer.write([(line(e), Position.line("f", i)) for i, e in enumerate(events, 1)])
+        pupil = finder(ledger)(upn(1))
         with ledger.engine.connect() as connection:
             found = list(entries(connection, Filters(pupil_key=pupil)))
         assert [e.event_id for e in found] == [events[0]["id"], events[1]["id"], events[2]["id"]]
@@ -787,7 +791,7 @@ class LedgerContract:
         alert = json.loads(body)
         assert seq == alert["seq"] == outcome.seq
         assert alert["event_id"] == event["id"]
-        assert alert["pupil_keys"] == [pseudonymiser(KEY)(upn(1))]
+        assert alert["pupil_keys"] == [finder(ledger)(upn(1))]
         assert severity == alert["severity"]
         assert upn(1) not in body
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from pipeline.engine import Position
 from pipeline.ledger.acts import append_act
 from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, count, entries
 from pipeline.ledger.reads import readers_of
 from pipeline.ledger.store import Ledger, now_text
@@ -29,9 +30,12 @@ from tests.integration.test_ledger_cli import run
 from tests.integration.test_ledger_contract import drop_triggers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+INDEX_ROW = "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)"
 
-PUPIL_1 = pseudonymiser(KEY)(upn(1))
-PUPIL_3 = pseudonymiser(KEY)(upn(3))
+
+def pupil(ledger: Ledger, n: int) -> str:
+    """The pseudonym the ledger records pupil ``n`` under."""
+    return finder(ledger)(upn(n))
 
 
 @pytest.fixture
@@ -96,29 +100,34 @@ def test_a_ledger_written_through_the_code_verifies(ledger: Ledger) -> None:
 
 def test_another_childs_entry_put_into_a_pupils_index_is_named(ledger: Ledger) -> None:
     """Inserted by the application's role, it put a referral into the wrong SAR."""
-    seq = seq_naming(ledger, PUPIL_3)
-    run_sql(ledger, "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)", k=PUPIL_1, s=seq)
+    seq = seq_naming(ledger, pupil(ledger, 3))
+    run_sql(
+        ledger,
+        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        k=pupil(ledger, 1),
+        s=seq,
+    )
     fault_seq, fault = failed(ledger)
     assert fault_seq == seq
-    assert "entry_pupil" in fault and PUPIL_1 in fault and "does not name" in fault
+    assert "entry_pupil" in fault and pupil(ledger, 1) in fault and "does not name" in fault
 
 
 def test_a_row_removed_from_the_pupil_index_is_named(ledger: Ledger) -> None:
     """Removed by the owner, it hid a breach from the pupil's SAR."""
-    seq = seq_naming(ledger, PUPIL_1)
+    seq = seq_naming(ledger, pupil(ledger, 1))
     run_sql(ledger, "DELETE FROM entry_pupil WHERE seq = :s", owner=True, s=seq)
     fault_seq, fault = failed(ledger)
     assert fault_seq == seq
-    assert "entry_pupil" in fault and PUPIL_1 in fault and "missing" in fault
+    assert "entry_pupil" in fault and pupil(ledger, 1) in fault and "missing" in fault
 
 
 def test_a_pupil_index_row_moved_to_another_pupil_is_named(ledger: Ledger) -> None:
-    seq = seq_naming(ledger, PUPIL_1)
+    seq = seq_naming(ledger, pupil(ledger, 1))
     run_sql(
         ledger,
         "UPDATE entry_pupil SET pupil_key = :k WHERE seq = :s",
         owner=True,
-        k=PUPIL_3,
+        k=pupil(ledger, 3),
         s=seq,
     )
     fault_seq, fault = failed(ledger)
@@ -127,7 +136,12 @@ def test_a_pupil_index_row_moved_to_another_pupil_is_named(ledger: Ledger) -> No
 
 def test_a_pupil_index_row_claiming_an_entry_not_written_is_named(ledger: Ledger) -> None:
     ahead = int(scalar(ledger, "SELECT max(seq) FROM ledger_entry")) + 5
-    run_sql(ledger, "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)", k=PUPIL_1, s=ahead)
+    run_sql(
+        ledger,
+        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        k=pupil(ledger, 1),
+        s=ahead,
+    )
     fault_seq, fault = failed(ledger)
     assert fault_seq == ahead and "entry_pupil" in fault and "no entry" in fault
 
@@ -136,7 +150,7 @@ def test_a_pupil_index_row_claiming_an_entry_not_written_is_named(ledger: Ledger
 
 
 def test_an_entry_put_under_another_recipient_is_named(ledger: Ledger) -> None:
-    seq = seq_naming(ledger, PUPIL_3)
+    seq = seq_naming(ledger, pupil(ledger, 3))
     run_sql(ledger, "INSERT INTO entry_recipient (recipient, seq) VALUES ('dfe', :s)", s=seq)
     fault_seq, fault = failed(ledger)
     assert fault_seq == seq
@@ -144,14 +158,14 @@ def test_an_entry_put_under_another_recipient_is_named(ledger: Ledger) -> None:
 
 
 def test_a_row_removed_from_the_recipient_index_is_named(ledger: Ledger) -> None:
-    seq = seq_naming(ledger, PUPIL_1)
+    seq = seq_naming(ledger, pupil(ledger, 1))
     run_sql(ledger, "DELETE FROM entry_recipient WHERE seq = :s", owner=True, s=seq)
     fault_seq, fault = failed(ledger)
     assert fault_seq == seq and "entry_recipient" in fault and "missing" in fault
 
 
 def test_a_recipient_index_row_changed_is_named(ledger: Ledger) -> None:
-    seq = seq_naming(ledger, PUPIL_1)
+    seq = seq_naming(ledger, pupil(ledger, 1))
     run_sql(
         ledger,
         "UPDATE entry_recipient SET recipient = 'dfe' WHERE seq = :s",
@@ -170,12 +184,12 @@ def test_a_register_fact_filed_under_another_pupil_is_named(ledger: Ledger) -> N
         ledger,
         "UPDATE register_fact SET pupil_key = :k WHERE seq = :s",
         owner=True,
-        k=PUPIL_3,
+        k=pupil(ledger, 3),
         s=seq,
     )
     fault_seq, fault = failed(ledger)
     assert fault_seq == seq
-    assert "register_fact" in fault and PUPIL_3 in fault and PUPIL_1 in fault
+    assert "register_fact" in fault and pupil(ledger, 3) in fault and pupil(ledger, 1) in fault
 
 
 # -- what reports believe ----------------------------------------------------------------
@@ -184,28 +198,38 @@ def test_a_register_fact_filed_under_another_pupil_is_named(ledger: Ledger) -> N
 def test_a_subject_access_report_leaves_out_an_entry_the_index_wrongly_names(
     ledger: Ledger, policy: Policy
 ) -> None:
-    other = seq_naming(ledger, PUPIL_3)
-    run_sql(ledger, "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)", k=PUPIL_1, s=other)
+    other = seq_naming(ledger, pupil(ledger, 3))
+    run_sql(
+        ledger,
+        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        k=pupil(ledger, 1),
+        s=other,
+    )
     with ledger.engine.connect() as connection:
         head = int(scalar(ledger, "SELECT max(seq) FROM ledger_entry"))
-        report = subject_access(connection, PUPIL_1, policy, head)
+        report = subject_access(connection, pupil(ledger, 1), policy, head)
     assert report is not None
     assert other not in report["entries"]
-    assert seq_naming(ledger, PUPIL_1) in report["entries"]
+    assert seq_naming(ledger, pupil(ledger, 1)) in report["entries"]
 
 
 def test_a_pupil_search_count_and_readers_leave_out_what_the_index_wrongly_names(
     ledger: Ledger,
 ) -> None:
-    other = seq_naming(ledger, PUPIL_3)
-    run_sql(ledger, "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)", k=PUPIL_1, s=other)
+    other = seq_naming(ledger, pupil(ledger, 3))
+    run_sql(
+        ledger,
+        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        k=pupil(ledger, 1),
+        s=other,
+    )
     run_sql(ledger, "INSERT INTO entry_recipient (recipient, seq) VALUES ('dfe', :s)", s=other)
     with ledger.engine.connect() as connection:
-        found = [e.seq for e in entries(connection, Filters(pupil_key=PUPIL_1))]
-        counted = count(connection, Filters(pupil_key=PUPIL_1))
+        found = [e.seq for e in entries(connection, Filters(pupil_key=pupil(ledger, 1)))]
+        counted = count(connection, Filters(pupil_key=pupil(ledger, 1)))
         to_dfe = [e.seq for e in entries(connection, Filters(recipient="dfe"))]
-        naming = list(entries(connection, Filters(pupil_key=PUPIL_1)))
-        readers_of(connection, PUPIL_1, naming)
+        naming = list(entries(connection, Filters(pupil_key=pupil(ledger, 1))))
+        readers_of(connection, pupil(ledger, 1), naming)
     assert other not in found and counted == len(found)
     assert other not in to_dfe
 

@@ -18,18 +18,17 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.incidents.desk import REVEAL_ACTION, incidents
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
-from pipeline.pseudonym import pseudonymiser
 from pipeline.reports.sar import audited_sar
 from pipeline.users import Role, add_user
 from tests.factory import upn
 from tests.integration.breaches import BORN, KEY, breach_desk, ledger_with_breaches
 
 pytestmark = pytest.mark.integration
-pseudonym = pseudonymiser(KEY)
 runner = CliRunner()
 ENV = {"SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex(), "COLUMNS": "200"}
 
@@ -86,7 +85,8 @@ def test_each_reveal_is_a_read_naming_who_the_incident_and_how_many_pupils(
     assert details["by"] == "Dana" and details["role"] == "dpo" and details["via"] == "page"
     assert details["incident"] == incident_id and details["pupils"] == 2
     assert read.recorded_at
-    assert set(read.pupil_keys) == {pseudonym(upn(1)), pseudonym(upn(2))}
+    find = finder(ledger)
+    assert set(read.pupil_keys) == {find(upn(1)), find(upn(2))}
     assert upn(1) not in json.dumps(details)  # the ledger names pupils by pseudonym
 
 
@@ -96,10 +96,10 @@ def test_a_reveal_is_among_the_accesses_of_each_revealed_pupils_subject_access_r
     incident_id = consent_incident(ledger)
     signed_in(ledger, Role.DPO).post(f"/desk/incidents/{incident_id}/pupils")
     auditor = Requester("auditor", "auditor", "api")
-    report = audited_sar(ledger, auditor, pseudonym(upn(1)), policy)
+    report = audited_sar(ledger, auditor, finder(ledger)(upn(1)), policy)
     assert report is not None
     assert REVEAL_ACTION in [access["action"] for access in report["accesses"]]
-    other = audited_sar(ledger, auditor, pseudonym(upn(3)), policy)
+    other = audited_sar(ledger, auditor, finder(ledger)(upn(3)), policy)
     assert other is not None
     assert REVEAL_ACTION not in [access["action"] for access in other["accesses"]]
 

@@ -112,7 +112,7 @@ def test_a_subject_access_report_covers_every_entry_that_names_the_pupil(
     with year.ledger.engine.connect() as connection:
         naming_entries = [
             e.seq
-            for e in entries(connection, Filters(pupil_key=pseudonym(upn)))
+            for e in entries(connection, Filters(pupil_key=year.pseudonym(upn)))
             if e.seq <= report["as_of"]
         ]
     assert report["entries"] == naming_entries
@@ -129,7 +129,7 @@ def test_no_other_pupils_identifier_or_pseudonym_appears_in_a_report(
         assert upn in text
         others = [u for u in everyone if u != upn]
         assert not [u for u in others if u in text]
-        assert not [u for u in others if pseudonym(u) in text]
+        assert not [u for u in others if year.pseudonym(u) in text]
 
 
 def test_a_census_shows_only_the_requesters_place_in_its_reasons(
@@ -164,7 +164,7 @@ def test_the_record_of_processing_counts_what_the_file_shared(
         key = policy.recipient_key(data["recipient"]) or data["recipient"]
         group = expected[(key, event["type"])]
         group[decision] += 1
-        group["pupils"].update(pseudonym(p["upn"]) for p in data["pupils"])
+        group["pupils"].update(year.pseudonym(p["upn"]) for p in data["pupils"])
     response = client.get("/reports/ropa", headers={"Authorization": f"Bearer {dpo}"})
     rows = {(r["recipient"], r["event_type"]): r for r in response.json()["rows"]}
     decided = {k: r for k, r in rows.items() if r["events"] > r["rejected"]}

@@ -20,6 +20,7 @@ from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.incidents.notify import Delivery, Target, notify_new_incidents
 from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
@@ -36,10 +37,11 @@ A, B = "116234", "135000"
 MOVER, ONLY_A, ONLY_B = upn(50), upn(51), upn(52)
 KEY = bytes.fromhex(ENV["SHARING_AUDIT_PSEUDONYM_KEY"])
 pseudonym = pseudonymiser(KEY)
-#: What only school A's entries carry, and what only school B's do.
-MARKS = {
-    A: ("agency:school-nursing", "agency:hearing-impairment", pseudonym(ONLY_A)),
-    B: ("agency:educational-psychology", "agency:speech-language-therapy", pseudonym(ONLY_B)),
+#: What only school A's entries carry, and what only school B's do (besides the
+#: pseudonym of the pupil only it has: see :class:`Trust`).
+RECIPIENTS = {
+    A: ("agency:school-nursing", "agency:hearing-impairment"),
+    B: ("agency:educational-psychology", "agency:speech-language-therapy"),
 }
 OTHER = {A: B, B: A}
 ONLY = {A: ONLY_A, B: ONLY_B}
@@ -97,6 +99,7 @@ class Trust:
     ledger: Ledger
     seqs: dict[str, list[int]]  # school -> its entries
     incidents: dict[str, int]  # school -> one of its incidents
+    marks: dict[str, tuple[str, ...]]  # school -> what only its entries carry
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +115,11 @@ def trust(tmp_path_factory: pytest.TempPathFactory) -> Trust:
     listed = client.get("/incidents", headers={"Authorization": f"Bearer {token}"}).json()
     incidents = {i["school"]: i["id"] for i in listed}
     assert set(incidents) == {A, B}, listed
-    return Trust(ledger, seqs, incidents)
+    find = finder(ledger)
+    marks: dict[str, tuple[str, ...]] = {
+        school: (*RECIPIENTS[school], find(ONLY[school])) for school in (A, B)
+    }
+    return Trust(ledger, seqs, incidents, marks)
 
 
 @dataclass
@@ -228,7 +235,7 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
     ],
     ("GET", "/desk/search"): lambda t, o: [
         ("GET", "/desk/search?go=1", {}),
-        ("GET", f"/desk/search?pupil={pseudonym(ONLY[o])}&go=1", {}),
+        ("GET", f"/desk/search?pupil={t.marks[o][-1]}&go=1", {}),
     ],
     ("POST", "/desk/search"): lambda t, o: [("POST", "/desk/search", {"data": {"upn": ONLY[o]}})],
     ("GET", "/desk/search/export"): lambda t, o: [("GET", "/desk/search/export?format=jsonl", {})],
@@ -273,7 +280,7 @@ def test_a_user_of_one_school_gets_nothing_of_the_other(
             assert answer.status_code in (200, 303, 403, 404, 409), f"{where}: {answer.status_code}"
             body = answer.content.decode("utf-8", "replace")
             asked = url + str(keywords)  # what the user typed may be echoed back
-            for mark in (m for m in MARKS[other] if m not in asked):
+            for mark in (m for m in trust.marks[other] if m not in asked):
                 assert mark not in body, f"{where} shows {mark!r} of school {other}"
             if "{seq}" in path or "{incident_id}" in path:
                 assert answer.status_code in (403, 404), f"{where}: {answer.status_code}"
@@ -361,7 +368,7 @@ def test_the_trusts_dpo_sees_both_schools(trust: Trust, viewers: dict[str, Viewe
             == 200
         )
     listed = viewer.api.get("/entries?limit=500", headers=headers).text
-    assert all(mark in listed for marks in MARKS.values() for mark in marks)
+    assert all(mark in listed for marks in trust.marks.values() for mark in marks)
 
 
 def test_a_pupil_who_moved_shows_each_school_its_own_part(viewers: dict[str, Viewer]) -> None:
@@ -381,7 +388,7 @@ def test_a_scoped_user_still_sees_their_own_school(
     assert dpo.api.get(f"/incidents/{trust.incidents[A]}", headers=headers).status_code == 200
     assert dpo.api.get(f"/entries/{trust.seqs[A][0]}", headers=headers).status_code == 200
     listed = dpo.api.get("/entries?limit=500", headers=headers).text
-    assert all(mark in listed for mark in MARKS[A])
+    assert all(mark in listed for mark in trust.marks[A])
     page = dpo.pages.get(f"/desk/incidents/{trust.incidents[A]}")
     assert page.status_code == 200
 

@@ -10,6 +10,7 @@ import orjson
 from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.pupils import finder
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
@@ -23,6 +24,10 @@ pseudonym = pseudonymiser(KEY)
 class Year:
     ledger: Ledger
     lines: list[Line]
+
+    def pseudonym(self, upn: str) -> str:
+        """The pseudonym the ledger records this pupil under."""
+        return finder(self.ledger)(upn)
 
     def upns(self) -> list[str]:
         """Every pupil's UPN, in order of first appearance."""
