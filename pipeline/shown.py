@@ -122,6 +122,9 @@ CHANNELS = {
 #: The categories of the shipped pack whose names are not words a parent reads as such.
 CATEGORIES = {"personal": "personal details", "sen": "special educational needs (SEN)"}
 
+#: Where a retention period is counted from (the pack's ``counted_from``), said short.
+COUNTED_FROM = {"left": "from leaving", "dob": "from birth", "record": "from the record"}
+
 #: What each kind of ledger entry records.
 KINDS = {
     "decision": "decision",
@@ -197,6 +200,10 @@ def channel_name(channel: str | None) -> str:
 
 def category_name(category: str | None) -> str:
     return "every category" if category == "*" else _named(CATEGORIES, category)
+
+
+def counted_from_name(counted_from: str | None) -> str:
+    return _named(COUNTED_FROM, counted_from)
 
 
 def names(values: Iterable[str] | None, name: Callable[[str], str] = category_name) -> str:
