@@ -85,7 +85,8 @@ def retention_due(
     pack = policy_or_fail(policy)
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
-        due = due_in(connection, lambda urn: policy_of(register, urn, pack), day, scope)
+        packs = [pack, *(register.policies.values() if register else ())]
+        due = due_in(connection, lambda urn: policy_of(register, urn, pack), packs, day, scope)
     read_seq = _recorded(ledger, due, scope)
     recorded = f"listed for {cli_reader().name}: recorded in the ledger as entry {read_seq}"
     if output is DueFormat.table:

@@ -12,20 +12,30 @@ leaves the record dated from its first sharing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, cast, func, select
+from sqlalchemy import JSON, Connection, cast, false, func, or_, select
 
 from pipeline.ledger.ingest import fact_from_json
-from pipeline.ledger.store import ENTRY, FACT, IDENTITY, PAYLOAD, PUPIL, from_utc_text
+from pipeline.ledger.store import (
+    ENTRY,
+    FACT,
+    IDENTITY,
+    PAYLOAD,
+    PUPIL,
+    Ledger,
+    any_of,
+    from_utc_text,
+    utc_text,
+)
 from pipeline.policy.pack import Policy
-from pipeline.policy.retention import Due, Held, merged, retention_due
-from pipeline.register import Register, SchoolFact
-from pipeline.schooltime import school_day
+from pipeline.policy.retention import Due, Held, limits, merged, retention_due
+from pipeline.register import Leaving, Register, SchoolFact
+from pipeline.schooltime import SCHOOL_TIME, school_day
 from schemas.events import SHARING_TYPES
 
 
@@ -42,47 +52,93 @@ class DueList:
         return list(dict.fromkeys(item.pupil for item in self.items))
 
 
-def _oldest_record(connection: Connection) -> Any:
-    """The payload's ``data.oldest_record`` as JSON text (NULL where absent)."""
+def _oldest_record(connection: Connection, category: str | None = None) -> Any:
+    """The payload's ``data.oldest_record`` (of ``category`` alone, when given) as JSON
+    text (NULL where absent)."""
     if connection.dialect.name == "sqlite":
-        return func.json_extract(PAYLOAD.c.body, "$.data.oldest_record")
-    return func.json_extract_path_text(cast(PAYLOAD.c.body, JSON), "data", "oldest_record")
+        path = "$.data.oldest_record" + (f'."{category}"' if category else "")
+        return func.json_extract(PAYLOAD.c.body, path)
+    names = ["data", "oldest_record", *([category] if category else [])]
+    return func.json_extract_path_text(cast(PAYLOAD.c.body, JSON), *names)
 
 
 def _scoped(statement: Any, column: Any, schools: tuple[str, ...] | None) -> Any:
     return statement if schools is None else statement.where(column.in_(schools))
 
 
-def held_in(connection: Connection, schools: tuple[str, ...] | None = None) -> list[Held]:
-    """Every category each school holds of each pupil, with its first sharing day and the
-    oldest record of it any sharing declared."""
-    oldest = _oldest_record(connection).label("oldest")
-    statement = (
-        select(
+def _sharing(statement: Any) -> Any:
+    """Only first decisions of sharing events, never a rejected one."""
+    return statement.where(
+        ENTRY.c.kind == "decision",
+        ENTRY.c.refers_to.is_(None),
+        ENTRY.c.event_type.in_(SHARING_TYPES),
+        ENTRY.c.decision != "rejected",
+    )
+
+
+def _of_dated(statement: Any, dated: Collection[str]) -> Any:
+    """Only events sharing a category whose period counts from the record."""
+    if "*" in dated:
+        return statement
+    mentions = [ENTRY.c.categories.contains(f'"{category}"') for category in sorted(dated)]
+    return statement.where(or_(false(), *mentions))
+
+
+def held_in(
+    connection: Connection,
+    dated: Collection[str],
+    pupils: Collection[str],
+    schools: tuple[str, ...] | None = None,
+) -> list[Held]:
+    """Every category each school holds of each of ``pupils``, with its first sharing day
+    and the oldest record of it any sharing declared. Declared records are read once an
+    event, and only from events sharing a ``dated`` category: a census names every pupil
+    of a school, and its payload is read once, not once a pupil."""
+    if not pupils:
+        return []
+    declared = (
+        _scoped(
+            _of_dated(
+                _sharing(select(ENTRY.c.seq, _oldest_record(connection).label("oldest"))).join(
+                    PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq
+                ),
+                dated,
+            ),
             ENTRY.c.school,
-            PUPIL.c.pupil_key,
-            ENTRY.c.categories,
-            oldest,
-            func.min(ENTRY.c.occurred_at).label("first"),
+            schools,
+        )
+        .cte("declared")
+        .prefix_with("MATERIALIZED")
+    )
+    statement = (
+        _sharing(
+            select(
+                ENTRY.c.school,
+                PUPIL.c.pupil_key,
+                ENTRY.c.categories,
+                declared.c.oldest,
+                func.min(ENTRY.c.occurred_at),
+            )
         )
         .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
-        .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
-        .where(
-            ENTRY.c.kind == "decision",
-            ENTRY.c.refers_to.is_(None),
-            ENTRY.c.event_type.in_(SHARING_TYPES),
-            ENTRY.c.decision != "rejected",
-        )
-        .group_by(ENTRY.c.school, PUPIL.c.pupil_key, ENTRY.c.categories, oldest)
+        .outerjoin(declared, declared.c.seq == ENTRY.c.seq)
+        .where(any_of(connection, PUPIL.c.pupil_key, list(pupils)))
+        .group_by(ENTRY.c.school, PUPIL.c.pupil_key, ENTRY.c.categories, declared.c.oldest)
     )
     held: list[Held] = []
-    for school, pupil, categories, declared, first in connection.execute(
+    days: dict[str, date] = {}
+    records: dict[str | None, dict[str, date]] = {}
+    for school, pupil, categories, oldest, first in connection.execute(
         _scoped(statement, ENTRY.c.school, schools)
     ):
-        shared_on = school_day(from_utc_text(first))
-        records = _declared(declared)
+        shared_on = days.get(first)
+        if shared_on is None:
+            shared_on = days[first] = school_day(from_utc_text(first))
+        declared_of = records.get(oldest)
+        if declared_of is None:
+            declared_of = records[oldest] = _declared(oldest)
         for category in orjson.loads(categories):
-            held.append(Held(school, pupil, category, shared_on, records.get(category)))
+            held.append(Held(school, pupil, category, shared_on, declared_of.get(category)))
     return merged(held)
 
 
@@ -97,40 +153,92 @@ def _declared(text: str | None) -> dict[str, date]:
         return {}
 
 
-def register_in(connection: Connection, schools: tuple[str, ...] | None = None) -> Register:
-    """The register's facts of the schools (every school's when None), by pupil key."""
+def register_in(
+    connection: Connection, schools: tuple[str, ...] | None = None
+) -> tuple[Register, set[str]]:
+    """The register's facts of the schools (every school's when None), by pupil key, and
+    the keys of the pupils with a leaving recorded."""
     statement = select(ENTRY.c.school, FACT.c.fact).join(ENTRY, ENTRY.c.seq == FACT.c.seq)
     register = Register(pupil_key=lambda key: key)
+    leavers: set[str] = set()
     for school, text in connection.execute(_scoped(statement, ENTRY.c.school, schools)):
-        register.add_keyed(SchoolFact(school, *fact_from_json(orjson.loads(text))))
-    return register
+        key, fact = fact_from_json(orjson.loads(text))
+        register.add_keyed(SchoolFact(school, key, fact))
+        if isinstance(fact, Leaving):
+            leavers.add(key)
+    return register, leavers
 
 
-def identities_in(connection: Connection) -> tuple[dict[str, date | None], dict[str, str]]:
-    """Each known pupil's date of birth (None when never given) and UPN, by key."""
-    dobs: dict[str, date | None] = {}
-    upns: dict[str, str] = {}
-    for key, upn, dob in connection.execute(
-        select(IDENTITY.c.pupil_key, IDENTITY.c.upn, IDENTITY.c.dob)
-    ):
-        dobs[key] = date.fromisoformat(dob) if dob else None
-        upns[key] = upn
-    return dobs, upns
+def born_before(connection: Connection, day: date | None) -> dict[str, date | None]:
+    """The dates of birth before ``day``, by pupil key (none without a day)."""
+    if day is None:
+        return {}
+    rows = connection.execute(
+        select(IDENTITY.c.pupil_key, IDENTITY.c.dob).where(
+            IDENTITY.c.dob.is_not(None), IDENTITY.c.dob < day.isoformat()
+        )
+    )
+    return {key: date.fromisoformat(dob) for key, dob in rows}
+
+
+def recorded_before(
+    connection: Connection,
+    dated: Collection[str],
+    day: date | None,
+    schools: tuple[str, ...] | None = None,
+) -> set[str]:
+    """The pupils of events sharing a ``dated`` category first shared, or declaring an
+    oldest record of one, before ``day``."""
+    if day is None or not dated:
+        return set()
+    declared = (
+        [_oldest_record(connection).is_not(None)]
+        if "*" in dated
+        else [_oldest_record(connection, c) < day.isoformat() for c in sorted(dated)]
+    )
+    started = utc_text(datetime.combine(day, time(), SCHOOL_TIME))
+    # The events first, each payload read once; then their pupils.
+    events = (
+        _scoped(
+            _of_dated(
+                _sharing(select(ENTRY.c.seq))
+                .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
+                .where(or_(ENTRY.c.occurred_at < started, *declared)),
+                dated,
+            ),
+            ENTRY.c.school,
+            schools,
+        )
+        .cte("early")
+        .prefix_with("MATERIALIZED")
+    )
+    statement = select(PUPIL.c.pupil_key).join(events, events.c.seq == PUPIL.c.seq).distinct()
+    return set(connection.execute(statement).scalars())
 
 
 def due_in(
     connection: Connection,
     policy_for: Callable[[str], Policy],
+    packs: Iterable[Policy],
     as_of: date,
     schools: tuple[str, ...] | None = None,
 ) -> DueList:
-    """What the schools (every school when None) must destroy by ``as_of``."""
-    held = held_in(connection, schools)
-    register = register_in(connection, schools)
-    dobs, upns = identities_in(connection)
+    """What the schools (every school when None) must destroy by ``as_of``; ``packs`` are
+    every pack ``policy_for`` may give. Only the holdings of pupils who could have
+    anything due are read (:class:`~pipeline.policy.retention.Limits`)."""
+    within = limits(packs, as_of)
+    register, leavers = register_in(connection, schools)
+    dobs = born_before(connection, within.born_before)
+    pupils = (
+        leavers
+        | dobs.keys()
+        | recorded_before(connection, within.dated, within.recorded_before, schools)
+    )
+    held = held_in(connection, within.dated, pupils, schools)
     items = retention_due(held, register, dobs, policy_for, as_of)
-    listed = {item.pupil for item in items}
-    return DueList(as_of, items, {k: u for k, u in upns.items() if k in listed})
+    listed = list(dict.fromkeys(item.pupil for item in items))
+    found = Ledger.identities(connection, listed)
+    return DueList(as_of, items, {key: upn for key, (upn, _) in found.items()})
 
 
 #: The columns of a due list written out (CSV, JSON Lines): dates in ISO form.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from pipeline.policy.calendar import add_period
+from pipeline.policy.calendar import add_period, earliest_unexpired
 from pipeline.policy.pack import Policy
 from pipeline.register import WHOLE_RECORD, Register
 from pipeline.schooltime import SCHOOL_TIME
@@ -82,6 +82,35 @@ def merged(held: Iterable[Held]) -> list[Held]:
             min(oldest) if oldest else None,
         )
     return list(out.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Who could have anything due on a day, under any of a deployment's packs: a pupil
+    who left (any school), one born before ``born_before``, or one of a record of a
+    ``dated`` category (counted from the record) from before ``recorded_before``. Nobody
+    else can, so the ledger's adapter reads only these pupils' holdings. ``*`` among
+    ``dated`` when a pack's default counts from the record, so every category may be."""
+
+    dated: frozenset[str]
+    born_before: date | None
+    recorded_before: date | None
+
+
+def limits(packs: Iterable[Policy], as_of: date) -> Limits:
+    """The loosest limits of ``packs`` on ``as_of`` (the shortest period of each start)."""
+    dated: set[str] = set()
+    before: dict[str, date] = {}
+    for pack in packs:
+        rules = [*pack.retention.items(), ("*", pack.default_retention)]
+        for category, rule in rules:
+            if rule.counted_from == "left":
+                continue
+            if rule.counted_from == "record":
+                dated.add(category)
+            limit = earliest_unexpired(as_of, rule.years, rule.months, rule.days)
+            before[rule.counted_from] = max(before.get(rule.counted_from, limit), limit)
+    return Limits(frozenset(dated), before.get("dob"), before.get("record"))
 
 
 def end_of_day(day: date) -> datetime:

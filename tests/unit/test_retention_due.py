@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from pipeline.packs import load_pack
-from pipeline.policy.retention import Held, end_of_day, merged, retention_due
+from pipeline.policy.retention import Held, Limits, end_of_day, limits, merged, retention_due
 from pipeline.register import Destruction, Leaving, Register
 from pipeline.schooltime import at_school
 
@@ -118,3 +118,20 @@ def test_destroying_the_whole_record_takes_every_category_off() -> None:
 def test_the_day_asked_about_ends_at_midnight_school_time_not_utc() -> None:
     # 23:30 in British Summer Time is 22:30 UTC the same day: that day's fact.
     assert end_of_day(date(2026, 6, 1)).isoformat() == "2026-06-01T23:59:59.999999+01:00"
+
+
+def test_only_leavers_the_long_born_and_old_records_can_be_due() -> None:
+    """The ledger reads only these pupils' holdings, so the limits must hold every due
+    item: born before the day 31 years back, or a record from before the day 6 years
+    back, are the loosest starts the pack's periods allow."""
+    within = limits([PACK], date(2030, 3, 15))
+    assert within == Limits(frozenset({"attendance"}), date(1999, 3, 15), date(2024, 3, 15))
+    held = [
+        Held(SCHOOL, "p1", "sen", date(2020, 5, 5)),
+        Held(SCHOOL, "p2", "attendance", date(2024, 3, 14)),
+    ]
+    dobs: dict[str, date | None] = {"p1": date(1999, 3, 14)}
+    assert _due(held, _register(), date(2030, 3, 15), dobs) == [
+        ("p1", "sen", date(2030, 3, 14)),
+        ("p2", "attendance", date(2030, 3, 14)),
+    ]
