@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.policy.pack import Policy, is_school
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.schooltime import shown_day, shown_in_school_time
-from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, WITNESS_REFUSED_CAUSE
+from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, RETENTION_DUE_CAUSE, WITNESS_REFUSED_CAUSE
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -87,6 +87,7 @@ RULES = {
     "channel.not_permitted": "sent by a way not allowed",
     WITNESS_REFUSED_CAUSE: "a witness refused the log's history",
     MERGE_DELAY_MISSED_CAUSE: "the log missed its promised merge delay",
+    RETENTION_DUE_CAUSE: "records kept past their retention period, to destroy",
 }
 
 #: UK GDPR Art 6(1).
@@ -134,6 +135,7 @@ KINDS = {
     "user_action": "change of users",
     "witness_refusal": "a witness's refusal",
     "merge_delay_missed": "merge delay missed",
+    "retention_due": "records past their retention period",
 }
 
 #: The desk's words: an incident's status, an action on it, the risk assessed.

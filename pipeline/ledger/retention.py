@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
 from sqlalchemy import JSON, Connection, cast, false, func, or_, select
 
+from pipeline.ledger.entry import Entry
 from pipeline.ledger.ingest import fact_from_json
 from pipeline.ledger.store import (
     ENTRY,
@@ -28,14 +29,18 @@ from pipeline.ledger.store import (
     PAYLOAD,
     PUPIL,
     Ledger,
+    NewEntry,
     any_of,
     from_utc_text,
     utc_text,
 )
+from pipeline.plural import counted
 from pipeline.policy.pack import Policy
 from pipeline.policy.retention import Due, Held, limits, merged, retention_due
 from pipeline.register import Leaving, Register, SchoolFact
 from pipeline.schooltime import SCHOOL_TIME, school_day
+from schemas.alerts import RETENTION_DUE, Severity
+from schemas.decisions import Verdict
 from schemas.events import SHARING_TYPES
 
 
@@ -259,3 +264,70 @@ def due_rows(due: DueList) -> list[tuple[str, str, str, str, str, str, str]]:
         )
         for item in due.items
     ]
+
+
+def _week_start(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def alerted_this_week(connection: Connection, today: date) -> set[str]:
+    """The schools already alerted of records due in ``today``'s week (school time)."""
+    since = utc_text(datetime.combine(_week_start(today), time(), SCHOOL_TIME))
+    rows = connection.execute(
+        select(ENTRY.c.details).where(ENTRY.c.kind == RETENTION_DUE, ENTRY.c.recorded_at >= since)
+    )
+    return {orjson.loads(details)["school"] for (details,) in rows}
+
+
+def raise_retention_due(
+    ledger: Ledger,
+    policy_for: Callable[[str], Policy],
+    packs: Iterable[Policy],
+    now: datetime | None = None,
+) -> list[int]:
+    """One low-severity alert a school and week for the records it holds past their
+    period, never one a pupil (the DPO opens ``retention due`` for the list); the seqs of
+    the alert entries made. The alert names no pupil: only how many records of how many."""
+    at = now or datetime.now(UTC)
+    today = school_day(at)
+    packs = list(packs)
+    with ledger.engine.connect() as connection:
+        due = due_in(connection, policy_for, packs, today)
+        told = alerted_this_week(connection, today)
+    by_school: dict[str, list[Due]] = {}
+    for item in due.items:
+        if item.school not in told:
+            by_school.setdefault(item.school, []).append(item)
+    if not by_school:
+        return []
+    made: list[int] = []
+    with ledger.locked() as connection:
+        told = alerted_this_week(connection, today)  # another worker may have been first
+        seq = Ledger.head(connection)[0]
+        batch: list[NewEntry] = []
+        for school, items in sorted(by_school.items()):
+            if school in told:
+                continue
+            seq += 1
+            pupils = len({item.pupil for item in items})
+            reason = (
+                f"school {school} holds {counted(len(items), 'record')} of "
+                f"{counted(pupils, 'pupil')} past their retention period and not recorded "
+                f"destroyed on {today.isoformat()}: list them with sharing-audit retention due "
+                f"--school {school}, destroy them, and record each destruction"
+            )
+            details = {
+                "school": school,
+                "as_of": today.isoformat(),
+                "records": len(items),
+                "pupils": pupils,
+            }
+            entry = Entry.act(
+                seq, RETENTION_DUE, details, recorded_at=utc_text(at), reasons=[reason]
+            )
+            alert = {**entry.alert_fields(), "school": school, "decision": Verdict.REVIEW.value}
+            low = Severity.LOW.value
+            batch.append(NewEntry(entry, alert=(low, {**alert, "severity": low})))
+            made.append(seq)
+        ledger.append(connection, batch)
+    return made

@@ -11,18 +11,25 @@ leaving. The simulator's dates never fall on 29 February, so a year later is one
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from sqlalchemy import Connection
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
+from pipeline.incidents.desk import incidents
 from pipeline.ledger import schema
+from pipeline.ledger.retention import raise_retention_due
 from pipeline.ledger.store import Ledger
 from pipeline.packs import load_pack
+from pipeline.schooltime import at_school
+from pipeline.shown import rule_name
 from pipeline.simulate import Simulator
+from schemas.alerts import Severity
 from tests.factory import destroyed, line
 from tests.integration.year import KEY, write_lines
 
@@ -152,3 +159,41 @@ def test_a_day_that_is_not_a_date_is_refused_by_name(year: Year) -> None:
     done = runner.invoke(app, ["retention", "due", "--as-of", "31/12/2026", "--db", year.url])
     assert done.exit_code != 0 and "Traceback" not in done.stdout + done.stderr
     assert "--as-of '31/12/2026': not a date; give one as YYYY-MM-DD" in done.stderr
+
+
+def _retention_incidents(connection: Connection, scope: tuple[str, ...] | None = None) -> list[Any]:
+    return [i for i in incidents(connection, scope).values() if i.cause.rule == "retention.due"]
+
+
+def test_records_falling_due_raise_one_low_incident_a_school_and_week(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/year.db"
+    ledger = Ledger.open(url)
+    schema.upgrade(ledger.engine)
+    policy = load_pack()
+    simulator = Simulator(1000, 0.05, seed=4)
+    write_lines(ledger, policy, simulator.run())
+    monday = at_school(date(2027, 7, 5), 9)
+
+    def check(now: datetime) -> list[int]:
+        return raise_retention_due(ledger, lambda _: policy, [policy], now)
+
+    first = check(monday)
+    assert len(first) == 2  # each school of the two has records due, one alert each
+    assert check(monday + timedelta(days=4)) == []  # the same week: told already
+    with ledger.engine.connect() as connection:
+        found = _retention_incidents(connection)
+        one_school = _retention_incidents(connection, ("116001",))
+    assert sorted(i.cause.school or "" for i in found) == ["116000", "116001"]
+    assert all(i.severity is Severity.LOW and not i.breach for i in found)
+    assert [i.cause.rule for i in one_school] == ["retention.due"]
+    assert rule_name("retention.due") == "records kept past their retention period, to destroy"
+    assert len(check(monday + timedelta(days=7))) == 2  # a new week, told again
+    with ledger.engine.connect() as connection:
+        assert len(_retention_incidents(connection)) == 4
+        reasons = [
+            reason
+            for (body,) in connection.exec_driver_sql("SELECT body FROM alert_outbox")
+            for reason in orjson.loads(body)["reasons"]
+        ]
+    upns = {pupil.upn for pupil in simulator.pupils}
+    assert not any(upn in reason for reason in reasons for upn in upns)
