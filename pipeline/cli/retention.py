@@ -31,9 +31,7 @@ from pipeline.cli.options import (
     school_scope,
 )
 from pipeline.cli.terminal import plain
-from pipeline.ledger.reads import record_read
-from pipeline.ledger.retention import DUE_COLUMNS, DueList, due_in, due_rows
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.retention import DUE_COLUMNS, DueList, audited_due, due_rows
 from pipeline.plural import counted
 from pipeline.policy.schools import policy_of
 from pipeline.reports.formats import csv_chunks
@@ -43,9 +41,6 @@ from pipeline.shown import category_name, counted_from_name
 retention_app = typer.Typer(
     help="Retention: the records each school must now destroy.", no_args_is_help=True
 )
-
-#: The read entry a listing of what is due leaves in the ledger.
-DUE_READ = "retention.due"
 
 
 class DueFormat(StrEnum):
@@ -84,10 +79,12 @@ def retention_due(
     scope = school_scope(school, register)
     pack = policy_or_fail(policy)
     ledger = open_ledger(db, create=False)
-    with reading(ledger) as connection:
-        packs = [pack, *(register.policies.values() if register else ())]
-        due = due_in(connection, lambda urn: policy_of(register, urn, pack), packs, day, scope)
-    read_seq = _recorded(ledger, due, scope)
+    packs = [pack, *(register.policies.values() if register else ())]
+    reader = replace(cli_reader(), schools=scope)
+    with reading(ledger):
+        due, read_seq = audited_due(
+            ledger, reader, lambda urn: policy_of(register, urn, pack), packs, day
+        )
     recorded = f"listed for {cli_reader().name}: recorded in the ledger as entry {read_seq}"
     if output is DueFormat.table:
         _table(due)
@@ -101,22 +98,6 @@ def retention_due(
             sys.stdout.write(orjson.dumps(dict(zip(DUE_COLUMNS, row, strict=True))).decode())
             sys.stdout.write("\n")
     print(recorded, file=sys.stderr)
-
-
-def _recorded(ledger: Ledger, due: DueList, scope: tuple[str, ...] | None) -> int:
-    """The read entry of this listing: who, when, how many, and which pupils."""
-    reader = replace(cli_reader(), schools=scope)
-    with reading(ledger) as connection:
-        as_of = ledger.head(connection)[0]
-    return record_read(
-        ledger,
-        reader,
-        DUE_READ,
-        returned=len(due.items),
-        as_of=as_of,
-        pupil_keys=due.pupil_keys,
-        extra={"due_as_of": due.as_of.isoformat()},
-    )
 
 
 def _table(due: DueList) -> None:

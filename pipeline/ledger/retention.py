@@ -22,6 +22,7 @@ from sqlalchemy import JSON, Connection, cast, false, func, or_, select
 
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.ingest import fact_from_json
+from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import (
     ENTRY,
     FACT,
@@ -244,6 +245,35 @@ def due_in(
     listed = list(dict.fromkeys(item.pupil for item in items))
     found = Ledger.identities(connection, listed)
     return DueList(as_of, items, {key: upn for key, (upn, _) in found.items()})
+
+
+#: The read entry a listing of what is due leaves in the ledger.
+DUE_READ = "retention.due"
+
+
+def audited_due(
+    ledger: Ledger,
+    reader: Requester,
+    policy_for: Callable[[str], Policy],
+    packs: Iterable[Policy],
+    as_of: date,
+) -> tuple[DueList, int]:
+    """What the reader's schools (``reader.schools``; every school when None) must
+    destroy by ``as_of``, and the seq of the read entry recording the listing: it names
+    pupils by UPN, so who listed them, when, and which pupils are kept in the chain."""
+    with ledger.engine.connect() as connection:
+        due = due_in(connection, policy_for, packs, as_of, reader.schools)
+        head = Ledger.head(connection)[0]
+    seq = record_read(
+        ledger,
+        reader,
+        DUE_READ,
+        returned=len(due.items),
+        as_of=head,
+        pupil_keys=due.pupil_keys,
+        extra={"due_as_of": as_of.isoformat()},
+    )
+    return due, seq
 
 
 #: The columns of a due list written out (CSV, JSON Lines): dates in ISO form.
