@@ -35,6 +35,8 @@ log = get_logger(__name__)
 
 #: Seconds between looks for incidents to notify.
 NOTIFY_INTERVAL = 5.0
+#: How often the worker looks for records fallen due (each school is alerted once a week).
+RETENTION_INTERVAL = 3600.0
 
 
 def faust_credentials(config: KafkaConfig) -> dict[str, Any]:
@@ -60,9 +62,12 @@ def create_app(
     batching: Batching | None = None,
     notifier: Callable[[], int] | None = None,
     datadir: Path | None = None,
+    retention: Callable[[], int] | None = None,
 ) -> Any:
     """The worker's Faust app, recording into ``sink``; ``notifier``, when given, sends
-    notices of new high-severity incidents (it blocks, so it runs on a thread).
+    notices of new high-severity incidents (it blocks, so it runs on a thread), and
+    ``retention``, when given, alerts each school of records fallen due once a week (on a
+    thread too; the count of schools alerted).
 
     ``datadir`` is the folder Faust makes at start for tables kept on disk, which this app
     has none of (its store is in memory); unset, Faust makes ``sharing-audit-data/`` in the
@@ -105,6 +110,8 @@ def create_app(
     app.timer(batching.relay_interval)(relay_round)
     if notifier is not None:
         app.timer(NOTIFY_INTERVAL)(_notifying(notifier))
+    if retention is not None:
+        app.timer(RETENTION_INTERVAL)(_retention_round(retention))
     return app
 
 
@@ -156,6 +163,19 @@ def _facts_ends(app: Any) -> dict[int, int | None]:
         }
     except Exception:  # not consuming yet, or stopping: then nothing is waited for
         return {}
+
+
+def _retention_round(check: Callable[[], int]) -> Callable[[], Any]:
+    async def retention_due() -> None:
+        try:
+            raised = await asyncio.get_running_loop().run_in_executor(None, check)
+        except Exception as exc:  # the next round tries again
+            log.warning("retention_due_not_checked", error=type(exc).__name__)
+            return
+        if raised:
+            log.info("retention_due_alerted", schools=raised)
+
+    return retention_due
 
 
 def _notifying(notify: Callable[[], int]) -> Callable[[], Any]:

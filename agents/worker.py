@@ -22,10 +22,11 @@ from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
 from pipeline.ledger import schema
 from pipeline.ledger.errors import LedgerUnavailable
+from pipeline.ledger.retention import raise_retention_due
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
-from pipeline.policy.schools import Schools
+from pipeline.policy.schools import Schools, policy_of
 from pipeline.shown import Naming
 from pipeline.transport.kafka import KafkaConfig, Lag, ensure_topics, wait_for_broker
 
@@ -100,9 +101,18 @@ def run_worker(config: WorkerConfig) -> None:
             naming = Naming(config.policy, config.schools)
             return notify_new_incidents(notices, config.notice_targets, config.desk_url, naming)
 
+    keeping = Ledger.open(config.database_url)
+    packs = [config.policy, *(config.schools.policies.values() if config.schools else ())]
+
+    def retention() -> int:
+        def policy_for(urn: str) -> Policy:
+            return policy_of(config.schools, urn, config.policy)
+
+        return len(raise_retention_due(keeping, policy_for, packs))
+
     # Faust's folder for tables on disk (there are none): a temporary one, gone at exit.
     datadir = Path(tempfile.mkdtemp(prefix="sharing-audit-worker-"))
-    app = create_app(config.kafka, sink, config.batching, notifier, datadir)
+    app = create_app(config.kafka, sink, config.batching, notifier, datadir, retention)
     log.info(
         "worker_starting",
         broker=config.kafka.bootstrap,

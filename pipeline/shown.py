@@ -22,7 +22,7 @@ from pipeline.policy.pack import Policy, is_school
 from pipeline.policy.rules import PUPIL_PLACE
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.schooltime import shown_day, shown_in_school_time
-from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, WITNESS_REFUSED_CAUSE
+from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, RETENTION_DUE_CAUSE, WITNESS_REFUSED_CAUSE
 from schemas.events import (
     CENSUS,
     CONSENT_GIVEN,
@@ -88,6 +88,7 @@ RULES = {
     "channel.not_permitted": "sent by a way not allowed",
     WITNESS_REFUSED_CAUSE: "a witness refused the log's history",
     MERGE_DELAY_MISSED_CAUSE: "the log missed its promised merge delay",
+    RETENTION_DUE_CAUSE: "records kept past their retention period, to destroy",
 }
 
 #: UK GDPR Art 6(1).
@@ -123,6 +124,9 @@ CHANNELS = {
 #: The categories of the shipped pack whose names are not words a parent reads as such.
 CATEGORIES = {"personal": "personal details", "sen": "special educational needs (SEN)"}
 
+#: Where a retention period is counted from (the pack's ``counted_from``), said short.
+COUNTED_FROM = {"left": "from leaving", "dob": "from birth", "record": "from the record"}
+
 #: What each kind of ledger entry records.
 KINDS = {
     "decision": "decision",
@@ -132,6 +136,7 @@ KINDS = {
     "user_action": "change of users",
     "witness_refusal": "a witness's refusal",
     "merge_delay_missed": "merge delay missed",
+    "retention_due": "records past their retention period",
 }
 
 #: The desk's words: an incident's status, an action on it, the risk assessed.
@@ -198,6 +203,10 @@ def channel_name(channel: str | None) -> str:
 
 def category_name(category: str | None) -> str:
     return "every category" if category == "*" else _named(CATEGORIES, category)
+
+
+def counted_from_name(counted_from: str | None) -> str:
+    return _named(COUNTED_FROM, counted_from)
 
 
 def names(values: Iterable[str] | None, name: Callable[[str], str] = category_name) -> str:

@@ -91,6 +91,20 @@ class _Pupil:
     sen: bool
     destroyed: set[str] = field(default_factory=set)
     left_on: date | None = None
+    #: The day the school recorded as the pupil's leaving (no pupil.left, no day).
+    left_recorded: date | None = None
+    #: What the school has shared of the pupil: category to the first day shared and the
+    #: oldest record of it any sharing declared. The truth for retention due.
+    held: dict[str, tuple[date, date | None]] = field(default_factory=dict)
+
+    def shared(self, categories: list[str], day: date, oldest: dict[str, Any] | None) -> None:
+        for category in categories:
+            first, record = self.held.get(category, (day, None))
+            declared = (oldest or {}).get(category)
+            if declared is not None:
+                declared = date.fromisoformat(declared)
+                record = declared if record is None else min(record, declared)
+            self.held[category] = (min(first, day), record)
 
 
 def _stamp(at: datetime) -> str:
@@ -222,6 +236,8 @@ class Simulator:
                 )
             )
             self._inject_census(data, rule, day)
+        for pupil in pupils:
+            pupil.shared(data["categories"], day, data.get("oldest_record"))
         event = self._event(CENSUS, urn, at, data)
         if rule:
             self._emit(at, event, INJECTED[rule], (rule,))
@@ -263,6 +279,7 @@ class Simulator:
             self._emit(given_at, self._event(CONSENT_GIVEN, pupil.urn, given_at, consent))
         if rule is not None:
             self._break(rule, data, pupil, at)
+        pupil.shared(data["categories"], day, None)
         event = self._event(REFERRAL, pupil.urn, at, data)
         if rule:
             self._emit(at, event, INJECTED[rule], (rule,))
@@ -358,6 +375,7 @@ class Simulator:
             else None
         )
         if rule != "transfer.no_destination":
+            pupil.left_recorded = left_on
             self._emit(
                 left_at,
                 self._event(
@@ -383,6 +401,7 @@ class Simulator:
         }
         if pupil.sen:
             data["special_condition"] = "9.2.g"
+        pupil.shared(data["categories"], sent_on, data["oldest_record"])
         event = self._event(TRANSFER, pupil.urn, at, data)
         if rule:
             self._emit(at, event, INJECTED[rule], (rule,))

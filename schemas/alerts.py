@@ -30,6 +30,13 @@ WITNESS_REFUSED_CAUSE = "log.witness_refused"
 MERGE_DELAY_MISSED = "merge_delay_missed"
 #: The incident cause under which missed merge delays are grouped.
 MERGE_DELAY_MISSED_CAUSE = "log.merge_delay_missed"
+#: The ``kind`` of the alert raised, once a school and week, when a school holds pupils'
+#: records past their retention period and not recorded destroyed (``retention due``):
+#: low severity, a review, no rules and no pupils (one alert for the school, never one a
+#: pupil); its reason says how many records of how many pupils.
+RETENTION_DUE = "retention_due"
+#: The incident cause under which a school's retention-due alerts of a week are grouped.
+RETENTION_DUE_CAUSE = "retention.due"
 #: The most parts (about one pupil each) a reason keeps in an alert; the ledger keeps all.
 MAX_REASON_PARTS = 10
 
@@ -66,7 +73,10 @@ class Alert(BaseModel):
         "event, no pupils, no rules; the reason names the witness and what it said), or "
         "'merge_delay_missed' when entries the log gave receipts for were in no checkpoint "
         "it signed within its maximum merge delay (no event, no pupils, no rules; the "
-        "reason says since when and how many)"
+        "reason says since when and how many), or 'retention_due' once a school and week "
+        "when the school holds pupils' records past their retention period (no event, no "
+        "pupils, no rules; the school, and the reason says how many records of how many "
+        "pupils)"
     )
     refers_to: int | None = Field(description="for a re-evaluation, the entry re-decided")
     event_id: str | None

@@ -72,13 +72,24 @@ from pipeline.ledger.asking import (
 )
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
+from pipeline.ledger.retention import audited_due
 from pipeline.logging import get_logger
+from pipeline.plural import counted
+from pipeline.policy.schools import policy_of
 from pipeline.reports.formats import ReportFormat, csv_chunks
 from pipeline.reports.ropa import audited_ropa, ledger_span, opening_year
 from pipeline.reports.sar import audited_sar
 from pipeline.schooltime import SCHOOL_TIME, shown_day, shown_in_school_time
 from pipeline.settings import settings
-from pipeline.shown import NAMING, Naming, event_name, install
+from pipeline.shown import (
+    NAMING,
+    NOTHING,
+    Naming,
+    category_name,
+    counted_from_name,
+    event_name,
+    install,
+)
 from pipeline.users import SESSION_HOURS, Role, User, end_session, open_session
 from schemas.alerts import Severity
 from schemas.decisions import RuleId
@@ -720,3 +731,45 @@ def ropa_page(
     report = audited_ropa(state.ledger, reader, state.policy, start, end, None, state.schools)
     assert report is not None  # no school asked: the reader's own schools
     return report_response(report, "record-of-processing", format, back="/desk/ropa")
+
+
+@router.get("/retention", response_class=HTMLResponse, response_model=None)
+def retention_page(
+    request: Request, user: PageReader, as_of: Annotated[str, Query(max_length=20)] = ""
+) -> Response:
+    """The records the user's schools must now destroy, on a day (today unless asked):
+    it names pupils by UPN, so only those who may see a subject-access report may open
+    it, and each opening is a recorded read."""
+    if user.role not in SAR_ROLES:
+        return _forbidden(request, user, "see which pupils' records are due to be destroyed")
+    today = datetime.now(SCHOOL_TIME).date()
+    context: dict[str, Any] = {"user": user, "as_of": as_of or today.isoformat(), "items": []}
+    try:
+        day = date.fromisoformat(as_of) if as_of else today
+    except ValueError:
+        context.update(shown_as_of="that day", error="On: give a date, such as 2027-09-01")
+        return templates.TemplateResponse(request, "retention.html", context, status_code=422)
+    state = request.app.state
+    packs = [state.policy, *(state.schools.policies.values() if state.schools else ())]
+    due, _ = audited_due(
+        state.ledger,
+        reader_of(user, "page"),
+        lambda urn: policy_of(state.schools, urn, state.policy),
+        packs,
+        day,
+    )
+    context["shown_as_of"] = shown_day(day)
+    context["summary"] = (
+        f"{counted(len(due.items), 'record')} of {counted(len(due.pupil_keys), 'pupil')}"
+    )
+    context["items"] = [
+        {
+            "school": item.school,
+            "upn": due.upns.get(item.pupil, NOTHING),
+            "category": category_name(item.category),
+            "kept_until": shown_day(item.kept_until),
+            "period": f"{item.period} {counted_from_name(item.counted_from)}",
+        }
+        for item in due.items
+    ]
+    return templates.TemplateResponse(request, "retention.html", context)

@@ -22,6 +22,7 @@ from pipeline.cli.policy import policy_app, schemas_app
 from pipeline.cli.receipts import receipts
 from pipeline.cli.reconcile import reconcile
 from pipeline.cli.report import report_app
+from pipeline.cli.retention import retention_app
 from pipeline.cli.serve import serve
 from pipeline.cli.stream import broker, emit, up
 from pipeline.cli.users import users_app
@@ -52,6 +53,7 @@ for group, name in (
     (incidents_app, "incidents"),
     (users_app, "users"),
     (report_app, "report"),
+    (retention_app, "retention"),
 ):
     app.add_typer(group, name=name)
 audit_app.command("receipts")(receipts)

@@ -9,6 +9,7 @@ making the same mistake on the same day are two, each its own school's to answer
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from pipeline.incidents.lifecycle import SEVERITY_RANK, Cause, Incident
@@ -17,6 +18,8 @@ from pipeline.schooltime import school_day
 from schemas.alerts import (
     MERGE_DELAY_MISSED,
     MERGE_DELAY_MISSED_CAUSE,
+    RETENTION_DUE,
+    RETENTION_DUE_CAUSE,
     WITNESS_REFUSAL,
     WITNESS_REFUSED_CAUSE,
     Severity,
@@ -31,8 +34,13 @@ def cause_of(alert: Mapping[str, Any]) -> Cause:
     """The alert's cause: its first rule with the alert's own verdict (the rule that made
     it a breach, not a lesser one broken alongside), recipient, and UK day. The log's
     own alerts (a witness refusing it, a merge delay missed), which break no rule of the
-    contract, have a cause of their own for each kind."""
+    contract, have a cause of their own for each kind; a school's records falling due
+    have one a school and week (the week's Monday its day)."""
     day = school_day(from_utc_text(alert["recorded_at"]))
+    if alert.get("kind") == RETENTION_DUE:
+        # One incident a school and week, whatever the day it was raised.
+        monday = day - timedelta(days=day.weekday())
+        return Cause(RETENTION_DUE_CAUSE, None, monday, alert.get("school"))
     own = LOG_CAUSES.get(alert.get("kind", ""))
     if own is not None:
         return Cause(own, None, day)

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 
+from pipeline.engine import Position
+from pipeline.ledger.ingest import LedgerWriter
 from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user
-from tests.factory import upn
-from tests.integration.breaches import breach_desk, ledger_with_breaches
+from tests.factory import left, line, upn
+from tests.integration.breaches import KEY, breach_desk, ledger_with_breaches
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,6 +38,9 @@ WIDTHS = {"desktop": 1280, "phone": 390}
 def desk(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[tuple[str, str]]:
     url = f"sqlite:///{tmp_path_factory.mktemp('a11y')}/ledger.db"
     ledger = ledger_with_breaches(url, policy)
+    # Pupil 1 left: a year on, the records the school shared of them are due to destroy.
+    gone = left(upn(1), left_on="2026-06-01", time="2026-06-01T15:00:00+01:00")
+    LedgerWriter(ledger, policy, pseudonymiser(KEY)).write([(line(gone), Position.line("a11y", 1))])
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
     with served(breach_desk(ledger)) as address:
         yield address, token
@@ -91,6 +97,10 @@ def visit_every_page(page: Any, address: str) -> Iterator[str]:
     yield "record of processing form"
     page.goto(f"{address}/desk/ropa?since=2020-01-01&until=2030-01-01&format=html")
     yield "record of processing"
+    page.goto(f"{address}/desk/retention?as_of=2027-09-01")
+    yield "records to destroy"
+    page.goto(f"{address}/desk/retention?as_of=next-week")
+    yield "records to destroy with an error"
     page.goto(f"{address}/desk/incidents/999")
     yield "an unknown incident"
 

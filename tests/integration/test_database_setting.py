@@ -384,6 +384,15 @@ def _report_ropa(named: Named) -> None:
     assert named.entries() == 4  # the report, recorded as a read
 
 
+@case("retention due")
+def _retention_due(named: Named) -> None:
+    """The listing is a read appended to the named ledger."""
+    before = named.entries()
+    done = named.run("retention", "due", "--as-of", "2090-01-01")
+    assert "recorded in the ledger as entry" in done.stdout
+    assert named.entries() == before + 1
+
+
 # -- the cases, run (after all are registered above) ------------------------------------
 
 

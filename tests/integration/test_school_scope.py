@@ -248,6 +248,9 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
         ("POST", "/desk/sar", {"data": {"upn": MOVER}}),
     ],
     ("GET", "/desk/ropa"): lambda t, o: [("GET", "/desk/ropa?format=html", {})],
+    # So far ahead that every record the trust holds is due (the check below shows the
+    # trust's records are listed, by the user's own school).
+    ("GET", "/desk/retention"): lambda t, o: [("GET", "/desk/retention?as_of=2090-01-01", {})],
 }
 
 
@@ -481,3 +484,20 @@ def test_the_trusts_dpo_narrows_the_queue_to_one_school_in_a_browser(
             assert {c.get_attribute("data-urn") for c in shown.all()} == {B}
             expect(page.locator(f"tr[data-incident='{trust.incidents[A]}']")).to_have_count(0)
         browser.close()
+
+
+def test_records_to_destroy_are_listed_by_the_school_that_holds_them(
+    viewers: dict[str, Viewer],
+) -> None:
+    """The pupil who left school A is due there (a year from leaving), by UPN, on A's
+    DPO's page and the trust DPO's; school B recorded no leaving, so B holds nothing due;
+    an auditor, who may not see a pupil's UPN, is refused the page."""
+    for name in ("dpo-a", "trust-dpo"):
+        page = viewers[name].pages.get("/desk/retention?as_of=2090-01-01")
+        assert page.status_code == 200
+        assert MOVER in page.text and ONLY_A not in page.text and ONLY_B not in page.text
+    refused = viewers["auditor-b"].pages.get("/desk/retention?as_of=2090-01-01")
+    assert refused.status_code == 403
+    before = viewers["dpo-a"].pages.get("/desk/retention?as_of=2027-07-17")
+    assert "Nothing is due on 17 Jul 2027" in before.text
+    assert MOVER in viewers["dpo-a"].pages.get("/desk/retention?as_of=2027-07-18").text

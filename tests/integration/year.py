@@ -48,7 +48,11 @@ def ledger_of_year(url: str, policy: Policy, pupils: int = 500, seed: int = 1) -
 
 def write_year(ledger: Ledger, policy: Policy, pupils: int, seed: int) -> list[Line]:
     """Record a simulated year of ``pupils`` in ``ledger`` as the writer would; its lines."""
-    lines = simulate(pupils, 0.05, seed)
+    return write_lines(ledger, policy, simulate(pupils, 0.05, seed))
+
+
+def write_lines(ledger: Ledger, policy: Policy, lines: list[Line]) -> list[Line]:
+    """Record simulated ``lines`` in ``ledger`` as the writer would; the lines."""
     writer = LedgerWriter(ledger, policy, pseudonym)
     raw = [orjson.dumps(line.event) for line in lines]
     for start in range(0, len(raw), 1_000):

@@ -30,7 +30,7 @@ from pipeline.shown import (
     when,
 )
 from pipeline.shown import KINDS as KIND_NAMES
-from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, WITNESS_REFUSED_CAUSE
+from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, RETENTION_DUE_CAUSE, WITNESS_REFUSED_CAUSE
 from schemas.decisions import RuleId
 from schemas.events import EVENT_TYPES, Channel, LawfulBasis, SpecialCondition
 
@@ -38,7 +38,7 @@ from schemas.events import EVENT_TYPES, Channel, LawfulBasis, SpecialCondition
 @pytest.mark.parametrize(
     ("table", "ids"),
     [
-        (RULES, [*RuleId, WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED_CAUSE]),
+        (RULES, [*RuleId, WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED_CAUSE, RETENTION_DUE_CAUSE]),
         (EVENTS, EVENT_TYPES),
         (BASES, list(LawfulBasis)),
         (CONDITIONS, list(SpecialCondition)),
