@@ -285,7 +285,7 @@ def signout(request: Request) -> Response:
 
 #: The queue's filters as its form offers them: (value, as shown).
 STATUSES = [s.value for s in Status]
-SEVERITIES = [(s.value, s.value) for s in (Severity.HIGH, Severity.MEDIUM, Severity.LOW)]
+SEVERITIES = [s.value for s in (Severity.HIGH, Severity.MEDIUM, Severity.LOW)]
 
 
 class BadQueueFilter(ValueError):
@@ -297,7 +297,7 @@ def _queue_filter(school: str, status: str, severity: str) -> QueueFilter:
     :class:`BadQueueFilter` naming the one that is not a choice."""
     if school and not (len(school) == 6 and school.isdigit()):
         raise BadQueueFilter("School: a school is named by its URN, six digits")
-    choices = {"Status": list(STATUSES), "Severity": [v for v, _ in SEVERITIES]}
+    choices = {"Status": STATUSES, "Severity": SEVERITIES}
     for name, value in (("Status", status), ("Severity", severity)):
         if value and value not in choices[name]:
             raise BadQueueFilter(f"{name}: choose one of " + ", ".join(choices[name]))

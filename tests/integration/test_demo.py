@@ -51,6 +51,19 @@ def plain_shell(command: str, cwd: Path, **options: object) -> subprocess.Popen[
     return subprocess.Popen(["sh", "-c", command], cwd=cwd, env=env, **options)  # type: ignore[call-overload, no-any-return]
 
 
+def demo_in(clone: Path, pupils: int) -> tuple[str, str, str]:
+    """``sharing-audit demo`` run in ``clone`` from a plain shell: what it printed, the
+    command it prints for the desk, and the DPO token it prints."""
+    demo = plain_shell(f"{EXE} demo --pupils {pupils}", clone, stdout=subprocess.PIPE)
+    out, _ = demo.communicate(timeout=300)
+    said = out.decode()
+    assert demo.returncode == 0, said
+    lines = said.splitlines()
+    desk = lines[lines.index("The DPO's queue: start the desk with") + 1].strip()
+    token = lines[lines.index("(the search and both reports are there too):") + 1].strip()
+    return said, desk, token
+
+
 def test_a_printed_command_runs_as_printed_where_the_environment_is_not_active() -> None:
     printed = subprocess.run(
         [sys.executable, "-c", "from pipeline.cli.runnable import command_line as c; print(c())"],
@@ -71,14 +84,8 @@ def test_after_the_demo_in_a_fresh_clone_its_desk_command_works_as_printed_and_g
     tmp_path: Path,
 ) -> None:
     clone = fresh_clone(tmp_path / "clone")
-    demo = plain_shell(f"{EXE} demo --pupils 40", clone, stdout=subprocess.PIPE)
-    out, _ = demo.communicate(timeout=300)
-    said = out.decode()
-    assert demo.returncode == 0, said
-    lines = said.splitlines()
-    desk = lines[lines.index("The DPO's queue: start the desk with") + 1].strip()
+    said, desk, token = demo_in(clone, pupils=40)
     assert desk == f"{EXE.resolve()} serve --db sqlite:///demo-output/ledger.db"
-    token = lines[lines.index("(the search and both reports are there too):") + 1].strip()
     assert "source " in said  # how to put sharing-audit on the PATH, for next time
 
     port = free_port()  # the printed port, 8000, may be another test's

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 from pipeline.transport.broker import free_port
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium
 from tests.integration.test_accessibility import AXE, needs_axe, violations
-from tests.integration.test_demo import EXE, _when_served, fresh_clone, plain_shell
+from tests.integration.test_demo import _when_served, demo_in, fresh_clone, plain_shell
 from tests.integration.test_desk_pages import COUNT_PRINTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,13 +32,7 @@ def demo_desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
     """The desk over the demo's ledger, started as the demo says; its address and the
     DPO token the demo printed."""
     clone = fresh_clone(tmp_path_factory.mktemp("morning") / "clone")
-    demo = plain_shell(f"{EXE} demo --pupils 60", clone, stdout=subprocess.PIPE)
-    out, _ = demo.communicate(timeout=300)
-    said = out.decode()
-    assert demo.returncode == 0, said
-    lines = said.splitlines()
-    desk = lines[lines.index("The DPO's queue: start the desk with") + 1].strip()
-    token = lines[lines.index("(the search and both reports are there too):") + 1].strip()
+    _, desk, token = demo_in(clone, pupils=60)
     port = free_port()  # the printed port, 8000, may be another test's
     server = plain_shell(f"{desk} --port {port}", clone, start_new_session=True)
     try:
