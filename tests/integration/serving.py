@@ -28,6 +28,15 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+def sign_in(page: Any, address: str, token: str) -> None:
+    """Sign ``page`` (Playwright's) in to the desk at ``address`` with ``token``, as a
+    person does on the sign-in page; it is left on the queue."""
+    page.goto(f"{address}/desk/signin")
+    page.fill("#token", token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{address}/desk")
+
+
 @contextmanager
 def served(app: Any) -> Iterator[str]:
     """``app`` listening on 127.0.0.1; its address. Stopped on leaving."""

@@ -21,7 +21,7 @@ from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user
 from tests.factory import left, line, upn
 from tests.integration.breaches import KEY, breach_desk, ledger_with_breaches
-from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served
+from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served, sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -61,10 +61,7 @@ def violations(page: Any) -> list[str]:
 def signed_in(browser: Any, address: str, token: str, width: int) -> Any:
     context = browser.new_context(viewport={"width": width, "height": 900}, bypass_csp=True)
     page = context.new_page()
-    page.goto(f"{address}/desk/signin")
-    page.fill("#token", token)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{address}/desk")
+    sign_in(page, address, token)
     return page
 
 

@@ -13,7 +13,7 @@ from pipeline.policy.pack import Policy
 from pipeline.transport.kafka import KafkaConfig
 from pipeline.users import Role, add_user
 from tests.integration.breaches import breach_desk, ledger_with_breaches
-from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served
+from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served, sign_in
 from tests.integration.test_awaiting_receipts import a_port_nobody_answers, produced_with_no_worker
 
 pytestmark = pytest.mark.integration
@@ -96,9 +96,7 @@ def test_print_on_the_subject_access_and_processing_reports_calls_the_print_dial
         page.on(
             "console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None
         )
-        page.goto(f"{address}/desk/signin")
-        page.fill("#token", token)
-        page.click("button[type=submit]")
+        sign_in(page, address, token)
         expect(page.locator("#queue")).to_be_visible()
 
         page.goto(f"{address}/desk/search")
@@ -217,9 +215,7 @@ def test_the_dpo_reveals_an_incidents_pupils_finds_the_read_in_the_ledger_and_do
         page.on(
             "console", lambda m: blocked.append(m.text) if "Content Security" in m.text else None
         )
-        page.goto(f"{address}/desk/signin")
-        page.fill("#token", token)
-        page.click("button[type=submit]")
+        sign_in(page, address, token)
         expect(page.locator("#queue tbody tr")).to_have_count(2)
         page.select_option("select[name=severity]", "high")
         page.click("#filters button[type=submit]")

@@ -29,7 +29,7 @@ from pipeline.transparency.note import Signer
 from pipeline.users import Role, add_user
 from tests.factory import left, line, referral, transfer, upn
 from tests.integration.routes import http_routes
-from tests.integration.serving import CHROMIUM, needs_chromium, served
+from tests.integration.serving import CHROMIUM, needs_chromium, served, sign_in
 from tests.integration.test_verifiable_log import ENV, ledger_with
 
 pytestmark = pytest.mark.integration
@@ -469,9 +469,7 @@ def test_the_trusts_dpo_narrows_the_queue_to_one_school_in_a_browser(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
         for name in ("trust-dpo", "dpo-a"):
             page = browser.new_page()
-            page.goto(f"{address}/desk/signin")
-            page.fill("#token", viewers[name].token)
-            page.click("button[type=submit]")
+            sign_in(page, address, viewers[name].token)
             expect(page.locator("#queue")).to_be_visible()
             school = page.locator("#filters select[name=school]")
             if name == "dpo-a":
