@@ -7,8 +7,8 @@ Steps, all inside one transaction that holds the chain-head lock:
    recorded under its ids, reused ids, the register facts of its pupils (each with the
    school that recorded it), and, for each lifecycle fact in the batch, the recorded
    sharing events of its own school it may re-decide;
-3. run the engine over the batch, each partition in order and the partitions merged by
-   event time (:func:`in_event_time_order`), allocating sequence numbers after the head;
+3. run the engine over the batch, the partitions holding facts first, each partition in
+   its own order (:func:`in_decision_order`), allocating sequence numbers after the head;
 4. append every outcome that is not a redelivery, with its index rows, register fact,
    pseudonymised payload and the pupils' identities; commit.
 
@@ -19,11 +19,9 @@ because step 2 finds what the first attempt committed.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
-from operator import itemgetter
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -70,7 +68,6 @@ from schemas.events import (
 
 Record = tuple[bytes, Position]
 Unkeyed = tuple[str | None, int | None, int | None, str]
-_EARLIEST = datetime.min.replace(tzinfo=UTC)
 log = get_logger(__name__)
 
 
@@ -145,25 +142,33 @@ def _decision(entry: Entry) -> Decision:
     )
 
 
-def in_event_time_order(records: Sequence[Record], readings: Sequence[Reading]) -> list[int]:
-    """The positions in the batch of its records in the order to decide them: each
-    partition's records in their own order, the partitions merged by event time.
+def in_decision_order(records: Sequence[Record], readings: Sequence[Reading]) -> list[int]:
+    """The positions in the batch of its records in the order to decide them: the
+    partitions that hold lifecycle facts first, then the others, each partition's records
+    in their own order.
 
     Agents take their topics at different paces, so a batch can hold a pupil's consent or
     leaving fact beside sharing events timed after it that came from another topic.
     Decided first, the fact is in the register when they are decided; decided after them,
     it re-decides each of them (a census once for each of its pupils' facts), which is the
-    same final decision at many times the cost. A record that is not an event keeps its
-    place in its partition.
+    same final decision at many times the cost. Deciding every fact first is always safe:
+    the register answers as of each sharing event's time, so a fact timed after an event
+    does not decide it. (Merging the partitions by event time, as this once did, let one
+    fact dated months ahead hold back the rest of its partition behind the sharing events
+    of those months: a backlog's single group then made dozens of re-evaluations.)
+    Partitions, not events, are put first, so that a record that is not an event keeps its
+    place among the facts of its partition.
     """
-    partitions: dict[tuple[str | None, int | None], list[tuple[datetime, int]]] = {}
-    for index, ((_, position), reading) in enumerate(zip(records, readings, strict=True)):
-        queue = partitions.setdefault((position.topic, position.partition), [])
-        at = reading.event.time if reading.event is not None else None
-        queue.append((at or (queue[-1][0] if queue else _EARLIEST), index))
-    if len(partitions) == 1:
+    facts = {
+        (position.topic, position.partition)
+        for (_, position), reading in zip(records, readings, strict=True)
+        if isinstance(reading.event, LIFECYCLE_MODELS)
+    }
+    first = [n for n, (_, p) in enumerate(records) if (p.topic, p.partition) in facts]
+    if not first or len(first) == len(records):
         return list(range(len(records)))
-    return [index for _, index in heapq.merge(*partitions.values(), key=itemgetter(0))]
+    rest = [n for n, (_, p) in enumerate(records) if (p.topic, p.partition) not in facts]
+    return first + rest
 
 
 def _name_leaves(connection: Any, outcomes: Sequence[Outcome], entries: Sequence[NewEntry]) -> None:
@@ -235,7 +240,7 @@ class LedgerWriter:
             seen_unkeyed = self._preload(connection, engine, records, readings, pupils, named)
             recorded_at = now_text()  # the transaction's time, for every entry it appends
             entries: list[NewEntry] = []
-            for index in in_event_time_order(records, readings):
+            for index in in_decision_order(records, readings):
                 (raw, position), reading = records[index], readings[index]
                 if reading.key is None:
                     where = (position.topic, position.partition, position.offset, reading.digest)

@@ -404,6 +404,37 @@ class LedgerContract:
         ]
         assert outcomes[1].decision.decision == "allowed"
 
+    def test_a_fact_dated_months_ahead_holds_back_no_later_fact_of_its_partition(
+        self, writer: LedgerWriter
+    ) -> None:
+        """A backlog drained in one group: the facts partition's first record is dated
+        months ahead (an MIS clock wrong, a consent recorded ahead); the consent after it
+        still decides the referral timed between the two."""
+        from tests.factory import consent_given, line, referral, upn
+
+        event = referral(
+            lawful_basis="consent",
+            special_condition="9.2.a",
+            consent_ref="C-1",
+            categories=["personal", "medical"],
+            time="2026-07-05T09:00:00+01:00",
+        )
+        ahead = consent_given(pupil=upn(2), ref="C-2", time="2027-01-14T11:31:00Z")
+        given = consent_given(time="2026-07-01T09:00:00+01:00")
+        outcomes = writer.write(
+            [
+                (line(event), Position("sharing.referral", 0, 0)),
+                (line(ahead), Position("pupil.lifecycle", 0, 0)),
+                (line(given), Position("pupil.lifecycle", 0, 1)),
+            ]
+        )
+        assert [(o.event_id, o.kind) for o in outcomes] == [
+            (ahead["id"], "decision"),
+            (given["id"], "decision"),
+            (event["id"], "decision"),
+        ]
+        assert outcomes[-1].decision.decision == "allowed"
+
     def test_one_partition_is_decided_in_its_own_order_whatever_the_event_times(
         self, writer: LedgerWriter
     ) -> None:

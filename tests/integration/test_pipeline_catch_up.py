@@ -47,4 +47,4 @@ def test_a_backlog_drained_makes_about_the_re_evaluations_of_the_events_in_sent_
         if (d := engine.current(e)) is not None
     }
     assert ledger_final(url) == final
-    assert ledger_count(url, "reevaluation") <= 2 * in_order + 20, f"{in_order} in sent order"
+    assert ledger_count(url, "reevaluation") <= in_order, f"{in_order} in sent order"
