@@ -120,22 +120,45 @@ def end_of_day(day: date) -> datetime:
     )
 
 
-def retention_due(
+@dataclass(frozen=True, slots=True, order=True)
+class Period:
+    """A holding's retention period on a day: kept through ``kept_until``, or, while
+    ``kept_until`` is None, for a period that cannot end yet (a pupil still on roll, a date
+    of birth not known). ``destroyed``: the day the school recorded the record destroyed
+    (the category or the whole record), if it has."""
+
+    school: str
+    pupil: str
+    category: str
+    kept_until: date | None
+    counted_from: str
+    period: str
+    destroyed: date | None = None
+
+    @property
+    def ended(self) -> date | None:
+        """The last day the school must keep the record: its period's last day, or the day
+        it was destroyed, whichever is earlier; None while it may not end yet."""
+        ends = [d for d in (self.kept_until, self.destroyed) if d is not None]
+        return min(ends) if ends else None
+
+
+def periods(
     held: Iterable[Held],
     register: Register,
     dates_of_birth: Mapping[str, date | None],
     policy_for: Callable[[str], Policy],
     as_of: date,
-) -> list[Due]:
-    """Every holding past its period on ``as_of`` and not recorded destroyed by then (the
-    category or the whole record, by the school that holds it), in school, pupil and
-    category order. ``policy_for`` gives a school's pack by URN; facts and holdings are
-    expected one per school, pupil and category (see :func:`merged`)."""
+) -> list[Period]:
+    """Every holding's period as the register stands at the end of ``as_of``, in school,
+    pupil and category order. ``policy_for`` gives a school's pack by URN; holdings are
+    expected one per school, pupil and category (see :func:`merged`). One computation
+    serves what is due (:func:`retention_due`) and whether a period still needs a pupil's
+    data (:func:`still_kept`)."""
     at = end_of_day(as_of)
-    found: list[Due] = []
+    found: list[Period] = []
     for one in held:
-        policy = policy_for(one.school)
-        rule = policy.retention_for(one.category)
+        rule = policy_for(one.school).retention_for(one.category)
         facts = register.facts_of(one.school, one.pupil)
         start: date | None
         if rule.counted_from == "left":
@@ -145,17 +168,61 @@ def retention_due(
             start = dates_of_birth.get(one.pupil)
         else:
             start = one.record_from
-        if start is None:
-            continue
-        kept_until = add_period(start, rule.years, rule.months, rule.days)
-        if kept_until >= as_of:
-            continue
-        if facts.destructions:
-            destroyed = facts.destroyed(at)
-            if WHOLE_RECORD in destroyed or one.category in destroyed:
-                continue
-        found.append(
-            Due(one.school, one.pupil, one.category, kept_until, rule.counted_from, rule.describe())
+        kept_until = (
+            None if start is None else add_period(start, rule.years, rule.months, rule.days)
         )
-    found.sort()
+        destroyed = None
+        if facts.destructions:
+            done = facts.destroyed(at)
+            fact = done.get(one.category) or done.get(WHOLE_RECORD)
+            destroyed = fact.at.astimezone(SCHOOL_TIME).date() if fact is not None else None
+        found.append(
+            Period(
+                one.school,
+                one.pupil,
+                one.category,
+                kept_until,
+                rule.counted_from,
+                rule.describe(),
+                destroyed,
+            )
+        )
+    found.sort(key=lambda p: (p.school, p.pupil, p.category))
     return found
+
+
+def retention_due(
+    held: Iterable[Held],
+    register: Register,
+    dates_of_birth: Mapping[str, date | None],
+    policy_for: Callable[[str], Policy],
+    as_of: date,
+) -> list[Due]:
+    """Every holding past its period on ``as_of`` and not recorded destroyed by then (the
+    category or the whole record, by the school that holds it), in school, pupil and
+    category order."""
+    return [
+        Due(p.school, p.pupil, p.category, p.kept_until, p.counted_from, p.period)
+        for p in periods(held, register, dates_of_birth, policy_for, as_of)
+        if p.kept_until is not None and p.kept_until < as_of and p.destroyed is None
+    ]
+
+
+def still_kept(found: Iterable[Period], as_of: date) -> list[Period]:
+    """The periods that still need the data on ``as_of``: not ended by then (or not able
+    to end yet), and not destroyed. Erasing a pupil is refused while any is (issue 32)."""
+    return [p for p in found if p.destroyed is None and (p.ended is None or p.ended >= as_of)]
+
+
+def last_kept(found: Iterable[Period]) -> dict[str, date | None]:
+    """Each pupil's last day any school must keep any of their records: the latest end of
+    their periods, or None while one may not end yet. The ledger keeps a pupil
+    identifiable for its own period after this day."""
+    out: dict[str, date | None] = {}
+    for p in found:
+        ended = p.ended
+        if ended is None or p.pupil not in out:
+            out[p.pupil] = ended
+        elif (before := out[p.pupil]) is not None:
+            out[p.pupil] = max(before, ended)
+    return out

@@ -6,7 +6,17 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from pipeline.packs import load_pack
-from pipeline.policy.retention import Held, Limits, end_of_day, limits, merged, retention_due
+from pipeline.policy.retention import (
+    Held,
+    Limits,
+    end_of_day,
+    last_kept,
+    limits,
+    merged,
+    periods,
+    retention_due,
+    still_kept,
+)
 from pipeline.register import Destruction, Leaving, Register
 from pipeline.schooltime import at_school
 
@@ -135,3 +145,37 @@ def test_only_leavers_the_long_born_and_old_records_can_be_due() -> None:
         ("p1", "sen", date(2030, 3, 14)),
         ("p2", "attendance", date(2030, 3, 14)),
     ]
+
+
+def _periods(held: list[Held], register: Register, as_of: date) -> list[tuple[str, str]]:
+    found = still_kept(periods(held, register, {}, lambda _: PACK, as_of), as_of)
+    return [(p.pupil, p.category) for p in found]
+
+
+def test_a_period_still_running_keeps_the_pupil_s_data() -> None:
+    held = [Held(SCHOOL, "p1", "personal", date(2020, 9, 1))]
+    register = _register(_left(date(2025, 3, 14)))
+    assert _periods(held, register, date(2026, 3, 14)) == [("p1", "personal")]
+    assert _periods(held, register, date(2026, 3, 15)) == []
+
+
+def test_a_pupil_still_on_roll_is_kept_for_a_period_that_cannot_end_yet() -> None:
+    held = [Held(SCHOOL, "p1", "personal", date(2000, 9, 1))]
+    assert _periods(held, _register(), date(2090, 1, 1)) == [("p1", "personal")]
+
+
+def test_a_record_destroyed_early_no_longer_keeps_the_pupil_s_data() -> None:
+    held = [Held(SCHOOL, "p1", "personal", date(2020, 9, 1))]
+    register = _register(_destroyed(at_school(date(2024, 5, 1), 10), ["*"]))
+    assert _periods(held, register, date(2024, 5, 2)) == []
+
+
+def test_a_pupil_s_last_kept_day_is_the_latest_end_of_their_periods() -> None:
+    held = [
+        Held(SCHOOL, "p1", "personal", date(2020, 9, 1)),
+        Held(SCHOOL, "p1", "attendance", date(2020, 9, 1), date(2020, 9, 1)),
+        Held(SCHOOL, "p2", "personal", date(2020, 9, 1)),
+    ]
+    register = _register(_left(date(2021, 7, 20)))
+    found = periods(merged(held), register, {}, lambda _: PACK, date(2030, 1, 1))
+    assert last_kept(found) == {"p1": date(2026, 9, 1), "p2": None}
