@@ -37,7 +37,7 @@ from pipeline.ledger.store import (
 )
 from pipeline.plural import counted
 from pipeline.policy.pack import Policy
-from pipeline.policy.retention import Due, Held, limits, merged, retention_due
+from pipeline.policy.retention import Due, Held, Period, limits, merged, periods, retention_due
 from pipeline.register import Leaving, Register, SchoolFact
 from pipeline.schooltime import SCHOOL_TIME, school_day
 from schemas.alerts import RETENTION_DUE, Severity
@@ -160,11 +160,16 @@ def _declared(text: str | None) -> dict[str, date]:
 
 
 def register_in(
-    connection: Connection, schools: tuple[str, ...] | None = None
+    connection: Connection,
+    schools: tuple[str, ...] | None = None,
+    pupils: Collection[str] | None = None,
 ) -> tuple[Register, set[str]]:
-    """The register's facts of the schools (every school's when None), by pupil key, and
-    the keys of the pupils with a leaving recorded."""
+    """The register's facts of the schools (every school's when None), of ``pupils``
+    (every pupil's when None), by pupil key, and the keys of the pupils with a leaving
+    recorded."""
     statement = select(ENTRY.c.school, FACT.c.fact).join(ENTRY, ENTRY.c.seq == FACT.c.seq)
+    if pupils is not None:
+        statement = statement.where(any_of(connection, FACT.c.pupil_key, list(pupils)))
     register = Register(pupil_key=lambda key: key)
     leavers: set[str] = set()
     for school, text in connection.execute(_scoped(statement, ENTRY.c.school, schools)):
@@ -245,6 +250,27 @@ def due_in(
     listed = list(dict.fromkeys(item.pupil for item in items))
     found = Ledger.identities(connection, listed)
     return DueList(as_of, items, {key: upn for key, (upn, _) in found.items()})
+
+
+def periods_of(
+    connection: Connection,
+    policy_for: Callable[[str], Policy],
+    pupils: Collection[str],
+    as_of: date,
+) -> list[Period]:
+    """The retention period of every record any school holds of ``pupils`` on
+    ``as_of`` (see :func:`~pipeline.policy.retention.periods`): whether erasing a pupil
+    is refused, and when the ledger's own retention lets it go, both follow from them."""
+    if not pupils:
+        return []
+    register, _ = register_in(connection, pupils=pupils)
+    dobs = {
+        key: date.fromisoformat(dob)
+        for key, (_, dob) in Ledger.identities(connection, pupils).items()
+        if dob
+    }
+    held = held_in(connection, {"*"}, pupils)
+    return periods(held, register, dobs, policy_for, as_of)
 
 
 #: The read entry a listing of what is due leaves in the ledger.

@@ -17,15 +17,16 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.incidents.desk import incidents
 from pipeline.ledger import schema
-from pipeline.ledger.retention import raise_retention_due
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.retention import periods_of, raise_retention_due
+from pipeline.ledger.store import IDENTITY, Ledger
 from pipeline.packs import load_pack
+from pipeline.policy.retention import still_kept
 from pipeline.schooltime import at_school
 from pipeline.shown import rule_name
 from pipeline.simulate import Simulator
@@ -44,8 +45,10 @@ def _years(day: date, n: int) -> date:
     return day.replace(year=day.year + n)
 
 
-def truth(simulator: Simulator, as_of: date) -> set[Item]:
-    """What is due on ``as_of``, from what the simulator did."""
+def truth(simulator: Simulator, as_of: date, kept: bool = False) -> set[Item]:
+    """What is due on ``as_of``, from what the simulator did (with ``kept``, what is
+    still kept instead: not destroyed, and not past its period or with none that can end
+    yet, its kept-until day then empty)."""
     due: set[Item] = set()
     for pupil in simulator.pupils:
         for category, (first, oldest) in pupil.held.items():
@@ -58,7 +61,10 @@ def truth(simulator: Simulator, as_of: date) -> set[Item]:
             else:
                 left = pupil.left_recorded
                 kept_until = _years(left, 1) if left else None
-            if kept_until is not None and kept_until < as_of:
+            if kept and (kept_until is None or kept_until >= as_of):
+                day = kept_until.isoformat() if kept_until else ""
+                due.add((pupil.urn, pupil.upn, category, day))
+            elif not kept and kept_until is not None and kept_until < as_of:
                 due.add((pupil.urn, pupil.upn, category, kept_until.isoformat()))
     return due
 
@@ -73,6 +79,14 @@ class Year:
         assert done.exit_code == 0, done.stdout + done.stderr
         rows = [orjson.loads(text) for text in done.stdout.splitlines()]
         return {(r["school"], r["upn"], r["category"], r["kept_until"]) for r in rows}
+
+    def keys(self) -> list[str]:
+        """Every pupil's pseudonym."""
+        ledger = Ledger.open(self.url)
+        with ledger.engine.connect() as connection:
+            found = connection.execute(select(IDENTITY.c.pupil_key)).scalars().all()
+        ledger.engine.dispose()
+        return list(found)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +117,22 @@ DAYS = [
     date(2047, 6, 1),
     date(2060, 1, 1),
 ]
+
+
+@pytest.mark.parametrize("as_of", DAYS, ids=str)
+def test_what_is_still_kept_is_the_simulator_s_truth_on_the_day(year: Year, as_of: date) -> None:
+    """What refuses an erasure (a period that still needs the pupil's data)."""
+    ledger = Ledger.open(year.url)
+    with ledger.engine.connect() as connection:
+        upns = {key: upn for key, (upn, _) in Ledger.identities(connection, year.keys()).items()}
+        pack = load_pack()
+        found = periods_of(connection, lambda _: pack, list(upns), as_of)
+    ledger.engine.dispose()
+    kept = {
+        (p.school, upns[p.pupil], p.category, p.kept_until.isoformat() if p.kept_until else "")
+        for p in still_kept(found, as_of)
+    }
+    assert kept == truth(year.simulator, as_of, kept=True)
 
 
 @pytest.mark.parametrize("as_of", DAYS, ids=str)
