@@ -43,7 +43,12 @@ IN_FLIGHT_GROUPS = 1
 
 
 class BatchFailed(Exception):
-    """A write failed for a reason other than the database being away."""
+    """A write failed for a reason other than the database being away: ``failed`` says
+    which exception, and its message."""
+
+    def __init__(self, failed: Failed) -> None:
+        super().__init__(str(failed))
+        self.failed = failed
 
 
 class LedgerSink:
@@ -74,9 +79,9 @@ class LedgerSink:
             if not isinstance(result, Failed):
                 return result
             if not result.unavailable:
-                raise BatchFailed(result.error)
+                raise BatchFailed(result)
             delay = next(delays)
-            log.warning("database_unavailable", retry_in=round(delay, 2), error=result.error)
+            log.warning("database_unavailable", retry_in=round(delay, 2), error=str(result))
             await asyncio.sleep(delay)
 
     async def write(self, records: Sequence[Record]) -> list[Handled]:
@@ -151,26 +156,20 @@ class LedgerSink:
             done.set_result(share)
 
     async def _write_resilient(self, records: list[Record]) -> list[Handled]:
-        problem = ""
+        error = ""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 handled: list[Handled] = await self.call(writer.write, records)
                 return handled
             except BatchFailed as exc:
-                problem = str(exc)
-                log.error(
-                    "batch_failed",
-                    attempt=attempt,
-                    records=len(records),
-                    error=problem.split(":")[0],
-                )
+                error = exc.failed.error
+                log.error("batch_failed", attempt=attempt, records=len(records), error=error)
         if len(records) > 1:
             middle = len(records) // 2
             return [
                 *await self._write_resilient(records[:middle]),
                 *await self._write_resilient(records[middle:]),
             ]
-        error = problem.split(":")[0]
         reason = undecidable_reason(error)
         position = records[0][1]
         log.error(
@@ -196,7 +195,7 @@ class LedgerSink:
                 position = records[0][1]
                 log.error(
                     "record_unrecordable",
-                    error=str(exc).split(":")[0],
+                    error=exc.failed.error,
                     topic=position.topic,
                     partition=position.partition,
                     offset=position.offset,
