@@ -15,6 +15,7 @@ its own (``agents.writer``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +27,7 @@ from pipeline.backoff import backoff_delays
 from pipeline.ledger.ingest import Record
 from pipeline.ledger.outbox import Due
 from pipeline.logging import get_logger
+from pipeline.monitoring import WorkerFlow
 from pipeline.policy.intake import undecidable_reason
 
 log = get_logger(__name__)
@@ -54,8 +56,15 @@ class BatchFailed(Exception):
 class LedgerSink:
     """Writes record batches to the ledger from async code."""
 
-    def __init__(self, spec: WriterSpec, first_delay: float = 0.5, cap: float = 30.0) -> None:
+    def __init__(
+        self,
+        spec: WriterSpec,
+        first_delay: float = 0.5,
+        cap: float = 30.0,
+        flow: WorkerFlow | None = None,
+    ) -> None:
         self.spec = spec
+        self.flow = flow or WorkerFlow()
         self.first_delay, self.cap = first_delay, cap
         self.pool = self._pool()
         self.queue: asyncio.Queue[tuple[list[Record], asyncio.Future[list[Handled]]]] | None = None
@@ -142,12 +151,15 @@ class LedgerSink:
         self, group: list[tuple[list[Record], asyncio.Future[list[Handled]]]]
     ) -> None:
         records = [r for item, _ in group for r in item]
+        started = time.monotonic()
         try:
             handled: list[Handled] = await self.call(writer.write, records)
         except BatchFailed:
             for item, done in group:
                 done.set_result(await self._write_resilient(item))
             return
+        self.flow.group_records.observe(len(records))
+        self.flow.group_seconds.observe(time.monotonic() - started)
         owner = {position: index for index, (item, _) in enumerate(group) for _, position in item}
         shares: list[list[Handled]] = [[] for _ in group]
         for h in handled:
