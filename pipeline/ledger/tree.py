@@ -271,47 +271,171 @@ def build_missing(engine: Engine, progress: Callable[[int, int], None] | None = 
     return done
 
 
-def tree_faults(connection: Connection, leaves: bytearray) -> list[tuple[int, str]]:
-    """Where the stored tree is not the tree of the entries whose leaf hashes are
-    ``leaves`` (32 bytes each, from :func:`~pipeline.ledger.chain.verify_chain`): each
-    fault as (the first seq under the node, what is wrong). Level by level, each level's
-    nodes recomputed from the one below and compared with the stored ones, streamed (the
-    levels below :data:`STORED_FROM` are not stored: they are computed from the entries)."""
-    expected = leaves
-    level = 0
-    while expected:
-        fault = _level_fault(connection, level, expected) if level >= STORED_FROM else None
-        if fault is not None:
-            return [fault]
-        # node_hash of each pair, inlined: the pair is already left + right, contiguous.
-        expected = bytearray(
-            b"".join(
+#: Leaves are checked in aligned blocks of 2**CHECKED_FROM: each block's subtrees are made
+#: level by level at C speed, and only the blocks' roots are combined one by one.
+CHECKED_FROM = 12
+#: Stored nodes read a query at a time, per level, while the tree is checked.
+NODES_READ = 4096
+
+
+class TreeCheck:
+    """Where the stored tree is not the tree of the entries, checked as the entries'
+    leaf hashes stream in (``check += hashes``, 32 bytes each, in order, from
+    :func:`~pipeline.ledger.chain.verify_links`), in memory bounded by the tree's height,
+    not the ledger's size: a block of leaves, a few nodes per level, and a page of stored
+    nodes per level.
+
+    Each perfect subtree of :data:`STORED_LEAVES` leaves or more is compared with its
+    stored node as soon as its leaves are in, level by level in index order. What
+    :meth:`faults` reports is the first fault of the lowest level that has one (a faulty
+    node makes every node above it faulty too), as (the first seq under the node, what
+    is wrong).
+
+    The stored nodes compared while the leaves stream in are read on a connection of
+    their own (but on SQLite, where the chain is not read by a second thread): the
+    chain's reader may hold ``connection`` meanwhile. They are read only under leaves
+    already in, which no append changes; whether a level holds a node beyond its last is
+    asked at the end, on ``connection``, in the snapshot the leaves came from (a live
+    worker appends meanwhile). :meth:`close` the check when done with it."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        own = connection.dialect.name != "sqlite"
+        self._reader = connection.engine.connect() if own else connection
+        self._own_reader = own
+        self._buffer = bytearray()
+        self._taken = 0  # leaves made into blocks
+        self._edge: list[tuple[int, bytes]] = []  # (level, hash): perfect subtrees pending
+        self._rows: dict[int, _StoredLevel] = {}
+        self._fault: dict[int, tuple[int, str]] = {}
+
+    def __iadd__(self, hashes: bytes) -> TreeCheck:
+        self._buffer += hashes
+        block = 32 << CHECKED_FROM
+        if len(self._buffer) >= block:
+            whole = len(self._buffer) // block * block
+            for start in range(0, whole, block):
+                top = self._levels(memoryview(self._buffer)[start : start + block], self._taken)
+                self._taken += 1 << CHECKED_FROM
+                self._carry(top)
+            del self._buffer[:whole]
+        return self
+
+    def faults(self) -> list[tuple[int, str]]:
+        """Every leaf given, the tree's fault (at most one), or none."""
+        size = self._taken + len(self._buffer) // 32
+        if self._buffer:
+            self._levels(memoryview(self._buffer), self._taken)
+        for level in range(STORED_FROM, size.bit_length()):
+            if level not in self._fault:
+                self._end_of(level, size >> level)
+        if not self._fault:
+            return []
+        return [self._fault[min(self._fault)]]
+
+    def _levels(self, hashes: memoryview, first_leaf: int) -> bytes:
+        """Compare the subtrees of leaves ``hashes`` (from leaf ``first_leaf``, aligned to
+        the block) level by level; the hash at the top (the block's root, when whole)."""
+        expected: bytes | memoryview = hashes
+        level = 0
+        while True:
+            if level >= STORED_FROM:
+                self._compare(level, first_leaf >> level, expected)
+            if len(expected) < 64:
+                return bytes(expected)
+            # node_hash of each pair, inlined: the pair is already left + right, contiguous.
+            expected = b"".join(
                 sha256(b"\x01" + expected[i : i + 64]).digest()
                 for i in range(0, len(expected) - 32, 64)
             )
-        )
-        level += 1
-    return []
+            level += 1
 
+    def _carry(self, root: bytes) -> None:
+        """A whole block's root: joined with the pending subtrees it completes, each
+        compared as it is made (a binary counter of perfect subtrees)."""
+        level, digest = CHECKED_FROM, root
+        index = (self._taken >> CHECKED_FROM) - 1
+        while self._edge and self._edge[-1][0] == level:
+            _, left = self._edge.pop()
+            digest = sha256(b"\x01" + left + digest).digest()
+            level, index = level + 1, index >> 1
+            self._compare(level, index, digest)
+        self._edge.append((level, digest))
 
-def _level_fault(connection: Connection, level: int, expected: bytearray) -> tuple[int, str] | None:
-    rows = connection.execute(
-        select(TREE.c.idx, TREE.c.hash)
-        .where(TREE.c.level == level)
-        .order_by(TREE.c.idx)
-        .execution_options(stream_results=True, yield_per=10_000)
-    )
-    count = len(expected) // 32
-    seen = 0
-    for idx, digest in rows:
-        if int(idx) != seen or seen >= count:
-            what = "has a node it should not" if seen >= count or int(idx) < seen else "lacks"
-            return (seen << level) + 1, f"the Merkle tree {what} at level {level}, index {seen}"
-        if bytes(digest) != bytes(expected[seen * 32 : seen * 32 + 32]):
-            return (seen << level) + 1, (
-                f"the Merkle tree's node at level {level}, index {seen} does not match the entries"
+    def _compare(self, level: int, first: int, hashes: bytes | memoryview) -> None:
+        """Compare the nodes of ``level`` from index ``first`` with the stored ones."""
+        if level in self._fault:
+            return
+        rows = self._rows.get(level)
+        if rows is None:
+            rows = self._rows[level] = _StoredLevel(self._reader, level)
+        for n in range(len(hashes) // 32):
+            index = first + n
+            stored = rows.next()
+            if stored is None or stored[0] != index:
+                what = (
+                    "lacks a node"
+                    if stored is None or stored[0] > index
+                    else "has a node it should not"
+                )
+                self._fault[level] = (
+                    (index << level) + 1,
+                    f"the Merkle tree {what} at level {level}, index {index}",
+                )
+                return
+            if stored[1] != bytes(hashes[n * 32 : n * 32 + 32]):
+                where = f"level {level}, index {index}"
+                self._fault[level] = (
+                    (index << level) + 1,
+                    (f"the Merkle tree's node at {where} does not match the entries"),
+                )
+                return
+
+    def close(self) -> None:
+        if self._own_reader:
+            self._reader.close()
+
+    def _end_of(self, level: int, count: int) -> None:
+        """After the last node a level should hold: none more may be stored."""
+        beyond = self.connection.execute(
+            select(TREE.c.idx).where(TREE.c.level == level, TREE.c.idx >= count).limit(1)
+        ).first()
+        if beyond is not None:
+            self._fault[level] = (
+                (count << level) + 1,
+                (f"the Merkle tree has a node it should not at level {level}, index {count}"),
             )
-        seen += 1
-    if seen != count:
-        return (seen << level) + 1, f"the Merkle tree lacks a node at level {level}, index {seen}"
-    return None
+
+
+class _StoredLevel:
+    """One level's stored nodes in index order, read :data:`NODES_READ` at a time."""
+
+    def __init__(self, connection: Connection, level: int) -> None:
+        self.connection = connection
+        self.level = level
+        self._page: list[tuple[int, bytes]] = []
+        self._at = 0
+        self._after = -1
+        self._done = False
+
+    def next(self) -> tuple[int, bytes] | None:
+        if self._at == len(self._page):
+            if self._done:
+                return None
+            self._page = [
+                (int(idx), bytes(digest))
+                for idx, digest in self.connection.execute(
+                    select(TREE.c.idx, TREE.c.hash)
+                    .where(TREE.c.level == self.level, TREE.c.idx > self._after)
+                    .order_by(TREE.c.idx)
+                    .limit(NODES_READ)
+                )
+            ]
+            self._at = 0
+            self._done = len(self._page) < NODES_READ
+            if not self._page:
+                return None
+            self._after = self._page[-1][0]
+        row = self._page[self._at]
+        self._at += 1
+        return row

@@ -37,7 +37,7 @@ from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
 from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, make_engine
-from pipeline.ledger.tree import tree_faults
+from pipeline.ledger.tree import TreeCheck
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.transparency.note import Verifier
 
@@ -76,7 +76,21 @@ def verify(
     entries up to it never change but by tampering, which a range then finds."""
     if connection.dialect.name == "postgresql" and not connection.in_transaction():
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
-    leaves = bytearray()
+    leaves = TreeCheck(connection)  # the tree, checked as the leaves come
+    try:
+        return _verified(connection, pseudonyms, log, jobs, min_range, leaves)
+    finally:
+        leaves.close()
+
+
+def _verified(
+    connection: Connection,
+    pseudonyms: Pseudonymiser | None,
+    log: Verifier | None,
+    jobs: int,
+    min_range: int,
+    leaves: TreeCheck,
+) -> Verification:
     with _ranges_started(connection, jobs, min_range) as ranges:
         # The rows beside the chain are checked while the processes check the ranges.
         faults = side_faults(connection) + projection_faults(connection)
@@ -99,7 +113,7 @@ def verify(
             f"missing: the chain head records seq {head.seq}, the last entry is "
             f"seq {result.head_seq}",
         )
-    tree = tree_faults(connection, leaves)
+    tree = leaves.faults()
     faults += tree or checkpoint_faults(connection, log)  # a faulty tree proves no root
     if faults:
         seq, fault = min(faults)
@@ -219,7 +233,7 @@ class _Ranges:
         for first, last in self.bounds:
             self.futures.append(self.pool.submit(_part, self.url, first, last))
 
-    def joined(self, leaves: bytearray) -> Verification:
+    def joined(self, leaves: TreeCheck) -> Verification:
         """The whole chain's check from its parts, ``leaves`` given every leaf's hash;
         where two parts do not join, what one pass would have found there."""
         count, head_seq, head_hash = 0, 0, GENESIS
