@@ -37,7 +37,7 @@ from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
 from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, make_engine
-from pipeline.ledger.tree import TreeCheck
+from pipeline.ledger.tree import Segment, TreeCheck
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.transparency.note import Verifier
 
@@ -195,12 +195,14 @@ def _stored_chain(
 @dataclass(frozen=True, slots=True)
 class _Part:
     """What a process found in its range: the first entry it read (seq and the prev_hash
-    it stores, None when the range holds none), its check, and its leaves' hashes."""
+    it stores, None when the range holds none), its check, and its check of the tree's
+    blocks within the range (see :meth:`TreeCheck.part`)."""
 
     first_seq: int | None
     first_prev: str | None
     verification: Verification
-    leaves: bytes
+    segments: list[Segment]
+    tree_faults: dict[int, tuple[int, str]]
 
 
 def _part(url: str, first: int, last: int) -> _Part:
@@ -211,11 +213,15 @@ def _part(url: str, first: int, last: int) -> _Part:
             links = _stored_chain(connection, first, last)
             head = next(links, None)
             if head is None:
-                return _Part(None, None, Verification(0, first - 1, ""), b"")
-            leaves = bytearray()
-            fields, prev_hash, _ = head
-            checked = verify_links(itertools.chain((head,), links), leaves, first, prev=None)
-            return _Part(fields["seq"], prev_hash, checked, bytes(leaves))
+                return _Part(None, None, Verification(0, first - 1, ""), [], {})
+            tree = TreeCheck.of_part(connection, first - 1)
+            try:
+                fields, prev_hash, _ = head
+                checked = verify_links(itertools.chain((head,), links), tree, first, prev=None)
+                segments, faults = tree.part()
+            finally:
+                tree.close()
+            return _Part(fields["seq"], prev_hash, checked, segments, faults)
     finally:
         engine.dispose()
 
@@ -264,7 +270,7 @@ class _Ranges:
             if checked.count:
                 head_seq, head_hash = checked.head_seq, checked.head_hash
             count += checked.count
-            leaves += part.leaves
+            leaves.add_part(part.segments, part.tree_faults)
             if not checked.ok:
                 return Verification(count, head_seq, head_hash, checked.fault_seq, checked.fault)
         return Verification(count, head_seq, head_hash)
