@@ -41,7 +41,7 @@ from pipeline.ledger.checkpoint_check import (
 )
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
-from pipeline.ledger.keys import legacy_pupils, recorded_fingerprint, settle_key_file
+from pipeline.ledger.keys import KEY_ROTATED, legacy_pupils, recorded_fingerprint, settle_key_file
 from pipeline.ledger.merging import Unmerged, unmerged
 from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.queries import stats
@@ -277,6 +277,8 @@ def _entry_said(row: dict[str, Any]) -> Text:
     if row["kind"] == "read":
         action, by, via = (details.get(k) for k in ("action", "by", "via"))
         return said.append(": ").append(plain(f"{action or 'read'} by {by} ({via})"))
+    if row["kind"] == KEY_ROTATED:
+        return said.append(": ").append(plain(f"by {details.get('by')}"))
     if row["event_type"]:
         said.append(": ").append(short_type(row["event_type"]))
     if row["recipient"]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from pipeline.ledger.entry import Entry
@@ -35,7 +36,7 @@ from pipeline.ledger.keys import (
     remade,
     sealed_by,
 )
-from pipeline.ledger.store import IDENTITY, PUPIL, Ledger, NewEntry, now_text
+from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger, NewEntry, now_text
 from pipeline.logging import get_logger
 from pipeline.pseudonym import Pseudonymiser, pseudonymiser
 
@@ -152,3 +153,32 @@ def _reseal(
         [{"pupil": key, "sealed": new.identity_mac(key, upn, dob)} for key, upn, dob, _ in chunk],
     )
     return sum(1 for key, upn, _, _ in chunk if remade(old, key, upn))
+
+
+def fingerprint_faults(connection: Connection) -> list[tuple[int, str]]:
+    """(seq, what is wrong) when ``ledger_meta`` records another key than the last
+    ``key_rotated`` entry made the ledger's. The row is not hashed: someone who changed it
+    and sealed the identity rows again under a key of their own would pass every other
+    check run with that key."""
+    last = connection.execute(
+        select(ENTRY.c.seq, ENTRY.c.details)
+        .where(ENTRY.c.kind == KEY_ROTATED)
+        .order_by(ENTRY.c.seq.desc())
+        .limit(1)
+    ).first()
+    if last is None:
+        return []
+    try:
+        made = str(orjson.loads(last.details)["new_key"])
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return []  # not what the ledger writes: the chain's check names the entry
+    stored = meta_value(connection, FINGERPRINT) or ""
+    if stored.startswith(made):
+        return []
+    return [
+        (
+            int(last.seq),
+            f"ledger_meta's {FINGERPRINT} is not the key this entry made the ledger's "
+            f"({made}): it was changed behind the ledger's back",
+        )
+    ]

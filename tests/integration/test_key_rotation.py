@@ -25,6 +25,7 @@ from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.keys import (
     FINGERPRINT,
     KEY_ROTATED,
+    META,
     KeyRefused,
     bind_key,
     legacy_pupils,
@@ -281,6 +282,8 @@ def test_the_rotation_is_listed_by_kind_in_query(old: Old, tmp_path: Path) -> No
     found = old.run("ledger", "query", "--kind", KEY_ROTATED, "--format", "jsonl").stdout
     (row,) = [orjson.loads(x) for x in found.splitlines()]
     assert row["details"]["by"] == "dana"
+    table = old.run("ledger", "query", "--kind", KEY_ROTATED).stdout
+    assert "key_rotated: by dana" in table
 
 
 # -- SQLite: the key file replaced in place, whatever stops it ---------------------------
@@ -415,3 +418,34 @@ def test_the_identity_rows_count_matches_what_was_resealed(old: Old, tmp_path: P
 def test_the_same_key_is_refused_as_its_own_successor(old: Old) -> None:
     with pytest.raises(RotationRefused, match="the new key is the old one"):
         rotate_key(old.ledger, OLD, KEY, by="dana", keep=lambda key: None)
+
+
+def test_verify_names_the_rotation_when_the_recorded_fingerprint_is_swapped(
+    old: Old, tmp_path: Path
+) -> None:
+    """An attacker's own key recorded, and every row sealed under it, passes every check
+    run with that key: but not the rotation entry's record of which key it made."""
+    new_file = None if old.key_file else tmp_path / "new.key"
+    old.rotate(new_key_file=new_file)
+    (rotated,) = _entries_of_kind(old.ledger, KEY_ROTATED)
+    theirs = pseudonymiser(b"\x07" * 32)
+    with old.ledger.engine.begin() as connection:
+        connection.execute(
+            update(META).where(META.c.name == FINGERPRINT).values(value=theirs.fingerprint)
+        )
+        rows = connection.execute(select(IDENTITY.c.pupil_key, IDENTITY.c.upn, IDENTITY.c.dob))
+        for key, pupil, dob in rows.all():
+            connection.execute(
+                update(IDENTITY)
+                .where(IDENTITY.c.pupil_key == key)
+                .values(mac=theirs.identity_mac(key, pupil, dob))
+            )
+    with old.ledger.engine.connect() as connection:
+        result = verify(connection, theirs)
+    assert (result.ok, result.fault_seq) == (False, rotated)
+    assert "changed behind the ledger's back" in (result.fault or "")
+
+
+def _entries_of_kind(ledger: Ledger, kind: str) -> list[int]:
+    with ledger.engine.connect() as connection:
+        return list(connection.execute(select(ENTRY.c.seq).where(ENTRY.c.kind == kind)).scalars())
