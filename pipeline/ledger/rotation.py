@@ -97,7 +97,6 @@ def rotate_key(
             resealed += len(chunk)
             after = chunk[-1][0]
             progress(resealed, total)
-        keep(new_key)
         if meta_value(connection, FINGERPRINT) is None:  # a ledger bound to no key yet
             connection.execute(insert(META).values(name=FINGERPRINT, value=new.fingerprint))
         else:
@@ -114,6 +113,9 @@ def rotate_key(
         seq = Ledger.head(connection)[0] + 1
         entry = Entry.act(seq, KEY_ROTATED, details, recorded_at=now_text())
         ledger.append(connection, [NewEntry(entry)])
+        # Last before the commit: any refusal above leaves no key file behind, and the
+        # ledger never records a key that is not on disk.
+        keep(new_key)
     log.info("pseudonym_key_rotated", seq=seq, resealed=resealed, freed=freed)
     return Rotated(seq, resealed, freed, old.fingerprint[:SHOWN], new.fingerprint[:SHOWN])
 
