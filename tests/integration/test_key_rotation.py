@@ -14,9 +14,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Connection, func, select, update
 from typer.testing import CliRunner, Result
 
+from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.ledger import ingest
@@ -43,8 +45,10 @@ from pipeline.pseudonym import (
     read_key_file,
     write_new_key_file,
 )
+from pipeline.users import Role, add_user
 from tests.factory import line, referral, upn
 from tests.integration.breaches import KEY, ledger_with_breaches
+from tests.integration.test_plain_words import raw_values_in
 
 pytestmark = pytest.mark.integration
 OLD = pseudonymiser(KEY)
@@ -327,6 +331,16 @@ def test_any_command_after_a_crash_between_commit_and_swap_finishes_the_swap(
     assert "ledger verified" in sqlite_old.run("ledger", "verify").stdout
 
 
+def test_a_crash_while_the_old_key_file_was_being_overwritten_is_finished_too(
+    sqlite_old: Old,
+) -> None:
+    assert sqlite_old.key_file is not None
+    new = _stopped_after_commit(sqlite_old)
+    sqlite_old.key_file.write_bytes(bytes(65))  # zeroed, not yet replaced
+    assert "ledger verified" in sqlite_old.run("ledger", "verify").stdout
+    assert sqlite_old.key_now().fingerprint == new.fingerprint
+
+
 def test_rotate_key_again_after_that_crash_finishes_it_and_rotates_no_more(
     sqlite_old: Old,
 ) -> None:
@@ -449,3 +463,16 @@ def test_verify_names_the_rotation_when_the_recorded_fingerprint_is_swapped(
 def _entries_of_kind(ledger: Ledger, kind: str) -> list[int]:
     with ledger.engine.connect() as connection:
         return list(connection.execute(select(ENTRY.c.seq).where(ENTRY.c.kind == kind)).scalars())
+
+
+def test_the_desk_shows_the_rotation_in_plain_words(sqlite_old: Old) -> None:
+    sqlite_old.rotate()
+    (seq,) = _entries_of_kind(sqlite_old.ledger, KEY_ROTATED)
+    ledger = sqlite_old.ledger
+    token = add_user(ledger, "Dana (DPO)", Role.DPO)
+    client = TestClient(create_api(ledger, pseudonym=sqlite_old.key_now()))
+    assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
+    for address in (f"/desk/entries/{seq}", f"/desk/search?kind={KEY_ROTATED}&go=1"):
+        html = client.get(address).text
+        assert "pseudonym key replaced" in html, address
+        assert raw_values_in(html) == [], address
