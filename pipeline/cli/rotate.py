@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from pipeline.cli.exits import fail
 from pipeline.cli.options import DbOption, database_url, open_ledger, pseudonym_key_for
 from pipeline.ledger.errors import LedgerError
-from pipeline.ledger.keys import KeyRefused, settle_key_file
+from pipeline.ledger.keys import FINISHED, KeyRefused, settle_key_file
 from pipeline.ledger.rotation import Rotated, RotationRefused, rotate_key
 from pipeline.plural import counted
 from pipeline.pseudonym import (
@@ -70,8 +70,8 @@ def rotate_key_command(
         finished = settle_key_file(ledger, configured, url)
     except (OSError, LedgerError) as exc:
         fail(f"cannot finish the key rotation that stopped: {exc}")
-    if finished is not None and finished.startswith("finished"):
-        print(finished)  # the rotation asked for was made: a second one is not
+    if finished == FINISHED:  # the rotation asked for was made: a second one is not
+        print(f"finished the key rotation that had stopped: {beside} holds the new key")
         return
     old = pseudonymiser(pseudonym_key_for(db))
     target = new_key_file if beside is None else pending_key_file(beside)

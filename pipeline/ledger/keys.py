@@ -148,10 +148,15 @@ def legacy_pupils(connection: Connection, pseudonyms: Pseudonymiser) -> int:
     return sum(1 for key, upn in found if remade(pseudonyms, key, upn))
 
 
+#: What :func:`settle_key_file` did with a new key file it found.
+FINISHED, DISCARDED = "finished", "discarded"
+
+
 def settle_key_file(ledger: Ledger, configured: str | None, database_url: str) -> str | None:
     """Finish a ``ledger rotate-key`` that stopped between its commit and the swap of its
     key files (beside a SQLite ledger), or throw away the new key of one that stopped
-    before its commit; what was done, or None when there was nothing to do.
+    before its commit: :data:`FINISHED` or :data:`DISCARDED`, or None when there was
+    nothing to do.
 
     The ledger alone says which happened: the fingerprint it records is the new key's
     once the rotation committed. Done under the chain-head lock, which a rotation holds
@@ -172,10 +177,10 @@ def settle_key_file(ledger: Ledger, configured: str | None, database_url: str) -
         if new is not None and new == stored:
             replace_key_file(path, pending)
             log.warning("key_rotation_finished", fingerprint=new[:SHOWN])
-            return f"finished the key rotation that had stopped: {path} holds the new key"
+            return FINISHED
         discard_key_file(pending)
         log.warning("key_rotation_discarded")
-        return f"threw away {pending}: the key rotation that wrote it never committed"
+        return DISCARDED
 
 
 def ledger_key(ledger: Ledger, configured: str | None, database_url: str) -> bytes:
