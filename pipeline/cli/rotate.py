@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline.cli.exits import fail
@@ -83,6 +84,7 @@ def rotate_key_command(
             TextColumn("sealing the identity rows under the new key"),
             BarColumn(),
             MofNCompleteColumn(),
+            console=Console(stderr=True),  # standard output says what was done, alone
             transient=True,
         ) as bar:
             task = bar.add_task("reseal", total=None)
