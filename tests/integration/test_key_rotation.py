@@ -18,6 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, func, select, update
 from typer.testing import CliRunner, Result
 
+from agents import writer as writer_process
+from agents.writer import Failed
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.engine import Position
@@ -476,3 +478,21 @@ def test_the_desk_shows_the_rotation_in_plain_words(sqlite_old: Old) -> None:
         html = client.get(address).text
         assert "pseudonym key replaced" in html, address
         assert raw_values_in(html) == [], address
+
+
+def test_a_running_worker_on_the_old_key_waits_and_blames_no_record(
+    sqlite_old: Old, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's writer process bound the old key before the rotation: its next batch
+    fails as a database that is not ready does (the sink waits and retries, saying why),
+    never as a bad record (which the sink would record as rejected)."""
+    monkeypatch.setattr(
+        writer_process, "_writer", LedgerWriter(sqlite_old.ledger, load_pack(), OLD)
+    )
+    monkeypatch.setattr(writer_process, "_key_bound", True)  # bound at its start
+    sqlite_old.rotate()
+    record = (line(referral(pupils=[{"upn": upn(8)}])), Position("sharing.referral", 0, 2))
+    failed = writer_process.write([record])
+    assert isinstance(failed, Failed) and failed.unavailable
+    assert "retired by `sharing-audit ledger rotate-key`" in failed.error
+    assert len(_leaves(sqlite_old.ledger)) == 4  # three, and the rotation
