@@ -27,6 +27,7 @@ from pipeline.ledger.rotation import Rotated, RotationRefused, rotate_key
 from pipeline.plural import counted
 from pipeline.pseudonym import (
     KEY_BYTES,
+    PseudonymKeyError,
     key_file_for,
     pending_key_file,
     pseudonymiser,
@@ -69,8 +70,8 @@ def rotate_key_command(
         )
     try:
         finished = settle_key_file(ledger, configured, url)
-    except (OSError, LedgerError) as exc:
-        fail(f"cannot finish the key rotation that stopped: {exc}")
+    except (PseudonymKeyError, LedgerError) as exc:
+        fail(str(exc))
     if finished == FINISHED:  # the rotation asked for was made: a second one is not
         print(f"finished the key rotation that had stopped: {beside} holds the new key")
         return
@@ -103,7 +104,10 @@ def rotate_key_command(
     except LedgerError as exc:
         fail(f"cannot rotate the key (run it as the database's owner): {exc}")
     if beside is not None:
-        settle_key_file(ledger, None, url)
+        try:
+            settle_key_file(ledger, None, url)
+        except (PseudonymKeyError, LedgerError) as exc:
+            fail(f"the rotation is recorded (entry {rotated.seq}), but {exc}: run it again")
     print(rotated_said(rotated, beside, target))
 
 

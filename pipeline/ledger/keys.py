@@ -156,7 +156,7 @@ def settle_key_file(ledger: Ledger, configured: str | None, database_url: str) -
     """Finish a ``ledger rotate-key`` that stopped between its commit and the swap of its
     key files (beside a SQLite ledger), or throw away the new key of one that stopped
     before its commit: :data:`FINISHED` or :data:`DISCARDED`, or None when there was
-    nothing to do.
+    nothing to do. Raises :class:`PseudonymKeyError` when the files cannot be changed.
 
     The ledger alone says which happened: the fingerprint it records is the new key's
     once the rotation committed. Done under the chain-head lock, which a rotation holds
@@ -174,11 +174,16 @@ def settle_key_file(ledger: Ledger, configured: str | None, database_url: str) -
             new: str | None = pseudonymiser(read_key_file(pending)).fingerprint
         except PseudonymKeyError:
             new = None  # written in part: the rotation cannot have committed
-        if new is not None and new == stored:
-            replace_key_file(path, pending)
-            log.warning("key_rotation_finished", fingerprint=new[:SHOWN])
-            return FINISHED
-        discard_key_file(pending)
+        try:
+            if new is not None and new == stored:
+                replace_key_file(path, pending)
+                log.warning("key_rotation_finished", fingerprint=new[:SHOWN])
+                return FINISHED
+            discard_key_file(pending)
+        except OSError as exc:
+            raise PseudonymKeyError(
+                f"cannot settle the key rotation that stopped ({pending}): {exc}"
+            ) from None
         log.warning("key_rotation_discarded")
         return DISCARDED
 
