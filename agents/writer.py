@@ -129,6 +129,8 @@ def _exit_with_parent() -> None:
 def _run(function: Any, *args: Any) -> Any:
     try:
         return function(*args)
+    except KeyRefused as exc:  # the key was rotated since: wait, saying why (as at start)
+        return Failed(True, f"KeyRefused: {exc}")
     except Exception as exc:
         return Failed.of(exc)
 

@@ -35,6 +35,7 @@ from pipeline.ledger.checkpoints import checkpoint_faults
 from pipeline.ledger.erasure import restored_identity_faults
 from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
+from pipeline.ledger.rotation import fingerprint_faults
 from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, make_engine
 from pipeline.ledger.tree import Segment, TreeCheck
@@ -63,10 +64,12 @@ def verify(
     """Recompute the whole chain; check the chain head agrees with the last entry, the
     rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`): facts
     and payloads always, that no identity row names a pupil an erasure erased
-    (:mod:`pipeline.ledger.erasure`), identity rows when ``pseudonyms`` (the key) is given; the
-    indexes and users rebuilt from the entries (:mod:`pipeline.ledger.projections`); and the
-    Merkle tree and the checkpoints kept against the entries (their signatures too, when
-    ``log``, the log's verifier key, is given).
+    (:mod:`pipeline.ledger.erasure`), that the key's fingerprint recorded is the one the
+    last key rotation made (:mod:`pipeline.ledger.rotation`), identity rows when
+    ``pseudonyms`` (the key) is given; the indexes and users rebuilt from the entries
+    (:mod:`pipeline.ledger.projections`); and the Merkle tree and the checkpoints kept
+    against the entries (their signatures too, when ``log``, the log's verifier key, is
+    given).
 
     Everything is read in one snapshot, so that entries appended meanwhile (a live
     worker) are not taken for a head without its entries: SQLite's transaction is one
@@ -94,7 +97,7 @@ def _verified(
     with _ranges_started(connection, jobs, min_range) as ranges:
         # The rows beside the chain are checked while the processes check the ranges.
         faults = side_faults(connection) + projection_faults(connection)
-        faults += restored_identity_faults(connection)
+        faults += restored_identity_faults(connection) + fingerprint_faults(connection)
         if pseudonyms is not None:
             faults += identity_faults(connection, pseudonyms)
         if ranges is None:
