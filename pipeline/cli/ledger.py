@@ -273,6 +273,9 @@ def _entry_said(row: dict[str, Any]) -> Text:
     if row["kind"] == "read":
         action, by, via = (details.get(k) for k in ("action", "by", "via"))
         return said.append(": ").append(plain(f"{action or 'read'} by {by} ({via})"))
+    if row["kind"] == "erasure":
+        by, rule = details.get("by"), details.get("rule")
+        return said.append(": ").append(plain(f"pupil erased by {by} ({rule})"))
     if row["event_type"]:
         said.append(": ").append(short_type(row["event_type"]))
     if row["recipient"]:
