@@ -821,20 +821,21 @@ def _erasure_page(
     return templates.TemplateResponse(request, "erase.html", context, status_code=status)
 
 
-def _to_erase(
-    request: Request, user: User, upn: str, reason: str
-) -> tuple[str | None, Response | None]:
-    """The pseudonym of the pupil to erase, or the form again saying what is wrong."""
+def _to_erase(request: Request, user: User, upn: str, reason: str) -> str | Response:
+    """The pseudonym of the pupil to erase, or the page saying why not: the DPO alone may
+    erase, and the form again for what is wrong in it."""
+    if user.role is not Role.DPO:
+        return _forbidden(request, user, _ERASING)
     given = {"upn": upn, "reason": reason}
     try:
         erasure_details(user.name, reason, "request", 0)
-        return pupil_to_erase(request, user, upn, "UPN"), None
+        return pupil_to_erase(request, user, upn, "UPN")
     except (BadFilter, ErasureRefused) as exc:
         said = str(exc)
-        return None, _erasure_page(request, user, "form", status=422, error=said, given=given)
+        return _erasure_page(request, user, "form", status=422, error=said, given=given)
     except PupilUnknown:
         said = "No entry names a pupil of this UPN: there is nothing to erase."
-        return None, _erasure_page(request, user, "form", status=404, error=said, given=given)
+        return _erasure_page(request, user, "form", status=404, error=said, given=given)
 
 
 @router.get("/pupils/erase", response_class=HTMLResponse, response_model=None)
@@ -846,42 +847,25 @@ def erase_form(request: Request, user: PageReader) -> Response:
 
 
 @router.post("/pupils/erase", response_class=HTMLResponse, response_model=None)
-def erase_confirm(
+def erase_posted(
     request: Request,
     user: PageReader,
     upn: Annotated[str, Form(max_length=20)] = "",
     reason: Annotated[str, Form(max_length=2000)] = "",
+    confirmed: Annotated[str, Form(max_length=3)] = "",
 ) -> Response:
-    """What erasing the pupil cannot undo, and the button that erases: nothing is erased
-    by this step."""
-    if user.role is not Role.DPO:
-        return _forbidden(request, user, _ERASING)
-    _, refused = _to_erase(request, user, upn, reason)
-    if refused is not None:
-        return refused
-    return _erasure_page(request, user, "confirm", given={"upn": upn, "reason": reason})
-
-
-@router.post("/pupils/erase/confirmed", response_class=HTMLResponse, response_model=None)
-def erase_confirmed(
-    request: Request,
-    user: PageReader,
-    upn: Annotated[str, Form(max_length=20)] = "",
-    reason: Annotated[str, Form(max_length=2000)] = "",
-) -> Response:
-    """Erase the pupil, as confirmed; the statement for the family, printable, or every
-    reason the erasure was refused."""
-    if user.role is not Role.DPO:
-        return _forbidden(request, user, _ERASING)
-    pupil, refused = _to_erase(request, user, upn, reason)
-    if refused is not None:
-        return refused
-    assert pupil is not None
+    """The form as posted: first what erasing the pupil cannot undo, with the button that
+    erases (nothing is erased by this step); then, ``confirmed``, the erasure, and the
+    statement for the family, printable, or every reason it was refused."""
+    given = {"upn": upn, "reason": reason}
+    pupil = _to_erase(request, user, upn, reason)
+    if isinstance(pupil, Response):
+        return pupil
+    if confirmed != "yes":
+        return _erasure_page(request, user, "confirm", given=given)
     try:
         statement = erased_on_request(request, user, pupil, reason)
     except ErasureRefused as exc:
-        given = {"upn": upn, "reason": reason}
-        return _erasure_page(
-            request, user, "refused", status=409, refusals=exc.reasons, given=given
-        )
+        refusals = exc.reasons
+        return _erasure_page(request, user, "refused", status=409, refusals=refusals, given=given)
     return _erasure_page(request, user, "statement", statement=statement)

@@ -357,8 +357,8 @@ POST_OTHERS = {
     "/users/{name}/revoke": "ends a token",
     "/users/{name}/rotate": "replaces a token",
     "/pupils/erase": "erases a pupil: the erasure is its own entry, and answers no pupil's data",
-    "/desk/pupils/erase": "shows back what the DPO typed, to confirm: erases nothing",
-    "/desk/pupils/erase/confirmed": "erases a pupil, as /pupils/erase",
+    "/desk/pupils/erase": "shows back what the DPO typed to confirm it, then erases (as "
+    "/pupils/erase)",
 }
 
 

@@ -27,7 +27,7 @@ from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.schooltime import school_day
 from pipeline.users import Role, add_user
-from tests.factory import census, left, line, referral, upn
+from tests.factory import census, left, line, upn
 from tests.integration.breaches import KEY, breach_desk, ledger_with_breaches
 
 pytestmark = pytest.mark.integration
@@ -45,6 +45,8 @@ SEN_KNOWN = upn(22)
 #: A pupil who left, with SEN data and no date of birth given.
 SEN_UNKNOWN = upn(23)
 GONE_BORN = "2005-04-11"
+#: The confirmation the desk's second step posts.
+YES = {"confirmed": "yes"}
 
 
 def _events() -> list[dict[str, Any]]:
@@ -321,7 +323,7 @@ def test_the_desk_asks_then_says_what_cannot_be_undone_then_erases_and_gives_the
     for said in ("UPN and date of birth are deleted", "leads to no one", "your name"):
         assert said in confirm.text
     assert GONE in identities(ledger)  # nothing erased until confirmed
-    done = desk.post("/desk/pupils/erase/confirmed", data=asked)
+    done = desk.post("/desk/pupils/erase", data={**asked, "confirmed": "yes"})
     assert done.status_code == 200
     assert "The data of the pupil was erased from the audit ledger of school 116234" in done.text
     assert "/desk/print.js" in done.text and "data-print" in done.text
@@ -330,7 +332,7 @@ def test_the_desk_asks_then_says_what_cannot_be_undone_then_erases_and_gives_the
 
 def test_the_desk_lists_every_reason_an_erasure_is_refused(ledger: Ledger) -> None:
     desk = desk_of(ledger, Role.DPO)
-    page = desk.post("/desk/pupils/erase/confirmed", data={"upn": upn(1), "reason": "asked"})
+    page = desk.post("/desk/pupils/erase", data={"upn": upn(1), "reason": "asked", **YES})
     assert page.status_code == 409
     assert page.text.count("<li>") >= 2 and "is not closed" in page.text
     assert upn(1) in identities(ledger)
@@ -342,15 +344,15 @@ def test_the_desk_refuses_an_auditor_or_admin_every_step(ledger: Ledger, role: R
     asked = {"upn": GONE, "reason": "asked"}
     assert desk.get("/desk/pupils/erase").status_code == 403
     assert desk.post("/desk/pupils/erase", data=asked).status_code == 403
-    assert desk.post("/desk/pupils/erase/confirmed", data=asked).status_code == 403
+    assert desk.post("/desk/pupils/erase", data={**asked, **YES}).status_code == 403
     assert GONE in identities(ledger)
 
 
 def test_a_desk_erasure_posted_from_another_site_is_refused(ledger: Ledger) -> None:
     desk = desk_of(ledger, Role.DPO)
     answer = desk.post(
-        "/desk/pupils/erase/confirmed",
-        data={"upn": GONE, "reason": "asked"},
+        "/desk/pupils/erase",
+        data={"upn": GONE, "reason": "asked", **YES},
         headers={"Sec-Fetch-Site": "cross-site"},
     )
     assert answer.status_code == 403 and GONE in identities(ledger)
@@ -358,7 +360,7 @@ def test_a_desk_erasure_posted_from_another_site_is_refused(ledger: Ledger) -> N
 
 def test_the_desk_prints_an_erasure_statement_again_by_its_reference(ledger: Ledger) -> None:
     desk = desk_of(ledger, Role.DPO)
-    desk.post("/desk/pupils/erase/confirmed", data={"upn": GONE, "reason": "asked"})
+    desk.post("/desk/pupils/erase", data={"upn": GONE, "reason": "asked", **YES})
     seq = head(ledger)
     again = desk.post("/desk/sar", data={"erasure": str(seq)})
     assert again.status_code == 200
@@ -450,7 +452,7 @@ def test_report_sar_erasure_of_an_entry_that_is_no_erasure_is_a_clear_error(
 
 def test_erasure_entries_are_named_in_plain_words_on_the_search_page(ledger: Ledger) -> None:
     desk = desk_of(ledger, Role.DPO)
-    desk.post("/desk/pupils/erase/confirmed", data={"upn": GONE, "reason": "asked"})
+    desk.post("/desk/pupils/erase", data={"upn": GONE, "reason": "asked", **YES})
     page = desk.get("/desk/search?kind=erasure&go=1")
     assert page.status_code == 200
     assert "erasure of a pupil" in page.text

@@ -254,10 +254,12 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
     ],
     ("GET", "/desk/pupils/erase"): "the form to erase a pupil: no school's data",
     ("POST", "/desk/pupils/erase"): lambda t, o: [
-        ("POST", "/desk/pupils/erase", {"data": {"upn": ONLY[o], "reason": "test"}})
-    ],
-    ("POST", "/desk/pupils/erase/confirmed"): lambda t, o: [
-        ("POST", "/desk/pupils/erase/confirmed", {"data": {"upn": ONLY[o], "reason": "test"}})
+        ("POST", "/desk/pupils/erase", {"data": {"upn": ONLY[o], "reason": "test"}}),
+        (
+            "POST",
+            "/desk/pupils/erase",
+            {"data": {"upn": ONLY[o], "reason": "t", "confirmed": "yes"}},
+        ),
     ],
     # So far ahead that every record the trust holds is due (the check below shows the
     # trust's records are listed, by the user's own school).
