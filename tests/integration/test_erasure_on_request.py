@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
-from pipeline.incidents.desk import incidents, open_incidents_of
+from pipeline.incidents.desk import incidents, open_incidents_of, take_action
+from pipeline.incidents.lifecycle import Action, ActionKind, Risk
 from pipeline.ledger.erasure import ERASURE, ErasureRefused, Needs, erase
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import NOBODY, finder
@@ -139,8 +140,9 @@ def test_a_pupil_still_on_roll_is_refused_saying_so(ledger: Ledger, policy: Poli
 
 
 def test_a_period_counted_from_birth_is_refused_naming_its_last_day(
-    ledger: Ledger, policy: Policy
+    db_url: str, policy: Policy
 ) -> None:
+    ledger = ledger_to_erase(db_url, policy)
     assert refused(ledger, policy, SEN_KNOWN) == [
         "school 116234 keeps the pupil's special educational needs (SEN) record: kept until "
         "1 Sep 2041 (31 years from birth)"
@@ -157,8 +159,9 @@ def test_a_period_from_an_unknown_date_of_birth_is_refused_as_unable_to_end(
 
 
 def test_an_open_incident_concerning_the_pupil_is_named_among_every_reason(
-    ledger: Ledger, policy: Policy
+    db_url: str, policy: Policy
 ) -> None:
+    ledger = ledger_to_erase(db_url, policy)
     with ledger.engine.connect() as connection:
         (number,) = [
             i for i, found in incidents(connection).items() if found.cause.rule == "consent.missing"
@@ -168,6 +171,19 @@ def test_an_open_incident_concerning_the_pupil_is_named_among_every_reason(
     assert f"incident {number} concerns the pupil and is not closed: close it first" in reasons
     assert any("still on roll" in reason for reason in reasons)
     assert head(ledger) == before and upn(1) in identities(ledger)
+
+
+def test_a_closed_incident_is_no_longer_a_reason(ledger: Ledger, policy: Policy) -> None:
+    with ledger.engine.connect() as connection:
+        (number,) = open_incidents_of(connection, finder(ledger)(upn(1)))
+    now = datetime.now(UTC)
+    for action in (
+        Action(ActionKind.ACKNOWLEDGE, "Dana", now),
+        Action(ActionKind.ASSESS, "Dana", now, risk=Risk.NO_RISK, reasons="none at risk"),
+        Action(ActionKind.CLOSE, "Dana", now, reasons="done"),
+    ):
+        take_action(ledger, number, action)
+    assert not [r for r in refused(ledger, policy, upn(1)) if "incident" in r]
 
 
 def test_an_incident_of_the_same_event_that_does_not_concern_the_pupil_is_no_reason(
