@@ -473,3 +473,19 @@ def test_erasure_entries_are_named_in_plain_words_on_the_search_page(ledger: Led
     assert page.status_code == 200
     assert "erasure of a pupil" in page.text
     assert "pupil erased by Dana at the family&#39;s request (Art 17)" in page.text
+
+
+def test_a_report_by_the_erased_pupils_pseudonym_says_when_and_why_they_were_erased(
+    ledger: Ledger,
+) -> None:
+    """An auditor's search still finds the pseudonym in the entries: its report says the
+    identifiers were erased, and lists the erasure as no record about the pupil."""
+    pupil = finder(ledger)(GONE)
+    dpo = client_of(ledger, Role.DPO)
+    seq = dpo.post("/pupils/erase", json={"upn": GONE, "reason": "asked"}).json()["erasure"]
+    report = dpo.post("/pupils/sar", json={"pupil": pupil, "format": "json"}).json()
+    assert report["erased"]["seq"] == seq and report["erased"]["rule"] == "request"
+    assert seq not in [f["seq"] for f in report["lifecycle"]]
+    page = dpo.post("/pupils/sar", json={"pupil": pupil, "format": "html"}).text
+    assert f"at the family&#39;s request (Art 17) (erasure entry {seq})" in page
+    assert "identifiers erased" in page
