@@ -98,6 +98,23 @@ def incidents_about(
     ]
 
 
+def open_incidents_of(connection: Connection, pupil_key: str) -> list[int]:
+    """The ids of the incidents not closed that concern ``pupil_key`` (as revealing their
+    pupils would name them: see :func:`affected_pupils`), of every school: erasing the
+    pupil is refused while any is open (:func:`pipeline.ledger.erasure.refusals`)."""
+    found = []
+    for number, incident in incidents(connection).items():
+        if incident.status is Status.CLOSED:
+            continue
+        shown = entries_at(connection, list(incident.entries))
+        if not any(pupil_key in entry.pupil_keys for entry in shown):
+            continue
+        concerned = affected_pupils(shown, incident.cause.rule, {})
+        if any(pupil.pupil_key == pupil_key for pupil in concerned):
+            found.append(number)
+    return found
+
+
 def take_action(
     ledger: Ledger, incident_id: int, action: Action, schools: tuple[str, ...] | None = None
 ) -> tuple[int, Incident]:
