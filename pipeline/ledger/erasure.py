@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.errors import LedgerError
+from pipeline.ledger.keys import remade
 from pipeline.ledger.retention import periods_of
 from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger, NewEntry, now_text
 from pipeline.logging import get_logger
@@ -143,7 +144,7 @@ def refusals(connection: Connection, pupil_key: str, needs: Needs) -> list[str]:
     and while an incident that concerns the pupil is not closed."""
     found: list[str] = []
     identity = Ledger.identities(connection, [pupil_key]).get(pupil_key)
-    if identity is not None and identity[0] and needs.pseudonymise(identity[0]) == pupil_key:
+    if identity is not None and remade(needs.pseudonymise, pupil_key, identity[0]):
         found.append(
             "the deployment's pseudonym key still makes this pupil's pseudonym from their "
             "UPN (they were recorded before migration 0011): run `sharing-audit ledger "

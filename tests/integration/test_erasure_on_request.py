@@ -222,6 +222,38 @@ def test_a_pupil_whose_pseudonym_the_key_remakes_is_refused_until_the_key_is_rot
     ]
 
 
+def test_once_the_key_is_rotated_the_old_pupil_is_erased_and_no_key_held_finds_them(
+    sqlite_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal above lifts with ``ledger rotate-key``: the new key remakes no old
+    pseudonym, and once erased, neither key held nor the UPN leads to the pupil."""
+    from pipeline.ledger.rotation import rotate_key
+
+    ledger = ledger_to_erase(sqlite_url, policy)
+    old = upn(30)
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            "pipeline.ledger.ingest.resolved",
+            lambda _, upns: {u: PSEUDONYMS(u) for u in dict.fromkeys(upns)},
+        )
+        write(
+            ledger,
+            [
+                census(pupils=[{"upn": old}], time="2018-01-18T10:00:00+00:00"),
+                left(old, left_on="2018-07-20", time="2018-07-20T15:00:00+01:00"),
+            ],
+            policy,
+        )
+    pupil = finder(ledger)(old)
+    new_key = bytes(range(32, 64))
+    rotate_key(ledger, PSEUDONYMS, new_key, by="Ops", keep=lambda _: None)
+    rotated = pseudonymiser(new_key)
+    at_rotation = Needs(lambda _: policy, school_day(datetime.now(UTC)), rotated, open_incidents_of)
+    erase(ledger, pupil, by="Dana", reason="asked", rule="request", needs=at_rotation)
+    assert finder(ledger)(old) == NOBODY
+    assert rotated(old) != pupil
+
+
 def test_a_pupil_nothing_needs_is_erased_and_an_erasure_names_them_by_pseudonym(
     db_url: str, policy: Policy
 ) -> None:
