@@ -212,13 +212,18 @@ def record_cosignature(
             )
 
 
-def checkpoint_faults(connection: Connection, log: Verifier | None) -> list[tuple[int, str]]:
-    """Checkpoints the log kept that its tree does not bear out: a root other than the
-    tree's at that size, or (when ``log``, the verifier key, is given) a signature that is
-    not the log's. Each as (the checkpoint's size, what is wrong)."""
+def checkpoint_faults(
+    connection: Connection, log: Verifier | None, after: int = 0
+) -> list[tuple[int, str]]:
+    """Checkpoints the log kept (of more than ``after`` entries) that its tree does not
+    bear out: a root other than the tree's at that size, or (when ``log``, the verifier
+    key, is given) a signature that is not the log's. Each as (the checkpoint's size,
+    what is wrong)."""
     faults: list[tuple[int, str]] = []
     rows = connection.execute(
-        select(CHECKPOINT.c.size, CHECKPOINT.c.note).order_by(CHECKPOINT.c.size)
+        select(CHECKPOINT.c.size, CHECKPOINT.c.note)
+        .where(CHECKPOINT.c.size > after)
+        .order_by(CHECKPOINT.c.size)
     )
     for size, text in rows:
         try:

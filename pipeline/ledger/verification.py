@@ -31,6 +31,7 @@ from pipeline.ledger.chain import (
     Verification,
     verify_links,
 )
+from pipeline.ledger.checkpoint_check import outside_fault
 from pipeline.ledger.checkpoints import checkpoint_faults
 from pipeline.ledger.erasure import restored_identity_faults
 from pipeline.ledger.projections import projection_faults
@@ -38,9 +39,25 @@ from pipeline.ledger.queries import PAGE
 from pipeline.ledger.rotation import fingerprint_faults
 from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, make_engine
-from pipeline.ledger.tree import Segment, TreeCheck
+from pipeline.ledger.tree import (
+    STORED_FROM,
+    TREE,
+    Segment,
+    TreeCheck,
+    TreeIncomplete,
+    inclusion_proof,
+    leaf_bytes,
+    nodes,
+)
 from pipeline.pseudonym import Pseudonymiser
-from pipeline.transparency.note import Verifier
+from pipeline.transparency.merkle import (
+    ProofError,
+    frontier,
+    grown,
+    leaf_hash,
+    verify_inclusion,
+)
+from pipeline.transparency.note import Checkpoint, Verifier
 
 #: The fewest entries worth a process of their own: starting one costs about what
 #: checking this many entries does.
@@ -308,3 +325,153 @@ def _ranges_started(connection: Connection, jobs: int, min_range: int) -> Iterat
         yield ranges
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- from a checkpoint already verified ----------------------------------------------------
+
+#: New leaves grown into the tree a batch at a time.
+_GROWN_AT_ONCE = 4096
+
+
+def verify_from(
+    connection: Connection, checkpoint: Checkpoint, where: str, log: Verifier | None = None
+) -> Verification:
+    """What an auditor returning after verifying the ledger up to ``checkpoint`` (kept in
+    ``where``; its signature already checked) must check, and no more: that the tree at
+    its size still has its root, that its last entry is that tree's, then only the
+    entries after it (their chain, from that entry's stored hash) and the tree they grow
+    from the old one (every stored node they complete, and none beyond), so that the new
+    tree is consistent with the old by construction. The rows beside the chain and the
+    projections are checked by a whole ``verify`` only. The checkpoints the log signed
+    since are checked against the grown tree (their signatures too, given ``log``)."""
+    if connection.dialect.name == "postgresql" and not connection.in_transaction():
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    size = checkpoint.size
+    head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
+    anchored = _anchor_fault(connection, checkpoint, where, int(head.seq))
+    if anchored is not None:
+        return Verification(0, size, "", min(size, int(head.seq)) + 1, anchored)
+    prev = (
+        GENESIS
+        if size == 0
+        else connection.execute(select(ENTRY.c.hash).where(ENTRY.c.seq == size)).scalar_one()
+    )
+    growth = _Growth(connection, size)
+    try:
+        result = verify_links(_stored_chain(connection, size + 1), growth, size + 1, prev)
+        if not result.ok:
+            return result
+        if (head.seq, head.hash) != (result.head_seq, result.head_hash):
+            return Verification(
+                result.count,
+                result.head_seq,
+                result.head_hash,
+                result.head_seq + 1,
+                f"missing: the chain head records seq {head.seq}, the last entry is "
+                f"seq {result.head_seq}",
+            )
+        faults = growth.faults()
+    finally:
+        growth.close()
+    faults = faults or checkpoint_faults(connection, log, after=size)
+    if faults:
+        seq, fault = min(faults)
+        return Verification(
+            max(min(seq - 1 - size, result.count), 0), result.head_seq, result.head_hash, seq, fault
+        )
+    return result
+
+
+def _anchor_fault(
+    connection: Connection, checkpoint: Checkpoint, where: str, entries: int
+) -> str | None:
+    """Whether the ledger still is what ``checkpoint`` signed: as many entries at least,
+    the same root at its size, and its last entry's fields that tree's last leaf."""
+    try:
+        fault = outside_fault(connection, checkpoint, where, entries)
+    except TreeIncomplete as exc:
+        return f"the ledger's tree at size {checkpoint.size} cannot be made: {exc}"
+    if fault is not None or checkpoint.size == 0:
+        return fault
+    size = checkpoint.size
+    data = leaf_bytes(connection, size)
+    try:
+        proof = inclusion_proof(connection, size - 1, size)
+        verify_inclusion(size - 1, size, leaf_hash(data or b""), proof, checkpoint.root)
+    except (TreeIncomplete, ProofError):
+        return (
+            f"entry {size}, the last the checkpoint of size {size} kept in {where} covers, "
+            "is not the one it signed"
+        )
+    return None
+
+
+class _Growth:
+    """The tree grown from the frontier of the tree already verified, as the new leaves'
+    hashes come (``growth += hashes``): each node they complete at a stored level compared
+    with the stored one (read on a connection of its own but on SQLite, as
+    :class:`~pipeline.ledger.tree.TreeCheck` does), and at the end no node stored beyond
+    the new tree."""
+
+    def __init__(self, connection: Connection, size: int) -> None:
+        self.connection = connection
+        own = connection.dialect.name != "sqlite"
+        self._reader = connection.engine.connect() if own else connection
+        self._own = own
+        self.size = size
+        self._edge = nodes(connection, frontier(size))
+        self._buffer = bytearray()
+        self._fault: tuple[int, str] | None = None
+
+    def __iadd__(self, hashes: bytes) -> _Growth:
+        self._buffer += hashes
+        if len(self._buffer) >= 32 * _GROWN_AT_ONCE:
+            self._grow()
+        return self
+
+    def _grow(self) -> None:
+        hashes = [bytes(self._buffer[i : i + 32]) for i in range(0, len(self._buffer), 32)]
+        self._buffer.clear()
+        made = grown(self.size, self._edge, hashes)
+        known = {**self._edge, **dict(made)}
+        self.size += len(hashes)
+        self._edge = {n: known[n] for n in frontier(self.size)}
+        if self._fault is not None:
+            return
+        wanted = [(node, digest) for node, digest in made if node[0] >= STORED_FROM]
+        try:
+            stored = nodes(self._reader, [node for node, _ in wanted])
+        except TreeIncomplete:
+            stored = {}
+        for (level, index), digest in wanted:
+            found = stored.get((level, index))
+            if found != digest:
+                what = "lacks a node" if found is None else "has a node that does not match"
+                self._fault = (
+                    (index << level) + 1,
+                    f"the Merkle tree {what} the entries at level {level}, index {index}",
+                )
+                return
+
+    def faults(self) -> list[tuple[int, str]]:
+        if self._buffer:
+            self._grow()
+        if self._fault is not None:
+            return [self._fault]
+        for level in range(STORED_FROM, self.size.bit_length()):
+            count = self.size >> level
+            beyond = self.connection.execute(
+                select(TREE.c.idx).where(TREE.c.level == level, TREE.c.idx >= count).limit(1)
+            ).first()
+            if beyond is not None:
+                return [
+                    (
+                        (count << level) + 1,
+                        f"the Merkle tree has a node it should not at level {level}, index {count}",
+                    )
+                ]
+        return []
+
+    def close(self) -> None:
+        if self._own:
+            self._reader.close()
