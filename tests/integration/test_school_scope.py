@@ -172,6 +172,7 @@ def _acting(action: str) -> Callable[[Trust, str], list[Call]]:
 #: (trust, the other school). ``None``: the route holds no school's data (said why).
 ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
     ("GET", "/health"): "says only that the database answers",
+    ("GET", "/metrics"): "counts and ages, no entry, for an admin of every school alone",
     ("GET", "/openapi.json"): "the API's description",
     ("HEAD", "/openapi.json"): "the API's description",
     ("GET", "/desk/clock.js"): "a script",
