@@ -63,11 +63,13 @@ def create_app(
     notifier: Callable[[], int] | None = None,
     datadir: Path | None = None,
     retention: Callable[[], int] | None = None,
+    ledger_retention: Callable[[], Any] | None = None,
 ) -> Any:
     """The worker's Faust app, recording into ``sink``; ``notifier``, when given, sends
     notices of new high-severity incidents (it blocks, so it runs on a thread), and
     ``retention``, when given, alerts each school of records fallen due once a week (on a
-    thread too; the count of schools alerted).
+    thread too; the count of schools alerted); ``ledger_retention``, when given, applies
+    the ledger's own retention once a day (it looks hourly; on a thread).
 
     ``datadir`` is the folder Faust makes at start for tables kept on disk, which this app
     has none of (its store is in memory); unset, Faust makes ``sharing-audit-data/`` in the
@@ -112,6 +114,8 @@ def create_app(
         app.timer(NOTIFY_INTERVAL)(_notifying(notifier))
     if retention is not None:
         app.timer(RETENTION_INTERVAL)(_retention_round(retention))
+    if ledger_retention is not None:
+        app.timer(RETENTION_INTERVAL)(_ledger_retention_round(ledger_retention))
     return app
 
 
@@ -176,6 +180,17 @@ def _retention_round(check: Callable[[], int]) -> Callable[[], Any]:
             log.info("retention_due_alerted", schools=raised)
 
     return retention_due
+
+
+def _ledger_retention_round(apply: Callable[[], Any]) -> Callable[[], Any]:
+    async def ledger_retention() -> None:
+        try:
+            # What it erased and passed over is logged as it is applied.
+            await asyncio.get_running_loop().run_in_executor(None, apply)
+        except Exception as exc:  # the next round tries again
+            log.warning("ledger_retention_not_applied", error=type(exc).__name__)
+
+    return ledger_retention
 
 
 def _notifying(notify: Callable[[], int]) -> Callable[[], Any]:

@@ -72,7 +72,7 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-def _key_if_any(ledger: Ledger, db: str | None) -> Pseudonymiser | None:
+def key_if_any(ledger: Ledger, db: str | None) -> Pseudonymiser | None:
     """The ledger's pseudonym key when one is at hand (none is made); a key that is not
     the one the ledger recorded is a clear exit, not a list of false faults."""
     try:
@@ -121,7 +121,7 @@ def ledger_verify(
     and why. Without a checkpoint kept outside, a history its owner rewrote and signed
     again verifies: it says so."""
     ledger = open_ledger(db, create=False)
-    pseudonyms = _key_if_any(ledger, db)
+    pseudonyms = key_if_any(ledger, db)
     log = _log_verifier_if_any(db)
     outside = _outside_checkpoint(checkpoint, log, db)
     against = None

@@ -27,7 +27,7 @@ from pipeline.incidents.lifecycle import (
 )
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.outbox import SUPERSEDED
-from pipeline.ledger.queries import Filters, entries, entries_at
+from pipeline.ledger.queries import Filters, entries, entries_at, pupils_named
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
 from pipeline.logging import get_logger
@@ -96,6 +96,19 @@ def incidents_about(
         for i, incident in incidents(connection, schools).items()
         if wanted & set(incident.entries)
     ]
+
+
+def pupils_in_open_incidents(connection: Connection) -> set[str]:
+    """The pupils (pseudonyms) any incident not yet closed concerns, in any school: while
+    the DPO works an incident its pupils' identities are needed (to tell the families,
+    Art 34), so the ledger's retention does not erase them."""
+    seqs = [
+        seq
+        for incident in incidents(connection).values()
+        if incident.status is not Status.CLOSED
+        for seq in incident.entries
+    ]
+    return set(pupils_named(connection, seqs)) if seqs else set()
 
 
 def take_action(

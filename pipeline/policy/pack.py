@@ -316,16 +316,22 @@ def _cross_reference_problems(spec: PackSpec) -> list[str]:
             problems.append(
                 f"retention.categories.{cat}: {cat!r} is not a category defined under categories"
             )
-    problems += _files_problems(spec)
-    for where, ret in [("retention.default", spec.retention.default)] + [
-        (f"retention.categories.{c}", r) for c, r in spec.retention.categories.items()
-    ]:
-        if not (ret.years or ret.months or ret.days):
-            problems.append(f"{where}: a retention period needs years, months or days")
-    kept = spec.ledger_retention
-    if kept is not None and not (kept.years or kept.months or kept.days):
-        problems.append("ledger_retention: a retention period needs years, months or days")
-    return problems
+    return problems + _files_problems(spec) + _period_problems(spec)
+
+
+def _period_problems(spec: PackSpec) -> list[str]:
+    """Every retention period, the ledger's own included, must be some time long."""
+    periods: list[tuple[str, RetentionSpec | LedgerRetentionSpec]] = [
+        ("retention.default", spec.retention.default),
+        *((f"retention.categories.{c}", r) for c, r in spec.retention.categories.items()),
+    ]
+    if spec.ledger_retention is not None:
+        periods.append(("ledger_retention", spec.ledger_retention))
+    return [
+        f"{where}: a retention period needs years, months or days"
+        for where, ret in periods
+        if not (ret.years or ret.months or ret.days)
+    ]
 
 
 def _files_problems(spec: PackSpec) -> list[str]:
