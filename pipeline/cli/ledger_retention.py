@@ -68,24 +68,30 @@ def retention_apply(
     except LedgerError as exc:
         fail(f"cannot apply the ledger's retention: {exc}")
     for skipped in plan.skipped:
-        console.print(f"passed over {skipped.pupil[:PREFIX]}: {skipped.why}", markup=False)
+        console.print(
+            f"passed over {skipped.pupil[:PREFIX]}: {skipped.why}", markup=False, soft_wrap=True
+        )
     console.print(
         f"on {shown_day(day)}: erased {counted(done.erased, 'pupil')}, "
         f"passed over {done.skipped}; identity rows of erased pupils erased again: "
         f"{done.restored}",
         markup=False,
+        soft_wrap=True,
     )
 
 
 def _said(console: Console, plan: Plan) -> None:
     """What applying ``plan`` would do, pupils by pseudonym prefix."""
     for key in plan.erase:
-        console.print(f"would erase {key[:PREFIX]}", markup=False)
+        console.print(f"would erase {key[:PREFIX]}", markup=False, soft_wrap=True)
     for skipped in plan.skipped:
-        console.print(f"would pass over {skipped.pupil[:PREFIX]}: {skipped.why}", markup=False)
+        console.print(
+            f"would pass over {skipped.pupil[:PREFIX]}: {skipped.why}", markup=False, soft_wrap=True
+        )
     console.print(
         f"on {shown_day(plan.as_of)} it would erase {counted(len(plan.erase), 'pupil')}, "
         f"pass over {len(plan.skipped)}, and erase again "
         f"{counted(plan.restored, 'identity row')} of erased pupils (dry run: nothing erased)",
         markup=False,
+        soft_wrap=True,
     )
