@@ -296,6 +296,12 @@ def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     console.print(f"recorded from {figures['first_recorded_at']} to {figures['last_recorded_at']}")
     for table in stats_tables(figures):
         console.print(table)
+    unknown = (
+        "lifecycle facts about pupils the ledger held no identity for, at schools that had "
+        f"erased a pupil (they re-decide nothing recorded before): "
+        f"{figures['facts_for_unknown_pupils']}"
+    )
+    console.print(unknown, markup=False, highlight=False, soft_wrap=True)
     said = f"receipted entries in no signed checkpoint: {merge_said(outside)}"
     console.print(said, markup=False, highlight=False, soft_wrap=True)
     awaiting = f"records awaiting a receipt: {awaiting_said(broker)}"

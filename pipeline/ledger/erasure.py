@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, delete, func, select
 
 from pipeline.ledger.entry import Entry
@@ -169,6 +170,32 @@ def entries_naming(connection: Any, pupil_keys: Sequence[str]) -> dict[str, int]
         .group_by(PUPIL.c.pupil_key)
     )
     return {key: int(n) for key, n in rows}
+
+
+def schools_with_erasures(connection: Any, schools: Collection[str]) -> set[str]:
+    """Which of ``schools`` have erased a pupil: an erasure entry names a pupil some entry
+    of the school names. The erasures are found through their own index (migration
+    0012), their pupils read from the entries themselves."""
+    wanted = sorted(set(schools))
+    if not wanted:
+        return set()
+    erased = [
+        key
+        for (keys,) in connection.execute(select(ENTRY.c.pupil_keys).where(ENTRY.c.kind == ERASURE))
+        for key in orjson.loads(keys)
+    ]
+    if not erased:
+        return set()
+    rows = connection.execute(
+        select(ENTRY.c.school)
+        .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
+        .where(
+            any_of(connection, PUPIL.c.pupil_key, erased),
+            any_of(connection, ENTRY.c.school, wanted),
+        )
+        .distinct()
+    )
+    return {str(school) for (school,) in rows}
 
 
 def restored_identities(connection: Any) -> dict[str, int]:
