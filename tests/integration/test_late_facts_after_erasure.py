@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -26,6 +25,7 @@ from pipeline.ledger.store import Ledger
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import left, line, referral, upn
+from tests.logged import logged
 
 pytestmark = pytest.mark.integration
 PSEUDONYMS = pseudonymiser(bytes(range(32)))
@@ -39,15 +39,18 @@ class Ledgered:
         self.writer = LedgerWriter(self.ledger, POLICY, PSEUDONYMS)
         self.sent = 0
 
-    def send(self, *events: dict[str, Any]) -> list[Any]:
-        """The batch's entries, and what the writer logged of it."""
+    def send(self, *events: dict[str, Any]) -> None:
         records = []
         for event in events:
             self.sent += 1
             records.append((line(event), Position.line("late", self.sent)))
-        with capture_logs() as logs:
-            self.writer.write(records)
-        return [e for e in logs if e["event"] == "batch_recorded"]
+        self.writer.write(records)
+
+    def sent_logging(self, capsys: pytest.CaptureFixture[str], *events: dict[str, Any]) -> Any:
+        """What the writer logged of the batch of ``events``."""
+        logs = logged(capsys, lambda: self.send(*events))
+        (batch,) = [e for e in logs if e["event"] == "batch_recorded"]
+        return batch
 
     def entries_of(self, event_id: str) -> list[Any]:
         with self.ledger.engine.connect() as connection:
@@ -79,15 +82,17 @@ def test_a_late_leaving_of_an_erased_pupil_re_decides_none_of_their_events(db_ur
     assert "re-decides nothing recorded before" in UNKNOWN_PUPIL_NOTE
 
 
-def test_the_writer_logs_and_stats_count_such_facts(db_url: str) -> None:
+def test_the_writer_logs_and_stats_count_such_facts(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     ledgered, _ = _erased_after_a_referral(db_url)
-    (logged,) = ledgered.send(left(upn(1)), left(upn(5)))
-    assert logged["facts_for_unknown_pupils"] == 2
+    batch = ledgered.sent_logging(capsys, left(upn(1)), left(upn(5)))
+    assert batch["facts_for_unknown_pupils"] == 2
     assert ledgered.counted() == 2
 
 
 def test_a_late_fact_about_a_pupil_still_known_re_decides_and_is_not_counted(
-    sqlite_url: str,
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ledgered = Ledgered(sqlite_url)
     sent = referral(pupils=[{"upn": upn(2)}])
@@ -96,21 +101,21 @@ def test_a_late_fact_about_a_pupil_still_known_re_decides_and_is_not_counted(
         ledgered.ledger, finder(ledgered.ledger)(upn(1)), by="dpo", reason="asked", rule="request"
     )
     fact = left(upn(2))
-    (logged,) = ledgered.send(fact)
+    batch = ledgered.sent_logging(capsys, fact)
     assert [e.kind for e in ledgered.entries_of(sent["id"])] == ["decision", "reevaluation"]
     assert ledgered.entries_of(fact["id"])[0].reasons == ()
-    assert (logged["facts_for_unknown_pupils"], ledgered.counted()) == (0, 0)
+    assert (batch["facts_for_unknown_pupils"], ledgered.counted()) == (0, 0)
 
 
 def test_a_fact_about_a_new_pupil_where_nobody_was_erased_says_nothing_of_it(
-    sqlite_url: str,
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ledgered = Ledgered(sqlite_url)
     ledgered.send(referral(pupils=[{"upn": upn(2)}]))
     fact = left(upn(1))
-    (logged,) = ledgered.send(fact)
+    batch = ledgered.sent_logging(capsys, fact)
     assert ledgered.entries_of(fact["id"])[0].reasons == ()
-    assert logged["facts_for_unknown_pupils"] == 0
+    assert batch["facts_for_unknown_pupils"] == 0
 
 
 def test_ledger_stats_shows_the_count(sqlite_url: str) -> None:
