@@ -111,11 +111,14 @@ def create_app(
 
     app.timer(batching.relay_interval)(relay_round)
     if notifier is not None:
-        app.timer(NOTIFY_INTERVAL)(_notifying(notifier))
+        notifying = _on_thread(notifier, "incident_notices_failed")
+        app.timer(NOTIFY_INTERVAL, name="notify_incidents")(notifying)
     if retention is not None:
         app.timer(RETENTION_INTERVAL)(_retention_round(retention))
     if ledger_retention is not None:
-        app.timer(RETENTION_INTERVAL)(_ledger_retention_round(ledger_retention))
+        # What it erased and passed over is logged as it is applied.
+        forgetting = _on_thread(ledger_retention, "ledger_retention_not_applied")
+        app.timer(RETENTION_INTERVAL, name="ledger_retention")(forgetting)
     return app
 
 
@@ -182,22 +185,14 @@ def _retention_round(check: Callable[[], int]) -> Callable[[], Any]:
     return retention_due
 
 
-def _ledger_retention_round(apply: Callable[[], Any]) -> Callable[[], Any]:
-    async def ledger_retention() -> None:
+def _on_thread(run: Callable[[], Any], failed: str) -> Callable[[], Any]:
+    """A timer's round running ``run`` (which blocks) on a thread; a failure is logged as
+    ``failed``, and the next round tries again."""
+
+    async def on_thread() -> None:
         try:
-            # What it erased and passed over is logged as it is applied.
-            await asyncio.get_running_loop().run_in_executor(None, apply)
+            await asyncio.get_running_loop().run_in_executor(None, run)
         except Exception as exc:  # the next round tries again
-            log.warning("ledger_retention_not_applied", error=type(exc).__name__)
+            log.warning(failed, error=type(exc).__name__)
 
-    return ledger_retention
-
-
-def _notifying(notify: Callable[[], int]) -> Callable[[], Any]:
-    async def notify_incidents() -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, notify)
-        except Exception as exc:  # the next round tries again
-            log.warning("incident_notices_failed", error=type(exc).__name__)
-
-    return notify_incidents
+    return on_thread

@@ -67,31 +67,33 @@ def retention_apply(
             done = applied(ledger, plan)
     except LedgerError as exc:
         fail(f"cannot apply the ledger's retention: {exc}")
-    for skipped in plan.skipped:
-        console.print(
-            f"passed over {skipped.pupil[:PREFIX]}: {skipped.why}", markup=False, soft_wrap=True
-        )
-    console.print(
+    _passed_over(console, plan, "passed over")
+    _say(
+        console,
         f"on {shown_day(day)}: erased {counted(done.erased, 'pupil')}, "
         f"passed over {done.skipped}; identity rows of erased pupils erased again: "
         f"{done.restored}",
-        markup=False,
-        soft_wrap=True,
     )
 
 
 def _said(console: Console, plan: Plan) -> None:
     """What applying ``plan`` would do, pupils by pseudonym prefix."""
     for key in plan.erase:
-        console.print(f"would erase {key[:PREFIX]}", markup=False, soft_wrap=True)
-    for skipped in plan.skipped:
-        console.print(
-            f"would pass over {skipped.pupil[:PREFIX]}: {skipped.why}", markup=False, soft_wrap=True
-        )
-    console.print(
+        _say(console, f"would erase {key[:PREFIX]}")
+    _passed_over(console, plan, "would pass over")
+    _say(
+        console,
         f"on {shown_day(plan.as_of)} it would erase {counted(len(plan.erase), 'pupil')}, "
         f"pass over {len(plan.skipped)}, and erase again "
         f"{counted(plan.restored, 'identity row')} of erased pupils (dry run: nothing erased)",
-        markup=False,
-        soft_wrap=True,
     )
+
+
+def _passed_over(console: Console, plan: Plan, done: str) -> None:
+    for skipped in plan.skipped:
+        _say(console, f"{done} {skipped.pupil[:PREFIX]}: {skipped.why}")
+
+
+def _say(console: Console, text: str) -> None:
+    """A line as it is: no markup, no wrapping inside it."""
+    console.print(text, markup=False, soft_wrap=True)
