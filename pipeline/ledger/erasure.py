@@ -195,26 +195,35 @@ def entries_naming(connection: Any, pupil_keys: Sequence[str]) -> dict[str, int]
     return {key: int(n) for key, n in rows}
 
 
-def schools_with_erasures(connection: Any, schools: Collection[str]) -> set[str]:
-    """Which of ``schools`` have erased a pupil: an erasure entry names a pupil some entry
-    of the school names. The erasures are found through their own index (migration
-    0012), their pupils read from the entries themselves."""
-    wanted = sorted(set(schools))
-    if not wanted:
-        return set()
-    erased = list(erased_pupils(connection))
-    if not erased:
-        return set()
-    rows = connection.execute(
-        select(ENTRY.c.school)
-        .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
-        .where(
-            any_of(connection, PUPIL.c.pupil_key, erased),
-            any_of(connection, ENTRY.c.school, wanted),
-        )
-        .distinct()
-    )
-    return {str(school) for (school,) in rows}
+class ErasingSchools:
+    """Which schools have erased a pupil (an erasure entry names a pupil some entry of the
+    school names), kept by a writer for as long as it runs: each time it is asked, only
+    the erasures appended since the last time are read (through their own index,
+    migration 0012), so asking costs nothing that grows with the ledger or with how many
+    pupils were ever erased. Erasures are never undone, so what it holds stays true."""
+
+    def __init__(self) -> None:
+        self.schools: set[str] = set()
+        self.read_to = 0  # the seq of the last erasure read
+
+    def among(self, connection: Any, schools: Collection[str]) -> set[str]:
+        """Which of ``schools`` have erased a pupil."""
+        rows = connection.execute(
+            select(ENTRY.c.seq, ENTRY.c.pupil_keys)
+            .where(ENTRY.c.kind == ERASURE, ENTRY.c.seq > self.read_to)
+            .order_by(ENTRY.c.seq)
+        ).all()
+        if rows:
+            erased = [key for _, keys in rows for key in orjson.loads(keys)]
+            named = connection.execute(
+                select(ENTRY.c.school)
+                .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
+                .where(any_of(connection, PUPIL.c.pupil_key, erased), ENTRY.c.school.is_not(None))
+                .distinct()
+            )
+            self.schools.update(str(school) for (school,) in named)
+            self.read_to = int(rows[-1][0])
+        return self.schools & set(schools)
 
 
 def restored_identities(connection: Any) -> dict[str, int]:

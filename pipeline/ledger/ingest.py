@@ -28,7 +28,7 @@ import orjson
 
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.entry import Entry
-from pipeline.ledger.erasure import schools_with_erasures
+from pipeline.ledger.erasure import ErasingSchools
 from pipeline.ledger.pupils import pseudonyms_of, resolved
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.ledger.tree import entry_leaf_hashes
@@ -209,6 +209,7 @@ class LedgerWriter:
         self.policy = policy
         self.pseudonym = pseudonym
         self.schools = schools
+        self.erasing = ErasingSchools()
 
     def write(self, records: Sequence[Record], undecidable: str | None = None) -> list[Outcome]:
         """Decide and record ``records`` in one transaction; the outcomes, in order.
@@ -238,7 +239,7 @@ class LedgerWriter:
                 schools=self.schools,
                 allocate=itertools.count(head_seq + 1).__next__,
             )
-            unknown = facts_for_unknown_pupils(connection, readings, given)
+            unknown = facts_for_unknown_pupils(connection, readings, given, self.erasing)
             seen_unkeyed = self._preload(connection, engine, records, readings, pupils, named)
             recorded_at = now_text()  # the transaction's time, for every entry it appends
             entries: list[NewEntry] = []
@@ -455,6 +456,7 @@ def facts_for_unknown_pupils(
     connection: Any,
     readings: Sequence[Reading],
     given: Sequence[tuple[tuple[str, str | None], ...] | None],
+    erasing: ErasingSchools,
 ) -> set[int]:
     """The places in the batch of lifecycle facts about a pupil the ledger holds no
     identity row for, at a school that has erased a pupil.
@@ -473,8 +475,8 @@ def facts_for_unknown_pupils(
         return set()
     known = pseudonyms_of(connection, [upn for _, upn in facts.values()])
     unknown = {n: school for n, (school, upn) in facts.items() if upn not in known}
-    erasing = schools_with_erasures(connection, set(unknown.values())) if unknown else set()
-    return {n for n, school in unknown.items() if school in erasing}
+    erased_at = erasing.among(connection, set(unknown.values())) if unknown else set()
+    return {n for n, school in unknown.items() if school in erased_at}
 
 
 def _noting_unknown_pupil(decision: Decision) -> Decision:

@@ -62,6 +62,7 @@ class Ledgered:
 
 
 def _erased_after_a_referral(url: str) -> tuple[Ledgered, dict[str, Any]]:
+    """Pupil 1 referred, then erased."""
     ledgered = Ledgered(url)
     sent = referral(pupils=[{"upn": upn(1), "dob": "2014-03-09"}])
     ledgered.send(sent, referral(pupils=[{"upn": upn(2)}]))
@@ -127,3 +128,25 @@ def test_ledger_stats_shows_the_count(sqlite_url: str) -> None:
         done.stdout
     )
     assert upn(1) not in done.stdout
+
+
+def test_a_school_that_erases_after_the_writer_last_asked_is_seen(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The writer reads only the erasures appended since it last asked: one school's
+    erasure read, another school's erasure after it is not missed."""
+    other = "/schools/100002"
+    ledgered = Ledgered(sqlite_url)
+    ledgered.send(
+        referral(pupils=[{"upn": upn(1)}]), referral(pupils=[{"upn": upn(2)}], source=other)
+    )
+    find = finder(ledgered.ledger)
+    erase(ledgered.ledger, find(upn(1)), by="dpo", reason="asked", rule="request")
+    assert ledgered.sent_logging(capsys, left(upn(8)))["facts_for_unknown_pupils"] == 1
+    assert (
+        ledgered.sent_logging(capsys, left(upn(9), source=other))["facts_for_unknown_pupils"] == 0
+    )  # nobody erased at the other school yet
+    erase(ledgered.ledger, find(upn(2)), by="dpo", reason="asked", rule="request")
+    late = left(upn(2), source=other)
+    assert ledgered.sent_logging(capsys, late)["facts_for_unknown_pupils"] == 1
+    assert ledgered.entries_of(late["id"])[0].reasons == (UNKNOWN_PUPIL_NOTE,)
