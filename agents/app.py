@@ -19,6 +19,7 @@ from agents.recorder import Batching, Recorder
 from agents.relay import AlertRelay
 from agents.sink import LedgerSink
 from pipeline.logging import get_logger
+from pipeline.monitoring import WorkerFlow
 from pipeline.transport.kafka import (
     ALERTS_TOPIC,
     DEADLETTER_TOPIC,
@@ -63,6 +64,7 @@ def create_app(
     notifier: Callable[[], int] | None = None,
     datadir: Path | None = None,
     retention: Callable[[], int] | None = None,
+    flow: WorkerFlow | None = None,
     ledger_retention: Callable[[], Any] | None = None,
 ) -> Any:
     """The worker's Faust app, recording into ``sink``; ``notifier``, when given, sends
@@ -98,7 +100,12 @@ def create_app(
         return await app.producer.send(RECEIPTS_TOPIC, key, value, None, None, None)
 
     recorder = Recorder(
-        sink, batching, send_deadletter, lambda: _facts_ends(app), send_receipt=send_receipt
+        sink,
+        batching,
+        send_deadletter,
+        lambda: _facts_ends(app),
+        send_receipt=send_receipt,
+        flow=flow,
     )
     for name in INPUT_TOPICS:
         record = recorder.record_facts if name == FACTS_TOPIC else recorder.record_sharing

@@ -11,6 +11,7 @@ The sharing agents may hold a batch for the facts agent first (``agents.pacing``
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,7 @@ from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
 from pipeline.ledger.ingest import Record
 from pipeline.logging import get_logger
+from pipeline.monitoring import WorkerFlow
 from schemas.decisions import RuleId, Verdict
 
 log = get_logger(__name__)
@@ -176,8 +178,10 @@ class Recorder:
         send_deadletter: SendDeadletter,
         facts_ends: Callable[[], dict[int, int | None]],
         send_receipt: SendReceipt | None = None,
+        flow: WorkerFlow | None = None,
     ) -> None:
         self.sink = sink
+        self.flow = flow or WorkerFlow()
         self.batching = batching
         self.send_deadletter = send_deadletter
         self.send_receipt = send_receipt
@@ -196,7 +200,28 @@ class Recorder:
             position = Position(message.topic, message.partition, message.offset)
             records.append((message.value or b"", position))
             keys[position] = message.key
+        topics = collections.Counter(str(position.topic) for _, position in records)
+        for topic, n in topics.items():
+            self.flow.consumed.labels(topic).inc(n)
+        self.flow.in_flight.inc(len(batch))
+        try:
+            await self._record(batch, records, keys, ack)
+        finally:
+            self.flow.in_flight.dec(len(batch))
+        for topic, n in topics.items():
+            self.flow.recorded.labels(topic).inc(n)
+
+    async def _record(
+        self,
+        batch: Sequence[Taken],
+        records: list[Record],
+        keys: dict[Position, bytes | None],
+        ack: Ack,
+    ) -> None:
         handled = await self.sink.write(records)
+        kinds = collections.Counter((h.kind, h.decision.decision.value) for h in handled)
+        for (kind, decision), n in kinds.items():
+            self.flow.decisions.labels(kind, decision).inc(n)
         log_decisions(handled)
         dead = deadletters(handled, records)
         if dead:
@@ -204,6 +229,7 @@ class Recorder:
         owed = receipts(handled)
         if owed and self.send_receipt is not None:
             await _until_sent(self._send_receipts, owed)
+            self.flow.receipts.inc(len(owed))
         for taken in batch:
             await ack(taken)
 

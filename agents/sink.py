@@ -15,6 +15,7 @@ its own (``agents.writer``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -26,6 +27,7 @@ from pipeline.backoff import backoff_delays
 from pipeline.ledger.ingest import Record
 from pipeline.ledger.outbox import Due
 from pipeline.logging import get_logger
+from pipeline.monitoring import WorkerFlow
 from pipeline.policy.intake import undecidable_reason
 
 log = get_logger(__name__)
@@ -43,14 +45,26 @@ IN_FLIGHT_GROUPS = 1
 
 
 class BatchFailed(Exception):
-    """A write failed for a reason other than the database being away."""
+    """A write failed for a reason other than the database being away: ``failed`` says
+    which exception, and its message."""
+
+    def __init__(self, failed: Failed) -> None:
+        super().__init__(str(failed))
+        self.failed = failed
 
 
 class LedgerSink:
     """Writes record batches to the ledger from async code."""
 
-    def __init__(self, spec: WriterSpec, first_delay: float = 0.5, cap: float = 30.0) -> None:
+    def __init__(
+        self,
+        spec: WriterSpec,
+        first_delay: float = 0.5,
+        cap: float = 30.0,
+        flow: WorkerFlow | None = None,
+    ) -> None:
         self.spec = spec
+        self.flow = flow or WorkerFlow()
         self.first_delay, self.cap = first_delay, cap
         self.pool = self._pool()
         self.queue: asyncio.Queue[tuple[list[Record], asyncio.Future[list[Handled]]]] | None = None
@@ -74,9 +88,9 @@ class LedgerSink:
             if not isinstance(result, Failed):
                 return result
             if not result.unavailable:
-                raise BatchFailed(result.error)
+                raise BatchFailed(result)
             delay = next(delays)
-            log.warning("database_unavailable", retry_in=round(delay, 2), error=result.error)
+            log.warning("database_unavailable", retry_in=round(delay, 2), error=str(result))
             await asyncio.sleep(delay)
 
     async def write(self, records: Sequence[Record]) -> list[Handled]:
@@ -137,12 +151,15 @@ class LedgerSink:
         self, group: list[tuple[list[Record], asyncio.Future[list[Handled]]]]
     ) -> None:
         records = [r for item, _ in group for r in item]
+        started = time.monotonic()
         try:
             handled: list[Handled] = await self.call(writer.write, records)
         except BatchFailed:
             for item, done in group:
                 done.set_result(await self._write_resilient(item))
             return
+        self.flow.group_records.observe(len(records))
+        self.flow.group_seconds.observe(time.monotonic() - started)
         owner = {position: index for index, (item, _) in enumerate(group) for _, position in item}
         shares: list[list[Handled]] = [[] for _ in group]
         for h in handled:
@@ -151,26 +168,20 @@ class LedgerSink:
             done.set_result(share)
 
     async def _write_resilient(self, records: list[Record]) -> list[Handled]:
-        problem = ""
+        error = ""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 handled: list[Handled] = await self.call(writer.write, records)
                 return handled
             except BatchFailed as exc:
-                problem = str(exc)
-                log.error(
-                    "batch_failed",
-                    attempt=attempt,
-                    records=len(records),
-                    error=problem.split(":")[0],
-                )
+                error = exc.failed.error
+                log.error("batch_failed", attempt=attempt, records=len(records), error=error)
         if len(records) > 1:
             middle = len(records) // 2
             return [
                 *await self._write_resilient(records[:middle]),
                 *await self._write_resilient(records[middle:]),
             ]
-        error = problem.split(":")[0]
         reason = undecidable_reason(error)
         position = records[0][1]
         log.error(
@@ -196,7 +207,7 @@ class LedgerSink:
                 position = records[0][1]
                 log.error(
                     "record_unrecordable",
-                    error=str(exc).split(":")[0],
+                    error=exc.failed.error,
                     topic=position.topic,
                     partition=position.partition,
                     offset=position.offset,

@@ -25,6 +25,7 @@ from pipeline.ledger.errors import LedgerUnavailable
 from pipeline.ledger.retention import raise_retention_due
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
+from pipeline.monitoring import Endpoint, WorkerFlow, serve_worker_metrics
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.pseudonym import pseudonymiser
@@ -47,6 +48,7 @@ class WorkerConfig:
     log_level: str = "INFO"
     checkpoints: Checkpointing | None = None
     schools: Schools | None = None
+    metrics: Endpoint | None = None  # where Prometheus metrics are served, if anywhere
 
 
 def ready_ledger(url: str, first_delay: float = 0.5, cap: float = 30.0) -> Ledger:
@@ -94,7 +96,11 @@ def run_worker(config: WorkerConfig) -> None:
         config.checkpoints,
         config.schools,
     )
-    sink = LedgerSink(spec)
+    flow = WorkerFlow()
+    sink = LedgerSink(spec, flow=flow)
+    if config.metrics is not None:
+        serve_worker_metrics(flow, config.metrics, Ledger.open(config.database_url), config.kafka)
+        log.info("metrics_served", host=config.metrics.host, port=config.metrics.port)
     notifier = None
     if config.notice_targets:
         notices = Ledger.open(config.database_url)
@@ -120,7 +126,16 @@ def run_worker(config: WorkerConfig) -> None:
 
     # Faust's folder for tables on disk (there are none): a temporary one, gone at exit.
     datadir = Path(tempfile.mkdtemp(prefix="sharing-audit-worker-"))
-    app = create_app(config.kafka, sink, config.batching, notifier, datadir, retention, forgetting)
+    app = create_app(
+        config.kafka,
+        sink,
+        config.batching,
+        notifier,
+        datadir,
+        retention,
+        flow,
+        ledger_retention=forgetting,
+    )
     log.info(
         "worker_starting",
         broker=config.kafka.bootstrap,

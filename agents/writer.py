@@ -68,10 +68,23 @@ class Handled(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """A call that failed: ``unavailable`` when the database could not be reached."""
+    """A call that failed: ``unavailable`` when the database could not be reached;
+    ``error``, the exception's type name (what logs and a rejection's reason name);
+    ``detail``, its message, cut short (it may quote the database, never an event)."""
 
     unavailable: bool
     error: str
+    detail: str = ""
+
+    @classmethod
+    def of(cls, exc: Exception, unavailable: bool | None = None) -> Failed:
+        """The failure an exception is, unavailable when the database could not be
+        reached (unless said otherwise)."""
+        gone = is_unavailable(exc) if unavailable is None else unavailable
+        return cls(gone, type(exc).__name__, str(exc)[:200])
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.detail}" if self.detail else self.error
 
 
 def start(spec: WriterSpec) -> None:
@@ -116,8 +129,10 @@ def _exit_with_parent() -> None:
 def _run(function: Any, *args: Any) -> Any:
     try:
         return function(*args)
+    except KeyRefused as exc:  # the key was rotated since: wait, saying why (as at start)
+        return Failed(True, f"KeyRefused: {exc}")
     except Exception as exc:
-        return Failed(is_unavailable(exc), f"{type(exc).__name__}: {str(exc)[:200]}")
+        return Failed.of(exc)
 
 
 def _bound_key() -> Failed | None:
@@ -131,9 +146,9 @@ def _bound_key() -> Failed | None:
     try:
         bind_key(_writer.ledger, _writer.pseudonym)
     except KeyRefused as exc:
-        return Failed(True, f"KeyRefused: {exc}")
+        return Failed.of(exc, unavailable=True)
     except Exception as exc:
-        return Failed(is_unavailable(exc), f"{type(exc).__name__}: {str(exc)[:200]}")
+        return Failed.of(exc)
     _key_bound = True
     return None
 

@@ -104,6 +104,76 @@ def create_key_file(path: Path, key: bytes) -> None:
         os.unlink(aside)
 
 
+def pending_key_file(path: Path) -> Path:
+    """Where a new key waits beside ``path`` while ``ledger rotate-key`` records it: the
+    new key is on disk before the ledger needs it, and the old one is still in place."""
+    return path.with_name(path.name + ".new")
+
+
+def write_new_key_file(path: Path, key: bytes) -> None:
+    """Write ``key`` (hex) to a new file only its owner may read (0600), on disk before
+    this returns (the file and its folder synced). Raises :class:`FileExistsError` when
+    ``path`` exists: a key file is never overwritten with another key."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(key.hex() + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+    _sync_folder(path.parent)
+
+
+def read_key_file(path: Path) -> bytes:
+    """The key a key file holds. Raises :class:`PseudonymKeyError` naming the file when
+    it cannot be read or holds no key."""
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise PseudonymKeyError(f"cannot read the pseudonym key {path}: {exc}") from None
+    if len(key) < KEY_BYTES:
+        raise PseudonymKeyError(f"cannot read the pseudonym key {path}: it holds no whole key")
+    return key
+
+
+def replace_key_file(path: Path, new: Path) -> None:
+    """Put the key file ``new`` in the place of ``path``, the old key's bytes overwritten
+    first (random bytes, then zeros, each synced), so that the old file's blocks no longer
+    hold the key; then ``new`` is renamed over it (atomic) and the folder synced.
+
+    A crash at any point leaves ``new`` whole: called again, it finishes the swap. What a
+    file system or a disk keeps elsewhere (copy-on-write blocks, snapshots, an SSD's
+    remapped cells) no overwrite reaches: deploy/README.md says so."""
+    with contextlib.suppress(FileNotFoundError), path.open("r+b") as old:
+        size = os.fstat(old.fileno()).st_size
+        for fill in (secrets.token_bytes(size), bytes(size)):
+            old.seek(0)
+            old.write(fill)
+            old.flush()
+            os.fsync(old.fileno())
+    os.replace(new, path)
+    _sync_folder(path.parent)
+
+
+def discard_key_file(path: Path) -> None:
+    """Overwrite and remove a key file no ledger needs (a rotation that never committed)."""
+    with contextlib.suppress(FileNotFoundError), path.open("r+b") as old:
+        size = os.fstat(old.fileno()).st_size
+        old.write(bytes(size))
+        old.flush()
+        os.fsync(old.fileno())
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a file's creation or renaming in ``folder`` durable (a POSIX folder's fsync)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def load_or_create_key(configured: str | None, database_url: str, may_create: bool = True) -> bytes:
     """The configured key, else the one kept beside the SQLite file, made on first use
     when ``may_create`` (the caller says no for a ledger already holding pupils).
@@ -127,17 +197,11 @@ def load_or_create_key(configured: str | None, database_url: str, may_create: bo
             "set SHARING_AUDIT_PSEUDONYM_KEY (64 hex characters) for a server database"
         )
     if path.exists():
-        try:
-            return bytes.fromhex(path.read_text().strip())
-        except (OSError, ValueError) as exc:
-            raise PseudonymKeyError(f"cannot read the pseudonym key {path}: {exc}") from None
+        return read_key_file(path)
     if not may_create:
         raise PseudonymKeyError(
             f"no pseudonym key: this ledger holds pupils, and its key {path} is missing; "
             "restore it, or set SHARING_AUDIT_PSEUDONYM_KEY to the key it was written with"
         )
     create_key_file(path, secrets.token_bytes(KEY_BYTES))
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise PseudonymKeyError(f"cannot read the pseudonym key {path}: {exc}") from None
+    return read_key_file(path)

@@ -96,6 +96,16 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds a witness has to answer each checkpoint sent to it, all told",
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="the worker serves Prometheus metrics on this port (unset: it serves none)",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="the address the worker's metrics are served on (0.0.0.0: every one)",
+    )
     witness_quorum: int = Field(
         default=0, ge=0, description="cosignatures a checkpoint needs to be served as current"
     )

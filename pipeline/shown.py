@@ -137,6 +137,7 @@ KINDS = {
     "witness_refusal": "a witness's refusal",
     "merge_delay_missed": "merge delay missed",
     "retention_due": "records past their retention period",
+    "key_rotated": "pseudonym key replaced",
 }
 
 #: The desk's words: an incident's status, an action on it, the risk assessed.

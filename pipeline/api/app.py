@@ -17,7 +17,7 @@ import anyio
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from pipeline.api import admin, audit, desk, log, pages
+from pipeline.api import admin, audit, desk, log, metrics, pages
 from pipeline.api.deps import Db, current_user, user_of, user_of_session
 from pipeline.api.guards import add_guards
 from pipeline.ledger.keys import bind_key, ledger_key
@@ -27,7 +27,7 @@ from pipeline.packs import load_pack, load_schools
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Controller, Schools
 from pipeline.pseudonym import Pseudonymiser, pseudonymiser
-from pipeline.settings import settings
+from pipeline.settings import Settings, settings
 from pipeline.users import User
 
 #: Requests served at once, each on at most one of the ledger's connections at a time.
@@ -42,12 +42,15 @@ def create_api(
     threads: int = THREADS,
     schools: Schools | None = None,
     school: Controller | None = None,
+    config: Settings | None = None,
 ) -> FastAPI:
     """The app over ``ledger``. ``policy`` (default: the configured pack) explains
     entries and reports, and under a register of ``schools`` each school's own pack
     explains its entries; without one, ``school`` (default: as the settings give it) is
     the school subject-access reports name to parents; ``pseudonym`` (default: the
     ledger's own key) turns a UPN asked about into the key the ledger knows the pupil by.
+    ``config`` (default: read from the environment now) is the only read of the settings:
+    no request reads the environment.
 
     ``threads`` requests run at once, and the app's own pool keeps as many connections
     (and as many again for streamed exports): a request holds at most one at a time, so
@@ -71,14 +74,17 @@ def create_api(
     )
     own = Ledger(make_engine(ledger.engine.url.render_as_string(False), pool_size=threads))
     api.state.ledger = own
-    api.state.policy = policy or load_pack(settings().policy)
+    config = config or settings()
+    api.state.settings = config
+    api.state.policy = policy or load_pack(config.policy)
     api.state.schools = schools
-    api.state.school = school or settings().school()
-    api.state.pseudonym = _pseudonymiser_for(own, pseudonym)
+    api.state.school = school or config.school()
+    api.state.pseudonym = _pseudonymiser_for(own, pseudonym, config.pseudonym_key)
     # A UPN typed into a search to the pseudonym its pupil is recorded under.
     api.state.find_pupil = finder(own)
     for router in (desk.router, audit.router, log.router, admin.router, pages.router):
         api.include_router(router)
+    metrics.install(api, own, config)
 
     def identify(bearer: str | None, session: str | None) -> User | None:
         if bearer:
@@ -103,14 +109,16 @@ def create_api(
     return api
 
 
-def _pseudonymiser_for(ledger: Ledger, given: Pseudonymiser | None) -> Pseudonymiser:
+def _pseudonymiser_for(
+    ledger: Ledger, given: Pseudonymiser | None, configured: str | None
+) -> Pseudonymiser:
     """The given pseudonymiser, checked against the key the ledger is bound to (a desk on
     the wrong key would find no pupil, silently); else the ledger's own key."""
     if given is not None:
         bind_key(ledger, given)
         return given
     url = ledger.engine.url.render_as_string(hide_password=False)
-    return pseudonymiser(ledger_key(ledger, settings().pseudonym_key, url))
+    return pseudonymiser(ledger_key(ledger, configured, url))
 
 
 def app_from_settings() -> FastAPI:
@@ -119,5 +127,8 @@ def app_from_settings() -> FastAPI:
     config = settings()
     schools = load_schools(config.schools) if config.schools else None
     return create_api(
-        Ledger.open(config.database_url), policy=load_pack(config.policy), schools=schools
+        Ledger.open(config.database_url),
+        policy=load_pack(config.policy),
+        schools=schools,
+        config=config,
     )

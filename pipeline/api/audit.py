@@ -44,7 +44,6 @@ from pipeline.policy.schools import Schools, policy_of
 from pipeline.reports.formats import ReportFormat, entries_csv, entries_jsonl, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
-from pipeline.settings import settings
 from pipeline.users import User
 
 router = APIRouter(tags=["audit"])
@@ -208,14 +207,18 @@ Searched = Annotated[Filters, Depends(search_filters)]
 
 
 def entries_download(
-    ledger: Ledger, reader: Requester, filters: Filters, form: ExportFormat
+    state: Any, reader: Requester, filters: Filters, form: ExportFormat
 ) -> StreamingResponse:
-    """The matching entries as a streamed download; the read is recorded first."""
+    """The matching entries of the app whose ``state`` is given (its ledger, and its
+    settings' witness quorum for the proofs of JSON Lines), as a streamed download; the
+    read is recorded first."""
+    ledger: Ledger = state.ledger
     if form is ExportFormat.csv:
         total, found = export(ledger, reader, filters, form.value)
         body: Iterator[Any] = entries_csv(found)
     else:
-        total, found = jsonl_with_inclusion(ledger, reader, filters, settings().witness_quorum)
+        quorum = state.settings.witness_quorum
+        total, found = jsonl_with_inclusion(ledger, reader, filters, quorum)
         body = entries_jsonl(found)
     media = "text/csv; charset=utf-8" if form is ExportFormat.csv else "application/x-ndjson"
     headers = {
@@ -357,8 +360,7 @@ def export_entries(
     format: ExportFormat = ExportFormat.csv,
 ) -> StreamingResponse:
     """Every matching entry, streamed as CSV or JSON Lines (the ledger's field names)."""
-    ledger = request.app.state.ledger
-    return entries_download(ledger, reader_of(user, "api"), filters, format)
+    return entries_download(request.app.state, reader_of(user, "api"), filters, format)
 
 
 _DOWNLOADS: dict[int | str, dict[str, Any]] = {
@@ -370,7 +372,7 @@ _DOWNLOADS: dict[int | str, dict[str, Any]] = {
 def export_entries_asked(request: Request, user: Reader, asked: ExportAsked) -> StreamingResponse:
     """As ``GET /entries/export``, the search in the body: the way to export by UPN."""
     filters = filters_of(request, asked)
-    return entries_download(request.app.state.ledger, reader_of(user, "api"), filters, asked.format)
+    return entries_download(request.app.state, reader_of(user, "api"), filters, asked.format)
 
 
 @router.get("/entries/{seq}", response_model=EntryOpened)
@@ -399,7 +401,7 @@ def subject_access(request: Request, user: SubjectAccess, asked: SarAsked) -> Re
         reader_of(user, "api"),
         key,
         state.policy,
-        settings().witness_quorum,
+        state.settings.witness_quorum,
         state.schools,
         state.school,
     )

@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from pipeline.settings import settings
+from pipeline.settings import Settings
 from pipeline.transport.backlog import awaiting_receipts, in_words
 
 #: Seconds a look at the broker is shown before the next page load looks again.
@@ -25,7 +25,8 @@ _MAKING = threading.Lock()
 class AwaitingFigure:
     """The figure for one app, kept fresh for :data:`FRESH_SECONDS`."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Settings) -> None:
+        self.config = config
         self._looking = threading.Lock()
         self._bootstrap = ""
         self._said = ""
@@ -38,7 +39,7 @@ class AwaitingFigure:
         with self._looking:
             fresh = time.monotonic() - self._at < FRESH_SECONDS
             if not (fresh and bootstrap == self._bootstrap):
-                seen = awaiting_receipts(settings().kafka(bootstrap))
+                seen = awaiting_receipts(self.config.kafka(bootstrap))
                 self._said = in_words(seen, bootstrap)
                 self._bootstrap, self._at = bootstrap, time.monotonic()
             return self._said
@@ -49,5 +50,5 @@ def awaiting_said(state: Any) -> str:
     with _MAKING:
         figure = getattr(state, "awaiting_figure", None)
         if figure is None:
-            figure = state.awaiting_figure = AwaitingFigure()
-    return str(figure.said(settings().broker))
+            figure = state.awaiting_figure = AwaitingFigure(state.settings)
+    return str(figure.said(state.settings.broker))

@@ -17,6 +17,7 @@ from sqlalchemy import Connection
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger
 from pipeline.logging import get_logger
+from pipeline.settings import Settings
 from pipeline.users import Role, User, session_user, user_for
 
 log = get_logger(__name__)
@@ -40,6 +41,14 @@ def connection(request: Request) -> Iterator[Connection]:
 
 
 Db = Annotated[Connection, Depends(connection)]
+
+
+def config_of(request: Request) -> Settings:
+    """The settings the app was built with: read once, at start-up, never per request."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+Config = Annotated[Settings, Depends(config_of)]
 
 
 def user_of(ledger: Ledger, token: str) -> User | None:

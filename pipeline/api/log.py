@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from pipeline.api.audit import MAX_SEQ
-from pipeline.api.deps import LedgerOf, Reader, reader_of
+from pipeline.api.deps import Config, LedgerOf, Reader, reader_of
 from pipeline.ledger.checkpoints import Signed, at_size
 from pipeline.ledger.queries import Filters, entry_at, in_scope
 from pipeline.ledger.reads import opened, record_read
@@ -27,7 +27,6 @@ from pipeline.ledger.tree import (
     tile_hashes,
 )
 from pipeline.ledger.witnessing import current
-from pipeline.settings import settings
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.receipt import receipt_for
 from pipeline.transparency.tiles import (
@@ -49,10 +48,9 @@ LASTING = {"Cache-Control": "private, max-age=31536000, immutable"}
 OCTETS = "application/octet-stream"
 
 
-def served(ledger: Ledger, size: int | None = None) -> Signed:
+def served(ledger: Ledger, quorum: int, size: int | None = None) -> Signed:
     """The checkpoint of ``size``, else the current one (the latest, or the latest that
-    SHARING_AUDIT_WITNESS_QUORUM witnesses cosigned); 404 if there is none."""
-    quorum = settings().witness_quorum
+    ``quorum`` witnesses cosigned: SHARING_AUDIT_WITNESS_QUORUM); 404 if there is none."""
     with ledger.engine.connect() as connection:
         signed = at_size(connection, size) if size is not None else current(connection, quorum)
     if signed is None:
@@ -90,14 +88,16 @@ def answer(request: Request, body: bytes, media_type: str, headers: dict[str, st
 
 
 @router.get("/checkpoint", response_class=Response, responses={200: {"content": {TEXT: {}}}})
-def checkpoint(request: Request, ledger: LedgerOf, user: Reader) -> Response:
+def checkpoint(request: Request, ledger: LedgerOf, config: Config, user: Reader) -> Response:
     """The current checkpoint, a C2SP signed note, with its witnesses' cosignatures."""
-    return answer(request, served(ledger).with_cosignatures(), TEXT, BRIEF)
+    signed = served(ledger, config.witness_quorum)
+    return answer(request, signed.with_cosignatures(), TEXT, BRIEF)
 
 
 @router.get("/proof/inclusion/{seq}", response_class=Response)
 def inclusion(
     ledger: LedgerOf,
+    config: Config,
     user: Reader,
     seq: int,
     size: Annotated[
@@ -106,7 +106,7 @@ def inclusion(
 ) -> Response:
     """A C2SP tlog-proof receipt: entry ``seq`` is in the checkpoint of ``size``
     (default: the current one)."""
-    signed = served(ledger, size)
+    signed = served(ledger, config.witness_quorum, size)
     if not 1 <= seq <= signed.checkpoint.size:
         raise HTTPException(
             404, f"entry {seq} is not in the checkpoint of size {signed.checkpoint.size}"
@@ -121,13 +121,14 @@ def inclusion(
 @router.get("/proof/consistency", response_class=Response)
 def consistency(
     ledger: LedgerOf,
+    config: Config,
     user: Reader,
     old: Annotated[
         int, Query(ge=0, le=MAX_SEQ, description="the size of the tree proven extended")
     ],
 ) -> Response:
     """``old N``, the proof to the current checkpoint, a blank line, that checkpoint."""
-    signed = served(ledger)
+    signed = served(ledger, config.witness_quorum)
     if old > signed.checkpoint.size:
         raise HTTPException(422, f"old {old} is larger than the current checkpoint")
     with ledger.engine.connect() as connection:
@@ -151,7 +152,7 @@ def leaf(request: Request, ledger: LedgerOf, user: Reader, seq: int) -> Response
 @router.get(
     "/tile/{path:path}", response_class=Response, responses={200: {"content": {OCTETS: {}}}}
 )
-def tile(request: Request, ledger: LedgerOf, user: Reader, path: str) -> Response:
+def tile(request: Request, ledger: LedgerOf, config: Config, user: Reader, path: str) -> Response:
     """A C2SP hash tile (``tile/<L>/<N>[.p/<W>]``) or entry bundle
     (``tile/entries/<N>[.p/<W>]``), within the current checkpoint. An entry bundle's read
     is recorded, naming the entries it holds; bundles are gzipped when the client accepts
@@ -164,7 +165,7 @@ def tile(request: Request, ledger: LedgerOf, user: Reader, path: str) -> Respons
         # A bundle holds every school's entries: a reader confined to some schools fetches
         # their own entries' leaves instead.
         raise HTTPException(404, f"no tile {path!r} for a reader of some schools only")
-    size = served(ledger).checkpoint.size
+    size = served(ledger, config.witness_quorum).checkpoint.size
     start, end = wanted.leaves()
     if end > size:
         raise HTTPException(404, f"tile {path!r} is beyond the current checkpoint (size {size})")

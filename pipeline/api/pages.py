@@ -80,7 +80,6 @@ from pipeline.reports.formats import ReportFormat, csv_chunks
 from pipeline.reports.ropa import audited_ropa, ledger_span, opening_year
 from pipeline.reports.sar import audited_sar
 from pipeline.schooltime import SCHOOL_TIME, shown_day, shown_in_school_time
-from pipeline.settings import settings
 from pipeline.shown import (
     NAMING,
     NOTHING,
@@ -637,7 +636,7 @@ def search_export(
         filters = _filters(request, _asked(request))
     except BadFilter as exc:
         return error_page(request, 422, str(exc), _TO_SEARCH)
-    return entries_download(request.app.state.ledger, reader_of(user, "page"), filters, format)
+    return entries_download(request.app.state, reader_of(user, "page"), filters, format)
 
 
 @router.get("/entries/{seq}", response_class=HTMLResponse, response_model=None)
@@ -690,7 +689,7 @@ def sar_page(
         reader_of(user, "page"),
         key,
         state.policy,
-        settings().witness_quorum,
+        state.settings.witness_quorum,
         state.schools,
         state.school,
     )

@@ -41,7 +41,7 @@ from pipeline.ledger.checkpoint_check import (
 )
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
-from pipeline.ledger.keys import recorded_fingerprint
+from pipeline.ledger.keys import KEY_ROTATED, legacy_pupils, recorded_fingerprint, settle_key_file
 from pipeline.ledger.merging import Unmerged, unmerged
 from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.queries import stats
@@ -72,16 +72,20 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-def key_if_any(ledger: Ledger, db: str | None) -> Pseudonymiser | None:
+def key_if_any(ledger: Ledger, db: str | None, other: bool = False) -> Pseudonymiser | None:
     """The ledger's pseudonym key when one is at hand (none is made); a key that is not
-    the one the ledger recorded is a clear exit, not a list of false faults."""
+    the one the ledger recorded is a clear exit, not a list of false faults (None, with
+    ``other``, for a command that can do without it)."""
     try:
+        settle_key_file(ledger, settings().pseudonym_key, database_url(db))
         key = load_or_create_key(settings().pseudonym_key, database_url(db), may_create=False)
     except PseudonymKeyError:
         return None
     pseudonyms = pseudonymiser(key)
     recorded = recorded_fingerprint(ledger)
     if recorded is not None and recorded != pseudonyms.fingerprint:
+        if other:
+            return None
         fail("the pseudonym key is not the one this ledger was written with")
     return pseudonyms
 
@@ -273,6 +277,8 @@ def _entry_said(row: dict[str, Any]) -> Text:
     if row["kind"] == "read":
         action, by, via = (details.get(k) for k in ("action", "by", "via"))
         return said.append(": ").append(plain(f"{action or 'read'} by {by} ({via})"))
+    if row["kind"] == KEY_ROTATED:
+        return said.append(": ").append(plain(f"by {details.get('by')}"))
     if row["event_type"]:
         said.append(": ").append(short_type(row["event_type"]))
     if row["recipient"]:
@@ -287,9 +293,11 @@ def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     with a broker (--broker, else SHARING_AUDIT_BROKER), the records it accepted that no
     worker has recorded yet, whose senders hold no receipt, and the oldest one's age."""
     ledger = open_ledger(db, create=False)
+    pseudonyms = key_if_any(ledger, db, other=True)
     with reading(ledger) as connection:
         figures = stats(connection)
         outside = unmerged(connection)
+        legacy = None if pseudonyms is None else legacy_pupils(connection, pseudonyms)
     console = Console()
     console.print(f"entries: {figures['entries']}   pupils: {figures['pupils']}")
     console.print(f"head hash: {figures['head_hash']}")
@@ -306,6 +314,17 @@ def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     console.print(said, markup=False, highlight=False, soft_wrap=True)
     awaiting = f"records awaiting a receipt: {awaiting_said(broker)}"
     console.print(awaiting, markup=False, highlight=False, soft_wrap=True)
+    if legacy:
+        console.print(legacy_said(legacy), markup=False, highlight=False, soft_wrap=True)
+
+
+def legacy_said(pupils: int) -> str:
+    """What to do before erasing pupils whose pseudonyms the current key remakes."""
+    said = "1 pupil's pseudonym is" if pupils == 1 else f"{pupils:,} pupils' pseudonyms are"
+    return (
+        f"{said} remade by the current key: run `sharing-audit ledger rotate-key` before "
+        "erasing them"
+    )
 
 
 def stats_tables(figures: dict[str, Any]) -> list[Table]:

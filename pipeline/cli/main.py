@@ -24,6 +24,7 @@ from pipeline.cli.receipts import receipts
 from pipeline.cli.reconcile import reconcile
 from pipeline.cli.report import report_app
 from pipeline.cli.retention import retention_app
+from pipeline.cli.rotate import rotate_key_command
 from pipeline.cli.serve import serve
 from pipeline.cli.stream import broker, emit, up
 from pipeline.cli.users import users_app
@@ -59,6 +60,7 @@ for group, name in (
     app.add_typer(group, name=name)
 ledger_app.add_typer(ledger_retention_app, name="retention")
 audit_app.command("receipts")(receipts)
+ledger_app.command("rotate-key")(rotate_key_command)
 
 
 def _version(value: bool) -> None:

@@ -27,6 +27,7 @@ from pipeline.ledger.store import Ledger, shown_url
 from pipeline.ledger.witnessing import witnesses_from
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
+from pipeline.monitoring import Endpoint, watched_from
 from pipeline.policy.schools import Schools
 from pipeline.settings import Settings, settings
 from pipeline.transport.kafka import KafkaUnavailable
@@ -85,6 +86,7 @@ def worker(
         checkpoints=checkpointing(config, url),
         notice_targets=notice_targets(config, register),
         desk_url=config.desk_url,
+        metrics=metrics_endpoint(config),
     )
     try:
         run_worker(worker_config)
@@ -156,6 +158,13 @@ def checkpointing(config: Settings, url: str) -> Checkpointing | None:
         config.witness_deadline_seconds,
         config.merge_delay,
     )
+
+
+def metrics_endpoint(config: Settings) -> Endpoint | None:
+    """Where the worker serves Prometheus metrics (SHARING_AUDIT_METRICS_PORT), if set."""
+    if config.metrics_port is None:
+        return None
+    return Endpoint(config.metrics_host, config.metrics_port, watched_from(config))
 
 
 def notice_targets(config: Settings, schools: Schools | None = None) -> tuple[Target, ...]:

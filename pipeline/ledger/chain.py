@@ -10,13 +10,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, Self
 
 import orjson
 
 from pipeline.canonical import canonical_json
 
 GENESIS = "0" * 64
+
+
+class Leaves(Protocol):
+    """Where a check of the chain hands each entry's Merkle leaf hash, in order: a
+    ``bytearray``, or a check of the tree that takes them as they come
+    (:class:`pipeline.ledger.tree.TreeCheck`)."""
+
+    def __iadd__(self, hashes: bytes, /) -> Self: ...
+
 
 #: The fields of an entry, in the order the ledger's documents list them.
 ENTRY_FIELDS = (
@@ -109,7 +118,7 @@ class Verification:
 
 
 def verify_chain(
-    entries: Iterable[Mapping[str, Any]], leaves: bytearray | None = None
+    entries: Iterable[Mapping[str, Any]], leaves: Leaves | None = None
 ) -> Verification:
     """Check entries in ``seq`` order: numbering from 1 without gaps, links, and hashes.
 
@@ -126,7 +135,7 @@ def verify_chain(
 
 def verify_links(
     links: Iterable[tuple[Mapping[str, Any], str, str]],
-    leaves: bytearray | None = None,
+    leaves: Leaves | None = None,
     first_seq: int = 1,
     prev: str | None = GENESIS,
 ) -> Verification:

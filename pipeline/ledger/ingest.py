@@ -29,6 +29,7 @@ import orjson
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.erasure import ErasingSchools
+from pipeline.ledger.keys import still_bound
 from pipeline.ledger.pupils import pseudonyms_of, resolved
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.ledger.tree import entry_leaf_hashes
@@ -225,6 +226,9 @@ class LedgerWriter:
         given = [_given_pupils(reading.event) for reading in readings]
         outcomes: list[Outcome] = []
         with self.ledger.locked() as connection:
+            # Under the lock: a key `ledger rotate-key` retired since this writer started
+            # seals nothing more (one read of ledger_meta).
+            still_bound(connection, self.pseudonym)
             # Under the lock: a pupil new to the ledger is given one pseudonym, whichever
             # worker meets them first (see pipeline/ledger/pupils.py).
             named = resolved(connection, (upn for own in given if own for upn, _ in own))

@@ -271,47 +271,228 @@ def build_missing(engine: Engine, progress: Callable[[int, int], None] | None = 
     return done
 
 
-def tree_faults(connection: Connection, leaves: bytearray) -> list[tuple[int, str]]:
-    """Where the stored tree is not the tree of the entries whose leaf hashes are
-    ``leaves`` (32 bytes each, from :func:`~pipeline.ledger.chain.verify_chain`): each
-    fault as (the first seq under the node, what is wrong). Level by level, each level's
-    nodes recomputed from the one below and compared with the stored ones, streamed (the
-    levels below :data:`STORED_FROM` are not stored: they are computed from the entries)."""
-    expected = leaves
-    level = 0
-    while expected:
-        fault = _level_fault(connection, level, expected) if level >= STORED_FROM else None
-        if fault is not None:
-            return [fault]
-        # node_hash of each pair, inlined: the pair is already left + right, contiguous.
-        expected = bytearray(
-            b"".join(
+#: Leaves are checked in aligned blocks of 2**CHECKED_FROM: each block's subtrees are made
+#: level by level at C speed, and only the blocks' roots are combined one by one.
+CHECKED_FROM = 12
+#: A part of the check hands on a block's root (True) or leaves' hashes (False).
+Segment = tuple[bool, bytes]
+#: Stored nodes read a query at a time, per level, while the tree is checked.
+NODES_READ = 4096
+
+
+class TreeCheck:
+    """Where the stored tree is not the tree of the entries, checked as the entries'
+    leaf hashes stream in (``check += hashes``, 32 bytes each, in order, from
+    :func:`~pipeline.ledger.chain.verify_links`), in memory bounded by the tree's height,
+    not the ledger's size: a block of leaves, a few nodes per level, and a page of stored
+    nodes per level.
+
+    Each perfect subtree of :data:`STORED_LEAVES` leaves or more is compared with its
+    stored node as soon as its leaves are in, level by level in index order. What
+    :meth:`faults` reports is the first fault of the lowest level that has one (a faulty
+    node makes every node above it faulty too), as (the first seq under the node, what
+    is wrong).
+
+    The stored nodes compared while the leaves stream in are read on a connection of
+    their own (but on SQLite, where the chain is not read by a second thread): the
+    chain's reader may hold ``connection`` meanwhile. They are read only under leaves
+    already in, which no append changes; whether a level holds a node beyond its last is
+    asked at the end, on ``connection``, in the snapshot the leaves came from (a live
+    worker appends meanwhile). :meth:`close` the check when done with it."""
+
+    def __init__(self, connection: Connection, first_leaf: int = 0) -> None:
+        self.connection = connection
+        own = connection.dialect.name != "sqlite"
+        self._reader = connection.engine.connect() if own else connection
+        self._own_reader = own
+        self._buffer = bytearray()
+        self._taken = first_leaf  # the first leaf not yet in a block, or handed on
+        self._edge: list[tuple[int, bytes]] = []  # (level, hash): perfect subtrees pending
+        self._rows: dict[int, _StoredLevel] = {}
+        self._fault: dict[int, tuple[int, str]] = {}
+        self._segments: list[Segment] | None = None  # a part's: roots and leaves handed on
+
+    @classmethod
+    def of_part(cls, connection: Connection, first_leaf: int) -> TreeCheck:
+        """The check of one range of a ledger checked in ranges (from leaf
+        ``first_leaf``): its whole blocks are compared here and only their roots handed
+        on; the leaves of the blocks it shares with its neighbours are handed on as they
+        are (:meth:`part`), for the whole check to join (:meth:`add_part`)."""
+        check = cls(connection, first_leaf)
+        check._segments = []
+        return check
+
+    def __iadd__(self, hashes: bytes) -> TreeCheck:
+        self._buffer += hashes
+        block = 1 << CHECKED_FROM
+        if self._segments is not None and self._taken % block:
+            lead = min(len(self._buffer) // 32, block - self._taken % block)
+            self._hand_on(False, bytes(self._buffer[: lead * 32]))
+            del self._buffer[: lead * 32]
+            self._taken += lead
+        while len(self._buffer) >= block * 32:
+            top = self._levels(bytes(self._buffer[: block * 32]), self._taken)
+            del self._buffer[: block * 32]
+            self._taken += block
+            if self._segments is None:
+                self._carry(top)
+            else:
+                self._hand_on(True, top)
+        return self
+
+    def part(self) -> tuple[list[Segment], dict[int, tuple[int, str]]]:
+        """A part's check, every leaf of its range given: what it hands on, in order, and
+        its faults by level (each the first of its level in the range)."""
+        assert self._segments is not None
+        if self._buffer:
+            self._hand_on(False, bytes(self._buffer))
+            self._buffer.clear()
+        return self._segments, self._fault
+
+    def add_part(self, segments: Sequence[Segment], faults: dict[int, tuple[int, str]]) -> None:
+        """Join a part's check (:meth:`part`) to this one, parts in order."""
+        for is_roots, data in segments:
+            if not is_roots:
+                self += data
+                continue
+            assert not self._buffer, "a part's roots start a block"
+            for at in range(0, len(data), 32):
+                self._taken += 1 << CHECKED_FROM
+                self._carry(data[at : at + 32])
+        for level, fault in faults.items():
+            self._fault[level] = min(fault, self._fault.get(level, fault))
+
+    def faults(self) -> list[tuple[int, str]]:
+        """Every leaf given, the tree's fault (at most one), or none."""
+        size = self._taken + len(self._buffer) // 32
+        if self._buffer:
+            self._levels(bytes(self._buffer), self._taken)
+        for level in range(STORED_FROM, size.bit_length()):
+            if level not in self._fault:
+                self._end_of(level, size >> level)
+        if not self._fault:
+            return []
+        return [self._fault[min(self._fault)]]
+
+    def _hand_on(self, is_roots: bool, data: bytes) -> None:
+        assert self._segments is not None
+        if self._segments and self._segments[-1][0] == is_roots:
+            self._segments[-1] = (is_roots, self._segments[-1][1] + data)
+        else:
+            self._segments.append((is_roots, data))
+
+    def _levels(self, hashes: bytes, first_leaf: int) -> bytes:
+        """Compare the subtrees of leaves ``hashes`` (from leaf ``first_leaf``, aligned to
+        the block) level by level; the hash at the top (the block's root, when whole)."""
+        expected = hashes
+        level = 0
+        while True:
+            if level >= STORED_FROM:
+                self._compare(level, first_leaf >> level, expected)
+            if len(expected) < 64:
+                return bytes(expected)
+            # node_hash of each pair, inlined: the pair is already left + right, contiguous.
+            expected = b"".join(
                 sha256(b"\x01" + expected[i : i + 64]).digest()
                 for i in range(0, len(expected) - 32, 64)
             )
-        )
-        level += 1
-    return []
+            level += 1
 
+    def _carry(self, root: bytes) -> None:
+        """A whole block's root: joined with the pending subtrees it completes, each
+        compared as it is made (a binary counter of perfect subtrees)."""
+        level, digest = CHECKED_FROM, root
+        index = (self._taken >> CHECKED_FROM) - 1  # this block's, at its level
+        while self._edge and self._edge[-1][0] == level:
+            _, left = self._edge.pop()
+            digest = sha256(b"\x01" + left + digest).digest()
+            level, index = level + 1, index >> 1
+            self._compare(level, index, digest)
+        self._edge.append((level, digest))
 
-def _level_fault(connection: Connection, level: int, expected: bytearray) -> tuple[int, str] | None:
-    rows = connection.execute(
-        select(TREE.c.idx, TREE.c.hash)
-        .where(TREE.c.level == level)
-        .order_by(TREE.c.idx)
-        .execution_options(stream_results=True, yield_per=10_000)
-    )
-    count = len(expected) // 32
-    seen = 0
-    for idx, digest in rows:
-        if int(idx) != seen or seen >= count:
-            what = "has a node it should not" if seen >= count or int(idx) < seen else "lacks"
-            return (seen << level) + 1, f"the Merkle tree {what} at level {level}, index {seen}"
-        if bytes(digest) != bytes(expected[seen * 32 : seen * 32 + 32]):
-            return (seen << level) + 1, (
-                f"the Merkle tree's node at level {level}, index {seen} does not match the entries"
+    def _compare(self, level: int, first: int, hashes: bytes) -> None:
+        """Compare the nodes of ``level`` from index ``first`` with the stored ones."""
+        if level in self._fault:
+            return
+        rows = self._rows.get(level)
+        if rows is None:
+            rows = self._rows[level] = _StoredLevel(self._reader, level, first)
+        for n in range(len(hashes) // 32):
+            index = first + n
+            stored = rows.at(index)
+            if stored is None or stored[0] != index:
+                what = (
+                    "lacks a node"
+                    if stored is None or stored[0] > index
+                    else "has a node it should not"
+                )
+                self._fault[level] = (
+                    (index << level) + 1,
+                    f"the Merkle tree {what} at level {level}, index {index}",
+                )
+                return
+            if stored[1] != bytes(hashes[n * 32 : n * 32 + 32]):
+                where = f"level {level}, index {index}"
+                self._fault[level] = (
+                    (index << level) + 1,
+                    (f"the Merkle tree's node at {where} does not match the entries"),
+                )
+                return
+
+    def close(self) -> None:
+        if self._own_reader:
+            self._reader.close()
+
+    def _end_of(self, level: int, count: int) -> None:
+        """After the last node a level should hold: none more may be stored."""
+        beyond = self.connection.execute(
+            select(TREE.c.idx).where(TREE.c.level == level, TREE.c.idx >= count).limit(1)
+        ).first()
+        if beyond is not None:
+            self._fault[level] = (
+                (count << level) + 1,
+                (f"the Merkle tree has a node it should not at level {level}, index {count}"),
             )
-        seen += 1
-    if seen != count:
-        return (seen << level) + 1, f"the Merkle tree lacks a node at level {level}, index {seen}"
-    return None
+
+
+class _StoredLevel:
+    """One level's stored nodes in index order, read :data:`NODES_READ` at a time, from
+    wherever the check asks next (a whole check joining parts skips what they checked)."""
+
+    def __init__(self, connection: Connection, level: int, first: int) -> None:
+        self.connection = connection
+        self.level = level
+        self._page: list[tuple[int, bytes]] = []
+        self._at = 0
+        self._start = first  # where the last read started
+        self._from = first  # where the next read starts: after the page's last row
+        self._done = False  # whether the last read found every row from its start
+
+    def at(self, index: int) -> tuple[int, bytes] | None:
+        """The stored node of the least index ``index`` or more (None: the level holds
+        none there)."""
+        while True:
+            while self._at < len(self._page) and self._page[self._at][0] < index:
+                self._at += 1
+            if self._at < len(self._page):
+                row = self._page[self._at]
+                self._at += 1
+                return row
+            if self._done and index >= self._start:
+                return None
+            self._read(index if self._done else max(index, self._from))
+
+    def _read(self, start: int) -> None:
+        self._page = [
+            (int(idx), bytes(digest))
+            for idx, digest in self.connection.execute(
+                select(TREE.c.idx, TREE.c.hash)
+                .where(TREE.c.level == self.level, TREE.c.idx >= start)
+                .order_by(TREE.c.idx)
+                .limit(NODES_READ)
+            )
+        ]
+        self._at = 0
+        self._start = start
+        self._done = len(self._page) < NODES_READ
+        self._from = self._page[-1][0] + 1 if self._page else start

@@ -35,9 +35,10 @@ from pipeline.ledger.checkpoints import checkpoint_faults
 from pipeline.ledger.erasure import restored_identity_faults
 from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
+from pipeline.ledger.rotation import fingerprint_faults
 from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, make_engine
-from pipeline.ledger.tree import tree_faults
+from pipeline.ledger.tree import Segment, TreeCheck
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.transparency.note import Verifier
 
@@ -63,10 +64,12 @@ def verify(
     """Recompute the whole chain; check the chain head agrees with the last entry, the
     rows beside the chain with what it says of them (:mod:`pipeline.ledger.sides`): facts
     and payloads always, that no identity row names a pupil an erasure erased
-    (:mod:`pipeline.ledger.erasure`), identity rows when ``pseudonyms`` (the key) is given; the
-    indexes and users rebuilt from the entries (:mod:`pipeline.ledger.projections`); and the
-    Merkle tree and the checkpoints kept against the entries (their signatures too, when
-    ``log``, the log's verifier key, is given).
+    (:mod:`pipeline.ledger.erasure`), that the key's fingerprint recorded is the one the
+    last key rotation made (:mod:`pipeline.ledger.rotation`), identity rows when
+    ``pseudonyms`` (the key) is given; the indexes and users rebuilt from the entries
+    (:mod:`pipeline.ledger.projections`); and the Merkle tree and the checkpoints kept
+    against the entries (their signatures too, when ``log``, the log's verifier key, is
+    given).
 
     Everything is read in one snapshot, so that entries appended meanwhile (a live
     worker) are not taken for a head without its entries: SQLite's transaction is one
@@ -76,11 +79,25 @@ def verify(
     entries up to it never change but by tampering, which a range then finds."""
     if connection.dialect.name == "postgresql" and not connection.in_transaction():
         connection = connection.execution_options(isolation_level="REPEATABLE READ")
-    leaves = bytearray()
+    leaves = TreeCheck(connection)  # the tree, checked as the leaves come
+    try:
+        return _verified(connection, pseudonyms, log, jobs, min_range, leaves)
+    finally:
+        leaves.close()
+
+
+def _verified(
+    connection: Connection,
+    pseudonyms: Pseudonymiser | None,
+    log: Verifier | None,
+    jobs: int,
+    min_range: int,
+    leaves: TreeCheck,
+) -> Verification:
     with _ranges_started(connection, jobs, min_range) as ranges:
         # The rows beside the chain are checked while the processes check the ranges.
         faults = side_faults(connection) + projection_faults(connection)
-        faults += restored_identity_faults(connection)
+        faults += restored_identity_faults(connection) + fingerprint_faults(connection)
         if pseudonyms is not None:
             faults += identity_faults(connection, pseudonyms)
         if ranges is None:
@@ -99,7 +116,7 @@ def verify(
             f"missing: the chain head records seq {head.seq}, the last entry is "
             f"seq {result.head_seq}",
         )
-    tree = tree_faults(connection, leaves)
+    tree = leaves.faults()
     faults += tree or checkpoint_faults(connection, log)  # a faulty tree proves no root
     if faults:
         seq, fault = min(faults)
@@ -181,12 +198,14 @@ def _stored_chain(
 @dataclass(frozen=True, slots=True)
 class _Part:
     """What a process found in its range: the first entry it read (seq and the prev_hash
-    it stores, None when the range holds none), its check, and its leaves' hashes."""
+    it stores, None when the range holds none), its check, and its check of the tree's
+    blocks within the range (see :meth:`TreeCheck.part`)."""
 
     first_seq: int | None
     first_prev: str | None
     verification: Verification
-    leaves: bytes
+    segments: list[Segment]
+    tree_faults: dict[int, tuple[int, str]]
 
 
 def _part(url: str, first: int, last: int) -> _Part:
@@ -197,11 +216,15 @@ def _part(url: str, first: int, last: int) -> _Part:
             links = _stored_chain(connection, first, last)
             head = next(links, None)
             if head is None:
-                return _Part(None, None, Verification(0, first - 1, ""), b"")
-            leaves = bytearray()
-            fields, prev_hash, _ = head
-            checked = verify_links(itertools.chain((head,), links), leaves, first, prev=None)
-            return _Part(fields["seq"], prev_hash, checked, bytes(leaves))
+                return _Part(None, None, Verification(0, first - 1, ""), [], {})
+            tree = TreeCheck.of_part(connection, first - 1)
+            try:
+                fields, prev_hash, _ = head
+                checked = verify_links(itertools.chain((head,), links), tree, first, prev=None)
+                segments, faults = tree.part()
+            finally:
+                tree.close()
+            return _Part(fields["seq"], prev_hash, checked, segments, faults)
     finally:
         engine.dispose()
 
@@ -219,7 +242,7 @@ class _Ranges:
         for first, last in self.bounds:
             self.futures.append(self.pool.submit(_part, self.url, first, last))
 
-    def joined(self, leaves: bytearray) -> Verification:
+    def joined(self, leaves: TreeCheck) -> Verification:
         """The whole chain's check from its parts, ``leaves`` given every leaf's hash;
         where two parts do not join, what one pass would have found there."""
         count, head_seq, head_hash = 0, 0, GENESIS
@@ -250,7 +273,7 @@ class _Ranges:
             if checked.count:
                 head_seq, head_hash = checked.head_seq, checked.head_hash
             count += checked.count
-            leaves += part.leaves
+            leaves.add_part(part.segments, part.tree_faults)
             if not checked.ok:
                 return Verification(count, head_seq, head_hash, checked.fault_seq, checked.fault)
         return Verification(count, head_seq, head_hash)

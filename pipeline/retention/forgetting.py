@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select
 
 from pipeline.incidents.desk import pupils_in_open_incidents
 from pipeline.ledger.erasure import erase_again, erase_many, restored_identities
+from pipeline.ledger.keys import remade
 from pipeline.ledger.retention import periods_of
 from pipeline.ledger.store import IDENTITY, Ledger
 from pipeline.logging import get_logger
@@ -101,7 +102,7 @@ def planned(
     for key in past:
         if key in busy:
             skipped.append(Skipped(key, OPEN_INCIDENT))
-        elif pseudonyms is not None and upns[key] and pseudonyms(upns[key]) == key:
+        elif pseudonyms is not None and remade(pseudonyms, key, upns[key]):
             skipped.append(Skipped(key, KEY_REMAKES))
         else:
             erase.append(key)

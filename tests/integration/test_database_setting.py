@@ -209,6 +209,14 @@ def _ledger_retention_apply(named: Named) -> None:
     assert named.entries() == 3
 
 
+@case("ledger rotate-key")
+def _ledger_rotate_key(named: Named, tmp_path: Path) -> None:
+    new_key = tmp_path / "new.key"
+    done = named.run("ledger", "rotate-key", "--new-key-file", str(new_key))
+    assert done.stdout.startswith("pseudonym key rotated (entry 4)") and new_key.exists()
+    assert named.entries() == 4
+
+
 @case("db upgrade")
 def _db_upgrade(named: Named) -> None:
     assert named.run("db", "upgrade").stdout.strip() == f"{named.url}: schema at revision 0012"

@@ -12,6 +12,7 @@ import pytest
 from pipeline.policy.pack import Policy
 from pipeline.transport.kafka import KafkaConfig
 from pipeline.users import Role, add_user
+from tests.factory import upn
 from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served, sign_in
 from tests.integration.test_awaiting_receipts import a_port_nobody_answers, produced_with_no_worker
@@ -257,3 +258,34 @@ def test_the_dpo_reveals_an_incidents_pupils_finds_the_read_in_the_ledger_and_do
         assert sorted(r["upn"] for r in rows) == sorted([upn(1), upn(2)])
         browser.close()
     assert blocked == []
+
+
+# -- one configuration, built once (issue 33) ------------------------------------------------
+
+
+def test_no_request_reads_the_settings_again_once_the_app_is_built(
+    sqlite_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The queue (with its broker figure), a checkpoint, a search exported with proofs and
+    a subject-access report, each served with the settings read at start-up: an
+    environment that can no longer be read (a setting gone wrong under a running desk)
+    changes nothing."""
+    from fastapi.testclient import TestClient
+
+    from pipeline.settings import Settings
+
+    ledger = ledger_with_breaches(sqlite_url, policy)
+    token = add_user(ledger, "Dana (DPO)", Role.DPO)
+    client = TestClient(breach_desk(ledger))
+
+    def unreadable(*_: object, **__: object) -> None:
+        raise AssertionError("the settings were read during a request")
+
+    monkeypatch.setattr(Settings, "__init__", unreadable)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
+    assert client.get("/desk").status_code == 200
+    assert client.get("/log/checkpoint", headers=auth).status_code in (200, 404)
+    exported = client.get("/entries/export", params={"format": "jsonl"}, headers=auth)
+    assert exported.status_code == 200
+    assert client.post("/pupils/sar", json={"upn": upn(1)}, headers=auth).status_code == 200

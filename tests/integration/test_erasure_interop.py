@@ -4,7 +4,7 @@ consistency proof the ledger serves after it, verify with an independent impleme
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from sqlalchemy import Connection
 from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.erasure import erase
 from pipeline.ledger.queries import entries
+from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
 from tests.integration.test_transparency_interop import SIGNER, SOURCE, b64, go_built, go_says
 from tests.integration.test_verifiable_log import events, ledger_with
@@ -48,17 +49,16 @@ def _proven(connection: Connection, note: bytes, size: int) -> dict[str, Any]:
     }
 
 
-def test_proofs_served_after_an_erasure_verify_against_the_checkpoint_before_it(
-    go_verifier: Path, db_url: str
-) -> None:
-    ledger = ledger_with(db_url, events(30))
+def still_proven_after(go_verifier: Path, ledger: Ledger, change: Callable[[], object]) -> None:
+    """Sign a checkpoint, make ``change``, sign again: every proof the ledger then serves
+    for the earlier tree is the one it served before, and Go verifies it, and the later
+    tree extends the earlier one by the change's one entry."""
     before = sign_if_grown(ledger, SIGNER)
     assert before is not None
     size = before.checkpoint.size
     with ledger.engine.connect() as connection:
         served_before = _proven(connection, before.note, size)
-        pupil = next(key for entry in entries(connection) for key in entry.pupil_keys)
-    erase(ledger, pupil, by="dpo", reason="the parent asked", rule="request")
+    change()
     after = sign_if_grown(ledger, SIGNER)
     assert after is not None and after.checkpoint.size == size + 1
     with ledger.engine.connect() as connection:
@@ -67,3 +67,16 @@ def test_proofs_served_after_an_erasure_verify_against_the_checkpoint_before_it(
     assert served_after == served_before  # not one leaf, node or proof changed
     assert go_says(go_verifier, served_after) == "ok"
     assert go_says(go_verifier, grown) == "ok"  # the later tree extends the earlier one
+
+
+def test_proofs_served_after_an_erasure_verify_against_the_checkpoint_before_it(
+    go_verifier: Path, db_url: str
+) -> None:
+    ledger = ledger_with(db_url, events(30))
+    with ledger.engine.connect() as connection:
+        pupil = next(key for entry in entries(connection) for key in entry.pupil_keys)
+    still_proven_after(
+        go_verifier,
+        ledger,
+        lambda: erase(ledger, pupil, by="dpo", reason="the parent asked", rule="request"),
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -116,3 +117,19 @@ def test_what_the_application_role_may_change_beside_the_chain_is_named(
     with written.engine.connect() as connection:
         result = verify(connection)
     assert not result.ok and named in str(result.fault)
+
+
+def test_the_application_role_cannot_rotate_the_pseudonym_key_and_leaves_no_key_behind(
+    written: Ledger, app_url: str, tmp_path: Path
+) -> None:
+    """Rotating records another key in ledger_meta, which the role may not update: the
+    rotation is refused whole, saying who may run it, and writes no new key file."""
+    new_key = tmp_path / "new.key"
+    done = run(
+        "ledger", "rotate-key", "--db", app_url, "--new-key-file", str(new_key),
+        env={"SHARING_AUDIT_PSEUDONYM_KEY": bytes(range(32)).hex()},
+    )  # fmt: skip
+    assert done.returncode == 2 and "run it as the database's owner" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not new_key.exists()
+    with written.engine.connect() as connection:
+        assert verify(connection, pseudonymiser(bytes(range(32)))).ok
