@@ -138,6 +138,13 @@ KINDS = {
     "merge_delay_missed": "merge delay missed",
     "retention_due": "records past their retention period",
     "key_rotated": "pseudonym key replaced",
+    "erasure": "erasure of a pupil",
+}
+
+#: Why a pupil was erased (an ``erasure`` entry's ``rule``).
+ERASURE_RULES = {
+    "request": "at the family's request (Art 17)",
+    "retention": "at the end of the ledger's own retention",
 }
 
 #: The desk's words: an incident's status, an action on it, the risk assessed.
@@ -365,6 +372,7 @@ FILTERS: dict[str, Any] = {
     "role": lambda role: _named(ROLES, role),
     "read": lambda action: _named(READS, action),
     "user_change": lambda action: _named(USER_CHANGES, action),
+    "erasure_rule": lambda rule: _named(ERASURE_RULES, rule),
 }
 
 

@@ -3,21 +3,24 @@
 Every route here reads pupil-level data, so every one records a ``read`` entry in the
 ledger before it answers (see :mod:`pipeline.ledger.reads`). Auditors, the DPO and admins
 may search, export and build the record of processing; only the DPO and admins may run a
-subject-access report, because it shows the pupil's plain identifiers.
+subject-access report, because it shows the pupil's plain identifiers; only the DPO may
+erase a pupil (``POST /pupils/erase``), whose erasure entry records it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from pipeline.api.deps import Reader, SubjectAccess, not_theirs, reader_of
+from pipeline.api.deps import Dpo, Reader, SubjectAccess, not_theirs, reader_of
+from pipeline.incidents.desk import open_incidents_of
 from pipeline.ledger.asking import (
     PSEUDONYM_PATTERN,
     BadFilter,
@@ -27,6 +30,8 @@ from pipeline.ledger.asking import (
     pupil_key,
 )
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.erasure import MOST_REASON, ErasureRefused, Needs, erase, erasure_details
+from pipeline.ledger.pupils import NOBODY
 from pipeline.ledger.queries import Filters, entries, entry_at
 from pipeline.ledger.reads import (
     Requester,
@@ -39,13 +44,17 @@ from pipeline.ledger.reads import (
 )
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import Ledger
+from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
+from pipeline.reports.erasure import Statement, erasure_statement
 from pipeline.reports.formats import ReportFormat, entries_csv, entries_jsonl, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
+from pipeline.schooltime import school_day
 from pipeline.users import User
 
+log = get_logger(__name__)
 router = APIRouter(tags=["audit"])
 
 # Text a person types: bounded, and no control characters (PostgreSQL refuses NUL).
@@ -463,3 +472,71 @@ def record_of_processing(
     if report is None:
         raise HTTPException(404, f"no school {school}")
     return report_response(report, "record-of-processing", format)
+
+
+class EraseAsked(BaseModel):
+    """A pupil to erase, by UPN, and why (kept for ever: no name, no date of birth)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upn: str = Field(max_length=20)
+    reason: str = Field(max_length=4 * MOST_REASON, pattern=r"^[^\x00-\x1f]*$")
+
+
+class PupilUnknown(LookupError):
+    """No entry the user may see names a pupil of the UPN given."""
+
+
+def pupil_to_erase(request: Request, user: User, upn: str, name: str = "upn") -> str:
+    """The pseudonym of the pupil of ``upn``; :class:`BadFilter` for what is not a UPN,
+    :class:`PupilUnknown` for one no entry names, or none of the user's schools' (as if
+    there were none: the attempt is logged, see :func:`not_theirs`)."""
+    key = pupil_key(upn, request.app.state.find_pupil, name)
+    if key == NOBODY:
+        raise PupilUnknown
+    if user.scope is not None:
+        with request.app.state.ledger.engine.connect() as connection:
+            theirs = _pupil_in_scope(connection, key, user.scope)
+        if not theirs:
+            not_theirs(request, user, lambda _: True)
+            raise PupilUnknown
+    return key
+
+
+def erased_on_request(request: Request, user: User, pupil: str, reason: str) -> Statement:
+    """Erase ``pupil`` at their family's request (UK GDPR Art 17), as ``user``, judged
+    by the deployment's packs, key and incidents (:func:`pipeline.ledger.erasure.refusals`);
+    the statement for the family. Raises :class:`ErasureRefused` with every reason."""
+    state = request.app.state
+    needs = Needs(
+        lambda urn: policy_of(state.schools, urn, state.policy),
+        school_day(datetime.now(UTC)),
+        state.pseudonym,
+        open_incidents_of,
+        state.schools,
+    )
+    erased = erase(state.ledger, pupil, by=user.name, reason=reason, rule="request", needs=needs)
+    log.info("pupil_erased_on_request", by=user.name, erasure=erased.seq, via=request.url.path)
+    with state.ledger.engine.connect() as connection:
+        statement = erasure_statement(connection, erased.seq, None, state.schools, state.school)
+    assert statement is not None  # the entry just made
+    return statement
+
+
+@router.post("/pupils/erase")
+def erase_pupil(request: Request, user: Dpo, asked: EraseAsked) -> Any:
+    """Erase a pupil at their family's request (UK GDPR Art 17): their UPN and date of
+    birth are deleted and the erasure recorded in the ledger. DPO only. Answers the
+    statement to give the family; 409 with every reason while the data is still needed."""
+    try:
+        erasure_details(user.name, asked.reason, "request", 0)
+        pupil = pupil_to_erase(request, user, asked.upn)
+    except (BadFilter, ErasureRefused) as exc:
+        raise HTTPException(422, str(exc)) from None
+    except PupilUnknown:
+        raise HTTPException(404, "no such pupil") from None
+    try:
+        return erased_on_request(request, user, pupil, asked.reason).as_dict()
+    except ErasureRefused as refused:
+        said = {"detail": "the pupil cannot be erased yet", "reasons": refused.reasons}
+        return JSONResponse(said, status_code=409)

@@ -26,9 +26,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline.api.audit import (
     MAX_SEQ,
     ExportFormat,
+    PupilUnknown,
     entries_download,
     entry_not_theirs,
+    erased_on_request,
     explained_entry,
+    pupil_to_erase,
     report_response,
 )
 from pipeline.api.awaiting import ONE_SCHOOL, awaiting_said
@@ -70,12 +73,14 @@ from pipeline.ledger.asking import (
     names_a_upn,
     pupil_key,
 )
+from pipeline.ledger.erasure import ErasureRefused, erasure_details
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.ledger.retention import audited_due
 from pipeline.logging import get_logger
 from pipeline.plural import counted
 from pipeline.policy.schools import policy_of
+from pipeline.reports.erasure import CANNOT_UNDO, REASON_HINT, Statement, erasure_statement
 from pipeline.reports.formats import ReportFormat, csv_chunks
 from pipeline.reports.ropa import audited_ropa, ledger_span, opening_year
 from pipeline.reports.sar import audited_sar
@@ -669,12 +674,21 @@ def sar_page(
     upn: Annotated[str, Form(max_length=20)] = "",
     pupil: Annotated[str, Form(max_length=64)] = "",
     format: Annotated[ReportFormat, Form()] = ReportFormat.html,
+    erasure: Annotated[int | None, Form(ge=1, le=MAX_SEQ)] = None,
 ) -> Response:
     """The subject-access report, printable, for the DPO to send to a parent: for the
-    pupil of a search (by pseudonym) or of a UPN typed into the form."""
+    pupil of a search (by pseudonym) or of a UPN typed into the form; or, by its
+    reference (``erasure``), the statement of an erasure printed again: an erased
+    pupil's UPN finds nothing."""
     if user.role not in SAR_ROLES:
         return _forbidden(request, user, "run a subject-access report")
     state = request.app.state
+    if erasure is not None:
+        with state.ledger.engine.connect() as connection:
+            found = erasure_statement(connection, erasure, user.scope, state.schools, state.school)
+        if found is None:
+            return error_page(request, 404, f"Entry {erasure} is no erasure.", _TO_SEARCH)
+        return _erasure_page(request, user, "statement", statement=found)
     try:
         if upn.strip():
             key = pupil_key(upn, state.find_pupil, "UPN")
@@ -772,3 +786,85 @@ def retention_page(
         for item in due.items
     ]
     return templates.TemplateResponse(request, "retention.html", context)
+
+
+# -- erasing a pupil (the DPO alone) ------------------------------------------------------
+
+_ERASING = "erase a pupil"
+
+
+def _erasure_page(
+    request: Request,
+    user: User,
+    step: str,
+    *,
+    status: int = 200,
+    error: str | None = None,
+    given: Mapping[str, str] | None = None,
+    refusals: list[str] | None = None,
+    statement: Statement | None = None,
+) -> Response:
+    """The erasure's pages, one ``step`` at a time: the form ("form"), what cannot be
+    undone ("confirm"), the reasons it was refused ("refused"), the statement for the
+    family ("statement")."""
+    context = {
+        "user": user,
+        "step": step,
+        "error": error,
+        "given": given or {"upn": "", "reason": ""},
+        "cannot_undo": CANNOT_UNDO,
+        "hint": REASON_HINT,
+        "refusals": refusals or [],
+        "statement": statement,
+    }
+    return templates.TemplateResponse(request, "erase.html", context, status_code=status)
+
+
+def _to_erase(request: Request, user: User, upn: str, reason: str) -> str | Response:
+    """The pseudonym of the pupil to erase, or the page saying why not: the DPO alone may
+    erase, and the form again for what is wrong in it."""
+    if user.role is not Role.DPO:
+        return _forbidden(request, user, _ERASING)
+    given = {"upn": upn, "reason": reason}
+    try:
+        erasure_details(user.name, reason, "request", 0)
+        return pupil_to_erase(request, user, upn, "UPN")
+    except (BadFilter, ErasureRefused) as exc:
+        said = str(exc)
+        return _erasure_page(request, user, "form", status=422, error=said, given=given)
+    except PupilUnknown:
+        said = "No entry names a pupil of this UPN: there is nothing to erase."
+        return _erasure_page(request, user, "form", status=404, error=said, given=given)
+
+
+@router.get("/pupils/erase", response_class=HTMLResponse, response_model=None)
+def erase_form(request: Request, user: PageReader) -> Response:
+    """The form to erase a pupil at their family's request (UK GDPR Art 17)."""
+    if user.role is not Role.DPO:
+        return _forbidden(request, user, _ERASING)
+    return _erasure_page(request, user, "form")
+
+
+@router.post("/pupils/erase", response_class=HTMLResponse, response_model=None)
+def erase_posted(
+    request: Request,
+    user: PageReader,
+    upn: Annotated[str, Form(max_length=20)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    confirmed: Annotated[str, Form(max_length=3)] = "",
+) -> Response:
+    """The form as posted: first what erasing the pupil cannot undo, with the button that
+    erases (nothing is erased by this step); then, ``confirmed``, the erasure, and the
+    statement for the family, printable, or every reason it was refused."""
+    given = {"upn": upn, "reason": reason}
+    pupil = _to_erase(request, user, upn, reason)
+    if isinstance(pupil, Response):
+        return pupil
+    if confirmed != "yes":
+        return _erasure_page(request, user, "confirm", given=given)
+    try:
+        statement = erased_on_request(request, user, pupil, reason)
+    except ErasureRefused as exc:
+        refusals = exc.reasons
+        return _erasure_page(request, user, "refused", status=409, refusals=refusals, given=given)
+    return _erasure_page(request, user, "statement", statement=statement)

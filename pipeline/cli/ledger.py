@@ -279,6 +279,9 @@ def _entry_said(row: dict[str, Any]) -> Text:
         return said.append(": ").append(plain(f"{action or 'read'} by {by} ({via})"))
     if row["kind"] == KEY_ROTATED:
         return said.append(": ").append(plain(f"by {details.get('by')}"))
+    if row["kind"] == "erasure":
+        by, rule = details.get("by"), details.get("rule")
+        return said.append(": ").append(plain(f"pupil erased by {by} ({rule})"))
     if row["event_type"]:
         said.append(": ").append(short_type(row["event_type"]))
     if row["recipient"]:

@@ -20,6 +20,7 @@ from pipeline.cli.ledger import db_app, ledger_app
 from pipeline.cli.ledger_retention import ledger_retention_app
 from pipeline.cli.log import log_app
 from pipeline.cli.policy import policy_app, schemas_app
+from pipeline.cli.pupils import pupils_app
 from pipeline.cli.receipts import receipts
 from pipeline.cli.reconcile import reconcile
 from pipeline.cli.report import report_app
@@ -53,6 +54,7 @@ for group, name in (
     (audit_app, "audit"),
     (witness_app, "witness"),
     (incidents_app, "incidents"),
+    (pupils_app, "pupils"),
     (users_app, "users"),
     (report_app, "report"),
     (retention_app, "retention"),

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 
 from pipeline.cli.exits import fail, policy_or_fail, school_or_fail, schools_or_fail
@@ -28,6 +29,7 @@ from pipeline.cli.options import (
     school_scope,
 )
 from pipeline.ledger.asking import instant, pupil_key
+from pipeline.reports.erasure import erasure_statement
 from pipeline.reports.formats import ReportFormat, rendered
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
@@ -66,7 +68,11 @@ def _write(data: bytes, output: Path | None) -> None:
 
 @report_app.command("sar")
 def report_sar(
-    pupil: Annotated[str, typer.Option(help="The pupil's UPN.")],
+    pupil: Annotated[str | None, typer.Option(help="The pupil's UPN.")] = None,
+    erasure: Annotated[
+        int | None,
+        typer.Option(help="Instead: print again the statement of erasure entry N, for the family."),
+    ] = None,
     db: DbOption = None,
     policy: PolicyOption = None,
     schools: SchoolsOption = None,
@@ -75,7 +81,15 @@ def report_sar(
     to: OutputOption = None,
 ) -> None:
     """Everything the ledger holds about one pupil (UK GDPR Art 15), for their parent:
-    of one school (--school) or every school's part."""
+    of one school (--school) or every school's part. An erased pupil's UPN finds nothing:
+    the statement given when they were erased is printed again by its reference
+    (--erasure N)."""
+    if (pupil is None) == (erasure is None):
+        fail("give the pupil's UPN (--pupil) or an erasure's reference (--erasure), not both")
+    if erasure is not None:
+        _erasure(erasure, db, schools, school, output, to)
+        return
+    assert pupil is not None
     pack = policy_or_fail(policy)
     named = school_or_fail()
     key = asked(lambda: pupil_key(pupil, lambda upn: pupil_finder(db)(upn), "--pupil"))
@@ -87,6 +101,30 @@ def report_sar(
     if report is None:
         fail(f"no entry of school {school} names this pupil")
     _write(rendered(report, "subject-access", output)[0], to)
+
+
+def _erasure(
+    seq: int,
+    db: str | None,
+    schools: str | None,
+    school: str | None,
+    output: ReportFormat,
+    to: Path | None,
+) -> None:
+    """The statement of erasure entry ``seq`` (JSON with ``--format json``, else its one
+    sentence), or a clear exit when ``seq`` is no erasure of the schools asked about."""
+    register = schools_or_fail(schools)
+    scope = school_scope(school, register)
+    named = school_or_fail()
+    ledger = open_ledger(db, create=False)
+    with reading(ledger) as connection:
+        statement = erasure_statement(connection, seq, scope, register, named)
+    if statement is None:
+        fail(f"entry {seq} is no erasure" + (f" of school {school}" if school else ""))
+    if output is ReportFormat.json:
+        _write(orjson.dumps(statement.as_dict(), option=orjson.OPT_INDENT_2) + b"\n", to)
+    else:
+        _write(statement.text.encode() + b"\n", to)
 
 
 @report_app.command("ropa")

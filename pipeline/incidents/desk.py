@@ -27,7 +27,7 @@ from pipeline.incidents.lifecycle import (
 )
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.outbox import SUPERSEDED
-from pipeline.ledger.queries import Filters, entries, entries_at, pupils_named
+from pipeline.ledger.queries import Filters, entries, entries_at
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
 from pipeline.logging import get_logger
@@ -98,17 +98,25 @@ def incidents_about(
     ]
 
 
-def pupils_in_open_incidents(connection: Connection) -> set[str]:
-    """The pupils (pseudonyms) any incident not yet closed concerns, in any school: while
-    the DPO works an incident its pupils' identities are needed (to tell the families,
-    Art 34), so the ledger's retention does not erase them."""
-    seqs = [
-        seq
-        for incident in incidents(connection).values()
-        if incident.status is not Status.CLOSED
-        for seq in incident.entries
-    ]
-    return set(pupils_named(connection, seqs)) if seqs else set()
+def open_incidents_by_pupil(connection: Connection) -> dict[str, list[int]]:
+    """The ids of the incidents not closed that concern each pupil (as revealing their
+    pupils would name them: see :func:`affected_pupils`), of every school: a pupil is
+    neither erased on request (:func:`pipeline.ledger.erasure.refusals`) nor by the
+    ledger's retention while any is open (the DPO may still need to tell the family)."""
+    found: dict[str, list[int]] = {}
+    for number, incident in incidents(connection).items():
+        if incident.status is Status.CLOSED:
+            continue
+        shown = entries_at(connection, list(incident.entries))
+        for pupil in affected_pupils(shown, incident.cause.rule, {}):
+            found.setdefault(pupil.pupil_key, []).append(number)
+    return found
+
+
+def open_incidents_of(connection: Connection, pupil_key: str) -> list[int]:
+    """The ids of the incidents not closed that concern ``pupil_key``
+    (:func:`open_incidents_by_pupil`)."""
+    return open_incidents_by_pupil(connection).get(pupil_key, [])
 
 
 def take_action(

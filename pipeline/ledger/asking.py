@@ -23,7 +23,15 @@ from schemas.events import EVENT_TYPES
 PSEUDONYM_PATTERN = r"^[0-9a-f]{64}$"
 _PSEUDONYM = re.compile(PSEUDONYM_PATTERN)
 
-KINDS = ("decision", "reevaluation", "incident_action", "read", "user_action", "key_rotated")
+KINDS = (
+    "decision",
+    "reevaluation",
+    "incident_action",
+    "read",
+    "user_action",
+    "key_rotated",
+    "erasure",
+)
 
 
 class BadFilter(ValueError):

@@ -10,30 +10,39 @@ entries name the pupil; never a UPN), appended in the same transaction as the de
 A pupil first recorded since migration 0011 has a random pseudonym, tied to the UPN only
 by the row this deletes (:mod:`pipeline.ledger.pupils`). One recorded before has an HMAC
 of the UPN under the key the deployment still holds, which remakes it, until the key
-migration destroys that key (not built yet: see deploy/README.md, "Erasing a pupil");
-that is one reason nothing outside the ledger calls :func:`erase` yet.
+migration destroys that key (see deploy/README.md, "Erasing a pupil"). An erasure on
+request is refused while that key remakes the pupil's pseudonym, while a retention
+period still needs the data, or while an open incident concerns the pupil
+(:func:`refusals`): each reason said so that the DPO can act on it.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-import orjson
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.erased import ERASURE as ERASURE  # the kind, where erasures are made
+from pipeline.ledger.erased import erased_pupils
 from pipeline.ledger.errors import LedgerError
-from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger, NewEntry, any_of, now_text
+from pipeline.ledger.keys import remade
+from pipeline.ledger.retention import periods_of
+from pipeline.ledger.store import IDENTITY, PUPIL, Ledger, NewEntry, any_of, now_text
 from pipeline.logging import get_logger
+from pipeline.policy.pack import Policy
+from pipeline.policy.retention import Period, still_kept
+from pipeline.policy.schools import Schools
+from pipeline.schooltime import shown_day
+from pipeline.shown import category_name, counted_from_name, school_name
 
 log = get_logger(__name__)
 
-#: The kind of the entry recording an erasure.
-ERASURE = "erasure"
 #: Why a pupil is erased: a request (UK GDPR Art 17), or the ledger's own retention.
 RULES = ("request", "retention")
 #: The longest reason kept: a sentence or two, not a case file.
@@ -46,7 +55,28 @@ _DATE_SHAPED = re.compile(r"\d{1,4}\s*[-/.]\s*\d{1,2}\s*[-/.]\s*\d{1,4}")
 
 
 class ErasureRefused(ValueError):
-    """An erasure that cannot be made as asked; the message says why."""
+    """An erasure that cannot be made as asked: ``reasons``, each a sentence the DPO can
+    act on (the message joins them)."""
+
+    def __init__(self, *reasons: str) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = list(reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a request to erase is judged by (see :func:`refusals`): each school's pack
+    (``policy_for``, by URN) and the day (``today``, school time) for the retention
+    periods; ``pseudonymise``, the deployment's pseudonym key, which may still remake an
+    old pupil's pseudonym; ``open_incidents``, the open incidents concerning a pupil (the
+    desk's, read on the erasure's own connection); ``schools``, the register, to name the
+    schools by."""
+
+    policy_for: Callable[[str], Policy]
+    today: date
+    pseudonymise: Callable[[str], str]
+    open_incidents: Callable[[Connection, str], list[int]]
+    schools: Schools | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +117,61 @@ def erasure_of(connection: Any, pupil_key: str) -> int | None:
     return erasures_of(connection, [pupil_key]).get(pupil_key)
 
 
-def erase(ledger: Ledger, pupil_key: str, *, by: str, reason: str, rule: str) -> Erased:
+def kept_said(period: Period, schools: Schools | None = None) -> str:
+    """Why a retention period still needs a pupil's data, as a DPO reads it."""
+    school = school_name(period.school, schools)
+    what = f"{school} keeps the pupil's {category_name(period.category)} record"
+    if period.kept_until is not None:
+        return f"{what}: kept until {shown_day(period.kept_until)} ({period.period} " + (
+            f"{counted_from_name(period.counted_from)})"
+        )
+    if period.counted_from == "left":
+        return f"{what}: the pupil is still on roll (kept {period.period} from leaving)"
+    return f"{what}: the pupil's date of birth is not known (kept {period.period} from birth)"
+
+
+def refusals(connection: Connection, pupil_key: str, needs: Needs) -> list[str]:
+    """Every reason a request to erase ``pupil_key`` must be refused today, each a
+    sentence the DPO can act on; none when it may be made. Refused while the deployment's
+    pseudonym key still remakes the pupil's pseudonym from their UPN (a pupil recorded
+    before migration 0011: erasing their row would leave the key leading to them), while
+    any retention period still needs the data (:func:`~pipeline.policy.retention.still_kept`),
+    and while an incident that concerns the pupil is not closed."""
+    found: list[str] = []
+    identity = Ledger.identities(connection, [pupil_key]).get(pupil_key)
+    if identity is not None and remade(needs.pseudonymise, pupil_key, identity[0]):
+        found.append(
+            "the deployment's pseudonym key still makes this pupil's pseudonym from their "
+            "UPN (they were recorded before migration 0011): run `sharing-audit ledger "
+            "rotate-key` first"
+        )
+    periods = periods_of(connection, needs.policy_for, [pupil_key], needs.today)
+    found += [kept_said(period, needs.schools) for period in still_kept(periods, needs.today)]
+    found += [
+        f"incident {number} concerns the pupil and is not closed: close it first"
+        for number in needs.open_incidents(connection, pupil_key)
+    ]
+    return found
+
+
+def erase(
+    ledger: Ledger,
+    pupil_key: str,
+    *,
+    by: str,
+    reason: str,
+    rule: str,
+    needs: Needs | None = None,
+) -> Erased:
     """Delete the pupil's identity row and append the erasure's entry, in one
-    transaction under the chain-head lock; then :func:`scrub` the database.
+    transaction under the chain-head lock; then :func:`scrub` the database. A request
+    (``rule="request"``) is judged by ``needs`` (:func:`refusals`) in that transaction.
 
     Raises :class:`ErasureRefused` for a reason that could identify the pupil, a pupil
-    no entry names, or one already erased (naming the entry that erased them)."""
-    return erase_many(ledger, [pupil_key], by=by, reason=reason, rule=rule)[pupil_key]
+    no entry names, one already erased (naming the entry that erased them), or every
+    refusal of a request."""
+    erased = erase_many(ledger, [pupil_key], by=by, reason=reason, rule=rule, needs=needs)
+    return erased[pupil_key]
 
 
 def erase_many(
@@ -103,6 +181,7 @@ def erase_many(
     by: str,
     reason: str,
     rule: str,
+    needs: Needs | None = None,
     skip_erased: bool = False,
 ) -> dict[str, Erased]:
     """Erase every one of ``pupil_keys`` as :func:`erase` does one: their identity rows
@@ -126,6 +205,10 @@ def erase_many(
         named = entries_naming(connection, keys)
         if any(not named.get(key) for key in keys):
             raise ErasureRefused("no entry names this pupil: there is nothing to erase")
+        if needs is not None and rule == "request":
+            refused = [said for key in keys for said in refusals(connection, key, needs)]
+            if refused:
+                raise ErasureRefused(*refused)
         if not keys:
             return {}
         connection.execute(delete(IDENTITY).where(any_of(connection, IDENTITY.c.pupil_key, keys)))
@@ -160,21 +243,6 @@ def erase_many(
     return erased
 
 
-def erased_pupils(connection: Any) -> dict[str, int]:
-    """Every erased pupil's pseudonym, with the seq of the entry that erased them: read
-    from the erasure entries alone, found through their own index (migration 0012), so
-    the answer costs as many rows as there were erasures, whatever the ledger's size."""
-    erased: dict[str, int] = {}
-    rows = connection.execute(
-        select(ENTRY.c.seq, ENTRY.c.pupil_keys)
-        .where(ENTRY.c.kind == ERASURE)
-        .order_by(ENTRY.c.seq.desc())
-    )
-    for seq, keys in rows:
-        erased.update(dict.fromkeys(orjson.loads(keys), int(seq)))  # the earliest stays
-    return erased
-
-
 def erasures_of(connection: Any, pupil_keys: Sequence[str]) -> dict[str, int]:
     """The seq of the entry that erased each of ``pupil_keys`` erased already."""
     if not pupil_keys:
@@ -193,37 +261,6 @@ def entries_naming(connection: Any, pupil_keys: Sequence[str]) -> dict[str, int]
         .group_by(PUPIL.c.pupil_key)
     )
     return {key: int(n) for key, n in rows}
-
-
-class ErasingSchools:
-    """Which schools have erased a pupil (an erasure entry names a pupil some entry of the
-    school names), kept by a writer for as long as it runs: each time it is asked, only
-    the erasures appended since the last time are read (through their own index,
-    migration 0012), so asking costs nothing that grows with the ledger or with how many
-    pupils were ever erased. Erasures are never undone, so what it holds stays true."""
-
-    def __init__(self) -> None:
-        self.schools: set[str] = set()
-        self.read_to = 0  # the seq of the last erasure read
-
-    def among(self, connection: Any, schools: Collection[str]) -> set[str]:
-        """Which of ``schools`` have erased a pupil."""
-        rows = connection.execute(
-            select(ENTRY.c.seq, ENTRY.c.pupil_keys)
-            .where(ENTRY.c.kind == ERASURE, ENTRY.c.seq > self.read_to)
-            .order_by(ENTRY.c.seq)
-        ).all()
-        if rows:
-            erased = [key for _, keys in rows for key in orjson.loads(keys)]
-            named = connection.execute(
-                select(ENTRY.c.school)
-                .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
-                .where(any_of(connection, PUPIL.c.pupil_key, erased), ENTRY.c.school.is_not(None))
-                .distinct()
-            )
-            self.schools.update(str(school) for (school,) in named)
-            self.read_to = int(rows[-1][0])
-        return self.schools & set(schools)
 
 
 def restored_identities(connection: Any) -> dict[str, int]:

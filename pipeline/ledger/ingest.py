@@ -28,7 +28,7 @@ import orjson
 
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.entry import Entry
-from pipeline.ledger.erasure import ErasingSchools
+from pipeline.ledger.erased import ErasingSchools
 from pipeline.ledger.keys import still_bound
 from pipeline.ledger.pupils import pseudonyms_of, resolved
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text

@@ -11,6 +11,8 @@ UPN the one stored beside it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import Connection, Table, func, insert, select
 
 from pipeline.ledger import schema
@@ -130,7 +132,7 @@ def sealed_by(
     return remade(pseudonyms, pupil_key, upn)
 
 
-def remade(pseudonyms: Pseudonymiser, pupil_key: str, upn: str) -> bool:
+def remade(pseudonyms: Callable[[str], str], pupil_key: str, upn: str) -> bool:
     """Whether this key remakes the pupil's pseudonym from their UPN: a pupil recorded
     before migration 0011, whom erasing their identity row would not make unfindable
     while the key lasts (``ledger rotate-key`` retires it)."""

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, or_, select
 
 from pipeline.ledger.acts import append_act
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.pupils import NOBODY
 from pipeline.ledger.queries import (
     Filters,
     count,
@@ -74,7 +75,9 @@ def record_read(
     """Append the read entry; its ``seq``.
 
     ``through`` is the last ``seq`` the answer could hold (a page ends before ``as_of``);
-    ``pupil_keys`` are the pupils the read was about, so that the pupil index finds it.
+    ``pupil_keys`` are the pupils the read was about, so that the pupil index finds it;
+    :data:`~pipeline.ledger.pupils.NOBODY` (a UPN the ledger does not know) is none, so a
+    report about an unknown or erased UPN never lists the reads others made of others.
     """
     details: dict[str, Any] = {
         "action": action,
@@ -91,7 +94,8 @@ def record_read(
     if reader.schools is not None:
         details["schools"] = list(reader.schools)
     details.update(extra or {})
-    return append_act(ledger, READ_KIND, details, refers_to=refers_to, pupil_keys=pupil_keys)
+    named = [key for key in pupil_keys if key != NOBODY]
+    return append_act(ledger, READ_KIND, details, refers_to=refers_to, pupil_keys=named)
 
 
 def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> Page:

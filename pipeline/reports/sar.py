@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.erasure import ERASURE
 from pipeline.ledger.queries import ENTRY_COLUMNS, in_scope
 from pipeline.ledger.reads import READ_KIND, Requester, read_in_scope, readers_of, record_read
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
@@ -125,6 +126,7 @@ def build_sar(
         if entry.kind == "reevaluation" and entry.refers_to is not None:
             later.setdefault(entry.refers_to, []).append(entry)
     report: dict[str, Any] = {name: [] for name in SECTIONS}
+    erased: dict[str, Any] | None = None
     covered = [entry.seq for entry in ordered]
     present = set(covered)
     for entry in ordered:
@@ -133,6 +135,10 @@ def build_sar(
             continue  # shown with the event it re-decides
         if kind == READ_KIND:
             continue  # among the reads
+        if kind == ERASURE:
+            details = entry.details or {}
+            erased = {"seq": entry.seq, "at": entry.recorded_at, "rule": details.get("rule")}
+            continue
         places = places_of(pupil_key, entry.pupil_keys)
         current = (later.get(entry.seq) or [entry])[-1]
         pairs = reasons_for(current.rules, current.reasons, places)
@@ -154,6 +160,7 @@ def build_sar(
     ] or [None]
     return {
         "pupil": {"upn": identity.upn, "dob": identity.dob, "pseudonym": pupil_key},
+        "erased": erased,
         "controllers": [_controller(controller_of(schools, urn, school)) for urn in urns],
         "purposes": _purposes(disclosures),
         "retention": _retention(urns, schools, policy),

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, select
 
-from pipeline.incidents.desk import pupils_in_open_incidents
+from pipeline.incidents.desk import open_incidents_by_pupil
 from pipeline.ledger.erasure import erase_again, erase_many, restored_identities
 from pipeline.ledger.keys import remade
 from pipeline.ledger.retention import periods_of
@@ -96,7 +96,7 @@ def planned(
     }
     kept = ledger_keeps(periods_of(connection, policy_for, list(upns), as_of), policy_for)
     past = [key for key in sorted(kept) if (day := kept[key]) is not None and day < as_of]
-    busy = pupils_in_open_incidents(connection) if past else set()
+    busy = open_incidents_by_pupil(connection) if past else {}
     erase: list[str] = []
     skipped: list[Skipped] = []
     for key in past:

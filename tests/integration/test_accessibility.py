@@ -15,11 +15,13 @@ from typing import Any
 import pytest
 
 from pipeline.engine import Position
+from pipeline.ledger.erasure import erase
 from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.pupils import finder
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user
-from tests.factory import left, line, upn
+from tests.factory import census, left, line, upn
 from tests.integration.breaches import KEY, breach_desk, ledger_with_breaches
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served, sign_in
 
@@ -32,6 +34,8 @@ needs_axe = pytest.mark.skipif(
 #: The rules of WCAG 2.0, 2.1 and 2.2 at levels A and AA, as axe tags them.
 WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 WIDTHS = {"desktop": 1280, "phone": 390}
+#: The erasure made before the desk is served: its statement is printed again by reference.
+ERASURE_SEQ = 8
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,17 @@ def desk(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[t
     ledger = ledger_with_breaches(url, policy)
     # Pupil 1 left: a year on, the records the school shared of them are due to destroy.
     gone = left(upn(1), left_on="2026-06-01", time="2026-06-01T15:00:00+01:00")
-    LedgerWriter(ledger, policy, pseudonymiser(KEY)).write([(line(gone), Position.line("a11y", 1))])
+    # Pupil 40 left in 2018, every period of their records ended: erased already.
+    long_ago = [
+        census(pupils=[{"upn": upn(40)}], time="2018-01-18T10:00:00+00:00"),
+        left(upn(40), left_on="2018-07-20", time="2018-07-20T15:00:00+01:00"),
+    ]
+    events = [gone, *long_ago]
+    LedgerWriter(ledger, policy, pseudonymiser(KEY)).write(
+        [(line(e), Position.line("a11y", n)) for n, e in enumerate(events, 1)]
+    )
+    erased = erase(ledger, finder(ledger)(upn(40)), by="Dana", reason="asked", rule="request")
+    assert erased.seq == ERASURE_SEQ
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
     with served(breach_desk(ledger)) as address:
         yield address, token
@@ -100,6 +114,18 @@ def visit_every_page(page: Any, address: str) -> Iterator[str]:
     yield "records to destroy with an error"
     page.goto(f"{address}/desk/incidents/999")
     yield "an unknown incident"
+    page.goto(f"{address}/desk/pupils/erase")
+    yield "erase a pupil"
+    page.fill("#upn", upn(2))
+    page.fill("#reason", "the family asked")
+    page.click("#next")
+    yield "erasing: what cannot be undone"
+    page.click("#erase")
+    yield "erasing refused, with the reasons"
+    page.goto(f"{address}/desk/search")
+    page.fill("input[name=erasure]", str(ERASURE_SEQ))
+    page.click("#erasure-statement")
+    yield "erasure statement"
 
 
 @needs_chromium

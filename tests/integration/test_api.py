@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from pipeline.ledger.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
+from tests.factory import upn
 from tests.integration.breaches import breach_desk, ledger_with_breaches
 from tests.integration.routes import http_routes
 
@@ -18,6 +19,7 @@ BODIES = {
     "assess": {"risk": "high_risk", "reasons": "medical notes to an agency without consent"},
     "report": {"ico_reference": "ICO-00042"},
     "close": {"reason": "the agency confirmed deletion"},
+    "erase": {"upn": upn(1), "reason": "the family asked"},
 }
 
 
@@ -69,7 +71,7 @@ def allowed_role(path: str) -> Role:
 
 
 def test_there_are_mutating_endpoints_to_protect(client: TestClient) -> None:
-    assert len(mutating_paths(client)) == 8
+    assert len(mutating_paths(client)) == 9
 
 
 @pytest.mark.parametrize("token", [None, "sa_not-a-token"])

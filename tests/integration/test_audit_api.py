@@ -332,6 +332,7 @@ UNAUDITED = {
     "/desk/sar": "sends the reader to the search form, where the report is asked for",
     "/desk/clock.js": "the pages' countdown script",
     "/desk/print.js": "the reports' Print button",
+    "/desk/pupils/erase": "the form to erase a pupil: no pupil",
     "/log/checkpoint": "a signed tree head: a size and a root, no pupil",
     "/log/proof/inclusion/{seq}": "hashes and a checkpoint, no pupil",
     "/log/proof/consistency": "hashes and a checkpoint, no pupil",
@@ -355,6 +356,9 @@ POST_OTHERS = {
     "/desk/incidents/{incident_id}/{action}": "acts on an incident",
     "/users/{name}/revoke": "ends a token",
     "/users/{name}/rotate": "replaces a token",
+    "/pupils/erase": "erases a pupil: the erasure is its own entry, and answers no pupil's data",
+    "/desk/pupils/erase": "shows back what the DPO typed to confirm it, then erases (as "
+    "/pupils/erase)",
 }
 
 

@@ -388,6 +388,13 @@ def _users_list(named: Named) -> None:
     assert "Dana Jones" in named.run("users", "list").stdout
 
 
+@case("pupils erase")
+def _pupils_erase(named: Named) -> None:
+    """Judged on the named ledger: pupil 1's open incident there refuses it."""
+    done = named.run("pupils", "erase", "--upn", upn(1), "--reason", "asked", "--yes", code=1)
+    assert "incident 1 concerns the pupil" in done.stderr
+
+
 @case("report sar")
 def _report_sar(named: Named) -> None:
     sar = orjson.loads(named.run("report", "sar", "--pupil", upn(1), "--format", "json").stdout)

@@ -248,6 +248,19 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
         ("POST", "/desk/sar", {"data": {"upn": MOVER}}),
     ],
     ("GET", "/desk/ropa"): lambda t, o: [("GET", "/desk/ropa?format=html", {})],
+    # Erasing the other school's pupil: as if there were none (a DPO), or refused (others).
+    ("POST", "/pupils/erase"): lambda t, o: [
+        ("POST", "/pupils/erase", {"json": {"upn": ONLY[o], "reason": "test"}})
+    ],
+    ("GET", "/desk/pupils/erase"): "the form to erase a pupil: no school's data",
+    ("POST", "/desk/pupils/erase"): lambda t, o: [
+        ("POST", "/desk/pupils/erase", {"data": {"upn": ONLY[o], "reason": "test"}}),
+        (
+            "POST",
+            "/desk/pupils/erase",
+            {"data": {"upn": ONLY[o], "reason": "t", "confirmed": "yes"}},
+        ),
+    ],
     # So far ahead that every record the trust holds is due (the check below shows the
     # trust's records are listed, by the user's own school).
     ("GET", "/desk/retention"): lambda t, o: [("GET", "/desk/retention?as_of=2090-01-01", {})],
