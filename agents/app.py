@@ -65,11 +65,13 @@ def create_app(
     datadir: Path | None = None,
     retention: Callable[[], int] | None = None,
     flow: WorkerFlow | None = None,
+    ledger_retention: Callable[[], Any] | None = None,
 ) -> Any:
     """The worker's Faust app, recording into ``sink``; ``notifier``, when given, sends
     notices of new high-severity incidents (it blocks, so it runs on a thread), and
     ``retention``, when given, alerts each school of records fallen due once a week (on a
-    thread too; the count of schools alerted).
+    thread too; the count of schools alerted); ``ledger_retention``, when given, applies
+    the ledger's own retention once a day (it looks hourly; on a thread).
 
     ``datadir`` is the folder Faust makes at start for tables kept on disk, which this app
     has none of (its store is in memory); unset, Faust makes ``sharing-audit-data/`` in the
@@ -116,9 +118,14 @@ def create_app(
 
     app.timer(batching.relay_interval)(relay_round)
     if notifier is not None:
-        app.timer(NOTIFY_INTERVAL)(_notifying(notifier))
+        notifying = _on_thread(notifier, "incident_notices_failed")
+        app.timer(NOTIFY_INTERVAL, name="notify_incidents")(notifying)
     if retention is not None:
         app.timer(RETENTION_INTERVAL)(_retention_round(retention))
+    if ledger_retention is not None:
+        # What it erased and passed over is logged as it is applied.
+        forgetting = _on_thread(ledger_retention, "ledger_retention_not_applied")
+        app.timer(RETENTION_INTERVAL, name="ledger_retention")(forgetting)
     return app
 
 
@@ -185,11 +192,14 @@ def _retention_round(check: Callable[[], int]) -> Callable[[], Any]:
     return retention_due
 
 
-def _notifying(notify: Callable[[], int]) -> Callable[[], Any]:
-    async def notify_incidents() -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, notify)
-        except Exception as exc:  # the next round tries again
-            log.warning("incident_notices_failed", error=type(exc).__name__)
+def _on_thread(run: Callable[[], Any], failed: str) -> Callable[[], Any]:
+    """A timer's round running ``run`` (which blocks) on a thread; a failure is logged as
+    ``failed``, and the next round tries again."""
 
-    return notify_incidents
+    async def on_thread() -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, run)
+        except Exception as exc:  # the next round tries again
+            log.warning(failed, error=type(exc).__name__)
+
+    return on_thread

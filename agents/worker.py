@@ -28,6 +28,8 @@ from pipeline.logging import get_logger
 from pipeline.monitoring import Endpoint, WorkerFlow, serve_worker_metrics
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
+from pipeline.pseudonym import pseudonymiser
+from pipeline.retention.forgetting import Daily
 from pipeline.shown import Naming
 from pipeline.transport.kafka import KafkaConfig, Lag, ensure_topics, wait_for_broker
 
@@ -116,9 +118,24 @@ def run_worker(config: WorkerConfig) -> None:
 
         return len(raise_retention_due(keeping, policy_for, packs))
 
+    forgetting = Daily(
+        Ledger.open(config.database_url),
+        lambda urn: policy_of(config.schools, urn, config.policy),
+        pseudonymiser(config.pseudonym_key),
+    )
+
     # Faust's folder for tables on disk (there are none): a temporary one, gone at exit.
     datadir = Path(tempfile.mkdtemp(prefix="sharing-audit-worker-"))
-    app = create_app(config.kafka, sink, config.batching, notifier, datadir, retention, flow)
+    app = create_app(
+        config.kafka,
+        sink,
+        config.batching,
+        notifier,
+        datadir,
+        retention,
+        flow,
+        ledger_retention=forgetting,
+    )
     log.info(
         "worker_starting",
         broker=config.kafka.bootstrap,

@@ -72,7 +72,7 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-def _key_if_any(ledger: Ledger, db: str | None, other: bool = False) -> Pseudonymiser | None:
+def key_if_any(ledger: Ledger, db: str | None, other: bool = False) -> Pseudonymiser | None:
     """The ledger's pseudonym key when one is at hand (none is made); a key that is not
     the one the ledger recorded is a clear exit, not a list of false faults (None, with
     ``other``, for a command that can do without it)."""
@@ -144,7 +144,7 @@ def ledger_verify(
         _verify_from(db, since)
         return
     ledger = open_ledger(db, create=False)
-    pseudonyms = _key_if_any(ledger, db)
+    pseudonyms = key_if_any(ledger, db)
     log = _log_verifier_if_any(db)
     outside = _outside_checkpoint(checkpoint, log, db)
     against = None
@@ -342,7 +342,7 @@ def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     with a broker (--broker, else SHARING_AUDIT_BROKER), the records it accepted that no
     worker has recorded yet, whose senders hold no receipt, and the oldest one's age."""
     ledger = open_ledger(db, create=False)
-    pseudonyms = _key_if_any(ledger, db, other=True)
+    pseudonyms = key_if_any(ledger, db, other=True)
     with reading(ledger) as connection:
         figures = stats(connection)
         outside = unmerged(connection)
@@ -353,6 +353,12 @@ def ledger_stats(db: DbOption = None, broker: BrokerOption = None) -> None:
     console.print(f"recorded from {figures['first_recorded_at']} to {figures['last_recorded_at']}")
     for table in stats_tables(figures):
         console.print(table)
+    unknown = (
+        "lifecycle facts about pupils the ledger held no identity for, at schools that had "
+        f"erased a pupil (they re-decide nothing recorded before): "
+        f"{figures['facts_for_unknown_pupils']}"
+    )
+    console.print(unknown, markup=False, highlight=False, soft_wrap=True)
     said = f"receipted entries in no signed checkpoint: {merge_said(outside)}"
     console.print(said, markup=False, highlight=False, soft_wrap=True)
     awaiting = f"records awaiting a receipt: {awaiting_said(broker)}"

@@ -17,6 +17,7 @@ from pipeline.cli.demo import demo
 from pipeline.cli.files import census_app, ctf_app, watch
 from pipeline.cli.incidents import incidents_app
 from pipeline.cli.ledger import db_app, ledger_app
+from pipeline.cli.ledger_retention import ledger_retention_app
 from pipeline.cli.log import log_app
 from pipeline.cli.policy import policy_app, schemas_app
 from pipeline.cli.pupils import pupils_app
@@ -59,6 +60,7 @@ for group, name in (
     (retention_app, "retention"),
 ):
     app.add_typer(group, name=name)
+ledger_app.add_typer(ledger_retention_app, name="retention")
 audit_app.command("receipts")(receipts)
 ledger_app.command("rotate-key")(rotate_key_command)
 

@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.checking import Result, Summary
-from pipeline.policy.pack import Policy
+from pipeline.policy.pack import LAST_KEPT, Policy
 from pipeline.schooltime import shown_in_school_time
 from pipeline.shown import shown_text
 
@@ -92,6 +92,7 @@ _COUNTED_FROM = {
     "record": "the date of the record",
     "dob": "date of birth",
     "left": "the date the pupil left",
+    LAST_KEPT: "the last day any school must keep any of the pupil's records",
 }
 
 
@@ -158,6 +159,13 @@ def policy_tables(policy: Policy) -> list[Table]:
     for name, ret in rows:
         period = policy.retention_for(name)
         keep.add_row(name, period.describe(), _COUNTED_FROM[ret.counted_from], ret.source)
+    kept = spec.ledger_kept
+    keep.add_row(
+        "the ledger's own (who the pupil is)",
+        policy.ledger_retention.describe(),
+        _COUNTED_FROM[LAST_KEPT],
+        kept.source + ("" if spec.ledger_retention else " (the default)"),
+    )
 
     gateways = Table(title="legal gateways", header_style="bold")
     gateways.add_column("recipient")

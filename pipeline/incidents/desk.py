@@ -98,21 +98,25 @@ def incidents_about(
     ]
 
 
-def open_incidents_of(connection: Connection, pupil_key: str) -> list[int]:
-    """The ids of the incidents not closed that concern ``pupil_key`` (as revealing their
-    pupils would name them: see :func:`affected_pupils`), of every school: erasing the
-    pupil is refused while any is open (:func:`pipeline.ledger.erasure.refusals`)."""
-    found = []
+def open_incidents_by_pupil(connection: Connection) -> dict[str, list[int]]:
+    """The ids of the incidents not closed that concern each pupil (as revealing their
+    pupils would name them: see :func:`affected_pupils`), of every school: a pupil is
+    neither erased on request (:func:`pipeline.ledger.erasure.refusals`) nor by the
+    ledger's retention while any is open (the DPO may still need to tell the family)."""
+    found: dict[str, list[int]] = {}
     for number, incident in incidents(connection).items():
         if incident.status is Status.CLOSED:
             continue
         shown = entries_at(connection, list(incident.entries))
-        if not any(pupil_key in entry.pupil_keys for entry in shown):
-            continue
-        concerned = affected_pupils(shown, incident.cause.rule, {})
-        if any(pupil.pupil_key == pupil_key for pupil in concerned):
-            found.append(number)
+        for pupil in affected_pupils(shown, incident.cause.rule, {}):
+            found.setdefault(pupil.pupil_key, []).append(number)
     return found
+
+
+def open_incidents_of(connection: Connection, pupil_key: str) -> list[int]:
+    """The ids of the incidents not closed that concern ``pupil_key``
+    (:func:`open_incidents_by_pupil`)."""
+    return open_incidents_by_pupil(connection).get(pupil_key, [])
 
 
 def take_action(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -28,10 +28,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.erased import ERASURE as ERASURE  # the kind, where erasures are made
+from pipeline.ledger.erased import erased_pupils
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.keys import remade
 from pipeline.ledger.retention import periods_of
-from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger, NewEntry, now_text
+from pipeline.ledger.store import IDENTITY, PUPIL, Ledger, NewEntry, any_of, now_text
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.retention import Period, still_kept
@@ -41,8 +43,6 @@ from pipeline.shown import category_name, counted_from_name, school_name
 
 log = get_logger(__name__)
 
-#: The kind of the entry recording an erasure.
-ERASURE = "erasure"
 #: Why a pupil is erased: a request (UK GDPR Art 17), or the ledger's own retention.
 RULES = ("request", "retention")
 #: The longest reason kept: a sentence or two, not a case file.
@@ -114,12 +114,7 @@ def erasure_details(by: str, reason: str, rule: str, entries: int) -> dict[str, 
 
 def erasure_of(connection: Any, pupil_key: str) -> int | None:
     """The seq of the entry that erased ``pupil_key``, if one did."""
-    found = connection.execute(
-        select(func.min(ENTRY.c.seq))
-        .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
-        .where(PUPIL.c.pupil_key == pupil_key, ENTRY.c.kind == ERASURE)
-    ).scalar()
-    return None if found is None else int(found)
+    return erasures_of(connection, [pupil_key]).get(pupil_key)
 
 
 def kept_said(period: Period, schools: Schools | None = None) -> str:
@@ -175,49 +170,133 @@ def erase(
     Raises :class:`ErasureRefused` for a reason that could identify the pupil, a pupil
     no entry names, one already erased (naming the entry that erased them), or every
     refusal of a request."""
+    erased = erase_many(ledger, [pupil_key], by=by, reason=reason, rule=rule, needs=needs)
+    return erased[pupil_key]
+
+
+def erase_many(
+    ledger: Ledger,
+    pupil_keys: Sequence[str],
+    *,
+    by: str,
+    reason: str,
+    rule: str,
+    needs: Needs | None = None,
+    skip_erased: bool = False,
+) -> dict[str, Erased]:
+    """Erase every one of ``pupil_keys`` as :func:`erase` does one: their identity rows
+    deleted and an erasure entry each, in one transaction under the chain-head lock, then
+    one :func:`scrub`; the erasures by pupil, in the order given.
+
+    One transaction for the lot: a thousand pupils let go by the ledger's retention cost
+    one lock, one append and one rewrite of the identity table, not a thousand. Refused
+    whole (nothing erased) as :func:`erase` refuses any one of them; with
+    ``skip_erased``, a pupil already erased (by another worker's round, say) is passed
+    over instead, and is not in the answer."""
     erasure_details(by, reason, rule, 0)  # refused before any lock is taken
+    keys = list(dict.fromkeys(pupil_keys))
+    if not keys:
+        return {}
     with ledger.locked() as connection:
-        earlier = erasure_of(connection, pupil_key)
-        if earlier is not None:
-            raise ErasureRefused(f"this pupil was erased already, by entry {earlier}")
-        entries = int(
-            connection.execute(
-                select(func.count()).select_from(PUPIL).where(PUPIL.c.pupil_key == pupil_key)
-            ).scalar_one()
-        )
-        if not entries:
+        earlier = erasures_of(connection, keys)
+        if earlier and not skip_erased:
+            raise ErasureRefused(f"this pupil was erased already, by entry {min(earlier.values())}")
+        keys = [key for key in keys if key not in earlier]
+        named = entries_naming(connection, keys)
+        if any(not named.get(key) for key in keys):
             raise ErasureRefused("no entry names this pupil: there is nothing to erase")
         if needs is not None and rule == "request":
-            refused = refusals(connection, pupil_key, needs)
+            refused = [said for key in keys for said in refusals(connection, key, needs)]
             if refused:
                 raise ErasureRefused(*refused)
-        connection.execute(delete(IDENTITY).where(IDENTITY.c.pupil_key == pupil_key))
-        seq = Ledger.head(connection)[0] + 1
-        details = erasure_details(by, reason, rule, entries)
-        entry = Entry.act(seq, ERASURE, details, recorded_at=now_text(), pupil_keys=[pupil_key])
-        ledger.append(connection, [NewEntry(entry)])
+        if not keys:
+            return {}
+        connection.execute(delete(IDENTITY).where(any_of(connection, IDENTITY.c.pupil_key, keys)))
+        head = Ledger.head(connection)[0]
+        recorded_at = now_text()
+        made: list[NewEntry] = []
+        for seq, key in enumerate(keys, head + 1):
+            details = erasure_details(by, reason, rule, named[key])
+            entry = Entry.act(seq, ERASURE, details, recorded_at=recorded_at, pupil_keys=[key])
+            made.append(NewEntry(entry))
+        ledger.append(connection, made)
     scrubbed = scrub(ledger.engine)
-    log.info("pupil_erased", seq=seq, rule=rule, entries=entries, scrubbed=scrubbed)
-    return Erased(seq, entries, scrubbed)
+    erased = {
+        key: Erased(new.entry.seq, named[key], scrubbed)
+        for key, new in zip(keys, made, strict=True)
+    }
+    seqs = [one.seq for one in erased.values()]
+    if len(seqs) == 1:
+        (one,) = erased.values()
+        log.info("pupil_erased", seq=one.seq, rule=rule, entries=one.entries, scrubbed=scrubbed)
+    else:  # one line for the lot: a thousand lines would say no more
+        entries = sum(one.entries for one in erased.values())
+        log.info(
+            "pupils_erased",
+            pupils=len(seqs),
+            first_seq=seqs[0],
+            last_seq=seqs[-1],
+            rule=rule,
+            entries=entries,
+            scrubbed=scrubbed,
+        )
+    return erased
+
+
+def erasures_of(connection: Any, pupil_keys: Sequence[str]) -> dict[str, int]:
+    """The seq of the entry that erased each of ``pupil_keys`` erased already."""
+    if not pupil_keys:
+        return {}
+    erased = erased_pupils(connection)
+    return {key: erased[key] for key in pupil_keys if key in erased}
+
+
+def entries_naming(connection: Any, pupil_keys: Sequence[str]) -> dict[str, int]:
+    """How many entries name each of ``pupil_keys`` (those no entry names are left out)."""
+    if not pupil_keys:
+        return {}
+    rows = connection.execute(
+        select(PUPIL.c.pupil_key, func.count())
+        .where(any_of(connection, PUPIL.c.pupil_key, pupil_keys))
+        .group_by(PUPIL.c.pupil_key)
+    )
+    return {key: int(n) for key, n in rows}
+
+
+def restored_identities(connection: Any) -> dict[str, int]:
+    """The seq of the erasure of each pupil an identity row names that an erasure entry
+    erased: the row came back (a restored backup, or written behind the ledger's back),
+    and with it the UPN and date of birth the erasure removed."""
+    erased = erased_pupils(connection)
+    if not erased:
+        return {}
+    rows = connection.execute(
+        select(IDENTITY.c.pupil_key).where(any_of(connection, IDENTITY.c.pupil_key, list(erased)))
+    )
+    return {key: erased[key] for (key,) in rows}
 
 
 def restored_identity_faults(connection: Any) -> list[tuple[int, str]]:
-    """(erasure's seq, what is wrong) for each identity row naming a pupil an erasure
-    entry erased: the row came back (a restored backup, or written behind the ledger's
-    back), and with it the UPN and date of birth the erasure removed."""
-    erased = (
-        select(ENTRY.c.seq, PUPIL.c.pupil_key)
-        .join(PUPIL, PUPIL.c.seq == ENTRY.c.seq)
-        .where(ENTRY.c.kind == ERASURE)
-        .subquery()
-    )
-    rows = connection.execute(
-        select(func.min(erased.c.seq))
-        .join(IDENTITY, IDENTITY.c.pupil_key == erased.c.pupil_key)
-        .group_by(erased.c.pupil_key)
-    ).scalars()
+    """(erasure's seq, what is wrong) for each identity row an erasure removed that came
+    back (:func:`restored_identities`)."""
     fault = "an identity row names the pupil this entry erased: erase the row again"
-    return [(int(seq), fault) for seq in rows]
+    return [(seq, fault) for seq in sorted(restored_identities(connection).values())]
+
+
+def erase_again(ledger: Ledger) -> int:
+    """Delete again every identity row an erasure removed that came back, and
+    :func:`scrub` what they leave; how many. Their erasures are in the chain already: no
+    entry is appended (``ledger verify`` stops naming them)."""
+    with ledger.locked() as connection:
+        back = list(restored_identities(connection))
+        if back:
+            connection.execute(
+                delete(IDENTITY).where(any_of(connection, IDENTITY.c.pupil_key, back))
+            )
+    if back:
+        scrub(ledger.engine)
+        log.info("restored_identities_erased_again", rows=len(back))
+    return len(back)
 
 
 #: How often, and how far apart, a checkpoint the readers hold back is tried again.

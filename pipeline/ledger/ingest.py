@@ -28,8 +28,9 @@ import orjson
 
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.erased import ErasingSchools
 from pipeline.ledger.keys import still_bound
-from pipeline.ledger.pupils import resolved
+from pipeline.ledger.pupils import pseudonyms_of, resolved
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.ledger.tree import entry_leaf_hashes
 from pipeline.logging import get_logger
@@ -209,6 +210,7 @@ class LedgerWriter:
         self.policy = policy
         self.pseudonym = pseudonym
         self.schools = schools
+        self.erasing = ErasingSchools()
 
     def write(self, records: Sequence[Record], undecidable: str | None = None) -> list[Outcome]:
         """Decide and record ``records`` in one transaction; the outcomes, in order.
@@ -241,9 +243,11 @@ class LedgerWriter:
                 schools=self.schools,
                 allocate=itertools.count(head_seq + 1).__next__,
             )
+            unknown = facts_for_unknown_pupils(connection, readings, given, self.erasing)
             seen_unkeyed = self._preload(connection, engine, records, readings, pupils, named)
             recorded_at = now_text()  # the transaction's time, for every entry it appends
             entries: list[NewEntry] = []
+            noted = 0  # facts about pupils the ledger does not know, said so
             for index in in_decision_order(records, readings):
                 (raw, position), reading = records[index], readings[index]
                 if reading.key is None:
@@ -256,6 +260,9 @@ class LedgerWriter:
                 own = pupils[index]
                 keys = None if own is None else tuple(p.key for p in own)
                 for outcome in engine.process(raw, position, reading, keys):
+                    if index in unknown and outcome.kind == "decision":
+                        outcome.decision = _noting_unknown_pupil(outcome.decision)
+                        noted += outcome.decision.decision is not Verdict.REJECTED
                     outcomes.append(outcome)
                     if outcome.kind != "duplicate":
                         entry = self._entry(outcome, position, recorded_at)
@@ -271,6 +278,7 @@ class LedgerWriter:
             first_seq=entries[0].entry.seq if entries else None,
             last_seq=entries[-1].entry.seq if entries else None,
             duplicates=sum(1 for o in outcomes if o.kind == "duplicate"),
+            facts_for_unknown_pupils=noted,
         )
         return outcomes
 
@@ -436,6 +444,51 @@ class LedgerWriter:
         alert = entry.alert_fields()
         alert["reasons"] = [summary_of(reason) for reason in alert["reasons"]]
         return severity.value, {**alert, "severity": severity.value}
+
+
+#: What the decision of a lifecycle fact about a pupil the ledger holds no identity for,
+#: at a school that has erased a pupil, says (:func:`facts_for_unknown_pupils`). Plain
+#: ASCII without quotes: ``ledger stats`` counts the entries whose reasons hold it.
+UNKNOWN_PUPIL_NOTE = (
+    "no earlier entry of this school names this pupil (the ledger holds no identity for "
+    "their UPN: never recorded here, or erased), so this fact re-decides nothing recorded "
+    "before"
+)
+
+
+def facts_for_unknown_pupils(
+    connection: Any,
+    readings: Sequence[Reading],
+    given: Sequence[tuple[tuple[str, str | None], ...] | None],
+    erasing: ErasingSchools,
+) -> set[int]:
+    """The places in the batch of lifecycle facts about a pupil the ledger holds no
+    identity row for, at a school that has erased a pupil.
+
+    Such a fact may be a late one about the erased pupil (a leaving recorded after the
+    erasure): with the row gone, its UPN gets a fresh pseudonym, so it re-decides none of
+    the erased pupil's events, which stand as decided. The ledger cannot tell whether it
+    is (that would need something that recognises the erased UPN); it says so in the
+    fact's decision (:data:`UNKNOWN_PUPIL_NOTE`) and counts such facts."""
+    facts = {
+        n: (reading.event.urn, own[0][0])
+        for n, (reading, own) in enumerate(zip(readings, given, strict=True))
+        if own and isinstance(reading.event, LIFECYCLE_MODELS)
+    }
+    if not facts:
+        return set()
+    known = pseudonyms_of(connection, [upn for _, upn in facts.values()])
+    unknown = {n: school for n, (school, upn) in facts.items() if upn not in known}
+    erased_at = erasing.among(connection, set(unknown.values())) if unknown else set()
+    return {n for n, school in unknown.items() if school in erased_at}
+
+
+def _noting_unknown_pupil(decision: Decision) -> Decision:
+    """A fact's decision, saying it is about a pupil the ledger does not know (a rejected
+    fact records no pupil: it is left as it is)."""
+    if decision.decision is Verdict.REJECTED:
+        return decision
+    return decision.model_copy(update={"reasons": (*decision.reasons, UNKNOWN_PUPIL_NOTE)})
 
 
 def _given_pupils(event: Event | None) -> tuple[tuple[str, str | None], ...] | None:

@@ -88,6 +88,13 @@ class LedgerEntry(SQLModel, table=True):
             sqlite_where=text("kind = 'user_action'"),
             postgresql_where=text("kind = 'user_action'"),
         ),
+        # Erasures, found among millions (see pipeline/ledger/erasure.py).
+        Index(
+            "ix_entry_erasure",
+            "seq",
+            sqlite_where=text("kind = 'erasure'"),
+            postgresql_where=text("kind = 'erasure'"),
+        ),
     )
 
     seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))

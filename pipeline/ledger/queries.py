@@ -15,6 +15,7 @@ from sqlalchemy import Connection, func, select
 
 from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.ingest import UNKNOWN_PUPIL_NOTE
 from pipeline.ledger.outbox import alert_counts
 from pipeline.ledger.store import (
     ENTRY,
@@ -26,6 +27,7 @@ from pipeline.ledger.store import (
     Ledger,
     any_of,
 )
+from schemas.events import LIFECYCLE_TYPES
 
 PAGE = 2_000
 ENTRY_COLUMNS = (*ENTRY_FIELDS, "prev_hash", "hash")
@@ -225,7 +227,9 @@ def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[En
 
 
 def stats(connection: Connection) -> dict[str, Any]:
-    """Counts by kind, decision and event type, and the chain head."""
+    """Counts by kind, decision and event type, and the chain head; and how many
+    lifecycle facts were about a pupil the ledger held no identity for at a school that
+    had erased one (:func:`~pipeline.ledger.ingest.facts_for_unknown_pupils`)."""
 
     def counts(column: Any) -> dict[str, int]:
         rows = connection.execute(select(column, func.count()).group_by(column)).all()
@@ -237,6 +241,13 @@ def stats(connection: Connection) -> dict[str, Any]:
     ).one()
     pupils = connection.execute(select(func.count(func.distinct(PUPIL.c.pupil_key)))).scalar()
     alerts = alert_counts(connection)
+    unknown = connection.execute(
+        select(func.count()).where(
+            ENTRY.c.kind == "decision",
+            ENTRY.c.event_type.in_(LIFECYCLE_TYPES),
+            ENTRY.c.reasons.contains(UNKNOWN_PUPIL_NOTE, autoescape=True),
+        )
+    ).scalar_one()
     return {
         "entries": int(head.seq),
         "head_hash": head.hash,
@@ -247,6 +258,7 @@ def stats(connection: Connection) -> dict[str, Any]:
         "by_decision": counts(ENTRY.c.decision),
         "by_event_type": counts(ENTRY.c.event_type),
         "alerts": alerts,
+        "facts_for_unknown_pupils": int(unknown),
     }
 
 

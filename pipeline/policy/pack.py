@@ -84,6 +84,29 @@ class RetentionSpec(_Strict):
     source: str = ""
 
 
+class LedgerRetentionSpec(_Strict):
+    """How long the ledger keeps a pupil identifiable after the last day any school must
+    keep any of their records (:func:`pipeline.policy.retention.last_kept`)."""
+
+    years: int = Field(default=0, ge=0)
+    months: int = Field(default=0, ge=0)
+    days: int = Field(default=0, ge=0)
+    source: str = ""
+
+
+#: The ledger's own retention when a pack gives none: a claim about how a pupil's data
+#: was shared can be brought for six years, and the ledger is the school's evidence.
+DEFAULT_LEDGER_RETENTION = LedgerRetentionSpec(
+    years=6,
+    source=(
+        "Limitation Act 1980 ss. 2 and 5: a claim in tort or contract (a complaint of how "
+        "the pupil's data was shared, say) can be brought for six years"
+    ),
+)
+#: What a pack's ledger retention is counted from, as ``policy show`` names it.
+LAST_KEPT = "last_kept"
+
+
 class RetentionTable(_Strict):
     default: RetentionSpec
     categories: dict[str, RetentionSpec] = Field(default_factory=dict)
@@ -141,6 +164,16 @@ class PackSpec(_Strict):
     files: MisFilesSpec | None = Field(
         default=None, description="reading Common Transfer Files and census returns"
     )
+    ledger_retention: LedgerRetentionSpec | None = Field(
+        default=None,
+        description="how long the ledger keeps a pupil identifiable after their records' "
+        "last retention period ends (default: DEFAULT_LEDGER_RETENTION)",
+    )
+
+    @property
+    def ledger_kept(self) -> LedgerRetentionSpec:
+        """The pack's ledger retention, or the default when it gives none."""
+        return self.ledger_retention or DEFAULT_LEDGER_RETENTION
 
 
 class PackError(Exception):
@@ -198,6 +231,8 @@ class Policy:
     recipients: frozenset[str]
     retention: dict[str, Retention] = field(compare=False, repr=False)
     default_retention: Retention
+    #: How long the ledger keeps a pupil identifiable after their records' last period.
+    ledger_retention: Retention
     transfer_deadline: int
     closure_dates: tuple[date, ...]
     plain_channels: frozenset[str]
@@ -281,13 +316,22 @@ def _cross_reference_problems(spec: PackSpec) -> list[str]:
             problems.append(
                 f"retention.categories.{cat}: {cat!r} is not a category defined under categories"
             )
-    problems += _files_problems(spec)
-    for where, ret in [("retention.default", spec.retention.default)] + [
-        (f"retention.categories.{c}", r) for c, r in spec.retention.categories.items()
-    ]:
-        if not (ret.years or ret.months or ret.days):
-            problems.append(f"{where}: a retention period needs years, months or days")
-    return problems
+    return problems + _files_problems(spec) + _period_problems(spec)
+
+
+def _period_problems(spec: PackSpec) -> list[str]:
+    """Every retention period, the ledger's own included, must be some time long."""
+    periods: list[tuple[str, RetentionSpec | LedgerRetentionSpec]] = [
+        ("retention.default", spec.retention.default),
+        *((f"retention.categories.{c}", r) for c, r in spec.retention.categories.items()),
+    ]
+    if spec.ledger_retention is not None:
+        periods.append(("ledger_retention", spec.ledger_retention))
+    return [
+        f"{where}: a retention period needs years, months or days"
+        for where, ret in periods
+        if not (ret.years or ret.months or ret.days)
+    ]
 
 
 def _files_problems(spec: PackSpec) -> list[str]:
@@ -378,9 +422,11 @@ def parse_pack(text: str, source: str, la: int | None = None) -> Policy:
 
 def canonical_pack(spec: PackSpec) -> bytes:
     """The pack's canonical JSON: key order, spacing and YAML style do not change it."""
-    # A pack without a files section keeps the version it had before packs could have one.
+    # A pack without a files section, or without the ledger's retention, keeps the version
+    # it had before packs could have one.
+    unset = {"files": spec.files, "ledger_retention": spec.ledger_retention}
     return canonical_json(
-        spec.model_dump(mode="json", exclude={"files"} if spec.files is None else None)
+        spec.model_dump(mode="json", exclude={name for name, v in unset.items() if v is None})
     )
 
 
@@ -413,6 +459,9 @@ def compile_pack(spec: PackSpec) -> Policy:
         recipients=frozenset(spec.recipients),
         retention={c: retention(r) for c, r in spec.retention.categories.items()},
         default_retention=retention(spec.retention.default),
+        ledger_retention=Retention(
+            spec.ledger_kept.years, spec.ledger_kept.months, spec.ledger_kept.days, LAST_KEPT
+        ),
         transfer_deadline=spec.transfers.deadline_school_days,
         closure_dates=tuple(sorted(set(spec.closure_dates))),
         plain_channels=frozenset(spec.plain_channels),

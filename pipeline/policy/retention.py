@@ -226,3 +226,29 @@ def last_kept(found: Iterable[Period]) -> dict[str, date | None]:
         elif (before := out[p.pupil]) is not None:
             out[p.pupil] = max(before, ended)
     return out
+
+
+def ledger_keeps(
+    found: Iterable[Period], policy_for: Callable[[str], Policy]
+) -> dict[str, date | None]:
+    """Each pupil's last day the ledger keeps them identifiable: for each school holding
+    any of their records, its last kept day (:func:`last_kept` of its periods alone) plus
+    its pack's ``ledger_retention``; the latest of these (a pupil several schools hold
+    goes when the last of them lets go), or None while any period may not end yet. The
+    ledger's retention lets the pupil go from the day after."""
+    by_school: dict[str, list[Period]] = {}
+    for p in found:
+        by_school.setdefault(p.school, []).append(p)
+    days: dict[str, list[date | None]] = {}
+    for school, held in by_school.items():
+        kept = policy_for(school).ledger_retention
+        for pupil, last in last_kept(held).items():
+            through = None if last is None else add_period(last, kept.years, kept.months, kept.days)
+            days.setdefault(pupil, []).append(through)
+    return {pupil: _latest(through) for pupil, through in days.items()}
+
+
+def _latest(days: list[date | None]) -> date | None:
+    """The latest of ``days``; None when any is (a period that may not end yet)."""
+    known = [day for day in days if day is not None]
+    return max(known) if len(known) == len(days) else None

@@ -201,6 +201,14 @@ def _ledger_stats(named: Named) -> None:
     assert named.run("ledger", "stats").stdout.startswith("entries: 3")
 
 
+@case("ledger retention apply")
+def _ledger_retention_apply(named: Named) -> None:
+    """Its pupils never left: the named ledger's retention erases none of them."""
+    done = named.run("ledger", "retention", "apply", "--as-of", "2090-01-01", "--dry-run")
+    assert "it would erase 0 pupils, pass over 0" in done.stdout
+    assert named.entries() == 3
+
+
 @case("ledger rotate-key")
 def _ledger_rotate_key(named: Named, tmp_path: Path) -> None:
     new_key = tmp_path / "new.key"
@@ -211,7 +219,7 @@ def _ledger_rotate_key(named: Named, tmp_path: Path) -> None:
 
 @case("db upgrade")
 def _db_upgrade(named: Named) -> None:
-    assert named.run("db", "upgrade").stdout.strip() == f"{named.url}: schema at revision 0011"
+    assert named.run("db", "upgrade").stdout.strip() == f"{named.url}: schema at revision 0012"
 
 
 @case("db grant")

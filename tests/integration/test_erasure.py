@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.engine import Position
-from pipeline.ledger.erasure import ERASURE, ErasureRefused, erase
+from pipeline.ledger.erasure import ERASURE, ErasureRefused, erase, erase_many
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import NOBODY, finder
 from pipeline.ledger.queries import Filters, entries
@@ -164,3 +164,44 @@ def test_on_postgresql_the_identity_table_is_rewritten(pg_url: str) -> None:
     with ledger.engine.connect() as connection:
         after = connection.exec_driver_sql(node).scalar()
     assert erased.scrubbed == "rewritten" and after != before
+
+
+def test_erasing_many_makes_an_entry_each_in_one_transaction(db_url: str) -> None:
+    ledger = ledger_with_breaches(db_url, load_pack())
+    find = finder(ledger)
+    pupils = [find(upn(1)), find(upn(3))]
+    with ledger.engine.connect() as connection:
+        size = Ledger.head(connection)[0]
+    erased = erase_many(ledger, pupils, by="dpo", reason="asked", rule="request")
+    assert list(erased) == pupils
+    assert [one.seq for one in erased.values()] == [size + 1, size + 2]
+    assert _identity_keys(ledger) == {find(upn(2))}
+    with ledger.engine.connect() as connection:
+        made = [e for e in entries(connection, Filters(kind=ERASURE))]
+        assert verify(connection, PSEUDONYMS).ok
+    assert [(e.pupil_keys, (e.details or {})["entries"]) for e in made] == [
+        ((pupils[0],), erased[pupils[0]].entries),
+        ((pupils[1],), erased[pupils[1]].entries),
+    ]
+
+
+def test_erasing_many_with_one_erased_already_erases_none(db_url: str) -> None:
+    ledger = ledger_with_breaches(db_url, load_pack())
+    first, second = finder(ledger)(upn(1)), finder(ledger)(upn(2))
+    seq = _erase(ledger, first)
+    with pytest.raises(ErasureRefused, match=f"erased already, by entry {seq}"):
+        erase_many(ledger, [second, first], by="dpo", reason="asked", rule="request")
+    assert second in _identity_keys(ledger)
+
+
+def test_erasing_many_passes_over_those_erased_meanwhile_when_asked_to(db_url: str) -> None:
+    """Two workers applying the ledger's retention at once erase each pupil once."""
+    ledger = ledger_with_breaches(db_url, load_pack())
+    first, second = finder(ledger)(upn(1)), finder(ledger)(upn(2))
+    _erase(ledger, first)
+    erased = erase_many(
+        ledger, [first, second], by="dpo", reason="asked", rule="retention", skip_erased=True
+    )
+    assert list(erased) == [second]
+    with ledger.engine.connect() as connection:
+        assert len(list(entries(connection, Filters(kind=ERASURE)))) == 2

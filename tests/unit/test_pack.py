@@ -232,3 +232,52 @@ class TestLoaderErrors:
 def test_the_default_pack_ships_as_package_data() -> None:
     assert "england-schools" in shipped_packs()
     assert load_pack("england-schools").name == "england-schools"
+
+
+class TestLedgerRetention:
+    """How long the ledger keeps a pupil identifiable after their records' last period."""
+
+    def with_ledger_retention(self, rule: str) -> str:
+        text, _ = pack_text()
+        return text.replace("\ntransfers:", f"\nledger_retention: {rule}\ntransfers:", 1)
+
+    def test_a_pack_giving_none_keeps_six_years_under_the_limitation_act(
+        self, policy: Policy
+    ) -> None:
+        kept = policy.ledger_retention
+        assert (kept.years, kept.months, kept.days) == (6, 0, 0)
+        assert policy.spec.ledger_retention is None
+        assert "Limitation Act 1980" in policy.spec.ledger_kept.source
+
+    def test_a_pack_giving_none_keeps_the_version_it_had_before_packs_could(
+        self, policy: Policy
+    ) -> None:
+        assert b'"ledger_retention"' not in canonical_pack(policy.spec)
+
+    def test_a_pack_giving_one_is_kept_to_it_and_is_a_new_version(self, policy: Policy) -> None:
+        given = parse_pack(self.with_ledger_retention("{years: 7, source: trust}"), "x")
+        kept = given.ledger_retention
+        assert (kept.years, kept.months, kept.days, given.spec.ledger_kept.source) == (
+            7,
+            0,
+            0,
+            "trust",
+        )
+        assert given.version != policy.version
+
+    def test_a_period_of_nothing_is_refused_naming_where(self) -> None:
+        with pytest.raises(PackError) as info:
+            parse_pack(self.with_ledger_retention("{source: none}"), "school.yaml")
+        assert info.value.problems == [
+            "ledger_retention: a retention period needs years, months or days"
+        ]
+
+    def test_a_negative_period_is_refused_naming_where(self) -> None:
+        with pytest.raises(PackError) as info:
+            parse_pack(self.with_ledger_retention("{years: -6}"), "school.yaml")
+        assert info.value.problems[0].startswith("ledger_retention.years:")
+
+    def test_a_mistyped_key_is_refused_not_ignored(self) -> None:
+        with pytest.raises(PackError) as info:
+            parse_pack(self.with_ledger_retention("{yeras: 6}"), "school.yaml")
+        assert info.value.problems[0].startswith("ledger_retention.yeras:")

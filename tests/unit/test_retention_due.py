@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from pipeline.packs import load_pack
+from pipeline.packs import load_pack, pack_text
+from pipeline.policy.pack import parse_pack
 from pipeline.policy.retention import (
     Held,
     Limits,
     end_of_day,
     last_kept,
+    ledger_keeps,
     limits,
     merged,
     periods,
@@ -179,3 +181,39 @@ def test_a_pupil_s_last_kept_day_is_the_latest_end_of_their_periods() -> None:
     register = _register(_left(date(2021, 7, 20)))
     found = periods(merged(held), register, {}, lambda _: PACK, date(2030, 1, 1))
     assert last_kept(found) == {"p1": date(2026, 9, 1), "p2": None}
+
+
+#: A pack keeping the ledger's record of a pupil a year, where the shipped one keeps six.
+ONE_YEAR = parse_pack(
+    pack_text()[0].replace("\ntransfers:", "\nledger_retention: {years: 1}\ntransfers:", 1), "x"
+)
+
+
+def _kept_by_ledger(held: list[Held], register: Register) -> dict[str, date | None]:
+    found = periods(merged(held), register, {}, lambda _: PACK, date(2030, 1, 1))
+    return ledger_keeps(found, lambda school: ONE_YEAR if school == OTHER else PACK)
+
+
+def test_the_ledger_keeps_a_pupil_its_own_period_after_their_last_kept_day() -> None:
+    held = [Held(SCHOOL, "p1", "personal", date(2020, 9, 1))]
+    register = _register(_left(date(2021, 7, 20)))
+    assert _kept_by_ledger(held, register) == {"p1": date(2028, 7, 20)}  # 2022 + 6 years
+
+
+def test_a_pupil_two_schools_hold_is_kept_until_the_later_lets_go() -> None:
+    """OTHER's pack keeps the ledger's record a year, SCHOOL's six: SCHOOL decides."""
+    held = [
+        Held(SCHOOL, "p1", "personal", date(2020, 9, 1)),
+        Held(OTHER, "p1", "personal", date(2020, 9, 1)),
+    ]
+    register = _register(_left(date(2021, 7, 20)), _left(date(2023, 7, 20), OTHER))
+    assert _kept_by_ledger(held, register) == {"p1": date(2028, 7, 20)}
+
+
+def test_a_pupil_one_school_still_has_on_roll_is_kept_whatever_the_other_says() -> None:
+    held = [
+        Held(SCHOOL, "p1", "personal", date(2020, 9, 1)),
+        Held(OTHER, "p1", "personal", date(2020, 9, 1)),
+    ]
+    register = _register(_left(date(2021, 7, 20), OTHER))
+    assert _kept_by_ledger(held, register) == {"p1": None}
