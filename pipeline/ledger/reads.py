@@ -22,6 +22,7 @@ from sqlalchemy import Connection, or_, select
 
 from pipeline.ledger.acts import append_act
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.pupils import NOBODY
 from pipeline.ledger.queries import (
     Filters,
     count,
@@ -75,6 +76,9 @@ def record_read(
 
     ``through`` is the last ``seq`` the answer could hold (a page ends before ``as_of``);
     ``pupil_keys`` are the pupils the read was about, so that the pupil index finds it.
+    A read about a UPN the ledger holds no identity for (never recorded, or erased:
+    :data:`~pipeline.ledger.pupils.NOBODY`) names no pupil: named, it would be found by
+    every later search for any unknown UPN, and listed in its report's accesses.
     """
     details: dict[str, Any] = {
         "action": action,
@@ -91,7 +95,8 @@ def record_read(
     if reader.schools is not None:
         details["schools"] = list(reader.schools)
     details.update(extra or {})
-    return append_act(ledger, READ_KIND, details, refers_to=refers_to, pupil_keys=pupil_keys)
+    named = [key for key in pupil_keys if key != NOBODY]
+    return append_act(ledger, READ_KIND, details, refers_to=refers_to, pupil_keys=named)
 
 
 def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> Page:
