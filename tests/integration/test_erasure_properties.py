@@ -1,0 +1,448 @@
+"""What erasing a pupil means (issue 32), tried as an adversary would on random pupils of
+a simulated year: afterwards no table and no file of the ledger holds an erased pupil's
+UPN or date of birth; a search by their UPN finds what a search for a UPN never recorded
+finds; every other pupil's entries and report are as they were; someone holding every key
+the deployment keeps and the UPN links no leaf to the pupil; and the ledger verifies.
+
+Every pupil of the year is recorded since migration 0011, so has a random pseudonym. Each
+example erases a few pupils from its own copy of one year's ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import hmac
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, MetaData, select
+from typer.testing import CliRunner
+
+from pipeline.cli.main import app
+from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.entry import Entry
+from pipeline.ledger.erasure import erase, scrub
+from pipeline.ledger.pupils import NOBODY, finder
+from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.store import IDENTITY, Ledger
+from pipeline.ledger.tree import leaf_bytes
+from pipeline.packs import load_pack
+from pipeline.reports.sar import subject_access
+from pipeline.simulate import Line
+from pipeline.transparency.note import Signer
+from tests.factory import upn as made_upn
+from tests.integration.year import KEY, ledger_of_year
+from tests.integration.year import pseudonym as PSEUDONYMS
+
+pytestmark = pytest.mark.integration
+
+PUPILS = 300
+LOG_KEY = bytes(range(100, 132))
+ENV = {"SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex(), "SHARING_AUDIT_LOG_KEY": LOG_KEY.hex()}
+#: A valid UPN of another local authority: the simulated year never records it.
+NEVER_RECORDED = made_upn(7, la=301)
+_ISO_DATE = re.compile(rb"\d{4}-\d{2}-\d{2}")
+runner = CliRunner()
+
+
+# -- the year, and a copy of it with some pupils erased ------------------------------------
+
+
+@dataclass(frozen=True)
+class Year:
+    """One simulated year's ledger, kept in one file no example changes, and what the
+    test knows of it from the simulator and from before any erasure."""
+
+    database: Path
+    upns: list[str]
+    keys: dict[str, str]  # each pupil's pseudonym
+    dobs: dict[str, str]  # each pupil's date of birth, as the ledger keeps it (ISO)
+    #: Dates the year's events hold other than dates of birth (a declared oldest record).
+    other_dates: frozenset[str]
+    tables: str  # every value of every table, before any erasure
+    files: bytes  # the database file's bytes, before any erasure
+    size: int  # entries before any erasure
+    entries: dict[str, list[Entry]]  # what a search by each pupil's UPN found before
+    _reports: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # Hypothesis shows it with a failing example
+        return f"Year({self.database}, {len(self.upns)} pupils, {self.size} entries)"
+
+    def report(self, upn: str) -> dict[str, Any]:
+        """The pupil's subject-access report before any erasure (made once)."""
+        if upn not in self._reports:
+            with _opened(self.database) as ledger, ledger.engine.connect() as connection:
+                self._reports[upn] = subject_access(
+                    connection, self.keys[upn], load_pack(), self.size
+                )
+        return self._reports[upn]
+
+    def identifiers(self, erased: Sequence[str]) -> dict[str, list[str]]:
+        """What would identify each erased pupil in the files: their UPN, its last twelve
+        characters (a mistyped first letter makes a UPN the ledger rejects), and their date
+        of birth, ISO, as the identity row kept it and every event gave it. A date of birth
+        a kept pupil shares is expected in the files, and so is one the events give for
+        another reason (an oldest record declared): those are not scanned for."""
+        kept = {self.dobs[upn] for upn in self.upns if upn not in erased}
+        found: dict[str, list[str]] = {}
+        for upn in erased:
+            dob = self.dobs[upn]
+            unique = dob not in kept and dob not in self.other_dates
+            found[upn] = [upn, upn[1:], *([dob] if unique else [])]
+        return found
+
+
+@contextmanager
+def _opened(database: Path) -> Iterator[Ledger]:
+    ledger = Ledger.open(f"sqlite:///{database}")
+    try:
+        yield ledger
+    finally:
+        ledger.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def year(tmp_path_factory: pytest.TempPathFactory) -> Year:
+    database = tmp_path_factory.mktemp("year") / "ledger.db"
+    made = ledger_of_year(f"sqlite:///{database}", load_pack(), pupils=PUPILS, seed=5)
+    ledger = made.ledger
+    assert sign_if_grown(ledger, Signer("example.org/sharing-audit", LOG_KEY)) is not None
+    upns = made.upns()
+    assert len(upns) == PUPILS
+    with ledger.engine.connect() as connection:
+        size = Ledger.head(connection)[0]
+        keys = {upn: finder(ledger)(upn) for upn in upns}
+        identities = Ledger.identities(connection, list(keys.values()))
+    found = {upn: pupils_entries(ledger, upn) for upn in upns}
+    assert scrub(ledger.engine) == "zeroed"  # the year in the database file alone
+    tables = every_value(ledger.engine)
+    ledger.engine.dispose()
+    dobs = {upn: str(identities[keys[upn]][1]) for upn in upns}
+    return Year(
+        database,
+        upns,
+        keys,
+        dobs,
+        _dates_other_than_births(made.lines),
+        tables,
+        database.read_bytes(),
+        size,
+        found,
+    )
+
+
+def _dates_other_than_births(lines: list[Line]) -> frozenset[str]:
+    found: set[str] = set()
+    for line in lines:
+        event = orjson.loads(orjson.dumps(line.event))
+        for pupil in event.get("data", {}).get("pupils", []):
+            pupil.pop("dob", None)
+        found.update(d.decode() for d in _ISO_DATE.findall(orjson.dumps(event)))
+    return frozenset(found)
+
+
+@dataclass(frozen=True)
+class Erased:
+    """A copy of the year with ``upns`` erased (by request), in ``folder``."""
+
+    ledger: Ledger
+    folder: Path
+    upns: list[str]
+
+    @property
+    def url(self) -> str:
+        return str(self.ledger.engine.url)
+
+    def files(self) -> bytes:
+        """Every byte SQLite keeps for the ledger: the database, its WAL, shared memory."""
+        found = [self.folder / f"ledger.db{suffix}" for suffix in ("", "-wal", "-shm")]
+        return b"".join(path.read_bytes() for path in found if path.exists())
+
+
+@contextmanager
+def erased_from(year: Year, chosen: Sequence[int]) -> Iterator[Erased]:
+    upns = [year.upns[n] for n in chosen]
+    with tempfile.TemporaryDirectory() as folder:
+        shutil.copy(year.database, Path(folder) / "ledger.db")
+        with _opened(Path(folder) / "ledger.db") as ledger:
+            for upn in upns:
+                done = erase(ledger, year.keys[upn], by="dpo", reason="asked", rule="request")
+                assert done.scrubbed == "zeroed"
+            yield Erased(ledger, Path(folder), upns)
+
+
+#: Some of the year's pupils, by their place in it: erased together in one copy.
+chosen_pupils = st.lists(st.integers(0, PUPILS - 1), min_size=1, max_size=4, unique=True)
+
+
+# -- what an adversary reads ---------------------------------------------------------------
+
+
+def every_value(engine: Engine) -> str:
+    """Every column of every row of every table the database holds (found by reflection,
+    not listed here), as text, upper case: what someone with the database reads."""
+    tables = MetaData()
+    tables.reflect(engine)
+    values: list[str] = []
+    with engine.connect() as connection:
+        for table in tables.sorted_tables:
+            for row in connection.execute(select(table)):
+                values += [repr(value) for value in row]
+    return "\x1f".join(values).upper()
+
+
+def derivable(upn: str, dob: str, pseudonym: str) -> set[str]:
+    """Everything someone holding the deployment's every key (the pseudonym key, the log's
+    signing key) and the pupil's UPN could compute to look for them: the HMAC of the UPN
+    under each key, and the MAC that sealed their identity row."""
+    return {
+        PSEUDONYMS(upn),
+        hmac.new(LOG_KEY, upn.encode(), hashlib.sha256).hexdigest(),
+        PSEUDONYMS.identity_mac(pseudonym, upn, dob),
+    }
+
+
+def cli(*args: str) -> str:
+    done = runner.invoke(app, list(args), env=ENV)
+    assert done.exit_code == 0, done.output
+    return done.stdout
+
+
+def sar_of(url: str, upn: str) -> dict[str, Any]:
+    """``report sar --pupil`` by UPN, less what differs between any two runs (when, which
+    read, and the earlier reads the test itself made)."""
+    report = orjson.loads(cli("report", "sar", "--pupil", upn, "--db", url, "-f", "json"))
+    for varying in ("as_of", "read_seq", "generated_at", "accesses"):
+        report.pop(varying)
+    report["summary"].pop("accesses")
+    return dict(report)
+
+
+def sharing_an_entry(year: Year, erased: Sequence[str]) -> list[str]:
+    """The kept pupils named in an entry with an erased one (a census of their class)."""
+    pseudonyms = {year.keys[upn] for upn in erased}
+    with _opened(year.database) as ledger, ledger.engine.connect() as connection:
+        together = {
+            key
+            for entry in entries(connection)
+            if pseudonyms & set(entry.pupil_keys)
+            for key in entry.pupil_keys
+        }
+    return [upn for upn in year.upns if year.keys[upn] in together - pseudonyms]
+
+
+def pupils_entries(ledger: Ledger, upn: str) -> list[Entry]:
+    """What a search by UPN finds: the entries naming the pupil the UPN leads to."""
+    with ledger.engine.connect() as connection:
+        return list(entries(connection, Filters(pupil_key=finder(ledger)(upn))))
+
+
+# -- the properties ------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # a year's ledger
+@settings(max_examples=6, deadline=None)
+@given(chosen=chosen_pupils)
+def test_no_table_and_no_file_holds_an_erased_pupils_upn_or_date_of_birth(
+    year: Year, chosen: list[int]
+) -> None:
+    with erased_from(year, chosen) as erased:
+        tables = every_value(erased.ledger.engine)
+        files = erased.files().upper()
+        for upn, identifiers in year.identifiers(erased.upns).items():
+            for identifier in identifiers:
+                # The scans see it before: the identity row holds it.
+                assert identifier in year.tables and identifier.encode() in year.files
+                assert identifier not in tables, f"a table still holds {identifier!r}"
+                assert identifier.encode() not in files, f"a file still holds {identifier!r}"
+        kept = next(upn for upn in year.upns if upn not in erased.upns)
+        assert kept in tables and kept.encode() in files  # the others are still there
+
+
+@pytest.mark.slow  # a year's ledger
+@settings(max_examples=4, deadline=None)
+@given(chosen=chosen_pupils)
+def test_an_erased_upn_is_as_unknown_to_every_pupil_query_as_one_never_recorded(
+    year: Year, chosen: list[int]
+) -> None:
+    with erased_from(year, chosen) as erased:
+        unknown = sar_of(erased.url, NEVER_RECORDED)
+        query = ("ledger", "query", "--db", erased.url, "-f", "jsonl", "--pupil")
+        assert cli(*query, NEVER_RECORDED) == ""
+        for upn in erased.upns:
+            assert finder(erased.ledger)(upn) == NOBODY
+            assert pupils_entries(erased.ledger, upn) == []
+            assert cli(*query, upn) == ""
+            assert sar_of(erased.url, upn) == unknown
+        # What every one of them finds, and what the erased pupils had before:
+        assert unknown["entries"] == [] and unknown["pupil"]["upn"] is None
+        assert all(year.report(upn)["entries"] for upn in erased.upns)
+
+
+@pytest.mark.slow  # a year's ledger
+@settings(max_examples=4, deadline=None)
+@given(chosen=chosen_pupils, others=st.lists(st.integers(0, PUPILS - 1), max_size=3))
+def test_every_other_pupils_entries_and_report_are_as_they_were(
+    year: Year, chosen: list[int], others: list[int]
+) -> None:
+    """Every kept pupil's pseudonym and entries as a search by UPN finds them; and the
+    report of those an erasure could most likely touch (a dozen of those named in an
+    entry with an erased one: a census of their class) and of a few others."""
+    with erased_from(year, chosen) as erased:
+        kept = [upn for upn in year.upns if upn not in erased.upns]
+        for upn in kept:
+            assert finder(erased.ledger)(upn) == year.keys[upn]
+            assert pupils_entries(erased.ledger, upn) == year.entries[upn]
+        near = sharing_an_entry(year, erased.upns)[:12]
+        near += [year.upns[n] for n in others if year.upns[n] not in erased.upns]
+        with erased.ledger.engine.connect() as connection:
+            size = Ledger.head(connection)[0]
+            for upn in near:
+                report = subject_access(connection, year.keys[upn], load_pack(), size)
+                assert report == year.report(upn), f"the report of a kept pupil changed: {upn}"
+        for upn in near[:2]:  # and as the command `ledger query --pupil` lists them
+            listed = cli("ledger", "query", "--db", erased.url, "-f", "jsonl", "--pupil", upn)
+            rows = [orjson.loads(row) for row in listed.splitlines()]
+            assert [row["hash"] for row in rows] == [e.hash for e in year.entries[upn]]
+
+
+@pytest.mark.slow  # a year's ledger
+@settings(max_examples=4, deadline=None)
+@given(chosen=chosen_pupils)
+def test_holding_every_remaining_key_and_the_upn_links_no_leaf_to_an_erased_pupil(
+    year: Year, chosen: list[int]
+) -> None:
+    with erased_from(year, chosen) as erased, erased.ledger.engine.connect() as connection:
+        size = Ledger.head(connection)[0]
+        leaves = [leaf_bytes(connection, seq) or b"" for seq in range(1, size + 1)]
+        identity = connection.execute(select(IDENTITY.c.pupil_key, IDENTITY.c.upn)).all()
+        tables = every_value(erased.ledger.engine)
+        for upn in erased.upns:
+            pseudonym, dob = year.keys[upn], year.dobs[upn]
+            assert any(pseudonym.encode() in leaf for leaf in leaves)  # the leaves stay
+            tried = derivable(upn, dob, pseudonym)
+            assert PSEUDONYMS.identity_mac(pseudonym, upn, dob).upper() in year.tables
+            assert pseudonym not in tried  # nothing the keys make of the UPN is its pseudonym
+            for made in tried:
+                assert not any(made.encode() in leaf for leaf in leaves)
+                assert made.upper() not in tables
+            assert not [row for row in identity if pseudonym in row or upn in row]
+
+
+@pytest.mark.slow  # a year's ledger
+@settings(max_examples=3, deadline=None)
+@given(chosen=chosen_pupils)
+def test_the_ledger_verifies_after_erasures_and_no_earlier_leaf_changed(
+    year: Year, chosen: list[int]
+) -> None:
+    with _opened(year.database) as before, before.engine.connect() as connection:
+        leaves = [leaf_bytes(connection, seq) for seq in range(1, year.size + 1)]
+    with erased_from(year, chosen) as erased:
+        verified = cli("ledger", "verify", "--db", erased.url)
+        assert verified.startswith(f"ledger verified: {year.size + len(chosen)} entries")
+        with erased.ledger.engine.connect() as connection:
+            assert [leaf_bytes(connection, seq) for seq in range(1, year.size + 1)] == leaves
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """A year's ledger on PostgreSQL, and one pupil of it to erase."""
+
+    ledger: Ledger
+    year: Year
+    upn: str
+
+
+@pytest.fixture
+def on_postgresql(pg_url: str) -> Iterator[Server]:
+    """Sixty pupils on PostgreSQL, the identity table analysed (as autovacuum does once it
+    has grown: its statistics then sample the UPNs and dates of birth), all on disk."""
+    made = ledger_of_year(pg_url, load_pack(), pupils=60, seed=7)
+    ledger = made.ledger
+    upns = made.upns()
+    keys = {upn: finder(ledger)(upn) for upn in upns}
+    with ledger.engine.connect() as connection:
+        identities = Ledger.identities(connection, list(keys.values()))
+    dobs = {upn: str(identities[keys[upn]][1]) for upn in upns}
+    year = Year(
+        Path(), upns, keys, dobs, _dates_other_than_births(made.lines), "", b"", 0, {}
+    )
+    # One whose date of birth no other pupil has, so that it can be looked for too.
+    upn = next(u for u in upns if len(year.identifiers([u])[u]) == 3)
+    with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql(f"ANALYZE {IDENTITY.name}")
+        connection.exec_driver_sql("CHECKPOINT")  # superuser here: what is written, on disk
+    try:
+        yield Server(ledger, year, upn)
+    finally:
+        ledger.engine.dispose()
+
+
+def _database_files(ledger: Ledger) -> list[Path]:
+    """The files of this database in the server's data directory: every table, index and
+    catalog of it (not the WAL, which is the whole cluster's)."""
+    with ledger.engine.connect() as connection:
+        data = connection.exec_driver_sql("SHOW data_directory").scalar_one()
+        oid = connection.exec_driver_sql(
+            "SELECT oid FROM pg_database WHERE datname = current_database()"
+        ).scalar_one()
+    folder = Path(str(data)) / "base" / str(oid)
+    if not os.access(folder, os.R_OK | os.X_OK):
+        pytest.skip(f"the server's files ({folder}) are not readable by this test's user")
+    return sorted(path for path in folder.iterdir() if path.is_file())
+
+
+def _held_in(files: list[Path], identifiers: list[str]) -> dict[str, list[str]]:
+    held: dict[str, list[str]] = {}
+    for path in files:
+        data = path.read_bytes().upper()
+        for identifier in identifiers:
+            if identifier.encode() in data:
+                held.setdefault(identifier, []).append(path.name)
+    return held
+
+
+def test_on_postgresql_no_row_of_any_table_holds_an_erased_pupils_upn_or_date_of_birth(
+    on_postgresql: Server,
+) -> None:
+    ledger, upn = on_postgresql.ledger, on_postgresql.upn
+    identifiers = on_postgresql.year.identifiers([upn])[upn]
+    before = every_value(ledger.engine)
+    assert all(identifier in before for identifier in identifiers)
+    erased = erase(ledger, on_postgresql.year.keys[upn], by="dpo", reason="asked", rule="request")
+    assert erased.scrubbed == "rewritten"
+    after = every_value(ledger.engine)
+    assert [identifier for identifier in identifiers if identifier in after] == []
+    assert PSEUDONYMS(upn).upper() not in after
+    assert finder(ledger)(upn) == NOBODY
+
+
+def test_on_postgresql_no_file_of_the_database_holds_an_erased_pupils_upn_or_date_of_birth(
+    on_postgresql: Server,
+) -> None:
+    """The table's files, its indexes' and the catalogs' (the statistics ANALYZE keeps of
+    its columns among them), once the erasure's VACUUM FULL is on disk. The server's WAL
+    (pg_wal) still holds the row as it was inserted until its segments are overwritten:
+    that is said in deploy/README.md, and no test here looks there."""
+    ledger, upn = on_postgresql.ledger, on_postgresql.upn
+    identifiers = on_postgresql.year.identifiers([upn])[upn]
+    assert _held_in(_database_files(ledger), identifiers).keys() == set(identifiers)
+    erase(ledger, on_postgresql.year.keys[upn], by="dpo", reason="asked", rule="request")
+    with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("CHECKPOINT")
+    assert _held_in(_database_files(ledger), identifiers) == {}
