@@ -150,8 +150,10 @@ def scrub(engine: Engine) -> str:
     transaction holds that back; it is tried again a few times, then left to say so.
     PostgreSQL leaves a deleted row's bytes in the table's file until the space is
     reused, and plain VACUUM only marks them reusable: ``VACUUM FULL`` rewrites the
-    identity table (small) into a new file and truncates the old one. It needs the
-    table's owner: another role is told so."""
+    identity table (small) into a new file and truncates the old one; ``ANALYZE`` then
+    replaces the statistics kept of its columns, which sample UPNs and dates of birth
+    (``pg_stats``), with ones of the rows left. It needs the table's owner: another role
+    is told so."""
     if engine.dialect.name == "sqlite":
         with engine.connect() as connection:
             for _ in range(_TRIES):
@@ -162,7 +164,7 @@ def scrub(engine: Engine) -> str:
         return "not yet: a reader held the WAL; it is cleared at the next checkpoint"
     try:
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql(f"VACUUM FULL {IDENTITY.name}")
+            connection.exec_driver_sql(f"VACUUM (FULL, ANALYZE) {IDENTITY.name}")
     except LedgerError as exc:
         return f"not yet: VACUUM FULL {IDENTITY.name} was refused ({exc}); run it as its owner"
     return "rewritten"
