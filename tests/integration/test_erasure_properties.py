@@ -42,6 +42,7 @@ from pipeline.reports.sar import subject_access
 from pipeline.simulate import Line
 from pipeline.transparency.note import Signer
 from tests.factory import upn as made_upn
+from tests.integration.breaches import ledger_with_breaches
 from tests.integration.year import KEY, ledger_of_year
 from tests.integration.year import pseudonym as PSEUDONYMS
 
@@ -360,6 +361,22 @@ def test_the_ledger_verifies_after_erasures_and_no_earlier_leaf_changed(
         assert verified.startswith(f"ledger verified: {year.size + len(chosen)} entries")
         with erased.ledger.engine.connect() as connection:
             assert [leaf_bytes(connection, seq) for seq in range(1, year.size + 1)] == leaves
+
+
+def test_a_lookup_of_an_unknown_upn_is_found_by_no_later_lookup(sqlite_url: str) -> None:
+    """A read about a UPN the ledger does not know (erased, or never recorded) names no
+    pupil: else each later search for any unknown UPN would list it, and each such
+    report would count it among the pupil's accesses."""
+    ledger_with_breaches(sqlite_url, load_pack())
+    first = sar_of(sqlite_url, NEVER_RECORDED)
+    assert (
+        cli("ledger", "query", "--db", sqlite_url, "-f", "jsonl", "--pupil", made_upn(8, la=301))
+        == ""
+    )
+    report = orjson.loads(
+        cli("report", "sar", "--pupil", made_upn(9, la=301), "--db", sqlite_url, "-f", "json")
+    )
+    assert report["accesses"] == [] and first["entries"] == []
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
