@@ -75,9 +75,10 @@ def record_read(
     """Append the read entry; its ``seq``.
 
     ``through`` is the last ``seq`` the answer could hold (a page ends before ``as_of``);
-    ``pupil_keys`` are the pupils the read was about, so that the pupil index finds it;
-    :data:`~pipeline.ledger.pupils.NOBODY` (a UPN the ledger does not know) is none, so a
-    report about an unknown or erased UPN never lists the reads others made of others.
+    ``pupil_keys`` are the pupils the read was about, so that the pupil index finds it.
+    A read about a UPN the ledger holds no identity for (never recorded, or erased:
+    :data:`~pipeline.ledger.pupils.NOBODY`) names no pupil: named, it would be found by
+    every later search for any unknown UPN, and listed in its report's accesses.
     """
     details: dict[str, Any] = {
         "action": action,

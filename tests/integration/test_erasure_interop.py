@@ -1,9 +1,11 @@
-"""An erasure changes no leaf: the checkpoint signed before it, and every inclusion and
-consistency proof the ledger serves after it, verify with an independent implementation
-(Go's golang.org/x/mod/sumdb/note and tlog, tests/interop/verify.go)."""
+"""An erasure changes no leaf: the checkpoint signed before it, every inclusion and
+consistency proof the ledger serves after it, and the delivery receipts the log signed
+before it, verify with an independent implementation (Go's golang.org/x/mod/sumdb/note
+and tlog, tests/interop/verify.go and receipts.go)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,13 +13,23 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection
 
+from pipeline.engine import Position
+from pipeline.ledger import schema
 from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.erasure import erase
+from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.queries import entries
+from pipeline.ledger.receipting import signed_receipts
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
+from pipeline.packs import load_pack
+from pipeline.pseudonym import pseudonymiser
+from pipeline.transparency.delivery import open_receipt
+from pipeline.transparency.merkle import leaf_hash
+from tests.integration.test_receipts_interop import SOURCE as RECEIPTS_SOURCE
+from tests.integration.test_receipts_interop import go_opens
 from tests.integration.test_transparency_interop import SIGNER, SOURCE, b64, go_built, go_says
-from tests.integration.test_verifiable_log import events, ledger_with
+from tests.integration.test_verifiable_log import ENV, events, ledger_with
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # builds and runs a Go program
 
@@ -25,6 +37,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]  # builds and runs a Go
 @pytest.fixture(scope="module")
 def go_verifier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield go_built(SOURCE, tmp_path_factory.mktemp("go"))
+
+
+@pytest.fixture(scope="module")
+def go_receipts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    yield go_built(RECEIPTS_SOURCE, tmp_path_factory.mktemp("go-receipts"))
 
 
 def _proven(connection: Connection, note: bytes, size: int) -> dict[str, Any]:
@@ -80,3 +97,33 @@ def test_proofs_served_after_an_erasure_verify_against_the_checkpoint_before_it(
         ledger,
         lambda: erase(ledger, pupil, by="dpo", reason="the parent asked", rule="request"),
     )
+
+
+def test_receipts_signed_before_an_erasure_name_leaves_proven_in_the_checkpoint_after_it(
+    go_verifier: Path, go_receipts: Path, db_url: str
+) -> None:
+    """A sender holds the receipts the log signed for its records (each naming its entry's
+    seq and leaf hash); then a pupil those records name is erased. Go still opens every
+    receipt under the log's key, and proves each receipt's entry, its leaf as the ledger
+    serves it now hashing to the leaf the receipt names, in the checkpoint signed after."""
+    ledger = Ledger.open(db_url)
+    schema.upgrade(ledger.engine)
+    key = pseudonymiser(bytes.fromhex(ENV["SHARING_AUDIT_PSEUDONYM_KEY"]))
+    outcomes = LedgerWriter(ledger, load_pack(), key).write(
+        [(raw, Position("sharing.census", 0, n)) for n, raw in enumerate(events(30))]
+    )
+    held = [r for r in signed_receipts(outcomes, SIGNER, 1_767_225_600) if r is not None]
+    receipts = [open_receipt(note, SIGNER.verifier) for note in held]
+    pupil = next(key for outcome in outcomes for key in outcome.pupils)
+    erase(ledger, pupil, by="dpo", reason="the parent asked", rule="request")
+    after = sign_if_grown(ledger, SIGNER)
+    assert after is not None
+    with ledger.engine.connect() as connection:
+        named = {e.seq for e in entries(connection) if pupil in e.pupil_keys}
+        served = _proven(connection, after.note, after.checkpoint.size)
+    assert named & {r.seq for r in receipts}  # some receipts are of the erased pupil's entries
+    assert go_opens(go_receipts, held) == f"ok {len(held)}"
+    leaves = [base64.b64decode(leaf) for leaf in served["leaves"]]
+    assert [leaf_hash(leaves[r.seq - 1]) for r in receipts] == [r.leaf for r in receipts]
+    served["inclusion"] = [served["inclusion"][r.seq - 1] for r in receipts]
+    assert go_says(go_verifier, served) == "ok"
