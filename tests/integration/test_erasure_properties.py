@@ -455,7 +455,7 @@ def test_on_postgresql_no_row_of_any_table_holds_an_erased_pupils_upn_or_date_of
     ledger, upn, identifiers = on_postgresql.ledger, on_postgresql.upn, on_postgresql.identifiers
     before = every_value(ledger.engine)
     assert all(identifier in before for identifier in identifiers)
-    assert upn in _statistics(ledger)  # sampled by ANALYZE: the scan of them sees it
+    assert upn not in _statistics(ledger)  # its column is never sampled (migration 0013)
     erased = erase(ledger, on_postgresql.pseudonym, by="dpo", reason="asked", rule="request")
     assert erased.scrubbed == "rewritten"
     after = every_value(ledger.engine)
@@ -527,13 +527,6 @@ def test_on_postgresql_a_transaction_older_than_the_erasure_holds_the_rewrite_ba
     assert files <= {_statistics_file(ledger)}, _relations(ledger, files)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ANALYZE replaces the statistics it sampled the erased UPN into, but the old "
-    "row's bytes stay in pg_statistic's file until a superuser's VACUUM FULL pg_statistic; "
-    "the fix is a statistics target of 0 on pupil_identity's upn, dob and mac from the "
-    "table's creation (a migration), so that they are never sampled",
-)
 def test_on_postgresql_not_even_the_statistics_file_holds_an_erased_pupil(
     on_postgresql: Server,
 ) -> None:
