@@ -146,7 +146,8 @@ def refusals(connection: Connection, pupil_key: str, needs: Needs) -> list[str]:
             "rotate-key` first"
         )
     periods = periods_of(connection, needs.policy_for, [pupil_key], needs.today)
-    found += [kept_said(period, needs.schools) for period in still_kept(periods, needs.today)]
+    kept = sorted(still_kept(periods, needs.today), key=lambda p: (p.school, p.category))
+    found += [kept_said(period, needs.schools) for period in kept]
     found += [
         f"incident {number} concerns the pupil and is not closed: close it first"
         for number in needs.open_incidents(connection, pupil_key)

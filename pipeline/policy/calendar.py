@@ -9,10 +9,13 @@ from datetime import date, timedelta
 from functools import lru_cache
 
 
+@lru_cache(maxsize=65_536)
 def add_period(start: date, years: int = 0, months: int = 0, days: int = 0) -> date:
     """``start`` plus a calendar period; a day past the month's end clamps to its last day.
 
-    A year from 2023-03-01 is 2024-03-01; a year from 2024-02-29 is 2025-02-28.
+    A year from 2023-03-01 is 2024-03-01; a year from 2024-02-29 is 2025-02-28. Cached:
+    a retention check adds the same few periods to the same leaving and record days for
+    tens of thousands of holdings.
     """
     total = start.month - 1 + months + 12 * years
     year, month = start.year + total // 12, total % 12 + 1

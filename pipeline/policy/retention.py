@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 from pipeline.policy.calendar import add_period, earliest_unexpired
-from pipeline.policy.pack import Policy
+from pipeline.policy.pack import Policy, Retention
 from pipeline.register import WHOLE_RECORD, Register
 from pipeline.schooltime import SCHOOL_TIME
 
@@ -120,7 +120,7 @@ def end_of_day(day: date) -> datetime:
     )
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class Period:
     """A holding's retention period on a day: kept through ``kept_until``, or, while
     ``kept_until`` is None, for a period that cannot end yet (a pupil still on roll, a date
@@ -131,9 +131,17 @@ class Period:
     pupil: str
     category: str
     kept_until: date | None
-    counted_from: str
-    period: str
+    rule: Retention
     destroyed: date | None = None
+
+    @property
+    def counted_from(self) -> str:
+        return self.rule.counted_from
+
+    @property
+    def period(self) -> str:
+        """The period in words ("6 years"): made when asked, not for every holding."""
+        return self.rule.describe()
 
     @property
     def ended(self) -> date | None:
@@ -150,8 +158,8 @@ def periods(
     policy_for: Callable[[str], Policy],
     as_of: date,
 ) -> list[Period]:
-    """Every holding's period as the register stands at the end of ``as_of``, in school,
-    pupil and category order. ``policy_for`` gives a school's pack by URN; holdings are
+    """Every holding's period as the register stands at the end of ``as_of``, in the
+    holdings' order. ``policy_for`` gives a school's pack by URN; holdings are
     expected one per school, pupil and category (see :func:`merged`). One computation
     serves what is due (:func:`retention_due`) and whether a period still needs a pupil's
     data (:func:`still_kept`)."""
@@ -176,18 +184,7 @@ def periods(
             done = facts.destroyed(at)
             fact = done.get(one.category) or done.get(WHOLE_RECORD)
             destroyed = fact.at.astimezone(SCHOOL_TIME).date() if fact is not None else None
-        found.append(
-            Period(
-                one.school,
-                one.pupil,
-                one.category,
-                kept_until,
-                rule.counted_from,
-                rule.describe(),
-                destroyed,
-            )
-        )
-    found.sort(key=lambda p: (p.school, p.pupil, p.category))
+        found.append(Period(one.school, one.pupil, one.category, kept_until, rule, destroyed))
     return found
 
 
@@ -201,11 +198,11 @@ def retention_due(
     """Every holding past its period on ``as_of`` and not recorded destroyed by then (the
     category or the whole record, by the school that holds it), in school, pupil and
     category order."""
-    return [
+    return sorted(
         Due(p.school, p.pupil, p.category, p.kept_until, p.counted_from, p.period)
         for p in periods(held, register, dates_of_birth, policy_for, as_of)
         if p.kept_until is not None and p.kept_until < as_of and p.destroyed is None
-    ]
+    )
 
 
 def still_kept(found: Iterable[Period], as_of: date) -> list[Period]:
