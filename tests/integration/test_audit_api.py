@@ -323,6 +323,7 @@ def test_every_auditor_route_needs_a_token(client: TestClient, method: str, path
 # Routes that read no pupil-level data, and why. Every other GET route must leave a read.
 UNAUDITED = {
     "/health": "says only that the database answers",
+    "/metrics": "counts and ages for Prometheus, no pupil, no entry",
     "/openapi.json": "the API's description",
     "/incidents": "the queue: rules, recipients, counts and clocks, no pupil",
     "/users": "accounts, not pupils",
