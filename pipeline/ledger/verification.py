@@ -124,15 +124,9 @@ def _verified(
     if not result.ok:
         return result
     head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
-    if (head.seq, head.hash) != (result.head_seq, result.head_hash):
-        return Verification(
-            result.count,
-            result.head_seq,
-            result.head_hash,
-            result.head_seq + 1,
-            f"missing: the chain head records seq {head.seq}, the last entry is "
-            f"seq {result.head_seq}",
-        )
+    headless = _head_fault(head.seq, head.hash, result)
+    if headless is not None:
+        return headless
     tree = leaves.faults()
     faults += tree or checkpoint_faults(connection, log)  # a faulty tree proves no root
     if faults:
@@ -141,6 +135,20 @@ def _verified(
             min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
         )
     return result
+
+
+def _head_fault(seq: int, digest: str, result: Verification) -> Verification | None:
+    """The chain head (``seq``, ``digest``) not at the last entry the chain checked: the
+    entries after it were removed, or the head was moved."""
+    if (seq, digest) == (result.head_seq, result.head_hash):
+        return None
+    return Verification(
+        result.count,
+        result.head_seq,
+        result.head_hash,
+        result.head_seq + 1,
+        f"missing: the chain head records seq {seq}, the last entry is seq {result.head_seq}",
+    )
 
 
 # -- one pass ----------------------------------------------------------------------------
@@ -361,15 +369,9 @@ def verify_from(
         result = verify_links(_stored_chain(connection, size + 1), growth, size + 1, prev)
         if not result.ok:
             return result
-        if (head.seq, head.hash) != (result.head_seq, result.head_hash):
-            return Verification(
-                result.count,
-                result.head_seq,
-                result.head_hash,
-                result.head_seq + 1,
-                f"missing: the chain head records seq {head.seq}, the last entry is "
-                f"seq {result.head_seq}",
-            )
+        headless = _head_fault(head.seq, head.hash, result)
+        if headless is not None:
+            return headless
         faults = growth.faults()
     finally:
         growth.close()

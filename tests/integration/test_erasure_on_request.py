@@ -196,25 +196,33 @@ def test_an_incident_of_the_same_event_that_does_not_concern_the_pupil_is_no_rea
     assert len(mine) == 1 and len(theirs) == 1 and mine != theirs
 
 
+def recorded_before_0011(ledger: Ledger, policy: Policy, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A pupil, left in 2018, recorded as before migration 0011: their pseudonym the key's
+    HMAC of their UPN (which is returned)."""
+    old = upn(30)
+    with monkeypatch.context() as patched:
+        patched.setattr(
+            "pipeline.ledger.ingest.resolved",
+            lambda _, upns: {u: PSEUDONYMS(u) for u in dict.fromkeys(upns)},
+        )
+        write(
+            ledger,
+            [
+                census(pupils=[{"upn": old}], time="2018-01-18T10:00:00+00:00"),
+                left(old, left_on="2018-07-20", time="2018-07-20T15:00:00+01:00"),
+            ],
+            policy,
+        )
+    return old
+
+
 def test_a_pupil_whose_pseudonym_the_key_remakes_is_refused_until_the_key_is_rotated(
     sqlite_url: str, policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pupil recorded before migration 0011: their pseudonym is the key's HMAC of the
     UPN, so erasing their row would leave the key and the UPN leading to them."""
     ledger = ledger_to_erase(sqlite_url, policy)
-    old = upn(30)
-    monkeypatch.setattr(
-        "pipeline.ledger.ingest.resolved",
-        lambda _, upns: {u: PSEUDONYMS(u) for u in dict.fromkeys(upns)},
-    )
-    write(
-        ledger,
-        [
-            census(pupils=[{"upn": old}], time="2018-01-18T10:00:00+00:00"),
-            left(old, left_on="2018-07-20", time="2018-07-20T15:00:00+01:00"),
-        ],
-        policy,
-    )
+    old = recorded_before_0011(ledger, policy, monkeypatch)
     assert finder(ledger)(old) == PSEUDONYMS(old)
     assert refused(ledger, policy, old) == [
         "the deployment's pseudonym key still makes this pupil's pseudonym from their UPN "
@@ -230,20 +238,7 @@ def test_once_the_key_is_rotated_the_old_pupil_is_erased_and_no_key_held_finds_t
     from pipeline.ledger.rotation import rotate_key
 
     ledger = ledger_to_erase(sqlite_url, policy)
-    old = upn(30)
-    with monkeypatch.context() as patched:
-        patched.setattr(
-            "pipeline.ledger.ingest.resolved",
-            lambda _, upns: {u: PSEUDONYMS(u) for u in dict.fromkeys(upns)},
-        )
-        write(
-            ledger,
-            [
-                census(pupils=[{"upn": old}], time="2018-01-18T10:00:00+00:00"),
-                left(old, left_on="2018-07-20", time="2018-07-20T15:00:00+01:00"),
-            ],
-            policy,
-        )
+    old = recorded_before_0011(ledger, policy, monkeypatch)
     pupil = finder(ledger)(old)
     new_key = bytes(range(32, 64))
     rotate_key(ledger, PSEUDONYMS, new_key, by="Ops", keep=lambda _: None)
