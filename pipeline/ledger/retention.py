@@ -102,12 +102,14 @@ def held_in(
     of a school, and its payload is read once, not once a pupil."""
     if not pupils:
         return []
+    # Only the events naming these pupils: their payloads are the ones read.
+    theirs = select(PUPIL.c.seq).where(any_of(connection, PUPIL.c.pupil_key, list(pupils)))
     declared = (
         _scoped(
             _of_dated(
-                _sharing(select(ENTRY.c.seq, _oldest_record(connection).label("oldest"))).join(
-                    PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq
-                ),
+                _sharing(select(ENTRY.c.seq, _oldest_record(connection).label("oldest")))
+                .join(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
+                .where(ENTRY.c.seq.in_(theirs)),
                 dated,
             ),
             ENTRY.c.school,
