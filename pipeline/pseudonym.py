@@ -22,9 +22,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from pipeline.keyfiles import KEY_BYTES, hex_key, key_in_file
 from pipeline.register import normalise_upn
-
-KEY_BYTES = 32
 
 
 class PseudonymKeyError(Exception):
@@ -125,13 +124,7 @@ def write_new_key_file(path: Path, key: bytes) -> None:
 def read_key_file(path: Path) -> bytes:
     """The key a key file holds. Raises :class:`PseudonymKeyError` naming the file when
     it cannot be read or holds no key."""
-    try:
-        key = bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise PseudonymKeyError(f"cannot read the pseudonym key {path}: {exc}") from None
-    if len(key) < KEY_BYTES:
-        raise PseudonymKeyError(f"cannot read the pseudonym key {path}: it holds no whole key")
-    return key
+    return key_in_file(path, "the pseudonym key", PseudonymKeyError, exact=False)
 
 
 def replace_key_file(path: Path, new: Path) -> None:
@@ -182,15 +175,7 @@ def load_or_create_key(configured: str | None, database_url: str, may_create: bo
     silently there would make pseudonyms unrepeatable across workers.
     """
     if configured:
-        try:
-            key = bytes.fromhex(configured)
-        except ValueError:
-            raise PseudonymKeyError("SHARING_AUDIT_PSEUDONYM_KEY must be hexadecimal") from None
-        if len(key) < KEY_BYTES:
-            raise PseudonymKeyError(
-                f"SHARING_AUDIT_PSEUDONYM_KEY must be at least {KEY_BYTES} bytes"
-            )
-        return key
+        return hex_key(configured, "SHARING_AUDIT_PSEUDONYM_KEY", PseudonymKeyError, exact=False)
     path = key_file_for(database_url)
     if path is None:
         raise PseudonymKeyError(

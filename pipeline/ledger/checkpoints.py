@@ -17,6 +17,7 @@ from sqlalchemy import Connection, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.keyfiles import hex_key, key_in_file
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import LogCheckpoint, LogCosignature
 from pipeline.ledger.store import Ledger, make_engine, now_text
@@ -50,7 +51,7 @@ def log_signer(
     a ledger that has would sign whatever history the file now holds, and auditors could
     not tell the new key's checkpoints from the log's."""
     if configured:
-        return Signer(origin, _key_from_hex(configured.strip(), "SHARING_AUDIT_LOG_KEY"))
+        return Signer(origin, hex_key(configured, "SHARING_AUDIT_LOG_KEY", LogKeyError))
     path = key_file_for(database_url, LOG_KEY_SUFFIX)
     if path is None:
         raise LogKeyError("set SHARING_AUDIT_LOG_KEY (64 hex characters) for a server database")
@@ -71,11 +72,7 @@ def log_signer(
         if not may_create:
             raise LogKeyError(f"no log key: {path} is missing")
         create_key_file(path, new_private_key())
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise LogKeyError(f"cannot read the log key {path}: {exc.strerror}") from None
-    return Signer(origin, _key_from_hex(text, str(path)))
+    return Signer(origin, key_in_file(path, "the log key", LogKeyError))
 
 
 def has_signed(database_url: str) -> bool:
@@ -92,16 +89,6 @@ def has_signed(database_url: str) -> bool:
             return connection.execute(select(CHECKPOINT.c.size).limit(1)).first() is not None
     finally:
         engine.dispose()
-
-
-def _key_from_hex(text: str, where: str) -> bytes:
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        raise LogKeyError(f"{where} must be 64 hexadecimal characters") from None
-    if len(key) != 32:
-        raise LogKeyError(f"{where} must be 64 hexadecimal characters (32 bytes)")
-    return key
 
 
 @dataclass(frozen=True, slots=True)

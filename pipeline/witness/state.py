@@ -16,6 +16,7 @@ from sqlalchemy import (
     select,
 )
 
+from pipeline.keyfiles import hex_key, key_in_file
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.store import make_engine, now_text
 from pipeline.pseudonym import create_key_file, key_file_for
@@ -49,21 +50,15 @@ def witness_engine(url: str) -> Engine:
 def witness_signer(configured: str | None, name: str, url: str) -> Signer:
     """``SHARING_AUDIT_WITNESS_KEY`` (64 hex characters), else the key kept beside the
     witness's SQLite state, made on first use (0600)."""
-    text = configured
-    if not text:
-        path = key_file_for(url, WITNESS_KEY_SUFFIX)
-        if path is None:
-            raise WitnessKeyError("set SHARING_AUDIT_WITNESS_KEY (64 hex characters)")
-        if not path.exists():
-            create_key_file(path, new_private_key())
-        text = path.read_text()
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        raise WitnessKeyError("the witness key must be 64 hexadecimal characters") from None
-    if len(key) != 32:
-        raise WitnessKeyError("the witness key must be 64 hexadecimal characters (32 bytes)")
-    return Signer(name, key, COSIGNATURE)
+    if configured:
+        key = hex_key(configured, "SHARING_AUDIT_WITNESS_KEY", WitnessKeyError)
+        return Signer(name, key, COSIGNATURE)
+    path = key_file_for(url, WITNESS_KEY_SUFFIX)
+    if path is None:
+        raise WitnessKeyError("set SHARING_AUDIT_WITNESS_KEY (64 hex characters)")
+    if not path.exists():
+        create_key_file(path, new_private_key())
+    return Signer(name, key_in_file(path, "the witness key", WitnessKeyError), COSIGNATURE)
 
 
 def held(engine: Engine) -> dict[str, Held]:
