@@ -66,6 +66,16 @@ def _marker(connection: Connection) -> str:
 
 
 def _stored(connection: Connection, wanted: list[Node]) -> dict[Node, Hash]:
+    found = stored_nodes(connection, wanted)
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        level, idx = missing[0]
+        raise TreeIncomplete(f"the tree has no node at level {level}, index {idx}")
+    return found
+
+
+def stored_nodes(connection: Connection, wanted: Sequence[Node]) -> dict[Node, Hash]:
+    """The stored hashes of those of the subtrees ``wanted`` that the tree holds."""
     # Plain SQL through the driver: a proof's few rows cost less to fetch than to build
     # and compile an expression for them.
     found: dict[Node, Hash] = {}
@@ -79,10 +89,6 @@ def _stored(connection: Connection, wanted: list[Node]) -> dict[Node, Hash]:
             tuple(value for node in chunk for value in node),
         )
         found.update({(int(level), int(idx)): bytes(digest) for level, idx, digest in rows})
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        level, idx = missing[0]
-        raise TreeIncomplete(f"the tree has no node at level {level}, index {idx}")
     return found
 
 
@@ -302,9 +308,7 @@ class TreeCheck:
 
     def __init__(self, connection: Connection, first_leaf: int = 0) -> None:
         self.connection = connection
-        own = connection.dialect.name != "sqlite"
-        self._reader = connection.engine.connect() if own else connection
-        self._own_reader = own
+        self._reader = node_reader(connection)
         self._buffer = bytearray()
         self._taken = first_leaf  # the first leaf not yet in a block, or handed on
         self._edge: list[tuple[int, bytes]] = []  # (level, hash): perfect subtrees pending
@@ -369,7 +373,9 @@ class TreeCheck:
             self._levels(bytes(self._buffer), self._taken)
         for level in range(STORED_FROM, size.bit_length()):
             if level not in self._fault:
-                self._end_of(level, size >> level)
+                fault = beyond_fault(self.connection, level, size >> level)
+                if fault is not None:
+                    self._fault[level] = fault
         if not self._fault:
             return []
         return [self._fault[min(self._fault)]]
@@ -419,40 +425,51 @@ class TreeCheck:
             rows = self._rows[level] = _StoredLevel(self._reader, level, first)
         for n in range(len(hashes) // 32):
             index = first + n
-            stored = rows.at(index)
-            if stored is None or stored[0] != index:
-                what = (
-                    "lacks a node"
-                    if stored is None or stored[0] > index
-                    else "has a node it should not"
-                )
-                self._fault[level] = (
-                    (index << level) + 1,
-                    f"the Merkle tree {what} at level {level}, index {index}",
-                )
-                return
-            if stored[1] != bytes(hashes[n * 32 : n * 32 + 32]):
-                where = f"level {level}, index {index}"
-                self._fault[level] = (
-                    (index << level) + 1,
-                    (f"the Merkle tree's node at {where} does not match the entries"),
-                )
+            stored = rows.at(index)  # the node of this index, or one after it
+            found = stored[1] if stored is not None and stored[0] == index else None
+            fault = node_fault(level, index, found, bytes(hashes[n * 32 : n * 32 + 32]))
+            if fault is not None:
+                self._fault[level] = fault
                 return
 
     def close(self) -> None:
-        if self._own_reader:
-            self._reader.close()
+        close_reader(self.connection, self._reader)
 
-    def _end_of(self, level: int, count: int) -> None:
-        """After the last node a level should hold: none more may be stored."""
-        beyond = self.connection.execute(
-            select(TREE.c.idx).where(TREE.c.level == level, TREE.c.idx >= count).limit(1)
-        ).first()
-        if beyond is not None:
-            self._fault[level] = (
-                (count << level) + 1,
-                (f"the Merkle tree has a node it should not at level {level}, index {count}"),
-            )
+
+def node_reader(connection: Connection) -> Connection:
+    """Where a check reads stored nodes while the chain streams in: a connection of its
+    own, but on SQLite (whose chain no second thread reads), ``connection`` itself. The
+    nodes it reads lie under leaves already in, which no append changes. Hand it back to
+    :func:`close_reader`."""
+    return connection if connection.dialect.name == "sqlite" else connection.engine.connect()
+
+
+def close_reader(connection: Connection, reader: Connection) -> None:
+    if reader is not connection:
+        reader.close()
+
+
+def node_fault(level: int, index: int, stored: Hash | None, made: Hash) -> tuple[int, str] | None:
+    """A stored node (None: the tree holds none) against the one the entries make: the
+    first seq under it and what is wrong, or None."""
+    where = f"level {level}, index {index}"
+    if stored is None:
+        return (index << level) + 1, f"the Merkle tree lacks a node at {where}"
+    if stored != made:
+        return (index << level) + 1, f"the Merkle tree's node at {where} does not match the entries"
+    return None
+
+
+def beyond_fault(connection: Connection, level: int, count: int) -> tuple[int, str] | None:
+    """After the last of the ``count`` nodes a level should hold, none more may be
+    stored: asked on ``connection``, in the snapshot the leaves came from."""
+    beyond = connection.execute(
+        select(TREE.c.idx).where(TREE.c.level == level, TREE.c.idx >= count).limit(1)
+    ).first()
+    if beyond is None:
+        return None
+    where = f"level {level}, index {count}"
+    return (count << level) + 1, f"the Merkle tree has a node it should not at {where}"
 
 
 class _StoredLevel:

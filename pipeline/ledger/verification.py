@@ -41,13 +41,17 @@ from pipeline.ledger.sides import identity_faults, side_faults
 from pipeline.ledger.store import ENTRY, HEAD, make_engine
 from pipeline.ledger.tree import (
     STORED_FROM,
-    TREE,
     Segment,
     TreeCheck,
     TreeIncomplete,
+    beyond_fault,
+    close_reader,
     inclusion_proof,
     leaf_bytes,
+    node_fault,
+    node_reader,
     nodes,
+    stored_nodes,
 )
 from pipeline.pseudonym import Pseudonymiser
 from pipeline.transparency.merkle import (
@@ -417,9 +421,7 @@ class _Growth:
 
     def __init__(self, connection: Connection, size: int) -> None:
         self.connection = connection
-        own = connection.dialect.name != "sqlite"
-        self._reader = connection.engine.connect() if own else connection
-        self._own = own
+        self._reader = node_reader(connection)
         self.size = size
         self._edge = nodes(connection, frontier(size))
         self._buffer = bytearray()
@@ -441,18 +443,10 @@ class _Growth:
         if self._fault is not None:
             return
         wanted = [(node, digest) for node, digest in made if node[0] >= STORED_FROM]
-        try:
-            stored = nodes(self._reader, [node for node, _ in wanted])
-        except TreeIncomplete:
-            stored = {}
+        stored = stored_nodes(self._reader, [node for node, _ in wanted])
         for (level, index), digest in wanted:
-            found = stored.get((level, index))
-            if found != digest:
-                what = "lacks a node" if found is None else "has a node that does not match"
-                self._fault = (
-                    (index << level) + 1,
-                    f"the Merkle tree {what} the entries at level {level}, index {index}",
-                )
+            self._fault = node_fault(level, index, stored.get((level, index)), digest)
+            if self._fault is not None:
                 return
 
     def faults(self) -> list[tuple[int, str]]:
@@ -461,19 +455,10 @@ class _Growth:
         if self._fault is not None:
             return [self._fault]
         for level in range(STORED_FROM, self.size.bit_length()):
-            count = self.size >> level
-            beyond = self.connection.execute(
-                select(TREE.c.idx).where(TREE.c.level == level, TREE.c.idx >= count).limit(1)
-            ).first()
+            beyond = beyond_fault(self.connection, level, self.size >> level)
             if beyond is not None:
-                return [
-                    (
-                        (count << level) + 1,
-                        f"the Merkle tree has a node it should not at level {level}, index {count}",
-                    )
-                ]
+                return [beyond]
         return []
 
     def close(self) -> None:
-        if self._own:
-            self._reader.close()
+        close_reader(self.connection, self._reader)

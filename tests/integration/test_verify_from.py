@@ -87,6 +87,18 @@ def test_a_tree_node_after_the_checkpoint_edited_is_found(db_url: str, tmp_path:
     assert status == 1 and f"level 4, index {level_4}" in said
 
 
+def test_a_tree_node_after_the_checkpoint_removed_is_named_itself(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Not the first node the new entries complete, but the one missing."""
+    ledger, kept, old = grown_ledger(db_url, tmp_path)
+    level_4 = (count(ledger) >> 4) - 1
+    assert (level_4 - 1) << 4 >= old  # another node of the level is made after it, first
+    tamper(ledger, f"DELETE FROM tree_node WHERE level = 4 AND idx = {level_4}")
+    status, said = verify_from(db_url, kept)
+    assert status == 1 and f"lacks a node at level 4, index {level_4}" in said
+
+
 def test_history_the_checkpoint_covers_rewritten_is_found_without_reading_it_all(
     db_url: str, tmp_path: Path
 ) -> None:
