@@ -13,6 +13,7 @@ import typer
 from pipeline.cli.exits import fail
 from pipeline.cli.keys import log_key
 from pipeline.cli.runnable import command_line
+from pipeline.keyfiles import key_file_for
 from pipeline.ledger import schema
 from pipeline.ledger.asking import BadFilter
 from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
@@ -23,13 +24,7 @@ from pipeline.ledger.pupils import finder
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger, shown_url
 from pipeline.policy.schools import Schools
-from pipeline.pseudonym import (
-    Pseudonymiser,
-    PseudonymKeyError,
-    key_file_for,
-    load_or_create_key,
-    pseudonymiser,
-)
+from pipeline.pseudonym import Pseudonymiser, PseudonymKeyError, load_or_create_key, pseudonymiser
 from pipeline.settings import DEFAULT_DATABASE_URL, settings
 from pipeline.transparency.note import Verifier
 from pipeline.transport.kafka import KafkaConfig

@@ -21,18 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from pipeline.cli.exits import fail
 from pipeline.cli.options import DbOption, database_url, open_ledger, pseudonym_key_for
-from pipeline.keyfiles import KEY_BYTES
+from pipeline.keyfiles import KEY_BYTES, key_file_for, pending_key_file, write_new_key_file
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.keys import FINISHED, KeyRefused, settle_key_file
 from pipeline.ledger.rotation import Rotated, RotationRefused, rotate_key
 from pipeline.plural import counted
-from pipeline.pseudonym import (
-    PseudonymKeyError,
-    key_file_for,
-    pending_key_file,
-    pseudonymiser,
-    write_new_key_file,
-)
+from pipeline.pseudonym import PseudonymKeyError, pseudonymiser
 from pipeline.settings import settings
 
 NewKeyFileOption = Annotated[

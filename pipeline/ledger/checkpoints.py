@@ -17,12 +17,11 @@ from sqlalchemy import Connection, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.keyfiles import hex_key, key_in_file
+from pipeline.keyfiles import create_key_file, hex_key, key_file_for, key_in_file
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import LogCheckpoint, LogCosignature
 from pipeline.ledger.store import Ledger, make_engine, now_text
 from pipeline.ledger.tree import root_at
-from pipeline.pseudonym import create_key_file, key_file_for
 from pipeline.transparency.note import (
     Checkpoint,
     Note,

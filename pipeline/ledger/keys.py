@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from sqlalchemy import Connection, Table, func, insert, select
 
+from pipeline.keyfiles import discard_key_file, key_file_for, pending_key_file, replace_key_file
 from pipeline.ledger import schema
 from pipeline.ledger.models import LedgerMeta
 from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger
@@ -22,13 +23,9 @@ from pipeline.logging import get_logger
 from pipeline.pseudonym import (
     Pseudonymiser,
     PseudonymKeyError,
-    discard_key_file,
-    key_file_for,
     load_or_create_key,
-    pending_key_file,
     pseudonymiser,
     read_key_file,
-    replace_key_file,
 )
 
 log = get_logger(__name__)

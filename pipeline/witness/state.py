@@ -16,10 +16,9 @@ from sqlalchemy import (
     select,
 )
 
-from pipeline.keyfiles import hex_key, key_in_file
+from pipeline.keyfiles import create_key_file, hex_key, key_file_for, key_in_file
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.store import make_engine, now_text
-from pipeline.pseudonym import create_key_file, key_file_for
 from pipeline.transparency.note import COSIGNATURE, Checkpoint, Signer, new_private_key
 from pipeline.transparency.witness import Held
 

@@ -23,6 +23,7 @@ from agents.writer import Failed
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.engine import Position
+from pipeline.keyfiles import pending_key_file, write_new_key_file
 from pipeline.ledger import ingest
 from pipeline.ledger.erasure import erase
 from pipeline.ledger.ingest import LedgerWriter
@@ -40,13 +41,7 @@ from pipeline.ledger.rotation import RotationRefused, rotate_key
 from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger
 from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
-from pipeline.pseudonym import (
-    Pseudonymiser,
-    pending_key_file,
-    pseudonymiser,
-    read_key_file,
-    write_new_key_file,
-)
+from pipeline.pseudonym import Pseudonymiser, pseudonymiser, read_key_file
 from pipeline.users import Role, add_user
 from tests.factory import line, referral, upn
 from tests.integration.breaches import KEY, ledger_with_breaches

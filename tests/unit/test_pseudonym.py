@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.pseudonym import create_key_file, pseudonymiser
+from pipeline.keyfiles import create_key_file
+from pipeline.pseudonym import pseudonymiser
 
 KEY = b"\xb3" * 32
 UPN = "U850123426007"
