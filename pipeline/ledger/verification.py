@@ -98,8 +98,7 @@ def verify(
     checking ranges (up to ``jobs``, each of at least ``min_range`` entries) read in
     transactions of their own, each bounded by the last entry this snapshot holds:
     entries up to it never change but by tampering, which a range then finds."""
-    if connection.dialect.name == "postgresql" and not connection.in_transaction():
-        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    connection = _one_snapshot(connection)
     leaves = TreeCheck(connection)  # the tree, checked as the leaves come
     try:
         return _verified(connection, pseudonyms, log, jobs, min_range, leaves)
@@ -139,6 +138,14 @@ def _verified(
             min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
         )
     return result
+
+
+def _one_snapshot(connection: Connection) -> Connection:
+    """``connection`` reading one snapshot throughout: SQLite's transaction is one
+    already; PostgreSQL's is made repeatable read when it has not begun."""
+    if connection.dialect.name == "postgresql" and not connection.in_transaction():
+        return connection.execution_options(isolation_level="REPEATABLE READ")
+    return connection
 
 
 def _head_fault(seq: int, digest: str, result: Verification) -> Verification | None:
@@ -356,8 +363,7 @@ def verify_from(
     tree is consistent with the old by construction. The rows beside the chain and the
     projections are checked by a whole ``verify`` only. The checkpoints the log signed
     since are checked against the grown tree (their signatures too, given ``log``)."""
-    if connection.dialect.name == "postgresql" and not connection.in_transaction():
-        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    connection = _one_snapshot(connection)
     size = checkpoint.size
     head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
     anchored = _anchor_fault(connection, checkpoint, where, int(head.seq))
