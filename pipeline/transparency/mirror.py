@@ -19,7 +19,7 @@ anything that reads a tile), and whatever it holds is untrusted until checked.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -92,26 +92,20 @@ def _limit(tile: Tile) -> int:
     return _MAX_BUNDLE if tile.entries else _MAX_TILE
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class MirrorCheck:
-    """What checking the mirror read: the entries after the old checkpoint, and the entry
-    bundles and hash tiles read (paths, in the order read)."""
+    """What checking the mirror read: the entries after the old checkpoint, in how many
+    entry bundles, and how many hash tiles (counted, not listed: a list would grow with
+    the entries)."""
 
     old: int
     new: int
-    read: list[str] = field(default_factory=list)
+    bundles: int
+    hash_tiles: int
 
     @property
     def entries(self) -> int:
         return self.new - self.old
-
-    @property
-    def bundles(self) -> int:
-        return sum(1 for path in self.read if path.startswith("tile/entries/"))
-
-    @property
-    def hash_tiles(self) -> int:
-        return len(self.read) - self.bundles
 
 
 def check_mirror(
@@ -150,7 +144,7 @@ def check_mirror(
     _tiles_consistent(tiles, old, new)
     if kept is not None:
         _tiles_consistent(tiles, kept, new)
-    return MirrorCheck(old.size, new.size, tiles.read)
+    return MirrorCheck(old.size, new.size, tiles.bundles, tiles.hash_tiles)
 
 
 def _tiles_consistent(tiles: _Tiles, older: Checkpoint, newer: Checkpoint) -> None:
@@ -195,7 +189,8 @@ class _Tiles:
     def __init__(self, source: TileSource, size: int) -> None:
         self.source = source
         self.size = size
-        self.read: list[str] = []
+        self.bundles = 0
+        self.hash_tiles = 0
         self._held: dict[int | None, tuple[int, list[Hash]]] = {}
 
     def tile(self, level: int | None, index: int) -> Tile:
@@ -208,7 +203,10 @@ class _Tiles:
         return self.tile(level // TILE_HEIGHT, (index << level % TILE_HEIGHT) // TILE_WIDTH).path
 
     def _data(self, tile: Tile) -> bytes:
-        self.read.append(tile.path)
+        if tile.entries:
+            self.bundles += 1
+        else:
+            self.hash_tiles += 1
         return self.source.read(tile)
 
     def hashes(self, level: int, index: int) -> list[Hash]:

@@ -117,9 +117,7 @@ def test_a_rollback_to_before_the_kept_checkpoint_is_refused(
     assert (state / "checkpoint").read_bytes() == new.read_bytes()
 
 
-def test_a_poisoned_mirror_is_refused_in_one_line(
-    db_url: str, tmp_path: Path, vkey: Path
-) -> None:
+def test_a_poisoned_mirror_is_refused_in_one_line(db_url: str, tmp_path: Path, vkey: Path) -> None:
     ledger, new, old, mirror = grown(db_url, tmp_path)
     edge = old // 256
     bundle = mirror / Tile(None, edge, min(256, count(ledger) - edge * 256)).path

@@ -28,12 +28,12 @@ def signed(leaves: list[bytes], signer: Signer = LOG) -> bytes:
 
 
 def checked(
-    folder: Path, leaves: list[bytes], old: int, state: Path, **given: object
+    folder: Path, leaves: list[bytes], old: int, state: Path
 ) -> tuple[Checkpoint, Checkpoint | None, MirrorCheck]:
     """The mirror in ``folder`` checked from the checkpoint of ``leaves[:old]``."""
     start = signed(leaves[:old])
     return accept_mirror(
-        signed(leaves), LOG.verifier, state, MirrorFolder(folder), start, leaf_fault, **given
+        signed(leaves), LOG.verifier, state, MirrorFolder(folder), start, leaf_fault
     )
 
 
@@ -70,13 +70,14 @@ def test_only_the_bundles_from_the_old_right_edge_on_are_read(
     mirror: Path, log_leaves: list[bytes], tmp_path: Path
 ) -> None:
     counting = CountingMirror(mirror)
-    accept_mirror(
+    *_, read = accept_mirror(
         signed(log_leaves), LOG.verifier, tmp_path, counting, signed(log_leaves[:OLD]), leaf_fault
     )
-    bundles = sorted({t.index for t in counting.tiles_read if t.entries})
+    bundles = [t.index for t in counting.tiles_read if t.entries]
     level_0 = sorted({t.index for t in counting.tiles_read if t.level == 0})
     new_tiles = list(range(OLD // TILE_WIDTH, -(-NEW // TILE_WIDTH)))  # 10 (partial) to 11
-    assert bundles == new_tiles and level_0 == new_tiles
+    assert bundles == new_tiles and level_0 == new_tiles  # each bundle once
+    assert (read.bundles, read.hash_tiles) == (len(bundles), len(counting.tiles_read) - 2)
 
 
 def test_a_large_old_tree_costs_no_more_reads_than_a_small_one(tmp_path: Path) -> None:
@@ -88,9 +89,13 @@ def test_a_large_old_tree_costs_no_more_reads_than_a_small_one(tmp_path: Path) -
         folder = mirror_of_leaves(tmp_path / str(old), leaves, [old, old + 400])
         counting = CountingMirror(folder)
         accept_mirror(
-            signed(leaves), LOG.verifier, tmp_path / f"state-{old}", counting,
-            signed(leaves[:old]), leaf_fault,
-        )  # fmt: skip
+            signed(leaves),
+            LOG.verifier,
+            tmp_path / f"state-{old}",
+            counting,
+            signed(leaves[:old]),
+            leaf_fault,
+        )
         bundles = [t for t in counting.tiles_read if t.entries]
         assert min(t.index for t in bundles) == old // TILE_WIDTH
         reads[old] = (len(bundles), len(counting.tiles_read) - len(bundles))
@@ -131,9 +136,13 @@ def test_a_mirror_of_a_log_whose_old_part_was_rewritten_is_refused_as_a_fork(
     folder = mirror_of_leaves(tmp_path / "mirror", rewritten, [NEW])
     with pytest.raises(Refused) as refused:
         accept_mirror(
-            signed(rewritten), LOG.verifier, tmp_path, MirrorFolder(folder),
-            signed(log_leaves[:OLD]), leaf_fault,
-        )  # fmt: skip
+            signed(rewritten),
+            LOG.verifier,
+            tmp_path,
+            MirrorFolder(folder),
+            signed(log_leaves[:OLD]),
+            leaf_fault,
+        )
     assert f"tree at size {OLD} does not have the root of the checkpoint" in str(refused.value)
     assert "a fork" in str(refused.value)
     assert not (tmp_path / STATE_FILE).exists()
@@ -180,9 +189,12 @@ def test_a_checkpoint_from_before_the_one_given_is_a_rollback(
 ) -> None:
     with pytest.raises(Refused) as refused:
         accept_mirror(
-            signed(log_leaves[:OLD]), LOG.verifier, tmp_path, MirrorFolder(mirror),
+            signed(log_leaves[:OLD]),
+            LOG.verifier,
+            tmp_path,
+            MirrorFolder(mirror),
             signed(log_leaves),
-        )  # fmt: skip
+        )
     assert f"smaller than the {NEW} given with --from: the log was rolled back" in str(
         refused.value
     )
@@ -204,8 +216,8 @@ def test_a_kept_checkpoint_the_new_one_does_not_extend_is_refused(
     kept: a fork the auditor already saw the other side of."""
     forked = entry_leaves(2_800)
     forked[2_700] = forked[2_700].replace(b'"decision"', b'"erasure"')
-    mirror_of_leaves(tmp_path / "forked", forked, [2_800])
-    accept_mirror(signed(forked), LOG.verifier, tmp_path / "state", MirrorFolder(tmp_path / "forked"))
+    other = MirrorFolder(mirror_of_leaves(tmp_path / "forked", forked, [2_800]))
+    accept_mirror(signed(forked), LOG.verifier, tmp_path / "state", other)
     folder = mirror_of_leaves(tmp_path / "mirror", log_leaves, [NEW])
     said = refusal(folder, log_leaves, OLD, tmp_path / "state")
     assert f"do not prove the checkpoint of size {NEW} extends the one of size 2800" in said
@@ -219,9 +231,12 @@ def test_a_checkpoint_signed_by_another_key_is_refused(
         accept_mirror(signed(log_leaves, other), LOG.verifier, tmp_path, MirrorFolder(mirror))
     with pytest.raises(Refused, match="the checkpoint given with --from: not signed"):
         accept_mirror(
-            signed(log_leaves), LOG.verifier, tmp_path, MirrorFolder(mirror),
+            signed(log_leaves),
+            LOG.verifier,
+            tmp_path,
+            MirrorFolder(mirror),
             signed(log_leaves[:OLD], other),
-        )  # fmt: skip
+        )
 
 
 # -- a poisoned mirror folder ------------------------------------------------------------------
