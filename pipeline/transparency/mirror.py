@@ -18,6 +18,8 @@ anything that reads a tile), and whatever it holds is untrusted until checked.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,8 +78,13 @@ class MirrorFolder:
             resolved = path.resolve(strict=True)
             if not resolved.is_relative_to(self.root.resolve(strict=True)):
                 raise MirrorFault(f"{where} leads outside the mirror (to {resolved})")
+            if not stat.S_ISREG(resolved.stat().st_mode):  # a folder, or a pipe never ending
+                raise MirrorFault(f"{where} is not a file")
             with resolved.open("rb") as file:
-                data = file.read(_limit(tile) + 1)
+                # As much as the file holds, no more than a tile can: read(n) would take
+                # n bytes of memory first, whatever the file holds.
+                held = os.fstat(file.fileno()).st_size
+                data = file.read(min(held, _limit(tile)) + 1)
         except FileNotFoundError:
             raise MirrorFault(f"the mirror {self.root} has no {tile.path}") from None
         except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links

@@ -6,6 +6,7 @@ that is not what the checkpoints sign is refused, naming where
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -282,12 +283,17 @@ def test_a_tile_of_the_wrong_size_is_named(
     assert fault in refusal(mirror, log_leaves, OLD, tmp_path / "state")
 
 
-def test_a_missing_tile_or_a_folder_in_its_place_is_named(
-    mirror: Path, log_leaves: list[bytes], tmp_path: Path
-) -> None:
+def test_a_missing_tile_is_named(mirror: Path, log_leaves: list[bytes], tmp_path: Path) -> None:
     (mirror / "tile/entries/011.p/184").unlink()
     said = refusal(mirror, log_leaves, OLD, tmp_path / "state")
     assert f"the mirror {mirror} has no tile/entries/011.p/184" in said
-    (mirror / "tile/entries/011.p/184").mkdir()
+
+
+@pytest.mark.parametrize("make", [Path.mkdir, os.mkfifo], ids=["folder", "pipe"])
+def test_a_tile_that_is_no_file_is_named_not_read(
+    mirror: Path, log_leaves: list[bytes], tmp_path: Path, make: Callable[[Path], None]
+) -> None:
+    (mirror / "tile/entries/011.p/184").unlink()
+    make(mirror / "tile/entries/011.p/184")
     said = refusal(mirror, log_leaves, OLD, tmp_path / "state")
-    assert "cannot read tile/entries/011.p/184 in the mirror" in said
+    assert f"tile/entries/011.p/184 in the mirror {mirror} is not a file" in said
