@@ -73,7 +73,8 @@ def main() -> None:
             raise SystemExit(f"read {read:,} and {full_read:,} entries, not as asked")
         incremental_peak = peak_kib(mirror, new, old, folder / "peak-incremental")
         full_peak = peak_kib(mirror, new, None, folder / "peak-full")
-    print(f"incremental: the last {args.new:,} of {args.entries:,} entries in {incremental_s:.2f} s")
+    last = f"the last {args.new:,} of {args.entries:,} entries"
+    print(f"incremental: {last} in {incremental_s:.2f} s")
     print(f"full: all {args.entries:,} entries in {full_s:.2f} s")
     print(
         f"incremental_s={incremental_s:.2f} full_s={full_s:.2f} "
