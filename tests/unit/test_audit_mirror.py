@@ -18,7 +18,7 @@ from pipeline.transparency.mirror import MirrorCheck, MirrorFolder
 from pipeline.transparency.note import Checkpoint, Signer, sign_note
 from pipeline.transparency.tiles import TILE_WIDTH, Tile, bundle
 from tests.mirrors import CountingMirror, entry_leaves, mirror_of_leaves, write_tile
-from tests.unit.test_auditor import LOG, ORIGIN
+from tests.unit.test_auditor import LOG, ORIGIN, WITNESS
 
 OLD, NEW = 2600, 3000  # the old tree ends inside a tile; the new one four bundles on
 
@@ -297,3 +297,18 @@ def test_a_tile_that_is_no_file_is_named_not_read(
     make(mirror / "tile/entries/011.p/184")
     said = refusal(mirror, log_leaves, OLD, tmp_path / "state")
     assert f"tile/entries/011.p/184 in the mirror {mirror} is not a file" in said
+
+
+def test_the_witnesses_asked_for_must_have_cosigned_as_without_a_mirror(
+    mirror: Path, log_leaves: list[bytes], tmp_path: Path
+) -> None:
+    with pytest.raises(Refused, match="0 of the witnesses given cosigned it; 1 must"):
+        accept_mirror(
+            signed(log_leaves),
+            LOG.verifier,
+            tmp_path,
+            MirrorFolder(mirror),
+            witnesses=[WITNESS.verifier],
+            quorum=1,
+        )
+    assert not (tmp_path / STATE_FILE).exists()
