@@ -222,8 +222,6 @@ class _Tiles:
         if held is not None and held[0] == index:
             return held[1]
         tile = self.tile(level, index)
-        if tile.width <= 0:
-            raise MirrorFault(f"no tile {tile.path} in a tree of size {self.size}")
         data = self._data(tile)
         if len(data) != 32 * tile.width:
             raise MirrorFault(
