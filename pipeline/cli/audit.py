@@ -1,7 +1,8 @@
 """``sharing-audit audit``: what an auditor runs, offline, on what the log handed out.
-Nothing here opens the ledger: it checks signatures and proofs with the log's verifier
-key, and keeps the last checkpoint accepted in the auditor's own folder, against which
-every later checkpoint and receipt is held."""
+Nothing here opens the ledger: it checks signatures and proofs (or the auditor's own
+mirror of the log's tiles) with the log's verifier key, and keeps the last checkpoint
+accepted in the auditor's own folder, against which every later checkpoint and receipt
+is held."""
 
 from __future__ import annotations
 
