@@ -1,7 +1,8 @@
 """``sharing-audit audit``: what an auditor runs, offline, on what the log handed out.
-Nothing here opens the ledger: it checks signatures and proofs with the log's verifier
-key, and keeps the last checkpoint accepted in the auditor's own folder, against which
-every later checkpoint and receipt is held."""
+Nothing here opens the ledger: it checks signatures and proofs (or the auditor's own
+mirror of the log's tiles) with the log's verifier key, and keeps the last checkpoint
+accepted in the auditor's own folder, against which every later checkpoint and receipt
+is held."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ import typer
 
 from pipeline.cli.exits import fail
 from pipeline.cli.keys import log_key, witness_key
-from pipeline.transparency.auditor import Refused, accept, accept_receipt, given_twice
-from pipeline.transparency.note import Verifier
+from pipeline.ledger.chain import leaf_fault
+from pipeline.plural import counted
+from pipeline.transparency.auditor import (
+    Refused,
+    accept,
+    accept_mirror,
+    accept_receipt,
+    given_twice,
+)
+from pipeline.transparency.mirror import MirrorFolder
+from pipeline.transparency.note import Checkpoint, Verifier
 
 audit_app = typer.Typer(
     help="Verify the log without trusting it: checkpoints and receipts, offline.",
@@ -78,20 +88,84 @@ def verify(
     vkey: VkeyOption,
     state: StateOption,
     proof: ProofOption = None,
+    tiles: Annotated[
+        Path | None,
+        typer.Option(
+            "--tiles",
+            metavar="DIR",
+            help="Your mirror of the log's tiles (tile/0/000, tile/entries/000, ... as served "
+            "under /log/): check it instead of a --proof.",
+        ),
+    ] = None,
+    start: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            metavar="FILE",
+            help="With --tiles: the checkpoint you verified last (a signed note); by "
+            "default the one kept in --state.",
+        ),
+    ] = None,
     witness: WitnessOption = None,
     quorum: QuorumOption = 0,
 ) -> None:
     """Accept CHECKPOINT if the log signed it, QUORUM witnesses cosigned it, and it
-    extends the checkpoint kept in --state (proven by --proof); exit 1 naming the fault."""
+    extends the checkpoint kept in --state: proven by --proof, or by your mirror of the
+    log's tiles (--tiles), of which only what follows the checkpoint verified last (--from,
+    else the one kept) is read. Exit 1 naming the fault."""
     log = log_key(vkey, "--vkey")
     witnesses = _witnesses(witness, quorum)
+    if tiles is None and start is not None:
+        fail("--from is for checking a mirror: give --tiles DIR too")
+    if tiles is not None and proof is not None:
+        fail("give --tiles or --proof, not both: the mirror's tiles make the proof")
     note = _read(checkpoint, "the checkpoint")
+    if tiles is not None:
+        if not tiles.is_dir():
+            fail(f"--tiles {tiles}: not a folder")
+        given_start = _read(start, "the checkpoint given with --from") if start else None
+        _verify_mirror(note, log, state, tiles, given_start, witnesses, quorum)
+        return
     given = _read(proof, "the proof") if proof is not None else None
     try:
         accepted = accept(note, log, state, given, witnesses, quorum)
     except Refused as exc:
         fail(f"refused: {exc}", 1)
     print(f"accepted: {accepted.origin} at size {accepted.size}; kept in {state}")
+
+
+def _verify_mirror(
+    note: bytes,
+    log: Verifier,
+    state: Path,
+    tiles: Path,
+    start: bytes | None,
+    witnesses: list[Verifier],
+    quorum: int,
+) -> None:
+    try:
+        accepted, old, read = accept_mirror(
+            note, log, state, MirrorFolder(tiles), start, leaf_fault, witnesses, quorum
+        )
+    except Refused as exc:
+        fail(f"refused: {exc}", 1)
+    print(f"accepted: {accepted.origin} at size {accepted.size}; kept in {state}")
+    print(f"  {_checked_from(old, start is not None, state)}")
+    print(
+        f"  read from {tiles}: {counted(read.entries, 'new entry', 'new entries')} in "
+        f"{counted(read.bundles, 'entry bundle')} and {counted(read.hash_tiles, 'hash tile')}"
+    )
+
+
+def _checked_from(old: Checkpoint | None, given: bool, state: Path) -> str:
+    """Where the check started, in words: the auditor should know what was not read."""
+    if old is None:
+        return f"from the start: no checkpoint kept in {state} (every entry read)"
+    which = "given with --from" if given else f"kept in {state}"
+    return (
+        f"from the checkpoint of size {old.size:,} {which}; not read again: the "
+        f"{counted(old.size, 'entry', 'entries')} it covers"
+    )
 
 
 @audit_app.command("receipt")

@@ -84,6 +84,28 @@ def entry_leaf(fields: Mapping[str, Any]) -> bytes:
     return canonical_json(only_fields(fields))
 
 
+def leaf_fault(index: int, leaf: bytes) -> str | None:
+    """Why ``leaf`` is not an entry the ledger could hold at leaf ``index`` (None when
+    it could): the chain a mirror of the tiles can check without the ledger's hashes, for
+    a leaf holds no ``prev_hash``. Each leaf is an entry's hashed fields in canonical form,
+    numbered one after the leaf before it (seq ``index + 1``), referring to an earlier
+    entry if to any."""
+    try:
+        fields = orjson.loads(leaf)
+    except orjson.JSONDecodeError:
+        return "its leaf is not JSON"
+    if not isinstance(fields, dict) or sorted(fields) != sorted(ENTRY_FIELDS):
+        return "its leaf is not an entry: its fields are not the ledger's"
+    seq, refers_to = fields["seq"], fields["refers_to"]
+    if seq != index + 1:
+        return f"holds seq {seq!r} where seq {index + 1} follows seq {index}: the chain is broken"
+    if refers_to is not None and not (type(refers_to) is int and 0 < refers_to < seq):
+        return f"refers to seq {refers_to!r}, not to an earlier entry"
+    if entry_leaf(fields) != leaf:
+        return "its leaf is not in canonical form (keys sorted, no spaces)"
+    return None
+
+
 def stored_form(fields: Mapping[str, Any]) -> dict[str, Any]:
     """``fields`` with each JSON field as its canonical text (None stays None)."""
     out = dict(fields)

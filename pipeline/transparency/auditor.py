@@ -26,7 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.transparency.merkle import Hash, ProofError, verify_consistency
+from pipeline.transparency.merkle import EMPTY_ROOT, Hash, ProofError, verify_consistency
+from pipeline.transparency.mirror import (
+    EntryFault,
+    MirrorCheck,
+    MirrorFault,
+    TileSource,
+    check_mirror,
+)
 from pipeline.transparency.note import (
     Checkpoint,
     Note,
@@ -97,6 +104,39 @@ def accept(
         _check_extends(kept, new, proof)
     _keep(state, note)
     return new
+
+
+def accept_mirror(
+    note: bytes,
+    log: Verifier,
+    state: Path,
+    mirror: TileSource,
+    start: bytes | None = None,
+    entry_fault: EntryFault | None = None,
+    witnesses: Sequence[Verifier] = (),
+    quorum: int = 0,
+) -> tuple[Checkpoint, Checkpoint | None, MirrorCheck]:
+    """Accept the checkpoint in ``note`` into ``state`` once ``mirror`` (a mirror of the
+    log's tiles) shows it extends the checkpoint verified before: ``start`` (a signed
+    note) if given, else the one kept in ``state``, else none (then every entry is
+    read). Only what follows that checkpoint is read (:func:`check_mirror`); a checkpoint
+    kept in ``state`` other than ``start`` must be extended too. Returns the checkpoint
+    accepted, the one checked from (None for none) and what was read; else
+    :class:`Refused` naming the fault, and the state is left as it was."""
+    new = admitted(note, log, witnesses, quorum)
+    kept = kept_checkpoint(state, log)
+    old = _opened(start, log, "the checkpoint given with --from") if start is not None else kept
+    for held, which in ((old, "given with --from" if start else "kept"), (kept, "kept")):
+        if held is not None:
+            _check_not_behind(held, new, which)
+    base = old if old is not None else Checkpoint(new.origin, 0, EMPTY_ROOT)
+    also = kept if kept is not None and kept != old else None
+    try:
+        checked = check_mirror(mirror, base, new, entry_fault, also)
+    except MirrorFault as exc:
+        raise Refused(str(exc)) from None
+    _keep(state, note)
+    return new, old, checked
 
 
 def accept_receipt(
@@ -212,15 +252,21 @@ def _opened(data: bytes, log: Verifier, what: str) -> Checkpoint:
     return checkpoint
 
 
-def _check_extends(kept: Checkpoint, new: Checkpoint, proof: bytes | None) -> None:
-    if new.size < kept.size:
+def _check_not_behind(held: Checkpoint, new: Checkpoint, which: str) -> None:
+    """Refuse ``new`` if it is smaller than ``held`` (the checkpoint ``which``: kept, or
+    given), or of its size with another root."""
+    if new.size < held.size:
         raise Refused(
-            f"the checkpoint is of size {new.size}, smaller than the {kept.size} already "
-            "accepted: the log was rolled back"
+            f"the checkpoint is of size {new.size}, smaller than the {held.size} {which}: "
+            "the log was rolled back"
         )
+    if new.size == held.size and new.root != held.root:
+        raise Refused(f"two different checkpoints of size {new.size}: the log forked")
+
+
+def _check_extends(kept: Checkpoint, new: Checkpoint, proof: bytes | None) -> None:
+    _check_not_behind(kept, new, "already accepted")
     if new.size == kept.size:
-        if new.root != kept.root:
-            raise Refused(f"two different checkpoints of size {new.size}: the log forked")
         return
     if proof is None:
         raise Refused(

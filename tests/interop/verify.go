@@ -5,7 +5,8 @@
 // Input (stdin, JSON): the log's verifier key, a signed checkpoint, the leaves' bytes,
 // inclusion proofs and consistency proofs; or, instead of leaves and proofs, the log's
 // C2SP tiles and entry bundles by path, from which tlog's own tile reader proves every
-// entry and every older tree. Output: "ok", or the first failure and exit 1.
+// entry and every older tree, and from which it proves the trees given (prove_from)
+// consistent with the checkpoint. Output: "ok", or the first failure and exit 1.
 package main
 
 import (
@@ -39,6 +40,7 @@ type input struct {
 	Inclusion   []inclusion       `json:"inclusion"`
 	Consistency []consistency     `json:"consistency"`
 	Tiles       map[string]string `json:"tiles"`
+	ProveFrom   []consistency     `json:"prove_from"` // older trees to prove from the tiles
 }
 
 // c2spTiles reads tiles as tlog asks for them (tile/8/L/N) from C2SP paths (tile/L/N).
@@ -174,6 +176,16 @@ func main() {
 	root := hashOf(lines[2])
 	if in.Tiles != nil {
 		checkTiles(c2spTiles(in.Tiles), size, root)
+	}
+	for _, p := range in.ProveFrom {
+		reader := tlog.TileHashReader(tlog.Tree{N: size, Hash: root}, c2spTiles(in.Tiles))
+		proof, err := tlog.ProveTree(size, p.Old, reader)
+		if err != nil {
+			fail("consistency from %d, proven from the tiles: %v", p.Old, err)
+		}
+		if err := tlog.CheckTree(proof, size, root, p.Old, hashOf(p.OldRoot)); err != nil {
+			fail("consistency from %d to %d: %v", p.Old, size, err)
+		}
 	}
 	for _, p := range in.Inclusion {
 		leaf, err := base64.StdEncoding.DecodeString(in.Leaves[p.Index])
