@@ -178,6 +178,7 @@ READS = {
     "reconcile": "reconciled the school's records",
     "bundle": "took a bundle for auditors",
     "reveal_pupils": "revealed the pupils of an incident",
+    "what_if": "replayed the sharing under a candidate policy",
 }
 
 
