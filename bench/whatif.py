@@ -84,10 +84,15 @@ def _pupils(outcome: Outcome) -> list[Pupil]:
     if event is None:
         return []
     if isinstance(event, SHARING_MODELS):
-        given = [(p["upn"], p["dob"].isoformat() if "dob" in p else None) for p in event.data.pupils]
+        given = [
+            (p["upn"], p["dob"].isoformat() if "dob" in p else None) for p in event.data.pupils
+        ]
     else:
         given = [(event.data.upn, None)]
-    return [Pupil(key, normalise_upn(upn), dob) for key, (upn, dob) in zip(outcome.pupils, given)]
+    return [
+        Pupil(key, normalise_upn(upn), dob)
+        for key, (upn, dob) in zip(outcome.pupils, given, strict=True)
+    ]
 
 
 def _entries(path: Path, policy: Policy, head: int) -> Iterator[list[NewEntry]]:

@@ -194,6 +194,11 @@ def what_if_html(report: dict[str, Any], **context: Any) -> str:
     return html.get_template("whatif.html").render(r=report, **context)
 
 
+def what_if_body_html(report: dict[str, Any], **context: Any) -> str:
+    """The what-if report without its page, for the desk's policy page to hold."""
+    return html.get_template("whatif_body.html").render(r=report, **context)
+
+
 PACK_DIFFERENCE_COLUMNS = ("section", "item", "field", "change", "old", "new")
 
 
