@@ -82,16 +82,9 @@ def create_api(
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym, config.pseudonym_key)
     # A UPN typed into a search to the pseudonym its pupil is recorded under.
     api.state.find_pupil = finder(own)
-    routers = (
-        desk.router,
-        audit.router,
-        log.router,
-        admin.router,
-        pages.router,
-        policy_pages.router,
-    )
-    for router in routers:
+    for router in (desk.router, audit.router, log.router, admin.router, pages.router):
         api.include_router(router)
+    api.include_router(policy_pages.router)
     metrics.install(api, own, config)
 
     def identify(bearer: str | None, session: str | None) -> User | None:
