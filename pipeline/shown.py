@@ -139,6 +139,7 @@ KINDS = {
     "retention_due": "records past their retention period",
     "key_rotated": "pseudonym key replaced",
     "erasure": "erasure of a pupil",
+    "pack_adopted": "adoption of a policy",
 }
 
 #: Why a pupil was erased (an ``erasure`` entry's ``rule``).

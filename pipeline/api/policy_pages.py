@@ -20,11 +20,11 @@ from pipeline.api.pages import PageReader, error_page, templates
 from pipeline.ledger.asking import BadFilter, instant
 from pipeline.packs import pack_text, shipped_packs
 from pipeline.policy.diff import pack_differences
-from pipeline.policy.pack import PackError
+from pipeline.policy.pack import PackError, Policy
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.policy.whatif import candidate_packs
 from pipeline.reports.formats import what_if_body_html
-from pipeline.reports.whatif import Candidate, audited_what_if
+from pipeline.reports.whatif import Candidate, audited_what_if, packs_in_force
 from pipeline.shown import NAMING, Naming
 from pipeline.users import User
 
@@ -92,7 +92,9 @@ def policy_tried(
     state = request.app.state
     context = _context(request, user, pack=pack, since=since, until=until)
     school = _first_school(user, state.schools)
-    in_force = policy_of(state.schools, school, state.policy)
+    with state.ledger.engine.connect() as connection:
+        default, now = packs_in_force(connection, state.policy, state.schools)
+    in_force = policy_of(now, school, default)
     try:
         start = instant(since, "From") if since else None
         end = instant(until, "Before") if until else None
@@ -108,7 +110,7 @@ def policy_tried(
             text, source = pack_text(pack)
         else:
             text, source = "", IN_FORCE
-        packs = candidate_packs(text, source, state.schools) if text else _in_force(state)
+        packs = candidate_packs(text, source, state.schools) if text else _in_force(default, now)
     except BadFilter as exc:
         context["error"] = str(exc)
         return templates.TemplateResponse(request, "policy.html", context, status_code=422)
@@ -148,7 +150,7 @@ def _text_of(uploaded: bytes, name: str | None) -> tuple[str, str]:
         raise PackError(source, ["is not UTF-8 text: save the pack as UTF-8"]) from None
 
 
-def _in_force(state: Any) -> Candidate:
+def _in_force(default: Policy, now: Schools | None) -> Candidate:
     """The pack in force as the candidate: each school's own (a replay that must change
     nothing: what the DPO tries first)."""
-    return lambda urn: policy_of(state.schools, urn, state.policy)
+    return lambda urn: policy_of(now, urn, default)

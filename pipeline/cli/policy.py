@@ -31,11 +31,11 @@ from pipeline.policy.diff import pack_differences
 from pipeline.policy.pack import PackError
 from pipeline.policy.whatif import candidate_packs
 from pipeline.reports.formats import pack_differences_csv, what_if_csv, what_if_html
-from pipeline.reports.whatif import audited_what_if
+from pipeline.reports.whatif import adopt, audited_what_if
 from schemas.export import write_schemas
 
 policy_app = typer.Typer(
-    help="Show, validate and compare policy packs; replay history under a candidate.",
+    help="Show, validate, compare and adopt policy packs; replay history under a candidate.",
     no_args_is_help=True,
 )
 schemas_app = typer.Typer(help="The event contract as JSON Schema.", no_args_is_help=True)
@@ -168,3 +168,45 @@ def policy_diff(
     else:
         for difference in differences:
             sys.stdout.buffer.write(orjson.dumps(difference.as_dict()) + b"\n")
+
+
+@policy_app.command("adopt")
+def policy_adopt(
+    candidate: Annotated[str, typer.Argument(help="The pack to adopt: a YAML file.")],
+    db: DbOption = None,
+    policy: PolicyOption = None,
+    schools: SchoolsOption = None,
+    school: Annotated[
+        str | None,
+        typer.Option(help="Adopt it for this school of the register (its URN); else for all."),
+    ] = None,
+) -> None:
+    """Make a pack the one in force: its what-if over the whole history is shown and
+    recorded with the adoption (who, when, the old and new versions) in the ledger, and
+    the writer decides by it from its next batch. The pack's text is kept in the entry."""
+    register = schools_or_fail(schools)
+    if school is not None and register is None:
+        fail(
+            "--school needs the register of schools (--schools): without one, one pack "
+            "decides every school's events"
+        )
+    school_scope(school, register)
+    configured = policy_or_fail(policy)
+    try:
+        text, source = pack_text(candidate)
+    except PackError as exc:
+        fail(f"candidate pack {exc.source}: " + "; ".join(exc.problems))
+    ledger = open_ledger(db, create=False)
+    try:
+        with reading(ledger):
+            report = adopt(ledger, cli_reader(), text, source, configured, school, register)
+    except PackError as exc:
+        fail(f"candidate pack {exc.source}: " + "; ".join(exc.problems))
+    print_what_if(Console(highlight=False), {**report, "changes": []})
+    old, new = report["old"], report["new"]
+    print(
+        f"adopted {new['name']} {new['version'][:12]} in place of {old['name']} "
+        f"{old['version'][:12]}"
+        + (f" for school {school}" if school else "")
+        + f": entry {report['adopted_seq']}"
+    )

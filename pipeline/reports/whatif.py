@@ -21,12 +21,15 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from pipeline.ledger.acts import append_act
+from pipeline.ledger.adoption import ADOPTED, adoptions_after
 from pipeline.ledger.history import Recorded, births, recorded_events, school_facts
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import Ledger, now_text
+from pipeline.policy.adopting import in_force
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
-from pipeline.policy.whatif import NotReplayable, Tally, change_of, replayed
+from pipeline.policy.whatif import NotReplayable, Tally, candidate_packs, change_of, replayed
 from pipeline.register import Register
 from pipeline.reports.ropa import period_words
 from schemas.decisions import Verdict
@@ -117,7 +120,7 @@ def audited_what_if(
     reader: Requester,
     candidate: Candidate,
     source: str,
-    in_force: Policy,
+    policy: Policy,
     since: str | None,
     until: str | None,
     school: str | None = None,
@@ -131,10 +134,17 @@ def audited_what_if(
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
         tally = replay(connection, candidate, since, until, as_of, schools)
+        default, register = packs_in_force(connection, policy, register)
     shown = schools if schools is not None else tuple(register.names) if register else (None,)
-    packs_in_force = [policy_of(register, urn, in_force) for urn in shown]
+    packs_in_force_now = [policy_of(register, urn, default) for urn in shown]
     report = what_if_report(
-        tally, candidate(shown[0] if shown else None), source, packs_in_force, since, until, schools
+        tally,
+        candidate(shown[0] if shown else None),
+        source,
+        packs_in_force_now,
+        since,
+        until,
+        schools,
     )
     seq = record_read(
         ledger,
@@ -150,3 +160,50 @@ def audited_what_if(
         },
     )
     return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}
+
+
+def packs_in_force(
+    connection: Connection, policy: Policy, register: Schools | None
+) -> tuple[Policy, Schools | None]:
+    """The deployment's packs as configured, with every adoption the ledger records."""
+    return in_force(policy, register, adoptions_after(connection))
+
+
+#: What of a what-if an adoption keeps: the counts, not the events.
+_KEPT = ("replayed", "changed", "unchanged", "rejected", "not_replayed", "by_rule", "by_move")
+
+
+def adopt(
+    ledger: Ledger,
+    by: Requester,
+    text: str,
+    source: str,
+    policy: Policy,
+    school: str | None = None,
+    register: Schools | None = None,
+) -> dict[str, Any]:
+    """Replay the whole history (of ``school``, or of every school) under the pack whose
+    YAML is ``text``, then record its adoption with what the replay found: from the next
+    batch on, the writer decides by it. The what-if report, with the adoption's ``seq``.
+
+    :class:`PackError` when the pack has problems (nothing is recorded then)."""
+    candidate = candidate_packs(text, source, register)
+    with ledger.engine.connect() as connection:
+        default, now = packs_in_force(connection, policy, register)
+    old = policy_of(now, school, default)
+    report = audited_what_if(ledger, by, candidate, source, policy, None, None, school, register)
+    assert report is not None  # whoever adopts sees the school they adopt for
+    new = candidate(school)
+    details = {
+        "by": by.name,
+        "role": by.role,
+        "via": by.via,
+        "school": school,
+        "old": {"name": old.name, "version": old.version},
+        "new": {"name": new.name, "version": new.version, "source": source},
+        "what_if": {k: report["totals"][k] for k in _KEPT},
+        "what_if_read": report["read_seq"],
+        "pack": text,
+    }
+    seq = append_act(ledger, ADOPTED, details)
+    return {**report, "adopted_seq": seq, "old": details["old"], "new": details["new"]}

@@ -19,19 +19,26 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
+from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.erasure import erase_many
+from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.queries import Filters, entries, entry_at
 from pipeline.ledger.store import ENTRY, Ledger
-from pipeline.packs import pack_text
+from pipeline.packs import load_pack, pack_text
 from pipeline.policy.pack import Policy
 from pipeline.simulate import Line, simulate
+from schemas.decisions import RuleId
 from schemas.events import REFERRAL, SHARING_TYPES
-from tests.integration.year import Year, write_lines
+from tests.factory import line as record
+from tests.factory import referral
+from tests.integration.year import KEY, Year, pseudonym, write_lines
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
 
 PUPILS, RATE, SEED = 500, 0.3, 9
+AUGUST = "2026-08-10T10:00:00+01:00"  # after the simulated year
 
 
 @pytest.fixture
@@ -172,3 +179,54 @@ def test_a_candidate_with_problems_is_refused_in_one_line(year: Year, tmp_path: 
     assert done.exit_code != 0
     assert done.stderr.startswith("sharing-audit: candidate pack")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def no_la_referrals(pack: dict[str, Any]) -> None:
+    del pack["recipients"]["la:{LA}"]["permissions"]["referral"]
+
+
+def test_adopting_a_pack_is_an_entry_and_the_writer_decides_by_it_from_its_next_batch(
+    year: Year, tmp_path: Path, policy: Policy
+) -> None:
+    writer = LedgerWriter(year.ledger, policy, pseudonym)  # started before the adoption
+    before = writer.write(
+        [(record(referral(recipient="la:850", time=AUGUST)), Position.line("t", 1))]
+    )
+    assert before[0].decision.decision.value == "allowed"
+    path = candidate(tmp_path, no_la_referrals)
+    url = year.ledger.engine.url.render_as_string(hide_password=False)
+    done = runner.invoke(app, ["policy", "adopt", path, "--db", url])
+    assert done.exit_code == 0, done.stdout + done.stderr
+    with year.ledger.engine.connect() as connection:
+        (adoption,) = entries(connection, Filters(kind="pack_adopted"))
+    details = adoption.details or {}
+    new = load_pack(path)
+    assert details["new"]["version"] == new.version != policy.version
+    assert details["old"]["version"] == policy.version
+    assert details["by"] and details["what_if"]["changed"] > 100
+    assert f"entry {adoption.seq}" in done.stdout
+
+    (after,) = writer.write([(record(referral(recipient="la:850")), Position.line("t", 2))])
+    assert (after.decision.decision.value, after.decision.rules) == (
+        "breach",
+        (RuleId.RECIPIENT_NOT_PERMITTED,),
+    )
+    with year.ledger.engine.connect() as connection:
+        recorded = entry_at(connection, after.seq or 0)
+    assert recorded is not None and recorded.policy_version == new.version
+    env = {"SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex()}
+    verified = runner.invoke(app, ["ledger", "verify", "--db", url], env=env)
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+
+
+def test_what_if_with_the_adopted_pack_changes_nothing_recorded_since(
+    year: Year, tmp_path: Path, policy: Policy
+) -> None:
+    path = candidate(tmp_path, no_la_referrals)
+    url = year.ledger.engine.url.render_as_string(hide_password=False)
+    assert runner.invoke(app, ["policy", "adopt", path, "--db", url]).exit_code == 0
+    writer = LedgerWriter(year.ledger, policy, pseudonym)
+    writer.write([(record(referral(recipient="la:850", time=AUGUST)), Position.line("t", 1))])
+    changes, summary = what_if(year, path, "--since", "2026-08-01")
+    assert changes == [] and summary["totals"]["replayed"] == 1
+    assert summary["in_force"] == [{"name": policy.name, "version": load_pack(path).version}]
