@@ -126,3 +126,29 @@ def test_an_event_decided_in_memory_replays_as_it_was_decided(policy: Policy) ->
     (outcome,) = Engine(policy).process(line(event), 1)
     body, keys, born = kept(event)
     assert replayed(body, keys, born, Register(), policy) == outcome.decision
+
+
+def test_an_adoption_for_one_school_replaces_that_schools_pack_alone(
+    tmp_path: Path, policy: Policy
+) -> None:
+    from pipeline.policy.adopting import Adopted, in_force
+
+    path = tmp_path / "schools.yaml"
+    path.write_text(
+        "schools:\n"
+        '  - {urn: "116234", name: Westfields Junior School, la: 850}\n'
+        '  - {urn: "135000", name: Northam Primary, la: 852}\n'
+    )
+    schools = load_schools(str(path))
+    text = pack_text()[0].replace("deadline_school_days: 15", "deadline_school_days: 20")
+    one = Adopted(10, "135000", text, "stricter.yaml")
+    default, now = in_force(policy, schools, [one])
+    assert now is not None and default is policy
+    assert now.policies["135000"].transfer_deadline == 20
+    assert "la:852" in now.policies["135000"].recipients
+    assert now.policies["116234"] is schools.policies["116234"]
+    every = Adopted(11, None, pack_text()[0], "england-schools")
+    _, again = in_force(policy, schools, [one, every])
+    assert again is not None
+    assert again.policies["135000"].transfer_deadline == 15
+    assert again.policies["135000"].version == schools.policies["135000"].version
