@@ -165,10 +165,3 @@ def births(connection: Connection, pupil_keys: Iterable[str]) -> dict[str, str |
         )
         found.update({key: dob for key, dob in rows})
     return found
-
-
-def all_births(connection: Connection) -> dict[str, str | None]:
-    """Every pupil's date of birth (ISO, or None), by pseudonym: cheaper than asking by
-    key when a replay covers most pupils. No UPN is read."""
-    rows = connection.execute(select(IDENTITY.c.pupil_key, IDENTITY.c.dob))
-    return {key: dob for key, dob in rows}
