@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pipeline.policy.decide import decide, upns_of
-from pipeline.policy.intake import Reading, invalid_decision, read_event, undecidable_reason
+from pipeline.policy.decide import decide, decision_for, upns_of, verdict_of
+from pipeline.policy.intake import Reading, invalid_decision, read_event
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
 from pipeline.register import Register, SchoolFact, fact_of
@@ -173,12 +173,7 @@ class Engine:
             assert self.schools is not None
             decision = Decision.rejected(RuleId.EVENT_INVALID, self.schools.refusal(event.source))
         else:
-            try:
-                decision = decide(event, self.register, policy, pupils)
-            except Exception as exc:  # a bug the event exposes: the event is kept, not lost
-                decision = Decision.rejected(
-                    RuleId.EVENT_INVALID, undecidable_reason(type(exc).__name__)
-                )
+            decision = decision_for(event, self.register, policy, pupils)
         seq = self.allocate()
         entry = Recorded(seq, key, reading.digest, decision, position=position)
         outcome = outcome_of("decision", seq, reading, position, decision)
@@ -266,14 +261,8 @@ class Engine:
                 refers_to=recorded.seq,
                 pupils=recorded.pupils,
                 policy=policy,
-                changed=_verdict_of(before) != _verdict_of(recorded.decision),
+                changed=verdict_of(before) != verdict_of(recorded.decision),
             )
-
-
-def _verdict_of(decision: Decision) -> tuple[str, tuple[str, ...]]:
-    """What a DPO is alerted to: the decision and the rules it broke (reasons name times
-    and facts that move with every late fact, and are not a change of verdict)."""
-    return decision.decision.value, tuple(rule.value for rule in decision.rules)
 
 
 def outcome_of(

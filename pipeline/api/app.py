@@ -17,7 +17,7 @@ import anyio
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from pipeline.api import admin, audit, desk, log, metrics, pages
+from pipeline.api import admin, audit, desk, log, metrics, pages, policy_pages
 from pipeline.api.deps import Db, current_user, user_of, user_of_session
 from pipeline.api.guards import add_guards
 from pipeline.ledger.keys import bind_key, ledger_key
@@ -84,6 +84,7 @@ def create_api(
     api.state.find_pupil = finder(own)
     for router in (desk.router, audit.router, log.router, admin.router, pages.router):
         api.include_router(router)
+    api.include_router(policy_pages.router)
     metrics.install(api, own, config)
 
     def identify(bearer: str | None, session: str | None) -> User | None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
 from pipeline.checking import Result, Summary
+from pipeline.policy.diff import Difference
 from pipeline.policy.pack import LAST_KEPT, Policy
 from pipeline.schooltime import shown_in_school_time
 from pipeline.shown import shown_text
@@ -175,3 +178,96 @@ def policy_tables(policy: Policy) -> list[Table]:
         for kind, perm in recipient.permissions.items():
             gateways.add_row(rid, kind, perm.gateway)
     return [cats, recips, keep, gateways]
+
+
+def _listed(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(shown_text(v) for v in value) or "-"
+    if value is None:
+        return "-"
+    return shown_text(value)
+
+
+def print_pack_differences(
+    console: Console, old: Policy, new: Policy, differences: Sequence[Difference]
+) -> None:
+    """Two packs' rules side by side, a row for each place they differ."""
+    console.print(
+        Text.assemble(
+            ("old ", "bold"),
+            plain(f"{old.name} {old.version[:12]}"),
+            ("   new ", "bold"),
+            plain(f"{new.name} {new.version[:12]}"),
+        )
+    )
+    if not differences:
+        console.print("the two packs' rules are the same")
+        return
+    table = Table(header_style="bold", show_lines=True)
+    for column in ("section", "item", "field", "change", "old", "new"):
+        table.add_column(column)
+    style = {"added": "green", "removed": "red", "changed": "yellow"}
+    for d in differences:
+        table.add_row(
+            d.section,
+            plain(d.item),
+            d.field,
+            Text(d.change, style=style[d.change]),
+            plain(_listed(d.old)),
+            plain(_listed(d.new)),
+        )
+    console.print(table)
+    console.print(f"{len(differences)} differences")
+
+
+def print_what_if(console: Console, report: dict[str, Any]) -> None:
+    """What a candidate pack would have decided differently: the counts, then each
+    event changed, its reasons under it."""
+    totals = report["totals"]
+    candidate = report["candidate"]
+    console.print(
+        Text.assemble(
+            ("what if ", "bold"),
+            plain(f"{candidate['name']} {candidate['version'][:12]}"),
+            (" had decided ", "bold"),
+            plain(report["period"]["phrase"] or "every event recorded"),
+        )
+    )
+    console.print(
+        f"{totals['replayed']} events replayed: {totals['changed']} would change, "
+        f"{totals['unchanged']} would not; {totals['rejected']} rejected before any rule "
+        f"(no pack decides them); {totals['not_replayed']} could not be replayed"
+        + "".join(f"\n  {n}: {why}" for why, n in totals["not_replayed_why"].items())
+    )
+    if totals["by_rule"]:
+        rules = Table(title="by rule", header_style="bold")
+        for column in ("rule", "gained", "lost"):
+            rules.add_column(column, justify="left" if column == "rule" else "right")
+        for row in totals["by_rule"]:
+            rules.add_row(row["rule"], str(row["gained"]), str(row["lost"]))
+        console.print(rules)
+    if totals["by_recipient"]:
+        recipients = Table(title="by recipient", header_style="bold")
+        recipients.add_column("recipient")
+        recipients.add_column("events changed", justify="right")
+        for row in totals["by_recipient"]:
+            recipients.add_row(plain(row["recipient"]), str(row["changed"]))
+        console.print(recipients)
+    for change in report["changes"]:
+        before, after = change["from"]["decision"], change["to"]["decision"]
+        text = Text()
+        text.append(f"{change['seq']:>8}  ")
+        text.append(f"{before:<8}", style=DECISION_STYLE.get(before, ""))
+        text.append(" → ")
+        text.append(f"{after:<8}", style=DECISION_STYLE.get(after, ""))
+        text.append(f" {short_type(change['event_type']):<22} ")
+        text.append(shown_text(change["recipient"]))
+        text.append(f"  {school_time(change['occurred_at'])}", style="dim")
+        for rule in change["gained"]:
+            text.append(f"\n{'':>10}+ {rule}", style="bold")
+        for rule in change["lost"]:
+            text.append(f"\n{'':>10}- {rule}", style="bold")
+        for reason in change["to"]["reasons"]:
+            text.append(f"\n{'':>12}")
+            text.append(shown_text(reason))
+        console.print(text)

@@ -76,4 +76,5 @@ def load_schools(path: str) -> Schools:
             school.urn: Controller(school.urn, school.name, school.address, school.dpo_contact)
             for school in schools
         },
+        {school.urn: school.la for school in schools},
     )

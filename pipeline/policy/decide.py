@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipeline.policy.intake import undecidable_reason
 from pipeline.policy.pack import Policy
 from pipeline.policy.rules import RULES_FOR_KIND, Case
 from pipeline.register import Register, check_upn
@@ -90,3 +91,20 @@ def decide(
         if reasons:
             violations[rule_id] = reasons
     return Decision.from_violations(violations)
+
+
+def verdict_of(decision: Decision) -> tuple[str, tuple[str, ...]]:
+    """What a DPO is alerted to: the decision and the rules it broke (reasons name times
+    and facts that move with every late fact, and are not a change of verdict)."""
+    return decision.decision.value, tuple(rule.value for rule in decision.rules)
+
+
+def decision_for(
+    event: Event, register: Register, policy: Policy, keys: Sequence[str] | None = None
+) -> Decision:
+    """``decide``, with an event that exposes a bug rejected as undecidable rather than
+    raised: the one way the engine, and whatever replays its history, decide an event."""
+    try:
+        return decide(event, register, policy, keys)
+    except Exception as exc:  # a bug the event exposes: the event is kept, not lost
+        return Decision.rejected(RuleId.EVENT_INVALID, undecidable_reason(type(exc).__name__))

@@ -171,6 +171,8 @@ class Schools:
     notices: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     #: Each school as its subject-access reports name it to a parent, by URN.
     controllers: Mapping[str, Controller] = field(default_factory=dict)
+    #: Each school's local authority code, by URN: what a pack's ``{LA}`` is compiled for.
+    las: Mapping[str, int] = field(default_factory=dict)
 
     def policy_for(self, source: str) -> Policy | None:
         return self.policies.get(source.removeprefix("/schools/"))

@@ -155,6 +155,59 @@ def ropa_html(report: dict[str, Any], **context: Any) -> str:
     return html.get_template("ropa.html").render(r=report, **context)
 
 
+WHAT_IF_COLUMNS = (
+    "seq",
+    "event_id",
+    "event_type",
+    "occurred_at",
+    "school",
+    "recipient",
+    "pupils",
+    "from",
+    "to",
+    "gained",
+    "lost",
+    "from_reasons",
+    "to_reasons",
+)
+
+
+def what_if_csv(report: dict[str, Any]) -> str:
+    """The events a candidate pack would decide differently, a row each (pupils by
+    pseudonym)."""
+    rows = (
+        [
+            *(_listed(change[c]) for c in WHAT_IF_COLUMNS[:7]),
+            change["from"]["decision"],
+            change["to"]["decision"],
+            _listed(change["gained"]),
+            _listed(change["lost"]),
+            _listed(change["from"]["reasons"]),
+            _listed(change["to"]["reasons"]),
+        ]
+        for change in report["changes"]
+    )
+    return "".join(csv_chunks(WHAT_IF_COLUMNS, rows))
+
+
+def what_if_html(report: dict[str, Any], **context: Any) -> str:
+    return html.get_template("whatif.html").render(r=report, **context)
+
+
+def what_if_body_html(report: dict[str, Any], **context: Any) -> str:
+    """The what-if report without its page, for the desk's policy page to hold."""
+    return html.get_template("whatif_body.html").render(r=report, **context)
+
+
+PACK_DIFFERENCE_COLUMNS = ("section", "item", "field", "change", "old", "new")
+
+
+def pack_differences_csv(differences: Iterable[Any]) -> str:
+    """Two packs' differences, a row each (a list as "a; b")."""
+    rows = ([_listed(d.as_dict()[c]) for c in PACK_DIFFERENCE_COLUMNS] for d in differences)
+    return "".join(csv_chunks(PACK_DIFFERENCE_COLUMNS, rows))
+
+
 class ReportFormat(StrEnum):
     json = "json"
     csv = "csv"

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pipeline.engine import Position
 from pipeline.ledger.erasure import erase
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import finder
+from pipeline.packs import pack_text
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user
@@ -36,6 +38,22 @@ WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 WIDTHS = {"desktop": 1280, "phone": 390}
 #: The erasure made before the desk is served: its statement is printed again by reference.
 ERASURE_SEQ = 8
+
+
+def _stricter() -> dict[str, Any]:
+    """An edited pack, as the policy page uploads it: without the school nursing service,
+    so that the desk's referrals to it would be decided otherwise."""
+    document = yaml.safe_load(pack_text()[0])
+    del document["recipients"]["agency:school-nursing"]
+    return {
+        "name": "stricter.yaml",
+        "mimeType": "text/yaml",
+        "buffer": yaml.safe_dump(document).encode(),
+    }
+
+
+STRICTER = _stricter()
+NOT_A_PACK = {"name": "notes.yaml", "mimeType": "text/yaml", "buffer": b"pack: notes\n"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +104,20 @@ def submit(page: Any, selector: str) -> None:
         page.click(selector)
 
 
+def visit_the_policy_page(page: Any, address: str) -> Iterator[str]:
+    """The policy page's form, a candidate's diff and what-if, and its refusal."""
+    page.goto(f"{address}/desk/policy")
+    yield "try a change of policy"
+    submit(page, "#try-policy")
+    yield "the policy in force tried"
+    page.set_input_files("#candidate", files=[STRICTER])
+    submit(page, "#try-policy")
+    yield "a stricter policy tried"
+    page.set_input_files("#candidate", files=[NOT_A_PACK])
+    submit(page, "#try-policy")
+    yield "a policy with problems tried"
+
+
 def visit_every_page(page: Any, address: str) -> Iterator[str]:
     """Go to each page of the desk in turn, naming it."""
     page.goto(f"{address}/desk")
@@ -120,6 +152,7 @@ def visit_every_page(page: Any, address: str) -> Iterator[str]:
     yield "records to destroy"
     page.goto(f"{address}/desk/retention?as_of=next-week")
     yield "records to destroy with an error"
+    yield from visit_the_policy_page(page, address)
     page.goto(f"{address}/desk/incidents/999")
     yield "an unknown incident"
     page.goto(f"{address}/desk/pupils/erase")

@@ -334,6 +334,7 @@ UNAUDITED = {
     "/desk/clock.js": "the pages' countdown script",
     "/desk/print.js": "the reports' Print button",
     "/desk/pupils/erase": "the form to erase a pupil: no pupil",
+    "/desk/policy": "the form to try a change of policy: no pupil",
     "/log/checkpoint": "a signed tree head: a size and a root, no pupil",
     "/log/proof/inclusion/{seq}": "hashes and a checkpoint, no pupil",
     "/log/proof/consistency": "hashes and a checkpoint, no pupil",
@@ -349,6 +350,7 @@ POST_READS = {
     "/desk/sar",
     "/desk/incidents/{incident_id}/pupils",  # reveals who the pupils are
     "/desk/incidents/{incident_id}/pupils.csv",
+    "/desk/policy",  # replays the sharing of the reader's schools under a candidate
 }
 POST_OTHERS = {
     "/desk/signin": "signs in",

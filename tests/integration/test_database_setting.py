@@ -407,6 +407,21 @@ def _report_ropa(named: Named) -> None:
     assert named.entries() == 4  # the report, recorded as a read
 
 
+@case("policy what-if")
+def _policy_what_if(named: Named) -> None:
+    """The replay reads the named ledger's events, and its read is appended there."""
+    done = named.run("policy", "what-if", "england-schools", "--format", "jsonl")
+    assert orjson.loads(done.stdout.splitlines()[-1])["summary"]["totals"]["replayed"] == 3
+    assert named.entries() == 4
+
+
+@case("policy adopt")
+def _policy_adopt(named: Named) -> None:
+    done = named.run("policy", "adopt", "england-schools")
+    assert named.entries() == 5  # the what-if's read, then the adoption
+    assert "entry 5" in done.stdout
+
+
 @case("retention due")
 def _retention_due(named: Named) -> None:
     """The listing is a read appended to the named ledger."""

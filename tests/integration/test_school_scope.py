@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -23,6 +24,7 @@ from pipeline.ledger.checkpoints import sign_if_grown
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import Ledger
+from pipeline.packs import pack_text
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.note import Signer
@@ -148,6 +150,17 @@ def viewers(trust: Trust, policy: Policy) -> dict[str, Viewer]:
 
 
 Call = tuple[str, str, dict[str, Any]]  # method, url, request keywords
+
+
+def _strict_pack() -> tuple[str, bytes, str]:
+    """A candidate pack under which every event sharing personal data changes: it makes
+    that category special (its difference from the pack in force names no recipient)."""
+    document = yaml.safe_load(pack_text()[0])
+    document["categories"]["personal"]["special"] = True
+    return ("strict.yaml", yaml.safe_dump(document).encode(), "text/yaml")
+
+
+_STRICT = _strict_pack()
 #: A body each incident action accepts.
 ACTIONS: dict[str, dict[str, Any]] = {
     "acknowledge": {},
@@ -265,6 +278,11 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
     # So far ahead that every record the trust holds is due (the check below shows the
     # trust's records are listed, by the user's own school).
     ("GET", "/desk/retention"): lambda t, o: [("GET", "/desk/retention?as_of=2090-01-01", {})],
+    ("GET", "/desk/policy"): "the form to try a change of policy: no school's data",
+    # A candidate under which every event changes: each listed, of the user's schools alone.
+    ("POST", "/desk/policy"): lambda t, o: [
+        ("POST", "/desk/policy", {"data": {"pack": ""}, "files": {"candidate": _STRICT}})
+    ],
 }
 
 
@@ -513,3 +531,19 @@ def test_records_to_destroy_are_listed_by_the_school_that_holds_them(
     before = viewers["dpo-a"].pages.get("/desk/retention?as_of=2027-07-17")
     assert "Nothing is due on 17 Jul 2027" in before.text
     assert MOVER in viewers["dpo-a"].pages.get("/desk/retention?as_of=2027-07-18").text
+
+
+def test_trying_a_change_of_policy_replays_the_users_own_schools_alone(
+    trust: Trust, viewers: dict[str, Viewer]
+) -> None:
+    """The events a candidate would change are listed of the DPO's own school alone; the
+    trust's DPO sees both schools'."""
+    listed = {}
+    for name in ("dpo-a", "trust-dpo"):
+        page = viewers[name].pages.post(
+            "/desk/policy", data={"pack": ""}, files={"candidate": _STRICT}
+        )
+        assert page.status_code == 200
+        listed[name] = {int(seq) for seq in re.findall(r'href="/desk/entries/(\d+)"', page.text)}
+    assert listed["dpo-a"] and listed["dpo-a"] <= set(trust.seqs[A])
+    assert listed["trust-dpo"] & set(trust.seqs[B])

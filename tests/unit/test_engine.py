@@ -232,7 +232,7 @@ class TestAnEventTheEngineFailsOn:
                 raise ValueError("a bug the event exposes")
             return real(event, register, pack, keys)
 
-        monkeypatch.setattr("pipeline.engine.decide", failing)
+        monkeypatch.setattr("pipeline.policy.decide.decide", failing)
         engine = Engine(policy)
         (failed,) = engine.process(line(poison), 1)
         (after,) = engine.process(line(referral()), 2)
