@@ -139,6 +139,7 @@ KINDS = {
     "retention_due": "records past their retention period",
     "key_rotated": "pseudonym key replaced",
     "erasure": "erasure of a pupil",
+    "notice_published": "privacy notice published",
 }
 
 #: Why a pupil was erased (an ``erasure`` entry's ``rule``).
@@ -178,6 +179,7 @@ READS = {
     "reconcile": "reconciled the school's records",
     "bundle": "took a bundle for auditors",
     "reveal_pupils": "revealed the pupils of an incident",
+    "notice_check": "compared the privacy notice with the sharing",
 }
 
 

@@ -31,6 +31,7 @@ KINDS = (
     "user_action",
     "key_rotated",
     "erasure",
+    "notice_published",
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeline.ledger.queries import ENTRY_COLUMNS
+from pipeline.policy.notice import notice_document, notice_title
 from pipeline.shown import install
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -175,3 +177,11 @@ def rendered(
     if form is ReportFormat.html:
         return to_html(report, back=back).encode(), "text/html; charset=utf-8"
     return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n", "application/json"
+
+
+def notice_html(says: dict[str, Any], made_on: date, back: str | None = None) -> str:
+    """The privacy notice as a printable page: its sections as :mod:`pipeline.policy.notice`
+    makes them, laid out here without a word added."""
+    return html.get_template("notice.html").render(
+        title=notice_title(says), sections=notice_document(says, made_on), back=back
+    )

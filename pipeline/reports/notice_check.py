@@ -1,0 +1,228 @@
+"""The privacy notice against practice: what the school told parents beside what it did.
+
+A notice must name every recipient of a pupil's data (UK GDPR Art 13(1)(e), 14(1)(e)).
+This report takes each sharing event of a period, finds the notice the school had
+published and in force when it happened (:mod:`pipeline.ledger.notices`), and lists:
+
+- recipients the school shared with that the notice in force did not name, and
+  categories it sent a named recipient that the notice did not say it would;
+- recipients the notice names that received nothing in the period;
+- events shared when no notice had been published;
+- whether the pack now in force would make the notice say something else (a recipient
+  added, a category, a law), which stays flagged until a new notice is published.
+
+Every sharing event counts but a rejected one (a record too malformed to be evidence of
+what was shared), breaches included: a breach was still shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from pipeline.ledger.entry import Entry
+from pipeline.ledger.notices import Published, in_force, published_notices
+from pipeline.ledger.reads import Requester, record_read
+from pipeline.ledger.store import Ledger, now_text
+from pipeline.policy.notice import Says, named_as, notice_changes, notice_of, shared_with
+from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Controller, Schools, controller_of, policy_of
+from pipeline.reports.ropa import observed_events, period_words
+from pipeline.shown import plain_recipient
+
+#: What a school's notice would say now, by its URN (None: the deployment's one school).
+CurrentNotice = Callable[[str | None], Says]
+
+
+def notice_now(policy: Policy, register: Schools | None, one: Controller | None) -> CurrentNotice:
+    """What each school's notice would say under the pack in force now: its own pack
+    and its details as the register gives them (``one``: the deployment's one school, as
+    its settings give it, with no register)."""
+    return lambda urn: notice_of(policy_of(register, urn, policy), controller_of(register, urn, one))
+
+
+@dataclass(slots=True)
+class _Unnamed:
+    events: int = 0
+    categories: set[str] = field(default_factory=set)
+    first: str | None = None
+    last: str | None = None
+
+    def add(self, entry: Entry, categories: Iterable[str]) -> None:
+        self.events += 1
+        self.categories.update(categories)
+        at = entry.occurred_at or entry.recorded_at
+        self.first = min(self.first or at, at)
+        self.last = max(self.last or at, at)
+
+
+@dataclass(slots=True)
+class _School:
+    """What one school shared in the period, against its notices."""
+
+    unnamed: dict[str, _Unnamed] = field(default_factory=dict)
+    beyond: dict[str, _Unnamed] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set)
+    in_force: dict[int, Published] = field(default_factory=dict)
+    without_notice: int = 0
+
+
+def compared(
+    observed: Iterable[tuple[Entry, Mapping[str, Any] | None]],
+    notices: Iterable[Published],
+    current: CurrentNotice,
+    since: str | None,
+    until: str | None,
+    by_school: bool,
+    schools: Iterable[str] = (),
+) -> dict[str, Any]:
+    """The report from the period's sharing events (``observed``) and every notice
+    published; ``by_school``: under a register, each school against its own notices
+    (else every event against the deployment's); ``schools``: those to report on even
+    with nothing shared. Pure."""
+    published: dict[str | None, list[Published]] = {}
+    for notice in notices:
+        published.setdefault(notice.school if by_school else None, []).append(notice)
+    found: dict[str | None, _School] = {
+        urn: _School() for urn in ([*schools, *published] if by_school else [None])
+    }
+    for entry, _ in observed:
+        if entry.decision == "rejected" or entry.recipient is None:
+            continue
+        school = entry.school if by_school else None
+        mine = found.setdefault(school, _School())
+        notice = in_force(published.get(school, []), entry.occurred_at or entry.recorded_at)
+        if notice is None:
+            mine.without_notice += 1
+            continue
+        mine.in_force[notice.seq] = notice
+        named = named_as(notice.says, entry.recipient)
+        if named is None:
+            mine.unnamed.setdefault(entry.recipient, _Unnamed()).add(entry, entry.categories)
+            continue
+        mine.used.add(named)
+        beyond = set(entry.categories) - shared_with(notice.says)[named]
+        if beyond:
+            mine.beyond.setdefault(named, _Unnamed()).add(entry, beyond)
+    rows = [
+        _school_row(urn, mine, published.get(urn, []), current, since, until)
+        for urn, mine in sorted(found.items(), key=lambda item: item[0] or "")
+    ]
+    return {
+        "period": {"since": since, "until": until, **period_words(since, until)},
+        "schools": rows,
+        "totals": {
+            "unnamed_recipients": sum(len(r["unnamed_recipients"]) for r in rows),
+            "unnamed_categories": sum(len(r["unnamed_categories"]) for r in rows),
+            "unused_recipients": sum(len(r["unused_recipients"]) for r in rows),
+            "without_notice": sum(r["without_notice"] for r in rows),
+            "out_of_date": sum(bool(r["changes"]) for r in rows),
+            "no_notice": sum(r["latest"] is None for r in rows),
+        },
+    }
+
+
+def _in_period(notices: list[Published], since: str | None, until: str | None) -> list[Published]:
+    """The notices in force at some moment of [since, until): the one in force at its
+    start, and each coming into force within it."""
+    first = in_force(notices, since) if since else None
+    return [
+        n
+        for n in notices
+        if n is first
+        or ((since is None or n.in_force_from >= since) and (until is None or n.in_force_from < until))
+    ]
+
+
+def _school_row(
+    urn: str | None,
+    mine: _School,
+    notices: list[Published],
+    current: CurrentNotice,
+    since: str | None,
+    until: str | None,
+) -> dict[str, Any]:
+    in_period = {n.seq: n for n in _in_period(notices, since, until)} | mine.in_force
+    names: dict[str, str] = {}
+    for notice in in_period.values():
+        names.update({rid: r["name"] for rid, r in notice.says["recipients"].items()})
+    named_in_period = {rid for n in in_period.values() for rid in n.says["recipients"]}
+    latest = max(notices, key=lambda n: (n.in_force_from, n.seq), default=None)
+    now = current(urn)
+    return {
+        "school": urn,
+        "notices": [n.summary() for n in sorted(in_period.values(), key=lambda n: n.seq)],
+        "latest": latest.summary() if latest else None,
+        "pack": now["pack"],
+        "changes": notice_changes(latest.says, now) if latest else [],
+        "unnamed_recipients": [
+            _unnamed_row(recipient, plain_recipient(recipient), u)
+            for recipient, u in sorted(mine.unnamed.items())
+        ],
+        "unnamed_categories": [
+            _unnamed_row(rid, names.get(rid, rid), u) for rid, u in sorted(mine.beyond.items())
+        ],
+        "unused_recipients": [
+            {"recipient": rid, "name": names[rid]} for rid in sorted(named_in_period - mine.used)
+        ],
+        "without_notice": mine.without_notice,
+    }
+
+
+def _unnamed_row(recipient: str, name: str, u: _Unnamed) -> dict[str, Any]:
+    return {
+        "recipient": recipient,
+        "name": name,
+        "categories": sorted(u.categories),
+        "events": u.events,
+        "first": u.first,
+        "last": u.last,
+    }
+
+
+def notice_against_practice(
+    connection: Connection,
+    current: CurrentNotice,
+    since: str | None,
+    until: str | None,
+    up_to_seq: int,
+    schools: tuple[str, ...] | None,
+    by_school: bool,
+) -> dict[str, Any]:
+    """The report of ``schools`` (URNs; None: every school) up to entry ``up_to_seq``."""
+    observed = observed_events(connection, since, until, up_to_seq, schools)
+    notices = published_notices(connection, up_to_seq, schools)
+    return compared(observed, notices, current, since, until, by_school, schools or ())
+
+
+def audited_notice_check(
+    ledger: Ledger,
+    reader: Requester,
+    current: CurrentNotice,
+    since: str | None,
+    until: str | None,
+    school: str | None,
+    by_school: bool,
+) -> dict[str, Any] | None:
+    """The report (of ``school`` alone, when given), its read recorded: it is counted
+    from pupil-level entries. None for a school the reader may not see."""
+    if reader.schools is not None and school is not None and school not in reader.schools:
+        return None
+    schools = (school,) if school is not None else reader.schools
+    with ledger.engine.connect() as connection:
+        as_of = Ledger.head(connection)[0]
+        report = notice_against_practice(
+            connection, current, since, until, as_of, schools, by_school
+        )
+    seq = record_read(
+        ledger,
+        reader,
+        "notice_check",
+        returned=len(report["schools"]),
+        as_of=as_of,
+        extra={"period": {"since": since, "until": until}, "school": school},
+    )
+    return {**report, "as_of": as_of, "read_seq": seq, "generated_at": now_text()}
