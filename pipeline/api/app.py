@@ -17,7 +17,7 @@ import anyio
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from pipeline.api import admin, audit, desk, log, metrics, pages
+from pipeline.api import admin, audit, desk, log, metrics, notice_pages, pages
 from pipeline.api.deps import Db, current_user, user_of, user_of_session
 from pipeline.api.guards import add_guards
 from pipeline.ledger.keys import bind_key, ledger_key
@@ -82,7 +82,8 @@ def create_api(
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym, config.pseudonym_key)
     # A UPN typed into a search to the pseudonym its pupil is recorded under.
     api.state.find_pupil = finder(own)
-    for router in (desk.router, audit.router, log.router, admin.router, pages.router):
+    routers = (desk.router, audit.router, log.router, admin.router, pages.router, notice_pages.router)
+    for router in routers:
         api.include_router(router)
     metrics.install(api, own, config)
 

@@ -338,7 +338,7 @@ def _sharing(says: Mapping[str, Any]) -> Section:
                 ("Why", s["purpose"] or "not given"),
                 ("What we share", _names(says, s["categories"])),
                 (
-                    "Our lawful basis (one of these, each time)",
+                    "Our lawful basis (one of these)",
                     tuple(_law(says["lawful_bases"][b]) for b in s["lawful_bases"]),
                 ),
             ]
@@ -386,7 +386,7 @@ def _how_long(says: Mapping[str, Any]) -> Section:
             _p(
                 "We also keep a record of each time we share information. We keep it for "
                 f"{says['kept_by_the_log']} after the last of the times above ends. "
-                "It shows that we shared only what the law allows."
+                "It lets us show whom we shared it with, and why."
             ),
         ),
     )

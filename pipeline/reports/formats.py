@@ -157,13 +157,41 @@ def ropa_html(report: dict[str, Any], **context: Any) -> str:
     return html.get_template("ropa.html").render(r=report, **context)
 
 
+NOTICE_CHECK_COLUMNS = ("school", "finding", "recipient", "name", "categories", "events", "first", "last")
+
+
+def notice_check_csv(report: dict[str, Any]) -> str:
+    """The notice against practice as CSV, a row per finding: a recipient or the data
+    shared that the notice did not name, a recipient it names that was sent nothing."""
+    rows = []
+    for s in report["schools"]:
+        for finding, key in (
+            ("recipient not in the notice", "unnamed_recipients"),
+            ("data not in the notice", "unnamed_categories"),
+            ("named but sent nothing", "unused_recipients"),
+        ):
+            rows += [
+                [s["school"], finding, *(_listed(u.get(c)) for c in NOTICE_CHECK_COLUMNS[2:])]
+                for u in s[key]
+            ]
+    return "".join(csv_chunks(NOTICE_CHECK_COLUMNS, rows))
+
+
+def notice_check_html(report: dict[str, Any], **context: Any) -> str:
+    return html.get_template("notice_check.html").render(r=report, **context)
+
+
 class ReportFormat(StrEnum):
     json = "json"
     csv = "csv"
     html = "html"
 
 
-_RENDERERS = {"subject-access": (sar_csv, sar_html), "record-of-processing": (ropa_csv, ropa_html)}
+_RENDERERS = {
+    "subject-access": (sar_csv, sar_html),
+    "record-of-processing": (ropa_csv, ropa_html),
+    "notice-check": (notice_check_csv, notice_check_html),
+}
 
 
 def rendered(

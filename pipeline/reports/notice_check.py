@@ -30,7 +30,7 @@ from pipeline.ledger.store import Ledger, now_text
 from pipeline.policy.notice import Says, named_as, notice_changes, notice_of, shared_with
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Controller, Schools, controller_of, policy_of
-from pipeline.reports.ropa import observed_events, period_words
+from pipeline.reports.ropa import Part, observed_events, period_words
 from pipeline.shown import plain_recipient
 
 #: What a school's notice would say now, by its URN (None: the deployment's one school).
@@ -196,6 +196,18 @@ def notice_against_practice(
     observed = observed_events(connection, since, until, up_to_seq, schools)
     notices = published_notices(connection, up_to_seq, schools)
     return compared(observed, notices, current, since, until, by_school, schools or ())
+
+
+def ropa_part(
+    current: CurrentNotice, since: str | None, until: str | None, by_school: bool
+) -> Part:
+    """The notice against practice as a part of the record of processing of the same
+    period (:func:`pipeline.reports.ropa.audited_ropa`), whose read it is part of."""
+
+    def part(connection: Connection, as_of: int, schools: tuple[str, ...] | None) -> dict[str, Any]:
+        return notice_against_practice(connection, current, since, until, as_of, schools, by_school)
+
+    return part
 
 
 def audited_notice_check(

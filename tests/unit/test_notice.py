@@ -156,7 +156,7 @@ def test_each_recipient_has_its_categories_bases_conditions_and_law(
             assert terms["What we share"][0].split("; ") == [
                 category_of(policy, c) for c in permission.categories
             ]
-            bases = terms["Our lawful basis (one of these, each time)"]
+            bases = terms["Our lawful basis (one of these)"]
             assert bases == [
                 f"{words.lawful_bases[b].words} ({words.lawful_bases[b].law})"
                 for b in permission.lawful_bases
