@@ -82,7 +82,14 @@ def create_api(
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym, config.pseudonym_key)
     # A UPN typed into a search to the pseudonym its pupil is recorded under.
     api.state.find_pupil = finder(own)
-    routers = (desk.router, audit.router, log.router, admin.router, pages.router, notice_pages.router)
+    routers = (
+        desk.router,
+        audit.router,
+        log.router,
+        admin.router,
+        pages.router,
+        notice_pages.router,
+    )
     for router in routers:
         api.include_router(router)
     metrics.install(api, own, config)

@@ -41,9 +41,9 @@ from pipeline.ledger.checkpoint_check import (
 )
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
-from pipeline.ledger.notices import NOTICE_PUBLISHED
 from pipeline.ledger.keys import KEY_ROTATED, legacy_pupils, recorded_fingerprint, settle_key_file
 from pipeline.ledger.merging import Unmerged, unmerged
+from pipeline.ledger.notices import NOTICE_PUBLISHED
 from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.queries import stats
 from pipeline.ledger.reads import export

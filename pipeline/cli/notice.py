@@ -116,9 +116,7 @@ def notice_publish(
     school: SchoolOption = None,
     in_force_from: Annotated[
         str | None,
-        typer.Option(
-            "--from", help="The day (or time) the notice is in force from; else now."
-        ),
+        typer.Option("--from", help="The day (or time) the notice is in force from; else now."),
     ] = None,
     by: Annotated[str | None, typer.Option(help="Who publishes it; else your user name.")] = None,
     db: DbOption = None,

@@ -147,7 +147,9 @@ def report_ropa(
     end = asked(lambda: instant(until, "--until")) if until else None
     ledger = open_ledger(db, create=False)
     with reading(ledger):
-        notice = ropa_part(notice_now(pack, register, school_or_fail()), start, end, register is not None)
+        notice = ropa_part(
+            notice_now(pack, register, school_or_fail()), start, end, register is not None
+        )
         report = audited_ropa(ledger, cli_reader(), pack, start, end, school, register, notice)
     if report is None:  # the operator sees every school: never so
         fail("no report: the school is not one this command may see")

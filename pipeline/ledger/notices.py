@@ -1,10 +1,11 @@
 """The privacy notices a school published, each an entry in the chain.
 
 What a notice told parents at a given time is evidence (UK GDPR Art 13 and 14): a
-``notice_published`` entry holds all that the notice says (:func:`pipeline.policy.notice.notice_of`),
-its digest, the pack it was made from, who published it and from when it is in force. So
-the notice in force on any day can be shown, and proven, long after the pack changed, and
-the sharing of that day compared with it (:mod:`pipeline.reports.notice_check`).
+``notice_published`` entry holds all that the notice says
+(:func:`pipeline.policy.notice.notice_of`), its digest, the pack it was made from, who
+published it and from when it is in force. So the notice in force on any day can be
+shown, and proven, long after the pack changed, and the sharing of that day compared with
+it (:mod:`pipeline.reports.notice_check`).
 """
 
 from __future__ import annotations
@@ -69,15 +70,16 @@ def publish_notice(
     ``in_force_from``; the entry's seq."""
     if not by.strip():
         raise PublishRefused("by: say who publishes the notice")
+    digest = notice_digest(says)
     details = {
         "by": by.strip(),
         "school": school,
         "in_force_from": in_force_from,
-        "digest": notice_digest(says),
+        "digest": digest,
         "says": dict(says),
     }
     seq = append_act(ledger, NOTICE_PUBLISHED, details)
-    log.info("notice_published", seq=seq, school=school, digest=details["digest"][:16])
+    log.info("notice_published", seq=seq, school=school, digest=digest[:16])
     return seq
 
 

@@ -141,7 +141,9 @@ def _retention(policy: Policy) -> list[dict[str, Any]]:
 def notice_digest(says: Mapping[str, Any]) -> str:
     """The SHA-256 of what a notice tells a parent: the pack's version aside, so that a
     pack change that alters no word of the notice leaves the notice in force as it is."""
-    return hashlib.sha256(canonical_json({k: v for k, v in says.items() if k != "pack"})).hexdigest()
+    return hashlib.sha256(
+        canonical_json({k: v for k, v in says.items() if k != "pack"})
+    ).hexdigest()
 
 
 def missing(says: Mapping[str, Any]) -> list[str]:
@@ -196,7 +198,10 @@ def notice_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     for rid in sorted(before.keys() - after.keys()):
         found.append(f"a recipient the pack no longer permits: {names[rid]} ({rid})")
     for rid in sorted(before.keys() & after.keys()):
-        for said, cats in (("now", after[rid] - before[rid]), ("no longer", before[rid] - after[rid])):
+        for said, cats in (
+            ("now", after[rid] - before[rid]),
+            ("no longer", before[rid] - after[rid]),
+        ):
             if cats:
                 found.append(f"{names[rid]} ({rid}) is {said} sent: {', '.join(sorted(cats))}")
         if old["recipients"][rid] != new["recipients"][rid] and not (after[rid] ^ before[rid]):
@@ -223,8 +228,8 @@ BlockKind = Literal["p", "ul", "dl", "table", "missing"]
 @dataclass(frozen=True, slots=True)
 class Block:
     """A paragraph (``p``: ``items`` holds its one text), a list (``ul``), a list of
-    terms and what they are (``dl``: pairs, a value one text or several), a table (``head`` and rows) or a warning
-    that something is missing (``missing``: its items)."""
+    terms and what they are (``dl``: pairs, a value one text or several), a table
+    (``head`` and rows) or a warning that something is missing (``missing``: its items)."""
 
     kind: BlockKind
     items: tuple[Any, ...]
@@ -288,7 +293,9 @@ def _who_we_are(says: Mapping[str, Any]) -> Section:
             f"{name} is responsible for the information it holds about its pupils. "
             "The law calls this being the data controller."
         ),
-        _p("Our Data Protection Officer (DPO) checks that we follow the law. You can contact them."),
+        _p(
+            "Our Data Protection Officer (DPO) checks that we follow the law. You can contact them."
+        ),
         Block("dl", tuple(facts)),
     ]
     gaps = missing(says)

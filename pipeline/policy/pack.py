@@ -419,17 +419,21 @@ def _cross_reference_problems(spec: PackSpec) -> list[str]:
             problems.append(
                 f"retention.categories.{cat}: {cat!r} is not a category defined under categories"
             )
-    for cat in spec.notice.categories if spec.notice else ():
-        if cat not in spec.categories:
-            problems.append(
-                f"notice.categories.{cat}: {cat!r} is not a category defined under categories"
-            )
-    for rid in spec.notice.recipients if spec.notice else ():
-        if rid not in spec.recipients:
-            problems.append(
-                f"notice.recipients.{rid}: {rid!r} is not a recipient defined under recipients"
-            )
-    return problems + _files_problems(spec) + _period_problems(spec)
+    return problems + _files_problems(spec) + _period_problems(spec) + _notice_problems(spec)
+
+
+def _notice_problems(spec: PackSpec) -> list[str]:
+    """The notice's words name only categories and recipients the pack defines."""
+    notice = spec.notice or NoticeSpec()
+    return [
+        f"notice.categories.{cat}: {cat!r} is not a category defined under categories"
+        for cat in notice.categories
+        if cat not in spec.categories
+    ] + [
+        f"notice.recipients.{rid}: {rid!r} is not a recipient defined under recipients"
+        for rid in notice.recipients
+        if rid not in spec.recipients
+    ]
 
 
 def _period_problems(spec: PackSpec) -> list[str]:

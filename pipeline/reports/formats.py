@@ -157,7 +157,16 @@ def ropa_html(report: dict[str, Any], **context: Any) -> str:
     return html.get_template("ropa.html").render(r=report, **context)
 
 
-NOTICE_CHECK_COLUMNS = ("school", "finding", "recipient", "name", "categories", "events", "first", "last")
+NOTICE_CHECK_COLUMNS = (
+    "school",
+    "finding",
+    "recipient",
+    "name",
+    "categories",
+    "events",
+    "first",
+    "last",
+)
 
 
 def notice_check_csv(report: dict[str, Any]) -> str:

@@ -41,7 +41,9 @@ def notice_now(policy: Policy, register: Schools | None, one: Controller | None)
     """What each school's notice would say under the pack in force now: its own pack
     and its details as the register gives them (``one``: the deployment's one school, as
     its settings give it, with no register)."""
-    return lambda urn: notice_of(policy_of(register, urn, policy), controller_of(register, urn, one))
+    return lambda urn: notice_of(
+        policy_of(register, urn, policy), controller_of(register, urn, one)
+    )
 
 
 @dataclass(slots=True)
@@ -84,8 +86,8 @@ def compared(
     (else every event against the deployment's); ``schools``: those to report on even
     with nothing shared. Pure."""
     published: dict[str | None, list[Published]] = {}
-    for notice in notices:
-        published.setdefault(notice.school if by_school else None, []).append(notice)
+    for each in notices:
+        published.setdefault(each.school if by_school else None, []).append(each)
     found: dict[str | None, _School] = {
         urn: _School() for urn in ([*schools, *published] if by_school else [None])
     }
@@ -133,7 +135,10 @@ def _in_period(notices: list[Published], since: str | None, until: str | None) -
         n
         for n in notices
         if n is first
-        or ((since is None or n.in_force_from >= since) and (until is None or n.in_force_from < until))
+        or (
+            (since is None or n.in_force_from >= since)
+            and (until is None or n.in_force_from < until)
+        )
     ]
 
 

@@ -97,6 +97,18 @@ def submit(page: Any, selector: str) -> None:
         page.click(selector)
 
 
+def visit_notice_pages(page: Any, address: str) -> Iterator[str]:
+    """The privacy notice's pages, naming each."""
+    page.goto(f"{address}/desk/notice")
+    yield "privacy notice"
+    page.goto(f"{address}/desk/notice/check")
+    yield "notice against practice form"
+    submit(page, "#notice-check-button")
+    yield "notice against practice"
+    page.goto(f"{address}/desk/notice/check?since=last-year&format=html")
+    yield "notice against practice with an error"
+
+
 def visit_every_page(page: Any, address: str) -> Iterator[str]:
     """Go to each page of the desk in turn, naming it."""
     page.goto(f"{address}/desk")
@@ -127,14 +139,7 @@ def visit_every_page(page: Any, address: str) -> Iterator[str]:
     yield "record of processing form"
     page.goto(f"{address}/desk/ropa?since=2020-01-01&until=2030-01-01&format=html")
     yield "record of processing"
-    page.goto(f"{address}/desk/notice")
-    yield "privacy notice"
-    page.goto(f"{address}/desk/notice/check")
-    yield "notice against practice form"
-    submit(page, "#notice-check-button")
-    yield "notice against practice"
-    page.goto(f"{address}/desk/notice/check?since=last-year&format=html")
-    yield "notice against practice with an error"
+    yield from visit_notice_pages(page, address)
     page.goto(f"{address}/desk/retention?as_of=2027-09-01")
     yield "records to destroy"
     page.goto(f"{address}/desk/retention?as_of=next-week")

@@ -20,8 +20,8 @@ from pipeline.ledger.verification import verify
 from pipeline.policy.notice import notice_of
 from pipeline.policy.pack import Policy, compile_pack
 from pipeline.policy.schools import Controller
-from pipeline.simulate import Expected, Line, Simulator
 from pipeline.reports.notice_check import audited_notice_check, notice_now
+from pipeline.simulate import Expected, Line, Simulator
 from schemas.events import REFERRAL
 from tests.integration.year import write_lines
 
@@ -51,7 +51,9 @@ def off_policy(simulator: Simulator, pupil: str, urn: str) -> list[Line]:
                 "channel": "secure_email",
             }
             event = simulator._event(REFERRAL, urn, at, data)
-            lines.append(Line(at, 0, event, Expected(event["id"], "review", ("recipient.unknown",))))
+            lines.append(
+                Line(at, 0, event, Expected(event["id"], "review", ("recipient.unknown",)))
+            )
     return lines
 
 
@@ -75,13 +77,14 @@ def check(ledger: Ledger, policy: Policy) -> dict[str, Any]:
     )
     assert report is not None
     (row,) = report["schools"]
+    assert isinstance(row, dict)
     return row
 
 
 def test_the_recipients_not_named_are_exactly_those_shared_with_off_policy(
     year: tuple[Ledger, list[Line]], policy: Policy
 ) -> None:
-    ledger, lines = year
+    ledger, _ = year
     publish_notice(
         ledger, notice_of(policy, SCHOOL), by="dana", school=None, in_force_from=YEAR_FROM
     )
@@ -171,7 +174,9 @@ def test_a_pack_change_that_alters_the_notice_is_flagged_until_a_new_notice_is_p
     unseen = compile_pack(policy.spec.model_copy(update={"severity": severity}))
     assert unseen.version != policy.version
     assert check(ledger, unseen)["changes"] == []  # the notice says nothing of severity
-    publish_notice(ledger, notice_of(changed, SCHOOL), by="dana", school=None, in_force_from=YEAR_TO)
+    publish_notice(
+        ledger, notice_of(changed, SCHOOL), by="dana", school=None, in_force_from=YEAR_TO
+    )
     assert check(ledger, changed)["changes"] == []
 
 

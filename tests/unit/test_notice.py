@@ -12,7 +12,13 @@ from importlib import resources
 
 import pytest
 
-from pipeline.policy.notice import SECTIONS, notice_changes, notice_digest, notice_markdown, notice_of
+from pipeline.policy.notice import (
+    SECTIONS,
+    notice_changes,
+    notice_digest,
+    notice_markdown,
+    notice_of,
+)
 from pipeline.policy.pack import DEFAULT_NOTICE, PackError, Policy, compile_pack, parse_pack
 from pipeline.policy.schools import Controller
 from pipeline.reports.formats import notice_html
@@ -173,7 +179,10 @@ def test_every_lawful_basis_and_condition_in_the_pack_is_named_with_its_law(
     page: NoticeReader, policy: Policy
 ) -> None:
     said = " ".join(
-        v for p in page.sections["who-we-share-with"].parts.values() for _, vs in p.terms for v in vs
+        v
+        for p in page.sections["who-we-share-with"].parts.values()
+        for _, vs in p.terms
+        for v in vs
     )
     for recipient in policy.spec.recipients.values():
         for permission in recipient.permissions.values():
@@ -237,9 +246,7 @@ def test_short_sentences_a_parent_can_read(policy: Policy) -> None:
     says = notice_of(policy, SCHOOL)
     text = notice_markdown(says, MADE_ON)
     own = [
-        line
-        for line in text.splitlines()
-        if line and not line.startswith(("#", "-", "|", "  -"))
+        line for line in text.splitlines() if line and not line.startswith(("#", "-", "|", "  -"))
     ]
     sentences = [s for line in own for s in re.split(r"(?<=[.:])\s+", line) if s]
     words = [len(s.split()) for s in sentences]
@@ -251,9 +258,7 @@ def test_a_school_without_a_dpo_contact_is_warned_before_publishing(policy: Poli
     assert "Data Protection Officer's contact" in page.sections["who-we-are"].said()
 
 
-def test_the_markdown_has_the_same_headings_as_the_html(
-    page: NoticeReader, policy: Policy
-) -> None:
+def test_the_markdown_has_the_same_headings_as_the_html(page: NoticeReader, policy: Policy) -> None:
     text = notice_markdown(notice_of(policy, SCHOOL), MADE_ON)
     assert re.findall(r"^## (.+)$", text, re.M) == [s.heading for s in page.sections.values()]
     headings = re.findall(r"^### (.+)$", text, re.M)
@@ -272,9 +277,12 @@ def test_a_pack_written_before_notices_is_valid_and_uses_the_default_words() -> 
     old = parse_pack(_without_notice(_shipped()), "old.yaml")
     assert old.spec.notice is None
     says = notice_of(old, SCHOOL)
-    assert says["lawful_bases"]["legal_obligation"] == DEFAULT_NOTICE.lawful_bases[
-        "legal_obligation"  # type: ignore[index]
-    ].model_dump()
+    assert (
+        says["lawful_bases"]["legal_obligation"]
+        == DEFAULT_NOTICE.lawful_bases[
+            "legal_obligation"  # type: ignore[index]
+        ].model_dump()
+    )
     assert says["categories"]["sen"]["name"] == "sen"
 
 
