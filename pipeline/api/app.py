@@ -34,6 +34,10 @@ from pipeline.users import User
 THREADS = 16
 
 
+#: Every router of the app: the API's, then the desk's pages.
+_ROUTERS = (desk.router, audit.router, log.router, admin.router, pages.router, notice_pages.router)
+
+
 def create_api(
     ledger: Ledger,
     *,
@@ -82,15 +86,7 @@ def create_api(
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym, config.pseudonym_key)
     # A UPN typed into a search to the pseudonym its pupil is recorded under.
     api.state.find_pupil = finder(own)
-    routers = (
-        desk.router,
-        audit.router,
-        log.router,
-        admin.router,
-        pages.router,
-        notice_pages.router,
-    )
-    for router in routers:
+    for router in _ROUTERS:
         api.include_router(router)
     metrics.install(api, own, config)
 

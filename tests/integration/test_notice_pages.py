@@ -104,6 +104,8 @@ def test_the_notice_against_practice_is_part_of_the_record_of_processing(
     assert "agency:private-tutoring" in printed
     check = client.get("/desk/notice/check?since=2020-01-01&until=2030-01-01&format=csv")
     assert "recipient not in the notice,agency:private-tutoring" in check.text
+    entry = client.get(f"/desk/entries/{parts['116234']['latest']['seq']}")
+    assert entry.status_code == 200 and "privacy notice published" in entry.text
 
 
 def test_a_dpo_of_one_school_compares_only_its_own(
