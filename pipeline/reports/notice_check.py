@@ -17,21 +17,22 @@ what was shared), breaches included: a breach was still shared.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection
+import orjson
+from sqlalchemy import Connection, select
 
-from pipeline.ledger.entry import Entry
 from pipeline.ledger.notices import Published, in_force, published_notices
 from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import Ledger, now_text
+from pipeline.ledger.store import ENTRY, Ledger, now_text
 from pipeline.policy.notice import Says, named_as, notice_changes, notice_of, shared_with
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Controller, Schools, controller_of, policy_of
-from pipeline.reports.ropa import Part, observed_events, period_words
+from pipeline.reports.ropa import Part, period_words
 from pipeline.shown import plain_recipient
+from schemas.events import SHARING_TYPES
 
 #: What a school's notice would say now, by its URN (None: the deployment's one school).
 CurrentNotice = Callable[[str | None], Says]
@@ -46,6 +47,16 @@ def notice_now(policy: Policy, register: Schools | None, one: Controller | None)
     )
 
 
+class Shared(NamedTuple):
+    """One sharing event, as the check needs it: the school that shared (its URN), with
+    whom, what, and when (the ledger's UTC text)."""
+
+    school: str | None
+    recipient: str
+    categories: tuple[str, ...]
+    at: str
+
+
 @dataclass(slots=True)
 class _Unnamed:
     events: int = 0
@@ -53,12 +64,11 @@ class _Unnamed:
     first: str | None = None
     last: str | None = None
 
-    def add(self, entry: Entry, categories: Iterable[str]) -> None:
+    def add(self, event: Shared, categories: Iterable[str]) -> None:
         self.events += 1
         self.categories.update(categories)
-        at = entry.occurred_at or entry.recorded_at
-        self.first = min(self.first or at, at)
-        self.last = max(self.last or at, at)
+        self.first = min(self.first or event.at, event.at)
+        self.last = max(self.last or event.at, event.at)
 
 
 @dataclass(slots=True)
@@ -73,7 +83,7 @@ class _School:
 
 
 def compared(
-    observed: Iterable[tuple[Entry, Mapping[str, Any] | None]],
+    shared: Iterable[Shared],
     notices: Iterable[Published],
     current: CurrentNotice,
     since: str | None,
@@ -81,7 +91,7 @@ def compared(
     by_school: bool,
     schools: Iterable[str] = (),
 ) -> dict[str, Any]:
-    """The report from the period's sharing events (``observed``) and every notice
+    """The report from the period's sharing events (``shared``) and every notice
     published; ``by_school``: under a register, each school against its own notices
     (else every event against the deployment's); ``schools``: those to report on even
     with nothing shared. Pure."""
@@ -91,24 +101,22 @@ def compared(
     found: dict[str | None, _School] = {
         urn: _School() for urn in ([*schools, *published] if by_school else [None])
     }
-    for entry, _ in observed:
-        if entry.decision == "rejected" or entry.recipient is None:
-            continue
-        school = entry.school if by_school else None
+    for event in shared:
+        school = event.school if by_school else None
         mine = found.setdefault(school, _School())
-        notice = in_force(published.get(school, []), entry.occurred_at or entry.recorded_at)
+        notice = in_force(published.get(school, []), event.at)
         if notice is None:
             mine.without_notice += 1
             continue
         mine.in_force[notice.seq] = notice
-        named = named_as(notice.says, entry.recipient)
+        named = named_as(notice.says, event.recipient)
         if named is None:
-            mine.unnamed.setdefault(entry.recipient, _Unnamed()).add(entry, entry.categories)
+            mine.unnamed.setdefault(event.recipient, _Unnamed()).add(event, event.categories)
             continue
         mine.used.add(named)
-        beyond = set(entry.categories) - shared_with(notice.says)[named]
+        beyond = set(event.categories) - shared_with(notice.says)[named]
         if beyond:
-            mine.beyond.setdefault(named, _Unnamed()).add(entry, beyond)
+            mine.beyond.setdefault(named, _Unnamed()).add(event, beyond)
     rows = [
         _school_row(urn, mine, published.get(urn, []), current, since, until)
         for urn, mine in sorted(found.items(), key=lambda item: item[0] or "")
@@ -188,6 +196,38 @@ def _unnamed_row(recipient: str, name: str, u: _Unnamed) -> dict[str, Any]:
     }
 
 
+def shared_events(
+    connection: Connection,
+    since: str | None,
+    until: str | None,
+    up_to_seq: int,
+    schools: tuple[str, ...] | None = None,
+) -> Iterator[Shared]:
+    """The sharing events that occurred in [since, until) (of ``schools`` alone, when
+    given), but the rejected: the entries' own columns, no payload. A rejected event is
+    never decided again, so its first decision is its current one."""
+    statement = (
+        select(ENTRY.c.school, ENTRY.c.recipient, ENTRY.c.categories, ENTRY.c.occurred_at)
+        .where(
+            ENTRY.c.kind == "decision",
+            ENTRY.c.event_type.in_(SHARING_TYPES),
+            ENTRY.c.decision != "rejected",
+            ENTRY.c.recipient.is_not(None),
+            ENTRY.c.seq <= up_to_seq,
+        )
+        .order_by(ENTRY.c.seq)
+    )
+    if since is not None:
+        statement = statement.where(ENTRY.c.occurred_at >= since)
+    if until is not None:
+        statement = statement.where(ENTRY.c.occurred_at < until)
+    if schools is not None:
+        statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
+    rows = connection.execute(statement.execution_options(stream_results=True, yield_per=5_000))
+    for school, recipient, categories, at in rows:
+        yield Shared(school, recipient, tuple(orjson.loads(categories)), at)
+
+
 def notice_against_practice(
     connection: Connection,
     current: CurrentNotice,
@@ -198,9 +238,9 @@ def notice_against_practice(
     by_school: bool,
 ) -> dict[str, Any]:
     """The report of ``schools`` (URNs; None: every school) up to entry ``up_to_seq``."""
-    observed = observed_events(connection, since, until, up_to_seq, schools)
+    shared = shared_events(connection, since, until, up_to_seq, schools)
     notices = published_notices(connection, up_to_seq, schools)
-    return compared(observed, notices, current, since, until, by_school, schools or ())
+    return compared(shared, notices, current, since, until, by_school, schools or ())
 
 
 def ropa_part(
