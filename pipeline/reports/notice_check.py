@@ -101,6 +101,7 @@ def compared(
     found: dict[str | None, _School] = {
         urn: _School() for urn in ([*schools, *published] if by_school else [None])
     }
+    said: dict[int, dict[str, set[str]]] = {}  # what each notice says is sent to whom
     for event in shared:
         school = event.school if by_school else None
         mine = found.setdefault(school, _School())
@@ -108,13 +109,15 @@ def compared(
         if notice is None:
             mine.without_notice += 1
             continue
+        if notice.seq not in said:
+            said[notice.seq] = shared_with(notice.says)
         mine.in_force[notice.seq] = notice
         named = named_as(notice.says, event.recipient)
         if named is None:
             mine.unnamed.setdefault(event.recipient, _Unnamed()).add(event, event.categories)
             continue
         mine.used.add(named)
-        beyond = set(event.categories) - shared_with(notice.says)[named]
+        beyond = set(event.categories) - said[notice.seq][named]
         if beyond:
             mine.beyond.setdefault(named, _Unnamed()).add(event, beyond)
     rows = [
