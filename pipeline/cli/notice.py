@@ -33,7 +33,7 @@ from pipeline.policy.schools import Schools, controller_of, policy_of
 from pipeline.reports.formats import notice_html
 from pipeline.reports.notice_check import audited_notice_check, notice_now
 from pipeline.schooltime import SCHOOL_TIME
-from pipeline.shown import shown_text, when
+from pipeline.shown import event_name, shown_text, when
 
 notice_app = typer.Typer(
     help="The privacy notice for pupils and parents, made from the policy pack.",
@@ -172,7 +172,8 @@ def notice_check(
     else:
         print(check_text(report))
     totals = report["totals"]
-    if any(totals[k] for k in ("unnamed_recipients", "unnamed_categories", "out_of_date")):
+    found = ("unnamed_recipients", "unnamed_purposes", "unnamed_categories", "out_of_date")
+    if any(totals[k] for k in found):
         raise typer.Exit(1)
 
 
@@ -201,6 +202,11 @@ def check_text(report: dict[str, object]) -> str:
             lines.append(
                 f"  shared with a recipient the notice does not name: {shown_text(u['recipient'])} "
                 f"({u['events']} events; {', '.join(u['categories'])})"
+            )
+        for u in row["unnamed_purposes"]:
+            lines.append(
+                f"  sent {shown_text(u['name'])} for a purpose the notice does not give: "
+                f"{event_name(u['event_type'])} ({u['events']} events)"
             )
         for u in row["unnamed_categories"]:
             lines.append(

@@ -174,6 +174,15 @@ def shared_with(says: Mapping[str, Any]) -> dict[str, set[str]]:
     }
 
 
+def shared_for(says: Mapping[str, Any]) -> dict[str, set[str]]:
+    """Each recipient the notice names and the kinds of sharing (``census``, ``transfer``,
+    ``referral``) it says the school shares with them for."""
+    return {
+        rid: {sharing["kind"] for sharing in recipient["sharing"]}
+        for rid, recipient in says["recipients"].items()
+    }
+
+
 def named_as(says: Mapping[str, Any], recipient: str) -> str | None:
     """The id under which the notice names ``recipient`` (``school:{URN}`` for any school),
     or None when it does not name them."""

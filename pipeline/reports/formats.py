@@ -176,6 +176,7 @@ def notice_check_csv(report: dict[str, Any]) -> str:
     for s in report["schools"]:
         for finding, key in (
             ("recipient not in the notice", "unnamed_recipients"),
+            ("purpose not in the notice", "unnamed_purposes"),
             ("data not in the notice", "unnamed_categories"),
             ("named but sent nothing", "unused_recipients"),
         ):

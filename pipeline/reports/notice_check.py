@@ -4,7 +4,9 @@ A notice must name every recipient of a pupil's data (UK GDPR Art 13(1)(e), 14(1
 This report takes each sharing event of a period, finds the notice the school had
 published and in force when it happened (:mod:`pipeline.ledger.notices`), and lists:
 
-- recipients the school shared with that the notice in force did not name, and
+- recipients the school shared with that the notice in force did not name; sharing
+  with a named recipient for a purpose the notice did not give them (a census return
+  sent to another school, which the notice names only as the next school); and
   categories it sent a named recipient that the notice did not say it would;
 - recipients the notice names that received nothing in the period;
 - events shared when no notice had been published;
@@ -27,12 +29,19 @@ from sqlalchemy import Connection, select
 from pipeline.ledger.notices import Published, in_force, published_notices
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, Ledger, now_text
-from pipeline.policy.notice import Says, named_as, notice_changes, notice_of, shared_with
+from pipeline.policy.notice import (
+    Says,
+    named_as,
+    notice_changes,
+    notice_of,
+    shared_for,
+    shared_with,
+)
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Controller, Schools, controller_of, policy_of
 from pipeline.reports.ropa import Part, period_words
 from pipeline.shown import plain_recipient
-from schemas.events import SHARING_TYPES
+from schemas.events import SHARING_KIND, SHARING_TYPES
 
 #: What a school's notice would say now, by its URN (None: the deployment's one school).
 CurrentNotice = Callable[[str | None], Says]
@@ -53,6 +62,7 @@ class Shared(NamedTuple):
 
     school: str | None
     recipient: str
+    event_type: str
     categories: tuple[str, ...]
     at: str
 
@@ -77,6 +87,7 @@ class _School:
 
     unnamed: dict[str, _Unnamed] = field(default_factory=dict)
     beyond: dict[str, _Unnamed] = field(default_factory=dict)
+    unsaid: dict[tuple[str, str], _Unnamed] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
     in_force: dict[int, Published] = field(default_factory=dict)
     without_notice: int = 0
@@ -101,7 +112,8 @@ def compared(
     found: dict[str | None, _School] = {
         urn: _School() for urn in ([*schools, *published] if by_school else [None])
     }
-    said: dict[int, dict[str, set[str]]] = {}  # what each notice says is sent to whom
+    # What each notice says is sent to whom, and what for.
+    said: dict[int, tuple[dict[str, set[str]], dict[str, set[str]]]] = {}
     for event in shared:
         school = event.school if by_school else None
         mine = found.setdefault(school, _School())
@@ -110,14 +122,18 @@ def compared(
             mine.without_notice += 1
             continue
         if notice.seq not in said:
-            said[notice.seq] = shared_with(notice.says)
+            said[notice.seq] = shared_with(notice.says), shared_for(notice.says)
         mine.in_force[notice.seq] = notice
         named = named_as(notice.says, event.recipient)
         if named is None:
             mine.unnamed.setdefault(event.recipient, _Unnamed()).add(event, event.categories)
             continue
         mine.used.add(named)
-        beyond = set(event.categories) - said[notice.seq][named]
+        sent, purposes = said[notice.seq]
+        if SHARING_KIND[event.event_type] not in purposes[named]:
+            unsaid = mine.unsaid.setdefault((named, event.event_type), _Unnamed())
+            unsaid.add(event, event.categories)
+        beyond = set(event.categories) - sent[named]
         if beyond:
             mine.beyond.setdefault(named, _Unnamed()).add(event, beyond)
     rows = [
@@ -130,6 +146,7 @@ def compared(
         "totals": {
             "unnamed_recipients": sum(len(r["unnamed_recipients"]) for r in rows),
             "unnamed_categories": sum(len(r["unnamed_categories"]) for r in rows),
+            "unnamed_purposes": sum(len(r["unnamed_purposes"]) for r in rows),
             "unused_recipients": sum(len(r["unused_recipients"]) for r in rows),
             "without_notice": sum(r["without_notice"] for r in rows),
             "out_of_date": sum(bool(r["changes"]) for r in rows),
@@ -181,6 +198,10 @@ def _school_row(
         "unnamed_categories": [
             _unnamed_row(rid, names.get(rid, rid), u) for rid, u in sorted(mine.beyond.items())
         ],
+        "unnamed_purposes": [
+            {**_unnamed_row(rid, names.get(rid, rid), u), "event_type": event_type}
+            for (rid, event_type), u in sorted(mine.unsaid.items())
+        ],
         "unused_recipients": [
             {"recipient": rid, "name": names[rid]} for rid in sorted(named_in_period - mine.used)
         ],
@@ -210,7 +231,13 @@ def shared_events(
     given), but the rejected: the entries' own columns, no payload. A rejected event is
     never decided again, so its first decision is its current one."""
     statement = (
-        select(ENTRY.c.school, ENTRY.c.recipient, ENTRY.c.categories, ENTRY.c.occurred_at)
+        select(
+            ENTRY.c.school,
+            ENTRY.c.recipient,
+            ENTRY.c.event_type,
+            ENTRY.c.categories,
+            ENTRY.c.occurred_at,
+        )
         .where(
             ENTRY.c.kind == "decision",
             ENTRY.c.event_type.in_(SHARING_TYPES),
@@ -227,8 +254,8 @@ def shared_events(
     if schools is not None:
         statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
     rows = connection.execute(statement.execution_options(stream_results=True, yield_per=5_000))
-    for school, recipient, categories, at in rows:
-        yield Shared(school, recipient, tuple(orjson.loads(categories)), at)
+    for school, recipient, event_type, categories, at in rows:
+        yield Shared(school, recipient, event_type, tuple(orjson.loads(categories)), at)
 
 
 def notice_against_practice(

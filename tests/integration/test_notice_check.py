@@ -202,3 +202,45 @@ def test_publishing_a_notice_appends_an_entry_that_verify_accepts(
     assert checked.exit_code == 1  # it found recipients the notice does not name
     assert "agency:private-tutoring" in checked.output
     assert "agency:holiday-club" in checked.output
+
+
+def test_on_the_simulators_own_violations_it_finds_exactly_what_was_injected(
+    db_url: str, policy: Policy
+) -> None:
+    """A year with the simulator's own violations (20%, a seed whose year breaks each
+    rule below): the recipients not named, the purposes not given and the data not said
+    are exactly those of the lines the simulator made to break recipient.unknown,
+    recipient.not_permitted (a census sent to a school) and the category rules, as it
+    knows by construction."""
+    ledger = Ledger.open(db_url)
+    schema.upgrade(ledger.engine)
+    lines = write_lines(ledger, policy, Simulator(500, violation_rate=0.2, seed=4).run())
+    publish_notice(
+        ledger, notice_of(policy, SCHOOL), by="dana", school=None, in_force_from=YEAR_FROM
+    )
+    broke: dict[str, list[Line]] = {}
+    for line in lines:
+        if not line.redelivery and line.expected.rules:
+            broke.setdefault(line.expected.rules[0], []).append(line)
+    unknown: dict[str, int] = {}
+    for line in broke.get("recipient.unknown", []):
+        unknown[line.event["data"]["recipient"]] = (
+            unknown.get(line.event["data"]["recipient"], 0) + 1
+        )
+    beyond: dict[str, set[str]] = {}
+    for rule, extra in (
+        ("category.not_permitted", "nationality"),
+        ("category.unknown", "photographs"),
+    ):
+        for line in broke.get(rule, []):
+            beyond.setdefault(line.event["data"]["recipient"], set()).add(extra)
+    to_schools = len(broke.get("recipient.not_permitted", []))
+    assert unknown and beyond and to_schools  # the year holds each kind of finding
+
+    row = check(ledger, policy)
+    assert {u["recipient"]: u["events"] for u in row["unnamed_recipients"]} == unknown
+    assert {u["recipient"]: set(u["categories"]) for u in row["unnamed_categories"]} == beyond
+    assert [(u["recipient"], u["event_type"], u["events"]) for u in row["unnamed_purposes"]] == [
+        ("school:{URN}", "uk.school.census.submitted.v1", to_schools)
+    ]
+    ledger.engine.dispose()
