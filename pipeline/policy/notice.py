@@ -21,7 +21,7 @@ from datetime import date
 from typing import Any, Literal
 
 from pipeline.canonical import canonical_json
-from pipeline.policy.pack import ANY_SCHOOL, Policy, Retention
+from pipeline.policy.pack import ANY_SCHOOL, Policy
 from pipeline.policy.schools import Controller
 
 #: What a notice says, as plain data (JSON): stored with a published notice.
@@ -106,13 +106,9 @@ def notice_of(policy: Policy, controller: Controller) -> Says:
             if c in conditions
         },
         "retention": _retention(policy),
-        "kept_by_the_log": _period(policy.ledger_retention),
+        "kept_by_the_log": policy.ledger_retention.describe(),
         "complaints": words.complaints,
     }
-
-
-def _period(retention: Retention) -> str:
-    return retention.describe()
 
 
 def _retention(policy: Policy) -> list[dict[str, Any]]:
@@ -122,7 +118,7 @@ def _retention(policy: Policy) -> list[dict[str, Any]]:
     own = [
         {
             "categories": [name],
-            "period": _period(policy.retention_for(name)),
+            "period": policy.retention_for(name).describe(),
             "counted_from": ret.counted_from,
             "source": ret.source,
         }
@@ -131,7 +127,7 @@ def _retention(policy: Policy) -> list[dict[str, Any]]:
     rest = [name for name in policy.spec.categories if name not in spec.categories]
     default = {
         "categories": rest,
-        "period": _period(policy.default_retention),
+        "period": policy.default_retention.describe(),
         "counted_from": spec.default.counted_from,
         "source": spec.default.source,
     }
@@ -200,8 +196,7 @@ def notice_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
         return []
     found: list[str] = []
     before, after = shared_with(old), shared_with(new)
-    names = {**{r: v["name"] for r, v in old["recipients"].items()}}
-    names.update({r: v["name"] for r, v in new["recipients"].items()})
+    names = {r: v["name"] for says in (old, new) for r, v in says["recipients"].items()}
     for rid in sorted(after.keys() - before.keys()):
         found.append(f"a recipient it does not name: {names[rid]} ({rid})")
     for rid in sorted(before.keys() - after.keys()):

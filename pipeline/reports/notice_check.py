@@ -243,6 +243,7 @@ def shared_events(
             ENTRY.c.event_type.in_(SHARING_TYPES),
             ENTRY.c.decision != "rejected",
             ENTRY.c.recipient.is_not(None),
+            ENTRY.c.occurred_at.is_not(None),
             ENTRY.c.seq <= up_to_seq,
         )
         .order_by(ENTRY.c.seq)
