@@ -28,6 +28,7 @@ from pipeline.cli.options import (
 from pipeline.ledger.asking import instant
 from pipeline.ledger.notices import PublishRefused, publish_notice
 from pipeline.ledger.store import now_text
+from pipeline.plural import counted
 from pipeline.policy.notice import Says, notice_markdown, notice_of
 from pipeline.policy.schools import Schools, controller_of, policy_of
 from pipeline.reports.formats import notice_html
@@ -197,21 +198,22 @@ def check_text(report: dict[str, object]) -> str:
         for change in row["changes"]:
             lines.append(f"  the pack now would change the notice: {shown_text(change)}")
         if row["without_notice"]:
-            lines.append(f"  {row['without_notice']} events shared before any notice was in force")
+            before = counted(row["without_notice"], "event")
+            lines.append(f"  {before} shared before any notice was in force")
         for u in row["unnamed_recipients"]:
             lines.append(
                 f"  shared with a recipient the notice does not name: {shown_text(u['recipient'])} "
-                f"({u['events']} events; {', '.join(u['categories'])})"
+                f"({counted(u['events'], 'event')}; {', '.join(u['categories'])})"
             )
         for u in row["unnamed_purposes"]:
             lines.append(
                 f"  sent {shown_text(u['name'])} for a purpose the notice does not give: "
-                f"{event_name(u['event_type'])} ({u['events']} events)"
+                f"{event_name(u['event_type'])} ({counted(u['events'], 'event')})"
             )
         for u in row["unnamed_categories"]:
             lines.append(
                 f"  sent {shown_text(u['name'])} what the notice does not say: "
-                f"{', '.join(u['categories'])} ({u['events']} events)"
+                f"{', '.join(u['categories'])} ({counted(u['events'], 'event')})"
             )
         for u in row["unused_recipients"]:
             lines.append(f"  named but sent nothing: {shown_text(u['name'])} ({u['recipient']})")
