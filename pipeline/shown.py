@@ -140,6 +140,7 @@ KINDS = {
     "key_rotated": "pseudonym key replaced",
     "erasure": "erasure of a pupil",
     "pack_adopted": "adoption of a policy",
+    "notice_published": "privacy notice published",
 }
 
 #: Why a pupil was erased (an ``erasure`` entry's ``rule``).
@@ -180,6 +181,7 @@ READS = {
     "bundle": "took a bundle for auditors",
     "reveal_pupils": "revealed the pupils of an incident",
     "what_if": "replayed the sharing under a candidate policy",
+    "notice_check": "compared the privacy notice with the sharing",
 }
 
 

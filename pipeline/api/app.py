@@ -17,7 +17,7 @@ import anyio
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
-from pipeline.api import admin, audit, desk, log, metrics, pages, policy_pages
+from pipeline.api import admin, audit, desk, log, metrics, notice_pages, pages, policy_pages
 from pipeline.api.deps import Db, current_user, user_of, user_of_session
 from pipeline.api.guards import add_guards
 from pipeline.ledger.keys import bind_key, ledger_key
@@ -32,6 +32,18 @@ from pipeline.users import User
 
 #: Requests served at once, each on at most one of the ledger's connections at a time.
 THREADS = 16
+
+
+#: Every router of the app: the API's, then the desk's pages.
+_ROUTERS = (
+    desk.router,
+    audit.router,
+    log.router,
+    admin.router,
+    pages.router,
+    notice_pages.router,
+    policy_pages.router,
+)
 
 
 def create_api(
@@ -82,9 +94,8 @@ def create_api(
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym, config.pseudonym_key)
     # A UPN typed into a search to the pseudonym its pupil is recorded under.
     api.state.find_pupil = finder(own)
-    for router in (desk.router, audit.router, log.router, admin.router, pages.router):
+    for router in _ROUTERS:
         api.include_router(router)
-    api.include_router(policy_pages.router)
     metrics.install(api, own, config)
 
     def identify(bearer: str | None, session: str | None) -> User | None:

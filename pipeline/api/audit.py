@@ -49,6 +49,7 @@ from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.reports.erasure import Statement, erasure_statement
 from pipeline.reports.formats import ReportFormat, entries_csv, entries_jsonl, rendered
+from pipeline.reports.notice_check import notice_now, ropa_part
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 from pipeline.schooltime import school_day
@@ -468,7 +469,12 @@ def record_of_processing(
     state = request.app.state
     start, end = period(since, until)
     reader = reader_of(user, "api")
-    report = audited_ropa(state.ledger, reader, state.policy, start, end, school, state.schools)
+    notice = ropa_part(
+        notice_now(state.policy, state.schools, state.school), start, end, state.schools is not None
+    )
+    report = audited_ropa(
+        state.ledger, reader, state.policy, start, end, school, state.schools, notice
+    )
     if report is None:
         raise HTTPException(404, f"no school {school}")
     return report_response(report, "record-of-processing", format)

@@ -82,6 +82,7 @@ from pipeline.plural import counted
 from pipeline.policy.schools import policy_of
 from pipeline.reports.erasure import CANNOT_UNDO, REASON_HINT, Statement, erasure_statement
 from pipeline.reports.formats import ReportFormat, csv_chunks
+from pipeline.reports.notice_check import notice_now, ropa_part
 from pipeline.reports.ropa import audited_ropa, ledger_span, opening_year
 from pipeline.reports.sar import audited_sar
 from pipeline.schooltime import SCHOOL_TIME, shown_day, shown_in_school_time
@@ -741,7 +742,12 @@ def ropa_page(
         )
     state = request.app.state
     reader = reader_of(user, "page")
-    report = audited_ropa(state.ledger, reader, state.policy, start, end, None, state.schools)
+    notice = ropa_part(
+        notice_now(state.policy, state.schools, state.school), start, end, state.schools is not None
+    )
+    report = audited_ropa(
+        state.ledger, reader, state.policy, start, end, None, state.schools, notice
+    )
     assert report is not None  # no school asked: the reader's own schools
     return report_response(report, "record-of-processing", format, back="/desk/ropa")
 

@@ -43,6 +43,7 @@ from pipeline.ledger.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import KEY_ROTATED, legacy_pupils, recorded_fingerprint, settle_key_file
 from pipeline.ledger.merging import Unmerged, unmerged
+from pipeline.ledger.notices import NOTICE_PUBLISHED
 from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.queries import stats
 from pipeline.ledger.reads import export
@@ -328,6 +329,9 @@ def _entry_said(row: dict[str, Any]) -> Text:
     if row["kind"] == "erasure":
         by, rule = details.get("by"), details.get("rule")
         return said.append(": ").append(plain(f"pupil erased by {by} ({rule})"))
+    if row["kind"] == NOTICE_PUBLISHED:
+        by, school = details.get("by"), details.get("school")
+        return said.append(": ").append(plain(f"by {by}" + (f" for {school}" if school else "")))
     if row["event_type"]:
         said.append(": ").append(short_type(row["event_type"]))
     if row["recipient"]:

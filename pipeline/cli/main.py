@@ -19,6 +19,7 @@ from pipeline.cli.incidents import incidents_app
 from pipeline.cli.ledger import db_app, ledger_app
 from pipeline.cli.ledger_retention import ledger_retention_app
 from pipeline.cli.log import log_app
+from pipeline.cli.notice import notice_app
 from pipeline.cli.policy import policy_app, schemas_app
 from pipeline.cli.pupils import pupils_app
 from pipeline.cli.receipts import receipts
@@ -58,6 +59,7 @@ for group, name in (
     (users_app, "users"),
     (report_app, "report"),
     (retention_app, "retention"),
+    (notice_app, "notice"),
 ):
     app.add_typer(group, name=name)
 ledger_app.add_typer(ledger_retention_app, name="retention")

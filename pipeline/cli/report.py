@@ -31,6 +31,7 @@ from pipeline.cli.options import (
 from pipeline.ledger.asking import instant, pupil_key
 from pipeline.reports.erasure import erasure_statement
 from pipeline.reports.formats import ReportFormat, rendered
+from pipeline.reports.notice_check import notice_now, ropa_part
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar
 from pipeline.settings import settings
@@ -146,7 +147,10 @@ def report_ropa(
     end = asked(lambda: instant(until, "--until")) if until else None
     ledger = open_ledger(db, create=False)
     with reading(ledger):
-        report = audited_ropa(ledger, cli_reader(), pack, start, end, school, register)
+        notice = ropa_part(
+            notice_now(pack, register, school_or_fail()), start, end, register is not None
+        )
+        report = audited_ropa(ledger, cli_reader(), pack, start, end, school, register, notice)
     if report is None:  # the operator sees every school: never so
         fail("no report: the school is not one this command may see")
     _write(rendered(report, "record-of-processing", output)[0], to)

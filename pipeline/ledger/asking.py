@@ -32,6 +32,7 @@ KINDS = (
     "key_rotated",
     "erasure",
     "pack_adopted",
+    "notice_published",
 )
 
 

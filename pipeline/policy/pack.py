@@ -141,6 +141,91 @@ class MisFilesSpec(_Strict):
     census: MisFileSpec
 
 
+class LawSpec(_Strict):
+    """A lawful basis or an Art 9 condition as a privacy notice says it to a parent: in
+    plain words, and the law it stands on."""
+
+    words: str = Field(min_length=1, max_length=500)
+    law: str = Field(min_length=1, max_length=300)
+
+
+class NoticeSpec(_Strict):
+    """The words a privacy notice needs that the rules do not: what each lawful basis and
+    Art 9 condition means and the law behind it, each category's name as a parent says
+    it, and where to complain. Each is optional: what a pack leaves out is taken from
+    :data:`DEFAULT_NOTICE`, so a pack written before notices were made stays valid."""
+
+    lawful_bases: dict[LawfulBasis, LawSpec] = Field(default_factory=dict)
+    special_conditions: dict[SpecialCondition, LawSpec] = Field(default_factory=dict)
+    categories: dict[str, str] = Field(
+        default_factory=dict, description="a category's name as a parent reads it"
+    )
+    recipients: dict[str, str] = Field(
+        default_factory=dict, description="a recipient's name as a parent reads it"
+    )
+    complaints: str | None = Field(
+        default=None, min_length=1, max_length=500, description="how to complain to the ICO"
+    )
+
+
+#: The notice's words where a pack gives none: UK GDPR Art 6(1) and Art 9(2), and the
+#: Data Protection Act 2018 Sch 1 conditions a school relies on.
+DEFAULT_NOTICE = NoticeSpec(
+    lawful_bases={
+        LawfulBasis.CONSENT: LawSpec(
+            words="You have agreed to it. You can change your mind at any time.",
+            law="UK GDPR Article 6(1)(a)",
+        ),
+        LawfulBasis.CONTRACT: LawSpec(
+            words="We need it for a contract with you.", law="UK GDPR Article 6(1)(b)"
+        ),
+        LawfulBasis.LEGAL_OBLIGATION: LawSpec(
+            words="The law says we must.", law="UK GDPR Article 6(1)(c)"
+        ),
+        LawfulBasis.VITAL_INTERESTS: LawSpec(
+            words="It is needed to protect someone's life.", law="UK GDPR Article 6(1)(d)"
+        ),
+        LawfulBasis.PUBLIC_TASK: LawSpec(
+            words="We need it to do our job as a school, which the law gives us.",
+            law="UK GDPR Article 6(1)(e)",
+        ),
+        LawfulBasis.LEGITIMATE_INTERESTS: LawSpec(
+            words="It is in our or someone else's proper interest, and it does not harm yours.",
+            law="UK GDPR Article 6(1)(f)",
+        ),
+    },
+    special_conditions={
+        SpecialCondition.EXPLICIT_CONSENT: LawSpec(
+            words="You have clearly agreed to it.", law="UK GDPR Article 9(2)(a)"
+        ),
+        SpecialCondition.EMPLOYMENT_SOCIAL_PROTECTION: LawSpec(
+            words="Social care or social protection law says we must.",
+            law="UK GDPR Article 9(2)(b); Data Protection Act 2018 Schedule 1 paragraph 1",
+        ),
+        SpecialCondition.VITAL_INTERESTS: LawSpec(
+            words="It is needed to protect someone's life, and they cannot agree to it.",
+            law="UK GDPR Article 9(2)(c)",
+        ),
+        SpecialCondition.SUBSTANTIAL_PUBLIC_INTEREST: LawSpec(
+            words="It is in the public interest, under a law that allows it.",
+            law="UK GDPR Article 9(2)(g); Data Protection Act 2018 Schedule 1 paragraph 6",
+        ),
+        SpecialCondition.HEALTH_SOCIAL_CARE: LawSpec(
+            words="It is needed for health or social care.",
+            law="UK GDPR Article 9(2)(h); Data Protection Act 2018 Schedule 1 paragraph 2",
+        ),
+        SpecialCondition.ARCHIVING_RESEARCH: LawSpec(
+            words="It is needed for research or statistics, with safeguards.",
+            law="UK GDPR Article 9(2)(j); Data Protection Act 2018 Schedule 1 paragraph 4",
+        ),
+    },
+    complaints=(
+        "Information Commissioner's Office (ICO), Wycliffe House, Water Lane, Wilmslow, "
+        "Cheshire SK9 5AF. Telephone 0303 123 1113. Online: https://ico.org.uk/make-a-complaint"
+    ),
+)
+
+
 class PackSpec(_Strict):
     """The YAML document, field for field."""
 
@@ -170,10 +255,28 @@ class PackSpec(_Strict):
         "last retention period ends (default: DEFAULT_LEDGER_RETENTION)",
     )
 
+    notice: NoticeSpec | None = Field(
+        default=None,
+        description="the privacy notice's words: lawful bases, Art 9 conditions, category "
+        "names, complaints (default: DEFAULT_NOTICE)",
+    )
+
     @property
     def ledger_kept(self) -> LedgerRetentionSpec:
         """The pack's ledger retention, or the default when it gives none."""
         return self.ledger_retention or DEFAULT_LEDGER_RETENTION
+
+    @property
+    def notice_words(self) -> NoticeSpec:
+        """The notice's words: the pack's own, each one it leaves out the default's."""
+        given = self.notice or NoticeSpec()
+        return NoticeSpec(
+            lawful_bases={**DEFAULT_NOTICE.lawful_bases, **given.lawful_bases},
+            special_conditions={**DEFAULT_NOTICE.special_conditions, **given.special_conditions},
+            categories=given.categories,
+            recipients=given.recipients,
+            complaints=given.complaints or DEFAULT_NOTICE.complaints,
+        )
 
 
 class PackError(Exception):
@@ -316,7 +419,21 @@ def _cross_reference_problems(spec: PackSpec) -> list[str]:
             problems.append(
                 f"retention.categories.{cat}: {cat!r} is not a category defined under categories"
             )
-    return problems + _files_problems(spec) + _period_problems(spec)
+    return problems + _files_problems(spec) + _period_problems(spec) + _notice_problems(spec)
+
+
+def _notice_problems(spec: PackSpec) -> list[str]:
+    """The notice's words name only categories and recipients the pack defines."""
+    notice = spec.notice or NoticeSpec()
+    return [
+        f"notice.categories.{cat}: {cat!r} is not a category defined under categories"
+        for cat in notice.categories
+        if cat not in spec.categories
+    ] + [
+        f"notice.recipients.{rid}: {rid!r} is not a recipient defined under recipients"
+        for rid in notice.recipients
+        if rid not in spec.recipients
+    ]
 
 
 def _period_problems(spec: PackSpec) -> list[str]:
@@ -424,7 +541,7 @@ def canonical_pack(spec: PackSpec) -> bytes:
     """The pack's canonical JSON: key order, spacing and YAML style do not change it."""
     # A pack without a files section, or without the ledger's retention, keeps the version
     # it had before packs could have one.
-    unset = {"files": spec.files, "ledger_retention": spec.ledger_retention}
+    unset = {"files": spec.files, "ledger_retention": spec.ledger_retention, "notice": spec.notice}
     return canonical_json(
         spec.model_dump(mode="json", exclude={name for name, v in unset.items() if v is None})
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from pipeline.ledger.queries import ENTRY_COLUMNS
+from pipeline.policy.notice import notice_document, notice_title
 from pipeline.shown import install
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -208,13 +210,51 @@ def pack_differences_csv(differences: Iterable[Any]) -> str:
     return "".join(csv_chunks(PACK_DIFFERENCE_COLUMNS, rows))
 
 
+NOTICE_CHECK_COLUMNS = (
+    "school",
+    "finding",
+    "recipient",
+    "name",
+    "categories",
+    "events",
+    "first",
+    "last",
+)
+
+
+def notice_check_csv(report: dict[str, Any]) -> str:
+    """The notice against practice as CSV, a row per finding: a recipient or the data
+    shared that the notice did not name, a recipient it names that was sent nothing."""
+    rows = []
+    for s in report["schools"]:
+        for finding, key in (
+            ("recipient not in the notice", "unnamed_recipients"),
+            ("purpose not in the notice", "unnamed_purposes"),
+            ("data not in the notice", "unnamed_categories"),
+            ("named but sent nothing", "unused_recipients"),
+        ):
+            rows += [
+                [s["school"], finding, *(_listed(u.get(c)) for c in NOTICE_CHECK_COLUMNS[2:])]
+                for u in s[key]
+            ]
+    return "".join(csv_chunks(NOTICE_CHECK_COLUMNS, rows))
+
+
+def notice_check_html(report: dict[str, Any], **context: Any) -> str:
+    return html.get_template("notice_check.html").render(r=report, **context)
+
+
 class ReportFormat(StrEnum):
     json = "json"
     csv = "csv"
     html = "html"
 
 
-_RENDERERS = {"subject-access": (sar_csv, sar_html), "record-of-processing": (ropa_csv, ropa_html)}
+_RENDERERS = {
+    "subject-access": (sar_csv, sar_html),
+    "record-of-processing": (ropa_csv, ropa_html),
+    "notice-check": (notice_check_csv, notice_check_html),
+}
 
 
 def rendered(
@@ -228,3 +268,11 @@ def rendered(
     if form is ReportFormat.html:
         return to_html(report, back=back).encode(), "text/html; charset=utf-8"
     return orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n", "application/json"
+
+
+def notice_html(says: dict[str, Any], made_on: date, back: str | None = None) -> str:
+    """The privacy notice as a printable page: its sections as :mod:`pipeline.policy.notice`
+    makes them, laid out here without a word added."""
+    return html.get_template("notice.html").render(
+        title=notice_title(says), sections=notice_document(says, made_on), back=back
+    )

@@ -14,7 +14,7 @@ after a year is over, an empty record most likely asks for the wrong year.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Any
@@ -323,6 +323,12 @@ def record_of_processing(
     }
 
 
+#: A part of the record made beside it from the same snapshot: the ledger up to entry
+#: ``as_of``, of ``schools`` (None: every school). The privacy notice against practice
+#: (:func:`pipeline.reports.notice_check.ropa_part`) is one.
+Part = Callable[[Connection, int, tuple[str, ...] | None], dict[str, Any]]
+
+
 def audited_ropa(
     ledger: Ledger,
     reader: Requester,
@@ -331,16 +337,19 @@ def audited_ropa(
     until: str | None,
     school: str | None = None,
     register: Schools | None = None,
+    notice: Part | None = None,
 ) -> dict[str, Any] | None:
     """The record (of ``school`` alone, when given), its read recorded: it is counted from
     pupil-level entries. A reader confined to some schools gets theirs, and None for
-    another school's."""
+    another school's. ``notice``: the notice against practice, as the record's part."""
     if reader.schools is not None and school is not None and school not in reader.schools:
         return None
     schools = (school,) if school is not None else reader.schools
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
         report = record_of_processing(connection, policy, since, until, as_of, schools, register)
+        if notice is not None:
+            report["notice"] = notice(connection, as_of, schools)
     seq = record_read(
         ledger,
         reader,

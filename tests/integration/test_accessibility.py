@@ -18,9 +18,12 @@ import yaml
 from pipeline.engine import Position
 from pipeline.ledger.erasure import erase
 from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.notices import publish_notice
 from pipeline.ledger.pupils import finder
 from pipeline.packs import pack_text
+from pipeline.policy.notice import notice_of
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Controller
 from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user
 from tests.factory import census, left, line, upn
@@ -73,6 +76,14 @@ def desk(tmp_path_factory: pytest.TempPathFactory, policy: Policy) -> Iterator[t
     )
     erased = erase(ledger, finder(ledger)(upn(40)), by="Dana", reason="asked", rule="request")
     assert erased.seq == ERASURE_SEQ
+    # A notice in force since 2020, so that the notice against practice has one to compare.
+    publish_notice(
+        ledger,
+        notice_of(policy, Controller(None, "Westfields Junior School")),
+        by="Dana",
+        school=None,
+        in_force_from="2020-01-01T00:00:00.000000Z",
+    )
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
     with served(breach_desk(ledger)) as address:
         yield address, token
@@ -118,6 +129,18 @@ def visit_the_policy_page(page: Any, address: str) -> Iterator[str]:
     yield "a policy with problems tried"
 
 
+def visit_notice_pages(page: Any, address: str) -> Iterator[str]:
+    """The privacy notice's pages, naming each."""
+    page.goto(f"{address}/desk/notice")
+    yield "privacy notice"
+    page.goto(f"{address}/desk/notice/check")
+    yield "notice against practice form"
+    submit(page, "#notice-check-button")
+    yield "notice against practice"
+    page.goto(f"{address}/desk/notice/check?since=last-year&format=html")
+    yield "notice against practice with an error"
+
+
 def visit_every_page(page: Any, address: str) -> Iterator[str]:
     """Go to each page of the desk in turn, naming it."""
     page.goto(f"{address}/desk")
@@ -148,6 +171,7 @@ def visit_every_page(page: Any, address: str) -> Iterator[str]:
     yield "record of processing form"
     page.goto(f"{address}/desk/ropa?since=2020-01-01&until=2030-01-01&format=html")
     yield "record of processing"
+    yield from visit_notice_pages(page, address)
     page.goto(f"{address}/desk/retention?as_of=2027-09-01")
     yield "records to destroy"
     page.goto(f"{address}/desk/retention?as_of=next-week")

@@ -335,6 +335,7 @@ UNAUDITED = {
     "/desk/print.js": "the reports' Print button",
     "/desk/pupils/erase": "the form to erase a pupil: no pupil",
     "/desk/policy": "the form to try a change of policy: no pupil",
+    "/desk/notice": "the privacy notice, made from the pack and the register: no entry",
     "/log/checkpoint": "a signed tree head: a size and a root, no pupil",
     "/log/proof/inclusion/{seq}": "hashes and a checkpoint, no pupil",
     "/log/proof/consistency": "hashes and a checkpoint, no pupil",
@@ -379,6 +380,7 @@ def _example_request(
         "/desk/search": by_pseudonym,
         "/desk/search/export": by_pseudonym,
         "/desk/ropa": {"format": "html"},
+        "/desk/notice/check": {"format": "html"},
     }.get(path, {"upn": upn} if method == "POST" else {})
     return url, params
 

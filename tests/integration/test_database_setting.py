@@ -422,6 +422,22 @@ def _policy_adopt(named: Named) -> None:
     assert "entry 5" in done.stdout
 
 
+@case("notice publish")
+def _notice_publish(named: Named) -> None:
+    done = named.run("notice", "publish", "--by", "Dana")
+    assert "notice published: entry 4" in done.stdout
+    assert named.entries() == 4
+
+
+@case("notice check")
+def _notice_check(named: Named) -> None:
+    """No notice published in the named ledger: nothing to find against, and the
+    comparison recorded as a read."""
+    done = named.run("notice", "check", "--format", "json")
+    assert '"no_notice": 1' in done.stdout
+    assert named.entries() == 4
+
+
 @case("retention due")
 def _retention_due(named: Named) -> None:
     """The listing is a read appended to the named ledger."""

@@ -14,8 +14,12 @@ from fastapi.testclient import TestClient
 from pipeline.incidents.desk import incidents
 from pipeline.incidents.lifecycle import ActionKind, Risk, Status
 from pipeline.ledger.asking import KINDS
+from pipeline.ledger.notices import publish_notice
 from pipeline.ledger.store import Ledger
+from pipeline.packs import load_pack
+from pipeline.policy.notice import notice_of
 from pipeline.policy.pack import Policy
+from pipeline.policy.schools import Controller
 from pipeline.users import Role, add_user
 from schemas.alerts import MERGE_DELAY_MISSED_CAUSE, WITNESS_REFUSED_CAUSE
 from schemas.decisions import RuleId
@@ -175,6 +179,14 @@ def _pages(ledger: Ledger) -> dict[str, str]:
         page(f"subject-access report of pupil {n}", "/desk/sar", {"upn": upn(n)})
     page("record of processing form", "/desk/ropa")
     page("record of processing", "/desk/ropa?since=2020-01-01&until=2030-01-01&format=html")
+    page("privacy notice", "/desk/notice")
+    page("notice against practice, none published", "/desk/notice/check?format=html")
+    # A notice that names less than the pack: each kind of finding is on the page.
+    said = notice_of(load_pack(), Controller(None, "Westfields"))
+    said["recipients"].pop("dfe")
+    publish_notice(ledger, said, by="Dana", school=None, in_force_from="2020-01-01T00:00:00Z")
+    page("notice against practice", "/desk/notice/check?format=html")
+    page("record of processing with the notice", "/desk/ropa?format=html")
     return pages
 
 

@@ -262,6 +262,14 @@ ROUTES: dict[tuple[str, str], Callable[[Trust, str], list[Call]] | str] = {
         ("POST", "/desk/sar", {"data": {"upn": MOVER}}),
     ],
     ("GET", "/desk/ropa"): lambda t, o: [("GET", "/desk/ropa?format=html", {})],
+    ("GET", "/desk/notice"): lambda t, o: [
+        ("GET", "/desk/notice", {}),
+        ("GET", f"/desk/notice?school={o}", {}),
+    ],
+    ("GET", "/desk/notice/check"): lambda t, o: [
+        ("GET", "/desk/notice/check?format=html", {}),
+        ("GET", "/desk/notice/check?format=json", {}),
+    ],
     # Erasing the other school's pupil: as if there were none (a DPO), or refused (others).
     ("POST", "/pupils/erase"): lambda t, o: [
         ("POST", "/pupils/erase", {"json": {"upn": ONLY[o], "reason": "test"}})
