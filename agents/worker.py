@@ -21,6 +21,7 @@ from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
 from pipeline.ledger import schema
+from pipeline.ledger.adoption import PacksInForce
 from pipeline.ledger.errors import LedgerUnavailable
 from pipeline.ledger.retention import raise_retention_due
 from pipeline.ledger.store import Ledger
@@ -29,7 +30,7 @@ from pipeline.monitoring import Endpoint, WorkerFlow, serve_worker_metrics
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.pseudonym import pseudonymiser
-from pipeline.retention.forgetting import Daily
+from pipeline.retention.forgetting import Applied, Daily
 from pipeline.shown import Naming
 from pipeline.transport.kafka import KafkaConfig, Lag, ensure_topics, wait_for_broker
 
@@ -101,28 +102,37 @@ def run_worker(config: WorkerConfig) -> None:
     if config.metrics is not None:
         serve_worker_metrics(flow, config.metrics, Ledger.open(config.database_url), config.kafka)
         log.info("metrics_served", host=config.metrics.host, port=config.metrics.port)
+    keeping = Ledger.open(config.database_url)
+    # The packs the side work goes by: as the writer decides, the configured ones as the
+    # ledger's adoptions (policy adopt) have replaced them.
+    following = PacksInForce(config.policy, config.schools)
+
+    def in_force() -> tuple[Policy, Schools | None]:
+        """Looks for adoptions since the last look: once a round, never once a pupil."""
+        with keeping.engine.connect() as connection:
+            return following.current(connection)
+
+    def policy_for(urn: str) -> Policy:
+        return policy_of(following.schools, urn, following.policy)
+
     notifier = None
     if config.notice_targets:
         notices = Ledger.open(config.database_url)
 
         def notifier() -> int:
-            naming = Naming(config.policy, config.schools)
+            naming = Naming(*in_force())
             return notify_new_incidents(notices, config.notice_targets, config.desk_url, naming)
 
-    keeping = Ledger.open(config.database_url)
-    packs = [config.policy, *(config.schools.policies.values() if config.schools else ())]
-
     def retention() -> int:
-        def policy_for(urn: str) -> Policy:
-            return policy_of(config.schools, urn, config.policy)
-
+        policy, schools = in_force()
+        packs = [policy, *(schools.policies.values() if schools else ())]
         return len(raise_retention_due(keeping, policy_for, packs))
 
-    forgetting = Daily(
-        Ledger.open(config.database_url),
-        lambda urn: policy_of(config.schools, urn, config.policy),
-        pseudonymiser(config.pseudonym_key),
-    )
+    daily = Daily(Ledger.open(config.database_url), policy_for, pseudonymiser(config.pseudonym_key))
+
+    def forgetting() -> Applied | None:
+        in_force()  # by the packs adopted since the last round
+        return daily()
 
     # Faust's folder for tables on disk (there are none): a temporary one, gone at exit.
     datadir = Path(tempfile.mkdtemp(prefix="sharing-audit-worker-"))

@@ -9,17 +9,19 @@ role that may not do what is asked gets 403; both are logged, without the token.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 import anyio
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from pipeline.api import admin, audit, desk, log, metrics, notice_pages, pages, policy_pages
 from pipeline.api.deps import Db, current_user, user_of, user_of_session
 from pipeline.api.guards import add_guards
+from pipeline.ledger.adoption import PacksInForce
 from pipeline.ledger.keys import bind_key, ledger_key
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.store import Ledger, make_engine
@@ -76,6 +78,7 @@ def create_api(
         yield
 
     api = FastAPI(
+        dependencies=[Depends(follow_adoptions)],
         title="sharing-audit",
         summary="The DPO's breach desk, the auditors' search and reports, and the ledger.",
         version="1",
@@ -90,6 +93,8 @@ def create_api(
     api.state.settings = config
     api.state.policy = policy or load_pack(config.policy)
     api.state.schools = schools
+    api.state.packs = PacksInForce(api.state.policy, schools)
+    api.state.packs_looked_at = -FOLLOW_SECONDS
     api.state.school = school or config.school()
     api.state.pseudonym = _pseudonymiser_for(own, pseudonym, config.pseudonym_key)
     # A UPN typed into a search to the pseudonym its pupil is recorded under.
@@ -119,6 +124,22 @@ def create_api(
         return {"status": "ok"}
 
     return api
+
+
+#: How often, at most, the desk looks for packs adopted since (``policy adopt`` in another
+#: process): an adoption explains the desk's pages within this many seconds.
+FOLLOW_SECONDS = 1.0
+
+
+def follow_adoptions(request: Request) -> None:
+    """Explain by the packs in force: the configured ones as the ledger's adoptions have
+    replaced them (see :class:`~pipeline.ledger.adoption.PacksInForce`)."""
+    state = request.app.state
+    if time.monotonic() - state.packs_looked_at < FOLLOW_SECONDS:
+        return
+    with state.ledger.engine.connect() as connection:
+        state.policy, state.schools = state.packs.current(connection)
+    state.packs_looked_at = time.monotonic()
 
 
 def _pseudonymiser_for(

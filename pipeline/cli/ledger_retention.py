@@ -11,7 +11,7 @@ from rich.progress import Progress
 
 from pipeline.cli.exits import fail, policy_or_fail, schools_or_fail
 from pipeline.cli.ledger import key_if_any
-from pipeline.cli.options import DbOption, PolicyOption, SchoolsOption, open_ledger
+from pipeline.cli.options import DbOption, PolicyOption, SchoolsOption, in_force, open_ledger
 from pipeline.cli.retention import as_of_day
 from pipeline.ledger.errors import LedgerError
 from pipeline.plural import counted
@@ -51,6 +51,7 @@ def retention_apply(
     register = schools_or_fail(schools)
     pack = policy_or_fail(policy)
     ledger = open_ledger(db, create=False)
+    pack, register = in_force(ledger, pack, register)
     pseudonyms = key_if_any(ledger, db)
     console = Console(highlight=False)
     try:

@@ -21,19 +21,21 @@ from pipeline.cli.options import (
     SchoolsOption,
     asked,
     cli_reader,
+    in_force,
     open_ledger,
     reading,
     school_scope,
 )
 from pipeline.ledger.asking import instant
 from pipeline.ledger.notices import PublishRefused, publish_notice
-from pipeline.ledger.store import now_text
+from pipeline.ledger.store import Ledger, now_text
 from pipeline.plural import counted
 from pipeline.policy.notice import Says, notice_markdown, notice_of
 from pipeline.policy.schools import Schools, controller_of, policy_of
 from pipeline.reports.formats import notice_html
 from pipeline.reports.notice_check import audited_notice_check, notice_now
 from pipeline.schooltime import SCHOOL_TIME
+from pipeline.settings import settings
 from pipeline.shown import event_name, shown_text, when
 
 notice_app = typer.Typer(
@@ -71,11 +73,26 @@ def _one_school(school: str | None, register: Schools | None) -> str | None:
     fail(f"give --school: the register of schools has {len(register.names)} schools")
 
 
-def _says(policy: str | None, schools: str | None, school: str | None) -> tuple[Says, str | None]:
+def _says(
+    policy: str | None, schools: str | None, school: str | None, ledger: Ledger | None
+) -> tuple[Says, str | None]:
+    """What the notice says: made from the pack in force (adoptions recorded in
+    ``ledger`` applied, where there is one) for the school asked about."""
     register = schools_or_fail(schools)
     urn = _one_school(school, register)
-    pack = policy_of(register, urn, policy_or_fail(policy))
+    pack = policy_or_fail(policy)
+    if ledger is not None:
+        pack, register = in_force(ledger, pack, register)
+    pack = policy_of(register, urn, pack)
     return notice_of(pack, controller_of(register, urn, school_or_fail())), urn
+
+
+def _ledger_if_any(db: str | None) -> Ledger | None:
+    """The ledger named (--db) or configured, whose adoptions decide the pack the notice
+    is made from; None where none is: the notice is then made from the configured pack."""
+    if db is None and "database_url" not in settings().model_fields_set:
+        return None
+    return open_ledger(db, create=False)
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -97,14 +114,16 @@ def notice(
     schools: SchoolsOption = None,
     form: Annotated[NoticeFormat, typer.Option("--format", "-f")] = NoticeFormat.html,
     output: OutputOption = None,
+    db: DbOption = None,
 ) -> None:
     """Write the privacy notice for pupils and parents, made from the school's pack and
     its details in the register: who the school is, why it shares, with whom and under
     which law, how long it keeps what, and the family's rights. Printable HTML, or
-    Markdown for a web page."""
+    Markdown for a web page. With a ledger (--db, SHARING_AUDIT_DATABASE_URL), from the
+    pack in force there: the configured one or the one adopted since."""
     if ctx.invoked_subcommand is not None:
         return
-    says, _ = _says(policy, schools, school)
+    says, _ = _says(policy, schools, school, _ledger_if_any(db))
     today = datetime.now(SCHOOL_TIME).date()
     if form is NoticeFormat.md:
         _write(notice_markdown(says, today), output)
@@ -127,9 +146,9 @@ def notice_publish(
     """Record in the ledger that the notice made now is the one in force (from --from):
     what it says, the pack it was made from, who published it. The notice check compares
     the sharing of each day with the notice in force that day."""
-    says, urn = _says(policy, schools, school)
-    start = asked(lambda: instant(in_force_from, "--from")) if in_force_from else now_text()
     ledger = open_ledger(db, create=False)
+    says, urn = _says(policy, schools, school, ledger)
+    start = asked(lambda: instant(in_force_from, "--from")) if in_force_from else now_text()
     try:
         seq = publish_notice(
             ledger, says, by=by or getpass.getuser(), school=urn, in_force_from=start
@@ -162,6 +181,7 @@ def notice_check(
     start = asked(lambda: instant(since, "--since")) if since else None
     end = asked(lambda: instant(until, "--until")) if until else None
     ledger = open_ledger(db, create=False)
+    pack, register = in_force(ledger, pack, register)
     current = notice_now(pack, register, school_or_fail())
     with reading(ledger):
         report = audited_notice_check(

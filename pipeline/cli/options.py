@@ -15,6 +15,7 @@ from pipeline.cli.keys import log_key
 from pipeline.cli.runnable import command_line
 from pipeline.keyfiles import key_file_for
 from pipeline.ledger import schema
+from pipeline.ledger.adoption import PacksInForce
 from pipeline.ledger.asking import BadFilter
 from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
@@ -23,6 +24,7 @@ from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.reads import Requester
 from pipeline.ledger.store import Ledger, shown_url
+from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
 from pipeline.pseudonym import Pseudonymiser, PseudonymKeyError, load_or_create_key, pseudonymiser
 from pipeline.settings import DEFAULT_DATABASE_URL, settings
@@ -90,6 +92,16 @@ def open_ledger(db: str | None, create: bool = True) -> Ledger:
     except LedgerError as exc:
         fail(f"cannot open the ledger at {shown_url(url)}: {exc}")
     return ledger
+
+
+def in_force(
+    ledger: Ledger, policy: Policy, schools: Schools | None
+) -> tuple[Policy, Schools | None]:
+    """The configured pack and register as the ledger's adoptions have replaced them: the
+    packs that decide now (``policy adopt``), which the commands that explain entries,
+    count retention or write the notice go by, as the worker and the desk do."""
+    with ledger.engine.connect() as connection:
+        return PacksInForce(policy, schools).current(connection)
 
 
 def pseudonym_key_for(db: str | None, wait_for_database: bool = False) -> bytes:

@@ -21,6 +21,7 @@ from pipeline.cli.options import (
     PolicyOption,
     SchoolsOption,
     asked,
+    in_force,
     open_ledger,
     pseudonym_for,
     reading,
@@ -71,6 +72,7 @@ def pupils_erase(
     pack = policy_or_fail(policy)
     pseudonymise = pseudonym_for(db)
     ledger = open_ledger(db, create=False)
+    pack, register = in_force(ledger, pack, register)
     key = asked(lambda: pupil_key(upn, finder(ledger), "--upn"))
     if key == NOBODY:
         fail("no entry names a pupil of this UPN: there is nothing to erase")

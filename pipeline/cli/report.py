@@ -23,6 +23,7 @@ from pipeline.cli.options import (
     SchoolsOption,
     asked,
     cli_reader,
+    in_force,
     open_ledger,
     pupil_finder,
     reading,
@@ -95,7 +96,7 @@ def report_sar(
     named = school_or_fail()
     key = asked(lambda: pupil_key(pupil, lambda upn: pupil_finder(db)(upn), "--pupil"))
     ledger = open_ledger(db, create=False)
-    register = schools_or_fail(schools)
+    pack, register = in_force(ledger, pack, schools_or_fail(schools))
     reader = replace(cli_reader(), schools=school_scope(school, register))
     with reading(ledger):
         report = audited_sar(ledger, reader, key, pack, settings().witness_quorum, register, named)
@@ -146,6 +147,7 @@ def report_ropa(
     start = asked(lambda: instant(since, "--since")) if since else None
     end = asked(lambda: instant(until, "--until")) if until else None
     ledger = open_ledger(db, create=False)
+    pack, register = in_force(ledger, pack, register)
     with reading(ledger):
         notice = ropa_part(
             notice_now(pack, register, school_or_fail()), start, end, register is not None

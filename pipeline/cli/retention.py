@@ -26,6 +26,7 @@ from pipeline.cli.options import (
     SchoolOption,
     SchoolsOption,
     cli_reader,
+    in_force,
     open_ledger,
     reading,
     school_scope,
@@ -79,6 +80,7 @@ def retention_due(
     scope = school_scope(school, register)
     pack = policy_or_fail(policy)
     ledger = open_ledger(db, create=False)
+    pack, register = in_force(ledger, pack, register)
     packs = [pack, *(register.policies.values() if register else ())]
     reader = replace(cli_reader(), schools=scope)
     with reading(ledger):

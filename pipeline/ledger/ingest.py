@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from pipeline.engine import Engine, Outcome, Position, Recorded, outcome_of
-from pipeline.ledger.adoption import adoptions_after
+from pipeline.ledger.adoption import PacksInForce
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.erased import ErasingSchools
 from pipeline.ledger.keys import still_bound
@@ -35,7 +35,6 @@ from pipeline.ledger.pupils import pseudonyms_of, resolved
 from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.ledger.tree import entry_leaf_hashes
 from pipeline.logging import get_logger
-from pipeline.policy.adopting import Adopted, in_force
 from pipeline.policy.intake import (
     Reading,
     event_key,
@@ -213,10 +212,8 @@ class LedgerWriter:
         self.pseudonym = pseudonym
         self.schools = schools
         self.erasing = ErasingSchools()
-        #: The packs as configured, before any adoption the ledger records replaces one.
-        self.configured = (policy, schools)
-        self._adopted: list[Adopted] = []
-        self._looked_up_to = 0  # the head when adoptions were last looked for
+        #: The packs as configured, each replaced by any adoption the ledger records.
+        self.packs = PacksInForce(policy, schools)
 
     def write(self, records: Sequence[Record], undecidable: str | None = None) -> list[Outcome]:
         """Decide and record ``records`` in one transaction; the outcomes, in order.
@@ -243,7 +240,7 @@ class LedgerWriter:
                 for own in given
             ]
             head_seq, _ = Ledger.head(connection)
-            self._follow_adoptions(connection, head_seq)
+            self._follow_adoptions(connection)
             engine = Engine(
                 self.policy,
                 Register(pupil_key=lambda upn: named[normalise_upn(upn)]),
@@ -289,15 +286,12 @@ class LedgerWriter:
         )
         return outcomes
 
-    def _follow_adoptions(self, connection: Any, head_seq: int) -> None:
-        """Decide by the packs adopted since the last batch, if any (each batch looks at
-        the entries appended since the one before: a range of seqs, not the ledger)."""
-        found = adoptions_after(connection, self._looked_up_to)
-        self._looked_up_to = head_seq
-        if found:
-            self._adopted += found
-            self.policy, self.schools = in_force(*self.configured, self._adopted)
-            log.info("pack_adoptions_followed", adoptions=len(found), last_seq=found[-1].seq)
+    def _follow_adoptions(self, connection: Any) -> None:
+        """Decide by the packs adopted since the last batch, if any."""
+        before = self.policy
+        self.policy, self.schools = self.packs.current(connection)
+        if self.policy is not before:
+            log.info("pack_adoptions_followed", policy_version=self.policy.version)
 
     # -- what the batch depends on --------------------------------------------------------
 
