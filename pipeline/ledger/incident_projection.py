@@ -424,11 +424,14 @@ def _refilled(connection: Connection, alerts: Sequence[tuple[int, Mapping[str, A
     return len(by_id)
 
 
-def rebuilt(connection: Connection) -> tuple[dict[int, Kept], dict[int, int]]:
+def rebuilt(
+    connection: Connection,
+) -> tuple[dict[int, Kept], dict[int, tuple[int, str | None]]]:
     """The rows the outbox and the entries make: incidents by id, and each alert's
-    incident by the alert's seq."""
+    incident and event by the alert's seq."""
     by_id, filed = folded(_alert_bodies(connection))
-    return _acted(by_id, _action_entries(connection)), {f["seq"]: f["incident"] for f in filed}
+    alerts = {f["seq"]: (f["incident"], f["event_id"]) for f in filed}
+    return _acted(by_id, _action_entries(connection)), alerts
 
 
 def rebuild(connection: Connection) -> int:
@@ -464,18 +467,34 @@ def incident_faults(connection: Connection) -> list[tuple[int, str]]:
                 if getattr(said, name) != getattr(row, name)
             ]
             faults.append((number, f"incident: incident {number} has " + "; ".join(differs)))
-    rows = {int(s): int(i) for s, i in connection.execute(select(ALERTS.c.seq, ALERTS.c.incident))}
+    rows = {
+        int(seq): (int(incident), event)
+        for seq, incident, event in connection.execute(
+            select(ALERTS.c.seq, ALERTS.c.incident, ALERTS.c.event_id)
+        )
+    }
     for seq in sorted(filed.keys() | rows.keys()):
         said_in, row_in = filed.get(seq), rows.get(seq)
         if said_in != row_in:
-            faults.append(
-                (
-                    seq,
-                    f"incident_alert: alert {seq} is filed under incident {row_in}, but the "
-                    f"ledger puts it in {said_in}",
-                )
-            )
+            faults.append((seq, f"incident_alert: alert {seq} {_filing(said_in, row_in)}"))
     return faults
+
+
+def _filing(said: tuple[int, str | None] | None, row: tuple[int, str | None] | None) -> str:
+    if row is None:
+        return f"is on incident {_on(said)} as the ledger says, but its row is missing"
+    if said is None:
+        return (
+            f"is filed under incident {_on(row)}, but it is on no incident on the desk "
+            "(the row was inserted, or its alert superseded)"
+        )
+    return f"is filed under incident {_on(row)}, but the ledger puts it on {_on(said)}"
+
+
+def _on(filing: tuple[int, str | None] | None) -> str:
+    assert filing is not None
+    incident, event = filing
+    return f"{incident} (event {event})" if event else str(incident)
 
 
 def _kept_where_all(connection: Connection) -> list[Kept]:
