@@ -12,9 +12,10 @@ held for one incident's rows and the append alone.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection
 
@@ -45,13 +46,12 @@ class UnknownIncident(Exception):
     """No incident has this id."""
 
 
-def _action(entry: Entry) -> Action:
-    """The desk action an incident action's entry records."""
-    details = entry.details or {}
+def _action(recorded_at: str, details: Mapping[str, Any]) -> Action:
+    """The desk action an incident action's entry (its time and details) records."""
     return Action(
         ActionKind(details["action"]),
         details["by"],
-        from_utc_text(entry.recorded_at),
+        from_utc_text(recorded_at),
         risk=Risk(details["risk"]) if details.get("risk") else None,
         reasons=details.get("reasons"),
         ico_reference=details.get("ico_reference"),
@@ -66,21 +66,22 @@ def incidents(
     schools: tuple[str, ...] | None = None,
     ids: Collection[int] | None = None,
     open_only: bool = False,
+    with_alerts: bool = True,
 ) -> dict[int, Incident]:
     """Incidents by id, with their history; only those of ``schools`` (URNs) for a reader
     confined to them (an incident of no school, a witness's refusal, is the trust's);
-    only ``ids``, when given; only those not closed, when ``open_only``."""
+    only ``ids``, when given; only those not closed, when ``open_only``. Without
+    ``with_alerts``, an incident's entries and events are left empty (all the rest of it
+    is read: what may be done to it depends on nothing else)."""
     narrowed = Narrowed(
         schools,
         None if ids is None else tuple(sorted(set(ids))),
         ActionKind.CLOSE.value if open_only else None,
     )
-    found = incident_projection.found(connection, narrowed)
-    taken = entries_at(connection, [seq for seqs in found.actions.values() for seq in seqs])
-    actions = {entry.seq: _action(entry) for entry in taken}
+    found = incident_projection.found(connection, narrowed, with_alerts)
     return {
         number: incident_of(
-            kept, found.alerts[number], [actions[seq] for seq in found.actions[number]]
+            kept, found.alerts[number], [_action(at, d) for _, at, d in found.actions[number]]
         )
         for number, kept in sorted(found.kept.items())
     }
@@ -123,9 +124,13 @@ def take_action(
     Raises :class:`UnknownIncident`, or :class:`TransitionRefused` saying why not.
     """
     with ledger.engine.connect() as connection:
-        _acted_on(connection, incident_id, action, schools)  # refused before any lock
+        before = _incident(connection, incident_id, schools)
+        before.taking(action)  # refused before any lock is taken
     with ledger.locked() as connection:
-        incident, updated = _acted_on(connection, incident_id, action, schools)
+        # As it stands now: its row and history, not its alerts (what it allows needs none).
+        now = _incident(connection, incident_id, schools, with_alerts=False)
+        incident = replace(now, entries=before.entries, events=before.events)
+        updated = incident.taking(action)
         seq = Ledger.head(connection)[0] + 1
         details = {
             "action": action.kind.value,
@@ -147,15 +152,18 @@ def take_action(
     return seq, updated
 
 
-def _acted_on(
-    connection: Connection, incident_id: int, action: Action, schools: tuple[str, ...] | None
-) -> tuple[Incident, Incident]:
-    """The incident as it stands and after ``action``, read from its rows; raises
-    :class:`UnknownIncident` or :class:`TransitionRefused`."""
-    incident = incidents(connection, schools, (incident_id,)).get(incident_id)
-    if incident is None:
+def _incident(
+    connection: Connection,
+    incident_id: int,
+    schools: tuple[str, ...] | None,
+    with_alerts: bool = True,
+) -> Incident:
+    """The incident ``incident_id``, read from its rows; :class:`UnknownIncident` for none
+    (or one of another school than ``schools``)."""
+    found = incidents(connection, schools, (incident_id,), with_alerts=with_alerts)
+    if incident_id not in found:
         raise UnknownIncident(f"no incident {incident_id}")
-    return incident, incident.taking(action)
+    return found[incident_id]
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,8 @@ SUPERSEDED = "superseded"
 LOG_CAUSES = {WITNESS_REFUSAL: WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED: MERGE_DELAY_MISSED_CAUSE}
 
 Cause = tuple[str, str | None, date, str | None]
+#: Incidents read at a time by their ids (well within SQLite's limit of parameters).
+_CHUNK = 5_000
 
 
 def alert_cause(alert: Mapping[str, Any]) -> Cause:
@@ -287,41 +289,41 @@ class Narrowed:
 @dataclass(frozen=True, slots=True)
 class Found:
     """Incidents as the desk reads them: each row, its alerts (seq, event id) in order, and
-    the ids of its action entries in order."""
+    its actions (seq, recorded at, the entry's details) in order."""
 
     kept: dict[int, Kept]
     alerts: dict[int, list[tuple[int, str | None]]]
-    actions: dict[int, list[int]]
+    actions: dict[int, list[tuple[int, str, dict[str, Any]]]]
 
 
-def found(connection: Connection, narrowed: Narrowed) -> Found:
-    """The incidents ``narrowed`` asks for, with their alerts and the seqs of the actions
-    taken on them: three reads of the rows kept, whatever the ledger's length."""
-    where = narrowed.where()
-    statement = select(*(INCIDENTS.c[name] for name in _COLUMNS)).where(*where)
+def found(connection: Connection, narrowed: Narrowed, with_alerts: bool = True) -> Found:
+    """The incidents ``narrowed`` asks for, with their alerts (none, unless
+    ``with_alerts``) and the seqs of the actions taken on them: each read by the
+    incidents' ids, through an index, whatever the ledger's length."""
+    statement = select(*(INCIDENTS.c[name] for name in _COLUMNS)).where(*narrowed.where())
     kept = {k.id: k for k in (_row_kept(r) for r in connection.execute(statement))}
     alerts: dict[int, list[tuple[int, str | None]]] = {i: [] for i in kept}
-    actions: dict[int, list[int]] = {i: [] for i in kept}
-    if not kept:
-        return Found(kept, alerts, actions)
-    filed = (
-        select(ALERTS.c.incident, ALERTS.c.seq, ALERTS.c.event_id)
-        .join(INCIDENTS, INCIDENTS.c.id == ALERTS.c.incident)
-        .where(*where)
-        .order_by(ALERTS.c.seq)
+    actions: dict[int, list[tuple[int, str, dict[str, Any]]]] = {i: [] for i in kept}
+    ids = sorted(kept)
+    filed = select(ALERTS.c.incident, ALERTS.c.seq, ALERTS.c.event_id).where(
+        ALERTS.c.incident.in_(bindparam("ids", expanding=True))
     )
-    for incident, seq, event in connection.execute(filed):
-        if incident in alerts:
-            alerts[incident].append((int(seq), event))
-    acted = (
-        select(_ENTRY.c.refers_to, _ENTRY.c.seq)
-        .join(INCIDENTS, INCIDENTS.c.id == _ENTRY.c.refers_to)
-        .where(_ENTRY.c.refers_to.is_not(None), _ENTRY.c.kind == ACTION_KIND, *where)
-        .order_by(_ENTRY.c.seq)
+    acted = select(_ENTRY.c.refers_to, _ENTRY.c.seq, _ENTRY.c.recorded_at, _ENTRY.c.details).where(
+        _ENTRY.c.refers_to.in_(bindparam("ids", expanding=True)),
+        _ENTRY.c.refers_to.is_not(None),  # the partial index on refers_to
+        _ENTRY.c.kind == ACTION_KIND,
     )
-    for incident, seq in connection.execute(acted):
-        if incident in actions:
-            actions[incident].append(int(seq))
+    for start in range(0, len(ids), _CHUNK):
+        chunk = {"ids": ids[start : start + _CHUNK]}
+        if with_alerts:
+            for incident, seq, event in connection.execute(filed, chunk):
+                alerts[incident].append((int(seq), event))
+        for incident, seq, at, details in connection.execute(acted, chunk):
+            actions[incident].append((int(seq), at, orjson.loads(details or "{}")))
+    for filed_alerts in alerts.values():
+        filed_alerts.sort()
+    for taken in actions.values():
+        taken.sort(key=lambda action: action[0])
     return Found(kept, alerts, actions)
 
 

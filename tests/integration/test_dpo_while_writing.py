@@ -38,9 +38,9 @@ from tests.integration.test_pipeline_faults import KEY_ENV, year_events
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EVENTS = 20_000
-#: The DPO's pause between two turns of the loop: twenty turns a second at most, each
+#: The DPO's pause between two turns of the loop: ten turns a second at most, each
 #: reading the queue, opening an incident and taking the next step on it.
-PAUSE = 0.05
+PAUSE = 0.1
 
 
 @contextmanager
