@@ -53,6 +53,8 @@ SUPERSEDED = "superseded"
 LOG_CAUSES = {WITNESS_REFUSAL: WITNESS_REFUSED_CAUSE, MERGE_DELAY_MISSED: MERGE_DELAY_MISSED_CAUSE}
 
 Cause = tuple[str, str | None, date, str | None]
+#: The largest seq the ledger's columns (BIGINT) can hold.
+_LARGEST_SEQ = 2**63 - 1
 #: Incidents read at a time by their ids (well within SQLite's limit of parameters).
 _CHUNK = 5_000
 
@@ -278,7 +280,9 @@ class Narrowed:
         if self.schools is not None:
             clauses.append(INCIDENTS.c.school.in_(self.schools or ("",)))
         if self.ids is not None:
-            clauses.append(INCIDENTS.c.id.in_(self.ids or (0,)))
+            # An id no seq can be (a BIGINT's range) names no incident: never a parameter.
+            held = tuple(i for i in self.ids if 0 < i <= _LARGEST_SEQ)
+            clauses.append(INCIDENTS.c.id.in_(held or (0,)))
         if self.unless_last is not None:
             clauses.append(
                 INCIDENTS.c.last_action.is_(None) | (INCIDENTS.c.last_action != self.unless_last)
