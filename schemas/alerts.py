@@ -60,6 +60,10 @@ class Severity(StrEnum):
     LOW = "low"
 
 
+#: How grave each severity is, the gravest highest: an incident is as grave as its worst alert.
+SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
+
+
 class Alert(BaseModel):
     """One breach or review decision, pseudonymous. ``seq`` is its ledger entry: a
     consumer that sees the same ``seq`` twice (delivery is at-least-once) has one alert."""

@@ -140,7 +140,7 @@ def audited_incident_detail(
     entries' pupils. The reading connection is given back before the read is recorded."""
     with ledger.engine.connect() as db:
         as_of = Ledger.head(db)[0]
-        incident = incidents(db, user.scope).get(incident_id)
+        incident = incidents(db, user.scope, (incident_id,)).get(incident_id)
         if incident is None:
             return None
         shown = entries_at(db, list(incident.entries))
@@ -164,14 +164,16 @@ def list_incidents(user: Reader, db: Db, include_closed: bool = False) -> list[d
     now = datetime.now(UTC)
     return [
         incident_out(i, incident, now)
-        for i, incident in in_queue_order(incidents(db, user.scope), now)
+        for i, incident in in_queue_order(
+            incidents(db, user.scope, open_only=not include_closed), now
+        )
         if include_closed or incident.status is not Status.CLOSED
     ]
 
 
 def incident_not_theirs(request: Request, user: User, incident_id: int) -> None:
     """Log an attempt on another school's incident (see :func:`not_theirs`)."""
-    not_theirs(request, user, lambda db: incident_id in incidents(db))
+    not_theirs(request, user, lambda db: incident_id in incidents(db, ids=(incident_id,)))
 
 
 def no_incident(request: Request, user: User, incident_id: int) -> HTTPException:

@@ -74,6 +74,7 @@ from pipeline.ledger.asking import (
     pupil_key,
 )
 from pipeline.ledger.erasure import ErasureRefused, erasure_details
+from pipeline.ledger.incident_projection import schools_with_incidents
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import search
 from pipeline.ledger.retention import audited_due
@@ -333,13 +334,14 @@ def queue(
     """The open incidents, least time left first; narrowed, when asked, to a school, a
     status (a closed one only when asked for) or a severity."""
     now = datetime.now(UTC)
-    found = incidents(db, user.scope)
     asked = {"school": school.strip(), "status": status.strip(), "severity": severity.strip()}
+    # A closed incident is read only when a status is asked for (the queue is of work to do).
+    found = incidents(db, user.scope, open_only=not asked["status"])
     context: dict[str, Any] = {
         "user": user,
         "asked": asked,
         "filtered": any(asked.values()),
-        "schools": _queue_schools(request, user, (i.cause.school for i in found.values())),
+        "schools": _queue_schools(request, user, schools_with_incidents(db, user.scope)),
         "statuses": STATUSES,
         "severities": SEVERITIES,
         "awaiting": awaiting_said(request.app.state) if user.scope is None else ONE_SCHOOL,

@@ -71,7 +71,7 @@ def incidents_list(
     scope = school_scope(school, schools_or_fail(schools))
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
-        found = incidents(connection, scope)
+        found = incidents(connection, scope, open_only=not show_all)
     listed = [
         (number, incident)
         for number, incident in in_queue_order(found, datetime.now(UTC))
@@ -125,7 +125,7 @@ def incidents_show(incident_id: int, db: DbOption = None) -> None:
     """One incident: its cause, clock, alerts, history and what may be done next."""
     ledger = open_ledger(db, create=False)
     with reading(ledger) as connection:
-        incident = incidents(connection).get(incident_id)
+        incident = incidents(connection, ids=(incident_id,)).get(incident_id)
     if incident is None:
         fail(f"no incident {incident_id}")
     now = datetime.now(UTC)

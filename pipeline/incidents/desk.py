@@ -1,23 +1,26 @@
 """The breach desk on the ledger: incidents read from it, actions appended to its chain.
 
-An incident is not stored anywhere as such: it is the grouping of the alerts in the
-outbox (those not superseded before they went out) plus, in order, the ``incident_action``
-entries that refer to it. Its id is the ``seq`` of its first alert. An action is checked
-against the incident as it stands inside the transaction that appends it, under the chain
-lock, so two people acting at once cannot both move it from the same state.
+An incident is the grouping of the alerts in the outbox (those not superseded before they
+went out) plus, in order, the ``incident_action`` entries that refer to it; its id is the
+``seq`` of its first alert. Both are kept as they are appended, in rows beside the chain
+(:mod:`pipeline.ledger.incident_projection`), which every reader here reads: no request
+folds the history. An action is checked against the incident as it stands, read from the
+rows before the chain's lock is taken and again inside the transaction that appends it,
+so two people acting at once cannot both move it from the same state, and the lock is
+held for one incident's rows and the append alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
-import orjson
 from sqlalchemy import Connection
 
 from pipeline.incidents.affected import AffectedPupil, affected_pupils
-from pipeline.incidents.grouping import incidents_from
+from pipeline.incidents.grouping import incident_of
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
@@ -25,16 +28,16 @@ from pipeline.incidents.lifecycle import (
     Risk,
     Status,
 )
+from pipeline.ledger import incident_projection
 from pipeline.ledger.entry import Entry
-from pipeline.ledger.outbox import SUPERSEDED
-from pipeline.ledger.queries import Filters, entries, entries_at
+from pipeline.ledger.incident_projection import ACTION_KIND, Narrowed
+from pipeline.ledger.queries import entries_at
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
 from pipeline.logging import get_logger
 from schemas.alerts import Severity
 
 log = get_logger(__name__)
-ACTION_KIND = "incident_action"
 #: The read that reveals who an incident concerned (see :func:`reveal_pupils`).
 REVEAL_ACTION = "reveal_pupils"
 
@@ -43,13 +46,12 @@ class UnknownIncident(Exception):
     """No incident has this id."""
 
 
-def _action(entry: Entry) -> Action:
-    """The desk action an incident action's entry records."""
-    details = entry.details or {}
+def _action(recorded_at: str, details: Mapping[str, Any]) -> Action:
+    """The desk action an incident action's entry (its time and details) records."""
     return Action(
         ActionKind(details["action"]),
         details["by"],
-        from_utc_text(entry.recorded_at),
+        from_utc_text(recorded_at),
         risk=Risk(details["risk"]) if details.get("risk") else None,
         reasons=details.get("reasons"),
         ico_reference=details.get("ico_reference"),
@@ -60,28 +62,29 @@ def _action(entry: Entry) -> Action:
 
 
 def incidents(
-    connection: Connection, schools: tuple[str, ...] | None = None
+    connection: Connection,
+    schools: tuple[str, ...] | None = None,
+    ids: Collection[int] | None = None,
+    open_only: bool = False,
+    with_alerts: bool = True,
 ) -> dict[int, Incident]:
-    """Every incident by id, with its history; only those of ``schools`` (URNs) for a
-    reader confined to them (an incident of no school, a witness's refusal, is the
-    trust's)."""
-    alerts = [
-        orjson.loads(body)
-        for (body,) in connection.exec_driver_sql(
-            "SELECT body FROM alert_outbox WHERE status IS NULL OR status <> "
-            f"'{SUPERSEDED}' ORDER BY seq"
+    """Incidents by id, with their history; only those of ``schools`` (URNs) for a reader
+    confined to them (an incident of no school, a witness's refusal, is the trust's);
+    only ``ids``, when given; only those not closed, when ``open_only``. Without
+    ``with_alerts``, an incident's entries and events are left empty (all the rest of it
+    is read: what may be done to it depends on nothing else)."""
+    narrowed = Narrowed(
+        schools,
+        None if ids is None else tuple(sorted(set(ids))),
+        ActionKind.CLOSE.value if open_only else None,
+    )
+    found = incident_projection.found(connection, narrowed, with_alerts)
+    return {
+        number: incident_of(
+            kept, found.alerts[number], [_action(at, d) for _, at, d in found.actions[number]]
         )
-    ]
-    by_id = {incident.entries[0]: incident for incident in incidents_from(alerts)}
-    for entry in entries(connection, Filters(kind=ACTION_KIND)):
-        incident = by_id.get(entry.refers_to or 0)  # an action refers to its incident
-        if incident is not None:
-            by_id[incident.entries[0]] = replace(
-                incident, history=(*incident.history, _action(entry))
-            )
-    if schools is None:
-        return by_id
-    return {i: incident for i, incident in by_id.items() if incident.cause.school in schools}
+        for number, kept in sorted(found.kept.items())
+    }
 
 
 def incidents_about(
@@ -90,12 +93,7 @@ def incidents_about(
     """The ids of the incidents whose alerts were raised by any of the entries ``seqs``
     (an event's decision and its re-decisions), of ``schools`` alone for a reader confined
     to them: where an entry's page links back to."""
-    wanted = set(seqs)
-    return [
-        i
-        for i, incident in incidents(connection, schools).items()
-        if wanted & set(incident.entries)
-    ]
+    return list(incidents(connection, schools, incident_projection.alerted_by(connection, seqs)))
 
 
 def open_incidents_by_pupil(connection: Connection) -> dict[str, list[int]]:
@@ -104,9 +102,7 @@ def open_incidents_by_pupil(connection: Connection) -> dict[str, list[int]]:
     neither erased on request (:func:`pipeline.ledger.erasure.refusals`) nor by the
     ledger's retention while any is open (the DPO may still need to tell the family)."""
     found: dict[str, list[int]] = {}
-    for number, incident in incidents(connection).items():
-        if incident.status is Status.CLOSED:
-            continue
+    for number, incident in incidents(connection, open_only=True).items():
         shown = entries_at(connection, list(incident.entries))
         for pupil in affected_pupils(shown, incident.cause.rule, {}):
             found.setdefault(pupil.pupil_key, []).append(number)
@@ -127,11 +123,14 @@ def take_action(
 
     Raises :class:`UnknownIncident`, or :class:`TransitionRefused` saying why not.
     """
+    with ledger.engine.connect() as connection:
+        before = _incident(connection, incident_id, schools)
+        before.taking(action)  # refused before any lock is taken
     with ledger.locked() as connection:
-        incident = incidents(connection, schools).get(incident_id)
-        if incident is None:
-            raise UnknownIncident(f"no incident {incident_id}")
-        updated = incident.taking(action)  # raises TransitionRefused
+        # As it stands now: its row and history, not its alerts (what it allows needs none).
+        now = _incident(connection, incident_id, schools, with_alerts=False)
+        incident = replace(now, entries=before.entries, events=before.events)
+        updated = incident.taking(action)
         seq = Ledger.head(connection)[0] + 1
         details = {
             "action": action.kind.value,
@@ -151,6 +150,20 @@ def take_action(
         )
         ledger.append(connection, [NewEntry(entry)])
     return seq, updated
+
+
+def _incident(
+    connection: Connection,
+    incident_id: int,
+    schools: tuple[str, ...] | None,
+    with_alerts: bool = True,
+) -> Incident:
+    """The incident ``incident_id``, read from its rows; :class:`UnknownIncident` for none
+    (or one of another school than ``schools``)."""
+    found = incidents(connection, schools, (incident_id,), with_alerts=with_alerts)
+    if incident_id not in found:
+        raise UnknownIncident(f"no incident {incident_id}")
+    return found[incident_id]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +207,7 @@ def reveal_pupils(
     """
     with ledger.engine.connect() as connection:
         as_of = Ledger.head(connection)[0]
-        incident = incidents(connection, reader.schools).get(incident_id)
+        incident = incidents(connection, reader.schools, (incident_id,)).get(incident_id)
         if incident is None:
             return None
         shown = entries_at(connection, list(incident.entries))

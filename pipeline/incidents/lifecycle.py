@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from schemas.alerts import Severity
+from schemas.alerts import SEVERITY_RANK, Severity
 
 #: Art 33(1): "without undue delay and, where feasible, not later than 72 hours after
 #: having become aware of it". Real hours: a clock change does not move the deadline.
@@ -193,10 +193,6 @@ _AFTER = {
     ActionKind.NOTIFY_SUBJECTS: Status.SUBJECTS_NOTIFIED,
     ActionKind.CLOSE: Status.CLOSED,
 }
-
-
-#: How grave each severity is, the gravest highest.
-SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2}
 
 
 def in_queue_order(found: dict[int, Incident], now: datetime) -> list[tuple[int, Incident]]:

@@ -299,7 +299,7 @@ def notify_new_incidents(
     if not targets:
         return 0
     with ledger.engine.connect() as connection:
-        found = incidents(connection)
+        found = incidents(connection, open_only=True)
         done = _delivered(connection)
         due = [
             (incident_id, incident, pupils_named(connection, incident.entries))

@@ -12,7 +12,7 @@ Lists and objects are stored as canonical JSON text, the same bytes the hash cov
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, LargeBinary, String, Text, text
 from sqlmodel import Field, SQLModel
 
 #: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
@@ -287,3 +287,49 @@ class LogCosignature(SQLModel, table=True):
     line: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     refusal: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     at: str = Field(sa_column=Column(String(40), nullable=False))
+
+
+class CurrentDecision(SQLModel, table=True):
+    """An event re-decided by a late fact, and the entry whose decision is now its own: a
+    projection of the chain (:mod:`pipeline.ledger.decision_projection`). An event with
+    no row stands as first decided, as nearly every event does."""
+
+    __tablename__ = "current_decision"
+    event_seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    decision: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+
+
+class IncidentRow(SQLModel, table=True):
+    """An incident on the breach desk as its alerts and actions leave it: a projection of
+    the chain and the outbox (:mod:`pipeline.ledger.incident_projection`), so that the
+    queue reads rows rather than every alert ever raised."""
+
+    __tablename__ = "incident"
+    id: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    cause: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    rule: str = Field(sa_column=Column(String(80), nullable=False))
+    recipient: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    day: str = Field(sa_column=Column(String(10), nullable=False))
+    school: str | None = Field(default=None, sa_column=Column(String(6), nullable=True))
+    severity: str = Field(sa_column=Column(String(10), nullable=False))
+    breach: bool = Field(sa_column=Column(Boolean, nullable=False))
+    detected_at: str = Field(sa_column=Column(String(40), nullable=False))
+    alerts: int = Field(sa_column=Column(Integer, nullable=False))
+    events: int = Field(sa_column=Column(Integer, nullable=False))
+    last_alert: int = Field(sa_column=Column(BigInteger, nullable=False))
+    actions: int = Field(sa_column=Column(Integer, nullable=False))
+    last_action: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+    last_action_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    risk: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+
+
+class IncidentAlert(SQLModel, table=True):
+    """An alert on the desk and the incident it belongs to: the incident's entries and the
+    events they are about, found by the incident without reading every alert's body."""
+
+    __tablename__ = "incident_alert"
+    __table_args__ = (Index("ix_incident_alert_incident", "incident", "event_id"),)
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    incident: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))

@@ -17,10 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, func, select, update
 
-from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, any_of, now_text, utc_text
+from pipeline.ledger import decision_projection, incident_projection
+from pipeline.ledger.entry import REEVALUATION
+from pipeline.ledger.incident_projection import SUPERSEDED as SUPERSEDED
+from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, now_text, utc_text
 
 SENT = "sent"
-SUPERSEDED = "superseded"
 #: An alert the broker would not take (see ``agents.relay``): its entry stays on the desk.
 SET_ASIDE = "set_aside"
 
@@ -52,16 +54,11 @@ def due_alerts(ledger: Ledger, hold_seconds: float = 0.0, limit: int = 500) -> D
     )
     with ledger.engine.connect() as connection:
         rows = connection.execute(statement).all()
-        base = {r.seq: (r.refers_to if r.kind == "reevaluation" else r.seq) for r in rows}
-        latest: dict[int, int] = {}
-        if base:
-            later = select(ENTRY.c.refers_to, ENTRY.c.seq).where(
-                ENTRY.c.kind == "reevaluation",
-                ENTRY.c.refers_to.is_not(None),
-                any_of(connection, ENTRY.c.refers_to, sorted(set(base.values()))),
-            )
-            for link in connection.execute(later):
-                latest[link.refers_to] = max(latest.get(link.refers_to, 0), link.seq)
+        base = {r.seq: (r.refers_to if r.kind == REEVALUATION else r.seq) for r in rows}
+        latest = {
+            event: seq
+            for event, (seq, _) in decision_projection.redecided(connection, base.values()).items()
+        }
     due = Due([], [])
     for row in rows:
         if latest.get(base[row.seq], row.seq) > row.seq:
@@ -72,14 +69,22 @@ def due_alerts(ledger: Ledger, hold_seconds: float = 0.0, limit: int = 500) -> D
 
 
 def mark_relayed(ledger: Ledger, seqs: list[int], status: str = SENT) -> None:
+    """Mark the alerts ``seqs`` sent, set aside or superseded. Superseded alerts leave the
+    desk: their incidents are folded again in the same transaction, under the chain's
+    lock (the one lock every change to the incidents is made under; it is held for a few
+    rows, and only when an alert was superseded)."""
     if not seqs:
         return
-    with ledger.engine.begin() as connection:
-        connection.execute(
-            update(OUTBOX)
-            .where(OUTBOX.c.seq.in_(seqs), OUTBOX.c.relayed_at.is_(None))
-            .values(relayed_at=now_text(), status=status)
+    marking = update(OUTBOX).where(OUTBOX.c.seq.in_(seqs), OUTBOX.c.relayed_at.is_(None))
+    if status != SUPERSEDED:
+        with ledger.engine.begin() as connection:
+            connection.execute(marking.values(relayed_at=now_text(), status=status))
+        return
+    with ledger.locked() as connection:
+        marked = connection.execute(
+            marking.values(relayed_at=now_text(), status=status).returning(OUTBOX.c.seq)
         )
+        incident_projection.superseded(connection, [int(seq) for seq in marked.scalars()])
 
 
 #: The status of an alert not yet sent, superseded or set aside.

@@ -6,8 +6,10 @@ column says whose facts the writer finds; the users' table says who may sign in,
 for which schools, until when. None of them is hashed, and the application's own role
 may insert into the indexes and update the users: so each is rebuilt here from what the
 entries hash, and every row that differs is named (table, entry or user, what the ledger
-says and what the row says). ``ledger verify`` reports them; the desk refuses a user
-whose row the ledger does not bear out (:func:`row_differences`).
+says and what the row says). ``ledger verify`` reports them, and those of each event's
+current decision and the desk's incidents, which the modules keeping them check
+(:mod:`pipeline.ledger.decision_projection`, :mod:`pipeline.ledger.incident_projection`);
+the desk refuses a user whose row the ledger does not bear out (:func:`row_differences`).
 
 A user's state is folded from their ``user_action`` entries. Entries written since this
 module record the whole state after each change (``details["state"]``: role, schools,
@@ -27,6 +29,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, String, func, literal_column, select
 
+from pipeline.ledger.decision_projection import current_decision_faults
+from pipeline.ledger.incident_projection import incident_faults
 from pipeline.ledger.models import AppUser
 from pipeline.ledger.store import ENTRY, FACT, PUPIL, RECIPIENT
 
@@ -44,9 +48,16 @@ RECIPIENT_WIDTH = 200
 
 
 def projection_faults(connection: Connection) -> list[tuple[int, str]]:
-    """(seq, what differs) for every index row, register fact's pupil and user that the
-    entries do not bear out; a user the ledger never recorded is named after the head."""
-    return index_faults(connection) + fact_pupil_faults(connection) + user_faults(connection)
+    """(seq, what differs) for every index row, register fact's pupil, user, current
+    decision and incident that the entries do not bear out; a user the ledger never
+    recorded is named after the head."""
+    return (
+        index_faults(connection)
+        + fact_pupil_faults(connection)
+        + user_faults(connection)
+        + current_decision_faults(connection)
+        + incident_faults(connection)
+    )
 
 
 # -- indexes -----------------------------------------------------------------------------

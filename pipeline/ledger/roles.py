@@ -23,6 +23,11 @@ GRANTS: dict[str, str] = {
     "chain_head": "SELECT, UPDATE",  # the writers' lock and the head they move
     "pupil_identity": "SELECT, INSERT, UPDATE, DELETE",  # a date of birth; erasure
     "alert_outbox": "SELECT, INSERT, UPDATE",
+    # Projections kept on append: an event's current decision moves; an incident is
+    # folded again when an alert of it is superseded.
+    "current_decision": "SELECT, INSERT, UPDATE",
+    "incident": "SELECT, INSERT, UPDATE, DELETE",
+    "incident_alert": "SELECT, INSERT, DELETE",
     "incident_notice": "SELECT, INSERT, UPDATE, DELETE",
     "app_user": "SELECT, INSERT, UPDATE",
     "desk_session": "SELECT, INSERT, UPDATE",

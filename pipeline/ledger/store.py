@@ -36,8 +36,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from pipeline.canonical import canonical_json
+from pipeline.ledger import decision_projection, incident_projection
 from pipeline.ledger.chain import ENTRY_FIELDS, link_hash, stored_form
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import REEVALUATION, Entry
 from pipeline.ledger.errors import LedgerBusy, NotADatabase, translate_driver_errors
 from pipeline.ledger.models import (
     AlertOutbox,
@@ -223,6 +224,30 @@ class _SideRows:
         return bound
 
 
+@dataclass(slots=True)
+class _Projected:
+    """What a batch of entries changes of the projections kept beside the chain (DESIGN
+    invariant 10): each event's current decision, and the desk's incidents."""
+
+    redecisions: list[tuple[int, int, str | None]] = field(default_factory=list)
+    alerts: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    actions: list[tuple[int, int | None, Mapping[str, Any]]] = field(default_factory=list)
+
+    def add(self, new: NewEntry, entry: Entry) -> None:
+        seq = entry.seq
+        if entry.kind == REEVALUATION and entry.refers_to is not None:
+            self.redecisions.append((entry.refers_to, seq, entry.decision))
+        elif entry.kind == incident_projection.ACTION_KIND:
+            self.actions.append((seq, entry.refers_to, entry.details or {}))
+        if new.alert is not None:
+            self.alerts.append((seq, {**new.alert[1], "seq": seq}))
+
+    def keep(self, connection: Connection) -> None:
+        """Write the changes, in the append's transaction."""
+        decision_projection.keep(connection, self.redecisions)
+        incident_projection.keep(connection, self.alerts, self.actions)
+
+
 class Ledger:
     """One ledger database."""
 
@@ -273,6 +298,7 @@ class Ledger:
         sides = _SideRows()
         identities: dict[str, tuple[str, str | None]] = {}
         leaves: list[bytes] = []
+        projected = _Projected()
         for offset, new in enumerate(entries, 1):
             entry = new.entry
             seq = entry.seq
@@ -287,6 +313,7 @@ class Ledger:
             leaves.append(leaf)
             rows.append((*_STORED(stored_form(hashed)), prev, digest))
             prev = digest
+            projected.add(new, entry)
             pupils.extend((k, seq) for k in dict.fromkeys(entry.pupil_keys))
             if entry.recipient:
                 recipients.append((entry.recipient[:200], seq))
@@ -309,6 +336,7 @@ class Ledger:
         ):
             if values:
                 connection.exec_driver_sql(self._insert_statement(table, names), values)
+        projected.keep(connection)
         if identities:
             if seal is None:
                 raise ValueError("identity rows are written sealed: pass the pseudonymiser's MAC")
@@ -488,22 +516,16 @@ def _decision_entries(
 
 
 def _with_current(connection: Connection, entries: list[Entry]) -> list[Entry]:
-    """Each entry with the decision, rules and reasons of its latest re-evaluation."""
+    """Each entry with the decision, rules and reasons of its current decision (its latest
+    re-evaluation, as :mod:`pipeline.ledger.decision_projection` keeps it)."""
     if not entries:
         return entries
-    seqs = [e.seq for e in entries]
-    latest = (
-        select(ENTRY.c.refers_to, ENTRY.c.seq)
-        .where(
-            ENTRY.c.kind == "reevaluation",
-            ENTRY.c.refers_to.is_not(None),  # the partial index on refers_to
-            any_of(connection, ENTRY.c.refers_to, seqs),
-        )
-        .order_by(ENTRY.c.seq)
-    )
-    newest: dict[int, int] = {}
-    for link in connection.execute(latest):
-        newest[link.refers_to] = link.seq
+    newest = {
+        event: seq
+        for event, (seq, _) in decision_projection.redecided(
+            connection, (e.seq for e in entries)
+        ).items()
+    }
     if newest:
         current = {
             r.seq: r

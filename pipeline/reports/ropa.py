@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
+from pipeline.ledger import decision_projection
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, from_utc_text, now_text
@@ -264,20 +265,9 @@ def observed_events(
 ) -> Iterator[tuple[Entry, dict[str, Any] | None]]:
     """Sharing events that occurred in [since, until) (from ``schools`` alone, when given:
     their URNs), each entry at its current decision, with its payload's ``data``."""
-    current: dict[int, str] = {}
-    reevaluations = connection.execute(
-        select(ENTRY.c.refers_to, ENTRY.c.decision)
-        .where(
-            ENTRY.c.refers_to.is_not(None),
-            ENTRY.c.kind == "reevaluation",
-            ENTRY.c.seq <= up_to_seq,
-        )
-        .order_by(ENTRY.c.seq)
-    )
-    for refers_to, decision in reevaluations:
-        current[refers_to] = decision
+    stood = decision_projection.as_of(connection, up_to_seq)
     statement = (
-        select(ENTRY, PAYLOAD.c.body)
+        decision_projection.joined(select(ENTRY, PAYLOAD.c.body), ENTRY.c.seq)
         .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
         .where(
             ENTRY.c.kind == "decision",
@@ -295,8 +285,11 @@ def observed_events(
     rows = connection.execute(statement.execution_options(stream_results=True, yield_per=2_000))
     for row in rows.mappings():
         entry = Entry.from_row(row)
-        if entry.seq in current:
-            entry = entry._replace(decision=current[entry.seq])
+        if entry.seq in stood:  # re-decided after the head the report is as of
+            if (then := stood[entry.seq]) is not None:
+                entry = entry._replace(decision=then)
+        elif row["current_seq"] is not None:
+            entry = entry._replace(decision=row["current_decision"])
         yield entry, orjson.loads(row["body"])["data"] if row["body"] else None
 
 

@@ -219,7 +219,7 @@ def _ledger_rotate_key(named: Named, tmp_path: Path) -> None:
 
 @case("db upgrade")
 def _db_upgrade(named: Named) -> None:
-    assert named.run("db", "upgrade").stdout.strip() == f"{named.url}: schema at revision 0013"
+    assert named.run("db", "upgrade").stdout.strip() == f"{named.url}: schema at revision 0014"
 
 
 @case("db grant")
