@@ -8,16 +8,19 @@ school's census returns) decided and recorded by ``LedgerWriter.write``, the wor
 writer, in batches, with a progress bar; a checkpoint is signed 10,000 entries before the
 end. Then, as the desk, the API and an auditor would run them:
 
-- ``pupil_p95_ms``: one page of a pupil's entries, the read recorded (``reads.search``);
+- ``pupil_p95_ms``: one page of a pupil's entries, the read recorded (``reads.search``, as
+  the API runs it; the query alone printed beside);
 - ``sar_p95_ms``: a pupil's subject-access report, recorded (``audited_sar``);
 - ``incidents_p95_ms``: the DPO's incident queue, the desk's page (``GET /desk``);
 - ``action_p95_ms``: a DPO acknowledging an incident, the desk's form
   (``POST /desk/incidents/N/acknowledge``, its redirect not followed);
-- ``proof_p95_ms``: an inclusion proof in the latest checkpoint (``GET /log/proof/...``);
-- ``verify_mb``: the peak resident memory of ``sharing-audit ledger verify`` (a child
-  process; its own high-water mark);
-- ``incremental_verify_s``: ``sharing-audit ledger verify --from`` the checkpoint signed
-  10,000 entries before the end (a child process, wall time);
+- ``proof_p95_ms``: an inclusion proof in the latest checkpoint, as the route computes it
+  (``tree.inclusion_proof``; the whole request, its sign-in and receipt, printed beside);
+- ``verify_mb``: the peak resident memory of ``sharing-audit ledger verify --jobs 1`` (a
+  child process; its own high-water mark, Python's ~100 MB of code included);
+- ``incremental_verify_s``: the check ``ledger verify --from`` makes from the checkpoint
+  signed 10,000 entries before the end (``verify_from``; the command's wall time, with
+  its start-up, printed beside);
 - ``bytes_per_entry``: the database's size (PostgreSQL: ``pg_database_size``; SQLite: the
   file and its WAL) over the entries;
 - ``writer_ratio``: the writer's wall time per event on a fresh ledger over its time per
@@ -61,8 +64,11 @@ from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.origin import log_origin
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters
+from pipeline.ledger.queries import entries as entries_of
 from pipeline.ledger.reads import Requester, search
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.tree import inclusion_proof
+from pipeline.ledger.verification import verify_from
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
@@ -215,6 +221,7 @@ def desk_client(ledger: Ledger, policy: Policy) -> Any:
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
     signed_in = client.post("/desk/signin", data={"token": token}, follow_redirects=False)
     assert signed_in.is_redirect, signed_in.text
+    client.headers["Authorization"] = f"Bearer {token}"  # the API's routes, as an auditor's
     return client
 
 
@@ -273,6 +280,11 @@ def run(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
     figures["pupil_p95_ms"] = p95_ms(
         lambda i: search(ledger, AUDITOR, Filters(pupil_key=pupil_keys[i]), 100), args.samples
     )
+    with ledger.engine.connect() as connection:
+        bare = p95_ms(
+            lambda i: list(entries_of(connection, Filters(pupil_key=pupil_keys[i], limit=100))),
+            args.samples,
+        )
     figures["sar_p95_ms"] = p95_ms(
         lambda i: audited_sar(ledger, AUDITOR, pupil_keys[i], policy), args.samples
     )
@@ -298,7 +310,12 @@ def run(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
 
     figures["action_p95_ms"] = p95_ms(acknowledge, min(len(open_ids), args.samples))
     seqs = [rng.randrange(1, newest.checkpoint.size + 1) for _ in range(args.samples)]
-    figures["proof_p95_ms"] = p95_ms(
+    with ledger.engine.connect() as connection:
+        figures["proof_p95_ms"] = p95_ms(
+            lambda i: inclusion_proof(connection, seqs[i] - 1, newest.checkpoint.size),
+            args.samples,
+        )
+    http_proof = p95_ms(
         lambda i: desk.get(f"/log/proof/inclusion/{seqs[i]}").raise_for_status(), args.samples
     )
     env = {
@@ -307,19 +324,30 @@ def run(name: str, url: str, args: argparse.Namespace) -> dict[str, float]:
         "SHARING_AUDIT_PSEUDONYM_KEY": KEY.hex(),
         "SHARING_AUDIT_LOG_KEY": LOG_KEY.hex(),
     }
-    _, peak, _ = child(["ledger", "verify", "--db", url, "--jobs", "1"], env)
+    whole_s, peak, _ = child(["ledger", "verify", "--db", url, "--jobs", "1"], env)
     figures["verify_mb"] = peak / 1024
+    with ledger.engine.connect() as connection:
+        start = time.perf_counter()
+        log = log_signer(LOG_KEY.hex(), log_origin(url, None), url).verifier
+        since = verify_from(connection, old.checkpoint, "the bench", log)
+        figures["incremental_verify_s"] = time.perf_counter() - start
+    assert since.ok and since.count >= LAST, since
     with tempfile.NamedTemporaryFile("wb", suffix=".checkpoint", delete=False) as kept:
         kept.write(old.note)
     try:
-        seconds, _, out = child(["ledger", "verify", "--db", url, "--from", kept.name], env)
+        command_s, _, out = child(["ledger", "verify", "--db", url, "--from", kept.name], env)
     finally:
         os.unlink(kept.name)
     assert f"of size {old.checkpoint.size}" in out, out
-    figures["incremental_verify_s"] = seconds
+    print(
+        f"{name}: beside the targets: the pupil query alone, without recording the read, "
+        f"p95 {bare:.2f} ms; a proof through the API (GET /log/proof/inclusion, "
+        f"auth, checkpoint and receipt) p95 {http_proof:.1f} ms; the whole ledger verify "
+        f"{whole_s:.1f} s; verify --from as a command, start-up included, {command_s:.1f} s "
+        f"for {since.count:,} entries"
+    )
     figures["bytes_per_entry"] = database_bytes(ledger, url) / entries
     figures["writer_ratio"] = writer_ratio
-    print(f"{name}: after {entries - old.checkpoint.size:,} entries since the old checkpoint")
     print(f"{name}: " + line(figures), flush=True)
     ledger.engine.dispose()
     return figures

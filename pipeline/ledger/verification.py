@@ -99,11 +99,12 @@ def verify(
     transactions of their own, each bounded by the last entry this snapshot holds:
     entries up to it never change but by tampering, which a range then finds."""
     connection = _one_snapshot(connection)
-    leaves = TreeCheck(connection)  # the tree, checked as the leaves come
-    try:
-        return _verified(connection, pseudonyms, log, jobs, min_range, leaves)
-    finally:
-        leaves.close()
+    with _small_cache(connection):
+        leaves = TreeCheck(connection)  # the tree, checked as the leaves come
+        try:
+            return _verified(connection, pseudonyms, log, jobs, min_range, leaves)
+        finally:
+            leaves.close()
 
 
 def _verified(
@@ -138,6 +139,26 @@ def _verified(
             min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
         )
     return result
+
+
+#: SQLite's page cache while a check reads (KiB): it reads each page once, in order, so the
+#: large cache the ledger's connections keep for the writer buys it nothing, and on a
+#: ledger of millions of entries would be most of the check's memory.
+VERIFY_CACHE_KIB = 8192
+
+
+@contextlib.contextmanager
+def _small_cache(connection: Connection) -> Iterator[None]:
+    """``connection`` (SQLite's) reading with a small page cache; as it was after."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{VERIFY_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={before}")
 
 
 def _one_snapshot(connection: Connection) -> Connection:
@@ -364,6 +385,13 @@ def verify_from(
     projections are checked by a whole ``verify`` only. The checkpoints the log signed
     since are checked against the grown tree (their signatures too, given ``log``)."""
     connection = _one_snapshot(connection)
+    with _small_cache(connection):
+        return _verified_from(connection, checkpoint, where, log)
+
+
+def _verified_from(
+    connection: Connection, checkpoint: Checkpoint, where: str, log: Verifier | None
+) -> Verification:
     size = checkpoint.size
     head = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
     anchored = _anchor_fault(connection, checkpoint, where, int(head.seq))

@@ -5,6 +5,7 @@ made since, and any change to what that checkpoint covered."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -145,3 +146,34 @@ def test_a_checkpoint_not_signed_by_the_log_s_key_is_refused(db_url: str, tmp_pa
     status, said = verify_from(db_url, kept, {**ENV, "SHARING_AUDIT_LOG_KEY": "66" * 32})
     assert status != 0 and "Traceback" not in said
     assert LOG_KEY not in said
+
+
+
+def test_both_checks_read_sqlite_through_a_small_page_cache_and_hand_back_the_writers(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check reads each page once: the writer's large page cache would only be memory,
+    on a ledger of millions of entries most of verify's. The whole check and the check
+    --from both read with a small one, and the pooled connection is handed back with the
+    cache it had."""
+    from pipeline.ledger import verification
+    from pipeline.transparency.note import Checkpoint, Note
+
+    ledger, kept, _ = grown_ledger(sqlite_url, tmp_path)
+    seen: list[int] = []
+    for name in ("_verified", "_verified_from"):
+        checking = getattr(verification, name)
+
+        def noting(connection: Any, *rest: Any, _checking: Any = checking) -> Any:
+            seen.append(int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one()))
+            return _checking(connection, *rest)
+
+        monkeypatch.setattr(verification, name, noting)
+    checkpoint = Checkpoint.from_body(Note.parse(kept.read_bytes()).text)
+    with ledger.engine.connect() as connection:
+        before = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+        assert verification.verify(connection).ok
+        assert verification.verify_from(connection, checkpoint, str(kept)).ok
+        after = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
+    small = -verification.VERIFY_CACHE_KIB
+    assert seen == [small, small] and before == after != small
