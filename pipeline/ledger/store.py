@@ -48,6 +48,8 @@ from pipeline.ledger.models import (
     LedgerEntry,
     PupilIdentity,
     RegisterFact,
+    digest_positions,
+    packed_digest,
 )
 from pipeline.ledger.tree import COLUMNS, TREE, RightEdge
 from pipeline.transparency.merkle import leaf_hash
@@ -308,6 +310,7 @@ class Ledger:
             (TREE, COLUMNS, self.edge.rows(connection, head_seq, head_hash, prev, hashes)),
         ):
             if values:
+                values = self._stored_rows(table, names, values)
                 connection.exec_driver_sql(self._insert_statement(table, names), values)
         if identities:
             if seal is None:
@@ -317,6 +320,23 @@ class Ledger:
             update(HEAD).where(HEAD.c.id == 1).values(seq=head_seq + len(entries), hash=prev)
         )
         return prev
+
+    def _stored_rows(
+        self, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` as the database keeps them: on PostgreSQL, their digests packed (the
+        driver's executemany passes no value through the columns' types)."""
+        at = digest_positions(table, names) if self.dialect == "postgresql" else ()
+        if not at:
+            return rows
+        stored = []
+        for row in rows:
+            values = list(row)
+            for i in at:
+                if values[i] is not None:
+                    values[i] = packed_digest(values[i])
+            stored.append(tuple(values))
+        return stored
 
     def _insert_statement(self, table: Table, names: Sequence[str], suffix: str = "") -> str:
         marker = "?" if self.dialect == "sqlite" else "%s"

@@ -18,7 +18,7 @@ from hashlib import sha256
 from sqlalchemy import Connection, Engine, select
 
 from pipeline.ledger.chain import ENTRY_FIELDS, entry_leaf, hashable_form
-from pipeline.ledger.models import LedgerEntry, TreeNode
+from pipeline.ledger.models import LedgerEntry, TreeNode, digests_unpacker
 from pipeline.transparency.merkle import (
     Hash,
     Node,
@@ -103,8 +103,10 @@ def _leaves_in(connection: Connection, ranges: list[tuple[int, int]]) -> dict[in
         f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE {where}",
         tuple(value for lo, hi in ranges for value in (lo + 1, hi)),
     )
+    unpacked = digests_unpacker(ENTRY, ENTRY_FIELDS, connection.dialect.name)
     found = {}
-    for row in rows:
+    for stored in rows:
+        row = stored if unpacked is None else unpacked(stored)
         fields = hashable_form(dict(zip(ENTRY_FIELDS, row, strict=True)))
         found[int(fields["seq"]) - 1] = entry_leaf(fields)
     missing = [j for lo, hi in ranges for j in range(lo, hi) if j not in found]

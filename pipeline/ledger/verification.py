@@ -34,6 +34,7 @@ from pipeline.ledger.chain import (
 from pipeline.ledger.checkpoint_check import outside_fault
 from pipeline.ledger.checkpoints import checkpoint_faults
 from pipeline.ledger.erasure import restored_identity_faults
+from pipeline.ledger.models import digests_unpacker
 from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
 from pipeline.ledger.rotation import fingerprint_faults
@@ -215,11 +216,13 @@ def _stored_chain(
     )
     width = len(names)
     fragment = orjson.Fragment
+    unpacked = digests_unpacker(ENTRY, (*names, "prev_hash", "hash"), connection.dialect.name)
     pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
     if connection.dialect.name != "sqlite":  # in this process, SQLite would only contend
         pages = prefetched(pages)
     for page in pages:
-        for row in page:
+        for stored in page:
+            row = stored if unpacked is None else unpacked(stored)
             fields = dict(zip(names, row, strict=False))  # stops at the hashed fields
             for name in JSON_FIELDS:
                 value = fields[name]

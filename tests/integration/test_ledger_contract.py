@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text, update
 
 from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
@@ -24,7 +24,7 @@ from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import Ledger, NewEntry
+from pipeline.ledger.store import ENTRY, Ledger, NewEntry
 from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
@@ -489,18 +489,16 @@ class LedgerContract:
     ) -> None:
         with filled.engine.begin() as connection:
             drop_triggers(connection, filled.dialect)
-            current = connection.execute(
-                text(f'SELECT "{field}" FROM ledger_entry WHERE seq = 5')
-            ).scalar()
+            # Through the columns' types: a digest reads and is written as its hex text,
+            # whatever the database keeps (raw bytes on PostgreSQL).
+            current = connection.execute(select(ENTRY.c[field]).where(ENTRY.c.seq == 5)).scalar()
             if isinstance(current, int):
                 changed: Any = current + 1
             elif current is None or field in ("pupil_keys", "categories", "rules", "reasons"):
                 changed = "1" if field in ("partition", "offset", "refers_to") else '["x"]'
             else:
                 changed = str(current)[:-1] + ("0" if str(current)[-1:] != "0" else "1")
-            connection.execute(
-                text(f'UPDATE ledger_entry SET "{field}" = :v WHERE seq = 5'), {"v": changed}
-            )
+            connection.execute(update(ENTRY).where(ENTRY.c.seq == 5).values({field: changed}))
         result = self.verification(filled)
         assert result.fault_seq == 5, result
 
