@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
 # Before bench/ itself: bench/pipeline.py would otherwise shadow the pipeline package.
@@ -54,7 +54,7 @@ from pipeline.engine import Position  # noqa: E402
 from pipeline.ledger.queries import Filters  # noqa: E402
 from pipeline.ledger.reads import Requester, search  # noqa: E402
 from pipeline.ledger.schema import prepare  # noqa: E402
-from pipeline.ledger.store import Ledger  # noqa: E402
+from pipeline.ledger.store import PUPIL, Ledger  # noqa: E402
 from pipeline.packs import load_pack  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 
@@ -83,12 +83,8 @@ def build(url: str, events: list[bytes], batch: int, read_every: int) -> None:
         assert not isinstance(result, writer.Failed), result
         done = min(first + batch, len(positioned))
         with ledger.engine.connect() as connection:
-            keys = [
-                k
-                for (k,) in connection.execute(
-                    text("SELECT pupil_key FROM entry_pupil ORDER BY seq DESC LIMIT 200")
-                )
-            ]
+            recent = select(PUPIL.c.pupil_key).order_by(PUPIL.c.seq.desc()).limit(200)
+            keys = list(connection.execute(recent).scalars())
         for _ in range(done // read_every - shown):
             search(ledger, DPO, Filters(pupil_key=rng.choice(keys)), 50)
         shown = done // read_every

@@ -21,6 +21,8 @@ from sqlalchemy import BigInteger, Column, Dialect, Index, Integer, LargeBinary,
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
+from pipeline.ledger.payloads import packed_payload, unpacked_payload
+
 #: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
 #: (migration 0006 says why).
 SEQ = BigInteger().with_variant(Integer(), "sqlite")
@@ -83,29 +85,70 @@ class Digest(TypeDecorator[str]):
         return unpacked_digest(value)
 
 
-def digest_positions(table: Any, names: Sequence[str]) -> tuple[int, ...]:
-    """Where among the columns ``names`` of ``table`` the :class:`Digest` columns are."""
-    return tuple(i for i, name in enumerate(names) if isinstance(table.c[name].type, Digest))
+class Deflated(TypeDecorator[str]):
+    """An event's payload: its text in Python, on both databases deflated
+    (:mod:`pipeline.ledger.payloads`, migration 0015)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else packed_payload(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else unpacked_payload(value)
+
+
+def _packer(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, Digest) and dialect == "postgresql":
+        return packed_digest
+    if isinstance(column_type, Deflated):
+        return packed_payload
+    return None
+
+
+def _unpacker(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, Digest) and dialect == "postgresql":
+        return unpacked_digest
+    if isinstance(column_type, Deflated):
+        return unpacked_payload
+    return None
+
+
+def _row_mapper(
+    found: list[tuple[int, Callable[[Any], Any]]],
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    if not found:
+        return None
+
+    def mapped(row: Sequence[Any]) -> tuple[Any, ...]:
+        out = list(row)
+        for i, change in found:
+            if out[i] is not None:
+                out[i] = change(out[i])
+        return tuple(out)
+
+    return mapped
+
+
+def rows_packer(
+    table: Any, names: Sequence[str], dialect: str
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """For a statement that bypasses the columns' types (the writer's inserts, through
+    the driver's executemany, for speed): what gives a row of the columns ``names`` of
+    ``table`` the form the database keeps, or None where it keeps the values as they are."""
+    found = [(i, f) for i, n in enumerate(names) if (f := _packer(table.c[n].type, dialect))]
+    return _row_mapper(found)
 
 
 def digests_unpacker(
     table: Any, names: Sequence[str], dialect: str
-) -> Callable[[Sequence[Any]], Sequence[Any]] | None:
-    """For a statement that bypasses the columns' types (through the driver, for speed):
-    what gives a row of the columns ``names`` of ``table`` its digests as hex text, or
-    None where the database keeps them so (SQLite)."""
-    at = digest_positions(table, names) if dialect == "postgresql" else ()
-    if not at:
-        return None
-
-    def unpacked(row: Sequence[Any]) -> Sequence[Any]:
-        out = list(row)
-        for i in at:
-            if out[i] is not None:
-                out[i] = unpacked_digest(out[i])
-        return out
-
-    return unpacked
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """For a read that bypasses the columns' types (``ledger verify``'s and the tree's):
+    what gives a row of the columns ``names`` of ``table`` its values as every other
+    reader gets them, or None where the database keeps them so."""
+    found = [(i, f) for i, n in enumerate(names) if (f := _unpacker(table.c[n].type, dialect))]
+    return _row_mapper(found)
 
 
 APPEND_ONLY_TABLES = (
@@ -243,7 +286,10 @@ class EventPayload(SQLModel, table=True):
 
     __tablename__ = "event_payload"
     seq: int = Field(sa_column=Column(SEQ, primary_key=True))
-    body: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=Column(Deflated, nullable=False))
+    #: The payload's ``data.oldest_record`` as JSON, for the retention check's SQL: the
+    #: database cannot read the deflated body (see :mod:`pipeline.ledger.payloads`).
+    oldest_record: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class PupilIdentity(SQLModel, table=True):

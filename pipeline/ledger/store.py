@@ -48,9 +48,9 @@ from pipeline.ledger.models import (
     LedgerEntry,
     PupilIdentity,
     RegisterFact,
-    digest_positions,
-    packed_digest,
+    rows_packer,
 )
+from pipeline.ledger.payloads import oldest_record_in
 from pipeline.ledger.tree import COLUMNS, TREE, RightEdge
 from pipeline.transparency.merkle import leaf_hash
 
@@ -202,7 +202,7 @@ def _engine(url: str, pool_size: int | None) -> Engine:
 class _SideRows:
     """The rows a batch of entries brings beside the chain: payloads, facts, alerts."""
 
-    payloads: list[tuple[int, str]] = field(default_factory=list)
+    payloads: list[tuple[int, str, str | None]] = field(default_factory=list)
     facts: list[tuple[int, str, str]] = field(default_factory=list)
     alerts: list[tuple[int, str, str, str]] = field(default_factory=list)
 
@@ -211,7 +211,7 @@ class _SideRows:
         bound: dict[str, str] = {}
         if new.payload is not None:
             body = canonical_json(new.payload).decode()
-            self.payloads.append((seq, body))
+            self.payloads.append((seq, body, oldest_record_in(new.payload)))
             bound["payload"] = side_digest(body)
         if new.fact is not None:
             fact = canonical_json(new.fact).decode()
@@ -304,7 +304,7 @@ class Ledger:
             (ENTRY, (*ENTRY_FIELDS, "prev_hash", "hash"), rows),
             (PUPIL, ("pupil_key", "seq"), pupils),
             (RECIPIENT, ("recipient", "seq"), recipients),
-            (PAYLOAD, ("seq", "body"), sides.payloads),
+            (PAYLOAD, ("seq", "body", "oldest_record"), sides.payloads),
             (FACT, ("seq", "pupil_key", "fact"), sides.facts),
             (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
             (TREE, COLUMNS, self.edge.rows(connection, head_seq, head_hash, prev, hashes)),
@@ -324,19 +324,10 @@ class Ledger:
     def _stored_rows(
         self, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]
     ) -> list[tuple[Any, ...]]:
-        """``rows`` as the database keeps them: on PostgreSQL, their digests packed (the
-        driver's executemany passes no value through the columns' types)."""
-        at = digest_positions(table, names) if self.dialect == "postgresql" else ()
-        if not at:
-            return rows
-        stored = []
-        for row in rows:
-            values = list(row)
-            for i in at:
-                if values[i] is not None:
-                    values[i] = packed_digest(values[i])
-            stored.append(tuple(values))
-        return stored
+        """``rows`` as the database keeps them (digests, payloads): the driver's
+        executemany passes no value through the columns' types."""
+        packed = rows_packer(table, names, self.dialect)
+        return rows if packed is None else [packed(row) for row in rows]
 
     def _insert_statement(self, table: Table, names: Sequence[str], suffix: str = "") -> str:
         marker = "?" if self.dialect == "sqlite" else "%s"

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, LargeBinary, select, text, type_coerce, update
 
 from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
@@ -24,7 +24,7 @@ from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import ENTRY, Ledger, NewEntry
+from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, NewEntry
 from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
@@ -676,18 +676,38 @@ class LedgerContract:
         seq = self.first_seq(filled, "SELECT max(seq) FROM event_payload")
         with filled.engine.begin() as connection:
             drop_triggers(connection, filled.dialect)
-            connection.execute(
-                text(
-                    "UPDATE event_payload SET body = replace(body, 'legal_obligation', "
-                    "'public_task') WHERE seq = :s"
-                ),
-                {"s": seq},
-            )
-            connection.execute(
-                text("UPDATE event_payload SET body = body || ' ' WHERE seq = :s"), {"s": seq}
-            )
+            # Through the column's type, which deflates the text as the writer does.
+            body = connection.execute(
+                select(PAYLOAD.c.body).where(PAYLOAD.c.seq == seq)
+            ).scalar_one()
+            changed = body.replace("legal_obligation", "public_task") + " "
+            connection.execute(update(PAYLOAD).where(PAYLOAD.c.seq == seq).values(body=changed))
         result = self.verification(filled)
         assert (result.fault_seq, result.fault) == (seq, "its event payload was changed")
+
+    def test_a_payload_whose_bytes_no_longer_inflate_is_found_at_its_entry(
+        self, filled: Ledger
+    ) -> None:
+        seq = self.first_seq(filled, "SELECT max(seq) FROM event_payload")
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            garbled = update(PAYLOAD).where(PAYLOAD.c.seq == seq)
+            connection.execute(garbled.values(body=type_coerce(b"\x01not deflate", LargeBinary)))
+        result = self.verification(filled)
+        assert (result.fault_seq, result.fault) == (seq, "its event payload was changed")
+
+    def test_a_changed_copy_of_a_payloads_oldest_records_is_found_at_its_entry(
+        self, filled: Ledger
+    ) -> None:
+        """The retention check reads the copy: one edited would hide a record from it."""
+        seq = self.first_seq(filled, "SELECT max(seq) FROM event_payload")
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            later = update(PAYLOAD).where(PAYLOAD.c.seq == seq)
+            connection.execute(later.values(oldest_record='{"attendance":"2099-09-01"}'))
+        result = self.verification(filled)
+        assert result.fault_seq == seq
+        assert result.fault == "the copy of its payload's oldest records was changed"
 
     def test_an_identity_row_given_another_upn_is_found_at_the_pupils_first_entry(
         self, filled: Ledger
