@@ -204,7 +204,7 @@ def before(args: argparse.Namespace) -> dict[str, float]:
         raise SystemExit(f"the bench at {args.before} failed:\n{done.stderr[-2000:]}")
     print(f"--- at {args.before} ---")
     print(done.stdout, end="")
-    print(f"--- now ---", flush=True)
+    print("--- now ---", flush=True)
     found = re.findall(r"^(\w+)_bytes_per_entry=(\d+)$", done.stdout, re.MULTILINE)
     return {db: float(value) for db, value in found}
 

@@ -30,31 +30,31 @@ _VERSION_1 = b"\x01"
 #: Words of the event contract, the likeliest last (deflate reaches back 32 KiB, and
 #: the nearer a match the fewer bits it costs). Never changed: see the module's note.
 _DICTIONARY_1 = (
-    "uk.school.record.destroyed.v1uk.school.consent.withdrawn.v1uk.school.consent.given.v1"
-    "uk.school.pupil.left.v1special_educational_needsbiometricsafeguardingethnicity"
-    "religionfree_school_mealsexclusionsassessmentcharacteristicsbehaviourcontact"
-    "legitimate_interestsvital_interestscontractconsentlegal_obligation"
-    '"consent_ref":"postportals2ssecure_emailcollect"special_condition":"9.2.h"'
-    '"oldest_record":{"attendance":"20'
-    '{"data":{"categories":["personal","attendance","characteristics"],"channel":"collect",'
-    '"lawful_basis":"legal_obligation","pupils":[{"upn":"'
-    '"}],"purpose":"statutory census return","recipient":"dfe"},'
-    '"datacontenttype":"application/json","id":"","source":"/schools/1",'
-    '"specversion":"1.0","time":"2025-09-01T08:00:00+01:00",'
-    '"type":"uk.school.census.submitted.v1"}'
-    '{"data":{"categories":["personal","attendance","assessment"],"channel":"s2s",'
-    '"lawful_basis":"legal_obligation","pupils":[{"upn":"'
-    '"}],"purpose":"transfer of the pupil\'s record","recipient":"school:1'
-    '"},"datacontenttype":"application/json","id":"","source":"/schools/1",'
-    '"specversion":"1.0","time":"2026-01-01T08:00:00+00:00",'
-    '"type":"uk.school.pupil.transferred.v1"}'
-    '{"data":{"categories":["personal","medical"],"channel":"secure_email",'
-    '"lawful_basis":"public_task","pupils":[{"upn":"'
-    '"}],"purpose":"support for the pupil","recipient":"agency:school-nursing",'
-    '"special_condition":"9.2.h"},"datacontenttype":"application/json",'
-    '"id":"","source":"/schools/1","specversion":"1.0","time":"2025-09-01T12:00:00+01:00",'
-    '"type":"uk.school.pupil.referred.v1"}'
-).encode()
+    b"uk.school.record.destroyed.v1uk.school.consent.withdrawn.v1uk.school.consent.given.v1"
+    b"uk.school.pupil.left.v1special_educational_needsbiometricsafeguardingethnicity"
+    b"religionfree_school_mealsexclusionsassessmentcharacteristicsbehaviourcontact"
+    b"legitimate_interestsvital_interestscontractconsentlegal_obligation"
+    b'"consent_ref":"postportals2ssecure_emailcollect"special_condition":"9.2.h"'
+    b'"oldest_record":{"attendance":"20'
+    b'{"data":{"categories":["personal","attendance","characteristics"],"channel":"collect",'
+    b'"lawful_basis":"legal_obligation","pupils":[{"upn":"'
+    b'"}],"purpose":"statutory census return","recipient":"dfe"},'
+    b'"datacontenttype":"application/json","id":"","source":"/schools/1",'
+    b'"specversion":"1.0","time":"2025-09-01T08:00:00+01:00",'
+    b'"type":"uk.school.census.submitted.v1"}'
+    b'{"data":{"categories":["personal","attendance","assessment"],"channel":"s2s",'
+    b'"lawful_basis":"legal_obligation","pupils":[{"upn":"'
+    b'"}],"purpose":"transfer of the pupil\'s record","recipient":"school:1'
+    b'"},"datacontenttype":"application/json","id":"","source":"/schools/1",'
+    b'"specversion":"1.0","time":"2026-01-01T08:00:00+00:00",'
+    b'"type":"uk.school.pupil.transferred.v1"}'
+    b'{"data":{"categories":["personal","medical"],"channel":"secure_email",'
+    b'"lawful_basis":"public_task","pupils":[{"upn":"'
+    b'"}],"purpose":"support for the pupil","recipient":"agency:school-nursing",'
+    b'"special_condition":"9.2.h"},"datacontenttype":"application/json",'
+    b'"id":"","source":"/schools/1","specversion":"1.0","time":"2025-09-01T12:00:00+01:00",'
+    b'"type":"uk.school.pupil.referred.v1"}'
+)
 
 
 def packed_payload(text: str) -> bytes:

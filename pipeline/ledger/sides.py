@@ -17,8 +17,8 @@ import orjson
 from sqlalchemy import Connection, LargeBinary, case, func, select, type_coerce
 
 from pipeline.ledger.keys import meta_value
-from pipeline.ledger.payloads import oldest_record_of, unpacked_payload
 from pipeline.ledger.outbox import SUPERSEDED
+from pipeline.ledger.payloads import oldest_record_of, unpacked_payload
 from pipeline.ledger.store import ENTRY, FACT, IDENTITY, OUTBOX, PAYLOAD, PUPIL, side_digest
 from pipeline.pseudonym import Pseudonymiser
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, LargeBinary, select, text, type_coerce, update
+from sqlalchemy import Connection, LargeBinary, func, select, text, type_coerce, update
 
 from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
@@ -24,7 +24,7 @@ from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, NewEntry
+from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, NewEntry
 from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
@@ -725,7 +725,7 @@ class LedgerContract:
                 {"u": upn(999, la=851), "k": first[0]},
             )
             named = connection.execute(
-                text("SELECT min(seq) FROM entry_pupil WHERE pupil_key = :k"), {"k": first[0]}
+                select(func.min(PUPIL.c.seq)).where(PUPIL.c.pupil_key == first[0])
             ).scalar_one()
         assert self.verification(filled).ok  # without the key, identities go unchecked
         result = self.verified_with_key(filled)

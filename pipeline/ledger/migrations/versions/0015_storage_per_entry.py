@@ -86,8 +86,7 @@ def _deflate_payloads(bind: Connection) -> None:
     last = 0
     while True:
         page = bind.exec_driver_sql(
-            f"SELECT seq, body FROM event_payload WHERE seq > {marker} ORDER BY seq "
-            f"LIMIT {_PAGE}",
+            f"SELECT seq, body FROM event_payload WHERE seq > {marker} ORDER BY seq LIMIT {_PAGE}",
             (last,),
         ).all()
         if not page:
