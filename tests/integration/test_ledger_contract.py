@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from sqlalchemy import Connection, LargeBinary, func, select, text, type_coerce, update
+from sqlmodel import SQLModel
 
 from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
@@ -789,10 +790,9 @@ class LedgerContract:
                 secrets.add(data["upn"])
         with ledger.engine.connect() as connection:
             for table in APPEND_ONLY_TABLES:
-                dump = json.dumps(
-                    [list(r) for r in connection.execute(text(f"SELECT * FROM {table}"))],
-                    default=str,
-                )
+                # Through the tables' types: a deflated payload is searched as its text.
+                rows = connection.execute(select(SQLModel.metadata.tables[table]))
+                dump = json.dumps([list(r) for r in rows], default=str)
                 leaked = [s for s in secrets if s in dump]
                 assert not leaked, f"{table} holds {len(leaked)} plain identifiers"
 
