@@ -34,7 +34,7 @@ from pipeline.ledger.chain import (
 from pipeline.ledger.checkpoint_check import outside_fault
 from pipeline.ledger.checkpoints import checkpoint_faults
 from pipeline.ledger.erasure import restored_identity_faults
-from pipeline.ledger.models import digests_unpacker
+from pipeline.ledger.models import read_columns
 from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
 from pipeline.ledger.rotation import fingerprint_faults
@@ -208,7 +208,7 @@ def _stored_chain(
     be checked. The fields come in sorted order, which canonical JSON then has little
     left to sort."""
     names = sorted(ENTRY_FIELDS)
-    columns = ", ".join(f'"{c}"' for c in (*names, "prev_hash", "hash"))
+    columns = read_columns(ENTRY, (*names, "prev_hash", "hash"), connection.dialect.name)
     bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
     result = connection.exec_driver_sql(
         f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",
@@ -216,13 +216,11 @@ def _stored_chain(
     )
     width = len(names)
     fragment = orjson.Fragment
-    unpacked = digests_unpacker(ENTRY, (*names, "prev_hash", "hash"), connection.dialect.name)
     pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
     if connection.dialect.name != "sqlite":  # in this process, SQLite would only contend
         pages = prefetched(pages)
     for page in pages:
-        for stored in page:
-            row = stored if unpacked is None else unpacked(stored)
+        for row in page:
             fields = dict(zip(names, row, strict=False))  # stops at the hashed fields
             for name in JSON_FIELDS:
                 value = fields[name]

@@ -12,7 +12,7 @@ from alembic import command
 from sqlalchemy import select
 
 from pipeline.ledger import schema
-from pipeline.ledger.models import packed_digest
+from pipeline.ledger.models import packed_digest, read_columns
 from pipeline.ledger.payloads import unpacked_payload
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger
@@ -135,12 +135,19 @@ def test_an_upgraded_postgresql_ledger_keeps_each_digest_in_32_bytes(
     ["v1", "a" * 31, "b" * 32, "é" * 15 + "x", "", "<policy_version>", "AB" * 32, "ab" * 32],
 )
 def test_the_upgrades_sql_packs_a_text_as_the_writer_does(pg_url: str, written: str) -> None:
-    """Rows written before 0015 are packed by SQL, rows after by Python: the same bytes."""
+    """Rows written before 0015 are packed by SQL, rows after by Python: the same bytes,
+    which SQL reads back as the text written."""
     upgrade = importlib.import_module("pipeline.ledger.migrations.versions.0015_storage_per_entry")
     engine = Ledger.open(pg_url).engine
     with engine.connect() as connection:
         packed = connection.exec_driver_sql(
             f"SELECT {upgrade._packed('v')} FROM (SELECT %s::text AS v) s", (written,)
         ).scalar_one()
+        # ... and verify's reads, which bypass the column's type, read the text back.
+        read = connection.exec_driver_sql(
+            f"SELECT {read_columns(ENTRY, ['hash'], 'postgresql')} FROM (SELECT %s AS hash) s",
+            (packed,),
+        ).scalar_one()
     engine.dispose()
     assert bytes(packed) == packed_digest(written)
+    assert read == written
