@@ -63,8 +63,8 @@ class Digest(TypeDecorator[str]):
     stores :func:`packed_digest` (``bytea``); SQLite keeps the text, which its queries of
     many keys at once pass through ``json_each`` (see
     :func:`pipeline.ledger.store.any_of`), where bytes cannot go. Statements that bypass
-    SQLAlchemy's types (the writer's inserts, ``ledger verify``'s and the tree's reads)
-    pack and unpack through :func:`packed_digest` and :func:`unpacked_digest` themselves."""
+    SQLAlchemy's types pack the writer's rows with :func:`rows_packer`, and read
+    (``ledger verify``, the tree) through :func:`read_columns`."""
 
     impl = String(64)
     cache_ok = True
