@@ -8,16 +8,149 @@ sent them; ``chain_head`` is the lock writers take so that several of them never
 chain.
 
 Lists and objects are stored as canonical JSON text, the same bytes the hash covers.
+Digests and pseudonyms are hex text to every reader; PostgreSQL keeps their raw bytes
+(:class:`Digest`, migration 0015).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, LargeBinary, String, Text, text
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
+
+from pipeline.ledger.payloads import packed_payload, unpacked_payload
 
 #: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
 #: (migration 0006 says why).
 SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+#: The prefix of a stored text that is not a digest's hex (see :func:`packed_digest`):
+#: a byte no UTF-8 text holds, so the text after it is read back unchanged.
+_NOT_HEX = b"\xff"
+
+
+def packed_digest(text: str) -> bytes:
+    """The bytes PostgreSQL keeps for a digest column's ``text``: a SHA-256's 32 raw bytes
+    for its 64 lowercase hex digits, half the hex's room in the rows and the indexes.
+
+    Any other text (a test's "v1", a pseudonym from before pseudonyms were digests) is
+    kept as its UTF-8 after one or two ``0xff`` bytes, never 32 bytes long, so that
+    :func:`unpacked_digest` gives back every text exactly as it was written: a hashed
+    field must read back as the bytes its hash covers."""
+    if len(text) == 64:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if len(raw) == 32 and raw.hex() == text:
+            return raw
+    utf8 = text.encode()
+    return (_NOT_HEX * 2 if len(utf8) == 31 else _NOT_HEX) + utf8
+
+
+def unpacked_digest(stored: bytes) -> str:
+    """The text :func:`packed_digest` packed into ``stored``."""
+    if len(stored) == 32:
+        return stored.hex()
+    return bytes(stored).lstrip(_NOT_HEX).decode()
+
+
+class Digest(TypeDecorator[str]):
+    """A SHA-256 digest or a pseudonym: hex text in Python, on both databases. PostgreSQL
+    stores :func:`packed_digest` (``bytea``); SQLite keeps the text, which its queries of
+    many keys at once pass through ``json_each`` (see
+    :func:`pipeline.ledger.store.any_of`), where bytes cannot go. Statements that bypass
+    SQLAlchemy's types pack the writer's rows with :func:`rows_packer`, and read
+    (``ledger verify``, the tree) through :func:`read_columns`."""
+
+    impl = String(64)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(String(64))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "postgresql":
+            return value
+        return packed_digest(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or dialect.name != "postgresql":
+            return value  # type: ignore[no-any-return]
+        return unpacked_digest(value)
+
+
+class Deflated(TypeDecorator[str]):
+    """An event's payload: its text in Python, on both databases deflated
+    (:mod:`pipeline.ledger.payloads`, migration 0015)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else packed_payload(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else unpacked_payload(value)
+
+
+def _packer(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, Digest) and dialect == "postgresql":
+        return packed_digest
+    if isinstance(column_type, Deflated):
+        return packed_payload
+    return None
+
+
+def _row_mapper(
+    found: list[tuple[int, Callable[[Any], Any]]],
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    if not found:
+        return None
+
+    def mapped(row: Sequence[Any]) -> tuple[Any, ...]:
+        out = list(row)
+        for i, change in found:
+            if out[i] is not None:
+                out[i] = change(out[i])
+        return tuple(out)
+
+    return mapped
+
+
+def rows_packer(
+    table: Any, names: Sequence[str], dialect: str
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """For a statement that bypasses the columns' types (the writer's inserts, through
+    the driver's executemany, for speed): what gives a row of the columns ``names`` of
+    ``table`` the form the database keeps, or None where it keeps the values as they are."""
+    found = [(i, f) for i, n in enumerate(names) if (f := _packer(table.c[n].type, dialect))]
+    return _row_mapper(found)
+
+
+def read_columns(table: Any, names: Sequence[str], dialect: str) -> str:
+    """The select list of the columns ``names`` of ``table`` for a read that bypasses the
+    columns' types (``ledger verify``'s and the tree's, through the driver, for speed),
+    each read as every other reader gets it: on PostgreSQL a digest is turned back into
+    its text by the server (:func:`unpacked_digest` in SQL), which costs the reading
+    process nothing."""
+    return ", ".join(_read_column(table, name, dialect) for name in names)
+
+
+def _read_column(table: Any, name: str, dialect: str) -> str:
+    quoted = f'"{name}"'
+    if dialect != "postgresql" or not isinstance(table.c[name].type, Digest):
+        return quoted
+    return (
+        f"CASE WHEN octet_length({quoted}) = 32 THEN encode({quoted}, 'hex') "
+        f"ELSE convert_from(ltrim({quoted}, '\\xff'::bytea), 'UTF8') END AS {quoted}"
+    )
+
 
 APPEND_ONLY_TABLES = (
     "ledger_entry",
@@ -112,14 +245,14 @@ class LedgerEntry(SQLModel, table=True):
     decision: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
     rules: str = Field(sa_column=Column(Text, nullable=False))
     reasons: str = Field(sa_column=Column(Text, nullable=False))
-    policy_version: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    policy_version: str | None = Field(default=None, sa_column=Column(Digest, nullable=True))
     topic: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     partition: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     offset: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    payload_digest: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    payload_digest: str | None = Field(default=None, sa_column=Column(Digest, nullable=True))
     details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    prev_hash: str = Field(sa_column=Column(String(64), nullable=False))
-    hash: str = Field(sa_column=Column(String(64), nullable=False))
+    prev_hash: str = Field(sa_column=Column(Digest, nullable=False))
+    hash: str = Field(sa_column=Column(Digest, nullable=False))
 
 
 class EntryPupil(SQLModel, table=True):
@@ -127,7 +260,7 @@ class EntryPupil(SQLModel, table=True):
 
     __tablename__ = "entry_pupil"
     __table_args__ = {"sqlite_with_rowid": False}
-    pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
+    pupil_key: str = Field(sa_column=Column(Digest, primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
 
 
@@ -154,7 +287,10 @@ class EventPayload(SQLModel, table=True):
 
     __tablename__ = "event_payload"
     seq: int = Field(sa_column=Column(SEQ, primary_key=True))
-    body: str = Field(sa_column=Column(Text, nullable=False))
+    body: str = Field(sa_column=Column(Deflated, nullable=False))
+    #: The payload's ``data.oldest_record`` as JSON, for the retention check's SQL: the
+    #: database cannot read the deflated body (see :mod:`pipeline.ledger.payloads`).
+    oldest_record: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class PupilIdentity(SQLModel, table=True):

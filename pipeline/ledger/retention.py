@@ -60,12 +60,14 @@ class DueList:
 
 def _oldest_record(connection: Connection, category: str | None = None) -> Any:
     """The payload's ``data.oldest_record`` (of ``category`` alone, when given) as JSON
-    text (NULL where absent)."""
+    text (NULL where absent): from the copy kept beside the payload, which the database
+    can read (see :mod:`pipeline.ledger.payloads`)."""
+    column = PAYLOAD.c.oldest_record
+    if category is None:
+        return column
     if connection.dialect.name == "sqlite":
-        path = "$.data.oldest_record" + (f'."{category}"' if category else "")
-        return func.json_extract(PAYLOAD.c.body, path)
-    names = ["data", "oldest_record", *([category] if category else [])]
-    return func.json_extract_path_text(cast(PAYLOAD.c.body, JSON), *names)
+        return func.json_extract(column, f'$."{category}"')
+    return func.json_extract_path_text(cast(column, JSON), category)
 
 
 def _scoped(statement: Any, column: Any, schools: tuple[str, ...] | None) -> Any:

@@ -11,11 +11,14 @@ first entry whose side row was changed, removed or inserted behind the writer's 
 
 from __future__ import annotations
 
+import zlib
+
 import orjson
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, LargeBinary, case, func, select, type_coerce
 
 from pipeline.ledger.keys import meta_value
 from pipeline.ledger.outbox import SUPERSEDED
+from pipeline.ledger.payloads import oldest_record_of, unpacked_payload
 from pipeline.ledger.store import ENTRY, FACT, IDENTITY, OUTBOX, PAYLOAD, PUPIL, side_digest
 from pipeline.pseudonym import Pseudonymiser
 
@@ -26,7 +29,8 @@ _PAGE = 5_000
 #: Entries checked at a time: the digests of a window are held in memory, never a year's.
 WINDOW = 50_000
 _SIDES = (
-    ("payload", PAYLOAD, PAYLOAD.c.body),
+    # As stored: a payload changed into bytes that no longer inflate is named, not raised.
+    ("payload", PAYLOAD, type_coerce(PAYLOAD.c.body, LargeBinary)),
     ("fact", FACT, FACT.c.fact),
     ("alert", OUTBOX, OUTBOX.c.body),
 )
@@ -89,18 +93,32 @@ def _window_faults(connection: Connection, start: int, end: int) -> list[tuple[i
     faults: list[tuple[int, str]] = []
     for kind, table, column in _SIDES:
         found: set[int] = set()
-        rows = select(table.c.seq, column).where(table.c.seq >= start, table.c.seq < end)
-        for seq, text in connection.execute(rows.execution_options(yield_per=_PAGE)):
+        # A payload's oldest records are also kept beside it, for the database to read:
+        # a copy of the payload's own, never a second truth.
+        kept = [PAYLOAD.c.oldest_record] if table is PAYLOAD else []
+        rows = select(table.c.seq, column, *kept).where(table.c.seq >= start, table.c.seq < end)
+        for seq, stored, *copy in connection.execute(rows.execution_options(yield_per=_PAGE)):
             found.add(seq)
+            text = _payload_text(stored) if table is PAYLOAD else stored
             expected = vouched.get(seq, {}).get(kind)
             if expected is None:
                 faults.append((seq, f"a {_named(kind)} was inserted: the entry vouches for none"))
-            elif side_digest(text) != expected:
+            elif text is None or side_digest(text) != expected:
                 faults.append((seq, f"its {_named(kind)} was changed"))
+            elif copy and copy[0] != oldest_record_of(text):
+                faults.append((seq, "the copy of its payload's oldest records was changed"))
         for seq, sides in vouched.items():
             if kind in sides and seq not in found:
                 faults.append((seq, f"its {_named(kind)} was removed"))
     return faults
+
+
+def _payload_text(stored: bytes) -> str | None:
+    """The payload's text, or None where its stored bytes are not a payload's."""
+    try:
+        return unpacked_payload(stored)
+    except (ValueError, zlib.error):  # UnicodeDecodeError is a ValueError
+        return None
 
 
 def _unfounded_supersessions(connection: Connection, since: int) -> list[tuple[int, str]]:

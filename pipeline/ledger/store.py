@@ -49,7 +49,9 @@ from pipeline.ledger.models import (
     LedgerEntry,
     PupilIdentity,
     RegisterFact,
+    rows_packer,
 )
+from pipeline.ledger.payloads import oldest_record_in
 from pipeline.ledger.tree import COLUMNS, TREE, RightEdge
 from pipeline.transparency.merkle import leaf_hash
 
@@ -201,7 +203,7 @@ def _engine(url: str, pool_size: int | None) -> Engine:
 class _SideRows:
     """The rows a batch of entries brings beside the chain: payloads, facts, alerts."""
 
-    payloads: list[tuple[int, str]] = field(default_factory=list)
+    payloads: list[tuple[int, str, str | None]] = field(default_factory=list)
     facts: list[tuple[int, str, str]] = field(default_factory=list)
     alerts: list[tuple[int, str, str, str]] = field(default_factory=list)
 
@@ -210,7 +212,7 @@ class _SideRows:
         bound: dict[str, str] = {}
         if new.payload is not None:
             body = canonical_json(new.payload).decode()
-            self.payloads.append((seq, body))
+            self.payloads.append((seq, body, oldest_record_in(new.payload)))
             bound["payload"] = side_digest(body)
         if new.fact is not None:
             fact = canonical_json(new.fact).decode()
@@ -329,12 +331,13 @@ class Ledger:
             (ENTRY, (*ENTRY_FIELDS, "prev_hash", "hash"), rows),
             (PUPIL, ("pupil_key", "seq"), pupils),
             (RECIPIENT, ("recipient", "seq"), recipients),
-            (PAYLOAD, ("seq", "body"), sides.payloads),
+            (PAYLOAD, ("seq", "body", "oldest_record"), sides.payloads),
             (FACT, ("seq", "pupil_key", "fact"), sides.facts),
             (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
             (TREE, COLUMNS, self.edge.rows(connection, head_seq, head_hash, prev, hashes)),
         ):
             if values:
+                values = self._stored_rows(table, names, values)
                 connection.exec_driver_sql(self._insert_statement(table, names), values)
         projected.keep(connection)
         if identities:
@@ -345,6 +348,14 @@ class Ledger:
             update(HEAD).where(HEAD.c.id == 1).values(seq=head_seq + len(entries), hash=prev)
         )
         return prev
+
+    def _stored_rows(
+        self, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> list[tuple[Any, ...]]:
+        """``rows`` as the database keeps them (digests, payloads): the driver's
+        executemany passes no value through the columns' types."""
+        packed = rows_packer(table, names, self.dialect)
+        return rows if packed is None else [packed(row) for row in rows]
 
     def _insert_statement(self, table: Table, names: Sequence[str], suffix: str = "") -> str:
         marker = "?" if self.dialect == "sqlite" else "%s"

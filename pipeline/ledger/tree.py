@@ -18,7 +18,7 @@ from hashlib import sha256
 from sqlalchemy import Connection, Engine, select
 
 from pipeline.ledger.chain import ENTRY_FIELDS, entry_leaf, hashable_form
-from pipeline.ledger.models import LedgerEntry, TreeNode
+from pipeline.ledger.models import LedgerEntry, TreeNode, read_columns
 from pipeline.transparency.merkle import (
     Hash,
     Node,
@@ -92,15 +92,13 @@ def stored_nodes(connection: Connection, wanted: Sequence[Node]) -> dict[Node, H
     return found
 
 
-_ENTRY_COLUMNS = ", ".join(f'"{name}"' for name in ENTRY_FIELDS)
-
-
 def _leaves_in(connection: Connection, ranges: list[tuple[int, int]]) -> dict[int, bytes]:
     """Leaf index to leaf bytes, for every leaf in ``ranges`` (``[start, end)`` each)."""
     marker = _marker(connection)
     where = " OR ".join([f"seq BETWEEN {marker} AND {marker}"] * len(ranges))
     rows = connection.exec_driver_sql(
-        f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE {where}",
+        f"SELECT {read_columns(ENTRY, ENTRY_FIELDS, connection.dialect.name)} "
+        f"FROM ledger_entry WHERE {where}",
         tuple(value for lo, hi in ranges for value in (lo + 1, hi)),
     )
     found = {}

@@ -34,6 +34,7 @@ from pipeline.ledger.chain import (
 from pipeline.ledger.checkpoint_check import outside_fault
 from pipeline.ledger.checkpoints import checkpoint_faults
 from pipeline.ledger.erasure import restored_identity_faults
+from pipeline.ledger.models import read_columns
 from pipeline.ledger.projections import projection_faults
 from pipeline.ledger.queries import PAGE
 from pipeline.ledger.rotation import fingerprint_faults
@@ -228,7 +229,7 @@ def _stored_chain(
     be checked. The fields come in sorted order, which canonical JSON then has little
     left to sort."""
     names = sorted(ENTRY_FIELDS)
-    columns = ", ".join(f'"{c}"' for c in (*names, "prev_hash", "hash"))
+    columns = read_columns(ENTRY, (*names, "prev_hash", "hash"), connection.dialect.name)
     bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
     result = connection.exec_driver_sql(
         f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",

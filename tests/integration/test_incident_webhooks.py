@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert
 
 from pipeline.engine import Position
 from pipeline.incidents.notify import (
@@ -24,7 +24,7 @@ from pipeline.incidents.notify import (
 from pipeline.ledger import schema
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import drawn, finder
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.store import PUPIL, Ledger
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transport.broker import free_port
@@ -344,9 +344,7 @@ def test_a_notice_names_only_the_pupils_its_entries_name(
     goes outside the school, and would carry another child's pseudonym."""
     other = drawn()  # another child's
     with ledger.engine.begin() as connection:
-        connection.execute(
-            text("INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, 1)"), {"k": other}
-        )
+        connection.execute(insert(PUPIL).values(pupil_key=other, seq=1))
     assert _notify(ledger, receiver.url) == 1
     sent = orjson.loads(receiver.requests[-1][1])
     assert sent["pupil_keys"] == [finder(ledger)(upn(1))]

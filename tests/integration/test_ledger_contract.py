@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, LargeBinary, func, select, text, type_coerce, update
+from sqlmodel import SQLModel
 
 from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
@@ -24,7 +25,7 @@ from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import Ledger, NewEntry
+from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, NewEntry
 from pipeline.ledger.verification import verify
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
@@ -491,18 +492,16 @@ class LedgerContract:
     ) -> None:
         with filled.engine.begin() as connection:
             drop_triggers(connection, filled.dialect)
-            current = connection.execute(
-                text(f'SELECT "{field}" FROM ledger_entry WHERE seq = 5')
-            ).scalar()
+            # Through the columns' types: a digest reads and is written as its hex text,
+            # whatever the database keeps (raw bytes on PostgreSQL).
+            current = connection.execute(select(ENTRY.c[field]).where(ENTRY.c.seq == 5)).scalar()
             if isinstance(current, int):
                 changed: Any = current + 1
             elif current is None or field in ("pupil_keys", "categories", "rules", "reasons"):
                 changed = "1" if field in ("partition", "offset", "refers_to") else '["x"]'
             else:
                 changed = str(current)[:-1] + ("0" if str(current)[-1:] != "0" else "1")
-            connection.execute(
-                text(f'UPDATE ledger_entry SET "{field}" = :v WHERE seq = 5'), {"v": changed}
-            )
+            connection.execute(update(ENTRY).where(ENTRY.c.seq == 5).values({field: changed}))
         result = self.verification(filled)
         assert result.fault_seq == 5, result
 
@@ -680,18 +679,38 @@ class LedgerContract:
         seq = self.first_seq(filled, "SELECT max(seq) FROM event_payload")
         with filled.engine.begin() as connection:
             drop_triggers(connection, filled.dialect)
-            connection.execute(
-                text(
-                    "UPDATE event_payload SET body = replace(body, 'legal_obligation', "
-                    "'public_task') WHERE seq = :s"
-                ),
-                {"s": seq},
-            )
-            connection.execute(
-                text("UPDATE event_payload SET body = body || ' ' WHERE seq = :s"), {"s": seq}
-            )
+            # Through the column's type, which deflates the text as the writer does.
+            body = connection.execute(
+                select(PAYLOAD.c.body).where(PAYLOAD.c.seq == seq)
+            ).scalar_one()
+            changed = body.replace("legal_obligation", "public_task") + " "
+            connection.execute(update(PAYLOAD).where(PAYLOAD.c.seq == seq).values(body=changed))
         result = self.verification(filled)
         assert (result.fault_seq, result.fault) == (seq, "its event payload was changed")
+
+    def test_a_payload_whose_bytes_no_longer_inflate_is_found_at_its_entry(
+        self, filled: Ledger
+    ) -> None:
+        seq = self.first_seq(filled, "SELECT max(seq) FROM event_payload")
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            garbled = update(PAYLOAD).where(PAYLOAD.c.seq == seq)
+            connection.execute(garbled.values(body=type_coerce(b"\x01not deflate", LargeBinary)))
+        result = self.verification(filled)
+        assert (result.fault_seq, result.fault) == (seq, "its event payload was changed")
+
+    def test_a_changed_copy_of_a_payloads_oldest_records_is_found_at_its_entry(
+        self, filled: Ledger
+    ) -> None:
+        """The retention check reads the copy: one edited would hide a record from it."""
+        seq = self.first_seq(filled, "SELECT max(seq) FROM event_payload")
+        with filled.engine.begin() as connection:
+            drop_triggers(connection, filled.dialect)
+            later = update(PAYLOAD).where(PAYLOAD.c.seq == seq)
+            connection.execute(later.values(oldest_record='{"attendance":"2099-09-01"}'))
+        result = self.verification(filled)
+        assert result.fault_seq == seq
+        assert result.fault == "the copy of its payload's oldest records was changed"
 
     def test_an_identity_row_given_another_upn_is_found_at_the_pupils_first_entry(
         self, filled: Ledger
@@ -709,7 +728,7 @@ class LedgerContract:
                 {"u": upn(999, la=851), "k": first[0]},
             )
             named = connection.execute(
-                text("SELECT min(seq) FROM entry_pupil WHERE pupil_key = :k"), {"k": first[0]}
+                select(func.min(PUPIL.c.seq)).where(PUPIL.c.pupil_key == first[0])
             ).scalar_one()
         assert self.verification(filled).ok  # without the key, identities go unchecked
         result = self.verified_with_key(filled)
@@ -773,10 +792,9 @@ class LedgerContract:
                 secrets.add(data["upn"])
         with ledger.engine.connect() as connection:
             for table in APPEND_ONLY_TABLES:
-                dump = json.dumps(
-                    [list(r) for r in connection.execute(text(f"SELECT * FROM {table}"))],
-                    default=str,
-                )
+                # Through the tables' types: a deflated payload is searched as its text.
+                rows = connection.execute(select(SQLModel.metadata.tables[table]))
+                dump = json.dumps([list(r) for r in rows], default=str)
                 leaked = [s for s in secrets if s in dump]
                 assert not leaked, f"{table} holds {len(leaked)} plain identifiers"
 

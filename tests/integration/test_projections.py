@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import TextClause, bindparam, text
 
 from pipeline.engine import Position
 from pipeline.ledger.acts import append_act
@@ -18,7 +18,7 @@ from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, count, entries
 from pipeline.ledger.reads import readers_of
-from pipeline.ledger.store import Ledger, now_text
+from pipeline.ledger.store import PUPIL, Ledger, now_text
 from pipeline.ledger.verification import verify
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
@@ -56,12 +56,20 @@ def run_sql(ledger: Ledger, statement: str, *, owner: bool = False, **values: An
     with ledger.engine.begin() as connection:
         if owner:
             drop_triggers(connection, ledger.dialect)
-        connection.execute(text(statement), values)
+        connection.execute(sql(statement), values)
+
+
+def sql(statement: str) -> TextClause:
+    """``statement``, its pupil key ``:k`` bound as the pupil index keeps one (a
+    pseudonym's bytes on PostgreSQL) where it is the index's."""
+    if "entry_pupil" in statement and ":k" in statement:
+        return text(statement).bindparams(bindparam("k", type_=PUPIL.c.pupil_key.type))
+    return text(statement)
 
 
 def scalar(ledger: Ledger, statement: str, **values: Any) -> Any:
     with ledger.engine.connect() as connection:
-        return connection.execute(text(statement), values).scalar_one()
+        return connection.execute(sql(statement), values).scalar_one()
 
 
 def seq_naming(ledger: Ledger, pupil: str) -> int:

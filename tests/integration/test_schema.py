@@ -11,6 +11,7 @@ from alembic import command
 from pipeline.ledger import schema
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.models import APPEND_ONLY_TABLES
+from pipeline.ledger.payloads import unpacked_payload
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
 from pipeline.ledger.verification import verify
@@ -77,14 +78,22 @@ def _columns(ledger: Ledger, table: str) -> list[str]:
 
 
 def _contents(ledger: Ledger, columns: dict[str, list[str]]) -> dict[str, list[Any]]:
-    """The rows of the ledger's tables, in the columns given for each."""
+    """The rows of the ledger's tables, in the columns given for each; payloads as their
+    text, whether kept as text (before migration 0015) or deflated."""
     with ledger.engine.connect() as connection:
         return {
             table: sorted(
-                connection.exec_driver_sql(f"SELECT {', '.join(columns[table])} FROM {table}").all()
+                tuple(_as_text(v) for v in row)
+                for row in connection.exec_driver_sql(
+                    f"SELECT {', '.join(columns[table])} FROM {table}"
+                )
             )
             for table in _KEPT
         }
+
+
+def _as_text(value: Any) -> Any:
+    return unpacked_payload(value) if isinstance(value, bytes) else value
 
 
 def _year_at_0005(url: str, policy: Policy, tmp_path: Path) -> tuple[Ledger, dict[str, list[str]]]:
@@ -101,6 +110,13 @@ def _year_at_0005(url: str, policy: Policy, tmp_path: Path) -> tuple[Ledger, dic
         connection.exec_driver_sql("DELETE FROM main.chain_head")
         for table in _KEPT:
             named = ", ".join(f'"{c}"' for c in columns[table])
+            if table == "event_payload":  # as text, as schema 0005 kept it
+                rows = connection.exec_driver_sql(f"SELECT {named} FROM head.{table}").all()
+                connection.exec_driver_sql(
+                    f"INSERT INTO main.{table} ({named}) VALUES (?, ?)",
+                    [(seq, unpacked_payload(body)) for seq, body in rows],
+                )
+                continue
             connection.exec_driver_sql(
                 f"INSERT INTO main.{table} ({named}) SELECT {named} FROM head.{table}"
             )

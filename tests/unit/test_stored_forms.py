@@ -1,0 +1,86 @@
+"""What the ledger keeps of a digest and of a payload reads back exactly as written."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.canonical import canonical_json
+from pipeline.ledger.models import packed_digest, unpacked_digest
+from pipeline.ledger.payloads import (
+    oldest_record_in,
+    oldest_record_of,
+    packed_payload,
+    unpacked_payload,
+)
+
+
+def test_a_sha256_in_hex_is_kept_in_its_32_bytes() -> None:
+    digest = hashlib.sha256(b"entry").hexdigest()
+    assert packed_digest(digest) == bytes.fromhex(digest)
+    assert unpacked_digest(packed_digest(digest)) == digest
+
+
+@given(st.text())
+def test_any_text_in_a_digest_column_reads_back_as_written(text: str) -> None:
+    assert unpacked_digest(packed_digest(text)) == text
+
+
+@given(st.text(alphabet="0123456789abcdefABCDEF ", min_size=60, max_size=68))
+def test_only_lowercase_hex_of_64_digits_is_kept_as_32_bytes(text: str) -> None:
+    packed = packed_digest(text)
+    assert (len(packed) == 32) == (re.fullmatch("[0-9a-f]{64}", text) is not None)
+    assert unpacked_digest(packed) == text
+
+
+def test_a_text_of_31_or_32_bytes_is_never_kept_in_32() -> None:
+    for text in ("a" * 31, "b" * 32, "é" * 15 + "x"):
+        assert len(packed_digest(text)) != 32
+        assert unpacked_digest(packed_digest(text)) == text
+
+
+@given(st.text())
+def test_any_payload_text_reads_back_as_written(text: str) -> None:
+    assert unpacked_payload(packed_payload(text)) == text
+
+
+def test_a_referral_payload_is_kept_in_well_under_half_its_text() -> None:
+    payload = {
+        "data": {
+            "categories": ["personal", "medical"],
+            "channel": "secure_email",
+            "lawful_basis": "public_task",
+            "pupils": [{"upn": hashlib.sha256(b"pupil").hexdigest()}],
+            "purpose": "support for the pupil",
+            "recipient": "agency:school-nursing",
+        },
+        "datacontenttype": "application/json",
+        "id": "65e3f0a7-9475-445a-bf20-ae5a5918d93a",
+        "source": "/schools/116006",
+        "specversion": "1.0",
+        "time": "2025-09-09T12:21:00+01:00",
+        "type": "uk.school.pupil.referred.v1",
+    }
+    text = canonical_json(payload).decode()
+    assert len(packed_payload(text)) < len(text) * 0.45
+
+
+def test_a_payload_of_another_format_is_refused_by_name() -> None:
+    try:
+        unpacked_payload(b"\x07abc")
+    except ValueError as refused:
+        assert "unknown format" in str(refused)
+    else:
+        raise AssertionError("an unknown format was read")
+
+
+def test_the_oldest_records_are_the_payloads_own_as_canonical_json() -> None:
+    payload = {"data": {"oldest_record": {"sen": "2021-09-01", "attendance": "2020-09-01"}}}
+    kept = '{"attendance":"2020-09-01","sen":"2021-09-01"}'
+    assert oldest_record_in(payload) == kept
+    assert oldest_record_of(canonical_json(payload).decode()) == kept
+    assert oldest_record_of('{"data":{}}') is None
+    assert oldest_record_of("not json") is None
