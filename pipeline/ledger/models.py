@@ -17,7 +17,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Dialect, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
@@ -227,6 +238,20 @@ class LedgerEntry(SQLModel, table=True):
             "seq",
             sqlite_where=text("kind = 'erasure'"),
             postgresql_where=text("kind = 'erasure'"),
+        ),
+        # Adoptions and notices published, found among millions (pipeline/ledger/adoption.py,
+        # notices.py).
+        Index(
+            "ix_entry_pack_adopted",
+            "seq",
+            sqlite_where=text("kind = 'pack_adopted'"),
+            postgresql_where=text("kind = 'pack_adopted'"),
+        ),
+        Index(
+            "ix_entry_notice_published",
+            "seq",
+            sqlite_where=text("kind = 'notice_published'"),
+            postgresql_where=text("kind = 'notice_published'"),
         ),
     )
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, select, text
@@ -320,8 +321,11 @@ def test_migration_0014_fills_the_projections_of_a_ledger_written_before_them(
             connection.execute(text(f"DROP TABLE {table}"))
         connection.execute(text("UPDATE alembic_version SET version_num = '0013'"))
     assert schema.current_revision(ledger.engine) == "0013"
-    schema.upgrade(ledger.engine)
-    assert schema.current_revision(ledger.engine) == "0014"
+    config = schema._config()
+    with ledger.engine.begin() as connection:  # 0014 alone: the later ones are made already
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0014")
+        command.stamp(config, "head")
     with ledger.engine.connect() as connection:
         assert _kept(connection) == kept
         assert verify(connection).ok

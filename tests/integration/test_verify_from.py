@@ -148,7 +148,6 @@ def test_a_checkpoint_not_signed_by_the_log_s_key_is_refused(db_url: str, tmp_pa
     assert LOG_KEY not in said
 
 
-
 def test_both_checks_read_sqlite_through_a_small_page_cache_and_hand_back_the_writers(
     sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
