@@ -10,6 +10,7 @@ import gc
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,32 +80,14 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def run_worker(config: WorkerConfig) -> None:
-    """Run the agents until SIGINT or SIGTERM (blocks)."""
-    import faust
-
-    ledger = ready_ledger(config.database_url)
-    wait_for_broker(config.kafka, timeout=60)
-    created = ensure_topics(config.kafka)
-    if created:
-        log.info("topics_created", topics=created, partitions=config.kafka.partitions)
-    ledger.engine.dispose()
-    spec = WriterSpec(
-        config.database_url,
-        config.policy,
-        config.pseudonym_key,
-        config.log_level,
-        config.checkpoints,
-        config.schools,
-    )
-    flow = WorkerFlow()
-    sink = LedgerSink(spec, flow=flow)
-    if config.metrics is not None:
-        serve_worker_metrics(flow, config.metrics, Ledger.open(config.database_url), config.kafka)
-        log.info("metrics_served", host=config.metrics.host, port=config.metrics.port)
+def side_work(
+    config: WorkerConfig,
+) -> tuple[Callable[[], int] | None, Callable[[], int], Callable[[], Applied | None]]:
+    """The worker's rounds beside the writer: notices of new incidents (when any target is
+    set), retention falling due, and the ledger's own retention; each by the packs in
+    force, the configured ones as the ledger's adoptions (policy adopt) have replaced them,
+    as the writer decides."""
     keeping = Ledger.open(config.database_url)
-    # The packs the side work goes by: as the writer decides, the configured ones as the
-    # ledger's adoptions (policy adopt) have replaced them.
     following = PacksInForce(config.policy, config.schools)
 
     def in_force() -> tuple[Policy, Schools | None]:
@@ -133,6 +116,34 @@ def run_worker(config: WorkerConfig) -> None:
     def forgetting() -> Applied | None:
         in_force()  # by the packs adopted since the last round
         return daily()
+
+    return notifier, retention, forgetting
+
+
+def run_worker(config: WorkerConfig) -> None:
+    """Run the agents until SIGINT or SIGTERM (blocks)."""
+    import faust
+
+    ledger = ready_ledger(config.database_url)
+    wait_for_broker(config.kafka, timeout=60)
+    created = ensure_topics(config.kafka)
+    if created:
+        log.info("topics_created", topics=created, partitions=config.kafka.partitions)
+    ledger.engine.dispose()
+    spec = WriterSpec(
+        config.database_url,
+        config.policy,
+        config.pseudonym_key,
+        config.log_level,
+        config.checkpoints,
+        config.schools,
+    )
+    flow = WorkerFlow()
+    sink = LedgerSink(spec, flow=flow)
+    if config.metrics is not None:
+        serve_worker_metrics(flow, config.metrics, Ledger.open(config.database_url), config.kafka)
+        log.info("metrics_served", host=config.metrics.host, port=config.metrics.port)
+    notifier, retention, forgetting = side_work(config)
 
     # Faust's folder for tables on disk (there are none): a temporary one, gone at exit.
     datadir = Path(tempfile.mkdtemp(prefix="sharing-audit-worker-"))

@@ -135,7 +135,7 @@ def _verified(
     tree = leaves.faults()
     faults += tree or checkpoint_faults(connection, log)  # a faulty tree proves no root
     if faults:
-        seq, fault = min(faults)
+        seq, fault = min(faults, key=lambda found: found[0])  # at one seq, the first check's
         return Verification(
             min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
         )
@@ -416,7 +416,7 @@ def _verified_from(
         growth.close()
     faults = faults or checkpoint_faults(connection, log, after=size)
     if faults:
-        seq, fault = min(faults)
+        seq, fault = min(faults, key=lambda found: found[0])  # at one seq, the first check's
         return Verification(
             max(min(seq - 1 - size, result.count), 0), result.head_seq, result.head_hash, seq, fault
         )
