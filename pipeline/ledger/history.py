@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from pipeline.ledger.ingest import fact_from_json
+from pipeline.ledger.queries import in_period
 from pipeline.ledger.store import ENTRY, FACT, IDENTITY, PAYLOAD, any_of
 from pipeline.register import SchoolFact
 from schemas.decisions import Decision
@@ -96,12 +97,7 @@ def recorded_events(
         )
         .order_by(ENTRY.c.seq)
     )
-    if since is not None:
-        statement = statement.where(ENTRY.c.occurred_at >= since)
-    if until is not None:
-        statement = statement.where(ENTRY.c.occurred_at < until)
-    if schools is not None:
-        statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
+    statement = in_period(statement, since, until, schools)
     rows = connection.execute(statement.execution_options(stream_results=True, yield_per=_PAGE))
     for (
         seq,

@@ -113,6 +113,21 @@ def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
     return statement, seq
 
 
+def in_period(
+    statement: Any, since: str | None, until: str | None, schools: Sequence[str] | None
+) -> Any:
+    """``statement`` narrowed to the events that occurred from ``since`` until before
+    ``until`` (either open), of ``schools`` alone when given (none: no entry), as the
+    reports over a period (RoPA, notice against practice, what-if) count them."""
+    if since is not None:
+        statement = statement.where(ENTRY.c.occurred_at >= since)
+    if until is not None:
+        statement = statement.where(ENTRY.c.occurred_at < until)
+    if schools is not None:
+        statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
+    return statement
+
+
 def in_scope(entry: Entry | None, schools: tuple[str, ...] | None) -> bool:
     """Whether a reader confined to ``schools`` (None: every school) may see ``entry``."""
     return entry is not None and (schools is None or entry.school in schools)

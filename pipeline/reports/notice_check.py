@@ -27,6 +27,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from pipeline.ledger.notices import Published, in_force, published_notices
+from pipeline.ledger.queries import in_period
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, Ledger, now_text
 from pipeline.policy.notice import (
@@ -178,16 +179,16 @@ def _school_row(
     since: str | None,
     until: str | None,
 ) -> dict[str, Any]:
-    in_period = {n.seq: n for n in _in_period(notices, since, until)} | mine.in_force
+    in_force_then = {n.seq: n for n in _in_period(notices, since, until)} | mine.in_force
     names: dict[str, str] = {}
-    for notice in in_period.values():
+    for notice in in_force_then.values():
         names.update({rid: r["name"] for rid, r in notice.says["recipients"].items()})
-    named_in_period = {rid for n in in_period.values() for rid in n.says["recipients"]}
+    named_in_period = {rid for n in in_force_then.values() for rid in n.says["recipients"]}
     latest = max(notices, key=lambda n: (n.in_force_from, n.seq), default=None)
     now = current(urn)
     return {
         "school": urn,
-        "notices": [n.summary() for n in sorted(in_period.values(), key=lambda n: n.seq)],
+        "notices": [n.summary() for n in sorted(in_force_then.values(), key=lambda n: n.seq)],
         "latest": latest.summary() if latest else None,
         "pack": now["pack"],
         "changes": notice_changes(latest.says, now) if latest else [],
@@ -248,12 +249,7 @@ def shared_events(
         )
         .order_by(ENTRY.c.seq)
     )
-    if since is not None:
-        statement = statement.where(ENTRY.c.occurred_at >= since)
-    if until is not None:
-        statement = statement.where(ENTRY.c.occurred_at < until)
-    if schools is not None:
-        statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
+    statement = in_period(statement, since, until, schools)
     rows = connection.execute(statement.execution_options(stream_results=True, yield_per=5_000))
     for school, recipient, event_type, categories, at in rows:
         yield Shared(school, recipient, event_type, tuple(orjson.loads(categories)), at)

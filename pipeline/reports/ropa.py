@@ -24,6 +24,7 @@ from sqlalchemy import Connection, select
 
 from pipeline.ledger import decision_projection
 from pipeline.ledger.entry import Entry
+from pipeline.ledger.queries import in_period
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, from_utc_text, now_text
 from pipeline.policy.pack import Permission, Policy
@@ -276,12 +277,7 @@ def observed_events(
         )
         .order_by(ENTRY.c.seq)
     )
-    if since is not None:
-        statement = statement.where(ENTRY.c.occurred_at >= since)
-    if until is not None:
-        statement = statement.where(ENTRY.c.occurred_at < until)
-    if schools is not None:
-        statement = statement.where(ENTRY.c.school.in_(schools or ("",)))
+    statement = in_period(statement, since, until, schools)
     rows = connection.execute(statement.execution_options(stream_results=True, yield_per=2_000))
     for row in rows.mappings():
         entry = Entry.from_row(row)
