@@ -227,8 +227,8 @@ def test_a_dpo_acting_in_a_loop_costs_the_writer_under_a_tenth(
     """A second run, on a fresh ledger, only when the first falls short: turns a quarter
     of a second long on a shared machine now and then see a load the other side did not.
     A DPO that stalls the writer falls short in both. On PostgreSQL, a trust's database,
-    where the desk and the workers meet on one server; ``kind="sqlite"`` runs it on the
-    default (left out of the suite for its time: it measured 0.98 to 1.16)."""
+    where the desk and the workers meet on one server (the same test on SQLite, left out
+    of the suite for its time, measured 0.98 to 1.16 here)."""
     admin = str(request.getfixturevalue("pg_admin_url")) if kind == "postgresql" else None
     runs = []
     for attempt in (1, 2):
