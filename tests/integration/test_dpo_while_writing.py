@@ -237,6 +237,6 @@ def test_a_dpo_acting_in_a_loop_costs_the_writer_under_a_tenth(
         ratio, actions, said = one_run(kind, admin, folder, policy)
         print(f"{said} writer_ratio={ratio:.2f}")
         runs.append((ratio, actions, said))
-        if ratio >= 0.9 and actions >= 5:
+        if ratio >= 0.9 and actions >= 3:
             return
     raise AssertionError(f"the writer slowed by more than a tenth, or the DPO hardly acted: {runs}")
