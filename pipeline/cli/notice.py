@@ -23,6 +23,7 @@ from pipeline.cli.options import (
     cli_reader,
     in_force,
     open_ledger,
+    period_report,
     reading,
     school_scope,
 )
@@ -175,13 +176,7 @@ def notice_check(
     categories shared that the notice did not name, recipients it names that received
     nothing, and whether the pack now would make the notice say something else. Exits 1
     when it finds any of these."""
-    register = schools_or_fail(schools)
-    school_scope(school, register)
-    pack = policy_or_fail(policy)
-    start = asked(lambda: instant(since, "--since")) if since else None
-    end = asked(lambda: instant(until, "--until")) if until else None
-    ledger = open_ledger(db, create=False)
-    pack, register = in_force(ledger, pack, register)
+    register, pack, start, end, ledger = period_report(db, policy, schools, school, since, until)
     current = notice_now(pack, register, school_or_fail())
     with reading(ledger):
         report = audited_notice_check(

@@ -6,17 +6,17 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import typer
 
-from pipeline.cli.exits import fail
+from pipeline.cli.exits import fail, policy_or_fail, schools_or_fail
 from pipeline.cli.keys import log_key
 from pipeline.cli.runnable import command_line
 from pipeline.keyfiles import key_file_for
 from pipeline.ledger import schema
 from pipeline.ledger.adoption import PacksInForce
-from pipeline.ledger.asking import BadFilter
+from pipeline.ledger.asking import BadFilter, instant
 from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import KeyRefused, ledger_key
@@ -102,6 +102,40 @@ def in_force(
     count retention or write the notice go by, as the worker and the desk do."""
     with ledger.engine.connect() as connection:
         return PacksInForce(policy, schools).current(connection)
+
+
+class PeriodReport(NamedTuple):
+    """What a report over a period reads."""
+
+    register: Schools | None
+    policy: Policy
+    since: str | None
+    until: str | None
+    ledger: Ledger
+
+
+def period_report(
+    db: str | None,
+    policy: str | None,
+    schools: str | None,
+    school: str | None,
+    since: str | None,
+    until: str | None,
+    adopted: bool = True,
+) -> PeriodReport:
+    """The register (``--school`` checked against it), the pack, the period as the ledger's
+    UTC text and the ledger, each or a clear exit in that order; with ``adopted``, the pack
+    and register as the ledger's adoptions have replaced them (what-if compares a
+    candidate with the configured pack, and follows the adoptions itself)."""
+    register = schools_or_fail(schools)
+    school_scope(school, register)
+    pack = policy_or_fail(policy)
+    start = asked(lambda: instant(since, "--since")) if since else None
+    end = asked(lambda: instant(until, "--until")) if until else None
+    ledger = open_ledger(db, create=False)
+    if adopted:
+        pack, register = in_force(ledger, pack, register)
+    return PeriodReport(register, pack, start, end, ledger)
 
 
 def pseudonym_key_for(db: str | None, wait_for_database: bool = False) -> bytes:

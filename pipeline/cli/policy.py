@@ -18,14 +18,13 @@ from pipeline.cli.options import (
     PolicyOption,
     SchoolOption,
     SchoolsOption,
-    asked,
     cli_reader,
     open_ledger,
+    period_report,
     reading,
     school_scope,
 )
 from pipeline.cli.terminal import print_pack_differences, print_policy, print_what_if
-from pipeline.ledger.asking import instant
 from pipeline.packs import load_pack, pack_text
 from pipeline.policy.diff import pack_differences
 from pipeline.policy.pack import PackError
@@ -101,17 +100,14 @@ def policy_what_if(
     """Replay the period's sharing events under a candidate pack, and list every event
     whose decision would change from its current one (pupils by pseudonym). Appends
     nothing to the ledger but the record of this read."""
-    register = schools_or_fail(schools)
-    school_scope(school, register)
-    in_force = policy_or_fail(policy)
+    register, in_force, start, end, ledger = period_report(
+        db, policy, schools, school, since, until, adopted=False
+    )
     try:
         text, source = pack_text(candidate)
         packs = candidate_packs(text, source, register)
     except PackError as exc:
         fail(f"candidate pack {exc.source}: " + "; ".join(exc.problems))
-    start = asked(lambda: instant(since, "--since")) if since else None
-    end = asked(lambda: instant(until, "--until")) if until else None
-    ledger = open_ledger(db, create=False)
     with reading(ledger):
         report = audited_what_if(
             ledger, cli_reader(), packs, source, in_force, start, end, school, register

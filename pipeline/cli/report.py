@@ -25,11 +25,12 @@ from pipeline.cli.options import (
     cli_reader,
     in_force,
     open_ledger,
+    period_report,
     pupil_finder,
     reading,
     school_scope,
 )
-from pipeline.ledger.asking import instant, pupil_key
+from pipeline.ledger.asking import pupil_key
 from pipeline.reports.erasure import erasure_statement
 from pipeline.reports.formats import ReportFormat, rendered
 from pipeline.reports.notice_check import notice_now, ropa_part
@@ -141,13 +142,7 @@ def report_ropa(
     to: OutputOption = None,
 ) -> None:
     """The Article 30 record of processing, counted from the events of a period."""
-    register = schools_or_fail(schools)
-    school_scope(school, register)
-    pack = policy_or_fail(policy)
-    start = asked(lambda: instant(since, "--since")) if since else None
-    end = asked(lambda: instant(until, "--until")) if until else None
-    ledger = open_ledger(db, create=False)
-    pack, register = in_force(ledger, pack, register)
+    register, pack, start, end, ledger = period_report(db, policy, schools, school, since, until)
     with reading(ledger):
         notice = ropa_part(
             notice_now(pack, register, school_or_fail()), start, end, register is not None
