@@ -121,11 +121,7 @@ class Verifier:
         return signature.name == self.name and signature.id == self.id
 
     def verifies(self, message: bytes, signature: bytes) -> bool:
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public).verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return _verified(self.public, message, signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +146,24 @@ def _private_key(private: bytes) -> Ed25519PrivateKey:
     """The key object of a seed, made once: making it costs as much as a signature, and
     the log signs a receipt for every record it handles."""
     return Ed25519PrivateKey.from_private_bytes(private)
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(public: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` over ``message`` verifies under ``public``, each triple
+    checked once: a sender checks a receipt as it reads it and again as it files it (no
+    sender, however built, may file one the log did not sign), and a check costs three
+    signatures' time. The answer is a pure function of the three byte strings."""
+    try:
+        _public_key(public).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=16)
+def _public_key(public: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public)
 
 
 @functools.lru_cache(maxsize=16)
