@@ -46,7 +46,9 @@ def test_several_workers_serve_the_desk_on_the_ledgers_key(
     address = f"http://127.0.0.1:{port}"
     try:
         answers: list[int] = []
-        deadline = time.monotonic() + 30
+        # Two server processes starting on a loaded machine take their time: the test is of
+        # what they answer, not how soon.
+        deadline = time.monotonic() + 120
         while len(answers) < 20 and time.monotonic() < deadline:
             try:
                 response = httpx.get(
