@@ -19,18 +19,16 @@ install: $(STAMP)
 
 # Three processes, each taking whole test modules (their fixtures are built once a module):
 # on two cores, a third overlaps the tests that wait on brokers and workers starting
-# (787 tests: 5:43 here, from 6:21 with two). TEST_WORKERS=1 runs the suite in one. Files
-# go out in the order tests/conftest.py sets (the minutes-long ones first), not reordered.
+# (787 tests: 5:43 here, from 6:21 with two). TEST_WORKERS=1 runs the suite in one.
 TEST_WORKERS ?= 3
-DIST := --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) $(DIST)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # The unit tests and the fast integration tests: under a minute, for every change. The
 # properties without a count of their own try 20 examples each here, 100 in make test.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) $(DIST) --hypothesis-profile=fast
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile --hypothesis-profile=fast
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline schemas agents tests bench

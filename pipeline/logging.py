@@ -66,8 +66,18 @@ _SHARED: list[Any] = [
 ]
 
 
-def configure(level: str = "INFO", json: bool | None = None) -> None:
-    """Set up structlog and the standard library's logging once, for the whole process."""
+#: The Kafka client library the commands use: its records name sockets and selectors.
+KAFKA_CLIENT = "kafka"
+
+
+def configure(level: str = "INFO", json: bool | None = None, quiet_clients: bool = False) -> None:
+    """Set up structlog and the standard library's logging once, for the whole process.
+
+    ``quiet_clients``: for a person at the command line, kafka-python's own records (a
+    connection refused a hundred times a second while a broker is down, or its internal
+    tracebacks as a connection closes) are left out below CRITICAL: each command says in
+    its own words when a broker cannot be reached. Processes an operator reads the logs
+    of (the worker, the desk) keep them."""
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
@@ -94,6 +104,7 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger(KAFKA_CLIENT).setLevel(logging.CRITICAL if quiet_clients else logging.NOTSET)
 
 
 def get_logger(name: str) -> Any:

@@ -21,21 +21,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 settings.register_profile("fast", max_examples=20)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files marked ``heavy`` first, then those marked ``slow``, each kept whole and in
-    its order: ``make test`` hands whole files to its processes in this order (with
-    ``--no-loadscope-reorder``; xdist would otherwise put files of many tests first,
-    leaving the minutes-long single tests to run last, side by side, with nothing left to
-    run beside them)."""
-    weight: dict[Path, int] = {}
-    for item in items:
-        here = (
-            0 if item.get_closest_marker("heavy") else 1 if item.get_closest_marker("slow") else 2
-        )
-        weight[item.path] = min(weight.get(item.path, 2), here)
-    items.sort(key=lambda item: weight[item.path])  # stable: files stay whole and in order
-
-
 @pytest.fixture(scope="session")
 def policy() -> Policy:
     return load_pack()

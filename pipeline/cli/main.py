@@ -80,7 +80,8 @@ def main_options(
     ] = False,
 ) -> None:
     """sharing-audit: an audit pipeline for pupil data sharing in English schools."""
-    configure_logging(level=settings().log_level or "WARNING")
+    asked = settings().log_level  # a level asked for shows the client library's records too
+    configure_logging(level=asked or "WARNING", quiet_clients=asked is None)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from tests.factory import census, left, line, upn
 from tests.integration.breaches import KEY, breach_desk, ledger_with_breaches
 from tests.integration.serving import ARTIFACTS, CHROMIUM, needs_chromium, served, sign_in
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 AXE = Path(__file__).resolve().parents[1] / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 needs_axe = pytest.mark.skipif(

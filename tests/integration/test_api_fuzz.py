@@ -18,7 +18,7 @@ from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from tests.integration.breaches import breach_desk, ledger_with_breaches
 
-pytestmark = [pytest.mark.integration, pytest.mark.heavy]
+pytestmark = pytest.mark.integration
 
 
 @pytest.mark.slow  # schemathesis drives every operation

@@ -15,7 +15,7 @@ from tests.integration.load import audit_calls, load
 from tests.integration.serving import served_by_cli
 from tests.integration.year import KEY, ledger_of_year
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_twenty_then_fifty_clients_get_no_server_error(db_url: str, policy: Policy) -> None:

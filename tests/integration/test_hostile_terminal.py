@@ -11,7 +11,7 @@ import pytest
 from tests.factory import census, left, line, referral, upn
 from tests.integration.test_ledger_cli import run
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ESCAPES = "[/x][bold]\x1b[2J\x1b]0;owned\x07\x9b31m\u202e"
 

@@ -24,7 +24,7 @@ from tests.integration.test_accessibility import AXE, needs_axe, violations
 from tests.integration.test_demo import _when_served, demo_in, fresh_clone, plain_shell
 from tests.integration.test_desk_pages import COUNT_PRINTS
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from tests.integration.streaming import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAST_ALERTS = {"SHARING_AUDIT_ALERT_HOLD_SECONDS": "1"}
 UNDECODABLE = [

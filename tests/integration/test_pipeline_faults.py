@@ -43,7 +43,7 @@ from tests.integration.test_receipts_interop import SOURCE as RECEIPTS_GO
 from tests.integration.test_receipts_interop import go_opens
 from tests.integration.test_transparency_interop import go_built
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 KEY_ENV = {"SHARING_AUDIT_PSEUDONYM_KEY": "5a" * 32}
 

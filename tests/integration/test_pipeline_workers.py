@@ -37,7 +37,7 @@ from tests.integration.test_receipts_interop import SOURCE as RECEIPTS_GO
 from tests.integration.test_receipts_interop import go_opens
 from tests.integration.test_transparency_interop import go_built
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_three_workers_on_postgresql_killed_ten_times_record_every_event_once(

@@ -29,7 +29,7 @@ from pipeline.transport.mis import MisProducer
 from pipeline.transport.processes import Worker
 from tests.integration.streaming import ledger_count, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration]
 
 HOLD = """
 import sqlite3, sys

@@ -24,7 +24,7 @@ from pipeline.simulate import simulate
 from pipeline.transport.kafka import KafkaConfig, ensure_topics, read_topic
 from tests.integration.test_demo import fresh_clone, untracked
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.heavy]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
 
 

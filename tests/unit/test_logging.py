@@ -79,3 +79,36 @@ def test_a_library_loggers_traceback_reaches_json_logs_redacted(
     assert line["event"] == "send failed" and line["logger"] == "aiokafka.producer"
     assert "Traceback" in line["exception"] and "ValueError" in line["exception"]
     assert upn(5) not in line["exception"] and REDACTED in line["exception"]
+
+
+def test_at_the_command_line_the_kafka_clients_records_are_left_out_and_ours_kept(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure(level="WARNING", json=True, quiet_clients=True)
+    try:
+        try:
+            raise KeyError("<socket.socket [closed] fd=-1> is not registered")
+        except KeyError:
+            logging.getLogger("kafka.net.selector").exception("Connection failed")
+        logging.getLogger("pipeline.transport.receipts").warning("receipts_late")
+    finally:
+        configure(json=True)  # and the client's records are let through again
+        root.handlers[:], root.level = handlers, level
+    written = capsys.readouterr().err
+    assert "Connection failed" not in written and "Traceback" not in written
+    assert json.loads(written.strip().splitlines()[-1])["event"] == "receipts_late"
+    assert logging.getLogger("kafka").level == logging.NOTSET
+
+
+def test_a_worker_keeps_the_kafka_clients_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure(level="WARNING", json=True)
+    try:
+        logging.getLogger("kafka.conn").error("Connection lost")
+    finally:
+        root.handlers[:], root.level = handlers, level
+    last = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert last["event"] == "Connection lost"
