@@ -85,7 +85,9 @@ def libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
-def measure_postgres(events: list[bytes], args: argparse.Namespace, folder: Path) -> dict[str, float]:
+def measure_postgres(
+    events: list[bytes], args: argparse.Namespace, folder: Path
+) -> dict[str, float]:
     dump = folder / "ledger.dump"
     with scratch_postgres(args.pg) as url:
         build(url, events, args.batch, args.read_every)
