@@ -76,8 +76,8 @@ def configure(level: str = "INFO", json: bool | None = None, quiet_clients: bool
     ``quiet_clients``: for a person at the command line, kafka-python's own records (a
     connection refused a hundred times a second while a broker is down, or its internal
     tracebacks as a connection closes) are left out below CRITICAL: each command says in
-    its own words when a broker cannot be reached. Processes an operator reads the logs
-    of (the worker, the desk) keep them."""
+    its own words when a broker cannot be reached. The worker and its writer, whose logs
+    an operator reads, configure again without it and keep them."""
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
