@@ -114,7 +114,10 @@ def _one_receipt_per_record(
         ), f"two receipts of {line!r} disagree"
     named = {held.receipt.event_id for held in first.values()}
     unnamed = {read_event(r).key for r in records} - named
-    assert not unnamed, f"{len(unnamed)} events sent hold no receipt"
+    assert not unnamed, (
+        f"{len(unnamed)} events sent hold no receipt"
+        f" ({len(got)} receipts read, of {len(first)} records of {len(records)} sent)"
+    )
     return first
 
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from agents.recorder import Batching, Recorder
+from agents.recorder import AcksInOrder, Batching, Recorder
 from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
 from agents.writer import Handled
 from pipeline.engine import Position
@@ -149,6 +151,75 @@ def test_a_batch_is_acked_only_once_the_ledger_has_it() -> None:
     asyncio.run(scenario())
 
 
+class Overtaken(Ledger):
+    """A sink that writes the first batch only once the second has been written, as a
+    group retried after a failure lands after the group behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second_written = asyncio.Event()
+
+    async def write(self, records: Sequence[Record]) -> list[Handled]:
+        first = self.handed == 0
+        self.handed += len(records)
+        if first:
+            await self.second_written.wait()
+        self.written.append([position.offset or 0 for _, position in records])
+        if not first:
+            self.second_written.set()
+        return [_handled(raw, position) for raw, position in records]
+
+
+@pytest.mark.parametrize("agent", ["record_facts", "record_sharing"])
+def test_a_batch_recorded_before_the_one_taken_ahead_of_it_waits_for_it_to_be_acked(
+    agent: str,
+) -> None:
+    """Faust commits the first run of acked offsets, even above one still unacked: acked
+    out of order, a batch still being recorded would be skipped after a kill."""
+
+    async def scenario() -> None:
+        ledger, journal = Overtaken(), Journal()
+        record = getattr(recorder_on(ledger, journal, receipts=True), agent)
+        await record(batches_of(batch(b"{}", b"{}"), batch(b"{}", first=2), then=0.2), journal.ack)
+        assert ledger.written == [[2], [0, 1]]
+        assert [offset for step, offset in journal.steps if step == "ack"] == [0, 1, 2]
+        receipted = [step for step, _ in journal.steps].index("receipt e-0: receipt of 0")
+        assert journal.steps.index(("ack", 2)) > receipted
+
+    asyncio.run(scenario())
+
+
+@given(st.permutations(range(12)))
+def test_batches_are_acked_in_the_order_taken_whatever_order_their_records_finish(
+    finishing: list[int],
+) -> None:
+    async def scenario() -> list[int]:
+        journal = Journal()
+        acks = AcksInOrder(journal.ack)
+        taken = batch(*[b"{}"] * 12)
+        each = {}
+        for first in range(0, 12, 4):
+            ack = acks.taken(taken[first : first + 4])
+            each.update({n: ack for n in range(first, first + 4)})
+        await asyncio.gather(*(each[n](taken[n]) for n in finishing))
+        return [offset for _, offset in journal.steps]
+
+    assert asyncio.run(scenario()) == list(range(12))
+
+
+def test_no_batch_is_acked_while_one_taken_before_it_is_unfinished() -> None:
+    async def scenario() -> list[int]:
+        journal = Journal()
+        acks = AcksInOrder(journal.ack)
+        taken = batch(b"{}", b"{}", b"{}")
+        first, second = acks.taken(taken[:2]), acks.taken(taken[2:])
+        await second(taken[2])
+        await first(taken[0])
+        return [offset for _, offset in journal.steps]
+
+    assert asyncio.run(scenario()) == []
+
+
 def test_what_is_not_an_event_is_dead_lettered_before_its_batch_is_acked() -> None:
     async def scenario() -> None:
         ledger, journal = Ledger(), Journal()
@@ -203,3 +274,26 @@ def test_small_batches_still_fill_every_group_the_writer_has_in_hand(agent: str)
         return ledger.handed
 
     assert asyncio.run(scenario()) >= (IN_FLIGHT_GROUPS + 1) * GROUP_LIMIT
+
+
+class Broken(Ledger):
+    """A sink that fails its first batch, as a bug in the writer's answer would."""
+
+    async def write(self, records: Sequence[Record]) -> list[Handled]:
+        self.handed += len(records)
+        if self.handed == len(records):
+            raise RuntimeError("a bug")
+        return [_handled(raw, position) for raw, position in records]
+
+
+def test_a_batch_that_fails_is_said_and_leaves_it_and_every_later_batch_unacked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async def scenario() -> list[tuple[str, int]]:
+        ledger, journal = Broken(), Journal()
+        taken = batches_of(batch(b"{}"), batch(b"{}", first=1), then=0.2)
+        await recorder_on(ledger, journal).record_facts(taken, journal.ack)
+        return journal.steps
+
+    assert asyncio.run(scenario()) == []
+    assert "batch_failed" in capsys.readouterr().out
