@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from agents.sink import LedgerSink
 from pipeline.ledger.outbox import SENT, SET_ASIDE, SUPERSEDED, PendingAlert
@@ -35,6 +35,17 @@ RECORD_ERRORS = frozenset(
         "SerializationError",
     }
 )
+
+
+class SendFailed(NamedTuple):
+    """Why one alert was not sent: the error's class name, as Kafka clients name them (what
+    decides whether it concerns the alert alone), and what else is known."""
+
+    error: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.error}: {self.detail}" if self.detail else self.error
 
 
 @dataclass(slots=True)
@@ -68,13 +79,13 @@ class AlertRelay:
             log.info("alerts_relayed", sent=len(sent), superseded=len(due.superseded))
         return len(sent)
 
-    async def _send(self, alerts: list[PendingAlert]) -> tuple[list[int], dict[int, str]]:
+    async def _send(self, alerts: list[PendingAlert]) -> tuple[list[int], dict[int, SendFailed]]:
         """Every alert sent at once, each acknowledged or failed on its own."""
-        failed: dict[int, str] = {}
+        failed: dict[int, SendFailed] = {}
         waiting: list[tuple[int, Any]] = []
         for alert in alerts:
             if len(alert.body) > MAX_ALERT_BYTES:
-                failed[alert.seq] = f"RecordTooLargeError: {len(alert.body):,} bytes"
+                failed[alert.seq] = SendFailed("RecordTooLargeError", f"{len(alert.body):,} bytes")
                 continue
             headers = [("severity", alert.severity.encode())]
             try:
@@ -82,26 +93,26 @@ class AlertRelay:
                     key=str(alert.seq).encode(), value=alert.body, headers=headers
                 )
             except Exception as exc:
-                failed[alert.seq] = type(exc).__name__
+                failed[alert.seq] = SendFailed(type(exc).__name__)
                 continue
             waiting.append((alert.seq, future))
         results = await asyncio.gather(*(f for _, f in waiting), return_exceptions=True)
         sent = []
         for (seq, _), result in zip(waiting, results, strict=True):
             if isinstance(result, BaseException):
-                failed[seq] = type(result).__name__
+                failed[seq] = SendFailed(type(result).__name__)
             else:
                 sent.append(seq)
         return sent, failed
 
-    def _set_aside(self, failed: dict[int, str], any_sent: bool) -> list[int]:
+    def _set_aside(self, failed: dict[int, SendFailed], any_sent: bool) -> list[int]:
         """The failed alerts to give up on: refused for themselves, or failing alone."""
         aside = []
         for seq, error in failed.items():
             if any_sent:
                 self.strikes[seq] = self.strikes.get(seq, 0) + 1
-            if error.split(":")[0] in RECORD_ERRORS or self.strikes.get(seq, 0) >= STRIKES:
-                log.error("alert_set_aside", seq=seq, error=error)
+            if error.error in RECORD_ERRORS or self.strikes.get(seq, 0) >= STRIKES:
+                log.error("alert_set_aside", seq=seq, error=str(error))
                 self.strikes.pop(seq, None)
                 aside.append(seq)
         return aside
