@@ -27,8 +27,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.erased import ERASURE as ERASURE  # the kind, where erasures are made
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.erased import erased_pupils
 from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.keys import remade
@@ -218,7 +217,9 @@ def erase_many(
         made: list[NewEntry] = []
         for seq, key in enumerate(keys, head + 1):
             details = erasure_details(by, reason, rule, named[key])
-            entry = Entry.act(seq, ERASURE, details, recorded_at=recorded_at, pupil_keys=[key])
+            entry = Entry.act(
+                seq, EntryKind.ERASURE, details, recorded_at=recorded_at, pupil_keys=[key]
+            )
             made.append(NewEntry(entry))
         ledger.append(connection, made)
     scrubbed = scrub(ledger.engine)
@@ -306,10 +307,18 @@ _TRIES, _PAUSE = 5, 0.2
 
 #: The next transaction id: a snapshot taken from it on cannot see the deleted row.
 _NEXT_XID = "SELECT xid(pg_snapshot_xmax(pg_current_snapshot()))::text"
-#: How many other sessions of the server hold a snapshot older than the id given.
+#: How many of what holds back what VACUUM may remove are older than the id given: other
+#: sessions' snapshots, and their transaction ids too (a transaction that has written and
+#: sits between statements holds no snapshot, yet VACUUM FULL keeps every row deleted
+#: after its id began, as a test found), prepared transactions and replication slots.
 _OLDER_SNAPSHOTS = (
-    "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-    "AND backend_xmin IS NOT NULL AND age(backend_xmin) > age(CAST(%(next)s AS xid))"
+    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+    "AND (age(backend_xmin) > age(CAST(%(next)s AS xid)) "
+    "OR age(backend_xid) > age(CAST(%(next)s AS xid)))) "
+    "+ (SELECT count(*) FROM pg_prepared_xacts "
+    "WHERE age(transaction) > age(CAST(%(next)s AS xid))) "
+    "+ (SELECT count(*) FROM pg_replication_slots "
+    "WHERE age(xmin) > age(CAST(%(next)s AS xid)))"
 )
 
 

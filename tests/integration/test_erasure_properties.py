@@ -527,6 +527,27 @@ def test_on_postgresql_a_transaction_older_than_the_erasure_holds_the_rewrite_ba
     assert files <= {_statistics_file(ledger)}, _relations(ledger, files)
 
 
+def test_on_postgresql_a_transaction_that_wrote_before_the_erasure_holds_the_rewrite_back(
+    on_postgresql: Server,
+) -> None:
+    """A transaction that has written and sits between two statements holds no snapshot
+    (``pg_stat_activity`` shows it no xmin), but its transaction id, older than the
+    erasure, still holds back what VACUUM may remove: the erasure says the row is not yet
+    gone rather than claim a rewrite that copied it."""
+    ledger, identifiers = on_postgresql.ledger, on_postgresql.identifiers
+    with ledger.engine.connect() as writer:
+        writer.exec_driver_sql("SELECT pg_current_xact_id()").scalar()  # an id, as a write takes
+        erased = erase(ledger, on_postgresql.pseudonym, by="dpo", reason="asked", rule="request")
+        assert erased.scrubbed.startswith("not yet: a transaction begun before the erasure")
+    assert scrub(ledger.engine) == "rewritten"
+    with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("CHECKPOINT")
+    files = {
+        name for names in _held_in(_database_files(ledger), identifiers).values() for name in names
+    }
+    assert files <= {_statistics_file(ledger)}, _relations(ledger, files)
+
+
 def test_on_postgresql_not_even_the_statistics_file_holds_an_erased_pupil(
     on_postgresql: Server,
 ) -> None:
