@@ -87,6 +87,7 @@ from scratch import scratch_postgres  # noqa: E402
 from agents import writer  # noqa: E402
 from pipeline.checking import expected_of  # noqa: E402
 from pipeline.engine import Engine, Position  # noqa: E402
+from pipeline.ledger.entry import EntryKind  # noqa: E402
 from pipeline.ledger.queries import entry_count  # noqa: E402
 from pipeline.ledger.schema import prepare  # noqa: E402
 from pipeline.ledger.store import Ledger, from_utc_text  # noqa: E402
@@ -249,7 +250,7 @@ def _recorded(url: str) -> list[tuple[str, str]]:
 _ENGINES: dict[str, Ledger] = {}
 
 
-def _entries(url: str, kind: str) -> int:
+def _entries(url: str, kind: EntryKind) -> int:
     """Entries of ``kind`` so far; one engine per URL, so that polling costs little CPU."""
     ledger = _ENGINES.setdefault(url, Ledger.open(url))
     with ledger.engine.connect() as connection:
@@ -259,7 +260,7 @@ def _entries(url: str, kind: str) -> int:
 def _count(url: str) -> int:
     """Decision entries so far (0 while the worker has yet to create the ledger)."""
     try:
-        return _entries(url, "decision")
+        return _entries(url, EntryKind.DECISION)
     except Exception:
         return 0
 
@@ -506,7 +507,7 @@ def one_round(
             rate = rates["pipeline"] = pipeline_rate(worker, url, expected.entries)
             # How far the topics' paces drifted apart in event time: a fact decided
             # after sharing events timed after it re-decides each of them.
-            redecided = _entries(url, "reevaluation")
+            redecided = _entries(url, EntryKind.REEVALUATION)
             print(
                 f"pipeline ({args.db}): {rate:9.0f} events/s ({redecided:,} re-evaluations)",
                 flush=True,

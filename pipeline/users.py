@@ -27,10 +27,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, text
 
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.projections import (
     SIGNIN,
-    USER_KIND,
     UserState,
     recorded_user,
     row_differences,
@@ -154,7 +153,7 @@ def _append_user_entry(ledger: Ledger, connection: Connection, details: dict[str
     """A ``user_action`` entry, appended in ``connection``'s transaction (which holds the
     chain-head lock: :meth:`Ledger.locked`), beside the row it vouches for."""
     head = Ledger.head(connection)[0]
-    entry = Entry.act(head + 1, USER_KIND, details, recorded_at=now_text())
+    entry = Entry.act(head + 1, EntryKind.USER_ACTION, details, recorded_at=now_text())
     ledger.append(connection, [NewEntry(entry)])
 
 

@@ -40,10 +40,10 @@ from pipeline.ledger.checkpoint_check import (
     read_outside,
 )
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.errors import LedgerError, NotADatabase
-from pipeline.ledger.keys import KEY_ROTATED, legacy_pupils, recorded_fingerprint, settle_key_file
+from pipeline.ledger.keys import legacy_pupils, recorded_fingerprint, settle_key_file
 from pipeline.ledger.merging import Unmerged, unmerged
-from pipeline.ledger.notices import NOTICE_PUBLISHED
 from pipeline.ledger.origin import LogOriginError, log_origin
 from pipeline.ledger.queries import stats
 from pipeline.ledger.reads import export
@@ -324,12 +324,12 @@ def _entry_said(row: dict[str, Any]) -> Text:
     if row["kind"] == "read":
         action, by, via = (details.get(k) for k in ("action", "by", "via"))
         return said.append(": ").append(plain(f"{action or 'read'} by {by} ({via})"))
-    if row["kind"] == KEY_ROTATED:
+    if row["kind"] == EntryKind.KEY_ROTATED:
         return said.append(": ").append(plain(f"by {details.get('by')}"))
     if row["kind"] == "erasure":
         by, rule = details.get("by"), details.get("rule")
         return said.append(": ").append(plain(f"pupil erased by {by} ({rule})"))
-    if row["kind"] == NOTICE_PUBLISHED:
+    if row["kind"] == EntryKind.NOTICE_PUBLISHED:
         by, school = details.get("by"), details.get("school")
         return said.append(": ").append(plain(f"by {by}" + (f" for {school}" if school else "")))
     if row["event_type"]:

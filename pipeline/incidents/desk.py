@@ -29,8 +29,8 @@ from pipeline.incidents.lifecycle import (
     Status,
 )
 from pipeline.ledger import incident_projection
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.incident_projection import ACTION_KIND, Narrowed
+from pipeline.ledger.entry import Entry, EntryKind
+from pipeline.ledger.incident_projection import Narrowed
 from pipeline.ledger.queries import entries_at
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
@@ -142,7 +142,7 @@ def take_action(
         }
         entry = Entry.act(
             seq,
-            ACTION_KIND,
+            EntryKind.INCIDENT_ACTION,
             {k: v for k, v in details.items() if v is not None},
             recorded_at=now_text(),
             refers_to=incident_id,

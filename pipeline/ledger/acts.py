@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.errors import is_unavailable
 from pipeline.ledger.store import Ledger, NewEntry, now_text
 
@@ -28,7 +28,7 @@ MOST_AT_ONCE = 256
 
 @dataclass(slots=True)
 class _Act:
-    kind: str
+    kind: EntryKind
     details: dict[str, Any]
     refers_to: int | None
     pupil_keys: Sequence[str]
@@ -52,7 +52,7 @@ _queues_lock = threading.Lock()
 
 def append_act(
     ledger: Ledger,
-    kind: str,
+    kind: EntryKind,
     details: dict[str, Any],
     refers_to: int | None = None,
     pupil_keys: Sequence[str] = (),

@@ -18,19 +18,18 @@ import threading
 import orjson
 from sqlalchemy import Connection, func, select
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.store import ENTRY
 from pipeline.policy.adopting import Adopted, in_force
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
-
-ADOPTED = "pack_adopted"
 
 
 def adoptions_after(connection: Connection, after_seq: int = 0) -> list[Adopted]:
     """The adoptions recorded after entry ``after_seq``, in seq order."""
     rows = connection.execute(
         select(ENTRY.c.seq, ENTRY.c.details)
-        .where(ENTRY.c.seq > after_seq, ENTRY.c.kind == ADOPTED)
+        .where(ENTRY.c.seq > after_seq, ENTRY.c.kind == EntryKind.PACK_ADOPTED)
         .order_by(ENTRY.c.seq)
     )
     found = []

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.store import utc_text
 from pipeline.register import check_upn
@@ -23,17 +24,8 @@ from schemas.events import EVENT_TYPES
 PSEUDONYM_PATTERN = r"^[0-9a-f]{64}$"
 _PSEUDONYM = re.compile(PSEUDONYM_PATTERN)
 
-KINDS = (
-    "decision",
-    "reevaluation",
-    "incident_action",
-    "read",
-    "user_action",
-    "key_rotated",
-    "erasure",
-    "pack_adopted",
-    "notice_published",
-)
+#: The kinds a search may ask for: every kind of entry.
+KINDS = tuple(EntryKind)
 
 
 class BadFilter(ValueError):

@@ -16,12 +16,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, select, text
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.models import CurrentDecision, LedgerEntry
 
 CURRENT: Table = CurrentDecision.__table__  # type: ignore[attr-defined]
 _ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 #: The kind of the entry re-deciding an event after a late fact.
-REEVALUATION = "reevaluation"
 
 _KEEP = text(
     "INSERT INTO current_decision (event_seq, seq, decision) "
@@ -98,7 +98,7 @@ def _rebuilt_rows(
 ) -> list[tuple[int, int, str | None]]:
     statement = select(_ENTRY.c.refers_to, _ENTRY.c.seq, _ENTRY.c.decision).where(
         _ENTRY.c.refers_to.is_not(None),  # the partial index on refers_to
-        _ENTRY.c.kind == REEVALUATION,
+        _ENTRY.c.kind == EntryKind.REEVALUATION,
     )
     if only is not None:
         statement = statement.where(_ENTRY.c.refers_to.in_(only))

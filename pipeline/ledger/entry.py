@@ -15,15 +15,39 @@ pupil's record is found from reads' details (:func:`pipeline.ledger.reads.reader
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import StrEnum
 from typing import Any, NamedTuple
 
 import orjson
 
 from pipeline.ledger.chain import ENTRY_FIELDS
+from schemas import alerts
 from schemas.alerts import ALERT_FIELDS
 
-#: What an entry that is not about an event records, by its ``kind``.
-DECISION, REEVALUATION, READ = "decision", "reevaluation", "read"
+
+class EntryKind(StrEnum):
+    """Every kind of entry the ledger holds, the one list of them. A member is its text: a
+    kind read back from the database compares equal to it, and queries bind it as text.
+    Entries hold the plain text (:meth:`Entry.act` takes the member's value), so that what
+    the chain hashes is the same whatever made the entry."""
+
+    DECISION = "decision"  # an event's decision as it arrived
+    REEVALUATION = "reevaluation"  # an earlier decision changed by a late fact
+    READ = "read"  # someone read pupils' records (a search, a report, a reveal)
+    INCIDENT_ACTION = "incident_action"  # a DPO's action on an incident
+    USER_ACTION = "user_action"  # a desk user made, changed, signed in or revoked
+    ERASURE = "erasure"  # a pupil's payloads erased, the entries kept
+    KEY_ROTATED = "key_rotated"  # the pseudonym key replaced
+    PACK_ADOPTED = "pack_adopted"  # a policy pack put in force
+    NOTICE_PUBLISHED = "notice_published"  # a privacy notice published
+    # The log's own alerts, each an entry of the alert's kind (the contract's names).
+    WITNESS_REFUSAL = alerts.WITNESS_REFUSAL
+    MERGE_DELAY_MISSED = alerts.MERGE_DELAY_MISSED
+    RETENTION_DUE = alerts.RETENTION_DUE
+
+
+#: The kinds the writer stamps on every event, as plain text: it makes one entry per event.
+_DECISION, _REEVALUATION = EntryKind.DECISION.value, EntryKind.REEVALUATION.value
 
 
 class Entry(NamedTuple):
@@ -88,9 +112,9 @@ class Entry(NamedTuple):
         of its own."""
         topic, partition, offset = position or (None, None, None)
         if reevaluated_by is None:
-            kind, details = DECISION, None
+            kind, details = _DECISION, None
         else:  # a re-evaluation has no position of its own
-            kind, details = REEVALUATION, {"reevaluated_by": reevaluated_by}
+            kind, details = _REEVALUATION, {"reevaluated_by": reevaluated_by}
             topic = partition = offset = None
         # In field order, by position: the writer makes one per event, and matching 21
         # keywords costs more than the rest of this put together.
@@ -122,7 +146,7 @@ class Entry(NamedTuple):
     def act(
         cls,
         seq: int,
-        kind: str,
+        kind: EntryKind,
         details: Mapping[str, Any],
         *,
         recorded_at: str,
@@ -136,7 +160,7 @@ class Entry(NamedTuple):
         it was."""
         return cls(
             seq=seq,
-            kind=kind,
+            kind=kind.value,
             refers_to=refers_to,
             recorded_at=recorded_at,
             recipient=recipient,

@@ -14,10 +14,10 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.store import ENTRY, PUPIL, any_of
 
 #: The kind of the entry recording an erasure.
-ERASURE = "erasure"
 
 
 def erased_pupils(connection: Any) -> dict[str, int]:
@@ -27,7 +27,7 @@ def erased_pupils(connection: Any) -> dict[str, int]:
     erased: dict[str, int] = {}
     rows = connection.execute(
         select(ENTRY.c.seq, ENTRY.c.pupil_keys)
-        .where(ENTRY.c.kind == ERASURE)
+        .where(ENTRY.c.kind == EntryKind.ERASURE)
         .order_by(ENTRY.c.seq.desc())
     )
     for seq, keys in rows:
@@ -50,7 +50,7 @@ class ErasingSchools:
         """Which of ``schools`` have erased a pupil."""
         rows = connection.execute(
             select(ENTRY.c.seq, ENTRY.c.pupil_keys)
-            .where(ENTRY.c.kind == ERASURE, ENTRY.c.seq > self.read_to)
+            .where(ENTRY.c.kind == EntryKind.ERASURE, ENTRY.c.seq > self.read_to)
             .order_by(ENTRY.c.seq)
         ).all()
         if rows:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Connection, select
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.ingest import fact_from_json
 from pipeline.ledger.queries import in_period
 from pipeline.ledger.store import ENTRY, FACT, IDENTITY, PAYLOAD, any_of
@@ -51,7 +52,7 @@ def latest_reevaluations(connection: Connection, up_to_seq: int) -> dict[int, De
         select(ENTRY.c.refers_to, ENTRY.c.decision, ENTRY.c.rules, ENTRY.c.reasons)
         .where(
             ENTRY.c.refers_to.is_not(None),
-            ENTRY.c.kind == "reevaluation",
+            ENTRY.c.kind == EntryKind.REEVALUATION,
             ENTRY.c.seq <= up_to_seq,
         )
         .order_by(ENTRY.c.seq)
@@ -90,7 +91,7 @@ def recorded_events(
         select(*columns)
         .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
         .where(
-            ENTRY.c.kind == "decision",
+            ENTRY.c.kind == EntryKind.DECISION,
             ENTRY.c.refers_to.is_(None),
             ENTRY.c.event_type.in_(SHARING_TYPES),
             ENTRY.c.seq <= up_to_seq,

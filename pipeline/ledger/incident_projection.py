@@ -26,6 +26,7 @@ import orjson
 from sqlalchemy import Connection, Table, bindparam, delete, select, text
 
 from pipeline.canonical import canonical_json
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.models import AlertOutbox, IncidentAlert, IncidentRow, LedgerEntry
 from pipeline.schooltime import school_day
 from schemas.alerts import (
@@ -45,7 +46,6 @@ ALERTS: Table = IncidentAlert.__table__  # type: ignore[attr-defined]
 _OUTBOX: Table = AlertOutbox.__table__  # type: ignore[attr-defined]
 _ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 #: The kind of the entry recording a DPO's action on an incident.
-ACTION_KIND = "incident_action"
 #: The outbox status of an alert whose event was re-decided before it went out: it is on
 #: no incident.
 SUPERSEDED = "superseded"
@@ -315,7 +315,7 @@ def found(connection: Connection, narrowed: Narrowed, with_alerts: bool = True) 
     acted = select(_ENTRY.c.refers_to, _ENTRY.c.seq, _ENTRY.c.recorded_at, _ENTRY.c.details).where(
         _ENTRY.c.refers_to.in_(bindparam("ids", expanding=True)),
         _ENTRY.c.refers_to.is_not(None),  # the partial index on refers_to
-        _ENTRY.c.kind == ACTION_KIND,
+        _ENTRY.c.kind == EntryKind.INCIDENT_ACTION,
     )
     for start in range(0, len(ids), _CHUNK):
         chunk = {"ids": ids[start : start + _CHUNK]}
@@ -374,7 +374,7 @@ def _action_entries(
     given), in seq order."""
     statement = select(_ENTRY.c.seq, _ENTRY.c.refers_to, _ENTRY.c.details).where(
         _ENTRY.c.refers_to.is_not(None),  # the partial index on refers_to
-        _ENTRY.c.kind == ACTION_KIND,
+        _ENTRY.c.kind == EntryKind.INCIDENT_ACTION,
     )
     wanted: dict[str, Any] = {}
     if incidents is not None:

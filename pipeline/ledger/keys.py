@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Table, func, insert, select
 
 from pipeline.keyfiles import discard_key_file, key_file_for, pending_key_file, replace_key_file
 from pipeline.ledger import schema
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.models import LedgerMeta
 from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger
 from pipeline.logging import get_logger
@@ -33,7 +34,6 @@ log = get_logger(__name__)
 META: Table = LedgerMeta.__table__  # type: ignore[attr-defined]
 FINGERPRINT = "pseudonym_key_fingerprint"
 #: The kind of the entry recording that the ledger's pseudonym key was replaced.
-KEY_ROTATED = "key_rotated"
 #: How much of a fingerprint an entry or a message shows: enough to tell a deployment's
 #: keys apart (2**64), the whole of it being in ``ledger_meta``.
 SHOWN = 16
@@ -104,7 +104,7 @@ def _refusal(connection: Connection, stored: str, mine: str) -> str:
     named as such (the fix is the new key, not the one the ledger was written with)."""
     retired = connection.execute(
         select(func.max(ENTRY.c.seq)).where(
-            ENTRY.c.kind == KEY_ROTATED, ENTRY.c.details.contains(f'"{mine[:SHOWN]}"')
+            ENTRY.c.kind == EntryKind.KEY_ROTATED, ENTRY.c.details.contains(f'"{mine[:SHOWN]}"')
         )
     ).scalar()
     if retired is not None:

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, func, select
 
 from pipeline.ledger.checkpoints import CHECKPOINT
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.store import ENTRY, Ledger, NewEntry, from_utc_text, now_text, utc_text
-from schemas.alerts import MERGE_DELAY_MISSED, Severity
+from schemas.alerts import Severity
 from schemas.decisions import Verdict
 
 #: The entries a receipt is owed for: records read from a topic (not a file's lines, whose
@@ -28,7 +28,7 @@ from schemas.decisions import Verdict
 _RECEIPTED = (
     ENTRY.c.topic.is_not(None),
     ENTRY.c.topic.not_like("file:%"),
-    ENTRY.c.kind != "reevaluation",
+    ENTRY.c.kind != EntryKind.REEVALUATION,
 )
 
 
@@ -80,7 +80,7 @@ def missed_alert_open(connection: Connection, signed: int) -> bool:
     return (
         connection.execute(
             select(ENTRY.c.seq)
-            .where(ENTRY.c.seq > signed, ENTRY.c.kind == MERGE_DELAY_MISSED)
+            .where(ENTRY.c.seq > signed, ENTRY.c.kind == EntryKind.MERGE_DELAY_MISSED)
             .limit(1)
         ).first()
         is not None
@@ -111,7 +111,7 @@ def check_merge_delay(
             "why": why,
         }
         entry = Entry.act(
-            seq, MERGE_DELAY_MISSED, details, recorded_at=now_text(), reasons=[reason]
+            seq, EntryKind.MERGE_DELAY_MISSED, details, recorded_at=now_text(), reasons=[reason]
         )
         alert = {**entry.alert_fields(), "decision": Verdict.REVIEW.value}
         high = Severity.HIGH.value

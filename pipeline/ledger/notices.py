@@ -18,6 +18,7 @@ import orjson
 from sqlalchemy import Connection, select
 
 from pipeline.ledger.acts import append_act
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.store import ENTRY, Ledger
 from pipeline.logging import get_logger
 from pipeline.policy.notice import Says, notice_digest
@@ -25,7 +26,6 @@ from pipeline.policy.notice import Says, notice_digest
 log = get_logger(__name__)
 
 #: The kind of the entry recording that a school published its privacy notice.
-NOTICE_PUBLISHED = "notice_published"
 
 
 class PublishRefused(ValueError):
@@ -78,7 +78,7 @@ def publish_notice(
         "digest": digest,
         "says": dict(says),
     }
-    seq = append_act(ledger, NOTICE_PUBLISHED, details)
+    seq = append_act(ledger, EntryKind.NOTICE_PUBLISHED, details)
     log.info("notice_published", seq=seq, school=school, digest=digest[:16])
     return seq
 
@@ -91,7 +91,7 @@ def published_notices(
     a notice a year or so: they are few, and read whole."""
     rows = connection.execute(
         select(ENTRY.c.seq, ENTRY.c.recorded_at, ENTRY.c.details)
-        .where(ENTRY.c.kind == NOTICE_PUBLISHED, ENTRY.c.seq <= up_to_seq)
+        .where(ENTRY.c.kind == EntryKind.NOTICE_PUBLISHED, ENTRY.c.seq <= up_to_seq)
         .order_by(ENTRY.c.seq)
     )
     found = []

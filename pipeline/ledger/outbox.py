@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Connection, func, select, update
 
 from pipeline.ledger import decision_projection, incident_projection
-from pipeline.ledger.entry import REEVALUATION
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.incident_projection import SUPERSEDED as SUPERSEDED
 from pipeline.ledger.store import ENTRY, OUTBOX, Ledger, now_text, utc_text
 
@@ -54,7 +54,7 @@ def due_alerts(ledger: Ledger, hold_seconds: float = 0.0, limit: int = 500) -> D
     )
     with ledger.engine.connect() as connection:
         rows = connection.execute(statement).all()
-        base = {r.seq: (r.refers_to if r.kind == REEVALUATION else r.seq) for r in rows}
+        base = {r.seq: (r.refers_to if r.kind == EntryKind.REEVALUATION else r.seq) for r in rows}
         latest = {
             event: seq
             for event, (seq, _) in decision_projection.redecided(connection, base.values()).items()

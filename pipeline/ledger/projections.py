@@ -30,13 +30,13 @@ import orjson
 from sqlalchemy import Connection, String, func, literal_column, select
 
 from pipeline.ledger.decision_projection import current_decision_faults
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.incident_projection import incident_faults
 from pipeline.ledger.models import AppUser
 from pipeline.ledger.store import ENTRY, FACT, PUPIL, RECIPIENT
 
 USERS = AppUser.__table__  # type: ignore[attr-defined]
 #: The kind of the ledger entry that records a change to who may use the desk.
-USER_KIND = "user_action"
 #: The action of a ``user_action`` entry recording a sign-in to the desk (it changes no
 #: user's state: it binds their session's row).
 SIGNIN = "signin"
@@ -247,7 +247,7 @@ def user_entries(
     when ``name`` is given (found by their name as the canonical details hold it)."""
     # The kind as a literal, never a parameter: a plan made for any kind (PostgreSQL's
     # generic plan for a prepared statement) could not use the partial index.
-    kind = literal_column(f"'{USER_KIND}'", String())
+    kind = literal_column(f"'{EntryKind.USER_ACTION.value}'", String())
     statement = select(ENTRY.c.seq, ENTRY.c.details).where(ENTRY.c.kind == kind)
     if name is not None:
         named = '"user":' + orjson.dumps(name).decode()
@@ -264,7 +264,7 @@ def user_entries(
 def signin_recorded(connection: Connection, session: str) -> dict[str, Any] | None:
     """The details of the sign-in entry that recorded the desk session ``session`` (the
     :func:`token_binding` of its row's hash); None if none did."""
-    kind = literal_column(f"'{USER_KIND}'", String())
+    kind = literal_column(f"'{EntryKind.USER_ACTION.value}'", String())
     named = '"session":' + orjson.dumps(session).decode()
     statement = select(ENTRY.c.details).where(
         ENTRY.c.kind == kind, ENTRY.c.details.contains(named, autoescape=True)

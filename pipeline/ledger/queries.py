@@ -14,7 +14,7 @@ import orjson
 from sqlalchemy import Connection, func, select
 
 from pipeline.ledger.chain import ENTRY_FIELDS
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.ingest import UNKNOWN_PUPIL_NOTE
 from pipeline.ledger.outbox import alert_counts
 from pipeline.ledger.store import (
@@ -201,7 +201,7 @@ def judged(connection: Connection, entry: Entry) -> dict[str, Any]:
     records, from its payload; a lifecycle event's fact, from the register. A re-decision
     is of the event its first decision recorded; an act, or an event recorded with
     neither (rejected), has none."""
-    seq = entry.refers_to if entry.kind == "reevaluation" else entry.seq
+    seq = entry.refers_to if entry.kind == EntryKind.REEVALUATION else entry.seq
     if seq is None or entry.event_type is None:
         return {}
     body = connection.execute(select(PAYLOAD.c.body).where(PAYLOAD.c.seq == seq)).scalar()
@@ -258,7 +258,7 @@ def stats(connection: Connection) -> dict[str, Any]:
     alerts = alert_counts(connection)
     unknown = connection.execute(
         select(func.count()).where(
-            ENTRY.c.kind == "decision",
+            ENTRY.c.kind == EntryKind.DECISION,
             ENTRY.c.event_type.in_(LIFECYCLE_TYPES),
             ENTRY.c.reasons.contains(UNKNOWN_PUPIL_NOTE, autoescape=True),
         )
@@ -282,13 +282,13 @@ def decisions_by_verdict(connection: Connection) -> dict[str, int]:
     breach, rejected); re-evaluations are not counted again."""
     rows = connection.execute(
         select(ENTRY.c.decision, func.count())
-        .where(ENTRY.c.kind == "decision")
+        .where(ENTRY.c.kind == EntryKind.DECISION)
         .group_by(ENTRY.c.decision)
     )
     return {str(decision): int(n) for decision, n in rows}
 
 
-def entry_count(connection: Connection, kind: str = "decision") -> int:
+def entry_count(connection: Connection, kind: EntryKind = EntryKind.DECISION) -> int:
     """How many entries of ``kind`` the ledger holds (by default: records decided)."""
     count = connection.execute(
         select(func.count()).select_from(ENTRY).where(ENTRY.c.kind == kind)
@@ -301,7 +301,7 @@ def current_decisions(connection: Connection) -> dict[str, tuple[str, tuple[str,
     ids = (
         connection.execute(
             select(ENTRY.c.event_id).where(
-                ENTRY.c.kind == "decision",
+                ENTRY.c.kind == EntryKind.DECISION,
                 ENTRY.c.refers_to.is_(None),
                 ENTRY.c.event_id.is_not(None),
             )

@@ -21,7 +21,7 @@ import orjson
 from sqlalchemy import Connection, or_, select
 
 from pipeline.ledger.acts import append_act
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.pupils import NOBODY
 from pipeline.ledger.queries import (
     Filters,
@@ -35,8 +35,6 @@ from pipeline.ledger.queries import (
     referring_to,
 )
 from pipeline.ledger.store import ENTRY, Ledger, any_of
-
-READ_KIND = "read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +94,7 @@ def record_read(
         details["schools"] = list(reader.schools)
     details.update(extra or {})
     named = [key for key in pupil_keys if key != NOBODY]
-    return append_act(ledger, READ_KIND, details, refers_to=refers_to, pupil_keys=named)
+    return append_act(ledger, EntryKind.READ, details, refers_to=refers_to, pupil_keys=named)
 
 
 def search(ledger: Ledger, reader: Requester, filters: Filters, limit: int) -> Page:
@@ -234,7 +232,7 @@ def readers_of(
     own: list[Entry] = []
     reads: dict[int, Entry] = {}
     for entry in naming:
-        if entry.kind == READ_KIND:
+        if entry.kind == EntryKind.READ:
             reads[entry.seq] = entry
         else:
             own.append(entry)
@@ -242,7 +240,7 @@ def readers_of(
         shown = ShownEntries(own)
         candidates = connection.execute(
             select(ENTRY.c.seq, ENTRY.c.refers_to, ENTRY.c.details).where(
-                ENTRY.c.kind == READ_KIND,
+                ENTRY.c.kind == EntryKind.READ,
                 ENTRY.c.seq > own[0].seq,
                 or_(
                     ENTRY.c.pupil_keys == "[]",

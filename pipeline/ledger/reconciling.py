@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.queries import Filters
 from pipeline.ledger.reads import Requester, export, record_read
 from pipeline.ledger.store import Ledger, from_utc_text, utc_text
@@ -62,7 +62,7 @@ def unsent(
     ``since`` up to and including ``until`` whose event is not in ``sent``. Recorded as an
     export of those filters before the first is produced."""
     end = None if until is None else utc_text(from_utc_text(until) + timedelta(microseconds=1))
-    filters = Filters(kind="decision", since=since, until=end)
+    filters = Filters(kind=EntryKind.DECISION, since=since, until=end)
     _, rows = export(ledger, reader, filters, "reconcile", along=lambda _, entry: {"entry": entry})
     for row in rows:
         entry: Entry = row["entry"]

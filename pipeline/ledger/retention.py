@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, Connection, cast, false, func, or_, select
 
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.ingest import fact_from_json
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import (
@@ -40,7 +40,7 @@ from pipeline.policy.pack import Policy
 from pipeline.policy.retention import Due, Held, Period, limits, merged, periods, retention_due
 from pipeline.register import Leaving, Register, SchoolFact
 from pipeline.schooltime import SCHOOL_TIME, school_day
-from schemas.alerts import RETENTION_DUE, Severity
+from schemas.alerts import Severity
 from schemas.decisions import Verdict
 from schemas.events import SHARING_TYPES
 
@@ -77,7 +77,7 @@ def _scoped(statement: Any, column: Any, schools: tuple[str, ...] | None) -> Any
 def _sharing(statement: Any) -> Any:
     """Only first decisions of sharing events, never a rejected one."""
     return statement.where(
-        ENTRY.c.kind == "decision",
+        ENTRY.c.kind == EntryKind.DECISION,
         ENTRY.c.refers_to.is_(None),
         ENTRY.c.event_type.in_(SHARING_TYPES),
         ENTRY.c.decision != "rejected",
@@ -334,7 +334,9 @@ def alerted_this_week(connection: Connection, today: date) -> set[str]:
     """The schools already alerted of records due in ``today``'s week (school time)."""
     since = utc_text(datetime.combine(_week_start(today), time(), SCHOOL_TIME))
     rows = connection.execute(
-        select(ENTRY.c.details).where(ENTRY.c.kind == RETENTION_DUE, ENTRY.c.recorded_at >= since)
+        select(ENTRY.c.details).where(
+            ENTRY.c.kind == EntryKind.RETENTION_DUE, ENTRY.c.recorded_at >= since
+        )
     )
     return {orjson.loads(details)["school"] for (details,) in rows}
 
@@ -383,7 +385,7 @@ def raise_retention_due(
                 "pupils": pupils,
             }
             entry = Entry.act(
-                seq, RETENTION_DUE, details, recorded_at=utc_text(at), reasons=[reason]
+                seq, EntryKind.RETENTION_DUE, details, recorded_at=utc_text(at), reasons=[reason]
             )
             alert = {**entry.alert_fields(), "school": school, "decision": Verdict.REVIEW.value}
             low = Severity.LOW.value

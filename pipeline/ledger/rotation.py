@@ -25,10 +25,9 @@ from dataclasses import dataclass
 import orjson
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.keys import (
     FINGERPRINT,
-    KEY_ROTATED,
     META,
     SHOWN,
     bind,
@@ -111,7 +110,7 @@ def rotate_key(
             "freed": freed,
         }
         seq = Ledger.head(connection)[0] + 1
-        entry = Entry.act(seq, KEY_ROTATED, details, recorded_at=now_text())
+        entry = Entry.act(seq, EntryKind.KEY_ROTATED, details, recorded_at=now_text())
         ledger.append(connection, [NewEntry(entry)])
         # Last before the commit: any refusal above leaves no key file behind, and the
         # ledger never records a key that is not on disk.
@@ -164,7 +163,7 @@ def fingerprint_faults(connection: Connection) -> list[tuple[int, str]]:
     check run with that key."""
     last = connection.execute(
         select(ENTRY.c.seq, ENTRY.c.details)
-        .where(ENTRY.c.kind == KEY_ROTATED)
+        .where(ENTRY.c.kind == EntryKind.KEY_ROTATED)
         .order_by(ENTRY.c.seq.desc())
         .limit(1)
     ).first()

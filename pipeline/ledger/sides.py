@@ -16,6 +16,7 @@ import zlib
 import orjson
 from sqlalchemy import Connection, LargeBinary, case, func, select, type_coerce
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.keys import meta_value
 from pipeline.ledger.outbox import SUPERSEDED
 from pipeline.ledger.payloads import oldest_record_of, unpacked_payload
@@ -125,9 +126,13 @@ def _unfounded_supersessions(connection: Connection, since: int) -> list[tuple[i
     """An alert is marked superseded (kept off the desk) only when a later entry re-decided
     its event; one marked so without such an entry was hidden behind the writer's back."""
     alerted = ENTRY.alias("alerted")
-    base = case((alerted.c.kind == "reevaluation", alerted.c.refers_to), else_=alerted.c.seq)
+    base = case(
+        (alerted.c.kind == EntryKind.REEVALUATION, alerted.c.refers_to), else_=alerted.c.seq
+    )
     redecided = select(ENTRY.c.seq).where(
-        ENTRY.c.kind == "reevaluation", ENTRY.c.refers_to == base, ENTRY.c.seq > alerted.c.seq
+        ENTRY.c.kind == EntryKind.REEVALUATION,
+        ENTRY.c.refers_to == base,
+        ENTRY.c.seq > alerted.c.seq,
     )
     statement = (
         select(OUTBOX.c.seq)

@@ -38,7 +38,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from pipeline.canonical import canonical_json
 from pipeline.ledger import decision_projection, incident_projection
 from pipeline.ledger.chain import ENTRY_FIELDS, link_hash, stored_form
-from pipeline.ledger.entry import REEVALUATION, Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.errors import LedgerBusy, NotADatabase, translate_driver_errors
 from pipeline.ledger.models import (
     AlertOutbox,
@@ -237,9 +237,9 @@ class _Projected:
 
     def add(self, new: NewEntry, entry: Entry) -> None:
         seq = entry.seq
-        if entry.kind == REEVALUATION and entry.refers_to is not None:
+        if entry.kind == EntryKind.REEVALUATION and entry.refers_to is not None:
             self.redecisions.append((entry.refers_to, seq, entry.decision))
-        elif entry.kind == incident_projection.ACTION_KIND:
+        elif entry.kind == EntryKind.INCIDENT_ACTION:
             self.actions.append((seq, entry.refers_to, entry.details or {}))
         if new.alert is not None:
             self.alerts.append((seq, {**new.alert[1], "seq": seq}))
@@ -414,7 +414,7 @@ class Ledger:
                 ENTRY.c.offset,
                 ENTRY.c.payload_digest,
             ).where(
-                ENTRY.c.kind == "decision",
+                ENTRY.c.kind == EntryKind.DECISION,
                 ENTRY.c.event_id.is_(None),
                 any_of(connection, ENTRY.c.payload_digest, [w[3] for w in wanted]),
             )
@@ -518,7 +518,7 @@ def _decision_entries(
     if not ids:
         return []
     statement = select(ENTRY).where(
-        ENTRY.c.kind == "decision",
+        ENTRY.c.kind == EntryKind.DECISION,
         condition,
         ENTRY.c.event_id.is_not(None),  # lets SQLite use the partial unique indexes
         any_of(connection, ENTRY.c.event_id, ids),

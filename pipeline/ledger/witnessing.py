@@ -22,14 +22,14 @@ from pipeline.ledger.checkpoints import (
     latest,
     record_cosignature,
 )
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.store import Ledger, NewEntry, now_text
 from pipeline.ledger.tree import consistency_proof
 from pipeline.logging import get_logger
 from pipeline.settings import WitnessSetting
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.note import Note, NoteError, Verifier, cosigned_by
-from schemas.alerts import WITNESS_REFUSAL, Severity
+from schemas.alerts import Severity
 from schemas.decisions import Verdict
 
 #: Seconds a witness has to answer each request, all of it (SHARING_AUDIT_WITNESS_DEADLINE_SECONDS).
@@ -151,7 +151,9 @@ def raise_refusal(ledger: Ledger, witness: str, size: int, why: str) -> int:
     with ledger.locked() as connection:
         seq = Ledger.head(connection)[0] + 1
         details = {"witness": witness, "size": size, "why": why}
-        entry = Entry.act(seq, WITNESS_REFUSAL, details, recorded_at=now_text(), reasons=[reason])
+        entry = Entry.act(
+            seq, EntryKind.WITNESS_REFUSAL, details, recorded_at=now_text(), reasons=[reason]
+        )
         alert = entry.alert_fields()
         alert["decision"] = Verdict.BREACH.value
         high = Severity.HIGH.value

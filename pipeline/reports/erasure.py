@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from pipeline.ledger.erasure import ERASURE
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.queries import entry_at
 from pipeline.ledger.store import ENTRY, PUPIL, from_utc_text
 from pipeline.policy.schools import Controller, Schools, controller_of
@@ -79,7 +79,7 @@ def erasure_statement(
     Schools are named as the register gives them, else as ``school`` (the deployment's
     one school, from its settings) does."""
     entry = entry_at(connection, seq)
-    if entry is None or entry.kind != ERASURE or not entry.pupil_keys:
+    if entry is None or entry.kind != EntryKind.ERASURE or not entry.pupil_keys:
         return None
     urns = schools_naming(connection, entry.pupil_keys[0])
     if scope is not None and not set(urns) & set(scope):

@@ -23,10 +23,9 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.erasure import ERASURE
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.queries import ENTRY_COLUMNS, in_scope
-from pipeline.ledger.reads import READ_KIND, Requester, read_in_scope, readers_of, record_read
+from pipeline.ledger.reads import Requester, read_in_scope, readers_of, record_read
 from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.logging import get_logger
@@ -123,7 +122,7 @@ def build_sar(
     ordered = sorted(entries, key=lambda e: e.seq)
     later: dict[int, list[Entry]] = {}
     for entry in ordered:
-        if entry.kind == "reevaluation" and entry.refers_to is not None:
+        if entry.kind == EntryKind.REEVALUATION and entry.refers_to is not None:
             later.setdefault(entry.refers_to, []).append(entry)
     report: dict[str, Any] = {name: [] for name in SECTIONS}
     erased: dict[str, Any] | None = None
@@ -131,11 +130,11 @@ def build_sar(
     present = set(covered)
     for entry in ordered:
         kind = entry.kind
-        if kind == "reevaluation" and entry.refers_to in present:
+        if kind == EntryKind.REEVALUATION and entry.refers_to in present:
             continue  # shown with the event it re-decides
-        if kind == READ_KIND:
+        if kind == EntryKind.READ:
             continue  # among the reads
-        if kind == ERASURE:
+        if kind == EntryKind.ERASURE:
             details = entry.details or {}
             erased = {"seq": entry.seq, "at": entry.recorded_at, "rule": details.get("rule")}
             continue
@@ -156,7 +155,7 @@ def build_sar(
     disclosures = report["disclosures"]
     # The schools the pupil's entries come from (one, unless the pupil moved within a trust).
     urns: list[str | None] = [
-        *dict.fromkeys(e.school for e in ordered if e.kind != READ_KIND and e.school)
+        *dict.fromkeys(e.school for e in ordered if e.kind != EntryKind.READ and e.school)
     ] or [None]
     return {
         "pupil": {"upn": identity.upn, "dob": identity.dob, "pseudonym": pupil_key},
@@ -335,14 +334,14 @@ def subject_access(
         if pupil_key not in entry.pupil_keys:  # the index is not believed
             log.warning("index_row_not_borne_out", table="entry_pupil", seq=entry.seq)
             continue
-        reading = entry.kind == READ_KIND
+        reading = entry.kind == EntryKind.READ
         if not (read_in_scope(entry, schools) if reading else in_scope(entry, schools)):
             continue
         found.append(entry)
         if row["body"] is not None:
             data = orjson.loads(row["body"])["data"]
             payloads[row["seq"]] = {name: data.get(name) for name in PAYLOAD_FIELDS}
-    if schools is not None and not any(e.kind != READ_KIND for e in found):
+    if schools is not None and not any(e.kind != EntryKind.READ for e in found):
         return None
     known = Ledger.identities(connection, [pupil_key]).get(pupil_key)
     identity = Identity(*known) if known else Identity(None, None)

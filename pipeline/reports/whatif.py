@@ -22,7 +22,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from pipeline.ledger.acts import append_act
-from pipeline.ledger.adoption import ADOPTED, adoptions_after
+from pipeline.ledger.adoption import adoptions_after
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.history import Recorded, births, recorded_events, school_facts
 from pipeline.ledger.reads import Requester, record_read
 from pipeline.ledger.store import Ledger, now_text
@@ -205,5 +206,5 @@ def adopt(
         "what_if_read": report["read_seq"],
         "pack": text,
     }
-    seq = append_act(ledger, ADOPTED, details)
+    seq = append_act(ledger, EntryKind.PACK_ADOPTED, details)
     return {**report, "adopted_seq": seq, "old": details["old"], "new": details["new"]}

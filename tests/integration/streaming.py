@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.queries import current_decisions, entry_count
 from pipeline.ledger.store import Ledger
 from pipeline.transport.broker import BrokerError, EmbeddedBroker
@@ -42,7 +43,7 @@ def kafka_broker() -> Iterator[KafkaConfig]:
         yield KafkaConfig(bootstrap=container.get_bootstrap_server())
 
 
-def ledger_count(url: str, kind: str = "decision") -> int:
+def ledger_count(url: str, kind: EntryKind = EntryKind.DECISION) -> int:
     """How many entries of ``kind`` the ledger at ``url`` holds (0 while it cannot be read)."""
     ledger = Ledger.open(url)
     try:

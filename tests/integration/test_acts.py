@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from pipeline.ledger import schema
 from pipeline.ledger.acts import append_act
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.queries import entry_at
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.verification import verify
@@ -66,7 +67,7 @@ def reading(n: int) -> dict[str, Any]:
 
 
 def test_acts_appended_at_once_each_get_their_own_seq_in_an_intact_chain(ledger: Ledger) -> None:
-    calls = [partial(append_act, ledger, "read", reading(n)) for n in range(40)]
+    calls = [partial(append_act, ledger, EntryKind.READ, reading(n)) for n in range(40)]
     seqs = at_once(calls)
     assert sorted(seqs) == list(range(1, 41))
     with ledger.engine.connect() as connection:
@@ -79,7 +80,7 @@ def test_acts_appended_at_once_each_get_their_own_seq_in_an_intact_chain(ledger:
 def test_acts_waiting_behind_the_lock_are_committed_together(ledger: Ledger) -> None:
     commits: list[int] = []
     event.listen(ledger.engine, "commit", lambda _: commits.append(1))
-    calls = [partial(append_act, ledger, "read", reading(n)) for n in range(16)]
+    calls = [partial(append_act, ledger, EntryKind.READ, reading(n)) for n in range(16)]
     seqs = while_the_chain_is_held(ledger, calls)
     assert sorted(seqs) == list(range(1, 17))
     # One for the first to come (it waited on the lock itself), one for all the others.
@@ -88,8 +89,8 @@ def test_acts_waiting_behind_the_lock_are_committed_together(ledger: Ledger) -> 
 
 def test_an_act_that_cannot_be_written_fails_alone(ledger: Ledger) -> None:
     unwritable = {"action": "search", "by": object()}  # not JSON: the hash cannot be taken
-    calls = [partial(append_act, ledger, "read", reading(n)) for n in range(8)]
-    calls.insert(4, partial(append_act, ledger, "read", unwritable))
+    calls = [partial(append_act, ledger, EntryKind.READ, reading(n)) for n in range(8)]
+    calls.insert(4, partial(append_act, ledger, EntryKind.READ, unwritable))
     results = while_the_chain_is_held(ledger, calls)
     failed = results.pop(4)
     assert isinstance(failed, TypeError)

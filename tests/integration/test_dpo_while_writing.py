@@ -36,7 +36,7 @@ from pipeline.checking import expected_of
 from pipeline.engine import Engine
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import Action, ActionKind, Risk, TransitionRefused
-from pipeline.ledger.incident_projection import ACTION_KIND
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.store import ENTRY, Ledger, from_utc_text
 from pipeline.policy.pack import Policy
 from pipeline.transport.mis import MisProducer
@@ -161,7 +161,7 @@ def measured(url: str, dpo: Dpo) -> tuple[float, float, int]:
     with ledger.engine.connect() as connection:
         rows = connection.execute(
             select(ENTRY.c.kind, ENTRY.c.recorded_at)
-            .where(ENTRY.c.kind.in_(("decision", ACTION_KIND)))
+            .where(ENTRY.c.kind.in_((EntryKind.DECISION, EntryKind.INCIDENT_ACTION)))
             .order_by(ENTRY.c.seq)
         ).all()
     ledger.engine.dispose()
@@ -171,7 +171,7 @@ def measured(url: str, dpo: Dpo) -> tuple[float, float, int]:
     acted = [
         t
         for kind, at in rows
-        if kind == ACTION_KIND and bounds[0] <= (t := from_utc_text(at)) <= bounds[1]
+        if kind == EntryKind.INCIDENT_ACTION and bounds[0] <= (t := from_utc_text(at)) <= bounds[1]
     ]
     return (
         rate_within(batches, dpo.working, bounds),

@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.engine import Position
-from pipeline.ledger.erasure import ERASURE, ErasureRefused, erase, erase_many
+from pipeline.ledger.entry import EntryKind
+from pipeline.ledger.erasure import ErasureRefused, erase, erase_many
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import NOBODY, finder
 from pipeline.ledger.queries import Filters, entries
@@ -54,7 +55,7 @@ def test_the_erasure_is_an_entry_naming_the_pupil_by_pseudonym_alone(db_url: str
     with ledger.engine.connect() as connection:
         found = list(entries(connection, Filters(pupil_key=pupil)))
     erasure = found[-1]
-    assert (erasure.seq, erasure.kind, erasure.pupil_keys) == (seq, ERASURE, (pupil,))
+    assert (erasure.seq, erasure.kind, erasure.pupil_keys) == (seq, EntryKind.ERASURE, (pupil,))
     assert erasure.details == {
         "by": "dpo",
         "reason": "the parent asked",
@@ -84,7 +85,9 @@ def test_a_pupil_met_again_after_erasure_gets_a_new_pseudonym(db_url: str) -> No
     again = finder(ledger)(upn(1))
     assert again not in (erased, NOBODY)
     with ledger.engine.connect() as connection:
-        assert not [e for e in entries(connection, Filters(pupil_key=again)) if e.kind == ERASURE]
+        assert not [
+            e for e in entries(connection, Filters(pupil_key=again)) if e.kind == EntryKind.ERASURE
+        ]
 
 
 def test_no_earlier_leaf_changes_and_the_ledger_still_verifies(db_url: str) -> None:
@@ -177,7 +180,7 @@ def test_erasing_many_makes_an_entry_each_in_one_transaction(db_url: str) -> Non
     assert [one.seq for one in erased.values()] == [size + 1, size + 2]
     assert _identity_keys(ledger) == {find(upn(2))}
     with ledger.engine.connect() as connection:
-        made = [e for e in entries(connection, Filters(kind=ERASURE))]
+        made = [e for e in entries(connection, Filters(kind=EntryKind.ERASURE))]
         assert verify(connection, PSEUDONYMS).ok
     assert [(e.pupil_keys, (e.details or {})["entries"]) for e in made] == [
         ((pupils[0],), erased[pupils[0]].entries),
@@ -204,4 +207,4 @@ def test_erasing_many_passes_over_those_erased_meanwhile_when_asked_to(db_url: s
     )
     assert list(erased) == [second]
     with ledger.engine.connect() as connection:
-        assert len(list(entries(connection, Filters(kind=ERASURE)))) == 2
+        assert len(list(entries(connection, Filters(kind=EntryKind.ERASURE)))) == 2

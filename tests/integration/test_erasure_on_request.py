@@ -20,7 +20,8 @@ from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.incidents.desk import incidents, open_incidents_of, take_action
 from pipeline.incidents.lifecycle import Action, ActionKind, Risk
-from pipeline.ledger.erasure import ERASURE, ErasureRefused, Needs, erase
+from pipeline.ledger.entry import EntryKind
+from pipeline.ledger.erasure import ErasureRefused, Needs, erase
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import NOBODY, finder
 from pipeline.ledger.store import IDENTITY, Ledger
@@ -259,7 +260,7 @@ def test_a_pupil_nothing_needs_is_erased_and_an_erasure_names_them_by_pseudonym(
     assert GONE not in identities(ledger)
     with ledger.engine.connect() as connection:
         row = connection.exec_driver_sql(f"SELECT kind FROM ledger_entry WHERE seq = {done.seq}")
-        assert row.scalar_one() == ERASURE
+        assert row.scalar_one() == EntryKind.ERASURE
 
 
 # -- the API ---------------------------------------------------------------------------------

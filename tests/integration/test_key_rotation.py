@@ -25,11 +25,11 @@ from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.keyfiles import pending_key_file, write_new_key_file
 from pipeline.ledger import ingest
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.erasure import erase
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.keys import (
     FINGERPRINT,
-    KEY_ROTATED,
     META,
     KeyRefused,
     bind_key,
@@ -135,7 +135,11 @@ def _leaves(ledger: Ledger) -> list[tuple[int, str]]:
 
 def _rotations(ledger: Ledger) -> list[dict[str, object]]:
     with ledger.engine.connect() as connection:
-        found = select(ENTRY.c.details).where(ENTRY.c.kind == KEY_ROTATED).order_by(ENTRY.c.seq)
+        found = (
+            select(ENTRY.c.details)
+            .where(ENTRY.c.kind == EntryKind.KEY_ROTATED)
+            .order_by(ENTRY.c.seq)
+        )
         return [orjson.loads(d) for d in connection.execute(found).scalars()]
 
 
@@ -280,10 +284,10 @@ def test_the_rotation_is_listed_by_kind_in_query(old: Old, tmp_path: Path) -> No
     new_file = None if old.key_file else tmp_path / "new.key"
     old.rotate(new_key_file=new_file)
     old.deploy(new_file)
-    found = old.run("ledger", "query", "--kind", KEY_ROTATED, "--format", "jsonl").stdout
+    found = old.run("ledger", "query", "--kind", EntryKind.KEY_ROTATED, "--format", "jsonl").stdout
     (row,) = [orjson.loads(x) for x in found.splitlines()]
     assert row["details"]["by"] == "dana"
-    table = old.run("ledger", "query", "--kind", KEY_ROTATED).stdout
+    table = old.run("ledger", "query", "--kind", EntryKind.KEY_ROTATED).stdout
     assert "key_rotated: by dana" in table
 
 
@@ -438,7 +442,7 @@ def test_verify_names_the_rotation_when_the_recorded_fingerprint_is_swapped(
     run with that key: but not the rotation entry's record of which key it made."""
     new_file = None if old.key_file else tmp_path / "new.key"
     old.rotate(new_key_file=new_file)
-    (rotated,) = _entries_of_kind(old.ledger, KEY_ROTATED)
+    (rotated,) = _entries_of_kind(old.ledger, EntryKind.KEY_ROTATED)
     theirs = pseudonymiser(b"\x07" * 32)
     with old.ledger.engine.begin() as connection:
         connection.execute(
@@ -464,12 +468,12 @@ def _entries_of_kind(ledger: Ledger, kind: str) -> list[int]:
 
 def test_the_desk_shows_the_rotation_in_plain_words(sqlite_old: Old) -> None:
     sqlite_old.rotate()
-    (seq,) = _entries_of_kind(sqlite_old.ledger, KEY_ROTATED)
+    (seq,) = _entries_of_kind(sqlite_old.ledger, EntryKind.KEY_ROTATED)
     ledger = sqlite_old.ledger
     token = add_user(ledger, "Dana (DPO)", Role.DPO)
     client = TestClient(create_api(ledger, pseudonym=sqlite_old.key_now()))
     assert client.post("/desk/signin", data={"token": token}, follow_redirects=False).is_redirect
-    for address in (f"/desk/entries/{seq}", f"/desk/search?kind={KEY_ROTATED}&go=1"):
+    for address in (f"/desk/entries/{seq}", f"/desk/search?kind={EntryKind.KEY_ROTATED}&go=1"):
         html = client.get(address).text
         assert "pseudonym key replaced" in html, address
         assert raw_values_in(html) == [], address

@@ -19,7 +19,7 @@ from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
 from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.checkpoints import record_cosignature, sign_if_grown
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.ingest import LedgerWriter, Record
 from pipeline.ledger.models import APPEND_ONLY_TABLES
@@ -205,7 +205,9 @@ class LedgerContract:
         alone: the connection is left as it was for what follows in its transaction."""
         with filled.locked() as connection:
             seq = len(list(entries(connection))) + 1
-            act = Entry.act(seq, "read", {"action": "test"}, recorded_at="2026-12-01T00:00:00Z")
+            act = Entry.act(
+                seq, EntryKind.READ, {"action": "test"}, recorded_at="2026-12-01T00:00:00Z"
+            )
             filled.append(connection, [NewEntry(act)])
         assert self.verification(filled).count == seq
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.ledger import schema
-from pipeline.ledger.erasure import ERASURE
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, entries
@@ -80,7 +80,7 @@ def _plan(ledger: Ledger, as_of: date, key: bool = True) -> Any:
 
 def _erasures(ledger: Ledger) -> list[Any]:
     with ledger.engine.connect() as connection:
-        return list(entries(connection, Filters(kind=ERASURE)))
+        return list(entries(connection, Filters(kind=EntryKind.ERASURE)))
 
 
 def test_a_pupil_past_the_ledgers_retention_is_erased_under_the_rule_retention(

@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.ledger.entry import EntryKind
 from pipeline.policy.pack import Policy
 from pipeline.simulate import simulate
 from pipeline.transport.broker import free_port
@@ -141,7 +142,7 @@ def test_the_worker_counts_each_record_it_takes_records_and_receipts(
 
         assert wait_until(settled, timeout=90), (tmp_path / "worker.log").read_text()[-3000:]
         found = scraped()
-        head = ledger_count(url, "decision") + ledger_count(url, "reevaluation")
+        head = ledger_count(url) + ledger_count(url, EntryKind.REEVALUATION)
     assert total(found, "sharing_audit_records_consumed_total") == len(events)
     assert total(found, "sharing_audit_receipts_sent_total") == len(events)
     assert total(found, "sharing_audit_decisions_total") >= len(events)

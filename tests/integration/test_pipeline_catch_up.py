@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from pipeline.engine import Engine, Position
+from pipeline.ledger.entry import EntryKind
 from pipeline.policy.pack import Policy
 from pipeline.simulate import simulate
 from pipeline.transport.kafka import KafkaConfig, ensure_topics
@@ -47,4 +48,4 @@ def test_a_backlog_drained_makes_about_the_re_evaluations_of_the_events_in_sent_
         if (d := engine.current(e)) is not None
     }
     assert ledger_final(url) == final
-    assert ledger_count(url, "reevaluation") <= in_order, f"{in_order} in sent order"
+    assert ledger_count(url, EntryKind.REEVALUATION) <= in_order, f"{in_order} in sent order"

@@ -14,6 +14,7 @@ from sqlalchemy import TextClause, bindparam, text
 
 from pipeline.engine import Position
 from pipeline.ledger.acts import append_act
+from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.pupils import finder
 from pipeline.ledger.queries import Filters, count, entries
@@ -343,7 +344,7 @@ def test_users_recorded_before_entries_held_their_state_are_rebuilt_as_then_writ
     older = {"user": "old", "by": "root"}
     append_act(
         ledger,
-        "user_action",
+        EntryKind.USER_ACTION,
         {
             **older,
             "action": "add",
@@ -352,8 +353,8 @@ def test_users_recorded_before_entries_held_their_state_are_rebuilt_as_then_writ
             "expires_at": "2030-01-01T00:00:00.000000Z",
         },
     )
-    append_act(ledger, "user_action", {**older, "action": "revoke"})
-    append_act(ledger, "user_action", {**older, "action": "rotate"})
+    append_act(ledger, EntryKind.USER_ACTION, {**older, "action": "revoke"})
+    append_act(ledger, EntryKind.USER_ACTION, {**older, "action": "rotate"})
     with ledger.engine.connect() as connection:
         result = verify(connection)
     assert result.ok, result.fault

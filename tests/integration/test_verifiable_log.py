@@ -24,7 +24,7 @@ from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.acts import append_act
 from pipeline.ledger.checkpoint_check import kept_checkpoints
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
@@ -471,7 +471,7 @@ def test_ledger_verify_reads_one_snapshot_while_the_worker_appends(db_url: str, 
 
     def appending() -> None:
         while not done.is_set():
-            append_act(ledger, "read", {"action": "test"})
+            append_act(ledger, EntryKind.READ, {"action": "test"})
 
     writer = threading.Thread(target=appending)
     writer.start()

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from pipeline.canonical import canonical_json
 from pipeline.ledger.chain import ENTRY_FIELDS, JSON_FIELDS, entry_leaf, hashable_form, stored_form
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.entry import Entry, EntryKind
 from schemas.alerts import ALERT_FIELDS
 
 texts = st.text(max_size=12)
@@ -49,7 +49,7 @@ def test_its_fields_are_the_ledgers_hashed_fields_then_the_chains() -> None:
 
 
 def test_it_cannot_be_changed_once_made() -> None:
-    entry = Entry.act(1, "read", {"action": "search"}, recorded_at="2026-12-01T00:00:00Z")
+    entry = Entry.act(1, EntryKind.READ, {"action": "search"}, recorded_at="2026-12-01T00:00:00Z")
     with pytest.raises(AttributeError):
         entry.decision = "allowed"  # type: ignore[misc]
 
@@ -131,18 +131,18 @@ def test_a_reevaluation_has_no_position_and_names_what_re_decided_it() -> None:
 
 
 def test_an_act_names_each_pupil_once_in_the_order_given() -> None:
-    entry = Entry.act(1, "read", {}, recorded_at="t", pupil_keys=["b", "a", "b"])
+    entry = Entry.act(1, EntryKind.READ, {}, recorded_at="t", pupil_keys=["b", "a", "b"])
     assert entry.pupil_keys == ("b", "a")
 
 
 def test_binding_side_rows_keeps_what_the_details_said() -> None:
-    entry = Entry.act(1, "read", {"action": "open"}, recorded_at="t")
+    entry = Entry.act(1, EntryKind.READ, {"action": "open"}, recorded_at="t")
     bound = entry.binding({"payload": "d" * 64})
     assert bound.details == {"action": "open", "sides": {"payload": "d" * 64}}
     assert entry.details == {"action": "open"}
 
 
 def test_an_alert_carries_the_alert_fields_of_its_entry() -> None:
-    entry = Entry.act(4, "witness_refusal", {}, recorded_at="t", reasons=["refused"])
+    entry = Entry.act(4, EntryKind.WITNESS_REFUSAL, {}, recorded_at="t", reasons=["refused"])
     assert list(entry.alert_fields()) == list(ALERT_FIELDS)
     assert entry.alert_fields()["reasons"] == ["refused"]

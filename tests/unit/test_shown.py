@@ -55,6 +55,10 @@ def test_every_value_of_the_contract_has_a_plain_name(
     assert not [name for name in table.values() if re.search(r"\w[._]\w", name)]
 
 
+def test_every_kind_of_entry_has_a_plain_name() -> None:
+    assert set(KIND_NAMES) == set(KINDS)
+
+
 @pytest.mark.parametrize(
     ("table", "ids"),
     [(STATUSES, Status), (ACTIONS, ActionKind), (RISKS, Risk), (KIND_NAMES, KINDS)],
