@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scratch import scratch_postgres
 
 from pipeline.ledger import schema
+from pipeline.ledger.dialects import POSTGRESQL
 from pipeline.ledger.entry import Entry
 from pipeline.ledger.queries import Filters, entries
 from pipeline.ledger.reads import Requester, search
@@ -208,7 +209,7 @@ def run(name: str, url: str, args: argparse.Namespace, folder: Path) -> dict[str
     ledger = Ledger.open(url)
     schema.upgrade(ledger.engine)
     seconds = build(ledger, args.entries, args.pupils, policy.version)
-    if ledger.dialect == "postgresql":
+    if ledger.dialect is POSTGRESQL:
         # A ledger filled over a year has been analysed, vacuumed and checkpointed many
         # times; one just bulk-loaded has not. Do now what autovacuum and the
         # checkpointer would soon do, so that the timings below measure the ledger in

@@ -60,6 +60,7 @@ from stdnum.gb import upn as stdnum_upn
 from pipeline.engine import Position
 from pipeline.ledger import schema
 from pipeline.ledger.checkpoints import Signed, log_signer, sign_if_grown
+from pipeline.ledger.dialects import POSTGRESQL
 from pipeline.ledger.ingest import LedgerWriter
 from pipeline.ledger.origin import log_origin
 from pipeline.ledger.pupils import finder
@@ -202,7 +203,7 @@ def child(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
 
 
 def database_bytes(ledger: Ledger, url: str) -> int:
-    if ledger.dialect == "postgresql":
+    if ledger.dialect is POSTGRESQL:
         with ledger.engine.connect() as connection:
             return int(
                 connection.execute(text("SELECT pg_database_size(current_database())")).one()[0]
@@ -259,7 +260,7 @@ def built(
         f"{time.perf_counter() - started:,.0f} s",
         flush=True,
     )
-    if ledger.dialect == "postgresql":  # as autovacuum and the checkpointer soon would
+    if ledger.dialect is POSTGRESQL:  # as autovacuum and the checkpointer soon would
         settle = ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         with settle as connection:
             connection.exec_driver_sql("VACUUM ANALYZE")

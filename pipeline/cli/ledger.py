@@ -40,6 +40,7 @@ from pipeline.ledger.checkpoint_check import (
     read_outside,
 )
 from pipeline.ledger.checkpoints import LogKeyError, log_signer
+from pipeline.ledger.dialects import POSTGRESQL
 from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.errors import LedgerError, NotADatabase
 from pipeline.ledger.keys import legacy_pupils, recorded_fingerprint, settle_key_file
@@ -424,7 +425,7 @@ def db_grant(
     operational tables; never update, delete, truncate, drop a trigger or alter a table."""
     url = database_url(db)
     ledger = open_ledger(db, create=False)
-    if ledger.dialect != "postgresql":
+    if ledger.dialect is not POSTGRESQL:
         fail("db grant is for PostgreSQL: a SQLite file is protected by its mode (0600)")
     try:
         with ledger.engine.begin() as connection:

@@ -19,7 +19,6 @@ period still needs the data, or while an open incident concerns the pupil
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -27,9 +26,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
+from pipeline.ledger.dialects import dialect_of
 from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.erased import erased_pupils
-from pipeline.ledger.errors import LedgerError
 from pipeline.ledger.keys import remade
 from pipeline.ledger.retention import periods_of
 from pipeline.ledger.store import IDENTITY, PUPIL, Ledger, NewEntry, any_of, now_text
@@ -301,63 +300,10 @@ def erase_again(ledger: Ledger) -> int:
     return len(back)
 
 
-#: How often, and how far apart, a checkpoint the readers hold back is tried again.
-_TRIES, _PAUSE = 5, 0.2
-
-
-#: The next transaction id: a snapshot taken from it on cannot see the deleted row.
-_NEXT_XID = "SELECT xid(pg_snapshot_xmax(pg_current_snapshot()))::text"
-#: How many of what holds back what VACUUM may remove are older than the id given: other
-#: sessions' snapshots, and their transaction ids too (a transaction that has written and
-#: sits between statements holds no snapshot, yet VACUUM FULL keeps every row deleted
-#: after its id began, as a test found), prepared transactions and replication slots.
-_OLDER_SNAPSHOTS = (
-    "SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-    "AND (age(backend_xmin) > age(CAST(%(next)s AS xid)) "
-    "OR age(backend_xid) > age(CAST(%(next)s AS xid)))) "
-    "+ (SELECT count(*) FROM pg_prepared_xacts "
-    "WHERE age(transaction) > age(CAST(%(next)s AS xid))) "
-    "+ (SELECT count(*) FROM pg_replication_slots "
-    "WHERE age(xmin) > age(CAST(%(next)s AS xid)))"
-)
-
-
 def scrub(engine: Engine) -> str:
-    """Overwrite what deleted rows left in the database's files; says what was done.
-
-    SQLite zeroes a deleted row where it lay (``secure_delete``, set on every
-    connection), but an older copy of its page may still be in the WAL: the WAL is
-    checkpointed into the database and truncated. A reader in the middle of a
-    transaction holds that back; it is tried again a few times, then left to say so.
-    PostgreSQL leaves a deleted row's bytes in the table's file until the space is
-    reused, and plain VACUUM only marks them reusable: ``VACUUM FULL`` rewrites the
-    identity table (small) into a new file and truncates the old one; ``ANALYZE`` then
-    replaces the statistics kept of its columns, which sample UPNs and dates of birth
-    (``pg_stats``), with ones of the rows left. It needs the table's owner: another role
-    is told so. VACUUM FULL copies into the new file a deleted row that a snapshot older
-    than the delete may still see (a long export here; on a busy server, a transaction
-    in another of its databases was seen to do it too): it waits, as the WAL's
-    checkpoint does, for the server's sessions holding one (as far as
-    ``pg_stat_activity`` shows them to this role)."""
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as connection:
-            for _ in range(_TRIES):
-                busy = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
-                if not busy:
-                    return "zeroed"
-                time.sleep(_PAUSE)
-        return "not yet: a reader held the WAL; it is cleared at the next checkpoint"
-    try:
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            upto = {"next": connection.exec_driver_sql(_NEXT_XID).scalar_one()}
-            for _ in range(_TRIES):
-                if not connection.exec_driver_sql(_OLDER_SNAPSHOTS, upto).scalar():
-                    connection.exec_driver_sql(f"VACUUM (FULL, ANALYZE) {IDENTITY.name}")
-                    return "rewritten"
-                time.sleep(_PAUSE)
-    except LedgerError as exc:
-        return f"not yet: VACUUM FULL {IDENTITY.name} was refused ({exc}); run it as its owner"
-    return (
-        "not yet: a transaction begun before the erasure could still see the row; "
-        f"run VACUUM FULL {IDENTITY.name} once it has ended"
-    )
+    """Overwrite what deleted identity rows left in the database's files; says what was
+    done. How, and what may hold it back, differs by database
+    (:meth:`~pipeline.ledger.dialects.Dialect.scrub`): SQLite zeroes a row where it lay and
+    its WAL is truncated; PostgreSQL's identity table is rewritten by VACUUM FULL, once no
+    transaction older than the erasure holds the deleted row back."""
+    return dialect_of(engine).scrub(engine, IDENTITY.name)

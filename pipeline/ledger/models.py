@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
+from pipeline.ledger.dialects import Dialect as Database
+from pipeline.ledger.dialects import dialect_named
 from pipeline.ledger.payloads import packed_payload, unpacked_payload
 
 #: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
@@ -81,17 +83,17 @@ class Digest(TypeDecorator[str]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
+        if dialect_named(dialect.name).packs_digests:
             return dialect.type_descriptor(LargeBinary())
         return dialect.type_descriptor(String(64))
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
-        if value is None or dialect.name != "postgresql":
+        if value is None or not dialect_named(dialect.name).packs_digests:
             return value
         return packed_digest(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        if value is None or dialect.name != "postgresql":
+        if value is None or not dialect_named(dialect.name).packs_digests:
             return value  # type: ignore[no-any-return]
         return unpacked_digest(value)
 
@@ -110,8 +112,8 @@ class Deflated(TypeDecorator[str]):
         return None if value is None else unpacked_payload(value)
 
 
-def _packer(column_type: Any, dialect: str) -> Callable[[Any], Any] | None:
-    if isinstance(column_type, Digest) and dialect == "postgresql":
+def _packer(column_type: Any, dialect: Database) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, Digest) and dialect.packs_digests:
         return packed_digest
     if isinstance(column_type, Deflated):
         return packed_payload
@@ -135,7 +137,7 @@ def _row_mapper(
 
 
 def rows_packer(
-    table: Any, names: Sequence[str], dialect: str
+    table: Any, names: Sequence[str], dialect: Database
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
     """For a statement that bypasses the columns' types (the writer's inserts, through
     the driver's executemany, for speed): what gives a row of the columns ``names`` of
@@ -144,7 +146,7 @@ def rows_packer(
     return _row_mapper(found)
 
 
-def read_columns(table: Any, names: Sequence[str], dialect: str) -> str:
+def read_columns(table: Any, names: Sequence[str], dialect: Database) -> str:
     """The select list of the columns ``names`` of ``table`` for a read that bypasses the
     columns' types (``ledger verify``'s and the tree's, through the driver, for speed),
     each read as every other reader gets it: on PostgreSQL a digest is turned back into
@@ -153,9 +155,9 @@ def read_columns(table: Any, names: Sequence[str], dialect: str) -> str:
     return ", ".join(_read_column(table, name, dialect) for name in names)
 
 
-def _read_column(table: Any, name: str, dialect: str) -> str:
+def _read_column(table: Any, name: str, dialect: Database) -> str:
     quoted = f'"{name}"'
-    if dialect != "postgresql" or not isinstance(table.c[name].type, Digest):
+    if not dialect.packs_digests or not isinstance(table.c[name].type, Digest):
         return quoted
     return (
         f"CASE WHEN octet_length({quoted}) = 32 THEN encode({quoted}, 'hex') "

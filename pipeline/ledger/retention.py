@@ -18,8 +18,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, cast, false, func, or_, select
+from sqlalchemy import Connection, false, func, or_, select
 
+from pipeline.ledger.dialects import dialect_of
 from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.ingest import fact_from_json
 from pipeline.ledger.reads import Requester, record_read
@@ -65,9 +66,7 @@ def _oldest_record(connection: Connection, category: str | None = None) -> Any:
     column = PAYLOAD.c.oldest_record
     if category is None:
         return column
-    if connection.dialect.name == "sqlite":
-        return func.json_extract(column, f'$."{category}"')
-    return func.json_extract_path_text(cast(column, JSON), category)
+    return dialect_of(connection).json_text(column, category)
 
 
 def _scoped(statement: Any, column: Any, schools: tuple[str, ...] | None) -> Any:

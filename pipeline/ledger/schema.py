@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 
+from pipeline.ledger.dialects import dialect_of
 from pipeline.ledger.models import APPEND_ONLY_TABLES
 from pipeline.ledger.tree import build_missing
 
@@ -89,17 +90,7 @@ def append_only_triggers(engine: Engine) -> dict[str, list[str]]:
     """Table name to the names of the triggers on it, for the ledger's tables."""
     out: dict[str, list[str]] = {t: [] for t in APPEND_ONLY_TABLES}
     with engine.connect() as connection:
-        if engine.dialect.name == "sqlite":
-            rows = connection.execute(
-                text("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'")
-            )
-        else:
-            rows = connection.execute(
-                text(
-                    "SELECT c.relname, t.tgname FROM pg_trigger t "
-                    "JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
-                )
-            )
+        rows = connection.execute(dialect_of(engine).triggers())
         for table, name in rows:
             if table in out and name not in out[table]:
                 out[table].append(name)

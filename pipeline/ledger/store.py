@@ -18,15 +18,11 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    ARRAY,
     Connection,
     Engine,
     Table,
-    any_,
-    bindparam,
     create_engine,
     event,
-    func,
     select,
     update,
 )
@@ -38,6 +34,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from pipeline.canonical import canonical_json
 from pipeline.ledger import decision_projection, incident_projection
 from pipeline.ledger.chain import ENTRY_FIELDS, link_hash, stored_form
+from pipeline.ledger.dialects import dialect_of
 from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.errors import LedgerBusy, NotADatabase, translate_driver_errors
 from pipeline.ledger.models import (
@@ -255,7 +252,7 @@ class Ledger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.dialect = engine.dialect.name
+        self.dialect = dialect_of(engine)
         self.edge = RightEdge()  # the Merkle tree's right edge, between appends
 
     @classmethod
@@ -268,7 +265,7 @@ class Ledger:
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{_WRITER: True})
             with connection.begin():
-                if self.dialect != "sqlite":
+                if self.dialect.shared:  # SQLite's one writer locks the whole file
                     connection.execute(select(HEAD.c.seq).where(HEAD.c.id == 1).with_for_update())
                 yield connection
 
@@ -358,7 +355,7 @@ class Ledger:
         return rows if packed is None else [packed(row) for row in rows]
 
     def _insert_statement(self, table: Table, names: Sequence[str], suffix: str = "") -> str:
-        marker = "?" if self.dialect == "sqlite" else "%s"
+        marker = self.dialect.marker
         columns = ", ".join(f'"{n}"' for n in names)
         return (
             f"INSERT INTO {table.name} ({columns}) "
@@ -505,10 +502,7 @@ def any_of(connection: Connection, column: Any, values: Sequence[Any]) -> Any:
     """``column IN values`` as one parameter (a JSON array on SQLite, an array on
     PostgreSQL): a statement that stays the same whatever the number of values is compiled
     once and cached, where an IN list of a thousand is expanded afresh every time."""
-    if connection.dialect.name == "sqlite":
-        table = func.json_each(bindparam(None, orjson.dumps(list(values)).decode()))
-        return column.in_(select(table.table_valued("value").c.value).scalar_subquery())
-    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return dialect_of(connection).any_of(column, values)
 
 
 def _decision_entries(

@@ -18,6 +18,7 @@ from hashlib import sha256
 from sqlalchemy import Connection, Engine, select
 
 from pipeline.ledger.chain import ENTRY_FIELDS, entry_leaf, hashable_form
+from pipeline.ledger.dialects import dialect_of
 from pipeline.ledger.models import LedgerEntry, TreeNode, read_columns
 from pipeline.transparency.merkle import (
     Hash,
@@ -61,10 +62,6 @@ def nodes(connection: Connection, wanted: Iterable[Node]) -> dict[Node, Hash]:
     return found
 
 
-def _marker(connection: Connection) -> str:
-    return "?" if connection.dialect.name == "sqlite" else "%s"
-
-
 def _stored(connection: Connection, wanted: list[Node]) -> dict[Node, Hash]:
     found = stored_nodes(connection, wanted)
     missing = [n for n in wanted if n not in found]
@@ -79,7 +76,7 @@ def stored_nodes(connection: Connection, wanted: Sequence[Node]) -> dict[Node, H
     # Plain SQL through the driver: a proof's few rows cost less to fetch than to build
     # and compile an expression for them.
     found: dict[Node, Hash] = {}
-    marker = _marker(connection)
+    marker = dialect_of(connection).marker
     for start in range(0, len(wanted), 200):  # a bounded statement, whatever the proof
         chunk = wanted[start : start + 200]
         # OR of key lookups, not a row-value IN: SQLite searches its key for each term.
@@ -94,10 +91,10 @@ def stored_nodes(connection: Connection, wanted: Sequence[Node]) -> dict[Node, H
 
 def _leaves_in(connection: Connection, ranges: list[tuple[int, int]]) -> dict[int, bytes]:
     """Leaf index to leaf bytes, for every leaf in ``ranges`` (``[start, end)`` each)."""
-    marker = _marker(connection)
+    marker = dialect_of(connection).marker
     where = " OR ".join([f"seq BETWEEN {marker} AND {marker}"] * len(ranges))
     rows = connection.exec_driver_sql(
-        f"SELECT {read_columns(ENTRY, ENTRY_FIELDS, connection.dialect.name)} "
+        f"SELECT {read_columns(ENTRY, ENTRY_FIELDS, dialect_of(connection))} "
         f"FROM ledger_entry WHERE {where}",
         tuple(value for lo, hi in ranges for value in (lo + 1, hi)),
     )
@@ -146,7 +143,7 @@ def tile_hashes(connection: Connection, tile: Tile) -> bytes:
     if tile.hashed_level < STORED_FROM:
         start, end = tile.leaves()
         return b"".join(leaf_hash(leaf) for leaf in leaves(connection, start, end))
-    marker = _marker(connection)
+    marker = dialect_of(connection).marker
     rows = connection.exec_driver_sql(
         f"SELECT idx, hash FROM tree_node WHERE level = {marker} "
         f"AND idx BETWEEN {marker} AND {marker} ORDER BY idx",
@@ -306,7 +303,7 @@ class TreeCheck:
 
     def __init__(self, connection: Connection, first_leaf: int = 0) -> None:
         self.connection = connection
-        self._reader = node_reader(connection)
+        self._reader = dialect_of(connection).reader(connection)
         self._buffer = bytearray()
         self._taken = first_leaf  # the first leaf not yet in a block, or handed on
         self._edge: list[tuple[int, bytes]] = []  # (level, hash): perfect subtrees pending
@@ -431,20 +428,7 @@ class TreeCheck:
                 return
 
     def close(self) -> None:
-        close_reader(self.connection, self._reader)
-
-
-def node_reader(connection: Connection) -> Connection:
-    """Where a check reads stored nodes while the chain streams in: a connection of its
-    own, but on SQLite (whose chain no second thread reads), ``connection`` itself. The
-    nodes it reads lie under leaves already in, which no append changes. Hand it back to
-    :func:`close_reader`."""
-    return connection if connection.dialect.name == "sqlite" else connection.engine.connect()
-
-
-def close_reader(connection: Connection, reader: Connection) -> None:
-    if reader is not connection:
-        reader.close()
+        dialect_of(self.connection).close_reader(self.connection, self._reader)
 
 
 def node_fault(level: int, index: int, stored: Hash | None, made: Hash) -> tuple[int, str] | None:

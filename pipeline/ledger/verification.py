@@ -33,6 +33,7 @@ from pipeline.ledger.chain import (
 )
 from pipeline.ledger.checkpoint_check import outside_fault
 from pipeline.ledger.checkpoints import checkpoint_faults
+from pipeline.ledger.dialects import dialect_of
 from pipeline.ledger.erasure import restored_identity_faults
 from pipeline.ledger.models import read_columns
 from pipeline.ledger.projections import projection_faults
@@ -46,11 +47,9 @@ from pipeline.ledger.tree import (
     TreeCheck,
     TreeIncomplete,
     beyond_fault,
-    close_reader,
     inclusion_proof,
     leaf_bytes,
     node_fault,
-    node_reader,
     nodes,
     stored_nodes,
 )
@@ -99,8 +98,9 @@ def verify(
     checking ranges (up to ``jobs``, each of at least ``min_range`` entries) read in
     transactions of their own, each bounded by the last entry this snapshot holds:
     entries up to it never change but by tampering, which a range then finds."""
-    connection = _one_snapshot(connection)
-    with _small_cache(connection):
+    dialect = dialect_of(connection)
+    connection = dialect.one_snapshot(connection)
+    with dialect.streaming(connection):
         leaves = TreeCheck(connection)  # the tree, checked as the leaves come
         try:
             return _verified(connection, pseudonyms, log, jobs, min_range, leaves)
@@ -140,34 +140,6 @@ def _verified(
             min(seq - 1, result.count), result.head_seq, result.head_hash, seq, fault
         )
     return result
-
-
-#: SQLite's page cache while a check reads (KiB): it reads each page once, in order, so the
-#: large cache the ledger's connections keep for the writer buys it nothing, and on a
-#: ledger of millions of entries would be most of the check's memory.
-VERIFY_CACHE_KIB = 8192
-
-
-@contextlib.contextmanager
-def _small_cache(connection: Connection) -> Iterator[None]:
-    """``connection`` (SQLite's) reading with a small page cache; as it was after."""
-    if connection.dialect.name != "sqlite":
-        yield
-        return
-    before = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
-    connection.exec_driver_sql(f"PRAGMA cache_size=-{VERIFY_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        connection.exec_driver_sql(f"PRAGMA cache_size={before}")
-
-
-def _one_snapshot(connection: Connection) -> Connection:
-    """``connection`` reading one snapshot throughout: SQLite's transaction is one
-    already; PostgreSQL's is made repeatable read when it has not begun."""
-    if connection.dialect.name == "postgresql" and not connection.in_transaction():
-        return connection.execution_options(isolation_level="REPEATABLE READ")
-    return connection
 
 
 def _head_fault(seq: int, digest: str, result: Verification) -> Verification | None:
@@ -229,7 +201,7 @@ def _stored_chain(
     be checked. The fields come in sorted order, which canonical JSON then has little
     left to sort."""
     names = sorted(ENTRY_FIELDS)
-    columns = read_columns(ENTRY, (*names, "prev_hash", "hash"), connection.dialect.name)
+    columns = read_columns(ENTRY, (*names, "prev_hash", "hash"), dialect_of(connection))
     bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
     result = connection.exec_driver_sql(
         f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",
@@ -238,7 +210,7 @@ def _stored_chain(
     width = len(names)
     fragment = orjson.Fragment
     pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
-    if connection.dialect.name != "sqlite":  # in this process, SQLite would only contend
+    if dialect_of(connection).shared:  # a server answers while this process hashes
         pages = prefetched(pages)
     for page in pages:
         for row in page:
@@ -385,8 +357,9 @@ def verify_from(
     tree is consistent with the old by construction. The rows beside the chain and the
     projections are checked by a whole ``verify`` only. The checkpoints the log signed
     since are checked against the grown tree (their signatures too, given ``log``)."""
-    connection = _one_snapshot(connection)
-    with _small_cache(connection):
+    dialect = dialect_of(connection)
+    connection = dialect.one_snapshot(connection)
+    with dialect.streaming(connection):
         return _verified_from(connection, checkpoint, where, log)
 
 
@@ -456,7 +429,7 @@ class _Growth:
 
     def __init__(self, connection: Connection, size: int) -> None:
         self.connection = connection
-        self._reader = node_reader(connection)
+        self._reader = dialect_of(connection).reader(connection)
         self.size = size
         self._edge = nodes(connection, frontier(size))
         self._buffer = bytearray()
@@ -496,4 +469,4 @@ class _Growth:
         return []
 
     def close(self) -> None:
-        close_reader(self.connection, self._reader)
+        dialect_of(self.connection).close_reader(self.connection, self._reader)

@@ -25,6 +25,7 @@ from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.keyfiles import pending_key_file, write_new_key_file
 from pipeline.ledger import ingest
+from pipeline.ledger.dialects import SQLITE
 from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.erasure import erase
 from pipeline.ledger.ingest import LedgerWriter
@@ -104,7 +105,7 @@ def _written_before_0011(url: str, folder: Path, settings: pytest.MonkeyPatch) -
         connection.execute(update(IDENTITY).where(IDENTITY.c.upn == upn(3)).values(mac=None))
     settings.delenv("SHARING_AUDIT_PSEUDONYM_KEY", raising=False)
     key_file = None
-    if ledger.dialect == "sqlite":
+    if ledger.dialect is SQLITE:
         key_file = folder / "ledger.db.key"
         write_new_key_file(key_file, KEY)
     else:

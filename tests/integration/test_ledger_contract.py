@@ -19,6 +19,7 @@ from pipeline.engine import Engine, Position
 from pipeline.ledger import schema
 from pipeline.ledger.chain import ENTRY_FIELDS
 from pipeline.ledger.checkpoints import record_cosignature, sign_if_grown
+from pipeline.ledger.dialects import SQLITE, Dialect
 from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.errors import LedgerRefused
 from pipeline.ledger.ingest import LedgerWriter, Record
@@ -60,10 +61,10 @@ def numbered(events: list[dict[str, Any]], first: int = 0) -> list[Record]:
     return [(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(events, first)]
 
 
-def drop_triggers(connection: Connection, dialect: str) -> None:
+def drop_triggers(connection: Connection, dialect: Dialect) -> None:
     """What someone bypassing the database's protection would do first."""
     for table in APPEND_ONLY_TABLES:
-        if dialect == "sqlite":
+        if dialect is SQLITE:
             for verb in ("update", "delete"):
                 connection.execute(text(f"DROP TRIGGER {table}_no_{verb}"))
         else:

@@ -12,6 +12,7 @@ from alembic import command
 from sqlalchemy import select
 
 from pipeline.ledger import schema
+from pipeline.ledger.dialects import POSTGRESQL
 from pipeline.ledger.models import packed_digest, read_columns
 from pipeline.ledger.payloads import unpacked_payload
 from pipeline.ledger.queries import Filters, entries
@@ -60,7 +61,7 @@ def _year_at_0013(url: str, policy: Policy, tmp_path: Path) -> tuple[Ledger, dic
     schema.upgrade(written.engine)
     write_year(written, policy, pupils=60, seed=4)
     ledger = _at_0013(url)
-    marker = "?" if ledger.dialect == "sqlite" else "%s"
+    marker = ledger.dialect.marker
     with written.engine.connect() as source, ledger.engine.begin() as target:
         target.exec_driver_sql("DELETE FROM chain_head")
         for table, columns in _COPIED.items():
@@ -145,7 +146,7 @@ def test_the_upgrades_sql_packs_a_text_as_the_writer_does(pg_url: str, written: 
         ).scalar_one()
         # ... and verify's reads, which bypass the column's type, read the text back.
         read = connection.exec_driver_sql(
-            f"SELECT {read_columns(ENTRY, ['hash'], 'postgresql')} FROM (SELECT %s AS hash) s",
+            f"SELECT {read_columns(ENTRY, ['hash'], POSTGRESQL)} FROM (SELECT %s AS hash) s",
             (packed,),
         ).scalar_one()
     engine.dispose()

@@ -54,7 +54,7 @@ def grown_ledger(url: str, folder: Path) -> tuple[Ledger, Path, int]:
 
 def tamper(ledger: Ledger, *sql: str, **values: object) -> None:
     with ledger.engine.begin() as connection:
-        drop_triggers(connection, ledger.engine.dialect.name)
+        drop_triggers(connection, ledger.dialect)
         for statement in sql:
             connection.execute(text(statement), values)
 
@@ -156,6 +156,7 @@ def test_both_checks_read_sqlite_through_a_small_page_cache_and_hand_back_the_wr
     --from both read with a small one, and the pooled connection is handed back with the
     cache it had."""
     from pipeline.ledger import verification
+    from pipeline.ledger.dialects import VERIFY_CACHE_KIB
     from pipeline.transparency.note import Checkpoint, Note
 
     ledger, kept, _ = grown_ledger(sqlite_url, tmp_path)
@@ -174,5 +175,5 @@ def test_both_checks_read_sqlite_through_a_small_page_cache_and_hand_back_the_wr
         assert verification.verify(connection).ok
         assert verification.verify_from(connection, checkpoint, str(kept)).ok
         after = int(connection.exec_driver_sql("PRAGMA cache_size").scalar_one())
-    small = -verification.VERIFY_CACHE_KIB
+    small = -VERIFY_CACHE_KIB
     assert seen == [small, small] and before == after != small
