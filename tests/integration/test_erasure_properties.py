@@ -512,19 +512,13 @@ def test_on_postgresql_a_transaction_older_than_the_erasure_holds_the_rewrite_ba
     """VACUUM FULL copies into the new file a deleted row that an older snapshot may still
     see (here a report reading the entries): the erasure says the row is not yet gone,
     and once that transaction ends, scrubbing again leaves it in no file."""
-    ledger, identifiers = on_postgresql.ledger, on_postgresql.identifiers
+    ledger = on_postgresql.ledger
     with ledger.engine.connect() as report:
         report.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         report.exec_driver_sql("SELECT count(*) FROM ledger_entry").scalar()
         erased = erase(ledger, on_postgresql.pseudonym, by="dpo", reason="asked", rule="request")
         assert erased.scrubbed.startswith("not yet: a transaction begun before the erasure")
-    assert scrub(ledger.engine) == "rewritten"
-    with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("CHECKPOINT")
-    files = {
-        name for names in _held_in(_database_files(ledger), identifiers).values() for name in names
-    }
-    assert files <= {_statistics_file(ledger)}, _relations(ledger, files)
+    _assert_rewritten_off_disk_once_it_has_ended(on_postgresql)
 
 
 def test_on_postgresql_a_transaction_that_wrote_before_the_erasure_holds_the_rewrite_back(
@@ -534,17 +528,23 @@ def test_on_postgresql_a_transaction_that_wrote_before_the_erasure_holds_the_rew
     (``pg_stat_activity`` shows it no xmin), but its transaction id, older than the
     erasure, still holds back what VACUUM may remove: the erasure says the row is not yet
     gone rather than claim a rewrite that copied it."""
-    ledger, identifiers = on_postgresql.ledger, on_postgresql.identifiers
+    ledger = on_postgresql.ledger
     with ledger.engine.connect() as writer:
         writer.exec_driver_sql("SELECT pg_current_xact_id()").scalar()  # an id, as a write takes
         erased = erase(ledger, on_postgresql.pseudonym, by="dpo", reason="asked", rule="request")
         assert erased.scrubbed.startswith("not yet: a transaction begun before the erasure")
+    _assert_rewritten_off_disk_once_it_has_ended(on_postgresql)
+
+
+def _assert_rewritten_off_disk_once_it_has_ended(server: Server) -> None:
+    """Scrubbing again, once what held the erasure back has ended, leaves the erased pupil
+    in no file of the database but the statistics'."""
+    ledger = server.ledger
     assert scrub(ledger.engine) == "rewritten"
     with ledger.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.exec_driver_sql("CHECKPOINT")
-    files = {
-        name for names in _held_in(_database_files(ledger), identifiers).values() for name in names
-    }
+    held = _held_in(_database_files(ledger), server.identifiers)
+    files = {name for names in held.values() for name in names}
     assert files <= {_statistics_file(ledger)}, _relations(ledger, files)
 
 
