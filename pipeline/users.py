@@ -25,11 +25,13 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.projections import (
+    SESSIONS,
     SIGNIN,
+    USERS,
     UserState,
     recorded_user,
     row_differences,
@@ -177,18 +179,14 @@ def add_user(
     with ledger.locked() as connection:
         _refuse_lookalike(connection, name)
         connection.execute(
-            text(
-                "INSERT INTO app_user (name, role, token_hash, created_at, expires_at, "
-                "schools) VALUES (:n, :r, :h, :c, :e, :s)"
-            ),
-            {
-                "n": name,
-                "r": role.value,
-                "h": hashed,
-                "c": now_text(),
-                "e": expires_at,
-                "s": orjson.dumps(scope).decode() if scope else None,
-            },
+            insert(USERS).values(
+                name=name,
+                role=role.value,
+                token_hash=hashed,
+                created_at=now_text(),
+                expires_at=expires_at,
+                schools=orjson.dumps(scope).decode() if scope else None,
+            )
         )
         _append_change(ledger, connection, "add", name, by, state)
     return token
@@ -196,8 +194,9 @@ def add_user(
 
 def _end_sessions_of(connection: Connection, name: str) -> None:
     connection.execute(
-        text("UPDATE desk_session SET ended_at = :t WHERE user_name = :n AND ended_at IS NULL"),
-        {"t": now_text(), "n": name},
+        update(SESSIONS)
+        .where(SESSIONS.c.user_name == name, SESSIONS.c.ended_at.is_(None))
+        .values(ended_at=now_text())
     )
 
 
@@ -222,8 +221,9 @@ def revoke_user(ledger: Ledger, name: str, by: str) -> None:
         except NotBorneOut:
             state = None
         changed = connection.execute(
-            text("UPDATE app_user SET revoked_at = :t WHERE name = :n AND revoked_at IS NULL"),
-            {"t": now_text(), "n": name},
+            update(USERS)
+            .where(USERS.c.name == name, USERS.c.revoked_at.is_(None))
+            .values(revoked_at=now_text())
         ).rowcount
         _end_sessions_of(connection, name)
         if state is not None and not state.revoked:
@@ -250,8 +250,7 @@ def rotate_user(ledger: Ledger, name: str, by: str, expires_at: str | None = Non
         if expiry is not None and expiry <= now_text():
             raise NoLongerValid(f"the token of {name!r} expired at {expiry}: give a new expiry")
         connection.execute(
-            text("UPDATE app_user SET token_hash = :h, expires_at = :e WHERE name = :n"),
-            {"h": hashed, "e": expiry, "n": name},
+            update(USERS).where(USERS.c.name == name).values(token_hash=hashed, expires_at=expiry)
         )
         _end_sessions_of(connection, name)
         new = replace(state, expires_at=expiry, token=token_binding(hashed))
@@ -259,9 +258,15 @@ def rotate_user(ledger: Ledger, name: str, by: str, expires_at: str | None = Non
     return token
 
 
-_LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > :now)"
 _USER_FIELDS = ("name", "role", "schools", "expires_at", "revoked_at", "token_hash")
-_COLUMNS = ", ".join(f"u.{name}" for name in _USER_FIELDS)
+
+
+def _live_users(now: str) -> Any:
+    """Users neither revoked nor expired at ``now``: each of their fields."""
+    live = and_(
+        USERS.c.revoked_at.is_(None), or_(USERS.c.expires_at.is_(None), USERS.c.expires_at > now)
+    )
+    return select(*(USERS.c[name] for name in _USER_FIELDS)).where(live)
 
 
 def _borne_out(connection: Connection, row: Any) -> User | None:
@@ -280,10 +285,8 @@ def _borne_out(connection: Connection, row: Any) -> User | None:
 def user_for(connection: Connection, token: str) -> User | None:
     """The user holding ``token``, if it is theirs, neither expired nor revoked, and
     their row is what the ledger says of them."""
-    row = connection.execute(
-        text(f"SELECT {_COLUMNS} FROM app_user u WHERE token_hash = :h AND {_LIVE}"),
-        {"h": token_hash(token), "now": now_text()},
-    ).first()
+    found = _live_users(now_text()).where(USERS.c.token_hash == token_hash(token))
+    row = connection.execute(found).first()
     return _borne_out(connection, row)
 
 
@@ -298,11 +301,9 @@ def open_session(ledger: Ledger, user: User) -> str:
     expires = utc_text(now + timedelta(hours=SESSION_HOURS))
     with ledger.locked() as connection:
         connection.execute(
-            text(
-                "INSERT INTO desk_session (id_hash, user_name, created_at, expires_at) "
-                "VALUES (:h, :n, :c, :e)"
-            ),
-            {"h": hashed, "n": user.name, "c": utc_text(now), "e": expires},
+            insert(SESSIONS).values(
+                id_hash=hashed, user_name=user.name, created_at=utc_text(now), expires_at=expires
+            )
         )
         details = {
             "action": SIGNIN,
@@ -320,15 +321,16 @@ def session_user(connection: Connection, session: str) -> User | None:
     recorded its sign-in (by them, until then) and their row is what the ledger says of
     them."""
     hashed = token_hash(session)
-    row = connection.execute(
-        text(
-            f"SELECT {_COLUMNS}, s.expires_at AS session_expires FROM desk_session s "
-            "JOIN app_user u ON u.name = s.user_name "
-            "WHERE s.id_hash = :h AND s.ended_at IS NULL AND s.expires_at > :now AND "
-            "u.revoked_at IS NULL AND (u.expires_at IS NULL OR u.expires_at > :now)"
-        ),
-        {"h": hashed, "now": now_text()},
-    ).first()
+    now = now_text()
+    found = (
+        _live_users(now)
+        .add_columns(SESSIONS.c.expires_at.label("session_expires"))
+        .join(SESSIONS, SESSIONS.c.user_name == USERS.c.name)
+        .where(
+            SESSIONS.c.id_hash == hashed, SESSIONS.c.ended_at.is_(None), SESSIONS.c.expires_at > now
+        )
+    )
+    row = connection.execute(found).first()
     if row is None:
         return None
     signin = signin_recorded(connection, token_binding(hashed))
@@ -344,13 +346,16 @@ def session_user(connection: Connection, session: str) -> User | None:
 def end_session(ledger: Ledger, session: str) -> None:
     with ledger.engine.begin() as connection:
         connection.execute(
-            text("UPDATE desk_session SET ended_at = :t WHERE id_hash = :h AND ended_at IS NULL"),
-            {"t": now_text(), "h": token_hash(session)},
+            update(SESSIONS)
+            .where(SESSIONS.c.id_hash == token_hash(session), SESSIONS.c.ended_at.is_(None))
+            .values(ended_at=now_text())
         )
 
 
 def users(connection: Connection) -> list[User]:
     rows = connection.execute(
-        text("SELECT name, role, expires_at, revoked_at, schools FROM app_user ORDER BY name")
+        select(
+            USERS.c.name, USERS.c.role, USERS.c.expires_at, USERS.c.revoked_at, USERS.c.schools
+        ).order_by(USERS.c.name)
     )
     return [User(r[0], Role(r[1]), r[2], r[3], _schools_of(r[4])) for r in rows]

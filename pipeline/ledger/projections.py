@@ -32,10 +32,11 @@ from sqlalchemy import Connection, String, func, literal_column, select
 from pipeline.ledger.decision_projection import current_decision_faults
 from pipeline.ledger.entry import EntryKind
 from pipeline.ledger.incident_projection import incident_faults
-from pipeline.ledger.models import AppUser
+from pipeline.ledger.models import AppUser, DeskSession
 from pipeline.ledger.store import ENTRY, FACT, PUPIL, RECIPIENT
 
 USERS = AppUser.__table__  # type: ignore[attr-defined]
+SESSIONS = DeskSession.__table__  # type: ignore[attr-defined]
 #: The kind of the ledger entry that records a change to who may use the desk.
 #: The action of a ``user_action`` entry recording a sign-in to the desk (it changes no
 #: user's state: it binds their session's row).
