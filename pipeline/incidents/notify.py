@@ -24,11 +24,12 @@ from email.message import EmailMessage
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Table, delete, insert, select
 
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.desk import incidents
 from pipeline.incidents.lifecycle import Incident, Status
+from pipeline.ledger.models import IncidentNotice
 from pipeline.ledger.queries import pupils_named
 from pipeline.ledger.store import Ledger, now_text
 from pipeline.logging import get_logger
@@ -156,9 +157,14 @@ def post_signed(
     return _retried(post, attempts, first_delay)
 
 
+NOTICES: Table = IncidentNotice.__table__  # type: ignore[attr-defined]
+
+
 def _delivered(connection: Connection) -> set[tuple[int, str, str]]:
-    rows = connection.exec_driver_sql(
-        "SELECT incident_id, channel, target FROM incident_notice WHERE status = 'sent'"
+    rows = connection.execute(
+        select(NOTICES.c.incident_id, NOTICES.c.channel, NOTICES.c.target).where(
+            NOTICES.c.status == "sent"
+        )
     )
     return {(r[0], r[1], r[2]) for r in rows}
 
@@ -340,25 +346,15 @@ def _delivered_to(target: Target, sent: dict[str, Any]) -> Delivery:
 
 def _record(ledger: Ledger, incident_id: int, target: Target, delivery: Delivery) -> None:
     """Replace the notice's row with how this delivery went."""
-    key = {"i": incident_id, "c": target.channel, "t": target.address}
+    key = {"incident_id": incident_id, "channel": target.channel, "target": target.address}
     with ledger.engine.begin() as connection:
+        connection.execute(delete(NOTICES).filter_by(**key))
         connection.execute(
-            text(
-                "DELETE FROM incident_notice WHERE incident_id = :i AND channel = :c "
-                "AND target = :t"
-            ),
-            key,
-        )
-        connection.execute(
-            text(
-                "INSERT INTO incident_notice (incident_id, channel, target, status, attempts, "
-                "last_error, updated_at) VALUES (:i, :c, :t, :s, :a, :e, :u)"
-            ),
-            {
+            insert(NOTICES).values(
                 **key,
-                "s": "sent" if delivery.ok else "failed",
-                "a": delivery.attempts,
-                "e": delivery.error,
-                "u": now_text(),
-            },
+                status="sent" if delivery.ok else "failed",
+                attempts=delivery.attempts,
+                last_error=delivery.error,
+                updated_at=now_text(),
+            )
         )
