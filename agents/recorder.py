@@ -225,6 +225,7 @@ class Recorder:
         facts_ends: Callable[[], dict[int, int | None]],
         send_receipt: SendReceipt | None = None,
         flow: WorkerFlow | None = None,
+        on_failure: Callable[[BaseException], Awaitable[Any]] | None = None,
     ) -> None:
         self.sink = sink
         self.flow = flow or WorkerFlow()
@@ -233,6 +234,8 @@ class Recorder:
         self.send_receipt = send_receipt
         self.facts_ends = facts_ends
         self.pacer = Pacer(batching.patience)
+        self.on_failure = on_failure
+        self.stopping: asyncio.Future[Any] | None = None
 
     async def handle(self, batch: Sequence[Taken], ack: Ack) -> None:
         """Record one batch, dead-letter what is not an event, send each record's receipt
@@ -305,7 +308,19 @@ class Recorder:
     def _start(self, batch: Sequence[Taken], acks: AcksInOrder, in_flight: Allowance) -> None:
         task = asyncio.ensure_future(self.handle(batch, acks.taken(batch)))
         task.add_done_callback(lambda _: in_flight.give_back(len(batch)))
-        task.add_done_callback(_said_if_failed)
+        task.add_done_callback(self._noted_if_failed)
+
+    def _noted_if_failed(self, task: asyncio.Task[None]) -> None:
+        """A batch that failed (a bug: the sink answers every batch) is logged, and the
+        worker is stopped (``on_failure``): the batch stays unacked, and so does every
+        batch taken after it (:class:`AcksInOrder`), so the worker could commit nothing
+        further and would only hold more in memory. Started again (by ``up``, or its
+        service manager), it is delivered all of it again."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        log.error("batch_failed", error=type(exc).__name__)
+        if self.on_failure is not None and self.stopping is None:
+            self.stopping = asyncio.ensure_future(self.on_failure(exc))
 
     async def record_facts(self, batches: AsyncIterable[Sequence[Taken]], ack: Ack) -> None:
         """Record the facts agent's batches as they come, each acked when its own
@@ -364,14 +379,6 @@ class _Holding:
             self.held_bytes -= size
             await self.in_flight.take(len(batch))
             recorder._start(batch, self.acks, self.in_flight)
-
-
-def _said_if_failed(task: asyncio.Task[None]) -> None:
-    """Log a batch that failed (a bug: the sink answers every batch): it stays unacked, and
-    so does every batch taken after it, so the worker commits nothing further and what it
-    holds is delivered again after a restart, rather than skipped."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.error("batch_failed", error=type(exc).__name__)
 
 
 async def _until_sent(send: Any, *args: Any) -> None:

@@ -284,19 +284,30 @@ class Broken(Ledger):
         self.handed += len(records)
         if self.handed == len(records):
             raise RuntimeError("a bug")
+        await asyncio.sleep(0.01)
         return [_handled(raw, position) for raw, position in records]
 
 
-def test_a_batch_that_fails_is_said_and_leaves_it_and_every_later_batch_unacked(
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.parametrize("agent", ["record_facts", "record_sharing"])
+def test_a_batch_that_fails_is_said_acks_nothing_after_it_and_stops_the_worker(
+    agent: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    async def scenario() -> list[tuple[str, int]]:
-        ledger, journal = Broken(), Journal()
-        taken = batches_of(batch(b"{}"), batch(b"{}", first=1), then=0.2)
-        await recorder_on(ledger, journal).record_facts(taken, journal.ack)
-        return journal.steps
+    """Unacked, it holds back every later ack: the worker would commit nothing more and
+    only hold more in memory. Stopped, it is started again and all is delivered again."""
+    ledger, journal = Broken(), Journal()
+    stops: list[BaseException] = []
 
-    steps: list[list[tuple[str, int]]] = []
-    said = logged(capsys, lambda: steps.append(asyncio.run(scenario())))
-    assert steps == [[]]
+    async def stop(exc: BaseException) -> None:
+        stops.append(exc)
+
+    async def scenario() -> None:
+        taken = [batch(b"{}", first=n) for n in range(3)]
+        recorder = Recorder(
+            ledger, Batching(patience=0.0), journal.deadletter, dict, on_failure=stop
+        )
+        await getattr(recorder, agent)(batches_of(*taken, then=0.3), journal.ack)
+
+    said = logged(capsys, lambda: asyncio.run(scenario()))
+    assert journal.steps == []
     assert [e["error"] for e in said if e["event"] == "batch_failed"] == ["RuntimeError"]
+    assert [type(exc) for exc in stops] == [RuntimeError]
