@@ -106,7 +106,7 @@ def create_app(
         lambda: _facts_ends(app),
         send_receipt=send_receipt,
         flow=flow,
-        on_failure=app.crash,  # the worker stops, exits 1, and is started again
+        on_failure=app.crash,  # the worker stops and exits 1: see Recorder
     )
     for name in INPUT_TOPICS:
         record = recorder.record_facts if name == FACTS_TOPIC else recorder.record_sharing

@@ -314,8 +314,8 @@ class Recorder:
         """A batch that failed (a bug: the sink answers every batch) is logged, and the
         worker is stopped (``on_failure``): the batch stays unacked, and so does every
         batch taken after it (:class:`AcksInOrder`), so the worker could commit nothing
-        further and would only hold more in memory. Started again (by ``up``, or its
-        service manager), it is delivered all of it again."""
+        further and would only hold more in memory. Started again (compose and a service
+        manager restart it; ``up`` says that it stopped), it is delivered all of it again."""
         if task.cancelled() or (exc := task.exception()) is None:
             return
         log.error("batch_failed", error=type(exc).__name__)

@@ -1,5 +1,6 @@
 """A worker that cannot record a batch stops, acking nothing, rather than going on past
-it: started again (by up, or its service manager), it is delivered the batch again."""
+it: started again (compose restarts it; ``up`` says that it stopped), it is delivered the
+batch again."""
 
 from __future__ import annotations
 
