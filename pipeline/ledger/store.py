@@ -193,7 +193,13 @@ def _engine(url: str, pool_size: int | None) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return create_engine(parsed, pool_pre_ping=True, **pool)
+    # No server-side prepared statements: a statement prepared once is soon run on the
+    # server's generic plan, which cannot use a partial index through a parameter (kind =
+    # $1 against the event-id index's kind = 'decision', upn <> $2 against the UPN
+    # index's): chosen while the tables were small, it scanned them whole as they grew
+    # (bench/scale.py: the writer 14 to 20 times slower at 30,000 to 50,000 entries).
+    connect = {"prepare_threshold": None}
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect, **pool)
 
 
 @dataclass(slots=True)
