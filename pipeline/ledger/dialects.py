@@ -39,8 +39,11 @@ class Dialect(ABC):
     #: Digests and pupil keys kept as 32 bytes (a server's storage and indexes halve),
     #: rather than as their 64 hex characters.
     packs_digests: bool
-    #: Whether several processes append: the chain's head is then locked row by row.
-    shared: bool
+    #: A server, answering over a connection and shared by several processes: they append
+    #: under a lock on the chain's head row (SQLite's one writer locks the whole file), and
+    #: a reader gains by fetching ahead while it works (in one process SQLite would only
+    #: contend).
+    server: bool
 
     @abstractmethod
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
@@ -82,7 +85,7 @@ class Dialect(ABC):
 
 
 class _SQLite(Dialect):
-    name, marker, packs_digests, shared = "sqlite", "?", False, False
+    name, marker, packs_digests, server = "sqlite", "?", False, False
 
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
         # A JSON array through json_each: SQLite has no array parameter.
@@ -135,7 +138,7 @@ _OLDER_SNAPSHOTS = (
 
 
 class _PostgreSQL(Dialect):
-    name, marker, packs_digests, shared = "postgresql", "%s", True, True
+    name, marker, packs_digests, server = "postgresql", "%s", True, True
 
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))

@@ -271,7 +271,7 @@ class Ledger:
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{_WRITER: True})
             with connection.begin():
-                if self.dialect.shared:  # SQLite's one writer locks the whole file
+                if self.dialect.server:  # SQLite's one writer locks the whole file
                     connection.execute(select(HEAD.c.seq).where(HEAD.c.id == 1).with_for_update())
                 yield connection
 

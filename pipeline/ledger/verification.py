@@ -210,7 +210,7 @@ def _stored_chain(
     width = len(names)
     fragment = orjson.Fragment
     pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
-    if dialect_of(connection).shared:  # a server answers while this process hashes
+    if dialect_of(connection).server:  # it answers while this process hashes
         pages = prefetched(pages)
     for page in pages:
         for row in page:
