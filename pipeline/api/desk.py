@@ -5,21 +5,20 @@ ledger's chain with the user's name."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from pipeline.api.deps import Db, Dpo, LedgerOf, Reader, not_theirs, reader_of
-from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.incidents.desk import QueueFilter, UnknownIncident, incidents, queue, take_action
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
     Incident,
     Risk,
-    Status,
     TransitionRefused,
-    in_queue_order,
 )
 from pipeline.ledger.queries import entries_at
 from pipeline.ledger.reads import record_read
@@ -159,16 +158,30 @@ def audited_incident_detail(
     }
 
 
+#: The most incidents one request of the list returns.
+MOST_LISTED = 1_000
+
+
 @router.get("", response_model=list[IncidentOut])
-def list_incidents(user: Reader, db: Db, include_closed: bool = False) -> list[dict[str, Any]]:
+def list_incidents(
+    user: Reader,
+    db: Db,
+    response: Response,
+    include_closed: bool = False,
+    limit: Annotated[int, Query(ge=1, le=MOST_LISTED)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
+) -> list[dict[str, Any]]:
+    """The queue, least time left first, ``limit`` from ``offset``: how many there are in
+    all is in the ``X-Total-Count`` header, and the next page, when there is one, in
+    ``Link`` (RFC 8288, ``rel="next"``)."""
     now = datetime.now(UTC)
-    return [
-        incident_out(i, incident, now)
-        for i, incident in in_queue_order(
-            incidents(db, user.scope, open_only=not include_closed), now
-        )
-        if include_closed or incident.status is not Status.CLOSED
-    ]
+    found = queue(db, user.scope, QueueFilter(with_closed=include_closed), now, limit, offset)
+    response.headers["X-Total-Count"] = str(found.total)
+    if offset + limit < found.total:
+        closed = str(include_closed).lower()
+        query = urlencode({"include_closed": closed, "limit": limit, "offset": offset + limit})
+        response.headers["Link"] = f'</incidents?{query}>; rel="next"'
+    return [incident_out(i, incident, now) for i, incident in found.listed]
 
 
 def incident_not_theirs(request: Request, user: User, incident_id: int) -> None:

@@ -47,11 +47,13 @@ from pipeline.api.deps import (
 from pipeline.api.desk import audited_incident_detail, incident_not_theirs, incident_out
 from pipeline.incidents.affected import FAMILIES_COLUMNS, event_day, families_rows
 from pipeline.incidents.desk import (
+    QUEUE_PAGE,
+    Queue,
     QueueFilter,
     Revealed,
     UnknownIncident,
-    incidents,
     incidents_about,
+    queue,
     reveal_pupils,
     take_action,
 )
@@ -61,7 +63,6 @@ from pipeline.incidents.lifecycle import (
     Risk,
     Status,
     TransitionRefused,
-    in_queue_order,
     left_text,
 )
 from pipeline.ledger.asking import (
@@ -323,20 +324,19 @@ def _queue_schools(request: Request, user: User, found: Iterable[str | None]) ->
 
 
 @router.get("", response_class=HTMLResponse, response_model=None)
-def queue(
+def queue_page(
     request: Request,
     user: PageReader,
     db: Db,
     school: Annotated[str, Query(max_length=20)] = "",
     status: Annotated[str, Query(max_length=20)] = "",
     severity: Annotated[str, Query(max_length=20)] = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
 ) -> Response:
-    """The open incidents, least time left first; narrowed, when asked, to a school, a
-    status (a closed one only when asked for) or a severity."""
+    """The open incidents, least time left first, a page of them at a time; narrowed,
+    when asked, to a school, a status (a closed one only when asked for) or a severity."""
     now = datetime.now(UTC)
     asked = {"school": school.strip(), "status": status.strip(), "severity": severity.strip()}
-    # A closed incident is read only when a status is asked for (the queue is of work to do).
-    found = incidents(db, user.scope, open_only=not asked["status"])
     context: dict[str, Any] = {
         "user": user,
         "asked": asked,
@@ -353,12 +353,41 @@ def queue(
         return templates.TemplateResponse(
             request, "queue.html", {**context, "error": str(exc)}, status_code=422
         )
+    offset = (page - 1) * QUEUE_PAGE
+    found = queue(db, user.scope, narrowed, now, QUEUE_PAGE, offset)
     context["incidents"] = [
         {**incident_out(i, incident, now), "left_text": left_text(incident.time_left(now))}
-        for i, incident in in_queue_order(found, now)
-        if narrowed.admits(incident)
+        for i, incident in found.listed
     ]
+    context["paging"] = _paging(asked, page, offset, len(found.listed), found)
     return templates.TemplateResponse(request, "queue.html", context)
+
+
+def _paging(
+    asked: dict[str, str], page: int, offset: int, shown: int, found: Queue
+) -> dict[str, Any]:
+    """What the queue says of its length and where its other pages are: the links keep
+    the filters asked."""
+    pages = max(1, -(-found.total // QUEUE_PAGE))
+    kept = {k: v for k, v in asked.items() if v}
+
+    def link(number: int) -> str:
+        query = {**kept, **({"page": str(number)} if number > 1 else {})}
+        return "/desk?" + urlencode(query) if query else "/desk"
+
+    return {
+        "total": found.total,
+        "overdue": found.overdue,
+        "first": offset + 1,
+        "last": offset + shown,
+        "page": page,
+        "pages": pages,
+        "per_page": QUEUE_PAGE,
+        "past_end": found.total > 0 and shown == 0,
+        "previous": link(min(page - 1, pages)) if page > 1 else None,
+        "next": link(page + 1) if page < pages else None,
+        "first_page": link(1),
+    }
 
 
 def _incident_page(

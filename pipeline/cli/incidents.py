@@ -28,15 +28,21 @@ from pipeline.cli.options import (
 from pipeline.cli.report import write_private
 from pipeline.cli.terminal import WHEN_WIDTH, plain
 from pipeline.incidents.affected import FAMILIES_COLUMNS, event_day, families_rows
-from pipeline.incidents.desk import Revealed, UnknownIncident, incidents, reveal_pupils, take_action
+from pipeline.incidents.desk import (
+    QueueFilter,
+    Revealed,
+    UnknownIncident,
+    incidents,
+    queue,
+    reveal_pupils,
+    take_action,
+)
 from pipeline.incidents.lifecycle import (
     Action,
     ActionKind,
     Incident,
     Risk,
-    Status,
     TransitionRefused,
-    in_queue_order,
     left_text,
 )
 from pipeline.plural import counted
@@ -65,23 +71,32 @@ def incidents_list(
     show_all: Annotated[bool, typer.Option("--all", help="Include closed incidents.")] = False,
     school: SchoolOption = None,
     schools: SchoolsOption = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="How many to list (least time left first).")
+    ] = 100,
+    page: Annotated[int, typer.Option("--page", min=1, help="Which page of --limit.")] = 1,
 ) -> None:
     """The queue: least time left on the ICO clock first, overdue at the top (one school's
-    with --school)."""
+    with --school), --limit at a time."""
     scope = school_scope(school, schools_or_fail(schools))
     ledger = open_ledger(db, create=False)
+    now = datetime.now(UTC)
+    offset = (page - 1) * limit
     with reading(ledger) as connection:
-        found = incidents(connection, scope, open_only=not show_all)
-    listed = [
-        (number, incident)
-        for number, incident in in_queue_order(found, datetime.now(UTC))
-        if show_all or incident.status is not Status.CLOSED
-    ]
+        found = queue(connection, scope, QueueFilter(with_closed=show_all), now, limit, offset)
     console = Console(highlight=False)
-    if listed:
-        console.print(queue_table(listed, datetime.now(UTC)))
-    else:
+    if found.listed:
+        console.print(queue_table(found.listed, now))
+    what = "incident" if show_all else "open incident"
+    if found.total == 0:
         console.print("no incidents" + ("" if show_all else " open"))
+    elif not found.listed:
+        fail(f"page {page} is past the end: {counted(found.total, what)}, {limit} a page")
+    if found.total > len(found.listed) or found.overdue:
+        shown = f"{offset + 1}-{offset + len(found.listed)} of " if found.listed else ""
+        late = f"; {found.overdue} past the ICO deadline" if found.overdue else ""
+        more = f" (--page {page + 1} for the next)" if offset + limit < found.total else ""
+        console.print(f"{shown}{counted(found.total, what)}{late}{more}")
 
 
 def queue_table(listed: list[tuple[int, Incident]], now: datetime) -> Table:

@@ -22,18 +22,22 @@ from sqlalchemy import Connection
 from pipeline.incidents.affected import AffectedPupil, affected_pupils
 from pipeline.incidents.grouping import incident_of
 from pipeline.incidents.lifecycle import (
+    CLOCK_STOPPED,
+    ICO_DEADLINE,
     Action,
     ActionKind,
     Incident,
     Risk,
     Status,
+    last_action_for,
+    status_after,
 )
 from pipeline.ledger import incident_projection
 from pipeline.ledger.entry import Entry, EntryKind
 from pipeline.ledger.incident_projection import Narrowed
 from pipeline.ledger.queries import entries_at
 from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text
+from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text, utc_text
 from pipeline.logging import get_logger
 from schemas.alerts import Severity
 
@@ -169,19 +173,67 @@ def _incident(
 @dataclass(frozen=True, slots=True)
 class QueueFilter:
     """What the queue is narrowed to (None: any). With no status asked, a closed
-    incident is left out: the queue is of work still to do."""
+    incident is left out (the queue is of work still to do) unless ``with_closed``."""
 
     school: str | None = None
     status: Status | None = None
     severity: Severity | None = None
+    with_closed: bool = False
 
-    def admits(self, incident: Incident) -> bool:
-        status = incident.status
-        return (
-            (status is not Status.CLOSED if self.status is None else status is self.status)
-            and (self.severity is None or incident.severity is self.severity)
-            and (self.school is None or incident.cause.school == self.school)
+    def narrowed(self, schools: tuple[str, ...] | None) -> Narrowed:
+        """The rows asked for by a reader confined to ``schools`` (None: every school)."""
+        if self.school is not None:
+            pool = (self.school,) if schools is None else schools
+            schools = tuple(s for s in pool if s == self.school)
+        last = None if self.status is None else last_action_for(self.status)
+        closing = None if self.status is not None or self.with_closed else ActionKind.CLOSE
+        return Narrowed(
+            schools,
+            unless_last=closing,
+            last=None if self.status is None else (last.value if last else None,),
+            severity=self.severity.value if self.severity else None,
         )
+
+
+#: Incidents a page of the queue shows.
+QUEUE_PAGE = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """One page of the queue, in its order (least time left first), and how many
+    incidents it holds in all and past their ICO deadline."""
+
+    listed: list[tuple[int, Incident]]
+    total: int
+    overdue: int
+
+
+def queue(
+    connection: Connection,
+    schools: tuple[str, ...] | None,
+    asked: QueueFilter,
+    now: datetime,
+    limit: int | None = QUEUE_PAGE,
+    offset: int = 0,
+) -> Queue:
+    """The queue as a reader confined to ``schools`` (None: every school) sees it,
+    narrowed as ``asked``: ``limit`` incidents from ``offset`` (None: all), least time
+    left first (overdue at the top), those whose clock is stopped or never ran last; at
+    equal time left the gravest first, then by id. Ordered and counted by the database
+    (:func:`pipeline.ledger.incident_projection.queued`): a page reads its own incidents
+    alone, however many the ledger holds."""
+    stops = [k.value for k in ActionKind if status_after(k) in CLOCK_STOPPED]
+    page = incident_projection.queued(
+        connection,
+        asked.narrowed(schools),
+        stops,
+        utc_text(now - ICO_DEADLINE),
+        limit,
+        offset,
+    )
+    found = incidents(connection, ids=page.ids) if page.ids else {}
+    return Queue([(i, found[i]) for i in page.ids if i in found], page.total, page.overdue)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from schemas.alerts import SEVERITY_RANK, Severity
+from schemas.alerts import Severity
 
 #: Art 33(1): "without undue delay and, where feasible, not later than 72 hours after
 #: having become aware of it". Real hours: a clock change does not move the deadline.
@@ -108,11 +108,7 @@ class Incident:
     def time_left(self, now: datetime) -> timedelta | None:
         """Real time until the deadline (negative once passed); None when the clock has
         stopped (reported, closed) or never ran (a review)."""
-        if self.deadline is None or self.status in (
-            Status.REPORTED,
-            Status.SUBJECTS_NOTIFIED,
-            Status.CLOSED,
-        ):
+        if self.deadline is None or self.status in CLOCK_STOPPED:
             return None
         return self.deadline - now
 
@@ -186,6 +182,10 @@ class Incident:
         return replace(self, history=(*self.history, action))
 
 
+#: The statuses in which the ICO clock no longer runs: the ICO has been told, or the
+#: incident is closed.
+CLOCK_STOPPED = frozenset({Status.REPORTED, Status.SUBJECTS_NOTIFIED, Status.CLOSED})
+
 _AFTER = {
     ActionKind.ACKNOWLEDGE: Status.ACKNOWLEDGED,
     ActionKind.ASSESS: Status.ASSESSED,
@@ -195,17 +195,15 @@ _AFTER = {
 }
 
 
-def in_queue_order(found: dict[int, Incident], now: datetime) -> list[tuple[int, Incident]]:
-    """The DPO's queue: least time left first (overdue at the top), incidents whose clock
-    is stopped or never ran last; at equal time left the gravest first, then by id."""
+def status_after(kind: ActionKind | None) -> Status:
+    """The status an incident has when ``kind`` was the last action taken on it (None:
+    none was): the queue reads it from the incident's row, not its history."""
+    return Status.OPEN if kind is None else _AFTER[kind]
 
-    def key(item: tuple[int, Incident]) -> tuple[bool, float, int, int]:
-        number, incident = item
-        left = incident.time_left(now)
-        seconds = left.total_seconds() if left is not None else 0.0
-        return (left is None, seconds, -SEVERITY_RANK[incident.severity], number)
 
-    return sorted(found.items(), key=key)
+def last_action_for(status: Status) -> ActionKind | None:
+    """The last action an incident of ``status`` had taken on it (None: none yet)."""
+    return next((kind for kind, after in _AFTER.items() if after is status), None)
 
 
 def left_text(left: timedelta | None) -> str:

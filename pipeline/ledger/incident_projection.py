@@ -17,13 +17,13 @@ the last action taken, which the desk's lifecycle turns into a status.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, delete, select, text
+from sqlalchemy import Connection, Table, bindparam, case, delete, false, func, or_, select, text
 
 from pipeline.canonical import canonical_json
 from pipeline.ledger.entry import EntryKind
@@ -273,12 +273,15 @@ def superseded(connection: Connection, seqs: Sequence[int]) -> None:
 @dataclass(frozen=True, slots=True)
 class Narrowed:
     """Which incidents a reader asks for: of ``schools`` alone (URNs; None: every school,
-    and the log's own incidents of none), with these ``ids`` alone, and leaving out those
-    whose last action was ``unless_last`` (the desk's closing)."""
+    and the log's own incidents of none), with these ``ids`` alone, leaving out those
+    whose last action was ``unless_last`` (the desk's closing), and, when given, only
+    those whose last action is one of ``last`` (None: no action yet) or of ``severity``."""
 
     schools: tuple[str, ...] | None = None
     ids: tuple[int, ...] | None = None
     unless_last: str | None = None
+    last: tuple[str | None, ...] | None = None
+    severity: str | None = None
 
     def where(self) -> list[Any]:
         clauses: list[Any] = []
@@ -292,6 +295,13 @@ class Narrowed:
             clauses.append(
                 INCIDENTS.c.last_action.is_(None) | (INCIDENTS.c.last_action != self.unless_last)
             )
+        if self.last is not None:
+            column = INCIDENTS.c.last_action
+            named = sorted(k for k in self.last if k is not None)
+            none = [column.is_(None)] if None in self.last else []
+            clauses.append(or_(false(), *none, *([column.in_(named)] if named else [])))
+        if self.severity is not None:
+            clauses.append(INCIDENTS.c.severity == self.severity)
         return clauses
 
 
@@ -334,6 +344,60 @@ def found(connection: Connection, narrowed: Narrowed, with_alerts: bool = True) 
     for taken in actions.values():
         taken.sort(key=lambda action: action[0])
     return Found(kept, alerts, actions)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """One page of the queue: its incidents' ids in the queue's order, how many incidents
+    the queue holds in all, and how many of those are past their ICO deadline."""
+
+    ids: list[int]
+    total: int
+    overdue: int
+
+
+def queued(
+    connection: Connection,
+    narrowed: Narrowed,
+    clock_stops: Collection[str],
+    overdue_before: str,
+    limit: int | None,
+    offset: int = 0,
+) -> Queued:
+    """The DPO's queue, one page of it (``limit`` from ``offset``; None: all): the
+    incidents ``narrowed`` asks for, least time left first: the breaches whose clock runs
+    (no action in ``clock_stops`` is their last), by when it started, then every other;
+    at equal time left the gravest first, then by id. ``overdue_before``: the
+    ``detected_at`` (UTC text) before which a running clock has passed its deadline.
+
+    Counted by the database, and read in two parts, each in an order an index serves: the
+    running clocks in ``detected_at`` order (a page stops after its own rows, however
+    many incidents there are), and, for a page past them, the stopped ones."""
+    running = INCIDENTS.c.breach.is_(True) & (
+        INCIDENTS.c.last_action.is_(None) | INCIDENTS.c.last_action.not_in(sorted(clock_stops))
+    )
+    gravest = case(
+        *((INCIDENTS.c.severity == s.value, r) for s, r in SEVERITY_RANK.items()), else_=-1
+    ).desc()
+    where = narrowed.where()
+    late = running & (INCIDENTS.c.detected_at < overdue_before)
+    counted = select(
+        func.count(),
+        func.coalesce(func.sum(case((running, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((late, 1), else_=0)), 0),
+    ).where(*where)
+    total, clocks, overdue = (int(n) for n in connection.execute(counted).one())
+    ids: list[int] = []
+    if offset < clocks:
+        first = select(INCIDENTS.c.id).where(*where, running)
+        first = first.order_by(INCIDENTS.c.detected_at, gravest, INCIDENTS.c.id)
+        ids += connection.execute(first.limit(limit).offset(offset)).scalars()
+    wanted = None if limit is None else limit - len(ids)
+    if (wanted is None or wanted > 0) and offset + len(ids) < total:
+        rest = select(INCIDENTS.c.id).where(*where, ~running)
+        rest = rest.order_by(gravest, INCIDENTS.c.id).limit(wanted)
+        ids += connection.execute(rest.offset(max(0, offset - clocks))).scalars()
+    return Queued([int(i) for i in ids], total, overdue)
 
 
 def alerted_by(connection: Connection, seqs: Iterable[int]) -> list[int]:

@@ -466,9 +466,15 @@ class CurrentDecision(SQLModel, table=True):
 class IncidentRow(SQLModel, table=True):
     """An incident on the breach desk as its alerts and actions leave it: a projection of
     the chain and the outbox (:mod:`pipeline.ledger.incident_projection`), so that the
-    queue reads rows rather than every alert ever raised."""
+    queue reads rows rather than every alert ever raised. Indexed for the queue: its page
+    of running clocks is read in ``detected_at`` order, and the schools it may be
+    narrowed to are read from the school index alone."""
 
     __tablename__ = "incident"
+    __table_args__ = (
+        Index("ix_incident_detected_at", "detected_at"),
+        Index("ix_incident_school", "school"),
+    )
     id: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
     cause: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     rule: str = Field(sa_column=Column(String(80), nullable=False))

@@ -3,8 +3,6 @@ narrowed: pure, on entries and incidents made here."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-
 from pipeline.incidents.affected import (
     ERASED,
     FAMILIES_COLUMNS,
@@ -12,10 +10,7 @@ from pipeline.incidents.affected import (
     families_rows,
     places_concerned,
 )
-from pipeline.incidents.desk import QueueFilter
-from pipeline.incidents.lifecycle import Action, ActionKind, Cause, Incident, Risk, Status
 from pipeline.ledger.entry import Entry
-from schemas.alerts import Severity
 
 RULE = "consent.missing"
 REFERRAL = "uk.school.pupil.referred.v1"
@@ -99,40 +94,3 @@ def test_an_erased_pupil_is_listed_as_erased_in_the_families_list() -> None:
     entry = decided(1, ("k0",), "no consent 'C' for pupils[0]")
     (row,) = families_rows(1, affected_pupils([entry], RULE, {}), str)
     assert row[:2] == [ERASED, ""]
-
-
-# -- the queue's filters -----------------------------------------------------------------
-
-DETECTED = datetime(2026, 10, 23, 9, 0, tzinfo=UTC)
-
-
-def incident(
-    school: str = "116234", severity: Severity = Severity.HIGH, *history: ActionKind
-) -> Incident:
-    cause = Cause(RULE, "agency:school-nursing", date(2026, 10, 23), school)
-    actions = tuple(
-        Action(kind, "dpo", DETECTED, risk=Risk.NO_RISK, reasons="x") for kind in history
-    )
-    return Incident(cause, severity, DETECTED, True, (1,), actions)
-
-
-def test_the_queue_unfiltered_leaves_out_closed_incidents() -> None:
-    closed = incident("116234", Severity.HIGH, ActionKind.ACKNOWLEDGE, ActionKind.ASSESS)
-    closed = closed.taking(Action(ActionKind.CLOSE, "dpo", DETECTED, reasons="done"))
-    assert closed.status is Status.CLOSED
-    assert not QueueFilter().admits(closed)
-    assert QueueFilter(status=Status.CLOSED).admits(closed)
-    assert QueueFilter().admits(incident())
-
-
-def test_the_queue_narrowed_to_a_status_admits_that_status_alone() -> None:
-    acked = incident("116234", Severity.HIGH, ActionKind.ACKNOWLEDGE)
-    assert QueueFilter(status=Status.ACKNOWLEDGED).admits(acked)
-    assert not QueueFilter(status=Status.OPEN).admits(acked)
-
-
-def test_the_queue_narrowed_to_a_school_and_a_severity_admits_those_alone() -> None:
-    wanted = QueueFilter(school="135000", severity=Severity.MEDIUM)
-    assert wanted.admits(incident("135000", Severity.MEDIUM))
-    assert not wanted.admits(incident("116234", Severity.MEDIUM))
-    assert not wanted.admits(incident("135000", Severity.HIGH))

@@ -15,7 +15,6 @@ from pipeline.incidents.lifecycle import (
     Risk,
     Status,
     TransitionRefused,
-    in_queue_order,
     left_text,
 )
 from pipeline.schooltime import shown_in_school_time
@@ -278,18 +277,7 @@ class TestGrouping:
         assert incident.cause.rule == "channel.not_permitted"
 
 
-class TestTheQueue:
-    def test_least_time_left_comes_first_and_stopped_clocks_last(self) -> None:
-        later = Incident(breach().cause, Severity.HIGH, DETECTED + timedelta(hours=5), True)
-        reported = breach(ack(), assess(Risk.RISK), report())
-        found = {3: later, 1: reported, 2: breach()}
-        assert [i for i, _ in in_queue_order(found, LATER)] == [2, 3, 1]
-
-    def test_at_equal_time_left_a_high_severity_comes_before_a_medium(self) -> None:
-        medium = Incident(breach().cause, Severity.MEDIUM, DETECTED, True)
-        found = {1: medium, 2: breach(), 3: Incident(breach().cause, Severity.LOW, DETECTED, True)}
-        assert [i for i, _ in in_queue_order(found, LATER)] == [2, 1, 3]
-
+class TestTimeLeft:
     def test_time_left_reads_in_hours_and_minutes_and_says_overdue(self) -> None:
         assert left_text(timedelta(hours=5, minutes=7, seconds=30)) == "5h 07m"
         assert left_text(-timedelta(hours=1, minutes=30)) == "OVERDUE by 1h 30m"
