@@ -10,13 +10,28 @@ difference is said once, with why.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import ARRAY, JSON, Connection, Engine, any_, bindparam, cast, func, select, text
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    URL,
+    Connection,
+    Engine,
+    any_,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.sql.elements import TextClause
 
 from pipeline.ledger.errors import LedgerError
@@ -25,6 +40,10 @@ from pipeline.ledger.errors import LedgerError
 #: order, so the large cache the ledger's connections keep for the writer buys it nothing,
 #: and on a ledger of millions of entries would be most of the check's memory.
 VERIFY_CACHE_KIB = 8192
+
+#: The execution option of a connection that appends: on SQLite its transaction begins
+#: with the write lock.
+WRITER = "sharing_audit_writer"
 
 #: How often, and how far apart, a scrub that readers hold back is tried again.
 _TRIES, _PAUSE = 5, 0.2
@@ -44,6 +63,11 @@ class Dialect(ABC):
     #: a reader gains by fetching ahead while it works (in one process SQLite would only
     #: contend).
     server: bool
+
+    @abstractmethod
+    def engine(self, url: URL, pool: dict[str, Any]) -> Engine:
+        """An engine of ``url`` set up for the ledger's locking and queries, its pool
+        made with ``pool`` (SQLAlchemy's ``create_engine`` arguments)."""
 
     @abstractmethod
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
@@ -86,6 +110,32 @@ class Dialect(ABC):
 
 class _SQLite(Dialect):
     name, marker, packs_digests, server = "sqlite", "?", False, False
+
+    def engine(self, url: URL, pool: dict[str, Any]) -> Engine:
+        private_file(url.database)
+        engine = create_engine(url, connect_args={"timeout": 60}, **pool)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
+            # Let SQLAlchemy, not the driver, say when a transaction begins ...
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=60000")
+            cursor.execute("PRAGMA cache_size=-131072")
+            # A deleted row's bytes (an erased pupil's UPN) and the pages it frees are
+            # overwritten with zeros, not left in the file for anyone holding it to read.
+            cursor.execute("PRAGMA secure_delete=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            # ... and let a writer begin with the write lock, so writers serialise on the
+            # chain instead of failing when a read lock cannot be upgraded.
+            immediate = connection.get_execution_options().get(WRITER, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
 
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
         # A JSON array through json_each: SQLite has no array parameter.
@@ -140,6 +190,17 @@ _OLDER_SNAPSHOTS = (
 class _PostgreSQL(Dialect):
     name, marker, packs_digests, server = "postgresql", "%s", True, True
 
+    def engine(self, url: URL, pool: dict[str, Any]) -> Engine:
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        # No server-side prepared statements: a statement prepared once is soon run on the
+        # server's generic plan, which cannot use a partial index through a parameter
+        # (kind = $1 against the event-id index's kind = 'decision', upn <> $2 against the
+        # UPN index's): chosen while the tables were small, it scanned them whole as they
+        # grew (bench/scale.py: the writer 14 to 20 times slower at 30,000 to 50,000).
+        connect = {"prepare_threshold": None}
+        return create_engine(url, pool_pre_ping=True, connect_args=connect, **pool)
+
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
@@ -185,6 +246,23 @@ class _PostgreSQL(Dialect):
             "not yet: a transaction begun before the erasure could still see the row; "
             f"run VACUUM FULL {table} once it has ended"
         )
+
+
+def private_file(path: str | None) -> None:
+    """Make the SQLite file at ``path`` readable by its owner alone (0600), creating it
+    empty if need be: it holds pupils' UPNs and dates of birth, and SQLite gives its WAL
+    and shared-memory files the mode of the database file."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    # An existing file is never opened here: closing any descriptor of a SQLite file
+    # drops every POSIX lock this process holds on it, under any connection to it.
+    try:
+        if not os.path.exists(path):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        elif os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
+    except OSError:  # a folder that is not there, or not ours: SQLite will say so
+        return
 
 
 SQLITE, POSTGRESQL = _SQLite(), _PostgreSQL()

@@ -8,7 +8,6 @@ writers never fork the chain and a batch is recorded whole or not at all.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
-    create_engine,
-    event,
     select,
     update,
 )
@@ -34,9 +31,9 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from pipeline.canonical import canonical_json
 from pipeline.ledger import decision_projection, incident_projection
 from pipeline.ledger.chain import ENTRY_FIELDS, link_hash, stored_form
-from pipeline.ledger.dialects import dialect_of
+from pipeline.ledger.dialects import WRITER, dialect_named, dialect_of
 from pipeline.ledger.entry import Entry, EntryKind
-from pipeline.ledger.errors import LedgerBusy, NotADatabase, translate_driver_errors
+from pipeline.ledger.errors import LedgerBusy, LedgerError, NotADatabase, translate_driver_errors
 from pipeline.ledger.models import (
     AlertOutbox,
     ChainHead,
@@ -61,7 +58,6 @@ IDENTITY: Table = PupilIdentity.__table__  # type: ignore[attr-defined]
 HEAD: Table = ChainHead.__table__  # type: ignore[attr-defined]
 OUTBOX: Table = AlertOutbox.__table__  # type: ignore[attr-defined]
 
-_WRITER = "sharing_audit_writer"
 _STORED = itemgetter(*ENTRY_FIELDS)
 
 
@@ -100,23 +96,6 @@ class NewEntry:
     identities: list[tuple[str, str, str | None]] = field(default_factory=list)
     alert: tuple[str, dict[str, Any]] | None = None  # severity, and the alert without seq
     leaf: bytes | None = None  # the entry's RFC 6962 leaf hash, set once appended
-
-
-def private_file(path: str | None) -> None:
-    """Make the SQLite file at ``path`` readable by its owner alone (0600), creating it
-    empty if need be: it holds pupils' UPNs and dates of birth, and SQLite gives its WAL
-    and shared-memory files the mode of the database file."""
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return
-    # An existing file is never opened here: closing any descriptor of a SQLite file
-    # drops every POSIX lock this process holds on it, under any connection to it.
-    try:
-        if not os.path.exists(path):
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-        elif os.stat(path).st_mode & 0o077:
-            os.chmod(path, 0o600)
-    except OSError:  # a folder that is not there, or not ours: SQLite will say so
-        return
 
 
 #: Seconds a request waits for a free connection before it is told to come back (503).
@@ -166,40 +145,14 @@ def _engine(url: str, pool_size: int | None) -> Engine:
             "max_overflow": pool_size,
             "pool_timeout": POOL_WAIT,
         }
-    if parsed.get_backend_name() == "sqlite":
-        private_file(parsed.database)
-        engine = create_engine(url, connect_args={"timeout": 60}, **pool)
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_connection: Any, _: Any) -> None:
-            # Let SQLAlchemy, not the driver, say when a transaction begins ...
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=60000")
-            cursor.execute("PRAGMA cache_size=-131072")
-            # A deleted row's bytes (an erased pupil's UPN) and the pages it frees are
-            # overwritten with zeros, not left in the file for anyone holding it to read.
-            cursor.execute("PRAGMA secure_delete=ON")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(connection: Connection) -> None:
-            # ... and let a writer begin with the write lock, so writers serialise on the
-            # chain instead of failing when a read lock cannot be upgraded.
-            immediate = connection.get_execution_options().get(_WRITER, False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return engine
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    # No server-side prepared statements: a statement prepared once is soon run on the
-    # server's generic plan, which cannot use a partial index through a parameter (kind =
-    # $1 against the event-id index's kind = 'decision', upn <> $2 against the UPN
-    # index's): chosen while the tables were small, it scanned them whole as they grew
-    # (bench/scale.py: the writer 14 to 20 times slower at 30,000 to 50,000 entries).
-    connect = {"prepare_threshold": None}
-    return create_engine(parsed, pool_pre_ping=True, connect_args=connect, **pool)
+    try:
+        dialect = dialect_named(parsed.get_backend_name())
+    except LedgerError:
+        raise NotADatabase(
+            f"not a database URL the ledger runs on (SQLite or PostgreSQL, not "
+            f"{parsed.get_backend_name()})"
+        ) from None
+    return dialect.engine(parsed, pool)
 
 
 @dataclass(slots=True)
@@ -269,7 +222,7 @@ class Ledger:
     def locked(self) -> Iterator[Connection]:
         """A transaction holding the chain-head lock; commits on leaving, else rolls back."""
         with self.engine.connect() as connection:
-            connection = connection.execution_options(**{_WRITER: True})
+            connection = connection.execution_options(**{WRITER: True})
             with connection.begin():
                 if self.dialect.server:  # SQLite's one writer locks the whole file
                     connection.execute(select(HEAD.c.seq).where(HEAD.c.id == 1).with_for_update())
