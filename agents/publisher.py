@@ -13,7 +13,7 @@ latest checkpoint its last cosignature is (``sharing-audit worker``'s status lin
 
 The signing thread also holds the log to its maximum merge delay: before each signing it
 checks that no receipted entry has waited outside every signed checkpoint for longer
-than the MMD, and raises a high-severity alert when one has (``pipeline.ledger.merging``).
+than the MMD, and raises a high-severity alert when one has (``pipeline.ledger.log.merging``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import threading
 from dataclasses import dataclass
 
 from pipeline.backoff import backoff_delays
-from pipeline.ledger.checkpoints import Signed, latest, sign_if_grown
-from pipeline.ledger.merging import check_merge_delay
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.witnessing import DEADLINE, Witness, last_cosigned, submit_alone
+from pipeline.ledger.log.checkpoints import Signed, latest, sign_if_grown
+from pipeline.ledger.log.merging import check_merge_delay
+from pipeline.ledger.log.witnessing import DEADLINE, Witness, last_cosigned, submit_alone
+from pipeline.ledger.storage.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.settings import MERGE_DELAY_CHECKPOINTS
 from pipeline.transparency.note import Signer

@@ -25,7 +25,7 @@ from agents.sink import GROUP_LIMIT
 from agents.writer import Handled
 from pipeline.backoff import backoff_delays
 from pipeline.engine import Position
-from pipeline.ledger.ingest import Record
+from pipeline.ledger.writing.ingest import Record
 from pipeline.logging import get_logger
 from pipeline.monitoring import WorkerFlow
 from schemas.decisions import RuleId, Verdict
@@ -39,7 +39,7 @@ class Batching:
     long at most a sharing agent waits for the facts agent to catch up, and how many of its
     batches (and bytes of records) it holds meanwhile (``agents.pacing`` says why); how
     often the relay looks for alerts, and how long an alert is held
-    (``pipeline.ledger.outbox`` says why).
+    (``pipeline.ledger.writing.outbox`` says why).
 
     ``within`` is short: Faust's take hands on a batch when it is full or when ``within``
     runs out, so at low load every record waited for it (at 0.2 s, most of the time from

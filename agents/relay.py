@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from agents.sink import LedgerSink
-from pipeline.ledger.outbox import SENT, SET_ASIDE, SUPERSEDED, PendingAlert
+from pipeline.ledger.writing.outbox import SENT, SET_ASIDE, SUPERSEDED, PendingAlert
 from pipeline.logging import get_logger
 from schemas.alerts import MAX_ALERT_BYTES
 

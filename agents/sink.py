@@ -24,8 +24,8 @@ from typing import Any
 from agents import writer
 from agents.writer import Failed, Handled, WriterSpec
 from pipeline.backoff import backoff_delays
-from pipeline.ledger.ingest import Record
-from pipeline.ledger.outbox import Due
+from pipeline.ledger.writing.ingest import Record
+from pipeline.ledger.writing.outbox import Due
 from pipeline.logging import get_logger
 from pipeline.monitoring import WorkerFlow
 from pipeline.policy.intake import undecidable_reason

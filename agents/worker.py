@@ -21,11 +21,11 @@ from agents.sink import LedgerSink
 from agents.writer import WriterSpec
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.notify import Target, notify_new_incidents
-from pipeline.ledger import schema
-from pipeline.ledger.adoption import PacksInForce
-from pipeline.ledger.errors import LedgerUnavailable
-from pipeline.ledger.retention import raise_retention_due
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.privacy.retention import raise_retention_due
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.errors import LedgerUnavailable
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.adoption import PacksInForce
 from pipeline.logging import get_logger
 from pipeline.monitoring import Endpoint, WorkerFlow, serve_worker_metrics
 from pipeline.policy.pack import Policy

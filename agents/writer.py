@@ -20,12 +20,12 @@ from typing import Any, NamedTuple
 
 from agents.publisher import Checkpointing, Publisher
 from pipeline.engine import Outcome, Position
-from pipeline.ledger.errors import is_unavailable
-from pipeline.ledger.ingest import LedgerWriter, Record
-from pipeline.ledger.keys import KeyRefused, bind_key
-from pipeline.ledger.outbox import Due, due_alerts, mark_relayed
-from pipeline.ledger.receipting import signed_receipts
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.errors import is_unavailable
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter, Record
+from pipeline.ledger.writing.keys import KeyRefused, bind_key
+from pipeline.ledger.writing.outbox import Due, due_alerts, mark_relayed
+from pipeline.ledger.writing.receipting import signed_receipts
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project before bench/
 
-from pipeline.ledger.chain import leaf_fault
+from pipeline.ledger.records.chain import leaf_fault
 from pipeline.transparency.auditor import accept_mirror
 from pipeline.transparency.merkle import tree_root
 from pipeline.transparency.mirror import MirrorFolder

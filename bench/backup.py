@@ -42,7 +42,7 @@ from scale import child  # noqa: E402
 from scratch import scratch_postgres  # noqa: E402
 from storage import PG_ADMIN, build, records  # noqa: E402
 
-from pipeline.ledger.store import Ledger  # noqa: E402
+from pipeline.ledger.storage.store import Ledger  # noqa: E402
 
 
 def timed(run: Callable[[], object]) -> float:

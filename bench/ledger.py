@@ -41,12 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scratch import scratch_postgres
 
 from pipeline.canonical import canonical_json
-from pipeline.ledger import schema
-from pipeline.ledger.chain import ENTRY_FIELDS, entry_hash
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import Ledger, NewEntry, now_text
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.records.chain import ENTRY_FIELDS, entry_hash
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger, NewEntry, now_text
 
 BATCH = 500
 RECIPIENTS = [

@@ -87,10 +87,10 @@ from scratch import scratch_postgres  # noqa: E402
 from agents import writer  # noqa: E402
 from pipeline.checking import expected_of  # noqa: E402
 from pipeline.engine import Engine, Position  # noqa: E402
-from pipeline.ledger.entry import EntryKind  # noqa: E402
-from pipeline.ledger.queries import entry_count  # noqa: E402
-from pipeline.ledger.schema import prepare  # noqa: E402
-from pipeline.ledger.store import Ledger, from_utc_text  # noqa: E402
+from pipeline.ledger.reading.queries import entry_count  # noqa: E402
+from pipeline.ledger.records.entry import EntryKind  # noqa: E402
+from pipeline.ledger.storage.schema import prepare  # noqa: E402
+from pipeline.ledger.storage.store import Ledger, from_utc_text  # noqa: E402
 from pipeline.packs import load_pack  # noqa: E402
 from pipeline.register import check_upn  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402

@@ -37,12 +37,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scratch import scratch_postgres
 
-from pipeline.ledger import schema
-from pipeline.ledger.dialects import POSTGRESQL
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.reads import Requester, search
-from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.reading.reads import Requester, search
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.dialects import POSTGRESQL
+from pipeline.ledger.storage.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.packs import load_pack
 from pipeline.reports.sar import audited_sar
 

@@ -9,13 +9,13 @@ birth, a leaving recorded for one pupil in ten and the whole record destroyed fo
 leaver in five:
 
 - retention due: the seconds to work out what is due for every pupil on a day (the
-  ledger's reads and the pure computation, :func:`pipeline.ledger.retention.due_in`),
+  ledger's reads and the pure computation, :func:`pipeline.ledger.privacy.retention.due_in`),
   best of three, against a bare indexed scan of the pupils in the same run (every row of
   the pupil index, ``entry_pupil``, in its key order: what any answer about every pupil's
   entries must at least read), best of three. ``due_ratio`` is bare / due: 1 would be as
   fast as the scan alone. Target >= 0.5.
 - erasure: the seconds to erase ``--erase`` pupils (1,000) as ``ledger retention apply``
-  does, in one :func:`pipeline.ledger.erasure.erase_many` (their identity rows deleted,
+  does, in one :func:`pipeline.ledger.privacy.erasure.erase_many` (their identity rows deleted,
   an erasure entry each appended to the chain and the Merkle tree, the database's freed
   bytes scrubbed), against deleting as many rows by key from one table in the same run
   (a copy of the identity table, under the same pragmas, secure delete included).
@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from queries import BATCH, key, new_entry
 from sqlalchemy import Column, MetaData, String, Table, delete, select
 
-from pipeline.ledger import schema
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.erasure import erase_many
-from pipeline.ledger.ingest import fact_to_json
-from pipeline.ledger.retention import due_in
-from pipeline.ledger.store import PUPIL, Ledger, NewEntry, any_of, now_text, utc_text
+from pipeline.ledger.privacy.erasure import erase_many
+from pipeline.ledger.privacy.retention import due_in
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import PUPIL, Ledger, NewEntry, any_of, now_text, utc_text
+from pipeline.ledger.writing.ingest import fact_to_json
 from pipeline.packs import load_pack
 from pipeline.register import Destruction, Leaving
 from pipeline.schooltime import at_school

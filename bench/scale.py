@@ -58,18 +58,18 @@ from sqlalchemy import text
 from stdnum.gb import upn as stdnum_upn
 
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.checkpoints import Signed, log_signer, sign_if_grown
-from pipeline.ledger.dialects import POSTGRESQL
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.origin import log_origin
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import Filters
-from pipeline.ledger.queries import entries as entries_of
-from pipeline.ledger.reads import Requester, search
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import inclusion_proof
-from pipeline.ledger.verification import verify_from
+from pipeline.ledger.integrity.verification import verify_from
+from pipeline.ledger.log.checkpoints import Signed, log_signer, sign_if_grown
+from pipeline.ledger.log.origin import log_origin
+from pipeline.ledger.reading.queries import Filters
+from pipeline.ledger.reading.queries import entries as entries_of
+from pipeline.ledger.reading.reads import Requester, search
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.dialects import POSTGRESQL
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import inclusion_proof
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import finder
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser

@@ -7,7 +7,7 @@ real append path: a simulated trust's year of events (referrals, transfers, cens
 returns naming every pupil of a school, lifecycle facts, re-evaluations they cause, as
 ``pipeline.simulate`` makes them) decided and appended by the worker's writer
 (``agents.writer``) in batches of ``--batch``, with one audited pupil search
-(``pipeline.ledger.reads.search``, its read entry recorded) for every ``--read-every``
+(``pipeline.ledger.reading.reads.search``, its read entry recorded) for every ``--read-every``
 events. Then it prints, after a ``VACUUM`` (PostgreSQL) or a WAL checkpoint (SQLite):
 
 - per table: its rows, its own bytes (PostgreSQL: the heap, ``pg_relation_size``; its
@@ -51,10 +51,10 @@ from scratch import scratch_postgres  # noqa: E402
 
 from agents import writer  # noqa: E402
 from pipeline.engine import Position  # noqa: E402
-from pipeline.ledger.queries import Filters  # noqa: E402
-from pipeline.ledger.reads import Requester, search  # noqa: E402
-from pipeline.ledger.schema import prepare  # noqa: E402
-from pipeline.ledger.store import PUPIL, Ledger  # noqa: E402
+from pipeline.ledger.reading.queries import Filters  # noqa: E402
+from pipeline.ledger.reading.reads import Requester, search  # noqa: E402
+from pipeline.ledger.storage.schema import prepare  # noqa: E402
+from pipeline.ledger.storage.store import PUPIL, Ledger  # noqa: E402
 from pipeline.packs import load_pack  # noqa: E402
 from pipeline.simulate import simulate  # noqa: E402
 

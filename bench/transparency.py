@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project befo
 from ledger import append_rate, fresh_ledger, read_alone_rate
 from scratch import scratch_postgres
 
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
-from pipeline.ledger.verification import default_jobs, verify
+from pipeline.ledger.integrity.verification import default_jobs, verify
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
 from pipeline.transparency.merkle import leaf_hash, verify_consistency, verify_inclusion
 from pipeline.transparency.note import Signer
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ledger import append_rate, fresh_ledger
 
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
 
 
 def peak_of_verify(entries: int, folder: Path) -> tuple[int, float, bool]:

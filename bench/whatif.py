@@ -44,10 +44,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.checking import check_lines, in_memory, numbered_lines
 from pipeline.engine import Engine, Outcome, Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter, Pupil
-from pipeline.ledger.reads import Requester
-from pipeline.ledger.store import Ledger, NewEntry, now_text
+from pipeline.ledger.reading.reads import Requester
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger, NewEntry, now_text
+from pipeline.ledger.writing.ingest import LedgerWriter, Pupil
 from pipeline.packs import load_pack, pack_text
 from pipeline.policy.intake import read_event
 from pipeline.policy.pack import Policy

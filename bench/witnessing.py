@@ -49,9 +49,9 @@ def record_year(records_file: str, batch: int, witness: str, deadline: float) ->
     from agents import writer
     from agents.publisher import Checkpointing
     from pipeline.engine import Position
-    from pipeline.ledger.schema import prepare
-    from pipeline.ledger.store import Ledger
-    from pipeline.ledger.witnessing import Witness
+    from pipeline.ledger.log.witnessing import Witness
+    from pipeline.ledger.storage.schema import prepare
+    from pipeline.ledger.storage.store import Ledger
     from pipeline.packs import load_pack
     from pipeline.transparency.note import COSIGNATURE, Signer
 

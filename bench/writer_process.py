@@ -22,8 +22,8 @@ def main() -> None:
     sys.path.insert(0, root)
     from agents import writer
     from pipeline.engine import Position
-    from pipeline.ledger.schema import prepare
-    from pipeline.ledger.store import Ledger
+    from pipeline.ledger.storage.schema import prepare
+    from pipeline.ledger.storage.store import Ledger
     from pipeline.packs import load_pack
 
     records = Path(records_file).read_bytes().split(b"\n")[:events]

@@ -24,11 +24,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Connection, func, select
 
-from pipeline.ledger.checkpoints import CHECKPOINT, COSIGNATURE
-from pipeline.ledger.merging import unmerged
-from pipeline.ledger.outbox import PENDING, alert_counts
-from pipeline.ledger.store import Ledger, from_utc_text
-from pipeline.ledger.witnessing import witness_lag, witnesses_from
+from pipeline.ledger.log.checkpoints import CHECKPOINT, COSIGNATURE
+from pipeline.ledger.log.merging import unmerged
+from pipeline.ledger.log.witnessing import witness_lag, witnesses_from
+from pipeline.ledger.storage.store import Ledger, from_utc_text
+from pipeline.ledger.writing.outbox import PENDING, alert_counts
 from pipeline.settings import Settings
 from pipeline.transport.backlog import Awaiting, awaiting_receipts
 from pipeline.transport.kafka import KafkaConfig

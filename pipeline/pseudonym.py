@@ -5,7 +5,7 @@ Everything that leaves the core (ledger hashes, logs, alerts, topics other than 
 inputs, error messages) names a pupil by pseudonym, never by UPN. Pupils recorded before
 migration 0011 have HMAC-SHA256 of their normalised UPN under this key as pseudonym (what
 :class:`Pseudonymiser` computes); a new pupil's is drawn at random instead
-(:mod:`pipeline.ledger.pupils`), so that erasing the pupil's identity row leaves no key
+(:mod:`pipeline.ledger.writing.pupils`), so that erasing the pupil's identity row leaves no key
 that remakes it.
 """
 

@@ -16,7 +16,7 @@ DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
 #: The origin of a new log unless SHARING_AUDIT_LOG_ORIGIN names it: the URL prefix ``serve``
 #: serves the log under, as C2SP tlog-tiles recommends. A deployment should name its own
 #: (its domain and ``/log``), so that checkpoints of two schools' logs never mix. A log
-#: that has signed checkpoints keeps the origin they carry (:mod:`pipeline.ledger.origin`):
+#: that has signed checkpoints keeps the origin they carry (:mod:`pipeline.ledger.log.origin`):
 #: those signed under the old default, ``sharing-audit.localhost/ledger``, keep it.
 DEFAULT_LOG_ORIGIN = "sharing-audit.localhost/log"
 

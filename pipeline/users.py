@@ -10,7 +10,8 @@ it did not exist. A token may expire (``expires_at``) and can be revoked or rota
 the desk's pages use server-side sessions, never the token, in their cookie. Every change
 to users is an entry in the ledger's chain, in the same transaction as the row, recording
 the user's whole state after it; the desk believes a row only while those entries bear it
-out (:mod:`pipeline.ledger.projections`), and ``ledger verify`` names every row they do not.
+out (:mod:`pipeline.ledger.integrity.projections`), and ``ledger verify`` names every row
+they do not.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
-from pipeline.ledger.entry import Entry, EntryKind
-from pipeline.ledger.projections import (
+from pipeline.ledger.integrity.projections import (
     SESSIONS,
     SIGNIN,
     USERS,
@@ -39,7 +39,8 @@ from pipeline.ledger.projections import (
     token_binding,
     user_rows,
 )
-from pipeline.ledger.store import Ledger, NewEntry, now_text, utc_text
+from pipeline.ledger.records.entry import Entry, EntryKind
+from pipeline.ledger.storage.store import Ledger, NewEntry, now_text, utc_text
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)

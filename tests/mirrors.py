@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
-from pipeline.ledger.chain import ENTRY_FIELDS, entry_leaf
-from pipeline.ledger.tree import leaves, tile_hashes
+from pipeline.ledger.records.chain import ENTRY_FIELDS, entry_leaf
+from pipeline.ledger.storage.tree import leaves, tile_hashes
 from pipeline.transparency.merkle import Hash, hashes_root, leaf_hash
 from pipeline.transparency.mirror import MirrorFolder
 from pipeline.transparency.tiles import TILE_WIDTH, Tile, bundle, tiles_for

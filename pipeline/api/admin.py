@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import AwareDatetime, BaseModel, Field
 
 from pipeline.api.deps import Admin, Db, LedgerOf
-from pipeline.ledger.store import utc_text
+from pipeline.ledger.storage.store import utc_text
 from pipeline.logging import get_logger
 from pipeline.users import (
     BadName,

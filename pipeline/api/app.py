@@ -21,10 +21,10 @@ from fastapi.responses import JSONResponse
 from pipeline.api import admin, audit, desk, log, metrics, notice_pages, pages, policy_pages
 from pipeline.api.deps import Db, current_user, user_of, user_of_session
 from pipeline.api.guards import add_guards
-from pipeline.ledger.adoption import PacksInForce
-from pipeline.ledger.keys import bind_key, ledger_key
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.store import Ledger, make_engine
+from pipeline.ledger.storage.store import Ledger, make_engine
+from pipeline.ledger.writing.adoption import PacksInForce
+from pipeline.ledger.writing.keys import bind_key, ledger_key
+from pipeline.ledger.writing.pupils import finder
 from pipeline.packs import load_pack, load_schools
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Controller, Schools
@@ -133,7 +133,7 @@ FOLLOW_SECONDS = 1.0
 
 def follow_adoptions(request: Request) -> None:
     """Explain by the packs in force: the configured ones as the ledger's adoptions have
-    replaced them (see :class:`~pipeline.ledger.adoption.PacksInForce`)."""
+    replaced them (see :class:`~pipeline.ledger.writing.adoption.PacksInForce`)."""
     state = request.app.state
     if time.monotonic() - state.packs_looked_at < FOLLOW_SECONDS:
         return

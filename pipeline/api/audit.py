@@ -1,7 +1,7 @@
 """The auditors' API: search and export the ledger, subject access, the record of processing.
 
 Every route here reads pupil-level data, so every one records a ``read`` entry in the
-ledger before it answers (see :mod:`pipeline.ledger.reads`). Auditors, the DPO and admins
+ledger before it answers (see :mod:`pipeline.ledger.reading.reads`). Auditors, the DPO and admins
 may search, export and build the record of processing; only the DPO and admins may run a
 subject-access report, because it shows the pupil's plain identifiers; only the DPO may
 erase a pupil (``POST /pupils/erase``), whose erasure entry records it.
@@ -21,7 +21,15 @@ from sqlalchemy import Connection
 
 from pipeline.api.deps import Dpo, Reader, SubjectAccess, not_theirs, reader_of
 from pipeline.incidents.desk import open_incidents_of
-from pipeline.ledger.asking import (
+from pipeline.ledger.log.receipts import HOW_TO_CHECK, proofs_for
+from pipeline.ledger.privacy.erasure import (
+    MOST_REASON,
+    ErasureRefused,
+    Needs,
+    erase,
+    erasure_details,
+)
+from pipeline.ledger.reading.asking import (
     PSEUDONYM_PATTERN,
     BadFilter,
     filters_from,
@@ -29,11 +37,8 @@ from pipeline.ledger.asking import (
     names_a_upn,
     pupil_key,
 )
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.erasure import MOST_REASON, ErasureRefused, Needs, erase, erasure_details
-from pipeline.ledger.pupils import NOBODY
-from pipeline.ledger.queries import Filters, entries, entry_at
-from pipeline.ledger.reads import (
+from pipeline.ledger.reading.queries import Filters, entries, entry_at
+from pipeline.ledger.reading.reads import (
     Requester,
     export,
     opened,
@@ -42,8 +47,9 @@ from pipeline.ledger.reads import (
     record_read,
     search,
 )
-from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.pupils import NOBODY
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of
@@ -511,7 +517,7 @@ def pupil_to_erase(request: Request, user: User, upn: str, name: str = "upn") ->
 
 def erased_on_request(request: Request, user: User, pupil: str, reason: str) -> Statement:
     """Erase ``pupil`` at their family's request (UK GDPR Art 17), as ``user``, judged
-    by the deployment's packs, key and incidents (:func:`pipeline.ledger.erasure.refusals`);
+    by the deployment's packs, key and incidents (:func:`pipeline.ledger.privacy.erasure.refusals`);
     the statement for the family. Raises :class:`ErasureRefused` with every reason."""
     state = request.app.state
     needs = Needs(

@@ -14,8 +14,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
 
-from pipeline.ledger.reads import Requester
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.reading.reads import Requester
+from pipeline.ledger.storage.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.settings import Settings
 from pipeline.users import Role, User, session_user, user_for

@@ -20,9 +20,9 @@ from pipeline.incidents.lifecycle import (
     Risk,
     TransitionRefused,
 )
-from pipeline.ledger.queries import entries_at
-from pipeline.ledger.reads import record_read
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.reading.queries import entries_at
+from pipeline.ledger.reading.reads import record_read
+from pipeline.ledger.storage.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.schooltime import shown_in_school_time
 from pipeline.users import User

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from pipeline.ledger.errors import LedgerBusy, LedgerUnavailable
+from pipeline.ledger.storage.errors import LedgerBusy, LedgerUnavailable
 from pipeline.logging import get_logger
 
 log = get_logger(__name__)

@@ -15,18 +15,18 @@ from fastapi.responses import Response
 
 from pipeline.api.audit import MAX_SEQ
 from pipeline.api.deps import Config, LedgerOf, Reader, reader_of
-from pipeline.ledger.checkpoints import Signed, at_size
-from pipeline.ledger.queries import Filters, entry_at, in_scope
-from pipeline.ledger.reads import opened, record_read
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import (
+from pipeline.ledger.log.checkpoints import Signed, at_size
+from pipeline.ledger.log.witnessing import current
+from pipeline.ledger.reading.queries import Filters, entry_at, in_scope
+from pipeline.ledger.reading.reads import opened, record_read
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import (
     consistency_proof,
     inclusion_proof,
     leaf_bytes,
     leaves,
     tile_hashes,
 )
-from pipeline.ledger.witnessing import current
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.receipt import receipt_for
 from pipeline.transparency.tiles import (

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 
 from pipeline.api.deps import Admin
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
 from pipeline.logging import get_logger
 from pipeline.monitoring import PREFIX, SECONDS_BUCKETS, LedgerFigures, Watched, watched_from
 from pipeline.settings import Settings

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from pipeline.api.audit import report_response
 from pipeline.api.deps import reader_of
 from pipeline.api.pages import PageReader, error_page, templates
-from pipeline.ledger.asking import BadFilter, instant
+from pipeline.ledger.reading.asking import BadFilter, instant
 from pipeline.policy.notice import notice_of
 from pipeline.policy.schools import controller_of, policy_of
 from pipeline.reports.formats import ReportFormat, notice_html

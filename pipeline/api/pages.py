@@ -65,7 +65,9 @@ from pipeline.incidents.lifecycle import (
     TransitionRefused,
     left_text,
 )
-from pipeline.ledger.asking import (
+from pipeline.ledger.privacy.erasure import ErasureRefused, erasure_details
+from pipeline.ledger.privacy.retention import audited_due
+from pipeline.ledger.reading.asking import (
     KINDS,
     BadFilter,
     filters_from,
@@ -74,11 +76,9 @@ from pipeline.ledger.asking import (
     names_a_upn,
     pupil_key,
 )
-from pipeline.ledger.erasure import ErasureRefused, erasure_details
-from pipeline.ledger.incident_projection import schools_with_incidents
-from pipeline.ledger.queries import Filters
-from pipeline.ledger.reads import search
-from pipeline.ledger.retention import audited_due
+from pipeline.ledger.reading.queries import Filters
+from pipeline.ledger.reading.reads import search
+from pipeline.ledger.storage.incident_projection import schools_with_incidents
 from pipeline.logging import get_logger
 from pipeline.plural import counted
 from pipeline.policy.schools import policy_of

@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from pipeline.api.deps import SAR_ROLES, forbidden, reader_of
 from pipeline.api.pages import PageReader, error_page, templates
-from pipeline.ledger.asking import BadFilter, instant
+from pipeline.ledger.reading.asking import BadFilter, instant
 from pipeline.packs import pack_text, shipped_packs
 from pipeline.policy.diff import pack_differences
 from pipeline.policy.pack import PackError, Policy

@@ -13,7 +13,7 @@ import typer
 
 from pipeline.cli.exits import fail
 from pipeline.cli.keys import log_key, witness_key
-from pipeline.ledger.chain import leaf_fault
+from pipeline.ledger.records.chain import leaf_fault
 from pipeline.plural import counted
 from pipeline.transparency.auditor import (
     Refused,

@@ -28,7 +28,7 @@ from pipeline.cli.options import (
 )
 from pipeline.cli.terminal import result_row, summary_table
 from pipeline.engine import Engine
-from pipeline.ledger.ingest import LedgerWriter
+from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.transport.processes import say
 
 _PROGRESS_MIN_BYTES = 1 << 20

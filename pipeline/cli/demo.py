@@ -26,13 +26,13 @@ from pipeline.cli.options import DATABASE_SETTING, PolicyOption
 from pipeline.cli.report import write_private
 from pipeline.cli.runnable import activation, command_line
 from pipeline.engine import Engine
-from pipeline.ledger.chain import Verification
-from pipeline.ledger.outbox import PENDING, SENT, SUPERSEDED, alert_counts
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import current_decisions, entry_count
-from pipeline.ledger.reads import Requester
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import current_decisions, entry_count
+from pipeline.ledger.reading.reads import Requester
+from pipeline.ledger.records.chain import Verification
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.outbox import PENDING, SENT, SUPERSEDED, alert_counts
+from pipeline.ledger.writing.pupils import finder
 from pipeline.policy.pack import Policy
 from pipeline.reports.formats import ropa_html, sar_html
 from pipeline.reports.ropa import audited_ropa

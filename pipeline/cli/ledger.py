@@ -30,27 +30,27 @@ from pipeline.cli.options import (
     school_scope,
 )
 from pipeline.cli.terminal import WHEN_WIDTH, plain, school_time, short_type
-from pipeline.ledger import schema
-from pipeline.ledger.asking import filters_from
-from pipeline.ledger.checkpoint_check import (
+from pipeline.ledger.integrity.checkpoint_check import (
     OutsideCheckpointError,
     kept_checkpoints,
     outside_checkpoint,
     outside_fault,
     read_outside,
 )
-from pipeline.ledger.checkpoints import LogKeyError, log_signer
-from pipeline.ledger.dialects import POSTGRESQL
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.errors import LedgerError, NotADatabase
-from pipeline.ledger.keys import legacy_pupils, recorded_fingerprint, settle_key_file
-from pipeline.ledger.merging import Unmerged, unmerged
-from pipeline.ledger.origin import LogOriginError, log_origin
-from pipeline.ledger.queries import stats
-from pipeline.ledger.reads import export
-from pipeline.ledger.roles import BadRole, grant
-from pipeline.ledger.store import Ledger, shown_url
-from pipeline.ledger.verification import MIN_RANGE, default_jobs, verify, verify_from
+from pipeline.ledger.integrity.verification import MIN_RANGE, default_jobs, verify, verify_from
+from pipeline.ledger.log.checkpoints import LogKeyError, log_signer
+from pipeline.ledger.log.merging import Unmerged, unmerged
+from pipeline.ledger.log.origin import LogOriginError, log_origin
+from pipeline.ledger.reading.asking import filters_from
+from pipeline.ledger.reading.queries import stats
+from pipeline.ledger.reading.reads import export
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.dialects import POSTGRESQL
+from pipeline.ledger.storage.errors import LedgerError, NotADatabase
+from pipeline.ledger.storage.roles import BadRole, grant
+from pipeline.ledger.storage.store import Ledger, shown_url
+from pipeline.ledger.writing.keys import legacy_pupils, recorded_fingerprint, settle_key_file
 from pipeline.plural import counted
 from pipeline.pseudonym import (
     Pseudonymiser,

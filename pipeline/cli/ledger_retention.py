@@ -13,7 +13,7 @@ from pipeline.cli.exits import fail, policy_or_fail, schools_or_fail
 from pipeline.cli.ledger import key_if_any
 from pipeline.cli.options import DbOption, PolicyOption, SchoolsOption, in_force, open_ledger
 from pipeline.cli.retention import as_of_day
-from pipeline.ledger.errors import LedgerError
+from pipeline.ledger.storage.errors import LedgerError
 from pipeline.plural import counted
 from pipeline.policy.schools import policy_of
 from pipeline.retention.forgetting import Plan, applied, planned

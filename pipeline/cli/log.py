@@ -12,7 +12,7 @@ import typer
 from pipeline.cli.exits import fail
 from pipeline.cli.options import DbOption, database_url, open_ledger, reading
 from pipeline.cli.runnable import command_line
-from pipeline.ledger.checkpoints import (
+from pipeline.ledger.log.checkpoints import (
     LogKeyError,
     Signed,
     at_size,
@@ -20,10 +20,15 @@ from pipeline.ledger.checkpoints import (
     log_signer,
     sign_if_grown,
 )
-from pipeline.ledger.origin import LogOriginError, log_origin
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import TreeIncomplete, consistency_proof, inclusion_proof, leaf_bytes
-from pipeline.ledger.witnessing import current, publish, witnesses_from
+from pipeline.ledger.log.origin import LogOriginError, log_origin
+from pipeline.ledger.log.witnessing import current, publish, witnesses_from
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import (
+    TreeIncomplete,
+    consistency_proof,
+    inclusion_proof,
+    leaf_bytes,
+)
 from pipeline.settings import settings
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.note import Signer

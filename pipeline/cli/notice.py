@@ -27,9 +27,9 @@ from pipeline.cli.options import (
     reading,
     school_scope,
 )
-from pipeline.ledger.asking import instant
-from pipeline.ledger.notices import PublishRefused, publish_notice
-from pipeline.ledger.store import Ledger, now_text
+from pipeline.ledger.reading.asking import instant
+from pipeline.ledger.storage.store import Ledger, now_text
+from pipeline.ledger.writing.notices import PublishRefused, publish_notice
 from pipeline.plural import counted
 from pipeline.policy.notice import Says, notice_markdown, notice_of
 from pipeline.policy.schools import Schools, controller_of, policy_of

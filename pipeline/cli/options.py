@@ -14,16 +14,16 @@ from pipeline.cli.exits import fail, policy_or_fail, schools_or_fail
 from pipeline.cli.keys import log_key
 from pipeline.cli.runnable import command_line
 from pipeline.keyfiles import key_file_for
-from pipeline.ledger import schema
-from pipeline.ledger.adoption import PacksInForce
-from pipeline.ledger.asking import BadFilter, instant
-from pipeline.ledger.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
-from pipeline.ledger.errors import LedgerError, NotADatabase
-from pipeline.ledger.keys import KeyRefused, ledger_key
-from pipeline.ledger.origin import LogOriginError, log_origin
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.reads import Requester
-from pipeline.ledger.store import Ledger, shown_url
+from pipeline.ledger.log.checkpoints import LOG_KEY_SUFFIX, LogKeyError, log_signer
+from pipeline.ledger.log.origin import LogOriginError, log_origin
+from pipeline.ledger.reading.asking import BadFilter, instant
+from pipeline.ledger.reading.reads import Requester
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.errors import LedgerError, NotADatabase
+from pipeline.ledger.storage.store import Ledger, shown_url
+from pipeline.ledger.writing.adoption import PacksInForce
+from pipeline.ledger.writing.keys import KeyRefused, ledger_key
+from pipeline.ledger.writing.pupils import finder
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
 from pipeline.pseudonym import Pseudonymiser, PseudonymKeyError, load_or_create_key, pseudonymiser
@@ -140,7 +140,7 @@ def period_report(
 
 def pseudonym_key_for(db: str | None, wait_for_database: bool = False) -> bytes:
     """The pseudonym key for the ledger at ``db``, checked against the key the ledger was
-    written with (see :mod:`pipeline.ledger.keys`), or a clear exit.
+    written with (see :mod:`pipeline.ledger.writing.keys`), or a clear exit.
 
     ``wait_for_database``, for a worker, which waits out a database that is down: the key
     is then taken as configured, and checked by the writer before its first write.
@@ -165,7 +165,7 @@ def pseudonym_for(db: str | None) -> Pseudonymiser:
 
 def pupil_finder(db: str | None) -> Callable[[str], str]:
     """A UPN to the pseudonym its pupil is recorded under (see
-    :mod:`pipeline.ledger.pupils`), once the key is known to be the ledger's: a ledger
+    :mod:`pipeline.ledger.writing.pupils`), once the key is known to be the ledger's: a ledger
     opened on another key is refused, never searched and found empty."""
     pseudonym_key_for(db)
     return finder(open_ledger(db, create=False))

@@ -1,7 +1,7 @@
 """``sharing-audit pupils erase``: erase a pupil on request (UK GDPR Art 17), as the DPO.
 
 The pupil's UPN and date of birth are deleted and the erasure is recorded in the chain
-(:mod:`pipeline.ledger.erasure`); refused, naming every reason, while the data is still
+(:mod:`pipeline.ledger.privacy.erasure`); refused, naming every reason, while the data is still
 needed. Nothing recognises the UPN afterwards, so the statement for the family is printed
 when the erasure is made (``report sar --erasure N`` prints it again).
 """
@@ -28,9 +28,9 @@ from pipeline.cli.options import (
 )
 from pipeline.cli.terminal import plain
 from pipeline.incidents.desk import open_incidents_of
-from pipeline.ledger.asking import pupil_key
-from pipeline.ledger.erasure import ErasureRefused, Needs, erase, erasure_details
-from pipeline.ledger.pupils import NOBODY, finder
+from pipeline.ledger.privacy.erasure import ErasureRefused, Needs, erase, erasure_details
+from pipeline.ledger.reading.asking import pupil_key
+from pipeline.ledger.writing.pupils import NOBODY, finder
 from pipeline.policy.schools import policy_of
 from pipeline.reports.erasure import CANNOT_UNDO, erasure_statement
 from pipeline.schooltime import school_day

@@ -31,8 +31,8 @@ from pipeline.cli.held import (
 )
 from pipeline.cli.options import DbOption, asked, cli_reader, open_ledger, reading, school_scope
 from pipeline.cli.terminal import school_time, short_type
-from pipeline.ledger.asking import instant
-from pipeline.ledger.reconciling import recorded, scoped, unsent
+from pipeline.ledger.reading.asking import instant
+from pipeline.ledger.reading.reconciling import recorded, scoped, unsent
 from pipeline.shown import shown_text
 from pipeline.transparency.completeness import held_in_line
 from pipeline.transparency.delivery import ReceiptRefused

@@ -30,7 +30,7 @@ from pipeline.cli.options import (
     reading,
     school_scope,
 )
-from pipeline.ledger.asking import pupil_key
+from pipeline.ledger.reading.asking import pupil_key
 from pipeline.reports.erasure import erasure_statement
 from pipeline.reports.formats import ReportFormat, rendered
 from pipeline.reports.notice_check import notice_now, ropa_part

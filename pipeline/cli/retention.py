@@ -32,7 +32,7 @@ from pipeline.cli.options import (
     school_scope,
 )
 from pipeline.cli.terminal import plain
-from pipeline.ledger.retention import DUE_COLUMNS, DueList, audited_due, due_rows
+from pipeline.ledger.privacy.retention import DUE_COLUMNS, DueList, audited_due, due_rows
 from pipeline.plural import counted
 from pipeline.policy.schools import policy_of
 from pipeline.reports.formats import csv_chunks

@@ -1,6 +1,6 @@
 """``sharing-audit ledger rotate-key``: the ledger's pseudonym key replaced by a new random
 one, and the old one destroyed (beside a SQLite ledger) or handed to the operator to
-destroy (a key kept in SHARING_AUDIT_PSEUDONYM_KEY). See :mod:`pipeline.ledger.rotation`.
+destroy (a key kept in SHARING_AUDIT_PSEUDONYM_KEY). See :mod:`pipeline.ledger.privacy.rotation`.
 
 Beside a SQLite ledger, the new key is written to a new file (0600, synced) before the
 ledger records it; after the commit the old file's bytes are overwritten and the new file
@@ -22,9 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from pipeline.cli.exits import fail
 from pipeline.cli.options import DbOption, database_url, open_ledger, pseudonym_key_for
 from pipeline.keyfiles import KEY_BYTES, key_file_for, pending_key_file, write_new_key_file
-from pipeline.ledger.errors import LedgerError
-from pipeline.ledger.keys import FINISHED, KeyRefused, settle_key_file
-from pipeline.ledger.rotation import Rotated, RotationRefused, rotate_key
+from pipeline.ledger.privacy.rotation import Rotated, RotationRefused, rotate_key
+from pipeline.ledger.storage.errors import LedgerError
+from pipeline.ledger.writing.keys import FINISHED, KeyRefused, settle_key_file
 from pipeline.plural import counted
 from pipeline.pseudonym import PseudonymKeyError, pseudonymiser
 from pipeline.settings import settings

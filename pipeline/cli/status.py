@@ -21,11 +21,11 @@ from rich.live import Live
 from rich.text import Text
 
 from pipeline.cli.exits import fail
-from pipeline.ledger.errors import LedgerError
-from pipeline.ledger.outbox import PENDING, SENT, SET_ASIDE, SUPERSEDED, alert_counts
-from pipeline.ledger.queries import decisions_by_verdict
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.witnessing import witness_lag, witnesses_from
+from pipeline.ledger.log.witnessing import witness_lag, witnesses_from
+from pipeline.ledger.reading.queries import decisions_by_verdict
+from pipeline.ledger.storage.errors import LedgerError
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.outbox import PENDING, SENT, SET_ASIDE, SUPERSEDED, alert_counts
 from pipeline.plural import counted
 from pipeline.settings import settings
 from pipeline.transport.backlog import Backlog, waited

@@ -41,7 +41,7 @@ from pipeline.cli.options import (
 from pipeline.cli.runnable import command_line
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.cli.worker import log_key_ready
-from pipeline.ledger.store import Ledger, shown_url
+from pipeline.ledger.storage.store import Ledger, shown_url
 from pipeline.settings import settings
 from pipeline.transparency.note import Verifier
 from pipeline.transport.broker import BrokerError, EmbeddedBroker

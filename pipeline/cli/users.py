@@ -14,8 +14,8 @@ from rich.table import Table
 from pipeline.cli.exits import fail, schools_or_fail
 from pipeline.cli.options import DbOption, SchoolsOption, open_ledger, reading, school_scope
 from pipeline.cli.terminal import WHEN_WIDTH, plain, school_time
-from pipeline.ledger.asking import BadFilter, instant
-from pipeline.ledger.store import now_text, utc_text
+from pipeline.ledger.reading.asking import BadFilter, instant
+from pipeline.ledger.storage.store import now_text, utc_text
 from pipeline.users import (
     BadName,
     NoLongerValid,

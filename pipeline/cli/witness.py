@@ -9,7 +9,7 @@ import typer
 
 from pipeline.cli.exits import fail
 from pipeline.cli.keys import log_key
-from pipeline.ledger.errors import LedgerError
+from pipeline.ledger.storage.errors import LedgerError
 from pipeline.settings import settings
 from pipeline.transparency.note import Signer
 from pipeline.witness.state import (

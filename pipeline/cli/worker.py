@@ -21,10 +21,10 @@ from pipeline.cli.options import (
 )
 from pipeline.cli.status import LogFileOption, Stop, supervise, worker_log
 from pipeline.incidents.notify import Smtp, Target, email_target, webhook_target
-from pipeline.ledger.checkpoints import LogKeyError, log_signer
-from pipeline.ledger.origin import LogOriginError, log_origin
-from pipeline.ledger.store import Ledger, shown_url
-from pipeline.ledger.witnessing import witnesses_from
+from pipeline.ledger.log.checkpoints import LogKeyError, log_signer
+from pipeline.ledger.log.origin import LogOriginError, log_origin
+from pipeline.ledger.log.witnessing import witnesses_from
+from pipeline.ledger.storage.store import Ledger, shown_url
 from pipeline.logging import configure as configure_logging
 from pipeline.logging import get_logger
 from pipeline.monitoring import Endpoint, watched_from
@@ -60,7 +60,7 @@ def worker(
         return
     from agents.recorder import Batching
     from agents.worker import WorkerConfig, ready_ledger, run_worker
-    from pipeline.ledger.schema import SchemaNotReady
+    from pipeline.ledger.storage.schema import SchemaNotReady
 
     config = settings()
     log_level = config.log_level or "INFO"

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.store import from_utc_text
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage.store import from_utc_text
 from pipeline.policy.rules import places_named
 from pipeline.schooltime import school_day, shown_day
 

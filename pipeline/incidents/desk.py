@@ -3,7 +3,7 @@
 An incident is the grouping of the alerts in the outbox (those not superseded before they
 went out) plus, in order, the ``incident_action`` entries that refer to it; its id is the
 ``seq`` of its first alert. Both are kept as they are appended, in rows beside the chain
-(:mod:`pipeline.ledger.incident_projection`), which every reader here reads: no request
+(:mod:`pipeline.ledger.storage.incident_projection`), which every reader here reads: no request
 folds the history. An action is checked against the incident as it stands, read from the
 rows before the chain's lock is taken and again inside the transaction that appends it,
 so two people acting at once cannot both move it from the same state, and the lock is
@@ -32,12 +32,12 @@ from pipeline.incidents.lifecycle import (
     last_action_for,
     status_after,
 )
-from pipeline.ledger import incident_projection
-from pipeline.ledger.entry import Entry, EntryKind
-from pipeline.ledger.incident_projection import Narrowed
-from pipeline.ledger.queries import entries_at
-from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import Ledger, NewEntry, from_utc_text, now_text, utc_text
+from pipeline.ledger.reading.queries import entries_at
+from pipeline.ledger.reading.reads import Requester, record_read
+from pipeline.ledger.records.entry import Entry, EntryKind
+from pipeline.ledger.storage import incident_projection
+from pipeline.ledger.storage.incident_projection import Narrowed
+from pipeline.ledger.storage.store import Ledger, NewEntry, from_utc_text, now_text, utc_text
 from pipeline.logging import get_logger
 from schemas.alerts import Severity
 
@@ -103,7 +103,7 @@ def incidents_about(
 def open_incidents_by_pupil(connection: Connection) -> dict[str, list[int]]:
     """The ids of the incidents not closed that concern each pupil (as revealing their
     pupils would name them: see :func:`affected_pupils`), of every school: a pupil is
-    neither erased on request (:func:`pipeline.ledger.erasure.refusals`) nor by the
+    neither erased on request (:func:`pipeline.ledger.privacy.erasure.refusals`) nor by the
     ledger's retention while any is open (the DPO may still need to tell the family)."""
     found: dict[str, list[int]] = {}
     for number, incident in incidents(connection, open_only=True).items():
@@ -221,7 +221,7 @@ def queue(
     narrowed as ``asked``: ``limit`` incidents from ``offset`` (None: all), least time
     left first (overdue at the top), those whose clock is stopped or never ran last; at
     equal time left the gravest first, then by id. Ordered and counted by the database
-    (:func:`pipeline.ledger.incident_projection.queued`): a page reads its own incidents
+    (:func:`pipeline.ledger.storage.incident_projection.queued`): a page reads its own incidents
     alone, however many the ledger holds."""
     stops = [k.value for k in ActionKind if status_after(k) in CLOCK_STOPPED]
     page = incident_projection.queued(

@@ -6,7 +6,7 @@ on one afternoon are one incident for the DPO to work, not ten; two schools of a
 making the same mistake on the same day are two, each its own school's to answer for.
 
 The grouping itself is the incidents projection's fold
-(:mod:`pipeline.ledger.incident_projection`), the one the ledger keeps its rows by; this
+(:mod:`pipeline.ledger.storage.incident_projection`), the one the ledger keeps its rows by; this
 module turns its rows into the desk's :class:`Incident`.
 """
 
@@ -17,13 +17,13 @@ from datetime import date
 from typing import Any
 
 from pipeline.incidents.lifecycle import Action, Cause, Incident
-from pipeline.ledger.incident_projection import Kept, alert_cause, folded
-from pipeline.ledger.store import from_utc_text
+from pipeline.ledger.storage.incident_projection import Kept, alert_cause, folded
+from pipeline.ledger.storage.store import from_utc_text
 from schemas.alerts import Severity
 
 
 def cause_of(alert: Mapping[str, Any]) -> Cause:
-    """The alert's cause (:func:`pipeline.ledger.incident_projection.alert_cause`)."""
+    """The alert's cause (:func:`pipeline.ledger.storage.incident_projection.alert_cause`)."""
     return Cause(*alert_cause(alert))
 
 

@@ -29,9 +29,9 @@ from sqlalchemy import Connection, Table, delete, insert, select
 from pipeline.backoff import backoff_delays
 from pipeline.incidents.desk import incidents
 from pipeline.incidents.lifecycle import Incident, Status
-from pipeline.ledger.models import IncidentNotice
-from pipeline.ledger.queries import pupils_named
-from pipeline.ledger.store import Ledger, now_text
+from pipeline.ledger.reading.queries import pupils_named
+from pipeline.ledger.storage.models import IncidentNotice
+from pipeline.ledger.storage.store import Ledger, now_text
 from pipeline.logging import get_logger
 from pipeline.schooltime import shown_in_school_time
 from pipeline.shown import Naming, recipient_name, rule_name

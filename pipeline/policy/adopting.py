@@ -4,7 +4,7 @@ replaced by the latest pack adopted for it.
 An adoption names the school of the register it is for (its URN), or none: every school
 (with no register, the one pack that decides every event). A later adoption for every
 school replaces the earlier ones for each school too. Pure: the adoptions are read from
-the ledger by :mod:`pipeline.ledger.adoption`, and each pack is compiled here from the
+the ledger by :mod:`pipeline.ledger.writing.adoption`, and each pack is compiled here from the
 text it holds, for its school's own local authority.
 """
 

@@ -4,7 +4,7 @@ Sharing is checked against retention when it happens (``retention.expired``), bu
 nobody shares again is never checked: a pupil who left six years ago may still have
 attendance records on file. This answers, for a day, which records are past their period
 and not recorded as destroyed. Pure: no I/O. The ledger's adapter
-(:mod:`pipeline.ledger.retention`) gathers what each school holds, the register and the
+(:mod:`pipeline.ledger.privacy.retention`) gathers what each school holds, the register and the
 dates of birth.
 
 A school holds a category of a pupil's record when it has shared it (any decided event of

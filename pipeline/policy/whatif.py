@@ -1,7 +1,7 @@
 """What a candidate pack would have decided: one recorded event replayed, and the
 comparison of its replayed decision with its current one, tallied.
 
-Pure: the ledger adapter (:mod:`pipeline.ledger.history`) hands over each event as the
+Pure: the ledger adapter (:mod:`pipeline.ledger.reading.history`) hands over each event as the
 ledger keeps it (its pseudonymised payload, its pupils' keys and dates of birth, its
 current decision) and the register's facts; nothing here reads a database or a clock.
 The replay decides with :func:`pipeline.policy.decide.decision_for`, as the engine does, so a

@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.queries import entry_at
-from pipeline.ledger.store import ENTRY, PUPIL, from_utc_text
+from pipeline.ledger.reading.queries import entry_at
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.store import ENTRY, PUPIL, from_utc_text
 from pipeline.policy.schools import Controller, Schools, controller_of
 from pipeline.schooltime import school_day, shown_day
 

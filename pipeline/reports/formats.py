@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from pipeline.ledger.queries import ENTRY_COLUMNS
+from pipeline.ledger.reading.queries import ENTRY_COLUMNS
 from pipeline.policy.notice import notice_document, notice_title
 from pipeline.shown import install
 

@@ -2,7 +2,7 @@
 
 A notice must name every recipient of a pupil's data (UK GDPR Art 13(1)(e), 14(1)(e)).
 This report takes each sharing event of a period, finds the notice the school had
-published and in force when it happened (:mod:`pipeline.ledger.notices`), and lists:
+published and in force when it happened (:mod:`pipeline.ledger.writing.notices`), and lists:
 
 - recipients the school shared with that the notice in force did not name; sharing
   with a named recipient for a purpose the notice did not give them (a census return
@@ -26,10 +26,10 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Connection, select
 
-from pipeline.ledger.notices import Published, in_force, published_notices
-from pipeline.ledger.queries import in_period
-from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import ENTRY, Ledger, now_text
+from pipeline.ledger.reading.queries import in_period
+from pipeline.ledger.reading.reads import Requester, record_read
+from pipeline.ledger.storage.store import ENTRY, Ledger, now_text
+from pipeline.ledger.writing.notices import Published, in_force, published_notices
 from pipeline.policy.notice import (
     Says,
     named_as,

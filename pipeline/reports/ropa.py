@@ -22,11 +22,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from pipeline.ledger import decision_projection
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.queries import in_period
-from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import ENTRY, PAYLOAD, Ledger, from_utc_text, now_text
+from pipeline.ledger.reading.queries import in_period
+from pipeline.ledger.reading.reads import Requester, record_read
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage import decision_projection
+from pipeline.ledger.storage.store import ENTRY, PAYLOAD, Ledger, from_utc_text, now_text
 from pipeline.policy.pack import Permission, Policy
 from pipeline.policy.schools import Schools, policy_of
 from pipeline.schooltime import (

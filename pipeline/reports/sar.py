@@ -23,11 +23,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, select
 
-from pipeline.ledger.entry import Entry, EntryKind
-from pipeline.ledger.queries import ENTRY_COLUMNS, in_scope
-from pipeline.ledger.reads import Requester, read_in_scope, readers_of, record_read
-from pipeline.ledger.receipts import HOW_TO_CHECK, proofs_for
-from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
+from pipeline.ledger.log.receipts import HOW_TO_CHECK, proofs_for
+from pipeline.ledger.reading.queries import ENTRY_COLUMNS, in_scope
+from pipeline.ledger.reading.reads import Requester, read_in_scope, readers_of, record_read
+from pipeline.ledger.records.entry import Entry, EntryKind
+from pipeline.ledger.storage.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.rules import PUPIL_PLACE, places_named

@@ -21,12 +21,12 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from pipeline.ledger.acts import append_act
-from pipeline.ledger.adoption import adoptions_after
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.history import Recorded, births, recorded_events, school_facts
-from pipeline.ledger.reads import Requester, record_read
-from pipeline.ledger.store import Ledger, now_text
+from pipeline.ledger.reading.history import Recorded, births, recorded_events, school_facts
+from pipeline.ledger.reading.reads import Requester, record_read
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.store import Ledger, now_text
+from pipeline.ledger.writing.acts import append_act
+from pipeline.ledger.writing.adoption import adoptions_after
 from pipeline.policy.adopting import in_force
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools, policy_of

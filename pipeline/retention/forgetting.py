@@ -20,10 +20,10 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Connection, select
 
 from pipeline.incidents.desk import open_incidents_by_pupil
-from pipeline.ledger.erasure import erase_again, erase_many, restored_identities
-from pipeline.ledger.keys import remade
-from pipeline.ledger.retention import periods_of
-from pipeline.ledger.store import IDENTITY, Ledger
+from pipeline.ledger.privacy.erasure import erase_again, erase_many, restored_identities
+from pipeline.ledger.privacy.retention import periods_of
+from pipeline.ledger.storage.store import IDENTITY, Ledger
+from pipeline.ledger.writing.keys import remade
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.retention import ledger_keeps

@@ -47,7 +47,7 @@ _MAX_TILE = 32 * TILE_WIDTH
 _MAX_BUNDLE = (2 + MAX_BUNDLED) * TILE_WIDTH
 
 #: Why a leaf is not the entry at its index (None when it is): the ledger's own rule for
-#: its entries, given by whoever knows them (:func:`pipeline.ledger.chain.leaf_fault`).
+#: its entries, given by whoever knows them (:func:`pipeline.ledger.records.chain.leaf_fault`).
 EntryFault = Callable[[int, bytes], str | None]
 
 

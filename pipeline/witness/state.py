@@ -17,8 +17,8 @@ from sqlalchemy import (
 )
 
 from pipeline.keyfiles import create_key_file, hex_key, key_file_for, key_in_file
-from pipeline.ledger.errors import LedgerRefused
-from pipeline.ledger.store import make_engine, now_text
+from pipeline.ledger.storage.errors import LedgerRefused
+from pipeline.ledger.storage.store import make_engine, now_text
 from pipeline.transparency.note import COSIGNATURE, Checkpoint, Signer, new_private_key
 from pipeline.transparency.witness import Held
 

@@ -8,10 +8,10 @@ from fastapi import FastAPI
 
 from pipeline.api.app import create_api
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.witnessing import raise_refusal
+from pipeline.ledger.log.witnessing import raise_refusal
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import (
@@ -63,7 +63,7 @@ def ledger_with_breaches(url: str, policy: Policy) -> Ledger:
 
 def breach_desk(ledger: Ledger, **options: Any) -> FastAPI:
     """The app over a ledger of :func:`ledger_with_breaches`, on the key it was written
-    with (any other key is refused: see pipeline.ledger.keys)."""
+    with (any other key is refused: see pipeline.ledger.writing.keys)."""
     return create_api(ledger, pseudonym=pseudonymiser(KEY), **options)
 
 

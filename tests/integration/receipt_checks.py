@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 from sqlalchemy.engine import Connection
 
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import entry_leaf_hashes, inclusion_proof
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import entry_leaf_hashes, inclusion_proof
 from pipeline.transparency.delivery import DeliveryReceipt, open_receipt
 from pipeline.transparency.merkle import Hash, Node, verify_inclusion
 from pipeline.transparency.note import Verifier, open_checkpoint

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.queries import current_decisions, entry_count
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.reading.queries import current_decisions, entry_count
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.store import Ledger
 from pipeline.transport.broker import BrokerError, EmbeddedBroker
 from pipeline.transport.kafka import KafkaConfig
 

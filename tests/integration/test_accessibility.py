@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from pipeline.engine import Position
-from pipeline.ledger.erasure import erase
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.notices import publish_notice
-from pipeline.ledger.pupils import finder
+from pipeline.ledger.privacy.erasure import erase
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.notices import publish_notice
+from pipeline.ledger.writing.pupils import finder
 from pipeline.packs import pack_text
 from pipeline.policy.notice import notice_of
 from pipeline.policy.pack import Policy

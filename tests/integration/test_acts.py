@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from pipeline.ledger import schema
-from pipeline.ledger.acts import append_act
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.queries import entry_at
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import entry_at
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.acts import append_act
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from pipeline.api.app import FOLLOW_SECONDS, create_api
 from pipeline.cli.main import app
-from pipeline.ledger import schema
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
 from pipeline.packs import load_pack, pack_text
 from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.api.guards import MAX_BODY
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from tests.integration.breaches import breach_desk, ledger_with_breaches
@@ -166,7 +166,7 @@ def test_an_id_past_any_the_ledger_can_hold_is_not_found(
 def test_a_request_that_finds_no_free_connection_is_told_to_come_back(
     ledger: Ledger, dpo: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pipeline.ledger.store.POOL_WAIT", 0.2)
+    monkeypatch.setattr("pipeline.ledger.storage.store.POOL_WAIT", 0.2)
     api = breach_desk(ledger, threads=1)
     held = [api.state.ledger.engine.connect() for _ in range(2)]  # the pool's all
     try:

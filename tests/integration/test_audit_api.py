@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.queries import Filters, count, entries
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.reading.queries import Filters, count, entries
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.transparency.note import Signer
 from pipeline.users import Role, add_user
@@ -430,7 +430,7 @@ def test_every_read_route_leaves_a_read_entry(
 def test_opening_an_incident_is_found_among_the_readers_of_every_pupil_in_it(
     client: TestClient, tokens: dict[Role, str], year: Year
 ) -> None:
-    from pipeline.ledger.reads import readers_of
+    from pipeline.ledger.reading.reads import readers_of
 
     incident = next(
         i
@@ -453,7 +453,7 @@ def test_opening_an_incident_is_found_among_the_readers_of_every_pupil_in_it(
 def test_opening_an_incident_action_counts_among_the_readers_of_the_pupils_it_shows(
     client: TestClient, tokens: dict[Role, str], year: Year
 ) -> None:
-    from pipeline.ledger.reads import readers_of
+    from pipeline.ledger.reading.reads import readers_of
 
     dpo = auth(tokens[Role.DPO])
     incident = client.get("/incidents", headers=dpo).json()[0]

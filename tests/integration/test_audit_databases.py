@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.ledger.queries import Filters, count, entries
-from pipeline.ledger.reads import Requester, export, readers_of, search
+from pipeline.ledger.reading.queries import Filters, count, entries
+from pipeline.ledger.reading.reads import Requester, export, readers_of, search
 from pipeline.policy.pack import Policy
 from pipeline.reports.ropa import audited_ropa
 from pipeline.reports.sar import audited_sar

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
 from pipeline.transparency.note import Checkpoint, Note
 from pipeline.transparency.tiles import Tile, tiles_for
 from tests.integration.test_transparency_interop import SOURCE, go_built, go_says

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.api.app import create_api
-from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.reading.queries import Filters, entries
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Controller
 from pipeline.users import Role, add_user

@@ -23,12 +23,12 @@ from typer.testing import CliRunner, Result
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.checkpoints import latest, sign_if_grown
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.receipting import signed_receipts
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import inclusion_proof, leaf_bytes
+from pipeline.ledger.log.checkpoints import latest, sign_if_grown
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import inclusion_proof, leaf_bytes
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.receipting import signed_receipts
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.delivery import DeliveryReceipt, open_receipt, sign_receipt

@@ -21,8 +21,8 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
-from pipeline.ledger import schema
-from pipeline.ledger.store import ENTRY, Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import ENTRY, Ledger
 from pipeline.policy.pack import Policy
 from pipeline.transparency.note import COSIGNATURE, Signer
 from pipeline.transport.kafka import KafkaConfig, ensure_topics

@@ -203,7 +203,7 @@ def test_the_dpo_reveals_an_incidents_pupils_finds_the_read_in_the_ledger_and_do
     from playwright.sync_api import expect, sync_playwright
 
     from pipeline.incidents.desk import REVEAL_ACTION
-    from pipeline.ledger.queries import Filters, entries
+    from pipeline.ledger.reading.queries import Filters, entries
     from tests.factory import upn
 
     ledger = ledger_with_breaches(sqlite_url, policy)

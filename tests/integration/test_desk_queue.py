@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.incidents.desk import incidents
 from pipeline.incidents.lifecycle import Incident
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from tests.integration.breaches import breach_desk, ledger_with_breaches

@@ -36,8 +36,8 @@ from pipeline.checking import expected_of
 from pipeline.engine import Engine
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import Action, ActionKind, Risk, TransitionRefused
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.store import ENTRY, Ledger, from_utc_text
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.store import ENTRY, Ledger, from_utc_text
 from pipeline.policy.pack import Policy
 from pipeline.transport.mis import MisProducer
 from pipeline.transport.processes import Pipeline

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
-from pipeline.ledger.checkpoints import log_signer
+from pipeline.ledger.log.checkpoints import log_signer
 from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.simulate import simulate
 from pipeline.transparency.delivery import DeliveryReceipt, open_receipt, sign_receipt

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, insert
 
-from pipeline.ledger import schema
-from pipeline.ledger.store import IDENTITY, Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import IDENTITY, Ledger
 
 pytestmark = pytest.mark.integration
 

@@ -10,14 +10,14 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.engine import Position
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.erasure import ErasureRefused, erase, erase_many
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.pupils import NOBODY, finder
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import IDENTITY, PUPIL, Ledger
-from pipeline.ledger.tree import root_at
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.privacy.erasure import ErasureRefused, erase, erase_many
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.store import IDENTITY, PUPIL, Ledger
+from pipeline.ledger.storage.tree import root_at
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import NOBODY, finder
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import line, referral, upn

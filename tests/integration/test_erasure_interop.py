@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import Connection
 
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.erasure import erase
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.queries import entries
-from pipeline.ledger.receipting import signed_receipts
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.privacy.erasure import erase
+from pipeline.ledger.reading.queries import entries
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.receipting import signed_receipts
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.delivery import open_receipt

@@ -20,11 +20,11 @@ from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.incidents.desk import incidents, open_incidents_of, take_action
 from pipeline.incidents.lifecycle import Action, ActionKind, Risk
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.erasure import ErasureRefused, Needs, erase
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.pupils import NOBODY, finder
-from pipeline.ledger.store import IDENTITY, Ledger
+from pipeline.ledger.privacy.erasure import ErasureRefused, Needs, erase
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.store import IDENTITY, Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import NOBODY, finder
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.schooltime import school_day
@@ -203,7 +203,7 @@ def recorded_before_0011(ledger: Ledger, policy: Policy, monkeypatch: pytest.Mon
     old = upn(30)
     with monkeypatch.context() as patched:
         patched.setattr(
-            "pipeline.ledger.ingest.resolved",
+            "pipeline.ledger.writing.ingest.resolved",
             lambda _, upns: {u: PSEUDONYMS(u) for u in dict.fromkeys(upns)},
         )
         write(
@@ -236,7 +236,7 @@ def test_once_the_key_is_rotated_the_old_pupil_is_erased_and_no_key_held_finds_t
 ) -> None:
     """The refusal above lifts with ``ledger rotate-key``: the new key remakes no old
     pseudonym, and once erased, neither key held nor the UPN leads to the pupil."""
-    from pipeline.ledger.rotation import rotate_key
+    from pipeline.ledger.privacy.rotation import rotate_key
 
     ledger = ledger_to_erase(sqlite_url, policy)
     old = recorded_before_0011(ledger, policy, monkeypatch)

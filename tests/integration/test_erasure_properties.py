@@ -30,13 +30,13 @@ from sqlalchemy import Engine, MetaData, select
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.erasure import erase, scrub
-from pipeline.ledger.pupils import NOBODY, finder
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import IDENTITY, Ledger
-from pipeline.ledger.tree import leaf_bytes
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.privacy.erasure import erase, scrub
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage.store import IDENTITY, Ledger
+from pipeline.ledger.storage.tree import leaf_bytes
+from pipeline.ledger.writing.pupils import NOBODY, finder
 from pipeline.packs import load_pack
 from pipeline.reports.sar import subject_access
 from pipeline.simulate import Line

@@ -21,10 +21,10 @@ from pipeline.incidents.notify import (
     signature,
     webhook_target,
 )
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.pupils import drawn, finder
-from pipeline.ledger.store import PUPIL, Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import PUPIL, Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import drawn, finder
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transport.broker import free_port

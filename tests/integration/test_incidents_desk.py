@@ -17,8 +17,8 @@ from pipeline.incidents.lifecycle import (
     Status,
     TransitionRefused,
 )
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.pack import Policy
 from tests.integration.breaches import ledger_with_breaches
 

@@ -24,12 +24,15 @@ from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.keyfiles import pending_key_file, write_new_key_file
-from pipeline.ledger import ingest
-from pipeline.ledger.dialects import SQLITE
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.erasure import erase
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.keys import (
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.privacy.erasure import erase
+from pipeline.ledger.privacy.rotation import RotationRefused, rotate_key
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.dialects import SQLITE
+from pipeline.ledger.storage.store import ENTRY, IDENTITY, PUPIL, Ledger
+from pipeline.ledger.writing import ingest
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.keys import (
     FINGERPRINT,
     META,
     KeyRefused,
@@ -37,10 +40,7 @@ from pipeline.ledger.keys import (
     legacy_pupils,
     meta_value,
 )
-from pipeline.ledger.pupils import NOBODY, finder, pseudonyms_of
-from pipeline.ledger.rotation import RotationRefused, rotate_key
-from pipeline.ledger.store import ENTRY, IDENTITY, PUPIL, Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.writing.pupils import NOBODY, finder, pseudonyms_of
 from pipeline.packs import load_pack
 from pipeline.pseudonym import Pseudonymiser, pseudonymiser, read_key_file
 from pipeline.users import Role, add_user

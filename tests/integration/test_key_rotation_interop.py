@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger.rotation import rotate_key
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.privacy.rotation import rotate_key
+from pipeline.ledger.storage.store import Ledger
 from pipeline.pseudonym import pseudonymiser
 from tests.integration.test_erasure_interop import still_proven_after
 from tests.integration.test_receipts_interop import SOURCE as RECEIPTS_SOURCE

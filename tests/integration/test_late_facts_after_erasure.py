@@ -16,12 +16,12 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.erasure import erase
-from pipeline.ledger.ingest import UNKNOWN_PUPIL_NOTE, LedgerWriter
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import Filters, entries, stats
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.privacy.erasure import erase
+from pipeline.ledger.reading.queries import Filters, entries, stats
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import UNKNOWN_PUPIL_NOTE, LedgerWriter
+from pipeline.ledger.writing.pupils import finder
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import left, line, referral, upn

@@ -16,18 +16,18 @@ from sqlalchemy import Connection, LargeBinary, func, select, text, type_coerce,
 from sqlmodel import SQLModel
 
 from pipeline.engine import Engine, Position
-from pipeline.ledger import schema
-from pipeline.ledger.chain import ENTRY_FIELDS
-from pipeline.ledger.checkpoints import record_cosignature, sign_if_grown
-from pipeline.ledger.dialects import SQLITE, Dialect
-from pipeline.ledger.entry import Entry, EntryKind
-from pipeline.ledger.errors import LedgerRefused
-from pipeline.ledger.ingest import LedgerWriter, Record
-from pipeline.ledger.models import APPEND_ONLY_TABLES
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger, NewEntry
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.log.checkpoints import record_cosignature, sign_if_grown
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.records.chain import ENTRY_FIELDS
+from pipeline.ledger.records.entry import Entry, EntryKind
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.dialects import SQLITE, Dialect
+from pipeline.ledger.storage.errors import LedgerRefused
+from pipeline.ledger.storage.models import APPEND_ONLY_TABLES
+from pipeline.ledger.storage.store import ENTRY, PAYLOAD, PUPIL, Ledger, NewEntry
+from pipeline.ledger.writing.ingest import LedgerWriter, Record
+from pipeline.ledger.writing.pupils import finder
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
@@ -862,7 +862,7 @@ class LedgerContract:
     def test_an_alert_is_held_then_sent_unless_a_later_entry_re_decided_its_event(
         self, writer: LedgerWriter, ledger: Ledger
     ) -> None:
-        from pipeline.ledger.outbox import SUPERSEDED, due_alerts, mark_relayed
+        from pipeline.ledger.writing.outbox import SUPERSEDED, due_alerts, mark_relayed
         from tests.factory import consent_given, line, referral
 
         early = referral(

@@ -1,5 +1,5 @@
 """The ledger speaks its own errors: a caller above it asks "wait, or give up?" and never
-needs to know the driver (pipeline.ledger.errors)."""
+needs to know the driver (pipeline.ledger.storage.errors)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import threading
 import pytest
 from sqlalchemy import text
 
-from pipeline.ledger import schema, store
-from pipeline.ledger.errors import (
+from pipeline.ledger.storage import schema, store
+from pipeline.ledger.storage.errors import (
     LedgerBusy,
     LedgerError,
     LedgerRefused,
@@ -18,7 +18,7 @@ from pipeline.ledger.errors import (
     NotADatabase,
     is_unavailable,
 )
-from pipeline.ledger.store import Ledger, make_engine
+from pipeline.ledger.storage.store import Ledger, make_engine
 from pipeline.users import Role, UserExists, add_user
 
 

@@ -19,13 +19,13 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import IDENTITY, Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import IDENTITY, Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import finder
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.retention.forgetting import (

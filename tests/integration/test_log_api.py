@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.queries import entry_at
-from pipeline.ledger.reads import readers_of
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import leaf_bytes
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.reading.queries import entry_at
+from pipeline.ledger.reading.reads import readers_of
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import leaf_bytes
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.auditor import ConsistencyProof

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from pipeline.api.log import router
 from pipeline.cli.main import app
-from pipeline.ledger.checkpoints import sign_if_grown
+from pipeline.ledger.log.checkpoints import sign_if_grown
 from pipeline.transparency.note import Signer, open_checkpoint
 from tests.integration.test_verifiable_log import ENV, LOG_KEY, events, ledger_with, record
 

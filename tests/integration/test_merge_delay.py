@@ -18,11 +18,11 @@ from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.incidents.desk import incidents
-from pipeline.ledger import schema
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.merging import check_merge_delay, unmerged
-from pipeline.ledger.store import ENTRY, OUTBOX, Ledger
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.log.merging import check_merge_delay, unmerged
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import ENTRY, OUTBOX, Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.settings import DEFAULT_LOG_ORIGIN

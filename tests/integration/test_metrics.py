@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.ledger.entry import EntryKind
+from pipeline.ledger.records.entry import EntryKind
 from pipeline.policy.pack import Policy
 from pipeline.simulate import simulate
 from pipeline.transport.broker import free_port
@@ -236,7 +236,7 @@ def test_a_witness_whose_latest_answer_is_a_refusal_is_counted_until_it_cosigns_
 ) -> None:
     from prometheus_client import CollectorRegistry, generate_latest
 
-    from pipeline.ledger.checkpoints import record_cosignature
+    from pipeline.ledger.log.checkpoints import record_cosignature
     from pipeline.monitoring import LedgerFigures, Watched
 
     ledger = ledger_with_breaches(sqlite_url, policy)

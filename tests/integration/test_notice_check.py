@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
-from pipeline.ledger import schema
-from pipeline.ledger.notices import publish_notice, published_notices
-from pipeline.ledger.reads import Requester
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.reads import Requester
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.notices import publish_notice, published_notices
 from pipeline.policy.notice import notice_of
 from pipeline.policy.pack import Policy, compile_pack
 from pipeline.policy.schools import Controller

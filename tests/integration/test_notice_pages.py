@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
 from pipeline.packs import load_pack, load_schools
 from pipeline.policy.schools import Schools
 from pipeline.pseudonym import pseudonymiser

@@ -12,11 +12,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.errors import LedgerError
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.errors import LedgerError
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.users import Role, add_user

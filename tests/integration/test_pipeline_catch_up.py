@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from pipeline.engine import Engine, Position
-from pipeline.ledger.entry import EntryKind
+from pipeline.ledger.records.entry import EntryKind
 from pipeline.policy.pack import Policy
 from pipeline.simulate import simulate
 from pipeline.transport.kafka import KafkaConfig, ensure_topics

@@ -17,8 +17,8 @@ import pytest
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.simulate import simulate
 from pipeline.transport.kafka import (
@@ -235,7 +235,7 @@ def test_the_worker_signs_a_checkpoint_of_what_it_recorded_and_writes_it_to_a_fo
 def test_every_record_sent_gets_one_receipt_signed_by_the_log_naming_its_entry(
     kafka: KafkaConfig, tmp_path: Path, year: list[bytes]
 ) -> None:
-    from pipeline.ledger.tree import leaf_bytes
+    from pipeline.ledger.storage.tree import leaf_bytes
     from pipeline.transparency.delivery import open_receipt
     from pipeline.transparency.merkle import leaf_hash
     from pipeline.transparency.note import Verifier

@@ -19,8 +19,8 @@ from sqlalchemy.engine import make_url
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.intake import read_event
 from pipeline.policy.pack import Policy
 from pipeline.settings import DEFAULT_LOG_ORIGIN

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.ledger import schema
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import consistency_proof
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import consistency_proof
 from pipeline.policy.intake import read_event
 from pipeline.policy.pack import Policy
 from pipeline.settings import DEFAULT_LOG_ORIGIN

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from pipeline.incidents.desk import incidents
 from pipeline.incidents.lifecycle import ActionKind, Risk, Status
-from pipeline.ledger.asking import KINDS
-from pipeline.ledger.notices import publish_notice
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.reading.asking import KINDS
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.notices import publish_notice
 from pipeline.packs import load_pack
 from pipeline.policy.notice import notice_of
 from pipeline.policy.pack import Policy
@@ -205,7 +205,7 @@ def test_the_ledger_of_every_kind_of_value_holds_every_rule_and_event_type(
     sqlite_url: str, policy: Policy
 ) -> None:
     """The check above sees every rule broken and every event type at least once."""
-    from pipeline.ledger.queries import Filters, entries
+    from pipeline.ledger.reading.queries import Filters, entries
     from schemas.events import EVENT_TYPES
 
     ledger = ledger_with_every_kind_of_value(sqlite_url, policy)
@@ -274,7 +274,7 @@ def test_each_entry_of_an_incident_links_to_its_page_and_the_page_links_back(
 def test_an_entrys_ids_hashes_and_position_are_only_in_its_technical_details(
     dpo_client: tuple[TestClient, Ledger],
 ) -> None:
-    from pipeline.ledger.queries import entry_at
+    from pipeline.ledger.reading.queries import entry_at
 
     client, ledger = dpo_client
     with ledger.engine.connect() as connection:

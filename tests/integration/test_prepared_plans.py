@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.ledger import schema
-from pipeline.ledger.pupils import pseudonyms_of
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.pupils import pseudonyms_of
 
 pytestmark = [pytest.mark.integration]
 

@@ -13,14 +13,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import TextClause, bindparam, text
 
 from pipeline.engine import Position
-from pipeline.ledger.acts import append_act
-from pipeline.ledger.entry import EntryKind
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import Filters, count, entries
-from pipeline.ledger.reads import readers_of
-from pipeline.ledger.store import PUPIL, Ledger, now_text
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import Filters, count, entries
+from pipeline.ledger.reading.reads import readers_of
+from pipeline.ledger.records.entry import EntryKind
+from pipeline.ledger.storage.store import PUPIL, Ledger, now_text
+from pipeline.ledger.writing.acts import append_act
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import finder
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.reports.sar import subject_access

@@ -20,12 +20,12 @@ from sqlalchemy import Connection, select, text
 from pipeline.engine import Position
 from pipeline.incidents.desk import UnknownIncident, incidents, take_action
 from pipeline.incidents.lifecycle import Action, ActionKind, Risk, TransitionRefused
-from pipeline.ledger import decision_projection, incident_projection, schema
-from pipeline.ledger.incident_projection import ALERTS, INCIDENTS
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.outbox import SENT, SUPERSEDED, due_alerts, mark_relayed
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.storage import decision_projection, incident_projection, schema
+from pipeline.ledger.storage.incident_projection import ALERTS, INCIDENTS
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.outbox import SENT, SUPERSEDED, due_alerts, mark_relayed
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import consent_given, consent_withdrawn, line, referral, upn

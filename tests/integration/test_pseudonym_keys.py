@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.api.app import create_api
-from pipeline.ledger.keys import KeyRefused
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.keys import KeyRefused
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import line, referral, upn

@@ -22,10 +22,10 @@ from agents.writer import WriterSpec
 from pipeline.cli.main import app
 from pipeline.cli.status import Watch
 from pipeline.engine import Position
-from pipeline.ledger.checkpoints import latest, record_cosignature, sign_if_grown
-from pipeline.ledger.queries import entry_count
-from pipeline.ledger.store import ENTRY, Ledger
-from pipeline.ledger.witnessing import DEADLINE, Witness, last_cosigned, witness_lag
+from pipeline.ledger.log.checkpoints import latest, record_cosignature, sign_if_grown
+from pipeline.ledger.log.witnessing import DEADLINE, Witness, last_cosigned, witness_lag
+from pipeline.ledger.reading.queries import entry_count
+from pipeline.ledger.storage.store import ENTRY, Ledger
 from pipeline.policy.pack import Policy
 from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.transparency.note import (

@@ -17,12 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.pupils import NOBODY, finder
-from pipeline.ledger.queries import entries
-from pipeline.ledger.store import IDENTITY, Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import entries
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import IDENTITY, Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import NOBODY, finder
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from tests.factory import census, referral, upn

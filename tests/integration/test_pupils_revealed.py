@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.incidents.desk import REVEAL_ACTION, incidents
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.reads import Requester
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.reading.reads import Requester
+from pipeline.ledger.records.entry import Entry
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.pupils import finder
 from pipeline.policy.pack import Policy
 from pipeline.reports.sar import audited_sar
 from pipeline.users import Role, add_user

@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from pipeline.cli.main import app
 from pipeline.incidents.desk import QueueFilter, queue
 from pipeline.incidents.lifecycle import ActionKind, Status
-from pipeline.ledger import schema
-from pipeline.ledger.incident_projection import ALERTS, INCIDENTS
-from pipeline.ledger.store import Ledger, utc_text
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.incident_projection import ALERTS, INCIDENTS
+from pipeline.ledger.storage.store import Ledger, utc_text
 from pipeline.users import Role, add_user
 from schemas.alerts import Severity
 from tests.integration.breaches import breach_desk

@@ -1,4 +1,4 @@
-"""The receipt the log owes each record it handled (pipeline.ledger.receipting): one per
+"""The receipt the log owes each record it handled (pipeline.ledger.writing.receipting): one per
 record read from a topic, whatever became of it, naming the entry that records it by seq
 and by a leaf hash that the entry's own bytes hash to, provable in the next checkpoint."""
 
@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 
 from pipeline.engine import Outcome, Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter, Record
-from pipeline.ledger.receipting import signed_receipts
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import inclusion_proof, leaf_bytes, root_at
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import inclusion_proof, leaf_bytes, root_at
+from pipeline.ledger.writing.ingest import LedgerWriter, Record
+from pipeline.ledger.writing.receipting import signed_receipts
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.delivery import DeliveryReceipt, open_receipt

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.receipting import signed_receipts
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.receipting import signed_receipts
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.note import Signer

@@ -17,9 +17,9 @@ from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from tests import factory

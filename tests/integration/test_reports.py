@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
-from pipeline.ledger.queries import Filters, entries
+from pipeline.ledger.reading.queries import Filters, entries
 from pipeline.policy.pack import Policy
 from pipeline.users import Role, add_user
 from schemas.events import CENSUS, SHARING_KIND, SHARING_TYPES

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.schooltime import school_year

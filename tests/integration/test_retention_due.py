@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.incidents.desk import incidents
-from pipeline.ledger import schema
-from pipeline.ledger.retention import periods_of, raise_retention_due
-from pipeline.ledger.store import IDENTITY, Ledger
+from pipeline.ledger.privacy.retention import periods_of, raise_retention_due
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import IDENTITY, Ledger
 from pipeline.packs import load_pack
 from pipeline.policy.retention import still_kept
 from pipeline.schooltime import at_school

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from alembic import command
 
-from pipeline.ledger import schema
-from pipeline.ledger.errors import LedgerError
-from pipeline.ledger.models import APPEND_ONLY_TABLES
-from pipeline.ledger.payloads import unpacked_payload
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.records.payloads import unpacked_payload
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.errors import LedgerError
+from pipeline.ledger.storage.models import APPEND_ONLY_TABLES
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
 from pipeline.policy.pack import Policy
 from pipeline.transparency.merkle import tree_root
 from tests.integration.year import write_year

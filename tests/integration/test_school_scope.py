@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.incidents.notify import Delivery, Target, notify_new_incidents
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.pupils import finder
 from pipeline.packs import pack_text
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser

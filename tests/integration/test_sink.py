@@ -12,10 +12,10 @@ import pytest
 from agents.sink import LedgerSink
 from agents.writer import WriterSpec
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter, Record
-from pipeline.ledger.queries import current_decisions, entry_count
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.reading.queries import current_decisions, entry_count
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter, Record
 from pipeline.policy.pack import Policy
 from tests.factory import census, line, referral
 
@@ -96,7 +96,7 @@ def test_a_record_that_fails_even_its_reading_is_recorded_and_every_batch_answer
             raise TypeError("a bug in reading")
         return real(raw)
 
-    monkeypatch.setattr("pipeline.ledger.ingest.read_event", failing)
+    monkeypatch.setattr("pipeline.ledger.writing.ingest.read_event", failing)
     sink, ledger = _sink(tmp_path, policy)
     good = [referral(), referral()]
     records = _records(good[0], referral(purpose="poison"), good[1])

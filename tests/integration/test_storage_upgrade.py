@@ -11,13 +11,13 @@ import pytest
 from alembic import command
 from sqlalchemy import select
 
-from pipeline.ledger import schema
-from pipeline.ledger.dialects import POSTGRESQL
-from pipeline.ledger.models import packed_digest, read_columns
-from pipeline.ledger.payloads import unpacked_payload
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import ENTRY, PAYLOAD, PUPIL, Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.records.payloads import unpacked_payload
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.dialects import POSTGRESQL
+from pipeline.ledger.storage.models import packed_digest, read_columns
+from pipeline.ledger.storage.store import ENTRY, PAYLOAD, PUPIL, Ledger
 from pipeline.policy.pack import Policy
 from tests.integration.year import write_year
 
@@ -138,7 +138,9 @@ def test_an_upgraded_postgresql_ledger_keeps_each_digest_in_32_bytes(
 def test_the_upgrades_sql_packs_a_text_as_the_writer_does(pg_url: str, written: str) -> None:
     """Rows written before 0015 are packed by SQL, rows after by Python: the same bytes,
     which SQL reads back as the text written."""
-    upgrade = importlib.import_module("pipeline.ledger.migrations.versions.0015_storage_per_entry")
+    upgrade = importlib.import_module(
+        "pipeline.ledger.storage.migrations.versions.0015_storage_per_entry"
+    )
     engine = Ledger.open(pg_url).engine
     with engine.connect() as connection:
         packed = connection.exec_driver_sql(

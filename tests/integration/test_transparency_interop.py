@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.storage.tree import consistency_proof, inclusion_proof, leaf_bytes, root_at
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.auditor import STATE_FILE, Refused, accept

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Connection, create_engine, delete, insert, update
 
-from pipeline.ledger import tree as tree_module
-from pipeline.ledger.tree import STORED_FROM, TREE, TreeCheck
+from pipeline.ledger.storage import tree as tree_module
+from pipeline.ledger.storage.tree import STORED_FROM, TREE, TreeCheck
 
 pytestmark = pytest.mark.integration
 

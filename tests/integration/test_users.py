@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from pipeline.ledger.queries import Filters, entries
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.reading.queries import Filters, entries
+from pipeline.ledger.storage.store import Ledger
 from pipeline.policy.pack import Policy
 from pipeline.users import (
     BadName,

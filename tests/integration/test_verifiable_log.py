@@ -21,14 +21,14 @@ from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.acts import append_act
-from pipeline.ledger.checkpoint_check import kept_checkpoints
-from pipeline.ledger.entry import Entry, EntryKind
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
-from pipeline.ledger.verification import verify
+from pipeline.ledger.integrity.checkpoint_check import kept_checkpoints
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.records.entry import Entry, EntryKind
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
+from pipeline.ledger.writing.acts import append_act
+from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.settings import DEFAULT_LOG_ORIGIN
@@ -400,7 +400,7 @@ def test_an_append_that_did_not_commit_leaves_the_next_one_a_true_tree(db_url: s
 def record_in(ledger: Ledger, connection: object, raws: list[bytes]) -> None:
     """Append an entry for each of ``raws`` (its digest the record's), inside a
     transaction the caller holds (and may roll back)."""
-    from pipeline.ledger.store import NewEntry
+    from pipeline.ledger.storage.store import NewEntry
 
     head, _ = Ledger.head(connection)  # type: ignore[arg-type]
     entries = [

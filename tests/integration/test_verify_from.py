@@ -12,7 +12,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage.store import Ledger
 from pipeline.transparency.merkle import subtrees
 from tests.integration.test_ledger_contract import drop_triggers
 from tests.integration.test_verifiable_log import (
@@ -155,8 +155,8 @@ def test_both_checks_read_sqlite_through_a_small_page_cache_and_hand_back_the_wr
     on a ledger of millions of entries most of verify's. The whole check and the check
     --from both read with a small one, and the pooled connection is handed back with the
     cache it had."""
-    from pipeline.ledger import verification
-    from pipeline.ledger.dialects import VERIFY_CACHE_KIB
+    from pipeline.ledger.integrity import verification
+    from pipeline.ledger.storage.dialects import VERIFY_CACHE_KIB
     from pipeline.transparency.note import Checkpoint, Note
 
     ledger, kept, _ = grown_ledger(sqlite_url, tmp_path)

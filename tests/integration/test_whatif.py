@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.erasure import erase_many
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.queries import Filters, entries, entry_at
-from pipeline.ledger.store import ENTRY, Ledger
+from pipeline.ledger.privacy.erasure import erase_many
+from pipeline.ledger.reading.queries import Filters, entries, entry_at
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import ENTRY, Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.packs import load_pack, pack_text
 from pipeline.policy.pack import Policy
 from pipeline.simulate import Line, simulate

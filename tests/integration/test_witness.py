@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from pipeline.api.app import create_api
 from pipeline.cli.main import app
 from pipeline.incidents.desk import incidents
-from pipeline.ledger.store import OUTBOX, Ledger
+from pipeline.ledger.storage.store import OUTBOX, Ledger
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.transparency.auditor import ConsistencyProof

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.ledger.checkpoints import sign_if_grown
-from pipeline.ledger.store import Ledger
-from pipeline.ledger.tree import consistency_proof
+from pipeline.ledger.log.checkpoints import sign_if_grown
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.tree import consistency_proof
 from pipeline.transparency.auditor import ConsistencyProof
 from pipeline.transparency.note import COSIGNATURE, Checkpoint, Note, Signer, cosigned_by
 from pipeline.witness.app import create_witness

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import orjson
 
 from pipeline.engine import Position
-from pipeline.ledger import schema
-from pipeline.ledger.ingest import LedgerWriter
-from pipeline.ledger.pupils import finder
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.ledger.writing.pupils import finder
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.simulate import Line, simulate

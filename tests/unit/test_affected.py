@@ -10,7 +10,7 @@ from pipeline.incidents.affected import (
     families_rows,
     places_concerned,
 )
-from pipeline.ledger.entry import Entry
+from pipeline.ledger.records.entry import Entry
 
 RULE = "consent.missing"
 REFERRAL = "uk.school.pupil.referred.v1"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ledger.chain import leaf_fault
+from pipeline.ledger.records.chain import leaf_fault
 from pipeline.transparency.auditor import STATE_FILE, Refused, accept_mirror
 from pipeline.transparency.merkle import tree_root
 from pipeline.transparency.mirror import MirrorCheck, MirrorFolder

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.canonical import canonical_json
-from pipeline.ledger.chain import (
+from pipeline.ledger.records.chain import (
     ENTRY_FIELDS,
     GENESIS,
     JSON_FIELDS,

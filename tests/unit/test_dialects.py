@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
-from pipeline.ledger.dialects import POSTGRESQL, SQLITE, dialect_named, dialect_of
-from pipeline.ledger.errors import LedgerError, NotADatabase
-from pipeline.ledger.store import make_engine
+from pipeline.ledger.storage.dialects import POSTGRESQL, SQLITE, dialect_named, dialect_of
+from pipeline.ledger.storage.errors import LedgerError, NotADatabase
+from pipeline.ledger.storage.store import make_engine
 
 
 def test_a_connection_or_engine_is_known_by_its_database() -> None:

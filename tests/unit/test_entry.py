@@ -7,8 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.canonical import canonical_json
-from pipeline.ledger.chain import ENTRY_FIELDS, JSON_FIELDS, entry_leaf, hashable_form, stored_form
-from pipeline.ledger.entry import Entry, EntryKind
+from pipeline.ledger.records.chain import (
+    ENTRY_FIELDS,
+    JSON_FIELDS,
+    entry_leaf,
+    hashable_form,
+    stored_form,
+)
+from pipeline.ledger.records.entry import Entry, EntryKind
 from schemas.alerts import ALERT_FIELDS
 
 texts = st.text(max_size=12)

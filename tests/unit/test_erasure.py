@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.ledger.erasure import MOST_REASON, ErasureRefused, erasure_details
+from pipeline.ledger.privacy.erasure import MOST_REASON, ErasureRefused, erasure_details
 
 
 def test_an_erasure_records_who_why_the_rule_and_how_many_entries() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.keyfiles import KEY_BYTES, hex_key, key_in_file
-from pipeline.ledger.checkpoints import LogKeyError, log_signer
+from pipeline.ledger.log.checkpoints import LogKeyError, log_signer
 from pipeline.pseudonym import PseudonymKeyError, load_or_create_key
 from pipeline.witness.state import WitnessKeyError, witness_signer
 

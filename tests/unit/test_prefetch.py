@@ -1,6 +1,7 @@
-"""Pages fetched ahead by a thread of their own (pipeline.ledger.verification.prefetched): in
-order, a failure raised where the pages are read, and nothing left running when the
-reader stops early (ledger verify stops at the first fault)."""
+"""Pages fetched ahead by a thread of their own
+(pipeline.ledger.integrity.verification.prefetched): in order, a failure raised where the
+pages are read, and nothing left running when the reader stops early (ledger verify stops
+at the first fault)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.ledger.verification import prefetched
+from pipeline.ledger.integrity.verification import prefetched
 
 
 def test_every_page_arrives_in_order() -> None:

@@ -17,7 +17,7 @@ from agents.recorder import AcksInOrder, Batching, Recorder
 from agents.sink import GROUP_LIMIT, IN_FLIGHT_GROUPS
 from agents.writer import Handled
 from pipeline.engine import Position
-from pipeline.ledger.ingest import Record
+from pipeline.ledger.writing.ingest import Record
 from schemas.decisions import ALLOWED, Decision, RuleId
 from tests.logged import logged
 

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from agents.relay import STRIKES, AlertRelay
-from pipeline.ledger.outbox import SENT, SET_ASIDE, Due, PendingAlert
+from pipeline.ledger.writing.outbox import SENT, SET_ASIDE, Due, PendingAlert
 from schemas.alerts import MAX_ALERT_BYTES, summary_of
 
 

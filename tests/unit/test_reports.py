@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.ledger.asking import BadFilter, filters_from, instant
-from pipeline.ledger.entry import Entry
-from pipeline.ledger.reads import ShownEntries
+from pipeline.ledger.reading.asking import BadFilter, filters_from, instant
+from pipeline.ledger.reading.reads import ShownEntries
+from pipeline.ledger.records.entry import Entry
 from pipeline.policy.pack import Policy
 from pipeline.reports.formats import cell
 from pipeline.reports.ropa import build_ropa

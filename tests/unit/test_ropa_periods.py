@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pipeline.ledger.asking import instant
+from pipeline.ledger.reading.asking import instant
 from pipeline.policy.pack import Policy
 from pipeline.reports.formats import ropa_html
 from pipeline.reports.ropa import Span, build_ropa, nothing_recorded, opening_year, period_words

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic.script import ScriptDirectory
 
-from pipeline.ledger import schema
+from pipeline.ledger.storage import schema
 
 
 def test_the_head_revision_is_the_one_alembic_finds() -> None:

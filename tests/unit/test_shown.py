@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 
 from pipeline.incidents.lifecycle import ActionKind, Risk, Status
-from pipeline.ledger.asking import KINDS
+from pipeline.ledger.reading.asking import KINDS
 from pipeline.policy.pack import Policy
 from pipeline.policy.schools import Schools
 from pipeline.shown import (

@@ -9,13 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.canonical import canonical_json
-from pipeline.ledger.models import packed_digest, unpacked_digest
-from pipeline.ledger.payloads import (
+from pipeline.ledger.records.payloads import (
     oldest_record_in,
     oldest_record_of,
     packed_payload,
     unpacked_payload,
 )
+from pipeline.ledger.storage.models import packed_digest, unpacked_digest
 
 
 def test_a_sha256_in_hex_is_kept_in_its_32_bytes() -> None:

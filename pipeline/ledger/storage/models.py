@@ -1,0 +1,504 @@
+"""The ledger's tables.
+
+Every table here but ``pupil_identity``, ``alert_outbox`` and ``chain_head`` is
+append-only: the database refuses UPDATE and DELETE on it (triggers created by the
+migrations). ``pupil_identity`` is the one place plain identifiers live, so that erasing
+a pupil never touches a hashed row; ``alert_outbox`` holds alerts until the relay has
+sent them; ``chain_head`` is the lock writers take so that several of them never fork the
+chain.
+
+Lists and objects are stored as canonical JSON text, the same bytes the hash covers.
+Digests and pseudonyms are hex text to every reader; PostgreSQL keeps their raw bytes
+(:class:`Digest`, migration 0015).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlmodel import Field, SQLModel
+
+from pipeline.ledger.records.payloads import packed_payload, unpacked_payload
+from pipeline.ledger.storage.dialects import Dialect as Database
+from pipeline.ledger.storage.dialects import dialect_named
+
+#: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
+#: (migration 0006 says why).
+SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
+#: The prefix of a stored text that is not a digest's hex (see :func:`packed_digest`):
+#: a byte no UTF-8 text holds, so the text after it is read back unchanged.
+_NOT_HEX = b"\xff"
+
+
+def packed_digest(text: str) -> bytes:
+    """The bytes PostgreSQL keeps for a digest column's ``text``: a SHA-256's 32 raw bytes
+    for its 64 lowercase hex digits, half the hex's room in the rows and the indexes.
+
+    Any other text (a test's "v1", a pseudonym from before pseudonyms were digests) is
+    kept as its UTF-8 after one or two ``0xff`` bytes, never 32 bytes long, so that
+    :func:`unpacked_digest` gives back every text exactly as it was written: a hashed
+    field must read back as the bytes its hash covers."""
+    if len(text) == 64:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if len(raw) == 32 and raw.hex() == text:
+            return raw
+    utf8 = text.encode()
+    return (_NOT_HEX * 2 if len(utf8) == 31 else _NOT_HEX) + utf8
+
+
+def unpacked_digest(stored: bytes) -> str:
+    """The text :func:`packed_digest` packed into ``stored``."""
+    if len(stored) == 32:
+        return stored.hex()
+    return bytes(stored).lstrip(_NOT_HEX).decode()
+
+
+class Digest(TypeDecorator[str]):
+    """A SHA-256 digest or a pseudonym: hex text in Python, on both databases. PostgreSQL
+    stores :func:`packed_digest` (``bytea``); SQLite keeps the text, which its queries of
+    many keys at once pass through ``json_each`` (see
+    :func:`pipeline.ledger.storage.store.any_of`), where bytes cannot go. Statements that bypass
+    SQLAlchemy's types pack the writer's rows with :func:`rows_packer`, and read
+    (``ledger verify``, the tree) through :func:`read_columns`."""
+
+    impl = String(64)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect_named(dialect.name).packs_digests:
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(String(64))
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or not dialect_named(dialect.name).packs_digests:
+            return value
+        return packed_digest(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or not dialect_named(dialect.name).packs_digests:
+            return value  # type: ignore[no-any-return]
+        return unpacked_digest(value)
+
+
+class Deflated(TypeDecorator[str]):
+    """An event's payload: its text in Python, on both databases deflated
+    (:mod:`pipeline.ledger.records.payloads`, migration 0015)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        return None if value is None else packed_payload(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else unpacked_payload(value)
+
+
+def _packer(column_type: Any, dialect: Database) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, Digest) and dialect.packs_digests:
+        return packed_digest
+    if isinstance(column_type, Deflated):
+        return packed_payload
+    return None
+
+
+def _row_mapper(
+    found: list[tuple[int, Callable[[Any], Any]]],
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    if not found:
+        return None
+
+    def mapped(row: Sequence[Any]) -> tuple[Any, ...]:
+        out = list(row)
+        for i, change in found:
+            if out[i] is not None:
+                out[i] = change(out[i])
+        return tuple(out)
+
+    return mapped
+
+
+def rows_packer(
+    table: Any, names: Sequence[str], dialect: Database
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """For a statement that bypasses the columns' types (the writer's inserts, through
+    the driver's executemany, for speed): what gives a row of the columns ``names`` of
+    ``table`` the form the database keeps, or None where it keeps the values as they are."""
+    found = [(i, f) for i, n in enumerate(names) if (f := _packer(table.c[n].type, dialect))]
+    return _row_mapper(found)
+
+
+def read_columns(table: Any, names: Sequence[str], dialect: Database) -> str:
+    """The select list of the columns ``names`` of ``table`` for a read that bypasses the
+    columns' types (``ledger verify``'s and the tree's, through the driver, for speed),
+    each read as every other reader gets it: on PostgreSQL a digest is turned back into
+    its text by the server (:func:`unpacked_digest` in SQL), which costs the reading
+    process nothing."""
+    return ", ".join(_read_column(table, name, dialect) for name in names)
+
+
+def _read_column(table: Any, name: str, dialect: Database) -> str:
+    quoted = f'"{name}"'
+    if not dialect.packs_digests or not isinstance(table.c[name].type, Digest):
+        return quoted
+    return (
+        f"CASE WHEN octet_length({quoted}) = 32 THEN encode({quoted}, 'hex') "
+        f"ELSE convert_from(ltrim({quoted}, '\\xff'::bytea), 'UTF8') END AS {quoted}"
+    )
+
+
+APPEND_ONLY_TABLES = (
+    "ledger_entry",
+    "entry_pupil",
+    "entry_recipient",
+    "register_fact",
+    "event_payload",
+    "tree_node",
+    "log_checkpoint",
+    "log_cosignature",
+)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One decision or action, hash-chained to the one before it."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (
+        # An event id is recorded once; a reused id with other content is recorded once
+        # per content, referring to the first; an unusable id is recorded once per record.
+        Index(
+            "ux_entry_event_id",
+            "event_id",
+            unique=True,
+            sqlite_where=text("kind = 'decision' AND refers_to IS NULL AND event_id IS NOT NULL"),
+            postgresql_where=text(
+                "kind = 'decision' AND refers_to IS NULL AND event_id IS NOT NULL"
+            ),
+        ),
+        Index(
+            "ux_entry_reused_id",
+            "event_id",
+            "payload_digest",
+            unique=True,
+            sqlite_where=text("kind = 'decision' AND refers_to IS NOT NULL"),
+            postgresql_where=text("kind = 'decision' AND refers_to IS NOT NULL"),
+        ),
+        Index(
+            "ux_entry_unkeyed",
+            "topic",
+            "partition",
+            "offset",
+            "payload_digest",
+            unique=True,
+            sqlite_where=text("kind = 'decision' AND event_id IS NULL"),
+            postgresql_where=text("kind = 'decision' AND event_id IS NULL"),
+        ),
+        # Partial: "refers_to IS NULL" (nearly every entry) must never look attractive
+        # to the planner next to the event-id indexes.
+        Index(
+            "ix_entry_refers_to",
+            "refers_to",
+            sqlite_where=text("refers_to IS NOT NULL"),
+            postgresql_where=text("refers_to IS NOT NULL"),
+        ),
+        Index("ix_entry_occurred_at", "occurred_at"),
+        # Audited reads, found among millions of decisions (see pipeline/ledger/reading/reads.py).
+        Index(
+            "ix_entry_read",
+            "seq",
+            sqlite_where=text("kind = 'read'"),
+            postgresql_where=text("kind = 'read'"),
+        ),
+        # Changes to users, found among millions (see pipeline/ledger/integrity/projections.py).
+        Index(
+            "ix_entry_user_action",
+            "seq",
+            sqlite_where=text("kind = 'user_action'"),
+            postgresql_where=text("kind = 'user_action'"),
+        ),
+        # Erasures, found among millions (see pipeline/ledger/privacy/erasure.py).
+        Index(
+            "ix_entry_erasure",
+            "seq",
+            sqlite_where=text("kind = 'erasure'"),
+            postgresql_where=text("kind = 'erasure'"),
+        ),
+        # Adoptions and notices published, found among millions
+        # (pipeline/ledger/writing/adoption.py, notices.py).
+        Index(
+            "ix_entry_pack_adopted",
+            "seq",
+            sqlite_where=text("kind = 'pack_adopted'"),
+            postgresql_where=text("kind = 'pack_adopted'"),
+        ),
+        Index(
+            "ix_entry_notice_published",
+            "seq",
+            sqlite_where=text("kind = 'notice_published'"),
+            postgresql_where=text("kind = 'notice_published'"),
+        ),
+    )
+
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    kind: str = Field(sa_column=Column(String(20), nullable=False))
+    refers_to: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    event_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    event_type: str | None = Field(default=None, sa_column=Column(String(80), nullable=True))
+    occurred_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    recorded_at: str = Field(sa_column=Column(String(40), nullable=False))
+    school: str | None = Field(default=None, sa_column=Column(String(6), nullable=True))
+    recipient: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    pupil_keys: str = Field(sa_column=Column(Text, nullable=False))
+    categories: str = Field(sa_column=Column(Text, nullable=False))
+    lawful_basis: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    decision: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    rules: str = Field(sa_column=Column(Text, nullable=False))
+    reasons: str = Field(sa_column=Column(Text, nullable=False))
+    policy_version: str | None = Field(default=None, sa_column=Column(Digest, nullable=True))
+    topic: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    partition: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    offset: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    payload_digest: str | None = Field(default=None, sa_column=Column(Digest, nullable=True))
+    details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    prev_hash: str = Field(sa_column=Column(Digest, nullable=False))
+    hash: str = Field(sa_column=Column(Digest, nullable=False))
+
+
+class EntryPupil(SQLModel, table=True):
+    """Which entries name which pupil (by pseudonym): the pupil query's index."""
+
+    __tablename__ = "entry_pupil"
+    __table_args__ = {"sqlite_with_rowid": False}
+    pupil_key: str = Field(sa_column=Column(Digest, primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+
+
+class EntryRecipient(SQLModel, table=True):
+    """Which entries concern which recipient."""
+
+    __tablename__ = "entry_recipient"
+    __table_args__ = {"sqlite_with_rowid": False}
+    recipient: str = Field(sa_column=Column(String(200), primary_key=True))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+
+
+class RegisterFact(SQLModel, table=True):
+    """A lifecycle fact in force from ``at``, for the persisted pupil register."""
+
+    __tablename__ = "register_fact"
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True))
+    pupil_key: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    fact: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class EventPayload(SQLModel, table=True):
+    """The decided event with pupils pseudonymised, so a late fact can re-decide it."""
+
+    __tablename__ = "event_payload"
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True))
+    body: str = Field(sa_column=Column(Deflated, nullable=False))
+    #: The payload's ``data.oldest_record`` as JSON, for the retention check's SQL: the
+    #: database cannot read the deflated body (see :mod:`pipeline.ledger.records.payloads`).
+    oldest_record: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class PupilIdentity(SQLModel, table=True):
+    """The one erasable table: a pseudonym's UPN and date of birth, for subject access."""
+
+    __tablename__ = "pupil_identity"
+    __table_args__ = (
+        # How a pupil's pseudonym is found from their UPN (see pipeline/ledger/writing/pupils.py).
+        Index(
+            "ux_identity_upn",
+            "upn",
+            unique=True,
+            sqlite_where=text("upn <> ''"),
+            postgresql_where=text("upn <> ''"),
+        ),
+        {"sqlite_with_rowid": False},
+    )
+    pupil_key: str = Field(sa_column=Column(String(64), primary_key=True))
+    upn: str = Field(sa_column=Column(String(13), nullable=False))
+    dob: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    mac: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+
+
+class AlertOutbox(SQLModel, table=True):
+    """A breach or review alert, written with its entry, until the relay has sent it."""
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        Index(
+            "ix_alert_outbox_unsent",
+            "seq",
+            sqlite_where=text("relayed_at IS NULL"),
+            postgresql_where=text("relayed_at IS NULL"),
+        ),
+    )
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    severity: str = Field(sa_column=Column(String(10), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: str = Field(sa_column=Column(String(40), nullable=False))
+    relayed_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    status: str | None = Field(default=None, sa_column=Column(String(12), nullable=True))
+
+
+class IncidentNotice(SQLModel, table=True):
+    """A notification of an incident to one target, and whether it arrived."""
+
+    __tablename__ = "incident_notice"
+    incident_id: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    channel: str = Field(sa_column=Column(String(20), primary_key=True))
+    target: str = Field(sa_column=Column(String(500), primary_key=True))
+    status: str = Field(sa_column=Column(String(10), nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    updated_at: str = Field(sa_column=Column(String(40), nullable=False))
+
+
+class AppUser(SQLModel, table=True):
+    """Someone who may use the desk or the API: a role and the SHA-256 of their token."""
+
+    __tablename__ = "app_user"
+    name: str = Field(sa_column=Column(String(100), primary_key=True))
+    role: str = Field(sa_column=Column(String(20), nullable=False))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: str = Field(sa_column=Column(String(40), nullable=False))
+    expires_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    revoked_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    # The URNs of the schools the user may see (a JSON list); NULL: every school.
+    schools: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class DeskSession(SQLModel, table=True):
+    """A browser signed in to the desk, by the SHA-256 of its cookie: it expires, and
+    signing out ends it, so a copied cookie stops working."""
+
+    __tablename__ = "desk_session"
+    id_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_name: str = Field(sa_column=Column(String(100), nullable=False))
+    created_at: str = Field(sa_column=Column(String(40), nullable=False))
+    expires_at: str = Field(sa_column=Column(String(40), nullable=False))
+    ended_at: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+
+
+class LedgerMeta(SQLModel, table=True):
+    """Named facts about the ledger itself, such as its pseudonym key's fingerprint."""
+
+    __tablename__ = "ledger_meta"
+    name: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ChainHead(SQLModel, table=True):
+    """One row: the last sequence number and hash. Writers lock it to append."""
+
+    __tablename__ = "chain_head"
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class TreeNode(SQLModel, table=True):
+    """A perfect subtree of the ledger's Merkle tree: leaves ``idx * 2**level`` up to
+    ``(idx + 1) * 2**level`` (leaf i is entry seq i + 1), stored as its last leaf is
+    appended, so that a root or a proof costs O(log n) rows."""
+
+    __tablename__ = "tree_node"
+    __table_args__ = {"sqlite_with_rowid": False}
+    level: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: bytes = Field(sa_column=Column(LargeBinary(32), nullable=False))
+
+
+class LogCheckpoint(SQLModel, table=True):
+    """A checkpoint the log signed (a C2SP signed note), kept for ever: the history an
+    auditor or a witness may ask the log to prove its later trees extend."""
+
+    __tablename__ = "log_checkpoint"
+    size: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    signed_at: str = Field(sa_column=Column(String(40), nullable=False))
+
+
+class LogCosignature(SQLModel, table=True):
+    """A witness's cosignature of one checkpoint (its signature line, as the witness
+    returned it), or a witness's refusal, kept for ever."""
+
+    __tablename__ = "log_cosignature"
+    __table_args__ = {"sqlite_with_rowid": False}
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    witness: str = Field(sa_column=Column(String(200), primary_key=True))
+    line: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    refusal: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    at: str = Field(sa_column=Column(String(40), nullable=False))
+
+
+class CurrentDecision(SQLModel, table=True):
+    """An event re-decided by a late fact, and the entry whose decision is now its own: a
+    projection of the chain (:mod:`pipeline.ledger.storage.decision_projection`). An event with
+    no row stands as first decided, as nearly every event does."""
+
+    __tablename__ = "current_decision"
+    event_seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    decision: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+
+
+class IncidentRow(SQLModel, table=True):
+    """An incident on the breach desk as its alerts and actions leave it: a projection of
+    the chain and the outbox (:mod:`pipeline.ledger.storage.incident_projection`), so that the
+    queue reads rows rather than every alert ever raised. Indexed for the queue: its page
+    of running clocks is read in ``detected_at`` order, and the schools it may be
+    narrowed to are read from the school index alone."""
+
+    __tablename__ = "incident"
+    __table_args__ = (
+        Index("ix_incident_detected_at", "detected_at"),
+        Index("ix_incident_school", "school"),
+    )
+    id: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    cause: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    rule: str = Field(sa_column=Column(String(80), nullable=False))
+    recipient: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    day: str = Field(sa_column=Column(String(10), nullable=False))
+    school: str | None = Field(default=None, sa_column=Column(String(6), nullable=True))
+    severity: str = Field(sa_column=Column(String(10), nullable=False))
+    breach: bool = Field(sa_column=Column(Boolean, nullable=False))
+    detected_at: str = Field(sa_column=Column(String(40), nullable=False))
+    alerts: int = Field(sa_column=Column(Integer, nullable=False))
+    events: int = Field(sa_column=Column(Integer, nullable=False))
+    last_alert: int = Field(sa_column=Column(BigInteger, nullable=False))
+    actions: int = Field(sa_column=Column(Integer, nullable=False))
+    last_action: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+    last_action_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    risk: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+
+
+class IncidentAlert(SQLModel, table=True):
+    """An alert on the desk and the incident it belongs to: the incident's entries and the
+    events they are about, found by the incident without reading every alert's body."""
+
+    __tablename__ = "incident_alert"
+    __table_args__ = (Index("ix_incident_alert_incident", "incident", "event_id"),)
+    seq: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
+    incident: int = Field(sa_column=Column(BigInteger, nullable=False))
+    event_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
