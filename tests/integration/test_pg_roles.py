@@ -101,7 +101,6 @@ def test_a_role_name_that_is_not_one_is_refused(pg_url: str) -> None:
             "INSERT INTO entry_pupil (pupil_key, seq) VALUES (decode(repeat('a', 64), 'hex'), 2)",
             "entry_pupil",
         ),
-        ("INSERT INTO entry_recipient (recipient, seq) VALUES ('dfe', 2)", "entry_recipient"),
         ("UPDATE app_user SET role = 'admin'", "app_user: user 'dpo' has role admin"),
         ("UPDATE app_user SET token_hash = repeat('b', 64)", "app_user: user 'dpo' has a token"),
         (

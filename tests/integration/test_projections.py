@@ -155,36 +155,6 @@ def test_a_pupil_index_row_claiming_an_entry_not_written_is_named(ledger: Ledger
     assert fault_seq == ahead and "entry_pupil" in fault and "no entry" in fault
 
 
-# -- the recipient index -----------------------------------------------------------------
-
-
-def test_an_entry_put_under_another_recipient_is_named(ledger: Ledger) -> None:
-    seq = seq_naming(ledger, pupil(ledger, 3))
-    run_sql(ledger, "INSERT INTO entry_recipient (recipient, seq) VALUES ('dfe', :s)", s=seq)
-    fault_seq, fault = failed(ledger)
-    assert fault_seq == seq
-    assert "entry_recipient" in fault and "'dfe'" in fault and "does not name" in fault
-
-
-def test_a_row_removed_from_the_recipient_index_is_named(ledger: Ledger) -> None:
-    seq = seq_naming(ledger, pupil(ledger, 1))
-    run_sql(ledger, "DELETE FROM entry_recipient WHERE seq = :s", owner=True, s=seq)
-    fault_seq, fault = failed(ledger)
-    assert fault_seq == seq and "entry_recipient" in fault and "missing" in fault
-
-
-def test_a_recipient_index_row_changed_is_named(ledger: Ledger) -> None:
-    seq = seq_naming(ledger, pupil(ledger, 1))
-    run_sql(
-        ledger,
-        "UPDATE entry_recipient SET recipient = 'dfe' WHERE seq = :s",
-        owner=True,
-        s=seq,
-    )
-    fault_seq, fault = failed(ledger)
-    assert fault_seq == seq and "entry_recipient" in fault
-
-
 def test_a_register_fact_filed_under_another_pupil_is_named(ledger: Ledger) -> None:
     """The writer finds a pupil's facts by this column: moved, one child's consent
     would re-decide another's referrals."""
@@ -232,15 +202,12 @@ def test_a_pupil_search_count_and_readers_leave_out_what_the_index_wrongly_names
         k=pupil(ledger, 1),
         s=other,
     )
-    run_sql(ledger, "INSERT INTO entry_recipient (recipient, seq) VALUES ('dfe', :s)", s=other)
     with ledger.engine.connect() as connection:
         found = [e.seq for e in entries(connection, Filters(pupil_key=pupil(ledger, 1)))]
         counted = count(connection, Filters(pupil_key=pupil(ledger, 1)))
-        to_dfe = [e.seq for e in entries(connection, Filters(recipient="dfe"))]
         naming = list(entries(connection, Filters(pupil_key=pupil(ledger, 1))))
         readers_of(connection, pupil(ledger, 1), naming)
     assert other not in found and counted == len(found)
-    assert other not in to_dfe
 
 
 # -- users -------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ _COPIED = {
     "alert_outbox": ["seq", "severity", "body", "created_at", "relayed_at", "status"],
     "chain_head": ["id", "seq", "hash"],
 }
+#: Where a table that a later migration dropped takes its rows from, at head.
+_DROPPED = {"entry_recipient": "SELECT recipient, seq FROM ledger_entry WHERE recipient <> ''"}
 
 
 def _at_0013(url: str) -> Ledger:
@@ -66,7 +68,8 @@ def _year_at_0013(url: str, policy: Policy, tmp_path: Path) -> tuple[Ledger, dic
         target.exec_driver_sql("DELETE FROM chain_head")
         for table, columns in _COPIED.items():
             named = ", ".join(f'"{c}"' for c in columns)
-            rows = source.exec_driver_sql(f"SELECT {named} FROM {table}").all()
+            query = _DROPPED.get(table, f"SELECT {named} FROM {table}")
+            rows = source.exec_driver_sql(query).all()
             target.exec_driver_sql(
                 f"INSERT INTO {table} ({named}) VALUES ({', '.join([marker] * len(columns))})",
                 [_as_at_0013(table, tuple(row)) for row in rows],
@@ -83,7 +86,9 @@ def _seen(ledger: Ledger) -> dict[str, Any]:
         payloads = dict(connection.execute(select(PAYLOAD.c.seq, PAYLOAD.c.body)).all())
         pupils = sorted(set(connection.execute(select(PUPIL.c.pupil_key)).scalars()))[:5]
         found = {k: [e.seq for e in entries(connection, Filters(pupil_key=k))] for k in pupils}
-    return {"entries": every, "payloads": payloads, "pupils": found}
+        recipients = sorted({e["recipient"] for e in every if e["recipient"]})
+        sent = {r: [e.seq for e in entries(connection, Filters(recipient=r))] for r in recipients}
+    return {"entries": every, "payloads": payloads, "pupils": found, "recipients": sent}
 
 
 def test_an_upgraded_ledger_shows_every_entry_payload_and_pupil_as_before(
@@ -91,6 +96,7 @@ def test_an_upgraded_ledger_shows_every_entry_payload_and_pupil_as_before(
 ) -> None:
     ledger, before = _year_at_0013(db_url, policy, tmp_path)
     assert len(before["entries"]) > 50 and before["payloads"] and before["pupils"]
+    assert len(before["recipients"]) > 2
 
     schema.upgrade(ledger.engine)
 

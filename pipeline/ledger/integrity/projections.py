@@ -34,7 +34,7 @@ from pipeline.ledger.records.entry import EntryKind
 from pipeline.ledger.storage.decision_projection import current_decision_faults
 from pipeline.ledger.storage.incident_projection import incident_faults
 from pipeline.ledger.storage.models import AppUser, DeskSession
-from pipeline.ledger.storage.store import ENTRY, FACT, PUPIL, RECIPIENT
+from pipeline.ledger.storage.store import ENTRY, FACT, PUPIL
 
 USERS = AppUser.__table__  # type: ignore[attr-defined]
 SESSIONS = DeskSession.__table__  # type: ignore[attr-defined]
@@ -45,8 +45,6 @@ SIGNIN = "signin"
 #: Entries rebuilt at a time: the index rows of a window are held in memory, never a year's.
 WINDOW = 20_000
 _PAGE = 5_000
-#: The most characters of a recipient the recipient index keeps (its column's width).
-RECIPIENT_WIDTH = 200
 
 
 def projection_faults(connection: Connection) -> list[tuple[int, str]]:
@@ -66,12 +64,9 @@ def projection_faults(connection: Connection) -> list[tuple[int, str]]:
 
 
 def index_faults(connection: Connection) -> list[tuple[int, str]]:
-    """Each row of ``entry_pupil`` or ``entry_recipient`` that no entry makes, and each
-    that an entry makes but is not there, at the entry's seq."""
-    top = max(
-        connection.execute(select(func.max(t.c.seq))).scalar() or 0
-        for t in (ENTRY, PUPIL, RECIPIENT)
-    )
+    """Each row of ``entry_pupil`` that no entry makes, and each that an entry makes but
+    is not there, at the entry's seq."""
+    top = max(connection.execute(select(func.max(t.c.seq))).scalar() or 0 for t in (ENTRY, PUPIL))
     faults: list[tuple[int, str]] = []
     for start in range(1, top + 1, WINDOW):
         faults += _window_index_faults(connection, start, start + WINDOW)
@@ -80,22 +75,14 @@ def index_faults(connection: Connection) -> list[tuple[int, str]]:
 
 def _window_index_faults(connection: Connection, start: int, end: int) -> list[tuple[int, str]]:
     pupils: set[tuple[str, int]] = set()
-    recipients: set[tuple[str, int]] = set()
     present: set[int] = set()
-    rows = select(ENTRY.c.seq, ENTRY.c.pupil_keys, ENTRY.c.recipient).where(
-        ENTRY.c.seq >= start, ENTRY.c.seq < end
-    )
-    for seq, keys, recipient in connection.execute(rows.execution_options(yield_per=_PAGE)):
+    rows = select(ENTRY.c.seq, ENTRY.c.pupil_keys).where(ENTRY.c.seq >= start, ENTRY.c.seq < end)
+    for seq, keys in connection.execute(rows.execution_options(yield_per=_PAGE)):
         present.add(seq)
         if keys != "[]":
             pupils.update((key, seq) for key in _listed(keys))
-        if recipient:
-            recipients.add((recipient[:RECIPIENT_WIDTH], seq))
     stored_pupils = _rows(connection, PUPIL, "pupil_key", start, end)
-    faults = _differences("entry_pupil", "pupil", pupils, stored_pupils, present)
-    stored_recipients = _rows(connection, RECIPIENT, "recipient", start, end)
-    faults += _differences("entry_recipient", "recipient", recipients, stored_recipients, present)
-    return faults
+    return _differences("entry_pupil", "pupil", pupils, stored_pupils, present)
 
 
 def _rows(connection: Connection, table: Any, column: str, start: int, end: int) -> set[Any]:

@@ -21,7 +21,6 @@ from pipeline.ledger.storage.store import (
     HEAD,
     PAYLOAD,
     PUPIL,
-    RECIPIENT,
     Ledger,
     any_of,
 )
@@ -72,12 +71,13 @@ def _statement(filters: Filters, after: int) -> Any:
 def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
     """``statement`` narrowed to ``filters``, and the ``seq`` column to page and order by.
 
-    A pupil or recipient filter joins its index table and pages on the index's own
-    ``seq`` (its primary key is (key, seq)), so a page of one pupil's entries is read in
-    order from that index whatever the planner thinks of the rest. The index is not
-    believed: each entry it finds must name the pupil or recipient in its hashed fields,
-    so a row slipped into the index never puts another child's entry into an answer
-    (``ledger verify`` names the row: :mod:`pipeline.ledger.integrity.projections`).
+    A pupil filter joins its index table and pages on the index's own ``seq`` (its
+    primary key is (key, seq)), so a page of one pupil's entries is read in order from
+    that index whatever the planner thinks of the rest. The index is not believed: each
+    entry it finds must name the pupil in its hashed fields, so a row slipped into the
+    index never puts another child's entry into an answer (``ledger verify`` names the
+    row: :mod:`pipeline.ledger.integrity.projections`). A recipient filter reads the
+    entry's own column, through its index (recipient, seq).
     """
     seq = ENTRY.c.seq
     if filters.pupil_key is not None:
@@ -87,11 +87,7 @@ def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
         )
         seq = PUPIL.c.seq
     if filters.recipient is not None:
-        statement = statement.join(RECIPIENT, RECIPIENT.c.seq == ENTRY.c.seq).where(
-            RECIPIENT.c.recipient == filters.recipient,
-            ENTRY.c.recipient == filters.recipient,
-        )
-        seq = RECIPIENT.c.seq if seq is ENTRY.c.seq else seq
+        statement = statement.where(ENTRY.c.recipient == filters.recipient)
     if filters.event_type is not None:
         statement = statement.where(ENTRY.c.event_type == filters.event_type)
     if filters.decision is not None:

@@ -168,7 +168,6 @@ def _read_column(table: Any, name: str, dialect: Database) -> str:
 APPEND_ONLY_TABLES = (
     "ledger_entry",
     "entry_pupil",
-    "entry_recipient",
     "register_fact",
     "event_payload",
     "tree_node",
@@ -220,6 +219,15 @@ class LedgerEntry(SQLModel, table=True):
             postgresql_where=text("refers_to IS NOT NULL"),
         ),
         Index("ix_entry_occurred_at", "occurred_at"),
+        # An auditor's search by recipient, a page at a time in seq order (migration 0018:
+        # it replaced a table of (recipient, seq) rows that repeated the column).
+        Index(
+            "ix_entry_recipient",
+            "recipient",
+            "seq",
+            sqlite_where=text("recipient IS NOT NULL"),
+            postgresql_where=text("recipient IS NOT NULL"),
+        ),
         # Audited reads, found among millions of decisions (see pipeline/ledger/reading/reads.py).
         Index(
             "ix_entry_read",
@@ -288,15 +296,6 @@ class EntryPupil(SQLModel, table=True):
     __tablename__ = "entry_pupil"
     __table_args__ = {"sqlite_with_rowid": False}
     pupil_key: str = Field(sa_column=Column(Digest, primary_key=True))
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
-
-
-class EntryRecipient(SQLModel, table=True):
-    """Which entries concern which recipient."""
-
-    __tablename__ = "entry_recipient"
-    __table_args__ = {"sqlite_with_rowid": False}
-    recipient: str = Field(sa_column=Column(String(200), primary_key=True))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
 
 

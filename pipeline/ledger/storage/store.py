@@ -44,7 +44,6 @@ from pipeline.ledger.storage.models import (
     AlertOutbox,
     ChainHead,
     EntryPupil,
-    EntryRecipient,
     EventPayload,
     LedgerEntry,
     PupilIdentity,
@@ -56,7 +55,6 @@ from pipeline.transparency.merkle import leaf_hash
 
 ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
 PUPIL: Table = EntryPupil.__table__  # type: ignore[attr-defined]
-RECIPIENT: Table = EntryRecipient.__table__  # type: ignore[attr-defined]
 FACT: Table = RegisterFact.__table__  # type: ignore[attr-defined]
 PAYLOAD: Table = EventPayload.__table__  # type: ignore[attr-defined]
 IDENTITY: Table = PupilIdentity.__table__  # type: ignore[attr-defined]
@@ -257,7 +255,6 @@ class Ledger:
         head_hash = prev
         rows: list[tuple[Any, ...]] = []
         pupils: list[tuple[str, int]] = []
-        recipients: list[tuple[str, int]] = []
         sides = _SideRows()
         identities: dict[str, tuple[str, str | None]] = {}
         leaves: list[bytes] = []
@@ -278,8 +275,6 @@ class Ledger:
             prev = digest
             projected.add(new, entry)
             pupils.extend((k, seq) for k in dict.fromkeys(entry.pupil_keys))
-            if entry.recipient:
-                recipients.append((entry.recipient[:200], seq))
             for key, upn, dob in new.identities:
                 known = identities.get(key)
                 identities[key] = (upn, dob or (known[1] if known else None))
@@ -291,7 +286,6 @@ class Ledger:
         for table, names, values in (
             (ENTRY, (*ENTRY_FIELDS, "prev_hash", "hash"), rows),
             (PUPIL, ("pupil_key", "seq"), pupils),
-            (RECIPIENT, ("recipient", "seq"), recipients),
             (PAYLOAD, ("seq", "body", "oldest_record"), sides.payloads),
             (FACT, ("seq", "pupil_key", "fact"), sides.facts),
             (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
