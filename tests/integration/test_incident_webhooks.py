@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 
 from pipeline.engine import Position
 from pipeline.incidents.notify import (
@@ -22,7 +22,7 @@ from pipeline.incidents.notify import (
     webhook_target,
 )
 from pipeline.ledger.storage import schema
-from pipeline.ledger.storage.store import PUPIL, Ledger
+from pipeline.ledger.storage.store import ENTRY_PUPIL, PUPILS, Ledger
 from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.ledger.writing.pupils import drawn, finder
 from pipeline.policy.pack import Policy
@@ -344,7 +344,9 @@ def test_a_notice_names_only_the_pupils_its_entries_name(
     goes outside the school, and would carry another child's pseudonym."""
     other = drawn()  # another child's
     with ledger.engine.begin() as connection:
-        connection.execute(insert(PUPIL).values(pupil_key=other, seq=1))
+        number = int(connection.execute(select(func.max(PUPILS.c.id))).scalar_one()) + 1
+        connection.execute(insert(PUPILS).values(id=number, pupil_key=other))
+        connection.execute(insert(ENTRY_PUPIL).values(pupil=number, seq=1))
     assert _notify(ledger, receiver.url) == 1
     sent = orjson.loads(receiver.requests[-1][1])
     assert sent["pupil_keys"] == [finder(ledger)(upn(1))]

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -97,10 +98,7 @@ def test_a_role_name_that_is_not_one_is_refused(pg_url: str) -> None:
 @pytest.mark.parametrize(
     ("statement", "named"),
     [
-        (
-            "INSERT INTO entry_pupil (pupil_key, seq) VALUES (decode(repeat('a', 64), 'hex'), 2)",
-            "entry_pupil",
-        ),
+        ("INSERT INTO entry_pupil (pupil, seq) SELECT min(id), 99 FROM pupil", "entry_pupil"),
         ("UPDATE app_user SET role = 'admin'", "app_user: user 'dpo' has role admin"),
         ("UPDATE app_user SET token_hash = repeat('b', 64)", "app_user: user 'dpo' has a token"),
         (
@@ -135,3 +133,42 @@ def test_the_application_role_cannot_rotate_the_pseudonym_key_and_leaves_no_key_
     assert "Traceback" not in done.stderr and not new_key.exists()
     with written.engine.connect() as connection:
         assert verify(connection, pseudonymiser(bytes(range(32)))).ok
+
+
+def test_a_role_granted_before_the_pupil_index_was_renumbered_keeps_its_rights(
+    pg_url: str, policy: Policy
+) -> None:
+    """Migration 0019 rebuilds the pupil index as new tables: a role granted on the old
+    one by `db grant` before the upgrade may still append to both afterwards."""
+    role = f"sa_app_{uuid.uuid4().hex[:10]}"
+    owner = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with owner.connect() as connection:
+        connection.execute(text(f"CREATE ROLE {role} LOGIN"))
+    try:
+        engine = Ledger.open(pg_url).engine
+        config = schema._config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0018")
+        with owner.connect() as connection:
+            connection.execute(text(f"GRANT SELECT, INSERT ON entry_pupil TO {role}"))
+        schema.upgrade(engine)
+        with owner.connect() as connection:
+            rights = connection.execute(
+                text(
+                    "SELECT table_name, privilege_type FROM information_schema.role_table_grants "
+                    "WHERE grantee = :role ORDER BY 1, 2"
+                ),
+                {"role": role},
+            ).all()
+        assert [tuple(r) for r in rights] == [
+            ("entry_pupil", "INSERT"),
+            ("entry_pupil", "SELECT"),
+            ("pupil", "INSERT"),
+            ("pupil", "SELECT"),
+        ]
+    finally:
+        with owner.connect() as connection:
+            connection.execute(text(f"DROP OWNED BY {role}"))
+            connection.execute(text(f"DROP ROLE {role}"))
+        owner.dispose()

@@ -31,7 +31,10 @@ from tests.integration.test_ledger_cli import run
 from tests.integration.test_ledger_contract import drop_triggers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-INDEX_ROW = "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)"
+#: The number of the pupil of pseudonym ``:k``.
+NUMBER = "(SELECT id FROM pupil WHERE pupil_key = :k)"
+#: A row of the pupil index naming the pupil of pseudonym ``:k``, filed under their number.
+INDEX_ROW = f"INSERT INTO entry_pupil (pupil, seq) VALUES ({NUMBER}, :s)"
 
 
 def pupil(ledger: Ledger, n: int) -> str:
@@ -61,10 +64,12 @@ def run_sql(ledger: Ledger, statement: str, *, owner: bool = False, **values: An
 
 
 def sql(statement: str) -> TextClause:
-    """``statement``, its pupil key ``:k`` bound as the pupil index keeps one (a
-    pseudonym's bytes on PostgreSQL) where it is the index's."""
-    if "entry_pupil" in statement and ":k" in statement:
-        return text(statement).bindparams(bindparam("k", type_=PUPIL.c.pupil_key.type))
+    """``statement``, its pupil key ``:k`` bound as the pupils' numbers keep one (a
+    pseudonym's bytes on PostgreSQL) where it is theirs."""
+    keyed = [name for name in ("k", "other") if f":{name}" in statement]
+    if keyed and ("entry_pupil" in statement or "UPDATE pupil " in statement):
+        digest = PUPIL.c.pupil_key.type
+        return text(statement).bindparams(*(bindparam(n, type_=digest) for n in keyed))
     return text(statement)
 
 
@@ -77,7 +82,7 @@ def seq_naming(ledger: Ledger, pupil: str) -> int:
     return int(
         scalar(
             ledger,
-            "SELECT min(seq) FROM entry_pupil WHERE pupil_key = :k AND seq IN "
+            f"SELECT min(seq) FROM entry_pupil WHERE pupil = {NUMBER} AND seq IN "
             "(SELECT seq FROM ledger_entry WHERE kind = 'decision' AND event_type LIKE "
             "'%referred%')",
             k=pupil,
@@ -112,7 +117,7 @@ def test_another_childs_entry_put_into_a_pupils_index_is_named(ledger: Ledger) -
     seq = seq_naming(ledger, pupil(ledger, 3))
     run_sql(
         ledger,
-        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        INDEX_ROW,
         k=pupil(ledger, 1),
         s=seq,
     )
@@ -134,7 +139,7 @@ def test_a_pupil_index_row_moved_to_another_pupil_is_named(ledger: Ledger) -> No
     seq = seq_naming(ledger, pupil(ledger, 1))
     run_sql(
         ledger,
-        "UPDATE entry_pupil SET pupil_key = :k WHERE seq = :s",
+        f"UPDATE entry_pupil SET pupil = {NUMBER} WHERE seq = :s",
         owner=True,
         k=pupil(ledger, 3),
         s=seq,
@@ -143,11 +148,26 @@ def test_a_pupil_index_row_moved_to_another_pupil_is_named(ledger: Ledger) -> No
     assert fault_seq == seq and "entry_pupil" in fault
 
 
+def test_a_pupils_number_given_another_pseudonym_is_named(ledger: Ledger) -> None:
+    """Changed by the owner, every entry of the pupil would answer another's SAR."""
+    seq = seq_naming(ledger, pupil(ledger, 1))
+    run_sql(
+        ledger,
+        "UPDATE pupil SET pupil_key = :other WHERE pupil_key = :k",
+        owner=True,
+        k=pupil(ledger, 1),
+        other=pupil(ledger, 1)[::-1],
+    )
+    fault_seq, fault = failed(ledger)
+    assert fault_seq is not None and fault_seq <= seq
+    assert "entry_pupil" in fault and "does not name" in fault
+
+
 def test_a_pupil_index_row_claiming_an_entry_not_written_is_named(ledger: Ledger) -> None:
     ahead = int(scalar(ledger, "SELECT max(seq) FROM ledger_entry")) + 5
     run_sql(
         ledger,
-        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        INDEX_ROW,
         k=pupil(ledger, 1),
         s=ahead,
     )
@@ -180,7 +200,7 @@ def test_a_subject_access_report_leaves_out_an_entry_the_index_wrongly_names(
     other = seq_naming(ledger, pupil(ledger, 3))
     run_sql(
         ledger,
-        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        INDEX_ROW,
         k=pupil(ledger, 1),
         s=other,
     )
@@ -198,7 +218,7 @@ def test_a_pupil_search_count_and_readers_leave_out_what_the_index_wrongly_names
     other = seq_naming(ledger, pupil(ledger, 3))
     run_sql(
         ledger,
-        "INSERT INTO entry_pupil (pupil_key, seq) VALUES (:k, :s)",
+        INDEX_ROW,
         k=pupil(ledger, 1),
         s=other,
     )

@@ -73,6 +73,13 @@ _KEPT = (
 )
 
 
+#: The pupil index as schema 0005 held it (pseudonym, seq), read from a ledger at head,
+#: whose index files entries under pupils' numbers (migration 0019).
+_PUPIL_INDEX_AT_HEAD = (
+    "SELECT p.pupil_key, e.seq FROM {db}entry_pupil e JOIN {db}pupil p ON p.id = e.pupil"
+)
+
+
 def _columns(ledger: Ledger, table: str) -> list[str]:
     with ledger.engine.connect() as connection:
         return [row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table})")]
@@ -82,11 +89,14 @@ def _contents(ledger: Ledger, columns: dict[str, list[str]]) -> dict[str, list[A
     """The rows of the ledger's tables, in the columns given for each; payloads as their
     text, whether kept as text (before migration 0015) or deflated."""
     with ledger.engine.connect() as connection:
+        at_head = "pupil" in _sqlite_schema(ledger)
         return {
             table: sorted(
                 tuple(_as_text(v) for v in row)
                 for row in connection.exec_driver_sql(
-                    f"SELECT {', '.join(columns[table])} FROM {table}"
+                    _PUPIL_INDEX_AT_HEAD.format(db="")
+                    if at_head and table == "entry_pupil"
+                    else f"SELECT {', '.join(columns[table])} FROM {table}"
                 )
             )
             for table in _KEPT
@@ -118,9 +128,12 @@ def _year_at_0005(url: str, policy: Policy, tmp_path: Path) -> tuple[Ledger, dic
                     [(seq, unpacked_payload(body)) for seq, body in rows],
                 )
                 continue
-            connection.exec_driver_sql(
-                f"INSERT INTO main.{table} ({named}) SELECT {named} FROM head.{table}"
+            source = (
+                _PUPIL_INDEX_AT_HEAD.format(db="head.")
+                if table == "entry_pupil"
+                else f"SELECT {named} FROM head.{table}"
             )
+            connection.exec_driver_sql(f"INSERT INTO main.{table} ({named}) {source}")
     with ledger.engine.connect() as connection:
         connection.exec_driver_sql("DETACH DATABASE head")
     return ledger, columns
@@ -190,7 +203,7 @@ def test_an_upgraded_sqlite_ledger_keys_its_tables_without_a_second_index(
     for table in ("ledger_entry", "register_fact", "event_payload", "alert_outbox"):
         assert "seq INTEGER NOT NULL" in (tables[table] or "")
     for table in ("entry_pupil", "pupil_identity"):
-        assert (tables[table] or "").endswith("WITHOUT ROWID")
+        assert (tables[table] or "").rstrip().endswith("WITHOUT ROWID")
 
 
 def test_a_ledger_upgraded_with_entries_takes_more_and_its_chain_holds(

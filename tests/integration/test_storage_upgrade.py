@@ -35,7 +35,11 @@ _COPIED = {
     "chain_head": ["id", "seq", "hash"],
 }
 #: Where a table that a later migration dropped takes its rows from, at head.
-_DROPPED = {"entry_recipient": "SELECT recipient, seq FROM ledger_entry WHERE recipient <> ''"}
+_DROPPED = {
+    "entry_recipient": "SELECT recipient, seq FROM ledger_entry WHERE recipient <> ''",
+    # Filed under pupils' numbers since 0019.
+    "entry_pupil": "SELECT p.pupil_key, e.seq FROM entry_pupil e JOIN pupil p ON p.id = e.pupil",
+}
 
 
 def _at_0013(url: str) -> Ledger:
@@ -132,7 +136,7 @@ def test_an_upgraded_postgresql_ledger_keeps_each_digest_in_32_bytes(
         stored = connection.exec_driver_sql(
             "SELECT octet_length(hash), octet_length(prev_hash) FROM ledger_entry"
         ).all()
-        keys = connection.exec_driver_sql("SELECT octet_length(pupil_key) FROM entry_pupil")
+        keys = connection.exec_driver_sql("SELECT octet_length(pupil_key) FROM pupil")
         assert {n for row in stored for n in row} == {32}
         assert set(keys.scalars()) == {32}
 

@@ -79,7 +79,7 @@ def _filtered(statement: Any, filters: Filters) -> tuple[Any, Any]:
     row: :mod:`pipeline.ledger.integrity.projections`). A recipient filter reads the
     entry's own column, through its index (recipient, seq).
     """
-    seq = ENTRY.c.seq
+    seq: Any = ENTRY.c.seq
     if filters.pupil_key is not None:
         statement = statement.join(PUPIL, PUPIL.c.seq == ENTRY.c.seq).where(
             PUPIL.c.pupil_key == filters.pupil_key,

@@ -168,6 +168,7 @@ def _read_column(table: Any, name: str, dialect: Database) -> str:
 APPEND_ONLY_TABLES = (
     "ledger_entry",
     "entry_pupil",
+    "pupil",
     "register_fact",
     "event_payload",
     "tree_node",
@@ -290,13 +291,25 @@ class LedgerEntry(SQLModel, table=True):
     hash: str = Field(sa_column=Column(Digest, nullable=False))
 
 
+class PupilNumber(SQLModel, table=True):
+    """Each pupil the ledger has named, by pseudonym, numbered in the order first named:
+    the pupil index files entries under the number, 4 bytes, not the 32 of the pseudonym
+    (migration 0019). A pseudonym is already in every entry naming the pupil, so the row
+    is kept after an erasure, and never changes."""
+
+    __tablename__ = "pupil"
+    __table_args__ = (Index("ux_pupil_key", "pupil_key", unique=True),)
+    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    pupil_key: str = Field(sa_column=Column(Digest, nullable=False))
+
+
 class EntryPupil(SQLModel, table=True):
-    """Which entries name which pupil (by pseudonym): the pupil query's index."""
+    """Which entries name which pupil (by the pupil's number): the pupil query's index."""
 
     __tablename__ = "entry_pupil"
     __table_args__ = {"sqlite_with_rowid": False}
-    pupil_key: str = Field(sa_column=Column(Digest, primary_key=True))
-    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    pupil: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
 
 
 class RegisterFact(SQLModel, table=True):

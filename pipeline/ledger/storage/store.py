@@ -20,6 +20,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
+    func,
     select,
     update,
 )
@@ -47,6 +48,7 @@ from pipeline.ledger.storage.models import (
     EventPayload,
     LedgerEntry,
     PupilIdentity,
+    PupilNumber,
     RegisterFact,
     rows_packer,
 )
@@ -54,7 +56,16 @@ from pipeline.ledger.storage.tree import COLUMNS, TREE, RightEdge
 from pipeline.transparency.merkle import leaf_hash
 
 ENTRY: Table = LedgerEntry.__table__  # type: ignore[attr-defined]
-PUPIL: Table = EntryPupil.__table__  # type: ignore[attr-defined]
+ENTRY_PUPIL: Table = EntryPupil.__table__  # type: ignore[attr-defined]
+PUPILS: Table = PupilNumber.__table__  # type: ignore[attr-defined]
+#: Which entries name which pupil, by pseudonym, as every reader asks: the pupil index
+#: (filed under pupils' numbers) joined to the numbers' pseudonyms. A plain join in a
+#: subquery, which both databases fold into the query that reads it.
+PUPIL = (
+    select(PUPILS.c.pupil_key, ENTRY_PUPIL.c.seq)
+    .join_from(ENTRY_PUPIL, PUPILS, PUPILS.c.id == ENTRY_PUPIL.c.pupil)
+    .subquery("entry_pupil_keyed")
+)
 FACT: Table = RegisterFact.__table__  # type: ignore[attr-defined]
 PAYLOAD: Table = EventPayload.__table__  # type: ignore[attr-defined]
 IDENTITY: Table = PupilIdentity.__table__  # type: ignore[attr-defined]
@@ -285,7 +296,7 @@ class Ledger:
         # per-parameter processing would cost more than the database's work.
         for table, names, values in (
             (ENTRY, (*ENTRY_FIELDS, "prev_hash", "hash"), rows),
-            (PUPIL, ("pupil_key", "seq"), pupils),
+            (ENTRY_PUPIL, ("pupil", "seq"), self._numbered(connection, pupils)),
             (PAYLOAD, ("seq", "body", "oldest_record"), sides.payloads),
             (FACT, ("seq", "pupil_key", "fact"), sides.facts),
             (OUTBOX, ("seq", "severity", "body", "created_at"), sides.alerts),
@@ -303,6 +314,32 @@ class Ledger:
             update(HEAD).where(HEAD.c.id == 1).values(seq=head_seq + len(entries), hash=prev)
         )
         return prev
+
+    def _numbered(
+        self, connection: Connection, pupils: list[tuple[str, int]]
+    ) -> list[tuple[int, int]]:
+        """The rows (pupil's number, seq) of ``pupils`` (pseudonym, seq), numbering each
+        pupil the ledger names for the first time after the last number given (under
+        the chain's lock: no other append numbers at once)."""
+        keys = list(dict.fromkeys(key for key, _ in pupils))
+        if not keys:
+            return []
+        known = dict(
+            connection.execute(
+                select(PUPILS.c.pupil_key, PUPILS.c.id).where(
+                    any_of(connection, PUPILS.c.pupil_key, keys)
+                )
+            ).all()
+        )
+        new = [key for key in keys if key not in known]
+        if new:
+            top = int(connection.execute(select(func.max(PUPILS.c.id))).scalar() or 0)
+            numbered = {key: top + n for n, key in enumerate(new, 1)}
+            connection.execute(
+                PUPILS.insert(), [{"id": n, "pupil_key": k} for k, n in numbered.items()]
+            )
+            known.update(numbered)
+        return [(known[key], seq) for key, seq in pupils]
 
     def _stored_rows(
         self, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]
