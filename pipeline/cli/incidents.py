@@ -72,9 +72,14 @@ def incidents_list(
     school: SchoolOption = None,
     schools: SchoolsOption = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=1, help="How many to list (least time left first).")
+        int,
+        typer.Option(
+            "--limit", min=1, max=100_000, help="How many to list (least time left first)."
+        ),
     ] = 100,
-    page: Annotated[int, typer.Option("--page", min=1, help="Which page of --limit.")] = 1,
+    page: Annotated[
+        int, typer.Option("--page", min=1, max=1_000_000, help="Which page of --limit.")
+    ] = 1,
 ) -> None:
     """The queue: least time left on the ICO clock first, overdue at the top (one school's
     with --school), --limit at a time."""

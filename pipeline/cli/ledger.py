@@ -136,12 +136,11 @@ def ledger_verify(
 ) -> None:
     """Recompute the hash chain and the Merkle tree, and check the facts, payloads and
     (given the pseudonym key) identities beside it, the checkpoints the log signed, and
-    (--checkpoint) one kept outside the database; rebuild the pupil and recipient indexes
-    and the users' roles, schools, expiry, revocation and tokens from the entries, and
-    compare them with their tables; exit 1 naming the first entry (or user) that is wrong,
-    and why. Without a checkpoint kept outside, a history its owner rewrote and signed
-    again verifies: it says so. With --from, a checkpoint verified before: only what came
-    after it."""
+    (--checkpoint) one kept outside the database; rebuild the pupil index and the users'
+    roles, schools, expiry, revocation and tokens from the entries, and compare them with
+    their tables; exit 1 naming the first entry (or user) that is wrong, and why. Without a
+    checkpoint kept outside, a history its owner rewrote and signed again verifies: it says
+    so. With --from, a checkpoint verified before: only what came after it."""
     if since is not None:
         _verify_from(db, since)
         return

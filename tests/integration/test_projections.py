@@ -67,7 +67,7 @@ def sql(statement: str) -> TextClause:
     """``statement``, its pupil key ``:k`` bound as the pupils' numbers keep one (a
     pseudonym's bytes on PostgreSQL) where it is theirs."""
     keyed = [name for name in ("k", "other") if f":{name}" in statement]
-    if keyed and ("entry_pupil" in statement or "UPDATE pupil " in statement):
+    if keyed and any(t in statement for t in ("entry_pupil", "UPDATE pupil ", "INTO pupil ")):
         digest = PUPIL.c.pupil_key.type
         return text(statement).bindparams(*(bindparam(n, type_=digest) for n in keyed))
     return text(statement)
@@ -161,6 +161,29 @@ def test_a_pupils_number_given_another_pseudonym_is_named(ledger: Ledger) -> Non
     fault_seq, fault = failed(ledger)
     assert fault_seq is not None and fault_seq <= seq
     assert "entry_pupil" in fault and "does not name" in fault
+
+
+def test_a_pupil_index_row_under_a_number_no_pupil_has_is_named(ledger: Ledger) -> None:
+    """Inserted by the application's role, it would be given to the next pupil named."""
+    seq = seq_naming(ledger, pupil(ledger, 3))
+    top = int(scalar(ledger, "SELECT max(id) FROM pupil"))
+    run_sql(ledger, "INSERT INTO entry_pupil (pupil, seq) VALUES (:n, :s)", n=top + 1, s=seq)
+    fault_seq, fault = failed(ledger)
+    assert fault_seq == seq
+    assert f"pupil number {top + 1}" in fault and "no pupil has that number" in fault
+
+
+def test_a_pupils_number_no_entry_uses_is_named(ledger: Ledger) -> None:
+    """Inserted by the application's role, a number planted far ahead."""
+    run_sql(
+        ledger,
+        "INSERT INTO pupil (id, pupil_key) VALUES (:n, :k)",
+        n=2**40,
+        k=pupil(ledger, 1)[::-1],
+    )
+    fault_seq, fault = failed(ledger)
+    assert fault_seq == int(scalar(ledger, "SELECT max(seq) FROM ledger_entry")) + 1
+    assert f"number {2**40}" in fault and "no entry names" in fault
 
 
 def test_a_pupil_index_row_claiming_an_entry_not_written_is_named(ledger: Ledger) -> None:

@@ -4,13 +4,15 @@ migration 0018), on both databases."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import insert
 
 from pipeline.ledger.reading.queries import Filters, count, entries
 from pipeline.ledger.storage import schema
-from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.store import ENTRY, Ledger
 from pipeline.policy.pack import Policy
 from tests.integration.year import write_year
 
@@ -58,3 +60,31 @@ def test_a_recipient_search_reads_a_page_at_a_time_in_seq_order(ledger: Ledger) 
             pages += page
             after = page[-1]
         assert pages == wanted
+
+
+def test_an_entry_whose_recipient_no_index_entry_could_hold_is_kept(pg_url: str) -> None:
+    """Before the contract held recipients to its pattern, one could be kilobytes long:
+    PostgreSQL refuses an index entry of more than about 2.7 KB, so the recipient index
+    leaves such an entry out rather than the upgrade (or the append) failing on it."""
+    ledger = Ledger.open(pg_url)
+    schema.upgrade(ledger.engine)
+    long = secrets.token_hex(4_000)  # 8,000 characters that do not compress
+    with ledger.engine.begin() as connection:
+        connection.execute(
+            insert(ENTRY).values(
+                seq=1,
+                kind="decision",
+                recorded_at="2020-01-01T00:00:00.000000Z",
+                recipient=long,
+                pupil_keys="[]",
+                categories="[]",
+                rules="[]",
+                reasons="[]",
+                prev_hash="0" * 64,
+                hash="1" * 64,
+            )
+        )
+    with ledger.engine.connect() as connection:
+        assert [e.seq for e in entries(connection, Filters())] == [1]
+        assert list(entries(connection, Filters(recipient=long))) == []
+    ledger.engine.dispose()

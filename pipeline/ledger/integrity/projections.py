@@ -34,7 +34,7 @@ from pipeline.ledger.records.entry import EntryKind
 from pipeline.ledger.storage.decision_projection import current_decision_faults
 from pipeline.ledger.storage.incident_projection import incident_faults
 from pipeline.ledger.storage.models import AppUser, DeskSession
-from pipeline.ledger.storage.store import ENTRY, FACT, PUPIL
+from pipeline.ledger.storage.store import ENTRY, ENTRY_PUPIL, FACT, PUPILS
 
 USERS = AppUser.__table__  # type: ignore[attr-defined]
 SESSIONS = DeskSession.__table__  # type: ignore[attr-defined]
@@ -64,12 +64,27 @@ def projection_faults(connection: Connection) -> list[tuple[int, str]]:
 
 
 def index_faults(connection: Connection) -> list[tuple[int, str]]:
-    """Each row of ``entry_pupil`` that no entry makes, and each that an entry makes but
-    is not there, at the entry's seq."""
-    top = max(connection.execute(select(func.max(t.c.seq))).scalar() or 0 for t in (ENTRY, PUPIL))
+    """Each row of ``entry_pupil`` that no entry makes (or that files an entry under a
+    number no pupil has), and each that an entry makes but is not there, at the entry's
+    seq; then each pupil's number that no row of the index uses, after the last entry (a
+    number planted ahead would be given to the next pupil the ledger names)."""
+    top = max(
+        connection.execute(select(func.max(t.c.seq))).scalar() or 0 for t in (ENTRY, ENTRY_PUPIL)
+    )
     faults: list[tuple[int, str]] = []
     for start in range(1, top + 1, WINDOW):
         faults += _window_index_faults(connection, start, start + WINDOW)
+    unused = select(PUPILS.c.id, PUPILS.c.pupil_key).where(
+        ~select(ENTRY_PUPIL.c.seq).where(ENTRY_PUPIL.c.pupil == PUPILS.c.id).exists()
+    )
+    for number, key in connection.execute(unused.order_by(PUPILS.c.id)):
+        faults.append(
+            (
+                top + 1,
+                f"pupil: number {number} is given to pupil {key!r}, whom no entry names "
+                "(the row was inserted)",
+            )
+        )
     return faults
 
 
@@ -81,13 +96,27 @@ def _window_index_faults(connection: Connection, start: int, end: int) -> list[t
         present.add(seq)
         if keys != "[]":
             pupils.update((key, seq) for key in _listed(keys))
-    stored_pupils = _rows(connection, PUPIL, "pupil_key", start, end)
-    return _differences("entry_pupil", "pupil", pupils, stored_pupils, present)
-
-
-def _rows(connection: Connection, table: Any, column: str, start: int, end: int) -> set[Any]:
-    rows = select(table.c[column], table.c.seq).where(table.c.seq >= start, table.c.seq < end)
-    return {(value, seq) for value, seq in connection.execute(rows)}
+    # Every row of the window, with the pseudonym its number stands for (None: no pupil
+    # has that number).
+    filed = (
+        select(PUPILS.c.pupil_key, ENTRY_PUPIL.c.seq, ENTRY_PUPIL.c.pupil)
+        .select_from(ENTRY_PUPIL.outerjoin(PUPILS, PUPILS.c.id == ENTRY_PUPIL.c.pupil))
+        .where(ENTRY_PUPIL.c.seq >= start, ENTRY_PUPIL.c.seq < end)
+    )
+    stored: set[tuple[str, int]] = set()
+    faults: list[tuple[int, str]] = []
+    for key, seq, number in connection.execute(filed):
+        if key is None:
+            faults.append(
+                (
+                    seq,
+                    f"entry_pupil: a row files pupil number {number} under seq {seq}, but no "
+                    "pupil has that number (the row was inserted or changed)",
+                )
+            )
+        else:
+            stored.add((key, seq))
+    return faults + _differences("entry_pupil", "pupil", pupils, stored, present)
 
 
 def _differences(

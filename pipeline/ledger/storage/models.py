@@ -36,6 +36,12 @@ from pipeline.ledger.records.payloads import packed_payload, unpacked_payload
 from pipeline.ledger.storage.dialects import Dialect as Database
 from pipeline.ledger.storage.dialects import dialect_named
 
+#: The entries the recipient index holds: those naming a recipient of at most 200
+#: characters (the contract's are 64 at most; PostgreSQL refuses an index entry of more
+#: than about 2.7 KB, which a recipient recorded before the contract's pattern could be).
+#: A search by recipient states it, as written, so that either database uses the index.
+RECIPIENT_INDEXED = "length(recipient) <= 200"
+
 #: A sequence number: on SQLite spelt INTEGER, so that as a primary key it is the rowid
 #: (migration 0006 says why).
 SEQ = BigInteger().with_variant(Integer(), "sqlite")
@@ -221,13 +227,15 @@ class LedgerEntry(SQLModel, table=True):
         ),
         Index("ix_entry_occurred_at", "occurred_at"),
         # An auditor's search by recipient, a page at a time in seq order (migration 0018:
-        # it replaced a table of (recipient, seq) rows that repeated the column).
+        # it replaced a table of (recipient, seq) rows that repeated the column). Of the
+        # recipients an index entry can hold: one written before they were held to the
+        # contract's pattern might not fit (see RECIPIENT_INDEXED).
         Index(
             "ix_entry_recipient",
             "recipient",
             "seq",
-            sqlite_where=text("recipient IS NOT NULL"),
-            postgresql_where=text("recipient IS NOT NULL"),
+            sqlite_where=text(RECIPIENT_INDEXED),
+            postgresql_where=text(RECIPIENT_INDEXED),
         ),
         # Audited reads, found among millions of decisions (see pipeline/ledger/reading/reads.py).
         Index(
@@ -299,7 +307,7 @@ class PupilNumber(SQLModel, table=True):
 
     __tablename__ = "pupil"
     __table_args__ = (Index("ux_pupil_key", "pupil_key", unique=True),)
-    id: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    id: int = Field(sa_column=Column(SEQ, primary_key=True, autoincrement=False))
     pupil_key: str = Field(sa_column=Column(Digest, nullable=False))
 
 
@@ -308,7 +316,7 @@ class EntryPupil(SQLModel, table=True):
 
     __tablename__ = "entry_pupil"
     __table_args__ = {"sqlite_with_rowid": False}
-    pupil: int = Field(sa_column=Column(Integer, primary_key=True, autoincrement=False))
+    pupil: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
 
 

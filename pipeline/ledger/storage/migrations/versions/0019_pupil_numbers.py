@@ -29,6 +29,7 @@ down_revision = "0018"
 branch_labels = None
 depends_on = None
 
+_NUMBER = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _first = importlib.import_module("pipeline.ledger.storage.migrations.versions.0001_ledger")
 
 
@@ -39,7 +40,8 @@ def upgrade() -> None:
     key = sa.String(64) if sqlite else sa.LargeBinary()
     op.create_table(
         "pupil",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        # 64 bits (on SQLite the rowid): no number a row planted ahead can run out.
+        sa.Column("id", _NUMBER, primary_key=True, autoincrement=False),
         sa.Column("pupil_key", key, nullable=False),
     )
     op.create_index("ux_pupil_key", "pupil", ["pupil_key"], unique=True)
@@ -56,7 +58,7 @@ def upgrade() -> None:
         )
     op.create_table(
         "entry_pupil",
-        sa.Column("pupil", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("pupil", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
         sqlite_with_rowid=False,
     )
@@ -68,7 +70,8 @@ def upgrade() -> None:
     for table in ("pupil", "entry_pupil"):
         _first.create_append_only_triggers(table)
         for grantee, privilege in granted:
-            op.execute(f'GRANT {privilege} ON {table} TO "{grantee}"')
+            to = "PUBLIC" if grantee == "PUBLIC" else f'"{grantee}"'
+            op.execute(f"GRANT {privilege} ON {table} TO {to}")
 
 
 def _grants(bind: sa.Connection, table: str) -> list[tuple[str, str]]:
