@@ -354,9 +354,13 @@ def queue_page(
             request, "queue.html", {**context, "error": str(exc)}, status_code=422
         )
     offset = (page - 1) * QUEUE_PAGE
-    found = queue(db, user.scope, narrowed, now, QUEUE_PAGE, offset)
+    found = queue(db, user.scope, narrowed, now, QUEUE_PAGE, offset, with_alerts=False)
     context["incidents"] = [
-        {**incident_out(i, incident, now), "left_text": left_text(incident.time_left(now))}
+        {
+            **incident_out(i, incident, now),
+            "left_text": left_text(incident.time_left(now)),
+            "event_count": found.events[i],
+        }
         for i, incident in found.listed
     ]
     context["paging"] = _paging(asked, page, offset, len(found.listed), found)

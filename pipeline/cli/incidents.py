@@ -88,10 +88,11 @@ def incidents_list(
     now = datetime.now(UTC)
     offset = (page - 1) * limit
     with reading(ledger) as connection:
-        found = queue(connection, scope, QueueFilter(with_closed=show_all), now, limit, offset)
+        asked = QueueFilter(with_closed=show_all)
+        found = queue(connection, scope, asked, now, limit, offset, with_alerts=False)
     console = Console(highlight=False)
     if found.listed:
-        console.print(queue_table(found.listed, now))
+        console.print(queue_table(found.listed, found.events, now))
     what = "incident" if show_all else "open incident"
     if found.total == 0:
         console.print("no incidents" + ("" if show_all else " open"))
@@ -104,7 +105,7 @@ def incidents_list(
         console.print(f"{shown}{counted(found.total, what)}{late}{more}")
 
 
-def queue_table(listed: list[tuple[int, Incident]], now: datetime) -> Table:
+def queue_table(listed: list[tuple[int, Incident]], events: dict[int, int], now: datetime) -> Table:
     """The queue as a table that fits 80 columns with no word broken: each incident's
     severity over its status, its cause (the rule, to whom, how many events) in one cell
     of short lines, and its ICO deadline in school time with the time left under it. The
@@ -116,14 +117,14 @@ def queue_table(listed: list[tuple[int, Incident]], now: datetime) -> Table:
     table.add_column("cause")
     table.add_column("ICO deadline", max_width=WHEN_WIDTH)
     for incident_id, incident in listed:
-        events = counted(len(incident.events), "event") if incident.events else ""
+        about = counted(events[incident_id], "event") if events[incident_id] else ""
         table.add_row(
             str(incident_id),
             Group(Text(incident.severity.value, "bold"), incident.status.value.replace("_", " ")),
             Group(
                 plain(rule_name(incident.cause.rule)),
                 plain(f"to {incident.cause.recipient}"),
-                events,
+                about,
             ),
             _clock(incident, now),
         )

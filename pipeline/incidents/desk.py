@@ -36,7 +36,7 @@ from pipeline.ledger.reading.queries import entries_at
 from pipeline.ledger.reading.reads import Requester, record_read
 from pipeline.ledger.records.entry import Entry, EntryKind
 from pipeline.ledger.storage import incident_projection
-from pipeline.ledger.storage.incident_projection import Narrowed
+from pipeline.ledger.storage.incident_projection import Found, Narrowed
 from pipeline.ledger.storage.store import Ledger, NewEntry, from_utc_text, now_text, utc_text
 from pipeline.logging import get_logger
 from schemas.alerts import Severity
@@ -83,12 +83,22 @@ def incidents(
         ActionKind.CLOSE.value if open_only else None,
     )
     found = incident_projection.found(connection, narrowed, with_alerts)
-    return {
-        number: incident_of(
-            kept, found.alerts[number], [_action(at, d) for _, at, d in found.actions[number]]
+    return dict(_made(found, sorted(found.kept)))
+
+
+def _made(found: Found, ids: list[int]) -> list[tuple[int, Incident]]:
+    """The incidents ``ids`` of those ``found``, each made of its row, alerts and actions."""
+    return [
+        (
+            number,
+            incident_of(
+                found.kept[number],
+                found.alerts[number],
+                [_action(at, d) for _, at, d in found.actions[number]],
+            ),
         )
-        for number, kept in sorted(found.kept.items())
-    }
+        for number in ids
+    ]
 
 
 def incidents_about(
@@ -207,6 +217,9 @@ class Queue:
     listed: list[tuple[int, Incident]]
     total: int
     overdue: int
+    #: How many events each listed incident's alerts are about (from its row: without
+    #: ``with_alerts`` its events are not read).
+    events: dict[int, int]
 
 
 def queue(
@@ -216,13 +229,15 @@ def queue(
     now: datetime,
     limit: int | None = QUEUE_PAGE,
     offset: int = 0,
+    with_alerts: bool = True,
 ) -> Queue:
     """The queue as a reader confined to ``schools`` (None: every school) sees it,
     narrowed as ``asked``: ``limit`` incidents from ``offset`` (None: all), least time
     left first (overdue at the top), those whose clock is stopped or never ran last; at
     equal time left the gravest first, then by id. Ordered and counted by the database
     (:func:`pipeline.ledger.storage.incident_projection.queued`): a page reads its own incidents
-    alone, however many the ledger holds."""
+    alone, however many the ledger holds; without ``with_alerts`` (for a count of their
+    events, not the events), none of their alerts."""
     stops = [k.value for k in ActionKind if status_after(k) in CLOCK_STOPPED]
     page = incident_projection.queued(
         connection,
@@ -232,8 +247,10 @@ def queue(
         limit,
         offset,
     )
-    found = incidents(connection, ids=page.ids) if page.ids else {}
-    return Queue([(i, found[i]) for i in page.ids if i in found], page.total, page.overdue)
+    found = incident_projection.found(connection, Narrowed(ids=tuple(page.ids)), with_alerts)
+    listed = _made(found, [i for i in page.ids if i in found.kept])
+    counts = {i: found.kept[i].events for i, _ in listed}
+    return Queue(listed, page.total, page.overdue, counts)
 
 
 @dataclass(frozen=True, slots=True)
