@@ -45,7 +45,7 @@ def incident_of(
 def incidents_from(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
     """One incident per cause, in the order their first alerts were recorded. Its
     severity is its worst alert's; its clock starts at its first alert."""
-    by_id, filed = folded([(alert["seq"], alert) for alert in alerts])
+    by_id, filed = folded(sorted(((a["seq"], a) for a in alerts), key=lambda pair: pair[0]))
     members: dict[int, list[tuple[int, str | None]]] = {number: [] for number in by_id}
     for filing in filed:
         members[filing["incident"]].append((filing["seq"], filing["event_id"]))

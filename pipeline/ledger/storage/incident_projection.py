@@ -17,7 +17,7 @@ the last action taken, which the desk's lifecycle turns into a status.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -422,18 +422,20 @@ def schools_with_incidents(connection: Connection, schools: tuple[str, ...] | No
 
 def _alert_bodies(
     connection: Connection, seqs: Sequence[int] | None = None
-) -> list[tuple[int, dict[str, Any]]]:
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """(seq, alert) of the alerts on the desk (not superseded), in seq order; of ``seqs``
-    alone when given."""
+    alone when given. Streamed, each body parsed as it comes: a check of every alert
+    ever raised holds one at a time, not hundreds of thousands."""
     statement = select(_OUTBOX.c.seq, _OUTBOX.c.body).where(
         (_OUTBOX.c.status.is_(None)) | (_OUTBOX.c.status != SUPERSEDED)
     )
     if seqs is not None:
         if not seqs:
-            return []
+            return
         statement = statement.where(_OUTBOX.c.seq.in_(bindparam("s", expanding=True)))
-    rows = connection.execute(statement.order_by(_OUTBOX.c.seq), {"s": list(seqs or [])})
-    return [(int(seq), orjson.loads(body)) for seq, body in rows]
+    statement = statement.order_by(_OUTBOX.c.seq).execution_options(yield_per=_CHUNK)
+    for seq, body in connection.execute(statement, {"s": list(seqs or [])}):
+        yield int(seq), orjson.loads(body)
 
 
 def _action_entries(
@@ -462,13 +464,14 @@ def _action_entries(
 
 
 def folded(
-    alerts: Sequence[tuple[int, Mapping[str, Any]]],
+    alerts: Iterable[tuple[int, Mapping[str, Any]]],
 ) -> tuple[dict[int, Kept], list[dict[str, Any]]]:
-    """The incidents these alerts make, by id, before any action; each alert's filing."""
+    """The incidents these alerts make, by id, before any action; each alert's filing.
+    The alerts come in seq order (they are read one at a time, never all held)."""
     by_cause: dict[str, Kept] = {}
     events: set[tuple[str, str]] = set()
     filed: list[dict[str, Any]] = []
-    for seq, alert in sorted(alerts, key=lambda a: a[0]):
+    for seq, alert in alerts:
         cause = cause_key(alert_cause(alert))
         event = alert.get("event_id")
         new_event = bool(event) and (cause, event) not in events
@@ -489,7 +492,7 @@ def _acted(
     return by_id
 
 
-def _refilled(connection: Connection, alerts: Sequence[tuple[int, Mapping[str, Any]]]) -> int:
+def _refilled(connection: Connection, alerts: Iterable[tuple[int, Mapping[str, Any]]]) -> int:
     """Write the incidents these alerts and the actions on them make; how many."""
     by_id, filed = folded(alerts)
     by_id = _acted(by_id, _action_entries(connection, by_id))
