@@ -1,16 +1,16 @@
 """The projections beside the chain, rebuilt from the hashed entries and compared with
 the rows (DESIGN invariant 10).
 
-The pupil and recipient indexes say which entries name whom; the register facts' pupil
-column says whose facts the writer finds; the users' table says who may sign in, as what,
-for which schools, until when. None of them is hashed, and the application's own role
-may insert into the indexes and update the users: so each is rebuilt here from what the
-entries hash, and every row that differs is named (table, entry or user, what the ledger
-says and what the row says). ``ledger verify`` reports them, and those of each event's
-current decision and the desk's incidents, which the modules keeping them check
-(:mod:`pipeline.ledger.storage.decision_projection`,
-:mod:`pipeline.ledger.storage.incident_projection`);
-the desk refuses a user whose row the ledger does not bear out (:func:`row_differences`).
+The pupil index (its rows filed under pupils' numbers) says which entries name whom; the
+register facts' pupil column says whose facts the writer finds; the users' table says
+who may sign in, as what, for which schools, until when. None of them is hashed, and the
+application's own role may insert into the index and update the users: so each is
+rebuilt here from what the entries hash, and every row that differs is named (table,
+entry or user, what the ledger says and what the row says). ``ledger verify`` reports
+them, and those of each event's current decision and the desk's incidents, which the
+modules keeping them check (:mod:`pipeline.ledger.storage.decision_projection`,
+:mod:`pipeline.ledger.storage.incident_projection`); the desk refuses a user whose row
+the ledger does not bear out (:func:`row_differences`).
 
 A user's state is folded from their ``user_action`` entries. Entries written since this
 module record the whole state after each change (``details["state"]``: role, schools,
