@@ -24,7 +24,7 @@ from pipeline.ledger.privacy.erasure import ErasureRefused, Needs, erase
 from pipeline.ledger.records.entry import EntryKind
 from pipeline.ledger.storage.store import IDENTITY, Ledger
 from pipeline.ledger.writing.ingest import LedgerWriter
-from pipeline.ledger.writing.pupils import NOBODY, finder
+from pipeline.ledger.writing.pupils import NOBODY, Identity, finder
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
 from pipeline.schooltime import school_day
@@ -204,7 +204,7 @@ def recorded_before_0011(ledger: Ledger, policy: Policy, monkeypatch: pytest.Mon
     with monkeypatch.context() as patched:
         patched.setattr(
             "pipeline.ledger.writing.ingest.resolved",
-            lambda _, upns: {u: PSEUDONYMS(u) for u in dict.fromkeys(upns)},
+            lambda _, upns: {u: Identity(PSEUDONYMS(u), stored=False) for u in dict.fromkeys(upns)},
         )
         write(
             ledger,

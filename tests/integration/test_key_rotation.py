@@ -40,7 +40,7 @@ from pipeline.ledger.writing.keys import (
     legacy_pupils,
     meta_value,
 )
-from pipeline.ledger.writing.pupils import NOBODY, finder, pseudonyms_of
+from pipeline.ledger.writing.pupils import NOBODY, Identity, finder, identities_held
 from pipeline.packs import load_pack
 from pipeline.pseudonym import Pseudonymiser, pseudonymiser, read_key_file
 from pipeline.users import Role, add_user
@@ -53,11 +53,11 @@ OLD = pseudonymiser(KEY)
 runner = CliRunner()
 
 
-def _made_from_upns(connection: Connection, upns: Iterable[str]) -> dict[str, str]:
+def _made_from_upns(connection: Connection, upns: Iterable[str]) -> dict[str, Identity]:
     """How the writer named pupils before migration 0011: HMAC of the UPN under the key."""
     wanted = list(dict.fromkeys(upns))
-    found = pseudonyms_of(connection, wanted)
-    return {u: found.get(u) or OLD(u) for u in wanted}
+    found = identities_held(connection, wanted)
+    return {u: found.get(u) or Identity(OLD(u), stored=False) for u in wanted}
 
 
 @dataclass

@@ -41,6 +41,38 @@ def test_a_new_pupils_pseudonym_is_not_made_from_their_upn(sqlite_url: str) -> N
     assert finder(ledger)(upn(2)) == NOBODY  # a UPN never recorded names nobody
 
 
+def test_on_postgresql_an_event_bringing_nothing_new_of_a_known_pupil_leaves_their_row_alone(
+    pg_url: str,
+) -> None:
+    """Most events name pupils the ledger knows: their identity rows are not written, nor
+    locked (an upsert that changes nothing would still lock each row and log it, the
+    writer's largest cost at millions of entries, issue 33); a date of birth they lack is
+    still written."""
+    ledger = Ledger.open(pg_url)
+    schema.upgrade(ledger.engine)
+    writer = LedgerWriter(ledger, load_pack(), pseudonymiser(KEY))
+
+    def sent(*events: dict[str, Any]) -> None:
+        writer.write([(orjson.dumps(e), Position.line("f", n)) for n, e in enumerate(events)])
+
+    def row() -> tuple[str, str, str | None]:
+        with ledger.engine.connect() as connection:
+            found = connection.exec_driver_sql(
+                "SELECT xmin::text, xmax::text, dob FROM pupil_identity WHERE upn = %s",
+                (upn(1),),
+            ).one()
+        return str(found[0]), str(found[1]), found[2]
+
+    sent(referral(pupils=[{"upn": upn(1)}]))
+    before = row()
+    sent(referral(pupils=[{"upn": upn(1)}]), census(pupils=[{"upn": upn(1)}, {"upn": upn(2)}]))
+    assert row() == before
+    sent(referral(pupils=[{"upn": upn(1), "dob": "2014-03-01"}]))
+    assert row()[2] == "2014-03-01"
+    with ledger.engine.connect() as connection:
+        assert verify(connection).ok
+
+
 # -- several writers at once ------------------------------------------------------------
 
 NEW_PUPILS = [upn(n, la=851) for n in range(60)]

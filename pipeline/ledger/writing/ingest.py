@@ -33,7 +33,7 @@ from pipeline.ledger.storage.tree import entry_leaf_hashes
 from pipeline.ledger.writing.adoption import PacksInForce
 from pipeline.ledger.writing.erased import ErasingSchools
 from pipeline.ledger.writing.keys import still_bound
-from pipeline.ledger.writing.pupils import pseudonyms_of, resolved
+from pipeline.ledger.writing.pupils import identity_written, pseudonyms_of, resolved
 from pipeline.logging import get_logger
 from pipeline.policy.intake import (
     Reading,
@@ -120,12 +120,14 @@ def fact_from_json(stored: dict[str, Any]) -> tuple[str, Fact]:
 
 class Pupil(NamedTuple):
     """A pupil of an event as the ledger keeps them: by pseudonym, with the normalised UPN
-    and the date of birth (ISO) the event gives, for the erasable identity row. A named
-    tuple: a census makes hundreds."""
+    and the date of birth (ISO) the event gives, for the erasable identity row, and
+    whether the event writes that row (:func:`pipeline.ledger.writing.pupils.identity_written`).
+    A named tuple: a census makes hundreds."""
 
     key: str
     upn: str
     dob: str | None
+    writes_identity: bool = True
 
 
 def _position(entry: Entry) -> Position:
@@ -234,9 +236,15 @@ class LedgerWriter:
             still_bound(connection, self.pseudonym)
             # Under the lock: a pupil new to the ledger is given one pseudonym, whichever
             # worker meets them first (see pipeline/ledger/writing/pupils.py).
-            named = resolved(connection, (upn for own in given if own for upn, _ in own))
+            identities = resolved(connection, (upn for own in given if own for upn, _ in own))
+            named = {upn: identity.key for upn, identity in identities.items()}
             pupils = [
-                None if own is None else tuple(Pupil(named[upn], upn, dob) for upn, dob in own)
+                None
+                if own is None
+                else tuple(
+                    Pupil(named[upn], upn, dob, identity_written(identities[upn], dob))
+                    for upn, dob in own
+                )
                 for own in given
             ]
             head_seq, _ = Ledger.head(connection)
@@ -438,7 +446,7 @@ class LedgerWriter:
         event = outcome.event
         if event is None or not outcome.recorded or outcome.decision.decision is Verdict.REJECTED:
             return
-        new.identities = [(p.key, p.upn, p.dob) for p in pupils]
+        new.identities = [(p.key, p.upn, p.dob) for p in pupils if p.writes_identity]
         if isinstance(event, SHARING_MODELS):
             new.payload = pseudonymised(reading.value, outcome.pupils)
         elif isinstance(event, LIFECYCLE_MODELS):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -32,26 +33,50 @@ def drawn() -> str:
     return secrets.token_hex(32)
 
 
-def pseudonyms_of(connection: Connection, upns: Iterable[str]) -> dict[str, str]:
-    """The pseudonym of each of these (normalised) UPNs the ledger holds an identity for."""
+class Identity(NamedTuple):
+    """A pupil's pseudonym and the date of birth their identity row holds; ``stored``:
+    whether the ledger holds that row (False: a pupil new to it, named just now)."""
+
+    key: str
+    dob: str | None = None
+    stored: bool = True
+
+
+def identities_held(connection: Connection, upns: Iterable[str]) -> dict[str, Identity]:
+    """The identity row of each of these (normalised) UPNs the ledger holds one for."""
     wanted = [upn for upn in dict.fromkeys(upns) if upn]
     if not wanted:
         return {}
     rows = connection.execute(
-        select(IDENTITY.c.upn, IDENTITY.c.pupil_key).where(
+        select(IDENTITY.c.upn, IDENTITY.c.pupil_key, IDENTITY.c.dob).where(
             IDENTITY.c.upn != "",  # the unique index covers these rows alone
             any_of(connection, IDENTITY.c.upn, wanted),
         )
     )
-    return {upn: key for upn, key in rows}
+    return {upn: Identity(key, dob) for upn, key, dob in rows}
 
 
-def resolved(connection: Connection, upns: Iterable[str]) -> dict[str, str]:
-    """Every UPN's pseudonym: its identity row's, else one drawn now (the writer gives
-    each pupil an entry names their row). Call it holding the chain-head lock."""
+def pseudonyms_of(connection: Connection, upns: Iterable[str]) -> dict[str, str]:
+    """The pseudonym of each of these (normalised) UPNs the ledger holds an identity for."""
+    return {upn: held.key for upn, held in identities_held(connection, upns).items()}
+
+
+def resolved(connection: Connection, upns: Iterable[str]) -> dict[str, Identity]:
+    """Every UPN's identity: its row's, else a pseudonym drawn now and not yet stored (the
+    writer stores it with the entry that names the pupil). Call it holding the chain-head
+    lock."""
     wanted = list(dict.fromkeys(upns))
-    found = pseudonyms_of(connection, wanted)
-    return {upn: found.get(upn) or drawn() for upn in wanted}
+    found = identities_held(connection, wanted)
+    return {upn: found.get(upn) or Identity(drawn(), stored=False) for upn in wanted}
+
+
+def identity_written(identity: Identity, dob: str | None) -> bool:
+    """Whether an event naming a pupil with this identity and bringing this date of birth
+    writes their row: a new pupil's, or a date of birth the row lacks or differs from.
+    Most events name pupils the ledger knows and bring nothing new: their rows are neither
+    written nor, on PostgreSQL, locked (an upsert that changes nothing still locks and
+    logs each row it meets)."""
+    return not identity.stored or (dob is not None and dob != identity.dob)
 
 
 def finder(ledger: Ledger) -> Callable[[str], str]:
