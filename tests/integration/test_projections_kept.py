@@ -270,6 +270,36 @@ def test_an_alert_filed_under_another_incident_is_named(ledger: Ledger) -> None:
     assert fault in named
 
 
+def test_an_alert_filing_removed_is_named(ledger: Ledger) -> None:
+    alert, incident = _one(ledger, "SELECT seq, incident FROM incident_alert ORDER BY seq LIMIT 1")
+    _edit(ledger, "DELETE FROM incident_alert WHERE seq = :s", s=alert)
+    with ledger.engine.connect() as connection:
+        named = dict(incident_projection.incident_faults(connection))
+    assert named[alert].startswith(f"incident_alert: alert {alert} is on incident {incident}"), (
+        named
+    )
+    assert named[alert].endswith("as the ledger says, but its row is missing")
+
+
+def test_an_alert_filing_inserted_past_every_alert_is_named(ledger: Ledger) -> None:
+    """A row the outbox does not bear out, filed after the last alert: the check reads
+    the rows to their end, not only as far as the alerts go."""
+    (first,) = _one(ledger, "SELECT min(id) FROM incident")
+    (top,) = _one(ledger, "SELECT max(seq) FROM ledger_entry")
+    _edit(
+        ledger,
+        "INSERT INTO incident_alert (seq, incident, event_id) VALUES (:s, :i, NULL)",
+        s=top + 5,
+        i=first,
+    )
+    with ledger.engine.connect() as connection:
+        named = dict(incident_projection.incident_faults(connection))
+    assert named[top + 5] == (
+        f"incident_alert: alert {top + 5} is filed under incident {first}, but it is on no "
+        "incident on the desk (the row was inserted, or its alert superseded)"
+    )
+
+
 def test_a_current_decision_changed_is_named(ledger: Ledger) -> None:
     event, seq, decision = _one(ledger, "SELECT event_seq, seq, decision FROM current_decision")
     _edit(ledger, "UPDATE current_decision SET decision = 'allowed' WHERE event_seq = :e", e=event)

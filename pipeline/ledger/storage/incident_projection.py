@@ -17,6 +17,7 @@ the last action taken, which the desk's lifecycle turns into a status.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import date, datetime, timedelta
@@ -463,23 +464,46 @@ def _action_entries(
     return out
 
 
+class Folding:
+    """Alerts folded into incidents one at a time, in seq order, holding only the
+    incidents and, to count each incident's events once, a 16-byte mark of each (cause,
+    event) met: a check of every alert ever raised holds neither the alerts nor their
+    filings, which a caller compares or writes as they come."""
+
+    def __init__(self) -> None:
+        self._by_cause: dict[str, Kept] = {}
+        self._met: set[bytes] = set()
+
+    def add(self, seq: int, alert: Mapping[str, Any]) -> tuple[int, str | None]:
+        """The alert's filing: the incident it joins (or opens) and its event, if any."""
+        cause = cause_key(alert_cause(alert))
+        event = alert.get("event_id") or None
+        new_event = False
+        if event:
+            # A digest, not the strings: 200,000 alerts' marks in 16 MB, not 50. SHA-256
+            # cut to 128 bits: no two of them meet by chance.
+            mark = hashlib.sha256(f"{cause}\0{event}".encode()).digest()[:16]
+            new_event = mark not in self._met
+            self._met.add(mark)
+        kept = self._by_cause[cause] = with_alert(self._by_cause.get(cause), seq, alert, new_event)
+        return kept.id, event
+
+    def incidents(self) -> dict[int, Kept]:
+        """The incidents the alerts added make, by id, before any action."""
+        return {k.id: k for k in self._by_cause.values()}
+
+
 def folded(
     alerts: Iterable[tuple[int, Mapping[str, Any]]],
 ) -> tuple[dict[int, Kept], list[dict[str, Any]]]:
-    """The incidents these alerts make, by id, before any action; each alert's filing.
-    The alerts come in seq order (they are read one at a time, never all held)."""
-    by_cause: dict[str, Kept] = {}
-    events: set[tuple[str, str]] = set()
-    filed: list[dict[str, Any]] = []
+    """The incidents these alerts (in seq order) make, by id, before any action; each
+    alert's filing."""
+    folding = Folding()
+    filed = []
     for seq, alert in alerts:
-        cause = cause_key(alert_cause(alert))
-        event = alert.get("event_id")
-        new_event = bool(event) and (cause, event) not in events
-        if event:
-            events.add((cause, event))
-        kept = by_cause[cause] = with_alert(by_cause.get(cause), seq, alert, new_event)
-        filed.append({"seq": seq, "incident": kept.id, "event_id": event or None})
-    return {k.id: k for k in by_cause.values()}, filed
+        incident, event = folding.add(seq, alert)
+        filed.append({"seq": seq, "incident": incident, "event_id": event})
+    return folding.incidents(), filed
 
 
 def _acted(
@@ -505,8 +529,9 @@ def _refilled(connection: Connection, alerts: Iterable[tuple[int, Mapping[str, A
 def rebuilt(
     connection: Connection,
 ) -> tuple[dict[int, Kept], dict[int, tuple[int, str | None]]]:
-    """The rows the outbox and the entries make: incidents by id, and each alert's
-    incident and event by the alert's seq."""
+    """The rows the outbox and the entries make, all at once: incidents by id, and each
+    alert's incident and event by the alert's seq (what :func:`incident_faults` compares
+    as it reads, for a caller that wants the whole of it)."""
     by_id, filed = folded(_alert_bodies(connection))
     alerts = {f["seq"]: (f["incident"], f["event_id"]) for f in filed}
     return _acted(by_id, _action_entries(connection)), alerts
@@ -520,8 +545,24 @@ def rebuild(connection: Connection) -> int:
 
 def incident_faults(connection: Connection) -> list[tuple[int, str]]:
     """(incident id or alert seq, what differs) for each ``incident`` or ``incident_alert``
-    row that the outbox and the entries do not bear out, and each missing."""
-    expected, filed = rebuilt(connection)
+    row that the outbox and the entries do not bear out, and each missing. The alerts are
+    folded as they are read and each filing compared with its row as it comes, both in
+    seq order: ten years of alerts are never held at once."""
+    folding = Folding()
+    filings = ((seq, folding.add(seq, alert)) for seq, alert in _alert_bodies(connection))
+    statement = select(ALERTS.c.seq, ALERTS.c.incident, ALERTS.c.event_id).order_by(ALERTS.c.seq)
+    rows = (
+        (int(seq), (int(incident), event))
+        for seq, incident, event in connection.execute(
+            statement.execution_options(yield_per=_CHUNK)
+        )
+    )
+    filing_faults = [
+        (seq, f"incident_alert: alert {seq} {_filing(said_in, row_in)}")
+        for seq, said_in, row_in in _paired(filings, rows)
+        if said_in != row_in
+    ]
+    expected = _acted(folding.incidents(), _action_entries(connection))
     stored = {k.id: k for k in _kept_where_all(connection)}
     faults: list[tuple[int, str]] = []
     for number in sorted(expected.keys() | stored.keys()):
@@ -545,17 +586,29 @@ def incident_faults(connection: Connection) -> list[tuple[int, str]]:
                 if getattr(said, name) != getattr(row, name)
             ]
             faults.append((number, f"incident: incident {number} has " + "; ".join(differs)))
-    rows = {
-        int(seq): (int(incident), event)
-        for seq, incident, event in connection.execute(
-            select(ALERTS.c.seq, ALERTS.c.incident, ALERTS.c.event_id)
-        )
-    }
-    for seq in sorted(filed.keys() | rows.keys()):
-        said_in, row_in = filed.get(seq), rows.get(seq)
-        if said_in != row_in:
-            faults.append((seq, f"incident_alert: alert {seq} {_filing(said_in, row_in)}"))
-    return faults
+    return faults + filing_faults
+
+
+_Filing = tuple[int, str | None]
+
+
+def _paired(
+    said: Iterator[tuple[int, _Filing]], kept: Iterator[tuple[int, _Filing]]
+) -> Iterator[tuple[int, _Filing | None, _Filing | None]]:
+    """(seq, the ledger's filing, the row's) for every seq either stream holds, each
+    stream in seq order; None where one holds none."""
+    left, right = next(said, None), next(kept, None)
+    while left is not None or right is not None:
+        if right is None or (left is not None and left[0] < right[0]):
+            assert left is not None
+            yield left[0], left[1], None
+            left = next(said, None)
+        elif left is None or right[0] < left[0]:
+            yield right[0], None, right[1]
+            right = next(kept, None)
+        else:
+            yield left[0], left[1], right[1]
+            left, right = next(said, None), next(kept, None)
 
 
 def _filing(said: tuple[int, str | None] | None, row: tuple[int, str | None] | None) -> str:
