@@ -182,6 +182,14 @@ class LedgerContract:
         assert stored_dob() == "2014-05-02"
         writer.write([(line(sent("2014-05-03")), Position.line("f", 4))])
         assert stored_dob() == "2014-05-03"
+        # In one batch, the last date of birth brought wins, even the one the row holds.
+        writer.write(
+            [
+                (line(sent("2014-05-04")), Position.line("f", 5)),
+                (line(sent("2014-05-03")), Position.line("f", 6)),
+            ]
+        )
+        assert stored_dob() == "2014-05-03"
 
     # -- appending -------------------------------------------------------------------------
 

@@ -238,13 +238,19 @@ class LedgerWriter:
             # worker meets them first (see pipeline/ledger/writing/pupils.py).
             identities = resolved(connection, (upn for own in given if own for upn, _ in own))
             named = {upn: identity.key for upn, identity in identities.items()}
+            # Every mention of a pupil whose row any event of the batch writes brings its
+            # part, so that the row ends with the last date of birth the batch brings.
+            written = {
+                upn
+                for own in given
+                if own
+                for upn, dob in own
+                if identity_written(identities[upn], dob)
+            }
             pupils = [
                 None
                 if own is None
-                else tuple(
-                    Pupil(named[upn], upn, dob, identity_written(identities[upn], dob))
-                    for upn, dob in own
-                )
+                else tuple(Pupil(named[upn], upn, dob, upn in written) for upn, dob in own)
                 for own in given
             ]
             head_seq, _ = Ledger.head(connection)
