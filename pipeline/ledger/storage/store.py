@@ -220,6 +220,10 @@ class _Projected:
         incident_projection.keep(connection, self.alerts, self.actions)
 
 
+#: Where a transaction holding the chain-head lock keeps the head (see :meth:`Ledger.locked`).
+_LOCKED_HEAD = "sharing_audit_locked_head"
+
+
 class Ledger:
     """One ledger database."""
 
@@ -234,16 +238,29 @@ class Ledger:
 
     @contextmanager
     def locked(self) -> Iterator[Connection]:
-        """A transaction holding the chain-head lock; commits on leaving, else rolls back."""
+        """A transaction holding the chain-head lock; commits on leaving, else rolls back.
+
+        On PostgreSQL the head is read as it is locked and kept with the transaction,
+        moved by each :meth:`append`: the steps inside ask :meth:`head` without another
+        round trip each (three of an audited read's fifteen)."""
         with self.engine.connect() as connection:
             connection = connection.execution_options(**{WRITER: True})
             with connection.begin():
-                if self.dialect.server:  # SQLite's one writer locks the whole file
-                    connection.execute(select(HEAD.c.seq).where(HEAD.c.id == 1).with_for_update())
-                yield connection
+                try:
+                    if self.dialect.server:  # SQLite's one writer locks the whole file
+                        row = connection.execute(
+                            select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1).with_for_update()
+                        ).one()
+                        connection.info[_LOCKED_HEAD] = (int(row.seq), str(row.hash))
+                    yield connection
+                finally:
+                    connection.info.pop(_LOCKED_HEAD, None)
 
     @staticmethod
     def head(connection: Connection) -> tuple[int, str]:
+        held: tuple[int, str] | None = connection.info.get(_LOCKED_HEAD)
+        if held is not None:
+            return held
         row = connection.execute(select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == 1)).one()
         return int(row.seq), str(row.hash)
 
@@ -313,6 +330,8 @@ class Ledger:
         connection.execute(
             update(HEAD).where(HEAD.c.id == 1).values(seq=head_seq + len(entries), hash=prev)
         )
+        if _LOCKED_HEAD in connection.info:
+            connection.info[_LOCKED_HEAD] = (head_seq + len(entries), prev)
         return prev
 
     def _numbered(
