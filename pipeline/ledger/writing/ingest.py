@@ -199,6 +199,27 @@ def undecidable_reading(raw: bytes, reason: str) -> Reading:
     return reading._replace(event=None, problem=reading.problem or reason)
 
 
+def _named_pupils(
+    connection: Any, given: Sequence[tuple[tuple[str, str | None], ...] | None]
+) -> tuple[dict[str, str], list[tuple[Pupil, ...] | None]]:
+    """Each UPN's pseudonym, and each event's pupils (``given``: its UPNs and dates of
+    birth) as the ledger keeps them. Every mention of a pupil whose identity row any event
+    of the batch writes brings its part, so that the row ends with the last date of birth
+    the batch brings."""
+    identities = resolved(connection, (upn for own in given if own for upn, _ in own))
+    named = {upn: identity.key for upn, identity in identities.items()}
+    written = {
+        upn for own in given if own for upn, dob in own if identity_written(identities[upn], dob)
+    }
+    pupils = [
+        None
+        if own is None
+        else tuple(Pupil(named[upn], upn, dob, upn in written) for upn, dob in own)
+        for own in given
+    ]
+    return named, pupils
+
+
 class LedgerWriter:
     """Decides batches of records against the ledger's state and appends the outcomes."""
 
@@ -236,23 +257,7 @@ class LedgerWriter:
             still_bound(connection, self.pseudonym)
             # Under the lock: a pupil new to the ledger is given one pseudonym, whichever
             # worker meets them first (see pipeline/ledger/writing/pupils.py).
-            identities = resolved(connection, (upn for own in given if own for upn, _ in own))
-            named = {upn: identity.key for upn, identity in identities.items()}
-            # Every mention of a pupil whose row any event of the batch writes brings its
-            # part, so that the row ends with the last date of birth the batch brings.
-            written = {
-                upn
-                for own in given
-                if own
-                for upn, dob in own
-                if identity_written(identities[upn], dob)
-            }
-            pupils = [
-                None
-                if own is None
-                else tuple(Pupil(named[upn], upn, dob, upn in written) for upn, dob in own)
-                for own in given
-            ]
+            named, pupils = _named_pupils(connection, given)
             head_seq, _ = Ledger.head(connection)
             self._follow_adoptions(connection)
             engine = Engine(
