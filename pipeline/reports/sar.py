@@ -392,7 +392,7 @@ def verifiable(connection: Connection, seqs: list[int], quorum: int) -> dict[str
     proofs = proofs_for(connection, quorum)
     if proofs is None:
         return None
-    proven = {seq: proofs.inclusion(connection, seq) for seq in seqs}
+    proven = proofs.inclusions(connection, seqs)
     return {
         **proofs.named(),
         "proofs": [{"seq": seq, **found} for seq, found in proven.items() if found],

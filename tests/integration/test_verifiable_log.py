@@ -26,14 +26,21 @@ from pipeline.ledger.integrity.verification import verify
 from pipeline.ledger.records.entry import Entry, EntryKind
 from pipeline.ledger.storage import schema
 from pipeline.ledger.storage.store import Ledger
-from pipeline.ledger.storage.tree import STORED_LEAVES, leaf_bytes, root_at, tree_size
+from pipeline.ledger.storage.tree import (
+    STORED_LEAVES,
+    inclusion_proof,
+    inclusion_proofs,
+    leaf_bytes,
+    root_at,
+    tree_size,
+)
 from pipeline.ledger.writing.acts import append_act
 from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
 from pipeline.settings import DEFAULT_LOG_ORIGIN
 from pipeline.simulate import simulate
-from pipeline.transparency.merkle import tree_root
+from pipeline.transparency.merkle import tree_root, verify_inclusion
 from pipeline.transparency.note import (
     COSIGNATURE,
     Checkpoint,
@@ -101,6 +108,25 @@ def test_the_tree_is_kept_with_the_entries_and_its_root_is_the_rfc_root_of_their
         assert tree_size(connection) == n - n % STORED_LEAVES  # the rest from the entries
         for size in (1, 2, 3, n // 2, n - 1, n):
             assert root_at(connection, size) == tree_root(leaves[:size])
+
+
+def test_the_proofs_of_many_entries_read_at_once_are_each_entrys_own_proof(
+    db_url: str,
+) -> None:
+    """A subject-access report proves each of a pupil's entries with one read of the
+    tree's nodes for all of them: over more blocks of leaves than one statement reads,
+    the last one short, each proof is the one read alone, and proves its leaf."""
+    ledger = ledger_with(db_url, events(3000))
+    n = count(ledger)
+    picked = [*range(0, n, 2 * STORED_LEAVES), n - 2, n - 1]
+    assert len(picked) > 200 and n % STORED_LEAVES  # several statements, a partial block
+    with ledger.engine.connect() as connection:
+        at_once = inclusion_proofs(connection, picked, n)
+        root = root_at(connection, n)
+        for index, proof in zip(picked, at_once, strict=True):
+            assert proof == inclusion_proof(connection, index, n)
+            leaf = hashlib.sha256(b"\x00" + (leaf_bytes(connection, index + 1) or b"")).digest()
+            verify_inclusion(index, n, leaf, proof, root)
 
 
 def test_a_leaf_is_the_entrys_canonical_json_with_pseudonyms_not_upns(sqlite_url: str) -> None:

@@ -9,13 +9,14 @@ share most of their hashes.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
 
 from pipeline.ledger.log.checkpoints import Signed
 from pipeline.ledger.log.witnessing import current
-from pipeline.ledger.storage.tree import inclusion_proof
+from pipeline.ledger.storage.tree import inclusion_proofs
 from pipeline.transparency.merkle import Hash, Node
 
 HOW_TO_CHECK = (
@@ -39,19 +40,25 @@ class Proofs:
     def size(self) -> int:
         return self.signed.checkpoint.size
 
-    def of(self, connection: Connection, seq: int) -> list[str] | None:
-        """Entry ``seq``'s inclusion proof (base64 hashes), or None if it came after the
-        checkpoint."""
-        if not 1 <= seq <= self.size:
-            return None
-        proof = inclusion_proof(connection, seq - 1, self.size, self._nodes)
-        return [base64.b64encode(h).decode() for h in proof]
-
     def inclusion(self, connection: Connection, seq: int) -> dict[str, Any] | None:
-        proof = self.of(connection, seq)
-        if proof is None:
-            return None
-        return {"checkpoint_size": self.size, "index": seq - 1, "proof": proof}
+        return self.inclusions(connection, [seq])[seq]
+
+    def inclusions(
+        self, connection: Connection, seqs: Sequence[int]
+    ) -> dict[int, dict[str, Any] | None]:
+        """Each of ``seqs``'s inclusion in the checkpoint (its size, the leaf's index and
+        the proof), None for an entry after it; the nodes of all of them read at once."""
+        within = [seq for seq in dict.fromkeys(seqs) if 1 <= seq <= self.size]
+        proofs = inclusion_proofs(connection, [seq - 1 for seq in within], self.size, self._nodes)
+        found = {
+            seq: {
+                "checkpoint_size": self.size,
+                "index": seq - 1,
+                "proof": [base64.b64encode(h).decode() for h in proof],
+            }
+            for seq, proof in zip(within, proofs, strict=True)
+        }
+        return {seq: found.get(seq) for seq in seqs}
 
     def named(self) -> dict[str, Any]:
         """The checkpoint the proofs are against, as it is given out."""
