@@ -34,7 +34,7 @@ from sqlalchemy.engine import make_url
 
 from pipeline.checking import expected_of
 from pipeline.engine import Engine
-from pipeline.incidents.desk import UnknownIncident, incidents, take_action
+from pipeline.incidents.desk import QueueFilter, UnknownIncident, incidents, queue, take_action
 from pipeline.incidents.lifecycle import Action, ActionKind, Risk, TransitionRefused
 from pipeline.ledger.records.entry import EntryKind
 from pipeline.ledger.storage.store import ENTRY, Ledger, from_utc_text
@@ -76,8 +76,8 @@ def fresh_database(kind: str, pg_admin: str | None, folder: Path) -> Iterator[st
 
 class Dpo(threading.Thread):
     """A DPO working the queue in turns until told to stop: for :data:`TURN` seconds read
-    the open incidents and take the next step the first allows, through the functions the
-    desk calls; then rest as long. ``working`` and ``resting``: the spans of each."""
+    the queue's first page, as the desk's page reads it, and take the next step the first
+    incident on it allows, through the function the desk's buttons call; then rest as long. ``working`` and ``resting``: the spans of each."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
@@ -109,8 +109,8 @@ class Dpo(threading.Thread):
 
     def _turn(self, ledger: Ledger) -> None:
         with ledger.engine.connect() as connection:
-            found = incidents(connection, open_only=True)
-        for number, incident in sorted(found.items()):
+            found = queue(connection, None, QueueFilter(), datetime.now(UTC), with_alerts=False)
+        for number, incident in found.listed:
             allowed = incident.allowed()
             if not allowed:
                 continue
