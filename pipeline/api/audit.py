@@ -9,7 +9,7 @@ erase a pupil (``POST /pupils/erase``), whose erasure entry records it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -256,8 +256,9 @@ def jsonl_with_inclusion(
         return export(ledger, reader, filters, ExportFormat.jsonl.value)
     pinned = proofs
 
-    def along(connection: Connection, entry: Entry) -> dict[str, Any]:
-        return {**entry.as_dict(), "inclusion": pinned.inclusion(connection, entry.seq)}
+    def along(connection: Connection, chunk: Sequence[Entry]) -> Iterator[dict[str, Any]]:
+        proved = pinned.inclusions(connection, [entry.seq for entry in chunk])
+        return ({**entry.as_dict(), "inclusion": proved[entry.seq]} for entry in chunk)
 
     total, found = export(ledger, reader, filters, ExportFormat.jsonl.value, along)
 

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pipeline.api.app import create_api
 from pipeline.ledger.log.checkpoints import sign_if_grown
 from pipeline.ledger.reading.queries import entry_at
+from pipeline.ledger.reading import reads as reads_module
 from pipeline.ledger.reading.reads import readers_of
 from pipeline.ledger.storage.store import Ledger
 from pipeline.ledger.storage.tree import leaf_bytes
@@ -337,6 +338,32 @@ def test_a_json_lines_export_carries_proofs_and_ends_with_their_checkpoint(
     assert "checkpoint" in last and "seq" not in last
     for entry in entries:
         checks_out(year, last["checkpoint"], entry["seq"], entry["inclusion"])
+
+
+def test_an_export_of_several_chunks_proves_each_entry_and_names_none_after_the_checkpoint(
+    client: TestClient, year: Year, policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proofs are read a chunk of entries at a time (chunks of 7 here, so that the year
+    makes many): across the chunks' edges each entry still carries its own proof, in
+    order, and the entries recorded after the checkpoint carry none."""
+    monkeypatch.setattr(reads_module, "EXPORT_CHUNK", 7)
+    signed = sign_if_grown(year.ledger, LOG)
+    assert signed is not None
+    write_year(year.ledger, policy, pupils=10, seed=4)  # more entries, no checkpoint yet
+    with client.stream(
+        "GET", "/entries/export", params={"format": "jsonl"}, headers=auth(year, Role.AUDITOR)
+    ) as response:
+        lines = [orjson.loads(line) for line in b"".join(response.iter_bytes()).splitlines()]
+    *entries, last = lines
+    size = signed.checkpoint.size
+    seqs = [entry["seq"] for entry in entries]
+    assert len(entries) > 10 * 7 and seqs == sorted(set(seqs))
+    assert seqs[0] == 1 and any(seq > size for seq in seqs)
+    for entry in entries:
+        if entry["seq"] <= size:
+            checks_out(year, last["checkpoint"], entry["seq"], entry["inclusion"])
+        else:
+            assert entry["inclusion"] is None
 
 
 def test_without_a_checkpoint_reports_say_so_and_exports_are_entries_only(

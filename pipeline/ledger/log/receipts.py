@@ -40,9 +40,6 @@ class Proofs:
     def size(self) -> int:
         return self.signed.checkpoint.size
 
-    def inclusion(self, connection: Connection, seq: int) -> dict[str, Any] | None:
-        return self.inclusions(connection, [seq])[seq]
-
     def inclusions(
         self, connection: Connection, seqs: Sequence[int]
     ) -> dict[int, dict[str, Any] | None]:

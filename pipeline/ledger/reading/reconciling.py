@@ -63,7 +63,9 @@ def unsent(
     export of those filters before the first is produced."""
     end = None if until is None else utc_text(from_utc_text(until) + timedelta(microseconds=1))
     filters = Filters(kind=EntryKind.DECISION, since=since, until=end)
-    _, rows = export(ledger, reader, filters, "reconcile", along=lambda _, entry: {"entry": entry})
+    _, rows = export(
+        ledger, reader, filters, "reconcile", along=lambda _, chunk: ({"entry": e} for e in chunk)
+    )
     for row in rows:
         entry: Entry = row["entry"]
         if entry.refers_to is None and entry.event_id not in sent:
