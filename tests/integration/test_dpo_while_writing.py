@@ -77,7 +77,8 @@ def fresh_database(kind: str, pg_admin: str | None, folder: Path) -> Iterator[st
 class Dpo(threading.Thread):
     """A DPO working the queue in turns until told to stop: for :data:`TURN` seconds read
     the queue's first page, as the desk's page reads it, and take the next step the first
-    incident on it allows, through the function the desk's buttons call; then rest as long. ``working`` and ``resting``: the spans of each."""
+    incident on it allows, through the function the desk's buttons call; then rest as
+    long. ``working`` and ``resting``: the spans of each."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)

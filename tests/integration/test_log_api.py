@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from pipeline.api.app import create_api
 from pipeline.ledger.log.checkpoints import sign_if_grown
-from pipeline.ledger.reading.queries import entry_at
 from pipeline.ledger.reading import reads as reads_module
+from pipeline.ledger.reading.queries import entry_at
 from pipeline.ledger.reading.reads import readers_of
 from pipeline.ledger.storage.store import Ledger
 from pipeline.ledger.storage.tree import leaf_bytes
