@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pipeline.cli.exits import fail, schools_or_fail
+from pipeline.cli.keys import witness_key
 from pipeline.cli.options import (
     BrokerOption,
     DbOption,
@@ -41,6 +42,7 @@ from pipeline.ledger.integrity.verification import MIN_RANGE, default_jobs, veri
 from pipeline.ledger.log.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.log.merging import Unmerged, unmerged
 from pipeline.ledger.log.origin import LogOriginError, log_origin
+from pipeline.ledger.log.witnessing import witnesses_from
 from pipeline.ledger.reading.asking import filters_from
 from pipeline.ledger.reading.queries import stats
 from pipeline.ledger.reading.reads import export
@@ -127,12 +129,25 @@ FromOption = Annotated[
 ]
 
 
+WitnessOption = Annotated[
+    str | None,
+    typer.Option(
+        "--witness",
+        metavar="KEY|FILE",
+        help="A witness's verifier key, or a file holding it: the checkpoint given "
+        "(--checkpoint or --from) must bear its cosignature. A witness's URL listed in "
+        "SHARING_AUDIT_WITNESSES is checked against its key there without this.",
+    ),
+]
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     db: DbOption = None,
     jobs: JobsOption = None,
     checkpoint: KeptOption = None,
     since: FromOption = None,
+    witness: WitnessOption = None,
 ) -> None:
     """Recompute the hash chain and the Merkle tree, and check the facts, payloads and
     (given the pseudonym key) identities beside it, the checkpoints the log signed, and
@@ -140,14 +155,17 @@ def ledger_verify(
     roles, schools, expiry, revocation and tokens from the entries, and compare them with
     their tables; exit 1 naming the first entry (or user) that is wrong, and why. Without a
     checkpoint kept outside, a history its owner rewrote and signed again verifies: it says
-    so. With --from, a checkpoint verified before: only what came after it."""
+    so. With --from, a checkpoint verified before: only what came after it. A witness's
+    checkpoint must bear its cosignature when its key is known (--witness, or the witness
+    configured at that URL); verify says so when it is not."""
     if since is not None:
-        _verify_from(db, since)
+        _verify_from(db, since, _witness_for(since, witness))
         return
+    cosigner = _witness_for(checkpoint, witness)
     ledger = open_ledger(db, create=False)
     pseudonyms = key_if_any(ledger, db)
     log = _log_verifier_if_any(db)
-    outside = _outside_checkpoint(checkpoint, log, db)
+    outside = _outside_checkpoint(checkpoint, log, db, cosigner)
     against = None
     with reading(ledger) as connection:
         result = verify(connection, pseudonyms, log, jobs or default_jobs())
@@ -162,6 +180,7 @@ def ledger_verify(
         print(kept.summary(checked_outside=outside is not None))
         if outside is not None:
             print(f"agrees with the checkpoint of size {outside[0].size} kept in {outside[1]}")
+            print(_cosigned_said(checkpoint, cosigner))
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
         if log is None and (kept.count or outside is not None):
@@ -175,12 +194,13 @@ def ledger_verify(
     raise typer.Exit(1)
 
 
-def _verify_from(db: str | None, source: str) -> None:
+def _verify_from(db: str | None, source: str, cosigner: Verifier | None) -> None:
     """``ledger verify --from``: the checkpoint read and its signature checked (when the
-    log's key is known), then only what came after it."""
+    log's key is known), and its cosignature by ``cosigner`` (when given), then only what
+    came after it."""
     ledger = open_ledger(db, create=False)
     log = _log_verifier_if_any(db)
-    outside = _outside_checkpoint(source, log, db)
+    outside = _outside_checkpoint(source, log, db, cosigner)
     assert outside is not None
     checkpoint, where = outside
     with reading(ledger) as connection:
@@ -198,23 +218,59 @@ def _verify_from(db: str | None, source: str) -> None:
         f"not read again: the {checkpoint.size} entries it covers (its root still holds), "
         "and the rows beside the chain and the indexes (a whole `ledger verify` checks them)"
     )
+    print(_cosigned_said(source, cosigner))
     if log is None:
         print("checkpoint signatures not checked: no log key (SHARING_AUDIT_LOG_KEY)")
 
 
 def _outside_checkpoint(
-    source: str | None, log: Verifier | None, db: str | None
+    source: str | None, log: Verifier | None, db: str | None, cosigner: Verifier | None
 ) -> tuple[Checkpoint, str] | None:
     """The checkpoint kept outside, and where it was read; or a clear exit. It must be of
-    this log's origin: the key's name, or without the key the origin its checkpoints carry."""
+    this log's origin: the key's name, or without the key the origin its checkpoints carry;
+    and cosigned by ``cosigner`` when given."""
     if source is None:
         return None
     try:
         origin = log.name if log else log_origin(database_url(db), settings().log_origin)
         data, where = read_outside(source, origin)
-        return outside_checkpoint(data, where, log, origin), where
+        return outside_checkpoint(data, where, log, origin, cosigner), where
     except (OutsideCheckpointError, LogOriginError) as exc:
         fail(str(exc))
+
+
+def _is_url(source: str) -> bool:
+    return source.startswith(("http://", "https://"))
+
+
+def _witness_for(source: str | None, given: str | None) -> Verifier | None:
+    """The witness whose cosignature the checkpoint kept outside must bear: the one given
+    (--witness), else, for a witness's URL, the witness configured at that address; None
+    when neither is known."""
+    if given is not None:
+        if source is None:
+            fail("--witness goes with --checkpoint or --from: the checkpoint it cosigned")
+        return witness_key(given, "--witness")
+    if source is None or not _is_url(source):
+        return None
+    try:
+        configured = witnesses_from(settings().witnesses)
+    except ValueError as exc:
+        fail(f"SHARING_AUDIT_WITNESSES: {exc}")
+    return next((w.verifier for w in configured if w.url == source.rstrip("/")), None)
+
+
+def _cosigned_said(source: str | None, cosigner: Verifier | None) -> str:
+    """What verify says of the cosignature of the checkpoint kept outside."""
+    if cosigner is not None:
+        return f"cosigned by the witness {cosigner.name} (its cosignature verified)"
+    if source is not None and _is_url(source):
+        return (
+            "the witness's cosignature not checked: its key is not known here (give --witness "
+            "KEY, or list the witness in SHARING_AUDIT_WITNESSES); a server answering at that "
+            "address with a checkpoint signed by the log's key alone would pass"
+        )
+    return "no witness's cosignature asked for (--witness KEY to require one)"
 
 
 def _log_verifier_if_any(db: str | None) -> Verifier | None:

@@ -178,6 +178,25 @@ def test_the_writer_goes_on_recording_while_a_witness_holds_a_checkpoint_unanswe
         assert entry_count(connection) >= len(raws)
 
 
+def test_ledger_verify_checks_the_cosignature_of_what_a_true_witness_answers(
+    tmp_path: Path,
+) -> None:
+    """End to end: the log published to a witness of this project, then ``ledger verify
+    --checkpoint`` at that witness's URL, listed in SHARING_AUDIT_WITNESSES: its answer
+    bears the cosignature the configured key verifies."""
+    url, _ = a_ledger(tmp_path, events(10))
+    with served(a_witness(tmp_path, url)) as witness:
+        status, said = publish(url, (witness, WITNESS))
+        assert status == 0, said
+        listed = [{"url": witness, "vkey": WITNESS.verifier.vkey()}]
+        env = {**ENV, "SHARING_AUDIT_WITNESSES": orjson.dumps(listed).decode()}
+        done = runner.invoke(
+            app, ["ledger", "verify", "--db", url, "--checkpoint", witness], env=env
+        )
+    assert done.exit_code == 0, done.output
+    assert f"cosigned by the witness {WITNESS.name} (its cosignature verified)" in done.output
+
+
 def test_a_witness_that_was_away_is_sent_the_latest_checkpoint_when_it_is_back(
     tmp_path: Path, policy: Policy
 ) -> None:

@@ -714,6 +714,86 @@ def test_a_witness_that_does_not_hold_the_logs_checkpoint_is_a_clear_mistake(
     assert done.exit_code == 2 and "the witness answered HTTP 404" in done.output
 
 
+#: Another key under the witness's name: a cosignature of its is not the witness's.
+IMPOSTOR = Signer(WITNESS.name, bytes(range(2, 34)), COSIGNATURE)
+
+
+def cosigned(note: bytes, *by: Signer) -> bytes:
+    """``note`` with a cosignature by each of ``by`` added, as a witness serves it."""
+    parsed = Note.parse(note)
+    lines = tuple(cosign(parsed, witness, 1_700_000_000) for witness in by)
+    return Note(parsed.text, parsed.signatures + lines).encode()
+
+
+def test_ledger_verify_asks_a_witnesss_answer_for_its_cosignature_and_says_so(
+    sqlite_url: str,
+) -> None:
+    ledger_with(sqlite_url, events(5))
+    note = with_key_beside("log", "checkpoint", "--db", sqlite_url)[2]
+    with witness_serving(cosigned(note, WITNESS)) as witness:
+        status, said, _ = with_key_beside(
+            "ledger", "verify", "--db", sqlite_url, "--checkpoint", witness,
+            "--witness", WITNESS.verifier.vkey(),
+        )  # fmt: skip
+    assert status == 0, said
+    assert f"cosigned by the witness {WITNESS.name} (its cosignature verified)" in said
+
+
+def test_a_witness_configured_at_the_url_asked_has_its_cosignature_checked_unasked(
+    sqlite_url: str,
+) -> None:
+    ledger_with(sqlite_url, events(5))
+    note = with_key_beside("log", "checkpoint", "--db", sqlite_url)[2]
+    with witness_serving(note) as witness:
+        configured = orjson.dumps([{"url": witness + "/", "vkey": WITNESS.verifier.vkey()}])
+        done = runner.invoke(
+            app,
+            ["ledger", "verify", "--db", sqlite_url, "--checkpoint", witness],
+            env={**KEY_BESIDE, "SHARING_AUDIT_WITNESSES": configured.decode()},
+        )
+    assert done.exit_code == 2, done.output
+    assert f"bears no cosignature by the witness {WITNESS.name}" in done.output
+
+
+@pytest.mark.parametrize("option", ["--checkpoint", "--from"])
+def test_a_re_signed_rewrite_served_as_the_witnesss_answer_is_refused_for_want_of_its_cosignature(
+    owner_rewrote: tuple[str, Path, Path, Path, int], option: str
+) -> None:
+    """The owner who rewrote the history holds the log key: what they sign again and serve
+    at the witness's address (a look-alike server, an http:// answer changed on the way)
+    agrees with the rewritten tree. Only the witness's cosignature tells it apart."""
+    url, *_ = owner_rewrote
+    forged = with_key_beside("log", "checkpoint", "--db", url)[2]
+    for served in (forged, cosigned(forged, IMPOSTOR)):
+        with witness_serving(served) as witness:
+            status, said, _ = with_key_beside(
+                "ledger", "verify", "--db", url, option, witness,
+                "--witness", WITNESS.verifier.vkey(),
+            )  # fmt: skip
+        assert status == 2, said
+        assert f"bears no cosignature by the witness {WITNESS.name} that verifies" in said
+        assert "Traceback" not in said
+
+
+def test_without_the_witnesss_key_ledger_verify_says_its_cosignature_was_not_checked(
+    owner_rewrote: tuple[str, Path, Path, Path, int],
+) -> None:
+    url, *_ = owner_rewrote
+    forged = with_key_beside("log", "checkpoint", "--db", url)[2]
+    with witness_serving(forged) as witness:
+        status, said, _ = with_key_beside("ledger", "verify", "--db", url, "--checkpoint", witness)
+    assert status == 0, said
+    assert "the witness's cosignature not checked: its key is not known here" in said
+
+
+def test_witness_without_a_checkpoint_to_check_is_a_clear_mistake(sqlite_url: str) -> None:
+    ledger_with(sqlite_url, events(5))
+    status, said, _ = with_key_beside(
+        "ledger", "verify", "--db", sqlite_url, "--witness", WITNESS.verifier.vkey()
+    )
+    assert status == 2 and "--witness goes with --checkpoint or --from" in said
+
+
 # -- the log key of a ledger that has signed checkpoints -----------------------------------
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, func, select
 
 from pipeline.ledger.log.checkpoints import CHECKPOINT
 from pipeline.ledger.storage.tree import root_at
-from pipeline.transparency.note import Checkpoint, Note, NoteError, Verifier
+from pipeline.transparency.note import Checkpoint, Note, NoteError, Verifier, cosigned_by
 
 #: How long a witness has to answer, and the most of its answer read (a note is small).
 WITNESS_TIMEOUT = 10.0
@@ -91,10 +91,17 @@ def kept_checkpoints(connection: Connection) -> KeptCheckpoints:
     return KeptCheckpoints(int(row[0]), None if row[1] is None else int(row[1]))
 
 
-def outside_checkpoint(data: bytes, where: str, log: Verifier | None, origin: str) -> Checkpoint:
+def outside_checkpoint(
+    data: bytes, where: str, log: Verifier | None, origin: str, witness: Verifier | None = None
+) -> Checkpoint:
     """The checkpoint in ``data`` (read from ``where``): the log's own, signed by its key
-    when ``log`` is given, for ``origin`` either way; else :class:`OutsideCheckpointError`
-    naming ``where`` and what is wrong."""
+    when ``log`` is given, for ``origin`` either way, and cosigned by ``witness`` when
+    given; else :class:`OutsideCheckpointError` naming ``where`` and what is wrong.
+
+    The witness's cosignature is what makes a witness's answer state kept outside: the
+    log's signature alone is one the database's owner can make (they hold the log key),
+    so a server answering at the witness's address with a checkpoint of a rewritten
+    history, signed again, would otherwise pass."""
     try:
         note = Note.parse(data)
         checkpoint = Checkpoint.from_body(note.text)
@@ -105,6 +112,11 @@ def outside_checkpoint(data: bytes, where: str, log: Verifier | None, origin: st
     if checkpoint.origin != origin:
         raise OutsideCheckpointError(
             f"{where} is a checkpoint of {checkpoint.origin!r}, not of this log ({origin!r})"
+        )
+    if witness is not None and cosigned_by(note, witness) is None:
+        raise OutsideCheckpointError(
+            f"{where} bears no cosignature by the witness {witness.name} that verifies: it is "
+            "not a checkpoint that witness cosigned (whoever holds the log key can sign one)"
         )
     return checkpoint
 
