@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from pipeline.policy.schools import Controller, parse_school_settings
 from pipeline.transport.kafka import KafkaConfig
@@ -235,5 +236,29 @@ class Settings(BaseSettings):
         )
 
 
+class SettingsInvalid(ValueError):
+    """A ``SHARING_AUDIT_*`` variable set to what its setting cannot take."""
+
+
 def settings() -> Settings:
-    return Settings()
+    """The settings from the environment; :class:`SettingsInvalid` naming each variable
+    that is wrong and why (never its value: it may be a password or a key)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsInvalid("; ".join(_said(error) for error in exc.errors())) from None
+    except SettingsError as exc:
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = _variable(field[1]) if field else "a SHARING_AUDIT_ variable"
+        raise SettingsInvalid(f"{name} is not the JSON its setting takes") from None
+
+
+def _variable(field: str) -> str:
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _said(error: Any) -> str:
+    """One of pydantic's errors as the variable it concerns and what is wrong."""
+    field, *within = (str(part) for part in error["loc"])
+    where = f" (at {'.'.join(within)})" if within else ""
+    return f"{_variable(field)}{where}: {error['msg']}"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline.cli.exits import fail
 from pipeline.shown import shown_text
-from pipeline.transparency.note import NoteError, Verifier
+from pipeline.transparency.note import NoteError, Verifier, witness_verifier
 from pipeline.transport.mis import NoLogKey, log_verifier
 
 #: How long a value given is shown in a message before it is cut short.
@@ -24,8 +24,9 @@ def log_key(given: str, option: str) -> Verifier:
 
 def witness_key(given: str, option: str) -> Verifier:
     """A witness's verifier key given to ``option`` (``--witness``): its text or a file
-    holding it; else a clear exit naming the option."""
-    return _given(given, option, Verifier.parse, NoteError)
+    holding it, and a witness's (a cosignature key), not a log's; else a clear exit
+    naming the option."""
+    return _given(given, option, witness_verifier, NoteError)
 
 
 def _given(

@@ -32,7 +32,9 @@ from pipeline.cli.options import (
 )
 from pipeline.cli.terminal import WHEN_WIDTH, plain, school_time, short_type
 from pipeline.ledger.integrity.checkpoint_check import (
+    Outside,
     OutsideCheckpointError,
+    is_url,
     kept_checkpoints,
     outside_checkpoint,
     outside_fault,
@@ -42,7 +44,7 @@ from pipeline.ledger.integrity.verification import MIN_RANGE, default_jobs, veri
 from pipeline.ledger.log.checkpoints import LogKeyError, log_signer
 from pipeline.ledger.log.merging import Unmerged, unmerged
 from pipeline.ledger.log.origin import LogOriginError, log_origin
-from pipeline.ledger.log.witnessing import witnesses_from
+from pipeline.ledger.log.witnessing import witness_at, witnesses_from
 from pipeline.ledger.reading.asking import filters_from
 from pipeline.ledger.reading.queries import stats
 from pipeline.ledger.reading.reads import export
@@ -63,7 +65,7 @@ from pipeline.pseudonym import (
 from pipeline.reports.formats import entries_csv, entries_jsonl
 from pipeline.settings import settings
 from pipeline.shown import shown_text
-from pipeline.transparency.note import Checkpoint, Verifier
+from pipeline.transparency.note import Verifier
 from pipeline.transport.backlog import awaiting_receipts, in_words, waited
 
 ledger_app = typer.Typer(help="Query and verify the ledger.", no_args_is_help=True)
@@ -159,6 +161,8 @@ def ledger_verify(
     checkpoint must bear its cosignature when its key is known (--witness, or the witness
     configured at that URL); verify says so when it is not."""
     if since is not None:
+        if checkpoint is not None:
+            fail("--checkpoint and --from: give one (--from checks only what came after it)")
         _verify_from(db, since, _witness_for(since, witness))
         return
     cosigner = _witness_for(checkpoint, witness)
@@ -171,7 +175,7 @@ def ledger_verify(
         result = verify(connection, pseudonyms, log, jobs or default_jobs())
         kept = kept_checkpoints(connection)
         if outside is not None and result.ok:
-            against = outside_fault(connection, *outside, result.head_seq)
+            against = outside_fault(connection, outside.checkpoint, outside.where, result.head_seq)
     if result.ok and against is None:
         print(
             f"ledger verified: {result.count} entries, head seq {result.head_seq}, "
@@ -179,8 +183,9 @@ def ledger_verify(
         )
         print(kept.summary(checked_outside=outside is not None))
         if outside is not None:
-            print(f"agrees with the checkpoint of size {outside[0].size} kept in {outside[1]}")
-            print(_cosigned_said(checkpoint, cosigner))
+            size = outside.checkpoint.size
+            print(f"agrees with the checkpoint of size {size} kept in {outside.where}")
+            print(_cosigned_said(checkpoint, outside, result.head_seq))
         if pseudonyms is None:
             print("identity rows not checked: no pseudonym key (SHARING_AUDIT_PSEUDONYM_KEY)")
         if log is None and (kept.count or outside is not None):
@@ -202,7 +207,7 @@ def _verify_from(db: str | None, source: str, cosigner: Verifier | None) -> None
     log = _log_verifier_if_any(db)
     outside = _outside_checkpoint(source, log, db, cosigner)
     assert outside is not None
-    checkpoint, where = outside
+    checkpoint, where = outside.checkpoint, outside.where
     with reading(ledger) as connection:
         result = verify_from(connection, checkpoint, where, log)
     if not result.ok:
@@ -218,14 +223,14 @@ def _verify_from(db: str | None, source: str, cosigner: Verifier | None) -> None
         f"not read again: the {checkpoint.size} entries it covers (its root still holds), "
         "and the rows beside the chain and the indexes (a whole `ledger verify` checks them)"
     )
-    print(_cosigned_said(source, cosigner))
+    print(_cosigned_said(source, outside, result.head_seq))
     if log is None:
         print("checkpoint signatures not checked: no log key (SHARING_AUDIT_LOG_KEY)")
 
 
 def _outside_checkpoint(
     source: str | None, log: Verifier | None, db: str | None, cosigner: Verifier | None
-) -> tuple[Checkpoint, str] | None:
+) -> Outside | None:
     """The checkpoint kept outside, and where it was read; or a clear exit. It must be of
     this log's origin: the key's name, or without the key the origin its checkpoints carry;
     and cosigned by ``cosigner`` when given."""
@@ -234,13 +239,9 @@ def _outside_checkpoint(
     try:
         origin = log.name if log else log_origin(database_url(db), settings().log_origin)
         data, where = read_outside(source, origin)
-        return outside_checkpoint(data, where, log, origin, cosigner), where
+        return outside_checkpoint(data, where, log, origin, cosigner)
     except (OutsideCheckpointError, LogOriginError) as exc:
         fail(str(exc))
-
-
-def _is_url(source: str) -> bool:
-    return source.startswith(("http://", "https://"))
 
 
 def _witness_for(source: str | None, given: str | None) -> Verifier | None:
@@ -251,20 +252,28 @@ def _witness_for(source: str | None, given: str | None) -> Verifier | None:
         if source is None:
             fail("--witness goes with --checkpoint or --from: the checkpoint it cosigned")
         return witness_key(given, "--witness")
-    if source is None or not _is_url(source):
+    if source is None or not is_url(source):
         return None
     try:
         configured = witnesses_from(settings().witnesses)
     except ValueError as exc:
         fail(f"SHARING_AUDIT_WITNESSES: {exc}")
-    return next((w.verifier for w in configured if w.url == source.rstrip("/")), None)
+    found = witness_at(configured, source)
+    return None if found is None else found.verifier
 
 
-def _cosigned_said(source: str | None, cosigner: Verifier | None) -> str:
-    """What verify says of the cosignature of the checkpoint kept outside."""
-    if cosigner is not None:
-        return f"cosigned by the witness {cosigner.name} (its cosignature verified)"
-    if source is not None and _is_url(source):
+def _cosigned_said(source: str | None, outside: Outside, entries: int) -> str:
+    """What verify says of the cosignature of the checkpoint kept outside: whose, and
+    when (a look-alike server could serve the witness's older checkpoint again: the
+    entries after it are vouched for by no witness here, and verify says how many)."""
+    if outside.cosigned_at is not None:
+        when = datetime.fromtimestamp(outside.cosigned_at, UTC).isoformat(timespec="seconds")
+        said = f"cosigned by the witness {outside.witness} at {when} (its cosignature verified)"
+        after = entries - outside.checkpoint.size
+        if after > 0:
+            said += f"; the {after} entries after it are vouched for by no witness here"
+        return said
+    if source is not None and is_url(source):
         return (
             "the witness's cosignature not checked: its key is not known here (give --witness "
             "KEY, or list the witness in SHARING_AUDIT_WITNESSES); a server answering at that "

@@ -14,6 +14,7 @@ from pipeline import __version__
 from pipeline.cli.audit import audit_app
 from pipeline.cli.check import check, simulate
 from pipeline.cli.demo import demo
+from pipeline.cli.exits import fail
 from pipeline.cli.files import census_app, ctf_app, watch
 from pipeline.cli.incidents import incidents_app
 from pipeline.cli.ledger import db_app, ledger_app
@@ -33,7 +34,7 @@ from pipeline.cli.users import users_app
 from pipeline.cli.witness import witness_app
 from pipeline.cli.worker import worker
 from pipeline.logging import configure as configure_logging
-from pipeline.settings import settings
+from pipeline.settings import SettingsInvalid, settings
 
 app = typer.Typer(
     name="sharing-audit",
@@ -80,7 +81,10 @@ def main_options(
     ] = False,
 ) -> None:
     """sharing-audit: an audit pipeline for pupil data sharing in English schools."""
-    asked = settings().log_level  # a level asked for shows the client library's records too
+    try:
+        asked = settings().log_level  # a level asked for shows the client library's records too
+    except SettingsInvalid as exc:  # checked here once, before any command reads them
+        fail(f"the environment's settings: {exc}")
     configure_logging(level=asked or "WARNING", quiet_clients=asked is None)
 
 

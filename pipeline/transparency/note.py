@@ -124,6 +124,16 @@ class Verifier:
         return _verified(self.public, message, signature)
 
 
+def witness_verifier(vkey: str) -> Verifier:
+    """A witness's verifier key (a cosignature key) from its one line of text; else
+    :class:`NoteError`, a log's key named as such. Taken for a witness's, a log's key
+    would let whoever holds the log's private key vouch for the log as its witness."""
+    verifier = Verifier.parse(vkey)
+    if verifier.kind != COSIGNATURE:
+        raise NoteError("the key is a log's (Ed25519), not a witness's cosignature key")
+    return verifier
+
+
 @dataclass(frozen=True, slots=True)
 class Signer:
     """A private key by name."""

@@ -736,23 +736,76 @@ def test_ledger_verify_asks_a_witnesss_answer_for_its_cosignature_and_says_so(
             "--witness", WITNESS.verifier.vkey(),
         )  # fmt: skip
     assert status == 0, said
-    assert f"cosigned by the witness {WITNESS.name} (its cosignature verified)" in said
+    at = "2023-11-14T22:13:20+00:00"  # 1,700,000,000: when cosigned() says it cosigned
+    assert f"cosigned by the witness {WITNESS.name} at {at} (its cosignature verified)" in said
+    assert "vouched for by no witness" not in said  # the checkpoint is of the whole ledger
+
+
+def test_an_older_cosigned_checkpoint_served_again_passes_saying_when_and_what_it_leaves_out(
+    sqlite_url: str,
+) -> None:
+    """A look-alike server may serve the witness's older checkpoint, genuinely cosigned:
+    the tree agrees with it, and verify says when it was cosigned and how many entries
+    after it no witness vouched for here."""
+    ledger = ledger_with(sqlite_url, events(5))
+    note = with_key_beside("log", "checkpoint", "--db", sqlite_url)[2]
+    size = count(ledger)
+    record(ledger, events(3, seed=21), first=10_000)
+    with witness_serving(cosigned(note, WITNESS)) as witness:
+        status, said, _ = with_key_beside(
+            "ledger", "verify", "--db", sqlite_url, "--checkpoint", witness,
+            "--witness", WITNESS.verifier.vkey(),
+        )  # fmt: skip
+    assert status == 0, said
+    assert f"the {count(ledger) - size} entries after it are vouched for by no witness" in said
+
+
+def test_a_logs_key_given_as_the_witnesss_is_refused_for_what_it_is(sqlite_url: str) -> None:
+    """Whoever holds the log's private key could otherwise vouch for the log as its
+    witness, with a cosignature made by that key."""
+    ledger_with(sqlite_url, events(5))
+    log_vkey = with_key_beside("log", "vkey", "--db", sqlite_url)[2].decode().strip()
+    note = with_key_beside("log", "checkpoint", "--db", sqlite_url)[2]
+    with witness_serving(note) as witness:
+        given = with_key_beside(
+            "ledger", "verify", "--db", sqlite_url, "--checkpoint", witness, "--witness", log_vkey
+        )
+        configured = runner.invoke(
+            app,
+            ["ledger", "verify", "--db", sqlite_url, "--checkpoint", witness],
+            env={
+                **KEY_BESIDE,
+                "SHARING_AUDIT_WITNESSES": orjson.dumps(
+                    [{"url": witness, "vkey": log_vkey}]
+                ).decode(),
+            },
+        )
+    for status, said in ((given[0], given[1]), (configured.exit_code, configured.output)):
+        assert status == 2, said
+        assert "a log's (Ed25519), not a witness's cosignature key" in said
+        assert "Traceback" not in said
 
 
 def test_a_witness_configured_at_the_url_asked_has_its_cosignature_checked_unasked(
     sqlite_url: str,
 ) -> None:
+    """However the URL asked is spelt against the one configured (the host's case, the
+    default port, a trailing slash), it is the configured witness's, and checked."""
     ledger_with(sqlite_url, events(5))
     note = with_key_beside("log", "checkpoint", "--db", sqlite_url)[2]
     with witness_serving(note) as witness:
-        configured = orjson.dumps([{"url": witness + "/", "vkey": WITNESS.verifier.vkey()}])
-        done = runner.invoke(
-            app,
-            ["ledger", "verify", "--db", sqlite_url, "--checkpoint", witness],
-            env={**KEY_BESIDE, "SHARING_AUDIT_WITNESSES": configured.decode()},
+        port = witness.rsplit(":", 1)[1]
+        configured = orjson.dumps(
+            [{"url": f"http://localhost:{port}/", "vkey": WITNESS.verifier.vkey()}]
         )
-    assert done.exit_code == 2, done.output
-    assert f"bears no cosignature by the witness {WITNESS.name}" in done.output
+        for asked in (f"http://LocalHost:{port}", f"HTTP://localhost:{port}//"):
+            done = runner.invoke(
+                app,
+                ["ledger", "verify", "--db", sqlite_url, "--checkpoint", asked],
+                env={**KEY_BESIDE, "SHARING_AUDIT_WITNESSES": configured.decode()},
+            )
+            assert done.exit_code == 2, (asked, done.output)
+            assert f"bears no cosignature by the witness {WITNESS.name}" in done.output
 
 
 @pytest.mark.parametrize("option", ["--checkpoint", "--from"])
@@ -784,6 +837,18 @@ def test_without_the_witnesss_key_ledger_verify_says_its_cosignature_was_not_che
         status, said, _ = with_key_beside("ledger", "verify", "--db", url, "--checkpoint", witness)
     assert status == 0, said
     assert "the witness's cosignature not checked: its key is not known here" in said
+
+
+def test_a_checkpoint_and_a_from_given_together_are_a_clear_mistake(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger_with(sqlite_url, events(5))
+    (tmp_path / "kept").write_bytes(with_key_beside("log", "checkpoint", "--db", sqlite_url)[2])
+    kept = str(tmp_path / "kept")
+    status, said, _ = with_key_beside(
+        "ledger", "verify", "--db", sqlite_url, "--checkpoint", kept, "--from", kept
+    )
+    assert status == 2 and "--checkpoint and --from: give one" in said
 
 
 def test_witness_without_a_checkpoint_to_check_is_a_clear_mistake(sqlite_url: str) -> None:

@@ -34,11 +34,17 @@ class OutsideCheckpointError(Exception):
     signed."""
 
 
+def is_url(source: str) -> bool:
+    """Whether ``source`` is a witness's URL (http or https, the scheme in any case)
+    rather than a file."""
+    return source[:8].lower().startswith(("http://", "https://"))
+
+
 def read_outside(source: str, origin: str) -> tuple[bytes, str]:
     """The bytes of a checkpoint kept outside, and where they were read: ``source`` is a
     file, or a witness's URL (http or https), asked for the checkpoint of ``origin`` it
     last cosigned (``GET <url>/<hex SHA-256 of the origin>/checkpoint``)."""
-    if not source.startswith(("http://", "https://")):
+    if not is_url(source):
         try:
             return Path(source).read_bytes(), source
         except OSError as exc:
@@ -91,9 +97,22 @@ def kept_checkpoints(connection: Connection) -> KeptCheckpoints:
     return KeptCheckpoints(int(row[0]), None if row[1] is None else int(row[1]))
 
 
+@dataclass(frozen=True, slots=True)
+class Outside:
+    """A checkpoint kept outside the database, where it was read, and the witness whose
+    cosignature it bears and when that witness cosigned it (Unix seconds), both None when
+    no witness's cosignature was asked for. The time is said: an old cosigned checkpoint
+    served again is still a cosigned one."""
+
+    checkpoint: Checkpoint
+    where: str
+    witness: str | None = None
+    cosigned_at: int | None = None
+
+
 def outside_checkpoint(
     data: bytes, where: str, log: Verifier | None, origin: str, witness: Verifier | None = None
-) -> Checkpoint:
+) -> Outside:
     """The checkpoint in ``data`` (read from ``where``): the log's own, signed by its key
     when ``log`` is given, for ``origin`` either way, and cosigned by ``witness`` when
     given; else :class:`OutsideCheckpointError` naming ``where`` and what is wrong.
@@ -113,12 +132,15 @@ def outside_checkpoint(
         raise OutsideCheckpointError(
             f"{where} is a checkpoint of {checkpoint.origin!r}, not of this log ({origin!r})"
         )
-    if witness is not None and cosigned_by(note, witness) is None:
+    if witness is None:
+        return Outside(checkpoint, where)
+    cosigned_at = cosigned_by(note, witness)
+    if cosigned_at is None:
         raise OutsideCheckpointError(
             f"{where} bears no cosignature by the witness {witness.name} that verifies: it is "
             "not a checkpoint that witness cosigned (whoever holds the log key can sign one)"
         )
-    return checkpoint
+    return Outside(checkpoint, where, witness.name, cosigned_at)
 
 
 def outside_fault(

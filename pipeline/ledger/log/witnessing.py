@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, func, select
 
@@ -28,7 +29,7 @@ from pipeline.ledger.storage.tree import consistency_proof
 from pipeline.logging import get_logger
 from pipeline.settings import WitnessSetting
 from pipeline.transparency.auditor import ConsistencyProof
-from pipeline.transparency.note import Note, NoteError, Verifier, cosigned_by
+from pipeline.transparency.note import Note, NoteError, Verifier, cosigned_by, witness_verifier
 from schemas.alerts import Severity
 from schemas.decisions import Verdict
 
@@ -59,11 +60,34 @@ def witnesses_from(configured: Sequence[WitnessSetting]) -> list[Witness]:
     out = []
     for item in configured:
         try:
-            verifier = Verifier.parse(item.vkey)
+            verifier = witness_verifier(item.vkey)
         except NoteError as exc:
             raise ValueError(f"witness {item.url}: {exc}") from None
         out.append(Witness(item.url.rstrip("/"), verifier))
     return out
+
+
+def witness_at(witnesses: Sequence[Witness], url: str) -> Witness | None:
+    """The witness of ``witnesses`` whose address ``url`` is, however spelt: scheme and
+    host in any case, the default port written or not, the path with or without its
+    trailing slashes. A witness missed here would have its cosignature go unchecked."""
+    wanted = _address(url)
+    found = (w for w in witnesses if wanted is not None and _address(w.url) == wanted)
+    return next(found, None)
+
+
+def _address(url: str) -> tuple[str, str, int | None, str, str] | None:
+    """What makes ``url`` the place it is; None for no URL of a place (a bad port)."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/"), parts.query
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def last_cosigned(ledger: Ledger, witness: Witness) -> int:
