@@ -725,16 +725,21 @@ def cosigned(note: bytes, *by: Signer) -> bytes:
     return Note(parsed.text, parsed.signatures + lines).encode()
 
 
+def verified_beside(url: str, served: bytes, option: str = "--checkpoint") -> tuple[int, str]:
+    """``ledger verify`` of ``url`` against a witness serving ``served``, its key given."""
+    with witness_serving(served) as witness:
+        status, said, _ = with_key_beside(
+            "ledger", "verify", "--db", url, option, witness, "--witness", WITNESS.verifier.vkey()
+        )
+    return status, said
+
+
 def test_ledger_verify_asks_a_witnesss_answer_for_its_cosignature_and_says_so(
     sqlite_url: str,
 ) -> None:
     ledger_with(sqlite_url, events(5))
     note = with_key_beside("log", "checkpoint", "--db", sqlite_url)[2]
-    with witness_serving(cosigned(note, WITNESS)) as witness:
-        status, said, _ = with_key_beside(
-            "ledger", "verify", "--db", sqlite_url, "--checkpoint", witness,
-            "--witness", WITNESS.verifier.vkey(),
-        )  # fmt: skip
+    status, said = verified_beside(sqlite_url, cosigned(note, WITNESS))
     assert status == 0, said
     at = "2023-11-14T22:13:20+00:00"  # 1,700,000,000: when cosigned() says it cosigned
     assert f"cosigned by the witness {WITNESS.name} at {at} (its cosignature verified)" in said
@@ -751,11 +756,7 @@ def test_an_older_cosigned_checkpoint_served_again_passes_saying_when_and_what_i
     note = with_key_beside("log", "checkpoint", "--db", sqlite_url)[2]
     size = count(ledger)
     record(ledger, events(3, seed=21), first=10_000)
-    with witness_serving(cosigned(note, WITNESS)) as witness:
-        status, said, _ = with_key_beside(
-            "ledger", "verify", "--db", sqlite_url, "--checkpoint", witness,
-            "--witness", WITNESS.verifier.vkey(),
-        )  # fmt: skip
+    status, said = verified_beside(sqlite_url, cosigned(note, WITNESS))
     assert status == 0, said
     assert f"the {count(ledger) - size} entries after it are vouched for by no witness" in said
 
@@ -818,11 +819,7 @@ def test_a_re_signed_rewrite_served_as_the_witnesss_answer_is_refused_for_want_o
     url, *_ = owner_rewrote
     forged = with_key_beside("log", "checkpoint", "--db", url)[2]
     for served in (forged, cosigned(forged, IMPOSTOR)):
-        with witness_serving(served) as witness:
-            status, said, _ = with_key_beside(
-                "ledger", "verify", "--db", url, option, witness,
-                "--witness", WITNESS.verifier.vkey(),
-            )  # fmt: skip
+        status, said = verified_beside(url, served, option)
         assert status == 2, said
         assert f"bears no cosignature by the witness {WITNESS.name} that verifies" in said
         assert "Traceback" not in said
