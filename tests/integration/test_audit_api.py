@@ -226,6 +226,28 @@ def test_an_export_streams_every_matching_entry_with_its_count(
     assert seqs == sorted(seqs)
 
 
+def test_an_export_after_a_seq_counts_and_records_what_it_streams(
+    client: TestClient, tokens: dict[Role, str], year: Year
+) -> None:
+    """The count said (the header, and the read recorded: what the reader was given)
+    is of the entries after the cursor, as streamed, not of all that match."""
+    params: dict[str, str | int] = {"format": "csv", "type": "census"}
+    with client.stream(
+        "GET", "/entries/export", params=params, headers=auth(tokens[Role.AUDITOR])
+    ) as response:
+        every = [int(r["seq"]) for r in csv.DictReader(io.StringIO(response.read().decode()))]
+    after = every[len(every) // 2]
+    params["after"] = after
+    with client.stream(
+        "GET", "/entries/export", params=params, headers=auth(tokens[Role.AUDITOR])
+    ) as response:
+        rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+    expected = [seq for seq in every if seq > after]
+    assert [int(r["seq"]) for r in rows] == expected
+    assert int(response.headers["x-entry-count"]) == len(expected)
+    assert details_of(reads(year.ledger)[-1])["returned"] == len(expected)
+
+
 def test_an_export_records_its_read_before_the_first_byte(
     client: TestClient, tokens: dict[Role, str], year: Year
 ) -> None:

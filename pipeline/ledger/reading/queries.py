@@ -140,9 +140,10 @@ def _listing(column: Any, value: str) -> Any:
 
 
 def count(connection: Connection, filters: Filters) -> int:
-    """How many entries match ``filters`` (ignoring ``after_seq`` and ``limit``)."""
-    statement, _ = _filtered(select(func.count()).select_from(ENTRY), filters)
-    return int(connection.execute(statement).scalar_one())
+    """How many entries match ``filters`` after ``after_seq`` (ignoring ``limit``): what
+    an export of them streams, and its recorded read says it returned."""
+    statement, seq = _filtered(select(func.count()).select_from(ENTRY), filters)
+    return int(connection.execute(statement.where(seq > filters.after_seq)).scalar_one())
 
 
 def nth_seq(connection: Connection, filters: Filters, n: int) -> int | None:
