@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from pipeline.policy.schools import Controller, parse_school_settings
 from pipeline.transport.kafka import KafkaConfig
 
 DEFAULT_DATABASE_URL = "sqlite:///sharing-audit.db"
+#: The levels SHARING_AUDIT_LOG_LEVEL may name.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 #: The origin of a new log unless SHARING_AUDIT_LOG_ORIGIN names it: the URL prefix ``serve``
@@ -148,6 +150,18 @@ class Settings(BaseSettings):
         default=None,
         description="log level (default: INFO for the worker, WARNING for other commands)",
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _a_log_level(cls, value: str | None) -> str | None:
+        """One of the standard library's levels, in any case: any other word would stop
+        every command at start, in logging's own traceback."""
+        if value is None:
+            return None
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"a log level is one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
+
     webhook_urls: list[str] = Field(
         default_factory=list,
         description='where new high-severity incidents are POSTed (JSON list: ["https://..."])',

@@ -6,6 +6,7 @@ error and a non-zero exit status, never a traceback (:mod:`pipeline.cli.exits`).
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -84,8 +85,17 @@ def main_options(
     try:
         asked = settings().log_level  # a level asked for shows the client library's records too
     except SettingsInvalid as exc:  # checked here once, before any command reads them
-        fail(f"the environment's settings: {exc}")
+        if not _asks_for_help():
+            fail(f"the environment's settings: {exc}")
+        asked = None  # a command's help reads no setting: it is shown all the same
     configure_logging(level=asked or "WARNING", quiet_clients=asked is None)
+
+
+def _asks_for_help() -> bool:
+    """Whether the command line asks for a command's help: the group's callback runs
+    before the command's own options are read, so it is told from the process's
+    arguments."""
+    return "--help" in sys.argv[1:]
 
 
 def main() -> None:

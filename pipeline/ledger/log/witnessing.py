@@ -6,6 +6,7 @@ has seen a history this one does not extend: the history was rewritten or forked
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -62,7 +63,7 @@ def witnesses_from(configured: Sequence[WitnessSetting]) -> list[Witness]:
         try:
             verifier = witness_verifier(item.vkey)
         except NoteError as exc:
-            raise ValueError(f"witness {item.url}: {exc}") from None
+            raise ValueError(f"witness {without_password(item.url)}: {exc}") from None
         out.append(Witness(item.url.rstrip("/"), verifier))
     return out
 
@@ -84,7 +85,32 @@ def _address(url: str) -> tuple[str, str, int | None, str, str] | None:
         port = parts.port or _DEFAULT_PORTS.get(scheme)
     except ValueError:
         return None
-    return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/"), parts.query
+    return scheme, _host(parts.hostname or ""), port, parts.path.rstrip("/"), parts.query
+
+
+def _host(name: str) -> str:
+    """A host's one spelling: an IP address in its shortest form, a name in lower case,
+    in its ASCII (punycode) form and without the root's trailing dot."""
+    try:
+        return ipaddress.ip_address(name).compressed
+    except ValueError:
+        pass
+    name = name.rstrip(".").lower()
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
+
+
+def without_password(url: str) -> str:
+    """``url`` as it may be shown: a password in it replaced (a witness's address may
+    carry one for a proxy in front of it)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
