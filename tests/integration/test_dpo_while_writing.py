@@ -33,10 +33,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Connection, create_engine, select, text
+from sqlalchemy import Engine as SqlEngine
 from sqlalchemy.engine import make_url
 
 from pipeline.checking import expected_of
@@ -85,7 +85,7 @@ class WaitNoted(Ledger):
     """The DPO's ledger, noting when each of its actions asked for the chain's lock and
     when it got it (on PostgreSQL the lock is taken before the transaction is handed on)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: SqlEngine) -> None:
         super().__init__(engine)
         self.waits: list[Span] = []
 
