@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -18,7 +19,7 @@ from pipeline.incidents.lifecycle import (
     TransitionRefused,
 )
 from pipeline.ledger.integrity.verification import verify
-from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.store import ENTRY, Ledger
 from pipeline.policy.pack import Policy
 from tests.integration.breaches import ledger_with_breaches
 
@@ -62,13 +63,9 @@ def test_each_action_is_appended_to_the_chain_and_moves_the_incident(ledger: Led
     assert [a.kind for a in incident.history][1:3] == [ActionKind.ASSESS, ActionKind.REPORT]
     with ledger.engine.connect() as connection:
         assert verify(connection).ok
-        by = (
-            connection.exec_driver_sql(
-                "SELECT details FROM ledger_entry WHERE kind = 'incident_action' ORDER BY seq"
-            )
-            .scalars()
-            .all()
-        )
+        acted = ENTRY.c.kind == "incident_action"
+        statement = select(ENTRY.c.details).where(acted).order_by(ENTRY.c.seq)
+        by = connection.execute(statement).scalars().all()
     assert len(by) == 5 and all('"by":"dpo"' in d for d in by)
 
 

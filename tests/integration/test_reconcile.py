@@ -12,13 +12,13 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select
 from typer.testing import CliRunner, Result
 
 from pipeline.cli.main import app
 from pipeline.engine import Position
 from pipeline.ledger.storage import schema
-from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.storage.store import ENTRY, Ledger
 from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.packs import load_pack
 from pipeline.pseudonym import pseudonymiser
@@ -63,7 +63,7 @@ def reconcile(*args: str) -> Result:
 
 def reads(ledger: Ledger) -> list[dict[str, Any]]:
     with ledger.engine.connect() as connection:
-        rows = connection.execute(text("SELECT details FROM ledger_entry WHERE kind = 'read'"))
+        rows = connection.execute(select(ENTRY.c.details).where(ENTRY.c.kind == "read"))
         return [json.loads(details) for (details,) in rows]
 
 

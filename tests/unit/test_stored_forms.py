@@ -1,4 +1,5 @@
-"""What the ledger keeps of a digest and of a payload reads back exactly as written."""
+"""What the ledger keeps of a digest, of a JSON text quoting digests and of a payload
+reads back exactly as written."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from pipeline.ledger.records.payloads import (
     packed_payload,
     unpacked_payload,
 )
-from pipeline.ledger.storage.models import packed_digest, unpacked_digest
+from pipeline.ledger.storage.models import (
+    packed_digest,
+    packed_json,
+    unpacked_digest,
+    unpacked_json,
+)
+
+_DIGEST = hashlib.sha256(b"pupil").hexdigest()
 
 
 def test_a_sha256_in_hex_is_kept_in_its_32_bytes() -> None:
@@ -40,6 +48,42 @@ def test_a_text_of_31_or_32_bytes_is_never_kept_in_32() -> None:
     for text in ("a" * 31, "b" * 32, "é" * 15 + "x"):
         assert len(packed_digest(text)) != 32
         assert unpacked_digest(packed_digest(text)) == text
+
+
+def test_a_digest_quoted_in_json_is_kept_in_33_bytes() -> None:
+    text = f'["{_DIGEST}"]'
+    assert packed_json(text) == b"[\xff" + bytes.fromhex(_DIGEST) + b"]"
+    assert unpacked_json(packed_json(text)) == text
+
+
+def test_a_census_of_500_pupils_is_kept_in_about_half_its_text() -> None:
+    keys = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(500)]
+    text = canonical_json(keys).decode()
+    assert len(packed_json(text)) == 500 * 33 + 499 + 2
+    assert unpacked_json(packed_json(text)) == text
+
+
+def test_json_quoting_no_digest_is_kept_as_its_utf8() -> None:
+    for text in ('{"action":"search","by":"dpo"}', "[]", "é", f'"{_DIGEST.upper()}"'):
+        assert packed_json(text) == text.encode()
+
+
+#: Texts a packer could take for a digest, or not: unquoted, too short or long, upper
+#: case, quotes shared between neighbours, a quote before a quoted digest.
+_AWKWARD = st.lists(
+    st.sampled_from(['"', _DIGEST, _DIGEST[:63], _DIGEST + "0", _DIGEST.upper(), ",", "é", "\\"]),
+    max_size=8,
+).map("".join)
+
+
+@given(st.one_of(st.text(), _AWKWARD))
+def test_any_json_text_reads_back_as_written(text: str) -> None:
+    assert unpacked_json(packed_json(text)) == text
+
+
+@given(st.binary())
+def test_bytes_no_writer_made_read_as_some_text_never_an_error(stored: bytes) -> None:
+    assert isinstance(unpacked_json(stored), str)
 
 
 @given(st.text())

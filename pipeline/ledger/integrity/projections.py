@@ -33,7 +33,7 @@ from sqlalchemy import Connection, String, func, literal_column, select
 from pipeline.ledger.records.entry import EntryKind
 from pipeline.ledger.storage.decision_projection import current_decision_faults
 from pipeline.ledger.storage.incident_projection import incident_faults
-from pipeline.ledger.storage.models import AppUser, DeskSession
+from pipeline.ledger.storage.models import AppUser, DeskSession, holds
 from pipeline.ledger.storage.store import ENTRY, ENTRY_PUPIL, FACT, PUPILS
 
 USERS = AppUser.__table__  # type: ignore[attr-defined]
@@ -269,7 +269,7 @@ def user_entries(
     statement = select(ENTRY.c.seq, ENTRY.c.details).where(ENTRY.c.kind == kind)
     if name is not None:
         named = '"user":' + orjson.dumps(name).decode()
-        statement = statement.where(ENTRY.c.details.contains(named, autoescape=True))
+        statement = statement.where(holds(ENTRY.c.details, named))
     for seq, details in connection.execute(statement.order_by(ENTRY.c.seq)):
         try:
             decoded = orjson.loads(details or "{}")
@@ -284,9 +284,7 @@ def signin_recorded(connection: Connection, session: str) -> dict[str, Any] | No
     :func:`token_binding` of its row's hash); None if none did."""
     kind = literal_column(f"'{EntryKind.USER_ACTION.value}'", String())
     named = '"session":' + orjson.dumps(session).decode()
-    statement = select(ENTRY.c.details).where(
-        ENTRY.c.kind == kind, ENTRY.c.details.contains(named, autoescape=True)
-    )
+    statement = select(ENTRY.c.details).where(ENTRY.c.kind == kind, holds(ENTRY.c.details, named))
     for details in connection.execute(statement).scalars():
         decoded = orjson.loads(details)
         if decoded.get("action") == SIGNIN and decoded.get("session") == session:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, LargeBinary, case, func, select, type_coerce
 
 from pipeline.ledger.records.entry import EntryKind
 from pipeline.ledger.records.payloads import oldest_record_of, unpacked_payload
+from pipeline.ledger.storage.models import holds
 from pipeline.ledger.storage.store import ENTRY, FACT, IDENTITY, OUTBOX, PAYLOAD, PUPIL, side_digest
 from pipeline.ledger.writing.keys import meta_value
 from pipeline.ledger.writing.outbox import SUPERSEDED
@@ -40,7 +41,7 @@ _SIDES = (
 def _vouched(connection: Connection, start: int, end: int) -> dict[int, dict[str, str]]:
     """seq to the side digests its hashed details hold, for the entries in [start, end)."""
     statement = select(ENTRY.c.seq, ENTRY.c.details).where(
-        ENTRY.c.seq >= start, ENTRY.c.seq < end, ENTRY.c.details.like('%"sides"%')
+        ENTRY.c.seq >= start, ENTRY.c.seq < end, holds(ENTRY.c.details, '"sides"')
     )
     rows = connection.execute(statement.execution_options(yield_per=_PAGE))
     return {seq: _sides_of(details) for seq, details in rows}
@@ -78,7 +79,7 @@ def _bound(connection: Connection) -> tuple[int, list[tuple[int, str]]]:
     bound = meta_value(connection, BOUND_FROM)
     since = int(bound) if bound is not None and bound.isdigit() else 1
     first = connection.execute(
-        select(func.min(ENTRY.c.seq)).where(ENTRY.c.details.like('%"sides"%'))
+        select(func.min(ENTRY.c.seq)).where(holds(ENTRY.c.details, '"sides"'))
     ).scalar()
     if first is None or first >= since:
         return since, []

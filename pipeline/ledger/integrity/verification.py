@@ -39,7 +39,7 @@ from pipeline.ledger.records.chain import (
     verify_links,
 )
 from pipeline.ledger.storage.dialects import dialect_of
-from pipeline.ledger.storage.models import read_columns
+from pipeline.ledger.storage.models import read_columns, read_unpacker
 from pipeline.ledger.storage.store import ENTRY, HEAD, make_engine
 from pipeline.ledger.storage.tree import (
     STORED_FROM,
@@ -201,7 +201,9 @@ def _stored_chain(
     be checked. The fields come in sorted order, which canonical JSON then has little
     left to sort."""
     names = sorted(ENTRY_FIELDS)
-    columns = read_columns(ENTRY, (*names, "prev_hash", "hash"), dialect_of(connection))
+    read = (*names, "prev_hash", "hash")
+    columns = read_columns(ENTRY, read, dialect_of(connection))
+    unpacked = read_unpacker(ENTRY, read, dialect_of(connection))
     bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
     result = connection.exec_driver_sql(
         f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",
@@ -213,7 +215,7 @@ def _stored_chain(
     if dialect_of(connection).server:  # it answers while this process hashes
         pages = prefetched(pages)
     for page in pages:
-        for row in page:
+        for row in page if unpacked is None else map(unpacked, page):
             fields = dict(zip(names, row, strict=False))  # stops at the hashed fields
             for name in JSON_FIELDS:
                 value = fields[name]

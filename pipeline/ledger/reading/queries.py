@@ -15,7 +15,7 @@ from sqlalchemy import Connection, func, select, text
 
 from pipeline.ledger.records.chain import ENTRY_FIELDS
 from pipeline.ledger.records.entry import Entry, EntryKind
-from pipeline.ledger.storage.models import RECIPIENT_INDEXED
+from pipeline.ledger.storage.models import RECIPIENT_INDEXED, holds
 from pipeline.ledger.storage.store import (
     ENTRY,
     FACT,
@@ -136,7 +136,7 @@ def in_scope(entry: Entry | None, schools: tuple[str, ...] | None) -> bool:
 def _listing(column: Any, value: str) -> Any:
     """``column`` (a stored JSON list of strings) holds ``value``: matched with its quotes,
     so that a search for ``sen`` never matches ``sensitive``."""
-    return column.contains(orjson.dumps(value).decode(), autoescape=True)
+    return holds(column, orjson.dumps(value).decode())
 
 
 def count(connection: Connection, filters: Filters) -> int:

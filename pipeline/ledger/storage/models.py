@@ -9,11 +9,13 @@ chain.
 
 Lists and objects are stored as canonical JSON text, the same bytes the hash covers.
 Digests and pseudonyms are hex text to every reader; PostgreSQL keeps their raw bytes
-(:class:`Digest`, migration 0015).
+(:class:`Digest`, migration 0015), and those quoted in an entry's pupils and details
+(:class:`DigestJson`, migration 0020).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,6 +31,10 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement, bindparam, literal_column
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
@@ -118,9 +124,114 @@ class Deflated(TypeDecorator[str]):
         return None if value is None else unpacked_payload(value)
 
 
+#: A SHA-256 (or pseudonym) as JSON quotes it: what :func:`packed_json` keeps as bytes.
+_QUOTED_DIGEST = re.compile(rb'"([0-9a-f]{64})"')
+#: What stands for a quoted digest in :func:`packed_json`: a byte no UTF-8 text holds.
+_DIGEST_MARK = 0xFF
+
+
+def packed_json(text: str) -> bytes:
+    """The bytes PostgreSQL keeps for a JSON text (an entry's pupils or details): its
+    UTF-8, but each digest it quotes (64 lowercase hex digits between quotes, 66 bytes)
+    as ``0xff`` and the digest's 32 bytes. A census return names hundreds of pupils by
+    pseudonym, and nearly every entry's details quote the digest of a row beside it:
+    half of what those columns held was hex.
+
+    Read back by :func:`unpacked_json`, exactly as written: UTF-8 never holds ``0xff``,
+    so read from the start each mark is a digest's, whatever bytes its digest holds.
+    Migration 0020 packs the rows written before it the same way, in SQL."""
+    return _QUOTED_DIGEST.sub(_digest_bytes, text.encode())
+
+
+def _digest_bytes(found: re.Match[bytes]) -> bytes:
+    return bytes((_DIGEST_MARK,)) + bytes.fromhex(found.group(1).decode())
+
+
+def unpacked_json(stored: bytes) -> str:
+    """The text :func:`packed_json` packed into ``stored``. Bytes it could not have made
+    (a row edited behind the writer's back) still read as some text, never an error, so
+    that ``ledger verify`` names the entry whose hash that text no longer matches."""
+    stored = bytes(stored)
+    parts: list[bytes] = []
+    at = 0
+    while (mark := stored.find(_DIGEST_MARK, at)) >= 0:
+        parts += [stored[at:mark], b'"', stored[mark + 1 : mark + 33].hex().encode(), b'"']
+        at = mark + 33
+    parts.append(stored[at:])
+    return b"".join(parts).decode(errors="replace")
+
+
+class DigestJson(TypeDecorator[str]):
+    """An entry's JSON text that quotes digests (its pupils, its details): text in Python,
+    on both databases. PostgreSQL stores :func:`packed_json` (``bytea``); SQLite keeps the
+    text. Search it with :func:`holds`, which packs what it looks for the same way."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect_named(dialect.name).packs_digests:
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or not dialect_named(dialect.name).packs_digests:
+            return value
+        return packed_json(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or not dialect_named(dialect.name).packs_digests:
+            return value  # type: ignore[no-any-return]
+        return unpacked_json(value)
+
+
+class _Found(ColumnElement[int]):
+    """Where a fragment starts in a column's text, from 1; 0 where it does not (see
+    :func:`holds`)."""
+
+    inherit_cache = True
+    type = Integer()
+    # What a statement's cache key is made of: without it, every search would share one.
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's own attribute)
+        ("column", InternalTraversal.dp_clauseelement),
+        ("fragment", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: Any, fragment: str) -> None:
+        self.column = column
+        # Bound as the column's own type: a DigestJson column's fragment is packed alike.
+        self.fragment = bindparam(None, fragment, type_=column.type)
+
+
+@compiles(_Found)
+def _found_sqlite(element: _Found, compiler: SQLCompiler, **kw: Any) -> str:
+    column, fragment = (compiler.process(e, **kw) for e in (element.column, element.fragment))
+    return f"instr({column}, {fragment})"
+
+
+@compiles(_Found, "postgresql")
+def _found_postgresql(element: _Found, compiler: SQLCompiler, **kw: Any) -> str:
+    column, fragment = (compiler.process(e, **kw) for e in (element.column, element.fragment))
+    return f"position({fragment} IN {column})"
+
+
+def holds(column: Any, fragment: str) -> ColumnElement[bool]:
+    """Whether ``column``'s text holds ``fragment``, as it is (no wildcards, case
+    counting): the one way to search inside a stored JSON text. A fragment quoting a
+    digest is found in a :class:`DigestJson` column on PostgreSQL too, packed alike.
+
+    There, a fragment of n bytes quoting no digest could also turn up among a digest's 32
+    bytes, by chance (one in 2^8n at each byte). Every search names something whole, of
+    7 bytes and more (a quoted key, a quoted name): one in 2^56 at each byte; and where
+    an entry found is acted on, its text is read again and checked."""
+    return _Found(column, fragment) > literal_column("0")
+
+
 def _packer(column_type: Any, dialect: Database) -> Callable[[Any], Any] | None:
     if isinstance(column_type, Digest) and dialect.packs_digests:
         return packed_digest
+    if isinstance(column_type, DigestJson) and dialect.packs_digests:
+        return packed_json
     if isinstance(column_type, Deflated):
         return packed_payload
     return None
@@ -157,8 +268,21 @@ def read_columns(table: Any, names: Sequence[str], dialect: Database) -> str:
     columns' types (``ledger verify``'s and the tree's, through the driver, for speed),
     each read as every other reader gets it: on PostgreSQL a digest is turned back into
     its text by the server (:func:`unpacked_digest` in SQL), which costs the reading
-    process nothing."""
+    process nothing. A :class:`DigestJson` column comes as stored: its row goes through
+    :func:`read_unpacker`."""
     return ", ".join(_read_column(table, name, dialect) for name in names)
+
+
+def read_unpacker(
+    table: Any, names: Sequence[str], dialect: Database
+) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
+    """For a row read through :func:`read_columns`: what turns its :class:`DigestJson`
+    columns back into their text (which SQL cannot), or None where the database keeps
+    the text."""
+    if not dialect.packs_digests:
+        return None
+    packed = [i for i, name in enumerate(names) if isinstance(table.c[name].type, DigestJson)]
+    return _row_mapper([(i, unpacked_json) for i in packed])
 
 
 def _read_column(table: Any, name: str, dialect: Database) -> str:
@@ -283,7 +407,7 @@ class LedgerEntry(SQLModel, table=True):
     recorded_at: str = Field(sa_column=Column(String(40), nullable=False))
     school: str | None = Field(default=None, sa_column=Column(String(6), nullable=True))
     recipient: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    pupil_keys: str = Field(sa_column=Column(Text, nullable=False))
+    pupil_keys: str = Field(sa_column=Column(DigestJson, nullable=False))
     categories: str = Field(sa_column=Column(Text, nullable=False))
     lawful_basis: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
     decision: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
@@ -294,7 +418,7 @@ class LedgerEntry(SQLModel, table=True):
     partition: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
     offset: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     payload_digest: str | None = Field(default=None, sa_column=Column(Digest, nullable=True))
-    details: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    details: str | None = Field(default=None, sa_column=Column(DigestJson, nullable=True))
     prev_hash: str = Field(sa_column=Column(Digest, nullable=False))
     hash: str = Field(sa_column=Column(Digest, nullable=False))
 

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, select
 
 from pipeline.ledger.records.chain import ENTRY_FIELDS, entry_leaf, hashable_form
 from pipeline.ledger.storage.dialects import dialect_of
-from pipeline.ledger.storage.models import LedgerEntry, TreeNode, read_columns
+from pipeline.ledger.storage.models import LedgerEntry, TreeNode, read_columns, read_unpacker
 from pipeline.transparency.merkle import (
     Hash,
     Node,
@@ -93,13 +93,14 @@ def _leaves_in(connection: Connection, ranges: list[tuple[int, int]]) -> dict[in
     """Leaf index to leaf bytes, for every leaf in ``ranges`` (``[start, end)`` each)."""
     marker = dialect_of(connection).marker
     where = " OR ".join([f"seq BETWEEN {marker} AND {marker}"] * len(ranges))
+    dialect = dialect_of(connection)
     rows = connection.exec_driver_sql(
-        f"SELECT {read_columns(ENTRY, ENTRY_FIELDS, dialect_of(connection))} "
-        f"FROM ledger_entry WHERE {where}",
+        f"SELECT {read_columns(ENTRY, ENTRY_FIELDS, dialect)} FROM ledger_entry WHERE {where}",
         tuple(value for lo, hi in ranges for value in (lo + 1, hi)),
     )
+    unpacked = read_unpacker(ENTRY, ENTRY_FIELDS, dialect)
     found = {}
-    for row in rows:
+    for row in rows if unpacked is None else map(unpacked, rows):
         fields = hashable_form(dict(zip(ENTRY_FIELDS, row, strict=True)))
         found[int(fields["seq"]) - 1] = entry_leaf(fields)
     missing = [j for lo, hi in ranges for j in range(lo, hi) if j not in found]

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table, func, insert, select
 from pipeline.keyfiles import discard_key_file, key_file_for, pending_key_file, replace_key_file
 from pipeline.ledger.records.entry import EntryKind
 from pipeline.ledger.storage import schema
-from pipeline.ledger.storage.models import LedgerMeta
+from pipeline.ledger.storage.models import LedgerMeta, holds
 from pipeline.ledger.storage.store import ENTRY, IDENTITY, PUPIL, Ledger
 from pipeline.logging import get_logger
 from pipeline.pseudonym import (
@@ -104,7 +104,7 @@ def _refusal(connection: Connection, stored: str, mine: str) -> str:
     named as such (the fix is the new key, not the one the ledger was written with)."""
     retired = connection.execute(
         select(func.max(ENTRY.c.seq)).where(
-            ENTRY.c.kind == EntryKind.KEY_ROTATED, ENTRY.c.details.contains(f'"{mine[:SHOWN]}"')
+            ENTRY.c.kind == EntryKind.KEY_ROTATED, holds(ENTRY.c.details, f'"{mine[:SHOWN]}"')
         )
     ).scalar()
     if retired is not None:
