@@ -13,6 +13,7 @@ from sqlalchemy import select
 from pipeline.ledger.integrity.verification import verify
 from pipeline.ledger.reading.queries import Filters, entries
 from pipeline.ledger.storage import schema
+from pipeline.ledger.storage.errors import LedgerRefused
 from pipeline.ledger.storage.models import holds, packed_json
 from pipeline.ledger.storage.store import ENTRY, Ledger
 from pipeline.policy.pack import Policy
@@ -84,13 +85,28 @@ def test_a_fragment_is_searched_for_as_written_not_as_a_pattern(year: Ledger) ->
 def test_the_upgrades_sql_packs_json_as_the_writer_does(pg_url: str, written: str) -> None:
     """Rows written before 0020 are packed by SQL, rows after by Python: the same bytes."""
     engine = Ledger.open(pg_url).engine
-    with engine.begin() as connection:
+    with engine.connect() as connection:  # rolled back: the function is the upgrade's
         connection.exec_driver_sql(_MIGRATION.PACKED_JSON)
         packed = connection.exec_driver_sql(
-            "SELECT pg_temp.packed_json(%s::text)", (written,)
+            "SELECT sharing_audit_packed_json(%s::text)", (written,)
         ).scalar_one()
     engine.dispose()
     assert bytes(packed) == packed_json(written)
+
+
+@pytest.mark.parametrize("column", ["pupil_keys", "details"])
+def test_a_digest_quoted_as_text_is_refused_as_an_earlier_versions_write(
+    pg_year: Ledger, column: str
+) -> None:
+    """A process of a version before 0020, still running after the upgrade, would write
+    the text: the ledger refuses it rather than keep what no search would find."""
+    with pg_year.engine.connect() as connection:
+        drop_triggers(connection, pg_year.dialect)  # the append-only ones, not the checks
+        with pytest.raises(LedgerRefused, match=f"ck_entry_{column}_packed"):
+            connection.exec_driver_sql(
+                f"UPDATE ledger_entry SET {column} = convert_to(%s, 'UTF8') WHERE seq = 1",
+                (f'["{_DIGEST}"]',),
+            )
 
 
 def test_a_single_pupil_is_kept_in_35_bytes_and_read_as_written(pg_year: Ledger) -> None:
@@ -118,6 +134,14 @@ def test_a_single_pupil_is_kept_in_35_bytes_and_read_as_written(pg_year: Ledger)
         "details = substring(details from 1 for octet_length(details) - 10)",
         # Bytes that are not UTF-8 where text was.
         "details = '\\xc3'::bytea || details",
+        # The same text, stored as the writer never stores it: the pseudonym as text,
+        # which a pupil's search would not find (its check set aside, as an owner can).
+        "pupil_keys = convert_to(concat('[\"', encode(substring(pupil_keys from 3 for 32), "
+        "'hex'), '\"]'), 'UTF8')",
+        # ... or the digest its details vouch with.
+        "details = overlay(details placing convert_to(concat('\"', encode(substring(details "
+        "from position('\\xff'::bytea IN details) + 1 for 32), 'hex'), '\"'), 'UTF8') "
+        "from position('\\xff'::bytea IN details) for 33)",
     ],
 )
 def test_a_packed_byte_changed_behind_the_writer_is_found_at_its_seq(
@@ -129,6 +153,10 @@ def test_a_packed_byte_changed_behind_the_writer_is_found_at_its_seq(
             "AND octet_length(pupil_keys) = 35 AND position('\\xff'::bytea IN details) > 0"
         ).scalar_one()
         drop_triggers(connection, pg_year.dialect)
+        for column in _MIGRATION.PACKED:
+            connection.exec_driver_sql(
+                f"ALTER TABLE ledger_entry DROP CONSTRAINT ck_entry_{column}_packed"
+            )
         connection.exec_driver_sql(f"UPDATE ledger_entry SET {edit} WHERE seq = {seq}")
     with pg_year.engine.connect() as connection:
         result = verify(connection)

@@ -78,9 +78,12 @@ def _bound(connection: Connection) -> tuple[int, list[tuple[int, str]]]:
     guarded by a trigger, and moved past the chain's end it would switch these checks off."""
     bound = meta_value(connection, BOUND_FROM)
     since = int(bound) if bound is not None and bound.isdigit() else 1
-    first = connection.execute(
-        select(func.min(ENTRY.c.seq)).where(holds(ENTRY.c.details, '"sides"'))
-    ).scalar()
+    # The first entry whose details hold "sides" as text: the search may also find it
+    # among a digest's bytes (see holds), so what it finds is read again.
+    vouching = select(ENTRY.c.seq, ENTRY.c.details).where(holds(ENTRY.c.details, '"sides"'))
+    found = connection.execute(vouching.order_by(ENTRY.c.seq).execution_options(yield_per=64))
+    first = next((seq for seq, details in found if '"sides"' in details), None)
+    found.close()
     if first is None or first >= since:
         return since, []
     fault = (

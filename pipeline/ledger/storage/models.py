@@ -221,9 +221,11 @@ def holds(column: Any, fragment: str) -> ColumnElement[bool]:
     digest is found in a :class:`DigestJson` column on PostgreSQL too, packed alike.
 
     There, a fragment of n bytes quoting no digest could also turn up among a digest's 32
-    bytes, by chance (one in 2^8n at each byte). Every search names something whole, of
-    7 bytes and more (a quoted key, a quoted name): one in 2^56 at each byte; and where
-    an entry found is acted on, its text is read again and checked."""
+    bytes: by chance (one in 2^8n at each byte) or by design, where someone chose the
+    digest (a pupil's pseudonym searched for is any 64 hex digits, and its search is
+    recorded). Every search names something whole, of 7 bytes and more (a quoted key, a
+    quoted name), and where an entry found is acted on, its text is read again and
+    checked."""
     return _Found(column, fragment) > literal_column("0")
 
 
@@ -276,13 +278,29 @@ def read_columns(table: Any, names: Sequence[str], dialect: Database) -> str:
 def read_unpacker(
     table: Any, names: Sequence[str], dialect: Database
 ) -> Callable[[Sequence[Any]], tuple[Any, ...]] | None:
-    """For a row read through :func:`read_columns`: what turns its :class:`DigestJson`
-    columns back into their text (which SQL cannot), or None where the database keeps
-    the text."""
+    """For a row read through :func:`read_columns` (``ledger verify``'s, the tree's): what
+    turns its :class:`DigestJson` columns back into their text (which SQL cannot), each
+    checked to be stored as the writer stores it; None where the database keeps the
+    text."""
     if not dialect.packs_digests:
         return None
     packed = [i for i, name in enumerate(names) if isinstance(table.c[name].type, DigestJson)]
-    return _row_mapper([(i, unpacked_json) for i in packed])
+    return _row_mapper([(i, _as_written) for i in packed])
+
+
+#: What a stored JSON text not packed as the writer packs reads as, to a check of the
+#: chain: not the text its hash covers.
+NOT_AS_WRITTEN = "\x00not as the writer packs it: "
+
+
+def _as_written(stored: bytes) -> str:
+    """The text in ``stored``, where the writer would have stored it so; otherwise that
+    text marked :data:`NOT_AS_WRITTEN`, which no entry's hash covers. The same text read
+    back from two stored forms would pass the chain's check, yet a search (which looks
+    for the packed form) would miss the one the writer never makes: so ``ledger verify``
+    names it as changed."""
+    text = unpacked_json(stored)
+    return text if packed_json(text) == bytes(stored) else NOT_AS_WRITTEN + text
 
 
 def _read_column(table: Any, name: str, dialect: Database) -> str:

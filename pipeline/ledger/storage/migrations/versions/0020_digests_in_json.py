@@ -8,10 +8,17 @@ text: its UTF-8, each quoted digest as ``0xff`` and its 32 bytes (UTF-8 never ho
 ``0xff``). Readers still see the text (:class:`pipeline.ledger.storage.models.DigestJson`
 unpacks it), byte for byte, so every hash still covers what it covered.
 
-The rows written before are packed in SQL by a function of this migration's session,
-the same as ``packed_json`` (a test compares the two on awkward texts), while ``ALTER
-TABLE`` rewrites the table with its indexes in the upgrade's transaction (no row trigger
-fires; the append-only triggers stay). SQLite keeps the text.
+The rows written before are packed in SQL by a function made for the upgrade and
+dropped after it, the same as ``packed_json`` (a test compares the two on awkward
+texts), while ``ALTER TABLE`` rewrites the table with its indexes in the upgrade's
+transaction (no row trigger fires; the append-only triggers stay). Readers and writers
+wait for it. SQLite keeps the text.
+
+A process of an earlier version still running after the upgrade would write these
+columns as text, which ``bytea`` would take, mangling backslashes: so each column
+refuses a value holding a digest quoted as text (``CHECK``), which every entry naming a
+pupil, or vouching for a row beside it, holds. Such a process fails loudly and records
+nothing until it is stopped and the new version started.
 
 Revision ID: 0020
 """
@@ -30,29 +37,40 @@ PACKED = ("pupil_keys", "details")
 
 #: ``packed_json`` in SQL: the text cut into quoted digests, runs without a quote, and
 #: lone quotes (so a digest is taken wherever the Python pattern, read from the left,
-#: takes one), each digest packed, the rest kept as UTF-8, joined in order.
+#: takes one), each digest packed, the rest kept as UTF-8, joined in order. In the
+#: ledger's own schema, where the upgrade creates its tables: a temporary function would
+#: need the TEMPORARY privilege, which a hardened database may not grant.
 PACKED_JSON = r"""
-CREATE FUNCTION pg_temp.packed_json(t text) RETURNS bytea
+CREATE FUNCTION sharing_audit_packed_json(t text) RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT AS $$
   SELECT coalesce(string_agg(
     CASE WHEN part[1] ~ '^"[0-9a-f]{64}"$'
-      THEN '\xff'::bytea || decode(substr(part[1], 2, 64), 'hex')
+      THEN decode('ff', 'hex') || decode(substr(part[1], 2, 64), 'hex')
       ELSE convert_to(part[1], 'UTF8') END,
-    ''::bytea ORDER BY n), ''::bytea)
+    decode('', 'hex') ORDER BY n), decode('', 'hex'))
   FROM regexp_matches(t, '"[0-9a-f]{64}"|[^"]+|"', 'g') WITH ORDINALITY AS cut(part, n)
 $$
 """
+
+
+def refusing_text(column: str) -> str:
+    """The check refusing a value of ``column`` that quotes a digest as text: what a
+    writer of an earlier version would store (a packed value never does: its text holds
+    no quoted digest, and 32 bytes cannot hold a 66-byte one)."""
+    return (
+        f"ADD CONSTRAINT ck_entry_{column}_packed "
+        f"""CHECK (encode({column}, 'escape') !~ '"[0-9a-f]{{64}}"')"""
+    )
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(PACKED_JSON)
-    changes = ", ".join(
-        f"ALTER COLUMN {c} TYPE bytea USING pg_temp.packed_json({c})" for c in PACKED
-    )
-    op.execute(f"ALTER TABLE ledger_entry {changes}")
-    op.execute("DROP FUNCTION pg_temp.packed_json(text)")
+    changes = [f"ALTER COLUMN {c} TYPE bytea USING sharing_audit_packed_json({c})" for c in PACKED]
+    changes += [refusing_text(c) for c in PACKED]
+    op.execute(f"ALTER TABLE ledger_entry {', '.join(changes)}")
+    op.execute("DROP FUNCTION sharing_audit_packed_json(text)")
     op.execute("ANALYZE ledger_entry")
 
 
