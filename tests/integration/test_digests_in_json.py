@@ -95,21 +95,22 @@ def test_the_upgrades_sql_packs_json_as_the_writer_does(pg_url: str, written: st
 
 
 @pytest.mark.parametrize("column", ["pupil_keys", "details"])
-def test_a_digest_quoted_as_text_is_refused_as_an_earlier_versions_write(
-    pg_year: Ledger, column: str
+@pytest.mark.parametrize("text", [f'["{_DIGEST}"]', "[]", '{"recipient":"Smith\\\\Jones"}'])
+def test_json_text_is_refused_as_an_earlier_versions_write(
+    pg_year: Ledger, column: str, text: str
 ) -> None:
     """A process of a version before 0020, still running after the upgrade, would write
-    the text: the ledger refuses it rather than keep what no search would find."""
+    the text (bytea's input taking a backslash as an escape): the ledger refuses it, so
+    it records nothing rather than what no search finds or verify calls tampered."""
     with pg_year.engine.connect() as connection:
         drop_triggers(connection, pg_year.dialect)  # the append-only ones, not the checks
         with pytest.raises(LedgerRefused, match=f"ck_entry_{column}_packed"):
             connection.exec_driver_sql(
-                f"UPDATE ledger_entry SET {column} = convert_to(%s, 'UTF8') WHERE seq = 1",
-                (f'["{_DIGEST}"]',),
+                f"UPDATE ledger_entry SET {column} = %s WHERE seq = 1", (text,)
             )
 
 
-def test_a_single_pupil_is_kept_in_35_bytes_and_read_as_written(pg_year: Ledger) -> None:
+def test_a_single_pupil_is_kept_in_36_bytes_and_read_as_written(pg_year: Ledger) -> None:
     with pg_year.engine.connect() as connection:
         decided = select(ENTRY.c.seq, ENTRY.c.pupil_keys).where(ENTRY.c.kind == "decision")
         seq, read = next(
@@ -120,7 +121,7 @@ def test_a_single_pupil_is_kept_in_35_bytes_and_read_as_written(pg_year: Ledger)
         size, stored = connection.exec_driver_sql(
             f"SELECT octet_length(pupil_keys), pupil_keys FROM ledger_entry WHERE seq = {seq}"
         ).one()
-    assert size == 35 and bytes(stored) == packed_json(read)
+    assert size == 36 and bytes(stored) == packed_json(read)
 
 
 @pytest.mark.parametrize(
@@ -129,14 +130,14 @@ def test_a_single_pupil_is_kept_in_35_bytes_and_read_as_written(pg_year: Ledger)
         # A byte of the pupil's pseudonym, as kept.
         "pupil_keys = set_byte(pupil_keys, 5, get_byte(pupil_keys, 5) # 1)",
         # The mark before it, so the pseudonym's bytes would read as text.
-        "pupil_keys = overlay(pupil_keys placing '\\x20'::bytea from 2 for 1)",
+        "pupil_keys = overlay(pupil_keys placing '\\x20'::bytea from 3 for 1)",
         # Cut short, mid-pseudonym.
         "details = substring(details from 1 for octet_length(details) - 10)",
         # Bytes that are not UTF-8 where text was.
         "details = '\\xc3'::bytea || details",
         # The same text, stored as the writer never stores it: the pseudonym as text,
         # which a pupil's search would not find (its check set aside, as an owner can).
-        "pupil_keys = convert_to(concat('[\"', encode(substring(pupil_keys from 3 for 32), "
+        "pupil_keys = convert_to(concat('[\"', encode(substring(pupil_keys from 4 for 32), "
         "'hex'), '\"]'), 'UTF8')",
         # ... or the digest its details vouch with.
         "details = overlay(details placing convert_to(concat('\"', encode(substring(details "
@@ -150,7 +151,7 @@ def test_a_packed_byte_changed_behind_the_writer_is_found_at_its_seq(
     with pg_year.engine.begin() as connection:
         seq = connection.exec_driver_sql(
             "SELECT min(seq) FROM ledger_entry WHERE kind = 'decision' "
-            "AND octet_length(pupil_keys) = 35 AND position('\\xff'::bytea IN details) > 0"
+            "AND octet_length(pupil_keys) = 36 AND position('\\xff'::bytea IN details) > 0"
         ).scalar_one()
         drop_triggers(connection, pg_year.dialect)
         for column in _MIGRATION.PACKED:

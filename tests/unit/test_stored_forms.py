@@ -17,6 +17,7 @@ from pipeline.ledger.records.payloads import (
     unpacked_payload,
 )
 from pipeline.ledger.storage.models import (
+    JSON_FORMAT,
     packed_digest,
     packed_json,
     unpacked_digest,
@@ -52,20 +53,20 @@ def test_a_text_of_31_or_32_bytes_is_never_kept_in_32() -> None:
 
 def test_a_digest_quoted_in_json_is_kept_in_33_bytes() -> None:
     text = f'["{_DIGEST}"]'
-    assert packed_json(text) == b"[\xff" + bytes.fromhex(_DIGEST) + b"]"
+    assert packed_json(text) == JSON_FORMAT + b"[\xff" + bytes.fromhex(_DIGEST) + b"]"
     assert unpacked_json(packed_json(text)) == text
 
 
 def test_a_census_of_500_pupils_is_kept_in_about_half_its_text() -> None:
     keys = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(500)]
     text = canonical_json(keys).decode()
-    assert len(packed_json(text)) == 500 * 33 + 499 + 2
+    assert len(packed_json(text)) == 1 + 500 * 33 + 499 + 2
     assert unpacked_json(packed_json(text)) == text
 
 
-def test_json_quoting_no_digest_is_kept_as_its_utf8() -> None:
-    for text in ('{"action":"search","by":"dpo"}', "[]", "é", f'"{_DIGEST.upper()}"'):
-        assert packed_json(text) == text.encode()
+def test_json_quoting_no_digest_is_kept_as_its_utf8_after_the_format_byte() -> None:
+    for text in ('{"action":"search","by":"dpo"}', "[]", "é", f'"{_DIGEST.upper()}"', ""):
+        assert packed_json(text) == JSON_FORMAT + text.encode()
 
 
 #: Texts a packer could take for a digest, or not: unquoted, too short or long, upper

@@ -128,18 +128,29 @@ class Deflated(TypeDecorator[str]):
 _QUOTED_DIGEST = re.compile(rb'"([0-9a-f]{64})"')
 #: What stands for a quoted digest in :func:`packed_json`: a byte no UTF-8 text holds.
 _DIGEST_MARK = 0xFF
+#: The first byte of what :func:`packed_json` makes. A JSON text begins with ``[`` or
+#: ``{``: the columns' check (migration 0020) refuses any value not beginning with this,
+#: so a writer of an earlier version, which stored the text itself, records nothing.
+JSON_FORMAT = b"\x01"
 
 
 def packed_json(text: str) -> bytes:
-    """The bytes PostgreSQL keeps for a JSON text (an entry's pupils or details): its
-    UTF-8, but each digest it quotes (64 lowercase hex digits between quotes, 66 bytes)
-    as ``0xff`` and the digest's 32 bytes. A census return names hundreds of pupils by
-    pseudonym, and nearly every entry's details quote the digest of a row beside it:
-    half of what those columns held was hex.
+    """The bytes PostgreSQL keeps for a JSON text (an entry's pupils or details): a
+    format byte (:data:`JSON_FORMAT`), then the text's UTF-8, but each digest it quotes
+    (64 lowercase hex digits between quotes, 66 bytes) as ``0xff`` and the digest's 32
+    bytes. A census return names hundreds of pupils by pseudonym, and nearly every
+    entry's details quote the digest of a row beside it: half of what those columns held
+    was hex.
 
     Read back by :func:`unpacked_json`, exactly as written: UTF-8 never holds ``0xff``,
     so read from the start each mark is a digest's, whatever bytes its digest holds.
     Migration 0020 packs the rows written before it the same way, in SQL."""
+    return JSON_FORMAT + packed_fragment(text)
+
+
+def packed_fragment(text: str) -> bytes:
+    """``text`` packed as :func:`packed_json` packs it, but for the format byte: what a
+    search looks for inside a packed value."""
     return _QUOTED_DIGEST.sub(_digest_bytes, text.encode())
 
 
@@ -153,7 +164,7 @@ def unpacked_json(stored: bytes) -> str:
     that ``ledger verify`` names the entry whose hash that text no longer matches."""
     stored = bytes(stored)
     parts: list[bytes] = []
-    at = 0
+    at = len(JSON_FORMAT) if stored.startswith(JSON_FORMAT) else 0
     while (mark := stored.find(_DIGEST_MARK, at)) >= 0:
         parts += [stored[at:mark], b'"', stored[mark + 1 : mark + 33].hex().encode(), b'"']
         at = mark + 33
@@ -185,6 +196,18 @@ class DigestJson(TypeDecorator[str]):
         return unpacked_json(value)
 
 
+class _Fragment(DigestJson):
+    """What a search looks for in a :class:`DigestJson` column: packed alike, without
+    the format byte that begins a whole value."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or not dialect_named(dialect.name).packs_digests:
+            return value
+        return packed_fragment(value)
+
+
 class _Found(ColumnElement[int]):
     """Where a fragment starts in a column's text, from 1; 0 where it does not (see
     :func:`holds`)."""
@@ -200,7 +223,8 @@ class _Found(ColumnElement[int]):
     def __init__(self, column: Any, fragment: str) -> None:
         self.column = column
         # Bound as the column's own type: a DigestJson column's fragment is packed alike.
-        self.fragment = bindparam(None, fragment, type_=column.type)
+        kind = _Fragment() if isinstance(column.type, DigestJson) else column.type
+        self.fragment = bindparam(None, fragment, type_=kind)
 
 
 @compiles(_Found)

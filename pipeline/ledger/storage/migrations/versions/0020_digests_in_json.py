@@ -4,9 +4,10 @@ An entry's ``pupil_keys`` is a JSON list of pseudonyms (64 hex digits each: a ce
 return names every pupil of a school), and nearly every entry's ``details`` quotes the
 digest of a row beside it. Each such quoted digest took 66 bytes. Both columns become
 ``bytea`` holding what :func:`pipeline.ledger.storage.models.packed_json` makes of the
-text: its UTF-8, each quoted digest as ``0xff`` and its 32 bytes (UTF-8 never holds
-``0xff``). Readers still see the text (:class:`pipeline.ledger.storage.models.DigestJson`
-unpacks it), byte for byte, so every hash still covers what it covered.
+text: a format byte (``0x01``), then its UTF-8, each quoted digest as ``0xff`` and its
+32 bytes (UTF-8 never holds ``0xff``). Readers still see the text, byte for byte
+(:class:`pipeline.ledger.storage.models.DigestJson` unpacks it), so every hash still
+covers what it covered.
 
 The rows written before are packed in SQL by a function made for the upgrade and
 dropped after it, the same as ``packed_json`` (a test compares the two on awkward
@@ -16,9 +17,9 @@ wait for it. SQLite keeps the text.
 
 A process of an earlier version still running after the upgrade would write these
 columns as text, which ``bytea`` would take, mangling backslashes: so each column
-refuses a value holding a digest quoted as text (``CHECK``), which every entry naming a
-pupil, or vouching for a row beside it, holds. Such a process fails loudly and records
-nothing until it is stopped and the new version started.
+refuses a value not beginning with the format byte (``CHECK``), as every JSON text
+begins with ``[`` or ``{``. Such a process fails loudly and records nothing until it is
+stopped and the new version started.
 
 Revision ID: 0020
 """
@@ -43,7 +44,7 @@ PACKED = ("pupil_keys", "details")
 PACKED_JSON = r"""
 CREATE FUNCTION sharing_audit_packed_json(t text) RETURNS bytea
 LANGUAGE sql IMMUTABLE STRICT AS $$
-  SELECT coalesce(string_agg(
+  SELECT decode('01', 'hex') || coalesce(string_agg(
     CASE WHEN part[1] ~ '^"[0-9a-f]{64}"$'
       THEN decode('ff', 'hex') || decode(substr(part[1], 2, 64), 'hex')
       ELSE convert_to(part[1], 'UTF8') END,
@@ -54,13 +55,9 @@ $$
 
 
 def refusing_text(column: str) -> str:
-    """The check refusing a value of ``column`` that quotes a digest as text: what a
-    writer of an earlier version would store (a packed value never does: its text holds
-    no quoted digest, and 32 bytes cannot hold a 66-byte one)."""
-    return (
-        f"ADD CONSTRAINT ck_entry_{column}_packed "
-        f"""CHECK (encode({column}, 'escape') !~ '"[0-9a-f]{{64}}"')"""
-    )
+    """The check refusing a value of ``column`` not beginning with the format byte: what
+    a writer of an earlier version would store (its JSON text)."""
+    return f"ADD CONSTRAINT ck_entry_{column}_packed CHECK (get_byte({column}, 0) = 1)"
 
 
 def upgrade() -> None:
