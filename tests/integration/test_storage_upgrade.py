@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 
 from pipeline.ledger.integrity.verification import verify
 from pipeline.ledger.reading.queries import Filters, entries
@@ -164,3 +164,20 @@ def test_the_upgrades_sql_packs_a_text_as_the_writer_does(pg_url: str, written: 
     engine.dispose()
     assert bytes(packed) == packed_digest(written)
     assert read == written
+
+
+def test_a_database_reading_backslashes_as_escapes_is_built_read_and_verified(
+    pg_url: str, policy: Policy
+) -> None:
+    """With ``standard_conforming_strings = off`` (an old server's default, or a
+    setting a DBA keeps) PostgreSQL takes ``'\\xff'`` for an escape: the migrations and
+    verify's reads spell their bytes without one."""
+    off = {"options": "-c standard_conforming_strings=off"}
+    ledger = Ledger.open(make_url(pg_url).update_query_dict(off).render_as_string(False))
+    with ledger.engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW standard_conforming_strings").scalar() == "off"
+    schema.upgrade(ledger.engine)
+    write_year(ledger, policy, pupils=10, seed=3)
+    with ledger.engine.connect() as connection:
+        result = verify(connection)
+    assert result.ok and result.count > 20, result.fault

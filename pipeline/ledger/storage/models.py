@@ -333,7 +333,7 @@ def _read_column(table: Any, name: str, dialect: Database) -> str:
         return quoted
     return (
         f"CASE WHEN octet_length({quoted}) = 32 THEN encode({quoted}, 'hex') "
-        f"ELSE convert_from(ltrim({quoted}, '\\xff'::bytea), 'UTF8') END AS {quoted}"
+        f"ELSE convert_from(ltrim({quoted}, decode('ff', 'hex')), 'UTF8') END AS {quoted}"
     )
 
 

@@ -45,11 +45,13 @@ PACKED = {
 
 
 def _packed(column: str) -> str:
-    """``packed_digest`` in SQL, for the rows already written."""
+    """``packed_digest`` in SQL, for the rows already written (``0xff`` spelt without a
+    backslash, which ``standard_conforming_strings = off`` would take for an escape)."""
+    utf8 = f"convert_to({column}, 'UTF8')"
     return (
         f"CASE WHEN {column} ~ '^[0-9a-f]{{64}}$' THEN decode({column}, 'hex') "
-        f"WHEN octet_length({column}) = 31 THEN '\\xffff'::bytea || convert_to({column}, 'UTF8') "
-        f"ELSE '\\xff'::bytea || convert_to({column}, 'UTF8') END"
+        f"WHEN octet_length({column}) = 31 THEN decode('ffff', 'hex') || {utf8} "
+        f"ELSE decode('ff', 'hex') || {utf8} END"
     )
 
 
