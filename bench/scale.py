@@ -70,6 +70,7 @@ from pipeline.ledger.storage.store import Ledger
 from pipeline.ledger.storage.tree import inclusion_proof
 from pipeline.ledger.writing.ingest import LedgerWriter
 from pipeline.ledger.writing.pupils import finder
+from pipeline.logging import configure as configure_logging
 from pipeline.packs import load_pack
 from pipeline.policy.pack import Policy
 from pipeline.pseudonym import pseudonymiser
@@ -370,6 +371,8 @@ def verdicts(figures: dict[str, float]) -> str:
 
 
 def main() -> None:
+    # The writer logs each batch at INFO: thousands of lines over the figures.
+    configure_logging(level=os.environ.get("SHARING_AUDIT_LOG_LEVEL", "WARNING"))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=10_000_000)
     parser.add_argument("--pupils", type=int, default=230_000)
