@@ -81,9 +81,9 @@ def _bound(connection: Connection) -> tuple[int, list[tuple[int, str]]]:
     # The first entry whose details hold "sides" as text: the search may also find it
     # among a digest's bytes (see holds), so what it finds is read again.
     vouching = select(ENTRY.c.seq, ENTRY.c.details).where(holds(ENTRY.c.details, '"sides"'))
-    found = connection.execute(vouching.order_by(ENTRY.c.seq).execution_options(yield_per=64))
-    first = next((seq for seq, details in found if '"sides"' in details), None)
-    found.close()
+    vouching = vouching.order_by(ENTRY.c.seq).execution_options(yield_per=64)
+    with connection.execute(vouching) as found:
+        first = next((seq for seq, details in found if '"sides"' in details), None)
     if first is None or first >= since:
         return since, []
     fault = (

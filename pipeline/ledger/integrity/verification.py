@@ -201,9 +201,9 @@ def _stored_chain(
     be checked. The fields come in sorted order, which canonical JSON then has little
     left to sort."""
     names = sorted(ENTRY_FIELDS)
-    read = (*names, "prev_hash", "hash")
-    columns = read_columns(ENTRY, read, dialect_of(connection))
-    unpacked = read_unpacker(ENTRY, read, dialect_of(connection))
+    read, dialect = (*names, "prev_hash", "hash"), dialect_of(connection)
+    columns = read_columns(ENTRY, read, dialect)
+    unpacked = read_unpacker(ENTRY, read, dialect)
     bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
     result = connection.exec_driver_sql(
         f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",
@@ -212,7 +212,7 @@ def _stored_chain(
     width = len(names)
     fragment = orjson.Fragment
     pages = result.partitions(PAGE)  # fetched a page at a time, not row by row
-    if dialect_of(connection).server:  # it answers while this process hashes
+    if dialect.server:  # it answers while this process hashes
         pages = prefetched(pages)
     for page in pages:
         for row in page if unpacked is None else map(unpacked, page):

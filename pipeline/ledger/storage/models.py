@@ -83,7 +83,35 @@ def unpacked_digest(stored: bytes) -> str:
     return bytes(stored).lstrip(_NOT_HEX).decode()
 
 
-class Digest(TypeDecorator[str]):
+class _PackedOnServer(TypeDecorator[str]):
+    """A text every reader gets back as written, which PostgreSQL keeps packed
+    (``bytea``, what :meth:`packed` makes of it) and SQLite as the text."""
+
+    cache_ok = True
+
+    def packed(self, value: str) -> bytes:
+        raise NotImplementedError
+
+    def unpacked(self, stored: bytes) -> str:
+        raise NotImplementedError
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect_named(dialect.name).packs_digests:
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(self.impl_instance)
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
+        if value is None or not dialect_named(dialect.name).packs_digests:
+            return value
+        return self.packed(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or not dialect_named(dialect.name).packs_digests:
+            return value  # type: ignore[no-any-return]
+        return self.unpacked(value)
+
+
+class Digest(_PackedOnServer):
     """A SHA-256 digest or a pseudonym: hex text in Python, on both databases. PostgreSQL
     stores :func:`packed_digest` (``bytea``); SQLite keeps the text, which its queries of
     many keys at once pass through ``json_each`` (see
@@ -94,20 +122,11 @@ class Digest(TypeDecorator[str]):
     impl = String(64)
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect_named(dialect.name).packs_digests:
-            return dialect.type_descriptor(LargeBinary())
-        return dialect.type_descriptor(String(64))
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
-        if value is None or not dialect_named(dialect.name).packs_digests:
-            return value
+    def packed(self, value: str) -> bytes:
         return packed_digest(value)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        if value is None or not dialect_named(dialect.name).packs_digests:
-            return value  # type: ignore[no-any-return]
-        return unpacked_digest(value)
+    def unpacked(self, stored: bytes) -> str:
+        return unpacked_digest(stored)
 
 
 class Deflated(TypeDecorator[str]):
@@ -172,7 +191,7 @@ def unpacked_json(stored: bytes) -> str:
     return b"".join(parts).decode(errors="replace")
 
 
-class DigestJson(TypeDecorator[str]):
+class DigestJson(_PackedOnServer):
     """An entry's JSON text that quotes digests (its pupils, its details): text in Python,
     on both databases. PostgreSQL stores :func:`packed_json` (``bytea``); SQLite keeps the
     text. Search it with :func:`holds`, which packs what it looks for the same way."""
@@ -180,20 +199,11 @@ class DigestJson(TypeDecorator[str]):
     impl = Text
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect_named(dialect.name).packs_digests:
-            return dialect.type_descriptor(LargeBinary())
-        return dialect.type_descriptor(Text())
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
-        if value is None or not dialect_named(dialect.name).packs_digests:
-            return value
+    def packed(self, value: str) -> bytes:
         return packed_json(value)
 
-    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        if value is None or not dialect_named(dialect.name).packs_digests:
-            return value  # type: ignore[no-any-return]
-        return unpacked_json(value)
+    def unpacked(self, stored: bytes) -> str:
+        return unpacked_json(stored)
 
 
 class _Fragment(DigestJson):
@@ -202,9 +212,7 @@ class _Fragment(DigestJson):
 
     cache_ok = True
 
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
-        if value is None or not dialect_named(dialect.name).packs_digests:
-            return value
+    def packed(self, value: str) -> bytes:
         return packed_fragment(value)
 
 

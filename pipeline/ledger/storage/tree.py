@@ -91,9 +91,9 @@ def stored_nodes(connection: Connection, wanted: Sequence[Node]) -> dict[Node, H
 
 def _leaves_in(connection: Connection, ranges: list[tuple[int, int]]) -> dict[int, bytes]:
     """Leaf index to leaf bytes, for every leaf in ``ranges`` (``[start, end)`` each)."""
-    marker = dialect_of(connection).marker
-    where = " OR ".join([f"seq BETWEEN {marker} AND {marker}"] * len(ranges))
     dialect = dialect_of(connection)
+    marker = dialect.marker
+    where = " OR ".join([f"seq BETWEEN {marker} AND {marker}"] * len(ranges))
     rows = connection.exec_driver_sql(
         f"SELECT {read_columns(ENTRY, ENTRY_FIELDS, dialect)} FROM ledger_entry WHERE {where}",
         tuple(value for lo, hi in ranges for value in (lo + 1, hi)),
