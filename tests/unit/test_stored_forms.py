@@ -16,13 +16,18 @@ from pipeline.ledger.records.payloads import (
     packed_payload,
     unpacked_payload,
 )
+from pipeline.ledger.storage.dialects import POSTGRESQL
 from pipeline.ledger.storage.models import (
     JSON_FORMAT,
+    NOT_AS_WRITTEN,
+    LedgerEntry,
     packed_digest,
     packed_json,
+    read_unpacker,
     unpacked_digest,
     unpacked_json,
 )
+from pipeline.ledger.storage.models import _unpacked_mark_by_mark as read_mark_by_mark
 
 _DIGEST = hashlib.sha256(b"pupil").hexdigest()
 
@@ -85,6 +90,81 @@ def test_any_json_text_reads_back_as_written(text: str) -> None:
 @given(st.binary())
 def test_bytes_no_writer_made_read_as_some_text_never_an_error(stored: bytes) -> None:
     assert isinstance(unpacked_json(stored), str)
+
+
+#: Lists of digests whose bytes hold what marks the list: 0xff and commas.
+_LISTED_DIGESTS = st.lists(
+    st.one_of(
+        st.binary(min_size=32, max_size=32),
+        st.sampled_from([b"\xff" * 32, b",\xff" * 16, b"\xff," * 16, b"," * 32]),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(_LISTED_DIGESTS)
+def test_a_list_of_digests_reads_back_as_written_whatever_their_bytes(
+    digests: list[bytes],
+) -> None:
+    text = canonical_json([d.hex() for d in digests]).decode()
+    assert unpacked_json(packed_json(text)) == text
+
+
+#: Packed lists of digests, then cut, lengthened or with a byte changed: values a list's
+#: quick reading must leave to the reading mark by mark, or read exactly as it does.
+_NEAR_LISTS = st.tuples(
+    _LISTED_DIGESTS.map(lambda ds: packed_json(canonical_json([d.hex() for d in ds]).decode())),
+    # Anywhere, or where the list keeps a mark or a comma (after its format byte and "[").
+    st.one_of(
+        st.integers(min_value=0, max_value=2000),
+        st.integers(min_value=0, max_value=40).flatmap(
+            lambda k: st.sampled_from([2 + 34 * k, 2 + 34 * k + 33])
+        ),
+    ),
+    st.sampled_from([b"", b"\xff", b",", b"]", b"[", b"\x01", b"a"]),
+    st.sampled_from(["replace", "insert", "cut", "none"]),
+).map(
+    lambda t: (
+        t[0][: t[1] % len(t[0])] + t[2] + t[0][t[1] % len(t[0]) + 1 :]
+        if t[3] == "replace"
+        else t[0][: t[1] % len(t[0])] + t[2] + t[0][t[1] % len(t[0]) :]
+        if t[3] == "insert"
+        else t[0][: t[1] % len(t[0])]
+        if t[3] == "cut"
+        else t[0]
+    )
+)
+
+
+@given(
+    _LISTED_DIGESTS.map(lambda ds: packed_json(canonical_json([d.hex() for d in ds]).decode())),
+    st.integers(min_value=0, max_value=40),
+    st.sampled_from(["mark", "comma", "[", "]"]),
+    st.integers(min_value=0, max_value=255),
+)
+def test_a_list_with_a_mark_comma_or_bracket_changed_reads_as_it_does_mark_by_mark(
+    packed: bytes, k: int, where: str, byte: int
+) -> None:
+    at = {"mark": 2 + 34 * k, "comma": 2 + 34 * k + 33, "[": 1, "]": len(packed) - 1}[where]
+    stored = packed[:at] + bytes((byte,)) + packed[at + 1 :]
+    assert unpacked_json(stored) == read_mark_by_mark(stored)
+
+
+@given(st.one_of(_NEAR_LISTS, st.binary()))
+def test_a_list_read_at_once_reads_as_it_does_mark_by_mark(stored: bytes) -> None:
+    assert unpacked_json(stored) == read_mark_by_mark(stored)
+
+
+@given(st.one_of(_NEAR_LISTS, st.binary()))
+def test_a_check_of_the_chain_reads_a_list_as_written_only_where_the_writer_packs_it_so(
+    stored: bytes,
+) -> None:
+    text = read_mark_by_mark(stored)
+    as_written = packed_json(text) == stored
+    unpack = read_unpacker(LedgerEntry.__table__, ["pupil_keys"], POSTGRESQL)  # type: ignore[attr-defined]
+    assert unpack is not None
+    assert unpack((stored,)) == ((text,) if as_written else (NOT_AS_WRITTEN + text,))
 
 
 @given(st.text())

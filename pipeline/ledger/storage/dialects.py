@@ -76,6 +76,16 @@ class Dialect(ABC):
         thousand is expanded afresh every time."""
 
     @abstractmethod
+    def among(self, column: str) -> str:
+        """``column`` is one of the values of one parameter (:meth:`listed`), in SQL passed
+        straight to the driver: :meth:`any_of` for a read that bypasses SQLAlchemy's
+        expressions (the tree's), the same text however many values it is given."""
+
+    @abstractmethod
+    def listed(self, values: Sequence[Any]) -> Any:
+        """The parameter that :meth:`among` and :meth:`any_of` take for ``values``."""
+
+    @abstractmethod
     def json_text(self, column: Any, key: str) -> Any:
         """The text at ``key`` of the JSON object in ``column`` (NULL where absent)."""
 
@@ -139,8 +149,14 @@ class _SQLite(Dialect):
 
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
         # A JSON array through json_each: SQLite has no array parameter.
-        table = func.json_each(bindparam(None, orjson.dumps(list(values)).decode()))
+        table = func.json_each(bindparam(None, self.listed(values)))
         return column.in_(select(table.table_valued("value").c.value).scalar_subquery())
+
+    def among(self, column: str) -> str:
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def listed(self, values: Sequence[Any]) -> Any:
+        return orjson.dumps(list(values)).decode()
 
     def json_text(self, column: Any, key: str) -> Any:
         return func.json_extract(column, f'$."{key}"')
@@ -202,7 +218,14 @@ class _PostgreSQL(Dialect):
         return create_engine(url, pool_pre_ping=True, connect_args=connect, **pool)
 
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return column == any_(bindparam(None, self.listed(values), type_=ARRAY(column.type)))
+
+    def among(self, column: str) -> str:
+        # Integers alone are asked for so (keys, numbers): an array of bigint holds any.
+        return f"{column} = ANY(CAST(%s AS bigint[]))"
+
+    def listed(self, values: Sequence[Any]) -> Any:
+        return list(values)
 
     def json_text(self, column: Any, key: str) -> Any:
         return func.json_extract_path_text(cast(column, JSON), key)

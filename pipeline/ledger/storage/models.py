@@ -182,6 +182,12 @@ def unpacked_json(stored: bytes) -> str:
     (a row edited behind the writer's back) still read as some text, never an error, so
     that ``ledger verify`` names the entry whose hash that text no longer matches."""
     stored = bytes(stored)
+    listed = _unpacked_digest_list(stored)
+    return listed if listed is not None else _unpacked_mark_by_mark(stored)
+
+
+def _unpacked_mark_by_mark(stored: bytes) -> str:
+    """:func:`unpacked_json` of any value: each mark found from the start, in turn."""
     parts: list[bytes] = []
     at = len(JSON_FORMAT) if stored.startswith(JSON_FORMAT) else 0
     while (mark := stored.find(_DIGEST_MARK, at)) >= 0:
@@ -189,6 +195,35 @@ def unpacked_json(stored: bytes) -> str:
         at = mark + 33
     parts.append(stored[at:])
     return b"".join(parts).decode(errors="replace")
+
+
+#: A digest as :func:`packed_json` keeps it in a list: its mark, its 32 bytes, a comma.
+_LISTED_DIGEST = 1 + 32 + 1
+
+
+def _unpacked_digest_list(stored: bytes) -> str | None:
+    """What :func:`unpacked_json` reads from a packed list of digests alone (a census
+    return's pupils: hundreds of them), read at once rather than mark by mark, which took
+    a pupil's page at ten million entries most of its time; None for any other value.
+
+    The same text as the general reading: the marks are where that reading finds them (at
+    every :data:`_LISTED_DIGEST`-th byte, whatever the digests' own bytes), and all else
+    is the brackets and commas."""
+    body = stored[len(JSON_FORMAT) + 1 : -1]
+    count = (len(body) + 1) // _LISTED_DIGEST
+    if (
+        not count
+        or len(body) + 1 != count * _LISTED_DIGEST
+        or stored[: len(JSON_FORMAT) + 1] != JSON_FORMAT + b"["
+        or stored[-1:] != b"]"
+        or body[::_LISTED_DIGEST] != bytes((_DIGEST_MARK,)) * count
+        or body[_LISTED_DIGEST - 1 :: _LISTED_DIGEST] != b"," * (count - 1)
+    ):
+        return None
+    # After the first mark, each digest is followed by a comma and the next mark: in hex,
+    # cut after every such group by a character no hex holds, that is "2cff|" alone.
+    hexed = body[1:].hex("|", -_LISTED_DIGEST)
+    return '["' + hexed.replace("2cff|", '","') + '"]'
 
 
 class DigestJson(_PackedOnServer):
@@ -331,8 +366,12 @@ def _as_written(stored: bytes) -> str:
     back from two stored forms would pass the chain's check, yet a search (which looks
     for the packed form) would miss the one the writer never makes: so ``ledger verify``
     names it as changed."""
-    text = unpacked_json(stored)
-    return text if packed_json(text) == bytes(stored) else NOT_AS_WRITTEN + text
+    stored = bytes(stored)
+    listed = _unpacked_digest_list(stored)
+    if listed is not None:  # only the writer's packing of its text has that shape
+        return listed
+    text = _unpacked_mark_by_mark(stored)
+    return text if packed_json(text) == stored else NOT_AS_WRITTEN + text
 
 
 def _read_column(table: Any, name: str, dialect: Database) -> str:
