@@ -32,6 +32,7 @@ from pipeline.ledger.storage.tree import (
     inclusion_proofs,
     leaf_bytes,
     root_at,
+    stored_nodes,
     tree_size,
 )
 from pipeline.ledger.writing.acts import append_act
@@ -127,6 +128,24 @@ def test_the_proofs_of_many_entries_read_at_once_are_each_entrys_own_proof(
             assert proof == inclusion_proof(connection, index, n)
             leaf = hashlib.sha256(b"\x00" + (leaf_bytes(connection, index + 1) or b"")).digest()
             verify_inclusion(index, n, leaf, proof, root)
+
+
+def test_nodes_asked_on_more_levels_than_a_statement_holds_are_each_found_once(
+    db_url: str,
+) -> None:
+    """A statement asks for a bounded number of levels (SQLite refuses an expression of
+    a thousand terms): asked for every node on 1,100 levels, most empty, the tree answers
+    with exactly the nodes it keeps."""
+    ledger = ledger_with(db_url, events(40))
+    with ledger.engine.connect() as connection:
+        kept = {
+            (int(level), int(idx)): bytes(digest)
+            for level, idx, digest in connection.execute(
+                text("SELECT level, idx, hash FROM tree_node")
+            )
+        }
+        asked = [*kept, *((level, 0) for level in range(100, 1200))]
+        assert len(kept) > 1 and stored_nodes(connection, asked) == kept
 
 
 def test_a_leaf_is_the_entrys_canonical_json_with_pseudonyms_not_upns(sqlite_url: str) -> None:

@@ -77,9 +77,10 @@ class Dialect(ABC):
 
     @abstractmethod
     def among(self, column: str) -> str:
-        """``column`` is one of the values of one parameter (:meth:`listed`), in SQL passed
-        straight to the driver: :meth:`any_of` for a read that bypasses SQLAlchemy's
-        expressions (the tree's), the same text however many values it is given."""
+        """``column`` is one of the integers in one parameter (:meth:`listed`), in SQL
+        passed straight to the driver: :meth:`any_of` for a read that bypasses SQLAlchemy's
+        expressions (the tree's), the same text however many values it is given. Integers
+        alone: PostgreSQL reads the parameter as an array of bigint."""
 
     @abstractmethod
     def listed(self, values: Sequence[Any]) -> Any:

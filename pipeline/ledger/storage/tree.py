@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from hashlib import sha256
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
@@ -81,24 +82,35 @@ def stored_nodes(connection: Connection, wanted: Sequence[Node]) -> dict[Node, H
     levels: dict[int, list[int]] = {}
     for level, idx in wanted:
         levels.setdefault(level, []).append(idx)
-    if not levels:
-        return {}
-    where = " OR ".join([f"(level = {dialect.marker} AND {dialect.among('idx')})"] * len(levels))
-    rows = connection.exec_driver_sql(
-        f"SELECT level, idx, hash FROM tree_node WHERE {where}",
-        tuple(value for level, idxs in levels.items() for value in (level, dialect.listed(idxs))),
-    )
-    return {(int(level), int(idx)): bytes(digest) for level, idx, digest in rows}
+    asked = list(levels.items())
+    found: dict[Node, Hash] = {}
+    for start in range(0, len(asked), _LEVELS):  # a bounded statement, whatever is asked
+        chunk = asked[start : start + _LEVELS]
+        where = " OR ".join([f"(level = {dialect.marker} AND {dialect.among('idx')})"] * len(chunk))
+        rows = connection.exec_driver_sql(
+            f"SELECT level, idx, hash FROM tree_node WHERE {where}",
+            tuple(value for level, idxs in chunk for value in (level, dialect.listed(idxs))),
+        )
+        found.update({(int(level), int(idx)): bytes(digest) for level, idx, digest in rows})
+    return found
+
+
+#: Levels asked for a statement: a tree of 2**63 leaves has 64.
+_LEVELS = 64
 
 
 def _leaves_in(connection: Connection, indexes: Sequence[int]) -> dict[int, bytes]:
-    """Leaf index to leaf bytes, for each of ``indexes``."""
+    """Leaf index to leaf bytes, for each of ``indexes`` (a ``range``: a tile's run of
+    entries, read as one range of keys)."""
     dialect = dialect_of(connection)
-    rows = connection.exec_driver_sql(
-        f"SELECT {read_columns(ENTRY, ENTRY_FIELDS, dialect)} FROM ledger_entry "
-        f"WHERE {dialect.among('seq')}",
-        (dialect.listed([j + 1 for j in indexes]),),
-    )
+    columns = read_columns(ENTRY, ENTRY_FIELDS, dialect)
+    values: tuple[Any, ...]
+    if isinstance(indexes, range) and indexes.step == 1:
+        where = f"seq BETWEEN {dialect.marker} AND {dialect.marker}"
+        values = (indexes.start + 1, indexes.stop)
+    else:
+        where, values = dialect.among("seq"), (dialect.listed([j + 1 for j in indexes]),)
+    rows = connection.exec_driver_sql(f"SELECT {columns} FROM ledger_entry WHERE {where}", values)
     unpacked = read_unpacker(ENTRY, ENTRY_FIELDS, dialect)
     found = {}
     for row in rows if unpacked is None else map(unpacked, rows):
