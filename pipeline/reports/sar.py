@@ -27,7 +27,14 @@ from pipeline.ledger.log.receipts import HOW_TO_CHECK, proofs_for
 from pipeline.ledger.reading.queries import ENTRY_COLUMNS, in_scope
 from pipeline.ledger.reading.reads import Requester, read_in_scope, readers_of, record_read
 from pipeline.ledger.records.entry import Entry, EntryKind
-from pipeline.ledger.storage.store import ENTRY, PAYLOAD, PUPIL, Ledger, now_text
+from pipeline.ledger.storage.store import (
+    ENTRY,
+    PAYLOAD,
+    PUPIL,
+    Ledger,
+    binary_results,
+    now_text,
+)
 from pipeline.logging import get_logger
 from pipeline.policy.pack import Policy
 from pipeline.policy.rules import PUPIL_PLACE, places_named
@@ -323,11 +330,12 @@ def subject_access(
     pupil index finds is shown only if its hashed pupil keys name the pupil: a row slipped
     into the index is logged and left out (``ledger verify`` names it)."""
     seqs = select(PUPIL.c.seq).where(PUPIL.c.pupil_key == pupil_key, PUPIL.c.seq <= up_to_seq)
-    rows = connection.execute(
-        select(*(ENTRY.c[name] for name in ENTRY_COLUMNS), PAYLOAD.c.body)
-        .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
-        .where(ENTRY.c.seq.in_(seqs))
-    ).mappings()
+    with binary_results(connection):
+        rows = connection.execute(
+            select(*(ENTRY.c[name] for name in ENTRY_COLUMNS), PAYLOAD.c.body)
+            .outerjoin(PAYLOAD, PAYLOAD.c.seq == ENTRY.c.seq)
+            .where(ENTRY.c.seq.in_(seqs))
+        ).mappings()
     found, payloads = [], {}
     for row in rows:
         entry = Entry.from_row(row)

@@ -26,7 +26,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine, MetaData, create_engine, select
 from typer.testing import CliRunner
 
 from pipeline.cli.main import app
@@ -504,6 +504,33 @@ def test_on_postgresql_no_file_of_the_database_but_the_statistics_holds_an_erase
     files = {name for names in held.values() for name in names}
     statistics = _statistics_file(on_postgresql.ledger)
     assert files <= {statistics}, _relations(on_postgresql.ledger, files)
+
+
+def test_on_postgresql_a_transaction_in_another_database_holds_the_rewrite_back_too(
+    on_postgresql: Server, pg_admin_url: str
+) -> None:
+    """A server shared with other databases: no session there can read this one's tables,
+    yet VACUUM FULL kept the erased row for a transaction open in another database (as
+    this test found, here on PostgreSQL 15, when the check counted this database's
+    sessions alone and claimed a rewrite). So every database's count: the erasure says
+    the row is not yet gone, and once that transaction ends, scrubbing again leaves it
+    in no file."""
+    other = create_engine(pg_admin_url)
+    try:
+        with other.connect() as elsewhere:
+            elsewhere.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            elsewhere.exec_driver_sql("SELECT pg_current_xact_id()").scalar()
+            erased = erase(
+                on_postgresql.ledger,
+                on_postgresql.pseudonym,
+                by="dpo",
+                reason="asked",
+                rule="request",
+            )
+            assert erased.scrubbed.startswith("not yet: a transaction begun before the erasure")
+    finally:
+        other.dispose()
+    _assert_rewritten_off_disk_once_it_has_ended(on_postgresql)
 
 
 def test_on_postgresql_a_transaction_older_than_the_erasure_holds_the_rewrite_back(

@@ -205,10 +205,11 @@ def _stored_chain(
     columns = read_columns(ENTRY, read, dialect)
     unpacked = read_unpacker(ENTRY, read, dialect)
     bounds = f"WHERE seq >= {int(first)}" + ("" if last is None else f" AND seq <= {int(last)}")
-    result = connection.exec_driver_sql(
-        f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",
-        execution_options={"stream_results": True, "yield_per": PAGE},
-    )
+    with dialect.binary_results(connection):
+        result = connection.exec_driver_sql(
+            f"SELECT {columns} FROM ledger_entry {bounds} ORDER BY seq",
+            execution_options={"stream_results": True, "yield_per": PAGE},
+        )
     width = len(names)
     fragment = orjson.Fragment
     pages = result.partitions(PAGE)  # fetched a page at a time, not row by row

@@ -25,6 +25,7 @@ from pipeline.ledger.storage.store import (
     PUPILS,
     Ledger,
     any_of,
+    binary_results,
 )
 from pipeline.ledger.writing.ingest import UNKNOWN_PUPIL_NOTE
 from pipeline.ledger.writing.outbox import alert_counts
@@ -242,7 +243,9 @@ def entries(connection: Connection, filters: Filters = Filters()) -> Iterator[En
     if filters.limit is None or filters.limit > PAGE:
         # Options of this statement alone: set on the connection, they would stay there.
         statement = statement.execution_options(stream_results=True, yield_per=PAGE)
-    for row in connection.execute(statement).mappings():
+    with binary_results(connection):
+        result = connection.execute(statement)
+    for row in result.mappings():
         yield Entry.from_row(row)
 
 

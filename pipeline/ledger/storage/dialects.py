@@ -10,6 +10,7 @@ difference is said once, with why.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from abc import ABC, abstractmethod
@@ -102,6 +103,14 @@ class Dialect(ABC):
     @contextlib.contextmanager
     def streaming(self, connection: Connection) -> Iterator[None]:
         """``connection`` set up to stream the whole chain once; as it was after."""
+        yield
+
+    @contextlib.contextmanager
+    def binary_results(self, connection: Connection) -> Iterator[None]:
+        """Statements run on ``connection`` meanwhile answer in the database's binary form,
+        where it has one: for the reads of many entries' packed texts (a pupil's page, a
+        report's entries and leaves, a check of the chain). The cursor a statement makes
+        keeps the form while its rows are read; the connection is as it was after."""
         yield
 
     def reader(self, connection: Connection) -> Connection:
@@ -204,6 +213,26 @@ _OLDER_SNAPSHOTS = (
 )
 
 
+@functools.cache
+def _binary_cursors() -> tuple[type[Any], type[Any]]:
+    """Cursors whose results come in PostgreSQL's binary form, client-side and server-side
+    (made on first use: psycopg is imported where PostgreSQL is used, not by every
+    command)."""
+    import psycopg
+
+    class Binary(psycopg.Cursor[Any]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.format = psycopg.pq.Format.BINARY
+
+    class BinaryStreamed(psycopg.ServerCursor[Any]):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.format = psycopg.pq.Format.BINARY
+
+    return Binary, BinaryStreamed
+
+
 class _PostgreSQL(Dialect):
     name, marker, packs_digests, server = "postgresql", "%s", True, True
 
@@ -217,6 +246,19 @@ class _PostgreSQL(Dialect):
         # grew (bench/scale.py: the writer 14 to 20 times slower at 30,000 to 50,000).
         connect = {"prepare_threshold": None}
         return create_engine(url, pool_pre_ping=True, connect_args=connect, **pool)
+
+    @contextlib.contextmanager
+    def binary_results(self, connection: Connection) -> Iterator[None]:
+        # A bytea comes as its bytes, not as hex text twice their size that the server
+        # writes out and the driver reads back. Not for every statement: a type psycopg
+        # has no binary reader for (int2vector, in SQLAlchemy's reflection) comes as bytes.
+        driver: Any = connection.connection.driver_connection
+        plain, streamed = driver.cursor_factory, driver.server_cursor_factory
+        driver.cursor_factory, driver.server_cursor_factory = _binary_cursors()
+        try:
+            yield
+        finally:
+            driver.cursor_factory, driver.server_cursor_factory = plain, streamed
 
     def any_of(self, column: Any, values: Sequence[Any]) -> Any:
         return column == any_(bindparam(None, self.listed(values), type_=ARRAY(column.type)))

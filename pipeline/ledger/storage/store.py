@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -510,6 +510,13 @@ class Ledger:
             )
         ).all()
         return {r.pupil_key: (r.upn, r.dob) for r in rows}
+
+
+def binary_results(connection: Connection) -> AbstractContextManager[None]:
+    """Statements run on ``connection`` meanwhile answer in the database's binary form
+    (see :meth:`~pipeline.ledger.storage.dialects.Dialect.binary_results`): for a read of
+    many entries' packed texts."""
+    return dialect_of(connection).binary_results(connection)
 
 
 def any_of(connection: Connection, column: Any, values: Sequence[Any]) -> Any:

@@ -110,7 +110,10 @@ def _leaves_in(connection: Connection, indexes: Sequence[int]) -> dict[int, byte
         values = (indexes.start + 1, indexes.stop)
     else:
         where, values = dialect.among("seq"), (dialect.listed([j + 1 for j in indexes]),)
-    rows = connection.exec_driver_sql(f"SELECT {columns} FROM ledger_entry WHERE {where}", values)
+    with dialect.binary_results(connection):
+        rows = connection.exec_driver_sql(
+            f"SELECT {columns} FROM ledger_entry WHERE {where}", values
+        )
     unpacked = read_unpacker(ENTRY, ENTRY_FIELDS, dialect)
     found = {}
     for row in rows if unpacked is None else map(unpacked, rows):
