@@ -6,6 +6,8 @@ the topic is counted and ignored."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
 import time
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -16,6 +18,7 @@ from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
 from pipeline.transparency.note import Signer, Verifier
 from pipeline.transport.receipts import (
+    CHECKED_TOGETHER,
     CLOCK_SKEW,
     REFUSED,
     STALE,
@@ -207,6 +210,67 @@ def test_only_the_receipts_of_this_senders_positions_have_their_signatures_check
         matching.offer(signed(receipt(f"ev-other-{offset}", at=("sharing.census", 0, offset))))
     assert matching.offer(signed(receipt())) is not None
     assert len(CountingVerifier.checked) == 1
+
+
+def burst(matching: ReceiptBook) -> list[bytes]:
+    """A poll's worth of notes: receipts of many lines the sender waits for, among them a
+    forged one, one twice, one of another sender's record and one read before its ack."""
+    count = 2 * CHECKED_TOGETHER
+    for line in range(count):
+        matching.acked(line, ("sharing.referral", 0, line), f"ev-{line}")
+    notes = [signed(receipt(f"ev-{n}", at=("sharing.referral", 0, n))) for n in range(count)]
+    notes[5] = signed(receipt("ev-5", at=("sharing.referral", 0, 5)), OTHER_KEY)
+    notes.insert(9, notes[8])
+    notes.append(signed(receipt("ev-x", at=("sharing.census", 3, 1))))
+    notes.append(signed(receipt(f"ev-{count}", at=("sharing.referral", 0, count))))
+    return notes
+
+
+def test_a_burst_of_receipts_offered_at_once_delivers_what_offering_each_in_turn_does() -> None:
+    one_by_one, at_once = book(), book()
+    notes, same = burst(one_by_one), burst(at_once)
+    assert notes == same
+    delivered = [found for note in notes if (found := one_by_one.offer(note)) is not None]
+    assert at_once.offer_all(notes) == delivered
+    assert len(delivered) == 2 * CHECKED_TOGETHER - 1
+    assert at_once.waiting() == one_by_one.waiting() == [5]
+    assert at_once.ignored == one_by_one.ignored == {REFUSED: 1}
+    assert at_once.repeated == one_by_one.repeated == 1
+    count = 2 * CHECKED_TOGETHER
+    assert at_once.acked(count, ("sharing.referral", 0, count), f"ev-{count}") is not None
+
+
+class ThreadNoting(Verifier):
+    """The log's verifier key, noting the threads its signatures are checked on, and what."""
+
+    threads: ClassVar[set[str]] = set()
+    checked: ClassVar[list[bytes]] = []
+
+    def verifies(self, message: bytes, signature: bytes) -> bool:
+        self.threads.add(threading.current_thread().name)
+        self.checked.append(message)
+        time.sleep(0.002)  # long enough that one thread cannot take every check
+        return super().verifies(message, signature)
+
+
+def test_a_burst_of_receipts_has_its_signatures_checked_on_several_threads() -> None:
+    """A worker answers a group of thousands of records at once: the sender checks them on
+    every core (a check releases the GIL), not on one while the others stand idle."""
+    ThreadNoting.threads.clear()
+    matching = ReceiptBook(ThreadNoting(LOG.name, LOG.verifier.public), clock=lambda: NOW)
+    matching.offer_all(burst(matching))
+    checkers = ThreadNoting.threads - {threading.current_thread().name}
+    assert len(checkers) >= min(2, os.cpu_count() or 1)
+
+
+def test_each_receipt_of_a_burst_has_its_signature_checked_once() -> None:
+    """Checked ahead, a receipt is not checked again as it is offered, nor twice when the
+    topic carries it twice; the receipts of others' records and of records not yet
+    acknowledged are not checked ahead (nor is the forged one: another key id)."""
+    ThreadNoting.checked.clear()
+    matching = ReceiptBook(ThreadNoting(LOG.name, LOG.verifier.public), clock=lambda: NOW)
+    matching.offer_all(burst(matching))
+    assert len(ThreadNoting.checked) == len(set(ThreadNoting.checked)) == 2 * CHECKED_TOGETHER - 1
 
 
 def test_a_forged_receipt_read_before_the_ack_is_refused_when_the_ack_comes() -> None:
