@@ -168,9 +168,14 @@ def _agent(record: Callable[..., Any], batching: Batching) -> Any:
 
 
 def _facts_ends(app: Any) -> dict[int, int | None]:
-    """The end offset of each facts partition this worker has (None until fetched)."""
+    """The end offset of each facts partition this worker has (None until fetched); none
+    while the facts agent cannot take a record: while the worker stops, and in a rebalance,
+    where Faust stops fetching and then waits for every record taken to be acked before it
+    lets the partitions go (a sharing batch held for the facts agent then held both)."""
     try:
         consumer = app.consumer
+        if app.should_stop or app.rebalancing or not consumer.flow_active:
+            return {}
         return {
             tp.partition: consumer.highwater(tp)
             for tp in consumer.assignment()

@@ -90,19 +90,26 @@ class Pacer:
         latest: float,
         ends: Callable[[], Mapping[int, int | None]],
         enough: Callable[[], bool] = lambda: False,
+        taken: float | None = None,
     ) -> float:
-        """Wait while :meth:`holds`, at most ``patience`` seconds, and only until ``enough``
-        says the agent can hold no more (call :meth:`wake` when that changes); the seconds
-        waited."""
-        started = self.clock()
+        """Wait while :meth:`holds`, until ``patience`` seconds after the batch was
+        ``taken`` (by :attr:`clock`; default now), and only until ``enough`` says the agent
+        can hold no more (call :meth:`wake` when that changes); the seconds waited.
+
+        The patience runs from when the batch was taken, not from its turn: batches wait
+        their turns one after another, and a facts agent that stopped moving (the worker
+        stopping, or its partitions being taken away) held each of them a patience in turn,
+        the last of 64 more than ten minutes."""
+        began = self.clock()
+        since = began if taken is None else taken
         if self._started is None:
-            self._started = started
+            self._started = since
         while not enough() and self.holds(latest, ends()):
-            left = self.patience - (self.clock() - started)
+            left = self.patience - (self.clock() - since)
             if left <= 0:
                 break
             if self._moved is None:
                 self._moved = asyncio.Event()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._moved.wait(), timeout=min(left, _RECHECK))
-        return self.clock() - started
+        return self.clock() - began

@@ -353,7 +353,8 @@ class _Holding:
         self.recorder = recorder
         self.acks = AcksInOrder(ack)
         batching = recorder.batching
-        self.held: asyncio.Queue[tuple[Sequence[Taken], int]] = asyncio.Queue(batching.held)
+        # Each batch held, its size in bytes, and when it was taken (by the pacer's clock).
+        self.held: asyncio.Queue[tuple[Sequence[Taken], int, float]] = asyncio.Queue(batching.held)
         self.held_bytes = 0
         self.in_flight = Allowance(batching.in_flight)
 
@@ -363,17 +364,17 @@ class _Holding:
     async def hold(self, batch: Sequence[Taken]) -> None:
         size = sum(len(t.message.value or b"") for t in batch)
         self.held_bytes += size
-        await self.held.put((batch, size))
+        await self.held.put((batch, size, self.recorder.pacer.clock()))
         if self.enough():
             self.recorder.pacer.wake()
 
     async def hand_on(self) -> None:
         recorder = self.recorder
         while True:
-            batch, size = await self.held.get()
+            batch, size, taken = await self.held.get()
             latest = max(t.message.timestamp or 0.0 for t in batch)
             try:
-                await recorder.pacer.wait_turn(latest, recorder.facts_ends, enough=self.enough)
+                await recorder.pacer.wait_turn(latest, recorder.facts_ends, self.enough, taken)
             except Exception as exc:  # holding only saves work: never stall on it
                 log.warning("pacing_failed", error=type(exc).__name__)
             self.held_bytes -= size

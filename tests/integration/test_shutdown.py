@@ -275,6 +275,40 @@ def test_a_worker_killed_after_its_grace_says_how_many_records_it_left_unrecorde
     assert "worker killed after 0.5 s: 7 records accepted but not recorded" in said
 
 
+@pytest.mark.slow
+def test_a_worker_stopped_while_draining_a_backlog_stops_by_itself_and_loses_nothing(
+    kafka: KafkaConfig, sqlite_url: str, tmp_path: Path, policy: Policy
+) -> None:
+    """SIGTERM (what ``up`` sends once nothing is left, and a service manager at any time)
+    while the sharing agents hold batches for the facts agent: the worker stops within its
+    grace, having stopped taking records, and a worker started again records the rest once.
+    Each held batch used to wait out the pacer's patience in turn for a facts agent that
+    had stopped: the worker was killed after its grace, recording a batch every 10 s."""
+    from pipeline.transport.kafka import ensure_topics
+    from pipeline.transport.processes import worker_command
+    from tests.integration.test_pipeline_faults import (
+        KEY_ENV,
+        assert_recorded_exactly_once,
+        year_events,
+    )
+
+    ensure_topics(kafka)
+    records = year_events(9_000, seed=17)[:20_000]
+    log = tmp_path / "worker.log"
+    worker = Worker(worker_command(kafka.bootstrap, sqlite_url), log, KEY_ENV)
+    worker.start()
+    try:
+        send(kafka.bootstrap, records)
+        assert wait_until(lambda: ledger_count(sqlite_url) > 0, timeout=90), log.read_text()
+        assert worker.stop() == 0, "killed after its grace: " + log.read_text()[-3000:]
+        expected = expected_of(records, Engine(policy)).entries
+        assert ledger_count(sqlite_url) < expected, "the backlog drained before the stop"
+        worker.start()
+        assert_recorded_exactly_once(sqlite_url, records, policy, log, timeout=180)
+    finally:
+        worker.stop()
+
+
 def emit(broker: str, file: Path, db: Path, receipts: Path, timeout: float) -> str:
     """``sharing-audit emit`` as a school runs it, keeping its receipts; what it printed."""
     done = subprocess.run(
