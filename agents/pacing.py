@@ -101,7 +101,7 @@ class Pacer:
         stopping, or its partitions being taken away) held each of them a patience in turn,
         the last of 64 more than ten minutes."""
         began = self.clock()
-        since = began if taken is None else taken
+        since = began if taken is None else min(taken, began)
         if self._started is None:
             self._started = since
         while not enough() and self.holds(latest, ends()):

@@ -163,11 +163,9 @@ class ReceiptBook:
         among threads, one a core (:data:`CHECKED_TOGETHER` each at least)."""
         awaited = list(dict.fromkeys(note for note in notes if self._awaited(note)))
         ways = min(os.cpu_count() or 1, len(awaited) // CHECKED_TOGETHER)
-        if ways > 1:
-            parts = [awaited[n::ways] for n in range(ways)]
-            for part, opened in zip(parts, _checks().map(self._open_all, parts), strict=True):
-                self._checked.update(zip(part, opened, strict=True))
         try:
+            if ways > 1:
+                self._checked = _checked_together(self._open_all, awaited, ways)
             return [found for note in notes if (found := self.offer(note)) is not None]
         finally:
             self._checked = {}
@@ -221,10 +219,33 @@ class ReceiptBook:
         return sorted(self._unheld)
 
 
+def _checked_together(
+    open_all: Callable[[list[bytes]], list[Held | None]], notes: list[bytes], ways: int
+) -> dict[bytes, Held | None]:
+    """What ``open_all`` finds of each of ``notes``, shared among ``ways`` threads; nothing
+    when the threads cannot be had (the interpreter exiting refuses them) or a check
+    failed otherwise: each note is then checked as it is offered, where a failure is
+    raised in its turn."""
+    parts = [notes[n::ways] for n in range(ways)]
+    try:
+        opened = list(_checks().map(open_all, parts))
+    except Exception:
+        return {}
+    return {
+        n: held
+        for part, found in zip(parts, opened, strict=True)
+        for n, held in zip(part, found, strict=True)
+    }
+
+
 @functools.cache
 def _checks() -> ThreadPoolExecutor:
-    """The threads that check receipts' signatures, one a core, made when first needed."""
+    """The threads that check receipts' signatures, one a core, made when first needed
+    (and made again in a forked child, which inherits the pool but none of its threads)."""
     return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="receipt-checks")
+
+
+os.register_at_fork(after_in_child=_checks.cache_clear)
 
 
 class Feed(Protocol):

@@ -181,3 +181,11 @@ def test_no_batch_waits_for_a_facts_agent_that_cannot_take_a_record(state: dict[
     before the partitions go), the facts agent takes nothing: a batch held for it would be
     held for nothing, and would hold up the stop or the rebalance."""
     assert _facts_ends(_worker(**state)) == {}
+
+
+def test_a_batch_said_to_be_taken_later_than_now_is_held_no_longer_than_the_patience() -> None:
+    pacer = Pacer(patience=0.05)
+    pacer.facts_taken([(0, 9, 50.0)])
+    later = pacer.clock() + 1_000.0
+    turn = pacer.wait_turn(60.0, lambda: {0: 100}, taken=later)
+    assert asyncio.run(asyncio.wait_for(turn, timeout=5)) < 1.0

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import orjson
+import pytest
 
 from pipeline.transparency.delivery import DeliveryReceipt, sign_receipt
 from pipeline.transparency.merkle import leaf_hash
@@ -271,6 +275,65 @@ def test_each_receipt_of_a_burst_has_its_signature_checked_once() -> None:
     matching = ReceiptBook(ThreadNoting(LOG.name, LOG.verifier.public), clock=lambda: NOW)
     matching.offer_all(burst(matching))
     assert len(ThreadNoting.checked) == len(set(ThreadNoting.checked)) == 2 * CHECKED_TOGETHER - 1
+
+
+def test_a_forked_child_checks_a_burst_of_receipts_as_its_parent_does() -> None:
+    """A child inherits its parent's threads as a pool that is full but has none running:
+    it makes threads of its own rather than wait on them for ever."""
+    parent = book()
+    assert parent.offer_all(burst(parent))
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        status = 2
+        try:
+            signal.alarm(20)
+            child = book()
+            status = 0 if len(child.offer_all(burst(child))) == 2 * CHECKED_TOGETHER - 1 else 1
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_burst_of_receipts_offered_as_the_interpreter_exits_is_checked_in_turn() -> None:
+    """Threads are refused once the interpreter is exiting (an atexit handler, a thread
+    left running): the receipts are checked one by one, as offered."""
+    at_exit = (
+        "import atexit\n"
+        "from tests.unit.test_receipt_matching import book, burst\n"
+        "def deliver():\n"
+        "    matching = book()\n"
+        "    print(len(matching.offer_all(burst(matching))))\n"
+        "atexit.register(deliver)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", at_exit], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == str(2 * CHECKED_TOGETHER - 1), done.stderr
+
+
+class FailingOn(Verifier):
+    """The log's verifier key, failing outright (not refusing) on one receipt's text."""
+
+    failing: ClassVar[bytes] = b""
+
+    def verifies(self, message: bytes, signature: bytes) -> bool:
+        if message == self.failing:
+            raise RuntimeError("the check itself failed")
+        return super().verifies(message, signature)
+
+
+def test_a_check_that_fails_in_a_burst_fails_in_its_turn_after_the_receipts_before_it() -> None:
+    matching = ReceiptBook(FailingOn(LOG.name, LOG.verifier.public), clock=lambda: NOW)
+    notes = burst(matching)
+    FailingOn.failing = notes[40].split(b"\n\n")[0] + b"\n"
+    try:
+        with pytest.raises(RuntimeError, match="the check itself failed"):
+            matching.offer_all(notes)
+    finally:
+        FailingOn.failing = b""
+    assert len(matching.held) == 38  # the 40 before it, but the forged one and a repeat
 
 
 def test_a_forged_receipt_read_before_the_ack_is_refused_when_the_ack_comes() -> None:
