@@ -8,12 +8,23 @@ import inspect
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
+from pipeline.engine import Position
+from pipeline.ledger.integrity.verification import verify
+from pipeline.ledger.storage.errors import LedgerError
+from pipeline.ledger.storage.store import Ledger
+from pipeline.ledger.writing.ingest import LedgerWriter
+from pipeline.policy.pack import Policy
+from pipeline.pseudonym import pseudonymiser
 from pipeline.transport.processes import Worker
+from tests.factory import consent_given, line, referral
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 DOCKER_COMPOSE = shutil.which("docker-compose")
@@ -67,3 +78,67 @@ def test_the_compose_file_gives_a_worker_as_long_to_stop_as_up_does() -> None:
     worker = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["worker"]
     grace = inspect.signature(Worker.stop).parameters["grace"].default
     assert worker["stop_grace_period"] == f"{grace:.0f}s"
+
+
+@pytest.mark.skipif(shutil.which("psql") is None, reason="psql (PostgreSQL's client) not installed")
+def test_the_compose_files_database_setup_gives_the_worker_a_role_that_records(
+    pg_url: str, policy: Policy
+) -> None:
+    """What compose does on a new volume, run here without Docker on this machine's
+    PostgreSQL: the postgres service's init script makes the application role, the
+    migrate service's own command builds the schema as its owner and grants the role its
+    rights, and the role then records events as the worker does."""
+    url = make_url(pg_url)
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    init = compose["postgres"]["volumes"][1].split(":")[0]
+    made = subprocess.run(
+        ["sh", str(COMPOSE_FILE.parent / init)],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PGHOST": url.host or "127.0.0.1",
+            "PGPORT": str(url.port or 5432),
+            "PGPASSWORD": url.password or "",
+            "POSTGRES_USER": url.username or "postgres",
+            "POSTGRES_DB": url.database or "",
+            "SHARING_AUDIT_APP_DB_PASSWORD": SECRETS["SHARING_AUDIT_APP_DB_PASSWORD"],
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    owner = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        migrate = compose["migrate"]["entrypoint"]
+        migrated = subprocess.run(
+            migrate,
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "SHARING_AUDIT_DATABASE_URL": pg_url,
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        app = url.set(username="sharing_app", password=SECRETS["SHARING_AUDIT_APP_DB_PASSWORD"])
+        ledger = Ledger.open(app.render_as_string(hide_password=False))
+        writer = LedgerWriter(ledger, policy, pseudonymiser(bytes(range(32))))
+        events = [consent_given(), referral(lawful_basis="consent", consent_ref="C-1")]
+        writer.write([(line(e), Position.line("f", n)) for n, e in enumerate(events, 1)])
+        with ledger.engine.connect() as connection:
+            assert verify(connection).ok
+            with pytest.raises(LedgerError, match="permission denied"):
+                connection.execute(text("DELETE FROM ledger_entry"))
+        ledger.engine.dispose()
+    finally:
+        with owner.connect() as connection:
+            if connection.execute(
+                text("SELECT 1 FROM pg_roles WHERE rolname = 'sharing_app'")
+            ).first():
+                connection.execute(text("DROP OWNED BY sharing_app"))
+                connection.execute(text("DROP ROLE sharing_app"))
+        owner.dispose()
