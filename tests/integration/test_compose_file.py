@@ -142,3 +142,18 @@ def test_the_compose_files_database_setup_gives_the_worker_a_role_that_records(
                 connection.execute(text("DROP OWNED BY sharing_app"))
                 connection.execute(text("DROP ROLE sharing_app"))
         owner.dispose()
+
+
+@pytest.mark.parametrize("service", ["worker", "desk"])
+def test_each_services_command_is_one_the_image_runs(service: str) -> None:
+    """The image's entry point is ``sharing-audit``: a service's command (and its options)
+    must be one of its commands, or the service exits at once."""
+    command = yaml.safe_load(COMPOSE_FILE.read_text())["services"][service]["command"]
+    asked = subprocess.run(
+        [str(Path(sys.executable).parent / "sharing-audit"), *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert asked.returncode == 0, asked.stderr
