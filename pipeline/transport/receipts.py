@@ -161,8 +161,11 @@ class ReceiptBook:
         """:meth:`offer` each of ``notes`` in turn; the records they newly deliver. The
         signatures of those for positions this sender waits for are checked first, shared
         among threads, one a core (:data:`CHECKED_TOGETHER` each at least)."""
-        awaited = list(dict.fromkeys(note for note in notes if self._awaited(note)))
-        ways = min(os.cpu_count() or 1, len(awaited) // CHECKED_TOGETHER)
+        cores = os.cpu_count() or 1
+        # Claims are read here and again as offered: only where threads may be worth it.
+        ahead = cores > 1 and len(notes) >= 2 * CHECKED_TOGETHER
+        awaited = list(dict.fromkeys(n for n in notes if self._awaited(n))) if ahead else []
+        ways = min(cores, len(awaited) // CHECKED_TOGETHER)
         try:
             if ways > 1:
                 self._checked = _checked_together(self._open_all, awaited, ways)
